@@ -1,0 +1,35 @@
+"""Installs keras_fcn: Fully Convolutional Networks (Long, Shelhamer, Darrell, CVPR 2015) in Keras."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="keras_fcn",
+    version="0.1.0",
+    description=(
+        "Paper-faithful Fully Convolutional Networks (FCN-32s/16s/8s) for semantic "
+        "segmentation in Keras 3 / TensorFlow, with tf.data pipelines and TFLite export."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["keras_fcn", "keras_fcn.*"]),
+    package_data={"keras_fcn": ["resources/*"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.3",
+        "tensorflow-datasets",
+        "numpy",
+        "pillow",
+        "absl-py",
+        "h5py",
+        "matplotlib",
+    ],
+    extras_require={
+        # torch: only for the equivalence tests against a PyTorch FCN and the weight converter;
+        # the pinned release installs from a local wheel on our machines (CPU build).
+        "dev": ["pytest", "scipy", "ai-edge-litert", "torch==2.13.0"],
+        "litert": ["ai-edge-litert"],
+        "torch": ["torch"],
+        "video": ["av"],
+    },
+)
