@@ -1,0 +1,182 @@
+"""Small serializable layers and initializers used by the FCN heads.
+
+Everything here is registered with Keras under the package name ``keras_fcn`` so that
+``model.save("x.keras")`` followed by ``keras.models.load_model("x.keras")`` works without
+``custom_objects``.
+"""
+
+import numpy as np
+import keras
+from keras import ops
+
+# Per-channel mean of the reference models' training images, in BGR order (Caffe VGG16).
+FCN_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
+
+_PACKAGE = "keras_fcn"
+
+
+def bilinear_kernel(size):
+    """Returns the 2-D bilinear interpolation kernel of the reference FCN upsampling layers.
+
+    ``factor = (size + 1) // 2``; ``center = factor - 1`` for odd sizes, ``factor - 0.5`` for
+    even ones; ``w(i, j) = (1 - |i - center| / factor) * (1 - |j - center| / factor)``.
+
+    Args:
+        size: kernel size in pixels (``2 * stride`` for the FCN layers), a positive integer.
+
+    Returns:
+        A float32 numpy array of shape ``(size, size)``.
+
+    Example:
+        >>> bilinear_kernel(4)[0]
+        array([0.0625, 0.1875, 0.1875, 0.0625], dtype=float32)
+    """
+    if not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"Kernel size must be a positive integer. Received: size={size!r}")
+    factor = (size + 1) // 2
+    center = factor - 1 if size % 2 == 1 else factor - 0.5
+    taps = 1.0 - np.abs(np.arange(size) - center) / factor
+    return np.outer(taps, taps).astype("float32")
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class BilinearUpsampling(keras.initializers.Initializer):
+    """Initializes a ``Conv2DTranspose`` kernel to per-channel bilinear upsampling.
+
+    The kernel shape is ``(k, k, channels_out, channels_in)`` (Keras layout) with
+    ``channels_out == channels_in``; channel ``c`` maps to channel ``c`` only, all other
+    entries are zero, exactly as the reference FCN ``upscore`` layers.
+    """
+
+    def __call__(self, shape, dtype=None):
+        if len(shape) != 4 or shape[0] != shape[1] or shape[2] != shape[3]:
+            raise ValueError(
+                "BilinearUpsampling needs a square kernel of shape (k, k, C, C). "
+                f"Received: shape={tuple(shape)}"
+            )
+        size, channels = shape[0], shape[2]
+        kernel = np.zeros(shape, dtype="float32")
+        kernel[:, :, np.arange(channels), np.arange(channels)] = bilinear_kernel(size)[..., None]
+        return ops.convert_to_tensor(kernel, dtype=dtype or "float32")
+
+    def get_config(self):
+        return {}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CropToReference(keras.layers.Layer):
+    """Crops ``inputs[0]`` to the spatial size of ``inputs[1]``, starting at a fixed offset.
+
+    This is the reference Caffe ``Crop`` layer (``axis=2``): the window is
+    ``x[:, offset:offset + H_ref, offset:offset + W_ref, :]``. When the reference size is
+    static (a fixed input size) the slice is static too, which keeps exported TFLite graphs
+    free of shape arithmetic.
+
+    Args:
+        offset: top-left offset of the window, the same along height and width.
+    """
+
+    def __init__(self, offset, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(offset, (int, np.integer)) or offset < 0:
+            raise ValueError(
+                f"offset must be a non-negative integer. Received: offset={offset!r}"
+            )
+        self.offset = int(offset)
+
+    def call(self, inputs):
+        x, reference = inputs
+        height = reference.shape[1] if reference.shape[1] is not None else ops.shape(reference)[1]
+        width = reference.shape[2] if reference.shape[2] is not None else ops.shape(reference)[2]
+        o = self.offset
+        return x[:, o : o + height, o : o + width, :]
+
+    def compute_output_shape(self, input_shapes):
+        x_shape, ref_shape = input_shapes
+        return (x_shape[0], ref_shape[1], ref_shape[2], x_shape[3])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"offset": self.offset})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Scale(keras.layers.Layer):
+    """Multiplies its input by a fixed factor (the at-once FCN-8s ``scale_pool4``/``scale_pool3``)."""
+
+    def __init__(self, factor, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = float(factor)
+
+    def call(self, inputs):
+        return inputs * ops.cast(self.factor, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"factor": self.factor})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CaffePreprocessing(keras.layers.Layer):
+    """Turns RGB images with values in [0, 255] (any dtype) into the reference model input.
+
+    Casts to float, reverses the channels to BGR and subtracts the per-channel mean of the
+    reference models (``FCN_MEAN_BGR``), with no scaling. Putting this layer first makes a
+    model that takes raw uint8 RGB images, so exported models need no outside preprocessing.
+
+    Args:
+        mean_bgr: per-channel mean in BGR order.
+    """
+
+    def __init__(self, mean_bgr=FCN_MEAN_BGR, **kwargs):
+        super().__init__(**kwargs)
+        mean_bgr = tuple(float(m) for m in mean_bgr)
+        if len(mean_bgr) != 3:
+            raise ValueError(f"mean_bgr must have 3 values. Received: mean_bgr={mean_bgr}")
+        self.mean_bgr = mean_bgr
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        x = ops.flip(x, axis=-1)
+        return x - ops.cast(ops.convert_to_tensor(self.mean_bgr), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"mean_bgr": list(self.mean_bgr)})
+        return config
+
+
+def preprocess_input(images, mean_bgr=FCN_MEAN_BGR):
+    """Prepares RGB images in [0, 255] for the FCN models: RGB -> BGR, mean subtracted.
+
+    Matches the reference Caffe and PyTorch FCN weights (Caffe VGG16 convention, no scaling).
+
+    Args:
+        images: array or tensor ``(..., 3)`` of RGB values in [0, 255] (uint8 or float).
+        mean_bgr: per-channel mean in BGR order.
+
+    Returns:
+        A float32 array (numpy in, numpy out) or tensor of the same shape.
+
+    Example:
+        >>> x = preprocess_input(np.full((1, 4, 4, 3), 128, np.uint8))
+        >>> x[0, 0, 0]  # B, G, R minus their means
+        array([23.993011, 11.331232,  5.331085], dtype=float32)
+    """
+    if images.shape[-1] != 3:
+        raise ValueError(
+            f"preprocess_input expects RGB images with 3 channels last. "
+            f"Received: shape={tuple(images.shape)}"
+        )
+    if isinstance(images, np.ndarray):
+        x = images.astype("float32")[..., ::-1]
+        return x - np.asarray(mean_bgr, dtype="float32")
+    return CaffePreprocessing(mean_bgr, dtype="float32")(images)
