@@ -150,22 +150,22 @@ def build_fcn(
             "include_preprocessing=True needs RGB input with 3 channels. "
             f"Received: input_shape={input_shape!r}"
         )
-    inputs = keras.Input(shape, dtype="uint8" if include_preprocessing else None, name="image")
-    x = CaffePreprocessing(name="preprocess")(inputs) if include_preprocessing else inputs
     if backbone == "mobilenet_v2":
         from keras_fcn import mobilenet
 
-        pool3, pool4, fc7, offsets = mobilenet.mobilenet_v2_features(x, dropout=dropout)
-    else:
-        pool3, pool4, fc7 = vgg16_features(x, dropout, widths, fc_units)
-        offsets = VGG16_OFFSETS
-    outputs = _heads(variant, inputs, pool3, pool4, fc7, num_classes, offsets, trainable_upsampling)
+        return mobilenet.build_mobilenet_v2_fcn(
+            variant, num_classes, shape, weights, dropout, trainable_upsampling,
+            include_preprocessing, name or f"fcn{variant}_mobilenet_v2",
+        )
+    inputs = keras.Input(shape, name="image")
+    x = CaffePreprocessing(name="preprocess")(inputs) if include_preprocessing else inputs
+    pool3, pool4, fc7 = vgg16_features(x, dropout, widths, fc_units)
+    outputs = _heads(
+        variant, inputs, pool3, pool4, fc7, num_classes, VGG16_OFFSETS, trainable_upsampling
+    )
     model = keras.Model(inputs, outputs, name=name or f"fcn{variant}")
     if weights is not None:
-        if backbone == "mobilenet_v2" and isinstance(weights, str) and weights == "imagenet":
-            mobilenet.load_imagenet_weights(model)
-        else:
-            weights_lib.load_weights(model, weights)
+        weights_lib.load_weights(model, weights)
     return model
 
 
@@ -183,8 +183,9 @@ _ARGS_DOC = """
         dropout: dropout rate after ``fc6`` and ``fc7`` (0.5 in the paper).
         trainable_upsampling: if True the bilinear transposed convolutions are trained
             (the reference keeps them fixed).
-        include_preprocessing: if True the model takes raw RGB ``uint8`` images and does the
-            BGR conversion and mean subtraction itself (see ``preprocess_input``).
+        include_preprocessing: if True the model takes raw RGB images with values in
+            [0, 255] (float or uint8 data) and does the BGR conversion and mean subtraction
+            itself; if False, feed it ``keras_fcn.preprocess_input(images)``.
         backbone: ``"vgg16"`` (the paper) or ``"mobilenet_v2"`` (a light backbone for edge
             devices).
         name: model name.
@@ -239,16 +240,19 @@ build_fcn8s.__doc__ = (
 )
 
 
-def with_preprocessing(model, name=None):
-    """Wraps a float-input FCN so that it takes raw RGB ``uint8`` images.
+def with_preprocessing(model, input_dtype="uint8", name=None):
+    """Wraps a float-input VGG16 FCN so that it takes raw RGB images (``uint8`` by default).
+
+    Use it on a model built with ``include_preprocessing=False`` before export, so the
+    deployed model needs no outside preprocessing.
 
     Example:
         >>> deployable = with_preprocessing(trained_model)
         >>> deployable.predict(np.zeros((1, 64, 64, 3), np.uint8)).shape
         (1, 64, 64, 21)
     """
-    if model.inputs[0].dtype == "uint8":
-        raise ValueError(f"Model {model.name!r} already takes uint8 input.")
-    inputs = keras.Input(model.inputs[0].shape[1:], dtype="uint8", name="image")
+    if any(layer.name == "preprocess" for layer in model.layers):
+        raise ValueError(f"Model {model.name!r} already has a 'preprocess' layer.")
+    inputs = keras.Input(model.inputs[0].shape[1:], dtype=input_dtype, name="image")
     outputs = model(CaffePreprocessing(name="preprocess")(inputs))
-    return keras.Model(inputs, outputs, name=name or f"{model.name}_uint8")
+    return keras.Model(inputs, outputs, name=name or f"{model.name}_{input_dtype}")
