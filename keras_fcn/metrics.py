@@ -1,0 +1,430 @@
+"""Segmentation metrics of the FCN paper, streaming (Keras) and in numpy.
+
+From the confusion matrix n (n_ij = pixels of class i predicted as j),
+t_i = sum_j n_ij (Long et al., CVPR 2015, section 5):
+
+- pixel accuracy: sum_i n_ii / sum_i t_i
+- mean accuracy: mean_i n_ii / t_i
+- mean IU: mean_i n_ii / (t_i + sum_j n_ji - n_ii)
+- frequency-weighted IU: (sum_k t_k)^-1 sum_i t_i n_ii / (t_i + sum_j n_ji - n_ii)
+
+NaN-mean convention of the reference: a class absent from both labels and
+predictions (IU 0/0) is left out of the mean IU; a class absent from the
+labels (accuracy 0/0) is left out of the mean accuracy. A class that is only
+predicted has IU 0 and counts. When no pixel was counted at all, the four
+scores are 0.0 (not NaN, so checkpoint monitoring keeps working); the
+per-class IU stays NaN for absent classes.
+
+Void pixels (`ignore_label`) are never counted. Any other label or predicted
+class outside [0, num_classes) is an error: a `ValueError` in eager mode and
+in numpy, a failed `tf.debugging.Assert` in a graph (with XLA, where asserts
+may be compiled away, such pixels are dropped).
+
+Under `tf.distribute` the confusion matrix is a Keras metric variable with
+SUM aggregation (synchronized on read): reading it outside the replica
+function, as `model.evaluate()` and the epoch-end logs do, gives the
+matrix summed over replicas. Keras' per-batch logs during `fit`, however, are
+computed inside each replica and averaged over replicas.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_fcn.losses import _validate_ignore_label
+
+METRIC_NAMES = (
+    "pixel_accuracy",
+    "mean_accuracy",
+    "mean_iu",
+    "frequency_weighted_iu",
+)
+
+
+def _validate_num_classes(num_classes):
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, (int, np.integer))
+        or num_classes < 1
+    ):
+        raise ValueError(
+            "`num_classes` must be a positive integer. "
+            f"Received: num_classes={num_classes!r}"
+        )
+    return int(num_classes)
+
+
+def _validate_metric(metric):
+    if metric not in METRIC_NAMES:
+        raise ValueError(
+            f"`metric` must be one of {METRIC_NAMES}. Received: metric={metric!r}"
+        )
+    return metric
+
+
+# ---------------------------------------------------------------- numpy ----
+
+
+def confusion_matrix(labels, preds, num_classes, ignore_label=255):
+    """Confusion matrix of one or many label maps, in numpy.
+
+    Args:
+        labels: int array of ground-truth labels, any shape.
+        preds: int array of predicted classes, same shape as `labels`.
+        num_classes: number of classes C.
+        ignore_label: void label, not counted (None counts every pixel).
+
+    Returns:
+        int64 array (C, C) with n[i, j] = pixels labelled i and predicted j.
+
+    Raises:
+        ValueError: on mismatched shapes, or a non-void label or prediction
+            outside [0, C).
+
+    Example:
+        >>> confusion_matrix(np.array([0, 1, 255]), np.array([0, 0, 1]), 2)
+        array([[1, 0],
+               [1, 0]])
+    """
+    num_classes = _validate_num_classes(num_classes)
+    ignore_label = _validate_ignore_label(ignore_label)
+    labels = np.asarray(labels).astype("int64").ravel()
+    preds = np.asarray(preds).astype("int64")
+    if preds.size != labels.size:
+        raise ValueError(
+            "`labels` and `preds` must have the same number of pixels. "
+            f"Received: labels.size={labels.size}, preds.size={preds.size}"
+        )
+    preds = preds.ravel()
+    if ignore_label is not None:
+        keep = labels != ignore_label
+        labels, preds = labels[keep], preds[keep]
+    for name, values in (("label", labels), ("predicted class", preds)):
+        bad = (values < 0) | (values >= num_classes)
+        if np.any(bad):
+            raise ValueError(
+                f"Every {name} must be in [0, {num_classes}) (void: "
+                f"ignore_label={ignore_label}). Received a {name} value: "
+                f"{int(values[bad][0])}"
+            )
+    flat = np.bincount(labels * num_classes + preds, minlength=num_classes**2)
+    return flat.reshape(num_classes, num_classes)
+
+
+def segmentation_metrics(confusion):
+    """The four FCN paper metrics and per-class IU from a confusion matrix.
+
+    Args:
+        confusion: array (C, C), rows = labels, columns = predictions.
+
+    Returns:
+        dict with float "pixel_accuracy", "mean_accuracy", "mean_iu",
+        "frequency_weighted_iu" (0.0 when the matrix is empty) and
+        "per_class_iu" (float64 array (C,), NaN for classes absent from
+        labels and predictions).
+
+    Example:
+        >>> segmentation_metrics(np.array([[3, 1], [0, 2]]))["mean_iu"]
+        0.7083...
+    """
+    n = np.asarray(confusion, dtype="float64")
+    if n.ndim != 2 or n.shape[0] != n.shape[1]:
+        raise ValueError(
+            f"`confusion` must be a square matrix. Received: shape={n.shape}"
+        )
+    diag = np.diag(n)
+    t = n.sum(axis=1)
+    union = t + n.sum(axis=0) - diag
+    total = t.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iu = diag / union
+        acc = diag / t
+    has_iu = union > 0
+    has_acc = t > 0
+    return {
+        "pixel_accuracy": float(diag.sum() / total) if total > 0 else 0.0,
+        "mean_accuracy": float(acc[has_acc].mean()) if has_acc.any() else 0.0,
+        "mean_iu": float(iu[has_iu].mean()) if has_iu.any() else 0.0,
+        "frequency_weighted_iu": (
+            float((t[has_iu] * iu[has_iu]).sum() / total) if total > 0 else 0.0
+        ),
+        "per_class_iu": iu,
+    }
+
+
+# ------------------------------------------------------------ tensorflow ----
+
+
+def _ratio_mean(numerator, denominator):
+    """Mean of numerator/denominator over entries with denominator > 0."""
+    present = denominator > 0
+    ratio = tf.math.divide_no_nan(numerator, denominator)
+    count = tf.reduce_sum(tf.cast(present, numerator.dtype))
+    return tf.math.divide_no_nan(tf.reduce_sum(ratio), count)
+
+
+def metrics_from_confusion(confusion):
+    """Tensor version of `segmentation_metrics` (float64 in, float32 out).
+
+    Args:
+        confusion: tensor (C, C), rows = labels, columns = predictions.
+
+    Returns:
+        dict of float32 tensors with the keys of `segmentation_metrics`.
+
+    Example:
+        >>> metrics_from_confusion(tf.constant([[3, 1], [0, 2]]))["mean_iu"]
+        <tf.Tensor: shape=(), dtype=float32, numpy=0.7083...>
+    """
+    n = tf.cast(confusion, "float64")
+    diag = tf.linalg.diag_part(n)
+    t = tf.reduce_sum(n, axis=1)
+    union = t + tf.reduce_sum(n, axis=0) - diag
+    total = tf.reduce_sum(t)
+    iu = tf.math.divide_no_nan(diag, union)
+    results = {
+        "pixel_accuracy": tf.math.divide_no_nan(tf.reduce_sum(diag), total),
+        "mean_accuracy": _ratio_mean(diag, t),
+        "mean_iu": _ratio_mean(diag, union),
+        "frequency_weighted_iu": tf.math.divide_no_nan(
+            tf.reduce_sum(t * iu), total
+        ),
+        "per_class_iu": tf.where(union > 0, iu, np.nan),
+    }
+    return {k: tf.cast(v, "float32") for k, v in results.items()}
+
+
+def _to_label_map(y_pred, num_classes):
+    """Returns int32 (N, H, W) predictions from logits or a label map."""
+    y_pred = tf.convert_to_tensor(y_pred)
+    rank = y_pred.shape.rank
+    if rank == 4 and y_pred.shape[-1] == num_classes and num_classes > 1:
+        return tf.argmax(y_pred, axis=-1, output_type="int32")
+    if rank == 4 and y_pred.shape[-1] == 1:
+        y_pred = tf.squeeze(y_pred, axis=-1)
+    elif rank == 4:
+        raise ValueError(
+            f"`y_pred` must be logits with num_classes={num_classes} channels "
+            f"or a label map. Received: y_pred.shape={y_pred.shape}"
+        )
+    if y_pred.dtype.is_floating:
+        y_pred = tf.round(y_pred)
+    return tf.cast(y_pred, "int32")
+
+
+def _to_labels(y_true):
+    y_true = tf.convert_to_tensor(y_true)
+    if y_true.shape.rank == 4 and y_true.shape[-1] == 1:
+        y_true = tf.squeeze(y_true, axis=-1)
+    if y_true.dtype.is_floating:
+        y_true = tf.round(y_true)
+    return tf.cast(y_true, "int32")
+
+
+def _check_range(values, valid, num_classes, what):
+    """Raises (eager) or asserts (graph) that valid values lie in [0, C)."""
+    bad = valid & ((values < 0) | (values >= num_classes))
+    first_bad = tf.reduce_min(tf.where(bad, values, tf.int32.max))
+    message = f"Every {what} must be in [0, {num_classes}) or void. Received:"
+    if tf.executing_eagerly():
+        if bool(tf.reduce_any(bad)):
+            raise ValueError(f"{message} {what}={int(first_bad)}")
+    else:
+        tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message, first_bad])
+    return bad
+
+
+def confusion_matrix_tf(y_true, y_pred, num_classes, ignore_label=255, sample_weight=None):
+    """Confusion matrix of a batch as a float64 tensor (C, C).
+
+    Args:
+        y_true: int labels (N, H, W) or (N, H, W, 1).
+        y_pred: logits (N, H, W, C) (argmax is taken) or predicted labels
+            (N, H, W) / (N, H, W, 1).
+        num_classes: number of classes C.
+        ignore_label: void label, not counted (None counts every pixel).
+        sample_weight: optional weights broadcastable to (N, H, W), e.g.
+            (N,) per image; a pixel adds its weight instead of 1.
+
+    Returns:
+        float64 tensor (C, C), n[i, j] = weight of pixels labelled i,
+        predicted j.
+
+    Example:
+        >>> confusion_matrix_tf(tf.constant([[0, 255]]), tf.constant([[1, 0]]), 2)
+        <tf.Tensor: shape=(2, 2), dtype=float64, numpy=array([[0., 1.], [0., 0.]])>
+    """
+    labels = _to_labels(y_true)
+    preds = _to_label_map(y_pred, num_classes)
+    if ignore_label is None:
+        valid = tf.ones_like(labels, dtype="bool")
+    else:
+        valid = tf.not_equal(labels, ignore_label)
+    bad = _check_range(labels, valid, num_classes, "label")
+    bad |= _check_range(preds, valid, num_classes, "predicted class")
+    valid &= tf.logical_not(bad)
+    weights = tf.cast(valid, "float64")
+    if sample_weight is not None:
+        sample_weight = tf.cast(tf.convert_to_tensor(sample_weight), "float64")
+        if sample_weight.shape.rank == 4 and sample_weight.shape[-1] == 1:
+            sample_weight = tf.squeeze(sample_weight, axis=-1)
+        while sample_weight.shape.rank is not None and sample_weight.shape.rank < 3:
+            sample_weight = sample_weight[..., tf.newaxis]
+        weights *= sample_weight
+    index = tf.where(valid, labels * num_classes + preds, 0)
+    flat = tf.math.unsorted_segment_sum(
+        tf.reshape(weights, [-1]),
+        tf.reshape(index, [-1]),
+        num_classes * num_classes,
+    )
+    return tf.reshape(flat, (num_classes, num_classes))
+
+
+@keras.saving.register_keras_serializable(package="keras_fcn")
+class ConfusionMatrixMetric(keras.metrics.Metric):
+    """Streaming confusion matrix; `result()` is one of the paper's metrics.
+
+    The (C, C) matrix is accumulated in float64 (exact for integer pixel
+    counts up to 2**53) in a metric variable with SUM aggregation, so it is
+    summed over replicas under `tf.distribute`.
+
+    Args:
+        num_classes: number of classes C.
+        ignore_label: void label, never counted. Defaults to 255.
+        metric: what `result()` returns: "mean_iu" (default),
+            "pixel_accuracy", "mean_accuracy" or "frequency_weighted_iu".
+        name: metric name; defaults to `metric`, so logs read `val_mean_iu`.
+        dtype: dtype of `result()`. Defaults to float32.
+
+    Example:
+        >>> m = ConfusionMatrixMetric(num_classes=21)
+        >>> model.compile("sgd", loss=..., metrics=[m])  # doctest: +SKIP
+        >>> m.update_state(labels, logits)  # doctest: +SKIP
+        >>> m.results()["pixel_accuracy"]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        ignore_label=255,
+        metric="mean_iu",
+        name=None,
+        dtype=None,
+    ):
+        super().__init__(name=name or metric, dtype=dtype or "float32")
+        self.num_classes = _validate_num_classes(num_classes)
+        self.ignore_label = _validate_ignore_label(ignore_label)
+        self.metric = _validate_metric(metric)
+        self.confusion = self.add_variable(
+            shape=(self.num_classes, self.num_classes),
+            initializer="zeros",
+            dtype="float64",
+            aggregation="sum",
+            name="confusion_matrix",
+        )
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        """Adds a batch: labels (N, H, W[, 1]), logits (N, H, W, C) or labels."""
+        batch = confusion_matrix_tf(
+            y_true, y_pred, self.num_classes, self.ignore_label, sample_weight
+        )
+        self.confusion.assign_add(batch)
+
+    def result(self):
+        return tf.cast(self.results()[self.metric], self.dtype)
+
+    def results(self):
+        """Returns all four metrics and "per_class_iu" as float32 tensors."""
+        return metrics_from_confusion(self.confusion.value)
+
+    def confusion_matrix(self):
+        """Returns the accumulated float64 confusion matrix (C, C)."""
+        return tf.convert_to_tensor(self.confusion.value)
+
+    def reset_state(self):
+        self.confusion.assign(tf.zeros_like(self.confusion.value))
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "num_classes": self.num_classes,
+            "ignore_label": self.ignore_label,
+            "metric": self.metric,
+        }
+
+
+class _FixedMetric(ConfusionMatrixMetric):
+    """A `ConfusionMatrixMetric` whose `result()` is fixed by the subclass."""
+
+    _metric = None
+
+    def __init__(self, num_classes, ignore_label=255, name=None, dtype=None):
+        super().__init__(
+            num_classes,
+            ignore_label=ignore_label,
+            metric=self._metric,
+            name=name,
+            dtype=dtype,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        del config["metric"]
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_fcn")
+class MeanIU(_FixedMetric):
+    """Streaming mean IU (logged as "mean_iu").
+
+    Args:
+        num_classes: number of classes C.
+        ignore_label: void label, never counted. Defaults to 255.
+        name: metric name. Defaults to "mean_iu".
+        dtype: dtype of `result()`. Defaults to float32.
+
+    Example:
+        >>> model.compile("sgd", loss=..., metrics=[MeanIU(21)])  # doctest: +SKIP
+    """
+
+    _metric = "mean_iu"
+
+
+@keras.saving.register_keras_serializable(package="keras_fcn")
+class PixelAccuracy(_FixedMetric):
+    """Streaming pixel accuracy (logged as "pixel_accuracy").
+
+    Args: as `MeanIU`.
+
+    Example:
+        >>> model.compile("sgd", loss=..., metrics=[PixelAccuracy(21)])  # doctest: +SKIP
+    """
+
+    _metric = "pixel_accuracy"
+
+
+@keras.saving.register_keras_serializable(package="keras_fcn")
+class MeanAccuracy(_FixedMetric):
+    """Streaming mean (per-class) accuracy (logged as "mean_accuracy").
+
+    Args: as `MeanIU`.
+
+    Example:
+        >>> model.compile("sgd", loss=..., metrics=[MeanAccuracy(21)])  # doctest: +SKIP
+    """
+
+    _metric = "mean_accuracy"
+
+
+@keras.saving.register_keras_serializable(package="keras_fcn")
+class FrequencyWeightedIU(_FixedMetric):
+    """Streaming frequency-weighted IU (logged as "frequency_weighted_iu").
+
+    Args: as `MeanIU`.
+
+    Example:
+        >>> model.compile("sgd", loss=..., metrics=[FrequencyWeightedIU(21)])  # doctest: +SKIP
+    """
+
+    _metric = "frequency_weighted_iu"
