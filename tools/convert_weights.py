@@ -176,7 +176,11 @@ def convert(input_path, model, output, num_classes=21, overwrite=False, strict=T
     check_output(output, overwrite)  # fail before the slow part
     converted = read_converted_weights(input_path, rename=rename, strict=strict)
     net = build_model(model, num_classes, widths, fc_units)
-    done = weights_lib.set_weights_by_name(net, converted)
+    try:
+        done = weights_lib.set_weights_by_name(net, converted)
+    except ValueError as e:
+        raise ValueError(f"{input_path} does not fit a {model} with num_classes={num_classes}: "
+                         f"{e}") from None
     with_weights = sorted(layer.name for layer in net.layers if layer.weights)
     report = {
         "set": sorted(done),
