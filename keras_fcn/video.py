@@ -1,0 +1,177 @@
+"""Video reading and writing for inference, through PyAV (``pip install keras_fcn[video]``).
+
+PyAV is imported only when a video is read or written; folders of frames need nothing extra.
+
+Example:
+    >>> for frame in read_video("street.mp4"):       # RGB uint8 (H, W, 3)
+    ...     ...
+    >>> with VideoWriter("overlay.mp4", fps=25) as writer:
+    ...     writer.write(rgb_frame)
+"""
+
+import os
+import tempfile
+
+import numpy as np
+
+from keras_fcn.inference import set_default_permissions
+
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg")
+
+# Codec and pixel format per container. webm stores an alpha channel (VP9 yuva420p), so a
+# mask can travel as the matte of the frame it belongs to.
+_CODECS = {".mp4": ("libx264", "yuv420p"), ".webm": ("libvpx-vp9", "yuva420p"),
+           ".mkv": ("libx264", "yuv420p"), ".avi": ("mpeg4", "yuv420p"),
+           ".mov": ("libx264", "yuv420p")}
+
+
+def _av():
+    try:
+        import av
+    except ImportError as e:
+        raise ImportError(
+            "Reading or writing video needs PyAV: `pip install keras_fcn[video]` "
+            "(or `pip install av`). Folders of frames work without it."
+        ) from e
+    return av
+
+
+def is_video_file(path):
+    """True if ``path`` has a video file extension (see ``VIDEO_EXTENSIONS``)."""
+    return os.path.splitext(os.fspath(path))[1].lower() in VIDEO_EXTENSIONS
+
+
+def video_info(path):
+    """Returns ``{"fps": float, "frames": int or None, "width": int, "height": int}``.
+
+    Example:
+        >>> video_info("street.mp4")["fps"]
+        25.0
+    """
+    av = _av()
+    try:
+        with av.open(os.fspath(path)) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or 25
+            return {"fps": float(rate), "frames": int(stream.frames) or None,
+                    "width": stream.codec_context.width, "height": stream.codec_context.height}
+    except (av.error.FFmpegError, IndexError) as e:
+        raise ValueError(f"Cannot read video {os.fspath(path)!r}: {e}") from e
+
+
+def read_video(path):
+    """Yields the frames of a video as RGB uint8 arrays ``(H, W, 3)``.
+
+    Args:
+        path: a video file readable by FFmpeg.
+
+    Returns:
+        A generator of frames.
+
+    Example:
+        >>> frames = list(read_video("clip.mp4"))
+    """
+    av = _av()
+    try:
+        container = av.open(os.fspath(path))
+    except av.error.FFmpegError as e:
+        raise ValueError(f"Cannot read video {os.fspath(path)!r}: {e}") from e
+    with container:
+        if not container.streams.video:
+            raise ValueError(f"No video stream in {os.fspath(path)!r}")
+        try:
+            for frame in container.decode(video=0):
+                yield frame.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as e:
+            raise ValueError(f"Cannot decode video {os.fspath(path)!r}: {e}") from e
+
+
+class VideoWriter:
+    """Writes RGB (or RGBA for ``.webm``) uint8 frames to a video file, atomically.
+
+    Frames go to a temporary file in the same folder that is renamed to ``path`` on a clean
+    ``close()``; an exception inside the ``with`` block leaves no partial file.
+
+    Args:
+        path: output file; the extension picks the codec (``.mp4``: H.264, ``.webm``: VP9 with
+            alpha, ``.avi``: MPEG-4).
+        fps: frames per second.
+        overwrite: if False and ``path`` exists, raises ``FileExistsError``.
+
+    Example:
+        >>> with VideoWriter("mask.webm", fps=25) as w:
+        ...     w.write(np.dstack([frame, mask]))  # mask as the alpha matte
+    """
+
+    def __init__(self, path, fps=25.0, overwrite=True):
+        self.path = os.fspath(path)
+        ext = os.path.splitext(self.path)[1].lower()
+        if ext not in _CODECS:
+            raise ValueError(
+                f"Unsupported video extension. Expected one of {sorted(_CODECS)}. "
+                f"Received: path={self.path!r}"
+            )
+        if not overwrite and os.path.exists(self.path):
+            raise FileExistsError(f"Output exists (use overwrite): {self.path}")
+        if not fps or fps <= 0:
+            raise ValueError(f"fps must be positive. Received: fps={fps!r}")
+        self._av = _av()
+        self.codec, self.pix_fmt = _CODECS[ext]
+        self.fps = fps
+        folder = os.path.dirname(self.path) or "."
+        os.makedirs(folder, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.", suffix=ext,
+                                         dir=folder)
+        os.close(fd)
+        self._container = self._av.open(self._tmp, mode="w")
+        self._stream = None
+
+    def _open_stream(self, height, width):
+        from fractions import Fraction
+
+        stream = self._container.add_stream(self.codec, rate=Fraction(self.fps).limit_denominator(1001))
+        # yuv420p needs even sizes.
+        stream.width, stream.height = width - width % 2, height - height % 2
+        stream.pix_fmt = self.pix_fmt
+        return stream
+
+    def write(self, frame):
+        """Appends one uint8 frame ``(H, W, 3)`` (RGB) or ``(H, W, 4)`` (RGBA, alpha kept
+        by ``.webm`` only)."""
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] not in (3, 4):
+            raise ValueError(
+                f"Frames must be uint8 (H, W, 3) or (H, W, 4). Received: shape={frame.shape}, "
+                f"dtype={frame.dtype}"
+            )
+        if self._stream is None:
+            self._stream = self._open_stream(*frame.shape[:2])
+        frame = frame[: self._stream.height, : self._stream.width]
+        fmt = "rgba" if frame.shape[-1] == 4 else "rgb24"
+        video_frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=fmt)
+        for packet in self._stream.encode(video_frame):
+            self._container.mux(packet)
+
+    def close(self, keep=True):
+        """Flushes and renames the file into place (``keep=False`` discards it)."""
+        if self._container is None:
+            return
+        try:
+            if self._stream is not None:
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
+            self._container.close()
+            if keep and self._stream is not None:
+                set_default_permissions(self._tmp)
+                os.replace(self._tmp, self.path)
+        finally:
+            self._container = None
+            if os.path.exists(self._tmp):
+                os.remove(self._tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(keep=exc_type is None)
+        return False
