@@ -1,0 +1,328 @@
+"""Tests of keras_fcn.data: decoding, augmentation, batching and validation."""
+
+import logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from keras_fcn import data
+from keras_fcn.datasets import voc_palette
+
+MEAN = np.array(data.MEAN_RGB, np.float32)
+
+
+def _write_image(path, array):
+    Image.fromarray(np.asarray(array, np.uint8)).save(path)
+    return str(path)
+
+
+def _write_palette_mask(path, indices):
+    mask = Image.fromarray(np.asarray(indices, np.uint8), mode="P")
+    mask.putpalette([c for colour in voc_palette() for c in colour])
+    mask.save(path)
+    return str(path)
+
+
+def _block_labels(rng, height, width, labels, block=8):
+    """Random labels on block x block tiles, so resizing keeps most pixels inside a block."""
+    tiles = rng.choice(labels, size=(-(-height // block), -(-width // block)))
+    return np.kron(tiles, np.ones((block, block), np.int64))[:height, :width].astype(np.uint8)
+
+
+# Each label gets a corner of the RGB cube: a bilinear blend of two different codes is never
+# a code itself, so "exact code" pixels are the ones that were not blended across an edge.
+_CODES = {0: (255, 0, 0), 3: (0, 255, 0), 7: (0, 0, 255), 255: (255, 255, 255)}
+
+
+def _label_image(mask):
+    """An image whose pixels encode the label of the mask (see _CODES)."""
+    image = np.zeros(mask.shape + (3,), np.uint8)
+    for label, code in _CODES.items():
+        image[mask == label] = code
+    return image
+
+
+def _decode_label(image):
+    """Label of each exact-code pixel, -1 elsewhere."""
+    labels = np.full(image.shape[:-1], -1)
+    for label, code in _CODES.items():
+        labels[(np.abs(image - np.array(code, np.float32)) < 1e-3).all(axis=-1)] = label
+    return labels
+
+
+def _collect(ds):
+    return [(x.numpy(), y.numpy()) for x, y in ds]
+
+
+@pytest.fixture
+def label_pairs(tmp_path):
+    """Three PNG pairs (palette masks with labels 0, 3, 7 and void) of different sizes."""
+    rng = np.random.default_rng(1)
+    pairs = []
+    for i, (h, w) in enumerate([(40, 56), (48, 48), (33, 61)]):
+        mask = _block_labels(rng, h, w, [0, 3, 7, 255])
+        image = _write_image(tmp_path / f"img{i}.png", _label_image(mask))
+        pairs.append((image, _write_palette_mask(tmp_path / f"mask{i}.png", mask)))
+    return pairs
+
+
+def test_palette_png_indices_are_read_exactly(tmp_path):
+    indices = np.arange(64 * 4, dtype=np.uint8).reshape(16, 16) % 21
+    indices[0, :5] = 255
+    mask_path = _write_palette_mask(tmp_path / "m.png", indices)
+    image_path = _write_image(tmp_path / "i.jpg", np.zeros((16, 16, 3)))
+    # tf.io.decode_png would return the palette colours; the indices are the labels.
+    np.testing.assert_array_equal(data.read_index_png(mask_path), indices)
+    (_, mask), = _collect(data.make_dataset([(image_path, mask_path)], num_classes=21))
+    assert mask.dtype == np.int32 and mask.shape == (1, 16, 16)
+    np.testing.assert_array_equal(mask[0], indices)
+
+
+def test_single_channel_mask_and_void_kept(tmp_path):
+    indices = np.full((8, 10), 255, np.uint8)
+    indices[2:6, 3:7] = 10
+    mask_path = _write_image(tmp_path / "m.png", indices)  # mode L
+    image_path = _write_image(tmp_path / "i.png", np.zeros((8, 10, 3)))
+    (image, mask), = _collect(data.make_dataset([(image_path, mask_path)], num_classes=11,
+                                                ignore_label=255))
+    np.testing.assert_array_equal(mask[0], indices)  # 255 never rewritten to 0
+    assert image.dtype == np.float32 and image.shape == (1, 8, 10, 3)
+
+
+def test_rgb_palette_mapping_is_exact(tmp_path):
+    palette = [(0, 0, 0), (128, 0, 0), (0, 128, 0), (10, 20, 30)]
+    labels = np.random.default_rng(0).integers(0, 4, size=(12, 9))
+    rgb = np.array(palette, np.uint8)[labels]
+    mask_path = _write_image(tmp_path / "m.png", rgb)
+    image_path = _write_image(tmp_path / "i.png", rgb)
+    ds = data.make_dataset([(image_path, mask_path)], num_classes=4, mask_format="rgb",
+                           palette=palette)
+    np.testing.assert_array_equal(_collect(ds)[0][1][0], labels)
+    by_dict = {colour: i for i, colour in enumerate(palette)}
+    np.testing.assert_array_equal(data.read_mask(mask_path, "rgb", by_dict), labels)
+
+
+def test_rgb_unknown_colour_error_or_ignore(tmp_path):
+    palette = [(0, 0, 0), (255, 0, 0)]
+    rgb = np.zeros((6, 6, 3), np.uint8)
+    rgb[4, 2] = (1, 2, 3)
+    mask_path = _write_image(tmp_path / "colours.png", rgb)
+    image_path = _write_image(tmp_path / "i.png", rgb)
+    pairs = [(image_path, mask_path)]
+    with pytest.raises(ValueError, match=r"colours\.png' has colour \(1, 2, 3\) at \(4, 2\)"):
+        data.validate_pairs(pairs, num_classes=2, mask_format="rgb", palette=palette)
+    ds = data.make_dataset(pairs, num_classes=2, mask_format="rgb", palette=palette,
+                           validate=False)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"colours\.png' has colour"):
+        _collect(ds)
+    ds = data.make_dataset(pairs, num_classes=2, mask_format="rgb", palette=palette,
+                           unknown_color="ignore", ignore_label=9)
+    mask = _collect(ds)[0][1][0]
+    assert mask[4, 2] == 9 and (np.delete(mask.ravel(), 4 * 6 + 2) == 0).all()
+
+
+def test_sbd_mat_masks(tmp_path):
+    scipy_io = pytest.importorskip("scipy.io")
+    labels = np.random.default_rng(0).integers(0, 21, size=(7, 11)).astype(np.uint8)
+    labels[0, 0] = 255
+    mat_path = str(tmp_path / "2008_000002.mat")
+    scipy_io.savemat(mat_path, {"GTcls": {"Segmentation": labels, "Boundaries": np.zeros(1),
+                                          "CategoriesPresent": np.array([1])}})
+    image_path = _write_image(tmp_path / "2008_000002.jpg", np.zeros((7, 11, 3)))
+    ds = data.make_dataset([(image_path, mat_path)], num_classes=21, mask_format="sbd_mat")
+    np.testing.assert_array_equal(_collect(ds)[0][1][0], labels)
+
+
+@pytest.mark.parametrize("crop_size", [None, (24, 24), (64, 72)])
+def test_augmentation_keeps_labels_and_alignment(label_pairs, crop_size):
+    ds = data.make_dataset(label_pairs, num_classes=8, crop_size=crop_size,
+                           scale_range=(0.6, 1.7), flip=True, shuffle=True, seed=3)
+    for _ in range(3):  # a few epochs: different scales, crops and flips
+        for image, mask in _collect(ds):
+            assert set(np.unique(mask)) <= {0, 3, 7, 255}  # nearest: no new labels
+            padded = (image[0] == MEAN).all(axis=-1)
+            assert (mask[0][padded] == 255).all()
+            # Where the bilinear image holds an exact label code (not a blend across a block
+            # edge), the nearest-resized mask must hold that label.
+            exact = (_decode_label(image[0]) >= 0) & ~padded
+            assert exact.sum() > 0.5 * (~padded).sum()
+            np.testing.assert_array_equal(_decode_label(image[0])[exact], mask[0][exact])
+
+
+def test_crop_and_flip_alignment_is_exact(label_pairs):
+    ds = data.make_dataset(label_pairs, num_classes=8, crop_size=(30, 30), flip=True, seed=5,
+                           batch_size=3)
+    image, mask = _collect(ds)[0]
+    padded = (image == MEAN).all(axis=-1)
+    np.testing.assert_array_equal(np.where(padded, 255, _decode_label(image)), mask)
+    # Every element is cropped to the requested size.
+    assert image.shape == (3, 30, 30, 3) and mask.shape == (3, 30, 30)
+
+
+def test_crop_larger_than_image_pads_with_mean_and_ignore(label_pairs):
+    ds = data.make_dataset(label_pairs[:1], num_classes=8, crop_size=(50, 60), seed=0)
+    image, mask = _collect(ds)[0]
+    assert image.shape == (1, 50, 60, 3)
+    np.testing.assert_array_equal(image[0, 40:], np.broadcast_to(MEAN, (10, 60, 3)))
+    np.testing.assert_array_equal(image[0, :, 56:], np.broadcast_to(MEAN, (50, 4, 3)))
+    assert (mask[0, 40:] == 255).all() and (mask[0, :, 56:] == 255).all()
+
+
+def test_scale_resizes_masks_with_nearest_only(tmp_path):
+    mask = np.zeros((20, 20), np.uint8)
+    mask[::2, ::2] = 6  # a fine pattern: bilinear would create values between 0 and 6
+    pairs = [(_write_image(tmp_path / "i.png", np.zeros((20, 20, 3))),
+              _write_image(tmp_path / "m.png", mask))]
+    ds = data.make_dataset(pairs, num_classes=7, scale_range=(1.3, 1.3), seed=0)
+    (_, out), = _collect(ds)
+    assert out.shape == (1, 26, 26)
+    assert set(np.unique(out)) == {0, 6}
+
+
+def test_padded_batches_pad_with_ignore_and_mean(label_pairs):
+    ds = data.make_dataset(label_pairs, num_classes=8, batch_size=3, ignore_label=255)
+    image, mask = _collect(ds)[0]
+    assert image.shape == (3, 48, 61, 3) and mask.shape == (3, 48, 61)
+    # The first element is 40x56: the rest is padding.
+    assert (mask[0, 40:] == 255).all() and (mask[0, :, 56:] == 255).all()
+    np.testing.assert_array_equal(image[0, 40:], np.broadcast_to(MEAN, (8, 61, 3)))
+    original = data.read_mask(label_pairs[0][1])
+    np.testing.assert_array_equal(mask[0, :40, :56], original)
+
+
+def test_color_jitter_changes_image_only(label_pairs):
+    plain = _collect(data.make_dataset(label_pairs, num_classes=8, seed=1))
+    jittered = _collect(data.make_dataset(label_pairs, num_classes=8, color_jitter=True, seed=1))
+    for (image_a, mask_a), (image_b, mask_b) in zip(plain, jittered):
+        np.testing.assert_array_equal(mask_a, mask_b)
+        assert not np.array_equal(image_a, image_b)
+        assert image_b.min() >= 0 and image_b.max() <= 255
+
+
+def test_seeded_pipelines_are_reproducible(label_pairs):
+    kwargs = dict(num_classes=8, crop_size=20, scale_range=(0.5, 1.5), flip=True,
+                  color_jitter=True, shuffle=True, batch_size=3)
+    first = _collect(data.make_dataset(label_pairs, seed=7, **kwargs))
+    second = _collect(data.make_dataset(label_pairs, seed=7, **kwargs))
+    other = _collect(data.make_dataset(label_pairs, seed=8, **kwargs))
+    for (a, b), (c, d) in zip(first, second):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+    assert not all(np.array_equal(a, c) for (a, _), (c, _) in zip(first, other))
+
+
+def test_cache_gives_the_same_elements(label_pairs):
+    kwargs = dict(num_classes=8, crop_size=20, flip=True, seed=2, batch_size=3)
+    cached = data.make_dataset(label_pairs, cache=True, **kwargs)
+    _collect(cached)
+    for (a, b), (c, d) in zip(_collect(cached), _collect(data.make_dataset(label_pairs,
+                                                                          **kwargs))):
+        assert a.shape == c.shape and b.shape == d.shape
+
+
+# ------------------------------------------------------------------------------------------
+# Bad data: every error names the file and the value
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bad_value_pair(tmp_path):
+    mask = np.zeros((20, 50), np.uint8)
+    mask[12, 40] = 37
+    image = _write_image(tmp_path / "x.jpg", np.zeros((20, 50, 3)))
+    return image, _write_palette_mask(tmp_path / "x.png", mask)
+
+
+def test_bad_mask_value_up_front(bad_value_pair):
+    expected = r"mask '.*x\.png' has value 37 at \(12, 40\); expected 0\.\.20 or ignore label 255"
+    with pytest.raises(ValueError, match=expected):
+        data.validate_pairs([bad_value_pair], num_classes=21)
+    with pytest.raises(ValueError, match=expected):
+        data.make_dataset([bad_value_pair], num_classes=21)
+
+
+def test_bad_mask_value_in_pipeline(bad_value_pair):
+    ds = data.make_dataset([bad_value_pair], num_classes=21, validate=False)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"x\.png' has value 37 at \(12, 40\)"):
+        _collect(ds)
+
+
+def test_ignore_label_is_a_parameter(bad_value_pair):
+    image, mask = bad_value_pair
+    with pytest.raises(ValueError, match=r"value 255 .* expected 0\.\.36 or ignore label 37"):
+        data.validate_pairs([(image, _write_palette_mask(mask + "2.png", np.full((20, 50), 255)))],
+                            num_classes=37, ignore_label=37)
+
+
+def test_size_mismatch(tmp_path):
+    image = _write_image(tmp_path / "a.jpg", np.zeros((10, 12, 3)))
+    mask = _write_image(tmp_path / "a.png", np.zeros((10, 13)))
+    message = r"image '.*a\.jpg' is 10x12 \(HxW\) but mask '.*a\.png' is 10x13"
+    with pytest.raises(ValueError, match=message):
+        data.validate_pairs([(image, mask)], num_classes=2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        _collect(data.make_dataset([(image, mask)], num_classes=2, validate=False))
+
+
+def test_truncated_missing_and_unpaired_files(tmp_path):
+    noise = np.random.default_rng(0).integers(0, 256, size=(64, 64, 3))
+    good_image = _write_image(tmp_path / "good.jpg", noise)
+    mask = _write_image(tmp_path / "good.png", np.zeros((64, 64)))
+    content = open(good_image, "rb").read()
+    with open(tmp_path / "cut.jpg", "wb") as file:
+        file.write(content[: int(len(content) * 0.8)])
+    with pytest.raises(ValueError, match=r"cut\.jpg' is truncated"):
+        data.validate_pairs([(str(tmp_path / "cut.jpg"), mask)], num_classes=2)
+    with open(tmp_path / "cut.png", "wb") as file:
+        file.write(open(mask, "rb").read()[:40])
+    with pytest.raises(ValueError, match=r"cut\.png' is unreadable"):
+        data.validate_pairs([(good_image, str(tmp_path / "cut.png"))], num_classes=2)
+    with pytest.raises(ValueError, match=r"mask file '.*nope\.png' does not exist"):
+        data.validate_pairs([(good_image, str(tmp_path / "nope.png"))], num_classes=2)
+    with pytest.raises(ValueError, match=r"image file '.*nope\.jpg' does not exist"):
+        data.validate_pairs([(str(tmp_path / "nope.jpg"), mask)], num_classes=2)
+    with pytest.raises(ValueError, match=r"unpaired\. Received: pair='.*good\.jpg'"):
+        data.validate_pairs([good_image], num_classes=2)
+
+
+def test_rgb_mask_in_index_mode_is_explained(tmp_path):
+    image = _write_image(tmp_path / "i.png", np.zeros((5, 5, 3)))
+    mask = _write_image(tmp_path / "rgbmask.png", np.zeros((5, 5, 3)))
+    with pytest.raises(ValueError, match=r"rgbmask\.png' has PIL mode 'RGB'.*mask_format='rgb'"):
+        data.validate_pairs([(image, mask)], num_classes=2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"rgbmask\.png' has 3 channels"):
+        _collect(data.make_dataset([(image, mask)], num_classes=2, validate=False))
+
+
+def test_skip_bad_reports_and_drops(tmp_path, label_pairs, bad_value_pair, caplog):
+    missing = (label_pairs[0][0], str(tmp_path / "missing.png"))
+    pairs = label_pairs + [bad_value_pair, missing]
+    report = data.validate_pairs(pairs, num_classes=21, skip_bad=True)
+    assert report.num_bad == 2 and report.good == [tuple(p) for p in label_pairs]
+    assert "value 37" in report.bad[0][1] and "missing.png" in report.bad[1][1]
+    with caplog.at_level(logging.WARNING, logger="keras_fcn.data"):
+        ds = data.make_dataset(pairs, num_classes=21, skip_bad=True)
+    assert "2 bad pair(s) of 5" in caplog.text and "missing.png" in caplog.text
+    assert len(_collect(ds)) == 3
+
+
+def test_skip_bad_in_pipeline_drops_elements(label_pairs, bad_value_pair):
+    ds = data.make_dataset(label_pairs + [bad_value_pair], num_classes=21, validate=False,
+                           skip_bad=True)
+    assert len(_collect(ds)) == 3
+
+
+def test_arguments_are_checked(label_pairs):
+    with pytest.raises(ValueError, match="Received: mask_format='jpeg'"):
+        data.make_dataset(label_pairs, num_classes=8, mask_format="jpeg")
+    with pytest.raises(ValueError, match=r"Received: scale_range=\(2, 1\)"):
+        data.make_dataset(label_pairs, num_classes=8, scale_range=(2, 1))
+    with pytest.raises(ValueError, match="Received: palette=None"):
+        data.make_dataset(label_pairs, num_classes=8, mask_format="rgb")
+    with pytest.raises(ValueError, match="Received: batch_size=0"):
+        data.make_dataset(label_pairs, num_classes=8, batch_size=0)
+    assert os.path.isfile(label_pairs[0][0])
