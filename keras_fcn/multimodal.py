@@ -1,0 +1,228 @@
+"""The FCN paper's multi-modal and multi-task models: NYUDv2 RGB-D / HHA / late fusion, and
+the two-headed SIFT Flow FCN.
+
+Reference: Long, Shelhamer, Darrell, "Fully Convolutional Networks for Semantic
+Segmentation", CVPR 2015, section 5 (NYUDv2 and SIFT Flow), and the authors' released nets
+``nyud-fcn32s-{color,hha,color-d,color-hha}`` and ``siftflow-fcn{32,16,8}s``.
+
+- RGB or HHA alone: the usual builders with 3 input channels (HHA is a 3-channel uint8
+  image, see :mod:`keras_fcn.hha`).
+- RGB-D ("early fusion"): :func:`build_rgbd_fcn`, 4 input channels; ImageNet or RGB weights
+  extend ``conv1_1`` with the mean of the RGB filters for the depth channel (the RGB filters
+  are kept). The reference calls this layer ``conv1_1_bgrd``; it keeps the name ``conv1_1``
+  here so that weights load by name.
+- Late fusion: :func:`build_late_fusion_fcn`, two full FCNs (nested models ``rgb_fcn`` and
+  ``hha_fcn`` with inputs ``rgb`` and ``hha``) whose final scores are summed. The reference
+  sums the two ``score_fr`` maps (with coefficients 0.5, 0.5) before one shared upsampling; because the
+  upsampling and crops are linear and bias-free, summing the final scores is the same thing
+  up to the coefficients, which ``fusion_weights`` sets.
+- SIFT Flow: :func:`build_two_headed_fcn`, one VGG16 trunk and two sets of heads named as the
+  reference (``score_fr_sem``, ``upscore2_sem``, ``score_pool4_sem``, ... ``score_sem`` and the
+  same with ``_geo``), with outputs ``{"semantic": ..., "geometric": ...}``.
+"""
+
+import keras
+from keras import layers
+
+from keras_fcn import models
+from keras_fcn import weights as weights_lib
+from keras_fcn.layers import CaffePreprocessing, CropToReference, Scale
+
+FUSION_STREAMS = ("rgb", "hha")
+
+
+def build_rgbd_fcn(variant="32s", num_classes=40, weights="imagenet", dropout=0.5,
+                   trainable_upsampling=False, input_size=(None, None), name=None, **kwargs):
+    """Builds an FCN on 4-channel RGB-D input (the paper's "RGB-D" early fusion).
+
+    Args:
+        variant: ``"32s"``, ``"16s"``, ``"8s"`` or ``"8s_at_once"``.
+        num_classes: 40 for the NYUDv2 40-class task.
+        weights: as the FCN builders; 3-channel ``conv1_1`` weights are extended to the depth
+            channel with the mean of the RGB filters.
+        dropout, trainable_upsampling: as the FCN builders.
+        input_size: ``(height, width)``, ``None`` for any size.
+        name: model name (default ``"fcn{variant}_rgbd"``).
+        **kwargs: ``widths``/``fc_units`` of :func:`keras_fcn.models.build_fcn` (tests).
+
+    Returns:
+        A ``keras.Model`` mapping ``(N, H, W, 4)`` (preprocessed BGR + depth, see
+        :func:`keras_fcn.nyud.preprocess_rgbd`) to logits ``(N, H, W, num_classes)``.
+
+    Example:
+        >>> model = build_rgbd_fcn("32s", num_classes=40, weights=None)
+        >>> model.input_shape
+        (None, None, None, 4)
+    """
+    return models.build_fcn(
+        variant, num_classes, (*input_size, 4), weights, dropout, trainable_upsampling,
+        name=name or f"fcn{variant}_rgbd", **kwargs,
+    )
+
+
+def _check_fusion_weights(fusion_weights):
+    ok = isinstance(fusion_weights, (tuple, list)) and len(fusion_weights) == 2 and all(
+        isinstance(w, (int, float)) and not isinstance(w, bool) for w in fusion_weights
+    )
+    if not ok:
+        raise ValueError(
+            "fusion_weights must be two numbers (rgb, hha). "
+            f"Received: fusion_weights={fusion_weights!r}"
+        )
+    return tuple(float(w) for w in fusion_weights)
+
+
+def build_late_fusion_fcn(variant="16s", num_classes=40, weights_rgb="imagenet",
+                          weights_hha="imagenet", dropout=0.5, trainable_upsampling=False,
+                          input_size=(None, None), fusion_weights=(1.0, 1.0), name=None,
+                          **kwargs):
+    """Builds the paper's RGB-HHA late-fusion FCN: two FCN streams whose scores are summed.
+
+    Each stream is a complete FCN of ``variant`` built by :func:`keras_fcn.models.build_fcn`
+    and nested under the name ``rgb_fcn`` or ``hha_fcn`` (the inputs are named ``rgb`` and
+    ``hha``: feed a dict with those keys), with the usual layer names inside, so a
+    trained single-stream model loads into a stream by name
+    (``fusion.get_layer("hha_fcn").set_weights(hha_model.get_weights())`` or ``weights_hha=``).
+
+    Args:
+        variant: ``"32s"``, ``"16s"`` (the paper's NYUDv2 result), ``"8s"`` or ``"8s_at_once"``.
+        num_classes: 40 for the NYUDv2 40-class task.
+        weights_rgb, weights_hha: initial weights of each stream (``"imagenet"``, ``None``, a
+            file or a trained single-stream ``keras.Model``).
+        dropout, trainable_upsampling: as the FCN builders, for both streams.
+        input_size: ``(height, width)`` of both inputs, ``None`` for any size.
+        fusion_weights: coefficients ``(rgb, hha)`` of the sum; ``(1, 1)`` sums the scores,
+            ``(0.5, 0.5)`` is the reference's averaged ``score_fused``.
+        name: model name (default ``"fcn{variant}_rgb_hha"``).
+        **kwargs: ``widths``/``fc_units`` of :func:`keras_fcn.models.build_fcn` (tests).
+
+    Returns:
+        A ``keras.Model`` with inputs ``{"rgb": (N, H, W, 3), "hha": (N, H, W, 3)}`` (both
+        preprocessed, see :func:`keras_fcn.nyud.preprocess_rgb` and
+        :func:`keras_fcn.nyud.preprocess_hha`) and output logits ``(N, H, W, num_classes)``
+        equal to ``w_rgb * rgb_stream(rgb) + w_hha * hha_stream(hha)``.
+
+    Example:
+        >>> model = build_late_fusion_fcn("16s", 40, weights_rgb=rgb_fcn, weights_hha=hha_fcn)
+        >>> logits = model({"rgb": rgb_batch, "hha": hha_batch})  # doctest: +SKIP
+    """
+    w_rgb, w_hha = _check_fusion_weights(fusion_weights)
+    shape = (*input_size, 3)
+    streams = {
+        stream: models.build_fcn(variant, num_classes, shape, stream_weights, dropout,
+                                 trainable_upsampling, name=f"{stream}_fcn", **kwargs)
+        for stream, stream_weights in zip(FUSION_STREAMS, (weights_rgb, weights_hha))
+    }
+    inputs = {stream: keras.Input(shape, name=stream) for stream in FUSION_STREAMS}
+    rgb = Scale(w_rgb, name="scale_rgb")(streams["rgb"](inputs["rgb"]))
+    hha = Scale(w_hha, name="scale_hha")(streams["hha"](inputs["hha"]))
+    fused = layers.Add(name="score_fused", dtype="float32")([rgb, hha])
+    return keras.Model(inputs, fused, name=name or f"fcn{variant}_rgb_hha")
+
+
+def _head_names(suffix):
+    names = ("score_fr", "upscore", "upscore2", "score_pool4", "score_pool4c", "fuse_pool4",
+             "upscore16", "upscore_pool4", "score_pool3", "score_pool3c", "fuse_pool3",
+             "upscore8", "score", "scale_pool4", "scale_pool3")
+    named = {n: f"{n}{suffix}" for n in names}
+    # The reference names its crops after the cropped layer: score_pool4_semc, score_pool3_geoc.
+    named.update({f"score_pool{i}c": f"score_pool{i}{suffix}c" for i in (3, 4)})
+    return named
+
+
+def _suffixed_heads(variant, inputs, pool3, pool4, fc7, num_classes, suffix,
+                    trainable_upsampling):
+    """The score/upsampling/skip/crop layers of one task, every name ending in ``suffix``.
+
+    Mirrors :func:`keras_fcn.models._heads` with the reference SIFT Flow names
+    (``score_fr_sem``, ``upscore2_sem``, ``score_pool4_semc``, ..., ``score_sem``).
+    """
+    n = _head_names(suffix)
+    offsets = models.VGG16_OFFSETS
+    score = models._conv(num_classes, 1, n["score_fr"], activation=None, zero_init=True)(fc7)
+
+    def final_crop(x, offset):
+        return CropToReference(offset, name=n["score"], dtype="float32")([x, inputs])
+
+    if variant == "32s":
+        up = models._upsample(num_classes, 32, n["upscore"], trainable_upsampling)(score)
+        return final_crop(up, offsets["32s"])
+    at_once = variant == "8s_at_once"
+    up = models._upsample(num_classes, 2, n["upscore2"], trainable_upsampling)(score)
+    if at_once:
+        pool4 = Scale(0.01, name=n["scale_pool4"])(pool4)
+    skip = models._conv(num_classes, 1, n["score_pool4"], activation=None, zero_init=True)(pool4)
+    skip = CropToReference(offsets["score_pool4c"], name=n["score_pool4c"])([skip, up])
+    fused = layers.Add(name=n["fuse_pool4"])([up, skip])
+    if variant == "16s":
+        up = models._upsample(num_classes, 16, n["upscore16"], trainable_upsampling)(fused)
+        return final_crop(up, offsets["16s"])
+    up = models._upsample(num_classes, 2, n["upscore_pool4"], trainable_upsampling)(fused)
+    if at_once:
+        pool3 = Scale(0.0001, name=n["scale_pool3"])(pool3)
+    skip = models._conv(num_classes, 1, n["score_pool3"], activation=None, zero_init=True)(pool3)
+    skip = CropToReference(offsets["score_pool3c"], name=n["score_pool3c"])([skip, up])
+    fused = layers.Add(name=n["fuse_pool3"])([up, skip])
+    up = models._upsample(num_classes, 8, n["upscore8"], trainable_upsampling)(fused)
+    return final_crop(up, offsets["8s"])
+
+
+def _check_count(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+
+
+def build_two_headed_fcn(variant="16s", num_semantic=33, num_geometric=3,
+                         input_shape=(None, None, 3), weights="imagenet", dropout=0.5,
+                         trainable_upsampling=False, include_preprocessing=False, name=None,
+                         widths=models.VGG16_WIDTHS, fc_units=4096):
+    """Builds the SIFT Flow FCN: one VGG16 trunk, a semantic and a geometric head.
+
+    Layer names follow the reference ``siftflow-fcn*s`` nets: ``score_fr_sem``,
+    ``upscore2_sem``, ``score_pool4_sem``, ``score_pool4_semc``, ``fuse_pool4_sem``,
+    ``upscore16_sem``, ``score_sem`` (and ``upscore_sem`` for 32s, ``upscore_pool4_sem``,
+    ``score_pool3_sem``, ``fuse_pool3_sem``, ``upscore8_sem`` for 8s), and the same ending in
+    ``_geo``. Train with one loss per output (summed, as the reference's two
+    ``SoftmaxWithLoss``), e.g. ``loss={"semantic": l1, "geometric": l2}``.
+
+    Args:
+        variant: ``"32s"``, ``"16s"`` (the paper's SIFT Flow result), ``"8s"`` or
+            ``"8s_at_once"``.
+        num_semantic: semantic classes (33 for SIFT Flow).
+        num_geometric: geometric classes (3: sky, horizontal, vertical).
+        input_shape, weights, dropout, trainable_upsampling, include_preprocessing: as the
+            FCN builders (``weights`` loads by name: ImageNet VGG16 or a two-headed model of
+            another variant for staged training).
+        name: model name (default ``"siftflow_fcn{variant}"``).
+        widths, fc_units: VGG16 widths (small values for fast tests).
+
+    Returns:
+        A ``keras.Model`` mapping images ``(N, H, W, 3)`` to
+        ``{"semantic": (N, H, W, num_semantic), "geometric": (N, H, W, num_geometric)}``.
+
+    Example:
+        >>> model = build_two_headed_fcn("16s", weights=None)
+        >>> sorted(model.output_shape)
+        ['geometric', 'semantic']
+    """
+    _check_count("num_semantic", num_semantic)
+    _check_count("num_geometric", num_geometric)
+    shape = models._check_args(variant, num_semantic, input_shape, weights, dropout, "vgg16")
+    if include_preprocessing and shape[2] != 3:
+        raise ValueError(
+            "include_preprocessing=True needs RGB input with 3 channels. "
+            f"Received: input_shape={input_shape!r}"
+        )
+    inputs = keras.Input(shape, name="image")
+    x = CaffePreprocessing(name="preprocess")(inputs) if include_preprocessing else inputs
+    pool3, pool4, fc7 = models.vgg16_features(x, dropout, widths, fc_units)
+    outputs = {
+        task: _suffixed_heads(variant, inputs, pool3, pool4, fc7, classes, suffix,
+                              trainable_upsampling)
+        for task, classes, suffix in (("semantic", num_semantic, "_sem"),
+                                      ("geometric", num_geometric, "_geo"))
+    }
+    model = keras.Model(inputs, outputs, name=name or f"siftflow_fcn{variant}")
+    if weights is not None:
+        weights_lib.load_weights(model, weights)
+    return model
