@@ -168,10 +168,12 @@ class _Repeated:
             raise _WireError(f"{self.dtype} field with wire type {wire}")
         if len(value) % self.dtype.itemsize:
             raise _WireError(f"packed {self.dtype} run of {len(value)} bytes")
-        self.chunks.append(bytes(value))
+        self.chunks.append(value)
 
     def array(self):
         """Returns the values as a 1-D array (empty when the field never occurred)."""
+        if len(self.chunks) == 1:  # the packed case: no copy of large blobs here
+            return np.frombuffer(self.chunks[0], dtype=self.dtype)
         return np.frombuffer(b"".join(self.chunks), dtype=self.dtype)
 
 
