@@ -344,11 +344,11 @@ _DISTRIBUTED_SCRIPT = textwrap.dedent(
                     num_classes=C, reduction_mode=mode,
                     class_weights=[1.0, 2.0, 0.5]),
             )
-        logits = model.predict(x, batch_size=N, verbose=0)
+        logits = model(x)  # the initial weights: same under both strategies
         loss = model.evaluate(x, y, batch_size=N, verbose=0)
         history = model.fit(x, y, batch_size=N, epochs=1, shuffle=False, verbose=0)
         return {
-            "logits": logits.tolist(),
+            "logits": np.asarray(logits).tolist(),
             "eval_loss": float(loss),
             "fit_loss": float(history.history["loss"][0]),
             "weights": [w.tolist() for w in model.get_weights()],
