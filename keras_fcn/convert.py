@@ -38,6 +38,8 @@ CONV_LAYERS = (
 )
 TRANSPOSED_LAYERS = ("upscore", "upscore2", "upscore16", "upscore_pool4", "upscore8")
 KNOWN_LAYERS = frozenset(CONV_LAYERS + TRANSPOSED_LAYERS)
+# Heads of the two-headed SIFT Flow FCN carry these suffixes (score_fr_sem, upscore2_geo, ...).
+HEAD_SUFFIXES = ("_sem", "_geo")
 
 # The at-once FCN-8s scales pool4/pool3 by a Caffe Scale layer with a fixed (lr_mult 0) parameter;
 # keras_fcn applies these constants without weights, so the blobs are checked and dropped.
@@ -50,6 +52,23 @@ _V1_TYPES = {
     22: "Split", 1: "Accuracy", 3: "Concat", 12: "ImageData", 36: "Silence",
 }
 _V1_CODES = {name: code for code, name in _V1_TYPES.items()}
+
+
+
+def base_layer_name(name):
+    """Returns the keras_fcn layer name without a SIFT Flow head suffix, or None if unknown.
+
+    Example:
+      >>> base_layer_name("upscore2_sem"), base_layer_name("fc7"), base_layer_name("score59")
+      ('upscore2', 'fc7', None)
+    """
+    if name in KNOWN_LAYERS:
+        return name
+    for suffix in HEAD_SUFFIXES:
+        if name.endswith(suffix) and name[: -len(suffix)] in KNOWN_LAYERS:
+            return name[: -len(suffix)]
+    return None
+
 
 CaffeLayer = collections.namedtuple("CaffeLayer", ["name", "type", "blobs", "group"])
 CaffeLayer.__new__.__defaults__ = (1,)
@@ -524,14 +543,14 @@ def convert_caffe_layers(layers, rename=None, strict=True):
             _reject(f"Caffe layer {layer.name!r} of type {layer.type!r} has weights but is not a "
                     f"Convolution or Deconvolution", strict)
             continue
-        if name not in KNOWN_LAYERS:
+        if base_layer_name(name) is None:
             _reject(f"Caffe layer {layer.name!r} has weights but keras_fcn has no layer named "
                     f"{name!r}; map it with rename={{{layer.name!r}: ...}} to one of "
                     f"{sorted(KNOWN_LAYERS)}", strict)
             continue
         weight, bias = _caffe_weight_and_bias(layer)
         transposed = layer.type == "Deconvolution"
-        if transposed != (name in TRANSPOSED_LAYERS):
+        if transposed != (base_layer_name(name) in TRANSPOSED_LAYERS):
             raise ValueError(f"Caffe layer {layer.name!r} is a {layer.type} but keras_fcn layer "
                              f"{name!r} is {'a transposed conv' if not transposed else 'a conv'}")
         weights[name] = _layer_arrays(name, weight, bias, transposed, layer.group)
@@ -619,7 +638,7 @@ def _group_state_dict(state_dict, rename, strict):
                     strict)
             continue
         name = rename.get(layer, layer)
-        if name not in KNOWN_LAYERS:
+        if base_layer_name(name) is None:
             _reject(f"state dict layer {layer!r} has no keras_fcn counterpart {name!r}; map it "
                     f"with rename={{{layer!r}: ...}} to one of {sorted(KNOWN_LAYERS)}", strict)
             continue
@@ -656,7 +675,7 @@ def convert_torch_state_dict(state_dict_or_path, rename=None, strict=True):
         if "weight" not in params:
             raise ValueError(f"layer {name!r} has a bias but no weight in the state dict")
         weights[name] = _layer_arrays(name, params["weight"], params.get("bias"),
-                                      transposed=name in TRANSPOSED_LAYERS)
+                                      transposed=base_layer_name(name) in TRANSPOSED_LAYERS)
     return weights
 
 

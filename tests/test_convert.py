@@ -237,6 +237,19 @@ def test_unknown_layers_raise_or_warn_and_rename_maps_them():
     _assert_keras_conv(renamed["score_fr"][0], layers[0].blobs[0])
 
 
+def test_siftflow_head_suffixes_are_known_layers():
+    layers = [CaffeLayer("score_fr_sem", "Convolution", [_rand(2, 5, 1, 1), _rand(2)]),
+              CaffeLayer("upscore2_geo", "Deconvolution", [_rand(2, 2, 4, 4)])]
+    weights = convert.convert_caffe_layers(layers)
+    _assert_keras_deconv(weights["upscore2_geo"][0], layers[1].blobs[0])
+    sd = {"upscore16_sem.weight": _rand(2, 2, 32, 32), "score_pool4_geo.weight": _rand(2, 4, 1, 1)}
+    weights = convert.convert_torch_state_dict(sd)
+    _assert_keras_deconv(weights["upscore16_sem"][0], sd["upscore16_sem.weight"])
+    _assert_keras_conv(weights["score_pool4_geo"][0], sd["score_pool4_geo.weight"])
+    with pytest.raises(ValueError, match="'score_fr_depth'"):
+        convert.convert_torch_state_dict({"score_fr_depth.weight": _rand(2, 4, 1, 1)})
+
+
 def test_conv_named_like_an_upsampling_layer_is_an_error():
     with pytest.raises(ValueError, match="'upscore8' is a transposed conv"):
         convert.convert_caffe_layers([CaffeLayer("upscore8", "Convolution", [_rand(2, 2, 4, 4)])])
