@@ -1,0 +1,195 @@
+"""Tests of keras_fcn.datasets and keras_fcn.synthetic on tiny fake trees (never downloads)."""
+
+import os
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from keras_fcn import data, datasets, synthetic
+
+
+def _save_palette_png(path, indices):
+    mask = Image.fromarray(np.asarray(indices, np.uint8), mode="P")
+    mask.putpalette([c for colour in datasets.voc_palette() for c in colour])
+    mask.save(path)
+
+
+def _fake_voc(root, ids_by_split, size=(20, 24)):
+    """Writes VOCdevkit/VOC2012 with JPEG images and palette masks (label = index % 21)."""
+    voc = os.path.join(root, "VOCdevkit", "VOC2012")
+    for sub in ("JPEGImages", "SegmentationClass", os.path.join("ImageSets", "Segmentation")):
+        os.makedirs(os.path.join(voc, sub), exist_ok=True)
+    for split, ids in ids_by_split.items():
+        with open(os.path.join(voc, "ImageSets", "Segmentation", f"{split}.txt"), "w") as f:
+            f.write("".join(f"{i}\n" for i in ids))
+        for n, image_id in enumerate(ids):
+            Image.fromarray(np.full(size + (3,), 40 * n % 256, np.uint8)).save(
+                os.path.join(voc, "JPEGImages", f"{image_id}.jpg"))
+            mask = np.full(size, n % 21, np.uint8)
+            mask[0] = 255
+            _save_palette_png(os.path.join(voc, "SegmentationClass", f"{image_id}.png"), mask)
+    return voc
+
+
+def test_voc_palette_and_classes():
+    palette = datasets.voc_palette()
+    assert len(palette) == 256 and len(datasets.VOC_CLASSES) == 21
+    assert palette[1] == (128, 0, 0) and palette[15] == (192, 128, 128)  # aeroplane, person
+    assert palette[20] == (0, 64, 128) and palette[255] == (224, 224, 192)  # tv, void
+    assert len(set(palette)) == 256
+
+
+def test_seg11valid_ids():
+    ids = datasets.seg11valid_ids()
+    assert len(ids) == 736 and len(set(ids)) == 736 and ids == sorted(ids)
+    assert ids[0] == "2007_000033" and ids[-1] == "2011_003271"
+
+
+def test_voc_reader_and_pipeline(tmp_path):
+    _fake_voc(tmp_path, {"train": ["2007_000001", "2007_000002"], "val": ["2007_000033"]})
+    for root in (tmp_path, tmp_path / "VOCdevkit", tmp_path / "VOCdevkit" / "VOC2012"):
+        pairs, info = datasets.voc_pairs(root, "train")
+        assert [os.path.basename(p[1]) for p in pairs] == ["2007_000001.png", "2007_000002.png"]
+    assert info.num_classes == 21 and info.ignore_label == 255
+    ds = data.make_dataset(pairs, **info.dataset_kwargs())
+    masks = [m.numpy()[0] for _, m in ds]
+    assert masks[1][1:].tolist() == np.ones((19, 24)).tolist() and (masks[1][0] == 255).all()
+    with pytest.raises(ValueError, match="Received: split='test'"):
+        datasets.voc_pairs(tmp_path, "test")
+    with pytest.raises(FileNotFoundError, match="No VOC2012 layout"):
+        datasets.voc_pairs(tmp_path / "nowhere")
+
+
+def test_seg11valid_pairs(tmp_path):
+    _fake_voc(tmp_path, {"val": ["2007_000033"]})
+    pairs, _ = datasets.seg11valid_pairs(tmp_path)
+    assert len(pairs) == 736
+    assert pairs[0][0].endswith(os.path.join("VOC2012", "JPEGImages", "2007_000033.jpg"))
+    assert os.path.isfile(pairs[0][1])
+
+
+def test_sbd_reader_reads_mat_masks(tmp_path):
+    scipy_io = pytest.importorskip("scipy.io")
+    root = tmp_path / "benchmark_RELEASE" / "dataset"
+    for sub in ("img", "cls"):
+        (root / sub).mkdir(parents=True)
+    labels = np.arange(6 * 8, dtype=np.uint8).reshape(6, 8) % 21
+    labels[2, 3] = 255
+    (root / "train.txt").write_text("2008_000002\n")
+    (root / "val.txt").write_text("")
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(root / "img" / "2008_000002.jpg")
+    scipy_io.savemat(root / "cls" / "2008_000002.mat", {"GTcls": {"Segmentation": labels}})
+    pairs, info = datasets.sbd_pairs(tmp_path, "train")
+    assert info.mask_format == "sbd_mat" and len(pairs) == 1
+    (_, mask), = data.make_dataset(pairs, **info.dataset_kwargs())
+    np.testing.assert_array_equal(mask.numpy()[0], labels)
+
+
+def test_folder_pairs_reports_unpaired(tmp_path, caplog):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for stem in ("a", "b", "lonely_image"):
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(images / f"{stem}.jpg")
+    for stem in ("a", "b", "lonely_mask"):
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(masks / f"{stem}.png")
+    with pytest.raises(ValueError, match=r"2 unpaired.*lonely_image\.jpg.*lonely_mask\.png"):
+        datasets.folder_pairs(images, masks)
+    pairs = datasets.folder_pairs(images, masks, on_unpaired="warn")
+    assert [os.path.basename(p) for pair in pairs for p in pair] == ["a.jpg", "a.png", "b.jpg",
+                                                                      "b.png"]
+    assert "lonely_image.jpg" in caplog.text
+
+
+def test_list_file_with_unpaired_line(tmp_path):
+    (tmp_path / "train.txt").write_text("a.png a_mask.png\nb.png\n")
+    with pytest.raises(ValueError, match=r"Line 2 of '.*train\.txt'.*Received: 'b\.png'"):
+        datasets.list_file_pairs(tmp_path, "train.txt")
+
+
+def test_camvid_reader_on_real_data(camvid_dir):
+    train, info = datasets.camvid_pairs(camvid_dir, "train")
+    val, _ = datasets.camvid_pairs(camvid_dir, "val")
+    assert len(train) == 367 and len(val) == 101
+    assert info.num_classes == 11 and info.ignore_label == 11 and len(info.class_names) == 11
+    assert all(os.path.isfile(p) for pair in train[:5] + val[:5] for p in pair)
+    ds = data.make_dataset(val[:8], **info.dataset_kwargs(), batch_size=4, crop_size=(360, 480),
+                           flip=True, scale_range=(0.75, 1.25), seed=0)
+    image, mask = next(iter(ds))
+    assert image.shape == (4, 360, 480, 3) and image.dtype == tf.float32
+    assert mask.shape == (4, 360, 480) and mask.dtype == tf.int32
+    assert 0 <= float(tf.reduce_min(image)) and float(tf.reduce_max(image)) <= 255
+    values = set(np.unique(mask.numpy()))
+    assert values <= set(range(12)) and len(values) > 5
+
+
+def test_from_tfds_adapter_with_remap():
+    features = {
+        "image": np.zeros((2, 5, 6, 3), np.uint8),
+        "segmentation_mask": np.array([[[1], [2], [3]] * 10] * 2, np.uint8).reshape(2, 5, 6, 1),
+        "file_name": np.array([b"a", b"b"]),
+    }
+    pets = tf.data.Dataset.from_tensor_slices(features)
+    ds = datasets.from_tfds(pets, label_remap=datasets.OXFORD_PET_REMAP)
+    image, mask = next(iter(ds))
+    assert image.shape == (5, 6, 3) and mask.shape == (5, 6) and mask.dtype == tf.int32
+    expected = np.vectorize({1: 1, 2: 0, 3: 255}.get)(features["segmentation_mask"][0, ..., 0])
+    np.testing.assert_array_equal(mask.numpy(), expected)
+    batches = data.prepare_dataset(ds, batch_size=2, crop_size=4, flip=True, seed=0)
+    image, mask = next(iter(batches))
+    assert image.shape == (2, 4, 4, 3) and set(np.unique(mask.numpy())) <= {0, 1, 255}
+
+
+def test_voc_tfds_builder_on_fake_tree(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    _fake_voc(tmp_path / "manual", {"train": ["2007_000001", "2007_000002"],
+                                    "val": ["2007_000033", "2007_000042"]})
+    builder = datasets.voc_tfds_builder("voc2012", data_dir=str(tmp_path / "tfds"))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=str(tmp_path / "manual")))
+    assert builder.info.splits["train"].num_examples == 2
+    assert builder.info.splits["seg11valid"].num_examples == 2  # the ids present in the tree
+    elements = list(datasets.from_tfds(builder.as_dataset(split="val")))
+    masks = sorted((m.numpy() for _, m in elements), key=lambda m: m[1, 0])
+    assert [int(m[1, 0]) for m in masks] == [0, 1]  # palette indices, not colours
+    assert all((m[0] == 255).all() for m in masks)
+
+
+def test_shapes_dataset_is_deterministic_fast_and_readable(tmp_path):
+    start = time.perf_counter()
+    info = synthetic.make_shapes_dataset(tmp_path / "shapes", num_train=240, num_val=60, size=64)
+    assert time.perf_counter() - start < 5
+    train, _ = synthetic.shapes_pairs(tmp_path / "shapes", "train")
+    val, _ = synthetic.shapes_pairs(tmp_path / "shapes", "val")
+    assert len(train) == 240 and len(val) == 60 and info.num_classes == 4
+    report = data.validate_pairs(train + val, num_classes=4)
+    assert report.num_bad == 0
+    masks = np.stack([data.read_mask(m) for _, m in train])
+    assert set(np.unique(masks)) == {0, 1, 2, 3, 255}
+    assert 0.01 < (masks == 255).mean() < 0.2  # void only along borders
+    image, mask = synthetic.shapes_example(3, seed=0)
+    np.testing.assert_array_equal(np.asarray(Image.open(train[3][0])), image)
+    np.testing.assert_array_equal(np.asarray(Image.open(train[3][1])), mask)
+    other_image, _ = synthetic.shapes_example(3, seed=1)
+    assert not np.array_equal(image, other_image)
+
+
+def test_shapes_classes_are_separable_by_colour():
+    images, masks = synthetic.shapes_arrays(40, size=32, seed=0)
+    means = [images[masks == label].mean(axis=0) for label in range(4)]
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert np.abs(means[a] - means[b]).max() > 40, (a, b)
+
+
+def test_shapes_in_memory_dataset():
+    ds = synthetic.shapes_tf_dataset(10, size=32, batch_size=4, flip=True, shuffle=True)
+    batches = [(x.numpy(), y.numpy()) for x, y in ds]
+    assert [x.shape for x, _ in batches] == [(4, 32, 32, 3), (4, 32, 32, 3), (2, 32, 32, 3)]
+    assert batches[0][1].dtype == np.int32
+    again = [(x.numpy(), y.numpy()) for x, y in synthetic.shapes_tf_dataset(
+        10, size=32, batch_size=4, flip=True, shuffle=True)]
+    np.testing.assert_array_equal(batches[0][1], again[0][1])
