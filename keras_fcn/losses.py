@@ -475,7 +475,7 @@ def median_frequency_weights(class_pixel_counts):
 
     Example:
         >>> median_frequency_weights(([10, 30, 60], [100, 100, 100]))
-        array([3.  , 1.  , 0.5 ])
+        array([3. , 1. , 0.5])
     """
     pixels, image_pixels = _split_counts(class_pixel_counts)
     present = pixels > 0

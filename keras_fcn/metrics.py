@@ -251,8 +251,9 @@ def confusion_matrix_tf(y_true, y_pred, num_classes, ignore_label=255, sample_we
         predicted j.
 
     Example:
-        >>> confusion_matrix_tf(tf.constant([[0, 255]]), tf.constant([[1, 0]]), 2)
-        <tf.Tensor: shape=(2, 2), dtype=float64, numpy=array([[0., 1.], [0., 0.]])>
+        >>> confusion_matrix_tf([[[0, 255]]], [[[1, 0]]], 2).numpy()
+        array([[0., 1.],
+               [0., 0.]])
     """
     labels = _to_labels(y_true)
     preds = _to_label_map(y_pred, num_classes)
