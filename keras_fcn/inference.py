@@ -810,6 +810,41 @@ def smooth_probabilities(frames, alpha):
     return [smoother(p).copy() for p in frames]
 
 
+class FlickerMeter:
+    """Counts label changes between consecutive frames, one frame at a time (no frame list
+    kept in memory).
+
+    Example:
+        >>> meter = FlickerMeter()
+        >>> for labels in label_frames:
+        ...     meter.update(labels)
+        >>> meter.rate
+    """
+
+    def __init__(self):
+        self.previous = None
+        self.changed = 0
+        self.total = 0
+
+    def update(self, labels):
+        """Adds a frame; a frame of another size than the previous one raises ValueError."""
+        labels = np.asarray(labels)
+        if self.previous is not None:
+            if self.previous.shape != labels.shape:
+                raise ValueError(
+                    f"Frames must share one size. Received: {self.previous.shape} and "
+                    f"{labels.shape}"
+                )
+            self.changed += int(np.count_nonzero(self.previous != labels))
+            self.total += labels.size
+        self.previous = labels.copy()
+
+    @property
+    def rate(self):
+        """Fraction of pixels that changed label, over all consecutive pairs (0.0 if none)."""
+        return self.changed / self.total if self.total else 0.0
+
+
 def flicker_rate(label_frames):
     """Fraction of pixels whose label changes between consecutive frames, over all pairs.
 
@@ -823,18 +858,10 @@ def flicker_rate(label_frames):
         >>> flicker_rate([np.array([[0, 1]]), np.array([[0, 2]]), np.array([[0, 2]])])
         0.25
     """
-    frames = [np.asarray(f) for f in label_frames]
-    if len(frames) < 2:
-        return 0.0
-    changed = total = 0
-    for previous, current in zip(frames[:-1], frames[1:]):
-        if previous.shape != current.shape:
-            raise ValueError(
-                f"Frames must share one size. Received: {previous.shape} and {current.shape}"
-            )
-        changed += int(np.count_nonzero(previous != current))
-        total += current.size
-    return changed / total
+    meter = FlickerMeter()
+    for labels in label_frames:
+        meter.update(labels)
+    return meter.rate
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,406 @@
+"""Tests of keras_fcn.inference, keras_fcn.video and tools/predict.py on tiny models."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import keras
+from PIL import Image
+
+from keras_fcn import inference as inf
+from keras_fcn.models import build_fcn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAS_AV = importlib.util.find_spec("av") is not None
+
+
+def _randomize_scores(model, seed=0):
+    """Score layers are zero-initialized; give them random weights so outputs vary."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.name.startswith("score") and layer.get_weights():
+            layer.set_weights([rng.normal(0, 0.5, w.shape).astype("float32")
+                               for w in layer.get_weights()])
+    return model
+
+
+def tiny_fcn(num_classes=3, dropout=0.0, include_preprocessing=True, seed=0):
+    model = build_fcn("8s", num_classes=num_classes, weights=None, widths=(4, 4, 4, 4, 4),
+                      fc_units=8, dropout=dropout, include_preprocessing=include_preprocessing)
+    return _randomize_scores(model, seed)
+
+
+def pointwise_model(num_classes=4):
+    """A 1x1-conv model: every output pixel sees only its own input pixel."""
+    inputs = keras.Input((None, None, 3))
+    outputs = keras.layers.Conv2D(num_classes, 1, kernel_initializer="glorot_uniform",
+                                  bias_initializer="random_normal")(inputs)
+    return keras.Model(inputs, outputs)
+
+
+def random_image(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3)).astype("uint8")
+
+
+@pytest.fixture(scope="module")
+def fcn():
+    keras.utils.set_random_seed(1)
+    return tiny_fcn(dropout=0.5)
+
+
+# ----------------------------------------------------------------------------- prediction
+
+
+def test_predict_shapes_and_probabilities(fcn):
+    labels, probs = inf.predict(fcn, random_image(37, 53))
+    assert labels.shape == (37, 53) and labels.dtype == np.int32
+    assert probs.shape == (37, 53, 3)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(labels, probs.argmax(-1))
+    assert inf.predict(fcn, random_image(20, 20), return_probabilities=False).shape == (20, 20)
+
+
+def test_predict_list_of_different_sizes_matches_single_images(fcn):
+    images = [random_image(40, 30, 1), random_image(25, 61, 2), random_image(40, 30, 3)]
+    labels, probs = inf.predict(fcn, images, batch_size=2)
+    assert [l.shape for l in labels] == [(40, 30), (25, 61), (40, 30)]
+    for image, p in zip(images, probs):
+        np.testing.assert_allclose(p, inf.predict(fcn, image)[1], atol=1e-5)
+    stack_labels, stack_probs = inf.predict(fcn, np.stack([images[0], images[2]]))
+    assert stack_probs.shape == (2, 40, 30, 3)
+    np.testing.assert_allclose(stack_probs[1], probs[2], atol=1e-5)
+
+
+def test_preprocessing_is_applied_when_model_lacks_it(fcn):
+    raw = tiny_fcn(dropout=0.5, include_preprocessing=False)
+    raw.set_weights(fcn.get_weights())
+    assert inf.has_preprocessing(fcn) and not inf.has_preprocessing(raw)
+    image = random_image(33, 33)
+    np.testing.assert_allclose(inf.predict(raw, image)[1], inf.predict(fcn, image)[1], atol=1e-5)
+
+
+def test_tiled_equals_whole_for_pointwise_model():
+    model = pointwise_model()
+    image = random_image(70, 95)
+    _, whole = inf.predict(model, image)
+    _, tiled = inf.predict(model, image, tile_size=32, tile_overlap=8, batch_size=3)
+    np.testing.assert_allclose(tiled, whole, atol=1e-6)
+
+
+def test_tiled_fcn_covers_image(fcn):
+    labels, probs = inf.predict(fcn, random_image(70, 45), tile_size=32, tile_overlap=12)
+    assert probs.shape == (70, 45, 3)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+
+
+def test_tile_starts_cover_and_end_flush():
+    assert inf._tile_starts(100, 32, 8) == [0, 24, 48, 68]
+    assert inf._tile_starts(20, 32, 8) == [0]
+
+
+def test_flip_tta_of_symmetric_model_changes_nothing():
+    model = pointwise_model()
+    image = random_image(17, 23)
+    np.testing.assert_allclose(inf.predict(model, image, tta_flip=True)[1],
+                               inf.predict(model, image)[1], atol=1e-6)
+    _, multi = inf.predict(model, image, scales=(0.5, 1.0, 2.0))
+    assert multi.shape == (17, 23, 4)
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"tile_size": 0}, "tile_size=0"), ({"tile_size": 16, "tile_overlap": 16}, "tile_overlap=16"),
+    ({"scales": (0,)}, "scales=(0,)"), ({"batch_size": 0}, "batch_size=0"),
+])
+def test_predict_rejects_bad_arguments(kwargs, word):
+    with pytest.raises(ValueError, match=word.replace("(", r"\(").replace(")", r"\)")):
+        inf.predict(pointwise_model(), random_image(8, 8), **kwargs)
+
+
+# ----------------------------------------------------------------------------- uncertainty
+
+
+def test_entropy_of_uniform_is_log_c():
+    for c in (2, 5, 21):
+        np.testing.assert_allclose(inf.entropy(np.full((3, 4, c), 1.0 / c)), np.log(c), rtol=1e-6)
+    np.testing.assert_allclose(inf.entropy(np.array([[1.0, 0.0, 0.0]])), 0.0)
+
+
+def test_margin_closed_form():
+    p = np.array([[0.1, 0.6, 0.3], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(inf.margin(p), [0.3, 0.0, 1.0], atol=1e-7)
+    probs = np.random.default_rng(0).dirichlet(np.ones(6), size=(5, 7))
+    ordered = np.sort(probs, axis=-1)
+    np.testing.assert_allclose(inf.margin(probs), ordered[..., -1] - ordered[..., -2], atol=1e-6)
+
+
+def test_mc_dropout_variance_zero_without_dropout_positive_with():
+    image = random_image(24, 24)
+    without = inf.mc_dropout(tiny_fcn(dropout=0.0), image, num_samples=3)
+    assert float(without["variance"].max()) < 1e-12
+    assert float(without["mutual_information"].max()) < 1e-6
+    with_dropout = inf.mc_dropout(tiny_fcn(dropout=0.5), image, num_samples=4, seed=3)
+    assert float(with_dropout["variance"].mean()) > 0
+    assert float(with_dropout["mutual_information"].mean()) > 0
+    assert with_dropout["mean"].shape == (24, 24, 3)
+
+
+def test_mc_dropout_keeps_batchnorm_in_inference_mode():
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Dropout(0.0, name="drop")(x)
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 1)(x))
+    bn = model.get_layer("bn")
+    bn.moving_mean.assign(np.full(4, 3.0, "float32"))
+    bn.moving_variance.assign(np.full(4, 2.0, "float32"))
+    x = inf.preprocess_input(random_image(9, 9)[None].astype("float32"))
+    mc = inf.mc_dropout_model(model)
+    np.testing.assert_allclose(mc(x), model(x, training=False), atol=1e-5)
+    inf.mc_dropout(model, random_image(9, 9), num_samples=3)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), 3.0)  # MC passes did not update stats
+    # What calling the model with training=True would have done instead:
+    assert not np.allclose(model(x, training=True), model(x, training=False), atol=1e-3)
+
+
+def test_mc_dropout_needs_dropout_layers():
+    with pytest.raises(ValueError, match="Dropout"):
+        inf.mc_dropout_model(pointwise_model())
+
+
+# ----------------------------------------------------------------------------- colours, overlays
+
+
+def test_voc_palette_bit_interleaving():
+    palette = inf.voc_palette()
+    assert palette.shape == (256, 3) and palette.dtype == np.uint8
+    assert palette[[0, 1, 2, 3, 7, 15, 20]].tolist() == [
+        [0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [128, 128, 128], [192, 128, 128],
+        [0, 64, 128]]  # background, aeroplane, bicycle, bird, car, person, tvmonitor
+    assert palette[255].tolist() == [224, 224, 192]  # the void colour of the VOC masks
+
+
+def test_overlay_exact_colours():
+    image = np.array([[[10, 20, 30], [200, 100, 50]], [[0, 0, 0], [255, 255, 255]]], np.uint8)
+    labels = np.array([[0, 1], [15, 255]])
+    out = inf.overlay(image, labels, alpha=0.25)
+    colours = np.array([[[0, 0, 0], [128, 0, 0]], [[192, 128, 128], [224, 224, 192]]], float)
+    expected = np.floor(0.75 * image + 0.25 * colours + 0.5).astype(np.uint8)
+    expected[1, 1] = image[1, 1]  # void pixels keep the image
+    np.testing.assert_array_equal(out, expected)
+    custom = inf.overlay(image, labels, alpha=1.0, palette=[[1, 2, 3], [4, 5, 6]])
+    assert custom[0, 0].tolist() == [1, 2, 3] and custom[0, 1].tolist() == [4, 5, 6]
+
+
+def test_overlay_with_legend_keeps_overlay_and_adds_strip():
+    image, labels = random_image(40, 30), np.zeros((40, 30), np.int64)
+    labels[20:] = 15
+    out = inf.overlay_with_legend(image, labels, class_names=inf.VOC_CLASS_NAMES, legend_width=100)
+    assert out.shape == (40, 130, 3)
+    np.testing.assert_array_equal(out[:, :30], inf.overlay(image, labels))
+    strip = out[:, 30:].reshape(-1, 3)
+    assert any((strip == [192, 128, 128]).all(1))  # the person swatch
+
+
+def test_binary_mask_values():
+    labels = np.array([[0, 15, 7], [15, 255, 1]])
+    np.testing.assert_array_equal(inf.binary_mask(labels, [15, 7]), [[0, 255, 255], [255, 0, 0]])
+    np.testing.assert_array_equal(inf.binary_mask(labels, 1), [[0, 0, 0], [0, 0, 255]])
+
+
+def test_palette_png_round_trip(tmp_path):
+    labels = np.array([[0, 1, 2], [15, 255, 20]], np.uint8)
+    path = inf.save_png(str(tmp_path / "l.png"), labels, palette=True)
+    with Image.open(path) as image:
+        assert image.mode == "P"
+        np.testing.assert_array_equal(np.asarray(image), labels)
+        np.testing.assert_array_equal(
+            np.asarray(image.convert("RGB")), inf.voc_palette()[labels])
+    with pytest.raises(FileExistsError):
+        inf.save_png(path, labels, palette=True, overwrite=False)
+    assert [f for f in os.listdir(tmp_path) if f.startswith(".")] == []  # no temp files left
+
+
+def test_heatmap_and_labels_sidecar(tmp_path):
+    rgb = inf.heatmap(np.array([[0.0, 1.0]]), cmap="gray")
+    assert rgb.tolist() == [[[0, 0, 0], [255, 255, 255]]]
+    model_path = tmp_path / "m.keras"
+    assert inf.read_labels_sidecar(model_path) == (None, None)
+    (tmp_path / "m.labels.json").write_text(json.dumps(
+        {"class_names": ["sky", "road"], "palette": [[1, 2, 3], [4, 5, 6]]}))
+    names, palette = inf.read_labels_sidecar(model_path)
+    assert names == ["sky", "road"] and palette.tolist() == [[1, 2, 3], [4, 5, 6]]
+
+
+# ----------------------------------------------------------------------------- temporal
+
+
+def test_flicker_equals_hand_count():
+    frames = [np.array([[0, 1], [2, 2]]), np.array([[0, 2], [2, 1]]), np.array([[1, 2], [2, 1]])]
+    assert inf.flicker_rate(frames) == pytest.approx(3 / 8)  # 2 changes, then 1, of 2 x 4 px
+    assert inf.flicker_rate(frames[:1]) == 0.0
+
+
+def test_smoothing_lowers_flicker_on_noisy_sequence():
+    rng = np.random.default_rng(0)
+    truth = np.zeros((20, 30, 3), np.float32)
+    truth[:, :15, 0] = truth[:, 15:, 1] = 1.0
+    frames = []
+    for _ in range(30):
+        logits = 2.0 * truth + rng.normal(0, 1.2, truth.shape)
+        frames.append(np.exp(logits) / np.exp(logits).sum(-1, keepdims=True))
+    raw = inf.flicker_rate([f.argmax(-1) for f in frames])
+    smoothed = inf.flicker_rate([f.argmax(-1) for f in inf.smooth_probabilities(frames, 0.3)])
+    assert raw > 0.1 and smoothed < raw / 2
+    np.testing.assert_allclose(inf.smooth_probabilities(frames, 1.0)[5], frames[5], rtol=1e-6)
+
+
+def test_smoother_closed_form():
+    smoother = inf.TemporalSmoother(alpha=0.25)
+    a, b = np.array([[[1.0, 0.0]]]), np.array([[[0.0, 1.0]]])
+    smoother(a)
+    np.testing.assert_allclose(smoother(b), [[[0.75, 0.25]]])
+    with pytest.raises(ValueError, match="alpha=0"):
+        inf.TemporalSmoother(alpha=0)
+
+
+# ----------------------------------------------------------------------------- refinement
+
+
+def test_guided_refinement_snaps_to_image_edge():
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[:, 16:] = 200
+    truth = (np.arange(32) >= 16).astype(int)[None].repeat(32, 0)
+    ramp = np.clip((np.arange(32) - 10) / 12.0, 0, 1)  # soft, shifted boundary
+    probs = np.stack([1 - ramp, ramp], -1)[None].repeat(32, 0).astype(np.float32)
+    refined = inf.refine_boundaries(image, probs, radius=4, eps=1e-3)
+    np.testing.assert_allclose(refined.sum(-1), 1.0, atol=1e-5)
+    assert (refined.argmax(-1) == truth).mean() > (probs.argmax(-1) == truth).mean()
+    assert (refined.argmax(-1) == truth).mean() == 1.0
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("predict_tool", os.path.join(ROOT, "tools",
+                                                                               "predict.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    path = str(folder / "tiny.keras")
+    keras.utils.set_random_seed(2)
+    tiny_fcn(dropout=0.5).save(path)
+    (folder / "tiny.labels.json").write_text(json.dumps({"class_names": ["sky", "Car", "road"]}))
+    return path
+
+
+def _frames_folder(folder, count=3, size=(24, 32)):
+    folder.mkdir()
+    for i in range(count):
+        Image.fromarray(random_image(*size, seed=i)).save(folder / f"f{i}.png")
+    (folder / "notes.png").write_text("this is not a png")
+    (folder / "empty.png").write_bytes(b"")
+    return folder
+
+
+def test_cli_folder_with_bad_files(tmp_path, saved_model):
+    tool = _load_tool()
+    frames = _frames_folder(tmp_path / "seq")
+    out = tmp_path / "out"
+    opts = tool.Options(model=saved_model, inputs=[str(frames), str(tmp_path / "missing.jpg")],
+                        output_dir=str(out), classes=["car"], uncertainty=["entropy", "margin"],
+                        smooth_alpha=0.5)
+    report = tool.run(opts)
+    failed = dict(report.failures)
+    assert set(failed) == {str(frames / "notes.png"), str(frames / "empty.png"),
+                           str(tmp_path / "missing.jpg")}
+    assert "empty file" in failed[str(frames / "empty.png")]
+    assert "cannot read image" in failed[str(frames / "notes.png")]
+    assert report.processed == 3
+    names = set(os.listdir(out / "seq"))
+    for stem in ("f0", "f1", "f2"):
+        for suffix in ("labels.png", "overlay.png", "mask_Car.png", "entropy.png", "entropy.npy",
+                       "margin.png", "margin.npy"):
+            assert f"{stem}_{suffix}" in names
+    assert not [n for n in names if n.startswith(".")]
+    with Image.open(out / "seq" / "f0_labels.png") as labels_png:
+        labels = np.asarray(labels_png)
+    with Image.open(out / "seq" / "f0_mask_Car.png") as mask_png:
+        np.testing.assert_array_equal(np.asarray(mask_png), np.where(labels == 1, 255, 0))
+    entropy = np.load(out / "seq" / "f0_entropy.npy")
+    assert entropy.shape == (24, 32) and entropy.max() <= np.log(3) + 1e-5
+    assert report.flicker[str(frames)]["smooth_alpha"] == 0.5
+
+    again = tool.run(opts)  # existing outputs are kept
+    assert again.written == 0 and again.processed == 0 and again.skipped == 3 * 7
+
+
+def test_cli_main_exit_status(tmp_path, saved_model):
+    frames = _frames_folder(tmp_path / "seq", count=1)
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "predict.py"), f"--model={saved_model}",
+           f"--input={frames}", f"--output_dir={tmp_path / 'out'}", "--noprogress",
+           "--tta=flip", "--tile_size=16", "--tile_overlap=4"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 1, result.stderr
+    assert "2 input(s) failed" in result.stdout and "notes.png" in result.stdout
+    assert os.path.exists(tmp_path / "out" / "seq" / "f0_overlay.png")
+    bad = subprocess.run(cmd[:2] + ["--model=nope.keras", f"--input={frames}",
+                                    f"--output_dir={tmp_path}"],
+                         capture_output=True, text=True, timeout=180)
+    assert bad.returncode == 2 and "nope.keras" in bad.stderr
+
+
+def test_cli_rejects_unknown_class(tmp_path, saved_model):
+    tool = _load_tool()
+    with pytest.raises(ValueError, match="'bus'"):
+        tool.run(tool.Options(model=saved_model, inputs=[str(tmp_path)],
+                              output_dir=str(tmp_path), classes=["bus"]))
+
+
+@pytest.mark.skipif(not HAS_AV, reason="PyAV not installed (pip install keras_fcn[video])")
+@pytest.mark.parametrize("video_format", ["mp4", "webm"])
+def test_cli_video_round_trip(tmp_path, saved_model, video_format):
+    from keras_fcn import video
+
+    tool = _load_tool()
+    clip = str(tmp_path / "clip.mp4")
+    with video.VideoWriter(clip, fps=5) as writer:
+        for i in range(4):
+            writer.write(random_image(24, 32, seed=i))
+    assert len(list(video.read_video(clip))) == 4
+    opts = tool.Options(model=saved_model, inputs=[clip], output_dir=str(tmp_path / "out"),
+                        classes=["road"], smooth_alpha=0.5, video_format=video_format)
+    report = tool.run(opts)
+    assert not report.failures and report.processed == 4
+    overlay = list(video.read_video(str(tmp_path / "out" / "clip_overlay.mp4")))
+    mask_path = str(tmp_path / "out" / f"clip_mask_road.{video_format}")
+    masks = list(video.read_video(mask_path))
+    assert len(overlay) == len(masks) == 4 and overlay[0].shape == (24, 32, 3)
+    assert len(os.listdir(tmp_path / "out" / "clip")) == 4 * 2  # labels + mask PNG per frame
+    flicker = report.flicker[clip]
+    assert flicker["frames_compared"] == 3 * 24 * 32 and "flicker_smoothed" in flicker
+
+
+def test_video_errors_are_clear(tmp_path):
+    from keras_fcn import video
+
+    if not HAS_AV:
+        with pytest.raises(ImportError, match=r"keras_fcn\[video\]"):
+            video.video_info("x.mp4")
+        return
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    with pytest.raises(ValueError, match="bad.mp4"):
+        list(video.read_video(str(bad)))
+    with pytest.raises(ValueError, match="extension"):
+        video.VideoWriter(str(tmp_path / "x.gif"))
