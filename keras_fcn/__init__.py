@@ -27,3 +27,10 @@ from keras_fcn.models import (  # noqa: F401
     with_preprocessing,
 )
 from keras_fcn.weights import load_weights, read_weights, set_weights_by_name  # noqa: F401
+from keras_fcn.convert import (  # noqa: F401
+    convert_caffemodel,
+    convert_torch_state_dict,
+    load_npz,
+    read_caffemodel,
+    save_npz,
+)

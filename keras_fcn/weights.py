@@ -50,7 +50,10 @@ def fetch_vgg16_imagenet_weights(cache_dir=None, url=VGG16_WEIGHTS_URL, md5=VGG1
     """
     import keras
 
-    cached = os.path.join(cache_dir or os.path.expanduser("~/.keras"), "models", VGG16_WEIGHTS_FILE)
+    cache_dir = os.path.expanduser(cache_dir or os.path.join("~", ".keras"))
+    # get_file silently falls back to /tmp/.keras when cache_dir does not exist yet.
+    os.makedirs(cache_dir, exist_ok=True)
+    cached = os.path.join(cache_dir, "models", VGG16_WEIGHTS_FILE)
     how_to = (
         f"Download {url} on a machine with internet access and either copy it to {cached} or "
         f"pass its path: build_fcn8s(weights='/path/to/{VGG16_WEIGHTS_FILE}'). "
@@ -75,9 +78,11 @@ def read_weights(source):
     """Reads weights by layer name from a file or a model.
 
     Args:
-        source: a ``keras.Model``, or a path to a ``.keras`` model, a Keras 3 ``.weights.h5``
-            file, a legacy Keras ``.h5`` weights file (such as the ``keras.applications``
-            VGG16 file) or a ``.npz`` file written by :func:`keras_fcn.convert.save_npz`.
+        source: a ``keras.Model``, or a path to a ``.keras`` model, a legacy Keras ``.h5``
+            weights file (such as the ``keras.applications`` VGG16 file) or a ``.npz`` file
+            written by :func:`keras_fcn.convert.save_npz`. Keras 3 ``.weights.h5`` files store
+            weights by position, not by name: load those with ``model.load_weights`` into
+            the same architecture (the builders' ``weights=`` argument does that).
 
     Returns:
         ``{layer_name: [numpy arrays]}`` in the order of the layer's weights; layers without
@@ -91,9 +96,11 @@ def read_weights(source):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Weights file not found: {path!r}")
     if path.endswith(".npz"):
-        return _read_npz(path)
+        from keras_fcn.convert import load_npz
+
+        return load_npz(path)
     if path.endswith(".keras"):
-        return _read_keras_archive(path)
+        return _read_model(_load_keras_model(path))
     if path.endswith(".h5") or path.endswith(".hdf5"):
         import h5py
 
@@ -115,38 +122,25 @@ def _read_model(model):
     }
 
 
-def _read_npz(path):
-    weights = {}
-    with np.load(path) as data:
-        for key in data.files:
-            layer, _, index = key.rpartition("/")
-            if not layer or not index.isdigit():
-                raise ValueError(
-                    f"Bad key {key!r} in {path!r}: expected 'layer_name/index' keys."
-                )
-            weights.setdefault(layer, {})[int(index)] = data[key]
-    return {layer: [arrays[i] for i in sorted(arrays)] for layer, arrays in weights.items()}
-
-
-def _read_keras_archive(path):
-    import h5py
+def _load_keras_model(path):
+    import keras
 
     try:
-        with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as raw:
-            with h5py.File(raw, "r") as f:
-                return _read_h5(f, path)
-    except (zipfile.BadZipFile, KeyError) as error:
-        raise ValueError(f"{path!r} is not a valid .keras model archive: {error}") from error
+        return keras.models.load_model(path, compile=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as error:
+        raise ValueError(f"Cannot load the model file {path!r}: {error}") from error
 
 
 def _read_h5(f, path):
     if "layer_names" in f.attrs:  # legacy Keras 2 / keras.applications format
         return _read_legacy_h5(f)
-    if "layers" in f:  # Keras 3 .weights.h5 format
-        return _read_keras3_h5(f["layers"])
-    raise ValueError(
-        f"{path!r} is neither a Keras 3 .weights.h5 file nor a legacy Keras .h5 weights file."
-    )
+    if "layers" in f:
+        raise ValueError(
+            f"{path!r} is a Keras 3 .weights.h5 file, which stores weights by position, not by "
+            "layer name: it loads only into the same architecture (model.load_weights). For "
+            "staged initialization pass the trained model itself or its .keras file."
+        )
+    raise ValueError(f"{path!r} is not a Keras weights file (no 'layer_names' attribute).")
 
 
 def _read_legacy_h5(f):
@@ -159,15 +153,6 @@ def _read_legacy_h5(f):
         ]
         if weight_names:
             weights[name] = [np.asarray(group[w]) for w in weight_names]
-    return weights
-
-
-def _read_keras3_h5(layers_group):
-    weights = {}
-    for name, group in layers_group.items():
-        if "vars" in group and len(group["vars"]):
-            variables = group["vars"]
-            weights[name] = [np.asarray(variables[str(i)]) for i in range(len(variables))]
     return weights
 
 
@@ -265,6 +250,8 @@ def load_weights(model, weights):
     """
     if isinstance(weights, str) and weights == "imagenet":
         weights = fetch_vgg16_imagenet_weights()
+    if isinstance(weights, (str, os.PathLike)) and os.fspath(weights).endswith(".weights.h5"):
+        return _load_same_architecture(model, os.fspath(weights))
     source = read_weights(weights)
     is_vgg16_classifier = "block1_conv1" in source
     return set_weights_by_name(
@@ -273,3 +260,17 @@ def load_weights(model, weights):
         rename=KERAS_VGG16_TO_FCN if is_vgg16_classifier else None,
         required=VGG16_FCN_LAYERS if is_vgg16_classifier else (),
     )
+
+
+def _load_same_architecture(model, path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Weights file not found: {path!r}")
+    try:
+        model.load_weights(path)
+    except (ValueError, KeyError, OSError) as error:
+        raise ValueError(
+            f"Cannot load {path!r} into {model.name!r}: a Keras .weights.h5 file loads only into "
+            "the architecture that saved it. For staged initialization (e.g. FCN-16s from "
+            f"FCN-32s) pass the .keras model file or the model itself. ({error})"
+        ) from error
+    return sorted(layer.name for layer in model.layers if layer.weights)

@@ -1,0 +1,302 @@
+"""Tests of the FCN builders: shapes, exact alignment of the heads, staged init, save/load."""
+
+import numpy as np
+import pytest
+import keras
+
+import keras_fcn
+from keras_fcn.models import build_fcn
+
+TINY = dict(widths=(4, 4, 6, 8, 8), fc_units=8)
+VARIANTS = ("32s", "16s", "8s", "8s_at_once")
+# The reference crop offsets, written out here independently of the package.
+REFERENCE_OFFSETS = {"pool4": 5, "pool3": 9, "32s": 19, "16s": 27, "8s": 31}
+
+
+def tiny_fcn(variant, num_classes=3, **kwargs):
+    return build_fcn(variant, num_classes=num_classes, weights=None, **TINY, **kwargs)
+
+
+def randomize(model, seed=0):
+    """Gives every layer random non-zero weights (score layers are zero, upsampling bilinear).
+
+    Kernels are scaled by their fan-in so that every path (trunk, pool4 and pool3 skips)
+    contributes to the output with a similar magnitude: a wrong offset anywhere shows.
+    """
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        arrays = []
+        for w in layer.weights:
+            shape = tuple(w.shape)
+            if len(shape) == 4 and isinstance(layer, keras.layers.Conv2DTranspose):
+                stride = layer.strides[0]
+                std = 1.0 / np.sqrt((shape[0] / stride) ** 2 * shape[3])
+            elif len(shape) == 4:
+                std = np.sqrt(2.0 / (shape[0] * shape[1] * shape[2]))
+            else:
+                std = 0.1
+            arrays.append(rng.normal(0, std, shape).astype("float32"))
+        layer.set_weights(arrays)
+    return model
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_output_size_equals_input_size(variant):
+    model = tiny_fcn(variant)
+    for height, width in [(1, 1), (17, 17), (97, 131), (224, 224), (8, 301)]:
+        image = np.random.rand(1, height, width, 3).astype("float32")
+        assert model.predict(image, verbose=0).shape == (1, height, width, 3)
+
+
+def test_full_size_fcn8s_has_the_reference_parameter_count():
+    assert keras_fcn.build_fcn8s(weights=None).count_params() == 134_489_759
+
+
+@pytest.mark.slow
+def test_full_size_500x500_output():
+    model = keras_fcn.build_fcn8s(weights=None)
+    assert model.predict(np.zeros((1, 500, 500, 3), "float32"), verbose=0).shape == (1, 500, 500, 21)
+
+
+def test_layer_names_are_the_papers():
+    names = {layer.name for layer in tiny_fcn("8s_at_once").layers}
+    expected = {f"conv{b}_{i}" for b, n in enumerate((2, 2, 3, 3, 3), 1) for i in range(1, n + 1)}
+    expected |= {"pool1", "pool5", "fc6", "fc7", "drop6", "drop7", "score_fr", "upscore2",
+                 "scale_pool4", "score_pool4", "upscore_pool4", "scale_pool3", "score_pool3",
+                 "upscore8", "score"}
+    assert expected <= names
+    model = tiny_fcn("8s_at_once")
+    assert model.get_layer("scale_pool4").factor == 0.01
+    assert model.get_layer("scale_pool3").factor == 0.0001
+
+
+def test_bilinear_kernel_matches_closed_form():
+    for size in range(1, 17):
+        factor = (size + 1) // 2
+        center = factor - 1 if size % 2 else factor - 0.5
+        expected = np.array([[(1 - abs(i - center) / factor) * (1 - abs(j - center) / factor)
+                              for j in range(size)] for i in range(size)])
+        np.testing.assert_allclose(keras_fcn.bilinear_kernel(size), expected, atol=1e-7)
+    np.testing.assert_allclose(keras_fcn.bilinear_kernel(4)[1], [0.1875, 0.5625, 0.5625, 0.1875])
+
+
+def test_bilinear_initializer_is_diagonal_and_interpolates_linearly():
+    kernel = np.asarray(keras_fcn.BilinearUpsampling()((4, 4, 3, 3)))
+    assert np.all(kernel[:, :, 0, 1] == 0) and np.all(kernel[:, :, 2, 0] == 0)
+    np.testing.assert_allclose(kernel[:, :, 1, 1], keras_fcn.bilinear_kernel(4))
+    # A linear ramp upsampled by 2 stays a ramp of half the slope, away from the borders.
+    layer = keras.layers.Conv2DTranspose(1, 4, strides=2, use_bias=False,
+                                         kernel_initializer=keras_fcn.BilinearUpsampling())
+    ramp = np.tile(np.arange(8, dtype="float32"), (8, 1))[None, ..., None]
+    out = np.asarray(layer(ramp))[0, 4:-4, 4:-4, 0]
+    np.testing.assert_allclose(np.diff(out, axis=1), 0.5, atol=1e-5)
+    np.testing.assert_allclose(np.diff(out, axis=0), 0.0, atol=1e-5)
+
+
+# --- exact alignment: a numpy reference of the heads ------------------------------------
+
+
+def conv1x1(x, kernel, bias):
+    return x @ kernel[0, 0] + bias
+
+
+def deconv(x, kernel, stride):
+    """Transposed convolution, 'valid': out[i*s + a, j*s + b, o] += x[i, j, c] * k[a, b, o, c]."""
+    h, w, _ = x.shape
+    k = kernel.shape[0]
+    out = np.zeros(((h - 1) * stride + k, (w - 1) * stride + k, kernel.shape[2]))
+    for i in range(h):
+        for j in range(w):
+            out[i * stride:i * stride + k, j * stride:j * stride + k] += np.einsum(
+                "c,aboc->abo", x[i, j], kernel)
+    return out
+
+
+def crop(x, offset, height, width):
+    assert x.shape[0] >= offset + height and x.shape[1] >= offset + width
+    return x[offset:offset + height, offset:offset + width]
+
+
+def reference_heads(variant, trunk, weights, height, width, offsets=REFERENCE_OFFSETS):
+    pool3, pool4, fc7 = trunk
+    score = conv1x1(fc7, *weights["score_fr"])
+    if variant == "32s":
+        return crop(deconv(score, weights["upscore"][0], 32), offsets["32s"], height, width)
+    scale4, scale3 = (0.01, 0.0001) if variant == "8s_at_once" else (1.0, 1.0)
+    up = deconv(score, weights["upscore2"][0], 2)
+    skip = crop(conv1x1(pool4 * scale4, *weights["score_pool4"]), offsets["pool4"], *up.shape[:2])
+    fused = up + skip
+    if variant == "16s":
+        return crop(deconv(fused, weights["upscore16"][0], 16), offsets["16s"], height, width)
+    up = deconv(fused, weights["upscore_pool4"][0], 2)
+    skip = crop(conv1x1(pool3 * scale3, *weights["score_pool3"]), offsets["pool3"], *up.shape[:2])
+    return crop(deconv(up + skip, weights["upscore8"][0], 8), offsets["8s"], height, width)
+
+
+def trunk_outputs(model, image):
+    names = ("pool3", "pool4", "drop7")
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    return [np.asarray(t)[0].astype("float64") for t in probe(image)]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("size", [(1, 1), (13, 29), (40, 33)])
+def test_heads_match_numpy_reference_exactly_aligned(variant, size):
+    model = randomize(tiny_fcn(variant), seed=len(variant) + size[0])
+    image = np.random.default_rng(1).uniform(-50, 50, (1, *size, 3)).astype("float32")
+    weights = {layer.name: [np.asarray(w, "float64") for w in layer.get_weights()]
+               for layer in model.layers if layer.weights}
+    expected = reference_heads(variant, trunk_outputs(model, image), weights, *size)
+    got = model.predict(image, verbose=0)[0]
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(got, expected, atol=1e-4 * scale)
+
+
+def test_numpy_reference_detects_an_offset_off_by_one():
+    """The alignment test can fail: shifting any offset by one changes the output."""
+    model = randomize(tiny_fcn("8s"), seed=3)
+    image = np.random.default_rng(2).uniform(-50, 50, (1, 21, 23, 3)).astype("float32")
+    weights = {layer.name: [np.asarray(w, "float64") for w in layer.get_weights()]
+               for layer in model.layers if layer.weights}
+    trunk = trunk_outputs(model, image)
+    good = reference_heads("8s", trunk, weights, 21, 23)
+    for key in ("pool4", "pool3", "8s"):
+        shifted = dict(REFERENCE_OFFSETS, **{key: REFERENCE_OFFSETS[key] + 1})
+        bad = reference_heads("8s", trunk, weights, 21, 23, offsets=shifted)
+        assert np.abs(bad - good).max() > 1e-2 * np.abs(good).max(), key
+
+
+def test_fixed_input_size_gives_static_crops():
+    model = tiny_fcn("8s", input_shape=(64, 48, 3))
+    assert tuple(model.output.shape) == (None, 64, 48, 3)
+    assert tuple(model.get_layer("score_pool3c").output.shape[1:3]) == tuple(
+        model.get_layer("upscore_pool4").output.shape[1:3])
+
+
+# --- initialization ---------------------------------------------------------------------
+
+
+def test_score_layers_zero_and_upsampling_bilinear_and_frozen():
+    model = tiny_fcn("8s")
+    for name in ("score_fr", "score_pool4", "score_pool3"):
+        assert all(np.all(np.asarray(w) == 0) for w in model.get_layer(name).weights)
+    for name, size in (("upscore2", 4), ("upscore_pool4", 4), ("upscore8", 16)):
+        layer = model.get_layer(name)
+        assert not layer.trainable and not layer.use_bias
+        np.testing.assert_allclose(np.asarray(layer.kernel)[:, :, 2, 2], keras_fcn.bilinear_kernel(size))
+    assert tiny_fcn("8s", trainable_upsampling=True).get_layer("upscore8").trainable
+    # A fresh model predicts all zeros: the well-known "all background" start of the paper.
+    assert np.all(model.predict(np.ones((1, 20, 20, 3), "float32"), verbose=0) == 0)
+
+
+def test_staged_initialization_copies_shared_layers_and_zeroes_new_scores():
+    fcn32s = randomize(tiny_fcn("32s"), seed=5)
+    fcn16s = build_fcn("16s", num_classes=3, weights=fcn32s, **TINY)
+    shared = [layer.name for layer in fcn32s.layers if layer.weights and layer.name != "upscore"]
+    assert "score_fr" in shared and "fc6" in shared
+    for name in shared:
+        for a, b in zip(fcn32s.get_layer(name).get_weights(), fcn16s.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    assert all(np.all(w == 0) for w in fcn16s.get_layer("score_pool4").get_weights())
+    np.testing.assert_allclose(fcn16s.get_layer("upscore16").get_weights()[0][:, :, 0, 0],
+                               keras_fcn.bilinear_kernel(32))
+
+    fcn16s.get_layer("score_pool4").set_weights([np.full((1, 1, 8, 3), 0.5, "float32"),
+                                                 np.ones(3, "float32")])
+    fcn8s = build_fcn("8s", num_classes=3, weights=fcn16s, **TINY)
+    for a, b in zip(fcn16s.get_layer("score_pool4").get_weights(),
+                    fcn8s.get_layer("score_pool4").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert all(np.all(w == 0) for w in fcn8s.get_layer("score_pool3").get_weights())
+
+
+# --- serialization ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["32s", "8s_at_once"])
+def test_save_and_load_give_identical_outputs(tmp_path, variant):
+    model = randomize(tiny_fcn(variant, include_preprocessing=True), seed=7)
+    image = np.random.default_rng(0).uniform(0, 255, (2, 35, 27, 3)).astype("float32")
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(image, verbose=0), model.predict(image, verbose=0),
+                               rtol=1e-6, atol=1e-6)
+    clone = keras.Model.from_config(model.get_config())
+    assert [l.name for l in clone.layers] == [l.name for l in model.layers]
+
+
+@pytest.mark.parametrize("layer", [keras_fcn.CropToReference(7, name="c"), keras_fcn.Scale(0.01),
+                                   keras_fcn.CaffePreprocessing((1.0, 2.0, 3.0))])
+def test_custom_layer_config_round_trip(layer):
+    config = layer.get_config()
+    assert type(layer).from_config(config).get_config() == config
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(restored) is type(layer) and restored.get_config() == config
+
+
+def test_mixed_precision_outputs_float32():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = tiny_fcn("8s")
+        assert model.get_layer("fc6").compute_dtype == "float16"
+        assert model.output.dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+# --- preprocessing ----------------------------------------------------------------------
+
+
+def test_preprocess_input_is_bgr_minus_reference_mean():
+    rgb = np.array([[[[10, 20, 30]]]], "uint8")
+    expected = np.array([30 - 104.00698793, 20 - 116.66876762, 10 - 122.67891434])
+    np.testing.assert_allclose(keras_fcn.preprocess_input(rgb)[0, 0, 0], expected, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(keras_fcn.preprocess_input(keras.ops.convert_to_tensor(
+        rgb.astype("float32"))))[0, 0, 0], expected, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"shape=\(1, 1, 1, 4\)"):
+        keras_fcn.preprocess_input(np.zeros((1, 1, 1, 4)))
+
+
+def test_models_with_preprocessing_take_raw_rgb():
+    plain = randomize(tiny_fcn("16s"), seed=2)
+    inside = tiny_fcn("16s", include_preprocessing=True)
+    keras_fcn.set_weights_by_name(inside, keras_fcn.read_weights(plain))
+    raw = np.random.default_rng(0).integers(0, 256, (1, 30, 30, 3)).astype("uint8")
+    expected = plain.predict(keras_fcn.preprocess_input(raw), verbose=0)
+    np.testing.assert_allclose(inside.predict(raw.astype("float32"), verbose=0), expected,
+                               rtol=1e-5, atol=1e-5)
+    wrapped = keras_fcn.with_preprocessing(plain)
+    assert wrapped.input.dtype == "uint8"
+    np.testing.assert_allclose(wrapped.predict(raw, verbose=0), expected, rtol=1e-5, atol=1e-5)
+
+
+# --- argument validation ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(num_classes=0), "num_classes=0"),
+    (dict(num_classes="21"), "num_classes='21'"),
+    (dict(input_shape=(None, None)), r"input_shape=\(None, None\)"),
+    (dict(input_shape=(0, 10, 3)), r"input_shape=\(0, 10, 3\)"),
+    (dict(weights=3), "weights=3"),
+    (dict(dropout=1.5), "dropout=1.5"),
+    (dict(backbone="resnet50"), "backbone='resnet50'"),
+    (dict(include_preprocessing=True, input_shape=(None, None, 4)), "input_shape"),
+])
+def test_bad_arguments_raise_value_error_naming_the_value(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        keras_fcn.build_fcn8s(**{"weights": None, **kwargs})
+
+
+def test_unknown_variant_and_bad_layer_arguments():
+    with pytest.raises(ValueError, match="variant='4s'"):
+        build_fcn("4s", weights=None)
+    with pytest.raises(ValueError, match="offset=-1"):
+        keras_fcn.CropToReference(-1)
+    with pytest.raises(ValueError, match="size=0"):
+        keras_fcn.bilinear_kernel(0)
+    with pytest.raises(ValueError, match=r"shape=\(4, 4, 2, 3\)"):
+        keras_fcn.BilinearUpsampling()((4, 4, 2, 3))
