@@ -34,3 +34,18 @@ from keras_fcn.convert import (  # noqa: F401
     read_caffemodel,
     save_npz,
 )
+from keras_fcn.losses import (  # noqa: F401
+    SparseCategoricalCrossentropyIgnore,
+    class_pixel_counts,
+    median_frequency_weights,
+    sparse_categorical_crossentropy_ignore,
+)
+from keras_fcn.metrics import (  # noqa: F401
+    ConfusionMatrixMetric,
+    FrequencyWeightedIU,
+    MeanAccuracy,
+    MeanIU,
+    PixelAccuracy,
+    confusion_matrix,
+    segmentation_metrics,
+)
