@@ -3,8 +3,8 @@
 Everything here works on numpy arrays: images are ``(H, W, 3)`` RGB with values in [0, 255]
 (uint8 or float), probabilities are ``(H, W, C)`` float32 softmax maps, label maps are
 ``(H, W)`` integer class ids. Models are any keras_fcn model (logits ``(N, H, W, C)`` aligned
-with the input); models without a layer named ``preprocess`` get
-``keras_fcn.preprocess_input`` applied here.
+with the input); models without a layer named ``preprocess`` get their input scaling applied
+here (``keras_fcn.preprocess_input`` for VGG16, ``x / 127.5 - 1`` for MobileNetV2).
 
 Example:
     >>> labels, probs = predict(model, image)                      # one image, any size
@@ -22,16 +22,13 @@ import numpy as np
 import keras
 import tensorflow as tf
 
+from keras_fcn import datasets
 from keras_fcn.layers import preprocess_input
 
 IGNORE_LABEL = 255
 
 # PASCAL VOC class names (index = class id); 255 is void.
-VOC_CLASS_NAMES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-    "sheep", "sofa", "train", "tvmonitor",
-)
+VOC_CLASS_NAMES = datasets.VOC_CLASSES
 
 _PREDICT_FNS = weakref.WeakKeyDictionary()
 _MC_MODELS = weakref.WeakKeyDictionary()
@@ -77,10 +74,38 @@ def _softmax_fn(model):
     return fn
 
 
+def _is_mobilenet_v2(model):
+    from keras_fcn.mobilenet import PadToMultiple
+
+    return any(isinstance(layer, PadToMultiple) for layer in model.layers)
+
+
+def default_preprocessing(model):
+    """The input function ``model`` expects for RGB images in [0, 255].
+
+    Args:
+        model: a keras_fcn model.
+
+    Returns:
+        None if the model has its own ``preprocess`` layer; ``x / 127.5 - 1`` for a
+        MobileNetV2 FCN; ``keras_fcn.preprocess_input`` (Caffe BGR mean) for the VGG16 FCNs.
+
+    Example:
+        >>> default_preprocessing(build_fcn8s(weights=None)) is preprocess_input
+        True
+    """
+    if has_preprocessing(model):
+        return None
+    if _is_mobilenet_v2(model):
+        return lambda x: x / 127.5 - 1.0
+    return preprocess_input
+
+
 def _model_input(model, images):
     """Casts/preprocesses a float32 RGB stack ``(n, H, W, 3)`` for ``model``."""
-    if not has_preprocessing(model):
-        return preprocess_input(images)
+    preprocess = default_preprocessing(model)
+    if preprocess is not None:
+        return np.asarray(preprocess(images), dtype="float32")
     dtype = model.inputs[0].dtype if model.inputs else "float32"
     if dtype == "uint8":
         return np.clip(np.round(images), 0, 255).astype("uint8")
@@ -231,8 +256,8 @@ def predict(model, images, *, batch_size=1, tile_size=None, tile_overlap=64, tta
     ``scales`` (the image is resized, the probabilities resized back) and horizontal flips.
 
     Args:
-        model: a keras_fcn model; if it has no ``preprocess`` layer, ``preprocess_input`` is
-            applied to the images first.
+        model: a keras_fcn model; if it has no ``preprocess`` layer, its input scaling is
+            applied to the images first (see ``default_preprocessing``).
         images: one RGB image ``(H, W, 3)`` in [0, 255], a stack ``(N, H, W, 3)`` or a list of
             images of any sizes.
         batch_size: images (or tiles) per forward pass.
@@ -421,24 +446,14 @@ def _package_dicts(results, kind):
 
 
 def voc_palette(num_colors=256):
-    """The PASCAL VOC colour map: bits of the class id interleaved into R, G, B (MSB first).
-
-    Args:
-        num_colors: number of entries (256 covers the void label 255).
-
-    Returns:
-        uint8 array ``(num_colors, 3)``.
+    """The PASCAL VOC colour map as a uint8 array ``(num_colors, 3)`` (see
+    ``keras_fcn.datasets.voc_palette``).
 
     Example:
-        >>> voc_palette()[[0, 1, 2, 15]].tolist()
-        [[0, 0, 0], [128, 0, 0], [0, 128, 0], [192, 128, 128]]
+        >>> voc_palette()[[0, 1, 15]].tolist()
+        [[0, 0, 0], [128, 0, 0], [192, 128, 128]]
     """
-    ids = np.arange(num_colors)
-    palette = np.zeros((num_colors, 3), "int64")
-    for bit in range(8):
-        for channel in range(3):
-            palette[:, channel] |= ((ids >> (3 * bit + channel)) & 1) << (7 - bit)
-    return palette.astype("uint8")
+    return np.asarray(datasets.voc_palette(num_colors), dtype="uint8").reshape(-1, 3)
 
 
 def _full_palette(palette):

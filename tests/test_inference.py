@@ -166,6 +166,19 @@ def test_mc_dropout_keeps_batchnorm_in_inference_mode():
     assert not np.allclose(model(x, training=True), model(x, training=False), atol=1e-3)
 
 
+def test_mobilenet_preprocessing_and_mc_dropout_with_batchnorm():
+    with_pre = _randomize_scores(build_fcn("8s", num_classes=3, weights=None, dropout=0.0,
+                                           backbone="mobilenet_v2", include_preprocessing=True))
+    raw = build_fcn("8s", num_classes=3, weights=None, dropout=0.0, backbone="mobilenet_v2")
+    raw.set_weights(with_pre.get_weights())
+    image = random_image(40, 56)
+    _, probs = inf.predict(with_pre, image)
+    np.testing.assert_allclose(inf.predict(raw, image)[1], probs, atol=1e-4)
+    mc = inf.mc_dropout(with_pre, image, num_samples=2)  # BatchNorm stays in inference mode
+    np.testing.assert_allclose(mc["mean"], probs, atol=1e-4)
+    assert float(mc["variance"].max()) < 1e-10
+
+
 def test_mc_dropout_needs_dropout_layers():
     with pytest.raises(ValueError, match="Dropout"):
         inf.mc_dropout_model(pointwise_model())
