@@ -49,3 +49,26 @@ from keras_fcn.metrics import (  # noqa: F401
     confusion_matrix,
     segmentation_metrics,
 )
+from keras_fcn.data import (  # noqa: F401
+    IGNORE_LABEL,
+    MEAN_RGB,
+    ValidationReport,
+    make_dataset,
+    prepare_dataset,
+    read_mask,
+    validate_pairs,
+)
+from keras_fcn.datasets import (  # noqa: F401
+    CAMVID_INFO,
+    VOC_INFO,
+    DatasetInfo,
+    camvid_pairs,
+    folder_pairs,
+    from_tfds,
+    list_file_pairs,
+    sbd_pairs,
+    seg11valid_pairs,
+    voc_pairs,
+    voc_tfds_builder,
+)
+from keras_fcn.synthetic import make_shapes_dataset, shapes_pairs, shapes_tf_dataset  # noqa: F401
