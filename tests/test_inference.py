@@ -360,8 +360,8 @@ def test_cli_folder_with_bad_files(tmp_path, saved_model):
 def test_cli_main_exit_status(tmp_path, saved_model):
     frames = _frames_folder(tmp_path / "seq", count=1)
     cmd = [sys.executable, os.path.join(ROOT, "tools", "predict.py"), f"--model={saved_model}",
-           f"--input={frames}", f"--output_dir={tmp_path / 'out'}", "--noprogress",
-           "--tta=flip", "--tile_size=16", "--tile_overlap=4"]
+           f"--output_dir={tmp_path / 'out'}", "--noprogress", "--tta=flip", "--tile_size=16",
+           "--tile_overlap=4", str(frames)]  # a positional input, as a shell-expanded glob gives
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=180,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 1, result.stderr

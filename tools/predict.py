@@ -19,6 +19,7 @@ Class names and colours come from ``<model>.labels.json`` (``{"class_names": [..
 Example:
   python tools/predict.py --model fcn8s_voc.keras --input photos/ --input 'extra/*.jpg' \\
       --output_dir out --classes person,car --uncertainty entropy,margin
+  python tools/predict.py --model fcn8s_voc.keras --output_dir out photos/*.jpg
   python tools/predict.py --model camvid.keras --input drive.mp4 --output_dir out \\
       --classes Car --smooth_alpha 0.5 --tile_size 512 --tta flip
 """
@@ -526,9 +527,10 @@ def print_report(report, stream=sys.stdout):
             print(f"  {path}: {message}", file=stream)
 
 
-def options_from_flags():
+def options_from_flags(extra_inputs=()):
     return Options(
-        model=FLAGS.model, inputs=list(FLAGS.input or []), output_dir=FLAGS.output_dir,
+        model=FLAGS.model, inputs=list(FLAGS.input or []) + list(extra_inputs),
+        output_dir=FLAGS.output_dir,
         classes=FLAGS.classes, uncertainty=FLAGS.uncertainty, mc_samples=FLAGS.mc_samples,
         smooth_alpha=FLAGS.smooth_alpha, tile_size=FLAGS.tile_size,
         tile_overlap=FLAGS.tile_overlap, tta=FLAGS.tta,
@@ -538,10 +540,9 @@ def options_from_flags():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    # Positional arguments are inputs too, so an unquoted glob expanded by the shell works.
     try:
-        report = run(options_from_flags())
+        report = run(options_from_flags(argv[1:]))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
