@@ -13,8 +13,8 @@ Segmentation", CVPR 2015, section 5 (NYUDv2 and SIFT Flow), and the authors' rel
   here so that weights load by name.
 - Late fusion: :func:`build_late_fusion_fcn`, two full FCNs (nested models ``rgb_fcn`` and
   ``hha_fcn`` with inputs ``rgb`` and ``hha``) whose final scores are summed. The reference
-  sums the two ``score_fr`` maps (with coefficients 0.5, 0.5) before one shared upsampling; because the
-  upsampling and crops are linear and bias-free, summing the final scores is the same thing
+  sums the two ``score_fr`` maps (with coefficients 0.5, 0.5) before one shared upsampling;
+  because the upsampling and crops are linear and bias-free, summing the final scores is the same thing
   up to the coefficients, which ``fusion_weights`` sets.
 - SIFT Flow: :func:`build_two_headed_fcn`, one VGG16 trunk and two sets of heads named as the
   reference (``score_fr_sem``, ``upscore2_sem``, ``score_pool4_sem``, ... ``score_sem`` and the
@@ -22,6 +22,7 @@ Segmentation", CVPR 2015, section 5 (NYUDv2 and SIFT Flow), and the authors' rel
 """
 
 import keras
+import numpy as np
 from keras import layers
 
 from keras_fcn import models
@@ -202,7 +203,7 @@ def build_two_headed_fcn(variant="16s", num_semantic=33, num_geometric=3,
 
     Example:
         >>> model = build_two_headed_fcn("16s", weights=None)
-        >>> sorted(model.output_shape)
+        >>> sorted(model.output)
         ['geometric', 'semantic']
     """
     _check_count("num_semantic", num_semantic)
@@ -226,3 +227,108 @@ def build_two_headed_fcn(variant="16s", num_semantic=33, num_geometric=3,
     if weights is not None:
         weights_lib.load_weights(model, weights)
     return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Training and evaluation helpers for dict inputs / dict outputs
+# ---------------------------------------------------------------------------------------------
+
+TWO_HEADED_OUTPUTS = ("semantic", "geometric")
+
+
+def _output_classes(model):
+    outputs = model.output
+    if not isinstance(outputs, dict):
+        raise ValueError(f"Model {model.name!r} does not have dict outputs: {outputs!r}")
+    return {task: int(tensor.shape[-1]) for task, tensor in outputs.items()}
+
+
+def compile_two_headed(model, optimizer, *, ignore_label=255, loss_reduction="mean",
+                       loss_weights=None, jit_compile=False):
+    """Compiles a two-headed FCN with one ignore-label loss per head (summed) and the
+    paper's metrics for each head (logged as ``semantic_mean_iu``, ``geometric_mean_iu``...).
+
+    Args:
+        model: from :func:`build_two_headed_fcn`.
+        optimizer: a Keras optimizer (e.g. ``keras_fcn.train.make_optimizer("sgd", lr)``).
+        ignore_label: void label of both heads.
+        loss_reduction: ``"mean"`` or ``"sum"`` (see :mod:`keras_fcn.losses`).
+        loss_weights: optional ``{"semantic": w, "geometric": w}``; the reference weights
+            both losses 1.
+        jit_compile: compile the train step with XLA.
+
+    Returns:
+        The model.
+
+    Example:
+        >>> model = build_two_headed_fcn("16s", weights=None)
+        >>> compile_two_headed(model, keras.optimizers.Adam(1e-4))  # doctest: +SKIP
+    """
+    from keras_fcn import losses as losses_lib
+    from keras_fcn import metrics as metrics_lib
+
+    classes = _output_classes(model)
+    loss = {
+        task: losses_lib.SparseCategoricalCrossentropyIgnore(
+            num_classes=n, ignore_label=ignore_label, reduction_mode=loss_reduction,
+            name=f"{task}_loss")
+        for task, n in classes.items()
+    }
+    metrics = {
+        # Keras prefixes metric names with the output name: "semantic_mean_iu".
+        task: [metrics_lib.PixelAccuracy(n, ignore_label), metrics_lib.MeanAccuracy(n, ignore_label),
+               metrics_lib.MeanIU(n, ignore_label), metrics_lib.FrequencyWeightedIU(n, ignore_label)]
+        for task, n in classes.items()
+    }
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                  loss_weights=loss_weights, jit_compile=jit_compile)
+    return model
+
+
+def _confusions_for_batch(logits, labels, num_classes, ignore_label):
+    from keras_fcn import metrics as metrics_lib
+
+    preds = np.argmax(np.asarray(logits), axis=-1)
+    return metrics_lib.confusion_matrix(np.asarray(labels), preds, num_classes, ignore_label)
+
+
+def evaluate_segmentation(model, dataset, num_classes, ignore_label=255, max_batches=None):
+    """Confusion matrices and the paper's metrics of a model with dict inputs or dict outputs.
+
+    Works for the late-fusion model (dict inputs, one output) and the two-headed model (one
+    input, dict outputs) as well as plain FCNs.
+
+    Args:
+        model: a logits model.
+        dataset: yields ``(inputs, labels)``; ``labels`` a tensor, or a dict keyed like the
+            model's outputs.
+        num_classes: an int, or ``{output: classes}`` for dict outputs.
+        ignore_label: void label, not counted.
+        max_batches: stop after this many batches.
+
+    Returns:
+        For one output: the dict of ``keras_fcn.metrics.segmentation_metrics`` plus
+        ``"confusion_matrix"`` (numpy); for dict outputs, one such dict per output.
+
+    Example:
+        >>> results = evaluate_segmentation(model, test_ds, {"semantic": 33, "geometric": 3})
+        >>> results["semantic"]["mean_iu"]  # doctest: +SKIP
+    """
+    from keras_fcn import metrics as metrics_lib
+
+    per_output = isinstance(num_classes, dict)
+    classes = num_classes if per_output else {None: num_classes}
+    confusion = {k: np.zeros((n, n), np.int64) for k, n in classes.items()}
+    for index, (inputs, labels) in enumerate(dataset):
+        if max_batches is not None and index >= max_batches:
+            break
+        outputs = model(inputs, training=False)
+        for key, n in classes.items():
+            logits = outputs[key] if per_output else outputs
+            target = labels[key] if per_output else labels
+            confusion[key] += _confusions_for_batch(logits, target, n, ignore_label)
+    results = {}
+    for key, matrix in confusion.items():
+        results[key] = metrics_lib.segmentation_metrics(matrix)
+        results[key]["confusion_matrix"] = matrix
+    return results if per_output else results[None]
