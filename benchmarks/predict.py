@@ -10,11 +10,11 @@
    ``--model`` the model has random weights (score layers randomized so the labels are not
    all one class): the flicker figures then only show that the smoothing works, not what a
    trained model does.
-3. Time of the guided-filter boundary refinement (``refine_boundaries``) at 480x360.
+3. Time of the guided-filter boundary refinement (``refine_boundaries``) per flicker frame.
 
 Usage:
     python benchmarks/predict.py [--camvid /work/shared/data/camvid] [--model camvid.keras]
-        [--frames 5] [--sequence 12]
+        [--flicker_size 240x180] [--frames 5] [--sequence 12]
 
 Writes benchmarks/results/predict.md and predict.json.
 """
@@ -45,6 +45,8 @@ def parse_args():
     parser.add_argument("--frames", type=int, default=5, help="Timed frames per model.")
     parser.add_argument("--sequence", type=int, default=12, help="Consecutive val frames.")
     parser.add_argument("--alphas", default="0.7,0.5,0.3")
+    parser.add_argument("--flicker_size", default=None,
+                        help="WxH to resize the flicker frames to (the --model's training size).")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output_dir", default=os.path.join(here, "results"))
     return parser.parse_args()
@@ -87,8 +89,9 @@ def time_predict(model, frame, repeats):
     return {"median_s": median, "fps": 1.0 / median, "times_s": times}
 
 
-def camvid_sequence(root, count):
-    """The first ``count`` val frames (consecutive in the drive) and their labels."""
+def camvid_sequence(root, count, size=None):
+    """The first ``count`` val frames (consecutive in the drive) and their labels, resized
+    to ``size`` = (w, h) if given (bilinear images, nearest labels)."""
     from PIL import Image
 
     with open(os.path.join(root, "val.txt")) as f:
@@ -96,9 +99,10 @@ def camvid_sequence(root, count):
     frames, labels = [], []
     for image_path, label_path in pairs:
         with Image.open(os.path.join(root, image_path)) as image:
-            frames.append(np.asarray(image.convert("RGB")))
+            image = image.convert("RGB")
+            frames.append(np.asarray(image.resize(size, Image.BILINEAR) if size else image))
         with Image.open(os.path.join(root, label_path)) as label:
-            labels.append(np.asarray(label))
+            labels.append(np.asarray(label.resize(size, Image.NEAREST) if size else label))
     return frames, labels, [p[0] for p in pairs]
 
 
@@ -157,7 +161,7 @@ def write_markdown(path, results):
         lines.append(f"Skipped: {(flicker or {}).get('skipped', 'not run')}")
     else:
         lines += [f"Model: {flicker['model']} ({flicker['weights']}); {flicker['num_frames']} "
-                  f"frames {flicker['first']} .. {flicker['last']}. Flicker = fraction of pixels "
+                  f"frames {flicker['first']} .. {flicker['last']} at {flicker['size']}. Flicker = fraction of pixels "
                   "whose label changes between consecutive frames; alpha = weight of the current "
                   "frame in the moving average of probabilities (1 = no smoothing).", ""]
         if flicker["weights"].startswith("random"):
@@ -168,7 +172,7 @@ def write_markdown(path, results):
             lines.append(f"| {row['alpha']:.2f} | {row['flicker']:.4f} | "
                          f"{row['pixel_accuracy']:.4f} |")
         lines += ["", f"Guided-filter refinement (`refine_boundaries`, radius 4, colour guide, "
-                  f"{CAMVID_CLASSES} classes) at {WIDTH}x{HEIGHT}: "
+                  f"{CAMVID_CLASSES} classes) at {flicker['size']}: "
                   f"{flicker['refine_s']:.3f} s per frame (numpy)."]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -210,10 +214,12 @@ def main():
     else:
         model = trained or models.get("mobilenet_v2") or models["vgg16"]
         weights = args.model if trained is not None else "random (score layers randomized)"
-        frames, labels, names = camvid_sequence(camvid, args.sequence)
+        size = tuple(int(v) for v in args.flicker_size.split("x")) if args.flicker_size else None
+        frames, labels, names = camvid_sequence(camvid, args.sequence, size)
         alphas = [float(a) for a in args.alphas.split(",")]
         rows, probs = flicker_study(model, frames, labels, alphas)
         results["flicker"] = {"model": model.name, "weights": weights, "num_frames": len(frames),
+                              "size": f"{frames[0].shape[1]}x{frames[0].shape[0]}",
                               "first": names[0], "last": names[-1], "rows": rows,
                               "refine_s": time_refinement(frames[0], probs[0])}
         for row in rows:

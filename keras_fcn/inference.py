@@ -64,9 +64,10 @@ def _softmax_fn(model):
     """A compiled ``images -> softmax(model(images))`` function, cached per model."""
     fn = _PREDICT_FNS.get(model)
     if fn is None:
+        model_ref = weakref.ref(model)  # a strong reference would keep the cache key alive
 
         def forward(x):
-            logits = model(x, training=False)
+            logits = model_ref()(x, training=False)
             return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
 
         fn = tf.function(forward, reduce_retracing=True)
@@ -306,8 +307,8 @@ def entropy(probabilities):
         float32 array ``(...)``.
 
     Example:
-        >>> float(entropy(np.full((1, 1, 4), 0.25))[0, 0])  # log(4)
-        1.3862944
+        >>> round(float(entropy(np.full((1, 1, 4), 0.25))[0, 0]), 4)  # log(4)
+        1.3863
     """
     p = np.asarray(probabilities, dtype="float64")
     logs = np.log(np.where(p > 0, p, 1.0))
@@ -324,7 +325,7 @@ def margin(probabilities):
         float32 array ``(...)`` in [0, 1].
 
     Example:
-        >>> float(margin(np.array([[0.1, 0.6, 0.3]]))[0])
+        >>> round(float(margin(np.array([[0.1, 0.6, 0.3]]))[0]), 4)
         0.3
     """
     p = np.asarray(probabilities, dtype="float32")
