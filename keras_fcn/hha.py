@@ -86,7 +86,7 @@ def backproject(depth, intrinsics=NYU_INTRINSICS):
         float32 array (H, W, 3) of ``(x, y, z)`` with ``x`` right, ``y`` down, ``z`` forward.
 
     Example:
-        >>> backproject(np.ones((480, 640)))[240, 320].round(3).tolist()
+        >>> backproject(np.ones((480, 640)))[240, 320].astype(float).round(3).tolist()
         [-0.011, -0.026, 1.0]
     """
     depth = _check_depth(depth)
@@ -237,7 +237,7 @@ def hha_components(depth, intrinsics=NYU_INTRINSICS, gravity="estimate", normal_
 
     Example:
         >>> parts = hha_components(depth_m)  # doctest: +SKIP
-        >>> parts["camera_height"]  # metres above the estimated floor
+        >>> parts["camera_height"]  # metres above the estimated floor  # doctest: +SKIP
     """
     depth = _check_depth(depth)
     valid = valid_depth_mask(depth)

@@ -14,8 +14,8 @@ Segmentation", CVPR 2015, section 5 (NYUDv2 and SIFT Flow), and the authors' rel
 - Late fusion: :func:`build_late_fusion_fcn`, two full FCNs (nested models ``rgb_fcn`` and
   ``hha_fcn`` with inputs ``rgb`` and ``hha``) whose final scores are summed. The reference
   sums the two ``score_fr`` maps (with coefficients 0.5, 0.5) before one shared upsampling;
-  because the upsampling and crops are linear and bias-free, summing the final scores is the same thing
-  up to the coefficients, which ``fusion_weights`` sets.
+  because the upsampling and crops are linear and bias-free, summing the final scores is the
+  same thing up to the coefficients, which ``fusion_weights`` sets.
 - SIFT Flow: :func:`build_two_headed_fcn`, one VGG16 trunk and two sets of heads named as the
   reference (``score_fr_sem``, ``upscore2_sem``, ``score_pool4_sem``, ... ``score_sem`` and the
   same with ``_geo``), with outputs ``{"semantic": ..., "geometric": ...}``.
@@ -276,8 +276,9 @@ def compile_two_headed(model, optimizer, *, ignore_label=255, loss_reduction="me
     }
     metrics = {
         # Keras prefixes metric names with the output name: "semantic_mean_iu".
-        task: [metrics_lib.PixelAccuracy(n, ignore_label), metrics_lib.MeanAccuracy(n, ignore_label),
-               metrics_lib.MeanIU(n, ignore_label), metrics_lib.FrequencyWeightedIU(n, ignore_label)]
+        task: [metric(n, ignore_label) for metric in (
+            metrics_lib.PixelAccuracy, metrics_lib.MeanAccuracy, metrics_lib.MeanIU,
+            metrics_lib.FrequencyWeightedIU)]
         for task, n in classes.items()
     }
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics,

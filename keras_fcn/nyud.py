@@ -168,7 +168,7 @@ def read_class_mapping(path):
 
     Example:
         >>> table = read_class_mapping("classMapping40.mat")  # doctest: +SKIP
-        >>> labels40 = table[raw_labels]
+        >>> labels40 = table[raw_labels]  # doctest: +SKIP
     """
     import scipy.io
 
@@ -334,7 +334,8 @@ def convert_labeled_mat(mat_path, class_mapping_path, out_dir, with_hha=True,
         The number of images written.
 
     Example:
-        >>> convert_labeled_mat("nyu_depth_v2_labeled.mat", "classMapping40.mat", "data/nyud")
+        >>> convert_labeled_mat("nyu_depth_v2_labeled.mat", "classMapping40.mat",
+        ...                     "data/nyud")  # doctest: +SKIP
         1449
     """
     count = 0
@@ -403,7 +404,7 @@ def preprocess_rgb(rgb):
     """RGB 0..255 -> BGR minus the NYUDv2 mean (the reference's colour input), float32.
 
     Example:
-        >>> preprocess_rgb(np.zeros((1, 1, 3)))[0, 0].round(3).tolist()
+        >>> preprocess_rgb(np.zeros((1, 1, 3)))[0, 0].astype(float).round(3).tolist()
         [-116.19, -97.203, -92.318]
     """
     bgr = np.asarray(rgb, np.float32)[..., ::-1]

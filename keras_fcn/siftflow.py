@@ -177,7 +177,7 @@ def preprocess_image(rgb):
     """RGB 0..255 -> BGR minus the SIFT Flow mean (the reference's input), float32.
 
     Example:
-        >>> preprocess_image(np.zeros((1, 1, 3)))[0, 0].round(3).tolist()
+        >>> preprocess_image(np.zeros((1, 1, 3)))[0, 0].astype(float).round(3).tolist()
         [-114.578, -115.294, -108.353]
     """
     return np.asarray(rgb, np.float32)[..., ::-1] - np.asarray(SIFTFLOW_MEAN_BGR, np.float32)
@@ -188,7 +188,7 @@ def load_example(root, image_id):
 
     Example:
         >>> image, labels = load_example("data/sift-flow", "coast_natu975")  # doctest: +SKIP
-        >>> labels["semantic"].shape, labels["geometric"].dtype
+        >>> labels["semantic"].shape, labels["geometric"].dtype  # doctest: +SKIP
         ((256, 256), dtype('uint8'))
     """
     image = preprocess_image(read_image(root, image_id))

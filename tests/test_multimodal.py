@@ -56,7 +56,8 @@ def test_rgbd_first_conv_keeps_the_rgb_filters():
     assert kernel.shape == (3, 3, 4, 4)
     np.testing.assert_array_equal(kernel[:, :, :3], source)
     np.testing.assert_allclose(kernel[:, :, 3], source.mean(axis=2), rtol=1e-6)
-    np.testing.assert_array_equal(rgbd.get_layer("conv2_1").kernel, rgb_model.get_layer("conv2_1").kernel)
+    np.testing.assert_array_equal(rgbd.get_layer("conv2_1").kernel,
+                                  rgb_model.get_layer("conv2_1").kernel)
     assert rgbd(_images(1, 20, 24, 4)).shape == (1, 20, 24, 4)
 
 
