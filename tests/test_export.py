@@ -1,0 +1,279 @@
+"""Tests of keras_fcn.export on tiny models: every TFLite variant runs in the LiteRT
+interpreter and matches Keras, SavedModel round trip, op checks, sidecar metadata, CLI gate.
+
+Conversions are slow, so each variant is converted once per module (fixtures).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keras
+import tensorflow as tf
+
+from keras_fcn import export
+from keras_fcn.models import build_fcn
+
+NUM_CLASSES = 3
+SIZE = (32, 48)
+# int8 bound for these tiny (16-32 channel) random models on smooth random images: measured
+# 94.5-98.6% depending on the seed; tiny random nets have small logit margins.
+MIN_INT8_AGREEMENT = 0.90
+
+
+def _smooth_images(count, size=SIZE, seed=0):
+    """Low-frequency random RGB images (uint8), closer to photos than white noise."""
+    coarse = np.random.default_rng(seed).integers(0, 256, (count, 4, 6, 3)).astype("float32")
+    return tf.cast(tf.image.resize(coarse, size), tf.uint8).numpy()
+
+
+def _randomize_scores(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.name in ("score_fr", "score_pool4", "score_pool3"):
+            layer.set_weights([rng.normal(0, 0.3, w.shape).astype("float32")
+                               for w in layer.get_weights()])
+
+
+@pytest.fixture(scope="module")
+def model():
+    """Tiny VGG16 FCN-8s without preprocessing (export adds it), non-zero score layers."""
+    keras.utils.set_random_seed(0)
+    net = build_fcn("8s", num_classes=NUM_CLASSES, weights=None, widths=(16, 16, 32, 32, 32),
+                    fc_units=64)
+    _randomize_scores(net)
+    return net
+
+
+@pytest.fixture(scope="module")
+def images():
+    return _smooth_images(8, seed=1)
+
+
+@pytest.fixture(scope="module")
+def keras_logits(model, images):
+    predict = export.keras_predictor(model)
+    return np.stack([predict(image) for image in images])
+
+
+@pytest.fixture(scope="module")
+def tflite(model):
+    calibration = tf.data.Dataset.from_tensor_slices(_smooth_images(16, seed=2))
+    return {
+        q: export.convert_to_tflite(model, input_size=SIZE, quantization=q,
+                                    representative_data=calibration, num_calibration_images=16)
+        for q in export.QUANTIZATIONS
+    }
+
+
+def _run(flatbuffer, images):
+    runner = export.TFLiteRunner(flatbuffer, num_threads=2)
+    return np.stack([runner.outputs(image) for image in images])
+
+
+@pytest.mark.parametrize("quantization, rtol", [("float32", 1e-4), ("float16", 1e-2),
+                                                ("dynamic_int8", 5e-2)])
+def test_float_variants_match_keras(tflite, keras_logits, images, quantization, rtol):
+    out = _run(tflite[quantization], images)
+    scale = np.abs(keras_logits).max()
+    assert np.abs(out - keras_logits).max() <= rtol * scale
+    agreement = (out.argmax(-1) == keras_logits.argmax(-1)).mean()
+    assert agreement >= {"float32": 0.9999, "float16": 0.995, "dynamic_int8": 0.97}[quantization]
+
+
+def test_full_int8_agrees_with_keras(tflite, keras_logits, images):
+    runner = export.TFLiteRunner(tflite["int8"])
+    info = runner.input_info()
+    assert info["dtype"] == "uint8" and runner.output_info()["dtype"] == "uint8"
+    # calibrated on images spanning ~0..255: the quantized input is ~the raw pixels
+    assert abs(info["quantization"]["scale"] - 1.0) < 0.05
+    assert info["quantization"]["zero_point"] == 0
+    labels = np.stack([runner.labels(image) for image in images])
+    assert (labels == keras_logits.argmax(-1)).mean() >= MIN_INT8_AGREEMENT
+
+
+def test_int8_io_and_argmax_inside(model, keras_logits, images):
+    flatbuffer = export.convert_to_tflite(
+        model, input_size=SIZE, quantization="int8", int8_io="int8", include_argmax=True,
+        representative_data=list(_smooth_images(16, seed=2)), num_calibration_images=16)
+    runner = export.TFLiteRunner(flatbuffer)
+    assert runner.input_info()["dtype"] == "int8"
+    assert runner.input_info()["quantization"]["zero_point"] == -128
+    assert runner.output_info()["dtype"] == "uint8"
+    assert runner.output_info()["shape"] == [1, *SIZE]
+    labels = np.stack([runner.invoke(image) for image in images])
+    assert (labels == keras_logits.argmax(-1)).mean() >= MIN_INT8_AGREEMENT
+    assert "ARG_MAX" in export.check_tflite_ops(flatbuffer)
+
+
+def test_fixed_size_vgg_fcn8s_has_no_flex_and_no_shape_ops(tflite):
+    for quantization, flatbuffer in tflite.items():
+        ops = export.check_tflite_ops(flatbuffer)
+        assert not any(op.startswith("Flex") for op in ops), quantization
+        assert not set(ops) & {"SHAPE", "PACK", "RANK"}, (quantization, ops)
+        assert export.dynamic_tensors(flatbuffer) == []
+        assert "TRANSPOSE_CONV" in ops
+
+
+def test_sizes_shrink(tflite):
+    size = {q: len(b) for q, b in tflite.items()}
+    assert size["float16"] < 0.7 * size["float32"]
+    assert size["int8"] < 0.5 * size["float32"]
+
+
+def _convert_function(fn, spec, select_tf_ops):
+    concrete = tf.function(fn, input_signature=[spec]).get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+    ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if select_tf_ops:
+        ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
+    converter.target_spec.supported_ops = ops
+    return converter.convert()
+
+
+def test_op_check_rejects_flex_ops():
+    # Cumprod has no TFLite builtin: with select-TF ops allowed it becomes FlexCumprod.
+    flatbuffer = _convert_function(lambda x: tf.math.cumprod(x, axis=1) + 1.0,
+                                   tf.TensorSpec([1, 4], tf.float32), select_tf_ops=True)
+    ops = export.tflite_ops(flatbuffer)
+    assert any(op.startswith("Flex") for op in ops), ops
+    with pytest.raises(ValueError, match="Flex/custom ops"):
+        export.check_tflite_ops(flatbuffer)
+
+
+def test_op_check_rejects_dynamic_shapes(model):
+    net = export.raw_rgb_model(model)
+    flatbuffer = _convert_function(lambda x: net(x, training=False),
+                                   tf.TensorSpec([1, None, None, 3], tf.float32),
+                                   select_tf_ops=False)
+    with pytest.raises(ValueError, match="dynamic-shape ops .*SHAPE|unknown shape"):
+        export.check_tflite_ops(flatbuffer)
+    export.check_tflite_ops(flatbuffer, allow_dynamic_shapes=True)
+
+
+def test_saved_model_any_size_uint8(model, tmp_path):
+    path = str(tmp_path / "sm")
+    metadata = export.export_saved_model(model, path, class_names=["a", "b", "c"])
+    served = tf.saved_model.load(path).signatures["serving_default"]
+    predict = export.keras_predictor(model)
+    for size in [SIZE, (37, 29)]:
+        image = _smooth_images(1, size, seed=3)
+        out = served(images=tf.constant(image))
+        assert out["class_ids"].dtype == tf.uint8
+        np.testing.assert_array_equal(out["class_ids"][0], predict(image[0]).argmax(-1))
+        np.testing.assert_allclose(tf.reduce_sum(out["probabilities"], -1), 1.0, atol=1e-5)
+    with open(os.path.join(path, export.SAVED_MODEL_METADATA)) as f:
+        assert json.load(f) == metadata
+    assert metadata["class_names"] == ["a", "b", "c"]
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export.export_saved_model(model, path)
+
+
+def test_saved_model_fixed_size_without_probabilities(model, tmp_path):
+    path = str(tmp_path / "fixed")
+    export.export_saved_model(model, path, input_size=SIZE, include_probabilities=False)
+    served = tf.saved_model.load(path).signatures["serving_default"]
+    assert served.structured_input_signature[1]["images"].shape.as_list() == [None, *SIZE, 3]
+    assert set(served(images=tf.zeros((2, *SIZE, 3), tf.uint8))) == {"class_ids"}
+
+
+def test_export_tflite_writes_model_and_sidecar(model, tmp_path):
+    path = str(tmp_path / "m_fp16.tflite")
+    palette = [[0, 0, 0], [255, 0, 0], [0, 255, 0]]
+    metadata = export.export_tflite(model, path, input_size=SIZE, quantization="float16",
+                                    class_names=["sky", "road", "car"], palette=palette,
+                                    ignore_label=11)
+    with open(str(tmp_path / "m_fp16.json")) as f:
+        sidecar = json.load(f)
+    assert sidecar == json.loads(json.dumps(metadata))
+    assert sidecar["class_names"] == ["sky", "road", "car"] and sidecar["palette"] == palette
+    assert sidecar["labels"] == [0, 1, 2] and sidecar["ignore_label"] == 11
+    assert sidecar["quantization"] == "float16" and sidecar["output_kind"] == "logits"
+    assert sidecar["normalization"]["type"] == "caffe_bgr_mean"
+    assert sidecar["input"]["shape"] == [1, *SIZE, 3] and sidecar["input"]["dtype"] == "uint8"
+    assert sidecar["size_bytes"] == os.path.getsize(path) and "CONV_2D" in sidecar["ops"]
+    with pytest.raises(FileExistsError):
+        export.export_tflite(model, path, input_size=SIZE)
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_metadata_rejects_wrong_class_count(model):
+    with pytest.raises(ValueError, match="one entry per class"):
+        export.make_metadata(model, class_names=["only_one"])
+
+
+def test_bad_arguments(model):
+    with pytest.raises(ValueError, match="quantization='int4'"):
+        export.convert_to_tflite(model, input_size=SIZE, quantization="int4")
+    with pytest.raises(ValueError, match="representative_data=None"):
+        export.convert_to_tflite(model, input_size=SIZE, quantization="int8")
+    with pytest.raises(ValueError, match="input_size"):
+        export.convert_to_tflite(model, input_size=(None, 32))
+
+
+def test_mobilenet_v2_float32_export_matches_keras():
+    keras.utils.set_random_seed(0)
+    net = build_fcn("8s", num_classes=NUM_CLASSES, weights=None, backbone="mobilenet_v2")
+    _randomize_scores(net)
+    size = (40, 56)  # not a multiple of 32: the static pad and crops must convert too
+    flatbuffer = export.convert_to_tflite(net, input_size=size)
+    ops = export.check_tflite_ops(flatbuffer)
+    assert "DEPTHWISE_CONV_2D" in ops
+    image = _smooth_images(1, size, seed=4)[0]
+    expected = export.keras_predictor(net)(image)
+    got = export.TFLiteRunner(flatbuffer).outputs(image)
+    np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
+    assert export.normalization_of(net)["type"] == "scale"
+
+
+def _write_pairs(folder, count, size=SIZE):
+    from PIL import Image
+
+    os.makedirs(folder / "img")
+    os.makedirs(folder / "ann")
+    lines = []
+    for i, image in enumerate(_smooth_images(count, size, seed=5)):
+        Image.fromarray(image).save(folder / "img" / f"{i}.png")
+        mask = (image[..., 0] // 86).astype(np.uint8)  # classes 0..2
+        Image.fromarray(mask, mode="L").save(folder / "ann" / f"{i}.png")
+        lines.append(f"img/{i}.png ann/{i}.png")
+    (folder / "list.txt").write_text("\n".join(lines) + "\n")
+    return str(folder / "list.txt")
+
+
+def test_compare_tflite_reports_agreement_and_mean_iu(model, tflite, tmp_path):
+    pairs = export.read_list(_write_pairs(tmp_path, 3))
+    rows = export.compare_tflite(model, {"float32": tflite["float32"], "int8": tflite["int8"]},
+                                 pairs, runs=2, keras_runs=1)
+    assert [r["variant"] for r in rows] == ["keras_float", "float32", "int8"]
+    assert rows[1]["agreement"] > 99.99 and abs(rows[1]["mean_iu_delta"]) < 1e-6
+    assert 0 <= rows[2]["mean_iu"] <= 100
+    assert export.check_thresholds(rows, min_agreement=99.0)[0].startswith("int8: agreement")
+    assert export.check_thresholds(rows, min_agreement=50.0) == []
+    assert "| int8 |" in export.rows_to_markdown(rows, "t")
+
+
+def test_cli_check_fails_below_threshold(model, tmp_path):
+    model_path = str(tmp_path / "tiny.keras")
+    model.save(model_path)
+    data = _write_pairs(tmp_path / "data", 2)
+    out = tmp_path / "out"
+    command = [sys.executable, os.path.join(os.path.dirname(__file__), "..", "tools",
+                                            "export.py"),
+               f"--model={model_path}", f"--output_dir={out}", "--name=tiny", "--input_size=32x48",
+               "--quantizations=float32", "--argmax", "--nosaved_model", f"--check={data}",
+               "--runs=2", "--min_agreement=100.01"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "agreement" in result.stderr and "< 100.01%" in result.stderr
+    report = json.loads((out / "tiny_check.json").read_text())
+    float_row = report["rows"][1]
+    assert float_row["variant"] == "float32" and float_row["agreement"] == 100.0  # argmax inside
+    assert report["failures"] and (out / "tiny_check.md").exists()
+    sidecar = json.loads((out / "tiny_float32.json").read_text())
+    assert sidecar["num_classes"] == NUM_CLASSES and sidecar["output_kind"] == "class_ids"
+    assert sidecar["output"]["dtype"] == "uint8" and sidecar["output"]["shape"] == [1, *SIZE]
