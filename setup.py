@@ -23,11 +23,12 @@ setup(
         "absl-py",
         "h5py",
         "matplotlib",
+        "scipy",  # SBD, NYUDv2 and SIFT Flow .mat label files
     ],
     extras_require={
         # torch: only for the equivalence tests against a PyTorch FCN and the weight converter;
         # the pinned release installs from a local wheel on our machines (CPU build).
-        "dev": ["pytest", "scipy", "ai-edge-litert", "torch==2.13.0"],
+        "dev": ["pytest", "ai-edge-litert", "av", "torch==2.13.0"],
         "litert": ["ai-edge-litert"],
         "torch": ["torch"],
         "video": ["av"],

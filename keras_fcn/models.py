@@ -95,34 +95,47 @@ def vgg16_features(x, dropout=0.5, widths=VGG16_WIDTHS, fc_units=4096):
     return pools[3], pools[4], x
 
 
-def _heads(variant, inputs, pool3, pool4, fc7, num_classes, offsets, trainable_upsampling):
-    """The score, upsampling, skip and crop layers after the trunk."""
-    score = _conv(num_classes, 1, "score_fr", activation=None, zero_init=True)(fc7)
-    final_crop = lambda x, offset: CropToReference(offset, name="score", dtype="float32")(
+def _head_name(base, suffix):
+    """The reference names of a task's head layers: ``score_fr_sem``, ``score_pool4_semc``."""
+    if base in ("score_pool4c", "score_pool3c"):
+        return f"{base[:-1]}{suffix}c"
+    return f"{base}{suffix}"
+
+
+def _heads(variant, inputs, pool3, pool4, fc7, num_classes, offsets, trainable_upsampling,
+           suffix=""):
+    """The score, upsampling, skip and crop layers after the trunk.
+
+    ``suffix`` is appended to every layer name, for models with several heads on one trunk
+    (the two-headed SIFT Flow FCN uses ``_sem`` and ``_geo``).
+    """
+    n = lambda base: _head_name(base, suffix)  # noqa: E731
+    score = _conv(num_classes, 1, n("score_fr"), activation=None, zero_init=True)(fc7)
+    final_crop = lambda x, offset: CropToReference(offset, name=n("score"), dtype="float32")(
         [x, inputs]
     )
     if variant == "32s":
-        up = _upsample(num_classes, 32, "upscore", trainable_upsampling)(score)
+        up = _upsample(num_classes, 32, n("upscore"), trainable_upsampling)(score)
         return final_crop(up, offsets["32s"])
 
     at_once = variant == "8s_at_once"
-    up = _upsample(num_classes, 2, "upscore2", trainable_upsampling)(score)
+    up = _upsample(num_classes, 2, n("upscore2"), trainable_upsampling)(score)
     if at_once:
-        pool4 = Scale(0.01, name="scale_pool4")(pool4)
-    skip = _conv(num_classes, 1, "score_pool4", activation=None, zero_init=True)(pool4)
-    skip = CropToReference(offsets["score_pool4c"], name="score_pool4c")([skip, up])
-    fused = layers.Add(name="fuse_pool4")([up, skip])
+        pool4 = Scale(0.01, name=n("scale_pool4"))(pool4)
+    skip = _conv(num_classes, 1, n("score_pool4"), activation=None, zero_init=True)(pool4)
+    skip = CropToReference(offsets["score_pool4c"], name=n("score_pool4c"))([skip, up])
+    fused = layers.Add(name=n("fuse_pool4"))([up, skip])
     if variant == "16s":
-        up = _upsample(num_classes, 16, "upscore16", trainable_upsampling)(fused)
+        up = _upsample(num_classes, 16, n("upscore16"), trainable_upsampling)(fused)
         return final_crop(up, offsets["16s"])
 
-    up = _upsample(num_classes, 2, "upscore_pool4", trainable_upsampling)(fused)
+    up = _upsample(num_classes, 2, n("upscore_pool4"), trainable_upsampling)(fused)
     if at_once:
-        pool3 = Scale(0.0001, name="scale_pool3")(pool3)
-    skip = _conv(num_classes, 1, "score_pool3", activation=None, zero_init=True)(pool3)
-    skip = CropToReference(offsets["score_pool3c"], name="score_pool3c")([skip, up])
-    fused = layers.Add(name="fuse_pool3")([up, skip])
-    up = _upsample(num_classes, 8, "upscore8", trainable_upsampling)(fused)
+        pool3 = Scale(0.0001, name=n("scale_pool3"))(pool3)
+    skip = _conv(num_classes, 1, n("score_pool3"), activation=None, zero_init=True)(pool3)
+    skip = CropToReference(offsets["score_pool3c"], name=n("score_pool3c"))([skip, up])
+    fused = layers.Add(name=n("fuse_pool3"))([up, skip])
+    up = _upsample(num_classes, 8, n("upscore8"), trainable_upsampling)(fused)
     return final_crop(up, offsets["8s"])
 
 

@@ -27,7 +27,7 @@ from keras import layers
 
 from keras_fcn import models
 from keras_fcn import weights as weights_lib
-from keras_fcn.layers import CaffePreprocessing, CropToReference, Scale
+from keras_fcn.layers import CaffePreprocessing, Scale
 
 FUSION_STREAMS = ("rgb", "hha")
 
@@ -121,53 +121,6 @@ def build_late_fusion_fcn(variant="16s", num_classes=40, weights_rgb="imagenet",
     return keras.Model(inputs, fused, name=name or f"fcn{variant}_rgb_hha")
 
 
-def _head_names(suffix):
-    names = ("score_fr", "upscore", "upscore2", "score_pool4", "score_pool4c", "fuse_pool4",
-             "upscore16", "upscore_pool4", "score_pool3", "score_pool3c", "fuse_pool3",
-             "upscore8", "score", "scale_pool4", "scale_pool3")
-    named = {n: f"{n}{suffix}" for n in names}
-    # The reference names its crops after the cropped layer: score_pool4_semc, score_pool3_geoc.
-    named.update({f"score_pool{i}c": f"score_pool{i}{suffix}c" for i in (3, 4)})
-    return named
-
-
-def _suffixed_heads(variant, inputs, pool3, pool4, fc7, num_classes, suffix,
-                    trainable_upsampling):
-    """The score/upsampling/skip/crop layers of one task, every name ending in ``suffix``.
-
-    Mirrors :func:`keras_fcn.models._heads` with the reference SIFT Flow names
-    (``score_fr_sem``, ``upscore2_sem``, ``score_pool4_semc``, ..., ``score_sem``).
-    """
-    n = _head_names(suffix)
-    offsets = models.VGG16_OFFSETS
-    score = models._conv(num_classes, 1, n["score_fr"], activation=None, zero_init=True)(fc7)
-
-    def final_crop(x, offset):
-        return CropToReference(offset, name=n["score"], dtype="float32")([x, inputs])
-
-    if variant == "32s":
-        up = models._upsample(num_classes, 32, n["upscore"], trainable_upsampling)(score)
-        return final_crop(up, offsets["32s"])
-    at_once = variant == "8s_at_once"
-    up = models._upsample(num_classes, 2, n["upscore2"], trainable_upsampling)(score)
-    if at_once:
-        pool4 = Scale(0.01, name=n["scale_pool4"])(pool4)
-    skip = models._conv(num_classes, 1, n["score_pool4"], activation=None, zero_init=True)(pool4)
-    skip = CropToReference(offsets["score_pool4c"], name=n["score_pool4c"])([skip, up])
-    fused = layers.Add(name=n["fuse_pool4"])([up, skip])
-    if variant == "16s":
-        up = models._upsample(num_classes, 16, n["upscore16"], trainable_upsampling)(fused)
-        return final_crop(up, offsets["16s"])
-    up = models._upsample(num_classes, 2, n["upscore_pool4"], trainable_upsampling)(fused)
-    if at_once:
-        pool3 = Scale(0.0001, name=n["scale_pool3"])(pool3)
-    skip = models._conv(num_classes, 1, n["score_pool3"], activation=None, zero_init=True)(pool3)
-    skip = CropToReference(offsets["score_pool3c"], name=n["score_pool3c"])([skip, up])
-    fused = layers.Add(name=n["fuse_pool3"])([up, skip])
-    up = models._upsample(num_classes, 8, n["upscore8"], trainable_upsampling)(fused)
-    return final_crop(up, offsets["8s"])
-
-
 def _check_count(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
@@ -218,8 +171,8 @@ def build_two_headed_fcn(variant="16s", num_semantic=33, num_geometric=3,
     x = CaffePreprocessing(name="preprocess")(inputs) if include_preprocessing else inputs
     pool3, pool4, fc7 = models.vgg16_features(x, dropout, widths, fc_units)
     outputs = {
-        task: _suffixed_heads(variant, inputs, pool3, pool4, fc7, classes, suffix,
-                              trainable_upsampling)
+        task: models._heads(variant, inputs, pool3, pool4, fc7, classes, models.VGG16_OFFSETS,
+                            trainable_upsampling, suffix=suffix)
         for task, classes, suffix in (("semantic", num_semantic, "_sem"),
                                       ("geometric", num_geometric, "_geo"))
     }
