@@ -72,3 +72,12 @@ from keras_fcn.datasets import (  # noqa: F401
     voc_tfds_builder,
 )
 from keras_fcn.synthetic import make_shapes_dataset, shapes_pairs, shapes_tf_dataset  # noqa: F401
+from keras_fcn import hha, nyud, siftflow  # noqa: F401
+from keras_fcn.hha import compute_hha  # noqa: F401
+from keras_fcn.multimodal import (  # noqa: F401
+    build_late_fusion_fcn,
+    build_rgbd_fcn,
+    build_two_headed_fcn,
+    compile_two_headed,
+    evaluate_segmentation,
+)
