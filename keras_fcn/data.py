@@ -524,7 +524,7 @@ def _mask_storage_dtype(num_classes, ignore_label):
 
 
 def make_decode_fn(*, num_classes, ignore_label=IGNORE_LABEL, mask_format="index", palette=None,
-                   unknown_color="error"):
+                   unknown_color="error", check_values=True):
     """Returns `fn(image_path, mask_path) -> (image uint8 (H, W, 3), mask (H, W))`.
 
     The function decodes both files and checks, in the graph, that sizes agree and that mask
@@ -532,6 +532,9 @@ def make_decode_fn(*, num_classes, ignore_label=IGNORE_LABEL, mask_format="index
 
     Args:
         num_classes, ignore_label, mask_format, palette, unknown_color: see `make_dataset`.
+        check_values: check mask values in the graph. `make_dataset` turns this off when
+            `validate_pairs` has already checked the values of every mask (`validate=True`);
+            sizes (and unknown colours with `unknown_color="error"`) are always checked.
 
     Returns:
         A function usable in `tf.data.Dataset.map`. Masks are uint8 when all labels fit in a
@@ -555,7 +558,8 @@ def make_decode_fn(*, num_classes, ignore_label=IGNORE_LABEL, mask_format="index
         else:
             mask = _decode_sbd_mask(mask_path)
         mask = _check_same_size(image_path, image, mask_path, mask)
-        mask = _check_values(mask_path, mask, num_classes, ignore_label)
+        if check_values:
+            mask = _check_values(mask_path, mask, num_classes, ignore_label)
         return image, tf.cast(mask, storage)
 
     return decode
@@ -564,28 +568,70 @@ def make_decode_fn(*, num_classes, ignore_label=IGNORE_LABEL, mask_format="index
 # --------------------------------------------------------------------------------------------
 # Augmentation (stateless: one seed per element, so results do not depend on parallelism)
 # --------------------------------------------------------------------------------------------
+#
+# Speed notes (480x360 on a CPU, see benchmarks/input_pipeline.py): crops and flips run on
+# the uint8 image before the float conversion when there is no rescaling, flips use
+# `tf.reverse` (a strided slice with step -1 is ~10x slower), padding with the mean is only
+# built when an element is smaller than the crop (`tf.where` over a whole float image costs
+# as much as a bilinear resize), and colour jitter is one per-pixel 3x3 affine map applied to
+# whole batches. The outputs are the same as applying the steps one by one in the order
+# scale, pad, crop, flip, jitter (jitter up to float round-off).
 
 
 def _op_seed(seed, op):
     return tf.stack([seed, tf.constant(op, tf.int64)])
 
 
+def _scale_size(mask, seed, scale_range):
+    scale = tf.random.stateless_uniform([], seed, scale_range[0], scale_range[1])
+    size = tf.cast(tf.round(tf.cast(tf.shape(mask)[:2], tf.float32) * scale), tf.int32)
+    return tf.maximum(size, 1)
+
+
 def random_scale(image, mask, seed, scale_range):
     """Rescales by a factor drawn from `scale_range`: image bilinear, mask nearest.
 
     Args:
-        image: float32 (H, W, 3). mask: (H, W) ids. seed: int64 [2] stateless seed.
-        scale_range: (low, high).
+        image: (H, W, 3) 0..255 (any real or integer dtype). mask: (H, W) ids.
+        seed: int64 [2] stateless seed. scale_range: (low, high).
 
     Returns:
-        (image, mask) at the new size.
+        (image float32, mask) at the new size.
     """
-    scale = tf.random.stateless_uniform([], seed, scale_range[0], scale_range[1])
-    size = tf.cast(tf.round(tf.cast(tf.shape(mask), tf.float32) * scale), tf.int32)
-    size = tf.maximum(size, 1)
-    image = tf.image.resize(image, size, method="bilinear")
+    size = _scale_size(mask, seed, scale_range)
+    image = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear")
     mask = tf.image.resize(mask[..., None], size, method="nearest")[..., 0]
     return image, mask
+
+
+def _pad_with_mean(image, mask, size, ignore_label, mean_rgb, pad_left=None):
+    """Pads float `image` with `mean_rgb` and `mask` with `ignore_label` up to at least `size`:
+    at the bottom, and on the right (or on the left where the bool `pad_left` is True).
+
+    The padding blocks are only built when needed: elements already large enough pass through.
+    """
+    shape = tf.shape(mask)
+    pad_h = tf.maximum(size[0] - shape[0], 0)
+    pad_w = tf.maximum(size[1] - shape[1], 0)
+    if pad_left is None:
+        left, right = tf.constant(0), pad_w
+    else:
+        left = tf.where(pad_left, pad_w, 0)
+        right = pad_w - left
+    mean = tf.constant(mean_rgb, tf.float32)
+
+    def pad():
+        height = shape[0]
+        padded = tf.concat([tf.broadcast_to(mean, [height, left, 3]), image,
+                            tf.broadcast_to(mean, [height, right, 3])], axis=1)
+        padded = tf.concat([padded, tf.broadcast_to(mean, [pad_h, shape[1] + pad_w, 3])],
+                           axis=0)
+        padded_mask = tf.pad(mask, [[0, pad_h], [left, right]],
+                             constant_values=tf.cast(ignore_label, mask.dtype))
+        return padded, padded_mask
+
+    return tf.cond(tf.logical_or(pad_h > 0, pad_w > 0), pad,
+                   lambda: (tf.identity(image), tf.identity(mask)))
 
 
 def pad_to_size(image, mask, size, ignore_label, mean_rgb=MEAN_RGB):
@@ -598,11 +644,7 @@ def pad_to_size(image, mask, size, ignore_label, mean_rgb=MEAN_RGB):
     Returns:
         (image, mask) of at least `size`; already larger sides are unchanged.
     """
-    shape = tf.shape(mask)
-    pad_h, pad_w = tf.maximum(size[0] - shape[0], 0), tf.maximum(size[1] - shape[1], 0)
-    image = tf.pad(image, [[0, pad_h], [0, pad_w], [0, 0]], constant_values=_PAD_SENTINEL)
-    mask = tf.pad(mask, [[0, pad_h], [0, pad_w]], constant_values=tf.cast(ignore_label, mask.dtype))
-    return fill_padding(image, mean_rgb), mask
+    return _pad_with_mean(tf.cast(image, tf.float32), mask, size, ignore_label, mean_rgb)
 
 
 def fill_padding(image, mean_rgb=MEAN_RGB):
@@ -611,27 +653,80 @@ def fill_padding(image, mean_rgb=MEAN_RGB):
     return tf.where(image < 0, mean, image)
 
 
+def _crop_window(shape, seed, size):
+    """(top, left, height, width) of the random crop of a `shape` image padded to `size`.
+
+    Same draws as cropping the padded image: a side shorter than the crop gets offset 0.
+    """
+    top = tf.random.stateless_uniform([], _op_seed(seed[0], 11), 0,
+                                      tf.maximum(shape[0] - size[0], 0) + 1, dtype=tf.int32)
+    left = tf.random.stateless_uniform([], _op_seed(seed[0], 12), 0,
+                                       tf.maximum(shape[1] - size[1], 0) + 1, dtype=tf.int32)
+    return top, left, tf.minimum(shape[0], size[0]), tf.minimum(shape[1], size[1])
+
+
 def random_crop(image, mask, seed, size):
     """Crops the same random `size` window of an image and mask at least that big."""
-    shape = tf.shape(mask)
-    top = tf.random.stateless_uniform([], _op_seed(seed[0], 11), 0, shape[0] - size[0] + 1,
-                                      dtype=tf.int32)
-    left = tf.random.stateless_uniform([], _op_seed(seed[0], 12), 0, shape[1] - size[1] + 1,
-                                       dtype=tf.int32)
-    image = image[top:top + size[0], left:left + size[1]]
-    mask = mask[top:top + size[0], left:left + size[1]]
+    top, left, height, width = _crop_window(tf.shape(mask), seed, size)
+    image = image[top:top + height, left:left + width]
+    mask = mask[top:top + height, left:left + width]
     return tf.ensure_shape(image, [size[0], size[1], 3]), tf.ensure_shape(mask, list(size))
+
+
+def _flip_draw(seed):
+    return tf.random.stateless_uniform([], seed) < 0.5
+
+
+def _flip_if(flip, image, mask):
+    return (tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: tf.identity(image)),
+            tf.cond(flip, lambda: tf.reverse(mask, [1]), lambda: tf.identity(mask)))
 
 
 def random_flip(image, mask, seed):
     """Flips image and mask left-right together with probability 1/2."""
-    flip = tf.random.stateless_uniform([], seed) < 0.5
-    return (tf.cond(flip, lambda: image[:, ::-1], lambda: image),
-            tf.cond(flip, lambda: mask[:, ::-1], lambda: mask))
+    return _flip_if(_flip_draw(seed), image, mask)
+
+
+_GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def _jitter_factors(seed, brightness=32.0, contrast=(0.75, 1.25), saturation=(0.75, 1.25)):
+    """Returns float32 [3]: (brightness shift, contrast factor, saturation factor)."""
+    uniform = lambda op, low, high: tf.random.stateless_uniform(  # noqa: E731
+        [], _op_seed(seed[0], op), low, high)
+    return tf.stack([uniform(21, -brightness, brightness), uniform(22, *contrast),
+                     uniform(23, *saturation)])
+
+
+def _apply_jitter(images, factors):
+    """Colour jitter of a batch `images` (B, H, W, 3) with `factors` (B, 3).
+
+    Per image, brightness `b`, contrast `c` (about the mean `m` after the shift) and saturation
+    `s` (about the gray level `g = w . x`) compose into one affine map of each pixel `x`:
+        out = s c x + (1 - s) c (w . x) 1 + (c b + (1 - c) m) (s + (1 - s) sum(w)) 1,
+    so the image is read once for the mean and once for a (3 x 3) matmul, then clipped.
+    """
+    shift, contrast, saturation = (factors[:, i] for i in range(3))
+    weights = tf.constant(_GRAY_WEIGHTS, tf.float32)
+    mean = tf.reduce_mean(images, axis=[1, 2, 3]) + shift
+    offset = (contrast * shift + (1.0 - contrast) * mean) * (
+        saturation + (1.0 - saturation) * tf.reduce_sum(weights))
+    eye = tf.eye(3, dtype=tf.float32)[None]
+    matrix = (saturation * contrast)[:, None, None] * eye + (
+        ((1.0 - saturation) * contrast)[:, None, None] * weights[None, :, None]
+        * tf.ones([1, 1, 3], tf.float32))
+    shape = tf.shape(images)
+    pixels = tf.reshape(images, [shape[0], -1, 3])
+    out = tf.matmul(pixels, matrix) + offset[:, None, None]
+    return tf.reshape(tf.clip_by_value(out, 0.0, 255.0), shape)
 
 
 def random_color_jitter(image, seed, brightness=32.0, contrast=(0.75, 1.25), saturation=(0.75, 1.25)):
     """Random brightness/contrast/saturation of a 0..255 RGB image (never the mask).
+
+    In order: add a shift in [-brightness, brightness]; scale about the image mean by a
+    contrast factor; scale about the gray level (0.299 R + 0.587 G + 0.114 B) by a saturation
+    factor; clip to 0..255 (computed as one affine map per pixel).
 
     Args:
         image: float32 (H, W, 3) in 0..255. seed: int64 [2] stateless seed.
@@ -640,31 +735,51 @@ def random_color_jitter(image, seed, brightness=32.0, contrast=(0.75, 1.25), sat
     Returns:
         The jittered image, clipped to 0..255.
     """
-    uniform = lambda op, low, high: tf.random.stateless_uniform(  # noqa: E731
-        [], _op_seed(seed[0], op), low, high)
-    image = image + uniform(21, -brightness, brightness)
-    mean = tf.reduce_mean(image)
-    image = mean + uniform(22, *contrast) * (image - mean)
-    gray = tf.reduce_sum(image * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
-    image = gray + uniform(23, *saturation) * (image - gray)
-    return tf.clip_by_value(image, 0.0, 255.0)
+    factors = _jitter_factors(seed, brightness, contrast, saturation)
+    return _apply_jitter(tf.cast(image, tf.float32)[None], factors[None])[0]
+
+
+def _make_element_fn(*, ignore_label, crop_size, scale_range, flip, mean_rgb):
+    """`fn((image, mask), seed) -> (image float32, mask)`: scale, pad + crop, flip.
+
+    Integer masks keep their dtype (uint8 masks stay small until batched).
+    """
+    crop_size = _as_size("crop_size", crop_size)
+    scale_range = _as_range("scale_range", scale_range)
+
+    def element_fn(element, seed):
+        image, mask = element
+        if scale_range is not None:  # bilinear output is float32
+            image, mask = random_scale(image, mask, _op_seed(seed, 1), scale_range)
+        flipped = _flip_draw(_op_seed(seed, 3)) if flip else None
+        if crop_size is not None:
+            top, left, height, width = _crop_window(tf.shape(mask), _op_seed(seed, 2),
+                                                    crop_size)
+            image = image[top:top + height, left:left + width]
+            mask = mask[top:top + height, left:left + width]
+        if flip:  # on uint8 when not rescaled: 4x less memory to move
+            image, mask = _flip_if(flipped, image, mask)
+        image = tf.cast(image, tf.float32)
+        if crop_size is not None:
+            # Padding goes where pad-then-crop-then-flip would have put it.
+            image, mask = _pad_with_mean(image, mask, crop_size, ignore_label, mean_rgb,
+                                         pad_left=flipped)
+            image = tf.ensure_shape(image, [crop_size[0], crop_size[1], 3])
+            mask = tf.ensure_shape(mask, list(crop_size))
+        return image, mask
+
+    return element_fn
 
 
 def make_augment_fn(*, ignore_label=IGNORE_LABEL, crop_size=None, scale_range=None, flip=False,
                     color_jitter=False, mean_rgb=MEAN_RGB):
     """Returns `fn((image, mask), seed) -> (image float32, mask int32)` applying, in order,
     random scale, pad + random crop, flip and colour jitter (each only if enabled)."""
-    crop_size = _as_size("crop_size", crop_size)
-    scale_range = _as_range("scale_range", scale_range)
+    element_fn = _make_element_fn(ignore_label=ignore_label, crop_size=crop_size,
+                                  scale_range=scale_range, flip=flip, mean_rgb=mean_rgb)
+
     def augment(element, seed):
-        image, mask = tf.cast(element[0], tf.float32), element[1]
-        if scale_range is not None:
-            image, mask = random_scale(image, mask, _op_seed(seed, 1), scale_range)
-        if crop_size is not None:
-            image, mask = pad_to_size(image, mask, crop_size, ignore_label, mean_rgb)
-            image, mask = random_crop(image, mask, _op_seed(seed, 2), crop_size)
-        if flip:
-            image, mask = random_flip(image, mask, _op_seed(seed, 3))
+        image, mask = element_fn(element, seed)
         if color_jitter:
             image = random_color_jitter(image, _op_seed(seed, 4))
         return image, tf.cast(mask, tf.int32)
@@ -688,6 +803,8 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
 
     Args:
         decoded: `tf.data.Dataset` of (image (H, W, 3) uint8/float 0..255 RGB, mask (H, W)).
+            Keep images uint8 (and masks uint8 when labels fit): the cache is then 4x smaller
+            and crops/flips move less memory.
         shuffle_buffer: shuffle buffer size (default: the dataset size, or 1000 if unknown).
         skip_errors: drop elements whose decoding or checks fail (logged as warnings).
         Other arguments: see `make_dataset`.
@@ -701,6 +818,8 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
     """
     if deterministic is None:
         deterministic = seed is not None
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}")
     if skip_errors:
         decoded = decoded.ignore_errors(log_warning=True)
     if cache:
@@ -708,13 +827,37 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
     if shuffle:
         decoded = decoded.shuffle(_buffer_size(decoded, shuffle_buffer), seed=seed,
                                   reshuffle_each_iteration=True)
-    augment = make_augment_fn(ignore_label=ignore_label, crop_size=crop_size,
-                              scale_range=scale_range, flip=flip, color_jitter=color_jitter,
-                              mean_rgb=mean_rgb)
+    element_fn = _make_element_fn(ignore_label=ignore_label, crop_size=crop_size,
+                                  scale_range=scale_range, flip=flip, mean_rgb=mean_rgb)
+    # Fixed-size batches get their colour jitter per batch (vectorised); padded batches per
+    # element, before padding, so that padding stays exactly the mean colour.
+    fixed_size = crop_size is not None or batch_size == 1
+    batch_jitter = color_jitter and fixed_size
+
+    def augment(element, seed_):
+        image, mask = element_fn(element, seed_)
+        if batch_jitter:
+            return image, mask, _jitter_factors(_op_seed(seed_, 4))
+        if color_jitter:
+            image = random_color_jitter(image, _op_seed(seed_, 4))
+        if not fixed_size:
+            mask = tf.cast(mask, tf.int32)
+        return image, mask
+
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     ds = tf.data.Dataset.zip(decoded, seeds).map(
         augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    ds = _batch(ds, batch_size, crop_size, ignore_label, drop_remainder, mean_rgb)
+    if fixed_size:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+
+        def finish(image, mask, factors=None):
+            if factors is not None:
+                image = _apply_jitter(image, factors)
+            return image, tf.cast(mask, tf.int32)
+
+        ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    else:
+        ds = _padded_batch(ds, batch_size, ignore_label, drop_remainder, mean_rgb)
     options = tf.data.Options()
     options.deterministic = deterministic
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
@@ -727,12 +870,8 @@ def _buffer_size(ds, shuffle_buffer):
     return size if size > 0 else 1000
 
 
-def _batch(ds, batch_size, crop_size, ignore_label, drop_remainder, mean_rgb):
-    """Fixed-size batches for crops and batch 1; padded batches for mixed sizes."""
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}")
-    if crop_size is not None or batch_size == 1:
-        return ds.batch(batch_size, drop_remainder=drop_remainder)
+def _padded_batch(ds, batch_size, ignore_label, drop_remainder, mean_rgb):
+    """Batches of mixed sizes, padded to the largest element (mean colour, ignore label)."""
     ds = ds.padded_batch(
         batch_size,
         padding_values=(tf.constant(_PAD_SENTINEL, tf.float32),
@@ -774,7 +913,8 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
         deterministic: keep the element order fixed; default True when `seed` is given.
         validate: True checks every pair with `validate_pairs` first (headers, sizes and mask
             values, with PIL); "headers" skips the mask values; False skips it. The pipeline
-            still checks sizes and mask values of every element it reads.
+            still checks the size of every element it reads, and its mask values unless
+            `validate=True` already did.
         skip_bad: drop bad pairs (logged with their names) instead of raising.
         drop_remainder: drop the last incomplete batch.
         shuffle_buffer: shuffle buffer size (default: all pairs).
@@ -800,8 +940,10 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
     if shuffle and not cache:  # shuffle cheap paths rather than decoded images
         paths = paths.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
         shuffle = False
+    # With validate=True every mask value was checked up front: no need to check it again.
     decode = make_decode_fn(num_classes=num_classes, ignore_label=ignore_label,
-                            mask_format=mask_format, palette=palette, unknown_color=unknown_color)
+                            mask_format=mask_format, palette=palette, unknown_color=unknown_color,
+                            check_values=validate is not True)
     decoded = paths.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return prepare_dataset(
         decoded, ignore_label=ignore_label, batch_size=batch_size, crop_size=crop_size,
