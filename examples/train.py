@@ -1,0 +1,34 @@
+"""Trains an FCN: the general recipe (all data sets, all variants, one flag set).
+
+With no flags it trains a small FCN-8s on the procedural "shapes" data set, offline, in a few
+minutes on a CPU, then prints the validation table:
+
+    python examples/train.py
+
+CamVid at reduced resolution, staged 32s -> 16s -> 8s:
+
+    python examples/train.py --dataset=camvid --data_dir=/data/camvid --model=staged \
+        --image_size=180,240 --optimizer=adam --class_weights=median --output_dir=runs/camvid
+
+Resume a killed run with the same command plus --resume. See keras_fcn/train.py for the
+learning-rate conventions (lr_mean = lr_sum * pixels) and weight decay.
+"""
+
+from absl import app
+
+from keras_fcn import train
+
+# The no-flag command: a narrow VGG16 FCN-8s (random init: no download) on 64x64 shapes.
+train.define_flags(
+    dataset="shapes", model="fcn8s", weights="none", widths="8,16,32,32,32", fc_units=64,
+    dropout=0.1, optimizer="adam", learning_rate=3e-3, weight_decay=1e-4, epochs=15,
+    batch_size=8, num_train=300, num_val=50, output_dir="runs/shapes_fcn8s")
+
+
+def main(argv):
+    del argv
+    train.run(train.config_from_flags())
+
+
+if __name__ == "__main__":
+    app.run(main)
