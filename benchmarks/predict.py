@@ -45,6 +45,8 @@ def parse_args():
     parser.add_argument("--frames", type=int, default=5, help="Timed frames per model.")
     parser.add_argument("--sequence", type=int, default=12, help="Consecutive val frames.")
     parser.add_argument("--alphas", default="0.7,0.5,0.3")
+    parser.add_argument("--model_note", default=None,
+                        help="How the --model was trained, printed with the figures.")
     parser.add_argument("--flicker_size", default=None,
                         help="WxH to resize the flicker frames to (the --model's training size).")
     parser.add_argument("--threads", type=int, default=2)
@@ -186,6 +188,8 @@ def main():
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     import keras
 
+    import keras_fcn.mobilenet  # noqa: F401  (registers PadToMultiple for load_model)
+
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores",
                "tensorflow": tf.__version__, "threads": args.threads, "frames": args.frames,
                "load_average_start": os.getloadavg()[0], "fps": []}
@@ -204,7 +208,7 @@ def main():
         results["fps"].append(row)
         print(f"{name}: {row['median_s']:.3f} s/frame, {row['fps']:.2f} fps")
     if trained is not None:
-        row = {"model": trained.name, "weights": args.model,
+        row = {"model": f"{trained.name} (--model)", "weights": args.model_note or args.model,
                **time_predict(trained, frame, args.frames)}
         results["fps"].append(row)
 
@@ -213,7 +217,8 @@ def main():
         results["flicker"] = {"skipped": f"CamVid not found at {camvid} (--camvid)"}
     else:
         model = trained or models.get("mobilenet_v2") or models["vgg16"]
-        weights = args.model if trained is not None else "random (score layers randomized)"
+        weights = (args.model_note or args.model) if trained is not None else \
+            "random (score layers randomized)"
         size = tuple(int(v) for v in args.flicker_size.split("x")) if args.flicker_size else None
         frames, labels, names = camvid_sequence(camvid, args.sequence, size)
         alphas = [float(a) for a in args.alphas.split(",")]

@@ -236,11 +236,15 @@ class Predictor:
         import keras
 
         import keras_fcn  # noqa: F401  (registers the custom layers for loading)
+        import keras_fcn.mobilenet  # noqa: F401  (PadToMultiple; not imported by keras_fcn)
         from keras_fcn import inference
 
         self.inf = inference
         self.opts = opts
-        self.model = keras.models.load_model(opts.model, compile=False)
+        try:
+            self.model = keras.models.load_model(opts.model, compile=False)
+        except (OSError, ValueError, TypeError) as e:
+            raise ValueError(f"Cannot load --model {opts.model!r}: {e}") from e
         self.num_classes = int(self.model.outputs[0].shape[-1])
         names, palette = inference.read_labels_sidecar(opts.model)
         if names is None and self.num_classes == len(inference.VOC_CLASS_NAMES):
