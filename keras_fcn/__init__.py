@@ -72,7 +72,8 @@ from keras_fcn.datasets import (  # noqa: F401
     voc_tfds_builder,
 )
 from keras_fcn.synthetic import make_shapes_dataset, shapes_pairs, shapes_tf_dataset  # noqa: F401
-from keras_fcn import hha, nyud, siftflow  # noqa: F401
+# mobilenet registers its serializable layers, so saved MobileNetV2 FCNs load after import.
+from keras_fcn import hha, mobilenet, nyud, siftflow  # noqa: F401
 from keras_fcn.hha import compute_hha  # noqa: F401
 from keras_fcn.multimodal import (  # noqa: F401
     build_late_fusion_fcn,
@@ -80,4 +81,18 @@ from keras_fcn.multimodal import (  # noqa: F401
     build_two_headed_fcn,
     compile_two_headed,
     evaluate_segmentation,
+)
+from keras_fcn.inference import (  # noqa: F401
+    TemporalSmoother,
+    binary_mask,
+    colorize,
+    entropy,
+    flicker_rate,
+    heatmap,
+    margin,
+    mc_dropout,
+    overlay,
+    overlay_with_legend,
+    predict,
+    refine_boundaries,
 )
