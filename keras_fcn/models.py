@@ -211,14 +211,14 @@ _ARGS_DOC = """
 
 def build_fcn32s(num_classes=21, input_shape=(None, None, 3), weights="imagenet", dropout=0.5,
                  trainable_upsampling=False, include_preprocessing=False, backbone="vgg16",
-                 name="fcn32s"):
+                 name=None):
     return build_fcn("32s", num_classes, input_shape, weights, dropout, trainable_upsampling,
                      include_preprocessing, backbone, name)
 
 
 def build_fcn16s(num_classes=21, input_shape=(None, None, 3), weights="imagenet", dropout=0.5,
                  trainable_upsampling=False, include_preprocessing=False, backbone="vgg16",
-                 name="fcn16s"):
+                 name=None):
     return build_fcn("16s", num_classes, input_shape, weights, dropout, trainable_upsampling,
                      include_preprocessing, backbone, name)
 
@@ -228,7 +228,7 @@ def build_fcn8s(num_classes=21, input_shape=(None, None, 3), weights="imagenet",
                 backbone="vgg16", name=None):
     variant = "8s_at_once" if at_once else "8s"
     return build_fcn(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
-                     include_preprocessing, backbone, name or f"fcn{variant}")
+                     include_preprocessing, backbone, name)
 
 
 build_fcn32s.__doc__ = (
