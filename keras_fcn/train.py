@@ -8,7 +8,9 @@ The recipes in `examples/` are thin scripts over this module. A run directory re
 - `metrics.json`: per-epoch history (continuous across `--resume`), final validation metrics
   (pixel acc, mean acc, mean IU, fw IU, per-class IU) and how the run ended;
 - `curves.png`: loss and mean IU per epoch;
-- `labels.json`: class names, palette, ignore label and preprocessing, for export and predict.
+- `labels.json`: class names, palette, ignore label and preprocessing, for export and predict
+  (copied to `model.labels.json` and `best.labels.json`, the sidecars `keras_fcn.inference`
+  reads next to a model file).
 
 Learning rate and loss normalization. The paper sums the loss over the pixels of an image
 (`loss_reduction="sum"`, lr 1e-10 for FCN-32s). With the loss averaged over valid pixels
@@ -371,6 +373,9 @@ def save_model_atomic(model, path):
     os.close(fd)
     try:
         model.save(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -616,6 +621,10 @@ def write_labels_json(path, info, *, image_size=None, model_name=None, extra=Non
     }
     labels.update(extra or {})
     _write_json_atomic(labels, path)
+    # `keras_fcn.inference` looks for `<model>.labels.json` next to a model file.
+    for model_file in ("model", "best"):
+        _write_json_atomic(labels, os.path.join(os.path.dirname(path),
+                                                f"{model_file}.labels.json"))
     return labels
 
 
@@ -714,7 +723,11 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
     predict = _predict_fn(model)
     confusion = np.zeros((num_classes, num_classes), np.int64)
     images_seen = 0
-    bar = keras.utils.Progbar(None, unit_name="batch") if verbose else None
+    total = int(dataset.cardinality())
+    total = total if total > 0 else None
+    if max_batches is not None and total is not None:
+        total = min(total, max_batches)
+    bar = keras.utils.Progbar(total, unit_name="batch") if verbose else None
     for index, (images, masks) in enumerate(dataset):
         if max_batches is not None and index >= max_batches:
             break
@@ -724,6 +737,8 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
         images_seen += int(images.shape[0])
         if bar is not None:
             bar.update(index + 1)
+    if bar is not None and total is None:
+        print()
     results = metrics_lib.segmentation_metrics(confusion)
     results["per_class_iu"] = [None if np.isnan(v) else float(v) for v in results["per_class_iu"]]
     results["confusion_matrix"] = confusion.tolist()
@@ -1254,28 +1269,42 @@ def train_staged(config, *, run_dir, data, strategy, class_weights, pixels,
     return model, reports
 
 
-def maybe_export(model, run_dir, labels):
-    """Exports a TFLite float16 model (and its sidecar) with `keras_fcn.export` when that
-    module exists; otherwise prints why it was skipped. Returns the written paths or None."""
+def maybe_export(model, run_dir, labels, input_size):
+    """Exports a float16-weight TFLite model and its sidecar JSON with `keras_fcn.export`
+    (when that module is available; otherwise prints why it was skipped).
+
+    Args:
+        model: the trained model.
+        run_dir: where `model_float16.tflite` and `model_float16.json` go.
+        labels: the dict of `labels.json` (class names, palette, ignore label).
+        input_size: (height, width) of the exported fixed-size model.
+
+    Returns:
+        The path of the `.tflite` file, or None when skipped.
+    """
     try:
         from keras_fcn import export as export_lib
-    except ImportError:
-        print("--export: keras_fcn.export is not available in this version; skipped.")
+    except ImportError as error:
+        print(f"--export: keras_fcn.export is not available ({error}); skipped.")
         return None
-    for name in ("export_tflite", "to_tflite"):
-        function = getattr(export_lib, name, None)
-        if function is not None:
-            break
-    else:
+    if not hasattr(export_lib, "export_tflite"):
         print("--export: keras_fcn.export has no export_tflite(); skipped.")
         return None
     path = os.path.join(run_dir, "model_float16.tflite")
-    try:
-        result = function(model, path, quantization="float16", labels=labels)
-    except TypeError:
-        result = function(model, path, quantization="float16")
-    print(f"Exported TFLite (float16 weights) to {path}")
-    return result or path
+    export_lib.export_tflite(model, path, input_size=tuple(input_size), quantization="float16",
+                             class_names=labels["class_names"], palette=labels["palette"],
+                             ignore_label=labels["ignore_label"], overwrite=True)
+    print(f"Exported TFLite (float16 weights, {input_size[0]}x{input_size[1]}) to {path}")
+    return path
+
+
+def _export_size(config, eval_ds):
+    size = config.image_size or config.crop_size
+    if size:
+        return tuple(size)
+    for images, _ in eval_ds.take(1):
+        return tuple(int(d) for d in images.shape[1:3])
+    return None
 
 
 def run(config):
@@ -1326,8 +1355,9 @@ def run(config):
         print(f"\nFinal validation metrics of {last['model']} ({last['final_val']['num_images']}"
               f" images):\n" + format_results(last["final_val"], info.class_names))
     if config.export and chief and last["status"] == "completed":
-        maybe_export(model, run_dir, read_labels_json(
-            last.get("run_dir", run_dir)))
+        maybe_export(model, last.get("run_dir", run_dir),
+                     read_labels_json(last.get("run_dir", run_dir)),
+                     _export_size(config, eval_ds))
     print(f"Run directory: {run_dir}")
     return {"run_dir": run_dir, "reports": reports, "final": last.get("final_val")}
 
@@ -1423,6 +1453,7 @@ def define_flags(**defaults):
     f.DEFINE_integer("seed", d["seed"], "Random seed.")
     f.DEFINE_integer("num_train", d["num_train"], "shapes: training images.")
     f.DEFINE_integer("num_val", d["num_val"], "shapes: validation images.")
+    f.DEFINE_integer("shapes_size", d["shapes_size"], "shapes: image side in pixels.")
     f.DEFINE_float("max_minutes_per_stage", d["max_minutes_per_stage"],
                    "Stop a model's training after this many minutes (0: no limit).")
     f.DEFINE_bool("flip_eval", d["flip_eval"], "Flip TTA in the final evaluation.")
@@ -1452,4 +1483,5 @@ def config_from_flags():
         jit_compile=v.jit_compile, strategy=v.strategy, resume=v.resume,
         overwrite=v.overwrite, tensorboard=v.tensorboard, output_dir=v.output_dir,
         export=v.export, seed=v.seed, num_train=v.num_train, num_val=v.num_val,
+        shapes_size=v.shapes_size,
         max_minutes_per_stage=v.max_minutes_per_stage or None, flip_eval=v.flip_eval)

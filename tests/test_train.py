@@ -1,0 +1,342 @@
+"""Tests of keras_fcn.train and examples/train.py: optimizers, distribution, resume, NaN, runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_fcn import models, synthetic, train
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+TINY_FLAGS = ["--widths=4,4,8,8,8", "--fc_units=8", "--num_train=16", "--num_val=4", "--shapes_size=32",
+              "--batch_size=8", "--optimizer=adam", "--learning_rate=1e-2", "--dropout=0"]
+
+
+def _env():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
+               PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return env
+
+
+def _tiny_model(variant="8s", num_classes=4, dropout=0.0):
+    return models.build_fcn(variant, num_classes, weights=None, include_preprocessing=True,
+                            widths=(4, 4, 8, 8, 8), fc_units=8, dropout=dropout)
+
+
+def _shapes(count, size=32, start=0):
+    images, masks = synthetic.shapes_arrays(count, size=size, seed=0, start=start)
+    return images.astype("float32"), masks.astype("int32")
+
+
+# ------------------------------------------------------------------ units ----
+
+
+def test_equivalent_learning_rate_maps_sum_to_mean():
+    assert train.equivalent_learning_rate(1e-10, "sum", "mean", 500 * 375) == pytest.approx(
+        1.875e-5)
+    assert train.equivalent_learning_rate(1.875e-5, "mean", "sum", 500 * 375) == pytest.approx(
+        1e-10)
+    with pytest.raises(ValueError, match="pixels=0"):
+        train.equivalent_learning_rate(1e-10, "sum", "mean", 0)
+
+
+def test_caffe_sgd_doubles_bias_step_and_l2_skips_biases():
+    layer = keras.layers.Dense(1, kernel_initializer="ones", bias_initializer="zeros")
+    layer.build((None, 1))
+    optimizer = train.CaffeSGD(learning_rate=0.1, momentum=0.0, bias_lr_multiplier=2.0)
+    optimizer.apply([tf.ones((1, 1)), tf.ones((1,))], [layer.kernel, layer.bias])
+    np.testing.assert_allclose(layer.kernel.numpy(), [[0.9]], rtol=1e-6)
+    np.testing.assert_allclose(layer.bias.numpy(), [-0.2], rtol=1e-6)
+    restored = train.CaffeSGD.from_config(optimizer.get_config())
+    assert restored.bias_lr_multiplier == 2.0
+
+    model = _tiny_model()
+    count = train.apply_kernel_l2(model, 5e-4)
+    trainable_kernels = [w for w in model.trainable_weights if w.path.endswith("kernel")]
+    assert count == len(trainable_kernels) > 0
+    assert all(w.regularizer is None for w in model.trainable_weights if w.path.endswith("bias"))
+    assert len(model.losses) == count
+
+
+def test_adam_excludes_biases_from_decay():
+    optimizer = train.make_optimizer("adam", 1e-3, weight_decay=0.1)
+    kernel = keras.Variable(np.ones((2, 2), "float32"), name="kernel")
+    bias = keras.Variable(np.ones((2,), "float32"), name="bias")
+    optimizer.build([kernel, bias])
+    assert optimizer._use_weight_decay(kernel) and not optimizer._use_weight_decay(bias)
+    with pytest.raises(ValueError, match="optimizer='rmsprop'"):
+        train.make_optimizer("rmsprop")
+
+
+def test_prepare_run_dir_refuses_existing_run(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="--resume"):
+        train.prepare_run_dir(str(run_dir))
+    assert train.prepare_run_dir(str(run_dir), resume=True) == str(run_dir)
+    train.prepare_run_dir(str(run_dir), overwrite=True)
+    assert os.listdir(run_dir) == []
+
+
+# ------------------------------------------------------- distribution ----
+
+_MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from keras_fcn import models, synthetic, train
+
+    images, masks = synthetic.shapes_arrays(4, size=32, seed=0)
+    images, masks = images.astype("float32"), masks.astype("int32")
+
+    def one_step(strategy):
+        keras.utils.set_random_seed(1)
+        with strategy.scope():
+            model = models.build_fcn("8s", 4, weights=None, include_preprocessing=True,
+                                     widths=(4, 4, 8, 8, 8), fc_units=8, dropout=0.0)
+            # non-zero score layers so that every layer gets a gradient
+            for layer in model.layers:
+                if layer.name in ("score_fr", "score_pool4", "score_pool3"):
+                    layer.kernel.assign(np.full(layer.kernel.shape, 0.01, "float32"))
+            optimizer = train.make_optimizer("sgd", 0.05, momentum=0.9)
+            train.compile_model(model, num_classes=4, ignore_label=255, optimizer=optimizer,
+                                weight_decay=5e-4)
+        ds = tf.data.Dataset.from_tensor_slices((images, masks)).batch(4)
+        model.fit(ds, epochs=1, verbose=0)
+        return [w.numpy() for w in model.weights]
+
+    single = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    mirrored_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    mirrored = one_step(mirrored_strategy)
+    diffs = [float(np.max(np.abs(a - b))) for a, b in zip(single, mirrored)]
+    scale = max(float(np.max(np.abs(a))) for a in single)
+    print(json.dumps({"replicas": mirrored_strategy.num_replicas_in_sync,
+                      "max_diff": max(diffs), "scale": scale,
+                      "changed": float(max(np.max(np.abs(a)) for a in single))}))
+""")
+
+
+def test_mirrored_step_matches_one_device(tmp_path):
+    script = tmp_path / "mirrored.py"
+    script.write_text(_MIRRORED_SCRIPT)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         env=_env(), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    assert result["max_diff"] < 1e-5, result
+
+
+# ------------------------------------------------------------ resume ----
+
+
+def _history(run_dir):
+    path = os.path.join(run_dir, "history.json")
+    if not os.path.exists(path):
+        return []
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError:
+        return []
+
+
+def test_kill_and_resume_continues_from_last_epoch(tmp_path):
+    run_dir = str(tmp_path / "run")
+    command = [sys.executable, os.path.join(REPO, "examples", "train.py"), *TINY_FLAGS,
+               "--epochs=4", f"--output_dir={run_dir}"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=_env(), start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(_history(run_dir)) < 2 and process.poll() is None:
+        time.sleep(0.1)
+    assert process.poll() is None, f"training ended early: {process.stderr.read()[-2000:]}"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = len(_history(run_dir))
+    assert 2 <= killed_at < 4
+    assert os.path.exists(os.path.join(run_dir, "backup", "latest.weights.h5"))
+
+    refused = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=240)
+    assert refused.returncode != 0 and "--resume" in refused.stderr
+
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True,
+                             env=_env(), timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    history = _history(run_dir)
+    assert [e["epoch"] for e in history] == [1, 2, 3, 4]
+    assert "Epoch 1/4" not in resumed.stdout and f"Epoch {killed_at + 1}/4" in resumed.stdout
+    assert all(np.isfinite(e["loss"]) for e in history)
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert metrics["status"] == "completed" and len(metrics["history"]) == 4
+    best = keras.models.load_model(os.path.join(run_dir, "best.keras"), compile=False)
+    assert best.output_shape[-1] == 4
+    assert not os.path.exists(os.path.join(run_dir, "backup"))  # deleted after completion
+
+
+# --------------------------------------------------------------- NaN ----
+
+
+class _Diverge(keras.callbacks.Callback):
+    """Simulates divergence: sets the score_fr bias to NaN before one given step.
+
+    (NaN *images* do not work for this: the fused Conv+ReLU kernels of oneDNN map NaN to 0.)
+    """
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at = (epoch, batch)
+        self.epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            bias = self.model.get_layer("score_fr").bias
+            bias.assign(np.full(bias.shape, np.nan, "float32"))
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_good_checkpoint(tmp_path, capsys):
+    images, masks = _shapes(8)
+    model = _tiny_model()
+    train.compile_model(model, num_classes=4, ignore_label=255,
+                        optimizer=train.make_optimizer("adam", 1e-3))
+    train_ds = tf.data.Dataset.from_tensor_slices((images, masks)).batch(4).repeat()
+    val_ds = tf.data.Dataset.from_tensor_slices((images[:4], masks[:4])).batch(4)
+    # 2 steps per epoch; the weights go NaN before epoch 2, batch 2 (global step 4)
+    report = train.fit(model, train_ds, val_ds, run_dir=str(tmp_path), epochs=3,
+                       info=synthetic.SHAPES_INFO, steps_per_epoch=2, verbose=0,
+                       callbacks=[_Diverge(epoch=1, batch=1)])
+    assert report["status"] == "nan"
+    assert report["nan_step"]["epoch"] == 2 and report["nan_step"]["batch"] == 2
+    assert report["nan_step"]["step"] == 4
+    assert "epoch 2, batch 2 (global step 4)" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "model.keras")
+    best = keras.models.load_model(tmp_path / "best.keras", compile=False)
+    assert all(np.all(np.isfinite(w)) for w in best.get_weights())
+    assert json.load(open(tmp_path / "best_state.json"))["epoch"] == 1
+    # the backup still holds the last good epoch, so a fixed run can resume from it
+    meta = json.load(open(tmp_path / "backup" / "training_metadata.json"))
+    assert meta["epoch"] == 1
+    assert json.load(open(tmp_path / "metrics.json"))["status"] == "nan"
+
+
+# ----------------------------------------------------------- run dir ----
+
+
+def _check_run_directory(run_dir, num_images):
+    for name in train.RUN_FILES + ("model.labels.json", "history.json"):
+        assert os.path.getsize(os.path.join(run_dir, name)) > 0, name
+    labels = train.read_labels_json(run_dir)
+    assert labels["class_names"] == list(synthetic.SHAPES_CLASSES)
+    assert labels["ignore_label"] == 255 and labels["preprocessing"]["included_in_model"]
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    final = metrics["final_val"]
+    for key in ("pixel_accuracy", "mean_accuracy", "mean_iu", "frequency_weighted_iu"):
+        assert 0.0 <= final[key] <= 1.0
+    assert len(final["per_class_iu"]) == 4 and final["num_images"] == num_images
+    assert [e["epoch"] for e in metrics["history"]] == [1]
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    images, _ = _shapes(1, size=40)
+    assert model.predict(images, verbose=0).shape == (1, 40, 40, 4)
+    return model
+
+
+def test_staged_run_writes_a_loadable_run_directory_per_stage(tmp_path):
+    config = train.TrainConfig(
+        dataset="shapes", model="staged", widths=(4, 4, 8, 8, 8), fc_units=8, dropout=0.0,
+        epochs=1, batch_size=8, num_train=8, num_val=2, shapes_size=32, optimizer="adam",
+        learning_rate=1e-2, output_dir=str(tmp_path / "staged"), verbose=0)
+    result = train.run(config)
+    assert list(result["reports"]) == ["32s", "16s", "8s"]
+    fcn16s = keras.models.load_model(os.path.join(result["run_dir"], "fcn16s", "model.keras"))
+    fcn8s = _check_run_directory(os.path.join(result["run_dir"], "fcn8s"), num_images=2)
+    assert "score_pool3" in [layer.name for layer in fcn8s.layers]
+    # the FCN-8s started from the FCN-16s: score_pool4 (zero at init) was copied, then trained
+    assert not np.allclose(fcn16s.get_layer("score_pool4").kernel.numpy(), 0.0)
+    assert not np.allclose(fcn8s.get_layer("score_pool4").kernel.numpy(), 0.0)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        train.run(config)
+
+
+# ------------------------------------------------------------ CamVid ----
+
+
+def test_short_camvid_run_lowers_the_loss(camvid_dir):
+    config = train.TrainConfig(dataset="camvid", data_dir=camvid_dir)
+    decoded, info, count = train.load_split(config, "train")
+    assert count == 367 and info.ignore_label == 11
+    decoded = decoded.take(8).map(lambda i, m: train.resize_pair(i, m, (60, 80)))
+    images, masks = (np.stack(a) for a in zip(*decoded.as_numpy_iterator()))
+    model = _tiny_model(num_classes=info.num_classes)
+    train.compile_model(model, num_classes=info.num_classes, ignore_label=info.ignore_label,
+                        optimizer=train.make_optimizer("adam", 3e-3))
+    before = model.evaluate(images, masks.astype("int32"), batch_size=8, verbose=0)[0]
+    model.fit(images, masks.astype("int32"), batch_size=4, epochs=6, verbose=0)
+    after = model.evaluate(images, masks.astype("int32"), batch_size=8, verbose=0)[0]
+    assert np.isfinite(after) and after < 0.9 * before, (before, after)
+
+
+# ------------------------------------------------------- multi-worker ----
+
+_WORKER_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import tensorflow as tf
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    import numpy as np
+    from keras_fcn import synthetic, train
+    with strategy.scope():
+        model = train.build_model(train.TrainConfig(widths=(4, 4, 8, 8, 8), fc_units=8,
+                                                    dropout=0.0), "8s", 4, None)
+        train.compile_model(model, num_classes=4, ignore_label=255,
+                            optimizer=train.make_optimizer("sgd", 0.05, momentum=0.9))
+    images, masks = synthetic.shapes_arrays(8, size=32, seed=0)
+    ds = tf.data.Dataset.from_tensor_slices((images.astype("float32"),
+                                             masks.astype("int32"))).batch(4)
+    history = model.fit(ds, epochs=2, verbose=0)
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync,
+                      "loss": history.history["loss"],
+                      "checksum": float(sum(np.abs(w).sum() for w in model.get_weights()))}))
+""")
+
+
+@pytest.mark.slow
+def test_multi_worker_training_on_two_local_workers(tmp_path):
+    import socket
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            ports.append(s.getsockname()[1])
+    script = tmp_path / "worker.py"
+    script.write_text(_WORKER_SCRIPT)
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    workers = []
+    for index in range(2):
+        env = _env()
+        env["TF_CONFIG"] = json.dumps({"cluster": cluster,
+                                       "task": {"type": "worker", "index": index}})
+        workers.append(subprocess.Popen([sys.executable, str(script)], env=env, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    outputs = [w.communicate(timeout=600) for w in workers]
+    for worker, (out, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-3000:]
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert all(r["replicas"] == 2 for r in results)
+    assert results[0]["checksum"] == pytest.approx(results[1]["checksum"], rel=1e-6)
+    assert all(np.isfinite(r["loss"]).all() for r in results)
