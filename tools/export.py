@@ -79,12 +79,22 @@ def palette():
         return json.load(f)
 
 
+def metadata():
+    """Class names and palette from the flags, else from the model's ``.labels.json`` sidecar."""
+    from keras_fcn.inference import read_labels_sidecar
+
+    names, colours = read_labels_sidecar(FLAGS.model)
+    if colours is not None:
+        colours = colours.tolist()
+    return {"class_names": class_names() or names, "palette": palette() or colours,
+            "ignore_label": FLAGS.ignore_label}
+
+
 def export_all(model, name):
     """Writes the SavedModel and the TFLite variants; returns {variant: tflite path}."""
     from keras_fcn import export
 
-    meta = {"class_names": class_names(), "palette": palette(),
-            "ignore_label": FLAGS.ignore_label}
+    meta = metadata()
     if FLAGS.saved_model:
         size = None if FLAGS.saved_model_any_size else parse_size(FLAGS.input_size)
         path = os.path.join(FLAGS.output_dir, f"{name}_saved_model")
