@@ -96,3 +96,18 @@ from keras_fcn.inference import (  # noqa: F401
     predict,
     refine_boundaries,
 )
+from keras_fcn.mobilenet import (  # noqa: F401
+    PadToMultiple,
+    build_mobilenet_v2_fcn,
+    fetch_mobilenet_v2_imagenet_weights,
+)
+from keras_fcn.export import (  # noqa: F401
+    TFLiteRunner,
+    check_tflite_ops,
+    compare_tflite,
+    convert_to_tflite,
+    export_saved_model,
+    export_tflite,
+    raw_rgb_model,
+    tflite_ops,
+)
