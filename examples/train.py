@@ -22,7 +22,7 @@ from keras_fcn import train
 train.define_flags(
     dataset="shapes", model="fcn8s", weights="none", widths="8,16,32,32,32", fc_units=64,
     dropout=0.1, optimizer="adam", learning_rate=3e-3, weight_decay=1e-4, epochs=15,
-    batch_size=8, num_train=300, num_val=50, output_dir="runs/shapes_fcn8s")
+    batch_size=8, num_train=300, num_val=50, export=True, output_dir="runs/shapes_fcn8s")
 
 
 def main(argv):

@@ -327,6 +327,64 @@ def make_strategy(name="default", devices=None):
     return tf.distribute.get_strategy()
 
 
+def patch_multi_worker_build(model, strategy):
+    """Works around a Keras 3 bug with `MultiWorkerMirroredStrategy` (keras-team/keras#20585,
+    tensorflow/tensorflow#72388): `fit` first builds the model symbolically from a batch it
+    *reduces* across workers, which fails with "Attempt to convert a value (PerReplica...)".
+    The patched build uses this worker's local batch instead (only shapes and dtypes are
+    used). Does nothing for other strategies or when Keras changes the private method.
+
+    Returns:
+        True if the model was patched.
+    """
+    original = getattr(model, "_maybe_symbolic_build", None)
+    if original is None or not isinstance(
+            strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+
+    def build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues) else v, next(batches))
+                break
+        return original(data_batch=data_batch)
+
+    model._maybe_symbolic_build = build
+    _patch_multi_worker_log_reduction()
+    return True
+
+
+def _patch_multi_worker_log_reduction():
+    """Second part of the Keras 3 multi-worker workaround: `fit` reduces the per-step logs
+    (scalar loss and metric values) across workers with `strategy.reduce("MEAN", v, axis=0)`,
+    which fails on scalars ("Invalid reduction dimension 0 for input with 0 dimensions").
+    Scalars are reduced with `axis=None` instead; everything else is left to Keras."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "_keras_fcn_patched", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if (reduction in ("mean", "auto")
+                and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)):
+            def reduce_one(v):
+                local = v
+                if isinstance(v, tf.distribute.DistributedValues):
+                    local = strategy.experimental_local_results(v)[0]
+                if getattr(local, "shape", None) is not None and local.shape.rank == 0:
+                    return strategy.reduce("MEAN", v, axis=None)
+                return original(v, strategy, reduction)
+
+            return tf.nest.map_structure(reduce_one, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._keras_fcn_patched = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
 def is_chief():
     """True unless `TF_CONFIG` names this process a non-chief worker (worker index > 0 or
     any worker when a "chief" task exists)."""
@@ -1184,6 +1242,7 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
                       optimizer=optimizer, loss_reduction=config.loss_reduction,
                       class_weights=class_weights, weight_decay=config.weight_decay,
                       pixels_per_image=pixels, jit_compile=config.jit_compile)
+        patch_multi_worker_build(model, strategy)
     print(f"Training FCN-{variant} ({model.count_params():,} parameters) in {run_dir}: "
           f"{config.optimizer} lr={learning_rate:.3g}, loss {config.loss_reduction}, "
           f"{config.epochs} epochs", flush=True)

@@ -304,6 +304,7 @@ _WORKER_SCRIPT = textwrap.dedent("""
                                                     dropout=0.0), "8s", 4, None)
         train.compile_model(model, num_classes=4, ignore_label=255,
                             optimizer=train.make_optimizer("sgd", 0.05, momentum=0.9))
+        train.patch_multi_worker_build(model, strategy)
     images, masks = synthetic.shapes_arrays(8, size=32, seed=0)
     ds = tf.data.Dataset.from_tensor_slices((images.astype("float32"),
                                              masks.astype("int32"))).batch(4)
