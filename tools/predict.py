@@ -223,7 +223,9 @@ def read_image(path):
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"), dtype="uint8")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    # DecompressionBombError (a header declaring billions of pixels) is not an OSError.
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
+            Image.DecompressionBombError) as e:
         size = os.path.getsize(path) if os.path.exists(path) else None
         detail = "empty file" if size == 0 else f"{type(e).__name__}: {e}"
         raise ValueError(f"cannot read image ({detail})") from e
