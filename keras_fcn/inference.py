@@ -225,9 +225,25 @@ def _as_image_list(images):
                 f"Received: shape={array.shape}"
             )
     for i, array in enumerate(arrays):
-        if array.ndim != 3 or array.shape[-1] != 3:
-            raise ValueError(f"Image {i} must have shape (H, W, 3). Received: shape={array.shape}")
+        _check_image(i, array)
     return [a.astype("float32") for a in arrays], kind
+
+
+def _check_image(i, array):
+    """Raises ValueError naming image ``i`` unless it is a finite, non-empty real RGB array."""
+    if array.ndim != 3 or array.shape[-1] != 3:
+        raise ValueError(f"Image {i} must have shape (H, W, 3). Received: shape={array.shape}")
+    if min(array.shape[:2]) < 1:
+        raise ValueError(f"Image {i} is empty. Received: shape={array.shape}")
+    # Strings and objects would fail (or turn into NaN) in the float cast; complex values
+    # would lose their imaginary part.
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"Image {i} must hold real numbers (uint8 or float). "
+                         f"Received: dtype={array.dtype}")
+    # NaN/Inf pass through the network without an error and give meaningless labels.
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ValueError(f"Image {i} has {int(np.size(array) - np.isfinite(array).sum())} "
+                         "NaN or infinite values.")
 
 
 def _group_by_size(arrays):
