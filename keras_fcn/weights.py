@@ -105,10 +105,18 @@ def read_weights(source):
         import h5py
 
         try:
-            with h5py.File(path, "r") as f:
-                return _read_h5(f, path)
+            f = h5py.File(path, "r")
         except OSError as error:
             raise ValueError(f"Cannot read weights file {path!r} as HDF5: {error}") from error
+        with f:
+            try:
+                return _read_h5(f, path)
+            # h5py raises KeyError for a missing group or attribute, TypeError for an
+            # attribute of the wrong kind, OSError for a damaged dataset.
+            except (KeyError, TypeError, OSError) as error:
+                raise ValueError(
+                    f"Weights file {path!r} is not a complete Keras weights file: {error}"
+                ) from error
     raise ValueError(
         f"Unknown weights file type: {path!r}. Expected a .keras, .weights.h5, .h5 or .npz file."
     )
@@ -127,7 +135,8 @@ def _load_keras_model(path):
 
     try:
         return keras.models.load_model(path, compile=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as error:
+    # KeyError: a zip archive without the config.json or weights of a .keras file.
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
         raise ValueError(f"Cannot load the model file {path!r}: {error}") from error
 
 
