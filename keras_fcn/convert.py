@@ -23,6 +23,8 @@ Weights can be stored portably with :func:`save_npz` / :func:`load_npz` (keys ``
 import collections
 import os
 import warnings
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -707,6 +709,16 @@ def save_npz(weights, path):
     return path
 
 
+def _npz_array(archive, key, path):
+    """Reads one array of an open .npz; a damaged member raises ValueError naming the file."""
+    try:
+        return archive[key]
+    # zipfile.BadZipFile (bad CRC) is not an OSError; numpy raises ValueError/EOFError on a bad
+    # .npy header, zlib.error on bad compressed data.
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as e:
+        raise ValueError(f"{path}: array {key!r} is damaged: {e}") from None
+
+
 def load_npz(path):
     """Loads weights saved by save_npz.
 
@@ -735,7 +747,7 @@ def load_npz(path):
             layer, _, index = key.rpartition("/")
             if not layer or not index.isdigit():
                 raise ValueError(f"{path}: key {key!r} is not of the form 'layer/index'")
-            grouped.setdefault(layer, {})[int(index)] = archive[key]
+            grouped.setdefault(layer, {})[int(index)] = _npz_array(archive, key, path)
     weights = {}
     for layer, by_index in grouped.items():
         if sorted(by_index) != list(range(len(by_index))):
