@@ -118,8 +118,11 @@ def _read_ids(path):
     """Reads one id (or one whitespace-separated record) per non-empty line."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"List file '{path}' does not exist")
-    with open(path, encoding="utf-8") as file:
-        return [line.strip() for line in file if line.strip()]
+    try:
+        with open(path, encoding="utf-8") as file:
+            return [line.strip() for line in file if line.strip()]
+    except UnicodeDecodeError as error:
+        raise ValueError(f"List file '{path}' is not UTF-8 text: {error}") from None
 
 
 def _find_voc_root(root, year="2012"):
@@ -283,8 +286,9 @@ def _files_by_stem(directory, extensions):
     files = {}
     for name in sorted(os.listdir(directory)):
         stem, ext = os.path.splitext(name)
-        if ext.lower() in extensions:
-            files.setdefault(stem, os.path.join(directory, name))
+        path = os.path.join(directory, name)
+        if ext.lower() in extensions and os.path.isfile(path):  # not a folder named "x.png"
+            files.setdefault(stem, path)
     return files
 
 
