@@ -170,12 +170,10 @@ def read_class_mapping(path):
         >>> table = read_class_mapping("classMapping40.mat")  # doctest: +SKIP
         >>> labels40 = table[raw_labels]  # doctest: +SKIP
     """
-    import scipy.io
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Class mapping file not found: {path!r}")
-    contents = scipy.io.loadmat(path)
+    contents = load_mat(path)
     if "mapClass" not in contents:
         keys = sorted(k for k in contents if not k.startswith("__"))
         raise ValueError(f"{path!r} has no 'mapClass' field (it has {keys}).")
@@ -359,28 +357,49 @@ def _image_path(root, kind, image_id):
     return os.path.join(os.fspath(root), "data", kind, f"img_{image_id}.png")
 
 
-def _read_png(path):
+def read_image_file(path, mode=None):
+    """Reads an image file as an array (converted to PIL ``mode`` if given); a damaged file
+    raises ValueError naming it."""
     from PIL import Image
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"NYUDv2 file not found: {path!r}")
-    with Image.open(path) as image:
-        return np.asarray(image)
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image if mode is None else image.convert(mode))
+    # PIL raises OSError subclasses for truncated or unknown files, DecompressionBombError
+    # (not an OSError) for absurd declared sizes.
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise ValueError(f"Cannot read image {path!r}: {error}") from error
+
+
+def load_mat(path):
+    """``scipy.io.loadmat(path)``; a missing file raises FileNotFoundError and a damaged one
+    ValueError, both naming the file."""
+    import scipy.io
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"MATLAB file not found: {path!r}")
+    try:
+        return scipy.io.loadmat(path)
+    except Exception as error:  # scipy raises ValueError, TypeError, OSError, EOFError, ...
+        raise ValueError(f"Cannot read MATLAB file {path!r}: {error}") from error
 
 
 def read_rgb(root, image_id):
     """Reads ``data/images/img_{id}.png`` as uint8 (H, W, 3) RGB."""
-    return _read_png(_image_path(root, "images", image_id))[..., :3]
+    return read_image_file(_image_path(root, "images", image_id), "RGB")
 
 
 def read_hha(root, image_id):
     """Reads ``data/hha/img_{id}.png`` as uint8 (H, W, 3)."""
-    return _read_png(_image_path(root, "hha", image_id))[..., :3]
+    return read_image_file(_image_path(root, "hha", image_id), "RGB")
 
 
 def read_depth(root, image_id):
     """Reads ``data/depth/img_{id}.png`` (uint16 millimetres) as float32 metres (0 = missing)."""
-    return _read_png(_image_path(root, "depth", image_id)).astype(np.float32) / 1000.0
+    return read_image_file(_image_path(root, "depth", image_id)).astype(np.float32) / 1000.0
 
 
 def read_label(root, image_id):
@@ -389,12 +408,10 @@ def read_label(root, image_id):
     Example:
         >>> read_label("data/nyud", "5001").max() <= 39 or True  # doctest: +SKIP
     """
-    import scipy.io
-
     path = os.path.join(os.fspath(root), "segmentation", f"img_{image_id}.mat")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"NYUDv2 label file not found: {path!r}")
-    contents = scipy.io.loadmat(path)
+    contents = load_mat(path)
     if "segmentation" not in contents:
         raise ValueError(f"{path!r} has no 'segmentation' field.")
     return to_train_ids(contents["segmentation"])

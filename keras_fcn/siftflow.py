@@ -29,6 +29,8 @@ import os
 
 import numpy as np
 
+from keras_fcn import nyud
+
 SEMANTIC_CLASSES = (
     "awning", "balcony", "bird", "boat", "bridge", "building", "bus", "car", "cow", "crosswalk",
     "desert", "door", "fence", "field", "grass", "moon", "mountain", "person", "plant", "pole",
@@ -132,11 +134,9 @@ def geometric_to_train_ids(labels):
 
 
 def _read_s(path):
-    import scipy.io
-
     if not os.path.isfile(path):
         raise FileNotFoundError(f"SIFT Flow label file not found: {path!r}")
-    contents = scipy.io.loadmat(path)
+    contents = nyud.load_mat(path)
     if "S" not in contents:
         raise ValueError(f"{path!r} has no 'S' field.")
     return np.asarray(contents["S"])
@@ -151,13 +151,10 @@ def _geometric_dir(root):
 
 def read_image(root, image_id):
     """Reads ``Images/.../{id}.jpg`` as uint8 (H, W, 3) RGB."""
-    from PIL import Image
-
     path = os.path.join(os.fspath(root), "Images", SUBDIR, f"{image_id}.jpg")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"SIFT Flow image not found: {path!r}")
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+    return nyud.read_image_file(path, "RGB")
 
 
 def read_semantic_label(root, image_id):
