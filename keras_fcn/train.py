@@ -1233,6 +1233,12 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
         (model, report) where report is the dict `fit` returns.
     """
     train_ds, val_ds, eval_ds, info = data
+    done = _completed_stage(run_dir) if config.resume else None
+    if done is not None:
+        print(f"FCN-{variant}: the run in {run_dir} is complete; nothing to resume.")
+        with strategy.scope():
+            model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+        return model, dict(done, run_dir=run_dir)
     with strategy.scope():
         model = build_model(config, variant, info.num_classes, weights)
         optimizer = make_optimizer(config.optimizer, learning_rate, momentum=config.momentum,
