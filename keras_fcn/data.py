@@ -23,6 +23,7 @@ for image, mask in ds.take(1):
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import os
@@ -154,6 +155,27 @@ def _to_str(path):
     return path.decode() if isinstance(path, bytes) else os.fspath(path)
 
 
+# Errors of opening the path itself: their message already names the file, keep their type.
+_PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+@contextlib.contextmanager
+def _file_errors(kind, path):
+    """Re-raises a decoder's error on a damaged file as a ValueError naming the file.
+
+    PIL raises many types for bad files: OSError ("image file is truncated"), ValueError
+    ("Truncated IHDR chunk"), SyntaxError, and `DecompressionBombError`, which is neither an
+    OSError nor a ValueError; none of their messages names the file.
+    """
+    try:
+        yield
+    except _PATH_ERRORS:
+        raise
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        raise ValueError(f"{kind} file '{_to_str(path)}' is unreadable: "
+                         f"{type(error).__name__}: {error}") from error
+
+
 def read_index_png(path):
     """Reads a single-channel or palette ("P" mode) mask as its raw values.
 
@@ -173,13 +195,15 @@ def read_index_png(path):
     from PIL import Image
 
     path = _to_str(path)
-    with Image.open(path) as mask:
-        if mask.mode not in ("P", "L", "I", "I;16"):
-            raise ValueError(
-                f"mask '{path}' has PIL mode {mask.mode!r}; index masks must be single-channel "
-                f"or palette PNGs (use mask_format='rgb' for colour-coded masks)"
-            )
-        array = np.asarray(mask)
+    with _file_errors("mask", path), Image.open(path) as mask:
+        mode = mask.mode
+        if mode in ("P", "L", "I", "I;16"):
+            array = np.asarray(mask)
+    if mode not in ("P", "L", "I", "I;16"):
+        raise ValueError(
+            f"mask '{path}' has PIL mode {mode!r}; index masks must be single-channel "
+            f"or palette PNGs (use mask_format='rgb' for colour-coded masks)"
+        )
     return array if array.dtype == np.uint8 else array.astype(np.int32)
 
 
@@ -197,7 +221,8 @@ def read_sbd_mat(path):
     except ImportError as error:  # pragma: no cover - scipy is a dev dependency
         raise ImportError("Reading SBD .mat masks needs scipy: `pip install scipy`.") from error
     path = _to_str(path)
-    content = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+    with _file_errors("mask", path):
+        content = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
     if "GTcls" not in content:
         raise ValueError(f"mask '{path}' has no `GTcls` entry; is it an SBD cls/*.mat file?")
     return np.asarray(content["GTcls"].Segmentation, np.uint8)
@@ -218,6 +243,10 @@ def read_mask(path, mask_format="index", palette=None, ignore_label=IGNORE_LABEL
     Returns:
         int32 array of shape (H, W).
 
+    Raises:
+        ValueError: the file is damaged or not a mask (the message names it).
+        FileNotFoundError: the file does not exist.
+
     Example:
         >>> read_mask("camvid/trainannot/0001TP_006690.png").shape
         (360, 480)
@@ -230,7 +259,7 @@ def read_mask(path, mask_format="index", palette=None, ignore_label=IGNORE_LABEL
     from PIL import Image
 
     codes, labels = palette_to_table(palette)
-    with Image.open(_to_str(path)) as image:
+    with _file_errors("mask", path), Image.open(_to_str(path)) as image:
         rgb = np.asarray(image.convert("RGB"))
     mask, known = _map_colours_np(rgb, codes, labels, ignore_label)
     if unknown_color == "error" and not known.all():
@@ -342,10 +371,10 @@ def _pair_problem(pair, num_classes, ignore_label, mask_format, palette, unknown
         return f"mask file '{mask_path}' does not exist (paired with image '{image_path}')"
     try:
         mask = read_mask(mask_path, mask_format, palette, ignore_label, unknown_color)
-    except ValueError as error:
-        return str(error)
-    except Exception as error:
-        return f"mask file '{mask_path}' is unreadable: {error}"
+    except Exception as error:  # noqa: BLE001 - reported with the file name, never raised
+        message = str(error)
+        return message if mask_path in message else (
+            f"mask file '{mask_path}' is unreadable: {type(error).__name__}: {message}")
     if mask.shape != image_hw:
         return _size_mismatch_message(image_path, image_hw, mask_path, mask.shape)
     if check_values:

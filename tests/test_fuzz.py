@@ -233,11 +233,6 @@ def test_validate_pairs_names_every_bad_mask(corpus):
             assert expect == "bad" or expect in messages[path], (label, messages[path])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "keras_fcn/data.py validate_pairs (_pair_problem): a ValueError raised by PIL while reading "
-    "a damaged mask (seed 8: 'png_flip@11,22,50,77,95,154' gives 'Truncated IHDR chunk') is "
-    "returned as the message unchanged, so the message does not name the mask file; only "
-    "read_mask's own ValueErrors carry the path."))
 def test_validate_pairs_mask_messages_name_the_file(corpus):
     from keras_fcn import data
 
@@ -273,25 +268,17 @@ def _read_mask_outcomes(corpus):
 
 
 def test_read_mask_gives_ids_or_an_error(corpus):
-    from PIL.Image import DecompressionBombError
-
     outcomes = _read_mask_outcomes(corpus)
     COUNTS["data.read_mask"] += len(outcomes)
     for label, outcome in outcomes.items():
         if isinstance(outcome, Exception):
-            # DecompressionBombError is PIL's own error for absurd sizes (see the xfail below).
-            assert isinstance(outcome, CLEAR_ERRORS + (DecompressionBombError,)), (label, outcome)
+            assert isinstance(outcome, CLEAR_ERRORS), (label, outcome)
         else:
             assert outcome.dtype == np.int32 and outcome.ndim == 2, label
     assert outcomes["negative_int32_tiff"].min() == -1  # read as is; validation rejects it
     assert outcomes["all_ignore"].max() == 255
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "keras_fcn/data.py (read_mask/read_index_png): a truncated mask raises PIL's OSError "
-    "'image file is truncated' and a 100000x100000 PNG header PIL's DecompressionBombError "
-    "(not an OSError/ValueError); neither message names the file. validate_pairs wraps both "
-    "and names the file; read_mask alone does not."))
 def test_read_mask_errors_name_the_file(corpus):
     outcomes = _read_mask_outcomes(corpus)
     unnamed = {label: f"{type(o).__name__}: {o}" for label, o in outcomes.items()
