@@ -332,8 +332,15 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _image_problem(path):
-    """Opens an image with PIL and checks it is complete; returns ((H, W), None) or (None, msg)."""
+def _image_problem(path, decode):
+    """Checks that an image is complete; returns ((H, W), None) or (None, message).
+
+    PIL reads the header first (it rejects non-images and decompression bombs without
+    decoding). With `decode`, the image is then decoded with `tf.io.decode_image`, the decoder
+    of the pipeline itself, so an accepted image cannot fail mid-epoch (JPEGs with damaged
+    scan data have a valid header and end marker). Without it, only PNG CRCs and the JPEG end
+    marker are checked.
+    """
     from PIL import Image
 
     if not os.path.isfile(path):
@@ -341,16 +348,30 @@ def _image_problem(path):
     try:
         with Image.open(path) as image:
             size, fmt = image.size, image.format
-            if fmt == "PNG":
+            if fmt == "PNG" and not decode:
                 image.verify()  # reads every chunk and its CRC: finds truncated files
         if fmt == "JPEG" and not _jpeg_has_end_marker(path):
             return None, f"image file '{path}' is truncated (no JPEG end marker)"
-        if fmt not in ("PNG", "JPEG"):
+        if fmt not in ("PNG", "JPEG") and not decode:
             with Image.open(path) as image:
                 image.load()
     except Exception as error:  # PIL raises many types for bad files
         return None, f"image file '{path}' is unreadable: {error}"
+    if decode:
+        with open(path, "rb") as file:
+            content = file.read()
+        try:
+            shape = tf.io.decode_image(content, channels=3, expand_animations=False).shape
+        except (tf.errors.OpError, ValueError) as error:
+            return None, f"image file '{path}' cannot be decoded: {_op_error_text(error)}"
+        return (int(shape[0]), int(shape[1])), None
     return (size[1], size[0]), None
+
+
+def _op_error_text(error):
+    """The first line of a TF error's message (without the op and node details)."""
+    text = error.message if isinstance(error, tf.errors.OpError) else str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
 def _jpeg_has_end_marker(path, tail_bytes=4096):
@@ -361,10 +382,10 @@ def _jpeg_has_end_marker(path, tail_bytes=4096):
 
 
 def _pair_problem(pair, num_classes, ignore_label, mask_format, palette, unknown_color,
-                  check_values):
+                  check_values, decode_images):
     """Returns None if `pair` is valid, else a message naming the file and the bad value."""
     image_path, mask_path = pair
-    image_hw, message = _image_problem(image_path)
+    image_hw, message = _image_problem(image_path, decode_images)
     if message:
         return message
     if not os.path.isfile(mask_path):
@@ -383,13 +404,14 @@ def _pair_problem(pair, num_classes, ignore_label, mask_format, palette, unknown
 
 
 def validate_pairs(pairs, *, num_classes, ignore_label=IGNORE_LABEL, mask_format="index",
-                   palette=None, unknown_color="error", check_values=True, skip_bad=False,
-                   num_workers=4, verbose="auto"):
-    """Checks (image, mask) pairs with PIL before training, and names every bad file.
+                   palette=None, unknown_color="error", check_values=True, decode_images=True,
+                   skip_bad=False, num_workers=4, verbose="auto"):
+    """Checks (image, mask) pairs before training, and names every bad file.
 
-    Checks: entries are pairs, files exist, images open and are complete (PNG CRCs, JPEG end
-    marker), masks decode in `mask_format`, image and mask sizes agree and (with
-    `check_values`) every mask value is in [0, num_classes) or the ignore label.
+    Checks: entries are pairs, files exist, images decode with `tf.io.decode_image` (the
+    pipeline's decoder; with `decode_images=False` only their headers, PNG CRCs and JPEG end
+    marker are read), masks decode in `mask_format` (with PIL), image and mask sizes agree
+    and (with `check_values`) every mask value is in [0, num_classes) or the ignore label.
 
     Args:
         pairs: sequence of (image path, mask path).
@@ -398,7 +420,9 @@ def validate_pairs(pairs, *, num_classes, ignore_label=IGNORE_LABEL, mask_format
         mask_format: "index", "rgb" or "sbd_mat" (see `read_mask`).
         palette: colour palette for mask_format="rgb".
         unknown_color: "error" or "ignore" for colours not in the palette.
-        check_values: decode masks and check their values (the slow part; still fast).
+        check_values: check every mask value.
+        decode_images: decode every image (about 3 ms for a 480x360 PNG, on `num_workers`
+            threads); False reads headers only, which misses JPEGs with damaged scan data.
         skip_bad: if False, raise `ValueError` on the first bad pair; if True, return the
             report (and log a warning) so the caller can drop the bad pairs.
         num_workers: threads used to read files.
@@ -418,7 +442,8 @@ def validate_pairs(pairs, *, num_classes, ignore_label=IGNORE_LABEL, mask_format
     if mask_format == "rgb":
         palette_to_table(palette)  # raises early on a bad palette
     check = lambda pair: _pair_problem(  # noqa: E731
-        pair, num_classes, ignore_label, mask_format, palette, unknown_color, check_values)
+        pair, num_classes, ignore_label, mask_format, palette, unknown_color, check_values,
+        decode_images)
     problems = _run_with_progress(check, pairs, num_workers, verbose)
     report = ValidationReport(
         good=[p for p, m in zip(pairs, problems) if m is None],
@@ -940,10 +965,10 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
         unknown_color: "error" or "ignore" (map to `ignore_label`) for colours not in palette.
         cache: True caches decoded images in memory, a string caches to that file path.
         deterministic: keep the element order fixed; default True when `seed` is given.
-        validate: True checks every pair with `validate_pairs` first (headers, sizes and mask
-            values, with PIL); "headers" skips the mask values; False skips it. The pipeline
-            still checks the size of every element it reads, and its mask values unless
-            `validate=True` already did.
+        validate: True checks every pair with `validate_pairs` first (decodes the images,
+            checks sizes and mask values); "headers" reads only the image headers and skips
+            the mask values; False skips it. The pipeline still checks the size of every
+            element it reads, and its mask values unless `validate=True` already did.
         skip_bad: drop bad pairs (logged with their names) instead of raising.
         drop_remainder: drop the last incomplete batch.
         shuffle_buffer: shuffle buffer size (default: all pairs).
@@ -991,8 +1016,9 @@ def _checked_pairs(pairs, *, validate, skip_bad, **kwargs):
     if not pairs:
         raise ValueError("No (image, mask) pairs given. Received: pairs=[]")
     if validate:
-        pairs = validate_pairs(pairs, check_values=validate is True, skip_bad=skip_bad,
-                               **kwargs).good
+        full = validate is True
+        pairs = validate_pairs(pairs, check_values=full, decode_images=full,
+                               skip_bad=skip_bad, **kwargs).good
         if not pairs:
             raise ValueError("Every (image, mask) pair is bad; see the warnings above.")
     return pairs

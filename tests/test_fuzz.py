@@ -174,7 +174,7 @@ def test_validate_pairs_names_every_bad_image(corpus):
     assert len(report.good) + len(report.bad) == len(pairs)
     for (image, _), message in report.bad:
         assert _names(message, image), message
-    for image, _ in report.good:  # accepted: the header at least is right (full decode: xfail)
+    for image, _ in report.good:  # accepted: the header at least is right (full decode: below)
         with Image.open(image) as opened:
             assert opened.size == (W, H), image
     bad = {pair[0] for pair, _ in report.bad}
@@ -191,12 +191,6 @@ def test_validate_pairs_names_every_bad_image(corpus):
             assert path in bad, label
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "keras_fcn/data.py validate_pairs (_image_problem): JPEGs are only checked for a header and "
-    "an end marker, so a JPEG with damaged entropy-coded data (seed 8: "
-    "'012_jpeg_flip@130,277,433,535,546,684,692,797.jpg', '017_jpeg_flip@99,421.jpg') is "
-    "accepted although PIL cannot decode it "
-    "('broken data stream'); PNGs are CRC-checked and never slip through."))
 def test_validate_pairs_accepts_only_decodable_images(corpus):
     from keras_fcn import data
 
@@ -829,10 +823,6 @@ def test_native_decoders_never_crash_or_hang(worker_results):
     COUNTS["subprocess: export.tflite_ops"] += sum(k.startswith("tflite_ops:") for k in results)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "keras_fcn/data.py: consequence of the JPEG check above: make_dataset(validate=True) accepts "
-    "a JPEG with damaged entropy-coded data, then iteration stops with "
-    "tf.errors.InvalidArgumentError ('jpeg::Uncompress ...') that does not name the file."))
 def test_make_dataset_validated_files_decode_in_tf(worker_results):
     """What validate_pairs accepts, TF decodes; what it rejects is named before training."""
     results, crashed, _ = worker_results
