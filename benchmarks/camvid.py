@@ -27,6 +27,7 @@ import os
 import sys
 import time
 
+import numpy as np
 from absl import app, flags
 
 from keras_fcn import train
@@ -50,9 +51,10 @@ flags.DEFINE_integer("max_epochs", 200, "Epoch cap per stage (the time budget st
 FLAGS = flags.FLAGS
 
 STAGES = ("32s", "16s", "8s")
-PAPER_CAMVID_NOTE = ("For scale: published CamVid (11 classes) mean IU with ImageNet-pretrained "
-                     "trunks and full training is in the 50-60% range (e.g. SegNet 46-60%); "
-                     "these runs start from random weights with minutes of CPU time.")
+PAPER_CAMVID_NOTE = ("Not comparable with published CamVid figures, which start from "
+                     "ImageNet-pretrained trunks and train for hours on GPUs at full "
+                     "resolution; these runs start from random weights with minutes of shared "
+                     "CPU time.")
 
 
 def _config():
@@ -211,7 +213,7 @@ def _plot(reports, path):
     offset = 0.0
     for stage, colour in zip(STAGES, ["#999", "#69c", "#c63"]):
         history = reports[stage]["history"]
-        minutes = offset + __import__("numpy").cumsum([e["seconds"] for e in history]) / 60
+        minutes = offset + np.cumsum([e["seconds"] for e in history]) / 60
         curves.plot(minutes, [100 * e.get("val_mean_iu", float("nan")) for e in history],
                     marker="o", color=colour, label=f"FCN-{stage}")
         offset = minutes[-1] if len(minutes) else offset

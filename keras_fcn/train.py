@@ -738,7 +738,7 @@ def plot_curves(history, path, title=None):
 
 
 def _predict_fn(model):
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def predict(images, size, flip):
         logits = tf.cast(model(images, training=False), tf.float32)
         if flip:  # a Python bool: one trace per value
