@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import struct
 import tempfile
 import time
 
@@ -29,6 +30,7 @@ import keras
 import tensorflow as tf
 
 from keras_fcn.models import with_preprocessing
+from keras_fcn.weights import load_model_file
 
 log = logging.getLogger("keras_fcn")
 
@@ -38,6 +40,7 @@ INT8_IO_TYPES = ("uint8", "int8")
 DYNAMIC_SHAPE_OPS = ("SHAPE", "RANK", "BROADCAST_ARGS", "DYNAMIC_UPDATE_SLICE", "WHERE")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
 METADATA_VERSION = 1
+TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier of TFLite models, at byte 4
 SAVED_MODEL_METADATA = os.path.join("assets", "keras_fcn.json")
 MOBILENET_V2_LAYER = "block_13_expand_relu"
 
@@ -50,6 +53,9 @@ MOBILENET_V2_LAYER = "block_13_expand_relu"
 def load_model(model):
     """Returns a ``keras.Model`` from a model or a ``.keras`` path.
 
+    A damaged ``.keras`` file raises a ValueError naming it
+    (:func:`keras_fcn.weights.load_model_file`).
+
     Example:
         >>> model = load_model("runs/fcn8s.keras")
     """
@@ -58,7 +64,7 @@ def load_model(model):
     path = os.fspath(model)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Model file not found: {path!r}")
-    return keras.models.load_model(path, compile=False)
+    return load_model_file(path)
 
 
 def _has_layer(model, name):
@@ -496,6 +502,27 @@ def _schema():
     return schema
 
 
+def _tflite_name(tflite_model):
+    """How errors name a model: its path, or the size of an in-memory flatbuffer."""
+    if isinstance(tflite_model, (bytes, bytearray)):
+        return f"TFLite flatbuffer ({len(tflite_model)} bytes)"
+    return f"TFLite file '{os.fspath(tflite_model)}'"
+
+
+def _read_tflite(tflite_model, read):
+    """Returns ``read(root)`` of the parsed flatbuffer; a damaged model raises a ValueError
+    naming it (the flatbuffers reader raises ``struct.error`` or ``IndexError``)."""
+    data = _read_bytes(tflite_model)
+    if data[4:8] != TFLITE_IDENTIFIER:
+        raise ValueError(f"{_tflite_name(tflite_model)} is not a TFLite model: it has no "
+                         f"{TFLITE_IDENTIFIER!r} identifier at byte 4 ({len(data)} bytes)")
+    try:
+        return read(_schema().Model.GetRootAsModel(data, 0))
+    except (struct.error, IndexError, ValueError, TypeError, OverflowError) as error:
+        raise ValueError(f"{_tflite_name(tflite_model)} is not a valid TFLite model (truncated "
+                         f"or damaged): {type(error).__name__}: {error}") from error
+
+
 def tflite_ops(tflite_model):
     """Counts the ops of a TFLite model by parsing its flatbuffer (works for Flex models too).
 
@@ -506,14 +533,19 @@ def tflite_ops(tflite_model):
         ``{op_name: count}`` over all subgraphs; custom ops by their custom code
         (Flex ops are ``Flex<TfOp>``).
 
+    Raises:
+        ValueError: the file is not a TFLite model or is damaged (the message names it).
+
     Example:
         >>> tflite_ops(flatbuffer)
         {'CAST': 1, 'CONV_2D': 16, 'PAD': 1, ...}
     """
-    data = _read_bytes(tflite_model)
+    return _read_tflite(tflite_model, _count_ops)
+
+
+def _count_ops(root):
     schema = _schema()
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    root = schema.Model.GetRootAsModel(data, 0)
     codes = []
     for i in range(root.OperatorCodesLength()):
         code = root.OperatorCodes(i)
@@ -531,8 +563,10 @@ def tflite_ops(tflite_model):
 
 def dynamic_tensors(tflite_model):
     """Names of the tensors whose shape signature has an unknown (-1) dimension."""
-    schema = _schema()
-    root = schema.Model.GetRootAsModel(_read_bytes(tflite_model), 0)
+    return _read_tflite(tflite_model, _dynamic_tensor_names)
+
+
+def _dynamic_tensor_names(root):
     found = []
     for s in range(root.SubgraphsLength()):
         graph = root.Subgraphs(s)
@@ -646,11 +680,19 @@ def make_interpreter(tflite_model, num_threads=2):
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # pragma: no cover - LiteRT not installed
         Interpreter = tf.lite.Interpreter
-    if isinstance(tflite_model, (bytes, bytearray)):
-        interpreter = Interpreter(model_content=bytes(tflite_model), num_threads=num_threads)
-    else:
-        interpreter = Interpreter(model_path=os.fspath(tflite_model), num_threads=num_threads)
-    interpreter.allocate_tensors()
+    if not isinstance(tflite_model, (bytes, bytearray)) and not os.path.isfile(tflite_model):
+        raise FileNotFoundError(f"TFLite file not found: '{os.fspath(tflite_model)}'")
+    try:
+        if isinstance(tflite_model, (bytes, bytearray)):
+            interpreter = Interpreter(model_content=bytes(tflite_model), num_threads=num_threads)
+        else:
+            interpreter = Interpreter(model_path=os.fspath(tflite_model), num_threads=num_threads)
+        interpreter.allocate_tensors()
+    # LiteRT: ValueError("The model is not a valid Flatbuffer buffer"), RuntimeError from
+    # allocate_tensors; neither names the model.
+    except (ValueError, RuntimeError) as error:
+        raise ValueError(f"{_tflite_name(tflite_model)} cannot be loaded by the TFLite "
+                         f"interpreter: {error}") from error
     return interpreter
 
 

@@ -100,7 +100,7 @@ def read_weights(source):
 
         return load_npz(path)
     if path.endswith(".keras"):
-        return _read_model(_load_keras_model(path))
+        return _read_model(load_model_file(path))
     if path.endswith(".h5") or path.endswith(".hdf5"):
         import h5py
 
@@ -130,7 +130,12 @@ def _read_model(model):
     }
 
 
-def _load_keras_model(path):
+def load_model_file(path):
+    """Loads a ``.keras`` model file (uncompiled); a damaged file raises a ValueError naming it.
+
+    Example:
+        >>> model = load_model_file("runs/fcn8s.keras")
+    """
     import keras
 
     try:

@@ -740,9 +740,6 @@ def test_export_refuses_to_overwrite_before_converting(tmp_path, tiny_model_path
     COUNTS["CLI --overwrite / atomic writes"] += 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "keras_fcn/export.py load_model: a .keras zip without config.json raises KeyError and "
-    "one with broken JSON raises json.JSONDecodeError, neither naming the file."))
 def test_export_load_model_on_corrupt_keras_files(tmp_path):
     from keras_fcn import export
 
@@ -854,9 +851,6 @@ def test_make_dataset_without_validation_names_the_bad_file(worker_results):
     assert not unnamed, unnamed
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "keras_fcn/export.py TFLiteRunner/make_interpreter: a corrupt .tflite raises LiteRT's "
-    "ValueError('The model is not a valid Flatbuffer buffer') without the file name."))
 def test_tflite_runner_errors_name_the_file(worker_results):
     results, _, _ = worker_results
     unnamed = {case: r["message"][:100] for case, r in results.items()
@@ -865,10 +859,6 @@ def test_tflite_runner_errors_name_the_file(worker_results):
     assert not unnamed, unnamed
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "keras_fcn/export.py tflite_ops/check_tflite_ops: a truncated or non-flatbuffer file raises "
-    "struct.error ('unpack_from requires a buffer of at least ...'), not a ValueError naming "
-    "the file."))
 def test_tflite_ops_on_corrupt_models_raise_value_errors(worker_results):
     results, _, _ = worker_results
     bad = {case: f"{r['type']}: {r['message'][:80]}" for case, r in results.items()
