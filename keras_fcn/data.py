@@ -846,6 +846,11 @@ def make_augment_fn(*, ignore_label=IGNORE_LABEL, crop_size=None, scale_range=No
 # --------------------------------------------------------------------------------------------
 
 
+def _default_deterministic(seed, shuffle):
+    """Order may only be traded for speed where nobody can rely on it: unseeded shuffling."""
+    return seed is not None or not shuffle
+
+
 def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_size=None,
                     scale_range=None, flip=False, color_jitter=False, shuffle=False,
                     shuffle_buffer=None, seed=None, cache=False, deterministic=None,
@@ -871,7 +876,7 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
         >>> ds = prepare_dataset(ds, batch_size=4, crop_size=64, flip=True, seed=0)
     """
     if deterministic is None:
-        deterministic = seed is not None
+        deterministic = _default_deterministic(seed, shuffle)
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}")
     if skip_errors:
@@ -964,7 +969,8 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
         palette: for "rgb": colours in class-id order, or a dict (r, g, b) -> class id.
         unknown_color: "error" or "ignore" (map to `ignore_label`) for colours not in palette.
         cache: True caches decoded images in memory, a string caches to that file path.
-        deterministic: keep the element order fixed; default True when `seed` is given.
+        deterministic: keep the element order fixed; by default it is kept unless the data is
+            shuffled without a seed (so unshuffled data always comes in the order of `pairs`).
         validate: True checks every pair with `validate_pairs` first (decodes the images,
             checks sizes and mask values); "headers" reads only the image headers and skips
             the mask values; False skips it. The pipeline still checks the size of every
@@ -988,7 +994,7 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
                            mask_format=mask_format, palette=palette,
                            unknown_color=unknown_color, validate=validate, skip_bad=skip_bad)
     if deterministic is None:
-        deterministic = seed is not None
+        deterministic = _default_deterministic(seed, shuffle)
     paths = tf.data.Dataset.from_tensor_slices(
         ([p[0] for p in pairs], [p[1] for p in pairs]))
     if shuffle and not cache:  # shuffle cheap paths rather than decoded images

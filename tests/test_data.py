@@ -326,3 +326,16 @@ def test_arguments_are_checked(label_pairs):
     with pytest.raises(ValueError, match="Received: batch_size=0"):
         data.make_dataset(label_pairs, num_classes=8, batch_size=0)
     assert os.path.isfile(label_pairs[0][0])
+
+
+def test_unshuffled_data_keeps_the_order_of_the_pairs(tmp_path):
+    """Without shuffling, element i is pair i, also without a seed (evaluation relies on it)."""
+    pairs = []
+    for i in range(12):
+        mask = np.full((8 + i, 9), i, np.uint8)
+        image = _write_image(tmp_path / f"i{i}.png", np.zeros((8 + i, 9, 3)))
+        pairs.append((image, _write_palette_mask(tmp_path / f"m{i}.png", mask)))
+    ds = data.make_dataset(pairs, num_classes=21, validate=False)
+    assert ds.options().deterministic is True
+    assert [int(m[0, 0, 0]) for _, m in ds] == list(range(12))
+    assert data.make_dataset(pairs, num_classes=21, shuffle=True, validate=False).options().deterministic is False
