@@ -341,3 +341,40 @@ def test_multi_worker_training_on_two_local_workers(tmp_path):
     assert all(r["replicas"] == 2 for r in results)
     assert results[0]["checksum"] == pytest.approx(results[1]["checksum"], rel=1e-6)
     assert all(np.isfinite(r["loss"]).all() for r in results)
+
+
+# ------------------------------------------------------ mixed precision ----
+
+
+def test_mixed_precision_summed_loss_at_paper_rate_does_not_overflow():
+    """The reference recipe (summed loss, SGD 0.99, lr 1e-10) under mixed_float16.
+
+    A summed loss over a 128x160 image is ~2e4 before scaling, so the float16 gradients overflow
+    at the initial loss scale (2**15). The loss-scale optimizer must skip those steps and lower
+    its scale; the float32 weights stay finite and do move.
+    """
+    train.set_mixed_precision(True)
+    try:
+        model = _tiny_model("8s", num_classes=4)
+        for name in ("score_fr", "score_pool4", "score_pool3"):  # non-trivial start
+            layer = model.get_layer(name)
+            layer.set_weights([np.random.default_rng(0).normal(0, 0.1, w.shape).astype("float32")
+                               for w in layer.weights])
+        optimizer = train.make_optimizer("sgd", 1e-10)
+        train.compile_model(model, num_classes=4, ignore_label=255, optimizer=optimizer,
+                            loss_reduction="sum")
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        images, masks = _shapes(4, size=128)
+        images = np.pad(images, ((0, 0), (0, 0), (0, 32), (0, 0)), constant_values=100)
+        masks = np.pad(masks, ((0, 0), (0, 0), (0, 32)), constant_values=255)
+        before = [np.array(w) for w in model.get_layer("conv1_1").get_weights()]
+        history = model.fit(images, masks, batch_size=1, epochs=4, verbose=0)
+        losses = history.history["loss"]
+        assert all(np.isfinite(losses)) and losses[0] > 1e3  # summed: thousands, not O(1)
+        assert float(model.optimizer.dynamic_scale) < 2.0 ** 15  # it had to back off
+        for w in model.weights:
+            assert np.all(np.isfinite(np.asarray(w))), w.path
+        after = model.get_layer("conv1_1").get_weights()
+        assert any(np.abs(a - b).max() > 0 for a, b in zip(after, before))
+    finally:
+        train.set_mixed_precision(False)
