@@ -187,6 +187,40 @@ def test_kill_and_resume_continues_from_last_epoch(tmp_path):
     assert not os.path.exists(os.path.join(run_dir, "backup"))  # deleted after completion
 
 
+def test_random_kills_never_corrupt_the_run_and_resume_completes(tmp_path):
+    """SIGKILL at seeded random moments (start-up, mid-epoch, while checkpointing), 3 times."""
+    rng = np.random.default_rng(8)
+    run_dir = str(tmp_path / "run")
+    command = [sys.executable, os.path.join(REPO, "examples", "train.py"), *TINY_FLAGS,
+               "--epochs=12", "--export=false", f"--output_dir={run_dir}"]
+    kills = []
+    for attempt in range(3):
+        process = subprocess.Popen(command + (["--resume"] if attempt else []),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   env=_env(), start_new_session=True)
+        delay = float(rng.uniform(5.0, 14.0))
+        try:
+            process.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            kills.append((round(delay, 1), len(_history(run_dir))))
+        best = os.path.join(run_dir, "best.keras")
+        if os.path.exists(best):  # whatever moment the kill came, the best model loads
+            assert keras.models.load_model(best, compile=False).output_shape[-1] == 4
+        leftovers = [n for n in os.listdir(run_dir) if ".tmp" in n] if os.path.isdir(run_dir) else []
+        assert not leftovers or process.returncode != 0, leftovers
+    print(f"kills (seconds after start, epochs done): {kills}")
+    assert kills, "no run was killed: the delays are too long for this machine"
+    finished = subprocess.run(command + ["--resume"], capture_output=True, text=True, env=_env(),
+                              timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert [e["epoch"] for e in _history(run_dir)] == list(range(1, 13))
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert metrics["status"] == "completed" and len(metrics["history"]) == 12
+    assert not [n for n in os.listdir(run_dir) if ".tmp" in n]
+
+
 # --------------------------------------------------------------- NaN ----
 
 
