@@ -164,6 +164,9 @@ def fetch_mobilenet_v2_imagenet_weights(cache_dir=None, url=MOBILENET_V2_WEIGHTS
         ) from error
 
 
+BN_MOMENTUM = 0.99
+
+
 def mobilenet_v2_features(x):
     """Applies the Keras MobileNetV2 trunk (random init) to ``x``, padded to a multiple of 32.
 
@@ -177,6 +180,11 @@ def mobilenet_v2_features(x):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "input_shape is undefined" for None sizes
         trunk = keras.applications.MobileNetV2(include_top=False, weights=None, input_tensor=x)
+    for layer in trunk.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            # Keras' 0.999 needs thousands of steps before the moving statistics are usable:
+            # at batch 1-8 on a few hundred images, validation was garbage for many epochs.
+            layer.momentum = BN_MOMENTUM
     return tuple(trunk.get_layer(SKIP_LAYERS[s]).output for s in (8, 16, 32))
 
 
