@@ -111,3 +111,15 @@ from keras_fcn.export import (  # noqa: F401
     raw_rgb_model,
     tflite_ops,
 )
+from keras_fcn import train  # noqa: F401
+from keras_fcn.train import (  # noqa: F401
+    CaffeSGD,
+    TrainConfig,
+    compile_model,
+    equivalent_learning_rate,
+    evaluate_model,
+    fit,
+    make_optimizer,
+    make_strategy,
+    train_staged,
+)
