@@ -31,6 +31,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_fcn._checks import check_choice
+
 IGNORE_LABEL = 255
 # The Caffe VGG16 mean (104.00699, 116.66877, 122.67892) is BGR; this is the same mean in RGB.
 MEAN_RGB = (122.67892, 116.66877, 104.00699)
@@ -49,11 +51,6 @@ logger = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------
 # Argument checks
 # --------------------------------------------------------------------------------------------
-
-
-def _check_choice(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"`{name}` must be one of {allowed}. Received: {name}={value!r}")
 
 
 def _as_size(name, value):
@@ -251,7 +248,7 @@ def read_mask(path, mask_format="index", palette=None, ignore_label=IGNORE_LABEL
         >>> read_mask("camvid/trainannot/0001TP_006690.png").shape
         (360, 480)
     """
-    _check_choice("mask_format", mask_format, MASK_FORMATS)
+    check_choice("mask_format", mask_format, MASK_FORMATS)
     if mask_format == "index":
         return read_index_png(path).astype(np.int32)
     if mask_format == "sbd_mat":
@@ -436,8 +433,8 @@ def validate_pairs(pairs, *, num_classes, ignore_label=IGNORE_LABEL, mask_format
         >>> report.num_bad, report.bad[0][1]
         (1, "mask 'x.png' has value 37 at (12, 40); expected 0..20 or ignore label 255")
     """
-    _check_choice("mask_format", mask_format, MASK_FORMATS)
-    _check_choice("unknown_color", unknown_color, UNKNOWN_COLOR_MODES)
+    check_choice("mask_format", mask_format, MASK_FORMATS)
+    check_choice("unknown_color", unknown_color, UNKNOWN_COLOR_MODES)
     pairs = _as_pairs(pairs)
     if mask_format == "rgb":
         palette_to_table(palette)  # raises early on a bad palette
@@ -594,8 +591,8 @@ def make_decode_fn(*, num_classes, ignore_label=IGNORE_LABEL, mask_format="index
         A function usable in `tf.data.Dataset.map`. Masks are uint8 when all labels fit in a
         byte (int32 otherwise), to keep caches small; `make_dataset` casts them to int32.
     """
-    _check_choice("mask_format", mask_format, MASK_FORMATS)
-    _check_choice("unknown_color", unknown_color, UNKNOWN_COLOR_MODES)
+    check_choice("mask_format", mask_format, MASK_FORMATS)
+    check_choice("unknown_color", unknown_color, UNKNOWN_COLOR_MODES)
     storage = _mask_storage_dtype(num_classes, ignore_label)
     if mask_format == "rgb":
         codes, labels = (tf.constant(a) for a in palette_to_table(palette))

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_fcn import data as data_lib
+from keras_fcn._checks import check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -310,7 +311,7 @@ def folder_pairs(images_dir, masks_dir, *, on_unpaired="error", image_extensions
         >>> folder_pairs("data/images", "data/masks")
         [('data/images/a.jpg', 'data/masks/a.png')]
     """
-    data_lib._check_choice("on_unpaired", on_unpaired, ("error", "warn"))
+    check_choice("on_unpaired", on_unpaired, ("error", "warn"))
     for directory in (images_dir, masks_dir):
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"Folder '{directory}' does not exist")
@@ -483,5 +484,5 @@ def voc_tfds_builder(config="voc2012", data_dir=None):
         ...     download_config=tfds.download.DownloadConfig(manual_dir="~/data/VOCdevkit"))
         >>> ds = from_tfds(builder.as_dataset(split="val"))
     """
-    data_lib._check_choice("config", config, _TFDS_CONFIGS)
+    check_choice("config", config, _TFDS_CONFIGS)
     return _voc_builder_class()(config=config, data_dir=data_dir)

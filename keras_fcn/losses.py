@@ -32,22 +32,9 @@ import numpy as np
 import keras
 import tensorflow as tf
 
+from keras_fcn._checks import check_choice, check_positive_int
+
 _REDUCTION_MODES = ("mean", "sum")
-
-
-def _validate_num_classes(num_classes):
-    if num_classes is None:
-        return None
-    if (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, (int, np.integer))
-        or num_classes < 1
-    ):
-        raise ValueError(
-            "`num_classes` must be a positive integer or None. "
-            f"Received: num_classes={num_classes!r}"
-        )
-    return int(num_classes)
 
 
 def _validate_ignore_label(ignore_label):
@@ -83,15 +70,6 @@ def _validate_class_weights(class_weights, num_classes):
             f"Received: {weights.size} entries"
         )
     return [float(w) for w in weights]
-
-
-def _validate_reduction_mode(reduction_mode):
-    if reduction_mode not in _REDUCTION_MODES:
-        raise ValueError(
-            f"`reduction_mode` must be one of {_REDUCTION_MODES}. "
-            f"Received: reduction_mode={reduction_mode!r}"
-        )
-    return reduction_mode
 
 
 def _labels_to_rank3(labels):
@@ -266,10 +244,10 @@ def sparse_categorical_crossentropy_ignore(
         >>> float(sparse_categorical_crossentropy_ignore(labels, logits))
         1.0986...
     """
-    num_classes = _validate_num_classes(num_classes)
+    num_classes = check_positive_int("num_classes", num_classes, allow_none=True)
     ignore_label = _validate_ignore_label(ignore_label)
     class_weights = _validate_class_weights(class_weights, num_classes)
-    reduction_mode = _validate_reduction_mode(reduction_mode)
+    reduction_mode = check_choice("reduction_mode", reduction_mode, _REDUCTION_MODES)
     ce, weights = _pixel_terms(
         y_true, y_pred, num_classes, ignore_label, class_weights, from_logits,
         sample_weight,
@@ -319,12 +297,12 @@ class SparseCategoricalCrossentropyIgnore(keras.losses.Loss):
         from_logits=True,
         name="sparse_categorical_crossentropy_ignore",
     ):
-        self.num_classes = _validate_num_classes(num_classes)
+        self.num_classes = check_positive_int("num_classes", num_classes, allow_none=True)
         self.ignore_label = _validate_ignore_label(ignore_label)
         self.class_weights = _validate_class_weights(
             class_weights, self.num_classes
         )
-        self.reduction_mode = _validate_reduction_mode(reduction_mode)
+        self.reduction_mode = check_choice("reduction_mode", reduction_mode, _REDUCTION_MODES)
         self.from_logits = bool(from_logits)
         # Keras' own `reduction` is not used (`__call__` reduces); it is set
         # to the closest Keras name for code that inspects it.
@@ -442,7 +420,7 @@ def class_pixel_counts(
         >>> class_pixel_counts(masks, num_classes=2).pixels
         array([2, 1])
     """
-    num_classes = _validate_num_classes(num_classes)
+    num_classes = check_positive_int("num_classes", num_classes, allow_none=True)
     if num_classes is None:
         raise ValueError("`num_classes` is required. Received: num_classes=None")
     ignore_label = _validate_ignore_label(ignore_label)

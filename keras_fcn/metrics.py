@@ -31,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_fcn._checks import check_choice, check_positive_int
 from keras_fcn.losses import _validate_ignore_label
 
 METRIC_NAMES = (
@@ -39,27 +40,6 @@ METRIC_NAMES = (
     "mean_iu",
     "frequency_weighted_iu",
 )
-
-
-def _validate_num_classes(num_classes):
-    if (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, (int, np.integer))
-        or num_classes < 1
-    ):
-        raise ValueError(
-            "`num_classes` must be a positive integer. "
-            f"Received: num_classes={num_classes!r}"
-        )
-    return int(num_classes)
-
-
-def _validate_metric(metric):
-    if metric not in METRIC_NAMES:
-        raise ValueError(
-            f"`metric` must be one of {METRIC_NAMES}. Received: metric={metric!r}"
-        )
-    return metric
 
 
 # ---------------------------------------------------------------- numpy ----
@@ -86,7 +66,7 @@ def confusion_matrix(labels, preds, num_classes, ignore_label=255):
         array([[1, 0],
                [1, 0]])
     """
-    num_classes = _validate_num_classes(num_classes)
+    num_classes = check_positive_int("num_classes", num_classes)
     ignore_label = _validate_ignore_label(ignore_label)
     labels = np.asarray(labels).astype("int64").ravel()
     preds = np.asarray(preds).astype("int64")
@@ -313,9 +293,9 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         dtype=None,
     ):
         super().__init__(name=name or metric, dtype=dtype or "float32")
-        self.num_classes = _validate_num_classes(num_classes)
+        self.num_classes = check_positive_int("num_classes", num_classes)
         self.ignore_label = _validate_ignore_label(ignore_label)
-        self.metric = _validate_metric(metric)
+        self.metric = check_choice("metric", metric, METRIC_NAMES)
         self.confusion = self.add_variable(
             shape=(self.num_classes, self.num_classes),
             initializer="zeros",

@@ -43,6 +43,7 @@ import os
 import numpy as np
 
 from keras_fcn import hha as hha_lib
+from keras_fcn._checks import check_choice
 
 log = logging.getLogger("keras_fcn")
 
@@ -67,11 +68,6 @@ SPLITS = ("train", "val", "trainval", "test")
 MODALITIES = ("rgb", "hha", "rgbd", "fusion")
 
 _RESOURCES = os.path.join(os.path.dirname(__file__), "resources")
-
-
-def _check_choice(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"Unknown {name}. Expected one of {allowed}. Received: {name}={value!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,7 +102,7 @@ def nyud_split_ids(split="train"):
         >>> len(nyud_split_ids("trainval")), len(nyud_split_ids("test"))
         (795, 654)
     """
-    _check_choice("split", split, SPLITS)
+    check_choice("split", split, SPLITS)
     if split == "trainval":
         return nyud_split_ids("train") + nyud_split_ids("val")
     return read_split_file(os.path.join(_RESOURCES, f"nyud_{split}.txt"))
@@ -118,7 +114,7 @@ def nyud_ids(root, split="train"):
     Example:
         >>> ids = nyud_ids("data/nyud", "test")  # doctest: +SKIP
     """
-    _check_choice("split", split, SPLITS)
+    check_choice("split", split, SPLITS)
     path = os.path.join(os.fspath(root), f"{split}.txt")
     if os.path.isfile(path):
         return read_split_file(path)
@@ -147,13 +143,22 @@ def to_train_ids(labels40):
         >>> to_train_ids(np.array([0, 1, 40])).tolist()
         [255, 0, 39]
     """
-    labels40 = np.asarray(labels40)
-    if labels40.size and (labels40.min() < 0 or labels40.max() > NUM_CLASSES):
+    return void_zero_to_train_ids(labels40, NUM_CLASSES, "NYU 40-class labels")
+
+
+def void_zero_to_train_ids(labels, num_classes, what):
+    """Labels 1..num_classes with 0 = void -> training ids 0..num_classes-1, void 255 (uint8).
+
+    Raises:
+        ValueError: a value outside 0..num_classes, naming ``what`` and the range found.
+    """
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() > num_classes):
         raise ValueError(
-            f"NYU 40-class labels must be in 0..{NUM_CLASSES} (0 = void). Received values in "
-            f"{labels40.min()}..{labels40.max()}"
+            f"{what} must be in 0..{num_classes} (0 = void). Received values in "
+            f"{labels.min()}..{labels.max()}"
         )
-    return np.where(labels40 == 0, IGNORE_LABEL, labels40 - 1).astype(np.uint8)
+    return np.where(labels == 0, IGNORE_LABEL, labels - 1).astype(np.uint8)
 
 
 def read_class_mapping(path):
@@ -464,7 +469,7 @@ def load_example(root, image_id, modality="rgb"):
     Example:
         >>> inputs, label = load_example("data/nyud", "5001", "fusion")  # doctest: +SKIP
     """
-    _check_choice("modality", modality, MODALITIES)
+    check_choice("modality", modality, MODALITIES)
     label = read_label(root, image_id)
     if modality == "rgb":
         inputs = preprocess_rgb(read_rgb(root, image_id))
@@ -480,7 +485,7 @@ def load_example(root, image_id, modality="rgb"):
 
 def input_channels(modality):
     """Input channels of a modality: 3 (rgb, hha, each fusion stream) or 4 (rgbd)."""
-    _check_choice("modality", modality, MODALITIES)
+    check_choice("modality", modality, MODALITIES)
     return 4 if modality == "rgbd" else 3
 
 
@@ -513,7 +518,7 @@ def make_nyud_dataset(root, split="train", modality="rgb", ids=None, batch_size=
     """
     import tensorflow as tf
 
-    _check_choice("modality", modality, MODALITIES)
+    check_choice("modality", modality, MODALITIES)
     ids = list(ids) if ids is not None else nyud_ids(root, split)
     if not ids:
         raise ValueError(f"No NYUDv2 ids for split={split!r} in {os.fspath(root)!r}.")

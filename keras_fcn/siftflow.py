@@ -108,13 +108,7 @@ def semantic_to_train_ids(labels):
         >>> semantic_to_train_ids(np.array([0, 1, 33])).tolist()
         [255, 0, 32]
     """
-    labels = np.asarray(labels)
-    if labels.size and (labels.min() < 0 or labels.max() > NUM_SEMANTIC):
-        raise ValueError(
-            f"SIFT Flow semantic labels must be in 0..{NUM_SEMANTIC}. Received values in "
-            f"{labels.min()}..{labels.max()}"
-        )
-    return np.where(labels == 0, IGNORE_LABEL, labels - 1).astype(np.uint8)
+    return nyud.void_zero_to_train_ids(labels, NUM_SEMANTIC, "SIFT Flow semantic labels")
 
 
 def geometric_to_train_ids(labels):

@@ -62,6 +62,7 @@ from keras_fcn import data as data_lib
 from keras_fcn import losses as losses_lib
 from keras_fcn import metrics as metrics_lib
 from keras_fcn import models as models_lib
+from keras_fcn._checks import check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +80,6 @@ RUN_FILES = ("model.keras", "best.keras", "metrics.json", "curves.png", "labels.
 BACKUP_DIR = "backup"
 HISTORY_FILE = "history.json"
 BEST_STATE_FILE = "best_state.json"
-
-
-def _check_choice(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"`{name}` must be one of {allowed}. Received: {name}={value!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,8 +103,8 @@ def equivalent_learning_rate(learning_rate, from_reduction, to_reduction, pixels
         >>> equivalent_learning_rate(1e-10, "sum", "mean", 500 * 375)
         1.875e-05
     """
-    _check_choice("from_reduction", from_reduction, LOSS_REDUCTIONS)
-    _check_choice("to_reduction", to_reduction, LOSS_REDUCTIONS)
+    check_choice("from_reduction", from_reduction, LOSS_REDUCTIONS)
+    check_choice("to_reduction", to_reduction, LOSS_REDUCTIONS)
     if not pixels or pixels <= 0:
         raise ValueError(f"`pixels` must be positive. Received: pixels={pixels!r}")
     if from_reduction == to_reduction:
@@ -182,7 +178,7 @@ def make_optimizer(name="sgd", learning_rate=1e-4, *, momentum=PAPER_MOMENTUM,
     Example:
         >>> optimizer = make_optimizer("adam", 1e-4)
     """
-    _check_choice("optimizer", name, OPTIMIZERS)
+    check_choice("optimizer", name, OPTIMIZERS)
     if isinstance(learning_rate, (int, float)) and not learning_rate > 0:
         raise ValueError(f"`learning_rate` must be positive. Received: "
                          f"learning_rate={learning_rate!r}")
@@ -279,7 +275,7 @@ def compile_model(model, *, num_classes, ignore_label, optimizer, loss_reduction
         >>> compile_model(model, num_classes=21, ignore_label=255,
         ...               optimizer=make_optimizer("sgd", 1.9e-5))
     """
-    _check_choice("loss_reduction", loss_reduction, LOSS_REDUCTIONS)
+    check_choice("loss_reduction", loss_reduction, LOSS_REDUCTIONS)
     if isinstance(optimizer, CaffeSGD):
         decay = weight_decay or 0.0
         if loss_reduction == "mean" and pixels_per_image:
@@ -316,7 +312,7 @@ def make_strategy(name="default", devices=None):
         >>> with strategy.scope():
         ...     model = build_fcn8s(num_classes=21)
     """
-    _check_choice("strategy", name, STRATEGIES)
+    check_choice("strategy", name, STRATEGIES)
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
@@ -1406,7 +1402,7 @@ def run(config):
         model, reports = train_staged(config, run_dir=run_dir, data=data, strategy=strategy,
                                       class_weights=class_weights, pixels=pixels, chief=chief)
     else:
-        _check_choice("model", config.model, MODELS)
+        check_choice("model", config.model, MODELS)
         variant = _variant(config.model)
         rate = stage_learning_rates(config, pixels, [variant])[0]
         model, report = train_one(config, variant, run_dir=run_dir, data=data,
