@@ -3,8 +3,6 @@
 import functools
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -12,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from two_cpus import run_on_two_cpus
 from keras_fcn.losses import (
     SparseCategoricalCrossentropyIgnore,
     class_pixel_counts,
@@ -313,16 +312,6 @@ def test_camvid_weights_match_published_to_1e3(camvid_weights):
 
 _DISTRIBUTED_SCRIPT = textwrap.dedent(
     """
-    import json, os
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    os.environ["KERAS_BACKEND"] = "tensorflow"
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
     from keras_fcn.losses import SparseCategoricalCrossentropyIgnore
 
     N, H, W, C = 4, 6, 6, 3
@@ -368,15 +357,7 @@ _DISTRIBUTED_SCRIPT = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def distributed_results():
-    proc = subprocess.run(
-        [sys.executable, "-c", _DISTRIBUTED_SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    return json.loads(lines[0][len("RESULT"):])
+    return run_on_two_cpus(_DISTRIBUTED_SCRIPT)
 
 
 @pytest.mark.parametrize("mode", ["mean", "sum"])

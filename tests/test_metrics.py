@@ -1,8 +1,6 @@
 """Tests for keras_fcn.metrics against numpy references."""
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -10,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from two_cpus import run_on_two_cpus
 from keras_fcn.metrics import (
     ConfusionMatrixMetric,
     FrequencyWeightedIU,
@@ -273,16 +272,6 @@ def test_compiled_model_logs_named_metrics():
 
 _DISTRIBUTED_SCRIPT = textwrap.dedent(
     """
-    import json, os
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    os.environ["KERAS_BACKEND"] = "tensorflow"
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
     from keras_fcn.losses import SparseCategoricalCrossentropyIgnore
     from keras_fcn.metrics import ConfusionMatrixMetric, MeanIU, PixelAccuracy
 
@@ -337,15 +326,7 @@ _DISTRIBUTED_SCRIPT = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def distributed_results():
-    proc = subprocess.run(
-        [sys.executable, "-c", _DISTRIBUTED_SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    return json.loads(lines[0][len("RESULT"):])
+    return run_on_two_cpus(_DISTRIBUTED_SCRIPT)
 
 
 def test_mirrored_confusion_matrix_is_summed_over_replicas(distributed_results):

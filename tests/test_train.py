@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from two_cpus import run_on_two_cpus
 from keras_fcn import models, synthetic, train
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -90,13 +91,6 @@ def test_prepare_run_dir_refuses_existing_run(tmp_path):
 # ------------------------------------------------------- distribution ----
 
 _MIRRORED_SCRIPT = textwrap.dedent("""
-    import json, sys
-    import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
     from keras_fcn import models, synthetic, train
 
     images, masks = synthetic.shapes_arrays(4, size=32, seed=0)
@@ -123,19 +117,14 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     mirrored = one_step(mirrored_strategy)
     diffs = [float(np.max(np.abs(a - b))) for a, b in zip(single, mirrored)]
     scale = max(float(np.max(np.abs(a))) for a in single)
-    print(json.dumps({"replicas": mirrored_strategy.num_replicas_in_sync,
+    print("RESULT" + json.dumps({"replicas": mirrored_strategy.num_replicas_in_sync,
                       "max_diff": max(diffs), "scale": scale,
                       "changed": float(max(np.max(np.abs(a)) for a in single))}))
 """)
 
 
-def test_mirrored_step_matches_one_device(tmp_path):
-    script = tmp_path / "mirrored.py"
-    script.write_text(_MIRRORED_SCRIPT)
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         env=_env(), timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+def test_mirrored_step_matches_one_device():
+    result = run_on_two_cpus(_MIRRORED_SCRIPT)
     assert result["replicas"] == 2
     assert result["max_diff"] < 1e-5, result
 
