@@ -108,50 +108,6 @@ def raw_rgb_model(model):
     return with_preprocessing(model, input_dtype="float32", name=f"{model.name}_raw_rgb")
 
 
-class _GatherCaffePreprocessing(keras.layers.Layer):
-    """:class:`keras_fcn.layers.CaffePreprocessing` with the RGB -> BGR flip as a ``GATHER``
-    (same result), used only in the graphs converted to TFLite.
-
-    The flip of ``CaffePreprocessing`` (``ops.flip``) converts to ``REVERSE_V2``. In full int8
-    the converter gives the ``REVERSE_V2`` output its own calibrated scale and zero point, but
-    the kernel copies the int8 bytes without requantizing, so every pixel after the flip is
-    wrong (TF 2.21 / LiteRT; our VGG16 FCN-8s on CamVid fell to 41% agreement). ``GATHER``
-    (like ``STRIDED_SLICE``) keeps the input's quantization and is exact.
-    """
-
-    def __init__(self, mean_bgr, **kwargs):
-        super().__init__(**kwargs)
-        self.mean_bgr = tuple(float(m) for m in mean_bgr)
-
-    def call(self, inputs):
-        x = keras.ops.cast(inputs, self.compute_dtype)
-        x = keras.ops.take(x, [2, 1, 0], axis=-1)
-        return x - keras.ops.cast(keras.ops.convert_to_tensor(self.mean_bgr), self.compute_dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-
-def tflite_safe_model(model):
-    """Returns ``model`` with each top-level ``CaffePreprocessing`` replaced by an equivalent
-    layer that quantizes correctly (the flip as a ``GATHER``, see
-    :class:`_GatherCaffePreprocessing`); other layers are shared, not copied. A model without
-    one (MobileNetV2) is returned as is.
-    """
-    from keras_fcn.layers import CaffePreprocessing
-
-    if not any(isinstance(layer, CaffePreprocessing) for layer in model.layers):
-        return model
-
-    def clone(layer):
-        if isinstance(layer, CaffePreprocessing):
-            return _GatherCaffePreprocessing(layer.mean_bgr, name=layer.name,
-                                             dtype=layer.dtype_policy)
-        return layer
-
-    return keras.models.clone_model(model, clone_function=clone)
-
-
 def num_classes_of(model):
     """The number of classes (last axis of the output) of an FCN."""
     return int(model.outputs[0].shape[-1])
@@ -163,22 +119,15 @@ def label_dtype(num_classes):
 
 
 def default_palette(num_classes):
-    """A distinct RGB colour per class (the PASCAL VOC colour map: bits of the id spread
-    over the high bits of R, G and B).
+    """The PASCAL VOC colour map, one RGB colour per class.
 
     Example:
         >>> default_palette(3)
         [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
     """
-    palette = []
-    for index in range(num_classes):
-        rgb, value = [0, 0, 0], index
-        for bit in range(7, -1, -1):
-            for channel in range(3):
-                rgb[channel] |= ((value >> channel) & 1) << bit
-            value >>= 3
-        palette.append(rgb)
-    return palette
+    from keras_fcn.datasets import voc_palette
+
+    return [list(colour) for colour in voc_palette(num_classes)]
 
 
 def make_metadata(model, *, class_names=None, palette=None, ignore_label=None, extra=None):
@@ -522,8 +471,7 @@ def convert_to_tflite(model, *, input_size, quantization="float32", representati
     if quantization == "int8" and representative_data is None:
         raise ValueError("Full int8 quantization needs representative_data (a tf.data dataset, "
                          "a folder or list file of images). Received: representative_data=None")
-    # The RGB -> BGR flip as a GATHER: REVERSE_V2 breaks full int8 (see tflite_safe_model).
-    net = tflite_safe_model(raw_rgb_model(load_model(model)))
+    net = raw_rgb_model(load_model(model))
     ids_dtype = label_dtype(num_classes_of(net))
     dtype = tf.float32 if quantization == "int8" else tf.uint8
     spec = tf.TensorSpec([1, height, width, 3], dtype, name="images")
