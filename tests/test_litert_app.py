@@ -1,0 +1,47 @@
+"""An exported .tflite runs in a plain LiteRT app with only its sidecar: no TensorFlow, no keras_fcn."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_fcn import export
+from keras_fcn.models import build_fcn
+
+pytest.importorskip("ai_edge_litert")
+APP = os.path.join(os.path.dirname(__file__), "..", "examples", "litert_segment.py")
+# The app runs with TensorFlow, Keras and keras_fcn made unimportable.
+BLOCKED = ("import runpy, sys\n"
+           "for name in ('tensorflow', 'keras', 'keras_fcn', 'tf_keras'):\n"
+           "    sys.modules[name] = None\n"
+           "sys.argv = sys.argv[1:]\n"
+           "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+
+
+@pytest.mark.parametrize("quantization", ["float32", "float16"])
+def test_litert_app_without_tensorflow_matches_keras(tmp_path, quantization):
+    model = build_fcn("8s", num_classes=3, weights=None, include_preprocessing=True,
+                      widths=(4, 4, 8, 8, 8), fc_units=8)
+    rng = np.random.default_rng(0)
+    for name in ("score_fr", "score_pool4", "score_pool3"):
+        layer = model.get_layer(name)
+        layer.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in layer.weights])
+    path = str(tmp_path / "model.tflite")
+    names, palette = ["sky", "road", "car"], [[10, 20, 30], [40, 50, 60], [70, 80, 90]]
+    export.export_tflite(model, path, input_size=(32, 40), quantization=quantization,
+                         class_names=names, palette=palette)
+    image = rng.integers(0, 256, (32, 40, 3)).astype("uint8")
+    Image.fromarray(image).save(tmp_path / "in.png")
+    out = tmp_path / "out.png"
+    run = subprocess.run([sys.executable, "-c", BLOCKED, APP, path, str(tmp_path / "in.png"),
+                          str(out)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    expected_ids = model.predict(image[None].astype("float32"), verbose=0)[0].argmax(-1)
+    got = np.asarray(Image.open(out))
+    agreement = (got == np.asarray(palette, "uint8")[expected_ids]).all(-1).mean()
+    assert agreement > 0.99, agreement
+    for class_id in np.unique(expected_ids):
+        assert names[class_id] in run.stdout
