@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_fcn._checks import check_choice, check_positive_int
-from keras_fcn.losses import _validate_ignore_label
+from keras_fcn.losses import _labels_to_rank3, _validate_ignore_label
 
 METRIC_NAMES = (
     "pixel_accuracy",
@@ -192,15 +192,6 @@ def _to_label_map(y_pred, num_classes):
     return tf.cast(y_pred, "int32")
 
 
-def _to_labels(y_true):
-    y_true = tf.convert_to_tensor(y_true)
-    if y_true.shape.rank == 4 and y_true.shape[-1] == 1:
-        y_true = tf.squeeze(y_true, axis=-1)
-    if y_true.dtype.is_floating:
-        y_true = tf.round(y_true)
-    return tf.cast(y_true, "int32")
-
-
 def _check_range(values, valid, num_classes, what):
     """Raises (eager) or asserts (graph) that valid values lie in [0, C)."""
     bad = valid & ((values < 0) | (values >= num_classes))
@@ -235,7 +226,7 @@ def confusion_matrix_tf(y_true, y_pred, num_classes, ignore_label=255, sample_we
         array([[0., 1.],
                [0., 0.]])
     """
-    labels = _to_labels(y_true)
+    labels = _labels_to_rank3(y_true)
     preds = _to_label_map(y_pred, num_classes)
     if ignore_label is None:
         valid = tf.ones_like(labels, dtype="bool")

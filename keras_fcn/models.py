@@ -118,23 +118,23 @@ def _heads(variant, inputs, pool3, pool4, fc7, num_classes, offsets, trainable_u
         up = _upsample(num_classes, 32, n("upscore"), trainable_upsampling)(score)
         return final_crop(up, offsets["32s"])
 
-    at_once = variant == "8s_at_once"
+    def fuse(up, pool, level, scale):
+        """Adds the scored, cropped ``pool{level}`` skip to ``up`` (scaled first at-once)."""
+        if variant == "8s_at_once":
+            pool = Scale(scale, name=n(f"scale_pool{level}"))(pool)
+        skip = _conv(num_classes, 1, n(f"score_pool{level}"), activation=None, zero_init=True)(pool)
+        skip = CropToReference(offsets[f"score_pool{level}c"], name=n(f"score_pool{level}c"))(
+            [skip, up])
+        return layers.Add(name=n(f"fuse_pool{level}"))([up, skip])
+
     up = _upsample(num_classes, 2, n("upscore2"), trainable_upsampling)(score)
-    if at_once:
-        pool4 = Scale(0.01, name=n("scale_pool4"))(pool4)
-    skip = _conv(num_classes, 1, n("score_pool4"), activation=None, zero_init=True)(pool4)
-    skip = CropToReference(offsets["score_pool4c"], name=n("score_pool4c"))([skip, up])
-    fused = layers.Add(name=n("fuse_pool4"))([up, skip])
+    fused = fuse(up, pool4, 4, 0.01)
     if variant == "16s":
         up = _upsample(num_classes, 16, n("upscore16"), trainable_upsampling)(fused)
         return final_crop(up, offsets["16s"])
 
     up = _upsample(num_classes, 2, n("upscore_pool4"), trainable_upsampling)(fused)
-    if at_once:
-        pool3 = Scale(0.0001, name=n("scale_pool3"))(pool3)
-    skip = _conv(num_classes, 1, n("score_pool3"), activation=None, zero_init=True)(pool3)
-    skip = CropToReference(offsets["score_pool3c"], name=n("score_pool3c"))([skip, up])
-    fused = layers.Add(name=n("fuse_pool3"))([up, skip])
+    fused = fuse(up, pool3, 3, 0.0001)
     up = _upsample(num_classes, 8, n("upscore8"), trainable_upsampling)(fused)
     return final_crop(up, offsets["8s"])
 
