@@ -865,8 +865,10 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
     labels_path = os.path.join(run_dir, "labels.json")
     write_labels_json(labels_path, info, image_size=image_size, model_name=model_name)
     started = time.time()
+    # shuffle=False: the tf.data pipeline shuffles (seeded); Keras would only warn about it.
     model.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
-              validation_steps=validation_steps, callbacks=all_callbacks, verbose=verbose)
+              validation_steps=validation_steps, callbacks=all_callbacks, verbose=verbose,
+              shuffle=False)
     train_seconds = time.time() - started
     history_writer = all_callbacks[3]
     best = all_callbacks[2]
