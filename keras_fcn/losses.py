@@ -133,13 +133,18 @@ def _pixel_weights(labels, valid, class_weights, sample_weight):
         table = tf.constant(class_weights, dtype="float32")
         weights *= tf.gather(table, tf.where(valid, labels, 0))
     if sample_weight is not None:
-        sample_weight = tf.cast(tf.convert_to_tensor(sample_weight), "float32")
-        if sample_weight.shape.rank == 4 and sample_weight.shape[-1] == 1:
-            sample_weight = tf.squeeze(sample_weight, axis=-1)
-        while sample_weight.shape.rank is not None and sample_weight.shape.rank < 3:
-            sample_weight = sample_weight[..., tf.newaxis]
-        weights *= sample_weight
+        weights *= _sample_weight_to_rank3(sample_weight, "float32")
     return weights
+
+
+def _sample_weight_to_rank3(sample_weight, dtype):
+    """Per-image (N,), per-row or per-pixel (N, H, W[, 1]) weights as a broadcastable rank 3."""
+    sample_weight = tf.cast(tf.convert_to_tensor(sample_weight), dtype)
+    if sample_weight.shape.rank == 4 and sample_weight.shape[-1] == 1:
+        sample_weight = tf.squeeze(sample_weight, axis=-1)
+    while sample_weight.shape.rank is not None and sample_weight.shape.rank < 3:
+        sample_weight = sample_weight[..., tf.newaxis]
+    return sample_weight
 
 
 def _pixel_terms(

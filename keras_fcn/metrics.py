@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_fcn._checks import check_choice, check_positive_int
-from keras_fcn.losses import _labels_to_rank3, _validate_ignore_label
+from keras_fcn.losses import _labels_to_rank3, _sample_weight_to_rank3, _validate_ignore_label
 
 METRIC_NAMES = (
     "pixel_accuracy",
@@ -237,12 +237,7 @@ def confusion_matrix_tf(y_true, y_pred, num_classes, ignore_label=255, sample_we
     valid &= tf.logical_not(bad)
     weights = tf.cast(valid, "float64")
     if sample_weight is not None:
-        sample_weight = tf.cast(tf.convert_to_tensor(sample_weight), "float64")
-        if sample_weight.shape.rank == 4 and sample_weight.shape[-1] == 1:
-            sample_weight = tf.squeeze(sample_weight, axis=-1)
-        while sample_weight.shape.rank is not None and sample_weight.shape.rank < 3:
-            sample_weight = sample_weight[..., tf.newaxis]
-        weights *= sample_weight
+        weights *= _sample_weight_to_rank3(sample_weight, "float64")
     index = tf.where(valid, labels * num_classes + preds, 0)
     flat = tf.math.unsorted_segment_sum(
         tf.reshape(weights, [-1]),
