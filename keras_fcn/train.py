@@ -870,8 +870,8 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
               validation_steps=validation_steps, callbacks=all_callbacks, verbose=verbose,
               shuffle=False)
     train_seconds = time.time() - started
-    history_writer = all_callbacks[3]
-    best = all_callbacks[2]
+    history_writer = next(c for c in all_callbacks if isinstance(c, HistoryWriter))
+    best = next(c for c in all_callbacks if isinstance(c, BestCheckpoint))
     status = "nan" if nan_guard.nan_step else "completed"
     final = None
     if status == "completed":
