@@ -97,6 +97,32 @@ def test_full_int8_agrees_with_keras(tflite, keras_logits, images):
     assert (labels == keras_logits.argmax(-1)).mean() >= MIN_INT8_AGREEMENT
 
 
+def _kernel_scale_counts(flatbuffer):
+    """Number of quantization scales of each constant int8 tensor with rank 4 (conv kernels)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    root = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
+    counts = []
+    for tensor in root.subgraphs[0].tensors:
+        data = root.buffers[tensor.buffer].data
+        if tensor.type == schema.TensorType.INT8 and data is not None and len(tensor.shape) == 4:
+            counts.append(len(tensor.quantization.scale))
+    return counts
+
+
+def test_int8_per_tensor_has_one_scale_per_kernel(tflite, keras_logits, images):
+    per_channel = _kernel_scale_counts(tflite["int8"])
+    per_tensor = _kernel_scale_counts(tflite["int8_per_tensor"])
+    # same kernels; per channel: one scale per output channel (16..64 here), else exactly one
+    assert len(per_channel) == len(per_tensor) >= 18
+    assert max(per_channel) >= 16 and set(per_tensor) == {1}
+    assert len(tflite["int8_per_tensor"]) < len(tflite["int8"])
+    runner = export.TFLiteRunner(tflite["int8_per_tensor"])
+    assert runner.input_info()["dtype"] == "uint8"
+    labels = np.stack([runner.labels(image) for image in images])
+    assert (labels == keras_logits.argmax(-1)).mean() >= MIN_INT8_AGREEMENT
+
+
 def test_int8_preprocessing_is_exact():
     """Regression: the RGB -> BGR flip of CaffePreprocessing converted to REVERSE_V2, whose int8
     kernel ignores its (different) output scale: full int8 got garbage pixels (trained VGG16

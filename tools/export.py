@@ -32,7 +32,8 @@ flags.DEFINE_string("output_dir", None, "Where to write the exports.", required=
 flags.DEFINE_string("name", None, "Base file name (default: the model name).")
 flags.DEFINE_string("input_size", None, "HxW of the TFLite models, e.g. 360x480.")
 flags.DEFINE_list("quantizations", ["float32", "float16", "dynamic_int8", "int8"],
-                  "TFLite variants to write (empty: none).")
+                  "TFLite variants to write (empty: none); also int8_per_tensor (one scale "
+                  "per kernel: a smaller file, see keras_fcn.export.FULL_INT8).")
 flags.DEFINE_enum("int8_io", "uint8", ["uint8", "int8"], "Input/output type of the int8 model.")
 flags.DEFINE_bool("argmax", False, "Put the argmax in the TFLite models (uint8 label map out).")
 flags.DEFINE_bool("saved_model", True, "Also write a SavedModel.")
