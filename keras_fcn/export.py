@@ -49,6 +49,10 @@ METADATA_VERSION = 1
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier of TFLite models, at byte 4
 SAVED_MODEL_METADATA = os.path.join("assets", "keras_fcn.json")
 MOBILENET_V2_LAYER = "block_13_expand_relu"
+# compare_tflite also reports the agreement on pixels where the float model is sure: its top-2
+# softmax probabilities differ by at least this much. On the CamVid-trained models most int8
+# flips are at pixels below it (benchmarks/results/export_camvid_trained.md).
+CONFIDENT_GAP = 0.1
 
 
 # ------------------------------------------------------------------------------------------
@@ -821,6 +825,36 @@ def _mean_iu(confusion):
     return 100.0 * segmentation_metrics(confusion)["mean_iu"]
 
 
+def top2_gap(logits):
+    """Top-1 minus top-2 softmax probability per pixel of ``(..., C)`` logits (0 = a tie)."""
+    logits = np.asarray(logits, np.float64)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    if probs.shape[-1] < 2:
+        return np.ones(probs.shape[:-1])
+    top2 = np.partition(probs, -2, axis=-1)[..., -2:]
+    return top2[..., 1] - top2[..., 0]
+
+
+def agreement_counts(reference_logits, labels, confident_gap=CONFIDENT_GAP):
+    """Counts for the pixel agreement of ``labels`` with the argmax of ``reference_logits``.
+
+    Returns:
+        ``(agree, pixels, confident_agree, confident_pixels)`` where "confident" pixels are
+        those whose reference top-2 softmax gap (:func:`top2_gap`) is at least
+        ``confident_gap``: flips elsewhere are pixels the float model itself is unsure of.
+    """
+    reference_logits = np.asarray(reference_logits)
+    labels = np.asarray(labels)
+    if labels.shape != reference_logits.shape[:-1]:
+        raise ValueError(f"labels shape {labels.shape} must be the logits shape without its "
+                         f"class axis {reference_logits.shape[:-1]}")
+    same = labels == np.argmax(reference_logits, axis=-1)
+    confident = top2_gap(reference_logits) >= confident_gap
+    return (int(same.sum()), int(same.size), int((same & confident).sum()),
+            int(confident.sum()))
+
+
 def compare_tflite(model, tflite_paths, pairs, *, num_classes=None, ignore_label=255,
                    num_threads=2, runs=10, keras_runs=3):
     """Measures TFLite variants against the Keras model on validation images.
@@ -838,8 +872,10 @@ def compare_tflite(model, tflite_paths, pairs, *, num_classes=None, ignore_label
 
     Returns:
         A list of row dicts: ``variant``, ``size_mb``, ``latency_ms``, ``agreement`` (pixel
-        agreement of class ids with the Keras model, %), ``mean_iu`` and ``mean_iu_delta``
-        (points; ``None`` without masks). The first row is ``keras_float``.
+        agreement of class ids with the Keras model, %), ``confident_agreement`` (the same on
+        the pixels where the Keras model's top-2 softmax gap is at least ``CONFIDENT_GAP``;
+        the first row also has ``confident_share``, the % of such pixels), ``mean_iu`` and
+        ``mean_iu_delta`` (points; ``None`` without masks). The first row is ``keras_float``.
 
     Example:
         >>> rows = compare_tflite(model, {"int8": "m_int8.tflite"}, read_list("val.txt"))
@@ -855,35 +891,41 @@ def compare_tflite(model, tflite_paths, pairs, *, num_classes=None, ignore_label
         raise ValueError(f"All TFLite variants must have one input size. Received: {sizes}")
     size = sizes.pop()
     has_masks = all(m is not None for _, m in pairs)
-    agree = {name: 0 for name in runners}
+    counts = {name: np.zeros(4, np.int64) for name in runners}
     confusion = {name: np.zeros((num_classes, num_classes), np.int64)
                  for name in ["keras_float", *runners]}
-    pixels = 0
+    pixels = confident_pixels = 0
     for image_path, mask_path in pairs:
         image = load_image(image_path, size)
-        reference = np.argmax(predict(image), axis=-1)
+        logits = predict(image)
+        reference = np.argmax(logits, axis=-1)
         mask = load_mask(mask_path, size) if has_masks else None
-        pixels += reference.size
         if has_masks:
             confusion["keras_float"] += confusion_matrix(mask, reference, num_classes,
                                                          ignore_label)
         for name, runner in runners.items():
             labels = runner.labels(image)
-            agree[name] += int((labels == reference).sum())
+            counts[name] += agreement_counts(logits, labels)
             if has_masks:
                 confusion[name] += confusion_matrix(mask, labels, num_classes, ignore_label)
+    pixels, confident_pixels = (int(v) for v in next(iter(counts.values()))[[1, 3]])
     image = load_image(pairs[0][0], size)
     base_iu = _mean_iu(confusion["keras_float"]) if has_masks else None
     rows = [{"variant": "keras_float", "size_mb": _keras_size_mb(keras_model),
              "latency_ms": 1000 * median_seconds(predict, image, keras_runs),
-             "agreement": 100.0, "mean_iu": base_iu, "mean_iu_delta": 0.0 if has_masks else None}]
+             "agreement": 100.0, "confident_agreement": 100.0,
+             "confident_share": 100.0 * confident_pixels / pixels,
+             "mean_iu": base_iu, "mean_iu_delta": 0.0 if has_masks else None}]
     for name, runner in runners.items():
         iu = _mean_iu(confusion[name]) if has_masks else None
         path = tflite_paths[name]
         size_bytes = len(path) if isinstance(path, (bytes, bytearray)) else os.path.getsize(path)
         rows.append({"variant": name, "size_mb": size_bytes / 1e6,
                      "latency_ms": 1000 * runner.latency(image, runs),
-                     "agreement": 100.0 * agree[name] / pixels, "mean_iu": iu,
+                     "agreement": 100.0 * counts[name][0] / pixels,
+                     "confident_agreement": (100.0 * counts[name][2] / confident_pixels
+                                             if confident_pixels else None),
+                     "mean_iu": iu,
                      "mean_iu_delta": (iu - base_iu) if has_masks else None})
     for row in rows:
         row["speedup"] = rows[0]["latency_ms"] / row["latency_ms"]
@@ -897,7 +939,7 @@ def _keras_size_mb(model):
 
 
 def check_thresholds(rows, *, min_agreement=None, max_miou_drop=None, max_size_ratio=None,
-                     min_speedup=None):
+                     min_speedup=None, min_confident_agreement=None):
     """Returns the list of failures (empty when every TFLite row meets the thresholds).
 
     Args:
@@ -906,12 +948,19 @@ def check_thresholds(rows, *, min_agreement=None, max_miou_drop=None, max_size_r
         max_miou_drop: maximum mean IU drop against Keras float, in points.
         max_size_ratio: maximum size relative to the Keras float weights.
         min_speedup: minimum speed-up over Keras float.
+        min_confident_agreement: minimum agreement (%) on the pixels where the float model is
+            sure (``confident_agreement``, see :func:`compare_tflite`).
     """
     failures = []
     for row in rows[1:]:
         name = row["variant"]
         if min_agreement is not None and row["agreement"] < min_agreement:
             failures.append(f"{name}: agreement {row['agreement']:.2f}% < {min_agreement}%")
+        sure = row.get("confident_agreement")
+        if min_confident_agreement is not None and sure is not None \
+                and sure < min_confident_agreement:
+            failures.append(f"{name}: agreement where the float model is sure {sure:.2f}% < "
+                            f"{min_confident_agreement}%")
         delta = row["mean_iu_delta"]
         if max_miou_drop is not None and delta is not None and -delta > max_miou_drop:
             failures.append(f"{name}: mean IU drop {-delta:.2f} points > {max_miou_drop}")
@@ -930,11 +979,17 @@ def rows_to_markdown(rows, title=None, notes=()):
     """A Markdown table of :func:`compare_tflite` rows (plus a title and notes)."""
     lines = [f"# {title}", ""] if title else []
     lines += ["| variant | size (MB) | size ratio | latency (ms) | speed-up | agreement (%) "
-              "| mean IU | mean IU delta |", "|---|---|---|---|---|---|---|---|"]
+              "| agreement where sure (%) | mean IU | mean IU delta |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['variant']} | {r['size_mb']:.2f} | {r['size_ratio']:.3f} | "
             f"{r['latency_ms']:.1f} | {r['speedup']:.2f}x | {r['agreement']:.3f} | "
+            f"{_fmt(r.get('confident_agreement'), '.3f')} | "
             f"{_fmt(r['mean_iu'], '.2f')} | {_fmt(r['mean_iu_delta'], '+.2f')} |")
+    if rows and rows[0].get("confident_share") is not None:
+        notes = [f"agreement where sure: on the pixels where the Keras float model's top-2 "
+                 f"softmax probabilities differ by at least {CONFIDENT_GAP} "
+                 f"({rows[0]['confident_share']:.1f}% of the pixels)", *notes]
     lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"

@@ -307,6 +307,29 @@ def test_compare_tflite_reports_agreement_and_mean_iu(model, tflite, tmp_path):
     assert failures[0].startswith("int8: agreement")
     assert export.check_thresholds(rows, min_agreement=50.0) == []
     assert "| int8 |" in export.rows_to_markdown(rows, "t")
+    assert 0 < rows[0]["confident_share"] <= 100 and rows[1]["confident_agreement"] > 99.99
+    assert rows[2]["confident_agreement"] >= rows[2]["agreement"] - 1.0
+    failures = export.check_thresholds(rows, min_confident_agreement=100.5)
+    assert [f.split(":")[0] for f in failures] == ["float32", "int8"]
+    assert "agreement where the float model is sure" in failures[0]
+
+
+def test_agreement_counts_split_by_the_float_models_top2_gap():
+    # softmax of (a, b, c): pixel 0 is a near tie (gap ~0.025), pixel 1 is sure (gap ~0.84)
+    logits = np.array([[[1.0, 1.05, -5.0], [4.0, 0.0, 0.0]]])
+    gap = export.top2_gap(logits)
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    np.testing.assert_allclose(gap, [[probs[0, 0, 1] - probs[0, 0, 0],
+                                      probs[0, 1, 0] - probs[0, 1, 1]]])
+    assert gap[0, 0] < export.CONFIDENT_GAP < gap[0, 1]
+    # the near tie flips, the sure pixel agrees: 1 of 2 pixels, 1 of 1 sure pixel
+    assert export.agreement_counts(logits, np.array([[0, 0]])) == (1, 2, 1, 1)
+    # the sure pixel flips: it counts against the confident agreement
+    assert export.agreement_counts(logits, np.array([[1, 2]])) == (1, 2, 0, 1)
+    # with no gap threshold every pixel counts as sure
+    assert export.agreement_counts(logits, np.array([[1, 2]]), confident_gap=0.0) == (1, 2, 1, 2)
+    with pytest.raises(ValueError, match=r"labels shape \(2,\)"):
+        export.agreement_counts(logits, np.array([0, 0]))
 
 
 def test_cli_check_fails_below_threshold(model, tmp_path):

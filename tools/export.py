@@ -49,6 +49,9 @@ flags.DEFINE_integer("ignore_label", 255, "Void label of the masks.")
 flags.DEFINE_string("check", None, "Folder of images or list file ('image [mask]' lines).")
 flags.DEFINE_integer("num_check_images", 20, "Images used by --check (0: all).")
 flags.DEFINE_float("min_agreement", None, "Fail if a variant agrees less (%) with Keras float.")
+flags.DEFINE_float("min_confident_agreement", None,
+                   "Fail if a variant agrees less (%) on the pixels where the Keras float model is "
+                   "sure (top-2 softmax gap >= keras_fcn.export.CONFIDENT_GAP).")
 flags.DEFINE_float("max_miou_drop", None, "Fail if a variant loses more mean IU (points).")
 flags.DEFINE_float("max_size_ratio", None, "Fail if a variant is larger than this x Keras float.")
 flags.DEFINE_float("min_speedup", None, "Fail if a variant is slower than this x Keras float.")
@@ -128,7 +131,8 @@ def run_check(model, paths, name):
                                  num_threads=FLAGS.num_threads, runs=FLAGS.runs)
     failures = export.check_thresholds(
         rows, min_agreement=FLAGS.min_agreement, max_miou_drop=FLAGS.max_miou_drop,
-        max_size_ratio=FLAGS.max_size_ratio, min_speedup=FLAGS.min_speedup)
+        max_size_ratio=FLAGS.max_size_ratio, min_speedup=FLAGS.min_speedup,
+        min_confident_agreement=FLAGS.min_confident_agreement)
     notes = [f"{len(pairs)} images from {FLAGS.check}, resized to {FLAGS.input_size}",
              f"{FLAGS.num_threads} threads, median of {FLAGS.runs} runs (Keras: 3)",
              "verdict: " + ("FAIL: " + "; ".join(failures) if failures else "pass")]
