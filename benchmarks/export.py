@@ -15,13 +15,13 @@ Example:
     python benchmarks/export.py --input_size 360x480 --num_images 20 --overwrite
 """
 
-import json
 import os
-import sys
 import tempfile
 import time
 
 from absl import app, flags
+
+from _outputs import refuse_to_overwrite
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("camvid", "/work/shared/data/camvid", "CamVid folder (val.txt, train.txt).")
@@ -120,9 +120,7 @@ def main(argv):
     if not os.path.isfile(val_list):
         print(f"CamVid not found at {FLAGS.camvid} (no val.txt): skipping the export benchmark.")
         return
-    for suffix in (".md", ".json"):
-        if os.path.exists(FLAGS.output + suffix) and not FLAGS.overwrite:
-            sys.exit(f"{FLAGS.output + suffix} exists; pass --overwrite to replace it.")
+    refuse_to_overwrite(FLAGS.output, FLAGS.overwrite)
     height, width = (int(v) for v in FLAGS.input_size.split("x"))
     pairs = export.read_list(val_list)[: FLAGS.num_images]
     calibration = os.path.join(FLAGS.camvid, "train.txt")

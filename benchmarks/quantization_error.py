@@ -46,6 +46,8 @@ import time
 
 from absl import app, flags
 
+from _outputs import refuse_to_overwrite
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A trained FCN .keras file.")
 flags.DEFINE_list("models", [], "Trained FCN .keras files (comma list; added to --model).")
@@ -514,9 +516,7 @@ def main(argv):
         print(f"CamVid not found at {FLAGS.camvid} (no val.txt / train.txt): skipping the "
               "quantization-error benchmark.")
         return
-    for suffix in (".md", ".json"):
-        if os.path.exists(FLAGS.output + suffix) and not FLAGS.overwrite:
-            sys.exit(f"{FLAGS.output + suffix} exists; pass --overwrite to replace it.")
+    refuse_to_overwrite(FLAGS.output, FLAGS.overwrite)
     height, width = (int(v) for v in FLAGS.input_size.split("x"))
     pairs = export.read_list(val_list)[: FLAGS.num_images]
     val_images = [export.load_image(p, (height, width)) for p, _ in pairs]
