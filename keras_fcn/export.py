@@ -894,7 +894,6 @@ def compare_tflite(model, tflite_paths, pairs, *, num_classes=None, ignore_label
     counts = {name: np.zeros(4, np.int64) for name in runners}
     confusion = {name: np.zeros((num_classes, num_classes), np.int64)
                  for name in ["keras_float", *runners]}
-    pixels = confident_pixels = 0
     for image_path, mask_path in pairs:
         image = load_image(image_path, size)
         logits = predict(image)
@@ -908,6 +907,7 @@ def compare_tflite(model, tflite_paths, pairs, *, num_classes=None, ignore_label
             counts[name] += agreement_counts(logits, labels)
             if has_masks:
                 confusion[name] += confusion_matrix(mask, labels, num_classes, ignore_label)
+    # every variant saw the same pixels: take the pixel counts from any of them
     pixels, confident_pixels = (int(v) for v in next(iter(counts.values()))[[1, 3]])
     image = load_image(pairs[0][0], size)
     base_iu = _mean_iu(confusion["keras_float"]) if has_masks else None
