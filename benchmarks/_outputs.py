@@ -10,3 +10,14 @@ def refuse_to_overwrite(output, overwrite):
     for suffix in (".md", ".json"):
         if os.path.exists(output + suffix) and not overwrite:
             sys.exit(f"{output + suffix} exists; pass --overwrite to replace it.")
+
+
+def save_report(output_dir, name, markdown, data):
+    """Writes ``output_dir/name.md`` (the Markdown report) and ``output_dir/name.json``."""
+    import json
+
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, name + ".md"), "w") as f:
+        f.write(markdown + "\n")
+    with open(os.path.join(output_dir, name + ".json"), "w") as f:
+        json.dump(data, f, indent=2)

@@ -13,7 +13,6 @@ Writes benchmarks/results/inference.md and .json.
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -22,6 +21,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+from _outputs import save_report  # noqa: E402
 
 
 def parse_args():
@@ -146,12 +147,9 @@ def main():
         lines += ["", "PyTorch is not installed: no comparison (pip install torch)."]
     report = "\n".join(lines)
     print(report)
-    os.makedirs(args.output_dir, exist_ok=True)
-    with open(os.path.join(args.output_dir, "inference.md"), "w") as f:
-        f.write(report + "\n")
-    with open(os.path.join(args.output_dir, "inference.json"), "w") as f:
-        json.dump({"size": args.size, "threads": args.threads, "repeats": args.repeats,
-                   "median_seconds": medians, "all_seconds": raw}, f, indent=2)
+    save_report(args.output_dir, "inference", report,
+                {"size": args.size, "threads": args.threads, "repeats": args.repeats,
+                 "median_seconds": medians, "all_seconds": raw})
 
 
 if __name__ == "__main__":

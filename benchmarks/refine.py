@@ -14,13 +14,14 @@ Writes benchmarks/results/refine.md and .json.
 """
 
 import argparse
-import json
 import os
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+from _outputs import save_report  # noqa: E402
 
 CONFIGS = (("none", None), ("r2 eps1e-2", (2, 1e-2)), ("r4 eps1e-2", (4, 1e-2)),
            ("r8 eps1e-2", (8, 1e-2)), ("r4 eps1e-3", (4, 1e-3)))
@@ -86,12 +87,9 @@ def main():
                      f"{100 * (r['mean_iu'] - base):+.2f} | {r['seconds_per_image']:.3f} |")
     report = "\n".join(lines)
     print(report)
-    os.makedirs(args.output_dir, exist_ok=True)
-    with open(os.path.join(args.output_dir, "refine.md"), "w") as f:
-        f.write(report + "\n")
-    with open(os.path.join(args.output_dir, "refine.json"), "w") as f:
-        json.dump({"model": args.model, "input_size": args.input_size, "images": len(pairs),
-                   "results": results}, f, indent=2)
+    save_report(args.output_dir, "refine", report,
+                {"model": args.model, "input_size": args.input_size, "images": len(pairs),
+                 "results": results})
 
 
 if __name__ == "__main__":
