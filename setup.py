@@ -12,7 +12,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["keras_fcn", "keras_fcn.*"]),
-    package_data={"keras_fcn": ["resources/*"]},
+    package_data={"keras_fcn": ["datasets/resources/*"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16",

@@ -30,7 +30,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from keras_fcn import train
+from keras_fcn import training as train
 
 flags.DEFINE_string("data_dir", "/work/shared/data/camvid", "CamVid folder.")
 flags.DEFINE_string("out_dir", "/work/runs/camvid", "Run directory (outside the repo).")

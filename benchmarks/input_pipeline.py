@@ -31,7 +31,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from keras_fcn import data, datasets, synthetic
+from keras_fcn import data, datasets
+from keras_fcn.datasets import shapes as synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "benchmarks", "results")

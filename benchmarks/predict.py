@@ -188,7 +188,7 @@ def main():
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     import keras
 
-    import keras_fcn.mobilenet  # noqa: F401  (registers PadToMultiple for load_model)
+    import keras_fcn.models.mobilenet_v2  # noqa: F401  (registers PadToMultiple for load_model)
 
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores",
                "tensorflow": tf.__version__, "threads": args.threads, "frames": args.frames,

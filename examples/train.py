@@ -16,7 +16,7 @@ learning-rate conventions (lr_mean = lr_sum * pixels) and weight decay.
 
 from absl import app
 
-from keras_fcn import train
+from keras_fcn import training as train
 
 # The no-flag command: a narrow VGG16 FCN-8s (random init: no download) on 64x64 shapes.
 train.define_flags(

@@ -32,7 +32,9 @@ from absl import app, flags, logging
 import keras
 
 import keras_fcn
-from keras_fcn import models, multimodal, nyud
+from keras_fcn import models
+from keras_fcn.models import multimodal
+from keras_fcn.datasets import nyud
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "NYUDv2 folder in the FCN layout.")
@@ -88,7 +90,7 @@ def build_model(modality, variant, tiny):
 def compile_model(model, learning_rate):
     """Compiles with keras_fcn.train when it is there (paper's SGD), else plain Keras."""
     try:
-        from keras_fcn import train
+        from keras_fcn import training as train
     except ImportError:
         train = None
     if train is not None:

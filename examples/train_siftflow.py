@@ -22,7 +22,9 @@ from absl import app, flags, logging
 
 import keras
 
-from keras_fcn import metrics, multimodal, siftflow
+from keras_fcn import metrics
+from keras_fcn.models import multimodal
+from keras_fcn.datasets import siftflow
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "SIFT Flow folder (SiftFlowDataset.zip extracted).")
@@ -47,7 +49,7 @@ CLASSES = {"semantic": siftflow.NUM_SEMANTIC, "geometric": siftflow.NUM_GEOMETRI
 def make_optimizer(learning_rate):
     """The paper's SGD from keras_fcn.train when it is there, else plain Keras."""
     try:
-        from keras_fcn import train
+        from keras_fcn import training as train
     except ImportError:
         train = None
     if train is not None:

@@ -20,7 +20,7 @@ use --steps_per_epoch and --epochs to plan, and --resume to continue over days.
 
 from absl import app
 
-from keras_fcn import train
+from keras_fcn import training as train
 
 train.define_flags(
     dataset="sbd", model="staged", weights="imagenet", optimizer="sgd", momentum=0.99,

@@ -8,7 +8,7 @@ Example:
     >>> model = keras_fcn.build_fcn8s(num_classes=21)
 """
 
-__version__ = "0.1.0"
+from keras_fcn._version import __version__  # noqa: F401
 
 from keras_fcn.layers import (  # noqa: F401
     FCN_MEAN_BGR,
@@ -27,7 +27,7 @@ from keras_fcn.models import (  # noqa: F401
     with_preprocessing,
 )
 from keras_fcn.weights import load_weights, read_weights, set_weights_by_name  # noqa: F401
-from keras_fcn.convert import (  # noqa: F401
+from keras_fcn.weights.convert import (  # noqa: F401
     convert_caffemodel,
     convert_torch_state_dict,
     load_npz,
@@ -71,11 +71,12 @@ from keras_fcn.datasets import (  # noqa: F401
     voc_pairs,
     voc_tfds_builder,
 )
-from keras_fcn.synthetic import make_shapes_dataset, shapes_pairs, shapes_tf_dataset  # noqa: F401
+from keras_fcn.datasets.shapes import make_shapes_dataset, shapes_pairs, shapes_tf_dataset  # noqa: F401
 # mobilenet registers its serializable layers, so saved MobileNetV2 FCNs load after import.
-from keras_fcn import hha, mobilenet, nyud, siftflow  # noqa: F401
-from keras_fcn.hha import compute_hha  # noqa: F401
-from keras_fcn.multimodal import (  # noqa: F401
+from keras_fcn.datasets import hha, nyud, siftflow  # noqa: F401
+from keras_fcn.models import mobilenet_v2 as mobilenet  # noqa: F401
+from keras_fcn.datasets.hha import compute_hha  # noqa: F401
+from keras_fcn.models.multimodal import (  # noqa: F401
     build_late_fusion_fcn,
     build_rgbd_fcn,
     build_two_headed_fcn,
@@ -96,7 +97,7 @@ from keras_fcn.inference import (  # noqa: F401
     predict,
     refine_boundaries,
 )
-from keras_fcn.mobilenet import (  # noqa: F401
+from keras_fcn.models.mobilenet_v2 import (  # noqa: F401
     PadToMultiple,
     build_mobilenet_v2_fcn,
     fetch_mobilenet_v2_imagenet_weights,
@@ -111,8 +112,10 @@ from keras_fcn.export import (  # noqa: F401
     raw_rgb_model,
     tflite_ops,
 )
-from keras_fcn import train  # noqa: F401
-from keras_fcn.train import (  # noqa: F401
+from keras_fcn import training  # noqa: F401
+from keras_fcn import training as train  # noqa: F401  (the 0.1.0 module name)
+from keras_fcn.inference import video  # noqa: F401
+from keras_fcn.training import (  # noqa: F401
     CaffeSGD,
     TrainConfig,
     compile_model,

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from keras_fcn import convert
-from keras_fcn.convert import CaffeLayer
+from keras_fcn.weights import convert
+from keras_fcn.weights.convert import CaffeLayer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "convert_weights.py")
@@ -338,7 +338,7 @@ def test_torch_state_dict_prefix_unknown_keys_and_rename():
 def test_convert_module_imports_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
             "import numpy as np\n"
-            "from keras_fcn import convert\n"
+            "from keras_fcn.weights import convert\n"
             "w = convert.convert_torch_state_dict({'fc7.weight': np.zeros((2, 3, 1, 1))})\n"
             "assert w['fc7'][0].shape == (1, 1, 3, 2)\n"
             "try:\n"

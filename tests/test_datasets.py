@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from keras_fcn import data, datasets, synthetic
+from keras_fcn import data, datasets
+from keras_fcn.datasets import shapes as synthetic
 
 
 def _save_palette_png(path, indices):

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_fcn import models, synthetic, train
+from keras_fcn import models
+from keras_fcn.datasets import shapes as synthetic
+from keras_fcn import training as train
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 VAL_START = getattr(synthetic, "_VAL_OFFSET", 1_000_000)

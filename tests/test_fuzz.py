@@ -397,7 +397,8 @@ def test_folder_pairs_on_odd_folders(tmp_path, corpus):
 
 
 def test_nyud_and_siftflow_readers_on_damaged_files(tmp_path, corpus):
-    from keras_fcn import nyud, siftflow
+    from keras_fcn.datasets import nyud
+    from keras_fcn.datasets import siftflow
 
     root = tmp_path / "siftflow"
     ids = siftflow.write_fake_siftflow(str(root), num_train=3, num_test=0, size=16)["trainval"]
@@ -435,7 +436,7 @@ def test_nyud_and_siftflow_readers_on_damaged_files(tmp_path, corpus):
 
 
 def test_caffemodel_reader_on_corrupt_bytes(tmp_path):
-    from keras_fcn import convert
+    from keras_fcn.weights import convert
 
     rng = _rng("caffe")
     arrays = np.random.default_rng(0)
@@ -473,7 +474,7 @@ def test_caffemodel_reader_on_corrupt_bytes(tmp_path):
 
 def test_torch_state_dict_reader_on_corrupt_bytes(tmp_path):
     torch = pytest.importorskip("torch")
-    from keras_fcn import convert
+    from keras_fcn.weights import convert
 
     buffer = io.BytesIO()
     torch.save({"score_fr.weight": torch.zeros(3, 4, 1, 1), "score_fr.bias": torch.zeros(3)},
@@ -515,7 +516,8 @@ def test_read_weights_on_corrupt_files(tmp_path):
     import h5py
     import keras
 
-    from keras_fcn import convert, weights
+    from keras_fcn import weights
+    from keras_fcn.weights import convert
 
     rng = _rng("weights")
     paths = {}

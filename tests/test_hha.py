@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from keras_fcn import hha
+from keras_fcn.datasets import hha
 
 CAMERA_HEIGHT = 1.5  # metres
 TILT_DEG = 20.0  # camera pitched down

@@ -383,7 +383,7 @@ def test_cli_rejects_unknown_class(tmp_path, saved_model):
 @pytest.mark.skipif(not HAS_AV, reason="PyAV not installed (pip install keras_fcn[video])")
 @pytest.mark.parametrize("video_format", ["mp4", "webm"])
 def test_cli_video_round_trip(tmp_path, saved_model, video_format):
-    from keras_fcn import video
+    from keras_fcn.inference import video
 
     tool = _load_tool()
     clip = str(tmp_path / "clip.mp4")
@@ -405,7 +405,7 @@ def test_cli_video_round_trip(tmp_path, saved_model, video_format):
 
 
 def test_video_errors_are_clear(tmp_path):
-    from keras_fcn import video
+    from keras_fcn.inference import video
 
     if not HAS_AV:
         with pytest.raises(ImportError, match=r"keras_fcn\[video\]"):

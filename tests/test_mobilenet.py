@@ -5,7 +5,7 @@ import pytest
 
 import keras
 import keras_fcn
-from keras_fcn import mobilenet
+from keras_fcn.models import mobilenet_v2 as mobilenet
 
 NUM_CLASSES = 3
 

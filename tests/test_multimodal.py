@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_fcn import models
-from keras_fcn import multimodal as mm
+from keras_fcn.models import multimodal as mm
 
 TINY = dict(widths=(4, 4, 4, 4, 4), fc_units=8)
 

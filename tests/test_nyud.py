@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from keras_fcn import nyud
+from keras_fcn.datasets import nyud
 
 
 def test_bundled_split_is_the_papers_795_654_partition():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from keras_fcn import siftflow as sf
+from keras_fcn.datasets import siftflow as sf
 
 
 def test_bundled_test_split():

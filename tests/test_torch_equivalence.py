@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from keras_fcn import convert  # noqa: E402
+from keras_fcn.weights import convert  # noqa: E402
 from keras_fcn.models import build_fcn  # noqa: E402
 from keras_fcn.weights import set_weights_by_name  # noqa: E402
 

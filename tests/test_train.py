@@ -14,7 +14,9 @@ import pytest
 import tensorflow as tf
 
 from two_cpus import run_on_two_cpus
-from keras_fcn import models, synthetic, train
+from keras_fcn import models
+from keras_fcn.datasets import shapes as synthetic
+from keras_fcn import training as train
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 TINY_FLAGS = ["--widths=4,4,8,8,8", "--fc_units=8", "--num_train=16", "--num_val=4", "--shapes_size=32",
@@ -91,7 +93,9 @@ def test_prepare_run_dir_refuses_existing_run(tmp_path):
 # ------------------------------------------------------- distribution ----
 
 _MIRRORED_SCRIPT = textwrap.dedent("""
-    from keras_fcn import models, synthetic, train
+    from keras_fcn import models
+    from keras_fcn.datasets import shapes as synthetic
+    from keras_fcn import training as train
 
     images, masks = synthetic.shapes_arrays(4, size=32, seed=0)
     images, masks = images.astype("float32"), masks.astype("int32")
@@ -321,7 +325,8 @@ _WORKER_SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     import numpy as np
-    from keras_fcn import synthetic, train
+    from keras_fcn.datasets import shapes as synthetic
+    from keras_fcn import training as train
     with strategy.scope():
         model = train.build_model(train.TrainConfig(widths=(4, 4, 8, 8, 8), fc_units=8,
                                                     dropout=0.0), "8s", 4, None)

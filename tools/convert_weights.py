@@ -64,7 +64,7 @@ def read_converted_weights(path, rename=None, strict=True):
     Returns:
       The converted weights.
     """
-    from keras_fcn import convert
+    from keras_fcn.weights import convert
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"input file not found: {path!r}")
@@ -115,7 +115,8 @@ def check_output(path, overwrite):
 
 def _write(model, path):
     """Writes model weights to path in the format its suffix names."""
-    from keras_fcn import convert, weights
+    from keras_fcn import weights
+    from keras_fcn.weights import convert
 
     if path.endswith(".npz"):
         convert.save_npz(weights.read_weights(model), path)

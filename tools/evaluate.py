@@ -35,7 +35,7 @@ FLAGS = flags.FLAGS
 
 def _labels_for(model_path):
     """labels.json of the run the model comes from, or {}."""
-    from keras_fcn import train
+    from keras_fcn import training as train
 
     directory = os.path.dirname(os.path.abspath(model_path))
     root = os.path.splitext(model_path)[0]
@@ -46,7 +46,7 @@ def _labels_for(model_path):
 
 
 def _image_size(flag, labels):
-    from keras_fcn import train
+    from keras_fcn import training as train
 
     if flag == "native":
         return None
@@ -60,7 +60,8 @@ def main(argv):
     del argv
     import keras
 
-    from keras_fcn import data, train
+    from keras_fcn import data
+    from keras_fcn import training as train
 
     labels = _labels_for(FLAGS.model)
     image_size = _image_size(FLAGS.image_size, labels)

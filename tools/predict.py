@@ -180,7 +180,7 @@ def expand_inputs(inputs, output_dir, report):
 
     Inputs that match nothing are recorded in ``report`` as failures.
     """
-    from keras_fcn.video import is_video_file
+    from keras_fcn.inference.video import is_video_file
 
     items, used = [], set()
 
@@ -238,7 +238,7 @@ class Predictor:
         import keras
 
         import keras_fcn  # noqa: F401  (registers the custom layers for loading)
-        import keras_fcn.mobilenet  # noqa: F401  (PadToMultiple; not imported by keras_fcn)
+        import keras_fcn.models.mobilenet_v2  # noqa: F401  (PadToMultiple; not imported by keras_fcn)
         from keras_fcn import inference
 
         self.inf = inference
@@ -401,7 +401,7 @@ def _mask_frame(frame, mask, fmt):
 
 def process_video(predictor, item, report, write, progress):
     """Predicts every frame of a video; writes overlay/mask videos and per-frame PNGs."""
-    from keras_fcn import video
+    from keras_fcn.inference import video
 
     inf, opts = predictor.inf, predictor.opts
     paths = video_outputs(predictor, item)
@@ -476,7 +476,7 @@ class _Progress:
 
 
 def _count_frames(items):
-    from keras_fcn import video
+    from keras_fcn.inference import video
 
     total = 0
     for item in items:

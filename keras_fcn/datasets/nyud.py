@@ -30,7 +30,7 @@ Two sources are supported:
 Example:
 
 ```python
-from keras_fcn import nyud
+from keras_fcn.datasets import nyud
 nyud.convert_labeled_mat("nyu_depth_v2_labeled.mat", "classMapping40.mat", "data/nyud")
 ds = nyud.make_nyud_dataset("data/nyud", "trainval", modality="fusion", shuffle=True, seed=0)
 ```
@@ -42,7 +42,7 @@ import os
 
 import numpy as np
 
-from keras_fcn import hha as hha_lib
+from keras_fcn.datasets import hha as hha_lib
 from keras_fcn._checks import check_choice
 
 log = logging.getLogger("keras_fcn")

@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 
-from keras_fcn import nyud
+from keras_fcn.datasets import nyud
 
 SEMANTIC_CLASSES = (
     "awning", "balcony", "bird", "boat", "bridge", "building", "bus", "car", "cow", "crosswalk",

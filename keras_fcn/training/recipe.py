@@ -1042,7 +1042,8 @@ def load_split(config, split):
     Example:
         >>> decoded, info, count = load_split(TrainConfig(dataset="shapes"), "train")
     """
-    from keras_fcn import datasets, synthetic
+    from keras_fcn import datasets
+    from keras_fcn.datasets import shapes as synthetic
 
     name = config.dataset
     if name == "shapes" and not config.data_dir:

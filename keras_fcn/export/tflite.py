@@ -110,7 +110,7 @@ def raw_rgb_model(model):
     if _has_layer(model, "preprocess"):
         return model
     if _has_layer(model, MOBILENET_V2_LAYER):
-        from keras_fcn.mobilenet import mobilenet_v2_preprocessing
+        from keras_fcn.models.mobilenet_v2 import mobilenet_v2_preprocessing
 
         inputs = keras.Input(model.inputs[0].shape[1:], name="image")
         outputs = model(mobilenet_v2_preprocessing()(inputs))

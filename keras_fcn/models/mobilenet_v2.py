@@ -42,7 +42,7 @@ from keras import layers, ops
 
 from keras_fcn import weights as weights_lib
 from keras_fcn.layers import CropToReference
-from keras_fcn.models import _conv, _upsample
+from keras_fcn.models.vgg16 import _conv, _upsample
 
 MOBILENET_V2_WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 MOBILENET_V2_WEIGHTS_URL = (

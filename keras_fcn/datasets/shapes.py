@@ -7,7 +7,8 @@ textured background (class 0). As in PASCAL VOC, a thin band along every shape b
 Use it on disk (PNG pairs and list files, read by the same readers as real data):
 
 ```python
-from keras_fcn import data, synthetic
+from keras_fcn import data
+from keras_fcn.datasets import shapes as synthetic
 
 info = synthetic.make_shapes_dataset("/tmp/shapes", num_train=200, num_val=50, size=64)
 pairs, info = synthetic.shapes_pairs("/tmp/shapes", "train")

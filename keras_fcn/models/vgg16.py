@@ -164,7 +164,7 @@ def build_fcn(
             f"Received: input_shape={input_shape!r}"
         )
     if backbone == "mobilenet_v2":
-        from keras_fcn import mobilenet
+        from keras_fcn.models import mobilenet_v2 as mobilenet
 
         return mobilenet.build_mobilenet_v2_fcn(
             variant, num_classes, shape, weights, dropout, trainable_upsampling,

@@ -76,7 +76,7 @@ def _softmax_fn(model):
 
 
 def _is_mobilenet_v2(model):
-    from keras_fcn.mobilenet import PadToMultiple
+    from keras_fcn.models.mobilenet_v2 import PadToMultiple
 
     return any(isinstance(layer, PadToMultiple) for layer in model.layers)
 

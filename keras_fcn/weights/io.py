@@ -96,7 +96,7 @@ def read_weights(source):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Weights file not found: {path!r}")
     if path.endswith(".npz"):
-        from keras_fcn.convert import load_npz
+        from keras_fcn.weights.convert import load_npz
 
         return load_npz(path)
     if path.endswith(".keras"):

@@ -1,0 +1,5 @@
+"""TEMPORARY during the move to wings: re-exports every name of the old flat module."""
+
+from keras_fcn.training import recipe as _m
+
+globals().update({k: v for k, v in vars(_m).items() if not k.startswith("__")})

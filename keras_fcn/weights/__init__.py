@@ -1,0 +1,6 @@
+"""TEMPORARY during the move to wings: re-exports every name of the old flat module."""
+
+from keras_fcn.weights import io as _m
+
+globals().update({k: v for k, v in vars(_m).items() if not k.startswith("__")})
+from keras_fcn.weights import convert  # noqa: E402,F401

@@ -1,0 +1,33 @@
+"""Tiny models for the tests: the paper's architecture at a few channels, so a forward pass
+takes milliseconds. Import from here instead of repeating widths in each test module."""
+
+import numpy as np
+
+from keras_fcn.models import build_fcn
+
+TINY_WIDTHS = (4, 4, 8, 8, 8)  # conv1 .. conv5 channels (VGG16: 64, 128, 256, 512, 512)
+TINY_FC = 8  # fc6/fc7 channels (VGG16: 4096)
+SCORE_LAYERS = ("score_fr", "score_pool4", "score_pool3")
+
+
+def randomize_scores(model, seed=0, scale=0.3):
+    """Score layers start at zero (as in the paper); random ones make the outputs vary.
+
+    Returns:
+        ``model``, changed in place.
+    """
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.name in SCORE_LAYERS or (layer.name.startswith("score_")
+                                          and layer.get_weights()):
+            layer.set_weights([rng.normal(0, scale, w.shape).astype("float32")
+                               for w in layer.get_weights()])
+    return model
+
+
+def tiny_fcn(variant="8s", num_classes=3, *, seed=0, scale=0.3, widths=TINY_WIDTHS,
+             fc_units=TINY_FC, dropout=0.0, **kwargs):
+    """A tiny VGG16-style FCN with random (non-zero) score layers."""
+    model = build_fcn(variant, num_classes=num_classes, weights=None, widths=widths,
+                      fc_units=fc_units, dropout=dropout, **kwargs)
+    return randomize_scores(model, seed, scale)
