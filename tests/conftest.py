@@ -31,3 +31,23 @@ def camvid_dir():
     if not os.path.isfile(os.path.join(path, "train.txt")):
         pytest.skip(f"CamVid not found at {path} (set KERAS_FCN_CAMVID)")
     return path
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Prints the fuzz cases tried per target after the run (when tests/test_fuzz.py ran), and
+    saves them as JSON to $KERAS_FCN_FUZZ_COUNTS if set."""
+    import json
+    import sys
+
+    fuzz_cases = sys.modules.get("fuzz_cases")
+    counts = getattr(fuzz_cases, "COUNTS", None)
+    if not counts:
+        return
+    total = sum(counts.values())
+    terminalreporter.section(f"fuzz cases tried (seed {fuzz_cases.SEED}): {total}")
+    for target, count in sorted(counts.items()):
+        terminalreporter.write_line(f"  {count:5d}  {target}")
+    if os.environ.get("KERAS_FCN_FUZZ_COUNTS"):
+        with open(os.environ["KERAS_FCN_FUZZ_COUNTS"], "w", encoding="utf-8") as f:
+            json.dump(dict(sorted(counts.items()), total=total, seed=fuzz_cases.SEED), f,
+                      indent=2)

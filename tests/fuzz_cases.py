@@ -8,6 +8,7 @@ worker, not the test run, and the last "START <case>" line it printed names the 
     python tests/fuzz_cases.py <spec.json>    # prints one JSON result line per case
 """
 
+import collections
 import io
 import json
 import os
@@ -19,6 +20,9 @@ import zlib
 import contextlib
 
 import numpy as np
+
+SEED = 8  # the seed of every fuzz test (tests/test_fuzz.py)
+COUNTS = collections.Counter()  # cases tried per target, filled by tests/test_fuzz.py
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -7,6 +7,7 @@ decoding, the LiteRT interpreter) run in a subprocess (tests/fuzz_cases.py). Kno
 modules owned elsewhere are strict xfails; docs/reliability.md lists them.
 
     python -m pytest tests/test_fuzz.py -q        # the case counts are printed at the end
+    KERAS_FCN_FUZZ_COUNTS=counts.json python -m pytest tests/test_fuzz.py   # and saved as JSON
 """
 
 import collections
@@ -25,12 +26,12 @@ from PIL import Image
 
 import fuzz_cases as fc
 
-SEED = 8
+SEED = fc.SEED
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.dirname(os.path.abspath(__file__))
 H, W = 16, 20  # size of every generated image and mask
 NUM_CLASSES = 3
-COUNTS = collections.Counter()  # cases tried per target, printed by the last test
+COUNTS = fc.COUNTS  # cases tried per target, printed by conftest's terminal summary
 CASE_SECONDS = 20  # per-case limit of the in-process cases (SIGALRM)
 WORKER_SECONDS = 240  # limit of the native-decoder subprocess
 CLEAR_ERRORS = (ValueError, OSError)
@@ -867,22 +868,3 @@ def test_tflite_ops_on_corrupt_models_raise_value_errors(worker_results):
            if case.startswith("tflite_ops:") and r["outcome"] == "error"
            and not ("ValueError" in r["mro"] and r["path"] in r["message"])}
     assert not bad, bad
-
-
-# --------------------------------------------------------------------------------------------
-# Summary (runs last: pytest keeps the file order)
-# --------------------------------------------------------------------------------------------
-
-
-def test_zz_print_case_counts(capsys):
-    """Prints the cases tried per target, also without -s; KERAS_FCN_FUZZ_COUNTS=path saves
-    them as JSON."""
-    total = sum(COUNTS.values())
-    lines = [f"fuzz cases tried (seed {SEED}): {total}"]
-    lines += [f"  {count:5d}  {target}" for target, count in sorted(COUNTS.items())]
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))
-    if os.environ.get("KERAS_FCN_FUZZ_COUNTS"):
-        with open(os.environ["KERAS_FCN_FUZZ_COUNTS"], "w", encoding="utf-8") as f:
-            json.dump(dict(sorted(COUNTS.items()), total=total, seed=SEED), f, indent=2)
-    assert total > 0
