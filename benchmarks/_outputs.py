@@ -13,11 +13,10 @@ def refuse_to_overwrite(output, overwrite):
 
 
 def save_report(output_dir, name, markdown, data):
-    """Writes ``output_dir/name.md`` (the Markdown report) and ``output_dir/name.json``."""
-    import json
+    """Writes ``output_dir/name.md`` (the Markdown report) and ``output_dir/name.json``,
+    atomically (:mod:`keras_fcn.io`)."""
+    from keras_fcn import io
 
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, name + ".md"), "w") as f:
-        f.write(markdown + "\n")
-    with open(os.path.join(output_dir, name + ".json"), "w") as f:
-        json.dump(data, f, indent=2)
+    base = os.path.join(output_dir, name)
+    io.write_bytes(base + ".md", markdown.rstrip("\n") + "\n")
+    io.write_json(base + ".json", data)

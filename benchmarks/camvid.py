@@ -1,4 +1,4 @@
-"""CamVid benchmark: FCN-32s, FCN-16s and FCN-8s trained in stages under a fixed time budget.
+r"""CamVid benchmark: FCN-32s, FCN-16s and FCN-8s trained in stages under a fixed time budget.
 
 The paper's staged recipe: FCN-32s is trained first, FCN-16s starts from it, FCN-8s from the
 FCN-16s (new skip score layers start at zero). Every stage gets a wall-clock budget; the table
@@ -14,28 +14,27 @@ Budget decisions (2 shared CPU cores, no GPU, no download):
   (CamVid is dominated by road/building/sky; mean IU weights all 11 classes equally).
 
 Usage:
-    nohup python benchmarks/camvid.py --data_dir=/work/shared/data/camvid \
-        --out_dir=/work/runs/camvid > /work/runs/camvid.log 2>&1 &
+    nohup python benchmarks/camvid.py --data_dir=../shared/data/camvid \
+        --out_dir=../runs/camvid > ../runs/camvid.log 2>&1 &
 
 Writes benchmarks/results/camvid.md, camvid.json and camvid.png, and keeps the trained models
 in --out_dir (`fcn8s/model.keras` is the one for the export and predict benchmarks).
 """
 
 import dataclasses
-import json
 import os
-import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from keras_fcn import io
 from keras_fcn import training as train
 
-flags.DEFINE_string("data_dir", "/work/shared/data/camvid", "CamVid folder.")
-flags.DEFINE_string("out_dir", "/work/runs/camvid", "Run directory (outside the repo).")
-flags.DEFINE_string("results_dir", os.path.join(os.path.dirname(__file__), "results"),
-                    "Where camvid.md/.json/.png go.")
+flags.DEFINE_string("data_dir", "../shared/data/camvid", "CamVid folder.")
+flags.DEFINE_string("out_dir", "../runs/camvid", "Run directory (outside the repo).")
+flags.DEFINE_string("results_dir", "", "Where camvid.md/.json/.png go (empty: "
+                    "benchmarks/results).")
 flags.DEFINE_string("image_size", "180,240", "Training/inference resolution.")
 flags.DEFINE_string("widths", "16,32,64,128,128", "VGG16 block widths.")
 flags.DEFINE_integer("fc_units", 256, "fc6/fc7 width.")
@@ -50,7 +49,7 @@ flags.DEFINE_bool("resume", False, "Resume a killed benchmark (stages already do
 flags.DEFINE_integer("max_epochs", 200, "Epoch cap per stage (the time budget stops first).")
 FLAGS = flags.FLAGS
 
-STAGES = ("32s", "16s", "8s")
+STAGES = train.STAGES
 PAPER_CAMVID_NOTE = ("Not comparable with published CamVid figures, which start from "
                      "ImageNet-pretrained trunks and train for hours on GPUs at full "
                      "resolution; these runs start from random weights with minutes of shared "
@@ -62,46 +61,37 @@ def _config():
         dataset="camvid", data_dir=FLAGS.data_dir, model="staged", weights="none",
         widths=tuple(int(w) for w in FLAGS.widths.split(",")), fc_units=FLAGS.fc_units,
         dropout=0.2, epochs=FLAGS.max_epochs, batch_size=FLAGS.batch_size, val_batch_size=4,
-        image_size=train._parse_size(FLAGS.image_size, "image_size"),
-        crop_size=train._parse_size(FLAGS.image_size, "image_size"), scale_range=(0.8, 1.25),
+        image_size=train.parse_size(FLAGS.image_size, "image_size"),
+        crop_size=train.parse_size(FLAGS.image_size, "image_size"), scale_range=(0.8, 1.25),
         flip=True, learning_rate=FLAGS.learning_rate,
-        stage_lr_factors=train._parse_floats(FLAGS.stage_lr_factors, "stage_lr_factors"),
+        stage_lr_factors=train.parse_floats(FLAGS.stage_lr_factors, "stage_lr_factors"),
         optimizer="adam", weight_decay=1e-4, loss_reduction="mean",
         class_weights=FLAGS.class_weights, output_dir=FLAGS.out_dir, resume=FLAGS.resume,
         seed=0, cache=True)
 
 
 def train_stages(config):
-    """Trains the three stages with their own budgets; returns {stage: report}."""
+    """Trains the three stages with their own budgets; returns ({stage: report}, info,
+    class weights)."""
     run_dir = train.prepare_run_dir(config.output_dir, resume=config.resume)
-    train_decoded, info, _ = train.load_split(config, "train")
-    val_decoded, _, _ = train.load_split(config, "val")
+    train_decoded, info, _ = train.load_data(config, "train")
+    val_decoded, _, _ = train.load_data(config, "val")
     class_weights = train.resolve_class_weights(config, info, train_decoded, run_dir)
     pixels = train.pixels_per_image(config, train_decoded)
     data = (*train.make_pipelines(config, train_decoded, val_decoded, info), info)
-    strategy = train.make_strategy("default")
-    rates = train.stage_learning_rates(config, pixels, STAGES)
     budgets = {"32s": FLAGS.minutes_32s, "16s": FLAGS.minutes_16s, "8s": FLAGS.minutes_8s}
-    reports, weights = {}, None
-    for stage, rate in zip(STAGES, rates):
-        stage_dir = os.path.join(run_dir, f"fcn{stage}")
-        done = train._completed_stage(stage_dir)
-        if done is not None:
-            print(f"FCN-{stage}: done before, reusing {stage_dir}", flush=True)
-            reports[stage] = done
-            weights = os.path.join(stage_dir, "model.keras")
-            continue
-        stage_config = dataclasses.replace(config, max_minutes_per_stage=budgets[stage])
-        model, report = train.train_one(
-            stage_config, stage, run_dir=stage_dir, data=data, strategy=strategy,
-            weights=weights, learning_rate=rate, class_weights=class_weights, pixels=pixels)
+    stage_configs = {stage: dataclasses.replace(config, max_minutes_per_stage=minutes)
+                     for stage, minutes in budgets.items()}
+    _, reports = train.train_staged(config, run_dir=run_dir, data=data,
+                                    strategy=train.make_strategy("default"),
+                                    class_weights=class_weights, pixels=pixels, stages=STAGES,
+                                    stage_configs=stage_configs)
+    for stage, report in reports.items():
         report["budget_minutes"] = budgets[stage]
-        reports[stage] = report
         if report["status"] != "completed":
             raise RuntimeError(f"FCN-{stage} stopped: {report['status']} {report['nan_step']}")
         print(f"FCN-{stage} val (full-resolution labels):\n"
               + train.format_results(report["final_val"], info.class_names), flush=True)
-        weights = model
     return reports, info, class_weights
 
 
@@ -191,8 +181,7 @@ def write_results(reports, info, class_weights, config, results_dir):
                         "fc_units": config.fc_units, "optimizer": config.optimizer,
                         "class_weights": class_weights, "batch_size": config.batch_size,
                         "model_dir": config.output_dir, "ordering_holds": holds}
-    with open(os.path.join(results_dir, "camvid.json"), "w", encoding="utf-8") as f:
-        json.dump(train._jsonable(summary), f, indent=1)
+    io.write_json(os.path.join(results_dir, "camvid.json"), summary)
     _plot(reports, os.path.join(results_dir, "camvid.png"))
 
 
@@ -231,11 +220,12 @@ def main(argv):
     config = _config()
     started = time.time()
     reports, info, class_weights = train_stages(config)
-    write_results(reports, info, class_weights, config, FLAGS.results_dir)
-    print(open(os.path.join(FLAGS.results_dir, "camvid.md"), encoding="utf-8").read())
+    results_dir = FLAGS.results_dir or os.path.join(os.path.dirname(__file__), "results")
+    write_results(reports, info, class_weights, config, results_dir)
+    print(open(os.path.join(results_dir, "camvid.md"), encoding="utf-8").read())
     print(f"Total {(time.time() - started) / 60:.1f} min. FCN-8s model: "
           f"{os.path.join(config.output_dir, 'fcn8s', 'model.keras')}", flush=True)
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    train.run_main(main)

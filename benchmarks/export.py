@@ -21,10 +21,12 @@ import time
 
 from absl import app, flags
 
-from _outputs import refuse_to_overwrite
+from _outputs import refuse_to_overwrite, save_report
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("camvid", "/work/shared/data/camvid", "CamVid folder (val.txt, train.txt).")
+flags.DEFINE_string("camvid", os.environ.get("KERAS_FCN_CAMVID", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "camvid")),
+    "CamVid folder (val.txt, train.txt).")
 flags.DEFINE_string("vgg_model", None, "Trained VGG16 FCN-8s .keras (else random weights).")
 flags.DEFINE_string("mobilenet_model", None, "Trained MobileNetV2 FCN-8s .keras (else random).")
 flags.DEFINE_list("backbones", ["vgg16", "mobilenet_v2"], "Backbones to benchmark.")
@@ -153,9 +155,8 @@ def write_report(results, size, num_images):
                                              notes).replace("# ", "## ", 1))
     markdown = "\n".join(parts)
     print(markdown)
-    export.write_atomic(FLAGS.output + ".md", markdown, FLAGS.overwrite)
-    export.write_json(FLAGS.output + ".json", {"setup": setup, "results": results},
-                      FLAGS.overwrite)
+    save_report(os.path.dirname(FLAGS.output), os.path.basename(FLAGS.output), markdown,
+                {"setup": setup, "results": results})
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import tensorflow as tf
 from PIL import Image
 
 from keras_fcn import data, datasets
+from keras_fcn.labels import voc_palette
 from keras_fcn.datasets import shapes as synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -143,7 +144,7 @@ def write_fake_voc(root, count, size=(375, 500)):
     voc = os.path.join(root, "VOCdevkit", "VOC2012")
     for sub in ("JPEGImages", "SegmentationClass", os.path.join("ImageSets", "Segmentation")):
         os.makedirs(os.path.join(voc, sub), exist_ok=True)
-    flat_palette = [c for colour in datasets.voc_palette() for c in colour]
+    flat_palette = [c for colour in voc_palette() for c in colour]
     ids = [f"2012_{i:06d}" for i in range(count)]
     for i, image_id in enumerate(ids):
         image, mask = synthetic.shapes_example(i, size=size[1], seed=1)

@@ -13,7 +13,7 @@
 3. Time of the guided-filter boundary refinement (``refine_boundaries``) per flicker frame.
 
 Usage:
-    python benchmarks/predict.py [--camvid /work/shared/data/camvid] [--model camvid.keras]
+    python benchmarks/predict.py [--camvid ../shared/data/camvid] [--model camvid.keras]
         [--flicker_size 240x180] [--frames 5] [--sequence 12]
 
 Writes benchmarks/results/predict.md and predict.json.
@@ -24,7 +24,7 @@ import json
 import os
 import platform
 import statistics
-import time
+import timeit
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -82,11 +82,7 @@ def time_predict(model, frame, repeats):
     from keras_fcn import inference
 
     inference.predict(model, frame)  # trace and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        inference.predict(model, frame)
-        times.append(time.perf_counter() - start)
+    times = timeit.repeat(lambda: inference.predict(model, frame), number=1, repeat=repeats)
     median = statistics.median(times)
     return {"median_s": median, "fps": 1.0 / median, "times_s": times}
 
@@ -133,12 +129,9 @@ def flicker_study(model, frames, labels, alphas):
 def time_refinement(frame, probs, repeats=3):
     from keras_fcn import inference
 
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        inference.refine_boundaries(frame, probs, radius=4, eps=1e-2)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(timeit.repeat(
+        lambda: inference.refine_boundaries(frame, probs, radius=4, eps=1e-2),
+        number=1, repeat=repeats))
 
 
 def write_markdown(path, results):

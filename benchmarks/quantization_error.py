@@ -32,7 +32,7 @@ CamVid folder has no val.txt.
 
 Example:
     python benchmarks/quantization_error.py \\
-        --models=/work/runs/camvid/fcn8s/model.keras,/work/runs/camvid_mnv2/best.keras \\
+        --models=runs/camvid/fcn8s/model.keras,runs/camvid_mnv2/best.keras \\
         --overwrite
 """
 
@@ -46,12 +46,14 @@ import time
 
 from absl import app, flags
 
-from _outputs import refuse_to_overwrite
+from _outputs import refuse_to_overwrite, save_report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A trained FCN .keras file.")
 flags.DEFINE_list("models", [], "Trained FCN .keras files (comma list; added to --model).")
-flags.DEFINE_string("camvid", "/work/shared/data/camvid", "CamVid folder (val.txt, train.txt).")
+flags.DEFINE_string("camvid", os.environ.get("KERAS_FCN_CAMVID", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "camvid")),
+    "CamVid folder (val.txt, train.txt).")
 flags.DEFINE_string("input_size", "180x240", "HxW of the converted models.")
 flags.DEFINE_integer("num_images", 20, "CamVid val images for the agreements.")
 flags.DEFINE_integer("num_calibration", 32, "CamVid train images for int8 calibration.")
@@ -289,7 +291,6 @@ def measure_model(path, size, val_images, calibration_list, workdir):
     from keras_fcn import export
 
     model = export.load_model(path)
-    net = export.raw_rgb_model(model)
     evaluator = Evaluator(model, val_images)
     result = {"model": path, "name": model.name, "params": int(model.count_params())}
 
@@ -317,10 +318,7 @@ def measure_model(path, size, val_images, calibration_list, workdir):
 
     # 5: int16 activations, int8 weights (float input/output).
     with tempfile.TemporaryDirectory(prefix="qerr_", dir=workdir) as saved_model_dir:
-        fn = export._tflite_fn(net, "int8", False, export.label_dtype(
-            export.num_classes_of(net)))
-        spec = tf.TensorSpec([1, *size, 3], tf.float32, name="images")
-        export._archive(fn, [spec], net).write_out(saved_model_dir, verbose=False)
+        export.save_tflite_graph(model, saved_model_dir, input_size=size, quantization="int8")
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
@@ -470,8 +468,6 @@ def what_this_means(result):
 
 
 def write_report(results, size, num_images):
-    from keras_fcn import export
-
     setup = (f"input {size[0]}x{size[1]} (CamVid images resized bilinearly), {num_images} "
              f"CamVid val images (agreement = % of pixels whose argmax equals the float Keras "
              f"model's), int8 calibrated on {FLAGS.num_calibration} CamVid train images, "
@@ -496,9 +492,8 @@ def write_report(results, size, num_images):
                   what_this_means(result), ""]
     markdown = "\n".join(parts)
     print(markdown)
-    export.write_atomic(FLAGS.output + ".md", markdown, FLAGS.overwrite)
-    export.write_json(FLAGS.output + ".json", {"setup": setup, "results": results},
-                      FLAGS.overwrite)
+    save_report(os.path.dirname(FLAGS.output), os.path.basename(FLAGS.output), markdown,
+                {"setup": setup, "results": results})
 
 
 def main(argv):

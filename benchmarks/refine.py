@@ -7,7 +7,7 @@ Every configuration is scored on the same probabilities, so the differences are 
 refinement's alone.
 
 Usage:
-    python benchmarks/refine.py --model /work/runs/camvid/fcn8s/model.keras \
+    python benchmarks/refine.py --model runs/camvid/fcn8s/model.keras \
         [--camvid ../shared/data/camvid] [--input_size 180x240]
 
 Writes benchmarks/results/refine.md and .json.
@@ -48,6 +48,7 @@ def main():
     from PIL import Image
 
     import keras_fcn
+    from keras_fcn.inference.forward import forward_batches
     from keras_fcn.metrics import confusion_matrix, segmentation_metrics
 
     pairs, info = keras_fcn.camvid_pairs(args.camvid, "val")
@@ -60,9 +61,8 @@ def main():
     for image_path, mask_path in pairs:
         image = np.asarray(Image.open(image_path).convert("RGB"))
         mask = np.asarray(Image.open(mask_path))
-        small = tf.image.resize(image[None].astype("float32"), (height, width))
-        logits = model(small, training=False)
-        probs = tf.image.resize(tf.nn.softmax(logits), mask.shape[:2])[0].numpy()
+        small = tf.image.resize(image[None].astype("float32"), (height, width)).numpy()
+        probs = tf.image.resize(forward_batches(model, small), mask.shape[:2])[0].numpy()
         for name, setting in CONFIGS:
             start = time.perf_counter()
             refined = probs if setting is None else keras_fcn.refine_boundaries(

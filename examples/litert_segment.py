@@ -51,8 +51,9 @@ def to_input(image, spec):
     return pixels.astype(dtype)[None]
 
 
-def class_ids(output, spec, kind):
-    if kind == "labels":
+def class_ids(output, kind):
+    """Class ids ``(H, W)`` of the batch-1 output: a label map, or the argmax of logits."""
+    if kind == "class_ids":
         return output[0].astype(np.int64)
     return output[0].argmax(-1)  # dequantization keeps the argmax (positive scale)
 
@@ -68,7 +69,7 @@ def main(argv):
                                          interpreter.get_output_details())
     interpreter.set_tensor(input_detail["index"], to_input(Image.open(image_path), meta["input"]))
     interpreter.invoke()
-    ids = class_ids(interpreter.get_tensor(output_detail["index"]), meta["output"],
+    ids = class_ids(interpreter.get_tensor(output_detail["index"]),
                     meta.get("output_kind", "logits"))
     names, palette = meta["class_names"], np.asarray(meta["palette"], np.uint8)
     for class_id, count in zip(*np.unique(ids, return_counts=True)):
@@ -79,4 +80,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    try:
+        sys.exit(main(sys.argv))
+    except (OSError, ValueError) as error:  # a missing file or sidecar, an unreadable image
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,4 +1,4 @@
-"""Trains an FCN: the general recipe (all data sets, all variants, one flag set).
+r"""Trains an FCN: the general recipe (all data sets, all variants, one flag set).
 
 With no flags it trains a small FCN-8s on the procedural "shapes" data set, offline, in a few
 minutes on a CPU, then prints the validation table:
@@ -10,11 +10,9 @@ CamVid at reduced resolution, staged 32s -> 16s -> 8s:
     python examples/train.py --dataset=camvid --data_dir=/data/camvid --model=staged \
         --image_size=180,240 --optimizer=adam --class_weights=median --output_dir=runs/camvid
 
-Resume a killed run with the same command plus --resume. See keras_fcn/train.py for the
-learning-rate conventions (lr_mean = lr_sum * pixels) and weight decay.
+Resume a killed run with the same command plus --resume. See keras_fcn/training/optimizers.py for
+the learning-rate conventions (lr_mean = lr_sum * pixels) and weight decay.
 """
-
-from absl import app
 
 from keras_fcn import training as train
 
@@ -31,4 +29,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    train.run_main(main)

@@ -1,4 +1,4 @@
-"""The paper's recipe on PASCAL VOC: SBD train (8,498 images), seg11valid validation (736).
+r"""The paper's recipe on PASCAL VOC: SBD train (8,498 images), seg11valid validation (736).
 
 Defaults follow Long et al. (CVPR 2015) and the reference Caffe solvers: staged FCN-32s ->
 FCN-16s -> FCN-8s (each stage initialized from the previous one), VGG16 ImageNet trunk, batch 1
@@ -7,18 +7,17 @@ learning rate, dropout 0.5, fixed learning rates 1e-10 / 1e-12 / 1e-13 for the *
 
 The default loss here is the summed one, so those rates apply as published. With
 `--loss_reduction=mean` the rates are multiplied by the pixels per image automatically
-(lr_mean = lr_sum * pixels, see keras_fcn/train.py), e.g. 1e-10 -> ~1.9e-5 for 500x375.
+(lr_mean = lr_sum * pixels, see keras_fcn/training/optimizers.py), e.g. 1e-10 -> ~1.9e-5
+for 500x375.
 
     python examples/train_voc.py --data_dir=~/data/benchmark_RELEASE \
         --val_data_dir=~/data/VOCdevkit --output_dir=runs/voc_staged
     python examples/train_voc.py ... --model=fcn8s_at_once    # one stage, lr 1e-10
 
-Same flags as examples/train.py (shared through keras_fcn.train); only the defaults differ.
+Same flags as examples/train.py (shared through keras_fcn.training); only the defaults differ.
 The reference trains each stage for ~100k-300k iterations (tens of epochs of SBD); on a CPU
 use --steps_per_epoch and --epochs to plan, and --resume to continue over days.
 """
-
-from absl import app
 
 from keras_fcn import training as train
 
@@ -35,4 +34,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    train.run_main(main)

@@ -3,13 +3,15 @@
 Reference: Long, Shelhamer, Darrell, "Fully Convolutional Networks for Semantic
 Segmentation", CVPR 2015.
 
+This module only re-exports the public API; docs/architecture.md says which wing owns what.
+
 Example:
     >>> import keras_fcn
     >>> model = keras_fcn.build_fcn8s(num_classes=21)
 """
 
 from keras_fcn._version import __version__  # noqa: F401
-
+from keras_fcn.labels import IGNORE_LABEL, VOC_CLASSES, ModelLabels, voc_palette  # noqa: F401
 from keras_fcn.layers import (  # noqa: F401
     FCN_MEAN_BGR,
     BilinearUpsampling,
@@ -20,19 +22,30 @@ from keras_fcn.layers import (  # noqa: F401
     preprocess_input,
 )
 from keras_fcn.models import (  # noqa: F401
+    PadToMultiple,
+    backbone_of,
     build_fcn,
     build_fcn8s,
     build_fcn16s,
     build_fcn32s,
+    build_late_fusion_fcn,
+    build_mobilenet_v2_fcn,
+    build_rgbd_fcn,
+    build_two_headed_fcn,
+    normalization_of,
+    raw_rgb_model,
     with_preprocessing,
 )
-from keras_fcn.weights import load_weights, read_weights, set_weights_by_name  # noqa: F401
-from keras_fcn.weights.convert import (  # noqa: F401
+from keras_fcn.weights import (  # noqa: F401
     convert_caffemodel,
     convert_torch_state_dict,
+    fetch_mobilenet_v2_imagenet_weights,
     load_npz,
+    load_weights,
     read_caffemodel,
+    read_weights,
     save_npz,
+    set_weights_by_name,
 )
 from keras_fcn.losses import (  # noqa: F401
     SparseCategoricalCrossentropyIgnore,
@@ -50,7 +63,6 @@ from keras_fcn.metrics import (  # noqa: F401
     segmentation_metrics,
 )
 from keras_fcn.data import (  # noqa: F401
-    IGNORE_LABEL,
     MEAN_RGB,
     ValidationReport,
     make_dataset,
@@ -62,26 +74,24 @@ from keras_fcn.datasets import (  # noqa: F401
     CAMVID_INFO,
     VOC_INFO,
     DatasetInfo,
+    camvid_drive,
     camvid_pairs,
     folder_pairs,
     from_tfds,
+    group_folds,
     list_file_pairs,
+    load_split,
     sbd_pairs,
     seg11valid_pairs,
+    split_by_group,
     voc_pairs,
     voc_tfds_builder,
 )
-from keras_fcn.datasets.shapes import make_shapes_dataset, shapes_pairs, shapes_tf_dataset  # noqa: F401
-# mobilenet registers its serializable layers, so saved MobileNetV2 FCNs load after import.
-from keras_fcn.datasets import hha, nyud, siftflow  # noqa: F401
-from keras_fcn.models import mobilenet_v2 as mobilenet  # noqa: F401
 from keras_fcn.datasets.hha import compute_hha  # noqa: F401
-from keras_fcn.models.multimodal import (  # noqa: F401
-    build_late_fusion_fcn,
-    build_rgbd_fcn,
-    build_two_headed_fcn,
-    compile_two_headed,
-    evaluate_segmentation,
+from keras_fcn.datasets.shapes import (  # noqa: F401
+    make_shapes_dataset,
+    shapes_pairs,
+    shapes_tf_dataset,
 )
 from keras_fcn.inference import (  # noqa: F401
     TemporalSmoother,
@@ -97,11 +107,6 @@ from keras_fcn.inference import (  # noqa: F401
     predict,
     refine_boundaries,
 )
-from keras_fcn.models.mobilenet_v2 import (  # noqa: F401
-    PadToMultiple,
-    build_mobilenet_v2_fcn,
-    fetch_mobilenet_v2_imagenet_weights,
-)
 from keras_fcn.export import (  # noqa: F401
     TFLiteRunner,
     check_tflite_ops,
@@ -109,20 +114,24 @@ from keras_fcn.export import (  # noqa: F401
     convert_to_tflite,
     export_saved_model,
     export_tflite,
-    raw_rgb_model,
     tflite_ops,
 )
-from keras_fcn import training  # noqa: F401
-from keras_fcn import training as train  # noqa: F401  (the 0.1.0 module name)
-from keras_fcn.inference import video  # noqa: F401
 from keras_fcn.training import (  # noqa: F401
     CaffeSGD,
     TrainConfig,
     compile_model,
+    compile_two_headed,
     equivalent_learning_rate,
     evaluate_model,
+    evaluate_segmentation,
     fit,
     make_optimizer,
     make_strategy,
     train_staged,
 )
+
+# Modules of keras_fcn 0.1.0 that users reached as attributes of the package.
+from keras_fcn import training as train  # noqa: F401,E402
+from keras_fcn.datasets import hha, nyud, siftflow  # noqa: F401,E402
+from keras_fcn.inference import video  # noqa: F401,E402
+from keras_fcn.models import mobilenet_v2 as mobilenet  # noqa: F401,E402

@@ -24,3 +24,13 @@ def check_choice(name, value, allowed):
     if value not in allowed:
         raise ValueError(f"`{name}` must be one of {tuple(allowed)}. Received: {name}={value!r}")
     return value
+
+
+def check_class_ids(values, num_classes, ignore_label, what="label"):
+    """Raises ``ValueError`` naming the first value of ``values`` (an integer numpy array,
+    void already removed) outside ``[0, num_classes)``."""
+    bad = (values < 0) | (values >= num_classes)
+    if np.any(bad):
+        raise ValueError(
+            f"Every {what} must be in [0, {num_classes}) (void: ignore_label={ignore_label}). "
+            f"Received a {what} value: {int(values[bad][0])}")

@@ -74,8 +74,9 @@ def atomic_write(path, write_fn, overwrite=True):
     check_writable(path, overwrite)
     folder = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=os.path.splitext(base)[1] or ".tmp",
-                               dir=folder)
+    # All the suffixes ("x.weights.h5" -> ".weights.h5"): writers pick the format from them.
+    suffix = base[base.index(".", 1):] if "." in base[1:] else ".tmp"
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=suffix, dir=folder)
     os.close(fd)
     try:
         write_fn(tmp)

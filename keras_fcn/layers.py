@@ -7,6 +7,7 @@ Everything here is registered with Keras under the package name ``keras_fcn`` so
 
 import numpy as np
 import keras
+import tensorflow as tf
 from keras import ops
 
 # Per-channel mean of the reference models' training images, in BGR order (Caffe VGG16).
@@ -182,3 +183,46 @@ def preprocess_input(images, mean_bgr=FCN_MEAN_BGR):
         x = images.astype("float32")[..., ::-1]
         return x - np.asarray(mean_bgr, dtype="float32")
     return CaffePreprocessing(mean_bgr, dtype="float32")(images)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LocalResponseNormalization(keras.layers.Layer):
+    """Caffe's ``LRN`` layer (``norm_region: ACROSS_CHANNELS``), as in AlexNet and GoogLeNet.
+
+    ``b_c = a_c / (k + alpha / size * sum_{c'} a_{c'}^2) ** beta``, the sum over the ``size``
+    channels centred on ``c`` (zeros past the first and last channel). Note the ``alpha /
+    size``: Caffe (and ``torch.nn.LocalResponseNorm``) divide ``alpha`` by the window size,
+    TensorFlow's ``tf.nn.local_response_normalization`` does not, so it is called with
+    ``alpha / size``. It becomes TFLite's builtin ``LOCAL_RESPONSE_NORMALIZATION`` op (float;
+    a full-int8 model runs it between ``DEQUANTIZE`` and ``QUANTIZE``). Computed in float32
+    under any precision policy.
+
+    Args:
+        size: odd window size in channels (``local_size``, 5 in AlexNet and GoogLeNet).
+        alpha, beta, k: Caffe's ``alpha`` (1e-4), ``beta`` (0.75) and ``k`` (1).
+
+    Example:
+        >>> norm1 = LocalResponseNormalization(5, 1e-4, 0.75, name="norm1")
+        >>> y = norm1(np.ones((1, 2, 2, 8), "float32"))
+    """
+
+    def __init__(self, size=5, alpha=1e-4, beta=0.75, k=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(size, (int, np.integer)) or size < 1 or size % 2 == 0:
+            raise ValueError(f"size must be a positive odd integer. Received: size={size!r}")
+        self.size, self.alpha, self.beta, self.k = int(size), float(alpha), float(beta), float(k)
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        y = tf.nn.local_response_normalization(
+            x, depth_radius=self.size // 2, bias=self.k, alpha=self.alpha / self.size,
+            beta=self.beta)
+        return ops.cast(y, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"size": self.size, "alpha": self.alpha, "beta": self.beta, "k": self.k})
+        return config

@@ -32,12 +32,12 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from keras_fcn._checks import check_choice, check_positive_int
+from keras_fcn._checks import check_choice, check_class_ids, check_positive_int
 
 _REDUCTION_MODES = ("mean", "sum")
 
 
-def _validate_ignore_label(ignore_label):
+def validate_ignore_label(ignore_label):
     if ignore_label is None:
         return None
     if isinstance(ignore_label, bool) or not isinstance(
@@ -72,7 +72,7 @@ def _validate_class_weights(class_weights, num_classes):
     return [float(w) for w in weights]
 
 
-def _labels_to_rank3(labels):
+def labels_to_rank3(labels):
     """Returns int32 labels (N, H, W) from (N, H, W) or (N, H, W, 1)."""
     labels = tf.convert_to_tensor(labels)
     if labels.shape.rank == 4 and labels.shape[-1] == 1:
@@ -133,11 +133,11 @@ def _pixel_weights(labels, valid, class_weights, sample_weight):
         table = tf.constant(class_weights, dtype="float32")
         weights *= tf.gather(table, tf.where(valid, labels, 0))
     if sample_weight is not None:
-        weights *= _sample_weight_to_rank3(sample_weight, "float32")
+        weights *= sample_weight_to_rank3(sample_weight, "float32")
     return weights
 
 
-def _sample_weight_to_rank3(sample_weight, dtype):
+def sample_weight_to_rank3(sample_weight, dtype):
     """Per-image (N,), per-row or per-pixel (N, H, W[, 1]) weights as a broadcastable rank 3."""
     sample_weight = tf.cast(tf.convert_to_tensor(sample_weight), dtype)
     if sample_weight.shape.rank == 4 and sample_weight.shape[-1] == 1:
@@ -167,7 +167,7 @@ def _pixel_terms(
             f"Received: y_pred.shape={logits.shape}"
         )
     num_classes = _resolve_num_classes(logits, num_classes, class_weights)
-    labels = _labels_to_rank3(y_true)
+    labels = labels_to_rank3(y_true)
     if ignore_label is None:
         valid = tf.ones_like(labels, dtype="bool")
     else:
@@ -250,7 +250,7 @@ def sparse_categorical_crossentropy_ignore(
         1.0986...
     """
     num_classes = check_positive_int("num_classes", num_classes, allow_none=True)
-    ignore_label = _validate_ignore_label(ignore_label)
+    ignore_label = validate_ignore_label(ignore_label)
     class_weights = _validate_class_weights(class_weights, num_classes)
     reduction_mode = check_choice("reduction_mode", reduction_mode, _REDUCTION_MODES)
     ce, weights = _pixel_terms(
@@ -303,7 +303,7 @@ class SparseCategoricalCrossentropyIgnore(keras.losses.Loss):
         name="sparse_categorical_crossentropy_ignore",
     ):
         self.num_classes = check_positive_int("num_classes", num_classes, allow_none=True)
-        self.ignore_label = _validate_ignore_label(ignore_label)
+        self.ignore_label = validate_ignore_label(ignore_label)
         self.class_weights = _validate_class_weights(
             class_weights, self.num_classes
         )
@@ -392,13 +392,7 @@ def _count_one_mask(mask, num_classes, ignore_label):
     labels = mask.reshape(-1).astype("int64")
     if ignore_label is not None:
         labels = labels[labels != ignore_label]
-    bad = (labels < 0) | (labels >= num_classes)
-    if np.any(bad):
-        raise ValueError(
-            f"Labels must be in [0, {num_classes}) or equal to "
-            f"ignore_label={ignore_label}. Received a label value: "
-            f"{int(labels[bad][0])}"
-        )
+    check_class_ids(labels, num_classes, ignore_label)
     return np.bincount(labels, minlength=num_classes), labels.size
 
 
@@ -428,7 +422,7 @@ def class_pixel_counts(
     num_classes = check_positive_int("num_classes", num_classes, allow_none=True)
     if num_classes is None:
         raise ValueError("`num_classes` is required. Received: num_classes=None")
-    ignore_label = _validate_ignore_label(ignore_label)
+    ignore_label = validate_ignore_label(ignore_label)
     pixels = np.zeros(num_classes, dtype="int64")
     image_pixels = np.zeros(num_classes, dtype="int64")
     bar = keras.utils.Progbar(None, unit_name="mask") if progress else None

@@ -31,8 +31,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_fcn._checks import check_choice, check_positive_int
-from keras_fcn.losses import _labels_to_rank3, _sample_weight_to_rank3, _validate_ignore_label
+from keras_fcn._checks import check_choice, check_class_ids, check_positive_int
+from keras_fcn.losses import labels_to_rank3, sample_weight_to_rank3, validate_ignore_label
 
 METRIC_NAMES = (
     "pixel_accuracy",
@@ -67,7 +67,7 @@ def confusion_matrix(labels, preds, num_classes, ignore_label=255):
                [1, 0]])
     """
     num_classes = check_positive_int("num_classes", num_classes)
-    ignore_label = _validate_ignore_label(ignore_label)
+    ignore_label = validate_ignore_label(ignore_label)
     labels = np.asarray(labels).astype("int64").ravel()
     preds = np.asarray(preds).astype("int64")
     if preds.size != labels.size:
@@ -80,13 +80,7 @@ def confusion_matrix(labels, preds, num_classes, ignore_label=255):
         keep = labels != ignore_label
         labels, preds = labels[keep], preds[keep]
     for name, values in (("label", labels), ("predicted class", preds)):
-        bad = (values < 0) | (values >= num_classes)
-        if np.any(bad):
-            raise ValueError(
-                f"Every {name} must be in [0, {num_classes}) (void: "
-                f"ignore_label={ignore_label}). Received a {name} value: "
-                f"{int(values[bad][0])}"
-            )
+        check_class_ids(values, num_classes, ignore_label, name)
     flat = np.bincount(labels * num_classes + preds, minlength=num_classes**2)
     return flat.reshape(num_classes, num_classes)
 
@@ -226,7 +220,7 @@ def confusion_matrix_tf(y_true, y_pred, num_classes, ignore_label=255, sample_we
         array([[0., 1.],
                [0., 0.]])
     """
-    labels = _labels_to_rank3(y_true)
+    labels = labels_to_rank3(y_true)
     preds = _to_label_map(y_pred, num_classes)
     if ignore_label is None:
         valid = tf.ones_like(labels, dtype="bool")
@@ -237,7 +231,7 @@ def confusion_matrix_tf(y_true, y_pred, num_classes, ignore_label=255, sample_we
     valid &= tf.logical_not(bad)
     weights = tf.cast(valid, "float64")
     if sample_weight is not None:
-        weights *= _sample_weight_to_rank3(sample_weight, "float64")
+        weights *= sample_weight_to_rank3(sample_weight, "float64")
     index = tf.where(valid, labels * num_classes + preds, 0)
     flat = tf.math.unsorted_segment_sum(
         tf.reshape(weights, [-1]),
@@ -280,7 +274,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
     ):
         super().__init__(name=name or metric, dtype=dtype or "float32")
         self.num_classes = check_positive_int("num_classes", num_classes)
-        self.ignore_label = _validate_ignore_label(ignore_label)
+        self.ignore_label = validate_ignore_label(ignore_label)
         self.metric = check_choice("metric", metric, METRIC_NAMES)
         self.confusion = self.add_variable(
             shape=(self.num_classes, self.num_classes),

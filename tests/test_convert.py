@@ -1,6 +1,6 @@
-"""Tests of keras_fcn.convert and tools/convert_weights.py on tiny hand-made files."""
+"""Tests of the Caffe, PyTorch and .npz weight converters (keras_fcn.weights) and of
+tools/convert_weights.py, on tiny hand-made files."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -8,13 +8,15 @@ import sys
 import numpy as np
 import pytest
 
-from keras_fcn.weights import convert
-from keras_fcn.weights.convert import CaffeLayer
+import caffe_writer
+from caffe_writer import write_caffemodel
+from keras_fcn import weights as weights_lib
+from keras_fcn.models import build_fcn
+from keras_fcn.weights import CaffeLayer
+from tiny import TINY_FC, TINY_WIDTHS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "convert_weights.py")
-TINY_WIDTHS = (4, 4, 4, 4, 4)
-TINY_FC = 6
 
 
 def _rand(*shape, seed=0):
@@ -57,9 +59,9 @@ def _assert_keras_deconv(kernel, caffe_weight):
 @pytest.mark.parametrize("legacy_shape", [False, True], ids=["shape", "nchw_dims"])
 def test_caffemodel_round_trip(tmp_path, v1, packed, legacy_shape):
     layers = [l for l in _tiny_caffe_layers() if l.type != "Input"]  # V1 has no Input type
-    path = convert.write_caffemodel(layers, str(tmp_path / "tiny.caffemodel"), v1=v1,
+    path = write_caffemodel(layers, str(tmp_path / "tiny.caffemodel"), v1=v1,
                                     packed=packed, legacy_shape=legacy_shape)
-    blobs = convert.read_caffemodel(path)
+    blobs = weights_lib.read_caffemodel(path)
     assert list(blobs) == ["conv1_1", "fc6", "score_fr", "upscore2"]
     for layer in layers:
         if not layer.blobs:
@@ -72,8 +74,8 @@ def test_caffemodel_round_trip(tmp_path, v1, packed, legacy_shape):
 
 
 def test_read_caffe_layers_keeps_types_and_layers_without_blobs(tmp_path):
-    path = convert.write_caffemodel(_tiny_caffe_layers(), str(tmp_path / "t.caffemodel"))
-    layers = convert.read_caffe_layers(path)
+    path = write_caffemodel(_tiny_caffe_layers(), str(tmp_path / "t.caffemodel"))
+    layers = weights_lib.read_caffe_layers(path)
     assert [(l.name, l.type, len(l.blobs)) for l in layers] == [
         ("data", "Input", 0), ("conv1_1", "Convolution", 2), ("relu1_1", "ReLU", 0),
         ("fc6", "Convolution", 2), ("drop6", "Dropout", 0), ("score_fr", "Convolution", 2),
@@ -83,8 +85,8 @@ def test_read_caffe_layers_keeps_types_and_layers_without_blobs(tmp_path):
 @pytest.mark.parametrize("v1", [False, True])
 def test_convert_caffemodel_transposes_elementwise(tmp_path, v1):
     layers = [l for l in _tiny_caffe_layers() if l.type != "Input"]
-    path = convert.write_caffemodel(layers, str(tmp_path / "t.caffemodel"), v1=v1)
-    weights = convert.convert_caffemodel(path)
+    path = write_caffemodel(layers, str(tmp_path / "t.caffemodel"), v1=v1)
+    weights = weights_lib.convert_caffemodel(path)
     assert sorted(weights) == ["conv1_1", "fc6", "score_fr", "upscore2"]
     by_name = {l.name: l for l in layers}
     for name in ("conv1_1", "fc6", "score_fr"):
@@ -97,8 +99,8 @@ def test_convert_caffemodel_transposes_elementwise(tmp_path, v1):
 
 def test_convert_legacy_bias_shape_is_flattened(tmp_path):
     layers = [CaffeLayer("fc7", "Convolution", [_rand(3, 2, 1, 1), _rand(3)])]
-    path = convert.write_caffemodel(layers, str(tmp_path / "t.caffemodel"), legacy_shape=True)
-    kernel, bias = convert.convert_caffemodel(path)["fc7"]
+    path = write_caffemodel(layers, str(tmp_path / "t.caffemodel"), legacy_shape=True)
+    kernel, bias = weights_lib.convert_caffemodel(path)["fc7"]
     assert kernel.shape == (1, 1, 2, 3) and bias.shape == (3,)
 
 
@@ -172,7 +174,7 @@ def test_reader_decodes_files_written_by_protobuf(tmp_path):
     path = tmp_path / "pb.caffemodel"
     path.write_bytes(net.SerializeToString())
 
-    layers = {l.name: l for l in convert.read_caffe_layers(path)}
+    layers = {l.name: l for l in weights_lib.read_caffe_layers(path)}
     assert layers["upscore"].group == 3 and layers["conv1_1"].group == 1
     assert layers["score_fr"].type == "Convolution"
     np.testing.assert_array_equal(layers["conv1_1"].blobs[0], conv_w)
@@ -180,7 +182,7 @@ def test_reader_decodes_files_written_by_protobuf(tmp_path):
     assert layers["upscore"].blobs[0].dtype == np.float64
     np.testing.assert_array_equal(layers["upscore"].blobs[0], deconv_w)
     np.testing.assert_array_equal(layers["score_fr"].blobs[0].ravel(), np.arange(6))
-    weights = convert.convert_caffe_layers(layers.values())
+    weights = weights_lib.convert_caffe_layers(layers.values())
     assert weights["upscore"][0].shape == (4, 4, 3, 3)  # grouped: one filter per class
     np.testing.assert_array_equal(weights["score_fr"][1], [7.0, 8.0])
 
@@ -190,7 +192,7 @@ def test_reader_decodes_files_written_by_protobuf(tmp_path):
 def test_protobuf_parses_files_we_write(tmp_path, v1, packed):
     net_cls = _descriptor_classes()["NetParameter"]
     layers = [l for l in _tiny_caffe_layers() if l.type != "Input"]
-    path = convert.write_caffemodel(layers, str(tmp_path / "t.caffemodel"), v1=v1,
+    path = write_caffemodel(layers, str(tmp_path / "t.caffemodel"), v1=v1,
                                     packed=packed)
     net = net_cls.FromString(open(path, "rb").read())
     parsed = net.layers if v1 else net.layer
@@ -204,74 +206,74 @@ def test_protobuf_parses_files_we_write(tmp_path, v1, packed):
 
 def test_grouped_deconvolution_becomes_block_diagonal():
     weight = _rand(3, 1, 4, 4)  # group = 3: class c -> class c only
-    kernel = convert.deconv_kernel_to_keras(weight, group=3)
+    kernel = weights_lib.deconv_kernel_to_keras(weight, group=3)
     assert kernel.shape == (4, 4, 3, 3)
     for o, c in np.ndindex(3, 3):
         want = weight[c, 0] if o == c else np.zeros((4, 4))
         np.testing.assert_array_equal(kernel[:, :, o, c], want)
     with pytest.raises(ValueError, match="group=2 does not divide the 3"):
-        convert.deconv_kernel_to_keras(weight, group=2)
+        weights_lib.deconv_kernel_to_keras(weight, group=2)
 
 
 def test_fixed_scale_layers_of_at_once_are_checked_and_skipped():
     layers = [CaffeLayer("scale_pool4", "Scale", [np.full(4, 0.01, np.float32)]),
               CaffeLayer("scale_pool3", "Scale", [np.full(3, 0.0001, np.float32)])]
-    assert convert.convert_caffe_layers(layers) == {}
+    assert weights_lib.convert_caffe_layers(layers) == {}
     bad = [CaffeLayer("scale_pool4", "Scale", [np.full(4, 0.5, np.float32)])]
     with pytest.raises(ValueError, match="scale_pool4.*0.01"):
-        convert.convert_caffe_layers(bad)
+        weights_lib.convert_caffe_layers(bad)
     with pytest.warns(UserWarning, match="scale_pool4"):
-        assert convert.convert_caffe_layers(bad, strict=False) == {}
+        assert weights_lib.convert_caffe_layers(bad, strict=False) == {}
 
 
 def test_unknown_layers_raise_or_warn_and_rename_maps_them():
     layers = [CaffeLayer("score59", "Convolution", [_rand(2, 5, 1, 1), _rand(2)]),
               CaffeLayer("bn1", "BatchNorm", [_rand(4), _rand(4), _rand(1)])]
     with pytest.raises(ValueError, match="'score59'.*rename"):
-        convert.convert_caffe_layers(layers[:1])
+        weights_lib.convert_caffe_layers(layers[:1])
     with pytest.raises(ValueError, match="'bn1' of type 'BatchNorm'"):
-        convert.convert_caffe_layers(layers[1:])
+        weights_lib.convert_caffe_layers(layers[1:])
     with pytest.warns(UserWarning):
-        assert convert.convert_caffe_layers(layers, strict=False) == {}
-    renamed = convert.convert_caffe_layers(layers[:1], rename={"score59": "score_fr"})
+        assert weights_lib.convert_caffe_layers(layers, strict=False) == {}
+    renamed = weights_lib.convert_caffe_layers(layers[:1], rename={"score59": "score_fr"})
     _assert_keras_conv(renamed["score_fr"][0], layers[0].blobs[0])
 
 
 def test_siftflow_head_suffixes_are_known_layers():
     layers = [CaffeLayer("score_fr_sem", "Convolution", [_rand(2, 5, 1, 1), _rand(2)]),
               CaffeLayer("upscore2_geo", "Deconvolution", [_rand(2, 2, 4, 4)])]
-    weights = convert.convert_caffe_layers(layers)
+    weights = weights_lib.convert_caffe_layers(layers)
     _assert_keras_deconv(weights["upscore2_geo"][0], layers[1].blobs[0])
     sd = {"upscore16_sem.weight": _rand(2, 2, 32, 32), "score_pool4_geo.weight": _rand(2, 4, 1, 1)}
-    weights = convert.convert_torch_state_dict(sd)
+    weights = weights_lib.convert_torch_state_dict(sd)
     _assert_keras_deconv(weights["upscore16_sem"][0], sd["upscore16_sem.weight"])
     _assert_keras_conv(weights["score_pool4_geo"][0], sd["score_pool4_geo.weight"])
     with pytest.raises(ValueError, match="'score_fr_depth'"):
-        convert.convert_torch_state_dict({"score_fr_depth.weight": _rand(2, 4, 1, 1)})
+        weights_lib.convert_torch_state_dict({"score_fr_depth.weight": _rand(2, 4, 1, 1)})
 
 
 def test_conv_named_like_an_upsampling_layer_is_an_error():
     with pytest.raises(ValueError, match="'upscore8' is a transposed conv"):
-        convert.convert_caffe_layers([CaffeLayer("upscore8", "Convolution", [_rand(2, 2, 4, 4)])])
+        weights_lib.convert_caffe_layers([CaffeLayer("upscore8", "Convolution", [_rand(2, 2, 4, 4)])])
 
 
 def test_nonzero_deconv_bias_is_kept_zero_bias_dropped():
     weight = _rand(2, 2, 4, 4)
-    zero = convert.convert_caffe_layers(
+    zero = weights_lib.convert_caffe_layers(
         [CaffeLayer("upscore2", "Deconvolution", [weight, np.zeros(2, np.float32)])])
     assert len(zero["upscore2"]) == 1
-    kept = convert.convert_caffe_layers(
+    kept = weights_lib.convert_caffe_layers(
         [CaffeLayer("upscore2", "Deconvolution", [weight, np.ones(2, np.float32)])])
     assert len(kept["upscore2"]) == 2  # the loader then reports the mismatch
 
 
 def test_truncated_caffemodel_error_names_file(tmp_path):
-    path = convert.write_caffemodel(_tiny_caffe_layers(), str(tmp_path / "cut.caffemodel"))
+    path = write_caffemodel(_tiny_caffe_layers(), str(tmp_path / "cut.caffemodel"))
     data = open(path, "rb").read()
     with open(path, "wb") as f:
         f.write(data[: len(data) // 2])
-    with pytest.raises(convert.CaffeModelError, match="cut.caffemodel.*not a valid .caffemodel"):
-        convert.read_caffemodel(path)
+    with pytest.raises(weights_lib.CaffeModelError, match="cut.caffemodel.*not a valid .caffemodel"):
+        weights_lib.read_caffemodel(path)
 
 
 @pytest.mark.parametrize("content", [
@@ -282,18 +284,18 @@ def test_truncated_caffemodel_error_names_file(tmp_path):
 def test_non_protobuf_file_error_names_file(tmp_path, content):
     path = tmp_path / "bad.caffemodel"
     path.write_bytes(content)
-    with pytest.raises(convert.CaffeModelError, match="bad.caffemodel"):
-        convert.convert_caffemodel(path)
+    with pytest.raises(weights_lib.CaffeModelError, match="bad.caffemodel"):
+        weights_lib.convert_caffemodel(path)
 
 
 def test_blob_with_wrong_element_count_is_an_error(tmp_path):
-    blob = convert._len_field(7, convert._len_field(1, bytes([2, 3])))  # shape (2, 3)
-    blob += convert._len_field(5, np.zeros(5, "<f4").tobytes())  # 5 values
-    layer = convert._len_field(1, b"conv1_1") + convert._len_field(7, blob)
+    blob = caffe_writer.len_field(7, caffe_writer.len_field(1, bytes([2, 3])))  # shape (2, 3)
+    blob += caffe_writer.len_field(5, np.zeros(5, "<f4").tobytes())  # 5 values
+    layer = caffe_writer.len_field(1, b"conv1_1") + caffe_writer.len_field(7, blob)
     path = tmp_path / "count.caffemodel"
-    path.write_bytes(convert._len_field(100, layer))
-    with pytest.raises(convert.CaffeModelError, match=r"count.caffemodel.*\(2, 3\) holds 5"):
-        convert.read_caffemodel(path)
+    path.write_bytes(caffe_writer.len_field(100, layer))
+    with pytest.raises(weights_lib.CaffeModelError, match=r"count.caffemodel.*\(2, 3\) holds 5"):
+        weights_lib.read_caffemodel(path)
 
 
 # ------------------------------------------------------------------------------ torch
@@ -309,7 +311,7 @@ def _tiny_state_dict():
 
 def test_convert_torch_state_dict_of_arrays():
     sd = _tiny_state_dict()
-    weights = convert.convert_torch_state_dict(sd)
+    weights = weights_lib.convert_torch_state_dict(sd)
     assert sorted(weights) == ["conv1_1", "score_pool4", "upscore8"]
     _assert_keras_conv(weights["conv1_1"][0], sd["conv1_1.weight"])
     np.testing.assert_array_equal(weights["conv1_1"][1], sd["conv1_1.bias"])
@@ -320,29 +322,29 @@ def test_convert_torch_state_dict_of_arrays():
 
 def test_torch_state_dict_prefix_unknown_keys_and_rename():
     sd = {"module." + k: v for k, v in _tiny_state_dict().items()}
-    assert sorted(convert.convert_torch_state_dict(sd)) == ["conv1_1", "score_pool4", "upscore8"]
+    assert sorted(weights_lib.convert_torch_state_dict(sd)) == ["conv1_1", "score_pool4", "upscore8"]
     with pytest.raises(ValueError, match="'classifier'.*rename"):
-        convert.convert_torch_state_dict({"classifier.weight": _rand(2, 4, 1, 1)})
+        weights_lib.convert_torch_state_dict({"classifier.weight": _rand(2, 4, 1, 1)})
     with pytest.raises(ValueError, match="'bn.running_mean'"):
-        convert.convert_torch_state_dict({"bn.running_mean": _rand(4)})
+        weights_lib.convert_torch_state_dict({"bn.running_mean": _rand(4)})
     with pytest.warns(UserWarning, match="classifier"):
-        assert convert.convert_torch_state_dict(
+        assert weights_lib.convert_torch_state_dict(
             {"classifier.weight": _rand(2, 4, 1, 1)}, strict=False) == {}
-    renamed = convert.convert_torch_state_dict(
+    renamed = weights_lib.convert_torch_state_dict(
         {"classifier.weight": _rand(2, 4, 1, 1)}, rename={"classifier": "score_fr"})
     assert renamed["score_fr"][0].shape == (1, 1, 4, 2)
     with pytest.raises(ValueError, match="'fc7' has a bias but no weight"):
-        convert.convert_torch_state_dict({"fc7.bias": _rand(3)})
+        weights_lib.convert_torch_state_dict({"fc7.bias": _rand(3)})
 
 
-def test_convert_module_imports_without_torch():
+def test_weights_import_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
             "import numpy as np\n"
-            "from keras_fcn.weights import convert\n"
-            "w = convert.convert_torch_state_dict({'fc7.weight': np.zeros((2, 3, 1, 1))})\n"
+            "from keras_fcn import weights\n"
+            "w = weights.convert_torch_state_dict({'fc7.weight': np.zeros((2, 3, 1, 1))})\n"
             "assert w['fc7'][0].shape == (1, 1, 3, 2)\n"
             "try:\n"
-            "    convert.convert_torch_state_dict('x.pth')\n"
+            "    weights.convert_torch_state_dict('x.pth')\n"
             "except ImportError as e:\n"
             "    assert 'x.pth' in str(e) and 'torch' in str(e), e\n"
             "else:\n"
@@ -357,11 +359,11 @@ def test_pth_file_and_checkpoint(tmp_path):
     torch.save(sd, tmp_path / "plain.pth")
     torch.save({"epoch": 3, "model_state_dict": sd}, tmp_path / "ckpt.pth")
     for name in ("plain.pth", "ckpt.pth"):
-        weights = convert.convert_torch_state_dict(str(tmp_path / name))
+        weights = weights_lib.convert_torch_state_dict(str(tmp_path / name))
         _assert_keras_deconv(weights["upscore8"][0], _tiny_state_dict()["upscore8.weight"])
     (tmp_path / "bad.pth").write_bytes(b"not a zip or pickle")
     with pytest.raises(ValueError, match="bad.pth: not a readable PyTorch file"):
-        convert.convert_torch_state_dict(str(tmp_path / "bad.pth"))
+        weights_lib.convert_torch_state_dict(str(tmp_path / "bad.pth"))
 
 
 def test_converted_conv_and_deconv_match_torch_outputs():
@@ -379,7 +381,7 @@ def test_converted_conv_and_deconv_match_torch_outputs():
         want = torch.nn.functional.conv_transpose2d(h, torch.from_numpy(deconv_w), stride=2)
     want = want.numpy().transpose(0, 2, 3, 1)
 
-    weights = convert.convert_torch_state_dict(
+    weights = weights_lib.convert_torch_state_dict(
         {"conv1_2.weight": conv_w, "conv1_2.bias": conv_b, "upscore2.weight": deconv_w})
     conv = keras.layers.Conv2D(5, 3, padding="same")
     deconv = keras.layers.Conv2DTranspose(4, 4, strides=2, padding="valid", use_bias=False)
@@ -401,8 +403,8 @@ def test_converted_conv_and_deconv_match_torch_outputs():
 def test_npz_round_trip(tmp_path):
     weights = {"conv1_1": [_rand(3, 3, 3, 4), _rand(4)], "upscore2": [_rand(4, 4, 2, 2)]}
     path = str(tmp_path / "w.weights")  # no .npz suffix: written exactly where asked
-    assert convert.save_npz(weights, path) == path and os.path.isfile(path)
-    loaded = convert.load_npz(path)
+    assert weights_lib.save_npz(weights, path) == path and os.path.isfile(path)
+    loaded = weights_lib.load_npz(path)
     assert sorted(loaded) == sorted(weights)
     for name, arrays in weights.items():
         assert len(loaded[name]) == len(arrays)
@@ -414,107 +416,135 @@ def test_npz_round_trip(tmp_path):
 def test_load_npz_errors(tmp_path):
     np.savez(tmp_path / "badkey.npz", conv1_1=np.zeros(3))
     with pytest.raises(ValueError, match="badkey.npz: key 'conv1_1'"):
-        convert.load_npz(tmp_path / "badkey.npz")
+        weights_lib.load_npz(tmp_path / "badkey.npz")
     np.savez(tmp_path / "gap.npz", **{"fc7/0": np.zeros(3), "fc7/2": np.zeros(3)})
     with pytest.raises(ValueError, match=r"gap.npz: layer 'fc7' has indices \[0, 2\]"):
-        convert.load_npz(tmp_path / "gap.npz")
+        weights_lib.load_npz(tmp_path / "gap.npz")
     (tmp_path / "junk.npz").write_bytes(b"junk")
     with pytest.raises(ValueError, match="junk.npz: not a readable .npz"):
-        convert.load_npz(tmp_path / "junk.npz")
+        weights_lib.load_npz(tmp_path / "junk.npz")
     with pytest.raises(ValueError, match="may not contain '/'"):
-        convert.save_npz({"a/b": [np.zeros(1)]}, str(tmp_path / "x.npz"))
+        weights_lib.save_npz({"a/b": [np.zeros(1)]}, str(tmp_path / "x.npz"))
 
 
-# ------------------------------------------------------------------------------ CLI
-
-
-def _load_tool():
-    if "convert_weights_tool" in sys.modules:
-        return sys.modules["convert_weights_tool"]
-    spec = importlib.util.spec_from_file_location("convert_weights_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules["convert_weights_tool"] = module
-    return module
+# ------------------------------------------------------------------------------ conversion
 
 
 def _tiny_fcn32s_caffemodel(path, num_classes=3):
-    """Caffe weights for all layers of a tiny-width FCN-32s (widths 4, fc 6)."""
+    """Caffe weights for all layers of a tiny-width FCN-32s."""
     layers, previous = [], 3
-    for block, count in enumerate((2, 2, 3, 3, 3), start=1):
+    blocks = ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))
+    for (block, count), width in zip(blocks, TINY_WIDTHS):
         for i in range(1, count + 1):
             layers.append(CaffeLayer(f"conv{block}_{i}", "Convolution",
-                                     [_rand(4, previous, 3, 3, seed=len(layers)), _rand(4)]))
-            previous = 4
-    layers += [CaffeLayer("fc6", "Convolution", [_rand(TINY_FC, 4, 7, 7), _rand(TINY_FC)]),
+                                     [_rand(width, previous, 3, 3, seed=len(layers)), _rand(width)]))
+            previous = width
+    layers += [CaffeLayer("fc6", "Convolution", [_rand(TINY_FC, previous, 7, 7), _rand(TINY_FC)]),
                CaffeLayer("fc7", "Convolution", [_rand(TINY_FC, TINY_FC, 1, 1), _rand(TINY_FC)]),
                CaffeLayer("score_fr", "Convolution",
                           [_rand(num_classes, TINY_FC, 1, 1), _rand(num_classes)]),
                CaffeLayer("upscore", "Deconvolution", [_rand(num_classes, num_classes, 64, 64)])]
-    return convert.write_caffemodel(layers, str(path))
+    return write_caffemodel(layers, str(path))
 
 
-def _read_saved(tool, output):
-    """{layer: arrays} of a file written by the tool, read back the way a user would."""
-    import keras
+def _tiny_fcn32s():
+    return build_fcn("32s", num_classes=3, weights=None, widths=TINY_WIDTHS, fc_units=TINY_FC)
 
-    from keras_fcn import weights as weights_lib
 
-    if output.endswith(".npz"):
-        return convert.load_npz(output)
-    if output.endswith(".keras"):
-        model = keras.models.load_model(output)
-    else:  # Keras 3 .weights.h5 keys are layer paths, not names: load into the same model
-        model = tool.build_model("fcn32s", 3, TINY_WIDTHS, TINY_FC)
+def _read_saved(output):
+    """{layer: arrays} of a file written by save_weights_file, read back as a user would."""
+    if output.endswith(".weights.h5"):  # Keras 3 keys are layer paths: same architecture only
+        model = _tiny_fcn32s()
         model.load_weights(output)
-    return weights_lib.read_weights(model)
+        return weights_lib.read_weights(model)
+    return weights_lib.read_weights(output)
 
 
 @pytest.mark.parametrize("suffix", [".weights.h5", ".npz", ".keras"])
-def test_cli_convert_sets_every_layer(tmp_path, suffix):
-    tool = _load_tool()
+def test_convert_to_keras_model_sets_every_layer_and_saves(tmp_path, suffix):
     source = _tiny_fcn32s_caffemodel(tmp_path / "tiny.caffemodel")
-    output = str(tmp_path / f"out{suffix}")
-    report = tool.convert(source, "fcn32s", output, num_classes=3, widths=TINY_WIDTHS,
-                          fc_units=TINY_FC)
+    model = _tiny_fcn32s()
+    report = weights_lib.convert_to_keras_model(source, model)
     assert report["missing"] == [] and report["unused"] == []
     assert "upscore" in report["set"] and "conv1_1" in report["set"]
-    assert [f for f in os.listdir(tmp_path) if f.startswith(".convert-")] == []
+    output = str(tmp_path / f"out{suffix}")
+    assert weights_lib.save_weights_file(model, output) == output
+    assert sorted(os.listdir(tmp_path)) == sorted(["tiny.caffemodel", f"out{suffix}"])
+    assert os.stat(output).st_mode & 0o777 == 0o666 & ~_umask()
 
-    saved = _read_saved(tool, output)
-    expected = convert.convert_caffemodel(source)
+    saved = _read_saved(output)
+    expected = weights_lib.convert_caffemodel(source)
     for name, arrays in expected.items():
         for got, want in zip(saved[name], arrays):
             np.testing.assert_array_equal(got, want)
 
 
-def test_cli_refuses_to_overwrite(tmp_path):
-    tool = _load_tool()
+def _umask():
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def test_convert_reports_missing_unused_and_misfits(tmp_path):
     source = _tiny_fcn32s_caffemodel(tmp_path / "tiny.caffemodel")
+    fcn16s = build_fcn("16s", num_classes=3, weights=None, widths=TINY_WIDTHS, fc_units=TINY_FC)
+    report = weights_lib.convert_to_keras_model(source, fcn16s)
+    assert report["missing"] == ["score_pool4", "upscore16", "upscore2"]
+    assert report["unused"] == ["upscore"]
+    with pytest.raises(ValueError, match=r"tiny.caffemodel does not fit the model 'fcn32s'.*score_fr"):
+        weights_lib.convert_to_keras_model(
+            source, build_fcn("32s", num_classes=5, weights=None, widths=TINY_WIDTHS,
+                              fc_units=TINY_FC))
+    with pytest.raises(ValueError, match=r"x\.txt.*\.caffemodel"):
+        (tmp_path / "x.txt").write_text("x")
+        weights_lib.read_converted_weights(tmp_path / "x.txt")
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        weights_lib.read_converted_weights(tmp_path / "nope.pth")
+    npz = weights_lib.save_npz({"score59": [np.ones((1, 1, 2, 3))]}, str(tmp_path / "w.npz"))
+    renamed = weights_lib.read_converted_weights(npz, rename={"score59": "score_fr"})
+    assert list(renamed) == ["score_fr"] and renamed["score_fr"][0].sum() == 6
+
+
+def test_save_weights_file_refuses_to_overwrite(tmp_path):
     output = tmp_path / "out.npz"
     output.write_bytes(b"keep me")
+    model = _tiny_fcn32s()
     with pytest.raises(FileExistsError, match="out.npz.*--overwrite"):
-        tool.convert(source, "fcn32s", str(output), num_classes=3, widths=TINY_WIDTHS,
-                     fc_units=TINY_FC)
+        weights_lib.save_weights_file(model, str(output))
     assert output.read_bytes() == b"keep me"
-    tool.convert(source, "fcn32s", str(output), num_classes=3, widths=TINY_WIDTHS,
-                 fc_units=TINY_FC, overwrite=True)
-    assert sorted(convert.load_npz(output))[:2] == ["conv1_1", "conv1_2"]
+    weights_lib.save_weights_file(model, str(output), overwrite=True)
+    assert sorted(weights_lib.load_npz(output))[:2] == ["conv1_1", "conv1_2"]
+    with pytest.raises(ValueError, match=r"out\.h5.*\.weights\.h5"):
+        weights_lib.save_weights_file(model, str(tmp_path / "out.h5"))
 
 
-def test_cli_end_to_end_refuses_to_overwrite_and_reports_bad_input(tmp_path):
-    output = tmp_path / "exists.weights.h5"
+# ------------------------------------------------------------------------------ CLI
+
+
+def test_cli_converts_and_reports_user_errors_without_traceback(tmp_path):
+    source = _tiny_fcn32s_caffemodel(tmp_path / "tiny.caffemodel")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    base = [sys.executable, TOOL, "--model=fcn32s", "--num_classes=3",
+            f"--widths={','.join(map(str, TINY_WIDTHS))}", f"--fc_units={TINY_FC}"]
+    output = tmp_path / "out.npz"
+    result = subprocess.run(base + [f"--input={source}", f"--output={output}"], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "wrote" in result.stdout and "(17 layers set, 0 missing, 0 unused)" in result.stdout
+    np.testing.assert_array_equal(weights_lib.load_npz(output)["upscore"][0],
+                                  weights_lib.convert_caffemodel(source)["upscore"][0])
+
     output.write_bytes(b"keep me")
     bad = tmp_path / "bad.caffemodel"
     bad.write_bytes(b"\x0a\xff\xff\xff\x0f")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    base = [sys.executable, TOOL, "--model=fcn32s", "--num_classes=3"]
-    result = subprocess.run(base + [f"--input={bad}", f"--output={output}"], env=env,
+    result = subprocess.run(base + [f"--input={source}", f"--output={output}"], env=env,
                             capture_output=True, text=True)
-    assert result.returncode == 1 and "--overwrite" in result.stderr, result.stderr
+    assert result.returncode == 2 and "--overwrite" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
     assert output.read_bytes() == b"keep me"
     result = subprocess.run(base + [f"--input={bad}", f"--output={tmp_path / 'new.npz'}"],
                             env=env, capture_output=True, text=True)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     assert "bad.caffemodel: not a valid .caffemodel" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
     assert not (tmp_path / "new.npz").exists()

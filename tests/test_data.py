@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 from keras_fcn import data
-from keras_fcn.datasets import voc_palette
+from keras_fcn.labels import voc_palette
 
 MEAN = np.array(data.MEAN_RGB, np.float32)
 
@@ -215,12 +215,16 @@ def test_seeded_pipelines_are_reproducible(label_pairs):
 
 
 def test_cache_gives_the_same_elements(label_pairs):
-    kwargs = dict(num_classes=8, crop_size=20, flip=True, seed=2, batch_size=3)
+    """A cached pipeline gives, epoch by epoch, the values of the same pipeline uncached."""
+    kwargs = dict(num_classes=8, crop_size=20, scale_range=(0.7, 1.3), flip=True, seed=2,
+                  batch_size=3)
     cached = data.make_dataset(label_pairs, cache=True, **kwargs)
-    _collect(cached)
-    for (a, b), (c, d) in zip(_collect(cached), _collect(data.make_dataset(label_pairs,
-                                                                          **kwargs))):
-        assert a.shape == c.shape and b.shape == d.shape
+    plain = data.make_dataset(label_pairs, **kwargs)
+    for _ in range(2):  # the first epoch fills the cache, the second reads it
+        (a, b), = _collect(cached)
+        (c, d), = _collect(plain)
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
 
 
 # ------------------------------------------------------------------------------------------
@@ -338,4 +342,28 @@ def test_unshuffled_data_keeps_the_order_of_the_pairs(tmp_path):
     ds = data.make_dataset(pairs, num_classes=21, validate=False)
     assert ds.options().deterministic is True
     assert [int(m[0, 0, 0]) for _, m in ds] == list(range(12))
-    assert data.make_dataset(pairs, num_classes=21, shuffle=True, validate=False).options().deterministic is False
+    shuffled = data.make_dataset(pairs, num_classes=21, shuffle=True, validate=False)
+    assert shuffled.options().deterministic is False
+
+
+def test_random_flip_is_seeded_and_flips_every_tensor_together():
+    image = tf.reshape(tf.range(2 * 5 * 3), (2, 5, 3))
+    mask, depth = image[..., 0], tf.cast(image[..., :1], tf.float32)
+
+    def run():  # a new pipeline with the same seed: the same flips
+        ds = data.with_element_seeds(
+            tf.data.Dataset.from_tensors((image, mask, depth)).repeat(16), seed=4)
+        ds = ds.map(lambda element, seed: data.random_flip(seed, *element))
+        return [[t.numpy() for t in element] for element in ds]
+
+    runs = [run(), run()]
+    assert [[x.tolist() for x in e] for e in runs[0]] == [[x.tolist() for x in e] for e in runs[1]]
+    flips = []
+    for flipped_image, flipped_mask, flipped_depth in runs[0]:
+        flip = not np.array_equal(flipped_image, image.numpy())
+        expected = image.numpy()[:, ::-1] if flip else image.numpy()
+        np.testing.assert_array_equal(flipped_image, expected)
+        np.testing.assert_array_equal(flipped_mask, expected[..., 0])
+        np.testing.assert_array_equal(flipped_depth, expected[..., :1])
+        flips.append(flip)
+    assert 0 < sum(flips) < 16

@@ -194,3 +194,63 @@ def test_shapes_in_memory_dataset():
     again = [(x.numpy(), y.numpy()) for x, y in synthetic.shapes_tf_dataset(
         10, size=32, batch_size=4, flip=True, shuffle=True)]
     np.testing.assert_array_equal(batches[0][1], again[0][1])
+
+
+def _values(ds):
+    return [(x.numpy(), y.numpy()) for x, y in ds]
+
+
+def test_load_split_shapes_in_memory_and_on_disk_agree(tmp_path):
+    decoded, info, count = datasets.load_split("shapes", "val", shapes_count=3, shapes_size=32)
+    assert count == 3 and info == synthetic.SHAPES_INFO
+    images, masks = synthetic.shapes_arrays(3, 32, 0, synthetic.VAL_OFFSET)
+    in_memory = _values(decoded)
+    np.testing.assert_array_equal(np.stack([x for x, _ in in_memory]), images)
+    np.testing.assert_array_equal(np.stack([y for _, y in in_memory]), masks)
+    synthetic.make_shapes_dataset(tmp_path, num_train=2, num_val=3, size=32)
+    on_disk, _, count = datasets.load_split("shapes", "val", data_dir=tmp_path)
+    assert count == 3
+    for (x, y), (image, mask) in zip(_values(on_disk), in_memory):
+        np.testing.assert_array_equal(x, image)
+        np.testing.assert_array_equal(y, mask)
+    assert datasets.load_split("shapes", "train")[2] == 300  # the training default
+
+
+def test_load_split_folder_layout_and_errors(tmp_path):
+    for sub in ("images", "masks"):
+        (tmp_path / "val" / sub).mkdir(parents=True)
+    mask = np.array([[0, 1, 2], [2, 255, 0]], np.uint8)
+    Image.fromarray(np.zeros((2, 3, 3), np.uint8)).save(tmp_path / "val" / "images" / "a.png")
+    Image.fromarray(mask).save(tmp_path / "val" / "masks" / "a.png")
+    decoded, info, count = datasets.load_split("folder", "val", data_dir=tmp_path,
+                                               num_classes=3)
+    assert count == 1 and info.class_names == ("0", "1", "2") and len(info.palette) == 3
+    np.testing.assert_array_equal(_values(decoded)[0][1], mask)
+    with pytest.raises(ValueError, match="needs --num_classes. Received: num_classes=None"):
+        datasets.load_split("folder", "val", data_dir=tmp_path)
+    with pytest.raises(ValueError, match="needs --data_dir. Received: data_dir=None"):
+        datasets.load_split("camvid", "train")
+    with pytest.raises(ValueError, match=r"Expected one of \('shapes'.*dataset='cityscapes'"):
+        datasets.load_split("cityscapes", "train", data_dir=tmp_path)
+
+
+def test_check_counts_and_names_bad_files(tmp_path, capsys):
+    synthetic.make_shapes_dataset(tmp_path, num_train=3, num_val=2, size=32)
+    bad_mask = tmp_path / "val" / "masks" / "val_00001.png"
+    Image.fromarray(np.full((32, 32), 9, np.uint8)).save(bad_mask)
+    reports = datasets.check("shapes", tmp_path)
+    assert reports["train"].num_bad == 0 and len(reports["train"].good) == 3
+    assert reports["val"].num_bad == 1 and "val_00001.png' has value 9" in reports["val"].bad[0][1]
+    out = capsys.readouterr().out
+    assert "shapes train: 3 examples, all good" in out and "shapes val: 2 examples, 1 bad" in out
+    nyud_root = datasets.nyud.write_fake_nyud(tmp_path / "nyud", num_images=2, height=24,
+                                              width=32)
+    os.remove(os.path.join(nyud_root, "data", "hha", "img_5002.png"))
+    reports = datasets.check("nyud", nyud_root, ["train", "test"])
+    assert reports["train"].good == ["5001"] and reports["train"].num_bad == 0
+    assert reports["test"].good == [] and "hha/img_5002.png" in reports["test"].bad[0][1]
+    datasets.siftflow.write_fake_siftflow(tmp_path / "sf", num_train=2, num_test=1, size=16)
+    reports = datasets.check("siftflow", tmp_path / "sf")
+    assert [len(r.good) for r in reports.values()] == [2, 1]
+    with pytest.raises(ValueError, match="name='kitti'"):
+        datasets.check("kitti", tmp_path)

@@ -1,32 +1,28 @@
-"""Tests of tools/evaluate.py and keras_fcn.train.evaluate_model against plain numpy."""
+"""Tests of tools/evaluate.py and keras_fcn.training.evaluate_model against plain numpy."""
 
 import json
 import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_fcn import models
+from tiny import SCORE_LAYERS, tiny_fcn
 from keras_fcn.datasets import shapes as synthetic
 from keras_fcn import training as train
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-VAL_START = getattr(synthetic, "_VAL_OFFSET", 1_000_000)
 
 
 def _model_with_varied_output(num_classes=4):
-    """A tiny FCN whose score layers are random, so predictions use several classes."""
-    model = models.build_fcn("8s", num_classes, weights=None, include_preprocessing=True,
-                             widths=(4, 4, 8, 8, 8), fc_units=8, dropout=0.0)
-    rng = np.random.default_rng(0)
-    for name in ("score_fr", "score_pool4", "score_pool3"):
-        layer = model.get_layer(name)
-        layer.kernel.assign(rng.normal(0, 30.0, layer.kernel.shape).astype("float32"))
-        layer.bias.assign(np.zeros(layer.bias.shape, "float32"))
+    """A tiny FCN whose score kernels are large and biases zero, so that predictions follow
+    the image and use several classes."""
+    model = tiny_fcn("8s", num_classes, seed=2, scale=30.0, include_preprocessing=True)
+    for name in SCORE_LAYERS:
+        bias = model.get_layer(name).bias
+        bias.assign(np.zeros(bias.shape, "float32"))
     return model
 
 
@@ -79,7 +75,7 @@ def test_evaluate_tool_json_matches_numpy_with_flip(tmp_path):
     results = json.load(open(output))
     assert results["num_images"] == 3 and results["flip"] is True
 
-    images, masks = synthetic.shapes_arrays(3, size=64, seed=0, start=VAL_START)
+    images, masks = synthetic.shapes_arrays(3, size=64, seed=0, start=synthetic.VAL_OFFSET)
     images = images.astype("float32")
     logits = model.predict(images, verbose=0)
     flipped = model.predict(images[:, :, ::-1], verbose=0)[:, :, ::-1]

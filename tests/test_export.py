@@ -6,6 +6,7 @@ Conversions are slow, so each variant is converted once per module (fixtures).
 
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -17,7 +18,10 @@ import tensorflow as tf
 
 import keras_fcn
 from keras_fcn import export
+from keras_fcn.labels import ModelLabels
 from keras_fcn.models import build_fcn
+from keras_fcn.models.inspect import normalization_of
+from tiny import randomize_scores, tiny_fcn
 
 NUM_CLASSES = 3
 SIZE = (32, 48)
@@ -32,22 +36,12 @@ def _smooth_images(count, size=SIZE, seed=0):
     return tf.cast(tf.image.resize(coarse, size), tf.uint8).numpy()
 
 
-def _randomize_scores(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if layer.name in ("score_fr", "score_pool4", "score_pool3"):
-            layer.set_weights([rng.normal(0, 0.3, w.shape).astype("float32")
-                               for w in layer.get_weights()])
-
-
 @pytest.fixture(scope="module")
 def model():
-    """Tiny VGG16 FCN-8s without preprocessing (export adds it), non-zero score layers."""
+    """Tiny VGG16 FCN-8s without preprocessing (export adds it), non-zero score layers; wider
+    than tests/tiny.py's so that int8 kernels have 16+ output channels."""
     keras.utils.set_random_seed(0)
-    net = build_fcn("8s", num_classes=NUM_CLASSES, weights=None, widths=(16, 16, 32, 32, 32),
-                    fc_units=64)
-    _randomize_scores(net)
-    return net
+    return tiny_fcn("8s", NUM_CLASSES, widths=(16, 16, 32, 32, 32), fc_units=64)
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +199,25 @@ def test_op_check_rejects_dynamic_shapes(model):
     export.check_tflite_ops(flatbuffer, allow_dynamic_shapes=True)
 
 
-def test_saved_model_any_size_uint8(model, tmp_path):
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def _mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def _plain_modes(folder):
+    """Modes of a file written by plain open() and of a folder made by os.makedirs."""
+    os.makedirs(folder / "plain_dir")
+    (folder / "plain.txt").write_text("x")
+    return _mode(folder / "plain.txt"), _mode(folder / "plain_dir")
+
+
+def test_saved_model_any_size_uint8(model, tmp_path, umask_022):
     path = str(tmp_path / "sm")
     metadata = export.export_saved_model(model, path, class_names=["a", "b", "c"])
     served = tf.saved_model.load(path).signatures["serving_default"]
@@ -221,6 +233,15 @@ def test_saved_model_any_size_uint8(model, tmp_path):
     assert metadata["class_names"] == ["a", "b", "c"]
     with pytest.raises(FileExistsError, match="overwrite"):
         export.export_saved_model(model, path)
+    # the folder and everything in it have the permissions of the user's other outputs
+    file_mode, dir_mode = _plain_modes(tmp_path)
+    assert (file_mode, dir_mode) == (0o644, 0o755)
+    dir_modes, file_modes = {_mode(path)}, set()
+    for root, dirs, files in os.walk(path):
+        dir_modes |= {_mode(os.path.join(root, name)) for name in dirs}
+        file_modes |= {_mode(os.path.join(root, name)) for name in files}
+    assert dir_modes == {dir_mode} and file_modes == {file_mode}
+    assert sorted(os.listdir(tmp_path)) == ["plain.txt", "plain_dir", "sm"]  # no temporaries
 
 
 def test_saved_model_fixed_size_without_probabilities(model, tmp_path):
@@ -231,7 +252,7 @@ def test_saved_model_fixed_size_without_probabilities(model, tmp_path):
     assert set(served(images=tf.zeros((2, *SIZE, 3), tf.uint8))) == {"class_ids"}
 
 
-def test_export_tflite_writes_model_and_sidecar(model, tmp_path):
+def test_export_tflite_writes_model_and_sidecar(model, tmp_path, umask_022):
     path = str(tmp_path / "m_fp16.tflite")
     palette = [[0, 0, 0], [255, 0, 0], [0, 255, 0]]
     metadata = export.export_tflite(model, path, input_size=SIZE, quantization="float16",
@@ -248,12 +269,40 @@ def test_export_tflite_writes_model_and_sidecar(model, tmp_path):
     assert sidecar["size_bytes"] == os.path.getsize(path) and "CONV_2D" in sidecar["ops"]
     with pytest.raises(FileExistsError):
         export.export_tflite(model, path, input_size=SIZE)
-    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    file_mode, _ = _plain_modes(tmp_path)
+    assert _mode(path) == _mode(tmp_path / "m_fp16.json") == file_mode == 0o644
+    assert sorted(os.listdir(tmp_path)) == ["m_fp16.json", "m_fp16.tflite", "plain.txt",
+                                            "plain_dir"]
 
 
-def test_metadata_rejects_wrong_class_count(model):
+def test_labels_reject_a_wrong_class_count(model):
     with pytest.raises(ValueError, match="one entry per class"):
-        export.make_metadata(model, class_names=["only_one"])
+        export.export_labels(model, class_names=["only_one"])
+    with pytest.raises(ValueError, match="name 4 classes but model"):
+        export.export_labels(model, ModelLabels(num_classes=4))
+
+
+def test_labels_come_from_the_models_sidecar_or_run_folder(model, tmp_path):
+    path = tmp_path / "run" / "best.keras"
+    path.parent.mkdir()
+    ModelLabels(3, class_names=("sky", "road", "car"), ignore_label=11).write(
+        path.parent / "labels.json")
+    labels = export.export_labels(model, source=str(path))
+    assert labels.class_names == ("sky", "road", "car") and labels.ignore_label == 11
+    assert labels.model_name == model.name
+    assert labels.normalization["type"] == "caffe_bgr_mean"
+    ModelLabels(3, class_names=("a", "b", "c")).write(ModelLabels.sidecar_path(path))
+    labels = export.export_labels(model, source=str(path), ignore_label=7)
+    assert labels.class_names == ("a", "b", "c") and labels.ignore_label == 7
+    # a model object has no file: default names
+    assert export.export_labels(model, source=model).class_names == ("class_0", "class_1",
+                                                                      "class_2")
+
+
+def test_median_seconds_times_every_run_after_the_warmup():
+    calls = []
+    seconds = export.median_seconds(calls.append, 1, runs=5, warmup=2)
+    assert calls == [1] * 7 and 0 <= seconds < 0.1
 
 
 def test_bad_arguments(model):
@@ -267,8 +316,8 @@ def test_bad_arguments(model):
 
 def test_mobilenet_v2_float32_export_matches_keras():
     keras.utils.set_random_seed(0)
-    net = build_fcn("8s", num_classes=NUM_CLASSES, weights=None, backbone="mobilenet_v2")
-    _randomize_scores(net)
+    net = randomize_scores(build_fcn("8s", num_classes=NUM_CLASSES, weights=None,
+                                     backbone="mobilenet_v2"))
     size = (40, 56)  # not a multiple of 32: the static pad and crops must convert too
     flatbuffer = export.convert_to_tflite(net, input_size=size)
     ops = export.check_tflite_ops(flatbuffer)
@@ -277,7 +326,7 @@ def test_mobilenet_v2_float32_export_matches_keras():
     expected = export.keras_predictor(net)(image)
     got = export.TFLiteRunner(flatbuffer).outputs(image)
     np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
-    assert export.normalization_of(net)["type"] == "scale"
+    assert normalization_of(net)["type"] == "scale"
 
 
 def _write_pairs(folder, count, size=SIZE):

@@ -11,7 +11,6 @@ modules owned elsewhere are strict xfails; docs/reliability.md lists them.
 """
 
 import collections
-import importlib.util
 import io
 import json
 import os
@@ -54,17 +53,6 @@ def _leftovers(folder):
             if name.startswith(".") or name.endswith(".tmp") or os.path.getsize(path) == 0:
                 found.append(path)
     return found
-
-
-def _load_tool(name):
-    key = f"fuzz_tool_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, os.path.join(ROOT, "tools",
-                                                                        f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[key] = module
-    return sys.modules[key]
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,14 +425,16 @@ def test_nyud_and_siftflow_readers_on_damaged_files(tmp_path, corpus):
 
 
 def test_caffemodel_reader_on_corrupt_bytes(tmp_path):
-    from keras_fcn.weights import convert
+    from caffe_writer import write_caffemodel
+
+    from keras_fcn import weights as convert
 
     rng = _rng("caffe")
     arrays = np.random.default_rng(0)
     layers = [("conv1_1", "Convolution", [arrays.normal(size=(4, 3, 3, 3)), arrays.normal(size=4)]),
               ("upscore2", "Deconvolution", [arrays.normal(size=(2, 2, 4, 4))], 1)]
-    good = [open(convert.write_caffemodel(layers, str(tmp_path / f"g{v}.caffemodel"), v1=v,
-                                          legacy_shape=v), "rb").read() for v in (False, True)]
+    good = [open(write_caffemodel(layers, str(tmp_path / f"g{v}.caffemodel"), v1=v,
+                                  legacy_shape=v), "rb").read() for v in (False, True)]
     cases = []
     for data in good:
         cases += fc.truncations(data, rng, 40) + fc.byte_flips(data, rng, 80, keep_header=0)
@@ -469,13 +459,13 @@ def test_caffemodel_reader_on_corrupt_bytes(tmp_path):
             except ValueError as error:  # a layer that cannot be mapped: the layer is named
                 assert "layer" in str(error) or "shape" in str(error), (label, str(error))
                 outcomes["ValueError (names the layer/shape)"] += 1
-    COUNTS["convert.read_caffemodel/convert_caffemodel"] += len(cases)
+    COUNTS["weights.read_caffemodel/convert_caffemodel"] += len(cases)
     assert outcomes["CaffeModelError"] > len(cases) // 2, outcomes
 
 
 def test_torch_state_dict_reader_on_corrupt_bytes(tmp_path):
     torch = pytest.importorskip("torch")
-    from keras_fcn.weights import convert
+    from keras_fcn import weights as convert
 
     buffer = io.BytesIO()
     torch.save({"score_fr.weight": torch.zeros(3, 4, 1, 1), "score_fr.bias": torch.zeros(3)},
@@ -495,7 +485,7 @@ def test_torch_state_dict_reader_on_corrupt_bytes(tmp_path):
                 assert weights["score_fr"][0].shape == (1, 1, 4, 3), label
             except ValueError as error:
                 assert path in str(error) or "layer" in str(error), (label, str(error))
-    COUNTS["convert.convert_torch_state_dict"] += len(cases)
+    COUNTS["weights.convert_torch_state_dict"] += len(cases)
 
 
 def _legacy_h5(path, layers):
@@ -518,7 +508,6 @@ def test_read_weights_on_corrupt_files(tmp_path):
     import keras
 
     from keras_fcn import weights
-    from keras_fcn.weights import convert
 
     rng = _rng("weights")
     paths = {}
@@ -528,7 +517,7 @@ def test_read_weights_on_corrupt_files(tmp_path):
     good = {
         ".keras": open(tmp_path / "ok.keras", "rb").read(),
         ".h5": open(_legacy_h5(tmp_path / "ok.h5", {"fc7": [np.zeros((4, 4))]}), "rb").read(),
-        ".npz": open(convert.save_npz({"fc7": [np.zeros((1, 1, 4, 4))]}, str(tmp_path / "ok.npz")),
+        ".npz": open(weights.save_npz({"fc7": [np.zeros((1, 1, 4, 4))]}, str(tmp_path / "ok.npz")),
                      "rb").read(),
     }
     for ext, data in good.items():
@@ -614,7 +603,7 @@ def test_predict_on_odd_arrays(tiny_model_path):
 
 
 def test_predict_tool_on_a_mixed_folder(tmp_path, corpus, tiny_model_path):
-    tool = _load_tool("predict")
+    from keras_fcn.inference import files, predictor
     frames = tmp_path / "frames ü"
     frames.mkdir()
     good, bad = [], []
@@ -635,15 +624,15 @@ def test_predict_tool_on_a_mixed_folder(tmp_path, corpus, tiny_model_path):
     (frames / "folder.png").mkdir()
     bad.append(str(frames / "folder.png"))
     out = tmp_path / "out"
-    opts = tool.Options(model=tiny_model_path, inputs=[str(frames)], output_dir=str(out),
-                        classes=["1"], uncertainty=["entropy"])
+    opts = predictor.PredictOptions(model=tiny_model_path, inputs=[str(frames)],
+                                    output_dir=str(out), classes=["1"], uncertainty=["entropy"])
     with fc.time_limit(120, "predict tool"):
-        report = tool.run(opts)
+        report = files.run(opts)
     failed = dict(report.failures)
     assert sorted(failed) == sorted(bad), failed
     assert report.processed == len(good)
     stream = io.StringIO()
-    tool.print_report(report, stream)
+    files.print_report(report, stream)
     for path in bad:
         assert path in stream.getvalue()
     written = sorted(os.listdir(out / "frames ü"))
@@ -656,22 +645,23 @@ def test_predict_tool_on_a_mixed_folder(tmp_path, corpus, tiny_model_path):
         stem = os.path.splitext(os.path.basename(path))[0]
         assert not [n for n in written if n.startswith(stem + "_")], stem
     assert not _leftovers(out)
-    COUNTS["tools/predict.py"] += len(good) + len(bad)
+    COUNTS["inference.files.run (tools/predict.py)"] += len(good) + len(bad)
 
 
 def test_cli_outputs_are_not_overwritten_without_overwrite(tmp_path, corpus, tiny_model_path):
-    from keras_fcn import export, inference
+    from keras_fcn import io as fcn_io
+    from keras_fcn.inference import files
+    from keras_fcn.inference.predictor import PredictOptions
 
-    tool = _load_tool("predict")
     out = tmp_path / "out"
     image = fc.write(tmp_path / "in" / "a.png", open(corpus["good_image"], "rb").read())
     sentinel = b"user data, do not touch"
     fc.write(out / "a_labels.png", sentinel)
-    report = tool.run(tool.Options(model=tiny_model_path, inputs=[image], output_dir=str(out)))
+    report = files.run(PredictOptions(model=tiny_model_path, inputs=[image], output_dir=str(out)))
     assert open(out / "a_labels.png", "rb").read() == sentinel
     assert report.skipped == 1 and report.written == 1  # the overlay was new
-    report = tool.run(tool.Options(model=tiny_model_path, inputs=[image], output_dir=str(out),
-                                   overwrite=True))
+    report = files.run(PredictOptions(model=tiny_model_path, inputs=[image],
+                                      output_dir=str(out), overwrite=True))
     with Image.open(out / "a_labels.png") as labels:
         assert labels.size == (W, H)
     assert not _leftovers(out)
@@ -680,8 +670,8 @@ def test_cli_outputs_are_not_overwritten_without_overwrite(tmp_path, corpus, tin
     os.remove(out / "a_overlay.png")
     (out / "a_overlay.png").mkdir()
     with pytest.raises(OSError, match="a_overlay.png"):
-        tool.run(tool.Options(model=tiny_model_path, inputs=[image], output_dir=str(out),
-                              overwrite=True))
+        files.run(PredictOptions(model=tiny_model_path, inputs=[image], output_dir=str(out),
+                                 overwrite=True))
     assert not _leftovers(out)
 
     # A writer that fails half-way leaves the old file intact and no temporary file.
@@ -692,35 +682,43 @@ def test_cli_outputs_are_not_overwritten_without_overwrite(tmp_path, corpus, tin
             f.write(b"partial")
         raise OSError("disk full (simulated)")
 
-    for writer in (lambda p: inference.atomic_write(p, half_write),
-                   lambda p: export.write_atomic(p, object(), overwrite=True)):
+    for writer in (lambda p: fcn_io.atomic_write(p, half_write),
+                   lambda p: fcn_io.write_bytes(p, object(), overwrite=True)):
         with pytest.raises((OSError, TypeError)):
             writer(str(out / "keep.npy"))
         assert open(out / "keep.npy", "rb").read() == sentinel
         assert not _leftovers(out)
     with pytest.raises(FileExistsError, match="keep.npy"):
-        inference.save_npy(str(out / "keep.npy"), np.zeros(2), overwrite=False)
+        fcn_io.save_npy(str(out / "keep.npy"), np.zeros(2), overwrite=False)
     with pytest.raises(FileExistsError, match="keep.npy"):
-        export.write_atomic(str(out / "keep.npy"), b"new")
+        fcn_io.write_bytes(str(out / "keep.npy"), b"new", overwrite=False)
     assert open(out / "keep.npy", "rb").read() == sentinel
     COUNTS["CLI --overwrite / atomic writes"] += 7
 
 
-def test_convert_weights_tool_keeps_existing_output_and_writes_nothing_on_bad_input(tmp_path):
-    tool = _load_tool("convert_weights")
+def test_weight_conversion_keeps_existing_output_and_writes_nothing_on_bad_input(tmp_path):
+    """What tools/convert_weights.py does: refuse an existing output before reading, and write
+    nothing when the source is bad."""
+    from keras_fcn import io as fcn_io
+    from keras_fcn import weights
+    from keras_fcn.models import build_fcn
+
     sentinel = b"existing weights"
     existing = fc.write(tmp_path / "out" / "fcn.npz", sentinel)
     source = fc.write(tmp_path / "in.caffemodel", b"\x0a\xff\xff\xff\x0f")
     with pytest.raises(FileExistsError, match="fcn.npz"):
-        tool.convert(source, "fcn32s", existing, num_classes=NUM_CLASSES)
+        fcn_io.check_writable(existing, overwrite=False)
+    model = build_fcn("32s", num_classes=NUM_CLASSES, weights=None, widths=(4,) * 5, fc_units=8)
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="in.caffemodel"):
+            weights.convert_to_keras_model(source, model)
+        with pytest.raises(FileExistsError, match="fcn.npz"):
+            weights.save_weights_file(model, existing, overwrite=False)
     assert open(existing, "rb").read() == sentinel
-    fresh = str(tmp_path / "out" / "fresh.npz")
-    with pytest.raises(ValueError, match="in.caffemodel"):
-        tool.convert(source, "fcn32s", fresh, num_classes=NUM_CLASSES)
-    assert not os.path.exists(fresh)
-    with pytest.raises(ValueError, match="in.caffemodel"):
-        tool.convert(source, "fcn32s", existing, num_classes=NUM_CLASSES, overwrite=True)
-    assert open(existing, "rb").read() == sentinel
+    fresh = tmp_path / "out" / "fresh.npz"
+    assert not fresh.exists()
+    weights.save_weights_file(model, str(fresh))
+    assert sorted(weights.load_npz(str(fresh))) == sorted(weights.read_weights(model))
     assert not _leftovers(tmp_path / "out")
     COUNTS["CLI --overwrite / atomic writes"] += 3
 

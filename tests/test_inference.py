@@ -1,4 +1,5 @@
-"""Tests of keras_fcn.inference, keras_fcn.video and tools/predict.py on tiny models."""
+"""Tests of keras_fcn.inference (forward, predict, uncertainty, visualize, temporal, refine,
+video, files) and of tools/predict.py's command line, on tiny models."""
 
 import importlib.util
 import json
@@ -9,29 +10,21 @@ import sys
 import numpy as np
 import pytest
 import keras
+import tensorflow as tf
 from PIL import Image
 
 from keras_fcn import inference as inf
+from keras_fcn.inference import files, predictor
+from keras_fcn.inference.forward import forward_fn
+from keras_fcn.inference.predict import tile_starts
+from keras_fcn.labels import VOC_CLASSES, voc_palette
+from keras_fcn.layers import preprocess_input
 from keras_fcn.models import build_fcn
+from keras_fcn.models.inspect import has_preprocessing
+from tiny import randomize_scores, tiny_fcn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_AV = importlib.util.find_spec("av") is not None
-
-
-def _randomize_scores(model, seed=0):
-    """Score layers are zero-initialized; give them random weights so outputs vary."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if layer.name.startswith("score") and layer.get_weights():
-            layer.set_weights([rng.normal(0, 0.5, w.shape).astype("float32")
-                               for w in layer.get_weights()])
-    return model
-
-
-def tiny_fcn(num_classes=3, dropout=0.0, include_preprocessing=True, seed=0):
-    model = build_fcn("8s", num_classes=num_classes, weights=None, widths=(4, 4, 4, 4, 4),
-                      fc_units=8, dropout=dropout, include_preprocessing=include_preprocessing)
-    return _randomize_scores(model, seed)
 
 
 def pointwise_model(num_classes=4):
@@ -49,10 +42,42 @@ def random_image(h, w, seed=0):
 @pytest.fixture(scope="module")
 def fcn():
     keras.utils.set_random_seed(1)
-    return tiny_fcn(dropout=0.5)
+    return tiny_fcn(dropout=0.5, include_preprocessing=True)
 
 
 # ----------------------------------------------------------------------------- prediction
+
+
+def test_forward_fn_outputs_and_flip(fcn):
+    x = tf.constant(np.stack([random_image(24, 40, 1), random_image(24, 40, 2)]), tf.float32)
+    logits = fcn(x, training=False).numpy()
+    probs = forward_fn(fcn)(x).numpy()
+    np.testing.assert_allclose(forward_fn(fcn, output="logits")(x).numpy(), logits, atol=1e-5)
+    np.testing.assert_allclose(probs, tf.nn.softmax(logits).numpy(), atol=1e-6)
+    mirrored = tf.nn.softmax(fcn(x[:, :, ::-1], training=False)).numpy()[:, :, ::-1]
+    np.testing.assert_allclose(forward_fn(fcn, flip=True)(x).numpy(), (probs + mirrored) / 2,
+                               atol=1e-6)
+    assert not np.allclose(probs, mirrored, atol=1e-3)  # so the flip test above means something
+    assert forward_fn(fcn) is forward_fn(fcn) and forward_fn(fcn, flip=True) is not forward_fn(fcn)
+
+
+@pytest.mark.parametrize("kwargs, word", [({"output": "probs"}, "output='probs'"),
+                                          ({"output": "logits", "flip": True}, "flip=True")])
+def test_forward_fn_rejects_bad_arguments(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        forward_fn(pointwise_model(), **kwargs)
+
+
+def test_forward_fn_cache_keeps_no_model_alive():
+    import gc
+    import weakref
+
+    model = pointwise_model()
+    forward_fn(model)(tf.zeros((1, 4, 4, 3)))
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
 
 
 def test_predict_shapes_and_probabilities(fcn):
@@ -78,7 +103,7 @@ def test_predict_list_of_different_sizes_matches_single_images(fcn):
 def test_preprocessing_is_applied_when_model_lacks_it(fcn):
     raw = tiny_fcn(dropout=0.5, include_preprocessing=False)
     raw.set_weights(fcn.get_weights())
-    assert inf.has_preprocessing(fcn) and not inf.has_preprocessing(raw)
+    assert has_preprocessing(fcn) and not has_preprocessing(raw)
     image = random_image(33, 33)
     np.testing.assert_allclose(inf.predict(raw, image)[1], inf.predict(fcn, image)[1], atol=1e-5)
 
@@ -98,8 +123,8 @@ def test_tiled_fcn_covers_image(fcn):
 
 
 def test_tile_starts_cover_and_end_flush():
-    assert inf._tile_starts(100, 32, 8) == [0, 24, 48, 68]
-    assert inf._tile_starts(20, 32, 8) == [0]
+    assert tile_starts(100, 32, 8) == [0, 24, 48, 68]
+    assert tile_starts(20, 32, 8) == [0]
 
 
 def test_flip_tta_of_symmetric_model_changes_nothing():
@@ -157,7 +182,7 @@ def test_mc_dropout_keeps_batchnorm_in_inference_mode():
     bn = model.get_layer("bn")
     bn.moving_mean.assign(np.full(4, 3.0, "float32"))
     bn.moving_variance.assign(np.full(4, 2.0, "float32"))
-    x = inf.preprocess_input(random_image(9, 9)[None].astype("float32"))
+    x = preprocess_input(random_image(9, 9)[None].astype("float32"))
     mc = inf.mc_dropout_model(model)
     np.testing.assert_allclose(mc(x), model(x, training=False), atol=1e-5)
     inf.mc_dropout(model, random_image(9, 9), num_samples=3)
@@ -167,7 +192,7 @@ def test_mc_dropout_keeps_batchnorm_in_inference_mode():
 
 
 def test_mobilenet_preprocessing_and_mc_dropout_with_batchnorm():
-    with_pre = _randomize_scores(build_fcn("8s", num_classes=3, weights=None, dropout=0.0,
+    with_pre = randomize_scores(build_fcn("8s", num_classes=3, weights=None, dropout=0.0,
                                            backbone="mobilenet_v2", include_preprocessing=True))
     raw = build_fcn("8s", num_classes=3, weights=None, dropout=0.0, backbone="mobilenet_v2")
     raw.set_weights(with_pre.get_weights())
@@ -187,15 +212,6 @@ def test_mc_dropout_needs_dropout_layers():
 # ----------------------------------------------------------------------------- colours, overlays
 
 
-def test_voc_palette_bit_interleaving():
-    palette = inf.voc_palette()
-    assert palette.shape == (256, 3) and palette.dtype == np.uint8
-    assert palette[[0, 1, 2, 3, 7, 15, 20]].tolist() == [
-        [0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [128, 128, 128], [192, 128, 128],
-        [0, 64, 128]]  # background, aeroplane, bicycle, bird, car, person, tvmonitor
-    assert palette[255].tolist() == [224, 224, 192]  # the void colour of the VOC masks
-
-
 def test_overlay_exact_colours():
     image = np.array([[[10, 20, 30], [200, 100, 50]], [[0, 0, 0], [255, 255, 255]]], np.uint8)
     labels = np.array([[0, 1], [15, 255]])
@@ -211,7 +227,7 @@ def test_overlay_exact_colours():
 def test_overlay_with_legend_keeps_overlay_and_adds_strip():
     image, labels = random_image(40, 30), np.zeros((40, 30), np.int64)
     labels[20:] = 15
-    out = inf.overlay_with_legend(image, labels, class_names=inf.VOC_CLASS_NAMES, legend_width=100)
+    out = inf.overlay_with_legend(image, labels, class_names=VOC_CLASSES, legend_width=100)
     assert out.shape == (40, 130, 3)
     np.testing.assert_array_equal(out[:, :30], inf.overlay(image, labels))
     strip = out[:, 30:].reshape(-1, 3)
@@ -231,21 +247,17 @@ def test_palette_png_round_trip(tmp_path):
         assert image.mode == "P"
         np.testing.assert_array_equal(np.asarray(image), labels)
         np.testing.assert_array_equal(
-            np.asarray(image.convert("RGB")), inf.voc_palette()[labels])
+            np.asarray(image.convert("RGB")), np.asarray(voc_palette(), np.uint8)[labels])
     with pytest.raises(FileExistsError):
         inf.save_png(path, labels, palette=True, overwrite=False)
     assert [f for f in os.listdir(tmp_path) if f.startswith(".")] == []  # no temp files left
 
 
-def test_heatmap_and_labels_sidecar(tmp_path):
-    rgb = inf.heatmap(np.array([[0.0, 1.0]]), cmap="gray")
-    assert rgb.tolist() == [[[0, 0, 0], [255, 255, 255]]]
-    model_path = tmp_path / "m.keras"
-    assert inf.read_labels_sidecar(model_path) == (None, None)
-    (tmp_path / "m.labels.json").write_text(json.dumps(
-        {"class_names": ["sky", "road"], "palette": [[1, 2, 3], [4, 5, 6]]}))
-    names, palette = inf.read_labels_sidecar(model_path)
-    assert names == ["sky", "road"] and palette.tolist() == [[1, 2, 3], [4, 5, 6]]
+def test_heatmap_closed_form():
+    assert inf.heatmap(np.array([[0.0, 1.0]]), cmap="gray").tolist() == [[[0, 0, 0],
+                                                                           [255, 255, 255]]]
+    assert inf.heatmap(np.array([[2.0, 4.0]]), cmap="gray", vmin=0, vmax=4).tolist() == [
+        [[128, 128, 128], [255, 255, 255]]]
 
 
 # ----------------------------------------------------------------------------- temporal
@@ -280,6 +292,25 @@ def test_smoother_closed_form():
         inf.TemporalSmoother(alpha=0)
 
 
+def test_smoothed_sequence_restarts_on_new_size_and_keeps_counts():
+    sequence = inf.SmoothedSequence(alpha=0.5)
+    a, b = np.array([[[0.9, 0.1], [0.2, 0.8]]]), np.array([[[0.1, 0.9], [0.2, 0.8]]])
+    sequence.step(a)
+    np.testing.assert_allclose(sequence.step(b), (a + b) / 2)  # smoothed labels: [[0, 1]]
+    assert sequence.summary() == {"frames_compared": 2, "flicker_raw": 0.5,
+                                  "flicker_smoothed": 0.0, "smooth_alpha": 0.5}
+    other = np.array([[[0.3, 0.7]]])
+    np.testing.assert_allclose(sequence.step(other), other)  # a new size: a new average
+    assert sequence.compared == 2 and sequence.raw.shape == (1, 1)
+    meter = inf.FlickerMeter()
+    meter.update(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="one size"):
+        meter.update(np.zeros((3, 2)))
+    meter.restart()
+    meter.update(np.zeros((3, 2)))
+    assert meter.shape == (3, 2) and meter.total == 0
+
+
 # ----------------------------------------------------------------------------- refinement
 
 
@@ -295,15 +326,7 @@ def test_guided_refinement_snaps_to_image_edge():
     assert (refined.argmax(-1) == truth).mean() == 1.0
 
 
-# ----------------------------------------------------------------------------- command line
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("predict_tool", os.path.join(ROOT, "tools",
-                                                                               "predict.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# ----------------------------------------------------------------------------- files, command line
 
 
 @pytest.fixture(scope="module")
@@ -312,7 +335,9 @@ def saved_model(tmp_path_factory):
     path = str(folder / "tiny.keras")
     keras.utils.set_random_seed(2)
     tiny_fcn(dropout=0.5).save(path)
-    (folder / "tiny.labels.json").write_text(json.dumps({"class_names": ["sky", "Car", "road"]}))
+    # A sidecar as keras_fcn 0.1.0's predict read it: names and colours only.
+    (folder / "tiny.labels.json").write_text(json.dumps(
+        {"class_names": ["sky", "Car", "road"], "palette": [[1, 2, 3], [4, 5, 6], [7, 8, 9]]}))
     return path
 
 
@@ -325,14 +350,13 @@ def _frames_folder(folder, count=3, size=(24, 32)):
     return folder
 
 
-def test_cli_folder_with_bad_files(tmp_path, saved_model):
-    tool = _load_tool()
+def test_run_folder_with_bad_files(tmp_path, saved_model):
     frames = _frames_folder(tmp_path / "seq")
     out = tmp_path / "out"
-    opts = tool.Options(model=saved_model, inputs=[str(frames), str(tmp_path / "missing.jpg")],
-                        output_dir=str(out), classes=["car"], uncertainty=["entropy", "margin"],
-                        smooth_alpha=0.5)
-    report = tool.run(opts)
+    opts = predictor.PredictOptions(
+        model=saved_model, inputs=[str(frames), str(tmp_path / "missing.jpg")],
+        output_dir=str(out), classes=["car"], uncertainty=["entropy", "margin"], smooth_alpha=0.5)
+    report = files.run(opts)
     failed = dict(report.failures)
     assert set(failed) == {str(frames / "notes.png"), str(frames / "empty.png"),
                            str(tmp_path / "missing.jpg")}
@@ -347,14 +371,55 @@ def test_cli_folder_with_bad_files(tmp_path, saved_model):
     assert not [n for n in names if n.startswith(".")]
     with Image.open(out / "seq" / "f0_labels.png") as labels_png:
         labels = np.asarray(labels_png)
+        assert labels_png.getpalette()[:9] == list(range(1, 10))  # the sidecar's colours
     with Image.open(out / "seq" / "f0_mask_Car.png") as mask_png:
         np.testing.assert_array_equal(np.asarray(mask_png), np.where(labels == 1, 255, 0))
     entropy = np.load(out / "seq" / "f0_entropy.npy")
     assert entropy.shape == (24, 32) and entropy.max() <= np.log(3) + 1e-5
     assert report.flicker[str(frames)]["smooth_alpha"] == 0.5
+    assert report.flicker[str(frames)]["frames_compared"] == 2 * 24 * 32
 
-    again = tool.run(opts)  # existing outputs are kept
+    again = files.run(opts)  # existing outputs are kept
     assert again.written == 0 and again.processed == 0 and again.skipped == 3 * 7
+
+
+def test_expand_inputs_names_and_failures(tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(random_image(4, 4)).save(tmp_path / folder / "x.png")
+    report = files.Report()
+    items = files.expand_inputs([str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.png"),
+                                 str(tmp_path / "*.jpg")], "out", report)
+    assert [(item.kind, item.stem, item.out_dir) for item in items] == [
+        ("image", "x", "out"), ("image", "x_2", "out")]
+    assert report.failures == [(str(tmp_path / "*.jpg"), "pattern matched no file")]
+    assert predictor.resolve_classes(["person", "7"], VOC_CLASSES, 21) == [15, 7]
+    assert predictor.safe_name("potted plant/2") == "potted_plant_2"
+
+
+@pytest.mark.parametrize("change, word", [
+    ({"classes": ["bus"]}, "'bus'"), ({"uncertainty": ["bayes"]}, "bayes"),
+    ({"smooth_alpha": 0.0}, "smooth_alpha"), ({"tile_size": 16, "tile_overlap": 16},
+                                              "tile_overlap=16"),
+    ({"model": "nope.keras"}, "nope.keras"),
+])
+def test_run_rejects_bad_options(tmp_path, saved_model, change, word):
+    opts = predictor.PredictOptions(model=saved_model, inputs=[str(tmp_path)],
+                                output_dir=str(tmp_path))
+    for key, value in change.items():
+        setattr(opts, key, value)
+    with pytest.raises(ValueError, match=word):
+        files.run(opts)
+
+
+def test_predictor_rejects_labels_of_another_class_count(tmp_path, saved_model):
+    import shutil
+
+    model = shutil.copy(saved_model, tmp_path / "m.keras")
+    (tmp_path / "m.labels.json").write_text(json.dumps({"class_names": ["sky", "road"]}))
+    with pytest.raises(ValueError, match="name 2 classes; the model has 3"):
+        predictor.Predictor(predictor.PredictOptions(model=str(model), inputs=[],
+                                                     output_dir=str(tmp_path)))
 
 
 def test_cli_main_exit_status(tmp_path, saved_model):
@@ -367,33 +432,24 @@ def test_cli_main_exit_status(tmp_path, saved_model):
     assert result.returncode == 1, result.stderr
     assert "2 input(s) failed" in result.stdout and "notes.png" in result.stdout
     assert os.path.exists(tmp_path / "out" / "seq" / "f0_overlay.png")
-    bad = subprocess.run(cmd[:2] + ["--model=nope.keras", f"--input={frames}",
-                                    f"--output_dir={tmp_path}"],
-                         capture_output=True, text=True, timeout=180)
-    assert bad.returncode == 2 and "nope.keras" in bad.stderr
-
-
-def test_cli_rejects_unknown_class(tmp_path, saved_model):
-    tool = _load_tool()
-    with pytest.raises(ValueError, match="'bus'"):
-        tool.run(tool.Options(model=saved_model, inputs=[str(tmp_path)],
-                              output_dir=str(tmp_path), classes=["bus"]))
+    # A bad option is a ValueError of files.run (test_run_rejects_bad_options), which
+    # keras_fcn.training.cli.run_main prints as one line with exit status 2 (its own tests).
 
 
 @pytest.mark.skipif(not HAS_AV, reason="PyAV not installed (pip install keras_fcn[video])")
 @pytest.mark.parametrize("video_format", ["mp4", "webm"])
-def test_cli_video_round_trip(tmp_path, saved_model, video_format):
+def test_run_video_round_trip(tmp_path, saved_model, video_format):
     from keras_fcn.inference import video
 
-    tool = _load_tool()
     clip = str(tmp_path / "clip.mp4")
     with video.VideoWriter(clip, fps=5) as writer:
         for i in range(4):
             writer.write(random_image(24, 32, seed=i))
     assert len(list(video.read_video(clip))) == 4
-    opts = tool.Options(model=saved_model, inputs=[clip], output_dir=str(tmp_path / "out"),
-                        classes=["road"], smooth_alpha=0.5, video_format=video_format)
-    report = tool.run(opts)
+    opts = predictor.PredictOptions(model=saved_model, inputs=[clip],
+                                output_dir=str(tmp_path / "out"), classes=["road"],
+                                smooth_alpha=0.5, video_format=video_format)
+    report = files.run(opts)
     assert not report.failures and report.processed == 4
     overlay = list(video.read_video(str(tmp_path / "out" / "clip_overlay.mp4")))
     mask_path = str(tmp_path / "out" / f"clip_mask_road.{video_format}")

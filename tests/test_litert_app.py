@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from keras_fcn import export
-from keras_fcn.models import build_fcn
+from tiny import tiny_fcn
 
 pytest.importorskip("ai_edge_litert")
 APP = os.path.join(os.path.dirname(__file__), "..", "examples", "litert_segment.py")
@@ -21,18 +21,16 @@ BLOCKED = ("import runpy, sys\n"
            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
 
 
-@pytest.mark.parametrize("quantization", ["float32", "float16"])
-def test_litert_app_without_tensorflow_matches_keras(tmp_path, quantization):
-    model = build_fcn("8s", num_classes=3, weights=None, include_preprocessing=True,
-                      widths=(4, 4, 8, 8, 8), fc_units=8)
-    rng = np.random.default_rng(0)
-    for name in ("score_fr", "score_pool4", "score_pool3"):
-        layer = model.get_layer(name)
-        layer.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in layer.weights])
+# float16 with the argmax inside: the app reads class ids (output_kind "class_ids") as they are.
+@pytest.mark.parametrize("quantization, argmax", [("float32", False), ("float16", True)])
+def test_litert_app_without_tensorflow_matches_keras(tmp_path, quantization, argmax):
+    model = tiny_fcn("8s", 3, scale=0.5, include_preprocessing=True)
     path = str(tmp_path / "model.tflite")
     names, palette = ["sky", "road", "car"], [[10, 20, 30], [40, 50, 60], [70, 80, 90]]
-    export.export_tflite(model, path, input_size=(32, 40), quantization=quantization,
-                         class_names=names, palette=palette)
+    meta = export.export_tflite(model, path, input_size=(32, 40), quantization=quantization,
+                                include_argmax=argmax, class_names=names, palette=palette)
+    assert meta["output_kind"] == ("class_ids" if argmax else "logits")
+    rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (32, 40, 3)).astype("uint8")
     Image.fromarray(image).save(tmp_path / "in.png")
     out = tmp_path / "out.png"

@@ -5,7 +5,9 @@ import pytest
 
 import keras
 import keras_fcn
+from keras_fcn import models
 from keras_fcn.models import mobilenet_v2 as mobilenet
+from tiny import randomize_scores
 
 NUM_CLASSES = 3
 
@@ -14,17 +16,8 @@ NUM_CLASSES = 3
 def fcn8s():
     keras.utils.set_random_seed(1)
     model = keras_fcn.build_fcn8s(NUM_CLASSES, weights=None, backbone="mobilenet_v2")
-    _randomize_scores(model)
+    randomize_scores(model, scale=0.05)
     return model
-
-
-def _randomize_scores(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for name in ("score_fr", "score_pool4", "score_pool3"):
-        layer = next((l for l in model.layers if l.name == name), None)
-        if layer is not None:
-            layer.set_weights([rng.normal(0, 0.05, w.shape).astype("float32")
-                               for w in layer.get_weights()])
 
 
 @pytest.mark.parametrize("size", [(1, 1), (17, 31), (32, 32), (33, 65), (37, 50), (95, 130)])
@@ -85,7 +78,7 @@ def _impulse_shift(model, size=384, at=(190, 170)):
 
 @pytest.mark.parametrize(
     "variant, path, expected",
-    [  # expected shift in pixels, see keras_fcn/mobilenet.py (half a pixel from even kernels)
+    [  # expected shift in pixels, see keras_fcn/models/mobilenet_v2.py (half a pixel from even kernels)
         ("32s", "score_fr", 0.5),
         ("16s", "score_pool4", 0.5),
         ("16s", "score_fr", -7.5),
@@ -116,7 +109,7 @@ def test_include_preprocessing_scales_raw_rgb():
     keras.utils.set_random_seed(3)
     raw = keras_fcn.build_fcn32s(2, weights=None, backbone="mobilenet_v2",
                                  include_preprocessing=True)
-    _randomize_scores(raw)
+    randomize_scores(raw, scale=0.05)
     plain = keras_fcn.build_fcn32s(2, weights=raw, backbone="mobilenet_v2")
     images = np.random.default_rng(0).integers(0, 256, (1, 40, 40, 3)).astype("float32")
     np.testing.assert_allclose(raw(images), plain(images / 127.5 - 1.0), rtol=1e-4, atol=1e-4)
@@ -184,3 +177,19 @@ def test_imagenet_file_missing_layers_is_an_error(tmp_path, monkeypatch):
 def test_pad_to_multiple_rejects_bad_multiple():
     with pytest.raises(ValueError, match="multiple=0"):
         mobilenet.PadToMultiple(0)
+
+
+def test_inspect_knows_mobilenet_v2_and_its_scaling(fcn8s):
+    images = np.array([[[[0, 127.5, 255]]]], "float32")
+    np.testing.assert_allclose(mobilenet.mobilenet_v2_preprocess_input(images), [[[[-1, 0, 1]]]])
+    assert models.preprocessing_fn(fcn8s) is mobilenet.mobilenet_v2_preprocess_input
+    assert models.normalization_of(fcn8s) == {"type": "scale", "scale": 1 / 127.5, "offset": -1.0,
+                                              "formula": "x / 127.5 - 1 on RGB"}
+    raw = models.raw_rgb_model(fcn8s)
+    uint8 = models.with_preprocessing(fcn8s)
+    assert models.backbone_of(raw) == models.backbone_of(uint8) == "mobilenet_v2"
+    assert models.preprocessing_fn(raw) is None
+    x = np.random.default_rng(2).integers(0, 256, (1, 35, 41, 3))
+    expected = np.asarray(fcn8s(mobilenet.mobilenet_v2_preprocess_input(x.astype("float32"))))
+    np.testing.assert_allclose(raw(x.astype("float32")), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(uint8(x.astype("uint8")), expected, rtol=1e-5, atol=1e-5)

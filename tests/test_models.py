@@ -5,9 +5,11 @@ import pytest
 import keras
 
 import keras_fcn
+from keras_fcn import models
 from keras_fcn.models import build_fcn
+from tiny import TINY_FC, TINY_WIDTHS
 
-TINY = dict(widths=(4, 4, 6, 8, 8), fc_units=8)
+TINY = dict(widths=TINY_WIDTHS, fc_units=TINY_FC)
 VARIANTS = ("32s", "16s", "8s", "8s_at_once")
 # The reference crop offsets, written out here independently of the package.
 REFERENCE_OFFSETS = {"pool4": 5, "pool3": 9, "32s": 19, "16s": 27, "8s": 31}
@@ -294,9 +296,50 @@ def test_bad_arguments_raise_value_error_naming_the_value(kwargs, message):
 def test_unknown_variant_and_bad_layer_arguments():
     with pytest.raises(ValueError, match="variant='4s'"):
         build_fcn("4s", weights=None)
+    with pytest.raises(ValueError, match=r"widths=\(4, 4, 8, 8, 8\)"):
+        build_fcn("8s", weights=None, backbone="mobilenet_v2", **TINY)
     with pytest.raises(ValueError, match="offset=-1"):
         keras_fcn.CropToReference(-1)
     with pytest.raises(ValueError, match="size=0"):
         keras_fcn.bilinear_kernel(0)
     with pytest.raises(ValueError, match=r"shape=\(4, 4, 2, 3\)"):
         keras_fcn.BilinearUpsampling()((4, 4, 2, 3))
+
+
+# --- inspecting built models --------------------------------------------------------------
+
+
+def test_inspect_tells_backbone_classes_and_preprocessing_through_wrappers():
+    plain = tiny_fcn("32s", num_classes=4)
+    wrapped = models.with_preprocessing(plain)
+    raw = models.raw_rgb_model(plain)
+    for model in (plain, wrapped, raw):
+        assert models.backbone_of(model) == "vgg16"
+        assert models.num_classes_of(model) == 4
+    assert [models.has_preprocessing(m) for m in (plain, wrapped, raw)] == [False, True, True]
+    assert models.preprocessing_fn(plain) is keras_fcn.preprocess_input
+    assert models.preprocessing_fn(wrapped) is None
+    assert models.raw_rgb_model(wrapped) is wrapped
+    assert raw.input.dtype == "float32" and raw.name == "fcn32s_raw_rgb"
+    mean = (1.0, 2.0, 3.0)
+    inside = keras.Sequential([keras.Input((None, None, 3)),
+                               keras_fcn.CaffePreprocessing(mean, name="preprocess")])
+    assert models.normalization_of(keras.Sequential([inside]))["mean_bgr"] == [1.0, 2.0, 3.0]
+    assert models.normalization_of(plain) == {
+        "type": "caffe_bgr_mean", "mean_bgr": [104.00698793, 116.66876762, 122.67891434],
+        "formula": "RGB -> BGR, minus mean_bgr, no scaling"}
+    with pytest.raises(ValueError, match="already has a 'preprocess' layer"):
+        models.with_preprocessing(wrapped)
+
+
+def test_head_layer_names_are_written_out_literally():
+    """A grep for a paper layer name finds the line that builds it (issue 12)."""
+    import inspect
+
+    from keras_fcn.models import heads, vgg16
+
+    source = inspect.getsource(heads) + inspect.getsource(vgg16)
+    for name in ("score_fr", "upscore2", "score_pool4", "upscore_pool4", "score_pool3",
+                 "upscore8", "upscore16", "fuse_pool4", "fuse_pool3", "scale_pool4",
+                 "scale_pool3", "conv3_2", "conv5_3", "pool4", "fc6", "fc7"):
+        assert f'"{name}' in source, name

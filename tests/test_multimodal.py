@@ -6,8 +6,10 @@ import pytest
 
 from keras_fcn import models
 from keras_fcn.models import multimodal as mm
+from keras_fcn.training.two_headed import compile_two_headed, evaluate_segmentation
+from tiny import TINY_FC, TINY_WIDTHS
 
-TINY = dict(widths=(4, 4, 4, 4, 4), fc_units=8)
+TINY = dict(widths=TINY_WIDTHS, fc_units=TINY_FC)
 
 
 def _randomize(model, seed=0):
@@ -89,7 +91,7 @@ def test_both_heads_train():
     keras.utils.set_random_seed(0)
     model = mm.build_two_headed_fcn("16s", 4, 3, weights=None, dropout=0.0,
                                     widths=(8,) * 5, fc_units=16)
-    mm.compile_two_headed(model, keras.optimizers.Adam(3e-3))
+    compile_two_headed(model, keras.optimizers.Adam(3e-3))
     blocks = np.random.default_rng(0).integers(0, 4, (2, 4, 4))
     semantic = np.kron(blocks, np.ones((16, 16), int))  # 16x16 blocks of one class
     semantic[:, 0] = 255  # void row
@@ -104,7 +106,7 @@ def test_both_heads_train():
         losses = history[f"{task}_loss"]
         assert losses[-1] < 0.9 * losses[0], (task, losses)
     assert "semantic_mean_iu" in history and "geometric_mean_iu" in history
-    results = mm.evaluate_segmentation(
+    results = evaluate_segmentation(
         model, [(images, {"semantic": semantic, "geometric": geometric})],
         {"semantic": 4, "geometric": 3})
     assert results["semantic"]["confusion_matrix"].sum() == (semantic != 255).sum()

@@ -87,3 +87,16 @@ def test_eval_confusion_drops_absent_classes():
     assert confusion[cow, cow] not in np.diag(kept)
     with pytest.raises(ValueError, match="shape"):
         sf.semantic_eval_confusion(np.zeros((3, 3)))
+
+
+def test_seeded_flips_are_reproducible(fake_root):
+    def batches(seed):
+        ds = sf.make_siftflow_dataset(fake_root, "trainval", shuffle=True, seed=seed, flip=True)
+        return [(x.numpy(), y["semantic"].numpy(), y["geometric"].numpy())
+                for _ in range(3) for x, y in ds]
+
+    first, again, other = batches(5), batches(5), batches(6)
+    for arrays_a, arrays_b in zip(first, again):
+        for a, b in zip(arrays_a, arrays_b):
+            np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(first, other))

@@ -14,9 +14,14 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from keras_fcn.weights import convert  # noqa: E402
+from caffe_writer import write_caffemodel  # noqa: E402
 from keras_fcn.models import build_fcn  # noqa: E402
-from keras_fcn.weights import set_weights_by_name  # noqa: E402
+from keras_fcn.weights import (  # noqa: E402
+    CaffeLayer,
+    convert_caffemodel,
+    convert_torch_state_dict,
+    set_weights_by_name,
+)
 
 VARIANTS = ("32s", "16s", "8s", "8s_at_once")
 SIZES = ((1, 1), (17, 23), (64, 64), (97, 131))
@@ -124,7 +129,7 @@ def keras_model_from(torch_model, variant, widths, fc_units, weights=None):
     model = build_fcn(variant, num_classes=NUM_CLASSES, input_shape=(None, None, 3), weights=None,
                       widths=widths, fc_units=fc_units)
     if weights is None:
-        weights = convert.convert_torch_state_dict(torch_model.state_dict())
+        weights = convert_torch_state_dict(torch_model.state_dict())
     done = set_weights_by_name(model, weights)
     with_weights = {layer.name for layer in model.layers if layer.weights}
     assert set(done) == with_weights == set(weights), (done, with_weights, sorted(weights))
@@ -172,37 +177,36 @@ def test_pth_file_reproduces_torch_logits(tmp_path):
     torch_model = randomize(TorchFCN("8s", NUM_CLASSES, SMALL_WIDTHS, SMALL_FC), seed=1)
     path = tmp_path / "fcn8s.pth"
     torch.save(torch_model.state_dict(), path)
-    weights = convert.convert_torch_state_dict(str(path))
+    weights = convert_torch_state_dict(str(path))
     keras_model = keras_model_from(torch_model, "8s", SMALL_WIDTHS, SMALL_FC, weights)
     assert_same_logits(keras_model, torch_model, 37, 29)
 
 
 def _as_caffe_layers(torch_model):
     """The torch weights as the reference Caffe net would store them (same NCHW layouts)."""
-    layers = [convert.CaffeLayer("data", "Input", [])]
+    layers = [CaffeLayer("data", "Input", [])]
     for name, module in torch_model.named_children():
         if isinstance(module, nn.ConvTranspose2d):
-            layers.append(convert.CaffeLayer(name, "Deconvolution",
-                                             [module.weight.detach().numpy()]))
+            layers.append(CaffeLayer(name, "Deconvolution", [module.weight.detach().numpy()]))
         elif isinstance(module, nn.Conv2d):
-            layers.append(convert.CaffeLayer(
+            layers.append(CaffeLayer(
                 name, "Convolution", [module.weight.detach().numpy(),
                                       module.bias.detach().numpy()]))
         elif isinstance(module, nn.ReLU):
-            layers.append(convert.CaffeLayer(name, "ReLU", []))
+            layers.append(CaffeLayer(name, "ReLU", []))
     if torch_model.variant == "8s_at_once":
-        layers += [convert.CaffeLayer("scale_pool4", "Scale", [np.full(1, 0.01, "float32")]),
-                   convert.CaffeLayer("scale_pool3", "Scale", [np.full(1, 0.0001, "float32")])]
-    layers.append(convert.CaffeLayer("score", "Crop", []))
+        layers += [CaffeLayer("scale_pool4", "Scale", [np.full(1, 0.01, "float32")]),
+                   CaffeLayer("scale_pool3", "Scale", [np.full(1, 0.0001, "float32")])]
+    layers.append(CaffeLayer("score", "Crop", []))
     return layers
 
 
 @pytest.mark.parametrize("variant", ["16s", "8s_at_once"])
 def test_caffemodel_of_the_same_net_reproduces_torch_logits(tmp_path, variant):
     torch_model = randomize(TorchFCN(variant, NUM_CLASSES, SMALL_WIDTHS, SMALL_FC), seed=2)
-    path = convert.write_caffemodel(_as_caffe_layers(torch_model),
-                                    str(tmp_path / f"fcn{variant}.caffemodel"))
-    weights = convert.convert_caffemodel(path)
+    path = write_caffemodel(_as_caffe_layers(torch_model),
+                            str(tmp_path / f"fcn{variant}.caffemodel"))
+    weights = convert_caffemodel(path)
     keras_model = keras_model_from(torch_model, variant, SMALL_WIDTHS, SMALL_FC, weights)
     assert_same_logits(keras_model, torch_model, 45, 38)
 

@@ -1,5 +1,7 @@
-"""Tests of keras_fcn.train and examples/train.py: optimizers, distribution, resume, NaN, runs."""
+"""Tests of keras_fcn.training and examples/train.py: config and flags, optimizers, distribution,
+resume, NaN, run directories, the NYUDv2 and SIFT Flow recipes, the CLI error path."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -13,14 +15,21 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from absl import flags
+
+from tiny import TINY_FC, TINY_WIDTHS, tiny_fcn
 from two_cpus import run_on_two_cpus
-from keras_fcn import models
+from keras_fcn.datasets import CAMVID_INFO, DatasetInfo, nyud, siftflow
 from keras_fcn.datasets import shapes as synthetic
+from keras_fcn.export import export_labels
+from keras_fcn.labels import ModelLabels
+from keras_fcn.models import multimodal
 from keras_fcn import training as train
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-TINY_FLAGS = ["--widths=4,4,8,8,8", "--fc_units=8", "--num_train=16", "--num_val=4", "--shapes_size=32",
-              "--batch_size=8", "--optimizer=adam", "--learning_rate=1e-2", "--dropout=0"]
+TINY_FLAGS = [f"--widths={','.join(map(str, TINY_WIDTHS))}", f"--fc_units={TINY_FC}",
+              "--num_train=16", "--num_val=4", "--shapes_size=32", "--batch_size=8",
+              "--optimizer=adam", "--learning_rate=1e-2", "--dropout=0"]
 
 
 def _env():
@@ -29,9 +38,8 @@ def _env():
     return env
 
 
-def _tiny_model(variant="8s", num_classes=4, dropout=0.0):
-    return models.build_fcn(variant, num_classes, weights=None, include_preprocessing=True,
-                            widths=(4, 4, 8, 8, 8), fc_units=8, dropout=dropout)
+def _tiny_model(variant="8s", num_classes=4):
+    return tiny_fcn(variant, num_classes, include_preprocessing=True)
 
 
 def _shapes(count, size=32, start=0):
@@ -104,7 +112,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
         keras.utils.set_random_seed(1)
         with strategy.scope():
             model = models.build_fcn("8s", 4, weights=None, include_preprocessing=True,
-                                     widths=(4, 4, 8, 8, 8), fc_units=8, dropout=0.0)
+                                     widths=TINY_WIDTHS, fc_units=TINY_FC, dropout=0.0)
             # non-zero score layers so that every layer gets a gradient
             for layer in model.layers:
                 if layer.name in ("score_fr", "score_pool4", "score_pool3"):
@@ -124,7 +132,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     print("RESULT" + json.dumps({"replicas": mirrored_strategy.num_replicas_in_sync,
                       "max_diff": max(diffs), "scale": scale,
                       "changed": float(max(np.max(np.abs(a)) for a in single))}))
-""")
+""").replace("TINY_WIDTHS", str(TINY_WIDTHS)).replace("TINY_FC", str(TINY_FC))
 
 
 def test_mirrored_step_matches_one_device():
@@ -147,6 +155,25 @@ def _history(run_dir):
         return []
 
 
+def _temp_files(run_dir):
+    """Files keras_fcn.io writes before renaming them (".best.keras.x1y2.keras")."""
+    return [os.path.join(root, n) for root, _, names in os.walk(run_dir) for n in names
+            if n.startswith(".")]
+
+
+def test_resume_removes_temporary_files_of_a_killed_run(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "fcn32s").mkdir(parents=True)
+    stale = [run_dir / ".best.keras.k2j4.keras", run_dir / "fcn32s" / ".history.json.a1.json"]
+    for path in stale:
+        path.write_text("half")
+    (run_dir / "notes.txt").write_text("mine")
+    assert sorted(_temp_files(str(run_dir))) == sorted(map(str, stale))
+    train.prepare_run_dir(str(run_dir), resume=True)
+    assert not _temp_files(str(run_dir))
+    assert (run_dir / "notes.txt").read_text() == "mine"
+
+
 def test_kill_and_resume_continues_from_last_epoch(tmp_path):
     run_dir = str(tmp_path / "run")
     command = [sys.executable, os.path.join(REPO, "examples", "train.py"), *TINY_FLAGS,
@@ -164,7 +191,10 @@ def test_kill_and_resume_continues_from_last_epoch(tmp_path):
     assert os.path.exists(os.path.join(run_dir, "backup", "latest.weights.h5"))
 
     refused = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=240)
-    assert refused.returncode != 0 and "--resume" in refused.stderr
+    # a user error: one line, no traceback, exit status 2
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "--resume" in errors[0], refused.stderr
 
     resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True,
                              env=_env(), timeout=240)
@@ -198,11 +228,15 @@ def test_random_kills_never_corrupt_the_run_and_resume_completes(tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             kills.append((round(delay, 1), len(_history(run_dir))))
+        # Whatever moment the kill came, every file in place is complete: the best model
+        # loads and every JSON file parses (writes go to a temporary name, then a rename).
         best = os.path.join(run_dir, "best.keras")
-        if os.path.exists(best):  # whatever moment the kill came, the best model loads
+        if os.path.exists(best):
             assert keras.models.load_model(best, compile=False).output_shape[-1] == 4
-        leftovers = [n for n in os.listdir(run_dir) if ".tmp" in n] if os.path.isdir(run_dir) else []
-        assert not leftovers or process.returncode != 0, leftovers
+        for name in ("history.json", "best_state.json", "labels.json", "metrics.json"):
+            if os.path.exists(os.path.join(run_dir, name)):
+                with open(os.path.join(run_dir, name)) as f:
+                    json.load(f)
     print(f"kills (seconds after start, epochs done): {kills}")
     assert kills, "no run was killed: the delays are too long for this machine"
     finished = subprocess.run(command + ["--resume"], capture_output=True, text=True, env=_env(),
@@ -211,7 +245,8 @@ def test_random_kills_never_corrupt_the_run_and_resume_completes(tmp_path):
     assert [e["epoch"] for e in _history(run_dir)] == list(range(1, 13))
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
     assert metrics["status"] == "completed" and len(metrics["history"]) == 12
-    assert not [n for n in os.listdir(run_dir) if ".tmp" in n]
+    # temporary files a kill left behind were removed by the next run
+    assert not _temp_files(run_dir)
 
 
 # --------------------------------------------------------------- NaN ----
@@ -266,11 +301,13 @@ def test_nan_loss_stops_naming_the_step_and_keeps_good_checkpoint(tmp_path, caps
 
 
 def _check_run_directory(run_dir, num_images):
-    for name in train.RUN_FILES + ("model.labels.json", "history.json"):
+    for name in train.RUN_FILES + ("history.json",):
         assert os.path.getsize(os.path.join(run_dir, name)) > 0, name
-    labels = train.read_labels_json(run_dir)
-    assert labels["class_names"] == list(synthetic.SHAPES_CLASSES)
-    assert labels["ignore_label"] == 255 and labels["preprocessing"]["included_in_model"]
+    assert not [n for n in os.listdir(run_dir) if n.endswith(".labels.json")]  # one labels file
+    labels = ModelLabels.for_model(os.path.join(run_dir, "best.keras"))
+    assert labels == ModelLabels.read(run_dir)
+    assert labels.class_names == synthetic.SHAPES_CLASSES and labels.ignore_label == 255
+    assert labels.normalization["type"] == "caffe_bgr_mean" and labels.model_name == "fcn8s"
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
     final = metrics["final_val"]
     for key in ("pixel_accuracy", "mean_accuracy", "mean_iu", "frequency_weighted_iu"):
@@ -285,7 +322,7 @@ def _check_run_directory(run_dir, num_images):
 
 def test_staged_run_writes_a_loadable_run_directory_per_stage(tmp_path):
     config = train.TrainConfig(
-        dataset="shapes", model="staged", widths=(4, 4, 8, 8, 8), fc_units=8, dropout=0.0,
+        dataset="shapes", model="staged", widths=TINY_WIDTHS, fc_units=TINY_FC, dropout=0.0,
         epochs=1, batch_size=8, num_train=8, num_val=2, shapes_size=32, optimizer="adam",
         learning_rate=1e-2, output_dir=str(tmp_path / "staged"), verbose=0)
     result = train.run(config)
@@ -305,7 +342,7 @@ def test_staged_run_writes_a_loadable_run_directory_per_stage(tmp_path):
 
 def test_short_camvid_run_lowers_the_loss(camvid_dir):
     config = train.TrainConfig(dataset="camvid", data_dir=camvid_dir)
-    decoded, info, count = train.load_split(config, "train")
+    decoded, info, count = train.load_data(config, "train")
     assert count == 367 and info.ignore_label == 11
     decoded = decoded.take(8).map(lambda i, m: train.resize_pair(i, m, (60, 80)))
     images, masks = (np.stack(a) for a in zip(*decoded.as_numpy_iterator()))
@@ -328,7 +365,7 @@ _WORKER_SCRIPT = textwrap.dedent("""
     from keras_fcn.datasets import shapes as synthetic
     from keras_fcn import training as train
     with strategy.scope():
-        model = train.build_model(train.TrainConfig(widths=(4, 4, 8, 8, 8), fc_units=8,
+        model = train.build_model(train.TrainConfig(widths=TINY_WIDTHS, fc_units=TINY_FC,
                                                     dropout=0.0), "8s", 4, None)
         train.compile_model(model, num_classes=4, ignore_label=255,
                             optimizer=train.make_optimizer("sgd", 0.05, momentum=0.9))
@@ -340,7 +377,7 @@ _WORKER_SCRIPT = textwrap.dedent("""
     print(json.dumps({"replicas": strategy.num_replicas_in_sync,
                       "loss": history.history["loss"],
                       "checksum": float(sum(np.abs(w).sum() for w in model.get_weights()))}))
-""")
+""").replace("TINY_WIDTHS", str(TINY_WIDTHS)).replace("TINY_FC", str(TINY_FC))
 
 
 @pytest.mark.slow
@@ -406,3 +443,147 @@ def test_mixed_precision_summed_loss_at_paper_rate_does_not_overflow():
         assert any(np.abs(a - b).max() > 0 for a, b in zip(after, before))
     finally:
         train.set_mixed_precision(False)
+
+
+# ------------------------------------------------------ config and CLI ----
+
+
+def test_flags_are_generated_from_every_config_field():
+    values = flags.FlagValues()
+    train.define_flags(values, dataset="camvid", widths="8,16,32,32,32", cache=True)
+    names = [f.name for f in dataclasses.fields(train.TrainConfig)]
+    assert {"val_batch_size", "cache", "verbose", "mixed_precision"} <= set(names)
+    for name in names:  # one flag per field, help without lost line continuations
+        assert values[name].help and "  " not in values[name].help, name
+    values(["prog"])
+    assert train.config_from_flags(values) == train.TrainConfig(
+        dataset="camvid", widths=(8, 16, 32, 32, 32), cache=True)
+
+    values = flags.FlagValues()
+    train.define_flags(values)
+    values(["prog", "--crop_size=32", "--image_size=180x240", "--scale_range=0.5,2",
+            "--learning_rate=0.01", "--num_classes=0", "--ignore_label=0", "--nocache",
+            "--val_batch_size=4", "--verbose=2", "--mixed_precision", "--model=staged"])
+    config = train.config_from_flags(values)
+    assert (config.crop_size, config.image_size, config.scale_range) == (
+        (32, 32), (180, 240), (0.5, 2.0))
+    assert config.learning_rate == 0.01 and config.num_classes is None  # 0: unset
+    assert config.ignore_label == 0 and config.cache is False and config.verbose == 2
+    assert config.val_batch_size == 4 and config.mixed_precision and config.model == "staged"
+
+    values = flags.FlagValues()
+    train.define_flags(values)
+    values(["prog", "--crop_size=0,3"])
+    with pytest.raises(ValueError, match="crop_size='0,3'"):
+        train.config_from_flags(values)
+
+
+def test_run_main_prints_a_user_error_in_one_line_and_exits_2(capsys):
+    def main(argv):
+        raise FileExistsError("Run directory 'runs/a' exists. Pass --resume to continue it.")
+
+    with pytest.raises(SystemExit) as exit_info:
+        train.run_main(main, argv=["prog"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: Run directory 'runs/a' exists. Pass --resume to continue it.\n")
+
+
+def test_camvid_labels_have_one_colour_per_class_and_export_accepts_them(tmp_path):
+    assert len(CAMVID_INFO.palette) == CAMVID_INFO.num_classes + 1 == 12  # + the void colour
+    model = _tiny_model(num_classes=11)
+    written = train.write_labels(str(tmp_path), CAMVID_INFO, model=model, image_size=(180, 240),
+                                 model_name="fcn8s")
+    labels = ModelLabels.for_model(str(tmp_path / "best.keras"))  # the run's labels.json
+    assert labels == written and labels.palette == CAMVID_INFO.palette[:11]
+    assert labels.ignore_label == 11 and labels.image_size == (180, 240)
+    exported = export_labels(model, source=str(tmp_path / "model.keras"))
+    assert exported.class_names == CAMVID_INFO.class_names and len(exported.palette) == 11
+
+
+# ------------------------------------- NYUDv2 and SIFT Flow through fit ----
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAtEpoch(keras.callbacks.Callback):
+    """Stops the process-like run at the start of an epoch (after the previous backup)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise _Killed()
+
+
+class _EpochsRun(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch + 1)
+
+
+def _fit_killed_then_resumed(run_dir, model, train_ds, val_ds, info, **kwargs):
+    """Fits 2 epochs, killed before the second, then resumes from the run's backup (the same
+    model object, so its train step is traced once). Returns the report of the resumed run."""
+    common = dict(run_dir=run_dir, epochs=2, info=info, steps_per_epoch=2, verbose=0, **kwargs)
+    with pytest.raises(_Killed):
+        train.fit(model, train_ds, val_ds, callbacks=[_KillAtEpoch(1)], **common)
+    assert os.path.exists(os.path.join(run_dir, "best.keras"))
+    assert os.path.exists(os.path.join(run_dir, "backup"))
+    epochs_run = _EpochsRun()
+    report = train.fit(model, train_ds, val_ds, callbacks=[epochs_run], **common)
+    assert epochs_run.epochs == [2]  # resumed after epoch 1
+    assert report["status"] == "completed" and [e["epoch"] for e in report["history"]] == [1, 2]
+    assert report["best"]["epoch"] in (1, 2) and np.isfinite(report["best"]["value"])
+    return report
+
+
+def test_siftflow_two_headed_recipe_keeps_a_best_checkpoint_and_resumes(tmp_path):
+    data_dir = str(tmp_path / "siftflow")
+    siftflow.write_fake_siftflow(data_dir, num_train=4, num_test=2, size=32)
+
+    model = multimodal.build_two_headed_fcn("16s", weights=None, widths=TINY_WIDTHS,
+                                            fc_units=TINY_FC, dropout=0.0)
+    train.compile_two_headed(model, train.make_optimizer("adam", 1e-3))
+
+    info = DatasetInfo("siftflow", siftflow.NUM_SEMANTIC, siftflow.SEMANTIC_CLASSES,
+                       ((0, 0, 0),) * siftflow.NUM_SEMANTIC)
+    classes = {"semantic": siftflow.NUM_SEMANTIC, "geometric": siftflow.NUM_GEOMETRIC}
+    train_ds = siftflow.make_siftflow_dataset(data_dir, "trainval", batch_size=2).repeat()
+    test_ds = siftflow.make_siftflow_dataset(data_dir, "test")
+    report = _fit_killed_then_resumed(
+        str(tmp_path / "run"), model, train_ds, test_ds, info,
+        monitor="val_semantic_mean_iu",
+        evaluate=lambda model, ds: train.evaluate_segmentation(model, ds, classes))
+    assert report["best"]["monitor"] == "val_semantic_mean_iu"
+    assert set(report["final_val"]) == {"semantic", "geometric"}
+    best = keras.models.load_model(tmp_path / "run" / "best.keras", compile=False)
+    assert best.output["geometric"].shape[-1] == siftflow.NUM_GEOMETRIC
+
+
+def test_nyud_fusion_recipe_keeps_a_best_checkpoint_and_resumes(tmp_path):
+    data_dir = nyud.write_fake_nyud(str(tmp_path / "nyud"), num_images=4)
+
+    model = multimodal.build_late_fusion_fcn("32s", nyud.NUM_CLASSES, weights_rgb=None,
+                                             weights_hha=None, widths=TINY_WIDTHS,
+                                             fc_units=TINY_FC, dropout=0.0)
+    train.compile_model(model, num_classes=nyud.NUM_CLASSES, ignore_label=255,
+                        optimizer=train.make_optimizer("adam", 1e-3))
+
+    info = DatasetInfo("nyud", nyud.NUM_CLASSES, nyud.NYUD_CLASSES,
+                       ((0, 0, 0),) * nyud.NUM_CLASSES)
+    train_ds = nyud.make_nyud_dataset(data_dir, "trainval", "fusion", batch_size=2).repeat()
+    test_ds = nyud.make_nyud_dataset(data_dir, "test", "fusion")
+    report = _fit_killed_then_resumed(str(tmp_path / "run"), model, train_ds, test_ds, info)
+    final = report["final_val"]
+    assert final["num_images"] == len(nyud.nyud_ids(data_dir, "test"))
+    assert 0.0 <= final["mean_iu"] <= 1.0 and len(final["per_class_iu"]) == nyud.NUM_CLASSES
+    best = keras.models.load_model(tmp_path / "run" / "best.keras", compile=False)
+    assert sorted(best.input) == ["hha", "rgb"]

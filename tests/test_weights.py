@@ -10,9 +10,8 @@ import keras
 import keras_fcn
 from keras_fcn import weights as weights_lib
 from keras_fcn.models import build_fcn
-
-WIDTHS = (4, 4, 6, 8, 8)
-FC = 8
+from tiny import TINY_FC as FC
+from tiny import TINY_WIDTHS as WIDTHS
 
 
 def tiny(variant="32s", weights=None, **kwargs):
@@ -138,7 +137,7 @@ def test_download_is_checksummed_and_cached(tmp_path):
     assert weights_lib.fetch_vgg16_imagenet_weights(str(cache), url=served.as_uri(), md5=md5) == path
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"corrupted")
-    with pytest.raises(RuntimeError, match="MD5"):
+    with pytest.raises(RuntimeError, match=f"failed their checksum \\(expected {md5}\\)"):
         weights_lib.fetch_vgg16_imagenet_weights(str(tmp_path / "c2"), url=bad.as_uri(), md5=md5)
 
 

@@ -1,20 +1,19 @@
-"""Evaluates a saved FCN (`.keras`) with the paper's metrics and writes them as JSON.
+r"""Evaluates a saved FCN (`.keras`) with the paper's metrics and writes them as JSON.
 
 Prints pixel accuracy, mean accuracy, mean IU, frequency-weighted IU and a per-class IU table
 with class names. Images are fed at their native size, batch 1, unless `--image_size` is given
-(or the model's `labels.json` records a training resolution): then the image is resized and the
+(or the model's labels file records a training resolution): then the image is resized and the
 logits are resized back to the full-size label map, so figures are always at label resolution.
 
 Examples:
     python tools/evaluate.py --model=runs/shapes_fcn8s/best.keras --dataset=shapes
-    python tools/evaluate.py --model=/work/runs/camvid/fcn8s/model.keras --dataset=camvid \
-        --data_dir=/work/shared/data/camvid --flip --output=camvid_eval.json
+    python tools/evaluate.py --model=runs/camvid/fcn8s/model.keras --dataset=camvid \
+        --data_dir=data/camvid --flip --output=camvid_eval.json
 """
 
-import json
 import os
 
-from absl import app, flags
+from absl import flags
 
 flags.DEFINE_string("model", None, "Path of the .keras model.", required=True)
 flags.DEFINE_string("dataset", "shapes", "shapes|camvid|voc|sbd|folder|tfds:<name>.")
@@ -22,8 +21,11 @@ flags.DEFINE_string("data_dir", "", "Data folder (shapes: empty = generated in m
 flags.DEFINE_string("split", "val", "Split to evaluate (voc: val; sbd: val; camvid: val/test).")
 flags.DEFINE_string("image_size", "auto",
                     "'H,W' to resize inputs, 'native' for none, 'auto' to use the training "
-                    "resolution recorded in labels.json next to the model.")
+                    "resolution recorded in the labels file next to the model.")
 flags.DEFINE_bool("flip", False, "Flip test-time augmentation (average of the two).")
+flags.DEFINE_string("holdout", "", "camvid/folder: held-out groups (camvid: drives, e.g. 0006R0): "
+                    "evaluate on them, as training's --holdout.")
+flags.DEFINE_string("group_by", "", "folder: regex whose first group is a file's group.")
 flags.DEFINE_integer("num_classes", 0, "folder/tfds: number of classes.")
 flags.DEFINE_integer("ignore_label", 255, "folder/tfds: void label.")
 flags.DEFINE_integer("num_val", 50, "shapes: number of validation images.")
@@ -33,67 +35,59 @@ flags.DEFINE_string("output", "", "JSON output path (default: <model>.eval.json)
 FLAGS = flags.FLAGS
 
 
-def _labels_for(model_path):
-    """labels.json of the run the model comes from, or {}."""
-    from keras_fcn import training as train
-
-    directory = os.path.dirname(os.path.abspath(model_path))
-    root = os.path.splitext(model_path)[0]
-    for path in (root + ".labels.json", os.path.join(directory, "labels.json")):
-        if os.path.isfile(path):
-            return train.read_labels_json(path)
-    return {}
-
-
-def _image_size(flag, labels):
-    from keras_fcn import training as train
+def image_size(flag, labels):
+    """The evaluation input size from --image_size and the model's labels (or None)."""
+    from keras_fcn import training
 
     if flag == "native":
         return None
     if flag == "auto":
-        size = (labels.get("preprocessing") or {}).get("image_size")
-        return tuple(size) if size else None
-    return train._parse_size(flag, "image_size")
+        return labels.image_size if labels is not None else None
+    return training.parse_size(flag, "image_size")
 
 
 def main(argv):
     del argv
     import keras
 
-    from keras_fcn import data
-    from keras_fcn import training as train
+    from keras_fcn import data, io, training
+    from keras_fcn.labels import ModelLabels
 
-    labels = _labels_for(FLAGS.model)
-    image_size = _image_size(FLAGS.image_size, labels)
-    config = train.TrainConfig(
+    if not os.path.isfile(FLAGS.model):
+        raise FileNotFoundError(f"--model not found: {FLAGS.model!r}")
+    labels = ModelLabels.for_model(FLAGS.model)
+    size = image_size(FLAGS.image_size, labels)
+    config = training.TrainConfig(
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir or None,
-        num_classes=FLAGS.num_classes or labels.get("num_classes"),
-        ignore_label=labels.get("ignore_label", FLAGS.ignore_label),
-        num_val=FLAGS.num_val, seed=FLAGS.seed, val_split=FLAGS.split)
+        num_classes=FLAGS.num_classes or (labels.num_classes if labels else None),
+        ignore_label=labels.ignore_label if labels else FLAGS.ignore_label,
+        num_val=FLAGS.num_val, seed=FLAGS.seed, val_split=FLAGS.split,
+        holdout=FLAGS.holdout or None, group_by=FLAGS.group_by or None)
     split = "val" if FLAGS.dataset in ("shapes", "sbd") or FLAGS.dataset.startswith("tfds:") \
         else FLAGS.split
-    decoded, info, count = train.load_split(config, split)
+    decoded, info, count = training.load_data(config, split)
     if FLAGS.max_images:
         decoded, count = decoded.take(FLAGS.max_images), min(count, FLAGS.max_images)
-    if image_size:
-        decoded = decoded.map(lambda i, m: train.resize_pair(i, m, image_size, resize_mask=False))
-    dataset = data.prepare_dataset(decoded, batch_size=1, ignore_label=info.ignore_label,
+    dataset = data.prepare_dataset(training.resize_images(decoded, size, resize_masks=False),
+                                   batch_size=1, ignore_label=info.ignore_label,
                                    mean_rgb=info.mean_rgb)
     model = keras.models.load_model(FLAGS.model, compile=False)
     print(f"Evaluating {FLAGS.model} on {info.name} {split} ({count} images, "
-          f"{'native size' if not image_size else f'resized to {image_size[0]}x{image_size[1]}'}"
+          f"{f'resized to {size[0]}x{size[1]}' if size else 'native size'}"
           f"{', flip TTA' if FLAGS.flip else ''})")
-    results = train.evaluate_model(model, dataset, num_classes=info.num_classes,
-                                   ignore_label=info.ignore_label, flip=FLAGS.flip)
+    results = training.evaluate_model(model, dataset, num_classes=info.num_classes,
+                                      ignore_label=info.ignore_label, flip=FLAGS.flip)
     results.update({"model": os.path.abspath(FLAGS.model), "dataset": info.name, "split": split,
-                    "image_size": list(image_size) if image_size else None, "flip": FLAGS.flip,
+                    "holdout": FLAGS.holdout or None,
+                    "image_size": list(size) if size else None, "flip": FLAGS.flip,
                     "class_names": list(info.class_names)})
-    print(train.format_results(results, info.class_names))
+    print(training.format_results(results, info.class_names))
     output = FLAGS.output or os.path.splitext(FLAGS.model)[0] + ".eval.json"
-    with open(output, "w", encoding="utf-8") as f:
-        json.dump(train._jsonable(results), f, indent=1)
+    io.write_json(output, results)
     print(f"Wrote {output}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from keras_fcn.training import run_main
+
+    run_main(main)

@@ -1,30 +1,34 @@
-"""Export a trained FCN to SavedModel and TFLite, and check the TFLite variants.
+r"""Export a trained FCN to SavedModel and TFLite, and check the TFLite variants.
 
 Examples:
 
-```
 # SavedModel (any image size) + four TFLite variants at the CamVid size, int8 calibrated
 python tools/export.py --model runs/fcn8s_camvid.keras --output_dir export \
-    --input_size 360x480 --calibration_data /work/shared/data/camvid/train.txt \
-    --class_names Sky,Building,Pole,Road,Pavement,Tree,SignSymbol,Fence,Car,Pedestrian,Bicyclist \
-    --ignore_label 11
+    --input_size 360x480 --calibration_data camvid/train.txt
 
 # quality gate on validation images: fails (exit 1) below the thresholds
 python tools/export.py --model runs/fcn8s_camvid.keras --output_dir export \
     --input_size 360x480 --calibration_data camvid/train.txt --check camvid/val.txt \
-    --ignore_label 11 --min_agreement 98 --max_miou_drop 1 --overwrite
-```
+    --min_agreement 98 --max_miou_drop 1 --overwrite
 
-The check writes ``<output_dir>/<name>_check.md`` and ``.json``: size, median latency
-(``--num_threads``, ``--runs``), pixel agreement with the Keras float model and, when the list
-file gives masks, mean IU of each variant and its delta.
+Class names, palette and void label come from the model's labels (``model.labels.json``, or
+the ``labels.json`` of its run folder) unless --class_names, --palette or --ignore_label are
+given. The check writes ``<output_dir>/<name>_check.md`` and ``.json``: size, median latency
+(--num_threads, --runs), pixel agreement with the Keras float model and, when the list file
+gives masks, mean IU of each variant and its delta.
 """
 
-import json
 import os
 import sys
 
-from absl import app, flags, logging
+# TensorFlow's C++ start-up lines (cuInit on CPU-only machines) are not the tool's output; a
+# TF_CPP_MIN_LOG_LEVEL set by the user wins. Set before TensorFlow is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import flags, logging  # noqa: E402
+
+from keras_fcn import export, io  # noqa: E402
+from keras_fcn.training.cli import run_main  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Trained model (.keras).", required=True)
@@ -32,8 +36,8 @@ flags.DEFINE_string("output_dir", None, "Where to write the exports.", required=
 flags.DEFINE_string("name", None, "Base file name (default: the model name).")
 flags.DEFINE_string("input_size", None, "HxW of the TFLite models, e.g. 360x480.")
 flags.DEFINE_list("quantizations", ["float32", "float16", "dynamic_int8", "int8"],
-                  "TFLite variants to write (empty: none); also int8_per_tensor (one scale "
-                  "per kernel: a smaller file, see keras_fcn.export.FULL_INT8).")
+                  "TFLite variants to write (empty: none); also int8_per_tensor (one scale per "
+                  "kernel: a smaller file, see keras_fcn.export.FULL_INT8).")
 flags.DEFINE_enum("int8_io", "uint8", ["uint8", "int8"], "Input/output type of the int8 model.")
 flags.DEFINE_bool("argmax", False, "Put the argmax in the TFLite models (uint8 label map out).")
 flags.DEFINE_bool("saved_model", True, "Also write a SavedModel.")
@@ -45,7 +49,8 @@ flags.DEFINE_integer("num_calibration", 100, "Calibration images.")
 flags.DEFINE_list("class_names", None, "Class names by id (comma list) ...")
 flags.DEFINE_string("class_names_file", None, "... or a file with one name per line.")
 flags.DEFINE_string("palette", None, "JSON file with a list of [R, G, B] by class id.")
-flags.DEFINE_integer("ignore_label", 255, "Void label of the masks.")
+flags.DEFINE_integer("ignore_label", None, "Void label of the masks (default: the model's "
+                     "labels, else 255).")
 flags.DEFINE_string("check", None, "Folder of images or list file ('image [mask]' lines).")
 flags.DEFINE_integer("num_check_images", 20, "Images used by --check (0: all).")
 flags.DEFINE_float("min_agreement", None, "Fail if a variant agrees less (%) with Keras float.")
@@ -61,73 +66,52 @@ flags.DEFINE_bool("overwrite", False, "Replace existing outputs.")
 
 
 def parse_size(text):
-    """'360x480' -> (360, 480)."""
+    """'360x480' -> (360, 480); None stays None."""
+    if text is None:
+        return None
     try:
         height, width = (int(v) for v in text.lower().split("x"))
-    except (AttributeError, ValueError):
-        raise app.UsageError(f"--input_size must look like 360x480. Received: {text!r}")
+    except ValueError:
+        raise ValueError(f"--input_size must look like 360x480. Received: {text!r}") from None
     return height, width
 
 
-def class_names():
+def model_labels(model):
+    """The model's labels, with the names, palette and void label given by flags."""
+    names = FLAGS.class_names
     if FLAGS.class_names_file:
-        with open(FLAGS.class_names_file) as f:
-            return [line.strip() for line in f if line.strip()]
-    return FLAGS.class_names
+        with open(FLAGS.class_names_file, encoding="utf-8") as f:
+            names = [line.strip() for line in f if line.strip()]
+    palette = io.read_json(FLAGS.palette, "Palette file") if FLAGS.palette else None
+    return export.export_labels(model, source=FLAGS.model, class_names=names, palette=palette,
+                                ignore_label=FLAGS.ignore_label)
 
 
-def palette():
-    if not FLAGS.palette:
-        return None
-    with open(FLAGS.palette) as f:
-        return json.load(f)
-
-
-def metadata():
-    """Class names and palette from the flags, else from the model's ``.labels.json`` sidecar."""
-    from keras_fcn.inference import read_labels_sidecar
-
-    names, colours = read_labels_sidecar(FLAGS.model)
-    if colours is not None:
-        colours = colours.tolist()
-    return {"class_names": class_names() or names, "palette": palette() or colours,
-            "ignore_label": FLAGS.ignore_label}
-
-
-def export_all(model, name):
+def export_all(model, name, size, labels):
     """Writes the SavedModel and the TFLite variants; returns {variant: tflite path}."""
-    from keras_fcn import export
-
-    meta = metadata()
     if FLAGS.saved_model:
-        size = None if FLAGS.saved_model_any_size else parse_size(FLAGS.input_size)
         path = os.path.join(FLAGS.output_dir, f"{name}_saved_model")
-        export.export_saved_model(model, path, input_size=size, overwrite=FLAGS.overwrite,
-                                  include_probabilities=FLAGS.probabilities, **meta)
-        logging.info("Wrote %s", path)
+        export.export_saved_model(model, path, input_size=None if FLAGS.saved_model_any_size
+                                  else size, include_probabilities=FLAGS.probabilities,
+                                  labels=labels, overwrite=FLAGS.overwrite)
+        print(f"{path}: SavedModel")
     paths = {}
-    if FLAGS.quantizations and not FLAGS.input_size:
-        raise app.UsageError("TFLite export needs --input_size (e.g. 360x480).")
     for quantization in FLAGS.quantizations:
         path = os.path.join(FLAGS.output_dir, f"{name}_{quantization}.tflite")
         details = export.export_tflite(
-            model, path, input_size=parse_size(FLAGS.input_size), quantization=quantization,
+            model, path, input_size=size, quantization=quantization,
             representative_data=FLAGS.calibration_data,
             num_calibration_images=FLAGS.num_calibration, int8_io=FLAGS.int8_io,
-            include_argmax=FLAGS.argmax, overwrite=FLAGS.overwrite, **meta)
+            include_argmax=FLAGS.argmax, labels=labels, overwrite=FLAGS.overwrite)
         print(f"{path}: {details['size_bytes'] / 1e6:.2f} MB, ops {details['ops']}")
         paths[quantization] = path
     return paths
 
 
-def run_check(model, paths, name):
-    """Runs the quality gate; returns the failure messages."""
-    from keras_fcn import export
-
-    pairs = export.read_list(FLAGS.check)
-    if FLAGS.num_check_images:
-        pairs = pairs[: FLAGS.num_check_images]
-    rows = export.compare_tflite(model, paths, pairs, ignore_label=FLAGS.ignore_label,
+def run_check(model, paths, name, labels):
+    """Runs the quality gate and writes its report; returns the failure messages."""
+    pairs = export.read_list(FLAGS.check)[: FLAGS.num_check_images or None]
+    rows = export.compare_tflite(model, paths, pairs, ignore_label=labels.ignore_label,
                                  num_threads=FLAGS.num_threads, runs=FLAGS.runs)
     failures = export.check_thresholds(
         rows, min_agreement=FLAGS.min_agreement, max_miou_drop=FLAGS.max_miou_drop,
@@ -139,25 +123,28 @@ def run_check(model, paths, name):
     markdown = export.rows_to_markdown(rows, f"Export check: {name}", notes)
     print(markdown)
     base = os.path.join(FLAGS.output_dir, f"{name}_check")
-    export.write_atomic(base + ".md", markdown, FLAGS.overwrite)
-    export.write_json(base + ".json", {"rows": rows, "failures": failures, "notes": notes},
-                      FLAGS.overwrite)
+    io.write_bytes(base + ".md", markdown, FLAGS.overwrite)
+    io.write_json(base + ".json", {"rows": rows, "failures": failures, "notes": notes},
+                  FLAGS.overwrite)
     return failures
 
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from keras_fcn import export
-
+        raise ValueError(f"Unexpected arguments: {argv[1:]}")
+    size = parse_size(FLAGS.input_size)
+    if FLAGS.quantizations and size is None:
+        raise ValueError("TFLite export needs --input_size (e.g. 360x480).")
+    if FLAGS.check and not FLAGS.quantizations:
+        raise ValueError("--check needs at least one TFLite variant (--quantizations).")
+    if not FLAGS["verbosity"].present:  # nor are TensorFlow's INFO lines
+        logging.set_verbosity(logging.WARNING)
     model = export.load_model(FLAGS.model)
+    labels = model_labels(model)
     name = FLAGS.name or model.name
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
-    paths = export_all(model, name)
+    paths = export_all(model, name, size, labels)
     if FLAGS.check:
-        if not paths:
-            raise app.UsageError("--check needs at least one TFLite variant (--quantizations).")
-        failures = run_check(model, paths, name)
+        failures = run_check(model, paths, name, labels)
         if failures:
             print("Quality gate FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
             sys.exit(1)
@@ -165,4 +152,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_main(main)

@@ -23,17 +23,22 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_fcn import data as data_lib
-from keras_fcn import datasets
+from keras_fcn._checks import check_choice
+from keras_fcn.data.pipeline import prepare_dataset
+from keras_fcn.datasets.base import DatasetInfo
+from keras_fcn.datasets.common import write_list_file
+from keras_fcn.datasets.folder import list_file_pairs
+from keras_fcn.labels import IGNORE_LABEL
 
 SHAPES_CLASSES = ("background", "circle", "rectangle", "triangle")
 SHAPES_PALETTE = ((0, 0, 0), (220, 20, 60), (34, 139, 34), (30, 144, 255))
-SHAPES_INFO = datasets.DatasetInfo("shapes", 4, SHAPES_CLASSES, SHAPES_PALETTE, 255)
+SHAPES_INFO = DatasetInfo("shapes", 4, SHAPES_CLASSES, SHAPES_PALETTE, IGNORE_LABEL)
 
 # Each class has its own hue (with jitter) so a small network learns it in a short run.
 _BASE_COLOURS = {1: (210, 60, 50), 2: (60, 190, 70), 3: (60, 90, 220)}
 _COLOUR_JITTER = 35
-_VAL_OFFSET = 1_000_000  # val images use other seeds than train images
+VAL_OFFSET = 1_000_000  # val images use other seeds than train images
+SPLITS = ("train", "val")
 
 
 def _background(rng, size):
@@ -87,7 +92,7 @@ def _border(mask):
     return border
 
 
-def shapes_example(index, size=64, seed=0, ignore_label=255):
+def shapes_example(index, size=64, seed=0, ignore_label=IGNORE_LABEL):
     """Generates one image and mask.
 
     Args:
@@ -123,29 +128,31 @@ def shapes_arrays(num_examples, size=64, seed=0, start=0):
 
     Returns:
         (images uint8 (N, size, size, 3), masks uint8 (N, size, size)).
+
+    Example:
+        >>> images, masks = shapes_arrays(4, size=32)
+        >>> images.shape, masks.shape
+        ((4, 32, 32, 3), (4, 32, 32))
     """
     examples = [shapes_example(start + i, size, seed) for i in range(num_examples)]
     return np.stack([e[0] for e in examples]), np.stack([e[1] for e in examples])
 
 
 def _write_split(directory, split, count, start, size, seed):
-    """Writes one split's PNG pairs and its list file; returns the list of pairs."""
+    """Writes one split's PNG pairs and its list file."""
     from PIL import Image
 
     for sub in ("images", "masks"):
         os.makedirs(os.path.join(directory, split, sub), exist_ok=True)
-    lines, pairs = [], []
+    lines = []
     for i in range(count):
         image, mask = shapes_example(start + i, size, seed)
         name = f"{split}_{i:05d}.png"
         rel_image, rel_mask = f"{split}/images/{name}", f"{split}/masks/{name}"
         Image.fromarray(image).save(os.path.join(directory, rel_image), compress_level=1)
         Image.fromarray(mask).save(os.path.join(directory, rel_mask), compress_level=1)
-        lines.append(f"{rel_image} {rel_mask}\n")
-        pairs.append((os.path.join(directory, rel_image), os.path.join(directory, rel_mask)))
-    with open(os.path.join(directory, f"{split}.txt"), "w", encoding="utf-8") as file:
-        file.writelines(lines)
-    return pairs
+        lines.append(f"{rel_image} {rel_mask}")
+    write_list_file(os.path.join(directory, f"{split}.txt"), lines)
 
 
 def make_shapes_dataset(directory, num_train=200, num_val=50, size=64, seed=0):
@@ -171,14 +178,18 @@ def make_shapes_dataset(directory, num_train=200, num_val=50, size=64, seed=0):
     """
     directory = os.path.expanduser(os.fspath(directory))
     _write_split(directory, "train", num_train, 0, size, seed)
-    _write_split(directory, "val", num_val, _VAL_OFFSET, size, seed)
+    _write_split(directory, "val", num_val, VAL_OFFSET, size, seed)
     return SHAPES_INFO
 
 
 def shapes_pairs(directory, split="train"):
-    """Reads a split written by `make_shapes_dataset`: (pairs, `SHAPES_INFO`)."""
-    datasets._check_split(split, ("train", "val"))
-    return datasets.list_file_pairs(directory, f"{split}.txt"), SHAPES_INFO
+    """Reads a split written by `make_shapes_dataset`: (pairs, `SHAPES_INFO`).
+
+    Example:
+        >>> pairs, info = shapes_pairs("/tmp/shapes", "val")
+    """
+    check_choice("split", split, SPLITS)
+    return list_file_pairs(directory, f"{split}.txt"), SHAPES_INFO
 
 
 def shapes_tf_dataset(num_examples, *, size=64, seed=0, split="train", **prepare_kwargs):
@@ -197,10 +208,10 @@ def shapes_tf_dataset(num_examples, *, size=64, seed=0, split="train", **prepare
     Example:
         >>> ds = shapes_tf_dataset(100, batch_size=8, shuffle=True, flip=True)
     """
-    datasets._check_split(split, ("train", "val"))
-    start = 0 if split == "train" else _VAL_OFFSET
+    check_choice("split", split, SPLITS)
+    start = 0 if split == "train" else VAL_OFFSET
     images, masks = shapes_arrays(num_examples, size, seed, start)
     prepare_kwargs.setdefault("seed", seed)
     prepare_kwargs.setdefault("ignore_label", SHAPES_INFO.ignore_label)
     decoded = tf.data.Dataset.from_tensor_slices((images, masks))
-    return data_lib.prepare_dataset(decoded, **prepare_kwargs)
+    return prepare_dataset(decoded, **prepare_kwargs)

@@ -29,7 +29,9 @@ import os
 
 import numpy as np
 
-from keras_fcn.datasets import nyud
+from keras_fcn._checks import check_choice
+from keras_fcn.datasets import common
+from keras_fcn.labels import IGNORE_LABEL
 
 SEMANTIC_CLASSES = (
     "awning", "balcony", "bird", "boat", "bridge", "building", "bus", "car", "cow", "crosswalk",
@@ -40,25 +42,12 @@ SEMANTIC_CLASSES = (
 GEOMETRIC_CLASSES = ("sky", "horizontal", "vertical")
 NUM_SEMANTIC = 33
 NUM_GEOMETRIC = 3
-IGNORE_LABEL = 255
 EXCLUDED_FROM_EVAL = ("cow", "desert", "moon")
 UNANNOTATED = ("highway_bost181", "street_urb506")
 # Per-channel BGR mean of the reference SIFTFlowSegDataLayer.
 SIFTFLOW_MEAN_BGR = (114.578, 115.294, 108.353)
 SUBDIR = "spatial_envelope_256x256_static_8outdoorcategories"
 SPLITS = ("train", "trainval", "test")
-
-_RESOURCES = os.path.join(os.path.dirname(__file__), "resources")
-
-
-def _check_split(split):
-    if split not in SPLITS:
-        raise ValueError(f"Unknown split. Expected one of {SPLITS}. Received: split={split!r}")
-
-
-def _read_lines(path):
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
 
 
 def siftflow_test_ids():
@@ -68,11 +57,16 @@ def siftflow_test_ids():
         >>> ids = siftflow_test_ids(); len(ids), ids[0]
         (200, 'coast_natu975')
     """
-    return _read_lines(os.path.join(_RESOURCES, "siftflow_test.txt"))
+    return common.read_list_file(common.resource_path("siftflow_test.txt"))
 
 
 def image_ids(root):
-    """Ids of all images in ``root/Images/...`` (sorted file stems)."""
+    """Ids of all images in ``root/Images/...`` (sorted file stems).
+
+    Example:
+        >>> image_ids("data/sift-flow")[:1]  # doctest: +SKIP
+        ['coast_arnat59']
+    """
     folder = os.path.join(os.fspath(root), "Images", SUBDIR)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"SIFT Flow image folder not found: {folder!r}")
@@ -89,12 +83,12 @@ def siftflow_ids(root, split="trainval"):
         >>> len(siftflow_ids("data/sift-flow", "test"))  # doctest: +SKIP
         200
     """
-    _check_split(split)
+    check_choice("split", split, SPLITS)
     root = os.fspath(root)
     for name in ((split,) if split == "test" else ("trainval", "train")):
         path = os.path.join(root, f"{name}.txt")
         if os.path.isfile(path):
-            return _read_lines(path)
+            return common.read_list_file(path)
     if split == "test":
         return siftflow_test_ids()
     test = set(siftflow_test_ids())
@@ -108,7 +102,7 @@ def semantic_to_train_ids(labels):
         >>> semantic_to_train_ids(np.array([0, 1, 33])).tolist()
         [255, 0, 32]
     """
-    return nyud.void_zero_to_train_ids(labels, NUM_SEMANTIC, "SIFT Flow semantic labels")
+    return common.void_zero_to_train_ids(labels, NUM_SEMANTIC, "SIFT Flow semantic labels")
 
 
 def geometric_to_train_ids(labels):
@@ -130,7 +124,7 @@ def geometric_to_train_ids(labels):
 def _read_s(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"SIFT Flow label file not found: {path!r}")
-    contents = nyud.load_mat(path)
+    contents = common.load_mat(path)
     if "S" not in contents:
         raise ValueError(f"{path!r} has no 'S' field.")
     return np.asarray(contents["S"])
@@ -144,21 +138,36 @@ def _geometric_dir(root):
 
 
 def read_image(root, image_id):
-    """Reads ``Images/.../{id}.jpg`` as uint8 (H, W, 3) RGB."""
+    """Reads ``Images/.../{id}.jpg`` as uint8 (H, W, 3) RGB.
+
+    Example:
+        >>> read_image("data/sift-flow", "coast_natu975").shape  # doctest: +SKIP
+        (256, 256, 3)
+    """
     path = os.path.join(os.fspath(root), "Images", SUBDIR, f"{image_id}.jpg")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"SIFT Flow image not found: {path!r}")
-    return nyud.read_image_file(path, "RGB")
+    return common.read_image_file(path, "RGB")
 
 
 def read_semantic_label(root, image_id):
-    """Reads ``SemanticLabels/.../{id}.mat`` as training ids uint8 (H, W), void 255."""
+    """Reads ``SemanticLabels/.../{id}.mat`` as training ids uint8 (H, W), void 255.
+
+    Example:
+        >>> read_semantic_label("data/sift-flow", "coast_natu975").max() <= 32  # doctest: +SKIP
+        True
+    """
     path = os.path.join(os.fspath(root), "SemanticLabels", SUBDIR, f"{image_id}.mat")
     return semantic_to_train_ids(_read_s(path))
 
 
 def read_geometric_label(root, image_id):
-    """Reads ``GeoLabels/.../{id}.mat`` as training ids uint8 (H, W), void 255."""
+    """Reads ``GeoLabels/.../{id}.mat`` as training ids uint8 (H, W), void 255.
+
+    Example:
+        >>> read_geometric_label("data/sift-flow", "coast_natu975").dtype  # doctest: +SKIP
+        dtype('uint8')
+    """
     root = os.fspath(root)
     path = os.path.join(root, _geometric_dir(root), SUBDIR, f"{image_id}.mat")
     return geometric_to_train_ids(_read_s(path))
@@ -206,8 +215,9 @@ def make_siftflow_dataset(root, split="trainval", ids=None, batch_size=1, shuffl
     Args:
         root: data folder. split: ``"train"``/``"trainval"`` or ``"test"`` (ignored when
             ``ids`` is given). ids: explicit id list. batch_size: images per batch (all SIFT
-            Flow images are 256x256). shuffle, seed: reshuffled each epoch. flip: random
-            left-right flips (the reference trains without augmentation).
+            Flow images are 256x256). shuffle: reshuffled each epoch. seed: shuffle and flip
+            seed (the same seed gives the same batches). flip: random left-right flips,
+            seeded (the reference trains without augmentation).
 
     Returns:
         ``tf.data.Dataset`` of ``(images float32 (B, H, W, 3), {"semantic": int32 (B, H, W),
@@ -222,30 +232,21 @@ def make_siftflow_dataset(root, split="trainval", ids=None, batch_size=1, shuffl
     ids = list(ids) if ids is not None else siftflow_ids(root, split)
     if not ids:
         raise ValueError(f"No SIFT Flow ids for split={split!r} in {os.fspath(root)!r}.")
-    load = functools.partial(_load_flat, os.fspath(root))
-
-    def load_tf(image_id):
-        image, semantic, geometric = tf.numpy_function(
-            load, [image_id], [tf.float32, tf.int32, tf.int32])
-        image = tf.ensure_shape(image, [None, None, 3])
-        semantic = tf.ensure_shape(semantic, [None, None])
-        geometric = tf.ensure_shape(geometric, [None, None])
-        if flip:
-            do_flip = tf.random.uniform([], seed=seed) < 0.5
-            image, semantic, geometric = (
-                tf.cond(do_flip, lambda x=x: x[:, ::-1], lambda x=x: x)
-                for x in (image, semantic, geometric))
-        return image, {"semantic": semantic, "geometric": geometric}
-
-    ds = tf.data.Dataset.from_tensor_slices(ids)
-    if shuffle:
-        ds = ds.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(load_tf, num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return common.id_dataset(
+        ids, functools.partial(_load_flat, os.fspath(root)), [tf.float32, tf.int32, tf.int32],
+        [[None, None, 3], [None, None], [None, None]],
+        lambda image, semantic, geometric: (image, {"semantic": semantic,
+                                                    "geometric": geometric}),
+        batch_size=batch_size, shuffle=shuffle, seed=seed, flip=flip)
 
 
 def eval_class_indices():
-    """Training ids of the 30 semantic classes the paper evaluates (all but cow/desert/moon)."""
+    """Training ids of the 30 semantic classes the paper evaluates (all but cow/desert/moon).
+
+    Example:
+        >>> len(eval_class_indices())
+        30
+    """
     return [i for i, name in enumerate(SEMANTIC_CLASSES) if name not in EXCLUDED_FROM_EVAL]
 
 
@@ -274,17 +275,15 @@ def semantic_eval_confusion(confusion):
     return confusion[np.ix_(keep, keep)]
 
 
-# ---------------------------------------------------------------------------------------------
-# Synthetic files in the real formats (tests and the recipes' --synthetic mode)
-# ---------------------------------------------------------------------------------------------
-
-
 def fake_scene(size=64, seed=0):
     """A tiny outdoor-like scene: sky (semantic 28, geometric 1) over a horizontal/vertical part.
 
     Returns:
         ``(rgb uint8 (size, size, 3), semantic (size, size) int32 0..33,
         geometric (size, size) int32 -1..3)`` in the files' conventions.
+
+    Example:
+        >>> rgb, semantic, geometric = fake_scene(32)
     """
     rng = np.random.default_rng(seed)
     horizon = size // 3 + int(rng.integers(0, size // 3))
@@ -332,6 +331,5 @@ def write_fake_siftflow(root, num_train=4, num_test=2, size=64):
                          {"S": geometric})
     splits = {"trainval": ids[:num_train], "test": ids[num_train:]}
     for split, split_ids in splits.items():
-        with open(os.path.join(root, f"{split}.txt"), "w", encoding="utf-8") as f:
-            f.write("".join(f"{i}\n" for i in split_ids))
+        common.write_list_file(os.path.join(root, f"{split}.txt"), split_ids)
     return splits

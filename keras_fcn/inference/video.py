@@ -14,7 +14,7 @@ import tempfile
 
 import numpy as np
 
-from keras_fcn.inference import set_default_permissions
+from keras_fcn import io
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg")
 
@@ -111,15 +111,13 @@ class VideoWriter:
                 f"Unsupported video extension. Expected one of {sorted(_CODECS)}. "
                 f"Received: path={self.path!r}"
             )
-        if not overwrite and os.path.exists(self.path):
-            raise FileExistsError(f"Output exists (use overwrite): {self.path}")
         if not fps or fps <= 0:
             raise ValueError(f"fps must be positive. Received: fps={fps!r}")
+        io.check_writable(self.path, overwrite)
         self._av = _av()
         self.codec, self.pix_fmt = _CODECS[ext]
         self.fps = fps
-        folder = os.path.dirname(self.path) or "."
-        os.makedirs(folder, exist_ok=True)
+        folder = os.path.dirname(os.path.abspath(self.path))
         fd, self._tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.", suffix=ext,
                                          dir=folder)
         os.close(fd)
@@ -162,7 +160,7 @@ class VideoWriter:
                     self._container.mux(packet)
             self._container.close()
             if keep and self._stream is not None:
-                set_default_permissions(self._tmp)
+                io.set_default_permissions(self._tmp)
                 os.replace(self._tmp, self.path)
         finally:
             self._container = None

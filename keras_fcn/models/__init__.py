@@ -1,7 +1,52 @@
-"""TEMPORARY during the move to wings: re-exports every name of the old flat module."""
+"""The FCN models: builders on VGG16, MobileNetV2, AlexNet and GoogLeNet trunks, the
+multi-modal and two-headed models of the paper, and what a built model is and how to feed it.
 
-from keras_fcn.models import vgg16 as _m
+Example:
+    >>> from keras_fcn.models import build_fcn8s, raw_rgb_model
+    >>> deployable = raw_rgb_model(build_fcn8s(num_classes=21, weights=None))
+"""
 
-globals().update({k: v for k, v in vars(_m).items() if not k.startswith("__")})
-from keras_fcn.models import mobilenet_v2  # noqa: E402,F401
-from keras_fcn.models import multimodal  # noqa: E402,F401
+from keras_fcn.models.alexnet import (  # noqa: F401
+    ALEXNET_WIDTHS,
+    alexnet_features,
+    build_alexnet_fcn,
+)
+from keras_fcn.models.builders import (  # noqa: F401
+    BACKBONE_VARIANTS,
+    BACKBONES,
+    VARIANTS,
+    build_fcn,
+    build_fcn8s,
+    build_fcn16s,
+    build_fcn32s,
+    check_fcn_args,
+)
+from keras_fcn.models.googlenet import (  # noqa: F401
+    GOOGLENET_WIDTHS,
+    build_googlenet_fcn,
+    googlenet_features,
+    googlenet_widths,
+)
+from keras_fcn.models.inspect import (  # noqa: F401
+    all_layers,
+    backbone_of,
+    has_preprocessing,
+    normalization_of,
+    num_classes_of,
+    preprocessing_fn,
+    raw_rgb_model,
+    with_preprocessing,
+)
+from keras_fcn.models.mobilenet_v2 import (  # noqa: F401
+    PadToMultiple,
+    build_mobilenet_v2_fcn,
+    fetch_mobilenet_v2_imagenet_weights,
+    mobilenet_v2_preprocess_input,
+    mobilenet_v2_preprocessing,
+)
+from keras_fcn.models.multimodal import (  # noqa: F401
+    build_late_fusion_fcn,
+    build_rgbd_fcn,
+    build_two_headed_fcn,
+)
+from keras_fcn.models.vgg16 import VGG16_WIDTHS, build_vgg16_fcn, vgg16_features  # noqa: F401

@@ -6,7 +6,7 @@ Segmentation", CVPR 2015, section 5 (NYUDv2 and SIFT Flow), and the authors' rel
 ``nyud-fcn32s-{color,hha,color-d,color-hha}`` and ``siftflow-fcn{32,16,8}s``.
 
 - RGB or HHA alone: the usual builders with 3 input channels (HHA is a 3-channel uint8
-  image, see :mod:`keras_fcn.hha`).
+  image, see :mod:`keras_fcn.datasets.hha`).
 - RGB-D ("early fusion"): :func:`build_rgbd_fcn`, 4 input channels; ImageNet or RGB weights
   extend ``conv1_1`` with the mean of the RGB filters for the depth channel (the RGB filters
   are kept). The reference calls this layer ``conv1_1_bgrd``; it keeps the name ``conv1_1``
@@ -22,12 +22,14 @@ Segmentation", CVPR 2015, section 5 (NYUDv2 and SIFT Flow), and the authors' rel
 """
 
 import keras
-import numpy as np
 from keras import layers
 
-from keras_fcn import models
-from keras_fcn import weights as weights_lib
+from keras_fcn._checks import check_positive_int
 from keras_fcn.layers import CaffePreprocessing, Scale
+from keras_fcn.models.builders import build_fcn, check_fcn_args
+from keras_fcn.models.heads import fcn_heads
+from keras_fcn.models.vgg16 import VGG16_OFFSETS, VGG16_WIDTHS, vgg16_features
+from keras_fcn.weights import load_weights
 
 FUSION_STREAMS = ("rgb", "hha")
 
@@ -55,7 +57,7 @@ def build_rgbd_fcn(variant="32s", num_classes=40, weights="imagenet", dropout=0.
         >>> model.input_shape
         (None, None, None, 4)
     """
-    return models.build_fcn(
+    return build_fcn(
         variant, num_classes, (*input_size, 4), weights, dropout, trainable_upsampling,
         name=name or f"fcn{variant}_rgbd", **kwargs,
     )
@@ -110,8 +112,8 @@ def build_late_fusion_fcn(variant="16s", num_classes=40, weights_rgb="imagenet",
     w_rgb, w_hha = _check_fusion_weights(fusion_weights)
     shape = (*input_size, 3)
     streams = {
-        stream: models.build_fcn(variant, num_classes, shape, stream_weights, dropout,
-                                 trainable_upsampling, name=f"{stream}_fcn", **kwargs)
+        stream: build_fcn(variant, num_classes, shape, stream_weights, dropout,
+                          trainable_upsampling, name=f"{stream}_fcn", **kwargs)
         for stream, stream_weights in zip(FUSION_STREAMS, (weights_rgb, weights_hha))
     }
     inputs = {stream: keras.Input(shape, name=stream) for stream in FUSION_STREAMS}
@@ -121,15 +123,10 @@ def build_late_fusion_fcn(variant="16s", num_classes=40, weights_rgb="imagenet",
     return keras.Model(inputs, fused, name=name or f"fcn{variant}_rgb_hha")
 
 
-def _check_count(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
-
-
 def build_two_headed_fcn(variant="16s", num_semantic=33, num_geometric=3,
                          input_shape=(None, None, 3), weights="imagenet", dropout=0.5,
                          trainable_upsampling=False, include_preprocessing=False, name=None,
-                         widths=models.VGG16_WIDTHS, fc_units=4096):
+                         widths=VGG16_WIDTHS, fc_units=4096):
     """Builds the SIFT Flow FCN: one VGG16 trunk, a semantic and a geometric head.
 
     Layer names follow the reference ``siftflow-fcn*s`` nets: ``score_fr_sem``,
@@ -159,130 +156,20 @@ def build_two_headed_fcn(variant="16s", num_semantic=33, num_geometric=3,
         >>> sorted(model.output)
         ['geometric', 'semantic']
     """
-    _check_count("num_semantic", num_semantic)
-    _check_count("num_geometric", num_geometric)
-    shape = models._check_args(variant, num_semantic, input_shape, weights, dropout, "vgg16")
-    if include_preprocessing and shape[2] != 3:
-        raise ValueError(
-            "include_preprocessing=True needs RGB input with 3 channels. "
-            f"Received: input_shape={input_shape!r}"
-        )
+    check_positive_int("num_semantic", num_semantic)
+    check_positive_int("num_geometric", num_geometric)
+    shape = check_fcn_args(variant, num_semantic, input_shape, weights, dropout,
+                           include_preprocessing=include_preprocessing)
     inputs = keras.Input(shape, name="image")
     x = CaffePreprocessing(name="preprocess")(inputs) if include_preprocessing else inputs
-    pool3, pool4, fc7 = models.vgg16_features(x, dropout, widths, fc_units)
+    pool3, pool4, fc7 = vgg16_features(x, dropout, widths, fc_units)
     outputs = {
-        task: models._heads(variant, inputs, pool3, pool4, fc7, classes, models.VGG16_OFFSETS,
-                            trainable_upsampling, suffix=suffix)
+        task: fcn_heads(variant, inputs, pool3, pool4, fc7, classes, VGG16_OFFSETS,
+                        trainable_upsampling, suffix=suffix)
         for task, classes, suffix in (("semantic", num_semantic, "_sem"),
                                       ("geometric", num_geometric, "_geo"))
     }
     model = keras.Model(inputs, outputs, name=name or f"siftflow_fcn{variant}")
     if weights is not None:
-        weights_lib.load_weights(model, weights)
+        load_weights(model, weights)
     return model
-
-
-# ---------------------------------------------------------------------------------------------
-# Training and evaluation helpers for dict inputs / dict outputs
-# ---------------------------------------------------------------------------------------------
-
-TWO_HEADED_OUTPUTS = ("semantic", "geometric")
-
-
-def _output_classes(model):
-    outputs = model.output
-    if not isinstance(outputs, dict):
-        raise ValueError(f"Model {model.name!r} does not have dict outputs: {outputs!r}")
-    return {task: int(tensor.shape[-1]) for task, tensor in outputs.items()}
-
-
-def compile_two_headed(model, optimizer, *, ignore_label=255, loss_reduction="mean",
-                       loss_weights=None, jit_compile=False):
-    """Compiles a two-headed FCN with one ignore-label loss per head (summed) and the
-    paper's metrics for each head (logged as ``semantic_mean_iu``, ``geometric_mean_iu``...).
-
-    Args:
-        model: from :func:`build_two_headed_fcn`.
-        optimizer: a Keras optimizer (e.g. ``keras_fcn.train.make_optimizer("sgd", lr)``).
-        ignore_label: void label of both heads.
-        loss_reduction: ``"mean"`` or ``"sum"`` (see :mod:`keras_fcn.losses`).
-        loss_weights: optional ``{"semantic": w, "geometric": w}``; the reference weights
-            both losses 1.
-        jit_compile: compile the train step with XLA.
-
-    Returns:
-        The model.
-
-    Example:
-        >>> model = build_two_headed_fcn("16s", weights=None)
-        >>> compile_two_headed(model, keras.optimizers.Adam(1e-4))  # doctest: +SKIP
-    """
-    from keras_fcn import losses as losses_lib
-    from keras_fcn import metrics as metrics_lib
-
-    classes = _output_classes(model)
-    loss = {
-        task: losses_lib.SparseCategoricalCrossentropyIgnore(
-            num_classes=n, ignore_label=ignore_label, reduction_mode=loss_reduction,
-            name=f"{task}_loss")
-        for task, n in classes.items()
-    }
-    metrics = {
-        # Keras prefixes metric names with the output name: "semantic_mean_iu".
-        task: [metric(n, ignore_label) for metric in (
-            metrics_lib.PixelAccuracy, metrics_lib.MeanAccuracy, metrics_lib.MeanIU,
-            metrics_lib.FrequencyWeightedIU)]
-        for task, n in classes.items()
-    }
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
-                  loss_weights=loss_weights, jit_compile=jit_compile)
-    return model
-
-
-def _confusions_for_batch(logits, labels, num_classes, ignore_label):
-    from keras_fcn import metrics as metrics_lib
-
-    preds = np.argmax(np.asarray(logits), axis=-1)
-    return metrics_lib.confusion_matrix(np.asarray(labels), preds, num_classes, ignore_label)
-
-
-def evaluate_segmentation(model, dataset, num_classes, ignore_label=255, max_batches=None):
-    """Confusion matrices and the paper's metrics of a model with dict inputs or dict outputs.
-
-    Works for the late-fusion model (dict inputs, one output) and the two-headed model (one
-    input, dict outputs) as well as plain FCNs.
-
-    Args:
-        model: a logits model.
-        dataset: yields ``(inputs, labels)``; ``labels`` a tensor, or a dict keyed like the
-            model's outputs.
-        num_classes: an int, or ``{output: classes}`` for dict outputs.
-        ignore_label: void label, not counted.
-        max_batches: stop after this many batches.
-
-    Returns:
-        For one output: the dict of ``keras_fcn.metrics.segmentation_metrics`` plus
-        ``"confusion_matrix"`` (numpy); for dict outputs, one such dict per output.
-
-    Example:
-        >>> results = evaluate_segmentation(model, test_ds, {"semantic": 33, "geometric": 3})
-        >>> results["semantic"]["mean_iu"]  # doctest: +SKIP
-    """
-    from keras_fcn import metrics as metrics_lib
-
-    per_output = isinstance(num_classes, dict)
-    classes = num_classes if per_output else {None: num_classes}
-    confusion = {k: np.zeros((n, n), np.int64) for k, n in classes.items()}
-    for index, (inputs, labels) in enumerate(dataset):
-        if max_batches is not None and index >= max_batches:
-            break
-        outputs = model(inputs, training=False)
-        for key, n in classes.items():
-            logits = outputs[key] if per_output else outputs
-            target = labels[key] if per_output else labels
-            confusion[key] += _confusions_for_batch(logits, target, n, ignore_label)
-    results = {}
-    for key, matrix in confusion.items():
-        results[key] = metrics_lib.segmentation_metrics(matrix)
-        results[key]["confusion_matrix"] = matrix
-    return results if per_output else results[None]

@@ -1,10 +1,14 @@
-"""Reading weight files by layer name and copying them into FCN models.
+"""Reading weight files by layer name, copying them into FCN models, and writing them.
 
 Every supported file is first read into one neutral form, a dict ``{layer_name: [arrays]}``
 in Keras layouts, and then copied into a model by name with :func:`set_weights_by_name`.
 That one path serves the ImageNet VGG16 backbone (net surgery of ``fc1``/``fc2`` into
 ``fc6``/``fc7``), staged initialization (FCN-16s from FCN-32s, FCN-8s from FCN-16s) and
-converted reference weights (see :mod:`keras_fcn.convert`).
+the released reference weights (Caffe and PyTorch, see :func:`convert_to_keras_model`).
+
+Example:
+    >>> fcn16s = build_fcn16s(weights=None)
+    >>> set_weights_by_name(fcn16s, read_weights("runs/fcn32s.keras"))  # staged init
 """
 
 import logging
@@ -13,66 +17,21 @@ import zipfile
 
 import numpy as np
 
+from keras_fcn.io import atomic_write, save_model
+from keras_fcn.weights.caffe import convert_caffemodel
+from keras_fcn.weights.imagenet import (
+    KERAS_VGG16_TO_FCN,
+    VGG16_FCN_LAYERS,
+    fetch_vgg16_imagenet_weights,
+)
+from keras_fcn.weights.npz import load_npz, save_npz
+from keras_fcn.weights.torch import convert_torch_state_dict
+
 log = logging.getLogger("keras_fcn")
 
-VGG16_WEIGHTS_URL = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/"
-    "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels.h5"
-)
-VGG16_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
-VGG16_WEIGHTS_MD5 = "64373286793e3c8b2b4e3219cbf3544b"
-
-# Keras applications VGG16 layer names -> the paper's names.
-_VGG16_BLOCK_CONVS = (2, 2, 3, 3, 3)
-KERAS_VGG16_TO_FCN = {
-    f"block{b}_conv{i}": f"conv{b}_{i}"
-    for b, n in enumerate(_VGG16_BLOCK_CONVS, start=1)
-    for i in range(1, n + 1)
-}
-KERAS_VGG16_TO_FCN.update({"fc1": "fc6", "fc2": "fc7"})
-VGG16_FCN_LAYERS = tuple(KERAS_VGG16_TO_FCN.values())
-
-
-def fetch_vgg16_imagenet_weights(cache_dir=None, url=VGG16_WEIGHTS_URL, md5=VGG16_WEIGHTS_MD5):
-    """Returns the local path of the Keras ImageNet VGG16 weights, downloading them once.
-
-    The file is verified against its MD5 checksum and cached in ``~/.keras/models`` (or
-    ``cache_dir/models``), so later calls work offline.
-
-    Args:
-        cache_dir: cache root; ``None`` means ``~/.keras``.
-        url: where to download from (a mirror, or a ``file://`` URL).
-        md5: expected MD5 checksum of the file.
-
-    Raises:
-        RuntimeError: when the file is not cached and cannot be downloaded (offline), or the
-            download does not match its checksum; the message says how to pass a local copy.
-    """
-    import keras
-
-    cache_dir = os.path.expanduser(cache_dir or os.path.join("~", ".keras"))
-    # get_file silently falls back to /tmp/.keras when cache_dir does not exist yet.
-    os.makedirs(cache_dir, exist_ok=True)
-    cached = os.path.join(cache_dir, "models", VGG16_WEIGHTS_FILE)
-    how_to = (
-        f"Download {url} on a machine with internet access and either copy it to {cached} or "
-        f"pass its path: build_fcn8s(weights='/path/to/{VGG16_WEIGHTS_FILE}'). "
-        "Use weights=None for a randomly initialized trunk."
-    )
-    try:
-        return keras.utils.get_file(
-            VGG16_WEIGHTS_FILE, url, cache_subdir="models", cache_dir=cache_dir, file_hash=md5
-        )
-    except ValueError as error:  # get_file's checksum failure
-        raise RuntimeError(
-            f"The VGG16 weights from {url} failed their MD5 check (expected {md5}): {error}. "
-            + how_to
-        ) from error
-    except Exception as error:  # get_file raises a bare Exception on network failures.
-        raise RuntimeError(
-            f"Could not fetch the ImageNet VGG16 weights from {url} (offline?): {error}. " + how_to
-        ) from error
-
+# Files of released weights that convert_to_keras_model reads, and what it writes.
+CONVERTED_SUFFIXES = (".caffemodel", ".pth", ".pt", ".npz")
+SAVED_SUFFIXES = (".weights.h5", ".keras", ".npz")
 
 def read_weights(source):
     """Reads weights by layer name from a file or a model.
@@ -80,7 +39,7 @@ def read_weights(source):
     Args:
         source: a ``keras.Model``, or a path to a ``.keras`` model, a legacy Keras ``.h5``
             weights file (such as the ``keras.applications`` VGG16 file) or a ``.npz`` file
-            written by :func:`keras_fcn.convert.save_npz`. Keras 3 ``.weights.h5`` files store
+            written by :func:`save_npz`. Keras 3 ``.weights.h5`` files store
             weights by position, not by name: load those with ``model.load_weights`` into
             the same architecture (the builders' ``weights=`` argument does that).
 
@@ -96,8 +55,6 @@ def read_weights(source):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Weights file not found: {path!r}")
     if path.endswith(".npz"):
-        from keras_fcn.weights.convert import load_npz
-
         return load_npz(path)
     if path.endswith(".keras"):
         return _read_model(load_model_file(path))
@@ -288,3 +245,89 @@ def _load_same_architecture(model, path):
             f"FCN-32s) pass the .keras model file or the model itself. ({error})"
         ) from error
     return sorted(layer.name for layer in model.layers if layer.weights)
+
+
+def read_converted_weights(path, rename=None, strict=True):
+    """Reads released weights into ``{keras_layer_name: [arrays]}``, by file extension.
+
+    Args:
+        path: a Caffe ``.caffemodel``, a PyTorch ``.pth``/``.pt`` state dict or an ``.npz``
+            of :func:`save_npz`.
+        rename: optional ``{source_name: keras_name}`` (e.g. ``{"score59": "score_fr"}``).
+        strict: fail on source layers with weights that cannot be mapped (else warn).
+
+    Example:
+        >>> weights = read_converted_weights("fcn8s-heavy-pascal.caffemodel")  # doctest: +SKIP
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Input file not found: {path!r}")
+    if path.endswith(".caffemodel"):
+        return convert_caffemodel(path, rename=rename, strict=strict)
+    if path.endswith((".pth", ".pt")):
+        return convert_torch_state_dict(path, rename=rename, strict=strict)
+    if path.endswith(".npz"):
+        return {(rename or {}).get(k, k): v for k, v in load_npz(path).items()}
+    raise ValueError(f"Unknown input type: {path!r}. Expected one of {CONVERTED_SUFFIXES}.")
+
+
+def convert_to_keras_model(source, model, rename=None, strict=True):
+    """Loads released weights (Caffe, PyTorch or ``.npz``) into ``model`` by layer name.
+
+    Args:
+        source: a file :func:`read_converted_weights` reads.
+        model: the keras_fcn model to fill, built with the source's classes.
+        rename, strict: as :func:`read_converted_weights`.
+
+    Returns:
+        ``{"set": [...], "missing": [...], "unused": [...]}`` layer names: set from the file,
+        model layers left at their initialization, converted layers the model does not have.
+
+    Raises:
+        ValueError: the weights do not fit the model (a shape names the layer).
+
+    Example:
+        >>> model = build_fcn8s(num_classes=21, weights=None)
+        >>> convert_to_keras_model("fcn8s-heavy-pascal.caffemodel", model)["missing"]
+        []
+    """
+    converted = read_converted_weights(source, rename=rename, strict=strict)
+    try:
+        done = set_weights_by_name(model, converted)
+    except ValueError as error:
+        raise ValueError(
+            f"{os.fspath(source)} does not fit the model {model.name!r}: {error}") from None
+    with_weights = {layer.name for layer in model.layers if layer.weights}
+    return {"set": done, "missing": sorted(with_weights - set(done)),
+            "unused": sorted(set(converted) - set(done))}
+
+
+def _save_keras_weights(model, tmp):
+    # Keras insists on the ".weights.h5" ending, which the temporary name has not.
+    model.save_weights(tmp + ".weights.h5")
+    os.replace(tmp + ".weights.h5", tmp)
+
+
+def save_weights_file(model, path, overwrite=False):
+    """Writes a model, or its weights, in the format the path's suffix names, atomically.
+
+    Args:
+        model: a ``keras.Model``.
+        path: ``.keras`` (the model), ``.weights.h5`` (Keras weights, which load into the
+            same architecture) or ``.npz`` (:func:`save_npz` of the weights by layer name).
+        overwrite: replace an existing file.
+
+    Returns:
+        ``path``.
+
+    Example:
+        >>> save_weights_file(model, "fcn8s_voc.npz")
+    """
+    path = os.fspath(path)
+    if path.endswith(".npz"):
+        return save_npz(read_weights(model), path, overwrite)
+    if path.endswith(".keras"):
+        return save_model(model, path, overwrite)
+    if path.endswith(".weights.h5"):
+        return atomic_write(path, lambda tmp: _save_keras_weights(model, tmp), overwrite)
+    raise ValueError(f"Unknown output type: {path!r}. Expected one of {SAVED_SUFFIXES}.")

@@ -1,0 +1,216 @@
+"""Stand-alone check of the bfloat16 training crash of the VGG16 FCN-8s (issue 13).
+
+On an Intel Xeon with AMX (TF 2.21, Keras 3.15) a train step of the FCN-8s at 360x480 under
+the ``mixed_bfloat16`` policy died with ``malloc(): unaligned tcache chunk detected`` (exit 134).
+This script needs only TensorFlow and Keras (no keras_fcn): it builds the FCN-8s of the paper
+(pad 100, ceil-mode pools, 7x7 ``fc6``, ``fc7``, ``score_fr``, ``upscore2``, ``score_pool4``,
+``upscore_pool4``, ``score_pool3``, ``upscore8``, crops 5, 9 and 31) and runs a few SGD steps
+of every variant in its own subprocess with a timeout, so an abort is seen as an exit status
+instead of killing the run. Variants keep one suspect in float32 or change the execution:
+
+- ``f32``: float32 everywhere (the baseline).
+- ``bf16``: the ``mixed_bfloat16`` policy, logits (``score``) and loss in float32.
+- ``bf16_up32``: the transposed convolutions (``upscore*``) and the fusion in float32.
+- ``bf16_fc32``: ``fc6``/``fc7`` in float32.
+- ``bf16_score32``: every 1x1 score layer (``score_fr``, ``score_pool4``, ``score_pool3``) in float32.
+- ``bf16_head32``: everything after ``fc7`` in float32 (scores, upsampling, crops).
+- ``bf16_logits16``: the logits left in bfloat16 (loss computed from bfloat16 logits).
+- ``bf16_16classes``: 16 classes instead of 11 (channel counts a multiple of 16).
+- ``bf16_noamx``: ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``: oneDNN's AVX512-BF16 kernels, not
+  its AMX ones (the same kernels as on a CPU without AMX; no change elsewhere).
+- ``bf16_eigen``: ``TF_ENABLE_ONEDNN_OPTS=0`` (Eigen kernels instead of oneDNN; very slow).
+- ``bf16_xla``: the train step compiled with XLA (``jit_compile=True``).
+
+``--malloc_check`` preloads glibc's malloc debugger (``MALLOC_CHECK_=3``), which aborts on the
+first corrupted heap chunk even on CPUs where the corruption would go unnoticed.
+``--onednn_summary`` runs the ``bf16`` variant with ``ONEDNN_VERBOSE=1`` and prints which
+oneDNN primitives (and kernels) run in bfloat16, forward and backward.
+
+Usage:
+    python benchmarks/bf16_train_crash.py [--width full|mid|tiny] [--size 360x480]
+        [--steps 3] [--num_classes 11] [--variants bf16,bf16_eigen] [--malloc_check]
+        [--onednn_summary]
+"""
+
+import argparse
+import collections
+import os
+import platform
+import subprocess
+import sys
+import time
+
+WIDTHS = {"full": ((64, 128, 256, 512, 512), 4096), "mid": ((16, 32, 64, 128, 128), 256),
+          "tiny": ((4, 4, 8, 8, 8), 8)}
+VARIANTS = ("f32", "bf16", "bf16_up32", "bf16_fc32", "bf16_score32", "bf16_head32",
+            "bf16_logits16", "bf16_16classes", "bf16_noamx", "bf16_xla", "bf16_eigen")
+ENV = {"bf16_eigen": {"TF_ENABLE_ONEDNN_OPTS": "0"},
+       "bf16_noamx": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}}
+MALLOC_DEBUG = "/usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width", choices=sorted(WIDTHS), default="full")
+    parser.add_argument("--size", default="360x480", help="HEIGHTxWIDTH")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--num_classes", type=int, default=11)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--malloc_check", action="store_true")
+    parser.add_argument("--onednn_summary", action="store_true")
+    parser.add_argument("--run", help=argparse.SUPPRESS)  # the child process: one variant
+    return parser.parse_args(argv)
+
+
+def cpu_line():
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    except OSError:
+        pass
+    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    return f"{model} ({' '.join(isa) or 'no AVX2'})"
+
+
+def build_fcn8s(variant, num_classes, size, widths, fc_units):
+    """The FCN-8s of the paper, with the variant's layers in float32."""
+    import keras
+    from keras import layers
+
+    f32 = lambda *groups: "float32" if variant in groups else None  # noqa: E731
+    head = ("bf16_head32",)
+    inputs = keras.Input((*size, 3))
+    x = layers.ZeroPadding2D(100)(inputs)
+    pools = []
+    for block, width in enumerate(widths, start=1):
+        for i in range(2 if block < 3 else 3):
+            padding = "valid" if (block, i) == (1, 0) else "same"
+            x = layers.Conv2D(width, 3, padding=padding, activation="relu")(x)
+        x = layers.MaxPooling2D(2, padding="same")(x)  # ceil mode
+        pools.append(x)
+    x = layers.Conv2D(fc_units, 7, activation="relu", name="fc6", dtype=f32("bf16_fc32"))(x)
+    x = layers.Conv2D(fc_units, 1, activation="relu", name="fc7", dtype=f32("bf16_fc32"))(x)
+    score_dtype = f32("bf16_score32", *head)
+    up_dtype = f32("bf16_up32", *head)
+
+    def crop(x, reference, offset, dtype):
+        (h, w), (rh, rw) = x.shape[1:3], reference.shape[1:3]
+        return layers.Cropping2D(((offset, h - offset - rh), (offset, w - offset - rw)),
+                                 dtype=dtype)(x)
+
+    def up(x, stride, name):
+        return layers.Conv2DTranspose(num_classes, 2 * stride, strides=stride, use_bias=False,
+                                      name=name, dtype=up_dtype)(x)
+
+    score = layers.Conv2D(num_classes, 1, name="score_fr", dtype=score_dtype)(x)
+    x = up(score, 2, "upscore2")
+    skip = layers.Conv2D(num_classes, 1, name="score_pool4", dtype=score_dtype)(pools[3])
+    x = layers.Add(dtype=up_dtype)([x, crop(skip, x, 5, up_dtype)])
+    x = up(x, 2, "upscore_pool4")
+    skip = layers.Conv2D(num_classes, 1, name="score_pool3", dtype=score_dtype)(pools[2])
+    x = layers.Add(dtype=up_dtype)([x, crop(skip, x, 9, up_dtype)])
+    x = up(x, 8, "upscore8")
+    logits_dtype = None if variant == "bf16_logits16" else "float32"
+    return keras.Model(inputs, crop(x, inputs, 31, logits_dtype))
+
+
+def run_variant(args):
+    """Runs a few train steps of one variant in this process; prints the losses."""
+    import numpy as np
+    import keras
+    import tensorflow as tf
+
+    variant = args.run
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy("float32" if variant == "f32" else "mixed_bfloat16")
+    size = tuple(int(s) for s in args.size.split("x"))
+    num_classes = 16 if variant == "bf16_16classes" else args.num_classes
+    model = build_fcn8s(variant, num_classes, size, *WIDTHS[args.width])
+    optimizer = keras.optimizers.SGD(1e-4, momentum=0.9)
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(-120, 120, (1, *size, 3)), tf.float32)
+    labels = tf.constant(rng.integers(0, num_classes, (1, *size)), tf.int32)
+
+    @tf.function(jit_compile=variant == "bf16_xla")
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    for i in range(args.steps):
+        start = time.perf_counter()
+        loss = float(step(images, labels))
+        print(f"step {i}: loss {loss:.4f} ({time.perf_counter() - start:.2f} s)", flush=True)
+
+
+def child_env(variant, malloc_check, verbose=False):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **ENV.get(variant, {}))
+    if malloc_check and os.path.exists(MALLOC_DEBUG):
+        env.update(LD_PRELOAD=MALLOC_DEBUG, GLIBC_TUNABLES="glibc.malloc.check=3")
+    if verbose:
+        env["ONEDNN_VERBOSE"] = "1"
+    return env
+
+
+def spawn(args, variant, verbose=False):
+    """Runs one variant in a subprocess; returns (exit status or 'timeout', output)."""
+    command = [sys.executable, __file__, "--run", variant, "--width", args.width, "--size",
+               args.size, "--steps", str(args.steps), "--num_classes", str(args.num_classes)]
+    try:
+        done = subprocess.run(command, env=child_env(variant, args.malloc_check, verbose),
+                              capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout", ""
+    return done.returncode, done.stdout + done.stderr
+
+
+def onednn_summary(output):
+    """Counts the bfloat16 oneDNN primitives executed: (primitive, kernel, direction)."""
+    counts = collections.Counter()
+    for line in output.splitlines():
+        fields = line.split(",")
+        if line.startswith("onednn_verbose") and "exec" in fields and "bf16" in line:
+            at = fields.index("exec")
+            primitive, kernel, direction = fields[at + 2: at + 5]
+            if primitive != "reorder":
+                counts[(primitive, kernel, direction)] += 1
+    return counts
+
+
+def main():
+    args = parse_args()
+    if args.run:
+        return run_variant(args)
+    print(f"CPU: {cpu_line()}; python {platform.python_version()}; load "
+          f"{os.getloadavg()[0]:.2f}; FCN-8s width={args.width} size={args.size} "
+          f"classes={args.num_classes} steps={args.steps} malloc_check={args.malloc_check}")
+    if args.onednn_summary:
+        status, output = spawn(args, "bf16", verbose=True)
+        print(f"bf16 with ONEDNN_VERBOSE=1: exit {status}")
+        for (primitive, kernel, direction), n in sorted(onednn_summary(output).items()):
+            print(f"  {n:4d}  {primitive:12s} {direction:17s} {kernel}")
+        return None
+    for variant in args.variants.split(","):
+        if variant not in VARIANTS:
+            sys.exit(f"Unknown variant {variant!r}; expected some of {', '.join(VARIANTS)}.")
+        start = time.perf_counter()
+        status, output = spawn(args, variant)
+        steps = [line for line in output.splitlines() if line.startswith("step ")]
+        tail = steps[-1] if steps else (output.strip().splitlines() or ["(no output)"])[-1]
+        print(f"{variant:14s} exit {status!s:8s} {time.perf_counter() - start:6.1f} s  {tail}",
+              flush=True)
+    return None
+
+
+if __name__ == "__main__":
+    main()

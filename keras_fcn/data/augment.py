@@ -1,0 +1,292 @@
+"""Seeded, stateless augmentation of (image, mask) pairs: scale, pad + crop, flip, colour jitter.
+
+Every random draw comes from an int64 [2] seed (`tf.random.stateless_*`), one seed per element
+(see `with_element_seeds`), so the same seed gives the same data whatever the parallelism.
+
+Example:
+    >>> ds = with_element_seeds(decoded, seed=0).map(
+    ...     lambda element, seed: random_flip(seed, *element))
+"""
+
+import tensorflow as tf
+
+# The Caffe VGG16 mean (104.00699, 116.66877, 122.67892) is BGR; this is the same mean in RGB.
+MEAN_RGB = (122.67892, 116.66877, 104.00699)
+FLIP_OP = 3  # the op number of the flip draw (see `op_seed`)
+
+
+def _as_size(name, value):
+    """Returns `value` as a (height, width) tuple of ints, or None."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        value = (value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) != 2 or min(value) < 1:
+        raise ValueError(
+            f"`{name}` must be an int or a (height, width) pair of positive ints. "
+            f"Received: {name}={value!r}"
+        )
+    return value
+
+
+def _as_range(name, value):
+    """Returns `value` as a (low, high) float pair with 0 < low <= high, or None."""
+    if value is None:
+        return None
+    low, high = (float(v) for v in value)
+    if not 0 < low <= high:
+        raise ValueError(
+            f"`{name}` must be a (low, high) pair with 0 < low <= high. Received: {name}={value!r}"
+        )
+    return low, high
+
+
+# Speed notes (480x360 on a CPU, see benchmarks/input_pipeline.py): crops and flips run on
+# the uint8 image before the float conversion when there is no rescaling, flips use
+# `tf.reverse` (a strided slice with step -1 is ~10x slower), padding with the mean is only
+# built when an element is smaller than the crop (`tf.where` over a whole float image costs
+# as much as a bilinear resize), and colour jitter is one per-pixel 3x3 affine map applied to
+# whole batches. The outputs are the same as applying the steps one by one in the order
+# scale, pad, crop, flip, jitter (jitter up to float round-off).
+
+
+def op_seed(seed, op):
+    """The stateless seed of augmentation step `op` of the element with seed `seed`.
+
+    Example:
+        >>> op_seed(tf.constant(7, tf.int64), 3).numpy().tolist()
+        [7, 3]
+    """
+    return tf.stack([seed, tf.constant(op, tf.int64)])
+
+
+def _scale_size(mask, seed, scale_range):
+    scale = tf.random.stateless_uniform([], seed, scale_range[0], scale_range[1])
+    size = tf.cast(tf.round(tf.cast(tf.shape(mask)[:2], tf.float32) * scale), tf.int32)
+    return tf.maximum(size, 1)
+
+
+def random_scale(image, mask, seed, scale_range):
+    """Rescales by a factor drawn from `scale_range`: image bilinear, mask nearest.
+
+    Args:
+        image: (H, W, 3) 0..255 (any real or integer dtype). mask: (H, W) ids.
+        seed: int64 [2] stateless seed. scale_range: (low, high).
+
+    Returns:
+        (image float32, mask) at the new size.
+
+    Example:
+        >>> image, mask = random_scale(image, mask, tf.constant([0, 1], tf.int64), (0.5, 2.0))
+    """
+    size = _scale_size(mask, seed, scale_range)
+    image = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear")
+    mask = tf.image.resize(mask[..., None], size, method="nearest")[..., 0]
+    return image, mask
+
+
+def _pad_with_mean(image, mask, size, ignore_label, mean_rgb, pad_left=None):
+    """Pads float `image` with `mean_rgb` and `mask` with `ignore_label` up to at least `size`:
+    at the bottom, and on the right (or on the left where the bool `pad_left` is True).
+
+    The padding blocks are only built when needed: elements already large enough pass through.
+    """
+    shape = tf.shape(mask)
+    pad_h = tf.maximum(size[0] - shape[0], 0)
+    pad_w = tf.maximum(size[1] - shape[1], 0)
+    if pad_left is None:
+        left, right = tf.constant(0), pad_w
+    else:
+        left = tf.where(pad_left, pad_w, 0)
+        right = pad_w - left
+    mean = tf.constant(mean_rgb, tf.float32)
+
+    def pad():
+        height = shape[0]
+        padded = tf.concat([tf.broadcast_to(mean, [height, left, 3]), image,
+                            tf.broadcast_to(mean, [height, right, 3])], axis=1)
+        padded = tf.concat([padded, tf.broadcast_to(mean, [pad_h, shape[1] + pad_w, 3])],
+                           axis=0)
+        padded_mask = tf.pad(mask, [[0, pad_h], [left, right]],
+                             constant_values=tf.cast(ignore_label, mask.dtype))
+        return padded, padded_mask
+
+    return tf.cond(tf.logical_or(pad_h > 0, pad_w > 0), pad,
+                   lambda: (tf.identity(image), tf.identity(mask)))
+
+
+def fill_padding(image, mean_rgb=MEAN_RGB):
+    """Replaces sentinel (-1) pixels by the mean colour (exactly, no round-off).
+
+    Example:
+        >>> fill_padding(tf.fill([1, 1, 3], -1.0)).numpy()[0, 0].round(1).tolist()
+        [122.7, 116.7, 104.0]
+    """
+    mean = tf.constant(mean_rgb, tf.float32)
+    return tf.where(image < 0, mean, image)
+
+
+def _crop_window(shape, seed, size):
+    """(top, left, height, width) of the random crop of a `shape` image padded to `size`.
+
+    Same draws as cropping the padded image: a side shorter than the crop gets offset 0.
+    """
+    top = tf.random.stateless_uniform([], op_seed(seed[0], 11), 0,
+                                      tf.maximum(shape[0] - size[0], 0) + 1, dtype=tf.int32)
+    left = tf.random.stateless_uniform([], op_seed(seed[0], 12), 0,
+                                       tf.maximum(shape[1] - size[1], 0) + 1, dtype=tf.int32)
+    return top, left, tf.minimum(shape[0], size[0]), tf.minimum(shape[1], size[1])
+
+
+def flip_draw(seed):
+    """Whether to flip: a stateless draw, True with probability 1/2.
+
+    Example:
+        >>> bool(flip_draw(tf.constant([0, 3], tf.int64))) in (True, False)
+        True
+    """
+    return tf.random.stateless_uniform([], seed) < 0.5
+
+
+def flip_if(flip, *tensors):
+    """Flips each (H, W, ...) tensor left-right where the bool `flip` is True.
+
+    Example:
+        >>> image, mask = flip_if(tf.constant(True), image, mask)
+    """
+    return tuple(tf.cond(flip, lambda t=t: tf.reverse(t, [1]), lambda t=t: tf.identity(t))
+                 for t in tensors)
+
+
+def random_flip(seed, *tensors):
+    """Flips all `tensors` (an image, its masks, other inputs) left-right together, with
+    probability 1/2, drawn from the element seed `seed` (as `make_element_fn` does).
+
+    Args:
+        seed: int64 [2] element seed (see `with_element_seeds`).
+        *tensors: (H, W, ...) tensors of the same element.
+
+    Returns:
+        Tuple of the tensors, all flipped or none.
+
+    Example:
+        >>> image, mask = random_flip(tf.constant([0, 1], tf.int64), image, mask)
+    """
+    return flip_if(flip_draw(op_seed(seed, FLIP_OP)), *tensors)
+
+
+def with_element_seeds(ds, seed):
+    """Zips `ds` with one int64 [2] seed per element, drawn anew each epoch.
+
+    With a seed the draws are the same on every run; the augmentation of an element then
+    depends on its seed only, not on the order or parallelism of `map`.
+
+    Returns:
+        `tf.data.Dataset` of (element, seed).
+
+    Example:
+        >>> ds = with_element_seeds(decoded, 0).map(lambda e, s: random_flip(s, *e))
+    """
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip(ds, seeds)
+
+
+_GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def jitter_factors(seed, brightness=32.0, contrast=(0.75, 1.25), saturation=(0.75, 1.25)):
+    """Returns float32 [3]: (brightness shift, contrast factor, saturation factor).
+
+    Example:
+        >>> jitter_factors(tf.constant([0, 4], tf.int64)).shape
+        TensorShape([3])
+    """
+    uniform = lambda op, low, high: tf.random.stateless_uniform(  # noqa: E731
+        [], op_seed(seed[0], op), low, high)
+    return tf.stack([uniform(21, -brightness, brightness), uniform(22, *contrast),
+                     uniform(23, *saturation)])
+
+
+def apply_jitter(images, factors):
+    """Colour jitter of a batch `images` (B, H, W, 3) with `factors` (B, 3).
+
+    Per image, brightness `b`, contrast `c` (about the mean `m` after the shift) and saturation
+    `s` (about the gray level `g = w . x`) compose into one affine map of each pixel `x`:
+        out = s c x + (1 - s) c (w . x) 1 + (c b + (1 - c) m) (s + (1 - s) sum(w)) 1,
+    so the image is read once for the mean and once for a (3 x 3) matmul, then clipped.
+
+    Example:
+        >>> images = apply_jitter(images, tf.stack([jitter_factors(s) for s in seeds]))
+    """
+    shift, contrast, saturation = (factors[:, i] for i in range(3))
+    weights = tf.constant(_GRAY_WEIGHTS, tf.float32)
+    mean = tf.reduce_mean(images, axis=[1, 2, 3]) + shift
+    offset = (contrast * shift + (1.0 - contrast) * mean) * (
+        saturation + (1.0 - saturation) * tf.reduce_sum(weights))
+    eye = tf.eye(3, dtype=tf.float32)[None]
+    matrix = (saturation * contrast)[:, None, None] * eye + (
+        ((1.0 - saturation) * contrast)[:, None, None] * weights[None, :, None]
+        * tf.ones([1, 1, 3], tf.float32))
+    shape = tf.shape(images)
+    pixels = tf.reshape(images, [shape[0], -1, 3])
+    out = tf.matmul(pixels, matrix) + offset[:, None, None]
+    return tf.reshape(tf.clip_by_value(out, 0.0, 255.0), shape)
+
+
+def random_color_jitter(image, seed, brightness=32.0, contrast=(0.75, 1.25),
+                        saturation=(0.75, 1.25)):
+    """Random brightness/contrast/saturation of a 0..255 RGB image (never the mask).
+
+    In order: add a shift in [-brightness, brightness]; scale about the image mean by a
+    contrast factor; scale about the gray level (0.299 R + 0.587 G + 0.114 B) by a saturation
+    factor; clip to 0..255 (computed as one affine map per pixel).
+
+    Args:
+        image: float32 (H, W, 3) in 0..255. seed: int64 [2] stateless seed.
+        brightness: max absolute shift. contrast, saturation: factor ranges.
+
+    Returns:
+        The jittered image, clipped to 0..255.
+
+    Example:
+        >>> image = random_color_jitter(image, tf.constant([0, 4], tf.int64))
+    """
+    factors = jitter_factors(seed, brightness, contrast, saturation)
+    return apply_jitter(tf.cast(image, tf.float32)[None], factors[None])[0]
+
+
+def make_element_fn(*, ignore_label, crop_size, scale_range, flip, mean_rgb=MEAN_RGB):
+    """`fn((image, mask), seed) -> (image float32, mask)`: scale, pad + crop, flip.
+
+    Integer masks keep their dtype (uint8 masks stay small until batched).
+
+    Example:
+        >>> fn = make_element_fn(ignore_label=255, crop_size=64, scale_range=None, flip=True)
+        >>> image, mask = fn((image, mask), tf.constant([0, 1], tf.int64))
+    """
+    crop_size = _as_size("crop_size", crop_size)
+    scale_range = _as_range("scale_range", scale_range)
+
+    def element_fn(element, seed):
+        image, mask = element
+        if scale_range is not None:  # bilinear output is float32
+            image, mask = random_scale(image, mask, op_seed(seed, 1), scale_range)
+        flipped = flip_draw(op_seed(seed, FLIP_OP)) if flip else None
+        if crop_size is not None:
+            top, left, height, width = _crop_window(tf.shape(mask), op_seed(seed, 2),
+                                                    crop_size)
+            image = image[top:top + height, left:left + width]
+            mask = mask[top:top + height, left:left + width]
+        if flip:  # on uint8 when not rescaled: 4x less memory to move
+            image, mask = flip_if(flipped, image, mask)
+        image = tf.cast(image, tf.float32)
+        if crop_size is not None:
+            # Padding goes where pad-then-crop-then-flip would have put it.
+            image, mask = _pad_with_mean(image, mask, crop_size, ignore_label, mean_rgb,
+                                         pad_left=flipped)
+            image = tf.ensure_shape(image, [crop_size[0], crop_size[1], 3])
+            mask = tf.ensure_shape(mask, list(crop_size))
+        return image, mask
+
+    return element_fn

@@ -1,0 +1,241 @@
+"""Reading segmentation masks into class ids with NumPy / PIL, and the error messages that
+name a bad file and value (shared by `validate_pairs` and the in-graph checks).
+
+Mask formats: "index" (single-channel or palette PNG: the values, or palette indices, are the
+
+
+class ids), "rgb" (colour-coded, mapped through a palette) and "sbd_mat" (SBD `cls/*.mat`).
+
+Example:
+    >>> read_mask("VOC2012/SegmentationClass/2007_000032.png").shape
+    (281, 500)
+"""
+
+import contextlib
+import os
+
+import numpy as np
+
+from keras_fcn._checks import check_choice
+from keras_fcn.labels import IGNORE_LABEL
+
+MASK_FORMATS = ("index", "rgb", "sbd_mat")
+UNKNOWN_COLOR_MODES = ("error", "ignore")
+
+
+def palette_to_table(palette):
+    """Turns a colour palette into sorted lookup arrays.
+
+    Args:
+        palette: either a sequence of (r, g, b) colours where the position is the class id, an
+            array of shape (K, 3), or a dict mapping (r, g, b) to a class id.
+
+    Returns:
+        `(codes, labels)`: int32 arrays, `codes` sorted, with `code = r * 65536 + g * 256 + b`.
+
+    Example:
+        >>> codes, labels = palette_to_table([(0, 0, 0), (128, 0, 0)])
+        >>> codes.tolist(), labels.tolist()
+        ([0, 8388608], [0, 1])
+    """
+    if palette is None:
+        raise ValueError("mask_format='rgb' needs a `palette`. Received: palette=None")
+    if isinstance(palette, dict):
+        items = [(tuple(int(c) for c in colour), int(label)) for colour, label in palette.items()]
+    else:
+        items = [(tuple(int(c) for c in colour), i) for i, colour in enumerate(np.asarray(palette))]
+    for colour, _ in items:
+        if len(colour) != 3 or min(colour) < 0 or max(colour) > 255:
+            raise ValueError(f"Palette colours must be (r, g, b) in 0..255. Received: {colour!r}")
+    codes = np.array([_colour_code(c) for c, _ in items], np.int32)
+    labels = np.array([label for _, label in items], np.int32)
+    if len(np.unique(codes)) != len(codes):
+        raise ValueError(f"Palette has a colour twice. Received: palette={palette!r}")
+    order = np.argsort(codes)
+    return codes[order], labels[order]
+
+
+def _colour_code(colour):
+    r, g, b = colour
+    return int(r) * 65536 + int(g) * 256 + int(b)
+
+
+def _map_colours_np(rgb, codes, labels, unknown_label):
+    """Maps an (H, W, 3) uint8 array to class ids; returns (labels, known) arrays."""
+    rgb = rgb.astype(np.int32)
+    flat = rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2]
+    index = np.clip(np.searchsorted(codes, flat), 0, len(codes) - 1)
+    known = codes[index] == flat
+    return np.where(known, labels[index], unknown_label), known
+
+
+def to_str(path):
+    """A path given as str, bytes (from a TF tensor) or path-like, as str.
+
+    Example:
+        >>> to_str(b"a.png")
+        'a.png'
+    """
+    return path.decode() if isinstance(path, bytes) else os.fspath(path)
+
+
+# Errors of opening the path itself: their message already names the file, keep their type.
+_PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+@contextlib.contextmanager
+def _file_errors(kind, path):
+    """Re-raises a decoder's error on a damaged file as a ValueError naming the file.
+
+    PIL raises many types for bad files: OSError ("image file is truncated"), ValueError
+    ("Truncated IHDR chunk"), SyntaxError, and `DecompressionBombError`, which is neither an
+    OSError nor a ValueError; none of their messages names the file.
+    """
+    try:
+        yield
+    except _PATH_ERRORS:
+        raise
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        raise ValueError(f"{kind} file '{to_str(path)}' is unreadable: "
+                         f"{type(error).__name__}: {error}") from error
+
+
+def read_index_png(path):
+    """Reads a single-channel or palette ("P" mode) mask as its raw values.
+
+    For palette PNGs (as VOC SegmentationClass) the palette *indices* are the labels;
+    `tf.io.decode_png` would return the palette colours instead.
+
+    Args:
+        path: mask file path.
+
+    Returns:
+        uint8 (or int32 for 16-bit files) array of shape (H, W).
+
+    Example:
+        >>> read_index_png("VOC2012/SegmentationClass/2007_000032.png").max()
+        255
+    """
+    from PIL import Image
+
+    path = to_str(path)
+    with _file_errors("mask", path), Image.open(path) as mask:
+        mode = mask.mode
+        if mode in ("P", "L", "I", "I;16"):
+            array = np.asarray(mask)
+    if mode not in ("P", "L", "I", "I;16"):
+        raise ValueError(
+            f"mask '{path}' has PIL mode {mode!r}; index masks must be single-channel "
+            f"or palette PNGs (use mask_format='rgb' for colour-coded masks)"
+        )
+    return array if array.dtype == np.uint8 else array.astype(np.int32)
+
+
+def read_sbd_mat(path):
+    """Reads the class mask `GTcls.Segmentation` of an SBD `cls/*.mat` file.
+
+    Args:
+        path: path of the `.mat` file. Needs scipy (imported only here).
+
+    Returns:
+        uint8 array of shape (H, W).
+
+    Example:
+        >>> read_sbd_mat("benchmark_RELEASE/dataset/cls/2008_000002.mat").shape
+        (375, 500)
+    """
+    try:
+        import scipy.io
+    except ImportError as error:  # pragma: no cover - scipy is a dev dependency
+        raise ImportError("Reading SBD .mat masks needs scipy: `pip install scipy`.") from error
+    path = to_str(path)
+    with _file_errors("mask", path):
+        content = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+    if "GTcls" not in content:
+        raise ValueError(f"mask '{path}' has no `GTcls` entry; is it an SBD cls/*.mat file?")
+    return np.asarray(content["GTcls"].Segmentation, np.uint8)
+
+
+def read_mask(path, mask_format="index", palette=None, ignore_label=IGNORE_LABEL,
+              unknown_color="error"):
+    """Reads one mask file into class ids with NumPy/PIL (the pipeline itself uses TF ops).
+
+    Args:
+        path: mask file path.
+        mask_format: "index" (single-channel or palette PNG), "rgb" (colour-coded, needs
+            `palette`) or "sbd_mat" (SBD `cls/*.mat`).
+        palette: for "rgb": colours by class id, or a dict colour -> class id.
+        ignore_label: label given to unknown colours when `unknown_color="ignore"`.
+        unknown_color: "error" or "ignore", for colours not in the palette.
+
+    Returns:
+        int32 array of shape (H, W).
+
+    Raises:
+        ValueError: the file is damaged or not a mask (the message names it).
+        FileNotFoundError: the file does not exist.
+
+    Example:
+        >>> read_mask("camvid/trainannot/0001TP_006690.png").shape
+        (360, 480)
+    """
+    check_choice("mask_format", mask_format, MASK_FORMATS)
+    if mask_format == "index":
+        return read_index_png(path).astype(np.int32)
+    if mask_format == "sbd_mat":
+        return read_sbd_mat(path).astype(np.int32)
+    from PIL import Image
+
+    codes, labels = palette_to_table(palette)
+    with _file_errors("mask", path), Image.open(to_str(path)) as image:
+        rgb = np.asarray(image.convert("RGB"))
+    mask, known = _map_colours_np(rgb, codes, labels, ignore_label)
+    if unknown_color == "error" and not known.all():
+        raise ValueError(unknown_colour_message(path, rgb, known))
+    return mask.astype(np.int32)
+
+
+def bad_value_message(path, mask, num_classes, ignore_label):
+    """Returns a message naming the first invalid mask value, or None if all are valid.
+
+    Example:
+        >>> bad_value_message("m.png", np.array([[0, 37]]), 21, 255)
+        "mask 'm.png' has value 37 at (0, 1); expected 0..20 or ignore label 255"
+    """
+    mask = np.asarray(mask)
+    bad = (mask < 0) | (mask >= num_classes)
+    bad &= mask != ignore_label
+    if not bad.any():
+        return None
+    y, x = (int(i) for i in np.argwhere(bad)[0])
+    return (
+        f"mask '{to_str(path)}' has value {int(mask[y, x])} at ({y}, {x}); "
+        f"expected 0..{num_classes - 1} or ignore label {ignore_label}"
+    )
+
+
+def unknown_colour_message(path, rgb, known):
+    """The message naming the first colour of `rgb` that is not in the palette.
+
+    Example:
+        >>> message = unknown_colour_message("m.png", rgb, known)
+    """
+    y, x = (int(i) for i in np.argwhere(~known)[0])
+    colour = tuple(int(c) for c in rgb[y, x])
+    return (
+        f"mask '{to_str(path)}' has colour {colour} at ({y}, {x}) that is not in the palette; "
+        f"pass unknown_color='ignore' to map unknown colours to the ignore label"
+    )
+
+
+def size_mismatch_message(image_path, image_hw, mask_path, mask_hw):
+    """The message naming an image and a mask of different sizes.
+
+    Example:
+        >>> size_mismatch_message("a.jpg", (2, 3), "a.png", (2, 4))
+        "image 'a.jpg' is 2x3 (HxW) but mask 'a.png' is 2x4"
+    """
+    return (
+        f"image '{to_str(image_path)}' is {image_hw[0]}x{image_hw[1]} (HxW) but mask "
+        f"'{to_str(mask_path)}' is {mask_hw[0]}x{mask_hw[1]}"
+    )

@@ -1,0 +1,140 @@
+"""`check(name, data_dir)`: counts and problems of a local copy of a supported data set.
+
+Example:
+    >>> from keras_fcn import datasets
+    >>> reports = datasets.check("camvid", "~/data/camvid")
+    camvid train: 367 examples, all good
+    camvid val: 101 examples, all good
+    camvid test: 233 examples, all good
+"""
+
+import os
+
+from keras_fcn.data.validate import ValidationReport, validate_pairs
+from keras_fcn.datasets import nyud, siftflow
+from keras_fcn.datasets.loader import file_pairs
+from keras_fcn.labels import IGNORE_LABEL
+
+# The splits `check` looks at when none are given.
+CHECK_SPLITS = {
+    "shapes": ("train", "val"),
+    "camvid": ("train", "val", "test"),
+    "voc": ("train", "val"),
+    "sbd": ("train", "val"),
+    "folder": ("train", "val"),
+    "nyud": ("train", "val", "test"),
+    "siftflow": ("trainval", "test"),
+}
+
+
+def _nyud_problem(root, image_id):
+    """Reads every file of one NYUDv2 image; returns None or the problem."""
+    label = nyud.read_label(root, image_id)
+    arrays = {"rgb": nyud.read_rgb(root, image_id), "depth": nyud.read_depth(root, image_id)}
+    if os.path.isdir(os.path.join(root, "data", "hha")):
+        arrays["hha"] = nyud.read_hha(root, image_id)
+    for kind, array in arrays.items():
+        if array.shape[:2] != label.shape:
+            return (f"NYUDv2 {kind} of {image_id!r} is {array.shape[:2]} but its label is "
+                    f"{label.shape}")
+    return None
+
+
+def _siftflow_problem(root, image_id):
+    siftflow.load_example(root, image_id)  # raises on missing, damaged or mismatched files
+    return None
+
+
+def _check_ids(ids, problem):
+    """`ValidationReport` of examples read by id: `problem(id)` returns or raises the problem."""
+    good, bad = [], []
+    for image_id in ids:
+        try:
+            message = problem(image_id)
+        except (OSError, ValueError) as error:
+            message = str(error)
+        if message:
+            bad.append((image_id, message))
+        else:
+            good.append(image_id)
+    return ValidationReport(good=good, bad=bad)
+
+
+def check_split(name, data_dir, split, *, num_classes=None, ignore_label=IGNORE_LABEL,
+                decode_images=True):
+    """Checks one split of a local copy: every file exists, decodes, and has valid labels.
+
+    Args:
+        name: "shapes" (a copy written by `make_shapes_dataset`), "camvid", "voc", "sbd",
+            "folder", "nyud" or "siftflow".
+        data_dir: the data set's folder.
+        split: the split to check.
+        num_classes, ignore_label: for "folder" (see `load_split`).
+        decode_images: decode every image (False reads headers only: faster, misses damaged
+            JPEG data).
+
+    Returns:
+        `ValidationReport`: `.good` pairs (or ids) and `.bad` (item, message) list.
+
+    Example:
+        >>> check_split("camvid", "~/data/camvid", "val").num_bad
+        0
+    """
+    data_dir = os.path.expanduser(os.fspath(data_dir))
+    if name == "nyud":
+        return _check_ids(nyud.nyud_ids(data_dir, split),
+                          lambda image_id: _nyud_problem(data_dir, image_id))
+    if name == "siftflow":
+        return _check_ids(siftflow.siftflow_ids(data_dir, split),
+                          lambda image_id: _siftflow_problem(data_dir, image_id))
+    pairs, info = file_pairs(name, split, data_dir, None, num_classes, ignore_label)
+    kwargs = info.dataset_kwargs()
+    return validate_pairs(pairs, num_classes=kwargs["num_classes"],
+                          ignore_label=kwargs["ignore_label"],
+                          mask_format=kwargs["mask_format"], palette=kwargs["palette"],
+                          decode_images=decode_images, skip_bad=True, verbose=False)
+
+
+def check(name, data_dir, splits=None, *, num_classes=None, ignore_label=IGNORE_LABEL,
+          decode_images=True, max_items=10):
+    """Checks a local copy of a data set, prints counts and problems, returns the reports.
+
+    A missing split (e.g. no CamVid `test.txt`) is printed and skipped, not raised.
+
+    Args:
+        name: one of `CHECK_SPLITS` ("shapes", "camvid", "voc", "sbd", "folder", "nyud",
+            "siftflow").
+        data_dir: the data set's folder.
+        splits: splits to check (default `CHECK_SPLITS[name]`).
+        num_classes, ignore_label: for "folder".
+        decode_images: see `check_split`.
+        max_items: bad examples printed per split.
+
+    Returns:
+        dict split -> `ValidationReport` (the splits found).
+
+    Example:
+        >>> reports = check("nyud", "data/nyud")
+        nyud train: 381 examples, all good
+        nyud val: 414 examples, all good
+        nyud test: 654 examples, all good
+    """
+    if name not in CHECK_SPLITS:
+        raise ValueError(f"Unknown dataset. Expected one of {tuple(CHECK_SPLITS)}. "
+                         f"Received: name={name!r}")
+    reports = {}
+    for split in splits or CHECK_SPLITS[name]:
+        try:
+            report = check_split(name, data_dir, split, num_classes=num_classes,
+                                 ignore_label=ignore_label, decode_images=decode_images)
+        except (OSError, ValueError) as error:
+            print(f"{name} {split}: not checked: {error}")
+            continue
+        total = len(report.good) + report.num_bad
+        if report.num_bad:
+            print(f"{name} {split}: {total} examples, {report.summary(max_items)}")
+        else:
+            print(f"{name} {split}: {total} examples, all good")
+        reports[split] = report
+    return reports
+

@@ -1,0 +1,140 @@
+"""Generic data sets: list files of "image mask" lines, and image/mask folders matched by
+file stem; splits that hold out whole groups of frames (videos) named by a regex.
+
+Example:
+    >>> pairs = folder_pairs("data/images", "data/masks")
+    >>> pairs = list_file_pairs("/data/camvid", "train.txt")
+    >>> val = split_pairs("data/mine", "val", group_by=r"^([a-z]+\d+)_", holdout="street3")
+"""
+
+import logging
+import os
+
+from keras_fcn._checks import check_choice
+from keras_fcn.datasets.common import read_list_file
+from keras_fcn.datasets.groups import HOLDOUT_SPLITS, holdout_split, regex_group
+from keras_fcn.io import IMAGE_EXTENSIONS
+
+logger = logging.getLogger(__name__)
+
+MASK_EXTENSIONS = (".png", ".bmp", ".mat")
+
+
+def list_file_pairs(root, list_file):
+    """Reads a list file of "image mask" lines, paths relative to `root`.
+
+    Args:
+        root: folder the paths are relative to.
+        list_file: list file path (relative to `root` or absolute).
+
+    Returns:
+        List of (image path, mask path).
+
+    Example:
+        >>> list_file_pairs("/data/camvid", "train.txt")[0]
+        ('/data/camvid/train/0001TP_006690.png', '/data/camvid/trainannot/0001TP_006690.png')
+    """
+    root = os.path.expanduser(os.fspath(root))
+    path = os.path.join(root, list_file)
+    pairs = []
+    for number, line in enumerate(read_list_file(path), start=1):
+        fields = line.split()
+        if len(fields) != 2:
+            raise ValueError(
+                f"Line {number} of '{path}' must be 'image mask' (2 paths); it is unpaired. "
+                f"Received: {line!r}"
+            )
+        pairs.append(tuple(os.path.join(root, field) for field in fields))
+    return pairs
+
+
+def _files_by_stem(directory, extensions):
+    files = {}
+    for name in sorted(os.listdir(directory)):
+        stem, ext = os.path.splitext(name)
+        path = os.path.join(directory, name)
+        if ext.lower() in extensions and os.path.isfile(path):  # not a folder named "x.png"
+            files.setdefault(stem, path)
+    return files
+
+
+def folder_pairs(images_dir, masks_dir, *, on_unpaired="error", image_extensions=IMAGE_EXTENSIONS,
+                 mask_extensions=MASK_EXTENSIONS):
+    """Pairs images and masks of two folders by file stem (`a.jpg` <-> `a.png`).
+
+    Args:
+        images_dir: folder of images.
+        masks_dir: folder of masks.
+        on_unpaired: "error" raises `ValueError` naming the unpaired files, "warn" logs them
+            and returns the matched pairs.
+        image_extensions, mask_extensions: file extensions considered (lower case).
+
+    Returns:
+        List of (image path, mask path), sorted by stem.
+
+    Example:
+        >>> folder_pairs("data/images", "data/masks")
+        [('data/images/a.jpg', 'data/masks/a.png')]
+    """
+    check_choice("on_unpaired", on_unpaired, ("error", "warn"))
+    for directory in (images_dir, masks_dir):
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"Folder '{directory}' does not exist")
+    images = _files_by_stem(images_dir, image_extensions)
+    masks = _files_by_stem(masks_dir, mask_extensions)
+    unpaired = sorted([images[s] for s in images.keys() - masks.keys()]
+                      + [masks[s] for s in masks.keys() - images.keys()])
+    if unpaired:
+        message = (f"{len(unpaired)} unpaired file(s) (no image or mask with the same stem): "
+                   + ", ".join(f"'{p}'" for p in unpaired[:10])
+                   + (" ..." if len(unpaired) > 10 else ""))
+        if on_unpaired == "error":
+            raise ValueError(message)
+        logger.warning(message)
+    return [(images[s], masks[s]) for s in sorted(images.keys() & masks.keys())]
+
+
+def _has_split(root, split):
+    return (os.path.isfile(os.path.join(root, f"{split}.txt"))
+            or os.path.isdir(os.path.join(root, split, "images")))
+
+
+def _read_split(root, split):
+    if os.path.isfile(os.path.join(root, f"{split}.txt")):
+        return list_file_pairs(root, f"{split}.txt")
+    return folder_pairs(os.path.join(root, split, "images"), os.path.join(root, split, "masks"))
+
+
+def split_pairs(root, split, *, group_by=None, holdout=None):
+    """Pairs of one split of a folder: `{split}.txt` of "image mask" lines when present,
+    else `{split}/images` and `{split}/masks` matched by file stem.
+
+    Args:
+        root: the data set's folder.
+        split: split name ("train", "val", ...).
+        group_by: with `holdout`, a regex on the image file names whose first group (or whole
+            match) is the group (video, drive, camera) of a frame, e.g. r"^(.+)_\d+$".
+        holdout: groups to validate on (a sequence or a comma-separated string). With it, the
+            `train` split and the `val` split (when present) are pooled, "val" is the frames of
+            these groups and "train" the others.
+
+    Raises:
+        ValueError: `group_by` without `holdout` or the reverse, a file name the regex does not
+            match, or an unknown group (listing the known ones).
+
+    Example:
+        >>> split_pairs("data/mine", "train")[0]
+        ('data/mine/train/images/a.jpg', 'data/mine/train/masks/a.png')
+        >>> split_pairs("data/mine", "val", group_by=r"^[^_]+", holdout="street3")[0]
+        ('data/mine/train/images/street3_0001.jpg', 'data/mine/train/masks/street3_0001.png')
+    """
+    root = os.path.expanduser(os.fspath(root))
+    if (group_by is None) != (holdout is None):
+        raise ValueError(f"group_by and holdout go together (the regex naming each frame's "
+                         f"group, and the groups to validate on). Received: group_by="
+                         f"{group_by!r}, holdout={holdout!r}")
+    if holdout is None:
+        return _read_split(root, split)
+    pooled = [pair for name in HOLDOUT_SPLITS if name == "train" or _has_split(root, name)
+              for pair in _read_split(root, name)]
+    return holdout_split(pooled, regex_group(group_by), holdout, split)

@@ -1,0 +1,161 @@
+"""One entry point for every supported data set: `load_split(name, split, ...)`.
+
+It returns decoded, unbatched (image, mask) elements, ready for
+`keras_fcn.data.prepare_dataset`, with the data set's `DatasetInfo` and its size:
+
+```python
+from keras_fcn import data, datasets
+
+decoded, info, count = datasets.load_split("camvid", "train", data_dir="~/data/camvid")
+ds = data.prepare_dataset(decoded, ignore_label=info.ignore_label, batch_size=8, flip=True)
+# Validate on a drive the model never saw (train+val pooled, split by drive):
+val, info, count = datasets.load_split("camvid", "val", data_dir="~/data/camvid",
+                                       holdout="0006R0")
+```
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_fcn.data.decode import make_decode_fn
+from keras_fcn.datasets import shapes
+from keras_fcn.datasets.base import DatasetInfo
+from keras_fcn.datasets.camvid import camvid_pairs
+from keras_fcn.datasets.folder import split_pairs
+from keras_fcn.datasets.tfds import OXFORD_PET_INFO, OXFORD_PET_REMAP, load_tfds
+from keras_fcn.datasets.voc import sbd_pairs, seg11valid_pairs, voc_pairs
+from keras_fcn.labels import IGNORE_LABEL
+
+DATASETS = ("shapes", "camvid", "voc", "sbd", "folder", "tfds:<name>")
+HOLDOUT_DATASETS = ("camvid", "folder")  # the data sets that can hold out groups of frames
+# In-memory shapes sizes when `shapes_count` is not given (the training defaults).
+SHAPES_COUNTS = {"train": 300, "val": 50}
+
+
+def decode_pairs(pairs, info):
+    """Reads (image path, mask path) pairs into decoded (image, mask) elements.
+
+    Example:
+        >>> decoded = decode_pairs(*datasets.camvid_pairs("~/data/camvid", "val"))
+    """
+    paths = tf.data.Dataset.from_tensor_slices(([p[0] for p in pairs], [p[1] for p in pairs]))
+    kwargs = info.dataset_kwargs()
+    decode = make_decode_fn(num_classes=kwargs["num_classes"],
+                            ignore_label=kwargs["ignore_label"],
+                            mask_format=kwargs["mask_format"], palette=kwargs["palette"])
+    return paths.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def custom_info(name, num_classes, ignore_label=IGNORE_LABEL):
+    """`DatasetInfo` of a data set without metadata: classes "0", "1", ..., seeded colours.
+
+    Example:
+        >>> custom_info("folder", 3).class_names
+        ('0', '1', '2')
+    """
+    if not num_classes:
+        raise ValueError(f"--dataset={name} needs --num_classes. Received: num_classes="
+                         f"{num_classes!r}")
+    palette = tuple(tuple(int(c) for c in colour) for colour in
+                    np.random.default_rng(0).integers(0, 256, (num_classes, 3)))
+    return DatasetInfo(name, int(num_classes), tuple(str(i) for i in range(num_classes)),
+                       palette, ignore_label=int(ignore_label))
+
+
+def _tfds_split(tfds_name, split, *, data_dir, num_classes, ignore_label, tfds_val_split):
+    remap, info = None, None
+    if tfds_name.startswith("oxford_iiit_pet"):
+        remap, info = OXFORD_PET_REMAP, OXFORD_PET_INFO
+    info = info or custom_info(tfds_name, num_classes, ignore_label)
+    tfds_split = "train" if split == "train" else (tfds_val_split or "test")
+    decoded = load_tfds(tfds_name, tfds_split, data_dir=data_dir, label_remap=remap)
+    return decoded, info, int(decoded.cardinality())
+
+
+def _check_holdout(name, holdout, group_by):
+    if holdout is not None and name not in HOLDOUT_DATASETS:
+        raise ValueError(f"holdout works with the data sets {HOLDOUT_DATASETS}. Received: "
+                         f"dataset={name!r}, holdout={holdout!r}")
+    if group_by is not None and name != "folder":
+        raise ValueError(f"group_by works with dataset 'folder' (camvid groups its frames by "
+                         f"drive). Received: dataset={name!r}, group_by={group_by!r}")
+
+
+def file_pairs(name, split, data_dir, val_data_dir=None, num_classes=None,
+               ignore_label=IGNORE_LABEL, holdout=None, group_by=None):
+    """(pairs, `DatasetInfo`) of one split of a data set read from (image, mask) files.
+
+    `holdout` and `group_by` are those of `load_split`.
+
+    Example:
+        >>> pairs, info = file_pairs("camvid", "val", "~/data/camvid")
+    """
+    _check_holdout(name, holdout, group_by)
+    if name == "camvid":
+        return camvid_pairs(data_dir, split, holdout=holdout)
+    if name == "folder":
+        return (split_pairs(data_dir, split, group_by=group_by, holdout=holdout),
+                custom_info("folder", num_classes, ignore_label))
+    if name == "shapes":
+        return shapes.shapes_pairs(data_dir, split)
+    if name == "voc":
+        return voc_pairs(data_dir, split)
+    if name == "sbd":
+        if split == "val" and val_data_dir:
+            return seg11valid_pairs(val_data_dir)
+        return sbd_pairs(data_dir, split)
+    raise ValueError(f"Unknown dataset. Expected one of {DATASETS}. Received: dataset={name!r}")
+
+
+def load_split(name, split, *, data_dir=None, val_data_dir=None, num_classes=None,
+               ignore_label=IGNORE_LABEL, tfds_val_split=None, shapes_count=None, shapes_size=64,
+               seed=0, holdout=None, group_by=None):
+    """Loads one split of a data set as decoded, unbatched (image, mask) elements.
+
+    Args:
+        name: one of `DATASETS`: "shapes" (in memory unless `data_dir` holds a copy written by
+            `make_shapes_dataset`), "camvid", "voc", "sbd", "folder" or "tfds:<tfds name>".
+        split: "train" or "val" ("val" is seg11valid for sbd when `val_data_dir` is a VOC
+            folder, VOC val for voc, `tfds_val_split` or "test" for TFDS).
+        data_dir: the data set's folder (the TFDS data folder for "tfds:...").
+        val_data_dir: VOC folder for sbd's seg11valid validation split.
+        num_classes: number of classes of "folder" and TFDS data sets without metadata.
+        ignore_label: their void label.
+        tfds_val_split: TFDS split used as "val" (default "test").
+        shapes_count: number of in-memory shapes examples (default 300 train, 50 val).
+        shapes_size: side of the in-memory shapes images.
+        seed: seed of the in-memory shapes data set.
+        holdout: groups of frames to validate on, for "camvid" (drives: "0006R0",
+            "0006R0,0001TP" or a sequence) and "folder" (with `group_by`). The train and val
+            frames are pooled; "val" is then the frames of these groups, "train" the others,
+            so no frame of a held-out group is trained on.
+        group_by: "folder": a regex on the image file names whose first group (or whole
+            match) is a frame's group (its video, drive or camera).
+
+    Returns:
+        (`tf.data.Dataset` of (image uint8 (H, W, 3), mask (H, W)), `DatasetInfo`,
+        number of examples).
+
+    Example:
+        >>> decoded, info, count = load_split("shapes", "val", shapes_count=8)
+        >>> count, info.num_classes
+        (8, 4)
+        >>> load_split("camvid", "val", data_dir="~/data/camvid", holdout="0006R0")[2]
+        101
+    """
+    _check_holdout(name, holdout, group_by)
+    if name == "shapes" and not data_dir:
+        count = SHAPES_COUNTS.get(split, SHAPES_COUNTS["val"]) if shapes_count is None \
+            else shapes_count
+        start = 0 if split == "train" else shapes.VAL_OFFSET
+        images, masks = shapes.shapes_arrays(count, shapes_size, seed, start)
+        return tf.data.Dataset.from_tensor_slices((images, masks)), shapes.SHAPES_INFO, count
+    if name.startswith("tfds:"):
+        return _tfds_split(name[len("tfds:"):], split, data_dir=data_dir,
+                           num_classes=num_classes, ignore_label=ignore_label,
+                           tfds_val_split=tfds_val_split)
+    if not data_dir:
+        raise ValueError(f"--dataset={name} needs --data_dir. Received: data_dir=None")
+    pairs, info = file_pairs(name, split, data_dir, val_data_dir, num_classes, ignore_label,
+                             holdout, group_by)
+    return decode_pairs(pairs, info), info, len(pairs)

@@ -1,0 +1,167 @@
+"""The official ``nyu_depth_v2_labeled.mat`` (MATLAB v7.3 = HDF5, read with h5py), Gupta et
+al.'s ``classMapping40.mat``, and their conversion into the FCN layout.
+
+Example:
+    >>> convert_labeled_mat("nyu_depth_v2_labeled.mat", "classMapping40.mat",
+    ...                     "data/nyud")  # doctest: +SKIP
+    1449
+"""
+
+import logging
+import os
+
+import numpy as np
+
+from keras_fcn.datasets import hha as hha_lib
+from keras_fcn.datasets.common import load_mat
+from keras_fcn.datasets.nyud.layout import (
+    ID_OFFSET,
+    NUM_CLASSES,
+    NUM_RAW_CLASSES,
+    write_example,
+    write_split_files,
+)
+
+log = logging.getLogger("keras_fcn")
+
+
+def read_class_mapping(path):
+    """Reads Gupta et al.'s ``classMapping40.mat`` into a lookup table for the 894 NYU labels.
+
+    Args:
+        path: the ``.mat`` file (MATLAB v5, read with scipy) with ``mapClass`` of 894 entries:
+            ``mapClass[i - 1]`` is the 40-class id (1..40) of NYU label ``i``.
+
+    Returns:
+        uint8 array (895,): ``table[raw_label]`` is the 40-class label, ``table[0] = 0`` (void).
+
+    Example:
+        >>> table = read_class_mapping("classMapping40.mat")  # doctest: +SKIP
+        >>> labels40 = table[raw_labels]  # doctest: +SKIP
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Class mapping file not found: {path!r}")
+    contents = load_mat(path)
+    if "mapClass" not in contents:
+        keys = sorted(k for k in contents if not k.startswith("__"))
+        raise ValueError(f"{path!r} has no 'mapClass' field (it has {keys}).")
+    mapping = np.asarray(contents["mapClass"]).reshape(-1)
+    if mapping.size != NUM_RAW_CLASSES or mapping.min() < 0 or mapping.max() > NUM_CLASSES:
+        raise ValueError(
+            f"'mapClass' in {path!r} must hold {NUM_RAW_CLASSES} values in 0..{NUM_CLASSES}. "
+            f"Received: {mapping.size} values in {mapping.min()}..{mapping.max()}"
+        )
+    return np.concatenate([[0], mapping]).astype(np.uint8)
+
+
+def map_to_40_classes(raw_labels, table):
+    """Maps raw NYU labels (0 = unlabelled, 1..894) to 40-class labels with a lookup table.
+
+    Example:
+        >>> map_to_40_classes(np.array([0, 1]), np.array([0, 12] + [1] * 893)).tolist()
+        [0, 12]
+    """
+    raw_labels = np.asarray(raw_labels)
+    if raw_labels.size and (raw_labels.min() < 0 or raw_labels.max() >= len(table)):
+        raise ValueError(
+            f"Raw NYU labels must be in 0..{len(table) - 1}. Received values in "
+            f"{raw_labels.min()}..{raw_labels.max()}"
+        )
+    return np.asarray(table)[raw_labels]
+
+
+def _check_labeled_layout(f, path):
+    for key in ("images", "depths", "labels"):
+        if key not in f:
+            raise ValueError(f"{path!r} has no {key!r} dataset (keys: {sorted(f.keys())}).")
+    images, depths, labels = f["images"], f["depths"], f["labels"]
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(
+            f"'images' in {path!r} must be (N, 3, W, H) as h5py reads MATLAB's (H, W, 3, N). "
+            f"Received: shape={images.shape}"
+        )
+    expected = (images.shape[0], images.shape[2], images.shape[3])
+    for name, data in (("depths", depths), ("labels", labels)):
+        if data.shape != expected:
+            raise ValueError(
+                f"{name!r} in {path!r} must be (N, W, H) = {expected} like 'images'. "
+                f"Received: shape={data.shape}"
+            )
+    return images.shape[0]
+
+
+def iter_labeled_mat(path, indices=None, class_mapping=None):
+    """Yields the images of ``nyu_depth_v2_labeled.mat`` one at a time (read lazily).
+
+    Args:
+        path: the MATLAB v7.3 (HDF5) file.
+        indices: 0-based image indices to read (default: all 1,449).
+        class_mapping: path of ``classMapping40.mat`` or a table from
+            :func:`read_class_mapping`; when given, ``"label"`` holds 40-class labels
+            (0 = void, 1..40), otherwise the raw 894-class labels.
+
+    Yields:
+        dicts with ``"id"`` (str, ``5000 + index + 1``), ``"rgb"`` uint8 (H, W, 3),
+        ``"depth"`` float32 (H, W) metres and ``"label"`` (H, W): uint8 40-class labels or
+        uint16 raw labels.
+
+    Example:
+        >>> for example in iter_labeled_mat("nyu_depth_v2_labeled.mat", [0]):  # doctest: +SKIP
+        ...     print(example["id"], example["rgb"].shape)
+        5001 (480, 640, 3)
+    """
+    import h5py
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"NYUDv2 labelled file not found: {path!r}")
+    table = class_mapping
+    if class_mapping is not None and not isinstance(class_mapping, np.ndarray):
+        table = read_class_mapping(class_mapping)
+    with h5py.File(path, "r") as f:
+        count = _check_labeled_layout(f, path)
+        for index in range(count) if indices is None else indices:
+            if not 0 <= int(index) < count:
+                raise IndexError(f"Image index {index} out of range 0..{count - 1} in {path!r}")
+            raw = np.asarray(f["labels"][index]).T
+            yield {
+                "id": str(ID_OFFSET + int(index) + 1),
+                "rgb": np.ascontiguousarray(np.asarray(f["images"][index]).transpose(2, 1, 0)),
+                "depth": np.asarray(f["depths"][index], dtype=np.float32).T.copy(),
+                "label": raw.astype(np.uint16) if table is None else map_to_40_classes(raw, table),
+            }
+
+
+def convert_labeled_mat(mat_path, class_mapping_path, out_dir, with_hha=True,
+                        intrinsics=hha_lib.NYU_INTRINSICS, indices=None, verbose=True):
+    """Converts ``nyu_depth_v2_labeled.mat`` into the FCN layout, with HHA computed here.
+
+    The HHA images are this package's approximation of Gupta et al.'s encoding
+    (:func:`keras_fcn.datasets.hha.compute_hha`); the FCN authors' ``nyud.tar.gz`` holds the
+    original ones (and Gupta et al.'s images, cropped to their valid region).
+
+    Args:
+        mat_path: ``nyu_depth_v2_labeled.mat``. class_mapping_path: ``classMapping40.mat``.
+        out_dir: output folder. with_hha: also write ``data/hha``.
+        intrinsics: camera ``(fx, fy, cx, cy)`` for HHA. indices: 0-based subset (default all).
+        verbose: log progress every 100 images.
+
+    Returns:
+        The number of images written.
+
+    Example:
+        >>> convert_labeled_mat("nyu_depth_v2_labeled.mat", "classMapping40.mat",
+        ...                     "data/nyud")  # doctest: +SKIP
+        1449
+    """
+    count = 0
+    for example in iter_labeled_mat(mat_path, indices, class_mapping_path):
+        hha = hha_lib.compute_hha(example["depth"], intrinsics) if with_hha else None
+        write_example(out_dir, example["id"], example["rgb"], example["depth"],
+                      example["label"], hha)
+        count += 1
+        if verbose and count % 100 == 0:
+            log.info("NYUDv2: converted %d images", count)
+    write_split_files(out_dir)
+    return count

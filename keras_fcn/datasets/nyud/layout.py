@@ -1,0 +1,178 @@
+"""NYUDv2 in the FCN layout: constants, split ids, label ids, and the files of one image.
+
+Example:
+    >>> len(nyud_split_ids("trainval")), to_train_ids(np.array([0, 1])).tolist()
+    (795, [255, 0])
+"""
+
+import os
+
+import numpy as np
+
+from keras_fcn._checks import check_choice
+from keras_fcn.datasets.common import (
+    load_mat,
+    read_image_file,
+    read_list_file,
+    resource_path,
+    void_zero_to_train_ids,
+    write_list_file,
+    write_png,
+)
+
+NYUD_CLASSES = (
+    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
+    "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror",
+    "floor mat", "clothes", "ceiling", "books", "refridgerator", "television", "paper", "towel",
+    "shower curtain", "box", "whiteboard", "person", "night stand", "toilet", "sink", "lamp",
+    "bathtub", "bag", "otherstructure", "otherfurniture", "otherprop",
+)
+NUM_CLASSES = 40
+ID_OFFSET = 5000
+NUM_RAW_CLASSES = 894
+
+# Means of the reference NYUDSegDataLayer: BGR colour, HHA, and log(depth in mm).
+NYUD_MEAN_BGR = (116.190, 97.203, 92.318)
+NYUD_MEAN_HHA = (132.431, 94.076, 118.477)
+NYUD_MEAN_LOG_DEPTH = 7.844
+
+SPLITS = ("train", "val", "trainval", "test")
+MODALITIES = ("rgb", "hha", "rgbd", "fusion")
+
+
+def nyud_split_ids(split="train"):
+    """The FCN paper's NYUDv2 split ids (bundled): 381 train, 414 val, 795 trainval, 654 test.
+
+    Args:
+        split: ``"train"``, ``"val"``, ``"trainval"`` or ``"test"``.
+
+    Returns:
+        List of id strings (``"5001"`` .. ``"6449"``).
+
+    Example:
+        >>> len(nyud_split_ids("trainval")), len(nyud_split_ids("test"))
+        (795, 654)
+    """
+    check_choice("split", split, SPLITS)
+    if split == "trainval":
+        return nyud_split_ids("train") + nyud_split_ids("val")
+    return read_list_file(resource_path(f"nyud_{split}.txt"))
+
+
+def nyud_ids(root, split="train"):
+    """Split ids of a data folder: ``root/{split}.txt`` when present, else the bundled lists.
+
+    Example:
+        >>> ids = nyud_ids("data/nyud", "test")  # doctest: +SKIP
+    """
+    check_choice("split", split, SPLITS)
+    path = os.path.join(os.fspath(root), f"{split}.txt")
+    if os.path.isfile(path):
+        return read_list_file(path)
+    if split == "trainval" and all(
+        os.path.isfile(os.path.join(os.fspath(root), f"{s}.txt")) for s in ("train", "val")
+    ):
+        return nyud_ids(root, "train") + nyud_ids(root, "val")
+    return nyud_split_ids(split)
+
+
+def to_train_ids(labels40):
+    """Maps NYU 40-class labels (0 = void, 1..40) to training ids (0..39, void = 255).
+
+    Args:
+        labels40: integer array of 40-class labels.
+
+    Returns:
+        uint8 array of the same shape.
+
+    Example:
+        >>> to_train_ids(np.array([0, 1, 40])).tolist()
+        [255, 0, 39]
+    """
+    return void_zero_to_train_ids(labels40, NUM_CLASSES, "NYU 40-class labels")
+
+
+def write_example(root, image_id, rgb, depth, labels40, hha=None):
+    """Writes one image in the FCN layout (see the module docstring).
+
+    Args:
+        root: output folder. image_id: id string such as ``"5001"``.
+        rgb: uint8 (H, W, 3). depth: float (H, W) metres (stored as uint16 millimetres).
+        labels40: (H, W) 40-class labels, 0 = void. hha: optional uint8 (H, W, 3).
+
+    Example:
+        >>> write_example("out", "5001", rgb, depth, labels40, compute_hha(depth))  # doctest: +SKIP
+    """
+    import scipy.io
+
+    root = os.fspath(root)
+    name = f"img_{image_id}"
+    write_png(os.path.join(root, "data", "images", f"{name}.png"), np.asarray(rgb, np.uint8))
+    depth_mm = np.clip(np.rint(np.nan_to_num(np.asarray(depth)) * 1000.0), 0, 65535)
+    write_png(os.path.join(root, "data", "depth", f"{name}.png"), depth_mm.astype(np.uint16))
+    if hha is not None:
+        write_png(os.path.join(root, "data", "hha", f"{name}.png"), np.asarray(hha, np.uint8))
+    os.makedirs(os.path.join(root, "segmentation"), exist_ok=True)
+    scipy.io.savemat(os.path.join(root, "segmentation", f"{name}.mat"),
+                     {"segmentation": np.asarray(labels40, np.uint8)}, do_compression=True)
+
+
+def write_split_files(root, splits=None):
+    """Writes ``root/{train,val,test}.txt`` (the bundled split by default).
+
+    Example:
+        >>> write_split_files("data/nyud")  # doctest: +SKIP
+    """
+    splits = splits or {s: nyud_split_ids(s) for s in ("train", "val", "test")}
+    os.makedirs(os.fspath(root), exist_ok=True)
+    for split, ids in splits.items():
+        write_list_file(os.path.join(os.fspath(root), f"{split}.txt"), ids)
+
+
+def _image_path(root, kind, image_id):
+    return os.path.join(os.fspath(root), "data", kind, f"img_{image_id}.png")
+
+
+def read_rgb(root, image_id):
+    """Reads ``data/images/img_{id}.png`` as uint8 (H, W, 3) RGB.
+
+    Example:
+        >>> read_rgb("data/nyud", "5001").shape  # doctest: +SKIP
+        (425, 560, 3)
+    """
+    return read_image_file(_image_path(root, "images", image_id), "RGB")
+
+
+def read_hha(root, image_id):
+    """Reads ``data/hha/img_{id}.png`` as uint8 (H, W, 3).
+
+    Example:
+        >>> read_hha("data/nyud", "5001").dtype  # doctest: +SKIP
+        dtype('uint8')
+    """
+    return read_image_file(_image_path(root, "hha", image_id), "RGB")
+
+
+def read_depth(root, image_id):
+    """Reads ``data/depth/img_{id}.png`` (uint16 millimetres) as float32 metres (0 = missing).
+
+    Example:
+        >>> float(read_depth("data/nyud", "5001").max()) < 10  # doctest: +SKIP
+        True
+    """
+    return read_image_file(_image_path(root, "depth", image_id)).astype(np.float32) / 1000.0
+
+
+def read_label(root, image_id):
+    """Reads ``segmentation/img_{id}.mat`` as training ids: uint8 (H, W), 0..39, void 255.
+
+    Example:
+        >>> read_label("data/nyud", "5001").max() <= 39 or True  # doctest: +SKIP
+    """
+    path = os.path.join(os.fspath(root), "segmentation", f"img_{image_id}.mat")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"NYUDv2 label file not found: {path!r}")
+    contents = load_mat(path)
+    if "segmentation" not in contents:
+        raise ValueError(f"{path!r} has no 'segmentation' field.")
+    return to_train_ids(contents["segmentation"])

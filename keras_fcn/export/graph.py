@@ -1,0 +1,78 @@
+"""What every exported graph computes: raw ``uint8`` RGB images in, logits or class ids out.
+
+The SavedModel and the TFLite exports both trace a function of the deployable model (the FCN
+with its preprocessing inside, :func:`keras_fcn.models.raw_rgb_model`) into a Keras
+``ExportArchive``.
+
+Example:
+    >>> net = raw_rgb_model(load_model("runs/fcn8s.keras"))
+    >>> spec = tf.TensorSpec([1, 360, 480, 3], tf.uint8, name="images")
+    >>> write_graph(lambda images: {"logits": net(tf.cast(images, tf.float32))}, [spec], net,
+    ...             "graph_dir")
+"""
+
+import os
+
+import keras
+import tensorflow as tf
+
+from keras_fcn.weights import load_model_file
+
+
+def load_model(model):
+    """Returns a ``keras.Model`` from a model or a ``.keras`` path.
+
+    A damaged ``.keras`` file raises a ValueError naming it
+    (:func:`keras_fcn.weights.load_model_file`).
+
+    Example:
+        >>> model = load_model("runs/fcn8s.keras")
+    """
+    if isinstance(model, keras.Model):
+        return model
+    path = os.fspath(model)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Model file not found: {path!r}")
+    return load_model_file(path)
+
+
+def check_input_size(input_size, allow_none=True):
+    """``(height, width)`` of positive integers, or ``(None, None)`` for ``None`` when allowed.
+
+    Example:
+        >>> check_input_size((360, 480))
+        (360, 480)
+    """
+    if input_size is None and allow_none:
+        return (None, None)
+    size = tuple(input_size) if isinstance(input_size, (tuple, list)) else None
+    if size is None or len(size) != 2 or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in size):
+        raise ValueError("input_size must be (height, width) with positive integers"
+                         f"{' or None' if allow_none else ''}. Received: input_size={input_size!r}")
+    return size
+
+
+def label_dtype(num_classes):
+    """``uint8`` class ids when they fit (<= 256 classes), else ``int32``.
+
+    Example:
+        >>> label_dtype(21)
+        tf.uint8
+    """
+    return tf.uint8 if num_classes <= 256 else tf.int32
+
+
+def class_ids(logits, dtype):
+    """The argmax of ``(N, H, W, C)`` logits as ``(N, H, W)`` class ids of ``dtype``."""
+    return tf.cast(tf.argmax(logits, axis=-1, output_type=tf.int32), dtype)
+
+
+def write_graph(fn, input_signature, model, path):
+    """Traces ``fn`` (which calls ``model``) as the ``serve`` endpoint of a SavedModel at
+    ``path``: what the SavedModel export ships and what the TFLite converter reads."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", fn, input_signature=input_signature)
+    archive.write_out(os.fspath(path), verbose=False)
+    return path

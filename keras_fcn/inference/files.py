@@ -1,0 +1,340 @@
+"""Prediction over files: images, folders of frames, globs and videos in, PNG/NPY/video out.
+
+For each image ``<stem>`` :func:`run` writes, in ``output_dir``:
+
+- ``<stem>_labels.png``: palette PNG, pixel value = class id, shown in class colours;
+- ``<stem>_overlay.png``: colours blended over the image, legend of the classes present;
+- ``<stem>_mask_<class>.png``: a 0/255 mask per class of ``classes``;
+- ``<stem>_<map>.png`` and ``.npy``: the maps of ``uncertainty`` (``entropy``, ``margin``, and
+  ``mc_variance`` and ``mc_mutual_info`` for ``mc_dropout``).
+
+A folder's outputs go to ``<output_dir>/<folder name>/``. A video ``<stem>.mp4`` gives
+``<stem>_overlay.mp4``, ``<stem>_mask_<class>.<video_format>`` (mp4: a grey matte; webm (VP9)
+and mov (ProRes 4444, which FFmpeg also reads back): the frame with the matte as alpha) and
+per-frame PNGs in ``<output_dir>/<stem>/``, the masks as RGBA (the frame, the matte as alpha).
+Video masks get temporal hysteresis and feathered edges (``keras_fcn.inference.masks``). The frames of a
+folder or a video can be smoothed in time (``smooth_alpha``); the label flicker before and
+after is reported. Existing outputs are kept unless ``overwrite``; inputs that cannot be read
+are reported, not raised.
+
+Example:
+    >>> from keras_fcn.inference import PredictOptions, print_report, run
+    >>> report = run(PredictOptions(model="fcn8s_voc.keras", inputs=["photos/"],
+    ...                             output_dir="out", classes=["person"]))
+    >>> print_report(report)
+"""
+
+import dataclasses
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+
+from keras_fcn import io
+from keras_fcn.inference import video
+from keras_fcn.inference.masks import AlphaMasks
+from keras_fcn.inference.predictor import Predictor
+from keras_fcn.inference.progress import Progress
+from keras_fcn.inference.temporal import SmoothedSequence
+from keras_fcn.inference.visualize import (binary_mask, heatmap, overlay, overlay_with_legend,
+                                           save_png)
+
+
+@dataclasses.dataclass
+class Item:
+    """One input: an image file (``kind="image"``) or a video (``kind="video"``).
+
+    ``sequence`` names the frame sequence an image belongs to (its folder), or is None.
+    """
+
+    kind: str
+    path: str
+    out_dir: str
+    stem: str
+    sequence: str = None
+
+
+@dataclasses.dataclass
+class Report:
+    """What a run did: counts, failures (path, message) and flicker per sequence."""
+
+    written: int = 0
+    skipped: int = 0
+    processed: int = 0
+    failures: list = dataclasses.field(default_factory=list)
+    flicker: dict = dataclasses.field(default_factory=dict)
+
+    def fail(self, path, message):
+        self.failures.append((path, message))
+
+
+def expand_inputs(inputs, output_dir, report):
+    """Turns input paths (files, folders, globs, videos) into :class:`Item` s, in order.
+
+    Inputs that match nothing are recorded in ``report`` as failures. Two inputs with the
+    same stem in one output folder get ``<stem>_2``, ``<stem>_3``, ...
+
+    Example:
+        >>> [item.stem for item in expand_inputs(["a/x.png", "b/x.png"], "out", Report())]
+        ['x', 'x_2']
+    """
+    items, used = [], set()
+
+    def add(kind, path, out_dir, sequence=None):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        unique, n = stem, 1
+        while (out_dir, unique) in used:
+            n += 1
+            unique = f"{stem}_{n}"
+        used.add((out_dir, unique))
+        items.append(Item(kind, path, out_dir, unique, sequence))
+
+    def add_file(path):
+        add("video" if video.is_video_file(path) else "image", path, output_dir)
+
+    for value in inputs:
+        if os.path.isdir(value):
+            name = os.path.basename(os.path.normpath(value))
+            files = sorted(f for f in os.listdir(value)
+                           if f.lower().endswith(io.IMAGE_EXTENSIONS) and not f.startswith("."))
+            if not files:
+                report.fail(value, "folder holds no image files")
+            for f in files:
+                add("image", os.path.join(value, f), os.path.join(output_dir, name), value)
+        elif glob.has_magic(value) and not os.path.exists(value):
+            paths = sorted(p for p in glob.glob(value) if os.path.isfile(p))
+            if not paths:
+                report.fail(value, "pattern matched no file")
+            for path in paths:
+                add_file(path)
+        elif os.path.isfile(value):
+            add_file(value)
+        else:
+            report.fail(value, "no such file or folder")
+    return items
+
+
+def read_image(path):
+    """Reads an image file as RGB uint8; raises ValueError saying why if it cannot.
+
+    Example:
+        >>> read_image("photo.jpg").shape
+        (375, 500, 3)
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), dtype="uint8")
+    # DecompressionBombError (a header declaring billions of pixels) is not an OSError.
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
+            Image.DecompressionBombError) as e:
+        size = os.path.getsize(path) if os.path.exists(path) else None
+        detail = "empty file" if size == 0 else f"{type(e).__name__}: {e}"
+        raise ValueError(f"cannot read image ({detail})") from e
+
+
+def _output_writer(report, overwrite):
+    """Returns ``write(path, save)`` that calls ``save(path)`` unless the output exists (and
+    ``overwrite`` is False), counting written and skipped files in ``report``."""
+
+    def write(path, save):
+        if os.path.exists(path) and not overwrite:
+            report.skipped += 1
+            return
+        save(path)
+        report.written += 1
+
+    return write
+
+
+def write_frame_outputs(predictor, base, image, probs, write, overlay_file=True, alphas=None):
+    """Writes labels, overlay, masks and uncertainty maps of one frame; returns the labels.
+
+    Args:
+        predictor: a :class:`Predictor`.
+        base: path prefix of the outputs (``<folder>/<stem>``).
+        image: the RGB frame.
+        probs: its ``(H, W, C)`` probabilities.
+        write: ``write(path, save)``: calls ``save(path)``, or skips an existing output.
+        overlay_file: also write ``<base>_overlay.png``.
+        alphas: optional ``{class_id: uint8 (H, W) matte}``: the masks are then written as RGBA
+            PNGs (the frame, the matte as alpha) instead of 0/255 masks.
+
+    Returns:
+        The uint8 ``(H, W)`` label map.
+
+    Example:
+        >>> labels = write_frame_outputs(predictor, "out/frame_000001", frame, probs,
+        ...                              lambda path, save: save(path))
+    """
+    labels = np.argmax(probs, axis=-1).astype("uint8")
+    palette = predictor.palette if predictor.palette is not None else True
+    write(f"{base}_labels.png", lambda p: save_png(p, labels, palette=palette))
+    if overlay_file:
+        rgb = overlay_with_legend(image, labels, alpha=predictor.opts.alpha,
+                                  palette=predictor.palette, class_names=predictor.class_names)
+        write(f"{base}_overlay.png", lambda p: save_png(p, rgb))
+    for c in predictor.mask_ids:
+        mask = binary_mask(labels, c) if alphas is None else np.dstack([image, alphas[c]])
+        write(f"{base}_mask_{predictor.mask_name(c)}.png", lambda p, m=mask: save_png(p, m))
+    for name, (values, vmin, vmax, cmap) in predictor.uncertainty_maps(image, probs).items():
+        rgb_map = heatmap(values, cmap=cmap, vmin=vmin, vmax=vmax)
+        write(f"{base}_{name}.png", lambda p, m=rgb_map: save_png(p, m))
+        write(f"{base}_{name}.npy", lambda p, v=values: io.save_npy(p, v))
+    return labels
+
+
+def _process_image(predictor, item, sequence, report, write):
+    """Predicts one image file and writes its outputs; failures go into ``report``.
+
+    Returns:
+        True if the image was predicted (False: its outputs existed, or it could not be read).
+    """
+    outputs = predictor.image_outputs(item)
+    if not predictor.opts.overwrite and all(os.path.exists(p) for p in outputs):
+        report.skipped += len(outputs)
+        return False
+    try:
+        image = read_image(item.path)
+    except ValueError as e:
+        report.fail(item.path, str(e))
+        return False
+    probs = predictor.probabilities(image)
+    if sequence is not None:
+        probs = sequence.step(probs)
+    write_frame_outputs(predictor, os.path.join(item.out_dir, item.stem), image, probs, write)
+    report.processed += 1
+    return True
+
+
+# ProRes 4444 keeps alpha and FFmpeg's own decoder reads it back (its VP9 decoder drops it).
+_ALPHA_CODECS = {"mov": ("prores_ks", "yuva444p10le")}
+
+
+def _mask_frame(frame, mask, fmt):
+    """A matte as a video frame: grey matte (mp4) or frame + alpha (webm, mov)."""
+    if fmt in ("webm", "mov"):
+        return np.dstack([frame, mask])
+    return np.repeat(mask[..., None], 3, axis=-1)
+
+
+def _video_writer(path, fps, fmt):
+    writer = video.VideoWriter(path, fps=fps, overwrite=True)
+    if path.endswith(f".{fmt}") and fmt in _ALPHA_CODECS:
+        writer.codec, writer.pix_fmt = _ALPHA_CODECS[fmt]  # set before the first frame
+    return writer
+
+
+def _process_video(predictor, item, report, write, progress):
+    """Predicts every frame of a video; writes overlay and mask videos and per-frame PNGs."""
+    opts = predictor.opts
+    paths = predictor.video_outputs(item)
+    if not opts.overwrite and all(os.path.exists(p) for p in paths):
+        report.skipped += len(paths)
+        return
+    try:
+        fps = video.video_info(item.path)["fps"]
+    except ValueError as e:
+        report.fail(item.path, str(e))
+        return
+    writers = [_video_writer(p, fps, opts.video_format) for p in paths]
+    sequence = SmoothedSequence(opts.smooth_alpha)
+    mattes = AlphaMasks(predictor.mask_ids, margin=opts.mask_margin, hold=opts.mask_hold,
+                        radius=opts.mask_feather)
+    ok = False
+    try:
+        for index, frame in enumerate(video.read_video(item.path)):
+            probs = sequence.step(predictor.probabilities(frame))
+            base = os.path.join(item.out_dir, item.stem, f"frame_{index:06d}")
+            alphas = mattes.step(frame, probs)
+            labels = write_frame_outputs(predictor, base, frame, probs, write, overlay_file=False,
+                                         alphas=alphas)
+            writers[0].write(overlay(frame, labels, alpha=opts.alpha, palette=predictor.palette))
+            for writer, c in zip(writers[1:], predictor.mask_ids):
+                writer.write(_mask_frame(frame, alphas[c], opts.video_format))
+            report.processed += 1
+            progress.update(1)
+        ok = True
+    except ValueError as e:
+        report.fail(item.path, str(e))
+    finally:
+        for writer in writers:
+            writer.close(keep=ok)
+    if ok:
+        report.written += len(writers)
+        report.flicker[item.path] = sequence.summary()
+
+
+def _count_frames(items):
+    total = 0
+    for item in items:
+        if item.kind == "image":
+            total += 1
+            continue
+        try:
+            total += video.video_info(item.path)["frames"] or 0
+        except (ValueError, ImportError):
+            pass
+    return total or None
+
+
+def run(opts):
+    """Predicts every input of ``opts`` and writes the outputs (see the module docstring).
+
+    Args:
+        opts: a :class:`PredictOptions`.
+
+    Returns:
+        A :class:`Report`. Raises ValueError for bad options only; unreadable inputs are
+        reported in ``report.failures``.
+
+    Example:
+        >>> report = run(PredictOptions(model="m.keras", inputs=["frames/"], output_dir="out"))
+        >>> report.processed, report.failures
+        (120, [])
+    """
+    opts.check()
+    report = Report()
+    items = expand_inputs(opts.inputs, opts.output_dir, report)
+    predictor = Predictor(opts)
+    write = _output_writer(report, opts.overwrite)
+    sequences = {}
+    with Progress(_count_frames(items), opts.progress) as progress:
+        for item in items:
+            if item.kind == "video":
+                try:
+                    _process_video(predictor, item, report, write, progress)
+                except ImportError as e:
+                    report.fail(item.path, str(e))
+                continue
+            sequence = None
+            if item.sequence is not None:
+                sequence = sequences.setdefault(item.sequence,
+                                                SmoothedSequence(opts.smooth_alpha))
+            _process_image(predictor, item, sequence, report, write)
+            progress.update(1)
+    for name, sequence in sequences.items():
+        if sequence.compared:
+            report.flicker[name] = sequence.summary()
+    return report
+
+
+def print_report(report, stream=None):
+    """Prints the summary of a :func:`run`: counts, flicker per sequence, failures.
+
+    Example:
+        >>> print_report(Report(written=2, processed=1))
+        processed 1 frames, wrote 2 files, kept 0 existing (use --overwrite to replace)
+    """
+    stream = stream or sys.stdout
+    print(f"processed {report.processed} frames, wrote {report.written} files, "
+          f"kept {report.skipped} existing (use --overwrite to replace)", file=stream)
+    for name, figures in report.flicker.items():
+        print(f"flicker {name}: {json.dumps(figures)}", file=stream)
+    if report.failures:
+        print(f"{len(report.failures)} input(s) failed:", file=stream)
+        for path, message in report.failures:
+            print(f"  {path}: {message}", file=stream)

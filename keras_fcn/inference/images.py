@@ -1,0 +1,113 @@
+"""The image arguments of predict and mc_dropout: one image, a stack or a list of any sizes.
+
+Images are checked once here, grouped by size so that images of one size run as one stack,
+and the per-image results are given back in the form the images came in.
+
+Example:
+    >>> arrays, kind = as_image_list(np.zeros((2, 8, 8, 3)))   # kind == "batch"
+    >>> sums = map_same_size(lambda stack: stack.sum(axis=(1, 2, 3)), arrays)
+    >>> restore_kind(sums, kind)
+    array([0., 0.], dtype=float32)
+"""
+
+import numpy as np
+
+KINDS = ("single", "batch", "list")
+
+
+def check_image(index, array):
+    """Raises ValueError naming image ``index`` unless it is a finite, non-empty real RGB array.
+
+    Example:
+        >>> check_image(0, np.zeros((4, 4, 3)))   # passes
+        >>> check_image(1, np.zeros((4, 4)))
+        Traceback (most recent call last):
+        ValueError: Image 1 must have shape (H, W, 3). Received: shape=(4, 4)
+    """
+    if array.ndim != 3 or array.shape[-1] != 3:
+        raise ValueError(f"Image {index} must have shape (H, W, 3). Received: shape={array.shape}")
+    if min(array.shape[:2]) < 1:
+        raise ValueError(f"Image {index} is empty. Received: shape={array.shape}")
+    # Strings and objects would fail (or turn into NaN) in the float cast; complex values
+    # would lose their imaginary part.
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"Image {index} must hold real numbers (uint8 or float). "
+                         f"Received: dtype={array.dtype}")
+    # NaN/Inf pass through the network without an error and give meaningless labels.
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ValueError(f"Image {index} has {int(np.size(array) - np.isfinite(array).sum())} "
+                         "NaN or infinite values.")
+
+
+def as_image_list(images):
+    """Checks ``images`` and returns ``(list of float32 (H, W, 3) arrays, kind)``.
+
+    Args:
+        images: one RGB image ``(H, W, 3)``, a stack ``(N, H, W, 3)`` or a list of images.
+
+    Returns:
+        The images and their kind: ``"single"``, ``"batch"`` or ``"list"`` (see
+        :func:`restore_kind`).
+
+    Example:
+        >>> arrays, kind = as_image_list([np.zeros((4, 5, 3)), np.zeros((6, 7, 3))])
+        >>> kind, [a.shape for a in arrays]
+        ('list', [(4, 5, 3), (6, 7, 3)])
+    """
+    if isinstance(images, (list, tuple)):
+        arrays, kind = [np.asarray(image) for image in images], "list"
+    else:
+        array = np.asarray(images)
+        if array.ndim == 3:
+            arrays, kind = [array], "single"
+        elif array.ndim == 4:
+            arrays, kind = list(array), "batch"
+        else:
+            raise ValueError(
+                "images must be (H, W, 3), (N, H, W, 3) or a list of (H, W, 3) arrays. "
+                f"Received: shape={array.shape}"
+            )
+    for index, array in enumerate(arrays):
+        check_image(index, array)
+    return [array.astype("float32") for array in arrays], kind
+
+
+def map_same_size(fn, arrays):
+    """Calls ``fn`` on each stack of the same-size arrays; returns its rows in input order.
+
+    Args:
+        fn: maps a stack ``(n, H, W, 3)`` to a sequence of ``n`` per-image results.
+        arrays: list of ``(H, W, 3)`` arrays of any sizes.
+
+    Returns:
+        A list with one result per array.
+
+    Example:
+        >>> map_same_size(lambda stack: [len(stack)] * len(stack), [a8, b5, c8])
+        [2, 1, 2]
+    """
+    groups = {}
+    for index, array in enumerate(arrays):
+        groups.setdefault(array.shape[:2], []).append(index)
+    results = [None] * len(arrays)
+    for indices in groups.values():
+        for index, result in zip(indices, fn(np.stack([arrays[i] for i in indices]))):
+            results[index] = result
+    return results
+
+
+def restore_kind(values, kind):
+    """Per-image ``values`` in the form the images came in: the value itself for a single
+    image, a stacked array for a stack, a list for a list.
+
+    Example:
+        >>> restore_kind([np.zeros(2), np.ones(2)], "batch").shape
+        (2, 2)
+    """
+    if kind == "single":
+        return values[0]
+    if kind == "batch":
+        return np.stack(values)
+    if kind == "list":
+        return list(values)
+    raise ValueError(f"kind must be one of {KINDS}. Received: kind={kind!r}")

@@ -1,0 +1,187 @@
+"""A model ready to predict files: its class names, colours, masks and uncertainty maps.
+
+:class:`PredictOptions` holds what ``tools/predict.py``'s flags set; :class:`Predictor` loads the
+model and its labels once and turns frames into probabilities and output maps
+(``keras_fcn.inference.files`` writes them).
+
+Example:
+    >>> predictor = Predictor(PredictOptions(model="fcn8s.keras", inputs=["photos/"],
+    ...                                      output_dir="out", classes=["person"]))
+    >>> probs = predictor.probabilities(image)
+    >>> predictor.mask_ids, predictor.mask_name(15)
+    ([15], 'person')
+"""
+
+import dataclasses
+import os
+import re
+
+import numpy as np
+
+from keras_fcn.inference.predict import check_predict_args, predict
+from keras_fcn.inference.uncertainty import entropy, margin, mc_dropout
+from keras_fcn.labels import VOC_CLASSES, ModelLabels
+from keras_fcn.models.inspect import num_classes_of
+from keras_fcn.weights.io import load_model_file
+
+UNCERTAINTIES = ("entropy", "margin", "mc_dropout")
+# mp4: a grey matte; webm (VP9) and mov (ProRes 4444): the frame with the matte as alpha.
+VIDEO_FORMATS = ("mp4", "webm", "mov")
+
+
+
+@dataclasses.dataclass
+class PredictOptions:
+    """What to predict and write; ``tools/predict.py``'s flags map one to one onto these."""
+
+    model: str
+    inputs: list
+    output_dir: str
+    classes: list = dataclasses.field(default_factory=list)
+    uncertainty: list = dataclasses.field(default_factory=list)
+    mc_samples: int = 10
+    smooth_alpha: float = 1.0
+    tile_size: int = None
+    tile_overlap: int = 64
+    tta_flip: bool = False
+    scales: tuple = (1.0,)
+    alpha: float = 0.5
+    video_format: str = "mp4"
+    mask_margin: float = 0.1  # video masks: evidence margin of the hysteresis and soft edge
+    mask_hold: int = 2  # video masks: frames the evidence must stay past the margin
+    mask_feather: int = 4  # video masks: guided-filter radius of the alpha edges (0: none)
+    overwrite: bool = False
+    progress: bool = False
+
+    def check(self):
+        """Raises ValueError naming the first bad option, before any work."""
+        if not self.inputs:
+            raise ValueError("Give at least one input.")
+        if not self.output_dir:
+            raise ValueError("output_dir is required.")
+        if not self.model or not os.path.isfile(self.model):
+            raise ValueError(
+                f"model must be an existing model file. Received: model={self.model!r}")
+        bad = [u for u in self.uncertainty if u not in UNCERTAINTIES]
+        if bad:
+            raise ValueError(f"uncertainty accepts {UNCERTAINTIES}. Received: {bad}")
+        if not 0.0 < self.smooth_alpha <= 1.0:
+            raise ValueError(f"smooth_alpha must be in (0, 1]. Received: {self.smooth_alpha}")
+        if "mc_dropout" in self.uncertainty and self.mc_samples < 2:
+            raise ValueError(f"mc_samples must be >= 2. Received: {self.mc_samples}")
+        if self.video_format not in VIDEO_FORMATS:
+            raise ValueError(f"video_format must be one of {VIDEO_FORMATS}. Received: "
+                             f"{self.video_format!r}")
+        if not 0.0 <= self.mask_margin < 1.0 or self.mask_hold < 1 or self.mask_feather < 0:
+            raise ValueError(f"mask_margin must be in [0, 1), mask_hold >= 1, mask_feather >= 0."
+                             f" Received: {self.mask_margin}, {self.mask_hold}, "
+                             f"{self.mask_feather}")
+        check_predict_args(1, self.tile_size, self.tile_overlap, self.scales)
+
+
+def resolve_classes(classes, class_names, num_classes):
+    """Maps class names (case-insensitive) or ids to ids.
+
+    Example:
+        >>> resolve_classes(["person", "7"], VOC_CLASSES, 21)
+        [15, 7]
+    """
+    lookup = {str(n).lower(): i for i, n in enumerate(class_names or [])}
+    ids = []
+    for c in classes:
+        key = str(c).strip()
+        if key.lower() in lookup:
+            ids.append(lookup[key.lower()])
+        elif key.isdigit() and int(key) < num_classes:
+            ids.append(int(key))
+        else:
+            known = ", ".join(class_names or []) or f"ids 0..{num_classes - 1}"
+            raise ValueError(f"Unknown class. Received: {c!r}. Known: {known}")
+    return ids
+
+
+def safe_name(text):
+    """A file-name-safe version of a class name.
+
+    Example:
+        >>> safe_name("potted plant/2")
+        'potted_plant_2'
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "class"
+
+
+class Predictor:
+    """A loaded model with its class names, colours and options: frames in, output maps out.
+
+    Class names and colours come from the model's labels sidecar
+    (``keras_fcn.labels.ModelLabels.for_model``) when there is one, else the PASCAL VOC ones.
+
+    Example:
+        >>> predictor = Predictor(PredictOptions(model="fcn8s.keras", inputs=[], output_dir="."))
+        >>> predictor.class_names[:2]
+        ['background', 'aeroplane']
+    """
+
+    def __init__(self, opts):
+        self.opts = opts
+        self.model = load_model_file(opts.model)
+        self.num_classes = num_classes_of(self.model)
+        labels = ModelLabels.for_model(opts.model)
+        if labels is not None and labels.num_classes != self.num_classes:
+            raise ValueError(f"The labels of {opts.model!r} name {labels.num_classes} classes; "
+                             f"the model has {self.num_classes}.")
+        names = None if labels is None else list(labels.class_names)
+        if names is None and self.num_classes == len(VOC_CLASSES):
+            names = list(VOC_CLASSES)
+        self.class_names = names
+        self.palette = None if labels is None else np.asarray(labels.palette)
+        self.mask_ids = resolve_classes(opts.classes, names, self.num_classes)
+
+    def mask_name(self, class_id):
+        """The file name part of class ``class_id``'s masks."""
+        if self.class_names and class_id < len(self.class_names):
+            return safe_name(self.class_names[class_id])
+        return f"class{class_id}"
+
+    def probabilities(self, image):
+        """The softmax ``(H, W, C)`` of one RGB image, with the tiling and TTA options."""
+        _, probs = predict(self.model, image, tile_size=self.opts.tile_size,
+                           tile_overlap=self.opts.tile_overlap, tta_flip=self.opts.tta_flip,
+                           scales=tuple(self.opts.scales))
+        return probs
+
+    def uncertainty_names(self):
+        """Names of the uncertainty maps written per frame."""
+        names = [u for u in ("entropy", "margin") if u in self.opts.uncertainty]
+        if "mc_dropout" in self.opts.uncertainty:
+            names += ["mc_variance", "mc_mutual_info"]
+        return names
+
+    def uncertainty_maps(self, image, probs):
+        """Returns ``{name: (array, vmin, vmax, cmap)}`` for the requested maps."""
+        log_c = float(np.log(self.num_classes))
+        maps = {}
+        if "entropy" in self.opts.uncertainty:
+            maps["entropy"] = (entropy(probs), 0.0, log_c, "inferno")
+        if "margin" in self.opts.uncertainty:
+            maps["margin"] = (margin(probs), 0.0, 1.0, "inferno_r")
+        if "mc_dropout" in self.opts.uncertainty:
+            mc = mc_dropout(self.model, image, num_samples=self.opts.mc_samples)
+            maps["mc_variance"] = (mc["variance"], 0.0, None, "inferno")
+            maps["mc_mutual_info"] = (mc["mutual_information"], 0.0, log_c, "inferno")
+        return maps
+
+    def image_outputs(self, item):
+        """Paths written for an image item."""
+        base = os.path.join(item.out_dir, item.stem)
+        paths = [f"{base}_labels.png", f"{base}_overlay.png"]
+        paths += [f"{base}_mask_{self.mask_name(c)}.png" for c in self.mask_ids]
+        for name in self.uncertainty_names():
+            paths += [f"{base}_{name}.png", f"{base}_{name}.npy"]
+        return paths
+
+    def video_outputs(self, item):
+        """Paths of the videos written for a video item: the overlay, then a mask per class."""
+        base = os.path.join(item.out_dir, item.stem)
+        return [f"{base}_overlay.mp4"] + [
+            f"{base}_mask_{self.mask_name(c)}.{self.opts.video_format}" for c in self.mask_ids]

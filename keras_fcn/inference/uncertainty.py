@@ -1,0 +1,152 @@
+"""Per-pixel uncertainty: softmax entropy and margin, and Monte-Carlo dropout.
+
+Example:
+    >>> labels, probs = predict(model, image)
+    >>> heat = entropy(probs)                  # (H, W), log(C) where the model is unsure
+    >>> result = mc_dropout(model, image, num_samples=8)
+    >>> result["mutual_information"].shape == image.shape[:2]
+    True
+"""
+
+import weakref
+
+import keras
+import numpy as np
+
+from keras_fcn.inference.forward import forward_batches
+from keras_fcn.inference.images import as_image_list, map_same_size, restore_kind
+
+# model -> its Monte-Carlo dropout copy (weak keys: the cache keeps no model alive).
+_MC_MODELS = weakref.WeakKeyDictionary()
+
+
+def entropy(probabilities):
+    """Per-pixel softmax entropy ``-sum_c p_c log p_c`` in nats (``log C`` when uniform).
+
+    Args:
+        probabilities: ``(..., C)`` probabilities summing to 1 over the last axis.
+
+    Returns:
+        float32 array ``(...)``.
+
+    Example:
+        >>> round(float(entropy(np.full((1, 1, 4), 0.25))[0, 0]), 4)  # log(4)
+        1.3863
+    """
+    p = np.asarray(probabilities, dtype="float64")
+    logs = np.log(np.where(p > 0, p, 1.0))
+    return (-(p * logs).sum(axis=-1)).astype("float32")
+
+
+def margin(probabilities):
+    """Per-pixel margin between the two largest probabilities (top1 - top2); low is uncertain.
+
+    Args:
+        probabilities: ``(..., C)`` with ``C >= 2``.
+
+    Returns:
+        float32 array ``(...)`` in [0, 1].
+
+    Example:
+        >>> round(float(margin(np.array([[0.1, 0.6, 0.3]]))[0]), 4)
+        0.3
+    """
+    p = np.asarray(probabilities, dtype="float32")
+    if p.shape[-1] < 2:
+        raise ValueError(f"margin needs at least 2 classes. Received: shape={p.shape}")
+    top2 = np.partition(p, -2, axis=-1)[..., -2:]
+    return (top2[..., 1] - top2[..., 0]).astype("float32")
+
+
+class AlwaysOnDropout(keras.layers.Dropout):
+    """Dropout that drops in inference mode too (Monte-Carlo dropout)."""
+
+    def call(self, inputs, training=None):
+        return super().call(inputs, training=True)
+
+
+def mc_dropout_model(model, seed=None):
+    """Returns a model sharing ``model``'s weights whose Dropout layers are always active.
+
+    The copy is called in inference mode, so BatchNormalization (MobileNetV2 backbones) keeps
+    using its moving statistics; only the dropout masks are random. (Calling the original
+    model with ``training=True`` would switch BatchNorm to batch statistics, and in Keras 3
+    ``trainable=False`` does keep BN in inference mode but mutates the user's model.)
+
+    Args:
+        model: a functional keras model with at least one ``Dropout`` layer.
+        seed: optional integer seed for the dropout masks.
+
+    Returns:
+        A ``keras.Model`` with the same inputs, outputs and (shared) weights.
+
+    Example:
+        >>> mc = mc_dropout_model(model)
+        >>> samples = [mc(x) for _ in range(8)]  # differ where dropout > 0
+    """
+    count = 0
+
+    def clone(layer):
+        nonlocal count
+        if isinstance(layer, keras.layers.Dropout):
+            count += 1
+            return AlwaysOnDropout(layer.rate, noise_shape=layer.noise_shape,
+                                   seed=None if seed is None else seed + count, name=layer.name)
+        return layer  # reuse: the copy shares weights with the original
+
+    mc = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    if count == 0:
+        raise ValueError(
+            f"Monte-Carlo dropout needs a model with Dropout layers. Model {model.name!r} has none."
+        )
+    return mc
+
+
+def _mc_statistics(samples):
+    """Per-image statistics of MC samples ``(S, n, H, W, C)``: a list of ``n`` dicts."""
+    mean = samples.mean(axis=0)
+    stats = {
+        "labels": np.argmax(mean, axis=-1).astype("int32"),
+        "mean": mean.astype("float32"),
+        "variance": samples.var(axis=0).mean(axis=-1).astype("float32"),
+        "mutual_information": np.maximum(
+            entropy(mean) - entropy(samples).mean(axis=0), 0.0
+        ).astype("float32"),
+    }
+    return [{key: value[i] for key, value in stats.items()} for i in range(len(mean))]
+
+
+def mc_dropout(model, images, *, num_samples=10, batch_size=1, seed=None):
+    """Monte-Carlo dropout: ``num_samples`` stochastic passes per image, BatchNorm frozen.
+
+    Args:
+        model: a keras_fcn model with Dropout layers (``drop6``/``drop7`` in the VGG16 FCNs).
+        images: one image ``(H, W, 3)`` in [0, 255], a stack, or a list of images of any size.
+        num_samples: number of stochastic forward passes (>= 2).
+        batch_size: images per forward pass.
+        seed: optional integer seed for the dropout masks.
+
+    Returns:
+        A dict with ``"labels"`` (argmax of the mean), ``"mean"`` (mean softmax ``(H, W, C)``),
+        ``"variance"`` (variance of the softmax over samples, averaged over classes,
+        ``(H, W)``) and ``"mutual_information"`` (entropy of the mean minus the mean entropy,
+        ``(H, W)``, the epistemic part of the uncertainty). Values are arrays for one image,
+        stacked for a stack, lists for a list.
+
+    Example:
+        >>> result = mc_dropout(model, image, num_samples=8)
+        >>> result["variance"].shape == image.shape[:2]
+        True
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
+        raise ValueError(
+            f"num_samples must be an integer >= 2. Received: num_samples={num_samples!r}")
+    mc = _MC_MODELS.get(model)
+    if mc is None or seed is not None:
+        mc = _MC_MODELS[model] = mc_dropout_model(model, seed=seed)
+    arrays, kind = as_image_list(images)
+    results = map_same_size(
+        lambda stack: _mc_statistics(np.stack(
+            [forward_batches(mc, stack, batch_size=batch_size) for _ in range(num_samples)])),
+        arrays)
+    return {key: restore_kind([r[key] for r in results], kind) for key in results[0]}

@@ -1,0 +1,242 @@
+"""Pictures of predictions: class colours, overlays with a legend, masks, heatmaps, label PNGs.
+
+Label maps are integer ``(H, W)`` class ids in 0..255; palettes are ``(K, 3)`` colours for the
+first K ids, the PASCAL VOC colours (``keras_fcn.labels.voc_palette``) for the others.
+
+Example:
+    >>> rgb = overlay(image, labels, alpha=0.5)
+    >>> rgb = overlay_with_legend(image, labels, class_names=VOC_CLASSES)
+    >>> save_png("labels.png", labels, palette=True)   # opens with class colours
+"""
+
+import numpy as np
+
+from keras_fcn import io
+from keras_fcn.labels import IGNORE_LABEL, voc_palette
+
+
+def full_palette(palette=None):
+    """A (256, 3) uint8 palette: ``palette`` first, the VOC colours after it.
+
+    Example:
+        >>> full_palette([[1, 2, 3]])[:2].tolist()
+        [[1, 2, 3], [0, 128, 0]]
+    """
+    full = np.asarray(voc_palette(256), dtype="uint8")
+    if palette is not None:
+        palette = np.asarray(palette)
+        if palette.ndim != 2 or palette.shape[1] != 3 or len(palette) > 256:
+            raise ValueError(
+                f"palette must be up to 256 (r, g, b) colours. Received: shape={palette.shape}"
+            )
+        if palette.size and (palette.min() < 0 or palette.max() > 255):
+            raise ValueError("palette colours must be in 0..255. "
+                             f"Received: min={palette.min()}, max={palette.max()}")
+        full[: len(palette)] = palette.astype("uint8")
+    return full
+
+
+def check_labels(labels):
+    """``labels`` as an array; raises ValueError unless it is an integer (H, W) map in 0..255."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"labels must be an integer (H, W) map. Received: shape={labels.shape}, "
+            f"dtype={labels.dtype}"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() > 255):
+        raise ValueError(
+            f"labels must be in 0..255. Received: min={labels.min()}, max={labels.max()}"
+        )
+    return labels
+
+
+def colorize(labels, palette=None):
+    """Maps a label map to RGB colours.
+
+    Args:
+        labels: integer ``(H, W)`` class ids in 0..255.
+        palette: optional ``(K, 3)`` colours for the first K ids (VOC colours otherwise).
+
+    Returns:
+        uint8 ``(H, W, 3)``.
+
+    Example:
+        >>> colorize(np.array([[0, 1]]))[0, 1].tolist()
+        [128, 0, 0]
+    """
+    return full_palette(palette)[check_labels(labels)]
+
+
+def overlay(image, labels, *, alpha=0.5, palette=None, ignore_label=IGNORE_LABEL):
+    """Blends class colours over an image: ``round((1 - alpha) * image + alpha * colour)``.
+
+    Args:
+        image: RGB ``(H, W, 3)`` in [0, 255].
+        labels: integer ``(H, W)`` class ids.
+        alpha: weight of the class colour, in [0, 1].
+        palette: optional ``(K, 3)`` colours (VOC colours by default).
+        ignore_label: pixels with this label are left as they are.
+
+    Returns:
+        uint8 ``(H, W, 3)``.
+
+    Example:
+        >>> overlay(np.full((1, 1, 3), 100, np.uint8), np.array([[1]]), alpha=0.5).tolist()
+        [[[114, 50, 50]]]
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1]. Received: alpha={alpha!r}")
+    image = np.asarray(image, dtype="float32")
+    labels = check_labels(labels)
+    if image.shape[:2] != labels.shape or image.shape[-1] != 3:
+        raise ValueError(
+            f"image (H, W, 3) and labels (H, W) must match. Received: image={image.shape}, "
+            f"labels={labels.shape}"
+        )
+    colours = colorize(labels, palette).astype("float32")
+    blended = (1.0 - alpha) * image + alpha * colours
+    blended = np.where((labels == ignore_label)[..., None], image, blended)
+    return np.clip(np.floor(blended + 0.5), 0, 255).astype("uint8")
+
+
+def classes_present(labels, ignore_label=IGNORE_LABEL):
+    """Sorted class ids present in ``labels`` (``ignore_label`` left out).
+
+    Example:
+        >>> classes_present(np.array([[3, 0, 255, 3]]))
+        [0, 3]
+    """
+    return [int(i) for i in np.unique(np.asarray(labels)) if i != ignore_label]
+
+
+def _class_name(class_names, class_id):
+    if class_names is not None and class_id < len(class_names):
+        return str(class_names[class_id])
+    return f"class {class_id}"
+
+
+def draw_legend(height, class_ids, class_names=None, palette=None, width=160):
+    """Draws a legend (colour swatch and name per class) as an RGB image.
+
+    Args:
+        height: height of the legend image in pixels.
+        class_ids: class ids to list, in order.
+        class_names: optional names indexed by class id.
+        palette: optional ``(K, 3)`` colours (VOC colours by default).
+        width: width in pixels.
+
+    Returns:
+        uint8 ``(height, width, 3)``, white background.
+
+    Example:
+        >>> draw_legend(64, [0, 15], VOC_CLASSES).shape
+        (64, 160, 3)
+    """
+    from PIL import Image, ImageDraw
+
+    colours = full_palette(palette)
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    row = 14
+    for i, class_id in enumerate(class_ids):
+        top = 4 + i * row
+        if top + 10 > height:
+            draw.text((4, top - 2), "...", fill=(0, 0, 0))
+            break
+        draw.rectangle([4, top, 14, top + 10], fill=tuple(int(c) for c in colours[class_id]),
+                       outline=(0, 0, 0))
+        draw.text((20, top - 1), _class_name(class_names, class_id), fill=(0, 0, 0))
+    return np.asarray(canvas, dtype="uint8")
+
+
+def overlay_with_legend(image, labels, *, alpha=0.5, palette=None, class_names=None,
+                        legend_width=160, ignore_label=IGNORE_LABEL):
+    """``overlay`` with a legend of the classes present appended on the right.
+
+    Args:
+        image, labels, alpha, palette, ignore_label: as for ``overlay``.
+        class_names: optional names indexed by class id.
+        legend_width: width of the legend strip in pixels.
+
+    Returns:
+        uint8 ``(H, W + legend_width, 3)``; ``[:, :W]`` equals ``overlay(...)``.
+
+    Example:
+        >>> overlay_with_legend(image, labels, class_names=VOC_CLASSES).shape[1]
+        image.shape[1] + 160
+    """
+    blended = overlay(image, labels, alpha=alpha, palette=palette, ignore_label=ignore_label)
+    legend = draw_legend(max(blended.shape[0], 1), classes_present(labels, ignore_label),
+                         class_names, palette, legend_width)
+    return np.concatenate([blended, legend[: blended.shape[0]]], axis=1)
+
+
+def binary_mask(labels, classes):
+    """A 0/255 mask of the pixels whose label is one of ``classes``.
+
+    Args:
+        labels: integer ``(H, W)``.
+        classes: a class id or a sequence of ids.
+
+    Returns:
+        uint8 ``(H, W)`` with 255 inside the mask, 0 elsewhere.
+
+    Example:
+        >>> binary_mask(np.array([[0, 15, 7]]), [15, 7]).tolist()
+        [[0, 255, 255]]
+    """
+    classes = [classes] if np.isscalar(classes) else list(classes)
+    return np.where(np.isin(np.asarray(labels), classes), 255, 0).astype("uint8")
+
+
+def heatmap(values, *, cmap="viridis", vmin=None, vmax=None):
+    """Applies a matplotlib colormap to a 2-D array.
+
+    Args:
+        values: float ``(H, W)``.
+        cmap: matplotlib colormap name.
+        vmin, vmax: value range mapped to the ends of the colormap (data range by default).
+
+    Returns:
+        uint8 RGB ``(H, W, 3)``.
+
+    Example:
+        >>> heatmap(entropy(probs), vmin=0, vmax=np.log(21)).shape
+        (H, W, 3)
+    """
+    import matplotlib
+
+    values = np.asarray(values, dtype="float32")
+    if values.ndim != 2:
+        raise ValueError(f"heatmap expects a 2-D array. Received: shape={values.shape}")
+    lo = float(np.nanmin(values)) if vmin is None else float(vmin)
+    hi = float(np.nanmax(values)) if vmax is None else float(vmax)
+    scaled = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    rgba = matplotlib.colormaps[cmap](np.clip(scaled, 0.0, 1.0))
+    return np.round(rgba[..., :3] * 255).astype("uint8")
+
+
+def save_png(path, array, palette=None, overwrite=True):
+    """Saves a uint8 image atomically: RGB ``(H, W, 3)``, grey ``(H, W)`` or, with
+    ``palette``, a palette ("P" mode) PNG whose pixel values are the class ids.
+
+    Args:
+        path: destination ``.png`` path.
+        array: uint8 image or, with ``palette``, an integer label map in 0..255.
+        palette: ``True`` for the VOC palette or a ``(K, 3)`` palette; None for RGB/grey.
+        overwrite: if False and ``path`` exists, raises ``FileExistsError``.
+
+    Returns:
+        ``path``.
+
+    Example:
+        >>> save_png("labels.png", labels, palette=True)  # opens with class colours
+    """
+    if palette is None:
+        return io.save_png(path, array, overwrite=overwrite)
+    from PIL import Image
+
+    image = Image.fromarray(check_labels(array).astype("uint8"), mode="P")
+    image.putpalette(full_palette(None if palette is True else palette).reshape(-1).tolist())
+    return io.save_png(path, image, overwrite=overwrite)

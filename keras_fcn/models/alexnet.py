@@ -1,0 +1,160 @@
+"""FCN-AlexNet, layer for layer as the reference ``voc-fcn-alexnet`` (fcn.berkeleyvision.org).
+
+The CaffeNet trunk (Krizhevsky et al. 2012, with pooling before normalization) made fully
+convolutional, as the paper's Table 1 compares it with FCN-VGG16 and FCN-GoogLeNet (Long,
+Shelhamer, Darrell, CVPR 2015, https://arxiv.org/abs/1411.4038)::
+
+    pad1     zero padding by 100 (Caffe's conv1 pad: 100)
+    conv1    11x11 stride 4, 96, ReLU         pool1  3x3 stride 2     norm1  LRN
+    conv2    5x5 pad 2, group 2, 256, ReLU    pool2  3x3 stride 2     norm2  LRN
+    conv3    3x3 pad 1, 384, ReLU
+    conv4    3x3 pad 1, group 2, 384, ReLU
+    conv5    3x3 pad 1, group 2, 256, ReLU    pool5  3x3 stride 2
+    fc6      6x6 valid, 4096, ReLU, drop6     fc7    1x1, 4096, ReLU, drop7
+    score_fr 1x1 to the classes (zero-initialized)
+    upscore  bilinear transposed conv, kernel 63, stride 32, no bias, frozen
+    score    crop to the input at offset 18
+
+LRN is size 5, alpha 1e-4, beta 0.75, k 1 across channels
+(:class:`keras_fcn.layers.LocalResponseNormalization`). Grouped convolutions are Keras
+``Conv2D(groups=2)``: TFLite's builtin ``CONV_2D`` runs them (no Flex op), and their kernels
+``(kh, kw, in / 2, out)`` are Caffe's ``(out, in / 2, kh, kw)`` transposed, groups in the
+same channel order.
+
+Caffe pools in *ceil mode*: ``ceil((n - 3) / 2) + 1`` outputs, the last window clipped at the
+border. Keras ``padding="same"`` differs for odd ``n`` (it pads the top too), so each pool is
+one zero row and column at the bottom and right (``pool1_pad``, ...) and a valid 3x3 pool:
+``floor((n + 1 - 3) / 2) + 1`` is the same count, and the zeros never win the max because
+every pooled tensor follows a ReLU (values >= 0).
+
+The crop offset, by Caffe's ``coord_map`` (the reference's ``crop(n.upscore, n.data)``): a
+layer of kernel ``k``, stride ``s`` and padding ``p`` maps its output coordinate ``y`` to the
+input coordinate ``s * y + (k - 1) / 2 - p``. From ``fc6`` back to the data: ``fc6`` (k 6)
+``y + 2.5``; ``pool5`` ``2y + 1``; ``conv5``..``conv3`` (k 3, p 1) and ``conv2`` (k 5, p 2)
+``y``; ``pool2`` ``2y + 1``; ``pool1`` ``2y + 1``; ``conv1`` (k 11, s 4, p 100) ``4y - 95``.
+Composed: ``data = 32 * f + 13`` for the ``fc6``/``score_fr`` coordinate ``f``. ``upscore``
+(k 63, s 32) inverts a stride-32 map: ``f = (u - 31) / 32``, so ``data = u - 18``; the input
+pixel ``i`` is ``upscore`` pixel ``i + 18``: offset 18 (the reference's ``val.prototxt`` says
+``offset: 18``). The odd kernel 63 keeps it an integer (with 64 it would be 18.5).
+
+Example:
+    >>> model = build_alexnet_fcn("32s", 21, (None, None, 3), None, 0.5, False, False)
+    >>> [layer.name for layer in model.layers][-3:]
+    ['score_fr', 'upscore', 'score']
+"""
+
+import keras
+from keras import layers
+
+from keras_fcn.layers import BilinearUpsampling, CaffePreprocessing, CropToReference
+from keras_fcn.layers import LocalResponseNormalization
+from keras_fcn.weights.surgery import ALEXNET_FC_KERNELS, load_caffe_trunk
+
+ALEXNET_WIDTHS = (96, 256, 384, 384, 256)  # conv1 .. conv5
+ALEXNET_OFFSET = 18  # the final crop ``score`` (derived in the module docstring)
+UPSCORE_KERNEL = 63  # the reference's odd kernel: integer crop offsets with 3x3 pools
+# Per convolution: name, kernel, stride, groups, then the layers after its ReLU. Caffe's
+# pad 2 (conv2) and 1 (conv3..conv5) at stride 1 are Keras's padding="same"; conv1's pad 100
+# is ``pad1``.
+ALEXNET_CONVS = (
+    ("conv1", 11, 4, 1, ("pool1", "norm1")),
+    ("conv2", 5, 1, 2, ("pool2", "norm2")),
+    ("conv3", 3, 1, 1, ()),
+    ("conv4", 3, 1, 2, ()),
+    ("conv5", 3, 1, 2, ("pool5",)),
+)
+GROUPED = tuple(name for name, _, _, groups, _ in ALEXNET_CONVS if groups > 1)
+
+
+def caffe_max_pool(x, name):
+    """Caffe's ceil-mode 3x3 stride-2 max pooling (no padding) of a non-negative tensor.
+
+    One zero row and column at the bottom and right (``{name}_pad``), then a valid pool
+    (see the module docstring); exact only after a ReLU.
+
+    Example:
+        >>> caffe_max_pool(keras.Input((55, 55, 96)), "pool1").shape
+        (None, 27, 27, 96)
+    """
+    x = layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"{name}_pad")(x)
+    return layers.MaxPooling2D(3, strides=2, padding="valid", name=name)(x)
+
+
+def lrn(x, name):
+    """The AlexNet/GoogLeNet LRN: size 5, alpha 1e-4, beta 0.75, across channels."""
+    return LocalResponseNormalization(5, 1e-4, 0.75, name=name)(x)
+
+
+def upscore32(x, num_classes, trainable):
+    """The frozen bilinear ``upscore`` of kernel 63 and stride 32 (FCN-AlexNet/GoogLeNet)."""
+    return layers.Conv2DTranspose(
+        num_classes, UPSCORE_KERNEL, strides=32, padding="valid", use_bias=False,
+        kernel_initializer=BilinearUpsampling(), trainable=trainable, name="upscore")(x)
+
+
+def check_widths(widths, fc_units):
+    """Checks the AlexNet widths: five positive ints, even where a grouped conv splits them."""
+    widths = tuple(widths)
+    if len(widths) != 5 or not all(isinstance(w, int) and w > 0 and w % 2 == 0
+                                   for w in widths):
+        raise ValueError("widths must be 5 positive even channel counts (conv1 .. conv5; the "
+                         f"grouped conv2, conv4, conv5 split them in 2). Received: "
+                         f"widths={widths!r}")
+    if not isinstance(fc_units, int) or fc_units < 1:
+        raise ValueError(f"fc_units must be a positive int. Received: fc_units={fc_units!r}")
+    return widths
+
+
+def alexnet_features(x, dropout=0.5, widths=ALEXNET_WIDTHS, fc_units=4096):
+    """The convolutionalized CaffeNet trunk of FCN-AlexNet, up to ``drop7``.
+
+    Returns:
+        The ``fc7`` features (after ReLU and ``drop7``) at stride 32 of the padded input.
+
+    Example:
+        >>> fc7 = alexnet_features(keras.Input((None, None, 3)))
+    """
+    x = layers.ZeroPadding2D(100, name="pad1")(x)
+    for width, (name, kernel, stride, groups, after) in zip(widths, ALEXNET_CONVS):
+        x = layers.Conv2D(width, kernel, strides=stride, groups=groups, activation="relu",
+                          padding="valid" if stride > 1 else "same", name=name)(x)
+        for layer_name in after:
+            x = caffe_max_pool(x, layer_name) if layer_name.startswith("pool") else lrn(
+                x, layer_name)
+    x = layers.Conv2D(fc_units, 6, padding="valid", activation="relu", name="fc6")(x)
+    x = layers.Dropout(dropout, name="drop6")(x)
+    x = layers.Conv2D(fc_units, 1, activation="relu", name="fc7")(x)
+    return layers.Dropout(dropout, name="drop7")(x)
+
+
+def build_alexnet_fcn(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
+                      include_preprocessing, name=None, widths=ALEXNET_WIDTHS, fc_units=4096):
+    """Builds FCN-AlexNet (FCN-32s only); called by ``build_fcn(..., backbone="alexnet")``.
+
+    Arguments are those of :func:`keras_fcn.models.build_fcn`, already checked. ``weights``:
+    ``"imagenet"`` (the BVLC CaffeNet ``.caffemodel``, by net surgery of ``fc6``/``fc7``), a
+    ``.caffemodel`` (CaffeNet/AlexNet, the reference's ``alexnetfc`` or the released
+    ``fcn-alexnet-pascal``), or any weights :func:`keras_fcn.weights.load_weights` reads.
+    ``widths`` (conv1 .. conv5, even) and ``fc_units`` shrink the trunk for tests.
+
+    Preprocessing is the reference's: BGR, mean (104.00699, 116.66877, 122.67892) subtracted
+    (``keras_fcn.preprocess_input``, or ``include_preprocessing=True``).
+
+    Example:
+        >>> model = build_alexnet_fcn("32s", 21, (None, None, 3), "imagenet", 0.5, False,
+        ...                           False, "fcn_alexnet")  # doctest: +SKIP
+    """
+    if variant != "32s":
+        raise ValueError("FCN-AlexNet exists only as FCN-32s (the reference voc-fcn-alexnet "
+                         f"has no skips). Received: variant={variant!r}")
+    widths = check_widths(widths, fc_units)
+    inputs = keras.Input(input_shape, name="image")
+    x = CaffePreprocessing(name="preprocess")(inputs) if include_preprocessing else inputs
+    x = alexnet_features(x, dropout, widths, fc_units)
+    x = layers.Conv2D(num_classes, 1, kernel_initializer="zeros", name="score_fr")(x)
+    x = upscore32(x, num_classes, trainable_upsampling)
+    outputs = CropToReference(ALEXNET_OFFSET, name="score", dtype="float32")([x, inputs])
+    model = keras.Model(inputs, outputs, name=name or "fcn_alexnet")
+    if weights is not None:
+        load_caffe_trunk(model, weights, "alexnet", ALEXNET_FC_KERNELS)
+    return model

@@ -1,0 +1,189 @@
+"""The public FCN builders: ``build_fcn`` and the paper's FCN-32s, FCN-16s and FCN-8s, on
+a VGG16 (the paper) or MobileNetV2 trunk.
+
+Reference: Long, Shelhamer, Darrell, "Fully Convolutional Networks for Semantic
+Segmentation", CVPR 2015 (https://arxiv.org/abs/1411.4038).
+
+Example:
+    >>> model = build_fcn8s(num_classes=21, weights=None)
+"""
+
+import keras
+
+from keras_fcn._checks import check_positive_int
+from keras_fcn.models.alexnet import build_alexnet_fcn
+from keras_fcn.models.googlenet import build_googlenet_fcn
+from keras_fcn.models.mobilenet_v2 import build_mobilenet_v2_fcn
+from keras_fcn.models.vgg16 import build_vgg16_fcn
+
+VARIANTS = ("32s", "16s", "8s", "8s_at_once")
+# Each backbone's builder, called with the checked arguments of build_fcn.
+BACKBONES = {"vgg16": build_vgg16_fcn, "mobilenet_v2": build_mobilenet_v2_fcn,
+             "alexnet": build_alexnet_fcn, "googlenet": build_googlenet_fcn}
+# Backbones with fewer variants than VARIANTS (the paper's Table 1 trunks are FCN-32s only).
+BACKBONE_VARIANTS = {"alexnet": ("32s",), "googlenet": ("32s",)}
+
+
+def check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone="vgg16",
+                   include_preprocessing=False):
+    """Validates the arguments of the FCN builders before anything is built.
+
+    Returns:
+        ``input_shape`` as a tuple.
+
+    Raises:
+        ValueError: naming the bad argument and its value.
+
+    Example:
+        >>> check_fcn_args("8s", 21, [None, None, 3], None, 0.5)
+        (None, None, 3)
+    """
+    if variant not in VARIANTS:
+        raise ValueError(
+            f"Unknown FCN variant. Expected one of {VARIANTS}. Received: variant={variant!r}")
+    if backbone not in BACKBONES:
+        raise ValueError(
+            f"Unknown backbone. Expected one of {tuple(BACKBONES)}. Received: backbone={backbone!r}"
+        )
+    if variant not in BACKBONE_VARIANTS.get(backbone, VARIANTS):
+        raise ValueError(
+            f"The {backbone} FCN exists only as {BACKBONE_VARIANTS[backbone]} (the paper's "
+            f"Table 1). Received: variant={variant!r}, backbone={backbone!r}")
+    check_positive_int("num_classes", num_classes)
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
+    if (
+        shape is None
+        or len(shape) != 3
+        or not all(d is None or (isinstance(d, int) and d > 0) for d in shape[:2])
+        or not isinstance(shape[2], int)
+        or shape[2] < 1
+    ):
+        raise ValueError(
+            "input_shape must be (height, width, channels) with positive or None sizes and a "
+            f"positive channel count. Received: input_shape={input_shape!r}"
+        )
+    if not (weights is None or isinstance(weights, (str, keras.Model))
+            or hasattr(weights, "__fspath__")):
+        raise ValueError(
+            "weights must be 'imagenet', None, a file path or a keras.Model. "
+            f"Received: weights={weights!r}"
+        )
+    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be a rate in [0, 1). Received: dropout={dropout!r}")
+    if include_preprocessing and shape[2] != 3:
+        raise ValueError(
+            "include_preprocessing=True needs RGB input with 3 channels. "
+            f"Received: input_shape={input_shape!r}"
+        )
+    return shape
+
+
+def build_fcn(
+    variant,
+    num_classes=21,
+    input_shape=(None, None, 3),
+    weights="imagenet",
+    dropout=0.5,
+    trainable_upsampling=False,
+    include_preprocessing=False,
+    backbone="vgg16",
+    name=None,
+    widths=None,
+    fc_units=None,
+):
+    """Builds any FCN variant; the public builders are thin wrappers around this.
+
+    Args:
+        variant: ``"32s"``, ``"16s"``, ``"8s"`` or ``"8s_at_once"``.
+        num_classes, input_shape, weights, dropout, trainable_upsampling,
+            include_preprocessing, backbone, name: see :func:`build_fcn8s`.
+        widths, fc_units: VGG16 channel widths of ``conv1`` .. ``conv5`` and of
+            ``fc6``/``fc7`` (default ``(64, 128, 256, 512, 512)`` and 4096), for fast tests
+            and experiments; ImageNet weights need the defaults. AlexNet takes 5 even widths
+            and ``fc_units``; GoogLeNet takes ``keras_fcn.models.googlenet_widths(divisor)``.
+
+    Returns:
+        A ``keras.Model`` from images to per-pixel logits aligned with the input.
+
+    Example:
+        >>> model = build_fcn("16s", num_classes=5, weights=None, widths=(4, 4, 8, 8, 8),
+        ...                   fc_units=8)
+    """
+    shape = check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone,
+                           include_preprocessing)
+    trunk = {key: value for key, value in (("widths", widths), ("fc_units", fc_units))
+             if value is not None}
+    return BACKBONES[backbone](variant, num_classes, shape, weights, dropout,
+                               trainable_upsampling, include_preprocessing, name, **trunk)
+
+
+_ARGS_DOC = """
+    Args:
+        num_classes: number of classes, including background (21 for PASCAL VOC).
+        input_shape: ``(height, width, channels)``; ``None`` sizes accept any image size
+            (odd sizes, images smaller than 32 px, very wide images). A fixed size gives
+            static crops, which export best to TFLite.
+        weights: ``"imagenet"`` (VGG16 ImageNet classifier turned into ``fc6``/``fc7`` by net
+            surgery, downloaded once and verified), ``None`` (random trunk), a path to a
+            ``.keras``/``.weights.h5``/``.h5``/``.npz`` file, or a ``keras.Model`` to copy from
+            by layer name (staged training: FCN-16s from an FCN-32s, FCN-8s from an FCN-16s).
+            Score layers not found in the source stay zero; upsampling layers stay bilinear.
+        dropout: dropout rate after ``fc6`` and ``fc7`` (0.5 in the paper).
+        trainable_upsampling: if True the bilinear transposed convolutions are trained
+            (the reference keeps them fixed).
+        include_preprocessing: if True the model takes raw RGB images with values in
+            [0, 255] (float or uint8 data) and does the BGR conversion and mean subtraction
+            itself; if False, feed it ``keras_fcn.preprocess_input(images)``.
+        backbone: ``"vgg16"`` (the paper), ``"mobilenet_v2"`` (a light backbone for edge
+            devices), or the paper's other Table 1 trunks ``"alexnet"`` (the reference
+            ``voc-fcn-alexnet``) and ``"googlenet"``, both FCN-32s only.
+        name: model name.
+
+    Returns:
+        A ``keras.Model`` mapping images ``(N, H, W, C)`` to per-pixel logits
+        ``(N, H, W, num_classes)`` (float32 even under mixed precision), aligned with the input.
+"""
+
+
+def build_fcn32s(num_classes=21, input_shape=(None, None, 3), weights="imagenet", dropout=0.5,
+                 trainable_upsampling=False, include_preprocessing=False, backbone="vgg16",
+                 name=None):
+    return build_fcn("32s", num_classes, input_shape, weights, dropout, trainable_upsampling,
+                     include_preprocessing, backbone, name)
+
+
+def build_fcn16s(num_classes=21, input_shape=(None, None, 3), weights="imagenet", dropout=0.5,
+                 trainable_upsampling=False, include_preprocessing=False, backbone="vgg16",
+                 name=None):
+    return build_fcn("16s", num_classes, input_shape, weights, dropout, trainable_upsampling,
+                     include_preprocessing, backbone, name)
+
+
+def build_fcn8s(num_classes=21, input_shape=(None, None, 3), weights="imagenet", dropout=0.5,
+                trainable_upsampling=False, include_preprocessing=False, at_once=False,
+                backbone="vgg16", name=None):
+    variant = "8s_at_once" if at_once else "8s"
+    return build_fcn(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
+                     include_preprocessing, backbone, name)
+
+
+build_fcn32s.__doc__ = (
+    "Builds FCN-32s: VGG16 trunk, ``score_fr`` and one 32x bilinear ``upscore``.\n"
+    + _ARGS_DOC
+    + "\n    Example:\n        >>> model = build_fcn32s(num_classes=21, weights=None)\n"
+)
+build_fcn16s.__doc__ = (
+    "Builds FCN-16s: FCN-32s plus the ``pool4`` skip (``score_pool4``) fused at stride 16.\n"
+    + _ARGS_DOC
+    + "\n    Example:\n        >>> fcn16s = build_fcn16s(weights=trained_fcn32s)  # staged init\n"
+)
+build_fcn8s.__doc__ = (
+    "Builds FCN-8s: FCN-16s plus the ``pool3`` skip (``score_pool3``) fused at stride 8.\n"
+    + _ARGS_DOC.replace(
+        "        backbone:",
+        "        at_once: if True builds the at-once FCN-8s, whose ``pool4``/``pool3`` are\n"
+        "            scaled by 0.01/0.0001 (``scale_pool4``/``scale_pool3``) so that all skips\n"
+        "            train together in one stage.\n        backbone:",
+    )
+    + "\n    Example:\n        >>> model = build_fcn8s(num_classes=21)  # ImageNet VGG16 trunk\n"
+)

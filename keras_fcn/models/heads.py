@@ -1,0 +1,109 @@
+"""The FCN heads: score, skip, upsampling and crop layers after a trunk, for every backbone.
+
+Layer names are the reference's (Long et al., CVPR 2015, and the authors' Caffe nets):
+``score_fr``, ``upscore`` (32s), ``upscore2``, ``score_pool4``, ``score_pool4c``,
+``fuse_pool4``, ``upscore16`` (16s), ``upscore_pool4``, ``score_pool3``, ``score_pool3c``,
+``fuse_pool3``, ``upscore8`` (8s), ``scale_pool4``/``scale_pool3`` (at-once 8s) and the final
+crop ``score``. Score layers start at zero and upsampling layers at bilinear interpolation.
+
+Each backbone brings its crop offsets (``offsets``), keyed by crop layer name:
+
+- VGG16 (input padded by 100 px) crops the skip scores to the upsampled grid:
+  ``{"score_pool4c": 5, "score_pool3c": 9, "score": {"32s": 19, "16s": 27, "8s": 31}}``.
+- MobileNetV2 crops the upsampled scores to the skip grid (``upscore2c``,
+  ``upscore_pool4c``) and the final scores at 0.
+
+Example:
+    >>> image = keras.Input((None, None, 3))
+    >>> pool3, pool4, fc7 = vgg16_features(image)
+    >>> logits = fcn_heads("8s", image, pool3, pool4, fc7, 21, VGG16_OFFSETS)
+"""
+
+import collections
+
+from keras import layers
+
+from keras_fcn.layers import BilinearUpsampling, CropToReference, Scale
+
+# The skips of FCN-16s (pool4) and FCN-8s (pool4, then pool3), in the order they are fused,
+# with the reference's layer names: the at-once FCN-8s scales the pool features first
+# (``scale``, by ``factor``); the scores so far are upsampled 2x (``upsample``), the pool
+# features scored (``score``), one of the two cropped to the other (``up_crop`` or
+# ``skip_crop``, whichever the backbone's offsets name) and both added (``fuse``).
+Skip = collections.namedtuple(
+    "Skip", ["scale", "factor", "upsample", "score", "up_crop", "skip_crop", "fuse"])
+SKIPS = (
+    Skip("scale_pool4", 0.01, "upscore2", "score_pool4", "upscore2c", "score_pool4c",
+         "fuse_pool4"),
+    Skip("scale_pool3", 0.0001, "upscore_pool4", "score_pool3", "upscore_pool4c",
+         "score_pool3c", "fuse_pool3"),
+)
+CROPS = {skip.up_crop for skip in SKIPS} | {skip.skip_crop for skip in SKIPS}
+# Per variant: how many skips, and the last upsampling to the input (name, stride).
+DEPTHS = {"32s": (0, "upscore", 32), "16s": (1, "upscore16", 16), "8s": (2, "upscore8", 8)}
+
+
+def score_layer(num_classes, name):
+    """A 1x1 convolution to class scores, zero-initialized (as in the paper)."""
+    return layers.Conv2D(num_classes, 1, padding="same", name=name,
+                         kernel_initializer="zeros", bias_initializer="zeros")
+
+
+def upsample_layer(num_classes, stride, name, trainable):
+    """A bias-free transposed convolution initialized to bilinear upsampling by ``stride``."""
+    return layers.Conv2DTranspose(
+        num_classes, 2 * stride, strides=stride, padding="valid", use_bias=False,
+        kernel_initializer=BilinearUpsampling(), trainable=trainable, name=name,
+    )
+
+
+def head_name(name, suffix):
+    """A head layer's name for a task suffix: ``score_fr_sem``, and ``score_pool4_semc`` for
+    the crop layers (the reference puts the suffix before their final ``c``)."""
+    if name in CROPS:
+        return f"{name[:-1]}{suffix}c"
+    return f"{name}{suffix}"
+
+
+def _fuse(up, skip, skip_names, offsets, suffix):
+    """Crops the larger map to the other's grid (``offsets`` names which) and adds them."""
+    if skip_names.up_crop in offsets:
+        up = CropToReference(offsets[skip_names.up_crop],
+                             name=head_name(skip_names.up_crop, suffix))([up, skip])
+    else:
+        skip = CropToReference(offsets[skip_names.skip_crop],
+                               name=head_name(skip_names.skip_crop, suffix))([skip, up])
+    return layers.Add(name=head_name(skip_names.fuse, suffix))([up, skip])
+
+
+def fcn_heads(variant, image, pool3, pool4, top, num_classes, offsets,
+              trainable_upsampling=False, suffix=""):
+    """Builds the heads of FCN-``variant`` on trunk features and returns the logits.
+
+    Args:
+        variant: ``"32s"``, ``"16s"``, ``"8s"`` or ``"8s_at_once"`` (skips scaled first).
+        image: the model input; the final ``score`` crop takes its height and width.
+        pool3, pool4, top: trunk features at strides 8, 16 and 32 (``top`` is ``fc7``).
+        num_classes: number of classes.
+        offsets: the backbone's crop offsets (see the module docstring).
+        trainable_upsampling: train the bilinear transposed convolutions.
+        suffix: appended to every layer name, for several heads on one trunk (the two-headed
+            SIFT Flow FCN uses ``_sem`` and ``_geo``).
+
+    Returns:
+        Float32 logits ``(N, H, W, num_classes)`` aligned with ``image``.
+    """
+    depth = "8s" if variant == "8s_at_once" else variant
+    skip_count, last_upsample, stride = DEPTHS[depth]
+    x = score_layer(num_classes, head_name("score_fr", suffix))(top)
+    for names, features in zip(SKIPS[:skip_count], (pool4, pool3)):
+        if variant == "8s_at_once":
+            features = Scale(names.factor, name=head_name(names.scale, suffix))(features)
+        up = upsample_layer(num_classes, 2, head_name(names.upsample, suffix),
+                            trainable_upsampling)(x)
+        skip = score_layer(num_classes, head_name(names.score, suffix))(features)
+        x = _fuse(up, skip, names, offsets, suffix)
+    up = upsample_layer(num_classes, stride, head_name(last_upsample, suffix),
+                        trainable_upsampling)(x)
+    return CropToReference(offsets["score"][depth], name=head_name("score", suffix),
+                           dtype="float32")([up, image])

@@ -1,0 +1,31 @@
+"""The authors' released FCN models by name (fcn.berkeleyvision.org): PASCAL VOC,
+PASCAL-Context, NYUDv2 and SIFT Flow, downloaded, checked and converted once.
+
+Example:
+    >>> from keras_fcn.presets import from_preset, list_presets, preset_labels
+    >>> model = from_preset("voc-fcn8s")  # doctest: +SKIP
+    >>> preset_labels("voc-fcn8s").class_names[15]
+    'person'
+"""
+
+from keras_fcn.presets.catalog import (  # noqa: F401
+    PRESETS,
+    Preset,
+    get_preset,
+    list_presets,
+    preset_info,
+    preset_labels,
+)
+from keras_fcn.presets.classes import (  # noqa: F401
+    NYUD_CLASSES,
+    PASCAL_CONTEXT_CLASSES,
+    SIFTFLOW_GEOMETRIC_CLASSES,
+    SIFTFLOW_SEMANTIC_CLASSES,
+)
+from keras_fcn.presets.fetch import (  # noqa: F401
+    cache_folder,
+    converted_path,
+    download_caffemodel,
+    from_preset,
+    resolve_model,
+)

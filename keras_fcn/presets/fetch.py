@@ -1,0 +1,232 @@
+"""Download, check and convert a released model once; later calls load the converted copy.
+
+The ``.caffemodel`` goes through ``keras.utils.get_file`` into ``<cache>/keras_fcn/`` (the
+Keras cache, ``~/.keras`` or ``$KERAS_HOME``, or ``cache_dir``). It is checked (its byte size
+when the table knows it, ``file_hash`` when given, every layer's shape, and that every layer
+of the model gets a weight) and converted once: the model is saved beside it as
+``<preset>.keras`` with its labels sidecar ``<preset>.labels.json``, so a second call reads
+nothing from the network.
+
+Example:
+    >>> model = from_preset("voc-fcn8s")  # doctest: +SKIP
+    >>> model, labels = resolve_model("voc-fcn8s")  # or a .keras path  # doctest: +SKIP
+"""
+
+import os
+
+import keras
+
+from keras_fcn import io
+from keras_fcn.labels import ModelLabels
+from keras_fcn.layers import CaffePreprocessing
+from keras_fcn.models import build_late_fusion_fcn, has_preprocessing
+from keras_fcn.presets.catalog import get_preset, list_presets, preset_labels
+from keras_fcn.weights import (
+    convert_caffe_layers,
+    convert_to_keras_model,
+    load_model_file,
+    read_caffe_layers,
+    set_weights_by_name,
+)
+
+CACHE_SUBDIR = "keras_fcn"
+# Late fusion: the reference suffixes each stream's layers; the streams are nested models here.
+FUSION_STREAMS = (("color", "rgb_fcn"), ("hha", "hha_fcn"))
+FUSION_SHARED = ("upscore",)  # one upsampling of the fused scores, the same in both streams
+
+
+def cache_folder(cache_dir=None):
+    """The folder of the downloads and converted models: ``<cache_dir>/keras_fcn``.
+
+    Args:
+        cache_dir: the cache root; default ``$KERAS_HOME`` or ``~/.keras`` (as Keras).
+
+    Example:
+        >>> cache_folder("/data/keras")
+        '/data/keras/keras_fcn'
+    """
+    root = cache_dir or os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
+    return os.path.join(os.path.expanduser(os.fspath(root)), CACHE_SUBDIR)
+
+
+def converted_path(name, cache_dir=None):
+    """Where the converted model of a preset is cached (``<folder>/<name>.keras``)."""
+    return os.path.join(cache_folder(cache_dir), f"{get_preset(name).name}.keras")
+
+
+def _check_size(preset, path):
+    size = os.path.getsize(path)
+    if preset.size_bytes is not None and size != preset.size_bytes:
+        os.remove(path)
+        raise ValueError(
+            f"Preset {preset.name!r}: {path} has {size} bytes, expected {preset.size_bytes} "
+            "(an incomplete or wrong download). The file was deleted: call again to download "
+            "it anew, or put the right file there by hand.")
+
+
+def download_caffemodel(name, cache_dir=None, file_hash=None, url=None):
+    """Downloads the ``.caffemodel`` of a preset into the cache (once) and checks it.
+
+    Args:
+        name: the preset.
+        cache_dir: the cache root (see :func:`cache_folder`).
+        file_hash: expected sha256 (or md5) of the file; the authors publish none. When it is
+            given it replaces the byte-size check.
+        url: another address of the same file (a mirror, or ``file://`` for a local copy).
+
+    Returns:
+        The path of the file in the cache.
+
+    Raises:
+        RuntimeError: the download failed (offline): names the URL and the path where the
+            file can be put by hand.
+        ValueError: the file has the wrong size or hash.
+
+    Example:
+        >>> download_caffemodel("voc-fcn32s")  # doctest: +SKIP
+        '/root/.keras/keras_fcn/fcn32s-heavy-pascal.caffemodel'
+    """
+    preset = get_preset(name)
+    url = url or preset.url
+    folder = cache_folder(cache_dir)
+    os.makedirs(folder, exist_ok=True)  # else get_file would fall back to /tmp/.keras
+    target = os.path.join(folder, preset.filename)
+    try:
+        path = keras.utils.get_file(preset.filename, url, file_hash=file_hash,
+                                    cache_subdir=CACHE_SUBDIR, cache_dir=os.path.dirname(folder))
+    except ValueError as error:  # get_file's hash check
+        raise ValueError(f"Preset {name!r}: {target} downloaded from {url} does not match "
+                         f"file_hash={file_hash!r} ({error})") from None
+    except Exception as error:  # get_file raises a bare Exception for URL errors
+        raise RuntimeError(
+            f"Preset {name!r}: cannot download {url} ({error}). Without a network, download "
+            f"that file on another machine and put it at {target}, then call again.") from None
+    if file_hash is None:
+        _check_size(preset, path)
+    return path
+
+
+def _fusion_report(path, model):
+    """Converts a late-fusion ``.caffemodel`` (``conv1_1color``, ..., ``score_frhha``, one
+    ``upscore``) into the two nested streams of :func:`build_late_fusion_fcn`."""
+    layers = [layer for layer in read_caffe_layers(path) if layer.blobs]
+    report = {"set": [], "missing": [], "unused": []}
+    claimed = set(FUSION_SHARED)
+    for suffix, stream_name in FUSION_STREAMS:
+        own = [layer._replace(name=layer.name[:-len(suffix)]) for layer in layers
+               if layer.name.endswith(suffix)]
+        claimed.update(layer.name + suffix for layer in own)
+        shared = [layer for layer in layers if layer.name in FUSION_SHARED]
+        stream = model.get_layer(stream_name)
+        done = set_weights_by_name(stream, convert_caffe_layers(own + shared, strict=True))
+        report["set"] += [f"{stream_name}/{layer}" for layer in done]
+        report["missing"] += [f"{stream_name}/{layer.name}" for layer in stream.layers
+                              if layer.weights and layer.name not in done]
+    report["unused"] = sorted(layer.name for layer in layers if layer.name not in claimed)
+    return report
+
+
+def _convert(preset, path, model):
+    try:
+        if preset.builder is build_late_fusion_fcn:
+            report = _fusion_report(path, model)
+        else:
+            report = convert_to_keras_model(path, model, rename=preset.rename, strict=True)
+    except ValueError as error:  # CaffeModelError, a shape or an unknown layer: named
+        raise ValueError(f"Preset {preset.name!r}: {error}") from None
+    problems = [f"{what} {report[key]}" for key, what in (
+        ("missing", "the model's layers without weights in the file:"),
+        ("unused", "the file's layers the model does not have:")) if report[key]]
+    if problems:
+        raise ValueError(f"Preset {preset.name!r}: {path} does not fit the model: "
+                         + "; ".join(problems) + ". Is it the right file?")
+
+
+def _with_mean(preset, model):
+    """Puts the reference's Caffe preprocessing, with this data set's mean, in front."""
+    if preset.mean_bgr is None or has_preprocessing(model):
+        return model
+    inputs = keras.Input(model.inputs[0].shape[1:], name="image")
+    outputs = model(CaffePreprocessing(preset.mean_bgr, name="preprocess")(inputs))
+    return keras.Model(inputs, outputs, name=preset.name.replace("-", "_"))
+
+
+def _sidecar_extra(preset, url):
+    extra = {"preset": preset.name, "source_url": url, "paper": preset.paper,
+             "input": preset.input}
+    if preset.geometric_class_names is not None:
+        extra["geometric_class_names"] = list(preset.geometric_class_names)
+    return extra
+
+
+def from_preset(name, *, cache_dir=None, file_hash=None, url=None):
+    """Returns a released FCN by name, with the authors' trained weights.
+
+    The first call downloads the ``.caffemodel`` (hundreds of MB for the VGG16 models),
+    checks and converts it, and caches the converted ``.keras`` model with its
+    ``.labels.json`` sidecar; later calls load that (fast, offline). Delete the ``.keras`` to
+    convert again. The class names are :func:`keras_fcn.presets.preset_labels`.
+
+    Args:
+        name: a preset of :func:`keras_fcn.presets.list_presets`, e.g. ``"voc-fcn8s"``.
+        cache_dir: the cache root (default ``$KERAS_HOME`` or ``~/.keras``); files go in its
+            ``keras_fcn/`` folder.
+        file_hash: the sha256 (or md5) the download must have.
+        url: another address of the ``.caffemodel`` (a mirror or a ``file://`` path).
+
+    Returns:
+        A ``keras.Model``. RGB presets take raw RGB images (0..255, any size) and do the
+        reference's BGR mean subtraction themselves; the NYUDv2 HHA, RGB-D and late-fusion
+        presets take the preprocessed inputs of ``keras_fcn.datasets.nyud`` (see
+        ``preset_info(name)["input"]``). SIFT Flow models output
+        ``{"semantic": ..., "geometric": ...}``.
+
+    Raises:
+        ValueError: unknown name, or a downloaded file that is not the model (size, hash,
+            layer shape, missing or extra layers: the message says which).
+        RuntimeError: the download failed; the message names the URL and where to put the
+            file by hand.
+
+    Example:
+        >>> model = from_preset("voc-fcn8s")  # doctest: +SKIP
+        >>> logits = model.predict(images_uint8)  # (N, H, W, 21)  # doctest: +SKIP
+    """
+    preset = get_preset(name)
+    cached = converted_path(name, cache_dir)
+    if os.path.isfile(cached):
+        return load_model_file(cached)
+    source = download_caffemodel(name, cache_dir, file_hash, url)
+    model = preset.builder(**preset.build_kwargs)
+    _convert(preset, source, model)
+    model = _with_mean(preset, model)
+    io.save_model(model, cached)
+    preset_labels(name).write(ModelLabels.sidecar_path(cached),
+                              extra=_sidecar_extra(preset, url or preset.url))
+    return model
+
+
+def resolve_model(name_or_path, cache_dir=None):
+    """A model by preset name or file path, and its labels: what the tools' ``--model`` takes.
+
+    Args:
+        name_or_path: a preset name (``"voc-fcn8s"``) or a ``.keras`` model file.
+        cache_dir: the cache root for presets.
+
+    Returns:
+        ``(model, labels)``: labels is the preset's :class:`ModelLabels`, or for a file the
+        sidecar beside it (None if there is none).
+
+    Raises:
+        ValueError: neither a preset nor an existing file (the message lists the presets).
+
+    Example:
+        >>> model, labels = resolve_model("voc-fcn8s")  # doctest: +SKIP
+        >>> labels.class_names[15]  # doctest: +SKIP
+        'person'
+    """
+    if name_or_path in list_presets():
+        return from_preset(name_or_path, cache_dir=cache_dir), preset_labels(name_or_path)
+    if not os.path.isfile(os.fspath(name_or_path)):
+        raise ValueError(f"Expected a model file or one of the presets {list_presets()}. "
+                         f"Received: {name_or_path!r}")
+    return load_model_file(name_or_path), ModelLabels.for_model(name_or_path)

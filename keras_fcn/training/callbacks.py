@@ -1,0 +1,228 @@
+"""The callbacks of a training run: NaN guard, safe backup, best checkpoint, history, time limit.
+
+They share one `NaNGuard`: after a non-finite loss nothing is saved, so the last good
+checkpoint and backup survive. `make_callbacks` returns the set `keras_fcn.training.fit` uses.
+
+Example:
+    >>> guard = NaNGuard(steps_per_epoch=100)
+    >>> model.fit(train_ds, epochs=5, callbacks=make_callbacks("runs/a", nan_guard=guard))
+"""
+
+import logging
+import math
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+
+from keras_fcn import io
+
+logger = logging.getLogger(__name__)
+
+BACKUP_DIR = "backup"
+HISTORY_FILE = "history.json"
+BEST_STATE_FILE = "best_state.json"
+BEST_MODEL_FILE = "best.keras"
+
+
+def is_finite(value):
+    """True unless `value` is a number that is NaN or infinite.
+
+    Example:
+        >>> is_finite(float("nan")), is_finite(0.5)
+        (False, True)
+    """
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return True
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss and names the step.
+
+    Better than `keras.callbacks.TerminateOnNaN`: it records epoch, batch and global step,
+    and the other callbacks of this module (`BestCheckpoint`, `SafeBackupAndRestore`) check
+    `nan_step` and do not save the diverged weights, so the last good checkpoints survive.
+
+    Attributes:
+        nan_step: None, or a dict {"epoch", "batch", "step", "loss"} of the failure.
+
+    Example:
+        >>> guard = NaNGuard(steps_per_epoch=100)
+        >>> model.fit(train_ds, epochs=5, steps_per_epoch=100, callbacks=[guard])
+        >>> guard.nan_step  # None, or {"epoch": 2, "batch": 17, "step": 117, "loss": "nan"}
+    """
+
+    def __init__(self, steps_per_epoch=None):
+        super().__init__()
+        self.nan_step = None
+        self._steps_per_epoch = steps_per_epoch
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if self.nan_step is None and loss is not None and not is_finite(loss):
+            step = None if self._steps_per_epoch is None else (
+                self._epoch * self._steps_per_epoch + batch + 1)
+            self.nan_step = {"epoch": self._epoch + 1, "batch": batch + 1, "step": step,
+                             "loss": str(float(loss))}
+            message = (f"Loss is {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1}"
+                       + (f" (global step {step})" if step else "")
+                       + ": training stopped; the last good checkpoints are kept. Lower the "
+                       "learning rate or check the data.")
+            print(f"\n{message}", file=sys.stderr, flush=True)
+            logger.error(message)
+            self.model.stop_training = True
+
+
+class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that does not back up weights after a NaN stop (`NaNGuard`), and
+    keeps the backup in that case so a fixed run can resume from the last good epoch.
+
+    Example:
+        >>> backup = SafeBackupAndRestore("runs/a/backup", guard)
+    """
+
+    def __init__(self, backup_dir, nan_guard, **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        self._nan_guard = nan_guard
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._nan_guard.nan_step is None:
+            super().on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        if self._nan_guard.nan_step is None:
+            super().on_train_end(logs)
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model with the best `monitor` value atomically; survives resumes.
+
+    Unlike `keras.callbacks.ModelCheckpoint`, the best value is stored next to the checkpoint
+    (`best_state.json`) and read back on a resumed run, so a resumed run never replaces a
+    better checkpoint, and nothing is saved after a NaN stop.
+
+    Example:
+        >>> best = BestCheckpoint("runs/a/best.keras", guard, monitor="val_mean_iu")
+    """
+
+    def __init__(self, path, nan_guard, monitor="val_mean_iu", mode="max"):
+        super().__init__()
+        self.path = path
+        self.monitor = monitor
+        self.sign = 1.0 if mode == "max" else -1.0
+        self._nan_guard = nan_guard
+        self._state_path = os.path.join(os.path.dirname(path), BEST_STATE_FILE)
+        self.best = None
+        self.best_epoch = None
+        if os.path.exists(self._state_path) and os.path.exists(path):
+            state = io.read_json(self._state_path, "Best checkpoint state")
+            self.best, self.best_epoch = state.get("value"), state.get("epoch")
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if self._nan_guard.nan_step is not None or value is None or not is_finite(value):
+            return
+        value = float(value)
+        if self.best is None or self.sign * value > self.sign * self.best:
+            io.save_model(self.model, self.path)
+            self.best, self.best_epoch = value, epoch + 1
+            io.write_json(self._state_path,
+                          {"monitor": self.monitor, "value": value, "epoch": epoch + 1})
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Appends each epoch's logs (plus time and learning rate) to `history.json`, keeping the
+    epochs of earlier runs of the same directory, so history is continuous across resumes.
+
+    Example:
+        >>> history = HistoryWriter("runs/a/history.json", guard)
+    """
+
+    def __init__(self, path, nan_guard):
+        super().__init__()
+        self.path = path
+        self._nan_guard = nan_guard
+        self._start = None
+        self.epochs = []
+        if os.path.exists(path):
+            self.epochs = io.read_json(path, "Training history")
+
+    def on_train_begin(self, logs=None):
+        first = int(getattr(self.model, "_initial_epoch", 0) or 0)
+        # Epochs after the restored one were lost with the interrupted run: drop them.
+        self.epochs = [e for e in self.epochs if e["epoch"] <= first]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        entry = {"epoch": epoch + 1, "seconds": round(time.time() - self._start, 2)}
+        entry.update({k: float(v) for k, v in (logs or {}).items()
+                      if np.ndim(v) == 0 and not isinstance(v, str)})
+        if self._nan_guard.nan_step is not None:
+            entry["nan"] = True
+        self.epochs = [e for e in self.epochs if e["epoch"] != epoch + 1] + [entry]
+        io.write_json(self.path, self.epochs)
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training at an epoch end once the next epoch would exceed `minutes` of training.
+
+    The budget counts the training time of this `fit` call (wall clock).
+
+    Example:
+        >>> model.fit(train_ds, epochs=100, callbacks=[TimeLimit(minutes=15)])
+    """
+
+    def __init__(self, minutes):
+        super().__init__()
+        self.seconds = float(minutes) * 60.0
+        self._start = None
+        self._epoch_start = None
+        self.stopped_epoch = None
+
+    def on_train_begin(self, logs=None):
+        self._start = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.time()
+        if now - self._start + (now - self._epoch_start) > self.seconds:
+            self.stopped_epoch = epoch + 1
+            print(f"\nTime budget of {self.seconds / 60:.1f} min reached after epoch "
+                  f"{epoch + 1}: stopping.", flush=True)
+            self.model.stop_training = True
+
+
+def make_callbacks(run_dir, *, nan_guard, tensorboard=False, monitor="val_mean_iu",
+                   extra=None):
+    """The callbacks of a training run in `run_dir`.
+
+    Returns:
+        A list: `NaNGuard`, `SafeBackupAndRestore` (`run_dir/backup`, every epoch),
+        `BestCheckpoint` (`best.keras`), `HistoryWriter` and optionally TensorBoard
+        (`run_dir/logs`).
+
+    Example:
+        >>> callbacks = make_callbacks("runs/a", nan_guard=NaNGuard(), tensorboard=True)
+    """
+    callbacks = [
+        nan_guard,
+        SafeBackupAndRestore(os.path.join(run_dir, BACKUP_DIR), nan_guard),
+        BestCheckpoint(os.path.join(run_dir, BEST_MODEL_FILE), nan_guard, monitor=monitor),
+        HistoryWriter(os.path.join(run_dir, HISTORY_FILE), nan_guard),
+    ]
+    if tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")))
+    return callbacks + list(extra or [])
+

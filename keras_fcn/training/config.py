@@ -1,0 +1,236 @@
+"""The configuration of a training run: one dataclass, and the absl flags generated from it.
+
+Every field of :class:`TrainConfig` is a flag of the recipes in ``examples/`` with the same
+name; its help text is in the field's metadata. On the command line a field whose default is
+None is "unset" when given as ``0`` (numbers) or an empty string; sizes are ``'H,W'`` (or
+``'S'`` for a square) and lists are comma-separated.
+
+Example (a recipe script):
+    >>> define_flags(dataset="sbd", model="staged", optimizer="sgd")
+    >>> app.run(lambda argv: run(config_from_flags()))
+"""
+
+import dataclasses
+
+from keras_fcn.models import BACKBONES
+from keras_fcn.training.distribute import STRATEGIES
+from keras_fcn.training.optimizers import (
+    LOSS_REDUCTIONS,
+    OPTIMIZERS,
+    PAPER_MOMENTUM,
+    PAPER_WEIGHT_DECAY,
+)
+
+MODELS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s_at_once", "staged")
+VERBOSITY = ("auto", "0", "1", "2")
+
+
+def parse_size(text, name="size"):
+    """``'H,W'``, ``'HxW'`` or ``'S'`` -> ``(H, W)``; empty or ``'none'`` -> None.
+
+    Example:
+        >>> parse_size("180,240")
+        (180, 240)
+    """
+    if text in (None, "", "none", "None"):
+        return None
+    try:
+        parts = [int(p) for p in str(text).replace("x", ",").split(",") if p.strip()]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise ValueError(f"--{name} must be 'H,W' or 'S' with positive sizes. Received: "
+                         f"{name}={text!r}")
+    return tuple(parts)
+
+
+def parse_floats(text, name="values"):
+    """``'1,0.5'`` -> ``(1.0, 0.5)``; empty or ``'none'`` -> None.
+
+    Example:
+        >>> parse_floats("0.8,1.25")
+        (0.8, 1.25)
+    """
+    if text in (None, "", "none", "None"):
+        return None
+    try:
+        return tuple(float(p) for p in str(text).split(","))
+    except ValueError:
+        raise ValueError(f"--{name} must be comma-separated numbers. Received: "
+                         f"{name}={text!r}") from None
+
+
+def _parse_ints(text, name):
+    values = parse_floats(text, name)
+    if values is not None and any(v != int(v) or v < 1 for v in values):
+        raise ValueError(f"--{name} must be comma-separated positive integers. Received: "
+                         f"{name}={text!r}")
+    return None if values is None else tuple(int(v) for v in values)
+
+
+def _parse_verbose(text, name="verbose"):
+    if str(text) not in VERBOSITY:
+        raise ValueError(f"--{name} must be one of {VERBOSITY}. Received: {name}={text!r}")
+    return "auto" if text == "auto" else int(text)
+
+
+# Field kinds: (absl DEFINE_* suffix, parser of the flag value or None).
+_KINDS = {
+    str: ("string", None), int: ("integer", None), float: ("float", None), bool: ("bool", None),
+    "size": ("string", parse_size), "floats": ("string", parse_floats),
+    "ints": ("string", _parse_ints), "verbose": ("string", _parse_verbose),
+}
+
+
+def _flag(default, help, kind=None, choices=None):
+    return dataclasses.field(default=default,
+                             metadata={"help": help, "kind": kind, "choices": choices})
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run needs; ``examples/train.py`` fills it from flags.
+
+    Sizes are (height, width) tuples or None. ``batch_size`` is the global batch (split across
+    replicas). ``learning_rate=None`` picks ``default_learning_rate``. Each field's help text
+    is ``dataclasses.fields(TrainConfig)[i].metadata["help"]`` (``--helpfull`` shows them).
+
+    Example:
+        >>> config = TrainConfig(dataset="camvid", data_dir="data/camvid", model="staged")
+    """
+
+    dataset: str = _flag("shapes", "shapes|camvid|voc|sbd|folder|tfds:<name>.")
+    data_dir: str = _flag(None, "Data folder (shapes: empty = generated in memory).")
+    val_data_dir: str = _flag(None, "sbd: a VOC folder for the seg11valid validation split.")
+    val_split: str = _flag(None, "tfds: validation split (empty: test).")
+    holdout: str = _flag(None, "camvid/folder: comma-separated groups to validate on (camvid: "
+                         "drives, e.g. 0006R0); train+val are pooled and split by group "
+                         "(docs/camvid.md).")
+    group_by: str = _flag(None, "folder: regex on image file names; its first group (or whole "
+                          "match) is a frame's group for --holdout.")
+    num_classes: int = _flag(None, "folder/tfds: number of classes.")
+    ignore_label: int = _flag(255, "folder/tfds: void label.")
+    model: str = _flag("fcn8s", "FCN variant, or staged 32s->16s->8s.", choices=MODELS)
+    backbone: str = _flag("vgg16", "Backbone.", choices=BACKBONES)
+    weights: str = _flag("none", "imagenet|none|path of initial weights.")
+    widths: tuple = _flag(None, "VGG16 block widths, e.g. 16,32,64,64,64 (empty: the paper's "
+                          "64,128,256,512,512).", kind="ints")
+    fc_units: int = _flag(None, "fc6/fc7 width (0: the paper's 4096).")
+    dropout: float = _flag(0.5, "Dropout after fc6/fc7.")
+    trainable_upsampling: bool = _flag(
+        False, "Train the bilinear upsampling layers (the paper keeps them fixed).")
+    epochs: int = _flag(10, "Epochs (per stage for --model=staged).")
+    steps_per_epoch: int = _flag(None, "Train steps per epoch (0: one pass over the data).")
+    validation_steps: int = _flag(None, "Validation steps per epoch (0: all validation data).")
+    batch_size: int = _flag(1, "Global batch size.")
+    val_batch_size: int = _flag(1, "Validation batch size (with --image_size; else 1).")
+    crop_size: tuple = _flag(None, "Random crop 'H,W' (empty: whole images).", kind="size")
+    image_size: tuple = _flag(None, "Resize to 'H,W' first (reduced resolution; masks nearest).",
+                              kind="size")
+    scale_range: tuple = _flag(None, "Random scale 'lo,hi' (empty: none).", kind="floats")
+    flip: bool = _flag(True, "Random left-right flips.")
+    temporal_consistency: float = _flag(
+        0.0, "Weight of the temporal-consistency loss (0: off): each training image is also "
+        "seen moved by a small random camera warp, and the two predictions must agree "
+        "(docs/temporal.md).")
+    learning_rate: float = _flag(None, "0: recipe default (SGD: the paper's rates, times the "
+                                 "pixels per image with --loss_reduction=mean; Adam: 1e-3).")
+    stage_lr_factors: tuple = _flag(None, "Staged: per-stage learning-rate factors, e.g. "
+                                    "1,0.01,0.001.", kind="floats")
+    optimizer: str = _flag("sgd", "sgd (momentum) or adam(w).", choices=OPTIMIZERS)
+    momentum: float = _flag(PAPER_MOMENTUM, "SGD momentum.")
+    weight_decay: float = _flag(PAPER_WEIGHT_DECAY, "Weight decay of kernels.")
+    bias_lr_multiplier: float = _flag(2.0, "SGD bias rate factor.")
+    loss_reduction: str = _flag("mean", "mean over valid pixels, or sum per image (the paper).",
+                                choices=LOSS_REDUCTIONS)
+    class_weights: str = _flag("none", "none|median|path of a JSON list or text of floats.")
+    mixed_precision: bool = _flag(False, "mixed_float16 policy.")
+    jit_compile: bool = _flag(False, "XLA-compile the train step.")
+    strategy: str = _flag("default", "Distribution strategy.", choices=STRATEGIES)
+    resume: bool = _flag(False, "Continue the run in the run directory.")
+    overwrite: bool = _flag(False, "Replace an existing run directory.")
+    tensorboard: bool = _flag(False, "Write TensorBoard logs.")
+    output_dir: str = _flag("runs/run", "Run directory.")
+    export: bool = _flag(False, "Export a float16 TFLite model after training.")
+    seed: int = _flag(0, "Random seed.")
+    num_train: int = _flag(300, "shapes: training images.")
+    num_val: int = _flag(50, "shapes: validation images.")
+    shapes_size: int = _flag(64, "shapes: image side in pixels.")
+    cache: bool = _flag(None, "Cache the decoded data in memory (default: shapes and camvid).")
+    max_minutes_per_stage: float = _flag(
+        None, "Stop a model's training after this many minutes (0: no limit).")
+    flip_eval: bool = _flag(False, "Flip TTA in the final evaluation.")
+    verbose: str = _flag("auto", "Progress output: auto (bars on a terminal, one line per "
+                         "epoch otherwise), 0, 1 or 2.", kind="verbose")
+
+
+def _kind(field):
+    return _KINDS[field.metadata["kind"] or field.type]
+
+
+def _flag_value(field, value):
+    """A config value as its flag's default (None -> "" or 0; tuples -> "a,b")."""
+    if value is None:
+        return {"string": "", "integer": 0, "float": 0.0, "bool": None}[_kind(field)[0]]
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return str(value) if _kind(field)[0] == "string" else value
+
+
+def define_flags(flag_values=None, fields=None, **defaults):
+    """Defines one flag per `TrainConfig` field on ``absl.flags.FLAGS``.
+
+    Args:
+        flag_values: the ``absl.flags.FlagValues`` to define them on (default the global
+            ``FLAGS``).
+        fields: names of the fields to define (default all); a recipe with its own loop
+            (``examples/train_nyud.py``) takes the few it needs.
+        **defaults: other defaults, by field name, in the flag's format (``widths="8,16"``)
+            or the config's (``widths=(8, 16)``).
+
+    Example (a recipe script):
+        >>> define_flags(dataset="sbd", model="staged", optimizer="sgd")
+        >>> app.run(lambda argv: run(config_from_flags()))
+    """
+    from absl import flags
+
+    all_fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    fields = {name: all_fields.get(name) for name in (fields or all_fields)}
+    unknown = sorted(name for name in set(defaults) | set(fields) if name not in all_fields
+                     or name not in fields)
+    if unknown:
+        raise ValueError(f"define_flags: no such TrainConfig field(s) to define. Received: "
+                         f"{unknown}")
+    for name, field in fields.items():
+        default = _flag_value(field, defaults.get(name, field.default))
+        help_text, choices = field.metadata["help"], field.metadata["choices"]
+        where = {"flag_values": flags.FLAGS if flag_values is None else flag_values}
+        if choices:
+            flags.DEFINE_enum(name, default, list(choices), help_text, **where)
+        else:
+            getattr(flags, f"DEFINE_{_kind(field)[0]}")(name, default, help_text, **where)
+
+
+def config_from_flags(flag_values=None):
+    """Builds a `TrainConfig` from the flags of `define_flags` (after absl parsed them).
+
+    Args:
+        flag_values: the parsed ``absl.flags.FlagValues`` (default the global ``FLAGS``).
+
+    Raises:
+        ValueError: a flag value cannot be parsed (the message names the flag).
+    """
+    from absl import flags
+
+    values = {}
+    for field in dataclasses.fields(TrainConfig):
+        value = getattr(flags.FLAGS if flag_values is None else flag_values, field.name)
+        parse = _kind(field)[1]
+        if parse is not None:
+            value = parse(value, field.name)
+        elif field.default is None and not value and not isinstance(value, bool):
+            value = None  # 0 or "" on the command line: unset
+        values[field.name] = value
+    return TrainConfig(**values)

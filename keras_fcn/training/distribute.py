@@ -1,0 +1,138 @@
+"""Distribution and precision: strategies, the Keras 3 multi-worker workaround, the chief.
+
+Example:
+    >>> strategy = make_strategy("mirrored")
+    >>> with strategy.scope():
+    ...     model = build_fcn8s(num_classes=21)
+"""
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from keras_fcn._checks import check_choice
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def make_strategy(name="default", devices=None):
+    """Returns a `tf.distribute.Strategy`.
+
+    Args:
+        name: "default" (one device), "mirrored" (all local GPUs, or `devices`) or
+            "multi_worker" (`MultiWorkerMirroredStrategy`, cluster from the `TF_CONFIG`
+            environment variable; create it before any other TensorFlow op).
+        devices: optional device list for "mirrored", e.g. `["/cpu:0", "/cpu:1"]`.
+
+    Returns:
+        The strategy. Build the model and optimizer inside `strategy.scope()`; the batch size
+        of the data set is the global batch, split across replicas.
+
+    Example:
+        >>> strategy = make_strategy("mirrored")
+        >>> with strategy.scope():
+        ...     model = build_fcn8s(num_classes=21)
+    """
+    check_choice("strategy", name, STRATEGIES)
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy='multi_worker' needs the TF_CONFIG environment variable "
+                             "(cluster and task). Received: TF_CONFIG unset")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def patch_multi_worker_build(model, strategy):
+    """Works around a Keras 3 bug with `MultiWorkerMirroredStrategy` (keras-team/keras#20585,
+    tensorflow/tensorflow#72388): `fit` first builds the model symbolically from a batch it
+    *reduces* across workers, which fails with "Attempt to convert a value (PerReplica...)".
+    The patched build uses this worker's local batch instead (only shapes and dtypes are
+    used). Does nothing for other strategies or when Keras changes the private method.
+
+    Returns:
+        True if the model was patched.
+
+    Example:
+        >>> with strategy.scope():
+        ...     model = build_fcn8s(num_classes=21)
+        ...     patch_multi_worker_build(model, strategy)
+    """
+    original = getattr(model, "_maybe_symbolic_build", None)
+    if original is None or not isinstance(
+            strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+
+    def build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues) else v, next(batches))
+                break
+        return original(data_batch=data_batch)
+
+    model._maybe_symbolic_build = build
+    _patch_multi_worker_log_reduction()
+    return True
+
+
+def _patch_multi_worker_log_reduction():
+    """Second part of the Keras 3 multi-worker workaround: `fit` reduces the per-step logs
+    (scalar loss and metric values) across workers with `strategy.reduce("MEAN", v, axis=0)`,
+    which fails on scalars ("Invalid reduction dimension 0 for input with 0 dimensions").
+    Scalars are reduced with `axis=None` instead; everything else is left to Keras."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "_keras_fcn_patched", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if (reduction in ("mean", "auto")
+                and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)):
+            def reduce_one(v):
+                local = v
+                if isinstance(v, tf.distribute.DistributedValues):
+                    local = strategy.experimental_local_results(v)[0]
+                if getattr(local, "shape", None) is not None and local.shape.rank == 0:
+                    return strategy.reduce("MEAN", v, axis=None)
+                return original(v, strategy, reduction)
+
+            return tf.nest.map_structure(reduce_one, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._keras_fcn_patched = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def is_chief():
+    """True unless `TF_CONFIG` names this process a non-chief worker (worker index > 0 or
+    any worker when a "chief" task exists).
+
+    Example:
+        >>> is_chief()  # no TF_CONFIG: a single process is its own chief
+        True
+    """
+    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    task = config.get("task", {})
+    kind, index = task.get("type"), int(task.get("index", 0))
+    if kind is None or kind == "chief":
+        return True
+    if kind == "worker":
+        return index == 0 and "chief" not in config.get("cluster", {})
+    return False
+
+
+def set_mixed_precision(enabled):
+    """Sets the global Keras dtype policy to "mixed_float16" (or back to "float32").
+
+    Call before building the model. The FCN's final `score` layer stays float32.
+
+    Example:
+        >>> set_mixed_precision(True)
+    """
+    keras.mixed_precision.set_global_policy("mixed_float16" if enabled else "float32")

@@ -1,0 +1,181 @@
+"""Compiling a segmentation model and training it into a run directory.
+
+`fit` is the one training loop of the recipes (`examples/train*.py`): NaN guard, backup and
+resume, best checkpoint, history, final evaluation and the files of `run_dir` (see
+`keras_fcn.training.run_dir`).
+
+Example:
+    >>> from keras_fcn import training
+    >>> model = build_fcn8s(num_classes=11, weights=None, include_preprocessing=True)
+    >>> training.compile_model(model, num_classes=11, ignore_label=11,
+    ...                        optimizer=training.make_optimizer("adam", 1e-4))
+    >>> result = training.fit(model, train_ds, val_ds, run_dir="runs/camvid", epochs=10,
+    ...                       info=info)
+"""
+
+import os
+import sys
+import time
+
+from keras_fcn import io
+from keras_fcn import losses as losses_lib
+from keras_fcn import metrics as metrics_lib
+from keras_fcn._checks import check_choice
+from keras_fcn.training import run_dir as run_dir_lib
+from keras_fcn.training.callbacks import BestCheckpoint, HistoryWriter, NaNGuard, make_callbacks
+from keras_fcn.training.evaluation import evaluate_model
+from keras_fcn.training.optimizers import (
+    LOSS_REDUCTIONS,
+    PAPER_WEIGHT_DECAY,
+    CaffeSGD,
+    apply_kernel_l2,
+)
+
+
+def make_metrics(num_classes, ignore_label):
+    """The paper's four metrics as streaming Keras metrics (logged as `val_mean_iu` etc.).
+
+    Example:
+        >>> [m.name for m in make_metrics(11, 11)]
+        ['pixel_accuracy', 'mean_accuracy', 'mean_iu', 'frequency_weighted_iu']
+    """
+    return [
+        metrics_lib.PixelAccuracy(num_classes, ignore_label),
+        metrics_lib.MeanAccuracy(num_classes, ignore_label),
+        metrics_lib.MeanIU(num_classes, ignore_label),
+        metrics_lib.FrequencyWeightedIU(num_classes, ignore_label),
+    ]
+
+
+def compile_model(model, *, num_classes, ignore_label, optimizer, loss_reduction="mean",
+                  class_weights=None, weight_decay=PAPER_WEIGHT_DECAY, pixels_per_image=None,
+                  jit_compile=False, steps_per_execution=1):
+    """Compiles a segmentation model with the ignore-label loss and the paper's metrics.
+
+    Under a `mixed_float16` global policy Keras wraps the optimizer in a
+    `keras.optimizers.LossScaleOptimizer` itself (`compile(auto_scale_loss=True)`).
+
+    Args:
+        model: the FCN (logits output), built inside the strategy scope.
+        num_classes: number of classes.
+        ignore_label: void label (no loss, not counted).
+        optimizer: from `make_optimizer`.
+        loss_reduction: "mean" (over valid pixels) or "sum" (per image, the paper's).
+        class_weights: optional per-class loss weights.
+        weight_decay: with `CaffeSGD`, the L2 coefficient on kernels (see
+            `keras_fcn.training.optimizers`).
+        pixels_per_image: with "mean" and SGD, divides the L2 coefficient so decay matches
+            the summed-loss recipe; None keeps `weight_decay` as is.
+        jit_compile: compile the train step with XLA.
+        steps_per_execution: train steps per `tf.function` call.
+
+    Returns:
+        The model.
+
+    Example:
+        >>> compile_model(model, num_classes=21, ignore_label=255,
+        ...               optimizer=make_optimizer("sgd", 1.9e-5))
+    """
+    check_choice("loss_reduction", loss_reduction, LOSS_REDUCTIONS)
+    if isinstance(optimizer, CaffeSGD):
+        decay = weight_decay or 0.0
+        if loss_reduction == "mean" and pixels_per_image:
+            decay /= float(pixels_per_image)
+        apply_kernel_l2(model, decay)
+    loss = losses_lib.SparseCategoricalCrossentropyIgnore(
+        num_classes=num_classes, ignore_label=ignore_label, reduction_mode=loss_reduction,
+        class_weights=None if class_weights is None else [float(w) for w in class_weights])
+    model.compile(optimizer=optimizer, loss=loss, metrics=make_metrics(num_classes, ignore_label),
+                  jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    return model
+
+
+def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
+        validation_steps=None, eval_ds=None, tensorboard=False, verbose="auto",
+        image_size=None, model_name=None, flip_eval=False, callbacks=None, chief=True,
+        monitor="val_mean_iu", evaluate=None):
+    """Trains a compiled model and fills `run_dir` (see `keras_fcn.training.run_dir`).
+
+    The run resumes from `run_dir/backup` when it exists (use `prepare_run_dir` to decide
+    whether that is wanted).
+
+    Args:
+        model: compiled model.
+        train_ds: training `tf.data.Dataset` (repeated if `steps_per_epoch` is set).
+        val_ds: validation data set (for `monitor` each epoch), or None.
+        run_dir: run directory.
+        epochs: total number of epochs (also when resuming).
+        info: `DatasetInfo` of the data (for labels.json and the per-class table).
+        steps_per_epoch: train steps per epoch (None: one pass over `train_ds`).
+        validation_steps: validation steps per epoch (None: all of `val_ds`).
+        eval_ds: data set of the final evaluation (default `val_ds`); masks may be at full
+            resolution (logits are resized to them).
+        tensorboard: write TensorBoard logs to `run_dir/logs`.
+        verbose: Keras `fit` verbosity ("auto": progress bars on a terminal, one line per
+            epoch otherwise).
+        image_size: training resolution, stored in labels.json.
+        model_name: stored in labels.json and metrics.json.
+        flip_eval: flip TTA in the final evaluation.
+        callbacks: more callbacks.
+        chief: False for non-chief multi-worker processes (they write to `run_dir` anyway;
+            give them a private one).
+        monitor: the logged value that picks `best.keras` (higher is better), e.g.
+            "val_semantic_mean_iu" for the two-headed SIFT Flow model.
+        evaluate: `evaluate(model, eval_ds) -> dict` of the final evaluation; default
+            `evaluate_model` with `info`'s classes (one-output models).
+
+    Returns:
+        dict with "history" (list of epoch dicts), "final_val" (evaluation results or None),
+        "status" ("completed" or "nan"), "nan_step", "best" and "run_dir".
+
+    Example:
+        >>> report = fit(model, train_ds, val_ds, run_dir="runs/a", epochs=5, info=info)
+        >>> report["best"]["value"]
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    nan_guard = NaNGuard(steps_per_epoch)
+    all_callbacks = make_callbacks(run_dir, nan_guard=nan_guard, tensorboard=tensorboard,
+                                   monitor=monitor, extra=callbacks)
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    run_dir_lib.write_labels(run_dir, info, model=model, image_size=image_size,
+                             model_name=model_name)
+    started = time.time()
+    # shuffle=False: the tf.data pipeline shuffles (seeded); Keras would only warn about it.
+    model.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
+              validation_steps=validation_steps, callbacks=all_callbacks, verbose=verbose,
+              shuffle=False)
+    train_seconds = time.time() - started
+    history_writer = next(c for c in all_callbacks if isinstance(c, HistoryWriter))
+    best = next(c for c in all_callbacks if isinstance(c, BestCheckpoint))
+    status = "nan" if nan_guard.nan_step else "completed"
+    final = None
+    eval_ds = eval_ds if eval_ds is not None else val_ds
+    if status == "completed":
+        if chief:
+            io.save_model(model, os.path.join(run_dir, run_dir_lib.MODEL_FILE))
+        if eval_ds is not None and evaluate is not None:
+            final = evaluate(model, eval_ds)
+        elif eval_ds is not None:
+            final = evaluate_model(model, eval_ds, num_classes=info.num_classes,
+                                   ignore_label=info.ignore_label, flip=flip_eval,
+                                   verbose=1 if verbose == 1 else 0)
+    report = {
+        "model": model_name or model.name,
+        "dataset": info.name,
+        "status": status,
+        "nan_step": nan_guard.nan_step,
+        "epochs": epochs,
+        "train_seconds_this_run": round(train_seconds, 1),
+        "best": {"monitor": best.monitor, "value": best.best, "epoch": best.best_epoch},
+        "history": history_writer.epochs,
+        "final_val": final,
+        "class_names": list(info.class_names),
+    }
+    io.write_json(os.path.join(run_dir, run_dir_lib.METRICS_FILE), report)
+    if history_writer.epochs:
+        run_dir_lib.plot_curves(history_writer.epochs, os.path.join(run_dir, "curves.png"),
+                                title=f"{report['model']} on {info.name}",
+                                metric=monitor.removeprefix("val_"))
+    report["run_dir"] = run_dir
+    return report

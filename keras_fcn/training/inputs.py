@@ -1,0 +1,144 @@
+"""The data of a training run: its splits, pipelines, pixel count and loss class weights.
+
+Example:
+    >>> config = TrainConfig(dataset="shapes", image_size=(48, 48))
+    >>> train_decoded, info, count = load_data(config, "train")
+    >>> val_decoded, _, _ = load_data(config, "val")
+    >>> train_ds, val_ds, eval_ds = make_pipelines(config, train_decoded, val_decoded, info)
+"""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_fcn import data as data_lib
+from keras_fcn import datasets as datasets_lib
+from keras_fcn import io
+from keras_fcn import losses as losses_lib
+from keras_fcn.training.run_dir import CLASS_WEIGHTS_FILE
+
+CACHED_DATASETS = ("shapes", "camvid")  # small enough to cache decoded in memory
+
+
+def load_data(config, split):
+    """Loads one split of `config.dataset` with `keras_fcn.datasets.load_split`.
+
+    Args:
+        config: `TrainConfig` (dataset, data_dir, val_data_dir, num_classes, ...).
+        split: "train" or "val".
+
+    Returns:
+        (`tf.data.Dataset` of decoded (image, mask), `DatasetInfo`, number of examples).
+
+    Example:
+        >>> decoded, info, count = load_data(TrainConfig(dataset="shapes"), "train")
+    """
+    return datasets_lib.load_split(
+        config.dataset, split, data_dir=config.data_dir, val_data_dir=config.val_data_dir,
+        num_classes=config.num_classes, ignore_label=config.ignore_label,
+        tfds_val_split=config.val_split, holdout=config.holdout or None,
+        group_by=config.group_by or None,
+        shapes_count=config.num_train if split == "train" else config.num_val,
+        shapes_size=config.shapes_size, seed=config.seed)
+
+
+def resize_pair(image, mask, size, resize_mask=True):
+    """Resizes an image (bilinear, antialiased) and its mask (nearest) to `size`.
+
+    Example:
+        >>> image, mask = resize_pair(image, mask, (180, 240))
+    """
+    image = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=True)
+    if resize_mask:
+        mask = tf.image.resize(mask[..., tf.newaxis], size, method="nearest")[..., 0]
+    return image, mask
+
+
+def resize_images(decoded, size, resize_masks=True):
+    """`decoded` (image, mask) elements resized with `resize_pair` (unchanged if `size` is
+    None)."""
+    if not size:
+        return decoded
+    return decoded.map(lambda i, m: resize_pair(i, m, size, resize_masks),
+                       num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
+    """Builds the train, validation and final-evaluation pipelines of a run.
+
+    Returns:
+        (train_ds, val_ds, eval_ds): train is augmented (crop, flip, scale) and shuffled,
+        repeated when `steps_per_epoch` is set; val has masks at the training resolution
+        (for `val_mean_iu` during fit); with `temporal_consistency` the train batches are
+        `keras_fcn.data.add_warped_pairs` pairs; eval has images at the training resolution and masks at
+        full resolution, batch 1 (for the final figures).
+    """
+    size = config.image_size
+    cache = config.cache if config.cache is not None else config.dataset in CACHED_DATASETS
+    common = dict(ignore_label=info.ignore_label, mean_rgb=info.mean_rgb)
+    train_ds = data_lib.prepare_dataset(
+        resize_images(train_decoded, size), batch_size=config.batch_size,
+        crop_size=config.crop_size, scale_range=config.scale_range, flip=config.flip,
+        shuffle=True, seed=config.seed, cache=cache, drop_remainder=num_replicas > 1, **common)
+    if config.temporal_consistency:
+        train_ds = data_lib.add_warped_pairs(train_ds, seed=config.seed)
+    if config.steps_per_epoch:
+        train_ds = train_ds.repeat()
+    val_ds = data_lib.prepare_dataset(resize_images(val_decoded, size),
+                                      batch_size=config.val_batch_size if size else 1,
+                                      cache=cache, **common)
+    eval_ds = data_lib.prepare_dataset(resize_images(val_decoded, size, resize_masks=False),
+                                       batch_size=1, **common)
+    return train_ds, val_ds, eval_ds
+
+
+def pixels_per_image(config, decoded):
+    """Pixels of a training image: the crop, else the resize, else the mean of 20 images."""
+    for size in (config.crop_size, config.image_size):
+        if size:
+            return int(size[0] * size[1])
+    shapes = [tuple(image.shape[:2]) for image, _ in decoded.take(20)]
+    return int(np.mean([h * w for h, w in shapes]))
+
+
+def _read_weights_file(path, num_classes):
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        weights = [float(w) for w in json.loads(text)]
+    except (ValueError, TypeError):
+        weights = [float(w) for w in text.replace(",", " ").split()]
+    if len(weights) != num_classes:
+        raise ValueError(f"--class_weights file '{path}' has {len(weights)} weights; "
+                         f"{num_classes} classes. Received: {weights}")
+    return weights
+
+
+def resolve_class_weights(config, info, train_decoded, run_dir):
+    """Class weights of the loss: "none", "median" (median frequency over the training masks,
+    cached in `run_dir/class_weights.json`) or a path to a JSON list / text file of floats.
+
+    Returns:
+        A list of floats or None.
+
+    Example:
+        >>> resolve_class_weights(TrainConfig(class_weights="none"), info, decoded, "runs/a")
+    """
+    choice = config.class_weights or "none"
+    if choice == "none":
+        return None
+    if choice == "median":
+        path = os.path.join(run_dir, CLASS_WEIGHTS_FILE)
+        if os.path.exists(path):
+            return io.read_json(path, "Class weights")
+        counts = losses_lib.class_pixel_counts(
+            train_decoded.map(lambda i, m: m), info.num_classes, info.ignore_label)
+        weights = [float(w) for w in losses_lib.median_frequency_weights(counts)]
+        io.write_json(path, weights)
+        return weights
+    if not os.path.isfile(choice):
+        raise ValueError("--class_weights must be 'none', 'median' or a file. Received: "
+                         f"class_weights={choice!r}")
+    return _read_weights_file(choice, info.num_classes)

@@ -1,0 +1,125 @@
+"""The ImageNet backbones: downloading the Keras VGG16 and MobileNetV2 weights, and the VGG16
+layer names of ``keras.applications`` mapped to the paper's (net surgery of ``fc1``/``fc2``
+into ``fc6``/``fc7``).
+
+Files come through ``keras.utils.get_file``: downloaded once, cached in ``~/.keras/models``
+(or ``cache_dir/models``), verified when a checksum is known, so later calls work offline.
+
+Example:
+    >>> path = fetch_vgg16_imagenet_weights()  # ~/.keras/models/vgg16_weights_tf_...h5
+"""
+
+import os
+
+VGG16_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
+VGG16_WEIGHTS_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + VGG16_WEIGHTS_FILE
+)
+VGG16_WEIGHTS_MD5 = "64373286793e3c8b2b4e3219cbf3544b"
+
+MOBILENET_V2_WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+MOBILENET_V2_WEIGHTS_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+    + MOBILENET_V2_WEIGHTS_FILE
+)
+# keras/src/applications/mobilenet_v2.py downloads this file without a checksum (Keras
+# publishes none), so by default the file is verified by structure instead: every trunk
+# layer must be found in it with the right shapes. Pass file_hash to also check bytes.
+MOBILENET_V2_WEIGHTS_HASH = None
+
+# keras.applications VGG16 layer names -> the paper's names.
+KERAS_VGG16_TO_FCN = {
+    "block1_conv1": "conv1_1", "block1_conv2": "conv1_2",
+    "block2_conv1": "conv2_1", "block2_conv2": "conv2_2",
+    "block3_conv1": "conv3_1", "block3_conv2": "conv3_2", "block3_conv3": "conv3_3",
+    "block4_conv1": "conv4_1", "block4_conv2": "conv4_2", "block4_conv3": "conv4_3",
+    "block5_conv1": "conv5_1", "block5_conv2": "conv5_2", "block5_conv3": "conv5_3",
+    "fc1": "fc6", "fc2": "fc7",
+}
+VGG16_FCN_LAYERS = tuple(KERAS_VGG16_TO_FCN.values())
+
+
+def fetch_weights_file(filename, url, file_hash, cache_dir, what, how_to_pass):
+    """Returns the cached path of a weights file, downloading it once through ``get_file``.
+
+    Args:
+        filename: the file name in the cache.
+        url: where to download from (a mirror, or a ``file://`` URL).
+        file_hash: SHA-256 or MD5 checksum, or None for no byte check.
+        cache_dir: cache root; ``None`` means ``~/.keras``.
+        what: what the file is, for the messages ("ImageNet VGG16 weights").
+        how_to_pass: the builder call that takes a local copy instead.
+
+    Raises:
+        RuntimeError: the file is not cached and cannot be downloaded (offline) or fails its
+            checksum; the message says how to pass a local copy.
+    """
+    import keras
+
+    cache_dir = os.path.expanduser(cache_dir or os.path.join("~", ".keras"))
+    # get_file silently falls back to /tmp/.keras when cache_dir does not exist yet.
+    os.makedirs(cache_dir, exist_ok=True)
+    cached = os.path.join(cache_dir, "models", filename)
+    how_to = (
+        f"Download {url} on a machine with internet access and either copy it to {cached} or "
+        f"pass its path: {how_to_pass}. Use weights=None for a randomly initialized trunk."
+    )
+    try:
+        return keras.utils.get_file(
+            filename, url, cache_subdir="models", cache_dir=cache_dir, file_hash=file_hash
+        )
+    except ValueError as error:  # get_file's checksum failure
+        raise RuntimeError(
+            f"The {what} from {url} failed their checksum (expected {file_hash}): {error}. "
+            + how_to
+        ) from error
+    except Exception as error:  # get_file raises a bare Exception on network failures.
+        raise RuntimeError(f"Could not fetch the {what} from {url} (offline?): {error}. "
+                           + how_to) from error
+
+
+def fetch_vgg16_imagenet_weights(cache_dir=None, url=VGG16_WEIGHTS_URL, md5=VGG16_WEIGHTS_MD5):
+    """Returns the local path of the Keras ImageNet VGG16 weights, MD5-checked.
+
+    Args:
+        cache_dir: cache root; ``None`` means ``~/.keras``.
+        url: where to download from (a mirror, or a ``file://`` URL).
+        md5: expected MD5 checksum of the file.
+
+    Raises:
+        RuntimeError: offline and not cached, or a checksum failure (see
+            :func:`fetch_weights_file`).
+
+    Example:
+        >>> path = fetch_vgg16_imagenet_weights()
+    """
+    return fetch_weights_file(
+        VGG16_WEIGHTS_FILE, url, md5, cache_dir, "ImageNet VGG16 weights",
+        f"build_fcn8s(weights='/path/to/{VGG16_WEIGHTS_FILE}')",
+    )
+
+
+def fetch_mobilenet_v2_imagenet_weights(cache_dir=None, url=MOBILENET_V2_WEIGHTS_URL,
+                                        file_hash=MOBILENET_V2_WEIGHTS_HASH):
+    """Returns the local path of the Keras ImageNet MobileNetV2 (no top) weights.
+
+    Args:
+        cache_dir: cache root; ``None`` means ``~/.keras``.
+        url: where to download from (a mirror, or a ``file://`` URL).
+        file_hash: optional SHA-256 or MD5 of the file. Keras publishes none for this file,
+            so ``None`` skips the byte check; the loader still checks every layer and shape.
+
+    Returns:
+        The path of the ``.h5`` file.
+
+    Raises:
+        RuntimeError: offline and not cached, or a checksum failure (see
+            :func:`fetch_weights_file`).
+
+    Example:
+        >>> path = fetch_mobilenet_v2_imagenet_weights()
+    """
+    return fetch_weights_file(
+        MOBILENET_V2_WEIGHTS_FILE, url, file_hash, cache_dir, "ImageNet MobileNetV2 weights",
+        f"build_fcn8s(backbone='mobilenet_v2', weights='/path/to/{MOBILENET_V2_WEIGHTS_FILE}')",
+    )

@@ -1,0 +1,113 @@
+"""Kernel layouts of Caffe and PyTorch into Keras, and the names of the keras_fcn layers
+that hold weights: what the Caffe and PyTorch converters share.
+
+* Conv2D kernel ``(kh, kw, in, out)`` from Caffe/PyTorch ``(out, in, kh, kw)``: transpose
+  ``(2, 3, 1, 0)``.
+* Conv2DTranspose kernel ``(kh, kw, out, in)`` from Caffe Deconvolution / PyTorch
+  ConvTranspose2d ``(in, out, kh, kw)``: the same transpose ``(2, 3, 1, 0)``, no spatial flip
+  (both are the adjoint of a cross-correlation; checked numerically in tests/test_convert.py).
+
+Example:
+    >>> conv_kernel_to_keras(np.zeros((64, 3, 3, 3))).shape
+    (3, 3, 3, 64)
+"""
+
+import warnings
+
+import numpy as np
+
+from keras_fcn.weights.imagenet import VGG16_FCN_LAYERS
+
+# Names of the layers with weights in keras_fcn models.
+CONV_LAYERS = VGG16_FCN_LAYERS + ("score_fr", "score_pool4", "score_pool3")
+TRANSPOSED_LAYERS = ("upscore", "upscore2", "upscore16", "upscore_pool4", "upscore8")
+KNOWN_LAYERS = frozenset(CONV_LAYERS + TRANSPOSED_LAYERS)
+# Heads of the two-headed SIFT Flow FCN carry these suffixes (score_fr_sem, upscore2_geo, ...).
+HEAD_SUFFIXES = ("_sem", "_geo")
+
+
+def base_layer_name(name):
+    """Returns the keras_fcn layer name without a SIFT Flow head suffix, or None if unknown.
+
+    Example:
+      >>> base_layer_name("upscore2_sem"), base_layer_name("fc7"), base_layer_name("score59")
+      ('upscore2', 'fc7', None)
+    """
+    if name in KNOWN_LAYERS:
+        return name
+    for suffix in HEAD_SUFFIXES:
+        if name.endswith(suffix) and name[: -len(suffix)] in KNOWN_LAYERS:
+            return name[: -len(suffix)]
+    return None
+
+
+def conv_kernel_to_keras(weight):
+    """Converts a Caffe/PyTorch conv weight (out, in, kh, kw) to a Keras kernel (kh, kw, in, out).
+
+    Example:
+      >>> conv_kernel_to_keras(np.zeros((4, 3, 5, 7))).shape
+      (5, 7, 3, 4)
+    """
+    weight = np.asarray(weight)
+    if weight.ndim != 4:
+        raise ValueError(f"expected a 4-D conv weight (out, in, kh, kw), got shape {weight.shape}")
+    return np.ascontiguousarray(weight.transpose(2, 3, 1, 0))
+
+
+def deconv_kernel_to_keras(weight, group=1):
+    """Converts a Caffe Deconvolution / PyTorch ConvTranspose2d weight to a Conv2DTranspose kernel.
+
+    Args:
+      weight: array (in, out // group, kh, kw).
+      group: number of groups; grouped filters are spread into a block-diagonal full kernel.
+
+    Returns:
+      Keras kernel (kh, kw, out, in). No spatial flip is needed.
+
+    Example:
+      >>> deconv_kernel_to_keras(np.zeros((21, 21, 4, 4))).shape
+      (4, 4, 21, 21)
+      >>> deconv_kernel_to_keras(np.ones((21, 1, 4, 4)), group=21)[..., 0].sum(axis=(0, 1))[:2]
+      array([16.,  0.])
+    """
+    weight = np.asarray(weight)
+    if weight.ndim != 4:
+        raise ValueError(
+            f"expected a 4-D transposed-conv weight (in, out, kh, kw), got shape {weight.shape}")
+    n_in, out_per_group = weight.shape[:2]
+    if group < 1 or n_in % group:
+        raise ValueError(f"group={group} does not divide the {n_in} input channels")
+    kernel = weight.transpose(2, 3, 1, 0)  # (kh, kw, out // group, in)
+    if group == 1:
+        return np.ascontiguousarray(kernel)
+    in_per_group = n_in // group
+    full = np.zeros(kernel.shape[:2] + (out_per_group * group, n_in), dtype=kernel.dtype)
+    for g in range(group):
+        ins = slice(g * in_per_group, (g + 1) * in_per_group)
+        outs = slice(g * out_per_group, (g + 1) * out_per_group)
+        full[:, :, outs, ins] = kernel[:, :, :, ins]
+    return full
+
+
+def layer_arrays(name, weight, bias, transposed, group=1):
+    """Returns the Keras arrays [kernel, bias?] of one conv or transposed-conv layer."""
+    weight = np.asarray(weight, dtype=np.float32)
+    if transposed:
+        arrays = [deconv_kernel_to_keras(weight, group)]
+        # keras_fcn's transposed convs have no bias; a zero bias is the same function.
+        if bias is not None and np.any(np.asarray(bias)):
+            arrays.append(np.asarray(bias, dtype=np.float32).reshape(-1))
+        return arrays
+    if group != 1:
+        raise ValueError(f"layer {name!r}: grouped convolution (group={group}) is not supported")
+    arrays = [conv_kernel_to_keras(weight)]
+    if bias is not None:
+        arrays.append(np.asarray(bias, dtype=np.float32).reshape(-1))
+    return arrays
+
+
+def reject(problem, strict):
+    """Raises ValueError in strict mode, else warns."""
+    if strict:
+        raise ValueError(problem + " (pass strict=False to skip it)")
+    warnings.warn(problem + "; skipped", stacklevel=3)

@@ -1,0 +1,113 @@
+"""Converting the PyTorch state dicts of the "pytorch-fcn" port (``torchfcn.models.FCN32s``
+etc.) to keras_fcn weights. torch is imported only to read a ``.pth`` file.
+
+Example:
+    >>> weights = convert_torch_state_dict("fcn8s_from_caffe.pth")  # doctest: +SKIP
+"""
+
+import os
+
+import numpy as np
+
+from keras_fcn.weights.layouts import (
+    KNOWN_LAYERS,
+    TRANSPOSED_LAYERS,
+    base_layer_name,
+    layer_arrays,
+    reject,
+)
+
+
+def _unwrap_checkpoint(obj, path):
+    """Returns the state dict inside a torch checkpoint (plain, or under a training key)."""
+    for key in ("model_state_dict", "state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            return obj[key]
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a state dict, got a {type(obj).__name__} "
+                         f"(save with torch.save(model.state_dict(), path))")
+    return obj
+
+
+def load_torch_state_dict(path):
+    """Loads a .pth state dict as numpy arrays (imports torch lazily).
+
+    Args:
+      path: a file written by torch.save(model.state_dict(), path), or a checkpoint holding one
+        under "model_state_dict" / "state_dict".
+
+    Returns:
+      {key: np.ndarray}.
+
+    Example:
+      >>> sd = load_torch_state_dict("fcn8s_from_caffe.pth")  # doctest: +SKIP
+    """
+    path = os.fspath(path)
+    try:
+        import torch  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+        raise ImportError(f"reading {path} needs PyTorch (pip install torch): {e}") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad file
+        raise ValueError(f"{path}: not a readable PyTorch file: {e}") from None
+    return {k: _to_numpy(v) for k, v in _unwrap_checkpoint(obj, path).items()}
+
+
+def _to_numpy(value):
+    """Returns a tensor or array-like as a numpy array."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _group_state_dict(state_dict, rename, strict):
+    """Groups `layer.weight` / `layer.bias` entries by (renamed) layer name."""
+    layers = {}
+    for key, value in state_dict.items():
+        key = key[len("module."):] if key.startswith("module.") else key
+        layer, _, param = key.rpartition(".")
+        if param not in ("weight", "bias") or not layer:
+            reject(f"state dict entry {key!r} is not a `<layer>.weight` or `<layer>.bias`",
+                    strict)
+            continue
+        name = rename.get(layer, layer)
+        if base_layer_name(name) is None:
+            reject(f"state dict layer {layer!r} has no keras_fcn counterpart {name!r}; map it "
+                    f"with rename={{{layer!r}: ...}} to one of {sorted(KNOWN_LAYERS)}", strict)
+            continue
+        layers.setdefault(name, {})[param] = _to_numpy(value)
+    return layers
+
+
+def convert_torch_state_dict(state_dict_or_path, rename=None, strict=True):
+    """Converts a pytorch-fcn (torchfcn.models.FCN*) state dict to keras_fcn weights.
+
+    Args:
+      state_dict_or_path: {"conv1_1.weight": tensor_or_array, ...} or the path of a .pth file.
+      rename: optional {torch_layer_name: keras_name}.
+      strict: raise on an entry that cannot be mapped (else warn and skip it).
+
+    Returns:
+      {keras_layer_name: [kernel, bias?]} in Keras layouts (float32); `upscore*` layers are
+      ConvTranspose2d and become Conv2DTranspose kernels (kh, kw, out, in).
+
+    Example:
+      >>> sd = {"score_fr.weight": np.zeros((21, 4096, 1, 1)), "score_fr.bias": np.zeros(21)}
+      >>> [a.shape for a in convert_torch_state_dict(sd)["score_fr"]]
+      [(1, 1, 4096, 21), (21,)]
+    """
+    if isinstance(state_dict_or_path, (str, os.PathLike)):
+        state_dict = load_torch_state_dict(state_dict_or_path)
+    elif isinstance(state_dict_or_path, dict):
+        state_dict = state_dict_or_path
+    else:
+        raise TypeError(f"expected a state dict or a .pth path, got "
+                        f"{type(state_dict_or_path).__name__}")
+    weights = {}
+    for name, params in _group_state_dict(state_dict, dict(rename or {}), strict).items():
+        if "weight" not in params:
+            raise ValueError(f"layer {name!r} has a bias but no weight in the state dict")
+        weights[name] = layer_arrays(name, params["weight"], params.get("bias"),
+                                      transposed=base_layer_name(name) in TRANSPOSED_LAYERS)
+    return weights

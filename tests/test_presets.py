@@ -1,0 +1,244 @@
+"""The released models by name, without the network: small .caffemodel files in the real format
+(tests/caffe_writer.py), written from tiny random models and served through file:// URLs, go
+through the download, size/hash checks, conversion, caching and class names of
+keras_fcn.presets."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from caffe_writer import write_caffemodel
+from keras_fcn.labels import VOC_CLASSES, ModelLabels
+from keras_fcn.models import BACKBONES, build_fcn, has_preprocessing, normalization_of
+from keras_fcn.presets import (
+    PRESETS,
+    from_preset,
+    list_presets,
+    preset_info,
+    preset_labels,
+    resolve_model,
+)
+from keras_fcn.presets import catalog, classes, fetch
+from keras_fcn.weights import CaffeLayer
+from tiny import TINY_FC, TINY_WIDTHS
+
+# Layers whose weights are a transposed convolution (Caffe "Deconvolution").
+UPSAMPLING = ("upscore", "upscore2", "upscore16", "upscore_pool4", "upscore8")
+
+
+def _tiny(monkeypatch, name):
+    """Shrinks a preset of the table to tiny widths for the test; returns it."""
+    preset = PRESETS[name]
+    tiny = dataclasses.replace(
+        preset, build_kwargs={**preset.build_kwargs, "widths": TINY_WIDTHS, "fc_units": TINY_FC})
+    monkeypatch.setitem(PRESETS, name, tiny)
+    return tiny
+
+
+def _caffe_layers(model, suffix="", rename=None, skip=()):
+    """The model's weights as Caffe layers (the reference's layouts), random so that a
+    conversion that mixes layers or axes shows."""
+    rng = np.random.default_rng(len(model.layers))
+    layers = []
+    for layer in model.layers:
+        if not layer.weights or layer.name in skip:
+            continue
+        base = layer.name.split("_sem")[0].split("_geo")[0]
+        kind = "Deconvolution" if base in UPSAMPLING else "Convolution"
+        blobs = [rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()]
+        blobs = [b.transpose(3, 2, 0, 1) if b.ndim == 4 else b for b in blobs]
+        name = (rename or {}).get(layer.name, layer.name)
+        # A late-fusion file suffixes each stream's layers but shares the one "upscore".
+        layers.append(CaffeLayer(name if base in UPSAMPLING else name + suffix, kind, blobs, 1))
+    return layers
+
+
+def _serve(tmp_path, layers, filename="released.caffemodel"):
+    """Writes the layers as a .caffemodel; returns its file:// URL and path."""
+    folder = tmp_path / "server"
+    folder.mkdir(exist_ok=True)
+    path = write_caffemodel(layers, str(folder / filename))
+    return "file://" + path, path
+
+
+def _expected(layers, rename=None):
+    """{keras layer name: first array in Keras layout} of the Caffe layers."""
+    rename = rename or {}
+    return {rename.get(layer.name, layer.name): layer.blobs[0].transpose(2, 3, 1, 0)
+            for layer in layers}
+
+
+def _assert_weights(model, expected):
+    for name, kernel in expected.items():
+        np.testing.assert_array_equal(model.get_layer(name).get_weights()[0], kernel)
+
+
+def test_table_lists_every_released_model_with_its_classes():
+    assert list_presets() == [
+        "voc-fcn32s", "voc-fcn16s", "voc-fcn8s", "voc-fcn8s-atonce", "voc-fcn-alexnet",
+        "pascalcontext-fcn32s", "pascalcontext-fcn16s", "pascalcontext-fcn8s",
+        "nyud-fcn32s-color", "nyud-fcn32s-hha", "nyud-fcn32s-color-d", "nyud-fcn32s-color-hha",
+        "siftflow-fcn32s", "siftflow-fcn16s", "siftflow-fcn8s"]
+    counts = {name: preset_info(name)["num_classes"] for name in list_presets()}
+    assert {counts[n] for n in list_presets() if n.startswith("voc")} == {21}
+    assert {counts[n] for n in list_presets() if n.startswith("pascalcontext")} == {60}
+    assert {counts[n] for n in list_presets() if n.startswith("nyud")} == {40}
+    assert {counts[n] for n in list_presets() if n.startswith("siftflow")} == {33}
+    for preset in PRESETS.values():
+        assert preset.url.startswith("http://dl.caffe.berkeleyvision.org/")
+        assert preset.url.endswith(".caffemodel")
+    assert PRESETS["voc-fcn8s"].filename == "fcn8s-heavy-pascal.caffemodel"
+    assert preset_info("voc-fcn32s")["paper"].startswith("63.6 mean IU")
+    assert preset_info("voc-fcn-alexnet")["build_kwargs"]["backbone"] == "alexnet"
+    context = preset_labels("pascalcontext-fcn8s").class_names
+    assert context[:21] == VOC_CLASSES and context[21] == "bag" and context[-1] == "wood"
+    assert preset_labels("nyud-fcn32s-hha").class_names[-1] == "otherprop"
+    assert preset_info("siftflow-fcn8s")["geometric_class_names"] == [
+        "sky", "horizontal", "vertical"]
+    assert preset_labels("nyud-fcn32s-color").normalization["mean_bgr"] == list(
+        classes.NYUD_MEAN_BGR)
+    json.dumps([preset_info(name) for name in list_presets()])  # printable as JSON
+
+
+def test_unknown_preset_lists_the_names():
+    with pytest.raises(ValueError, match=r"Received: name='voc-fcn4s'.*") as info:
+        from_preset("voc-fcn4s")
+    assert "voc-fcn8s" in str(info.value)
+
+
+def test_download_convert_cache_and_labels(monkeypatch, tmp_path):
+    preset = _tiny(monkeypatch, "voc-fcn8s")
+    layers = _caffe_layers(preset.builder(**preset.build_kwargs))
+    url, source = _serve(tmp_path, layers)
+    model = from_preset("voc-fcn8s", cache_dir=str(tmp_path / "cache"), url=url)
+
+    folder = tmp_path / "cache" / "keras_fcn"
+    assert sorted(os.listdir(folder)) == [
+        "fcn8s-heavy-pascal.caffemodel", "voc-fcn8s.keras", "voc-fcn8s.labels.json"]
+    _assert_weights(model, _expected(layers))
+    assert has_preprocessing(model) and model.output_shape[-1] == 21
+    labels = ModelLabels.for_model(str(folder / "voc-fcn8s.keras"))
+    assert labels.class_names == VOC_CLASSES and labels.model_name == "voc-fcn8s"
+    sidecar = json.loads((folder / "voc-fcn8s.labels.json").read_text())
+    assert sidecar["source_url"] == url and sidecar["paper"].startswith("65.5")
+
+    # Second call: no download (the source is gone), the converted model is loaded.
+    os.remove(source)
+    os.remove(folder / "fcn8s-heavy-pascal.caffemodel")
+    again, again_labels = resolve_model("voc-fcn8s", cache_dir=str(tmp_path / "cache"))
+    _assert_weights(again, _expected(layers))
+    assert again_labels == preset_labels("voc-fcn8s")
+    image = np.random.default_rng(0).integers(0, 256, (1, 37, 45, 3)).astype("float32")
+    np.testing.assert_allclose(again.predict(image, verbose=0), model.predict(image, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_resolve_model_reads_a_file_and_its_sidecar(tmp_path):
+    model = build_fcn("32s", num_classes=3, weights=None, widths=TINY_WIDTHS, fc_units=TINY_FC)
+    path = str(tmp_path / "mine.keras")
+    model.save(path)
+    ModelLabels(num_classes=3, class_names=("a", "b", "c")).write(ModelLabels.sidecar_path(path))
+    loaded, labels = resolve_model(path)
+    assert loaded.output_shape[-1] == 3 and labels.class_names == ("a", "b", "c")
+    with pytest.raises(ValueError, match=r"one of the presets .*voc-fcn8s.*Received: 'nope'"):
+        resolve_model("nope")
+
+
+def test_offline_fails_at_once_naming_the_url_and_the_place(tmp_path):
+    url = "file://" + str(tmp_path / "absent" / "fcn32s-heavy-pascal.caffemodel")
+    with pytest.raises(RuntimeError) as info:
+        from_preset("voc-fcn32s", cache_dir=str(tmp_path), url=url)
+    message = str(info.value)
+    assert url in message
+    assert str(tmp_path / "keras_fcn" / "fcn32s-heavy-pascal.caffemodel") in message
+    assert os.listdir(tmp_path / "keras_fcn") == []
+
+
+def test_a_file_put_by_hand_is_used_without_download(monkeypatch, tmp_path):
+    preset = _tiny(monkeypatch, "voc-fcn32s")
+    layers = _caffe_layers(preset.builder(**preset.build_kwargs))
+    (tmp_path / "keras_fcn").mkdir()
+    write_caffemodel(layers, str(tmp_path / "keras_fcn" / preset.filename))
+    model = from_preset("voc-fcn32s", cache_dir=str(tmp_path), url="file:///nowhere/x")
+    _assert_weights(model, _expected(layers))
+
+
+def test_wrong_size_is_deleted_and_reported(monkeypatch, tmp_path):
+    preset = _tiny(monkeypatch, "voc-fcn32s")
+    url, source = _serve(tmp_path, _caffe_layers(preset.builder(**preset.build_kwargs)))
+    size = os.path.getsize(source)
+    monkeypatch.setitem(PRESETS, "voc-fcn32s", dataclasses.replace(preset, size_bytes=size + 1))
+    with pytest.raises(ValueError, match=f"has {size} bytes, expected {size + 1}"):
+        from_preset("voc-fcn32s", cache_dir=str(tmp_path), url=url)
+    assert os.listdir(tmp_path / "keras_fcn") == []
+
+
+def test_wrong_hash_is_reported(monkeypatch, tmp_path):
+    preset = _tiny(monkeypatch, "voc-fcn32s")
+    url, _ = _serve(tmp_path, _caffe_layers(preset.builder(**preset.build_kwargs)))
+    with pytest.raises(ValueError, match=r"does not match file_hash='0+'"):
+        from_preset("voc-fcn32s", cache_dir=str(tmp_path), url=url, file_hash="0" * 64)
+    assert not os.path.exists(fetch.converted_path("voc-fcn32s", str(tmp_path)))
+
+
+def test_missing_layer_and_wrong_shape_are_named(monkeypatch, tmp_path):
+    preset = _tiny(monkeypatch, "voc-fcn32s")
+    model = preset.builder(**preset.build_kwargs)
+    url, _ = _serve(tmp_path, _caffe_layers(model, skip=("fc7",)), "a.caffemodel")
+    with pytest.raises(ValueError, match=r"without weights in the file: \['fc7'\]"):
+        from_preset("voc-fcn32s", cache_dir=str(tmp_path / "a"), url=url)
+
+    layers = _caffe_layers(model)
+    layers[0] = layers[0]._replace(blobs=[np.zeros((5, 3, 3, 3), "float32"), np.zeros(5)])
+    url, _ = _serve(tmp_path, layers, "b.caffemodel")
+    with pytest.raises(ValueError, match=r"'voc-fcn32s'.*conv1_1.*\(3, 3, 3, 4\)"):
+        from_preset("voc-fcn32s", cache_dir=str(tmp_path / "b"), url=url)
+
+
+def test_siftflow_two_heads_with_its_own_mean(monkeypatch, tmp_path):
+    preset = _tiny(monkeypatch, "siftflow-fcn16s")
+    layers = _caffe_layers(preset.builder(**preset.build_kwargs))
+    assert {"score_fr_sem", "upscore16_geo"} <= {layer.name for layer in layers}
+    url, _ = _serve(tmp_path, layers)
+    model = from_preset("siftflow-fcn16s", cache_dir=str(tmp_path), url=url)
+    assert sorted(model.output) == ["geometric", "semantic"]
+    assert normalization_of(model)["mean_bgr"] == list(classes.SIFTFLOW_MEAN_BGR)
+    _assert_weights(model.get_layer("siftflow_fcn16s"), _expected(layers))
+    sidecar = ModelLabels.sidecar_path(fetch.converted_path("siftflow-fcn16s", str(tmp_path)))
+    assert json.loads(open(sidecar).read())["geometric_class_names"][0] == "sky"
+
+
+def test_nyud_rgbd_maps_the_reference_conv1_1_bgrd(monkeypatch, tmp_path):
+    preset = _tiny(monkeypatch, "nyud-fcn32s-color-d")
+    layers = _caffe_layers(preset.builder(**preset.build_kwargs),
+                           rename={"conv1_1": "conv1_1_bgrd"})
+    assert layers[0].name == "conv1_1_bgrd" and layers[0].blobs[0].shape[1] == 4
+    url, _ = _serve(tmp_path, layers)
+    model = from_preset("nyud-fcn32s-color-d", cache_dir=str(tmp_path), url=url)
+    assert model.input_shape[-1] == 4 and not has_preprocessing(model)
+    _assert_weights(model, _expected(layers, preset.rename))
+
+
+def test_nyud_late_fusion_fills_both_streams(monkeypatch, tmp_path):
+    preset = _tiny(monkeypatch, "nyud-fcn32s-color-hha")
+    built = preset.builder(**preset.build_kwargs)
+    rgb = _caffe_layers(built.get_layer("rgb_fcn"), suffix="color", skip=("upscore",))
+    hha = _caffe_layers(built.get_layer("hha_fcn"), suffix="hha")
+    url, _ = _serve(tmp_path, rgb + hha)
+    model = from_preset("nyud-fcn32s-color-hha", cache_dir=str(tmp_path), url=url)
+    shared = _expected(hha)["upscore"]
+    for stream, layers, suffix in (("rgb_fcn", rgb, "color"), ("hha_fcn", hha, "hha")):
+        expected = {name.removesuffix(suffix): kernel
+                    for name, kernel in _expected(layers).items()}
+        _assert_weights(model.get_layer(stream), {**expected, "upscore": shared})
+
+
+def test_alexnet_preset_builds_when_the_backbone_exists():
+    if "alexnet" not in BACKBONES:
+        pytest.skip("FCN-AlexNet (build_fcn(backbone='alexnet')) is not in this build yet")
+    preset = catalog.get_preset("voc-fcn-alexnet")
+    model = preset.builder(**preset.build_kwargs)
+    assert model.output_shape[-1] == 21 and has_preprocessing(model)

@@ -1,0 +1,198 @@
+"""Tests of keras_fcn.runtime: CPU description, precision, policies, the fast path, and
+bfloat16 training of tiny FCNs (which must work on every CPU, AMX or not)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_fcn import losses, runtime
+from keras_fcn.models import build_fcn
+from tiny import TINY_FC, TINY_WIDTHS, tiny_fcn
+
+XEON_AMX = {"model": "Intel(R) Xeon(R) Platinum 8481C", "vendor": "GenuineIntel", "gpu": False,
+            "isa": ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16")}
+EPYC_ZEN5 = {"model": "AMD EPYC", "vendor": "AuthenticAMD", "gpu": False,
+             "isa": ("avx2", "avx512f", "avx512_bf16")}
+EPYC_AVX2 = {"model": "AMD EPYC 7B12", "vendor": "AuthenticAMD", "gpu": False, "isa": ("avx2",)}
+OLD_CPU = {"model": "x86", "vendor": "unknown", "gpu": False, "isa": ()}
+WITH_GPU = dict(EPYC_AVX2, gpu=True)
+
+
+@pytest.mark.parametrize("info, expected", [
+    (XEON_AMX, "bfloat16"), (EPYC_ZEN5, "bfloat16"), (EPYC_AVX2, "float32"),
+    (OLD_CPU, "float32"), (WITH_GPU, "float16")])
+def test_auto_precision_follows_the_device(info, expected):
+    assert runtime.resolve_precision("auto", info=info) == expected
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16"])
+def test_explicit_precision_is_kept_on_any_device(precision):
+    for info in (XEON_AMX, EPYC_AVX2, WITH_GPU):
+        assert runtime.resolve_precision(precision, info=info) == precision
+
+
+def test_mixed_precision_flag_is_the_mixed_precision_of_the_device():
+    assert runtime.resolve_precision(mixed_precision=True, info=EPYC_AVX2) == "bfloat16"
+    assert runtime.resolve_precision(mixed_precision=True, info=OLD_CPU) == "bfloat16"
+    assert runtime.resolve_precision(mixed_precision=True, info=WITH_GPU) == "float16"
+    assert runtime.resolve_precision("auto", mixed_precision=True, info=WITH_GPU) == "float16"
+    assert runtime.resolve_precision("bfloat16", mixed_precision=True, info=WITH_GPU) == "bfloat16"
+
+
+@pytest.mark.parametrize("bad", ["fp32", "bf16", "", None, True, 16])
+def test_bad_precision_is_named_in_the_error(bad):
+    with pytest.raises(ValueError, match=f"precision={bad!r}"):
+        runtime.resolve_precision(bad, info=EPYC_AVX2)
+
+
+def test_policy_names():
+    assert [runtime.policy_name(p, EPYC_AVX2) for p in ("float32", "bfloat16", "float16", "auto")] \
+        == ["float32", "mixed_bfloat16", "mixed_float16", "float32"]
+
+
+def test_cpu_info_reads_model_and_isa_flags(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Xeon X\n"
+                    "flags\t\t: fpu avx2 avx512f amx_tile amx_bf16 avx512_bf16\n\n"
+                    "processor\t: 1\nmodel name\t: Xeon X\nflags\t\t: fpu\n")
+    info = runtime.cpu_info(str(path), gpu=False)
+    assert info == {"model": "Xeon X", "vendor": "GenuineIntel", "gpu": False,
+                    "isa": ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")}
+    assert runtime.describe(info) == "Xeon X (avx2 avx512f avx512_bf16 amx_bf16 amx_tile), no GPU"
+
+
+def test_cpu_info_without_cpuinfo_file_falls_back(tmp_path):
+    info = runtime.cpu_info(str(tmp_path / "missing"), gpu=True)
+    assert info["isa"] == () and info["gpu"] is True and info["model"]
+    assert runtime.resolve_precision("auto", info=info) == "float16"
+
+
+def test_cpu_info_of_this_machine_sees_no_gpu():
+    info = runtime.cpu_info()
+    assert info["gpu"] is False  # conftest hides GPUs
+    assert set(info["isa"]) <= set(runtime.ISA_FLAGS)
+
+
+@pytest.mark.parametrize("precision, info, jit", [
+    ("float32", XEON_AMX, True), ("float32", EPYC_AVX2, True), ("float32", EPYC_ZEN5, True),
+    ("bfloat16", XEON_AMX, False), ("auto", EPYC_ZEN5, False), ("auto", EPYC_AVX2, True),
+    ("float32", WITH_GPU, False), ("float16", WITH_GPU, False)])
+def test_fast_path_rule(precision, info, jit):
+    path = runtime.fast_path(precision, info, environ={})
+    assert path["jit_compile"] is jit
+    assert path["precision"] == runtime.resolve_precision(precision, info=info)
+
+
+def test_fast_path_overrides_argument_then_environment():
+    assert runtime.fast_path("float32", EPYC_AVX2, environ={"KERAS_FCN_JIT": "0"}) == {
+        "precision": "float32", "jit_compile": False, "reason": "KERAS_FCN_JIT"}
+    assert runtime.fast_path("bfloat16", XEON_AMX, environ={"KERAS_FCN_JIT": "true"})[
+        "jit_compile"] is True
+    forced = runtime.fast_path("float32", EPYC_AVX2, jit_compile=False,
+                               environ={"KERAS_FCN_JIT": "1"})
+    assert forced["jit_compile"] is False and forced["reason"] == "argument"
+    with pytest.raises(ValueError, match="KERAS_FCN_JIT='maybe'"):
+        runtime.fast_path("float32", EPYC_AVX2, environ={"KERAS_FCN_JIT": "maybe"})
+
+
+def test_precision_scope_sets_and_restores_the_global_policy():
+    keras.config.set_dtype_policy("float32")
+    with runtime.precision_scope("bfloat16") as name:
+        assert name == "mixed_bfloat16"
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+    assert keras.config.dtype_policy().name == "float32"
+    with pytest.raises(RuntimeError), runtime.precision_scope("float16"):
+        raise RuntimeError("boom")
+    assert keras.config.dtype_policy().name == "float32"
+
+
+@pytest.mark.parametrize("backbone", ["vgg16", "mobilenet_v2"])
+def test_models_built_in_bfloat16_keep_float32_logits(backbone):
+    kwargs = {} if backbone == "mobilenet_v2" else {"widths": TINY_WIDTHS, "fc_units": TINY_FC}
+    with runtime.precision_scope("bfloat16"):
+        model = build_fcn("8s", num_classes=3, weights=None, backbone=backbone, **kwargs)
+    assert model.get_layer("score_fr").compute_dtype == "bfloat16"
+    assert model.get_layer("score").dtype_policy.name == "float32"
+    assert model.output.dtype == "float32"
+    assert runtime.model_precision(model) == "bfloat16"
+
+
+def _images(shape, seed=0):
+    return np.random.default_rng(seed).uniform(-100, 100, shape).astype("float32")
+
+
+def test_with_precision_copies_weights_and_agrees_with_float32():
+    model = tiny_fcn("8s", num_classes=5)
+    fast = runtime.with_precision(model, "bfloat16")
+    assert fast is not model and runtime.model_precision(model) == "float32"
+    assert runtime.model_precision(fast) == "bfloat16"
+    assert fast.get_layer("fc6").compute_dtype == "bfloat16"
+    for name in ("score_fr", "upscore2", "fuse_pool4", "upscore8", "score"):  # the head
+        assert fast.get_layer(name).compute_dtype == "float32", name
+    bare = runtime.with_precision(model, "bfloat16", keep_float32=())
+    assert bare.get_layer("score_fr").compute_dtype == "bfloat16"
+    assert bare.get_layer("score").compute_dtype == "float32"
+    for a, b in zip(model.weights, fast.weights):
+        assert a.dtype == b.dtype == "float32"
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    images = _images((2, 48, 64, 3))
+    exact, approx = model(images).numpy(), fast(images)
+    assert approx.dtype == "float32"
+    agreement = np.mean(exact.argmax(-1) == approx.numpy().argmax(-1))
+    assert agreement > 0.95, agreement
+    assert runtime.with_precision(fast, "bfloat16") is fast
+    back = runtime.with_precision(fast, "float32")
+    np.testing.assert_allclose(back(images).numpy(), exact, rtol=1e-5, atol=1e-4)
+
+
+def test_with_precision_converts_nested_models():
+    inner = tiny_fcn("8s", num_classes=3)
+    inputs = keras.Input((None, None, 3))
+    outer = keras.Model(inputs, inner(inputs))
+    fast = runtime.with_precision(outer, "bfloat16")
+    assert runtime.model_precision(fast) == "bfloat16"
+    assert fast(_images((1, 40, 40, 3))).dtype == "float32"
+
+
+def _train_losses(model, steps, jit_compile):
+    """Loss per step of Adam on one fixed batch, the keras_fcn loss, ``model.fit``."""
+    images = _images((2, 64, 64, 3), seed=1) / 100.0
+    labels = (images[..., :1] > 0).astype("int32") + (images[..., 1:2] > 0.5)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile,
+                  loss=losses.SparseCategoricalCrossentropyIgnore(num_classes=3))
+    history = model.fit(tf.data.Dataset.from_tensors((images, labels)).repeat(steps),
+                        epochs=1, verbose=0, shuffle=False, callbacks=[_StepLosses()])
+    return history.model.step_losses
+
+
+class _StepLosses(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.model.step_losses = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.model.step_losses.append(float(logs["loss"]))
+
+
+def _build(backbone):
+    if backbone == "vgg16":
+        return tiny_fcn("8s", num_classes=3, widths=(8, 8, 16, 16, 16), fc_units=16)
+    return build_fcn("8s", num_classes=3, weights=None, backbone=backbone, dropout=0.0,
+                     input_shape=(64, 64, 3))
+
+
+@pytest.mark.parametrize("backbone, how, jit_compile", [
+    ("vgg16", "scope", False), ("vgg16", "with_precision", False),
+    ("mobilenet_v2", "with_precision", False)])
+def test_bfloat16_training_runs_with_a_finite_falling_loss(backbone, how, jit_compile):
+    if how == "scope":  # everything but the final crop in bf16
+        with runtime.precision_scope("bfloat16"):
+            model = _build(backbone)
+    else:  # the head kept float32 (the crash workaround)
+        model = runtime.with_precision(_build(backbone), "bfloat16")
+    step_losses = _train_losses(model, steps=8, jit_compile=jit_compile)
+    assert runtime.model_precision(model) == "bfloat16"
+    assert model.output.dtype == "float32"
+    assert np.all(np.isfinite(step_losses)), step_losses
+    # Keras reports the running mean over the epoch: it falls when the step losses fall.
+    assert step_losses[-1] < step_losses[0], step_losses

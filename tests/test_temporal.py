@@ -1,0 +1,220 @@
+"""Temporal consistency: exact warps and flows, the consistency loss, flicker under known motion,
+and the alpha mattes of video masks."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from keras_fcn.data import warp as warp_lib
+from keras_fcn.inference import files, masks, predictor, temporal
+from keras_fcn.training import TrainConfig, consistency, run
+from tests.tiny import TINY_FC, TINY_WIDTHS, tiny_fcn
+
+try:
+    import av  # noqa: F401
+
+    HAS_AV = True
+except ImportError:
+    HAS_AV = False
+
+H, W = 24, 32
+
+
+def _shift(dx, dy, count=1):
+    shifts = tf.constant([[dx, dy]] * count, tf.float32)
+    return warp_lib.affine_matrices(shifts, tf.zeros([count]), tf.zeros([count]), H, W)
+
+
+def _ramp_image():
+    """An image linear in x and y: bilinear interpolation of it is exact at any shift."""
+    y, x = np.mgrid[:H, :W].astype("float32")
+    return np.stack([3 * x + y, x - 2 * y + 50, 0.5 * x + 0.25 * y], -1)[None]
+
+
+def test_integer_shift_is_exact():
+    image = np.random.default_rng(0).uniform(0, 255, (1, H, W, 3)).astype("float32")
+    flow, valid = warp_lib.affine_flow(_shift(3, -2), H, W)
+    moved = warp_lib.warp_images(image, flow).numpy()[0]
+    # moved[y, x] = image[y - 2, x + 3]: the content moved 3 left and 2 down.
+    np.testing.assert_array_equal(moved[2:, :W - 3], image[0, :H - 2, 3:])
+    np.testing.assert_allclose(flow.numpy()[0], np.broadcast_to([3, -2], (H, W, 2)), atol=1e-5)
+    expected = np.zeros((H, W), bool)
+    expected[2:, :W - 3] = True
+    np.testing.assert_array_equal(valid.numpy()[0], expected)
+    np.testing.assert_array_equal(warp_lib.warp_images(image, flow, "nearest").numpy()[0][valid[0]],
+                                  moved[valid[0].numpy()])
+
+
+def test_sub_pixel_shift_matches_the_closed_form():
+    flow, valid = warp_lib.affine_flow(_shift(1.25, 0.5), H, W)
+    moved = warp_lib.warp_images(_ramp_image(), flow).numpy()[0]
+    y, x = np.mgrid[:H, :W].astype("float32")
+    expected = np.stack([3 * (x + 1.25) + y + 0.5, x + 1.25 - 2 * (y + 0.5) + 50,
+                         0.5 * (x + 1.25) + 0.25 * (y + 0.5)], -1)
+    inside = valid.numpy()[0]
+    np.testing.assert_allclose(moved[inside], expected[inside], atol=1e-3)
+    assert not inside[:, W - 2:].any() and not inside[H - 1].any()  # border left out
+    assert inside[:H - 1, :W - 2].all()
+    np.testing.assert_allclose(flow.numpy()[0][..., 0], 1.25, atol=1e-5)
+
+
+def test_camera_path_step_flow_matches_the_frames():
+    path = warp_lib.camera_path(tf.constant([4, 0], tf.int64), 4, H, W, pan=1.3, zoom=0.01,
+                                rotation=0.5)
+    frames = warp_lib.warp_images(np.repeat(_ramp_image(), 4, 0),
+                           warp_lib.affine_flow(path, H, W)[0]).numpy()
+    flow, valid = warp_lib.step_flow(path, H, W)
+    back = warp_lib.warp_images(frames[:-1], flow).numpy()  # frame t seen from frame t + 1
+    ok = valid.numpy()
+    assert ok.mean() > 0.5
+    np.testing.assert_allclose(back[ok], frames[1:][ok], atol=0.05)
+    steps = np.abs(flow.numpy()[ok]).max()
+    assert 0.05 < steps < 6  # small, sub-pixel-to-pixel steps
+
+
+def _one_by_one_model():
+    inputs = keras.Input((None, None, 3))
+    return keras.Model(inputs, keras.layers.Conv2D(3, 1, kernel_initializer="glorot_normal")(
+        inputs / 255.0))
+
+
+def _pooling_model():
+    inputs = keras.Input((H, W, 3))
+    x = keras.layers.Conv2D(1, 3, padding="same")(inputs / 255.0 - 0.5)
+    x = keras.layers.UpSampling2D(8, interpolation="bilinear")(keras.layers.AveragePooling2D(8)(x))
+    return keras.Model(inputs, keras.layers.Concatenate()([10 * x, -10 * x]))  # two classes
+
+
+def _loss_of(model, matrices):
+    keras.utils.set_random_seed(0)
+    blocks = np.random.default_rng(1).uniform(0, 255, (2, H // 8, W // 8, 3))
+    images = np.kron(blocks, np.ones((1, 8, 8, 1))).astype("float32")  # 8x8 blocks
+    flow, valid = warp_lib.affine_flow(matrices, H, W)
+    moved = warp_lib.warp_images(images, flow)
+    return float(consistency.consistency_loss(model(images), model(moved), flow, valid))
+
+
+def test_consistency_loss_zero_for_an_equivariant_model_positive_otherwise():
+    keras.utils.set_random_seed(0)
+    assert _loss_of(_one_by_one_model(), _shift(3, -2, 2)) == pytest.approx(0.0, abs=1e-6)
+    assert _loss_of(_pooling_model(), _shift(3, -2, 2)) > 1e-2
+    # A sub-pixel shift of a per-pixel model is only interpolation error: small.
+    assert _loss_of(_one_by_one_model(), _shift(0.5, 0.25, 2)) < 0.05
+
+
+def test_add_warped_pairs_layout_and_training_step():
+    images = np.random.default_rng(0).uniform(0, 255, (4, H, W, 3)).astype("float32")
+    labels = np.random.default_rng(1).integers(0, 3, (4, H, W)).astype("int32")
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(2)
+    pairs = warp_lib.add_warped_pairs(ds, seed=3)
+    (x, (m, flow, valid)), = pairs.take(1)
+    assert x.shape == (4, H, W, 3) and m.shape == (2, H, W) and flow.shape == (2, H, W, 2)
+    np.testing.assert_array_equal(x[:2], images[:2])
+    np.testing.assert_allclose(warp_lib.warp_images(x[:2], flow), x[2:], atol=1e-3)
+    again = next(iter(warp_lib.add_warped_pairs(ds, seed=3)))[1][1]
+    np.testing.assert_array_equal(flow, again)  # seeded
+    assert valid.numpy().mean() > 0.3
+
+    model = tiny_fcn("8s", 3)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True))
+    consistency.add_consistency(model, 0.5)
+    history = model.fit(pairs, validation_data=ds, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0]) and np.isfinite(history["val_loss"][0])
+    with pytest.raises(ValueError, match="weight"):
+        consistency.add_consistency(model, 0)
+
+
+def test_tiny_fcn8s_run_with_temporal_consistency(tmp_path):
+    config = TrainConfig(dataset="shapes", model="fcn8s", widths=TINY_WIDTHS, fc_units=TINY_FC,
+                         epochs=1, num_train=8, num_val=4, shapes_size=32, batch_size=4,
+                         optimizer="adam", learning_rate=1e-3, temporal_consistency=0.1,
+                         output_dir=str(tmp_path / "run"), verbose="0")
+    result = run(config)
+    report = result["reports"]["8s"]
+    assert report["status"] == "completed"
+    assert np.isfinite(report["history"][0]["loss"])
+    assert os.path.exists(tmp_path / "run" / "model.keras")
+
+
+def test_flow_flicker_static_clip_is_zero_and_tiny_clip_by_hand():
+    labels = np.random.default_rng(0).integers(0, 3, (5, 6))
+    still = np.zeros((5, 6, 2), "float32")
+    assert temporal.flow_flicker_rate([labels] * 4, [still] * 3) == 0.0
+    # Frame 2 is frame 1 moved one pixel left (flow +1 in x), with one pixel changed and one
+    # pixel marked occluded; the last column has no source and is left out.
+    first = np.array([[0, 1, 2, 2], [1, 1, 0, 2]])
+    second = np.array([[1, 2, 2, 9], [1, 0, 1, 9]])  # (1, 2) changed from 2 to 1
+    flow = np.zeros((2, 4, 2), "float32")
+    flow[..., 0] = 1.0
+    valid = np.ones((2, 4), bool)
+    valid[0, 0] = False
+    # Compared: 2 x 3 in frame minus 1 occluded = 5 pixels; changed: (1, 2) only.
+    assert temporal.flow_changes(first, second, flow, valid) == (1, 5)
+    assert temporal.flow_flicker_rate([first, second], [flow], [valid]) == pytest.approx(0.2)
+    # Probabilities give the same labels after the warp of an integer shift.
+    one_hot = np.eye(10)[first]
+    assert temporal.flow_changes(one_hot, np.eye(10)[second], flow, valid) == (1, 5)
+
+
+def test_hysteresis_needs_lasting_evidence():
+    hysteresis = masks.Hysteresis(margin=0.2, hold=2)
+    states = [hysteresis(np.array(e)).tolist() for e in
+              ([0.5, -0.5, 0.1], [-0.3, 0.1, -0.1], [-0.3, 0.3, -0.1], [0.1, 0.3, 0.3])]
+    assert states == [[True, False, True], [True, False, True], [False, False, True],
+                      [False, True, True]]
+
+
+def test_feathered_alpha_keeps_the_state_side():
+    image = np.zeros((8, 8, 3), "uint8")
+    evidence = np.linspace(-0.3, 0.3, 64).reshape(8, 8)
+    state = np.arange(64).reshape(8, 8) >= 24  # on slightly before evidence > 0
+    alpha = masks.feathered_alpha(image, evidence, state, 0.2, radius=0)
+    assert (alpha[state] >= 0.5).all() and (alpha[~state] < 0.5).all()
+    assert alpha.min() == 0.0 and alpha.max() == 1.0 and 0 < np.mean((alpha > 0) & (alpha < 1))
+    soft = masks.feathered_alpha(np.full((8, 8, 3), 128, "uint8"), evidence, state, 0.2)
+    assert soft.min() >= 0 and soft.max() <= 1 and soft.shape == (8, 8)
+
+
+@pytest.mark.parametrize("video_format", ["mov", "mp4"])
+def test_video_masks_carry_the_alpha_as_written(tmp_path, video_format):
+    if not HAS_AV:
+        pytest.skip("PyAV not installed (pip install keras_fcn[video])")
+    from keras_fcn.inference import video
+
+    model_path = str(tmp_path / "tiny.keras")
+    keras.utils.set_random_seed(2)
+    tiny_fcn(dropout=0.0).save(model_path)
+    clip = str(tmp_path / "clip.mp4")
+    rng = np.random.default_rng(0)
+    with video.VideoWriter(clip, fps=5) as writer:
+        for _ in range(3):
+            writer.write(rng.integers(0, 255, (H, W, 3), dtype=np.uint8))
+    opts = predictor.PredictOptions(model=model_path, inputs=[clip], classes=["1"],
+                                    output_dir=str(tmp_path / "out"), video_format=video_format)
+    report = files.run(opts)
+    assert not report.failures and report.processed == 3
+    frames = list(video.read_video(clip))
+    model = predictor.Predictor(opts)
+    mattes = masks.AlphaMasks([1], margin=opts.mask_margin, hold=opts.mask_hold,
+                              radius=opts.mask_feather)
+    expected = [mattes.step(f, model.probabilities(f))[1] for f in frames]
+    for index, alpha in enumerate(expected):
+        png = tmp_path / "out" / "clip" / f"frame_{index:06d}_mask_class1.png"
+        with Image.open(png) as written:
+            assert written.mode == "RGBA"
+            rgba = np.asarray(written)
+        np.testing.assert_array_equal(rgba[..., 3], alpha)
+        np.testing.assert_array_equal(rgba[..., :3], frames[index])
+    import av as pyav
+
+    with pyav.open(str(tmp_path / "out" / f"clip_mask_class1.{video_format}")) as container:
+        decoded = [f.to_ndarray(format="rgba" if video_format == "mov" else "gray")
+                   for f in container.decode(video=0)]
+    assert len(decoded) == 3
+    got = decoded[-1][..., 3] if video_format == "mov" else decoded[-1]
+    tolerance = 2 if video_format == "mov" else 40  # ProRes alpha is near lossless; H.264 not
+    assert np.abs(got.astype(int) - expected[-1]).max() <= tolerance
