@@ -93,6 +93,13 @@ from keras_fcn.datasets.shapes import (  # noqa: F401
     shapes_pairs,
     shapes_tf_dataset,
 )
+from keras_fcn.presets import (  # noqa: F401
+    from_preset,
+    list_presets,
+    preset_info,
+    preset_labels,
+    resolve_model,
+)
 from keras_fcn.inference import (  # noqa: F401
     TemporalSmoother,
     binary_mask,

@@ -21,7 +21,8 @@ from keras_fcn.presets import (
     preset_labels,
     resolve_model,
 )
-from keras_fcn.presets import catalog, classes, fetch
+from keras_fcn import classes
+from keras_fcn.presets import catalog, fetch
 from keras_fcn.weights import CaffeLayer
 from tiny import TINY_FC, TINY_WIDTHS
 
@@ -242,3 +243,29 @@ def test_alexnet_preset_builds_when_the_backbone_exists():
     preset = catalog.get_preset("voc-fcn-alexnet")
     model = preset.builder(**preset.build_kwargs)
     assert model.output_shape[-1] == 21 and has_preprocessing(model)
+
+
+def test_tools_take_a_preset_name(monkeypatch, tmp_path):
+    """tools/predict.py, evaluate.py and export.py resolve --model through model_file: a preset
+    name gives the cached converted model and its labels."""
+    from keras_fcn.inference import files, predictor
+    from keras_fcn.presets import model_file
+
+    preset = _tiny(monkeypatch, "voc-fcn32s")
+    url, _ = _serve(tmp_path, _caffe_layers(preset.builder(**preset.build_kwargs)))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    from_preset("voc-fcn32s", url=url)  # what a first online call does
+    path = model_file("voc-fcn32s")
+    assert path == str(tmp_path / "keras_home" / "keras_fcn" / "voc-fcn32s.keras")
+    image = tmp_path / "in" / "street.png"
+    image.parent.mkdir()
+    from PIL import Image
+
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(image)
+    opts = predictor.PredictOptions(model="voc-fcn32s", inputs=[str(image)],
+                                    output_dir=str(tmp_path / "out"), classes=["person"])
+    report = files.run(opts)
+    assert report.processed == 1 and not report.failures
+    assert (tmp_path / "out" / "street_mask_person.png").exists()
+    with pytest.raises(ValueError, match="voc-fcn4s"):
+        model_file("voc-fcn4s")

@@ -15,7 +15,7 @@ import os
 
 from absl import flags
 
-flags.DEFINE_string("model", None, "Path of the .keras model.", required=True)
+flags.DEFINE_string("model", None, "A .keras model, or a released model by name (e.g. voc-fcn8s; docs/presets.md).", required=True)
 flags.DEFINE_string("dataset", "shapes", "shapes|camvid|voc|sbd|folder|tfds:<name>.")
 flags.DEFINE_string("data_dir", "", "Data folder (shapes: empty = generated in memory).")
 flags.DEFINE_string("split", "val", "Split to evaluate (voc: val; sbd: val; camvid: val/test).")
@@ -53,9 +53,10 @@ def main(argv):
     from keras_fcn import data, io, training
     from keras_fcn.labels import ModelLabels
 
-    if not os.path.isfile(FLAGS.model):
-        raise FileNotFoundError(f"--model not found: {FLAGS.model!r}")
-    labels = ModelLabels.for_model(FLAGS.model)
+    from keras_fcn import presets
+
+    path = presets.model_file(FLAGS.model)  # a file, or a preset name (downloaded once)
+    labels = ModelLabels.for_model(path)
     size = image_size(FLAGS.image_size, labels)
     config = training.TrainConfig(
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir or None,
@@ -71,18 +72,19 @@ def main(argv):
     dataset = data.prepare_dataset(training.resize_images(decoded, size, resize_masks=False),
                                    batch_size=1, ignore_label=info.ignore_label,
                                    mean_rgb=info.mean_rgb)
-    model = keras.models.load_model(FLAGS.model, compile=False)
+    model = keras.models.load_model(path, compile=False)
     print(f"Evaluating {FLAGS.model} on {info.name} {split} ({count} images, "
           f"{f'resized to {size[0]}x{size[1]}' if size else 'native size'}"
           f"{', flip TTA' if FLAGS.flip else ''})")
     results = training.evaluate_model(model, dataset, num_classes=info.num_classes,
                                       ignore_label=info.ignore_label, flip=FLAGS.flip)
-    results.update({"model": os.path.abspath(FLAGS.model), "dataset": info.name, "split": split,
+    results.update({"model": os.path.abspath(path), "dataset": info.name, "split": split,
                     "holdout": FLAGS.holdout or None,
                     "image_size": list(size) if size else None, "flip": FLAGS.flip,
                     "class_names": list(info.class_names)})
     print(training.format_results(results, info.class_names))
-    output = FLAGS.output or os.path.splitext(FLAGS.model)[0] + ".eval.json"
+    output = FLAGS.output or os.path.splitext(os.path.basename(path) if path != FLAGS.model
+                                              else path)[0] + ".eval.json"
     io.write_json(output, results)
     print(f"Wrote {output}")
 

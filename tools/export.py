@@ -27,11 +27,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import flags, logging  # noqa: E402
 
-from keras_fcn import export, io  # noqa: E402
+from keras_fcn import export, io, presets  # noqa: E402
 from keras_fcn.training.cli import run_main  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Trained model (.keras).", required=True)
+flags.DEFINE_string("model", None, "Trained model (.keras) or a preset name (docs/presets.md).",
+                    required=True)
 flags.DEFINE_string("output_dir", None, "Where to write the exports.", required=True)
 flags.DEFINE_string("name", None, "Base file name (default: the model name).")
 flags.DEFINE_string("input_size", None, "HxW of the TFLite models, e.g. 360x480.")
@@ -83,7 +84,7 @@ def model_labels(model):
         with open(FLAGS.class_names_file, encoding="utf-8") as f:
             names = [line.strip() for line in f if line.strip()]
     palette = io.read_json(FLAGS.palette, "Palette file") if FLAGS.palette else None
-    return export.export_labels(model, source=FLAGS.model, class_names=names, palette=palette,
+    return export.export_labels(model, source=presets.model_file(FLAGS.model), class_names=names, palette=palette,
                                 ignore_label=FLAGS.ignore_label)
 
 
@@ -139,7 +140,7 @@ def main(argv):
         raise ValueError("--check needs at least one TFLite variant (--quantizations).")
     if not FLAGS["verbosity"].present:  # nor are TensorFlow's INFO lines
         logging.set_verbosity(logging.WARNING)
-    model = export.load_model(FLAGS.model)
+    model = export.load_model(presets.model_file(FLAGS.model))
     labels = model_labels(model)
     name = FLAGS.name or model.name
     paths = export_all(model, name, size, labels)

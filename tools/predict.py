@@ -34,7 +34,7 @@ from keras_fcn.inference import files, predictor  # noqa: E402
 FLAGS = flags.FLAGS
 TTA = ("flip",)
 
-flags.DEFINE_string("model", None, "Model file (.keras).")
+flags.DEFINE_string("model", None, "Model file (.keras) or a preset name (docs/presets.md).")
 flags.DEFINE_multi_string("input", None, "Image file, folder of frames, glob or video; "
                           "repeat the flag for several. Positional arguments are inputs too.")
 flags.DEFINE_string("output_dir", None, "Where outputs are written.")

@@ -30,22 +30,20 @@ import os
 import numpy as np
 
 from keras_fcn._checks import check_choice
+from keras_fcn.classes import (  # noqa: F401  (SIFTFLOW_MEAN_BGR re-exported)
+    SIFTFLOW_GEOMETRIC_CLASSES,
+    SIFTFLOW_MEAN_BGR,
+    SIFTFLOW_SEMANTIC_CLASSES,
+)
 from keras_fcn.datasets import common
 from keras_fcn.labels import IGNORE_LABEL
 
-SEMANTIC_CLASSES = (
-    "awning", "balcony", "bird", "boat", "bridge", "building", "bus", "car", "cow", "crosswalk",
-    "desert", "door", "fence", "field", "grass", "moon", "mountain", "person", "plant", "pole",
-    "river", "road", "rock", "sand", "sea", "sidewalk", "sign", "sky", "staircase",
-    "streetlight", "sun", "tree", "window",
-)
-GEOMETRIC_CLASSES = ("sky", "horizontal", "vertical")
+SEMANTIC_CLASSES = SIFTFLOW_SEMANTIC_CLASSES
+GEOMETRIC_CLASSES = SIFTFLOW_GEOMETRIC_CLASSES
 NUM_SEMANTIC = 33
 NUM_GEOMETRIC = 3
 EXCLUDED_FROM_EVAL = ("cow", "desert", "moon")
 UNANNOTATED = ("highway_bost181", "street_urb506")
-# Per-channel BGR mean of the reference SIFTFlowSegDataLayer.
-SIFTFLOW_MEAN_BGR = (114.578, 115.294, 108.353)
 SUBDIR = "spatial_envelope_256x256_static_8outdoorcategories"
 SPLITS = ("train", "trainval", "test")
 

@@ -22,6 +22,7 @@ from keras_fcn.inference.predict import check_predict_args, predict
 from keras_fcn.inference.uncertainty import entropy, margin, mc_dropout
 from keras_fcn.labels import VOC_CLASSES, ModelLabels
 from keras_fcn.models.inspect import num_classes_of
+from keras_fcn.presets import list_presets, model_file
 from keras_fcn.weights.io import load_model_file
 
 UNCERTAINTIES = ("entropy", "margin", "mc_dropout")
@@ -59,9 +60,9 @@ class PredictOptions:
             raise ValueError("Give at least one input.")
         if not self.output_dir:
             raise ValueError("output_dir is required.")
-        if not self.model or not os.path.isfile(self.model):
-            raise ValueError(
-                f"model must be an existing model file. Received: model={self.model!r}")
+        if not self.model or not (os.path.isfile(self.model) or self.model in list_presets()):
+            raise ValueError("model must be an existing model file or a preset name "
+                             f"(keras_fcn.presets.list_presets()). Received: model={self.model!r}")
         bad = [u for u in self.uncertainty if u not in UNCERTAINTIES]
         if bad:
             raise ValueError(f"uncertainty accepts {UNCERTAINTIES}. Received: {bad}")
@@ -124,9 +125,10 @@ class Predictor:
 
     def __init__(self, opts):
         self.opts = opts
-        self.model = load_model_file(opts.model)
+        path = model_file(opts.model)  # a preset is downloaded and converted once
+        self.model = load_model_file(path)
         self.num_classes = num_classes_of(self.model)
-        labels = ModelLabels.for_model(opts.model)
+        labels = ModelLabels.for_model(path)
         if labels is not None and labels.num_classes != self.num_classes:
             raise ValueError(f"The labels of {opts.model!r} name {labels.num_classes} classes; "
                              f"the model has {self.num_classes}.")

@@ -16,7 +16,7 @@ from keras_fcn.presets.catalog import (  # noqa: F401
     preset_info,
     preset_labels,
 )
-from keras_fcn.presets.classes import (  # noqa: F401
+from keras_fcn.classes import (  # noqa: F401
     NYUD_CLASSES,
     PASCAL_CONTEXT_CLASSES,
     SIFTFLOW_GEOMETRIC_CLASSES,
@@ -27,5 +27,6 @@ from keras_fcn.presets.fetch import (  # noqa: F401
     converted_path,
     download_caffemodel,
     from_preset,
+    model_file,
     resolve_model,
 )

@@ -18,7 +18,7 @@ import dataclasses
 from keras_fcn.labels import VOC_CLASSES, ModelLabels
 from keras_fcn.layers import FCN_MEAN_BGR
 from keras_fcn.models import build_fcn, build_late_fusion_fcn, build_rgbd_fcn, build_two_headed_fcn
-from keras_fcn.presets.classes import (
+from keras_fcn.classes import (
     NYUD_CLASSES,
     NYUD_MEAN_BGR,
     NYUD_MEAN_HHA,

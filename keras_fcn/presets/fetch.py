@@ -230,3 +230,23 @@ def resolve_model(name_or_path, cache_dir=None):
         raise ValueError(f"Expected a model file or one of the presets {list_presets()}. "
                          f"Received: {name_or_path!r}")
     return load_model_file(name_or_path), ModelLabels.for_model(name_or_path)
+
+
+def model_file(name_or_path, cache_dir=None):
+    """The ``.keras`` file of a preset (downloaded and converted on first use, with its labels
+    sidecar beside it) or of a path: what the tools' ``--model`` takes.
+
+    Raises:
+        ValueError: neither a preset nor an existing file (the message lists the presets).
+
+    Example:
+        >>> model_file("voc-fcn8s")  # doctest: +SKIP
+        '/home/me/.keras/keras_fcn/voc-fcn8s.keras'
+    """
+    if name_or_path in list_presets():
+        from_preset(name_or_path, cache_dir=cache_dir)
+        return converted_path(name_or_path, cache_dir)
+    if not os.path.isfile(os.fspath(name_or_path)):
+        raise ValueError(f"Expected a model file or one of the presets {list_presets()}. "
+                         f"Received: {name_or_path!r}")
+    return os.fspath(name_or_path)

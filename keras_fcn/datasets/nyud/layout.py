@@ -20,21 +20,17 @@ from keras_fcn.datasets.common import (
     write_png,
 )
 
-NYUD_CLASSES = (
-    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
-    "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror",
-    "floor mat", "clothes", "ceiling", "books", "refridgerator", "television", "paper", "towel",
-    "shower curtain", "box", "whiteboard", "person", "night stand", "toilet", "sink", "lamp",
-    "bathtub", "bag", "otherstructure", "otherfurniture", "otherprop",
+from keras_fcn.classes import (  # noqa: E402,F401  (re-exported)
+    NYUD_CLASSES,
+    NYUD_MEAN_BGR,
+    NYUD_MEAN_HHA,
+    NYUD_MEAN_LOG_DEPTH,
 )
+
 NUM_CLASSES = 40
 ID_OFFSET = 5000
 NUM_RAW_CLASSES = 894
 
-# Means of the reference NYUDSegDataLayer: BGR colour, HHA, and log(depth in mm).
-NYUD_MEAN_BGR = (116.190, 97.203, 92.318)
-NYUD_MEAN_HHA = (132.431, 94.076, 118.477)
-NYUD_MEAN_LOG_DEPTH = 7.844
 
 SPLITS = ("train", "val", "trainval", "test")
 MODALITIES = ("rgb", "hha", "rgbd", "fusion")
