@@ -82,7 +82,7 @@ def markdown(rows, args, machine, loads):
         f"{loads[0]}, after {loads[1]}: the machine was shared with other jobs, so the "
         "times are upper bounds; their ratios are the figure to read.",
         "",
-        "| trunk | parameters | forward (ms) | vs FCN-VGG16 | paper: parameters | "
+        "| trunk | parameters | forward (ms) | speed-up over FCN-VGG16 | paper: parameters | "
         "paper: forward on a K40 GPU (ms) | paper: VOC11 val mean IU |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -91,7 +91,7 @@ def markdown(rows, args, machine, loads):
         params, paper_ms, paper_iu = PAPER[row["trunk"]]
         lines.append(
             f"| {NAMES[row['trunk']]} | {row['parameters'] / 1e6:.1f}M | "
-            f"{row['seconds'] * 1e3:.0f} | {vgg / row['seconds']:.2f}x faster | {params} | "
+            f"{row['seconds'] * 1e3:.0f} | {vgg / row['seconds']:.1f}x | {params} | "
             f"{paper_ms} | {paper_iu} |")
     lines += ["", "Parameters include the frozen bilinear `upscore` (21 classes: 1.75M with the "
               "63x63 kernel of FCN-AlexNet and FCN-GoogLeNet, 1.81M with FCN-VGG16's 64x64).",

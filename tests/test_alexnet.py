@@ -9,7 +9,11 @@ from keras_fcn.export import check_tflite_ops, convert_to_tflite
 from keras_fcn.layers import LocalResponseNormalization
 from keras_fcn.models import build_fcn
 from keras_fcn.weights import CaffeLayer
-from keras_fcn.weights.surgery import ALEXNET_FC_KERNELS, caffe_trunk_weights
+from keras_fcn.weights.surgery import (
+    ALEXNET_FC_KERNELS,
+    caffe_trunk_weights,
+    fetch_caffe_imagenet_weights,
+)
 
 WIDTHS = (8, 12, 16, 12, 8)
 FC = 16
@@ -99,6 +103,16 @@ def test_net_surgery_of_a_caffenet_file(tmp_path):
     assert not np.any(model.get_layer("score_fr").get_weights()[0])
     # The same file through the converter: fc8 (the ImageNet classifier) is dropped.
     assert "fc8" not in caffe_trunk_weights(path, ALEXNET_FC_KERNELS)
+
+
+def test_imagenet_file_is_fetched_once_into_the_cache(tmp_path):
+    source = write_caffemodel(random_caffenet_layers(), str(tmp_path / "mirror.caffemodel"))
+    cache = tmp_path / "cache"
+    path = fetch_caffe_imagenet_weights("alexnet", str(cache), url=f"file://{source}")
+    assert path == str(cache / "models" / "bvlc_reference_caffenet.caffemodel")
+    assert fetch_caffe_imagenet_weights("alexnet", str(cache), url="file:///nowhere") == path
+    with pytest.raises(ValueError, match="trunk='vgg16'"):
+        fetch_caffe_imagenet_weights("vgg16")
 
 
 def test_caffemodel_missing_a_trunk_layer_is_named(tmp_path):

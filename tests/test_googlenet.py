@@ -14,7 +14,6 @@ from keras_fcn.weights.surgery import caffe_trunk_weights
 
 CLASSES = 3
 WIDTHS = googlenet_widths(16)
-BRANCHES = ("1x1", "3x3_reduce", "3x3", "5x5_reduce", "5x5", "pool_proj")
 
 
 def tiny_googlenet(**kwargs):
@@ -115,6 +114,15 @@ def test_imagenet_surgery_from_a_caffemodel(tmp_path):
     path = write_caffemodel(short, str(tmp_path / "short.caffemodel"))
     with pytest.raises(ValueError, match="short.caffemodel.*inception_5b_pool_proj"):
         tiny_googlenet(weights=path)
+
+
+@pytest.mark.slow  # 9 s: the 57 convolutions convert slowly; AlexNet's export runs always
+def test_tflite_float32_has_no_flex_ops():
+    from keras_fcn.export import check_tflite_ops, convert_to_tflite
+
+    ops = check_tflite_ops(convert_to_tflite(tiny_googlenet(), input_size=(36, 52)))
+    assert ops["LOCAL_RESPONSE_NORMALIZATION"] == 2 and ops["CONCATENATION"] == 9, ops
+    assert ops["CONV_2D"] == 3 + 9 * 6 + 1 and ops["TRANSPOSE_CONV"] == 1, ops
 
 
 try:

@@ -343,3 +343,15 @@ def test_head_layer_names_are_written_out_literally():
                  "upscore8", "upscore16", "fuse_pool4", "fuse_pool3", "scale_pool4",
                  "scale_pool3", "conv3_2", "conv5_3", "pool4", "fc6", "fc7"):
         assert f'"{name}' in source, name
+
+
+def test_backbone_of_tells_every_trunk():
+    from keras_fcn.models import backbone_of, googlenet_widths
+
+    cases = {"alexnet": {"widths": (8,) * 5, "fc_units": 8},
+             "googlenet": {"widths": googlenet_widths(8)},
+             "mobilenet_v2": {}, "vgg16": {"widths": (4,) * 5, "fc_units": 8}}
+    for backbone, kwargs in cases.items():
+        model = build_fcn("32s", num_classes=3, weights=None, backbone=backbone, **kwargs)
+        assert backbone_of(model) == backbone
+        assert backbone_of(keras_fcn.with_preprocessing(model, "float32")) == backbone

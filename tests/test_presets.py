@@ -237,12 +237,24 @@ def test_nyud_late_fusion_fills_both_streams(monkeypatch, tmp_path):
         _assert_weights(model.get_layer(stream), {**expected, "upscore": shared})
 
 
-def test_alexnet_preset_builds_when_the_backbone_exists():
-    if "alexnet" not in BACKBONES:
-        pytest.skip("FCN-AlexNet (build_fcn(backbone='alexnet')) is not in this build yet")
+def test_alexnet_preset_downloads_and_converts_grouped_layers(monkeypatch, tmp_path):
+    """The released FCN-AlexNet (conv1..conv5 with groups, fc6 6x6) converts by net surgery."""
     preset = catalog.get_preset("voc-fcn-alexnet")
-    model = preset.builder(**preset.build_kwargs)
+    tiny = dataclasses.replace(preset, build_kwargs={
+        **preset.build_kwargs, "widths": (8, 8, 8, 8, 8), "fc_units": 8})
+    monkeypatch.setitem(PRESETS, "voc-fcn-alexnet", tiny)
+    reference = tiny.builder(**tiny.build_kwargs)
+    groups = {"conv2": 2, "conv4": 2, "conv5": 2}
+    layers = [layer._replace(group=groups.get(layer.name, 1))
+              for layer in _caffe_layers(reference)]
+    url, _ = _serve(tmp_path, layers)
+    model = from_preset("voc-fcn-alexnet", cache_dir=str(tmp_path / "cache"), url=url)
     assert model.output_shape[-1] == 21 and has_preprocessing(model)
+    for name in ("conv1", "conv2", "fc6", "score_fr"):
+        for got, want in zip(model.get_layer(name).get_weights(),
+                             reference.get_layer(name).get_weights()):
+            assert got.shape == want.shape
+    _assert_weights(model, _expected([layer for layer in layers if layer.name != "upscore"]))
 
 
 def test_tools_take_a_preset_name(monkeypatch, tmp_path):

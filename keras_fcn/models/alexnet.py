@@ -46,8 +46,12 @@ Example:
 import keras
 from keras import layers
 
-from keras_fcn.layers import BilinearUpsampling, CaffePreprocessing, CropToReference
-from keras_fcn.layers import LocalResponseNormalization
+from keras_fcn.layers import (
+    BilinearUpsampling,
+    CaffePreprocessing,
+    CropToReference,
+    LocalResponseNormalization,
+)
 from keras_fcn.weights.surgery import ALEXNET_FC_KERNELS, load_caffe_trunk
 
 ALEXNET_WIDTHS = (96, 256, 384, 384, 256)  # conv1 .. conv5
@@ -63,7 +67,6 @@ ALEXNET_CONVS = (
     ("conv4", 3, 1, 2, ()),
     ("conv5", 3, 1, 2, ("pool5",)),
 )
-GROUPED = tuple(name for name, _, _, groups, _ in ALEXNET_CONVS if groups > 1)
 
 
 def caffe_max_pool(x, name):

@@ -113,6 +113,7 @@ def check_widths(widths):
 
 
 def conv_relu(x, filters, kernel, name, strides=1, padding="same"):
+    """A convolution with its ReLU (Caffe's ``relu_*`` layers run in place)."""
     return layers.Conv2D(filters, kernel, strides=strides, padding=padding, activation="relu",
                          name=name)(x)
 

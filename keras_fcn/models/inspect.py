@@ -24,8 +24,12 @@ from keras_fcn.models.mobilenet_v2 import (
 
 # Per backbone: the in-graph preprocessing layer (called with name=) and the same function
 # on arrays, both taking RGB 0..255.
+# Per backbone: the preprocessing layer and the same on arrays. The Caffe trunks (VGG16,
+# AlexNet, GoogLeNet) take BGR minus the ImageNet mean; MobileNetV2 takes x / 127.5 - 1.
 PREPROCESSING = {
     "vgg16": (CaffePreprocessing, preprocess_input),
+    "alexnet": (CaffePreprocessing, preprocess_input),
+    "googlenet": (CaffePreprocessing, preprocess_input),
     "mobilenet_v2": (mobilenet_v2_preprocessing, mobilenet_v2_preprocess_input),
 }
 
@@ -39,17 +43,25 @@ def all_layers(model):
 
 
 def backbone_of(model):
-    """The backbone of an FCN: ``"mobilenet_v2"`` or ``"vgg16"``.
+    """The backbone of an FCN: ``"mobilenet_v2"``, ``"alexnet"``, ``"googlenet"`` or ``"vgg16"``.
 
-    A MobileNetV2 FCN pads its input with a :class:`PadToMultiple` layer (in the model or a
-    model nested in it); every other model is taken for a VGG16 FCN.
+    A MobileNetV2 FCN pads its input with a :class:`PadToMultiple` layer, FCN-GoogLeNet has
+    ``inception_3a_*`` layers and FCN-AlexNet a ``norm1`` local response normalization (in the
+    model or a model nested in it); every other model is taken for a VGG16 FCN.
 
     Example:
         >>> backbone_of(build_fcn32s(weights=None))
         'vgg16'
     """
-    if any(isinstance(layer, PadToMultiple) for layer in all_layers(model)):
-        return "mobilenet_v2"
+    names = set()
+    for layer in all_layers(model):
+        if isinstance(layer, PadToMultiple):
+            return "mobilenet_v2"
+        names.add(layer.name)
+    if "inception_3a_output" in names:
+        return "googlenet"
+    if "norm1" in names:
+        return "alexnet"
     return "vgg16"
 
 

@@ -21,6 +21,7 @@ from keras_fcn.labels import ModelLabels
 from keras_fcn.layers import CaffePreprocessing
 from keras_fcn.models import build_late_fusion_fcn, has_preprocessing
 from keras_fcn.presets.catalog import get_preset, list_presets, preset_labels
+from keras_fcn.weights.surgery import ALEXNET_FC_KERNELS, caffe_trunk_weights
 from keras_fcn.weights import (
     convert_caffe_layers,
     convert_to_keras_model,
@@ -126,10 +127,22 @@ def _fusion_report(path, model):
     return report
 
 
+def _alexnet_report(path, model):
+    """The released FCN-AlexNet: grouped convolutions and conv1..fc7 names, which the
+    CaffeNet net surgery converts."""
+    converted = caffe_trunk_weights(path, ALEXNET_FC_KERNELS)
+    done = set_weights_by_name(model, converted)
+    with_weights = {layer.name for layer in model.layers if layer.weights}
+    return {"set": done, "missing": sorted(with_weights - set(done)),
+            "unused": sorted(set(converted) - set(done))}
+
+
 def _convert(preset, path, model):
     try:
         if preset.builder is build_late_fusion_fcn:
             report = _fusion_report(path, model)
+        elif preset.build_kwargs.get("backbone") == "alexnet":
+            report = _alexnet_report(path, model)
         else:
             report = convert_to_keras_model(path, model, rename=preset.rename, strict=True)
     except ValueError as error:  # CaffeModelError, a shape or an unknown layer: named
