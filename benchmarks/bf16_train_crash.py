@@ -6,7 +6,8 @@ This script needs only TensorFlow and Keras (no keras_fcn): it builds the FCN-8s
 (pad 100, ceil-mode pools, 7x7 ``fc6``, ``fc7``, ``score_fr``, ``upscore2``, ``score_pool4``,
 ``upscore_pool4``, ``score_pool3``, ``upscore8``, crops 5, 9 and 31) and runs a few SGD steps
 of every variant in its own subprocess with a timeout, so an abort is seen as an exit status
-instead of killing the run. Variants keep one suspect in float32 or change the execution:
+instead of killing the run. The transposed convolutions are trainable here (keras_fcn keeps
+them fixed by default), so their backward-weights kernels run too. Variants keep one suspect in float32 or change the execution:
 
 - ``f32``: float32 everywhere (the baseline).
 - ``bf16``: the ``mixed_bfloat16`` policy, logits (``score``) and loss in float32.
@@ -18,18 +19,20 @@ instead of killing the run. Variants keep one suspect in float32 or change the e
 - ``bf16_16classes``: 16 classes instead of 11 (channel counts a multiple of 16).
 - ``bf16_noamx``: ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``: oneDNN's AVX512-BF16 kernels, not
   its AMX ones (the same kernels as on a CPU without AMX; no change elsewhere).
-- ``bf16_eigen``: ``TF_ENABLE_ONEDNN_OPTS=0`` (Eigen kernels instead of oneDNN; very slow).
+- ``bf16_eigen``: ``TF_ENABLE_ONEDNN_OPTS=0`` (Eigen kernels instead of oneDNN; very slow at
+  full width, over 900 s a step on 2 cores: only run when asked for by ``--variants``).
 - ``bf16_xla``: the train step compiled with XLA (``jit_compile=True``).
 
 ``--malloc_check`` preloads glibc's malloc debugger (``MALLOC_CHECK_=3``), which aborts on the
 first corrupted heap chunk even on CPUs where the corruption would go unnoticed.
-``--onednn_summary`` runs the ``bf16`` variant with ``ONEDNN_VERBOSE=1`` and prints which
-oneDNN primitives (and kernels) run in bfloat16, forward and backward.
+``--onednn_summary VARIANT`` runs one variant (``bf16``, ``f32``, ...) with ``ONEDNN_VERBOSE=1``
+and prints which oneDNN primitives and kernels ran, forward and backward, with their count and
+total time over the last step: what runs in bfloat16, and where oneDNN spends its time.
 
 Usage:
     python benchmarks/bf16_train_crash.py [--width full|mid|tiny] [--size 360x480]
         [--steps 3] [--num_classes 11] [--variants bf16,bf16_eigen] [--malloc_check]
-        [--onednn_summary]
+        [--onednn_summary bf16]
 """
 
 import argparse
@@ -55,10 +58,10 @@ def parse_args(argv=None):
     parser.add_argument("--size", default="360x480", help="HEIGHTxWIDTH")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--num_classes", type=int, default=11)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(v for v in VARIANTS if v != "bf16_eigen"))
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--malloc_check", action="store_true")
-    parser.add_argument("--onednn_summary", action="store_true")
+    parser.add_argument("--onednn_summary", choices=VARIANTS)
     parser.add_argument("--run", help=argparse.SUPPRESS)  # the child process: one variant
     return parser.parse_args(argv)
 
@@ -175,16 +178,22 @@ def spawn(args, variant, verbose=False):
 
 
 def onednn_summary(output):
-    """Counts the bfloat16 oneDNN primitives executed: (primitive, kernel, direction)."""
-    counts = collections.Counter()
-    for line in output.splitlines():
+    """{(primitive, kernel, direction, data type): [count, total ms]} over the last step."""
+    lines = output.splitlines()
+    last = max((i for i, line in enumerate(lines) if line.startswith("step ")), default=0)
+    before = max((i for i, line in enumerate(lines[:last]) if line.startswith("step ")),
+                 default=0)
+    totals = collections.defaultdict(lambda: [0, 0.0])
+    for line in lines[before:last]:
         fields = line.split(",")
-        if line.startswith("onednn_verbose") and "exec" in fields and "bf16" in line:
+        if line.startswith("onednn_verbose") and "exec" in fields:
             at = fields.index("exec")
             primitive, kernel, direction = fields[at + 2: at + 5]
-            if primitive != "reorder":
-                counts[(primitive, kernel, direction)] += 1
-    return counts
+            dtype = "bf16" if "bf16" in fields[at + 5] else "f32"
+            entry = totals[(primitive, kernel, direction, dtype)]
+            entry[0] += 1
+            entry[1] += float(fields[-1])
+    return totals
 
 
 def main():
@@ -195,10 +204,11 @@ def main():
           f"{os.getloadavg()[0]:.2f}; FCN-8s width={args.width} size={args.size} "
           f"classes={args.num_classes} steps={args.steps} malloc_check={args.malloc_check}")
     if args.onednn_summary:
-        status, output = spawn(args, "bf16", verbose=True)
-        print(f"bf16 with ONEDNN_VERBOSE=1: exit {status}")
-        for (primitive, kernel, direction), n in sorted(onednn_summary(output).items()):
-            print(f"  {n:4d}  {primitive:12s} {direction:17s} {kernel}")
+        status, output = spawn(args, args.onednn_summary, verbose=True)
+        print(f"{args.onednn_summary} with ONEDNN_VERBOSE=1: exit {status}; the last step:")
+        totals = sorted(onednn_summary(output).items(), key=lambda item: -item[1][1])
+        for (primitive, kernel, direction, dtype), (n, ms) in totals:
+            print(f"  {ms:9.1f} ms {n:4d}x {dtype:4s} {primitive:11s} {direction:17s} {kernel}")
         return None
     for variant in args.variants.split(","):
         if variant not in VARIANTS:

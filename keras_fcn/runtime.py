@@ -37,7 +37,7 @@ JIT_ENV = "KERAS_FCN_JIT"
 # The FCN head after fc7 (score layers, bilinear upsampling, crops, fusion): kept float32 by
 # with_precision. It costs little (num_classes channels) and its bf16 convolutions have odd
 # channel counts (11 for CamVid), the prime suspect of the bf16 training crash on AMX; the
-# logits also gain precision (label agreement with float32).
+# logits also gain precision.
 HEAD_LAYERS = ("score", "upscore", "fuse_")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -245,7 +245,10 @@ def with_precision(model, precision, info=None, keep_float32=HEAD_LAYERS):
         return model
     if not isinstance(model, keras.Model) or not hasattr(model, "output_names"):
         raise ValueError(f"with_precision needs a functional keras.Model. Received: {model!r}")
-    copy = _clone_under(model, POLICIES[resolved], keep_float32)
+    # Under the global policy too, so that the copy's own policy is the mixed one (Keras then
+    # adds loss scaling to a float16 model in `compile`).
+    with precision_scope(resolved):
+        copy = _clone_under(model, POLICIES[resolved], keep_float32)
     copy.set_weights(model.get_weights())
     return copy
 
@@ -264,14 +267,22 @@ def jit_override(environ=None):
     raise ValueError(f"{JIT_ENV} must be 0 or 1 (or true/false). Received: {JIT_ENV}={value!r}")
 
 
-def fast_path(precision="float32", info=None, *, jit_compile=None, environ=None):
+def has_depthwise(model):
+    """True when ``model`` has depthwise convolutions (MobileNetV2), which XLA runs slowly."""
+    return any(isinstance(layer, keras.layers.DepthwiseConv2D) for layer in _leaf_layers(model))
+
+
+def fast_path(precision="float32", info=None, *, model=None, jit_compile=None, environ=None):
     """The execution settings that run fastest for ``precision`` on this machine.
 
     The rule (measured on three CPU kinds, see docs/speed.md):
 
-    - float32 on a CPU: XLA (``jit_compile=True``). On the Intel Xeon with AMX oneDNN's
-      float32 graph took 2.41 s for a 500x500 FCN-8s forward and XLA 1.36 s; on AMD EPYC CPUs
-      (AVX2 and Zen 5 AVX-512) XLA is as fast or faster, never slower beyond noise.
+    - float32 on a CPU: XLA (``jit_compile=True``) for the VGG16 FCNs. On the Intel Xeon with
+      AMX oneDNN's float32 graph took 2.41 s for a 500x500 FCN-8s forward and XLA 1.36 s; on
+      AMD EPYC CPUs (AVX2 and Zen 5 AVX-512) XLA is as fast or faster, never slower beyond
+      noise.
+    - models with depthwise convolutions (MobileNetV2): no XLA, whatever the precision; XLA's
+      CPU depthwise convolutions made the MobileNetV2 FCN-8s 12x slower (Zen 5, 360x480).
     - bfloat16 on a CPU: no XLA. The bf16 speed comes from oneDNN's bf16 kernels (AMX,
       AVX512-BF16), which XLA does not reach (Xeon: 458 ms with oneDNN, 1,558 ms with XLA).
     - float16 and every precision on a GPU: no XLA by default (TF's GPU kernels).
@@ -281,6 +292,7 @@ def fast_path(precision="float32", info=None, *, jit_compile=None, environ=None)
     Args:
         precision: one of ``PRECISIONS``.
         info: a :func:`cpu_info` dict; read from this machine when None.
+        model: the model to run, if known (its layers can change the rule).
         jit_compile: True/False to force, None for the rule.
         environ: the environment to read ``KERAS_FCN_JIT`` from (``os.environ`` if None).
 
@@ -300,6 +312,9 @@ def fast_path(precision="float32", info=None, *, jit_compile=None, environ=None)
         return {"precision": resolved, "jit_compile": override, "reason": JIT_ENV}
     if info["gpu"]:
         return {"precision": resolved, "jit_compile": False, "reason": "GPU: TF kernels"}
+    if model is not None and has_depthwise(model):
+        return {"precision": resolved, "jit_compile": False,
+                "reason": "depthwise convolutions: slow under XLA"}
     if resolved == "float32":
         return {"precision": resolved, "jit_compile": True, "reason": "CPU float32: XLA"}
     return {"precision": resolved, "jit_compile": False,

@@ -84,6 +84,15 @@ def test_fast_path_rule(precision, info, jit):
     assert path["precision"] == runtime.resolve_precision(precision, info=info)
 
 
+def test_fast_path_keeps_xla_off_for_depthwise_models():
+    mobilenet = build_fcn("8s", num_classes=3, weights=None, backbone="mobilenet_v2")
+    assert runtime.has_depthwise(mobilenet) and not runtime.has_depthwise(tiny_fcn("8s"))
+    assert runtime.fast_path("float32", EPYC_AVX2, model=mobilenet, environ={})[
+        "jit_compile"] is False
+    assert runtime.fast_path("float32", EPYC_AVX2, model=tiny_fcn("8s"), environ={})[
+        "jit_compile"] is True
+
+
 def test_fast_path_overrides_argument_then_environment():
     assert runtime.fast_path("float32", EPYC_AVX2, environ={"KERAS_FCN_JIT": "0"}) == {
         "precision": "float32", "jit_compile": False, "reason": "KERAS_FCN_JIT"}
@@ -153,6 +162,13 @@ def test_with_precision_converts_nested_models():
     fast = runtime.with_precision(outer, "bfloat16")
     assert runtime.model_precision(fast) == "bfloat16"
     assert fast(_images((1, 40, 40, 3))).dtype == "float32"
+
+
+def test_float16_copy_gets_loss_scaling_when_compiled():
+    fast = runtime.with_precision(tiny_fcn("8s"), "float16")
+    assert keras.config.dtype_policy().name == "float32"
+    fast.compile(optimizer="sgd", loss="mse")
+    assert isinstance(fast.optimizer, keras.optimizers.LossScaleOptimizer)
 
 
 def _train_losses(model, steps, jit_compile):
