@@ -5,6 +5,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# Tests run the graph path (no XLA compile per input size: the suite stays fast); the tests of
+# keras_fcn.runtime and the equivalence tests run the XLA and bfloat16 paths explicitly.
+os.environ.setdefault("KERAS_FCN_JIT", "0")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -473,3 +473,20 @@ def test_video_errors_are_clear(tmp_path):
         list(video.read_video(str(bad)))
     with pytest.raises(ValueError, match="extension"):
         video.VideoWriter(str(tmp_path / "x.gif"))
+
+
+def test_predict_in_bfloat16_and_with_xla_keeps_float32_outputs_and_labels():
+    from keras_fcn import inference
+
+    model = tiny_fcn(num_classes=3, include_preprocessing=True, seed=4, scale=1.0)
+    image = np.random.default_rng(0).uniform(0, 255, (2, 40, 52, 3)).astype("float32")
+    labels, probs = inference.predict(model, image, precision="float32", jit_compile=False)
+    for kwargs in ({"precision": "bfloat16"}, {"jit_compile": True}):
+        got_labels, got_probs = inference.predict(model, image, **kwargs)
+        assert got_probs.dtype == np.float32
+        np.testing.assert_allclose(got_probs.sum(-1), 1.0, atol=1e-5)
+        assert np.mean(got_labels == labels) >= 0.95, kwargs
+    _, xla = inference.predict(model, image, jit_compile=True)
+    np.testing.assert_allclose(xla, probs, atol=1e-5)  # XLA is float32-exact
+    with pytest.raises(ValueError, match="precision"):
+        inference.predict(model, image, precision="int4")

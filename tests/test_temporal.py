@@ -21,6 +21,13 @@ try:
 except ImportError:
     HAS_AV = False
 
+try:
+    import cv2  # noqa: F401
+
+    HAS_CV2 = True
+except ImportError:
+    HAS_CV2 = False
+
 H, W = 24, 32
 
 
@@ -119,19 +126,27 @@ def test_add_warped_pairs_layout_and_training_step():
     np.testing.assert_array_equal(flow, again)  # seeded
     assert valid.numpy().mean() > 0.3
 
-    model = tiny_fcn("8s", 3)
+    model = _one_by_one_model()  # the FCN-8s wiring: test_tiny_fcn8s_run_with_...
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True))
     consistency.add_consistency(model, 0.5)
-    history = model.fit(pairs, validation_data=ds, epochs=1, verbose=0).history
+    history = model.fit(pairs, validation_data=ds, epochs=1, verbose=0, shuffle=False).history
     assert np.isfinite(history["loss"][0]) and np.isfinite(history["val_loss"][0])
     with pytest.raises(ValueError, match="weight"):
         consistency.add_consistency(model, 0)
 
 
 def test_tiny_fcn8s_run_with_temporal_consistency(tmp_path):
+    footage = None
+    if HAS_CV2:  # also the user's own frames, with their optical flow
+        footage = tmp_path / "footage"
+        (footage / "clip").mkdir(parents=True)
+        for index in range(3):
+            frame = np.roll(_textured(32, 32)[0], index, axis=1).astype("uint8")
+            Image.fromarray(frame).save(footage / "clip" / f"f{index}.png")
     config = TrainConfig(dataset="shapes", model="fcn8s", widths=TINY_WIDTHS, fc_units=TINY_FC,
                          epochs=1, num_train=8, num_val=4, shapes_size=32, batch_size=4,
-                         optimizer="adam", learning_rate=1e-3, temporal_consistency=0.1,
+                         image_size=(32, 32), optimizer="adam", learning_rate=1e-3,
+                         temporal_consistency=0.1, unlabelled_video_dir=footage and str(footage),
                          output_dir=str(tmp_path / "run"), verbose="0")
     result = run(config)
     report = result["reports"]["8s"]
@@ -218,3 +233,45 @@ def test_video_masks_carry_the_alpha_as_written(tmp_path, video_format):
     got = decoded[-1][..., 3] if video_format == "mov" else decoded[-1]
     tolerance = 2 if video_format == "mov" else 40  # ProRes alpha is near lossless; H.264 not
     assert np.abs(got.astype(int) - expected[-1]).max() <= tolerance
+
+
+def _textured(height, width, seed=0):
+    """A smooth random texture (optical flow needs gradients everywhere)."""
+    coarse = np.random.default_rng(seed).uniform(0, 255, (1, height // 4, width // 4, 3))
+    return tf.image.resize(coarse, (height, width), "bicubic").numpy().clip(0, 255)
+
+
+def test_video_pairs_flow_matches_a_known_shift_and_trains(tmp_path):
+    if not HAS_CV2:
+        pytest.skip("OpenCV not installed (pip install keras_fcn[flow])")
+    from keras_fcn.training import video_pairs
+
+    size = (48, 64)
+    image = _textured(*size)
+    flow, _ = warp_lib.affine_flow(warp_lib.affine_matrices(
+        tf.constant([[2.0, -1.0]]), tf.zeros([1]), tf.zeros([1]), *size), *size)
+    moved = warp_lib.warp_images(image.astype("float32"), flow).numpy()
+    first, second = (np.round(f[0]).astype("uint8") for f in (image, moved))
+    estimate, valid = video_pairs.estimate_flow(first, second)
+    assert 0.5 < valid.mean() and not valid[:, -2:].any()  # the right border has no source
+    np.testing.assert_allclose(np.median(estimate[valid], axis=0), [2.0, -1.0], atol=0.25)
+
+    folder = tmp_path / "footage" / "clip"
+    folder.mkdir(parents=True)
+    for index, frame in enumerate([first, second, first]):
+        Image.fromarray(frame).save(folder / f"f{index}.png")
+    pairs = video_pairs.video_pair_dataset(str(tmp_path / "footage"), size)
+    assert pairs.cardinality() == 2
+    labelled = tf.data.Dataset.from_tensor_slices(
+        (np.stack([image[0]] * 2).astype("float32"), np.zeros((2, *size), "int32"))).batch(2)
+    train = video_pairs.add_video_pairs(warp_lib.add_warped_pairs(labelled),
+                                        pairs.repeat().batch(1))
+    x, (masks, flow, valid) = next(iter(train))
+    assert x.shape[0] == 6 and masks.shape[0] == 2 and flow.shape[0] == 3 == valid.shape[0]
+    model = _one_by_one_model()
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True))
+    consistency.add_consistency(model, 0.5)
+    history = model.fit(train, epochs=1, verbose=0, shuffle=False).history
+    assert np.isfinite(history["loss"][0])
+    with pytest.raises(ValueError, match="no two consecutive frames"):
+        video_pairs.video_pair_dataset(str(folder), size)  # image files, no clip folder

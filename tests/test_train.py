@@ -321,15 +321,24 @@ def _check_run_directory(run_dir, num_images):
 
 
 def test_staged_run_writes_a_loadable_run_directory_per_stage(tmp_path):
+    """Also the bfloat16 path of the recipe: every stage computes in bfloat16 with the FCN head
+    and the logits in float32, and the exported TFLite model is float."""
     config = train.TrainConfig(
         dataset="shapes", model="staged", widths=TINY_WIDTHS, fc_units=TINY_FC, dropout=0.0,
         epochs=1, batch_size=8, num_train=8, num_val=2, shapes_size=32, optimizer="adam",
-        learning_rate=1e-2, output_dir=str(tmp_path / "staged"), verbose=0)
+        learning_rate=1e-2, output_dir=str(tmp_path / "staged"), verbose=0,
+        precision="bfloat16", export=True)
     result = train.run(config)
+    assert all(np.isfinite(epoch["loss"]) for report in result["reports"].values()
+               for epoch in report["history"])
     assert list(result["reports"]) == ["32s", "16s", "8s"]
     fcn16s = keras.models.load_model(os.path.join(result["run_dir"], "fcn16s", "model.keras"))
     fcn8s = _check_run_directory(os.path.join(result["run_dir"], "fcn8s"), num_images=2)
     assert "score_pool3" in [layer.name for layer in fcn8s.layers]
+    assert fcn8s.get_layer("fc6").compute_dtype == "bfloat16"
+    assert fcn8s.get_layer("score_pool3").compute_dtype == "float32"
+    assert fcn8s.output.dtype == "float32"
+    assert os.path.getsize(os.path.join(result["run_dir"], "fcn8s", "model_float16.tflite")) > 0
     # the FCN-8s started from the FCN-16s: score_pool4 (zero at init) was copied, then trained
     assert not np.allclose(fcn16s.get_layer("score_pool4").kernel.numpy(), 0.0)
     assert not np.allclose(fcn8s.get_layer("score_pool4").kernel.numpy(), 0.0)
@@ -418,7 +427,7 @@ def test_mixed_precision_summed_loss_at_paper_rate_does_not_overflow():
     at the initial loss scale (2**15). The loss-scale optimizer must skip those steps and lower
     its scale; the float32 weights stay finite and do move.
     """
-    train.set_mixed_precision(True)
+    keras.mixed_precision.set_global_policy("mixed_float16")  # what a GPU run gets
     try:
         model = _tiny_model("8s", num_classes=4)
         for name in ("score_fr", "score_pool4", "score_pool3"):  # non-trivial start
@@ -442,7 +451,22 @@ def test_mixed_precision_summed_loss_at_paper_rate_does_not_overflow():
         after = model.get_layer("conv1_1").get_weights()
         assert any(np.abs(a - b).max() > 0 for a, b in zip(after, before))
     finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_the_old_mixed_precision_flag_means_the_devices_mixed_precision():
+    from keras_fcn import runtime
+
+    expected = "mixed_float16" if runtime.has_gpu() else "mixed_bfloat16"
+    train.set_mixed_precision(True)
+    try:
+        assert keras.mixed_precision.global_policy().name == expected
+    finally:
         train.set_mixed_precision(False)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    config = train.TrainConfig(mixed_precision=True)
+    assert train.execution_precision(config) == expected.split("_")[1]
+    assert train.execution_precision(train.TrainConfig(precision="bfloat16")) == "bfloat16"
 
 
 # ------------------------------------------------------ config and CLI ----

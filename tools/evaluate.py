@@ -23,6 +23,10 @@ flags.DEFINE_string("image_size", "auto",
                     "'H,W' to resize inputs, 'native' for none, 'auto' to use the training "
                     "resolution recorded in the labels file next to the model.")
 flags.DEFINE_bool("flip", False, "Flip test-time augmentation (average of the two).")
+flags.DEFINE_enum("precision", None, ["float32", "bfloat16", "float16", "auto"],
+                  "Compute precision (default: the model's own). auto: bfloat16 on CPUs with AMX "
+                  "or AVX512-BF16, float16 on GPUs.")
+flags.DEFINE_bool("jit_compile", None, "XLA on/off (default: keras_fcn.runtime.fast_path).")
 flags.DEFINE_string("holdout", "", "camvid/folder: held-out groups (camvid: drives, e.g. 0006R0): "
                     "evaluate on them, as training's --holdout.")
 flags.DEFINE_string("group_by", "", "folder: regex whose first group is a file's group.")
@@ -50,7 +54,7 @@ def main(argv):
     del argv
     import keras
 
-    from keras_fcn import data, io, training
+    from keras_fcn import data, io, runtime, training
     from keras_fcn.labels import ModelLabels
 
     from keras_fcn import presets
@@ -75,11 +79,12 @@ def main(argv):
     model = keras.models.load_model(path, compile=False)
     print(f"Evaluating {FLAGS.model} on {info.name} {split} ({count} images, "
           f"{f'resized to {size[0]}x{size[1]}' if size else 'native size'}"
-          f"{', flip TTA' if FLAGS.flip else ''})")
+          f"{', flip TTA' if FLAGS.flip else ''}) on {runtime.describe(runtime.cpu_info())}")
     results = training.evaluate_model(model, dataset, num_classes=info.num_classes,
-                                      ignore_label=info.ignore_label, flip=FLAGS.flip)
+                                      ignore_label=info.ignore_label, flip=FLAGS.flip,
+                                      precision=FLAGS.precision, jit_compile=FLAGS.jit_compile)
     results.update({"model": os.path.abspath(path), "dataset": info.name, "split": split,
-                    "holdout": FLAGS.holdout or None,
+                    "holdout": FLAGS.holdout or None, "precision": FLAGS.precision,
                     "image_size": list(size) if size else None, "flip": FLAGS.flip,
                     "class_names": list(info.class_names)})
     print(training.format_results(results, info.class_names))

@@ -51,6 +51,11 @@ flags.DEFINE_float("alpha", 0.5, "Opacity of the class colours in overlays.")
 flags.DEFINE_enum("video_format", "mp4", predictor.VIDEO_FORMATS, "Container of mask videos.")
 flags.DEFINE_bool("overwrite", False, "Replace existing outputs.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_enum("precision", None, ["float32", "bfloat16", "float16", "auto"],
+                  "Compute precision (default: the model's own, float32). bfloat16 is several "
+                  "times faster on CPUs with AMX or AVX512-BF16; auto picks it there.")
+flags.DEFINE_bool("jit_compile", None, "XLA on/off (default: the faster path for this CPU, "
+                  "keras_fcn.runtime.fast_path; KERAS_FCN_JIT=0/1 also sets it).")
 
 
 def options_from_flags(extra_inputs=()):
@@ -69,6 +74,7 @@ def options_from_flags(extra_inputs=()):
         tile_size=FLAGS.tile_size, tile_overlap=FLAGS.tile_overlap,
         tta_flip="flip" in FLAGS.tta, scales=scales, alpha=FLAGS.alpha,
         video_format=FLAGS.video_format, overwrite=FLAGS.overwrite, progress=FLAGS.progress,
+        precision=FLAGS.precision, jit_compile=FLAGS.jit_compile,
     )
 
 

@@ -1,8 +1,11 @@
 """The one compiled prediction function of keras_fcn: model-ready images -> class scores.
 
 Prediction, training's evaluation and export's quality gate all run a model through
-:func:`forward_fn`, so how a forward pass is compiled (and, later, its execution settings such
-as XLA or precision) is decided in this one place.
+:func:`forward_fn`, so how a forward pass is compiled is decided in this one place: the
+precision (``"float32"``, ``"bfloat16"``, ``"float16"`` or ``"auto"``, see
+:mod:`keras_fcn.runtime`; logits and probabilities stay float32) and whether XLA compiles it
+(``runtime.fast_path``: the faster path for this CPU, precision and model; override with
+``jit_compile=`` or ``KERAS_FCN_JIT=0/1``).
 
 Example:
     >>> fn = forward_fn(model)                      # softmax probabilities
@@ -17,13 +20,33 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from keras_fcn import runtime
 from keras_fcn.models.inspect import preprocessing_fn
 
 OUTPUTS = ("softmax", "logits")
 
-# model -> {(output, flip): tf.function}; weak keys, so a cached function never keeps a model
-# alive.
+# model -> {(output, flip, precision, jit): tf.function} and model -> {precision: copy}; weak
+# keys, so a cached function or copy never keeps a model alive.
 _FUNCTIONS = weakref.WeakKeyDictionary()
+_COPIES = weakref.WeakKeyDictionary()
+
+
+def in_precision(model, precision=None):
+    """``model`` computing in ``precision`` (a copy made once per model and precision, see
+    ``keras_fcn.runtime.with_precision``; the model itself when it already does, or when
+    ``precision`` is None).
+
+    Example:
+        >>> in_precision(model, "bfloat16").get_layer("fc6").compute_dtype
+        'bfloat16'
+    """
+    if precision is None:
+        return model
+    resolved = runtime.resolve_precision(precision)
+    copies = _COPIES.setdefault(model, {})
+    if resolved not in copies:
+        copies[resolved] = runtime.with_precision(model, resolved)
+    return copies[resolved]
 
 
 def _scores(model_ref, images, output):
@@ -31,14 +54,17 @@ def _scores(model_ref, images, output):
     return tf.nn.softmax(scores, axis=-1) if output == "softmax" else scores
 
 
-def forward_fn(model, *, output="softmax", flip=False):
-    """A compiled ``images -> scores`` function for ``model``, cached per (model, output, flip).
+def forward_fn(model, *, output="softmax", flip=False, precision=None, jit_compile=None):
+    """A compiled ``images -> scores`` function for ``model``, cached per model and settings.
 
     Args:
         model: a keras_fcn model (logits ``(N, H, W, C)`` aligned with its input).
         output: ``"softmax"`` for probabilities or ``"logits"`` for the raw scores.
         flip: if True, the softmax is averaged with the left-right un-flipped softmax of the
             mirrored batch (test-time augmentation); only with ``output="softmax"``.
+        precision: None (the model's own), ``"float32"`` (exact), ``"bfloat16"``,
+            ``"float16"`` or ``"auto"`` (:func:`keras_fcn.runtime.resolve_precision`).
+        jit_compile: True/False to force XLA; None for ``keras_fcn.runtime.fast_path``.
 
     Returns:
         A ``tf.function`` mapping a model-ready image batch tensor (already preprocessed and
@@ -54,10 +80,13 @@ def forward_fn(model, *, output="softmax", flip=False):
     if flip and output != "softmax":
         raise ValueError("flip averages probabilities and needs output='softmax'. "
                          f"Received: output={output!r}, flip={flip!r}")
+    net = in_precision(model, precision)
+    settings = runtime.fast_path(runtime.model_precision(net), model=net,
+                                 jit_compile=jit_compile)
     cache = _FUNCTIONS.setdefault(model, {})
-    key = (output, bool(flip))
+    key = (output, bool(flip), settings["precision"], settings["jit_compile"])
     if key not in cache:
-        model_ref = weakref.ref(model)  # a strong reference would keep the cache key alive
+        model_ref = weakref.ref(net)  # a strong reference would keep the cache key alive
 
         def forward(images):
             scores = _scores(model_ref, images, output)
@@ -66,7 +95,8 @@ def forward_fn(model, *, output="softmax", flip=False):
                 scores = (scores + tf.reverse(mirrored, axis=[2])) / 2.0
             return scores
 
-        cache[key] = tf.function(forward, reduce_retracing=True)
+        cache[key] = tf.function(forward, reduce_retracing=True,
+                                 jit_compile=settings["jit_compile"])
     return cache[key]
 
 
@@ -87,7 +117,8 @@ def model_input(model, images):
     return images.astype(dtype)
 
 
-def forward_batches(model, images, *, batch_size=1, flip=False):
+def forward_batches(model, images, *, batch_size=1, flip=False, precision=None,
+                    jit_compile=None):
     """Softmax of ``model`` over a same-size RGB stack, ``batch_size`` images at a time.
 
     Args:
@@ -95,6 +126,7 @@ def forward_batches(model, images, *, batch_size=1, flip=False):
         images: float32 RGB ``(n, H, W, 3)`` in [0, 255] (see :func:`model_input`).
         batch_size: images per forward pass.
         flip: average with the left-right mirrored images (see :func:`forward_fn`).
+        precision, jit_compile: see :func:`forward_fn`.
 
     Returns:
         float32 numpy ``(n, H, W, C)``.
@@ -103,7 +135,7 @@ def forward_batches(model, images, *, batch_size=1, flip=False):
         >>> forward_batches(model, np.zeros((3, 32, 32, 3), "float32"), batch_size=2).shape
         (3, 32, 32, 21)
     """
-    fn = forward_fn(model, flip=flip)
+    fn = forward_fn(model, flip=flip, precision=precision, jit_compile=jit_compile)
     outputs = []
     for start in range(0, len(images), batch_size):
         batch = model_input(model, images[start:start + batch_size])

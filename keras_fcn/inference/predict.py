@@ -65,10 +65,9 @@ def _resize(array, size):
     return tf.image.resize(array, size, method="bilinear").numpy().astype("float32")
 
 
-def _probabilities(model, images, *, scales, tta_flip, tile_size, overlap, batch_size):
+def _probabilities(model, images, *, scales, tile_size, overlap, **forward_kwargs):
     """The softmax of a same-size stack, averaged over ``scales`` (and flips) at its size."""
     height, width = images.shape[1:3]
-    forward_kwargs = {"batch_size": batch_size, "flip": tta_flip}
     total = 0.0
     for scale in scales:
         scaled = _resize(images, (max(1, round(height * scale)), max(1, round(width * scale))))
@@ -109,7 +108,7 @@ def check_predict_args(batch_size, tile_size, tile_overlap, scales):
 
 
 def predict(model, images, *, batch_size=1, tile_size=None, tile_overlap=64, tta_flip=False,
-            scales=(1.0,), return_probabilities=True):
+            scales=(1.0,), return_probabilities=True, precision=None, jit_compile=None):
     """Predicts label maps (and softmax probabilities) for images of any size.
 
     Images of the same size are batched together (``batch_size`` at a time); images of
@@ -129,6 +128,11 @@ def predict(model, images, *, batch_size=1, tile_size=None, tile_overlap=64, tta
         tta_flip: also predict the mirrored image (each tile, with tiles) and average.
         scales: image scales to average over, e.g. ``(0.75, 1.0, 1.25)``.
         return_probabilities: if False only the label maps are returned.
+        precision: None (the model's own, float32 for a model built without a mixed policy),
+            ``"float32"``, ``"bfloat16"`` (fast on CPUs with AVX512-BF16 or AMX), ``"float16"``
+            (GPUs) or ``"auto"`` (see ``keras_fcn.runtime``); probabilities stay float32.
+        jit_compile: True/False to force XLA; None picks the faster path for this machine
+            (``keras_fcn.runtime.fast_path``; ``KERAS_FCN_JIT=0/1`` overrides it).
 
     Returns:
         ``(labels, probabilities)``: int32 ``(H, W)`` and float32 ``(H, W, C)`` for one image,
@@ -143,9 +147,10 @@ def predict(model, images, *, batch_size=1, tile_size=None, tile_overlap=64, tta
     scales = check_predict_args(batch_size, tile_size, tile_overlap, scales)
     arrays, kind = as_image_list(images)
     probs = map_same_size(
-        lambda stack: _probabilities(model, stack, scales=scales, tta_flip=tta_flip,
-                                     tile_size=tile_size, overlap=tile_overlap,
-                                     batch_size=batch_size),
+        lambda stack: _probabilities(model, stack, scales=scales, tile_size=tile_size,
+                                     overlap=tile_overlap, batch_size=batch_size,
+                                     flip=tta_flip, precision=precision,
+                                     jit_compile=jit_compile),
         arrays)
     labels = restore_kind([np.argmax(p, axis=-1).astype("int32") for p in probs], kind)
     return (labels, restore_kind(probs, kind)) if return_probabilities else labels

@@ -53,6 +53,8 @@ class PredictOptions:
     mask_feather: int = 4  # video masks: guided-filter radius of the alpha edges (0: none)
     overwrite: bool = False
     progress: bool = False
+    precision: str = None  # None: the model's own; "float32", "bfloat16", "float16", "auto"
+    jit_compile: bool = None  # None: keras_fcn.runtime.fast_path
 
     def check(self):
         """Raises ValueError naming the first bad option, before any work."""
@@ -149,7 +151,8 @@ class Predictor:
         """The softmax ``(H, W, C)`` of one RGB image, with the tiling and TTA options."""
         _, probs = predict(self.model, image, tile_size=self.opts.tile_size,
                            tile_overlap=self.opts.tile_overlap, tta_flip=self.opts.tta_flip,
-                           scales=tuple(self.opts.scales))
+                           scales=tuple(self.opts.scales), precision=self.opts.precision,
+                           jit_compile=self.opts.jit_compile)
         return probs
 
     def uncertainty_names(self):

@@ -66,6 +66,8 @@ from keras_fcn.training.optimizers import (  # noqa: F401
 from keras_fcn.training.recipe import (  # noqa: F401
     STAGES,
     build_model,
+    execution_jit,
+    execution_precision,
     maybe_export,
     run,
     stage_learning_rates,

@@ -135,6 +135,11 @@ class TrainConfig:
         0.0, "Weight of the temporal-consistency loss (0: off): each training image is also "
         "seen moved by a small random camera warp, and the two predictions must agree "
         "(docs/temporal.md).")
+    unlabelled_video_dir: str = _flag(
+        None, "With --temporal_consistency: a folder of videos (or of folders of frames) whose "
+        "consecutive frames, with OpenCV's optical flow (pip install keras_fcn[flow]), are "
+        "consistency pairs too; needs --image_size and no --crop_size.")
+    unlabelled_pairs: int = _flag(500, "Most frame pairs read from --unlabelled_video_dir.")
     learning_rate: float = _flag(None, "0: recipe default (SGD: the paper's rates, times the "
                                  "pixels per image with --loss_reduction=mean; Adam: 1e-3).")
     stage_lr_factors: tuple = _flag(None, "Staged: per-stage learning-rate factors, e.g. "
@@ -146,8 +151,16 @@ class TrainConfig:
     loss_reduction: str = _flag("mean", "mean over valid pixels, or sum per image (the paper).",
                                 choices=LOSS_REDUCTIONS)
     class_weights: str = _flag("none", "none|median|path of a JSON list or text of floats.")
-    mixed_precision: bool = _flag(False, "mixed_float16 policy.")
-    jit_compile: bool = _flag(False, "XLA-compile the train step.")
+    precision: str = _flag(
+        "float32", "float32|bfloat16|float16|auto: compute precision (logits, loss and the FCN "
+        "head stay float32). auto: bfloat16 on CPUs with AMX or AVX512-BF16, float16 on GPUs, "
+        "float32 elsewhere (keras_fcn.runtime).", choices=("float32", "bfloat16", "float16",
+                                                           "auto"))
+    mixed_precision: bool = _flag(False, "The 0.1.0 flag: mixed precision of the device "
+                                  "(float16 on a GPU, bfloat16 on a CPU).")
+    jit_compile: bool = _flag(None, "XLA-compile the train step (default: the faster path for "
+                              "this CPU and model, keras_fcn.runtime.fast_path; "
+                              "KERAS_FCN_JIT=0/1 also overrides it).")
     strategy: str = _flag("default", "Distribution strategy.", choices=STRATEGIES)
     resume: bool = _flag(False, "Continue the run in the run directory.")
     overwrite: bool = _flag(False, "Replace an existing run directory.")

@@ -61,11 +61,12 @@ def consistency_loss(logits, moved_logits, flow, valid):
 def add_consistency(model, weight):
     """Makes a compiled model train with ``weight`` times `consistency_loss` added to its loss.
 
-    The training batches must come from `keras_fcn.data.warp.add_warped_pairs`:
-    ``(concat([images, moved]), (masks, flow, valid))``. The usual loss and the metrics see the
-    first half of the predictions and the masks; validation data ``(images, masks)`` is
-    evaluated as before. Only the model's ``compute_loss`` and ``compute_metrics`` are wrapped
-    (on this instance): the saved model is the plain FCN.
+    The training batches must come from `keras_fcn.data.warp.add_warped_pairs` (and optionally
+    `keras_fcn.training.video_pairs.add_video_pairs`): ``(concat([firsts, seconds]), (masks,
+    flow, valid))`` with one flow per pair, the first ``len(masks)`` firsts being the labelled
+    images. The usual loss and the metrics see those and the masks; validation data
+    ``(images, masks)`` is evaluated as before. Only the model's ``compute_loss`` and
+    ``compute_metrics`` are wrapped (on this instance): the saved model is the plain FCN.
 
     Args:
         model: a compiled `keras.Model` (see `keras_fcn.training.compile_model`).
@@ -83,16 +84,17 @@ def add_consistency(model, weight):
     compute_loss, compute_metrics = model.compute_loss, model.compute_metrics
 
     def split(y, y_pred):
+        """(masks, labelled predictions, first and second of each pair, flow, valid)."""
         masks, flow, valid = y
-        count = tf.shape(masks)[0]
-        return masks, y_pred[:count], y_pred[count:], flow, valid
+        pairs = tf.shape(flow)[0]
+        return masks, y_pred[:tf.shape(masks)[0]], y_pred[:pairs], y_pred[pairs:], flow, valid
 
     def loss_with_consistency(x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if not isinstance(y, (tuple, list)):
             return compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                                 training=training)
-        masks, first, moved, flow, valid = split(y, y_pred)
-        loss = compute_loss(x=x, y=masks, y_pred=first, sample_weight=sample_weight,
+        masks, labelled, first, moved, flow, valid = split(y, y_pred)
+        loss = compute_loss(x=x, y=masks, y_pred=labelled, sample_weight=sample_weight,
                             training=training)
         term = consistency_loss(first, moved, flow, valid)
         return loss + tf.cast(weight * term, loss.dtype)

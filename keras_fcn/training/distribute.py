@@ -12,6 +12,7 @@ import os
 import keras
 import tensorflow as tf
 
+from keras_fcn import runtime
 from keras_fcn._checks import check_choice
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -128,11 +129,15 @@ def is_chief():
 
 
 def set_mixed_precision(enabled):
-    """Sets the global Keras dtype policy to "mixed_float16" (or back to "float32").
+    """Sets the global Keras dtype policy to the device's mixed precision ("mixed_float16" on
+    a GPU, "mixed_bfloat16" on a CPU; `keras_fcn.runtime`), or back to "float32".
 
-    Call before building the model. The FCN's final `score` layer stays float32.
+    Call before building the model. The FCN's final `score` layer stays float32. The recipes
+    convert a float32 model instead (`keras_fcn.runtime.with_precision`), which also keeps
+    the head float32.
 
     Example:
         >>> set_mixed_precision(True)
     """
-    keras.mixed_precision.set_global_policy("mixed_float16" if enabled else "float32")
+    precision = runtime.resolve_precision("float32", mixed_precision=bool(enabled))
+    keras.mixed_precision.set_global_policy(runtime.policy_name(precision))

@@ -30,7 +30,7 @@ def _batch_size(images):
 
 
 def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, verbose=1,
-                   max_batches=None):
+                   max_batches=None, precision=None, jit_compile=None):
     """Evaluates a segmentation model with the paper's metrics, in numpy.
 
     Predictions whose size differs from the mask (a model run at reduced resolution on
@@ -45,6 +45,8 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
         flip: also predict the left-right flipped image and average the probabilities (TTA).
         verbose: show a progress bar.
         max_batches: stop after this many batches.
+        precision, jit_compile: how to run the model (``keras_fcn.inference.forward_fn``):
+            None keeps the model's own precision and picks XLA by ``keras_fcn.runtime``.
 
     Returns:
         dict: "pixel_accuracy", "mean_accuracy", "mean_iu", "frequency_weighted_iu",
@@ -55,7 +57,8 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
         >>> results = evaluate_model(model, val_ds, num_classes=11, ignore_label=11)
         >>> results["mean_iu"]
     """
-    predict = forward_fn(model, output="softmax" if flip else "logits", flip=flip)
+    predict = forward_fn(model, output="softmax" if flip else "logits", flip=flip,
+                         precision=precision, jit_compile=jit_compile)
     confusion = np.zeros((num_classes, num_classes), np.int64)
     images_seen = 0
     total = int(dataset.cardinality())

@@ -17,6 +17,7 @@ from keras_fcn import data as data_lib
 from keras_fcn import datasets as datasets_lib
 from keras_fcn import io
 from keras_fcn import losses as losses_lib
+from keras_fcn.training import video_pairs
 from keras_fcn.training.run_dir import CLASS_WEIGHTS_FILE
 
 CACHED_DATASETS = ("shapes", "camvid")  # small enough to cache decoded in memory
@@ -72,8 +73,9 @@ def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
         (train_ds, val_ds, eval_ds): train is augmented (crop, flip, scale) and shuffled,
         repeated when `steps_per_epoch` is set; val has masks at the training resolution
         (for `val_mean_iu` during fit); with `temporal_consistency` the train batches are
-        `keras_fcn.data.add_warped_pairs` pairs; eval has images at the training resolution and masks at
-        full resolution, batch 1 (for the final figures).
+        `keras_fcn.data.add_warped_pairs` pairs (plus `unlabelled_video_dir` pairs); eval has
+        images at the training resolution and masks at full resolution, batch 1 (for the final
+        figures).
     """
     size = config.image_size
     cache = config.cache if config.cache is not None else config.dataset in CACHED_DATASETS
@@ -83,7 +85,15 @@ def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
         crop_size=config.crop_size, scale_range=config.scale_range, flip=config.flip,
         shuffle=True, seed=config.seed, cache=cache, drop_remainder=num_replicas > 1, **common)
     if config.temporal_consistency:
+        if num_replicas > 1:  # a replica would get originals and moved images of other pairs
+            raise ValueError(f"temporal_consistency needs one replica. Received: "
+                             f"{num_replicas} replicas (strategy={config.strategy!r})")
         train_ds = data_lib.add_warped_pairs(train_ds, seed=config.seed)
+        if config.unlabelled_video_dir:
+            train_ds = _with_video_pairs(config, train_ds)
+    elif config.unlabelled_video_dir:
+        raise ValueError("unlabelled_video_dir needs temporal_consistency > 0. Received: "
+                         f"temporal_consistency={config.temporal_consistency!r}")
     if config.steps_per_epoch:
         train_ds = train_ds.repeat()
     val_ds = data_lib.prepare_dataset(resize_images(val_decoded, size),
@@ -92,6 +102,18 @@ def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
     eval_ds = data_lib.prepare_dataset(resize_images(val_decoded, size, resize_masks=False),
                                        batch_size=1, **common)
     return train_ds, val_ds, eval_ds
+
+
+def _with_video_pairs(config, train_ds):
+    if not config.image_size or config.crop_size not in (None, config.image_size):
+        raise ValueError("unlabelled_video_dir needs --image_size and no other --crop_size. "
+                         f"Received: image_size={config.image_size}, "
+                         f"crop_size={config.crop_size}")
+    pairs = video_pairs.video_pair_dataset(config.unlabelled_video_dir, config.image_size,
+                                           max_pairs=config.unlabelled_pairs)
+    batches = pairs.shuffle(config.unlabelled_pairs, seed=config.seed).repeat().batch(
+        config.batch_size)
+    return video_pairs.add_video_pairs(train_ds, batches)
 
 
 def pixels_per_image(config, decoded):

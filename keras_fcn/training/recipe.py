@@ -14,6 +14,7 @@ import tempfile
 import keras
 
 from keras_fcn import models as models_lib
+from keras_fcn import runtime
 from keras_fcn._checks import check_choice
 from keras_fcn.labels import ModelLabels
 from keras_fcn.training import inputs
@@ -24,7 +25,6 @@ from keras_fcn.training.distribute import (
     is_chief,
     make_strategy,
     patch_multi_worker_build,
-    set_mixed_precision,
 )
 from keras_fcn.training.evaluation import format_results
 from keras_fcn.training.fit import compile_model, fit
@@ -102,20 +102,25 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
         print(f"FCN-{variant}: the run in {run_dir} is complete; nothing to resume.")
         return _load_finished(run_dir, strategy), dict(done, run_dir=run_dir)
     with strategy.scope():
-        model = build_model(config, variant, info.num_classes, weights)
+        # Built and initialized in float32, then converted: the FCN head stays float32
+        # (keras_fcn.runtime.with_precision; the bf16 crash reported on AMX CPUs, docs/speed.md).
+        model = runtime.with_precision(build_model(config, variant, info.num_classes, weights),
+                                       execution_precision(config))
+        jit = execution_jit(config, model)
         optimizer = make_optimizer(config.optimizer, learning_rate, momentum=config.momentum,
                                    weight_decay=config.weight_decay,
                                    bias_lr_multiplier=config.bias_lr_multiplier)
         compile_model(model, num_classes=info.num_classes, ignore_label=info.ignore_label,
                       optimizer=optimizer, loss_reduction=config.loss_reduction,
                       class_weights=class_weights, weight_decay=config.weight_decay,
-                      pixels_per_image=pixels, jit_compile=config.jit_compile)
+                      pixels_per_image=pixels, jit_compile=jit)
         if config.temporal_consistency:
             add_consistency(model, config.temporal_consistency)
         patch_multi_worker_build(model, strategy)
     print(f"Training FCN-{variant} ({model.count_params():,} parameters) in {run_dir}: "
           f"{config.optimizer} lr={learning_rate:.3g}, loss {config.loss_reduction}, "
-          f"{config.epochs} epochs", flush=True)
+          f"{config.epochs} epochs, {runtime.model_precision(model)}, "
+          f"XLA {'on' if jit else 'off'}", flush=True)
     extra = [TimeLimit(config.max_minutes_per_stage)] if config.max_minutes_per_stage else []
     report = fit(model, train_ds, val_ds, run_dir=run_dir, epochs=config.epochs, info=info,
                  steps_per_epoch=config.steps_per_epoch,
@@ -196,6 +201,26 @@ def train_staged(config, *, run_dir, data, strategy, class_weights, pixels,
     return model, reports
 
 
+def execution_precision(config):
+    """The compute precision of a run: ``--precision``, with ``--mixed_precision`` (0.1.0)
+    meaning the device's mixed precision (float16 on a GPU, bfloat16 on a CPU).
+
+    Example:
+        >>> execution_precision(TrainConfig(precision="auto"))  # "bfloat16" on a Xeon with AMX
+    """
+    return runtime.resolve_precision(config.precision, mixed_precision=config.mixed_precision)
+
+
+def execution_jit(config, model):
+    """Whether to XLA-compile the train step: ``--jit_compile`` if given, else
+    ``keras_fcn.runtime.fast_path`` (``KERAS_FCN_JIT`` overrides the rule), and never by
+    default for images of varying sizes (XLA compiles once per input shape)."""
+    if config.jit_compile is None and not (config.crop_size or config.image_size):
+        return False
+    return runtime.fast_path(runtime.model_precision(model), model=model,
+                             jit_compile=config.jit_compile)["jit_compile"]
+
+
 def maybe_export(model, run_dir, input_size):
     """Exports a float16-weight TFLite model and its sidecar JSON with `keras_fcn.export`.
 
@@ -215,6 +240,7 @@ def maybe_export(model, run_dir, input_size):
     from keras_fcn.export import export_tflite
 
     path = os.path.join(run_dir, "model_float16.tflite")
+    model = runtime.with_precision(model, "float32")  # a bf16-trained model exports as float
     export_tflite(model, path, input_size=tuple(input_size), quantization="float16",
                   labels=ModelLabels.read(run_dir), overwrite=True)
     print(f"Exported TFLite (float16 weights, {input_size[0]}x{input_size[1]}) to {path}")
@@ -262,7 +288,9 @@ def run(config):
         check_choice("model", config.model, MODELS)
     strategy = make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
-    set_mixed_precision(config.mixed_precision)
+    keras.mixed_precision.set_global_policy("float32")  # models are converted after building
+    print(f"Execution: {runtime.describe(runtime.cpu_info())}; precision "
+          f"{execution_precision(config)}", flush=True)
     chief = is_chief()
     run_dir = prepare_run_dir(config.output_dir, resume=config.resume,
                               overwrite=config.overwrite) if chief else \

@@ -1,0 +1,139 @@
+"""Unlabelled frame pairs from the user's own footage for the temporal-consistency loss.
+
+Consecutive frames of the videos (or folders of frames) in a folder, resized to the training
+size, with the backward optical flow between them from OpenCV's DIS routine
+(``pip install keras_fcn[flow]``) and a forward-backward check that leaves occluded pixels out.
+
+Example:
+    >>> pairs = video_pair_dataset("footage/", (180, 240), max_pairs=500)
+    >>> train_ds = add_video_pairs(add_warped_pairs(train_ds), pairs.repeat().batch(4))
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_fcn import io
+from keras_fcn.data import warp as warp_lib
+from keras_fcn.inference import video
+
+FLOW_TOLERANCE = 0.5  # pixels: forward then backward flow must come back this close
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError as e:
+        raise ImportError("--unlabelled_video_dir needs OpenCV's optical flow: "
+                          "`pip install keras_fcn[flow]` (opencv-python-headless).") from e
+    return cv2
+
+
+def estimate_flow(first, second):
+    """The backward flow from ``second`` to ``first`` and where it can be trusted.
+
+    Args:
+        first, second: RGB uint8 ``(H, W, 3)`` frames.
+
+    Returns:
+        (float32 ``(H, W, 2)`` flow: pixel ``p`` of ``second`` shows what ``p + flow[p]``
+        (``(x, y)``) of ``first`` shows; bool ``(H, W)`` valid: inside ``first`` and passing the
+        forward-backward check (occluded pixels fail it)).
+
+    Example:
+        >>> flow, valid = estimate_flow(frame_a, frame_b)
+    """
+    cv2 = _cv2()
+    gray = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in (first, second)]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    backward = dis.calc(gray[1], gray[0], None)  # second(p) ~ first(p + backward(p))
+    forward = dis.calc(gray[0], gray[1], None)
+    height, width = gray[0].shape
+    source = warp_lib.pixel_grid(height, width).numpy() + backward
+    returned = warp_lib.sample(forward[None], source[None]).numpy()[0]
+    error = np.hypot(*np.moveaxis(backward + returned, -1, 0))
+    limit = FLOW_TOLERANCE + 0.05 * (np.hypot(*np.moveaxis(backward, -1, 0))
+                                     + np.hypot(*np.moveaxis(returned, -1, 0)))
+    valid = warp_lib.inside(source, height, width).numpy() & (error <= limit)
+    return backward.astype("float32"), valid
+
+
+def _clips(folder):
+    """Frame iterators of the videos and frame folders (sorted) in ``folder``."""
+    if not os.path.isdir(folder):
+        raise ValueError(f"unlabelled_video_dir must be a folder. Received: {folder!r}")
+    from PIL import Image
+
+    def frames_of(path):
+        for name in sorted(os.listdir(path)):
+            if name.lower().endswith(io.IMAGE_EXTENSIONS):
+                with Image.open(os.path.join(path, name)) as image:
+                    yield np.asarray(image.convert("RGB"))
+
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.isdir(path):
+            yield frames_of(path)
+        elif video.is_video_file(path):
+            yield video.read_video(path)
+
+
+def video_pairs(folder, size, *, step=1, max_pairs=None):
+    """Yields ``(first, second, flow, valid)`` of consecutive frames (``step`` apart) of the
+    clips in ``folder``, resized to ``size`` (H, W); see `estimate_flow`.
+
+    Example:
+        >>> first, second, flow, valid = next(video_pairs("footage/", (180, 240)))
+    """
+    count = 0
+    for frames in _clips(folder):
+        previous = None
+        for index, frame in enumerate(frames):
+            if index % step:
+                continue
+            frame = tf.image.resize(frame, size, antialias=True).numpy()
+            frame = np.clip(np.round(frame), 0, 255).astype("uint8")
+            if previous is not None:
+                yield (previous, frame, *estimate_flow(previous, frame))
+                count += 1
+                if max_pairs and count >= max_pairs:
+                    return
+            previous = frame
+
+
+def video_pair_dataset(folder, size, *, step=1, max_pairs=None):
+    """`video_pairs` as a cached ``tf.data.Dataset`` (the flow is estimated once).
+
+    Raises:
+        ValueError: ``folder`` holds no pair of frames.
+
+    Example:
+        >>> pairs = video_pair_dataset("footage/", (180, 240)).repeat().batch(4)
+    """
+    pairs = list(video_pairs(folder, tuple(size), step=step, max_pairs=max_pairs))
+    if not pairs:
+        raise ValueError(f"unlabelled_video_dir holds no two consecutive frames (videos or "
+                         f"folders of images). Received: {folder!r}")
+    first, second, flow, valid = (np.stack(column) for column in zip(*pairs))
+    return tf.data.Dataset.from_tensor_slices((first.astype("float32"),
+                                               second.astype("float32"), flow, valid))
+
+
+def add_video_pairs(warped_pairs, video_batches):
+    """Adds batches of `video_pair_dataset` to the elements of
+    `keras_fcn.data.warp.add_warped_pairs` (same image size), in the layout
+    `keras_fcn.training.consistency` reads: ``(concat([images, first, moved, second]),
+    (masks, concat([flow, video_flow]), concat([valid, video_valid])))``.
+
+    Example:
+        >>> train_ds = add_video_pairs(add_warped_pairs(train_ds), pairs.repeat().batch(4))
+    """
+    def merge(element, pair):
+        (both, (masks, flow, valid)), (first, second, video_flow, video_valid) = element, pair
+        images, moved = tf.split(both, 2)
+        return (tf.concat([images, first, moved, second], 0),
+                (masks, tf.concat([flow, video_flow], 0), tf.concat([valid, video_valid], 0)))
+
+    return tf.data.Dataset.zip(warped_pairs, video_batches).map(
+        merge, num_parallel_calls=tf.data.AUTOTUNE)
