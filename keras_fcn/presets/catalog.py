@@ -107,7 +107,7 @@ def _nyud(modality, builder, build_kwargs, paper, **fields):
     colour model gets its own mean from ``mean_bgr`` (see keras_fcn.presets.fetch)."""
     return Preset(f"nyud-fcn32s-{modality}", f"{HOST}nyud-fcn32s-{modality}-heavy.caffemodel",
                   builder, {"variant": "32s", "num_classes": 40, **build_kwargs}, "nyud",
-                  NYUD_CLASSES, paper=f"{paper} mean IU, NYUDv2 test (CVPR 2015, Table 4)",
+                  NYUD_CLASSES, paper=f"{paper} mean IU, NYUDv2 test (journal version, Table 4; unverified)",
                   **fields)
 
 
