@@ -82,8 +82,13 @@ class NaNGuard(keras.callbacks.Callback):
 
 
 class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`BackupAndRestore` that does not back up weights after a NaN stop (`NaNGuard`), and
-    keeps the backup in that case so a fixed run can resume from the last good epoch.
+    """`BackupAndRestore` that writes its backup atomically, does not back up weights after a
+    NaN stop (`NaNGuard`), and keeps the backup in that case so a fixed run can resume from
+    the last good epoch.
+
+    Keras writes the backup weights in place: a SIGKILL during that write left a truncated
+    `latest.weights.h5` that made `--resume` fail (found by the random-kill test). Here the
+    weights and the epoch go to temporary files that are renamed into place.
 
     Example:
         >>> backup = SafeBackupAndRestore("runs/a/backup", guard)
@@ -96,6 +101,13 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     def on_epoch_end(self, epoch, logs=None):
         if self._nan_guard.nan_step is None:
             super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        io.atomic_write(self._weights_path,
+                        lambda tmp: self.model.save_weights(tmp, overwrite=True))
+        io.write_json(self._training_metadata_path,
+                      {"epoch": self._current_epoch, "batch": self._last_batch_seen})
 
     def on_train_end(self, logs=None):
         if self._nan_guard.nan_step is None:
