@@ -14,6 +14,12 @@ Resume a killed run with the same command plus --resume. See keras_fcn/training/
 the learning-rate conventions (lr_mean = lr_sum * pixels) and weight decay.
 """
 
+import os
+
+# TensorFlow's C++ start-up errors (cuInit on CPU-only machines) are not our output; a
+# TF_CPP_MIN_LOG_LEVEL set by the user wins. Set before TensorFlow is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 from keras_fcn import training as train
 
 # The no-flag command: a narrow VGG16 FCN-8s (random init: no download) on 64x64 shapes.

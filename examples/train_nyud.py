@@ -26,6 +26,12 @@ Smoke test on tiny fake files in the real formats (a few seconds on a CPU):
     python examples/train_nyud.py --synthetic --modality fusion --run_dir runs/nyud_smoke
 """
 
+import os
+
+# TensorFlow's C++ start-up errors (cuInit on CPU-only machines) are not our output; a
+# TF_CPP_MIN_LOG_LEVEL set by the user wins. Set before TensorFlow is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 import tempfile
 
 from absl import flags

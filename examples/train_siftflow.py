@@ -17,6 +17,12 @@ Smoke test on tiny fake files in the real formats:
     python examples/train_siftflow.py --synthetic --run_dir runs/siftflow_smoke
 """
 
+import os
+
+# TensorFlow's C++ start-up errors (cuInit on CPU-only machines) are not our output; a
+# TF_CPP_MIN_LOG_LEVEL set by the user wins. Set before TensorFlow is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 import json
 import tempfile
 

@@ -19,6 +19,12 @@ The reference trains each stage for ~100k-300k iterations (tens of epochs of SBD
 use --steps_per_epoch and --epochs to plan, and --resume to continue over days.
 """
 
+import os
+
+# TensorFlow's C++ start-up errors (cuInit on CPU-only machines) are not our output; a
+# TF_CPP_MIN_LOG_LEVEL set by the user wins. Set before TensorFlow is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 from keras_fcn import training as train
 
 train.define_flags(

@@ -12,7 +12,7 @@ import pytest
 
 from caffe_writer import write_caffemodel
 from keras_fcn.labels import VOC_CLASSES, ModelLabels
-from keras_fcn.models import BACKBONES, build_fcn, has_preprocessing, normalization_of
+from keras_fcn.models import build_fcn, has_preprocessing, normalization_of
 from keras_fcn.presets import (
     PRESETS,
     from_preset,

@@ -12,6 +12,12 @@ Example:
       --output fcn32s.keras
 """
 
+import os
+
+# TensorFlow's C++ start-up errors (cuInit on CPU-only machines) are not our output; a
+# TF_CPP_MIN_LOG_LEVEL set by the user wins. Set before TensorFlow is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 import sys
 
 from absl import app, flags, logging

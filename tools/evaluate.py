@@ -13,9 +13,14 @@ Examples:
 
 import os
 
+# TensorFlow's C++ start-up errors (cuInit on CPU-only machines) are not our output; a
+# TF_CPP_MIN_LOG_LEVEL set by the user wins. Set before TensorFlow is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 from absl import flags
 
-flags.DEFINE_string("model", None, "A .keras model, or a released model by name (e.g. voc-fcn8s; docs/presets.md).", required=True)
+flags.DEFINE_string("model", None, "A .keras model, or a released model by name (e.g. "
+                    "voc-fcn8s; docs/presets.md).", required=True)
 flags.DEFINE_string("dataset", "shapes", "shapes|camvid|voc|sbd|folder|tfds:<name>.")
 flags.DEFINE_string("data_dir", "", "Data folder (shapes: empty = generated in memory).")
 flags.DEFINE_string("split", "val", "Split to evaluate (voc: val; sbd: val; camvid: val/test).")
