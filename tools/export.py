@@ -25,7 +25,7 @@ import sys
 # TF_CPP_MIN_LOG_LEVEL set by the user wins. Set before TensorFlow is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from absl import flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 
 from keras_fcn import export, io, presets  # noqa: E402
 from keras_fcn.training.cli import run_main  # noqa: E402
@@ -138,8 +138,6 @@ def main(argv):
         raise ValueError("TFLite export needs --input_size (e.g. 360x480).")
     if FLAGS.check and not FLAGS.quantizations:
         raise ValueError("--check needs at least one TFLite variant (--quantizations).")
-    if not FLAGS["verbosity"].present:  # nor are TensorFlow's INFO lines
-        logging.set_verbosity(logging.WARNING)
     model = export.load_model(presets.model_file(FLAGS.model))
     labels = model_labels(model)
     name = FLAGS.name or model.name

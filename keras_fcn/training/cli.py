@@ -14,7 +14,8 @@ USER_ERROR_STATUS = 2
 
 def run_main(main, argv=None):
     """``absl.app.run(main)``, except that a user error prints ``error: <message>`` on stderr,
-    without a traceback, and exits with status 2.
+    without a traceback, and exits with status 2, and absl/TensorFlow INFO logging is off
+    unless ``--verbosity`` is given.
 
     Args:
         main: the script's ``main(argv)``.
@@ -23,9 +24,13 @@ def run_main(main, argv=None):
     Example:
         >>> run_main(lambda argv: train.run(train.config_from_flags()))
     """
-    from absl import app
+    from absl import app, flags, logging
 
     def guarded(args):
+        # TensorFlow's INFO lines (SavedModel assets, signatures) are not the script's output;
+        # --verbosity=0 brings them back.
+        if "verbosity" in flags.FLAGS and not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.WARNING)
         try:
             return main(args)
         except USER_ERRORS as error:
