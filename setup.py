@@ -32,5 +32,7 @@ setup(
         "litert": ["ai-edge-litert"],
         "torch": ["torch"],
         "video": ["av"],
+        # --unlabelled_video_dir: optical flow between the user's own frames.
+        "flow": ["opencv-python-headless", "av"],
     },
 )

@@ -4,8 +4,10 @@ For each image <stem> it writes, in --output_dir: <stem>_labels.png (palette PNG
 class id), <stem>_overlay.png (class colours over the image, with a legend),
 <stem>_mask_<class>.png (0/255, per class of --classes) and <stem>_<map>.png/.npy (the maps of
 --uncertainty). A folder's outputs go to <output_dir>/<folder name>/. A video <stem>.mp4 gives
-<stem>_overlay.mp4, <stem>_mask_<class>.mp4 (white matte; --video_format=webm gives the frame
-with the mask as alpha) and per-frame PNGs in <output_dir>/<stem>/. Frames of a folder or a
+<stem>_overlay.mp4, <stem>_mask_<class>.<video_format> (mp4: a white-on-black matte; mov: ProRes
+4444 with the mask as alpha, which editors import; webm: VP9 with alpha) and per-frame RGBA PNGs
+in <output_dir>/<stem>/. Video masks have temporal hysteresis (--mask_margin, --mask_hold) and
+soft edges (--mask_feather). Frames of a folder or a
 video can be smoothed in time (--smooth_alpha); the label flicker before and after is reported.
 Existing outputs are kept unless --overwrite. Inputs that cannot be read are listed at the end
 and make the exit status 1; a bad flag value exits with status 2.
@@ -49,6 +51,11 @@ flags.DEFINE_list("tta", [], "Test-time augmentation: 'flip'.")
 flags.DEFINE_list("scales", ["1.0"], "Test-time scales, e.g. 0.75,1,1.25.")
 flags.DEFINE_float("alpha", 0.5, "Opacity of the class colours in overlays.")
 flags.DEFINE_enum("video_format", "mp4", predictor.VIDEO_FORMATS, "Container of mask videos.")
+flags.DEFINE_float("mask_margin", 0.1, "Video masks: a pixel changes state only when its class "
+                   "evidence (keras_fcn.inference.masks.class_evidence) stays past this margin")
+flags.DEFINE_integer("mask_hold", 2, "... for this many frames in a row (hysteresis).")
+flags.DEFINE_integer("mask_feather", 4, "Video masks: guided-filter radius of the soft alpha "
+                     "edges (0: hard edges).")
 flags.DEFINE_bool("overwrite", False, "Replace existing outputs.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.DEFINE_enum("precision", None, ["float32", "bfloat16", "float16", "auto"],
@@ -75,6 +82,8 @@ def options_from_flags(extra_inputs=()):
         tta_flip="flip" in FLAGS.tta, scales=scales, alpha=FLAGS.alpha,
         video_format=FLAGS.video_format, overwrite=FLAGS.overwrite, progress=FLAGS.progress,
         precision=FLAGS.precision, jit_compile=FLAGS.jit_compile,
+        mask_margin=FLAGS.mask_margin, mask_hold=FLAGS.mask_hold,
+        mask_feather=FLAGS.mask_feather,
     )
 
 

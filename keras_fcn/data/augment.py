@@ -1,4 +1,5 @@
-"""Seeded, stateless augmentation of (image, mask) pairs: scale, pad + crop, flip, colour jitter.
+"""Seeded, stateless augmentation of (image, mask) pairs: scale, pad + crop, flip, blur, colour
+jitter (brightness, contrast, saturation, hue). Masks are only ever scaled, cropped and flipped.
 
 Every random draw comes from an int64 [2] seed (`tf.random.stateless_*`), one seed per element
 (see `with_element_seeds`), so the same seed gives the same data whatever the parallelism.
@@ -7,6 +8,8 @@ Example:
     >>> ds = with_element_seeds(decoded, seed=0).map(
     ...     lambda element, seed: random_flip(seed, *element))
 """
+
+import math
 
 import tensorflow as tf
 
@@ -195,26 +198,78 @@ def with_element_seeds(ds, seed):
 _GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
-def jitter_factors(seed, brightness=32.0, contrast=(0.75, 1.25), saturation=(0.75, 1.25)):
-    """Returns float32 [3]: (brightness shift, contrast factor, saturation factor).
+def photometric_ranges(strength):
+    """The colour-jitter ranges of photometric augmentation of `strength` in (0, 1].
+
+    Brightness shift up to 64 * strength (of 255), contrast and saturation factors in
+    1 +- strength / 2, hue rotation up to 0.1 * strength of a turn (36 degrees at 1). The
+    0.1.0 `color_jitter=True` is strength 0.5 without hue.
+
+    Example:
+        >>> photometric_ranges(0.5)["contrast"]
+        (0.75, 1.25)
+    """
+    strength = float(strength)
+    if not 0 < strength <= 1:
+        raise ValueError(f"`photometric` must be in (0, 1] (0: off). Received: "
+                         f"photometric={strength!r}")
+    factors = (1.0 - strength / 2, 1.0 + strength / 2)
+    return {"brightness": 64.0 * strength, "contrast": factors, "saturation": factors,
+            "hue": 0.1 * strength}
+
+
+def jitter_settings(color_jitter=False, photometric=0.0):
+    """The keyword arguments of `jitter_factors` for these options, or None for no jitter.
+
+    Example:
+        >>> jitter_settings(color_jitter=True), jitter_settings()
+        ({}, None)
+    """
+    if photometric:
+        return photometric_ranges(photometric)
+    return {} if color_jitter else None
+
+
+def jitter_factors(seed, brightness=32.0, contrast=(0.75, 1.25), saturation=(0.75, 1.25),
+                   hue=0.0):
+    """Returns float32 [4]: (brightness shift, contrast factor, saturation factor, hue angle in
+    radians, drawn in [-hue, hue] turns; exactly 0 when `hue` is 0).
 
     Example:
         >>> jitter_factors(tf.constant([0, 4], tf.int64)).shape
-        TensorShape([3])
+        TensorShape([4])
     """
     uniform = lambda op, low, high: tf.random.stateless_uniform(  # noqa: E731
         [], op_seed(seed[0], op), low, high)
+    angle = uniform(24, -hue, hue) * (2 * math.pi) if hue else tf.constant(0.0)
     return tf.stack([uniform(21, -brightness, brightness), uniform(22, *contrast),
-                     uniform(23, *saturation)])
+                     uniform(23, *saturation), angle])
+
+
+def hue_matrices(angles):
+    """(B, 3, 3) rotations of RGB about the gray axis (1, 1, 1) by `angles` (B,), radians, for
+    row-vector pixels (`pixels @ matrix`): gray stays gray, R + G + B and the distance from
+    gray are kept; only the hue turns. An angle of 0 gives the identity exactly.
+
+    Example:
+        >>> hue_matrices(tf.constant([0.0]))[0].numpy().tolist()
+        [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    cos, sin = tf.cos(angles)[:, None, None], tf.sin(angles)[:, None, None]
+    cross = tf.constant([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]])
+    rotation = (cos * tf.eye(3) + sin / math.sqrt(3.0) * cross
+                + (1.0 - cos) / 3.0 * tf.ones([3, 3]))
+    return tf.transpose(rotation, [0, 2, 1])
 
 
 def apply_jitter(images, factors):
-    """Colour jitter of a batch `images` (B, H, W, 3) with `factors` (B, 3).
+    """Colour jitter of a batch `images` (B, H, W, 3) with `factors` (B, 4) of `jitter_factors`.
 
     Per image, brightness `b`, contrast `c` (about the mean `m` after the shift) and saturation
     `s` (about the gray level `g = w . x`) compose into one affine map of each pixel `x`:
         out = s c x + (1 - s) c (w . x) 1 + (c b + (1 - c) m) (s + (1 - s) sum(w)) 1,
-    so the image is read once for the mean and once for a (3 x 3) matmul, then clipped.
+    then the hue rotation `hue_matrices` (which keeps the gray offset), so the image is read
+    once for the mean and once for a (3 x 3) matmul, then clipped.
 
     Example:
         >>> images = apply_jitter(images, tf.stack([jitter_factors(s) for s in seeds]))
@@ -228,6 +283,7 @@ def apply_jitter(images, factors):
     matrix = (saturation * contrast)[:, None, None] * eye + (
         ((1.0 - saturation) * contrast)[:, None, None] * weights[None, :, None]
         * tf.ones([1, 1, 3], tf.float32))
+    matrix = tf.matmul(matrix, hue_matrices(factors[:, 3]))
     shape = tf.shape(images)
     pixels = tf.reshape(images, [shape[0], -1, 3])
     out = tf.matmul(pixels, matrix) + offset[:, None, None]
@@ -235,16 +291,17 @@ def apply_jitter(images, factors):
 
 
 def random_color_jitter(image, seed, brightness=32.0, contrast=(0.75, 1.25),
-                        saturation=(0.75, 1.25)):
-    """Random brightness/contrast/saturation of a 0..255 RGB image (never the mask).
+                        saturation=(0.75, 1.25), hue=0.0):
+    """Random brightness/contrast/saturation/hue of a 0..255 RGB image (never the mask).
 
     In order: add a shift in [-brightness, brightness]; scale about the image mean by a
     contrast factor; scale about the gray level (0.299 R + 0.587 G + 0.114 B) by a saturation
-    factor; clip to 0..255 (computed as one affine map per pixel).
+    factor; turn the hue (`hue_matrices`); clip to 0..255 (one affine map per pixel).
 
     Args:
         image: float32 (H, W, 3) in 0..255. seed: int64 [2] stateless seed.
         brightness: max absolute shift. contrast, saturation: factor ranges.
+        hue: max hue rotation, in turns (0.1: 36 degrees).
 
     Returns:
         The jittered image, clipped to 0..255.
@@ -252,12 +309,58 @@ def random_color_jitter(image, seed, brightness=32.0, contrast=(0.75, 1.25),
     Example:
         >>> image = random_color_jitter(image, tf.constant([0, 4], tf.int64))
     """
-    factors = jitter_factors(seed, brightness, contrast, saturation)
+    factors = jitter_factors(seed, brightness, contrast, saturation, hue)
     return apply_jitter(tf.cast(image, tf.float32)[None], factors[None])[0]
 
 
-def make_element_fn(*, ignore_label, crop_size, scale_range, flip, mean_rgb=MEAN_RGB):
-    """`fn((image, mask), seed) -> (image float32, mask)`: scale, pad + crop, flip.
+def gaussian_blur(image, sigma, radius):
+    """Blurs a float (H, W, C) image with a Gaussian of std `sigma` (kernel `2 radius + 1`,
+    normalized; mirrored edges as scipy.ndimage's "reflect", so H and W must be >= radius).
+
+    Example:
+        >>> gaussian_blur(tf.ones([8, 8, 3]), 1.0, 3).numpy().mean()
+        1.0
+    """
+    offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
+    kernel = tf.exp(-0.5 * tf.square(offsets / sigma))
+    kernel /= tf.reduce_sum(kernel)
+    channels = image.shape[-1]
+    padded = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]],
+                    mode="SYMMETRIC")
+    rows = tf.tile(kernel[:, None, None, None], [1, 1, channels, 1])
+    columns = tf.tile(kernel[None, :, None, None], [1, 1, channels, 1])
+    blurred = tf.nn.depthwise_conv2d(padded, rows, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(blurred, columns, [1, 1, 1, 1], "VALID")[0]
+
+
+def blur_radius(max_sigma):
+    """Kernel radius of `random_blur`: 3 standard deviations of the largest blur."""
+    return max(1, math.ceil(3.0 * max_sigma))
+
+
+def random_blur(image, seed, max_sigma):
+    """Gaussian blur with probability 1/2, std drawn in [0.1, max_sigma] (image only).
+
+    Args:
+        image: float32 (H, W, 3). seed: int64 [2] stateless seed.
+        max_sigma: largest std in pixels (>= 0.1).
+
+    Example:
+        >>> image = random_blur(image, tf.constant([0, 5], tf.int64), 1.5)
+    """
+    if not max_sigma >= 0.1:
+        raise ValueError(f"`blur` must be >= 0.1 (0: off). Received: blur={max_sigma!r}")
+    sigma = tf.random.stateless_uniform([], op_seed(seed[0], 26), 0.1, max_sigma)
+    apply = tf.random.stateless_uniform([], op_seed(seed[0], 25)) < 0.5
+    return tf.cond(apply, lambda: gaussian_blur(image, sigma, blur_radius(max_sigma)),
+                   lambda: tf.identity(image))
+
+
+def make_element_fn(*, ignore_label, crop_size, scale_range, flip, mean_rgb=MEAN_RGB,
+                    blur=0.0):
+    """`fn((image, mask), seed) -> (image float32, mask)`: scale, pad + crop, flip, blur.
+
+    `blur` > 0 blurs the image (`random_blur`, max std `blur` pixels) before any padding.
 
     Integer masks keep their dtype (uint8 masks stay small until batched).
 
@@ -281,6 +384,8 @@ def make_element_fn(*, ignore_label, crop_size, scale_range, flip, mean_rgb=MEAN
         if flip:  # on uint8 when not rescaled: 4x less memory to move
             image, mask = flip_if(flipped, image, mask)
         image = tf.cast(image, tf.float32)
+        if blur:
+            image = random_blur(image, op_seed(seed, 5), blur)
         if crop_size is not None:
             # Padding goes where pad-then-crop-then-flip would have put it.
             image, mask = _pad_with_mean(image, mask, crop_size, ignore_label, mean_rgb,

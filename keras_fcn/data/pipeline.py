@@ -29,6 +29,7 @@ from keras_fcn.data.augment import (
     apply_jitter,
     fill_padding,
     jitter_factors,
+    jitter_settings,
     make_element_fn,
     op_seed,
     random_color_jitter,
@@ -49,7 +50,8 @@ def _default_deterministic(seed, shuffle):
 def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_size=None,
                     scale_range=None, flip=False, color_jitter=False, shuffle=False,
                     shuffle_buffer=None, seed=None, cache=False, deterministic=None,
-                    drop_remainder=False, mean_rgb=MEAN_RGB, skip_errors=False):
+                    drop_remainder=False, mean_rgb=MEAN_RGB, skip_errors=False,
+                    photometric=0.0, blur=0.0):
     """Augments, batches and prefetches a dataset of decoded `(image, mask)` elements.
 
     `make_dataset` calls this after decoding files; use it directly for in-memory data or TFDS
@@ -61,6 +63,10 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
             and crops/flips move less memory.
         shuffle_buffer: shuffle buffer size (default: the dataset size, or 1000 if unknown).
         skip_errors: drop elements whose decoding or checks fail (logged as warnings).
+        photometric: colour augmentation strength in (0, 1], 0 off (brightness, contrast,
+            saturation and hue: `keras_fcn.data.augment.photometric_ranges`); replaces
+            `color_jitter`.
+        blur: largest std in pixels of a random Gaussian blur (half of the images), 0 off.
         Other arguments: see `make_dataset`.
 
     Returns:
@@ -82,18 +88,20 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
         decoded = decoded.shuffle(_buffer_size(decoded, shuffle_buffer), seed=seed,
                                   reshuffle_each_iteration=True)
     element_fn = make_element_fn(ignore_label=ignore_label, crop_size=crop_size,
-                                 scale_range=scale_range, flip=flip, mean_rgb=mean_rgb)
+                                 scale_range=scale_range, flip=flip, mean_rgb=mean_rgb,
+                                 blur=blur)
+    jitter = jitter_settings(color_jitter, photometric)
     # Fixed-size batches get their colour jitter per batch (vectorised); padded batches per
     # element, before padding, so that padding stays exactly the mean colour.
     fixed_size = crop_size is not None or batch_size == 1
-    batch_jitter = color_jitter and fixed_size
+    batch_jitter = jitter is not None and fixed_size
 
     def augment(element, seed_):
         image, mask = element_fn(element, seed_)
         if batch_jitter:
-            return image, mask, jitter_factors(op_seed(seed_, 4))
-        if color_jitter:
-            image = random_color_jitter(image, op_seed(seed_, 4))
+            return image, mask, jitter_factors(op_seed(seed_, 4), **jitter)
+        if jitter is not None:
+            image = random_color_jitter(image, op_seed(seed_, 4), **jitter)
         if not fixed_size:
             mask = tf.cast(mask, tf.int32)
         return image, mask
