@@ -28,7 +28,8 @@ setup(
     extras_require={
         # torch: only for the equivalence tests against a PyTorch FCN and the weight converter;
         # the pinned release installs from a local wheel on our machines (CPU build).
-        "dev": ["pytest", "ai-edge-litert", "av", "torch==2.13.0", "import-linter"],
+        "dev": ["pytest", "ai-edge-litert", "av", "torch==2.13.0", "import-linter",
+                "opencv-python-headless"],
         "litert": ["ai-edge-litert"],
         "torch": ["torch"],
         "video": ["av"],

@@ -12,7 +12,7 @@ from PIL import Image
 from keras_fcn.data import warp as warp_lib
 from keras_fcn.inference import files, masks, predictor, temporal
 from keras_fcn.training import TrainConfig, consistency, run
-from tests.tiny import TINY_FC, TINY_WIDTHS, tiny_fcn
+from tiny import TINY_FC, TINY_WIDTHS, tiny_fcn
 
 try:
     import av  # noqa: F401
