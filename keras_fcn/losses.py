@@ -50,6 +50,14 @@ def validate_ignore_label(ignore_label):
     return int(ignore_label)
 
 
+def validate_label_smoothing(label_smoothing):
+    value = float(label_smoothing or 0.0)
+    if not 0 <= value < 1:
+        raise ValueError("`label_smoothing` must be in [0, 1). "
+                         f"Received: label_smoothing={label_smoothing!r}")
+    return value
+
+
 def _validate_class_weights(class_weights, num_classes):
     if class_weights is None:
         return None
@@ -147,18 +155,13 @@ def sample_weight_to_rank3(sample_weight, dtype):
     return sample_weight
 
 
-def _pixel_terms(
-    y_true,
-    y_pred,
-    num_classes,
-    ignore_label,
-    class_weights,
-    from_logits,
-    sample_weight,
-):
+def _pixel_terms(y_true, y_pred, num_classes, ignore_label, class_weights, from_logits,
+                 sample_weight, label_smoothing=0.0):
     """Returns (per-pixel cross-entropy, per-pixel weight), both (N, H, W).
 
-    The cross-entropy is 0 at void pixels and NaN at out-of-range labels.
+    The cross-entropy is 0 at void pixels and NaN at out-of-range labels. With label
+    smoothing e the target is (1 - e) one-hot + e / C, so the cross-entropy is
+    (1 - e) ce + e (logsumexp(z) - mean(z)) (z: the logits).
     """
     logits = tf.cast(tf.convert_to_tensor(y_pred), "float32")
     if logits.shape.rank != 4:
@@ -180,6 +183,9 @@ def _pixel_terms(
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=safe_labels, logits=logits
     )
+    if label_smoothing:
+        uniform = tf.reduce_logsumexp(logits, -1) - tf.reduce_mean(logits, -1)
+        ce = (1.0 - label_smoothing) * ce + label_smoothing * uniform
     ce = tf.where(valid, ce, 0.0)
     ce = tf.where(bad, float("nan"), ce)
     weights = _pixel_weights(labels, valid, class_weights, sample_weight)
@@ -214,6 +220,7 @@ def sparse_categorical_crossentropy_ignore(
     reduction_mode="mean",
     from_logits=True,
     sample_weight=None,
+    label_smoothing=0.0,
 ):
     """Per-pixel softmax cross-entropy that skips void pixels, as a scalar.
 
@@ -234,6 +241,8 @@ def sparse_categorical_crossentropy_ignore(
         from_logits: whether `y_pred` holds logits (True) or probabilities.
         sample_weight: optional weights, shape (N,), (N, H, W) or (N, H, W, 1),
             multiplied into the pixel weights.
+        label_smoothing: e in [0, 1): targets (1 - e) one-hot + e / C (void pixels
+            still count nothing).
 
     Returns:
         A float32 scalar tensor.
@@ -255,7 +264,7 @@ def sparse_categorical_crossentropy_ignore(
     reduction_mode = check_choice("reduction_mode", reduction_mode, _REDUCTION_MODES)
     ce, weights = _pixel_terms(
         y_true, y_pred, num_classes, ignore_label, class_weights, from_logits,
-        sample_weight,
+        sample_weight, validate_label_smoothing(label_smoothing),
     )
     total, denominator = _local_sum_and_denominator(ce, weights, reduction_mode)
     return tf.math.divide_no_nan(total, denominator)
@@ -286,6 +295,7 @@ class SparseCategoricalCrossentropyIgnore(keras.losses.Loss):
             (e.g. from `median_frequency_weights`).
         reduction_mode: "mean" (default) or "sum".
         from_logits: whether `y_pred` holds logits. Defaults to True.
+        label_smoothing: e in [0, 1): targets (1 - e) one-hot + e / C. Defaults to 0.
         name: name of the loss.
 
     Example:
@@ -301,6 +311,7 @@ class SparseCategoricalCrossentropyIgnore(keras.losses.Loss):
         reduction_mode="mean",
         from_logits=True,
         name="sparse_categorical_crossentropy_ignore",
+        label_smoothing=0.0,
     ):
         self.num_classes = check_positive_int("num_classes", num_classes, allow_none=True)
         self.ignore_label = validate_ignore_label(ignore_label)
@@ -309,6 +320,7 @@ class SparseCategoricalCrossentropyIgnore(keras.losses.Loss):
         )
         self.reduction_mode = check_choice("reduction_mode", reduction_mode, _REDUCTION_MODES)
         self.from_logits = bool(from_logits)
+        self.label_smoothing = validate_label_smoothing(label_smoothing)
         # Keras' own `reduction` is not used (`__call__` reduces); it is set
         # to the closest Keras name for code that inspects it.
         keras_reduction = "sum_over_batch_size" if reduction_mode == "mean" else "sum"
@@ -333,15 +345,9 @@ class SparseCategoricalCrossentropyIgnore(keras.losses.Loss):
             return tf.math.divide_no_nan(total, denominator)
 
     def _terms(self, y_true, y_pred, sample_weight):
-        return _pixel_terms(
-            y_true,
-            y_pred,
-            self.num_classes,
-            self.ignore_label,
-            self.class_weights,
-            self.from_logits,
-            sample_weight,
-        )
+        return _pixel_terms(y_true, y_pred, self.num_classes, self.ignore_label,
+                            self.class_weights, self.from_logits, sample_weight,
+                            self.label_smoothing)
 
     def get_config(self):
         return {
@@ -351,6 +357,7 @@ class SparseCategoricalCrossentropyIgnore(keras.losses.Loss):
             "class_weights": self.class_weights,
             "reduction_mode": self.reduction_mode,
             "from_logits": self.from_logits,
+            "label_smoothing": self.label_smoothing,
         }
 
 

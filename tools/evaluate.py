@@ -9,6 +9,8 @@ Examples:
     python tools/evaluate.py --model=runs/shapes_fcn8s/best.keras --dataset=shapes
     python tools/evaluate.py --model=runs/camvid/fcn8s/model.keras --dataset=camvid \
         --data_dir=data/camvid --flip --output=camvid_eval.json
+    python tools/evaluate.py --model=runs/camvid/fcn8s/model.keras --dataset=camvid \
+        --data_dir=data/camvid --holdout=0006R0 --scales=0.75,1,1.25 --flip
 """
 
 import os
@@ -28,6 +30,8 @@ flags.DEFINE_string("image_size", "auto",
                     "'H,W' to resize inputs, 'native' for none, 'auto' to use the training "
                     "resolution recorded in the labels file next to the model.")
 flags.DEFINE_bool("flip", False, "Flip test-time augmentation (average of the two).")
+flags.DEFINE_string("scales", "1", "Multi-scale test-time augmentation: image scales whose "
+                    "softmax is averaged at label resolution, e.g. 0.75,1,1.25.")
 flags.DEFINE_enum("precision", None, ["float32", "bfloat16", "float16", "auto"],
                   "Compute precision (default: the model's own). auto: bfloat16 on CPUs with AMX "
                   "or AVX512-BF16, float16 on GPUs.")
@@ -61,9 +65,11 @@ def main(argv):
 
     from keras_fcn import data, io, runtime, training
     from keras_fcn.labels import ModelLabels
+    from keras_fcn.training.evaluation import check_scales
 
     from keras_fcn import presets
 
+    scales = check_scales(training.parse_floats(FLAGS.scales, "scales"))
     path = presets.model_file(FLAGS.model)  # a file, or a preset name (downloaded once)
     labels = ModelLabels.for_model(path)
     size = image_size(FLAGS.image_size, labels)
@@ -84,13 +90,17 @@ def main(argv):
     model = keras.models.load_model(path, compile=False)
     print(f"Evaluating {FLAGS.model} on {info.name} {split} ({count} images, "
           f"{f'resized to {size[0]}x{size[1]}' if size else 'native size'}"
-          f"{', flip TTA' if FLAGS.flip else ''}) on {runtime.describe(runtime.cpu_info())}")
+          f"{', flip TTA' if FLAGS.flip else ''}"
+          f"{f', scales {FLAGS.scales}' if scales != (1.0,) else ''}) on "
+          f"{runtime.describe(runtime.cpu_info())}")
     results = training.evaluate_model(model, dataset, num_classes=info.num_classes,
                                       ignore_label=info.ignore_label, flip=FLAGS.flip,
-                                      precision=FLAGS.precision, jit_compile=FLAGS.jit_compile)
+                                      precision=FLAGS.precision, jit_compile=FLAGS.jit_compile,
+                                      scales=scales)
     results.update({"model": os.path.abspath(path), "dataset": info.name, "split": split,
                     "holdout": FLAGS.holdout or None, "precision": FLAGS.precision,
                     "image_size": list(size) if size else None, "flip": FLAGS.flip,
+                    "scales": list(scales),
                     "class_names": list(info.class_names)})
     print(training.format_results(results, info.class_names))
     output = FLAGS.output or os.path.splitext(os.path.basename(path) if path != FLAGS.model

@@ -9,7 +9,9 @@ Example:
 from keras_fcn.data.augment import (  # noqa: F401
     MEAN_RGB,
     fill_padding,
+    gaussian_blur,
     make_element_fn,
+    photometric_ranges,
     random_color_jitter,
     random_flip,
     random_scale,

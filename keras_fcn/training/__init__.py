@@ -13,6 +13,8 @@ Example:
 """
 
 from keras_fcn.training.callbacks import (  # noqa: F401
+    EMAWeights,
+    ema_weights,
     BestCheckpoint,
     HistoryWriter,
     NaNGuard,
@@ -41,7 +43,12 @@ from keras_fcn.training.distribute import (  # noqa: F401
     patch_multi_worker_build,
     set_mixed_precision,
 )
-from keras_fcn.training.evaluation import evaluate_model, format_results  # noqa: F401
+from keras_fcn.training.evaluation import (  # noqa: F401
+    check_scales,
+    evaluate_model,
+    format_results,
+    tta_probabilities,
+)
 from keras_fcn.training.fit import compile_model, fit, make_metrics  # noqa: F401
 from keras_fcn.training.inputs import (  # noqa: F401
     load_data,
@@ -52,6 +59,8 @@ from keras_fcn.training.inputs import (  # noqa: F401
     resolve_class_weights,
 )
 from keras_fcn.training.optimizers import (  # noqa: F401
+    LR_SCHEDULES,
+    WarmupDecay,
     LOSS_REDUCTIONS,
     OPTIMIZERS,
     PAPER_LEARNING_RATES_SUM,
@@ -61,6 +70,7 @@ from keras_fcn.training.optimizers import (  # noqa: F401
     apply_kernel_l2,
     default_learning_rate,
     equivalent_learning_rate,
+    learning_rate_schedule,
     make_optimizer,
 )
 from keras_fcn.training.recipe import (  # noqa: F401

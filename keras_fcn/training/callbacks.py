@@ -1,4 +1,5 @@
-"""The callbacks of a training run: NaN guard, safe backup, best checkpoint, history, time limit.
+"""The callbacks of a training run: NaN guard, safe backup, best checkpoint, history, time limit,
+and validation with the moving average of the weights (EMA).
 
 They share one `NaNGuard`: after a non-finite loss nothing is saved, so the last good
 checkpoint and backup survive. `make_callbacks` returns the set `keras_fcn.training.fit` uses.
@@ -8,6 +9,7 @@ Example:
     >>> model.fit(train_ds, epochs=5, callbacks=make_callbacks("runs/a", nan_guard=guard))
 """
 
+import contextlib
 import logging
 import math
 import os
@@ -144,7 +146,8 @@ class BestCheckpoint(keras.callbacks.Callback):
             return
         value = float(value)
         if self.best is None or self.sign * value > self.sign * self.best:
-            io.save_model(self.model, self.path)
+            with ema_weights(self.model):
+                io.save_model(self.model, self.path)
             self.best, self.best_epoch = value, epoch + 1
             io.write_json(self._state_path,
                           {"monitor": self.monitor, "value": value, "epoch": epoch + 1})
@@ -216,12 +219,80 @@ class TimeLimit(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def _ema_optimizer(model):
+    """The model's optimizer when it keeps a moving average with at least one step in it."""
+    optimizer = getattr(model, "optimizer", None)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer
+    if not getattr(optimizer, "use_ema", False) or int(optimizer.iterations) == 0:
+        return None
+    return optimizer
+
+
+@contextlib.contextmanager
+def ema_weights(model):
+    """Within the block, `model` holds the moving average of its weights (when its optimizer
+    keeps one, `make_optimizer(ema_decay=...)`); the raw weights come back after it.
+
+    Example:
+        >>> with ema_weights(model):
+        ...     model.save("ema.keras")
+    """
+    optimizer = _ema_optimizer(model)
+    if optimizer is None:
+        yield model
+        return
+    variables = model.trainable_weights
+    raw = [variable.numpy() for variable in variables]
+    optimizer.finalize_variable_values(variables)  # Keras' public way to put the averages in
+    try:
+        yield model
+    finally:
+        for variable, value in zip(variables, raw):
+            variable.assign(value)
+
+
+class EMAWeights(keras.callbacks.Callback):
+    """Validates with the moving average of the weights during `fit` (Keras validates the raw
+    weights and puts the averages in only when `fit` ends).
+
+    The raw weights go back after each validation, so training, the backup for resuming
+    (`SafeBackupAndRestore`) and the optimizer's averages are as without this callback;
+    `BestCheckpoint` saves the averaged weights (`ema_weights`). Does nothing when the
+    optimizer keeps no average.
+
+    Example:
+        >>> model.fit(train_ds, validation_data=val_ds, callbacks=[EMAWeights()])
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._swap = None
+        self._training = False
+
+    def on_train_begin(self, logs=None):
+        self._training = True
+
+    def on_train_end(self, logs=None):
+        self._training = False
+
+    def on_test_begin(self, logs=None):
+        if self._training:
+            self._swap = ema_weights(self.model)
+            self._swap.__enter__()
+
+    def on_test_end(self, logs=None):
+        if self._swap is not None:
+            self._swap.__exit__(None, None, None)
+            self._swap = None
+
+
 def make_callbacks(run_dir, *, nan_guard, tensorboard=False, monitor="val_mean_iu",
                    extra=None):
     """The callbacks of a training run in `run_dir`.
 
     Returns:
-        A list: `NaNGuard`, `SafeBackupAndRestore` (`run_dir/backup`, every epoch),
+        A list: `NaNGuard`, `EMAWeights` (validation with the weights' moving average, when
+        the optimizer keeps one), `SafeBackupAndRestore` (`run_dir/backup`, every epoch),
         `BestCheckpoint` (`best.keras`), `HistoryWriter` and optionally TensorBoard
         (`run_dir/logs`).
 
@@ -230,6 +301,7 @@ def make_callbacks(run_dir, *, nan_guard, tensorboard=False, monitor="val_mean_i
     """
     callbacks = [
         nan_guard,
+        EMAWeights(),
         SafeBackupAndRestore(os.path.join(run_dir, BACKUP_DIR), nan_guard),
         BestCheckpoint(os.path.join(run_dir, BEST_MODEL_FILE), nan_guard, monitor=monitor),
         HistoryWriter(os.path.join(run_dir, HISTORY_FILE), nan_guard),

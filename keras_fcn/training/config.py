@@ -16,6 +16,7 @@ from keras_fcn.models import BACKBONES
 from keras_fcn.training.distribute import STRATEGIES
 from keras_fcn.training.optimizers import (
     LOSS_REDUCTIONS,
+    LR_SCHEDULES,
     OPTIMIZERS,
     PAPER_MOMENTUM,
     PAPER_WEIGHT_DECAY,
@@ -131,6 +132,11 @@ class TrainConfig:
                               kind="size")
     scale_range: tuple = _flag(None, "Random scale 'lo,hi' (empty: none).", kind="floats")
     flip: bool = _flag(True, "Random left-right flips.")
+    photometric: float = _flag(
+        0.0, "Colour augmentation strength in (0, 1] (0: off): brightness shift up to 64 * S "
+        "of 255, contrast and saturation 1 +- S/2, hue up to S/10 of a turn (images only).")
+    blur: float = _flag(0.0, "Largest std in pixels of a random Gaussian blur of half the "
+                        "training images (0: off; e.g. 1.5).")
     temporal_consistency: float = _flag(
         0.0, "Weight of the temporal-consistency loss (0: off): each training image is also "
         "seen moved by a small random camera warp, and the two predictions must agree "
@@ -140,6 +146,16 @@ class TrainConfig:
         "consecutive frames, with OpenCV's optical flow (pip install keras_fcn[flow]), are "
         "consistency pairs too; needs --image_size and no --crop_size.")
     unlabelled_pairs: int = _flag(500, "Most frame pairs read from --unlabelled_video_dir.")
+    lr_schedule: str = _flag("constant", "Learning-rate decay over the run's steps (per stage): "
+                             "constant, poly ((1 - t/T)^0.9, DeepLab) or cosine.",
+                             choices=LR_SCHEDULES)
+    warmup_epochs: float = _flag(0.0, "Linear learning-rate warm-up over this many epochs "
+                                 "(0: none), then --lr_schedule.")
+    ema_decay: float = _flag(0.0, "Keep an exponential moving average of the weights with this "
+                             "decay (e.g. 0.999; 0: off); validation, best.keras and the final "
+                             "model use the averaged weights.")
+    label_smoothing: float = _flag(0.0, "Label smoothing e of the loss: targets (1 - e) one-hot "
+                                   "+ e / classes (0: off; void pixels stay ignored).")
     learning_rate: float = _flag(None, "0: recipe default (SGD: the paper's rates, times the "
                                  "pixels per image with --loss_reduction=mean; Adam: 1e-3).")
     stage_lr_factors: tuple = _flag(None, "Staged: per-stage learning-rate factors, e.g. "
@@ -175,6 +191,9 @@ class TrainConfig:
     max_minutes_per_stage: float = _flag(
         None, "Stop a model's training after this many minutes (0: no limit).")
     flip_eval: bool = _flag(False, "Flip TTA in the final evaluation.")
+    eval_scales: tuple = _flag(None, "Multi-scale TTA in the final evaluation: image scales "
+                               "whose softmax is averaged, e.g. 0.75,1,1.25 (empty: 1).",
+                               kind="floats")
     verbose: str = _flag("auto", "Progress output: auto (bars on a terminal, one line per "
                          "epoch otherwise), 0, 1 or 2.", kind="verbose")
 

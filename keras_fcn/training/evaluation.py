@@ -29,8 +29,51 @@ def _batch_size(images):
     return int(tf.nest.flatten(images)[0].shape[0])
 
 
+def check_scales(scales):
+    """`scales` as a tuple of positive floats (an error names a bad value).
+
+    Example:
+        >>> check_scales([0.75, 1, 1.25])
+        (0.75, 1.0, 1.25)
+    """
+    values = tuple(scales or ())
+    if not values or any(isinstance(s, bool) or not isinstance(s, (int, float)) or not s > 0
+                         for s in values):
+        raise ValueError(f"`scales` must be positive numbers. Received: scales={scales!r}")
+    return tuple(float(s) for s in values)
+
+
+def tta_probabilities(predict, images, size, scales):
+    """The softmax averaged over image `scales`, each resized bilinearly to `size` (label
+    resolution).
+
+    Args:
+        predict: `images -> softmax` (`keras_fcn.inference.forward_fn`, flip TTA included or
+            not). images: (B, h, w, 3) tensor (or a dict of them, all resized). size: (H, W)
+            of the labels.
+        scales: factors of the image size (the image is resized bilinearly).
+
+    Returns:
+        float32 (B, H, W, C) tensor.
+
+    Example:
+        >>> probs = tta_probabilities(forward_fn(model, flip=True), images, (360, 480),
+        ...                           (0.75, 1.0, 1.25))
+    """
+    height, width = tf.nest.flatten(images)[0].shape[1:3]
+    total = 0.0
+    for scale in scales:
+        scaled = images
+        if scale != 1.0:
+            scaled_size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            scaled = tf.nest.map_structure(
+                lambda x, s=scaled_size: tf.image.resize(x, s, method="bilinear"), images)
+        total += tf.image.resize(predict(scaled), size, method="bilinear")
+    return total / len(scales)
+
+
 def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, verbose=1,
-                   max_batches=None, precision=None, jit_compile=None):
+                   max_batches=None, precision=None, jit_compile=None, scales=(1.0,)):
     """Evaluates a segmentation model with the paper's metrics, in numpy.
 
     Predictions whose size differs from the mask (a model run at reduced resolution on
@@ -43,6 +86,9 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
         num_classes: number of classes.
         ignore_label: void label, not counted.
         flip: also predict the left-right flipped image and average the probabilities (TTA).
+        scales: image scales whose probabilities are averaged at label resolution
+            (multi-scale TTA, `tta_probabilities`; with `flip`, each scale is flipped too).
+            `(1.0,)` is the plain single-scale evaluation.
         verbose: show a progress bar.
         max_batches: stop after this many batches.
         precision, jit_compile: how to run the model (``keras_fcn.inference.forward_fn``):
@@ -57,8 +103,10 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
         >>> results = evaluate_model(model, val_ds, num_classes=11, ignore_label=11)
         >>> results["mean_iu"]
     """
-    predict = forward_fn(model, output="softmax" if flip else "logits", flip=flip,
-                         precision=precision, jit_compile=jit_compile)
+    scales = check_scales(scales)
+    multi_scale = scales != (1.0,)
+    predict = forward_fn(model, output="softmax" if flip or multi_scale else "logits",
+                         flip=flip, precision=precision, jit_compile=jit_compile)
     confusion = np.zeros((num_classes, num_classes), np.int64)
     images_seen = 0
     total = int(dataset.cardinality())
@@ -69,7 +117,11 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
     for index, (images, masks) in enumerate(dataset):
         if max_batches is not None and index >= max_batches:
             break
-        preds = _classes_at(predict(images), tf.shape(masks)[1:3])
+        if multi_scale:
+            preds = tf.argmax(tta_probabilities(predict, images, masks.shape[1:3], scales),
+                              axis=-1, output_type=tf.int32)
+        else:
+            preds = _classes_at(predict(images), tf.shape(masks)[1:3])
         confusion += metrics_lib.confusion_matrix(masks.numpy(), preds.numpy(), num_classes,
                                                   ignore_label)
         images_seen += _batch_size(images)

@@ -49,7 +49,7 @@ def make_metrics(num_classes, ignore_label):
 
 def compile_model(model, *, num_classes, ignore_label, optimizer, loss_reduction="mean",
                   class_weights=None, weight_decay=PAPER_WEIGHT_DECAY, pixels_per_image=None,
-                  jit_compile=False, steps_per_execution=1):
+                  jit_compile=False, steps_per_execution=1, label_smoothing=0.0):
     """Compiles a segmentation model with the ignore-label loss and the paper's metrics.
 
     Under a `mixed_float16` global policy Keras wraps the optimizer in a
@@ -68,6 +68,7 @@ def compile_model(model, *, num_classes, ignore_label, optimizer, loss_reduction
             the summed-loss recipe; None keeps `weight_decay` as is.
         jit_compile: compile the train step with XLA.
         steps_per_execution: train steps per `tf.function` call.
+        label_smoothing: label smoothing of the loss (0: off).
 
     Returns:
         The model.
@@ -84,7 +85,8 @@ def compile_model(model, *, num_classes, ignore_label, optimizer, loss_reduction
         apply_kernel_l2(model, decay)
     loss = losses_lib.SparseCategoricalCrossentropyIgnore(
         num_classes=num_classes, ignore_label=ignore_label, reduction_mode=loss_reduction,
-        class_weights=None if class_weights is None else [float(w) for w in class_weights])
+        class_weights=None if class_weights is None else [float(w) for w in class_weights],
+        label_smoothing=label_smoothing)
     model.compile(optimizer=optimizer, loss=loss, metrics=make_metrics(num_classes, ignore_label),
                   jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     return model
@@ -93,7 +95,7 @@ def compile_model(model, *, num_classes, ignore_label, optimizer, loss_reduction
 def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         validation_steps=None, eval_ds=None, tensorboard=False, verbose="auto",
         image_size=None, model_name=None, flip_eval=False, callbacks=None, chief=True,
-        monitor="val_mean_iu", evaluate=None):
+        monitor="val_mean_iu", evaluate=None, eval_scales=None):
     """Trains a compiled model and fills `run_dir` (see `keras_fcn.training.run_dir`).
 
     The run resumes from `run_dir/backup` when it exists (use `prepare_run_dir` to decide
@@ -116,6 +118,8 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         image_size: training resolution, stored in labels.json.
         model_name: stored in labels.json and metrics.json.
         flip_eval: flip TTA in the final evaluation.
+        eval_scales: multi-scale TTA in the final evaluation (`evaluate_model`'s `scales`;
+            None: 1).
         callbacks: more callbacks.
         chief: False for non-chief multi-worker processes (they write to `run_dir` anyway;
             give them a private one).
@@ -159,6 +163,7 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         elif eval_ds is not None:
             final = evaluate_model(model, eval_ds, num_classes=info.num_classes,
                                    ignore_label=info.ignore_label, flip=flip_eval,
+                                   scales=eval_scales or (1.0,),
                                    verbose=1 if verbose == 1 else 0)
     report = {
         "model": model_name or model.name,

@@ -70,12 +70,12 @@ def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
     """Builds the train, validation and final-evaluation pipelines of a run.
 
     Returns:
-        (train_ds, val_ds, eval_ds): train is augmented (crop, flip, scale) and shuffled,
-        repeated when `steps_per_epoch` is set; val has masks at the training resolution
-        (for `val_mean_iu` during fit); with `temporal_consistency` the train batches are
-        `keras_fcn.data.add_warped_pairs` pairs (plus `unlabelled_video_dir` pairs); eval has
-        images at the training resolution and masks at full resolution, batch 1 (for the final
-        figures).
+        (train_ds, val_ds, eval_ds): train is augmented (crop, flip, scale, photometric,
+        blur) and shuffled, repeated when `steps_per_epoch` is set; val has masks at the
+        training resolution (for `val_mean_iu` during fit); with `temporal_consistency` the
+        train batches are `keras_fcn.data.add_warped_pairs` pairs (plus
+        `unlabelled_video_dir` pairs); eval has images at the training resolution and masks at
+        full resolution, batch 1 (for the final figures).
     """
     size = config.image_size
     cache = config.cache if config.cache is not None else config.dataset in CACHED_DATASETS
@@ -83,7 +83,8 @@ def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
     train_ds = data_lib.prepare_dataset(
         resize_images(train_decoded, size), batch_size=config.batch_size,
         crop_size=config.crop_size, scale_range=config.scale_range, flip=config.flip,
-        shuffle=True, seed=config.seed, cache=cache, drop_remainder=num_replicas > 1, **common)
+        photometric=config.photometric, blur=config.blur, shuffle=True, seed=config.seed,
+        cache=cache, drop_remainder=num_replicas > 1, **common)
     if config.temporal_consistency:
         if num_replicas > 1:  # a replica would get originals and moved images of other pairs
             raise ValueError(f"temporal_consistency needs one replica. Received: "

@@ -28,12 +28,16 @@ Example:
     ...                                                            500 * 375))
 """
 
+import math
+
 import keras
 
 from keras_fcn._checks import check_choice
 from keras_fcn.models import all_layers
 
 OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "poly", "cosine")
+POLY_POWER = 0.9  # DeepLab's "poly" policy (Chen et al., 2017)
 LOSS_REDUCTIONS = ("mean", "sum")
 PAPER_WEIGHT_DECAY = 5e-4
 PAPER_MOMENTUM = 0.99
@@ -115,8 +119,70 @@ class CaffeSGD(keras.optimizers.SGD):
         return config
 
 
+@keras.saving.register_keras_serializable(package="keras_fcn")
+class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up, then poly or cosine decay to 0 at `total_steps` (or a constant rate).
+
+    At optimizer step t (0-based; W = `warmup_steps`, T = `total_steps`, p = (t - W) / (T - W)
+    clipped to [0, 1]):
+        t < W:    lr * (t + 1) / W
+        constant: lr
+        poly:     lr * (1 - p) ** power       (DeepLab, power 0.9)
+        cosine:   lr * (1 + cos(pi p)) / 2
+
+    Example:
+        >>> schedule = WarmupDecay(1e-3, 1000, kind="poly", warmup_steps=100)
+        >>> float(schedule(550))  # 1e-3 * 0.5 ** 0.9
+        0.000535...
+    """
+
+    def __init__(self, learning_rate, total_steps, kind="poly", warmup_steps=0,
+                 power=POLY_POWER):
+        check_choice("lr_schedule", kind, LR_SCHEDULES)
+        if not 0 <= int(warmup_steps) < int(total_steps):
+            raise ValueError(f"Need 0 <= warmup_steps < total_steps. Received: warmup_steps="
+                             f"{warmup_steps!r}, total_steps={total_steps!r}")
+        self.learning_rate, self.total_steps = float(learning_rate), int(total_steps)
+        self.kind, self.warmup_steps, self.power = kind, int(warmup_steps), float(power)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warmup, rate = float(self.warmup_steps), self.learning_rate
+        progress = keras.ops.clip((step - warmup) / (self.total_steps - warmup), 0.0, 1.0)
+        if self.kind == "poly":
+            rate = rate * keras.ops.power(1.0 - progress, self.power)
+        elif self.kind == "cosine":
+            rate = rate * 0.5 * (1.0 + keras.ops.cos(math.pi * progress))
+        if self.warmup_steps:
+            rate = keras.ops.where(step < warmup, self.learning_rate * (step + 1.0) / warmup,
+                                   rate)
+        return rate
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "total_steps": self.total_steps,
+                "kind": self.kind, "warmup_steps": self.warmup_steps, "power": self.power}
+
+
+def learning_rate_schedule(learning_rate, kind="constant", total_steps=None, warmup_steps=0):
+    """The rate to give `make_optimizer`: `learning_rate` itself for a constant rate without
+    warm-up, else a `WarmupDecay` over the run's `total_steps`.
+
+    Example:
+        >>> learning_rate_schedule(1e-3, "cosine", total_steps=1000).kind
+        'cosine'
+    """
+    check_choice("lr_schedule", kind, LR_SCHEDULES)
+    if kind == "constant" and not warmup_steps:
+        return learning_rate
+    if not total_steps:
+        raise ValueError(f"lr_schedule={kind!r} needs the run's total steps. Received: "
+                         f"total_steps={total_steps!r}")
+    return WarmupDecay(learning_rate, total_steps, kind=kind, warmup_steps=warmup_steps)
+
+
 def make_optimizer(name="sgd", learning_rate=1e-4, *, momentum=PAPER_MOMENTUM,
-                   weight_decay=PAPER_WEIGHT_DECAY, bias_lr_multiplier=2.0, clipnorm=None):
+                   weight_decay=PAPER_WEIGHT_DECAY, bias_lr_multiplier=2.0, clipnorm=None,
+                   ema_decay=0.0):
     """Builds the optimizer of a recipe.
 
     Args:
@@ -128,6 +194,12 @@ def make_optimizer(name="sgd", learning_rate=1e-4, *, momentum=PAPER_MOMENTUM,
         weight_decay: for "adam", decoupled decay of kernels; ignored by "sgd" here.
         bias_lr_multiplier: SGD rate multiplier of biases (2 in the paper).
         clipnorm: optional per-variable gradient norm clip.
+        ema_decay: keep an exponential moving average of the weights with this decay (e.g.
+            0.999; 0 off): Keras' `use_ema`/`ema_momentum`. After every step
+            `average = d * average + (1 - d) * weight` (the first step copies the weights);
+            `model.fit` puts the averages into the model when it ends
+            (`finalize_variable_values`); `keras_fcn.training.callbacks.EMAWeights`
+            validates and checkpoints with them during training.
 
     Returns:
         A `keras.optimizers.Optimizer` (create it inside `strategy.scope()`).
@@ -139,11 +211,16 @@ def make_optimizer(name="sgd", learning_rate=1e-4, *, momentum=PAPER_MOMENTUM,
     if isinstance(learning_rate, (int, float)) and not learning_rate > 0:
         raise ValueError(f"`learning_rate` must be positive. Received: "
                          f"learning_rate={learning_rate!r}")
+    if not 0 <= (ema_decay or 0.0) < 1:
+        raise ValueError(f"`ema_decay` must be in [0, 1) (0: off). Received: "
+                         f"ema_decay={ema_decay!r}")
+    ema = {"use_ema": True, "ema_momentum": float(ema_decay)} if ema_decay else {}
     if name == "sgd":
         return CaffeSGD(learning_rate=learning_rate, momentum=momentum,
-                        bias_lr_multiplier=bias_lr_multiplier, clipnorm=clipnorm)
+                        bias_lr_multiplier=bias_lr_multiplier, clipnorm=clipnorm, **ema)
     optimizer = keras.optimizers.AdamW(learning_rate=learning_rate,
-                                       weight_decay=weight_decay or 0.0, clipnorm=clipnorm)
+                                       weight_decay=weight_decay or 0.0, clipnorm=clipnorm,
+                                       **ema)
     optimizer.exclude_from_weight_decay(var_names=["bias"])
     return optimizer
 

@@ -26,9 +26,13 @@ from keras_fcn.training.distribute import (
     make_strategy,
     patch_multi_worker_build,
 )
-from keras_fcn.training.evaluation import format_results
+from keras_fcn.training.evaluation import check_scales, format_results
 from keras_fcn.training.fit import compile_model, fit
-from keras_fcn.training.optimizers import default_learning_rate, make_optimizer
+from keras_fcn.training.optimizers import (
+    default_learning_rate,
+    learning_rate_schedule,
+    make_optimizer,
+)
 from keras_fcn.training.run_dir import MODEL_FILE, completed_run, prepare_run_dir
 
 STAGES = ("32s", "16s", "8s")
@@ -107,13 +111,15 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
         model = runtime.with_precision(build_model(config, variant, info.num_classes, weights),
                                        execution_precision(config))
         jit = execution_jit(config, model)
-        optimizer = make_optimizer(config.optimizer, learning_rate, momentum=config.momentum,
-                                   weight_decay=config.weight_decay,
-                                   bias_lr_multiplier=config.bias_lr_multiplier)
+        optimizer = make_optimizer(config.optimizer, run_schedule(config, learning_rate, train_ds),
+                                   momentum=config.momentum, weight_decay=config.weight_decay,
+                                   bias_lr_multiplier=config.bias_lr_multiplier,
+                                   ema_decay=config.ema_decay)
         compile_model(model, num_classes=info.num_classes, ignore_label=info.ignore_label,
                       optimizer=optimizer, loss_reduction=config.loss_reduction,
                       class_weights=class_weights, weight_decay=config.weight_decay,
-                      pixels_per_image=pixels, jit_compile=jit)
+                      pixels_per_image=pixels, jit_compile=jit,
+                      label_smoothing=config.label_smoothing)
         if config.temporal_consistency:
             add_consistency(model, config.temporal_consistency)
         patch_multi_worker_build(model, strategy)
@@ -127,9 +133,43 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
                  validation_steps=config.validation_steps, eval_ds=eval_ds,
                  tensorboard=config.tensorboard, verbose=config.verbose,
                  image_size=config.image_size, model_name=f"fcn{variant}",
-                 flip_eval=config.flip_eval, callbacks=extra, chief=chief)
+                 flip_eval=config.flip_eval, eval_scales=config.eval_scales, callbacks=extra,
+                 chief=chief)
     report["learning_rate"] = learning_rate
     return model, report
+
+
+def epoch_steps(config, train_ds):
+    """Train steps per epoch: `config.steps_per_epoch`, else the batches of one pass.
+
+    Example:
+        >>> epoch_steps(TrainConfig(steps_per_epoch=50), train_ds)
+        50
+    """
+    if config.steps_per_epoch:
+        return int(config.steps_per_epoch)
+    batches = int(train_ds.cardinality())
+    if batches < 1:
+        raise ValueError("The number of training batches per epoch is unknown: give "
+                         f"--steps_per_epoch. Received: steps_per_epoch={config.steps_per_epoch}")
+    return batches
+
+
+def run_schedule(config, learning_rate, train_ds):
+    """The learning rate (or `WarmupDecay` schedule) of one model's training: `lr_schedule`
+    and `warmup_epochs` over its `epochs` (per stage when staged).
+
+    Example:
+        >>> run_schedule(TrainConfig(epochs=10, steps_per_epoch=100, lr_schedule="poly"), 1e-3,
+        ...              train_ds).total_steps
+        1000
+    """
+    if config.lr_schedule == "constant" and not config.warmup_epochs:
+        return learning_rate
+    steps = epoch_steps(config, train_ds)
+    return learning_rate_schedule(learning_rate, config.lr_schedule,
+                                  total_steps=config.epochs * steps,
+                                  warmup_steps=round((config.warmup_epochs or 0) * steps))
 
 
 def stage_learning_rates(config, pixels, stages):
@@ -286,6 +326,8 @@ def run(config):
     """
     if config.model != "staged":
         check_choice("model", config.model, MODELS)
+    if config.eval_scales:  # checked now, not after hours of training
+        check_scales(config.eval_scales)
     strategy = make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy("float32")  # models are converted after building

@@ -1,0 +1,362 @@
+"""The CamVid recipe options of issue 16: photometric augmentation and blur, wide scale range
+with full-size crops, label smoothing, learning-rate schedules, EMA of the weights and
+multi-scale test-time augmentation. Each is off by default; each is checked on values."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import scipy.ndimage
+import tensorflow as tf
+from absl import flags
+
+from tiny import TINY_FC, TINY_WIDTHS, tiny_fcn
+from keras_fcn import data, losses, metrics
+from keras_fcn.data import augment
+from keras_fcn.inference.forward import forward_fn
+from keras_fcn.training import callbacks as callbacks_lib
+from keras_fcn.training import config as config_lib
+from keras_fcn.training import evaluation, optimizers, recipe
+from keras_fcn.training.fit import compile_model
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _decoded(images, masks):
+    return tf.data.Dataset.from_tensor_slices((np.asarray(images, "uint8"),
+                                               np.asarray(masks, "uint8")))
+
+
+def _collect(ds):
+    pairs = [(i.numpy(), m.numpy()) for i, m in ds]
+    return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+
+
+# ------------------------------------------------------------ photometric + blur ----
+
+def test_photometric_and_blur_are_seeded_and_leave_masks_alone():
+    rng = np.random.default_rng(0)
+    decoded = _decoded(rng.integers(0, 256, (6, 16, 20, 3)), rng.integers(0, 4, (6, 16, 20)))
+    kwargs = dict(crop_size=(16, 20), batch_size=3, flip=True, seed=3)
+    images, masks = _collect(data.prepare_dataset(decoded, photometric=1.0, blur=1.5,
+                                                  **kwargs))
+    again, masks_again = _collect(data.prepare_dataset(decoded, photometric=1.0, blur=1.5,
+                                                       **kwargs))
+    plain, plain_masks = _collect(data.prepare_dataset(decoded, **kwargs))
+    np.testing.assert_array_equal(images, again)
+    np.testing.assert_array_equal(masks, masks_again)
+    np.testing.assert_array_equal(masks, plain_masks)  # same flips; masks never jittered
+    assert np.abs(images - plain).mean() > 5.0
+    assert images.min() >= 0.0 and images.max() <= 255.0
+    # off by default: the pipeline without the options is the one of today
+    default, _ = _collect(data.prepare_dataset(decoded, photometric=0.0, blur=0.0, **kwargs))
+    np.testing.assert_array_equal(default, plain)
+
+
+def test_brightness_moves_a_gray_image_within_the_range():
+    gray = np.full((12, 10, 12, 3), 128, "uint8")  # contrast, saturation, hue keep gray
+    images, _ = _collect(data.prepare_dataset(_decoded(gray, np.zeros((12, 10, 12))),
+                                              photometric=0.5, seed=1, batch_size=1))
+    shifts = images.mean(axis=(1, 2, 3)) - 128.0
+    assert np.abs(shifts).max() <= 32.0 + 1e-3  # 64 * 0.5
+    assert shifts.max() - shifts.min() > 16.0  # the draws spread over the range
+    np.testing.assert_allclose(images, images[:, :1, :1, :1] * np.ones_like(images),
+                               atol=1e-3)  # still one gray level per image
+
+
+def test_jitter_draws_stay_in_the_photometric_ranges():
+    ranges = augment.photometric_ranges(1.0)
+    draws = np.stack([augment.jitter_factors(tf.constant([s, 4], tf.int64), **ranges).numpy()
+                      for s in range(64)])
+    assert np.abs(draws[:, 0]).max() <= 64.0 and np.ptp(draws[:, 0]) > 64.0
+    for column in (1, 2):
+        assert draws[:, column].min() >= 0.5 and draws[:, column].max() <= 1.5
+    assert np.abs(draws[:, 3]).max() <= 0.1 * 2 * math.pi and np.ptp(draws[:, 3]) > 0.3
+    # the 0.1.0 colour jitter is strength 0.5 without hue, and its draws did not change
+    half = dict(augment.photometric_ranges(0.5), hue=0.0)
+    seed = tf.constant([7, 4], tf.int64)
+    np.testing.assert_array_equal(augment.jitter_factors(seed, **half).numpy(),
+                                  augment.jitter_factors(seed).numpy())
+    assert augment.jitter_settings(color_jitter=True) == {}
+    assert augment.jitter_settings() is None
+    with pytest.raises(ValueError, match="Received: photometric=1.5"):
+        augment.photometric_ranges(1.5)
+
+
+def test_hue_rotation_keeps_gray_brightness_and_chroma():
+    pixels = np.random.default_rng(1).uniform(0, 255, (50, 3)).astype("float32")
+    matrix = augment.hue_matrices(tf.constant([0.7]))[0].numpy()
+    turned = pixels @ matrix
+    np.testing.assert_allclose(turned.sum(1), pixels.sum(1), rtol=1e-5)
+    chroma = lambda x: np.linalg.norm(x - x.mean(1, keepdims=True), axis=1)  # noqa: E731
+    np.testing.assert_allclose(chroma(turned), chroma(pixels), rtol=1e-4)
+    third = augment.hue_matrices(tf.constant([2 * math.pi / 3]))[0].numpy()
+    np.testing.assert_allclose(np.eye(3) @ third, np.eye(3)[[1, 2, 0]], atol=1e-6)  # R->G->B
+
+
+def test_gaussian_blur_is_scipy_gaussian_filter():
+    image = np.random.default_rng(2).uniform(0, 255, (9, 11, 3)).astype("float32")
+    blurred = augment.gaussian_blur(tf.constant(image), 1.3, 4).numpy()
+    expected = scipy.ndimage.gaussian_filter(image, sigma=(1.3, 1.3, 0), mode="reflect",
+                                             radius=(4, 4, 0))
+    np.testing.assert_allclose(blurred, expected, atol=1e-3)
+    assert blurred.std() < 0.7 * image.std()
+    with pytest.raises(ValueError, match="Received: blur=0.05"):
+        augment.random_blur(tf.constant(image), tf.constant([0, 5], tf.int64), 0.05)
+
+
+# ------------------------------------------------------------ scale 0.5-2 + full crops ----
+
+def test_wide_scale_range_with_full_size_crops_pads_with_mean_and_ignore():
+    color = np.array([10, 20, 30], "uint8")
+    images = np.broadcast_to(color, (16, 12, 16, 3))
+    ds = data.prepare_dataset(_decoded(images, np.zeros((16, 12, 16))), crop_size=(12, 16),
+                              scale_range=(0.5, 2.0), flip=True, seed=0, batch_size=4,
+                              ignore_label=255)
+    out, masks = _collect(ds)
+    assert out.shape == (16, 12, 16, 3) and masks.shape == (16, 12, 16)
+    padded = masks == 255
+    assert padded.any(axis=(1, 2)).sum() >= 3  # several draws scaled below 1
+    assert (~padded).all(axis=(1, 2)).sum() >= 3  # and several above
+    np.testing.assert_array_equal(out[padded], np.broadcast_to(
+        np.float32(augment.MEAN_RGB), out[padded].shape))
+    np.testing.assert_allclose(out[~padded], np.broadcast_to(color, out[~padded].shape),
+                               atol=1e-3)
+    for mask in masks:  # the image is one rectangle at a corner: bottom, left or right pad
+        rows, cols = np.nonzero(mask != 255)
+        assert mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1].max() == 0
+        assert rows.min() == 0 and (cols.min() == 0 or cols.max() == 15)
+        assert rows.max() + 1 >= 6 and cols.max() - cols.min() + 1 >= 8  # scale >= 0.5
+
+
+# ------------------------------------------------------------ label smoothing ----
+
+def _smoothed_numpy(labels, logits, smoothing, ignore):
+    z = logits - logits.max(-1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    classes = logits.shape[-1]
+    valid = labels != ignore
+    target = np.eye(classes)[np.where(valid, labels, 0)] * (1 - smoothing) + smoothing / classes
+    per_pixel = -(target * log_p).sum(-1)
+    return per_pixel[valid].mean(), (per_pixel * valid).sum((1, 2)).mean()
+
+
+def test_label_smoothing_is_the_closed_form_and_skips_void():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2, (2, 3, 4, 5)).astype("float32")
+    labels = rng.integers(0, 5, (2, 3, 4))
+    labels[0, 0, :2] = 255
+    mean, per_image_sum = _smoothed_numpy(labels, logits, 0.1, 255)
+    loss = losses.SparseCategoricalCrossentropyIgnore(label_smoothing=0.1)
+    np.testing.assert_allclose(float(loss(labels, logits)), mean, rtol=1e-5)
+    np.testing.assert_allclose(float(losses.sparse_categorical_crossentropy_ignore(
+        labels, logits, label_smoothing=0.1, reduction_mode="sum")), per_image_sum, rtol=1e-5)
+    # void logits do not matter
+    changed = logits.copy()
+    changed[0, 0, :2] = 50.0
+    np.testing.assert_allclose(float(loss(labels, changed)), mean, rtol=1e-5)
+    # 0 is today's loss; the config round-trips
+    np.testing.assert_allclose(float(losses.SparseCategoricalCrossentropyIgnore()(labels, logits)),
+                               _smoothed_numpy(labels, logits, 0.0, 255)[0], rtol=1e-5)
+    restored = losses.SparseCategoricalCrossentropyIgnore.from_config(loss.get_config())
+    assert restored.label_smoothing == 0.1
+    with pytest.raises(ValueError, match="Received: label_smoothing=1.0"):
+        losses.SparseCategoricalCrossentropyIgnore(label_smoothing=1.0)
+
+
+# ------------------------------------------------------------ learning-rate schedules ----
+
+def test_schedules_match_their_formulas():
+    lr, total = 1e-2, 1000
+    poly = optimizers.WarmupDecay(lr, total, kind="poly")
+    cosine = optimizers.WarmupDecay(lr, total, kind="cosine")
+    for step in (0, 1, 250, 500, 999, 1000, 1200):
+        p = min(step / total, 1.0)
+        np.testing.assert_allclose(float(poly(step)), lr * (1 - p) ** 0.9, rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(float(cosine(step)), lr * (1 + math.cos(math.pi * p)) / 2,
+                                   rtol=1e-5, atol=1e-9)
+    warm = optimizers.WarmupDecay(lr, total, kind="poly", warmup_steps=100)
+    for step in (0, 49, 99):
+        np.testing.assert_allclose(float(warm(step)), lr * (step + 1) / 100, rtol=1e-5)
+    np.testing.assert_allclose(float(warm(100)), lr, rtol=1e-6)
+    np.testing.assert_allclose(float(warm(550)), lr * 0.5 ** 0.9, rtol=1e-5)
+    flat = optimizers.WarmupDecay(lr, total, kind="constant", warmup_steps=10)
+    assert float(flat(4)) == pytest.approx(lr / 2) and float(flat(500)) == pytest.approx(lr)
+    assert optimizers.WarmupDecay.from_config(warm.get_config()).get_config() == \
+        warm.get_config()
+    assert optimizers.learning_rate_schedule(lr) == lr  # constant: today's float rate
+    with pytest.raises(ValueError, match="total_steps"):
+        optimizers.learning_rate_schedule(lr, "poly")
+
+
+def test_run_schedule_spans_the_runs_steps():
+    ds = tf.data.Dataset.range(10).batch(4)  # 3 batches per epoch
+    config = config_lib.TrainConfig(epochs=5, lr_schedule="cosine", warmup_epochs=1.0)
+    schedule = recipe.run_schedule(config, 1e-3, ds)
+    assert (schedule.total_steps, schedule.warmup_steps, schedule.kind) == (15, 3, "cosine")
+    stepped = config_lib.TrainConfig(epochs=2, lr_schedule="poly", steps_per_epoch=7)
+    assert recipe.run_schedule(stepped, 1e-3, ds.repeat()).total_steps == 14
+    assert recipe.run_schedule(config_lib.TrainConfig(), 1e-3, ds) == 1e-3
+    optimizer = optimizers.make_optimizer("adam", schedule)
+    optimizer.iterations.assign(15)
+    assert float(optimizer.learning_rate) == pytest.approx(0.0, abs=1e-12)
+
+
+# ------------------------------------------------------------ EMA of the weights ----
+
+class _Recorder(keras.callbacks.Callback):
+    """Raw weights after every step, and the weights seen by validation."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps, self.validated, self.after_epoch = [], [], []
+
+    def _weights(self):
+        return [w.numpy().copy() for w in self.model.trainable_weights]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append(self._weights())
+
+    def on_test_begin(self, logs=None):
+        self.validated.append((len(self.steps), self._weights()))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.after_epoch.append(self._weights())
+
+
+def _ema(raw_steps, decay):
+    average = [w.copy() for w in raw_steps[0]]  # Keras: the first step copies
+    history = [average]
+    for weights in raw_steps[1:]:
+        average = [decay * a + (1 - decay) * w for a, w in zip(average, weights)]
+        history.append(average)
+    return history
+
+
+def test_ema_validates_checkpoints_and_ends_with_the_averaged_weights(tmp_path):
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(4)
+    images = rng.normal(0, 1, (8, 8, 8, 3)).astype("float32")
+    masks = rng.integers(0, 3, (8, 8, 8))
+    train_ds = tf.data.Dataset.from_tensor_slices((images, masks)).batch(2)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(3, 3, padding="same")])
+    optimizer = optimizers.make_optimizer("sgd", 0.5, momentum=0.0, weight_decay=0.0,
+                                          ema_decay=0.8)
+    compile_model(model, num_classes=3, ignore_label=255, optimizer=optimizer,
+                  weight_decay=0.0)
+    recorder = _Recorder()
+    guard = callbacks_lib.NaNGuard()
+    run_callbacks = callbacks_lib.make_callbacks(str(tmp_path), nan_guard=guard)
+    model.fit(train_ds, validation_data=train_ds, epochs=2, verbose=0, shuffle=False,
+              callbacks=run_callbacks[:2] + [recorder] + run_callbacks[2:])
+    averages = _ema(recorder.steps, 0.8)
+    final = [w.numpy() for w in model.trainable_weights]
+    for got, want, raw in zip(final, averages[-1], recorder.steps[-1]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        assert np.abs(got - raw).max() > 1e-3  # the averaged weights are not the raw ones
+    for (steps_done, seen), after in zip(recorder.validated, recorder.after_epoch):
+        for got, want in zip(seen, averages[steps_done - 1]):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        for got, raw in zip(after, recorder.steps[steps_done - 1]):
+            np.testing.assert_array_equal(got, raw)  # training goes on from the raw weights
+    with open(tmp_path / "best_state.json", encoding="utf-8") as f:
+        best_epoch = json.load(f)["epoch"]
+    best = keras.models.load_model(tmp_path / "best.keras", compile=False)
+    for got, want in zip(best.trainable_weights, averages[4 * best_epoch - 1]):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="Received: ema_decay=1.0"):
+        optimizers.make_optimizer("adam", 1e-3, ema_decay=1.0)
+
+
+# ------------------------------------------------------------ multi-scale + flip TTA ----
+
+@pytest.fixture(scope="module")
+def tta_case():
+    model = tiny_fcn("8s", num_classes=3, include_preprocessing=True, seed=5, scale=1.0)
+    rng = np.random.default_rng(5)
+    images = rng.uniform(0, 255, (3, 32, 48, 3)).astype("float32")
+    masks = rng.integers(0, 3, (3, 40, 60)).astype("int32")  # labels larger than the input
+    masks[:, :4] = 255
+    ds = tf.data.Dataset.from_tensor_slices((images, masks)).batch(1)
+    return model, images, masks, ds
+
+
+def _confusion(masks, preds):
+    return sum(metrics.confusion_matrix(m[None], p[None], 3, 255) for m, p in zip(masks, preds))
+
+
+def test_single_scale_evaluation_is_todays(tta_case):
+    model, images, masks, ds = tta_case
+    results = evaluation.evaluate_model(model, ds, num_classes=3, ignore_label=255,
+                                        scales=(1,), verbose=0, jit_compile=False)
+    logits = model(images, training=False)
+    preds = tf.argmax(tf.image.resize(logits, (40, 60), method="bilinear"), -1).numpy()
+    assert results["confusion_matrix"] == _confusion(masks, preds).tolist()
+
+
+def test_two_scales_average_the_single_scale_probabilities(tta_case):
+    model, images, masks, ds = tta_case
+    predict = forward_fn(model, flip=True, jit_compile=False)
+    batch = tf.constant(images)
+    pair = evaluation.tta_probabilities(predict, batch, (40, 60), (0.75, 1.25)).numpy()
+    small = evaluation.tta_probabilities(predict, batch, (40, 60), (0.75,)).numpy()
+    large = evaluation.tta_probabilities(predict, batch, (40, 60), (1.25,)).numpy()
+    np.testing.assert_allclose(pair, (small + large) / 2, rtol=1e-6, atol=1e-7)
+    assert np.abs(small - large).max() > 1e-3  # the scales do differ
+    results = evaluation.evaluate_model(model, ds, num_classes=3, ignore_label=255,
+                                        scales=(0.75, 1.25), flip=True, verbose=0,
+                                        jit_compile=False)
+    expected = _confusion(masks, ((small + large) / 2).argmax(-1))
+    assert results["confusion_matrix"] == expected.tolist()
+    with pytest.raises(ValueError, match=r"Received: scales=\(0.5, -1\)"):
+        evaluation.check_scales((0.5, -1))
+
+
+def test_evaluate_tool_rejects_bad_scales():
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "evaluate.py"), "--model=none.keras",
+         "--scales=1,0"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 2
+    assert "error: `scales` must be positive numbers. Received: scales=(1.0, 0.0)" in \
+        result.stderr and "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------ flags and the whole recipe ----
+
+def test_flags_set_the_options_and_default_to_off():
+    values = flags.FlagValues()
+    config_lib.define_flags(values)
+    values(["prog", "--photometric=0.5", "--blur=1.5", "--lr_schedule=poly",
+            "--warmup_epochs=1", "--ema_decay=0.999", "--label_smoothing=0.1",
+            "--eval_scales=0.75,1,1.25"])
+    config = config_lib.config_from_flags(values)
+    assert (config.photometric, config.blur, config.lr_schedule, config.warmup_epochs,
+            config.ema_decay, config.label_smoothing, config.eval_scales) == (
+        0.5, 1.5, "poly", 1.0, 0.999, 0.1, (0.75, 1.0, 1.25))
+    default = config_lib.TrainConfig()
+    assert (default.photometric, default.blur, default.lr_schedule, default.warmup_epochs,
+            default.ema_decay, default.label_smoothing, default.eval_scales) == (
+        0.0, 0.0, "constant", 0.0, 0.0, 0.0, None)
+
+
+def test_recipe_runs_with_every_option(tmp_path):
+    config = config_lib.TrainConfig(
+        dataset="shapes", model="fcn8s", widths=TINY_WIDTHS, fc_units=TINY_FC, dropout=0.0,
+        epochs=2, batch_size=4, num_train=8, num_val=2, shapes_size=32, crop_size=(32, 32),
+        scale_range=(0.5, 2.0), optimizer="adam", learning_rate=1e-2, photometric=0.5,
+        blur=1.0, lr_schedule="poly", warmup_epochs=0.5, ema_decay=0.9, label_smoothing=0.1,
+        eval_scales=(0.75, 1.0), flip_eval=True, output_dir=str(tmp_path / "run"), verbose=0)
+    result = recipe.run(config)
+    report = result["reports"]["8s"]
+    assert report["status"] == "completed" and len(report["history"]) == 2
+    assert all(np.isfinite(epoch["loss"]) for epoch in report["history"])
+    assert 0.0 <= result["final"]["mean_iu"] <= 1.0 and result["final"]["num_images"] == 2
+    saved = keras.models.load_model(os.path.join(result["run_dir"], "model.keras"))
+    schedule = saved.optimizer.learning_rate  # the optimizer's current rate: 0 at the end
+    assert float(schedule) == pytest.approx(0.0, abs=1e-9)
+    assert saved.optimizer.use_ema and saved.optimizer.ema_momentum == pytest.approx(0.9)
