@@ -108,11 +108,14 @@ def _check_precision(precision):
             f"Unknown precision. Expected one of {PRECISIONS}. Received: precision={precision!r}")
 
 
-def resolve_precision(precision="float32", *, mixed_precision=False, info=None):
+def resolve_precision(precision="float32", *, mixed_precision=False, info=None, model=None):
     """Turns a precision request into ``"float32"``, ``"bfloat16"`` or ``"float16"``.
 
     ``"auto"`` is float16 on a GPU, bfloat16 on CPUs with AMX or AVX512-BF16 (whatever the
-    vendor), float32 elsewhere. ``mixed_precision=True`` (the old flag, kept as an alias)
+    vendor), float32 elsewhere, and float32 on a CPU for a ``model`` with depthwise
+    convolutions (MobileNetV2): measured on the AMD EPYC Zen 5, its bf16 forward and train step
+    were slower than float32 and its label agreement lower (99.22%; VGG16: 99.83%,
+    benchmarks/results/bf16_agreement.md). ``mixed_precision=True`` (the old flag, kept as an alias)
     asks for the mixed precision of the device: float16 on a GPU, bfloat16 on a CPU; it
     turns a ``"float32"`` or ``"auto"`` request into that and leaves an explicit
     ``"bfloat16"``/``"float16"`` as it is.
@@ -121,6 +124,7 @@ def resolve_precision(precision="float32", *, mixed_precision=False, info=None):
         precision: one of ``PRECISIONS``.
         mixed_precision: the old boolean flag.
         info: a :func:`cpu_info` dict; read from this machine when None and needed.
+        model: the model to run, if known (see ``"auto"``).
 
     Returns:
         ``"float32"``, ``"bfloat16"`` or ``"float16"``.
@@ -137,7 +141,10 @@ def resolve_precision(precision="float32", *, mixed_precision=False, info=None):
     info = cpu_info() if info is None else info
     if info["gpu"]:
         return "float16"
-    if mixed_precision or any(flag in info["isa"] for flag in BF16_FLAGS):
+    if mixed_precision:
+        return "bfloat16"
+    if any(flag in info["isa"] for flag in BF16_FLAGS) and not (
+            model is not None and has_depthwise(model)):
         return "bfloat16"
     return "float32"
 

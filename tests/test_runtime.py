@@ -26,6 +26,16 @@ def test_auto_precision_follows_the_device(info, expected):
     assert runtime.resolve_precision("auto", info=info) == expected
 
 
+def test_auto_precision_keeps_depthwise_models_float32_on_a_cpu():
+    """MobileNetV2's bf16 was slower and agreed less on the Zen 5 (bf16_agreement.md)."""
+    mobilenet = build_fcn("8s", num_classes=3, weights=None, backbone="mobilenet_v2")
+    vgg = tiny_fcn()
+    assert runtime.resolve_precision("auto", info=EPYC_ZEN5, model=mobilenet) == "float32"
+    assert runtime.resolve_precision("auto", info=EPYC_ZEN5, model=vgg) == "bfloat16"
+    assert runtime.resolve_precision("auto", info=WITH_GPU, model=mobilenet) == "float16"
+    assert runtime.resolve_precision("bfloat16", info=EPYC_ZEN5, model=mobilenet) == "bfloat16"
+
+
 @pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16"])
 def test_explicit_precision_is_kept_on_any_device(precision):
     for info in (XEON_AMX, EPYC_AVX2, WITH_GPU):

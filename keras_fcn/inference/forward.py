@@ -42,7 +42,7 @@ def in_precision(model, precision=None):
     """
     if precision is None:
         return model
-    resolved = runtime.resolve_precision(precision)
+    resolved = runtime.resolve_precision(precision, model=model)
     copies = _COPIES.setdefault(model, {})
     if resolved not in copies:
         copies[resolved] = runtime.with_precision(model, resolved)

@@ -108,8 +108,8 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
     with strategy.scope():
         # Built and initialized in float32, then converted: the FCN head stays float32
         # (keras_fcn.runtime.with_precision; the bf16 crash reported on AMX CPUs, docs/speed.md).
-        model = runtime.with_precision(build_model(config, variant, info.num_classes, weights),
-                                       execution_precision(config))
+        model = build_model(config, variant, info.num_classes, weights)
+        model = runtime.with_precision(model, execution_precision(config, model))
         jit = execution_jit(config, model)
         optimizer = make_optimizer(config.optimizer, run_schedule(config, learning_rate, train_ds),
                                    momentum=config.momentum, weight_decay=config.weight_decay,
@@ -241,21 +241,27 @@ def train_staged(config, *, run_dir, data, strategy, class_weights, pixels,
     return model, reports
 
 
-def execution_precision(config):
-    """The compute precision of a run: ``--precision``, with ``--mixed_precision`` (0.1.0)
-    meaning the device's mixed precision (float16 on a GPU, bfloat16 on a CPU).
+def execution_precision(config, model=None):
+    """The compute precision of a run: ``--precision`` (``auto`` knows the ``model``: see
+    ``keras_fcn.runtime.resolve_precision``), with ``--mixed_precision`` (0.1.0) meaning the
+    device's mixed precision (float16 on a GPU, bfloat16 on a CPU).
 
     Example:
         >>> execution_precision(TrainConfig(precision="auto"))  # "bfloat16" on a Xeon with AMX
     """
-    return runtime.resolve_precision(config.precision, mixed_precision=config.mixed_precision)
+    return runtime.resolve_precision(config.precision, mixed_precision=config.mixed_precision,
+                                     model=model)
 
 
 def execution_jit(config, model):
-    """Whether to XLA-compile the train step: ``--jit_compile`` if given, else
-    ``keras_fcn.runtime.fast_path`` (``KERAS_FCN_JIT`` overrides the rule), and never by
+    """Whether to XLA-compile the train step: ``--jit_compile`` if given (or
+    ``KERAS_FCN_JIT=0/1``), else no on a CPU and the ``keras_fcn.runtime.fast_path`` rule on a
+    GPU. XLA wins the CPU forward pass, but not the CPU train step: on the AMD EPYC Zen 5 a
+    narrow VGG16 FCN-8s trained 0.60 epochs/min with XLA against 1.03 without
+    (benchmarks/results/bf16_agreement.md), and full width was a tie (docs/speed.md). Never by
     default for images of varying sizes (XLA compiles once per input shape)."""
-    if config.jit_compile is None and not (config.crop_size or config.image_size):
+    if config.jit_compile is None and runtime.jit_override() is None and (
+            not runtime.has_gpu() or not (config.crop_size or config.image_size)):
         return False
     return runtime.fast_path(runtime.model_precision(model), model=model,
                              jit_compile=config.jit_compile)["jit_compile"]
