@@ -490,3 +490,17 @@ def test_predict_in_bfloat16_and_with_xla_keeps_float32_outputs_and_labels():
     np.testing.assert_allclose(xla, probs, atol=1e-5)  # XLA is float32-exact
     with pytest.raises(ValueError, match="precision"):
         inference.predict(model, image, precision="int4")
+
+
+def test_xla_compiles_a_few_shapes_then_uses_the_graph_path(monkeypatch):
+    from keras_fcn.inference import forward
+
+    monkeypatch.setattr(forward, "MAX_XLA_SHAPES", 2)
+    model = tiny_fcn(num_classes=3, include_preprocessing=True, seed=5)
+    fn = forward.forward_fn(model, output="logits", jit_compile=True)
+    graph = forward.forward_fn(model, output="logits", jit_compile=False)
+    for size in ((16, 20), (18, 20), (16, 20), (20, 24), (22, 26)):
+        images = tf.constant(np.random.default_rng(size[0]).uniform(0, 255, (1, *size, 3)),
+                             tf.float32)
+        np.testing.assert_allclose(fn(images).numpy(), graph(images).numpy(), atol=1e-5)
+    assert fn.shapes == {(1, 16, 20, 3), (1, 18, 20, 3)}

@@ -24,6 +24,9 @@ from keras_fcn import runtime
 from keras_fcn.models.inspect import preprocessing_fn
 
 OUTPUTS = ("softmax", "logits")
+# XLA compiles once per input shape (seconds for a VGG16 FCN). Past this many shapes (a folder
+# of photos of many sizes), new shapes take the graph path instead of another compilation.
+MAX_XLA_SHAPES = 4
 
 # model -> {(output, flip, precision, jit): tf.function} and model -> {precision: copy}; weak
 # keys, so a cached function or copy never keeps a model alive.
@@ -95,9 +98,25 @@ def forward_fn(model, *, output="softmax", flip=False, precision=None, jit_compi
                 scores = (scores + tf.reverse(mirrored, axis=[2])) / 2.0
             return scores
 
-        cache[key] = tf.function(forward, reduce_retracing=True,
-                                 jit_compile=settings["jit_compile"])
+        graph = tf.function(forward, reduce_retracing=True)
+        cache[key] = (_ShapeLimitedXLA(tf.function(forward, jit_compile=True), graph)
+                      if settings["jit_compile"] else graph)
     return cache[key]
+
+
+class _ShapeLimitedXLA:
+    """Runs the XLA function for the first ``MAX_XLA_SHAPES`` input shapes, the graph
+    function for any further shape (both compute the same float32 result)."""
+
+    def __init__(self, xla, graph):
+        self.xla, self.graph, self.shapes = xla, graph, set()
+
+    def __call__(self, images):
+        shape = tuple(images.shape)
+        if shape in self.shapes or len(self.shapes) < MAX_XLA_SHAPES:
+            self.shapes.add(shape)
+            return self.xla(images)
+        return self.graph(images)
 
 
 def model_input(model, images):
