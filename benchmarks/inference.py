@@ -1,155 +1,191 @@
-"""Forward time of our Keras FCN-8s against an equivalent PyTorch FCN-8s, in one run.
+"""Forward time of the FCN-8s in every mode, side by side in one run: Keras, PyTorch, TFLite.
 
-Batch 1, 500x500 (the paper's PASCAL size), 2 threads for both frameworks, random weights
-(the time does not depend on their values). Keras is timed in several modes (eager call,
-``tf.function`` graph, XLA ``jit_compile``, ``model.predict``); runs of the frameworks are
-interleaved so that background load hits both alike, and the table reports medians and the
-ratio torch / keras (above 1 means ours is faster).
+Batch 1, random weights, ``--threads`` (2) threads everywhere. Every mode runs in a worker
+process (benchmarks/_workers.py) and the modes are interleaved (A B C A B C ...), so
+background load hits them alike; the table gives medians, the load average, and ratios
+against PyTorch's best float32 mode and PyTorch bf16 autocast. The CPU model and its ISA flags
+are printed with the figures.
+
+Modes:
+- Keras: ``graph`` (``tf.function``, oneDNN: TF's default), ``xla`` (``jit_compile=True``),
+  ``eigen`` (``TF_ENABLE_ONEDNN_OPTS=0``), ``bf16`` (``runtime.with_precision``, head and
+  logits float32), ``bf16_xla``, ``default`` (what ``keras_fcn.predict`` runs with no
+  arguments: ``forward_fn(model)``, XLA by ``runtime.fast_path``) and ``auto``
+  (``forward_fn(model, precision="auto")``).
+- PyTorch (the VGG16 FCN-8s only): ``torch_fp32``, ``torch_channels_last``,
+  ``torch_compile`` (skipped when compiling takes over 3 minutes), ``torch_bf16`` (autocast).
+- TFLite (``keras_fcn.export.convert_to_tflite``, run by ``keras_fcn.export.TFLiteRunner``,
+  LiteRT with XNNPACK): ``tflite_float32``, ``tflite_float16`` (float16 weights) and
+  ``tflite_int8`` (full integer, calibrated on ``CALIBRATION_IMAGES`` random images). The
+  TFLite models take uint8 RGB and do the preprocessing inside.
 
 Usage:
-    python benchmarks/inference.py [--size 500] [--repeats 5] [--threads 2]
+    python benchmarks/inference.py [--models vgg16,mobilenet_v2] [--sizes 500x500,360x480]
+        [--modes graph,xla,...] [--repeats 3] [--threads 2] [--overwrite]
 
-Writes benchmarks/results/inference.md and .json.
+Writes benchmarks/results/inference.md and .json (about 20-25 minutes with the defaults on
+2 cores).
 """
 
 import argparse
+import datetime
 import os
-import platform
-import statistics
-import time
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import _workers  # noqa: E402
+from _outputs import refuse_to_overwrite, save_report  # noqa: E402
 
-from _outputs import save_report  # noqa: E402
+DEFAULT_MODES = ("default", "auto")
+TFLITE_MODES = ("tflite_float32", "tflite_float16", "tflite_int8")
+MODES = (_workers.KERAS_MODES + DEFAULT_MODES + _workers.TORCH_MODES + TFLITE_MODES)
+BF16_MODES = ("bf16", "auto")
+CALIBRATION_IMAGES = 4
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=500)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--num_classes", type=int, default=21)
-    parser.add_argument("--output_dir", default=os.path.join(os.path.dirname(__file__), "results"))
-    return parser.parse_args()
+    parser.add_argument("--models", default="vgg16,mobilenet_v2",
+                        help="vgg16 and/or mobilenet_v2")
+    parser.add_argument("--sizes", default="500x500,360x480", help="HEIGHTxWIDTH, comma-separated")
+    return _workers.parse_run_args(parser, "inference", MODES, argv)
 
 
-def keras_runners(size, num_classes, threads):
-    import tensorflow as tf
+def default_runner(mode, model_name, size):
+    """keras_fcn's own prediction function: its defaults (``default``) or ``precision="auto"``."""
+    from keras_fcn import runtime
+    from keras_fcn.inference.forward import forward_fn
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-    import keras_fcn
-
-    model = keras_fcn.build_fcn8s(num_classes=num_classes, input_shape=(size, size, 3), weights=None)
-    image = tf.constant(np.random.default_rng(0).uniform(-100, 100, (1, size, size, 3)), tf.float32)
-    graph = tf.function(lambda x: model(x, training=False))
-    xla = tf.function(lambda x: model(x, training=False), jit_compile=True)
-    return {
-        "keras eager call": lambda: model(image, training=False).numpy(),
-        "keras tf.function": lambda: graph(image).numpy(),
-        "keras tf.function + XLA": lambda: xla(image).numpy(),
-        "keras model.predict": lambda: model.predict(image, verbose=0),
-    }
+    model = _workers.keras_model(model_name, tuple(size), False)
+    precision = "auto" if mode == "auto" else None
+    fn = forward_fn(model, precision=precision)
+    resolved = runtime.resolve_precision(precision or "float32", model=model)
+    print(f"{mode} {model_name}: {runtime.fast_path(resolved, model=model)}", file=sys.stderr,
+          flush=True)  # the worker's stdout carries the answers
+    images, _ = _workers.keras_inputs(tuple(size))
+    return lambda: fn(images).numpy()
 
 
-def torch_runner(size, num_classes, threads):
-    """An FCN-8s in PyTorch with the reference layers (pad 100, ceil pools, crops 5/9/31)."""
-    try:
-        import torch
-        from torch import nn
-    except ImportError:
-        return None
-    torch.set_num_threads(threads)
+def tflite_runner(mode, model_name, size, threads):
+    """A TFLite conversion of the Keras model in the LiteRT interpreter."""
+    import numpy as np
 
-    class TorchFCN8s(nn.Module):
-        def __init__(self):
-            super().__init__()
-            layers, cin = [], 3
-            self.blocks = nn.ModuleList()
-            for block, (width, count) in enumerate(zip((64, 128, 256, 512, 512), (2, 2, 3, 3, 3))):
-                layers = []
-                for i in range(count):
-                    pad = 100 if (block, i) == (0, 0) else 1
-                    layers += [nn.Conv2d(cin, width, 3, padding=pad), nn.ReLU(inplace=True)]
-                    cin = width
-                layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
-                self.blocks.append(nn.Sequential(*layers))
-            self.fc = nn.Sequential(nn.Conv2d(512, 4096, 7), nn.ReLU(inplace=True), nn.Dropout2d(),
-                                    nn.Conv2d(4096, 4096, 1), nn.ReLU(inplace=True), nn.Dropout2d())
-            self.score_fr = nn.Conv2d(4096, num_classes, 1)
-            self.score_pool4 = nn.Conv2d(512, num_classes, 1)
-            self.score_pool3 = nn.Conv2d(256, num_classes, 1)
-            self.upscore2 = nn.ConvTranspose2d(num_classes, num_classes, 4, 2, bias=False)
-            self.upscore_pool4 = nn.ConvTranspose2d(num_classes, num_classes, 4, 2, bias=False)
-            self.upscore8 = nn.ConvTranspose2d(num_classes, num_classes, 16, 8, bias=False)
+    from keras_fcn.export import TFLiteRunner, convert_to_tflite
 
-        def forward(self, x):
-            h = x
-            pools = []
-            for block in self.blocks:
-                h = block(h)
-                pools.append(h)
-            up = self.upscore2(self.score_fr(self.fc(h)))
-            s4 = self.score_pool4(pools[3])[:, :, 5:5 + up.size(2), 5:5 + up.size(3)]
-            up = self.upscore_pool4(up + s4)
-            s3 = self.score_pool3(pools[2])[:, :, 9:9 + up.size(2), 9:9 + up.size(3)]
-            up = self.upscore8(up + s3)
-            return up[:, :, 31:31 + x.size(2), 31:31 + x.size(3)]
-
-    model = TorchFCN8s().eval()
-    image = torch.from_numpy(np.random.default_rng(0).uniform(-100, 100, (1, 3, size, size)).astype("float32"))
-
-    def run():
-        with torch.inference_mode():
-            return model(image).numpy()
-
-    return {"pytorch eager (inference_mode)": run}
+    rng = np.random.default_rng(0)
+    quantization = mode.removeprefix("tflite_")
+    calibration = [rng.integers(0, 256, (*size, 3)).astype("uint8")
+                   for _ in range(CALIBRATION_IMAGES)]
+    flatbuffer = convert_to_tflite(
+        _workers.keras_model(model_name, tuple(size), False), input_size=tuple(size),
+        quantization=quantization, num_calibration_images=CALIBRATION_IMAGES,
+        representative_data=calibration if quantization == "int8" else None)
+    runner = TFLiteRunner(flatbuffer, num_threads=threads)
+    image = calibration[0]
+    return lambda: runner.invoke(image)
 
 
-def measure(runners, repeats):
-    for run in runners.values():  # warm-up: tracing, XLA compilation, allocator
-        run()
-    times = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run in runners.items():  # interleaved
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}, times
+def make_runner(mode, model_name, size, what, threads):
+    if mode in DEFAULT_MODES:
+        return default_runner(mode, model_name, size)
+    if mode in TFLITE_MODES:
+        return tflite_runner(mode, model_name, size, threads)
+    return _workers.step_runner(mode, model_name, size, what, threads)
+
+
+def ratios(medians):
+    """``{mode: (x best torch float32, x torch bf16)}``, None where there is no baseline."""
+    fp32 = [medians[m] for m in _workers.TORCH_FP32_MODES if m in medians]
+    best = min(fp32) if fp32 else None
+    bf16 = medians.get("torch_bf16")
+    return {mode: (t / best if best else None, t / bf16 if bf16 else None)
+            for mode, t in medians.items()}
+
+
+def verdicts(result):
+    """Plain-language answers for one model and size: the fastest float32 and bf16 Keras
+    modes against PyTorch, and Keras bf16 against TFLite int8."""
+    medians = _workers.medians(result["seconds"])
+    lines = []
+    fp32 = [m for m in _workers.TORCH_FP32_MODES if m in medians]
+    if fp32 and "default" in medians:
+        best = min(fp32, key=medians.get)
+        lines.append(f"default float32 path {1000 * medians['default']:,.0f} ms = "
+                     f"{medians['default'] / medians[best]:.2f}x PyTorch's best float32 "
+                     f"({best}, {1000 * medians[best]:,.0f} ms; target <= 0.85x)")
+    bf16 = [m for m in BF16_MODES if m in medians]
+    if bf16 and "torch_bf16" in medians:
+        fastest = min(bf16, key=medians.get)
+        lines.append(f"Keras bf16 ({fastest}) {medians[fastest] / medians['torch_bf16']:.2f}x "
+                     "PyTorch bf16 autocast (target <= 0.5x)")
+    if bf16 and "tflite_int8" in medians:
+        fastest = min(bf16, key=medians.get)
+        faster = medians[fastest] < medians["tflite_int8"]
+        lines.append(f"Keras bf16 ({fastest}, {1000 * medians[fastest]:,.0f} ms) is "
+                     f"{'faster' if faster else 'slower'} than TFLite int8 "
+                     f"({1000 * medians['tflite_int8']:,.0f} ms): "
+                     f"{medians[fastest] / medians['tflite_int8']:.2f}x")
+    return lines
+
+
+def table(results, info_line):
+    lines = [f"# FCN-8s forward, batch 1 ({datetime.date.today()})", "", f"CPU: {info_line}",
+             "", "| model | size | mode | median ms | x default | x best torch fp32 | "
+             "x torch bf16 | load |", "|---|---|---|---|---|---|---|---|"]
+    answers = []
+    for r in results:
+        medians = _workers.medians(r["seconds"])
+        load = f"{min(r['loads']):.1f}-{max(r['loads']):.1f}"
+        for mode, t in r["seconds"].items():
+            if mode not in medians:
+                lines.append(f"| {r['model']} | {r['size']} | {mode} | failed: {t} | | | | |")
+                continue
+            versus = [f"{x:.2f}" if x else "" for x in ratios(medians)[mode]]
+            default = f"{medians[mode] / medians['default']:.2f}" if "default" in medians else ""
+            lines.append(f"| {r['model']} | {r['size']} | {mode} | {1000 * medians[mode]:,.0f} "
+                         f"| {default} | {versus[0]} | {versus[1]} | {load} |")
+        answers += [f"- {r['model']} {r['size']}: {line}." for line in verdicts(r)]
+    return "\n".join(lines + ["", *answers])
 
 
 def main():
     args = parse_args()
-    runners = keras_runners(args.size, args.num_classes, args.threads)
-    torch_runners = torch_runner(args.size, args.num_classes, args.threads)
-    runners.update(torch_runners or {})
-    medians, raw = measure(runners, args.repeats)
-    best_keras = min(v for k, v in medians.items() if k.startswith("keras"))
-    torch_time = medians.get("pytorch eager (inference_mode)")
-    lines = [
-        f"# FCN-8s forward time, batch 1, {args.size}x{args.size}, {args.threads} threads",
-        "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores; median of {args.repeats} "
-        "interleaved runs after a warm-up; random weights.",
-        "",
-        "| runner | median s | torch / runner |",
-        "|---|---|---|",
-    ]
-    for name, value in medians.items():
-        ratio = f"{torch_time / value:.2f}" if torch_time else "n/a"
-        lines.append(f"| {name} | {value:.3f} | {ratio} |")
-    if torch_time:
-        lines += ["", f"Best Keras mode vs PyTorch: {torch_time / best_keras:.2f}x "
-                  f"({'ours is not slower' if best_keras <= torch_time else 'ours is slower'})."]
-    else:
-        lines += ["", "PyTorch is not installed: no comparison (pip install torch)."]
-    report = "\n".join(lines)
+    if args.worker:
+        return _workers.serve(args.worker, args.threads, make_runner)
+    from keras_fcn import runtime
+
+    refuse_to_overwrite(os.path.join(args.output_dir, args.name), args.overwrite)
+    info = runtime.cpu_info(gpu=False)
+    modes = args.modes.split(",")
+    if not _workers.torch_available():
+        print("PyTorch is not installed: no PyTorch modes.")
+        modes = [m for m in modes if m not in _workers.TORCH_MODES]
+    info_line = (f"{runtime.describe(info)}, {args.threads} threads, median of {args.repeats}, "
+                 f"load average at the start {os.getloadavg()[0]:.1f}")
+    print(info_line, flush=True)
+    workers = _workers.start_workers(modes, __file__, args.threads)
+    results = []
+    log = lambda mode, answer: print(f"  {mode}: {answer}", flush=True)  # noqa: E731
+    try:
+        for model_name in args.models.split(","):
+            for size in [tuple(int(s) for s in z.split("x")) for z in args.sizes.split(",")]:
+                usable = [m for m in modes
+                          if model_name == "vgg16" or m not in _workers.TORCH_MODES]
+                print(f"{model_name} {size[0]}x{size[1]}: {', '.join(usable)}", flush=True)
+                seconds, loads = _workers.measure(workers, [model_name, list(size), "forward"],
+                                                  usable, args.repeats, log=log)
+                results.append({"model": model_name, "size": "x".join(map(str, size)),
+                                "seconds": seconds, "loads": loads})
+                print(table(results[-1:], info_line).split("\n", 4)[-1], flush=True)
+    finally:
+        _workers.close_workers(workers)
+    report = table(results, info_line)
     print(report)
-    save_report(args.output_dir, "inference", report,
-                {"size": args.size, "threads": args.threads, "repeats": args.repeats,
-                 "median_seconds": medians, "all_seconds": raw})
+    save_report(args.output_dir, args.name, report,
+                {"cpu": info, "threads": args.threads, "repeats": args.repeats,
+                 "date": str(datetime.date.today()), "results": results})
+    return None
 
 
 if __name__ == "__main__":

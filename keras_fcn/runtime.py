@@ -247,7 +247,7 @@ def with_precision(model, precision, info=None, keep_float32=HEAD_LAYERS):
         >>> fast.get_layer("fc6").compute_dtype, fast.output.dtype
         ('bfloat16', 'float32')
     """
-    resolved = resolve_precision(precision, info=info)
+    resolved = resolve_precision(precision, info=info, model=model)
     if model_precision(model) == resolved:
         return model
     if not isinstance(model, keras.Model) or not hasattr(model, "output_names"):
@@ -311,7 +311,7 @@ def fast_path(precision="float32", info=None, *, model=None, jit_compile=None, e
         True
     """
     info = cpu_info() if info is None else info
-    resolved = resolve_precision(precision, info=info)
+    resolved = resolve_precision(precision, info=info, model=model)
     if jit_compile is not None:
         return {"precision": resolved, "jit_compile": bool(jit_compile), "reason": "argument"}
     override = jit_override(environ)

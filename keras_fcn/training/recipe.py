@@ -257,8 +257,8 @@ def execution_jit(config, model):
     """Whether to XLA-compile the train step: ``--jit_compile`` if given (or
     ``KERAS_FCN_JIT=0/1``), else no on a CPU and the ``keras_fcn.runtime.fast_path`` rule on a
     GPU. XLA wins the CPU forward pass, but not the CPU train step: on the AMD EPYC Zen 5 a
-    narrow VGG16 FCN-8s trained 0.60 epochs/min with XLA against 1.03 without
-    (benchmarks/results/bf16_agreement.md), and full width was a tie (docs/speed.md). Never by
+    narrow VGG16 FCN-8s took 1.35 minutes per CamVid epoch with XLA against 0.68 without
+    (benchmarks/results/camvid_precision_rerun.md), and the full-width step was 6% slower. Never by
     default for images of varying sizes (XLA compiles once per input shape)."""
     if config.jit_compile is None and runtime.jit_override() is None and (
             not runtime.has_gpu() or not (config.crop_size or config.image_size)):
