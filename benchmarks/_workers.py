@@ -304,3 +304,41 @@ def torch_available():
     except ImportError:
         return False
     return True
+
+
+def finish(workers, args, results, table, info, info_line):
+    """Closes the workers, prints the table of ``results`` and saves it (Markdown + JSON)."""
+    import datetime
+
+    from _outputs import save_report
+
+    close_workers(workers)
+    report = table(results, info_line)
+    print(report)
+    save_report(args.output_dir, args.name, report,
+                {"cpu": info, "threads": args.threads, "repeats": args.repeats,
+                 "date": str(datetime.date.today()), "results": results})
+
+
+def run_grid(workers, args, modes, whats, table, info_line, log=None):
+    """Measures every (what, model, size) of the run's flags, mode after mode; prints each
+    row as it comes and returns the rows (closes the workers if anything fails)."""
+    results = []
+    try:
+        for what in whats:
+            for model_name in args.models.split(","):
+                for size in [tuple(int(s) for s in z.split("x")) for z in args.sizes.split(",")]:
+                    usable = [m for m in modes
+                              if model_name == "vgg16" or m not in TORCH_MODES]
+                    print(f"{what} {model_name} {size[0]}x{size[1]}: {', '.join(usable)}",
+                          flush=True)
+                    seconds, loads = measure(workers, [model_name, list(size), what], usable,
+                                             args.repeats, log=log)
+                    results.append({"what": what, "model": model_name,
+                                    "size": "x".join(map(str, size)), "seconds": seconds,
+                                    "loads": loads})
+                    print(table(results[-1:], info_line).split("\n", 4)[-1], flush=True)
+    except BaseException:
+        close_workers(workers)
+        raise
+    return results

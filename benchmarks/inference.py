@@ -35,7 +35,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import _workers  # noqa: E402
-from _outputs import refuse_to_overwrite, save_report  # noqa: E402
+from _outputs import refuse_to_overwrite  # noqa: E402
 
 DEFAULT_MODES = ("default", "auto")
 TFLITE_MODES = ("tflite_float32", "tflite_float16", "tflite_int8")
@@ -165,26 +165,9 @@ def main():
                  f"load average at the start {os.getloadavg()[0]:.1f}")
     print(info_line, flush=True)
     workers = _workers.start_workers(modes, __file__, args.threads)
-    results = []
     log = lambda mode, answer: print(f"  {mode}: {answer}", flush=True)  # noqa: E731
-    try:
-        for model_name in args.models.split(","):
-            for size in [tuple(int(s) for s in z.split("x")) for z in args.sizes.split(",")]:
-                usable = [m for m in modes
-                          if model_name == "vgg16" or m not in _workers.TORCH_MODES]
-                print(f"{model_name} {size[0]}x{size[1]}: {', '.join(usable)}", flush=True)
-                seconds, loads = _workers.measure(workers, [model_name, list(size), "forward"],
-                                                  usable, args.repeats, log=log)
-                results.append({"model": model_name, "size": "x".join(map(str, size)),
-                                "seconds": seconds, "loads": loads})
-                print(table(results[-1:], info_line).split("\n", 4)[-1], flush=True)
-    finally:
-        _workers.close_workers(workers)
-    report = table(results, info_line)
-    print(report)
-    save_report(args.output_dir, args.name, report,
-                {"cpu": info, "threads": args.threads, "repeats": args.repeats,
-                 "date": str(datetime.date.today()), "results": results})
+    results = _workers.run_grid(workers, args, modes, ["forward"], table, info_line, log=log)
+    _workers.finish(workers, args, results, table, info, info_line)
     return None
 
 

@@ -30,7 +30,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import _workers  # noqa: E402
-from _outputs import refuse_to_overwrite, save_report  # noqa: E402
+from _outputs import refuse_to_overwrite  # noqa: E402
 
 MODES = _workers.KERAS_MODES + _workers.TORCH_MODES
 
@@ -79,25 +79,8 @@ def main():
     info_line = f"{runtime.describe(info)}, {args.threads} threads, median of {args.repeats}"
     print(info_line, flush=True)
     workers = _workers.start_workers(modes, __file__, args.threads)
-    results = []
-    try:
-        for what in args.what.split(","):
-            for model_name in args.models.split(","):
-                for size in [tuple(int(s) for s in z.split("x")) for z in args.sizes.split(",")]:
-                    usable = [m for m in modes
-                              if model_name == "vgg16" or m not in _workers.TORCH_MODES]
-                    seconds, loads = _workers.measure(workers, [model_name, list(size), what],
-                                                      usable, args.repeats)
-                    results.append({"what": what, "model": model_name, "size": "x".join(
-                        map(str, size)), "seconds": seconds, "loads": loads})
-                    print(table(results[-1:], info_line).split("\n", 4)[-1], flush=True)
-    finally:
-        _workers.close_workers(workers)
-    report = table(results, info_line)
-    print(report)
-    save_report(args.output_dir, args.name, report,
-                {"cpu": info, "threads": args.threads, "repeats": args.repeats,
-                 "date": str(datetime.date.today()), "results": results})
+    results = _workers.run_grid(workers, args, modes, args.what.split(","), table, info_line)
+    _workers.finish(workers, args, results, table, info, info_line)
     return None
 
 
