@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from caffe_writer import write_caffemodel
+from preset_files import caffe_layers, serve, tiny_preset
 from keras_fcn.labels import VOC_CLASSES, ModelLabels
 from keras_fcn.models import build_fcn, has_preprocessing, normalization_of
 from keras_fcn.presets import (
@@ -22,47 +23,8 @@ from keras_fcn.presets import (
     resolve_model,
 )
 from keras_fcn import classes
-from keras_fcn.presets import catalog, fetch
-from keras_fcn.weights import CaffeLayer
+from keras_fcn.presets import fetch
 from tiny import TINY_FC, TINY_WIDTHS
-
-# Layers whose weights are a transposed convolution (Caffe "Deconvolution").
-UPSAMPLING = ("upscore", "upscore2", "upscore16", "upscore_pool4", "upscore8")
-
-
-def _tiny(monkeypatch, name):
-    """Shrinks a preset of the table to tiny widths for the test; returns it."""
-    preset = PRESETS[name]
-    tiny = dataclasses.replace(
-        preset, build_kwargs={**preset.build_kwargs, "widths": TINY_WIDTHS, "fc_units": TINY_FC})
-    monkeypatch.setitem(PRESETS, name, tiny)
-    return tiny
-
-
-def _caffe_layers(model, suffix="", rename=None, skip=()):
-    """The model's weights as Caffe layers (the reference's layouts), random so that a
-    conversion that mixes layers or axes shows."""
-    rng = np.random.default_rng(len(model.layers))
-    layers = []
-    for layer in model.layers:
-        if not layer.weights or layer.name in skip:
-            continue
-        base = layer.name.split("_sem")[0].split("_geo")[0]
-        kind = "Deconvolution" if base in UPSAMPLING else "Convolution"
-        blobs = [rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()]
-        blobs = [b.transpose(3, 2, 0, 1) if b.ndim == 4 else b for b in blobs]
-        name = (rename or {}).get(layer.name, layer.name)
-        # A late-fusion file suffixes each stream's layers but shares the one "upscore".
-        layers.append(CaffeLayer(name if base in UPSAMPLING else name + suffix, kind, blobs, 1))
-    return layers
-
-
-def _serve(tmp_path, layers, filename="released.caffemodel"):
-    """Writes the layers as a .caffemodel; returns its file:// URL and path."""
-    folder = tmp_path / "server"
-    folder.mkdir(exist_ok=True)
-    path = write_caffemodel(layers, str(folder / filename))
-    return "file://" + path, path
 
 
 def _expected(layers, rename=None):
@@ -111,9 +73,9 @@ def test_unknown_preset_lists_the_names():
 
 
 def test_download_convert_cache_and_labels(monkeypatch, tmp_path):
-    preset = _tiny(monkeypatch, "voc-fcn8s")
-    layers = _caffe_layers(preset.builder(**preset.build_kwargs))
-    url, source = _serve(tmp_path, layers)
+    preset = tiny_preset(monkeypatch, "voc-fcn8s")
+    layers = caffe_layers(preset.builder(**preset.build_kwargs))
+    url, source = serve(tmp_path, layers)
     model = from_preset("voc-fcn8s", cache_dir=str(tmp_path / "cache"), url=url)
 
     folder = tmp_path / "cache" / "keras_fcn"
@@ -159,8 +121,8 @@ def test_offline_fails_at_once_naming_the_url_and_the_place(tmp_path):
 
 
 def test_a_file_put_by_hand_is_used_without_download(monkeypatch, tmp_path):
-    preset = _tiny(monkeypatch, "voc-fcn32s")
-    layers = _caffe_layers(preset.builder(**preset.build_kwargs))
+    preset = tiny_preset(monkeypatch, "voc-fcn32s")
+    layers = caffe_layers(preset.builder(**preset.build_kwargs))
     (tmp_path / "keras_fcn").mkdir()
     write_caffemodel(layers, str(tmp_path / "keras_fcn" / preset.filename))
     model = from_preset("voc-fcn32s", cache_dir=str(tmp_path), url="file:///nowhere/x")
@@ -168,8 +130,8 @@ def test_a_file_put_by_hand_is_used_without_download(monkeypatch, tmp_path):
 
 
 def test_wrong_size_is_deleted_and_reported(monkeypatch, tmp_path):
-    preset = _tiny(monkeypatch, "voc-fcn32s")
-    url, source = _serve(tmp_path, _caffe_layers(preset.builder(**preset.build_kwargs)))
+    preset = tiny_preset(monkeypatch, "voc-fcn32s")
+    url, source = serve(tmp_path, caffe_layers(preset.builder(**preset.build_kwargs)))
     size = os.path.getsize(source)
     monkeypatch.setitem(PRESETS, "voc-fcn32s", dataclasses.replace(preset, size_bytes=size + 1))
     with pytest.raises(ValueError, match=f"has {size} bytes, expected {size + 1}"):
@@ -178,32 +140,32 @@ def test_wrong_size_is_deleted_and_reported(monkeypatch, tmp_path):
 
 
 def test_wrong_hash_is_reported(monkeypatch, tmp_path):
-    preset = _tiny(monkeypatch, "voc-fcn32s")
-    url, _ = _serve(tmp_path, _caffe_layers(preset.builder(**preset.build_kwargs)))
+    preset = tiny_preset(monkeypatch, "voc-fcn32s")
+    url, _ = serve(tmp_path, caffe_layers(preset.builder(**preset.build_kwargs)))
     with pytest.raises(ValueError, match=r"does not match file_hash='0+'"):
         from_preset("voc-fcn32s", cache_dir=str(tmp_path), url=url, file_hash="0" * 64)
     assert not os.path.exists(fetch.converted_path("voc-fcn32s", str(tmp_path)))
 
 
 def test_missing_layer_and_wrong_shape_are_named(monkeypatch, tmp_path):
-    preset = _tiny(monkeypatch, "voc-fcn32s")
+    preset = tiny_preset(monkeypatch, "voc-fcn32s")
     model = preset.builder(**preset.build_kwargs)
-    url, _ = _serve(tmp_path, _caffe_layers(model, skip=("fc7",)), "a.caffemodel")
+    url, _ = serve(tmp_path, caffe_layers(model, skip=("fc7",)), "a.caffemodel")
     with pytest.raises(ValueError, match=r"without weights in the file: \['fc7'\]"):
         from_preset("voc-fcn32s", cache_dir=str(tmp_path / "a"), url=url)
 
-    layers = _caffe_layers(model)
+    layers = caffe_layers(model)
     layers[0] = layers[0]._replace(blobs=[np.zeros((5, 3, 3, 3), "float32"), np.zeros(5)])
-    url, _ = _serve(tmp_path, layers, "b.caffemodel")
+    url, _ = serve(tmp_path, layers, "b.caffemodel")
     with pytest.raises(ValueError, match=r"'voc-fcn32s'.*conv1_1.*\(3, 3, 3, 4\)"):
         from_preset("voc-fcn32s", cache_dir=str(tmp_path / "b"), url=url)
 
 
 def test_siftflow_two_heads_with_its_own_mean(monkeypatch, tmp_path):
-    preset = _tiny(monkeypatch, "siftflow-fcn16s")
-    layers = _caffe_layers(preset.builder(**preset.build_kwargs))
+    preset = tiny_preset(monkeypatch, "siftflow-fcn16s")
+    layers = caffe_layers(preset.builder(**preset.build_kwargs))
     assert {"score_fr_sem", "upscore16_geo"} <= {layer.name for layer in layers}
-    url, _ = _serve(tmp_path, layers)
+    url, _ = serve(tmp_path, layers)
     model = from_preset("siftflow-fcn16s", cache_dir=str(tmp_path), url=url)
     assert sorted(model.output) == ["geometric", "semantic"]
     assert normalization_of(model)["mean_bgr"] == list(classes.SIFTFLOW_MEAN_BGR)
@@ -213,22 +175,22 @@ def test_siftflow_two_heads_with_its_own_mean(monkeypatch, tmp_path):
 
 
 def test_nyud_rgbd_maps_the_reference_conv1_1_bgrd(monkeypatch, tmp_path):
-    preset = _tiny(monkeypatch, "nyud-fcn32s-color-d")
-    layers = _caffe_layers(preset.builder(**preset.build_kwargs),
-                           rename={"conv1_1": "conv1_1_bgrd"})
+    preset = tiny_preset(monkeypatch, "nyud-fcn32s-color-d")
+    layers = caffe_layers(preset.builder(**preset.build_kwargs),
+                          rename={"conv1_1": "conv1_1_bgrd"})
     assert layers[0].name == "conv1_1_bgrd" and layers[0].blobs[0].shape[1] == 4
-    url, _ = _serve(tmp_path, layers)
+    url, _ = serve(tmp_path, layers)
     model = from_preset("nyud-fcn32s-color-d", cache_dir=str(tmp_path), url=url)
     assert model.input_shape[-1] == 4 and not has_preprocessing(model)
     _assert_weights(model, _expected(layers, preset.rename))
 
 
 def test_nyud_late_fusion_fills_both_streams(monkeypatch, tmp_path):
-    preset = _tiny(monkeypatch, "nyud-fcn32s-color-hha")
+    preset = tiny_preset(monkeypatch, "nyud-fcn32s-color-hha")
     built = preset.builder(**preset.build_kwargs)
-    rgb = _caffe_layers(built.get_layer("rgb_fcn"), suffix="color", skip=("upscore",))
-    hha = _caffe_layers(built.get_layer("hha_fcn"), suffix="hha")
-    url, _ = _serve(tmp_path, rgb + hha)
+    rgb = caffe_layers(built.get_layer("rgb_fcn"), suffix="color", skip=("upscore",))
+    hha = caffe_layers(built.get_layer("hha_fcn"), suffix="hha")
+    url, _ = serve(tmp_path, rgb + hha)
     model = from_preset("nyud-fcn32s-color-hha", cache_dir=str(tmp_path), url=url)
     shared = _expected(hha)["upscore"]
     for stream, layers, suffix in (("rgb_fcn", rgb, "color"), ("hha_fcn", hha, "hha")):
@@ -239,15 +201,12 @@ def test_nyud_late_fusion_fills_both_streams(monkeypatch, tmp_path):
 
 def test_alexnet_preset_downloads_and_converts_grouped_layers(monkeypatch, tmp_path):
     """The released FCN-AlexNet (conv1..conv5 with groups, fc6 6x6) converts by net surgery."""
-    preset = catalog.get_preset("voc-fcn-alexnet")
-    tiny = dataclasses.replace(preset, build_kwargs={
-        **preset.build_kwargs, "widths": (8, 8, 8, 8, 8), "fc_units": 8})
-    monkeypatch.setitem(PRESETS, "voc-fcn-alexnet", tiny)
+    tiny = tiny_preset(monkeypatch, "voc-fcn-alexnet", widths=(8, 8, 8, 8, 8), fc_units=8)
     reference = tiny.builder(**tiny.build_kwargs)
     groups = {"conv2": 2, "conv4": 2, "conv5": 2}
     layers = [layer._replace(group=groups.get(layer.name, 1))
-              for layer in _caffe_layers(reference)]
-    url, _ = _serve(tmp_path, layers)
+              for layer in caffe_layers(reference)]
+    url, _ = serve(tmp_path, layers)
     model = from_preset("voc-fcn-alexnet", cache_dir=str(tmp_path / "cache"), url=url)
     assert model.output_shape[-1] == 21 and has_preprocessing(model)
     for name in ("conv1", "conv2", "fc6", "score_fr"):
@@ -263,8 +222,8 @@ def test_tools_take_a_preset_name(monkeypatch, tmp_path):
     from keras_fcn.inference import files, predictor
     from keras_fcn.presets import model_file
 
-    preset = _tiny(monkeypatch, "voc-fcn32s")
-    url, _ = _serve(tmp_path, _caffe_layers(preset.builder(**preset.build_kwargs)))
+    preset = tiny_preset(monkeypatch, "voc-fcn32s")
+    url, _ = serve(tmp_path, caffe_layers(preset.builder(**preset.build_kwargs)))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     from_preset("voc-fcn32s", url=url)  # what a first online call does
     path = model_file("voc-fcn32s")

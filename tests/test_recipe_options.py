@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -360,3 +361,54 @@ def test_recipe_runs_with_every_option(tmp_path):
     schedule = saved.optimizer.learning_rate  # the optimizer's current rate: 0 at the end
     assert float(schedule) == pytest.approx(0.0, abs=1e-9)
     assert saved.optimizer.use_ema and saved.optimizer.ema_momentum == pytest.approx(0.9)
+
+
+# ------------------------------------------------------- time budget ----
+
+
+class _Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_time_limit_stops_before_the_epoch_that_would_pass_the_budget(clock):
+    limit = callbacks_lib.TimeLimit(minutes=1, clock=clock)
+    assert limit._now is {"wall": time.time, "cpu": time.process_time}[clock]
+    fake = limit._now = _Clock()
+    limit.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    limit.model.stop_training = False
+    limit.on_train_begin()
+    epochs = 0
+    while not limit.model.stop_training:
+        limit.on_epoch_begin(epochs)
+        fake.now += 25.0  # 25 s an epoch: 2 fit in 60 s, a third would end at 75 s
+        limit.on_epoch_end(epochs)
+        epochs += 1
+    assert (epochs, limit.stopped_epoch) == (2, 2)
+
+
+def test_time_limit_rejects_an_unknown_clock():
+    with pytest.raises(ValueError, match="clock must be one of.*'gpu'"):
+        callbacks_lib.TimeLimit(5, clock="gpu")
+
+
+def test_history_records_wall_and_cpu_seconds(tmp_path):
+    guard = callbacks_lib.NaNGuard()
+    writer = callbacks_lib.HistoryWriter(str(tmp_path / "history.json"), guard)
+    writer.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    writer.on_train_begin()
+    writer.on_epoch_begin(0)
+    end = time.process_time() + 0.2
+    while time.process_time() < end:  # burn 0.2 s of CPU
+        pass
+    writer.on_epoch_end(0, {"loss": 1.5})
+    with open(tmp_path / "history.json") as f:
+        (entry,) = json.load(f)
+    assert entry["loss"] == 1.5
+    assert entry["cpu_seconds"] >= 0.2 and entry["seconds"] >= 0.15

@@ -44,6 +44,7 @@ from keras_fcn.models.mobilenet_v2 import (  # noqa: F401
     mobilenet_v2_preprocess_input,
     mobilenet_v2_preprocessing,
 )
+from keras_fcn.models.named_weights import register_named_weights, weight_names  # noqa: F401
 from keras_fcn.models.multimodal import (  # noqa: F401
     build_late_fusion_fcn,
     build_rgbd_fcn,

@@ -14,6 +14,7 @@ from keras_fcn._checks import check_positive_int
 from keras_fcn.models.alexnet import build_alexnet_fcn
 from keras_fcn.models.googlenet import build_googlenet_fcn
 from keras_fcn.models.mobilenet_v2 import build_mobilenet_v2_fcn
+from keras_fcn.models.named_weights import fetch_named_weights, load_named_weights
 from keras_fcn.models.vgg16 import build_vgg16_fcn
 
 VARIANTS = ("32s", "16s", "8s", "8s_at_once")
@@ -65,7 +66,7 @@ def check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone
     if not (weights is None or isinstance(weights, (str, keras.Model))
             or hasattr(weights, "__fspath__")):
         raise ValueError(
-            "weights must be 'imagenet', None, a file path or a keras.Model. "
+            "weights must be 'imagenet', None, a preset name, a file path or a keras.Model. "
             f"Received: weights={weights!r}"
         )
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
@@ -96,7 +97,9 @@ def build_fcn(
     Args:
         variant: ``"32s"``, ``"16s"``, ``"8s"`` or ``"8s_at_once"``.
         num_classes, input_shape, weights, dropout, trainable_upsampling,
-            include_preprocessing, backbone, name: see :func:`build_fcn8s`.
+            include_preprocessing, backbone, name: see :func:`build_fcn8s`; ``weights`` may
+            name a preset of the same architecture: ``build_fcn("8s_at_once",
+            weights="voc-fcn8s-atonce")``.
         widths, fc_units: VGG16 channel widths of ``conv1`` .. ``conv5`` and of
             ``fc6``/``fc7`` (default ``(64, 128, 256, 512, 512)`` and 4096), for fast tests
             and experiments; ImageNet weights need the defaults. AlexNet takes 5 even widths
@@ -108,13 +111,23 @@ def build_fcn(
     Example:
         >>> model = build_fcn("16s", num_classes=5, weights=None, widths=(4, 4, 8, 8, 8),
         ...                   fc_units=8)
+        >>> alexnet = build_fcn("32s", backbone="alexnet",
+        ...                     weights="voc-fcn-alexnet")  # doctest: +SKIP
     """
     shape = check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone,
                            include_preprocessing)
+    # A preset is checked against the architecture before anything is built or downloaded.
+    named = fetch_named_weights(weights, {
+        "variant": variant, "backbone": backbone, "num_classes": num_classes,
+        "input_channels": shape[2], "include_preprocessing": include_preprocessing})
     trunk = {key: value for key, value in (("widths", widths), ("fc_units", fc_units))
              if value is not None}
-    return BACKBONES[backbone](variant, num_classes, shape, weights, dropout,
-                               trainable_upsampling, include_preprocessing, name, **trunk)
+    initial = weights if named is None else None
+    model = BACKBONES[backbone](variant, num_classes, shape, initial, dropout,
+                                trainable_upsampling, include_preprocessing, name, **trunk)
+    if named is not None:
+        load_named_weights(model, weights, named)
+    return model
 
 
 _ARGS_DOC = """
@@ -128,6 +141,15 @@ _ARGS_DOC = """
             ``.keras``/``.weights.h5``/``.h5``/``.npz`` file, or a ``keras.Model`` to copy from
             by layer name (staged training: FCN-16s from an FCN-32s, FCN-8s from an FCN-16s).
             Score layers not found in the source stay zero; upsampling layers stay bilinear.
+            Or the name of a released model of ``keras_fcn.list_presets()`` whose architecture
+            this call builds (``build_fcn8s(weights="voc-fcn8s")``,
+            ``build_fcn32s(backbone="alexnet", weights="voc-fcn-alexnet")``): downloaded and
+            converted once as ``keras_fcn.from_preset`` does (cache ``$KERAS_HOME/keras_fcn``).
+            The variant, backbone, input channels and ``num_classes`` must be the preset's
+            (another class count is an error, as for a weights file; the error shows the
+            net surgery that keeps all but the score layers), and ``include_preprocessing=True``
+            only fits presets with the VOC mean. The multi-input and two-headed presets
+            (``nyud-fcn32s-color-hha``, ``siftflow-*``) come from ``keras_fcn.from_preset``.
         dropout: dropout rate after ``fc6`` and ``fc7`` (0.5 in the paper).
         trainable_upsampling: if True the bilinear transposed convolutions are trained
             (the reference keeps them fixed).
@@ -171,11 +193,13 @@ build_fcn32s.__doc__ = (
     "Builds FCN-32s: VGG16 trunk, ``score_fr`` and one 32x bilinear ``upscore``.\n"
     + _ARGS_DOC
     + "\n    Example:\n        >>> model = build_fcn32s(num_classes=21, weights=None)\n"
+    + '        >>> trained = build_fcn32s(weights="voc-fcn32s")  # doctest: +SKIP\n'
 )
 build_fcn16s.__doc__ = (
     "Builds FCN-16s: FCN-32s plus the ``pool4`` skip (``score_pool4``) fused at stride 16.\n"
     + _ARGS_DOC
     + "\n    Example:\n        >>> fcn16s = build_fcn16s(weights=trained_fcn32s)  # staged init\n"
+    + '        >>> trained = build_fcn16s(weights="voc-fcn16s")  # doctest: +SKIP\n'
 )
 build_fcn8s.__doc__ = (
     "Builds FCN-8s: FCN-16s plus the ``pool3`` skip (``score_pool3``) fused at stride 8.\n"
@@ -183,7 +207,9 @@ build_fcn8s.__doc__ = (
         "        backbone:",
         "        at_once: if True builds the at-once FCN-8s, whose ``pool4``/``pool3`` are\n"
         "            scaled by 0.01/0.0001 (``scale_pool4``/``scale_pool3``) so that all skips\n"
-        "            train together in one stage.\n        backbone:",
+        "            train together in one stage (the preset ``voc-fcn8s-atonce``).\n"
+        "        backbone:",
     )
     + "\n    Example:\n        >>> model = build_fcn8s(num_classes=21)  # ImageNet VGG16 trunk\n"
+    + '        >>> trained = build_fcn8s(weights="voc-fcn8s")  # the authors\' FCN-8s\n'
 )

@@ -6,6 +6,8 @@ Example:
     >>> model = from_preset("voc-fcn8s")  # doctest: +SKIP
     >>> preset_labels("voc-fcn8s").class_names[15]
     'person'
+    >>> from keras_fcn.models import build_fcn8s
+    >>> model = build_fcn8s(weights="voc-fcn8s")  # in a builder  # doctest: +SKIP
 """
 
 from keras_fcn.presets.catalog import (  # noqa: F401
@@ -30,3 +32,6 @@ from keras_fcn.presets.fetch import (  # noqa: F401
     model_file,
     resolve_model,
 )
+from keras_fcn.presets.builder_weights import register_presets
+
+register_presets()  # the builders' weights="voc-fcn8s" (keras_fcn.models cannot import us)

@@ -190,6 +190,9 @@ class TrainConfig:
     cache: bool = _flag(None, "Cache the decoded data in memory (default: shapes and camvid).")
     max_minutes_per_stage: float = _flag(
         None, "Stop a model's training after this many minutes (0: no limit).")
+    budget_clock: str = _flag("wall", "What --max_minutes_per_stage counts: wall (wall-clock "
+                              "minutes) or cpu (CPU minutes of the process, all threads).",
+                              choices=("wall", "cpu"))
     flip_eval: bool = _flag(False, "Flip TTA in the final evaluation.")
     eval_scales: tuple = _flag(None, "Multi-scale TTA in the final evaluation: image scales "
                                "whose softmax is averaged, e.g. 0.75,1,1.25 (empty: 1).",

@@ -127,7 +127,8 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
           f"{config.optimizer} lr={learning_rate:.3g}, loss {config.loss_reduction}, "
           f"{config.epochs} epochs, {runtime.model_precision(model)}, "
           f"XLA {'on' if jit else 'off'}", flush=True)
-    extra = [TimeLimit(config.max_minutes_per_stage)] if config.max_minutes_per_stage else []
+    extra = ([TimeLimit(config.max_minutes_per_stage, config.budget_clock)]
+             if config.max_minutes_per_stage else [])
     report = fit(model, train_ds, val_ds, run_dir=run_dir, epochs=config.epochs, info=info,
                  steps_per_epoch=config.steps_per_epoch,
                  validation_steps=config.validation_steps, eval_ds=eval_ds,
