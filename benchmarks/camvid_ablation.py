@@ -161,9 +161,9 @@ def report(results, args, cpu):
              f"Written by `benchmarks/camvid_ablation.py` on {time.strftime('%Y-%m-%d %H:%M')}. "
              f"CPU: {cpu}. Each line: one process pinned to one core, "
              f"{args.cpu_minutes:g} CPU-minutes of training (process CPU time), seed "
-             f"{args.seed}; two lines ran at a time.", "",
-             "Model: MobileNetV2 FCN-8s from random init, 180x240 inputs "
-             f"(`{' '.join(BASE + args.model_flags.split())}`). Train: drives 0001TP + 0016E5 "
+             f"{args.seed}; lines ran side by side on cores {args.cores}.", "",
+             "Model and recipe (random init; each line adds its change): "
+             f"`{' '.join(BASE + args.model_flags.split())}`. Train: drives 0001TP + 0016E5 "
              f"(367 frames); checkpoint selected on, and headline measured on, drive {HOLDOUT} "
              "(101 frames, never trained on); beside it the usual same-drive `val` (101 frames "
              "of 0016E5). Mean IU (%) at the full 360x480 labels.", "",
@@ -197,7 +197,8 @@ def main(argv=None):
                         help="NAME:FLAGS, a line of your own (FLAGS changed from the base).")
     parser.add_argument("--model_flags", default="", help="Flags appended to the base, e.g. "
                         "'--backbone=vgg16' (before each line's own flags).")
-    parser.add_argument("--parallel", type=int, default=2, help="Lines at a time (one core each).")
+    parser.add_argument("--cores", default="0,1", help="The cores to pin lines to: one line "
+                        "at a time on each.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="camvid_ablation")
     parser.add_argument("--results_dir", default=os.path.join(HERE, "results"))
@@ -219,11 +220,11 @@ def main(argv=None):
     if unknown:
         sys.exit(f"Unknown line(s) {unknown}; known: {sorted(lines) + ['tta']}")
     results = {}
-    with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
-        free = list(range(args.parallel))
+    free = [int(core) for core in args.cores.split(",")]
+    with concurrent.futures.ThreadPoolExecutor(len(free)) as pool:
         futures = {}
         for name in todo:
-            if len(futures) == args.parallel:
+            if not free:
                 done = next(concurrent.futures.as_completed(futures))
                 free.append(futures.pop(done))
                 results[done.name] = done.result()
