@@ -86,3 +86,27 @@ def test_readme_camvid_path_train_evaluate_export_predict(camvid_dir, tmp_path):
             assert label_png.getpalette()[9:12] == [128, 64, 128]  # Road's colour
             assert int(np.asarray(label_png).max()) < NUM_CLASSES
         assert (predict_dir / f"{stem}_overlay.png").is_file()
+
+
+@pytest.mark.slow
+def test_camvid_recipe_holds_out_drive_0006R0_by_default(camvid_dir, tmp_path):
+    """examples/train_camvid.py: its defaults validate on drive 0006R0 (never trained on) with
+    the MobileNetV2 FCN-8s, on 6 + 3 real frames at 48x64, one epoch."""
+    with open(os.path.join(camvid_dir, "train.txt"), encoding="utf-8") as file:
+        pairs = [line.split() for line in file if line.strip()]
+    chosen = ([p for p in pairs if "0001TP_" in p[0]][:3] + [p for p in pairs if "0016E5_" in p[0]][:3]
+              + [p for p in pairs if "0006R0_" in p[0]][:3])
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "train.txt").write_text(
+        "".join(" ".join(os.path.join(camvid_dir, p) for p in pair) + "\n" for pair in chosen))
+    (data_dir / "val.txt").write_text("")
+    run_dir = tmp_path / "run"
+    stdout = _run("examples/train_camvid.py", f"--data_dir={data_dir}", "--image_size=48,64",
+                  "--crop_size=48,64", "--epochs=1", "--export=false",
+                  f"--output_dir={run_dir}")
+    assert "6 train / 3 val images, 11 classes" in stdout, stdout
+    assert "Training FCN-8s (2,315,393 parameters)" in stdout  # MobileNetV2, 11 classes
+    history = json.loads((run_dir / "history.json").read_text())
+    assert len(history) == 1 and np.isfinite(history[0]["loss"]) and history[0]["cpu_seconds"] > 0
+    assert (run_dir / "best.keras").is_file()
