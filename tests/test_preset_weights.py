@@ -11,7 +11,8 @@ import pytest
 
 from keras_fcn.classes import NYUD_MEAN_BGR
 from keras_fcn.layers import CaffePreprocessing, preprocess_input
-from keras_fcn.models import build_fcn, build_fcn8s, build_fcn32s, build_rgbd_fcn
+from keras_fcn.models import (build_fcn, build_fcn8s, build_fcn32s, build_rgbd_fcn,
+                              build_two_headed_fcn)
 from keras_fcn.presets import PRESETS, from_preset
 from keras_fcn.weights import read_weights, set_weights_by_name
 from preset_files import caffe_layers, serve, tiny_preset
@@ -105,6 +106,19 @@ def test_nyud_presets_take_their_own_inputs(monkeypatch, tmp_path, keras_home):
                         from_preset("nyud-fcn32s-color-d").predict(image, verbose=0))
 
 
+def test_siftflow_preset_in_the_two_headed_builder(monkeypatch, tmp_path, keras_home):
+    """Both heads of the released SIFT Flow model (its own mean: fed preprocessed here)."""
+    _release(monkeypatch, tmp_path, "siftflow-fcn16s")
+    model = build_two_headed_fcn("16s", weights="siftflow-fcn16s", **TINY)
+    reference = from_preset("siftflow-fcn16s")
+    image = _image()
+    want = reference.predict(image, verbose=0)
+    got = model.predict(CaffePreprocessing(PRESETS["siftflow-fcn16s"].mean_bgr)(image),
+                        verbose=0)
+    for head in ("semantic", "geometric"):
+        _assert_same_logits(got[head], want[head])
+
+
 @pytest.mark.parametrize("build, error", [
     (lambda: build_fcn8s(weights="voc-fcn32s"),
      r"has variant='32s': build it with build_fcn32s\(weights='voc-fcn32s'\).*variant='8s'"),
@@ -121,7 +135,13 @@ def test_nyud_presets_take_their_own_inputs(monkeypatch, tmp_path, keras_home):
     (lambda: build_fcn32s(num_classes=40, weights="nyud-fcn32s-hha", include_preprocessing=True),
      r"'nyud-fcn32s-hha' takes HHA.*include_preprocessing=False"),
     (lambda: build_fcn32s(num_classes=33, weights="siftflow-fcn32s"),
-     r"build_two_headed_fcn model.*keras_fcn.from_preset\('siftflow-fcn32s'\)"),
+     r"has two_headed=True, num_geometric=3: build it with build_two_headed_fcn\('32s', "
+     r"weights='siftflow-fcn32s'\)"),
+    (lambda: build_two_headed_fcn("32s", weights="voc-fcn32s"),
+     r"has num_classes=21, two_headed=False, num_geometric=None.*Received: num_classes=33, "
+     r"two_headed=True, num_geometric=3"),
+    (lambda: build_two_headed_fcn("32s", weights="siftflow-fcn16s"),
+     r"has variant='16s': build it with build_two_headed_fcn\('16s'"),
     (lambda: build_fcn32s(num_classes=40, weights="nyud-fcn32s-color-hha"),
      r"build_late_fusion_fcn model.*from_preset\('nyud-fcn32s-color-hha'\)"),
 ])

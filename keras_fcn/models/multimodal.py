@@ -28,6 +28,7 @@ from keras_fcn._checks import check_positive_int
 from keras_fcn.layers import CaffePreprocessing, Scale
 from keras_fcn.models.builders import build_fcn, check_fcn_args
 from keras_fcn.models.heads import fcn_heads
+from keras_fcn.models.named_weights import fetch_named_weights, load_named_weights
 from keras_fcn.models.vgg16 import VGG16_OFFSETS, VGG16_WIDTHS, vgg16_features
 from keras_fcn.weights import load_weights
 
@@ -142,8 +143,9 @@ def build_two_headed_fcn(variant="16s", num_semantic=33, num_geometric=3,
         num_semantic: semantic classes (33 for SIFT Flow).
         num_geometric: geometric classes (3: sky, horizontal, vertical).
         input_shape, weights, dropout, trainable_upsampling, include_preprocessing: as the
-            FCN builders (``weights`` loads by name: ImageNet VGG16 or a two-headed model of
-            another variant for staged training).
+            FCN builders (``weights`` loads by name: ImageNet VGG16, a two-headed model of
+            another variant for staged training, or a released SIFT Flow model by preset
+            name, e.g. ``"siftflow-fcn16s"``).
         name: model name (default ``"siftflow_fcn{variant}"``).
         widths, fc_units: VGG16 widths (small values for fast tests).
 
@@ -155,11 +157,17 @@ def build_two_headed_fcn(variant="16s", num_semantic=33, num_geometric=3,
         >>> model = build_two_headed_fcn("16s", weights=None)
         >>> sorted(model.output)
         ['geometric', 'semantic']
+        >>> released = build_two_headed_fcn("16s", weights="siftflow-fcn16s")  # doctest: +SKIP
     """
     check_positive_int("num_semantic", num_semantic)
     check_positive_int("num_geometric", num_geometric)
     shape = check_fcn_args(variant, num_semantic, input_shape, weights, dropout,
                            include_preprocessing=include_preprocessing)
+    # A preset (weights="siftflow-fcn16s") is checked before anything is built or downloaded.
+    named = fetch_named_weights(weights, {
+        "variant": variant, "backbone": "vgg16", "num_classes": num_semantic,
+        "num_geometric": num_geometric, "input_channels": shape[2],
+        "include_preprocessing": include_preprocessing, "two_headed": True})
     inputs = keras.Input(shape, name="image")
     x = CaffePreprocessing(name="preprocess")(inputs) if include_preprocessing else inputs
     pool3, pool4, fc7 = vgg16_features(x, dropout, widths, fc_units)
@@ -170,6 +178,8 @@ def build_two_headed_fcn(variant="16s", num_semantic=33, num_geometric=3,
                                       ("geometric", num_geometric, "_geo"))
     }
     model = keras.Model(inputs, outputs, name=name or f"siftflow_fcn{variant}")
-    if weights is not None:
+    if named is not None:
+        load_named_weights(model, weights, named)
+    elif weights is not None:
         load_weights(model, weights)
     return model

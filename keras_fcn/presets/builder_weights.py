@@ -1,14 +1,16 @@
 """The presets as the builders' ``weights=``: ``build_fcn8s(weights="voc-fcn8s")``.
 
 A preset fits a builder call that builds its architecture: the same variant, backbone, input
-channels (3, or 4 for the RGB-D ``build_rgbd_fcn``) and class count. The check runs before
+channels (3, or 4 for the RGB-D ``build_rgbd_fcn``), class count and heads (the SIFT Flow
+presets fit ``build_two_headed_fcn``). The check runs before
 anything is downloaded or built; then the weights come from :func:`from_preset` (download,
 conversion and cache included). :func:`register_presets` puts every preset in the builders'
 table (``keras_fcn.models.register_named_weights``); ``keras_fcn.presets`` calls it on import.
 
 Example:
     >>> preset_architecture("voc-fcn8s-atonce")
-    {'variant': '8s_at_once', 'backbone': 'vgg16', 'num_classes': 21, 'input_channels': 3}
+    {'variant': '8s_at_once', 'backbone': 'vgg16', 'num_classes': 21, 'input_channels': 3, \
+'two_headed': False, 'num_geometric': None}
     >>> builder_call("nyud-fcn32s-color-d")
     "build_rgbd_fcn('32s', num_classes=40, weights='nyud-fcn32s-color-d')"
 """
@@ -18,32 +20,39 @@ import functools
 import keras
 
 from keras_fcn.layers import FCN_MEAN_BGR
-from keras_fcn.models import build_fcn, build_rgbd_fcn, register_named_weights
+from keras_fcn.models import (build_fcn, build_rgbd_fcn, build_two_headed_fcn,
+                              register_named_weights)
 from keras_fcn.presets.catalog import PRESETS, RAW_RGB, get_preset
 from keras_fcn.presets.fetch import from_preset
 
-# The builders that build_fcn serves, with the input channels of their presets.
-BUILDER_CHANNELS = {build_fcn: 3, build_rgbd_fcn: 4}
+# The builders whose weights= takes a preset, with the input channels of their presets.
+BUILDER_CHANNELS = {build_fcn: 3, build_rgbd_fcn: 4, build_two_headed_fcn: 3}
+# What a builder that leaves a key out of its architecture builds.
+PLAIN = {"two_headed": False, "num_geometric": None}
 VARIANT_BUILDERS = {"32s": "build_fcn32s", "16s": "build_fcn16s", "8s": "build_fcn8s",
                     "8s_at_once": "build_fcn8s"}
 
 
 def preset_architecture(name):
     """What a builder call must build to take the preset's weights, or None when no builder
-    of ``build_fcn`` builds it (the two-headed SIFT Flow and late-fusion NYUDv2 presets)."""
+    with a ``weights=`` builds it (the late-fusion NYUDv2 preset)."""
     preset = get_preset(name)
     if preset.builder not in BUILDER_CHANNELS:
         return None
     kwargs = preset.build_kwargs
+    two_headed = preset.builder is build_two_headed_fcn
     return {"variant": kwargs["variant"], "backbone": kwargs.get("backbone", "vgg16"),
             "num_classes": preset.num_classes,
-            "input_channels": BUILDER_CHANNELS[preset.builder]}
+            "input_channels": BUILDER_CHANNELS[preset.builder], "two_headed": two_headed,
+            "num_geometric": kwargs["num_geometric"] if two_headed else None}
 
 
 def builder_call(name):
     """The builder call that takes the preset's weights, as text (for error messages)."""
     wanted = preset_architecture(name)
     args = [f"weights={name!r}"]
+    if wanted["two_headed"]:
+        return f"build_two_headed_fcn({wanted['variant']!r}, {', '.join(args)})"
     if wanted["backbone"] != "vgg16":
         args.insert(0, f"backbone={wanted['backbone']!r}")
     if wanted["variant"] == "8s_at_once":
@@ -65,6 +74,7 @@ def check_fits(name, architecture):
             f"Preset {name!r} is a {preset.builder.__name__} model, which build_fcn and its "
             f"wrappers do not build: get it with keras_fcn.from_preset({name!r}). "
             f"Received: weights={name!r}")
+    architecture = {**PLAIN, **architecture}
     differ = [key for key in wanted if architecture[key] != wanted[key]]
     if differ:
         has = ", ".join(f"{key}={wanted[key]!r}" for key in differ)
