@@ -14,22 +14,24 @@ gap is visible. `tta` evaluates the baseline's checkpoint with multi-scale + fli
 Usage (resumable: finished lines are kept; delete a line's folder to rerun it):
     nohup python benchmarks/camvid_ablation.py --data_dir=../shared/data/camvid \
         --out_dir=../runs/ablation --cpu_minutes=10 > ../runs/ablation.log 2>&1 &
-    # the final recipe for one CPU-hour, with a name of your own
-    python benchmarks/camvid_ablation.py --lines=final --cpu_minutes=60 \
-        --custom="final:--photometric=0.5 --lr_schedule=poly --epochs={E}"
+    # the final recipe for one CPU-hour, with a name of your own ({E}, the baseline's epochs
+    # in the budget, needs the baseline's run in --out_dir: give the epochs here instead)
+    python benchmarks/camvid_ablation.py --lines=final --cpu_minutes=60 --cores=1 \
+        --custom="final:--blur=1.5 --lr_schedule=poly --epochs=190"
 
 Writes benchmarks/results/camvid_ablation.md and .json (or --name).
 """
 
 import argparse
 import concurrent.futures
-import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import time
+
+from keras_fcn import io
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -88,8 +90,7 @@ def evaluate(model, data_dir, out, core, log, extra=()):
     if not os.path.exists(out):
         run([sys.executable, "tools/evaluate.py", f"--model={model}", "--dataset=camvid",
              f"--data_dir={data_dir}", f"--output={out}", *extra], log, core)
-    with open(out) as f:
-        return json.load(f)
+    return io.read_json(out, "Evaluation")
 
 
 def wait_for_base(out_dir):
@@ -101,8 +102,7 @@ def wait_for_base(out_dir):
 def base_epochs(out_dir, cpu_minutes):
     """The epochs the baseline fits in ``cpu_minutes`` (median CPU seconds of its epochs)."""
     wait_for_base(out_dir)
-    with open(os.path.join(out_dir, "base", "history.json")) as f:
-        history = json.load(f)
+    history = io.read_json(os.path.join(out_dir, "base", "history.json"), "Baseline history")
     per_epoch = statistics.median(e["cpu_seconds"] for e in history)
     return max(2, int(cpu_minutes * 60 // per_epoch))
 
@@ -111,8 +111,7 @@ def train_line(name, flags, args, core):
     """Trains one line (unless done) and evaluates its best checkpoint both ways."""
     run_dir, meta = os.path.join(args.out_dir, name), os.path.join(args.out_dir, name + ".")
     if os.path.exists(meta + "result.json"):
-        with open(meta + "result.json") as f:
-            return json.load(f)
+        return io.read_json(meta + "result.json", "Line result")
     os.makedirs(args.out_dir, exist_ok=True)
     log = meta + "log"
     if "{E}" in " ".join(flags):
@@ -123,8 +122,7 @@ def train_line(name, flags, args, core):
          f"--data_dir={args.data_dir}", f"--seed={args.seed}", f"--output_dir={run_dir}",
          f"--max_minutes_per_stage={args.cpu_minutes}", "--overwrite"], log, core)
     wall = time.time() - start
-    with open(os.path.join(run_dir, "history.json")) as f:
-        history = json.load(f)
+    history = io.read_json(os.path.join(run_dir, "history.json"), "Training history")
     best = os.path.join(run_dir, "best.keras")
     held = evaluate(best, args.data_dir, meta + "heldout.json", core, log,
                     [f"--holdout={HOLDOUT}"])
@@ -134,8 +132,7 @@ def train_line(name, flags, args, core):
               "best_epoch": 1 + scores.index(max(scores)),
               "cpu_minutes": sum(e["cpu_seconds"] for e in history) / 60,
               "wall_minutes": wall / 60, "heldout": held, "val": same, "core": core}
-    with open(meta + "result.json", "w") as f:
-        json.dump(result, f, indent=1)
+    io.write_json(meta + "result.json", result)
     return result
 
 
@@ -205,7 +202,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not os.path.isfile(os.path.join(args.data_dir, "train.txt")):
         sys.exit(f"CamVid not found in {args.data_dir!r} (expected train.txt); skipping.")
-    sys.path.insert(0, ROOT)
     import _outputs
     cpu = cpu_line()
     print(f"CPU: {cpu}", flush=True)
@@ -219,6 +215,11 @@ def main(argv=None):
     unknown = [n for n in todo if n not in lines and n != "tta"]
     if unknown:
         sys.exit(f"Unknown line(s) {unknown}; known: {sorted(lines) + ['tta']}")
+    need_base = [n for n in todo if n == "tta" or "{E}" in " ".join(lines[n][0])]
+    if (need_base and "base" not in todo
+            and not os.path.exists(os.path.join(args.out_dir, "base.result.json"))):
+        sys.exit(f"Line(s) {need_base} need the baseline's run: add 'base' to --lines, or "
+                 f"finish it in --out_dir={args.out_dir!r} first.")
     results = {}
     free = [int(core) for core in args.cores.split(",")]
     with concurrent.futures.ThreadPoolExecutor(len(free)) as pool:

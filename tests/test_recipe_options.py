@@ -394,7 +394,7 @@ def test_time_limit_stops_before_the_epoch_that_would_pass_the_budget(clock):
 
 
 def test_time_limit_rejects_an_unknown_clock():
-    with pytest.raises(ValueError, match="clock must be one of.*'gpu'"):
+    with pytest.raises(ValueError, match="`clock` must be one of.*clock='gpu'"):
         callbacks_lib.TimeLimit(5, clock="gpu")
 
 

@@ -148,8 +148,9 @@ _ARGS_DOC = """
             The variant, backbone, input channels and ``num_classes`` must be the preset's
             (another class count is an error, as for a weights file; the error shows the
             net surgery that keeps all but the score layers), and ``include_preprocessing=True``
-            only fits presets with the VOC mean. The multi-input and two-headed presets
-            (``nyud-fcn32s-color-hha``, ``siftflow-*``) come from ``keras_fcn.from_preset``.
+            only fits presets with the VOC mean. The SIFT Flow presets fit
+            ``build_two_headed_fcn``; the late-fusion ``nyud-fcn32s-color-hha`` comes from
+            ``keras_fcn.from_preset`` only.
         dropout: dropout rate after ``fc6`` and ``fc7`` (0.5 in the paper).
         trainable_upsampling: if True the bilinear transposed convolutions are trained
             (the reference keeps them fixed).

@@ -71,8 +71,8 @@ def check_fits(name, architecture):
     wanted = preset_architecture(name)
     if wanted is None:
         raise ValueError(
-            f"Preset {name!r} is a {preset.builder.__name__} model, which build_fcn and its "
-            f"wrappers do not build: get it with keras_fcn.from_preset({name!r}). "
+            f"Preset {name!r} is a {preset.builder.__name__} model, which no builder's "
+            f"weights= builds: get it with keras_fcn.from_preset({name!r}). "
             f"Received: weights={name!r}")
     architecture = {**PLAIN, **architecture}
     differ = [key for key in wanted if architecture[key] != wanted[key]]

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from keras_fcn import io
+from keras_fcn._checks import check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -154,8 +155,9 @@ class BestCheckpoint(keras.callbacks.Callback):
 
 
 class HistoryWriter(keras.callbacks.Callback):
-    """Appends each epoch's logs (plus wall and CPU seconds, learning rate) to `history.json`, keeping the
-    epochs of earlier runs of the same directory, so history is continuous across resumes.
+    """Appends each epoch's logs (plus wall and CPU seconds, learning rate) to `history.json`,
+    keeping the epochs of earlier runs of the same directory, so history is continuous across
+    resumes.
 
     Example:
         >>> history = HistoryWriter("runs/a/history.json", guard)
@@ -206,8 +208,7 @@ class TimeLimit(keras.callbacks.Callback):
 
     def __init__(self, minutes, clock="wall"):
         super().__init__()
-        if clock not in self.CLOCKS:
-            raise ValueError(f"clock must be one of {sorted(self.CLOCKS)}. Received: {clock!r}")
+        check_choice("clock", clock, self.CLOCKS)
         self.seconds = float(minutes) * 60.0
         self.clock = clock
         self._now = self.CLOCKS[clock]
