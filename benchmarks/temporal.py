@@ -7,8 +7,9 @@ r"""Video flicker under known camera motion: baseline, EMA smoothing, the consis
    warped ground truth; the EMA lag is the share of moving pixels (flow >= 1 px) where the
    smoothed label is stale: it differs from the frame's own label and equals the label the
    previous frame had at that pixel.
-2. The real consecutive CamVid val frames (one drive, 2 video frames apart; no known flow, so
-   flicker is plain frame-to-frame and includes the true motion) and their mean IU.
+2. The real consecutive labelled CamVid frames (val: drive 0016E5, 2 video frames apart;
+   `--holdout 0006R0`: that drive, 30 video frames = 1 s apart; no known flow, so flicker is
+   plain frame-to-frame and includes the true motion) and their mean IU.
 3. A PNG of one clip's label strip over time (the middle row, moved back to the first frame's
    coordinates: a stable model draws vertical stripes), per model and smoothing.
 
@@ -18,7 +19,14 @@ e.g. from `examples/train.py`. Run:
     python benchmarks/temporal.py --model runs/base/model.keras \
         --consistency_model runs/tc/model.keras [--camvid ../shared/data/camvid]
 
-Writes benchmarks/results/temporal.md, .json and temporal.png.
+A weight sweep and the held-out drive (models trained with --holdout=0006R0, e.g. by
+benchmarks/camvid_ablation.py; see benchmarks/results/temporal_sweep.md):
+
+    python benchmarks/temporal.py --model runs/temporal/base/best.keras \
+        --also tc1=runs/temporal/tc1/best.keras --also tc3=runs/temporal/tc3/best.keras \
+        --holdout 0006R0 --clips 24 --sequence 24 --name temporal_sweep
+
+Writes benchmarks/results/temporal.md, .json and temporal.png (or --name).
 """
 
 import argparse
@@ -43,6 +51,12 @@ def parse_args():
     parser.add_argument("--model", required=True, help="Baseline .keras model.")
     parser.add_argument("--consistency_model", default=None,
                         help=".keras model trained with --temporal_consistency.")
+    parser.add_argument("--also", action="append", default=[], metavar="NAME=PATH",
+                        help="More models to compare (e.g. a weight sweep: tc3=runs/tc3/best.keras); "
+                             "repeatable.")
+    parser.add_argument("--holdout", default="",
+                        help="Take the frames from this CamVid drive (e.g. 0006R0, never trained "
+                             "on with --holdout=0006R0), in time order, instead of val.txt.")
     parser.add_argument("--size", default="180,240", help="H,W of the frames (training size).")
     parser.add_argument("--clips", type=int, default=6, help="Synthetic clips.")
     parser.add_argument("--clip_frames", type=int, default=10)
@@ -50,16 +64,23 @@ def parse_args():
     parser.add_argument("--ema", type=float, default=0.5, help="EMA weight of the new frame.")
     parser.add_argument("--note", default="", help="Budget / machine note for the report.")
     parser.add_argument("--output_dir", default=os.path.join(here, "results"))
+    parser.add_argument("--name", default="temporal", help="Report name (.md/.json/.png).")
     parser.add_argument("--overwrite", action="store_true")
     return parser.parse_args()
 
 
-def load_val(root, count, size):
-    """The first ``count`` val frames and labels at ``size`` (H, W)."""
+def load_val(root, count, size, holdout=""):
+    """The first ``count`` val frames and labels at ``size`` (H, W): of val.txt, or of the
+    held-out drive ``holdout`` in time order (its frame names sort by frame number)."""
     from PIL import Image
 
-    with open(os.path.join(root, "val.txt")) as f:
-        pairs = [line.split() for line in f if line.strip()][:count]
+    if holdout:
+        from keras_fcn.datasets.camvid import camvid_pairs
+
+        pairs = sorted(camvid_pairs(root, "val", holdout=holdout)[0])[:count]
+    else:
+        with open(os.path.join(root, "val.txt")) as f:
+            pairs = [line.split() for line in f if line.strip()][:count]
     frames, labels = [], []
     for image_path, label_path in pairs:
         with Image.open(os.path.join(root, image_path)) as image:
@@ -173,21 +194,26 @@ def save_strips(path, strips, palette):
 
 
 def markdown(report):
+    source = report.get("frames_from", "val")
     lines = ["# Video flicker under known camera motion", "",
              f"CPU: {report['cpu']}. {report['note']}", "",
-             f"{report['clips']} synthetic clips of {report['clip_frames']} frames (CamVid val "
-             f"images at {report['size']}, smooth random camera paths with known flow) and "
-             f"{report['sequence']} real consecutive CamVid val frames. EMA weight "
-             f"{report['ema']}.", "",
-             "| model | smoothing | clip flicker | clip mean IU | EMA stale (moving px) | "
-             "real flicker | real mean IU |", "|---|---|---|---|---|---|---|"]
+             f"{report['clips']} synthetic clips of {report['clip_frames']} frames (CamVid "
+             f"{source} images at {report['size']}, smooth random camera paths with known flow) "
+             f"and {report['sequence']} real consecutive CamVid {source} frames. EMA weight "
+             f"{report['ema']}. Relative figures are against the baseline without smoothing.", "",
+             "| model | smoothing | clip flicker | vs baseline | clip mean IU | vs baseline | "
+             "EMA stale (moving px) | real flicker | real mean IU |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    base = report["results"].get("baseline", {}).get("raw")
     for model, result in report["results"].items():
         for name, r in result.items():
             stale = f"{r['ema_stale_moving']:.4f}" if "ema_stale_moving" in r else "-"
-            lines.append(f"| {model} | {name} | {r['clip_flicker']:.4f} | "
-                         f"{100 * r['clip_mean_iu']:.1f} | {stale} | {r['real_flicker']:.4f} | "
-                         f"{100 * r['real_mean_iu']:.1f} |")
-    lines += ["", "Figure: `temporal.png`, the middle row of the first clip over time (down), "
+            ratio = f"{r['clip_flicker'] / base['clip_flicker']:.2f}x" if base else "-"
+            delta = f"{100 * (r['clip_mean_iu'] - base['clip_mean_iu']):+.1f}" if base else "-"
+            lines.append(f"| {model} | {name} | {r['clip_flicker']:.4f} | {ratio} | "
+                         f"{100 * r['clip_mean_iu']:.1f} | {delta} | {stale} | "
+                         f"{r['real_flicker']:.4f} | {100 * r['real_mean_iu']:.1f} |")
+    lines += ["", f"Figure: `{report.get('name', 'temporal')}.png`, the middle row of the first clip over time (down), "
               "moved back to the first frame: " + ", ".join(report["strips"]) + "."]
     return "\n".join(lines)
 
@@ -197,7 +223,7 @@ def main():
     if not os.path.isfile(os.path.join(args.camvid, "val.txt")):
         print(f"CamVid not found in {args.camvid} (--camvid or $KERAS_FCN_CAMVID): skipped.")
         return 0
-    output = os.path.join(args.output_dir, "temporal")
+    output = os.path.join(args.output_dir, args.name)
     refuse_to_overwrite(output, args.overwrite)
     import keras
 
@@ -210,9 +236,17 @@ def main():
     print(f"CPU: {cpu}")
     size = tuple(int(v) for v in args.size.split(","))
     count = max(args.clips, args.sequence)
-    frames, labels = load_val(args.camvid, count, size)
+    frames, labels = load_val(args.camvid, count, size, args.holdout)
     clips = [make_clip(frames[i], labels[i], i, args.clip_frames) for i in range(args.clips)]
     models = {"baseline": args.model, "consistency": args.consistency_model}
+    for item in args.also:
+        name, _, path = item.partition("=")
+        if not name or not path:
+            sys.exit(f"--also takes NAME=PATH. Received: {item!r}")
+        models[name] = path
+    missing = [path for path in models.values() if path and not os.path.exists(path)]
+    if missing:
+        sys.exit(f"Model file(s) not found: {missing}")
     results, strips = {}, {}
     for name, path in models.items():
         if not path:
@@ -227,9 +261,10 @@ def main():
     os.makedirs(args.output_dir, exist_ok=True)
     save_strips(output + ".png", strips, palette)
     report = {"cpu": cpu, "note": args.note, "size": args.size, "clips": args.clips,
+              "name": args.name, "frames_from": f"drive {args.holdout}" if args.holdout else "val",
               "clip_frames": args.clip_frames, "sequence": args.sequence, "ema": args.ema,
               "models": models, "results": results, "strips": list(strips)}
-    save_report(args.output_dir, "temporal", markdown(report), report)
+    save_report(args.output_dir, args.name, markdown(report), report)
     print(markdown(report))
     return 0
 

@@ -29,9 +29,27 @@ train.define_flags(
     batch_size=8, num_train=300, num_val=50, export=True, output_dir="runs/shapes_fcn8s")
 
 
+def demo_widths_note(config, flag_values):
+    """A note when a real data set trains with this script's demo widths (a 224k-parameter
+    VGG16 FCN, not the paper's 134M), or None."""
+    if (config.dataset == "shapes" or config.backbone != "vgg16"
+            or flag_values["widths"].present or flag_values["fc_units"].present):
+        return None
+    return (f"note: --dataset={config.dataset} trains this script's small demo VGG16 "
+            f"(widths {','.join(map(str, config.widths))}, fc {config.fc_units}); for the "
+            "paper's widths add --widths= --fc_units=0 (or use examples/train_camvid.py / "
+            "examples/train_voc.py).")
+
+
 def main(argv):
     del argv
-    train.run(train.config_from_flags())
+    from absl import flags
+
+    config = train.config_from_flags()
+    note = demo_widths_note(config, flags.FLAGS)
+    if note:
+        print(note, flush=True)
+    train.run(config)
 
 
 if __name__ == "__main__":

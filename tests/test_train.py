@@ -621,3 +621,18 @@ def test_nyud_fusion_recipe_keeps_a_best_checkpoint_and_resumes(tmp_path):
     assert 0.0 <= final["mean_iu"] <= 1.0 and len(final["per_class_iu"]) == nyud.NUM_CLASSES
     best = keras.models.load_model(tmp_path / "run" / "best.keras", compile=False)
     assert sorted(best.input) == ["hha", "rgb"]
+
+
+@pytest.mark.parametrize("extra, noted", [([], True), (["--widths=4,4,8,8,8"], False)])
+def test_train_script_notes_demo_widths_on_real_data(tmp_path, extra, noted):
+    """examples/train.py on a real data set without --widths says that it trains its small
+    demo VGG16 (printed before the data are read; the missing folder then stops it, exit 2)."""
+    missing = tmp_path / "no_camvid"
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "examples", "train.py"), "--dataset=camvid",
+         f"--data_dir={missing}", f"--output_dir={tmp_path / 'run'}", *extra],
+        capture_output=True, text=True, env=_env(), timeout=240)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    note = "trains this script's small demo VGG16 (widths 8,16,32,32,32, fc 64)"
+    assert (note in result.stdout) is noted, result.stdout
+    assert ("--widths= --fc_units=0" in result.stdout) is noted
