@@ -71,6 +71,22 @@ def _parse_ints(text, name):
     return None if values is None else tuple(int(v) for v in values)
 
 
+def parse_class_ids(text, name="rare_classes"):
+    """``'2,6,9'`` -> ``(2, 6, 9)``; ``'auto'`` stays ``'auto'``; empty or ``'none'`` -> None.
+
+    Example:
+        >>> parse_class_ids("0,9"), parse_class_ids("auto")
+        ((0, 9), 'auto')
+    """
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    values = parse_floats(text, name)
+    if values is not None and any(v != int(v) or v < 0 for v in values):
+        raise ValueError(f"--{name} must be 'auto' or comma-separated class ids (integers >= "
+                         f"0). Received: {name}={text!r}")
+    return None if values is None else tuple(int(v) for v in values)
+
+
 def _parse_verbose(text, name="verbose"):
     if str(text) not in VERBOSITY:
         raise ValueError(f"--{name} must be one of {VERBOSITY}. Received: {name}={text!r}")
@@ -82,6 +98,7 @@ _KINDS = {
     str: ("string", None), int: ("integer", None), float: ("float", None), bool: ("bool", None),
     "size": ("string", parse_size), "floats": ("string", parse_floats),
     "ints": ("string", _parse_ints), "verbose": ("string", _parse_verbose),
+    "class_ids": ("string", parse_class_ids),
 }
 
 
@@ -137,6 +154,15 @@ class TrainConfig:
         "of 255, contrast and saturation 1 +- S/2, hue up to S/10 of a turn (images only).")
     blur: float = _flag(0.0, "Largest std in pixels of a random Gaussian blur of half the "
                         "training images (0: off; e.g. 1.5).")
+    rare_crops: float = _flag(
+        0.0, "Probability in [0, 1] (0: off) that a random crop is centred on a pixel of "
+        "--rare_classes (uniform over those pixels; a crop without one stays uniform).")
+    copy_paste: float = _flag(
+        0.0, "Probability in [0, 1] (0: off) that a training image gets the --rare_classes "
+        "pixels of the next image of its batch pasted in (image and mask); needs --crop_size.")
+    rare_classes: tuple = _flag(
+        None, "Class ids of --rare_crops and --copy_paste, e.g. 2,6,7,9,10, or auto: the "
+        "classes rarer than the median (median-frequency class weight > 1).", kind="class_ids")
     temporal_consistency: float = _flag(
         0.0, "Weight of the temporal-consistency loss (0: off): each training image is also "
         "seen moved by a small random camera warp, and the two predictions must agree "

@@ -17,6 +17,7 @@ from keras_fcn import data as data_lib
 from keras_fcn import datasets as datasets_lib
 from keras_fcn import io
 from keras_fcn import losses as losses_lib
+from keras_fcn.data.rare import check_rare_options
 from keras_fcn.training import video_pairs
 from keras_fcn.training.run_dir import CLASS_WEIGHTS_FILE
 
@@ -71,11 +72,11 @@ def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
 
     Returns:
         (train_ds, val_ds, eval_ds): train is augmented (crop, flip, scale, photometric,
-        blur) and shuffled, repeated when `steps_per_epoch` is set; val has masks at the
-        training resolution (for `val_mean_iu` during fit); with `temporal_consistency` the
-        train batches are `keras_fcn.data.add_warped_pairs` pairs (plus
-        `unlabelled_video_dir` pairs); eval has images at the training resolution and masks at
-        full resolution, batch 1 (for the final figures).
+        blur, rare-class crops and copy-paste) and shuffled, repeated when `steps_per_epoch`
+        is set; val has masks at the training resolution (for `val_mean_iu` during fit);
+        with `temporal_consistency` the train batches are `keras_fcn.data.add_warped_pairs`
+        pairs (plus `unlabelled_video_dir` pairs); eval has images at the training
+        resolution and masks at full resolution, batch 1 (for the final figures).
     """
     size = config.image_size
     cache = config.cache if config.cache is not None else config.dataset in CACHED_DATASETS
@@ -84,7 +85,9 @@ def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
         resize_images(train_decoded, size), batch_size=config.batch_size,
         crop_size=config.crop_size, scale_range=config.scale_range, flip=config.flip,
         photometric=config.photometric, blur=config.blur, shuffle=True, seed=config.seed,
-        cache=cache, drop_remainder=num_replicas > 1, **common)
+        cache=cache, drop_remainder=num_replicas > 1, rare_crops=config.rare_crops,
+        copy_paste=config.copy_paste,
+        rare_classes=resolve_rare_classes(config, info, train_decoded), **common)
     if config.temporal_consistency:
         if num_replicas > 1:  # a replica would get originals and moved images of other pairs
             raise ValueError(f"temporal_consistency needs one replica. Received: "
@@ -139,6 +142,42 @@ def _read_weights_file(path, num_classes):
     return weights
 
 
+def median_class_weights(info, train_decoded):
+    """Median-frequency class weights (`keras_fcn.losses.median_frequency_weights`) of the
+    masks of `train_decoded`, a list of `info.num_classes` floats (0 for absent classes).
+
+    Example:
+        >>> median_class_weights(info, decoded)  # 50, 30, 15, 5 pixels in each mask
+        [0.45, 0.75, 1.5, 4.5]
+    """
+    counts = losses_lib.class_pixel_counts(
+        train_decoded.map(lambda i, m: m), info.num_classes, info.ignore_label)
+    return [float(w) for w in losses_lib.median_frequency_weights(counts)]
+
+
+def resolve_rare_classes(config, info, train_decoded):
+    """The checked class ids of `config.rare_classes`; "auto": the classes rarer than the
+    median, whose `median_class_weights` weight is > 1 (computed only when `rare_crops` or
+    `copy_paste` is on).
+
+    Raises:
+        ValueError: naming a bad probability or class id, or no class for an option that is on.
+
+    Example:
+        >>> resolve_rare_classes(TrainConfig(rare_crops=0.5, rare_classes=(9, 10)), info, ds)
+        (9, 10)
+    """
+    rare_classes = config.rare_classes or ()
+    if rare_classes == "auto":
+        if not (config.rare_crops or config.copy_paste):
+            return ()
+        weights = median_class_weights(info, train_decoded)
+        rare_classes = tuple(i for i, w in enumerate(weights) if w > 1)
+        print(f"Rare classes (auto, median-frequency weight > 1): {rare_classes}", flush=True)
+    return check_rare_options(config.rare_crops, config.copy_paste, rare_classes,
+                              num_classes=info.num_classes)
+
+
 def resolve_class_weights(config, info, train_decoded, run_dir):
     """Class weights of the loss: "none", "median" (median frequency over the training masks,
     cached in `run_dir/class_weights.json`) or a path to a JSON list / text file of floats.
@@ -156,9 +195,7 @@ def resolve_class_weights(config, info, train_decoded, run_dir):
         path = os.path.join(run_dir, CLASS_WEIGHTS_FILE)
         if os.path.exists(path):
             return io.read_json(path, "Class weights")
-        counts = losses_lib.class_pixel_counts(
-            train_decoded.map(lambda i, m: m), info.num_classes, info.ignore_label)
-        weights = [float(w) for w in losses_lib.median_frequency_weights(counts)]
+        weights = median_class_weights(info, train_decoded)
         io.write_json(path, weights)
         return weights
     if not os.path.isfile(choice):
