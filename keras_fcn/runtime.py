@@ -10,9 +10,11 @@ Three questions every entry point (predict, evaluate, training, the CLIs) asks:
   :func:`with_precision` converts a model that is already built (e.g. loaded from a file).
   The logits stay float32 in every precision, so the loss, softmax and argmax do too.
 - *Which execution path?* :func:`fast_path` says whether to compile with XLA
-  (``jit_compile``), from measurements on three CPU kinds (see docs/speed.md). A user
-  overrides it with the ``jit_compile`` argument or the ``KERAS_FCN_JIT=0/1`` environment
-  variable.
+  (``jit_compile``) and whether to run large-kernel convolutions (``fc6``: 7x7 over 512
+  channels) as one matrix multiply (``conv_matmul``, :func:`convolutions_as_matmul`), from
+  measurements on three CPU kinds (see docs/speed.md). A user overrides them with the
+  ``jit_compile`` / ``conv_matmul`` arguments or the ``KERAS_FCN_JIT=0/1`` and
+  ``KERAS_FCN_CONV_MATMUL=0/1`` environment variables.
 
 Example:
     >>> from keras_fcn import runtime
@@ -28,12 +30,19 @@ import os
 import platform
 
 import keras
+import tensorflow as tf
 
 PRECISIONS = ("float32", "bfloat16", "float16", "auto")
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16")
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # CPUs with native bfloat16 dot products
 JIT_ENV = "KERAS_FCN_JIT"
+CONV_MATMUL_ENV = "KERAS_FCN_CONV_MATMUL"
+# Convolutions with at least this many kernel taps (5x5) run as one matrix multiply under
+# `convolutions_as_matmul`: oneDNN ran the VGG16 fc6 (7x7, 512 -> 4096 channels, 16x16 outputs at
+# 500x500) at 26% of the CPU's float32 matmul rate, 426 ms of a 1,043 ms forward pass (Zen 5,
+# benchmarks/results/roofline.md); its 3x3 convolutions reach 72-92%.
+MATMUL_MIN_TAPS = 25
 # The FCN head after fc7 (score layers, bilinear upsampling, crops, fusion): kept float32 by
 # with_precision. It costs little (num_classes channels) and its bf16 convolutions have odd
 # channel counts (11 for CamVid), the prime suspect of the bf16 training crash on AMX; the
@@ -260,18 +269,109 @@ def with_precision(model, precision, info=None, keep_float32=HEAD_LAYERS):
     return copy
 
 
+def _env_switch(name, environ=None):
+    """The user's 0/1 choice in the environment variable ``name``: True, False, or None when
+    unset.
+
+    Raises:
+        ValueError: when the variable holds something other than 0/1/true/false/yes/no/on/off.
+    """
+    value = (os.environ if environ is None else environ).get(name, "").strip().lower()
+    if not value:
+        return None
+    if value in _TRUE or value in _FALSE:
+        return value in _TRUE
+    raise ValueError(f"{name} must be 0 or 1 (or true/false). Received: {name}={value!r}")
+
+
 def jit_override(environ=None):
     """The user's ``KERAS_FCN_JIT`` choice: True, False, or None when unset.
 
     Raises:
         ValueError: when the variable holds something other than 0/1/true/false/yes/no/on/off.
     """
-    value = (os.environ if environ is None else environ).get(JIT_ENV, "").strip().lower()
-    if not value:
-        return None
-    if value in _TRUE or value in _FALSE:
-        return value in _TRUE
-    raise ValueError(f"{JIT_ENV} must be 0 or 1 (or true/false). Received: {JIT_ENV}={value!r}")
+    return _env_switch(JIT_ENV, environ)
+
+
+def conv_matmul_override(environ=None):
+    """The user's ``KERAS_FCN_CONV_MATMUL`` choice: True, False, or None when unset."""
+    return _env_switch(CONV_MATMUL_ENV, environ)
+
+
+def conv_as_matmul(inputs, kernel, strides=(1, 1), padding="valid", dilation_rate=(1, 1)):
+    """A 2-D convolution (channels last, one group) computed as one matrix multiply.
+
+    The input patches (``tf.image.extract_patches``, ordered kernel row, kernel column,
+    channel like the kernel's rows) times the kernel reshaped to ``(kh * kw * cin, cout)``:
+    the same sums as ``tf.nn.conv2d`` in another order (float32 round-off, ~1e-7 relative).
+    The patch matrix holds ``kh * kw`` copies of the input: meant for convolutions with few
+    output positions and many taps (``fc6``: 16x16 positions at 500x500).
+
+    Args:
+        inputs: ``(N, H, W, cin)``.
+        kernel: ``(kh, kw, cin, cout)``.
+        strides, dilation_rate: pairs of ints. padding: ``"valid"`` or ``"same"``.
+
+    Returns:
+        ``(N, H', W', cout)`` as ``tf.nn.conv2d`` gives (no bias, no activation).
+
+    Example:
+        >>> x, k = tf.random.normal([1, 22, 22, 512]), tf.random.normal([7, 7, 512, 64])
+        >>> conv_as_matmul(x, k).shape
+        TensorShape([1, 16, 16, 64])
+    """
+    kernel_h, kernel_w, channels, filters = kernel.shape
+    patches = tf.image.extract_patches(
+        inputs, sizes=[1, kernel_h, kernel_w, 1], strides=[1, *strides, 1],
+        rates=[1, *dilation_rate, 1], padding=padding.upper())
+    flat = tf.reshape(patches, [-1, kernel_h * kernel_w * channels])
+    outputs = tf.linalg.matmul(flat, tf.reshape(kernel, [-1, filters]))
+    return tf.reshape(outputs, tf.concat([tf.shape(patches)[:3], [filters]], 0))
+
+
+def matmul_candidates(model, min_taps=MATMUL_MIN_TAPS):
+    """The plain ``Conv2D`` layers of ``model`` with at least ``min_taps`` kernel taps (one
+    group, channels last): the ones :func:`convolutions_as_matmul` changes.
+
+    Example:
+        >>> [layer.name for layer in matmul_candidates(build_fcn8s(weights=None))]
+        ['fc6']
+    """
+    return [layer for layer in _leaf_layers(model)
+            if type(layer) is keras.layers.Conv2D and layer.groups == 1
+            and layer.data_format == "channels_last" and layer.padding in ("valid", "same")
+            and layer.kernel_size[0] * layer.kernel_size[1] >= min_taps]
+
+
+@contextlib.contextmanager
+def convolutions_as_matmul(model, enabled=True):
+    """Within the block, ``model``'s large-kernel convolutions run as one matrix multiply.
+
+    Their ``convolution_op`` becomes :func:`conv_as_matmul` (bias and activation stay Keras'),
+    for every call and every ``tf.function`` *traced* in the block: a function traced here
+    keeps the matrix multiply after the block. The model itself is not changed (same layers,
+    weights and saved file; TFLite export sees plain convolutions). Not thread-safe: do not
+    call the model from another thread during the block.
+
+    Args:
+        model: a Keras model.
+        enabled: False leaves the model alone (so callers can pass ``fast_path``'s choice).
+
+    Example:
+        >>> with convolutions_as_matmul(model):
+        ...     forward = tf.function(model)
+        ...     forward(images)          # traced here: fc6 is a matmul in this function
+    """
+    layers = matmul_candidates(model) if enabled else []
+    for layer in layers:
+        layer.convolution_op = functools.partial(
+            conv_as_matmul, strides=layer.strides, padding=layer.padding,
+            dilation_rate=layer.dilation_rate)
+    try:
+        yield layers
+    finally:
+        for layer in layers:
+            layer.__dict__.pop("convolution_op", None)
 
 
 def has_depthwise(model):
@@ -279,50 +379,62 @@ def has_depthwise(model):
     return any(isinstance(layer, keras.layers.DepthwiseConv2D) for layer in _leaf_layers(model))
 
 
-def fast_path(precision="float32", info=None, *, model=None, jit_compile=None, environ=None):
+def fast_path(precision="float32", info=None, *, model=None, jit_compile=None,
+              conv_matmul=None, environ=None):
     """The execution settings that run fastest for ``precision`` on this machine.
 
-    The rule (measured on three CPU kinds, see docs/speed.md):
+    The rule (measured on three CPU kinds, see docs/speed.md and
+    benchmarks/results/roofline.md):
 
-    - float32 on a CPU: XLA (``jit_compile=True``) for the VGG16 FCNs. On the Intel Xeon with
-      AMX oneDNN's float32 graph took 2.41 s for a 500x500 FCN-8s forward and XLA 1.36 s; on
-      AMD EPYC CPUs (AVX2 and Zen 5 AVX-512) XLA is as fast or faster, never slower beyond
-      noise.
-    - models with depthwise convolutions (MobileNetV2): no XLA, whatever the precision; XLA's
-      CPU depthwise convolutions made the MobileNetV2 FCN-8s 12x slower (Zen 5, 360x480).
-    - bfloat16 on a CPU: no XLA. The bf16 speed comes from oneDNN's bf16 kernels (AMX,
-      AVX512-BF16), which XLA does not reach (Xeon: 458 ms with oneDNN, 1,558 ms with XLA).
-    - float16 and every precision on a GPU: no XLA by default (TF's GPU kernels).
+    - On a CPU, every precision: oneDNN's graph (no XLA) with the large-kernel convolutions
+      as one matrix multiply (``conv_matmul``, :func:`convolutions_as_matmul`). oneDNN runs
+      the 3x3 convolutions at 72-92% of the CPU's matmul rate but ``fc6`` (7x7, 512 -> 4096)
+      at 26%; as a matmul the VGG16 FCN-8s forward at 360x480 takes 609 ms float32 (XLA 785,
+      plain oneDNN 805, PyTorch's best 906) and 332 ms bfloat16 (PyTorch bf16 708), and the
+      float32 train step 2.41 s (XLA 3.04, plain 3.02) on the AMD EPYC Zen 5. XLA also
+      made the MobileNetV2 FCN-8s 6x slower (depthwise convolutions) and stops bfloat16 from
+      reaching oneDNN's bf16 kernels. On the Intel Xeon with AMX, where oneDNN's plain float32
+      graph took 2.41 s and XLA 1.36 s (500x500, before this rule), the fc6 matmul is the
+      expected cure but is not measured yet: ``KERAS_FCN_JIT=1`` brings XLA back there.
+    - On a GPU: no XLA and no matmul rewrite (cuDNN's kernels).
 
-    The ``jit_compile`` argument wins over ``KERAS_FCN_JIT=0/1``, which wins over the rule.
+    Arguments win over the environment (``KERAS_FCN_JIT=0/1``, ``KERAS_FCN_CONV_MATMUL=0/1``),
+    which wins over the rule.
 
     Args:
         precision: one of ``PRECISIONS``.
         info: a :func:`cpu_info` dict; read from this machine when None.
-        model: the model to run, if known (its layers can change the rule).
-        jit_compile: True/False to force, None for the rule.
-        environ: the environment to read ``KERAS_FCN_JIT`` from (``os.environ`` if None).
+        model: the model to run, if known (resolves ``"auto"`` for depthwise models).
+        jit_compile: True/False to force XLA, None for the rule.
+        conv_matmul: True/False to force the matmul rewrite, None for the rule.
+        environ: the environment to read the overrides from (``os.environ`` if None).
 
     Returns:
-        ``{"precision": str, "jit_compile": bool, "reason": str}``.
+        ``{"precision": str, "jit_compile": bool, "conv_matmul": bool, "reason": str}``.
 
     Example:
-        >>> fast_path("float32", {"isa": ("avx2",), "gpu": False})["jit_compile"]
-        True
+        >>> fast_path("float32", {"isa": ("avx2",), "gpu": False})
+        {'precision': 'float32', 'jit_compile': False, 'conv_matmul': True,
+         'reason': 'CPU: oneDNN graph, large kernels as matmul'}
     """
     info = cpu_info() if info is None else info
     resolved = resolve_precision(precision, info=info, model=model)
+    on_cpu = not info["gpu"]
+    reasons = []
     if jit_compile is not None:
-        return {"precision": resolved, "jit_compile": bool(jit_compile), "reason": "argument"}
-    override = jit_override(environ)
-    if override is not None:
-        return {"precision": resolved, "jit_compile": override, "reason": JIT_ENV}
-    if info["gpu"]:
-        return {"precision": resolved, "jit_compile": False, "reason": "GPU: TF kernels"}
-    if model is not None and has_depthwise(model):
-        return {"precision": resolved, "jit_compile": False,
-                "reason": "depthwise convolutions: slow under XLA"}
-    if resolved == "float32":
-        return {"precision": resolved, "jit_compile": True, "reason": "CPU float32: XLA"}
-    return {"precision": resolved, "jit_compile": False,
-            "reason": f"CPU {resolved}: oneDNN low-precision kernels"}
+        reasons.append("jit_compile argument")
+    elif jit_override(environ) is not None:
+        jit_compile = jit_override(environ)
+        reasons.append(JIT_ENV)
+    if conv_matmul is not None:
+        reasons.append("conv_matmul argument")
+    elif conv_matmul_override(environ) is not None:
+        conv_matmul = conv_matmul_override(environ)
+        reasons.append(CONV_MATMUL_ENV)
+    if jit_compile is None or conv_matmul is None:
+        reasons.append("CPU: oneDNN graph, large kernels as matmul" if on_cpu
+                       else "GPU: TF kernels")
+    return {"precision": resolved,
+            "jit_compile": bool(jit_compile) if jit_compile is not None else False,
+            "conv_matmul": bool(conv_matmul) if conv_matmul is not None else on_cpu,
+            "reason": "; ".join(reasons)}

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from keras_fcn import losses, runtime
 from keras_fcn.models import build_fcn
-from tiny import TINY_FC, TINY_WIDTHS, tiny_fcn
+from tiny import TINY_FC, TINY_WIDTHS, randomize_scores, tiny_fcn
 
 XEON_AMX = {"model": "Intel(R) Xeon(R) Platinum 8481C", "vendor": "GenuineIntel", "gpu": False,
             "isa": ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16")}
@@ -84,35 +84,94 @@ def test_cpu_info_of_this_machine_sees_no_gpu():
     assert set(info["isa"]) <= set(runtime.ISA_FLAGS)
 
 
-@pytest.mark.parametrize("precision, info, jit", [
+@pytest.mark.parametrize("precision, info, matmul", [
     ("float32", XEON_AMX, True), ("float32", EPYC_AVX2, True), ("float32", EPYC_ZEN5, True),
-    ("bfloat16", XEON_AMX, False), ("auto", EPYC_ZEN5, False), ("auto", EPYC_AVX2, True),
+    ("bfloat16", XEON_AMX, True), ("auto", EPYC_ZEN5, True), ("auto", EPYC_AVX2, True),
     ("float32", WITH_GPU, False), ("float16", WITH_GPU, False)])
-def test_fast_path_rule(precision, info, jit):
+def test_fast_path_rule(precision, info, matmul):
+    """No XLA anywhere by default; fc6 as a matmul on CPUs (benchmarks/results/roofline.md)."""
     path = runtime.fast_path(precision, info, environ={})
-    assert path["jit_compile"] is jit
+    assert path["jit_compile"] is False and path["conv_matmul"] is matmul
     assert path["precision"] == runtime.resolve_precision(precision, info=info)
 
 
-def test_fast_path_keeps_xla_off_for_depthwise_models():
-    mobilenet = build_fcn("8s", num_classes=3, weights=None, backbone="mobilenet_v2")
-    assert runtime.has_depthwise(mobilenet) and not runtime.has_depthwise(tiny_fcn("8s"))
-    assert runtime.fast_path("float32", EPYC_AVX2, model=mobilenet, environ={})[
-        "jit_compile"] is False
-    assert runtime.fast_path("float32", EPYC_AVX2, model=tiny_fcn("8s"), environ={})[
-        "jit_compile"] is True
-
-
 def test_fast_path_overrides_argument_then_environment():
-    assert runtime.fast_path("float32", EPYC_AVX2, environ={"KERAS_FCN_JIT": "0"}) == {
-        "precision": "float32", "jit_compile": False, "reason": "KERAS_FCN_JIT"}
-    assert runtime.fast_path("bfloat16", XEON_AMX, environ={"KERAS_FCN_JIT": "true"})[
-        "jit_compile"] is True
-    forced = runtime.fast_path("float32", EPYC_AVX2, jit_compile=False,
-                               environ={"KERAS_FCN_JIT": "1"})
-    assert forced["jit_compile"] is False and forced["reason"] == "argument"
+    assert runtime.fast_path("float32", EPYC_AVX2, environ={"KERAS_FCN_JIT": "1"}) == {
+        "precision": "float32", "jit_compile": True, "conv_matmul": True,
+        "reason": "KERAS_FCN_JIT; CPU: oneDNN graph, large kernels as matmul"}
+    assert runtime.fast_path("bfloat16", XEON_AMX, environ={"KERAS_FCN_CONV_MATMUL": "off"})[
+        "conv_matmul"] is False
+    forced = runtime.fast_path("float32", EPYC_AVX2, jit_compile=False, conv_matmul=False,
+                               environ={"KERAS_FCN_JIT": "1", "KERAS_FCN_CONV_MATMUL": "1"})
+    assert forced == {"precision": "float32", "jit_compile": False, "conv_matmul": False,
+                      "reason": "jit_compile argument; conv_matmul argument"}
     with pytest.raises(ValueError, match="KERAS_FCN_JIT='maybe'"):
         runtime.fast_path("float32", EPYC_AVX2, environ={"KERAS_FCN_JIT": "maybe"})
+    with pytest.raises(ValueError, match="KERAS_FCN_CONV_MATMUL='2'"):
+        runtime.fast_path("float32", EPYC_AVX2, environ={"KERAS_FCN_CONV_MATMUL": "2"})
+
+
+@pytest.mark.parametrize("kernel, strides, padding, dilation", [
+    (7, 1, "valid", 1), (5, 1, "same", 1), (3, 2, "same", 1), (3, 1, "valid", 2),
+    ((2, 4), (2, 1), "valid", 1)])
+def test_conv_as_matmul_equals_conv2d_and_its_gradient(kernel, strides, padding, dilation):
+    kernel = (kernel, kernel) if isinstance(kernel, int) else kernel
+    strides = (strides, strides) if isinstance(strides, int) else strides
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(2, 13, 11, 5)), tf.float32)
+    k = tf.constant(rng.normal(size=(*kernel, 5, 6)), tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, k])
+        expected = tf.nn.conv2d(x, k, [1, *strides, 1], padding.upper(), dilations=dilation)
+        got = runtime.conv_as_matmul(x, k, strides, padding, (dilation, dilation))
+        weights = tf.constant(rng.normal(size=expected.shape), tf.float32)
+        loss_expected, loss_got = (tf.reduce_sum(expected * weights),
+                                   tf.reduce_sum(got * weights))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+    for wrt in (x, k):
+        np.testing.assert_allclose(tape.gradient(loss_got, wrt),
+                                   tape.gradient(loss_expected, wrt), rtol=1e-5, atol=1e-4)
+
+
+def _traced_ops(fn, *args):
+    return {op.type for op in fn.get_concrete_function(*args).graph.get_operations()}
+
+
+def test_convolutions_as_matmul_changes_only_large_kernels_while_tracing():
+    model = tiny_fcn("8s", num_classes=3)
+    randomize_scores(model, seed=0, scale=0.1)
+    images = tf.constant(np.random.default_rng(1).uniform(-100, 100, (1, 64, 64, 3)),
+                         tf.float32)
+    assert [layer.name for layer in runtime.matmul_candidates(model)] == ["fc6"]
+    plain = tf.function(lambda x: model(x, training=False))
+    with runtime.convolutions_as_matmul(model) as changed:
+        assert [layer.name for layer in changed] == ["fc6"]
+        fast = tf.function(lambda x: model(x, training=False))
+        fast_ops = _traced_ops(fast, images)
+    assert "ExtractImagePatches" in fast_ops  # kept by the function traced in the block
+    assert "ExtractImagePatches" not in _traced_ops(plain, images)
+    assert "convolution_op" not in vars(model.get_layer("fc6"))  # the model is restored
+    expected = plain(images).numpy()
+    np.testing.assert_allclose(fast(images).numpy(), expected, rtol=1e-5,
+                               atol=1e-5 * np.abs(expected).max())
+    with runtime.convolutions_as_matmul(model, enabled=False) as changed:
+        assert changed == []
+
+
+def test_forward_fn_runs_fc6_as_matmul_on_a_cpu_unless_overridden(monkeypatch):
+    from keras_fcn.inference.forward import forward_fn
+
+    model = tiny_fcn("8s", num_classes=3)
+    randomize_scores(model, seed=0, scale=0.1)
+    images = tf.zeros((1, 64, 64, 3))
+    fast = forward_fn(model, output="logits")
+    plain = forward_fn(model, output="logits", conv_matmul=False)
+    assert "ExtractImagePatches" in _traced_ops(fast, images)
+    assert "ExtractImagePatches" not in _traced_ops(plain, images)
+    np.testing.assert_allclose(fast(images), plain(images), rtol=1e-5, atol=1e-5)
+    monkeypatch.setenv("KERAS_FCN_CONV_MATMUL", "0")
+    assert "ExtractImagePatches" not in _traced_ops(forward_fn(model, output="softmax"),
+                                                    images)
 
 
 def test_precision_scope_sets_and_restores_the_global_policy():
@@ -181,14 +240,16 @@ def test_float16_copy_gets_loss_scaling_when_compiled():
     assert isinstance(fast.optimizer, keras.optimizers.LossScaleOptimizer)
 
 
-def _train_losses(model, steps, jit_compile):
-    """Loss per step of Adam on one fixed batch, the keras_fcn loss, ``model.fit``."""
+def _train_losses(model, steps, jit_compile, conv_matmul=False):
+    """Loss per step of Adam on one fixed batch, the keras_fcn loss, ``model.fit`` (with
+    fc6 as a matmul when ``conv_matmul``, as keras_fcn.training.fit runs it on a CPU)."""
     images = _images((2, 64, 64, 3), seed=1) / 100.0
     labels = (images[..., :1] > 0).astype("int32") + (images[..., 1:2] > 0.5)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile,
                   loss=losses.SparseCategoricalCrossentropyIgnore(num_classes=3))
-    history = model.fit(tf.data.Dataset.from_tensors((images, labels)).repeat(steps),
-                        epochs=1, verbose=0, shuffle=False, callbacks=[_StepLosses()])
+    with runtime.convolutions_as_matmul(model, conv_matmul):
+        history = model.fit(tf.data.Dataset.from_tensors((images, labels)).repeat(steps),
+                            epochs=1, verbose=0, shuffle=False, callbacks=[_StepLosses()])
     return history.model.step_losses
 
 
@@ -209,14 +270,15 @@ def _build(backbone):
 
 @pytest.mark.parametrize("backbone, how, jit_compile", [
     ("vgg16", "scope", False), ("vgg16", "with_precision", False),
-    ("mobilenet_v2", "with_precision", False)])
+    ("vgg16", "with_precision_matmul", False), ("mobilenet_v2", "with_precision", False)])
 def test_bfloat16_training_runs_with_a_finite_falling_loss(backbone, how, jit_compile):
     if how == "scope":  # everything but the final crop in bf16
         with runtime.precision_scope("bfloat16"):
             model = _build(backbone)
     else:  # the head kept float32 (the crash workaround)
         model = runtime.with_precision(_build(backbone), "bfloat16")
-    step_losses = _train_losses(model, steps=8, jit_compile=jit_compile)
+    step_losses = _train_losses(model, steps=8, jit_compile=jit_compile,
+                                conv_matmul=how.endswith("matmul"))
     assert runtime.model_precision(model) == "bfloat16"
     assert model.output.dtype == "float32"
     assert np.all(np.isfinite(step_losses)), step_losses

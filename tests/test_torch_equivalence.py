@@ -216,12 +216,21 @@ def test_full_size_fcn8s_reproduces_torch_logits():
     torch_model = randomize(TorchFCN("8s", NUM_CLASSES), seed=3)
     keras_model = keras_model_from(torch_model, "8s", (64, 128, 256, 512, 512), 4096)
     assert_same_logits(keras_model, torch_model, 64, 64)
+    # the default forward path on a CPU: fc6 (7x7, 512 -> 4096) as one matmul
+    from keras_fcn.inference import forward_fn
+
+    images = np.random.default_rng(5).uniform(-1, 1, (1, 64, 64, 3)).astype("float32")
+    want = torch_logits(torch_model, images)
+    got = forward_fn(keras_model, output="logits", conv_matmul=True)(images).numpy()
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
-def test_every_execution_path_reproduces_torch_logits(jit_compile):
+@pytest.mark.parametrize("jit_compile, conv_matmul", [
+    (False, True), (False, False), (True, True), (True, False)])
+def test_every_execution_path_reproduces_torch_logits(jit_compile, conv_matmul):
     """The graph and XLA paths of the one forward function (what predict, evaluate and the
-    export gate run) stay float32-exact to the PyTorch FCN-8s; bfloat16 keeps the labels."""
+    export gate run), with fc6 as a convolution or as one matmul (the CPU default), stay
+    float32-exact to the PyTorch FCN-8s; bfloat16 keeps the labels."""
     from keras_fcn.inference import forward_fn
 
     torch_model = randomize(TorchFCN("8s", NUM_CLASSES, SMALL_WIDTHS, SMALL_FC), seed=3)
@@ -229,11 +238,12 @@ def test_every_execution_path_reproduces_torch_logits(jit_compile):
     for i, (height, width) in enumerate(SIZES[:3]):
         images = np.random.default_rng(i).uniform(-1, 1, (1, height, width, 3)).astype("float32")
         want = torch_logits(torch_model, images)
-        got = forward_fn(keras_model, output="logits", jit_compile=jit_compile)(images).numpy()
+        got = forward_fn(keras_model, output="logits", jit_compile=jit_compile,
+                         conv_matmul=conv_matmul)(images).numpy()
         scale = np.abs(want).max()
         assert np.abs(got - want).max() <= 1e-4 * scale, (height, width)
         bf16 = forward_fn(keras_model, output="logits", precision="bfloat16",
-                          jit_compile=jit_compile)(images).numpy()
+                          jit_compile=jit_compile, conv_matmul=conv_matmul)(images).numpy()
         assert bf16.dtype == np.float32
         agree = np.mean(bf16.argmax(-1) == want.argmax(-1))
         assert agree >= 0.9, (height, width, agree)

@@ -4,8 +4,9 @@ Prediction, training's evaluation and export's quality gate all run a model thro
 :func:`forward_fn`, so how a forward pass is compiled is decided in this one place: the
 precision (``"float32"``, ``"bfloat16"``, ``"float16"`` or ``"auto"``, see
 :mod:`keras_fcn.runtime`; logits and probabilities stay float32) and whether XLA compiles it
+and whether the large-kernel convolutions (``fc6``) run as one matrix multiply
 (``runtime.fast_path``: the faster path for this CPU, precision and model; override with
-``jit_compile=`` or ``KERAS_FCN_JIT=0/1``).
+``jit_compile=`` / ``conv_matmul=`` or ``KERAS_FCN_JIT=0/1`` / ``KERAS_FCN_CONV_MATMUL=0/1``).
 
 Example:
     >>> fn = forward_fn(model)                      # softmax probabilities
@@ -28,7 +29,7 @@ OUTPUTS = ("softmax", "logits")
 # of photos of many sizes), new shapes take the graph path instead of another compilation.
 MAX_XLA_SHAPES = 4
 
-# model -> {(output, flip, precision, jit): tf.function} and model -> {precision: copy}; weak
+# model -> {(output, flip, precision, jit, conv_matmul): tf.function} and model -> {precision: copy}; weak
 # keys, so a cached function or copy never keeps a model alive.
 _FUNCTIONS = weakref.WeakKeyDictionary()
 _COPIES = weakref.WeakKeyDictionary()
@@ -57,7 +58,8 @@ def _scores(model_ref, images, output):
     return tf.nn.softmax(scores, axis=-1) if output == "softmax" else scores
 
 
-def forward_fn(model, *, output="softmax", flip=False, precision=None, jit_compile=None):
+def forward_fn(model, *, output="softmax", flip=False, precision=None, jit_compile=None,
+               conv_matmul=None):
     """A compiled ``images -> scores`` function for ``model``, cached per model and settings.
 
     Args:
@@ -68,6 +70,8 @@ def forward_fn(model, *, output="softmax", flip=False, precision=None, jit_compi
         precision: None (the model's own), ``"float32"`` (exact), ``"bfloat16"``,
             ``"float16"`` or ``"auto"`` (:func:`keras_fcn.runtime.resolve_precision`).
         jit_compile: True/False to force XLA; None for ``keras_fcn.runtime.fast_path``.
+        conv_matmul: True/False to force running the large-kernel convolutions as one matrix
+            multiply (``runtime.convolutions_as_matmul``); None for ``fast_path``.
 
     Returns:
         A ``tf.function`` mapping a model-ready image batch tensor (already preprocessed and
@@ -85,17 +89,20 @@ def forward_fn(model, *, output="softmax", flip=False, precision=None, jit_compi
                          f"Received: output={output!r}, flip={flip!r}")
     net = in_precision(model, precision)
     settings = runtime.fast_path(runtime.model_precision(net), model=net,
-                                 jit_compile=jit_compile)
+                                 jit_compile=jit_compile, conv_matmul=conv_matmul)
     cache = _FUNCTIONS.setdefault(model, {})
-    key = (output, bool(flip), settings["precision"], settings["jit_compile"])
+    key = (output, bool(flip), settings["precision"], settings["jit_compile"],
+           settings["conv_matmul"])
     if key not in cache:
         model_ref = weakref.ref(net)  # a strong reference would keep the cache key alive
 
         def forward(images):
-            scores = _scores(model_ref, images, output)
-            if flip:
-                mirrored = _scores(model_ref, tf.reverse(images, axis=[2]), output)
-                scores = (scores + tf.reverse(mirrored, axis=[2])) / 2.0
+            # Runs when the function is traced: the traced graph keeps the matmul fc6.
+            with runtime.convolutions_as_matmul(model_ref(), settings["conv_matmul"]):
+                scores = _scores(model_ref, images, output)
+                if flip:
+                    mirrored = _scores(model_ref, tf.reverse(images, axis=[2]), output)
+                    scores = (scores + tf.reverse(mirrored, axis=[2])) / 2.0
             return scores
 
         graph = tf.function(forward, reduce_retracing=True)

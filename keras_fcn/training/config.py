@@ -203,6 +203,9 @@ class TrainConfig:
     jit_compile: bool = _flag(None, "XLA-compile the train step (default: the faster path for "
                               "this CPU and model, keras_fcn.runtime.fast_path; "
                               "KERAS_FCN_JIT=0/1 also overrides it).")
+    conv_matmul: bool = _flag(None, "Run the large-kernel convolutions (fc6) as one matrix "
+                              "multiply (default: on a CPU, keras_fcn.runtime.fast_path; "
+                              "KERAS_FCN_CONV_MATMUL=0/1 also overrides it).")
     strategy: str = _flag("default", "Distribution strategy.", choices=STRATEGIES)
     resume: bool = _flag(False, "Continue the run in the run directory.")
     overwrite: bool = _flag(False, "Replace an existing run directory.")

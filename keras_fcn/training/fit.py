@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from keras_fcn import io
+from keras_fcn import io, runtime
 from keras_fcn import losses as losses_lib
 from keras_fcn import metrics as metrics_lib
 from keras_fcn._checks import check_choice
@@ -95,7 +95,7 @@ def compile_model(model, *, num_classes, ignore_label, optimizer, loss_reduction
 def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         validation_steps=None, eval_ds=None, tensorboard=False, verbose="auto",
         image_size=None, model_name=None, flip_eval=False, callbacks=None, chief=True,
-        monitor="val_mean_iu", evaluate=None, eval_scales=None):
+        monitor="val_mean_iu", evaluate=None, eval_scales=None, conv_matmul=None):
     """Trains a compiled model and fills `run_dir` (see `keras_fcn.training.run_dir`).
 
     The run resumes from `run_dir/backup` when it exists (use `prepare_run_dir` to decide
@@ -127,6 +127,9 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
             "val_semantic_mean_iu" for the two-headed SIFT Flow model.
         evaluate: `evaluate(model, eval_ds) -> dict` of the final evaluation; default
             `evaluate_model` with `info`'s classes (one-output models).
+        conv_matmul: run the large-kernel convolutions (fc6) as one matrix multiply while
+            training (`keras_fcn.runtime.convolutions_as_matmul`); None: `runtime.fast_path`
+            (on a CPU; `KERAS_FCN_CONV_MATMUL=0/1` overrides it).
 
     Returns:
         dict with "history" (list of epoch dicts), "final_val" (evaluation results or None),
@@ -146,9 +149,13 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
                              model_name=model_name)
     started = time.time()
     # shuffle=False: the tf.data pipeline shuffles (seeded); Keras would only warn about it.
-    model.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
-              validation_steps=validation_steps, callbacks=all_callbacks, verbose=verbose,
-              shuffle=False)
+    conv_matmul = runtime.fast_path(runtime.model_precision(model), model=model,
+                                    conv_matmul=conv_matmul)["conv_matmul"]
+    # The train and test steps are traced inside the block, so they keep the matmul fc6.
+    with runtime.convolutions_as_matmul(model, conv_matmul):
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs,
+                  steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+                  callbacks=all_callbacks, verbose=verbose, shuffle=False)
     train_seconds = time.time() - started
     history_writer = next(c for c in all_callbacks if isinstance(c, HistoryWriter))
     best = next(c for c in all_callbacks if isinstance(c, BestCheckpoint))

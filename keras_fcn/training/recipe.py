@@ -111,6 +111,8 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
         model = build_model(config, variant, info.num_classes, weights)
         model = runtime.with_precision(model, execution_precision(config, model))
         jit = execution_jit(config, model)
+        conv_matmul = runtime.fast_path(runtime.model_precision(model), model=model,
+                                        conv_matmul=config.conv_matmul)["conv_matmul"]
         optimizer = make_optimizer(config.optimizer, run_schedule(config, learning_rate, train_ds),
                                    momentum=config.momentum, weight_decay=config.weight_decay,
                                    bias_lr_multiplier=config.bias_lr_multiplier,
@@ -126,7 +128,8 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
     print(f"Training FCN-{variant} ({model.count_params():,} parameters) in {run_dir}: "
           f"{config.optimizer} lr={learning_rate:.3g}, loss {config.loss_reduction}, "
           f"{config.epochs} epochs, {runtime.model_precision(model)}, "
-          f"XLA {'on' if jit else 'off'}", flush=True)
+          f"XLA {'on' if jit else 'off'}, large kernels as matmul "
+          f"{'on' if conv_matmul and runtime.matmul_candidates(model) else 'off'}", flush=True)
     extra = ([TimeLimit(config.max_minutes_per_stage, config.budget_clock)]
              if config.max_minutes_per_stage else [])
     report = fit(model, train_ds, val_ds, run_dir=run_dir, epochs=config.epochs, info=info,
@@ -135,7 +138,7 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
                  tensorboard=config.tensorboard, verbose=config.verbose,
                  image_size=config.image_size, model_name=f"fcn{variant}",
                  flip_eval=config.flip_eval, eval_scales=config.eval_scales, callbacks=extra,
-                 chief=chief)
+                 chief=chief, conv_matmul=conv_matmul)
     report["learning_rate"] = learning_rate
     return model, report
 
