@@ -21,7 +21,9 @@ import subprocess
 import sys
 import time
 
-KERAS_MODES = ("graph", "xla", "eigen", "bf16", "bf16_xla")
+# graph: tf.function + oneDNN; *_matmul: the same with fc6 as one matrix multiply
+# (keras_fcn.runtime.convolutions_as_matmul, the CPU default since issue 13's roofline)
+KERAS_MODES = ("graph", "matmul", "xla", "eigen", "bf16", "bf16_matmul", "bf16_xla")
 TORCH_MODES = ("torch_fp32", "torch_channels_last", "torch_compile", "torch_bf16")
 TORCH_FP32_MODES = TORCH_MODES[:3]
 TORCH_COMPILE_LIMIT = 180  # seconds: a slower torch.compile is reported and skipped
@@ -80,7 +82,7 @@ def keras_runner(mode, model_name, size, what, threads):
     import keras
     import tensorflow as tf
 
-    from keras_fcn import losses
+    from keras_fcn import losses, runtime
 
     size = tuple(size)
     model = keras_model(model_name, size, mode.startswith("bf16"))
@@ -97,6 +99,8 @@ def keras_runner(mode, model_name, size, what, threads):
 
     step = tf.function(train if what == "train" else lambda x, y: model(x, training=False),
                        jit_compile=mode.endswith("xla"))
+    with runtime.convolutions_as_matmul(model, mode.endswith("matmul")):
+        step(images, labels)  # traced here: the *_matmul modes keep fc6 as a matmul
     return lambda: step(images, labels).numpy()
 
 

@@ -7,11 +7,12 @@ against PyTorch's best float32 mode and PyTorch bf16 autocast. The CPU model and
 are printed with the figures.
 
 Modes:
-- Keras: ``graph`` (``tf.function``, oneDNN: TF's default), ``xla`` (``jit_compile=True``),
+- Keras: ``graph`` (``tf.function``, oneDNN: TF's default), ``matmul`` (the same with fc6 as
+  one matrix multiply, ``runtime.convolutions_as_matmul``), ``xla`` (``jit_compile=True``),
   ``eigen`` (``TF_ENABLE_ONEDNN_OPTS=0``), ``bf16`` (``runtime.with_precision``, head and
-  logits float32), ``bf16_xla``, ``default`` (what ``keras_fcn.predict`` runs with no
-  arguments: ``forward_fn(model)``, XLA by ``runtime.fast_path``) and ``auto``
-  (``forward_fn(model, precision="auto")``).
+  logits float32), ``bf16_matmul``, ``bf16_xla``, ``default`` (what ``keras_fcn.predict``
+  runs with no arguments: ``forward_fn(model)``, the path of ``runtime.fast_path``) and
+  ``auto`` (``forward_fn(model, precision="auto")``).
 - PyTorch (the VGG16 FCN-8s only): ``torch_fp32``, ``torch_channels_last``,
   ``torch_compile`` (skipped when compiling takes over 3 minutes), ``torch_bf16`` (autocast).
 - TFLite (``keras_fcn.export.convert_to_tflite``, run by ``keras_fcn.export.TFLiteRunner``,
