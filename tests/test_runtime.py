@@ -133,6 +133,25 @@ def test_conv_as_matmul_equals_conv2d_and_its_gradient(kernel, strides, padding,
                                    tape.gradient(loss_expected, wrt), rtol=1e-5, atol=1e-4)
 
 
+def test_inference_copy_stores_bf16_weights_and_gives_the_mixed_copy_results():
+    model = tiny_fcn("8s", num_classes=3)
+    randomize_scores(model, seed=0, scale=0.1)
+    mixed = runtime.with_precision(model, "bfloat16")
+    pure = runtime.with_precision(model, "bfloat16", inference=True)
+    assert mixed.get_layer("fc6").kernel.dtype == "float32"
+    assert pure.get_layer("fc6").kernel.dtype == "bfloat16"
+    assert pure.get_layer("score_fr").kernel.dtype == "float32"  # the head stays float32
+    assert runtime.model_precision(pure) == "bfloat16" and pure.output.dtype == "float32"
+    images = _images((1, 64, 64, 3), seed=2)
+    # casting once or at every call rounds alike: the same numbers
+    np.testing.assert_array_equal(pure(images, training=False), mixed(images, training=False))
+    mobilenet = runtime.with_precision(_build("mobilenet_v2"), "bfloat16", inference=True)
+    norms = [layer for layer in runtime.leaf_layers(mobilenet)
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(layer.moving_variance.dtype == "float32" for layer in norms)
+    assert mobilenet.get_layer("score_fr").kernel.dtype == "float32"
+
+
 def _traced_ops(fn, *args):
     return {op.type for op in fn.get_concrete_function(*args).graph.get_operations()}
 

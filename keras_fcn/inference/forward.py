@@ -36,9 +36,9 @@ _COPIES = weakref.WeakKeyDictionary()
 
 
 def in_precision(model, precision=None):
-    """``model`` computing in ``precision`` (a copy made once per model and precision, see
-    ``keras_fcn.runtime.with_precision``; the model itself when it already does, or when
-    ``precision`` is None).
+    """``model`` computing in ``precision`` (a copy made once per model and precision, its
+    weights stored in that precision: ``keras_fcn.runtime.with_precision(inference=True)``;
+    the model itself when it already does, or when ``precision`` is None).
 
     Example:
         >>> in_precision(model, "bfloat16").get_layer("fc6").compute_dtype
@@ -49,7 +49,7 @@ def in_precision(model, precision=None):
     resolved = runtime.resolve_precision(precision, model=model)
     copies = _COPIES.setdefault(model, {})
     if resolved not in copies:
-        copies[resolved] = runtime.with_precision(model, resolved)
+        copies[resolved] = runtime.with_precision(model, resolved, inference=True)
     return copies[resolved]
 
 
