@@ -22,6 +22,11 @@ them fixed by default), so their backward-weights kernels run too. Variants keep
 - ``bf16_eigen``: ``TF_ENABLE_ONEDNN_OPTS=0`` (Eigen kernels instead of oneDNN; very slow at
   full width, over 900 s a step on 2 cores: only run when asked for by ``--variants``).
 - ``bf16_xla``: the train step compiled with XLA (``jit_compile=True``).
+- ``bf16_fc6matmul``: ``fc6`` computed as input patches times the reshaped kernel (one matrix
+  multiply, as ``keras_fcn.runtime.convolutions_as_matmul`` does on CPUs), so oneDNN's 7x7
+  bf16 convolution kernels (forward and backward) do not run.
+- ``bf16_library``: what keras_fcn trains in bf16 by default since then: the head after
+  ``fc7`` in float32 and ``fc6`` as a matmul.
 
 ``--malloc_check`` preloads glibc's malloc debugger (``MALLOC_CHECK_=3``), which aborts on the
 first corrupted heap chunk even on CPUs where the corruption would go unnoticed.
@@ -46,7 +51,8 @@ import time
 WIDTHS = {"full": ((64, 128, 256, 512, 512), 4096), "mid": ((16, 32, 64, 128, 128), 256),
           "tiny": ((4, 4, 8, 8, 8), 8)}
 VARIANTS = ("f32", "bf16", "bf16_up32", "bf16_fc32", "bf16_score32", "bf16_head32",
-            "bf16_logits16", "bf16_16classes", "bf16_noamx", "bf16_xla", "bf16_eigen")
+            "bf16_logits16", "bf16_16classes", "bf16_noamx", "bf16_xla", "bf16_fc6matmul",
+            "bf16_library", "bf16_eigen")
 ENV = {"bf16_eigen": {"TF_ENABLE_ONEDNN_OPTS": "0"},
        "bf16_noamx": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}}
 MALLOC_DEBUG = "/usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"
@@ -82,13 +88,25 @@ def cpu_line():
     return f"{model} ({' '.join(isa) or 'no AVX2'})"
 
 
+def patches_matmul(inputs, kernel):
+    """A valid, stride-1 convolution as input patches times the reshaped kernel."""
+    import tensorflow as tf
+
+    kh, kw, cin, cout = kernel.shape
+    patches = tf.image.extract_patches(inputs, [1, kh, kw, 1], [1, 1, 1, 1], [1, 1, 1, 1],
+                                       "VALID")
+    out = tf.linalg.matmul(tf.reshape(patches, [-1, kh * kw * cin]),
+                           tf.reshape(kernel, [-1, cout]))
+    return tf.reshape(out, tf.concat([tf.shape(patches)[:3], [cout]], 0))
+
+
 def build_fcn8s(variant, num_classes, size, widths, fc_units):
     """The FCN-8s of the paper, with the variant's layers in float32."""
     import keras
     from keras import layers
 
     f32 = lambda *groups: "float32" if variant in groups else None  # noqa: E731
-    head = ("bf16_head32",)
+    head = ("bf16_head32", "bf16_library")
     inputs = keras.Input((*size, 3))
     x = layers.ZeroPadding2D(100)(inputs)
     pools = []
@@ -98,7 +116,10 @@ def build_fcn8s(variant, num_classes, size, widths, fc_units):
             x = layers.Conv2D(width, 3, padding=padding, activation="relu")(x)
         x = layers.MaxPooling2D(2, padding="same")(x)  # ceil mode
         pools.append(x)
-    x = layers.Conv2D(fc_units, 7, activation="relu", name="fc6", dtype=f32("bf16_fc32"))(x)
+    fc6 = layers.Conv2D(fc_units, 7, activation="relu", name="fc6", dtype=f32("bf16_fc32"))
+    if variant in ("bf16_fc6matmul", "bf16_library"):
+        fc6.convolution_op = patches_matmul
+    x = fc6(x)
     x = layers.Conv2D(fc_units, 1, activation="relu", name="fc7", dtype=f32("bf16_fc32"))(x)
     score_dtype = f32("bf16_score32", *head)
     up_dtype = f32("bf16_up32", *head)
