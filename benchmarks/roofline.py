@@ -11,8 +11,9 @@ the machine has. This script measures that, in one run:
 2. this CPU's matrix-multiply rate with ``--threads`` threads: TensorFlow ``tf.linalg.matmul``
    of 2048 x 2048 matrices in float32 and bfloat16 (and PyTorch's ``torch.mm``, when installed),
    median of ``--repeats``;
-3. each convolution of the VGG16 FCN-8s timed alone with XLA and with oneDNN (``--layers``):
-   where the time goes, and which layers run far from the matmul rate;
+3. each convolution of the VGG16 FCN-8s timed alone with XLA, with oneDNN, on keras_fcn's
+   path (oneDNN, fc6 as one matmul) and on that path in bfloat16 (``--layers``): where the
+   time goes, and which layers run far from the matmul rate;
 4. from benchmarks/results/inference.json (forward medians measured on this kind of CPU: the
    script says when its CPU differs), each mode's GFLOP/s and its share of the matmul rate, and
    the GFLOP/s each target would need.
@@ -120,51 +121,70 @@ def torch_matmul_rates(threads, repeats):
     return rates
 
 
-def layer_table(size, repeats, rate):
-    """Each convolution of the VGG16 FCN-8s at ``size`` timed alone (float32, batch 1) with
-    XLA (the default path) and with ``tf.function`` + oneDNN, beside its FLOPs: which layers
-    run far from the matmul ``rate``. The whole forward pass is timed the same way."""
+LAYER_MODES = ("xla", "onednn", "default", "bf16")
+
+
+def layer_table(size, repeats, rates):
+    """Each convolution of the VGG16 FCN-8s at ``size`` timed alone (batch 1) beside its
+    FLOPs, in four modes: ``xla`` (float32, ``jit_compile=True``), ``onednn`` (float32
+    ``tf.function``, TF's default kernels), ``default`` (keras_fcn's path: ``onednn`` with the
+    large-kernel convolutions as one matmul, ``runtime.convolutions_as_matmul``) and ``bf16``
+    (``default`` on the bf16 inference copy, ``runtime.with_precision(inference=True)``).
+    Which layers run far from the matmul ``rates``; the whole forward pass is timed alike."""
     import keras
     import tensorflow as tf
 
+    from keras_fcn import runtime
     from keras_fcn.models import build_fcn8s
 
     keras.backend.clear_session()
     model = build_fcn8s(num_classes=21, input_shape=(*size, 3), weights=None)
-    lines = [f"Each convolution of the VGG16 FCN-8s at {size[0]}x{size[1]} timed alone "
-             f"(float32, batch 1, median of {repeats}); % of the float32 matmul rate "
-             f"({rate:,.0f} GFLOP/s):", "",
-             "| layer | output | GFLOP | XLA ms | XLA % | oneDNN ms | oneDNN % |",
-             "|---|---|---|---|---|---|---|"]
-    totals = {True: 0.0, False: 0.0}
+    bf16 = runtime.with_precision(model, "bfloat16", inference=True)
+    nets = {"xla": model, "onednn": model, "default": model, "bf16": bf16}
 
-    def both(fn, x):
-        return {jit: timed(lambda: tf.function(fn, jit_compile=jit)(x).numpy().flat[0],
-                           repeats) for jit in (True, False)}
+    def seconds_of(mode, name=None):
+        net = nets[mode]
+        fn = net if name is None else net.get_layer(name)
+        shape = [1, *size, 3] if name is None else [1, *fn.input.shape[1:]]
+        x = tf.cast(tf.random.stateless_normal(shape, [0, 3]), fn.compute_dtype
+                    if name is not None else "float32")
+        with runtime.convolutions_as_matmul(net, mode in ("default", "bf16")):
+            step = tf.function(fn, jit_compile=mode == "xla")
+            step(x)  # traced in the block
+        return timed(lambda: step(x).numpy().flat[0], repeats)
 
-    rows = []
+    def share(gflop, seconds, mode):
+        return f"{gflop / seconds / rates['bfloat16' if mode == 'bf16' else 'float32']:.0%}"
+
+    header = " | ".join(f"{mode} ms | {mode} %" for mode in LAYER_MODES)
+    lines = [f"Each convolution of the VGG16 FCN-8s at {size[0]}x{size[1]} timed alone (batch 1, "
+             f"median of {repeats}); % of the matmul rate of its precision (float32 "
+             f"{rates['float32']:,.0f}, bfloat16 {rates['bfloat16']:,.0f} GFLOP/s). `default` "
+             "is keras_fcn's float32 path (oneDNN, fc6 as one matmul), `bf16` the same on the "
+             "bf16 inference copy (head float32):", "",
+             f"| layer | output | GFLOP | {header} |", "|---" * (3 + 2 * len(LAYER_MODES)) + "|"]
+    rows, totals = [], dict.fromkeys(LAYER_MODES, 0.0)
     for layer in model.layers:
-        flops = conv_flops(layer) / 1e9
-        if not flops:
+        gflop = conv_flops(layer) / 1e9
+        if not gflop:
             continue
-        x = tf.random.stateless_normal([1, *layer.input.shape[1:]], [0, 3])
-        seconds = both(layer, x)
+        seconds = {mode: seconds_of(mode, layer.name) for mode in LAYER_MODES}
         rows.append({"layer": layer.name, "output": list(layer.output.shape[1:]),
-                     "gflop": flops, "xla": seconds[True], "onednn": seconds[False]})
-        for jit in totals:
-            totals[jit] += seconds[jit]
+                     "gflop": gflop, **seconds})
+        for mode in LAYER_MODES:
+            totals[mode] += seconds[mode]
+        cells = " | ".join(f"{1000 * seconds[m]:,.0f} | {share(gflop, seconds[m], m)}"
+                           for m in LAYER_MODES)
         lines.append(f"| {layer.name} | {'x'.join(map(str, layer.output.shape[1:]))} | "
-                     f"{flops:.1f} | {1000 * seconds[True]:,.0f} | "
-                     f"{flops / seconds[True] / rate:.0%} | {1000 * seconds[False]:,.0f} | "
-                     f"{flops / seconds[False] / rate:.0%} |")
-    whole = both(model, tf.random.stateless_normal([1, *size, 3], [0, 4]))
+                     f"{gflop:.1f} | {cells} |")
+    whole = {mode: seconds_of(mode) for mode in LAYER_MODES}
     gflop = model_flops(model) / 1e9
     lines += [f"| sum of the convolutions | | {sum(r['gflop'] for r in rows):.1f} | "
-              f"{1000 * totals[True]:,.0f} | | {1000 * totals[False]:,.0f} | |",
-              f"| whole forward pass | | {gflop:.1f} | {1000 * whole[True]:,.0f} | "
-              f"{gflop / whole[True] / rate:.0%} | {1000 * whole[False]:,.0f} | "
-              f"{gflop / whole[False] / rate:.0%} |"]
-    return lines, {"rows": rows, "whole": {"xla": whole[True], "onednn": whole[False]}}
+              + " | ".join(f"{1000 * totals[m]:,.0f} | " for m in LAYER_MODES) + " |",
+              f"| whole forward pass | | {gflop:.1f} | "
+              + " | ".join(f"{1000 * whole[m]:,.0f} | {share(gflop, whole[m], m)}"
+                           for m in LAYER_MODES) + " |"]
+    return lines, {"rows": rows, "whole": whole}
 
 
 def forward_medians(path):
@@ -252,7 +272,8 @@ def main(argv=None):
     layers = None
     if args.layers:
         size = tuple(int(v) for v in args.layers.split("x"))
-        table, layers = layer_table(size, args.repeats, machine_rate(rates, "float32"))
+        table, layers = layer_table(size, args.repeats, {
+            dtype: machine_rate(rates, dtype) for dtype in ("float32", "bfloat16")})
         markdown += "\n\n" + "\n".join(table)
     print(markdown)
     save_report(args.output_dir, "roofline", markdown,
