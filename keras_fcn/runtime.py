@@ -294,20 +294,6 @@ def _env_switch(name, environ=None):
     raise ValueError(f"{name} must be 0 or 1 (or true/false). Received: {name}={value!r}")
 
 
-def jit_override(environ=None):
-    """The user's ``KERAS_FCN_JIT`` choice: True, False, or None when unset.
-
-    Raises:
-        ValueError: when the variable holds something other than 0/1/true/false/yes/no/on/off.
-    """
-    return _env_switch(JIT_ENV, environ)
-
-
-def conv_matmul_override(environ=None):
-    """The user's ``KERAS_FCN_CONV_MATMUL`` choice: True, False, or None when unset."""
-    return _env_switch(CONV_MATMUL_ENV, environ)
-
-
 def conv_as_matmul(inputs, kernel, strides=(1, 1), padding="valid", dilation_rate=(1, 1)):
     """A 2-D convolution (channels last, one group) computed as one matrix multiply.
 
@@ -431,20 +417,22 @@ def fast_path(precision="float32", info=None, *, model=None, jit_compile=None,
     resolved = resolve_precision(precision, info=info, model=model)
     on_cpu = not info["gpu"]
     reasons = []
-    if jit_compile is not None:
-        reasons.append("jit_compile argument")
-    elif jit_override(environ) is not None:
-        jit_compile = jit_override(environ)
-        reasons.append(JIT_ENV)
-    if conv_matmul is not None:
-        reasons.append("conv_matmul argument")
-    elif conv_matmul_override(environ) is not None:
-        conv_matmul = conv_matmul_override(environ)
-        reasons.append(CONV_MATMUL_ENV)
-    if jit_compile is None or conv_matmul is None:
+
+    def choose(argument, name, env, rule):
+        """The argument, else the environment variable ``env``, else ``rule``."""
+        if argument is not None:
+            reasons.append(f"{name} argument")
+            return bool(argument)
+        override = _env_switch(env, environ)
+        if override is not None:
+            reasons.append(env)
+            return override
+        return rule
+
+    jit = choose(jit_compile, "jit_compile", JIT_ENV, False)
+    matmul = choose(conv_matmul, "conv_matmul", CONV_MATMUL_ENV, on_cpu)
+    if len(reasons) < 2:  # the rule decided at least one of them
         reasons.append("CPU: oneDNN graph, large kernels as matmul" if on_cpu
                        else "GPU: TF kernels")
-    return {"precision": resolved,
-            "jit_compile": bool(jit_compile) if jit_compile is not None else False,
-            "conv_matmul": bool(conv_matmul) if conv_matmul is not None else on_cpu,
+    return {"precision": resolved, "jit_compile": jit, "conv_matmul": matmul,
             "reason": "; ".join(reasons)}

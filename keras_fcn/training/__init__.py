@@ -77,6 +77,7 @@ from keras_fcn.training.recipe import (  # noqa: F401
     STAGES,
     build_model,
     execution_jit,
+    execution_path,
     execution_precision,
     maybe_export,
     run,

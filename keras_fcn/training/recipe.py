@@ -110,9 +110,8 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
         # (keras_fcn.runtime.with_precision; the bf16 crash reported on AMX CPUs, docs/speed.md).
         model = build_model(config, variant, info.num_classes, weights)
         model = runtime.with_precision(model, execution_precision(config, model))
-        jit = execution_jit(config, model)
-        conv_matmul = runtime.fast_path(runtime.model_precision(model), model=model,
-                                        conv_matmul=config.conv_matmul)["conv_matmul"]
+        path = execution_path(config, model)
+        jit, conv_matmul = path["jit_compile"], path["conv_matmul"]
         optimizer = make_optimizer(config.optimizer, run_schedule(config, learning_rate, train_ds),
                                    momentum=config.momentum, weight_decay=config.weight_decay,
                                    bias_lr_multiplier=config.bias_lr_multiplier,
@@ -257,18 +256,24 @@ def execution_precision(config, model=None):
                                      model=model)
 
 
-def execution_jit(config, model):
-    """Whether to XLA-compile the train step: ``--jit_compile`` if given (or
-    ``KERAS_FCN_JIT=0/1``), else no on a CPU and the ``keras_fcn.runtime.fast_path`` rule on a
-    GPU. XLA wins the CPU forward pass, but not the CPU train step: on the AMD EPYC Zen 5 a
-    narrow VGG16 FCN-8s took 1.35 minutes per CamVid epoch with XLA against 0.68 without
-    (benchmarks/results/camvid_precision_rerun.md), and the full-width step was 6% slower. Never by
-    default for images of varying sizes (XLA compiles once per input shape)."""
-    if config.jit_compile is None and runtime.jit_override() is None and (
-            not runtime.has_gpu() or not (config.crop_size or config.image_size)):
-        return False
+def execution_path(config, model):
+    """How to run the train step (``keras_fcn.runtime.fast_path``): ``--jit_compile`` and
+    ``--conv_matmul`` if given, else ``KERAS_FCN_JIT`` / ``KERAS_FCN_CONV_MATMUL``, else the
+    rule: no XLA (on the AMD EPYC Zen 5 XLA made the full-width FCN-8s step 1.2x slower than
+    the oneDNN graph with fc6 as a matmul, benchmarks/results/train_step.md; it also compiles
+    once per input shape) and fc6 as one matrix multiply on a CPU.
+
+    Example:
+        >>> execution_path(TrainConfig(), model)["conv_matmul"]  # on a CPU
+        True
+    """
     return runtime.fast_path(runtime.model_precision(model), model=model,
-                             jit_compile=config.jit_compile)["jit_compile"]
+                             jit_compile=config.jit_compile, conv_matmul=config.conv_matmul)
+
+
+def execution_jit(config, model):
+    """Whether to XLA-compile the train step (``execution_path(config, model)["jit_compile"]``)."""
+    return execution_path(config, model)["jit_compile"]
 
 
 def maybe_export(model, run_dir, input_size):
