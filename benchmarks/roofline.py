@@ -237,7 +237,8 @@ def report(cpu_line, same_cpu, rates, flops, medians, args):
             need = gflop / (0.5 * times["torch_bf16"])
             notes.append(f"- {trunk} {size}: bf16 target (0.5x of PyTorch bf16, "
                          f"{500 * times['torch_bf16']:,.0f} ms) needs {need:,.0f} GFLOP/s = "
-                         f"{need / machine_rate(rates, 'bfloat16'):.0%} of the bfloat16 matmul rate.")
+                         f"{need / machine_rate(rates, 'bfloat16'):.0%} of the bfloat16 "
+                         "matmul rate.")
     lines += ["", "What the targets need (above 100%: faster than this CPU multiplies matrices, "
               "reachable only with fewer FLOPs, e.g. Winograd or int8):", ""] + notes
     return "\n".join(lines)

@@ -52,8 +52,8 @@ def parse_args():
     parser.add_argument("--consistency_model", default=None,
                         help=".keras model trained with --temporal_consistency.")
     parser.add_argument("--also", action="append", default=[], metavar="NAME=PATH",
-                        help="More models to compare (e.g. a weight sweep: tc3=runs/tc3/best.keras); "
-                             "repeatable.")
+                        help="More models to compare (e.g. a weight sweep: "
+                             "tc3=runs/tc3/best.keras); repeatable.")
     parser.add_argument("--holdout", default="",
                         help="Take the frames from this CamVid drive (e.g. 0006R0, never trained "
                              "on with --holdout=0006R0), in time order, instead of val.txt.")
@@ -213,8 +213,9 @@ def markdown(report):
             lines.append(f"| {model} | {name} | {r['clip_flicker']:.4f} | {ratio} | "
                          f"{100 * r['clip_mean_iu']:.1f} | {delta} | {stale} | "
                          f"{r['real_flicker']:.4f} | {100 * r['real_mean_iu']:.1f} |")
-    lines += ["", f"Figure: `{report.get('name', 'temporal')}.png`, the middle row of the first clip over time (down), "
-              "moved back to the first frame: " + ", ".join(report["strips"]) + "."]
+    lines += ["", f"Figure: `{report.get('name', 'temporal')}.png`, the middle row of the first "
+              "clip over time (down), moved back to the first frame: "
+              + ", ".join(report["strips"]) + "."]
     return "\n".join(lines)
 
 

@@ -19,8 +19,9 @@ weights, batch 4, random flips, and what the held-out-drive ablations kept
   so that a long run ends converged.
 Left at their old values: photometric colour augmentation (+0.3, within noise), weight decay
 1e-4 (-0.1 against 5e-4), EMA of the weights (+0.1); rare-class crops
-(`--rare_crops=0.5 --rare_classes=2,6,7,9,10`) lost 0.9 (SignSymbol +6.7, Building -13). Multi-scale + flip test-time augmentation
-adds about 1.4 points at evaluation (`tools/evaluate.py --scales=0.75,1,1.25 --flip`).
+(`--rare_crops=0.5 --rare_classes=2,6,7,9,10`) lost 0.9 (SignSymbol +6.7, Building -13) and
+copy-paste of rare-class pixels (`--copy_paste=0.5`) 0.5. Multi-scale + flip test-time
+augmentation adds about 1.4 points at evaluation (`tools/evaluate.py --scales=0.75,1,1.25 --flip`).
 
     python examples/train_camvid.py --data_dir=../shared/data/camvid \
         --output_dir=runs/camvid_mnv2
