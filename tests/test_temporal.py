@@ -146,13 +146,34 @@ def test_tiny_fcn8s_run_with_temporal_consistency(tmp_path):
     config = TrainConfig(dataset="shapes", model="fcn8s", widths=TINY_WIDTHS, fc_units=TINY_FC,
                          epochs=1, num_train=8, num_val=4, shapes_size=32, batch_size=4,
                          image_size=(32, 32), optimizer="adam", learning_rate=1e-3,
-                         temporal_consistency=0.1, unlabelled_video_dir=footage and str(footage),
+                         temporal_consistency=0.1, temporal_warp=(2.0, 0.01, 0.5),
+                         unlabelled_video_dir=footage and str(footage),
                          output_dir=str(tmp_path / "run"), verbose="0")
     result = run(config)
     report = result["reports"]["8s"]
     assert report["status"] == "completed"
     assert np.isfinite(report["history"][0]["loss"])
     assert os.path.exists(tmp_path / "run" / "model.keras")
+
+
+def test_temporal_warp_limits_bound_the_pairs_and_bad_values_name_themselves():
+    limits = warp_lib.warp_limits((2, 0.01, 0.5))
+    assert limits == {"max_shift": 2.0, "max_zoom": 0.01, "max_rotation": 0.5}
+    assert warp_lib.warp_limits(None) == {} and warp_lib.warp_limits(()) == {}
+    ds = tf.data.Dataset.from_tensor_slices((tf.zeros([8, 40, 40, 3]), tf.zeros([8, 40, 40])))
+    layout = warp_lib.add_warped_pairs(ds.batch(8), seed=3, **limits)
+    flow = next(iter(layout))[1][1].numpy()
+    # Largest displacement of a 40x40 frame: shift 2 + zoom 1% and 0.5 degrees of the
+    # half-diagonal (28.3 px): 2 * sqrt(2) + 0.01 * 28.3 + 0.0087 * 28.3 < 3.4 px.
+    assert 0.5 < np.abs(flow).max() and np.linalg.norm(flow, axis=-1).max() < 3.4
+    for bad in [(1, 2), (-1, 0.01, 0.5), (2, 1.5, 0.5), (2, float("nan"), 0)]:
+        with pytest.raises(ValueError, match="temporal_warp"):
+            warp_lib.warp_limits(bad)
+    with pytest.raises(ValueError, match="temporal_warp needs temporal_consistency"):
+        run(TrainConfig(dataset="shapes", model="fcn32s", widths=TINY_WIDTHS, fc_units=TINY_FC,
+                        epochs=1, num_train=4, num_val=2, shapes_size=32, batch_size=2,
+                        temporal_warp=(2.0, 0.01, 0.5), output_dir="/nonexistent/never",
+                        verbose="0"))
 
 
 def test_flow_flicker_static_clip_is_zero_and_tiny_clip_by_hand():

@@ -35,5 +35,6 @@ from keras_fcn.data.warp import (  # noqa: F401
     random_affine,
     step_flow,
     warp_images,
+    warp_limits,
 )
 from keras_fcn.labels import IGNORE_LABEL  # noqa: F401  (keras_fcn.IGNORE_LABEL comes from here)

@@ -211,6 +211,28 @@ def step_flow(path, height, width):
     return flow, valid & in_source
 
 
+def warp_limits(values):
+    """The ``max_shift``, ``max_zoom``, ``max_rotation`` keywords of `random_affine` from
+    ``(shift, zoom, rotation)`` (None or empty: the defaults), checked.
+
+    Example:
+        >>> warp_limits((2, 0.01, 0.5))
+        {'max_shift': 2.0, 'max_zoom': 0.01, 'max_rotation': 0.5}
+    """
+    if not values:
+        return {}
+    names = ("max_shift", "max_zoom", "max_rotation")
+    if len(values) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                   and math.isfinite(v) and v >= 0 for v in values):
+        raise ValueError("temporal_warp must be three numbers >= 0: the largest shift "
+                         "(pixels), zoom (relative) and rotation (degrees), e.g. 2,0.01,0.5. "
+                         f"Received: {tuple(values)!r}")
+    if values[1] >= 1:
+        raise ValueError(f"temporal_warp's zoom must be below 1 (a relative scale change). "
+                         f"Received: {values[1]!r}")
+    return {name: float(v) for name, v in zip(names, values)}
+
+
 def add_warped_pairs(dataset, seed=0, **limits):
     """Turns batches ``(images, masks)`` into the training elements of the consistency loss.
 

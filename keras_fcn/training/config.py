@@ -167,6 +167,10 @@ class TrainConfig:
         0.0, "Weight of the temporal-consistency loss (0: off): each training image is also "
         "seen moved by a small random camera warp, and the two predictions must agree "
         "(docs/temporal.md).")
+    temporal_warp: tuple = _flag(
+        None, "With --temporal_consistency: the largest camera move of a training pair, "
+        "'shift,zoom,rotation' (pixels, relative scale change, degrees; default 8,0.05,2). "
+        "Match it to your footage's motion between frames, e.g. 2,0.01,0.5.", kind="floats")
     unlabelled_video_dir: str = _flag(
         None, "With --temporal_consistency: a folder of videos (or of folders of frames) whose "
         "consecutive frames, with OpenCV's optical flow (pip install keras_fcn[flow]), are "

@@ -92,9 +92,13 @@ def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
         if num_replicas > 1:  # a replica would get originals and moved images of other pairs
             raise ValueError(f"temporal_consistency needs one replica. Received: "
                              f"{num_replicas} replicas (strategy={config.strategy!r})")
-        train_ds = data_lib.add_warped_pairs(train_ds, seed=config.seed)
+        train_ds = data_lib.add_warped_pairs(train_ds, seed=config.seed,
+                                             **data_lib.warp_limits(config.temporal_warp))
         if config.unlabelled_video_dir:
             train_ds = _with_video_pairs(config, train_ds)
+    elif config.temporal_warp:
+        raise ValueError("temporal_warp needs temporal_consistency > 0. Received: "
+                         f"temporal_consistency={config.temporal_consistency!r}")
     elif config.unlabelled_video_dir:
         raise ValueError("unlabelled_video_dir needs temporal_consistency > 0. Received: "
                          f"temporal_consistency={config.temporal_consistency!r}")
