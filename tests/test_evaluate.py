@@ -97,3 +97,67 @@ def test_evaluate_model_resizes_logits_to_full_resolution_labels():
     assert results["num_images"] == 2
     text = train.format_results(results, synthetic.SHAPES_CLASSES)
     assert "triangle" in text and "mean IU" in text
+
+
+def _bn_model():
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    features = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1", momentum=0.9)(features)
+    x = keras.layers.Dropout(0.5, name="drop")(keras.layers.ReLU()(x))
+    x = keras.layers.BatchNormalization(name="bn2")(keras.layers.Conv2D(2, 1, name="c2")(x))
+    return keras.Model(inputs, x), keras.Model(inputs, features)
+
+
+def test_adapt_batchnorm_sets_the_average_of_the_batch_statistics():
+    model, features = _bn_model()
+    model.get_layer("bn1").trainable = False  # frozen layers are adapted too
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(5.0, 3.0, (4, 8, 8, 3)).astype("float32") for _ in range(3)]
+    report = train.adapt_batchnorm(model, tf.data.Dataset.from_tensor_slices(
+        np.concatenate(batches)).batch(4))
+    assert report["layers"] == 2 and report["batches"] == 3 and report["images"] == 12
+    # bn1 sees the convolution's output: its statistics follow from numpy.
+    outs = [features.predict(b, verbose=0).reshape(-1, 4) for b in batches]
+    bn1 = model.get_layer("bn1")
+    np.testing.assert_allclose(bn1.moving_mean.numpy(), np.mean([o.mean(0) for o in outs], 0),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(bn1.moving_variance.numpy(),
+                               np.mean([o.var(0) for o in outs], 0), rtol=1e-4)
+    assert report["mean_shift"] > 0.1  # the moving means started at 0
+    # Everything else is as it was: frozen flag, momentum, dropout rate, weights.
+    assert bn1.trainable is False and bn1.momentum == 0.9
+    assert model.get_layer("drop").rate == 0.5
+    # Inference now normalizes the new domain: bn2's output is ~zero-mean, unit-variance.
+    out = model.predict(np.concatenate(batches), verbose=0)
+    assert np.abs(out.mean((0, 1, 2))).max() < 0.2
+    np.testing.assert_allclose(out.std((0, 1, 2)), 1.0, atol=0.2)
+
+
+def test_adapt_batchnorm_errors_name_the_problem():
+    import keras
+
+    plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 1)])
+    with pytest.raises(ValueError, match="no BatchNormalization"):
+        train.adapt_batchnorm(plain, [np.zeros((1, 8, 8, 3), "float32")])
+    model, _ = _bn_model()
+    with pytest.raises(ValueError, match="images is empty"):
+        train.adapt_batchnorm(model, [])
+    with pytest.raises(ValueError, match="max_batches"):
+        train.adapt_batchnorm(model, [np.zeros((1, 8, 8, 3), "float32")], max_batches=0)
+    assert model.get_layer("drop").rate == 0.5  # restored after the error
+
+
+def test_evaluate_tool_adapt_bn_on_a_model_without_batchnorm_exits_2(tmp_path):
+    path = str(tmp_path / "tiny.keras")
+    _model_with_varied_output().save(path)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    out = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "evaluate.py"), f"--model={path}",
+         "--dataset=shapes", "--num_val=2", "--adapt_bn", f"--output={tmp_path / 'e.json'}"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "no BatchNormalization" in out.stderr + out.stdout
+    assert "Traceback" not in out.stderr + out.stdout
+    assert not os.path.exists(tmp_path / "e.json")

@@ -3,7 +3,8 @@
 Modules: `config` (TrainConfig and its flags), `optimizers` (CaffeSGD, learning-rate
 conventions, weight decay), `distribute` (strategies, mixed precision), `callbacks`,
 `run_dir` (the files of a run), `inputs` (data of a run), `fit` (compile and train),
-`evaluation` (the paper's metrics at label resolution), `two_headed` (multi-output models),
+`evaluation` (the paper's metrics at label resolution), `adapt` (BatchNormalization
+statistics adapted to a new domain), `two_headed` (multi-output models),
 `recipe` (`run`, staged training) and `cli` (`run_main` for scripts). `keras_fcn.train` is
 the 0.1.0 name of this package.
 
@@ -12,6 +13,7 @@ Example:
     >>> training.run(training.TrainConfig(dataset="shapes", epochs=5, output_dir="runs/a"))
 """
 
+from keras_fcn.training.adapt import adapt_batchnorm, batchnorm_layers  # noqa: F401
 from keras_fcn.training.callbacks import (  # noqa: F401
     EMAWeights,
     ema_weights,
