@@ -96,13 +96,13 @@ def _pooling_model():
     return keras.Model(inputs, keras.layers.Concatenate()([10 * x, -10 * x]))  # two classes
 
 
-def _loss_of(model, matrices):
+def _loss_of(model, matrices, kind="kl"):
     keras.utils.set_random_seed(0)
     blocks = np.random.default_rng(1).uniform(0, 255, (2, H // 8, W // 8, 3))
     images = np.kron(blocks, np.ones((1, 8, 8, 1))).astype("float32")  # 8x8 blocks
     flow, valid = warp_lib.affine_flow(matrices, H, W)
     moved = warp_lib.warp_images(images, flow)
-    return float(consistency.consistency_loss(model(images), model(moved), flow, valid))
+    return float(consistency.consistency_loss(model(images), model(moved), flow, valid, kind))
 
 
 def test_consistency_loss_zero_for_an_equivariant_model_positive_otherwise():
@@ -111,6 +111,41 @@ def test_consistency_loss_zero_for_an_equivariant_model_positive_otherwise():
     assert _loss_of(_pooling_model(), _shift(3, -2, 2)) > 1e-2
     # A sub-pixel shift of a per-pixel model is only interpolation error: small.
     assert _loss_of(_one_by_one_model(), _shift(0.5, 0.25, 2)) < 0.05
+
+
+def test_pseudo_label_consistency_loss_matches_numpy():
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 2, (2, H, W, 3)).astype("float32")
+    moved_logits = rng.normal(0, 2, (2, H, W, 3)).astype("float32")
+    matrices = _shift(3, -2, 2)  # integer shift: the warp of probabilities is exact inside
+    flow, valid = warp_lib.affine_flow(matrices, H, W)
+    got = float(consistency.consistency_loss(logits, moved_logits, flow, valid, kind="ce"))
+    # numpy: moved pixel (y, x) shows first pixel (y - 2, x + 3) (flow = (+3, -2) in (x, y)).
+    keep = valid.numpy()
+    total, count = 0.0, 0
+    for n in range(2):
+        for y, x in zip(*np.nonzero(keep[n])):
+            sy = y + int(round(float(flow[n, y, x, 1])))
+            sx = x + int(round(float(flow[n, y, x, 0])))
+            target = np.argmax(logits[n, sy, sx])
+            z = moved_logits[n, y, x]
+            total += np.log(np.exp(z - z.max()).sum()) + z.max() - z[target]
+            count += 1
+    assert count > 0 and got == pytest.approx(total / count, rel=1e-4)
+    # An equivariant model pays only its own uncertainty: the mean -log top probability of
+    # the moved prediction over the valid pixels (closed form).
+    model = _one_by_one_model()
+    blocks = np.random.default_rng(1).uniform(0, 255, (2, H // 8, W // 8, 3))
+    images = np.kron(blocks, np.ones((1, 8, 8, 1))).astype("float32")
+    moved = warp_lib.warp_images(images, flow)
+    moved_probs = tf.nn.softmax(model(moved)).numpy()
+    expected = -np.log(moved_probs.max(-1))[keep].mean()
+    got = float(consistency.consistency_loss(model(images), model(moved), flow, valid, "ce"))
+    assert got == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match="kind"):
+        consistency.consistency_loss(logits, moved_logits, flow, valid, kind="l2")
+    with pytest.raises(ValueError, match="kind"):
+        consistency.add_consistency(_one_by_one_model(), 1.0, kind="l2")
 
 
 def test_add_warped_pairs_layout_and_training_step():
@@ -147,6 +182,7 @@ def test_tiny_fcn8s_run_with_temporal_consistency(tmp_path):
                          epochs=1, num_train=8, num_val=4, shapes_size=32, batch_size=4,
                          image_size=(32, 32), optimizer="adam", learning_rate=1e-3,
                          temporal_consistency=0.1, temporal_warp=(2.0, 0.01, 0.5),
+                         temporal_loss="ce",
                          unlabelled_video_dir=footage and str(footage),
                          output_dir=str(tmp_path / "run"), verbose="0")
     result = run(config)
@@ -169,7 +205,7 @@ def test_temporal_warp_limits_bound_the_pairs_and_bad_values_name_themselves():
     for bad in [(1, 2), (-1, 0.01, 0.5), (2, 1.5, 0.5), (2, float("nan"), 0)]:
         with pytest.raises(ValueError, match="temporal_warp"):
             warp_lib.warp_limits(bad)
-    with pytest.raises(ValueError, match="temporal_warp needs temporal_consistency"):
+    with pytest.raises(ValueError, match="temporal_warp and temporal_loss need temporal_cons"):
         run(TrainConfig(dataset="shapes", model="fcn32s", widths=TINY_WIDTHS, fc_units=TINY_FC,
                         epochs=1, num_train=4, num_val=2, shapes_size=32, batch_size=2,
                         temporal_warp=(2.0, 0.01, 0.5), output_dir="/nonexistent/never",

@@ -13,6 +13,7 @@ Example (a recipe script):
 import dataclasses
 
 from keras_fcn.models import BACKBONES
+from keras_fcn.training.consistency import KINDS as CONSISTENCY_KINDS
 from keras_fcn.training.distribute import STRATEGIES
 from keras_fcn.training.optimizers import (
     LOSS_REDUCTIONS,
@@ -167,6 +168,10 @@ class TrainConfig:
         0.0, "Weight of the temporal-consistency loss (0: off): each training image is also "
         "seen moved by a small random camera warp, and the two predictions must agree "
         "(docs/temporal.md).")
+    temporal_loss: str = _flag(
+        "kl", "With --temporal_consistency: kl (symmetric KL of the two softmaxes) or ce "
+        "(cross-entropy against the labels of the moved first prediction, a pseudo-label).",
+        choices=CONSISTENCY_KINDS)
     temporal_warp: tuple = _flag(
         None, "With --temporal_consistency: the largest camera move of a training pair, "
         "'shift,zoom,rotation' (pixels, relative scale change, degrees; default 8,0.05,2). "

@@ -35,9 +35,19 @@ def symmetric_kl(p, q, valid):
     return tf.reduce_sum(per_pixel * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
-def consistency_loss(logits, moved_logits, flow, valid):
+KINDS = ("kl", "ce")
+
+
+def consistency_loss(logits, moved_logits, flow, valid, kind="kl"):
     """The disagreement between a prediction moved by a flow and the prediction of the moved
     image.
+
+    ``kind="kl"``: the symmetric KL divergence of the two softmaxes (0 for a model that moves
+    its prediction with the image). ``kind="ce"``: the cross-entropy of the moved image's
+    prediction against the *labels* (argmax) of the moved first prediction, held constant
+    (a pseudo-label, as in FixMatch): it pushes the moved prediction's argmax, which is what
+    flickers, to the first one's, and away from near-ties; it is not 0 for an equivariant
+    model (it is then its mean ``-log`` top probability).
 
     Args:
         logits: ``(N, H, W, C)`` scores of the images.
@@ -45,20 +55,35 @@ def consistency_loss(logits, moved_logits, flow, valid):
         flow: ``(N, H, W, 2)`` backward flow: pixel ``p`` of a moved image shows what pixel
             ``p + flow[p]`` of its image shows (see `keras_fcn.data.warp.affine_flow`).
         valid: ``(N, H, W)`` bool, False where ``p + flow[p]`` is outside the image or occluded.
+        kind: "kl" or "ce" (see above).
 
     Returns:
-        A float32 scalar: the mean symmetric KL divergence over the valid pixels.
+        A float32 scalar: the mean over the valid pixels.
 
     Example:
         >>> flow, valid = affine_flow(matrices, 64, 64)
         >>> loss = consistency_loss(model(images), model(warp_images(images, flow)), flow, valid)
     """
+    check_kind(kind)
     probs = tf.nn.softmax(tf.cast(logits, tf.float32))
-    moved_probs = tf.nn.softmax(tf.cast(moved_logits, tf.float32))
-    return symmetric_kl(warp_lib.warp_images(probs, flow), moved_probs, valid)
+    moved_logits = tf.cast(moved_logits, tf.float32)
+    if kind == "kl":
+        return symmetric_kl(warp_lib.warp_images(probs, flow), tf.nn.softmax(moved_logits),
+                            valid)
+    targets = tf.stop_gradient(tf.argmax(warp_lib.warp_images(probs, flow), axis=-1))
+    per_pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, moved_logits)
+    weights = tf.cast(valid, tf.float32)
+    return tf.reduce_sum(per_pixel * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
-def add_consistency(model, weight):
+def check_kind(kind):
+    """Raises a ValueError naming ``kind`` unless it is one of `KINDS`."""
+    if kind not in KINDS:
+        raise ValueError(f"The consistency loss kind must be one of {KINDS}. Received: "
+                         f"kind={kind!r}")
+
+
+def add_consistency(model, weight, kind="kl"):
     """Makes a compiled model train with ``weight`` times `consistency_loss` added to its loss.
 
     The training batches must come from `keras_fcn.data.warp.add_warped_pairs` (and optionally
@@ -71,6 +96,8 @@ def add_consistency(model, weight):
     Args:
         model: a compiled `keras.Model` (see `keras_fcn.training.compile_model`).
         weight: the weight of the consistency term, > 0.
+        kind: "kl" (symmetric KL of the softmaxes) or "ce" (cross-entropy against the moved
+            first prediction's labels); see `consistency_loss`.
 
     Returns:
         ``model``.
@@ -81,6 +108,7 @@ def add_consistency(model, weight):
     """
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
         raise ValueError(f"weight must be a positive number. Received: weight={weight!r}")
+    check_kind(kind)
     compute_loss, compute_metrics = model.compute_loss, model.compute_metrics
 
     def split(y, y_pred):
@@ -96,7 +124,7 @@ def add_consistency(model, weight):
         masks, labelled, first, moved, flow, valid = split(y, y_pred)
         loss = compute_loss(x=x, y=masks, y_pred=labelled, sample_weight=sample_weight,
                             training=training)
-        term = consistency_loss(first, moved, flow, valid)
+        term = consistency_loss(first, moved, flow, valid, kind)
         return loss + tf.cast(weight * term, loss.dtype)
 
     def metrics_of_labelled(x, y, y_pred, sample_weight=None):

@@ -122,7 +122,7 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
                       pixels_per_image=pixels, jit_compile=jit,
                       label_smoothing=config.label_smoothing)
         if config.temporal_consistency:
-            add_consistency(model, config.temporal_consistency)
+            add_consistency(model, config.temporal_consistency, config.temporal_loss)
         patch_multi_worker_build(model, strategy)
     print(f"Training FCN-{variant} ({model.count_params():,} parameters) in {run_dir}: "
           f"{config.optimizer} lr={learning_rate:.3g}, loss {config.loss_reduction}, "
