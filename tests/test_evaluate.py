@@ -60,16 +60,20 @@ def _assert_same(results, expected):
                                   expected["confusion_matrix"])
 
 
+def _evaluate_tool(model_path, *flags):
+    """Runs tools/evaluate.py on ``model_path`` (CPU, quiet TensorFlow); the CompletedProcess."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run([sys.executable, os.path.join(REPO, "tools", "evaluate.py"),
+                           f"--model={model_path}", *flags],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
 def test_evaluate_tool_json_matches_numpy_with_flip(tmp_path):
     model = _model_with_varied_output()
     path = str(tmp_path / "tiny.keras")
     model.save(path)
     output = str(tmp_path / "eval.json")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    out = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "evaluate.py"), f"--model={path}",
-         "--dataset=shapes", "--num_val=3", "--flip", f"--output={output}"],
-        capture_output=True, text=True, env=env, timeout=300)
+    out = _evaluate_tool(path, "--dataset=shapes", "--num_val=3", "--flip", f"--output={output}")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "mean IU" in out.stdout and "rectangle" in out.stdout  # table with class names
     results = json.load(open(output))
@@ -152,11 +156,8 @@ def test_adapt_batchnorm_errors_name_the_problem():
 def test_evaluate_tool_adapt_bn_on_a_model_without_batchnorm_exits_2(tmp_path):
     path = str(tmp_path / "tiny.keras")
     _model_with_varied_output().save(path)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    out = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "evaluate.py"), f"--model={path}",
-         "--dataset=shapes", "--num_val=2", "--adapt_bn", f"--output={tmp_path / 'e.json'}"],
-        capture_output=True, text=True, env=env, timeout=300)
+    out = _evaluate_tool(path, "--dataset=shapes", "--num_val=2", "--adapt_bn",
+                         f"--output={tmp_path / 'e.json'}")
     assert out.returncode == 2, out.stderr[-2000:]
     assert "no BatchNormalization" in out.stderr + out.stdout
     assert "Traceback" not in out.stderr + out.stdout
