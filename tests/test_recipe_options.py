@@ -412,3 +412,27 @@ def test_history_records_wall_and_cpu_seconds(tmp_path):
         (entry,) = json.load(f)
     assert entry["loss"] == 1.5
     assert entry["cpu_seconds"] >= 0.2 and entry["seconds"] >= 0.15
+
+
+def test_class_weights_median_and_sqrt_median_are_the_closed_form(tmp_path):
+    from keras_fcn.datasets.base import DatasetInfo
+    from keras_fcn.training import TrainConfig, resolve_class_weights
+
+    info = DatasetInfo("four", 4, ("a", "b", "c", "d"), ((0, 0, 0),) * 4, ignore_label=255)
+    mask = np.repeat(np.arange(4), [50, 30, 15, 5]).reshape(10, 10)  # pixels per class
+    mask[0, :3] = 255  # void pixels are not counted: class 0 has 47
+    decoded = tf.data.Dataset.from_tensors((tf.zeros([10, 10, 3]), tf.constant(mask, tf.uint8)))
+    frequencies = np.array([47, 30, 15, 5]) / 97.0
+    median = np.median(frequencies) / frequencies
+    run_dir = str(tmp_path)
+    got = resolve_class_weights(TrainConfig(class_weights="median"), info, decoded, run_dir)
+    np.testing.assert_allclose(got, median, rtol=1e-6)
+    got = resolve_class_weights(TrainConfig(class_weights="sqrt_median"), info, decoded, run_dir)
+    np.testing.assert_allclose(got, np.sqrt(median), rtol=1e-6)
+    # The run folder caches the median weights, whichever of the two asked first.
+    np.testing.assert_allclose(json.load(open(tmp_path / "class_weights.json")), median,
+                               rtol=1e-6)
+    assert resolve_class_weights(TrainConfig(class_weights="none"), info, decoded,
+                                 run_dir) is None
+    with pytest.raises(ValueError, match="sqrt_median.*Received: class_weights='sqrt'"):
+        resolve_class_weights(TrainConfig(class_weights="sqrt"), info, decoded, run_dir)

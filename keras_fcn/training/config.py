@@ -201,7 +201,9 @@ class TrainConfig:
     bias_lr_multiplier: float = _flag(2.0, "SGD bias rate factor.")
     loss_reduction: str = _flag("mean", "mean over valid pixels, or sum per image (the paper).",
                                 choices=LOSS_REDUCTIONS)
-    class_weights: str = _flag("none", "none|median|path of a JSON list or text of floats.")
+    class_weights: str = _flag("none", "none|median|sqrt_median|path of a JSON list or text of "
+                               "floats (median: median-frequency weights; sqrt_median: their "
+                               "square roots, a milder balance).")
     precision: str = _flag(
         "float32", "float32|bfloat16|float16|auto: compute precision (logits, loss and the FCN "
         "head stay float32). auto: bfloat16 on CPUs with AMX or AVX512-BF16, float16 on GPUs, "

@@ -8,6 +8,7 @@ Example:
 """
 
 import json
+import math
 import os
 
 import numpy as np
@@ -184,7 +185,8 @@ def resolve_rare_classes(config, info, train_decoded):
 
 def resolve_class_weights(config, info, train_decoded, run_dir):
     """Class weights of the loss: "none", "median" (median frequency over the training masks,
-    cached in `run_dir/class_weights.json`) or a path to a JSON list / text file of floats.
+    cached in `run_dir/class_weights.json`), "sqrt_median" (their square roots: a milder
+    balance) or a path to a JSON list / text file of floats.
 
     Returns:
         A list of floats or None.
@@ -195,14 +197,15 @@ def resolve_class_weights(config, info, train_decoded, run_dir):
     choice = config.class_weights or "none"
     if choice == "none":
         return None
-    if choice == "median":
-        path = os.path.join(run_dir, CLASS_WEIGHTS_FILE)
+    if choice in ("median", "sqrt_median"):
+        path = os.path.join(run_dir, CLASS_WEIGHTS_FILE)  # the median weights, either way
         if os.path.exists(path):
-            return io.read_json(path, "Class weights")
-        weights = median_class_weights(info, train_decoded)
-        io.write_json(path, weights)
-        return weights
+            weights = io.read_json(path, "Class weights")
+        else:
+            weights = median_class_weights(info, train_decoded)
+            io.write_json(path, weights)
+        return weights if choice == "median" else [math.sqrt(w) for w in weights]
     if not os.path.isfile(choice):
-        raise ValueError("--class_weights must be 'none', 'median' or a file. Received: "
-                         f"class_weights={choice!r}")
+        raise ValueError("--class_weights must be 'none', 'median', 'sqrt_median' or a file. "
+                         f"Received: class_weights={choice!r}")
     return _read_weights_file(choice, info.num_classes)
