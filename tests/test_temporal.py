@@ -142,6 +142,9 @@ def test_pseudo_label_consistency_loss_matches_numpy():
     expected = -np.log(moved_probs.max(-1))[keep].mean()
     got = float(consistency.consistency_loss(model(images), model(moved), flow, valid, "ce"))
     assert got == pytest.approx(expected, rel=1e-4)
+    both = float(consistency.consistency_loss(model(images), model(moved), flow, valid, "kl+ce"))
+    kl = float(consistency.consistency_loss(model(images), model(moved), flow, valid, "kl"))
+    assert both == pytest.approx(got + kl, rel=1e-5)
     with pytest.raises(ValueError, match="kind"):
         consistency.consistency_loss(logits, moved_logits, flow, valid, kind="l2")
     with pytest.raises(ValueError, match="kind"):

@@ -169,8 +169,9 @@ class TrainConfig:
         "seen moved by a small random camera warp, and the two predictions must agree "
         "(docs/temporal.md).")
     temporal_loss: str = _flag(
-        "kl", "With --temporal_consistency: kl (symmetric KL of the two softmaxes) or ce "
-        "(cross-entropy against the labels of the moved first prediction, a pseudo-label).",
+        "kl", "With --temporal_consistency: kl (symmetric KL of the two softmaxes), ce "
+        "(cross-entropy against the labels of the moved first prediction, a pseudo-label) or "
+        "kl+ce (their sum).",
         choices=CONSISTENCY_KINDS)
     temporal_warp: tuple = _flag(
         None, "With --temporal_consistency: the largest camera move of a training pair, "

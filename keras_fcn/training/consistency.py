@@ -35,7 +35,7 @@ def symmetric_kl(p, q, valid):
     return tf.reduce_sum(per_pixel * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
-KINDS = ("kl", "ce")
+KINDS = ("kl", "ce", "kl+ce")
 
 
 def consistency_loss(logits, moved_logits, flow, valid, kind="kl"):
@@ -47,7 +47,7 @@ def consistency_loss(logits, moved_logits, flow, valid, kind="kl"):
     prediction against the *labels* (argmax) of the moved first prediction, held constant
     (a pseudo-label, as in FixMatch): it pushes the moved prediction's argmax, which is what
     flickers, to the first one's, and away from near-ties; it is not 0 for an equivariant
-    model (it is then its mean ``-log`` top probability).
+    model (it is then its mean ``-log`` top probability). ``kind="kl+ce"``: their sum.
 
     Args:
         logits: ``(N, H, W, C)`` scores of the images.
@@ -55,7 +55,7 @@ def consistency_loss(logits, moved_logits, flow, valid, kind="kl"):
         flow: ``(N, H, W, 2)`` backward flow: pixel ``p`` of a moved image shows what pixel
             ``p + flow[p]`` of its image shows (see `keras_fcn.data.warp.affine_flow`).
         valid: ``(N, H, W)`` bool, False where ``p + flow[p]`` is outside the image or occluded.
-        kind: "kl" or "ce" (see above).
+        kind: "kl", "ce" or "kl+ce" (see above).
 
     Returns:
         A float32 scalar: the mean over the valid pixels.
@@ -67,13 +67,16 @@ def consistency_loss(logits, moved_logits, flow, valid, kind="kl"):
     check_kind(kind)
     probs = tf.nn.softmax(tf.cast(logits, tf.float32))
     moved_logits = tf.cast(moved_logits, tf.float32)
-    if kind == "kl":
-        return symmetric_kl(warp_lib.warp_images(probs, flow), tf.nn.softmax(moved_logits),
-                            valid)
-    targets = tf.stop_gradient(tf.argmax(warp_lib.warp_images(probs, flow), axis=-1))
-    per_pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, moved_logits)
-    weights = tf.cast(valid, tf.float32)
-    return tf.reduce_sum(per_pixel * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+    moved_first = warp_lib.warp_images(probs, flow)
+    total = 0.0
+    if kind in ("kl", "kl+ce"):
+        total += symmetric_kl(moved_first, tf.nn.softmax(moved_logits), valid)
+    if kind in ("ce", "kl+ce"):
+        targets = tf.stop_gradient(tf.argmax(moved_first, axis=-1))
+        per_pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, moved_logits)
+        weights = tf.cast(valid, tf.float32)
+        total += tf.reduce_sum(per_pixel * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+    return total
 
 
 def check_kind(kind):
@@ -96,8 +99,8 @@ def add_consistency(model, weight, kind="kl"):
     Args:
         model: a compiled `keras.Model` (see `keras_fcn.training.compile_model`).
         weight: the weight of the consistency term, > 0.
-        kind: "kl" (symmetric KL of the softmaxes) or "ce" (cross-entropy against the moved
-            first prediction's labels); see `consistency_loss`.
+        kind: "kl" (symmetric KL of the softmaxes), "ce" (cross-entropy against the moved
+            first prediction's labels) or "kl+ce" (both); see `consistency_loss`.
 
     Returns:
         ``model``.
