@@ -17,9 +17,12 @@ import math
 
 import tensorflow as tf
 
-PAIR_MAX_SHIFT = 8.0  # pixels; FCN-8s output stride is 8, so every sub-stride phase is seen
-PAIR_MAX_ZOOM = 0.05  # relative scale change
-PAIR_MAX_ROTATION = 2.0  # degrees
+# The largest move of a consistency training pair: a video camera's motion between frames.
+# Measured (docs/temporal.md): these cut flicker more per unit of loss weight than the first
+# defaults, 8 px (every phase of the FCN-8s output stride), 5% and 2 degrees.
+PAIR_MAX_SHIFT = 2.0  # pixels
+PAIR_MAX_ZOOM = 0.01  # relative scale change
+PAIR_MAX_ROTATION = 0.5  # degrees
 
 
 def affine_matrices(shift, log_scale, angle, height, width):

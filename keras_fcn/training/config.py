@@ -169,13 +169,13 @@ class TrainConfig:
         "seen moved by a small random camera warp, and the two predictions must agree "
         "(docs/temporal.md).")
     temporal_loss: str = _flag(
-        "kl", "With --temporal_consistency: kl (symmetric KL of the two softmaxes), ce "
+        "kl+ce", "With --temporal_consistency: kl (symmetric KL of the two softmaxes), ce "
         "(cross-entropy against the labels of the moved first prediction, a pseudo-label) or "
         "kl+ce (their sum).",
         choices=CONSISTENCY_KINDS)
     temporal_warp: tuple = _flag(
         None, "With --temporal_consistency: the largest camera move of a training pair, "
-        "'shift,zoom,rotation' (pixels, relative scale change, degrees; default 8,0.05,2). "
+        "'shift,zoom,rotation' (pixels, relative scale change, degrees; default 2,0.01,0.5). "
         "Match it to your footage's motion between frames, e.g. 2,0.01,0.5.", kind="floats")
     unlabelled_video_dir: str = _flag(
         None, "With --temporal_consistency: a folder of videos (or of folders of frames) whose "

@@ -2,9 +2,11 @@
 
 An FCN with an output stride of 8-32 pixels is not shift-equivariant, so its labels flicker when
 a video camera moves by a few pixels. `consistency_loss` compares the prediction of an image,
-moved by a known warp, with the prediction of the moved image (a symmetric KL divergence of the
-softmax on the valid pixels); `add_consistency` adds ``weight`` times it to a compiled model's
-loss, for the training elements of `keras_fcn.data.warp.add_warped_pairs`.
+moved by a known warp, with the prediction of the moved image on the valid pixels (by default
+the sum of a symmetric KL divergence of the softmaxes and a cross-entropy against the moved
+first prediction's labels: the pair that halved flicker on CamVid, docs/temporal.md);
+`add_consistency` adds ``weight`` times it to a compiled model's loss, for the training
+elements of `keras_fcn.data.warp.add_warped_pairs`.
 
 Example:
     >>> compile_model(model, num_classes=11, ignore_label=11, optimizer=optimizer)
@@ -38,7 +40,7 @@ def symmetric_kl(p, q, valid):
 KINDS = ("kl", "ce", "kl+ce")
 
 
-def consistency_loss(logits, moved_logits, flow, valid, kind="kl"):
+def consistency_loss(logits, moved_logits, flow, valid, kind="kl+ce"):
     """The disagreement between a prediction moved by a flow and the prediction of the moved
     image.
 
@@ -86,7 +88,7 @@ def check_kind(kind):
                          f"kind={kind!r}")
 
 
-def add_consistency(model, weight, kind="kl"):
+def add_consistency(model, weight, kind="kl+ce"):
     """Makes a compiled model train with ``weight`` times `consistency_loss` added to its loss.
 
     The training batches must come from `keras_fcn.data.warp.add_warped_pairs` (and optionally

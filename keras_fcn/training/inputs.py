@@ -97,7 +97,7 @@ def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
                                              **data_lib.warp_limits(config.temporal_warp))
         if config.unlabelled_video_dir:
             train_ds = _with_video_pairs(config, train_ds)
-    elif config.temporal_warp or config.temporal_loss != "kl":
+    elif config.temporal_warp or config.temporal_loss != "kl+ce":
         raise ValueError("temporal_warp and temporal_loss need temporal_consistency > 0. "
                          f"Received: temporal_consistency={config.temporal_consistency!r}")
     elif config.unlabelled_video_dir:
