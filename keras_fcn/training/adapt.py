@@ -26,36 +26,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_fcn import runtime
+
 
 def batchnorm_layers(model):
     """Every `keras.layers.BatchNormalization` layer of ``model``, nested models included."""
-    found = []
-
-    def visit(layer):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            found.append(layer)
-        for child in getattr(layer, "layers", ()) or ():
-            visit(child)
-
-    for layer in model.layers:
-        visit(layer)
-    return found
-
-
-def _leaf_layers(model):
-    leaves = []
-
-    def visit(layer):
-        children = getattr(layer, "layers", None)
-        if children:
-            for child in children:
-                visit(child)
-        else:
-            leaves.append(layer)
-
-    for layer in model.layers:
-        visit(layer)
-    return leaves
+    return [layer for layer in runtime.leaf_layers(model)
+            if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 @contextlib.contextmanager
@@ -64,7 +41,7 @@ def _adapting(model, norms):
     dropout off; everything restored afterwards, even on an error."""
     saved_trainable = {id(model): model.trainable}
     saved_bn = [(layer, layer.trainable, layer.momentum) for layer in norms]
-    dropouts = [(layer, layer.rate) for layer in _leaf_layers(model)
+    dropouts = [(layer, layer.rate) for layer in runtime.leaf_layers(model)
                 if isinstance(layer, keras.layers.Dropout)]
     try:
         model.trainable = True
