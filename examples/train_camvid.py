@@ -31,7 +31,7 @@ augmentation adds about 1.4 points at evaluation (`tools/evaluate.py --scales=0.
     python examples/train_camvid.py --data_dir=../shared/data/camvid \
         --output_dir=runs/camvid_mnv2
     # a budget of CPU minutes (fair on a shared machine); set --epochs to what fits it
-    python examples/train_camvid.py --data_dir=../shared/data/camvid --epochs=190 \
+    python examples/train_camvid.py --data_dir=../shared/data/camvid --epochs=150 \
         --max_minutes_per_stage=60 --budget_clock=cpu --output_dir=runs/camvid_mnv2_1h
     # the paper's VGG16 (full widths here) with the same recipe, bfloat16 where the CPU has
     # it; a random trunk unless --weights=imagenet and the ImageNet file is there
