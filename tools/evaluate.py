@@ -64,17 +64,24 @@ def image_size(flag, labels):
     return training.parse_size(flag, "image_size")
 
 
+def prepared(decoded, info, size, batch_size):
+    """The images (resized to ``size``, labels at their own size) as the model takes them."""
+    from keras_fcn import data, training
+
+    return data.prepare_dataset(training.resize_images(decoded, size, resize_masks=False),
+                                batch_size=batch_size, ignore_label=info.ignore_label,
+                                mean_rgb=info.mean_rgb)
+
+
 def adapt_on(model, decoded, info, size):
     """--adapt_bn: the model's BatchNormalization statistics re-estimated on the images."""
     import tensorflow as tf
 
-    from keras_fcn import data, training
+    from keras_fcn import training
 
     if FLAGS.adapt_batch_size < 1:
         raise ValueError(f"--adapt_batch_size must be >= 1. Received: {FLAGS.adapt_batch_size}")
-    images = data.prepare_dataset(training.resize_images(decoded, size, resize_masks=False),
-                                  batch_size=FLAGS.adapt_batch_size,
-                                  ignore_label=info.ignore_label, mean_rgb=info.mean_rgb)
+    images = prepared(decoded, info, size, FLAGS.adapt_batch_size)
     print(f"Adapting the BatchNormalization statistics to the {info.name} images "
           f"(batches of {FLAGS.adapt_batch_size}, labels unused)")
     try:
@@ -92,7 +99,7 @@ def main(argv):
     del argv
     import keras
 
-    from keras_fcn import data, io, runtime, training
+    from keras_fcn import io, runtime, training
     from keras_fcn.labels import ModelLabels
     from keras_fcn.training.evaluation import check_scales
 
@@ -113,9 +120,7 @@ def main(argv):
     decoded, info, count = training.load_data(config, split)
     if FLAGS.max_images:
         decoded, count = decoded.take(FLAGS.max_images), min(count, FLAGS.max_images)
-    dataset = data.prepare_dataset(training.resize_images(decoded, size, resize_masks=False),
-                                   batch_size=1, ignore_label=info.ignore_label,
-                                   mean_rgb=info.mean_rgb)
+    dataset = prepared(decoded, info, size, batch_size=1)
     model = keras.models.load_model(path, compile=False)
     adapted = None
     if FLAGS.adapt_bn:

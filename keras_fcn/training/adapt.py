@@ -37,21 +37,19 @@ def batchnorm_layers(model):
 
 @contextlib.contextmanager
 def _adapting(model, norms):
-    """BatchNormalization layers trainable (Keras runs frozen ones in inference mode) and
-    dropout off; everything restored afterwards, even on an error."""
-    saved_trainable = {id(model): model.trainable}
+    """BatchNormalization layers trainable (Keras runs a frozen one in inference mode: the
+    layer's own flag decides, not the model's) and dropout off; everything restored
+    afterwards, even on an error."""
     saved_bn = [(layer, layer.trainable, layer.momentum) for layer in norms]
     dropouts = [(layer, layer.rate) for layer in runtime.leaf_layers(model)
                 if isinstance(layer, keras.layers.Dropout)]
     try:
-        model.trainable = True
         for layer in norms:
             layer.trainable = True
         for layer, _ in dropouts:
             layer.rate = 0.0
         yield
     finally:
-        model.trainable = saved_trainable[id(model)]
         for layer, trainable, momentum in saved_bn:
             layer.trainable, layer.momentum = trainable, momentum
         for layer, rate in dropouts:

@@ -13,6 +13,7 @@ Example (a recipe script):
 import dataclasses
 
 from keras_fcn.models import BACKBONES
+from keras_fcn.training.consistency import DEFAULT_KIND as CONSISTENCY_DEFAULT
 from keras_fcn.training.consistency import KINDS as CONSISTENCY_KINDS
 from keras_fcn.training.distribute import STRATEGIES
 from keras_fcn.training.optimizers import (
@@ -169,10 +170,9 @@ class TrainConfig:
         "seen moved by a small random camera warp, and the two predictions must agree "
         "(docs/temporal.md).")
     temporal_loss: str = _flag(
-        "kl+ce", "With --temporal_consistency: kl (symmetric KL of the two softmaxes), ce "
-        "(cross-entropy against the labels of the moved first prediction, a pseudo-label) or "
-        "kl+ce (their sum).",
-        choices=CONSISTENCY_KINDS)
+        CONSISTENCY_DEFAULT, "With --temporal_consistency: kl (symmetric KL of the two "
+        "softmaxes), ce (cross-entropy against the labels of the moved first prediction, a "
+        "pseudo-label) or kl+ce (their sum).", choices=CONSISTENCY_KINDS)
     temporal_warp: tuple = _flag(
         None, "With --temporal_consistency: the largest camera move of a training pair, "
         "'shift,zoom,rotation' (pixels, relative scale change, degrees; default 2,0.01,0.5). "

@@ -33,14 +33,20 @@ def symmetric_kl(p, q, valid):
     p = tf.clip_by_value(tf.cast(p, tf.float32), _EPSILON, 1.0)
     q = tf.clip_by_value(tf.cast(q, tf.float32), _EPSILON, 1.0)
     per_pixel = tf.reduce_sum((p - q) * (tf.math.log(p) - tf.math.log(q)), axis=-1)
+    return _valid_mean(per_pixel, valid)
+
+
+def _valid_mean(per_pixel, valid):
+    """The mean of ``(N, H, W)`` ``per_pixel`` over the ``valid`` pixels (0 when none is)."""
     weights = tf.cast(valid, tf.float32)
     return tf.reduce_sum(per_pixel * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
 KINDS = ("kl", "ce", "kl+ce")
+DEFAULT_KIND = "kl+ce"  # halved flicker on CamVid (docs/temporal.md); "kl" before 2026-12-01
 
 
-def consistency_loss(logits, moved_logits, flow, valid, kind="kl+ce"):
+def consistency_loss(logits, moved_logits, flow, valid, kind=DEFAULT_KIND):
     """The disagreement between a prediction moved by a flow and the prediction of the moved
     image.
 
@@ -75,9 +81,8 @@ def consistency_loss(logits, moved_logits, flow, valid, kind="kl+ce"):
         total += symmetric_kl(moved_first, tf.nn.softmax(moved_logits), valid)
     if kind in ("ce", "kl+ce"):
         targets = tf.stop_gradient(tf.argmax(moved_first, axis=-1))
-        per_pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, moved_logits)
-        weights = tf.cast(valid, tf.float32)
-        total += tf.reduce_sum(per_pixel * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+        total += _valid_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(targets, moved_logits), valid)
     return total
 
 
@@ -88,7 +93,7 @@ def check_kind(kind):
                          f"kind={kind!r}")
 
 
-def add_consistency(model, weight, kind="kl+ce"):
+def add_consistency(model, weight, kind=DEFAULT_KIND):
     """Makes a compiled model train with ``weight`` times `consistency_loss` added to its loss.
 
     The training batches must come from `keras_fcn.data.warp.add_warped_pairs` (and optionally

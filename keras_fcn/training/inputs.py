@@ -19,7 +19,7 @@ from keras_fcn import datasets as datasets_lib
 from keras_fcn import io
 from keras_fcn import losses as losses_lib
 from keras_fcn.data.rare import check_rare_options
-from keras_fcn.training import video_pairs
+from keras_fcn.training import consistency, video_pairs
 from keras_fcn.training.run_dir import CLASS_WEIGHTS_FILE
 
 CACHED_DATASETS = ("shapes", "camvid")  # small enough to cache decoded in memory
@@ -97,7 +97,7 @@ def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
                                              **data_lib.warp_limits(config.temporal_warp))
         if config.unlabelled_video_dir:
             train_ds = _with_video_pairs(config, train_ds)
-    elif config.temporal_warp or config.temporal_loss != "kl+ce":
+    elif config.temporal_warp or config.temporal_loss != consistency.DEFAULT_KIND:
         raise ValueError("temporal_warp and temporal_loss need temporal_consistency > 0. "
                          f"Received: temporal_consistency={config.temporal_consistency!r}")
     elif config.unlabelled_video_dir:
