@@ -23,6 +23,9 @@ import argparse
 import os
 import time
 
+# TensorFlow's C++ start-up messages are not our output (a value set by the user wins)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 HOLDOUT = "0006R0"
 # modes: scale sets, '+' between the scales of one multi-scale mode
