@@ -20,3 +20,13 @@ def save_report(output_dir, name, markdown, data):
     base = os.path.join(output_dir, name)
     io.write_bytes(base + ".md", markdown.rstrip("\n") + "\n")
     io.write_json(base + ".json", data)
+
+
+def per_class_table(first_column, names, rows):
+    """Markdown lines of a per-class IU (%) table: ``rows`` are (label, per-class IU in 0..1,
+    None for a class absent from the labels, shown as "-")."""
+    lines = [f"| {first_column} | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for label, per_class in rows:
+        lines.append(f"| {label} | " + " | ".join(
+            "-" if v is None else f"{100 * v:.1f}" for v in per_class) + " |")
+    return lines

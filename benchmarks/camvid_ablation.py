@@ -174,13 +174,11 @@ def report(results, args, cpu):
         change = LINES.get(r["name"], (None, " ".join(r["flags"])))[1]
         lines.append(f"| {r['name']} | {change} | {epochs} | {minutes} | {held:.1f} | {delta} "
                      f"| {same:.1f} | {same - held:.1f} |")
+    import _outputs
     names = results[0]["heldout"]["class_names"] if results else []
-    lines += ["", "Per-class IU (%) on the held-out drive:", "",
-              "| line | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for r in results:
-        per = r["heldout"]["per_class_iu"]
-        lines.append(f"| {r['name']} | " + " | ".join(
-            "-" if v is None else f"{100 * v:.1f}" for v in per) + " |")
+    lines += ["", "Per-class IU (%) on the held-out drive:", ""]
+    lines += _outputs.per_class_table(
+        "line", names, [(r["name"], r["heldout"]["per_class_iu"]) for r in results])
     return "\n".join(lines)
 
 

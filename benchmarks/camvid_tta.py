@@ -33,17 +33,20 @@ MODES = "1,1.25,1.5,2,0.75+1+1.25,1+1.25+1.5,1+1.5+2"
 
 
 def parse_modes(text):
-    """'1,1.5,1+1.5+2' -> [(1.0,), (1.5,), (1.0, 1.5, 2.0)]; a ValueError names a bad one."""
-    modes = []
+    """'1.5,1+1.5+2' -> [(1.0,), (1.5,), (1.0, 1.5, 2.0)]: scale 1, the reference of the
+    report's "vs scale 1" column, comes first even when not asked for; a ValueError names a
+    bad mode."""
+    from keras_fcn.training.evaluation import check_scales
+
+    modes = [(1.0,)]
     for item in text.split(","):
         try:
-            scales = tuple(float(s) for s in item.split("+"))
+            scales = check_scales(float(s) for s in item.split("+"))
         except ValueError:
-            raise ValueError(f"--modes: {item!r} is not a scale or '+'-joined scales "
-                             "(e.g. 1.5 or 1+1.5+2)") from None
-        if min(scales) <= 0:
-            raise ValueError(f"--modes: scales must be > 0. Received: {item!r}")
-        modes.append(scales)
+            raise ValueError(f"--modes: {item!r} is not a positive scale or '+'-joined "
+                             "positive scales (e.g. 1.5 or 1+1.5+2)") from None
+        if scales not in modes:
+            modes.append(scales)
     return modes
 
 
@@ -78,6 +81,7 @@ def label(scales, flip):
 
 
 def report(rows, cpu, models):
+    import _outputs
     lines = ["# CamVid test-time scales and flips on a held-out drive (0006R0)", "",
              f"Written by `benchmarks/camvid_tta.py` on {time.strftime('%Y-%m-%d %H:%M')}. "
              f"CPU: {cpu}. Mean IU (%) at the 360x480 labels on the held-out drive 0006R0 "
@@ -95,13 +99,10 @@ def report(rows, cpu, models):
             delta = held - 100 * base["heldout"]["mean_iu"]
             lines.append(f"| {r['mode']} | {held:.1f} | {delta:+.1f} | {same:.1f} | "
                          f"{same - held:.1f} | {r['cpu_seconds_per_frame']:.2f} |")
-        names = mine[0]["heldout"]["class_names"]
-        lines += ["", "Per-class IU (%) on the held-out drive:", "",
-                  "| mode | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-        for r in mine:
-            lines.append(f"| {r['mode']} | " + " | ".join(
-                "-" if v is None else f"{100 * v:.1f}" for v in r["heldout"]["per_class_iu"])
-                + " |")
+        lines += ["", "Per-class IU (%) on the held-out drive:", ""]
+        lines += _outputs.per_class_table("mode", mine[0]["heldout"]["class_names"],
+                                          [(r["mode"], r["heldout"]["per_class_iu"])
+                                           for r in mine])
         lines.append("")
     return "\n".join(lines)
 
@@ -112,7 +113,7 @@ def main(argv=None):
     parser.add_argument("--models", required=True, help="Comma-separated .keras files.")
     parser.add_argument("--modes", default=MODES, help="Comma-separated scale sets, the "
                         "scales of a multi-scale mode joined by '+'; each runs with and "
-                        "without the flip.")
+                        "without the flip (scale 1, the reference, always runs).")
     parser.add_argument("--name", default="camvid_tta")
     parser.add_argument("--results_dir", default=os.path.join(HERE, "results"))
     parser.add_argument("--overwrite", action="store_true")
