@@ -193,3 +193,97 @@ def test_inspect_knows_mobilenet_v2_and_its_scaling(fcn8s):
     expected = np.asarray(fcn8s(mobilenet.mobilenet_v2_preprocess_input(x.astype("float32"))))
     np.testing.assert_allclose(raw(x.astype("float32")), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(uint8(x.astype("uint8")), expected, rtol=1e-5, atol=1e-5)
+
+
+# IBN-a normalization (issue 16): instance normalization of the first channels, batch
+# normalization of the rest, against a numpy reference.
+
+def _numpy_ibn(x, k, gamma_in, beta_in, mean, var, gamma_bn, beta_bn, eps):
+    head = x[..., :k]
+    mu = head.mean(axis=(1, 2), keepdims=True)
+    sd = np.sqrt(head.var(axis=(1, 2), keepdims=True) + eps)
+    instance = (head - mu) / sd * gamma_in + beta_in
+    batch = (x[..., k:] - mean) / np.sqrt(var + eps) * gamma_bn + beta_bn
+    return np.concatenate([instance, batch], axis=-1)
+
+
+def test_instance_batch_norm_matches_numpy_in_inference():
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, (2, 5, 7, 6)).astype("float32")
+    layer = models.InstanceBatchNorm(2, epsilon=1e-3)
+    layer.build(x.shape)
+    gamma_in, beta_in = rng.normal(size=2), rng.normal(size=2)
+    mean, var = rng.normal(size=4), rng.uniform(0.5, 2, 4)
+    gamma_bn, beta_bn = rng.normal(size=4), rng.normal(size=4)
+    layer.instance.set_weights([gamma_in, beta_in])
+    layer.batch.set_weights([gamma_bn, beta_bn, mean, var])
+    expected = _numpy_ibn(x, 2, gamma_in, beta_in, mean, var, gamma_bn, beta_bn, 1e-3)
+    np.testing.assert_allclose(np.asarray(layer(x, training=False)), expected, atol=1e-4)
+    # the instance half ignores the other image of the batch: image 0 alone gives the same
+    alone = np.asarray(layer(x[:1], training=False))
+    np.testing.assert_allclose(alone[..., :2], expected[:1, ..., :2], atol=1e-4)
+
+
+def test_instance_batch_norm_training_uses_batch_statistics_for_the_rest():
+    rng = np.random.default_rng(1)
+    x = rng.normal(-1.0, 3.0, (3, 4, 4, 5)).astype("float32")
+    layer = models.InstanceBatchNorm(3, epsilon=1e-3)
+    out = np.asarray(layer(x, training=True))
+    rest = x[..., 3:]
+    expected = (rest - rest.mean(axis=(0, 1, 2))) / np.sqrt(rest.var(axis=(0, 1, 2)) + 1e-3)
+    np.testing.assert_allclose(out[..., 3:], expected, atol=1e-4)
+    head = out[..., :3]  # per image and channel: mean 0, variance ~1
+    np.testing.assert_allclose(head.mean(axis=(1, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(head.var(axis=(1, 2)), 1, atol=1e-2)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, None])
+def test_instance_batch_norm_rejects_bad_channel_counts(bad):
+    with pytest.raises(ValueError, match="instance_channels"):
+        models.InstanceBatchNorm(bad)
+
+
+def test_instance_batch_norm_needs_batch_channels():
+    with pytest.raises(ValueError, match=r"instance_channels=4.*\(1, 2, 2, 4\)"):
+        models.InstanceBatchNorm(4)(np.zeros((1, 2, 2, 4), "float32"))
+
+
+def test_ibn_blocks_replace_the_first_expansions_and_round_trip(tmp_path):
+    model = models.build_fcn("8s", num_classes=3, weights=None, backbone="mobilenet_v2",
+                             ibn_blocks=3)
+    plain = keras_fcn.build_fcn8s(num_classes=3, weights=None, backbone="mobilenet_v2")
+    ibn = {layer.name: layer for layer in model.layers
+           if isinstance(layer, models.InstanceBatchNorm)}
+    assert sorted(ibn) == ["block_1_expand_BN", "block_2_expand_BN", "block_3_expand_BN"]
+    assert ibn["block_1_expand_BN"].instance_channels == 48  # half of 16 x 6
+    assert [layer.name for layer in model.layers] == [layer.name for layer in plain.layers]
+    assert model.get_layer("block_4_expand_BN").momentum == mobilenet.BN_MOMENTUM
+    x = np.random.default_rng(2).uniform(0, 255, (1, 37, 50, 3)).astype("float32")
+    path = tmp_path / "ibn.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"backbone": "vgg16", "widths": (4, 4, 8, 8, 8), "fc_units": 8}, "MobileNetV2 option"),
+    ({"backbone": "mobilenet_v2", "ibn_blocks_value": 17}, "from 0 to 16"),
+    ({"backbone": "mobilenet_v2", "weights": "imagenet"}, "from scratch"),
+])
+def test_ibn_blocks_errors(kwargs, match):
+    kwargs = dict(kwargs)
+    blocks = kwargs.pop("ibn_blocks_value", 2)
+    kwargs.setdefault("weights", None)
+    with pytest.raises(ValueError, match=match):
+        models.build_fcn("8s", num_classes=3, ibn_blocks=blocks, **kwargs)
+
+
+def test_training_config_ibn_blocks_reaches_the_model():
+    from keras_fcn import training as train
+
+    config = train.TrainConfig(backbone="mobilenet_v2", ibn_blocks=2)
+    model = train.build_model(config, "8s", 3, None)
+    assert sum(isinstance(layer, models.InstanceBatchNorm) for layer in model.layers) == 2
+    config = train.TrainConfig(backbone="mobilenet_v2")
+    model = train.build_model(config, "8s", 3, None)
+    assert not any(isinstance(layer, models.InstanceBatchNorm) for layer in model.layers)

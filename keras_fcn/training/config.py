@@ -138,6 +138,8 @@ class TrainConfig:
     widths: tuple = _flag(None, "VGG16 block widths, e.g. 16,32,64,64,64 (empty: the paper's "
                           "64,128,256,512,512).", kind="ints")
     fc_units: int = _flag(None, "fc6/fc7 width (0: the paper's 4096).")
+    ibn_blocks: int = _flag(0, "mobilenet_v2: IBN-a normalization (half the channels "
+                            "instance-normalized) in blocks 1..N (0: batch norm only).")
     dropout: float = _flag(0.5, "Dropout after fc6/fc7.")
     trainable_upsampling: bool = _flag(
         False, "Train the bilinear upsampling layers (the paper keeps them fixed).")

@@ -62,6 +62,8 @@ def build_model(config, variant, num_classes, weights):
             kwargs["widths"] = tuple(config.widths)
         if config.fc_units:
             kwargs["fc_units"] = int(config.fc_units)
+    if config.ibn_blocks:
+        kwargs["ibn_blocks"] = int(config.ibn_blocks)
     return models_lib.build_fcn(
         variant, num_classes=num_classes, input_shape=(None, None, 3), weights=weights,
         dropout=config.dropout, trainable_upsampling=config.trainable_upsampling,
