@@ -24,6 +24,7 @@ for image, mask in ds.take(1):
 
 import tensorflow as tf
 
+from keras_fcn._checks import check_probability
 from keras_fcn.data.augment import (
     MEAN_RGB,
     apply_jitter,
@@ -36,6 +37,7 @@ from keras_fcn.data.augment import (
     with_element_seeds,
 )
 from keras_fcn.data.decode import make_decode_fn
+from keras_fcn.data.mixing import cutmix as cutmix_boxes, cutmix_draws
 from keras_fcn.data.rare import check_rare_options, copy_paste_rare
 from keras_fcn.data.validate import as_pairs, validate_pairs
 from keras_fcn.labels import IGNORE_LABEL
@@ -53,7 +55,8 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
                     scale_range=None, flip=False, color_jitter=False, shuffle=False,
                     shuffle_buffer=None, seed=None, cache=False, deterministic=None,
                     drop_remainder=False, mean_rgb=MEAN_RGB, skip_errors=False,
-                    photometric=0.0, blur=0.0, rare_crops=0.0, copy_paste=0.0, rare_classes=()):
+                    photometric=0.0, blur=0.0, rare_crops=0.0, copy_paste=0.0, rare_classes=(),
+                    cutmix=0.0):
     """Augments, batches and prefetches a dataset of decoded `(image, mask)` elements.
 
     `make_dataset` calls this after decoding files; use it directly for in-memory data or TFDS
@@ -76,6 +79,9 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
             `rare_classes` pixels (image and mask) of the next image of the batch pasted in
             (`keras_fcn.data.rare.copy_paste_rare`), before colour jitter. Needs `crop_size`.
         rare_classes: tuple of the class ids of `rare_crops` and `copy_paste`.
+        cutmix: probability in [0, 1] (0: off) that an image of a batch gets a random box
+            (pixels and labels) of the next image of the batch (`keras_fcn.data.mixing`),
+            after copy-paste and before colour jitter. Needs `crop_size`.
         Other arguments: see `make_dataset`.
 
     Returns:
@@ -90,7 +96,9 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}")
     rare_classes = check_rare_options(rare_crops, copy_paste, rare_classes)
-    for name, value in (("rare_crops", rare_crops), ("copy_paste", copy_paste)):
+    cutmix = check_probability("cutmix", cutmix)
+    for name, value in (("rare_crops", rare_crops), ("copy_paste", copy_paste),
+                        ("cutmix", cutmix)):
         if value and crop_size is None:
             raise ValueError(f"`{name}` needs fixed-size random crops: set `crop_size`. "
                              f"Received: {name}={value!r}, crop_size=None")
@@ -119,6 +127,8 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
             image = random_color_jitter(image, op_seed(seed_, 4), **jitter)
         if copy_paste:
             draws["paste"] = tf.random.stateless_uniform([], op_seed(seed_, PASTE_OP)) < copy_paste
+        if cutmix:
+            draws["cutmix"] = cutmix_draws(seed_, cutmix)
         if not fixed_size:
             mask = tf.cast(mask, tf.int32)
         return (image, mask, draws) if draws else (image, mask)
@@ -132,6 +142,8 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
             draws = draws or {}
             if "paste" in draws:
                 image, mask = copy_paste_rare(image, mask, draws["paste"], rare_classes)
+            if "cutmix" in draws:
+                image, mask = cutmix_boxes(image, mask, draws["cutmix"])
             if "jitter" in draws:
                 image = apply_jitter(image, draws["jitter"])
             return image, tf.cast(mask, tf.int32)

@@ -14,13 +14,7 @@ Example:
 import numpy as np
 import tensorflow as tf
 
-
-def _check_probability(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
-            0.0 <= value <= 1.0):
-        raise ValueError(f"`{name}` must be a probability in [0, 1] (0: off). Received: "
-                         f"{name}={value!r}")
-    return float(value)
+from keras_fcn._checks import check_probability
 
 
 def check_rare_options(rare_crops=0.0, copy_paste=0.0, rare_classes=(), num_classes=None):
@@ -38,8 +32,8 @@ def check_rare_options(rare_crops=0.0, copy_paste=0.0, rare_classes=(), num_clas
         >>> check_rare_options(rare_crops=0.5, rare_classes=[9, 10], num_classes=11)
         (9, 10)
     """
-    _check_probability("rare_crops", rare_crops)
-    _check_probability("copy_paste", copy_paste)
+    check_probability("rare_crops", rare_crops)
+    check_probability("copy_paste", copy_paste)
     ids = tuple(rare_classes) if isinstance(rare_classes, (tuple, list, np.ndarray)) else None
     top = np.inf if num_classes is None else num_classes
     if ids is None or any(isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer))

@@ -164,6 +164,9 @@ class TrainConfig:
     copy_paste: float = _flag(
         0.0, "Probability in [0, 1] (0: off) that a training image gets the --rare_classes "
         "pixels of the next image of its batch pasted in (image and mask); needs --crop_size.")
+    cutmix: float = _flag(
+        0.0, "Probability in [0, 1] (0: off) that a training image gets a random box (pixels "
+        "and labels) of the next image of its batch pasted in (CutMix); needs --crop_size.")
     rare_classes: tuple = _flag(
         None, "Class ids of --rare_crops and --copy_paste, e.g. 2,6,7,9,10, or auto: the "
         "classes rarer than the median (median-frequency class weight > 1).", kind="class_ids")

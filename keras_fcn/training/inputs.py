@@ -73,7 +73,7 @@ def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
 
     Returns:
         (train_ds, val_ds, eval_ds): train is augmented (crop, flip, scale, photometric,
-        blur, rare-class crops and copy-paste) and shuffled, repeated when `steps_per_epoch`
+        blur, rare-class crops, copy-paste and CutMix) and shuffled, repeated when `steps_per_epoch`
         is set; val has masks at the training resolution (for `val_mean_iu` during fit);
         with `temporal_consistency` the train batches are `keras_fcn.data.add_warped_pairs`
         pairs (plus `unlabelled_video_dir` pairs); eval has images at the training
@@ -87,7 +87,7 @@ def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
         crop_size=config.crop_size, scale_range=config.scale_range, flip=config.flip,
         photometric=config.photometric, blur=config.blur, shuffle=True, seed=config.seed,
         cache=cache, drop_remainder=num_replicas > 1, rare_crops=config.rare_crops,
-        copy_paste=config.copy_paste,
+        copy_paste=config.copy_paste, cutmix=config.cutmix,
         rare_classes=resolve_rare_classes(config, info, train_decoded), **common)
     if config.temporal_consistency:
         if num_replicas > 1:  # a replica would get originals and moved images of other pairs
