@@ -215,7 +215,8 @@ def test_instance_batch_norm_matches_numpy_in_inference():
     gamma_in, beta_in = rng.normal(size=2), rng.normal(size=2)
     mean, var = rng.normal(size=4), rng.uniform(0.5, 2, 4)
     gamma_bn, beta_bn = rng.normal(size=4), rng.normal(size=4)
-    layer.instance.set_weights([gamma_in, beta_in])
+    layer.gamma.assign(gamma_in)
+    layer.beta.assign(beta_in)
     layer.batch.set_weights([gamma_bn, beta_bn, mean, var])
     expected = _numpy_ibn(x, 2, gamma_in, beta_in, mean, var, gamma_bn, beta_bn, 1e-3)
     np.testing.assert_allclose(np.asarray(layer(x, training=False)), expected, atol=1e-4)
@@ -258,6 +259,7 @@ def test_ibn_blocks_replace_the_first_expansions_and_round_trip(tmp_path):
     assert ibn["block_1_expand_BN"].instance_channels == 48  # half of 16 x 6
     assert [layer.name for layer in model.layers] == [layer.name for layer in plain.layers]
     assert model.get_layer("block_4_expand_BN").momentum == mobilenet.BN_MOMENTUM
+    assert ibn["block_2_expand_BN"].batch.momentum == mobilenet.BN_MOMENTUM
     x = np.random.default_rng(2).uniform(0, 255, (1, 37, 50, 3)).astype("float32")
     path = tmp_path / "ibn.keras"
     model.save(path)

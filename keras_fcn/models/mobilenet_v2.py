@@ -150,9 +150,6 @@ class InstanceBatchNorm(keras.layers.Layer):
         self.instance_channels = check_positive_int("instance_channels", instance_channels)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
-        self.instance = layers.GroupNormalization(
-            groups=self.instance_channels, epsilon=self.epsilon, dtype=self.dtype_policy,
-            name="instance")
         self.batch = layers.BatchNormalization(
             momentum=self.momentum, epsilon=self.epsilon, dtype=self.dtype_policy, name="batch")
 
@@ -163,15 +160,22 @@ class InstanceBatchNorm(keras.layers.Layer):
                 f"InstanceBatchNorm needs more than instance_channels={self.instance_channels} "
                 f"input channels (some for batch normalization). Received: input_shape="
                 f"{tuple(input_shape)!r}")
-        self.instance.build(tuple(input_shape[:-1]) + (self.instance_channels,))
+        self.gamma = self.add_weight(shape=(self.instance_channels,), initializer="ones",
+                                     name="instance_gamma")
+        self.beta = self.add_weight(shape=(self.instance_channels,), initializer="zeros",
+                                    name="instance_beta")
         self.batch.build(tuple(input_shape[:-1]) + (channels - self.instance_channels,))
 
     def call(self, inputs, training=None, mask=None):
         del mask  # accepted as BatchNormalization does (graph cloning passes it)
         k = self.instance_channels
-        return ops.concatenate(
-            [self.instance(inputs[..., :k]), self.batch(inputs[..., k:], training=training)],
-            axis=-1)
+        head = inputs[..., :k]
+        # statistics in float32 whatever the compute dtype (bfloat16 sums lose digits)
+        mean, variance = ops.moments(ops.cast(head, "float32"), axes=(1, 2), keepdims=True)
+        scale = ops.rsqrt(variance + self.epsilon) * ops.cast(self.gamma, "float32")
+        offset = ops.cast(self.beta, "float32") - mean * scale
+        head = ops.cast(ops.cast(head, "float32") * scale + offset, inputs.dtype)
+        return ops.concatenate([head, self.batch(inputs[..., k:], training=training)], axis=-1)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -207,7 +211,7 @@ def _to_ibn(names):
     def clone(layer):
         if layer.name in names:
             channels = int(layer.gamma.shape[0])
-            return InstanceBatchNorm(channels // 2, momentum=layer.momentum,
+            return InstanceBatchNorm(channels // 2, momentum=BN_MOMENTUM,
                                      epsilon=layer.epsilon, name=layer.name)
         return layer.__class__.from_config(layer.get_config())
     return clone
