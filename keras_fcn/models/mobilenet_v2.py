@@ -169,13 +169,14 @@ class InstanceBatchNorm(keras.layers.Layer):
     def call(self, inputs, training=None, mask=None):
         del mask  # accepted as BatchNormalization does (graph cloning passes it)
         k = self.instance_channels
-        head = inputs[..., :k]
+        # one split (its gradient is a concatenation; slices' gradients pad with zeros)
+        head, rest = ops.split(inputs, [k], axis=-1)
         # statistics in float32 whatever the compute dtype (bfloat16 sums lose digits)
         mean, variance = ops.moments(ops.cast(head, "float32"), axes=(1, 2), keepdims=True)
         scale = ops.rsqrt(variance + self.epsilon) * ops.cast(self.gamma, "float32")
         offset = ops.cast(self.beta, "float32") - mean * scale
         head = ops.cast(ops.cast(head, "float32") * scale + offset, inputs.dtype)
-        return ops.concatenate([head, self.batch(inputs[..., k:], training=training)], axis=-1)
+        return ops.concatenate([head, self.batch(rest, training=training)], axis=-1)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
