@@ -12,6 +12,37 @@ def refuse_to_overwrite(output, overwrite):
             sys.exit(f"{output + suffix} exists; pass --overwrite to replace it.")
 
 
+def camvid_missing(path, flag, needs=("train.txt",)):
+    """The "CamVid not found" message when the folder ``path`` lacks one of the list files
+    ``needs``, else None (see :func:`camvid_found`, which prints it)."""
+    missing = [name for name in needs if not os.path.isfile(os.path.join(path, name))]
+    if not missing:
+        return None
+    return (f"CamVid not found in {os.path.abspath(path)!r} (no {' or '.join(missing)}; "
+            f"pass {flag}): skipped.")
+
+
+def camvid_found(path, flag, needs=("train.txt",)):
+    """True when the CamVid folder ``path`` has the list files ``needs``; otherwise prints one
+    message naming the folder, the missing files and the benchmark's ``flag``, and returns
+    False: the caller then returns, a clean skip (exit status 0).
+
+    Example:
+        >>> camvid_found("/nope", "--data_dir", needs=("train.txt", "val.txt"))
+        CamVid not found in '/nope' (no train.txt or val.txt; pass --data_dir): skipped.
+        False
+
+    In a benchmark's ``main()``::
+
+        if not _outputs.camvid_found(args.data_dir, "--data_dir", needs=("val.txt",)):
+            return
+    """
+    message = camvid_missing(path, flag, needs)
+    if message:
+        print(message, flush=True)
+    return message is None
+
+
 def save_report(output_dir, name, markdown, data):
     """Writes ``output_dir/name.md`` (the Markdown report) and ``output_dir/name.json``,
     atomically (:mod:`keras_fcn.io`)."""

@@ -40,7 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from _outputs import refuse_to_overwrite, save_report  # noqa: E402
+from _outputs import camvid_found, refuse_to_overwrite, save_report  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NARROW_VGG = {"backbone": "vgg16", "widths": (16, 32, 64, 128, 128), "fc_units": 256}
@@ -245,8 +245,8 @@ def main():
     args = parse_args()
     if args.train_worker:
         return train_worker(args)
-    if not os.path.isfile(os.path.join(args.camvid, "val.txt")):
-        print(f"CamVid not found in {args.camvid} (--camvid or $KERAS_FCN_CAMVID): skipped.")
+    if not camvid_found(args.camvid, "--camvid or set $KERAS_FCN_CAMVID",
+                        needs=("train.txt", "val.txt")):
         return None
     refuse_to_overwrite(os.path.join(args.output_dir, args.name), args.overwrite)
     from keras_fcn import runtime

@@ -198,9 +198,9 @@ def main(argv=None):
     parser.add_argument("--name", default="camvid_ablation")
     parser.add_argument("--results_dir", default=os.path.join(HERE, "results"))
     args = parser.parse_args(argv)
-    if not os.path.isfile(os.path.join(args.data_dir, "train.txt")):
-        sys.exit(f"CamVid not found in {args.data_dir!r} (expected train.txt); skipping.")
     import _outputs
+    if not _outputs.camvid_found(args.data_dir, "--data_dir", needs=("train.txt", "val.txt")):
+        return
     cpu = cpu_line()
     print(f"CPU: {cpu}", flush=True)
     lines = dict(LINES)

@@ -118,8 +118,8 @@ def main(argv=None):
     parser.add_argument("--results_dir", default=os.path.join(HERE, "results"))
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
-    if not os.path.isfile(os.path.join(args.data_dir, "train.txt")):
-        print(f"CamVid not found in {args.data_dir!r} (expected train.txt); skipping.")
+    import _outputs
+    if not _outputs.camvid_found(args.data_dir, "--data_dir", needs=("train.txt", "val.txt")):
         return
     models = [m for m in args.models.split(",") if m]
     missing = [m for m in models if not os.path.isfile(m)]
@@ -129,7 +129,6 @@ def main(argv=None):
         modes = parse_modes(args.modes)
     except ValueError as error:
         parser.error(str(error))
-    import _outputs
     _outputs.refuse_to_overwrite(os.path.join(args.results_dir, args.name), args.overwrite)
 
     import keras

@@ -21,7 +21,7 @@ import time
 
 from absl import app, flags
 
-from _outputs import refuse_to_overwrite, save_report
+from _outputs import camvid_found, refuse_to_overwrite, save_report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("camvid", os.environ.get("KERAS_FCN_CAMVID", os.path.join(
@@ -114,14 +114,14 @@ def bench_backbone(backbone, size, pairs, calibration, workdir):
 
 def main(argv):
     del argv
+    if not camvid_found(FLAGS.camvid, "--camvid or set $KERAS_FCN_CAMVID",
+                        needs=("val.txt", "train.txt")):
+        return
     import tensorflow as tf
     from keras_fcn import export
 
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.num_threads)
     val_list = os.path.join(FLAGS.camvid, "val.txt")
-    if not os.path.isfile(val_list):
-        print(f"CamVid not found at {FLAGS.camvid} (no val.txt): skipping the export benchmark.")
-        return
     refuse_to_overwrite(FLAGS.output, FLAGS.overwrite)
     height, width = (int(v) for v in FLAGS.input_size.split("x"))
     pairs = export.read_list(val_list)[: FLAGS.num_images]

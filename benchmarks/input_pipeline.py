@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from _outputs import camvid_found
 from keras_fcn import data, datasets
 from keras_fcn.labels import voc_palette
 from keras_fcn.datasets import shapes as synthetic
@@ -249,12 +250,10 @@ def main():
     implementations["after"] = data
     rows, validate_rate = [], {}
     camvid_dir = os.path.abspath(args.camvid_dir)
-    if os.path.isfile(os.path.join(camvid_dir, "train.txt")):
+    if camvid_found(camvid_dir, "--camvid_dir"):  # else prints "CamVid not found ...: skipped."
         pairs, info = datasets.camvid_pairs(camvid_dir, "train")
         validate_rate["camvid"] = validation_rate(pairs, info)
         rows += run_dataset("camvid", pairs, info, CAMVID_AUG, args, implementations)
-    else:
-        print(f"CamVid not found at {camvid_dir}: skipped")
     with tempfile.TemporaryDirectory() as tmp:
         pairs, info = datasets.voc_pairs(write_fake_voc(tmp, args.voc_images), "train")
         validate_rate["voc (generated)"] = validation_rate(pairs, info)

@@ -30,6 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from _outputs import camvid_missing  # noqa: E402
+
 HEIGHT, WIDTH = 360, 480
 CAMVID_CLASSES = 11
 CAMVID_VOID = 11
@@ -206,8 +208,10 @@ def main():
         results["fps"].append(row)
 
     camvid = os.path.abspath(args.camvid)
-    if not os.path.isfile(os.path.join(camvid, "val.txt")):
-        results["flicker"] = {"skipped": f"CamVid not found at {camvid} (--camvid)"}
+    skipped = camvid_missing(camvid, "--camvid", needs=("val.txt",))
+    if skipped:
+        print(skipped)
+        results["flicker"] = {"skipped": skipped}
     else:
         model = trained or models.get("mobilenet_v2") or models["vgg16"]
         weights = (args.model_note or args.model) if trained is not None else \

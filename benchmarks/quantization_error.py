@@ -46,7 +46,7 @@ import time
 
 from absl import app, flags
 
-from _outputs import refuse_to_overwrite, save_report
+from _outputs import camvid_found, refuse_to_overwrite, save_report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A trained FCN .keras file.")
@@ -498,19 +498,18 @@ def write_report(results, size, num_images):
 
 def main(argv):
     del argv
-    import tensorflow as tf
-    from keras_fcn import export
-
     paths = ([FLAGS.model] if FLAGS.model else []) + list(FLAGS.models)
     if not paths:
         sys.exit("Give a trained model: --model=... or --models=a.keras,b.keras")
+    if not camvid_found(FLAGS.camvid, "--camvid or set $KERAS_FCN_CAMVID",
+                        needs=("val.txt", "train.txt")):
+        return
+    import tensorflow as tf
+    from keras_fcn import export
+
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.num_threads)
     val_list = os.path.join(FLAGS.camvid, "val.txt")
     calibration_list = os.path.join(FLAGS.camvid, "train.txt")
-    if not os.path.isfile(val_list) or not os.path.isfile(calibration_list):
-        print(f"CamVid not found at {FLAGS.camvid} (no val.txt / train.txt): skipping the "
-              "quantization-error benchmark.")
-        return
     refuse_to_overwrite(FLAGS.output, FLAGS.overwrite)
     height, width = (int(v) for v in FLAGS.input_size.split("x"))
     pairs = export.read_list(val_list)[: FLAGS.num_images]

@@ -58,9 +58,9 @@ def main(argv=None):
     parser.add_argument("--note", default="", help="Conditions of the run, for the report.")
     parser.add_argument("--results_dir", default=os.path.join(ROOT, "benchmarks", "results"))
     args = parser.parse_args(argv)
-    if not os.path.isfile(os.path.join(args.data_dir, "train.txt")):
-        sys.exit(f"CamVid not found in {args.data_dir!r} (expected train.txt); skipping.")
     import _outputs
+    if not _outputs.camvid_found(args.data_dir, "--data_dir", needs=("train.txt", "val.txt")):
+        return
 
     cpu = cpu_line()
     print(f"CPU: {cpu}", flush=True)

@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from _outputs import save_report  # noqa: E402
+from _outputs import camvid_found, save_report  # noqa: E402
 
 CONFIGS = (("none", None), ("r2 eps1e-2", (2, 1e-2)), ("r4 eps1e-2", (4, 1e-2)),
            ("r8 eps1e-2", (8, 1e-2)), ("r4 eps1e-3", (4, 1e-3)))
@@ -40,8 +40,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    if not os.path.isfile(os.path.join(args.camvid, "val.txt")):
-        print(f"CamVid not found at {args.camvid}: skipped.")
+    if not camvid_found(args.camvid, "--camvid", needs=("val.txt",)):
         return
     import keras
     import tensorflow as tf

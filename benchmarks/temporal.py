@@ -38,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from _outputs import refuse_to_overwrite, save_report  # noqa: E402
+from _outputs import camvid_found, refuse_to_overwrite, save_report  # noqa: E402
 
 CAMVID_CLASSES, CAMVID_VOID = 11, 11
 
@@ -221,8 +221,9 @@ def markdown(report):
 
 def main():
     args = parse_args()
-    if not os.path.isfile(os.path.join(args.camvid, "val.txt")):
-        print(f"CamVid not found in {args.camvid} (--camvid or $KERAS_FCN_CAMVID): skipped.")
+    # --holdout pools train.txt and val.txt (keras_fcn.datasets.camvid_pairs)
+    needs = ("train.txt", "val.txt") if args.holdout else ("val.txt",)
+    if not camvid_found(args.camvid, "--camvid or set $KERAS_FCN_CAMVID", needs):
         return 0
     output = os.path.join(args.output_dir, args.name)
     refuse_to_overwrite(output, args.overwrite)

@@ -20,7 +20,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from _outputs import refuse_to_overwrite, save_report  # noqa: E402
+from _outputs import camvid_found, refuse_to_overwrite, save_report  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -61,8 +61,8 @@ def train(trunk, args):
 
 def main():
     args = parse_args()
-    if not os.path.isfile(os.path.join(args.camvid, "train.txt")):
-        print(f"CamVid not found at {args.camvid}: nothing to do (pass --camvid).")
+    if not camvid_found(args.camvid, "--camvid or set $KERAS_FCN_CAMVID",
+                        needs=("train.txt", "val.txt")):
         return
     refuse_to_overwrite(os.path.join(args.output_dir, args.name), args.overwrite)
     from keras_fcn import runtime
