@@ -314,10 +314,11 @@ def test_bad_arguments(model):
         export.convert_to_tflite(model, input_size=(None, 32))
 
 
-def test_mobilenet_v2_float32_export_matches_keras():
+@pytest.mark.parametrize("ibn_blocks", [None, 3])
+def test_mobilenet_v2_float32_export_matches_keras(ibn_blocks):
     keras.utils.set_random_seed(0)
     net = randomize_scores(build_fcn("8s", num_classes=NUM_CLASSES, weights=None,
-                                     backbone="mobilenet_v2"))
+                                     backbone="mobilenet_v2", ibn_blocks=ibn_blocks))
     size = (40, 56)  # not a multiple of 32: the static pad and crops must convert too
     flatbuffer = export.convert_to_tflite(net, input_size=size)
     ops = export.check_tflite_ops(flatbuffer)
