@@ -135,7 +135,7 @@ def write_results(reports, info, class_weights, config, results_dir):
         "labels** (logits resized bilinearly);",
         f"- VGG16 trunk narrowed to widths {list(config.widths)}, fc6/fc7 {config.fc_units} "
         "(paper: 64..512, 4096), **random init** (ImageNet weights cannot be downloaded here);",
-        f"- staged as the paper: FCN-32s from scratch, FCN-16s from FCN-32s, FCN-8s from "
+        "- staged as the paper: FCN-32s from scratch, FCN-16s from FCN-32s, FCN-8s from "
         "FCN-16s; a wall-clock budget per stage ("
         + ", ".join(f"{s}: {reports[s].get('budget_minutes', '?')} min" for s in STAGES)
         + ") on 2 CPU cores **shared with other jobs** (so epochs per minute vary);",

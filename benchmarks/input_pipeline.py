@@ -231,7 +231,7 @@ def write_results(rows, extra):
     ]
     lines += [f"| {r['dataset']} | {r['config']} | {r['code']} | {r['images_per_second']} | "
               f"{r['cpu_ms_per_image']} |" for r in rows]
-    lines += ["", f"Up-front `validate_pairs` (PIL headers + mask values): "
+    lines += ["", "Up-front `validate_pairs` (PIL headers + mask values): "
               + ", ".join(f"{k}: {v:.0f} pairs/s" for k, v in extra["validate_rate"].items()),
               ""]
     with open(os.path.join(RESULTS, "input_pipeline.md"), "w") as file:
