@@ -111,3 +111,31 @@ def test_cutmix_needs_one_static_size():
 
 def test_config_default_is_off():
     assert TrainConfig().cutmix == 0.0
+
+
+def _write_constant_pairs(folder, count=4, size=(20, 30)):
+    from PIL import Image
+
+    pairs = []
+    for i in range(count):
+        image, mask = folder / f"{i}.png", folder / f"{i}_label.png"
+        Image.fromarray(np.full(size + (3,), 40 * i, np.uint8)).save(image)
+        Image.fromarray(np.full(size, i, np.uint8)).save(mask)
+        pairs.append((str(image), str(mask)))
+    return pairs
+
+
+def test_make_dataset_passes_cutmix_on_and_off_is_bit_identical(tmp_path):
+    from keras_fcn.data.pipeline import make_dataset
+
+    pairs = _write_constant_pairs(tmp_path)
+    common = dict(num_classes=4, batch_size=4, crop_size=(20, 30), flip=True, seed=5)
+    plain = [b.numpy() for b in next(iter(make_dataset(pairs, **common)))]
+    off = [b.numpy() for b in next(iter(make_dataset(pairs, cutmix=0.0, **common)))]
+    for a, b in zip(plain, off):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    images, masks = [b.numpy() for b in next(iter(make_dataset(pairs, cutmix=1.0, **common)))]
+    np.testing.assert_allclose(images[..., 0], 40.0 * masks)
+    assert sum(len(np.unique(m)) == 2 for m in masks) >= 2
+    with pytest.raises(ValueError, match="cutmix=-0.5"):
+        make_dataset(pairs, cutmix=-0.5, **common)

@@ -180,7 +180,7 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
                  mask_format="index", palette=None, unknown_color="error", cache=False,
                  deterministic=None, validate=True, skip_bad=False, drop_remainder=False,
                  shuffle_buffer=None, mean_rgb=MEAN_RGB, rare_crops=0.0, copy_paste=0.0,
-                 rare_classes=()):
+                 rare_classes=(), cutmix=0.0):
     """Builds a `tf.data.Dataset` of (image, mask) batches from (image, mask) file pairs.
 
     Batching: `batch_size=1` without `crop_size` gives whole images at their own size (the
@@ -219,6 +219,8 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
             of the batch into an image (see `prepare_dataset`).
         rare_classes: tuple of class ids in [0, num_classes) (e.g. CamVid's Pole 2,
             SignSymbol 6, Fence 7, Pedestrian 9, Bicyclist 10).
+        cutmix: probability (0: off) that an image gets a random box of the next image of the
+            batch, pixels and labels (see `prepare_dataset`).
 
     Returns:
         `tf.data.Dataset` of (image float32 (B, H, W, 3) RGB 0..255, mask int32 (B, H, W)).
@@ -231,6 +233,7 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
         ...                   batch_size=4, flip=True, shuffle=True, seed=0)
     """
     check_rare_options(rare_crops, copy_paste, rare_classes, num_classes=num_classes)
+    check_probability("cutmix", cutmix)
     pairs = _checked_pairs(pairs, num_classes=num_classes, ignore_label=ignore_label,
                            mask_format=mask_format, palette=palette,
                            unknown_color=unknown_color, validate=validate, skip_bad=skip_bad)
@@ -252,7 +255,7 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
         shuffle_buffer=shuffle_buffer or len(pairs), seed=seed, cache=cache,
         deterministic=deterministic, drop_remainder=drop_remainder, mean_rgb=mean_rgb,
         skip_errors=skip_bad, rare_crops=rare_crops, copy_paste=copy_paste,
-        rare_classes=rare_classes)
+        rare_classes=rare_classes, cutmix=cutmix)
 
 
 def _checked_pairs(pairs, *, validate, skip_bad, **kwargs):
