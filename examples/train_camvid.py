@@ -30,7 +30,9 @@ augmentation adds about 1.4 points at evaluation (`tools/evaluate.py --scales=0.
 the 1-hour models do best on enlarged frames: one pass at `--scales=1.5` adds 1.3-1.7 points for
 2x the CPU, `--scales=1,1.5,2 --flip` 2.9-3.1 (benchmarks/results/camvid_tta.md). Photometric
 colour augmentation with an EMA of the weights lost 1.7 points at the hour
-(benchmarks/results/camvid_recipe_1h_seeds.md).
+(benchmarks/results/camvid_recipe_1h_seeds.md); IBN-a normalization (`--ibn_blocks=12`) and
+CutMix (`--cutmix=0.5`) reached 42.1 and 41.8 at the hour, no better than the defaults at equal
+epochs (benchmarks/results/camvid_recipe_1h_ibn_cutmix.md).
 
     python examples/train_camvid.py --data_dir=../shared/data/camvid \
         --output_dir=runs/camvid_mnv2
