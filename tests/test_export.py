@@ -314,7 +314,7 @@ def test_bad_arguments(model):
         export.convert_to_tflite(model, input_size=(None, 32))
 
 
-@pytest.mark.parametrize("ibn_blocks", [None, 3])
+@pytest.mark.parametrize("ibn_blocks", [None, pytest.param(3, marks=pytest.mark.slow)])
 def test_mobilenet_v2_float32_export_matches_keras(ibn_blocks):
     keras.utils.set_random_seed(0)
     net = randomize_scores(build_fcn("8s", num_classes=NUM_CLASSES, weights=None,
