@@ -43,7 +43,8 @@ def build_model(config, variant, num_classes, weights):
     """Builds the FCN of a recipe (raw RGB 0..255 input: preprocessing included).
 
     Args:
-        config: `TrainConfig` (backbone, widths, fc_units, dropout, trainable_upsampling).
+        config: `TrainConfig` (backbone, widths, fc_units, ibn_blocks, dropout,
+            trainable_upsampling).
         variant: "32s", "16s", "8s" or "8s_at_once".
         num_classes: number of classes.
         weights: "imagenet", "none"/None, a path or a `keras.Model` (staged init).
