@@ -62,37 +62,7 @@ from keras_fcn.metrics import (  # noqa: F401
     confusion_matrix,
     segmentation_metrics,
 )
-from keras_fcn.data import (  # noqa: F401
-    MEAN_RGB,
-    ValidationReport,
-    make_dataset,
-    prepare_dataset,
-    read_mask,
-    validate_pairs,
-)
-from keras_fcn.datasets import (  # noqa: F401
-    CAMVID_INFO,
-    VOC_INFO,
-    DatasetInfo,
-    camvid_drive,
-    camvid_pairs,
-    folder_pairs,
-    from_tfds,
-    group_folds,
-    list_file_pairs,
-    load_split,
-    sbd_pairs,
-    seg11valid_pairs,
-    split_by_group,
-    voc_pairs,
-    voc_tfds_builder,
-)
-from keras_fcn.datasets.hha import compute_hha  # noqa: F401
-from keras_fcn.datasets.shapes import (  # noqa: F401
-    make_shapes_dataset,
-    shapes_pairs,
-    shapes_tf_dataset,
-)
+from keras_fcn.data.masks import read_mask  # noqa: F401
 from keras_fcn.presets import (  # noqa: F401
     from_preset,
     list_presets,
@@ -100,28 +70,14 @@ from keras_fcn.presets import (  # noqa: F401
     preset_labels,
     resolve_model,
 )
-from keras_fcn.inference import (  # noqa: F401
-    TemporalSmoother,
+from keras_fcn.inference.refine import refine_boundaries  # noqa: F401
+from keras_fcn.inference.uncertainty import entropy, margin, mc_dropout  # noqa: F401
+from keras_fcn.inference.visualize import (  # noqa: F401
     binary_mask,
     colorize,
-    entropy,
-    flicker_rate,
     heatmap,
-    margin,
-    mc_dropout,
     overlay,
     overlay_with_legend,
-    predict,
-    refine_boundaries,
-)
-from keras_fcn.export import (  # noqa: F401
-    TFLiteRunner,
-    check_tflite_ops,
-    compare_tflite,
-    convert_to_tflite,
-    export_saved_model,
-    export_tflite,
-    tflite_ops,
 )
 from keras_fcn.training import (  # noqa: F401
     CaffeSGD,
@@ -134,11 +90,31 @@ from keras_fcn.training import (  # noqa: F401
     fit,
     make_optimizer,
     make_strategy,
-    train_staged,
 )
+from keras_fcn import _tf  # noqa: E402
+
+# The wings built on TensorFlow itself (tf.data pipelines, TFDS, SavedModel/TFLite export,
+# tiled prediction): imported where TensorFlow is installed; on a JAX or PyTorch machine
+# without it, each name raises an ImportError that says so. The core above (models, layers,
+# losses, metrics, weights, the training fit path) runs on every Keras 3 backend.
+_tf.import_names(globals(), {
+    "keras_fcn.data": ("MEAN_RGB", "ValidationReport", "make_dataset", "prepare_dataset",
+                       "validate_pairs"),
+    "keras_fcn.datasets": ("CAMVID_INFO", "VOC_INFO", "DatasetInfo", "camvid_drive",
+                           "camvid_pairs", "folder_pairs", "from_tfds", "group_folds",
+                           "list_file_pairs", "load_split", "sbd_pairs", "seg11valid_pairs",
+                           "split_by_group", "voc_pairs", "voc_tfds_builder",
+                           "hha", "nyud", "siftflow"),
+    "keras_fcn.datasets.hha": ("compute_hha",),
+    "keras_fcn.datasets.shapes": ("make_shapes_dataset", "shapes_pairs", "shapes_tf_dataset"),
+    "keras_fcn.inference": ("TemporalSmoother", "flicker_rate", "predict"),
+    "keras_fcn.export": ("TFLiteRunner", "check_tflite_ops", "compare_tflite",
+                         "convert_to_tflite", "export_saved_model", "export_tflite",
+                         "tflite_ops"),
+    "keras_fcn.training": ("train_staged",),
+}, instead="keras_fcn.data.arrays.SegmentationPyDataset for input data")
 
 # Modules of keras_fcn 0.1.0 that users reached as attributes of the package.
 from keras_fcn import training as train  # noqa: F401,E402
-from keras_fcn.datasets import hha, nyud, siftflow  # noqa: F401,E402
 from keras_fcn.inference import video  # noqa: F401,E402
 from keras_fcn.models import mobilenet_v2 as mobilenet  # noqa: F401,E402

@@ -7,8 +7,9 @@ Everything here is registered with Keras under the package name ``keras_fcn`` so
 
 import numpy as np
 import keras
-import tensorflow as tf
 from keras import ops
+
+from keras_fcn import _tf
 
 # Per-channel mean of the reference models' training images, in BGR order (Caffe VGG16).
 FCN_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
@@ -214,9 +215,15 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def call(self, inputs):
         x = ops.cast(inputs, "float32")
-        y = tf.nn.local_response_normalization(
-            x, depth_radius=self.size // 2, bias=self.k, alpha=self.alpha / self.size,
-            beta=self.beta)
+        if _tf.on_tensorflow():
+            # TensorFlow's own op, so that TFLite exports keep the builtin LRN op.
+            import tensorflow as tf
+
+            y = tf.nn.local_response_normalization(
+                x, depth_radius=self.size // 2, bias=self.k, alpha=self.alpha / self.size,
+                beta=self.beta)
+        else:
+            y = local_response_normalization(x, self.size, self.alpha, self.beta, self.k)
         return ops.cast(y, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
@@ -226,3 +233,33 @@ class LocalResponseNormalization(keras.layers.Layer):
         config = super().get_config()
         config.update({"size": self.size, "alpha": self.alpha, "beta": self.beta, "k": self.k})
         return config
+
+
+def local_response_normalization(x, size=5, alpha=1e-4, beta=0.75, k=1.0):
+    """Caffe's across-channel LRN written with `keras.ops` (every backend).
+
+    ``x / (k + alpha / size * window_sum(x ** 2)) ** beta``, the window of ``size`` channels
+    centred on each channel, zero-padded at the ends: the sum of ``size`` shifted slices of the
+    padded squares (exact, no cumulative-sum round-off).
+
+    Args:
+        x: float tensor ``(..., C)``, channels last.
+        size: odd window size. alpha, beta, k: Caffe's parameters.
+
+    Returns:
+        A tensor of the shape and dtype of ``x``.
+
+    Example:
+        >>> y = local_response_normalization(np.ones((1, 1, 1, 3), "float32"), size=3)
+        >>> np.asarray(y)[0, 0, 0]  # 1 / (1 + 1e-4 / 3 * n) ** 0.75, n = 2, 3, 2 channels
+        array([0.99995  , 0.999925 , 0.99995  ], dtype=float32)
+    """
+    radius = size // 2
+    channels = x.shape[-1]
+    squares = ops.square(x)
+    pad = [[0, 0]] * (len(x.shape) - 1) + [[radius, radius]]
+    padded = ops.pad(squares, pad)
+    window = padded[..., 0:channels]
+    for shift in range(1, size):
+        window = window + padded[..., shift:shift + channels]
+    return x / ops.power(k + (alpha / size) * window, beta)

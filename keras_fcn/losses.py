@@ -30,8 +30,9 @@ gives the single-device value whenever the replicas hold equal batches.
 
 import numpy as np
 import keras
-import tensorflow as tf
+from keras import ops
 
+from keras_fcn import _tf
 from keras_fcn._checks import check_choice, check_class_ids, check_positive_int
 
 _REDUCTION_MODES = ("mean", "sum")
@@ -40,13 +41,9 @@ _REDUCTION_MODES = ("mean", "sum")
 def validate_ignore_label(ignore_label):
     if ignore_label is None:
         return None
-    if isinstance(ignore_label, bool) or not isinstance(
-        ignore_label, (int, np.integer)
-    ):
-        raise ValueError(
-            "`ignore_label` must be an integer or None. "
-            f"Received: ignore_label={ignore_label!r}"
-        )
+    if isinstance(ignore_label, bool) or not isinstance(ignore_label, (int, np.integer)):
+        raise ValueError("`ignore_label` must be an integer or None. "
+                         f"Received: ignore_label={ignore_label!r}")
     return int(ignore_label)
 
 
@@ -82,12 +79,12 @@ def _validate_class_weights(class_weights, num_classes):
 
 def labels_to_rank3(labels):
     """Returns int32 labels (N, H, W) from (N, H, W) or (N, H, W, 1)."""
-    labels = tf.convert_to_tensor(labels)
-    if labels.shape.rank == 4 and labels.shape[-1] == 1:
-        labels = tf.squeeze(labels, axis=-1)
-    if labels.dtype.is_floating:
-        labels = tf.round(labels)
-    return tf.cast(labels, "int32")
+    labels = ops.convert_to_tensor(labels)
+    if len(labels.shape) == 4 and labels.shape[-1] == 1:
+        labels = ops.squeeze(labels, axis=-1)
+    if _tf.is_float(labels):
+        labels = ops.round(labels)
+    return ops.cast(labels, "int32")
 
 
 def _resolve_num_classes(logits, num_classes, class_weights):
@@ -111,47 +108,41 @@ def _resolve_num_classes(logits, num_classes, class_weights):
 
 
 def _check_label_range(labels, valid, num_classes, ignore_label):
-    """Raises (eager) or asserts (graph) that valid labels are in range.
+    """Raises (eager) or asserts (TensorFlow graph) that valid labels are in range.
+
+    Inside a compiled step (XLA, a JAX trace) no check can stop the step: the NaN the
+    caller puts at bad pixels keeps the loss from being silently wrong.
 
     Returns:
         A boolean tensor, True where a pixel holds an out-of-range label.
     """
-    bad = valid & ((labels < 0) | (labels >= num_classes))
-    first_bad = tf.reduce_min(tf.where(bad, labels, tf.int32.max))
+    bad = ops.logical_and(valid, ops.logical_or(labels < 0, labels >= num_classes))
     message = (
         f"Labels must be in [0, {num_classes}) or equal to "
-        f"ignore_label={ignore_label}. Received a label value:"
+        f"ignore_label={ignore_label}. Received a label value: {{value}}"
     )
-    if tf.executing_eagerly():
-        if bool(tf.reduce_any(bad)):
-            raise ValueError(f"{message} {int(first_bad)}")
-    else:
-        # Under XLA the assertion may be dropped: the NaN the caller puts at
-        # bad pixels keeps the loss from being silently wrong.
-        tf.debugging.Assert(
-            tf.logical_not(tf.reduce_any(bad)), [message, first_bad]
-        )
+    _tf.check_none(bad, labels, message)
     return bad
 
 
 def _pixel_weights(labels, valid, class_weights, sample_weight):
     """Returns the float32 (N, H, W) weight of each pixel (0 where void)."""
-    weights = tf.cast(valid, "float32")
+    weights = ops.cast(valid, "float32")
     if class_weights is not None:
-        table = tf.constant(class_weights, dtype="float32")
-        weights *= tf.gather(table, tf.where(valid, labels, 0))
+        table = ops.convert_to_tensor(np.asarray(class_weights, "float32"))
+        weights = weights * ops.take(table, ops.where(valid, labels, 0))
     if sample_weight is not None:
-        weights *= sample_weight_to_rank3(sample_weight, "float32")
+        weights = weights * sample_weight_to_rank3(sample_weight, "float32")
     return weights
 
 
 def sample_weight_to_rank3(sample_weight, dtype):
     """Per-image (N,), per-row or per-pixel (N, H, W[, 1]) weights as a broadcastable rank 3."""
-    sample_weight = tf.cast(tf.convert_to_tensor(sample_weight), dtype)
-    if sample_weight.shape.rank == 4 and sample_weight.shape[-1] == 1:
-        sample_weight = tf.squeeze(sample_weight, axis=-1)
-    while sample_weight.shape.rank is not None and sample_weight.shape.rank < 3:
-        sample_weight = sample_weight[..., tf.newaxis]
+    sample_weight = ops.cast(ops.convert_to_tensor(sample_weight), dtype)
+    if len(sample_weight.shape) == 4 and sample_weight.shape[-1] == 1:
+        sample_weight = ops.squeeze(sample_weight, axis=-1)
+    while len(sample_weight.shape) < 3:
+        sample_weight = ops.expand_dims(sample_weight, -1)
     return sample_weight
 
 
@@ -163,47 +154,59 @@ def _pixel_terms(y_true, y_pred, num_classes, ignore_label, class_weights, from_
     smoothing e the target is (1 - e) one-hot + e / C, so the cross-entropy is
     (1 - e) ce + e (logsumexp(z) - mean(z)) (z: the logits).
     """
-    logits = tf.cast(tf.convert_to_tensor(y_pred), "float32")
-    if logits.shape.rank != 4:
+    logits = ops.cast(ops.convert_to_tensor(y_pred), "float32")
+    if len(logits.shape) != 4:
         raise ValueError(
             "`y_pred` must have shape (batch, height, width, classes). "
             f"Received: y_pred.shape={logits.shape}"
         )
     num_classes = _resolve_num_classes(logits, num_classes, class_weights)
     labels = labels_to_rank3(y_true)
-    if ignore_label is None:
-        valid = tf.ones_like(labels, dtype="bool")
-    else:
-        valid = tf.not_equal(labels, ignore_label)
+    valid = valid_pixels(labels, ignore_label)
     bad = _check_label_range(labels, valid, num_classes, ignore_label)
-    valid = valid & tf.logical_not(bad)
+    valid = ops.logical_and(valid, ops.logical_not(bad))
     if not from_logits:
-        logits = tf.math.log(tf.clip_by_value(logits, 1e-7, 1.0))
-    safe_labels = tf.where(valid, labels, 0)
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=safe_labels, logits=logits
-    )
+        logits = ops.log(ops.clip(logits, 1e-7, 1.0))
+    safe_labels = ops.where(valid, labels, 0)
+    # TensorFlow: its fused sparse softmax cross-entropy op; JAX/torch: log-softmax, fused by
+    # the compiler.
+    ce = ops.sparse_categorical_crossentropy(safe_labels, logits, from_logits=True)
     if label_smoothing:
-        uniform = tf.reduce_logsumexp(logits, -1) - tf.reduce_mean(logits, -1)
+        uniform = ops.logsumexp(logits, axis=-1) - ops.mean(logits, axis=-1)
         ce = (1.0 - label_smoothing) * ce + label_smoothing * uniform
-    ce = tf.where(valid, ce, 0.0)
-    ce = tf.where(bad, float("nan"), ce)
+    ce = ops.where(valid, ce, 0.0)
+    ce = ops.where(bad, float("nan"), ce)
     weights = _pixel_weights(labels, valid, class_weights, sample_weight)
     return ce, weights
 
 
+def valid_pixels(labels, ignore_label):
+    """Boolean map of the pixels that are not `ignore_label` (all of them when it is None)."""
+    if ignore_label is None:
+        return ops.ones_like(labels, dtype="bool")
+    return ops.not_equal(labels, ignore_label)
+
+
 def _local_sum_and_denominator(ce, weights, reduction_mode):
     """Returns the weighted loss sum and the normalizer of this batch."""
-    total = tf.reduce_sum(ce * weights)
+    total = ops.sum(ce * weights)
     if reduction_mode == "mean":
-        denominator = tf.reduce_sum(weights)
+        denominator = ops.sum(weights)
     else:
-        denominator = tf.cast(tf.shape(ce)[0], "float32")
+        denominator = ops.cast(ops.shape(ce)[0], "float32")
     return total, denominator
 
 
 def _all_reduce_sum(value):
-    """Sums `value` over replicas when called inside a multi-replica step."""
+    """Sums `value` over replicas when called inside a multi-replica `tf.distribute` step.
+
+    Only TensorFlow runs one loss call per replica; JAX's `keras.distribution` computes the
+    loss of the global batch at once, so the plain sum is already the global one there.
+    """
+    if not _tf.on_tensorflow():
+        return value
+    import tensorflow as tf
+
     strategy = tf.distribute.get_strategy()
     context = tf.distribute.get_replica_context()
     if context is None or strategy.num_replicas_in_sync <= 1:
@@ -253,8 +256,8 @@ def sparse_categorical_crossentropy_ignore(
             loss is NaN if the assertion was compiled away).
 
     Example:
-        >>> logits = tf.zeros((1, 2, 2, 3))
-        >>> labels = tf.constant([[[0, 1], [2, 255]]])
+        >>> logits = np.zeros((1, 2, 2, 3), "float32")
+        >>> labels = np.array([[[0, 1], [2, 255]]])
         >>> float(sparse_categorical_crossentropy_ignore(labels, logits))
         1.0986...
     """
@@ -267,7 +270,7 @@ def sparse_categorical_crossentropy_ignore(
         sample_weight, validate_label_smoothing(label_smoothing),
     )
     total, denominator = _local_sum_and_denominator(ce, weights, reduction_mode)
-    return tf.math.divide_no_nan(total, denominator)
+    return ops.divide_no_nan(total, denominator)
 
 
 @keras.saving.register_keras_serializable(package="keras_fcn")
@@ -336,13 +339,13 @@ class SparseCategoricalCrossentropyIgnore(keras.losses.Loss):
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         """Returns this replica's share of the reduced loss (float32 scalar)."""
-        with tf.name_scope(self.name):
+        with keras.name_scope(self.name):
             ce, weights = self._terms(y_true, y_pred, sample_weight)
             total, denominator = _local_sum_and_denominator(
                 ce, weights, self.reduction_mode
             )
-            denominator = _all_reduce_sum(tf.stop_gradient(denominator))
-            return tf.math.divide_no_nan(total, denominator)
+            denominator = _all_reduce_sum(ops.stop_gradient(denominator))
+            return ops.divide_no_nan(total, denominator)
 
     def _terms(self, y_true, y_pred, sample_weight):
         return _pixel_terms(y_true, y_pred, self.num_classes, self.ignore_label,
@@ -385,9 +388,11 @@ class ClassPixelCounts(tuple):
 
 
 def _iterate_masks(dataset_or_masks):
-    """Yields numpy label maps from a tf.data dataset or an iterable."""
-    if isinstance(dataset_or_masks, tf.data.Dataset):
+    """Yields numpy label maps from a tf.data dataset, a batch source or an iterable."""
+    if hasattr(dataset_or_masks, "as_numpy_iterator"):  # a tf.data.Dataset
         dataset_or_masks = dataset_or_masks.as_numpy_iterator()
+    elif isinstance(dataset_or_masks, keras.utils.PyDataset):
+        dataset_or_masks = (dataset_or_masks[i] for i in range(len(dataset_or_masks)))
     for element in dataset_or_masks:
         if isinstance(element, (tuple, list)):
             element = element[1]

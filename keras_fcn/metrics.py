@@ -29,10 +29,16 @@ computed inside each replica and averaged over replicas.
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from keras_fcn import _tf
 from keras_fcn._checks import check_choice, check_class_ids, check_positive_int
-from keras_fcn.losses import labels_to_rank3, sample_weight_to_rank3, validate_ignore_label
+from keras_fcn.losses import (
+    labels_to_rank3,
+    sample_weight_to_rank3,
+    valid_pixels,
+    validate_ignore_label,
+)
 
 METRIC_NAMES = (
     "pixel_accuracy",
@@ -126,19 +132,31 @@ def segmentation_metrics(confusion):
     }
 
 
-# ------------------------------------------------------------ tensorflow ----
+# ------------------------------------------------------------ keras.ops ----
+
+
+def count_dtype():
+    """The dtype of confusion counts: float64 (exact up to 2**53), or float32 on JAX without
+    ``jax_enable_x64`` (exact per batch up to 2**24 pixels a cell; `ConfusionMatrixMetric`
+    then sums batches with a compensation term, so single pixels still count past 2**24)."""
+    if _tf.backend() == "jax":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            return "float32"
+    return "float64"
 
 
 def _ratio_mean(numerator, denominator):
     """Mean of numerator/denominator over entries with denominator > 0."""
     present = denominator > 0
-    ratio = tf.math.divide_no_nan(numerator, denominator)
-    count = tf.reduce_sum(tf.cast(present, numerator.dtype))
-    return tf.math.divide_no_nan(tf.reduce_sum(ratio), count)
+    ratio = ops.divide_no_nan(numerator, denominator)
+    count = ops.sum(ops.cast(present, numerator.dtype))
+    return ops.divide_no_nan(ops.sum(ratio), count)
 
 
 def metrics_from_confusion(confusion):
-    """Tensor version of `segmentation_metrics` (float64 in, float32 out).
+    """Tensor version of `segmentation_metrics` (float64 or float32 in, float32 out).
 
     Args:
         confusion: tensor (C, C), rows = labels, columns = predictions.
@@ -147,60 +165,53 @@ def metrics_from_confusion(confusion):
         dict of float32 tensors with the keys of `segmentation_metrics`.
 
     Example:
-        >>> metrics_from_confusion(tf.constant([[3, 1], [0, 2]]))["mean_iu"]
-        <tf.Tensor: shape=(), dtype=float32, numpy=0.7083...>
+        >>> float(metrics_from_confusion(np.array([[3, 1], [0, 2]]))["mean_iu"])
+        0.7083...
     """
-    n = tf.cast(confusion, "float64")
-    diag = tf.linalg.diag_part(n)
-    t = tf.reduce_sum(n, axis=1)
-    union = t + tf.reduce_sum(n, axis=0) - diag
-    total = tf.reduce_sum(t)
-    iu = tf.math.divide_no_nan(diag, union)
+    n = ops.cast(ops.convert_to_tensor(confusion), count_dtype())
+    diag = ops.diagonal(n)
+    t = ops.sum(n, axis=1)
+    union = t + ops.sum(n, axis=0) - diag
+    total = ops.sum(t)
+    iu = ops.divide_no_nan(diag, union)
     results = {
-        "pixel_accuracy": tf.math.divide_no_nan(tf.reduce_sum(diag), total),
+        "pixel_accuracy": ops.divide_no_nan(ops.sum(diag), total),
         "mean_accuracy": _ratio_mean(diag, t),
         "mean_iu": _ratio_mean(diag, union),
-        "frequency_weighted_iu": tf.math.divide_no_nan(
-            tf.reduce_sum(t * iu), total
-        ),
-        "per_class_iu": tf.where(union > 0, iu, np.nan),
+        "frequency_weighted_iu": ops.divide_no_nan(ops.sum(t * iu), total),
+        "per_class_iu": ops.where(union > 0, iu, np.nan),
     }
-    return {k: tf.cast(v, "float32") for k, v in results.items()}
+    return {k: ops.cast(v, "float32") for k, v in results.items()}
 
 
 def _to_label_map(y_pred, num_classes):
     """Returns int32 (N, H, W) predictions from logits or a label map."""
-    y_pred = tf.convert_to_tensor(y_pred)
-    rank = y_pred.shape.rank
+    y_pred = ops.convert_to_tensor(y_pred)
+    rank = len(y_pred.shape)
     if rank == 4 and y_pred.shape[-1] == num_classes and num_classes > 1:
-        return tf.argmax(y_pred, axis=-1, output_type="int32")
+        return ops.cast(ops.argmax(y_pred, axis=-1), "int32")
     if rank == 4 and y_pred.shape[-1] == 1:
-        y_pred = tf.squeeze(y_pred, axis=-1)
+        y_pred = ops.squeeze(y_pred, axis=-1)
     elif rank == 4:
         raise ValueError(
             f"`y_pred` must be logits with num_classes={num_classes} channels "
             f"or a label map. Received: y_pred.shape={y_pred.shape}"
         )
-    if y_pred.dtype.is_floating:
-        y_pred = tf.round(y_pred)
-    return tf.cast(y_pred, "int32")
+    if _tf.is_float(y_pred):
+        y_pred = ops.round(y_pred)
+    return ops.cast(y_pred, "int32")
 
 
 def _check_range(values, valid, num_classes, what):
-    """Raises (eager) or asserts (graph) that valid values lie in [0, C)."""
-    bad = valid & ((values < 0) | (values >= num_classes))
-    first_bad = tf.reduce_min(tf.where(bad, values, tf.int32.max))
-    message = f"Every {what} must be in [0, {num_classes}) or void. Received:"
-    if tf.executing_eagerly():
-        if bool(tf.reduce_any(bad)):
-            raise ValueError(f"{message} {what}={int(first_bad)}")
-    else:
-        tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message, first_bad])
+    """Raises (eager) or asserts (TensorFlow graph) that valid values lie in [0, C)."""
+    bad = ops.logical_and(valid, ops.logical_or(values < 0, values >= num_classes))
+    _tf.check_none(bad, values, f"Every {what} must be in [0, {num_classes}) or void. "
+                                f"Received: {what}={{value}}")
     return bad
 
 
-def confusion_matrix_tf(y_true, y_pred, num_classes, ignore_label=255, sample_weight=None):
-    """Confusion matrix of a batch as a float64 tensor (C, C).
+def confusion_matrix_tensor(y_true, y_pred, num_classes, ignore_label=255, sample_weight=None):
+    """Confusion matrix of a batch as a tensor (C, C) of `count_dtype()` (float64).
 
     Args:
         y_true: int labels (N, H, W) or (N, H, W, 1).
@@ -212,33 +223,28 @@ def confusion_matrix_tf(y_true, y_pred, num_classes, ignore_label=255, sample_we
             (N,) per image; a pixel adds its weight instead of 1.
 
     Returns:
-        float64 tensor (C, C), n[i, j] = weight of pixels labelled i,
-        predicted j.
+        tensor (C, C), n[i, j] = weight of pixels labelled i, predicted j.
 
     Example:
-        >>> confusion_matrix_tf([[[0, 255]]], [[[1, 0]]], 2).numpy()
+        >>> keras.ops.convert_to_numpy(confusion_matrix_tensor([[[0, 255]]], [[[1, 0]]], 2))
         array([[0., 1.],
                [0., 0.]])
     """
     labels = labels_to_rank3(y_true)
     preds = _to_label_map(y_pred, num_classes)
-    if ignore_label is None:
-        valid = tf.ones_like(labels, dtype="bool")
-    else:
-        valid = tf.not_equal(labels, ignore_label)
-    bad = _check_range(labels, valid, num_classes, "label")
-    bad |= _check_range(preds, valid, num_classes, "predicted class")
-    valid &= tf.logical_not(bad)
-    weights = tf.cast(valid, "float64")
+    valid = valid_pixels(labels, ignore_label)
+    bad = ops.logical_or(_check_range(labels, valid, num_classes, "label"),
+                         _check_range(preds, valid, num_classes, "predicted class"))
+    valid = ops.logical_and(valid, ops.logical_not(bad))
+    dtype = count_dtype()
+    weights = ops.cast(valid, dtype)
     if sample_weight is not None:
-        weights *= sample_weight_to_rank3(sample_weight, "float64")
-    index = tf.where(valid, labels * num_classes + preds, 0)
-    flat = tf.math.unsorted_segment_sum(
-        tf.reshape(weights, [-1]),
-        tf.reshape(index, [-1]),
-        num_classes * num_classes,
-    )
-    return tf.reshape(flat, (num_classes, num_classes))
+        weights = weights * sample_weight_to_rank3(sample_weight, dtype)
+    index = ops.where(valid, labels * num_classes + preds, 0)
+    flat = ops.segment_sum(ops.reshape(weights, (-1,)), ops.reshape(index, (-1,)),
+                           num_segments=num_classes * num_classes)
+    return ops.reshape(flat, (num_classes, num_classes))
+
 
 
 @keras.saving.register_keras_serializable(package="keras_fcn")
@@ -247,7 +253,10 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
 
     The (C, C) matrix is accumulated in float64 (exact for integer pixel
     counts up to 2**53) in a metric variable with SUM aggregation, so it is
-    summed over replicas under `tf.distribute`.
+    summed over replicas under `tf.distribute`. On JAX without
+    ``jax_enable_x64`` it is float32 with a Kahan compensation term: the
+    total is the float32 nearest to the exact count (relative error < 6e-8),
+    where a plain float32 sum stops adding single pixels past 2**24.
 
     Args:
         num_classes: number of classes C.
@@ -276,34 +285,47 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         self.num_classes = check_positive_int("num_classes", num_classes)
         self.ignore_label = validate_ignore_label(ignore_label)
         self.metric = check_choice("metric", metric, METRIC_NAMES)
+        shape = (self.num_classes, self.num_classes)
+        dtype = count_dtype()
         self.confusion = self.add_variable(
-            shape=(self.num_classes, self.num_classes),
-            initializer="zeros",
-            dtype="float64",
-            aggregation="sum",
-            name="confusion_matrix",
-        )
+            shape=shape, initializer="zeros", dtype=dtype, aggregation="sum",
+            name="confusion_matrix")
+        # float32 counts lose units past 2**24: a compensated (Kahan) sum keeps them exact.
+        self._compensation = None if dtype == "float64" else self.add_variable(
+            shape=shape, initializer="zeros", dtype=dtype, aggregation="sum",
+            name="confusion_compensation")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         """Adds a batch: labels (N, H, W[, 1]), logits (N, H, W, C) or labels."""
-        batch = confusion_matrix_tf(
+        batch = confusion_matrix_tensor(
             y_true, y_pred, self.num_classes, self.ignore_label, sample_weight
         )
-        self.confusion.assign_add(batch)
+        if self._compensation is None:
+            self.confusion.assign_add(batch)
+            return
+        total = self.confusion.value
+        corrected = batch - self._compensation.value
+        new_total = total + corrected
+        self._compensation.assign((new_total - total) - corrected)
+        self.confusion.assign(new_total)
 
     def result(self):
-        return tf.cast(self.results()[self.metric], self.dtype)
+        return ops.cast(self.results()[self.metric], self.dtype)
 
     def results(self):
         """Returns all four metrics and "per_class_iu" as float32 tensors."""
-        return metrics_from_confusion(self.confusion.value)
+        return metrics_from_confusion(self.confusion_matrix())
 
     def confusion_matrix(self):
-        """Returns the accumulated float64 confusion matrix (C, C)."""
-        return tf.convert_to_tensor(self.confusion.value)
+        """Returns the accumulated confusion matrix (C, C) (float64, see `count_dtype`)."""
+        total = ops.convert_to_tensor(self.confusion)
+        if self._compensation is None:
+            return total
+        return total - ops.convert_to_tensor(self._compensation)
 
     def reset_state(self):
-        self.confusion.assign(tf.zeros_like(self.confusion.value))
+        for variable in self.variables:
+            variable.assign(ops.zeros_like(variable.value))
 
     def get_config(self):
         return {

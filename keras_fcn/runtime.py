@@ -30,7 +30,8 @@ import os
 import platform
 
 import keras
-import tensorflow as tf
+
+from keras_fcn import _tf
 
 PRECISIONS = ("float32", "bfloat16", "float16", "auto")
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -73,10 +74,21 @@ def _read_cpuinfo(path):
 
 
 def has_gpu():
-    """Returns True when TensorFlow sees a GPU."""
-    import tensorflow as tf
+    """Returns True when the Keras backend (TensorFlow, JAX or PyTorch) sees a GPU."""
+    name = _tf.backend()
+    if name == "jax":
+        import jax
 
-    return bool(tf.config.list_physical_devices("GPU"))
+        return any(device.platform == "gpu" for device in jax.devices())
+    if name == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    return False
 
 
 def cpu_info(path="/proc/cpuinfo", gpu=None):
@@ -85,7 +97,7 @@ def cpu_info(path="/proc/cpuinfo", gpu=None):
     Args:
         path: the Linux ``cpuinfo`` file; when it cannot be read, ``platform`` fills in the
             model and no ISA flag is reported.
-        gpu: whether a GPU is present; None asks TensorFlow.
+        gpu: whether a GPU is present; None asks the Keras backend.
 
     Returns:
         A dict ``{"model": str, "vendor": str, "isa": tuple of the ISA_FLAGS present,
@@ -120,7 +132,7 @@ def _check_precision(precision):
 def resolve_precision(precision="float32", *, mixed_precision=False, info=None, model=None):
     """Turns a precision request into ``"float32"``, ``"bfloat16"`` or ``"float16"``.
 
-    ``"auto"`` is float16 on a GPU, bfloat16 on CPUs with AMX or AVX512-BF16 (whatever the
+    ``"auto"`` is float16 on a GPU under TensorFlow (bfloat16 under JAX and PyTorch), bfloat16 on CPUs with AMX or AVX512-BF16 (whatever the
     vendor), float32 elsewhere, and float32 on a CPU for a ``model`` with depthwise
     convolutions (MobileNetV2): measured on the AMD EPYC Zen 5, its bf16 forward and train step
     were slower than float32 and its label agreement lower (99.22%; VGG16: 99.83%,
@@ -149,7 +161,8 @@ def resolve_precision(precision="float32", *, mixed_precision=False, info=None, 
         return precision
     info = cpu_info() if info is None else info
     if info["gpu"]:
-        return "float16"
+        # bfloat16 needs no loss scaling; TensorFlow's GPU path kept float16 (Volta and older).
+        return "float16" if _tf.on_tensorflow() else "bfloat16"
     if mixed_precision:
         return "bfloat16"
     if any(flag in info["isa"] for flag in BF16_FLAGS) and not (
@@ -316,6 +329,7 @@ def conv_as_matmul(inputs, kernel, strides=(1, 1), padding="valid", dilation_rat
         >>> conv_as_matmul(x, k).shape
         TensorShape([1, 16, 16, 64])
     """
+    tf = _tf.require("conv_as_matmul")
     kernel_h, kernel_w, channels, filters = kernel.shape
     patches = tf.image.extract_patches(
         inputs, sizes=[1, kernel_h, kernel_w, 1], strides=[1, *strides, 1],
@@ -358,7 +372,8 @@ def convolutions_as_matmul(model, enabled=True):
         ...     forward = tf.function(model)
         ...     forward(images)          # traced here: fc6 is a matmul in this function
     """
-    layers = matmul_candidates(model) if enabled else []
+    # Only TensorFlow's CPU kernels (oneDNN) need it; elsewhere XLA or cuDNN run fc6 well.
+    layers = matmul_candidates(model) if enabled and _tf.on_tensorflow() else []
     for layer in layers:
         layer.convolution_op = functools.partial(
             conv_as_matmul, strides=layer.strides, padding=layer.padding,
@@ -393,6 +408,9 @@ def fast_path(precision="float32", info=None, *, model=None, jit_compile=None,
       graph took 2.41 s and XLA 1.36 s (500x500, before this rule), the fc6 matmul is the
       expected cure but is not measured yet: ``KERAS_FCN_JIT=1`` brings XLA back there.
     - On a GPU: no XLA and no matmul rewrite (cuDNN's kernels).
+    - On the JAX backend: XLA (``jit_compile=True``: JAX has no other compiled path); on the
+      PyTorch backend: eager (``torch.compile`` only when asked). No matmul rewrite on either
+      (a TensorFlow-CPU cure: ``conv_matmul`` is always False there).
 
     Arguments win over the environment (``KERAS_FCN_JIT=0/1``, ``KERAS_FCN_CONV_MATMUL=0/1``),
     which wins over the rule.
@@ -429,6 +447,14 @@ def fast_path(precision="float32", info=None, *, model=None, jit_compile=None,
             return override
         return rule
 
+    backend = _tf.backend()
+    if backend != "tensorflow":
+        # JAX runs compiled steps only through XLA; PyTorch runs eagerly (torch.compile is
+        # the user's choice). The matmul rewrite is a TensorFlow-CPU cure.
+        jit = choose(jit_compile, "jit_compile", JIT_ENV, backend == "jax")
+        reasons.append(f"{backend} backend: {'XLA' if backend == 'jax' else 'eager'}")
+        return {"precision": resolved, "jit_compile": jit, "conv_matmul": False,
+                "reason": "; ".join(reasons)}
     jit = choose(jit_compile, "jit_compile", JIT_ENV, False)
     matmul = choose(conv_matmul, "conv_matmul", CONV_MATMUL_ENV, on_cpu)
     if len(reasons) < 2:  # the rule decided at least one of them

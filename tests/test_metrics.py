@@ -16,7 +16,7 @@ from keras_fcn.metrics import (
     MeanIU,
     PixelAccuracy,
     confusion_matrix,
-    confusion_matrix_tf,
+    confusion_matrix_tensor,
     segmentation_metrics,
 )
 
@@ -99,9 +99,9 @@ def test_update_state_inside_tf_function():
 def test_logits_and_label_maps_give_the_same_matrix():
     labels, logits = _random_batch(np.random.default_rng(4))
     preds = logits.argmax(-1)
-    from_logits = confusion_matrix_tf(labels, logits, C).numpy()
-    from_preds = confusion_matrix_tf(labels[..., None], preds[..., None], C).numpy()
-    from_float_preds = confusion_matrix_tf(labels, preds.astype("float32"), C).numpy()
+    from_logits = confusion_matrix_tensor(labels, logits, C).numpy()
+    from_preds = confusion_matrix_tensor(labels[..., None], preds[..., None], C).numpy()
+    from_float_preds = confusion_matrix_tensor(labels, preds.astype("float32"), C).numpy()
     np.testing.assert_array_equal(from_logits, from_preds)
     np.testing.assert_array_equal(from_logits, from_float_preds)
 
@@ -140,8 +140,8 @@ def test_void_pixels_are_never_counted():
     other = logits.copy()
     void = labels == VOID
     other[void] = rng.normal(size=(void.sum(), C)) * 10
-    a = confusion_matrix_tf(labels, logits, C).numpy()
-    b = confusion_matrix_tf(labels, other, C).numpy()
+    a = confusion_matrix_tensor(labels, logits, C).numpy()
+    b = confusion_matrix_tensor(labels, other, C).numpy()
     np.testing.assert_array_equal(a, b)
     assert a.sum() == (~void).sum()
 

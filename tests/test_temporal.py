@@ -165,10 +165,20 @@ def test_add_warped_pairs_layout_and_training_step():
     assert valid.numpy().mean() > 0.3
 
     model = _one_by_one_model()  # the FCN-8s wiring: test_tiny_fcn8s_run_with_...
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True))
-    consistency.add_consistency(model, 0.5)
-    history = model.fit(pairs, validation_data=ds, epochs=1, verbose=0, shuffle=False).history
+    trainer = consistency.add_consistency(model, 0.5)
+    assert trainer.fcn is model and trainer.trainable_weights == model.trainable_weights
+    trainer.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True))
+    before = [w.copy() for w in model.get_weights()]
+    history = trainer.fit(pairs, validation_data=ds, epochs=1, verbose=0, shuffle=False).history
     assert np.isfinite(history["loss"][0]) and np.isfinite(history["val_loss"][0])
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    # The loss of a pair batch is the compiled loss of the labelled half plus the weighted term.
+    (x, y), = pairs.take(1)
+    y_pred = trainer(x)
+    plain = trainer.compute_loss(x=x, y=y[0], y_pred=y_pred[:2], training=False)
+    term = consistency.consistency_loss(y_pred[:2], y_pred[2:], y[1], y[2])
+    total = trainer.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+    assert float(total) == pytest.approx(float(plain) + 0.5 * float(term), rel=1e-5)
     with pytest.raises(ValueError, match="weight"):
         consistency.add_consistency(model, 0)
 
@@ -328,10 +338,9 @@ def test_video_pairs_flow_matches_a_known_shift_and_trains(tmp_path):
                                         pairs.repeat().batch(1))
     x, (masks, flow, valid) = next(iter(train))
     assert x.shape[0] == 6 and masks.shape[0] == 2 and flow.shape[0] == 3 == valid.shape[0]
-    model = _one_by_one_model()
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True))
-    consistency.add_consistency(model, 0.5)
-    history = model.fit(train, epochs=1, verbose=0, shuffle=False).history
+    trainer = consistency.add_consistency(_one_by_one_model(), 0.5)
+    trainer.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True))
+    history = trainer.fit(train, epochs=1, verbose=0, shuffle=False).history
     assert np.isfinite(history["loss"][0])
     with pytest.raises(ValueError, match="no two consecutive frames"):
         video_pairs.video_pair_dataset(str(folder), size)  # image files, no clip folder

@@ -6,18 +6,8 @@ Example:
     >>> ds = data.make_dataset(pairs, num_classes=21, crop_size=320, batch_size=8, seed=0)
 """
 
-from keras_fcn.data.augment import (  # noqa: F401
-    MEAN_RGB,
-    fill_padding,
-    gaussian_blur,
-    make_element_fn,
-    photometric_ranges,
-    random_color_jitter,
-    random_flip,
-    random_scale,
-    with_element_seeds,
-)
-from keras_fcn.data.decode import make_decode_fn  # noqa: F401
+from keras_fcn import _tf  # noqa: E402
+
 from keras_fcn.data.masks import (  # noqa: F401
     MASK_FORMATS,
     UNKNOWN_COLOR_MODES,
@@ -26,15 +16,40 @@ from keras_fcn.data.masks import (  # noqa: F401
     read_mask,
     read_sbd_mat,
 )
-from keras_fcn.data.pipeline import make_dataset, prepare_dataset  # noqa: F401
-from keras_fcn.data.validate import ValidationReport, validate_pairs  # noqa: F401
-from keras_fcn.data.warp import (  # noqa: F401
-    add_warped_pairs,
-    affine_flow,
-    camera_path,
-    random_affine,
-    step_flow,
-    warp_images,
-    warp_limits,
-)
 from keras_fcn.labels import IGNORE_LABEL  # noqa: F401  (keras_fcn.IGNORE_LABEL comes from here)
+
+# Built on TensorFlow (tf.data, TFLite): imported where it is installed; without it each
+# name raises an ImportError that says so (keras_fcn._tf).
+_tf.import_names(globals(), {
+    "keras_fcn.data.augment": (
+        "MEAN_RGB",
+        "fill_padding",
+        "gaussian_blur",
+        "make_element_fn",
+        "photometric_ranges",
+        "random_color_jitter",
+        "random_flip",
+        "random_scale",
+        "with_element_seeds",
+    ),
+    "keras_fcn.data.decode": (
+        "make_decode_fn",
+    ),
+    "keras_fcn.data.pipeline": (
+        "make_dataset",
+        "prepare_dataset",
+    ),
+    "keras_fcn.data.validate": (
+        "ValidationReport",
+        "validate_pairs",
+    ),
+    "keras_fcn.data.warp": (
+        "add_warped_pairs",
+        "affine_flow",
+        "camera_path",
+        "random_affine",
+        "step_flow",
+        "warp_images",
+        "warp_limits",
+    ),
+}, instead='keras_fcn.data.arrays.SegmentationPyDataset')

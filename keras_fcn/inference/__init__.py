@@ -11,22 +11,12 @@ Example:
     >>> rgb = inference.overlay(image, labels, alpha=0.5)
 """
 
+from keras_fcn import _tf  # noqa: E402
+
 from keras_fcn.inference import video  # noqa: F401
-from keras_fcn.inference.files import Report, print_report, read_image, run  # noqa: F401
 from keras_fcn.inference.forward import forward_batches, forward_fn, model_input  # noqa: F401
-from keras_fcn.inference.predict import predict  # noqa: F401
 from keras_fcn.inference.masks import AlphaMasks, Hysteresis, feathered_alpha  # noqa: F401
-from keras_fcn.inference.predictor import PredictOptions, Predictor  # noqa: F401
 from keras_fcn.inference.refine import refine_boundaries  # noqa: F401
-from keras_fcn.inference.temporal import (  # noqa: F401
-    FlickerMeter,
-    SmoothedSequence,
-    TemporalSmoother,
-    flicker_rate,
-    flow_changes,
-    flow_flicker_rate,
-    smooth_probabilities,
-)
 from keras_fcn.inference.uncertainty import (  # noqa: F401
     entropy,
     margin,
@@ -43,3 +33,30 @@ from keras_fcn.inference.visualize import (  # noqa: F401
     overlay_with_legend,
     save_png,
 )
+
+# Built on TensorFlow (tf.data, TFLite): imported where it is installed; without it each
+# name raises an ImportError that says so (keras_fcn._tf).
+_tf.import_names(globals(), {
+    "keras_fcn.inference.files": (
+        "Report",
+        "print_report",
+        "read_image",
+        "run",
+    ),
+    "keras_fcn.inference.predict": (
+        "predict",
+    ),
+    "keras_fcn.inference.predictor": (
+        "PredictOptions",
+        "Predictor",
+    ),
+    "keras_fcn.inference.temporal": (
+        "FlickerMeter",
+        "SmoothedSequence",
+        "TemporalSmoother",
+        "flicker_rate",
+        "flow_changes",
+        "flow_flicker_rate",
+        "smooth_probabilities",
+    ),
+})

@@ -10,7 +10,7 @@ and whether the large-kernel convolutions (``fc6``) run as one matrix multiply
 
 Example:
     >>> fn = forward_fn(model)                      # softmax probabilities
-    >>> probs = fn(tf.zeros((2, 64, 64, 3)))        # float32 (2, 64, 64, num_classes)
+    >>> probs = fn(np.zeros((2, 64, 64, 3), "float32"))  # float32 (2, 64, 64, num_classes)
     >>> logits = forward_fn(model, output="logits")(images)
     >>> probs = forward_fn(model, flip=True)(images)  # mean with the left-right mirror
     >>> probs = forward_batches(model, rgb_stack, batch_size=4)  # numpy RGB in [0, 255]
@@ -19,9 +19,9 @@ Example:
 import weakref
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from keras_fcn import runtime
+from keras_fcn import _tf, runtime
 from keras_fcn.models.inspect import preprocessing_fn
 
 OUTPUTS = ("softmax", "logits")
@@ -54,8 +54,26 @@ def in_precision(model, precision=None):
 
 
 def _scores(model_ref, images, output):
-    scores = tf.cast(model_ref()(images, training=False), tf.float32)
-    return tf.nn.softmax(scores, axis=-1) if output == "softmax" else scores
+    scores = ops.cast(model_ref()(images, training=False), "float32")
+    return ops.softmax(scores, axis=-1) if output == "softmax" else scores
+
+
+def _backend_forward(net, output, flip):
+    """``forward_fn`` on JAX and PyTorch: the model's own compiled predict step (XLA on JAX,
+    no-grad eager on PyTorch), softmax and flip averaging in ``keras.ops``."""
+
+    def scores_of(images):
+        scores = ops.cast(ops.convert_to_tensor(net.predict_on_batch(images)), "float32")
+        return ops.softmax(scores, axis=-1) if output == "softmax" else scores
+
+    def forward(images):
+        scores = scores_of(images)
+        if flip:
+            mirrored = scores_of(ops.flip(ops.convert_to_tensor(images), axis=2))
+            scores = (scores + ops.flip(mirrored, axis=2)) / 2.0
+        return scores
+
+    return forward
 
 
 def forward_fn(model, *, output="softmax", flip=False, precision=None, jit_compile=None,
@@ -74,7 +92,8 @@ def forward_fn(model, *, output="softmax", flip=False, precision=None, jit_compi
             multiply (``runtime.convolutions_as_matmul``); None for ``fast_path``.
 
     Returns:
-        A ``tf.function`` mapping a model-ready image batch tensor (already preprocessed and
+        A ``tf.function`` (on TensorFlow; a function over the model's predict step on JAX and
+        PyTorch) mapping a model-ready image batch tensor (already preprocessed and
         cast for the model) to float32 ``(N, H, W, C)``.
 
     Example:
@@ -93,7 +112,11 @@ def forward_fn(model, *, output="softmax", flip=False, precision=None, jit_compi
     cache = _FUNCTIONS.setdefault(model, {})
     key = (output, bool(flip), settings["precision"], settings["jit_compile"],
            settings["conv_matmul"])
+    if key not in cache and not _tf.on_tensorflow():
+        cache[key] = _backend_forward(net, output, flip)
     if key not in cache:
+        import tensorflow as tf
+
         model_ref = weakref.ref(net)  # a strong reference would keep the cache key alive
 
         def forward(images):
@@ -165,5 +188,5 @@ def forward_batches(model, images, *, batch_size=1, flip=False, precision=None,
     outputs = []
     for start in range(0, len(images), batch_size):
         batch = model_input(model, images[start:start + batch_size])
-        outputs.append(np.asarray(fn(tf.convert_to_tensor(batch)), dtype="float32"))
+        outputs.append(ops.convert_to_numpy(fn(ops.convert_to_tensor(batch))).astype("float32"))
     return np.concatenate(outputs, axis=0)

@@ -13,7 +13,8 @@ Example:
     >>> training.run(training.TrainConfig(dataset="shapes", epochs=5, output_dir="runs/a"))
 """
 
-from keras_fcn.training.adapt import adapt_batchnorm, batchnorm_layers  # noqa: F401
+from keras_fcn import _tf  # noqa: E402
+
 from keras_fcn.training.callbacks import (  # noqa: F401
     EMAWeights,
     ema_weights,
@@ -52,14 +53,6 @@ from keras_fcn.training.evaluation import (  # noqa: F401
     tta_probabilities,
 )
 from keras_fcn.training.fit import compile_model, fit, make_metrics  # noqa: F401
-from keras_fcn.training.inputs import (  # noqa: F401
-    load_data,
-    make_pipelines,
-    pixels_per_image,
-    resize_images,
-    resize_pair,
-    resolve_class_weights,
-)
 from keras_fcn.training.optimizers import (  # noqa: F401
     LR_SCHEDULES,
     WarmupDecay,
@@ -75,18 +68,6 @@ from keras_fcn.training.optimizers import (  # noqa: F401
     learning_rate_schedule,
     make_optimizer,
 )
-from keras_fcn.training.recipe import (  # noqa: F401
-    STAGES,
-    build_model,
-    execution_jit,
-    execution_path,
-    execution_precision,
-    maybe_export,
-    run,
-    stage_learning_rates,
-    train_one,
-    train_staged,
-)
 from keras_fcn.training.run_dir import (  # noqa: F401
     RUN_FILES,
     completed_run,
@@ -96,3 +77,32 @@ from keras_fcn.training.run_dir import (  # noqa: F401
     write_labels,
 )
 from keras_fcn.training.two_headed import compile_two_headed, evaluate_segmentation  # noqa: F401
+
+# Built on TensorFlow (tf.data, TFLite): imported where it is installed; without it each
+# name raises an ImportError that says so (keras_fcn._tf).
+_tf.import_names(globals(), {
+    "keras_fcn.training.adapt": (
+        "adapt_batchnorm",
+        "batchnorm_layers",
+    ),
+    "keras_fcn.training.inputs": (
+        "load_data",
+        "make_pipelines",
+        "pixels_per_image",
+        "resize_images",
+        "resize_pair",
+        "resolve_class_weights",
+    ),
+    "keras_fcn.training.recipe": (
+        "STAGES",
+        "build_model",
+        "execution_jit",
+        "execution_path",
+        "execution_precision",
+        "maybe_export",
+        "run",
+        "stage_learning_rates",
+        "train_one",
+        "train_staged",
+    ),
+}, instead='keras_fcn.data.arrays.SegmentationPyDataset and keras_fcn.training.fit')

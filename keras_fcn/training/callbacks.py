@@ -21,6 +21,7 @@ import numpy as np
 
 from keras_fcn import io
 from keras_fcn._checks import check_choice
+from keras_fcn.training.consistency import plain_model
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         value = float(value)
         if self.best is None or self.sign * value > self.sign * self.best:
             with ema_weights(self.model):
-                io.save_model(self.model, self.path)
+                io.save_model(plain_model(self.model), self.path)
             self.best, self.best_epoch = value, epoch + 1
             io.write_json(self._state_path,
                           {"monitor": self.monitor, "value": value, "epoch": epoch + 1})

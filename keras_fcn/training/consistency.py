@@ -8,16 +8,19 @@ first prediction's labels: the pair that halved flicker on CamVid, docs/temporal
 `add_consistency` adds ``weight`` times it to a compiled model's loss, for the training
 elements of `keras_fcn.data.warp.add_warped_pairs`.
 
+Everything here is written with `keras.ops` and runs on the TensorFlow, JAX and PyTorch
+backends; `ConsistencyTrainer` is a `keras.Model` subclass that overrides the documented
+`compute_loss` / `compute_metrics` extension points.
+
 Example:
-    >>> compile_model(model, num_classes=11, ignore_label=11, optimizer=optimizer)
-    >>> add_consistency(model, weight=0.1)
-    >>> fit(model, add_warped_pairs(train_ds, seed=0), val_ds, run_dir="runs/a", epochs=5,
+    >>> trainer = add_consistency(model, weight=0.1)
+    >>> compile_model(trainer, num_classes=11, ignore_label=11, optimizer=optimizer)
+    >>> fit(trainer, add_warped_pairs(train_ds, seed=0), val_ds, run_dir="runs/a", epochs=5,
     ...     info=info)
 """
 
-import tensorflow as tf
-
-from keras_fcn.data import warp as warp_lib
+import keras
+from keras import ops
 
 _EPSILON = 1e-6
 
@@ -27,19 +30,50 @@ def symmetric_kl(p, q, valid):
     ``valid`` ``(N, H, W)`` pixels (0 when none is valid).
 
     Example:
-        >>> symmetric_kl(p, p, tf.ones(p.shape[:3], bool)).numpy()
+        >>> float(symmetric_kl(p, p, np.ones(p.shape[:3], bool)))
         0.0
     """
-    p = tf.clip_by_value(tf.cast(p, tf.float32), _EPSILON, 1.0)
-    q = tf.clip_by_value(tf.cast(q, tf.float32), _EPSILON, 1.0)
-    per_pixel = tf.reduce_sum((p - q) * (tf.math.log(p) - tf.math.log(q)), axis=-1)
+    p = ops.clip(ops.cast(p, "float32"), _EPSILON, 1.0)
+    q = ops.clip(ops.cast(q, "float32"), _EPSILON, 1.0)
+    per_pixel = ops.sum((p - q) * (ops.log(p) - ops.log(q)), axis=-1)
     return _valid_mean(per_pixel, valid)
 
 
 def _valid_mean(per_pixel, valid):
     """The mean of ``(N, H, W)`` ``per_pixel`` over the ``valid`` pixels (0 when none is)."""
-    weights = tf.cast(valid, tf.float32)
-    return tf.reduce_sum(per_pixel * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+    weights = ops.cast(valid, "float32")
+    return ops.sum(per_pixel * weights) / ops.maximum(ops.sum(weights), 1.0)
+
+
+def warp_bilinear(images, flow):
+    """``images`` ``(N, H, W, C)`` moved by a backward ``flow`` ``(N, H, W, 2)`` (``(dx, dy)``):
+    ``out[n, y, x] = images[n, y + dy, x + dx]``, bilinear, coordinates clamped to the image.
+
+    The `keras.ops` twin of `keras_fcn.data.warp.warp_images` (which runs in tf.data), for the
+    loss on every backend; differentiable in ``images``.
+
+    Example:
+        >>> moved = warp_bilinear(probs, flow)
+    """
+    batch, height, width, channels = ops.shape(images)
+    flat = ops.reshape(images, (batch, height * width, channels))
+    x = ops.arange(width, dtype="float32")[None, None, :] + flow[..., 0]
+    y = ops.arange(height, dtype="float32")[None, :, None] + flow[..., 1]
+    x = ops.clip(x, 0.0, float(width - 1))
+    y = ops.clip(y, 0.0, float(height - 1))
+    x0, y0 = ops.floor(x), ops.floor(y)
+    x1, y1 = ops.minimum(x0 + 1.0, width - 1.0), ops.minimum(y0 + 1.0, height - 1.0)
+    wx, wy = (x - x0)[..., None], (y - y0)[..., None]
+
+    def gather(ys, xs):
+        index = ops.cast(ys, "int32") * width + ops.cast(xs, "int32")
+        index = ops.reshape(index, (batch, height * width, 1))
+        picked = ops.take_along_axis(flat, ops.broadcast_to(index, ops.shape(flat)), axis=1)
+        return ops.reshape(picked, (batch, height, width, channels))
+
+    top = gather(y0, x0) * (1 - wx) + gather(y0, x1) * wx
+    bottom = gather(y1, x0) * (1 - wx) + gather(y1, x1) * wx
+    return top * (1 - wy) + bottom * wy
 
 
 KINDS = ("kl", "ce", "kl+ce")
@@ -73,16 +107,16 @@ def consistency_loss(logits, moved_logits, flow, valid, kind=DEFAULT_KIND):
         >>> loss = consistency_loss(model(images), model(warp_images(images, flow)), flow, valid)
     """
     check_kind(kind)
-    probs = tf.nn.softmax(tf.cast(logits, tf.float32))
-    moved_logits = tf.cast(moved_logits, tf.float32)
-    moved_first = warp_lib.warp_images(probs, flow)
+    probs = ops.softmax(ops.cast(logits, "float32"), axis=-1)
+    moved_logits = ops.cast(moved_logits, "float32")
+    moved_first = warp_bilinear(probs, ops.cast(flow, "float32"))
     total = 0.0
     if kind in ("kl", "kl+ce"):
-        total += symmetric_kl(moved_first, tf.nn.softmax(moved_logits), valid)
+        total += symmetric_kl(moved_first, ops.softmax(moved_logits, axis=-1), valid)
     if kind in ("ce", "kl+ce"):
-        targets = tf.stop_gradient(tf.argmax(moved_first, axis=-1))
+        targets = ops.stop_gradient(ops.argmax(moved_first, axis=-1))
         total += _valid_mean(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(targets, moved_logits), valid)
+            ops.sparse_categorical_crossentropy(targets, moved_logits, from_logits=True), valid)
     return total
 
 
@@ -93,55 +127,104 @@ def check_kind(kind):
                          f"kind={kind!r}")
 
 
-def add_consistency(model, weight, kind=DEFAULT_KIND):
-    """Makes a compiled model train with ``weight`` times `consistency_loss` added to its loss.
+def _split(y, y_pred):
+    """(masks, labelled predictions, first and second of each pair, flow, valid)."""
+    masks, flow, valid = y
+    pairs = flow.shape[0] if flow.shape[0] is not None else ops.shape(flow)[0]
+    labelled = masks.shape[0] if masks.shape[0] is not None else ops.shape(masks)[0]
+    return masks, y_pred[:labelled], y_pred[:pairs], y_pred[pairs:], flow, valid
 
-    The training batches must come from `keras_fcn.data.warp.add_warped_pairs` (and optionally
+
+@keras.saving.register_keras_serializable(package="keras_fcn")
+class ConsistencyTrainer(keras.Model):
+    """Trains an FCN with ``weight`` times `consistency_loss` added to its loss.
+
+    A `keras.Model` that calls ``fcn`` and overrides the documented `compute_loss` and
+    `compute_metrics` steps, so it trains the same way on every Keras backend. The training
+    batches come from `keras_fcn.data.warp.add_warped_pairs` (and optionally
     `keras_fcn.training.video_pairs.add_video_pairs`): ``(concat([firsts, seconds]), (masks,
     flow, valid))`` with one flow per pair, the first ``len(masks)`` firsts being the labelled
-    images. The usual loss and the metrics see those and the masks; validation data
-    ``(images, masks)`` is evaluated as before. Only the model's ``compute_loss`` and
-    ``compute_metrics`` are wrapped (on this instance): the saved model is the plain FCN.
+    images. The compiled loss and the metrics see those and the masks; validation data
+    ``(images, masks)`` is evaluated as usual. ``fcn`` shares its weights with the trainer:
+    save and export ``trainer.fcn`` (`keras_fcn.training.fit` does), the plain FCN.
 
     Args:
-        model: a compiled `keras.Model` (see `keras_fcn.training.compile_model`).
+        fcn: the segmentation model (logits output).
+        weight: the weight of the consistency term, > 0.
+        kind: "kl", "ce" or "kl+ce"; see `consistency_loss`.
+
+    Example:
+        >>> trainer = ConsistencyTrainer(build_fcn8s(num_classes=3, weights=None), 0.1)
+        >>> compile_model(trainer, num_classes=3, ignore_label=255,
+        ...               optimizer=make_optimizer("adam", 1e-3))
+    """
+
+    def __init__(self, fcn, weight, kind=DEFAULT_KIND, **kwargs):
+        kwargs.setdefault("name", f"{fcn.name}_consistency")
+        super().__init__(**kwargs)
+        check_weight(weight)
+        check_kind(kind)
+        self.fcn, self.weight, self.kind = fcn, float(weight), kind
+        if fcn.built:  # nothing of its own to build: its weights are the FCN's
+            self.build(fcn.input_shape)
+
+    def build(self, input_shape=None):
+        self.built = True
+
+    def call(self, inputs, training=None):
+        return self.fcn(inputs, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if not isinstance(y, (tuple, list)):
+            return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                        training=training)
+        masks, labelled, first, moved, flow, valid = _split(y, y_pred)
+        loss = super().compute_loss(x=x, y=masks, y_pred=labelled, sample_weight=sample_weight,
+                                    training=training)
+        term = consistency_loss(first, moved, flow, valid, self.kind)
+        return loss + ops.cast(self.weight * term, loss.dtype)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if isinstance(y, (tuple, list)):
+            y, y_pred = _split(y, y_pred)[:2]
+        return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def get_config(self):
+        return {"fcn": keras.saving.serialize_keras_object(self.fcn), "weight": self.weight,
+                "kind": self.kind, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["fcn"] = keras.saving.deserialize_keras_object(config["fcn"])
+        return cls(**config)
+
+
+def check_weight(weight):
+    """Raises a ValueError naming ``weight`` unless it is a positive number."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+        raise ValueError(f"weight must be a positive number. Received: weight={weight!r}")
+
+
+def add_consistency(model, weight, kind=DEFAULT_KIND):
+    """The `ConsistencyTrainer` of ``model``: compile it (`compile_model`) and fit it.
+
+    Args:
+        model: the FCN (logits output).
         weight: the weight of the consistency term, > 0.
         kind: "kl" (symmetric KL of the softmaxes), "ce" (cross-entropy against the moved
             first prediction's labels) or "kl+ce" (both); see `consistency_loss`.
 
     Returns:
-        ``model``.
+        A `ConsistencyTrainer` sharing ``model``'s weights (``trainer.fcn is model``).
 
     Example:
-        >>> add_consistency(compile_model(model, num_classes=3, ignore_label=255,
-        ...                               optimizer=make_optimizer("adam", 1e-3)), 0.1)
+        >>> trainer = compile_model(add_consistency(model, 0.1), num_classes=3,
+        ...                         ignore_label=255, optimizer=make_optimizer("adam", 1e-3))
     """
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
-        raise ValueError(f"weight must be a positive number. Received: weight={weight!r}")
-    check_kind(kind)
-    compute_loss, compute_metrics = model.compute_loss, model.compute_metrics
+    return ConsistencyTrainer(model, weight, kind)
 
-    def split(y, y_pred):
-        """(masks, labelled predictions, first and second of each pair, flow, valid)."""
-        masks, flow, valid = y
-        pairs = tf.shape(flow)[0]
-        return masks, y_pred[:tf.shape(masks)[0]], y_pred[:pairs], y_pred[pairs:], flow, valid
 
-    def loss_with_consistency(x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        if not isinstance(y, (tuple, list)):
-            return compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
-                                training=training)
-        masks, labelled, first, moved, flow, valid = split(y, y_pred)
-        loss = compute_loss(x=x, y=masks, y_pred=labelled, sample_weight=sample_weight,
-                            training=training)
-        term = consistency_loss(first, moved, flow, valid, kind)
-        return loss + tf.cast(weight * term, loss.dtype)
-
-    def metrics_of_labelled(x, y, y_pred, sample_weight=None):
-        if isinstance(y, (tuple, list)):
-            y, y_pred = split(y, y_pred)[:2]
-        return compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-
-    model.compute_loss = loss_with_consistency
-    model.compute_metrics = metrics_of_labelled
-    return model
+def plain_model(model):
+    """The FCN to save or export: ``model.fcn`` of a `ConsistencyTrainer`, else ``model``."""
+    return model.fcn if isinstance(model, ConsistencyTrainer) else model

@@ -6,20 +6,31 @@ Example:
     ...     model = build_fcn8s(num_classes=21)
 """
 
+import contextlib
 import json
 import os
 
 import keras
-import tensorflow as tf
 
-from keras_fcn import runtime
+from keras_fcn import _tf, runtime
 from keras_fcn._checks import check_choice
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
+class SingleDevice:
+    """The strategy of a single device on JAX and PyTorch (no `tf.distribute` there): a
+    no-op ``scope()`` and one replica. For several GPUs on JAX, use `keras.distribution`
+    (e.g. ``keras.distribution.set_distribution(keras.distribution.DataParallel())``)."""
+
+    num_replicas_in_sync = 1
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+
 def make_strategy(name="default", devices=None):
-    """Returns a `tf.distribute.Strategy`.
+    """Returns a `tf.distribute.Strategy` (`SingleDevice` on the JAX and PyTorch backends).
 
     Args:
         name: "default" (one device), "mirrored" (all local GPUs, or `devices`) or
@@ -37,6 +48,14 @@ def make_strategy(name="default", devices=None):
         ...     model = build_fcn8s(num_classes=21)
     """
     check_choice("strategy", name, STRATEGIES)
+    if not _tf.on_tensorflow():
+        if name != "default":
+            raise ValueError(f"strategy={name!r} is a tf.distribute strategy and needs the "
+                             f"TensorFlow backend (now: {_tf.backend()}); on JAX use "
+                             "keras.distribution. Received: strategy=" + repr(name))
+        return SingleDevice()
+    import tensorflow as tf
+
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
@@ -62,10 +81,15 @@ def patch_multi_worker_build(model, strategy):
         ...     model = build_fcn8s(num_classes=21)
         ...     patch_multi_worker_build(model, strategy)
     """
+    if not _tf.on_tensorflow():
+        return False
+    import tensorflow as tf
+
     original = getattr(model, "_maybe_symbolic_build", None)
     if original is None or not isinstance(
             strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return False
+    check_patched_keras()
 
     def build(iterator=None, data_batch=None):
         if iterator is not None:
@@ -81,11 +105,41 @@ def patch_multi_worker_build(model, strategy):
     return True
 
 
+# Keras releases whose private `fit` internals the multi-worker workaround below was checked
+# against (tests/test_backends.py fails on a Keras outside this range, so that it is looked at
+# again, and whenever the private names it replaces change).
+PATCHED_KERAS = ((3, 3), (3, 15))
+
+
+def check_patched_keras(version=None):
+    """Raises a RuntimeError unless the Keras ``version`` (default: the installed one) is one
+    the multi-worker workaround was checked against, and the private names it replaces exist.
+
+    Example:
+        >>> check_patched_keras("3.15.1")
+    """
+    version = version or keras.__version__
+    major_minor = tuple(int(part) for part in version.split(".")[:2])
+    low, high = PATCHED_KERAS
+    if not low <= major_minor <= high:
+        raise RuntimeError(
+            f"The multi-worker workaround (keras_fcn.training.distribute) was checked against "
+            f"Keras {low[0]}.{low[1]}-{high[0]}.{high[1]}. Received: keras {version}")
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    for owner, name in ((keras.Model, "_maybe_symbolic_build"),
+                        (tf_trainer, "reduce_per_replica")):
+        if not callable(getattr(owner, name, None)):
+            raise RuntimeError(f"Keras {version} has no {owner.__name__}.{name}: the "
+                               "multi-worker workaround needs updating")
+
+
 def _patch_multi_worker_log_reduction():
     """Second part of the Keras 3 multi-worker workaround: `fit` reduces the per-step logs
     (scalar loss and metric values) across workers with `strategy.reduce("MEAN", v, axis=0)`,
     which fails on scalars ("Invalid reduction dimension 0 for input with 0 dimensions").
     Scalars are reduced with `axis=None` instead; everything else is left to Keras."""
+    import tensorflow as tf
     from keras.src.backend.tensorflow import trainer as tf_trainer
 
     original = tf_trainer.reduce_per_replica

@@ -7,8 +7,9 @@ Example:
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from keras_fcn import _tf
 from keras_fcn import metrics as metrics_lib
 from keras_fcn.inference.forward import forward_fn
 
@@ -16,17 +17,44 @@ METRICS = (("pixel_accuracy", "pixel accuracy"), ("mean_accuracy", "mean accurac
            ("mean_iu", "mean IU"), ("frequency_weighted_iu", "frequency weighted IU"))
 
 
-@tf.function(reduce_retracing=True, autograph=False)
+def _resize(images, size):
+    """Bilinear resize of ``(B, h, w, C)`` to ``size`` (no antialiasing, as tf.image.resize)."""
+    return ops.image.resize(images, tuple(int(v) for v in size), interpolation="bilinear")
+
+
 def _classes_at(scores, size):
-    """Argmax of `scores` after a bilinear resize to `size` (when it differs)."""
-    same_size = tf.reduce_all(tf.equal(tf.shape(scores)[1:3], size))
-    scores = tf.cond(same_size, lambda: scores,
-                     lambda: tf.image.resize(scores, size, method="bilinear"))
-    return tf.argmax(scores, axis=-1, output_type=tf.int32)
+    """Numpy int32 argmax of `scores` after a bilinear resize to `size` (when it differs)."""
+    if tuple(scores.shape[1:3]) != tuple(size):
+        scores = _resize(scores, size)
+    return ops.convert_to_numpy(ops.argmax(scores, axis=-1)).astype("int32")
 
 
-def _batch_size(images):
-    return int(tf.nest.flatten(images)[0].shape[0])
+def _first(images):
+    return keras.tree.flatten(images)[0]
+
+
+def num_batches(dataset):
+    """Batches of a `tf.data.Dataset` or a `keras.utils.PyDataset`; None when unknown."""
+    if hasattr(dataset, "cardinality"):
+        total = int(dataset.cardinality())
+        return total if total > 0 else None
+    try:
+        return len(dataset)
+    except TypeError:
+        return None
+
+
+def iterate_batches(dataset):
+    """The ``(images, masks)`` batches of a `tf.data.Dataset`, a `keras.utils.PyDataset` or
+    any iterable of pairs."""
+    if isinstance(dataset, keras.utils.PyDataset):
+        batches = (dataset[i] for i in range(len(dataset)))
+    else:
+        batches = iter(dataset)
+    if _tf.on_tensorflow():
+        return batches
+    # tf.data feeding JAX or PyTorch (the Keras 3 convention): numpy in between.
+    return (keras.tree.map_structure(np.asarray, batch) for batch in batches)
 
 
 def check_scales(scales):
@@ -60,15 +88,15 @@ def tta_probabilities(predict, images, size, scales):
         >>> probs = tta_probabilities(forward_fn(model, flip=True), images, (360, 480),
         ...                           (0.75, 1.0, 1.25))
     """
-    height, width = tf.nest.flatten(images)[0].shape[1:3]
+    height, width = _first(images).shape[1:3]
     total = 0.0
     for scale in scales:
         scaled = images
         if scale != 1.0:
             scaled_size = (max(1, round(height * scale)), max(1, round(width * scale)))
-            scaled = tf.nest.map_structure(
-                lambda x, s=scaled_size: tf.image.resize(x, s, method="bilinear"), images)
-        total += tf.image.resize(predict(scaled), size, method="bilinear")
+            scaled = keras.tree.map_structure(
+                lambda x, s=scaled_size: _resize(ops.cast(x, "float32"), s), images)
+        total += _resize(predict(scaled), size)
     return total / len(scales)
 
 
@@ -82,7 +110,8 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
 
     Args:
         model: logits model (one output; its input may be a dict, e.g. RGB-HHA fusion).
-        dataset: `tf.data.Dataset` of (images (B, h, w, 3), masks (B, H, W)).
+        dataset: `tf.data.Dataset` or `keras.utils.PyDataset` of (images (B, h, w, 3),
+            masks (B, H, W)).
         num_classes: number of classes.
         ignore_label: void label, not counted.
         flip: also predict the left-right flipped image and average the probabilities (TTA).
@@ -109,22 +138,21 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
                          flip=flip, precision=precision, jit_compile=jit_compile)
     confusion = np.zeros((num_classes, num_classes), np.int64)
     images_seen = 0
-    total = int(dataset.cardinality())
-    total = total if total > 0 else None
+    total = num_batches(dataset)
     if max_batches is not None and total is not None:
         total = min(total, max_batches)
     bar = keras.utils.Progbar(total, unit_name="batch") if verbose else None
-    for index, (images, masks) in enumerate(dataset):
+    for index, (images, masks) in enumerate(iterate_batches(dataset)):
         if max_batches is not None and index >= max_batches:
             break
+        masks = np.asarray(masks)
         if multi_scale:
-            preds = tf.argmax(tta_probabilities(predict, images, masks.shape[1:3], scales),
-                              axis=-1, output_type=tf.int32)
+            preds = _classes_at(tta_probabilities(predict, images, masks.shape[1:3], scales),
+                                masks.shape[1:3])
         else:
-            preds = _classes_at(predict(images), tf.shape(masks)[1:3])
-        confusion += metrics_lib.confusion_matrix(masks.numpy(), preds.numpy(), num_classes,
-                                                  ignore_label)
-        images_seen += _batch_size(images)
+            preds = _classes_at(predict(images), masks.shape[1:3])
+        confusion += metrics_lib.confusion_matrix(masks, preds, num_classes, ignore_label)
+        images_seen += int(_first(images).shape[0])
         if bar is not None:
             bar.update(index + 1)
     if bar is not None and total is None:

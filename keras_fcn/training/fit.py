@@ -23,6 +23,7 @@ from keras_fcn import metrics as metrics_lib
 from keras_fcn._checks import check_choice
 from keras_fcn.training import run_dir as run_dir_lib
 from keras_fcn.training.callbacks import BestCheckpoint, HistoryWriter, NaNGuard, make_callbacks
+from keras_fcn.training.consistency import plain_model
 from keras_fcn.training.evaluation import evaluate_model
 from keras_fcn.training.optimizers import (
     LOSS_REDUCTIONS,
@@ -102,8 +103,10 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
     whether that is wanted).
 
     Args:
-        model: compiled model.
-        train_ds: training `tf.data.Dataset` (repeated if `steps_per_epoch` is set).
+        model: compiled model (a `ConsistencyTrainer` trains its FCN, which is what is saved).
+        train_ds: training `tf.data.Dataset` (repeated if `steps_per_epoch` is set) or
+            `keras.utils.PyDataset` (`keras_fcn.data.arrays`, for JAX/PyTorch without
+            TensorFlow).
         val_ds: validation data set (for `monitor` each epoch), or None.
         run_dir: run directory.
         epochs: total number of epochs (also when resuming).
@@ -145,7 +148,8 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
                                    monitor=monitor, extra=callbacks)
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
-    run_dir_lib.write_labels(run_dir, info, model=model, image_size=image_size,
+    fcn = plain_model(model)
+    run_dir_lib.write_labels(run_dir, info, model=fcn, image_size=image_size,
                              model_name=model_name)
     started = time.time()
     # shuffle=False: the tf.data pipeline shuffles (seeded); Keras would only warn about it.
@@ -164,16 +168,16 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
     eval_ds = eval_ds if eval_ds is not None else val_ds
     if status == "completed":
         if chief:
-            io.save_model(model, os.path.join(run_dir, run_dir_lib.MODEL_FILE))
+            io.save_model(fcn, os.path.join(run_dir, run_dir_lib.MODEL_FILE))
         if eval_ds is not None and evaluate is not None:
-            final = evaluate(model, eval_ds)
+            final = evaluate(fcn, eval_ds)
         elif eval_ds is not None:
-            final = evaluate_model(model, eval_ds, num_classes=info.num_classes,
+            final = evaluate_model(fcn, eval_ds, num_classes=info.num_classes,
                                    ignore_label=info.ignore_label, flip=flip_eval,
                                    scales=eval_scales or (1.0,),
                                    verbose=1 if verbose == 1 else 0)
     report = {
-        "model": model_name or model.name,
+        "model": model_name or fcn.name,
         "dataset": info.name,
         "status": status,
         "nan_step": nan_guard.nan_step,

@@ -119,14 +119,16 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
                                    momentum=config.momentum, weight_decay=config.weight_decay,
                                    bias_lr_multiplier=config.bias_lr_multiplier,
                                    ema_decay=config.ema_decay)
-        compile_model(model, num_classes=info.num_classes, ignore_label=info.ignore_label,
+        # The temporal-consistency loss trains the FCN through a keras.Model subclass that
+        # shares its weights (ConsistencyTrainer); `fit` saves the FCN itself.
+        trainee = (add_consistency(model, config.temporal_consistency, config.temporal_loss)
+                   if config.temporal_consistency else model)
+        compile_model(trainee, num_classes=info.num_classes, ignore_label=info.ignore_label,
                       optimizer=optimizer, loss_reduction=config.loss_reduction,
                       class_weights=class_weights, weight_decay=config.weight_decay,
                       pixels_per_image=pixels, jit_compile=jit,
                       label_smoothing=config.label_smoothing)
-        if config.temporal_consistency:
-            add_consistency(model, config.temporal_consistency, config.temporal_loss)
-        patch_multi_worker_build(model, strategy)
+        patch_multi_worker_build(trainee, strategy)
     print(f"Training FCN-{variant} ({model.count_params():,} parameters) in {run_dir}: "
           f"{config.optimizer} lr={learning_rate:.3g}, loss {config.loss_reduction}, "
           f"{config.epochs} epochs, {runtime.model_precision(model)}, "
@@ -134,7 +136,7 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
           f"{'on' if conv_matmul and runtime.matmul_candidates(model) else 'off'}", flush=True)
     extra = ([TimeLimit(config.max_minutes_per_stage, config.budget_clock)]
              if config.max_minutes_per_stage else [])
-    report = fit(model, train_ds, val_ds, run_dir=run_dir, epochs=config.epochs, info=info,
+    report = fit(trainee, train_ds, val_ds, run_dir=run_dir, epochs=config.epochs, info=info,
                  steps_per_epoch=config.steps_per_epoch,
                  validation_steps=config.validation_steps, eval_ds=eval_ds,
                  tensorboard=config.tensorboard, verbose=config.verbose,

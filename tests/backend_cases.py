@@ -1,0 +1,239 @@
+"""The backend-neutral core, checked on whichever Keras backend this process runs.
+
+Not collected by the default run (no ``test_`` prefix): tests/test_backends.py runs this module
+under ``KERAS_BACKEND=jax`` and ``KERAS_BACKEND=torch`` in subprocesses (Keras fixes its backend
+at import), and its own process runs it under TensorFlow. Every check compares with numpy.
+Set ``KERAS_FCN_BLOCK_TF=1`` to run with TensorFlow made unimportable (a JAX/PyTorch machine);
+``KERAS_FCN_SAVE_DIR`` names a folder where a trained model is saved for the cross-backend check.
+"""
+
+import os
+import sys
+
+if os.environ.get("KERAS_FCN_BLOCK_TF") == "1":
+    sys.modules["tensorflow"] = None  # `import tensorflow` now fails, as on a machine without it
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from keras import ops  # noqa: E402
+
+import keras_fcn  # noqa: E402
+from keras_fcn import layers, losses, metrics, training  # noqa: E402
+from keras_fcn.training import consistency  # noqa: E402
+
+C = 3
+RNG = np.random.default_rng(0)
+
+
+def _np(x):
+    return ops.convert_to_numpy(x)
+
+
+def _labels(shape, ignore=255, rng=RNG):
+    labels = rng.integers(0, C, shape).astype("int32")
+    labels[rng.random(shape) < 0.2] = ignore
+    return labels
+
+
+def _reference_ce(labels, logits, ignore, class_weights=None, label_smoothing=0.0):
+    """Numpy softmax cross-entropy, weighted mean over the valid pixels."""
+    z = logits.astype("float64")
+    lse = np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1)) + z.max(-1)
+    valid = labels != ignore
+    safe = np.where(valid, labels, 0)
+    ce = lse - np.take_along_axis(z, safe[..., None], -1)[..., 0]
+    ce = (1 - label_smoothing) * ce + label_smoothing * (lse - z.mean(-1))
+    w = valid.astype("float64")
+    if class_weights is not None:
+        w *= np.asarray(class_weights)[safe]
+    return (ce * w).sum() / w.sum()
+
+
+def test_tensorflow_state_matches_the_request():
+    blocked = os.environ.get("KERAS_FCN_BLOCK_TF") == "1"
+    assert (sys.modules.get("tensorflow") is None) == blocked
+    with pytest.raises(ImportError, match="needs TensorFlow") if blocked else _nothing():
+        keras_fcn.make_dataset  # noqa: B018
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        return False
+
+
+@pytest.mark.parametrize("class_weights,smoothing", [(None, 0.0), ((0.5, 2.0, 1.0), 0.1)])
+def test_loss_equals_numpy(class_weights, smoothing):
+    logits = RNG.normal(0, 2, (2, 5, 7, C)).astype("float32")
+    labels = _labels((2, 5, 7))
+    loss = losses.SparseCategoricalCrossentropyIgnore(
+        num_classes=C, class_weights=class_weights, label_smoothing=smoothing)
+    got = float(_np(loss(labels, logits)))
+    assert got == pytest.approx(_reference_ce(labels, logits, 255, class_weights, smoothing),
+                                rel=1e-5)
+
+
+def test_loss_rejects_out_of_range_labels_eagerly():
+    labels = np.zeros((1, 2, 2), "int32")
+    labels[0, 1, 1] = 7
+    with pytest.raises(ValueError, match="label value: 7"):
+        losses.sparse_categorical_crossentropy_ignore(labels, np.zeros((1, 2, 2, C), "float32"))
+
+
+def test_streaming_metrics_equal_numpy():
+    metric = metrics.ConfusionMatrixMetric(C, ignore_label=255)
+    total = np.zeros((C, C), "int64")
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        labels = _labels((2, 6, 5), rng=rng)
+        logits = rng.normal(size=(2, 6, 5, C)).astype("float32")
+        metric.update_state(labels, logits)
+        total += metrics.confusion_matrix(labels, logits.argmax(-1), C, 255)
+    np.testing.assert_array_equal(_np(metric.confusion_matrix()), total)
+    expected = metrics.segmentation_metrics(total)
+    got = {k: float(_np(v)) for k, v in metric.results().items() if k != "per_class_iu"}
+    for key, value in got.items():
+        assert value == pytest.approx(expected[key], abs=1e-6), key
+
+
+def test_confusion_counts_keep_single_pixels_past_float32_integers():
+    """Past 2**24 a plain float32 sum no longer adds single pixels (2**24 + 1 rounds back);
+    the count (float64, or float32 with compensation on JAX) keeps every one of them."""
+    metric = metrics.ConfusionMatrixMetric(2, ignore_label=None)
+    labels = np.zeros((1, 1 << 12, 1 << 10), "int32")  # 2**22 pixels a batch
+    for _ in range(4):
+        metric.update_state(labels, labels)
+    for _ in range(100):
+        metric.update_state(labels[:, :1, :1], labels[:, :1, :1])
+    assert np.float32(1 << 24) + np.float32(1) == np.float32(1 << 24)  # what is at stake
+    assert int(_np(metric.confusion_matrix())[0, 0]) == (1 << 24) + 100
+
+
+def test_lrn_equals_numpy():
+    x = RNG.normal(size=(1, 3, 4, 7)).astype("float32") * 30
+    size, alpha, beta, k = 5, 1e-3, 0.75, 2.0
+    padded = np.pad(x.astype("float64") ** 2, [(0, 0)] * 3 + [(2, 2)])
+    window = sum(padded[..., i:i + 7] for i in range(size))
+    expected = x / (k + alpha / size * window) ** beta
+    got = _np(layers.LocalResponseNormalization(size, alpha, beta, k)(x))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_warp_bilinear_equals_numpy():
+    images = RNG.normal(size=(2, 5, 6, 3)).astype("float32")
+    flow = RNG.uniform(-1.5, 1.5, (2, 5, 6, 2)).astype("float32")
+    got = _np(consistency.warp_bilinear(images, flow))
+    y, x = np.mgrid[0:5, 0:6].astype("float64")
+    for n in range(2):
+        sx = np.clip(x + flow[n, ..., 0], 0, 5)
+        sy = np.clip(y + flow[n, ..., 1], 0, 4)
+        x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
+        x1, y1 = np.minimum(x0 + 1, 5), np.minimum(y0 + 1, 4)
+        wx, wy = (sx - x0)[..., None], (sy - y0)[..., None]
+        img = images[n]
+        expected = ((img[y0, x0] * (1 - wx) + img[y0, x1] * wx) * (1 - wy)
+                    + (img[y1, x0] * (1 - wx) + img[y1, x1] * wx) * wy)
+        np.testing.assert_allclose(got[n], expected, atol=1e-5)
+
+
+def test_symmetric_kl_is_zero_for_equal_and_positive_otherwise():
+    p = ops.softmax(RNG.normal(size=(1, 3, 3, C)).astype("float32"))
+    q = ops.softmax(RNG.normal(size=(1, 3, 3, C)).astype("float32"))
+    valid = np.ones((1, 3, 3), bool)
+    assert float(_np(consistency.symmetric_kl(p, p, valid))) == pytest.approx(0.0, abs=1e-7)
+    pn, qn = _np(p).astype("float64"), _np(q).astype("float64")
+    expected = ((pn - qn) * (np.log(pn) - np.log(qn))).sum(-1).mean()
+    assert float(_np(consistency.symmetric_kl(p, q, valid))) == pytest.approx(expected, rel=1e-5)
+
+
+def _tiny_fcn(num_classes=C, include_preprocessing=False):
+    model = keras_fcn.build_fcn("8s", num_classes=num_classes, weights=None,
+                                widths=(4, 4, 8, 8, 8), fc_units=8, dropout=0.0,
+                                include_preprocessing=include_preprocessing)
+    rng = np.random.default_rng(1)
+    for name in ("score_fr", "score_pool4", "score_pool3"):
+        layer = model.get_layer(name)
+        layer.set_weights([rng.normal(0, 0.3, w.shape).astype("float32")
+                           for w in layer.get_weights()])
+    return model
+
+
+def _squares(count, size=32, seed=0):
+    """Images with a bright square on a dark background; label 1 inside, 0 outside, a void
+    border of 255 between (a task a tiny FCN learns in a few steps)."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 60, (count, size, size, 3)).astype("float32")
+    masks = np.zeros((count, size, size), "int32")
+    for n in range(count):
+        top, left = rng.integers(2, size // 2, 2)
+        side = int(rng.integers(8, size // 2))
+        images[n, top:top + side, left:left + side] += 150
+        masks[n, top:top + side, left:left + side] = 1
+        masks[n, top - 1, left:left + side] = 255
+    return images, masks
+
+
+def test_fit_and_evaluate_agree_with_numpy(tmp_path):
+    """A short real fit through keras_fcn.training (the recipes' compile and fit), then the
+    Keras metrics and `evaluate_model` against the numpy confusion matrix of the predictions."""
+    model = _tiny_fcn(2, include_preprocessing=True)  # raw RGB in, as the recipes train
+    training.compile_model(model, num_classes=2, ignore_label=255,
+                           optimizer=training.make_optimizer("adam", 3e-3),
+                           jit_compile=keras.backend.backend() == "jax")
+    images, masks = _squares(8)
+    before = [w.copy() for w in model.get_weights()]
+    history = model.fit(images, masks, batch_size=4, epochs=3, verbose=0).history
+    assert np.isfinite(history["loss"]).all() and history["loss"][-1] < history["loss"][0]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    logs = model.evaluate(images, masks, batch_size=4, verbose=0, return_dict=True)
+    preds = _np(model.predict(images, verbose=0)).argmax(-1)
+    expected = metrics.segmentation_metrics(metrics.confusion_matrix(masks, preds, 2, 255))
+    assert logs["mean_iu"] == pytest.approx(expected["mean_iu"], abs=1e-5)
+    report = training.evaluate_model(model, [(images[:4], masks[:4]), (images[4:], masks[4:])],
+                                     num_classes=2, ignore_label=255, verbose=0)
+    assert report["mean_iu"] == pytest.approx(expected["mean_iu"], abs=1e-6)
+    assert report["num_images"] == 8
+    save_dir = os.environ.get("KERAS_FCN_SAVE_DIR")
+    if save_dir:
+        model.save(os.path.join(save_dir, f"{keras.backend.backend()}.keras"))
+        np.save(os.path.join(save_dir, f"{keras.backend.backend()}_logits.npy"),
+                _np(model.predict(images[:2], verbose=0)))
+        np.save(os.path.join(save_dir, "images.npy"), images[:2])
+
+
+def test_consistency_trainer_loss_is_base_plus_weighted_term():
+    fcn = _tiny_fcn()
+    trainer = training.add_consistency(fcn, 0.25, kind="kl+ce")
+    trainer.compile(optimizer="adam",
+                    loss=losses.SparseCategoricalCrossentropyIgnore(num_classes=C))
+    images = RNG.uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+    masks = _labels((2, 16, 16))
+    flow = RNG.uniform(-1, 1, (2, 16, 16, 2)).astype("float32")
+    valid = np.ones((2, 16, 16), bool)
+    y_pred = trainer(images)
+    base = trainer.compute_loss(x=images, y=masks, y_pred=y_pred[:2], training=False)
+    term = consistency.consistency_loss(y_pred[:2], y_pred[2:], flow, valid, "kl+ce")
+    total = trainer.compute_loss(x=images, y=(masks, flow, valid), y_pred=y_pred,
+                                 training=False)
+    assert float(_np(total)) == pytest.approx(float(_np(base)) + 0.25 * float(_np(term)),
+                                              rel=1e-5)
+    before = [w.copy() for w in fcn.get_weights()]
+
+    def batches():  # pairs: 4 images, 2 masks and 2 flows a batch (numpy arrays cannot say so)
+        while True:
+            yield images, (masks, flow, valid)
+
+    history = trainer.fit(batches(), steps_per_epoch=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert any(not np.array_equal(a, b) for a, b in zip(before, fcn.get_weights()))
+
+
+def test_fast_path_of_this_backend():
+    path = keras_fcn.runtime.fast_path("float32", {"isa": ("avx2",), "gpu": False},
+                                       environ={})
+    backend = keras.backend.backend()
+    assert path["jit_compile"] is (backend == "jax")
+    assert path["conv_matmul"] is (backend == "tensorflow")
