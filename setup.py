@@ -28,8 +28,11 @@ setup(
     extras_require={
         # torch: only for the equivalence tests against a PyTorch FCN and the weight converter;
         # the pinned release installs from a local wheel on our machines (CPU build).
-        "dev": ["pytest", "ai-edge-litert", "av", "torch==2.13.0", "import-linter",
-                "opencv-python-headless"],
+        # jax (CPU wheels): the core's tests also run on Keras' JAX backend (issue 24).
+        # pytest-xdist: the suite runs on both cores (pytest.ini: -n 2).
+        "dev": ["pytest", "pytest-xdist", "ai-edge-litert", "av", "torch==2.13.0", "jax",
+                "import-linter", "opencv-python-headless"],
+        "jax": ["jax"],
         "litert": ["ai-edge-litert"],
         "torch": ["torch"],
         "video": ["av"],

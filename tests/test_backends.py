@@ -31,7 +31,7 @@ def _run(args, backend, block_tf=True, **env):
 
 
 def _pytest_cases(backend, **env):
-    result = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+    result = _run(["-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
                    os.path.join(HERE, "backend_cases.py")], backend, **env)
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
