@@ -63,6 +63,26 @@ from keras_fcn.metrics import (  # noqa: F401
     segmentation_metrics,
 )
 from keras_fcn.data.masks import read_mask  # noqa: F401
+from keras_fcn.labels import MEAN_RGB  # noqa: F401
+from keras_fcn.datasets import (  # noqa: F401
+    CAMVID_INFO,
+    VOC_INFO,
+    DatasetInfo,
+    camvid_drive,
+    camvid_pairs,
+    folder_pairs,
+    group_folds,
+    hha,
+    list_file_pairs,
+    nyud,
+    sbd_pairs,
+    seg11valid_pairs,
+    siftflow,
+    split_by_group,
+    voc_pairs,
+)
+from keras_fcn.datasets.hha import compute_hha  # noqa: F401
+from keras_fcn.datasets.shapes import make_shapes_dataset, shapes_pairs  # noqa: F401
 from keras_fcn.presets import (  # noqa: F401
     from_preset,
     list_presets,
@@ -98,15 +118,9 @@ from keras_fcn import _tf  # noqa: E402
 # without it, each name raises an ImportError that says so. The core above (models, layers,
 # losses, metrics, weights, the training fit path) runs on every Keras 3 backend.
 _tf.import_names(globals(), {
-    "keras_fcn.data": ("MEAN_RGB", "ValidationReport", "make_dataset", "prepare_dataset",
-                       "validate_pairs"),
-    "keras_fcn.datasets": ("CAMVID_INFO", "VOC_INFO", "DatasetInfo", "camvid_drive",
-                           "camvid_pairs", "folder_pairs", "from_tfds", "group_folds",
-                           "list_file_pairs", "load_split", "sbd_pairs", "seg11valid_pairs",
-                           "split_by_group", "voc_pairs", "voc_tfds_builder",
-                           "hha", "nyud", "siftflow"),
-    "keras_fcn.datasets.hha": ("compute_hha",),
-    "keras_fcn.datasets.shapes": ("make_shapes_dataset", "shapes_pairs", "shapes_tf_dataset"),
+    "keras_fcn.data": ("ValidationReport", "make_dataset", "prepare_dataset", "validate_pairs"),
+    "keras_fcn.datasets": ("from_tfds", "load_split", "voc_tfds_builder"),
+    "keras_fcn.datasets.shapes": ("shapes_tf_dataset",),
     "keras_fcn.inference": ("TemporalSmoother", "flicker_rate", "predict"),
     "keras_fcn.export": ("TFLiteRunner", "check_tflite_ops", "compare_tflite",
                          "convert_to_tflite", "export_saved_model", "export_tflite",

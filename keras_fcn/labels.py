@@ -17,6 +17,9 @@ import os
 from keras_fcn import io
 
 IGNORE_LABEL = 255  # the void label of PASCAL VOC and the default of every reader and loss
+# The padding colour of the data pipelines: the Caffe VGG16 mean (104.00699, 116.66877,
+# 122.67892) is BGR; this is the same mean in RGB (zero after the model's mean subtraction).
+MEAN_RGB = (122.67892, 116.66877, 104.00699)
 FORMAT = "keras_fcn"
 FORMAT_VERSION = 2  # 1: the export metadata and training labels.json of keras_fcn 0.1.0
 

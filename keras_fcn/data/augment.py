@@ -14,9 +14,8 @@ import math
 import tensorflow as tf
 
 from keras_fcn.data.rare import centred_crop_offsets, check_rare_options
+from keras_fcn.labels import MEAN_RGB  # noqa: F401  (re-exported: keras_fcn.data.MEAN_RGB)
 
-# The Caffe VGG16 mean (104.00699, 116.66877, 122.67892) is BGR; this is the same mean in RGB.
-MEAN_RGB = (122.67892, 116.66877, 104.00699)
 FLIP_OP = 3  # the op number of the flip draw (see `op_seed`)
 RARE_CROP_OP, RARE_PIXEL_OP = 13, 14  # whether to centre a crop on a rare pixel; which pixel
 

@@ -17,6 +17,8 @@ val, info, count = datasets.load_split("camvid", "val", data_dir="~/data/camvid"
 ```
 """
 
+from keras_fcn import _tf  # noqa: E402
+
 from keras_fcn.datasets.base import DatasetInfo  # noqa: F401
 from keras_fcn.datasets.camvid import (  # noqa: F401
     CAMVID_CLASS_WEIGHTS,
@@ -27,7 +29,6 @@ from keras_fcn.datasets.camvid import (  # noqa: F401
     camvid_drive,
     camvid_pairs,
 )
-from keras_fcn.datasets.check import CHECK_SPLITS, check, check_split  # noqa: F401
 from keras_fcn.datasets.folder import (  # noqa: F401
     MASK_EXTENSIONS,
     folder_pairs,
@@ -40,22 +41,6 @@ from keras_fcn.datasets.groups import (  # noqa: F401
     regex_group,
     split_by_group,
 )
-from keras_fcn.datasets.loader import (  # noqa: F401
-    DATASETS,
-    HOLDOUT_DATASETS,
-    custom_info,
-    decode_pairs,
-    file_pairs,
-    load_split,
-)
-from keras_fcn.datasets.tfds import (  # noqa: F401
-    OXFORD_PET_INFO,
-    OXFORD_PET_REMAP,
-    from_tfds,
-    load_tfds,
-    remap_labels,
-    voc_tfds_builder,
-)
 from keras_fcn.datasets.voc import (  # noqa: F401
     SBD_INFO,
     VOC_INFO,
@@ -67,3 +52,29 @@ from keras_fcn.datasets.voc import (  # noqa: F401
 from keras_fcn.datasets import hha, nyud, shapes, siftflow  # noqa: F401
 from keras_fcn.io import IMAGE_EXTENSIONS  # noqa: F401
 from keras_fcn.labels import VOC_CLASSES, voc_palette  # noqa: F401
+
+# Built on TensorFlow (tf.data, TFLite): imported where it is installed; without it each
+# name raises an ImportError that says so (keras_fcn._tf).
+_tf.import_names(globals(), {
+    "keras_fcn.datasets.check": (
+        "CHECK_SPLITS",
+        "check",
+        "check_split",
+    ),
+    "keras_fcn.datasets.loader": (
+        "DATASETS",
+        "HOLDOUT_DATASETS",
+        "custom_info",
+        "decode_pairs",
+        "file_pairs",
+        "load_split",
+    ),
+    "keras_fcn.datasets.tfds": (
+        "OXFORD_PET_INFO",
+        "OXFORD_PET_REMAP",
+        "from_tfds",
+        "load_tfds",
+        "remap_labels",
+        "voc_tfds_builder",
+    ),
+}, instead='keras_fcn.data.arrays.SegmentationPyDataset over the pair readers')

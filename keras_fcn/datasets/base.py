@@ -2,8 +2,7 @@
 
 import dataclasses
 
-from keras_fcn.data.augment import MEAN_RGB
-from keras_fcn.labels import IGNORE_LABEL
+from keras_fcn.labels import IGNORE_LABEL, MEAN_RGB
 
 
 @dataclasses.dataclass(frozen=True)

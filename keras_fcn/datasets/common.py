@@ -9,9 +9,7 @@ Example:
 import os
 
 import numpy as np
-import tensorflow as tf
 
-from keras_fcn.data.augment import random_flip, with_element_seeds
 from keras_fcn.labels import IGNORE_LABEL
 
 RESOURCES = os.path.join(os.path.dirname(__file__), "resources")
@@ -152,6 +150,10 @@ def id_dataset(ids, load, dtypes, shapes, pack, *, batch_size=1, shuffle=False, 
         >>> ds = id_dataset(["a"], lambda i: (np.zeros((2, 2), np.int32),), [tf.int32],
         ...                 [[None, None]], lambda mask: mask)
     """
+
+    import tensorflow as tf
+
+    from keras_fcn.data.augment import random_flip, with_element_seeds
 
     def read(image_id, element_seed):
         arrays = tf.numpy_function(load, [image_id], list(dtypes))

@@ -21,10 +21,8 @@ or in memory: `synthetic.shapes_tf_dataset(200, size=64, seed=0, batch_size=8)`.
 import os
 
 import numpy as np
-import tensorflow as tf
 
 from keras_fcn._checks import check_choice
-from keras_fcn.data.pipeline import prepare_dataset
 from keras_fcn.datasets.base import DatasetInfo
 from keras_fcn.datasets.common import write_list_file
 from keras_fcn.datasets.folder import list_file_pairs
@@ -213,5 +211,9 @@ def shapes_tf_dataset(num_examples, *, size=64, seed=0, split="train", **prepare
     images, masks = shapes_arrays(num_examples, size, seed, start)
     prepare_kwargs.setdefault("seed", seed)
     prepare_kwargs.setdefault("ignore_label", SHAPES_INFO.ignore_label)
+    import tensorflow as tf
+
+    from keras_fcn.data.pipeline import prepare_dataset
+
     decoded = tf.data.Dataset.from_tensor_slices((images, masks))
     return prepare_dataset(decoded, **prepare_kwargs)
