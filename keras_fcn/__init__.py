@@ -62,6 +62,7 @@ from keras_fcn.metrics import (  # noqa: F401
     confusion_matrix,
     segmentation_metrics,
 )
+from keras_fcn.data import SegmentationPyDataset, make_pydataset  # noqa: F401
 from keras_fcn.data.masks import read_mask  # noqa: F401
 from keras_fcn.labels import MEAN_RGB  # noqa: F401
 from keras_fcn.datasets import (  # noqa: F401

@@ -16,13 +16,13 @@ from keras_fcn.data.masks import (  # noqa: F401
     read_mask,
     read_sbd_mat,
 )
-from keras_fcn.labels import IGNORE_LABEL  # noqa: F401  (keras_fcn.IGNORE_LABEL comes from here)
+from keras_fcn.data.arrays import SegmentationPyDataset, make_pydataset  # noqa: F401
+from keras_fcn.labels import IGNORE_LABEL, MEAN_RGB  # noqa: F401  (keras_fcn.IGNORE_LABEL comes from here)
 
 # Built on TensorFlow (tf.data, TFLite): imported where it is installed; without it each
 # name raises an ImportError that says so (keras_fcn._tf).
 _tf.import_names(globals(), {
     "keras_fcn.data.augment": (
-        "MEAN_RGB",
         "fill_padding",
         "gaussian_blur",
         "make_element_fn",

@@ -84,7 +84,7 @@ _PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, Permis
 
 
 @contextlib.contextmanager
-def _file_errors(kind, path):
+def file_errors(kind, path):
     """Re-raises a decoder's error on a damaged file as a ValueError naming the file.
 
     PIL raises many types for bad files: OSError ("image file is truncated"), ValueError
@@ -119,7 +119,7 @@ def read_index_png(path):
     from PIL import Image
 
     path = to_str(path)
-    with _file_errors("mask", path), Image.open(path) as mask:
+    with file_errors("mask", path), Image.open(path) as mask:
         mode = mask.mode
         if mode in ("P", "L", "I", "I;16"):
             array = np.asarray(mask)
@@ -149,7 +149,7 @@ def read_sbd_mat(path):
     except ImportError as error:  # pragma: no cover - scipy is a dev dependency
         raise ImportError("Reading SBD .mat masks needs scipy: `pip install scipy`.") from error
     path = to_str(path)
-    with _file_errors("mask", path):
+    with file_errors("mask", path):
         content = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
     if "GTcls" not in content:
         raise ValueError(f"mask '{path}' has no `GTcls` entry; is it an SBD cls/*.mat file?")
@@ -187,7 +187,7 @@ def read_mask(path, mask_format="index", palette=None, ignore_label=IGNORE_LABEL
     from PIL import Image
 
     codes, labels = palette_to_table(palette)
-    with _file_errors("mask", path), Image.open(to_str(path)) as image:
+    with file_errors("mask", path), Image.open(to_str(path)) as image:
         rgb = np.asarray(image.convert("RGB"))
     mask, known = _map_colours_np(rgb, codes, labels, ignore_label)
     if unknown_color == "error" and not known.all():

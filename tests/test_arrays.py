@@ -1,0 +1,395 @@
+"""keras_fcn.data.arrays: the NumPy PyDataset against make_dataset and closed forms, its
+errors, and Model.fit on it: under TensorFlow here, under JAX and PyTorch without TensorFlow."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from keras_fcn.data import make_dataset
+from keras_fcn.data.arrays import (
+    SegmentationPyDataset,
+    make_pydataset,
+    read_image,
+    resize_image,
+    resize_mask,
+)
+from keras_fcn.labels import MEAN_RGB
+from keras_fcn.labels import voc_palette
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MEAN = np.array(MEAN_RGB, np.float32)
+LABELS = (0, 1, 2, 255)  # 3 classes and the void label
+RGB_PALETTE = [(0, 0, 0), (200, 30, 30), (30, 200, 30), (30, 30, 200)]
+
+
+def _write_mask(path, mask, kind):
+    """Writes `mask` as an L-mode PNG ("index"), a VOC palette PNG ("palette"), a colour PNG
+    through RGB_PALETTE ("rgb") or an SBD .mat ("sbd_mat"); returns the path."""
+    path = str(path)
+    if kind == "index":
+        Image.fromarray(mask.astype(np.uint8), mode="L").save(path)
+    elif kind == "palette":
+        image = Image.fromarray(mask.astype(np.uint8), mode="P")
+        image.putpalette([c for colour in voc_palette() for c in colour])
+        image.save(path)
+    elif kind == "rgb":
+        Image.fromarray(np.array(RGB_PALETTE, np.uint8)[mask]).save(path)
+    else:
+        import scipy.io
+
+        scipy.io.savemat(path, {"GTcls": {"Segmentation": mask.astype(np.uint8)}})
+    return path
+
+
+def _write_pairs(folder, sizes, kind="index", seed=0, labels=LABELS):
+    """Random RGB PNG images and masks of the given (height, width) sizes."""
+    rng = np.random.default_rng(seed)
+    ext = {"sbd_mat": "mat"}.get(kind, "png")
+    pairs = []
+    for i, (height, width) in enumerate(sizes):
+        image_path = str(folder / f"image_{i}.png")
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(image_path)
+        mask = rng.choice(labels, (height, width))
+        pairs.append((image_path, _write_mask(folder / f"mask_{i}.{ext}", mask, kind)))
+    return pairs
+
+
+def _batches(ds):
+    """Every batch of an epoch, as numpy, for a tf.data dataset or a PyDataset."""
+    if isinstance(ds, keras.utils.PyDataset):
+        return [ds[i] for i in range(len(ds))]
+    return [(image.numpy(), mask.numpy()) for image, mask in ds]
+
+
+def _assert_same_batches(got, expected):
+    assert len(got) == len(expected)
+    for (image, mask), (ref_image, ref_mask) in zip(got, expected):
+        assert image.dtype == np.float32 and mask.dtype == np.int32
+        np.testing.assert_array_equal(image, ref_image)
+        np.testing.assert_array_equal(mask, ref_mask)
+
+
+@pytest.mark.parametrize("kind", ["index", "palette", "rgb", "sbd_mat"])
+def test_batches_equal_make_dataset(tmp_path, kind):
+    # RGB_PALETTE has no colour for 255: rgb masks hold class 3 where the others hold void.
+    labels = (0, 1, 2, 3) if kind == "rgb" else LABELS
+    pairs = _write_pairs(tmp_path, [(9, 13)] * 5, kind, labels=labels)
+    options = dict(num_classes=4 if kind == "rgb" else 3, batch_size=2,
+                   mask_format={"palette": "index"}.get(kind, kind),
+                   palette=RGB_PALETTE if kind == "rgb" else None)
+    _assert_same_batches(_batches(make_pydataset(pairs, **options)),
+                         _batches(make_dataset(pairs, **options)))
+
+
+def test_whole_images_of_mixed_sizes_equal_make_dataset_with_batch_size_1(tmp_path):
+    pairs = _write_pairs(tmp_path, [(9, 13), (16, 7), (5, 5)])
+    _assert_same_batches(_batches(make_pydataset(pairs, num_classes=3)),
+                         _batches(make_dataset(pairs, num_classes=3)))
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.5])
+def test_fixed_scale_and_padding_crop_equal_make_dataset(tmp_path, scale):
+    """A one-point scale range and a crop larger than the scaled image leave no random choice:
+    both pipelines must give the same pixels, padding included."""
+    pairs = _write_pairs(tmp_path, [(9, 13), (10, 12)])
+    options = dict(num_classes=3, scale_range=(scale, scale), crop_size=(21, 22), batch_size=2)
+    _assert_same_batches(_batches(make_pydataset(pairs, **options)),
+                         _batches(make_dataset(pairs, **options)))
+
+
+def test_image_size_matches_the_training_resize(tmp_path):
+    from keras_fcn.training.inputs import resize_pair
+
+    pairs = _write_pairs(tmp_path, [(37, 29), (8, 11)])
+    for size in [(16, 20), (45, 40)]:  # down (antialiased) and up
+        ds = make_pydataset(pairs, num_classes=3, image_size=size, batch_size=2)
+        images, masks = ds[0]
+        assert images.shape == (2, *size, 3) and masks.shape == (2, *size)
+        for image, mask, (image_path, mask_path) in zip(images, masks, pairs):
+            decoded = tf.io.decode_png(tf.io.read_file(image_path), channels=3)
+            source_mask = np.asarray(Image.open(mask_path)).astype(np.int32)
+            ref_image, ref_mask = resize_pair(decoded, tf.constant(source_mask), size)
+            np.testing.assert_allclose(image, ref_image.numpy(), rtol=0, atol=1e-3)
+            np.testing.assert_array_equal(mask, ref_mask.numpy())
+
+
+def test_resize_helpers_equal_tf_image_resize():
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        height, width, out_h, out_w = (int(v) for v in rng.integers(1, 50, 4))
+        image = rng.integers(0, 256, (height, width, 3)).astype(np.uint8)
+        mask = rng.integers(0, 9, (height, width)).astype(np.int32)
+        size = (out_h, out_w)
+        as_float = tf.cast(image, tf.float32)
+        np.testing.assert_array_equal(resize_image(image, size),
+                                      tf.image.resize(as_float, size, "bilinear").numpy())
+        np.testing.assert_allclose(
+            resize_image(image, size, antialias=True),
+            tf.image.resize(as_float, size, "bilinear", antialias=True).numpy(), atol=1e-3)
+        np.testing.assert_array_equal(
+            resize_mask(mask, size), tf.image.resize(mask[..., None], size, "nearest")[..., 0])
+
+
+def test_jpeg_is_decoded_with_the_accurate_idct(tmp_path):
+    """PIL's JPEG pixels are libjpeg's accurate integer IDCT: TF's with
+    dct_method="INTEGER_ACCURATE" (tf.io.decode_image's default, the fast IDCT, differs by a
+    few levels)."""
+    rng = np.random.default_rng(2)
+    pixels = np.cumsum(rng.integers(0, 40, (24, 31, 3)), axis=1).astype(np.uint8)
+    for subsampling in (0, 2):  # 4:4:4 and 4:2:0
+        path = str(tmp_path / f"image_{subsampling}.jpg")
+        Image.fromarray(pixels).save(path, quality=90, subsampling=subsampling)
+        ref = tf.io.decode_jpeg(tf.io.read_file(path), channels=3,
+                                dct_method="INTEGER_ACCURATE")
+        np.testing.assert_array_equal(read_image(path), ref.numpy())
+
+
+def test_flip_reverses_width_of_image_and_mask(tmp_path):
+    pairs = _write_pairs(tmp_path, [(6, 9)] * 4 + [(4, 5)] * 2)
+    for crop_size in [None, (8, 11)]:  # with a padding crop, the padding moves to the left
+        plain = make_pydataset(pairs, num_classes=3, crop_size=crop_size)
+        flipping = make_pydataset(pairs, num_classes=3, crop_size=crop_size, flip=True, seed=4)
+        flips = []
+        for epoch in range(3):
+            flipping.epoch = epoch
+            for (image, mask), (ref_image, ref_mask) in zip(_batches(flipping), _batches(plain)):
+                flipped = not np.array_equal(mask, ref_mask)
+                flips.append(flipped)
+                if flipped:
+                    ref_image, ref_mask = ref_image[:, :, ::-1], ref_mask[:, :, ::-1]
+                np.testing.assert_array_equal(image, ref_image)
+                np.testing.assert_array_equal(mask, ref_mask)
+        assert 0 < sum(flips) < len(flips)
+
+
+def test_crop_pads_image_with_the_mean_and_mask_with_ignore(tmp_path):
+    pairs = _write_pairs(tmp_path, [(5, 6)])
+    source = read_image(pairs[0][0]).astype(np.float32)
+    source_mask = np.asarray(Image.open(pairs[0][1])).astype(np.int32)
+    ds = make_pydataset(pairs, num_classes=3, crop_size=(8, 9), ignore_label=255, seed=0)
+    image, mask = (a[0] for a in ds[0])
+    assert image.shape == (8, 9, 3) and mask.shape == (8, 9)
+    np.testing.assert_array_equal(image[:5, :6], source)
+    np.testing.assert_array_equal(mask[:5, :6], source_mask)
+    padded = np.ones((8, 9), bool)
+    padded[:5, :6] = False
+    np.testing.assert_array_equal(image[padded], np.broadcast_to(MEAN, (padded.sum(), 3)))
+    assert (mask[padded] == 255).all()
+    # A given mean colour, and a crop inside the image: a window of the source.
+    coloured = make_pydataset(pairs, num_classes=3, crop_size=(3, 7), mean_rgb=(1, 2, 3), seed=1)
+    image, mask = (a[0] for a in coloured[0])
+    assert (image[:, 6] == [1, 2, 3]).all() and (mask[:, 6] == 255).all()
+    windows = [top for top in range(3) if np.array_equal(image[:, :6], source[top:top + 3])]
+    assert len(windows) == 1
+    np.testing.assert_array_equal(mask[:, :6], source_mask[windows[0]:windows[0] + 3])
+
+
+def test_random_scale_keeps_labels_and_gives_the_scaled_size(tmp_path):
+    pairs = _write_pairs(tmp_path, [(20, 30)] * 4)
+    ds = make_pydataset(pairs, num_classes=3, scale_range=(0.5, 2.0), shuffle=True, seed=3)
+    sizes = set()
+    for epoch in range(3):
+        ds.epoch = epoch
+        for image, mask in _batches(ds):
+            assert set(np.unique(mask)) <= set(LABELS)  # nearest: no blended labels
+            height, width = mask.shape[1:]
+            assert image.shape == (1, height, width, 3)
+            assert 10 <= height <= 40 and 15 <= width <= 60
+            assert abs(width / height - 1.5) < 0.1  # one factor for both sides
+            sizes.add((height, width))
+    assert len(sizes) > 3
+    cropped = make_pydataset(pairs, num_classes=3, scale_range=(0.5, 2.0), crop_size=16,
+                             batch_size=4, seed=3)
+    images, masks = cropped[0]
+    assert images.shape == (4, 16, 16, 3) and set(np.unique(masks)) <= set(LABELS)
+
+
+def test_seed_gives_identical_epochs_and_epochs_differ(tmp_path):
+    pairs = _write_pairs(tmp_path, [(12, 12)] * 6)
+    options = dict(num_classes=3, batch_size=2, crop_size=(7, 8), scale_range=(0.7, 1.4),
+                   flip=True, shuffle=True, seed=11)
+    first, second = make_pydataset(pairs, **options), make_pydataset(pairs, **options)
+    reversed_order = [second[i] for i in reversed(range(len(second)))][::-1]
+    _assert_same_batches(reversed_order, _batches(first))  # no dependence on the read order
+    epoch_0 = _batches(first)
+    first.on_epoch_end()
+    second.on_epoch_end()
+    epoch_1 = _batches(first)
+    _assert_same_batches(_batches(second), epoch_1)
+    assert first.epoch == 1
+    assert not np.array_equal(first.epoch_order(0), first.epoch_order(1))
+    assert sorted(first.epoch_order(1)) == list(range(6))
+    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(epoch_0, epoch_1))
+    other_seed = make_pydataset(pairs, **dict(options, seed=12))
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(epoch_0, _batches(other_seed)))
+    unshuffled = make_pydataset(pairs, num_classes=3, batch_size=4)
+    assert unshuffled.num_batches == len(unshuffled) == 2
+    assert make_pydataset(pairs, num_classes=3, batch_size=4, drop_remainder=True).num_batches == 1
+
+
+def test_bad_mask_value_names_the_file_and_value(tmp_path):
+    pairs = _write_pairs(tmp_path, [(6, 6)])
+    mask = np.zeros((6, 6), np.uint8)
+    mask[2, 3] = 37
+    _write_mask(pairs[0][1], mask, "index")
+    ds = make_pydataset(pairs, num_classes=21)
+    message = r"mask '.*mask_0\.png' has value 37 at \(2, 3\); expected 0\.\.20 or ignore"
+    with pytest.raises(ValueError, match=message):
+        ds[0]
+    assert make_pydataset(pairs, num_classes=21, ignore_label=37)[0][1][0, 2, 3] == 37
+
+
+def test_size_mismatch_names_both_files_and_sizes(tmp_path):
+    pairs = _write_pairs(tmp_path, [(6, 7)])
+    _write_mask(pairs[0][1], np.zeros((6, 8), np.uint8), "index")
+    with pytest.raises(ValueError, match=r"image '.*image_0\.png' is 6x7 \(HxW\) but mask "
+                                         r"'.*mask_0\.png' is 6x8"):
+        make_pydataset(pairs, num_classes=3)[0]
+
+
+def test_missing_and_damaged_files(tmp_path):
+    pairs = _write_pairs(tmp_path, [(6, 6)])
+    with pytest.raises(ValueError, match=r"mask file '.*nothing\.png' does not exist"):
+        make_pydataset([(pairs[0][0], str(tmp_path / "nothing.png"))], num_classes=3)
+    with pytest.raises(ValueError, match=r"image file '.*nothing\.png' does not exist"):
+        make_pydataset([(str(tmp_path / "nothing.png"), pairs[0][1])], num_classes=3)
+    with open(pairs[0][0], "wb") as file:
+        file.write(b"not an image")
+    with pytest.raises(ValueError, match=r"image file '.*image_0\.png' is unreadable"):
+        make_pydataset(pairs, num_classes=3)[0]
+
+
+def test_mixed_sizes_need_a_crop_or_a_size(tmp_path):
+    pairs = _write_pairs(tmp_path, [(6, 6), (6, 7)])
+    ds = make_pydataset(pairs, num_classes=3, batch_size=2)
+    with pytest.raises(ValueError, match=r"image_1\.png' is 6x7.*set `crop_size` or "
+                                         r"`image_size`, or batch_size=1"):
+        ds[0]
+    assert make_pydataset(pairs, num_classes=3, batch_size=2, image_size=5)[0][0].shape == (
+        2, 5, 5, 3)
+    assert make_pydataset(pairs, num_classes=3, batch_size=2, crop_size=6)[0][0].shape == (
+        2, 6, 6, 3)
+    with pytest.raises(ValueError, match=r"with `scale_range` and batch_size > 1, set "
+                                         r"`crop_size`"):
+        make_pydataset(pairs, num_classes=3, batch_size=2, scale_range=(0.5, 2.0))
+
+
+@pytest.mark.parametrize("name, value, pattern", [
+    ("num_classes", 0, r"`num_classes` must be a positive integer. Received: num_classes=0"),
+    ("batch_size", 2.0, r"Received: batch_size=2.0"),
+    ("crop_size", (10, 0), r"`crop_size` must be .* Received: crop_size=\(10, 0\)"),
+    ("image_size", "64", r"Received: image_size='64'"),
+    ("scale_range", (2.0, 0.5), r"0 < low <= high. Received: scale_range=\(2.0, 0.5\)"),
+    ("flip", 0.5, r"`flip` must be True or False. Received: flip=0.5"),
+    ("shuffle", "yes", r"Received: shuffle='yes'"),
+    ("seed", 1.5, r"`seed` must be an int or None. Received: seed=1.5"),
+    ("ignore_label", None, r"Received: ignore_label=None"),
+    ("mask_format", "png", r"`mask_format` must be one of .* Received: mask_format='png'"),
+    ("unknown_color", "skip", r"Received: unknown_color='skip'"),
+    ("mean_rgb", (1, 2), r"Received: mean_rgb=\(1, 2\)"),
+])
+def test_argument_values_are_checked_up_front(tmp_path, name, value, pattern):
+    pairs = _write_pairs(tmp_path, [(6, 6)])
+    options = {"num_classes": 3, "crop_size": 4, name: value}
+    with pytest.raises(ValueError, match=pattern):
+        make_pydataset(pairs, **options)
+
+
+def test_other_wrong_arguments(tmp_path):
+    pairs = _write_pairs(tmp_path, [(6, 6)] * 2)
+    with pytest.raises(ValueError, match=r"needs a `palette`. Received: palette=None"):
+        make_pydataset(pairs, num_classes=3, mask_format="rgb")
+    with pytest.raises(ValueError, match=r"Entry 0 is not an \(image, mask\) pair"):
+        make_pydataset([pairs[0][0]], num_classes=3)
+    with pytest.raises(ValueError, match=r"Entry 1 is not .* Received: pair=7"):
+        make_pydataset([pairs[0], 7], num_classes=3)
+    with pytest.raises(ValueError, match=r"Received: pairs=\[\]"):
+        make_pydataset([], num_classes=3)
+    with pytest.raises(ValueError, match=r"2 pairs are fewer than batch_size=3"):
+        make_pydataset(pairs, num_classes=3, batch_size=3, drop_remainder=True)
+    with pytest.raises(TypeError, match="worker"):
+        make_pydataset(pairs, num_classes=3, worker=2)
+    with pytest.raises(IndexError, match="Batch index 2 is out of range"):
+        make_pydataset(pairs, num_classes=3)[2]
+
+
+def _tiny_model():
+    model = keras.Sequential([keras.Input((None, None, 3)),
+                              keras.layers.Lambda(lambda x: x / 255.0),
+                              keras.layers.Conv2D(3, 3, padding="same")])
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                                  ignore_class=255))
+    return model
+
+
+def _fit(model, ds):
+    """Fits two epochs; returns (last loss, whether every weight changed)."""
+    before = [w.copy() for w in model.get_weights()]
+    history = model.fit(ds, epochs=2, verbose=0)
+    changed = all(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))
+    return float(history.history["loss"][-1]), changed
+
+
+_FIT_OPTIONS = dict(num_classes=3, batch_size=2, crop_size=(10, 12), flip=True, shuffle=True,
+                    seed=0, mean_rgb=MEAN_RGB)
+
+
+def test_fits_a_keras_model_on_tensorflow_with_worker_threads(tmp_path):
+    pairs = _write_pairs(tmp_path, [(9, 13)] * 3 + [(14, 11)])
+    ds = SegmentationPyDataset(pairs, workers=2, **_FIT_OPTIONS)
+    assert ds.workers == 2 and not ds.use_multiprocessing
+    loss, changed = _fit(_tiny_model(), ds)
+    assert np.isfinite(loss) and changed
+    assert ds.epoch >= 2  # fit calls on_epoch_end after each epoch (Keras 3: and before them)
+
+
+_NO_TF_SCRIPT = """
+import json, sys
+sys.modules["tensorflow"] = None  # `import tensorflow` now fails, as on a machine without it
+import keras
+import numpy as np
+from keras_fcn.data.arrays import make_pydataset
+
+ds = make_pydataset(json.loads(sys.argv[1]), **json.loads(sys.argv[2]))
+# Lambda, not Rescaling: keras' preprocessing layers ask TensorFlow whether they run in a
+# tf.data graph whenever "tensorflow" is in sys.modules, as the None above puts it.
+model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Lambda(lambda x: x / 255.0),
+                          keras.layers.Conv2D(3, 3, padding="same")])
+model.compile(optimizer=keras.optimizers.SGD(0.1),
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255))
+before = [w.copy() for w in model.get_weights()]
+history = model.fit(ds, epochs=2, verbose=0)
+print("RESULT " + json.dumps({
+    "backend": keras.backend.backend(), "epoch": ds.epoch,
+    "loss": float(history.history["loss"][-1]),
+    "changed": all(not np.allclose(a, b) for a, b in zip(before, model.get_weights())),
+    "tensorflow": sorted(m for m, v in sys.modules.items()
+                         if m.split(".")[0] == "tensorflow" and v is not None),
+    "keras_fcn": sorted(m for m in sys.modules if m.startswith("keras_fcn")),
+}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_fits_a_keras_model_without_tensorflow(tmp_path, backend):
+    pytest.importorskip(backend)
+    pairs = _write_pairs(tmp_path, [(9, 13)] * 3 + [(14, 11)])
+    env = dict(os.environ, KERAS_BACKEND=backend,
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", _NO_TF_SCRIPT, json.dumps(pairs),
+                           json.dumps(dict(_FIT_OPTIONS, mean_rgb=list(MEAN_RGB)))],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-3000:]
+    result = json.loads(lines[-1][len("RESULT "):])
+    assert result["backend"] == backend and result["tensorflow"] == []
+    assert "keras_fcn.data.arrays" in result["keras_fcn"]
+    assert np.isfinite(result["loss"]) and result["changed"] and result["epoch"] >= 2
