@@ -1,6 +1,7 @@
 """Acceptance test: keras_fcn models with converted weights reproduce the PyTorch port's logits.
 
-The PyTorch FCNs below follow the public port "pytorch-fcn" (torchfcn.models FCN32s, FCN16s,
+The PyTorch FCNs are the project's one port, benchmarks/torch_fcn.py (shared with
+benchmarks/gpu.py): they follow the public port "pytorch-fcn" (torchfcn.models FCN32s, FCN16s,
 FCN8s, FCN8sAtOnce) layer for layer: same attribute names (so the same state dict keys), conv1_1
 padding 100, ceil-mode max pooling, fc6 7x7, bias-free ConvTranspose2d, crops 19 / 5, 27 /
 5, 9, 31, and pool4 * 0.01, pool3 * 0.0001 in the at-once model. Only the channel widths are
@@ -8,11 +9,21 @@ parameters, so the tests run in seconds; filled with random weights, including n
 layers and random (not bilinear) transposed-conv kernels.
 """
 
+import importlib.util
+import os
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
+
+_PATH = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "torch_fcn.py")
+_SPEC = importlib.util.spec_from_file_location("benchmarks_torch_fcn", _PATH)
+torch_fcn = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(torch_fcn)
+TorchFCN, randomize = torch_fcn.TorchFCN, torch_fcn.randomize
+CONVS_PER_BLOCK = torch_fcn.CONVS_PER_BLOCK
 
 from caffe_writer import write_caffemodel  # noqa: E402
 from keras_fcn.models import build_fcn  # noqa: E402
@@ -28,94 +39,6 @@ SIZES = ((1, 1), (17, 23), (64, 64), (97, 131))
 SMALL_WIDTHS = (4, 6, 8, 10, 12)
 SMALL_FC = 16
 NUM_CLASSES = 3
-CONVS_PER_BLOCK = (2, 2, 3, 3, 3)
-
-
-class TorchFCN(nn.Module):
-    """pytorch-fcn's FCN32s / FCN16s / FCN8s / FCN8sAtOnce with configurable widths."""
-
-    def __init__(self, variant, n_class, widths=(64, 128, 256, 512, 512), fc_units=4096):
-        super().__init__()
-        self.variant = variant
-        previous = 3
-        for block, (width, count) in enumerate(zip(widths, CONVS_PER_BLOCK), start=1):
-            for i in range(1, count + 1):
-                padding = 100 if (block, i) == (1, 1) else 1
-                setattr(self, f"conv{block}_{i}", nn.Conv2d(previous, width, 3, padding=padding))
-                setattr(self, f"relu{block}_{i}", nn.ReLU(inplace=True))
-                previous = width
-            setattr(self, f"pool{block}", nn.MaxPool2d(2, stride=2, ceil_mode=True))
-        self.fc6 = nn.Conv2d(widths[4], fc_units, 7)
-        self.relu6 = nn.ReLU(inplace=True)
-        self.drop6 = nn.Dropout2d()
-        self.fc7 = nn.Conv2d(fc_units, fc_units, 1)
-        self.relu7 = nn.ReLU(inplace=True)
-        self.drop7 = nn.Dropout2d()
-        self.score_fr = nn.Conv2d(fc_units, n_class, 1)
-        if variant == "32s":
-            self.upscore = nn.ConvTranspose2d(n_class, n_class, 64, stride=32, bias=False)
-            return
-        self.score_pool4 = nn.Conv2d(widths[3], n_class, 1)
-        self.upscore2 = nn.ConvTranspose2d(n_class, n_class, 4, stride=2, bias=False)
-        if variant == "16s":
-            self.upscore16 = nn.ConvTranspose2d(n_class, n_class, 32, stride=16, bias=False)
-            return
-        self.score_pool3 = nn.Conv2d(widths[2], n_class, 1)
-        self.upscore_pool4 = nn.ConvTranspose2d(n_class, n_class, 4, stride=2, bias=False)
-        self.upscore8 = nn.ConvTranspose2d(n_class, n_class, 16, stride=8, bias=False)
-
-    def _block(self, h, block):
-        for i in range(1, CONVS_PER_BLOCK[block - 1] + 1):
-            h = getattr(self, f"relu{block}_{i}")(getattr(self, f"conv{block}_{i}")(h))
-        return getattr(self, f"pool{block}")(h)
-
-    def forward(self, x):
-        h = self._block(x, 1)
-        h = self._block(h, 2)
-        pool3 = h = self._block(h, 3)  # 1/8
-        pool4 = h = self._block(h, 4)  # 1/16
-        h = self._block(h, 5)  # 1/32
-        h = self.drop6(self.relu6(self.fc6(h)))
-        h = self.drop7(self.relu7(self.fc7(h)))
-        h = self.score_fr(h)
-        if self.variant == "32s":
-            h = self.upscore(h)
-            return h[:, :, 19:19 + x.size()[2], 19:19 + x.size()[3]].contiguous()
-
-        at_once = self.variant == "8s_at_once"
-        upscore2 = self.upscore2(h)  # 1/16
-        h = self.score_pool4(pool4 * 0.01 if at_once else pool4)
-        h = h[:, :, 5:5 + upscore2.size()[2], 5:5 + upscore2.size()[3]]
-        h = upscore2 + h
-        if self.variant == "16s":
-            h = self.upscore16(h)
-            return h[:, :, 27:27 + x.size()[2], 27:27 + x.size()[3]].contiguous()
-
-        upscore_pool4 = self.upscore_pool4(h)  # 1/8
-        h = self.score_pool3(pool3 * 0.0001 if at_once else pool3)
-        h = h[:, :, 9:9 + upscore_pool4.size()[2], 9:9 + upscore_pool4.size()[3]]
-        h = upscore_pool4 + h
-        h = self.upscore8(h)
-        return h[:, :, 31:31 + x.size()[2], 31:31 + x.size()[3]].contiguous()
-
-
-def randomize(model, seed=0):
-    """He-scaled random weights and biases everywhere; skip score layers of the at-once model are
-    scaled up by 1/0.01 and 1/0.0001 so that their contribution is visible in the logits."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, module in model.named_children():
-            if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-                continue
-            weight = module.weight
-            fan_in = weight[0].numel() if isinstance(module, nn.Conv2d) else weight.shape[0]
-            scale = (2.0 / fan_in) ** 0.5
-            if model.variant == "8s_at_once":
-                scale *= {"score_pool4": 100.0, "score_pool3": 10000.0}.get(name, 1.0)
-            weight.copy_(torch.randn(weight.shape, generator=generator) * scale)
-            if module.bias is not None:
-                module.bias.copy_(torch.randn(module.bias.shape, generator=generator) * 0.1)
-    return model.eval()
 
 
 def torch_logits(model, images_nhwc):

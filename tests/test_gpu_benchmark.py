@@ -1,0 +1,138 @@
+"""benchmarks/gpu.py on the CPU (--smoke): what the one H200 run will write, checked here.
+
+The fast tests run the PyTorch port and the equivalence check on JAX with TensorFlow made
+unimportable (--hide-tf), as on the GPU machine, and the budget cut-off; the slow ones run every
+configuration (about 2 minutes each on 2 cores).
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("jax")
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "gpu.py")
+TABLE_COLUMNS = ("torch_fp32", "torch_bf16", "keras_jax_fp32", "keras_jax_bf16",
+                 "keras_torch_fp32", "keras_torch_bf16", "torch_tf32")
+
+
+def run_benchmark(tmp_path, *flags, timeout=900):
+    """Runs the script with ``flags``; returns (completed process, report dict, Markdown)."""
+    env = {k: v for k, v in os.environ.items() if k != "OUT"}  # no copy into a device $OUT
+    out = tmp_path / "gpu.md"
+    proc = subprocess.run([sys.executable, SCRIPT, "--smoke", "--out", str(out), *flags],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    assert out.exists() and out.with_suffix(".json").exists(), proc.stdout[-3000:] + proc.stderr
+    report = json.loads(out.with_suffix(".json").read_text())
+    return proc, report, out.read_text()
+
+
+def assert_timed(found, batch):
+    """A timed item: median ms, img/s consistent with it, the repeats, a first call."""
+    assert found["status"] == "ok", found
+    assert found["batch"] == batch
+    assert 0 < found["ms"] < 60_000
+    assert math.isclose(found["img_s"], 1000 * batch / found["ms"], rel_tol=1e-9)
+    assert len(found["times_ms"]) >= 2 and min(found["times_ms"]) > 0
+    assert found["first_call_s"] > 0
+    assert found["peak_bytes"] is None  # no GPU here: "n/a" in the table
+
+
+def assert_equivalent(found, sizes=((67, 93), (31, 45))):
+    assert found["verdict"] == "PASS", found
+    assert [tuple(row["size"]) for row in found["sizes"]] == list(sizes)
+    for row in found["sizes"]:
+        assert row["max_abs_logit"] > 0
+        assert 0 <= row["ratio"] <= 1e-4
+        assert math.isclose(row["ratio"], row["max_abs_diff"] / row["max_abs_logit"])
+        assert row["argmax_agree"] >= 0.99
+    assert found["worst_ratio"] == max(row["ratio"] for row in found["sizes"]) <= 1e-4
+
+
+def test_equivalence_on_jax_without_tensorflow(tmp_path):
+    proc, report, markdown = run_benchmark(tmp_path, "--only", "torch_fp32,equiv_jax",
+                                           "--hide-tf")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert set(report["configs"]) == {"torch_fp32", "equiv_jax"}
+    assert report["tf_guard"]["verdict"] == "PASS", report["tf_guard"]
+    assert_equivalent(report["equivalence"]["jax"])
+    assert "[equiv_jax] equivalence: PASS" in proc.stdout
+    items = report["configs"]["torch_fp32"]["items"]
+    assert_timed(items["forward_b1"], 1)
+    assert_timed(items["forward_b2"], 2)
+    assert_timed(items["train"], 2)
+    # the table: a row per measure, the port's figures in its column, the equivalence rows
+    rows = {line.split(" | ")[0]: line for line in markdown.splitlines()}
+    for label in ("| forward b1 64x64", "| forward b2 64x64", "| train b2 64x64",
+                  "| peak GPU memory GiB (fwd b1 / b2 / train)", "| jax"):
+        assert label in rows, label
+    assert f"| {items['forward_b1']['ms']:.2f} ms" in rows["| forward b1 64x64"]
+    assert "| n/a / n/a / n/a |" in rows["| peak GPU memory GiB (fwd b1 / b2 / train)"]
+    assert "| jax | 67x93 |" in markdown and "| PASS |" in markdown
+    assert "TensorFlow guard: PASS" in markdown
+    # ratios need both sides: none here, and none claims a target
+    assert all(row["value"] is None and row["met"] is None for row in report["ratios"])
+
+
+def test_budget_skips_and_report_is_kept(tmp_path):
+    proc, report, markdown = run_benchmark(
+        tmp_path, "--only", "torch_fp32,keras_jax_fp32", "--budget-s", "0.5", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the port's worker starts within the budget (or not, on a slow machine) and times nothing
+    torch_record = report["configs"]["torch_fp32"]
+    if torch_record["status"] == "ok":
+        assert set(torch_record["items"]) == {"forward_b1", "forward_b2", "train"}
+        assert {v["status"] for v in torch_record["items"].values()} == {"skipped: budget"}
+    else:
+        assert torch_record["status"] == "skipped: budget" and not torch_record["items"]
+    assert report["configs"]["keras_jax_fp32"]["status"] == "skipped: budget"
+    assert "skipped: budget" in markdown
+    assert report["tf_guard"]["verdict"] == "n/a"
+    # a second run does not overwrite the report without --overwrite
+    again = subprocess.run([sys.executable, SCRIPT, "--smoke", "--out",
+                            str(tmp_path / "gpu.md")], capture_output=True, text=True,
+                           timeout=60)
+    assert again.returncode != 0 and "pass --overwrite" in again.stderr
+    assert json.loads((tmp_path / "gpu.json").read_text()) == report
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tensorflow", ["--hide-tf", "--allow-tf"])
+def test_smoke_run_fills_every_figure(tmp_path, tensorflow):
+    """Every configuration, as on the H200 (TensorFlow hidden) and with TensorFlow installed."""
+    proc, report, markdown = run_benchmark(tmp_path, tensorflow)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert report["smoke"] and not report["partial"]
+    # hidden: keras_fcn must import without it; installed: it may come in (a warning)
+    allowed = ("PASS",) if tensorflow == "--hide-tf" else ("PASS", "WARN")
+    assert report["tf_guard"]["verdict"] in allowed, report["tf_guard"]
+    for name, record in report["configs"].items():
+        assert record["status"] == "ok", (name, record["status"])
+    for name in TABLE_COLUMNS:
+        items = report["configs"][name]["items"]
+        assert_timed(items["forward_b1"], 1)
+        assert_timed(items["forward_b2"], 2)
+        assert_timed(items["train"], 2)
+    for backend in ("jax", "torch"):
+        assert_equivalent(report["equivalence"][backend])
+    diagnostics = report["configs"]["jax_diagnostics"]["items"]
+    for name in ("train_pure_jax", "train_fit_spe8", "train_tf32"):
+        assert_timed(diagnostics[name], 2)
+    for batch in (1, 2):
+        assert_timed(diagnostics[f"forward_b{batch}_bf16_weights"], batch)
+    # every ratio has both sides, and the ones with a target say whether it is met
+    assert len(report["ratios"]) == 13
+    for row in report["ratios"]:
+        assert row["value"] > 0, row
+        assert (row["met"] is None) == (row["target"] is None), row
+    train_fp32 = report["ratios"][0]
+    assert train_fp32["value"] == pytest.approx(
+        report["configs"]["keras_jax_fp32"]["items"]["train"]["img_s"]
+        / report["configs"]["torch_fp32"]["items"]["train"]["img_s"])
+    assert "— |" not in markdown.split("## Ratios")[0]  # no empty cell in the main table
+    assert "| (c) pure JAX" in markdown and "| torch | 67x93 |" in markdown
