@@ -237,3 +237,31 @@ def test_fast_path_of_this_backend():
     backend = keras.backend.backend()
     assert path["jit_compile"] is (backend == "jax")
     assert path["conv_matmul"] is (backend == "tensorflow")
+
+
+@pytest.mark.parametrize("variant", ["8s", "8s_at_once"])
+def test_logits_equal_the_pytorch_port(variant):
+    """The same random weights in the project's PyTorch FCN port (benchmarks/torch_fcn.py) and
+    in keras_fcn give the same logits on this backend, at odd sizes."""
+    torch = pytest.importorskip("torch")
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "torch_fcn.py")
+    spec = importlib.util.spec_from_file_location("benchmarks_torch_fcn", path)
+    torch_fcn = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(torch_fcn)
+    widths, fc_units = (4, 6, 8, 10, 12), 16
+    reference = torch_fcn.randomize(torch_fcn.TorchFCN(variant, C, widths, fc_units), seed=3)
+    model = keras_fcn.build_fcn(variant, num_classes=C, weights=None, widths=widths,
+                                fc_units=fc_units)
+    weights = keras_fcn.convert_torch_state_dict(reference.state_dict())
+    assert set(keras_fcn.set_weights_by_name(model, weights)) == set(weights)
+    for height, width in ((17, 23), (67, 93)):
+        images = RNG.uniform(-1, 1, (1, height, width, 3)).astype("float32")
+        with torch.no_grad():
+            want = reference(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()))
+        want = want.numpy().transpose(0, 2, 3, 1)
+        got = _np(model(images, training=False))
+        scale = np.abs(want).max()
+        assert got.shape == want.shape and scale > 0
+        assert np.abs(got - want).max() <= 1e-4 * scale, (height, width)

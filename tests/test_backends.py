@@ -50,14 +50,14 @@ def jax_run(tmp_path_factory):
 
 def test_core_on_jax_without_tensorflow(jax_run):
     folder, summary = jax_run
-    assert int(summary.split(" passed")[0].split()[-1]) >= 12
+    assert int(summary.split(" passed")[0].split()[-1]) >= 14
     assert (folder / "jax.keras").is_file()
 
 
 def test_core_on_torch_without_tensorflow():
     pytest.importorskip("torch")
     summary = _pytest_cases("torch")
-    assert int(summary.split(" passed")[0].split()[-1]) >= 12
+    assert int(summary.split(" passed")[0].split()[-1]) >= 14
 
 
 def test_model_trained_on_jax_loads_on_tensorflow_and_exports_to_tflite(jax_run):
