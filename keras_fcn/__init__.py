@@ -111,6 +111,7 @@ from keras_fcn.training import (  # noqa: F401
     fit,
     make_optimizer,
     make_strategy,
+    train_staged,
 )
 from keras_fcn import _tf  # noqa: E402
 
@@ -126,7 +127,6 @@ _tf.import_names(globals(), {
     "keras_fcn.export": ("TFLiteRunner", "check_tflite_ops", "compare_tflite",
                          "convert_to_tflite", "export_saved_model", "export_tflite",
                          "tflite_ops"),
-    "keras_fcn.training": ("train_staged",),
 }, instead="keras_fcn.data.arrays.SegmentationPyDataset for input data")
 
 # Modules of keras_fcn 0.1.0 that users reached as attributes of the package.

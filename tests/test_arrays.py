@@ -393,3 +393,24 @@ def test_fits_a_keras_model_without_tensorflow(tmp_path, backend):
     assert result["backend"] == backend and result["tensorflow"] == []
     assert "keras_fcn.data.arrays" in result["keras_fcn"]
     assert np.isfinite(result["loss"]) and result["changed"] and result["epoch"] >= 2
+
+
+def test_recipe_inputs_without_tf_data(tmp_path):
+    """keras_fcn.training.array_inputs: the recipe's data as PyDatasets; tf.data-only options
+    are refused by name; the final evaluation reads masks at full size."""
+    from keras_fcn.datasets.shapes import make_shapes_dataset
+    from keras_fcn.training import TrainConfig, array_inputs
+
+    make_shapes_dataset(str(tmp_path / "shapes"), num_train=4, num_val=3, size=24, seed=0)
+    config = TrainConfig(dataset="shapes", data_dir=str(tmp_path / "shapes"),
+                         image_size=(12, 16), batch_size=2, class_weights="median")
+    train, val, final, info, counts, weights, pixels = array_inputs.load_pipelines(
+        config, str(tmp_path))
+    assert counts == (4, 3) and pixels == 12 * 16 and len(weights) == info.num_classes
+    images, masks = train[0]
+    assert images.shape == (2, 12, 16, 3) and masks.shape == (2, 12, 16)
+    batches = list(final)
+    assert len(batches) == 3
+    assert batches[0][0].shape == (1, 12, 16, 3) and batches[0][1].shape == (1, 24, 24)
+    with pytest.raises(ValueError, match="--photometric needs the tf.data pipeline"):
+        array_inputs.load_pipelines(TrainConfig(dataset="shapes", photometric=0.5))

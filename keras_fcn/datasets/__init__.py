@@ -49,6 +49,12 @@ from keras_fcn.datasets.voc import (  # noqa: F401
     seg11valid_pairs,
     voc_pairs,
 )
+from keras_fcn.datasets.pairs import (  # noqa: F401
+    DATASETS,
+    HOLDOUT_DATASETS,
+    custom_info,
+    file_pairs,
+)
 from keras_fcn.datasets import hha, nyud, shapes, siftflow  # noqa: F401
 from keras_fcn.io import IMAGE_EXTENSIONS  # noqa: F401
 from keras_fcn.labels import VOC_CLASSES, voc_palette  # noqa: F401
@@ -62,11 +68,7 @@ _tf.import_names(globals(), {
         "check_split",
     ),
     "keras_fcn.datasets.loader": (
-        "DATASETS",
-        "HOLDOUT_DATASETS",
-        "custom_info",
         "decode_pairs",
-        "file_pairs",
         "load_split",
     ),
     "keras_fcn.datasets.tfds": (

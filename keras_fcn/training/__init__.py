@@ -68,6 +68,18 @@ from keras_fcn.training.optimizers import (  # noqa: F401
     learning_rate_schedule,
     make_optimizer,
 )
+from keras_fcn.training.recipe import (  # noqa: F401
+    STAGES,
+    build_model,
+    execution_jit,
+    execution_path,
+    execution_precision,
+    maybe_export,
+    run,
+    stage_learning_rates,
+    train_one,
+    train_staged,
+)
 from keras_fcn.training.run_dir import (  # noqa: F401
     RUN_FILES,
     completed_run,
@@ -92,17 +104,5 @@ _tf.import_names(globals(), {
         "resize_images",
         "resize_pair",
         "resolve_class_weights",
-    ),
-    "keras_fcn.training.recipe": (
-        "STAGES",
-        "build_model",
-        "execution_jit",
-        "execution_path",
-        "execution_precision",
-        "maybe_export",
-        "run",
-        "stage_learning_rates",
-        "train_one",
-        "train_staged",
     ),
 }, instead='keras_fcn.data.arrays.SegmentationPyDataset and keras_fcn.training.fit')

@@ -7,7 +7,6 @@ Example:
     >>> train_ds, val_ds, eval_ds = make_pipelines(config, train_decoded, val_decoded, info)
 """
 
-import json
 import math
 import os
 
@@ -20,6 +19,7 @@ from keras_fcn import io
 from keras_fcn import losses as losses_lib
 from keras_fcn.data.rare import check_rare_options
 from keras_fcn.training import consistency, video_pairs
+from keras_fcn.training.array_inputs import read_weights_file
 from keras_fcn.training.run_dir import CLASS_WEIGHTS_FILE
 
 CACHED_DATASETS = ("shapes", "camvid")  # small enough to cache decoded in memory
@@ -134,19 +134,6 @@ def pixels_per_image(config, decoded):
     return int(np.mean([h * w for h, w in shapes]))
 
 
-def _read_weights_file(path, num_classes):
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    try:
-        weights = [float(w) for w in json.loads(text)]
-    except (ValueError, TypeError):
-        weights = [float(w) for w in text.replace(",", " ").split()]
-    if len(weights) != num_classes:
-        raise ValueError(f"--class_weights file '{path}' has {len(weights)} weights; "
-                         f"{num_classes} classes. Received: {weights}")
-    return weights
-
-
 def median_class_weights(info, train_decoded):
     """Median-frequency class weights (`keras_fcn.losses.median_frequency_weights`) of the
     masks of `train_decoded`, a list of `info.num_classes` floats (0 for absent classes).
@@ -208,4 +195,4 @@ def resolve_class_weights(config, info, train_decoded, run_dir):
     if not os.path.isfile(choice):
         raise ValueError("--class_weights must be 'none', 'median', 'sqrt_median' or a file. "
                          f"Received: class_weights={choice!r}")
-    return _read_weights_file(choice, info.num_classes)
+    return read_weights_file(choice, info.num_classes)

@@ -13,11 +13,11 @@ import tempfile
 
 import keras
 
+from keras_fcn import _tf, runtime
 from keras_fcn import models as models_lib
-from keras_fcn import runtime
 from keras_fcn._checks import check_choice
 from keras_fcn.labels import ModelLabels
-from keras_fcn.training import inputs
+from keras_fcn.training import array_inputs
 from keras_fcn.training.callbacks import TimeLimit
 from keras_fcn.training.config import MODELS
 from keras_fcn.training.consistency import add_consistency
@@ -26,7 +26,12 @@ from keras_fcn.training.distribute import (
     make_strategy,
     patch_multi_worker_build,
 )
-from keras_fcn.training.evaluation import check_scales, format_results
+from keras_fcn.training.evaluation import (
+    check_scales,
+    format_results,
+    iterate_batches,
+    num_batches,
+)
 from keras_fcn.training.fit import compile_model, fit
 from keras_fcn.training.optimizers import (
     default_learning_rate,
@@ -156,7 +161,7 @@ def epoch_steps(config, train_ds):
     """
     if config.steps_per_epoch:
         return int(config.steps_per_epoch)
-    batches = int(train_ds.cardinality())
+    batches = num_batches(train_ds) or 0
     if batches < 1:
         raise ValueError("The number of training batches per epoch is unknown: give "
                          f"--steps_per_epoch. Received: steps_per_epoch={config.steps_per_epoch}")
@@ -313,7 +318,7 @@ def export_size(config, eval_ds):
     size = config.image_size or config.crop_size
     if size:
         return tuple(size)
-    for images, _ in eval_ds.take(1):
+    for images, _ in iterate_batches(eval_ds):
         return tuple(int(d) for d in images.shape[1:3])
     return None
 
@@ -324,6 +329,30 @@ def _print_outcome(last, info):
     elif last.get("final_val"):
         print(f"\nFinal validation metrics of {last['model']} ({last['final_val']['num_images']}"
               f" images):\n" + format_results(last["final_val"], info.class_names))
+
+
+def _load_inputs(config, run_dir, strategy):
+    """((train, val, eval), info, (train count, val count), class weights, pixels per image):
+    tf.data pipelines where TensorFlow is installed (they feed every Keras backend), the
+    `keras.utils.PyDataset`s of `array_inputs` where it is not."""
+    if _tf.HAS_TENSORFLOW:
+        from keras_fcn.training import inputs
+
+        train_decoded, info, count = inputs.load_data(config, "train")
+        val_decoded, _, val_count = inputs.load_data(config, "val")
+        class_weights = inputs.resolve_class_weights(config, info, train_decoded, run_dir)
+        pixels = inputs.pixels_per_image(config, train_decoded)
+        pipelines = inputs.make_pipelines(config, train_decoded, val_decoded, info,
+                                          strategy.num_replicas_in_sync)
+        source = "tf.data"
+    else:
+        *pipelines, info, (count, val_count), class_weights, pixels = \
+            array_inputs.load_pipelines(config, run_dir)
+        source = "keras.utils.PyDataset (no TensorFlow)"
+    print(f"Data: {info.name}, {count} train / {val_count} val images, {info.num_classes} "
+          f"classes, ignore label {info.ignore_label}; {strategy.num_replicas_in_sync} "
+          f"replica(s); input {source}.", flush=True)
+    return tuple(pipelines), info, (count, val_count), class_weights, pixels
 
 
 def run(config):
@@ -357,15 +386,8 @@ def run(config):
     run_dir = prepare_run_dir(config.output_dir, resume=config.resume,
                               overwrite=config.overwrite) if chief else \
         tempfile.mkdtemp(prefix="keras_fcn_worker_")
-    train_decoded, info, count = inputs.load_data(config, "train")
-    val_decoded, _, val_count = inputs.load_data(config, "val")
-    print(f"Data: {info.name}, {count} train / {val_count} val images, {info.num_classes} "
-          f"classes, ignore label {info.ignore_label}; {strategy.num_replicas_in_sync} "
-          f"replica(s).", flush=True)
-    class_weights = inputs.resolve_class_weights(config, info, train_decoded, run_dir)
-    pixels = inputs.pixels_per_image(config, train_decoded)
-    pipelines = inputs.make_pipelines(config, train_decoded, val_decoded, info,
-                                      strategy.num_replicas_in_sync)
+    pipelines, info, (count, val_count), class_weights, pixels = _load_inputs(
+        config, run_dir, strategy)
     data = (*pipelines, info)
     if config.model == "staged":
         model, reports = train_staged(config, run_dir=run_dir, data=data, strategy=strategy,
@@ -379,7 +401,10 @@ def run(config):
         reports = {variant: report}
     last = list(reports.values())[-1]
     _print_outcome(last, info)
-    if config.export and chief and last["status"] == "completed":
+    if config.export and chief and last["status"] == "completed" and not _tf.HAS_TENSORFLOW:
+        print("Export skipped: TFLite export needs TensorFlow (a .keras file made here loads "
+              "and exports on a machine with it).")
+    elif config.export and chief and last["status"] == "completed":
         maybe_export(model, last.get("run_dir", run_dir), export_size(config, pipelines[2]))
     print(f"Run directory: {run_dir}")
     return {"run_dir": run_dir, "reports": reports, "final": last.get("final_val")}

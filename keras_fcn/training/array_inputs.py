@@ -1,0 +1,160 @@
+"""The data of a recipe where TensorFlow is not installed: file pairs in `keras.utils.PyDataset`s.
+
+On a JAX or PyTorch machine without TensorFlow, `keras_fcn.training.run` reads the same
+(image, mask) file pairs as the tf.data path (`keras_fcn.datasets.file_pairs`) into
+`keras_fcn.data.arrays.SegmentationPyDataset`s: decoding, resizing, random scale, crop and flip.
+The "shapes" data set is written to PNG files first (`make_shapes_dataset`, seeded as the
+in-memory one). Options built on tf.data only (photometric, blur, rare-class crops,
+copy-paste, CutMix, temporal consistency, TFDS) are refused up front, naming the option.
+
+Example:
+    >>> train_ds, val_ds, eval_ds, info, counts = load_pipelines(TrainConfig(epochs=1))
+"""
+
+import json
+import math
+import os
+import tempfile
+
+import numpy as np
+
+from keras_fcn import io
+from keras_fcn import losses as losses_lib
+from keras_fcn.data.arrays import make_pydataset
+from keras_fcn.data.masks import read_mask
+from keras_fcn.datasets import shapes
+from keras_fcn.datasets.pairs import file_pairs
+from keras_fcn.training.run_dir import CLASS_WEIGHTS_FILE
+
+# Options whose implementation is tf.data's, with their "off" value.
+TF_DATA_OPTIONS = {"photometric": 0.0, "blur": 0.0, "rare_crops": 0.0, "copy_paste": 0.0,
+                   "cutmix": 0.0, "temporal_consistency": 0.0, "unlabelled_video_dir": None,
+                   "steps_per_epoch": None}
+
+
+def check_options(config):
+    """Raises a ValueError naming the first option that needs the tf.data pipeline."""
+    for name, off in TF_DATA_OPTIONS.items():
+        value = getattr(config, name)
+        if value not in (off, None, 0, ""):
+            raise ValueError(f"--{name} needs the tf.data pipeline (install TensorFlow); "
+                             f"without it leave it off. Received: {name}={value!r}")
+    if config.dataset.startswith("tfds:"):
+        raise ValueError("TFDS data sets need TensorFlow. Received: "
+                         f"dataset={config.dataset!r}")
+
+
+def _shapes_dir(config):
+    """A folder holding the shapes data set as files: `data_dir`, else one written now."""
+    if config.data_dir:
+        return config.data_dir
+    directory = tempfile.mkdtemp(prefix="keras_fcn_shapes_")
+    shapes.make_shapes_dataset(directory, num_train=config.num_train, num_val=config.num_val,
+                               size=config.shapes_size, seed=config.seed)
+    return directory
+
+
+def split_pairs(config, split, data_dir):
+    """(pairs, `DatasetInfo`) of one split of `config.dataset`."""
+    return file_pairs(config.dataset, split, data_dir, val_data_dir=config.val_data_dir,
+                      num_classes=config.num_classes, ignore_label=config.ignore_label,
+                      holdout=config.holdout or None, group_by=config.group_by or None)
+
+
+def read_weights_file(path, num_classes):
+    """Class weights from a JSON list or a text file of numbers, one per class."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        weights = [float(w) for w in json.loads(text)]
+    except (ValueError, TypeError):
+        weights = [float(w) for w in text.replace(",", " ").split()]
+    if len(weights) != num_classes:
+        raise ValueError(f"--class_weights file '{path}' has {len(weights)} weights; "
+                         f"{num_classes} classes. Received: {weights}")
+    return weights
+
+
+def class_weights_of(config, info, pairs, run_dir):
+    """The loss class weights of ``--class_weights`` ("none", "median", "sqrt_median" or a
+    file), the median ones counted over the training masks (cached in the run folder, as the
+    tf.data path does)."""
+    choice = config.class_weights or "none"
+    if choice == "none":
+        return None
+    if choice not in ("median", "sqrt_median"):
+        if not os.path.isfile(choice):
+            raise ValueError("--class_weights must be 'none', 'median', 'sqrt_median' or a "
+                             f"file. Received: class_weights={choice!r}")
+        return read_weights_file(choice, info.num_classes)
+    path = os.path.join(run_dir, CLASS_WEIGHTS_FILE)
+    if os.path.exists(path):
+        weights = io.read_json(path, "Class weights")
+    else:
+        masks = (read_mask(mask, mask_format=info.mask_format, palette=info.palette,
+                           ignore_label=info.ignore_label) for _, mask in pairs)
+        counts = losses_lib.class_pixel_counts(masks, info.num_classes, info.ignore_label)
+        weights = [float(w) for w in losses_lib.median_frequency_weights(counts)]
+        io.write_json(path, weights)
+    return weights if choice == "median" else [math.sqrt(w) for w in weights]
+
+
+def pixels_per_image(config, pairs, info):
+    """Pixels of a training image: the crop, else the resize, else the mean of 20 masks."""
+    for size in (config.crop_size, config.image_size):
+        if size:
+            return int(size[0] * size[1])
+    sizes = [read_mask(mask, mask_format=info.mask_format, palette=info.palette).size
+             for _, mask in pairs[:20]]
+    return int(np.mean(sizes))
+
+
+def load_pipelines(config, run_dir=None):
+    """The train, validation and final-evaluation `SegmentationPyDataset`s of a run.
+
+    Returns:
+        (train_ds, val_ds, eval_ds, info, (train count, val count), class_weights, pixels):
+        train is augmented (scale, crop, flip) and shuffled per epoch with ``config.seed``;
+        val has masks at the training resolution (``image_size``); eval has images at the
+        training resolution and masks at full size, batch 1, for the final figures.
+
+    Raises:
+        ValueError: an option that needs tf.data, or a bad data set argument (named).
+    """
+    check_options(config)
+    data_dir = _shapes_dir(config) if config.dataset == "shapes" else config.data_dir
+    train_pairs, info = split_pairs(config, "train", data_dir)
+    val_pairs, _ = split_pairs(config, "val", data_dir)
+    common = dict(num_classes=info.num_classes, ignore_label=info.ignore_label,
+                  mask_format=info.mask_format, palette=info.palette, mean_rgb=info.mean_rgb)
+    size = config.image_size
+    train_ds = make_pydataset(train_pairs, batch_size=config.batch_size,
+                              crop_size=config.crop_size, image_size=size,
+                              scale_range=config.scale_range, flip=config.flip, shuffle=True,
+                              seed=config.seed, **common)
+    val_ds = make_pydataset(val_pairs, batch_size=config.val_batch_size if size else 1,
+                            image_size=size, **common)
+    eval_ds = FullSizeMasks(make_pydataset(val_pairs, image_size=size, **common),
+                            val_pairs, info) if size else val_ds
+    weights = class_weights_of(config, info, train_pairs, run_dir or tempfile.mkdtemp())
+    return (train_ds, val_ds, eval_ds, info, (len(train_pairs), len(val_pairs)), weights,
+            pixels_per_image(config, train_pairs, info))
+
+
+class FullSizeMasks:
+    """The batches of an unshuffled batch-1 ``dataset`` (resized images) with their masks read
+    at full size: the final evaluation at label resolution."""
+
+    def __init__(self, dataset, pairs, info):
+        self.dataset, self.pairs, self.info = dataset, pairs, info
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __iter__(self):
+        for index in range(len(self.dataset)):
+            images, _ = self.dataset[index]
+            mask = read_mask(self.pairs[index][1], mask_format=self.info.mask_format,
+                             palette=self.info.palette, ignore_label=self.info.ignore_label)
+            yield images, np.asarray(mask, "int32")[None]
+
