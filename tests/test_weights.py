@@ -152,3 +152,16 @@ def test_keras3_weights_file_loads_into_the_same_architecture_only(tmp_path):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match=r"w\.weights\.h5.*\.keras model file"):
         tiny("8s", weights=path)
+
+
+def test_a_weights_file_that_matches_no_layer_is_an_error_naming_it(tmp_path):
+    """A file of another network used to load nothing, silently (issue 25)."""
+    from keras_fcn.weights import save_npz
+
+    path = str(tmp_path / "other.npz")
+    save_npz({"dense_1": [np.zeros((3, 2), "float32"), np.zeros(2, "float32")]}, path)
+    with pytest.raises(ValueError, match=r"other\.npz.*match no layer"):
+        build_fcn("32s", num_classes=3, weights=path, widths=(4, 4, 8, 8, 8), fc_units=8)
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="dense_1")])
+    with pytest.raises(ValueError, match="match no layer"):
+        build_fcn("32s", num_classes=3, weights=other, widths=(4, 4, 8, 8, 8), fc_units=8)

@@ -225,12 +225,21 @@ def load_weights(model, weights):
         return _load_same_architecture(model, os.fspath(weights))
     source = read_weights(weights)
     is_vgg16_classifier = "block1_conv1" in source
-    return set_weights_by_name(
+    done = set_weights_by_name(
         model,
         source,
         rename=KERAS_VGG16_TO_FCN if is_vgg16_classifier else None,
         required=VGG16_FCN_LAYERS if is_vgg16_classifier else (),
     )
+    if not done:  # a file of another network: loading nothing must not pass for success
+        origin = (os.fspath(weights) if isinstance(weights, (str, os.PathLike))
+                  else getattr(weights, "name", type(weights).__name__))
+        theirs = sorted(source)[:5]
+        ours = sorted(layer.name for layer in model.layers if layer.weights)[:5]
+        raise ValueError(f"The weights of {origin!r} match no layer of {model.name!r}: "
+                         f"its layers are {theirs}..., the model's {ours}... Expected weights "
+                         "saved from an FCN of this family or converted to its layer names.")
+    return done
 
 
 def _load_same_architecture(model, path):
