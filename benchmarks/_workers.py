@@ -112,8 +112,10 @@ def torch_runner(mode, model_name, size, what, threads):
 
     if model_name != "vgg16":
         raise ValueError("the PyTorch port is the VGG16 FCN-8s only")
+    import torch_fcn  # benchmarks/torch_fcn.py: the project's one PyTorch port
+
     torch.manual_seed(0)
-    model = TorchFCN8s(nn, NUM_CLASSES)
+    model = torch_fcn.TorchFCN("8s", NUM_CLASSES)
     images = torch.rand(1, 3, *size) * 240 - 120
     labels = torch.randint(0, NUM_CLASSES, (1, *size))
     if mode in ("torch_channels_last", "torch_compile"):
@@ -153,43 +155,6 @@ def step_runner(mode, model_name, size, what, threads):
     """The runner of a Keras or PyTorch mode (see :func:`keras_runner`, :func:`torch_runner`)."""
     runner = torch_runner if mode.startswith("torch_") else keras_runner
     return runner(mode, model_name, size, what, threads)
-
-
-def TorchFCN8s(nn, num_classes):  # noqa: N802 (a class factory: torch is imported lazily)
-    """The reference FCN-8s in PyTorch: pad 100, ceil pools, fc6 7x7, crops 5, 9, 31."""
-
-    class FCN8s(nn.Module):
-        def __init__(self):
-            super().__init__()
-            stages, previous = [], 3
-            for i, (width, count) in enumerate(zip((64, 128, 256, 512, 512), (2, 2, 3, 3, 3))):
-                convs = [nn.Conv2d(previous if j == 0 else width, width, 3,
-                                   padding=100 if i == j == 0 else 1) for j in range(count)]
-                stages.append(nn.Sequential(*[m for c in convs for m in (c, nn.ReLU())],
-                                            nn.MaxPool2d(2, ceil_mode=True)))
-                previous = width
-            self.stages = nn.ModuleList(stages)
-            self.fc = nn.Sequential(nn.Conv2d(512, 4096, 7), nn.ReLU(), nn.Dropout2d(),
-                                    nn.Conv2d(4096, 4096, 1), nn.ReLU(), nn.Dropout2d())
-            self.score_fr, self.score_pool4, self.score_pool3 = (
-                nn.Conv2d(c, num_classes, 1) for c in (4096, 512, 256))
-            self.upscore2, self.upscore_pool4, self.upscore8 = (
-                nn.ConvTranspose2d(num_classes, num_classes, k, s, bias=False)
-                for k, s in ((4, 2), (4, 2), (16, 8)))
-
-        def forward(self, x):
-            feats = []
-            h = x
-            for stage in self.stages:
-                h = stage(h)
-                feats.append(h)
-            crop = lambda t, o, ref: t[:, :, o:o + ref.shape[2], o:o + ref.shape[3]]  # noqa: E731
-            up = self.upscore2(self.score_fr(self.fc(h)))
-            up = self.upscore_pool4(up + crop(self.score_pool4(feats[3]), 5, up))
-            up = self.upscore8(up + crop(self.score_pool3(feats[2]), 9, up))
-            return crop(up, 31, x)
-
-    return FCN8s()
 
 
 # ---------------------------------------------------------------- the worker loop and the parent
