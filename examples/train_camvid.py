@@ -23,16 +23,16 @@ median-frequency class weights, batch 4, random flips, and what the held-out-dri
 - `--lr_schedule=poly`: neutral in 10 CPU-minutes (-0.0; cosine with warm-up lost 1.2), kept
   so that a long run ends converged.
 Left at their old values: photometric colour augmentation (+0.3, within noise), weight decay
-1e-4 (-0.1 against 5e-4), EMA of the weights (+0.1); rare-class crops
-(`--rare_crops=0.5 --rare_classes=2,6,7,9,10`) lost 0.9 (SignSymbol +6.7, Building -13) and
-copy-paste of rare-class pixels (`--copy_paste=0.5`) 0.5. Multi-scale + flip test-time
+1e-4 (-0.1 against 5e-4), EMA of the weights (+0.1). Rare-class crops lost 0.9 (SignSymbol
++6.7, Building -13) and copy-paste of rare-class pixels 0.5. Multi-scale + flip test-time
 augmentation adds about 1.4 points at evaluation (`tools/evaluate.py --scales=0.75,1,1.25 --flip`);
 the 1-hour models do best on enlarged frames: one pass at `--scales=1.5` adds 1.3-1.7 points for
 2x the CPU, `--scales=1,1.5,2 --flip` 2.9-3.1 (benchmarks/results/camvid_tta.md). Photometric
 colour augmentation with an EMA of the weights lost 1.7 points at the hour
-(benchmarks/results/camvid_recipe_1h_seeds.md); IBN-a normalization (`--ibn_blocks=12`) and
-CutMix (`--cutmix=0.5`) reached 42.1 and 41.8 at the hour, no better than the defaults at equal
-epochs (benchmarks/results/camvid_recipe_1h_ibn_cutmix.md).
+(benchmarks/results/camvid_recipe_1h_seeds.md); IBN-a normalization and CutMix reached 42.1
+and 41.8 at the hour, no better than the defaults at equal epochs
+(benchmarks/results/camvid_recipe_1h_ibn_cutmix.md). The options that lost have left the
+library (docs/removed.md).
 
     python examples/train_camvid.py --data_dir=../shared/data/camvid \
         --output_dir=runs/camvid_mnv2

@@ -19,15 +19,6 @@ def check_positive_int(name, value, allow_none=False):
     return int(value)
 
 
-def check_probability(name, value):
-    """Returns ``value`` as a float if it is a probability in [0, 1], else a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
-            0.0 <= value <= 1.0):
-        raise ValueError(f"`{name}` must be a probability in [0, 1] (0: off). Received: "
-                         f"{name}={value!r}")
-    return float(value)
-
-
 def check_choice(name, value, allowed):
     """Returns ``value`` if it is one of ``allowed``, else raises ``ValueError`` naming it."""
     if value not in allowed:

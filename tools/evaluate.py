@@ -44,11 +44,6 @@ flags.DEFINE_integer("ignore_label", 255, "folder/tfds: void label.")
 flags.DEFINE_integer("num_val", 50, "shapes: number of validation images.")
 flags.DEFINE_integer("seed", 0, "shapes: data seed.")
 flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images (0: all).")
-flags.DEFINE_bool("adapt_bn", False, "Test-time adaptation: re-estimate the BatchNormalization "
-                  "statistics on the evaluated images before evaluating (their labels unused; "
-                  "keras_fcn.training.adapt_batchnorm). For a new domain, e.g. a held-out drive.")
-flags.DEFINE_integer("adapt_batch_size", 4, "--adapt_bn: images per batch (the training batch "
-                     "size is a good choice; > 1 needs images of one size).")
 flags.DEFINE_string("output", "", "JSON output path (default: <model>.eval.json).")
 FLAGS = flags.FLAGS
 
@@ -64,35 +59,13 @@ def image_size(flag, labels):
     return training.parse_size(flag, "image_size")
 
 
-def prepared(decoded, info, size, batch_size):
+def prepared(decoded, info, size):
     """The images (resized to ``size``, labels at their own size) as the model takes them."""
     from keras_fcn import data, training
 
     return data.prepare_dataset(training.resize_images(decoded, size, resize_masks=False),
-                                batch_size=batch_size, ignore_label=info.ignore_label,
+                                batch_size=1, ignore_label=info.ignore_label,
                                 mean_rgb=info.mean_rgb)
-
-
-def adapt_on(model, decoded, info, size):
-    """--adapt_bn: the model's BatchNormalization statistics re-estimated on the images."""
-    import tensorflow as tf
-
-    from keras_fcn import training
-
-    if FLAGS.adapt_batch_size < 1:
-        raise ValueError(f"--adapt_batch_size must be >= 1. Received: {FLAGS.adapt_batch_size}")
-    images = prepared(decoded, info, size, FLAGS.adapt_batch_size)
-    print(f"Adapting the BatchNormalization statistics to the {info.name} images "
-          f"(batches of {FLAGS.adapt_batch_size}, labels unused)")
-    try:
-        report = training.adapt_batchnorm(model, images, verbose=1)
-    except tf.errors.InvalidArgumentError as error:
-        raise ValueError(f"--adapt_bn could not batch the images ({error.message.splitlines()[0]});"
-                         " expected images of one size: set --image_size or "
-                         "--adapt_batch_size=1") from None
-    print(f"Adapted {report['layers']} BatchNormalization layers on {report['images']} images "
-          f"(mean change of the moving means {report['mean_shift']:.4f})")
-    return report
 
 
 def main(argv):
@@ -120,11 +93,8 @@ def main(argv):
     decoded, info, count = training.load_data(config, split)
     if FLAGS.max_images:
         decoded, count = decoded.take(FLAGS.max_images), min(count, FLAGS.max_images)
-    dataset = prepared(decoded, info, size, batch_size=1)
+    dataset = prepared(decoded, info, size)
     model = keras.models.load_model(path, compile=False)
-    adapted = None
-    if FLAGS.adapt_bn:
-        adapted = adapt_on(model, decoded, info, size)
     print(f"Evaluating {FLAGS.model} on {info.name} {split} ({count} images, "
           f"{f'resized to {size[0]}x{size[1]}' if size else 'native size'}"
           f"{', flip TTA' if FLAGS.flip else ''}"
@@ -137,7 +107,7 @@ def main(argv):
     results.update({"model": os.path.abspath(path), "dataset": info.name, "split": split,
                     "holdout": FLAGS.holdout or None, "precision": FLAGS.precision,
                     "image_size": list(size) if size else None, "flip": FLAGS.flip,
-                    "scales": list(scales), "adapt_bn": adapted,
+                    "scales": list(scales),
                     "class_names": list(info.class_names)})
     print(training.format_results(results, info.class_names))
     output = FLAGS.output or os.path.splitext(os.path.basename(path) if path != FLAGS.model

@@ -13,11 +13,9 @@ import math
 
 import tensorflow as tf
 
-from keras_fcn.data.rare import centred_crop_offsets, check_rare_options
 from keras_fcn.labels import MEAN_RGB  # noqa: F401  (re-exported: keras_fcn.data.MEAN_RGB)
 
 FLIP_OP = 3  # the op number of the flip draw (see `op_seed`)
-RARE_CROP_OP, RARE_PIXEL_OP = 13, 14  # whether to centre a crop on a rare pixel; which pixel
 
 
 def _as_size(name, value):
@@ -132,24 +130,16 @@ def fill_padding(image, mean_rgb=MEAN_RGB):
     return tf.where(image < 0, mean, image)
 
 
-def _crop_window(mask, seed, size, rare_crops=0.0, rare_classes=()):
+def _crop_window(mask, seed, size):
     """(top, left, height, width) of the random crop of `mask` padded to `size`.
 
     Same draws as cropping the padded image: a side shorter than the crop gets offset 0.
-    With probability `rare_crops` the window is centred on a rare-class pixel instead
-    (`keras_fcn.data.rare.centred_crop_offsets`; the uniform one when there is none).
     """
     shape = tf.shape(mask)
     top = tf.random.stateless_uniform([], op_seed(seed[0], 11), 0,
                                       tf.maximum(shape[0] - size[0], 0) + 1, dtype=tf.int32)
     left = tf.random.stateless_uniform([], op_seed(seed[0], 12), 0,
                                        tf.maximum(shape[1] - size[1], 0) + 1, dtype=tf.int32)
-    if rare_crops:
-        centre = tf.random.stateless_uniform([], op_seed(seed[0], RARE_CROP_OP)) < rare_crops
-        top, left = tf.cond(
-            centre, lambda: centred_crop_offsets(mask, size, rare_classes,
-                                                 op_seed(seed[0], RARE_PIXEL_OP), (top, left)),
-            lambda: (top, left))
     return top, left, tf.minimum(shape[0], size[0]), tf.minimum(shape[1], size[1])
 
 
@@ -368,12 +358,10 @@ def random_blur(image, seed, max_sigma):
 
 
 def make_element_fn(*, ignore_label, crop_size, scale_range, flip, mean_rgb=MEAN_RGB,
-                    blur=0.0, rare_crops=0.0, rare_classes=()):
+                    blur=0.0):
     """`fn((image, mask), seed) -> (image float32, mask)`: scale, pad + crop, flip, blur.
 
     `blur` > 0 blurs the image (`random_blur`, max std `blur` pixels) before any padding.
-    `rare_crops` > 0 centres that share of the crops on a pixel (of the scaled mask) whose
-    label is in `rare_classes` (`keras_fcn.data.rare`).
 
     Integer masks keep their dtype (uint8 masks stay small until batched).
 
@@ -383,7 +371,6 @@ def make_element_fn(*, ignore_label, crop_size, scale_range, flip, mean_rgb=MEAN
     """
     crop_size = _as_size("crop_size", crop_size)
     scale_range = _as_range("scale_range", scale_range)
-    rare_classes = check_rare_options(rare_crops=rare_crops, rare_classes=rare_classes)
 
     def element_fn(element, seed):
         image, mask = element
@@ -391,8 +378,7 @@ def make_element_fn(*, ignore_label, crop_size, scale_range, flip, mean_rgb=MEAN
             image, mask = random_scale(image, mask, op_seed(seed, 1), scale_range)
         flipped = flip_draw(op_seed(seed, FLIP_OP)) if flip else None
         if crop_size is not None:
-            top, left, height, width = _crop_window(mask, op_seed(seed, 2), crop_size,
-                                                    rare_crops, rare_classes)
+            top, left, height, width = _crop_window(mask, op_seed(seed, 2), crop_size)
             image = image[top:top + height, left:left + width]
             mask = mask[top:top + height, left:left + width]
         if flip:  # on uint8 when not rescaled: 4x less memory to move

@@ -24,7 +24,6 @@ for image, mask in ds.take(1):
 
 import tensorflow as tf
 
-from keras_fcn._checks import check_probability
 from keras_fcn.data.augment import (
     MEAN_RGB,
     apply_jitter,
@@ -37,13 +36,10 @@ from keras_fcn.data.augment import (
     with_element_seeds,
 )
 from keras_fcn.data.decode import make_decode_fn
-from keras_fcn.data.mixing import cutmix as cutmix_boxes, cutmix_draws
-from keras_fcn.data.rare import check_rare_options, copy_paste_rare
 from keras_fcn.data.validate import as_pairs, validate_pairs
 from keras_fcn.labels import IGNORE_LABEL
 
 _PAD_SENTINEL = -1.0  # images are 0..255, so -1 marks padded pixels until they get the mean
-PASTE_OP = 6  # the op number of the copy-paste draw (see `op_seed`)
 
 
 def _default_deterministic(seed, shuffle):
@@ -55,8 +51,7 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
                     scale_range=None, flip=False, color_jitter=False, shuffle=False,
                     shuffle_buffer=None, seed=None, cache=False, deterministic=None,
                     drop_remainder=False, mean_rgb=MEAN_RGB, skip_errors=False,
-                    photometric=0.0, blur=0.0, rare_crops=0.0, copy_paste=0.0, rare_classes=(),
-                    cutmix=0.0):
+                    photometric=0.0, blur=0.0):
     """Augments, batches and prefetches a dataset of decoded `(image, mask)` elements.
 
     `make_dataset` calls this after decoding files; use it directly for in-memory data or TFDS
@@ -72,16 +67,6 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
             saturation and hue: `keras_fcn.data.augment.photometric_ranges`); replaces
             `color_jitter`.
         blur: largest std in pixels of a random Gaussian blur (half of the images), 0 off.
-        rare_crops: probability in [0, 1] (0: off) that a random crop is centred on a random
-            pixel (of the scaled mask) whose label is in `rare_classes`, clipped to stay inside
-            the image; crops without such a pixel stay uniform. Needs `crop_size`.
-        copy_paste: probability in [0, 1] (0: off) that an image of a batch gets the
-            `rare_classes` pixels (image and mask) of the next image of the batch pasted in
-            (`keras_fcn.data.rare.copy_paste_rare`), before colour jitter. Needs `crop_size`.
-        rare_classes: tuple of the class ids of `rare_crops` and `copy_paste`.
-        cutmix: probability in [0, 1] (0: off) that an image of a batch gets a random box
-            (pixels and labels) of the next image of the batch (`keras_fcn.data.mixing`),
-            after copy-paste and before colour jitter. Needs `crop_size`.
         Other arguments: see `make_dataset`.
 
     Returns:
@@ -95,13 +80,6 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
         deterministic = _default_deterministic(seed, shuffle)
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}")
-    rare_classes = check_rare_options(rare_crops, copy_paste, rare_classes)
-    cutmix = check_probability("cutmix", cutmix)
-    for name, value in (("rare_crops", rare_crops), ("copy_paste", copy_paste),
-                        ("cutmix", cutmix)):
-        if value and crop_size is None:
-            raise ValueError(f"`{name}` needs fixed-size random crops: set `crop_size`. "
-                             f"Received: {name}={value!r}, crop_size=None")
     if skip_errors:
         decoded = decoded.ignore_errors(log_warning=True)
     if cache:
@@ -111,7 +89,7 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
                                   reshuffle_each_iteration=True)
     element_fn = make_element_fn(ignore_label=ignore_label, crop_size=crop_size,
                                  scale_range=scale_range, flip=flip, mean_rgb=mean_rgb,
-                                 blur=blur, rare_crops=rare_crops, rare_classes=rare_classes)
+                                 blur=blur)
     jitter = jitter_settings(color_jitter, photometric)
     # Fixed-size batches get their colour jitter per batch (vectorised); padded batches per
     # element, before padding, so that padding stays exactly the mean colour.
@@ -120,32 +98,22 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
 
     def augment(element, seed_):
         image, mask = element_fn(element, seed_)
-        draws = {}  # per-element draws of the batch-level ops
         if batch_jitter:
-            draws["jitter"] = jitter_factors(op_seed(seed_, 4), **jitter)
-        elif jitter is not None:
+            return image, mask, jitter_factors(op_seed(seed_, 4), **jitter)
+        if jitter is not None:
             image = random_color_jitter(image, op_seed(seed_, 4), **jitter)
-        if copy_paste:
-            draws["paste"] = tf.random.stateless_uniform([], op_seed(seed_, PASTE_OP)) < copy_paste
-        if cutmix:
-            draws["cutmix"] = cutmix_draws(seed_, cutmix)
         if not fixed_size:
             mask = tf.cast(mask, tf.int32)
-        return (image, mask, draws) if draws else (image, mask)
+        return image, mask
 
     ds = with_element_seeds(decoded, seed).map(
         augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     if fixed_size:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
-        def finish(image, mask, draws=None):
-            draws = draws or {}
-            if "paste" in draws:
-                image, mask = copy_paste_rare(image, mask, draws["paste"], rare_classes)
-            if "cutmix" in draws:
-                image, mask = cutmix_boxes(image, mask, draws["cutmix"])
-            if "jitter" in draws:
-                image = apply_jitter(image, draws["jitter"])
+        def finish(image, mask, factors=None):
+            if factors is not None:
+                image = apply_jitter(image, factors)
             return image, tf.cast(mask, tf.int32)
 
         ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
@@ -179,8 +147,7 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
                  scale_range=None, flip=False, color_jitter=False, shuffle=False, seed=None,
                  mask_format="index", palette=None, unknown_color="error", cache=False,
                  deterministic=None, validate=True, skip_bad=False, drop_remainder=False,
-                 shuffle_buffer=None, mean_rgb=MEAN_RGB, rare_crops=0.0, copy_paste=0.0,
-                 rare_classes=(), cutmix=0.0):
+                 shuffle_buffer=None, mean_rgb=MEAN_RGB):
     """Builds a `tf.data.Dataset` of (image, mask) batches from (image, mask) file pairs.
 
     Batching: `batch_size=1` without `crop_size` gives whole images at their own size (the
@@ -214,13 +181,6 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
         drop_remainder: drop the last incomplete batch.
         shuffle_buffer: shuffle buffer size (default: all pairs).
         mean_rgb: RGB padding colour (the dataset mean, zero after mean subtraction).
-        rare_crops: probability (0: off) of centring a crop on a pixel of `rare_classes`.
-        copy_paste: probability (0: off) of pasting the `rare_classes` pixels of the next image
-            of the batch into an image (see `prepare_dataset`).
-        rare_classes: tuple of class ids in [0, num_classes) (e.g. CamVid's Pole 2,
-            SignSymbol 6, Fence 7, Pedestrian 9, Bicyclist 10).
-        cutmix: probability (0: off) that an image gets a random box of the next image of the
-            batch, pixels and labels (see `prepare_dataset`).
 
     Returns:
         `tf.data.Dataset` of (image float32 (B, H, W, 3) RGB 0..255, mask int32 (B, H, W)).
@@ -232,8 +192,6 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
         ...                   ignore_label=info.ignore_label, crop_size=(360, 480),
         ...                   batch_size=4, flip=True, shuffle=True, seed=0)
     """
-    check_rare_options(rare_crops, copy_paste, rare_classes, num_classes=num_classes)
-    check_probability("cutmix", cutmix)
     pairs = _checked_pairs(pairs, num_classes=num_classes, ignore_label=ignore_label,
                            mask_format=mask_format, palette=palette,
                            unknown_color=unknown_color, validate=validate, skip_bad=skip_bad)
@@ -254,8 +212,7 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
         scale_range=scale_range, flip=flip, color_jitter=color_jitter, shuffle=shuffle,
         shuffle_buffer=shuffle_buffer or len(pairs), seed=seed, cache=cache,
         deterministic=deterministic, drop_remainder=drop_remainder, mean_rgb=mean_rgb,
-        skip_errors=skip_bad, rare_crops=rare_crops, copy_paste=copy_paste,
-        rare_classes=rare_classes, cutmix=cutmix)
+        skip_errors=skip_bad)
 
 
 def _checked_pairs(pairs, *, validate, skip_bad, **kwargs):

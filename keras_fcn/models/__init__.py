@@ -38,7 +38,6 @@ from keras_fcn.models.inspect import (  # noqa: F401
     with_preprocessing,
 )
 from keras_fcn.models.mobilenet_v2 import (  # noqa: F401
-    InstanceBatchNorm,
     PadToMultiple,
     build_mobilenet_v2_fcn,
     fetch_mobilenet_v2_imagenet_weights,

@@ -91,7 +91,6 @@ def build_fcn(
     name=None,
     widths=None,
     fc_units=None,
-    ibn_blocks=None,
 ):
     """Builds any FCN variant; the public builders are thin wrappers around this.
 
@@ -105,9 +104,6 @@ def build_fcn(
             ``fc6``/``fc7`` (default ``(64, 128, 256, 512, 512)`` and 4096), for fast tests
             and experiments; ImageNet weights need the defaults. AlexNet takes 5 even widths
             and ``fc_units``; GoogLeNet takes ``keras_fcn.models.googlenet_widths(divisor)``.
-        ibn_blocks: MobileNetV2 only: IBN-a normalization (half the channels instance-
-            normalized) in the expansions of blocks 1 .. ``ibn_blocks``, against appearance
-            changes between scenes (:class:`keras_fcn.models.InstanceBatchNorm`).
 
     Returns:
         A ``keras.Model`` from images to per-pixel logits aligned with the input.
@@ -124,12 +120,7 @@ def build_fcn(
     named = fetch_named_weights(weights, {
         "variant": variant, "backbone": backbone, "num_classes": num_classes,
         "input_channels": shape[2], "include_preprocessing": include_preprocessing})
-    if ibn_blocks and backbone != "mobilenet_v2":
-        raise ValueError(
-            "ibn_blocks (IBN-a normalization) is a MobileNetV2 option. Received: "
-            f"ibn_blocks={ibn_blocks!r}, backbone={backbone!r}")
-    trunk = {key: value for key, value in (("widths", widths), ("fc_units", fc_units),
-                                           ("ibn_blocks", ibn_blocks))
+    trunk = {key: value for key, value in (("widths", widths), ("fc_units", fc_units))
              if value is not None}
     initial = weights if named is None else None
     model = BACKBONES[backbone](variant, num_classes, shape, initial, dropout,

@@ -126,105 +126,11 @@ def mobilenet_v2_preprocess_input(images):
     return ops.cast(images, "float32") * INPUT_SCALE + INPUT_OFFSET
 
 
-@keras.saving.register_keras_serializable(package="keras_fcn")
-class InstanceBatchNorm(keras.layers.Layer):
-    """IBN-a normalization: instance normalization of the first channels, batch of the rest.
-
-    Instance normalization removes each image's own channel statistics (contrast, colour
-    cast, lighting: the appearance of a street), batch normalization keeps the content
-    statistics the deeper layers need (Pan et al., "Two at Once: Enhancing Learning and
-    Generalization Capacities via IBN-Net", ECCV 2018, https://arxiv.org/abs/1807.09441).
-
-    Args:
-        instance_channels: how many of the first channels are instance-normalized (with a
-            learned scale and offset per channel); at least 1 and fewer than the input has.
-        momentum, epsilon: of the batch normalization (epsilon of both).
-
-    Example:
-        >>> InstanceBatchNorm(2)(np.random.rand(1, 4, 4, 6)).shape
-        TensorShape([1, 4, 4, 6])
-    """
-
-    def __init__(self, instance_channels, momentum=BN_MOMENTUM, epsilon=1e-3, **kwargs):
-        super().__init__(**kwargs)
-        self.instance_channels = check_positive_int("instance_channels", instance_channels)
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
-        self.batch = layers.BatchNormalization(
-            momentum=self.momentum, epsilon=self.epsilon, dtype=self.dtype_policy, name="batch")
-
-    def build(self, input_shape):
-        channels = input_shape[-1]
-        if channels is None or not self.instance_channels < channels:
-            raise ValueError(
-                f"InstanceBatchNorm needs more than instance_channels={self.instance_channels} "
-                f"input channels (some for batch normalization). Received: input_shape="
-                f"{tuple(input_shape)!r}")
-        self.gamma = self.add_weight(shape=(self.instance_channels,), initializer="ones",
-                                     name="instance_gamma")
-        self.beta = self.add_weight(shape=(self.instance_channels,), initializer="zeros",
-                                    name="instance_beta")
-        self.batch.build(tuple(input_shape[:-1]) + (channels - self.instance_channels,))
-
-    def call(self, inputs, training=None, mask=None):
-        del mask  # accepted as BatchNormalization does (graph cloning passes it)
-        k = self.instance_channels
-        # one split (its gradient is a concatenation; slices' gradients pad with zeros)
-        head, rest = ops.split(inputs, [k], axis=-1)
-        # statistics in float32 whatever the compute dtype (bfloat16 sums lose digits)
-        mean, variance = ops.moments(ops.cast(head, "float32"), axes=(1, 2), keepdims=True)
-        scale = ops.rsqrt(variance + self.epsilon) * ops.cast(self.gamma, "float32")
-        offset = ops.cast(self.beta, "float32") - mean * scale
-        head = ops.cast(ops.cast(head, "float32") * scale + offset, inputs.dtype)
-        return ops.concatenate([head, self.batch(rest, training=training)], axis=-1)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"instance_channels": self.instance_channels,
-                       "momentum": self.momentum, "epsilon": self.epsilon})
-        return config
-
-
-# MobileNetV2 has 16 inverted-residual blocks with an expansion (block_1 .. block_16); IBN-a
-# instance-normalizes half the channels of their expansion's normalization.
-NUM_EXPAND_BLOCKS = 16
-
-
-def ibn_layer_names(ibn_blocks):
-    """Names of the batch normalizations that ``ibn_blocks`` turns into IBN-a layers.
-
-    Example:
-        >>> ibn_layer_names(2)
-        ['block_1_expand_BN', 'block_2_expand_BN']
-    """
-    if (isinstance(ibn_blocks, bool) or not isinstance(ibn_blocks, (int, np.integer))
-            or not 0 <= ibn_blocks <= NUM_EXPAND_BLOCKS):
-        raise ValueError(
-            f"ibn_blocks must be an integer from 0 to {NUM_EXPAND_BLOCKS} (MobileNetV2 blocks "
-            f"whose expansion is normalized IBN-a). Received: ibn_blocks={ibn_blocks!r}")
-    return [f"block_{i}_expand_BN" for i in range(1, int(ibn_blocks) + 1)]
-
-
-def _to_ibn(names):
-    def clone(layer):
-        if layer.name in names:
-            channels = int(layer.gamma.shape[0])
-            return InstanceBatchNorm(channels // 2, momentum=BN_MOMENTUM,
-                                     epsilon=layer.epsilon, name=layer.name)
-        return layer.__class__.from_config(layer.get_config())
-    return clone
-
-
-def mobilenet_v2_features(x, ibn_blocks=0):
+def mobilenet_v2_features(x):
     """Applies the Keras MobileNetV2 trunk (random init) to ``x``, padded to a multiple of 32.
 
     Args:
         x: a Keras tensor ``(N, H, W, 3)`` scaled to [-1, 1].
-        ibn_blocks: the expansions of blocks 1 .. ``ibn_blocks`` are normalized IBN-a
-            (:class:`InstanceBatchNorm`, half the channels instance-normalized); 0: none.
 
     Returns:
         ``(stride8, stride16, stride32)`` feature tensors (``SKIP_LAYERS``).
@@ -232,14 +138,10 @@ def mobilenet_v2_features(x, ibn_blocks=0):
     Example:
         >>> feat8, feat16, feat32 = mobilenet_v2_features(keras.Input((None, None, 3)))
     """
-    names = set(ibn_layer_names(ibn_blocks))
     x = PadToMultiple(STRIDE, name="pad_to_32")(x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "input_shape is undefined" for None sizes
         trunk = keras.applications.MobileNetV2(include_top=False, weights=None, input_tensor=x)
-        if names:
-            trunk = keras.models.clone_model(trunk, input_tensors=trunk.inputs,
-                                             clone_function=_to_ibn(names))
     for layer in trunk.layers:
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = BN_MOMENTUM
@@ -254,7 +156,7 @@ def trunk_layer_names(model):
 
 def build_mobilenet_v2_fcn(variant, num_classes, input_shape, weights, dropout,
                            trainable_upsampling, include_preprocessing, name=None,
-                           widths=None, fc_units=None, ibn_blocks=0):
+                           widths=None, fc_units=None):
     """Builds an FCN on MobileNetV2; called by ``build_fcn(..., backbone="mobilenet_v2")``.
 
     Args:
@@ -272,9 +174,6 @@ def build_mobilenet_v2_fcn(variant, num_classes, input_shape, weights, dropout,
             :func:`mobilenet_v2_preprocess_input` of the images.
         name: model name (default ``"fcn{variant}_mobilenet_v2"``).
         widths, fc_units: VGG16 trunk options; must be None here.
-        ibn_blocks: IBN-a normalization in the first blocks (see
-            :func:`mobilenet_v2_features`); not with ImageNet weights (trained with batch
-            normalization only).
 
     Returns:
         A ``keras.Model`` from images ``(N, H, W, 3)`` to float32 logits
@@ -294,13 +193,9 @@ def build_mobilenet_v2_fcn(variant, num_classes, input_shape, weights, dropout,
         raise ValueError(
             f"MobileNetV2 needs RGB input with 3 channels. Received: input_shape={input_shape!r}"
         )
-    if ibn_layer_names(ibn_blocks) and isinstance(weights, str) and weights == "imagenet":
-        raise ValueError(
-            "The ImageNet MobileNetV2 has batch normalization only; IBN-a layers need training "
-            f"from scratch. Received: weights='imagenet', ibn_blocks={ibn_blocks!r}")
     inputs = keras.Input(tuple(input_shape), name="image")
     x = mobilenet_v2_preprocessing()(inputs) if include_preprocessing else inputs
-    feat8, feat16, feat32 = mobilenet_v2_features(x, ibn_blocks)
+    feat8, feat16, feat32 = mobilenet_v2_features(x)
     top = layers.Dropout(dropout, name="drop_fr")(feat32)
     head = "8s" if variant == "8s_at_once" else variant
     outputs = fcn_heads(head, inputs, feat8, feat16, top, num_classes, MOBILENET_V2_OFFSETS,

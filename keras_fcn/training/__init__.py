@@ -3,8 +3,7 @@
 Modules: `config` (TrainConfig and its flags), `optimizers` (CaffeSGD, learning-rate
 conventions, weight decay), `distribute` (strategies, mixed precision), `callbacks`,
 `run_dir` (the files of a run), `inputs` (data of a run), `fit` (compile and train),
-`evaluation` (the paper's metrics at label resolution), `adapt` (BatchNormalization
-statistics adapted to a new domain), `two_headed` (multi-output models),
+`evaluation` (the paper's metrics at label resolution), `two_headed` (multi-output models),
 `recipe` (`run`, staged training) and `cli` (`run_main` for scripts). `keras_fcn.train` is
 the 0.1.0 name of this package.
 
@@ -93,10 +92,6 @@ from keras_fcn.training.two_headed import compile_two_headed, evaluate_segmentat
 # Built on TensorFlow (tf.data, TFLite): imported where it is installed; without it each
 # name raises an ImportError that says so (keras_fcn._tf).
 _tf.import_names(globals(), {
-    "keras_fcn.training.adapt": (
-        "adapt_batchnorm",
-        "batchnorm_layers",
-    ),
     "keras_fcn.training.inputs": (
         "load_data",
         "make_pipelines",

@@ -4,8 +4,8 @@ On a JAX or PyTorch machine without TensorFlow, `keras_fcn.training.run` reads t
 (image, mask) file pairs as the tf.data path (`keras_fcn.datasets.file_pairs`) into
 `keras_fcn.data.arrays.SegmentationPyDataset`s: decoding, resizing, random scale, crop and flip.
 The "shapes" data set is written to PNG files first (`make_shapes_dataset`, seeded as the
-in-memory one). Options built on tf.data only (photometric, blur, rare-class crops,
-copy-paste, CutMix, temporal consistency, TFDS) are refused up front, naming the option.
+in-memory one). Options built on tf.data only (photometric, blur, temporal consistency,
+TFDS) are refused up front, naming the option.
 
 Example:
     >>> train_ds, val_ds, eval_ds, info, counts = load_pipelines(TrainConfig(epochs=1))
@@ -27,9 +27,8 @@ from keras_fcn.datasets.pairs import file_pairs
 from keras_fcn.training.run_dir import CLASS_WEIGHTS_FILE
 
 # Options whose implementation is tf.data's, with their "off" value.
-TF_DATA_OPTIONS = {"photometric": 0.0, "blur": 0.0, "rare_crops": 0.0, "copy_paste": 0.0,
-                   "cutmix": 0.0, "temporal_consistency": 0.0, "unlabelled_video_dir": None,
-                   "steps_per_epoch": None}
+TF_DATA_OPTIONS = {"photometric": 0.0, "blur": 0.0, "temporal_consistency": 0.0,
+                   "unlabelled_video_dir": None, "steps_per_epoch": None}
 
 
 def check_options(config):

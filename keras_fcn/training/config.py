@@ -73,22 +73,6 @@ def _parse_ints(text, name):
     return None if values is None else tuple(int(v) for v in values)
 
 
-def parse_class_ids(text, name="rare_classes"):
-    """``'2,6,9'`` -> ``(2, 6, 9)``; ``'auto'`` stays ``'auto'``; empty or ``'none'`` -> None.
-
-    Example:
-        >>> parse_class_ids("0,9"), parse_class_ids("auto")
-        ((0, 9), 'auto')
-    """
-    if str(text).strip().lower() == "auto":
-        return "auto"
-    values = parse_floats(text, name)
-    if values is not None and any(v != int(v) or v < 0 for v in values):
-        raise ValueError(f"--{name} must be 'auto' or comma-separated class ids (integers >= "
-                         f"0). Received: {name}={text!r}")
-    return None if values is None else tuple(int(v) for v in values)
-
-
 def _parse_verbose(text, name="verbose"):
     if str(text) not in VERBOSITY:
         raise ValueError(f"--{name} must be one of {VERBOSITY}. Received: {name}={text!r}")
@@ -100,7 +84,6 @@ _KINDS = {
     str: ("string", None), int: ("integer", None), float: ("float", None), bool: ("bool", None),
     "size": ("string", parse_size), "floats": ("string", parse_floats),
     "ints": ("string", _parse_ints), "verbose": ("string", _parse_verbose),
-    "class_ids": ("string", parse_class_ids),
 }
 
 
@@ -138,8 +121,6 @@ class TrainConfig:
     widths: tuple = _flag(None, "VGG16 block widths, e.g. 16,32,64,64,64 (empty: the paper's "
                           "64,128,256,512,512).", kind="ints")
     fc_units: int = _flag(None, "fc6/fc7 width (0: the paper's 4096).")
-    ibn_blocks: int = _flag(0, "mobilenet_v2: IBN-a normalization (half the channels "
-                            "instance-normalized) in blocks 1..N (0: batch norm only).")
     dropout: float = _flag(0.5, "Dropout after fc6/fc7.")
     trainable_upsampling: bool = _flag(
         False, "Train the bilinear upsampling layers (the paper keeps them fixed).")
@@ -158,18 +139,6 @@ class TrainConfig:
         "of 255, contrast and saturation 1 +- S/2, hue up to S/10 of a turn (images only).")
     blur: float = _flag(0.0, "Largest std in pixels of a random Gaussian blur of half the "
                         "training images (0: off; e.g. 1.5).")
-    rare_crops: float = _flag(
-        0.0, "Probability in [0, 1] (0: off) that a random crop is centred on a pixel of "
-        "--rare_classes (uniform over those pixels; a crop without one stays uniform).")
-    copy_paste: float = _flag(
-        0.0, "Probability in [0, 1] (0: off) that a training image gets the --rare_classes "
-        "pixels of the next image of its batch pasted in (image and mask); needs --crop_size.")
-    cutmix: float = _flag(
-        0.0, "Probability in [0, 1] (0: off) that a training image gets a random box (pixels "
-        "and labels) of the next image of its batch pasted in (CutMix); needs --crop_size.")
-    rare_classes: tuple = _flag(
-        None, "Class ids of --rare_crops and --copy_paste, e.g. 2,6,7,9,10, or auto: the "
-        "classes rarer than the median (median-frequency class weight > 1).", kind="class_ids")
     temporal_consistency: float = _flag(
         0.0, "Weight of the temporal-consistency loss (0: off): each training image is also "
         "seen moved by a small random camera warp, and the two predictions must agree "

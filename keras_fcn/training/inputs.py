@@ -17,7 +17,6 @@ from keras_fcn import data as data_lib
 from keras_fcn import datasets as datasets_lib
 from keras_fcn import io
 from keras_fcn import losses as losses_lib
-from keras_fcn.data.rare import check_rare_options
 from keras_fcn.training import consistency, video_pairs
 from keras_fcn.training.array_inputs import read_weights_file
 from keras_fcn.training.run_dir import CLASS_WEIGHTS_FILE
@@ -73,8 +72,7 @@ def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
 
     Returns:
         (train_ds, val_ds, eval_ds): train is augmented (crop, flip, scale, photometric,
-        blur, rare-class crops, copy-paste and CutMix) and shuffled, repeated when `steps_per_epoch`
-        is set; val has masks at the training resolution (for `val_mean_iu` during fit);
+        blur) and shuffled, repeated when `steps_per_epoch` is set; val has masks at the training resolution (for `val_mean_iu` during fit);
         with `temporal_consistency` the train batches are `keras_fcn.data.add_warped_pairs`
         pairs (plus `unlabelled_video_dir` pairs); eval has images at the training
         resolution and masks at full resolution, batch 1 (for the final figures).
@@ -86,9 +84,7 @@ def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
         resize_images(train_decoded, size), batch_size=config.batch_size,
         crop_size=config.crop_size, scale_range=config.scale_range, flip=config.flip,
         photometric=config.photometric, blur=config.blur, shuffle=True, seed=config.seed,
-        cache=cache, drop_remainder=num_replicas > 1, rare_crops=config.rare_crops,
-        copy_paste=config.copy_paste, cutmix=config.cutmix,
-        rare_classes=resolve_rare_classes(config, info, train_decoded), **common)
+        cache=cache, drop_remainder=num_replicas > 1, **common)
     if config.temporal_consistency:
         if num_replicas > 1:  # a replica would get originals and moved images of other pairs
             raise ValueError(f"temporal_consistency needs one replica. Received: "
@@ -145,29 +141,6 @@ def median_class_weights(info, train_decoded):
     counts = losses_lib.class_pixel_counts(
         train_decoded.map(lambda i, m: m), info.num_classes, info.ignore_label)
     return [float(w) for w in losses_lib.median_frequency_weights(counts)]
-
-
-def resolve_rare_classes(config, info, train_decoded):
-    """The checked class ids of `config.rare_classes`; "auto": the classes rarer than the
-    median, whose `median_class_weights` weight is > 1 (computed only when `rare_crops` or
-    `copy_paste` is on).
-
-    Raises:
-        ValueError: naming a bad probability or class id, or no class for an option that is on.
-
-    Example:
-        >>> resolve_rare_classes(TrainConfig(rare_crops=0.5, rare_classes=(9, 10)), info, ds)
-        (9, 10)
-    """
-    rare_classes = config.rare_classes or ()
-    if rare_classes == "auto":
-        if not (config.rare_crops or config.copy_paste):
-            return ()
-        weights = median_class_weights(info, train_decoded)
-        rare_classes = tuple(i for i, w in enumerate(weights) if w > 1)
-        print(f"Rare classes (auto, median-frequency weight > 1): {rare_classes}", flush=True)
-    return check_rare_options(config.rare_crops, config.copy_paste, rare_classes,
-                              num_classes=info.num_classes)
 
 
 def resolve_class_weights(config, info, train_decoded, run_dir):

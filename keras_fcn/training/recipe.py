@@ -48,8 +48,7 @@ def build_model(config, variant, num_classes, weights):
     """Builds the FCN of a recipe (raw RGB 0..255 input: preprocessing included).
 
     Args:
-        config: `TrainConfig` (backbone, widths, fc_units, ibn_blocks, dropout,
-            trainable_upsampling).
+        config: `TrainConfig` (backbone, widths, fc_units, dropout, trainable_upsampling).
         variant: "32s", "16s", "8s" or "8s_at_once".
         num_classes: number of classes.
         weights: "imagenet", "none"/None, a path or a `keras.Model` (staged init).
@@ -68,8 +67,6 @@ def build_model(config, variant, num_classes, weights):
             kwargs["widths"] = tuple(config.widths)
         if config.fc_units:
             kwargs["fc_units"] = int(config.fc_units)
-    if config.ibn_blocks:
-        kwargs["ibn_blocks"] = int(config.ibn_blocks)
     return models_lib.build_fcn(
         variant, num_classes=num_classes, input_shape=(None, None, 3), weights=weights,
         dropout=config.dropout, trainable_upsampling=config.trainable_upsampling,
