@@ -193,18 +193,38 @@ def test_padded_batches_pad_with_ignore_and_mean(label_pairs):
     np.testing.assert_array_equal(mask[0, :40, :56], original)
 
 
-def test_color_jitter_changes_image_only(label_pairs):
+def test_photometric_changes_image_only(label_pairs):
     plain = _collect(data.make_dataset(label_pairs, num_classes=8, seed=1))
-    jittered = _collect(data.make_dataset(label_pairs, num_classes=8, color_jitter=True, seed=1))
+    jittered = _collect(data.make_dataset(label_pairs, num_classes=8, photometric=0.5, seed=1))
     for (image_a, mask_a), (image_b, mask_b) in zip(plain, jittered):
         np.testing.assert_array_equal(mask_a, mask_b)
         assert not np.array_equal(image_a, image_b)
         assert image_b.min() >= 0 and image_b.max() <= 255
 
 
+def test_color_jitter_is_a_deprecated_alias_that_warns_at_the_caller(label_pairs):
+    """The 0.1.0 `color_jitter=True`: photometric strength 0.5 without the hue turn."""
+    import warnings
+
+    plain = _collect(data.make_dataset(label_pairs, num_classes=8, seed=1))
+    with pytest.warns(DeprecationWarning, match="use `photometric`") as caught:
+        old = _collect(data.make_dataset(label_pairs, num_classes=8, color_jitter=True, seed=1))
+    assert [w.filename for w in caught] == [__file__]
+    with pytest.warns(DeprecationWarning, match="color_jitter=True") as caught:
+        data.prepare_dataset(tf.data.Dataset.from_tensor_slices(
+            (np.zeros((1, 4, 4, 3), "uint8"), np.zeros((1, 4, 4), "uint8"))), color_jitter=True)
+    assert [w.filename for w in caught] == [__file__]
+    for (image_a, mask_a), (image_b, mask_b) in zip(plain, old):
+        np.testing.assert_array_equal(mask_a, mask_b)
+        assert not np.array_equal(image_a, image_b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new name does not warn
+        data.make_dataset(label_pairs, num_classes=8, photometric=0.5, seed=1)
+
+
 def test_seeded_pipelines_are_reproducible(label_pairs):
     kwargs = dict(num_classes=8, crop_size=20, scale_range=(0.5, 1.5), flip=True,
-                  color_jitter=True, shuffle=True, batch_size=3)
+                  photometric=0.5, blur=1.0, shuffle=True, batch_size=3)
     first = _collect(data.make_dataset(label_pairs, seed=7, **kwargs))
     second = _collect(data.make_dataset(label_pairs, seed=7, **kwargs))
     other = _collect(data.make_dataset(label_pairs, seed=8, **kwargs))
@@ -318,6 +338,16 @@ def test_skip_bad_in_pipeline_drops_elements(label_pairs, bad_value_pair):
     ds = data.make_dataset(label_pairs + [bad_value_pair], num_classes=21, validate=False,
                            skip_bad=True)
     assert len(_collect(ds)) == 3
+
+
+def test_prepare_dataset_skip_bad_drops_elements_that_fail():
+    # the second element's image is NaN: check_numerics fails it
+    bad = tf.data.Dataset.from_tensor_slices(np.array([1.0, -1.0, 1.0], "float32")).map(
+        lambda v: (tf.fill([4, 4, 3], tf.debugging.check_numerics(tf.math.sqrt(v), "bad")),
+                   tf.zeros([4, 4], tf.uint8)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="bad"):
+        _collect(data.prepare_dataset(bad))
+    assert len(_collect(data.prepare_dataset(bad, skip_bad=True))) == 2
 
 
 def test_arguments_are_checked(label_pairs):

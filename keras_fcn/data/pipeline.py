@@ -22,6 +22,8 @@ for image, mask in ds.take(1):
 ```
 """
 
+import warnings
+
 import tensorflow as tf
 
 from keras_fcn.data.augment import (
@@ -48,10 +50,9 @@ def _default_deterministic(seed, shuffle):
 
 
 def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_size=None,
-                    scale_range=None, flip=False, color_jitter=False, shuffle=False,
+                    scale_range=None, flip=False, photometric=0.0, blur=0.0, shuffle=False,
                     shuffle_buffer=None, seed=None, cache=False, deterministic=None,
-                    drop_remainder=False, mean_rgb=MEAN_RGB, skip_errors=False,
-                    photometric=0.0, blur=0.0):
+                    drop_remainder=False, mean_rgb=MEAN_RGB, skip_bad=False, color_jitter=None):
     """Augments, batches and prefetches a dataset of decoded `(image, mask)` elements.
 
     `make_dataset` calls this after decoding files; use it directly for in-memory data or TFDS
@@ -62,11 +63,7 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
             Keep images uint8 (and masks uint8 when labels fit): the cache is then 4x smaller
             and crops/flips move less memory.
         shuffle_buffer: shuffle buffer size (default: the dataset size, or 1000 if unknown).
-        skip_errors: drop elements whose decoding or checks fail (logged as warnings).
-        photometric: colour augmentation strength in (0, 1], 0 off (brightness, contrast,
-            saturation and hue: `keras_fcn.data.augment.photometric_ranges`); replaces
-            `color_jitter`.
-        blur: largest std in pixels of a random Gaussian blur (half of the images), 0 off.
+        skip_bad: drop elements whose decoding or checks fail (logged as warnings).
         Other arguments: see `make_dataset`.
 
     Returns:
@@ -76,11 +73,33 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
         >>> ds = tf.data.Dataset.from_tensor_slices((images, masks))
         >>> ds = prepare_dataset(ds, batch_size=4, crop_size=64, flip=True, seed=0)
     """
+    return _augment_and_batch(
+        decoded, _jitter(color_jitter, photometric), ignore_label=ignore_label,
+        batch_size=batch_size, crop_size=crop_size, scale_range=scale_range, flip=flip,
+        blur=blur, shuffle=shuffle, shuffle_buffer=shuffle_buffer, seed=seed, cache=cache,
+        deterministic=deterministic, drop_remainder=drop_remainder, mean_rgb=mean_rgb,
+        skip_bad=skip_bad)
+
+
+def _jitter(color_jitter, photometric):
+    """The colour-jitter settings of `photometric`, or of the 0.1.0 `color_jitter` (True: the
+    strength 0.5 without hue), which warns: it is deprecated."""
+    if color_jitter is not None:
+        warnings.warn("`color_jitter` is deprecated: use `photometric` (the strength, e.g. 0.5; "
+                      "color_jitter=True is 0.5 without the hue turn). Received: "
+                      f"color_jitter={color_jitter!r}", DeprecationWarning, stacklevel=3)
+    return jitter_settings(bool(color_jitter), photometric)
+
+
+def _augment_and_batch(decoded, jitter, *, ignore_label, batch_size, crop_size, scale_range,
+                       flip, blur, shuffle, shuffle_buffer, seed, cache, deterministic,
+                       drop_remainder, mean_rgb, skip_bad):
+    """`prepare_dataset` with its colour jitter resolved (`jitter_settings`)."""
     if deterministic is None:
         deterministic = _default_deterministic(seed, shuffle)
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}")
-    if skip_errors:
+    if skip_bad:
         decoded = decoded.ignore_errors(log_warning=True)
     if cache:
         decoded = decoded.cache(cache if isinstance(cache, str) else "")
@@ -90,7 +109,6 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
     element_fn = make_element_fn(ignore_label=ignore_label, crop_size=crop_size,
                                  scale_range=scale_range, flip=flip, mean_rgb=mean_rgb,
                                  blur=blur)
-    jitter = jitter_settings(color_jitter, photometric)
     # Fixed-size batches get their colour jitter per batch (vectorised); padded batches per
     # element, before padding, so that padding stays exactly the mean colour.
     fixed_size = crop_size is not None or batch_size == 1
@@ -144,10 +162,11 @@ def _padded_batch(ds, batch_size, ignore_label, drop_remainder, mean_rgb):
 
 
 def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1, crop_size=None,
-                 scale_range=None, flip=False, color_jitter=False, shuffle=False, seed=None,
-                 mask_format="index", palette=None, unknown_color="error", cache=False,
-                 deterministic=None, validate=True, skip_bad=False, drop_remainder=False,
-                 shuffle_buffer=None, mean_rgb=MEAN_RGB):
+                 scale_range=None, flip=False, photometric=0.0, blur=0.0, shuffle=False,
+                 seed=None, mask_format="index", palette=None, unknown_color="error",
+                 cache=False, deterministic=None, validate=True, skip_bad=False,
+                 drop_remainder=False, shuffle_buffer=None, mean_rgb=MEAN_RGB,
+                 color_jitter=None):
     """Builds a `tf.data.Dataset` of (image, mask) batches from (image, mask) file pairs.
 
     Batching: `batch_size=1` without `crop_size` gives whole images at their own size (the
@@ -163,7 +182,9 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
         crop_size: int or (height, width) random crop, or None for whole images.
         scale_range: (low, high) random scale factors, or None.
         flip: random left-right flips.
-        color_jitter: random brightness/contrast/saturation (image only).
+        photometric: colour augmentation strength in (0, 1], 0 off: brightness, contrast,
+            saturation and hue of the images only (`keras_fcn.data.augment.photometric_ranges`).
+        blur: largest std in pixels of a random Gaussian blur of half the images, 0 off.
         shuffle: shuffle the pairs (reshuffled each epoch).
         seed: int seed of shuffling and augmentation: the same seed gives the same data.
         mask_format: "index" (single-channel or palette PNG: values/indices are the ids),
@@ -181,6 +202,7 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
         drop_remainder: drop the last incomplete batch.
         shuffle_buffer: shuffle buffer size (default: all pairs).
         mean_rgb: RGB padding colour (the dataset mean, zero after mean subtraction).
+        color_jitter: deprecated (0.1.0), warns: True is `photometric=0.5` without the hue turn.
 
     Returns:
         `tf.data.Dataset` of (image float32 (B, H, W, 3) RGB 0..255, mask int32 (B, H, W)).
@@ -192,6 +214,7 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
         ...                   ignore_label=info.ignore_label, crop_size=(360, 480),
         ...                   batch_size=4, flip=True, shuffle=True, seed=0)
     """
+    jitter = _jitter(color_jitter, photometric)
     pairs = _checked_pairs(pairs, num_classes=num_classes, ignore_label=ignore_label,
                            mask_format=mask_format, palette=palette,
                            unknown_color=unknown_color, validate=validate, skip_bad=skip_bad)
@@ -207,12 +230,12 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
                             mask_format=mask_format, palette=palette, unknown_color=unknown_color,
                             check_values=validate is not True)
     decoded = paths.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    return prepare_dataset(
-        decoded, ignore_label=ignore_label, batch_size=batch_size, crop_size=crop_size,
-        scale_range=scale_range, flip=flip, color_jitter=color_jitter, shuffle=shuffle,
-        shuffle_buffer=shuffle_buffer or len(pairs), seed=seed, cache=cache,
-        deterministic=deterministic, drop_remainder=drop_remainder, mean_rgb=mean_rgb,
-        skip_errors=skip_bad)
+    return _augment_and_batch(
+        decoded, jitter, ignore_label=ignore_label,
+        batch_size=batch_size, crop_size=crop_size, scale_range=scale_range, flip=flip,
+        blur=blur, shuffle=shuffle, shuffle_buffer=shuffle_buffer or len(pairs), seed=seed,
+        cache=cache, deterministic=deterministic, drop_remainder=drop_remainder,
+        mean_rgb=mean_rgb, skip_bad=skip_bad)
 
 
 def _checked_pairs(pairs, *, validate, skip_bad, **kwargs):
