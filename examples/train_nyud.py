@@ -12,18 +12,18 @@ Data: the FCN layout (``nyud.tar.gz`` of the FCN authors, or convert the officia
     python examples/train_nyud.py --convert_mat nyu_depth_v2_labeled.mat \
         --class_mapping classMapping40.mat --data_dir data/nyud --epochs 0
     python examples/train_nyud.py --data_dir data/nyud --modality rgb --variant 32s \
-        --run_dir runs/nyud_rgb32s
+        --output_dir runs/nyud_rgb32s
     python examples/train_nyud.py --data_dir data/nyud --modality hha --variant 32s \
-        --run_dir runs/nyud_hha32s
+        --output_dir runs/nyud_hha32s
     python examples/train_nyud.py --data_dir data/nyud --modality fusion --variant 32s \
         --weights_rgb runs/nyud_rgb32s/model.keras --weights_hha runs/nyud_hha32s/model.keras \
-        --run_dir runs/nyud_fusion32s
+        --output_dir runs/nyud_fusion32s
     python examples/train_nyud.py --data_dir data/nyud --modality fusion --variant 16s \
-        --weights runs/nyud_fusion32s/model.keras --run_dir runs/nyud_fusion16s
+        --weights runs/nyud_fusion32s/model.keras --output_dir runs/nyud_fusion16s
 
 Smoke test on tiny fake files in the real formats (a few seconds on a CPU):
 
-    python examples/train_nyud.py --synthetic --modality fusion --run_dir runs/nyud_smoke
+    python examples/train_nyud.py --synthetic --modality fusion --output_dir runs/nyud_smoke
 """
 
 import os
@@ -56,9 +56,9 @@ flags.DEFINE_string("train_split", "trainval", "Training split.")
 flags.DEFINE_string("eval_split", "test", "Validation and evaluation split.")
 # The flags shared with examples/train.py, with this recipe's defaults.
 training.define_flags(fields=("epochs", "steps_per_epoch", "batch_size", "optimizer",
-                              "learning_rate", "flip", "resume", "overwrite"),
-                      epochs=50, flip=False)
-flags.DEFINE_string("run_dir", "runs/nyud", "Run directory (model.keras, best.keras, ...).")
+                              "learning_rate", "flip", "resume", "overwrite", "output_dir"),
+                      epochs=50, flip=False, output_dir="runs/nyud")
+training.define_deprecated_alias("run_dir", "output_dir")  # the 0.1.0 name
 flags.DEFINE_string("convert_mat", None, "nyu_depth_v2_labeled.mat to convert into data_dir.")
 flags.DEFINE_string("class_mapping", None, "classMapping40.mat, for --convert_mat.")
 flags.DEFINE_bool("synthetic", False, "Train a tiny model for a few steps on fake files.")
@@ -103,7 +103,7 @@ def main(argv):
         print(f"Converted {count} images into {data_dir}")
     if not data_dir:
         raise ValueError("--data_dir is required (or --synthetic). Received: data_dir=None")
-    run_dir = training.prepare_run_dir(FLAGS.run_dir, resume=FLAGS.resume,
+    run_dir = training.prepare_run_dir(FLAGS.output_dir, resume=FLAGS.resume,
                                        overwrite=FLAGS.overwrite)
     learning_rate = FLAGS.learning_rate or training.default_learning_rate(
         "adam" if tiny else FLAGS.optimizer, "mean", "32s", PIXELS)

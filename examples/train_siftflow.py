@@ -8,13 +8,13 @@ Training goes through `keras_fcn.training.fit`: NaN guard, `best.keras` (best se
 on the test split, as the reference solver tests), `metrics.json`, and `--resume` after a kill.
 
     python examples/train_siftflow.py --data_dir data/sift-flow --variant 32s \
-        --run_dir runs/siftflow32s
+        --output_dir runs/siftflow32s
     python examples/train_siftflow.py --data_dir data/sift-flow --variant 16s \
-        --weights runs/siftflow32s/model.keras --run_dir runs/siftflow16s
+        --weights runs/siftflow32s/model.keras --output_dir runs/siftflow16s
 
 Smoke test on tiny fake files in the real formats:
 
-    python examples/train_siftflow.py --synthetic --run_dir runs/siftflow_smoke
+    python examples/train_siftflow.py --synthetic --output_dir runs/siftflow_smoke
 """
 
 import os
@@ -41,9 +41,9 @@ flags.DEFINE_string("weights", "imagenet", "Initial weights: imagenet, none, or 
                     "model file of another variant (staged training).")
 # The flags shared with examples/train.py, with this recipe's defaults.
 training.define_flags(fields=("epochs", "steps_per_epoch", "batch_size", "optimizer",
-                              "learning_rate", "flip", "resume", "overwrite"),
-                      epochs=50, flip=False)
-flags.DEFINE_string("run_dir", "runs/siftflow", "Run directory (model.keras, best.keras, ...).")
+                              "learning_rate", "flip", "resume", "overwrite", "output_dir"),
+                      epochs=50, flip=False, output_dir="runs/siftflow")
+training.define_deprecated_alias("run_dir", "output_dir")  # the 0.1.0 name
 flags.DEFINE_bool("synthetic", False, "Train a tiny model for a few steps on fake files.")
 
 TINY = dict(widths=(8, 8, 8, 8, 8), fc_units=16)
@@ -74,7 +74,7 @@ def main(argv):
         siftflow.write_fake_siftflow(data_dir, num_train=4, num_test=2, size=64)
     if not data_dir:
         raise ValueError("--data_dir is required (or --synthetic). Received: data_dir=None")
-    run_dir = training.prepare_run_dir(FLAGS.run_dir, resume=FLAGS.resume,
+    run_dir = training.prepare_run_dir(FLAGS.output_dir, resume=FLAGS.resume,
                                        overwrite=FLAGS.overwrite)
     weights = None if tiny or FLAGS.weights in ("", "none", "None") else FLAGS.weights
     model = multimodal.build_two_headed_fcn(FLAGS.variant, weights=weights,

@@ -4,8 +4,8 @@ Modules: `config` (TrainConfig and its flags), `optimizers` (CaffeSGD, learning-
 conventions, weight decay), `distribute` (strategies, mixed precision), `callbacks`,
 `run_dir` (the files of a run), `inputs` (data of a run), `fit` (compile and train),
 `evaluation` (the paper's metrics at label resolution), `two_headed` (multi-output models),
-`recipe` (`run`, staged training) and `cli` (`run_main` for scripts). `keras_fcn.train` is
-the 0.1.0 name of this package.
+`recipe` (`run`, staged training) and `cli` (`run_main` and deprecated flag names for
+scripts). `keras_fcn.train` is the 0.1.0 name of this package.
 
 Example:
     >>> from keras_fcn import training
@@ -24,7 +24,7 @@ from keras_fcn.training.callbacks import (  # noqa: F401
     TimeLimit,
     make_callbacks,
 )
-from keras_fcn.training.cli import run_main  # noqa: F401
+from keras_fcn.training.cli import define_deprecated_alias, run_main  # noqa: F401
 from keras_fcn.training.config import (  # noqa: F401
     MODELS,
     TrainConfig,

@@ -6,6 +6,7 @@ Example (the end of a script in ``tools/`` or ``examples/``):
 """
 
 import sys
+import warnings
 
 # What a user can cause and fix: a bad flag value, a missing input, an existing output.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
@@ -38,3 +39,30 @@ def run_main(main, argv=None):
             sys.exit(USER_ERROR_STATUS)
 
     app.run(guarded, argv=argv)
+
+
+def define_deprecated_alias(old, new, flag_values=None):
+    """Defines ``--old`` as a deprecated name of the flag ``--new``: a value given as ``--old``
+    sets ``--new`` and warns (a ``FutureWarning``: the user of a script sees it).
+
+    Args:
+        old: the old flag name (e.g. the 0.1.0 ``run_dir`` of the NYUDv2 recipe).
+        new: the name of the defined flag it now means (e.g. ``output_dir``).
+        flag_values: the ``absl.flags.FlagValues`` (default the global ``FLAGS``).
+
+    Example:
+        >>> define_deprecated_alias("run_dir", "output_dir")
+    """
+    from absl import flags
+
+    values = flags.FLAGS if flag_values is None else flag_values
+    flags.DEFINE_alias(old, new, flag_values=values)
+    values[old].help = f"Deprecated: use --{new}."
+
+    def warn_if_given(value):
+        if values[old].present:
+            warnings.warn(f"--{old} is deprecated: use --{new}. Received: --{old}={value}",
+                          FutureWarning, stacklevel=2)
+        return True
+
+    flags.register_validator(old, warn_if_given, flag_values=values)
