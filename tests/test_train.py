@@ -21,10 +21,11 @@ from tiny import TINY_FC, TINY_WIDTHS, tiny_fcn
 from two_cpus import run_on_two_cpus
 from keras_fcn.datasets import CAMVID_INFO, DatasetInfo, nyud, siftflow
 from keras_fcn.datasets import shapes as synthetic
-from keras_fcn.export import export_labels
+from keras_fcn.export import TFLiteRunner, export_labels
 from keras_fcn.labels import ModelLabels
-from keras_fcn.models import multimodal
+from keras_fcn.models import build_fcn, multimodal
 from keras_fcn import training as train
+from known_values import assert_same_metrics, predicted_metrics
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 TINY_FLAGS = [f"--widths={','.join(map(str, TINY_WIDTHS))}", f"--fc_units={TINY_FC}",
@@ -45,6 +46,12 @@ def _tiny_model(variant="8s", num_classes=4):
 def _shapes(count, size=32, start=0):
     images, masks = synthetic.shapes_arrays(count, size=size, seed=0, start=start)
     return images.astype("float32"), masks.astype("int32")
+
+
+def _shapes_val(count, size=32):
+    """The recipe's shapes validation images (seed 0), one per batch as its eval data."""
+    images, masks = synthetic.shapes_arrays(count, size=size, seed=0, start=synthetic.VAL_OFFSET)
+    return [(images[i:i + 1].astype("float32"), masks[i:i + 1]) for i in range(count)]
 
 
 # ------------------------------------------------------------------ units ----
@@ -121,24 +128,29 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
             train.compile_model(model, num_classes=4, ignore_label=255, optimizer=optimizer,
                                 weight_decay=5e-4)
         ds = tf.data.Dataset.from_tensor_slices((images, masks)).batch(4)
+        initial = [w.numpy() for w in model.trainable_weights]
         model.fit(ds, epochs=1, verbose=0)
-        return [w.numpy() for w in model.weights]
+        return initial, [w.numpy() for w in model.trainable_weights]
 
-    single = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    initial, single = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"))
     mirrored_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    mirrored = one_step(mirrored_strategy)
-    diffs = [float(np.max(np.abs(a - b))) for a, b in zip(single, mirrored)]
-    scale = max(float(np.max(np.abs(a))) for a in single)
-    print("RESULT" + json.dumps({"replicas": mirrored_strategy.num_replicas_in_sync,
-                      "max_diff": max(diffs), "scale": scale,
-                      "changed": float(max(np.max(np.abs(a)) for a in single))}))
+    _, mirrored = one_step(mirrored_strategy)
+    print("RESULT" + json.dumps({
+        "replicas": mirrored_strategy.num_replicas_in_sync,
+        "steps": [float(np.max(np.abs(a - b))) for a, b in zip(single, initial)],
+        "diffs": [float(np.max(np.abs(a - b))) for a, b in zip(single, mirrored)]}))
 """).replace("TINY_WIDTHS", str(TINY_WIDTHS)).replace("TINY_FC", str(TINY_FC))
 
 
 def test_mirrored_step_matches_one_device():
     result = run_on_two_cpus(_MIRRORED_SCRIPT)
     assert result["replicas"] == 2
-    assert result["max_diff"] < 1e-5, result
+    # Every trainable weight moved, and the two replicas' step equals the one device's to 1e-4 of
+    # how far it moved that weight (an absolute bound would pass the trunk kernels, which move
+    # by ~5e-6, even if the mirrored run skipped their update).
+    assert all(step > 0 for step in result["steps"]), result["steps"]
+    for index, (step, diff) in enumerate(zip(result["steps"], result["diffs"])):
+        assert diff <= 1e-4 * step, (index, step, diff)
 
 
 # ------------------------------------------------------------ resume ----
@@ -200,12 +212,25 @@ def test_kill_and_resume_continues_from_last_epoch(tmp_path):
     history = _history(run_dir)
     assert [e["epoch"] for e in history] == [1, 2, 3, 4, 5, 6]
     assert "Epoch 1/6" not in resumed.stdout and f"Epoch {killed_at + 1}/6" in resumed.stdout
-    assert all(np.isfinite(e["loss"]) for e in history)
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
-    assert metrics["status"] == "completed" and len(metrics["history"]) == 6
-    best = keras.models.load_model(os.path.join(run_dir, "best.keras"), compile=False)
-    assert best.output_shape[-1] == 4
+    assert metrics["status"] == "completed" and metrics["history"] == history
+    # The best checkpoint survived the kill: it is the best epoch of the whole history.
+    scores = [e["val_mean_iu"] for e in history]
+    assert metrics["best"]["value"] == max(scores)
+    assert metrics["best"]["epoch"] == 1 + scores.index(max(scores))
+    _check_saved_models(run_dir, metrics, num_val=4)
     assert not os.path.exists(os.path.join(run_dir, "backup"))  # deleted after completion
+
+
+def _check_saved_models(run_dir, metrics, num_val):
+    """best.keras scores the best value on the validation images, and the final figures are
+    model.keras's, both counted here from the models' predictions."""
+    val = _shapes_val(num_val)
+    best = keras.models.load_model(os.path.join(run_dir, "best.keras"), compile=False)
+    assert predicted_metrics(best, val, 4, 255)["mean_iu"] == pytest.approx(
+        metrics["best"]["value"], abs=1e-6)
+    final = keras.models.load_model(os.path.join(run_dir, "model.keras"), compile=False)
+    assert_same_metrics(metrics["final_val"], predicted_metrics(final, val, 4, 255))
 
 
 def _wait_for_epochs(process, run_dir, epochs, seconds=240):
@@ -252,9 +277,14 @@ def test_random_kills_never_corrupt_the_run_and_resume_completes(tmp_path):
     finished = subprocess.run(command + ["--resume"], capture_output=True, text=True, env=_env(),
                               timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
-    assert [e["epoch"] for e in _history(run_dir)] == list(range(1, 13))
+    history = _history(run_dir)
+    assert [e["epoch"] for e in history] == list(range(1, 13))
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
-    assert metrics["status"] == "completed" and len(metrics["history"]) == 12
+    assert metrics["status"] == "completed" and metrics["history"] == history
+    # A resumed run never replaces a better checkpoint. (Not "== max": a kill after best.keras
+    # was written but before history.json got that epoch leaves a best the history lacks.)
+    assert metrics["best"]["value"] >= max(e["val_mean_iu"] for e in history)
+    _check_saved_models(run_dir, metrics, num_val=4)
     # temporary files a kill left behind were removed by the next run
     assert not _temp_files(run_dir)
 
@@ -300,7 +330,11 @@ def test_nan_loss_stops_naming_the_step_and_keeps_good_checkpoint(tmp_path, caps
     assert not os.path.exists(tmp_path / "model.keras")
     best = keras.models.load_model(tmp_path / "best.keras", compile=False)
     assert all(np.all(np.isfinite(w)) for w in best.get_weights())
-    assert json.load(open(tmp_path / "best_state.json"))["epoch"] == 1
+    # ... and it is the epoch-1 model: it scores epoch 1's val_mean_iu on the val images
+    state = json.load(open(tmp_path / "best_state.json"))
+    assert state["epoch"] == 1 and state["value"] == report["history"][0]["val_mean_iu"]
+    assert predicted_metrics(best, [(images[:4], masks[:4])], 4, 255)["mean_iu"] == \
+        pytest.approx(state["value"], abs=1e-6)
     # the backup still holds the last good epoch, so a fixed run can resume from it
     meta = json.load(open(tmp_path / "backup" / "training_metadata.json"))
     assert meta["epoch"] == 1
@@ -311,6 +345,8 @@ def test_nan_loss_stops_naming_the_step_and_keeps_good_checkpoint(tmp_path, caps
 
 
 def _check_run_directory(run_dir, num_images):
+    """A one-epoch shapes run: its files, and its figures equal the metrics of the saved model's
+    predictions on the validation images, counted here."""
     for name in train.RUN_FILES + ("history.json",):
         assert os.path.getsize(os.path.join(run_dir, name)) > 0, name
     assert not [n for n in os.listdir(run_dir) if n.endswith(".labels.json")]  # one labels file
@@ -318,13 +354,23 @@ def _check_run_directory(run_dir, num_images):
     assert labels == ModelLabels.read(run_dir)
     assert labels.class_names == synthetic.SHAPES_CLASSES and labels.ignore_label == 255
     assert labels.normalization["type"] == "caffe_bgr_mean" and labels.model_name == "fcn8s"
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    expected = predicted_metrics(model, _shapes_val(num_images), 4, 255)
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
     final = metrics["final_val"]
-    for key in ("pixel_accuracy", "mean_accuracy", "mean_iu", "frequency_weighted_iu"):
-        assert 0.0 <= final[key] <= 1.0
-    assert len(final["per_class_iu"]) == 4 and final["num_images"] == num_images
+    assert_same_metrics(final, expected)
+    np.testing.assert_allclose(np.array(final["per_class_iu"], "float64"),
+                               expected["per_class_iu"], atol=1e-6)  # None (absent) is NaN
+    assert final["num_images"] == num_images
+    # One epoch: the best checkpoint is the final model, and the epoch's val_mean_iu (Keras'
+    # streaming metric, on the same images) is the mean IU counted here.
     assert [e["epoch"] for e in metrics["history"]] == [1]
-    model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    assert metrics["history"][0]["val_mean_iu"] == pytest.approx(expected["mean_iu"], abs=1e-6)
+    assert metrics["best"] == {"monitor": "val_mean_iu", "epoch": 1,
+                               "value": metrics["history"][0]["val_mean_iu"]}
+    best = keras.models.load_model(os.path.join(run_dir, "best.keras"))
+    for a, b in zip(best.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
     images, _ = _shapes(1, size=40)
     assert model.predict(images, verbose=0).shape == (1, 40, 40, 4)
     return model
@@ -339,16 +385,27 @@ def test_staged_run_writes_a_loadable_run_directory_per_stage(tmp_path):
         learning_rate=1e-2, output_dir=str(tmp_path / "staged"), verbose=0,
         precision="bfloat16", export=True)
     result = train.run(config)
-    assert all(np.isfinite(epoch["loss"]) for report in result["reports"].values()
-               for epoch in report["history"])
     assert list(result["reports"]) == ["32s", "16s", "8s"]
+    losses = {stage: [e["loss"] for e in report["history"]]
+              for stage, report in result["reports"].items()}
+    # One step per epoch, and Keras logs the loss of the step's forward pass. The FCN-32s
+    # starts with a zero score layer (uniform softmax): exactly the chance loss log(4). The
+    # later stages start from the trained previous stage, so they are below chance.
+    assert losses["32s"] == [pytest.approx(np.log(4), rel=1e-5)]
+    assert losses["16s"][0] < np.log(4) and losses["8s"][0] < np.log(4)
     fcn16s = keras.models.load_model(os.path.join(result["run_dir"], "fcn16s", "model.keras"))
     fcn8s = _check_run_directory(os.path.join(result["run_dir"], "fcn8s"), num_images=2)
     assert "score_pool3" in [layer.name for layer in fcn8s.layers]
     assert fcn8s.get_layer("fc6").compute_dtype == "bfloat16"
     assert fcn8s.get_layer("score_pool3").compute_dtype == "float32"
     assert fcn8s.output.dtype == "float32"
-    assert os.path.getsize(os.path.join(result["run_dir"], "fcn8s", "model_float16.tflite")) > 0
+    # The exported TFLite model is this FCN-8s (float16 weights, float compute): its logits on
+    # a validation image are the Keras model's, up to bfloat16 rounding.
+    runner = TFLiteRunner(os.path.join(result["run_dir"], "fcn8s", "model_float16.tflite"))
+    image = _shapes_val(1)[0][0]
+    expected = fcn8s.predict(image, verbose=0)[0]
+    got = runner.outputs(image[0].astype("uint8"))
+    np.testing.assert_allclose(got, expected, atol=2e-2 * np.abs(expected).max())
     # the FCN-8s started from the FCN-16s: score_pool4 (zero at init) was copied, then trained
     assert not np.allclose(fcn16s.get_layer("score_pool4").kernel.numpy(), 0.0)
     assert not np.allclose(fcn8s.get_layer("score_pool4").kernel.numpy(), 0.0)
@@ -365,13 +422,17 @@ def test_short_camvid_run_lowers_the_loss(camvid_dir):
     assert count == 367 and info.ignore_label == 11
     decoded = decoded.take(8).map(lambda i, m: train.resize_pair(i, m, (60, 80)))
     images, masks = (np.stack(a) for a in zip(*decoded.as_numpy_iterator()))
-    model = _tiny_model(num_classes=info.num_classes)
+    # the recipe's start: zero score layers, a uniform softmax, the chance loss log(11)
+    model = build_fcn("8s", info.num_classes, weights=None, widths=TINY_WIDTHS,
+                      fc_units=TINY_FC, dropout=0.0, include_preprocessing=True)
     train.compile_model(model, num_classes=info.num_classes, ignore_label=info.ignore_label,
                         optimizer=train.make_optimizer("adam", 3e-3))
+    chance = np.log(info.num_classes)
     before = model.evaluate(images, masks.astype("int32"), batch_size=8, verbose=0)[0]
+    assert before == pytest.approx(chance, rel=1e-5)
     model.fit(images, masks.astype("int32"), batch_size=4, epochs=6, verbose=0)
     after = model.evaluate(images, masks.astype("int32"), batch_size=8, verbose=0)[0]
-    assert np.isfinite(after) and after < 0.9 * before, (before, after)
+    assert after < 0.8 * chance, (after, chance)
 
 
 # ------------------------------------------------------- multi-worker ----
@@ -383,6 +444,8 @@ _WORKER_SCRIPT = textwrap.dedent("""
     import numpy as np
     from keras_fcn.datasets import shapes as synthetic
     from keras_fcn import training as train
+    import keras
+    keras.utils.set_random_seed(0)
     with strategy.scope():
         model = train.build_model(train.TrainConfig(widths=TINY_WIDTHS, fc_units=TINY_FC,
                                                     dropout=0.0), "8s", 4, None)
@@ -418,13 +481,19 @@ def test_multi_worker_training_on_two_local_workers(tmp_path):
                                        "task": {"type": "worker", "index": index}})
         workers.append(subprocess.Popen([sys.executable, str(script)], env=env, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    # the reference: the same script as one worker (no TF_CONFIG), at the same time
+    alone_env = {k: v for k, v in _env().items() if k != "TF_CONFIG"}
+    workers.append(subprocess.Popen([sys.executable, str(script)], env=alone_env, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     outputs = [w.communicate(timeout=600) for w in workers]
     for worker, (out, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-3000:]
-    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
-    assert all(r["replicas"] == 2 for r in results)
-    assert results[0]["checksum"] == pytest.approx(results[1]["checksum"], rel=1e-6)
-    assert all(np.isfinite(r["loss"]).all() for r in results)
+    *results, alone = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert [r["replicas"] for r in results] == [2, 2] and alone["replicas"] == 1
+    # the two workers train the one worker's model: same losses, same weights
+    for result in results:
+        assert result["loss"] == pytest.approx(alone["loss"], rel=1e-5), (result, alone)
+        assert result["checksum"] == pytest.approx(alone["checksum"], rel=1e-6), (result, alone)
 
 
 # ------------------------------------------------------ mixed precision ----
@@ -452,9 +521,17 @@ def test_mixed_precision_summed_loss_at_paper_rate_does_not_overflow():
         images = np.pad(images, ((0, 0), (0, 0), (0, 32), (0, 0)), constant_values=100)
         masks = np.pad(masks, ((0, 0), (0, 0), (0, 32)), constant_values=255)
         before = [np.array(w) for w in model.get_layer("conv1_1").get_weights()]
+        # The summed loss of each image at the start, in numpy: at lr 1e-10 the weights hardly
+        # move, so the first epoch's loss is their mean (the float16 model's logits).
+        logits = model.predict(images, batch_size=1, verbose=0).astype("float64")
+        log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        valid = masks != 255
+        picked = np.take_along_axis(log_softmax, np.where(valid, masks, 0)[..., None], -1)[..., 0]
+        summed = -np.where(valid, picked, 0.0).sum(axis=(1, 2))
         history = model.fit(images, masks, batch_size=1, epochs=4, verbose=0)
         losses = history.history["loss"]
-        assert all(np.isfinite(losses)) and losses[0] > 1e3  # summed: thousands, not O(1)
+        assert losses[0] == pytest.approx(summed.mean(), rel=1e-4)  # thousands, not O(1)
+        assert all(np.isfinite(losses))
         assert float(model.optimizer.dynamic_scale) < 2.0 ** 15  # it had to back off
         for w in model.weights:
             assert np.all(np.isfinite(np.asarray(w))), w.path
@@ -575,7 +652,9 @@ def _fit_killed_then_resumed(run_dir, model, train_ds, val_ds, info, **kwargs):
     report = train.fit(model, train_ds, val_ds, callbacks=[epochs_run], **common)
     assert epochs_run.epochs == [2]  # resumed after epoch 1
     assert report["status"] == "completed" and [e["epoch"] for e in report["history"]] == [1, 2]
-    assert report["best"]["epoch"] in (1, 2) and np.isfinite(report["best"]["value"])
+    scores = [e[report["best"]["monitor"]] for e in report["history"]]
+    assert report["best"]["value"] == max(scores)  # the resumed run kept epoch 1's score
+    assert report["best"]["epoch"] == 1 + scores.index(max(scores))
     return report
 
 
@@ -599,7 +678,12 @@ def test_siftflow_two_headed_recipe_keeps_a_best_checkpoint_and_resumes(tmp_path
     assert report["best"]["monitor"] == "val_semantic_mean_iu"
     assert set(report["final_val"]) == {"semantic", "geometric"}
     best = keras.models.load_model(tmp_path / "run" / "best.keras", compile=False)
-    assert best.output["geometric"].shape[-1] == siftflow.NUM_GEOMETRIC
+    assert predicted_metrics(best, test_ds, siftflow.NUM_SEMANTIC, 255, output="semantic")[
+        "mean_iu"] == pytest.approx(report["best"]["value"], abs=1e-6)
+    final = keras.models.load_model(tmp_path / "run" / "model.keras", compile=False)
+    for head, num_classes in classes.items():
+        assert_same_metrics(report["final_val"][head],
+                            predicted_metrics(final, test_ds, num_classes, 255, output=head))
 
 
 def test_nyud_fusion_recipe_keeps_a_best_checkpoint_and_resumes(tmp_path):
@@ -618,9 +702,13 @@ def test_nyud_fusion_recipe_keeps_a_best_checkpoint_and_resumes(tmp_path):
     report = _fit_killed_then_resumed(str(tmp_path / "run"), model, train_ds, test_ds, info)
     final = report["final_val"]
     assert final["num_images"] == len(nyud.nyud_ids(data_dir, "test"))
-    assert 0.0 <= final["mean_iu"] <= 1.0 and len(final["per_class_iu"]) == nyud.NUM_CLASSES
+    assert_same_metrics(final, predicted_metrics(
+        keras.models.load_model(tmp_path / "run" / "model.keras", compile=False), test_ds,
+        nyud.NUM_CLASSES, 255))
     best = keras.models.load_model(tmp_path / "run" / "best.keras", compile=False)
     assert sorted(best.input) == ["hha", "rgb"]
+    assert predicted_metrics(best, test_ds, nyud.NUM_CLASSES, 255)["mean_iu"] == pytest.approx(
+        report["best"]["value"], abs=1e-6)
 
 
 @pytest.mark.parametrize("extra, noted", [([], True), (["--widths=4,4,8,8,8"], False)])
@@ -633,6 +721,19 @@ def test_train_script_notes_demo_widths_on_real_data(tmp_path, extra, noted):
          f"--data_dir={missing}", f"--output_dir={tmp_path / 'run'}", *extra],
         capture_output=True, text=True, env=_env(), timeout=240)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    note = "trains this script's small demo VGG16 (widths 8,16,32,32,32, fc 64)"
+    defaults = _flag_defaults(os.path.join(REPO, "examples", "train.py"))
+    note = (f"trains this script's small demo VGG16 (widths {defaults['widths']}, "
+            f"fc {defaults['fc_units']})")
     assert (note in result.stdout) is noted, result.stdout
     assert ("--widths= --fc_units=0" in result.stdout) is noted
+
+
+def _flag_defaults(script):
+    """The keyword defaults a recipe script passes to `define_flags`, as written there."""
+    import ast
+
+    tree = ast.parse(open(script, encoding="utf-8").read())
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and getattr(node.func, "attr", None) == "define_flags"]
+    assert len(calls) == 1, script
+    return {k.arg: ast.literal_eval(k.value) for k in calls[0].keywords}
