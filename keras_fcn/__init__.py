@@ -22,8 +22,13 @@ from keras_fcn.layers import (  # noqa: F401
     preprocess_input,
 )
 from keras_fcn.models import (  # noqa: F401
+    FCN,
     PadToMultiple,
+    Trunk,
     backbone_of,
+    get_trunk,
+    list_trunks,
+    register_trunk,
     build_fcn,
     build_fcn8s,
     build_fcn16s,

@@ -247,7 +247,9 @@ def _clone_under(model, policy, keep_float32):
                            else POLICIES.get(policy, policy) if normalization else policy)
         return layer.__class__.from_config(config)
 
-    return keras.models.clone_model(model, clone_function=clone)
+    copy = keras.models.clone_model(model, clone_function=clone)
+    # An FCN records its trunk and variant outside its layers: the copy keeps them.
+    return model.copy_info_to(copy) if hasattr(model, "copy_info_to") else copy
 
 
 def with_precision(model, precision, info=None, keep_float32=HEAD_LAYERS, inference=False):

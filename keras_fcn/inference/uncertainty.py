@@ -95,6 +95,8 @@ def mc_dropout_model(model, seed=None):
         return layer  # reuse: the copy shares weights with the original
 
     mc = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    if hasattr(model, "copy_info_to"):  # an FCN's trunk and variant (not in its layers)
+        model.copy_info_to(mc)
     if count == 0:
         raise ValueError(
             f"Monte-Carlo dropout needs a model with Dropout layers. Model {model.name!r} has none."

@@ -1,5 +1,6 @@
-"""The FCN models: builders on VGG16, MobileNetV2, AlexNet and GoogLeNet trunks, the
-multi-modal and two-headed models of the paper, and what a built model is and how to feed it.
+"""The FCN models: one builder over the registered trunks (VGG16, MobileNetV2, AlexNet,
+GoogLeNet; the contract is :class:`Trunk`), the multi-modal and two-headed models of the
+paper, and what a built model is and how to feed it.
 
 Example:
     >>> from keras_fcn.models import build_fcn8s, raw_rgb_model
@@ -30,6 +31,7 @@ from keras_fcn.models.googlenet import (  # noqa: F401
 from keras_fcn.models.inspect import (  # noqa: F401
     all_layers,
     backbone_of,
+    legacy_backbone,
     has_preprocessing,
     normalization_of,
     num_classes_of,
@@ -49,5 +51,14 @@ from keras_fcn.models.multimodal import (  # noqa: F401
     build_late_fusion_fcn,
     build_rgbd_fcn,
     build_two_headed_fcn,
+)
+from keras_fcn.models.trunk import (  # noqa: F401
+    CAFFE,
+    FCN,
+    Preprocessing,
+    Trunk,
+    get_trunk,
+    list_trunks,
+    register_trunk,
 )
 from keras_fcn.models.vgg16 import VGG16_WIDTHS, build_vgg16_fcn, vgg16_features  # noqa: F401

@@ -37,8 +37,11 @@ Composed: ``data = 32 * f + 13`` for the ``fc6``/``score_fr`` coordinate ``f``. 
 pixel ``i`` is ``upscore`` pixel ``i + 18``: offset 18 (the reference's ``val.prototxt`` says
 ``offset: 18``). The odd kernel 63 keeps it an integer (with 64 it would be 18.5).
 
+The trunk is registered as ``"alexnet"`` (:data:`ALEXNET`); the heads are the FCN-32s of
+:mod:`keras_fcn.models.heads` with the kernel-63 ``upscore`` and crop offset 18.
+
 Example:
-    >>> model = build_alexnet_fcn("32s", 21, (None, None, 3), None, 0.5, False, False)
+    >>> model = keras_fcn.build_fcn32s(21, weights=None, backbone="alexnet")
     >>> [layer.name for layer in model.layers][-3:]
     ['score_fr', 'upscore', 'score']
 """
@@ -46,12 +49,8 @@ Example:
 import keras
 from keras import layers
 
-from keras_fcn.layers import (
-    BilinearUpsampling,
-    CaffePreprocessing,
-    CropToReference,
-    LocalResponseNormalization,
-)
+from keras_fcn.layers import LocalResponseNormalization
+from keras_fcn.models.trunk import CAFFE, Trunk, register_trunk
 from keras_fcn.weights.surgery import ALEXNET_FC_KERNELS, load_caffe_trunk
 
 ALEXNET_WIDTHS = (96, 256, 384, 384, 256)  # conv1 .. conv5
@@ -88,13 +87,6 @@ def lrn(x, name):
     return LocalResponseNormalization(5, 1e-4, 0.75, name=name)(x)
 
 
-def upscore32(x, num_classes, trainable):
-    """The frozen bilinear ``upscore`` of kernel 63 and stride 32 (FCN-AlexNet/GoogLeNet)."""
-    return layers.Conv2DTranspose(
-        num_classes, UPSCORE_KERNEL, strides=32, padding="valid", use_bias=False,
-        kernel_initializer=BilinearUpsampling(), trainable=trainable, name="upscore")(x)
-
-
 def check_widths(widths, fc_units):
     """Checks the AlexNet widths: five positive ints, even where a grouped conv splits them."""
     widths = tuple(widths)
@@ -105,7 +97,7 @@ def check_widths(widths, fc_units):
                          f"widths={widths!r}")
     if not isinstance(fc_units, int) or fc_units < 1:
         raise ValueError(f"fc_units must be a positive int. Received: fc_units={fc_units!r}")
-    return widths
+    return {"widths": widths, "fc_units": fc_units}
 
 
 def alexnet_features(x, dropout=0.5, widths=ALEXNET_WIDTHS, fc_units=4096):
@@ -130,34 +122,39 @@ def alexnet_features(x, dropout=0.5, widths=ALEXNET_WIDTHS, fc_units=4096):
     return layers.Dropout(dropout, name="drop7")(x)
 
 
-def build_alexnet_fcn(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
-                      include_preprocessing, name=None, widths=ALEXNET_WIDTHS, fc_units=4096):
-    """Builds FCN-AlexNet (FCN-32s only); called by ``build_fcn(..., backbone="alexnet")``.
+def alexnet_trunk_features(x, dropout=0.5, widths=ALEXNET_WIDTHS, fc_units=4096):
+    """The trunk's features for the FCN heads: only the stride-32 ``fc7`` (FCN-32s only)."""
+    return None, None, alexnet_features(x, dropout, widths, fc_units)
 
-    Arguments are those of :func:`keras_fcn.models.build_fcn`, already checked. ``weights``:
-    ``"imagenet"`` (the BVLC CaffeNet ``.caffemodel``, by net surgery of ``fc6``/``fc7``), a
-    ``.caffemodel`` (CaffeNet/AlexNet, the reference's ``alexnetfc`` or the released
-    ``fcn-alexnet-pascal``), or any weights :func:`keras_fcn.weights.load_weights` reads.
-    ``widths`` (conv1 .. conv5, even) and ``fc_units`` shrink the trunk for tests.
+
+def load_alexnet_weights(model, weights):
+    """The AlexNet trunk's weights loader: ``"imagenet"`` (the BVLC CaffeNet
+    ``.caffemodel``, ``fc6``/``fc7`` by net surgery), a ``.caffemodel`` (CaffeNet/AlexNet,
+    the reference's ``alexnetfc`` or the released ``fcn-alexnet-pascal``), or any weights
+    :func:`keras_fcn.weights.load_weights` reads."""
+    return load_caffe_trunk(model, weights, "alexnet", ALEXNET_FC_KERNELS)
+
+
+ALEXNET = register_trunk(Trunk(
+    name="alexnet", features=alexnet_trunk_features, offsets={"score": {"32s": ALEXNET_OFFSET}},
+    preprocessing=CAFFE, load_weights=load_alexnet_weights, variants=("32s",),
+    options={"widths": ALEXNET_WIDTHS, "fc_units": 4096}, check=check_widths,
+    upsample_kernels={"upscore": UPSCORE_KERNEL}, default_name="fcn_alexnet"))
+
+
+def build_alexnet_fcn(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
+                      include_preprocessing, name=None, widths=None, fc_units=None):
+    """``build_fcn(..., backbone="alexnet")`` with positional arguments (0.1.x; FCN-32s only).
 
     Preprocessing is the reference's: BGR, mean (104.00699, 116.66877, 122.67892) subtracted
     (``keras_fcn.preprocess_input``, or ``include_preprocessing=True``).
 
     Example:
-        >>> model = build_alexnet_fcn("32s", 21, (None, None, 3), "imagenet", 0.5, False,
-        ...                           False, "fcn_alexnet")  # doctest: +SKIP
+        >>> model = build_alexnet_fcn("32s", 21, (None, None, 3), None, 0.5, False, False)
+        >>> [layer.name for layer in model.layers][-3:]
+        ['score_fr', 'upscore', 'score']
     """
-    if variant != "32s":
-        raise ValueError("FCN-AlexNet exists only as FCN-32s (the reference voc-fcn-alexnet "
-                         f"has no skips). Received: variant={variant!r}")
-    widths = check_widths(widths, fc_units)
-    inputs = keras.Input(input_shape, name="image")
-    x = CaffePreprocessing(name="preprocess")(inputs) if include_preprocessing else inputs
-    x = alexnet_features(x, dropout, widths, fc_units)
-    x = layers.Conv2D(num_classes, 1, kernel_initializer="zeros", name="score_fr")(x)
-    x = upscore32(x, num_classes, trainable_upsampling)
-    outputs = CropToReference(ALEXNET_OFFSET, name="score", dtype="float32")([x, inputs])
-    model = keras.Model(inputs, outputs, name=name or "fcn_alexnet")
-    if weights is not None:
-        load_caffe_trunk(model, weights, "alexnet", ALEXNET_FC_KERNELS)
-    return model
+    from keras_fcn.models.builders import build_fcn  # pylint: disable=import-outside-toplevel
+
+    return build_fcn(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
+                     include_preprocessing, "alexnet", name, widths, fc_units)

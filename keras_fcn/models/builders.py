@@ -1,5 +1,6 @@
 """The public FCN builders: ``build_fcn`` and the paper's FCN-32s, FCN-16s and FCN-8s, on
-a VGG16 (the paper) or MobileNetV2 trunk.
+any registered trunk (:mod:`keras_fcn.models.trunk`): VGG16 (the paper), MobileNetV2,
+AlexNet, GoogLeNet.
 
 Reference: Long, Shelhamer, Darrell, "Fully Convolutional Networks for Semantic
 Segmentation", CVPR 2015 (https://arxiv.org/abs/1411.4038).
@@ -11,18 +12,14 @@ Example:
 import keras
 
 from keras_fcn._checks import check_positive_int
-from keras_fcn.models.alexnet import build_alexnet_fcn
-from keras_fcn.models.googlenet import build_googlenet_fcn
-from keras_fcn.models.mobilenet_v2 import build_mobilenet_v2_fcn
+from keras_fcn.models import alexnet, googlenet, mobilenet_v2, vgg16  # noqa: F401 (registers)
+from keras_fcn.models.heads import fcn_heads
 from keras_fcn.models.named_weights import fetch_named_weights, load_named_weights
-from keras_fcn.models.vgg16 import build_vgg16_fcn
+from keras_fcn.models.trunk import FCN, TRUNKS, VARIANTS, get_trunk
 
-VARIANTS = ("32s", "16s", "8s", "8s_at_once")
-# Each backbone's builder, called with the checked arguments of build_fcn.
-BACKBONES = {"vgg16": build_vgg16_fcn, "mobilenet_v2": build_mobilenet_v2_fcn,
-             "alexnet": build_alexnet_fcn, "googlenet": build_googlenet_fcn}
-# Backbones with fewer variants than VARIANTS (the paper's Table 1 trunks are FCN-32s only).
-BACKBONE_VARIANTS = {"alexnet": ("32s",), "googlenet": ("32s",)}
+# The registered trunks by name (``backbone=``), and the variants of each.
+BACKBONES = TRUNKS
+BACKBONE_VARIANTS = {name: trunk.variants for name, trunk in TRUNKS.items()}
 
 
 def check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone="vgg16",
@@ -42,14 +39,11 @@ def check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone
     if variant not in VARIANTS:
         raise ValueError(
             f"Unknown FCN variant. Expected one of {VARIANTS}. Received: variant={variant!r}")
-    if backbone not in BACKBONES:
+    trunk = get_trunk(backbone)
+    if variant not in trunk.variants:
         raise ValueError(
-            f"Unknown backbone. Expected one of {tuple(BACKBONES)}. Received: backbone={backbone!r}"
-        )
-    if variant not in BACKBONE_VARIANTS.get(backbone, VARIANTS):
-        raise ValueError(
-            f"The {backbone} FCN exists only as {BACKBONE_VARIANTS[backbone]} (the paper's "
-            f"Table 1). Received: variant={variant!r}, backbone={backbone!r}")
+            f"The {backbone} FCN exists only as {trunk.variants} (the paper's Table 1 trunks "
+            f"are FCN-32s only). Received: variant={variant!r}, backbone={backbone!r}")
     check_positive_int("num_classes", num_classes)
     shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
     if (
@@ -63,6 +57,10 @@ def check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone
             "input_shape must be (height, width, channels) with positive or None sizes and a "
             f"positive channel count. Received: input_shape={input_shape!r}"
         )
+    if trunk.input_channels is not None and shape[2] != trunk.input_channels:
+        raise ValueError(
+            f"The {backbone} trunk needs {trunk.input_channels} input channels. "
+            f"Received: input_shape={input_shape!r}")
     if not (weights is None or isinstance(weights, (str, keras.Model))
             or hasattr(weights, "__fspath__")):
         raise ValueError(
@@ -79,6 +77,15 @@ def check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone
     return shape
 
 
+def trunk_input(trunk, shape, include_preprocessing):
+    """The model input ``image`` and, with ``include_preprocessing``, the trunk's
+    preprocessing layer (``preprocess``) after it: returns ``(inputs, x)``."""
+    inputs = keras.Input(shape, name="image")
+    if include_preprocessing:
+        return inputs, trunk.preprocessing.layer(name="preprocess")(inputs)
+    return inputs, inputs
+
+
 def build_fcn(
     variant,
     num_classes=21,
@@ -92,18 +99,24 @@ def build_fcn(
     widths=None,
     fc_units=None,
 ):
-    """Builds any FCN variant; the public builders are thin wrappers around this.
+    """Builds any FCN variant on any registered trunk; the public builders wrap this.
+
+    The trunk (:func:`keras_fcn.models.get_trunk`) gives the features at strides 8, 16 and
+    32, the crop offsets and the preprocessing; the heads are :func:`fcn_heads`; the model
+    is an :class:`keras_fcn.models.FCN` that records ``backbone`` and ``variant``.
 
     Args:
-        variant: ``"32s"``, ``"16s"``, ``"8s"`` or ``"8s_at_once"``.
+        variant: ``"32s"``, ``"16s"``, ``"8s"`` or ``"8s_at_once"`` (the trunk's
+            ``variants``).
         num_classes, input_shape, weights, dropout, trainable_upsampling,
             include_preprocessing, backbone, name: see :func:`build_fcn8s`; ``weights`` may
             name a preset of the same architecture: ``build_fcn("8s_at_once",
             weights="voc-fcn8s-atonce")``.
-        widths, fc_units: VGG16 channel widths of ``conv1`` .. ``conv5`` and of
-            ``fc6``/``fc7`` (default ``(64, 128, 256, 512, 512)`` and 4096), for fast tests
-            and experiments; ImageNet weights need the defaults. AlexNet takes 5 even widths
-            and ``fc_units``; GoogLeNet takes ``keras_fcn.models.googlenet_widths(divisor)``.
+        widths, fc_units: the trunk's options (its ``options``): VGG16 channel widths of
+            ``conv1`` .. ``conv5`` and of ``fc6``/``fc7`` (default ``(64, 128, 256, 512, 512)``
+            and 4096), for fast tests and experiments; ImageNet weights need the defaults.
+            AlexNet takes 5 even widths and ``fc_units``; GoogLeNet takes
+            ``keras_fcn.models.googlenet_widths(divisor)``; MobileNetV2 neither.
 
     Returns:
         A ``keras.Model`` from images to per-pixel logits aligned with the input.
@@ -111,22 +124,26 @@ def build_fcn(
     Example:
         >>> model = build_fcn("16s", num_classes=5, weights=None, widths=(4, 4, 8, 8, 8),
         ...                   fc_units=8)
-        >>> alexnet = build_fcn("32s", backbone="alexnet",
-        ...                     weights="voc-fcn-alexnet")  # doctest: +SKIP
+        >>> model.backbone, model.variant, model.output_shape
+        ('vgg16', '16s', (None, None, None, 5))
     """
     shape = check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone,
                            include_preprocessing)
+    trunk = get_trunk(backbone)
+    options = trunk.check_options(widths=widths, fc_units=fc_units)
     # A preset is checked against the architecture before anything is built or downloaded.
     named = fetch_named_weights(weights, {
         "variant": variant, "backbone": backbone, "num_classes": num_classes,
         "input_channels": shape[2], "include_preprocessing": include_preprocessing})
-    trunk = {key: value for key, value in (("widths", widths), ("fc_units", fc_units))
-             if value is not None}
-    initial = weights if named is None else None
-    model = BACKBONES[backbone](variant, num_classes, shape, initial, dropout,
-                                trainable_upsampling, include_preprocessing, name, **trunk)
+    inputs, x = trunk_input(trunk, shape, include_preprocessing)
+    features = trunk.features(x, dropout, **options)
+    outputs = fcn_heads(variant, inputs, features, num_classes, trunk, trainable_upsampling)
+    model = FCN(inputs, outputs, name=name or trunk.model_name(variant),
+                fcn={"backbone": trunk.name, "variant": variant})
     if named is not None:
         load_named_weights(model, weights, named)
+    elif weights is not None:
+        trunk.load_weights(model, weights)
     return model
 
 

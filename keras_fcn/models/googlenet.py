@@ -53,8 +53,8 @@ import math
 import keras
 from keras import layers
 
-from keras_fcn.layers import CaffePreprocessing, CropToReference
-from keras_fcn.models.alexnet import caffe_max_pool, lrn, upscore32
+from keras_fcn.models.alexnet import UPSCORE_KERNEL, caffe_max_pool, lrn
+from keras_fcn.models.trunk import CAFFE, Trunk, register_trunk
 from keras_fcn.weights.surgery import load_caffe_trunk
 
 GOOGLENET_PAD = 15  # our choice (module docstring); conv1's own pad 3 comes on top
@@ -109,7 +109,7 @@ def check_widths(widths):
         raise ValueError("GoogLeNet widths must be (stem, inceptions): 3 stem widths and 9 "
                          "tuples of 6 inception widths (see googlenet_widths()). Received: "
                          f"widths={widths!r}")
-    return widths
+    return {"widths": widths}
 
 
 def conv_relu(x, filters, kernel, name, strides=1, padding="same"):
@@ -151,36 +151,37 @@ def googlenet_features(x, widths=GOOGLENET_WIDTHS):
     return x
 
 
+def googlenet_trunk_features(x, dropout=0.5, widths=GOOGLENET_WIDTHS):
+    """The trunk's features for the FCN heads: the stride-32 ``inception_5b_output`` after a
+    ``drop`` dropout (GoogLeNet's own dropout sat before its classifier); FCN-32s only."""
+    return None, None, layers.Dropout(dropout, name="drop")(googlenet_features(x, widths))
+
+
+def load_googlenet_weights(model, weights):
+    """The GoogLeNet trunk's weights loader: ``"imagenet"`` (the BVLC GoogLeNet
+    ``.caffemodel``), a ``.caffemodel`` path, or any weights
+    :func:`keras_fcn.weights.load_weights` reads."""
+    return load_caffe_trunk(model, weights, "googlenet")
+
+
+GOOGLENET = register_trunk(Trunk(
+    name="googlenet", features=googlenet_trunk_features,
+    offsets={"score": {"32s": GOOGLENET_OFFSET}}, preprocessing=CAFFE,
+    load_weights=load_googlenet_weights, variants=("32s",),
+    options={"widths": GOOGLENET_WIDTHS}, check=check_widths,
+    upsample_kernels={"upscore": UPSCORE_KERNEL}, default_name="fcn_googlenet"))
+
+
 def build_googlenet_fcn(variant, num_classes, input_shape, weights, dropout,
                         trainable_upsampling, include_preprocessing, name=None,
-                        widths=GOOGLENET_WIDTHS, fc_units=None):
-    """Builds FCN-GoogLeNet (FCN-32s only); called by ``build_fcn(..., backbone="googlenet")``.
-
-    Arguments are those of :func:`keras_fcn.models.build_fcn`, already checked. ``weights``:
-    ``"imagenet"`` (the BVLC GoogLeNet ``.caffemodel``), a ``.caffemodel`` path, or any
-    weights :func:`keras_fcn.weights.load_weights` reads. ``dropout`` is applied before
-    ``score_fr`` (``drop``; GoogLeNet's own dropout sat before its classifier). ``widths``:
-    see :func:`googlenet_widths`; GoogLeNet has no ``fc6``/``fc7``, so ``fc_units`` must
-    stay None. Preprocessing: BGR with the mean subtracted, as CaffeNet and FCN-VGG16.
+                        widths=None, fc_units=None):
+    """``build_fcn(..., backbone="googlenet")`` with positional arguments (0.1.x; FCN-32s).
 
     Example:
         >>> model = build_googlenet_fcn("32s", 5, (None, None, 3), None, 0.5, False, False,
         ...                             widths=googlenet_widths(16))
     """
-    if variant != "32s":
-        raise ValueError("FCN-GoogLeNet exists only as FCN-32s (the paper's Table 1). "
-                         f"Received: variant={variant!r}")
-    if fc_units is not None:
-        raise ValueError("GoogLeNet has no fc6/fc7 layers. Received: fc_units="
-                         f"{fc_units!r}; pass fc_units=None")
-    widths = check_widths(widths)
-    inputs = keras.Input(input_shape, name="image")
-    x = CaffePreprocessing(name="preprocess")(inputs) if include_preprocessing else inputs
-    x = layers.Dropout(dropout, name="drop")(googlenet_features(x, widths))
-    x = layers.Conv2D(num_classes, 1, kernel_initializer="zeros", name="score_fr")(x)
-    x = upscore32(x, num_classes, trainable_upsampling)
-    outputs = CropToReference(GOOGLENET_OFFSET, name="score", dtype="float32")([x, inputs])
-    model = keras.Model(inputs, outputs, name=name or "fcn_googlenet")
-    if weights is not None:
-        load_caffe_trunk(model, weights, "googlenet")
-    return model
+    from keras_fcn.models.builders import build_fcn  # pylint: disable=import-outside-toplevel
+
+    return build_fcn(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
+                     include_preprocessing, "googlenet", name, widths, fc_units)

@@ -6,17 +6,19 @@ Layer names are the reference's (Long et al., CVPR 2015, and the authors' Caffe 
 ``fuse_pool3``, ``upscore8`` (8s), ``scale_pool4``/``scale_pool3`` (at-once 8s) and the final
 crop ``score``. Score layers start at zero and upsampling layers at bilinear interpolation.
 
-Each backbone brings its crop offsets (``offsets``), keyed by crop layer name:
+Each trunk (:class:`keras_fcn.models.trunk.Trunk`) brings its crop offsets (``offsets``),
+keyed by crop layer name:
 
 - VGG16 (input padded by 100 px) crops the skip scores to the upsampled grid:
   ``{"score_pool4c": 5, "score_pool3c": 9, "score": {"32s": 19, "16s": 27, "8s": 31}}``.
 - MobileNetV2 crops the upsampled scores to the skip grid (``upscore2c``,
   ``upscore_pool4c``) and the final scores at 0.
+- AlexNet and GoogLeNet (FCN-32s only) crop the final scores at 18 and 16, after an
+  ``upscore`` of kernel 63 (``upsample_kernels``).
 
 Example:
     >>> image = keras.Input((None, None, 3))
-    >>> pool3, pool4, fc7 = vgg16_features(image)
-    >>> logits = fcn_heads("8s", image, pool3, pool4, fc7, 21, VGG16_OFFSETS)
+    >>> logits = fcn_heads("8s", image, vgg16_features(image), 21, get_trunk("vgg16"))
 """
 
 import collections
@@ -49,10 +51,13 @@ def score_layer(num_classes, name):
                          kernel_initializer="zeros", bias_initializer="zeros")
 
 
-def upsample_layer(num_classes, stride, name, trainable):
-    """A bias-free transposed convolution initialized to bilinear upsampling by ``stride``."""
+def upsample_layer(num_classes, stride, name, trainable, kernel=None):
+    """A bias-free transposed convolution initialized to bilinear upsampling by ``stride``.
+
+    The kernel is ``2 * stride`` unless given (the reference's odd 63 for FCN-AlexNet).
+    """
     return layers.Conv2DTranspose(
-        num_classes, 2 * stride, strides=stride, padding="valid", use_bias=False,
+        num_classes, kernel or 2 * stride, strides=stride, padding="valid", use_bias=False,
         kernel_initializer=BilinearUpsampling(), trainable=trainable, name=name,
     )
 
@@ -76,16 +81,19 @@ def _fuse(up, skip, skip_names, offsets, suffix):
     return layers.Add(name=head_name(skip_names.fuse, suffix))([up, skip])
 
 
-def fcn_heads(variant, image, pool3, pool4, top, num_classes, offsets,
-              trainable_upsampling=False, suffix=""):
-    """Builds the heads of FCN-``variant`` on trunk features and returns the logits.
+def fcn_heads(variant, image, features, num_classes, trunk, trainable_upsampling=False,
+              suffix=""):
+    """Builds the heads of FCN-``variant`` on a trunk's features and returns the logits.
 
     Args:
-        variant: ``"32s"``, ``"16s"``, ``"8s"`` or ``"8s_at_once"`` (skips scaled first).
+        variant: ``"32s"``, ``"16s"``, ``"8s"`` or ``"8s_at_once"`` (skips scaled first), one
+            of ``trunk.variants``.
         image: the model input; the final ``score`` crop takes its height and width.
-        pool3, pool4, top: trunk features at strides 8, 16 and 32 (``top`` is ``fc7``).
+        features: the trunk's ``(stride8, stride16, stride32)`` features (``pool3``,
+            ``pool4``, ``fc7`` for VGG16); the 32s-only trunks give None for the first two.
         num_classes: number of classes.
-        offsets: the backbone's crop offsets (see the module docstring).
+        trunk: the :class:`keras_fcn.models.trunk.Trunk`: its crop offsets (see the module
+            docstring), upsampling kernels and head variants.
         trainable_upsampling: train the bilinear transposed convolutions.
         suffix: appended to every layer name, for several heads on one trunk (the two-headed
             SIFT Flow FCN uses ``_sem`` and ``_geo``).
@@ -93,17 +101,20 @@ def fcn_heads(variant, image, pool3, pool4, top, num_classes, offsets,
     Returns:
         Float32 logits ``(N, H, W, num_classes)`` aligned with ``image``.
     """
+    variant = trunk.head_variants.get(variant, variant)
     depth = "8s" if variant == "8s_at_once" else variant
     skip_count, last_upsample, stride = DEPTHS[depth]
-    x = score_layer(num_classes, head_name("score_fr", suffix))(top)
-    for names, features in zip(SKIPS[:skip_count], (pool4, pool3)):
+    stride8, stride16, stride32 = features
+    x = score_layer(num_classes, head_name("score_fr", suffix))(stride32)
+    for names, skip_features in zip(SKIPS[:skip_count], (stride16, stride8)):
         if variant == "8s_at_once":
-            features = Scale(names.factor, name=head_name(names.scale, suffix))(features)
+            skip_features = Scale(names.factor, name=head_name(names.scale, suffix))(
+                skip_features)
         up = upsample_layer(num_classes, 2, head_name(names.upsample, suffix),
                             trainable_upsampling)(x)
-        skip = score_layer(num_classes, head_name(names.score, suffix))(features)
-        x = _fuse(up, skip, names, offsets, suffix)
+        skip = score_layer(num_classes, head_name(names.score, suffix))(skip_features)
+        x = _fuse(up, skip, names, trunk.offsets, suffix)
     up = upsample_layer(num_classes, stride, head_name(last_upsample, suffix),
-                        trainable_upsampling)(x)
-    return CropToReference(offsets["score"][depth], name=head_name("score", suffix),
+                        trainable_upsampling, trunk.upsample_kernels.get(last_upsample))(x)
+    return CropToReference(trunk.offsets["score"][depth], name=head_name("score", suffix),
                            dtype="float32")([up, image])

@@ -1,8 +1,11 @@
 """What a built FCN is and how to feed it: its backbone, classes and input preprocessing.
 
-The one place that tells a VGG16 FCN from a MobileNetV2 one, and that knows which
-preprocessing each backbone expects. It looks through wrapped models too (the models of
-:func:`with_preprocessing` and :func:`raw_rgb_model` hold the FCN as a nested model).
+A model built by keras_fcn 0.2 is an :class:`keras_fcn.models.FCN` that records its trunk
+(``model.backbone``), and the trunk (:func:`keras_fcn.models.get_trunk`) knows its
+preprocessing; these functions read that, looking through wrapped models too (the models of
+:func:`with_preprocessing` and :func:`raw_rgb_model` hold the FCN as a nested model). Only a
+model saved by keras_fcn 0.1.x, which recorded nothing, has its trunk told from its layers
+(:func:`legacy_backbone`).
 
 Example:
     >>> model = build_fcn8s(num_classes=12, weights=None, backbone="mobilenet_v2")
@@ -13,46 +16,27 @@ Example:
 
 import keras
 
-from keras_fcn.layers import FCN_MEAN_BGR, CaffePreprocessing, preprocess_input
-from keras_fcn.models.mobilenet_v2 import (
-    INPUT_OFFSET,
-    INPUT_SCALE,
-    PadToMultiple,
-    mobilenet_v2_preprocess_input,
-    mobilenet_v2_preprocessing,
-)
+from keras_fcn.models.mobilenet_v2 import PadToMultiple
+from keras_fcn.models.trunk import FCN, all_layers, get_trunk
 
-# Per backbone: the in-graph preprocessing layer (called with name=) and the same function
-# on arrays, both taking RGB 0..255.
-# Per backbone: the preprocessing layer and the same on arrays. The Caffe trunks (VGG16,
-# AlexNet, GoogLeNet) take BGR minus the ImageNet mean; MobileNetV2 takes x / 127.5 - 1.
-PREPROCESSING = {
-    "vgg16": (CaffePreprocessing, preprocess_input),
-    "alexnet": (CaffePreprocessing, preprocess_input),
-    "googlenet": (CaffePreprocessing, preprocess_input),
-    "mobilenet_v2": (mobilenet_v2_preprocessing, mobilenet_v2_preprocess_input),
-}
+__all__ = ["all_layers", "backbone_of", "legacy_backbone", "has_preprocessing",
+           "preprocessing_fn", "normalization_of", "num_classes_of", "with_preprocessing",
+           "raw_rgb_model", "recorded_fcn"]
 
 
-def all_layers(model):
-    """Yields the layers of ``model`` and, depth first, of every model nested in it."""
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from all_layers(layer)
+def recorded_fcn(model):
+    """The first :class:`FCN` with a recorded trunk in ``model`` or nested in it, or None."""
+    for candidate in (model, *all_layers(model)):
+        if isinstance(candidate, FCN) and candidate.backbone:
+            return candidate
+    return None
 
 
-def backbone_of(model):
-    """The backbone of an FCN: ``"mobilenet_v2"``, ``"alexnet"``, ``"googlenet"`` or ``"vgg16"``.
-
-    A MobileNetV2 FCN pads its input with a :class:`PadToMultiple` layer, FCN-GoogLeNet has
-    ``inception_3a_*`` layers and FCN-AlexNet a ``norm1`` local response normalization (in the
-    model or a model nested in it); every other model is taken for a VGG16 FCN.
-
-    Example:
-        >>> backbone_of(build_fcn32s(weights=None))
-        'vgg16'
-    """
+def legacy_backbone(model):
+    """The trunk of a model that recorded none (saved by keras_fcn 0.1.x), told from its
+    layers: a MobileNetV2 FCN pads its input with a :class:`PadToMultiple` layer,
+    FCN-GoogLeNet has ``inception_3a_*`` layers and FCN-AlexNet a ``norm1`` local response
+    normalization; 0.1.x had no other trunk than VGG16."""
     names = set()
     for layer in all_layers(model):
         if isinstance(layer, PadToMultiple):
@@ -63,6 +47,21 @@ def backbone_of(model):
     if "norm1" in names:
         return "alexnet"
     return "vgg16"
+
+
+def backbone_of(model):
+    """The trunk an FCN was built on: ``"vgg16"``, ``"mobilenet_v2"``, ``"alexnet"``, ...
+
+    Read from the model (``model.backbone``, kept in its saved config), or from the FCN
+    nested in a wrapper; a model saved by keras_fcn 0.1.x falls back to
+    :func:`legacy_backbone`.
+
+    Example:
+        >>> backbone_of(build_fcn32s(weights=None))
+        'vgg16'
+    """
+    fcn = recorded_fcn(model)
+    return fcn.backbone if fcn is not None else legacy_backbone(model)
 
 
 def has_preprocessing(model):
@@ -82,9 +81,10 @@ def preprocessing_fn(model):
     """The function on float32 RGB 0..255 arrays that ``model`` expects before its input.
 
     Returns:
-        None if the model has its own ``preprocess`` layer; else
-        ``keras_fcn.layers.preprocess_input`` (Caffe BGR mean) for VGG16 or
-        ``mobilenet_v2_preprocess_input`` (``x / 127.5 - 1``) for MobileNetV2.
+        None if the model has its own ``preprocess`` layer; else the trunk's array
+        preprocessing: ``keras_fcn.layers.preprocess_input`` (Caffe BGR mean) for VGG16,
+        AlexNet and GoogLeNet, ``mobilenet_v2_preprocess_input`` (``x / 127.5 - 1``) for
+        MobileNetV2.
 
     Example:
         >>> preprocessing_fn(build_fcn8s(weights=None)) is preprocess_input
@@ -92,28 +92,24 @@ def preprocessing_fn(model):
     """
     if has_preprocessing(model):
         return None
-    return PREPROCESSING[backbone_of(model)][1]
+    return get_trunk(backbone_of(model)).preprocessing.array
 
 
 def normalization_of(model):
-    """Describes the input normalization of an FCN (as written in export metadata).
+    """Describes the input normalization of an FCN (as written in export metadata): the
+    trunk's :class:`keras_fcn.models.trunk.Preprocessing`.
 
     Returns:
         A dict: ``{"type": "caffe_bgr_mean", "mean_bgr": [...], "formula": ...}`` for the
-        VGG16 models or ``{"type": "scale", "scale": 1/127.5, "offset": -1.0, "formula": ...}``
-        for MobileNetV2.
+        Caffe trunks (the mean of the model's own ``preprocess`` layer if it has one),
+        ``{"type": "scale", "scale": 1/127.5, "offset": -1.0, "formula": ...}`` for
+        MobileNetV2.
 
     Example:
         >>> normalization_of(build_fcn32s(weights=None))["type"]
         'caffe_bgr_mean'
     """
-    if backbone_of(model) == "mobilenet_v2":
-        return {"type": "scale", "scale": INPUT_SCALE, "offset": INPUT_OFFSET,
-                "formula": "x / 127.5 - 1 on RGB"}
-    mean = next((layer.mean_bgr for layer in all_layers(model)
-                 if isinstance(layer, CaffePreprocessing)), FCN_MEAN_BGR)
-    return {"type": "caffe_bgr_mean", "mean_bgr": [float(m) for m in mean],
-            "formula": "RGB -> BGR, minus mean_bgr, no scaling"}
+    return get_trunk(backbone_of(model)).preprocessing.normalization(model)
 
 
 def num_classes_of(model):
@@ -144,7 +140,7 @@ def with_preprocessing(model, input_dtype="uint8", name=None):
     """
     if has_preprocessing(model):
         raise ValueError(f"Model {model.name!r} already has a 'preprocess' layer.")
-    preprocessing_layer = PREPROCESSING[backbone_of(model)][0]
+    preprocessing_layer = get_trunk(backbone_of(model)).preprocessing.layer
     inputs = keras.Input(model.inputs[0].shape[1:], dtype=input_dtype, name="image")
     outputs = model(preprocessing_layer(name="preprocess")(inputs))
     return keras.Model(inputs, outputs, name=name or f"{model.name}_{input_dtype}")

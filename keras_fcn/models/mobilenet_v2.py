@@ -40,7 +40,7 @@ import numpy as np
 from keras import layers, ops
 
 from keras_fcn._checks import check_positive_int
-from keras_fcn.models.heads import fcn_heads
+from keras_fcn.models.trunk import Preprocessing, Trunk, register_trunk
 from keras_fcn.weights import load_weights, read_weights, set_weights_by_name
 from keras_fcn.weights.imagenet import fetch_mobilenet_v2_imagenet_weights
 
@@ -154,56 +154,55 @@ def trunk_layer_names(model):
                   if layer.weights and not layer.name.startswith(("score", "upscore")))
 
 
+def mobilenet_v2_trunk_features(x, dropout=0.5):
+    """The trunk's features for the FCN heads: :func:`mobilenet_v2_features` with a
+    ``drop_fr`` dropout on the stride-32 map (what ``score_fr`` scores)."""
+    feat8, feat16, feat32 = mobilenet_v2_features(x)
+    return feat8, feat16, layers.Dropout(dropout, name="drop_fr")(feat32)
+
+
+def load_mobilenet_v2_weights(model, weights):
+    """The MobileNetV2 trunk's weights loader: ``"imagenet"`` is the Keras ImageNet
+    MobileNetV2 (every trunk layer must get its weights); files and models load by layer name
+    (:func:`keras_fcn.weights.load_weights`).
+
+    Example:
+        >>> load_mobilenet_v2_weights(model, "imagenet")  # doctest: +SKIP
+    """
+    if isinstance(weights, str) and weights == "imagenet":
+        source = read_weights(fetch_mobilenet_v2_imagenet_weights())
+        return set_weights_by_name(model, source, required=trunk_layer_names(model))
+    return load_weights(model, weights)
+
+
+def _mobilenet_normalization(model=None):
+    return {"type": "scale", "scale": INPUT_SCALE, "offset": INPUT_OFFSET,
+            "formula": "x / 127.5 - 1 on RGB"}
+
+
+MOBILENET_V2 = register_trunk(Trunk(
+    name="mobilenet_v2", features=mobilenet_v2_trunk_features, offsets=MOBILENET_V2_OFFSETS,
+    preprocessing=Preprocessing("scale", mobilenet_v2_preprocessing,
+                                mobilenet_v2_preprocess_input, _mobilenet_normalization),
+    load_weights=load_mobilenet_v2_weights, input_channels=3,
+    head_variants={"8s_at_once": "8s"}))
+
+
 def build_mobilenet_v2_fcn(variant, num_classes, input_shape, weights, dropout,
                            trainable_upsampling, include_preprocessing, name=None,
                            widths=None, fc_units=None):
-    """Builds an FCN on MobileNetV2; called by ``build_fcn(..., backbone="mobilenet_v2")``.
+    """``build_fcn(..., backbone="mobilenet_v2")`` with positional arguments (0.1.x).
 
-    Args:
-        variant: ``"32s"``, ``"16s"`` or ``"8s"`` (``"8s_at_once"`` is built as ``"8s"``: the
-            MobileNetV2 features are batch-normalized, so the skips need no scaling).
-        num_classes: number of classes.
-        input_shape: ``(height, width, 3)``, sizes may be ``None`` (any size, odd or not a
-            multiple of 32: the input is padded inside and the output cropped back).
-        weights: ``"imagenet"`` (Keras ImageNet MobileNetV2 trunk), ``None``, a weights file
-            or a ``keras.Model`` (by layer name, see :func:`keras_fcn.read_weights`).
-        dropout: dropout rate before ``score_fr``.
-        trainable_upsampling: if True the bilinear transposed convolutions are trained.
-        include_preprocessing: if True the model takes raw RGB in [0, 255] and scales it to
-            [-1, 1] itself (layer ``preprocess``); otherwise feed
-            :func:`mobilenet_v2_preprocess_input` of the images.
-        name: model name (default ``"fcn{variant}_mobilenet_v2"``).
-        widths, fc_units: VGG16 trunk options; must be None here.
-
-    Returns:
-        A ``keras.Model`` from images ``(N, H, W, 3)`` to float32 logits
-        ``(N, H, W, num_classes)`` aligned with the input.
+    ``"8s_at_once"`` is built as ``"8s"``: the MobileNetV2 features are batch-normalized, so
+    the skips need no scaling. Preprocessing: ``x / 127.5 - 1`` on RGB
+    (:func:`mobilenet_v2_preprocess_input`, or ``include_preprocessing=True``).
 
     Example:
         >>> model = keras_fcn.build_fcn8s(num_classes=12, weights=None, backbone="mobilenet_v2")
         >>> model(np.zeros((1, 37, 50, 3))).shape
         TensorShape([1, 37, 50, 12])
     """
-    if widths is not None or fc_units is not None:
-        raise ValueError(
-            "widths and fc_units size the VGG16 trunk; MobileNetV2 has neither. "
-            f"Received: widths={widths!r}, fc_units={fc_units!r}"
-        )
-    if tuple(input_shape)[2] != 3:
-        raise ValueError(
-            f"MobileNetV2 needs RGB input with 3 channels. Received: input_shape={input_shape!r}"
-        )
-    inputs = keras.Input(tuple(input_shape), name="image")
-    x = mobilenet_v2_preprocessing()(inputs) if include_preprocessing else inputs
-    feat8, feat16, feat32 = mobilenet_v2_features(x)
-    top = layers.Dropout(dropout, name="drop_fr")(feat32)
-    head = "8s" if variant == "8s_at_once" else variant
-    outputs = fcn_heads(head, inputs, feat8, feat16, top, num_classes, MOBILENET_V2_OFFSETS,
-                        trainable_upsampling)
-    model = keras.Model(inputs, outputs, name=name or f"fcn{variant}_mobilenet_v2")
-    if isinstance(weights, str) and weights == "imagenet":
-        source = read_weights(fetch_mobilenet_v2_imagenet_weights())
-        set_weights_by_name(model, source, required=trunk_layer_names(model))
-    elif weights is not None:
-        load_weights(model, weights)
-    return model
+    from keras_fcn.models.builders import build_fcn  # pylint: disable=import-outside-toplevel
+
+    return build_fcn(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
+                     include_preprocessing, "mobilenet_v2", name, widths, fc_units)

@@ -25,12 +25,11 @@ import keras
 from keras import layers
 
 from keras_fcn._checks import check_positive_int
-from keras_fcn.layers import CaffePreprocessing, Scale
-from keras_fcn.models.builders import build_fcn, check_fcn_args
+from keras_fcn.layers import Scale
+from keras_fcn.models.builders import build_fcn, check_fcn_args, trunk_input
 from keras_fcn.models.heads import fcn_heads
 from keras_fcn.models.named_weights import fetch_named_weights, load_named_weights
-from keras_fcn.models.vgg16 import VGG16_OFFSETS, VGG16_WIDTHS, vgg16_features
-from keras_fcn.weights import load_weights
+from keras_fcn.models.trunk import FCN, get_trunk
 
 FUSION_STREAMS = ("rgb", "hha")
 
@@ -121,13 +120,14 @@ def build_late_fusion_fcn(variant="16s", num_classes=40, weights_rgb="imagenet",
     rgb = Scale(w_rgb, name="scale_rgb")(streams["rgb"](inputs["rgb"]))
     hha = Scale(w_hha, name="scale_hha")(streams["hha"](inputs["hha"]))
     fused = layers.Add(name="score_fused", dtype="float32")([rgb, hha])
-    return keras.Model(inputs, fused, name=name or f"fcn{variant}_rgb_hha")
+    return FCN(inputs, fused, name=name or f"fcn{variant}_rgb_hha",
+               fcn={"backbone": streams["rgb"].backbone, "variant": variant})
 
 
 def build_two_headed_fcn(variant="16s", num_semantic=33, num_geometric=3,
                          input_shape=(None, None, 3), weights="imagenet", dropout=0.5,
                          trainable_upsampling=False, include_preprocessing=False, name=None,
-                         widths=VGG16_WIDTHS, fc_units=4096):
+                         widths=None, fc_units=None):
     """Builds the SIFT Flow FCN: one VGG16 trunk, a semantic and a geometric head.
 
     Layer names follow the reference ``siftflow-fcn*s`` nets: ``score_fr_sem``,
@@ -168,18 +168,20 @@ def build_two_headed_fcn(variant="16s", num_semantic=33, num_geometric=3,
         "variant": variant, "backbone": "vgg16", "num_classes": num_semantic,
         "num_geometric": num_geometric, "input_channels": shape[2],
         "include_preprocessing": include_preprocessing, "two_headed": True})
-    inputs = keras.Input(shape, name="image")
-    x = CaffePreprocessing(name="preprocess")(inputs) if include_preprocessing else inputs
-    pool3, pool4, fc7 = vgg16_features(x, dropout, widths, fc_units)
+    trunk = get_trunk("vgg16")
+    options = trunk.check_options(widths=widths, fc_units=fc_units)
+    inputs, x = trunk_input(trunk, shape, include_preprocessing)
+    features = trunk.features(x, dropout, **options)
     outputs = {
-        task: fcn_heads(variant, inputs, pool3, pool4, fc7, classes, VGG16_OFFSETS,
-                        trainable_upsampling, suffix=suffix)
+        task: fcn_heads(variant, inputs, features, classes, trunk, trainable_upsampling,
+                        suffix=suffix)
         for task, classes, suffix in (("semantic", num_semantic, "_sem"),
                                       ("geometric", num_geometric, "_geo"))
     }
-    model = keras.Model(inputs, outputs, name=name or f"siftflow_fcn{variant}")
+    model = FCN(inputs, outputs, name=name or f"siftflow_fcn{variant}",
+                fcn={"backbone": trunk.name, "variant": variant})
     if named is not None:
         load_named_weights(model, weights, named)
     elif weights is not None:
-        load_weights(model, weights)
+        trunk.load_weights(model, weights)
     return model

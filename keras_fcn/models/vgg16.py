@@ -5,16 +5,18 @@ Segmentation", CVPR 2015 (https://arxiv.org/abs/1411.4038), and the authors' rel
 models. Layer names follow the reference (``conv1_1`` ... ``conv5_3``, ``pool1`` ... ``pool5``,
 ``fc6``, ``fc7``, then the heads of :mod:`keras_fcn.models.heads`), so weights map by name.
 
+The trunk is registered as ``"vgg16"`` (:data:`VGG16`, a
+:class:`keras_fcn.models.trunk.Trunk`); :func:`keras_fcn.models.build_fcn` builds the FCNs.
+
 Example:
-    >>> model = build_vgg16_fcn("8s", 21, (None, None, 3), weights=None)
+    >>> pool3, pool4, fc7 = vgg16_features(keras.Input((None, None, 3)))
 """
 
-import keras
 from keras import layers
 
-from keras_fcn.layers import CaffePreprocessing
-from keras_fcn.models.heads import fcn_heads
+from keras_fcn.models.trunk import CAFFE, Trunk, register_trunk
 from keras_fcn.weights import load_weights
+from keras_fcn.weights.imagenet import fetch_vgg16_imagenet_weights
 
 VGG16_WIDTHS = (64, 128, 256, 512, 512)
 # The convolutions and the pooling layer of each VGG16 block, named as the reference.
@@ -57,25 +59,33 @@ def vgg16_features(x, dropout=0.5, widths=VGG16_WIDTHS, fc_units=4096):
     return pools[2], pools[3], x
 
 
-def build_vgg16_fcn(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
-                    include_preprocessing, name=None, widths=VGG16_WIDTHS, fc_units=4096):
-    """Builds an FCN on VGG16; called by ``build_fcn(..., backbone="vgg16")``.
+def load_vgg16_weights(model, weights):
+    """The VGG16 trunk's weights loader: ``"imagenet"`` is the Keras VGG16 ImageNet classifier
+    (``fc6``/``fc7`` by net surgery, downloaded once and verified); anything else goes to
+    :func:`keras_fcn.weights.load_weights` (files and models by layer name).
 
-    Arguments are those of :func:`keras_fcn.models.build_fcn`, already checked; ``widths``
-    and ``fc_units`` change the trunk's channel widths (fast tests; ImageNet weights need
-    the defaults).
+    Example:
+        >>> load_vgg16_weights(model, "imagenet")  # doctest: +SKIP
+    """
+    if isinstance(weights, str) and weights == "imagenet":
+        weights = fetch_vgg16_imagenet_weights()
+    return load_weights(model, weights)
+
+
+VGG16 = register_trunk(Trunk(
+    name="vgg16", features=vgg16_features, offsets=VGG16_OFFSETS, preprocessing=CAFFE,
+    load_weights=load_vgg16_weights, options={"widths": VGG16_WIDTHS, "fc_units": 4096},
+    default_name="fcn{variant}"))
+
+
+def build_vgg16_fcn(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
+                    include_preprocessing, name=None, widths=None, fc_units=None):
+    """``build_fcn(..., backbone="vgg16")`` with positional arguments (0.1.x; kept for users).
 
     Example:
         >>> model = build_vgg16_fcn("32s", 5, (64, 64, 3), None, 0.5, False, False, "fcn32s")
-        >>> model.output_shape
-        (None, 64, 64, 5)
     """
-    inputs = keras.Input(input_shape, name="image")
-    x = CaffePreprocessing(name="preprocess")(inputs) if include_preprocessing else inputs
-    pool3, pool4, fc7 = vgg16_features(x, dropout, widths, fc_units)
-    outputs = fcn_heads(variant, inputs, pool3, pool4, fc7, num_classes, VGG16_OFFSETS,
-                        trainable_upsampling)
-    model = keras.Model(inputs, outputs, name=name or f"fcn{variant}")
-    if weights is not None:
-        load_weights(model, weights)
-    return model
+    from keras_fcn.models.builders import build_fcn  # pylint: disable=import-outside-toplevel
+
+    return build_fcn(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
+                     include_preprocessing, "vgg16", name, widths, fc_units)

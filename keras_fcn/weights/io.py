@@ -19,11 +19,7 @@ import numpy as np
 
 from keras_fcn.io import atomic_write, save_model
 from keras_fcn.weights.caffe import convert_caffemodel
-from keras_fcn.weights.imagenet import (
-    KERAS_VGG16_TO_FCN,
-    VGG16_FCN_LAYERS,
-    fetch_vgg16_imagenet_weights,
-)
+from keras_fcn.weights.imagenet import KERAS_VGG16_TO_FCN, VGG16_FCN_LAYERS
 from keras_fcn.weights.npz import load_npz, save_npz
 from keras_fcn.weights.torch import convert_torch_state_dict
 
@@ -214,13 +210,23 @@ def load_weights(model, weights):
 
     Args:
         model: the freshly built FCN model.
-        weights: ``"imagenet"``, a path (see :func:`read_weights`) or a ``keras.Model``.
+        weights: a path (see :func:`read_weights`) or a ``keras.Model``. ``"imagenet"`` is
+            each trunk's own (``keras_fcn.models.get_trunk(name).load_weights``); the builders
+            resolve it.
 
     Returns:
         The list of layer names that were set.
+
+    Raises:
+        ValueError: ``weights="imagenet"`` (which ImageNet classifier depends on the trunk),
+            or weights that match no layer of the model.
     """
     if isinstance(weights, str) and weights == "imagenet":
-        weights = fetch_vgg16_imagenet_weights()
+        raise ValueError(
+            "weights='imagenet' names each trunk's own ImageNet classifier: build the model "
+            "with it (keras_fcn.build_fcn(..., weights='imagenet')) or call "
+            "keras_fcn.models.get_trunk(backbone).load_weights(model, 'imagenet'). "
+            f"Received: load_weights({getattr(model, 'name', model)!r}, 'imagenet')")
     if isinstance(weights, (str, os.PathLike)) and os.fspath(weights).endswith(".weights.h5"):
         return _load_same_architecture(model, os.fspath(weights))
     source = read_weights(weights)

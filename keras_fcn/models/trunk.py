@@ -1,0 +1,234 @@
+"""The trunk contract: what every FCN backbone gives the heads, and the model that records it.
+
+A :class:`Trunk` is one backbone (VGG16, MobileNetV2, AlexNet, GoogLeNet, ...): its feature
+maps at strides 8, 16 and 32 with the crop offsets of the reference, its input preprocessing
+(:class:`Preprocessing`) and its weights loader (``"imagenet"``, files, models). The one
+builder, :func:`keras_fcn.models.build_fcn`, puts the heads of
+:mod:`keras_fcn.models.heads` on any registered trunk, and returns an :class:`FCN`: a
+functional ``keras.Model`` whose serialized config records the trunk's name and the variant,
+so that preprocessing, export metadata and run labels read it instead of guessing.
+
+A new trunk is one module that defines a ``Trunk`` and calls :func:`register_trunk`, imported
+by ``keras_fcn/models/__init__.py``.
+
+Example:
+    >>> trunk = get_trunk("mobilenet_v2")
+    >>> trunk.variants, trunk.preprocessing.kind
+    (('32s', '16s', '8s', '8s_at_once'), 'scale')
+    >>> model = keras_fcn.build_fcn8s(num_classes=3, weights=None, backbone="mobilenet_v2")
+    >>> model.backbone, model.variant
+    ('mobilenet_v2', '8s')
+"""
+
+import dataclasses
+from typing import Callable
+
+import keras
+
+from keras_fcn.layers import FCN_MEAN_BGR, CaffePreprocessing, preprocess_input
+
+VARIANTS = ("32s", "16s", "8s", "8s_at_once")
+
+
+def all_layers(model):
+    """Yields the layers of ``model`` and, depth first, of every model nested in it."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from all_layers(layer)
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """How a trunk wants its RGB 0..255 input: the same thing as a layer and on arrays.
+
+    Attributes:
+        kind: a short name, also the ``"type"`` of :meth:`normalization`.
+        layer: ``layer(name=...)`` returns the preprocessing as a Keras layer taking RGB
+            0..255 of any dtype (``include_preprocessing=True`` names it ``preprocess``).
+        array: the same on numpy arrays (float32 out) or tensors.
+        describe: ``describe(model)`` returns the dict written in export metadata and the
+            labels sidecar (see :meth:`normalization`).
+    """
+
+    kind: str
+    layer: Callable
+    array: Callable
+    describe: Callable
+
+    def normalization(self, model=None):
+        """The input normalization as a dict: ``{"type": kind, ..., "formula": ...}``."""
+        return self.describe(model)
+
+
+def _caffe_normalization(model):
+    mean = FCN_MEAN_BGR if model is None else next(
+        (layer.mean_bgr for layer in all_layers(model) if isinstance(layer, CaffePreprocessing)),
+        FCN_MEAN_BGR)
+    return {"type": "caffe_bgr_mean", "mean_bgr": [float(m) for m in mean],
+            "formula": "RGB -> BGR, minus mean_bgr, no scaling"}
+
+
+# The Caffe trunks (VGG16, AlexNet, GoogLeNet): BGR minus the ImageNet mean, no scaling.
+CAFFE = Preprocessing("caffe_bgr_mean", CaffePreprocessing, preprocess_input,
+                      _caffe_normalization)
+
+
+@dataclasses.dataclass(frozen=True)
+class Trunk:
+    """One FCN backbone, as the heads and the tools need it.
+
+    Attributes:
+        name: the ``backbone=`` name, e.g. ``"vgg16"``; recorded in every model built on it.
+        features: ``features(x, dropout, **options)`` applies the trunk to the preprocessed
+            input ``x`` and returns ``(stride8, stride16, stride32)`` Keras tensors (``None``
+            for a stride the trunk does not give: the 32s-only trunks); the stride-32 map is
+            what ``score_fr`` scores, dropout included.
+        offsets: the crop offsets of the heads, keyed by crop layer name (see
+            :mod:`keras_fcn.models.heads`): ``"score"`` per depth, and ``score_pool4c``/
+            ``score_pool3c`` (skip cropped) or ``upscore2c``/``upscore_pool4c`` (upsampled
+            scores cropped).
+        preprocessing: the :class:`Preprocessing` of the trunk's input.
+        load_weights: ``load_weights(model, weights)`` for any ``weights`` other than None and
+            a preset name: ``"imagenet"`` (this trunk's ImageNet classifier), a file or a
+            ``keras.Model``; returns the names of the layers set.
+        variants: the FCN variants this trunk has.
+        options: the trunk's own keyword options and their defaults (``widths``,
+            ``fc_units``); :func:`check_options` rejects any other.
+        check: ``check(**options)`` validates the options and returns them (may be None).
+        input_channels: the channel count the trunk needs, or None for any.
+        upsample_kernels: ``{layer name: kernel}`` where an upsampling is not ``2 * stride``
+            (the reference's odd 63 of ``upscore`` for the 3x3-pool trunks).
+        head_variants: ``{variant: variant of the heads}`` (MobileNetV2 builds the at-once
+            FCN-8s as FCN-8s: batch-normalized features need no scaling).
+        default_name: the model name, formatted with ``variant``.
+    """
+
+    name: str
+    features: Callable
+    offsets: dict
+    preprocessing: Preprocessing
+    load_weights: Callable
+    variants: tuple = VARIANTS
+    options: dict = dataclasses.field(default_factory=dict)
+    check: Callable = None
+    input_channels: int = None
+    upsample_kernels: dict = dataclasses.field(default_factory=dict)
+    head_variants: dict = dataclasses.field(default_factory=dict)
+    default_name: str = "fcn{variant}_{name}"
+
+    def check_options(self, **options):
+        """The trunk options with defaults filled in; unknown ones are a ValueError.
+
+        Example:
+            >>> get_trunk("vgg16").check_options(widths=(4, 4, 8, 8, 8))["fc_units"]
+            4096
+        """
+        given = {key: value for key, value in options.items() if value is not None}
+        unknown = sorted(set(given) - set(self.options))
+        if unknown:
+            has = sorted(self.options) or "none"
+            raise ValueError(
+                f"The {self.name} trunk has no option {', '.join(unknown)} (its options: "
+                f"{has}). Received: " + ", ".join(f"{k}={given[k]!r}" for k in unknown))
+        merged = {**self.options, **given}
+        return (self.check(**merged) if self.check else None) or merged
+
+    def model_name(self, variant):
+        """The default model name for ``variant`` (``"fcn8s"``, ``"fcn8s_mobilenet_v2"``)."""
+        return self.default_name.format(variant=variant, name=self.name)
+
+
+TRUNKS = {}
+
+
+def register_trunk(trunk):
+    """Makes ``backbone=trunk.name`` work in the builders, the tools and the recipes.
+
+    Example:
+        >>> register_trunk(Trunk("tiny", tiny_features, {...}, CAFFE, load_weights))  # doctest: +SKIP
+    """
+    if not isinstance(trunk, Trunk):
+        raise TypeError(f"register_trunk takes a Trunk. Received: {trunk!r}")
+    TRUNKS[trunk.name] = trunk
+    return trunk
+
+
+def list_trunks():
+    """The names of the registered trunks (``backbone=`` values).
+
+    Example:
+        >>> list_trunks()[:2]
+        ['vgg16', 'mobilenet_v2']
+    """
+    return list(TRUNKS)
+
+
+def get_trunk(name):
+    """The :class:`Trunk` registered as ``name``.
+
+    Raises:
+        ValueError: unknown name; the message lists the trunks.
+
+    Example:
+        >>> get_trunk("alexnet").variants
+        ('32s',)
+    """
+    if name not in TRUNKS:
+        raise ValueError(f"Unknown backbone. Expected one of {tuple(TRUNKS)}. "
+                         f"Received: backbone={name!r}")
+    return TRUNKS[name]
+
+
+@keras.saving.register_keras_serializable(package="keras_fcn")
+class FCN(keras.Model):
+    """A functional FCN that knows its trunk and variant (saved in its config).
+
+    Built by :func:`keras_fcn.models.build_fcn` and the other builders; behaves as any
+    functional ``keras.Model``. ``model.backbone`` and ``model.variant`` survive
+    ``save``/``load_model``, nesting in another model, and the clones of
+    :func:`keras_fcn.runtime.with_precision`.
+
+    Args:
+        inputs, outputs, name: as ``keras.Model``.
+        fcn: ``{"backbone": ..., "variant": ...}``.
+
+    Example:
+        >>> model = build_fcn32s(num_classes=3, weights=None)
+        >>> keras.models.load_model(path).backbone  # doctest: +SKIP
+        'vgg16'
+    """
+
+    def __init__(self, inputs, outputs, name=None, **kwargs):
+        info = dict(kwargs.pop("fcn", None) or {})
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        self.fcn_info = info
+
+    @property
+    def backbone(self):
+        """The trunk's name (``"vgg16"``, ...), or None when not recorded."""
+        return self.fcn_info.get("backbone")
+
+    @property
+    def variant(self):
+        """The FCN variant (``"8s"``, ...), or None when not recorded."""
+        return self.fcn_info.get("variant")
+
+    def copy_info_to(self, other):
+        """Records this model's trunk and variant in ``other`` (a clone) and returns it."""
+        if isinstance(other, FCN):
+            other.fcn_info = dict(self.fcn_info)
+        return other
+
+    def get_config(self):
+        config = super().get_config()
+        config["fcn"] = dict(self.fcn_info)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        info = config.pop("fcn", None) or {}
+        model = super().from_config(config, custom_objects=custom_objects)
+        model.fcn_info = dict(info)
+        return model

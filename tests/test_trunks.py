@@ -1,0 +1,225 @@
+"""The shared trunk test base: every registered trunk (keras_fcn.models.list_trunks()) is built
+at odd sizes, checked for alignment, saved and loaded (its name recorded), run in bfloat16 and
+converted to TFLite, with the same checks. A new trunk needs one entry in TINY (its cheap test
+options) and one in SHIFT (where its FCN-32s puts an output pixel on the input, derived in its module).
+"""
+
+import numpy as np
+import pytest
+
+import keras
+import keras_fcn
+from keras_fcn import runtime
+from keras_fcn.models import googlenet_widths, list_trunks, get_trunk, normalization_of
+
+# Cheap options per trunk (tiny widths); a trunk missing here fails test_every_trunk_is_tested.
+TINY = {
+    "vgg16": {"widths": (4, 4, 8, 8, 8), "fc_units": 8},
+    "mobilenet_v2": {},
+    "alexnet": {"widths": (4, 4, 4, 4, 4), "fc_units": 8},
+    "googlenet": {"widths": googlenet_widths(16)},
+}
+# Where FCN-32s output pixel y sits on the input, minus y (coord_map below): 0 where the
+# reference's crop offsets align the output exactly (VGG16, AlexNet, GoogLeNet), -0.5 where an
+# even upsampling kernel can only align to half a pixel (MobileNetV2, see its module).
+SHIFT = {"vgg16": 0.0, "mobilenet_v2": -0.5, "alexnet": 0.0, "googlenet": 0.0}
+ODD_SIZES = ((1, 1), (37, 50), (65, 33))
+NUM_CLASSES = 3
+TRUNKS = list_trunks()
+
+
+def tiny_model(backbone, variant="32s", seed=0, **kwargs):
+    """A small FCN on ``backbone`` with random (non-zero) score layers."""
+    keras.utils.set_random_seed(seed)
+    model = keras_fcn.build_fcn(variant, NUM_CLASSES, weights=None, backbone=backbone,
+                                **TINY[backbone], **kwargs)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.name.startswith("score") and layer.weights:
+            layer.set_weights([rng.normal(0, 0.5, w.shape).astype("float32")
+                               for w in layer.get_weights()])
+    return model
+
+
+def images(shape, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (1, *shape, 3)).astype("float32")
+
+
+def test_every_trunk_is_tested():
+    assert sorted(TINY) == sorted(TRUNKS) == sorted(SHIFT)
+
+
+@pytest.mark.parametrize("backbone", TRUNKS)
+def test_every_variant_at_odd_sizes(backbone):
+    """Each variant gives logits of the input's size, finite and not constant, at any size."""
+    for variant in get_trunk(backbone).variants:
+        model = tiny_model(backbone, variant)
+        assert (model.backbone, model.variant) == (backbone, variant)
+        for size in ODD_SIZES:
+            logits = np.asarray(model(get_trunk(backbone).preprocessing.array(images(size))))
+            assert logits.shape == (1, *size, NUM_CLASSES), (variant, size)
+            assert logits.dtype == np.float32 and np.isfinite(logits).all()
+            if size != (1, 1):
+                assert np.ptp(logits) > 0, (variant, size)
+
+
+def _producer(tensor):
+    return tensor._keras_history[0]  # pylint: disable=protected-access
+
+
+def _inputs(layer):
+    node = layer._inbound_nodes[0]  # pylint: disable=protected-access
+    return list(node.input_tensors)
+
+
+def _window(layer, axis, size):
+    """``(stride, kernel extent, top padding)`` of a convolution or pooling along ``axis``."""
+    config = layer.get_config()
+    kernel = config.get("kernel_size", config.get("pool_size"))[axis]
+    stride = (config.get("strides") or config.get("pool_size"))[axis]
+    dilation = config.get("dilation_rate", (1, 1))[axis]
+    extent = (kernel - 1) * dilation + 1
+    if config["padding"] == "valid":
+        return stride, extent, 0
+    total = max((-(-size // stride) - 1) * stride + extent - size, 0)
+    return stride, extent, total // 2  # "same": the extra row goes at the bottom
+
+
+def coord_map(model, axis=0):
+    """Caffe's ``coord_map`` over a Keras FCN, written independently of the builders: the
+    input coordinate ``a * y + b`` of output coordinate ``y`` along ``axis`` (0 rows, 1
+    columns), following the scored path (the first input of each layer) back to the image.
+    Each layer of kernel ``k``, stride ``s`` and top padding ``p`` maps ``y`` to
+    ``s * y + (k - 1) / 2 - p``; a transposed convolution inverts that; a crop at ``o`` maps
+    ``y`` to ``y + o``."""
+    scale, offset = 1.0, 0.0
+    tensor = model.outputs[0]
+    while True:
+        layer = _producer(tensor)
+        inputs = _inputs(layer)
+        if not inputs:  # the InputLayer
+            return scale, offset
+        size = inputs[0].shape[1 + axis]
+        kind = type(layer).__name__
+        if kind == "ZeroPadding2D":
+            offset -= layer.padding[axis][0]
+        elif kind == "CropToReference":
+            offset += layer.offset
+        elif kind == "Conv2DTranspose":
+            stride, extent, _ = _window(layer, axis, size)
+            scale, offset = scale / stride, (offset - (extent - 1) / 2) / stride
+        elif kind in ("Conv2D", "DepthwiseConv2D", "MaxPooling2D", "AveragePooling2D"):
+            stride, extent, pad = _window(layer, axis, size)
+            scale, offset = stride * scale, stride * offset + (extent - 1) / 2 - pad
+        tensor = inputs[0]
+
+
+@pytest.mark.parametrize("backbone", TRUNKS)
+def test_the_scored_path_is_aligned_with_the_input(backbone):
+    """FCN-32s maps output pixel ``y`` to input ``y + SHIFT`` (scale 1), at odd sizes."""
+    for size in ((353, 500), (97, 131)):
+        model = keras_fcn.build_fcn("32s", 2, input_shape=(*size, 3), weights=None,
+                                    backbone=backbone, **TINY[backbone])
+        for axis in (0, 1):
+            scale, offset = coord_map(model, axis)
+            assert scale == 1.0 and offset == SHIFT[backbone], (backbone, size, axis, offset)
+
+
+def test_coord_map_can_fail():
+    """An off-by-one crop offset is seen."""
+    model = keras_fcn.build_fcn("32s", 2, input_shape=(97, 131, 3), weights=None,
+                                **TINY["vgg16"])
+    assert coord_map(model) == (1.0, 0.0)
+    model.get_layer("score").offset = 20
+    assert coord_map(model) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("backbone", TRUNKS)
+def test_save_and_load_record_the_trunk(backbone, tmp_path):
+    """The trunk's name and the variant are in the saved model: nothing guesses them."""
+    trunk = get_trunk(backbone)
+    variant = trunk.variants[-1]
+    model = tiny_model(backbone, variant, seed=1)
+    x = trunk.preprocessing.array(images((37, 50), seed=1))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, keras_fcn.FCN)
+    assert (loaded.backbone, loaded.variant) == (backbone, variant)
+    np.testing.assert_allclose(loaded(x), model(x), rtol=0, atol=1e-5)
+    # What the tools derive from it: the preprocessing, as a layer and on arrays.
+    assert keras_fcn.backbone_of(keras_fcn.raw_rgb_model(loaded)) == backbone
+    assert normalization_of(loaded) == trunk.preprocessing.normalization(loaded)
+    assert normalization_of(loaded)["type"] == trunk.preprocessing.kind
+    raw = images((37, 50), seed=1)
+    np.testing.assert_allclose(keras_fcn.raw_rgb_model(loaded)(raw), model(x), rtol=0,
+                               atol=1e-4)
+
+
+@pytest.mark.parametrize("backbone", TRUNKS)
+def test_preprocessing_layer_equals_the_array_function(backbone):
+    preprocessing = get_trunk(backbone).preprocessing
+    raw = images((5, 7), seed=2)
+    np.testing.assert_allclose(preprocessing.layer(name="preprocess")(raw),
+                               preprocessing.array(raw), rtol=1e-6, atol=1e-5)
+    built = keras_fcn.build_fcn("32s", NUM_CLASSES, weights=None, backbone=backbone,
+                                include_preprocessing=True, **TINY[backbone])
+    assert keras_fcn.models.has_preprocessing(built)
+    assert keras_fcn.models.preprocessing_fn(built) is None
+    assert keras_fcn.models.preprocessing_fn(tiny_model(backbone)) is preprocessing.array
+
+
+@pytest.mark.parametrize("backbone", TRUNKS)
+def test_bfloat16_keeps_the_trunk_and_the_logits(backbone):
+    model = tiny_model(backbone, seed=3)
+    x = get_trunk(backbone).preprocessing.array(images((37, 50), seed=3))
+    fast = runtime.with_precision(model, "bfloat16")
+    assert (fast.backbone, fast.variant) == (model.backbone, model.variant)
+    dtypes = {layer.compute_dtype for layer in keras_fcn.models.all_layers(fast)
+              if layer.weights and not layer.name.startswith(("score", "upscore"))}
+    assert dtypes == {"bfloat16"}
+    want, got = np.asarray(model(x)), np.asarray(fast(x))
+    assert got.dtype == np.float32
+    # bfloat16 keeps 8 bits of mantissa: a few percent of the logits' scale, no more.
+    assert np.abs(got - want).max() <= 0.05 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("backbone", TRUNKS)
+def test_tflite_equals_keras(backbone):
+    pytest.importorskip("tensorflow")
+    from keras_fcn.export import convert_to_tflite
+    from keras_fcn.export.litert_runner import TFLiteRunner
+
+    model = tiny_model(backbone, seed=4)
+    size = (37, 50)
+    raw = np.random.default_rng(4).integers(0, 256, (*size, 3), dtype=np.uint8)
+    flatbuffer = convert_to_tflite(model, input_size=size)
+    got = TFLiteRunner(flatbuffer).outputs(raw)
+    want = np.asarray(keras_fcn.raw_rgb_model(model)(raw[None].astype("float32")))[0]
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("backbone", TRUNKS)
+def test_unknown_trunk_options_are_named(backbone):
+    with pytest.raises(ValueError, match=f"{backbone} trunk has no option bogus"):
+        get_trunk(backbone).check_options(bogus=1)
+
+
+def test_unknown_backbone_lists_the_trunks():
+    with pytest.raises(ValueError, match="Unknown backbone.*vgg16.*Received: backbone='vgg19'"):
+        keras_fcn.build_fcn32s(weights=None, backbone="vgg19")
+
+
+def test_load_weights_refuses_imagenet_without_a_trunk():
+    model = tiny_model("vgg16")
+    with pytest.raises(ValueError, match="each trunk's own ImageNet"):
+        keras_fcn.load_weights(model, "imagenet")
+
+
+def test_legacy_models_without_a_record_are_told_from_their_layers():
+    """Only models saved by 0.1.x (plain functional models) fall back to the layer names."""
+    model = tiny_model("alexnet")
+    plain = keras.Model(model.inputs, model.outputs)
+    assert not isinstance(plain, keras_fcn.FCN)
+    assert keras_fcn.models.legacy_backbone(plain) == "alexnet"
+    assert keras_fcn.backbone_of(plain) == "alexnet"
