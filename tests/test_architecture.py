@@ -89,3 +89,19 @@ def test_the_contract_catches_a_backward_import(tmp_path):
                           timeout=300)
     assert proc.returncode != 0
     assert "keras_fcn.layers is not allowed to import keras_fcn.training" in proc.stdout
+
+
+def test_the_contract_catches_a_data_set_reaching_the_network(tmp_path):
+    """A copy of the package where a data set module imports urllib breaks the offline
+    contract (the data sets read local files only)."""
+    copy = tmp_path / "keras_fcn"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "resources"))
+    (copy / "datasets" / "fetching.py").write_text("import urllib.request  # noqa\n")
+    lint = shutil.which("lint-imports") or os.path.join(os.path.dirname(sys.executable),
+                                                         "lint-imports")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    proc = subprocess.run([lint, "--config", os.path.join(ROOT, ".importlinter"),
+                           "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0
+    assert "keras_fcn.datasets is not allowed to import urllib" in proc.stdout
