@@ -173,7 +173,7 @@ def preprocess_input(images, mean_bgr=FCN_MEAN_BGR):
     Example:
         >>> x = preprocess_input(np.full((1, 4, 4, 3), 128, np.uint8))
         >>> x[0, 0, 0]  # B, G, R minus their means
-        array([23.993011, 11.331232,  5.331085], dtype=float32)
+        array([23.993011, 11.33123 ,  5.321083], dtype=float32)
     """
     if images.shape[-1] != 3:
         raise ValueError(
@@ -251,8 +251,8 @@ def local_response_normalization(x, size=5, alpha=1e-4, beta=0.75, k=1.0):
 
     Example:
         >>> y = local_response_normalization(np.ones((1, 1, 1, 3), "float32"), size=3)
-        >>> np.asarray(y)[0, 0, 0]  # 1 / (1 + 1e-4 / 3 * n) ** 0.75, n = 2, 3, 2 channels
-        array([0.99995  , 0.999925 , 0.99995  ], dtype=float32)
+        >>> np.asarray(y)[0, 0, 0].round(6)  # 1 / (1 + 1e-4 / 3 * n) ** 0.75, n = 2, 3, 2
+        array([0.99995 , 0.999925, 0.99995 ], dtype=float32)
     """
     radius = size // 2
     channels = x.shape[-1]

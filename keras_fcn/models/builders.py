@@ -216,7 +216,8 @@ build_fcn32s.__doc__ = (
 build_fcn16s.__doc__ = (
     "Builds FCN-16s: FCN-32s plus the ``pool4`` skip (``score_pool4``) fused at stride 16.\n"
     + _ARGS_DOC
-    + "\n    Example:\n        >>> fcn16s = build_fcn16s(weights=trained_fcn32s)  # staged init\n"
+    + "\n    Example:\n        >>> fcn32s = build_fcn32s(num_classes=21, weights=None)\n"
+    + "        >>> fcn16s = build_fcn16s(num_classes=21, weights=fcn32s)  # staged init\n"
     + '        >>> trained = build_fcn16s(weights="voc-fcn16s")  # doctest: +SKIP\n'
 )
 build_fcn8s.__doc__ = (
@@ -228,6 +229,6 @@ build_fcn8s.__doc__ = (
         "            train together in one stage (the preset ``voc-fcn8s-atonce``).\n"
         "        backbone:",
     )
-    + "\n    Example:\n        >>> model = build_fcn8s(num_classes=21)  # ImageNet VGG16 trunk\n"
-    + '        >>> trained = build_fcn8s(weights="voc-fcn8s")  # the authors\' FCN-8s\n'
+    + "\n    Example:\n        >>> model = build_fcn8s(num_classes=21)  # ImageNet VGG16 trunk  # doctest: +SKIP\n"
+    + '        >>> trained = build_fcn8s(weights="voc-fcn8s")  # the authors\' FCN-8s  # doctest: +SKIP\n'
 )

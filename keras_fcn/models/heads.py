@@ -18,7 +18,10 @@ keyed by crop layer name:
 
 Example:
     >>> image = keras.Input((None, None, 3))
+    >>> from keras_fcn.models import get_trunk, vgg16_features
     >>> logits = fcn_heads("8s", image, vgg16_features(image), 21, get_trunk("vgg16"))
+    >>> logits.shape
+    (None, None, None, 21)
 """
 
 import collections

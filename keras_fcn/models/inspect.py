@@ -134,8 +134,9 @@ def with_preprocessing(model, input_dtype="uint8", name=None):
         ValueError: the model already has a ``preprocess`` layer.
 
     Example:
-        >>> deployable = with_preprocessing(trained_model)
-        >>> deployable.predict(np.zeros((1, 64, 64, 3), np.uint8)).shape
+        >>> trained = build_fcn("32s", 21, weights=None, widths=(4, 4, 8, 8, 8), fc_units=8)
+        >>> deployable = with_preprocessing(trained)
+        >>> deployable.predict(np.zeros((1, 64, 64, 3), np.uint8), verbose=0).shape
         (1, 64, 64, 21)
     """
     if has_preprocessing(model):
@@ -153,7 +154,9 @@ def raw_rgb_model(model):
     :func:`with_preprocessing` with float32 input.
 
     Example:
-        >>> deployable = raw_rgb_model(trained)  # trained on preprocess_input(images)
+        >>> trained = build_fcn("32s", 21, weights=None, widths=(4, 4, 8, 8, 8), fc_units=8)
+        >>> raw_rgb_model(trained).input.dtype  # trained on preprocess_input(images)
+        'float32'
     """
     if has_preprocessing(model):
         return model

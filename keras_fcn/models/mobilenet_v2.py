@@ -106,8 +106,8 @@ def mobilenet_v2_preprocessing(name="preprocess"):
     """The MobileNetV2 input scaling as a layer: RGB 0..255 (any dtype) -> ``x / 127.5 - 1``.
 
     Example:
-        >>> mobilenet_v2_preprocessing()(np.array([[0.0, 255.0]]))
-        [[-1., 1.]]
+        >>> np.asarray(mobilenet_v2_preprocessing()(np.array([[0.0, 255.0]])))
+        array([[-1.,  1.]], dtype=float32)
     """
     return layers.Rescaling(INPUT_SCALE, offset=INPUT_OFFSET, name=name)
 

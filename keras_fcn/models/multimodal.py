@@ -106,7 +106,10 @@ def build_late_fusion_fcn(variant="16s", num_classes=40, weights_rgb="imagenet",
         equal to ``w_rgb * rgb_stream(rgb) + w_hha * hha_stream(hha)``.
 
     Example:
-        >>> model = build_late_fusion_fcn("16s", 40, weights_rgb=rgb_fcn, weights_hha=hha_fcn)
+        >>> model = build_late_fusion_fcn("16s", 40, weights_rgb=None, weights_hha=None,
+        ...                               widths=(4, 4, 8, 8, 8), fc_units=8)
+        >>> sorted(model.input)
+        ['hha', 'rgb']
         >>> logits = model({"rgb": rgb_batch, "hha": hha_batch})  # doctest: +SKIP
     """
     w_rgb, w_hha = _check_fusion_weights(fusion_weights)

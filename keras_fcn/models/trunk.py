@@ -158,8 +158,8 @@ def list_trunks():
     """The names of the registered trunks (``backbone=`` values).
 
     Example:
-        >>> list_trunks()[:2]
-        ['vgg16', 'mobilenet_v2']
+        >>> sorted(list_trunks())[:4]
+        ['alexnet', 'googlenet', 'mobilenet_v2', 'vgg16']
     """
     return list(TRUNKS)
 
@@ -194,9 +194,9 @@ class FCN(keras.Model):
         fcn: ``{"backbone": ..., "variant": ...}``.
 
     Example:
-        >>> model = build_fcn32s(num_classes=3, weights=None)
-        >>> keras.models.load_model(path).backbone  # doctest: +SKIP
-        'vgg16'
+        >>> model = keras_fcn.build_fcn32s(num_classes=3, weights=None, backbone="alexnet")
+        >>> type(model).__name__, model.backbone, model.variant
+        ('FCN', 'alexnet', '32s')
     """
 
     def __init__(self, inputs, outputs, name=None, **kwargs):

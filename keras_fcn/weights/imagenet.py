@@ -6,7 +6,7 @@ Files come through ``keras.utils.get_file``: downloaded once, cached in ``~/.ker
 (or ``cache_dir/models``), verified when a checksum is known, so later calls work offline.
 
 Example:
-    >>> path = fetch_vgg16_imagenet_weights()  # ~/.keras/models/vgg16_weights_tf_...h5
+    >>> path = fetch_vgg16_imagenet_weights()  # doctest: +SKIP
 """
 
 import os
@@ -91,7 +91,7 @@ def fetch_vgg16_imagenet_weights(cache_dir=None, url=VGG16_WEIGHTS_URL, md5=VGG1
             :func:`fetch_weights_file`).
 
     Example:
-        >>> path = fetch_vgg16_imagenet_weights()
+        >>> path = fetch_vgg16_imagenet_weights()  # doctest: +SKIP
     """
     return fetch_weights_file(
         VGG16_WEIGHTS_FILE, url, md5, cache_dir, "ImageNet VGG16 weights",
@@ -117,7 +117,7 @@ def fetch_mobilenet_v2_imagenet_weights(cache_dir=None, url=MOBILENET_V2_WEIGHTS
             :func:`fetch_weights_file`).
 
     Example:
-        >>> path = fetch_mobilenet_v2_imagenet_weights()
+        >>> path = fetch_mobilenet_v2_imagenet_weights()  # doctest: +SKIP
     """
     return fetch_weights_file(
         MOBILENET_V2_WEIGHTS_FILE, url, file_hash, cache_dir, "ImageNet MobileNetV2 weights",

@@ -8,7 +8,7 @@ the released reference weights (Caffe and PyTorch, see :func:`convert_to_keras_m
 
 Example:
     >>> fcn16s = build_fcn16s(weights=None)
-    >>> set_weights_by_name(fcn16s, read_weights("runs/fcn32s.keras"))  # staged init
+    >>> set_weights_by_name(fcn16s, read_weights("runs/fcn32s.keras"))  # doctest: +SKIP
 """
 
 import logging
@@ -87,7 +87,7 @@ def load_model_file(path):
     """Loads a ``.keras`` model file (uncompiled); a damaged file raises a ValueError naming it.
 
     Example:
-        >>> model = load_model_file("runs/fcn8s.keras")
+        >>> model = load_model_file("runs/fcn8s.keras")  # doctest: +SKIP
     """
     import keras
 
@@ -167,8 +167,10 @@ def set_weights_by_name(model, weights, *, rename=None, skip_mismatch=False, req
         The sorted list of model layer names that were set.
 
     Example:
-        >>> fcn16s = build_fcn16s(weights=None)
-        >>> set_weights_by_name(fcn16s, read_weights(trained_fcn32s))  # staged init
+        >>> tiny = {"weights": None, "widths": (4, 4, 8, 8, 8), "fc_units": 8}
+        >>> fcn32s, fcn16s = build_fcn("32s", 5, **tiny), build_fcn("16s", 5, **tiny)
+        >>> set_weights_by_name(fcn16s, read_weights(fcn32s))[:3]  # staged init
+        ['conv1_1', 'conv1_2', 'conv2_1']
     """
     rename = rename or {}
     layers = {layer.name: layer for layer in model.layers if layer.weights}
@@ -303,7 +305,7 @@ def convert_to_keras_model(source, model, rename=None, strict=True):
 
     Example:
         >>> model = build_fcn8s(num_classes=21, weights=None)
-        >>> convert_to_keras_model("fcn8s-heavy-pascal.caffemodel", model)["missing"]
+        >>> convert_to_keras_model("fcn8s-heavy-pascal.caffemodel", model)["missing"]  # doctest: +SKIP
         []
     """
     converted = read_converted_weights(source, rename=rename, strict=strict)
@@ -336,7 +338,7 @@ def save_weights_file(model, path, overwrite=False):
         ``path``.
 
     Example:
-        >>> save_weights_file(model, "fcn8s_voc.npz")
+        >>> save_weights_file(model, "fcn8s_voc.npz")  # doctest: +SKIP
     """
     path = os.fspath(path)
     if path.endswith(".npz"):
