@@ -40,9 +40,8 @@ BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # CPUs with native bfloat16 dot produc
 JIT_ENV = "KERAS_FCN_JIT"
 CONV_MATMUL_ENV = "KERAS_FCN_CONV_MATMUL"
 # Convolutions with at least this many kernel taps (5x5) run as one matrix multiply under
-# `convolutions_as_matmul`: oneDNN ran the VGG16 fc6 (7x7, 512 -> 4096 channels, 16x16 outputs at
-# 500x500) at 26% of the CPU's float32 matmul rate, 426 ms of a 1,043 ms forward pass (Zen 5,
-# benchmarks/results/roofline.md); its 3x3 convolutions reach 72-92%.
+# `convolutions_as_matmul`: oneDNN runs the VGG16 fc6 (7x7) far below the CPU's matmul rate and
+# its 3x3 convolutions close to it (docs/speed.md, benchmarks/results/roofline.md).
 MATMUL_MIN_TAPS = 25
 # The FCN head after fc7 (score layers, bilinear upsampling, crops, fusion): kept float32 by
 # with_precision. It costs little (num_classes channels) and its bf16 convolutions have odd
@@ -134,9 +133,8 @@ def resolve_precision(precision="float32", *, mixed_precision=False, info=None, 
 
     ``"auto"`` is float16 on a GPU under TensorFlow (bfloat16 under JAX and PyTorch), bfloat16 on CPUs with AMX or AVX512-BF16 (whatever the
     vendor), float32 elsewhere, and float32 on a CPU for a ``model`` with depthwise
-    convolutions (MobileNetV2): measured on the AMD EPYC Zen 5, its bf16 forward and train step
-    were slower than float32 and its label agreement lower (99.22%; VGG16: 99.83%,
-    benchmarks/results/bf16_agreement.md). ``mixed_precision=True`` (the old flag, kept as an alias)
+    convolutions (MobileNetV2: bf16 was slower there and agreed less with float32, see
+    docs/speed.md). ``mixed_precision=True`` (the old flag, kept as an alias)
     asks for the mixed precision of the device: float16 on a GPU, bfloat16 on a CPU; it
     turns a ``"float32"`` or ``"auto"`` request into that and leaves an explicit
     ``"bfloat16"``/``"float16"`` as it is.
@@ -261,7 +259,7 @@ def with_precision(model, precision, info=None, keep_float32=HEAD_LAYERS, infere
     so the logits stay float32. With ``inference=True`` those layers store their weights in
     ``precision`` instead (policy ``"bfloat16"``/``"float16"``): the same results (the cast
     happens once, with the same rounding), half the memory, and no cast of fc6's 103M weights
-    at every call (4-5% of a bf16 VGG16 FCN-8s forward on the Zen 5). The model itself is
+    at every call (docs/speed.md). The model itself is
     returned when it already computes in that precision. Works on functional models
     (keras_fcn models, nested ones too).
 
@@ -400,15 +398,11 @@ def fast_path(precision="float32", info=None, *, model=None, jit_compile=None,
     benchmarks/results/roofline.md):
 
     - On a CPU, every precision: oneDNN's graph (no XLA) with the large-kernel convolutions
-      as one matrix multiply (``conv_matmul``, :func:`convolutions_as_matmul`). oneDNN runs
-      the 3x3 convolutions at 72-92% of the CPU's matmul rate but ``fc6`` (7x7, 512 -> 4096)
-      at 26%; as a matmul the VGG16 FCN-8s forward at 360x480 takes 609 ms float32 (XLA 785,
-      plain oneDNN 805, PyTorch's best 906) and 332 ms bfloat16 (PyTorch bf16 708), and the
-      float32 train step 2.41 s (XLA 3.04, plain 3.02) on the AMD EPYC Zen 5. XLA also
-      made the MobileNetV2 FCN-8s 6x slower (depthwise convolutions) and stops bfloat16 from
-      reaching oneDNN's bf16 kernels. On the Intel Xeon with AMX, where oneDNN's plain float32
-      graph took 2.41 s and XLA 1.36 s (500x500, before this rule), the fc6 matmul is the
-      expected cure but is not measured yet: ``KERAS_FCN_JIT=1`` brings XLA back there.
+      as one matrix multiply (``conv_matmul``, :func:`convolutions_as_matmul`): oneDNN runs
+      ``fc6`` (7x7, 512 -> 4096) far below its 3x3 rate, and as a matmul the forward and the
+      train step beat both XLA and the plain graph; XLA also slows the depthwise MobileNetV2
+      FCN and keeps bfloat16 from oneDNN's bf16 kernels. ``KERAS_FCN_JIT=1`` brings XLA back
+      (the figures per CPU are in docs/speed.md).
     - On a GPU: no XLA and no matmul rewrite (cuDNN's kernels).
     - On the JAX backend: XLA (``jit_compile=True``: JAX has no other compiled path); on the
       PyTorch backend: eager (``torch.compile`` only when asked). No matmul rewrite on either

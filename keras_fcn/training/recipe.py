@@ -266,9 +266,8 @@ def execution_precision(config, model=None):
 def execution_path(config, model):
     """How to run the train step (``keras_fcn.runtime.fast_path``): ``--jit_compile`` and
     ``--conv_matmul`` if given, else ``KERAS_FCN_JIT`` / ``KERAS_FCN_CONV_MATMUL``, else the
-    rule: no XLA (on the AMD EPYC Zen 5 XLA made the full-width FCN-8s step 1.2x slower than
-    the oneDNN graph with fc6 as a matmul, benchmarks/results/train_step.md; it also compiles
-    once per input shape) and fc6 as one matrix multiply on a CPU.
+    rule: no XLA on a CPU (slower than the oneDNN graph with fc6 as a matmul, and it compiles
+    once per input shape: docs/speed.md) and fc6 as one matrix multiply.
 
     Example:
         >>> execution_path(TrainConfig(), model)["conv_matmul"]  # on a CPU
