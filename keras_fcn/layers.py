@@ -104,6 +104,34 @@ class CropToReference(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class ResizeToReference(keras.layers.Layer):
+    """Resizes ``inputs[0]`` bilinearly to the spatial size of ``inputs[1]``.
+
+    Half-pixel centres and no antialiasing: PyTorch's ``F.interpolate(mode="bilinear",
+    align_corners=False)``, which torchvision's FCN-ResNet uses to bring its stride-8 scores
+    to the input size; TFLite runs it as its builtin ``RESIZE_BILINEAR``. Static when the
+    reference size is known, dynamic otherwise.
+
+    Example:
+        >>> ResizeToReference()([np.ones((1, 5, 7, 2)), np.zeros((1, 37, 50, 3))]).shape
+        TensorShape([1, 37, 50, 2])
+    """
+
+    def call(self, inputs):
+        x, reference = inputs
+        height, width = reference.shape[1], reference.shape[2]
+        if height is None or width is None:
+            shape = ops.shape(reference)
+            height = shape[1] if height is None else height
+            width = shape[2] if width is None else width
+        return ops.image.resize(x, (height, width), interpolation="bilinear", antialias=False)
+
+    def compute_output_shape(self, input_shapes):
+        x_shape, reference_shape = input_shapes
+        return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class Scale(keras.layers.Layer):
     """Multiplies its input by a fixed factor (the at-once FCN-8s ``scale_pool4``/``scale_pool3``)."""
 

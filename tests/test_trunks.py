@@ -223,3 +223,26 @@ def test_legacy_models_without_a_record_are_told_from_their_layers():
     assert not isinstance(plain, keras_fcn.FCN)
     assert keras_fcn.models.legacy_backbone(plain) == "alexnet"
     assert keras_fcn.backbone_of(plain) == "alexnet"
+
+
+def _resize_numpy(x, size):
+    """Bilinear resize with half-pixel centres (PyTorch's align_corners=False), in numpy."""
+    def weights(n_in, n_out):
+        src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        low = np.floor(src).astype(int)
+        high = np.minimum(low + 1, n_in - 1)
+        matrix = np.zeros((n_out, n_in))
+        matrix[np.arange(n_out), low] += 1 - (src - low)
+        matrix[np.arange(n_out), high] += src - low
+        return matrix
+    rows, cols = weights(x.shape[1], size[0]), weights(x.shape[2], size[1])
+    return np.einsum("hi,niwc,vw->nhvc", rows, x, cols)
+
+
+@pytest.mark.parametrize("size", [(37, 50), (5, 7), (64, 48)])
+def test_resize_to_reference_is_half_pixel_bilinear(size):
+    from keras_fcn.layers import ResizeToReference
+
+    x = np.random.default_rng(5).normal(size=(2, 5, 7, 3)).astype("float32")
+    got = np.asarray(ResizeToReference()([x, np.zeros((2, *size, 1), "float32")]))
+    np.testing.assert_allclose(got, _resize_numpy(x, size), rtol=0, atol=1e-5)

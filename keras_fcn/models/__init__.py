@@ -13,7 +13,6 @@ from keras_fcn.models.alexnet import (  # noqa: F401
     build_alexnet_fcn,
 )
 from keras_fcn.models.builders import (  # noqa: F401
-    BACKBONE_VARIANTS,
     BACKBONES,
     VARIANTS,
     build_fcn,

@@ -13,13 +13,12 @@ import keras
 
 from keras_fcn._checks import check_positive_int
 from keras_fcn.models import alexnet, googlenet, mobilenet_v2, vgg16  # noqa: F401 (registers)
-from keras_fcn.models.heads import fcn_heads
+from keras_fcn.models.heads import dilated_heads, fcn_heads
 from keras_fcn.models.named_weights import fetch_named_weights, load_named_weights
 from keras_fcn.models.trunk import FCN, TRUNKS, VARIANTS, get_trunk
 
-# The registered trunks by name (``backbone=``), and the variants of each.
+# The registered trunks by name (``backbone=``); ``get_trunk(name).variants`` are each one's.
 BACKBONES = TRUNKS
-BACKBONE_VARIANTS = {name: trunk.variants for name, trunk in TRUNKS.items()}
 
 
 def check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone="vgg16",
@@ -67,8 +66,10 @@ def check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone
             "weights must be 'imagenet', None, a preset name, a file path or a keras.Model. "
             f"Received: weights={weights!r}"
         )
-    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be a rate in [0, 1). Received: dropout={dropout!r}")
+    if dropout is not None and (isinstance(dropout, bool) or not isinstance(dropout, (int, float))
+                                or not 0.0 <= dropout < 1.0):
+        raise ValueError(f"dropout must be a rate in [0, 1) or None (the trunk's default). "
+                         f"Received: dropout={dropout!r}")
     if include_preprocessing and shape[2] != 3:
         raise ValueError(
             "include_preprocessing=True needs RGB input with 3 channels. "
@@ -91,13 +92,14 @@ def build_fcn(
     num_classes=21,
     input_shape=(None, None, 3),
     weights="imagenet",
-    dropout=0.5,
+    dropout=None,
     trainable_upsampling=False,
     include_preprocessing=False,
     backbone="vgg16",
     name=None,
     widths=None,
     fc_units=None,
+    aux=False,
 ):
     """Builds any FCN variant on any registered trunk; the public builders wrap this.
 
@@ -106,8 +108,9 @@ def build_fcn(
     is an :class:`keras_fcn.models.FCN` that records ``backbone`` and ``variant``.
 
     Args:
-        variant: ``"32s"``, ``"16s"``, ``"8s"`` or ``"8s_at_once"`` (the trunk's
-            ``variants``).
+        variant: ``"32s"``, ``"16s"``, ``"8s"``, ``"8s_at_once"`` (the paper's heads) or
+            ``"dilated"`` (torchvision's FCNHead on a dilated trunk), one of the trunk's
+            ``variants``.
         num_classes, input_shape, weights, dropout, trainable_upsampling,
             include_preprocessing, backbone, name: see :func:`build_fcn8s`; ``weights`` may
             name a preset of the same architecture: ``build_fcn("8s_at_once",
@@ -117,6 +120,8 @@ def build_fcn(
             and 4096), for fast tests and experiments; ImageNet weights need the defaults.
             AlexNet takes 5 even widths and ``fc_units``; GoogLeNet takes
             ``keras_fcn.models.googlenet_widths(divisor)``; MobileNetV2 neither.
+        aux: ``"dilated"`` only: also output torchvision's auxiliary head (outputs
+            ``{"out": ..., "aux": ...}``).
 
     Returns:
         A ``keras.Model`` from images to per-pixel logits aligned with the input.
@@ -131,13 +136,20 @@ def build_fcn(
                            include_preprocessing)
     trunk = get_trunk(backbone)
     options = trunk.check_options(widths=widths, fc_units=fc_units)
+    dropout = trunk.dropout if dropout is None else dropout
+    if aux and variant != "dilated":
+        raise ValueError("aux=True adds torchvision's auxiliary head, which only the 'dilated' "
+                         f"variant has. Received: variant={variant!r}, aux={aux!r}")
     # A preset is checked against the architecture before anything is built or downloaded.
     named = fetch_named_weights(weights, {
         "variant": variant, "backbone": backbone, "num_classes": num_classes,
         "input_channels": shape[2], "include_preprocessing": include_preprocessing})
     inputs, x = trunk_input(trunk, shape, include_preprocessing)
     features = trunk.features(x, dropout, **options)
-    outputs = fcn_heads(variant, inputs, features, num_classes, trunk, trainable_upsampling)
+    if variant == "dilated":
+        outputs = dilated_heads(inputs, features, num_classes, dropout, aux)
+    else:
+        outputs = fcn_heads(variant, inputs, features, num_classes, trunk, trainable_upsampling)
     model = FCN(inputs, outputs, name=name or trunk.model_name(variant),
                 fcn={"backbone": trunk.name, "variant": variant})
     if named is not None:

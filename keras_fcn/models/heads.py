@@ -28,7 +28,7 @@ import collections
 
 from keras import layers
 
-from keras_fcn.layers import BilinearUpsampling, CropToReference, Scale
+from keras_fcn.layers import BilinearUpsampling, CropToReference, ResizeToReference, Scale
 
 # The skips of FCN-16s (pool4) and FCN-8s (pool4, then pool3), in the order they are fused,
 # with the reference's layer names: the at-once FCN-8s scales the pool features first
@@ -121,3 +121,44 @@ def fcn_heads(variant, image, features, num_classes, trunk, trainable_upsampling
                         trainable_upsampling, trunk.upsample_kernels.get(last_upsample))(x)
     return CropToReference(trunk.offsets["score"][depth], name=head_name("score", suffix),
                            dtype="float32")([up, image])
+
+
+# torchvision's FCNHead on a dilated trunk (output stride 8): a 3x3 convolution to a quarter of
+# the channels, batch norm, ReLU, dropout, a 1x1 convolution to the classes, then a bilinear
+# resize to the input. Layer names follow torchvision's state-dict keys (``classifier.0`` ->
+# ``classifier_0``), so its released weights convert by name.
+DILATED_HEADS = (("out", "classifier", 512), ("aux", "aux_classifier", 256))
+
+
+def fcn_head(x, num_classes, prefix, channels, dropout):
+    """torchvision's ``FCNHead``: ``{prefix}_0`` 3x3 conv (no bias), ``{prefix}_1`` batch norm
+    (epsilon 1e-5, as PyTorch), ReLU, dropout, ``{prefix}_4`` 1x1 conv to the classes."""
+    x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"{prefix}_0")(x)
+    x = layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{prefix}_1")(x)
+    x = layers.ReLU(name=f"{prefix}_2")(x)
+    x = layers.Dropout(dropout, name=f"{prefix}_3")(x)
+    return layers.Conv2D(num_classes, 1, name=f"{prefix}_4")(x)
+
+
+def dilated_heads(image, features, num_classes, dropout=0.1, aux=False):
+    """The heads of torchvision's FCN-ResNet on a dilated trunk's features.
+
+    Args:
+        image: the model input; the logits are resized to its height and width.
+        features: the trunk's ``(stride8, stride16, stride32)`` features, all at stride 8 for
+            a dilated trunk (ResNet ``layer2``, ``layer3``, ``layer4``).
+        num_classes: number of classes.
+        dropout: the heads' dropout rate (torchvision: 0.1).
+        aux: also return the auxiliary head on the middle features (``layer3``).
+
+    Returns:
+        Float32 logits ``(N, H, W, num_classes)``, or ``{"out": ..., "aux": ...}`` with
+        ``aux=True`` (torchvision's output dict).
+    """
+    sources = {"out": features[2], "aux": features[1]}
+    outputs = {}
+    for key, prefix, channels in DILATED_HEADS[:2 if aux else 1]:
+        scores = fcn_head(sources[key], num_classes, prefix, channels, dropout)
+        outputs[key] = ResizeToReference(name="score" if key == "out" else "score_aux",
+                                         dtype="float32")([scores, image])
+    return outputs if aux else outputs["out"]

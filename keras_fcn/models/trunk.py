@@ -27,7 +27,10 @@ import keras
 
 from keras_fcn.layers import FCN_MEAN_BGR, CaffePreprocessing, preprocess_input
 
-VARIANTS = ("32s", "16s", "8s", "8s_at_once")
+# The paper's variants (heads fusing the strides 32, 16 and 8), and "dilated": a trunk whose
+# last stages are dilated to output stride 8 with torchvision's FCNHead (FCN-ResNet).
+VARIANTS = ("32s", "16s", "8s", "8s_at_once", "dilated")
+PAPER_VARIANTS = VARIANTS[:4]
 
 
 def all_layers(model):
@@ -93,6 +96,8 @@ class Trunk:
             a preset name: ``"imagenet"`` (this trunk's ImageNet classifier), a file or a
             ``keras.Model``; returns the names of the layers set.
         variants: the FCN variants this trunk has.
+        dropout: the default dropout rate of its FCNs (the paper's 0.5; torchvision's FCNHead
+            0.1).
         options: the trunk's own keyword options and their defaults (``widths``,
             ``fc_units``); :func:`check_options` rejects any other.
         check: ``check(**options)`` validates the options and returns them (may be None).
@@ -109,7 +114,8 @@ class Trunk:
     offsets: dict
     preprocessing: Preprocessing
     load_weights: Callable
-    variants: tuple = VARIANTS
+    variants: tuple = PAPER_VARIANTS
+    dropout: float = 0.5
     options: dict = dataclasses.field(default_factory=dict)
     check: Callable = None
     input_channels: int = None
