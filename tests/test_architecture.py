@@ -75,18 +75,25 @@ def test_no_library_module_is_longer_than_the_limit():
     assert not long, f"modules over {MAX_LINES} lines (one job per module): {long}"
 
 
-def test_the_contract_catches_a_backward_import(tmp_path):
-    """A copy of the package where the models import training breaks the contract."""
+def _lint_a_changed_copy(tmp_path, change):
+    """Runs lint-imports on a copy of the package after ``change(copy_folder)``."""
     copy = tmp_path / "keras_fcn"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "resources"))
-    layers_py = copy / "layers.py"
-    layers_py.write_text(layers_py.read_text() + "\nfrom keras_fcn import training  # noqa\n")
+    change(copy)
     lint = shutil.which("lint-imports") or os.path.join(os.path.dirname(sys.executable),
                                                          "lint-imports")
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    proc = subprocess.run([lint, "--config", os.path.join(ROOT, ".importlinter"),
-                           "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([lint, "--config", os.path.join(ROOT, ".importlinter"), "--no-cache"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_contract_catches_a_backward_import(tmp_path):
+    """A copy of the package where the models import training breaks the contract."""
+    def backward(copy):
+        layers_py = copy / "layers.py"
+        layers_py.write_text(layers_py.read_text() + "\nfrom keras_fcn import training  # noqa\n")
+
+    proc = _lint_a_changed_copy(tmp_path, backward)
     assert proc.returncode != 0
     assert "keras_fcn.layers is not allowed to import keras_fcn.training" in proc.stdout
 
@@ -94,14 +101,7 @@ def test_the_contract_catches_a_backward_import(tmp_path):
 def test_the_contract_catches_a_data_set_reaching_the_network(tmp_path):
     """A copy of the package where a data set module imports urllib breaks the offline
     contract (the data sets read local files only)."""
-    copy = tmp_path / "keras_fcn"
-    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "resources"))
-    (copy / "datasets" / "fetching.py").write_text("import urllib.request  # noqa\n")
-    lint = shutil.which("lint-imports") or os.path.join(os.path.dirname(sys.executable),
-                                                         "lint-imports")
-    env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    proc = subprocess.run([lint, "--config", os.path.join(ROOT, ".importlinter"),
-                           "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = _lint_a_changed_copy(tmp_path, lambda copy: (copy / "datasets" / "fetching.py")
+                                .write_text("import urllib.request  # noqa\n"))
     assert proc.returncode != 0
     assert "keras_fcn.datasets is not allowed to import urllib" in proc.stdout
