@@ -28,9 +28,13 @@ setup(
     extras_require={
         # torch: only for the equivalence tests against a PyTorch FCN and the weight converter;
         # the pinned release installs from a local wheel on our machines (CPU build).
+        # torchvision: the FCN-ResNet50/101 equivalence tests build torchvision's own
+        # fcn_resnet50/101; 2.14.1 / 0.29.1 are the matching releases on the machines' disk
+        # (PyPI's torchvision does not import beside torch 2.13.0).
         # jax (CPU wheels): the core's tests also run on Keras' JAX backend (issue 24).
         # pytest-xdist: the suite runs on both cores (pytest.ini: -n 2).
-        "dev": ["pytest", "pytest-xdist", "ai-edge-litert", "av", "torch==2.13.0", "jax",
+        "dev": ["pytest", "pytest-xdist", "ai-edge-litert", "av", "torch==2.14.1",
+                "torchvision==0.29.1", "jax",
                 "import-linter", "opencv-python-headless"],
         "jax": ["jax"],
         "litert": ["ai-edge-litert"],
