@@ -291,3 +291,53 @@ def local_response_normalization(x, size=5, alpha=1e-4, beta=0.75, k=1.0):
     for shift in range(1, size):
         window = window + padded[..., shift:shift + channels]
     return x / ops.power(k + (alpha / size) * window, beta)
+
+
+# torchvision's ImageNet input normalization (transforms.Normalize after ToTensor), RGB order.
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ImageNetNormalization(keras.layers.Layer):
+    """RGB images in [0, 255] (any dtype) -> torchvision's input: ``(x / 255 - mean) / std``.
+
+    The normalization of torchvision's ImageNet classifiers and of its FCN-ResNet models
+    (``ToTensor`` then ``Normalize(mean, std)``), per channel in RGB order.
+
+    Args:
+        mean_rgb: per-channel mean of the [0, 1] image.
+        std_rgb: per-channel standard deviation.
+
+    Example:
+        >>> np.asarray(ImageNetNormalization()(np.full((1, 1, 1, 3), 255.0)))[0, 0, 0].round(4)
+        array([2.2489, 2.4286, 2.64  ], dtype=float32)
+    """
+
+    def __init__(self, mean_rgb=IMAGENET_MEAN_RGB, std_rgb=IMAGENET_STD_RGB, **kwargs):
+        super().__init__(**kwargs)
+        self.mean_rgb = _three("mean_rgb", mean_rgb)
+        self.std_rgb = _three("std_rgb", std_rgb)
+        if min(self.std_rgb) <= 0:
+            raise ValueError(f"std_rgb must be positive. Received: std_rgb={std_rgb!r}")
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        scale = np.float32(1 / 255) / np.asarray(self.std_rgb, "float32")
+        offset = np.asarray(self.mean_rgb, "float32") / np.asarray(self.std_rgb, "float32")
+        return x * ops.cast(scale, x.dtype) - ops.cast(offset, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"mean_rgb": list(self.mean_rgb), "std_rgb": list(self.std_rgb)})
+        return config
+
+
+def _three(name, values):
+    values = tuple(float(v) for v in values)
+    if len(values) != 3:
+        raise ValueError(f"{name} must have 3 values (R, G, B). Received: {name}={values}")
+    return values

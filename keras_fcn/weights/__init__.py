@@ -32,3 +32,9 @@ from keras_fcn.weights.io import (  # noqa: F401
 from keras_fcn.weights.layouts import conv_kernel_to_keras, deconv_kernel_to_keras  # noqa: F401
 from keras_fcn.weights.npz import load_npz, save_npz  # noqa: F401
 from keras_fcn.weights.torch import convert_torch_state_dict, load_torch_state_dict  # noqa: F401
+from keras_fcn.weights.torchvision import (  # noqa: F401
+    check_sha256_prefix,
+    convert_torchvision_state_dict,
+    fetch_torchvision_resnet_weights,
+    load_torchvision_weights,
+)
