@@ -44,15 +44,23 @@ def test_table_lists_every_released_model_with_its_classes():
         "voc-fcn32s", "voc-fcn16s", "voc-fcn8s", "voc-fcn8s-atonce", "voc-fcn-alexnet",
         "pascalcontext-fcn32s", "pascalcontext-fcn16s", "pascalcontext-fcn8s",
         "nyud-fcn32s-color", "nyud-fcn32s-hha", "nyud-fcn32s-color-d", "nyud-fcn32s-color-hha",
-        "siftflow-fcn32s", "siftflow-fcn16s", "siftflow-fcn8s"]
+        "siftflow-fcn32s", "siftflow-fcn16s", "siftflow-fcn8s",
+        "coco-fcn-resnet50", "coco-fcn-resnet101"]
     counts = {name: preset_info(name)["num_classes"] for name in list_presets()}
     assert {counts[n] for n in list_presets() if n.startswith("voc")} == {21}
     assert {counts[n] for n in list_presets() if n.startswith("pascalcontext")} == {60}
     assert {counts[n] for n in list_presets() if n.startswith("nyud")} == {40}
     assert {counts[n] for n in list_presets() if n.startswith("siftflow")} == {33}
     for preset in PRESETS.values():
+        if preset.name.startswith("coco-fcn-resnet"):  # torchvision's
+            assert preset.url.startswith("https://download.pytorch.org/models/fcn_resnet")
+            assert preset.url.endswith("_coco-1167a1af.pth" if "50" in preset.name
+                                       else "_coco-7ecb50ca.pth")
+            continue
         assert preset.url.startswith("http://dl.caffe.berkeleyvision.org/")
         assert preset.url.endswith(".caffemodel")
+    assert preset_info("coco-fcn-resnet101")["paper"].startswith("63.7 mean IU, 91.9 pixel")
+    assert preset_labels("coco-fcn-resnet50").normalization["type"] == "mean_std"
     assert PRESETS["voc-fcn8s"].filename == "fcn8s-heavy-pascal.caffemodel"
     assert preset_info("voc-fcn32s")["paper"].startswith("63.6 mean IU")
     assert preset_info("voc-fcn-alexnet")["build_kwargs"]["backbone"] == "alexnet"
@@ -240,3 +248,85 @@ def test_tools_take_a_preset_name(monkeypatch, tmp_path):
     assert (tmp_path / "out" / "street_mask_person.png").exists()
     with pytest.raises(ValueError, match="voc-fcn4s"):
         model_file("voc-fcn4s")
+
+
+def _torchvision_state_dict(model):
+    """A keras_fcn FCN-ResNet's weights as torchvision's state dict (its keys and layouts)."""
+    state = {}
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        module = layer.name.replace("_", ".").replace("aux.classifier", "aux_classifier")
+        module = module if "classifier" in module else "backbone." + module
+        arrays = layer.get_weights()
+        if len(arrays) == 4:  # batch norm
+            params = ("weight", "bias", "running_mean", "running_var")
+            state[f"{module}.num_batches_tracked"] = np.array(7)
+        else:
+            params = ("weight", "bias")
+            arrays[0] = arrays[0].transpose(3, 2, 0, 1)
+        state.update({f"{module}.{p}": a for p, a in zip(params, arrays)})
+    return state
+
+
+def test_coco_fcn_resnet_preset_from_a_torchvision_file(monkeypatch, tmp_path):
+    """torchvision's released FCN-ResNet50 (here a tiny one in its format, named with its
+    sha256 prefix as torchvision names them): downloaded, hash-prefix checked, converted
+    (the auxiliary head dropped), cached with its labels; the builders take its name."""
+    import hashlib
+
+    torch = pytest.importorskip("torch")
+    from keras_fcn.models.resnet import RESNET_TRUNKS, torchvision_preprocess_input
+    from keras_fcn.models.trunk import TRUNKS
+
+    for trunk in RESNET_TRUNKS.values():  # until the package registers them itself
+        monkeypatch.setitem(TRUNKS, trunk.name, trunk)
+    name, widths = "coco-fcn-resnet50", (4, 4, 8, 8)
+    preset = PRESETS[name]
+    reference = build_fcn("dilated", 21, weights=None, backbone="resnet50", widths=widths,
+                          aux=True)
+    rng = np.random.default_rng(0)
+    for layer in reference.layers:
+        layer.set_weights([rng.uniform(0.5, 1.5, w.shape) for w in layer.get_weights()])
+    server = tmp_path / "server"
+    server.mkdir()
+    torch.save({k: torch.from_numpy(np.asarray(v)) for k, v in
+                _torchvision_state_dict(reference).items()}, server / "scratch.pth")
+    prefix = hashlib.sha256((server / "scratch.pth").read_bytes()).hexdigest()[:8]
+    served = server / f"fcn_resnet50_coco-{prefix}.pth"
+    os.replace(server / "scratch.pth", served)
+    monkeypatch.setitem(PRESETS, name, dataclasses.replace(
+        preset, url="file://" + str(served),
+        build_kwargs={**preset.build_kwargs, "widths": widths}))
+
+    cache = tmp_path / "cache"
+    model = from_preset(name, cache_dir=str(cache))
+    assert sorted(os.listdir(cache / "keras_fcn")) == [
+        "coco-fcn-resnet50.keras", "coco-fcn-resnet50.labels.json", served.name]
+    assert has_preprocessing(model) and model.output_shape == (None, None, None, 21)
+    raw = rng.integers(0, 256, (1, 37, 29, 3)).astype("float32")
+    want = np.asarray(reference(torchvision_preprocess_input(raw))["out"])
+    np.testing.assert_allclose(np.asarray(model(raw)), want, rtol=1e-5, atol=1e-5)
+    sidecar = json.loads((cache / "keras_fcn" / "coco-fcn-resnet50.labels.json").read_text())
+    assert sidecar["normalization"]["std_rgb"] == [0.229, 0.224, 0.225]
+    assert sidecar["class_names"] == list(VOC_CLASSES)
+
+    # The builders take the name (from the cache: the served file is gone).
+    os.remove(served)
+    monkeypatch.setenv("KERAS_HOME", str(cache))
+    built = build_fcn("dilated", 21, weights=name, backbone="resnet50", widths=widths)
+    np.testing.assert_allclose(np.asarray(built(torchvision_preprocess_input(raw))), want,
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"build it with build_fcn_resnet50\(weights="):
+        build_fcn("dilated", 5, weights=name, backbone="resnet50", widths=widths)
+
+
+def test_torchvision_file_with_another_hash_is_deleted(monkeypatch, tmp_path):
+    served = tmp_path / "server" / "fcn_resnet101_coco-00000000.pth"
+    served.parent.mkdir()
+    served.write_bytes(b"an interrupted download")
+    monkeypatch.setitem(PRESETS, "coco-fcn-resnet101", dataclasses.replace(
+        PRESETS["coco-fcn-resnet101"], url="file://" + str(served)))
+    with pytest.raises(ValueError, match=r"'coco-fcn-resnet101'.*does not start with 00000000"):
+        from_preset("coco-fcn-resnet101", cache_dir=str(tmp_path / "cache"))
+    assert os.listdir(tmp_path / "cache" / "keras_fcn") == []

@@ -53,6 +53,8 @@ def builder_call(name):
     args = [f"weights={name!r}"]
     if wanted["two_headed"]:
         return f"build_two_headed_fcn({wanted['variant']!r}, {', '.join(args)})"
+    if wanted["variant"] == "dilated":  # build_fcn_resnet50(...): the backbone is in the name
+        return f"build_fcn_{wanted['backbone']}({', '.join(args)})"
     if wanted["backbone"] != "vgg16":
         args.insert(0, f"backbone={wanted['backbone']!r}")
     if wanted["variant"] == "8s_at_once":
@@ -86,7 +88,8 @@ def check_fits(name, architecture):
         raise ValueError(
             f"Preset {name!r} has {has}: build it with {builder_call(name)} or "
             f"keras_fcn.from_preset({name!r}).{surgery} Received: {received}")
-    if not architecture["include_preprocessing"]:
+    if not architecture["include_preprocessing"] or preset.build_kwargs.get(
+            "include_preprocessing"):  # the preset's own model has the trunk's preprocessing
         return
     if preset.input != RAW_RGB:
         takes = f"takes {preset.input}"

@@ -1,10 +1,11 @@
-"""The table of the authors' released FCN models (fcn.berkeleyvision.org): what each one is,
-where its weights are, and what its outputs mean.
+"""The table of the authors' released FCN models (fcn.berkeleyvision.org) and torchvision's
+FCN-ResNets: what each one is, where its weights are, and what its outputs mean.
 
 Each :class:`Preset` names the builder of :mod:`keras_fcn.models` and its arguments, the
 reference ``.caffemodel`` URL (every model folder of the reference has a ``caffemodel-url``
-file; the authors publish no checksums), the class names, the input and its preprocessing,
-and the paper's figure.
+file; the authors publish no checksums) or torchvision's ``.pth`` (its name carries the first
+hex digits of its sha256, checked after download), the class names, the input and its
+preprocessing, and the paper's figure.
 
 Example:
     >>> list_presets()[:2]
@@ -18,6 +19,7 @@ import dataclasses
 from keras_fcn.labels import VOC_CLASSES, ModelLabels
 from keras_fcn.layers import FCN_MEAN_BGR
 from keras_fcn.models import build_fcn, build_late_fusion_fcn, build_rgbd_fcn, build_two_headed_fcn
+from keras_fcn.models.resnet import torchvision_normalization
 from keras_fcn.classes import (
     NYUD_CLASSES,
     NYUD_MEAN_BGR,
@@ -31,6 +33,8 @@ from keras_fcn.classes import (
 
 HOST = "http://dl.caffe.berkeleyvision.org/"
 RAW_RGB = "RGB 0..255 (the model converts to BGR and subtracts mean_bgr itself)"
+TORCHVISION_HOST = "https://download.pytorch.org/models/"
+RAW_RGB_TORCHVISION = "RGB 0..255 (the model normalizes it itself: (x / 255 - mean_rgb) / std_rgb)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +75,7 @@ class Preset:
 
     @property
     def filename(self):
-        """The ``.caffemodel`` file name (the last part of the URL)."""
+        """The weights file name (the last part of the URL): ``.caffemodel`` or ``.pth``."""
         return self.url.rsplit("/", 1)[-1]
 
     @property
@@ -119,6 +123,16 @@ def _siftflow(variant, paper=None):
                   geometric_class_names=SIFTFLOW_GEOMETRIC_CLASSES)
 
 
+def _coco_fcn_resnet(depth, file, paper):
+    """torchvision's FCN-ResNet (COCO_WITH_VOC_LABELS_V1): trained on the COCO train2017 images
+    of the 20 VOC categories, 21 VOC classes. Built without the auxiliary head, whose weights
+    the conversion drops (torchvision's output "out" does not use it)."""
+    return Preset(f"coco-fcn-resnet{depth}", TORCHVISION_HOST + file, build_fcn,
+                  {"variant": "dilated", "backbone": f"resnet{depth}", "num_classes": 21,
+                   **RGB_MODEL}, "coco_voc_labels", VOC_CLASSES, input=RAW_RGB_TORCHVISION,
+                  mean_bgr=None, normalization=torchvision_normalization(), paper=paper)
+
+
 _PREPROCESSED_HHA = ("HHA 0..255 (channels in file order) minus mean_hha: "
                      "keras_fcn.datasets.nyud.preprocess_hha")
 _PREPROCESSED_RGBD = ("4 channels: BGR minus mean_bgr, then log(depth in mm) minus mean_log_depth: "
@@ -159,6 +173,10 @@ PRESETS = {preset.name: preset for preset in (
     _siftflow("16s", "39.5 mean IU (33 semantic classes), 94.3 geometric pixel accuracy, "
                      "SIFT Flow test (CVPR 2015, Table 5)"),
     _siftflow("8s"),
+    _coco_fcn_resnet(50, "fcn_resnet50_coco-1167a1af.pth",
+                     "60.5 mean IU, 91.4 pixel accuracy, COCO val2017 (VOC classes; torchvision)"),
+    _coco_fcn_resnet(101, "fcn_resnet101_coco-7ecb50ca.pth",
+                     "63.7 mean IU, 91.9 pixel accuracy, COCO val2017 (VOC classes; torchvision)"),
 )}
 
 

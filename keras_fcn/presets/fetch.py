@@ -1,9 +1,10 @@
 """Download, check and convert a released model once; later calls load the converted copy.
 
-The ``.caffemodel`` goes through ``keras.utils.get_file`` into ``<cache>/keras_fcn/`` (the
-Keras cache, ``~/.keras`` or ``$KERAS_HOME``, or ``cache_dir``). It is checked (its byte size
-when the table knows it, ``file_hash`` when given, every layer's shape, and that every layer
-of the model gets a weight) and converted once: the model is saved beside it as
+The ``.caffemodel`` (or torchvision's ``.pth``) goes through ``keras.utils.get_file`` into
+``<cache>/keras_fcn/`` (the Keras cache, ``~/.keras`` or ``$KERAS_HOME``, or ``cache_dir``).
+It is checked (its byte size when the table knows it, the sha256 prefix in a torchvision file
+name, ``file_hash`` when given, every layer's shape, and that every layer of the model gets a
+weight) and converted once: the model is saved beside it as
 ``<preset>.keras`` with its labels sidecar ``<preset>.labels.json``, so a second call reads
 nothing from the network.
 
@@ -23,9 +24,11 @@ from keras_fcn.models import build_late_fusion_fcn, has_preprocessing
 from keras_fcn.presets.catalog import get_preset, list_presets, preset_labels
 from keras_fcn.weights.surgery import ALEXNET_FC_KERNELS, caffe_trunk_weights
 from keras_fcn.weights import (
+    check_sha256_prefix,
     convert_caffe_layers,
     convert_to_keras_model,
     load_model_file,
+    load_torchvision_weights,
     read_caffe_layers,
     set_weights_by_name,
 )
@@ -66,7 +69,8 @@ def _check_size(preset, path):
 
 
 def download_caffemodel(name, cache_dir=None, file_hash=None, url=None):
-    """Downloads the ``.caffemodel`` of a preset into the cache (once) and checks it.
+    """Downloads the weights file of a preset (``.caffemodel`` or ``.pth``) into the cache
+    (once) and checks it.
 
     Args:
         name: the preset.
@@ -81,7 +85,8 @@ def download_caffemodel(name, cache_dir=None, file_hash=None, url=None):
     Raises:
         RuntimeError: the download failed (offline): names the URL and the path where the
             file can be put by hand.
-        ValueError: the file has the wrong size or hash.
+        ValueError: the file has the wrong size or hash (a torchvision file whose sha256
+            does not start with the prefix in its name is deleted).
 
     Example:
         >>> download_caffemodel("voc-fcn32s")  # doctest: +SKIP
@@ -104,6 +109,11 @@ def download_caffemodel(name, cache_dir=None, file_hash=None, url=None):
             f"that file on another machine and put it at {target}, then call again.") from None
     if file_hash is None:
         _check_size(preset, path)
+    if preset.filename.endswith(".pth"):
+        try:
+            check_sha256_prefix(path, preset.filename)
+        except ValueError as error:
+            raise ValueError(f"Preset {name!r}: {error}") from None
     return path
 
 
@@ -143,6 +153,9 @@ def _convert(preset, path, model):
             report = _fusion_report(path, model)
         elif preset.build_kwargs.get("backbone") == "alexnet":
             report = _alexnet_report(path, model)
+        elif preset.filename.endswith(".pth"):  # torchvision's: every layer or an error
+            load_torchvision_weights(model, path)
+            return
         else:
             report = convert_to_keras_model(path, model, rename=preset.rename, strict=True)
     except ValueError as error:  # CaffeModelError, a shape or an unknown layer: named
@@ -175,7 +188,8 @@ def _sidecar_extra(preset, url):
 def from_preset(name, *, cache_dir=None, file_hash=None, url=None):
     """Returns a released FCN by name, with the authors' trained weights.
 
-    The first call downloads the ``.caffemodel`` (hundreds of MB for the VGG16 models),
+    The first call downloads the ``.caffemodel`` (hundreds of MB for the VGG16 models) or
+    torchvision's ``.pth`` (135 and 208 MB for the FCN-ResNets),
     checks and converts it, and caches the converted ``.keras`` model with its
     ``.labels.json`` sidecar; later calls load that (fast, offline). Delete the ``.keras`` to
     convert again. The class names are :func:`keras_fcn.presets.preset_labels`.
@@ -185,7 +199,7 @@ def from_preset(name, *, cache_dir=None, file_hash=None, url=None):
         cache_dir: the cache root (default ``$KERAS_HOME`` or ``~/.keras``); files go in its
             ``keras_fcn/`` folder.
         file_hash: the sha256 (or md5) the download must have.
-        url: another address of the ``.caffemodel`` (a mirror or a ``file://`` path).
+        url: another address of the weights file (a mirror or a ``file://`` path).
 
     Returns:
         A ``keras.Model``. RGB presets take raw RGB images (0..255, any size) and do the
