@@ -288,7 +288,7 @@ def build_fcn_resnet101(num_classes=21, input_shape=(None, None, 3), weights=Non
 
     Example:
         >>> model = build_fcn_resnet101(num_classes=21, aux=True)
-        >>> sorted(model.output_shape)
+        >>> sorted(model.output)  # torchvision's output dict
         ['aux', 'out']
     """
     return build_resnet_fcn("dilated", num_classes, input_shape, weights, dropout, False,
