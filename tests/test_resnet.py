@@ -318,3 +318,19 @@ def test_the_released_file_names_carry_their_hash_prefix():
                            (101, torchvision.models.ResNet101_Weights)):
         assert weights.IMAGENET1K_V1.url == tv_weights.MODELS_URL + tv_weights.IMAGENET_FILES[
             depth]
+
+
+def test_presets_are_torchvisions_released_fcns():
+    from keras_fcn.presets import PRESETS, preset_info
+
+    segmentation = torchvision.models.segmentation
+    for depth, weights in ((50, segmentation.FCN_ResNet50_Weights),
+                           (101, segmentation.FCN_ResNet101_Weights)):
+        released = weights.COCO_WITH_VOC_LABELS_V1
+        preset = PRESETS[f"coco-fcn-resnet{depth}"]
+        assert preset.url == released.url
+        assert ["__background__", *preset.class_names[1:]] == released.meta["categories"]
+        metrics = released.meta["_metrics"]["COCO-val2017-VOC-labels"]
+        paper = preset_info(preset.name)["paper"]
+        assert paper.startswith(f"{metrics['miou']} mean IU, {metrics['pixel_acc']} pixel")
+        assert preset.build_kwargs["backbone"] == f"resnet{depth}"
