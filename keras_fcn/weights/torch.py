@@ -61,6 +61,21 @@ def _to_numpy(value):
     return np.asarray(value)
 
 
+def read_state_dict(state_dict_or_path):
+    """A state dict as ``{key: np.ndarray}``, from a dict of tensors or arrays or a .pth path.
+
+    Example:
+      >>> read_state_dict({"fc.bias": [0.0, 1.0]})["fc.bias"]
+      array([0., 1.])
+    """
+    if isinstance(state_dict_or_path, (str, os.PathLike)):
+        return load_torch_state_dict(state_dict_or_path)
+    if isinstance(state_dict_or_path, dict):
+        return {key: _to_numpy(value) for key, value in state_dict_or_path.items()}
+    raise TypeError(f"expected a state dict or a .pth path, got "
+                    f"{type(state_dict_or_path).__name__}")
+
+
 def _group_state_dict(state_dict, rename, strict):
     """Groups `layer.weight` / `layer.bias` entries by (renamed) layer name."""
     layers = {}
@@ -97,13 +112,7 @@ def convert_torch_state_dict(state_dict_or_path, rename=None, strict=True):
       >>> [a.shape for a in convert_torch_state_dict(sd)["score_fr"]]
       [(1, 1, 4096, 21), (21,)]
     """
-    if isinstance(state_dict_or_path, (str, os.PathLike)):
-        state_dict = load_torch_state_dict(state_dict_or_path)
-    elif isinstance(state_dict_or_path, dict):
-        state_dict = state_dict_or_path
-    else:
-        raise TypeError(f"expected a state dict or a .pth path, got "
-                        f"{type(state_dict_or_path).__name__}")
+    state_dict = read_state_dict(state_dict_or_path)
     weights = {}
     for name, params in _group_state_dict(state_dict, dict(rename or {}), strict).items():
         if "weight" not in params:

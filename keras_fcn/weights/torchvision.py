@@ -28,7 +28,7 @@ import re
 import numpy as np
 
 from keras_fcn.weights.imagenet import fetch_weights_file
-from keras_fcn.weights.torch import load_torch_state_dict
+from keras_fcn.weights.torch import read_state_dict
 
 MODELS_URL = "https://download.pytorch.org/models/"
 # torchvision's ImageNet ResNets (ResNet50_Weights / ResNet101_Weights.IMAGENET1K_V1), the
@@ -104,15 +104,8 @@ def convert_torchvision_state_dict(state_dict_or_path):
         >>> [a.shape for a in convert_torchvision_state_dict(sd)["classifier_4"]]
         [(1, 1, 512, 21), (21,)]
     """
-    if isinstance(state_dict_or_path, (str, os.PathLike)):
-        state_dict = load_torch_state_dict(state_dict_or_path)
-    elif isinstance(state_dict_or_path, dict):
-        state_dict = state_dict_or_path
-    else:
-        raise TypeError("Expected a state dict or a .pth path. "
-                        f"Received: {type(state_dict_or_path).__name__}")
     weights = {}
-    for module, params in _group({k: _numpy(v) for k, v in state_dict.items()}).items():
+    for module, params in _group(read_state_dict(state_dict_or_path)).items():
         name = module.replace(".", "_")
         if _is_batch_norm(module):
             absent = [p for p in _BATCH_NORM if p not in params]
@@ -126,12 +119,6 @@ def convert_torchvision_state_dict(state_dict_or_path):
         kernel = kernel.T if kernel.ndim == 2 else kernel.transpose(2, 3, 1, 0)
         weights[name] = [kernel] + ([params["bias"]] if "bias" in params else [])
     return weights
-
-
-def _numpy(value):
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
 
 
 def load_torchvision_weights(model, state_dict_or_path, trunk_only=False):
