@@ -33,6 +33,8 @@ from keras_fcn.models import (  # noqa: F401
     build_fcn8s,
     build_fcn16s,
     build_fcn32s,
+    build_fcn_resnet50,
+    build_fcn_resnet101,
     build_late_fusion_fcn,
     build_mobilenet_v2_fcn,
     build_rgbd_fcn,

@@ -18,19 +18,25 @@ TINY = {
     "mobilenet_v2": {},
     "alexnet": {"widths": (4, 4, 4, 4, 4), "fc_units": 8},
     "googlenet": {"widths": googlenet_widths(16)},
+    "resnet50": {"widths": (4, 4, 8, 8)},
+    "resnet101": {"widths": (4, 4, 8, 8)},
 }
 # Where FCN-32s output pixel y sits on the input, minus y (coord_map below): 0 where the
 # reference's crop offsets align the output exactly (VGG16, AlexNet, GoogLeNet), -0.5 where an
-# even upsampling kernel can only align to half a pixel (MobileNetV2, see its module).
-SHIFT = {"vgg16": 0.0, "mobilenet_v2": -0.5, "alexnet": 0.0, "googlenet": 0.0}
+# even upsampling kernel can only align to half a pixel (MobileNetV2, see its module). The
+# dilated FCN-ResNets (torchvision's design: stride-8 features whose pixel f covers input 8f,
+# resized with half-pixel centres) sit 3.5 px up and left of the input, as torchvision's do.
+SHIFT = {"vgg16": 0.0, "mobilenet_v2": -0.5, "alexnet": 0.0, "googlenet": 0.0,
+         "resnet50": -3.5, "resnet101": -3.5}
 ODD_SIZES = ((1, 1), (37, 50), (65, 33))
 NUM_CLASSES = 3
 TRUNKS = list_trunks()
 
 
-def tiny_model(backbone, variant="32s", seed=0, **kwargs):
+def tiny_model(backbone, variant=None, seed=0, **kwargs):
     """A small FCN on ``backbone`` with random (non-zero) score layers."""
     keras.utils.set_random_seed(seed)
+    variant = variant or get_trunk(backbone).variants[0]
     model = keras_fcn.build_fcn(variant, NUM_CLASSES, weights=None, backbone=backbone,
                                 **TINY[backbone], **kwargs)
     rng = np.random.default_rng(seed)
@@ -101,7 +107,10 @@ def coord_map(model, axis=0):
             return scale, offset
         size = inputs[0].shape[1 + axis]
         kind = type(layer).__name__
-        if kind == "ZeroPadding2D":
+        if kind == "ResizeToReference":  # half-pixel centres: x = r * (y + 0.5) - 0.5
+            ratio = size / _inputs(layer)[1].shape[1 + axis]
+            scale, offset = ratio * scale, ratio * (offset + 0.5) - 0.5
+        elif kind == "ZeroPadding2D":
             offset -= layer.padding[axis][0]
         elif kind == "CropToReference":
             offset += layer.offset
@@ -116,9 +125,12 @@ def coord_map(model, axis=0):
 
 @pytest.mark.parametrize("backbone", TRUNKS)
 def test_the_scored_path_is_aligned_with_the_input(backbone):
-    """FCN-32s maps output pixel ``y`` to input ``y + SHIFT`` (scale 1), at odd sizes."""
-    for size in ((353, 500), (97, 131)):
-        model = keras_fcn.build_fcn("32s", 2, input_shape=(*size, 3), weights=None,
+    """FCN-32s (or the dilated FCN) maps output pixel ``y`` to input ``y + SHIFT`` (scale 1)."""
+    variant = "32s" if "32s" in get_trunk(backbone).variants else "dilated"
+    # Odd sizes for the paper's heads (ceil-mode pools); multiples of 8 for the resize of the
+    # dilated heads, where the scale is exactly 1.
+    for size in ((353, 500), (97, 131)) if variant == "32s" else ((352, 496), (96, 128)):
+        model = keras_fcn.build_fcn(variant, 2, input_shape=(*size, 3), weights=None,
                                     backbone=backbone, **TINY[backbone])
         for axis in (0, 1):
             scale, offset = coord_map(model, axis)
@@ -162,8 +174,8 @@ def test_preprocessing_layer_equals_the_array_function(backbone):
     raw = images((5, 7), seed=2)
     np.testing.assert_allclose(preprocessing.layer(name="preprocess")(raw),
                                preprocessing.array(raw), rtol=1e-6, atol=1e-5)
-    built = keras_fcn.build_fcn("32s", NUM_CLASSES, weights=None, backbone=backbone,
-                                include_preprocessing=True, **TINY[backbone])
+    built = keras_fcn.build_fcn(get_trunk(backbone).variants[0], NUM_CLASSES, weights=None,
+                                backbone=backbone, include_preprocessing=True, **TINY[backbone])
     assert keras_fcn.models.has_preprocessing(built)
     assert keras_fcn.models.preprocessing_fn(built) is None
     assert keras_fcn.models.preprocessing_fn(tiny_model(backbone)) is preprocessing.array
@@ -184,7 +196,10 @@ def test_bfloat16_keeps_the_trunk_and_the_logits(backbone):
     assert np.abs(got - want).max() <= 0.05 * np.abs(want).max()
 
 
-@pytest.mark.parametrize("backbone", TRUNKS)
+# ResNet-101 converts in ~18 s and adds nothing ResNet-50 does not check: a slow test.
+@pytest.mark.parametrize("backbone", [
+    pytest.param(name, marks=pytest.mark.slow) if name == "resnet101" else name
+    for name in TRUNKS])
 def test_tflite_equals_keras(backbone):
     pytest.importorskip("tensorflow")
     from keras_fcn.export import convert_to_tflite

@@ -51,6 +51,12 @@ from keras_fcn.models.multimodal import (  # noqa: F401
     build_rgbd_fcn,
     build_two_headed_fcn,
 )
+from keras_fcn.models.resnet import (  # noqa: F401
+    build_fcn_resnet50,
+    build_fcn_resnet101,
+    resnet_features,
+    torchvision_preprocess_input,
+)
 from keras_fcn.models.trunk import (  # noqa: F401
     CAFFE,
     FCN,

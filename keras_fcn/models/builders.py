@@ -12,7 +12,13 @@ Example:
 import keras
 
 from keras_fcn._checks import check_positive_int
-from keras_fcn.models import alexnet, googlenet, mobilenet_v2, vgg16  # noqa: F401 (registers)
+from keras_fcn.models import (  # noqa: F401 (each registers its trunks)
+    alexnet,
+    googlenet,
+    mobilenet_v2,
+    resnet,
+    vgg16,
+)
 from keras_fcn.models.heads import dilated_heads, fcn_heads
 from keras_fcn.models.named_weights import fetch_named_weights, load_named_weights
 from keras_fcn.models.trunk import FCN, TRUNKS, VARIANTS, get_trunk

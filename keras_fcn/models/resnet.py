@@ -293,3 +293,6 @@ def build_fcn_resnet101(num_classes=21, input_shape=(None, None, 3), weights=Non
     """
     return build_resnet_fcn("dilated", num_classes, input_shape, weights, dropout, False,
                             include_preprocessing, name, 101, aux, widths)
+
+
+register_resnet_trunks()

@@ -164,8 +164,8 @@ def list_trunks():
     """The names of the registered trunks (``backbone=`` values).
 
     Example:
-        >>> sorted(list_trunks())[:4]
-        ['alexnet', 'googlenet', 'mobilenet_v2', 'vgg16']
+        >>> sorted(list_trunks())
+        ['alexnet', 'googlenet', 'mobilenet_v2', 'resnet101', 'resnet50', 'vgg16']
     """
     return list(TRUNKS)
 
