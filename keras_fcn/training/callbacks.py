@@ -174,11 +174,14 @@ class HistoryWriter(keras.callbacks.Callback):
             self.epochs = io.read_json(path, "Training history")
 
     def on_train_begin(self, logs=None):
-        first = int(getattr(self.model, "_initial_epoch", 0) or 0)
-        # Epochs after the restored one were lost with the interrupted run: drop them.
-        self.epochs = [e for e in self.epochs if e["epoch"] <= first]
+        self._trimmed = False
 
     def on_epoch_begin(self, epoch, logs=None):
+        if not getattr(self, "_trimmed", False):
+            # The first epoch of this run follows the restored backup (which is restored after
+            # this callback's on_train_begin); later epochs were lost with the interrupted run.
+            self.epochs = [e for e in self.epochs if e["epoch"] <= epoch]
+            self._trimmed = True
         self._start = (time.time(), time.process_time())
 
     def on_epoch_end(self, epoch, logs=None):
@@ -305,19 +308,22 @@ def make_callbacks(run_dir, *, nan_guard, tensorboard=False, monitor="val_mean_i
 
     Returns:
         A list: `NaNGuard`, `EMAWeights` (validation with the weights' moving average, when
-        the optimizer keeps one), `SafeBackupAndRestore` (`run_dir/backup`, every epoch),
-        `BestCheckpoint` (`best.keras`), `HistoryWriter` and optionally TensorBoard
-        (`run_dir/logs`).
+        the optimizer keeps one), `BestCheckpoint` (`best.keras`), `HistoryWriter`,
+        `SafeBackupAndRestore` (`run_dir/backup`, every epoch, after the other two) and
+        optionally TensorBoard (`run_dir/logs`).
 
     Example:
         >>> callbacks = make_callbacks("runs/a", nan_guard=NaNGuard(), tensorboard=True)
     """
+    # The backup comes last: a run killed between two of these epoch-end writes resumes from
+    # the backup's epoch and redoes the later ones. With the backup first, a kill before
+    # history.json was written lost that epoch from the history for good (epochs [1, 3, 4]).
     callbacks = [
         nan_guard,
         EMAWeights(),
-        SafeBackupAndRestore(os.path.join(run_dir, BACKUP_DIR), nan_guard),
         BestCheckpoint(os.path.join(run_dir, BEST_MODEL_FILE), nan_guard, monitor=monitor),
         HistoryWriter(os.path.join(run_dir, HISTORY_FILE), nan_guard),
+        SafeBackupAndRestore(os.path.join(run_dir, BACKUP_DIR), nan_guard),
     ]
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")))
