@@ -12,11 +12,16 @@ Example:
     >>> io.save_model(model, "runs/a/best.keras")
 """
 
+import atexit
+import contextlib
+import errno
 import json
 import math
 import os
 import shutil
+import socket
 import tempfile
+import time
 
 import numpy as np
 
@@ -76,15 +81,20 @@ def atomic_write(path, write_fn, overwrite=True):
     base = os.path.basename(path)
     # All the suffixes ("x.weights.h5" -> ".weights.h5"): writers pick the format from them.
     suffix = base[base.index(".", 1):] if "." in base[1:] else ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=suffix, dir=folder)
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=suffix, dir=folder)
+        os.close(fd)
         write_fn(tmp)
         set_default_permissions(tmp)
         os.replace(tmp, path)
+    except Exception as error:
+        _remove(tmp)
+        if is_disk_full(error):
+            raise disk_full_error(path, error) from error
+        raise
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        _remove(tmp)
     return path
 
 
@@ -103,9 +113,10 @@ def atomic_write_dir(path, write_fn, overwrite=True):
     path = os.fspath(path)
     check_writable(path, overwrite)
     parent = os.path.dirname(os.path.abspath(path))
-    holder = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", dir=parent)
-    tmp = os.path.join(holder, "out")
+    holder = None
     try:
+        holder = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", dir=parent)
+        tmp = os.path.join(holder, "out")
         write_fn(tmp)
         set_default_permissions(tmp)
         if os.path.isdir(path):
@@ -114,9 +125,73 @@ def atomic_write_dir(path, write_fn, overwrite=True):
         elif os.path.exists(path):
             os.remove(path)
         os.replace(tmp, path)
+    except Exception as error:
+        _remove(holder)
+        if is_disk_full(error):
+            raise disk_full_error(path, error) from error
+        raise
     finally:
-        shutil.rmtree(holder, ignore_errors=True)
+        _remove(holder)
     return path
+
+
+class DiskFullError(OSError):
+    """An output could not be written for lack of space (``errno`` ENOSPC); the message names
+    the path and the free space, and the previous file at that path is unchanged."""
+
+    def __str__(self):
+        return self.strerror or super().__str__()
+
+
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# How writers that do not raise OSError (h5py, TensorFlow's file system, zipfile) say it.
+_DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", "errno = 28")
+
+
+def is_disk_full(error):
+    """True if ``error``, or an exception it was raised from, says the disk is full."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if getattr(error, "errno", None) in _DISK_FULL_ERRNOS or any(
+                text in str(error) for text in _DISK_FULL_TEXTS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def disk_full_error(path, error=None):
+    """The :class:`DiskFullError` for ``path``: names it, the free space left on its file
+    system and what became of the previous file.
+
+    Example:
+        >>> str(disk_full_error("/mnt/small/best.keras"))
+        "No space left on the device to write '/mnt/small/best.keras': 4.0 KiB free ..."
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = f"{shutil.disk_usage(folder).free / 1024:.1f} KiB free"
+    except OSError:
+        free = "free space unknown"
+    kept = ("the previous file there is unchanged" if os.path.exists(path)
+            else "nothing was written there")
+    detail = f" ({error})" if error is not None else ""
+    message = (f"No space left on the device to write {path!r}: {free} in {folder!r}; {kept}. "
+               f"Free some space and run again (a training run continues with --resume)"
+               f".{detail}")
+    return DiskFullError(errno.ENOSPC, message)
+
+
+def _remove(path):
+    """Removes a temporary file or folder if it is there."""
+    if path is None or not os.path.lexists(path):
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 def write_bytes(path, data, overwrite=True):
@@ -190,3 +265,134 @@ def save_npy(path, array, overwrite=True):
             np.save(f, np.asarray(array))
 
     return atomic_write(path, write, overwrite)
+
+
+# ------------------------------------------------------------------ output directory lock ----
+
+LOCK_FILE = ".keras_fcn.lock"
+_held_locks = {}  # real path of a folder -> file descriptor of its locked LOCK_FILE
+
+
+class DirectoryLockedError(FileExistsError):
+    """Another process (its pid and host named in the message) writes to the output folder."""
+
+
+def _lock_holder(fd):
+    """What the lock file open at ``fd`` says of its holder ("pid 123 on host, since ...")."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+        return (f"pid {info['pid']} on {info['host']}, {info['what']} started "
+                f"{info['started']}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "pid unknown: it is starting"
+
+
+def lock_directory(folder, what="keras_fcn"):
+    """Takes the lock of the output folder ``folder`` for this process: until
+    :func:`unlock_directory` or the end of the process, another process that asks for it gets
+    :class:`DirectoryLockedError` naming the folder and the holder's pid.
+
+    The lock is an ``fcntl.flock`` on ``folder/.keras_fcn.lock``, which also holds the pid, the
+    host, ``what`` and the start time. The kernel releases it when the process ends, killed or
+    not, so the lock file a killed run leaves is stale and the next run takes it over (a
+    process that exits normally removes its lock files). Taking a
+    lock this process holds already does nothing. (Where ``fcntl`` is missing, on Windows,
+    nothing is locked.)
+
+    Returns:
+        The lock file's path, or None where nothing could be locked.
+
+    Raises:
+        DirectoryLockedError: another live process holds the lock.
+
+    Example:
+        >>> lock_directory("runs/a", "training")
+        '/home/me/runs/a/.keras_fcn.lock'
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return None
+    folder = os.path.realpath(os.path.expanduser(os.fspath(folder)))
+    path = os.path.join(folder, LOCK_FILE)
+    if folder in _held_locks:
+        return path
+    os.makedirs(folder, exist_ok=True)
+    for _ in range(10):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise DirectoryLockedError(
+                f"Output directory {folder!r} is in use by another process ({holder}). Wait "
+                "for it to end or choose another directory; two processes writing one "
+                "directory would overwrite each other's files.") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # not a file that its last holder unlinked on release
+            break
+        os.close(fd)
+    else:
+        raise DirectoryLockedError(f"Could not lock output directory {folder!r}: its lock file "
+                                   f"{path!r} keeps being replaced.")
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "what": what,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    os.ftruncate(fd, 0)
+    try:
+        os.pwrite(fd, (json.dumps(info) + "\n").encode("utf-8"), 0)
+    except OSError as error:  # a full disk: locked all the same, the holder is not named
+        if not is_disk_full(error):
+            os.close(fd)
+            raise
+    if not _held_locks:
+        atexit.register(_unlock_all)  # a process that ends normally leaves no lock file
+    _held_locks[folder] = fd
+    return path
+
+
+def _unlock_all():
+    for folder in list(_held_locks):
+        unlock_directory(folder)
+
+
+def holds_lock(folder):
+    """True if this process holds the lock of ``folder`` (see :func:`lock_directory`)."""
+    return os.path.realpath(os.path.expanduser(os.fspath(folder))) in _held_locks
+
+
+def unlock_directory(folder):
+    """Releases this process's lock of ``folder`` (see :func:`lock_directory`) and removes the
+    lock file; does nothing if this process does not hold it."""
+    folder = os.path.realpath(os.path.expanduser(os.fspath(folder)))
+    fd = _held_locks.pop(folder, None)
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):  # unlinked while still locked: see lock_directory
+        os.remove(os.path.join(folder, LOCK_FILE))
+    os.close(fd)  # closing the descriptor releases the flock
+
+
+@contextlib.contextmanager
+def directory_lock(folder, what="keras_fcn"):
+    """Holds the lock of the output folder ``folder`` within the block (see
+    :func:`lock_directory`); a lock this process held before stays held after it. ``folder``
+    None or "" locks nothing.
+
+    Example:
+        >>> with directory_lock("exports/camvid", "export"):
+        ...     export_tflite(model, "exports/camvid/model.tflite")
+    """
+    if not folder:
+        yield None
+        return
+    held_before = holds_lock(folder)
+    path = lock_directory(folder, what)
+    try:
+        yield path
+    finally:
+        if not held_before:
+            unlock_directory(folder)

@@ -235,16 +235,16 @@ def test_random_sigkills_of_predict_leave_only_complete_outputs(tmp_path):
     out = str(tmp_path / "out")
     command = [sys.executable, os.path.join(REPO, "tools", "predict.py"),
                f"--model={model_path}", f"--output_dir={out}", "--uncertainty=entropy",
-               str(images)]
+               "--overwrite", str(images)]
     killed = 0
-    for was_killed in _kill_tool_runs(command, out, rng, kills=3, first_output_seconds=3.0):
+    for was_killed in _kill_tool_runs(command, out, rng, kills=3, first_output_seconds=1.5):
         killed += was_killed
         for name in _visible_files(out):
             path = os.path.join(out, name)
             if name.endswith(".png"):
                 with Image.open(path) as image:
                     image.load()  # a cut PNG raises here
-                    assert image.size == (64, 48)
+                    assert image.size[1] == 48  # (maps with a legend are wider)
             elif name.endswith(".npy"):
                 assert np.load(path).shape[:2] == (48, 64)
     assert killed >= 1

@@ -141,9 +141,10 @@ def main(argv):
     model = export.load_model(presets.model_file(FLAGS.model))
     labels = model_labels(model)
     name = FLAGS.name or model.name
-    paths = export_all(model, name, size, labels)
+    with io.directory_lock(FLAGS.output_dir, "export"):  # one writer per output folder
+        paths = export_all(model, name, size, labels)
+        failures = run_check(model, paths, name, labels) if FLAGS.check else []
     if FLAGS.check:
-        failures = run_check(model, paths, name, labels)
         if failures:
             print("Quality gate FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
             sys.exit(1)

@@ -31,6 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import flags  # noqa: E402
 
+from keras_fcn import io  # noqa: E402
 from keras_fcn.inference import files, predictor  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -89,7 +90,9 @@ def options_from_flags(extra_inputs=()):
 
 def main(argv):
     # Positional arguments are inputs too, so an unquoted glob expanded by the shell works.
-    report = files.run(options_from_flags(argv[1:]))
+    opts = options_from_flags(argv[1:])
+    with io.directory_lock(opts.output_dir, "predict"):  # one writer per output folder
+        report = files.run(opts)
     files.print_report(report)
     return 1 if report.failures else 0
 

@@ -8,8 +8,11 @@ Example (the end of a script in ``tools/`` or ``examples/``):
 import sys
 import warnings
 
-# What a user can cause and fix: a bad flag value, a missing input, an existing output.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
+from keras_fcn import io
+
+# What a user can cause and fix: a bad flag value, a missing input, an existing output (or
+# one another process writes: io.DirectoryLockedError), a full disk.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, io.DiskFullError)
 USER_ERROR_STATUS = 2
 
 

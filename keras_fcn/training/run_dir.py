@@ -67,22 +67,35 @@ def prepare_run_dir(run_dir, *, resume=False, overwrite=False):
     Returns:
         The absolute path.
 
+    The process keeps the lock of `run_dir` (`keras_fcn.io.lock_directory`) until it ends:
+    another training, export or predict writing there is refused with the holder's pid.
+
     Raises:
         FileExistsError: `run_dir` holds a run and neither `resume` nor `overwrite` is set.
+        keras_fcn.io.DirectoryLockedError: another live process holds the lock of `run_dir`.
 
     Example:
         >>> prepare_run_dir("runs/shapes", overwrite=True)
         '/home/me/runs/shapes'
     """
     run_dir = os.path.abspath(os.path.expanduser(run_dir))
-    exists = os.path.isdir(run_dir) and bool(os.listdir(run_dir))
-    if exists and overwrite and not resume:
-        shutil.rmtree(run_dir)
-    elif exists and not resume:
+    held = io.holds_lock(run_dir)
+    # First the lock: a second run on this directory is told who runs there.
+    io.lock_directory(run_dir, "training")
+    entries = [name for name in os.listdir(run_dir) if name != io.LOCK_FILE]
+    if entries and overwrite and not resume:
+        for name in entries:
+            path = os.path.join(run_dir, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+    elif entries and not resume:
+        if not held:
+            io.unlock_directory(run_dir)
         raise FileExistsError(
             f"Run directory '{run_dir}' exists. Pass --resume to continue it or --overwrite to "
             "replace it, or choose another directory.")
-    os.makedirs(run_dir, exist_ok=True)
     remove_stale_temp_files(run_dir)
     return run_dir
 

@@ -1,0 +1,156 @@
+"""Two processes on one output directory (issue 26, item 2): the second is refused with the
+folder and the holder's pid named, a killed holder's lock is taken over, nothing is
+overwritten. Real processes; the holders are small Python scripts, so the tests are fast."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from keras_fcn import io
+from keras_fcn.training import prepare_run_dir
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+# Takes the lock of argv[1], says so, and waits to be killed.
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from keras_fcn import io
+    print(io.lock_directory(sys.argv[1], "holder"), flush=True)
+    time.sleep(120)
+""")
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """Starts a process that holds the lock of a folder; returns (process, folder)."""
+    processes = []
+
+    def start(folder):
+        process = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)],
+                                   stdout=subprocess.PIPE, text=True, env=_env())
+        assert process.stdout.readline().strip() == os.path.join(
+            os.path.realpath(folder), io.LOCK_FILE)
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_a_second_process_is_refused_naming_the_folder_and_the_holders_pid(tmp_path, holder):
+    folder = tmp_path / "out"
+    process = holder(folder)
+    with pytest.raises(io.DirectoryLockedError) as error:
+        io.lock_directory(folder)
+    message = str(error.value)
+    assert repr(os.path.realpath(folder)) in message and f"pid {process.pid} " in message
+    assert isinstance(error.value, FileExistsError)  # a user error for the CLIs (exit 2)
+    with pytest.raises(io.DirectoryLockedError):
+        prepare_run_dir(str(folder), resume=True)
+    with pytest.raises(io.DirectoryLockedError):  # --overwrite deletes nothing of a live run
+        prepare_run_dir(str(folder), overwrite=True)
+    assert os.listdir(folder) == [io.LOCK_FILE]
+
+
+def test_a_killed_holders_stale_lock_is_taken_over(tmp_path, holder):
+    folder = tmp_path / "out"
+    process = holder(folder)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    stale = json.loads((folder / io.LOCK_FILE).read_text())
+    assert stale["pid"] == process.pid  # the killed process left its lock file
+    with io.directory_lock(folder, "export") as path:
+        info = json.loads(open(path).read())
+        assert info["pid"] == os.getpid() and info["what"] == "export"
+    assert not (folder / io.LOCK_FILE).exists()  # released: removed
+
+
+def test_the_lock_is_reentrant_in_one_process_and_released_by_its_block(tmp_path):
+    folder = tmp_path / "out"
+    with io.directory_lock(folder):
+        with io.directory_lock(folder):  # the same process: no error
+            pass
+        assert io.holds_lock(folder)  # the inner block does not release the outer lock
+    assert not io.holds_lock(folder)
+    with io.directory_lock(None) as nothing:
+        assert nothing is None
+
+
+def test_prepare_run_dir_locks_and_a_refused_run_leaves_the_folder_as_it_was(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "history.json").write_text("[]")
+    with pytest.raises(FileExistsError, match="--resume"):
+        prepare_run_dir(str(run_dir))
+    assert sorted(os.listdir(run_dir)) == ["history.json"]  # no lock file left behind
+    prepare_run_dir(str(run_dir), overwrite=True)
+    assert io.holds_lock(run_dir) and os.listdir(run_dir) == [io.LOCK_FILE]
+    io.unlock_directory(run_dir)
+
+
+def _cli(tool, *args):
+    return subprocess.Popen([sys.executable, os.path.join(REPO, "tools", tool), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(_env(), CUDA_VISIBLE_DEVICES=""))
+
+
+def test_export_and_predict_refuse_a_folder_another_process_writes(tmp_path, holder):
+    """Two exports, or a training and an export, at once: the second CLI exits 2 with one line
+    naming the folder and the pid, and writes nothing."""
+    from tiny import tiny_fcn
+
+    model_path = str(tmp_path / "tiny.keras")
+    tiny_fcn("32s", 3).save(model_path)
+    folder = tmp_path / "out"
+    process = holder(folder)
+    export = _cli("export.py", f"--model={model_path}", f"--output_dir={folder}",
+                  "--input_size=32x32", "--quantizations=float32", "--saved_model=false")
+    image = tmp_path / "a.png"
+    from PIL import Image
+    Image.new("RGB", (32, 32)).save(image)
+    predict = _cli("predict.py", f"--model={model_path}", f"--output_dir={folder}", str(image))
+    for cli in (export, predict):
+        _, stderr = cli.communicate(timeout=240)
+        errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+        assert cli.returncode == 2 and "Traceback" not in stderr, stderr[-2000:]
+        assert len(errors) == 1 and f"pid {process.pid} " in errors[0], stderr[-2000:]
+        assert str(os.path.realpath(folder)) in errors[0]
+    assert os.listdir(folder) == [io.LOCK_FILE]  # nothing written beside the holder's lock
+
+
+def test_two_exports_at_once_one_writes_the_other_is_refused(tmp_path):
+    """The second starts once the first holds the lock: it is refused, by the lock while the
+    first runs, or by the first's finished output (no --overwrite); the output is complete."""
+    import tensorflow as tf
+    from tiny import tiny_fcn
+
+    model_path = str(tmp_path / "tiny.keras")
+    tiny_fcn("32s", 3).save(model_path)
+    folder = tmp_path / "out"
+    args = (f"--model={model_path}", f"--output_dir={folder}", "--input_size=32x32",
+            "--quantizations=float32", "--saved_model=false")
+    first = _cli("export.py", *args)
+    deadline = time.time() + 240
+    while not (folder / io.LOCK_FILE).exists() and time.time() < deadline:
+        time.sleep(0.01)
+    second = _cli("export.py", *args)
+    _, first_err = first.communicate(timeout=240)
+    _, second_err = second.communicate(timeout=240)
+    assert first.returncode == 0, first_err[-2000:]
+    assert second.returncode == 2 and "Traceback" not in second_err, second_err[-2000:]
+    assert "is in use by another process" in second_err or "--overwrite" in second_err
+    print("second export:", [line for line in second_err.splitlines() if "error" in line])
+    assert sorted(os.listdir(folder)) == ["fcn32s_float32.json", "fcn32s_float32.tflite"]
+    tf.lite.Interpreter(model_path=str(folder / "fcn32s_float32.tflite")).allocate_tensors()
