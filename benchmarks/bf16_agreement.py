@@ -26,7 +26,6 @@ Writes benchmarks/results/bf16_agreement.md and .json.
 """
 
 import argparse
-import dataclasses
 import datetime
 import json
 import os
@@ -96,7 +95,7 @@ def train_config(name, args):
     from keras_fcn import training
 
     settings, precision, jit, _ = TRAININGS[name]
-    return training.TrainConfig(
+    return training.TrainConfig().replace(
         dataset="camvid", data_dir=args.camvid, model="fcn8s", weights="none", dropout=0.2,
         image_size=args.size, flip=True, optimizer="adam", learning_rate=1e-3,
         weight_decay=1e-4, loss_reduction="mean", class_weights="median", batch_size=BATCH,
@@ -124,7 +123,7 @@ def train_worker(args):
         "mean_iu": 100 * (result["final"] or {}).get("mean_iu", float("nan")),
         "status": report["status"], "process_cpu_seconds": time.process_time(),
         "model": os.path.join(result["run_dir"], "model.keras"),
-        "config": {k: v for k, v in dataclasses.asdict(config).items()
+        "config": {k: v for k, v in config.flat().items()
                    if k in ("backbone", "widths", "fc_units", "precision", "jit_compile",
                             "image_size", "batch_size", "learning_rate", "optimizer")},
     }), flush=True)

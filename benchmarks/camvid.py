@@ -21,7 +21,6 @@ Writes benchmarks/results/camvid.md, camvid.json and camvid.png, and keeps the t
 in --out_dir (`fcn8s/model.keras` is the one for the export and predict benchmarks).
 """
 
-import dataclasses
 import os
 import time
 
@@ -57,7 +56,7 @@ PAPER_CAMVID_NOTE = ("Not comparable with published CamVid figures, which start 
 
 
 def _config():
-    return train.TrainConfig(
+    return train.TrainConfig().replace(
         dataset="camvid", data_dir=FLAGS.data_dir, model="staged", weights="none",
         widths=tuple(int(w) for w in FLAGS.widths.split(",")), fc_units=FLAGS.fc_units,
         dropout=0.2, epochs=FLAGS.max_epochs, batch_size=FLAGS.batch_size, val_batch_size=4,
@@ -73,14 +72,14 @@ def _config():
 def train_stages(config):
     """Trains the three stages with their own budgets; returns ({stage: report}, info,
     class weights)."""
-    run_dir = train.prepare_run_dir(config.output_dir, resume=config.resume)
+    run_dir = train.prepare_run_dir(config.run.output_dir, resume=config.run.resume)
     train_decoded, info, _ = train.load_data(config, "train")
     val_decoded, _, _ = train.load_data(config, "val")
     class_weights = train.resolve_class_weights(config, info, train_decoded, run_dir)
     pixels = train.pixels_per_image(config, train_decoded)
     data = (*train.make_pipelines(config, train_decoded, val_decoded, info), info)
     budgets = {"32s": FLAGS.minutes_32s, "16s": FLAGS.minutes_16s, "8s": FLAGS.minutes_8s}
-    stage_configs = {stage: dataclasses.replace(config, max_minutes_per_stage=minutes)
+    stage_configs = {stage: config.replace(max_minutes_per_stage=minutes)
                      for stage, minutes in budgets.items()}
     _, reports = train.train_staged(config, run_dir=run_dir, data=data,
                                     strategy=train.make_strategy("default"),
@@ -105,6 +104,7 @@ def _row(stage, report, cumulative):
 
 def write_results(reports, info, class_weights, config, results_dir):
     """Writes camvid.md, camvid.json and camvid.png."""
+    data, model, optim = config.data, config.model, config.optim
     os.makedirs(results_dir, exist_ok=True)
     cumulative, rows = 0.0, []
     for stage in STAGES:
@@ -130,17 +130,17 @@ def write_results(reports, info, class_weights, config, results_dir):
         "11 classes, 367 train / 101 val images (void label 11 ignored).",
         "",
         "Setup and budget:",
-        f"- resolution {config.image_size[0]}x{config.image_size[1]} (half of 360x480) for "
+        f"- resolution {data.image_size[0]}x{data.image_size[1]} (half of 360x480) for "
         "training and inference; metrics on the 101 val images against the **full 360x480 "
         "labels** (logits resized bilinearly);",
-        f"- VGG16 trunk narrowed to widths {list(config.widths)}, fc6/fc7 {config.fc_units} "
+        f"- VGG16 trunk narrowed to widths {list(model.widths)}, fc6/fc7 {model.fc_units} "
         "(paper: 64..512, 4096), **random init** (ImageNet weights cannot be downloaded here);",
         "- staged as the paper: FCN-32s from scratch, FCN-16s from FCN-32s, FCN-8s from "
         "FCN-16s; a wall-clock budget per stage ("
         + ", ".join(f"{s}: {reports[s].get('budget_minutes', '?')} min" for s in STAGES)
         + ") on 2 CPU cores **shared with other jobs** (so epochs per minute vary);",
-        f"- Adam lr {config.learning_rate:g} x stage factors {list(config.stage_lr_factors)}, "
-        f"decoupled weight decay {config.weight_decay:g} on kernels, batch {config.batch_size},"
+        f"- Adam lr {optim.learning_rate:g} x stage factors {list(optim.stage_lr_factors)}, "
+        f"decoupled weight decay {optim.weight_decay:g} on kernels, batch {optim.batch_size},"
         " loss averaged over valid pixels with median-frequency class weights "
         f"({', '.join(f'{w:.2f}' for w in class_weights or [])}), random scale 0.8-1.25 + "
         "crop + flip.",
@@ -165,7 +165,8 @@ def write_results(reports, info, class_weights, config, results_dir):
         "",
         PAPER_CAMVID_NOTE,
         "",
-        f"Models: `{config.output_dir}/fcn{{32s,16s,8s}}/model.keras` (best val: `best.keras`).",
+        f"Models: `{config.run.output_dir}/fcn{{32s,16s,8s}}/model.keras` "
+        "(best val: `best.keras`).",
     ]
     with open(os.path.join(results_dir, "camvid.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(md) + "\n")
@@ -177,10 +178,10 @@ def write_results(reports, info, class_weights, config, results_dir):
         summary[s]["final_val"] = {k: v for k, v in summary[s]["final_val"].items()
                                    if k != "confusion_matrix"} | {
             "confusion_matrix": reports[s]["final_val"]["confusion_matrix"]}
-    summary["setup"] = {"image_size": config.image_size, "widths": config.widths,
-                        "fc_units": config.fc_units, "optimizer": config.optimizer,
-                        "class_weights": class_weights, "batch_size": config.batch_size,
-                        "model_dir": config.output_dir, "ordering_holds": holds}
+    summary["setup"] = {"image_size": data.image_size, "widths": model.widths,
+                        "fc_units": model.fc_units, "optimizer": optim.optimizer,
+                        "class_weights": class_weights, "batch_size": optim.batch_size,
+                        "model_dir": config.run.output_dir, "ordering_holds": holds}
     io.write_json(os.path.join(results_dir, "camvid.json"), summary)
     _plot(reports, os.path.join(results_dir, "camvid.png"))
 
@@ -224,7 +225,7 @@ def main(argv):
     write_results(reports, info, class_weights, config, results_dir)
     print(open(os.path.join(results_dir, "camvid.md"), encoding="utf-8").read())
     print(f"Total {(time.time() - started) / 60:.1f} min. FCN-8s model: "
-          f"{os.path.join(config.output_dir, 'fcn8s', 'model.keras')}", flush=True)
+          f"{os.path.join(config.run.output_dir, 'fcn8s', 'model.keras')}", flush=True)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def train(trunk, args):
     """Trains FCN-32s on `trunk` for the budget; returns the row of the table."""
     from keras_fcn import training
 
-    config = training.TrainConfig(
+    config = training.TrainConfig().replace(
         dataset="camvid", data_dir=args.camvid, model="fcn32s", backbone=trunk,
         weights="none", image_size=(180, 240), batch_size=4, optimizer="adam",
         learning_rate=1e-3, weight_decay=1e-4, class_weights="median", flip=True,

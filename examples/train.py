@@ -32,11 +32,12 @@ train.define_flags(
 def demo_widths_note(config, flag_values):
     """A note when a real data set trains with this script's demo widths (a 224k-parameter
     VGG16 FCN, not the paper's 134M), or None."""
-    if (config.dataset == "shapes" or config.backbone != "vgg16"
+    model = config.model
+    if (config.data.dataset == "shapes" or model.backbone != "vgg16"
             or flag_values["widths"].present or flag_values["fc_units"].present):
         return None
-    return (f"note: --dataset={config.dataset} trains this script's small demo VGG16 "
-            f"(widths {','.join(map(str, config.widths))}, fc {config.fc_units}); for the "
+    return (f"note: --dataset={config.data.dataset} trains this script's small demo VGG16 "
+            f"(widths {','.join(map(str, model.widths))}, fc {model.fc_units}); for the "
             "paper's widths add --widths= --fc_units=0 (or use examples/train_camvid.py / "
             "examples/train_voc.py).")
 

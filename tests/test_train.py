@@ -1,7 +1,6 @@
 """Tests of keras_fcn.training and examples/train.py: config and flags, optimizers, distribution,
 resume, NaN, run directories, the NYUDv2 and SIFT Flow recipes, the CLI error path."""
 
-import dataclasses
 import json
 import os
 import signal
@@ -562,12 +561,12 @@ def test_the_old_mixed_precision_flag_means_the_devices_mixed_precision():
 def test_flags_are_generated_from_every_config_field():
     values = flags.FlagValues()
     train.define_flags(values, dataset="camvid", widths="8,16,32,32,32", cache=True)
-    names = [f.name for f in dataclasses.fields(train.TrainConfig)]
+    names = list(train.config.FIELDS)
     assert {"val_batch_size", "cache", "verbose", "mixed_precision"} <= set(names)
     for name in names:  # one flag per field, help without lost line continuations
         assert values[name].help and "  " not in values[name].help, name
     values(["prog"])
-    assert train.config_from_flags(values) == train.TrainConfig(
+    assert train.config_from_flags(values) == train.TrainConfig().replace(
         dataset="camvid", widths=(8, 16, 32, 32, 32), cache=True)
 
     values = flags.FlagValues()
@@ -576,11 +575,12 @@ def test_flags_are_generated_from_every_config_field():
             "--learning_rate=0.01", "--num_classes=0", "--ignore_label=0", "--nocache",
             "--val_batch_size=4", "--verbose=2", "--mixed_precision", "--model=staged"])
     config = train.config_from_flags(values)
-    assert (config.crop_size, config.image_size, config.scale_range) == (
+    data, run = config.data, config.run
+    assert (data.crop_size, data.image_size, data.scale_range) == (
         (32, 32), (180, 240), (0.5, 2.0))
-    assert config.learning_rate == 0.01 and config.num_classes is None  # 0: unset
-    assert config.ignore_label == 0 and config.cache is False and config.verbose == 2
-    assert config.val_batch_size == 4 and config.mixed_precision and config.model == "staged"
+    assert config.optim.learning_rate == 0.01 and data.num_classes is None  # 0: unset
+    assert data.ignore_label == 0 and data.cache is False and run.verbose == 2
+    assert data.val_batch_size == 4 and run.mixed_precision and config.model.variant == "staged"
 
     values = flags.FlagValues()
     train.define_flags(values)

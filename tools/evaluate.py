@@ -82,7 +82,7 @@ def main(argv):
     path = presets.model_file(FLAGS.model)  # a file, or a preset name (downloaded once)
     labels = ModelLabels.for_model(path)
     size = image_size(FLAGS.image_size, labels)
-    config = training.TrainConfig(
+    config = training.TrainConfig().replace(
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir or None,
         num_classes=FLAGS.num_classes or (labels.num_classes if labels else None),
         ignore_label=labels.ignore_label if labels else FLAGS.ignore_label,

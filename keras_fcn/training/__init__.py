@@ -27,6 +27,10 @@ from keras_fcn.training.callbacks import (  # noqa: F401
 from keras_fcn.training.cli import define_deprecated_alias, run_main  # noqa: F401
 from keras_fcn.training.config import (  # noqa: F401
     MODELS,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
     TrainConfig,
     config_from_flags,
     define_flags,

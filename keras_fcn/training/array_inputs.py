@@ -34,30 +34,31 @@ TF_DATA_OPTIONS = {"photometric": 0.0, "blur": 0.0, "temporal_consistency": 0.0,
 def check_options(config):
     """Raises a ValueError naming the first option that needs the tf.data pipeline."""
     for name, off in TF_DATA_OPTIONS.items():
-        value = getattr(config, name)
-        if value not in (off, None, 0, ""):
+        value = config.flat()[name]
+        if value not in (off, None):
             raise ValueError(f"--{name} needs the tf.data pipeline (install TensorFlow); "
                              f"without it leave it off. Received: {name}={value!r}")
-    if config.dataset.startswith("tfds:"):
+    if config.data.dataset.startswith("tfds:"):
         raise ValueError("TFDS data sets need TensorFlow. Received: "
-                         f"dataset={config.dataset!r}")
+                         f"dataset={config.data.dataset!r}")
 
 
 def _shapes_dir(config):
     """A folder holding the shapes data set as files: `data_dir`, else one written now."""
-    if config.data_dir:
-        return config.data_dir
+    if config.data.data_dir is not None:
+        return config.data.data_dir
     directory = tempfile.mkdtemp(prefix="keras_fcn_shapes_")
-    shapes.make_shapes_dataset(directory, num_train=config.num_train, num_val=config.num_val,
-                               size=config.shapes_size, seed=config.seed)
+    data = config.data
+    shapes.make_shapes_dataset(directory, num_train=data.num_train, num_val=data.num_val,
+                               size=data.shapes_size, seed=config.run.seed)
     return directory
 
 
 def split_pairs(config, split, data_dir):
-    """(pairs, `DatasetInfo`) of one split of `config.dataset`."""
-    return file_pairs(config.dataset, split, data_dir, val_data_dir=config.val_data_dir,
-                      num_classes=config.num_classes, ignore_label=config.ignore_label,
-                      holdout=config.holdout or None, group_by=config.group_by or None)
+    """(pairs, `DatasetInfo`) of one split of `config.data.dataset`."""
+    return file_pairs(config.data.dataset, split, data_dir, val_data_dir=config.data.val_data_dir,
+                      num_classes=config.data.num_classes, ignore_label=config.data.ignore_label,
+                      holdout=config.data.holdout, group_by=config.data.group_by)
 
 
 def read_weights_file(path, num_classes):
@@ -78,7 +79,7 @@ def class_weights_of(config, info, pairs, run_dir):
     """The loss class weights of ``--class_weights`` ("none", "median", "sqrt_median" or a
     file), the median ones counted over the training masks (cached in the run folder, as the
     tf.data path does)."""
-    choice = config.class_weights or "none"
+    choice = config.optim.class_weights or "none"
     if choice == "none":
         return None
     if choice not in ("median", "sqrt_median"):
@@ -100,7 +101,7 @@ def class_weights_of(config, info, pairs, run_dir):
 
 def pixels_per_image(config, pairs, info):
     """Pixels of a training image: the crop, else the resize, else the mean of 20 masks."""
-    for size in (config.crop_size, config.image_size):
+    for size in (config.data.crop_size, config.data.image_size):
         if size:
             return int(size[0] * size[1])
     sizes = [read_mask(mask, mask_format=info.mask_format, palette=info.palette).size
@@ -113,7 +114,7 @@ def load_pipelines(config, run_dir=None):
 
     Returns:
         (train_ds, val_ds, eval_ds, info, (train count, val count), class_weights, pixels):
-        train is augmented (scale, crop, flip) and shuffled per epoch with ``config.seed``;
+        train is augmented (scale, crop, flip) and shuffled per epoch with ``config.run.seed``;
         val has masks at the training resolution (``image_size``); eval has images at the
         training resolution and masks at full size, batch 1, for the final figures.
 
@@ -121,17 +122,18 @@ def load_pipelines(config, run_dir=None):
         ValueError: an option that needs tf.data, or a bad data set argument (named).
     """
     check_options(config)
-    data_dir = _shapes_dir(config) if config.dataset == "shapes" else config.data_dir
+    data_dir = _shapes_dir(config) if config.data.dataset == "shapes" else config.data.data_dir
     train_pairs, info = split_pairs(config, "train", data_dir)
     val_pairs, _ = split_pairs(config, "val", data_dir)
     common = dict(num_classes=info.num_classes, ignore_label=info.ignore_label,
                   mask_format=info.mask_format, palette=info.palette, mean_rgb=info.mean_rgb)
-    size = config.image_size
-    train_ds = make_pydataset(train_pairs, batch_size=config.batch_size,
-                              crop_size=config.crop_size, image_size=size,
-                              scale_range=config.scale_range, flip=config.flip, shuffle=True,
-                              seed=config.seed, **common)
-    val_ds = make_pydataset(val_pairs, batch_size=config.val_batch_size if size else 1,
+    size = config.data.image_size
+    train_ds = make_pydataset(train_pairs, batch_size=config.optim.batch_size,
+                              crop_size=config.data.crop_size, image_size=size,
+                              scale_range=config.data.scale_range, flip=config.data.flip,
+                              shuffle=True,
+                              seed=config.run.seed, **common)
+    val_ds = make_pydataset(val_pairs, batch_size=config.data.val_batch_size if size else 1,
                             image_size=size, **common)
     eval_ds = FullSizeMasks(make_pydataset(val_pairs, image_size=size, **common),
                             val_pairs, info) if size else val_ds

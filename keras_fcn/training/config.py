@@ -1,16 +1,27 @@
-"""The configuration of a training run: one dataclass, and the absl flags generated from it.
+"""The configuration of a training run: four groups of fields, and the absl flags made from them.
 
-Every field of :class:`TrainConfig` is a flag of the recipes in ``examples/`` with the same
-name; its help text is in the field's metadata. On the command line a field whose default is
-None is "unset" when given as ``0`` (numbers) or an empty string; sizes are ``'H,W'`` (or
-``'S'`` for a square) and lists are comma-separated.
+`TrainConfig` holds a `DataConfig` (``config.data``), a `ModelConfig` (``config.model``), an
+`OptimConfig` (``config.optim``) and a `RunConfig` (``config.run``), all frozen dataclasses.
+Each field is a flag of the recipes in ``examples/`` with the same name (one exception:
+``ModelConfig.variant`` is ``--model``); its help text is in the field's metadata. These flag
+names are also the *flat names* of `TrainConfig.replace` and `TrainConfig.flat`.
 
-Example (a recipe script):
-    >>> define_flags(dataset="sbd", model="staged", optimizer="sgd")
-    >>> app.run(lambda argv: run(config_from_flags()))
+Unset is None in Python (the recipe picks: the paper's widths, the default learning rate, ...).
+On the command line a flag left out is unset, and so is an empty value (``--widths=``,
+``--holdout=``) or ``none``, or 0 for a number whose default is unset (``--fc_units=0``).
+Sizes are ``'H,W'`` (or ``'S'`` for a square) and lists are comma-separated.
+
+Example:
+    >>> config = TrainConfig(data=DataConfig(dataset="camvid"), optim=OptimConfig(epochs=3))
+    >>> config.replace(epochs=5, widths=(8, 8, 16, 16, 16)).optim.epochs
+    5
+
+A recipe script: ``define_flags(dataset="sbd", model="staged")``, then
+``app.run(lambda argv: run(config_from_flags()))``.
 """
 
 import dataclasses
+import warnings
 
 from keras_fcn.models import BACKBONES
 from keras_fcn.training.consistency import DEFAULT_KIND as CONSISTENCY_DEFAULT
@@ -26,6 +37,7 @@ from keras_fcn.training.optimizers import (
 
 MODELS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s_at_once", "staged")
 VERBOSITY = ("auto", "0", "1", "2")
+UNSET_TEXT = ("", "none", "None")  # what a string flag says for "unset"
 
 
 def parse_size(text, name="size"):
@@ -35,7 +47,7 @@ def parse_size(text, name="size"):
         >>> parse_size("180,240")
         (180, 240)
     """
-    if text in (None, "", "none", "None"):
+    if text is None or text in UNSET_TEXT:
         return None
     try:
         parts = [int(p) for p in str(text).replace("x", ",").split(",") if p.strip()]
@@ -56,7 +68,7 @@ def parse_floats(text, name="values"):
         >>> parse_floats("0.8,1.25")
         (0.8, 1.25)
     """
-    if text in (None, "", "none", "None"):
+    if text is None or text in UNSET_TEXT:
         return None
     try:
         return tuple(float(p) for p in str(text).split(","))
@@ -87,22 +99,14 @@ _KINDS = {
 }
 
 
-def _flag(default, help, kind=None, choices=None):
-    return dataclasses.field(default=default,
-                             metadata={"help": help, "kind": kind, "choices": choices})
+def _flag(default, help, kind=None, choices=None, flag=None):
+    return dataclasses.field(default=default, metadata={"help": help, "kind": kind,
+                                                        "choices": choices, "flag": flag})
 
 
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything a training run needs; ``examples/train.py`` fills it from flags.
-
-    Sizes are (height, width) tuples or None. ``batch_size`` is the global batch (split across
-    replicas). ``learning_rate=None`` picks ``default_learning_rate``. Each field's help text
-    is ``dataclasses.fields(TrainConfig)[i].metadata["help"]`` (``--helpfull`` shows them).
-
-    Example:
-        >>> config = TrainConfig(dataset="camvid", data_dir="data/camvid", model="staged")
-    """
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """What the model learns from: the data set, its splits and the augmentation."""
 
     dataset: str = _flag("shapes", "shapes|camvid|voc|sbd|folder|tfds:<name>.")
     data_dir: str = _flag(None, "Data folder (shapes: empty = generated in memory).")
@@ -115,19 +119,6 @@ class TrainConfig:
                           "match) is a frame's group for --holdout.")
     num_classes: int = _flag(None, "folder/tfds: number of classes.")
     ignore_label: int = _flag(255, "folder/tfds: void label.")
-    model: str = _flag("fcn8s", "FCN variant, or staged 32s->16s->8s.", choices=MODELS)
-    backbone: str = _flag("vgg16", "Backbone.", choices=BACKBONES)
-    weights: str = _flag("none", "imagenet|none|path of initial weights.")
-    widths: tuple = _flag(None, "VGG16 block widths, e.g. 16,32,64,64,64 (empty: the paper's "
-                          "64,128,256,512,512).", kind="ints")
-    fc_units: int = _flag(None, "fc6/fc7 width (0: the paper's 4096).")
-    dropout: float = _flag(0.5, "Dropout after fc6/fc7.")
-    trainable_upsampling: bool = _flag(
-        False, "Train the bilinear upsampling layers (the paper keeps them fixed).")
-    epochs: int = _flag(10, "Epochs (per stage for --model=staged).")
-    steps_per_epoch: int = _flag(None, "Train steps per epoch (0: one pass over the data).")
-    validation_steps: int = _flag(None, "Validation steps per epoch (0: all validation data).")
-    batch_size: int = _flag(1, "Global batch size.")
     val_batch_size: int = _flag(1, "Validation batch size (with --image_size; else 1).")
     crop_size: tuple = _flag(None, "Random crop 'H,W' (empty: whole images).", kind="size")
     image_size: tuple = _flag(None, "Resize to 'H,W' first (reduced resolution; masks nearest).",
@@ -139,6 +130,63 @@ class TrainConfig:
         "of 255, contrast and saturation 1 +- S/2, hue up to S/10 of a turn (images only).")
     blur: float = _flag(0.0, "Largest std in pixels of a random Gaussian blur of half the "
                         "training images (0: off; e.g. 1.5).")
+    unlabelled_video_dir: str = _flag(
+        None, "With --temporal_consistency: a folder of videos (or of folders of frames) whose "
+        "consecutive frames, with OpenCV's optical flow (pip install keras_fcn[flow]), are "
+        "consistency pairs too; needs --image_size and no --crop_size.")
+    unlabelled_pairs: int = _flag(500, "Most frame pairs read from --unlabelled_video_dir.")
+    num_train: int = _flag(300, "shapes: training images.")
+    num_val: int = _flag(50, "shapes: validation images.")
+    shapes_size: int = _flag(64, "shapes: image side in pixels.")
+    cache: bool = _flag(None, "Cache the decoded data in memory (default: shapes and camvid).")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The network: FCN variant (``--model``), backbone, initial weights and size."""
+
+    variant: str = _flag("fcn8s", "FCN variant, or staged 32s->16s->8s.", choices=MODELS,
+                         flag="model")
+    backbone: str = _flag("vgg16", "Backbone.", choices=BACKBONES)
+    weights: str = _flag(None, "imagenet|none|path of initial weights (none: random).")
+    widths: tuple = _flag(None, "VGG16 block widths, e.g. 16,32,64,64,64 (empty: the paper's "
+                          "64,128,256,512,512).", kind="ints")
+    fc_units: int = _flag(None, "fc6/fc7 width (0: the paper's 4096).")
+    dropout: float = _flag(0.5, "Dropout after fc6/fc7.")
+    trainable_upsampling: bool = _flag(
+        False, "Train the bilinear upsampling layers (the paper keeps them fixed).")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """How it learns: epochs, batch, optimizer, learning rate, loss and its terms."""
+
+    epochs: int = _flag(10, "Epochs (per stage for --model=staged).")
+    steps_per_epoch: int = _flag(None, "Train steps per epoch (0: one pass over the data).")
+    batch_size: int = _flag(1, "Global batch size.")
+    optimizer: str = _flag("sgd", "sgd (momentum) or adam(w).", choices=OPTIMIZERS)
+    learning_rate: float = _flag(None, "0: recipe default (SGD: the paper's rates, times the "
+                                 "pixels per image with --loss_reduction=mean; Adam: 1e-3).")
+    stage_lr_factors: tuple = _flag(None, "Staged: per-stage learning-rate factors, e.g. "
+                                    "1,0.01,0.001.", kind="floats")
+    momentum: float = _flag(PAPER_MOMENTUM, "SGD momentum.")
+    weight_decay: float = _flag(PAPER_WEIGHT_DECAY, "Weight decay of kernels.")
+    bias_lr_multiplier: float = _flag(2.0, "SGD bias rate factor.")
+    lr_schedule: str = _flag("constant", "Learning-rate decay over the run's steps (per stage): "
+                             "constant, poly ((1 - t/T)^0.9, DeepLab) or cosine.",
+                             choices=LR_SCHEDULES)
+    warmup_epochs: float = _flag(0.0, "Linear learning-rate warm-up over this many epochs "
+                                 "(0: none), then --lr_schedule.")
+    ema_decay: float = _flag(0.0, "Keep an exponential moving average of the weights with this "
+                             "decay (e.g. 0.999; 0: off); validation, best.keras and the final "
+                             "model use the averaged weights.")
+    label_smoothing: float = _flag(0.0, "Label smoothing e of the loss: targets (1 - e) one-hot "
+                                   "+ e / classes (0: off; void pixels stay ignored).")
+    loss_reduction: str = _flag("mean", "mean over valid pixels, or sum per image (the paper).",
+                                choices=LOSS_REDUCTIONS)
+    class_weights: str = _flag(None, "none|median|sqrt_median|path of a JSON list or text of "
+                               "floats (median: median-frequency weights; sqrt_median: their "
+                               "square roots, a milder balance).")
     temporal_consistency: float = _flag(
         0.0, "Weight of the temporal-consistency loss (0: off): each training image is also "
         "seen moved by a small random camera warp, and the two predictions must agree "
@@ -151,34 +199,23 @@ class TrainConfig:
         None, "With --temporal_consistency: the largest camera move of a training pair, "
         "'shift,zoom,rotation' (pixels, relative scale change, degrees; default 2,0.01,0.5). "
         "Match it to your footage's motion between frames, e.g. 2,0.01,0.5.", kind="floats")
-    unlabelled_video_dir: str = _flag(
-        None, "With --temporal_consistency: a folder of videos (or of folders of frames) whose "
-        "consecutive frames, with OpenCV's optical flow (pip install keras_fcn[flow]), are "
-        "consistency pairs too; needs --image_size and no --crop_size.")
-    unlabelled_pairs: int = _flag(500, "Most frame pairs read from --unlabelled_video_dir.")
-    lr_schedule: str = _flag("constant", "Learning-rate decay over the run's steps (per stage): "
-                             "constant, poly ((1 - t/T)^0.9, DeepLab) or cosine.",
-                             choices=LR_SCHEDULES)
-    warmup_epochs: float = _flag(0.0, "Linear learning-rate warm-up over this many epochs "
-                                 "(0: none), then --lr_schedule.")
-    ema_decay: float = _flag(0.0, "Keep an exponential moving average of the weights with this "
-                             "decay (e.g. 0.999; 0: off); validation, best.keras and the final "
-                             "model use the averaged weights.")
-    label_smoothing: float = _flag(0.0, "Label smoothing e of the loss: targets (1 - e) one-hot "
-                                   "+ e / classes (0: off; void pixels stay ignored).")
-    learning_rate: float = _flag(None, "0: recipe default (SGD: the paper's rates, times the "
-                                 "pixels per image with --loss_reduction=mean; Adam: 1e-3).")
-    stage_lr_factors: tuple = _flag(None, "Staged: per-stage learning-rate factors, e.g. "
-                                    "1,0.01,0.001.", kind="floats")
-    optimizer: str = _flag("sgd", "sgd (momentum) or adam(w).", choices=OPTIMIZERS)
-    momentum: float = _flag(PAPER_MOMENTUM, "SGD momentum.")
-    weight_decay: float = _flag(PAPER_WEIGHT_DECAY, "Weight decay of kernels.")
-    bias_lr_multiplier: float = _flag(2.0, "SGD bias rate factor.")
-    loss_reduction: str = _flag("mean", "mean over valid pixels, or sum per image (the paper).",
-                                choices=LOSS_REDUCTIONS)
-    class_weights: str = _flag("none", "none|median|sqrt_median|path of a JSON list or text of "
-                               "floats (median: median-frequency weights; sqrt_median: their "
-                               "square roots, a milder balance).")
+    max_minutes_per_stage: float = _flag(
+        None, "Stop a model's training after this many minutes (0: no limit).")
+    budget_clock: str = _flag("wall", "What --max_minutes_per_stage counts: wall (wall-clock "
+                              "minutes) or cpu (CPU minutes of the process, all threads).",
+                              choices=("wall", "cpu"))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Where and how it runs: run folder, resume, seed, precision, devices, evaluation
+    and export."""
+
+    output_dir: str = _flag("runs/run", "Run directory.")
+    resume: bool = _flag(False, "Continue the run in the run directory.")
+    overwrite: bool = _flag(False, "Replace an existing run directory.")
+    seed: int = _flag(0, "Random seed.")
+    strategy: str = _flag("default", "Distribution strategy.", choices=STRATEGIES)
     precision: str = _flag(
         "float32", "float32|bfloat16|float16|auto: compute precision (logits, loss and the FCN "
         "head stay float32). auto: bfloat16 on CPUs with AMX or AVX512-BF16, float16 on GPUs, "
@@ -192,28 +229,117 @@ class TrainConfig:
     conv_matmul: bool = _flag(None, "Run the large-kernel convolutions (fc6) as one matrix "
                               "multiply (default: on a CPU, keras_fcn.runtime.fast_path; "
                               "KERAS_FCN_CONV_MATMUL=0/1 also overrides it).")
-    strategy: str = _flag("default", "Distribution strategy.", choices=STRATEGIES)
-    resume: bool = _flag(False, "Continue the run in the run directory.")
-    overwrite: bool = _flag(False, "Replace an existing run directory.")
-    tensorboard: bool = _flag(False, "Write TensorBoard logs.")
-    output_dir: str = _flag("runs/run", "Run directory.")
-    export: bool = _flag(False, "Export a float16 TFLite model after training.")
-    seed: int = _flag(0, "Random seed.")
-    num_train: int = _flag(300, "shapes: training images.")
-    num_val: int = _flag(50, "shapes: validation images.")
-    shapes_size: int = _flag(64, "shapes: image side in pixels.")
-    cache: bool = _flag(None, "Cache the decoded data in memory (default: shapes and camvid).")
-    max_minutes_per_stage: float = _flag(
-        None, "Stop a model's training after this many minutes (0: no limit).")
-    budget_clock: str = _flag("wall", "What --max_minutes_per_stage counts: wall (wall-clock "
-                              "minutes) or cpu (CPU minutes of the process, all threads).",
-                              choices=("wall", "cpu"))
+    validation_steps: int = _flag(None, "Validation steps per epoch (0: all validation data).")
     flip_eval: bool = _flag(False, "Flip TTA in the final evaluation.")
     eval_scales: tuple = _flag(None, "Multi-scale TTA in the final evaluation: image scales "
                                "whose softmax is averaged, e.g. 0.75,1,1.25 (empty: 1).",
                                kind="floats")
+    export: bool = _flag(False, "Export a float16 TFLite model after training.")
+    tensorboard: bool = _flag(False, "Write TensorBoard logs.")
     verbose: str = _flag("auto", "Progress output: auto (bars on a terminal, one line per "
                          "epoch otherwise), 0, 1 or 2.", kind="verbose")
+
+
+GROUPS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "run": RunConfig}
+
+
+def flag_name(field):
+    """The flag (and flat name) of a group's field: its name, or ``--model`` for ``variant``."""
+    return field.metadata["flag"] or field.name
+
+
+# Flat name (= flag name) -> (group, field): each field is in exactly one group.
+FIELDS = {flag_name(field): (group, field)
+          for group, cls in GROUPS.items() for field in dataclasses.fields(cls)}
+
+
+def _grouped(changes):
+    """{flat name: value} -> {group: {field name: value}}; an unknown name is an error."""
+    unknown = sorted(set(changes) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"No such TrainConfig field(s): {unknown}. Expected flag names such as "
+                         f"'epochs' or 'widths' (keras_fcn.training.config.FIELDS).")
+    grouped = {group: {} for group in GROUPS}
+    for name, value in changes.items():
+        group, field = FIELDS[name]
+        grouped[group][field.name] = value
+    return grouped
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class TrainConfig:
+    """Everything a training run needs, in four groups; ``examples/train.py`` fills it from flags.
+
+    Args:
+        data: a `DataConfig` (default: its defaults); likewise model (`ModelConfig`), optim
+            (`OptimConfig`) and run (`RunConfig`).
+        **flat: deprecated (DeprecationWarning): fields by flat name, as in 0.1
+            (``TrainConfig(epochs=5)``); write ``TrainConfig().replace(epochs=5)``.
+
+    Sizes are (height, width) tuples or None. ``optim.batch_size`` is the global batch (split
+    across replicas); ``optim.learning_rate=None`` picks ``default_learning_rate``. Reading a
+    field by its flat name (``config.widths``) still works and warns (DeprecationWarning), except
+    ``config.model``: that is the `ModelConfig` (the variant is ``config.model.variant``).
+
+    Example:
+        >>> config = TrainConfig(model=ModelConfig(variant="staged"))
+        >>> config.model.variant, config.optim.learning_rate
+        ('staged', None)
+    """
+
+    data: DataConfig
+    model: ModelConfig
+    optim: OptimConfig
+    run: RunConfig
+
+    def __init__(self, data=None, model=None, optim=None, run=None, **flat):
+        if isinstance(model, str):  # TrainConfig(model="staged") of 0.1: the variant
+            flat["model"], model = model, None
+        for group, value in {"data": data, "model": model, "optim": optim, "run": run}.items():
+            cls = GROUPS[group]
+            if value is None:
+                value = cls()
+            elif not isinstance(value, cls):
+                raise TypeError(f"TrainConfig({group}=...) must be a {cls.__name__}. Received: "
+                                f"{group}={value!r}")
+            object.__setattr__(self, group, value)
+        if flat:
+            warnings.warn("TrainConfig(name=value) with flat field names is deprecated: use the "
+                          "groups or TrainConfig().replace(name=value). Received: "
+                          f"{sorted(flat)}", DeprecationWarning, stacklevel=2)
+            for group, changes in _grouped(flat).items():
+                object.__setattr__(self, group,
+                                   dataclasses.replace(getattr(self, group), **changes))
+
+    def __getattr__(self, name):  # only for names that are not attributes: the flat reads
+        if name not in FIELDS:
+            raise AttributeError(f"'TrainConfig' object has no attribute {name!r}")
+        group, field = FIELDS[name]
+        warnings.warn(f"config.{name} is deprecated: read config.{group}.{field.name}.",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(getattr(self, group), field.name)
+
+    def replace(self, **changes):
+        """A copy with some fields changed, by flat name, or with whole groups replaced.
+
+        Example:
+            >>> model = TrainConfig().replace(widths=(8, 8, 16, 16, 16), model="staged").model
+            >>> model.variant, model.widths, model.fc_units
+            ('staged', (8, 8, 16, 16, 16), None)
+        """
+        groups = {group: getattr(self, group) for group in GROUPS}
+        for group in GROUPS:
+            if isinstance(changes.get(group), GROUPS[group]):
+                groups[group] = changes.pop(group)
+        for group, fields in _grouped(changes).items():
+            if fields:
+                groups[group] = dataclasses.replace(groups[group], **fields)
+        return TrainConfig(**groups)
+
+    def flat(self):
+        """{flat name: value} of every field, the names being the flags'."""
+        return {name: getattr(getattr(self, group), field.name)
+                for name, (group, field) in FIELDS.items()}
 
 
 def _kind(field):
@@ -221,39 +347,45 @@ def _kind(field):
 
 
 def _flag_value(field, value):
-    """A config value as its flag's default (None -> "" or 0; tuples -> "a,b")."""
+    """A config value as its flag's default (tuples -> "a,b"; None stays None: unset)."""
     if value is None:
-        return {"string": "", "integer": 0, "float": 0.0, "bool": None}[_kind(field)[0]]
+        return None
     if isinstance(value, (tuple, list)):
         return ",".join(str(v) for v in value)
     return str(value) if _kind(field)[0] == "string" else value
 
 
 def define_flags(flag_values=None, fields=None, **defaults):
-    """Defines one flag per `TrainConfig` field on ``absl.flags.FLAGS``.
+    """Defines one flag per `TrainConfig` field (of every group) on ``absl.flags.FLAGS``.
 
     Args:
         flag_values: the ``absl.flags.FlagValues`` to define them on (default the global
             ``FLAGS``).
-        fields: names of the fields to define (default all); a recipe with its own loop
+        fields: flat names of the fields to define (default all); a recipe with its own loop
             (``examples/train_nyud.py``) takes the few it needs.
-        **defaults: other defaults, by field name, in the flag's format (``widths="8,16"``)
+        **defaults: other defaults, by flat name, in the flag's format (``widths="8,16"``)
             or the config's (``widths=(8, 16)``).
 
-    Example (a recipe script):
-        >>> define_flags(dataset="sbd", model="staged", optimizer="sgd")
-        >>> app.run(lambda argv: run(config_from_flags()))
+    Example:
+        >>> from absl import flags
+        >>> values = flags.FlagValues()
+        >>> define_flags(values, dataset="camvid", widths=(8, 16, 32, 32, 32))
+        >>> values(["train.py", "--fc_units=0", "--epochs=3"])[0]
+        'train.py'
+        >>> config = config_from_flags(values)
+        >>> config.data.dataset, config.model.widths, config.model.fc_units, config.optim.epochs
+        ('camvid', (8, 16, 32, 32, 32), None, 3)
     """
     from absl import flags
 
-    all_fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    fields = {name: all_fields.get(name) for name in (fields or all_fields)}
-    unknown = sorted(name for name in set(defaults) | set(fields) if name not in all_fields
-                     or name not in fields)
+    names = list(fields or FIELDS)
+    unknown = sorted(name for name in set(defaults) | set(names) if name not in FIELDS
+                     or name not in names)
     if unknown:
         raise ValueError(f"define_flags: no such TrainConfig field(s) to define. Received: "
                          f"{unknown}")
-    for name, field in fields.items():
+    for name in names:
+        field = FIELDS[name][1]
         default = _flag_value(field, defaults.get(name, field.default))
         help_text, choices = field.metadata["help"], field.metadata["choices"]
         where = {"flag_values": flags.FLAGS if flag_values is None else flag_values}
@@ -261,6 +393,13 @@ def define_flags(flag_values=None, fields=None, **defaults):
             flags.DEFINE_enum(name, default, list(choices), help_text, **where)
         else:
             getattr(flags, f"DEFINE_{_kind(field)[0]}")(name, default, help_text, **where)
+
+
+def _unset(field, value):
+    """Whether a flag value means unset: for a field that may be None, empty, none or 0."""
+    if field.default is not None or isinstance(value, bool):
+        return False
+    return value is None or value in UNSET_TEXT or value == 0
 
 
 def config_from_flags(flag_values=None):
@@ -274,13 +413,14 @@ def config_from_flags(flag_values=None):
     """
     from absl import flags
 
-    values = {}
-    for field in dataclasses.fields(TrainConfig):
-        value = getattr(flags.FLAGS if flag_values is None else flag_values, field.name)
+    values = flags.FLAGS if flag_values is None else flag_values
+    flat = {}
+    for name, (_, field) in FIELDS.items():
+        value = getattr(values, name)
         parse = _kind(field)[1]
         if parse is not None:
-            value = parse(value, field.name)
-        elif field.default is None and not value and not isinstance(value, bool):
-            value = None  # 0 or "" on the command line: unset
-        values[field.name] = value
-    return TrainConfig(**values)
+            value = parse(value, name)
+        elif _unset(field, value):
+            value = None
+        flat[name] = value
+    return TrainConfig().replace(**flat)

@@ -25,7 +25,7 @@ CACHED_DATASETS = ("shapes", "camvid")  # small enough to cache decoded in memor
 
 
 def load_data(config, split):
-    """Loads one split of `config.dataset` with `keras_fcn.datasets.load_split`.
+    """Loads one split of `config.data.dataset` with `keras_fcn.datasets.load_split`.
 
     Args:
         config: `TrainConfig` (dataset, data_dir, val_data_dir, num_classes, ...).
@@ -37,13 +37,13 @@ def load_data(config, split):
     Example:
         >>> decoded, info, count = load_data(TrainConfig(dataset="shapes"), "train")
     """
+    data = config.data
     return datasets_lib.load_split(
-        config.dataset, split, data_dir=config.data_dir, val_data_dir=config.val_data_dir,
-        num_classes=config.num_classes, ignore_label=config.ignore_label,
-        tfds_val_split=config.val_split, holdout=config.holdout or None,
-        group_by=config.group_by or None,
-        shapes_count=config.num_train if split == "train" else config.num_val,
-        shapes_size=config.shapes_size, seed=config.seed)
+        data.dataset, split, data_dir=data.data_dir, val_data_dir=data.val_data_dir,
+        num_classes=data.num_classes, ignore_label=data.ignore_label,
+        tfds_val_split=data.val_split, holdout=data.holdout, group_by=data.group_by,
+        shapes_count=data.num_train if split == "train" else data.num_val,
+        shapes_size=data.shapes_size, seed=config.run.seed)
 
 
 def resize_pair(image, mask, size, resize_mask=True):
@@ -72,37 +72,39 @@ def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
 
     Returns:
         (train_ds, val_ds, eval_ds): train is augmented (crop, flip, scale, photometric,
-        blur) and shuffled, repeated when `steps_per_epoch` is set; val has masks at the training resolution (for `val_mean_iu` during fit);
+        blur) and shuffled, repeated when `steps_per_epoch` is set; val has masks at the
+        training resolution (for `val_mean_iu` during fit);
         with `temporal_consistency` the train batches are `keras_fcn.data.add_warped_pairs`
         pairs (plus `unlabelled_video_dir` pairs); eval has images at the training
         resolution and masks at full resolution, batch 1 (for the final figures).
     """
-    size = config.image_size
-    cache = config.cache if config.cache is not None else config.dataset in CACHED_DATASETS
+    size = config.data.image_size
+    data = config.data
+    cache = data.cache if data.cache is not None else data.dataset in CACHED_DATASETS
     common = dict(ignore_label=info.ignore_label, mean_rgb=info.mean_rgb)
     train_ds = data_lib.prepare_dataset(
-        resize_images(train_decoded, size), batch_size=config.batch_size,
-        crop_size=config.crop_size, scale_range=config.scale_range, flip=config.flip,
-        photometric=config.photometric, blur=config.blur, shuffle=True, seed=config.seed,
+        resize_images(train_decoded, size), batch_size=config.optim.batch_size,
+        crop_size=data.crop_size, scale_range=data.scale_range, flip=data.flip,
+        photometric=data.photometric, blur=data.blur, shuffle=True, seed=config.run.seed,
         cache=cache, drop_remainder=num_replicas > 1, **common)
-    if config.temporal_consistency:
+    if config.optim.temporal_consistency:
         if num_replicas > 1:  # a replica would get originals and moved images of other pairs
             raise ValueError(f"temporal_consistency needs one replica. Received: "
-                             f"{num_replicas} replicas (strategy={config.strategy!r})")
-        train_ds = data_lib.add_warped_pairs(train_ds, seed=config.seed,
-                                             **data_lib.warp_limits(config.temporal_warp))
-        if config.unlabelled_video_dir:
+                             f"{num_replicas} replicas (strategy={config.run.strategy!r})")
+        train_ds = data_lib.add_warped_pairs(train_ds, seed=config.run.seed,
+                                             **data_lib.warp_limits(config.optim.temporal_warp))
+        if config.data.unlabelled_video_dir:
             train_ds = _with_video_pairs(config, train_ds)
-    elif config.temporal_warp or config.temporal_loss != consistency.DEFAULT_KIND:
+    elif config.optim.temporal_warp or config.optim.temporal_loss != consistency.DEFAULT_KIND:
         raise ValueError("temporal_warp and temporal_loss need temporal_consistency > 0. "
-                         f"Received: temporal_consistency={config.temporal_consistency!r}")
-    elif config.unlabelled_video_dir:
+                         f"Received: temporal_consistency={config.optim.temporal_consistency!r}")
+    elif config.data.unlabelled_video_dir:
         raise ValueError("unlabelled_video_dir needs temporal_consistency > 0. Received: "
-                         f"temporal_consistency={config.temporal_consistency!r}")
-    if config.steps_per_epoch:
+                         f"temporal_consistency={config.optim.temporal_consistency!r}")
+    if config.optim.steps_per_epoch is not None:
         train_ds = train_ds.repeat()
     val_ds = data_lib.prepare_dataset(resize_images(val_decoded, size),
-                                      batch_size=config.val_batch_size if size else 1,
+                                      batch_size=config.data.val_batch_size if size else 1,
                                       cache=cache, **common)
     eval_ds = data_lib.prepare_dataset(resize_images(val_decoded, size, resize_masks=False),
                                        batch_size=1, **common)
@@ -110,20 +112,22 @@ def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
 
 
 def _with_video_pairs(config, train_ds):
-    if not config.image_size or config.crop_size not in (None, config.image_size):
+    if config.data.image_size is None or config.data.crop_size not in (None,
+                                                                       config.data.image_size):
         raise ValueError("unlabelled_video_dir needs --image_size and no other --crop_size. "
-                         f"Received: image_size={config.image_size}, "
-                         f"crop_size={config.crop_size}")
-    pairs = video_pairs.video_pair_dataset(config.unlabelled_video_dir, config.image_size,
-                                           max_pairs=config.unlabelled_pairs)
-    batches = pairs.shuffle(config.unlabelled_pairs, seed=config.seed).repeat().batch(
-        config.batch_size)
+                         f"Received: image_size={config.data.image_size}, "
+                         f"crop_size={config.data.crop_size}")
+    pairs = video_pairs.video_pair_dataset(
+        config.data.unlabelled_video_dir, config.data.image_size,
+        max_pairs=config.data.unlabelled_pairs)
+    batches = pairs.shuffle(config.data.unlabelled_pairs, seed=config.run.seed).repeat().batch(
+        config.optim.batch_size)
     return video_pairs.add_video_pairs(train_ds, batches)
 
 
 def pixels_per_image(config, decoded):
     """Pixels of a training image: the crop, else the resize, else the mean of 20 images."""
-    for size in (config.crop_size, config.image_size):
+    for size in (config.data.crop_size, config.data.image_size):
         if size:
             return int(size[0] * size[1])
     shapes = [tuple(image.shape[:2]) for image, _ in decoded.take(20)]
@@ -154,7 +158,7 @@ def resolve_class_weights(config, info, train_decoded, run_dir):
     Example:
         >>> resolve_class_weights(TrainConfig(class_weights="none"), info, decoded, "runs/a")
     """
-    choice = config.class_weights or "none"
+    choice = config.optim.class_weights or "none"
     if choice == "none":
         return None
     if choice in ("median", "sqrt_median"):

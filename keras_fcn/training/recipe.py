@@ -62,15 +62,16 @@ def build_model(config, variant, num_classes, weights):
     if isinstance(weights, str) and weights.lower() == "none":
         weights = None
     kwargs = {}
-    if config.backbone == "vgg16":
-        if config.widths:
-            kwargs["widths"] = tuple(config.widths)
-        if config.fc_units:
-            kwargs["fc_units"] = int(config.fc_units)
+    if config.model.backbone == "vgg16":
+        if config.model.widths is not None:
+            kwargs["widths"] = tuple(config.model.widths)
+        if config.model.fc_units is not None:
+            kwargs["fc_units"] = int(config.model.fc_units)
     return models_lib.build_fcn(
         variant, num_classes=num_classes, input_shape=(None, None, 3), weights=weights,
-        dropout=config.dropout, trainable_upsampling=config.trainable_upsampling,
-        include_preprocessing=True, backbone=config.backbone, name=f"fcn{variant}", **kwargs)
+        dropout=config.model.dropout, trainable_upsampling=config.model.trainable_upsampling,
+        include_preprocessing=True, backbone=config.model.backbone, name=f"fcn{variant}",
+        **kwargs)
 
 
 def _load_finished(run_dir, strategy=None):
@@ -106,7 +107,7 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
         ...                           learning_rate=1e-3, class_weights=None, pixels=64 * 64)
     """
     train_ds, val_ds, eval_ds, info = data
-    done = completed_run(run_dir) if config.resume else None
+    done = completed_run(run_dir) if config.run.resume else None
     if done is not None:
         print(f"FCN-{variant}: the run in {run_dir} is complete; nothing to resume.")
         return _load_finished(run_dir, strategy), dict(done, run_dir=run_dir)
@@ -117,51 +118,54 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
         model = runtime.with_precision(model, execution_precision(config, model))
         path = execution_path(config, model)
         jit, conv_matmul = path["jit_compile"], path["conv_matmul"]
-        optimizer = make_optimizer(config.optimizer, run_schedule(config, learning_rate, train_ds),
-                                   momentum=config.momentum, weight_decay=config.weight_decay,
-                                   bias_lr_multiplier=config.bias_lr_multiplier,
-                                   ema_decay=config.ema_decay)
+        optim = config.optim
+        optimizer = make_optimizer(optim.optimizer, run_schedule(config, learning_rate, train_ds),
+                                   momentum=optim.momentum, weight_decay=optim.weight_decay,
+                                   bias_lr_multiplier=optim.bias_lr_multiplier,
+                                   ema_decay=optim.ema_decay)
         # The temporal-consistency loss trains the FCN through a keras.Model subclass that
         # shares its weights (ConsistencyTrainer); `fit` saves the FCN itself.
-        trainee = (add_consistency(model, config.temporal_consistency, config.temporal_loss)
-                   if config.temporal_consistency else model)
+        trainee = (add_consistency(model, optim.temporal_consistency, optim.temporal_loss)
+                   if optim.temporal_consistency else model)
         compile_model(trainee, num_classes=info.num_classes, ignore_label=info.ignore_label,
-                      optimizer=optimizer, loss_reduction=config.loss_reduction,
-                      class_weights=class_weights, weight_decay=config.weight_decay,
+                      optimizer=optimizer, loss_reduction=config.optim.loss_reduction,
+                      class_weights=class_weights, weight_decay=config.optim.weight_decay,
                       pixels_per_image=pixels, jit_compile=jit,
-                      label_smoothing=config.label_smoothing)
+                      label_smoothing=config.optim.label_smoothing)
         patch_multi_worker_build(trainee, strategy)
     print(f"Training FCN-{variant} ({model.count_params():,} parameters) in {run_dir}: "
-          f"{config.optimizer} lr={learning_rate:.3g}, loss {config.loss_reduction}, "
-          f"{config.epochs} epochs, {runtime.model_precision(model)}, "
+          f"{config.optim.optimizer} lr={learning_rate:.3g}, loss {config.optim.loss_reduction}, "
+          f"{config.optim.epochs} epochs, {runtime.model_precision(model)}, "
           f"XLA {'on' if jit else 'off'}, large kernels as matmul "
           f"{'on' if conv_matmul and runtime.matmul_candidates(model) else 'off'}", flush=True)
-    extra = ([TimeLimit(config.max_minutes_per_stage, config.budget_clock)]
-             if config.max_minutes_per_stage else [])
-    report = fit(trainee, train_ds, val_ds, run_dir=run_dir, epochs=config.epochs, info=info,
-                 steps_per_epoch=config.steps_per_epoch,
-                 validation_steps=config.validation_steps, eval_ds=eval_ds,
-                 tensorboard=config.tensorboard, verbose=config.verbose,
-                 image_size=config.image_size, model_name=f"fcn{variant}",
-                 flip_eval=config.flip_eval, eval_scales=config.eval_scales, callbacks=extra,
+    optim, run_config = config.optim, config.run
+    extra = ([TimeLimit(optim.max_minutes_per_stage, optim.budget_clock)]
+             if optim.max_minutes_per_stage is not None else [])
+    report = fit(trainee, train_ds, val_ds, run_dir=run_dir, epochs=optim.epochs, info=info,
+                 steps_per_epoch=optim.steps_per_epoch,
+                 validation_steps=run_config.validation_steps, eval_ds=eval_ds,
+                 tensorboard=run_config.tensorboard, verbose=run_config.verbose,
+                 image_size=config.data.image_size, model_name=f"fcn{variant}",
+                 flip_eval=run_config.flip_eval, eval_scales=run_config.eval_scales,
+                 callbacks=extra,
                  chief=chief, conv_matmul=conv_matmul)
     report["learning_rate"] = learning_rate
     return model, report
 
 
 def epoch_steps(config, train_ds):
-    """Train steps per epoch: `config.steps_per_epoch`, else the batches of one pass.
+    """Train steps per epoch: `config.optim.steps_per_epoch`, else the batches of one pass.
 
     Example:
         >>> epoch_steps(TrainConfig(steps_per_epoch=50), train_ds)
         50
     """
-    if config.steps_per_epoch:
-        return int(config.steps_per_epoch)
+    if config.optim.steps_per_epoch is not None:
+        return int(config.optim.steps_per_epoch)
     batches = num_batches(train_ds) or 0
     if batches < 1:
         raise ValueError("The number of training batches per epoch is unknown: give "
-                         f"--steps_per_epoch. Received: steps_per_epoch={config.steps_per_epoch}")
+                         "--steps_per_epoch. Received: steps_per_epoch=None")
     return batches
 
 
@@ -174,16 +178,16 @@ def run_schedule(config, learning_rate, train_ds):
         ...              train_ds).total_steps
         1000
     """
-    if config.lr_schedule == "constant" and not config.warmup_epochs:
+    if config.optim.lr_schedule == "constant" and not config.optim.warmup_epochs:
         return learning_rate
     steps = epoch_steps(config, train_ds)
-    return learning_rate_schedule(learning_rate, config.lr_schedule,
-                                  total_steps=config.epochs * steps,
-                                  warmup_steps=round((config.warmup_epochs or 0) * steps))
+    return learning_rate_schedule(learning_rate, config.optim.lr_schedule,
+                                  total_steps=config.optim.epochs * steps,
+                                  warmup_steps=round(config.optim.warmup_epochs * steps))
 
 
 def stage_learning_rates(config, pixels, stages):
-    """Learning rate per stage: `config.learning_rate` times `stage_lr_factors`, or the
+    """Learning rate per stage: `config.optim.learning_rate` times `stage_lr_factors`, or the
     recipe defaults (`default_learning_rate`: the paper's 1e-10/1e-12/1e-13 for SGD).
 
     Example:
@@ -191,13 +195,16 @@ def stage_learning_rates(config, pixels, stages):
         ...                                  stage_lr_factors=(1, 0.1, 0.01)), 4096, STAGES)
         [0.001, 0.0001, 1e-05]
     """
-    factors = config.stage_lr_factors or (1.0,) * len(stages)
+    factors = config.optim.stage_lr_factors
+    if factors is None:
+        factors = (1.0,) * len(stages)
     if len(factors) < len(stages):
         raise ValueError(f"stage_lr_factors needs {len(stages)} values. Received: "
                          f"stage_lr_factors={factors!r}")
-    if config.learning_rate:
-        return [config.learning_rate * f for f in factors]
-    return [default_learning_rate(config.optimizer, config.loss_reduction, s, pixels) * f
+    optim = config.optim
+    if optim.learning_rate is not None:
+        return [optim.learning_rate * f for f in factors]
+    return [default_learning_rate(optim.optimizer, optim.loss_reduction, s, pixels) * f
             for s, f in zip(stages, factors)]
 
 
@@ -206,12 +213,12 @@ def train_staged(config, *, run_dir, data, strategy, class_weights, pixels,
     """The paper's staged training: FCN-32s, then FCN-16s initialized from it, then FCN-8s
     initialized from the FCN-16s (new score layers start at zero, everything else copied).
 
-    Each stage trains `config.epochs` epochs in `run_dir/fcn<stage>`. A stage that already
+    Each stage trains `config.optim.epochs` epochs in `run_dir/fcn<stage>`. A stage that already
     finished (its `model.keras` and a completed `metrics.json` exist) is not trained again, so
     a killed staged run resumes where it stopped.
 
     Args:
-        config: `TrainConfig`; `config.weights` initializes the first stage.
+        config: `TrainConfig`; `config.model.weights` initializes the first stage.
         run_dir: parent run directory.
         data: (train_ds, val_ds, eval_ds, info).
         strategy: `tf.distribute.Strategy`.
@@ -231,7 +238,7 @@ def train_staged(config, *, run_dir, data, strategy, class_weights, pixels,
         ...                               pixels=500 * 375)
     """
     rates = stage_learning_rates(config, pixels, stages)
-    weights, reports, model = config.weights, {}, None
+    weights, reports, model = config.model.weights, {}, None
     for stage, rate in zip(stages, rates):
         stage_dir = os.path.join(run_dir, f"fcn{stage}")
         done = completed_run(stage_dir)
@@ -259,8 +266,8 @@ def execution_precision(config, model=None):
     Example:
         >>> execution_precision(TrainConfig(precision="auto"))  # "bfloat16" on a Xeon with AMX
     """
-    return runtime.resolve_precision(config.precision, mixed_precision=config.mixed_precision,
-                                     model=model)
+    return runtime.resolve_precision(config.run.precision,
+                                     mixed_precision=config.run.mixed_precision, model=model)
 
 
 def execution_path(config, model):
@@ -274,7 +281,7 @@ def execution_path(config, model):
         True
     """
     return runtime.fast_path(runtime.model_precision(model), model=model,
-                             jit_compile=config.jit_compile, conv_matmul=config.conv_matmul)
+                             jit_compile=config.run.jit_compile, conv_matmul=config.run.conv_matmul)
 
 
 def execution_jit(config, model):
@@ -311,7 +318,7 @@ def maybe_export(model, run_dir, input_size):
 def export_size(config, eval_ds):
     """The fixed input size of the exported model: the training size, else the first
     evaluation image's."""
-    size = config.image_size or config.crop_size
+    size = config.data.image_size or config.data.crop_size
     if size:
         return tuple(size)
     for images, _ in iterate_batches(eval_ds):
@@ -362,45 +369,46 @@ def run(config):
         model).
 
     Raises:
-        FileExistsError: `config.output_dir` holds a run and neither `resume` nor `overwrite`
+        FileExistsError: `config.run.output_dir` holds a run and neither `resume` nor `overwrite`
             is set.
         ValueError: a bad configuration value (the message names it).
 
     Example:
         >>> run(TrainConfig(dataset="shapes", epochs=5, output_dir="/tmp/run"))
     """
-    if config.model != "staged":
-        check_choice("model", config.model, MODELS)
-    if config.eval_scales:  # checked now, not after hours of training
-        check_scales(config.eval_scales)
-    strategy = make_strategy(config.strategy)
-    keras.utils.set_random_seed(config.seed)
+    if config.model.variant != "staged":
+        check_choice("model", config.model.variant, MODELS)
+    if config.run.eval_scales:  # checked now, not after hours of training
+        check_scales(config.run.eval_scales)
+    strategy = make_strategy(config.run.strategy)
+    keras.utils.set_random_seed(config.run.seed)
     keras.mixed_precision.set_global_policy("float32")  # models are converted after building
     print(f"Execution: {runtime.describe(runtime.cpu_info())}; precision "
           f"{execution_precision(config)}", flush=True)
     chief = is_chief()
-    run_dir = prepare_run_dir(config.output_dir, resume=config.resume,
-                              overwrite=config.overwrite) if chief else \
+    run_dir = prepare_run_dir(config.run.output_dir, resume=config.run.resume,
+                              overwrite=config.run.overwrite) if chief else \
         tempfile.mkdtemp(prefix="keras_fcn_worker_")
     pipelines, info, (count, val_count), class_weights, pixels = _load_inputs(
         config, run_dir, strategy)
     data = (*pipelines, info)
-    if config.model == "staged":
+    if config.model.variant == "staged":
         model, reports = train_staged(config, run_dir=run_dir, data=data, strategy=strategy,
                                       class_weights=class_weights, pixels=pixels, chief=chief)
     else:
-        variant = VARIANTS[config.model]
+        variant = VARIANTS[config.model.variant]
         rate = stage_learning_rates(config, pixels, [variant])[0]
         model, report = train_one(config, variant, run_dir=run_dir, data=data,
-                                  strategy=strategy, weights=config.weights, learning_rate=rate,
+                                  strategy=strategy, weights=config.model.weights,
+                                  learning_rate=rate,
                                   class_weights=class_weights, pixels=pixels, chief=chief)
         reports = {variant: report}
     last = list(reports.values())[-1]
     _print_outcome(last, info)
-    if config.export and chief and last["status"] == "completed" and not _tf.HAS_TENSORFLOW:
+    if config.run.export and chief and last["status"] == "completed" and not _tf.HAS_TENSORFLOW:
         print("Export skipped: TFLite export needs TensorFlow (a .keras file made here loads "
               "and exports on a machine with it).")
-    elif config.export and chief and last["status"] == "completed":
+    elif config.run.export and chief and last["status"] == "completed":
         maybe_export(model, last.get("run_dir", run_dir), export_size(config, pipelines[2]))
     print(f"Run directory: {run_dir}")
     return {"run_dir": run_dir, "reports": reports, "final": last.get("final_val")}
