@@ -18,8 +18,8 @@ import errno
 import json
 import math
 import os
+import platform
 import shutil
-import socket
 import tempfile
 import time
 
@@ -339,7 +339,7 @@ def lock_directory(folder, what="keras_fcn"):
     else:
         raise DirectoryLockedError(f"Could not lock output directory {folder!r}: its lock file "
                                    f"{path!r} keeps being replaced.")
-    info = {"pid": os.getpid(), "host": socket.gethostname(), "what": what,
+    info = {"pid": os.getpid(), "host": platform.node(), "what": what,
             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     os.ftruncate(fd, 0)
     try:
