@@ -106,6 +106,45 @@ def test_a_kill_between_any_two_epoch_end_writes_loses_no_epoch(tmp_path, monkey
     assert len(cases) == 6
 
 
+class _EpochsRun(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch + 1)
+
+
+def test_a_kill_between_the_backups_weights_and_its_epoch_file_trains_no_epoch_twice(
+        tmp_path, monkeypatch):
+    """The backup is two files renamed one after the other: latest.weights.h5, then
+    training_metadata.json. A kill between them left epoch 2's weights with epoch 1's metadata;
+    the resume ran epoch 2 again on epoch 2's weights. The weights now carry their epoch."""
+    model = _compiled_model()
+    train_ds, val_ds = _shapes_data()
+    run_dir = str(tmp_path / "run")
+    common = dict(run_dir=run_dir, epochs=3, info=synthetic.SHAPES_INFO, steps_per_epoch=2,
+                  verbose=0)
+    write_json = callbacks_lib.io.write_json
+
+    def killed_before_metadata(path, obj, *args, **kwargs):
+        if path.endswith("training_metadata.json") and obj["epoch"] == 2:
+            raise _Killed()
+        return write_json(path, obj, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(callbacks_lib.io, "write_json", killed_before_metadata)
+        with pytest.raises(_Killed):
+            train.fit(model, train_ds, val_ds, **common)
+    metadata = os.path.join(run_dir, "backup", "training_metadata.json")
+    assert json.load(open(metadata))["epoch"] == 1  # the weights are epoch 2's
+    model._initial_epoch = None
+    epochs_run = _EpochsRun()
+    report = train.fit(model, train_ds, val_ds, callbacks=[epochs_run], **common)
+    assert epochs_run.epochs == [3]  # not [2, 3]
+    assert [e["epoch"] for e in report["history"]] == [1, 2, 3]
+
+
 # ------------------------------------------------------------ SIGKILL ----
 
 

@@ -29,6 +29,7 @@ BACKUP_DIR = "backup"
 HISTORY_FILE = "history.json"
 BEST_STATE_FILE = "best_state.json"
 BEST_MODEL_FILE = "best.keras"
+BACKUP_EPOCH_ATTR = "keras_fcn_epoch"  # in the backup's weights file: the epoch they end
 
 
 def is_finite(value):
@@ -92,7 +93,10 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     Keras writes the backup weights in place: a SIGKILL during that write left a truncated
     `latest.weights.h5` that made `--resume` fail (found by the random-kill test). Here the
-    weights and the epoch go to temporary files that are renamed into place.
+    weights and the epoch go to temporary files that are renamed into place, and the weights
+    file carries its epoch (attribute `keras_fcn_epoch`), which a resume trusts over
+    `training_metadata.json`: a kill between the two renames resumed one epoch early from the
+    newer weights, training that epoch twice.
 
     Example:
         >>> backup = SafeBackupAndRestore("runs/a/backup", guard)
@@ -107,11 +111,28 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
             super().on_epoch_end(epoch, logs)
 
     def _save_model(self):
+        import h5py
+
+        def write(tmp):
+            self.model.save_weights(tmp, overwrite=True)
+            with h5py.File(tmp, "a") as f:
+                f.attrs[BACKUP_EPOCH_ATTR] = self._current_epoch
+
         os.makedirs(self.backup_dir, exist_ok=True)
-        io.atomic_write(self._weights_path,
-                        lambda tmp: self.model.save_weights(tmp, overwrite=True))
+        io.atomic_write(self._weights_path, write)
         io.write_json(self._training_metadata_path,
                       {"epoch": self._current_epoch, "batch": self._last_batch_seen})
+
+    def _load_model(self):
+        super()._load_model()
+        if not os.path.exists(self._weights_path):
+            return
+        import h5py
+
+        with h5py.File(self._weights_path, "r") as f:
+            epoch = f.attrs.get(BACKUP_EPOCH_ATTR)
+        if epoch is not None:  # the weights' own epoch wins over training_metadata.json's
+            self.model._initial_epoch = int(epoch)
 
     def on_train_end(self, logs=None):
         if self._nan_guard.nan_step is None:
