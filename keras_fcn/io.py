@@ -390,9 +390,13 @@ def directory_lock(folder, what="keras_fcn"):
         yield None
         return
     held_before = holds_lock(folder)
+    existed = os.path.isdir(folder)
     path = lock_directory(folder, what)
     try:
         yield path
     finally:
         if not held_before:
             unlock_directory(folder)
+            if not existed:  # a run that wrote nothing leaves no empty folder behind
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)

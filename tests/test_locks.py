@@ -86,6 +86,9 @@ def test_the_lock_is_reentrant_in_one_process_and_released_by_its_block(tmp_path
     assert not io.holds_lock(folder)
     with io.directory_lock(None) as nothing:
         assert nothing is None
+    with io.directory_lock(tmp_path / "new"):  # a block that wrote nothing leaves no folder
+        assert (tmp_path / "new" / io.LOCK_FILE).exists()
+    assert not (tmp_path / "new").exists()
 
 
 def test_prepare_run_dir_locks_and_a_refused_run_leaves_the_folder_as_it_was(tmp_path):
