@@ -16,13 +16,16 @@ import scipy.ndimage
 import tensorflow as tf
 from absl import flags
 
+from known_values import assert_same_metrics, confusion_counts
 from tiny import TINY_FC, TINY_WIDTHS, tiny_fcn
 from keras_fcn import data, losses, metrics
 from keras_fcn.data import augment
+from keras_fcn.datasets import shapes
 from keras_fcn.inference.forward import forward_fn
 from keras_fcn.training import callbacks as callbacks_lib
 from keras_fcn.training import config as config_lib
 from keras_fcn.training import evaluation, optimizers, recipe
+from keras_fcn.metrics import segmentation_metrics
 from keras_fcn.training.fit import compile_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -197,10 +200,11 @@ def test_schedules_match_their_formulas():
 
 def test_run_schedule_spans_the_runs_steps():
     ds = tf.data.Dataset.range(10).batch(4)  # 3 batches per epoch
-    config = config_lib.TrainConfig(epochs=5, lr_schedule="cosine", warmup_epochs=1.0)
+    config = config_lib.TrainConfig().replace(epochs=5, lr_schedule="cosine", warmup_epochs=1.0)
     schedule = recipe.run_schedule(config, 1e-3, ds)
     assert (schedule.total_steps, schedule.warmup_steps, schedule.kind) == (15, 3, "cosine")
-    stepped = config_lib.TrainConfig(epochs=2, lr_schedule="poly", steps_per_epoch=7)
+    stepped = config_lib.TrainConfig().replace(epochs=2, lr_schedule="poly",
+                                              steps_per_epoch=7)
     assert recipe.run_schedule(stepped, 1e-3, ds.repeat()).total_steps == 14
     assert recipe.run_schedule(config_lib.TrainConfig(), 1e-3, ds) == 1e-3
     optimizer = optimizers.make_optimizer("adam", schedule)
@@ -329,24 +333,40 @@ def test_evaluate_tool_rejects_bad_scales():
 
 # ------------------------------------------------------------ flags and the whole recipe ----
 
-def test_flags_set_the_options_and_default_to_off():
+def test_flags_set_the_options_and_their_defaults_are_off():
     values = flags.FlagValues()
     config_lib.define_flags(values)
     values(["prog", "--photometric=0.5", "--blur=1.5", "--lr_schedule=poly",
             "--warmup_epochs=1", "--ema_decay=0.999", "--label_smoothing=0.1",
             "--eval_scales=0.75,1,1.25"])
     config = config_lib.config_from_flags(values)
-    assert (config.photometric, config.blur, config.lr_schedule, config.warmup_epochs,
-            config.ema_decay, config.label_smoothing, config.eval_scales) == (
-        0.5, 1.5, "poly", 1.0, 0.999, 0.1, (0.75, 1.0, 1.25))
+    assert (config.data.photometric, config.data.blur, config.optim.lr_schedule,
+            config.optim.warmup_epochs, config.optim.ema_decay, config.optim.label_smoothing,
+            config.run.eval_scales) == (0.5, 1.5, "poly", 1.0, 0.999, 0.1, (0.75, 1.0, 1.25))
+    # The defaults, read from the code, switch each option off: the same pipeline, a constant
+    # rate, no EMA, the plain loss, one scale.
     default = config_lib.TrainConfig()
-    assert (default.photometric, default.blur, default.lr_schedule, default.warmup_epochs,
-            default.ema_decay, default.label_smoothing, default.eval_scales) == (
-        0.0, 0.0, "constant", 0.0, 0.0, 0.0, None)
+    rng = np.random.default_rng(0)
+    decoded = _decoded(rng.integers(0, 256, (4, 8, 10, 3)), rng.integers(0, 3, (4, 8, 10)))
+    kwargs = dict(crop_size=(8, 10), batch_size=2, flip=True, seed=3)
+    np.testing.assert_array_equal(
+        _collect(data.prepare_dataset(decoded, photometric=default.data.photometric,
+                                      blur=default.data.blur, **kwargs))[0],
+        _collect(data.prepare_dataset(decoded, **kwargs))[0])
+    assert recipe.run_schedule(default, 1e-3, tf.data.Dataset.range(4).batch(2)) == 1e-3
+    assert not optimizers.make_optimizer("adam", 1e-3,
+                                         ema_decay=default.optim.ema_decay).use_ema
+    logits = rng.normal(0, 2, (1, 2, 3, 4)).astype("float32")
+    labels = rng.integers(0, 4, (1, 2, 3))
+    loss = losses.SparseCategoricalCrossentropyIgnore(
+        label_smoothing=default.optim.label_smoothing)
+    np.testing.assert_allclose(float(loss(labels, logits)),
+                               _smoothed_numpy(labels, logits, 0.0, 255)[0], rtol=1e-6)
+    assert evaluation.check_scales(default.run.eval_scales or (1.0,)) == (1.0,)
 
 
-def test_recipe_runs_with_every_option(tmp_path):
-    config = config_lib.TrainConfig(
+def test_recipe_with_every_option_reports_its_models_tta_figures(tmp_path):
+    config = config_lib.TrainConfig().replace(
         dataset="shapes", model="fcn8s", widths=TINY_WIDTHS, fc_units=TINY_FC, dropout=0.0,
         epochs=2, batch_size=4, num_train=8, num_val=2, shapes_size=32, crop_size=(32, 32),
         scale_range=(0.5, 2.0), optimizer="adam", learning_rate=1e-2, photometric=0.5,
@@ -354,13 +374,27 @@ def test_recipe_runs_with_every_option(tmp_path):
         eval_scales=(0.75, 1.0), flip_eval=True, output_dir=str(tmp_path / "run"), verbose=0)
     result = recipe.run(config)
     report = result["reports"]["8s"]
-    assert report["status"] == "completed" and len(report["history"]) == 2
-    assert all(np.isfinite(epoch["loss"]) for epoch in report["history"])
-    assert 0.0 <= result["final"]["mean_iu"] <= 1.0 and result["final"]["num_images"] == 2
+    assert [epoch["epoch"] for epoch in report["history"]] == [1, 2]
     saved = keras.models.load_model(os.path.join(result["run_dir"], "model.keras"))
-    schedule = saved.optimizer.learning_rate  # the optimizer's current rate: 0 at the end
-    assert float(schedule) == pytest.approx(0.0, abs=1e-9)
+    # The final figures are the saved model's flip + two-scale predictions on the two
+    # validation images, counted here (tta_probabilities is checked above on closed forms).
+    images, masks = shapes.shapes_arrays(2, size=32, seed=0, start=shapes.VAL_OFFSET)
+    predict = forward_fn(saved, flip=True, jit_compile=False)
+    preds = np.concatenate([evaluation.tta_probabilities(
+        predict, tf.constant(image[None], tf.float32), (32, 32), (0.75, 1.0)).numpy().argmax(-1)
+        for image in images])
+    expected = segmentation_metrics(confusion_counts(masks, preds, 4, 255))
+    expected.update(confusion_matrix=confusion_counts(masks, preds, 4, 255))
+    assert_same_metrics(result["final"], expected, moved_pixels=2)
+    assert result["final"]["num_images"] == 2
+    # The options reached the saved model: the rate decayed to 0 (poly over the 2 epochs), the
+    # weights are averaged with decay 0.9, and the loss is smoothed by 0.1 (its closed form).
+    assert float(saved.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
     assert saved.optimizer.use_ema and saved.optimizer.ema_momentum == pytest.approx(0.9)
+    logits = np.random.default_rng(6).normal(0, 2, (1, 4, 4, 4)).astype("float32")
+    labels = masks[:1, :4, :4]
+    np.testing.assert_allclose(float(saved.loss(labels, logits)),
+                               _smoothed_numpy(labels, logits, 0.1, 255)[0], rtol=1e-5)
 
 
 # ------------------------------------------------------- time budget ----
@@ -425,14 +459,17 @@ def test_class_weights_median_and_sqrt_median_are_the_closed_form(tmp_path):
     frequencies = np.array([47, 30, 15, 5]) / 97.0
     median = np.median(frequencies) / frequencies
     run_dir = str(tmp_path)
-    got = resolve_class_weights(TrainConfig(class_weights="median"), info, decoded, run_dir)
+    config = TrainConfig()
+    got = resolve_class_weights(config.replace(class_weights="median"), info, decoded, run_dir)
     np.testing.assert_allclose(got, median, rtol=1e-6)
-    got = resolve_class_weights(TrainConfig(class_weights="sqrt_median"), info, decoded, run_dir)
+    got = resolve_class_weights(config.replace(class_weights="sqrt_median"), info, decoded,
+                                run_dir)
     np.testing.assert_allclose(got, np.sqrt(median), rtol=1e-6)
     # The run folder caches the median weights, whichever of the two asked first.
     np.testing.assert_allclose(json.load(open(tmp_path / "class_weights.json")), median,
                                rtol=1e-6)
-    assert resolve_class_weights(TrainConfig(class_weights="none"), info, decoded,
+    assert resolve_class_weights(config.replace(class_weights="none"), info, decoded,
                                  run_dir) is None
+    assert resolve_class_weights(config, info, decoded, run_dir) is None  # the default
     with pytest.raises(ValueError, match="sqrt_median.*Received: class_weights='sqrt'"):
-        resolve_class_weights(TrainConfig(class_weights="sqrt"), info, decoded, run_dir)
+        resolve_class_weights(config.replace(class_weights="sqrt"), info, decoded, run_dir)
