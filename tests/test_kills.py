@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from test_train import _EpochsRun
 from tiny import tiny_fcn
 from keras_fcn import training as train
 from keras_fcn.datasets import shapes as synthetic
@@ -104,15 +105,6 @@ def test_a_kill_between_any_two_epoch_end_writes_loses_no_epoch(tmp_path, monkey
             assert report["best"]["value"] >= best
     print("kill points (callback, when, history at the kill, after resume):", cases)
     assert len(cases) == 6
-
-
-class _EpochsRun(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.epochs = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epochs.append(epoch + 1)
 
 
 def test_a_kill_between_the_backups_weights_and_its_epoch_file_trains_no_epoch_twice(
@@ -216,45 +208,60 @@ def _visible_files(folder):
                                                        if p != "."))
 
 
-def _kill_tool_runs(command, out_dir, rng, kills, first_output_seconds):
-    """Runs `command` `kills` times, SIGKILLed at a seeded moment of its writing phase."""
+def _kill_tool_runs(command, out_dir, rng, kills, check):
+    """Runs `command` once in full, timing its work after the output folder appears (the lock
+    is taken then), then `kills` times SIGKILLed at a seeded moment of that span, and calls
+    `check(path)` on every output file in place after each kill. Returns the number of runs
+    killed while alive."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, env=_env(), start_new_session=True)
+    _wait(process, lambda: os.path.isdir(out_dir))
+    start = time.time()
+    assert process.wait(timeout=300) == 0, process.stderr.read()[-2000:]
+    seconds = time.time() - start
     log = []
     for _ in range(kills):
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, env=_env(),
                                    start_new_session=True)
-        # its writing starts when the output folder appears (TF is imported by then)
-        _wait(process, lambda: os.path.isdir(out_dir))
-        time.sleep(float(rng.uniform(0.0, first_output_seconds)))
+        _wait(process, lambda: os.path.isdir(out_dir) and os.path.exists(
+            os.path.join(out_dir, ".keras_fcn.lock")))
+        time.sleep(float(rng.uniform(0.0, seconds)))
         killed = process.poll() is None
         if killed:
             _kill(process)
-        log.append((killed, len(_visible_files(out_dir)) if os.path.isdir(out_dir) else 0))
-        yield killed
-    print(f"kills of {os.path.basename(command[1])} (killed, complete outputs): {log}")
+        names = _visible_files(out_dir) if os.path.isdir(out_dir) else []
+        for name in names:
+            check(os.path.join(out_dir, name))
+        log.append((killed, len(names)))
+    print(f"kills of {os.path.basename(command[1])} in {seconds:.1f} s of work (killed, "
+          f"complete outputs): {log}")
+    return sum(killed for killed, _ in log)
+
+
+def _tiny_model_file(tmp_path):
+    path = str(tmp_path / "tiny.keras")
+    tiny_fcn("32s", 3).save(path)
+    return path
 
 
 def test_random_sigkills_of_export_leave_only_complete_exports(tmp_path):
-    model_path = str(tmp_path / "tiny.keras")
-    tiny_fcn("32s", 3).save(model_path)
     out = str(tmp_path / "export")
-    command = [sys.executable, os.path.join(REPO, "tools", "export.py"), f"--model={model_path}",
-               f"--output_dir={out}", "--input_size=32x32", "--quantizations=float32,float16",
-               "--overwrite"]
+    command = [sys.executable, os.path.join(REPO, "tools", "export.py"),
+               f"--model={_tiny_model_file(tmp_path)}", f"--output_dir={out}",
+               "--input_size=32x32", "--quantizations=float32,float16", "--overwrite"]
+
+    def check(path):
+        if path.endswith(".tflite"):
+            interpreter = tf.lite.Interpreter(model_path=path)
+            interpreter.allocate_tensors()
+            assert interpreter.get_input_details()[0]["shape"].tolist() == [1, 32, 32, 3]
+        elif path.endswith("saved_model.pb"):  # in place only when complete
+            folder = os.path.dirname(path)
+            assert tf.saved_model.load(folder).signatures["serving_default"] is not None
+
     rng = np.random.default_rng(26)
-    killed = 0
-    for was_killed in _kill_tool_runs(command, out, rng, kills=3, first_output_seconds=4.0):
-        killed += was_killed
-        for name in _visible_files(out):
-            path = os.path.join(out, name)
-            if name.endswith(".tflite"):
-                interpreter = tf.lite.Interpreter(model_path=path)
-                interpreter.allocate_tensors()
-                assert interpreter.get_input_details()[0]["shape"].tolist() == [1, 32, 32, 3]
-        saved = os.path.join(out, "fcn32s_saved_model")
-        if os.path.exists(saved):  # in place only when complete
-            assert tf.saved_model.load(saved).signatures["serving_default"] is not None
-    assert killed >= 1
+    assert _kill_tool_runs(command, out, rng, kills=3, check=check) >= 1
     # and a run after the kills completes: the lock and temporary names of the killed ones
     # do not stop it
     done = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=300)
@@ -263,27 +270,23 @@ def test_random_sigkills_of_export_leave_only_complete_exports(tmp_path):
 
 
 def test_random_sigkills_of_predict_leave_only_complete_outputs(tmp_path):
-    model_path = str(tmp_path / "tiny.keras")
-    tiny_fcn("32s", 3).save(model_path)
     images = tmp_path / "images"
     images.mkdir()
     rng = np.random.default_rng(26)
-    for i in range(12):
+    for i in range(40):
         Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(
             images / f"im{i:02d}.png")
     out = str(tmp_path / "out")
     command = [sys.executable, os.path.join(REPO, "tools", "predict.py"),
-               f"--model={model_path}", f"--output_dir={out}", "--uncertainty=entropy",
-               "--overwrite", str(images)]
-    killed = 0
-    for was_killed in _kill_tool_runs(command, out, rng, kills=3, first_output_seconds=1.5):
-        killed += was_killed
-        for name in _visible_files(out):
-            path = os.path.join(out, name)
-            if name.endswith(".png"):
-                with Image.open(path) as image:
-                    image.load()  # a cut PNG raises here
-                    assert image.size[1] == 48  # (maps with a legend are wider)
-            elif name.endswith(".npy"):
-                assert np.load(path).shape[:2] == (48, 64)
-    assert killed >= 1
+               f"--model={_tiny_model_file(tmp_path)}", f"--output_dir={out}",
+               "--uncertainty=entropy", "--overwrite", str(images)]
+
+    def check(path):
+        if path.endswith(".png"):
+            with Image.open(path) as image:
+                image.load()  # a cut PNG raises here
+                assert image.size[1] == 48  # (maps with a legend are wider)
+        elif path.endswith(".npy"):
+            assert np.load(path).shape[:2] == (48, 64)
+
+    assert _kill_tool_runs(command, out, rng, kills=3, check=check) >= 1
