@@ -46,7 +46,9 @@ flags.DEFINE_list("uncertainty", [], f"Uncertainty maps: any of {predictor.UNCER
 flags.DEFINE_integer("mc_samples", 10, "Monte-Carlo dropout passes.")
 flags.DEFINE_float("smooth_alpha", 1.0, "Weight of the current frame in the moving average of "
                    "probabilities over frames (1 = no smoothing).")
-flags.DEFINE_integer("tile_size", None, "Predict images larger than this in tiles.")
+flags.DEFINE_integer("tile_size", None, "Predict images larger than this in tiles. Unset: "
+                     "tiles of 1024 for images of more than 2048x2048 pixels (bounded memory, "
+                     "docs/reliability.md); 0: one pass, refused above 4096x4096 pixels.")
 flags.DEFINE_integer("tile_overlap", 64, "Overlap of tiles in pixels.")
 flags.DEFINE_list("tta", [], "Test-time augmentation: 'flip'.")
 flags.DEFINE_list("scales", ["1.0"], "Test-time scales, e.g. 0.75,1,1.25.")
@@ -66,6 +68,15 @@ flags.DEFINE_bool("jit_compile", None, "XLA on/off (default: the faster path for
                   "keras_fcn.runtime.fast_path; KERAS_FCN_JIT=0/1 also sets it).")
 
 
+def _tile_size(value):
+    """--tile_size as predict's tile_size: unset -> "auto", 0 -> None (one pass)."""
+    if value is None:
+        return "auto"
+    if value < 0:
+        raise ValueError(f"--tile_size must be >= 0 (0: no tiles). Received: {value}")
+    return value or None
+
+
 def options_from_flags(extra_inputs=()):
     """The run's options; a bad --tta or --scales value raises ValueError naming it."""
     bad = [t for t in FLAGS.tta if t not in TTA]
@@ -79,7 +90,7 @@ def options_from_flags(extra_inputs=()):
         model=FLAGS.model, inputs=list(FLAGS.input or []) + list(extra_inputs),
         output_dir=FLAGS.output_dir, classes=FLAGS.classes, uncertainty=FLAGS.uncertainty,
         mc_samples=FLAGS.mc_samples, smooth_alpha=FLAGS.smooth_alpha,
-        tile_size=FLAGS.tile_size, tile_overlap=FLAGS.tile_overlap,
+        tile_size=_tile_size(FLAGS.tile_size), tile_overlap=FLAGS.tile_overlap,
         tta_flip="flip" in FLAGS.tta, scales=scales, alpha=FLAGS.alpha,
         video_format=FLAGS.video_format, overwrite=FLAGS.overwrite, progress=FLAGS.progress,
         precision=FLAGS.precision, jit_compile=FLAGS.jit_compile,

@@ -172,7 +172,8 @@ def forward_batches(model, images, *, batch_size=1, flip=False, precision=None,
 
     Args:
         model: a keras_fcn model.
-        images: float32 RGB ``(n, H, W, 3)`` in [0, 255] (see :func:`model_input`).
+        images: RGB ``(n, H, W, 3)`` in [0, 255], uint8 or float (cast to float32 a batch at
+            a time, see :func:`model_input`).
         batch_size: images per forward pass.
         flip: average with the left-right mirrored images (see :func:`forward_fn`).
         precision, jit_compile: see :func:`forward_fn`.
@@ -187,6 +188,6 @@ def forward_batches(model, images, *, batch_size=1, flip=False, precision=None,
     fn = forward_fn(model, flip=flip, precision=precision, jit_compile=jit_compile)
     outputs = []
     for start in range(0, len(images), batch_size):
-        batch = model_input(model, images[start:start + batch_size])
+        batch = model_input(model, np.asarray(images[start:start + batch_size], "float32"))
         outputs.append(ops.convert_to_numpy(fn(ops.convert_to_tensor(batch))).astype("float32"))
     return np.concatenate(outputs, axis=0)

@@ -33,6 +33,12 @@ def check_image(index, array):
     if array.dtype.kind not in "biuf":
         raise ValueError(f"Image {index} must hold real numbers (uint8 or float). "
                          f"Received: dtype={array.dtype}")
+    # A 16-bit image (uint16 PNG, TIFF) would pass as huge colours and give meaningless labels.
+    if array.dtype.kind in "iu" and array.dtype != np.uint8 and array.size \
+            and (array.min() < 0 or array.max() > 255):
+        raise ValueError(f"Image {index} has integer values outside 0..255 (min={array.min()}, "
+                         f"max={array.max()}, dtype={array.dtype}); expected RGB in [0, 255]. "
+                         "Scale 16-bit images first, e.g. (image // 257).astype('uint8').")
     # NaN/Inf pass through the network without an error and give meaningless labels.
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ValueError(f"Image {index} has {int(np.size(array) - np.isfinite(array).sum())} "
@@ -40,7 +46,9 @@ def check_image(index, array):
 
 
 def as_image_list(images):
-    """Checks ``images`` and returns ``(list of float32 (H, W, 3) arrays, kind)``.
+    """Checks ``images`` and returns ``(list of (H, W, 3) arrays, kind)``: uint8 images stay
+    uint8 (a 12000x12000 photo is 0.4 GB, 1.7 GB as float32; ``forward_batches`` casts each
+    batch or tile), others become float32.
 
     Args:
         images: one RGB image ``(H, W, 3)``, a stack ``(N, H, W, 3)`` or a list of images.
@@ -69,7 +77,8 @@ def as_image_list(images):
             )
     for index, array in enumerate(arrays):
         check_image(index, array)
-    return [array.astype("float32") for array in arrays], kind
+    return [array if array.dtype == np.uint8 else array.astype("float32")
+            for array in arrays], kind
 
 
 def map_same_size(fn, arrays):
@@ -91,7 +100,10 @@ def map_same_size(fn, arrays):
         groups.setdefault(array.shape[:2], []).append(index)
     results = [None] * len(arrays)
     for indices in groups.values():
-        for index, result in zip(indices, fn(np.stack([arrays[i] for i in indices]))):
+        # One image is a view, not a copy (np.stack copies).
+        stack = (arrays[indices[0]][None] if len(indices) == 1
+                 else np.stack([arrays[i] for i in indices]))
+        for index, result in zip(indices, fn(stack)):
             results[index] = result
     return results
 

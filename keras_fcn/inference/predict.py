@@ -11,11 +11,21 @@ Example:
     >>> labels, probs = predict(model, big_image, tile_size=512, tile_overlap=128)
 """
 
+import math
+import numbers
+
 import numpy as np
 import tensorflow as tf
 
 from keras_fcn.inference.forward import forward_batches
 from keras_fcn.inference.images import as_image_list, map_same_size, restore_kind
+
+# tile_size="auto": images of more than AUTO_TILE_PIXELS pixels run in tiles of AUTO_TILE_SIZE
+# (docs/reliability.md, round 2, gives the memory this keeps to); tile_size=None runs one pass,
+# refused above MAX_UNTILED_PIXELS.
+AUTO_TILE_SIZE = 1024
+AUTO_TILE_PIXELS = 2048 * 2048
+MAX_UNTILED_PIXELS = 4096 * 4096
 
 
 def tile_starts(length, tile, overlap):
@@ -42,7 +52,11 @@ def _ramp(length, overlap):
 
 
 def _tiled_probabilities(model, images, tile_size, overlap, **forward_kwargs):
-    """Blends the softmax of overlapping tiles of a same-size stack ``(n, H, W, 3)``."""
+    """Blends the softmax of overlapping tiles of a same-size stack ``(n, H, W, 3)``.
+
+    Memory: the ``(n, H, W, C)`` float32 result and an ``(H, W)`` float32 weight map, plus
+    one tile at a time; the blend is divided in place.
+    """
     n, height, width, _ = images.shape
     tile_h, tile_w = min(tile_size, height), min(tile_size, width)
     weight = np.outer(_ramp(tile_h, overlap), _ramp(tile_w, overlap))[None, :, :, None]
@@ -55,7 +69,8 @@ def _tiled_probabilities(model, images, tile_size, overlap, **forward_kwargs):
                 total = np.zeros((n, height, width, probs.shape[-1]), "float32")
             total[window] += probs * weight
             weights[window] += weight
-    return total / weights
+    total /= weights
+    return total
 
 
 def _resize(array, size):
@@ -68,15 +83,47 @@ def _resize(array, size):
 def _probabilities(model, images, *, scales, tile_size, overlap, **forward_kwargs):
     """The softmax of a same-size stack, averaged over ``scales`` (and flips) at its size."""
     height, width = images.shape[1:3]
-    total = 0.0
+    total = None
     for scale in scales:
         scaled = _resize(images, (max(1, round(height * scale)), max(1, round(width * scale))))
-        if tile_size is not None and max(scaled.shape[1:3]) > tile_size:
-            probs = _tiled_probabilities(model, scaled, tile_size, overlap, **forward_kwargs)
+        tiles = _tile_size_for(scaled.shape[1:3], tile_size)
+        if tiles is not None and max(scaled.shape[1:3]) > tiles:
+            probs = _tiled_probabilities(model, scaled, tiles, overlap, **forward_kwargs)
         else:
             probs = forward_batches(model, scaled, **forward_kwargs)
-        total = total + _resize(probs, (height, width))
-    return (total / len(scales)).astype("float32")
+        probs = _resize(probs, (height, width))
+        # Summed in place: a huge image's probabilities are gigabytes.
+        total = probs if total is None else np.add(total, probs, out=total)
+    if len(scales) > 1:
+        total /= len(scales)
+    return total.astype("float32", copy=False)
+
+
+def _tile_size_for(size, tile_size):
+    """The tile side for an image of ``size`` = (h, w): ``tile_size``, or for ``"auto"``
+    :data:`AUTO_TILE_SIZE` above :data:`AUTO_TILE_PIXELS` pixels (None: no tiles)."""
+    if tile_size != "auto":
+        return tile_size
+    return AUTO_TILE_SIZE if size[0] * size[1] > AUTO_TILE_PIXELS else None
+
+
+def check_untiled_size(index, shape, tile_size):
+    """Raises ValueError before any work when image ``index`` of ``shape`` would run in one
+    pass (``tile_size=None``) past :data:`MAX_UNTILED_PIXELS` pixels, naming the option that
+    makes it fit.
+
+    Example:
+        >>> check_untiled_size(0, (12000, 12000, 3), None)
+        Traceback (most recent call last):
+        ValueError: Image 0 of 12000x12000 pixels is too large to predict in one pass ...
+    """
+    if tile_size is None and shape[0] * shape[1] > MAX_UNTILED_PIXELS:
+        raise ValueError(
+            f"Image {index} of {shape[0]}x{shape[1]} pixels is too large to predict in one pass "
+            f"(more than {MAX_UNTILED_PIXELS} pixels; its activations would take tens of GB). "
+            f"Predict it in tiles: tile_size='auto' or tile_size={AUTO_TILE_SIZE} "
+            f"(tools/predict.py: leave --tile_size unset or pass --tile_size={AUTO_TILE_SIZE}). "
+            f"Received: tile_size=None")
 
 
 def _check_positive_int(name, value):
@@ -93,21 +140,24 @@ def check_predict_args(batch_size, tile_size, tile_overlap, scales):
     """
     _check_positive_int("batch_size", batch_size)
     if tile_size is not None:
-        _check_positive_int("tile_size", tile_size)
+        if tile_size != "auto":
+            _check_positive_int("tile_size", tile_size)
+        limit = AUTO_TILE_SIZE if tile_size == "auto" else tile_size
         if isinstance(tile_overlap, bool) or not isinstance(tile_overlap, int) \
-                or not 0 <= tile_overlap < tile_size:
+                or not 0 <= tile_overlap < limit:
             raise ValueError(
                 "tile_overlap must be an integer in [0, tile_size). "
                 f"Received: tile_overlap={tile_overlap!r}, tile_size={tile_size!r}"
             )
     scales = tuple(scales)
-    if not scales or any(isinstance(s, bool) or not isinstance(s, (int, float)) or s <= 0
-                         for s in scales):
-        raise ValueError(f"scales must be positive numbers. Received: scales={scales!r}")
+    # NaN passed `s <= 0` and failed later in round(); inf overflowed there.
+    if not scales or any(isinstance(s, bool) or not isinstance(s, numbers.Real)
+                         or not math.isfinite(s) or s <= 0 for s in scales):
+        raise ValueError(f"scales must be finite positive numbers. Received: scales={scales!r}")
     return scales
 
 
-def predict(model, images, *, batch_size=1, tile_size=None, tile_overlap=64, tta_flip=False,
+def predict(model, images, *, batch_size=1, tile_size="auto", tile_overlap=64, tta_flip=False,
             scales=(1.0,), return_probabilities=True, precision=None, jit_compile=None):
     """Predicts label maps (and softmax probabilities) for images of any size.
 
@@ -123,7 +173,10 @@ def predict(model, images, *, batch_size=1, tile_size=None, tile_overlap=64, tta
         images: one RGB image ``(H, W, 3)`` in [0, 255], a stack ``(N, H, W, 3)`` or a list of
             images of any sizes.
         batch_size: images (or tiles) per forward pass.
-        tile_size: if set, images with a side longer than this are predicted in square tiles.
+        tile_size: images with a side longer than this are predicted in square tiles.
+            ``"auto"`` (default): tiles of ``AUTO_TILE_SIZE`` (1024) for images of more than
+            ``AUTO_TILE_PIXELS`` (2048x2048) pixels, one pass below. None: always one pass,
+            refused past ``MAX_UNTILED_PIXELS`` (4096x4096) with a message naming tile_size.
         tile_overlap: overlap of neighbouring tiles in pixels (``< tile_size``).
         tta_flip: also predict the mirrored image (each tile, with tiles) and average.
         scales: image scales to average over, e.g. ``(0.75, 1.0, 1.25)``.
@@ -146,6 +199,8 @@ def predict(model, images, *, batch_size=1, tile_size=None, tile_overlap=64, tta
     """
     scales = check_predict_args(batch_size, tile_size, tile_overlap, scales)
     arrays, kind = as_image_list(images)
+    for index, array in enumerate(arrays):
+        check_untiled_size(index, array.shape, tile_size)
     probs = map_same_size(
         lambda stack: _probabilities(model, stack, scales=scales, tile_size=tile_size,
                                      overlap=tile_overlap, batch_size=batch_size,

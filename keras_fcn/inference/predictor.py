@@ -42,7 +42,7 @@ class PredictOptions:
     uncertainty: list = dataclasses.field(default_factory=list)
     mc_samples: int = 10
     smooth_alpha: float = 1.0
-    tile_size: int = None
+    tile_size: int = "auto"  # "auto": tiles above 2048x2048 pixels; None: one pass
     tile_overlap: int = 64
     tta_flip: bool = False
     scales: tuple = (1.0,)

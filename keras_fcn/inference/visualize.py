@@ -14,6 +14,8 @@ import numpy as np
 from keras_fcn import io
 from keras_fcn.labels import IGNORE_LABEL, voc_palette
 
+OVERLAY_ROWS = 512  # overlay blends this many rows at a time
+
 
 def full_palette(palette=None):
     """A (256, 3) uint8 palette: ``palette`` first, the VOC colours after it.
@@ -87,17 +89,23 @@ def overlay(image, labels, *, alpha=0.5, palette=None, ignore_label=IGNORE_LABEL
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1]. Received: alpha={alpha!r}")
-    image = np.asarray(image, dtype="float32")
+    image = np.asarray(image)
     labels = check_labels(labels)
     if image.shape[:2] != labels.shape or image.shape[-1] != 3:
         raise ValueError(
             f"image (H, W, 3) and labels (H, W) must match. Received: image={image.shape}, "
             f"labels={labels.shape}"
         )
-    colours = colorize(labels, palette).astype("float32")
-    blended = (1.0 - alpha) * image + alpha * colours
-    blended = np.where((labels == ignore_label)[..., None], image, blended)
-    return np.clip(np.floor(blended + 0.5), 0, 255).astype("uint8")
+    out = np.empty(image.shape, "uint8")
+    # In bands of rows: the float temporaries of a whole 12000x12000 image would be ~7 GB.
+    for top in range(0, image.shape[0], OVERLAY_ROWS):
+        rows = slice(top, top + OVERLAY_ROWS)
+        part = np.asarray(image[rows], dtype="float32")
+        colours = colorize(labels[rows], palette).astype("float32")
+        blended = (1.0 - alpha) * part + alpha * colours
+        blended = np.where((labels[rows] == ignore_label)[..., None], part, blended)
+        out[rows] = np.clip(np.floor(blended + 0.5), 0, 255).astype("uint8")
+    return out
 
 
 def classes_present(labels, ignore_label=IGNORE_LABEL):
