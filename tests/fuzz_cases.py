@@ -180,6 +180,82 @@ def odd_arrays():
     }
 
 
+# Round 2 (issue 26, item 5): the Python API's arguments. Each pool mixes good and bad values;
+# the tests decide what is valid by their own rules, not by calling the library's checks.
+BATCH_SIZES = (1, 2, 3, 0, -1, 1.5, True, "2", None)
+TILE_SIZES = (None, "auto", 8, 16, 1, 0, -5, 2.5, True, "big", "8")
+TILE_OVERLAPS = (0, 4, 7, 16, -1, 1.0, True, "4", None)
+SCALES = ((1.0,), (0.5, 1.0), (2,), (), (0,), (-1.0,), (float("nan"),), (float("inf"),),
+          ("a",), (True,), (np.float32(0.75),), (1e-3,))
+IMAGE_DTYPES = ("uint8", "uint16", "int32", "int8", "float16", "float32", "float64", "bool")
+IMAGE_SHAPES = ((8, 8, 3), (5, 9, 3), (1, 1, 3), (8, 8), (8, 8, 4), (8, 8, 1), (0, 8, 3),
+                (8, 8, 3, 1), (3,))
+IMAGE_FILLS = ("zeros", "max255", "over255", "negative", "nan", "inf")
+
+
+def predict_argument_cases(rng, count):
+    """``count`` seeded ``(label, kwargs)`` for ``inference.predict``'s options."""
+    cases = []
+    for i in range(count):
+        kwargs = dict(batch_size=rng.choice(BATCH_SIZES), tile_size=rng.choice(TILE_SIZES),
+                      tile_overlap=rng.choice(TILE_OVERLAPS), scales=rng.choice(SCALES))
+        cases.append((f"args{i}", kwargs))
+    return cases
+
+
+def _filled(shape, dtype, fill):
+    array = np.zeros(shape, dtype)
+    if array.size == 0 or fill == "zeros":
+        return array
+    kind = array.dtype.kind
+    value = {"max255": 255, "over255": 40000, "negative": -3, "nan": np.nan, "inf": np.inf}[fill]
+    if kind == "b" or (kind in "iu" and fill in ("nan", "inf")):
+        return array
+    if kind in "iu":
+        info = np.iinfo(array.dtype)
+        value = min(max(value, info.min), info.max)
+    array.flat[array.size // 2] = value
+    return array
+
+
+def image_argument_cases(rng, count):
+    """``count`` seeded ``(label, images, meta)``: one image, a stack or a list of mixed sizes;
+    ``meta`` is a list of ``(shape, dtype, fill)`` per image (the test's oracle reads it)."""
+    cases = []
+    for i in range(count):
+        kind = rng.choice(("single", "batch", "list"))
+        n = 1 if kind == "single" else rng.randint(1, 3)
+        shape = rng.choice(IMAGE_SHAPES)
+        meta = []
+        for _ in range(n):
+            if kind == "list":
+                shape = rng.choice(IMAGE_SHAPES)
+            meta.append((shape, rng.choice(IMAGE_DTYPES), rng.choice(IMAGE_FILLS)))
+        arrays = [_filled(*m) for m in meta]
+        images = arrays if kind == "list" else arrays[0] if kind == "single" else np.stack(arrays)
+        cases.append((f"images{i}_{kind}", images, kind, meta))
+    return cases
+
+
+OPTION_VALUES = {
+    "mc_samples": (1, 0, -2, 10), "smooth_alpha": (0.0, -0.5, 1.5, float("nan"), 0.5, 1.0),
+    "tile_size": (0, -3, 512, "auto", None, "x"), "tile_overlap": (-1, 64, 2048),
+    "scales": ((), (0.0,), (1.0,), (float("inf"),)), "video_format": ("avi", "mp4", "MOV", ""),
+    "mask_margin": (1.0, -0.1, 0.2), "mask_hold": (0, 1, 3), "mask_feather": (-1, 0, 4),
+    "uncertainty": (["entropy"], ["bogus"], ["margin", "mc_dropout"], []),
+}
+
+
+def option_cases(rng, count):
+    """``count`` seeded ``(label, field, value)``: one ``PredictOptions`` field changed."""
+    fields = sorted(OPTION_VALUES)
+    cases = []
+    for i in range(count):
+        field = rng.choice(fields)
+        cases.append((f"opt{i}_{field}", field, rng.choice(OPTION_VALUES[field])))
+    return cases
+
+
 @contextlib.contextmanager
 def time_limit(seconds, label):
     """Raises TimeoutError in the block after `seconds` (SIGALRM; Python-level hangs only)."""

@@ -91,6 +91,11 @@ def load_model_file(path):
     """
     import keras
 
+    # Keras says "File not found" for an existing .keras file that is not a zip archive.
+    if str(path).endswith(".keras") and os.path.isfile(path) and not zipfile.is_zipfile(path):
+        detail = "an empty file" if os.path.getsize(path) == 0 else "not a zip archive"
+        raise ValueError(f"Cannot load the model file {path!r}: it is {detail}; expected a "
+                         ".keras file (a zip archive written by model.save).")
     try:
         return keras.models.load_model(path, compile=False)
     # KeyError: a zip archive without the config.json or weights of a .keras file.
