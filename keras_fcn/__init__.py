@@ -7,7 +7,8 @@ This module only re-exports the public API; docs/architecture.md says which wing
 
 Example:
     >>> import keras_fcn
-    >>> model = keras_fcn.build_fcn8s(num_classes=21)
+
+    model = keras_fcn.build_fcn8s(num_classes=21)
 """
 
 from keras_fcn._version import __version__  # noqa: F401

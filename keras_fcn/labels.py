@@ -6,7 +6,7 @@ it in one JSON format next to the model (``model.keras`` -> ``model.labels.json`
 
 Example:
     >>> labels = ModelLabels(num_classes=3, class_names=("sky", "road", "car"))
-    >>> labels.write(ModelLabels.sidecar_path("runs/a/model.keras"))
+    >>> _ = labels.write(ModelLabels.sidecar_path("runs/a/model.keras"))  # the written dict
     >>> ModelLabels.for_model("runs/a/model.keras").class_names
     ('sky', 'road', 'car')
 """

@@ -19,9 +19,10 @@ Three questions every entry point (predict, evaluate, training, the CLIs) asks:
 Example:
     >>> from keras_fcn import runtime
     >>> precision = runtime.resolve_precision("auto")  # "bfloat16" on a CPU with AMX
-    >>> with runtime.precision_scope(precision):
-    ...     model = build_fcn8s(num_classes=21)
-    >>> step = tf.function(train_step, jit_compile=runtime.fast_path(precision)["jit_compile"])
+
+    with runtime.precision_scope(precision):
+        model = build_fcn8s(num_classes=21)
+    step = tf.function(train_step, jit_compile=runtime.fast_path(precision)["jit_compile"])
 """
 
 import contextlib
@@ -192,7 +193,8 @@ def precision_scope(precision, info=None):
 
     Example:
         >>> with precision_scope("bfloat16"):
-        ...     model = build_fcn8s(num_classes=21, weights=None)
+        ...     model = keras_fcn.build_fcn("8s", num_classes=3, weights=None,
+        ...                                 widths=(4, 4, 8, 8, 8), fc_units=8)
         >>> model.get_layer("fc6").compute_dtype, model.output.dtype
         ('bfloat16', 'float32')
     """
@@ -209,8 +211,7 @@ def model_precision(model):
     """The precision a model computes in: the most common compute dtype of its weighted layers.
 
     Example:
-        >>> model_precision(build_fcn8s(weights=None))
-        'float32'
+        model_precision(build_fcn8s(weights=None))
     """
     counts = {}
     for layer in leaf_layers(model):
@@ -274,9 +275,8 @@ def with_precision(model, precision, info=None, keep_float32=HEAD_LAYERS, infere
         A ``keras.Model``.
 
     Example:
-        >>> fast = with_precision(keras.models.load_model("fcn8s.keras"), "bfloat16")
-        >>> fast.get_layer("fc6").compute_dtype, fast.output.dtype
-        ('bfloat16', 'float32')
+        fast = with_precision(keras.models.load_model("fcn8s.keras"), "bfloat16")
+        fast.get_layer("fc6").compute_dtype, fast.output.dtype
     """
     resolved = resolve_precision(precision, info=info, model=model)
     if model_precision(model) == resolved:
@@ -325,9 +325,8 @@ def conv_as_matmul(inputs, kernel, strides=(1, 1), padding="valid", dilation_rat
         ``(N, H', W', cout)`` as ``tf.nn.conv2d`` gives (no bias, no activation).
 
     Example:
-        >>> x, k = tf.random.normal([1, 22, 22, 512]), tf.random.normal([7, 7, 512, 64])
-        >>> conv_as_matmul(x, k).shape
-        TensorShape([1, 16, 16, 64])
+        x, k = tf.random.normal([1, 22, 22, 512]), tf.random.normal([7, 7, 512, 64])
+        conv_as_matmul(x, k).shape
     """
     tf = _tf.require("conv_as_matmul")
     kernel_h, kernel_w, channels, filters = kernel.shape
@@ -344,8 +343,7 @@ def matmul_candidates(model, min_taps=MATMUL_MIN_TAPS):
     group, channels last): the ones :func:`convolutions_as_matmul` changes.
 
     Example:
-        >>> [layer.name for layer in matmul_candidates(build_fcn8s(weights=None))]
-        ['fc6']
+        [layer.name for layer in matmul_candidates(build_fcn8s(weights=None))]
     """
     return [layer for layer in leaf_layers(model)
             if type(layer) is keras.layers.Conv2D and layer.groups == 1
@@ -368,9 +366,9 @@ def convolutions_as_matmul(model, enabled=True):
         enabled: False leaves the model alone (so callers can pass ``fast_path``'s choice).
 
     Example:
-        >>> with convolutions_as_matmul(model):
-        ...     forward = tf.function(model)
-        ...     forward(images)          # traced here: fc6 is a matmul in this function
+        with convolutions_as_matmul(model):
+            forward = tf.function(model)
+            forward(images)          # traced here: fc6 is a matmul in this function
     """
     # Only TensorFlow's CPU kernels (oneDNN) need it; elsewhere XLA or cuDNN run fc6 well.
     layers = matmul_candidates(model) if enabled and _tf.on_tensorflow() else []
@@ -425,7 +423,7 @@ def fast_path(precision="float32", info=None, *, model=None, jit_compile=None,
     Example:
         >>> fast_path("float32", {"isa": ("avx2",), "gpu": False})
         {'precision': 'float32', 'jit_compile': False, 'conv_matmul': True,
-         'reason': 'CPU: oneDNN graph, large kernels as matmul'}
+         'reason': '...CPU: oneDNN graph, large kernels as matmul'}
     """
     info = cpu_info() if info is None else info
     resolved = resolve_precision(precision, info=info, model=model)

@@ -3,7 +3,8 @@ seeded augmentation and batching.
 
 Example:
     >>> from keras_fcn import data
-    >>> ds = data.make_dataset(pairs, num_classes=21, crop_size=320, batch_size=8, seed=0)
+
+    ds = data.make_dataset(pairs, num_classes=21, crop_size=320, batch_size=8, seed=0)
 """
 
 from keras_fcn import _tf  # noqa: E402

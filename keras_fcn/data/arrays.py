@@ -62,8 +62,7 @@ def read_image(path):
         ValueError: the file is damaged or not an image (the message names it).
 
     Example:
-        >>> read_image("camvid/train/0001TP_006690.png").shape
-        (360, 480, 3)
+        read_image("camvid/train/0001TP_006690.png").shape
     """
     path = os.fspath(path)
     with file_errors("image", path), Image.open(path) as image:
@@ -256,12 +255,11 @@ class SegmentationPyDataset(keras.utils.PyDataset):
         epoch: the epoch whose order and draws `__getitem__` gives (0 first).
 
     Example:
-        >>> ds = SegmentationPyDataset(pairs, num_classes=11, ignore_label=11, batch_size=4,
-        ...                            crop_size=(224, 224), flip=True, shuffle=True, seed=0)
-        >>> images, masks = ds[0]
-        >>> images.shape, masks.shape
-        ((4, 224, 224, 3), (4, 224, 224))
-        >>> model.fit(ds, epochs=5)
+        ds = SegmentationPyDataset(pairs, num_classes=11, ignore_label=11, batch_size=4,
+                                   crop_size=(224, 224), flip=True, shuffle=True, seed=0)
+        images, masks = ds[0]
+        images.shape, masks.shape
+        model.fit(ds, epochs=5)
     """
 
     def __init__(self, pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
@@ -443,11 +441,12 @@ def make_pydataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=
 
     Example:
         >>> from keras_fcn import datasets
-        >>> pairs, info = datasets.camvid_pairs("/data/camvid", "train")
-        >>> ds = make_pydataset(pairs, num_classes=info.num_classes,
-        ...                     ignore_label=info.ignore_label, crop_size=(360, 480),
-        ...                     batch_size=4, flip=True, shuffle=True, seed=0, workers=2)
-        >>> model.fit(ds, epochs=10)
+
+        pairs, info = datasets.camvid_pairs("/data/camvid", "train")
+        ds = make_pydataset(pairs, num_classes=info.num_classes,
+                            ignore_label=info.ignore_label, crop_size=(360, 480),
+                            batch_size=4, flip=True, shuffle=True, seed=0, workers=2)
+        model.fit(ds, epochs=10)
     """
     return SegmentationPyDataset(
         pairs, num_classes=num_classes, ignore_label=ignore_label, batch_size=batch_size,

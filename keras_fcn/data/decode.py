@@ -2,7 +2,8 @@
 
 Example:
     >>> decode = make_decode_fn(num_classes=21)
-    >>> image, mask = decode("a.jpg", "a.png")
+
+    image, mask = decode("a.jpg", "a.png")
 """
 
 import numpy as np
@@ -143,7 +144,8 @@ def make_decode_fn(*, num_classes, ignore_label=IGNORE_LABEL, mask_format="index
 
     Example:
         >>> decode = make_decode_fn(num_classes=11, ignore_label=11)
-        >>> image, mask = decode("camvid/val/0016E5_07959.png", "camvid/valannot/0016E5_07959.png")
+
+        image, mask = decode("camvid/val/0016E5_07959.png", "camvid/valannot/0016E5_07959.png")
     """
     check_choice("mask_format", mask_format, MASK_FORMATS)
     check_choice("unknown_color", unknown_color, UNKNOWN_COLOR_MODES)

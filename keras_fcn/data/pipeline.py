@@ -70,8 +70,8 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
         `tf.data.Dataset` of (image float32, mask int32), batched.
 
     Example:
-        >>> ds = tf.data.Dataset.from_tensor_slices((images, masks))
-        >>> ds = prepare_dataset(ds, batch_size=4, crop_size=64, flip=True, seed=0)
+        ds = tf.data.Dataset.from_tensor_slices((images, masks))
+        ds = prepare_dataset(ds, batch_size=4, crop_size=64, flip=True, seed=0)
     """
     return _augment_and_batch(
         decoded, _jitter(color_jitter, photometric), ignore_label=ignore_label,
@@ -209,10 +209,11 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
 
     Example:
         >>> from keras_fcn import datasets
-        >>> pairs, info = datasets.camvid_pairs("/data/camvid", "train")
-        >>> ds = make_dataset(pairs, num_classes=info.num_classes,
-        ...                   ignore_label=info.ignore_label, crop_size=(360, 480),
-        ...                   batch_size=4, flip=True, shuffle=True, seed=0)
+
+        pairs, info = datasets.camvid_pairs("/data/camvid", "train")
+        ds = make_dataset(pairs, num_classes=info.num_classes,
+                          ignore_label=info.ignore_label, crop_size=(360, 480),
+                          batch_size=4, flip=True, shuffle=True, seed=0)
     """
     jitter = _jitter(color_jitter, photometric)
     pairs = _checked_pairs(pairs, num_classes=num_classes, ignore_label=ignore_label,

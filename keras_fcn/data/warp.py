@@ -10,7 +10,8 @@ same seed gives the same warps.
 Example:
     >>> matrices = random_affine(tf.constant([0, 7], tf.int64), batch=4, height=64, width=64)
     >>> flow, valid = affine_flow(matrices, 64, 64)
-    >>> moved = warp_images(images, flow)          # images (4, 64, 64, 3)
+
+    moved = warp_images(images, flow)          # images (4, 64, 64, 3)
 """
 
 import math
@@ -30,8 +31,9 @@ def affine_matrices(shift, log_scale, angle, height, width):
     the image centre, then a shift (pixels, ``(dx, dy)``), each of shape ``(N,)`` / ``(N, 2)``.
 
     Example:
-        >>> affine_matrices(tf.constant([[2.0, 0.0]]), tf.zeros([1]), tf.zeros([1]), 8, 8)
-        <tf.Tensor: shape=(1, 2, 3), ... [[[1., 0., 2.], [0., 1., 0.]]]>
+        >>> affine_matrices(tf.constant([[2.0, 0.0]]), tf.zeros([1]), tf.zeros([1]), 8, 8
+        ...                 ).numpy().tolist()
+        [[[1.0, -0.0, 2.0], [0.0, 1.0, 0.0]]]
     """
     shift, log_scale, angle = (tf.cast(v, tf.float32) for v in (shift, log_scale, angle))
     scale = tf.exp(log_scale)
@@ -47,7 +49,7 @@ def compose(first, second):
     result, up to border fill and interpolation).
 
     Example:
-        >>> both = compose(pan, zoom)
+        both = compose(pan, zoom)
     """
     def square(m):
         bottom = tf.broadcast_to(tf.constant([[0.0, 0.0, 1.0]]), tf.shape(m[..., :1, :]))
@@ -59,7 +61,7 @@ def invert(matrices):
     """The inverse warps of 2x3 affine ``matrices``.
 
     Example:
-        >>> invert(compose(a, b))  # == compose(invert(b), invert(a))
+        invert(compose(a, b))  # == compose(invert(b), invert(a))
     """
     linear = tf.linalg.inv(matrices[..., :2])
     return tf.concat([linear, -tf.linalg.matvec(linear, matrices[..., 2])[..., tf.newaxis]], -1)
@@ -110,7 +112,7 @@ def sample(images, coords, method="bilinear"):
     ``method`` is "bilinear" (differentiable in ``images``) or "nearest" (for label maps).
 
     Example:
-        >>> sample(images, pixel_grid(64, 64)[tf.newaxis] + 0.5)  # half a pixel right and down
+        sample(images, pixel_grid(64, 64)[tf.newaxis] + 0.5)  # half a pixel right and down
     """
     if method not in ("bilinear", "nearest"):
         raise ValueError(f"method must be 'bilinear' or 'nearest'. Received: method={method!r}")
@@ -139,7 +141,7 @@ def warp_images(images, flow, method="bilinear"):
     ``out[n, y, x] = images[n, y + flow_y, x + flow_x]`` (see `sample`).
 
     Example:
-        >>> moved = warp_images(images, affine_flow(matrices, 64, 64)[0])
+        moved = warp_images(images, affine_flow(matrices, 64, 64)[0])
     """
     shape = tf.shape(flow)
     return sample(images, pixel_grid(shape[1], shape[2])[tf.newaxis] + flow, method)
@@ -184,8 +186,9 @@ def camera_path(seed, num_frames, height, width, *, pan=1.5, zoom=0.004, rotatio
 
     Example:
         >>> path = camera_path(tf.constant([3, 0], tf.int64), 12, 180, 240)
-        >>> frames = [warp_images(image[None], affine_flow(path[t:t + 1], 180, 240)[0])
-        ...           for t in range(12)]
+
+        frames = [warp_images(image[None], affine_flow(path[t:t + 1], 180, 240)[0])
+                  for t in range(12)]
     """
     draws = tf.random.stateless_uniform([2, 4], seed, -1.0, 1.0)
     limits = tf.constant([pan, pan, math.log1p(zoom), math.radians(rotation)], tf.float32)
@@ -206,7 +209,7 @@ def step_flow(path, height, width):
         (``(T - 1, H, W, 2)`` flow, ``(T - 1, H, W)`` bool).
 
     Example:
-        >>> flow, valid = step_flow(camera_path(seed, 12, 180, 240), 180, 240)
+        flow, valid = step_flow(camera_path(seed, 12, 180, 240), 180, 240)
     """
     relative = compose(invert(path[:-1]), path[1:])
     flow, valid = affine_flow(relative, height, width)
@@ -250,7 +253,7 @@ def add_warped_pairs(dataset, seed=0, **limits):
         **limits: ``max_shift``, ``max_zoom``, ``max_rotation`` of `random_affine`.
 
     Example:
-        >>> train_ds = add_warped_pairs(prepare_dataset(decoded, batch_size=8), seed=0)
+        train_ds = add_warped_pairs(prepare_dataset(decoded, batch_size=8), seed=0)
     """
     def pair(index, element):
         images, masks = element

@@ -32,8 +32,7 @@ def read_list_file(path):
         FileNotFoundError: no such file. ValueError: not UTF-8 text. Both name the file.
 
     Example:
-        >>> read_list_file("VOC2012/ImageSets/Segmentation/val.txt")[:1]
-        ['2007_000033']
+        read_list_file("VOC2012/ImageSets/Segmentation/val.txt")[:1]
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -147,8 +146,8 @@ def id_dataset(ids, load, dtypes, shapes, pack, *, batch_size=1, shuffle=False, 
         ``tf.data.Dataset`` of packed, batched elements.
 
     Example:
-        >>> ds = id_dataset(["a"], lambda i: (np.zeros((2, 2), np.int32),), [tf.int32],
-        ...                 [[None, None]], lambda mask: mask)
+        ds = id_dataset(["a"], lambda i: (np.zeros((2, 2), np.int32),), [tf.int32],
+                        [[None, None]], lambda mask: mask)
     """
 
     import tensorflow as tf

@@ -5,7 +5,7 @@
 `keras_fcn.data.arrays.make_pydataset` without TensorFlow.
 
 Example:
-    >>> pairs, info = file_pairs("camvid", "val", "~/data/camvid", holdout="0006R0")
+    pairs, info = file_pairs("camvid", "val", "~/data/camvid", holdout="0006R0")
 """
 
 import numpy as np
@@ -53,7 +53,7 @@ def file_pairs(name, split, data_dir, val_data_dir=None, num_classes=None,
     `holdout` and `group_by` are those of `load_split`.
 
     Example:
-        >>> pairs, info = file_pairs("camvid", "val", "~/data/camvid")
+        pairs, info = file_pairs("camvid", "val", "~/data/camvid")
     """
     check_holdout(name, holdout, group_by)
     if name == "camvid":

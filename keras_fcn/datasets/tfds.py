@@ -3,8 +3,9 @@
 
 Example:
     >>> import tensorflow_datasets as tfds
-    >>> pets = from_tfds(tfds.load("oxford_iiit_pet", split="train"),
-    ...                  label_remap=OXFORD_PET_REMAP)
+
+    pets = from_tfds(tfds.load("oxford_iiit_pet", split="train"),
+                     label_remap=OXFORD_PET_REMAP)
 """
 
 import functools
@@ -66,9 +67,10 @@ def from_tfds(dataset, *, label_remap=None, image_key="image", mask_key="segment
 
     Example:
         >>> import tensorflow_datasets as tfds
-        >>> pets = tfds.load("oxford_iiit_pet", split="train")
-        >>> ds = data.prepare_dataset(from_tfds(pets, label_remap=OXFORD_PET_REMAP),
-        ...                           crop_size=256, batch_size=8, flip=True, seed=0)
+
+        pets = tfds.load("oxford_iiit_pet", split="train")
+        ds = data.prepare_dataset(from_tfds(pets, label_remap=OXFORD_PET_REMAP),
+                                  crop_size=256, batch_size=8, flip=True, seed=0)
     """
 
     def to_pair(features):
@@ -88,7 +90,7 @@ def load_tfds(name, split, *, data_dir=None, label_remap=None, image_key="image"
     """`tfds.load(name, split)` then `from_tfds`. Downloads only when `download=True`.
 
     Example:
-        >>> pets = load_tfds("oxford_iiit_pet", "test", label_remap=OXFORD_PET_REMAP)
+        pets = load_tfds("oxford_iiit_pet", "test", label_remap=OXFORD_PET_REMAP)
     """
     import tensorflow_datasets as tfds
 
@@ -170,9 +172,10 @@ def voc_tfds_builder(config="voc2012", data_dir=None):
     Example:
         >>> import tensorflow_datasets as tfds
         >>> builder = voc_tfds_builder("voc2012", data_dir="~/tfds")
-        >>> builder.download_and_prepare(
-        ...     download_config=tfds.download.DownloadConfig(manual_dir="~/data/VOCdevkit"))
-        >>> ds = from_tfds(builder.as_dataset(split="val"))
+
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir="~/data/VOCdevkit"))
+        ds = from_tfds(builder.as_dataset(split="val"))
     """
     check_choice("config", config, _TFDS_CONFIGS)
     return _voc_builder_class()(config=config, data_dir=data_dir)

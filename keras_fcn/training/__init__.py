@@ -9,7 +9,8 @@ scripts). `keras_fcn.train` is the 0.1.0 name of this package.
 
 Example:
     >>> from keras_fcn import training
-    >>> training.run(training.TrainConfig(dataset="shapes", epochs=5, output_dir="runs/a"))
+    >>> config = training.TrainConfig().replace(dataset="shapes", epochs=5, output_dir="runs/a")
+    >>> training.run(config)  # doctest: +SKIP
 """
 
 from keras_fcn import _tf  # noqa: E402

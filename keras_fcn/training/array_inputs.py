@@ -8,7 +8,7 @@ in-memory one). Options built on tf.data only (photometric, blur, temporal consi
 TFDS) are refused up front, naming the option.
 
 Example:
-    >>> train_ds, val_ds, eval_ds, info, counts = load_pipelines(TrainConfig(epochs=1))
+    train_ds, val_ds, eval_ds, info, counts = load_pipelines(TrainConfig().replace(epochs=1))
 """
 
 import json

@@ -26,7 +26,7 @@ def run_main(main, argv=None):
         argv: command line (default ``sys.argv``).
 
     Example:
-        >>> run_main(lambda argv: train.run(train.config_from_flags()))
+        run_main(lambda argv: train.run(train.config_from_flags()))
     """
     from absl import app, flags, logging
 
@@ -54,7 +54,7 @@ def define_deprecated_alias(old, new, flag_values=None):
         flag_values: the ``absl.flags.FlagValues`` (default the global ``FLAGS``).
 
     Example:
-        >>> define_deprecated_alias("run_dir", "output_dir")
+        define_deprecated_alias("run_dir", "output_dir")
     """
     from absl import flags
 

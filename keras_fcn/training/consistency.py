@@ -13,10 +13,10 @@ backends; `ConsistencyTrainer` is a `keras.Model` subclass that overrides the do
 `compute_loss` / `compute_metrics` extension points.
 
 Example:
-    >>> trainer = add_consistency(model, weight=0.1)
-    >>> compile_model(trainer, num_classes=11, ignore_label=11, optimizer=optimizer)
-    >>> fit(trainer, add_warped_pairs(train_ds, seed=0), val_ds, run_dir="runs/a", epochs=5,
-    ...     info=info)
+    trainer = add_consistency(model, weight=0.1)
+    compile_model(trainer, num_classes=11, ignore_label=11, optimizer=optimizer)
+    fit(trainer, add_warped_pairs(train_ds, seed=0), val_ds, run_dir="runs/a", epochs=5,
+        info=info)
 """
 
 import keras
@@ -30,8 +30,7 @@ def symmetric_kl(p, q, valid):
     ``valid`` ``(N, H, W)`` pixels (0 when none is valid).
 
     Example:
-        >>> float(symmetric_kl(p, p, np.ones(p.shape[:3], bool)))
-        0.0
+        float(symmetric_kl(p, p, np.ones(p.shape[:3], bool)))
     """
     p = ops.clip(ops.cast(p, "float32"), _EPSILON, 1.0)
     q = ops.clip(ops.cast(q, "float32"), _EPSILON, 1.0)
@@ -53,7 +52,7 @@ def warp_bilinear(images, flow):
     loss on every backend; differentiable in ``images``.
 
     Example:
-        >>> moved = warp_bilinear(probs, flow)
+        moved = warp_bilinear(probs, flow)
     """
     batch, height, width, channels = ops.shape(images)
     flat = ops.reshape(images, (batch, height * width, channels))
@@ -103,8 +102,8 @@ def consistency_loss(logits, moved_logits, flow, valid, kind=DEFAULT_KIND):
         A float32 scalar: the mean over the valid pixels.
 
     Example:
-        >>> flow, valid = affine_flow(matrices, 64, 64)
-        >>> loss = consistency_loss(model(images), model(warp_images(images, flow)), flow, valid)
+        flow, valid = affine_flow(matrices, 64, 64)
+        loss = consistency_loss(model(images), model(warp_images(images, flow)), flow, valid)
     """
     check_kind(kind)
     probs = ops.softmax(ops.cast(logits, "float32"), axis=-1)
@@ -154,9 +153,9 @@ class ConsistencyTrainer(keras.Model):
         kind: "kl", "ce" or "kl+ce"; see `consistency_loss`.
 
     Example:
-        >>> trainer = ConsistencyTrainer(build_fcn8s(num_classes=3, weights=None), 0.1)
-        >>> compile_model(trainer, num_classes=3, ignore_label=255,
-        ...               optimizer=make_optimizer("adam", 1e-3))
+        trainer = ConsistencyTrainer(build_fcn8s(num_classes=3, weights=None), 0.1)
+        compile_model(trainer, num_classes=3, ignore_label=255,
+                      optimizer=make_optimizer("adam", 1e-3))
     """
 
     def __init__(self, fcn, weight, kind=DEFAULT_KIND, **kwargs):
@@ -219,8 +218,8 @@ def add_consistency(model, weight, kind=DEFAULT_KIND):
         A `ConsistencyTrainer` sharing ``model``'s weights (``trainer.fcn is model``).
 
     Example:
-        >>> trainer = compile_model(add_consistency(model, 0.1), num_classes=3,
-        ...                         ignore_label=255, optimizer=make_optimizer("adam", 1e-3))
+        trainer = compile_model(add_consistency(model, 0.1), num_classes=3,
+                                ignore_label=255, optimizer=make_optimizer("adam", 1e-3))
     """
     return ConsistencyTrainer(model, weight, kind)
 

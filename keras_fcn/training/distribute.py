@@ -2,8 +2,9 @@
 
 Example:
     >>> strategy = make_strategy("mirrored")
-    >>> with strategy.scope():
-    ...     model = build_fcn8s(num_classes=21)
+
+    with strategy.scope():
+        model = build_fcn8s(num_classes=21)
 """
 
 import contextlib
@@ -44,8 +45,9 @@ def make_strategy(name="default", devices=None):
 
     Example:
         >>> strategy = make_strategy("mirrored")
-        >>> with strategy.scope():
-        ...     model = build_fcn8s(num_classes=21)
+
+        with strategy.scope():
+            model = build_fcn8s(num_classes=21)
     """
     check_choice("strategy", name, STRATEGIES)
     if not _tf.on_tensorflow():
@@ -77,9 +79,9 @@ def patch_multi_worker_build(model, strategy):
         True if the model was patched.
 
     Example:
-        >>> with strategy.scope():
-        ...     model = build_fcn8s(num_classes=21)
-        ...     patch_multi_worker_build(model, strategy)
+        with strategy.scope():
+            model = build_fcn8s(num_classes=21)
+            patch_multi_worker_build(model, strategy)
     """
     if not _tf.on_tensorflow():
         return False

@@ -1,8 +1,8 @@
 """Evaluation with the paper's four metrics, at label resolution, and the results table.
 
 Example:
-    >>> results = evaluate_model(model, val_ds, num_classes=11, ignore_label=11, flip=True)
-    >>> print(format_results(results, CAMVID_CLASSES))
+    results = evaluate_model(model, val_ds, num_classes=11, ignore_label=11, flip=True)
+    print(format_results(results, CAMVID_CLASSES))
 """
 
 import keras
@@ -85,8 +85,8 @@ def tta_probabilities(predict, images, size, scales):
         float32 (B, H, W, C) tensor.
 
     Example:
-        >>> probs = tta_probabilities(forward_fn(model, flip=True), images, (360, 480),
-        ...                           (0.75, 1.0, 1.25))
+        probs = tta_probabilities(forward_fn(model, flip=True), images, (360, 480),
+                                  (0.75, 1.0, 1.25))
     """
     height, width = _first(images).shape[1:3]
     total = 0.0
@@ -129,8 +129,8 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
         "num_images".
 
     Example:
-        >>> results = evaluate_model(model, val_ds, num_classes=11, ignore_label=11)
-        >>> results["mean_iu"]
+        results = evaluate_model(model, val_ds, num_classes=11, ignore_label=11)
+        results["mean_iu"]
     """
     scales = check_scales(scales)
     multi_scale = scales != (1.0,)
@@ -168,7 +168,7 @@ def format_results(results, class_names=None):
     """Formats evaluation results as a text table (the four metrics, then IU per class).
 
     Example:
-        >>> print(format_results(results, info.class_names))
+        print(format_results(results, info.class_names))
     """
     lines = [f"{'metric':<24}{'value':>8}"]
     for key, label in METRICS:

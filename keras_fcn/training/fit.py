@@ -6,11 +6,12 @@ resume, best checkpoint, history, final evaluation and the files of `run_dir` (s
 
 Example:
     >>> from keras_fcn import training
-    >>> model = build_fcn8s(num_classes=11, weights=None, include_preprocessing=True)
-    >>> training.compile_model(model, num_classes=11, ignore_label=11,
-    ...                        optimizer=training.make_optimizer("adam", 1e-4))
-    >>> result = training.fit(model, train_ds, val_ds, run_dir="runs/camvid", epochs=10,
-    ...                       info=info)
+
+    model = build_fcn8s(num_classes=11, weights=None, include_preprocessing=True)
+    training.compile_model(model, num_classes=11, ignore_label=11,
+                           optimizer=training.make_optimizer("adam", 1e-4))
+    result = training.fit(model, train_ds, val_ds, run_dir="runs/camvid", epochs=10,
+                          info=info)
 """
 
 import os
@@ -75,8 +76,8 @@ def compile_model(model, *, num_classes, ignore_label, optimizer, loss_reduction
         The model.
 
     Example:
-        >>> compile_model(model, num_classes=21, ignore_label=255,
-        ...               optimizer=make_optimizer("sgd", 1.9e-5))
+        compile_model(model, num_classes=21, ignore_label=255,
+                      optimizer=make_optimizer("sgd", 1.9e-5))
     """
     check_choice("loss_reduction", loss_reduction, LOSS_REDUCTIONS)
     if isinstance(optimizer, CaffeSGD):
@@ -139,8 +140,8 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         "status" ("completed" or "nan"), "nan_step", "best" and "run_dir".
 
     Example:
-        >>> report = fit(model, train_ds, val_ds, run_dir="runs/a", epochs=5, info=info)
-        >>> report["best"]["value"]
+        report = fit(model, train_ds, val_ds, run_dir="runs/a", epochs=5, info=info)
+        report["best"]["value"]
     """
     os.makedirs(run_dir, exist_ok=True)
     nan_guard = NaNGuard(steps_per_epoch)

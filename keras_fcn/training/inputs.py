@@ -1,10 +1,10 @@
 """The data of a training run: its splits, pipelines, pixel count and loss class weights.
 
 Example:
-    >>> config = TrainConfig(dataset="shapes", image_size=(48, 48))
-    >>> train_decoded, info, count = load_data(config, "train")
-    >>> val_decoded, _, _ = load_data(config, "val")
-    >>> train_ds, val_ds, eval_ds = make_pipelines(config, train_decoded, val_decoded, info)
+    config = TrainConfig().replace(dataset="shapes", image_size=(48, 48))
+    train_decoded, info, count = load_data(config, "train")
+    val_decoded, _, _ = load_data(config, "val")
+    train_ds, val_ds, eval_ds = make_pipelines(config, train_decoded, val_decoded, info)
 """
 
 import math
@@ -35,7 +35,7 @@ def load_data(config, split):
         (`tf.data.Dataset` of decoded (image, mask), `DatasetInfo`, number of examples).
 
     Example:
-        >>> decoded, info, count = load_data(TrainConfig(dataset="shapes"), "train")
+        decoded, info, count = load_data(TrainConfig().replace(dataset="shapes"), "train")
     """
     data = config.data
     return datasets_lib.load_split(
@@ -50,7 +50,7 @@ def resize_pair(image, mask, size, resize_mask=True):
     """Resizes an image (bilinear, antialiased) and its mask (nearest) to `size`.
 
     Example:
-        >>> image, mask = resize_pair(image, mask, (180, 240))
+        image, mask = resize_pair(image, mask, (180, 240))
     """
     image = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=True)
     if resize_mask:
@@ -139,8 +139,7 @@ def median_class_weights(info, train_decoded):
     masks of `train_decoded`, a list of `info.num_classes` floats (0 for absent classes).
 
     Example:
-        >>> median_class_weights(info, decoded)  # 50, 30, 15, 5 pixels in each mask
-        [0.45, 0.75, 1.5, 4.5]
+        median_class_weights(info, decoded)  # 50, 30, 15, 5 pixels in each mask
     """
     counts = losses_lib.class_pixel_counts(
         train_decoded.map(lambda i, m: m), info.num_classes, info.ignore_label)
@@ -156,7 +155,7 @@ def resolve_class_weights(config, info, train_decoded, run_dir):
         A list of floats or None.
 
     Example:
-        >>> resolve_class_weights(TrainConfig(class_weights="none"), info, decoded, "runs/a")
+        resolve_class_weights(TrainConfig().replace(class_weights="none"), info, decoded, "runs/a")
     """
     choice = config.optim.class_weights or "none"
     if choice == "none":

@@ -61,7 +61,7 @@ def equivalent_learning_rate(learning_rate, from_reduction, to_reduction, pixels
         The rate giving the same updates with `to_reduction` (`lr_mean = lr_sum * pixels`).
 
     Example:
-        >>> equivalent_learning_rate(1e-10, "sum", "mean", 500 * 375)
+        >>> round(equivalent_learning_rate(1e-10, "sum", "mean", 500 * 375), 12)
         1.875e-05
     """
     check_choice("from_reduction", from_reduction, LOSS_REDUCTIONS)
@@ -239,8 +239,7 @@ def apply_kernel_l2(model, weight_decay):
         Number of kernels that got the penalty.
 
     Example:
-        >>> apply_kernel_l2(model, 5e-4)
-        18
+        apply_kernel_l2(model, 5e-4)
     """
     regularizer = keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
     count = 0
@@ -260,7 +259,7 @@ def default_learning_rate(optimizer, loss_reduction, variant, pixels):
     loss; times `pixels` with the averaged loss). Adam: `ADAM_LEARNING_RATE` (1e-3).
 
     Example:
-        >>> default_learning_rate("sgd", "mean", "32s", 500 * 375)
+        >>> round(default_learning_rate("sgd", "mean", "32s", 500 * 375), 12)
         1.875e-05
     """
     if optimizer == "adam":

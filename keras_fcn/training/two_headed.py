@@ -3,7 +3,7 @@ SIFT Flow FCN (one loss and the paper's metrics per head) and models with dict i
 outputs (the NYUDv2 late fusion).
 
 Example:
-    >>> model = build_two_headed_fcn("16s", weights=None)
+    model = build_two_headed_fcn("16s", weights=None)
     >>> compile_two_headed(model, keras.optimizers.Adam(1e-4))  # doctest: +SKIP
     >>> evaluate_segmentation(model, test_ds, {"semantic": 33, "geometric": 3})  # doctest: +SKIP
 """
@@ -39,7 +39,7 @@ def compile_two_headed(model, optimizer, *, ignore_label=IGNORE_LABEL, loss_redu
         The model.
 
     Example:
-        >>> model = build_two_headed_fcn("16s", weights=None)
+        model = build_two_headed_fcn("16s", weights=None)
         >>> compile_two_headed(model, keras.optimizers.Adam(1e-4))  # doctest: +SKIP
     """
     classes = _output_classes(model)
@@ -80,7 +80,7 @@ def evaluate_segmentation(model, dataset, num_classes, ignore_label=IGNORE_LABEL
         ``"confusion_matrix"`` (numpy); for dict outputs, one such dict per output.
 
     Example:
-        >>> results = evaluate_segmentation(model, test_ds, {"semantic": 33, "geometric": 3})
+        results = evaluate_segmentation(model, test_ds, {"semantic": 33, "geometric": 3})
         >>> results["semantic"]["mean_iu"]  # doctest: +SKIP
     """
     per_output = isinstance(num_classes, dict)

@@ -5,8 +5,8 @@ size, with the backward optical flow between them from OpenCV's DIS routine
 (``pip install keras_fcn[flow]``) and a forward-backward check that leaves occluded pixels out.
 
 Example:
-    >>> pairs = video_pair_dataset("footage/", (180, 240), max_pairs=500)
-    >>> train_ds = add_video_pairs(add_warped_pairs(train_ds), pairs.repeat().batch(4))
+    pairs = video_pair_dataset("footage/", (180, 240), max_pairs=500)
+    train_ds = add_video_pairs(add_warped_pairs(train_ds), pairs.repeat().batch(4))
 """
 
 import os
@@ -42,7 +42,7 @@ def estimate_flow(first, second):
         forward-backward check (occluded pixels fail it)).
 
     Example:
-        >>> flow, valid = estimate_flow(frame_a, frame_b)
+        flow, valid = estimate_flow(frame_a, frame_b)
     """
     cv2 = _cv2()
     gray = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in (first, second)]
@@ -84,7 +84,7 @@ def video_pairs(folder, size, *, step=1, max_pairs=None):
     clips in ``folder``, resized to ``size`` (H, W); see `estimate_flow`.
 
     Example:
-        >>> first, second, flow, valid = next(video_pairs("footage/", (180, 240)))
+        first, second, flow, valid = next(video_pairs("footage/", (180, 240)))
     """
     count = 0
     for frames in _clips(folder):
@@ -109,7 +109,7 @@ def video_pair_dataset(folder, size, *, step=1, max_pairs=None):
         ValueError: ``folder`` holds no pair of frames.
 
     Example:
-        >>> pairs = video_pair_dataset("footage/", (180, 240)).repeat().batch(4)
+        pairs = video_pair_dataset("footage/", (180, 240)).repeat().batch(4)
     """
     pairs = list(video_pairs(folder, tuple(size), step=step, max_pairs=max_pairs))
     if not pairs:
@@ -127,7 +127,7 @@ def add_video_pairs(warped_pairs, video_batches):
     (masks, concat([flow, video_flow]), concat([valid, video_valid])))``.
 
     Example:
-        >>> train_ds = add_video_pairs(add_warped_pairs(train_ds), pairs.repeat().batch(4))
+        train_ds = add_video_pairs(add_warped_pairs(train_ds), pairs.repeat().batch(4))
     """
     def merge(element, pair):
         (both, (masks, flow, valid)), (first, second, video_flow, video_valid) = element, pair

@@ -39,7 +39,7 @@ def preprocess_hha(hha):
     """HHA 0..255 minus the NYUDv2 HHA mean (no channel swap, as the reference), float32.
 
     Example:
-        >>> preprocess_hha(np.zeros((1, 1, 3)))[0, 0].round(3).tolist()
+        >>> [round(v, 3) for v in preprocess_hha(np.zeros((1, 1, 3)))[0, 0].tolist()]
         [-132.431, -94.076, -118.477]
     """
     return np.asarray(hha, np.float32) - np.asarray(NYUD_MEAN_HHA, np.float32)
