@@ -21,11 +21,6 @@ NOT_YET = {
     "keras_fcn.weights": "the lead's",
     "keras_fcn.presets": "the lead's",
     "keras_fcn.layers": "the lead's",
-    "keras_fcn.inference": "being edited by the reliability helpers",
-    "keras_fcn.io": "being edited by the reliability helpers",
-    "keras_fcn.training.callbacks": "being edited by the reliability helpers",
-    "keras_fcn.training.run_dir": "being edited by the reliability helpers",
-    "keras_fcn.export": "being edited by the reliability helpers",
 }
 OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

@@ -11,10 +11,10 @@ quality gate against the Keras model), ``images`` (calibration and check images)
 and ``metadata`` (what the exports share).
 
 Example:
-    >>> model = keras.models.load_model("fcn8s_camvid.keras")
-    >>> export_saved_model(model, "export/fcn8s")
-    >>> export_tflite(model, "export/fcn8s_int8.tflite", input_size=(360, 480),
-    ...               quantization="int8", representative_data="camvid/val")
+    model = keras.models.load_model("fcn8s_camvid.keras")
+    export_saved_model(model, "export/fcn8s")
+    export_tflite(model, "export/fcn8s_int8.tflite", input_size=(360, 480),
+                  quantization="int8", representative_data="camvid/val")
 """
 
 from keras_fcn.export.flatbuffer import check_tflite_ops, dynamic_tensors, tflite_ops  # noqa: F401

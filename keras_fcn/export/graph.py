@@ -5,10 +5,11 @@ with its preprocessing inside, :func:`keras_fcn.models.raw_rgb_model`) into a Ke
 ``ExportArchive``.
 
 Example:
-    >>> net = raw_rgb_model(load_model("runs/fcn8s.keras"))
+    net = raw_rgb_model(load_model("runs/fcn8s.keras"))
     >>> spec = tf.TensorSpec([1, 360, 480, 3], tf.uint8, name="images")
-    >>> write_graph(lambda images: {"logits": net(tf.cast(images, tf.float32))}, [spec], net,
-    ...             "graph_dir")
+
+    write_graph(lambda images: {"logits": net(tf.cast(images, tf.float32))}, [spec], net,
+                "graph_dir")
 """
 
 import os
@@ -26,7 +27,7 @@ def load_model(model):
     (:func:`keras_fcn.weights.load_model_file`).
 
     Example:
-        >>> model = load_model("runs/fcn8s.keras")
+        model = load_model("runs/fcn8s.keras")
     """
     if isinstance(model, keras.Model):
         return model

@@ -2,10 +2,9 @@
 ``image [mask]`` lines, read at the exported model's input size.
 
 Example:
-    >>> pairs = read_list("camvid/val.txt")
-    >>> image = load_image(pairs[0][0], size=(360, 480))      # uint8 (360, 480, 3)
-    >>> next(calibration_images("camvid/train.txt", (360, 480))).shape
-    (1, 360, 480, 3)
+    pairs = read_list("camvid/val.txt")
+    image = load_image(pairs[0][0], size=(360, 480))      # uint8 (360, 480, 3)
+    next(calibration_images("camvid/train.txt", (360, 480))).shape
 """
 
 import os
@@ -24,8 +23,7 @@ def read_list(path):
         A list of ``(image_path, mask_path or None)``.
 
     Example:
-        >>> read_list("camvid/val.txt")[0]
-        ('camvid/val/0016E5_07959.png', 'camvid/valannot/0016E5_07959.png')
+        read_list("camvid/val.txt")[0]
     """
     if os.path.isdir(path):
         names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS))
@@ -95,8 +93,7 @@ def calibration_images(data, input_size, num_images=100):
         num_images: how many images to use at most.
 
     Example:
-        >>> next(calibration_images("camvid/val", (360, 480))).shape
-        (1, 360, 480, 3)
+        next(calibration_images("camvid/val", (360, 480))).shape
     """
     if isinstance(data, (str, os.PathLike)):
         items = (load_image(p, input_size) for p, _ in read_list(os.fspath(data)))

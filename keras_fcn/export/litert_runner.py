@@ -1,11 +1,9 @@
 """Running an exported ``.tflite`` FCN in the LiteRT interpreter, as a deployed app would.
 
 Example:
-    >>> runner = TFLiteRunner("fcn8s_int8.tflite", num_threads=2)
-    >>> runner.labels(image).shape  # image: uint8 (H, W, 3) at the model's input size
-    (360, 480)
-    >>> runner.latency(image, runs=10)  # median seconds
-    0.084
+    runner = TFLiteRunner("fcn8s_int8.tflite", num_threads=2)
+    runner.labels(image).shape  # image: uint8 (H, W, 3) at the model's input size
+    runner.latency(image, runs=10)  # median seconds
 """
 
 import os
@@ -52,7 +50,7 @@ def make_interpreter(tflite_model, num_threads=2):
         ValueError: the interpreter cannot load the model (the message names it).
 
     Example:
-        >>> interpreter = make_interpreter("fcn8s_int8.tflite")
+        interpreter = make_interpreter("fcn8s_int8.tflite")
     """
     in_memory = isinstance(tflite_model, (bytes, bytearray))
     if not in_memory and not os.path.isfile(tflite_model):
@@ -85,9 +83,8 @@ class TFLiteRunner:
         num_threads: interpreter threads.
 
     Example:
-        >>> runner = TFLiteRunner("fcn8s_int8.tflite", num_threads=2)
-        >>> runner.labels(image).shape  # image: uint8 (H, W, 3) at the model's size
-        (360, 480)
+        runner = TFLiteRunner("fcn8s_int8.tflite", num_threads=2)
+        runner.labels(image).shape  # image: uint8 (H, W, 3) at the model's size
     """
 
     def __init__(self, tflite_model, num_threads=2):

@@ -6,11 +6,10 @@ float model is sure) and mean IU of every variant on validation images;
 into a report.
 
 Example:
-    >>> rows = compare_tflite("fcn8s.keras", {"int8": "fcn8s_int8.tflite"},
-    ...                       read_list("camvid/val.txt"), ignore_label=11)
-    >>> check_thresholds(rows, min_agreement=98.0, max_miou_drop=1.0)
-    []
-    >>> print(rows_to_markdown(rows, "FCN-8s int8"))
+    rows = compare_tflite("fcn8s.keras", {"int8": "fcn8s_int8.tflite"},
+                          read_list("camvid/val.txt"), ignore_label=11)
+    check_thresholds(rows, min_agreement=98.0, max_miou_drop=1.0)
+    print(rows_to_markdown(rows, "FCN-8s int8"))
 """
 
 import os
@@ -38,8 +37,7 @@ def keras_predictor(model):
     (:func:`keras_fcn.inference.forward.forward_fn` of its raw-RGB model).
 
     Example:
-        >>> keras_predictor("fcn8s.keras")(image).shape
-        (360, 480, 11)
+        keras_predictor("fcn8s.keras")(image).shape
     """
     net = raw_rgb_model(load_model(model))
     logits = forward_fn(net, output="logits")
@@ -132,7 +130,7 @@ def compare_tflite(model, tflite_paths, pairs, *, num_classes=None, ignore_label
         ``mean_iu_delta`` (points; ``None`` without masks). The first row is ``keras_float``.
 
     Example:
-        >>> rows = compare_tflite(model, {"int8": "m_int8.tflite"}, read_list("val.txt"))
+        rows = compare_tflite(model, {"int8": "m_int8.tflite"}, read_list("val.txt"))
     """
     keras_model = load_model(model)
     num_classes = num_classes or num_classes_of(keras_model)

@@ -5,8 +5,8 @@ with the permissions of the user's other outputs, and carries its sidecar in
 ``assets/keras_fcn.json``.
 
 Example:
-    >>> export_saved_model("runs/fcn8s.keras", "export/fcn8s")
-    >>> served = tf.saved_model.load("export/fcn8s").signatures["serving_default"]
+    export_saved_model("runs/fcn8s.keras", "export/fcn8s")
+    served = tf.saved_model.load("export/fcn8s").signatures["serving_default"]
 """
 
 import os
@@ -45,10 +45,9 @@ def export_saved_model(model, export_dir, *, input_size=None, include_probabilit
         The metadata dict, also written to ``export_dir/assets/keras_fcn.json``.
 
     Example:
-        >>> export_saved_model(model, "export/fcn8s")
-        >>> served = tf.saved_model.load("export/fcn8s").signatures["serving_default"]
-        >>> served(images=tf.zeros((1, 360, 480, 3), tf.uint8))["class_ids"].shape
-        TensorShape([1, 360, 480])
+        export_saved_model(model, "export/fcn8s")
+        served = tf.saved_model.load("export/fcn8s").signatures["serving_default"]
+        served(images=tf.zeros((1, 360, 480, 3), tf.uint8))["class_ids"].shape
     """
     height, width = check_input_size(input_size)
     source = load_model(model)

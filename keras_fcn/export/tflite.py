@@ -7,8 +7,8 @@ result is checked (:func:`keras_fcn.export.check_tflite_ops`). Every exported mo
 describes the classes, palette, normalization and the input/output tensors.
 
 Example:
-    >>> export_tflite("fcn8s_camvid.keras", "export/fcn8s_int8.tflite", input_size=(360, 480),
-    ...               quantization="int8", representative_data="camvid/train.txt")
+    export_tflite("fcn8s_camvid.keras", "export/fcn8s_int8.tflite", input_size=(360, 480),
+                  quantization="int8", representative_data="camvid/train.txt")
 """
 
 import logging
@@ -51,8 +51,8 @@ def save_tflite_graph(model, path, *, input_size, quantization="float32",
     yourself to try converter settings that :func:`convert_to_tflite` does not offer.
 
     Example:
-        >>> save_tflite_graph(model, "graph", input_size=(360, 480), quantization="int8")
-        >>> converter = tf.lite.TFLiteConverter.from_saved_model("graph")
+        save_tflite_graph(model, "graph", input_size=(360, 480), quantization="int8")
+        converter = tf.lite.TFLiteConverter.from_saved_model("graph")
     """
     height, width = check_input_size(input_size, allow_none=False)
     check_choice("quantization", quantization, QUANTIZATIONS)
@@ -125,7 +125,7 @@ def convert_to_tflite(model, *, input_size, quantization="float32", representati
         ``"int8"``: uint8/int8 with the quantization parameters of the input tensor, scale ~1).
 
     Example:
-        >>> flatbuffer = convert_to_tflite(model, input_size=(360, 480), quantization="float16")
+        flatbuffer = convert_to_tflite(model, input_size=(360, 480), quantization="float16")
     """
     size = check_input_size(input_size, allow_none=False)
     check_choice("quantization", quantization, QUANTIZATIONS)
@@ -167,8 +167,8 @@ def export_tflite(model, path, *, input_size, quantization="float32", representa
         tensor details, with quantization parameters).
 
     Example:
-        >>> export_tflite(model, "fcn8s_fp16.tflite", input_size=(360, 480),
-        ...               quantization="float16", class_names=CAMVID_CLASSES)
+        export_tflite(model, "fcn8s_fp16.tflite", input_size=(360, 480),
+                      quantization="float16", class_names=CAMVID_CLASSES)
     """
     if not os.fspath(path).endswith(".tflite"):
         raise ValueError(f"TFLite path must end with .tflite. Received: path={path!r}")

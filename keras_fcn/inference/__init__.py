@@ -7,8 +7,9 @@ flicker), ``refine`` (guided-filter boundaries), ``video`` (PyAV reading and wri
 
 Example:
     >>> from keras_fcn import inference
-    >>> labels, probs = inference.predict(model, image, tta_flip=True)
-    >>> rgb = inference.overlay(image, labels, alpha=0.5)
+
+    labels, probs = inference.predict(model, image, tta_flip=True)
+    rgb = inference.overlay(image, labels, alpha=0.5)
 """
 
 from keras_fcn import _tf  # noqa: E402

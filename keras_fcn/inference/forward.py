@@ -9,11 +9,11 @@ and whether the large-kernel convolutions (``fc6``) run as one matrix multiply
 ``jit_compile=`` / ``conv_matmul=`` or ``KERAS_FCN_JIT=0/1`` / ``KERAS_FCN_CONV_MATMUL=0/1``).
 
 Example:
-    >>> fn = forward_fn(model)                      # softmax probabilities
-    >>> probs = fn(np.zeros((2, 64, 64, 3), "float32"))  # float32 (2, 64, 64, num_classes)
-    >>> logits = forward_fn(model, output="logits")(images)
-    >>> probs = forward_fn(model, flip=True)(images)  # mean with the left-right mirror
-    >>> probs = forward_batches(model, rgb_stack, batch_size=4)  # numpy RGB in [0, 255]
+    fn = forward_fn(model)                      # softmax probabilities
+    probs = fn(np.zeros((2, 64, 64, 3), "float32"))  # float32 (2, 64, 64, num_classes)
+    logits = forward_fn(model, output="logits")(images)
+    probs = forward_fn(model, flip=True)(images)  # mean with the left-right mirror
+    probs = forward_batches(model, rgb_stack, batch_size=4)  # numpy RGB in [0, 255]
 """
 
 import weakref
@@ -41,8 +41,7 @@ def in_precision(model, precision=None):
     the model itself when it already does, or when ``precision`` is None).
 
     Example:
-        >>> in_precision(model, "bfloat16").get_layer("fc6").compute_dtype
-        'bfloat16'
+        in_precision(model, "bfloat16").get_layer("fc6").compute_dtype
     """
     if precision is None:
         return model
@@ -97,9 +96,8 @@ def forward_fn(model, *, output="softmax", flip=False, precision=None, jit_compi
         cast for the model) to float32 ``(N, H, W, C)``.
 
     Example:
-        >>> probs = forward_fn(model)(tf.zeros((1, 32, 32, 3)))
-        >>> probs.shape
-        TensorShape([1, 32, 32, 21])
+        probs = forward_fn(model)(tf.zeros((1, 32, 32, 3)))
+        probs.shape
     """
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}. Received: output={output!r}")
@@ -154,8 +152,7 @@ def model_input(model, images):
     a model without its own ``preprocess`` layer gets ``keras_fcn.models.preprocessing_fn``.
 
     Example:
-        >>> model_input(build_fcn8s(weights=None), np.zeros((1, 4, 4, 3), "float32"))[0, 0, 0]
-        array([-103.939, -116.779, -123.68 ], dtype=float32)
+        model_input(build_fcn8s(weights=None), np.zeros((1, 4, 4, 3), "float32"))[0, 0, 0]
     """
     preprocess = preprocessing_fn(model)
     if preprocess is not None:
@@ -182,8 +179,7 @@ def forward_batches(model, images, *, batch_size=1, flip=False, precision=None,
         float32 numpy ``(n, H, W, C)``.
 
     Example:
-        >>> forward_batches(model, np.zeros((3, 32, 32, 3), "float32"), batch_size=2).shape
-        (3, 32, 32, 21)
+        forward_batches(model, np.zeros((3, 32, 32, 3), "float32"), batch_size=2).shape
     """
     fn = forward_fn(model, flip=flip, precision=precision, jit_compile=jit_compile)
     outputs = []

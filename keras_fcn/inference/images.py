@@ -92,8 +92,7 @@ def map_same_size(fn, arrays):
         A list with one result per array.
 
     Example:
-        >>> map_same_size(lambda stack: [len(stack)] * len(stack), [a8, b5, c8])
-        [2, 1, 2]
+        map_same_size(lambda stack: [len(stack)] * len(stack), [a8, b5, c8])
     """
     groups = {}
     for index, array in enumerate(arrays):

@@ -7,8 +7,9 @@ class probability is near the decision and snaps to image edges with the guided 
 
 Example:
     >>> masks = AlphaMasks([15], margin=0.1, hold=2)
-    >>> for frame, probs in zip(frames, frame_probabilities):
-    ...     alpha = masks.step(frame, probs)[15]     # uint8 (H, W), 255 = the class
+
+    for frame, probs in zip(frames, frame_probabilities):
+        alpha = masks.step(frame, probs)[15]     # uint8 (H, W), 255 = the class
 """
 
 import numpy as np
@@ -90,8 +91,8 @@ def feathered_alpha(image, evidence, state, margin, *, radius=4, eps=1e-2):
         float32 ``(H, W)`` in [0, 1].
 
     Example:
-        >>> alpha = feathered_alpha(frame, class_evidence(probs, 15), probs.argmax(-1) == 15,
-        ...                         0.1)
+        alpha = feathered_alpha(frame, class_evidence(probs, 15), probs.argmax(-1) == 15,
+                                0.1)
     """
     state = np.asarray(state, dtype=bool)
     soft = state.astype("float32")
@@ -121,7 +122,8 @@ class AlphaMasks:
 
     Example:
         >>> masks = AlphaMasks([15])
-        >>> rgba = np.dstack([frame, masks.step(frame, probs)[15]])  # PNG with alpha
+
+        rgba = np.dstack([frame, masks.step(frame, probs)[15]])  # PNG with alpha
     """
 
     def __init__(self, class_ids, margin=0.1, hold=2, radius=4, eps=1e-2):

@@ -6,9 +6,9 @@ keras_fcn model (logits ``(N, H, W, C)`` aligned with the input); a model withou
 ``preprocess`` layer gets its input scaling applied here (see ``forward.model_input``).
 
 Example:
-    >>> labels, probs = predict(model, image)                      # one image, any size
-    >>> labels, probs = predict(model, [img_a, img_b], tta_flip=True)  # list, own sizes
-    >>> labels, probs = predict(model, big_image, tile_size=512, tile_overlap=128)
+    labels, probs = predict(model, image)                      # one image, any size
+    labels, probs = predict(model, [img_a, img_b], tta_flip=True)  # list, own sizes
+    labels, probs = predict(model, big_image, tile_size=512, tile_overlap=128)
 """
 
 import math
@@ -193,9 +193,8 @@ def predict(model, images, *, batch_size=1, tile_size="auto", tile_overlap=64, t
         ``return_probabilities=False``.
 
     Example:
-        >>> labels, probs = predict(model, np.zeros((37, 53, 3), np.uint8))
-        >>> labels.shape, probs.shape
-        ((37, 53), (37, 53, 21))
+        labels, probs = predict(model, np.zeros((37, 53, 3), np.uint8))
+        labels.shape, probs.shape
     """
     scales = check_predict_args(batch_size, tile_size, tile_overlap, scales)
     arrays, kind = as_image_list(images)

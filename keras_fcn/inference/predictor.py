@@ -5,11 +5,10 @@ model and its labels once and turns frames into probabilities and output maps
 (``keras_fcn.inference.files`` writes them).
 
 Example:
-    >>> predictor = Predictor(PredictOptions(model="fcn8s.keras", inputs=["photos/"],
-    ...                                      output_dir="out", classes=["person"]))
-    >>> probs = predictor.probabilities(image)
-    >>> predictor.mask_ids, predictor.mask_name(15)
-    ([15], 'person')
+    predictor = Predictor(PredictOptions(model="fcn8s.keras", inputs=["photos/"],
+                                         output_dir="out", classes=["person"]))
+    probs = predictor.probabilities(image)
+    predictor.mask_ids, predictor.mask_name(15)
 """
 
 import dataclasses
@@ -120,9 +119,8 @@ class Predictor:
     (``keras_fcn.labels.ModelLabels.for_model``) when there is one, else the PASCAL VOC ones.
 
     Example:
-        >>> predictor = Predictor(PredictOptions(model="fcn8s.keras", inputs=[], output_dir="."))
-        >>> predictor.class_names[:2]
-        ['background', 'aeroplane']
+        predictor = Predictor(PredictOptions(model="fcn8s.keras", inputs=[], output_dir="."))
+        predictor.class_names[:2]
     """
 
     def __init__(self, opts):

@@ -1,9 +1,9 @@
 """A progress bar over frames: tqdm when installed, else ``keras.utils.Progbar``.
 
 Example:
-    >>> with Progress(total=120, enabled=True) as progress:
-    ...     for frame in frames:
-    ...         progress.update(1)
+    with Progress(total=120, enabled=True) as progress:
+        for frame in frames:
+            progress.update(1)
 """
 
 import sys

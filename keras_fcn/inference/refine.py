@@ -1,9 +1,9 @@
 """Edge-aware refinement of class probabilities (a cheap stand-in for a dense CRF).
 
 Example:
-    >>> labels, probs = predict(model, image)
-    >>> refined = refine_boundaries(image, probs, radius=4, eps=1e-2)
-    >>> labels = refined.argmax(-1)
+    labels, probs = predict(model, image)
+    refined = refine_boundaries(image, probs, radius=4, eps=1e-2)
+    labels = refined.argmax(-1)
 """
 
 import numpy as np
@@ -39,8 +39,8 @@ def refine_boundaries(image, probabilities, *, radius=4, eps=1e-2):
         float32 ``(H, W, C)`` probabilities (non-negative, summing to 1).
 
     Example:
-        >>> refined = refine_boundaries(image, probs, radius=4, eps=1e-2)
-        >>> labels = refined.argmax(-1)
+        refined = refine_boundaries(image, probs, radius=4, eps=1e-2)
+        labels = refined.argmax(-1)
     """
     if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
         raise ValueError(f"radius must be a non-negative integer. Received: radius={radius!r}")

@@ -2,8 +2,9 @@
 
 Example:
     >>> sequence = SmoothedSequence(alpha=0.5)
-    >>> for probs in frame_probabilities:
-    ...     labels = sequence.step(probs).argmax(-1)
+
+    for probs in frame_probabilities:
+        labels = sequence.step(probs).argmax(-1)
     >>> sequence.summary()        # flicker before and after smoothing
     {'frames_compared': ..., 'flicker_raw': ..., 'flicker_smoothed': ..., 'smooth_alpha': 0.5}
 """
@@ -30,7 +31,8 @@ class TemporalSmoother:
 
     Example:
         >>> smoother = TemporalSmoother(alpha=0.5)
-        >>> smoothed = [smoother(p) for p in frame_probabilities]
+
+        smoothed = [smoother(p) for p in frame_probabilities]
     """
 
     def __init__(self, alpha):
@@ -61,7 +63,7 @@ def smooth_probabilities(frames, alpha):
         A list of smoothed float32 ``(H, W, C)`` maps.
 
     Example:
-        >>> smoothed = smooth_probabilities(probs_per_frame, alpha=0.4)
+        smoothed = smooth_probabilities(probs_per_frame, alpha=0.4)
     """
     smoother = TemporalSmoother(alpha)
     return [smoother(p).copy() for p in frames]
@@ -76,10 +78,11 @@ class FlickerMeter:
         total: pixels compared, over all pairs.
 
     Example:
-        >>> meter = FlickerMeter()
-        >>> for labels in label_frames:
-        ...     meter.update(labels)
-        >>> meter.rate
+        meter = FlickerMeter()
+
+        for labels in label_frames:
+            meter.update(labels)
+        meter.rate
     """
 
     def __init__(self):
@@ -190,8 +193,8 @@ def flow_flicker_rate(frames, flows, valids=None):
         A float in [0, 1] (0.0 when nothing is compared).
 
     Example:
-        >>> flow, valid = step_flow(path, 180, 240)
-        >>> flow_flicker_rate(label_frames, flow.numpy(), valid.numpy())
+        flow, valid = step_flow(path, 180, 240)
+        flow_flicker_rate(label_frames, flow.numpy(), valid.numpy())
     """
     frames = list(frames)
     if len(flows) != len(frames) - 1:
@@ -216,7 +219,8 @@ class SmoothedSequence:
 
     Example:
         >>> sequence = SmoothedSequence(alpha=0.5)
-        >>> smoothed = [sequence.step(p) for p in frame_probabilities]
+
+        smoothed = [sequence.step(p) for p in frame_probabilities]
         >>> sequence.summary()["flicker_smoothed"] <= sequence.summary()["flicker_raw"]
         True
     """

@@ -1,11 +1,10 @@
 """Per-pixel uncertainty: softmax entropy and margin, and Monte-Carlo dropout.
 
 Example:
-    >>> labels, probs = predict(model, image)
-    >>> heat = entropy(probs)                  # (H, W), log(C) where the model is unsure
-    >>> result = mc_dropout(model, image, num_samples=8)
-    >>> result["mutual_information"].shape == image.shape[:2]
-    True
+    labels, probs = predict(model, image)
+    heat = entropy(probs)                  # (H, W), log(C) where the model is unsure
+    result = mc_dropout(model, image, num_samples=8)
+    result["mutual_information"].shape == image.shape[:2]
 """
 
 import weakref
@@ -81,8 +80,8 @@ def mc_dropout_model(model, seed=None):
         A ``keras.Model`` with the same inputs, outputs and (shared) weights.
 
     Example:
-        >>> mc = mc_dropout_model(model)
-        >>> samples = [mc(x) for _ in range(8)]  # differ where dropout > 0
+        mc = mc_dropout_model(model)
+        samples = [mc(x) for _ in range(8)]  # differ where dropout > 0
     """
     count = 0
 
@@ -136,9 +135,8 @@ def mc_dropout(model, images, *, num_samples=10, batch_size=1, seed=None):
         stacked for a stack, lists for a list.
 
     Example:
-        >>> result = mc_dropout(model, image, num_samples=8)
-        >>> result["variance"].shape == image.shape[:2]
-        True
+        result = mc_dropout(model, image, num_samples=8)
+        result["variance"].shape == image.shape[:2]
     """
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
         raise ValueError(

@@ -3,10 +3,10 @@
 PyAV is imported only when a video is read or written; folders of frames need nothing extra.
 
 Example:
-    >>> for frame in read_video("street.mp4"):       # RGB uint8 (H, W, 3)
-    ...     ...
-    >>> with VideoWriter("overlay.mp4", fps=25) as writer:
-    ...     writer.write(rgb_frame)
+    for frame in read_video("street.mp4"):       # RGB uint8 (H, W, 3)
+        ...
+    with VideoWriter("overlay.mp4", fps=25) as writer:
+        writer.write(rgb_frame)
 """
 
 import os
@@ -45,8 +45,7 @@ def video_info(path):
     """Returns ``{"fps": float, "frames": int or None, "width": int, "height": int}``.
 
     Example:
-        >>> video_info("street.mp4")["fps"]
-        25.0
+        video_info("street.mp4")["fps"]
     """
     av = _av()
     try:
@@ -69,7 +68,7 @@ def read_video(path):
         A generator of frames.
 
     Example:
-        >>> frames = list(read_video("clip.mp4"))
+        frames = list(read_video("clip.mp4"))
     """
     av = _av()
     try:
@@ -99,8 +98,8 @@ class VideoWriter:
         overwrite: if False and ``path`` exists, raises ``FileExistsError``.
 
     Example:
-        >>> with VideoWriter("mask.webm", fps=25) as w:
-        ...     w.write(np.dstack([frame, mask]))  # mask as the alpha matte
+        with VideoWriter("mask.webm", fps=25) as w:
+            w.write(np.dstack([frame, mask]))  # mask as the alpha matte
     """
 
     def __init__(self, path, fps=25.0, overwrite=True):

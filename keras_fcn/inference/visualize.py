@@ -4,9 +4,9 @@ Label maps are integer ``(H, W)`` class ids in 0..255; palettes are ``(K, 3)`` c
 first K ids, the PASCAL VOC colours (``keras_fcn.labels.voc_palette``) for the others.
 
 Example:
-    >>> rgb = overlay(image, labels, alpha=0.5)
-    >>> rgb = overlay_with_legend(image, labels, class_names=VOC_CLASSES)
-    >>> save_png("labels.png", labels, palette=True)   # opens with class colours
+    rgb = overlay(image, labels, alpha=0.5)
+    rgb = overlay_with_legend(image, labels, class_names=VOC_CLASSES)
+    save_png("labels.png", labels, palette=True)   # opens with class colours
 """
 
 import numpy as np
@@ -22,7 +22,7 @@ def full_palette(palette=None):
 
     Example:
         >>> full_palette([[1, 2, 3]])[:2].tolist()
-        [[1, 2, 3], [0, 128, 0]]
+        [[1, 2, 3], [128, 0, 0]]
     """
     full = np.asarray(voc_palette(256), dtype="uint8")
     if palette is not None:
@@ -138,8 +138,7 @@ def draw_legend(height, class_ids, class_names=None, palette=None, width=160):
         uint8 ``(height, width, 3)``, white background.
 
     Example:
-        >>> draw_legend(64, [0, 15], VOC_CLASSES).shape
-        (64, 160, 3)
+        draw_legend(64, [0, 15], VOC_CLASSES).shape
     """
     from PIL import Image, ImageDraw
 
@@ -171,8 +170,7 @@ def overlay_with_legend(image, labels, *, alpha=0.5, palette=None, class_names=N
         uint8 ``(H, W + legend_width, 3)``; ``[:, :W]`` equals ``overlay(...)``.
 
     Example:
-        >>> overlay_with_legend(image, labels, class_names=VOC_CLASSES).shape[1]
-        image.shape[1] + 160
+        overlay_with_legend(image, labels, class_names=VOC_CLASSES).shape[1]
     """
     blended = overlay(image, labels, alpha=alpha, palette=palette, ignore_label=ignore_label)
     legend = draw_legend(max(blended.shape[0], 1), classes_present(labels, ignore_label),
@@ -210,8 +208,7 @@ def heatmap(values, *, cmap="viridis", vmin=None, vmax=None):
         uint8 RGB ``(H, W, 3)``.
 
     Example:
-        >>> heatmap(entropy(probs), vmin=0, vmax=np.log(21)).shape
-        (H, W, 3)
+        heatmap(entropy(probs), vmin=0, vmax=np.log(21)).shape
     """
     import matplotlib
 
@@ -239,7 +236,7 @@ def save_png(path, array, palette=None, overwrite=True):
         ``path``.
 
     Example:
-        >>> save_png("labels.png", labels, palette=True)  # opens with class colours
+        save_png("labels.png", labels, palette=True)  # opens with class colours
     """
     if palette is None:
         return io.save_png(path, array, overwrite=overwrite)

@@ -6,7 +6,8 @@ checkpoint and backup survive. `make_callbacks` returns the set `keras_fcn.train
 
 Example:
     >>> guard = NaNGuard(steps_per_epoch=100)
-    >>> model.fit(train_ds, epochs=5, callbacks=make_callbacks("runs/a", nan_guard=guard))
+
+    model.fit(train_ds, epochs=5, callbacks=make_callbacks("runs/a", nan_guard=guard))
 """
 
 import contextlib
@@ -57,7 +58,8 @@ class NaNGuard(keras.callbacks.Callback):
 
     Example:
         >>> guard = NaNGuard(steps_per_epoch=100)
-        >>> model.fit(train_ds, epochs=5, steps_per_epoch=100, callbacks=[guard])
+
+        model.fit(train_ds, epochs=5, steps_per_epoch=100, callbacks=[guard])
         >>> guard.nan_step  # None, or {"epoch": 2, "batch": 17, "step": 117, "loss": "nan"}
     """
 
@@ -99,7 +101,7 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     newer weights, training that epoch twice.
 
     Example:
-        >>> backup = SafeBackupAndRestore("runs/a/backup", guard)
+        backup = SafeBackupAndRestore("runs/a/backup", guard)
     """
 
     def __init__(self, backup_dir, nan_guard, **kwargs):
@@ -147,7 +149,7 @@ class BestCheckpoint(keras.callbacks.Callback):
     better checkpoint, and nothing is saved after a NaN stop.
 
     Example:
-        >>> best = BestCheckpoint("runs/a/best.keras", guard, monitor="val_mean_iu")
+        best = BestCheckpoint("runs/a/best.keras", guard, monitor="val_mean_iu")
     """
 
     def __init__(self, path, nan_guard, monitor="val_mean_iu", mode="max"):
@@ -182,7 +184,7 @@ class HistoryWriter(keras.callbacks.Callback):
     resumes.
 
     Example:
-        >>> history = HistoryWriter("runs/a/history.json", guard)
+        history = HistoryWriter("runs/a/history.json", guard)
     """
 
     def __init__(self, path, nan_guard):
@@ -225,8 +227,8 @@ class TimeLimit(keras.callbacks.Callback):
     down but do not shorten it; on 2 fully used cores it passes twice as fast as the wall clock.
 
     Example:
-        >>> model.fit(train_ds, epochs=100, callbacks=[TimeLimit(minutes=15)])
-        >>> model.fit(train_ds, epochs=100, callbacks=[TimeLimit(60, clock="cpu")])
+        model.fit(train_ds, epochs=100, callbacks=[TimeLimit(minutes=15)])
+        model.fit(train_ds, epochs=100, callbacks=[TimeLimit(60, clock="cpu")])
     """
 
     CLOCKS = {"wall": time.time, "cpu": time.process_time}
@@ -271,8 +273,8 @@ def ema_weights(model):
     keeps one, `make_optimizer(ema_decay=...)`); the raw weights come back after it.
 
     Example:
-        >>> with ema_weights(model):
-        ...     model.save("ema.keras")
+        with ema_weights(model):
+            model.save("ema.keras")
     """
     optimizer = _ema_optimizer(model)
     if optimizer is None:
@@ -298,7 +300,7 @@ class EMAWeights(keras.callbacks.Callback):
     optimizer keeps no average.
 
     Example:
-        >>> model.fit(train_ds, validation_data=val_ds, callbacks=[EMAWeights()])
+        model.fit(train_ds, validation_data=val_ds, callbacks=[EMAWeights()])
     """
 
     def __init__(self):

@@ -14,7 +14,8 @@ A run directory receives:
 
 Example:
     >>> run_dir = prepare_run_dir("runs/camvid", resume=True)
-    >>> write_labels(run_dir, info, image_size=(180, 240), model_name="fcn8s")
+
+    write_labels(run_dir, info, image_size=(180, 240), model_name="fcn8s")
 """
 
 import os
@@ -76,7 +77,7 @@ def prepare_run_dir(run_dir, *, resume=False, overwrite=False):
 
     Example:
         >>> prepare_run_dir("runs/shapes", overwrite=True)
-        '/home/me/runs/shapes'
+        '.../runs/shapes'
     """
     run_dir = os.path.abspath(os.path.expanduser(run_dir))
     held = io.holds_lock(run_dir)
@@ -107,8 +108,7 @@ def model_labels(info, *, model=None, image_size=None, model_name=None):
     to one colour per class by `ModelLabels`.
 
     Example:
-        >>> model_labels(CAMVID_INFO, image_size=(180, 240)).palette[-1]
-        (0, 128, 192)
+        model_labels(CAMVID_INFO, image_size=(180, 240)).palette[-1]
     """
     normalization = None if model is None else normalization_of(model)
     return ModelLabels.from_info(info, image_size=image_size, model_name=model_name,
@@ -119,7 +119,7 @@ def write_labels(run_dir, info, *, model=None, image_size=None, model_name=None)
     """Writes the run's `labels.json` (see `model_labels`); returns the `ModelLabels`.
 
     Example:
-        >>> write_labels("runs/camvid", CAMVID_INFO, model=model, image_size=(180, 240))
+        write_labels("runs/camvid", CAMVID_INFO, model=model, image_size=(180, 240))
     """
     labels = model_labels(info, model=model, image_size=image_size, model_name=model_name)
     labels.write(os.path.join(run_dir, LABELS_FILE))
@@ -130,7 +130,7 @@ def completed_run(run_dir):
     """The `metrics.json` report of a run that finished in `run_dir`, or None.
 
     Example:
-        >>> completed_run("runs/voc/fcn32s")["final_val"]["mean_iu"]
+        completed_run("runs/voc/fcn32s")["final_val"]["mean_iu"]
     """
     path = os.path.join(run_dir, METRICS_FILE)
     if not (os.path.exists(path) and os.path.exists(os.path.join(run_dir, MODEL_FILE))):
@@ -149,7 +149,7 @@ def plot_curves(history, path, title=None, metric="mean_iu"):
         metric: the logged metric of the second panel (e.g. "semantic_mean_iu").
 
     Example:
-        >>> plot_curves(io.read_json("runs/a/history.json"), "runs/a/curves.png")
+        plot_curves(io.read_json("runs/a/history.json"), "runs/a/curves.png")
     """
     import matplotlib
 
