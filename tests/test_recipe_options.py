@@ -28,6 +28,7 @@ from keras_fcn.training import evaluation, optimizers, recipe
 from keras_fcn.metrics import segmentation_metrics
 from keras_fcn.training.fit import compile_model
 
+fit_lib = sys.modules[compile_model.__module__]  # keras_fcn.training.fit (not the function)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -365,7 +366,10 @@ def test_flags_set_the_options_and_their_defaults_are_off():
     assert evaluation.check_scales(default.run.eval_scales or (1.0,)) == (1.0,)
 
 
-def test_recipe_with_every_option_reports_its_models_tta_figures(tmp_path):
+def test_recipe_with_every_option_reports_its_models_tta_figures(tmp_path, monkeypatch):
+    calls, evaluate_model = [], fit_lib.evaluate_model
+    monkeypatch.setattr(fit_lib, "evaluate_model", lambda *args, **kwargs: calls.append(
+        kwargs) or evaluate_model(*args, **kwargs))
     config = config_lib.TrainConfig().replace(
         dataset="shapes", model="fcn8s", widths=TINY_WIDTHS, fc_units=TINY_FC, dropout=0.0,
         epochs=2, batch_size=4, num_train=8, num_val=2, shapes_size=32, crop_size=(32, 32),
@@ -375,6 +379,9 @@ def test_recipe_with_every_option_reports_its_models_tta_figures(tmp_path):
     result = recipe.run(config)
     report = result["reports"]["8s"]
     assert [epoch["epoch"] for epoch in report["history"]] == [1, 2]
+    # The tiny model predicts one class everywhere after 4 steps, so its figures cannot tell
+    # the TTA settings apart: the final evaluation is checked to get them.
+    assert [(call["flip"], call["scales"]) for call in calls] == [(True, (0.75, 1.0))]
     saved = keras.models.load_model(os.path.join(result["run_dir"], "model.keras"))
     # The final figures are the saved model's flip + two-scale predictions on the two
     # validation images, counted here (tta_probabilities is checked above on closed forms).
