@@ -40,9 +40,12 @@ def test_docstring_examples_run(name, tmp_path, monkeypatch):
         pytest.skip(f"{name}: {error}")
     monkeypatch.chdir(tmp_path)  # an example that writes files writes them here
     runner = doctest.DocTestRunner(optionflags=OPTIONS)
+    policy = keras.config.dtype_policy()
     report = []
     for test in doctest.DocTestFinder(exclude_empty=True).find(module):
         if test.examples and test.filename == module.__file__:  # not re-exported names'
             test.globs = {"np": np, "keras": keras, "keras_fcn": keras_fcn, **vars(module)}
             runner.run(test, out=report.append)
+    keras.config.set_dtype_policy(policy)  # what the examples set stays in them
+    keras.backend.clear_session()
     assert runner.failures == 0, "".join(report)
