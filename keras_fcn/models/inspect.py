@@ -8,7 +8,7 @@ model saved by keras_fcn 0.1.x, which recorded nothing, has its trunk told from 
 (:func:`legacy_backbone`).
 
 Example:
-    >>> model = build_fcn8s(num_classes=12, weights=None, backbone="mobilenet_v2")
+    >>> model = keras_fcn.build_fcn8s(num_classes=12, weights=None, backbone="mobilenet_v2")
     >>> backbone_of(model), has_preprocessing(model), num_classes_of(model)
     ('mobilenet_v2', False, 12)
     >>> deployable = raw_rgb_model(model)  # takes RGB 0..255, scales it inside
@@ -57,7 +57,7 @@ def backbone_of(model):
     :func:`legacy_backbone`.
 
     Example:
-        >>> backbone_of(build_fcn32s(weights=None))
+        >>> backbone_of(keras_fcn.build_fcn32s(weights=None))
         'vgg16'
     """
     fcn = recorded_fcn(model)
@@ -71,7 +71,7 @@ def has_preprocessing(model):
         True if the model takes raw RGB in [0, 255] itself.
 
     Example:
-        >>> has_preprocessing(build_fcn("32s", weights=None, include_preprocessing=True))
+        >>> has_preprocessing(keras_fcn.build_fcn("32s", weights=None, include_preprocessing=True))
         True
     """
     return any(layer.name == "preprocess" for layer in all_layers(model))
@@ -87,7 +87,7 @@ def preprocessing_fn(model):
         MobileNetV2.
 
     Example:
-        >>> preprocessing_fn(build_fcn8s(weights=None)) is preprocess_input
+        >>> preprocessing_fn(keras_fcn.build_fcn8s(weights=None)) is keras_fcn.preprocess_input
         True
     """
     if has_preprocessing(model):
@@ -106,7 +106,7 @@ def normalization_of(model):
         MobileNetV2.
 
     Example:
-        >>> normalization_of(build_fcn32s(weights=None))["type"]
+        >>> normalization_of(keras_fcn.build_fcn32s(weights=None))["type"]
         'caffe_bgr_mean'
     """
     return get_trunk(backbone_of(model)).preprocessing.normalization(model)
@@ -116,7 +116,7 @@ def num_classes_of(model):
     """The number of classes (last axis of the first output) of an FCN.
 
     Example:
-        >>> num_classes_of(build_fcn32s(num_classes=5, weights=None))
+        >>> num_classes_of(keras_fcn.build_fcn32s(num_classes=5, weights=None))
         5
     """
     return int(model.outputs[0].shape[-1])
@@ -134,7 +134,7 @@ def with_preprocessing(model, input_dtype="uint8", name=None):
         ValueError: the model already has a ``preprocess`` layer.
 
     Example:
-        >>> trained = build_fcn("32s", 21, weights=None, widths=(4, 4, 8, 8, 8), fc_units=8)
+        >>> trained = keras_fcn.build_fcn("32s", 21, weights=None, widths=(4, 4, 8, 8, 8), fc_units=8)
         >>> deployable = with_preprocessing(trained)
         >>> deployable.predict(np.zeros((1, 64, 64, 3), np.uint8), verbose=0).shape
         (1, 64, 64, 21)
@@ -154,7 +154,7 @@ def raw_rgb_model(model):
     :func:`with_preprocessing` with float32 input.
 
     Example:
-        >>> trained = build_fcn("32s", 21, weights=None, widths=(4, 4, 8, 8, 8), fc_units=8)
+        >>> trained = keras_fcn.build_fcn("32s", 21, weights=None, widths=(4, 4, 8, 8, 8), fc_units=8)
         >>> raw_rgb_model(trained).input.dtype  # trained on preprocess_input(images)
         'float32'
     """

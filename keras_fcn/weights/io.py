@@ -7,7 +7,7 @@ That one path serves the ImageNet VGG16 backbone (net surgery of ``fc1``/``fc2``
 the released reference weights (Caffe and PyTorch, see :func:`convert_to_keras_model`).
 
 Example:
-    >>> fcn16s = build_fcn16s(weights=None)
+    >>> fcn16s = keras_fcn.build_fcn16s(weights=None)
     >>> set_weights_by_name(fcn16s, read_weights("runs/fcn32s.keras"))  # doctest: +SKIP
 """
 
@@ -173,7 +173,8 @@ def set_weights_by_name(model, weights, *, rename=None, skip_mismatch=False, req
 
     Example:
         >>> tiny = {"weights": None, "widths": (4, 4, 8, 8, 8), "fc_units": 8}
-        >>> fcn32s, fcn16s = build_fcn("32s", 5, **tiny), build_fcn("16s", 5, **tiny)
+        >>> fcn32s = keras_fcn.build_fcn("32s", 5, **tiny)
+        >>> fcn16s = keras_fcn.build_fcn("16s", 5, **tiny)
         >>> set_weights_by_name(fcn16s, read_weights(fcn32s))[:3]  # staged init
         ['conv1_1', 'conv1_2', 'conv2_1']
     """
@@ -309,7 +310,7 @@ def convert_to_keras_model(source, model, rename=None, strict=True):
         ValueError: the weights do not fit the model (a shape names the layer).
 
     Example:
-        >>> model = build_fcn8s(num_classes=21, weights=None)
+        >>> model = keras_fcn.build_fcn8s(num_classes=21, weights=None)
         >>> convert_to_keras_model("fcn8s-heavy-pascal.caffemodel", model)["missing"]  # doctest: +SKIP
         []
     """
