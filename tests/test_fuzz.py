@@ -21,6 +21,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from tiny import saved_raw_rgb_fcn
 from PIL import Image
 
 import fuzz_cases as fc
@@ -560,15 +561,8 @@ def test_read_weights_on_corrupt_files(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model_path(tmp_path_factory):
-    import keras
-
-    from keras_fcn.models import build_fcn
-
-    keras.utils.set_random_seed(3)
-    model = build_fcn("8s", num_classes=NUM_CLASSES, weights=None, widths=(4, 4, 4, 4, 4),
-                      fc_units=8, dropout=0.0, include_preprocessing=True)
-    path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
-    model.save(path)
+    _, path = saved_raw_rgb_fcn(tmp_path_factory.mktemp("model"), NUM_CLASSES, 3,
+                                widths=(4, 4, 4, 4, 4))
     return path
 
 

@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+from tiny import saved_raw_rgb_fcn
 from PIL import Image
 
 import fuzz_cases as fc
@@ -30,15 +31,7 @@ def rss_limit(pixels, num_classes=NUM_CLASSES):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    import keras
-
-    from keras_fcn.models import build_fcn
-
-    keras.utils.set_random_seed(5)
-    model = build_fcn("8s", num_classes=NUM_CLASSES, weights=None, widths=(4, 4, 8, 8, 8),
-                      fc_units=8, dropout=0.0, include_preprocessing=True)
-    path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
-    model.save(path)
+    model, path = saved_raw_rgb_fcn(tmp_path_factory.mktemp("model"), NUM_CLASSES, 5)
     return model, path
 
 

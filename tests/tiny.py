@@ -31,3 +31,17 @@ def tiny_fcn(variant="8s", num_classes=3, *, seed=0, scale=0.3, widths=TINY_WIDT
     model = build_fcn(variant, num_classes=num_classes, weights=None, widths=widths,
                       fc_units=fc_units, dropout=dropout, **kwargs)
     return randomize_scores(model, seed, scale)
+
+
+def saved_raw_rgb_fcn(folder, num_classes, seed, widths=TINY_WIDTHS):
+    """A tiny FCN-8s taking raw RGB (its preprocessing inside, no dropout), saved as
+    ``folder/tiny.keras``: the model the predict tools and fuzz tests load. Returns
+    ``(model, path)``."""
+    import keras  # pylint: disable=import-outside-toplevel
+
+    keras.utils.set_random_seed(seed)
+    model = build_fcn("8s", num_classes=num_classes, weights=None, widths=widths,
+                      fc_units=TINY_FC, dropout=0.0, include_preprocessing=True)
+    path = str(folder / "tiny.keras")
+    model.save(path)
+    return model, path
