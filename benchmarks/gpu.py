@@ -23,7 +23,13 @@ so that a run cut short by ``--budget-s`` still has the headline figures:
    (b) ``model.fit`` with ``steps_per_execution=8`` on in-memory arrays, (d) the forward pass
    with bf16-stored weights (``keras_fcn.runtime.with_precision(..., inference=True)``), (e) the
    step of (a) with TF32 (``jax_default_matmul_precision="tensorfloat32"``);
-6. ``torch_tf32``: the PyTorch port with TF32 (PyTorch's default for convolutions).
+6. ``torch_tf32``: the PyTorch port with TF32 (PyTorch's default for convolutions);
+7. ``jax_programs``: the compiled programs, not run: Keras' train step
+   (``jax.jit(model.train_step)``, as ``fit`` compiles it), the pure-JAX step of (c) and the
+   forward pass, fp32 and ``mixed_bfloat16``, with XLA's cost analysis (FLOPs, bytes), the
+   buffers XLA allocates and the instructions by kind (convolutions, cuDNN calls, transposes,
+   copies, fusions). Compiling only, it also runs on a CPU at the full sizes
+   (``--only jax_programs``): the program Keras hands to XLA, whatever device runs it.
 
 Timings are medians after warm-up, with the device synchronized (``block_until_ready``,
 ``torch.cuda.synchronize``); the first call (compilation, autotuning) is reported apart. The
@@ -45,6 +51,7 @@ Writes the Markdown table to ``--out`` and the figures to the same path with ``.
 """
 
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import json
@@ -76,13 +83,14 @@ CONFIGS = (
     ("equiv_torch", "equiv", "torch", "fp32", "equivalence on Keras-torch"),
     ("jax_diagnostics", "diagnostics", "jax", "fp32", "JAX train-step diagnostics"),
     ("torch_tf32", "port", None, "tf32", "PyTorch port fp32 TF32"),
+    ("jax_programs", "programs", "jax", "fp32", "compiled JAX programs"),
 )
 CONFIG = {c[0]: c for c in CONFIGS}
 TABLE_COLUMNS = ("torch_fp32", "torch_bf16", "keras_jax_fp32", "keras_jax_bf16",
                  "keras_torch_fp32", "keras_torch_bf16", "torch_tf32")
 # Seconds an item needs on the H200 (compilation included), to skip it rather than overrun.
 NEEDS = {"start": 20, "port": 8, "keras_forward": 20, "keras_train": 60, "equiv": 15,
-         "diag_train": 60}
+         "diag_train": 60, "programs": 90}
 LR = 1e-6  # small: random weights stay finite over the timed steps
 IGNORE = 255
 EQUIV_TOLERANCE = 1e-4
@@ -236,6 +244,10 @@ def summary(result):
                 f"(first call {result['first_call_s']:.1f} s)")
     if "verdict" in result:
         return f"{result['verdict']} (worst ratio {result['worst_ratio']:.2e})"
+    if "keras_train_step" in result:
+        return ", ".join(f"{name} {result[name]['gflop_per_image']:.1f} GFLOP/img, "
+                         f"{result[name]['instructions']} instructions"
+                         for name in ("keras_train_step", "pure_jax_step", "forward"))
     return "ok"
 
 
@@ -267,7 +279,7 @@ def show_device(worker):
     on_gpu = [worker.torch.cuda.is_available()] if worker.torch is not None else []
     if worker.jax is not None:
         on_gpu.append(worker.jax.default_backend() == "gpu")
-    if not worker.args.smoke and not all(on_gpu):
+    if not worker.args.smoke and worker.kind != "programs" and not all(on_gpu):
         sys.exit(f"[{worker.name}] no GPU seen ({worker.record['device']}): only --smoke runs "
                  "on the CPU.")
 
@@ -577,14 +589,13 @@ def run_diagnostics(worker):
         keras_train_item(worker, model, "train_tf32", NEEDS["diag_train"])
 
 
-def pure_jax_train(worker, model):
-    """(c) jit(value_and_grad(stateless_call)) + SGD momentum as Keras' SGD does it
-    (m = 0.9 m - lr g; w += m), the state donated: the XLA compute without Keras' trainer."""
+def pure_jax_step(worker, model):
+    """(c)'s step: jit(value_and_grad(stateless_call)) + SGD momentum as Keras' SGD does it
+    (m = 0.9 m - lr g; w += m), the state donated; returns (step, fresh state copies)."""
     jax = worker.jax
     from keras_fcn.losses import SparseCategoricalCrossentropyIgnore
 
     loss_fn = SparseCategoricalCrossentropyIgnore(ignore_label=IGNORE)
-    p = worker.plan
 
     def loss_of(trainable, non_trainable, x, y):
         logits, non_trainable = model.stateless_call(trainable, non_trainable, x, training=True)
@@ -597,11 +608,18 @@ def pure_jax_train(worker, model):
         trainable = [w + m for w, m in zip(trainable, momenta)]
         return trainable, non_trainable, momenta, loss
 
-    step = jax.jit(step, donate_argnums=(0, 1, 2))
     # copies: the donated buffers must not be the model's own (the next variants use them)
     state = [[jax.numpy.array(v.value, copy=True) for v in variables]
              for variables in (model.trainable_variables, model.non_trainable_variables)]
     state.append([jax.numpy.zeros_like(w) for w in state[0]])
+    return jax.jit(step, donate_argnums=(0, 1, 2)), state
+
+
+def pure_jax_train(worker, model):
+    """(c) the pure-JAX step timed: the XLA compute without Keras' trainer."""
+    jax = worker.jax
+    p = worker.plan
+    step, state = pure_jax_step(worker, model)
     batch = p["train_batch"]
     images, labels = worker.data(batch, p["train_size"])
     x, y = jax.device_put(images), jax.device_put(labels)
@@ -658,8 +676,75 @@ def bf16_weights_model(worker, model):
         return f"skipped: with_precision failed ({type(e).__name__}: {e})"[:400]
 
 
+PROGRAM_OPS = ("convolution", "custom-call", "transpose", "copy", "fusion")
+
+
+def program_stats(compiled, batch):
+    """XLA's cost analysis, buffer sizes and instruction counts of a compiled program."""
+    import re
+
+    cost = compiled.cost_analysis()
+    cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
+    text = compiled.as_text()
+    opcodes = re.findall(r"^\s*(?:ROOT )?%?[\w.-]+ = [^=]*?\s([a-z][\w-]*)\(", text, re.M)
+    counts = {op: opcodes.count(op) for op in PROGRAM_OPS}
+    targets = re.findall(r'custom_call_target="([^"]+)"', text)
+    stats = {"gflop_per_image": cost.get("flops", 0.0) / batch / 1e9,
+             "gb_accessed_per_image": cost.get("bytes accessed", 0.0) / batch / 1e9,
+             "instructions": len(opcodes), "ops": counts,
+             "custom_call_targets": {t: targets.count(t) for t in sorted(set(targets))}}
+    try:
+        memory = compiled.memory_analysis()
+        stats["temp_bytes"] = int(memory.temp_size_in_bytes)
+        stats["argument_bytes"] = int(memory.argument_size_in_bytes)
+    except Exception:  # noqa: BLE001 - not every platform reports it
+        pass
+    return stats
+
+
+def compiled_programs(worker):
+    """Keras' train step, the pure-JAX step and the forward pass, compiled, not run."""
+    jax = worker.jax
+    keras = sys.modules["keras"]
+    p = worker.plan
+    model = build_keras_model(worker)
+    keras_compile(model, "jax")
+    model.optimizer.build(model.trainable_variables)
+    batch = p["train_batch"]
+    images, labels = worker.data(batch, p["train_size"])
+    state = tuple([v.value for v in variables] for variables in (
+        model.trainable_variables, model.non_trainable_variables, model.optimizer.variables,
+        model.metrics_variables))
+    found, start = {}, time.perf_counter()
+    keras_step = jax.jit(model.train_step, donate_argnums=0)  # as fit's train function
+    found["keras_train_step"] = program_stats(
+        keras_step.lower(state, (images, labels)).compile(), batch)
+    pure, pure_state = pure_jax_step(worker, model)
+    found["pure_jax_step"] = program_stats(pure.lower(*pure_state, images, labels).compile(),
+                                           batch)
+
+    def forward(trainable, non_trainable, x):
+        return model.stateless_call(trainable, non_trainable, x, training=False)[0]
+
+    found["forward"] = program_stats(jax.jit(forward).lower(*state[:2], images).compile(), batch)
+    found["compile_s"] = time.perf_counter() - start
+    found["policy"] = keras.config.dtype_policy().name
+    return found
+
+
+def run_programs(worker):
+    keras = setup_keras(worker)
+    for policy in ("float32", "mixed_bfloat16"):
+        keras.config.set_dtype_policy(policy)
+        with (worker.jax.default_matmul_precision("highest") if policy == "float32"
+              else contextlib.nullcontext()):
+            worker.item(f"programs_{policy}", NEEDS["programs"],
+                        lambda: compiled_programs(worker))
+    keras.config.set_dtype_policy("float32")
+
+
 RUNNERS = {"port": run_port, "keras": run_keras, "equiv": run_equivalence,
-           "diagnostics": run_diagnostics}
+           "diagnostics": run_diagnostics, "programs": run_programs}
 
 
 def worker_main(args):
@@ -974,7 +1059,7 @@ def render(report):
         met = {True: "yes", False: "no", None: "—"}[row["met"]]
         value = "n/a" if row["value"] is None else f"{row['value']:.2f}x"
         lines.append(f"| {row['name']} | {value} | {target} | {met} |")
-    lines += diagnostics_lines(report) + equivalence_lines(report)
+    lines += diagnostics_lines(report) + programs_lines(report) + equivalence_lines(report)
     guard = report["tf_guard"]
     lines += ["", f"TensorFlow guard: {guard['verdict']} ({guard['detail']})."]
     return "\n".join(lines)
@@ -1013,6 +1098,37 @@ def diagnostics_lines(report):
             versus = f"{mixed['ms'] / found['ms']:.2f}x mixed_bf16's speed" if mixed else "—"
             lines.append(f"| {label} | {found['img_s']:,.1f} | {found['ms']:.2f} | "
                          f"{found['first_call_s']:.1f} | {versus} |")
+    return lines
+
+
+def programs_lines(report):
+    """The compiled programs of ``jax_programs``: what Keras hands XLA, against pure JAX."""
+    record = report["configs"].get("jax_programs")
+    if record is None:
+        return []
+    device = record.get("device", {}).get("device", "?")
+    p = report["plan"]
+    lines = ["", f"## The compiled programs (JAX on {device}; batch {p['train_batch']}, "
+             f"{p['train_size'][0]}x{p['train_size'][1]}; compiled, not run)", "",
+             "| policy | program | GFLOP/img | GB accessed/img | temp MiB | instructions | "
+             + " | ".join(PROGRAM_OPS) + " | cuDNN/library calls |",
+             "|---" * (7 + len(PROGRAM_OPS)) + "|"]
+    for name, found in record.get("items", {}).items():
+        policy = name.replace("programs_", "")
+        if found.get("status") != "ok":
+            lines.append(f"| {policy} | {found.get('status')} |" + " |" * (5 + len(PROGRAM_OPS)))
+            continue
+        for program in ("keras_train_step", "pure_jax_step", "forward"):
+            stats = found[program]
+            temp = stats.get("temp_bytes")
+            calls = ", ".join(f"{k} {v}" for k, v in stats["custom_call_targets"].items())
+            lines.append(
+                f"| {policy} | {program} | {stats['gflop_per_image']:.1f} | "
+                f"{stats['gb_accessed_per_image']:.2f} | "
+                + ("—" if temp is None else f"{temp / 2**20:,.0f}")
+                + f" | {stats['instructions']} | "
+                + " | ".join(str(stats["ops"][op]) for op in PROGRAM_OPS)
+                + f" | {calls or '—'} |")
     return lines
 
 

@@ -136,3 +136,26 @@ def test_smoke_run_fills_every_figure(tmp_path, tensorflow):
         / report["configs"]["torch_fp32"]["items"]["train"]["img_s"])
     assert "— |" not in markdown.split("## Ratios")[0]  # no empty cell in the main table
     assert "| (c) pure JAX" in markdown and "| torch | 67x93 |" in markdown
+
+
+def test_compiled_programs_keras_step_is_the_pure_jax_step(tmp_path):
+    """jax_programs (compile only, so it runs on the CPU): Keras' train step hands XLA the same
+    work as the hand-written JAX step: the same FLOPs, bytes and convolutions."""
+    proc, report, markdown = run_benchmark(tmp_path, "--only", "jax_programs", "--hide-tf",
+                                           timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    items = report["configs"]["jax_programs"]["items"]
+    assert list(items) == ["programs_float32", "programs_mixed_bfloat16"]
+    for name, found in items.items():
+        assert found["status"] == "ok", (name, found)
+        keras_step, pure, forward = (found[k] for k in ("keras_train_step", "pure_jax_step",
+                                                          "forward"))
+        assert keras_step["gflop_per_image"] == pytest.approx(pure["gflop_per_image"], rel=1e-6)
+        assert keras_step["gb_accessed_per_image"] == pytest.approx(
+            pure["gb_accessed_per_image"], rel=0.02)
+        assert keras_step["ops"]["convolution"] == pure["ops"]["convolution"]
+        # backward: kernel and input gradients, about two forward passes' convolutions
+        assert 2 * forward["gflop_per_image"] < keras_step["gflop_per_image"]
+        assert sum(keras_step["ops"].values()) < keras_step["instructions"]
+    assert found["policy"] == "mixed_bfloat16"
+    assert "| float32 | keras_train_step |" in markdown
