@@ -175,14 +175,32 @@ def test_num_classes_errors_name_the_value(num_classes):
     COUNTS["models.build_fcn num_classes"] += 1
 
 
-@pytest.mark.xfail(strict=True, reason="keras_fcn/models (the lead's): num_classes=10**6 "
-                   "allocates the C x C upscore kernels (58 TiB) and raises MemoryError")
 def test_a_million_classes_is_an_error_naming_num_classes():
     from keras_fcn.models import build_fcn
 
     COUNTS["models.build_fcn num_classes"] += 1
-    with pytest.raises(ValueError, match="num_classes"):
+    # FCN-8s's upsampling kernels: (4 * 4 + 4 * 4 + 16 * 16) x 10**12 weights, 4 bytes each.
+    with pytest.raises(ValueError, match=r"num_classes=1000000 would give .* "
+                       r"288,000,000,000,000 weights, 1,072,883.6 GiB .* limit is 256 GiB, "
+                       r"so at most 15,446 classes for variant='8s'"):
         build_fcn("8s", num_classes=10 ** 6, weights=None, widths=(4, 4, 8, 8, 8), fc_units=8)
+
+
+def test_the_class_limit_is_exact_and_admits_the_largest_label_sets():
+    from keras_fcn.models import get_trunk
+    from keras_fcn.models.builders import HEAD_BYTES_LIMIT, check_head_size
+
+    vgg16 = get_trunk("vgg16")
+    # FCN-32s's one 64 x 64 upscore: 4 * 64**2 * C**2 bytes <= 2**38 holds up to C = 2**12.
+    assert 4 * 64 ** 2 * 4096 ** 2 == HEAD_BYTES_LIMIT
+    check_head_size("32s", 4096, vgg16)
+    with pytest.raises(ValueError, match="num_classes=4097 .* at most 4,096 classes"):
+        check_head_size("32s", 4097, vgg16)
+    check_head_size("8s", 15446, vgg16)  # 4 * 288 * 15446**2 = 274,842,911,232 bytes <= 2**38
+    with pytest.raises(ValueError, match="num_classes=15447"):
+        check_head_size("8s", 15447, vgg16)
+    check_head_size("32s", 3688, get_trunk("alexnet"))  # ADE20K full's label set
+    check_head_size("dilated", 10 ** 6, get_trunk("resnet50"))  # no class-by-class kernels
 
 
 @pytest.mark.parametrize("size", [1, 2, 7, 31, 33])

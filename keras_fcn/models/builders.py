@@ -9,6 +9,8 @@ Example:
     >>> model = build_fcn8s(num_classes=21, weights=None)
 """
 
+import math
+
 import keras
 
 from keras_fcn._checks import check_positive_int
@@ -19,12 +21,47 @@ from keras_fcn.models import (  # noqa: F401 (each registers its trunks)
     resnet,
     vgg16,
 )
-from keras_fcn.models.heads import dilated_heads, fcn_heads
+from keras_fcn.models.heads import dilated_heads, fcn_heads, upsampling_kernel_sizes
 from keras_fcn.models.named_weights import fetch_named_weights, load_named_weights
 from keras_fcn.models.trunk import FCN, TRUNKS, VARIANTS, get_trunk
 
 # The registered trunks by name (``backbone=``); ``get_trunk(name).variants`` are each one's.
 BACKBONES = TRUNKS
+
+# The most the heads' class-by-class upsampling kernels may take in float32: 256 GiB, more
+# than any one accelerator holds. FCN-32s on VGG16 (the largest kernel, 64 x 64) reaches it at
+# 4,096 classes and FCN-8s at 15,446; the largest segmentation label sets (ADE20K's full
+# 3,688, LVIS's 1,203) stay under it, while a mistaken class count (a pixel count, 10**6)
+# is refused here instead of a MemoryError from deep in Keras.
+HEAD_BYTES_LIMIT = 2 ** 38
+
+
+def check_head_size(variant, num_classes, trunk):
+    """Refuses a class count whose upsampling kernels would exceed :data:`HEAD_BYTES_LIMIT`.
+
+    Raises:
+        ValueError: naming ``num_classes``, the weights and bytes the kernels would need, the
+            limit and the largest class count under it.
+
+    Example:
+        >>> check_head_size("8s", 10 ** 6, get_trunk("vgg16"))
+        Traceback (most recent call last):
+        ...
+        ValueError: num_classes=1000000 would give the FCN heads' upsampling kernels ...
+    """
+    sizes = upsampling_kernel_sizes(variant, num_classes, trunk)
+    weights = sum(sizes.values())
+    if weights * 4 <= HEAD_BYTES_LIMIT:
+        return
+    per_class_pair = weights // (num_classes * num_classes)
+    most = math.isqrt(HEAD_BYTES_LIMIT // (4 * per_class_pair))
+    raise ValueError(
+        f"num_classes={num_classes} would give the FCN heads' upsampling kernels "
+        f"({', '.join(sizes)}: k x k x num_classes x num_classes each) {weights:,} weights, "
+        f"{weights * 4 / 2 ** 30:,.1f} GiB in float32; the limit is "
+        f"{HEAD_BYTES_LIMIT // 2 ** 30} GiB, so at most {most:,} classes for "
+        f"variant={variant!r}, backbone={trunk.name!r}. Expected the number of classes of "
+        f"the label set. Received: num_classes={num_classes}")
 
 
 def check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone="vgg16",
@@ -50,6 +87,7 @@ def check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone
             f"The {backbone} FCN exists only as {trunk.variants} (the paper's Table 1 trunks "
             f"are FCN-32s only). Received: variant={variant!r}, backbone={backbone!r}")
     check_positive_int("num_classes", num_classes)
+    check_head_size(variant, num_classes, trunk)
     shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
     if (
         shape is None

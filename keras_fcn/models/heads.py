@@ -48,6 +48,31 @@ CROPS = {skip.up_crop for skip in SKIPS} | {skip.skip_crop for skip in SKIPS}
 DEPTHS = {"32s": (0, "upscore", 32), "16s": (1, "upscore16", 16), "8s": (2, "upscore8", 8)}
 
 
+def upsampling_kernel_sizes(variant, num_classes, trunk):
+    """The weight count of each learned upsampling layer of FCN-``variant``'s heads.
+
+    Each is a ``k x k x num_classes x num_classes`` transposed convolution, so these are the
+    weights that grow with the square of the class count; computed before anything is built.
+
+    Returns:
+        ``{layer name: weights}`` in the order the heads apply them (empty for ``"dilated"``,
+        whose heads resize without weights).
+
+    Example:
+        >>> from keras_fcn.models import get_trunk
+        >>> upsampling_kernel_sizes("8s", 21, get_trunk("vgg16"))
+        {'upscore2': 7056, 'upscore_pool4': 7056, 'upscore8': 112896}
+    """
+    variant = trunk.head_variants.get(variant, variant)
+    depth = "8s" if variant == "8s_at_once" else variant
+    if depth not in DEPTHS:
+        return {}
+    skip_count, last_upsample, stride = DEPTHS[depth]
+    kernels = {names.upsample: 4 for names in SKIPS[:skip_count]}
+    kernels[last_upsample] = trunk.upsample_kernels.get(last_upsample) or 2 * stride
+    return {name: k * k * num_classes * num_classes for name, k in kernels.items()}
+
+
 def score_layer(num_classes, name):
     """A 1x1 convolution to class scores, zero-initialized (as in the paper)."""
     return layers.Conv2D(num_classes, 1, padding="same", name=name,
