@@ -10,20 +10,23 @@ Example:
 from keras_fcn.models.alexnet import (  # noqa: F401
     ALEXNET_WIDTHS,
     alexnet_features,
-    build_alexnet_fcn,
 )
 from keras_fcn.models.builders import (  # noqa: F401
     BACKBONES,
+    DEPRECATED_BUILDERS,
     VARIANTS,
+    build_alexnet_fcn,
     build_fcn,
     build_fcn8s,
     build_fcn16s,
     build_fcn32s,
+    build_googlenet_fcn,
+    build_mobilenet_v2_fcn,
+    build_vgg16_fcn,
     check_fcn_args,
 )
 from keras_fcn.models.googlenet import (  # noqa: F401
     GOOGLENET_WIDTHS,
-    build_googlenet_fcn,
     googlenet_features,
     googlenet_widths,
 )
@@ -40,7 +43,6 @@ from keras_fcn.models.inspect import (  # noqa: F401
 )
 from keras_fcn.models.mobilenet_v2 import (  # noqa: F401
     PadToMultiple,
-    build_mobilenet_v2_fcn,
     fetch_mobilenet_v2_imagenet_weights,
     mobilenet_v2_preprocess_input,
     mobilenet_v2_preprocessing,
@@ -66,4 +68,4 @@ from keras_fcn.models.trunk import (  # noqa: F401
     list_trunks,
     register_trunk,
 )
-from keras_fcn.models.vgg16 import VGG16_WIDTHS, build_vgg16_fcn, vgg16_features  # noqa: F401
+from keras_fcn.models.vgg16 import VGG16_WIDTHS, vgg16_features  # noqa: F401

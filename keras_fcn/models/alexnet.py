@@ -141,20 +141,3 @@ ALEXNET = register_trunk(Trunk(
     options={"widths": ALEXNET_WIDTHS, "fc_units": 4096}, check=check_widths,
     upsample_kernels={"upscore": UPSCORE_KERNEL}, default_name="fcn_alexnet"))
 
-
-def build_alexnet_fcn(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
-                      include_preprocessing, name=None, widths=None, fc_units=None):
-    """``build_fcn(..., backbone="alexnet")`` with positional arguments (0.1.x; FCN-32s only).
-
-    Preprocessing is the reference's: BGR, mean (104.00699, 116.66877, 122.67892) subtracted
-    (``keras_fcn.preprocess_input``, or ``include_preprocessing=True``).
-
-    Example:
-        >>> model = build_alexnet_fcn("32s", 21, (None, None, 3), None, 0.5, False, False)
-        >>> [layer.name for layer in model.layers][-3:]
-        ['score_fr', 'upscore', 'score']
-    """
-    from keras_fcn.models.builders import build_fcn  # pylint: disable=import-outside-toplevel
-
-    return build_fcn(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
-                     include_preprocessing, "alexnet", name, widths, fc_units)

@@ -10,6 +10,7 @@ Example:
 """
 
 import math
+import warnings
 
 import keras
 
@@ -288,3 +289,57 @@ build_fcn8s.__doc__ = (
     + "\n    Example:\n        >>> model = build_fcn8s(num_classes=21)  # ImageNet VGG16 trunk  # doctest: +SKIP\n"
     + '        >>> trained = build_fcn8s(weights="voc-fcn8s")  # the authors\' FCN-8s  # doctest: +SKIP\n'
 )
+
+
+# The 0.1.x builders: ``build_fcn`` with positional arguments and the backbone in the name.
+# Kept so that old code runs; each warns and names its replacement. {name: (backbone, note)}.
+DEPRECATED_BUILDERS = {
+    "build_vgg16_fcn": ("vgg16", ""),
+    "build_mobilenet_v2_fcn": (
+        "mobilenet_v2",
+        '``"8s_at_once"`` is built as ``"8s"``: the MobileNetV2 features are batch-normalized, '
+        "so the skips need no scaling. Preprocessing: ``x / 127.5 - 1`` on RGB."),
+    "build_alexnet_fcn": (
+        "alexnet",
+        "FCN-32s only. Preprocessing is the reference's: BGR, mean (104.00699, 116.66877, "
+        "122.67892) subtracted."),
+    "build_googlenet_fcn": ("googlenet", "FCN-32s only."),
+}
+
+
+def deprecated_builder(name, backbone, note=""):
+    """A 0.1.x positional builder ``name`` that warns and calls ``build_fcn(...,
+    backbone=backbone)``; ``note`` is added to its docstring.
+
+    Example:
+        >>> old = deprecated_builder("build_vgg16_fcn", "vgg16")
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     model = old("32s", 5, (64, 64, 3), None, 0.5, False, False,
+        ...                 widths=(4, 4, 8, 8, 8), fc_units=8)
+        >>> model.backbone, str(caught[0].message).split(";")[0]
+        ('vgg16', 'build_vgg16_fcn is deprecated (a 0.1.x builder)')
+    """
+    replacement = f"build_fcn(variant, num_classes, ..., backbone={backbone!r})"
+
+    def builder(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
+                include_preprocessing, name=None, widths=None, fc_units=None):
+        warnings.warn(f"{builder.__name__} is deprecated (a 0.1.x builder); use {replacement} "
+                      "with keyword arguments.", DeprecationWarning, stacklevel=2)
+        return build_fcn(variant, num_classes, input_shape, weights, dropout,
+                         trainable_upsampling, include_preprocessing, backbone, name, widths,
+                         fc_units)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = (
+        f"Deprecated (0.1.x): ``{replacement}`` with positional arguments.\n\n"
+        + (f"    {note}\n\n" if note else "")
+        + "    Args: those of :func:`build_fcn`, in its order up to ``include_preprocessing``"
+        "\n    (no ``backbone``), then ``name``, ``widths``, ``fc_units``.\n\n"
+        "    Returns:\n        The ``keras.Model`` that :func:`build_fcn` builds.\n")
+    return builder
+
+
+(build_vgg16_fcn, build_mobilenet_v2_fcn, build_alexnet_fcn, build_googlenet_fcn) = (
+    deprecated_builder(name, backbone, note)
+    for name, (backbone, note) in DEPRECATED_BUILDERS.items())

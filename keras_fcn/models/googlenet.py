@@ -43,7 +43,7 @@ Choices that were ours (the paper does not say):
   in the image. ``upscore`` (k 63, s 32): ``f = (u - 31) / 32``, so image ``= u - 16``.
 
 Example:
-    >>> model = build_googlenet_fcn("32s", 21, (None, None, 3), None, 0.5, False, False)
+    >>> model = keras_fcn.build_fcn32s(num_classes=21, weights=None, backbone="googlenet")
     >>> model.get_layer("inception_5b_output").output.shape[-1]
     1024
 """
@@ -83,7 +83,7 @@ def googlenet_widths(divisor=1):
 
     Returns:
         ``(stem, inceptions)``: the 3 stem widths and 9 tuples of 6 inception widths, the
-        ``widths`` argument of :func:`build_googlenet_fcn`.
+        ``widths`` argument of :func:`keras_fcn.models.build_fcn`.
 
     Example:
         >>> googlenet_widths(32)[0]
@@ -171,17 +171,3 @@ GOOGLENET = register_trunk(Trunk(
     options={"widths": GOOGLENET_WIDTHS}, check=check_widths,
     upsample_kernels={"upscore": UPSCORE_KERNEL}, default_name="fcn_googlenet"))
 
-
-def build_googlenet_fcn(variant, num_classes, input_shape, weights, dropout,
-                        trainable_upsampling, include_preprocessing, name=None,
-                        widths=None, fc_units=None):
-    """``build_fcn(..., backbone="googlenet")`` with positional arguments (0.1.x; FCN-32s).
-
-    Example:
-        >>> model = build_googlenet_fcn("32s", 5, (None, None, 3), None, 0.5, False, False,
-        ...                             widths=googlenet_widths(16))
-    """
-    from keras_fcn.models.builders import build_fcn  # pylint: disable=import-outside-toplevel
-
-    return build_fcn(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
-                     include_preprocessing, "googlenet", name, widths, fc_units)

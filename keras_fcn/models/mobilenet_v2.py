@@ -187,22 +187,3 @@ MOBILENET_V2 = register_trunk(Trunk(
     load_weights=load_mobilenet_v2_weights, input_channels=3,
     head_variants={"8s_at_once": "8s"}))
 
-
-def build_mobilenet_v2_fcn(variant, num_classes, input_shape, weights, dropout,
-                           trainable_upsampling, include_preprocessing, name=None,
-                           widths=None, fc_units=None):
-    """``build_fcn(..., backbone="mobilenet_v2")`` with positional arguments (0.1.x).
-
-    ``"8s_at_once"`` is built as ``"8s"``: the MobileNetV2 features are batch-normalized, so
-    the skips need no scaling. Preprocessing: ``x / 127.5 - 1`` on RGB
-    (:func:`mobilenet_v2_preprocess_input`, or ``include_preprocessing=True``).
-
-    Example:
-        >>> model = keras_fcn.build_fcn8s(num_classes=12, weights=None, backbone="mobilenet_v2")
-        >>> model(np.zeros((1, 37, 50, 3))).shape
-        TensorShape([1, 37, 50, 12])
-    """
-    from keras_fcn.models.builders import build_fcn  # pylint: disable=import-outside-toplevel
-
-    return build_fcn(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
-                     include_preprocessing, "mobilenet_v2", name, widths, fc_units)

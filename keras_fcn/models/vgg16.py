@@ -77,15 +77,3 @@ VGG16 = register_trunk(Trunk(
     load_weights=load_vgg16_weights, options={"widths": VGG16_WIDTHS, "fc_units": 4096},
     default_name="fcn{variant}"))
 
-
-def build_vgg16_fcn(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
-                    include_preprocessing, name=None, widths=None, fc_units=None):
-    """``build_fcn(..., backbone="vgg16")`` with positional arguments (0.1.x; kept for users).
-
-    Example:
-        >>> model = build_vgg16_fcn("32s", 5, (64, 64, 3), None, 0.5, False, False, "fcn32s")
-    """
-    from keras_fcn.models.builders import build_fcn  # pylint: disable=import-outside-toplevel
-
-    return build_fcn(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
-                     include_preprocessing, "vgg16", name, widths, fc_units)
