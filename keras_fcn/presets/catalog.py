@@ -15,11 +15,18 @@ Example:
 """
 
 import dataclasses
+from typing import Callable
 
 from keras_fcn.labels import VOC_CLASSES, ModelLabels
 from keras_fcn.layers import FCN_MEAN_BGR
 from keras_fcn.models import build_fcn, build_late_fusion_fcn, build_rgbd_fcn, build_two_headed_fcn
 from keras_fcn.models.resnet import torchvision_normalization
+from keras_fcn.presets.converters import (
+    convert_alexnet,
+    convert_caffe,
+    convert_late_fusion,
+    convert_torchvision,
+)
 from keras_fcn.classes import (
     NYUD_CLASSES,
     NYUD_MEAN_BGR,
@@ -57,6 +64,9 @@ class Preset:
         size_bytes: the size of the ``.caffemodel`` if known (checked after download), or None.
         rename: ``{caffe_layer: keras_layer}`` for layers named differently in the reference.
         geometric_class_names: the second head's classes (SIFT Flow), or None.
+        converter: ``converter(preset, path, model)`` sets the model's weights from the
+            downloaded file (:mod:`keras_fcn.presets.converters`): the reference's
+            ``.caffemodel`` by layer name unless the preset names another.
     """
 
     name: str
@@ -72,6 +82,7 @@ class Preset:
     size_bytes: int = None
     rename: dict = None
     geometric_class_names: tuple = None
+    converter: Callable = convert_caffe
 
     @property
     def filename(self):
@@ -93,10 +104,10 @@ def _caffe_mean(mean_bgr):
 RGB_MODEL = {"weights": None, "include_preprocessing": True}
 
 
-def _voc(name, file, variant, paper, **build):
+def _voc(name, file, variant, paper, converter=convert_caffe, **build):
     return Preset(name, HOST + file, build_fcn,
                   {"variant": variant, "num_classes": 21, **RGB_MODEL, **build}, "voc",
-                  VOC_CLASSES, paper=paper)
+                  VOC_CLASSES, paper=paper, converter=converter)
 
 
 def _context(variant):
@@ -130,7 +141,8 @@ def _coco_fcn_resnet(depth, file, paper):
     return Preset(f"coco-fcn-resnet{depth}", TORCHVISION_HOST + file, build_fcn,
                   {"variant": "dilated", "backbone": f"resnet{depth}", "num_classes": 21,
                    **RGB_MODEL}, "coco_voc_labels", VOC_CLASSES, input=RAW_RGB_TORCHVISION,
-                  mean_bgr=None, normalization=torchvision_normalization(), paper=paper)
+                  mean_bgr=None, normalization=torchvision_normalization(), paper=paper,
+                  converter=convert_torchvision)
 
 
 _PREPROCESSED_HHA = ("HHA 0..255 (channels in file order) minus mean_hha: "
@@ -150,7 +162,7 @@ PRESETS = {preset.name: preset for preset in (
     _voc("voc-fcn8s-atonce", "fcn8s-atonce-pascal.caffemodel", "8s_at_once",
          "65.4 mean IU, PASCAL VOC 2011 seg11valid"),
     _voc("voc-fcn-alexnet", "fcn-alexnet-pascal.caffemodel", "32s",
-         "48.0 mean IU, PASCAL VOC 2011 seg11valid", backbone="alexnet"),
+         "48.0 mean IU, PASCAL VOC 2011 seg11valid", convert_alexnet, backbone="alexnet"),
     _context("32s"),
     _context("16s"),
     _context("8s"),
@@ -165,7 +177,7 @@ PRESETS = {preset.name: preset for preset in (
                          "formula": "BGR minus mean_bgr; log(depth_mm) minus mean_log_depth"}),
     _nyud("color-hha", build_late_fusion_fcn,
           {"weights_rgb": None, "weights_hha": None, "fusion_weights": (0.5, 0.5)}, "32.8",
-          mean_bgr=None, input=_PREPROCESSED_FUSION,
+          mean_bgr=None, input=_PREPROCESSED_FUSION, converter=convert_late_fusion,
           normalization={"type": "rgb_hha", "mean_bgr": list(NYUD_MEAN_BGR),
                          "mean_hha": list(NYUD_MEAN_HHA),
                          "formula": "rgb: RGB -> BGR minus mean_bgr; hha: minus mean_hha"}),

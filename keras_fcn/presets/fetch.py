@@ -4,9 +4,9 @@ The ``.caffemodel`` (or torchvision's ``.pth``) goes through ``keras.utils.get_f
 ``<cache>/keras_fcn/`` (the Keras cache, ``~/.keras`` or ``$KERAS_HOME``, or ``cache_dir``).
 It is checked (its byte size when the table knows it, the sha256 prefix in a torchvision file
 name, ``file_hash`` when given, every layer's shape, and that every layer of the model gets a
-weight) and converted once: the model is saved beside it as
-``<preset>.keras`` with its labels sidecar ``<preset>.labels.json``, so a second call reads
-nothing from the network.
+weight) and converted once by the preset's ``converter`` (:mod:`keras_fcn.presets.converters`):
+the model is saved beside it as ``<preset>.keras`` with its labels sidecar
+``<preset>.labels.json``, so a second call reads nothing from the network.
 
 Example:
     >>> model = from_preset("voc-fcn8s")  # doctest: +SKIP
@@ -20,23 +20,11 @@ import keras
 from keras_fcn import io
 from keras_fcn.labels import ModelLabels
 from keras_fcn.layers import CaffePreprocessing
-from keras_fcn.models import build_late_fusion_fcn, has_preprocessing
+from keras_fcn.models import has_preprocessing
 from keras_fcn.presets.catalog import get_preset, list_presets, preset_labels
-from keras_fcn.weights.surgery import ALEXNET_FC_KERNELS, caffe_trunk_weights
-from keras_fcn.weights import (
-    check_sha256_prefix,
-    convert_caffe_layers,
-    convert_to_keras_model,
-    load_model_file,
-    load_torchvision_weights,
-    read_caffe_layers,
-    set_weights_by_name,
-)
+from keras_fcn.weights import check_sha256_prefix, load_model_file
 
 CACHE_SUBDIR = "keras_fcn"
-# Late fusion: the reference suffixes each stream's layers; the streams are nested models here.
-FUSION_STREAMS = (("color", "rgb_fcn"), ("hha", "hha_fcn"))
-FUSION_SHARED = ("upscore",)  # one upsampling of the fused scores, the same in both streams
 
 
 def cache_folder(cache_dir=None):
@@ -117,49 +105,14 @@ def download_caffemodel(name, cache_dir=None, file_hash=None, url=None):
     return path
 
 
-def _fusion_report(path, model):
-    """Converts a late-fusion ``.caffemodel`` (``conv1_1color``, ..., ``score_frhha``, one
-    ``upscore``) into the two nested streams of :func:`build_late_fusion_fcn`."""
-    layers = [layer for layer in read_caffe_layers(path) if layer.blobs]
-    report = {"set": [], "missing": [], "unused": []}
-    claimed = set(FUSION_SHARED)
-    for suffix, stream_name in FUSION_STREAMS:
-        own = [layer._replace(name=layer.name[:-len(suffix)]) for layer in layers
-               if layer.name.endswith(suffix)]
-        claimed.update(layer.name + suffix for layer in own)
-        shared = [layer for layer in layers if layer.name in FUSION_SHARED]
-        stream = model.get_layer(stream_name)
-        done = set_weights_by_name(stream, convert_caffe_layers(own + shared, strict=True))
-        report["set"] += [f"{stream_name}/{layer}" for layer in done]
-        report["missing"] += [f"{stream_name}/{layer.name}" for layer in stream.layers
-                              if layer.weights and layer.name not in done]
-    report["unused"] = sorted(layer.name for layer in layers if layer.name not in claimed)
-    return report
-
-
-def _alexnet_report(path, model):
-    """The released FCN-AlexNet: grouped convolutions and conv1..fc7 names, which the
-    CaffeNet net surgery converts."""
-    converted = caffe_trunk_weights(path, ALEXNET_FC_KERNELS)
-    done = set_weights_by_name(model, converted)
-    with_weights = {layer.name for layer in model.layers if layer.weights}
-    return {"set": done, "missing": sorted(with_weights - set(done)),
-            "unused": sorted(set(converted) - set(done))}
-
-
 def _convert(preset, path, model):
+    """Sets the model's weights with the preset's converter and checks its report."""
     try:
-        if preset.builder is build_late_fusion_fcn:
-            report = _fusion_report(path, model)
-        elif preset.build_kwargs.get("backbone") == "alexnet":
-            report = _alexnet_report(path, model)
-        elif preset.filename.endswith(".pth"):  # torchvision's: every layer or an error
-            load_torchvision_weights(model, path)
-            return
-        else:
-            report = convert_to_keras_model(path, model, rename=preset.rename, strict=True)
+        report = preset.converter(preset, path, model)
     except ValueError as error:  # CaffeModelError, a shape or an unknown layer: named
         raise ValueError(f"Preset {preset.name!r}: {error}") from None
+    if report is None:  # the converter checked every layer itself
+        return
     problems = [f"{what} {report[key]}" for key, what in (
         ("missing", "the model's layers without weights in the file:"),
         ("unused", "the file's layers the model does not have:")) if report[key]]
