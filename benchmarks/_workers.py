@@ -165,12 +165,14 @@ def parse_run_args(parser, name, modes, argv=None):
     worker's) to ``parser``, parses ``argv`` and checks the modes against ``modes``."""
     import argparse
 
+    from _outputs import add_output_dir
+
     parser.add_argument("--modes", default=",".join(modes))
 
     parser.add_argument("--repeats", type=int, default=3, help="Timed calls per mode.")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--name", default=name, help="Name of the result files.")
-    parser.add_argument("--output_dir", default=os.path.join(os.path.dirname(__file__), "results"))
+    add_output_dir(parser)
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

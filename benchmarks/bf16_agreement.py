@@ -39,7 +39,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from _outputs import camvid_found, refuse_to_overwrite, save_report  # noqa: E402
+from _outputs import (  # noqa: E402
+    add_output_dir,
+    add_runs_dir,
+    camvid_found,
+    refuse_to_overwrite,
+    save_report,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NARROW_VGG = {"backbone": "vgg16", "widths": (16, 32, 64, 128, 128), "fc_units": 256}
@@ -72,9 +78,9 @@ def parse_args(argv=None):
     parser.add_argument("--size", default="180x240", help="HEIGHTxWIDTH of training and "
                         "prediction.")
     parser.add_argument("--num_images", type=int, default=0, help="Val images (0: all).")
-    parser.add_argument("--runs_dir", default="/tmp/keras_fcn_bf16_agreement")
+    add_runs_dir(parser, "/tmp/keras_fcn_bf16_agreement")
     parser.add_argument("--name", default="bf16_agreement")
-    parser.add_argument("--output_dir", default=os.path.join(HERE, "results"))
+    add_output_dir(parser)
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--train_worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -15,10 +15,10 @@ Budget decisions (2 shared CPU cores, no GPU, no download):
 
 Usage:
     nohup python benchmarks/camvid.py --data_dir=../shared/data/camvid \
-        --out_dir=../runs/camvid > ../runs/camvid.log 2>&1 &
+        --runs_dir=../runs/camvid > ../runs/camvid.log 2>&1 &
 
 Writes benchmarks/results/camvid.md, camvid.json and camvid.png, and keeps the trained models
-in --out_dir (`fcn8s/model.keras` is the one for the export and predict benchmarks).
+in --runs_dir (`fcn8s/model.keras` is the one for the export and predict benchmarks).
 """
 
 import os
@@ -27,13 +27,12 @@ import time
 import numpy as np
 from absl import flags
 
+import _outputs
 from keras_fcn import io
 from keras_fcn import training as train
 
 flags.DEFINE_string("data_dir", "../shared/data/camvid", "CamVid folder.")
-flags.DEFINE_string("out_dir", "../runs/camvid", "Run directory (outside the repo).")
-flags.DEFINE_string("results_dir", "", "Where camvid.md/.json/.png go (empty: "
-                    "benchmarks/results).")
+_outputs.define_absl_dirs(flags, runs_dir="../runs/camvid")  # camvid.md/.json/.png go in output_dir
 flags.DEFINE_string("image_size", "180,240", "Training/inference resolution.")
 flags.DEFINE_string("widths", "16,32,64,128,128", "VGG16 block widths.")
 flags.DEFINE_integer("fc_units", 256, "fc6/fc7 width.")
@@ -65,7 +64,7 @@ def _config():
         flip=True, learning_rate=FLAGS.learning_rate,
         stage_lr_factors=train.parse_floats(FLAGS.stage_lr_factors, "stage_lr_factors"),
         optimizer="adam", weight_decay=1e-4, loss_reduction="mean",
-        class_weights=FLAGS.class_weights, output_dir=FLAGS.out_dir, resume=FLAGS.resume,
+        class_weights=FLAGS.class_weights, output_dir=FLAGS.runs_dir, resume=FLAGS.resume,
         seed=0, cache=True)
 
 
@@ -221,9 +220,8 @@ def main(argv):
     config = _config()
     started = time.time()
     reports, info, class_weights = train_stages(config)
-    results_dir = FLAGS.results_dir or os.path.join(os.path.dirname(__file__), "results")
-    write_results(reports, info, class_weights, config, results_dir)
-    print(open(os.path.join(results_dir, "camvid.md"), encoding="utf-8").read())
+    write_results(reports, info, class_weights, config, FLAGS.output_dir)
+    print(open(os.path.join(FLAGS.output_dir, "camvid.md"), encoding="utf-8").read())
     print(f"Total {(time.time() - started) / 60:.1f} min. FCN-8s model: "
           f"{os.path.join(config.run.output_dir, 'fcn8s', 'model.keras')}", flush=True)
 

@@ -13,9 +13,9 @@ gap is visible. `tta` evaluates the baseline's checkpoint with multi-scale + fli
 
 Usage (resumable: finished lines are kept; delete a line's folder to rerun it):
     nohup python benchmarks/camvid_ablation.py --data_dir=../shared/data/camvid \
-        --out_dir=../runs/ablation --cpu_minutes=10 > ../runs/ablation.log 2>&1 &
+        --runs_dir=../runs/ablation --cpu_minutes=10 > ../runs/ablation.log 2>&1 &
     # the final recipe for one CPU-hour, with a name of your own ({E}, the baseline's epochs
-    # in the budget, needs the baseline's run in --out_dir: give the epochs here instead)
+    # in the budget, needs the baseline's run in --runs_dir: give the epochs here instead)
     python benchmarks/camvid_ablation.py --lines=final --cpu_minutes=60 --cores=1 \
         --custom="final:--blur=1.5 --lr_schedule=poly --epochs=190"
 
@@ -109,13 +109,13 @@ def base_epochs(out_dir, cpu_minutes):
 
 def train_line(name, flags, args, core):
     """Trains one line (unless done) and evaluates its best checkpoint both ways."""
-    run_dir, meta = os.path.join(args.out_dir, name), os.path.join(args.out_dir, name + ".")
+    run_dir, meta = os.path.join(args.runs_dir, name), os.path.join(args.runs_dir, name + ".")
     if os.path.exists(meta + "result.json"):
         return io.read_json(meta + "result.json", "Line result")
-    os.makedirs(args.out_dir, exist_ok=True)
+    os.makedirs(args.runs_dir, exist_ok=True)
     log = meta + "log"
     if "{E}" in " ".join(flags):
-        flags = [f.replace("{E}", str(base_epochs(args.out_dir, args.cpu_minutes)))
+        flags = [f.replace("{E}", str(base_epochs(args.runs_dir, args.cpu_minutes)))
                  for f in flags]
     start = time.time()
     run([sys.executable, "examples/train.py", *BASE, *args.model_flags.split(), *flags,
@@ -138,9 +138,9 @@ def train_line(name, flags, args, core):
 
 def tta_line(args, core):
     """The baseline's best checkpoint with multi-scale + flip TTA on the held-out drive."""
-    best, meta = os.path.join(args.out_dir, "base", "best.keras"), os.path.join(args.out_dir,
+    best, meta = os.path.join(args.runs_dir, "base", "best.keras"), os.path.join(args.runs_dir,
                                                                                 "tta.")
-    wait_for_base(args.out_dir)
+    wait_for_base(args.runs_dir)
     held = evaluate(best, args.data_dir, meta + "heldout.json", core, meta + "log",
                     [f"--holdout={HOLDOUT}", *TTA])
     same = evaluate(best, args.data_dir, meta + "val.json", core, meta + "log", TTA)
@@ -183,9 +183,10 @@ def report(results, args, cpu):
 
 
 def main(argv=None):
+    import _outputs
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default="../shared/data/camvid")
-    parser.add_argument("--out_dir", default="../runs/ablation")
+    _outputs.add_runs_dir(parser, "../runs/ablation")
     parser.add_argument("--cpu_minutes", type=float, default=10.0)
     parser.add_argument("--lines", default=",".join(list(LINES) + ["tta"]))
     parser.add_argument("--custom", action="append", default=[],
@@ -196,9 +197,8 @@ def main(argv=None):
                         "at a time on each.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="camvid_ablation")
-    parser.add_argument("--results_dir", default=os.path.join(HERE, "results"))
+    _outputs.add_output_dir(parser)
     args = parser.parse_args(argv)
-    import _outputs
     if not _outputs.camvid_found(args.data_dir, "--data_dir", needs=("train.txt", "val.txt")):
         return
     cpu = cpu_line()
@@ -215,9 +215,9 @@ def main(argv=None):
         sys.exit(f"Unknown line(s) {unknown}; known: {sorted(lines) + ['tta']}")
     need_base = [n for n in todo if n == "tta" or "{E}" in " ".join(lines[n][0])]
     if (need_base and "base" not in todo
-            and not os.path.exists(os.path.join(args.out_dir, "base.result.json"))):
+            and not os.path.exists(os.path.join(args.runs_dir, "base.result.json"))):
         sys.exit(f"Line(s) {need_base} need the baseline's run: add 'base' to --lines, or "
-                 f"finish it in --out_dir={args.out_dir!r} first.")
+                 f"finish it in --runs_dir={args.runs_dir!r} first.")
     results = {}
     free = [int(core) for core in args.cores.split(",")]
     with concurrent.futures.ThreadPoolExecutor(len(free)) as pool:
@@ -239,7 +239,7 @@ def main(argv=None):
     ordered = [results[n] for n in todo]
     markdown = report(ordered, args, cpu)
     print(markdown)
-    _outputs.save_report(args.results_dir, args.name, markdown,
+    _outputs.save_report(args.output_dir, args.name, markdown,
                          {"cpu": cpu, "cpu_minutes": args.cpu_minutes, "base": BASE,
                           "results": ordered})
 

@@ -108,6 +108,7 @@ def report(rows, cpu, models):
 
 
 def main(argv=None):
+    import _outputs
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default="../shared/data/camvid")
     parser.add_argument("--models", required=True, help="Comma-separated .keras files.")
@@ -115,10 +116,9 @@ def main(argv=None):
                         "scales of a multi-scale mode joined by '+'; each runs with and "
                         "without the flip (scale 1, the reference, always runs).")
     parser.add_argument("--name", default="camvid_tta")
-    parser.add_argument("--results_dir", default=os.path.join(HERE, "results"))
+    _outputs.add_output_dir(parser)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
-    import _outputs
     if not _outputs.camvid_found(args.data_dir, "--data_dir", needs=("train.txt", "val.txt")):
         return
     models = [m for m in args.models.split(",") if m]
@@ -129,7 +129,7 @@ def main(argv=None):
         modes = parse_modes(args.modes)
     except ValueError as error:
         parser.error(str(error))
-    _outputs.refuse_to_overwrite(os.path.join(args.results_dir, args.name), args.overwrite)
+    _outputs.refuse_to_overwrite(os.path.join(args.output_dir, args.name), args.overwrite)
 
     import keras
 
@@ -154,7 +154,7 @@ def main(argv=None):
                       f"{row['cpu_seconds_per_frame']:.2f} CPU-s/frame", flush=True)
     markdown = report(rows, cpu, models)
     print(markdown)
-    _outputs.save_report(args.results_dir, args.name, markdown, {"cpu": cpu, "rows": rows})
+    _outputs.save_report(args.output_dir, args.name, markdown, {"cpu": cpu, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import time
 
 from absl import app, flags
 
+import _outputs
 from _outputs import camvid_found, refuse_to_overwrite, save_report
 
 FLAGS = flags.FLAGS
@@ -37,8 +38,7 @@ flags.DEFINE_integer("num_images", 20, "CamVid val images for agreement and mean
 flags.DEFINE_integer("num_calibration", 32, "CamVid train images for int8 calibration.")
 flags.DEFINE_integer("num_threads", 2, "Interpreter threads (TF intra-op threads too).")
 flags.DEFINE_integer("runs", 5, "Timed runs for TFLite medians (Keras: 3).")
-flags.DEFINE_string("output", os.path.join(os.path.dirname(__file__), "results", "export"),
-                    "Output prefix: writes <prefix>.md and <prefix>.json.")
+_outputs.define_absl_dirs(flags, name="export")
 flags.DEFINE_bool("overwrite", False, "Replace existing results.")
 
 NUM_CLASSES = 11
@@ -122,7 +122,7 @@ def main(argv):
 
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.num_threads)
     val_list = os.path.join(FLAGS.camvid, "val.txt")
-    refuse_to_overwrite(FLAGS.output, FLAGS.overwrite)
+    refuse_to_overwrite(_outputs.absl_report_base(FLAGS), FLAGS.overwrite)
     height, width = (int(v) for v in FLAGS.input_size.split("x"))
     pairs = export.read_list(val_list)[: FLAGS.num_images]
     calibration = os.path.join(FLAGS.camvid, "train.txt")
@@ -155,7 +155,7 @@ def write_report(results, size, num_images):
                                              notes).replace("# ", "## ", 1))
     markdown = "\n".join(parts)
     print(markdown)
-    save_report(os.path.dirname(FLAGS.output), os.path.basename(FLAGS.output), markdown,
+    save_report(*os.path.split(_outputs.absl_report_base(FLAGS)), markdown,
                 {"setup": setup, "results": results})
 
 

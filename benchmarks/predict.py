@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from _outputs import camvid_missing  # noqa: E402
+from _outputs import add_output_dir, camvid_missing  # noqa: E402
 
 HEIGHT, WIDTH = 360, 480
 CAMVID_CLASSES = 11
@@ -52,7 +52,7 @@ def parse_args():
     parser.add_argument("--flicker_size", default=None,
                         help="WxH to resize the flicker frames to (the --model's training size).")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--output_dir", default=os.path.join(here, "results"))
+    add_output_dir(parser)
     return parser.parse_args()
 
 

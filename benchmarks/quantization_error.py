@@ -46,6 +46,7 @@ import time
 
 from absl import app, flags
 
+import _outputs
 from _outputs import camvid_found, refuse_to_overwrite, save_report
 
 FLAGS = flags.FLAGS
@@ -65,9 +66,7 @@ flags.DEFINE_integer("runs", 10, "Timed runs for the TFLite latency medians.")
 flags.DEFINE_integer("slow_runs", 3, "Timed runs for the (slow) int16x8 latency median.")
 flags.DEFINE_integer("top_layers", 5, "Single float layers shown in the Markdown.")
 flags.DEFINE_integer("max_error_rows", 25, "Rows of the accumulated-error table (Markdown).")
-flags.DEFINE_string("output", os.path.join(os.path.dirname(__file__), "results",
-                                           "quantization_error"),
-                    "Output prefix: writes <prefix>.md and <prefix>.json.")
+_outputs.define_absl_dirs(flags, name="quantization_error")
 flags.DEFINE_bool("overwrite", False, "Replace existing results.")
 
 IGNORE_LABEL = 11
@@ -492,7 +491,7 @@ def write_report(results, size, num_images):
                   what_this_means(result), ""]
     markdown = "\n".join(parts)
     print(markdown)
-    save_report(os.path.dirname(FLAGS.output), os.path.basename(FLAGS.output), markdown,
+    save_report(*os.path.split(_outputs.absl_report_base(FLAGS)), markdown,
                 {"setup": setup, "results": results})
 
 
@@ -510,7 +509,7 @@ def main(argv):
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.num_threads)
     val_list = os.path.join(FLAGS.camvid, "val.txt")
     calibration_list = os.path.join(FLAGS.camvid, "train.txt")
-    refuse_to_overwrite(FLAGS.output, FLAGS.overwrite)
+    refuse_to_overwrite(_outputs.absl_report_base(FLAGS), FLAGS.overwrite)
     height, width = (int(v) for v in FLAGS.input_size.split("x"))
     pairs = export.read_list(val_list)[: FLAGS.num_images]
     val_images = [export.load_image(p, (height, width)) for p, _ in pairs]

@@ -11,7 +11,7 @@ process at a time pinned to one core, and reads the CPU seconds of each epoch fr
 
 Usage:
     python benchmarks/recipe_speed.py --data_dir=../shared/data/camvid [--backbone vgg16]
-        [--steps 6] [--epochs 3] [--core 0] [--out_dir ../runs/recipe_speed]
+        [--steps 6] [--epochs 3] [--core 0] [--runs_dir ../runs/recipe_speed]
 
 Writes benchmarks/results/recipe_speed.md and .json.
 """
@@ -32,11 +32,11 @@ MODES = {"float32, fc6 as matmul": ["--precision=float32", "--conv_matmul"],
 
 
 def epoch_seconds(args, name, flags):
-    """Median CPU seconds of the epochs after the first, of one mode (cached in out_dir)."""
-    run_dir = os.path.join(args.out_dir, name.replace(", ", "_").replace(" ", "_"))
+    """Median CPU seconds of the epochs after the first, of one mode (cached in runs_dir)."""
+    run_dir = os.path.join(args.runs_dir, name.replace(", ", "_").replace(" ", "_"))
     history_path = os.path.join(run_dir, "history.json")
     if not os.path.exists(history_path):
-        os.makedirs(args.out_dir, exist_ok=True)
+        os.makedirs(args.runs_dir, exist_ok=True)
         run([sys.executable, "examples/train_camvid.py", f"--data_dir={args.data_dir}",
              f"--backbone={args.backbone}", f"--epochs={args.epochs}",
              f"--steps_per_epoch={args.steps}", "--validation_steps=1", "--export=false",
@@ -47,6 +47,7 @@ def epoch_seconds(args, name, flags):
 
 
 def main(argv=None):
+    import _outputs
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", default=os.path.join(ROOT, "..", "shared", "data",
                                                            "camvid"))
@@ -54,11 +55,10 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=6, help="Train steps per epoch.")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--core", type=int, default=0)
-    parser.add_argument("--out_dir", default=os.path.join(ROOT, "..", "runs", "recipe_speed"))
+    _outputs.add_runs_dir(parser, os.path.join(ROOT, "..", "runs", "recipe_speed"))
     parser.add_argument("--note", default="", help="Conditions of the run, for the report.")
-    parser.add_argument("--results_dir", default=os.path.join(ROOT, "benchmarks", "results"))
+    _outputs.add_output_dir(parser)
     args = parser.parse_args(argv)
-    import _outputs
     if not _outputs.camvid_found(args.data_dir, "--data_dir", needs=("train.txt", "val.txt")):
         return
 
@@ -76,7 +76,7 @@ def main(argv=None):
         lines.append(f"| {name} | {value:.1f} | {60 / value:.2f} | {slowest / value:.2f} |")
     markdown = "\n".join(lines)
     print(markdown)
-    _outputs.save_report(args.results_dir, "recipe_speed", markdown,
+    _outputs.save_report(args.output_dir, "recipe_speed", markdown,
                          {"cpu": cpu, "backbone": args.backbone, "steps": args.steps,
                           "epoch_cpu_seconds": seconds})
 

@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from _outputs import camvid_found, save_report  # noqa: E402
+from _outputs import add_output_dir, camvid_found, save_report  # noqa: E402
 
 CONFIGS = (("none", None), ("r2 eps1e-2", (2, 1e-2)), ("r4 eps1e-2", (4, 1e-2)),
            ("r8 eps1e-2", (8, 1e-2)), ("r4 eps1e-3", (4, 1e-3)))
@@ -34,7 +34,7 @@ def parse_args():
     parser.add_argument("--camvid", default=os.path.join(here, "..", "..", "shared", "data", "camvid"))
     parser.add_argument("--input_size", default="180x240")
     parser.add_argument("--num_images", type=int, default=0, help="0: all val images")
-    parser.add_argument("--output_dir", default=os.path.join(here, "results"))
+    add_output_dir(parser)
     return parser.parse_args()
 
 

@@ -32,7 +32,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _outputs import refuse_to_overwrite, save_report  # noqa: E402
+from _outputs import add_output_dir, refuse_to_overwrite, save_report  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIZES = ((500, 500), (360, 480))
@@ -251,7 +251,7 @@ def main(argv=None):
     parser.add_argument("--layers", default="500x500",
                         help="Size of the per-layer table of the VGG16 FCN-8s ('' to skip).")
     parser.add_argument("--inference", default=os.path.join(HERE, "results", "inference.json"))
-    parser.add_argument("--output_dir", default=os.path.join(HERE, "results"))
+    add_output_dir(parser)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     output = os.path.join(args.output_dir, "roofline")

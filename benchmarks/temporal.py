@@ -38,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from _outputs import camvid_found, refuse_to_overwrite, save_report  # noqa: E402
+from _outputs import add_output_dir, camvid_found, refuse_to_overwrite, save_report  # noqa: E402
 
 CAMVID_CLASSES, CAMVID_VOID = 11, 11
 
@@ -63,7 +63,7 @@ def parse_args():
     parser.add_argument("--sequence", type=int, default=12, help="Real consecutive val frames.")
     parser.add_argument("--ema", type=float, default=0.5, help="EMA weight of the new frame.")
     parser.add_argument("--note", default="", help="Budget / machine note for the report.")
-    parser.add_argument("--output_dir", default=os.path.join(here, "results"))
+    add_output_dir(parser)
     parser.add_argument("--name", default="temporal", help="Report name (.md/.json/.png).")
     parser.add_argument("--overwrite", action="store_true")
     return parser.parse_args()

@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from _outputs import refuse_to_overwrite, save_report  # noqa: E402
+from _outputs import add_output_dir, refuse_to_overwrite, save_report  # noqa: E402
 
 TRUNKS = ("alexnet", "vgg16", "googlenet")
 NAMES = {"alexnet": "FCN-AlexNet", "vgg16": "FCN-VGG16", "googlenet": "FCN-GoogLeNet"}
@@ -36,7 +36,7 @@ def parse_args():
     for flag, default in (("--size", 500), ("--repeats", 3), ("--threads", 2),
                           ("--num_classes", 21)):
         parser.add_argument(flag, type=int, default=default)
-    parser.add_argument("--output_dir", default=os.path.join(os.path.dirname(__file__), "results"))
+    add_output_dir(parser)
     parser.add_argument("--overwrite", action="store_true")
     return parser.parse_args()
 

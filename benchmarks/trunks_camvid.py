@@ -20,7 +20,13 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from _outputs import camvid_found, refuse_to_overwrite, save_report  # noqa: E402
+from _outputs import (  # noqa: E402
+    add_output_dir,
+    add_runs_dir,
+    camvid_found,
+    refuse_to_overwrite,
+    save_report,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -31,8 +37,8 @@ def parse_args():
         HERE, "..", "..", "shared", "data", "camvid")))
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--trunks", default="alexnet,vgg16,googlenet")
-    parser.add_argument("--runs_dir", default="/tmp/trunks_camvid")
-    parser.add_argument("--output_dir", default=os.path.join(HERE, "results"))
+    add_runs_dir(parser, "/tmp/trunks_camvid")
+    add_output_dir(parser)
     parser.add_argument("--name", default="trunks_camvid")
     parser.add_argument("--overwrite", action="store_true")
     return parser.parse_args()
