@@ -1,38 +1,10 @@
-r"""The CamVid recipe that transfers to a new street (issue 16; docs/camvid.md).
+r"""Trains the CamVid recipe that transfers to a new street: a MobileNetV2 FCN-8s from random
+init, validated on drive 0006R0, which it never trains on.
 
-Defaults: MobileNetV2 FCN-8s from random init on the full-resolution 360x480 images in random
-180x240 crops, drive 0006R0 held out for validation and checkpoint selection (train: drives
-0001TP + 0016E5, 367 frames), Adam 1e-3 with poly decay over the run, the square roots of the
-median-frequency class weights, batch 4, random flips, and what the held-out-drive ablations kept
-(benchmarks/results/camvid_ablation.md, 10 CPU-minutes a line; camvid_rare_classes.md, 25):
-- full resolution (`--image_size=` empty) with 180x240 crops at scales 0.5-2: the same pixels
-  a step as the old half-resolution images, but thin classes are twice as wide and the model
-  predicts at full resolution: +2.9 held-out mean IU in 25 CPU-minutes (38.0 against 35.1;
-  Pole 15.9 against 6.3, Fence 22.9 against 11.6). Pass `--image_size=180,240` for the old,
-  cheaper validation (the VGG16 trunk validates 4x slower at full resolution);
-- `--class_weights=sqrt_median`: the square roots of the median-frequency weights. Median
-  weights (Pole x5.5, Road x0.16) made the model paint Car, Pole and Pavement over buildings,
-  signs and people on the new drive; the milder balance gave +2.7 held-out mean IU in 25
-  CPU-minutes (40.7 against 38.0; no weights 37.8) and led the 1-hour runs by ~3 points
-  (benchmarks/results/camvid_class_weights.md);
-- `--blur=1.5`: Gaussian blur of half the images (+2.0 mean IU on the held-out drive);
-- `--dropout=0.5` (+1.7 over 0.2);
-- `--scale_range=0.5,2` (+1.4 over 0.8-1.25 at half resolution); 360x480 crops cost 4x the
-  pixels a step and lost in the same budget (-0.3);
-- `--label_smoothing=0.1` (+1.0);
-- `--lr_schedule=poly`: neutral in 10 CPU-minutes (-0.0; cosine with warm-up lost 1.2), kept
-  so that a long run ends converged.
-Left at their old values: photometric colour augmentation (+0.3, within noise), weight decay
-1e-4 (-0.1 against 5e-4), EMA of the weights (+0.1). Rare-class crops lost 0.9 (SignSymbol
-+6.7, Building -13) and copy-paste of rare-class pixels 0.5. Multi-scale + flip test-time
-augmentation adds about 1.4 points at evaluation (`tools/evaluate.py --scales=0.75,1,1.25 --flip`);
-the 1-hour models do best on enlarged frames: one pass at `--scales=1.5` adds 1.3-1.7 points for
-2x the CPU, `--scales=1,1.5,2 --flip` 2.9-3.1 (benchmarks/results/camvid_tta.md). Photometric
-colour augmentation with an EMA of the weights lost 1.7 points at the hour
-(benchmarks/results/camvid_recipe_1h_seeds.md); IBN-a normalization and CutMix reached 42.1
-and 41.8 at the hour, no better than the defaults at equal epochs
-(benchmarks/results/camvid_recipe_1h_ibn_cutmix.md). The options that lost have left the
-library (docs/removed.md).
+The defaults are what the held-out-drive ablations kept (full-resolution images in 180x240
+crops at scales 0.5-2, square-root median-frequency class weights, blur, dropout 0.5, label
+smoothing, Adam with poly decay); each one's measured gain, what lost, and the 1-hour results
+are in docs/camvid.md#the-defaults-of-examplestrain_camvidpy-and-why.
 
     python examples/train_camvid.py --data_dir=../shared/data/camvid \
         --output_dir=runs/camvid_mnv2
