@@ -253,15 +253,33 @@ def test_hysteresis_needs_lasting_evidence():
                       [False, True, True]]
 
 
+def _clipped_window_mean(x, radius):
+    """The mean over each (2r+1)^2 window, cut at the borders: loops, independent of scipy."""
+    out = np.empty(x.shape, "float64")
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            rows = slice(max(0, i - radius), i + radius + 1)
+            out[i, j] = x[rows, max(0, j - radius):j + radius + 1].mean()
+    return out
+
+
 def test_feathered_alpha_keeps_the_state_side():
     image = np.zeros((8, 8, 3), "uint8")
     evidence = np.linspace(-0.3, 0.3, 64).reshape(8, 8)
     state = np.arange(64).reshape(8, 8) >= 24  # on slightly before evidence > 0
     alpha = masks.feathered_alpha(image, evidence, state, 0.2, radius=0)
-    assert (alpha[state] >= 0.5).all() and (alpha[~state] < 0.5).all()
-    assert alpha.min() == 0.0 and alpha.max() == 1.0 and 0 < np.mean((alpha > 0) & (alpha < 1))
+    # Pixel k: evidence e = -0.3 + 0.6 k / 63, ramp 0.5 + e / (2 * 0.2) clipped to [0, 1], then
+    # kept at 0.5 or above where the state is on (k >= 24), at 0.5 or below where it is off.
+    ramp = [min(max(0.5 + (-0.3 + 0.6 * k / 63) / 0.4, 0.0), 1.0) for k in range(64)]
+    expected = np.array([max(r, 0.5) if k >= 24 else min(r, 0.5)
+                         for k, r in enumerate(ramp)]).reshape(8, 8)
+    np.testing.assert_allclose(alpha, expected, atol=1e-6)
+    assert alpha[0, 0] == 0.0 and alpha[7, 7] == 1.0 and alpha[3, 0] == 0.5  # k = 24: e < 0
+    # A flat guide has no colour variance, so the guided filter's slope is 0 and its output
+    # is the window mean of the window means of the input (windows 9 x 9 cut at the borders).
     soft = masks.feathered_alpha(np.full((8, 8, 3), 128, "uint8"), evidence, state, 0.2)
-    assert soft.min() >= 0 and soft.max() <= 1 and soft.shape == (8, 8)
+    np.testing.assert_allclose(soft, _clipped_window_mean(_clipped_window_mean(expected, 4), 4),
+                               atol=1e-6)
 
 
 @pytest.mark.parametrize("video_format", ["mov", "mp4"])
