@@ -42,11 +42,22 @@ def demo_widths_note(config, flag_values):
             "examples/train_voc.py).")
 
 
+def backbone_widths(config, flag_values):
+    """This script's demo widths are VGG16's: another backbone keeps its own unless --widths or
+    --fc_units are given (a trunk refuses an option it does not have)."""
+    model = config.model
+    if model.backbone == "vgg16":
+        return config
+    return config.replace(
+        widths=model.widths if flag_values["widths"].present else None,
+        fc_units=model.fc_units if flag_values["fc_units"].present else None)
+
+
 def main(argv):
     del argv
     from absl import flags
 
-    config = train.config_from_flags()
+    config = backbone_widths(train.config_from_flags(), flags.FLAGS)
     note = demo_widths_note(config, flags.FLAGS)
     if note:
         print(note, flush=True)

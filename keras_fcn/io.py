@@ -16,6 +16,7 @@ Example:
 
 import atexit
 import contextlib
+import contextvars
 import errno
 import json
 import math
@@ -162,12 +163,46 @@ def is_disk_full(error):
     return False
 
 
-def disk_full_error(path, error=None):
-    """The :class:`DiskFullError` for ``path``: names it, the free space left on its file
-    system and what became of the previous file.
+# What to do once space is freed, by the operation that was writing (see `writing`).
+_DISK_FULL_ADVICE = {
+    "training": "Free some space and continue the run with --resume (training.fit resumes "
+                "from the run's backup)",
+    "export": "Free some space and export again",
+    "predict": "Free some space and run the prediction again",
+}
+_GENERIC_ADVICE = "Free some space and write it again"
+_operation = contextvars.ContextVar("keras_fcn_io_operation", default=None)
+
+
+@contextlib.contextmanager
+def writing(operation):
+    """Within the block, the writes are those of ``operation`` ("training", "export",
+    "predict" or any other name): a :class:`DiskFullError` raised there gives that operation's
+    advice. :func:`directory_lock` sets it for its block; ``None`` keeps the outer one.
 
     Example:
-        >>> str(disk_full_error("/mnt/small/best.keras"))  # doctest: +SKIP
+        >>> with writing("export"):
+        ...     "export again" in str(disk_full_error("m.tflite"))
+        True
+    """
+    if operation is None:
+        yield
+        return
+    token = _operation.set(operation)
+    try:
+        yield
+    finally:
+        _operation.reset(token)
+
+
+def disk_full_error(path, error=None, operation=None):
+    """The :class:`DiskFullError` for ``path``: names it, the free space left on its file
+    system, what became of the previous file and what to do next, for ``operation``
+    ("training": continue with --resume; "export"; "predict"; default: the operation of the
+    enclosing :func:`writing` block, else a plain "write it again").
+
+    Example:
+        >>> str(disk_full_error("/mnt/small/best.keras", operation="training"))  # doctest: +SKIP
         "No space left on the device to write '/mnt/small/best.keras': 4.0 KiB free ..."
     """
     path = os.fspath(path)
@@ -179,9 +214,10 @@ def disk_full_error(path, error=None):
     kept = ("the previous file there is unchanged" if os.path.exists(path)
             else "nothing was written there")
     detail = f" ({error})" if error is not None else ""
-    message = (f"No space left on the device to write {path!r}: {free} in {folder!r}; {kept}. "
-               f"Free some space and run again (a training run continues with --resume)"
-               f".{detail}")
+    operation = operation or _operation.get()
+    advice = _DISK_FULL_ADVICE.get(operation, _GENERIC_ADVICE)
+    message = f"No space left on the device to write {path!r}: {free} in {folder!r}; {kept}. " \
+              f"{advice}.{detail}"
     return DiskFullError(errno.ENOSPC, message)
 
 
@@ -382,20 +418,23 @@ def unlock_directory(folder):
 def directory_lock(folder, what="keras_fcn"):
     """Holds the lock of the output folder ``folder`` within the block (see
     :func:`lock_directory`); a lock this process held before stays held after it. ``folder``
-    None or "" locks nothing.
+    None or "" locks nothing. The block's writes are ``what``'s (:func:`writing`): a full disk
+    there gives the advice for ``what``.
 
     Example:
         with directory_lock("exports/camvid", "export"):
             export_tflite(model, "exports/camvid/model.tflite")
     """
     if not folder:
-        yield None
+        with writing(what):
+            yield None
         return
     held_before = holds_lock(folder)
     existed = os.path.isdir(folder)
     path = lock_directory(folder, what)
     try:
-        yield path
+        with writing(what):  # a full disk in the block gives advice for ``what``
+            yield path
     finally:
         if not held_before:
             unlock_directory(folder)

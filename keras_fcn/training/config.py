@@ -35,7 +35,9 @@ from keras_fcn.training.optimizers import (
     PAPER_WEIGHT_DECAY,
 )
 
-MODELS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s_at_once", "staged")
+# The paper's variants, "dilated" (the FCN-ResNets: --backbone=resnet50|resnet101) and the
+# paper's staged 32s->16s->8s. Which a backbone has is its trunk's (Trunk.variants).
+MODELS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s_at_once", "dilated", "staged")
 VERBOSITY = ("auto", "0", "1", "2")
 UNSET_TEXT = ("", "none", "None")  # what a string flag says for "unset"
 
@@ -145,13 +147,15 @@ class DataConfig:
 class ModelConfig:
     """The network: FCN variant (``--model``), backbone, initial weights and size."""
 
-    variant: str = _flag("fcn8s", "FCN variant, or staged 32s->16s->8s.", choices=MODELS,
+    variant: str = _flag("fcn8s", "FCN variant (dilated: the FCN-ResNet of --backbone="
+                         "resnet50|resnet101), or staged 32s->16s->8s.", choices=MODELS,
                          flag="model")
     backbone: str = _flag("vgg16", "Backbone.", choices=BACKBONES)
     weights: str = _flag(None, "imagenet|none|path of initial weights (none: random).")
-    widths: tuple = _flag(None, "VGG16 block widths, e.g. 16,32,64,64,64 (empty: the paper's "
-                          "64,128,256,512,512).", kind="ints")
-    fc_units: int = _flag(None, "fc6/fc7 width (0: the paper's 4096).")
+    widths: tuple = _flag(None, "Trunk widths, e.g. VGG16's block widths 16,32,64,64,64 "
+                          "(empty: the trunk's, VGG16's 64,128,256,512,512); a trunk without "
+                          "them refuses them.", kind="ints")
+    fc_units: int = _flag(None, "fc6/fc7 width (0: the paper's 4096; VGG16 and AlexNet only).")
     dropout: float = _flag(0.5, "Dropout after fc6/fc7.")
     trainable_upsampling: bool = _flag(
         False, "Train the bilinear upsampling layers (the paper keeps them fixed).")

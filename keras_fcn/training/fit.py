@@ -143,56 +143,64 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         report = fit(model, train_ds, val_ds, run_dir="runs/a", epochs=5, info=info)
         report["best"]["value"]
     """
-    os.makedirs(run_dir, exist_ok=True)
-    nan_guard = NaNGuard(steps_per_epoch)
-    all_callbacks = make_callbacks(run_dir, nan_guard=nan_guard, tensorboard=tensorboard,
-                                   monitor=monitor, extra=callbacks)
-    if verbose == "auto":
-        verbose = 1 if sys.stdout.isatty() else 2
-    fcn = plain_model(model)
-    run_dir_lib.write_labels(run_dir, info, model=fcn, image_size=image_size,
-                             model_name=model_name)
-    started = time.time()
-    # shuffle=False: the tf.data pipeline shuffles (seeded); Keras would only warn about it.
-    conv_matmul = runtime.fast_path(runtime.model_precision(model), model=model,
-                                    conv_matmul=conv_matmul)["conv_matmul"]
-    # The train and test steps are traced inside the block, so they keep the matmul fc6.
-    with runtime.convolutions_as_matmul(model, conv_matmul):
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-                  steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
-                  callbacks=all_callbacks, verbose=verbose, shuffle=False)
-    train_seconds = time.time() - started
-    history_writer = next(c for c in all_callbacks if isinstance(c, HistoryWriter))
-    best = next(c for c in all_callbacks if isinstance(c, BestCheckpoint))
-    status = "nan" if nan_guard.nan_step else "completed"
-    final = None
-    eval_ds = eval_ds if eval_ds is not None else val_ds
-    if status == "completed":
-        if chief:
-            io.save_model(fcn, os.path.join(run_dir, run_dir_lib.MODEL_FILE))
-        if eval_ds is not None and evaluate is not None:
-            final = evaluate(fcn, eval_ds)
-        elif eval_ds is not None:
-            final = evaluate_model(fcn, eval_ds, num_classes=info.num_classes,
-                                   ignore_label=info.ignore_label, flip=flip_eval,
-                                   scales=eval_scales or (1.0,),
-                                   verbose=1 if verbose == 1 else 0)
-    report = {
-        "model": model_name or fcn.name,
-        "dataset": info.name,
-        "status": status,
-        "nan_step": nan_guard.nan_step,
-        "epochs": epochs,
-        "train_seconds_this_run": round(train_seconds, 1),
-        "best": {"monitor": best.monitor, "value": best.best, "epoch": best.best_epoch},
-        "history": history_writer.epochs,
-        "final_val": final,
-        "class_names": list(info.class_names),
-    }
-    io.write_json(os.path.join(run_dir, run_dir_lib.METRICS_FILE), report)
-    if history_writer.epochs:
-        run_dir_lib.plot_curves(history_writer.epochs, os.path.join(run_dir, "curves.png"),
-                                title=f"{report['model']} on {info.name}",
-                                metric=monitor.removeprefix("val_"))
-    report["run_dir"] = run_dir
-    return report
+    with io.writing("training"):  # a full disk here is told to continue with --resume
+        os.makedirs(run_dir, exist_ok=True)
+        nan_guard = NaNGuard(steps_per_epoch)
+        all_callbacks = make_callbacks(run_dir, nan_guard=nan_guard, tensorboard=tensorboard,
+                                       monitor=monitor, extra=callbacks)
+        if verbose == "auto":
+            verbose = 1 if sys.stdout.isatty() else 2
+        fcn = plain_model(model)
+        run_dir_lib.write_labels(run_dir, info, model=fcn, image_size=image_size,
+                                 model_name=model_name)
+        started = time.time()
+        # shuffle=False: the tf.data pipeline shuffles (seeded); Keras would only warn about it.
+        conv_matmul = runtime.fast_path(runtime.model_precision(model), model=model,
+                                        conv_matmul=conv_matmul)["conv_matmul"]
+        # Keras keeps the epoch a BackupAndRestore restored on the model (`_initial_epoch`) and
+        # starts every later `fit` of that model there: a second run of the same model in this
+        # process would skip its first epochs. A resume restores it in on_train_begin.
+        model._initial_epoch = None
+        try:
+            # The train and test steps are traced inside the block, so they keep the matmul fc6.
+            with runtime.convolutions_as_matmul(model, conv_matmul):
+                model.fit(train_ds, validation_data=val_ds, epochs=epochs,
+                          steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+                          callbacks=all_callbacks, verbose=verbose, shuffle=False)
+        finally:
+            model._initial_epoch = None
+        train_seconds = time.time() - started
+        history_writer = next(c for c in all_callbacks if isinstance(c, HistoryWriter))
+        best = next(c for c in all_callbacks if isinstance(c, BestCheckpoint))
+        status = "nan" if nan_guard.nan_step else "completed"
+        final = None
+        eval_ds = eval_ds if eval_ds is not None else val_ds
+        if status == "completed":
+            if chief:
+                io.save_model(fcn, os.path.join(run_dir, run_dir_lib.MODEL_FILE))
+            if eval_ds is not None and evaluate is not None:
+                final = evaluate(fcn, eval_ds)
+            elif eval_ds is not None:
+                final = evaluate_model(fcn, eval_ds, num_classes=info.num_classes,
+                                       ignore_label=info.ignore_label, flip=flip_eval,
+                                       scales=eval_scales or (1.0,),
+                                       verbose=1 if verbose == 1 else 0)
+        report = {
+            "model": model_name or fcn.name,
+            "dataset": info.name,
+            "status": status,
+            "nan_step": nan_guard.nan_step,
+            "epochs": epochs,
+            "train_seconds_this_run": round(train_seconds, 1),
+            "best": {"monitor": best.monitor, "value": best.best, "epoch": best.best_epoch},
+            "history": history_writer.epochs,
+            "final_val": final,
+            "class_names": list(info.class_names),
+        }
+        io.write_json(os.path.join(run_dir, run_dir_lib.METRICS_FILE), report)
+        if history_writer.epochs:
+            run_dir_lib.plot_curves(history_writer.epochs, os.path.join(run_dir, "curves.png"),
+                                    title=f"{report['model']} on {info.name}",
+                                    metric=monitor.removeprefix("val_"))
+        report["run_dir"] = run_dir
+        return report

@@ -14,7 +14,7 @@ import tempfile
 
 import keras
 
-from keras_fcn import _tf, runtime
+from keras_fcn import _tf, io, runtime
 from keras_fcn import models as models_lib
 from keras_fcn._checks import check_choice
 from keras_fcn.labels import ModelLabels
@@ -42,15 +42,59 @@ from keras_fcn.training.optimizers import (
 from keras_fcn.training.run_dir import MODEL_FILE, completed_run, prepare_run_dir
 
 STAGES = ("32s", "16s", "8s")
-VARIANTS = {"fcn32s": "32s", "fcn16s": "16s", "fcn8s": "8s", "fcn8s_at_once": "8s_at_once"}
+VARIANTS = {"fcn32s": "32s", "fcn16s": "16s", "fcn8s": "8s", "fcn8s_at_once": "8s_at_once",
+            "dilated": "dilated"}
+
+
+def check_model(config):
+    """Checks that `config.model.backbone` has the variant(s) `--model` trains, before any data
+    is read (the trunk's `variants`: the ResNets are "dilated" only, the Table 1 trunks
+    FCN-32s only).
+
+    Returns:
+        The `build_fcn` variants trained, in order (the three stages for "staged").
+
+    Raises:
+        ValueError: an unknown `--model`, or one the backbone does not have (both named).
+
+    Example:
+        >>> check_model(TrainConfig().replace(model="dilated", backbone="resnet50"))
+        ('dilated',)
+    """
+    check_choice("model", config.model.variant, MODELS)
+    variants = STAGES if config.model.variant == "staged" else (VARIANTS[config.model.variant],)
+    backbone = config.model.backbone
+    has = models_lib.get_trunk(backbone).variants
+    if not set(variants) <= set(has):
+        names = tuple(name for name, variant in VARIANTS.items() if variant in has)
+        raise ValueError(
+            f"The {backbone} backbone has no --model={config.model.variant} (its models: "
+            f"{', '.join(names)}). Received: model={config.model.variant!r}, "
+            f"backbone={backbone!r}")
+    return variants
+
+
+def model_name(config, variant):
+    """The name of the FCN `variant` of `config`'s backbone: "fcn8s" for the paper's variants
+    (whatever the trunk), the trunk's own name for "dilated" ("fcn_resnet50").
+
+    Example:
+        >>> model_name(TrainConfig().replace(backbone="resnet101"), "dilated")
+        'fcn_resnet101'
+    """
+    if variant == "dilated":
+        return models_lib.get_trunk(config.model.backbone).model_name(variant)
+    return f"fcn{variant}"
 
 
 def build_model(config, variant, num_classes, weights):
     """Builds the FCN of a recipe (raw RGB 0..255 input: preprocessing included).
 
     Args:
-        config: `TrainConfig` (backbone, widths, fc_units, dropout, trainable_upsampling).
-        variant: "32s", "16s", "8s" or "8s_at_once".
+        config: `TrainConfig` (backbone, widths, fc_units, dropout, trainable_upsampling);
+            `widths` and `fc_units`, where set, go to the trunk, and one it does not have is a
+            ValueError naming it (`Trunk.check_options`).
+        variant: "32s", "16s", "8s", "8s_at_once" or "dilated" (a variant of the backbone).
         num_classes: number of classes.
         weights: "imagenet", "none"/None, a path or a `keras.Model` (staged init).
 
@@ -64,17 +108,13 @@ def build_model(config, variant, num_classes, weights):
     """
     if isinstance(weights, str) and weights.lower() == "none":
         weights = None
-    kwargs = {}
-    if config.model.backbone == "vgg16":
-        if config.model.widths is not None:
-            kwargs["widths"] = tuple(config.model.widths)
-        if config.model.fc_units is not None:
-            kwargs["fc_units"] = int(config.model.fc_units)
+    widths, fc_units = config.model.widths, config.model.fc_units
     return models_lib.build_fcn(
         variant, num_classes=num_classes, input_shape=(None, None, 3), weights=weights,
         dropout=config.model.dropout, trainable_upsampling=config.model.trainable_upsampling,
-        include_preprocessing=True, backbone=config.model.backbone, name=f"fcn{variant}",
-        **kwargs)
+        include_preprocessing=True, backbone=config.model.backbone,
+        name=model_name(config, variant), widths=None if widths is None else tuple(widths),
+        fc_units=None if fc_units is None else int(fc_units))
 
 
 def _load_finished(run_dir, strategy=None):
@@ -148,7 +188,7 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
                  steps_per_epoch=optim.steps_per_epoch,
                  validation_steps=run_config.validation_steps, eval_ds=eval_ds,
                  tensorboard=run_config.tensorboard, verbose=run_config.verbose,
-                 image_size=config.data.image_size, model_name=f"fcn{variant}",
+                 image_size=config.data.image_size, model_name=model_name(config, variant),
                  flip_eval=run_config.flip_eval, eval_scales=run_config.eval_scales,
                  callbacks=extra,
                  chief=chief, conv_matmul=conv_matmul)
@@ -379,8 +419,7 @@ def run(config):
         >>> run(TrainConfig().replace(dataset="shapes", epochs=5,  # doctest: +SKIP
         ...                           output_dir="runs/a"))
     """
-    if config.model.variant != "staged":
-        check_choice("model", config.model.variant, MODELS)
+    check_model(config)
     if config.run.eval_scales:  # checked now, not after hours of training
         check_scales(config.run.eval_scales)
     strategy = make_strategy(config.run.strategy)
@@ -389,9 +428,17 @@ def run(config):
     print(f"Execution: {runtime.describe(runtime.cpu_info())}; precision "
           f"{execution_precision(config)}", flush=True)
     chief = is_chief()
-    run_dir = prepare_run_dir(config.run.output_dir, resume=config.run.resume,
-                              overwrite=config.run.overwrite) if chief else \
-        tempfile.mkdtemp(prefix="keras_fcn_worker_")
+    # The run folder is locked while this call trains, and released when it returns or raises
+    # (kept if the caller held it): export, predict or another process may then use it.
+    with io.directory_lock(config.run.output_dir if chief else None, "training"):
+        run_dir = prepare_run_dir(config.run.output_dir, resume=config.run.resume,
+                                  overwrite=config.run.overwrite) if chief else \
+            tempfile.mkdtemp(prefix="keras_fcn_worker_")
+        return _train_in(config, run_dir, strategy, chief)
+
+
+def _train_in(config, run_dir, strategy, chief):
+    """`run` once `run_dir` is prepared: data, training, table, optional export."""
     pipelines, info, (count, val_count), class_weights, pixels = _load_inputs(
         config, run_dir, strategy)
     data = (*pipelines, info)
