@@ -157,3 +157,91 @@ def test_two_exports_at_once_one_writes_the_other_is_refused(tmp_path):
     print("second export:", [line for line in second_err.splitlines() if "error" in line])
     assert sorted(os.listdir(folder)) == ["fcn32s_float32.json", "fcn32s_float32.tflite"]
     tf.lite.Interpreter(model_path=str(folder / "fcn32s_float32.tflite")).allocate_tensors()
+
+
+# ------------------------------------------------ in-process training (a notebook) ----
+
+# Tries the lock of argv[1] once and says what happened.
+LOCKER = textwrap.dedent("""
+    import sys
+    from keras_fcn import io
+    try:
+        io.lock_directory(sys.argv[1], "other")
+        print("locked")
+    except io.DirectoryLockedError as error:
+        print("refused:", error)
+""")
+
+
+def _other_process_locks(folder):
+    """'locked', or 'refused: <message>', from a new process asking for ``folder``'s lock."""
+    result = subprocess.run([sys.executable, "-c", LOCKER, str(folder)], capture_output=True,
+                            text=True, env=_env(), timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip()
+
+
+def _tiny_config(run_dir, **changes):
+    from tiny import TINY_FC, TINY_WIDTHS
+    from keras_fcn.training import TrainConfig
+
+    return TrainConfig().replace(
+        dataset="shapes", model="fcn32s", widths=TINY_WIDTHS, fc_units=TINY_FC, dropout=0.0,
+        epochs=1, steps_per_epoch=1, batch_size=2, num_train=2, num_val=1, shapes_size=32,
+        optimizer="adam", learning_rate=1e-3, output_dir=str(run_dir), verbose=0, **changes)
+
+
+def test_in_process_training_holds_the_lock_while_it_trains_and_releases_it(tmp_path,
+                                                                            monkeypatch):
+    """A notebook trains, trains again with --resume, exports into the run folder; another
+    process is refused while the training runs and takes the folder once it returned."""
+    from keras_fcn.training import recipe
+
+    run_dir = tmp_path / "run"
+    during, fit = [], recipe.fit
+
+    def fit_and_ask(*args, **kwargs):
+        during.append((io.holds_lock(run_dir), _other_process_locks(run_dir)))
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "fit", fit_and_ask)
+    result = recipe.run(_tiny_config(run_dir))
+    assert result["reports"]["32s"]["status"] == "completed"
+    (held, other), = during
+    assert held and other.startswith("refused: ") and f"pid {os.getpid()} " in other
+    assert not io.holds_lock(run_dir) and not (run_dir / io.LOCK_FILE).exists()
+    # the same process runs it again with --resume (complete: nothing to train), not refused ...
+    monkeypatch.setattr(recipe, "fit", fit)
+    again = recipe.run(_tiny_config(run_dir, resume=True))
+    assert again["reports"]["32s"]["status"] == "completed" and not io.holds_lock(run_dir)
+    # ... exports into the run folder as tools/export.py does (its lock, then the files) ...
+    import keras
+
+    model = keras.models.load_model(str(run_dir / "model.keras"), compile=False)
+    with io.directory_lock(run_dir, "export"):
+        path = recipe.maybe_export(model, str(run_dir), (32, 32))
+    assert os.path.exists(path) and not io.holds_lock(run_dir)
+    # ... and another process takes the folder
+    assert _other_process_locks(run_dir) == "locked"
+
+
+def test_a_failed_training_releases_the_lock_and_a_callers_lock_is_kept(tmp_path,
+                                                                        monkeypatch):
+    from keras_fcn.training import recipe
+
+    def broken_fit(*args, **kwargs):
+        raise RuntimeError("training failed")
+
+    monkeypatch.setattr(recipe, "fit", broken_fit)
+    run_dir = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="training failed"):
+        recipe.run(_tiny_config(run_dir))
+    assert not io.holds_lock(run_dir) and not (run_dir / io.LOCK_FILE).exists()
+    assert _other_process_locks(run_dir) == "locked"
+    held = tmp_path / "held"
+    with io.directory_lock(held, "notebook"):
+        with pytest.raises(RuntimeError, match="training failed"):
+            recipe.run(_tiny_config(held))
+        assert io.holds_lock(held)  # the caller's lock outlives the training
+        assert _other_process_locks(held).startswith("refused: ")
+    assert not io.holds_lock(held)
