@@ -24,6 +24,9 @@ setup(
         "h5py",
         "matplotlib",
         "scipy",  # SBD, NYUDv2 and SIFT Flow .mat label files
+        # the interpreter of exported .tflite files (evaluation, benchmarks, the main job);
+        # TensorFlow's own tf.lite.Interpreter is deprecated and warns it will be removed
+        "ai-edge-litert",
     ],
     extras_require={
         # torch: only for the equivalence tests against a PyTorch FCN and the weight converter;
@@ -33,11 +36,11 @@ setup(
         # (PyPI's torchvision does not import beside torch 2.13.0).
         # jax (CPU wheels): the core's tests also run on Keras' JAX backend (issue 24).
         # pytest-xdist: the suite runs on both cores (pytest.ini: -n 2).
-        "dev": ["pytest", "pytest-xdist", "ai-edge-litert", "av", "torch==2.14.1",
+        "dev": ["pytest", "pytest-xdist", "av", "torch==2.14.1",
                 "torchvision==0.29.1", "jax",
                 "import-linter", "opencv-python-headless"],
         "jax": ["jax"],
-        "litert": ["ai-edge-litert"],
+        "litert": [],  # ai-edge-litert is a core dependency now; kept for old commands
         "torch": ["torch"],
         "video": ["av"],
         # --unlabelled_video_dir: optical flow between the user's own frames.
