@@ -126,6 +126,7 @@ def test_training_on_a_full_disk_keeps_the_last_good_files_and_resumes(small_dis
     with pytest.raises(io.DiskFullError) as error:
         train.fit(model, train_ds, val_ds, callbacks=[fill], **common)
     _check_disk_full_message(error.value, run_dir)
+    assert "Free some space and continue the run with --resume" in str(error.value)
     print("training on a full disk:", error.value)
     # epoch 1's files are intact: history, best checkpoint and backup
     assert [e["epoch"] for e in io.read_json(os.path.join(run_dir, "history.json"))] == [1]
@@ -134,7 +135,6 @@ def test_training_on_a_full_disk_keeps_the_last_good_files_and_resumes(small_dis
     assert io.read_json(os.path.join(run_dir, "backup", "training_metadata.json"))["epoch"] == 1
     assert not _temp_files(run_dir)
     os.remove(fill.filler)  # space is back: the run resumes from epoch 1's backup
-    model._initial_epoch = None
     report = train.fit(model, train_ds, val_ds, **common)
     assert report["status"] == "completed"
     assert [e["epoch"] for e in report["history"]] == [1, 2, 3]
@@ -150,9 +150,11 @@ def test_exports_on_a_full_disk_keep_the_previous_export(small_disk):
     export.export_saved_model(model, saved)
     before = _tree(out)
     filler = _fill(str(small_disk))
-    with pytest.raises(io.DiskFullError) as error:
+    with pytest.raises(io.DiskFullError) as error, io.writing("export"):  # tools/export.py's
         export.export_tflite(model, tflite, input_size=(32, 32), overwrite=True)
     _check_disk_full_message(error.value, out)
+    assert "Free some space and export again." in str(error.value)
+    assert "--resume" not in str(error.value)
     with pytest.raises(io.DiskFullError) as error:
         export.export_saved_model(model, saved, overwrite=True)
     _check_disk_full_message(error.value, out)
@@ -189,6 +191,8 @@ def test_predict_on_a_full_disk_names_the_output_and_leaves_no_partial_file(smal
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert len(errors) == 1 and "No space left" in errors[0] and str(out) in errors[0]
     assert "KiB free" in errors[0]
+    assert "Free some space and run the prediction again." in errors[0]
+    assert "--resume" not in errors[0]  # the advice is predict's, not a training run's
     assert _tree(out) == {}  # no file: nothing partial, no temporary name, no lock
 
 
@@ -216,3 +220,38 @@ def test_a_full_disk_is_reported_even_without_a_small_file_system(tmp_path, monk
     with pytest.raises(PermissionError):  # other errors pass unchanged
         io.atomic_write(str(path), lambda tmp: (_ for _ in ()).throw(PermissionError("no")))
     assert sorted(os.listdir(tmp_path)) == ["best.keras"]
+
+
+def test_the_disk_full_advice_fits_the_operation_that_wrote(tmp_path):
+    """A training run continues with --resume; an export or a prediction is run again; a write
+    of no known operation is just written again. The operation is the enclosing
+    `io.writing` block's, or the `what` of the `io.directory_lock` block (tools/export.py,
+    tools/predict.py), or the one given."""
+    def full(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    path = str(tmp_path / "out" / "m.tflite")
+    os.makedirs(os.path.dirname(path))
+
+    def message(**kwargs):
+        with pytest.raises(io.DiskFullError) as error:
+            io.atomic_write(path, full, **kwargs)
+        text = str(error.value)
+        prefix = f"No space left on the device to write {path!r}: "
+        assert text.startswith(prefix) and "; nothing was written there. " in text
+        return text.split("; nothing was written there. ")[1].split(" ([Errno 28]")[0]
+
+    assert message() == "Free some space and write it again."
+    with io.writing("training"):
+        assert message() == ("Free some space and continue the run with --resume "
+                             "(training.fit resumes from the run's backup).")
+        with io.writing("export"):  # the inner block's operation
+            assert message() == "Free some space and export again."
+        with io.writing(None):  # None keeps the outer one
+            assert "--resume" in message()
+    assert message() == "Free some space and write it again."  # the block ended
+    with io.directory_lock(tmp_path / "out", "predict"):
+        assert message() == "Free some space and run the prediction again."
+    assert "run the prediction again" in str(io.disk_full_error(path, operation="predict"))
+    with io.writing("training"):  # the operation given wins
+        assert "export again" in str(io.disk_full_error(path, operation="export"))

@@ -68,8 +68,10 @@ def prepare_run_dir(run_dir, *, resume=False, overwrite=False):
     Returns:
         The absolute path.
 
-    The process keeps the lock of `run_dir` (`keras_fcn.io.lock_directory`) until it ends:
-    another training, export or predict writing there is refused with the holder's pid.
+    It takes the lock of `run_dir` (`keras_fcn.io.lock_directory`): until it is released,
+    another process training, exporting or predicting there is refused with the holder's pid.
+    `keras_fcn.training.run` releases it when it returns or raises; a caller of this function
+    alone holds it until `keras_fcn.io.unlock_directory` or the end of the process.
 
     Raises:
         FileExistsError: `run_dir` holds a run and neither `resume` nor `overwrite` is set.
