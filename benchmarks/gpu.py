@@ -28,7 +28,8 @@ so that a run cut short by ``--budget-s`` still has the headline figures:
    (``jax.jit(model.train_step)``, as ``fit`` compiles it), the pure-JAX step of (c) and the
    forward pass, fp32 and ``mixed_bfloat16``, with XLA's cost analysis (FLOPs, bytes), the
    buffers XLA allocates and the instructions by kind (convolutions, cuDNN calls, transposes,
-   copies, fusions). Compiling only, it also runs on a CPU at the full sizes
+   copies, fusions); the optimized HLO of each goes, gzipped, to ``<out>_hlo/`` (read it
+   off the device later). Compiling only, it also runs on a CPU at the full sizes
    (``--only jax_programs``): the program Keras hands to XLA, whatever device runs it.
 
 Timings are medians after warm-up, with the device synchronized (``block_until_ready``,
@@ -679,13 +680,19 @@ def bf16_weights_model(worker, model):
 PROGRAM_OPS = ("convolution", "custom-call", "transpose", "copy", "fusion")
 
 
-def program_stats(compiled, batch):
-    """XLA's cost analysis, buffer sizes and instruction counts of a compiled program."""
+def program_stats(compiled, batch, save_as=None):
+    """XLA's cost analysis, buffer sizes and instruction counts of a compiled program; with
+    ``save_as``, its optimized HLO text goes there too (gzip), to read off the device."""
+    import gzip
     import re
 
     cost = compiled.cost_analysis()
     cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
     text = compiled.as_text()
+    if save_as:
+        os.makedirs(os.path.dirname(save_as), exist_ok=True)
+        with gzip.open(save_as, "wt", encoding="utf-8") as f:
+            f.write(text)
     opcodes = re.findall(r"^\s*(?:ROOT )?%?[\w.-]+ = [^=]*?\s([a-z][\w-]*)\(", text, re.M)
     counts = {op: opcodes.count(op) for op in PROGRAM_OPS}
     targets = re.findall(r'custom_call_target="([^"]+)"', text)
@@ -716,19 +723,25 @@ def compiled_programs(worker):
         model.trainable_variables, model.non_trainable_variables, model.optimizer.variables,
         model.metrics_variables))
     found, start = {}, time.perf_counter()
+    policy = keras.config.dtype_policy().name
+    folder = os.path.splitext(worker.args.out)[0] + "_hlo"
+
+    def stats(name, compiled):
+        found[name] = program_stats(compiled, batch,
+                                    os.path.join(folder, f"{policy}_{name}.hlo.txt.gz"))
+
     keras_step = jax.jit(model.train_step, donate_argnums=0)  # as fit's train function
-    found["keras_train_step"] = program_stats(
-        keras_step.lower(state, (images, labels)).compile(), batch)
+    stats("keras_train_step", keras_step.lower(state, (images, labels)).compile())
     pure, pure_state = pure_jax_step(worker, model)
-    found["pure_jax_step"] = program_stats(pure.lower(*pure_state, images, labels).compile(),
-                                           batch)
+    stats("pure_jax_step", pure.lower(*pure_state, images, labels).compile())
 
     def forward(trainable, non_trainable, x):
         return model.stateless_call(trainable, non_trainable, x, training=False)[0]
 
-    found["forward"] = program_stats(jax.jit(forward).lower(*state[:2], images).compile(), batch)
+    stats("forward", jax.jit(forward).lower(*state[:2], images).compile())
+    found["hlo_folder"] = folder
     found["compile_s"] = time.perf_counter() - start
-    found["policy"] = keras.config.dtype_policy().name
+    found["policy"] = policy
     return found
 
 
@@ -811,7 +824,8 @@ def run_config(args, name, deadline, cache_dir, log):
     os.close(fd)
     os.remove(result_path)
     command = [sys.executable, os.path.abspath(__file__), "--worker", name,
-               "--result", result_path, "--deadline", repr(deadline), "--jax-cache", cache_dir]
+               "--result", result_path, "--deadline", repr(deadline), "--jax-cache", cache_dir,
+               "--out", args.out]
     for flag, value in (("--smoke", args.smoke), ("--allow-tf", args.allow_tf),
                         ("--hide-tf", args.hide_tf)):
         command += [flag] if value else []

@@ -5,6 +5,7 @@ unimportable (--hide-tf), as on the GPU machine, and the budget cut-off; the slo
 configuration (about 2 minutes each on 2 cores).
 """
 
+import gzip
 import json
 import math
 import os
@@ -159,3 +160,11 @@ def test_compiled_programs_keras_step_is_the_pure_jax_step(tmp_path):
         assert sum(keras_step["ops"].values()) < keras_step["instructions"]
     assert found["policy"] == "mixed_bfloat16"
     assert "| float32 | keras_train_step |" in markdown
+    hlo = tmp_path / "gpu_hlo"
+    assert sorted(p.name for p in hlo.iterdir()) == sorted(
+        f"{policy}_{program}.hlo.txt.gz" for policy in ("float32", "mixed_bfloat16")
+        for program in ("keras_train_step", "pure_jax_step", "forward"))
+    with gzip.open(hlo / "float32_keras_train_step.hlo.txt.gz", "rt") as f:
+        text = f.read()
+    assert text.startswith("HloModule") and text.count(" convolution(") == (
+        items["programs_float32"]["keras_train_step"]["ops"]["convolution"])
