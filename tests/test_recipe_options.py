@@ -17,7 +17,7 @@ import tensorflow as tf
 from absl import flags
 
 from known_values import assert_same_metrics, confusion_counts
-from tiny import TINY_FC, TINY_WIDTHS, tiny_fcn
+from tiny import TINY_FC, TINY_WIDTHS, randomize_scores, tiny_fcn
 from keras_fcn import data, losses, metrics
 from keras_fcn.data import augment
 from keras_fcn.datasets import shapes
@@ -44,6 +44,44 @@ def _collect(ds):
 
 # ------------------------------------------------------------ photometric + blur ----
 
+def _element_seeds(seed, count):
+    """The element seeds of the first pass of a pipeline seeded `seed` (one int64 per element,
+    `augment.with_element_seeds`)."""
+    ds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(count)
+    return [int(s) for s in ds]
+
+
+def _draw(seed, op, low=0.0, high=1.0):
+    """The documented draw of augmentation step `op` of element `seed`: a stateless uniform in
+    [low, high) from the seed (seed, op)."""
+    return float(tf.random.stateless_uniform([], tf.constant([seed, op], tf.int64), low, high))
+
+
+def _hue_rotation(angle):
+    """Rodrigues' rotation about the gray axis (1, 1, 1)/sqrt(3) by `angle` (column vectors)."""
+    u = np.full(3, 1 / math.sqrt(3))
+    cross = np.array([[0, -u[2], u[1]], [u[2], 0, -u[0]], [-u[1], u[0], 0]])
+    return math.cos(angle) * np.eye(3) + math.sin(angle) * cross + (
+        1 - math.cos(angle)) * np.outer(u, u)
+
+
+def _photometric_numpy(image, seed, strength):
+    """Colour jitter as `augment.photometric_ranges` and `random_color_jitter` state it, step by
+    step, in float64: brightness shift up to
+    64 S, contrast about the image mean and saturation about the gray level by factors in
+    1 +- S/2, hue turned up to S/10 of a turn about the gray axis, then clipped; the draws are
+    ops 21..24 of the element seed."""
+    shift = _draw(seed, 21, -64 * strength, 64 * strength)
+    contrast = _draw(seed, 22, 1 - strength / 2, 1 + strength / 2)
+    saturation = _draw(seed, 23, 1 - strength / 2, 1 + strength / 2)
+    angle = _draw(seed, 24, -strength / 10, strength / 10) * 2 * math.pi
+    x = image.astype("float64") + shift
+    x = x.mean() + contrast * (x - x.mean())
+    gray = (x @ np.array([0.299, 0.587, 0.114]))[..., None]
+    x = gray + saturation * (x - gray)
+    return np.clip(x @ _hue_rotation(angle).T, 0, 255)
+
+
 def test_photometric_and_blur_are_seeded_and_leave_masks_alone():
     rng = np.random.default_rng(0)
     decoded = _decoded(rng.integers(0, 256, (6, 16, 20, 3)), rng.integers(0, 4, (6, 16, 20)))
@@ -56,37 +94,51 @@ def test_photometric_and_blur_are_seeded_and_leave_masks_alone():
     np.testing.assert_array_equal(images, again)
     np.testing.assert_array_equal(masks, masks_again)
     np.testing.assert_array_equal(masks, plain_masks)  # same flips; masks never jittered
-    assert np.abs(images - plain).mean() > 5.0
-    assert images.min() >= 0.0 and images.max() <= 255.0
+    # Each image is its plain (cropped, flipped) self, blurred with probability 1/2 (draw 25)
+    # by a Gaussian of std drawn in [0.1, 1.5] (draw 26, radius 3 * 1.5 -> 5; scipy's
+    # reflect), then jittered: computed here from the element seeds.
+    expected, blurred = [], []
+    for image, seed in zip(plain, _element_seeds(3, len(plain))):
+        blurred.append(_draw(seed, 25) < 0.5)
+        if blurred[-1]:
+            sigma = _draw(seed, 26, 0.1, 1.5)
+            image = scipy.ndimage.gaussian_filter(image.astype("float64"), (sigma, sigma, 0),
+                                                  mode="reflect", radius=(5, 5, 0))
+        expected.append(_photometric_numpy(image, seed, 1.0))
+    np.testing.assert_allclose(images, np.stack(expected), atol=2e-3)
+    assert 0 < sum(blurred) < len(blurred)  # both branches are checked
     # off by default: the pipeline without the options is the one of today
     default, _ = _collect(data.prepare_dataset(decoded, photometric=0.0, blur=0.0, **kwargs))
     np.testing.assert_array_equal(default, plain)
 
 
-def test_brightness_moves_a_gray_image_within_the_range():
+def test_brightness_moves_a_gray_image_by_its_draw():
     gray = np.full((12, 10, 12, 3), 128, "uint8")  # contrast, saturation, hue keep gray
     images, _ = _collect(data.prepare_dataset(_decoded(gray, np.zeros((12, 10, 12))),
                                               photometric=0.5, seed=1, batch_size=1))
-    shifts = images.mean(axis=(1, 2, 3)) - 128.0
-    assert np.abs(shifts).max() <= 32.0 + 1e-3  # 64 * 0.5
-    assert shifts.max() - shifts.min() > 16.0  # the draws spread over the range
-    np.testing.assert_allclose(images, images[:, :1, :1, :1] * np.ones_like(images),
-                               atol=1e-3)  # still one gray level per image
+    shifts = [_draw(seed, 21, -32.0, 32.0) for seed in _element_seeds(1, 12)]  # 64 * 0.5
+    np.testing.assert_allclose(images, 128.0 + np.reshape(shifts, (12, 1, 1, 1))
+                               * np.ones_like(images), atol=1e-3)
+    assert np.ptp(shifts) > 16.0  # the draws spread over the range
 
 
-def test_jitter_draws_stay_in_the_photometric_ranges():
+def test_jitter_draws_are_the_photometric_ranges_of_their_seeds():
     ranges = augment.photometric_ranges(1.0)
+    assert ranges == {"brightness": 64.0, "contrast": (0.5, 1.5), "saturation": (0.5, 1.5),
+                      "hue": 0.1}
     draws = np.stack([augment.jitter_factors(tf.constant([s, 4], tf.int64), **ranges).numpy()
                       for s in range(64)])
-    assert np.abs(draws[:, 0]).max() <= 64.0 and np.ptp(draws[:, 0]) > 64.0
-    for column in (1, 2):
-        assert draws[:, column].min() >= 0.5 and draws[:, column].max() <= 1.5
-    assert np.abs(draws[:, 3]).max() <= 0.1 * 2 * math.pi and np.ptp(draws[:, 3]) > 0.3
+    expected = [[_draw(s, 21, -64, 64), _draw(s, 22, 0.5, 1.5), _draw(s, 23, 0.5, 1.5),
+                 _draw(s, 24, -0.1, 0.1) * 2 * math.pi] for s in range(64)]
+    np.testing.assert_allclose(draws, expected, rtol=1e-6, atol=1e-6)
     # the 0.1.0 colour jitter is strength 0.5 without hue, and its draws did not change
     half = dict(augment.photometric_ranges(0.5), hue=0.0)
     seed = tf.constant([7, 4], tf.int64)
     np.testing.assert_array_equal(augment.jitter_factors(seed, **half).numpy(),
                                   augment.jitter_factors(seed).numpy())
+    np.testing.assert_allclose(augment.jitter_factors(seed).numpy(), [
+        _draw(7, 21, -32, 32), _draw(7, 22, 0.75, 1.25), _draw(7, 23, 0.75, 1.25), 0.0],
+        rtol=1e-6)
     assert augment.jitter_settings(color_jitter=True) == {}
     assert augment.jitter_settings() is None
     with pytest.raises(ValueError, match="Received: photometric=1.5"):
@@ -370,6 +422,12 @@ def test_recipe_with_every_option_reports_its_models_tta_figures(tmp_path, monke
     calls, evaluate_model = [], fit_lib.evaluate_model
     monkeypatch.setattr(fit_lib, "evaluate_model", lambda *args, **kwargs: calls.append(
         kwargs) or evaluate_model(*args, **kwargs))
+    # Score layers start at zero: after 4 steps the tiny model predicted one class everywhere,
+    # and figures that do not depend on the scales could not tell the TTA settings apart.
+    # Random score layers make its predictions vary with the scale.
+    build_model = recipe.build_model
+    monkeypatch.setattr(recipe, "build_model", lambda *args: randomize_scores(
+        build_model(*args), seed=3, scale=1.0))
     config = config_lib.TrainConfig().replace(
         dataset="shapes", model="fcn8s", widths=TINY_WIDTHS, fc_units=TINY_FC, dropout=0.0,
         epochs=2, batch_size=4, num_train=8, num_val=2, shapes_size=32, crop_size=(32, 32),
@@ -379,19 +437,24 @@ def test_recipe_with_every_option_reports_its_models_tta_figures(tmp_path, monke
     result = recipe.run(config)
     report = result["reports"]["8s"]
     assert [epoch["epoch"] for epoch in report["history"]] == [1, 2]
-    # The tiny model predicts one class everywhere after 4 steps, so its figures cannot tell
-    # the TTA settings apart: the final evaluation is checked to get them.
     assert [(call["flip"], call["scales"]) for call in calls] == [(True, (0.75, 1.0))]
     saved = keras.models.load_model(os.path.join(result["run_dir"], "model.keras"))
     # The final figures are the saved model's flip + two-scale predictions on the two
-    # validation images, counted here (tta_probabilities is checked above on closed forms).
+    # validation images, counted here (tta_probabilities is checked above on closed forms),
+    # and not its flip + one-scale ones, which differ on more than a few pixels.
     images, masks = shapes.shapes_arrays(2, size=32, seed=0, start=shapes.VAL_OFFSET)
     predict = forward_fn(saved, flip=True, jit_compile=False)
-    preds = np.concatenate([evaluation.tta_probabilities(
-        predict, tf.constant(image[None], tf.float32), (32, 32), (0.75, 1.0)).numpy().argmax(-1)
-        for image in images])
-    expected = segmentation_metrics(confusion_counts(masks, preds, 4, 255))
-    expected.update(confusion_matrix=confusion_counts(masks, preds, 4, 255))
+
+    def counts(scales):
+        preds = np.concatenate([evaluation.tta_probabilities(
+            predict, tf.constant(image[None], tf.float32), (32, 32), scales).numpy().argmax(-1)
+            for image in images])
+        return confusion_counts(masks, preds, 4, 255)
+
+    two_scales, one_scale = counts((0.75, 1.0)), counts((1.0,))
+    assert np.abs(two_scales - one_scale).sum() > 20  # the settings give other figures
+    expected = segmentation_metrics(two_scales)
+    expected.update(confusion_matrix=two_scales)
     assert_same_metrics(result["final"], expected, moved_pixels=2)
     assert result["final"]["num_images"] == 2
     # The options reached the saved model: the rate decayed to 0 (poly over the 2 epochs), the
