@@ -1,0 +1,96 @@
+"""Which (epoch, batch index) each batch that `Model.fit` trains on came from, for
+`SegmentationPyDataset` with worker threads and processes, on each installed backend.
+
+Known bug (not fixed yet): on JAX and torch, with workers > 1, every fit epoch is shifted by one
+batch: the model build reads batch 0 of epoch 0 through the enqueuer, whose prefetched batches of
+epoch 0 are kept (Keras' enqueuer.stop drains them into its ready queue) and trained on first in the
+next run, so fit epoch k trains on batches 1..n-1 of epoch k-1 and batch 0 of epoch k. Those cases
+are strict xfails; TensorFlow's fit sees whole epochs.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+_SCRIPT = r'''
+import json, sys
+import numpy as np, keras
+from PIL import Image
+from keras_fcn.data.arrays import make_pydataset
+folder, workers, mp = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+rng = np.random.default_rng(0)
+pairs = []
+for i in range(6):
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(f"{folder}/i{i}.png")
+    Image.fromarray(rng.integers(0, 3, (8, 8)).astype(np.uint8), mode="L").save(f"{folder}/m{i}.png")
+    pairs.append((f"{folder}/i{i}.png", f"{folder}/m{i}.png"))
+options = dict(num_classes=3, batch_size=1, flip=True, scale_range=(0.5, 2.0), crop_size=8,
+               shuffle=True, seed=5)
+reference = make_pydataset(pairs, **options)
+signature = {}
+for epoch in range(6):
+    reference.epoch = epoch
+    for index in range(len(reference)):
+        signature.setdefault(np.asarray(reference[index][0]).tobytes(), []).append((epoch, index))
+seen = []
+class Record(keras.layers.Layer):
+    def call(self, x):
+        try:
+            seen.append(signature.get(np.asarray(keras.ops.convert_to_numpy(x)).tobytes(), []))
+        except Exception:
+            pass  # symbolic build
+        return x
+class Boundary(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        seen.append("|")
+model = keras.Sequential([keras.Input((8, 8, 3)), Record(), keras.layers.Conv2D(3, 1)])
+model.compile("sgd", lambda y, p: keras.ops.mean(p * p), run_eagerly=True)
+ds = make_pydataset(pairs, workers=workers, use_multiprocessing=mp, **options)
+model.fit(ds, epochs=3, shuffle=False, verbose=0, callbacks=[Boundary()])
+epochs, current = [], None
+for item in seen:
+    if item == "|":
+        current = []; epochs.append(current)
+    elif current is not None:
+        current.append(item)
+print("RESULT " + json.dumps(epochs))
+'''
+
+
+def _fit_epochs(tmp_path, backend, workers, multiprocessing):
+    script = tmp_path / "fit_epochs.py"
+    script.write_text(_SCRIPT)
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path), str(workers),
+                           "1" if multiprocessing else "0"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")][-1]
+    # Each batch: the (epoch, index) pairs whose batch equals it (augmentations can coincide).
+    return [[{tuple(c) for c in batch} for batch in epoch]
+            for epoch in json.loads(line[len("RESULT "):])]
+
+
+_CASES = [(backend, workers, mp) for backend in ("tensorflow", "jax", "torch")
+          for workers, mp in ((1, False), (2, False), (2, True))]
+
+
+@pytest.mark.parametrize("backend,workers,multiprocessing", [
+    pytest.param(*case, marks=pytest.mark.xfail(
+        strict=True, reason="known bug: JAX/torch fit epochs shifted by one prefetched batch"))
+    if case[0] != "tensorflow" and case[1] > 1 else case for case in _CASES])
+def test_each_fit_epoch_trains_on_exactly_one_epochs_batches(tmp_path, backend, workers,
+                                                              multiprocessing):
+    pytest.importorskip(backend)
+    epochs = _fit_epochs(tmp_path, backend, workers, multiprocessing)
+    assert len(epochs) == 3
+    whole = []  # per fit epoch: the data set epochs whose 6 batches it trained on, in some order
+    for batches in epochs:
+        assert len(batches) == 6, batches
+        whole.append({e for e in range(6)
+                      if sorted(i for b in batches for (ce, i) in b if ce == e) == list(range(6))
+                      and all(any(ce == e for ce, _ in b) for b in batches)})
+    assert any(e in whole[0] and e + 1 in whole[1] and e + 2 in whole[2]
+               for e in range(4)), (whole, epochs)  # consecutive whole epochs
