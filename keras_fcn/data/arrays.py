@@ -253,8 +253,8 @@ class SegmentationPyDataset(keras.utils.PyDataset):
     Known limitation (Keras 3.15, JAX and PyTorch backends, ``workers > 1``): the trainer
     reads one batch through the worker queue to build the model, and the batches the queue
     fetched ahead are kept and trained on first, so every fit epoch is shifted by one batch
-    (batches 1.. of one epoch's draws, then batch 0 of the next). Each image is still seen
-    once per epoch. TensorFlow, and ``workers=1`` on every backend, give whole epochs
+    (batches 1.. of one epoch's draws, then batch 0 of the next; with shuffling an image
+    can come twice or not at all in a fit epoch). TensorFlow, and ``workers=1`` on every backend, give whole epochs
     (tests/test_arrays_fit_epochs.py; the shifted cases are strict xfails).
 
     Attributes:
