@@ -254,8 +254,9 @@ class SegmentationPyDataset(keras.utils.PyDataset):
     reads one batch through the worker queue to build the model, and the batches the queue
     fetched ahead are kept and trained on first, so every fit epoch is shifted by one batch
     (batches 1.. of one epoch's draws, then batch 0 of the next; with shuffling an image
-    can come twice or not at all in a fit epoch). TensorFlow, and ``workers=1`` on every backend, give whole epochs
-    (tests/test_arrays_fit_epochs.py; the shifted cases are strict xfails).
+    can come twice or not at all in a fit epoch). TensorFlow, and ``workers=1`` on every
+    backend, give whole epochs (tests/test_arrays_fit_epochs.py; the shifted cases are strict
+    xfails).
 
     Attributes:
         pairs: the (image, mask) pairs, in input order.
