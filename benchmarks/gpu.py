@@ -711,8 +711,9 @@ def program_stats(compiled, batch, save_as=None):
 
 def compiled_programs(worker):
     """Keras' train step, the pure-JAX step and the forward pass, compiled, not run."""
+    import keras
+
     jax = worker.jax
-    keras = sys.modules["keras"]
     p = worker.plan
     model = build_keras_model(worker)
     keras_compile(model, "jax")
