@@ -250,13 +250,11 @@ class SegmentationPyDataset(keras.utils.PyDataset):
     shuffles the order of the batches with Python's `random`; pass `shuffle=False` to fit to
     keep this dataset's (seeded) order.
 
-    Known limitation (Keras 3.15, JAX and PyTorch backends, ``workers > 1``): the trainer
-    reads one batch through the worker queue to build the model, and the batches the queue
-    fetched ahead are kept and trained on first, so every fit epoch is shifted by one batch
-    (batches 1.. of one epoch's draws, then batch 0 of the next; with shuffling an image
-    can come twice or not at all in a fit epoch). TensorFlow, and ``workers=1`` on every
-    backend, give whole epochs (tests/test_arrays_fit_epochs.py; the shifted cases are strict
-    xfails).
+    With ``workers > 1`` on JAX and PyTorch, fit a `keras_fcn.FCN` (its ``fit``), use
+    `keras_fcn.training.fit`, or call `keras_fcn.models.build_before_fit(model, ds)` before
+    ``model.fit`` of a model of your own: Keras 3 alone reads one batch through the worker
+    queue to build the model and trains on the batches fetched ahead first, shifting every
+    epoch by one batch (tests/test_arrays_fit_epochs.py).
 
     Attributes:
         pairs: the (image, mask) pairs, in input order.

@@ -64,6 +64,7 @@ from keras_fcn.models.trunk import (  # noqa: F401
     FCN,
     Preprocessing,
     Trunk,
+    build_before_fit,
     get_trunk,
     list_trunks,
     register_trunk,

@@ -186,6 +186,36 @@ def get_trunk(name):
     return TRUNKS[name]
 
 
+def build_before_fit(model, data):
+    """Builds a compiled ``model``'s loss and metrics from ``data[0]``, read directly, when
+    ``data`` is a ``keras.utils.PyDataset`` with ``workers > 1`` and the backend is JAX or
+    PyTorch; returns True if it did.
+
+    Keras 3 (checked on 3.3-3.15) builds them in ``fit`` from one batch read through the
+    dataset's worker queue, and keeps the batches the queue had fetched ahead for the first
+    epoch: every epoch of that ``fit`` would then be shifted by one batch. Built here, ``fit``
+    reads nothing before its first epoch. :class:`FCN` and ``keras_fcn.training.fit`` call
+    this; call it before ``model.fit`` for a model of your own. It uses Keras' private
+    ``Model._symbolic_build`` (as Keras' own ``train_on_batch`` does) and does nothing where
+    that is missing; tests/test_arrays_fit_epochs.py fails if Keras changes.
+
+    Example::
+
+        ds = keras_fcn.data.arrays.make_pydataset(pairs, num_classes=11, workers=4)
+        build_before_fit(model, ds)
+        model.fit(ds, epochs=10, shuffle=False)
+    """
+    if (not isinstance(data, keras.utils.PyDataset) or data.workers <= 1
+            or keras.backend.backend() not in ("jax", "torch")):
+        return False
+    build = getattr(model, "_symbolic_build", None)
+    if build is None or getattr(model, "optimizer", None) is None:
+        return False  # not compiled: fit raises its own error
+    batch = data[0]
+    build(data_batch=tuple(batch) if isinstance(batch, list) else batch)
+    return True
+
+
 @keras.saving.register_keras_serializable(package="keras_fcn")
 class FCN(keras.Model):
     """A functional FCN that knows its trunk and variant (saved in its config).
@@ -225,6 +255,12 @@ class FCN(keras.Model):
         if isinstance(other, FCN):
             other.fcn_info = dict(self.fcn_info)
         return other
+
+    def fit(self, x=None, *args, **kwargs):
+        """``keras.Model.fit``, after :func:`build_before_fit` (whole epochs from a
+        ``keras.utils.PyDataset`` with workers on JAX and PyTorch)."""
+        build_before_fit(self, x)
+        return super().fit(x, *args, **kwargs)
 
     def get_config(self):
         config = super().get_config()

@@ -22,6 +22,7 @@ from keras_fcn import io, runtime
 from keras_fcn import losses as losses_lib
 from keras_fcn import metrics as metrics_lib
 from keras_fcn._checks import check_choice
+from keras_fcn.models.trunk import build_before_fit
 from keras_fcn.training import run_dir as run_dir_lib
 from keras_fcn.training.callbacks import BestCheckpoint, HistoryWriter, NaNGuard, make_callbacks
 from keras_fcn.training.consistency import plain_model
@@ -161,6 +162,7 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         # starts every later `fit` of that model there: a second run of the same model in this
         # process would skip its first epochs. A resume restores it in on_train_begin.
         model._initial_epoch = None
+        build_before_fit(model, train_ds)  # whole epochs from a PyDataset with workers
         try:
             # The train and test steps are traced inside the block, so they keep the matmul fc6.
             with runtime.convolutions_as_matmul(model, conv_matmul):
