@@ -140,3 +140,23 @@ def test_train_script_refuses_a_model_its_backbone_lacks_in_one_line():
     assert errors == ["error: The vgg16 backbone has no --model=dilated (its models: fcn32s, "
                       "fcn16s, fcn8s, fcn8s_at_once). Received: model='dilated', "
                       "backbone='vgg16'"], result.stderr[-2000:]
+
+
+def _dropout_rates(model):
+    def walk(layer):
+        for inner in getattr(layer, "layers", []):
+            yield from walk(inner)
+        yield layer
+    return sorted(layer.rate for layer in walk(model) if isinstance(layer, keras.layers.Dropout))
+
+
+def test_the_default_dropout_is_the_trunks():
+    """No --dropout: 0.1 in the ResNets' head (torchvision), the paper's 0.5 after fc6/fc7."""
+    default = config_lib.TrainConfig()
+    assert default.model.dropout is None
+    resnet = default.replace(model="dilated", backbone="resnet50", widths=RESNET_TINY)
+    assert _dropout_rates(recipe.build_model(resnet, "dilated", 3, None)) == [0.1]
+    vgg = default.replace(widths=TINY_WIDTHS, fc_units=TINY_FC)
+    assert _dropout_rates(recipe.build_model(vgg, "8s", 3, None)) == [0.5, 0.5]
+    assert _dropout_rates(recipe.build_model(vgg.replace(dropout=0.25), "8s", 3, None)) == [
+        0.25, 0.25]

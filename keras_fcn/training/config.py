@@ -156,7 +156,8 @@ class ModelConfig:
                           "(empty: the trunk's, VGG16's 64,128,256,512,512); a trunk without "
                           "them refuses them.", kind="ints")
     fc_units: int = _flag(None, "fc6/fc7 width (0: the paper's 4096; VGG16 and AlexNet only).")
-    dropout: float = _flag(0.5, "Dropout after fc6/fc7.")
+    dropout: float = _flag(None, "Dropout after fc6/fc7, or in the ResNets' head (empty: the "
+                           "trunk's: the paper's 0.5; ResNets: torchvision's 0.1).")
     trainable_upsampling: bool = _flag(
         False, "Train the bilinear upsampling layers (the paper keeps them fixed).")
 
