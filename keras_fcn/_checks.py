@@ -34,3 +34,63 @@ def check_class_ids(values, num_classes, ignore_label, what="label"):
         raise ValueError(
             f"Every {what} must be in [0, {num_classes}) (void: ignore_label={ignore_label}). "
             f"Received a {what} value: {int(values[bad][0])}")
+
+
+def as_size(name, value):
+    """``value`` (an int or a pair) as a (height, width) pair of positive ints, or None.
+
+    Example:
+        >>> as_size("crop_size", 8), as_size("crop_size", [6, 8])
+        ((8, 8), (6, 8))
+    """
+    if value is None:
+        return None
+    pair = (value, value) if isinstance(value, (int, np.integer)) else value
+    try:
+        pair = tuple(pair)
+        ok = len(pair) == 2 and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+            for v in pair)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"`{name}` must be a positive int or a (height, width) pair of "
+                         f"positive ints. Received: {name}={value!r}")
+    return tuple(int(v) for v in pair)
+
+
+def as_range(name, value):
+    """``value`` as a (low, high) float pair with 0 < low <= high, or None.
+
+    Example:
+        >>> as_range("scale_range", (1, 2))
+        (1.0, 2.0)
+    """
+    if value is None:
+        return None
+    try:
+        low, high = (float(v) for v in value)
+        ok = 0 < low <= high < float("inf")
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"`{name}` must be a (low, high) pair with 0 < low <= high. "
+                         f"Received: {name}={value!r}")
+    return low, high
+
+
+def check_bool(name, value):
+    """Returns ``value`` as a bool (Python or NumPy), or raises ``ValueError`` naming it."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
+    return bool(value)
+
+
+def check_int(name, value, allow_none=False):
+    """Returns ``value`` as an int (not a bool), or raises ``ValueError`` naming it."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        accepted = "an int or None" if allow_none else "an int"
+        raise ValueError(f"`{name}` must be {accepted}. Received: {name}={value!r}")
+    return int(value)

@@ -34,7 +34,14 @@ import keras
 import numpy as np
 from PIL import Image
 
-from keras_fcn._checks import check_choice, check_positive_int
+from keras_fcn._checks import (
+    as_range,
+    as_size,
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive_int,
+)
 from keras_fcn.data.masks import (
     MASK_FORMATS,
     UNKNOWN_COLOR_MODES,
@@ -149,54 +156,6 @@ def resize_mask(mask, size):
     return mask[rows[:, None], columns[None, :]]
 
 
-def _as_size(name, value):
-    """`value` as a (height, width) pair of positive ints, or None."""
-    if value is None:
-        return None
-    pair = (value, value) if isinstance(value, (int, np.integer)) else value
-    try:
-        pair = tuple(pair)
-        ok = len(pair) == 2 and all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
-            for v in pair)
-    except TypeError:
-        ok = False
-    if not ok:
-        raise ValueError(f"`{name}` must be a positive int or a (height, width) pair of "
-                         f"positive ints. Received: {name}={value!r}")
-    return tuple(int(v) for v in pair)
-
-
-def _as_range(name, value):
-    """`value` as a (low, high) float pair with 0 < low <= high, or None."""
-    if value is None:
-        return None
-    try:
-        low, high = (float(v) for v in value)
-        ok = 0 < low <= high < float("inf")
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"`{name}` must be a (low, high) pair with 0 < low <= high. "
-                         f"Received: {name}={value!r}")
-    return low, high
-
-
-def _check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
-    return bool(value)
-
-
-def _check_int(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        accepted = "an int or None" if allow_none else "an int"
-        raise ValueError(f"`{name}` must be {accepted}. Received: {name}={value!r}")
-    return int(value)
-
-
 def _checked_pairs(pairs):
     """`pairs` as a list of (str, str) of existing files; raises naming the first bad one."""
     result = []
@@ -274,15 +233,15 @@ class SegmentationPyDataset(keras.utils.PyDataset):
                  unknown_color="error", mean_rgb=None, workers=1, use_multiprocessing=False,
                  max_queue_size=10):
         self.num_classes = check_positive_int("num_classes", num_classes)
-        self.ignore_label = _check_int("ignore_label", ignore_label)
+        self.ignore_label = check_int("ignore_label", ignore_label)
         self.batch_size = check_positive_int("batch_size", batch_size)
-        self.crop_size = _as_size("crop_size", crop_size)
-        self.image_size = _as_size("image_size", image_size)
-        self.scale_range = _as_range("scale_range", scale_range)
-        self.flip = _check_bool("flip", flip)
-        self.shuffle = _check_bool("shuffle", shuffle)
-        self.drop_remainder = _check_bool("drop_remainder", drop_remainder)
-        seed = _check_int("seed", seed, allow_none=True)
+        self.crop_size = as_size("crop_size", crop_size)
+        self.image_size = as_size("image_size", image_size)
+        self.scale_range = as_range("scale_range", scale_range)
+        self.flip = check_bool("flip", flip)
+        self.shuffle = check_bool("shuffle", shuffle)
+        self.drop_remainder = check_bool("drop_remainder", drop_remainder)
+        seed = check_int("seed", seed, allow_none=True)
         self.mask_format = check_choice("mask_format", mask_format, MASK_FORMATS)
         self.unknown_color = check_choice("unknown_color", unknown_color, UNKNOWN_COLOR_MODES)
         if mask_format == "rgb":

@@ -13,36 +13,10 @@ import math
 
 import tensorflow as tf
 
+from keras_fcn._checks import as_range, as_size
 from keras_fcn.labels import MEAN_RGB  # noqa: F401  (re-exported: keras_fcn.data.MEAN_RGB)
 
 FLIP_OP = 3  # the op number of the flip draw (see `op_seed`)
-
-
-def _as_size(name, value):
-    """Returns `value` as a (height, width) tuple of ints, or None."""
-    if value is None:
-        return None
-    if isinstance(value, int):
-        value = (value, value)
-    value = tuple(int(v) for v in value)
-    if len(value) != 2 or min(value) < 1:
-        raise ValueError(
-            f"`{name}` must be an int or a (height, width) pair of positive ints. "
-            f"Received: {name}={value!r}"
-        )
-    return value
-
-
-def _as_range(name, value):
-    """Returns `value` as a (low, high) float pair with 0 < low <= high, or None."""
-    if value is None:
-        return None
-    low, high = (float(v) for v in value)
-    if not 0 < low <= high:
-        raise ValueError(
-            f"`{name}` must be a (low, high) pair with 0 < low <= high. Received: {name}={value!r}"
-        )
-    return low, high
 
 
 # Speed notes (480x360 on a CPU, see benchmarks/input_pipeline.py): crops and flips run on
@@ -370,8 +344,8 @@ def make_element_fn(*, ignore_label, crop_size, scale_range, flip, mean_rgb=MEAN
 
         image, mask = fn((image, mask), tf.constant([0, 1], tf.int64))
     """
-    crop_size = _as_size("crop_size", crop_size)
-    scale_range = _as_range("scale_range", scale_range)
+    crop_size = as_size("crop_size", crop_size)
+    scale_range = as_range("scale_range", scale_range)
 
     def element_fn(element, seed):
         image, mask = element
