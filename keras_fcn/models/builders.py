@@ -195,8 +195,15 @@ def build_fcn(
         outputs = dilated_heads(inputs, features, num_classes, dropout, aux)
     else:
         outputs = fcn_heads(variant, inputs, features, num_classes, trunk, trainable_upsampling)
-    model = FCN(inputs, outputs, name=name or trunk.model_name(variant),
-                fcn={"backbone": trunk.name, "variant": variant})
+    return finish_fcn(trunk, variant, inputs, outputs, name or trunk.model_name(variant),
+                      weights, named)
+
+
+def finish_fcn(trunk, variant, inputs, outputs, name, weights, named):
+    """The :class:`FCN` of ``inputs`` -> ``outputs`` recording ``trunk`` and ``variant``, with
+    ``weights`` loaded: the named-layer arrays ``named`` (from ``fetch_named_weights``) if
+    given, else the trunk's loader (``"imagenet"``, a file...), else none."""
+    model = FCN(inputs, outputs, name=name, fcn={"backbone": trunk.name, "variant": variant})
     if named is not None:
         load_named_weights(model, weights, named)
     elif weights is not None:

@@ -26,9 +26,9 @@ from keras import layers
 
 from keras_fcn._checks import check_positive_int
 from keras_fcn.layers import Scale
-from keras_fcn.models.builders import build_fcn, check_fcn_args, trunk_input
+from keras_fcn.models.builders import build_fcn, check_fcn_args, finish_fcn, trunk_input
 from keras_fcn.models.heads import fcn_heads
-from keras_fcn.models.named_weights import fetch_named_weights, load_named_weights
+from keras_fcn.models.named_weights import fetch_named_weights
 from keras_fcn.models.trunk import FCN, get_trunk
 
 FUSION_STREAMS = ("rgb", "hha")
@@ -181,10 +181,5 @@ def build_two_headed_fcn(variant="16s", num_semantic=33, num_geometric=3,
         for task, classes, suffix in (("semantic", num_semantic, "_sem"),
                                       ("geometric", num_geometric, "_geo"))
     }
-    model = FCN(inputs, outputs, name=name or f"siftflow_fcn{variant}",
-                fcn={"backbone": trunk.name, "variant": variant})
-    if named is not None:
-        load_named_weights(model, weights, named)
-    elif weights is not None:
-        trunk.load_weights(model, weights)
-    return model
+    return finish_fcn(trunk, variant, inputs, outputs, name or f"siftflow_fcn{variant}",
+                      weights, named)
