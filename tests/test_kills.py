@@ -89,7 +89,6 @@ def test_a_kill_between_any_two_epoch_end_writes_loses_no_epoch(tmp_path, monkey
                     raise _Killed()
 
             run_dir = str(tmp_path / f"{index}_{when}")
-            model._initial_epoch = None  # Keras keeps the last restored epoch on the model
             with monkeypatch.context() as patch:
                 patch.setattr(cls, method, killing)
                 with pytest.raises(_Killed):
@@ -130,7 +129,6 @@ def test_a_kill_between_the_backups_weights_and_its_epoch_file_trains_no_epoch_t
             train.fit(model, train_ds, val_ds, **common)
     metadata = os.path.join(run_dir, "backup", "training_metadata.json")
     assert json.load(open(metadata))["epoch"] == 1  # the weights are epoch 2's
-    model._initial_epoch = None
     epochs_run = _EpochsRun()
     report = train.fit(model, train_ds, val_ds, callbacks=[epochs_run], **common)
     assert epochs_run.epochs == [3]  # not [2, 3]
