@@ -107,6 +107,14 @@ def camvid_found(path, flag, needs=("train.txt",)):
     return message is None
 
 
+def cpu_line():
+    """The CPU model and its ISA flags that matter here (as keras_fcn.runtime describes them):
+    every benchmark prints it beside its figures."""
+    from keras_fcn import runtime
+
+    return runtime.describe(runtime.cpu_info())
+
+
 def save_report(output_dir, name, markdown, data):
     """Writes ``output_dir/name.md`` (the Markdown report) and ``output_dir/name.json``,
     atomically (:mod:`keras_fcn.io`)."""

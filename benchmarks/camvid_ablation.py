@@ -62,12 +62,6 @@ LINES = {
 TTA = ["--scales=0.75,1,1.25", "--flip"]
 
 
-def cpu_line():
-    """The CPU model and its ISA flags that matter here (as keras_fcn.runtime describes them)."""
-    from keras_fcn import runtime
-    return runtime.describe(runtime.cpu_info())
-
-
 def pinned(core):
     """A command prefix pinning a process to one core (none without taskset)."""
     return ["taskset", "-c", str(core)] if shutil.which("taskset") else []
@@ -201,7 +195,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not _outputs.camvid_found(args.data_dir, "--data_dir", needs=("train.txt", "val.txt")):
         return
-    cpu = cpu_line()
+    cpu = _outputs.cpu_line()
     print(f"CPU: {cpu}", flush=True)
     lines = dict(LINES)
     for item in args.custom:

@@ -22,7 +22,12 @@ so that a run cut short by ``--budget-s`` still has the headline figures:
    (``jax.jit(jax.value_and_grad(model.stateless_call))`` + SGD momentum, state donated),
    (b) ``model.fit`` with ``steps_per_execution=8`` on in-memory arrays, (d) the forward pass
    with bf16-stored weights (``keras_fcn.runtime.with_precision(..., inference=True)``), (e) the
-   step of (a) with TF32 (``jax_default_matmul_precision="tensorfloat32"``);
+   step of (a) with TF32 (``jax_default_matmul_precision="tensorfloat32"``), and (c) with one
+   stage written otherwise, its gradients checked against (c)'s: (f) Keras' max pooling, whose
+   gradient is XLA's select-and-scatter, instead of keras_fcn's (masks: the library's default
+   since 2026-12-05, benchmarks/jax_pool_gradient.py), (g) the frozen bilinear upsampling as two
+   interpolation matmuls per channel instead of a 21x21-channel input-dilated convolution
+   (``stage_variant``: benchmark-only patches; a stage that gains goes into the library);
 6. ``torch_tf32``: the PyTorch port with TF32 (PyTorch's default for convolutions);
 7. ``jax_programs``: the compiled programs, not run: Keras' train step
    (``jax.jit(model.train_step)``, as ``fit`` compiles it), the pure-JAX step of (c) and the
@@ -569,13 +574,24 @@ def run_equivalence(worker):
 
 
 def run_diagnostics(worker):
-    """Where the JAX train step's time goes (see the module docstring, (b) to (e))."""
+    """Where the JAX train step's time goes (see the module docstring, (b) to (g))."""
+    import numpy as np
+
     setup_keras(worker)
     jax = worker.jax
     p = worker.plan
     model = build_keras_model(worker)
+    # Score layers start at zero, which stops every gradient below them: random ones make the
+    # gradients of (f) and (g) comparable with (c)'s (the timings do not depend on values).
+    rng = np.random.default_rng(3)
+    for layer in model.layers:
+        if layer.name.startswith("score") and getattr(layer, "kernel", None) is not None:
+            layer.kernel.assign(0.01 * rng.standard_normal(layer.kernel.shape))
     with jax.default_matmul_precision("highest"):
         worker.item("train_pure_jax", NEEDS["diag_train"], lambda: pure_jax_train(worker, model))
+        for variant in STAGE_VARIANTS:
+            worker.item(f"train_pure_jax_{variant}", NEEDS["diag_train"],
+                        lambda variant=variant: pure_jax_train(worker, model, variant))
         worker.item("train_fit_spe8", NEEDS["diag_train"], lambda: fit_train(worker, model))
     weights_bf16 = bf16_weights_model(worker, model)
     for batch in p["forward_batches"]:
@@ -616,20 +632,113 @@ def pure_jax_step(worker, model):
     return jax.jit(step, donate_argnums=(0, 1, 2)), state
 
 
-def pure_jax_train(worker, model):
-    """(c) the pure-JAX step timed: the XLA compute without Keras' trainer."""
+def pure_jax_train(worker, model, variant=None):
+    """(c) the pure-JAX step timed: the XLA compute without Keras' trainer; with ``variant``
+    (one of ``STAGE_VARIANTS``), (f) or (g): the same step with one stage written otherwise,
+    and how far its gradients are from (c)'s (the first step's momenta are -lr * gradient)."""
     jax = worker.jax
     p = worker.plan
     step, state = pure_jax_step(worker, model)
     batch = p["train_batch"]
     images, labels = worker.data(batch, p["train_size"])
     x, y = jax.device_put(images), jax.device_put(labels)
+    first = []
 
     def call():
-        state[:] = step(*state, x, y)[:3]
+        out = step(*state, x, y)
+        state[:] = out[:3]
+        if not first:
+            first.append([jax.numpy.array(m, copy=True) for m in out[2]])
         return state
 
-    return worker.figures(*worker.timed(call, p["train_repeats"]), batch)
+    with stage_variant(worker, model, variant):  # the step is traced on its first call
+        figures = worker.figures(*worker.timed(call, p["train_repeats"]), batch)
+    if variant is None:
+        worker.first_momenta = first[0]
+    elif getattr(worker, "first_momenta", None) is not None:
+        jnp = jax.numpy
+        scale = max(float(jnp.max(jnp.abs(m))) for m in worker.first_momenta)
+        figures["grad_rel_diff"] = max(
+            float(jnp.max(jnp.abs(a - b))) for a, b in zip(first[0], worker.first_momenta)
+        ) / (scale or 1.0)
+    return figures
+
+
+# Stages of the train step written otherwise, for (f) and (g): keras_fcn's max pools write
+# their JAX gradient as masks, Keras' own leave XLA a select-and-scatter; Keras' transposed
+# convolution is an input-dilated convolution over all 21x21 channel pairs where the frozen
+# bilinear kernel is per channel. PyTorch runs cuDNN's pooling backward and deconvolution.
+STAGE_VARIANTS = ("keras_pooling", "separable_upsampling")
+
+
+@contextlib.contextmanager
+def stage_variant(worker, model, variant):
+    """Within the block, Keras layers run one stage of ``model`` otherwise (benchmark only):
+
+    - ``"keras_pooling"``: keras_fcn's max pools run Keras' own layer (XLA's
+      select-and-scatter gradient) instead of their mask gradient (the library's default);
+    - ``"separable_upsampling"``: every frozen bilinear ``Conv2DTranspose`` (per-channel
+      kernel) as two interpolation matrices, ``A @ x @ B^T`` per channel (same sums).
+
+    Refuses (ValueError) a model whose layers do not fit the rewrite."""
+    if variant is None:
+        yield
+        return
+    import keras
+    import numpy as np
+
+    jax = worker.jax
+    jnp = jax.numpy
+    if variant == "keras_pooling":
+        from keras_fcn import layers as fcn_layers
+
+        owner = fcn_layers.MaxPooling2D
+        if not any(isinstance(layer, owner) for layer in model.layers):
+            raise ValueError("the model has no keras_fcn.layers.MaxPooling2D")
+
+        def call(self, x):
+            return keras.layers.MaxPooling2D.call(self, x)
+    elif variant == "separable_upsampling":
+        from keras_fcn.layers import bilinear_kernel
+
+        owner = keras.layers.Conv2DTranspose
+        for layer in model.layers:
+            if isinstance(layer, owner):
+                k, channels = layer.kernel_size[0], layer.filters
+                expected = np.zeros((k, k, channels, channels), "float32")
+                expected[:, :, np.arange(channels), np.arange(channels)] = (
+                    bilinear_kernel(k)[..., None])
+                if (layer.trainable or layer.padding != "valid" or layer.use_bias
+                        or not np.array_equal(np.asarray(layer.kernel.value), expected)):
+                    raise ValueError(f"{layer.name} is not a frozen bilinear upsampling")
+
+        def call(self, x):
+            return separable_upsampling(jnp, x, self.kernel_size[0], self.strides[0])
+    else:
+        raise ValueError(f"unknown stage variant {variant!r}; choose from {STAGE_VARIANTS}")
+    original = owner.call
+    owner.call = call
+    try:
+        yield
+    finally:
+        owner.call = original
+
+
+def separable_upsampling(jnp, x, kernel, stride):
+    """The per-channel bilinear transposed convolution ('valid') as A @ x @ B^T."""
+    import numpy as np
+
+    factor = (kernel + 1) // 2
+    center = factor - 1 if kernel % 2 else factor - 0.5
+    taps = 1.0 - np.abs(np.arange(kernel) - center) / factor
+
+    def matrix(size):
+        out = np.zeros(((size - 1) * stride + kernel, size), "float32")
+        for i in range(size):
+            out[i * stride:i * stride + kernel, i] = taps
+        return jnp.asarray(out, x.dtype)
+
+    return jnp.einsum("ip,bpqc,jq->bijc", matrix(x.shape[1]), x, matrix(x.shape[2]))
 
 
 def fit_train(worker, model):
@@ -1090,6 +1199,10 @@ def diagnostics_lines(report):
          "train_fit_spe8"),
         ("(c) pure JAX: jit(value_and_grad(stateless_call)) + SGD momentum, donated state",
          "jax_diagnostics", "train_pure_jax"),
+        ("(f) as (c) with Keras' max pooling (XLA select-and-scatter gradient)",
+         "jax_diagnostics", "train_pure_jax_keras_pooling"),
+        ("(g) as (c), frozen bilinear upsampling as two matmuls per channel",
+         "jax_diagnostics", "train_pure_jax_separable_upsampling"),
         ("(e) as (a) with TF32 (precision 'tensorfloat32')", "jax_diagnostics", "train_tf32"))
     lines = ["", f"## Where the JAX train step goes (fp32, batch {p['train_batch']})", "",
              "| variant | img/s | ms/step | first call s | x (a) |", "|---|---|---|---|---|"]
@@ -1100,6 +1213,8 @@ def diagnostics_lines(report):
             lines.append(f"| {label} | {status} | | | |")
             continue
         ratio = f"{found['img_s'] / base['img_s']:.2f}" if base else "—"
+        if "grad_rel_diff" in found:
+            label += f" (gradients = (c)'s to {found['grad_rel_diff']:.1e} of their scale)"
         lines.append(f"| {label} | {found['img_s']:,.1f} | {found['ms']:.1f} | "
                      f"{found['first_call_s']:.1f} | {ratio} |")
     for batch in p["forward_batches"]:

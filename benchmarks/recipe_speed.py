@@ -21,7 +21,8 @@ import os
 import statistics
 import sys
 
-from camvid_ablation import ROOT, cpu_line, run
+from _outputs import cpu_line
+from camvid_ablation import ROOT, run
 
 from keras_fcn import io
 

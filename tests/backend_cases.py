@@ -265,3 +265,84 @@ def test_logits_equal_the_pytorch_port(variant):
         scale = np.abs(want).max()
         assert got.shape == want.shape and scale > 0
         assert np.abs(got - want).max() <= 1e-4 * scale, (height, width)
+
+
+def _input_gradient(function, x):
+    """d sum(function(x)) / dx on this backend, as numpy."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda t: ops.sum(function(t)))(x))
+    if backend == "torch":
+        import torch
+
+        t = torch.tensor(x, requires_grad=True)
+        ops.sum(function(t)).backward()
+        return t.grad.numpy()
+    import tensorflow as tf
+
+    t = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(t)
+        total = ops.sum(function(t))
+    return tape.gradient(total, t).numpy()
+
+
+@pytest.mark.parametrize("pool,strides,padding,shape", [
+    (2, 2, "same", (2, 7, 9, 3)), (2, 2, "valid", (1, 9, 8, 2)), (3, 3, "same", (2, 11, 13, 2)),
+    ((2, 3), (2, 3), "valid", (1, 8, 10, 1)), (3, 2, "same", (1, 9, 9, 2))])
+def test_max_pooling_equals_keras_with_its_gradient_bit_for_bit(pool, strides, padding, shape):
+    """keras_fcn.layers.MaxPooling2D (the mask gradient on JAX) = keras.layers.MaxPooling2D:
+    values and input gradients, on integer-valued inputs full of ties (the gradient goes to
+    each window's first maximum)."""
+    rng = np.random.default_rng(1)
+    x = rng.integers(-2, 3, shape).astype("float32")
+    ours = layers.MaxPooling2D(pool, strides=strides, padding=padding)
+    keras_own = keras.layers.MaxPooling2D(pool, strides=strides, padding=padding)
+    out_shape = tuple(_np(keras_own(x)).shape)
+    weights = rng.standard_normal(out_shape).astype("float32")
+    np.testing.assert_array_equal(_np(ours(x)), _np(keras_own(x)))
+    gradient = _input_gradient(lambda t: ops.multiply(ours(t), weights), x)
+    np.testing.assert_array_equal(
+        gradient, _input_gradient(lambda t: ops.multiply(keras_own(t), weights), x))
+    # and against numpy: each window's gradient at its first maximum
+    if padding == "valid" and pool == strides == 2:
+        expected = np.zeros_like(x)
+        for b, i, j, c in np.ndindex(out_shape):
+            window = x[b, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c]
+            di, dj = np.unravel_index(np.argmax(window), window.shape)
+            expected[b, 2 * i + di, 2 * j + dj, c] = weights[b, i, j, c]
+        np.testing.assert_array_equal(gradient, expected)
+
+
+def test_the_vgg16_fcn_train_gradient_has_no_select_and_scatter_on_jax():
+    """On JAX, the VGG16 pools' gradient is keras_fcn's masks (benchmarks/jax_pool_gradient.py),
+    not XLA's select-and-scatter, and the model's gradient equals the one through Keras' own
+    pooling bit for bit."""
+    if keras.backend.backend() != "jax":
+        pytest.skip("the mask gradient is the JAX backend's")
+    import jax
+
+    model = _tiny_fcn()
+    x = RNG.uniform(0, 255, (2, 37, 45, 3)).astype("float32")
+    trainable = [v.value for v in model.trainable_variables]
+    fixed = [v.value for v in model.non_trainable_variables]
+
+    def gradient_program():  # a new function each time: JAX would reuse a trace
+        def total(weights):
+            return ops.sum(model.stateless_call(weights, fixed, x)[0] ** 2)
+        return jax.jit(jax.grad(total))
+
+    ours = gradient_program()
+    assert "select_and_scatter" not in ours.lower(trainable).as_text()
+    original = layers.MaxPooling2D.call
+    layers.MaxPooling2D.call = keras.layers.MaxPooling2D.call
+    try:
+        keras_own = gradient_program()
+        assert "select_and_scatter" in keras_own.lower(trainable).as_text()
+        expected = keras_own(trainable)
+    finally:
+        layers.MaxPooling2D.call = original
+    for a, b in zip(ours(trainable), expected):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
