@@ -76,7 +76,7 @@ class MaxPooling2D(keras.layers.MaxPooling2D):
     TFLite graph keeps its MAX_POOL_2D).
 
     Example:
-        >>> MaxPooling2D(2, strides=2, padding="same")(np.zeros((1, 5, 5, 3))).shape
+        >>> tuple(MaxPooling2D(2, strides=2, padding="same")(np.zeros((1, 5, 5, 3))).shape)
         (1, 3, 3, 3)
     """
 

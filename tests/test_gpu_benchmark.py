@@ -122,8 +122,12 @@ def test_smoke_run_fills_every_figure(tmp_path, tensorflow):
     for backend in ("jax", "torch"):
         assert_equivalent(report["equivalence"][backend])
     diagnostics = report["configs"]["jax_diagnostics"]["items"]
-    for name in ("train_pure_jax", "train_fit_spe8", "train_tf32"):
+    for name in ("train_pure_jax", "train_fit_spe8", "train_tf32", "train_pure_jax_keras_pooling",
+                 "train_pure_jax_separable_upsampling"):
         assert_timed(diagnostics[name], 2)
+    # (f) Keras' pooling: the same gradients bit for bit; (g) the same sums in another order
+    assert diagnostics["train_pure_jax_keras_pooling"]["grad_rel_diff"] == 0.0
+    assert diagnostics["train_pure_jax_separable_upsampling"]["grad_rel_diff"] < 1e-5
     for batch in (1, 2):
         assert_timed(diagnostics[f"forward_b{batch}_bf16_weights"], batch)
     # every ratio has both sides, and the ones with a target say whether it is met
