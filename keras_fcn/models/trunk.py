@@ -191,7 +191,7 @@ def build_before_fit(model, data):
     ``data`` is a ``keras.utils.PyDataset`` with ``workers > 1`` and the backend is JAX or
     PyTorch; returns True if it did.
 
-    Keras 3 (checked on 3.3-3.15) builds them in ``fit`` from one batch read through the
+    Keras 3 (3.15 here) builds them in ``fit`` from one batch read through the
     dataset's worker queue, and keeps the batches the queue had fetched ahead for the first
     epoch: every epoch of that ``fit`` would then be shifted by one batch. Built here, ``fit``
     reads nothing before its first epoch. :class:`FCN` and ``keras_fcn.training.fit`` call
