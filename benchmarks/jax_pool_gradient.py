@@ -55,7 +55,7 @@ def parse_args(argv=None):
 
 
 def build_step(args):
-    """The jitted value-and-gradient of the model's loss, its inputs, and the model."""
+    """The value-and-gradient function of the model's loss (not jitted) and its inputs."""
     import jax
     import keras
     import numpy as np
