@@ -728,9 +728,9 @@ def separable_upsampling(jnp, x, kernel, stride):
     """The per-channel bilinear transposed convolution ('valid') as A @ x @ B^T."""
     import numpy as np
 
-    factor = (kernel + 1) // 2
-    center = factor - 1 if kernel % 2 else factor - 0.5
-    taps = 1.0 - np.abs(np.arange(kernel) - center) / factor
+    from keras_fcn.layers import bilinear_taps
+
+    taps = bilinear_taps(kernel)
 
     def matrix(size):
         out = np.zeros(((size - 1) * stride + kernel, size), "float32")

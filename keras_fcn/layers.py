@@ -33,12 +33,22 @@ def bilinear_kernel(size):
         >>> bilinear_kernel(4)[0]
         array([0.0625, 0.1875, 0.1875, 0.0625], dtype=float32)
     """
+    taps = bilinear_taps(size)
+    return np.outer(taps, taps).astype("float32")
+
+
+def bilinear_taps(size):
+    """The 1-D taps of :func:`bilinear_kernel` (its kernel is their outer product).
+
+    Example:
+        >>> bilinear_taps(4)
+        array([0.25, 0.75, 0.75, 0.25])
+    """
     if not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"Kernel size must be a positive integer. Received: size={size!r}")
     factor = (size + 1) // 2
     center = factor - 1 if size % 2 == 1 else factor - 0.5
-    taps = 1.0 - np.abs(np.arange(size) - center) / factor
-    return np.outer(taps, taps).astype("float32")
+    return 1.0 - np.abs(np.arange(size) - center) / factor
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
