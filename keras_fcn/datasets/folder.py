@@ -1,4 +1,4 @@
-"""Generic data sets: list files of "image mask" lines, and image/mask folders matched by
+r"""Generic data sets: list files of "image mask" lines, and image/mask folders matched by
 file stem; splits that hold out whole groups of frames (videos) named by a regex.
 
 Example:
@@ -104,7 +104,7 @@ def _read_split(root, split):
 
 
 def split_pairs(root, split, *, group_by=None, holdout=None):
-    """Pairs of one split of a folder: `{split}.txt` of "image mask" lines when present,
+    r"""Pairs of one split of a folder: `{split}.txt` of "image mask" lines when present,
     else `{split}/images` and `{split}/masks` matched by file stem.
 
     Args:
