@@ -1,5 +1,8 @@
 """Argument checks shared by the package: errors name the argument and the received value."""
 
+import math
+import numbers
+
 import numpy as np
 
 
@@ -34,6 +37,31 @@ def check_class_ids(values, num_classes, ignore_label, what="label"):
         raise ValueError(
             f"Every {what} must be in [0, {num_classes}) (void: ignore_label={ignore_label}). "
             f"Received a {what} value: {int(values[bad][0])}")
+
+
+def as_class_ids(values, what="label"):
+    """``values`` as an int64 numpy array of class ids; float arrays must hold whole numbers
+    (``astype`` would truncate 0.6 to class 0 silently).
+
+    Example:
+        >>> as_class_ids(np.array([0.6, 1.0]))
+        Traceback (most recent call last):
+        ValueError: Every label must be a whole class id. Received a label value: 0.6
+    """
+    values = np.asarray(values)
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        if bad.any():
+            raise ValueError(f"Every {what} must be a whole class id. "
+                             f"Received a {what} value: {values[bad].flat[0]}")
+    elif values.dtype.kind not in "biu":
+        raise ValueError(f"{what.capitalize()}s must be an integer array of class ids. "
+                         f"Received dtype {values.dtype}")
+    elif values.dtype.kind == "u" and values.dtype.itemsize == 8 and values.size \
+            and values.max() > np.iinfo("int64").max:
+        raise ValueError(f"Every {what} must be a class id. Received a {what} value: "
+                         f"{values.max()}")
+    return values.astype("int64")
 
 
 def as_size(name, value):
@@ -94,3 +122,37 @@ def check_int(name, value, allow_none=False):
         accepted = "an int or None" if allow_none else "an int"
         raise ValueError(f"`{name}` must be {accepted}. Received: {name}={value!r}")
     return int(value)
+
+
+def check_scales(scales):
+    """`scales` (test-time image scales) as a tuple of finite positive floats, or raises
+    ``ValueError`` naming them.
+
+    Example:
+        >>> check_scales([0.75, 1, 1.25])
+        (0.75, 1.0, 1.25)
+    """
+    try:
+        values = tuple(scales or ())
+    except TypeError:
+        values = ()
+    # NaN passes `s <= 0`, infinity passes `s > 0`: both failed later in round().
+    if not values or any(isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Real)
+                         or not math.isfinite(s) or s <= 0 for s in values):
+        raise ValueError(f"`scales` must be finite positive numbers. Received: scales={scales!r}")
+    return tuple(float(s) for s in values)
+
+
+def check_finite_scores(bad_count, what="model output"):
+    """Raises ``ValueError`` when ``bad_count`` (non-finite logits or probabilities) is not 0:
+    their argmax would silently label those pixels class 0.
+
+    Example:
+        >>> check_finite_scores(3)
+        Traceback (most recent call last):
+        ValueError: The model output holds 3 non-finite values (NaN or infinity)...
+    """
+    if int(bad_count):
+        raise ValueError(
+            f"The {what} holds {int(bad_count)} non-finite values (NaN or infinity): a diverged "
+            "model or broken weights? Their argmax would label those pixels class 0.")

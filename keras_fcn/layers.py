@@ -125,6 +125,13 @@ class CropToReference(keras.layers.Layer):
         height = reference.shape[1] if reference.shape[1] is not None else ops.shape(reference)[1]
         width = reference.shape[2] if reference.shape[2] is not None else ops.shape(reference)[2]
         o = self.offset
+        for axis, (size, window) in enumerate(((x.shape[1], height), (x.shape[2], width))):
+            if isinstance(size, int) and isinstance(window, int) and o + window > size:
+                raise ValueError(
+                    f"Layer {self.name!r} crops a window of {window} at offset {o} along "
+                    f"{('height', 'width')[axis]}, but its input has only {size}: the input "
+                    f"must be at least offset + reference size ({o + window}). Received: "
+                    f"input shape {tuple(x.shape)}, reference shape {tuple(reference.shape)}")
         return x[:, o : o + height, o : o + width, :]
 
     def compute_output_shape(self, input_shapes):

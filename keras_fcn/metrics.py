@@ -32,13 +32,17 @@ import numpy as np
 from keras import ops
 
 from keras_fcn import _tf
-from keras_fcn._checks import check_choice, check_class_ids, check_positive_int
+from keras_fcn._checks import as_class_ids, check_choice, check_class_ids, check_positive_int
 from keras_fcn.losses import (
+    _check_same_pixels,
     labels_to_rank3,
     sample_weight_to_rank3,
     valid_pixels,
     validate_ignore_label,
 )
+
+# A (C, C) float64 confusion matrix of more than 1 GiB (C > 11,585) is a mistaken class count.
+MAX_CONFUSION_BYTES = 2**30
 
 METRIC_NAMES = (
     "pixel_accuracy",
@@ -49,6 +53,30 @@ METRIC_NAMES = (
 
 
 # ---------------------------------------------------------------- numpy ----
+
+
+def check_num_classes(num_classes):
+    """`num_classes` as a positive int whose (C, C) confusion matrix fits `MAX_CONFUSION_BYTES`.
+
+    Example:
+        >>> check_num_classes(10**6)
+        Traceback (most recent call last):
+        ValueError: num_classes=1000000 needs a confusion matrix of 8.0 TB ...
+    """
+    num_classes = check_positive_int("num_classes", num_classes)
+    size = 8 * num_classes**2
+    if size > MAX_CONFUSION_BYTES:
+        raise ValueError(
+            f"num_classes={num_classes} needs a confusion matrix of {size / 1e12:.1f} TB "
+            f"(more than {MAX_CONFUSION_BYTES / 2**30:.0f} GiB): is the class count right?")
+    return num_classes
+
+
+def _drop_channel(shape, other):
+    """`shape` without a trailing axis of 1 when `other` has one axis less (labels (N, H, W, 1))."""
+    if len(shape) == len(other) + 1 and shape[-1] == 1:
+        return shape[:-1]
+    return shape
 
 
 def confusion_matrix(labels, preds, num_classes, ignore_label=255):
@@ -72,16 +100,16 @@ def confusion_matrix(labels, preds, num_classes, ignore_label=255):
         array([[1, 0],
                [1, 0]])
     """
-    num_classes = check_positive_int("num_classes", num_classes)
-    ignore_label = validate_ignore_label(ignore_label)
-    labels = np.asarray(labels).astype("int64").ravel()
-    preds = np.asarray(preds).astype("int64")
-    if preds.size != labels.size:
+    num_classes = check_num_classes(num_classes)
+    ignore_label = validate_ignore_label(ignore_label, num_classes)
+    labels = as_class_ids(labels, "label")
+    preds = as_class_ids(preds, "predicted class")
+    if _drop_channel(labels.shape, preds.shape) != _drop_channel(preds.shape, labels.shape):
         raise ValueError(
-            "`labels` and `preds` must have the same number of pixels. "
-            f"Received: labels.size={labels.size}, preds.size={preds.size}"
+            "`labels` and `preds` must have the same shape. "
+            f"Received: labels.shape={labels.shape}, preds.shape={preds.shape}"
         )
-    preds = preds.ravel()
+    labels, preds = labels.ravel(), preds.ravel()
     if ignore_label is not None:
         keep = labels != ignore_label
         labels, preds = labels[keep], preds[keep]
@@ -95,7 +123,8 @@ def segmentation_metrics(confusion):
     """The four FCN paper metrics and per-class IU from a confusion matrix.
 
     Args:
-        confusion: array (C, C), rows = labels, columns = predictions.
+        confusion: array (C, C), rows = labels, columns = predictions; finite and
+            non-negative.
 
     Returns:
         dict with float "pixel_accuracy", "mean_accuracy", "mean_iu",
@@ -112,6 +141,10 @@ def segmentation_metrics(confusion):
         raise ValueError(
             f"`confusion` must be a square matrix. Received: shape={n.shape}"
         )
+    if not np.isfinite(n).all() or (n < 0).any():
+        bad = n[~np.isfinite(n) | (n < 0)][0]
+        raise ValueError("`confusion` must hold finite, non-negative counts. "
+                         f"Received an entry: {bad}")
     diag = np.diag(n)
     t = n.sum(axis=1)
     union = t + n.sum(axis=0) - diag
@@ -223,7 +256,12 @@ def confusion_matrix_tensor(y_true, y_pred, num_classes, ignore_label=255, sampl
             (N,) per image; a pixel adds its weight instead of 1.
 
     Returns:
-        tensor (C, C), n[i, j] = weight of pixels labelled i, predicted j.
+        tensor (C, C), n[i, j] = weight of pixels labelled i, predicted j. Logits that are
+        not finite (a diverged model) at a non-void pixel make the whole matrix NaN, so every
+        score read from it is NaN: their argmax would count them as class 0.
+
+    Raises:
+        ValueError: when the labels and predictions cover different (N, H, W).
 
     Example:
         >>> keras.ops.convert_to_numpy(confusion_matrix_tensor([[[0, 255]]], [[[1, 0]]], 2))
@@ -231,7 +269,9 @@ def confusion_matrix_tensor(y_true, y_pred, num_classes, ignore_label=255, sampl
                [0., 0.]])
     """
     labels = labels_to_rank3(y_true)
+    y_pred = ops.convert_to_tensor(y_pred)
     preds = _to_label_map(y_pred, num_classes)
+    _check_same_pixels(labels, preds.shape, "y_pred")
     valid = valid_pixels(labels, ignore_label)
     bad = ops.logical_or(_check_range(labels, valid, num_classes, "label"),
                          _check_range(preds, valid, num_classes, "predicted class"))
@@ -239,7 +279,11 @@ def confusion_matrix_tensor(y_true, y_pred, num_classes, ignore_label=255, sampl
     dtype = count_dtype()
     weights = ops.cast(valid, dtype)
     if sample_weight is not None:
-        weights = weights * sample_weight_to_rank3(sample_weight, dtype)
+        weights = weights * sample_weight_to_rank3(sample_weight, dtype, labels.shape)
+    if (len(y_pred.shape) == 4 and y_pred.shape[-1] == num_classes and num_classes > 1
+            and _tf.is_float(y_pred)):
+        finite = ops.all(ops.isfinite(y_pred), axis=-1)
+        weights = ops.where(ops.logical_or(finite, ops.logical_not(valid)), weights, np.nan)
     index = ops.where(valid, labels * num_classes + preds, 0)
     flat = ops.segment_sum(ops.reshape(weights, (-1,)), ops.reshape(index, (-1,)),
                            num_segments=num_classes * num_classes)
@@ -282,8 +326,8 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         dtype=None,
     ):
         super().__init__(name=name or metric, dtype=dtype or "float32")
-        self.num_classes = check_positive_int("num_classes", num_classes)
-        self.ignore_label = validate_ignore_label(ignore_label)
+        self.num_classes = check_num_classes(num_classes)
+        self.ignore_label = validate_ignore_label(ignore_label, self.num_classes)
         self.metric = check_choice("metric", metric, METRIC_NAMES)
         shape = (self.num_classes, self.num_classes)
         dtype = count_dtype()

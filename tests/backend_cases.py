@@ -99,6 +99,21 @@ def test_streaming_metrics_equal_numpy():
         assert value == pytest.approx(expected[key], abs=1e-6), key
 
 
+def test_non_finite_logits_make_every_score_nan_and_empty_batches_count_nothing():
+    labels = _labels((2, 4, 5))
+    logits = RNG.normal(size=(2, 4, 5, C)).astype("float32")
+    metric = metrics.MeanIU(C)
+    metric.update_state(labels, logits)
+    assert np.isfinite(float(metric.result()))
+    logits[1, 2, 3] = np.nan  # a diverged model: argmax would call the pixel class 0
+    labels[1, 2, 3] = 1
+    metric.update_state(labels, logits)
+    assert np.isnan(float(metric.result()))
+    empty_labels, empty_logits = np.zeros((0, 4, 5), "int32"), np.zeros((0, 4, 5, C), "float32")
+    assert float(losses.sparse_categorical_crossentropy_ignore(empty_labels, empty_logits)) == 0.0
+    assert not _np(metrics.confusion_matrix_tensor(empty_labels, empty_logits, C)).any()
+
+
 def test_confusion_counts_keep_single_pixels_past_float32_integers():
     """Past 2**24 a plain float32 sum no longer adds single pixels (2**24 + 1 rounds back);
     the count (float64, or float32 with compensation on JAX) keeps every one of them."""

@@ -251,7 +251,7 @@ def test_a_nan_or_infinite_scale_is_refused_naming_it(tiny, scale):
     from keras_fcn.inference import predict
 
     # Was: "cannot convert float NaN to integer" / OverflowError from round().
-    with pytest.raises(ValueError, match=r"scales must be finite positive numbers.*" + str(scale)):
+    with pytest.raises(ValueError, match=r"`scales` must be finite positive numbers.*" + str(scale)):
         predict(tiny[0], np.zeros((8, 8, 3), "uint8"), scales=(1.0, scale))
 
 

@@ -380,7 +380,7 @@ def test_evaluate_tool_rejects_bad_scales():
         [sys.executable, os.path.join(REPO, "tools", "evaluate.py"), "--model=none.keras",
          "--scales=1,0"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 2
-    assert "error: `scales` must be positive numbers. Received: scales=(1.0, 0.0)" in \
+    assert "error: `scales` must be finite positive numbers. Received: scales=(1.0, 0.0)" in \
         result.stderr and "Traceback" not in result.stderr
 
 

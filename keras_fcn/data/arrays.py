@@ -52,6 +52,7 @@ from keras_fcn.data.masks import (
     size_mismatch_message,
 )
 from keras_fcn.labels import IGNORE_LABEL, MEAN_RGB
+from keras_fcn.losses import validate_ignore_label
 
 _SHUFFLE_STREAM, _ELEMENT_STREAM = 0, 1  # keep the two kinds of draws apart in the seeds
 
@@ -233,7 +234,8 @@ class SegmentationPyDataset(keras.utils.PyDataset):
                  unknown_color="error", mean_rgb=None, workers=1, use_multiprocessing=False,
                  max_queue_size=10):
         self.num_classes = check_positive_int("num_classes", num_classes)
-        self.ignore_label = check_int("ignore_label", ignore_label)
+        self.ignore_label = validate_ignore_label(check_int("ignore_label", ignore_label),
+                                                  self.num_classes)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.crop_size = as_size("crop_size", crop_size)
         self.image_size = as_size("image_size", image_size)

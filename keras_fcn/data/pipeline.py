@@ -24,6 +24,7 @@ for image, mask in ds.take(1):
 
 import warnings
 
+import numpy as np
 import tensorflow as tf
 
 from keras_fcn.data.augment import (
@@ -40,6 +41,7 @@ from keras_fcn.data.augment import (
 from keras_fcn.data.decode import make_decode_fn
 from keras_fcn.data.validate import as_pairs, validate_pairs
 from keras_fcn.labels import IGNORE_LABEL
+from keras_fcn.losses import validate_ignore_label
 
 _PAD_SENTINEL = -1.0  # images are 0..255, so -1 marks padded pixels until they get the mean
 
@@ -215,6 +217,8 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
                           ignore_label=info.ignore_label, crop_size=(360, 480),
                           batch_size=4, flip=True, shuffle=True, seed=0)
     """
+    if isinstance(num_classes, (int, np.integer)) and not isinstance(num_classes, bool):
+        validate_ignore_label(ignore_label, int(num_classes))
     jitter = _jitter(color_jitter, photometric)
     pairs = _checked_pairs(pairs, num_classes=num_classes, ignore_label=ignore_label,
                            mask_format=mask_format, palette=palette,

@@ -11,12 +11,11 @@ Example:
     labels, probs = predict(model, big_image, tile_size=512, tile_overlap=128)
 """
 
-import math
-import numbers
 
 import numpy as np
 import tensorflow as tf
 
+from keras_fcn._checks import check_finite_scores, check_scales
 from keras_fcn.inference.forward import forward_batches
 from keras_fcn.inference.images import as_image_list, map_same_size, restore_kind
 
@@ -149,12 +148,7 @@ def check_predict_args(batch_size, tile_size, tile_overlap, scales):
                 "tile_overlap must be an integer in [0, tile_size). "
                 f"Received: tile_overlap={tile_overlap!r}, tile_size={tile_size!r}"
             )
-    scales = tuple(scales)
-    # NaN passed `s <= 0` and failed later in round(); inf overflowed there.
-    if not scales or any(isinstance(s, bool) or not isinstance(s, numbers.Real)
-                         or not math.isfinite(s) or s <= 0 for s in scales):
-        raise ValueError(f"scales must be finite positive numbers. Received: scales={scales!r}")
-    return scales
+    return check_scales(scales)
 
 
 def predict(model, images, *, batch_size=1, tile_size="auto", tile_overlap=64, tta_flip=False,
@@ -206,5 +200,7 @@ def predict(model, images, *, batch_size=1, tile_size="auto", tile_overlap=64, t
                                      flip=tta_flip, precision=precision,
                                      jit_compile=jit_compile),
         arrays)
+    check_finite_scores(sum(int(np.size(p) - np.isfinite(p).sum()) for p in probs),
+                        "model's softmax")
     labels = restore_kind([np.argmax(p, axis=-1).astype("int32") for p in probs], kind)
     return (labels, restore_kind(probs, kind)) if return_probabilities else labels

@@ -131,7 +131,8 @@ def with_preprocessing(model, input_dtype="uint8", name=None):
     preprocessing.
 
     Raises:
-        ValueError: the model already has a ``preprocess`` layer.
+        ValueError: the model already has a ``preprocess`` layer, or does not take 3-channel
+            images.
 
     Example:
         >>> trained = keras_fcn.build_fcn("32s", 21, weights=None, widths=(4, 4, 8, 8, 8), fc_units=8)
@@ -141,6 +142,11 @@ def with_preprocessing(model, input_dtype="uint8", name=None):
     """
     if has_preprocessing(model):
         raise ValueError(f"Model {model.name!r} already has a 'preprocess' layer.")
+    channels = model.inputs[0].shape[-1]
+    if channels != 3:
+        raise ValueError(f"with_preprocessing adds RGB preprocessing, but model {model.name!r} "
+                         f"takes {channels}-channel input (shape {model.inputs[0].shape}); "
+                         "preprocess such inputs yourself")
     preprocessing_layer = get_trunk(backbone_of(model)).preprocessing.layer
     inputs = keras.Input(model.inputs[0].shape[1:], dtype=input_dtype, name="image")
     outputs = model(preprocessing_layer(name="preprocess")(inputs))

@@ -12,6 +12,7 @@ Example:
     >>> pool3, pool4, fc7 = vgg16_features(keras.Input((None, None, 3)))
 """
 
+import numpy as np
 from keras import layers
 
 from keras_fcn.layers import MaxPooling2D
@@ -30,6 +31,30 @@ VGG16_BLOCKS = (
 )
 # Crop offsets of the reference models (top-left corner of the window, in pixels).
 VGG16_OFFSETS = {"score_pool4c": 5, "score_pool3c": 9, "score": {"32s": 19, "16s": 27, "8s": 31}}
+
+
+def check_widths(widths, fc_units):
+    """Checks the VGG16 options: five positive channel counts (conv1 .. conv5) and ``fc_units``.
+
+    Example:
+        >>> check_widths((4, 4, 8, 8), 16)
+        Traceback (most recent call last):
+        ValueError: widths must be 5 positive ints (conv1 .. conv5...
+    """
+    try:
+        widths = tuple(widths)
+    except TypeError:
+        widths = (widths,)
+    if len(widths) != len(VGG16_BLOCKS) or not all(
+            isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w > 0
+            for w in widths):
+        raise ValueError(f"widths must be {len(VGG16_BLOCKS)} positive ints (conv1 .. conv5, "
+                         "one per pooled block: fewer blocks would change the strides the "
+                         f"heads rely on). Received: widths={widths!r}")
+    if isinstance(fc_units, bool) or not isinstance(fc_units, (int, np.integer)) \
+            or fc_units < 1:
+        raise ValueError(f"fc_units must be a positive int. Received: fc_units={fc_units!r}")
+    return {"widths": tuple(int(w) for w in widths), "fc_units": int(fc_units)}
 
 
 def vgg16_features(x, dropout=0.5, widths=VGG16_WIDTHS, fc_units=4096):
@@ -76,5 +101,5 @@ def load_vgg16_weights(model, weights):
 VGG16 = register_trunk(Trunk(
     name="vgg16", features=vgg16_features, offsets=VGG16_OFFSETS, preprocessing=CAFFE,
     load_weights=load_vgg16_weights, options={"widths": VGG16_WIDTHS, "fc_units": 4096},
-    default_name="fcn{variant}"))
+    check=check_widths, default_name="fcn{variant}"))
 

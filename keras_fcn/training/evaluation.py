@@ -11,6 +11,7 @@ from keras import ops
 
 from keras_fcn import _tf
 from keras_fcn import metrics as metrics_lib
+from keras_fcn._checks import check_finite_scores, check_positive_int, check_scales
 from keras_fcn.inference.forward import forward_fn
 
 METRICS = (("pixel_accuracy", "pixel accuracy"), ("mean_accuracy", "mean accuracy"),
@@ -23,10 +24,22 @@ def _resize(images, size):
 
 
 def _classes_at(scores, size):
-    """Numpy int32 argmax of `scores` after a bilinear resize to `size` (when it differs)."""
+    """Numpy int32 argmax of `scores` after a bilinear resize to `size` (when it differs);
+    a ValueError when a score is not finite (their argmax would be class 0)."""
+    check_finite_scores(ops.convert_to_numpy(ops.sum(ops.cast(
+        ops.logical_not(ops.isfinite(scores)), "int32"))))
     if tuple(scores.shape[1:3]) != tuple(size):
         scores = _resize(scores, size)
     return ops.convert_to_numpy(ops.argmax(scores, axis=-1)).astype("int32")
+
+
+def _output_channels(model):
+    """The last axis of the model's (first) output, or None when unknown."""
+    outputs = getattr(model, "outputs", None)
+    if not outputs:
+        return None
+    channels = keras.tree.flatten(outputs)[0].shape[-1]
+    return None if channels is None else int(channels)
 
 
 def _first(images):
@@ -55,20 +68,6 @@ def iterate_batches(dataset):
         return batches
     # tf.data feeding JAX or PyTorch (the Keras 3 convention): numpy in between.
     return (keras.tree.map_structure(np.asarray, batch) for batch in batches)
-
-
-def check_scales(scales):
-    """`scales` as a tuple of positive floats (an error names a bad value).
-
-    Example:
-        >>> check_scales([0.75, 1, 1.25])
-        (0.75, 1.0, 1.25)
-    """
-    values = tuple(scales or ())
-    if not values or any(isinstance(s, bool) or not isinstance(s, (int, float)) or not s > 0
-                         for s in values):
-        raise ValueError(f"`scales` must be positive numbers. Received: scales={scales!r}")
-    return tuple(float(s) for s in values)
 
 
 def tta_probabilities(predict, images, size, scales):
@@ -119,7 +118,7 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
             (multi-scale TTA, `tta_probabilities`; with `flip`, each scale is flipped too).
             `(1.0,)` is the plain single-scale evaluation.
         verbose: show a progress bar.
-        max_batches: stop after this many batches.
+        max_batches: stop after this many batches (a positive int, or None for all).
         precision, jit_compile: how to run the model (``keras_fcn.inference.forward_fn``):
             None keeps the model's own precision and picks XLA by ``keras_fcn.runtime``.
 
@@ -128,11 +127,21 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
         "per_class_iu" (list, None for absent classes), "confusion_matrix" (list of lists),
         "num_images".
 
+    Raises:
+        ValueError: `num_classes` differs from the model's output channels, the data set
+            yields no batch, or the model's output holds NaN or infinity (a diverged model).
+
     Example:
         results = evaluate_model(model, val_ds, num_classes=11, ignore_label=11)
         results["mean_iu"]
     """
     scales = check_scales(scales)
+    num_classes = metrics_lib.check_num_classes(num_classes)
+    max_batches = check_positive_int("max_batches", max_batches, allow_none=True)
+    channels = _output_channels(model)
+    if channels is not None and channels != num_classes:
+        raise ValueError(f"`num_classes`={num_classes} differs from the model's {channels} "
+                         f"output channels (model {model.name!r})")
     multi_scale = scales != (1.0,)
     predict = forward_fn(model, output="softmax" if flip or multi_scale else "logits",
                          flip=flip, precision=precision, jit_compile=jit_compile)
@@ -157,6 +166,9 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
             bar.update(index + 1)
     if bar is not None and total is None:
         print()
+    if images_seen == 0:
+        raise ValueError("The evaluation data set yielded no batch: nothing to score "
+                         f"(max_batches={max_batches})")
     results = metrics_lib.segmentation_metrics(confusion)
     results["per_class_iu"] = [None if np.isnan(v) else float(v) for v in results["per_class_iu"]]
     results["confusion_matrix"] = confusion.tolist()
