@@ -12,7 +12,10 @@ Example:
 """
 
 import dataclasses
+import math
 import os
+
+import numpy as np
 
 from keras_fcn import io
 
@@ -66,22 +69,97 @@ def _colour(value, where):
     return colour
 
 
+def whole_number(name, value, expected="an integer"):
+    """``value`` as an int: a Python or NumPy integer, or a float with no fractional part (as
+    JSON may hold ``3.0``); else a ValueError naming it (``int()`` would truncate 2.9 to 2).
+
+    Example:
+        >>> whole_number("num_classes", 3.0), whole_number("num_classes", np.int64(3))
+        (3, 3)
+    """
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) \
+            and float(value).is_integer():
+        return int(value)
+    raise ValueError(f"{name} must be {expected}. Received: {name}={value!r}")
+
+
+def check_ignore_label(ignore_label, num_classes, allow_none=True):
+    """Raises ValueError if ``ignore_label`` is a class id (in ``[0, num_classes)``): the
+    pixels of that class would silently be left out of the loss and the metrics.
+    ``allow_none``: whether the message may suggest None (no void label).
+
+    Example:
+        >>> check_ignore_label(1, 3)
+        Traceback (most recent call last):
+        ValueError: ignore_label=1 is a class id; expected a value outside [0, 3), e.g. 255 ...
+    """
+    if ignore_label is not None and 0 <= ignore_label < num_classes:
+        example = IGNORE_LABEL if num_classes <= IGNORE_LABEL else num_classes
+        raise ValueError(
+            f"ignore_label={ignore_label} is a class id; expected a value outside "
+            f"[0, {num_classes}), e.g. {example} (the pixels of class {ignore_label} would be "
+            "left out of the loss and the metrics)"
+            + (", or None for no void label" if allow_none and ignore_label == IGNORE_LABEL
+               else "") + ".")
+
+
+def _name_sequence(class_names):
+    """``class_names`` as a list; a ValueError for a string (split into characters) or a
+    value that is not a sequence."""
+    if isinstance(class_names, (str, bytes)):
+        raise ValueError("class_names must be a sequence of names, one per class, not a "
+                         f"string. Received: class_names={class_names!r}")
+    try:
+        return list(class_names)
+    except TypeError:
+        raise ValueError("class_names must be a sequence of names, one per class. "
+                         f"Received: class_names={class_names!r}") from None
+
+
+def _image_size(value):
+    """``value`` as a (height, width) pair of positive ints, or a ValueError naming it."""
+    if isinstance(value, (int, np.integer, float)) and not isinstance(value, bool):
+        raise ValueError(f"image_size must be a (height, width) pair of positive ints, not a "
+                         f"bare number. Received: image_size={value!r} (for a square, "
+                         f"pass ({value}, {value}))")
+    try:
+        pair = tuple(value)
+        size = tuple(whole_number("image_size", v) for v in pair)
+        ok = len(size) == 2 and min(size) >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError("image_size must be a (height, width) pair of positive ints. "
+                         f"Received: image_size={value!r}")
+    return size
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelLabels:
     """The meaning of a segmentation model's outputs, stored beside the model.
 
     Args:
-        num_classes: number of output classes.
-        class_names: a name per class id; default ``class_0``, ``class_1``, ...
+        num_classes: number of output classes, a positive integer (NumPy integers and whole
+            floats such as JSON's ``3.0`` are accepted; 2.9 is refused, not truncated).
+        class_names: a sequence of one name per class id (not a string); default
+            ``class_0``, ``class_1``, ...
         palette: an (r, g, b) colour per class id; default the PASCAL VOC colours. A palette
             with one more colour than classes (the void colour, as training wrote it before)
             keeps its first ``num_classes`` colours.
-        ignore_label: the void label of the training data (``None`` if it had none).
+        ignore_label: the void label of the training data (``None`` if it had none): an
+            integer in 0..65535 outside ``[0, num_classes)`` (a class id would silently drop
+            that class). The default 255 needs ``num_classes <= 255``.
         dataset: name of the training data set.
         model_name: e.g. ``"fcn8s"``.
-        image_size: ``(height, width)`` the model was trained at, or None (native sizes).
+        image_size: ``(height, width)`` positive ints the model was trained at, or None
+            (native sizes).
         normalization: how inputs are normalized inside the model
             (``keras_fcn.models.normalization_of``).
+
+    Raises:
+        ValueError: a field that breaks the rules above; the message names it and its value.
     """
 
     num_classes: int
@@ -94,11 +172,12 @@ class ModelLabels:
     normalization: dict = None
 
     def __post_init__(self):
-        n = self.num_classes
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"num_classes must be a positive integer. Received: {n!r}")
+        n = whole_number("num_classes", self.num_classes, "a positive integer")
+        if n < 1:
+            raise ValueError(f"num_classes must be a positive integer. Received: "
+                             f"num_classes={self.num_classes!r}")
         names = (tuple(f"class_{i}" for i in range(n)) if self.class_names is None
-                 else tuple(str(name) for name in self.class_names))
+                 else tuple(str(name) for name in _name_sequence(self.class_names)))
         palette = (voc_palette(n) if self.palette is None
                    else tuple(_colour(c, f"palette[{i}]") for i, c in enumerate(self.palette)))
         if len(palette) == n + 1:
@@ -107,19 +186,25 @@ class ModelLabels:
             if len(values) != n:
                 raise ValueError(f"{what} must have one entry per class ({n}). "
                                  f"Received {len(values)}: {what}={list(values)!r}")
-        if self.ignore_label is not None and not 0 <= int(self.ignore_label) <= 65535:
-            raise ValueError(f"ignore_label must be in 0..65535 or None. "
-                             f"Received: {self.ignore_label!r}")
+        ignore = self.ignore_label
+        if ignore is not None:
+            ignore = whole_number("ignore_label", ignore, "an integer or None")
+            if not 0 <= ignore <= 65535:
+                raise ValueError(f"ignore_label must be in 0..65535 or None. "
+                                 f"Received: {self.ignore_label!r}")
+            check_ignore_label(ignore, n)
+        object.__setattr__(self, "num_classes", n)
         object.__setattr__(self, "class_names", names)
         object.__setattr__(self, "palette", palette)
+        object.__setattr__(self, "ignore_label", ignore)
         if self.image_size is not None:
-            object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
+            object.__setattr__(self, "image_size", _image_size(self.image_size))
 
     @classmethod
     def from_info(cls, info, **kwargs):
         """From a ``keras_fcn.datasets.DatasetInfo`` (or anything with ``num_classes``,
         ``class_names``, ``palette``, ``ignore_label`` and ``name``)."""
-        return cls(num_classes=int(info.num_classes), class_names=info.class_names,
+        return cls(num_classes=info.num_classes, class_names=info.class_names,
                    palette=info.palette, ignore_label=info.ignore_label,
                    dataset=getattr(info, "name", None), **kwargs)
 
@@ -144,7 +229,12 @@ class ModelLabels:
 
     @classmethod
     def from_dict(cls, data, source="labels"):
-        """Reads the sidecar object; also reads the two formats of keras_fcn 0.1.0."""
+        """Reads the sidecar object; also reads the two formats of keras_fcn 0.1.0.
+
+        Raises:
+            ValueError: ``data`` is not a dict, names no classes, or has a field that
+                :class:`ModelLabels` refuses; the message starts with ``source``.
+        """
         if not isinstance(data, dict):
             raise ValueError(f"{source} must hold a JSON object. Received: {data!r}")
         names, palette = data.get("class_names"), data.get("palette")
@@ -159,7 +249,7 @@ class ModelLabels:
         if image_size is None:  # 0.1.0 labels.json kept it under "preprocessing"
             image_size = (data.get("preprocessing") or {}).get("image_size")
         try:
-            return cls(num_classes=int(num_classes), class_names=names, palette=palette,
+            return cls(num_classes=num_classes, class_names=names, palette=palette,
                        ignore_label=data.get("ignore_label", IGNORE_LABEL),
                        dataset=data.get("dataset"),
                        model_name=data.get("model_name", data.get("model")),

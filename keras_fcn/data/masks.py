@@ -99,17 +99,25 @@ def file_errors(kind, path):
                          f"{type(error).__name__}: {error}") from error
 
 
+INDEX_MODES = ("P", "L", "I", "I;16", "1")  # PIL modes of single-channel and palette masks
+
+
 def read_index_png(path):
-    """Reads a single-channel or palette ("P" mode) mask as its raw values.
+    """Reads a single-channel, 1-bit or palette ("P" mode) mask as its raw values.
 
     For palette PNGs (as VOC SegmentationClass) the palette *indices* are the labels;
-    `tf.io.decode_png` would return the palette colours instead.
+    `tf.io.decode_png` would return the palette colours instead. A 1-bit mask (PIL mode "1",
+    as binary masks are often saved) reads as class ids 0 and 1.
 
     Args:
         path: mask file path.
 
     Returns:
         uint8 (or int32 for 16-bit files) array of shape (H, W).
+
+    Raises:
+        ValueError: the file is damaged, or an image of another mode (RGB, grey plus alpha,
+            ...); the message names the file and its mode.
 
     Example:
         read_index_png("VOC2012/SegmentationClass/2007_000032.png").max()
@@ -119,14 +127,26 @@ def read_index_png(path):
     path = to_str(path)
     with file_errors("mask", path), Image.open(path) as mask:
         mode = mask.mode
-        if mode in ("P", "L", "I", "I;16"):
+        if mode in INDEX_MODES:
             array = np.asarray(mask)
-    if mode not in ("P", "L", "I", "I;16"):
-        raise ValueError(
-            f"mask '{path}' has PIL mode {mode!r}; index masks must be single-channel "
-            f"or palette PNGs (use mask_format='rgb' for colour-coded masks)"
-        )
+    if mode not in INDEX_MODES:
+        raise ValueError(_mode_message(path, mode))
+    if array.dtype == bool:  # mode "1": one bit per pixel
+        return array.astype(np.uint8)
     return array if array.dtype == np.uint8 else array.astype(np.int32)
+
+
+def _mode_message(path, mode):
+    """The message for a mask whose PIL mode is not one of :data:`INDEX_MODES`."""
+    expected = ("index masks must be single-channel ('L', 'I', 'I;16' or 1-bit '1') or "
+                "palette ('P') images")
+    if mode in ("LA", "La", "PA"):
+        what = "grey plus alpha" if mode != "PA" else "palette plus alpha"
+        return (f"mask '{path}' has PIL mode {mode!r} ({what}: two channels); {expected}. "
+                "Save it without the alpha channel, e.g. "
+                f"Image.open(path).convert({'L' if mode != 'PA' else 'P'!r}).save(path)")
+    return (f"mask '{path}' has PIL mode {mode!r}; {expected} (use mask_format='rgb' for "
+            "colour-coded masks)")
 
 
 def read_sbd_mat(path):

@@ -19,6 +19,53 @@ from keras_fcn.inference.images import as_image_list, map_same_size, restore_kin
 _MC_MODELS = weakref.WeakKeyDictionary()
 
 
+PROBABILITY_TOLERANCE = 1e-3  # how far values may leave [0, 1], and sums 1, by rounding
+
+
+def check_probabilities(name, probabilities, dtype="float64"):
+    """``probabilities`` as a ``dtype`` array, or a ValueError unless it holds softmax
+    probabilities: floats in [0, 1] summing to 1 over the last axis (within
+    :data:`PROBABILITY_TOLERANCE`).
+
+    FCN models output logits, so ``entropy(model.predict(x))`` is an easy mistake; this
+    refuses it instead of returning a negative "entropy".
+
+    Example:
+        >>> check_probabilities("entropy", [[2.0, -1.0, 0.5]])
+        Traceback (most recent call last):
+        ValueError: entropy expects probabilities ...
+    """
+    p = np.asarray(probabilities)
+    if p.dtype.kind != "f":
+        raise ValueError(
+            f"{name} expects float probabilities (..., C) (a softmax over the last axis). "
+            f"Received: dtype={p.dtype}, shape={p.shape}"
+            + (" (an integer label map? pass the probabilities that "
+               "keras_fcn.inference.predict returns)" if p.dtype.kind in "biu" else ""))
+    if p.ndim == 0:
+        raise ValueError(f"{name} expects probabilities of shape (..., C). Received: a scalar "
+                         f"{p!r}")
+    p = p.astype(dtype, copy=False)
+    if not p.size:
+        return p
+    finite = np.isfinite(p)
+    if not finite.all():
+        raise ValueError(f"{name}: the probabilities have {int(p.size - finite.sum())} NaN or "
+                         f"infinite values (of {p.size}).")
+    sums = p.sum(axis=-1)
+    low, high = float(p.min()), float(p.max())
+    low_sum, high_sum = float(sums.min()), float(sums.max())
+    tol = PROBABILITY_TOLERANCE
+    if low < -tol or high > 1 + tol or low_sum < 1 - tol or high_sum > 1 + tol:
+        raise ValueError(
+            f"{name} expects probabilities (..., C) in [0, 1] that sum to 1 over the last "
+            f"axis (C={p.shape[-1]}). Received: values in [{low:.6g}, {high:.6g}], sums in "
+            f"[{low_sum:.6g}, {high_sum:.6g}]. These look like logits (or unnormalized "
+            "scores): apply softmax first (keras.ops.softmax(logits, axis=-1)), or pass the "
+            "probabilities that keras_fcn.inference.predict returns.")
+    return p
+
+
 def entropy(probabilities):
     """Per-pixel softmax entropy ``-sum_c p_c log p_c`` in nats (``log C`` when uniform).
 
@@ -28,11 +75,15 @@ def entropy(probabilities):
     Returns:
         float32 array ``(...)``.
 
+    Raises:
+        ValueError: ``probabilities`` are not float probabilities: values outside [0, 1],
+            sums over the last axis other than 1 (logits, say), NaN, or an integer array.
+
     Example:
         >>> round(float(entropy(np.full((1, 1, 4), 0.25))[0, 0]), 4)  # log(4)
         1.3863
     """
-    p = np.asarray(probabilities, dtype="float64")
+    p = check_probabilities("entropy", probabilities)
     logs = np.log(np.where(p > 0, p, 1.0))
     return (-(p * logs).sum(axis=-1)).astype("float32")
 
@@ -41,16 +92,19 @@ def margin(probabilities):
     """Per-pixel margin between the two largest probabilities (top1 - top2); low is uncertain.
 
     Args:
-        probabilities: ``(..., C)`` with ``C >= 2``.
+        probabilities: ``(..., C)`` probabilities summing to 1 over the last axis, ``C >= 2``.
 
     Returns:
         float32 array ``(...)`` in [0, 1].
+
+    Raises:
+        ValueError: fewer than 2 classes, or not probabilities (as for :func:`entropy`).
 
     Example:
         >>> round(float(margin(np.array([[0.1, 0.6, 0.3]]))[0]), 4)
         0.3
     """
-    p = np.asarray(probabilities, dtype="float32")
+    p = check_probabilities("margin", probabilities, dtype="float32")
     if p.shape[-1] < 2:
         raise ValueError(f"margin needs at least 2 classes. Received: shape={p.shape}")
     top2 = np.partition(p, -2, axis=-1)[..., -2:]

@@ -9,9 +9,13 @@ Example:
     save_png("labels.png", labels, palette=True)   # opens with class colours
 """
 
+import numbers
+
 import numpy as np
 
 from keras_fcn import io
+from keras_fcn._checks import check_int
+from keras_fcn.inference.images import check_image
 from keras_fcn.labels import IGNORE_LABEL, voc_palette
 
 OVERLAY_ROWS = 512  # overlay blends this many rows at a time
@@ -20,22 +24,61 @@ OVERLAY_ROWS = 512  # overlay blends this many rows at a time
 def full_palette(palette=None):
     """A (256, 3) uint8 palette: ``palette`` first, the VOC colours after it.
 
+    Args:
+        palette: optional ``(K, 3)`` colours, K <= 256: whole numbers in 0..255 (uint8 RGB).
+            Floats are accepted when they are whole numbers; a float palette in [0, 1]
+            (matplotlib's scale) is refused rather than truncated to near black.
+
+    Raises:
+        ValueError: a palette of another shape, or colours that are not whole numbers in
+            0..255.
+
     Example:
         >>> full_palette([[1, 2, 3]])[:2].tolist()
         [[1, 2, 3], [128, 0, 0]]
     """
     full = np.asarray(voc_palette(256), dtype="uint8")
     if palette is not None:
-        palette = np.asarray(palette)
-        if palette.ndim != 2 or palette.shape[1] != 3 or len(palette) > 256:
-            raise ValueError(
-                f"palette must be up to 256 (r, g, b) colours. Received: shape={palette.shape}"
-            )
-        if palette.size and (palette.min() < 0 or palette.max() > 255):
-            raise ValueError("palette colours must be in 0..255. "
-                             f"Received: min={palette.min()}, max={palette.max()}")
+        palette = _check_palette(palette)
         full[: len(palette)] = palette.astype("uint8")
     return full
+
+
+def _check_palette(palette):
+    """``palette`` as an array of up to 256 (r, g, b) whole numbers in 0..255, or a
+    ValueError naming what is wrong."""
+    try:
+        palette = np.asarray(palette)
+    except ValueError:  # a ragged list
+        raise ValueError(f"palette must be up to 256 (r, g, b) colours. Received: "
+                         f"palette={palette!r}") from None
+    if palette.ndim != 2 or palette.shape[1] != 3 or len(palette) > 256:
+        raise ValueError(
+            f"palette must be up to 256 (r, g, b) colours. Received: shape={palette.shape}"
+        )
+    if palette.dtype.kind not in "iuf":
+        raise ValueError(f"palette colours must be whole numbers in 0..255. Received: "
+                         f"dtype={palette.dtype}")
+    if not palette.size:
+        return palette
+    if palette.dtype.kind == "f":
+        finite = np.isfinite(palette)
+        whole = finite & (palette == np.round(np.where(finite, palette, 0)))
+        if not whole.all():
+            row = int(np.argwhere(~whole)[0][0])
+            hint = (" A palette in [0, 1]? Multiply by 255 and round."
+                    if finite.all() and palette.min() >= 0 and palette.max() <= 1 else "")
+            raise ValueError(f"palette colours must be whole numbers in 0..255 (uint8 RGB). "
+                             f"Received: palette[{row}]={palette[row].tolist()}.{hint}")
+        if palette.min() >= 0 and 0 < palette.max() <= 1:
+            raise ValueError(
+                "palette colours must be in 0..255, but this float palette has every value in "
+                f"[0, 1] (max={palette.max()}): a palette on the 0..1 scale? Multiply by 255 "
+                "and round, or pass integer colours.")
+    if palette.min() < 0 or palette.max() > 255:
+        raise ValueError("palette colours must be in 0..255. "
+                         f"Received: min={palette.min()}, max={palette.max()}")
+    return palette
 
 
 def check_labels(labels):
@@ -58,10 +101,15 @@ def colorize(labels, palette=None):
 
     Args:
         labels: integer ``(H, W)`` class ids in 0..255.
-        palette: optional ``(K, 3)`` colours for the first K ids (VOC colours otherwise).
+        palette: optional ``(K, 3)`` colours for the first K ids (VOC colours otherwise), as
+            for :func:`full_palette`.
 
     Returns:
         uint8 ``(H, W, 3)``.
+
+    Raises:
+        ValueError: ``labels`` is not an integer ``(H, W)`` map in 0..255, or a bad palette
+            (see :func:`full_palette`).
 
     Example:
         >>> colorize(np.array([[0, 1]]))[0, 1].tolist()
@@ -74,7 +122,7 @@ def overlay(image, labels, *, alpha=0.5, palette=None, ignore_label=IGNORE_LABEL
     """Blends class colours over an image: ``round((1 - alpha) * image + alpha * colour)``.
 
     Args:
-        image: RGB ``(H, W, 3)`` in [0, 255].
+        image: RGB ``(H, W, 3)`` in [0, 255]: uint8, or integers or floats in that range.
         labels: integer ``(H, W)`` class ids.
         alpha: weight of the class colour, in [0, 1].
         palette: optional ``(K, 3)`` colours (VOC colours by default).
@@ -82,6 +130,12 @@ def overlay(image, labels, *, alpha=0.5, palette=None, ignore_label=IGNORE_LABEL
 
     Returns:
         uint8 ``(H, W, 3)``.
+
+    Raises:
+        ValueError: ``alpha`` outside [0, 1]; ``labels`` not an integer ``(H, W)`` map in
+            0..255; an image of another shape than ``labels``, or one that ``predict`` refuses
+            too (not real numbers, integers outside 0..255 such as 16-bit images, NaN or
+            infinite values), or a float image outside [0, 255].
 
     Example:
         >>> overlay(np.full((1, 1, 3), 100, np.uint8), np.array([[1]]), alpha=0.5).tolist()
@@ -96,6 +150,10 @@ def overlay(image, labels, *, alpha=0.5, palette=None, ignore_label=IGNORE_LABEL
             f"image (H, W, 3) and labels (H, W) must match. Received: image={image.shape}, "
             f"labels={labels.shape}"
         )
+    check_image("passed to overlay", image)  # predict's checks: 16-bit, NaN, non-numbers
+    if image.dtype.kind == "f" and image.size and (image.min() < 0 or image.max() > 255):
+        raise ValueError(f"Image passed to overlay has values outside [0, 255] (min="
+                         f"{image.min()}, max={image.max()}); expected RGB in [0, 255].")
     out = np.empty(image.shape, "uint8")
     # In bands of rows: the float temporaries of a whole 12000x12000 image would be ~7 GB.
     for top in range(0, image.shape[0], OVERLAY_ROWS):
@@ -182,18 +240,32 @@ def binary_mask(labels, classes):
     """A 0/255 mask of the pixels whose label is one of ``classes``.
 
     Args:
-        labels: integer ``(H, W)``.
-        classes: a class id or a sequence of ids.
+        labels: integer ``(H, W)`` class ids in 0..255.
+        classes: a class id (an int) or a sequence of ids.
 
     Returns:
         uint8 ``(H, W)`` with 255 inside the mask, 0 elsewhere.
+
+    Raises:
+        ValueError: ``labels`` is not an integer ``(H, W)`` map in 0..255 (probabilities
+            ``(H, W, C)``, say), or a class id that is not an int.
 
     Example:
         >>> binary_mask(np.array([[0, 15, 7]]), [15, 7]).tolist()
         [[0, 255, 255]]
     """
-    classes = [classes] if np.isscalar(classes) else list(classes)
-    return np.where(np.isin(np.asarray(labels), classes), 255, 0).astype("uint8")
+    labels = check_labels(labels)
+    if isinstance(classes, np.ndarray) and classes.ndim == 0:
+        classes = classes.item()
+    if isinstance(classes, (str, bytes, numbers.Number, np.generic)):
+        ids = [check_int("classes", classes)]
+    else:
+        try:
+            ids = [check_int(f"classes[{i}]", c) for i, c in enumerate(classes)]
+        except TypeError:  # not iterable
+            raise ValueError("classes must be a class id (an int) or a sequence of ids. "
+                             f"Received: classes={classes!r}") from None
+    return np.where(np.isin(labels, ids), 255, 0).astype("uint8")
 
 
 def heatmap(values, *, cmap="viridis", vmin=None, vmax=None):

@@ -13,6 +13,7 @@ Example:
 
 import logging
 import os
+import warnings
 import zipfile
 
 import numpy as np
@@ -20,13 +21,16 @@ import numpy as np
 from keras_fcn.io import atomic_write, save_model
 from keras_fcn.weights.caffe import convert_caffemodel
 from keras_fcn.weights.imagenet import KERAS_VGG16_TO_FCN, VGG16_FCN_LAYERS
-from keras_fcn.weights.npz import load_npz, save_npz
+from keras_fcn.weights.npz import check_finite, load_npz, save_npz
 from keras_fcn.weights.torch import convert_torch_state_dict
 
 log = logging.getLogger("keras_fcn")
 
 # Files of released weights that convert_to_keras_model reads, and what it writes.
 CONVERTED_SUFFIXES = (".caffemodel", ".pth", ".pt", ".npz")
+# Layers of the FCN heads (keras_fcn.models.heads): new for each task, so a classifier file or
+# an earlier stage (FCN-32s for FCN-16s) does not have them; load_weights warns about others.
+HEAD_PREFIXES = ("score", "upscore", "classifier", "aux_classifier")
 SAVED_SUFFIXES = (".weights.h5", ".keras", ".npz")
 
 def read_weights(source):
@@ -42,18 +46,27 @@ def read_weights(source):
     Returns:
         ``{layer_name: [numpy arrays]}`` in the order of the layer's weights; layers without
         weights are left out.
+
+    Raises:
+        FileNotFoundError: ``source`` is a path that does not exist.
+        IsADirectoryError: ``source`` is a directory.
+        ValueError: an unreadable or unknown file, or a file with NaN or infinite weights
+            (the message names the layer and array).
     """
     import keras
 
     if isinstance(source, keras.Model):
         return _read_model(source)
     path = os.fspath(source)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Weights path {path!r} is a directory; expected a .keras, "
+                                ".h5 or .npz file.")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Weights file not found: {path!r}")
     if path.endswith(".npz"):
-        return load_npz(path)
+        return load_npz(path)  # checks the values itself
     if path.endswith(".keras"):
-        return _read_model(load_model_file(path))
+        return check_finite_weights(_read_model(load_model_file(path)), path)
     if path.endswith(".h5") or path.endswith(".hdf5"):
         import h5py
 
@@ -63,7 +76,7 @@ def read_weights(source):
             raise ValueError(f"Cannot read weights file {path!r} as HDF5: {error}") from error
         with f:
             try:
-                return _read_h5(f, path)
+                return check_finite_weights(_read_h5(f, path), path)
             # h5py raises KeyError for a missing group or attribute, TypeError for an
             # attribute of the wrong kind, OSError for a damaged dataset.
             except (KeyError, TypeError, OSError) as error:
@@ -73,6 +86,21 @@ def read_weights(source):
     raise ValueError(
         f"Unknown weights file type: {path!r}. Expected a .keras, .weights.h5, .h5 or .npz file."
     )
+
+
+def check_finite_weights(weights, origin):
+    """Returns ``weights`` (``{layer: [arrays]}``), or raises ValueError naming the first
+    array (``layer/index``) with NaN or infinite values.
+
+    Example:
+        >>> check_finite_weights({"fc7": [np.array([np.nan])]}, "w.h5")
+        Traceback (most recent call last):
+        ValueError: w.h5: array 'fc7/0' has 1 NaN or infinite values of 1; ...
+    """
+    for layer, arrays in weights.items():
+        for i, array in enumerate(arrays):
+            check_finite(array, origin, f"{layer}/{i}")
+    return weights
 
 
 def _read_model(model):
@@ -134,13 +162,28 @@ def _adapt(name, arrays, target_shapes):
     Handles the net surgery (dense ``fc`` kernels into convolution kernels, same element order
     in NHWC) and first convolutions with more input channels than the source (RGB-D): the
     extra channels get the mean of the RGB filters.
+
+    A 2-D array becomes a kernel ``(kh, kw, in, out)`` only in the flattened dense layout
+    ``(kh * kw * in, out)``; another 2-D array of the same size (PyTorch's ``(out, in)``, say)
+    would load scrambled, so it is refused.
+
+    Raises:
+        ValueError: an array that does not fit, naming the layer, the array's shape and the
+            expected one.
     """
     adapted = []
     for array, shape in zip(arrays, target_shapes):
         shape = tuple(shape)
         if array.shape == shape:
             adapted.append(array)
-        elif array.size == int(np.prod(shape)) and len(shape) == 4 and array.ndim == 2:
+        elif len(shape) == 4 and array.ndim == 2 and array.size == int(np.prod(shape)):
+            flat = (int(np.prod(shape[:3])), shape[3])
+            if array.shape != flat:
+                raise ValueError(
+                    f"Weight shape mismatch for layer {name!r}: the file has a 2-D array of "
+                    f"shape {array.shape}, the model expects the kernel {shape} or its "
+                    f"flattened dense layout {flat} (kh * kw * in, out). A {array.shape} array "
+                    "is in another layout (PyTorch's (out, in)?) and would load scrambled.")
             adapted.append(array.reshape(shape))
         elif (
             array.ndim == 4 and len(shape) == 4 and array.shape[:2] == shape[:2]
@@ -228,6 +271,12 @@ def load_weights(model, weights):
     Raises:
         ValueError: ``weights="imagenet"`` (which ImageNet classifier depends on the trunk),
             or weights that match no layer of the model.
+
+    Warns:
+        UserWarning: the weights set some layers but leave trunk layers with weights (all
+            but the heads' ``score*``/``upscore*``/``classifier*`` layers, which a classifier
+            file or an earlier stage does not have) at their random initialization; the
+            message gives how many and the first few.
     """
     if isinstance(weights, str) and weights == "imagenet":
         raise ValueError(
@@ -253,6 +302,18 @@ def load_weights(model, weights):
         raise ValueError(f"The weights of {origin!r} match no layer of {model.name!r}: "
                          f"its layers are {theirs}..., the model's {ours}... Expected weights "
                          "saved from an FCN of this family or converted to its layer names.")
+    weighted = [layer.name for layer in model.layers if layer.weights]
+    unset = sorted(name for name in weighted
+                   if name not in done and not name.startswith(HEAD_PREFIXES))
+    if unset:
+        origin = (os.fspath(weights) if isinstance(weights, (str, os.PathLike))
+                  else getattr(weights, "name", type(weights).__name__))
+        more = ", ..." if len(unset) > 5 else ""
+        warnings.warn(
+            f"The weights of {origin!r} set {len(done)} of the {len(weighted)} layers with "
+            f"weights of {model.name!r}; {len(unset)} trunk layers keep their random "
+            f"initialization: {', '.join(unset[:5])}{more}. Expected weights for every trunk "
+            "layer (a file saved from the same backbone).", UserWarning, stacklevel=2)
     return done
 
 

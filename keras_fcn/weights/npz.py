@@ -53,6 +53,22 @@ def _npz_array(archive, key, path):
         raise ValueError(f"{path}: array {key!r} is damaged: {e}") from None
 
 
+def check_finite(array, origin, key):
+    """Raises ValueError naming ``origin`` and the array ``key`` if ``array`` has NaN or
+    infinite values: a diverged checkpoint must not load silently.
+
+    Example:
+        >>> check_finite(np.array([1.0, np.nan]), "w.npz", "fc7/0")
+        Traceback (most recent call last):
+        ValueError: w.npz: array 'fc7/0' has 1 NaN or infinite values of 2; ...
+    """
+    array = np.asarray(array)
+    if array.dtype.kind in "fc" and not np.isfinite(array).all():
+        bad = int(array.size - np.isfinite(array).sum())
+        raise ValueError(f"{origin}: array {key!r} has {bad} NaN or infinite values of "
+                         f"{array.size}; expected finite weights (a diverged checkpoint?)")
+
+
 def load_npz(path):
     """Loads weights saved by save_npz.
 
@@ -63,12 +79,20 @@ def load_npz(path):
       {layer_name: [arrays in index order]}.
 
     Raises:
-      ValueError: a key is not "layer/index" or the indices of a layer have gaps.
+      FileNotFoundError: ``path`` does not exist.
+      IsADirectoryError: ``path`` is a directory.
+      ValueError: not an .npz archive, a damaged array, a key that is not "layer/index",
+        indices of a layer with gaps, or an array with NaN or infinite values (the message
+        names the file and the array).
 
     Example:
       >>> weights = load_npz("fcn8s.npz")  # doctest: +SKIP
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: is a directory; expected an .npz file")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Weights file not found: {path!r}")
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as e:
@@ -81,7 +105,9 @@ def load_npz(path):
             layer, _, index = key.rpartition("/")
             if not layer or not index.isdigit():
                 raise ValueError(f"{path}: key {key!r} is not of the form 'layer/index'")
-            grouped.setdefault(layer, {})[int(index)] = _npz_array(archive, key, path)
+            array = _npz_array(archive, key, path)
+            check_finite(array, path, key)
+            grouped.setdefault(layer, {})[int(index)] = array
     weights = {}
     for layer, by_index in grouped.items():
         if sorted(by_index) != list(range(len(by_index))):
