@@ -203,9 +203,19 @@ class ModelLabels:
     @classmethod
     def from_info(cls, info, **kwargs):
         """From a ``keras_fcn.datasets.DatasetInfo`` (or anything with ``num_classes``,
-        ``class_names``, ``palette``, ``ignore_label`` and ``name``)."""
+        ``class_names``, ``palette``, ``ignore_label`` and ``name``). A data set's palette
+        may colour more ids than classes (VOC's 256 PNG colours, void included): the model's
+        labels keep the colours of its classes.
+
+        Example:
+            >>> len(ModelLabels.from_info(keras_fcn.VOC_INFO).palette)
+            21
+        """
+        palette = info.palette
+        if palette is not None and len(palette) > info.num_classes:
+            palette = tuple(palette)[:info.num_classes]
         return cls(num_classes=info.num_classes, class_names=info.class_names,
-                   palette=info.palette, ignore_label=info.ignore_label,
+                   palette=palette, ignore_label=info.ignore_label,
                    dataset=getattr(info, "name", None), **kwargs)
 
     def to_dict(self, extra=None):

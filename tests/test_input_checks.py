@@ -317,3 +317,36 @@ def test_other_mask_modes_are_named(tmp_path, mode, message):
     with pytest.raises(ValueError) as error:
         keras_fcn.read_mask(path)
     assert f"mask '{path}' {message}" in str(error.value)
+
+
+def test_one_bit_masks_read_the_same_in_the_tf_data_pipeline(tmp_path):
+    from keras_fcn.data.decode import make_decode_fn
+
+    mask_path, image_path = str(tmp_path / "m1.png"), str(tmp_path / "i.png")
+    Image.fromarray(np.eye(4, dtype=bool)).save(mask_path)
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(image_path)
+    import tensorflow as tf
+
+    pairs = tf.data.Dataset.from_tensor_slices(([image_path], [mask_path]))
+    (_, mask), = pairs.map(make_decode_fn(num_classes=2))  # TF alone reads 0/255
+    np.testing.assert_array_equal(mask.numpy(), np.eye(4, dtype=np.int32))
+
+
+# ------------------------------------------------------------ labels written for a model
+
+
+def test_labels_of_a_data_set_keep_one_colour_per_class():
+    labels = ModelLabels.from_info(keras_fcn.VOC_INFO)  # VOC's palette colours 256 ids
+    assert labels.palette == tuple(keras_fcn.voc_palette(21))
+    assert labels.ignore_label == 255 and len(labels.class_names) == 21
+
+
+def test_export_labels_of_a_model_with_more_classes_than_the_default_void_label():
+    from keras_fcn.export.metadata import export_labels
+
+    model = keras_fcn.build_fcn("32s", num_classes=300, weights=None, widths=TINY_WIDTHS,
+                                fc_units=TINY_FC)
+    assert export_labels(model).ignore_label is None
+    small = keras_fcn.build_fcn("32s", num_classes=3, weights=None, widths=TINY_WIDTHS,
+                                fc_units=TINY_FC)
+    assert export_labels(small).ignore_label == 255

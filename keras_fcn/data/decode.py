@@ -49,16 +49,22 @@ def _raise_channels(path, channels):
     )
 
 
-def _is_palette_png(data):
+def _is_pil_png(data):
+    """True for the PNGs read through PIL: palette PNGs (their indices, not colours) and 1-bit
+    greyscale masks (0/1, where TensorFlow's decoder scales them to 0/255)."""
     header = tf.strings.substr(data, 0, 26)  # signature (8) + IHDR up to the colour type byte
     header = tf.strings.join([header, tf.constant(b"\0" * 26)])
     signature_ok = tf.equal(tf.strings.substr(header, 0, 8), _PNG_SIGNATURE)
-    return tf.logical_and(signature_ok,
-                          tf.equal(tf.strings.substr(header, 25, 1), _PNG_PALETTE_COLOR_TYPE))
+    colour_type = tf.strings.substr(header, 25, 1)
+    one_bit_grey = tf.logical_and(tf.equal(tf.strings.substr(header, 24, 1), b"\x01"),
+                                  tf.equal(colour_type, b"\x00"))
+    return tf.logical_and(signature_ok, tf.logical_or(
+        tf.equal(colour_type, _PNG_PALETTE_COLOR_TYPE), one_bit_grey))
 
 
 def _decode_index_mask(path, data):
-    """Decodes an index mask: palette PNGs through PIL (indices), others with TF ops."""
+    """Decodes an index mask: palette and 1-bit PNGs through PIL (`read_index_png`), others
+    with TF ops."""
 
     def palette_indices():
         return tf.numpy_function(lambda p: read_index_png(p).astype(np.int32), [path], tf.int32)
@@ -69,7 +75,7 @@ def _decode_index_mask(path, data):
         mask = _fail_unless(tf.equal(channels, 1), _raise_channels, [path, channels], mask)
         return tf.cast(mask[..., 0], tf.int32)
 
-    mask = tf.cond(_is_palette_png(data), palette_indices, single_channel)
+    mask = tf.cond(_is_pil_png(data), palette_indices, single_channel)
     mask.set_shape([None, None])
     return mask
 

@@ -8,7 +8,7 @@ Example:
 
 import os
 
-from keras_fcn.labels import ModelLabels
+from keras_fcn.labels import IGNORE_LABEL, ModelLabels
 from keras_fcn.models.inspect import normalization_of, num_classes_of
 
 
@@ -39,7 +39,9 @@ def export_labels(model, labels=None, *, source=None, class_names=None, palette=
     if labels is None and isinstance(source, (str, os.PathLike)):
         labels = ModelLabels.for_model(os.fspath(source))
     if labels is None:
-        labels = ModelLabels(num_classes=num_classes)
+        # The default void label 255 is a class id of a model with more classes: none then.
+        labels = ModelLabels(num_classes=num_classes,
+                             ignore_label=IGNORE_LABEL if num_classes <= IGNORE_LABEL else None)
     if labels.num_classes != num_classes:
         raise ValueError(f"The labels name {labels.num_classes} classes but model "
                          f"{model.name!r} has {num_classes}. Received: labels={labels!r}")
