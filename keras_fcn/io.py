@@ -138,6 +138,11 @@ def atomic_write_dir(path, write_fn, overwrite=True):
     return path
 
 
+class DownloadError(RuntimeError):
+    """A file could not be downloaded (offline, or it failed its checksum); the message says
+    where to put a copy fetched on another machine."""
+
+
 class DiskFullError(OSError):
     """An output could not be written for lack of space (``errno`` ENOSPC); the message names
     the path and the free space, and the previous file at that path is unchanged."""

@@ -111,4 +111,4 @@ def main(argv):
 if __name__ == "__main__":
     from keras_fcn.training.cli import run_main
 
-    run_main(main)
+    run_main(main, positional=True)  # the inputs are words, not flags

@@ -42,6 +42,26 @@ def _fail_unless(condition, error_fn, args, value):
     return tf.cond(condition, lambda: tf.identity(value), fail)
 
 
+# The first bytes of the formats tf.io.decode_image reads (WebP: RIFF....WEBP; JPEG XL: a
+# bare codestream or its container box).
+_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM",
+                     b"RIFF", b"\xff\x0a", b"\x00\x00\x00\x0cJXL ")
+
+
+def _raise_format(path, data):
+    raise ValueError(f"image '{to_str(path)}' is not a JPEG, PNG, GIF, BMP, WebP or JPEG XL file "
+                     f"(it starts with {bytes(data)[:8]!r}): a broken or truncated file?")
+
+
+def _check_image_format(path, data):
+    """Returns `data`; fails naming `path` when it starts like no image format TensorFlow reads
+    (tf.io.decode_image's own error names no file)."""
+    head = tf.strings.substr(data, 0, 8)
+    known = tf.reduce_any([tf.strings.substr(head, 0, len(sig)) == sig
+                           for sig in _IMAGE_SIGNATURES])
+    return _fail_unless(known, _raise_format, [path, head], data)
+
+
 def _raise_channels(path, channels):
     raise ValueError(
         f"mask '{to_str(path)}' has {int(channels)} channels; index masks must be "
@@ -160,8 +180,8 @@ def make_decode_fn(*, num_classes, ignore_label=IGNORE_LABEL, mask_format="index
         codes, labels = (tf.constant(a) for a in palette_to_table(palette))
 
     def decode(image_path, mask_path):
-        image = tf.io.decode_image(tf.io.read_file(image_path), channels=3,
-                                   expand_animations=False)
+        data = _check_image_format(image_path, tf.io.read_file(image_path))
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
         image.set_shape([None, None, 3])
         if mask_format == "index":
             mask = _decode_index_mask(mask_path, tf.io.read_file(mask_path))

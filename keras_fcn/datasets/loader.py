@@ -16,6 +16,8 @@ val, info, count = datasets.load_split("camvid", "val", data_dir="~/data/camvid"
 
 import tensorflow as tf
 
+from keras_fcn._checks import check_positive_int
+
 from keras_fcn.data.decode import make_decode_fn
 from keras_fcn.datasets import shapes
 from keras_fcn.datasets.pairs import (  # noqa: F401  (re-exported)
@@ -97,6 +99,8 @@ def load_split(name, split, *, data_dir=None, val_data_dir=None, num_classes=Non
         count = SHAPES_COUNTS.get(split, SHAPES_COUNTS["val"]) if shapes_count is None \
             else shapes_count
         start = 0 if split == "train" else shapes.VAL_OFFSET
+        check_positive_int("shapes_count", count)
+        check_positive_int("shapes_size", shapes_size)
         images, masks = shapes.shapes_arrays(count, shapes_size, seed, start)
         return tf.data.Dataset.from_tensor_slices((images, masks)), shapes.SHAPES_INFO, count
     if name.startswith("tfds:"):
@@ -107,4 +111,7 @@ def load_split(name, split, *, data_dir=None, val_data_dir=None, num_classes=Non
         raise ValueError(f"--dataset={name} needs --data_dir. Received: data_dir=None")
     pairs, info = file_pairs(name, split, data_dir, val_data_dir, num_classes, ignore_label,
                              holdout, group_by)
+    if not pairs:
+        raise ValueError(f"The {split!r} split of --dataset={name} has no image/mask pairs "
+                         f"(data_dir={data_dir!r}); expected at least one")
     return decode_pairs(pairs, info), info, len(pairs)

@@ -92,7 +92,7 @@ def download_caffemodel(name, cache_dir=None, file_hash=None, url=None):
         raise ValueError(f"Preset {name!r}: {target} downloaded from {url} does not match "
                          f"file_hash={file_hash!r} ({error})") from None
     except Exception as error:  # get_file raises a bare Exception for URL errors
-        raise RuntimeError(
+        raise io.DownloadError(
             f"Preset {name!r}: cannot download {url} ({error}). Without a network, download "
             f"that file on another machine and put it at {target}, then call again.") from None
     if file_hash is None:

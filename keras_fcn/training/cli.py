@@ -5,25 +5,88 @@ Example (the end of a script in ``tools/`` or ``examples/``):
     ...     run_main(main)
 """
 
+import re
 import sys
 import warnings
 
 from keras_fcn import io
 
-# What a user can cause and fix: a bad flag value, a missing input, an existing output (or
-# one another process writes: io.DirectoryLockedError), a full disk.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, io.DiskFullError)
+# What a user can cause and fix: a bad flag value, a missing or unreadable input, an existing
+# or unwritable output (a read-only disk, a folder where a file goes; one another process
+# writes: io.DirectoryLockedError), a full disk, a download that needs a network.
+USER_ERRORS = (ValueError, OSError, io.DownloadError)
 USER_ERROR_STATUS = 2
+_HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
+# The last "SomeError: message" line of a TensorFlow error: the exception a tf.data function
+# (tf.numpy_function, tf.py_function) raised, e.g. a mask value out of range.
+_RAISED = re.compile(r"^\s*(?:[A-Za-z_][\w.]*\.)?([A-Za-z_]\w*(?:Error|Exception)): (.+?)\s*$",
+                     re.MULTILINE)
 
 
-def run_main(main, argv=None):
+def error_message(error):
+    """The one line a user sees for ``error``: its message, or for a TensorFlow op error the
+    message of the exception raised inside the op (a data-pipeline check), without the
+    graph's node names and stack.
+
+    Example:
+        >>> error_message(ValueError("bad --epochs"))
+        'bad --epochs'
+    """
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(error, tf.errors.OpError):
+        text = error.message or str(error)
+        raised = [message for kind, message in _RAISED.findall(text)
+                  if kind not in ("InvalidArgumentError", "UnknownError")]
+        if raised:
+            return raised[-1]
+        line = next((line for line in text.splitlines() if line.strip()), type(error).__name__)
+        line = re.sub(r"\{\{function_node [^}]*\}\}|\[\[\{\{node [^}]*\}\}\]\]", "", line)
+        line = re.sub(r"^.*Error in user-defined function passed to \S+ transformation with "
+                      r"iterator: \S+: ", "reading the data: ", line)
+        return line.strip()
+    return str(error)
+
+
+def _user_errors():
+    """`USER_ERRORS`, plus TensorFlow's op errors when it is loaded (a data-pipeline check
+    fails inside tf.data: a bad mask value, a corrupt image, an image/mask size mismatch)."""
+    tf = sys.modules.get("tensorflow")
+    return USER_ERRORS + ((tf.errors.OpError,) if tf is not None else ())
+
+
+def _fail(message):
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(USER_ERROR_STATUS)
+
+
+def _parse_flags(argv):
+    """absl's flag parsing, except that a bad flag exits with status 2 (absl's own: 1), and
+    ``--help`` with status 0."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        _fail(f"{error}. Pass --helpfull to list the flags.")
+    except SystemExit as exit_:
+        if exit_.code == 1 and any(arg.split("=")[0] in _HELP_FLAGS for arg in argv[1:]):
+            sys.exit(0)
+        raise
+
+
+def run_main(main, argv=None, *, positional=False):
     """``absl.app.run(main)``, except that a user error prints ``error: <message>`` on stderr,
     without a traceback, and exits with status 2, and absl/TensorFlow INFO logging is off
     unless ``--verbosity`` is given.
 
+    User errors: a bad flag (an unknown flag, a value of the wrong kind), words that are no
+    flag (``--flip false`` would otherwise set --flip and drop "false"; unless
+    ``positional``), and `USER_ERRORS` or TensorFlow op errors raised by ``main``.
+
     Args:
         main: the script's ``main(argv)``.
         argv: command line (default ``sys.argv``).
+        positional: the script takes arguments that are not flags (``argv[1:]``).
 
     Example:
         run_main(lambda argv: train.run(train.config_from_flags()))
@@ -35,13 +98,15 @@ def run_main(main, argv=None):
         # --verbosity=0 brings them back.
         if "verbosity" in flags.FLAGS and not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.WARNING)
+        if not positional and len(args) > 1:
+            _fail(f"unexpected arguments: {args[1:]} (this script takes only flags; a boolean "
+                  "flag is --name, --noname or --name=false)")
         try:
             return main(args)
-        except USER_ERRORS as error:
-            print(f"error: {error}", file=sys.stderr, flush=True)
-            sys.exit(USER_ERROR_STATUS)
+        except _user_errors() as error:
+            _fail(error_message(error))
 
-    app.run(guarded, argv=argv)
+    app.run(guarded, argv=argv, flags_parser=_parse_flags)
 
 
 def define_deprecated_alias(old, new, flag_values=None):

@@ -11,6 +11,8 @@ Example:
 
 import os
 
+from keras_fcn.io import DownloadError
+
 VGG16_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
 VGG16_WEIGHTS_URL = (
     "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + VGG16_WEIGHTS_FILE
@@ -69,12 +71,12 @@ def fetch_weights_file(filename, url, file_hash, cache_dir, what, how_to_pass):
             filename, url, cache_subdir="models", cache_dir=cache_dir, file_hash=file_hash
         )
     except ValueError as error:  # get_file's checksum failure
-        raise RuntimeError(
+        raise DownloadError(
             f"The {what} from {url} failed their checksum (expected {file_hash}): {error}. "
             + how_to
         ) from error
     except Exception as error:  # get_file raises a bare Exception on network failures.
-        raise RuntimeError(f"Could not fetch the {what} from {url} (offline?): {error}. "
+        raise DownloadError(f"Could not fetch the {what} from {url} (offline?): {error}. "
                            + how_to) from error
 
 
