@@ -5,25 +5,77 @@ ai-edge-litert numpy pillow`), the `.tflite` file and its sidecar `.json` (writt
 `tools/export.py`), which says the input size and type, whether the output is logits or class
 ids, the class names and the palette.
 
-    python examples/litert_segment.py model_int8.tflite street.png out.png
+    python examples/litert_segment.py model_int8.tflite street.png out.png [--overwrite]
 
-Prints the share of pixels of each class and writes a colour label map.
+Prints the share of pixels of each class and writes a colour label map. An existing output is
+replaced only with --overwrite, and never when it is the input image, the model or its sidecar.
 """
 
 import json
 import os
 import sys
+import tempfile
 
 import numpy as np
 from PIL import Image
 
 
+def sidecar_path(tflite_path):
+    return os.path.splitext(tflite_path)[0] + ".json"
+
+
+def _tensor_spec_problem(spec):
+    """What is wrong with a sidecar's "input" entry (None if nothing)."""
+    if not isinstance(spec, dict):
+        return "'input' must be an object with 'shape', 'dtype' and 'quantization'"
+    shape, quantization = spec.get("shape"), spec.get("quantization")
+    if not (isinstance(shape, list) and len(shape) == 4
+            and all(isinstance(d, int) and d > 0 for d in shape)):
+        return f"'input.shape' must be [1, height, width, 3]; it is {shape!r}"
+    dtype = spec.get("dtype")
+    if dtype not in ("uint8", "int8", "float32", "float16"):
+        return f"'input.dtype' must be uint8, int8, float32 or float16; it is {dtype!r}"
+    if not (isinstance(quantization, dict) and all(
+            isinstance(quantization.get(key), (int, float)) for key in ("scale", "zero_point"))):
+        return "'input.quantization' must have a numeric 'scale' and 'zero_point'"
+    return None
+
+
 def load_sidecar(tflite_path):
-    path = os.path.splitext(tflite_path)[0] + ".json"
+    """The sidecar of ``tflite_path``, checked: a ValueError names it and what is wrong."""
+    path = sidecar_path(tflite_path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"The sidecar {path!r} of {tflite_path!r} is missing.")
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        try:
+            meta = json.load(f)
+        except ValueError as error:  # bad JSON, or not UTF-8
+            raise ValueError(f"The sidecar {path!r} is not valid JSON: {error}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"The sidecar {path!r} must hold a JSON object (as tools/export.py "
+                         "writes it).")
+    missing = [key for key in ("input", "class_names", "palette") if key not in meta]
+    if missing:
+        raise ValueError(f"The sidecar {path!r} lacks {missing}: it must give 'input', "
+                         "'class_names' and 'palette' (as tools/export.py writes them).")
+    problem = _tensor_spec_problem(meta["input"])
+    names, palette = meta["class_names"], meta["palette"]
+    if problem is None and not (isinstance(names, list) and names
+                                and all(isinstance(n, str) for n in names)):
+        problem = "'class_names' must be a non-empty list of names"
+    if problem is None and not (isinstance(palette, list) and all(
+            isinstance(c, list) and len(c) == 3
+            and all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in palette)):
+        problem = "'palette' must be a list of [R, G, B] colours (0..255)"
+    count = meta.get("num_classes", len(names))
+    if problem is None and not (len(names) == count and len(palette) >= count):
+        problem = (f"it gives {len(names)} class names and {len(palette)} palette colours "
+                   f"for {count} classes (num_classes)")
+    if problem is None and meta.get("output_kind", "logits") not in ("logits", "class_ids"):
+        problem = f"'output_kind' must be 'logits' or 'class_ids'; it is {meta['output_kind']!r}"
+    if problem is not None:
+        raise ValueError(f"The sidecar {path!r} is not usable: {problem}.")
+    return meta
 
 
 def make_interpreter(tflite_path, threads=2):
@@ -31,9 +83,74 @@ def make_interpreter(tflite_path, threads=2):
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # a TensorFlow install has the same interpreter
         from tensorflow.lite import Interpreter
-    interpreter = Interpreter(model_path=tflite_path, num_threads=threads)
-    interpreter.allocate_tensors()
+    if not os.path.isfile(tflite_path):
+        raise FileNotFoundError(f"The model {tflite_path!r} is missing.")
+    try:
+        interpreter = Interpreter(model_path=tflite_path, num_threads=threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as error:
+        raise ValueError(f"{tflite_path!r} is not a usable .tflite model: {error}") from None
     return interpreter
+
+
+def check_model(meta, tflite_path, input_detail, output_detail):
+    """The sidecar must describe the model: its input shape and its number of classes."""
+    path = sidecar_path(tflite_path)
+    shape = [int(d) for d in input_detail["shape"]]
+    if list(meta["input"]["shape"]) != shape:
+        raise ValueError(f"The sidecar {path!r} gives the input shape {meta['input']['shape']} "
+                         f"but {tflite_path!r} takes {shape}.")
+    channels = int(output_detail["shape"][-1])
+    if meta.get("output_kind", "logits") == "logits" and channels != len(meta["class_names"]):
+        raise ValueError(f"The sidecar {path!r} names {len(meta['class_names'])} classes but "
+                         f"{tflite_path!r} predicts {channels}.")
+
+
+def check_output(out_path, protected, overwrite):
+    """Refuses to write over the input image, the model or its sidecar, and over an existing
+    file unless ``overwrite``."""
+    from PIL import Image
+
+    for what, path in protected:
+        if os.path.abspath(path) == os.path.abspath(out_path) or (
+                os.path.exists(path) and os.path.exists(out_path)
+                and os.path.samefile(path, out_path)):
+            raise ValueError(f"The output {out_path!r} is the {what}; choose another output.")
+    if os.path.isdir(out_path):
+        raise ValueError(f"The output {out_path!r} is a folder; expected an image file path.")
+    extension = os.path.splitext(out_path)[1].lower()
+    if extension not in Image.registered_extensions():
+        raise ValueError(f"The output {out_path!r} needs an image extension (.png). "
+                         f"Received: {extension or 'none'}")
+    if os.path.exists(out_path) and not overwrite:
+        raise FileExistsError(f"The output {out_path!r} exists; pass --overwrite to replace "
+                              "it.")
+
+
+def save_image(image, out_path):
+    """Saves through a temporary file in the same folder (created if missing): an existing
+    output is replaced only by a complete one."""
+    folder, base = os.path.split(os.path.abspath(out_path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise OSError(error.errno, f"Cannot create the folder {folder!r} of the output "
+                      f"{out_path!r}: {error.strerror or error}") from None
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=os.path.splitext(base)[1], dir=folder)
+    os.close(fd)
+    try:
+        image.save(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, out_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _umask():
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def to_input(image, spec):
@@ -59,22 +176,31 @@ def class_ids(output, kind):
 
 
 def main(argv):
-    if len(argv) != 4:
+    overwrite = "--overwrite" in argv[1:]
+    args = [a for a in argv[1:] if a != "--overwrite"]
+    if len(args) != 3 or any(a.startswith("--") for a in args):
         print(__doc__)
         return 2
-    tflite_path, image_path, out_path = argv[1:]
+    tflite_path, image_path, out_path = args
+    check_output(out_path, [("input image", image_path), ("model", tflite_path),
+                            ("model's sidecar", sidecar_path(tflite_path))], overwrite)
     meta = load_sidecar(tflite_path)
     interpreter = make_interpreter(tflite_path)
     (input_detail,), (output_detail,) = (interpreter.get_input_details(),
                                          interpreter.get_output_details())
-    interpreter.set_tensor(input_detail["index"], to_input(Image.open(image_path), meta["input"]))
+    check_model(meta, tflite_path, input_detail, output_detail)
+    with Image.open(image_path) as image:
+        interpreter.set_tensor(input_detail["index"], to_input(image, meta["input"]))
     interpreter.invoke()
     ids = class_ids(interpreter.get_tensor(output_detail["index"]),
                     meta.get("output_kind", "logits"))
     names, palette = meta["class_names"], np.asarray(meta["palette"], np.uint8)
+    if ids.min() < 0 or ids.max() >= len(names):
+        raise ValueError(f"{tflite_path!r} predicts class {int(ids.max())} but its sidecar "
+                         f"{sidecar_path(tflite_path)!r} names {len(names)} classes.")
     for class_id, count in zip(*np.unique(ids, return_counts=True)):
         print(f"{names[class_id]:>20s}: {100.0 * count / ids.size:5.1f}%")
-    Image.fromarray(palette[ids]).save(out_path)
+    save_image(Image.fromarray(palette[ids]), out_path)
     print(f"wrote {out_path}")
     return 0
 

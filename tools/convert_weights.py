@@ -52,6 +52,20 @@ def parse_rename(pairs):
     return rename
 
 
+def parse_widths(values):
+    """--widths as a tuple of positive ints (None if unset), as train.py reads it."""
+    if not values:
+        return None
+    try:
+        widths = tuple(int(w) for w in values)
+    except ValueError:
+        widths = ()
+    if len(widths) != len(values) or min(widths) < 1:
+        raise ValueError("--widths must be comma-separated positive integers. Received: "
+                         f"widths={','.join(values)!r}")
+    return widths
+
+
 def convert():
     """Builds the model, loads the converted weights, saves it; returns the report."""
     for name in ("input", "model", "output"):
@@ -60,8 +74,10 @@ def convert():
     if not FLAGS.output.endswith(SAVED_SUFFIXES):
         raise ValueError(
             f"Unknown output type: {FLAGS.output!r}. Expected one of {SAVED_SUFFIXES}.")
+    widths = parse_widths(FLAGS.widths)
+    if FLAGS.fc_units is not None and FLAGS.fc_units < 1:
+        raise ValueError(f"--fc_units must be >= 1. Received: {FLAGS.fc_units}")
     check_writable(FLAGS.output, FLAGS.overwrite)  # fail before the slow part
-    widths = tuple(int(w) for w in FLAGS.widths) if FLAGS.widths else None
     model = build_fcn(MODELS[FLAGS.model], FLAGS.num_classes, weights=None, name=FLAGS.model,
                       widths=widths, fc_units=FLAGS.fc_units)
     report = convert_to_keras_model(FLAGS.input, model, rename=parse_rename(FLAGS.rename),

@@ -44,8 +44,17 @@ flags.DEFINE_integer("ignore_label", 255, "folder/tfds: void label.")
 flags.DEFINE_integer("num_val", 50, "shapes: number of validation images.")
 flags.DEFINE_integer("seed", 0, "shapes: data seed.")
 flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images (0: all).")
-flags.DEFINE_string("output", "", "JSON output path (default: <model>.eval.json).")
+flags.DEFINE_string("output", "", "JSON output path (default: <model>.eval.json). An existing "
+                    "file is replaced only if it is the JSON of a previous evaluation, or with "
+                    "--overwrite.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing --output that is not the JSON of a "
+                  "previous evaluation.")
 FLAGS = flags.FLAGS
+
+# The keys every JSON this tool writes has: an existing --output with them is a previous
+# evaluation, which a new one may replace without --overwrite.
+EVALUATION_KEYS = ("mean_iu", "confusion_matrix", "model", "dataset", "split")
+_MAX_EVALUATION_BYTES = 64 << 20  # larger files are not evaluation JSONs: not read
 
 
 def image_size(flag, labels):
@@ -59,6 +68,101 @@ def image_size(flag, labels):
     return training.parse_size(flag, "image_size")
 
 
+def is_evaluation_json(path):
+    """True if ``path`` is a JSON file this tool wrote (it has :data:`EVALUATION_KEYS`)."""
+    import json
+
+    try:
+        if os.path.getsize(path) > _MAX_EVALUATION_BYTES:
+            return False
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
+        return False
+    return isinstance(data, dict) and all(key in data for key in EVALUATION_KEYS)
+
+
+def check_output(output, overwrite=False):
+    """Fails before the slow part if the JSON ``output`` cannot be written, or would replace a
+    file that is not a previous evaluation (unless ``overwrite``); creates its folder.
+
+    Raises:
+        FileExistsError: ``output`` exists, is not a previous evaluation's JSON (a model
+            checkpoint, say) and ``overwrite`` is False.
+        ValueError: ``output`` is a folder, or a file stands where its folder should be.
+        OSError: its folder cannot be created or written (read-only, no permission).
+    """
+    import tempfile
+
+    from keras_fcn import io
+
+    if os.path.isdir(output):
+        raise ValueError(f"--output={output!r} is a folder; expected the path of a JSON file.")
+    if os.path.lexists(output) and not overwrite and not is_evaluation_json(output):
+        raise FileExistsError(
+            f"--output={output!r} exists and is not the JSON of a previous evaluation; pass "
+            "--overwrite to replace it, or choose another --output.")
+    folder = os.path.dirname(os.path.abspath(output))
+    try:
+        io.check_writable(output, overwrite=True)  # creates the folder
+        fd, probe = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except (FileExistsError, NotADirectoryError) as error:
+        raise ValueError(f"--output={output!r} cannot be written: {error.filename!r} is a "
+                         "file, not a folder.") from error
+    except OSError as error:
+        raise OSError(error.errno, f"--output={output!r} cannot be written in {folder!r}: "
+                      f"{error.strerror or error}") from error
+
+
+def check_num_classes(model, num_classes_flag, labels, labels_path):
+    """Fails if --num_classes or the labels file beside the model give a class count that is
+    not the model's number of output channels."""
+    from keras_fcn.models.inspect import num_classes_of
+
+    channels = num_classes_of(model)
+    if num_classes_flag and num_classes_flag != channels:
+        raise ValueError(f"--num_classes={num_classes_flag} but the model {FLAGS.model!r} "
+                         f"predicts {channels} classes (its output channels); pass "
+                         f"--num_classes={channels} or leave it out.")
+    if labels is not None and labels.num_classes != channels:
+        raise ValueError(f"The labels file {labels_path!r} names {labels.num_classes} classes "
+                         f"but the model {FLAGS.model!r} predicts {channels}; fix or remove "
+                         "that file.")
+    return channels
+
+
+def labels_file(model_path):
+    """The labels file :meth:`ModelLabels.for_model` reads for ``model_path`` (or None)."""
+    from keras_fcn.labels import ModelLabels
+
+    for path in (ModelLabels.sidecar_path(model_path),
+                 os.path.join(os.path.dirname(os.fspath(model_path)), "labels.json")):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def check_flags():
+    """The flag checks that need neither the data nor the model."""
+    if FLAGS.max_images < 0:
+        raise ValueError(f"--max_images must be >= 0 (0: all images). Received: "
+                         f"{FLAGS.max_images}")
+    if FLAGS.num_classes < 0:
+        raise ValueError(f"--num_classes must be >= 0 (0: the model's). Received: "
+                         f"{FLAGS.num_classes}")
+    if FLAGS.dataset == "shapes" and FLAGS.num_val < 1:
+        raise ValueError(f"--num_val must be >= 1. Received: {FLAGS.num_val}")
+
+
+def output_path(path):
+    """--output, or ``<model>.eval.json`` (beside a model file; a preset's in the working
+    folder)."""
+    return FLAGS.output or os.path.splitext(os.path.basename(path) if path != FLAGS.model
+                                            else path)[0] + ".eval.json"
+
+
 def prepared(decoded, info, size):
     """The images (resized to ``size``, labels at their own size) as the model takes them."""
     from keras_fcn import data, training
@@ -70,18 +174,26 @@ def prepared(decoded, info, size):
 
 def main(argv):
     del argv
-    import keras
-
-    from keras_fcn import io, runtime, training
+    from keras_fcn import io, presets, runtime, training
     from keras_fcn.labels import ModelLabels
     from keras_fcn.training.evaluation import check_scales
+    from keras_fcn.weights import load_model_file
 
-    from keras_fcn import presets
-
+    check_flags()
     scales = check_scales(training.parse_floats(FLAGS.scales, "scales"))
+    if FLAGS.output:  # before the model (a preset is downloaded) and the data are loaded
+        check_output(FLAGS.output, FLAGS.overwrite)
     path = presets.model_file(FLAGS.model)  # a file, or a preset name (downloaded once)
+    output = output_path(path)
+    if not FLAGS.output:
+        check_output(output, FLAGS.overwrite)
+    if os.path.realpath(output) == os.path.realpath(path):
+        raise ValueError(f"--output={output!r} is the model file being evaluated; choose "
+                         "another --output.")
     labels = ModelLabels.for_model(path)
     size = image_size(FLAGS.image_size, labels)
+    model = load_model_file(path)  # a damaged file: a ValueError naming it
+    check_num_classes(model, FLAGS.num_classes, labels, labels_file(path))
     config = training.TrainConfig().replace(
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir or None,
         num_classes=FLAGS.num_classes or (labels.num_classes if labels else None),
@@ -94,7 +206,6 @@ def main(argv):
     if FLAGS.max_images:
         decoded, count = decoded.take(FLAGS.max_images), min(count, FLAGS.max_images)
     dataset = prepared(decoded, info, size)
-    model = keras.models.load_model(path, compile=False)
     print(f"Evaluating {FLAGS.model} on {info.name} {split} ({count} images, "
           f"{f'resized to {size[0]}x{size[1]}' if size else 'native size'}"
           f"{', flip TTA' if FLAGS.flip else ''}"
@@ -110,9 +221,7 @@ def main(argv):
                     "scales": list(scales),
                     "class_names": list(info.class_names)})
     print(training.format_results(results, info.class_names))
-    output = FLAGS.output or os.path.splitext(os.path.basename(path) if path != FLAGS.model
-                                              else path)[0] + ".eval.json"
-    io.write_json(output, results)
+    io.write_json(output, results)  # check_output allowed replacing it
     print(f"Wrote {output}")
 
 

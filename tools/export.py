@@ -18,6 +18,7 @@ given. The check writes ``<output_dir>/<name>_check.md`` and ``.json``: size, me
 gives masks, mean IU of each variant and its delta.
 """
 
+import contextlib
 import os
 import sys
 
@@ -28,6 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import flags  # noqa: E402
 
 from keras_fcn import export, io, presets  # noqa: E402
+from keras_fcn.labels import ModelLabels  # noqa: E402
 from keras_fcn.training.cli import run_main  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -74,7 +76,115 @@ def parse_size(text):
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise ValueError(f"--input_size must look like 360x480. Received: {text!r}") from None
+    if height < 1 or width < 1:
+        raise ValueError(f"--input_size must be positive, e.g. 360x480. Received: {text!r}")
     return height, width
+
+
+def _at_least(name, minimum, meaning=""):
+    value = FLAGS[name].value
+    if value < minimum:
+        raise ValueError(f"--{name} must be >= {minimum}{meaning}. Received: {value}")
+
+
+def check_name(name, what="--name"):
+    """A base file name: no folder part (the files stay in --output_dir)."""
+    if not name or name in (".", "..") or any(sep in name for sep in ("/", "\\", os.sep)):
+        raise ValueError(f"{what} must be a plain file name without '/' or '\\' (the files "
+                         f"go to --output_dir). Received: {name!r}")
+    return name
+
+
+def check_flags():
+    """Checks the flags that need no model, before anything is loaded or written.
+
+    Returns:
+        ``(input_size, check_pairs)``: the TFLite size (or None) and the --check images (or
+        None).
+    """
+    size = parse_size(FLAGS.input_size)
+    bad = [q for q in FLAGS.quantizations if q not in export.QUANTIZATIONS]
+    if bad:
+        raise ValueError(f"--quantizations accepts {', '.join(export.QUANTIZATIONS)}. "
+                         f"Received: {bad}")
+    if len(set(FLAGS.quantizations)) != len(FLAGS.quantizations):
+        raise ValueError(f"--quantizations names a variant twice. Received: "
+                         f"{FLAGS.quantizations}")
+    if FLAGS.quantizations and size is None:
+        raise ValueError("TFLite export needs --input_size (e.g. 360x480).")
+    if FLAGS.check and not FLAGS.quantizations:
+        raise ValueError("--check needs at least one TFLite variant (--quantizations).")
+    if FLAGS.name:
+        check_name(FLAGS.name)
+    if os.path.exists(FLAGS.output_dir) and not os.path.isdir(FLAGS.output_dir):
+        raise ValueError(f"--output_dir={FLAGS.output_dir!r} is a file; expected a folder.")
+    _at_least("num_calibration", 1)
+    _at_least("num_check_images", 0, " (0: all)")
+    _at_least("runs", 1)
+    _at_least("num_threads", 1)
+    full_int8 = [q for q in FLAGS.quantizations if q in export.FULL_INT8]
+    if full_int8 and not FLAGS.calibration_data:
+        raise ValueError(f"--quantizations={','.join(full_int8)} (full int8) needs "
+                         "--calibration_data: a folder of images or a list file of "
+                         "'image [mask]' lines.")
+    if full_int8:  # a missing, bad or unreadable one fails here
+        calibration = [(image, None) for image, _ in  # calibration reads no masks
+                       read_images("calibration_data")[: FLAGS.num_calibration]]
+        with _naming("calibration_data"):
+            export.check_pairs(calibration)
+    if FLAGS.class_names_file and not os.path.isfile(FLAGS.class_names_file):
+        raise FileNotFoundError(f"--class_names_file not found: {FLAGS.class_names_file!r}")
+    pairs = None
+    if FLAGS.check:
+        pairs = read_images("check")[: FLAGS.num_check_images or None]
+        with _naming("check"):  # unreadable images, image/mask sizes: from the headers
+            export.check_pairs(pairs)
+    return size, pairs
+
+
+@contextlib.contextmanager
+def _naming(flag):
+    """Errors of the block name --``flag`` and its value."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as error:
+        kind = FileNotFoundError if isinstance(error, FileNotFoundError) else ValueError
+        raise kind(f"--{flag}={FLAGS[flag].value!r}: {error}") from None
+
+
+def read_images(flag):
+    """The ``(image, mask)`` pairs of the folder or list file given as --``flag``."""
+    with _naming(flag):
+        return export.read_list(FLAGS[flag].value)
+
+
+def output_paths(name):
+    """Every path the export writes for base name ``name``."""
+    paths = [os.path.join(FLAGS.output_dir, f"{name}_saved_model")] if FLAGS.saved_model else []
+    for quantization in FLAGS.quantizations:
+        tflite = os.path.join(FLAGS.output_dir, f"{name}_{quantization}.tflite")
+        paths += [tflite, ModelLabels.sidecar_path(tflite)]
+    if FLAGS.check:
+        paths += [os.path.join(FLAGS.output_dir, f"{name}_check{ext}") for ext in (".md", ".json")]
+    return paths
+
+
+def check_model_flags(model, name):
+    """Checks what needs the model (the void label, the outputs), before anything is written."""
+    from keras_fcn.losses import validate_ignore_label
+    from keras_fcn.models.inspect import num_classes_of
+
+    try:
+        validate_ignore_label(FLAGS.ignore_label, num_classes_of(model))
+    except ValueError as error:
+        raise ValueError(f"--ignore_label: {error}") from None
+    check_name(name, "The model name (the default --name)")
+    if not FLAGS.overwrite:
+        existing = [p for p in output_paths(name) if os.path.lexists(p)]
+        if existing:
+            raise FileExistsError(f"{existing[0]!r} exists; pass --overwrite to replace the "
+                                  f"existing exports ({len(existing)} of them) or choose another "
+                                  "--output_dir or --name.")
 
 
 def model_labels(model):
@@ -84,7 +194,8 @@ def model_labels(model):
         with open(FLAGS.class_names_file, encoding="utf-8") as f:
             names = [line.strip() for line in f if line.strip()]
     palette = io.read_json(FLAGS.palette, "Palette file") if FLAGS.palette else None
-    return export.export_labels(model, source=presets.model_file(FLAGS.model), class_names=names, palette=palette,
+    return export.export_labels(model, source=presets.model_file(FLAGS.model),
+                                class_names=names, palette=palette,
                                 ignore_label=FLAGS.ignore_label)
 
 
@@ -109,9 +220,8 @@ def export_all(model, name, size, labels):
     return paths
 
 
-def run_check(model, paths, name, labels):
+def run_check(model, paths, name, labels, pairs):
     """Runs the quality gate and writes its report; returns the failure messages."""
-    pairs = export.read_list(FLAGS.check)[: FLAGS.num_check_images or None]
     rows = export.compare_tflite(model, paths, pairs, ignore_label=labels.ignore_label,
                                  num_threads=FLAGS.num_threads, runs=FLAGS.runs)
     failures = export.check_thresholds(
@@ -133,17 +243,18 @@ def run_check(model, paths, name, labels):
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"Unexpected arguments: {argv[1:]}")
-    size = parse_size(FLAGS.input_size)
-    if FLAGS.quantizations and size is None:
-        raise ValueError("TFLite export needs --input_size (e.g. 360x480).")
-    if FLAGS.check and not FLAGS.quantizations:
-        raise ValueError("--check needs at least one TFLite variant (--quantizations).")
+    size, pairs = check_flags()  # every flag, before the model is loaded
     model = export.load_model(presets.model_file(FLAGS.model))
-    labels = model_labels(model)
     name = FLAGS.name or model.name
+    check_model_flags(model, name)  # ... and before anything is written
+    labels = model_labels(model)
+    if pairs:  # the mask values of the check images: class ids of the model or void
+        with _naming("check"):
+            export.check_pairs(pairs, num_classes=labels.num_classes,
+                               ignore_label=labels.ignore_label)
     with io.directory_lock(FLAGS.output_dir, "export"):  # one writer per output folder
         paths = export_all(model, name, size, labels)
-        failures = run_check(model, paths, name, labels) if FLAGS.check else []
+        failures = run_check(model, paths, name, labels, pairs) if FLAGS.check else []
     if FLAGS.check:
         if failures:
             print("Quality gate FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)

@@ -19,7 +19,13 @@ Example:
 
 from keras_fcn.export.flatbuffer import check_tflite_ops, dynamic_tensors, tflite_ops  # noqa: F401
 from keras_fcn.export.graph import load_model  # noqa: F401
-from keras_fcn.export.images import calibration_images, load_image, read_list  # noqa: F401
+from keras_fcn.export.images import (  # noqa: F401
+    calibration_images,
+    check_pairs,
+    load_image,
+    load_pair,
+    read_list,
+)
 from keras_fcn.export.litert_runner import TFLiteRunner, median_seconds  # noqa: F401
 from keras_fcn.export.metadata import export_labels  # noqa: F401
 from keras_fcn.export.quality import (  # noqa: F401

@@ -12,7 +12,11 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_fcn.data.masks import (bad_value_message, file_errors, read_index_png,
+                                  size_mismatch_message)
 from keras_fcn.io import IMAGE_EXTENSIONS
+
+_EXPECTED = "expected a folder of images or a list file of 'image [mask]' lines"
 
 
 def read_list(path):
@@ -22,9 +26,14 @@ def read_list(path):
     Returns:
         A list of ``(image_path, mask_path or None)``.
 
+    Raises:
+        FileNotFoundError: ``path``, or a file that a line of it names, does not exist.
+        ValueError: ``path`` is an image, or not a text file of ``image [mask]`` lines.
+
     Example:
         read_list("camvid/val.txt")[0]
     """
+    path = os.fspath(path)
     if os.path.isdir(path):
         names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS))
         if not names:
@@ -32,44 +41,125 @@ def read_list(path):
         return [(os.path.join(path, n), None) for n in names]
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Image folder or list file not found: {path!r}")
+    if path.lower().endswith(IMAGE_EXTENSIONS):
+        raise ValueError(f"{path!r} is an image; {_EXPECTED} (one image per line).")
     root = os.path.dirname(os.path.abspath(path))
     pairs = []
-    with open(path) as f:
-        for number, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields or fields[0].startswith("#"):
-                continue
-            if len(fields) > 2:
-                raise ValueError(f"{path}:{number}: expected 'image [mask]'. Received: {line!r}")
-            paths = [p if os.path.isabs(p) else os.path.join(root, p) for p in fields]
-            pairs.append((paths[0], paths[1] if len(paths) > 1 else None))
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path!r} is not a text file ({error}); {_EXPECTED}.") from None
+    for number, line in enumerate(lines, start=1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) > 2:
+            raise ValueError(f"{path}:{number}: expected 'image [mask]'. Received: {line!r}")
+        paths = [p if os.path.isabs(p) else os.path.join(root, p) for p in fields]
+        for kind, listed in zip(("image", "mask"), paths):
+            if not os.path.isfile(listed):
+                raise FileNotFoundError(
+                    f"{path}:{number}: {kind} file not found: {listed!r} ({_EXPECTED}; "
+                    "relative paths are relative to the list file's folder)")
+        pairs.append((paths[0], paths[1] if len(paths) > 1 else None))
     if not pairs:
-        raise ValueError(f"List file {path!r} has no entries.")
+        raise ValueError(f"List file {path!r} has no entries; {_EXPECTED}.")
     return pairs
 
 
-def load_image(path, size=None):
-    """Reads an RGB image as uint8 ``(H, W, 3)``, resized (bilinear) to ``size=(h, w)``."""
+def _resized(array, size, resample):
+    """``array`` (an image or a mask) resized by PIL to ``size=(h, w)`` if it is not that size."""
     from PIL import Image
 
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        if size is not None and image.size != (size[1], size[0]):
-            image = image.resize((size[1], size[0]), Image.BILINEAR)
-        return np.asarray(image, dtype=np.uint8)
+    if size is None or array.shape[:2] == tuple(size):
+        return array
+    return np.asarray(Image.fromarray(array).resize((size[1], size[0]), resample))
+
+
+def load_image(path, size=None):
+    """Reads an RGB image as uint8 ``(H, W, 3)``, resized (bilinear) to ``size=(h, w)``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is damaged or not an image (the message names it).
+    """
+    from PIL import Image
+
+    path = os.fspath(path)
+    with file_errors("image", path), Image.open(path) as image:
+        image = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return _resized(image, size, Image.BILINEAR)
 
 
 def load_mask(path, size=None):
-    """Reads an index mask as int32 ``(H, W)``, resized (nearest) to ``size=(h, w)``."""
+    """Reads an index mask (single-channel, 1-bit or palette image: its values are the class
+    ids) as int32 ``(H, W)``, resized (nearest) to ``size=(h, w)``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is damaged or not an index mask (the message names it).
+    """
     from PIL import Image
 
-    with Image.open(path) as mask:
-        if mask.mode not in ("L", "P", "I", "I;16"):
-            raise ValueError(f"Mask {path!r} must be a single-channel index image. "
-                             f"Received mode={mask.mode!r}")
-        if size is not None and mask.size != (size[1], size[0]):
-            mask = mask.resize((size[1], size[0]), Image.NEAREST)
-        return np.asarray(mask, dtype=np.int32)
+    mask = read_index_png(os.fspath(path))
+    return _resized(mask, size, Image.NEAREST).astype(np.int32)
+
+
+def check_pairs(pairs, *, num_classes=None, ignore_label=None):
+    """Checks, from the file headers only (fast), that every image of ``pairs`` (from
+    :func:`read_list`) can be opened and has its mask's size: what :func:`load_pair` would
+    refuse later, found before a slow export. With ``num_classes``, the masks are also read
+    and their values checked (class ids or ``ignore_label``).
+
+    Raises:
+        ValueError: a file is not an image, an image and its mask differ in size, or a mask
+            value is neither a class id nor ``ignore_label`` (the message names the file).
+    """
+    from PIL import Image
+
+    def header_size(kind, path):
+        with file_errors(kind, path), Image.open(path) as image:
+            return image.size[::-1]
+
+    for image_path, mask_path in pairs:
+        image_hw = header_size("image", image_path)
+        if mask_path is not None:
+            mask_hw = header_size("mask", mask_path)
+            if image_hw != mask_hw:
+                raise ValueError(size_mismatch_message(image_path, image_hw, mask_path,
+                                                       mask_hw))
+            if num_classes is not None:
+                message = bad_value_message(mask_path, load_mask(mask_path), num_classes,
+                                            ignore_label)
+                if message:
+                    raise ValueError(message)
+
+
+def load_pair(image_path, mask_path, size=None, *, num_classes=None, ignore_label=None):
+    """Reads an image and its mask, checked as the dataset loader checks them, and resizes
+    both to ``size=(h, w)`` (the image bilinear, the mask nearest).
+
+    Raises:
+        ValueError: the image and the mask differ in size ("image 'a.png' is 32x32 (HxW) but
+            mask 'a_mask.png' is 16x16"), a mask value is neither a class id (below
+            ``num_classes``) nor ``ignore_label``, or a file is damaged; the message names
+            the file.
+
+    Example:
+        image, mask = load_pair("val/a.png", "val/a_mask.png", (360, 480), num_classes=11)
+    """
+    from PIL import Image
+
+    image, mask = load_image(image_path), load_mask(mask_path)
+    if image.shape[:2] != mask.shape:
+        raise ValueError(size_mismatch_message(image_path, image.shape[:2], mask_path,
+                                               mask.shape))
+    if num_classes is not None:
+        message = bad_value_message(mask_path, mask, num_classes, ignore_label)
+        if message:
+            raise ValueError(message)
+    return _resized(image, size, Image.BILINEAR), _resized(mask, size, Image.NEAREST)
 
 
 def _resize_images(images, size):

@@ -19,7 +19,7 @@ import scipy.special
 import tensorflow as tf
 
 from keras_fcn.export.graph import load_model
-from keras_fcn.export.images import load_image, load_mask
+from keras_fcn.export.images import load_image, load_pair
 from keras_fcn.export.litert_runner import TFLiteRunner, median_seconds
 from keras_fcn.inference.forward import forward_fn
 from keras_fcn.labels import IGNORE_LABEL
@@ -94,14 +94,17 @@ def _accumulate(predict, runners, pairs, size, num_classes, ignore_label):
     confusion = {name: np.zeros((num_classes, num_classes), np.int64)
                  for name in ["keras_float", *runners]}
     for image_path, mask_path in pairs:
-        image = load_image(image_path, size)
+        if has_masks:  # checked as the dataset loader checks them: same size, valid values
+            image, mask = load_pair(image_path, mask_path, size, num_classes=num_classes,
+                                    ignore_label=ignore_label)
+        else:
+            image = load_image(image_path, size)
         logits = predict(image)
         labels = {"keras_float": np.argmax(logits, axis=-1)}
         labels.update((name, runner.labels(image)) for name, runner in runners.items())
         for name in runners:
             counts[name] += agreement_counts(logits, labels[name])
         if has_masks:
-            mask = load_mask(mask_path, size)
             for name, ids in labels.items():
                 confusion[name] += confusion_matrix(mask, ids, num_classes, ignore_label)
     return counts, confusion
@@ -111,7 +114,9 @@ def compare_tflite(model, tflite_paths, pairs, *, num_classes=None, ignore_label
                    num_threads=2, runs=10, keras_runs=3):
     """Measures TFLite variants against the Keras model on validation images.
 
-    Images are resized to each TFLite model's input size (bilinear; masks nearest).
+    Images are resized to each TFLite model's input size (bilinear; masks nearest). A mask
+    must have its image's size and hold class ids or ``ignore_label`` only, as the dataset
+    loader requires (:func:`keras_fcn.export.images.load_pair`).
 
     Args:
         model: the Keras FCN (model or ``.keras`` path).
@@ -128,6 +133,10 @@ def compare_tflite(model, tflite_paths, pairs, *, num_classes=None, ignore_label
         the pixels where the Keras model's top-2 softmax gap is at least ``CONFIDENT_GAP``;
         the first row also has ``confident_share``, the % of such pixels), ``mean_iu`` and
         ``mean_iu_delta`` (points; ``None`` without masks). The first row is ``keras_float``.
+
+    Raises:
+        ValueError: an image and its mask differ in size, a mask value is neither a class id
+            nor ``ignore_label``, or an image or mask file is damaged (the message names it).
 
     Example:
         rows = compare_tflite(model, {"int8": "m_int8.tflite"}, read_list("val.txt"))
