@@ -20,13 +20,18 @@ import os
 # TF_CPP_MIN_LOG_LEVEL set by the user wins. Set before TensorFlow is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from absl import flags
+
 from keras_fcn import training as train
+from keras_fcn.training import config as train_config
 
 # The no-flag command: a narrow VGG16 FCN-8s (random init: no download) on 64x64 shapes.
 train.define_flags(
     dataset="shapes", model="fcn8s", weights="none", widths="8,16,32,32,32", fc_units=64,
     dropout=0.1, optimizer="adam", learning_rate=3e-3, weight_decay=1e-4, epochs=15,
     batch_size=8, num_train=300, num_val=50, export=True, output_dir="runs/shapes_fcn8s")
+# --help lists the shared flags (defined in keras_fcn.training.config), not only this script's.
+flags.adopt_module_key_flags(train_config)
 
 
 def demo_widths_note(config, flag_values):
@@ -55,8 +60,6 @@ def backbone_widths(config, flag_values):
 
 def main(argv):
     del argv
-    from absl import flags
-
     config = backbone_widths(train.config_from_flags(), flags.FLAGS)
     note = demo_widths_note(config, flags.FLAGS)
     if note:

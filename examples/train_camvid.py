@@ -27,7 +27,10 @@ import os
 # TF_CPP_MIN_LOG_LEVEL set by the user wins. Set before TensorFlow is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from absl import flags
+
 from keras_fcn import training as train
+from keras_fcn.training import config as train_config
 
 train.define_flags(
     dataset="camvid", data_dir="../shared/data/camvid", holdout="0006R0", model="fcn8s",
@@ -35,6 +38,8 @@ train.define_flags(
     scale_range="0.5,2", flip=True, blur=1.5, optimizer="adam", learning_rate=1e-3,
     lr_schedule="poly", class_weights="sqrt_median", batch_size=4, dropout=0.5,
     label_smoothing=0.1, epochs=30, output_dir="runs/camvid")
+# --help lists the shared flags (defined in keras_fcn.training.config), not only this script's.
+flags.adopt_module_key_flags(train_config)
 
 
 def main(argv):

@@ -43,6 +43,8 @@ from keras_fcn import weights as weights_lib
 from keras_fcn.datasets import DatasetInfo, nyud
 from keras_fcn.labels import voc_palette
 from keras_fcn.models import build_fcn, multimodal
+from keras_fcn.training import config as train_config
+from keras_fcn.training.run_dir import check_inputs_outside, write_run_config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "NYUDv2 folder in the FCN layout.")
@@ -61,7 +63,11 @@ training.define_flags(fields=("epochs", "steps_per_epoch", "batch_size", "optimi
 training.define_deprecated_alias("run_dir", "output_dir")  # the 0.1.0 name
 flags.DEFINE_string("convert_mat", None, "nyu_depth_v2_labeled.mat to convert into data_dir.")
 flags.DEFINE_string("class_mapping", None, "classMapping40.mat, for --convert_mat.")
-flags.DEFINE_bool("synthetic", False, "Train a tiny model for a few steps on fake files.")
+flags.DEFINE_bool("synthetic", False, "Train a tiny random model on fake files in a temporary "
+                  "folder (2 epochs of 2 steps unless --epochs / --steps_per_epoch are given); "
+                  "--data_dir, the weights flags and --convert_mat are refused with it.")
+# --help lists the shared flags (defined in keras_fcn.training.config), not only this script's.
+flags.adopt_module_key_flags(train_config)
 
 TINY = dict(widths=(8, 8, 8, 8, 8), fc_units=16)
 PIXELS = 425 * 560  # NYUDv2 images of the FCN layout
@@ -93,31 +99,88 @@ def build_model(modality, variant, tiny):
     return build_fcn(variant, nyud.NUM_CLASSES, (None, None, 3), weights, **size)
 
 
+# What --synthetic replaces (fake files, a tiny random model): given with it, they are refused
+# rather than silently ignored.
+SYNTHETIC_REPLACES = ("data_dir", "weights", "weights_rgb", "weights_hha", "convert_mat",
+                      "class_mapping")
+# The flags a --resume must not change (they shape the model: its weights would not load).
+RESUME_FLAGS = ("modality", "variant", "synthetic")
+
+
+def checked_optim():
+    """--epochs, --steps_per_epoch (0: unset) and --batch_size, checked as in examples/train.py
+    (`keras_fcn.training.config.check_numbers`); returns the `OptimConfig`."""
+    return train_config.check_numbers(training.TrainConfig().replace(
+        epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch,
+        batch_size=FLAGS.batch_size)).optim
+
+
+def check_synthetic(replaced):
+    """Refuses the flags of `replaced` given with --synthetic, naming them."""
+    given = [name for name in replaced if FLAGS[name].present]
+    if given:
+        raise ValueError(
+            f"--synthetic trains a tiny random model on fake files: it does not use "
+            f"{', '.join('--' + name for name in given)}. Leave them out, or leave out "
+            f"--synthetic. Received: "
+            + ", ".join(f"{name}={FLAGS[name].value!r}" for name in given))
+
+
+def input_paths(data_dir):
+    """{flag: path} of what the run reads, which --output_dir must not be or contain."""
+    paths = {"data_dir": data_dir}
+    for name in ("weights", "weights_rgb", "weights_hha"):
+        value = FLAGS[name].value
+        if value and os.path.exists(os.path.expanduser(value)):
+            paths[name] = value
+    return paths
+
+
 def main(argv):
     del argv
-    data_dir, tiny = FLAGS.data_dir, FLAGS.synthetic
-    if tiny:
-        data_dir = nyud.write_fake_nyud(tempfile.mkdtemp(prefix="fake_nyud_"), num_images=4)
+    optim = checked_optim()
+    if FLAGS.synthetic:
+        check_synthetic(SYNTHETIC_REPLACES)
+        # The fake files live as long as the run, and are removed even when it fails.
+        with tempfile.TemporaryDirectory(prefix="fake_nyud_") as folder:
+            return train(nyud.write_fake_nyud(folder, num_images=4), optim, tiny=True)
+    data_dir = FLAGS.data_dir
+    if not data_dir:
+        raise ValueError("--data_dir is required (or --synthetic). Received: data_dir=None")
+    check_inputs_outside(FLAGS.output_dir, input_paths(data_dir))  # before converting into it
     if FLAGS.convert_mat:
         count = nyud.convert_labeled_mat(FLAGS.convert_mat, FLAGS.class_mapping, data_dir)
         print(f"Converted {count} images into {data_dir}")
-    if not data_dir:
-        raise ValueError("--data_dir is required (or --synthetic). Received: data_dir=None")
+    return train(data_dir, optim, tiny=False)
+
+
+def train(data_dir, optim, tiny):
+    """Trains into --output_dir on the NYUDv2 files of `data_dir`."""
     run_dir = training.prepare_run_dir(FLAGS.output_dir, resume=FLAGS.resume,
-                                       overwrite=FLAGS.overwrite)
+                                       overwrite=FLAGS.overwrite,
+                                       inputs={} if tiny else input_paths(data_dir))
+    write_run_config(run_dir, {name: FLAGS[name].value for name in (
+        "modality", "variant", "synthetic", "weights", "weights_rgb", "weights_hha",
+        "train_split", "eval_split", "epochs", "steps_per_epoch", "batch_size", "optimizer",
+        "learning_rate", "flip")}, resume=FLAGS.resume, compare=RESUME_FLAGS)
     learning_rate = FLAGS.learning_rate or training.default_learning_rate(
         "adam" if tiny else FLAGS.optimizer, "mean", "32s", PIXELS)
     model = build_model(FLAGS.modality, FLAGS.variant, tiny)
     training.compile_model(model, num_classes=nyud.NUM_CLASSES, ignore_label=nyud.IGNORE_LABEL,
                            optimizer=training.make_optimizer(FLAGS.optimizer, learning_rate),
                            pixels_per_image=PIXELS)
-    steps = 2 if tiny else FLAGS.steps_per_epoch or None
+    # --synthetic: 2 epochs of 2 steps, unless the flags are given.
+    steps = optim.steps_per_epoch
+    epochs = optim.epochs
+    if tiny:
+        steps = steps if FLAGS["steps_per_epoch"].present else 2
+        epochs = epochs if FLAGS["epochs"].present else 2
     train_ds = nyud.make_nyud_dataset(data_dir, FLAGS.train_split, FLAGS.modality,
-                                      batch_size=FLAGS.batch_size, shuffle=True, seed=0,
+                                      batch_size=optim.batch_size, shuffle=True, seed=0,
                                       flip=FLAGS.flip)
     eval_ds = nyud.make_nyud_dataset(data_dir, FLAGS.eval_split, FLAGS.modality)
     report = training.fit(model, train_ds.repeat() if steps else train_ds, eval_ds,
-                          run_dir=run_dir, epochs=2 if tiny else FLAGS.epochs, info=INFO,
+                          run_dir=run_dir, epochs=epochs, info=INFO,
                           steps_per_epoch=steps,
                           model_name=f"nyud_{FLAGS.modality}_fcn{FLAGS.variant}")
     if report["final_val"]:

@@ -32,7 +32,9 @@ from keras_fcn import metrics, training
 from keras_fcn.datasets import DatasetInfo, siftflow
 from keras_fcn.labels import voc_palette
 from keras_fcn.models import multimodal
+from keras_fcn.training import config as train_config
 from keras_fcn.training import two_headed
+from keras_fcn.training.run_dir import write_run_config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "SIFT Flow folder (SiftFlowDataset.zip extracted).")
@@ -44,7 +46,11 @@ training.define_flags(fields=("epochs", "steps_per_epoch", "batch_size", "optimi
                               "learning_rate", "flip", "resume", "overwrite", "output_dir"),
                       epochs=50, flip=False, output_dir="runs/siftflow")
 training.define_deprecated_alias("run_dir", "output_dir")  # the 0.1.0 name
-flags.DEFINE_bool("synthetic", False, "Train a tiny model for a few steps on fake files.")
+flags.DEFINE_bool("synthetic", False, "Train a tiny random model on fake files in a temporary "
+                  "folder (2 epochs of 2 steps unless --epochs / --steps_per_epoch are given); "
+                  "--data_dir and --weights are refused with it.")
+# --help lists the shared flags (defined in keras_fcn.training.config), not only this script's.
+flags.adopt_module_key_flags(train_config)
 
 TINY = dict(widths=(8, 8, 8, 8, 8), fc_units=16)
 PIXELS = 256 * 256
@@ -66,28 +72,76 @@ def evaluate(model, dataset):
     return summary
 
 
+# What --synthetic replaces (fake files, a tiny random model): given with it, they are refused
+# rather than silently ignored.
+SYNTHETIC_REPLACES = ("data_dir", "weights")
+# The flags a --resume must not change (they shape the model: its weights would not load).
+RESUME_FLAGS = ("variant", "synthetic")
+
+
+def checked_optim():
+    """--epochs, --steps_per_epoch (0: unset) and --batch_size, checked as in examples/train.py
+    (`keras_fcn.training.config.check_numbers`); returns the `OptimConfig`."""
+    return train_config.check_numbers(training.TrainConfig().replace(
+        epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch,
+        batch_size=FLAGS.batch_size)).optim
+
+
+def check_synthetic(replaced):
+    """Refuses the flags of `replaced` given with --synthetic, naming them."""
+    given = [name for name in replaced if FLAGS[name].present]
+    if given:
+        raise ValueError(
+            f"--synthetic trains a tiny random model on fake files: it does not use "
+            f"{', '.join('--' + name for name in given)}. Leave them out, or leave out "
+            f"--synthetic. Received: "
+            + ", ".join(f"{name}={FLAGS[name].value!r}" for name in given))
+
+
+def _weights_file():
+    value = FLAGS.weights
+    return value if value and os.path.exists(os.path.expanduser(value)) else None
+
+
 def main(argv):
     del argv
-    data_dir, tiny = FLAGS.data_dir, FLAGS.synthetic
-    if tiny:
-        data_dir = tempfile.mkdtemp(prefix="fake_siftflow_")
-        siftflow.write_fake_siftflow(data_dir, num_train=4, num_test=2, size=64)
-    if not data_dir:
+    optim = checked_optim()
+    if FLAGS.synthetic:
+        check_synthetic(SYNTHETIC_REPLACES)
+        # The fake files live as long as the run, and are removed even when it fails.
+        with tempfile.TemporaryDirectory(prefix="fake_siftflow_") as data_dir:
+            siftflow.write_fake_siftflow(data_dir, num_train=4, num_test=2, size=64)
+            return train(data_dir, optim, tiny=True)
+    if not FLAGS.data_dir:
         raise ValueError("--data_dir is required (or --synthetic). Received: data_dir=None")
+    return train(FLAGS.data_dir, optim, tiny=False)
+
+
+def train(data_dir, optim, tiny):
+    """Trains into --output_dir on the SIFT Flow files of `data_dir`."""
+    inputs = {} if tiny else {"data_dir": data_dir, "weights": _weights_file()}
     run_dir = training.prepare_run_dir(FLAGS.output_dir, resume=FLAGS.resume,
-                                       overwrite=FLAGS.overwrite)
+                                       overwrite=FLAGS.overwrite, inputs=inputs)
+    write_run_config(run_dir, {name: FLAGS[name].value for name in (
+        "variant", "synthetic", "weights", "epochs", "steps_per_epoch", "batch_size",
+        "optimizer", "learning_rate", "flip")}, resume=FLAGS.resume, compare=RESUME_FLAGS)
     weights = None if tiny or FLAGS.weights in ("", "none", "None") else FLAGS.weights
     model = multimodal.build_two_headed_fcn(FLAGS.variant, weights=weights,
                                             **(TINY if tiny else {}))
     learning_rate = FLAGS.learning_rate or training.default_learning_rate(
         "adam" if tiny else FLAGS.optimizer, "mean", "32s", PIXELS)
     two_headed.compile_two_headed(model, training.make_optimizer(FLAGS.optimizer, learning_rate))
-    steps = 2 if tiny else FLAGS.steps_per_epoch or None
-    train_ds = siftflow.make_siftflow_dataset(data_dir, "trainval", batch_size=FLAGS.batch_size,
+    # --synthetic: 2 epochs of 2 steps, unless the flags are given.
+    steps = optim.steps_per_epoch
+    epochs = optim.epochs
+    if tiny:
+        steps = steps if FLAGS["steps_per_epoch"].present else 2
+        epochs = epochs if FLAGS["epochs"].present else 2
+    train_ds = siftflow.make_siftflow_dataset(data_dir, "trainval", batch_size=optim.batch_size,
                                               shuffle=True, seed=0, flip=FLAGS.flip)
     test_ds = siftflow.make_siftflow_dataset(data_dir, "test")
     report = training.fit(model, train_ds.repeat() if steps else train_ds, test_ds,
-                          run_dir=run_dir, epochs=2 if tiny else FLAGS.epochs, info=INFO,
+                          run_dir=run_dir, epochs=epochs, info=INFO,
                           steps_per_epoch=steps, model_name=f"siftflow_fcn{FLAGS.variant}",
                           monitor="val_semantic_mean_iu", evaluate=evaluate)
     print(json.dumps(report["final_val"], indent=2))

@@ -25,13 +25,18 @@ import os
 # TF_CPP_MIN_LOG_LEVEL set by the user wins. Set before TensorFlow is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from absl import flags
+
 from keras_fcn import training as train
+from keras_fcn.training import config as train_config
 
 train.define_flags(
     dataset="sbd", model="staged", weights="imagenet", optimizer="sgd", momentum=0.99,
     weight_decay=5e-4, bias_lr_multiplier=2.0, loss_reduction="sum", learning_rate=0.0,
     stage_lr_factors="", batch_size=1, crop_size="", image_size="", flip=False, dropout=0.5,
     epochs=10, output_dir="runs/voc_fcn")
+# --help lists the shared flags (defined in keras_fcn.training.config), not only this script's.
+flags.adopt_module_key_flags(train_config)
 
 
 def main(argv):

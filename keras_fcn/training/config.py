@@ -21,6 +21,7 @@ A recipe script: ``define_flags(dataset="sbd", model="staged")``, then
 """
 
 import dataclasses
+import numbers
 import warnings
 
 from keras_fcn.models import BACKBONES
@@ -347,6 +348,49 @@ class TrainConfig:
                 for name, (group, field) in FIELDS.items()}
 
 
+# Numbers with a minimum: flat name -> (minimum, what the value is).
+# --epochs=0 is legitimate: no training step, the initial weights are saved and evaluated (the
+# NYUDv2 recipe converts its data that way; a --resume with no epochs left re-evaluates).
+# --steps_per_epoch and --validation_steps may be 0: unset (one pass; all validation data).
+MINIMUMS = {
+    "epochs": (0, "0: no training, the initial weights are saved and evaluated"),
+    "steps_per_epoch": (0, "train steps per epoch; 0: one pass over the data"),
+    "validation_steps": (0, "validation steps per epoch; 0: all validation data"),
+    "batch_size": (1, "images per batch"),
+    "val_batch_size": (1, "images per validation batch"),
+    "num_train": (1, "shapes: training images"),
+    "num_val": (1, "shapes: validation images"),
+    "shapes_size": (1, "shapes: image side in pixels"),
+}
+
+
+def check_numbers(config):
+    """Checks the numbers of `MINIMUMS`: a ValueError names the first flag below its minimum
+    (or not an integer). `config_from_flags` and `keras_fcn.training.run` call it, so a bad
+    value stops a run before any data is read.
+
+    Returns:
+        `config`, with a `steps_per_epoch` or `validation_steps` of 0 made None (unset), as on
+        the command line.
+
+    Example:
+        >>> check_numbers(TrainConfig().replace(steps_per_epoch=-2))
+        Traceback (most recent call last):
+        ValueError: --steps_per_epoch must be an integer >= 0 (train steps per epoch; 0: one
+        pass over the data). Received: steps_per_epoch=-2
+    """
+    flat = config.flat()
+    for name, (minimum, meaning) in MINIMUMS.items():
+        value = flat[name]
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+            raise ValueError(f"--{name} must be an integer >= {minimum} ({meaning}). "
+                             f"Received: {name}={value!r}")
+    unset = {name: None for name in ("steps_per_epoch", "validation_steps") if flat[name] == 0}
+    return config.replace(**unset) if unset else config
+
+
 def _kind(field):
     return _KINDS[field.metadata["kind"] or field.type]
 
@@ -414,7 +458,8 @@ def config_from_flags(flag_values=None):
         flag_values: the parsed ``absl.flags.FlagValues`` (default the global ``FLAGS``).
 
     Raises:
-        ValueError: a flag value cannot be parsed (the message names the flag).
+        ValueError: a flag value cannot be parsed, or a number is out of range
+            (`check_numbers`); the message names the flag.
     """
     from absl import flags
 
@@ -428,4 +473,4 @@ def config_from_flags(flag_values=None):
         elif _unset(field, value):
             value = None
         flat[name] = value
-    return TrainConfig().replace(**flat)
+    return check_numbers(TrainConfig().replace(**flat))

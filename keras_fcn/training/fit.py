@@ -15,6 +15,7 @@ Example:
 """
 
 import os
+import re
 import sys
 import time
 
@@ -24,7 +25,13 @@ from keras_fcn import metrics as metrics_lib
 from keras_fcn._checks import check_choice
 from keras_fcn.models.trunk import build_before_fit
 from keras_fcn.training import run_dir as run_dir_lib
-from keras_fcn.training.callbacks import BestCheckpoint, HistoryWriter, NaNGuard, make_callbacks
+from keras_fcn.training.callbacks import (
+    BACKUP_DIR,
+    BestCheckpoint,
+    HistoryWriter,
+    NaNGuard,
+    make_callbacks,
+)
 from keras_fcn.training.consistency import plain_model
 from keras_fcn.training.evaluation import evaluate_model
 from keras_fcn.training.optimizers import (
@@ -93,6 +100,39 @@ def compile_model(model, *, num_classes, ignore_label, optimizer, loss_reduction
     model.compile(optimizer=optimizer, loss=loss, metrics=make_metrics(num_classes, ignore_label),
                   jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     return model
+
+
+def backup_mismatch(error, run_dir):
+    """The one-line ValueError for a resume whose backup does not fit the model (Keras' error
+    lists every weight array), or None when `error` is another one.
+
+    A run directory with `config.json` is checked before this (`run_dir.write_run_config`);
+    this covers the runs without it and the flags it does not compare.
+
+    Example:
+        >>> print(backup_mismatch(ValueError(
+        ...     "A total of 2 objects could not be loaded. Example error message for object "
+        ...     "<Conv2D name=conv1_1, built=True>: The shape ... variable.shape=(3, 3, 3, 8), "
+        ...     "Received: value.shape=(3, 3, 3, 4). Target"), "runs/a"))
+        The backup of the run in 'runs/a' does not fit this model (conv1_1: the model has
+        shape (3, 3, 3, 8), the backup (3, 3, 3, 4)): were the model flags (--model,
+        --backbone, --widths, --fc_units, the data's classes) changed since the run began?
+        Resume with the run's flags, or start a new run (another --output_dir).
+    """
+    text = str(error)
+    if "could not be loaded" not in text:
+        return None
+    layer = re.search(r"object <\w+ name=([^,>]+)", text)
+    shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", text)
+    detail = text.splitlines()[0][:200]
+    if layer and shapes:
+        detail = (f"{layer.group(1)}: the model has shape {shapes.group(1)}, the backup "
+                  f"{shapes.group(2)}")
+    return ValueError(
+        f"The backup of the run in '{run_dir}' does not fit this model ({detail}): were the "
+        "model flags (--model, --backbone, --widths, --fc_units, the data's classes) changed "
+        "since the run began? Resume with the run's flags, or start a new run (another "
+        "--output_dir).")
 
 
 def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
@@ -169,6 +209,12 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
                 model.fit(train_ds, validation_data=val_ds, epochs=epochs,
                           steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
                           callbacks=all_callbacks, verbose=verbose, shuffle=False)
+        except ValueError as error:
+            mismatch = (backup_mismatch(error, run_dir)
+                        if os.path.isdir(os.path.join(run_dir, BACKUP_DIR)) else None)
+            if mismatch is None:
+                raise
+            raise mismatch from None
         finally:
             model._initial_epoch = None
         train_seconds = time.time() - started

@@ -20,7 +20,7 @@ from keras_fcn._checks import check_choice
 from keras_fcn.labels import ModelLabels
 from keras_fcn.training import array_inputs
 from keras_fcn.training.callbacks import TimeLimit
-from keras_fcn.training.config import MODELS, TrainConfig
+from keras_fcn.training.config import MODELS, TrainConfig, check_numbers
 from keras_fcn.training.consistency import add_consistency
 from keras_fcn.training.distribute import (
     is_chief,
@@ -39,11 +39,39 @@ from keras_fcn.training.optimizers import (
     learning_rate_schedule,
     make_optimizer,
 )
-from keras_fcn.training.run_dir import MODEL_FILE, completed_run, prepare_run_dir
+from keras_fcn.training.run_dir import (
+    MODEL_FILE,
+    completed_run,
+    prepare_run_dir,
+    write_run_config,
+)
 
 STAGES = ("32s", "16s", "8s")
 VARIANTS = {"fcn32s": "32s", "fcn16s": "16s", "fcn8s": "8s", "fcn8s_at_once": "8s_at_once",
             "dilated": "dilated"}
+# The flags a --resume must not change (config.json of the run): they shape the model, so its
+# weights would not load. The initial --weights are not among them (a resume loads its backup).
+RESUME_FLAGS = ("dataset", "num_classes", "model", "backbone", "widths", "fc_units",
+                "trainable_upsampling")
+
+
+def run_inputs(config):
+    """{flag: path} of the paths a run reads (data folders, weights and class-weight files),
+    which its run directory must not be or contain (`prepare_run_dir`).
+
+    Example:
+        >>> run_inputs(TrainConfig().replace(data_dir="/data/camvid"))
+        {'data_dir': '/data/camvid'}
+    """
+    data, model = config.data, config.model
+    paths = {"data_dir": data.data_dir, "val_data_dir": data.val_data_dir,
+             "unlabelled_video_dir": data.unlabelled_video_dir,
+             "weights": model.weights if isinstance(model.weights, str) and
+             os.path.exists(os.path.expanduser(model.weights)) else None,
+             "class_weights": config.optim.class_weights
+             if isinstance(config.optim.class_weights, str) and
+             os.path.exists(os.path.expanduser(config.optim.class_weights)) else None}
+    return {name: path for name, path in paths.items() if path}
 
 
 def check_model(config):
@@ -413,12 +441,15 @@ def run(config):
     Raises:
         FileExistsError: `config.run.output_dir` holds a run and neither `resume` nor `overwrite`
             is set.
-        ValueError: a bad configuration value (the message names it).
+        ValueError: a bad configuration value (the message names it); `--overwrite` of a folder
+            that is not a run directory, or a run directory that is or contains the data
+            (`prepare_run_dir`); a `--resume` that changes a flag of `RESUME_FLAGS`.
 
     Example:
         >>> run(TrainConfig().replace(dataset="shapes", epochs=5,  # doctest: +SKIP
         ...                           output_dir="runs/a"))
     """
+    config = check_numbers(config)
     check_model(config)
     if config.run.eval_scales:  # checked now, not after hours of training
         check_scales(config.run.eval_scales)
@@ -431,9 +462,14 @@ def run(config):
     # The run folder is locked while this call trains, and released when it returns or raises
     # (kept if the caller held it): export, predict or another process may then use it.
     with io.directory_lock(config.run.output_dir if chief else None, "training"):
-        run_dir = prepare_run_dir(config.run.output_dir, resume=config.run.resume,
-                                  overwrite=config.run.overwrite) if chief else \
-            tempfile.mkdtemp(prefix="keras_fcn_worker_")
+        if chief:
+            run_dir = prepare_run_dir(config.run.output_dir, resume=config.run.resume,
+                                      overwrite=config.run.overwrite, inputs=run_inputs(config))
+            # Before any weights are loaded: a resume with other model flags is named here.
+            write_run_config(run_dir, config.flat(), resume=config.run.resume,
+                             compare=RESUME_FLAGS)
+        else:
+            run_dir = tempfile.mkdtemp(prefix="keras_fcn_worker_")
         return _train_in(config, run_dir, strategy, chief)
 
 

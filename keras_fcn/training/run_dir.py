@@ -10,7 +10,13 @@ A run directory receives:
 - `curves.png`: loss and mean IU per epoch;
 - `labels.json`: the `keras_fcn.labels.ModelLabels` sidecar (class names, palette, ignore label,
   image size, normalization) that export, predict and evaluate read beside `model.keras` and
-  `best.keras` (`ModelLabels.for_model`).
+  `best.keras` (`ModelLabels.for_model`);
+- `config.json`: the flags of the run (`write_run_config`), compared on `--resume`;
+- `history.json`, `best_state.json`, `class_weights.json`, `backup/` (resume state), `logs/`
+  (TensorBoard), `model_float16.tflite` and `.json` (`--export`), and for `--model=staged` one
+  such folder per stage (`fcn32s/`, `fcn16s/`, `fcn8s/`).
+
+`--overwrite` (`prepare_run_dir`) deletes a folder only when it holds nothing else.
 
 Example:
     >>> run_dir = prepare_run_dir("runs/camvid", resume=True)
@@ -26,15 +32,27 @@ import numpy as np
 from keras_fcn import io
 from keras_fcn.labels import ModelLabels
 from keras_fcn.models import normalization_of
-from keras_fcn.training.callbacks import BEST_MODEL_FILE, BEST_STATE_FILE, HISTORY_FILE
+from keras_fcn.training.callbacks import (
+    BACKUP_DIR,
+    BEST_MODEL_FILE,
+    BEST_STATE_FILE,
+    HISTORY_FILE,
+)
 
 LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
 CLASS_WEIGHTS_FILE = "class_weights.json"
+CONFIG_FILE = "config.json"
+EXPORT_FILES = ("model_float16.tflite", "model_float16.json")  # --export (recipe.maybe_export)
 RUN_FILES = (MODEL_FILE, BEST_MODEL_FILE, METRICS_FILE, "curves.png", LABELS_FILE)
 # Files of a run directory written through `keras_fcn.io` (temporary name ".<file>.<random>").
-_ATOMIC_FILES = RUN_FILES + (HISTORY_FILE, BEST_STATE_FILE, CLASS_WEIGHTS_FILE)
+_ATOMIC_FILES = RUN_FILES + (HISTORY_FILE, BEST_STATE_FILE, CLASS_WEIGHTS_FILE, CONFIG_FILE,
+                             *EXPORT_FILES)
+# Folders that training writes whole (their content is Keras' or TensorBoard's), and the stage
+# folders of --model=staged (recipe.STAGES), which hold the files of a run themselves.
+_RUN_FOLDERS = (BACKUP_DIR, "logs")
+_STAGE_FOLDERS = ("fcn32s", "fcn16s", "fcn8s")
 
 
 def remove_stale_temp_files(run_dir):
@@ -56,14 +74,73 @@ def remove_stale_temp_files(run_dir):
     return removed
 
 
-def prepare_run_dir(run_dir, *, resume=False, overwrite=False):
+def _is_run_temp_file(name):
+    return name.startswith(tuple(f".{known}." for known in _ATOMIC_FILES))
+
+
+def unexpected_entries(run_dir, stages=True):
+    """The entries of `run_dir` that training does not write (relative paths, sorted), which
+    `--overwrite` must not delete. The lock file of `keras_fcn.io` is not counted.
+
+    Example:
+        >>> unexpected_entries("/data/camvid")  # doctest: +SKIP
+        ['test', 'train', 'val']
+    """
+    unexpected = []
+    for name in sorted(os.listdir(run_dir)):
+        path = os.path.join(run_dir, name)
+        folder = os.path.isdir(path) and not os.path.islink(path)
+        if name == io.LOCK_FILE or _is_run_temp_file(name):
+            continue
+        if folder and name in _RUN_FOLDERS:
+            continue
+        if folder and stages and name in _STAGE_FOLDERS:
+            unexpected += [os.path.join(name, inner)
+                           for inner in unexpected_entries(path, stages=False)]
+        elif folder or name not in _ATOMIC_FILES:
+            unexpected.append(name + os.sep if folder else name)
+    return unexpected
+
+
+def _inside(path, folder):
+    """Whether `path` is `folder` or inside it (real paths)."""
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # different drives
+        return False
+
+
+def check_inputs_outside(run_dir, inputs):
+    """Raises ValueError if `run_dir` is, or contains, one of `inputs` (paths the run reads:
+    data folders, weights files); None and empty entries are skipped.
+
+    Example:
+        >>> check_inputs_outside("runs/a", ["/data/camvid"])
+    """
+    real_run = os.path.realpath(os.path.expanduser(run_dir))
+    for name, path in (inputs.items() if isinstance(inputs, dict) else
+                       ((None, p) for p in inputs)):
+        if not path or not isinstance(path, (str, os.PathLike)):
+            continue
+        if _inside(os.path.realpath(os.path.expanduser(path)), real_run):
+            what = f"--{name}" if name else "an input of the run"
+            raise ValueError(
+                f"--output_dir must not be or contain {what}: the run's files (and what "
+                f"--overwrite deletes) would mix with it. Received: output_dir="
+                f"{str(run_dir)!r}, {name or 'input'}={str(path)!r}")
+
+
+def prepare_run_dir(run_dir, *, resume=False, overwrite=False, inputs=()):
     """Creates `run_dir`, refusing to reuse a run directory unless asked.
 
     Args:
         run_dir: the run directory.
         resume: continue the run in `run_dir` (its backup and history are kept; temporary
             files of a killed run are removed).
-        overwrite: delete an existing `run_dir` and start again.
+        overwrite: delete an existing `run_dir` and start again. Only a folder that holds
+            nothing but the files of a run (`unexpected_entries`) is emptied.
+        inputs: paths the run reads ({flag name: path}, or a list): `run_dir` must not be or
+            contain one of them.
 
     Returns:
         The absolute path.
@@ -75,18 +152,38 @@ def prepare_run_dir(run_dir, *, resume=False, overwrite=False):
 
     Raises:
         FileExistsError: `run_dir` holds a run and neither `resume` nor `overwrite` is set.
+        ValueError: both `resume` and `overwrite`; `overwrite` of a folder holding other files
+            than a run's (they are named, nothing is deleted); `run_dir` is or contains one
+            of `inputs`.
         keras_fcn.io.DirectoryLockedError: another live process holds the lock of `run_dir`.
 
     Example:
         >>> prepare_run_dir("runs/shapes", overwrite=True)
         '.../runs/shapes'
     """
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in the run directory and --overwrite "
+                         "deletes it: give one of them. Received: resume=True, overwrite=True")
+    check_inputs_outside(run_dir, inputs)
     run_dir = os.path.abspath(os.path.expanduser(run_dir))
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise FileExistsError(f"The run directory is an existing file, not a folder. Received: "
+                              f"output_dir={run_dir!r}")
     held = io.holds_lock(run_dir)
     # First the lock: a second run on this directory is told who runs there.
     io.lock_directory(run_dir, "training")
     entries = [name for name in os.listdir(run_dir) if name != io.LOCK_FILE]
-    if entries and overwrite and not resume:
+    unexpected = unexpected_entries(run_dir) if entries and overwrite else []
+    if unexpected:
+        if not held:
+            io.unlock_directory(run_dir)
+        shown = ", ".join(repr(name) for name in unexpected[:5])
+        more = f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""
+        raise ValueError(
+            f"--overwrite deletes only a keras_fcn run directory, and '{run_dir}' holds other "
+            f"files: {shown}{more}. Nothing was deleted: choose another --output_dir, or move "
+            "those files away.")
+    if entries and overwrite:
         for name in entries:
             path = os.path.join(run_dir, name)
             if os.path.isdir(path) and not os.path.islink(path):
@@ -101,6 +198,59 @@ def prepare_run_dir(run_dir, *, resume=False, overwrite=False):
             "replace it, or choose another directory.")
     remove_stale_temp_files(run_dir)
     return run_dir
+
+
+def _flag_text(value):
+    """A stored flag value as the command line writes it (tuples as "a,b"; unset as "")."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ",".join(_flag_text(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def write_run_config(run_dir, flags, *, resume=False, compare=()):
+    """Writes the run's flags to `run_dir/config.json`; on `resume`, first checks that the
+    flags named in `compare` (those that shape the model) are the stored ones.
+
+    Args:
+        run_dir: the run directory (from `prepare_run_dir`).
+        flags: {flag name: value} of the run (JSON values; tuples are stored as lists).
+        resume: whether the run continues one in `run_dir`.
+        compare: the flag names that a resumed run must not change. A run directory without
+            `config.json` (begun before it existed) is not checked, and none is written there
+            (its flags are unknown; `fit.backup_mismatch` names a backup that does not fit).
+
+    Returns:
+        The path of `config.json`, or None where none was written.
+
+    Raises:
+        ValueError: a resumed run changes one of `compare`; the message names each flag with
+            the stored and the given value, before any weights are loaded.
+
+    Example:
+        write_run_config("runs/a", {"widths": (8, 8)}, resume=True, compare=("widths",))
+    """
+    path = os.path.join(run_dir, CONFIG_FILE)
+    flags = io.jsonable(dict(flags))
+    if resume and not os.path.exists(path) and any(
+            name != io.LOCK_FILE for name in os.listdir(run_dir)):
+        return None  # a run begun before config.json: its flags are unknown, none are stored
+    if resume and os.path.exists(path):
+        stored = io.read_json(path, "Run config")
+        stored = stored.get("flags", {}) if isinstance(stored, dict) else {}
+        changed = [name for name in compare
+                   if name in stored and _flag_text(stored[name]) != _flag_text(flags.get(name))]
+        if changed:
+            was = ", ".join(f"--{name}={_flag_text(stored[name])}" for name in changed)
+            now = ", ".join(f"--{name}={_flag_text(flags.get(name))}" for name in changed)
+            raise ValueError(
+                f"The run in '{run_dir}' was trained with {was}; --resume got {now}. Resume "
+                "with the run's model flags, or start a new run (another --output_dir).")
+    io.write_json(path, {"flags": flags})
+    return path
 
 
 def model_labels(info, *, model=None, image_size=None, model_name=None):

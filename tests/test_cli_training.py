@@ -1,0 +1,296 @@
+"""The training CLIs on bad input (CLI audit, findings 1, 3, 10, 13, 19, 20): `--overwrite`
+empties only a run directory and never the data, negative counts are refused naming the flag,
+a `--resume` with other model flags says which, `--help` lists the shared flags, and
+`--synthetic` leaves nothing in the temporary folder and refuses the flags it would ignore.
+
+Most checks call `prepare_run_dir`, `config_from_flags` and `run` in-process; four run a
+script (about 10 s of TensorFlow import each)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+
+from keras_fcn import io
+from keras_fcn import training as train
+from keras_fcn.training import config as config_lib
+from keras_fcn.training import run_dir as run_dir_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tree(folder):
+    """{relative path: bytes} of every file under `folder`."""
+    files = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, folder)] = f.read()
+    return files
+
+
+def _user_data(folder):
+    """A folder dataset with a note: what a user must never lose."""
+    for split in ("train", "val"):
+        for sub in ("images", "masks"):
+            os.makedirs(folder / split / sub)
+            (folder / split / sub / "a.png").write_bytes(b"\x89PNG user data " + sub.encode())
+    (folder / "notes.txt").write_text("precious")
+    return _tree(folder)
+
+
+def _run_dir(folder):
+    """A run directory as training leaves it (staged, exported, with a killed run's temps)."""
+    files = ["model.keras", "best.keras", "metrics.json", "curves.png", "labels.json",
+             "history.json", "best_state.json", "class_weights.json", "config.json",
+             "model_float16.tflite", "model_float16.json", ".best.keras.k2j4.keras",
+             "backup/latest.weights.h5", "backup/training_metadata.json",
+             "logs/train/events.out.tfevents.1.host", "fcn32s/model.keras",
+             "fcn32s/backup/latest.weights.h5", "fcn8s/metrics.json",
+             "fcn8s/model_float16.tflite", "fcn8s/.history.json.a1.json"]
+    for name in files:
+        os.makedirs(os.path.dirname(folder / name), exist_ok=True)
+        (folder / name).write_bytes(b"x")
+
+
+# ------------------------------------------------ finding 1: --overwrite ----
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_run_directory(tmp_path):
+    data = tmp_path / "userdata"
+    before = _user_data(data)
+    (data / "model.keras").write_bytes(b"a run file among the user's files")
+    before["model.keras"] = b"a run file among the user's files"
+    with pytest.raises(ValueError) as error:
+        train.prepare_run_dir(str(data), overwrite=True)
+    message = str(error.value)
+    assert str(data) in message and "'notes.txt'" in message and "'train/'" in message
+    assert "Nothing was deleted" in message and "\n" not in message
+    assert _tree(data) == before  # every file is still there, unchanged
+    assert not io.holds_lock(data) and not (data / io.LOCK_FILE).exists()
+
+
+def test_overwrite_names_an_unexpected_file_in_a_stage_folder(tmp_path):
+    run = tmp_path / "run"
+    _run_dir(run)
+    (run / "fcn8s" / "eval.json").write_text("mine")
+    with pytest.raises(ValueError, match=r"holds other files: 'fcn8s/eval.json'\. Nothing"):
+        train.prepare_run_dir(str(run), overwrite=True)
+    assert (run / "fcn8s" / "eval.json").read_text() == "mine"
+    assert (run / "model.keras").exists()
+
+
+def test_overwrite_empties_a_run_directory(tmp_path):
+    run = tmp_path / "run"
+    _run_dir(run)
+    assert run_dir_lib.unexpected_entries(str(run)) == []
+    assert train.prepare_run_dir(str(run), overwrite=True) == str(run)
+    assert os.listdir(run) == [io.LOCK_FILE]  # held by this process until unlocked
+    io.unlock_directory(run)
+
+
+@pytest.mark.parametrize("where", ["same", "parent"])
+def test_the_run_directory_may_not_be_or_contain_the_data(tmp_path, where):
+    data = tmp_path / "userdata"
+    before = _user_data(data)
+    output = data if where == "same" else tmp_path
+    for overwrite, resume in ((True, False), (False, True), (False, False)):
+        with pytest.raises(ValueError, match=r"^--output_dir must not be or contain --data_dir: .*"
+                           rf"output_dir='{output}', data_dir='{data}'"):
+            train.prepare_run_dir(str(output), overwrite=overwrite, resume=resume,
+                                  inputs={"data_dir": str(data), "val_data_dir": None})
+    assert _tree(data) == before
+    # A run folder inside the data folder is allowed: it holds no data.
+    train.prepare_run_dir(str(data / "runs" / "a"), inputs={"data_dir": str(data)})
+    io.unlock_directory(data / "runs" / "a")
+
+
+def test_train_run_with_output_dir_equal_to_data_dir_deletes_nothing(tmp_path):
+    """The audit's command (`--dataset=folder --data_dir=D --output_dir=D --overwrite`), which
+    emptied D: refused before any data is read."""
+    data = tmp_path / "userdata2"
+    before = _user_data(data)
+    config = train.TrainConfig().replace(
+        dataset="folder", num_classes=4, data_dir=str(data), output_dir=str(data),
+        overwrite=True, epochs=1, widths=(4, 4, 8, 8, 8), fc_units=8, weights="none")
+    with pytest.raises(ValueError, match="--output_dir must not be or contain --data_dir"):
+        train.run(config)
+    assert _tree(data) == before
+    weights = tmp_path / "w.keras"
+    weights.write_bytes(b"checkpoint")  # a weights file in the output folder is an input too
+    with pytest.raises(ValueError, match="must not be or contain --weights"):
+        train.run(train.TrainConfig().replace(output_dir=str(tmp_path), overwrite=True,
+                                              weights=str(weights)))
+    assert weights.read_bytes() == b"checkpoint"
+
+
+def test_resume_and_overwrite_together_are_refused(tmp_path):
+    run = tmp_path / "run"
+    _run_dir(run)
+    with pytest.raises(ValueError, match="give one of them. Received: resume=True, "
+                       "overwrite=True"):
+        train.prepare_run_dir(str(run), resume=True, overwrite=True)
+    assert (run / "model.keras").exists() and not (run / io.LOCK_FILE).exists()
+
+
+# ---------------------------------------- findings 3 and 10: numbers ----
+
+
+def _config(*argv):
+    values = flags.FlagValues()
+    train.define_flags(values)
+    values(["prog", *argv])
+    return train.config_from_flags(values)
+
+
+@pytest.mark.parametrize("flag, value, minimum", [
+    ("steps_per_epoch", -2, 0), ("validation_steps", -1, 0), ("epochs", -1, 0),
+    ("shapes_size", 0, 1), ("num_train", 0, 1), ("num_val", 0, 1), ("batch_size", 0, 1),
+    ("val_batch_size", -1, 1),
+])
+def test_a_count_below_its_minimum_is_refused_naming_the_flag(flag, value, minimum):
+    with pytest.raises(ValueError, match=rf"^--{flag} must be an integer >= {minimum} .*"
+                       rf"Received: {flag}={value}$"):
+        _config(f"--{flag}={value}")
+    with pytest.raises(ValueError, match=rf"^--{flag} must be an integer >= {minimum}"):
+        train.run(train.TrainConfig().replace(**{flag: value}))  # the Python API too
+
+
+def test_zero_epochs_and_zero_steps_are_legitimate():
+    config = _config("--epochs=0", "--steps_per_epoch=0", "--validation_steps=0")
+    assert config.optim.epochs == 0  # trains nothing: evaluates the initial weights
+    assert config.optim.steps_per_epoch is None and config.run.validation_steps is None
+    api = config_lib.check_numbers(train.TrainConfig().replace(steps_per_epoch=0))
+    assert api.optim.steps_per_epoch is None  # 0 is unset in Python as on the command line
+    with pytest.raises(ValueError, match=r"--epochs must be an integer >= 0 \(0: no training"
+                       r".*Received: epochs=1.5"):
+        config_lib.check_numbers(train.TrainConfig().replace(epochs=1.5))
+
+
+# ------------------------------------- finding 13: --resume, other flags ----
+
+
+def test_resume_with_other_model_flags_names_them_before_loading_weights(tmp_path):
+    run = tmp_path / "run_kill"
+    first = train.TrainConfig().replace(widths=(4, 4, 8, 8, 8), fc_units=8, output_dir=str(run))
+    run.mkdir()
+    run_dir_lib.write_run_config(str(run), first.flat())
+    (run / "backup").mkdir()
+    (run / "backup" / "latest.weights.h5").write_bytes(b"not even weights")
+    changed = first.replace(widths=(8, 8, 8, 8, 8), resume=True)
+    with pytest.raises(ValueError) as error:
+        train.run(changed)
+    message = str(error.value)
+    assert message == (
+        f"The run in '{run}' was trained with --widths=4,4,8,8,8; --resume got "
+        "--widths=8,8,8,8,8. Resume with the run's model flags, or start a new run (another "
+        "--output_dir).")
+    assert (run / "backup" / "latest.weights.h5").read_bytes() == b"not even weights"
+    # Other flags may change on a resume (epochs, learning rate); config.json is updated.
+    path = run_dir_lib.write_run_config(str(run), first.replace(epochs=30).flat(), resume=True,
+                                        compare=train.recipe.RESUME_FLAGS)
+    assert json.load(open(path))["flags"]["epochs"] == 30
+    # A run begun before config.json is not checked, and gets none: its flags are unknown (a
+    # wrong resume must not store its flags as the run's).
+    os.remove(path)
+    assert run_dir_lib.write_run_config(str(run), changed.flat(), resume=True,
+                                        compare=train.recipe.RESUME_FLAGS) is None
+    assert not os.path.exists(path)
+
+
+def test_a_backup_that_does_not_fit_the_model_is_told_in_one_line(tmp_path):
+    """A run without config.json (or a flag it does not compare): Keras' error listed every
+    weight array of the layer (20+ lines)."""
+    import numpy as np
+    from tiny import tiny_fcn
+
+    import tensorflow as tf
+
+    from keras_fcn.datasets import shapes as synthetic
+
+    run = tmp_path / "run"
+    (run / "backup").mkdir(parents=True)
+    tiny_fcn("32s", 4, widths=(4, 4, 8, 8, 8)).save_weights(str(run / "backup" /
+                                                              "latest.weights.h5"))
+    (run / "backup" / "training_metadata.json").write_text('{"epoch": 0, "batch": -1}')
+    model = tiny_fcn("32s", 4, widths=(8, 8, 8, 8, 8))
+    train.compile_model(model, num_classes=4, ignore_label=255,
+                        optimizer=train.make_optimizer("adam", 1e-3))
+    images, masks = synthetic.shapes_arrays(2, size=32, seed=0)
+    data = tf.data.Dataset.from_tensor_slices((images.astype(np.float32),
+                                               masks.astype(np.int32))).batch(2)
+    with pytest.raises(ValueError) as error:
+        train.fit(model, data, None, run_dir=str(run), epochs=1, info=synthetic.SHAPES_INFO,
+                  verbose=0)
+    assert str(error.value).startswith(
+        f"The backup of the run in '{run}' does not fit this model (conv1_1: the model has "
+        "shape (3, 3, 3, 8), the backup (3, 3, 3, 4)): were the model flags")
+    assert "\n" not in str(error.value)
+    assert (run / "backup" / "latest.weights.h5").exists()  # kept for the right resume
+
+
+def test_a_resume_that_changes_several_flags_names_each_in_one_line(tmp_path):
+    stored = {"model": "fcn8s", "backbone": "vgg16", "widths": [4, 4, 8, 8, 8], "fc_units": 8}
+    run_dir_lib.write_run_config(str(tmp_path), stored)
+    given = dict(stored, model="fcn32s", fc_units=None)
+    with pytest.raises(ValueError, match=r"^The run in '.*' was trained with --model=fcn8s, "
+                       r"--fc_units=8; --resume got --model=fcn32s, --fc_units=\. Resume"):
+        run_dir_lib.write_run_config(str(tmp_path), given, resume=True,
+                                     compare=("model", "backbone", "widths", "fc_units"))
+
+
+# ------------------------------------------- the scripts (subprocesses) ----
+
+
+def _script(script, *args, env=None):
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", script), *args], capture_output=True,
+        text=True, timeout=300,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2",
+             **(env or {})})
+
+
+@pytest.mark.parametrize("script", ["train.py", "train_nyud.py"])
+def test_help_lists_the_shared_training_flags(script):
+    """Finding 19: `--help` showed no flag of keras_fcn.training (train.py: none at all)."""
+    proc = _script(script, "--help")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for flag in ("--epochs", "--steps_per_epoch", "--batch_size", "--output_dir",
+                 "--[no]resume", "--[no]overwrite"):
+        assert f"\n  {flag}:" in proc.stdout, (flag, proc.stdout[-3000:])
+    if script == "train.py":
+        assert "\n  --widths:" in proc.stdout and "\n  --dataset:" in proc.stdout
+
+
+def test_nyud_synthetic_refuses_the_flags_it_would_ignore(tmp_path):
+    """Finding 20: --synthetic used fake files and silently ignored --data_dir and the weights."""
+    data = tmp_path / "nyud"
+    data.mkdir()
+    proc = _script("train_nyud.py", "--synthetic", f"--data_dir={data}",
+                   "--weights_rgb=rgb.keras", f"--output_dir={tmp_path / 'run'}")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert errors == [
+        "error: --synthetic trains a tiny random model on fake files: it does not use "
+        f"--data_dir, --weights_rgb. Leave them out, or leave out --synthetic. Received: "
+        f"data_dir='{data}', weights_rgb='rgb.keras'"], proc.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
+
+
+def test_siftflow_synthetic_cleans_its_fake_files_and_honours_epochs(tmp_path):
+    """Finding 20: every --synthetic run left a fake_siftflow_* folder in the temp folder, and
+    --epochs / --steps_per_epoch were ignored."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    run = tmp_path / "run"
+    proc = _script("train_siftflow.py", "--synthetic", "--epochs=1", "--steps_per_epoch=1",
+                   f"--output_dir={run}", env={"TMPDIR": str(temp)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [name for name in os.listdir(temp) if name.startswith("fake_siftflow_")] == []
+    metrics = json.load(open(run / "metrics.json"))
+    assert metrics["epochs"] == 1 and len(metrics["history"]) == 1
+    assert json.load(open(run / "config.json"))["flags"]["variant"] == "16s"
