@@ -79,25 +79,6 @@ SYNTHETIC_REPLACES = ("data_dir", "weights")
 RESUME_FLAGS = ("variant", "synthetic")
 
 
-def checked_optim():
-    """--epochs, --steps_per_epoch (0: unset) and --batch_size, checked as in examples/train.py
-    (`keras_fcn.training.config.check_numbers`); returns the `OptimConfig`."""
-    return train_config.check_numbers(training.TrainConfig().replace(
-        epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch,
-        batch_size=FLAGS.batch_size)).optim
-
-
-def check_synthetic(replaced):
-    """Refuses the flags of `replaced` given with --synthetic, naming them."""
-    given = [name for name in replaced if FLAGS[name].present]
-    if given:
-        raise ValueError(
-            f"--synthetic trains a tiny random model on fake files: it does not use "
-            f"{', '.join('--' + name for name in given)}. Leave them out, or leave out "
-            f"--synthetic. Received: "
-            + ", ".join(f"{name}={FLAGS[name].value!r}" for name in given))
-
-
 def _weights_file():
     value = FLAGS.weights
     return value if value and os.path.exists(os.path.expanduser(value)) else None
@@ -105,9 +86,9 @@ def _weights_file():
 
 def main(argv):
     del argv
-    optim = checked_optim()
+    optim = train_config.checked_optim(FLAGS)
     if FLAGS.synthetic:
-        check_synthetic(SYNTHETIC_REPLACES)
+        train_config.refuse_synthetic_extras(FLAGS, SYNTHETIC_REPLACES)
         # The fake files live as long as the run, and are removed even when it fails.
         with tempfile.TemporaryDirectory(prefix="fake_siftflow_") as data_dir:
             siftflow.write_fake_siftflow(data_dir, num_train=4, num_test=2, size=64)

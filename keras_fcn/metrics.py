@@ -33,8 +33,8 @@ from keras import ops
 
 from keras_fcn import _tf
 from keras_fcn._checks import as_class_ids, check_choice, check_class_ids, check_positive_int
-from keras_fcn.losses import (
-    _check_same_pixels,
+from keras_fcn._pixels import (
+    check_same_pixels,
     labels_to_rank3,
     sample_weight_to_rank3,
     valid_pixels,
@@ -271,7 +271,7 @@ def confusion_matrix_tensor(y_true, y_pred, num_classes, ignore_label=255, sampl
     labels = labels_to_rank3(y_true)
     y_pred = ops.convert_to_tensor(y_pred)
     preds = _to_label_map(y_pred, num_classes)
-    _check_same_pixels(labels, preds.shape, "y_pred")
+    check_same_pixels(labels, preds.shape, "y_pred")
     valid = valid_pixels(labels, ignore_label)
     bad = ops.logical_or(_check_range(labels, valid, num_classes, "label"),
                          _check_range(preds, valid, num_classes, "predicted class"))

@@ -14,23 +14,13 @@ import sys
 import pytest
 from absl import flags
 
+from tiny import file_digests
 from keras_fcn import io
 from keras_fcn import training as train
 from keras_fcn.training import config as config_lib
 from keras_fcn.training import run_dir as run_dir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _tree(folder):
-    """{relative path: bytes} of every file under `folder`."""
-    files = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, folder)] = f.read()
-    return files
 
 
 def _user_data(folder):
@@ -40,7 +30,7 @@ def _user_data(folder):
             os.makedirs(folder / split / sub)
             (folder / split / sub / "a.png").write_bytes(b"\x89PNG user data " + sub.encode())
     (folder / "notes.txt").write_text("precious")
-    return _tree(folder)
+    return file_digests(folder)
 
 
 def _run_dir(folder):
@@ -62,15 +52,15 @@ def _run_dir(folder):
 
 def test_overwrite_refuses_a_folder_that_is_not_a_run_directory(tmp_path):
     data = tmp_path / "userdata"
-    before = _user_data(data)
+    _user_data(data)
     (data / "model.keras").write_bytes(b"a run file among the user's files")
-    before["model.keras"] = b"a run file among the user's files"
+    before = file_digests(data)
     with pytest.raises(ValueError) as error:
         train.prepare_run_dir(str(data), overwrite=True)
     message = str(error.value)
     assert str(data) in message and "'notes.txt'" in message and "'train/'" in message
     assert "Nothing was deleted" in message and "\n" not in message
-    assert _tree(data) == before  # every file is still there, unchanged
+    assert file_digests(data) == before  # every file is still there, unchanged
     assert not io.holds_lock(data) and not (data / io.LOCK_FILE).exists()
 
 
@@ -103,7 +93,7 @@ def test_the_run_directory_may_not_be_or_contain_the_data(tmp_path, where):
                            rf"output_dir='{output}', data_dir='{data}'"):
             train.prepare_run_dir(str(output), overwrite=overwrite, resume=resume,
                                   inputs={"data_dir": str(data), "val_data_dir": None})
-    assert _tree(data) == before
+    assert file_digests(data) == before
     # A run folder inside the data folder is allowed: it holds no data.
     train.prepare_run_dir(str(data / "runs" / "a"), inputs={"data_dir": str(data)})
     io.unlock_directory(data / "runs" / "a")
@@ -119,7 +109,7 @@ def test_train_run_with_output_dir_equal_to_data_dir_deletes_nothing(tmp_path):
         overwrite=True, epochs=1, widths=(4, 4, 8, 8, 8), fc_units=8, weights="none")
     with pytest.raises(ValueError, match="--output_dir must not be or contain --data_dir"):
         train.run(config)
-    assert _tree(data) == before
+    assert file_digests(data) == before
     weights = tmp_path / "w.keras"
     weights.write_bytes(b"checkpoint")  # a weights file in the output folder is an input too
     with pytest.raises(ValueError, match="must not be or contain --weights"):

@@ -8,7 +8,6 @@ where neither can be mounted the tests skip and say why. A mocked write covers t
 """
 
 import errno
-import hashlib
 import os
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tiny import tiny_fcn
+from tiny import file_digests, tiny_fcn
 from keras_fcn import export, io
 from keras_fcn import training as train
 from keras_fcn.datasets import shapes as synthetic
@@ -84,17 +83,6 @@ def _temp_files(folder):
             if n.startswith(".") and n != io.LOCK_FILE]
 
 
-def _tree(folder):
-    """{relative path: sha256} of every file under `folder`."""
-    out = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
-    return out
-
-
 def _check_disk_full_message(error, folder):
     message = str(error)
     assert "No space left on the device to write" in message and "KiB free" in message
@@ -148,7 +136,7 @@ def test_exports_on_a_full_disk_keep_the_previous_export(small_disk):
     saved = str(out / "m_saved_model")
     export.export_tflite(model, tflite, input_size=(32, 32))
     export.export_saved_model(model, saved)
-    before = _tree(out)
+    before = file_digests(out)
     filler = _fill(str(small_disk))
     with pytest.raises(io.DiskFullError) as error, io.writing("export"):  # tools/export.py's
         export.export_tflite(model, tflite, input_size=(32, 32), overwrite=True)
@@ -158,7 +146,7 @@ def test_exports_on_a_full_disk_keep_the_previous_export(small_disk):
     with pytest.raises(io.DiskFullError) as error:
         export.export_saved_model(model, saved, overwrite=True)
     _check_disk_full_message(error.value, out)
-    assert _tree(out) == before and not _temp_files(out)
+    assert file_digests(out) == before and not _temp_files(out)
     tf.lite.Interpreter(model_path=tflite).allocate_tensors()
     assert tf.saved_model.load(saved).signatures["serving_default"] is not None
     os.remove(filler)
@@ -193,7 +181,7 @@ def test_predict_on_a_full_disk_names_the_output_and_leaves_no_partial_file(smal
     assert "KiB free" in errors[0]
     assert "Free some space and run the prediction again." in errors[0]
     assert "--resume" not in errors[0]  # the advice is predict's, not a training run's
-    assert _tree(out) == {}  # no file: nothing partial, no temporary name, no lock
+    assert file_digests(out) == {}  # no file: nothing partial, no temporary name, no lock
 
 
 def test_a_full_disk_is_reported_even_without_a_small_file_system(tmp_path, monkeypatch):

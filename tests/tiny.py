@@ -1,6 +1,9 @@
 """Tiny models for the tests: the paper's architecture at a few channels, so a forward pass
 takes milliseconds. Import from here instead of repeating widths in each test module."""
 
+import hashlib
+import os
+
 import numpy as np
 
 from keras_fcn.models import build_fcn
@@ -45,3 +48,15 @@ def saved_raw_rgb_fcn(folder, num_classes, seed, widths=TINY_WIDTHS):
     path = str(folder / "tiny.keras")
     model.save(path)
     return model, path
+
+
+def file_digests(folder):
+    """{relative path: sha256} of every file under `folder`: equal before and after means
+    nothing was deleted, added or changed there."""
+    digests = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                digests[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return digests

@@ -52,7 +52,7 @@ from keras_fcn.data.masks import (
     size_mismatch_message,
 )
 from keras_fcn.labels import IGNORE_LABEL, MEAN_RGB
-from keras_fcn.losses import validate_ignore_label
+from keras_fcn._pixels import validate_ignore_label
 
 _SHUFFLE_STREAM, _ELEMENT_STREAM = 0, 1  # keep the two kinds of draws apart in the seeds
 

@@ -41,7 +41,7 @@ from keras_fcn.data.augment import (
 from keras_fcn.data.decode import make_decode_fn
 from keras_fcn.data.validate import as_pairs, validate_pairs
 from keras_fcn.labels import IGNORE_LABEL
-from keras_fcn.losses import validate_ignore_label
+from keras_fcn._pixels import validate_ignore_label
 
 _PAD_SENTINEL = -1.0  # images are 0..255, so -1 marks padded pixels until they get the mean
 

@@ -391,6 +391,27 @@ def check_numbers(config):
     return config.replace(**unset) if unset else config
 
 
+def checked_optim(flag_values):
+    """The `OptimConfig` of a script that defines only --epochs, --steps_per_epoch (0: unset)
+    and --batch_size of the shared flags (the SIFT Flow and NYUDv2 recipes), checked as
+    `check_numbers` checks examples/train.py's."""
+    return check_numbers(TrainConfig().replace(
+        epochs=flag_values.epochs, steps_per_epoch=flag_values.steps_per_epoch,
+        batch_size=flag_values.batch_size)).optim
+
+
+def refuse_synthetic_extras(flag_values, replaced):
+    """Refuses the flags named in `replaced` when given with --synthetic (which trains a tiny
+    random model on fake files and would silently ignore them), naming them."""
+    given = [name for name in replaced if flag_values[name].present]
+    if given:
+        raise ValueError(
+            f"--synthetic trains a tiny random model on fake files: it does not use "
+            f"{', '.join('--' + name for name in given)}. Leave them out, or leave out "
+            f"--synthetic. Received: "
+            + ", ".join(f"{name}={flag_values[name].value!r}" for name in given))
+
+
 def _kind(field):
     return _KINDS[field.metadata["kind"] or field.type]
 

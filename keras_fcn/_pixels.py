@@ -1,0 +1,107 @@
+"""Per-pixel labels and weights as tensors, and their checks: what the loss
+(`keras_fcn.losses`), the metrics (`keras_fcn.metrics`) and the data sets share.
+
+Example:
+    >>> validate_ignore_label(255, num_classes=21)
+    255
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_fcn import _tf
+
+
+def validate_ignore_label(ignore_label, num_classes=None):
+    """`ignore_label` as an int or None; with `num_classes`, it must not be a class id.
+
+    Example:
+        >>> validate_ignore_label(1, num_classes=3)
+        Traceback (most recent call last):
+        ValueError: ignore_label=1 is a class id: it must lie outside [0, 3) (e.g. 255), or the ...
+    """
+    if ignore_label is None:
+        return None
+    if isinstance(ignore_label, bool) or not isinstance(ignore_label, (int, np.integer)):
+        raise ValueError("`ignore_label` must be an integer or None. "
+                         f"Received: ignore_label={ignore_label!r}")
+    if num_classes is not None and 0 <= ignore_label < num_classes:
+        raise ValueError(
+            f"ignore_label={int(ignore_label)} is a class id: it must lie outside "
+            f"[0, {num_classes}) (e.g. 255), or the pixels of class {int(ignore_label)} would "
+            "silently drop out of the loss and the metrics")
+    return int(ignore_label)
+
+
+_INT32 = np.iinfo("int32")
+
+
+def labels_to_rank3(labels):
+    """Returns int32 labels (N, H, W) from (N, H, W) or (N, H, W, 1).
+
+    Float labels must hold whole numbers (a fractional class id is an error in eager mode and
+    a failed assertion in a TensorFlow graph; compiled steps round it). Integers past the int32
+    range are clipped to it, so they stay out of range instead of wrapping to a class id.
+    """
+    labels = ops.convert_to_tensor(labels)
+    if len(labels.shape) == 4 and labels.shape[-1] == 1:
+        labels = ops.squeeze(labels, axis=-1)
+    if _tf.is_float(labels):
+        rounded = ops.round(labels)
+        _tf.check_none(ops.not_equal(rounded, labels), labels,
+                       "Labels must be whole class ids. Received a label value: {value}")
+        labels = ops.clip(rounded, float(_INT32.min), float(_INT32.max))
+    elif keras.backend.standardize_dtype(labels.dtype) in ("int64", "uint32", "uint64"):
+        if _tf.is_concrete(labels):
+            values = ops.convert_to_numpy(labels)
+            wide = (values > _INT32.max) | (values < _INT32.min)
+            if wide.any():
+                raise ValueError("Labels must be class ids within the int32 range. "
+                                 f"Received a label value: {values[wide].flat[0]}")
+        labels = ops.clip(labels, _INT32.min, _INT32.max)
+    return ops.cast(labels, "int32")
+
+
+def check_same_pixels(labels, shape, what):
+    """Raises when the static (N, H, W) of `labels` and of `what` (`shape`) differ."""
+    for got, expected in zip(labels.shape, shape):
+        if got is not None and expected is not None and got != expected:
+            raise ValueError(
+                f"The labels and `{what}` must cover the same (batch, height, width). "
+                f"Received: labels of shape {tuple(labels.shape)}, {what} of shape "
+                f"{tuple(shape)}")
+
+
+def sample_weight_to_rank3(sample_weight, dtype, labels_shape=None):
+    """Per-image (N,), per-row or per-pixel (N, H, W[, 1]) weights as a broadcastable rank 3.
+
+    Raises a ValueError when the weights do not broadcast to `labels_shape` (N, H, W) or, in
+    eager mode, when one is negative or not finite.
+    """
+    sample_weight = ops.cast(ops.convert_to_tensor(sample_weight), dtype)
+    if len(sample_weight.shape) == 4 and sample_weight.shape[-1] == 1:
+        sample_weight = ops.squeeze(sample_weight, axis=-1)
+    while len(sample_weight.shape) < 3:
+        sample_weight = ops.expand_dims(sample_weight, -1)
+    if labels_shape is not None and (len(sample_weight.shape) != 3 or any(
+            got not in (None, 1) and expected is not None and got != expected
+            for got, expected in zip(sample_weight.shape, labels_shape))):
+        raise ValueError(
+            "`sample_weight` must have shape (N,), (N, H, W) or (N, H, W, 1) for labels of "
+            f"shape (N, H, W)={tuple(labels_shape)}. Received: sample_weight of shape "
+            f"{tuple(sample_weight.shape)}")
+    if _tf.is_concrete(sample_weight):
+        values = ops.convert_to_numpy(ops.cast(sample_weight, "float32"))
+        if not np.isfinite(values).all() or (values < 0).any():
+            bad = values[~np.isfinite(values) | (values < 0)][0]
+            raise ValueError("`sample_weight` must be finite and non-negative. "
+                             f"Received a weight: {bad}")
+    return sample_weight
+
+
+def valid_pixels(labels, ignore_label):
+    """Boolean map of the pixels that are not `ignore_label` (all of them when it is None)."""
+    if ignore_label is None:
+        return ops.ones_like(labels, dtype="bool")
+    return ops.not_equal(labels, ignore_label)
