@@ -242,8 +242,9 @@ class RunConfig:
                                kind="floats")
     export: bool = _flag(False, "Export a float16 TFLite model after training.")
     tensorboard: bool = _flag(False, "Write TensorBoard logs.")
-    verbose: str = _flag("auto", "Progress output: auto (bars on a terminal, one line per "
-                         "epoch otherwise), 0, 1 or 2.", kind="verbose")
+    verbose: str = _flag("auto", "Progress output: auto (bars on a terminal; otherwise 2), "
+                         "0, 1 (bars) or 2 (a line per epoch and one a minute within it).",
+                         kind="verbose")
 
 
 GROUPS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "run": RunConfig}

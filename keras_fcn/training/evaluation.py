@@ -13,6 +13,7 @@ from keras_fcn import _tf
 from keras_fcn import metrics as metrics_lib
 from keras_fcn._checks import check_finite_scores, check_positive_int, check_scales
 from keras_fcn.inference.forward import forward_fn
+from keras_fcn.training.callbacks import Heartbeat
 
 METRICS = (("pixel_accuracy", "pixel accuracy"), ("mean_accuracy", "mean accuracy"),
            ("mean_iu", "mean IU"), ("frequency_weighted_iu", "frequency weighted IU"))
@@ -117,7 +118,8 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
         scales: image scales whose probabilities are averaged at label resolution
             (multi-scale TTA, `tta_probabilities`; with `flip`, each scale is flipped too).
             `(1.0,)` is the plain single-scale evaluation.
-        verbose: show a progress bar.
+        verbose: 1 (or True) a progress bar, 2 a line a minute (for logs, where a bar
+            prints only when it ends), 0 nothing.
         max_batches: stop after this many batches (a positive int, or None for all).
         precision, jit_compile: how to run the model (``keras_fcn.inference.forward_fn``):
             None keeps the model's own precision and picks XLA by ``keras_fcn.runtime``.
@@ -150,7 +152,8 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
     total = num_batches(dataset)
     if max_batches is not None and total is not None:
         total = min(total, max_batches)
-    bar = keras.utils.Progbar(total, unit_name="batch") if verbose else None
+    bar = keras.utils.Progbar(total, unit_name="batch") if verbose and verbose != 2 else None
+    beat = Heartbeat(60) if verbose == 2 else None
     for index, (images, masks) in enumerate(iterate_batches(dataset)):
         if max_batches is not None and index >= max_batches:
             break
@@ -164,6 +167,8 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
         images_seen += int(_first(images).shape[0])
         if bar is not None:
             bar.update(index + 1)
+        elif beat is not None:
+            beat.tick(lambda: f"evaluating: batch {index + 1}" + (f"/{total}" if total else ""))
     if bar is not None and total is None:
         print()
     if images_seen == 0:

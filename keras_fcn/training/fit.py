@@ -30,6 +30,7 @@ from keras_fcn.training.callbacks import (
     BestCheckpoint,
     HistoryWriter,
     NaNGuard,
+    ProgressLog,
     make_callbacks,
 )
 from keras_fcn.training.consistency import plain_model
@@ -158,8 +159,9 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         eval_ds: data set of the final evaluation (default `val_ds`); masks may be at full
             resolution (logits are resized to them).
         tensorboard: write TensorBoard logs to `run_dir/logs`.
-        verbose: Keras `fit` verbosity ("auto": progress bars on a terminal, one line per
-            epoch otherwise).
+        verbose: Keras `fit` verbosity ("auto": progress bars on a terminal, 2 otherwise);
+            with 2 (one line per epoch), `ProgressLog` adds a line a minute within each epoch
+            and the final evaluation logs one a minute too.
         image_size: training resolution, stored in labels.json.
         model_name: stored in labels.json and metrics.json.
         flip_eval: flip TTA in the final evaluation.
@@ -191,6 +193,8 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
                                        monitor=monitor, extra=callbacks)
         if verbose == "auto":
             verbose = 1 if sys.stdout.isatty() else 2
+        if verbose == 2:  # one line per epoch: a line a minute within it too
+            all_callbacks.append(ProgressLog(60))
         fcn = plain_model(model)
         run_dir_lib.write_labels(run_dir, info, model=fcn, image_size=image_size,
                                  model_name=model_name)
@@ -232,7 +236,7 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
                 final = evaluate_model(fcn, eval_ds, num_classes=info.num_classes,
                                        ignore_label=info.ignore_label, flip=flip_eval,
                                        scales=eval_scales or (1.0,),
-                                       verbose=1 if verbose == 1 else 0)
+                                       verbose=verbose)
         report = {
             "model": model_name or fcn.name,
             "dataset": info.name,
