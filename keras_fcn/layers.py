@@ -5,6 +5,9 @@ Everything here is registered with Keras under the package name ``keras_fcn`` so
 ``custom_objects``.
 """
 
+import math
+import numbers
+
 import numpy as np
 import keras
 from keras import ops
@@ -15,6 +18,30 @@ from keras_fcn import _tf
 FCN_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
 
 _PACKAGE = "keras_fcn"
+
+
+def _is_int(value):
+    """An int or numpy integer, not a bool (``True`` is an int to Python)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _finite(name, value):
+    """``value`` as a float if it is a finite real number, else a ValueError naming it."""
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number. Received: {name}={value!r}")
+    return float(value)
+
+
+def _finite_values(name, values, count=3):
+    """``values`` as a tuple of ``count`` finite floats, else a ValueError naming them."""
+    try:
+        floats = tuple(_finite(name, v) for v in values)
+    except (TypeError, ValueError):
+        floats = None
+    if floats is None or len(floats) != count:
+        raise ValueError(f"{name} must have {count} finite numbers. Received: {name}={values!r}")
+    return floats
 
 
 def bilinear_kernel(size):
@@ -44,7 +71,7 @@ def bilinear_taps(size):
         >>> bilinear_taps(4)
         array([0.25, 0.75, 0.75, 0.25])
     """
-    if not isinstance(size, (int, np.integer)) or size < 1:
+    if not _is_int(size) or size < 1:
         raise ValueError(f"Kernel size must be a positive integer. Received: size={size!r}")
     factor = (size + 1) // 2
     center = factor - 1 if size % 2 == 1 else factor - 0.5
@@ -114,7 +141,7 @@ class CropToReference(keras.layers.Layer):
 
     def __init__(self, offset, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(offset, (int, np.integer)) or offset < 0:
+        if not _is_int(offset) or offset < 0:
             raise ValueError(
                 f"offset must be a non-negative integer. Received: offset={offset!r}"
             )
@@ -178,7 +205,7 @@ class Scale(keras.layers.Layer):
 
     def __init__(self, factor, **kwargs):
         super().__init__(**kwargs)
-        self.factor = float(factor)
+        self.factor = _finite("factor", factor)
 
     def call(self, inputs):
         return inputs * ops.cast(self.factor, inputs.dtype)
@@ -206,10 +233,7 @@ class CaffePreprocessing(keras.layers.Layer):
 
     def __init__(self, mean_bgr=FCN_MEAN_BGR, **kwargs):
         super().__init__(**kwargs)
-        mean_bgr = tuple(float(m) for m in mean_bgr)
-        if len(mean_bgr) != 3:
-            raise ValueError(f"mean_bgr must have 3 values. Received: mean_bgr={mean_bgr}")
-        self.mean_bgr = mean_bgr
+        self.mean_bgr = _finite_values("mean_bgr", mean_bgr)
 
     def call(self, inputs):
         x = ops.cast(inputs, self.compute_dtype)
@@ -244,7 +268,9 @@ def preprocess_input(images, mean_bgr=FCN_MEAN_BGR):
         >>> x[0, 0, 0]  # B, G, R minus their means
         array([23.993011, 11.33123 ,  5.321083], dtype=float32)
     """
-    if images.shape[-1] != 3:
+    if not hasattr(images, "shape"):  # a nested list
+        images = np.asarray(images)
+    if images.ndim == 0 or images.shape[-1] != 3:
         raise ValueError(
             f"preprocess_input expects RGB images with 3 channels last. "
             f"Received: shape={tuple(images.shape)}"
@@ -278,9 +304,11 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def __init__(self, size=5, alpha=1e-4, beta=0.75, k=1.0, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(size, (int, np.integer)) or size < 1 or size % 2 == 0:
+        if not _is_int(size) or size < 1 or size % 2 == 0:
             raise ValueError(f"size must be a positive odd integer. Received: size={size!r}")
-        self.size, self.alpha, self.beta, self.k = int(size), float(alpha), float(beta), float(k)
+        self.size = int(size)
+        self.alpha, self.beta, self.k = (_finite(n, v) for n, v in
+                                         (("alpha", alpha), ("beta", beta), ("k", k)))
 
     def call(self, inputs):
         x = ops.cast(inputs, "float32")
@@ -357,8 +385,8 @@ class ImageNetNormalization(keras.layers.Layer):
 
     def __init__(self, mean_rgb=IMAGENET_MEAN_RGB, std_rgb=IMAGENET_STD_RGB, **kwargs):
         super().__init__(**kwargs)
-        self.mean_rgb = _three("mean_rgb", mean_rgb)
-        self.std_rgb = _three("std_rgb", std_rgb)
+        self.mean_rgb = _finite_values("mean_rgb", mean_rgb)
+        self.std_rgb = _finite_values("std_rgb", std_rgb)
         if min(self.std_rgb) <= 0:
             raise ValueError(f"std_rgb must be positive. Received: std_rgb={std_rgb!r}")
 
@@ -375,10 +403,3 @@ class ImageNetNormalization(keras.layers.Layer):
         config = super().get_config()
         config.update({"mean_rgb": list(self.mean_rgb), "std_rgb": list(self.std_rgb)})
         return config
-
-
-def _three(name, values):
-    values = tuple(float(v) for v in values)
-    if len(values) != 3:
-        raise ValueError(f"{name} must have 3 values (R, G, B). Received: {name}={values}")
-    return values

@@ -10,11 +10,13 @@ Example:
 """
 
 import math
+import numbers
 import warnings
 
 import keras
+import numpy as np
 
-from keras_fcn._checks import check_positive_int
+from keras_fcn._checks import check_bool, check_positive_int
 from keras_fcn.models import (  # noqa: F401 (each registers its trunks)
     alexnet,
     googlenet,
@@ -24,7 +26,7 @@ from keras_fcn.models import (  # noqa: F401 (each registers its trunks)
 )
 from keras_fcn.models.heads import dilated_heads, fcn_heads, upsampling_kernel_sizes
 from keras_fcn.models.named_weights import fetch_named_weights, load_named_weights
-from keras_fcn.models.trunk import FCN, TRUNKS, VARIANTS, get_trunk
+from keras_fcn.models.trunk import FCN, TRUNKS, VARIANTS, did_you_mean, get_trunk
 
 # The registered trunks by name (``backbone=``); ``get_trunk(name).variants`` are each one's.
 BACKBONES = TRUNKS
@@ -79,9 +81,9 @@ def check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone
         >>> check_fcn_args("8s", 21, [None, None, 3], None, 0.5)
         (None, None, 3)
     """
-    if variant not in VARIANTS:
-        raise ValueError(
-            f"Unknown FCN variant. Expected one of {VARIANTS}. Received: variant={variant!r}")
+    if not isinstance(variant, str) or variant not in VARIANTS:
+        raise ValueError(f"Unknown FCN variant. Expected one of {VARIANTS}."
+                         f"{did_you_mean(variant, VARIANTS)} Received: variant={variant!r}")
     trunk = get_trunk(backbone)
     if variant not in trunk.variants:
         raise ValueError(
@@ -90,17 +92,18 @@ def check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone
     check_positive_int("num_classes", num_classes)
     check_head_size(variant, num_classes, trunk)
     shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
+    # A bool is an int to Python: (True, True, 3) was a 1 x 1 input.
     if (
         shape is None
         or len(shape) != 3
-        or not all(d is None or (isinstance(d, int) and d > 0) for d in shape[:2])
-        or not isinstance(shape[2], int)
-        or shape[2] < 1
+        or not all(d is None or _is_positive_int(d) for d in shape[:2])
+        or not _is_positive_int(shape[2])
     ):
         raise ValueError(
             "input_shape must be (height, width, channels) with positive or None sizes and a "
             f"positive channel count. Received: input_shape={input_shape!r}"
         )
+    shape = tuple(None if d is None else int(d) for d in shape)
     if trunk.input_channels is not None and shape[2] != trunk.input_channels:
         raise ValueError(
             f"The {backbone} trunk needs {trunk.input_channels} input channels. "
@@ -111,16 +114,53 @@ def check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone
             "weights must be 'imagenet', None, a preset name, a file path or a keras.Model. "
             f"Received: weights={weights!r}"
         )
-    if dropout is not None and (isinstance(dropout, bool) or not isinstance(dropout, (int, float))
+    if dropout is not None and (isinstance(dropout, (bool, np.bool_))
+                                or not isinstance(dropout, numbers.Real)
                                 or not 0.0 <= dropout < 1.0):
         raise ValueError(f"dropout must be a rate in [0, 1) or None (the trunk's default). "
                          f"Received: dropout={dropout!r}")
-    if include_preprocessing and shape[2] != 3:
+    # A string flag is truthy: include_preprocessing="False" added the preprocessing.
+    if check_bool("include_preprocessing", include_preprocessing) and shape[2] != 3:
         raise ValueError(
             "include_preprocessing=True needs RGB input with 3 channels. "
             f"Received: input_shape={input_shape!r}"
         )
     return shape
+
+
+def _is_positive_int(value):
+    return (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+            and value > 0)
+
+
+def canonical_option(value):
+    """Nested lists and tuples as tuples, numpy ints as ints: options compared by value."""
+    if isinstance(value, (tuple, list)):
+        return tuple(canonical_option(v) for v in value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def check_pretrained_options(trunk, weights, options):
+    """Refuses ``weights="imagenet"`` with trunk options (``widths``, ``fc_units``) other
+    than the trunk's defaults, before anything is downloaded: the ImageNet classifier has the
+    full widths, so the download (hundreds of MB) would end in a shape mismatch.
+
+    Raises:
+        ValueError: naming the options that differ and their defaults.
+    """
+    if not (isinstance(weights, str) and weights == "imagenet"):
+        return
+    defaults = trunk.check_options()
+    differ = [key for key in options
+              if canonical_option(options[key]) != canonical_option(defaults[key])]
+    if differ:
+        raise ValueError(
+            f"weights='imagenet' is the {trunk.name} ImageNet classifier, which has the trunk's "
+            "default " + ", ".join(f"{key}={defaults[key]!r}" for key in differ) + ": leave "
+            f"{' and '.join(differ)} out, or use weights=None. Received: "
+            + ", ".join(f"{key}={options[key]!r}" for key in differ))
 
 
 def trunk_input(trunk, shape, include_preprocessing):
@@ -182,9 +222,11 @@ def build_fcn(
     trunk = get_trunk(backbone)
     options = trunk.check_options(widths=widths, fc_units=fc_units)
     dropout = trunk.dropout if dropout is None else dropout
-    if aux and variant != "dilated":
+    trainable_upsampling = check_bool("trainable_upsampling", trainable_upsampling)
+    if check_bool("aux", aux) and variant != "dilated":
         raise ValueError("aux=True adds torchvision's auxiliary head, which only the 'dilated' "
                          f"variant has. Received: variant={variant!r}, aux={aux!r}")
+    check_pretrained_options(trunk, weights, options)
     # A preset is checked against the architecture before anything is built or downloaded.
     named = fetch_named_weights(weights, {
         "variant": variant, "backbone": backbone, "num_classes": num_classes,
@@ -266,7 +308,7 @@ def build_fcn16s(num_classes=21, input_shape=(None, None, 3), weights="imagenet"
 def build_fcn8s(num_classes=21, input_shape=(None, None, 3), weights="imagenet", dropout=0.5,
                 trainable_upsampling=False, include_preprocessing=False, at_once=False,
                 backbone="vgg16", name=None):
-    variant = "8s_at_once" if at_once else "8s"
+    variant = "8s_at_once" if check_bool("at_once", at_once) else "8s"
     return build_fcn(variant, num_classes, input_shape, weights, dropout, trainable_upsampling,
                      include_preprocessing, backbone, name)
 

@@ -51,6 +51,7 @@ Example:
 import math
 
 import keras
+import numpy as np
 from keras import layers
 
 from keras_fcn.models.alexnet import UPSCORE_KERNEL, caffe_max_pool, lrn
@@ -102,7 +103,8 @@ def check_widths(widths):
         stem, blocks = widths
         ok = len(stem) == 3 and len(blocks) == len(GOOGLENET_INCEPTIONS) and all(
             len(block) == 6 for block in blocks) and all(
-            isinstance(w, int) and w > 0 for w in (*stem, *sum(map(tuple, blocks), ())))
+            isinstance(w, (int, np.integer)) and not isinstance(w, (bool, np.bool_)) and w > 0
+            for w in (*stem, *sum(map(tuple, blocks), ())))
     except (TypeError, ValueError):
         ok = False
     if not ok:

@@ -21,12 +21,23 @@ Segmentation", CVPR 2015, section 5 (NYUDv2 and SIFT Flow), and the authors' rel
   same with ``_geo``), with outputs ``{"semantic": ..., "geometric": ...}``.
 """
 
+import math
+import numbers
+
 import keras
+import numpy as np
 from keras import layers
 
-from keras_fcn._checks import check_positive_int
+from keras_fcn._checks import check_bool, check_positive_int
 from keras_fcn.layers import Scale
-from keras_fcn.models.builders import build_fcn, check_fcn_args, finish_fcn, trunk_input
+from keras_fcn.models.builders import (
+    build_fcn,
+    check_fcn_args,
+    check_head_size,
+    check_pretrained_options,
+    finish_fcn,
+    trunk_input,
+)
 from keras_fcn.models.heads import fcn_heads
 from keras_fcn.models.named_weights import fetch_named_weights
 from keras_fcn.models.trunk import FCN, get_trunk
@@ -58,18 +69,31 @@ def build_rgbd_fcn(variant="32s", num_classes=40, weights="imagenet", dropout=0.
         (None, None, None, 4)
     """
     return build_fcn(
-        variant, num_classes, (*input_size, 4), weights, dropout, trainable_upsampling,
-        name=name or f"fcn{variant}_rgbd", **kwargs,
+        variant, num_classes, (*_check_input_size(input_size), 4), weights, dropout,
+        trainable_upsampling, name=name or f"fcn{variant}_rgbd", **kwargs,
     )
+
+
+def _check_input_size(input_size):
+    """``input_size`` as a ``(height, width)`` tuple; each a positive int or None."""
+    ok = isinstance(input_size, (tuple, list)) and len(input_size) == 2 and all(
+        d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_))
+                      and d > 0) for d in input_size)
+    if not ok:
+        raise ValueError("input_size must be (height, width), each a positive int or None "
+                         f"(any size). Received: input_size={input_size!r}")
+    return tuple(input_size)
 
 
 def _check_fusion_weights(fusion_weights):
+    # NaN or infinity would make every fused score NaN: argmax class 0 everywhere.
     ok = isinstance(fusion_weights, (tuple, list)) and len(fusion_weights) == 2 and all(
-        isinstance(w, (int, float)) and not isinstance(w, bool) for w in fusion_weights
+        isinstance(w, numbers.Real) and not isinstance(w, (bool, np.bool_)) and math.isfinite(w)
+        for w in fusion_weights
     )
     if not ok:
         raise ValueError(
-            "fusion_weights must be two numbers (rgb, hha). "
+            "fusion_weights must be two finite numbers (rgb, hha). "
             f"Received: fusion_weights={fusion_weights!r}"
         )
     return tuple(float(w) for w in fusion_weights)
@@ -113,7 +137,7 @@ def build_late_fusion_fcn(variant="16s", num_classes=40, weights_rgb="imagenet",
         >>> logits = model({"rgb": rgb_batch, "hha": hha_batch})  # doctest: +SKIP
     """
     w_rgb, w_hha = _check_fusion_weights(fusion_weights)
-    shape = (*input_size, 3)
+    shape = (*_check_input_size(input_size), 3)
     streams = {
         stream: build_fcn(variant, num_classes, shape, stream_weights, dropout,
                           trainable_upsampling, name=f"{stream}_fcn", **kwargs)
@@ -166,13 +190,21 @@ def build_two_headed_fcn(variant="16s", num_semantic=33, num_geometric=3,
     check_positive_int("num_geometric", num_geometric)
     shape = check_fcn_args(variant, num_semantic, input_shape, weights, dropout,
                            include_preprocessing=include_preprocessing)
+    trunk = get_trunk("vgg16")
+    try:  # the geometric head's kernels grow as num_geometric squared too
+        check_head_size(variant, num_geometric, trunk)
+    except ValueError as error:
+        raise ValueError(str(error).replace("num_classes", "num_geometric")) from None
+    if dropout is None:
+        dropout = trunk.dropout
+    trainable_upsampling = check_bool("trainable_upsampling", trainable_upsampling)
+    options = trunk.check_options(widths=widths, fc_units=fc_units)
+    check_pretrained_options(trunk, weights, options)
     # A preset (weights="siftflow-fcn16s") is checked before anything is built or downloaded.
     named = fetch_named_weights(weights, {
         "variant": variant, "backbone": "vgg16", "num_classes": num_semantic,
         "num_geometric": num_geometric, "input_channels": shape[2],
         "include_preprocessing": include_preprocessing, "two_headed": True})
-    trunk = get_trunk("vgg16")
-    options = trunk.check_options(widths=widths, fc_units=fc_units)
     inputs, x = trunk_input(trunk, shape, include_preprocessing)
     features = trunk.features(x, dropout, **options)
     outputs = {

@@ -14,6 +14,7 @@ Example:
 
 import os
 
+from keras_fcn.models.trunk import did_you_mean
 from keras_fcn.weights import read_weights, set_weights_by_name
 
 # {name: fetch(architecture) -> a keras.Model (or a file) with the weights}, filled at import
@@ -81,7 +82,9 @@ def fetch_named_weights(weights, architecture):
                f"keras_fcn.list_presets(): {weight_names()}")
     if _looks_like_path(weights):
         raise FileNotFoundError(f"Weights file not found: {weights!r}. weights= takes {allowed}.")
-    raise ValueError(f"Unknown weights. Expected {allowed}. Received: weights={weights!r}")
+    raise ValueError(f"Unknown weights. Expected {allowed}."
+                     f"{did_you_mean(weights, ['imagenet', *NAMED_WEIGHTS])} "
+                     f"Received: weights={weights!r}")
 
 
 def load_named_weights(model, name, source):

@@ -102,6 +102,27 @@ def check_depth(depth):
     return depth
 
 
+def check_widths(widths):
+    """Checks the ResNet option: 4 positive stage widths (``layer1`` .. ``layer4``).
+
+    Example:
+        >>> check_widths((4, 4, 8))
+        Traceback (most recent call last):
+        ValueError: widths must be 4 positive ints (the planes of layer1 .. layer4...
+    """
+    try:
+        ok = len(widths) == len(RESNET_WIDTHS) and all(
+            isinstance(w, (int, np.integer)) and not isinstance(w, (bool, np.bool_)) and w > 0
+            for w in widths)
+    except TypeError:  # not a sequence: widths=64
+        ok = False
+    if not ok:  # a 5th width was ignored, 3 failed with an IndexError deep in the build
+        raise ValueError(f"widths must be {len(RESNET_WIDTHS)} positive ints (the planes of "
+                         f"layer1 .. layer4; torchvision's {RESNET_WIDTHS}). "
+                         f"Received: widths={widths!r}")
+    return {"widths": tuple(int(w) for w in widths)}
+
+
 def resnet_features(x, depth=50, widths=RESNET_WIDTHS):
     """The dilated ResNet-``depth`` trunk of torchvision's FCN-ResNet (random init).
 
@@ -122,6 +143,7 @@ def resnet_features(x, depth=50, widths=RESNET_WIDTHS):
         (512, 1024, 2048)
     """
     check_depth(depth)
+    widths = check_widths(widths)["widths"]
     x = _strided(x, widths[0], 7, "conv1", 2)
     x = layers.ReLU(name="relu")(batch_norm("bn1")(x))
     x = layers.ZeroPadding2D(1, name="maxpool_pad")(x)
@@ -206,7 +228,7 @@ def resnet_weights_loader(depth):
 RESNET_TRUNKS = {depth: Trunk(
     name=f"resnet{depth}", features=resnet_trunk_features(depth), offsets={},
     preprocessing=TORCHVISION, load_weights=resnet_weights_loader(depth),
-    variants=("dilated",), dropout=0.1, options={"widths": RESNET_WIDTHS},
+    variants=("dilated",), dropout=0.1, options={"widths": RESNET_WIDTHS}, check=check_widths,
     default_name="fcn_{name}") for depth in RESNET_BLOCKS}
 
 

@@ -21,6 +21,7 @@ Example:
 """
 
 import dataclasses
+import difflib
 from typing import Callable
 
 import keras
@@ -180,10 +181,27 @@ def get_trunk(name):
         >>> get_trunk("alexnet").variants
         ('32s',)
     """
-    if name not in TRUNKS:
-        raise ValueError(f"Unknown backbone. Expected one of {tuple(TRUNKS)}. "
-                         f"Received: backbone={name!r}")
+    if not isinstance(name, str) or name not in TRUNKS:
+        raise ValueError(f"Unknown backbone. Expected one of {tuple(TRUNKS)}."
+                         f"{did_you_mean(name, TRUNKS)} Received: backbone={name!r}")
     return TRUNKS[name]
+
+
+def did_you_mean(value, names):
+    """`` Did you mean 'x'?`` (with a leading space) naming the entries of ``names`` closest to
+    ``value`` (case ignored), or ``""`` when none is close or ``value`` is not a string.
+
+    Example:
+        >>> did_you_mean("VGG16", ["vgg16", "alexnet"])
+        " Did you mean 'vgg16'?"
+    """
+    if not isinstance(value, str):
+        return ""
+    folded = {str(name).lower(): name for name in names}
+    close = difflib.get_close_matches(value.lower(), list(folded), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " Did you mean " + " or ".join(repr(folded[c]) for c in close) + "?"
 
 
 def build_before_fit(model, data):

@@ -21,6 +21,7 @@ from keras_fcn.labels import VOC_CLASSES, ModelLabels
 from keras_fcn.layers import FCN_MEAN_BGR
 from keras_fcn.models import build_fcn, build_late_fusion_fcn, build_rgbd_fcn, build_two_headed_fcn
 from keras_fcn.models.resnet import torchvision_normalization
+from keras_fcn.models.trunk import did_you_mean
 from keras_fcn.presets.converters import (
     convert_alexnet,
     convert_caffe,
@@ -202,9 +203,9 @@ def get_preset(name):
         >>> get_preset("voc-fcn8s").num_classes
         21
     """
-    if name not in PRESETS:
-        raise ValueError(f"Unknown preset. Expected one of {list_presets()}. "
-                         f"Received: name={name!r}")
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ValueError(f"Unknown preset. Expected one of {list_presets()}."
+                         f"{did_you_mean(name, PRESETS)} Received: name={name!r}")
     return PRESETS[name]
 
 

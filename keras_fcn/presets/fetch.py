@@ -21,6 +21,7 @@ from keras_fcn import io
 from keras_fcn.labels import ModelLabels
 from keras_fcn.layers import CaffePreprocessing
 from keras_fcn.models import has_preprocessing
+from keras_fcn.models.trunk import did_you_mean
 from keras_fcn.presets.catalog import get_preset, list_presets, preset_labels
 from keras_fcn.weights import check_sha256_prefix, load_model_file
 
@@ -38,7 +39,25 @@ def cache_folder(cache_dir=None):
         '/data/keras/keras_fcn'
     """
     root = cache_dir or os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
-    return os.path.join(os.path.expanduser(os.fspath(root)), CACHE_SUBDIR)
+    try:
+        root = os.fspath(root)
+    except TypeError:
+        raise ValueError("cache_dir must be a folder path (str or os.PathLike) or None. "
+                         f"Received: cache_dir={cache_dir!r}") from None
+    return os.path.join(os.path.expanduser(root), CACHE_SUBDIR)
+
+
+def _make_cache_folder(folder, cache_dir):
+    """Creates ``folder`` (the cache's ``keras_fcn/``), or raises a ValueError naming
+    ``cache_dir`` when a file stands in its way."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(
+            f"The preset cache folder {folder} cannot be created: a file stands in its way "
+            f"({folder} or a folder above it is a file). Expected cache_dir to be a folder "
+            "(default $KERAS_HOME or ~/.keras). "
+            f"Received: cache_dir={cache_dir!r}") from None
 
 
 def converted_path(name, cache_dir=None):
@@ -83,7 +102,7 @@ def download_caffemodel(name, cache_dir=None, file_hash=None, url=None):
     preset = get_preset(name)
     url = url or preset.url
     folder = cache_folder(cache_dir)
-    os.makedirs(folder, exist_ok=True)  # else get_file would fall back to /tmp/.keras
+    _make_cache_folder(folder, cache_dir)  # else get_file would fall back to /tmp/.keras
     target = os.path.join(folder, preset.filename)
     try:
         path = keras.utils.get_file(preset.filename, url, file_hash=file_hash,
@@ -206,9 +225,7 @@ def resolve_model(name_or_path, cache_dir=None):
     """
     if name_or_path in list_presets():
         return from_preset(name_or_path, cache_dir=cache_dir), preset_labels(name_or_path)
-    if not os.path.isfile(os.fspath(name_or_path)):
-        raise ValueError(f"Expected a model file or one of the presets {list_presets()}. "
-                         f"Received: {name_or_path!r}")
+    _check_model_file(name_or_path)
     return load_model_file(name_or_path), ModelLabels.for_model(name_or_path)
 
 
@@ -226,7 +243,15 @@ def model_file(name_or_path, cache_dir=None):
     if name_or_path in list_presets():
         from_preset(name_or_path, cache_dir=cache_dir)
         return converted_path(name_or_path, cache_dir)
-    if not os.path.isfile(os.fspath(name_or_path)):
-        raise ValueError(f"Expected a model file or one of the presets {list_presets()}. "
-                         f"Received: {name_or_path!r}")
+    _check_model_file(name_or_path)
     return os.fspath(name_or_path)
+
+
+def _check_model_file(name_or_path):
+    """Raises a ValueError naming ``name_or_path`` unless it is an existing file; a name
+    close to a preset's gets the suggestion."""
+    ok = isinstance(name_or_path, (str, os.PathLike)) and os.path.isfile(name_or_path)
+    if not ok:
+        raise ValueError(f"Expected a model file or one of the presets {list_presets()}."
+                         f"{did_you_mean(name_or_path, list_presets())} "
+                         f"Received: {name_or_path!r}")
