@@ -31,6 +31,7 @@ import os
 import platform
 
 import keras
+import numpy as np
 
 from keras_fcn import _tf
 
@@ -123,6 +124,15 @@ def describe(info):
     return f"{info['model']} ({isa}), {'GPU' if info['gpu'] else 'no GPU'}"
 
 
+def _check_switch(name, value):
+    """``value`` unless it is something other than True, False or None: a string such as
+    ``"false"`` or ``"0"`` is truthy and would silently turn the option on."""
+    if not (value is None or isinstance(value, (bool, np.bool_))
+            or (isinstance(value, (int, np.integer)) and value in (0, 1))):
+        raise ValueError(f"`{name}` must be True, False or None. Received: {name}={value!r}")
+    return value
+
+
 def _check_precision(precision):
     if not isinstance(precision, str) or precision not in PRECISIONS:
         raise ValueError(
@@ -156,6 +166,7 @@ def resolve_precision(precision="float32", *, mixed_precision=False, info=None, 
         'bfloat16'
     """
     _check_precision(precision)
+    _check_switch("mixed_precision", mixed_precision)
     if precision in ("bfloat16", "float16") or (precision == "float32" and not mixed_precision):
         return precision
     info = cpu_info() if info is None else info
@@ -221,6 +232,19 @@ def model_precision(model):
     return {"bfloat16": "bfloat16", "float16": "float16"}.get(dtype, "float32")
 
 
+def model_weight_dtype(model):
+    """The dtype most weighted layers of ``model`` store their weights in (normalization
+    layers, float32 under every policy, left out): float32 for a model to train,
+    ``"bfloat16"``/``"float16"`` for a `with_precision` ``inference=True`` copy."""
+    counts = {}
+    for layer in leaf_layers(model):
+        if layer.weights and not isinstance(layer, keras.layers.BatchNormalization):
+            dtype = layer.variable_dtype
+            counts[dtype] = counts.get(dtype, 0) + 1
+    dtype = max(counts, key=counts.get) if counts else "float32"
+    return {"bfloat16": "bfloat16", "float16": "float16"}.get(dtype, "float32")
+
+
 def leaf_layers(model):
     """The layers of ``model`` with nested models (a MobileNetV2 trunk) opened up."""
     for layer in model.layers:
@@ -261,14 +285,16 @@ def with_precision(model, precision, info=None, keep_float32=HEAD_LAYERS, infere
     ``precision`` instead (policy ``"bfloat16"``/``"float16"``): the same results (the cast
     happens once, with the same rounding), half the memory, and no cast of fc6's 103M weights
     at every call (docs/speed.md). The model itself is
-    returned when it already computes in that precision. Works on functional models
-    (keras_fcn models, nested ones too).
+    returned when it already computes in that precision (for training: with float32
+    weights; an ``inference=True`` copy asked for training is converted back). Works on
+    functional models (keras_fcn models, nested ones too).
 
     Args:
         model: a functional ``keras.Model``.
         precision: one of ``PRECISIONS``.
         info: a :func:`cpu_info` dict for ``"auto"``.
-        keep_float32: name prefixes of layers kept float32 (``()``: only the outputs).
+        keep_float32: name prefixes of layers kept float32 (``()``: only the outputs; a
+            string is one prefix).
         inference: weights stored in ``precision`` (not trainable in it: for prediction).
 
     Returns:
@@ -278,10 +304,18 @@ def with_precision(model, precision, info=None, keep_float32=HEAD_LAYERS, infere
         fast = with_precision(keras.models.load_model("fcn8s.keras"), "bfloat16")
         fast.get_layer("fc6").compute_dtype, fast.output.dtype
     """
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"with_precision needs a functional keras.Model. Received: {model!r}")
+    _check_switch("inference", inference)
+    if isinstance(keep_float32, str):  # one prefix; tuple("score") would keep "s", "c"...
+        keep_float32 = (keep_float32,)
     resolved = resolve_precision(precision, info=info, model=model)
-    if model_precision(model) == resolved:
+    # A model to train needs float32 weights: an inference copy (bf16 weights) computes in
+    # the right dtype but would train in bf16, losing small updates to rounding.
+    if model_precision(model) == resolved and (inference
+                                               or model_weight_dtype(model) == "float32"):
         return model
-    if not isinstance(model, keras.Model) or not hasattr(model, "output_names"):
+    if not hasattr(model, "output_names"):
         raise ValueError(f"with_precision needs a functional keras.Model. Received: {model!r}")
     # Under the global policy too, so that the copy's own policy is the mixed one (Keras then
     # adds loss scaling to a float16 model in `compile`).
@@ -370,6 +404,7 @@ def convolutions_as_matmul(model, enabled=True):
             forward = tf.function(model)
             forward(images)          # traced here: fc6 is a matmul in this function
     """
+    _check_switch("enabled", enabled)
     # Only TensorFlow's CPU kernels (oneDNN) need it; elsewhere XLA or cuDNN run fc6 well.
     layers = matmul_candidates(model) if enabled and _tf.on_tensorflow() else []
     for layer in layers:
@@ -425,6 +460,8 @@ def fast_path(precision="float32", info=None, *, model=None, jit_compile=None,
         {'precision': 'float32', 'jit_compile': False, 'conv_matmul': True,
          'reason': '...CPU: oneDNN graph, large kernels as matmul'}
     """
+    _check_switch("jit_compile", jit_compile)
+    _check_switch("conv_matmul", conv_matmul)
     info = cpu_info() if info is None else info
     resolved = resolve_precision(precision, info=info, model=model)
     on_cpu = not info["gpu"]

@@ -66,9 +66,19 @@ def read_weights_file(path, num_classes):
     with open(path, encoding="utf-8") as f:
         text = f.read()
     try:
-        weights = [float(w) for w in json.loads(text)]
+        parsed = json.loads(text)
+        if isinstance(parsed, dict):  # float() over a dict's keys: names, not weights
+            raise TypeError("a JSON object")
+        weights = [float(w) for w in parsed]
     except (ValueError, TypeError):
-        weights = [float(w) for w in text.replace(",", " ").split()]
+        try:
+            weights = [float(w) for w in text.replace(",", " ").split()]
+        except ValueError:
+            weights = None
+    if weights is None or not all(math.isfinite(w) and w >= 0 for w in weights):
+        raise ValueError(f"--class_weights file '{path}' must hold a JSON list or "
+                         f"whitespace/comma-separated finite numbers >= 0, one per class. "
+                         f"Received: {text[:200]!r}")
     if len(weights) != num_classes:
         raise ValueError(f"--class_weights file '{path}' has {len(weights)} weights; "
                          f"{num_classes} classes. Received: {weights}")

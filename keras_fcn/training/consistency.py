@@ -19,7 +19,11 @@ Example:
         info=info)
 """
 
+import math
+import numbers
+
 import keras
+import numpy as np
 from keras import ops
 
 _EPSILON = 1e-6
@@ -106,6 +110,7 @@ def consistency_loss(logits, moved_logits, flow, valid, kind=DEFAULT_KIND):
         loss = consistency_loss(model(images), model(warp_images(images, flow)), flow, valid)
     """
     check_kind(kind)
+    _check_shapes(logits, moved_logits, flow, valid)
     probs = ops.softmax(ops.cast(logits, "float32"), axis=-1)
     moved_logits = ops.cast(moved_logits, "float32")
     moved_first = warp_bilinear(probs, ops.cast(flow, "float32"))
@@ -117,6 +122,33 @@ def consistency_loss(logits, moved_logits, flow, valid, kind=DEFAULT_KIND):
         total += _valid_mean(
             ops.sparse_categorical_crossentropy(targets, moved_logits, from_logits=True), valid)
     return total
+
+
+def _check_shapes(logits, moved_logits, flow, valid):
+    """Raises a ValueError naming the shapes unless they are ``(N, H, W, C)`` twice, ``(N, H,
+    W, 2)`` and ``(N, H, W)``: broadcasting would otherwise give a believable wrong loss (a
+    ``(H, W)`` or ``(N, 1, 1)`` ``valid`` divides by the wrong pixel count, a 3-channel flow
+    loses a channel, a batch of 1 moved prediction is compared with every image). Unknown
+    (traced) dimensions are not compared."""
+    try:
+        shapes = {name: tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
+                  for name, value in (("logits", logits), ("moved_logits", moved_logits),
+                                      ("flow", flow), ("valid", valid))}
+    except ValueError:  # a traced tensor of unknown rank: nothing to compare
+        return
+    expected = {"logits": 4, "moved_logits": 4, "flow": 4, "valid": 3}
+    reference = shapes["logits"]
+    ok = all(len(shapes[name]) == rank for name, rank in expected.items())
+    if ok:
+        wanted = {"moved_logits": reference, "flow": reference[:3] + (2,),
+                  "valid": reference[:3]}
+        ok = all(a is None or b is None or a == b
+                 for name, shape in wanted.items() for a, b in zip(shapes[name], shape))
+    if not ok:
+        raise ValueError(
+            "consistency_loss needs logits and moved_logits of one shape (N, H, W, C), flow "
+            "(N, H, W, 2) and valid (N, H, W). Received: "
+            + ", ".join(f"{name}.shape={shape}" for name, shape in shapes.items()))
 
 
 def check_kind(kind):
@@ -159,6 +191,9 @@ class ConsistencyTrainer(keras.Model):
     """
 
     def __init__(self, fcn, weight, kind=DEFAULT_KIND, **kwargs):
+        if not isinstance(fcn, keras.Model):
+            raise ValueError(f"fcn must be a keras.Model (the FCN to train). Received: "
+                             f"fcn={fcn!r}")
         kwargs.setdefault("name", f"{fcn.name}_consistency")
         super().__init__(**kwargs)
         check_weight(weight)
@@ -200,9 +235,12 @@ class ConsistencyTrainer(keras.Model):
 
 
 def check_weight(weight):
-    """Raises a ValueError naming ``weight`` unless it is a positive number."""
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
-        raise ValueError(f"weight must be a positive number. Received: weight={weight!r}")
+    """Raises a ValueError naming ``weight`` unless it is a finite positive number (an
+    infinite weight made every loss infinite)."""
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real) \
+            or not math.isfinite(weight) or not weight > 0:
+        raise ValueError(f"weight must be a finite positive number. Received: "
+                         f"weight={weight!r}")
 
 
 def add_consistency(model, weight, kind=DEFAULT_KIND):

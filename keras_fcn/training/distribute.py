@@ -14,7 +14,7 @@ import os
 import keras
 
 from keras_fcn import _tf, runtime
-from keras_fcn._checks import check_choice
+from keras_fcn._checks import check_bool, check_choice
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
@@ -50,6 +50,12 @@ def make_strategy(name="default", devices=None):
             model = build_fcn8s(num_classes=21)
     """
     check_choice("strategy", name, STRATEGIES)
+    if devices is not None and (name != "mirrored" or isinstance(devices, str) or not devices
+                                or not all(isinstance(d, str) for d in devices)):
+        # A string was split into one-letter "devices"; devices of another strategy ignored.
+        raise ValueError(f"`devices` must be None or, with strategy='mirrored', a non-empty "
+                         f"list of device names such as ['/gpu:0', '/gpu:1']. Received: "
+                         f"strategy={name!r}, devices={devices!r}")
     if not _tf.on_tensorflow():
         if name != "default":
             raise ValueError(f"strategy={name!r} is a tf.distribute strategy and needs the "
@@ -174,13 +180,20 @@ def is_chief():
         >>> is_chief()  # no TF_CONFIG: a single process is its own chief
         True
     """
-    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    task = config.get("task", {})
-    kind, index = task.get("type"), int(task.get("index", 0))
+    text = os.environ.get("TF_CONFIG", "{}") or "{}"
+    try:
+        config = json.loads(text)
+        task = config.get("task", {})
+        kind, index = task.get("type"), int(task.get("index", 0))
+        cluster = config.get("cluster", {})
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ValueError(f"TF_CONFIG must be JSON like {{\"cluster\": {{...}}, \"task\": "
+                         f"{{\"type\": \"worker\", \"index\": 0}}}} ({e}). Received: "
+                         f"TF_CONFIG={text!r}") from None
     if kind is None or kind == "chief":
         return True
     if kind == "worker":
-        return index == 0 and "chief" not in config.get("cluster", {})
+        return index == 0 and "chief" not in cluster
     return False
 
 
@@ -195,5 +208,7 @@ def set_mixed_precision(enabled):
     Example:
         >>> set_mixed_precision(True)
     """
-    precision = runtime.resolve_precision("float32", mixed_precision=bool(enabled))
+    # bool("false") is True: only True or False is taken.
+    precision = runtime.resolve_precision("float32",
+                                          mixed_precision=check_bool("enabled", enabled))
     keras.mixed_precision.set_global_policy(runtime.policy_name(precision))

@@ -29,8 +29,10 @@ Example:
 """
 
 import math
+import numbers
 
 import keras
+import numpy as np
 
 from keras_fcn._checks import check_choice
 from keras_fcn.models import all_layers
@@ -46,6 +48,30 @@ PAPER_MOMENTUM = 0.99
 PAPER_LEARNING_RATES_SUM = {"32s": 1e-10, "16s": 1e-12, "8s": 1e-13, "8s_at_once": 1e-10}
 # Adam's default: 1e-4 is common for a pretrained trunk; 1e-3 also trains from scratch.
 ADAM_LEARNING_RATE = 1e-3
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_number(name, value, expected, test):
+    """``value`` as a float when it is a real number (not a bool) and ``test(value)`` holds,
+    else a ValueError naming it and ``expected`` (NaN and infinity fail every ``expected``)."""
+    if not _is_number(value) or not math.isfinite(value) or not test(value):
+        raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
+    return float(value)
+
+
+def _check_rate(name, value):
+    return _check_number(name, value, "a finite positive number", lambda v: v > 0)
+
+
+def _check_steps(name, value, minimum):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: "
+                         f"{name}={value!r}")
+    return int(value)
 
 
 def equivalent_learning_rate(learning_rate, from_reduction, to_reduction, pixels):
@@ -66,12 +92,12 @@ def equivalent_learning_rate(learning_rate, from_reduction, to_reduction, pixels
     """
     check_choice("from_reduction", from_reduction, LOSS_REDUCTIONS)
     check_choice("to_reduction", to_reduction, LOSS_REDUCTIONS)
-    if not pixels or pixels <= 0:
-        raise ValueError(f"`pixels` must be positive. Received: pixels={pixels!r}")
+    learning_rate = _check_rate("learning_rate", learning_rate)
+    pixels = _check_rate("pixels", pixels)
     if from_reduction == to_reduction:
-        return float(learning_rate)
+        return learning_rate
     factor = pixels if to_reduction == "mean" else 1.0 / pixels
-    return float(learning_rate) * factor
+    return learning_rate * factor
 
 
 def _is_bias(variable):
@@ -97,12 +123,10 @@ class CaffeSGD(keras.optimizers.SGD):
     """
 
     def __init__(self, learning_rate=0.01, momentum=0.99, bias_lr_multiplier=2.0, **kwargs):
+        momentum = _check_number("momentum", momentum, "a number in [0, 1]",
+                                 lambda v: 0 <= v <= 1)
         super().__init__(learning_rate=learning_rate, momentum=momentum, **kwargs)
-        if not bias_lr_multiplier or bias_lr_multiplier <= 0:
-            raise ValueError(
-                f"`bias_lr_multiplier` must be positive. Received: "
-                f"bias_lr_multiplier={bias_lr_multiplier!r}")
-        self.bias_lr_multiplier = float(bias_lr_multiplier)
+        self.bias_lr_multiplier = _check_rate("bias_lr_multiplier", bias_lr_multiplier)
 
     def apply(self, grads, trainable_variables=None):
         if self.bias_lr_multiplier != 1.0:
@@ -139,11 +163,17 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     def __init__(self, learning_rate, total_steps, kind="poly", warmup_steps=0,
                  power=POLY_POWER):
         check_choice("lr_schedule", kind, LR_SCHEDULES)
-        if not 0 <= int(warmup_steps) < int(total_steps):
+        # int() would truncate 2.5 steps to 2 and a NaN or negative rate or power would train
+        # on NaN, climb the loss or grow without bound: all refused, naming the value.
+        learning_rate = _check_rate("learning_rate", learning_rate)
+        total_steps = _check_steps("total_steps", total_steps, 1)
+        warmup_steps = _check_steps("warmup_steps", warmup_steps, 0)
+        power = _check_rate("power", power)
+        if not warmup_steps < total_steps:
             raise ValueError(f"Need 0 <= warmup_steps < total_steps. Received: warmup_steps="
                              f"{warmup_steps!r}, total_steps={total_steps!r}")
-        self.learning_rate, self.total_steps = float(learning_rate), int(total_steps)
-        self.kind, self.warmup_steps, self.power = kind, int(warmup_steps), float(power)
+        self.learning_rate, self.total_steps = learning_rate, total_steps
+        self.kind, self.warmup_steps, self.power = kind, warmup_steps, power
 
     def __call__(self, step):
         step = keras.ops.cast(step, "float32")
@@ -172,9 +202,11 @@ def learning_rate_schedule(learning_rate, kind="constant", total_steps=None, war
         'cosine'
     """
     check_choice("lr_schedule", kind, LR_SCHEDULES)
+    _check_rate("learning_rate", learning_rate)
+    _check_steps("warmup_steps", warmup_steps, 0)
     if kind == "constant" and not warmup_steps:
         return learning_rate
-    if not total_steps:
+    if total_steps is None or isinstance(total_steps, (bool, np.bool_)) or total_steps == 0:
         raise ValueError(f"lr_schedule={kind!r} needs the run's total steps. Received: "
                          f"total_steps={total_steps!r}")
     return WarmupDecay(learning_rate, total_steps, kind=kind, warmup_steps=warmup_steps)
@@ -208,18 +240,25 @@ def make_optimizer(name="sgd", learning_rate=1e-4, *, momentum=PAPER_MOMENTUM,
         >>> optimizer = make_optimizer("adam", 1e-4)
     """
     check_choice("optimizer", name, OPTIMIZERS)
-    if isinstance(learning_rate, (int, float)) and not learning_rate > 0:
-        raise ValueError(f"`learning_rate` must be positive. Received: "
-                         f"learning_rate={learning_rate!r}")
-    if not 0 <= (ema_decay or 0.0) < 1:
-        raise ValueError(f"`ema_decay` must be in [0, 1) (0: off). Received: "
-                         f"ema_decay={ema_decay!r}")
-    ema = {"use_ema": True, "ema_momentum": float(ema_decay)} if ema_decay else {}
+    if not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule) \
+            and not callable(learning_rate):
+        # A number: finite and positive (infinity used to be accepted, a numpy float refused
+        # by Keras without naming it).
+        learning_rate = _check_rate("learning_rate", learning_rate)
+    ema_decay = _check_number("ema_decay", 0.0 if ema_decay is None else ema_decay,
+                              "in [0, 1) (0: off)", lambda v: 0 <= v < 1)
+    # Keras ignores a clipnorm <= 0 (or NaN) without a word: no clipping at all.
+    if clipnorm is not None:
+        clipnorm = _check_rate("clipnorm", clipnorm)
+    ema = {"use_ema": True, "ema_momentum": ema_decay} if ema_decay else {}
     if name == "sgd":
         return CaffeSGD(learning_rate=learning_rate, momentum=momentum,
                         bias_lr_multiplier=bias_lr_multiplier, clipnorm=clipnorm, **ema)
+    # A negative decay grows the weights, a NaN one makes them NaN at the first step.
+    weight_decay = _check_number("weight_decay", 0.0 if weight_decay is None else weight_decay,
+                                 "a finite number >= 0 (0 or None: off)", lambda v: v >= 0)
     optimizer = keras.optimizers.AdamW(learning_rate=learning_rate,
-                                       weight_decay=weight_decay or 0.0, clipnorm=clipnorm,
+                                       weight_decay=weight_decay, clipnorm=clipnorm,
                                        **ema)
     optimizer.exclude_from_weight_decay(var_names=["bias"])
     return optimizer
@@ -241,6 +280,9 @@ def apply_kernel_l2(model, weight_decay):
     Example:
         apply_kernel_l2(model, 5e-4)
     """
+    if weight_decay is not None:
+        weight_decay = _check_number("weight_decay", weight_decay,
+                                     "a finite number >= 0 (0 or None: off)", lambda v: v >= 0)
     regularizer = keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
     count = 0
     for layer in all_layers(model):
@@ -262,6 +304,7 @@ def default_learning_rate(optimizer, loss_reduction, variant, pixels):
         >>> round(default_learning_rate("sgd", "mean", "32s", 500 * 375), 12)
         1.875e-05
     """
+    check_choice("optimizer", optimizer, OPTIMIZERS)  # "Adam" used to get SGD's rate
     if optimizer == "adam":
         return ADAM_LEARNING_RATE
     check_choice("variant", variant, tuple(PAPER_LEARNING_RATES_SUM))

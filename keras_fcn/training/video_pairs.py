@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_fcn import io
+from keras_fcn._checks import as_size, check_positive_int
 from keras_fcn.data import warp as warp_lib
 from keras_fcn.inference import video
 
@@ -45,9 +46,17 @@ def estimate_flow(first, second):
         flow, valid = estimate_flow(frame_a, frame_b)
     """
     cv2 = _cv2()
+    if np.shape(first) != np.shape(second) or np.ndim(first) != 3:
+        raise ValueError(f"estimate_flow needs two RGB frames of one (H, W, 3) shape. "
+                         f"Received: {np.shape(first)} and {np.shape(second)}")
     gray = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in (first, second)]
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    backward = dis.calc(gray[1], gray[0], None)  # second(p) ~ first(p + backward(p))
+    try:
+        backward = dis.calc(gray[1], gray[0], None)  # second(p) ~ first(p + backward(p))
+    except cv2.error as e:  # e.g. frames under 12 pixels
+        raise ValueError(f"OpenCV's DIS optical flow cannot run on frames of "
+                         f"{gray[0].shape[1]}x{gray[0].shape[0]} pixels (a larger --image_size?): "
+                         f"{str(e).strip().splitlines()[-1]}") from None
     forward = dis.calc(gray[0], gray[1], None)
     height, width = gray[0].shape
     source = warp_lib.pixel_grid(height, width).numpy() + backward
@@ -86,6 +95,11 @@ def video_pairs(folder, size, *, step=1, max_pairs=None):
     Example:
         first, second, flow, valid = next(video_pairs("footage/", (180, 240)))
     """
+    # `index % step` with 0 divided by zero, a negative or fractional step skipped frames
+    # its own way, and max_pairs=0 (falsy) read every pair.
+    step = check_positive_int("step", step)
+    max_pairs = check_positive_int("max_pairs", max_pairs, allow_none=True)
+    size = as_size("size", size)
     count = 0
     for frames in _clips(folder):
         previous = None
@@ -111,7 +125,7 @@ def video_pair_dataset(folder, size, *, step=1, max_pairs=None):
     Example:
         pairs = video_pair_dataset("footage/", (180, 240)).repeat().batch(4)
     """
-    pairs = list(video_pairs(folder, tuple(size), step=step, max_pairs=max_pairs))
+    pairs = list(video_pairs(folder, size, step=step, max_pairs=max_pairs))
     if not pairs:
         raise ValueError(f"unlabelled_video_dir holds no two consecutive frames (videos or "
                          f"folders of images). Received: {folder!r}")
