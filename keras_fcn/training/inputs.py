@@ -67,6 +67,28 @@ def resize_images(decoded, size, resize_masks=True):
                        num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def check_temporal_options(config):
+    """Checks the temporal-consistency options before anything is read or written: the warp
+    limits, and that --temporal_warp, --temporal_loss and --unlabelled_video_dir come with
+    --temporal_consistency > 0 (a ValueError names them).
+
+    Example:
+        >>> check_temporal_options(keras_fcn.training.TrainConfig().replace(
+        ...     temporal_warp=(2.0, 0.01, 0.5)))
+        Traceback (most recent call last):
+        ValueError: temporal_warp and temporal_loss need temporal_consistency > 0. ...
+    """
+    optim = config.optim
+    if optim.temporal_consistency:
+        data_lib.warp_limits(optim.temporal_warp)
+    elif optim.temporal_warp or optim.temporal_loss != consistency.DEFAULT_KIND:
+        raise ValueError("temporal_warp and temporal_loss need temporal_consistency > 0. "
+                         f"Received: temporal_consistency={optim.temporal_consistency!r}")
+    elif config.data.unlabelled_video_dir:
+        raise ValueError("unlabelled_video_dir needs temporal_consistency > 0. Received: "
+                         f"temporal_consistency={optim.temporal_consistency!r}")
+
+
 def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
     """Builds the train, validation and final-evaluation pipelines of a run.
 
@@ -95,12 +117,6 @@ def make_pipelines(config, train_decoded, val_decoded, info, num_replicas=1):
                                              **data_lib.warp_limits(config.optim.temporal_warp))
         if config.data.unlabelled_video_dir:
             train_ds = _with_video_pairs(config, train_ds)
-    elif config.optim.temporal_warp or config.optim.temporal_loss != consistency.DEFAULT_KIND:
-        raise ValueError("temporal_warp and temporal_loss need temporal_consistency > 0. "
-                         f"Received: temporal_consistency={config.optim.temporal_consistency!r}")
-    elif config.data.unlabelled_video_dir:
-        raise ValueError("unlabelled_video_dir needs temporal_consistency > 0. Received: "
-                         f"temporal_consistency={config.optim.temporal_consistency!r}")
     if config.optim.steps_per_epoch is not None:
         train_ds = train_ds.repeat()
     val_ds = data_lib.prepare_dataset(resize_images(val_decoded, size),

@@ -453,6 +453,10 @@ def run(config):
     check_model(config)
     if config.run.eval_scales:  # checked now, not after hours of training
         check_scales(config.run.eval_scales)
+    if _tf.HAS_TENSORFLOW:  # the temporal options are tf.data's; before the run folder is made
+        from keras_fcn.training.inputs import check_temporal_options
+
+        check_temporal_options(config)
     strategy = make_strategy(config.run.strategy)
     keras.utils.set_random_seed(config.run.seed)
     keras.mixed_precision.set_global_policy("float32")  # models are converted after building
