@@ -43,6 +43,7 @@ from keras_fcn.training.run_dir import (
     MODEL_FILE,
     completed_run,
     prepare_run_dir,
+    run_inputs,
     write_run_config,
 )
 
@@ -53,25 +54,6 @@ VARIANTS = {"fcn32s": "32s", "fcn16s": "16s", "fcn8s": "8s", "fcn8s_at_once": "8
 # weights would not load. The initial --weights are not among them (a resume loads its backup).
 RESUME_FLAGS = ("dataset", "num_classes", "model", "backbone", "widths", "fc_units",
                 "trainable_upsampling")
-
-
-def run_inputs(config):
-    """{flag: path} of the paths a run reads (data folders, weights and class-weight files),
-    which its run directory must not be or contain (`prepare_run_dir`).
-
-    Example:
-        >>> run_inputs(TrainConfig().replace(data_dir="/data/camvid"))
-        {'data_dir': '/data/camvid'}
-    """
-    data, model = config.data, config.model
-    paths = {"data_dir": data.data_dir, "val_data_dir": data.val_data_dir,
-             "unlabelled_video_dir": data.unlabelled_video_dir,
-             "weights": model.weights if isinstance(model.weights, str) and
-             os.path.exists(os.path.expanduser(model.weights)) else None,
-             "class_weights": config.optim.class_weights
-             if isinstance(config.optim.class_weights, str) and
-             os.path.exists(os.path.expanduser(config.optim.class_weights)) else None}
-    return {name: path for name, path in paths.items() if path}
 
 
 def check_model(config):

@@ -130,6 +130,25 @@ def check_inputs_outside(run_dir, inputs):
                 f"{str(run_dir)!r}, {name or 'input'}={str(path)!r}")
 
 
+def run_inputs(config):
+    """{flag: path} of the paths a run reads (data folders, weights and class-weight files),
+    which its run directory must not be or contain (`prepare_run_dir`).
+
+    Example:
+        >>> run_inputs(keras_fcn.training.TrainConfig().replace(data_dir="/data/camvid"))
+        {'data_dir': '/data/camvid'}
+    """
+    data, model = config.data, config.model
+    paths = {"data_dir": data.data_dir, "val_data_dir": data.val_data_dir,
+             "unlabelled_video_dir": data.unlabelled_video_dir,
+             "weights": model.weights if isinstance(model.weights, str) and
+             os.path.exists(os.path.expanduser(model.weights)) else None,
+             "class_weights": config.optim.class_weights
+             if isinstance(config.optim.class_weights, str) and
+             os.path.exists(os.path.expanduser(config.optim.class_weights)) else None}
+    return {name: path for name, path in paths.items() if path}
+
+
 def prepare_run_dir(run_dir, *, resume=False, overwrite=False, inputs=()):
     """Creates `run_dir`, refusing to reuse a run directory unless asked.
 
