@@ -404,8 +404,10 @@ def test_expand_inputs_names_and_failures(tmp_path):
     ({"model": "nope.keras"}, "nope.keras"),
 ])
 def test_run_rejects_bad_options(tmp_path, saved_model, change, word):
-    opts = predictor.PredictOptions(model=saved_model, inputs=[str(tmp_path)],
-                                output_dir=str(tmp_path))
+    (tmp_path / "in").mkdir()
+    Image.fromarray(random_image(4, 4)).save(tmp_path / "in" / "a.png")  # an input: not empty
+    opts = predictor.PredictOptions(model=saved_model, inputs=[str(tmp_path / "in")],
+                                    output_dir=str(tmp_path / "out"))
     for key, value in change.items():
         setattr(opts, key, value)
     with pytest.raises(ValueError, match=word):

@@ -200,3 +200,16 @@ def test_with_preprocessing_refuses_a_model_that_does_not_take_rgb():
                              input_shape=(None, None, 4))
     with pytest.raises(ValueError, match="takes 4-channel input"):
         models.with_preprocessing(model)
+
+
+def test_predict_with_no_input_at_all_is_a_user_error_before_the_model_loads(tmp_path):
+    from keras_fcn.inference import files, predictor
+
+    model = tmp_path / "never_loaded.keras"
+    model.write_bytes(b"not a model: loading it would fail with another message")
+    opts = predictor.PredictOptions(model=str(model),
+                                    inputs=[str(tmp_path / "nope.png"), str(tmp_path / "*.jpg")],
+                                    output_dir=str(tmp_path / "out"))
+    with pytest.raises(FileNotFoundError, match=r"No image or video to predict in --input=.*"
+                                                r"nope\.png.*\*\.jpg: pattern matched no file"):
+        files.run(opts)

@@ -289,8 +289,9 @@ def run(opts):
         opts: a :class:`PredictOptions`.
 
     Returns:
-        A :class:`Report`. Raises ValueError for bad options only; unreadable inputs are
-        reported in ``report.failures``.
+        A :class:`Report`. Raises ValueError for bad options, FileNotFoundError when no input
+        names an image or video; unreadable inputs among others are reported in
+        ``report.failures``.
 
     Example:
         report = run(PredictOptions(model="m.keras", inputs=["frames/"], output_dir="out"))
@@ -299,6 +300,10 @@ def run(opts):
     opts.check()
     report = Report()
     items = expand_inputs(opts.inputs, opts.output_dir, report)
+    if not items:  # nothing to predict: a user error (exit 2), not a batch with failures
+        found = "; ".join(f"{path}: {message}" for path, message in report.failures[:3])
+        raise FileNotFoundError(f"No image or video to predict in --input={list(opts.inputs)!r}"
+                                + (f" ({found})" if found else ""))
     predictor = Predictor(opts)
     write = _output_writer(report, opts.overwrite)
     sequences = {}
