@@ -143,6 +143,22 @@ def check_scales(scales):
     return tuple(float(s) for s in values)
 
 
+def count_non_finite(values):
+    """The number of NaN or infinite entries of the numpy array ``values`` (0 for integers).
+
+    One float64 sum decides first, so a finite array (the usual case) costs no boolean copy of
+    its size: a 12000x12000 image's probabilities would need hundreds of MB for one.
+
+    Example:
+        >>> count_non_finite(np.array([1.0, np.nan, np.inf]))
+        2
+    """
+    values = np.asarray(values)
+    if values.dtype.kind != "f" or np.isfinite(values.sum(dtype="float64")):
+        return 0
+    return int(values.size - np.count_nonzero(np.isfinite(values)))
+
+
 def check_finite_scores(bad_count, what="model output"):
     """Raises ``ValueError`` when ``bad_count`` (non-finite logits or probabilities) is not 0:
     their argmax would silently label those pixels class 0.

@@ -12,6 +12,8 @@ Example:
 
 import numpy as np
 
+from keras_fcn._checks import count_non_finite
+
 KINDS = ("single", "batch", "list")
 
 
@@ -40,9 +42,9 @@ def check_image(index, array):
                          f"max={array.max()}, dtype={array.dtype}); expected RGB in [0, 255]. "
                          "Scale 16-bit images first, e.g. (image // 257).astype('uint8').")
     # NaN/Inf pass through the network without an error and give meaningless labels.
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise ValueError(f"Image {index} has {int(np.size(array) - np.isfinite(array).sum())} "
-                         "NaN or infinite values.")
+    bad = count_non_finite(array)
+    if bad:
+        raise ValueError(f"Image {index} has {bad} NaN or infinite values.")
 
 
 def as_image_list(images):

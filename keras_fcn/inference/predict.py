@@ -15,7 +15,7 @@ Example:
 import numpy as np
 import tensorflow as tf
 
-from keras_fcn._checks import check_finite_scores, check_scales
+from keras_fcn._checks import check_finite_scores, check_scales, count_non_finite
 from keras_fcn.inference.forward import forward_batches
 from keras_fcn.inference.images import as_image_list, map_same_size, restore_kind
 
@@ -200,7 +200,6 @@ def predict(model, images, *, batch_size=1, tile_size="auto", tile_overlap=64, t
                                      flip=tta_flip, precision=precision,
                                      jit_compile=jit_compile),
         arrays)
-    check_finite_scores(sum(int(np.size(p) - np.isfinite(p).sum()) for p in probs),
-                        "model's softmax")
+    check_finite_scores(sum(count_non_finite(p) for p in probs), "model's softmax")
     labels = restore_kind([np.argmax(p, axis=-1).astype("int32") for p in probs], kind)
     return (labels, restore_kind(probs, kind)) if return_probabilities else labels

@@ -15,7 +15,7 @@ import numpy as np
 
 from keras_fcn import losses as losses_lib
 from keras_fcn import metrics as metrics_lib
-from keras_fcn._checks import check_finite_scores, check_positive_int
+from keras_fcn._checks import check_finite_scores, check_positive_int, count_non_finite
 from keras_fcn.labels import IGNORE_LABEL
 
 def _output_classes(model):
@@ -156,7 +156,7 @@ def evaluate_segmentation(model, dataset, num_classes, ignore_label=IGNORE_LABEL
         for key, n in classes.items():
             logits = np.asarray(outputs[key] if per_output else outputs)
             # NaN logits (a diverged model) argmax to class 0: a believable score otherwise.
-            check_finite_scores(np.count_nonzero(~np.isfinite(logits)),
+            check_finite_scores(count_non_finite(logits),
                                 "model output" if key is None else f"{key!r} output")
             target = labels[key] if per_output else labels
             preds = np.argmax(logits, axis=-1)
