@@ -284,3 +284,34 @@ def test_siftflow_synthetic_cleans_its_fake_files_and_honours_epochs(tmp_path):
     metrics = json.load(open(run / "metrics.json"))
     assert metrics["epochs"] == 1 and len(metrics["history"]) == 1
     assert json.load(open(run / "config.json"))["flags"]["variant"] == "16s"
+
+
+# ---------------------------- a finished run, resumed with other --epochs ----
+
+
+def test_a_finished_run_is_not_reused_for_other_epochs(tmp_path):
+    """`--resume` of a run that finished after 2 epochs with `--epochs 5` printed "nothing to
+    resume" and kept the 2-epoch model: now an error that says how to train further."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"the finished model")
+    io.write_json(str(run / "metrics.json"), {"status": "completed", "epochs": 2})
+    assert run_dir_lib.finished_run(str(run), 2)["epochs"] == 2
+    assert run_dir_lib.finished_run(str(tmp_path / "none"), 5) is None
+    config = train.TrainConfig().replace(epochs=5, resume=True, output_dir=str(run))
+    with pytest.raises(ValueError) as error:
+        train.train_one(config, "32s", run_dir=str(run), data=(None,) * 4, strategy=None,
+                        weights=None, learning_rate=1e-3, class_weights=None, pixels=64)
+    assert str(error.value) == (
+        f"The run in '{run}' is complete after 2 epochs; a finished run is not trained further "
+        "(its learning-rate schedule ran to its end). Received: epochs=5. Start a new run from "
+        f"its weights (--weights {run / 'model.keras'} and another --output_dir), or train it "
+        "again with --overwrite.")
+    assert (run / "model.keras").read_bytes() == b"the finished model"
+    # A staged run's finished stage is checked the same way (it is reused without --resume).
+    (run / "fcn32s").mkdir()
+    os.replace(run / "model.keras", run / "fcn32s" / "model.keras")
+    os.replace(run / "metrics.json", run / "fcn32s" / "metrics.json")
+    with pytest.raises(ValueError, match="is complete after 2 epochs.*epochs=5"):
+        train.train_staged(config, run_dir=str(run), data=(None,) * 4, strategy=None,
+                           class_weights=None, pixels=64 * 64, stages=("32s",))

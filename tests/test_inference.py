@@ -18,7 +18,7 @@ from keras_fcn.inference import files, predictor
 from keras_fcn.inference.forward import forward_fn
 from keras_fcn.inference.predict import tile_starts
 from keras_fcn.labels import VOC_CLASSES, voc_palette
-from keras_fcn.layers import preprocess_input
+from keras_fcn.layers import CaffePreprocessing, preprocess_input
 from keras_fcn.models import build_fcn
 from keras_fcn.models.inspect import has_preprocessing
 from tiny import randomize_scores, tiny_fcn
@@ -28,10 +28,13 @@ HAS_AV = importlib.util.find_spec("av") is not None
 
 
 def pointwise_model(num_classes=4):
-    """A 1x1-conv model: every output pixel sees only its own input pixel."""
+    """A 1x1-conv model: every output pixel sees only its own input pixel. It takes RGB
+    0..255 itself (its own ``preprocess`` layer): a model of one's own without one is refused,
+    its preprocessing unknown."""
     inputs = keras.Input((None, None, 3))
+    x = keras.layers.Identity(name="preprocess")(inputs)
     outputs = keras.layers.Conv2D(num_classes, 1, kernel_initializer="glorot_uniform",
-                                  bias_initializer="random_normal")(inputs)
+                                  bias_initializer="random_normal")(x)
     return keras.Model(inputs, outputs)
 
 
@@ -175,14 +178,15 @@ def test_mc_dropout_variance_zero_without_dropout_positive_with():
 
 def test_mc_dropout_keeps_batchnorm_in_inference_mode():
     inputs = keras.Input((None, None, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    x = CaffePreprocessing(name="preprocess")(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same")(x)
     x = keras.layers.BatchNormalization(name="bn")(x)
     x = keras.layers.Dropout(0.0, name="drop")(x)
     model = keras.Model(inputs, keras.layers.Conv2D(3, 1)(x))
     bn = model.get_layer("bn")
     bn.moving_mean.assign(np.full(4, 3.0, "float32"))
     bn.moving_variance.assign(np.full(4, 2.0, "float32"))
-    x = preprocess_input(random_image(9, 9)[None].astype("float32"))
+    x = random_image(9, 9)[None].astype("float32")
     mc = inf.mc_dropout_model(model)
     np.testing.assert_allclose(mc(x), model(x, training=False), atol=1e-5)
     inf.mc_dropout(model, random_image(9, 9), num_samples=3)

@@ -392,6 +392,14 @@ def test_inspect_tells_backbone_classes_and_preprocessing_through_wrappers():
         "formula": "RGB -> BGR, minus mean_bgr, no scaling"}
     with pytest.raises(ValueError, match="already has a 'preprocess' layer"):
         models.with_preprocessing(wrapped)
+    # A model of one's own (no recorded trunk, no keras_fcn trunk's layers): its
+    # preprocessing is unknown, and is no longer guessed to be VGG16's Caffe mean.
+    own = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(4, 1)])
+    for tell in (models.backbone_of, models.preprocessing_fn, models.normalization_of,
+                 models.raw_rgb_model):
+        with pytest.raises(ValueError, match=r"Cannot tell the trunk of model 'sequential.*"
+                                             r"layer named 'preprocess'"):
+            tell(own)
 
 
 def test_backbone_of_tells_every_trunk():

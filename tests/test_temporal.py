@@ -243,6 +243,12 @@ def test_flow_flicker_static_clip_is_zero_and_tiny_clip_by_hand():
     # Probabilities give the same labels after the warp of an integer shift.
     one_hot = np.eye(10)[first]
     assert temporal.flow_changes(one_hot, np.eye(10)[second], flow, valid) == (1, 5)
+    # An unknown (NaN or infinite) flow leaves its pixel out, as the occluded one: it failed
+    # as a TensorFlow gather error. (1, 2), the changed pixel, unknown: nothing changed.
+    unknown = flow.copy()
+    unknown[1, 2, 0], unknown[0, 1, 1] = np.nan, np.inf
+    assert temporal.flow_changes(first, second, unknown, valid) == (0, 3)
+    assert temporal.flow_changes(one_hot, np.eye(10)[second], unknown) == (0, 4)
 
 
 def test_hysteresis_needs_lasting_evidence():

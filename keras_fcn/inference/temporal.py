@@ -147,7 +147,8 @@ def flow_changes(previous, current, flow, valid=None):
         flow: ``(H, W, 2)`` backward flow: pixel ``p`` of ``current`` shows what pixel
             ``p + flow[p]`` (``(x, y)``) of ``previous`` shows.
         valid: optional ``(H, W)`` bool, False at occluded pixels; pixels whose
-            ``p + flow[p]`` is outside the frame are left out as well.
+            ``p + flow[p]`` is outside the frame, or whose flow is NaN or infinite (an
+            unknown flow, as optical-flow files mark it), are left out as well.
 
     Returns:
         ``(changed, compared)`` pixel counts.
@@ -166,8 +167,10 @@ def flow_changes(previous, current, flow, valid=None):
         raise ValueError(f"previous, current (H, W) and flow (H, W, 2) must match. Received: "
                          f"previous={previous.shape}, current={current.shape}, "
                          f"flow={flow.shape}")
+    known = np.isfinite(flow).all(-1)
+    flow = np.where(known[..., None], flow, 0.0).astype("float32")  # sampled, then left out
     source = warp_lib.pixel_grid(height, width) + flow
-    keep = warp_lib.inside(source, height, width).numpy()
+    keep = warp_lib.inside(source, height, width).numpy() & known
     if valid is not None:
         keep &= np.asarray(valid, dtype=bool)
     if previous.ndim == 3:

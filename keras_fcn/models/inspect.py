@@ -16,8 +16,9 @@ Example:
 
 import keras
 
+from keras_fcn.layers import CaffePreprocessing
 from keras_fcn.models.mobilenet_v2 import PadToMultiple
-from keras_fcn.models.trunk import FCN, all_layers, get_trunk
+from keras_fcn.models.trunk import CAFFE, FCN, all_layers, get_trunk
 
 __all__ = ["all_layers", "backbone_of", "legacy_backbone", "has_preprocessing",
            "preprocessing_fn", "normalization_of", "num_classes_of", "with_preprocessing",
@@ -36,7 +37,13 @@ def legacy_backbone(model):
     """The trunk of a model that recorded none (saved by keras_fcn 0.1.x), told from its
     layers: a MobileNetV2 FCN pads its input with a :class:`PadToMultiple` layer,
     FCN-GoogLeNet has ``inception_3a_*`` layers and FCN-AlexNet a ``norm1`` local response
-    normalization; 0.1.x had no other trunk than VGG16."""
+    normalization and a VGG16 FCN (0.1.x's only other trunk) ``conv1_1`` and ``fc6``.
+
+    Raises:
+        ValueError: the model has none of these marks (it was not built by keras_fcn), so
+            its input preprocessing cannot be told; preprocess its input yourself, or add
+            a ``preprocess`` layer (:func:`has_preprocessing`).
+    """
     names = set()
     for layer in all_layers(model):
         if isinstance(layer, PadToMultiple):
@@ -46,7 +53,13 @@ def legacy_backbone(model):
         return "googlenet"
     if "norm1" in names:
         return "alexnet"
-    return "vgg16"
+    if {"conv1_1", "fc6"} <= names:
+        return "vgg16"
+    raise ValueError(
+        f"Cannot tell the trunk of model {model.name!r}: it records no backbone (it was not "
+        "built by keras_fcn) and has none of the layers of keras_fcn's VGG16, MobileNetV2, "
+        "AlexNet or GoogLeNet FCNs, so its input preprocessing is unknown. Build it with "
+        "keras_fcn, or give it its own layer named 'preprocess' that takes RGB 0..255.")
 
 
 def backbone_of(model):
@@ -55,6 +68,9 @@ def backbone_of(model):
     Read from the model (``model.backbone``, kept in its saved config), or from the FCN
     nested in a wrapper; a model saved by keras_fcn 0.1.x falls back to
     :func:`legacy_backbone`.
+
+    Raises:
+        ValueError: a model that records no trunk and has no keras_fcn trunk's layers.
 
     Example:
         >>> backbone_of(keras_fcn.build_fcn32s(weights=None))
@@ -86,6 +102,10 @@ def preprocessing_fn(model):
         AlexNet and GoogLeNet, ``mobilenet_v2_preprocess_input`` (``x / 127.5 - 1``) for
         MobileNetV2.
 
+    Raises:
+        ValueError: a model without a ``preprocess`` layer whose trunk cannot be told
+            (:func:`legacy_backbone`): its preprocessing is unknown.
+
     Example:
         >>> preprocessing_fn(keras_fcn.build_fcn8s(weights=None)) is keras_fcn.preprocess_input
         True
@@ -105,10 +125,17 @@ def normalization_of(model):
         ``{"type": "scale", "scale": 1/127.5, "offset": -1.0, "formula": ...}`` for
         MobileNetV2.
 
+    Raises:
+        ValueError: a model that records no trunk, has no keras_fcn trunk's layers
+            (:func:`legacy_backbone`) and no :class:`keras_fcn.CaffePreprocessing` layer.
+
     Example:
         >>> normalization_of(keras_fcn.build_fcn32s(weights=None))["type"]
         'caffe_bgr_mean'
     """
+    if recorded_fcn(model) is None and any(isinstance(layer, CaffePreprocessing)
+                                           for layer in all_layers(model)):
+        return CAFFE.normalization(model)  # a model of one's own with keras_fcn's Caffe layer
     return get_trunk(backbone_of(model)).preprocessing.normalization(model)
 
 

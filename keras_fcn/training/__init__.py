@@ -87,6 +87,7 @@ from keras_fcn.training.recipe import (  # noqa: F401
 from keras_fcn.training.run_dir import (  # noqa: F401
     RUN_FILES,
     completed_run,
+    finished_run,
     model_labels,
     plot_curves,
     prepare_run_dir,

@@ -41,7 +41,7 @@ from keras_fcn.training.optimizers import (
 )
 from keras_fcn.training.run_dir import (
     MODEL_FILE,
-    completed_run,
+    finished_run,
     prepare_run_dir,
     run_inputs,
     write_run_config,
@@ -160,7 +160,7 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
                                   learning_rate=1e-3, class_weights=None, pixels=64 * 64)
     """
     train_ds, val_ds, eval_ds, info = data
-    done = completed_run(run_dir) if config.run.resume else None
+    done = finished_run(run_dir, config.optim.epochs) if config.run.resume else None
     if done is not None:
         print(f"FCN-{variant}: the run in {run_dir} is complete; nothing to resume.")
         return _load_finished(run_dir, strategy), dict(done, run_dir=run_dir)
@@ -294,7 +294,7 @@ def train_staged(config, *, run_dir, data, strategy, class_weights, pixels,
     weights, reports, model = config.model.weights, {}, None
     for stage, rate in zip(stages, rates):
         stage_dir = os.path.join(run_dir, f"fcn{stage}")
-        done = completed_run(stage_dir)
+        done = finished_run(stage_dir, (stage_configs or {}).get(stage, config).optim.epochs)
         if done is not None:
             print(f"FCN-{stage}: already trained in {stage_dir}, reusing it.", flush=True)
             model = _load_finished(stage_dir)

@@ -310,6 +310,29 @@ def completed_run(run_dir):
     return report if report.get("status") == "completed" else None
 
 
+def finished_run(run_dir, epochs):
+    """The report of a run that finished in `run_dir` (:func:`completed_run`), or None.
+
+    Raises:
+        ValueError: the run finished after another number of epochs than `epochs`: its
+            learning-rate schedule ran to its end, so it is not trained further, and reusing
+            it as is would give fewer (or more) epochs than asked.
+
+    Example:
+        done = finished_run("runs/voc/fcn32s", epochs=10)
+    """
+    done = completed_run(run_dir)
+    trained = None if done is None else done.get("epochs")
+    if trained is not None and trained != epochs:
+        raise ValueError(
+            f"The run in '{run_dir}' is complete after {trained} epochs; a finished run is not "
+            f"trained further (its learning-rate schedule ran to its end). Received: "
+            f"epochs={epochs}. Start a new run from its weights (--weights "
+            f"{os.path.join(run_dir, MODEL_FILE)} and another --output_dir), or train it "
+            "again with --overwrite.")
+    return done
+
+
 def plot_curves(history, path, title=None, metric="mean_iu"):
     """Plots loss (train/val) and `metric` (train/val) per epoch into a PNG.
 
