@@ -189,9 +189,13 @@ class ResizeToReference(keras.layers.Layer):
         x, reference = inputs
         height, width = reference.shape[1], reference.shape[2]
         if height is None or width is None:
-            shape = ops.shape(reference)
-            height = shape[1] if height is None else height
-            width = shape[2] if width is None else width
+            # Only a TensorFlow graph has sizes unknown until it runs (an any-size SavedModel);
+            # keras.ops.image.resize takes Python ints, tf.image.resize a size tensor (the same
+            # half-pixel bilinear resize).
+            import tensorflow as tf
+
+            size = tf.shape(reference)[1:3]
+            return tf.cast(tf.image.resize(x, size, method="bilinear", antialias=False), x.dtype)
         return ops.image.resize(x, (height, width), interpolation="bilinear", antialias=False)
 
     def compute_output_shape(self, input_shapes):

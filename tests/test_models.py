@@ -400,6 +400,21 @@ def test_inspect_tells_backbone_classes_and_preprocessing_through_wrappers():
         with pytest.raises(ValueError, match=r"Cannot tell the trunk of model 'sequential.*"
                                              r"layer named 'preprocess'"):
             tell(own)
+    # Its own 'preprocess' layer describes it (export metadata), as it does a wrapper's.
+    identity = keras.Sequential([keras.Input((None, None, 3)),
+                                 keras.layers.Identity(name="preprocess"), own])
+    assert models.normalization_of(identity) == {
+        "type": "custom", "layer": "Identity",
+        "formula": "the model's own 'preprocess' layer (Identity) on RGB 0..255"}
+    assert models.raw_rgb_model(identity) is identity
+    scaled = keras.Sequential([keras.Input((None, None, 3)),
+                               keras.layers.Rescaling(1 / 255, name="preprocess"), plain])
+    assert models.normalization_of(scaled) == {
+        "type": "scale", "scale": 1 / 255, "offset": 0.0, "formula": "x * 0.00392157 + 0 on RGB"}
+    mobilenet = build_fcn("32s", num_classes=3, weights=None, backbone="mobilenet_v2",
+                          include_preprocessing=True)
+    assert models.normalization_of(mobilenet) == {
+        "type": "scale", "scale": 1 / 127.5, "offset": -1.0, "formula": "x / 127.5 - 1 on RGB"}
 
 
 def test_backbone_of_tells_every_trunk():

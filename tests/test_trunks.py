@@ -261,3 +261,29 @@ def test_resize_to_reference_is_half_pixel_bilinear(size):
     x = np.random.default_rng(5).normal(size=(2, 5, 7, 3)).astype("float32")
     got = np.asarray(ResizeToReference()([x, np.zeros((2, *size, 1), "float32")]))
     np.testing.assert_allclose(got, _resize_numpy(x, size), rtol=0, atol=1e-5)
+    # Sizes unknown until the graph runs (an any-size SavedModel of a ResNet FCN): it failed
+    # as "a symbolic tf.Tensor as a Python bool".
+    import tensorflow as tf
+
+    spec = [tf.TensorSpec([2, None, None, 3]), tf.TensorSpec([2, None, None, 1])]
+    resize = tf.function(lambda a, b: ResizeToReference()([a, b]), input_signature=spec)
+    graph = resize(tf.constant(x), tf.zeros((2, *size, 1))).numpy()
+    np.testing.assert_allclose(graph, _resize_numpy(x, size), rtol=0, atol=1e-5)
+
+
+def test_any_size_saved_model_of_a_resnet_fcn(tmp_path):
+    """tools/export.py's default (an any-size SavedModel) failed for every ResNet FCN."""
+    import tensorflow as tf
+
+    from keras_fcn import export
+
+    model = keras_fcn.build_fcn("dilated", num_classes=3, weights=None, backbone="resnet50",
+                                widths=(4, 4, 8, 8))
+    export.export_saved_model(model, str(tmp_path / "sm"))
+    served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
+    predict = export.keras_predictor(model)
+    for size in ((40, 56), (33, 47)):
+        image = np.random.default_rng(0).integers(0, 256, (1, *size, 3)).astype("uint8")
+        probabilities = served(images=tf.constant(image))["probabilities"].numpy()
+        want = keras.ops.convert_to_numpy(keras.ops.softmax(predict(image[0])))
+        np.testing.assert_allclose(probabilities[0], want, atol=1e-5)

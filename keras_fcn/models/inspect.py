@@ -15,8 +15,9 @@ Example:
 """
 
 import keras
+import numpy as np
 
-from keras_fcn.layers import CaffePreprocessing
+from keras_fcn.layers import CaffePreprocessing, ImageNetNormalization
 from keras_fcn.models.mobilenet_v2 import PadToMultiple
 from keras_fcn.models.trunk import CAFFE, FCN, all_layers, get_trunk
 
@@ -125,18 +126,41 @@ def normalization_of(model):
         ``{"type": "scale", "scale": 1/127.5, "offset": -1.0, "formula": ...}`` for
         MobileNetV2.
 
+        A model with its own ``preprocess`` layer is described by that layer (a
+        ``Rescaling`` as ``{"type": "scale", ...}``, a layer keras_fcn does not know as
+        ``{"type": "custom", "layer": <class name>, ...}``), whatever its trunk.
+
     Raises:
-        ValueError: a model that records no trunk, has no keras_fcn trunk's layers
-            (:func:`legacy_backbone`) and no :class:`keras_fcn.CaffePreprocessing` layer.
+        ValueError: a model without a ``preprocess`` layer that records no trunk and has no
+            keras_fcn trunk's layers (:func:`legacy_backbone`).
 
     Example:
         >>> normalization_of(keras_fcn.build_fcn32s(weights=None))["type"]
         'caffe_bgr_mean'
     """
-    if recorded_fcn(model) is None and any(isinstance(layer, CaffePreprocessing)
-                                           for layer in all_layers(model)):
-        return CAFFE.normalization(model)  # a model of one's own with keras_fcn's Caffe layer
-    return get_trunk(backbone_of(model)).preprocessing.normalization(model)
+    own = next((layer for layer in all_layers(model) if layer.name == "preprocess"), None)
+    if own is None:
+        return get_trunk(backbone_of(model)).preprocessing.normalization(model)
+    return _layer_normalization(own, model)
+
+
+def _layer_normalization(layer, model):
+    """What the model's own ``preprocess`` layer does, told from the layer itself (a wrapper
+    may hold one other than the trunk's)."""
+    if isinstance(layer, CaffePreprocessing):
+        return CAFFE.normalization(model)
+    if isinstance(layer, ImageNetNormalization):
+        return get_trunk("resnet50").preprocessing.normalization(model)
+    if isinstance(layer, keras.layers.Rescaling) and all(
+            np.size(value) == 1 for value in (layer.scale, layer.offset)):
+        scale, offset = float(np.squeeze(layer.scale)), float(np.squeeze(layer.offset))
+        mobilenet = get_trunk("mobilenet_v2").preprocessing.normalization(model)
+        if (scale, offset) == (mobilenet["scale"], mobilenet["offset"]):
+            return mobilenet
+        return {"type": "scale", "scale": scale, "offset": offset,
+                "formula": f"x * {scale:g} + {offset:g} on RGB"}
+    return {"type": "custom", "layer": type(layer).__name__,
+            "formula": f"the model's own 'preprocess' layer ({type(layer).__name__}) on RGB 0..255"}
 
 
 def num_classes_of(model):
