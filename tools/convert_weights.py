@@ -3,7 +3,9 @@
 The weights are converted to Keras layouts, loaded by layer name into a freshly built
 keras_fcn model (keras_fcn.weights.convert_to_keras_model) and saved atomically. The tool
 reports which layers were set, which model layers kept their initialization, and which
-converted layers the model has no place for.
+converted layers the model has no place for. A source that sets no layer of the model (a file
+of another network) is an error (exit status 2), not a randomly initialized "converted" model;
+an .npz with keras.applications VGG16 names (block1_conv1, ...) is renamed as load_weights does.
 
 Example:
   python tools/convert_weights.py --input fcn8s-heavy-pascal.caffemodel --model fcn8s \\

@@ -61,7 +61,8 @@ def read_image(path):
     """Reads an image file (JPEG, PNG, BMP, GIF: the first frame) as uint8 RGB (H, W, 3).
 
     Grayscale images get three equal channels, alpha is dropped and palette images give their
-    colours, as `tf.io.decode_image(..., channels=3)` does. JPEGs get libjpeg's accurate
+    colours, as `tf.io.decode_image(..., channels=3)` does; 16-bit greyscale PNGs keep their
+    high byte (v >> 8, TensorFlow's scaling) instead of PIL's clipping. JPEGs get libjpeg's accurate
     integer IDCT (TF's `dct_method="INTEGER_ACCURATE"`); `tf.io.decode_image`, and so
     make_dataset, uses the fast one, a few levels off.
 
@@ -74,7 +75,19 @@ def read_image(path):
     """
     path = os.fspath(path)
     with file_errors("image", path), Image.open(path) as image:
+        if image.mode.startswith("I"):  # 16-bit greyscale ("I;16", "I")
+            return _grey16_to_rgb(path, np.asarray(image))
         return np.asarray(image.convert("RGB"))
+
+
+def _grey16_to_rgb(path, array):
+    """16-bit greyscale as TensorFlow's uint8 decoder reads it: the high byte (v >> 8), where
+    PIL's convert("RGB") would clip every value above 255 to white."""
+    array = array.astype(np.int64)
+    if array.size and (array.min() < 0 or array.max() > 65535):
+        raise ValueError(f"image '{path}' has values {int(array.min())}..{int(array.max())}; "
+                         "16-bit greyscale images must hold 0..65535")
+    return np.repeat((array >> 8).astype(np.uint8)[..., None], 3, axis=-1)
 
 
 def _bilinear_axis(array, size, axis):

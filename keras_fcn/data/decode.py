@@ -70,21 +70,25 @@ def _raise_channels(path, channels):
 
 
 def _is_pil_png(data):
-    """True for the PNGs read through PIL: palette PNGs (their indices, not colours) and 1-bit
-    greyscale masks (0/1, where TensorFlow's decoder scales them to 0/255)."""
+    """True for the PNGs read through PIL (`read_index_png`): palette PNGs (their indices, not
+    colours) and 1-, 2-, 4- and 16-bit greyscale masks, whose raw values TensorFlow's
+    uint8 decoder scales (1-bit 1 -> 255, 2-bit 1 -> 85, 16-bit v -> v >> 8)."""
     header = tf.strings.substr(data, 0, 26)  # signature (8) + IHDR up to the colour type byte
     header = tf.strings.join([header, tf.constant(b"\0" * 26)])
     signature_ok = tf.equal(tf.strings.substr(header, 0, 8), _PNG_SIGNATURE)
     colour_type = tf.strings.substr(header, 25, 1)
-    one_bit_grey = tf.logical_and(tf.equal(tf.strings.substr(header, 24, 1), b"\x01"),
-                                  tf.equal(colour_type, b"\x00"))
+    bit_depth = tf.strings.substr(header, 24, 1)
+    scaled_grey = tf.logical_and(
+        tf.reduce_any([tf.equal(bit_depth, bytes([bits])) for bits in (1, 2, 4, 16)]),
+        tf.equal(colour_type, b"\x00"))
     return tf.logical_and(signature_ok, tf.logical_or(
-        tf.equal(colour_type, _PNG_PALETTE_COLOR_TYPE), one_bit_grey))
+        tf.equal(colour_type, _PNG_PALETTE_COLOR_TYPE), scaled_grey))
 
 
 def _decode_index_mask(path, data):
-    """Decodes an index mask: palette and 1-bit PNGs through PIL (`read_index_png`), others
-    with TF ops."""
+    """Decodes an index mask: palette PNGs and 1-, 2-, 4- and 16-bit greyscale PNGs through
+    PIL (`read_index_png`, as `validate_pairs` and `make_pydataset` read them), others with
+    TF ops."""
 
     def palette_indices():
         return tf.numpy_function(lambda p: read_index_png(p).astype(np.int32), [path], tf.int32)

@@ -107,7 +107,9 @@ def read_index_png(path):
 
     For palette PNGs (as VOC SegmentationClass) the palette *indices* are the labels;
     `tf.io.decode_png` would return the palette colours instead. A 1-bit mask (PIL mode "1",
-    as binary masks are often saved) reads as class ids 0 and 1.
+    as binary masks are often saved) reads as class ids 0 and 1, 2- and 4-bit greyscale PNGs
+    as their stored values (0..3, 0..15; decoders scale them to 0..255) and 16-bit ones as
+    their 16-bit values. `make_dataset` reads these PNGs with this function too.
 
     Args:
         path: mask file path.
@@ -126,14 +128,35 @@ def read_index_png(path):
 
     path = to_str(path)
     with file_errors("mask", path), Image.open(path) as mask:
-        mode = mask.mode
+        mode, fmt = mask.mode, mask.format
         if mode in INDEX_MODES:
             array = np.asarray(mask)
     if mode not in INDEX_MODES:
         raise ValueError(_mode_message(path, mode))
     if array.dtype == bool:  # mode "1": one bit per pixel
         return array.astype(np.uint8)
+    if fmt == "PNG" and mode == "L":
+        # PIL (like TensorFlow) scales 2- and 4-bit greyscale to 0..255 (x 85, x 17).
+        scale = _PNG_GREY_SCALES.get(png_grey_bit_depth(path))
+        if scale:
+            return (array // scale).astype(np.uint8)
     return array if array.dtype == np.uint8 else array.astype(np.int32)
+
+
+_PNG_GREY_SCALES = {2: 85, 4: 17}
+
+
+def png_grey_bit_depth(path):
+    """The bit depth of a greyscale (colour type 0) PNG, else None.
+
+    Example:
+        png_grey_bit_depth("mask.png")  # 16 for a 16-bit mask
+    """
+    with open(to_str(path), "rb") as file:
+        header = file.read(26)
+    if len(header) < 26 or header[:8] != b"\x89PNG\r\n\x1a\n" or header[25] != 0:
+        return None
+    return header[24]
 
 
 def _mode_message(path, mode):

@@ -297,11 +297,7 @@ def load_weights(model, weights):
     if not done:  # a file of another network: loading nothing must not pass for success
         origin = (os.fspath(weights) if isinstance(weights, (str, os.PathLike))
                   else getattr(weights, "name", type(weights).__name__))
-        theirs = sorted(source)[:5]
-        ours = sorted(layer.name for layer in model.layers if layer.weights)[:5]
-        raise ValueError(f"The weights of {origin!r} match no layer of {model.name!r}: "
-                         f"its layers are {theirs}..., the model's {ours}... Expected weights "
-                         "saved from an FCN of this family or converted to its layer names.")
+        raise ValueError(_match_no_layer_message(origin, source, model))
     weighted = [layer.name for layer in model.layers if layer.weights]
     unset = sorted(name for name in weighted
                    if name not in done and not name.startswith(HEAD_PREFIXES))
@@ -315,6 +311,15 @@ def load_weights(model, weights):
             f"initialization: {', '.join(unset[:5])}{more}. Expected weights for every trunk "
             "layer (a file saved from the same backbone).", UserWarning, stacklevel=2)
     return done
+
+
+def _match_no_layer_message(origin, source, model):
+    """The error for weights that set no layer of `model` (a file of another network)."""
+    theirs = sorted(source)[:5]
+    ours = sorted(layer.name for layer in model.layers if layer.weights)[:5]
+    return (f"The weights of {origin!r} match no layer of {model.name!r}: "
+            f"its layers are {theirs}..., the model's {ours}... Expected weights "
+            "saved from an FCN of this family or converted to its layer names.")
 
 
 def _load_same_architecture(model, path):
@@ -336,7 +341,8 @@ def read_converted_weights(path, rename=None, strict=True):
 
     Args:
         path: a Caffe ``.caffemodel``, a PyTorch ``.pth``/``.pt`` state dict or an ``.npz``
-            of :func:`save_npz`.
+            of :func:`save_npz` (keras.applications VGG16 names, ``block1_conv1``..., are
+            renamed with :data:`KERAS_VGG16_TO_FCN`, as :func:`load_weights` does).
         rename: optional ``{source_name: keras_name}`` (e.g. ``{"score59": "score_fr"}``).
         strict: fail on source layers with weights that cannot be mapped (else warn).
 
@@ -351,7 +357,10 @@ def read_converted_weights(path, rename=None, strict=True):
     if path.endswith((".pth", ".pt")):
         return convert_torch_state_dict(path, rename=rename, strict=strict)
     if path.endswith(".npz"):
-        return {(rename or {}).get(k, k): v for k, v in load_npz(path).items()}
+        weights = load_npz(path)
+        if "block1_conv1" in weights:  # keras.applications names, renamed as load_weights does
+            weights = {KERAS_VGG16_TO_FCN.get(k, k): v for k, v in weights.items()}
+        return {(rename or {}).get(k, k): v for k, v in weights.items()}
     raise ValueError(f"Unknown input type: {path!r}. Expected one of {CONVERTED_SUFFIXES}.")
 
 
@@ -368,7 +377,8 @@ def convert_to_keras_model(source, model, rename=None, strict=True):
         model layers left at their initialization, converted layers the model does not have.
 
     Raises:
-        ValueError: the weights do not fit the model (a shape names the layer).
+        ValueError: the weights do not fit the model (a shape names the layer), or they set
+            no layer of it (a file of another network: "The weights of ... match no layer").
 
     Example:
         >>> model = keras_fcn.build_fcn8s(num_classes=21, weights=None)
@@ -381,6 +391,8 @@ def convert_to_keras_model(source, model, rename=None, strict=True):
     except ValueError as error:
         raise ValueError(
             f"{os.fspath(source)} does not fit the model {model.name!r}: {error}") from None
+    if not done:  # loading nothing must not pass for a conversion
+        raise ValueError(_match_no_layer_message(os.fspath(source), converted, model))
     with_weights = {layer.name for layer in model.layers if layer.weights}
     return {"set": done, "missing": sorted(with_weights - set(done)),
             "unused": sorted(set(converted) - set(done))}

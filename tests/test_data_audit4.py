@@ -1,0 +1,153 @@
+"""Regression tests of the data / datasets / weights audit (audit 4): each test fails on the
+code before its fix."""
+
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from keras_fcn import data
+
+
+def _png_grey(path, array, bits):
+    """Writes a greyscale PNG of 1, 2, 4 or 8 bits per pixel (PIL cannot write 2/4-bit)."""
+    height, width = array.shape
+    rows = b""
+    for row in array:
+        value = count = 0
+        out = bytearray()
+        for x in row:
+            value, count = (value << bits) | int(x), count + bits
+            if count == 8:
+                out.append(value)
+                value = count = 0
+        if count:
+            out.append(value << (8 - count))
+        rows += b"\0" + bytes(out)
+
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, bits, 0, 0, 0, 0)
+    with open(path, "wb") as file:
+        file.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                   + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return str(path)
+
+
+def _image(path, shape=(8, 8)):
+    Image.fromarray(np.zeros(shape + (3,), np.uint8)).save(path)
+    return str(path)
+
+
+def _first_mask(ds):
+    return next(iter(ds))[1].numpy()[0]
+
+
+# --- Finding 1: 16-bit (and 2-/4-bit) greyscale PNG masks ----------------------------------
+
+@pytest.mark.parametrize("validate", [True, False, "headers"])
+def test_16bit_mask_reads_its_values_in_both_pipelines(tmp_path, validate):
+    values = (np.arange(64).reshape(8, 8) % 3).astype(np.uint16)
+    mask = str(tmp_path / "m.png")
+    Image.fromarray(values).save(mask)  # mode I;16
+    pairs = [(_image(tmp_path / "a.png"), mask)]
+    got = _first_mask(data.make_dataset(pairs, num_classes=3, validate=validate))
+    np.testing.assert_array_equal(got, values)
+    np.testing.assert_array_equal(data.make_pydataset(pairs, num_classes=3)[0][1][0], values)
+
+
+def test_16bit_mask_with_ids_above_255(tmp_path):
+    values = np.array([[0, 300], [299, 1000]], np.uint16)
+    mask = str(tmp_path / "m.png")
+    Image.fromarray(values).save(mask)
+    pairs = [(_image(tmp_path / "a.png", (2, 2)), mask)]
+    got = _first_mask(data.make_dataset(pairs, num_classes=1001, ignore_label=1001))
+    np.testing.assert_array_equal(got, values)
+    with pytest.raises(ValueError, match=r"m.png' has value 1000 at \(1, 1\); expected 0..499"):
+        data.make_dataset(pairs, num_classes=500, ignore_label=500)
+
+
+@pytest.mark.parametrize("bits", [2, 4])
+def test_2_and_4_bit_masks_read_raw_values(tmp_path, bits):
+    values = (np.arange(64).reshape(8, 8) % 3).astype(np.uint8)
+    mask = _png_grey(tmp_path / "m.png", values, bits)
+    pairs = [(_image(tmp_path / "a.png"), mask)]
+    np.testing.assert_array_equal(data.read_mask(mask), values)
+    for validate in (True, False):
+        got = _first_mask(data.make_dataset(pairs, num_classes=3, validate=validate))
+        np.testing.assert_array_equal(got, values)
+    np.testing.assert_array_equal(data.make_pydataset(pairs, num_classes=3)[0][1][0], values)
+
+
+# --- Finding 2: 16-bit greyscale images in the NumPy pipeline ------------------------------
+
+def test_16bit_grey_image_same_in_both_pipelines(tmp_path):
+    grey = np.linspace(0, 65535, 64).reshape(8, 8).astype(np.uint16)
+    image = str(tmp_path / "g.png")
+    Image.fromarray(grey).save(image)
+    mask = str(tmp_path / "m.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(mask)
+    pairs = [(image, mask)]
+    tf_image = next(iter(data.make_dataset(pairs, num_classes=3)))[0].numpy()[0]
+    np_image = data.make_pydataset(pairs, num_classes=3)[0][0][0]
+    np.testing.assert_array_equal(np_image, tf_image)
+    assert np_image[0, :4, 0].tolist() == [0.0, 4.0, 8.0, 12.0]
+    assert np_image[7, 7].tolist() == [255.0] * 3
+
+
+# --- Finding 5: convert_weights with weights that match no layer; keras.applications .npz ---
+
+def _tiny_fcn32s():
+    from keras_fcn.models import build_fcn
+
+    return build_fcn("32s", 3, weights=None, name="fcn32s", widths=(4, 4, 8, 8, 8), fc_units=8)
+
+
+def test_convert_refuses_weights_that_set_no_layer(tmp_path):
+    from keras_fcn import weights
+
+    source = str(tmp_path / "other.npz")
+    weights.save_npz({"foo_conv": [np.zeros((3, 3, 3, 4), "f4"), np.zeros(4, "f4")]}, source)
+    with pytest.raises(ValueError, match=r"The weights of '.*other\.npz' match no layer of "
+                                         r"'fcn32s': its layers are \['foo_conv'\]"):
+        weights.convert_to_keras_model(source, _tiny_fcn32s())
+
+
+def test_convert_npz_with_keras_applications_names_is_renamed(tmp_path):
+    from keras_fcn import weights
+
+    kernel = np.arange(3 * 3 * 3 * 4, dtype="f4").reshape(3, 3, 3, 4)
+    source = str(tmp_path / "vgg.npz")
+    weights.save_npz({"block1_conv1": [kernel, np.ones(4, "f4")]}, source)
+    model = _tiny_fcn32s()
+    report = weights.convert_to_keras_model(source, model)
+    assert report["set"] == ["conv1_1"] and report["unused"] == []
+    np.testing.assert_array_equal(model.get_layer("conv1_1").get_weights()[0], kernel)
+
+
+def test_convert_weights_tool_exits_2_when_nothing_matches(tmp_path):
+    import subprocess
+    import sys
+
+    from keras_fcn import weights
+
+    source = str(tmp_path / "other.npz")
+    weights.save_npz({"foo_conv": [np.zeros((3, 3, 3, 4), "f4"), np.zeros(4, "f4")]}, source)
+    output = tmp_path / "out.keras"
+    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
+                        "convert_weights.py")
+    result = subprocess.run(
+        [sys.executable, tool, f"--input={source}", "--model=fcn32s", "--num_classes=3",
+         "--widths=4,4,8,8,8", "--fc_units=8", f"--output={output}"],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("convert_weights")]
+    assert len(errors) == 1 and "match no layer of 'fcn32s'" in errors[0], result.stderr
+    assert f"The weights of '{source}'" in errors[0]
+    assert "Traceback" not in result.stderr and not output.exists()
