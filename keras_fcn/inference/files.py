@@ -165,18 +165,21 @@ def write_frame_outputs(predictor, base, image, probs, write, overlay_file=True,
             PNGs (the frame, the matte as alpha) instead of 0/255 masks.
 
     Returns:
-        The uint8 ``(H, W)`` label map.
+        The integer ``(H, W)`` label map (class ids, never wrapped to 8 bits: ``save_png``
+        and the masks refuse ids past 255, and ``Predictor`` refuses such models first).
 
     Example:
         labels = write_frame_outputs(predictor, "out/frame_000001", frame, probs,
                                      lambda path, save: save(path))
     """
-    labels = np.argmax(probs, axis=-1).astype("uint8")
+    labels = np.argmax(probs, axis=-1).astype("int32")
     palette = predictor.palette if predictor.palette is not None else True
     write(f"{base}_labels.png", lambda p: save_png(p, labels, palette=palette))
     if overlay_file:
+        # Predicted labels hold no ignore label: class 255 of a 256-class model is a class.
         rgb = overlay_with_legend(image, labels, alpha=predictor.opts.alpha,
-                                  palette=predictor.palette, class_names=predictor.class_names)
+                                  palette=predictor.palette, class_names=predictor.class_names,
+                                  ignore_label=None)
         write(f"{base}_overlay.png", lambda p: save_png(p, rgb))
     for c in predictor.mask_ids:
         mask = binary_mask(labels, c) if alphas is None else np.dstack([image, alphas[c]])
@@ -253,7 +256,8 @@ def _process_video(predictor, item, report, write, progress):
             alphas = mattes.step(frame, probs)
             labels = write_frame_outputs(predictor, base, frame, probs, write, overlay_file=False,
                                          alphas=alphas)
-            writers[0].write(overlay(frame, labels, alpha=opts.alpha, palette=predictor.palette))
+            writers[0].write(overlay(frame, labels, alpha=opts.alpha, palette=predictor.palette,
+                                     ignore_label=None))
             for writer, c in zip(writers[1:], predictor.mask_ids):
                 writer.write(_mask_frame(frame, alphas[c], opts.video_format))
             report.processed += 1

@@ -27,8 +27,8 @@ from keras_fcn.weights.io import load_model_file
 UNCERTAINTIES = ("entropy", "margin", "mc_dropout")
 # mp4: a grey matte; webm (VP9) and mov (ProRes 4444): the frame with the matte as alpha.
 VIDEO_FORMATS = ("mp4", "webm", "mov")
-
-
+# Label PNGs are 8-bit palette images: class ids 0..255.
+MAX_CLASSES = 256
 
 @dataclasses.dataclass
 class PredictOptions:
@@ -128,6 +128,12 @@ class Predictor:
         path = model_file(opts.model)  # a preset is downloaded and converted once
         self.model = load_model_file(path)
         self.num_classes = num_classes_of(self.model)
+        if self.num_classes > MAX_CLASSES:
+            # Class ids past 255 would wrap in the 8-bit label PNGs, masks and overlays.
+            raise ValueError(
+                f"Model {opts.model!r} predicts {self.num_classes} classes; tools/predict.py "
+                f"writes class ids as 8-bit palette PNGs, which hold at most {MAX_CLASSES} "
+                "classes. Use keras_fcn.inference.predict for its int32 label maps.")
         labels = ModelLabels.for_model(path)
         if labels is not None and labels.num_classes != self.num_classes:
             raise ValueError(f"The labels of {opts.model!r} name {labels.num_classes} classes; "

@@ -126,7 +126,8 @@ def overlay(image, labels, *, alpha=0.5, palette=None, ignore_label=IGNORE_LABEL
         labels: integer ``(H, W)`` class ids.
         alpha: weight of the class colour, in [0, 1].
         palette: optional ``(K, 3)`` colours (VOC colours by default).
-        ignore_label: pixels with this label are left as they are.
+        ignore_label: pixels with this label are left as they are (None: every pixel is
+            coloured, as for predicted labels, where 255 is a class of a 256-class model).
 
     Returns:
         uint8 ``(H, W, 3)``.
@@ -161,7 +162,8 @@ def overlay(image, labels, *, alpha=0.5, palette=None, ignore_label=IGNORE_LABEL
         part = np.asarray(image[rows], dtype="float32")
         colours = colorize(labels[rows], palette).astype("float32")
         blended = (1.0 - alpha) * part + alpha * colours
-        blended = np.where((labels[rows] == ignore_label)[..., None], part, blended)
+        if ignore_label is not None:
+            blended = np.where((labels[rows] == ignore_label)[..., None], part, blended)
         out[rows] = np.clip(np.floor(blended + 0.5), 0, 255).astype("uint8")
     return out
 

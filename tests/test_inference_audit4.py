@@ -1,0 +1,97 @@
+"""Round-4 audit of the inference surface (keras_fcn.inference, tools/predict.py): each test
+fails without its fix. Tiny models and 32-64 px images made in tmp_path."""
+
+import hashlib
+import importlib.util
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_fcn.inference import files, predictor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAS_AV = importlib.util.find_spec("av") is not None
+needs_av = pytest.mark.skipif(not HAS_AV, reason="PyAV not installed")
+
+
+def random_image(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3)).astype("uint8")
+
+
+def pointwise_model(num_classes, favoured=None, seed=0, dropout=None):
+    """A 1x1-conv model taking RGB 0..255 (its own ``preprocess`` layer); ``favoured`` wins
+    everywhere (a +50 bias)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1.0 / 255, name="preprocess")(inputs)
+    if dropout is not None:
+        x = keras.layers.Dropout(dropout, name="drop")(x)
+    layer = keras.layers.Conv2D(num_classes, 1, name="score")
+    outputs = layer(x)
+    if favoured is not None:
+        kernel, bias = layer.get_weights()
+        bias[favoured] = 50.0
+        layer.set_weights([kernel, bias])
+    return keras.Model(inputs, outputs)
+
+
+def save_model(model, folder, name="m.keras"):
+    path = str(folder / name)
+    model.save(path)
+    return path
+
+
+def digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def options(model, inputs, out, **kwargs):
+    return predictor.PredictOptions(model=model, inputs=[str(i) for i in inputs],
+                                    output_dir=str(out), **kwargs)
+
+
+def cli(*args):
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "predict.py"), "--noprogress", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+@pytest.fixture(scope="module")
+def varied_model(tmp_path_factory):
+    """A pointwise 3-class model whose labels depend on the pixel colours."""
+    return save_model(pointwise_model(3, seed=3), tmp_path_factory.mktemp("varied"))
+
+
+# ----------------------------------------------------------------------------- 1: > 256 classes
+
+
+def test_more_than_256_classes_is_refused_before_anything_is_written(tmp_path):
+    model = save_model(pointwise_model(300, favoured=290), tmp_path)
+    Image.fromarray(random_image(32, 32)).save(tmp_path / "a.png")
+    with pytest.raises(ValueError, match="predicts 300 classes.*at most 256 classes"):
+        files.run(options(model, [tmp_path / "a.png"], tmp_path / "out", classes=["290"]))
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_class_255_of_a_256_class_model_is_coloured_and_in_the_legend(tmp_path):
+    model = save_model(pointwise_model(256, favoured=255), tmp_path)
+    image = np.full((32, 32, 3), 100, "uint8")
+    Image.fromarray(image).save(tmp_path / "a.png")
+    report = files.run(options(model, [tmp_path / "a.png"], tmp_path / "out", classes=["255"],
+                               alpha=1.0))
+    assert report.processed == 1 and not report.failures
+    labels = np.asarray(Image.open(tmp_path / "out" / "a_labels.png"))
+    assert np.unique(labels).tolist() == [255]
+    mask = np.asarray(Image.open(tmp_path / "out" / "a_mask_class255.png"))
+    assert np.unique(mask).tolist() == [255]
+    rgb = np.asarray(Image.open(tmp_path / "out" / "a_overlay.png"))
+    from keras_fcn.labels import voc_palette
+    assert rgb[0, 0].tolist() == list(voc_palette(256)[255])  # not the grey image
+    legend = rgb[:, 32:]
+    assert (legend[4:14, 4:14] != 255).any()  # a swatch: class 255 is listed
