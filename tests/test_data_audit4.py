@@ -151,3 +151,36 @@ def test_convert_weights_tool_exits_2_when_nothing_matches(tmp_path):
     assert len(errors) == 1 and "match no layer of 'fcn32s'" in errors[0], result.stderr
     assert f"The weights of '{source}'" in errors[0]
     assert "Traceback" not in result.stderr and not output.exists()
+
+
+# --- Finding 4: two files with the same stem in one folder ----------------------------------
+
+@pytest.mark.parametrize("on_unpaired", ["error", "warn"])
+def test_folder_pairs_refuses_two_files_with_one_stem(tmp_path, on_unpaired):
+    from keras_fcn.datasets import folder_pairs
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    _image(tmp_path / "images" / "a.jpg")
+    mask = np.zeros((8, 8), np.uint8)
+    Image.fromarray(mask).save(tmp_path / "masks" / "a.png")
+    Image.fromarray(mask + 1).save(tmp_path / "masks" / "a.bmp")
+    bmp, png = tmp_path / "masks" / "a.bmp", tmp_path / "masks" / "a.png"
+    with pytest.raises(ValueError, match=f"'{bmp}' and '{png}' have the same stem 'a'"):
+        folder_pairs(tmp_path / "images", tmp_path / "masks", on_unpaired=on_unpaired)
+    bmp.unlink()
+    assert folder_pairs(tmp_path / "images", tmp_path / "masks") == [
+        (os.path.join(tmp_path / "images", "a.jpg"), os.path.join(tmp_path / "masks", "a.png"))]
+
+
+# --- Finding 7: nearest sampling rounds halves up ---------------------------------------------
+
+def test_nearest_warp_half_pixel_shift_is_a_clean_shift():
+    from keras_fcn.data import warp
+
+    labels = tf.constant(np.arange(8, dtype=np.float32).reshape(1, 1, 8, 1))
+    flow = tf.constant(np.tile(np.array([0.5, 0.0], np.float32), (1, 1, 8, 1)))
+    got = warp.warp_images(labels, flow, "nearest").numpy().ravel().tolist()
+    assert got == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 7.0]
+    coords = tf.constant([[[[1.5, 0.0], [2.5, 0.0], [2.49, 0.0]]]], tf.float32)
+    assert warp.sample(labels, coords, "nearest").numpy().ravel().tolist() == [2.0, 3.0, 2.0]

@@ -109,7 +109,8 @@ def sample(images, coords, method="bilinear"):
     """Samples ``images`` ``(N, H, W, C)`` at ``(x, y)`` coordinates ``(N, H', W', 2)``.
 
     Coordinates outside the image are clamped to its edge (mask them with `inside`).
-    ``method`` is "bilinear" (differentiable in ``images``) or "nearest" (for label maps).
+    ``method`` is "bilinear" (differentiable in ``images``) or "nearest" (for label maps;
+    halves round up, ``floor(x + 0.5)``, so a half-pixel move is a clean one-pixel shift).
 
     Example:
         sample(images, pixel_grid(64, 64)[tf.newaxis] + 0.5)  # half a pixel right and down
@@ -124,8 +125,8 @@ def sample(images, coords, method="bilinear"):
         index = tf.cast(corner, tf.int32)
         return tf.gather_nd(images, tf.stack([index[..., 1], index[..., 0]], -1), batch_dims=1)
 
-    if method == "nearest":
-        return gather(tf.round(coords))
+    if method == "nearest":  # floor(x + 0.5): tf.round's half-to-even drops and doubles labels
+        return gather(tf.floor(coords + 0.5))
     low = tf.floor(coords)
     high = tf.minimum(low + 1.0, limit)
     weight = tf.cast(coords - low, images.dtype)

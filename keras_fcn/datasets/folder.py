@@ -48,12 +48,17 @@ def list_file_pairs(root, list_file):
 
 
 def _files_by_stem(directory, extensions):
+    """{stem: path}; two files of one stem (a.jpg and a.png) are a ValueError naming both."""
     files = {}
     for name in sorted(os.listdir(directory)):
         stem, ext = os.path.splitext(name)
         path = os.path.join(directory, name)
         if ext.lower() in extensions and os.path.isfile(path):  # not a folder named "x.png"
-            files.setdefault(stem, path)
+            if stem in files:
+                raise ValueError(
+                    f"'{files[stem]}' and '{path}' have the same stem {stem!r}: which one to "
+                    "pair is ambiguous. Remove or rename one of them.")
+            files[stem] = path
     return files
 
 
@@ -70,6 +75,11 @@ def folder_pairs(images_dir, masks_dir, *, on_unpaired="error", image_extensions
 
     Returns:
         List of (image path, mask path), sorted by stem.
+
+    Raises:
+        ValueError: unpaired files (with on_unpaired="error"), or two files of one folder
+            with the same stem (a.jpg and a.png; always an error: the pairing is ambiguous).
+        FileNotFoundError: a folder does not exist.
 
     Example:
         folder_pairs("data/images", "data/masks")
