@@ -7,7 +7,8 @@ ids, the class names and the palette.
 
     python examples/litert_segment.py model_int8.tflite street.png out.png [--overwrite]
 
-Prints the share of pixels of each class and writes a colour label map. An existing output is
+Prints the share of pixels of each class and writes a colour label map at the photo's size
+(the model's class ids resized back, nearest neighbour). An existing output is
 replaced only with --overwrite, and never when it is the input image, the model or its sidecar.
 """
 
@@ -175,6 +176,14 @@ def class_ids(output, kind):
     return output[0].argmax(-1)  # dequantization keeps the argmax (positive scale)
 
 
+def to_photo_size(ids, size):
+    """Class ids ``(h, w)`` at the model's size resized (nearest) to the photo's ``(W, H)``."""
+    if ids.shape[::-1] == tuple(size):
+        return ids
+    resized = Image.fromarray(ids.astype(np.int32)).resize(size, Image.NEAREST)
+    return np.asarray(resized).astype(np.int64)
+
+
 def main(argv):
     overwrite = "--overwrite" in argv[1:]
     args = [a for a in argv[1:] if a != "--overwrite"]
@@ -191,6 +200,7 @@ def main(argv):
     check_model(meta, tflite_path, input_detail, output_detail)
     with Image.open(image_path) as image:
         interpreter.set_tensor(input_detail["index"], to_input(image, meta["input"]))
+        photo_size = image.size
     interpreter.invoke()
     ids = class_ids(interpreter.get_tensor(output_detail["index"]),
                     meta.get("output_kind", "logits"))
@@ -198,6 +208,7 @@ def main(argv):
     if ids.min() < 0 or ids.max() >= len(names):
         raise ValueError(f"{tflite_path!r} predicts class {int(ids.max())} but its sidecar "
                          f"{sidecar_path(tflite_path)!r} names {len(names)} classes.")
+    ids = to_photo_size(ids, photo_size)
     for class_id, count in zip(*np.unique(ids, return_counts=True)):
         print(f"{names[class_id]:>20s}: {100.0 * count / ids.size:5.1f}%")
     save_image(Image.fromarray(palette[ids]), out_path)
