@@ -110,8 +110,14 @@ def check_flags():
     if len(set(FLAGS.quantizations)) != len(FLAGS.quantizations):
         raise ValueError(f"--quantizations names a variant twice. Received: "
                          f"{FLAGS.quantizations}")
+    if not FLAGS.saved_model and not FLAGS.quantizations:
+        raise ValueError("Nothing to export: --saved_model=false and --quantizations is "
+                         "empty. Received: --saved_model=false, --quantizations=''")
     if FLAGS.quantizations and size is None:
         raise ValueError("TFLite export needs --input_size (e.g. 360x480).")
+    if FLAGS.saved_model and not FLAGS.saved_model_any_size and size is None:
+        raise ValueError("--saved_model_any_size=false needs --input_size, the fixed size of "
+                         "the SavedModel (e.g. 360x480). Received: --input_size=None")
     if FLAGS.check and not FLAGS.quantizations:
         raise ValueError("--check needs at least one TFLite variant (--quantizations).")
     if FLAGS.name:
@@ -127,11 +133,11 @@ def check_flags():
         raise ValueError(f"--quantizations={','.join(full_int8)} (full int8) needs "
                          "--calibration_data: a folder of images or a list file of "
                          "'image [mask]' lines.")
-    if full_int8:  # a missing, bad or unreadable one fails here
-        calibration = [(image, None) for image, _ in  # calibration reads no masks
+    if full_int8:  # a missing, bad, truncated or single-channel (mask) one fails here
+        calibration = [image for image, _ in  # calibration reads no masks
                        read_images("calibration_data")[: FLAGS.num_calibration]]
         with _naming("calibration_data"):
-            export.check_pairs(calibration)
+            export.check_calibration_images(calibration)
     if FLAGS.class_names_file and not os.path.isfile(FLAGS.class_names_file):
         raise FileNotFoundError(f"--class_names_file not found: {FLAGS.class_names_file!r}")
     pairs = None
@@ -139,6 +145,12 @@ def check_flags():
         pairs = read_images("check")[: FLAGS.num_check_images or None]
         with _naming("check"):  # unreadable images, image/mask sizes: from the headers
             export.check_pairs(pairs)
+            export.check_masks(pairs)  # all masked or none
+        missing = export.images_without_masks(pairs)
+        if missing and FLAGS.max_miou_drop is not None:
+            raise ValueError(f"--max_miou_drop needs a mask on every --check line (mean IU); "
+                             f"{len(missing)} of {len(pairs)} images have none: "
+                             f"{missing[:5]}. Received: --check={FLAGS.check!r}")
     return size, pairs
 
 
@@ -171,14 +183,20 @@ def output_paths(name):
 
 def check_model_flags(model, name):
     """Checks what needs the model (the void label, the outputs), before anything is written."""
+    from keras_fcn.export.graph import check_single_output
+    from keras_fcn.export.saved_model import check_saved_model_target
     from keras_fcn.losses import validate_ignore_label
     from keras_fcn.models.inspect import num_classes_of
 
+    check_single_output(model)
     try:
         validate_ignore_label(FLAGS.ignore_label, num_classes_of(model))
     except ValueError as error:
         raise ValueError(f"--ignore_label: {error}") from None
     check_name(name, "The model name (the default --name)")
+    if FLAGS.saved_model and FLAGS.overwrite:  # only an earlier SavedModel is replaced
+        check_saved_model_target(os.path.join(FLAGS.output_dir, f"{name}_saved_model"), True,
+                                 presets.model_file(FLAGS.model))
     if not FLAGS.overwrite:
         existing = [p for p in output_paths(name) if os.path.lexists(p)]
         if existing:

@@ -21,6 +21,7 @@ from keras_fcn.export.flatbuffer import check_tflite_ops, dynamic_tensors, tflit
 from keras_fcn.export.graph import load_model  # noqa: F401
 from keras_fcn.export.images import (  # noqa: F401
     calibration_images,
+    check_calibration_images,
     check_pairs,
     load_image,
     load_pair,
@@ -31,18 +32,25 @@ from keras_fcn.export.metadata import export_labels  # noqa: F401
 from keras_fcn.export.quality import (  # noqa: F401
     CONFIDENT_GAP,
     agreement_counts,
+    check_masks,
     check_thresholds,
     compare_tflite,
+    images_without_masks,
     keras_predictor,
     rows_to_markdown,
     top2_gap,
 )
-from keras_fcn.export.saved_model import SAVED_MODEL_METADATA, export_saved_model  # noqa: F401
+from keras_fcn.export.saved_model import (  # noqa: F401
+    SAVED_MODEL_METADATA,
+    check_saved_model_target,
+    export_saved_model,
+)
 from keras_fcn.export.tflite import (  # noqa: F401
     FULL_INT8,
     QUANTIZATIONS,
     convert_to_tflite,
     export_tflite,
+    pin_input_range,
     save_tflite_graph,
 )
 # The deployable (raw RGB) model of an FCN (keras_fcn.models owns it), kept here for the

@@ -37,6 +37,24 @@ def load_model(model):
     return load_model_file(path)
 
 
+def check_single_output(model):
+    """Refuses a model with several outputs (an auxiliary head, a two-headed FCN): the exports
+    take one ``(N, H, W, C)`` logits output.
+
+    Raises:
+        ValueError: naming the model and its outputs.
+    """
+    if len(model.outputs) == 1:
+        return model
+    output = model.output
+    names = list(output) if isinstance(output, dict) else list(model.output_names)
+    raise ValueError(
+        f"Model {model.name!r} has {len(model.outputs)} outputs {names}; export takes a "
+        "single-output FCN (logits (N, H, W, C)): build it without the auxiliary head "
+        "(aux=False), or export one head, e.g. keras.Model(model.inputs, "
+        f"model.output[{names[0]!r}]). Received: outputs={names}")
+
+
 def check_input_size(input_size, allow_none=True):
     """``(height, width)`` of positive integers, or ``(None, None)`` for ``None`` when allowed.
 

@@ -162,6 +162,60 @@ def load_pair(image_path, mask_path, size=None, *, num_classes=None, ignore_labe
     return _resized(image, size, Image.BILINEAR), _resized(mask, size, Image.NEAREST)
 
 
+# PIL modes of single-channel images: label masks (index or palette PNGs), not RGB photos.
+MASK_MODES = ("1", "L", "LA", "P", "PA", "I", "I;16", "I;16B", "I;16L", "F")
+_PHOTOS = "representative_data must be RGB photos with raw pixel values 0..255"
+
+
+def load_calibration_image(path, size=None):
+    """:func:`load_image` for int8 calibration: fully decoded (a truncated file fails here),
+    and refused when it is a single-channel or palette image (a label mask, not a photo).
+
+    Raises:
+        ValueError: the file is damaged, not an image or single-channel (named).
+    """
+    from PIL import Image
+
+    path = os.fspath(path)
+    with file_errors("image", path), Image.open(path) as image:
+        mode = image.mode
+        pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    if mode in MASK_MODES:
+        raise ValueError(f"image file {path!r} is a single-channel (mode {mode!r}) image, like "
+                         f"a label mask; {_PHOTOS}.")
+    return _resized(pixels, size, Image.BILINEAR)
+
+
+def check_calibration_images(paths):
+    """Decodes every calibration image of ``paths`` (:func:`load_calibration_image`): what
+    int8 calibration would refuse, found before anything is written."""
+    for path in paths:
+        load_calibration_image(path)
+
+
+def _check_calibration_array(image, index):
+    """Refuses what is plainly not RGB 0..255 images: a dict, a 2-D image, another channel
+    count, negative values (already preprocessed), float data in 0..1, values above 255."""
+    if isinstance(image, dict):
+        raise ValueError(f"representative_data yields dicts (keys {sorted(image)}); expected "
+                         "images or (image, mask) tuples: map a dataset of dicts to its images, "
+                         "e.g. dataset.map(lambda d: d['image']).")
+    image = np.asarray(image)
+    if image.ndim not in (3, 4) or image.shape[-1] != 3:
+        raise ValueError(f"representative_data item {index} has shape {image.shape}; expected "
+                         "an RGB image (H, W, 3) or a batch (N, H, W, 3).")
+    if image.dtype.kind not in "biuf":
+        raise ValueError(f"representative_data item {index} has dtype {image.dtype}; expected "
+                         "uint8 or float RGB 0..255.")
+    low, high = float(image.min()) + 0.0, float(image.max()) + 0.0  # no -0
+    floating = image.dtype.kind == "f"
+    if low < 0 or high > 255 or (floating and high <= 1) or not np.isfinite(high):
+        raise ValueError(f"{_PHOTOS}, as the exported model takes them (not normalized or "
+                         f"preprocessed). Received: representative_data item {index} of dtype "
+                         f"{image.dtype} with values in [{low:g}, {high:g}]")
+    return image
+
+
 def _resize_images(images, size):
     images = tf.convert_to_tensor(images)
     if images.shape.rank == 3:
@@ -172,29 +226,47 @@ def _resize_images(images, size):
     return tf.clip_by_value(images, 0.0, 255.0)
 
 
+def check_num_images(num_images, name="num_images"):
+    """``num_images`` must be an integer >= 1."""
+    if isinstance(num_images, bool) or not isinstance(num_images, (int, np.integer)) \
+            or num_images < 1:
+        raise ValueError(f"{name} must be an integer >= 1. Received: {name}={num_images!r}")
+    return int(num_images)
+
+
 def calibration_images(data, input_size, num_images=100):
     """Yields float32 ``(1, H, W, 3)`` raw RGB images (0..255) for int8 calibration.
 
     Args:
         data: a ``tf.data.Dataset`` of images (``(H, W, 3)`` or batched, RGB 0..255, or
             ``(image, mask)`` tuples), a folder of images, a list file (see
-            :func:`read_list`), or an iterable of arrays.
+            :func:`read_list`), an ``(N, H, W, 3)`` array, or an iterable of arrays.
         input_size: ``(height, width)``; images are resized (bilinear) to it.
-        num_images: how many images to use at most.
+        num_images: how many images to use at most (>= 1).
+
+    Raises:
+        ValueError: ``num_images`` < 1, or the data is plainly not RGB photos 0..255: a single
+            ``(H, W, 3)`` array, 2-D images, dicts, float data in 0..1, negative values,
+            single-channel (mask) image files; the message names ``representative_data``.
 
     Example:
         next(calibration_images("camvid/val", (360, 480))).shape
     """
+    num_images = check_num_images(num_images)
     if isinstance(data, (str, os.PathLike)):
-        items = (load_image(p, input_size) for p, _ in read_list(os.fspath(data)))
+        items = (load_calibration_image(p, input_size) for p, _ in read_list(os.fspath(data)))
     elif isinstance(data, tf.data.Dataset):
         items = data.as_numpy_iterator()
     else:
+        if isinstance(data, (np.ndarray, tf.Tensor)) and data.ndim != 4:
+            raise ValueError("representative_data must be a batch of images (N, H, W, 3) or "
+                             "an iterable of (H, W, 3) images; for one image pass [image]. "
+                             f"Received: representative_data of shape {tuple(data.shape)}")
         items = iter(data)
     count = 0
-    for item in items:
+    for index, item in enumerate(items):
         image = item[0] if isinstance(item, (tuple, list)) else item
-        for one in _resize_images(image, input_size).numpy():
+        for one in _resize_images(_check_calibration_array(image, index), input_size).numpy():
             yield one[None]
             count += 1
             if count >= num_images:

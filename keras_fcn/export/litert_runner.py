@@ -68,6 +68,29 @@ def make_interpreter(tflite_model, num_threads=2):
     return interpreter
 
 
+def check_rgb_image(image, what="image"):
+    """Refuses what is plainly not an RGB image of raw pixel values 0..255: integers outside
+    0..255, floats outside 0..255 or with max <= 1 (a 0..1 or -1..1 normalized image), or
+    non-numeric data. Returns ``image`` as an array.
+
+    Example:
+        >>> check_rgb_image(np.full((2, 2, 3), 7, np.uint8)).dtype
+        dtype('uint8')
+    """
+    image = np.asarray(image)
+    kind = image.dtype.kind
+    if kind not in "uif" or image.size == 0:
+        raise ValueError(f"{what} must be RGB with values 0..255 (uint8). Received: "
+                         f"dtype={image.dtype}, shape={image.shape}")
+    if kind == "u" and image.dtype.itemsize == 1:
+        return image
+    low, high = float(image.min()) + 0.0, float(image.max()) + 0.0  # no -0
+    if not (0 <= low and high <= 255) or (kind == "f" and high <= 1):
+        raise ValueError(f"{what} must be RGB with raw values 0..255 (uint8), not normalized. "
+                         f"Received: dtype={image.dtype} with values in [{low:g}, {high:g}]")
+    return image
+
+
 def _tensor_info(detail):
     scale, zero_point = detail["quantization"]
     return {"name": detail["name"], "dtype": np.dtype(detail["dtype"]).name,
@@ -115,11 +138,17 @@ class TFLiteRunner:
         return np.clip(q, info.min, info.max).astype(dtype)
 
     def invoke(self, image):
-        """Runs one image ``(H, W, 3)`` uint8; returns the raw output (batch axis removed)."""
+        """Runs one image ``(H, W, 3)`` uint8; returns the raw output (batch axis removed).
+
+        Raises:
+            ValueError: the shape is not the model's input, or the values are not raw RGB
+                0..255 (:func:`check_rgb_image`: a 0..1 float image, ints above 255).
+        """
         image = np.asarray(image)
         if image.shape != tuple(self._input["shape"][1:]):
             raise ValueError(f"Image shape must be {tuple(self._input['shape'][1:])}. "
                              f"Received: shape={image.shape}")
+        image = check_rgb_image(image)
         self.interpreter.set_tensor(self._input["index"], self._quantize_input(image)[None])
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self._output["index"])[0]

@@ -18,9 +18,9 @@ import numpy as np
 import scipy.special
 import tensorflow as tf
 
-from keras_fcn.export.graph import load_model
+from keras_fcn.export.graph import check_single_output, load_model
 from keras_fcn.export.images import load_image, load_pair
-from keras_fcn.export.litert_runner import TFLiteRunner, median_seconds
+from keras_fcn.export.litert_runner import TFLiteRunner, check_rgb_image, median_seconds
 from keras_fcn.inference.forward import forward_fn
 from keras_fcn.labels import IGNORE_LABEL
 from keras_fcn.metrics import confusion_matrix, segmentation_metrics
@@ -39,10 +39,11 @@ def keras_predictor(model):
     Example:
         keras_predictor("fcn8s.keras")(image).shape
     """
-    net = raw_rgb_model(load_model(model))
+    net = raw_rgb_model(check_single_output(load_model(model)))
     logits = forward_fn(net, output="logits")
 
     def predict(image):
+        image = check_rgb_image(image)  # raw RGB 0..255, as the exports take it
         return logits(tf.constant(np.asarray(image, np.float32)[None])).numpy()[0]
 
     predict.model = net  # forward_fn holds the model weakly: the predictor keeps it alive
@@ -84,6 +85,22 @@ def agreement_counts(reference_logits, labels, confident_gap=CONFIDENT_GAP):
     confident = top2_gap(reference_logits) >= confident_gap
     return (int(same.sum()), int(same.size), int((same & confident).sum()),
             int(confident.sum()))
+
+
+def images_without_masks(pairs):
+    """The images of ``pairs`` that have no mask: mean IU needs none of them."""
+    return [image for image, mask in pairs if mask is None]
+
+
+def check_masks(pairs):
+    """Refuses ``pairs`` that mix images with and without masks: mean IU would silently be
+    skipped. Returns True if every pair has a mask."""
+    missing = images_without_masks(pairs)
+    if missing and len(missing) < len(pairs):
+        raise ValueError(f"{len(missing)} of {len(pairs)} images have no mask, so mean IU "
+                         "cannot be measured: give a mask on every line or on none. Images "
+                         f"without a mask: {missing[:5]}")
+    return not missing
 
 
 def _accumulate(predict, runners, pairs, size, num_classes, ignore_label):
@@ -135,13 +152,15 @@ def compare_tflite(model, tflite_paths, pairs, *, num_classes=None, ignore_label
         ``mean_iu_delta`` (points; ``None`` without masks). The first row is ``keras_float``.
 
     Raises:
-        ValueError: an image and its mask differ in size, a mask value is neither a class id
-            nor ``ignore_label``, or an image or mask file is damaged (the message names it).
+        ValueError: some images have a mask and others none (:func:`check_masks`), an image
+            and its mask differ in size, a mask value is neither a class id nor
+            ``ignore_label``, or an image or mask file is damaged (the message names it).
 
     Example:
         rows = compare_tflite(model, {"int8": "m_int8.tflite"}, read_list("val.txt"))
     """
-    keras_model = load_model(model)
+    has_masks = check_masks(pairs)
+    keras_model = check_single_output(load_model(model))
     num_classes = num_classes or num_classes_of(keras_model)
     predict = keras_predictor(keras_model)
     runners = {name: TFLiteRunner(p, num_threads) for name, p in tflite_paths.items()}
@@ -149,7 +168,6 @@ def compare_tflite(model, tflite_paths, pairs, *, num_classes=None, ignore_label
     if len(sizes) != 1:
         raise ValueError(f"All TFLite variants must have one input size. Received: {sizes}")
     size = sizes.pop()
-    has_masks = all(m is not None for _, m in pairs)
     counts, confusion = _accumulate(predict, runners, pairs, size, num_classes, ignore_label)
     # every variant saw the same pixels: take the pixel counts from any of them
     pixels, confident_pixels = (int(v) for v in next(iter(counts.values()))[[1, 3]])
@@ -194,7 +212,15 @@ def check_thresholds(rows, *, min_agreement=None, max_miou_drop=None, max_size_r
         min_speedup: minimum speed-up over Keras float.
         min_confident_agreement: minimum agreement (%) on the pixels where the float model is
             sure (``confident_agreement``, see :func:`compare_tflite`).
+
+    Raises:
+        ValueError: ``max_miou_drop`` is given but the rows have no mean IU (the images had
+            no masks): the gate could not be applied.
     """
+    if max_miou_drop is not None and any(r["mean_iu_delta"] is None for r in rows[1:]):
+        raise ValueError(f"max_miou_drop={max_miou_drop} needs the mean IU of each variant, "
+                         "which compare_tflite measures only when every image has a mask; "
+                         "these rows have none.")
     failures = []
     for row in rows[1:]:
         name = row["variant"]

@@ -14,12 +14,54 @@ import os
 import tensorflow as tf
 
 from keras_fcn import io
-from keras_fcn.export.graph import (check_input_size, class_ids, label_dtype, load_model,
-                                    write_graph)
+from keras_fcn.export.graph import (check_input_size, check_single_output, class_ids,
+                                    label_dtype, load_model, write_graph)
 from keras_fcn.export.metadata import export_labels
 from keras_fcn.models.inspect import num_classes_of, raw_rgb_model
 
 SAVED_MODEL_METADATA = os.path.join("assets", "keras_fcn.json")
+# What a SavedModel folder holds (the sidecar is in assets/): overwrite=True replaces only a
+# folder with saved_model.pb and nothing else.
+SAVED_MODEL_ENTRIES = ("saved_model.pb", "variables", "assets", "fingerprint.pb")
+
+
+def _inside(path, folder):
+    """True if ``path`` is ``folder`` or lies under it (symbolic links resolved)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
+def check_saved_model_target(export_dir, overwrite, source=None):
+    """Checks that ``export_dir`` may be written: it does not exist, or ``overwrite`` is set and
+    it is an earlier SavedModel folder (``saved_model.pb`` and only SavedModel entries) that
+    does not hold ``source`` (the ``.keras`` path being exported).
+
+    Raises:
+        FileExistsError: ``export_dir`` exists and ``overwrite`` is False.
+        ValueError: ``export_dir`` is a file, not a SavedModel folder, holds other files
+            (named), or is or holds the model file being exported.
+    """
+    export_dir = os.fspath(export_dir)
+    if not os.path.lexists(export_dir):
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"{export_dir!r} exists; pass overwrite=True (--overwrite) to replace it.")
+    if isinstance(source, (str, os.PathLike)) and _inside(source, export_dir):
+        raise ValueError(f"export_dir={export_dir!r} is or holds the model being exported "
+                         f"({os.fspath(source)!r}); choose another export_dir.")
+    if not os.path.isdir(export_dir) or os.path.islink(export_dir):
+        raise ValueError(f"overwrite=True replaces only an earlier SavedModel folder, but "
+                         f"export_dir={export_dir!r} is not a folder; choose another "
+                         "export_dir.")
+    entries = sorted(os.listdir(export_dir))
+    foreign = [e for e in entries if e not in SAVED_MODEL_ENTRIES]
+    if "saved_model.pb" not in entries or foreign:
+        found = (f"it holds other entries {foreign}" if foreign
+                 else "it has no saved_model.pb")
+        raise ValueError(f"overwrite=True replaces only an earlier SavedModel folder "
+                         f"(entries {list(SAVED_MODEL_ENTRIES)}), but {found}; choose another "
+                         f"export_dir or move them away. Received: export_dir={export_dir!r}")
 
 
 def export_saved_model(model, export_dir, *, input_size=None, include_probabilities=True,
@@ -39,7 +81,9 @@ def export_saved_model(model, export_dir, *, input_size=None, include_probabilit
         labels, class_names, palette, ignore_label: the class names, colours and void label
             written to the sidecar (see :func:`keras_fcn.export.export_labels`; a ``.keras``
             path's own labels are found).
-        overwrite: replace an existing ``export_dir``.
+        overwrite: replace an existing ``export_dir``, which must be an earlier SavedModel
+            folder (:func:`check_saved_model_target`): never a file, a folder with other
+            files, or one that holds the model being exported.
 
     Returns:
         The metadata dict, also written to ``export_dir/assets/keras_fcn.json``.
@@ -50,7 +94,8 @@ def export_saved_model(model, export_dir, *, input_size=None, include_probabilit
         served(images=tf.zeros((1, 360, 480, 3), tf.uint8))["class_ids"].shape
     """
     height, width = check_input_size(input_size)
-    source = load_model(model)
+    check_saved_model_target(export_dir, overwrite, model)
+    source = check_single_output(load_model(model))
     labels = export_labels(source, labels, source=model, class_names=class_names,
                            palette=palette, ignore_label=ignore_label)
     io.check_writable(export_dir, overwrite)
@@ -66,12 +111,14 @@ def export_saved_model(model, export_dir, *, input_size=None, include_probabilit
 
     spec = tf.TensorSpec([None, height, width, 3], tf.uint8, name="images")
     outputs = {"class_ids": ids_dtype.name}
+    output = f"class_ids (N, H, W) {ids_dtype.name}: the class id of each pixel"
     if include_probabilities:
         outputs["probabilities"] = "float32"
+        output += "; probabilities (N, H, W, num_classes) float32: the softmax of the logits"
     metadata = labels.to_dict(extra={
         "artifact": "saved_model", "signature": "serving_default",
         "input": {"name": "images", "dtype": "uint8", "shape": [None, height, width, 3]},
-        "outputs": outputs})
+        "output": output, "outputs": outputs})
 
     def write(folder):
         write_graph(serve, [spec], net, folder)

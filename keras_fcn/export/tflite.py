@@ -21,9 +21,9 @@ import tensorflow as tf
 from keras_fcn import io
 from keras_fcn._checks import check_choice
 from keras_fcn.export.flatbuffer import check_tflite_ops
-from keras_fcn.export.graph import (check_input_size, class_ids, label_dtype, load_model,
-                                    write_graph)
-from keras_fcn.export.images import calibration_images
+from keras_fcn.export.graph import (check_input_size, check_single_output, class_ids,
+                                    label_dtype, load_model, write_graph)
+from keras_fcn.export.images import calibration_images, check_num_images
 from keras_fcn.export.litert_runner import TFLiteRunner
 from keras_fcn.export.metadata import export_labels
 from keras_fcn.labels import ModelLabels
@@ -56,7 +56,7 @@ def save_tflite_graph(model, path, *, input_size, quantization="float32",
     """
     height, width = check_input_size(input_size, allow_none=False)
     check_choice("quantization", quantization, QUANTIZATIONS)
-    net = raw_rgb_model(load_model(model))
+    net = raw_rgb_model(check_single_output(load_model(model)))
     ids_dtype = label_dtype(num_classes_of(net))
     full_int8 = quantization in FULL_INT8
 
@@ -77,6 +77,20 @@ def _disable_per_channel(converter):
             f"This TensorFlow ({tf.__version__}) converter has no per-channel switch "
             "(_experimental_disable_per_channel); use quantization='int8' instead.")
     converter._experimental_disable_per_channel = True
+
+
+def pin_input_range(image):
+    """Sets the first pixel of a ``(1, H, W, 3)`` calibration image to 0 and the last to 255.
+
+    The converter takes the quantization of the uint8/int8 input from the range of the
+    calibration images: pinned to 0..255, the input scale is 1 (the raw pixel values) whatever
+    the calibration photos hold (dark ones included), and two corner pixels barely change
+    the activation ranges.
+    """
+    image = image.copy()
+    image[0, 0, 0, :] = 0.0
+    image[0, -1, -1, :] = 255.0
+    return image
 
 
 def _configure(converter, quantization, representative, int8_io, include_argmax):
@@ -115,8 +129,11 @@ def convert_to_tflite(model, *, input_size, quantization="float32", representati
             (int8 weights, float activations), ``"int8"`` (full integer, calibrated, kernels
             quantized per output channel) or ``"int8_per_tensor"`` (the same with one scale per
             kernel: smaller file, see ``FULL_INT8``).
-        representative_data: for full int8: see :func:`keras_fcn.export.calibration_images`.
-        num_calibration_images: images used for calibration.
+        representative_data: for full int8: raw RGB photos 0..255, see
+            :func:`keras_fcn.export.calibration_images` (data that is plainly not photos is
+            refused). The first pixel of each is set to 0 and the last to 255
+            (:func:`pin_input_range`), so the input scale is 1 whatever their brightness.
+        num_calibration_images: images used for calibration (>= 1).
         int8_io: for ``"int8"``: ``"uint8"`` or ``"int8"`` input (and logits output) type.
         include_argmax: output ``class_ids`` (uint8 label map) instead of ``logits``.
 
@@ -130,13 +147,20 @@ def convert_to_tflite(model, *, input_size, quantization="float32", representati
     size = check_input_size(input_size, allow_none=False)
     check_choice("quantization", quantization, QUANTIZATIONS)
     check_choice("int8_io", int8_io, INT8_IO_TYPES)
+    check_num_images(num_calibration_images, "num_calibration_images")
     if quantization in FULL_INT8 and representative_data is None:
         raise ValueError("Full int8 quantization needs representative_data (a tf.data dataset, "
                          "a folder or list file of images). Received: representative_data=None")
+    model = check_single_output(load_model(model))
+    images = None
+    if quantization in FULL_INT8:  # the first image, checked before the slow trace
+        images = calibration_images(representative_data, size, num_calibration_images)
+        first = next(images)
 
     def representative():
-        for image in calibration_images(representative_data, size, num_calibration_images):
-            yield [image.astype("float32")]
+        yield [pin_input_range(first.astype("float32"))]
+        for image in images:
+            yield [pin_input_range(image.astype("float32"))]
 
     with tempfile.TemporaryDirectory(prefix="keras_fcn_tflite_") as tmp:
         save_tflite_graph(model, tmp, input_size=size, quantization=quantization,
@@ -175,7 +199,7 @@ def export_tflite(model, path, *, input_size, quantization="float32", representa
     sidecar = ModelLabels.sidecar_path(path)
     for target in (path, sidecar):
         io.check_writable(target, overwrite)
-    source = load_model(model)
+    source = check_single_output(load_model(model))
     labels = export_labels(source, labels, source=model, class_names=class_names,
                            palette=palette, ignore_label=ignore_label)
     start = time.perf_counter()
