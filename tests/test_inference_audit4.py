@@ -95,3 +95,45 @@ def test_class_255_of_a_256_class_model_is_coloured_and_in_the_legend(tmp_path):
     assert rgb[0, 0].tolist() == list(voc_palette(256)[255])  # not the grey image
     legend = rgb[:, 32:]
     assert (legend[4:14, 4:14] != 255).any()  # a swatch: class 255 is listed
+
+
+# ----------------------------------------------------------------------------- 3: outputs over inputs
+
+
+def test_output_that_is_an_input_is_refused_before_the_model_loads(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(random_image(32, 32, 1)).save(photos / "x.png")
+    Image.fromarray(random_image(32, 32, 2)).save(photos / "x_overlay.png")  # a user photo
+    before = {name: digest(photos / name) for name in os.listdir(photos)}
+    fake = tmp_path / "fake.keras"  # never loaded: the refusal comes first
+    fake.write_text("not a model")
+    # A folder into itself: <output_dir>/photos is photos/.
+    with pytest.raises(ValueError, match=r"outputs of the input folder .*photos.* into that "
+                                         r"folder itself"):
+        files.run(options(str(fake), [photos], tmp_path, overwrite=True))
+    # Files named one by one (or a glob) into their own folder: x_overlay.png is x's output.
+    for inputs in ([photos / "x.png", photos / "x_overlay.png"], [photos / "*.png"]):
+        with pytest.raises(ValueError, match=r"An output of .*x\.png.* would be the input "
+                                             r".*x_overlay\.png"):
+            files.run(options(str(fake), inputs, photos, overwrite=True))
+    assert {name: digest(photos / name) for name in os.listdir(photos)} == before
+
+
+def test_output_over_input_cli_exits_2_with_one_line(tmp_path, varied_model):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(random_image(32, 32, 1)).save(photos / "x.png")
+    Image.fromarray(random_image(32, 32, 2)).save(photos / "x_mask_car.png")
+    result = cli(f"--model={varied_model}", f"--output_dir={photos}", "--classes=1",
+                 "--overwrite", str(photos / "x.png"), str(photos / "x_mask_car.png"))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: An output of") and "x_mask_car.png" in lines[-1]
+    assert "Traceback" not in result.stderr
+    assert sorted(os.listdir(photos)) == ["x.png", "x_mask_car.png"]
+    # Into another folder both are predicted.
+    result = cli(f"--model={varied_model}", f"--output_dir={tmp_path / 'out'}", "--classes=1",
+                 str(photos / "x.png"), str(photos / "x_mask_car.png"))
+    assert result.returncode == 0, result.stderr
+    assert "x_mask_car_labels.png" in os.listdir(tmp_path / "out")

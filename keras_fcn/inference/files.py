@@ -26,7 +26,6 @@ Example:
 """
 
 import dataclasses
-import glob
 import json
 import os
 import sys
@@ -35,26 +34,13 @@ import numpy as np
 
 from keras_fcn import io
 from keras_fcn.inference import video
+from keras_fcn.inference.inputs import Item, check_outputs_apart, expand_inputs  # noqa: F401
 from keras_fcn.inference.masks import AlphaMasks
 from keras_fcn.inference.predictor import Predictor
 from keras_fcn.inference.progress import Progress
 from keras_fcn.inference.temporal import SmoothedSequence
 from keras_fcn.inference.visualize import (binary_mask, heatmap, overlay, overlay_with_legend,
                                            save_png)
-
-
-@dataclasses.dataclass
-class Item:
-    """One input: an image file (``kind="image"``) or a video (``kind="video"``).
-
-    ``sequence`` names the frame sequence an image belongs to (its folder), or is None.
-    """
-
-    kind: str
-    path: str
-    out_dir: str
-    stem: str
-    sequence: str = None
 
 
 @dataclasses.dataclass
@@ -69,53 +55,6 @@ class Report:
 
     def fail(self, path, message):
         self.failures.append((path, message))
-
-
-def expand_inputs(inputs, output_dir, report):
-    """Turns input paths (files, folders, globs, videos) into :class:`Item` s, in order.
-
-    Inputs that match nothing are recorded in ``report`` as failures. Two inputs with the
-    same stem in one output folder get ``<stem>_2``, ``<stem>_3``, ...
-
-    Example:
-        >>> items = expand_inputs(["a/x.png", "b/x.png"], "out", Report())  # doctest: +SKIP
-        >>> [item.stem for item in items]  # doctest: +SKIP
-        ['x', 'x_2']
-    """
-    items, used = [], set()
-
-    def add(kind, path, out_dir, sequence=None):
-        stem = os.path.splitext(os.path.basename(path))[0]
-        unique, n = stem, 1
-        while (out_dir, unique) in used:
-            n += 1
-            unique = f"{stem}_{n}"
-        used.add((out_dir, unique))
-        items.append(Item(kind, path, out_dir, unique, sequence))
-
-    def add_file(path):
-        add("video" if video.is_video_file(path) else "image", path, output_dir)
-
-    for value in inputs:
-        if os.path.isdir(value):
-            name = os.path.basename(os.path.normpath(value))
-            files = sorted(f for f in os.listdir(value)
-                           if f.lower().endswith(io.IMAGE_EXTENSIONS) and not f.startswith("."))
-            if not files:
-                report.fail(value, "folder holds no image files")
-            for f in files:
-                add("image", os.path.join(value, f), os.path.join(output_dir, name), value)
-        elif glob.has_magic(value) and not os.path.exists(value):
-            paths = sorted(p for p in glob.glob(value) if os.path.isfile(p))
-            if not paths:
-                report.fail(value, "pattern matched no file")
-            for path in paths:
-                add_file(path)
-        elif os.path.isfile(value):
-            add_file(value)
-        else:
-            report.fail(value, "no such file or folder")
-    return items
 
 
 def read_image(path):
@@ -308,6 +247,7 @@ def run(opts):
         found = "; ".join(f"{path}: {message}" for path, message in report.failures[:3])
         raise FileNotFoundError(f"No image or video to predict in --input={list(opts.inputs)!r}"
                                 + (f" ({found})" if found else ""))
+    check_outputs_apart(items, opts)  # before the model loads: never write over an input
     predictor = Predictor(opts)
     write = _output_writer(report, opts.overwrite)
     sequences = {}

@@ -102,6 +102,19 @@ def resolve_classes(classes, class_names, num_classes):
     return ids
 
 
+def uncertainty_names(uncertainty):
+    """Names of the maps written per frame for the ``uncertainty`` option.
+
+    Example:
+        >>> uncertainty_names(["mc_dropout", "entropy"])
+        ['entropy', 'mc_variance', 'mc_mutual_info']
+    """
+    names = [u for u in ("entropy", "margin") if u in uncertainty]
+    if "mc_dropout" in uncertainty:
+        names += ["mc_variance", "mc_mutual_info"]
+    return names
+
+
 def safe_name(text):
     """A file-name-safe version of a class name.
 
@@ -161,10 +174,7 @@ class Predictor:
 
     def uncertainty_names(self):
         """Names of the uncertainty maps written per frame."""
-        names = [u for u in ("entropy", "margin") if u in self.opts.uncertainty]
-        if "mc_dropout" in self.opts.uncertainty:
-            names += ["mc_variance", "mc_mutual_info"]
-        return names
+        return uncertainty_names(self.opts.uncertainty)
 
     def uncertainty_maps(self, image, probs):
         """Returns ``{name: (array, vmin, vmax, cmap)}`` for the requested maps."""

@@ -1,0 +1,132 @@
+"""The inputs of a prediction run: files, folders, globs and videos as :class:`Item` s, and the
+check that no output is written over an input.
+
+Example:
+    items = expand_inputs(["photos/", "clip.mp4"], "out", Report())
+    check_outputs_apart(items, opts)   # ValueError naming an output that is an input
+"""
+
+import bisect
+import dataclasses
+import glob
+import os
+
+from keras_fcn import io
+from keras_fcn.inference import video
+from keras_fcn.inference.predictor import uncertainty_names
+
+
+@dataclasses.dataclass
+class Item:
+    """One input: an image file (``kind="image"``) or a video (``kind="video"``).
+
+    ``sequence`` names the frame sequence an image belongs to (its folder), or is None.
+    """
+
+    kind: str
+    path: str
+    out_dir: str
+    stem: str
+    sequence: str = None
+
+
+def expand_inputs(inputs, output_dir, report):
+    """Turns input paths (files, folders, globs, videos) into :class:`Item` s, in order.
+
+    Inputs that match nothing are recorded in ``report`` as failures. Two inputs with the
+    same stem in one output folder get ``<stem>_2``, ``<stem>_3``, ...
+
+    Example:
+        >>> items = expand_inputs(["a/x.png", "b/x.png"], "out", Report())  # doctest: +SKIP
+        >>> [item.stem for item in items]  # doctest: +SKIP
+        ['x', 'x_2']
+    """
+    items, used = [], set()
+
+    def add(kind, path, out_dir, sequence=None):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        unique, n = stem, 1
+        while (out_dir, unique) in used:
+            n += 1
+            unique = f"{stem}_{n}"
+        used.add((out_dir, unique))
+        items.append(Item(kind, path, out_dir, unique, sequence))
+
+    def add_file(path):
+        add("video" if video.is_video_file(path) else "image", path, output_dir)
+
+    for value in inputs:
+        if os.path.isdir(value):
+            name = os.path.basename(os.path.normpath(value))
+            files = sorted(f for f in os.listdir(value)
+                           if f.lower().endswith(io.IMAGE_EXTENSIONS) and not f.startswith("."))
+            if not files:
+                report.fail(value, "folder holds no image files")
+            for f in files:
+                add("image", os.path.join(value, f), os.path.join(output_dir, name), value)
+        elif glob.has_magic(value) and not os.path.exists(value):
+            paths = sorted(p for p in glob.glob(value) if os.path.isfile(p))
+            if not paths:
+                report.fail(value, "pattern matched no file")
+            for path in paths:
+                add_file(path)
+        elif os.path.isfile(value):
+            add_file(value)
+        else:
+            report.fail(value, "no such file or folder")
+    return items
+
+
+def _output_names(item, opts, uncertainty_names):
+    """``(exact names, name prefixes)`` of the files ``item`` writes in ``item.out_dir``:
+    the mask names (class names) are known only once the model loads, so masks are a prefix."""
+    stem = item.stem
+    if item.kind == "video":
+        names = [f"{stem}_overlay.mp4"]
+        prefixes = [f"{stem}_mask_"] if opts.classes else []
+        return names, prefixes
+    names = [f"{stem}_labels.png", f"{stem}_overlay.png"]
+    names += [f"{stem}_{n}.{ext}" for n in uncertainty_names for ext in ("png", "npy")]
+    return names, [f"{stem}_mask_"] if opts.classes else []
+
+
+def check_outputs_apart(items, opts):
+    """Raises ValueError, before any work, when an output of the run would be one of its
+    inputs (``--overwrite`` would replace a photo not read yet; a rerun would read outputs as
+    frames), or when a folder's outputs would go into that folder itself.
+
+    Example:
+        check_outputs_apart(expand_inputs(["photos"], ".", report), opts)  # photos/ -> ./photos/
+    """
+    real = os.path.realpath
+    for folder in dict.fromkeys(item.sequence for item in items if item.sequence is not None):
+        out_dir = real(os.path.join(opts.output_dir, os.path.basename(os.path.normpath(folder))))
+        if out_dir == real(folder):
+            raise ValueError(
+                f"--output_dir={opts.output_dir!r} puts the outputs of the input folder "
+                f"{folder!r} into that folder itself, among its frames (a rerun would predict "
+                "them, --overwrite could replace an input); choose another --output_dir.")
+    inputs = {}  # real folder -> sorted names of the inputs there
+    for item in items:
+        inputs.setdefault(real(os.path.dirname(os.path.abspath(item.path))), []).append(
+            os.path.basename(item.path))
+    for names in inputs.values():
+        names.sort()
+    maps = uncertainty_names(opts.uncertainty)
+    for item in items:
+        out_dir = real(item.out_dir)
+        here = inputs.get(out_dir, [])
+        names, prefixes = _output_names(item, opts, maps)
+        clash = [n for n in names if n in set(here)] if here else []
+        for prefix in prefixes:
+            start = bisect.bisect_left(here, prefix)
+            clash += [n for n in here[start:start + 1] if n.startswith(prefix)]
+        clash = [os.path.join(out_dir, n) for n in clash]
+        if item.kind == "video":  # per-frame PNGs in <out_dir>/<stem>/
+            frames = os.path.join(out_dir, item.stem)
+            clash += [os.path.join(frames, n) for n in inputs.get(frames, [])
+                      if n.startswith("frame_")]
+        if clash:
+            raise ValueError(
+                f"An output of {item.path!r} would be the input {clash[0]!r}: predicting would "
+                "replace it (--overwrite) or read it as a frame. Choose another --output_dir.")
