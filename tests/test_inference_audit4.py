@@ -137,3 +137,47 @@ def test_output_over_input_cli_exits_2_with_one_line(tmp_path, varied_model):
                  str(photos / "x.png"), str(photos / "x_mask_car.png"))
     assert result.returncode == 0, result.stderr
     assert "x_mask_car_labels.png" in os.listdir(tmp_path / "out")
+
+
+# ----------------------------------------------------------------------------- 2: video reruns
+
+
+def _clip(path, count=4, size=(32, 40)):
+    from keras_fcn.inference import video
+
+    with video.VideoWriter(str(path), fps=5) as writer:
+        for i in range(count):
+            writer.write(random_image(*size, seed=10 + i))
+    return path
+
+
+@needs_av
+def test_video_rerun_keeps_existing_videos_and_makes_new_outputs(tmp_path, varied_model):
+    clip = _clip(tmp_path / "clip.mp4")
+    out = tmp_path / "out"
+    first = files.run(options(varied_model, [clip], out))
+    assert first.processed == 4 and not first.failures
+    overlay = out / "clip_overlay.mp4"
+    with open(overlay, "ab") as f:
+        f.write(b"USER-EDITED")
+    edited = digest(overlay)
+    # A rerun asking for a mask keeps the overlay video and makes the mask video.
+    second = files.run(options(varied_model, [clip], out, classes=["1"]))
+    assert digest(overlay) == edited
+    assert os.path.exists(out / "clip_mask_class1.mp4")
+    assert sorted(n for n in os.listdir(out / "clip") if "mask" in n) == [
+        f"frame_{i:06d}_mask_class1.png" for i in range(4)]
+    assert second.processed == 4 and second.skipped == 1 + 4  # the overlay, 4 labels PNGs
+    # A rerun asking for per-frame maps is not skipped because the videos exist.
+    third = files.run(options(varied_model, [clip], out, classes=["1"],
+                              uncertainty=["entropy"]))
+    assert third.processed == 4
+    assert sorted(n for n in os.listdir(out / "clip") if "entropy" in n) == sorted(
+        f"frame_{i:06d}_entropy.{ext}" for i in range(4) for ext in ("png", "npy"))
+    # Everything exists: skipped, nothing predicted.
+    fourth = files.run(options(varied_model, [clip], out, classes=["1"],
+                               uncertainty=["entropy"]))
+    assert fourth.processed == 0 and fourth.written == 0 and fourth.skipped == 2 + 4 * 4
+    # --overwrite replaces the edited overlay.
+    files.run(options(varied_model, [clip], out, overwrite=True))
+    assert digest(overlay) != edited

@@ -164,26 +164,36 @@ def _mask_frame(frame, mask, fmt):
     return np.repeat(mask[..., None], 3, axis=-1)
 
 
-def _video_writer(path, fps, fmt):
-    writer = video.VideoWriter(path, fps=fps, overwrite=True)
+def _video_writer(path, fps, fmt, overwrite):
+    writer = video.VideoWriter(path, fps=fps, overwrite=overwrite)
     if path.endswith(f".{fmt}") and fmt in _ALPHA_CODECS:
         writer.codec, writer.pix_fmt = _ALPHA_CODECS[fmt]  # set before the first frame
     return writer
 
 
 def _process_video(predictor, item, report, write, progress):
-    """Predicts every frame of a video; writes overlay and mask videos and per-frame PNGs."""
+    """Predicts every frame of a video; writes overlay and mask videos and per-frame PNGs.
+
+    Without ``overwrite`` existing videos are kept (their writers are not opened), and the
+    video is skipped only when every output exists: its videos and each frame's files (a
+    frame count the container does not give means the frames are predicted again).
+    """
     opts = predictor.opts
-    paths = predictor.video_outputs(item)
-    if not opts.overwrite and all(os.path.exists(p) for p in paths):
-        report.skipped += len(paths)
-        return
     try:
-        fps = video.video_info(item.path)["fps"]
+        info = video.video_info(item.path)
     except ValueError as e:
         report.fail(item.path, str(e))
         return
-    writers = [_video_writer(p, fps, opts.video_format) for p in paths]
+    paths = predictor.video_outputs(item)
+    if not opts.overwrite and info["frames"] and all(
+            os.path.exists(p) for p in paths + predictor.video_frame_outputs(item,
+                                                                              info["frames"])):
+        report.skipped += len(paths) + len(predictor.video_frame_outputs(item, info["frames"]))
+        return
+    kept = [not opts.overwrite and os.path.exists(p) for p in paths]
+    report.skipped += sum(kept)
+    writers = [None if keep else _video_writer(p, info["fps"], opts.video_format, opts.overwrite)
+               for p, keep in zip(paths, kept)]
     sequence = SmoothedSequence(opts.smooth_alpha)
     mattes = AlphaMasks(predictor.mask_ids, margin=opts.mask_margin, hold=opts.mask_hold,
                         radius=opts.mask_feather)
@@ -195,10 +205,12 @@ def _process_video(predictor, item, report, write, progress):
             alphas = mattes.step(frame, probs)
             labels = write_frame_outputs(predictor, base, frame, probs, write, overlay_file=False,
                                          alphas=alphas)
-            writers[0].write(overlay(frame, labels, alpha=opts.alpha, palette=predictor.palette,
-                                     ignore_label=None))
+            if writers[0] is not None:
+                writers[0].write(overlay(frame, labels, alpha=opts.alpha,
+                                         palette=predictor.palette, ignore_label=None))
             for writer, c in zip(writers[1:], predictor.mask_ids):
-                writer.write(_mask_frame(frame, alphas[c], opts.video_format))
+                if writer is not None:
+                    writer.write(_mask_frame(frame, alphas[c], opts.video_format))
             report.processed += 1
             progress.update(1)
         ok = True
@@ -206,9 +218,10 @@ def _process_video(predictor, item, report, write, progress):
         report.fail(item.path, str(e))
     finally:
         for writer in writers:
-            writer.close(keep=ok)
+            if writer is not None:
+                writer.close(keep=ok)
     if ok:
-        report.written += len(writers)
+        report.written += sum(writer is not None for writer in writers)
         report.flicker[item.path] = sequence.summary()
 
 

@@ -190,14 +190,23 @@ class Predictor:
             maps["mc_mutual_info"] = (mc["mutual_information"], 0.0, log_c, "inferno")
         return maps
 
-    def image_outputs(self, item):
-        """Paths written for an image item."""
-        base = os.path.join(item.out_dir, item.stem)
-        paths = [f"{base}_labels.png", f"{base}_overlay.png"]
+    def frame_outputs(self, base, overlay_file=True):
+        """Paths written for one frame whose outputs start with ``base``."""
+        paths = [f"{base}_labels.png"] + ([f"{base}_overlay.png"] if overlay_file else [])
         paths += [f"{base}_mask_{self.mask_name(c)}.png" for c in self.mask_ids]
         for name in self.uncertainty_names():
             paths += [f"{base}_{name}.png", f"{base}_{name}.npy"]
         return paths
+
+    def image_outputs(self, item):
+        """Paths written for an image item."""
+        return self.frame_outputs(os.path.join(item.out_dir, item.stem))
+
+    def video_frame_outputs(self, item, frames):
+        """Paths of the per-frame files of the first ``frames`` frames of a video item."""
+        folder = os.path.join(item.out_dir, item.stem)
+        return [path for index in range(frames) for path in
+                self.frame_outputs(os.path.join(folder, f"frame_{index:06d}"), False)]
 
     def video_outputs(self, item):
         """Paths of the videos written for a video item: the overlay, then a mask per class."""
