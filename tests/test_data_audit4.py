@@ -2,6 +2,7 @@
 code before its fix."""
 
 import os
+import re
 import struct
 import zlib
 
@@ -184,3 +185,62 @@ def test_nearest_warp_half_pixel_shift_is_a_clean_shift():
     assert got == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 7.0]
     coords = tf.constant([[[[1.5, 0.0], [2.5, 0.0], [2.49, 0.0]]]], tf.float32)
     assert warp.sample(labels, coords, "nearest").numpy().ravel().tolist() == [2.0, 3.0, 2.0]
+
+
+# --- Finding 10: mask files PIL reads but the tf.data decoder cannot -------------------------
+
+_FORMAT_MESSAGE = (r"mask '{}' is {}; mask_format='index' masks must be PNG, BMP or JPEG files "
+                   r"\(the formats make_dataset decodes\)")
+
+
+@pytest.mark.parametrize("ext, found", [(".tif", "a TIFF file"), (".gif", "a GIF file")])
+def test_validation_refuses_masks_tf_cannot_decode(tmp_path, ext, found):
+    values = (np.arange(64).reshape(8, 8) % 3).astype(np.uint8)
+    mask = str(tmp_path / f"m{ext}")
+    Image.fromarray(values, "L").save(mask)
+    pairs = [(_image(tmp_path / "a.png"), mask)]
+    expected = _FORMAT_MESSAGE.format(re.escape(mask), found)
+    for validate in (True, "headers"):
+        with pytest.raises(ValueError, match=expected):
+            data.make_dataset(pairs, num_classes=3, validate=validate)
+    report = data.validate_pairs(pairs, num_classes=3, skip_bad=True)
+    assert report.good == [] and re.match(expected, report.bad[0][1])
+    # Without validation the decoder names the file too (TF's error names none).
+    with pytest.raises(Exception, match=_FORMAT_MESSAGE.format(
+            re.escape(mask), r"a file starting with b'(II|GIF).*?")):
+        next(iter(data.make_dataset(pairs, num_classes=3, validate=False)))
+
+
+def test_bmp_and_png_masks_still_accepted(tmp_path):
+    values = (np.arange(64).reshape(8, 8) % 3).astype(np.uint8)
+    for ext in (".bmp", ".png"):
+        mask = str(tmp_path / f"m{ext}")
+        Image.fromarray(values, "L").save(mask)
+        pairs = [(_image(tmp_path / "a.png"), mask)]
+        for validate in (True, False):
+            got = _first_mask(data.make_dataset(pairs, num_classes=3, validate=validate))
+            np.testing.assert_array_equal(got, values)
+
+
+# --- Finding 9: NYUDv2 inputs of another size than the label ---------------------------------
+
+@pytest.mark.parametrize("modality, kind, size", [("hha", "hha", (30, 22)),
+                                                  ("fusion", "rgb", (34, 26)),
+                                                  ("rgbd", "depth", (34, 26))])
+def test_nyud_load_example_checks_sizes(tmp_path, modality, kind, size):
+    from keras_fcn.datasets import nyud
+
+    root = str(tmp_path / "nyud")
+    nyud.write_fake_nyud(root, num_images=2, height=24, width=32)
+    image_id = nyud.nyud_ids(root, "train")[0]
+    folder = {"rgb": "images", "hha": "hha", "depth": "depth"}[kind]
+    path = os.path.join(root, "data", folder, f"img_{image_id}.png")
+    Image.open(path).resize(size).save(path)
+    expected = re.escape(f"NYUDv2 {kind} of '{image_id}' is ({size[1]}, {size[0]}) but its "
+                         "label is (24, 32)")
+    with pytest.raises(ValueError, match=expected):
+        nyud.load_example(root, image_id, modality)
+    with pytest.raises(Exception, match=expected):
+        next(iter(nyud.make_nyud_dataset(root, "train", modality=modality)))
+    inputs, label = nyud.load_example(root, image_id, "rgb" if kind != "rgb" else "hha")
+    assert label.shape == (24, 32) and inputs.shape == (24, 32, 3)

@@ -11,9 +11,11 @@ import tensorflow as tf
 
 from keras_fcn._checks import check_choice
 from keras_fcn.data.masks import (
+    MASK_FILE_SIGNATURES,
     MASK_FORMATS,
     UNKNOWN_COLOR_MODES,
     bad_value_message,
+    mask_file_format_message,
     palette_to_table,
     read_index_png,
     read_sbd_mat,
@@ -60,6 +62,21 @@ def _check_image_format(path, data):
     known = tf.reduce_any([tf.strings.substr(head, 0, len(sig)) == sig
                            for sig in _IMAGE_SIGNATURES])
     return _fail_unless(known, _raise_format, [path, head], data)
+
+
+def _check_mask_format(path, data, mask_format):
+    """Returns `data`; fails naming `path` when it is no file the decoder reads as a mask of
+    `mask_format` (a TIFF, a GIF index mask: TF's own error names no file)."""
+    head = tf.strings.substr(data, 0, 8)
+    known = tf.reduce_any([tf.strings.substr(head, 0, len(sig)) == sig
+                           for signatures in MASK_FILE_SIGNATURES[mask_format].values()
+                           for sig in signatures])
+
+    def raise_format(p, h):
+        raise ValueError(mask_file_format_message(p, mask_format,
+                                                  f"a file starting with {bytes(h)!r}"))
+
+    return _fail_unless(known, raise_format, [path, head], data)
 
 
 def _raise_channels(path, channels):
@@ -188,10 +205,12 @@ def make_decode_fn(*, num_classes, ignore_label=IGNORE_LABEL, mask_format="index
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
         image.set_shape([None, None, 3])
         if mask_format == "index":
-            mask = _decode_index_mask(mask_path, tf.io.read_file(mask_path))
+            mask_data = _check_mask_format(mask_path, tf.io.read_file(mask_path), "index")
+            mask = _decode_index_mask(mask_path, mask_data)
         elif mask_format == "rgb":
-            mask = _decode_rgb_mask(mask_path, tf.io.read_file(mask_path), codes, labels,
-                                    ignore_label, unknown_color)
+            mask_data = _check_mask_format(mask_path, tf.io.read_file(mask_path), "rgb")
+            mask = _decode_rgb_mask(mask_path, mask_data, codes, labels, ignore_label,
+                                    unknown_color)
         else:
             mask = _decode_sbd_mask(mask_path)
         mask = _check_same_size(image_path, image, mask_path, mask)

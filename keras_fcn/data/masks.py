@@ -234,6 +234,30 @@ def read_mask(path, mask_format="index", palette=None, ignore_label=IGNORE_LABEL
     return mask.astype(np.int32)
 
 
+# The mask files the tf.data decoder (`make_decode_fn`) reads, by mask format: name ->
+# signatures (first bytes). PIL reads more (TIFF, GIF palettes...), which TF cannot decode as
+# class ids; `validate_pairs` and the in-graph decoder refuse those naming the file.
+MASK_FILE_SIGNATURES = {
+    "index": {"PNG": (b"\x89PNG\r\n\x1a\n",), "BMP": (b"BM",), "JPEG": (b"\xff\xd8\xff",)},
+    "rgb": {"PNG": (b"\x89PNG\r\n\x1a\n",), "BMP": (b"BM",), "JPEG": (b"\xff\xd8\xff",),
+            "GIF": (b"GIF87a", b"GIF89a"), "WebP": (b"RIFF",)},
+}
+
+
+def mask_file_format_message(path, mask_format, found):
+    """The message for a mask file the tf.data decoder cannot read in `mask_format`.
+
+    Example:
+        mask_file_format_message("m.tif", "index", "a TIFF file")
+        # "mask 'm.tif' is a TIFF file; mask_format='index' masks must be PNG, BMP or JPEG
+        #  files (the formats make_dataset decodes); save it as PNG"
+    """
+    names = list(MASK_FILE_SIGNATURES[mask_format])
+    allowed = ", ".join(names[:-1]) + " or " + names[-1]
+    return (f"mask '{to_str(path)}' is {found}; mask_format={mask_format!r} masks must be "
+            f"{allowed} files (the formats make_dataset decodes); save it as PNG")
+
+
 def bad_value_message(path, mask, num_classes, ignore_label):
     """Returns a message naming the first invalid mask value, or None if all are valid.
 

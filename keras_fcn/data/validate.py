@@ -14,9 +14,11 @@ import tensorflow as tf
 
 from keras_fcn._checks import check_choice
 from keras_fcn.data.masks import (
+    MASK_FILE_SIGNATURES,
     MASK_FORMATS,
     UNKNOWN_COLOR_MODES,
     bad_value_message,
+    mask_file_format_message,
     palette_to_table,
     read_mask,
     size_mismatch_message,
@@ -142,8 +144,31 @@ def _pair_problem(pair, num_classes, ignore_label, mask_format, palette, unknown
     if mask.shape != image_hw:
         return size_mismatch_message(image_path, image_hw, mask_path, mask.shape)
     if check_values:
-        return bad_value_message(mask_path, mask, num_classes, ignore_label)
-    return None
+        message = bad_value_message(mask_path, mask, num_classes, ignore_label)
+        if message:
+            return message
+    return _mask_file_problem(mask_path, mask_format)
+
+
+def _mask_file_problem(path, mask_format):
+    """A message when the tf.data decoder cannot read the mask file PIL has just read (a TIFF,
+    a GIF index mask...), else None."""
+    if mask_format not in MASK_FILE_SIGNATURES:  # .mat files: read by scipy in both pipelines
+        return None
+    with open(path, "rb") as file:
+        head = file.read(16)
+    if any(head.startswith(signature)
+           for signatures in MASK_FILE_SIGNATURES[mask_format].values()
+           for signature in signatures):
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            found = f"a {image.format} file"
+    except Exception:  # noqa: BLE001 - only names the format in the message
+        found = f"a file starting with {head[:8]!r}"
+    return mask_file_format_message(path, mask_format, found)
 
 
 def validate_pairs(pairs, *, num_classes, ignore_label=IGNORE_LABEL, mask_format="index",
@@ -153,8 +178,10 @@ def validate_pairs(pairs, *, num_classes, ignore_label=IGNORE_LABEL, mask_format
 
     Checks: entries are pairs, files exist, images decode with `tf.io.decode_image` (the
     pipeline's decoder; with `decode_images=False` only their headers, PNG CRCs and JPEG end
-    marker are read), masks decode in `mask_format` (with PIL), image and mask sizes agree
-    and (with `check_values`) every mask value is in [0, num_classes) or the ignore label.
+    marker are read), masks decode in `mask_format` (with PIL) and are files the pipeline's
+    decoder reads (index masks: PNG, BMP or JPEG; a TIFF or GIF index mask is refused, naming
+    it), image and mask sizes agree and (with `check_values`) every mask value is in
+    [0, num_classes) or the ignore label.
 
     Args:
         pairs: sequence of (image path, mask path).

@@ -13,6 +13,7 @@ import os
 from keras_fcn.data.validate import ValidationReport, validate_pairs
 from keras_fcn.datasets import nyud, siftflow
 from keras_fcn.datasets.loader import file_pairs
+from keras_fcn.datasets.nyud.layout import size_problem
 from keras_fcn.labels import IGNORE_LABEL
 
 # The splits `check` looks at when none are given.
@@ -33,11 +34,7 @@ def _nyud_problem(root, image_id):
     arrays = {"rgb": nyud.read_rgb(root, image_id), "depth": nyud.read_depth(root, image_id)}
     if os.path.isdir(os.path.join(root, "data", "hha")):
         arrays["hha"] = nyud.read_hha(root, image_id)
-    for kind, array in arrays.items():
-        if array.shape[:2] != label.shape:
-            return (f"NYUDv2 {kind} of {image_id!r} is {array.shape[:2]} but its label is "
-                    f"{label.shape}")
-    return None
+    return size_problem(image_id, arrays, label)
 
 
 def _siftflow_problem(root, image_id):

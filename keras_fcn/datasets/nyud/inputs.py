@@ -18,6 +18,7 @@ from keras_fcn.datasets.nyud.layout import (
     NYUD_MEAN_LOG_DEPTH,
     nyud_ids,
     read_depth,
+    size_problem,
     read_hha,
     read_label,
     read_rgb,
@@ -82,20 +83,30 @@ def load_example(root, image_id, modality="rgb"):
         ``(inputs, label)``: inputs float32 (H, W, 3|4), or for ``"fusion"`` a dict
         ``{"rgb": (H, W, 3), "hha": (H, W, 3)}``; label uint8 (H, W) training ids.
 
+    Raises:
+        ValueError: an input is not the size of the label ("NYUDv2 hha of '5001' is (22, 30)
+            but its label is (24, 32)", the message of ``datasets.check``).
+
     Example:
         >>> inputs, label = load_example("data/nyud", "5001", "fusion")  # doctest: +SKIP
     """
     check_choice("modality", modality, MODALITIES)
     label = read_label(root, image_id)
+    readers = {"rgb": read_rgb, "hha": read_hha, "depth": read_depth}
+    kinds = {"rgb": ("rgb",), "hha": ("hha",), "rgbd": ("rgb", "depth"),
+             "fusion": ("rgb", "hha")}[modality]
+    raw = {kind: readers[kind](root, image_id) for kind in kinds}
+    problem = size_problem(image_id, raw, label)
+    if problem:  # as datasets.check says it, not a shape error deep inside the loss
+        raise ValueError(problem)
     if modality == "rgb":
-        inputs = preprocess_rgb(read_rgb(root, image_id))
+        inputs = preprocess_rgb(raw["rgb"])
     elif modality == "hha":
-        inputs = preprocess_hha(read_hha(root, image_id))
+        inputs = preprocess_hha(raw["hha"])
     elif modality == "rgbd":
-        inputs = preprocess_rgbd(read_rgb(root, image_id), read_depth(root, image_id))
+        inputs = preprocess_rgbd(raw["rgb"], raw["depth"])
     else:
-        inputs = {"rgb": preprocess_rgb(read_rgb(root, image_id)),
-                  "hha": preprocess_hha(read_hha(root, image_id))}
+        inputs = {"rgb": preprocess_rgb(raw["rgb"]), "hha": preprocess_hha(raw["hha"])}
     return inputs, label
 
 

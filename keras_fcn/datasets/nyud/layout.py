@@ -172,3 +172,18 @@ def read_label(root, image_id):
     if "segmentation" not in contents:
         raise ValueError(f"{path!r} has no 'segmentation' field.")
     return to_train_ids(contents["segmentation"])
+
+
+def size_problem(image_id, arrays, label):
+    """The message when an input of `arrays` ({kind: (H, W, ...)}) has another size than the
+    label (None when all agree); `datasets.check` and `load_example` use it.
+
+    Example:
+        >>> size_problem("5001", {"rgb": np.zeros((3, 4, 3))}, np.zeros((3, 5)))
+        "NYUDv2 rgb of '5001' is (3, 4) but its label is (3, 5)"
+    """
+    for kind, array in arrays.items():
+        if tuple(array.shape[:2]) != tuple(label.shape):
+            return (f"NYUDv2 {kind} of {image_id!r} is {tuple(array.shape[:2])} but its label is "
+                    f"{tuple(label.shape)}")
+    return None
