@@ -181,3 +181,37 @@ def test_video_rerun_keeps_existing_videos_and_makes_new_outputs(tmp_path, varie
     # --overwrite replaces the edited overlay.
     files.run(options(varied_model, [clip], out, overwrite=True))
     assert digest(overlay) != edited
+
+
+# ----------------------------------------------------------------------------- 8: 16-bit, floats
+
+
+def test_read_image_scales_16_bit_grey_and_refuses_float_modes(tmp_path):
+    values = np.array([[0, 256, 257, 32896], [50000, 65278, 65534, 65535]], "uint16")
+    Image.fromarray(values).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    rgb = files.read_image(str(tmp_path / "g16.png"))
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 4, 3)
+    np.testing.assert_array_equal(rgb[..., 0], [[0, 0, 1, 128], [194, 254, 254, 255]])
+    np.testing.assert_array_equal(rgb[..., 0], rgb[..., 2])
+    Image.fromarray(np.full((4, 4), 70000, "int32")).save(tmp_path / "i32.tif")
+    with pytest.raises(ValueError, match=r"i32\.tif.*outside 0\.\.65535"):
+        files.read_image(str(tmp_path / "i32.tif"))
+    Image.fromarray(np.full((4, 4), 0.5, "float32")).save(tmp_path / "f.tif")
+    with pytest.raises(ValueError, match=r"f\.tif.*32-bit float pixels \(mode F\)"):
+        files.read_image(str(tmp_path / "f.tif"))
+
+
+def test_predict_refuses_floats_outside_0_255():
+    from keras_fcn.inference import mc_dropout, predict
+
+    model = pointwise_model(3, dropout=0.5)
+    image = np.full((8, 8, 3), 1000.0, "float32")
+    with pytest.raises(ValueError, match=r"Image 0 has values outside \[0, 255\] "
+                                         r"\(min=1000\.0, max=1000\.0"):
+        predict(model, image)
+    image[0, 0, 0] = -5.0
+    with pytest.raises(ValueError, match=r"values outside \[0, 255\] \(min=-5\.0"):
+        mc_dropout(model, image, num_samples=2)
+    labels, _ = predict(model, np.full((8, 8, 3), 255.0, "float32"))  # the edge is fine
+    assert labels.shape == (8, 8)

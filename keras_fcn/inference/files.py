@@ -57,8 +57,18 @@ class Report:
         self.failures.append((path, message))
 
 
+# 16- and 32-bit integer grey modes; their values are scaled by 1/257 (65535 -> 255), as
+# keras_fcn.data.arrays.read_image does.
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
 def read_image(path):
     """Reads an image file as RGB uint8; raises ValueError saying why if it cannot.
+
+    16-bit grey images (and 32-bit integer ones with values in 0..65535) are scaled to 8 bits
+    as ``value // 257`` (65535 -> 255) instead of being clipped to white; 32-bit float images
+    (mode ``F``), whose scale is unknown, and 32-bit integers past 65535 are refused naming
+    the file.
 
     Example:
         read_image("photo.jpg").shape
@@ -67,13 +77,26 @@ def read_image(path):
 
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"), dtype="uint8")
+            mode = image.mode
+            if mode in _WIDE_MODES or mode == "F":
+                pixels = np.asarray(image)
+            else:
+                return np.asarray(image.convert("RGB"), dtype="uint8")
     # DecompressionBombError (a header declaring billions of pixels) is not an OSError.
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
             Image.DecompressionBombError) as e:
         size = os.path.getsize(path) if os.path.exists(path) else None
         detail = "empty file" if size == 0 else f"{type(e).__name__}: {e}"
         raise ValueError(f"cannot read image ({detail})") from e
+    if mode == "F":
+        raise ValueError(f"cannot read image {os.fspath(path)!r}: 32-bit float pixels (mode F) "
+                         "have no known scale; save it as 8- or 16-bit RGB or grey")
+    if pixels.size and (pixels.min() < 0 or pixels.max() > 65535):
+        raise ValueError(f"cannot read image {os.fspath(path)!r}: 32-bit integer pixels outside "
+                         f"0..65535 (min={pixels.min()}, max={pixels.max()}); save it as 8- or "
+                         "16-bit")
+    grey = (pixels.astype("int64") // 257).astype("uint8")
+    return np.repeat(grey[..., None], 3, axis=-1)
 
 
 def _output_writer(report, overwrite):

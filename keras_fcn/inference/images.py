@@ -18,7 +18,8 @@ KINDS = ("single", "batch", "list")
 
 
 def check_image(index, array):
-    """Raises ValueError naming image ``index`` unless it is a finite, non-empty real RGB array.
+    """Raises ValueError naming image ``index`` unless it is a finite, non-empty real RGB array
+    with values in [0, 255].
 
     Example:
         >>> check_image(0, np.zeros((4, 4, 3)))   # passes
@@ -45,6 +46,12 @@ def check_image(index, array):
     bad = count_non_finite(array)
     if bad:
         raise ValueError(f"Image {index} has {bad} NaN or infinite values.")
+    # Floats are on the 0..255 scale too: a uint16 image cast to float, or a normalized one,
+    # would give meaningless labels.
+    if array.dtype.kind == "f" and array.size and (array.min() < 0 or array.max() > 255):
+        raise ValueError(f"Image {index} has values outside [0, 255] (min={array.min()}, "
+                         f"max={array.max()}); expected {array.dtype} RGB in [0, 255]. "
+                         "Scale 16-bit images first, e.g. image // 257.")
 
 
 def as_image_list(images):

@@ -151,10 +151,8 @@ def overlay(image, labels, *, alpha=0.5, palette=None, ignore_label=IGNORE_LABEL
             f"image (H, W, 3) and labels (H, W) must match. Received: image={image.shape}, "
             f"labels={labels.shape}"
         )
-    check_image("passed to overlay", image)  # predict's checks: 16-bit, NaN, non-numbers
-    if image.dtype.kind == "f" and image.size and (image.min() < 0 or image.max() > 255):
-        raise ValueError(f"Image passed to overlay has values outside [0, 255] (min="
-                         f"{image.min()}, max={image.max()}); expected RGB in [0, 255].")
+    # predict's checks: 16-bit, NaN, non-numbers, floats outside [0, 255]
+    check_image("passed to overlay", image)
     out = np.empty(image.shape, "uint8")
     # In bands of rows: the float temporaries of a whole 12000x12000 image would be ~7 GB.
     for top in range(0, image.shape[0], OVERLAY_ROWS):
