@@ -244,3 +244,86 @@ def test_nyud_load_example_checks_sizes(tmp_path, modality, kind, size):
         next(iter(nyud.make_nyud_dataset(root, "train", modality=modality)))
     inputs, label = nyud.load_example(root, image_id, "rgb" if kind != "rgb" else "hha")
     assert label.shape == (24, 32) and inputs.shape == (24, 32, 3)
+
+
+# --- Finding 8: convert_labeled_mat and the user's split files --------------------------------
+
+def _fake_mat(tmp_path, num_images=5):
+    from keras_fcn.datasets import nyud
+
+    mat, mapping = str(tmp_path / "labeled.mat"), str(tmp_path / "mapping.mat")
+    nyud.write_fake_labeled_mat(mat, num_images=num_images, height=16, width=20)
+    nyud.write_fake_class_mapping(mapping)
+    return mat, mapping
+
+
+def test_convert_labeled_mat_keeps_the_users_split_files(tmp_path):
+    from keras_fcn.datasets import nyud
+
+    mat, mapping = _fake_mat(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train.txt").write_text("5001\n5002\n")
+    with pytest.raises(FileExistsError, match=re.escape(
+            f"NYUDv2 split file(s) already exist with other ids: '{out / 'train.txt'}' (2 ids, "
+            "would be 1). Pass overwrite=True")):
+        nyud.convert_labeled_mat(mat, mapping, str(out), indices=[0, 3], verbose=False)
+    assert (out / "train.txt").read_text() == "5001\n5002\n"
+    assert not (out / "segmentation").exists()  # refused before converting
+    assert nyud.convert_labeled_mat(mat, mapping, str(out), indices=[0, 3], verbose=False,
+                                    overwrite=True) == 2
+    assert (out / "train.txt").read_text() == "5004\n"
+
+
+def test_convert_labeled_mat_with_indices_lists_only_converted_ids(tmp_path):
+    from keras_fcn.datasets import nyud
+
+    mat, mapping = _fake_mat(tmp_path)
+    out = str(tmp_path / "out")
+    nyud.convert_labeled_mat(mat, mapping, out, indices=[0, 2], with_hha=False, verbose=False)
+    listed = {s: nyud.nyud_ids(out, s) for s in ("train", "val", "test")}
+    assert listed == {"train": ["5003"], "val": [], "test": ["5001"]}
+    labels = [y.numpy().shape for _, y in nyud.make_nyud_dataset(out, "train")]
+    assert labels == [(1, 16, 20)]
+    # A later call adds its ids to those already converted; the same call again is a no-op.
+    nyud.convert_labeled_mat(mat, mapping, out, indices=[3], with_hha=False, verbose=False,
+                             overwrite=True)
+    assert nyud.nyud_ids(out, "train") == ["5003", "5004"]
+    nyud.convert_labeled_mat(mat, mapping, out, indices=[3], with_hha=False, verbose=False)
+
+
+# --- Finding 6: HHA normals next to missing depth ---------------------------------------------
+
+def _plane_depth(height=48, width=64, slope=0.0):
+    """Depth of a plane: 1/depth is linear in the pixel row (slope 0: a fronto-parallel wall)."""
+    rows = np.arange(height, dtype=np.float32)[:, None]
+    return np.broadcast_to(1.0 / (1 / 3.0 + slope * (rows - height / 2)),
+                           (height, width)).astype(np.float32)
+
+
+@pytest.mark.parametrize("slope, missing", [(0.0, 0.0), (0.0, np.nan), (0.004, 0.0)])
+def test_hha_valid_pixels_next_to_a_hole_keep_the_planes_normal(slope, missing):
+    from keras_fcn.datasets import hha
+
+    depth = _plane_depth(slope=slope)
+    reference = hha.compute_hha(depth, gravity="camera")
+    holed = depth.copy()
+    holed[20:28, 28:36] = missing
+    got = hha.compute_hha(holed, gravity="camera")
+    assert got[20:28, 28:36].max() == 0
+    outside = np.ones(depth.shape, bool)
+    outside[20:28, 28:36] = False
+    assert np.abs(got[..., 2].astype(int) - reference[..., 2])[outside].max() == 0
+    np.testing.assert_array_equal(got[outside], reference[outside])
+    if slope == 0.0:  # the column through the hole: 128 (a wall) right up to it
+        assert got[14:34, 32, 2].tolist() == [128] * 6 + [0] * 8 + [128] * 6
+
+
+@pytest.mark.parametrize("shape", [(1, 5), (5, 1), (0, 0)])
+def test_hha_refuses_depth_maps_too_small(shape):
+    from keras_fcn.datasets import hha
+
+    with pytest.raises(ValueError, match=re.escape(
+            f"depth must be at least 2x2 pixels: surface normals need a neighbour along each "
+            f"axis. Received: depth of shape {shape}")):
+        hha.compute_hha(np.ones(shape, np.float32))

@@ -108,12 +108,38 @@ def _box_mean(values, size):
     return ndimage.uniform_filter(values, size=(size, size, 1), mode="nearest")
 
 
+def _check_normal_size(shape, what):
+    if len(shape) != 2 or min(shape) < 2:
+        raise ValueError(f"{what} must be at least 2x2 pixels: surface normals need a neighbour "
+                         f"along each axis. Received: {what} of shape {tuple(shape)}")
+
+
+def _valid_gradient(points, valid, axis):
+    """``np.gradient`` of (H, W, 3) points along `axis` from valid neighbours only: the mean of
+    the forward and backward differences whose two pixels are both valid (one of them at a hole
+    or the border, zero with neither), so missing depth never bends a valid pixel's tangent."""
+    p = np.moveaxis(points, axis, 0)
+    v = np.moveaxis(valid, axis, 0)
+    both = v[1:] & v[:-1]
+    diff = np.where(both[..., None], p[1:] - p[:-1], 0.0)
+    total = np.zeros_like(p)
+    count = np.zeros(v.shape, np.float32)
+    total[:-1] += diff
+    total[1:] += diff
+    count[:-1] += both
+    count[1:] += both
+    gradient = total / np.maximum(count, 1.0)[..., None]
+    return np.moveaxis(gradient, 0, axis)
+
+
 def surface_normals(points, valid=None, window=5):
     """Unit surface normals of a point cloud, oriented towards the camera.
 
     The normal of each pixel is the cross product of the image-space gradients of the points
     (the two tangent vectors of the surface), averaged over a ``window`` x ``window`` box and
-    renormalised. Invalid pixels get a zero normal.
+    renormalised. The gradients use valid neighbours only (a one-sided difference next to a
+    hole), so a valid pixel next to missing depth keeps its surface's normal; invalid pixels
+    get a zero normal, and so does a valid pixel without a valid neighbour in its window.
 
     Args:
         points: (H, W, 3) point cloud from :func:`backproject`.
@@ -131,8 +157,10 @@ def surface_normals(points, valid=None, window=5):
     if not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be a positive integer. Received: window={window!r}")
     points = np.asarray(points, dtype=np.float32)
-    d_rows = np.gradient(points, axis=0)
-    d_cols = np.gradient(points, axis=1)
+    _check_normal_size(points.shape[:2], "points")
+    usable = np.ones(points.shape[:2], bool) if valid is None else np.asarray(valid, bool)
+    d_rows = _valid_gradient(points, usable, axis=0)
+    d_cols = _valid_gradient(points, usable, axis=1)
     normals = np.cross(d_cols, d_rows)
     normals /= np.linalg.norm(normals, axis=-1, keepdims=True) + 1e-12
     if valid is not None:
@@ -240,6 +268,7 @@ def hha_components(depth, intrinsics=NYU_INTRINSICS, gravity="estimate", normal_
         >>> parts["camera_height"]  # metres above the estimated floor  # doctest: +SKIP
     """
     depth = _check_depth(depth)
+    _check_normal_size(depth.shape, "depth")
     valid = valid_depth_mask(depth)
     safe_depth = np.where(valid, depth, 1.0).astype(np.float32)
     points = backproject(safe_depth, intrinsics)

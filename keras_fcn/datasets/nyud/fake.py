@@ -106,5 +106,6 @@ def write_fake_nyud(root, num_images=4, height=48, width=64, splits=None):
         write_example(root, example["id"], example["rgb"], example["depth"], example["label"],
                       hha_lib.compute_hha(example["depth"]))
     ids = [str(ID_OFFSET + i + 1) for i in range(num_images)]
-    write_split_files(root, splits or {"train": ids[:-1], "val": ids[:-1], "test": ids[-1:]})
+    write_split_files(root, splits or {"train": ids[:-1], "val": ids[:-1], "test": ids[-1:]},
+                      overwrite=True)  # a fake folder: its own split files
     return root

@@ -18,6 +18,8 @@ from keras_fcn.datasets.nyud.layout import (
     ID_OFFSET,
     NUM_CLASSES,
     NUM_RAW_CLASSES,
+    check_split_files,
+    nyud_split_ids,
     write_example,
     write_split_files,
 )
@@ -133,8 +135,23 @@ def iter_labeled_mat(path, indices=None, class_mapping=None):
             }
 
 
+def _split_listing(out_dir, indices):
+    """{split: ids} the split files of a conversion list: the bundled split, or with `indices`
+    only the ids whose label is in `out_dir` after it (converted now or by an earlier call)."""
+    splits = {s: nyud_split_ids(s) for s in ("train", "val", "test")}
+    if indices is None:
+        return splits
+    present = {str(ID_OFFSET + int(i) + 1) for i in indices}
+    folder = os.path.join(os.fspath(out_dir), "segmentation")
+    if os.path.isdir(folder):
+        present |= {name[4:-4] for name in os.listdir(folder)
+                    if name.startswith("img_") and name.endswith(".mat")}
+    return {s: [i for i in ids if i in present] for s, ids in splits.items()}
+
+
 def convert_labeled_mat(mat_path, class_mapping_path, out_dir, with_hha=True,
-                        intrinsics=hha_lib.NYU_INTRINSICS, indices=None, verbose=True):
+                        intrinsics=hha_lib.NYU_INTRINSICS, indices=None, verbose=True,
+                        overwrite=False):
     """Converts ``nyu_depth_v2_labeled.mat`` into the FCN layout, with HHA computed here.
 
     The HHA images are this package's approximation of Gupta et al.'s encoding
@@ -146,15 +163,25 @@ def convert_labeled_mat(mat_path, class_mapping_path, out_dir, with_hha=True,
         out_dir: output folder. with_hha: also write ``data/hha``.
         intrinsics: camera ``(fx, fy, cx, cy)`` for HHA. indices: 0-based subset (default all).
         verbose: log progress every 100 images.
+        overwrite: replace split files (``train.txt``...) of `out_dir` that list other ids.
+
+    The split files list the bundled split; with ``indices``, only the ids whose label is in
+    ``out_dir`` (converted now or earlier), so no listed image is missing.
 
     Returns:
         The number of images written.
+
+    Raises:
+        FileExistsError: `out_dir` has split files with other ids (checked before
+            converting), and not `overwrite`.
 
     Example:
         >>> convert_labeled_mat("nyu_depth_v2_labeled.mat", "classMapping40.mat",
         ...                     "data/nyud")  # doctest: +SKIP
         1449
     """
+    splits = _split_listing(out_dir, indices)
+    check_split_files(out_dir, splits, overwrite)  # before the slow part
     count = 0
     for example in iter_labeled_mat(mat_path, indices, class_mapping_path):
         hha = hha_lib.compute_hha(example["depth"], intrinsics) if with_hha else None
@@ -163,5 +190,5 @@ def convert_labeled_mat(mat_path, class_mapping_path, out_dir, with_hha=True,
         count += 1
         if verbose and count % 100 == 0:
             log.info("NYUDv2: converted %d images", count)
-    write_split_files(out_dir)
+    write_split_files(out_dir, splits, overwrite=overwrite)
     return count

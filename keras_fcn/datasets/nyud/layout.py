@@ -113,13 +113,36 @@ def write_example(root, image_id, rgb, depth, labels40, hha=None):
                      {"segmentation": np.asarray(labels40, np.uint8)}, do_compression=True)
 
 
-def write_split_files(root, splits=None):
+def check_split_files(root, splits, overwrite=False):
+    """Raises FileExistsError naming the split files of `root` that hold other ids than
+    `splits` ({split: ids}) would write, unless `overwrite` (files with the same ids are fine).
+
+    Example:
+        >>> check_split_files("data/nyud", {"train": ["5001"]})  # doctest: +SKIP
+    """
+    differ = []
+    for split, ids in splits.items():
+        path = os.path.join(os.fspath(root), f"{split}.txt")
+        if os.path.isfile(path) and read_list_file(path) != [str(i) for i in ids]:
+            differ.append(f"'{path}' ({len(read_list_file(path))} ids, would be {len(ids)})")
+    if differ and not overwrite:
+        raise FileExistsError(
+            f"NYUDv2 split file(s) already exist with other ids: {', '.join(differ)}. Pass "
+            "overwrite=True to replace them, or remove them.")
+
+
+def write_split_files(root, splits=None, overwrite=False):
     """Writes ``root/{train,val,test}.txt`` (the bundled split by default).
+
+    Raises:
+        FileExistsError: a split file exists with other ids, and not ``overwrite`` (nothing
+            is written; see :func:`check_split_files`).
 
     Example:
         >>> write_split_files("data/nyud")  # doctest: +SKIP
     """
     splits = splits or {s: nyud_split_ids(s) for s in ("train", "val", "test")}
+    check_split_files(root, splits, overwrite)
     os.makedirs(os.fspath(root), exist_ok=True)
     for split, ids in splits.items():
         write_list_file(os.path.join(os.fspath(root), f"{split}.txt"), ids)
