@@ -215,3 +215,57 @@ def test_predict_refuses_floats_outside_0_255():
         mc_dropout(model, image, num_samples=2)
     labels, _ = predict(model, np.full((8, 8, 3), 255.0, "float32"))  # the edge is fine
     assert labels.shape == (8, 8)
+
+
+# ----------------------------------------------------------------------------- 5: mask file names
+
+
+def _labelled_model(folder, class_names, **kwargs):
+    import json
+
+    path = save_model(pointwise_model(len(class_names), **kwargs), folder)
+    (folder / "m.labels.json").write_text(json.dumps({"class_names": list(class_names)}),
+                                          encoding="utf-8")
+    return path
+
+
+def test_unicode_and_colliding_class_names_get_one_mask_file_each(tmp_path):
+    model = _labelled_model(tmp_path, ["背景", "自行车", "汽车"], seed=3)
+    image = random_image(32, 32, 4)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    report = files.run(options(model, [tmp_path / "a.png"], tmp_path / "out",
+                               classes=["自行车", "汽车"]))
+    assert report.written == 4 and report.skipped == 0
+    labels = np.asarray(Image.open(tmp_path / "out" / "a_labels.png"))
+    assert {1, 2} <= set(np.unique(labels).tolist())
+    for class_id, name in ((1, "自行车"), (2, "汽车")):
+        mask = np.asarray(Image.open(tmp_path / "out" / f"a_mask_{name}.png"))
+        np.testing.assert_array_equal(mask, np.where(labels == class_id, 255, 0))
+    assert predictor.mask_names([1, 2], ["bg", "a/b", "a b"]) == {1: "a_b_1", 2: "a_b_2"}
+    assert predictor.mask_names([1, 2], ["bg", "Car", "car"]) == {1: "Car_1", 2: "car_2"}
+    with pytest.raises(ValueError, match=r"classes 1 and 3 would both be written as "
+                                         r"'\*_mask_a_1\.png'"):
+        predictor.mask_names([1, 2, 3], ["bg", "a", "a", "a_1"])
+
+
+# ----------------------------------------------------------------------------- 6: dropout rate 0
+
+
+def test_mc_dropout_refuses_dropout_layers_of_rate_zero(tmp_path):
+    from keras_fcn.inference import mc_dropout, mc_dropout_model
+    from tiny import tiny_fcn
+
+    with pytest.raises(ValueError, match=r"Dropout layers of rate > 0.*has only drop6 "
+                                         r"\(rate=0\.0\), drop7 \(rate=0\.0\)"):
+        mc_dropout(tiny_fcn(dropout=0.0), random_image(32, 32), num_samples=2)
+    model = pointwise_model(3, dropout=0.5)
+    result = mc_dropout(model, random_image(32, 32), num_samples=4, seed=1)
+    assert float(result["variance"].max()) > 1e-6
+    assert mc_dropout_model(model).get_layer("drop").__class__.__name__ == "AlwaysOnDropout"
+    # tools/predict.py: refused before any output is written.
+    path = save_model(pointwise_model(3, dropout=0.0), tmp_path)
+    Image.fromarray(random_image(32, 32)).save(tmp_path / "a.png")
+    with pytest.raises(ValueError, match=r"has only drop \(rate=0\.0\)"):
+        files.run(options(path, [tmp_path / "a.png"], tmp_path / "out",
+                          uncertainty=["mc_dropout"]))
+    assert not os.path.exists(tmp_path / "out")

@@ -18,7 +18,7 @@ import re
 import numpy as np
 
 from keras_fcn.inference.predict import check_predict_args, predict
-from keras_fcn.inference.uncertainty import entropy, margin, mc_dropout
+from keras_fcn.inference.uncertainty import cached_mc_model, entropy, margin, mc_dropout
 from keras_fcn.labels import VOC_CLASSES, ModelLabels
 from keras_fcn.models.inspect import num_classes_of
 from keras_fcn.presets import list_presets, model_file
@@ -116,13 +116,49 @@ def uncertainty_names(uncertainty):
 
 
 def safe_name(text):
-    """A file-name-safe version of a class name.
+    """A file-name-safe version of a class name: letters and digits of any script, ``_``,
+    ``.`` and ``-`` are kept, runs of anything else become ``_``.
 
     Example:
         >>> safe_name("potted plant/2")
         'potted_plant_2'
+        >>> safe_name("自行车")
+        '自行车'
     """
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "class"
+    return re.sub(r"[^\w.-]+", "_", str(text)).strip("_.") or "class"
+
+
+def mask_names(class_ids, class_names):
+    """``{class id: file name part}`` of the masks of ``class_ids``: the class name made safe
+    (:func:`safe_name`), with ``_<id>`` added where two names would give one file (case
+    aside: macOS and Windows folders ignore it); ``class<id>`` for unnamed classes.
+
+    Raises:
+        ValueError: two masks would still share a file name.
+
+    Example:
+        >>> mask_names([1, 2, 3], ["bg", "a/b", "a b", "car"])
+        {1: 'a_b_1', 2: 'a_b_2', 3: 'car'}
+    """
+    def base(c):
+        if class_names and c < len(class_names) and safe_name(class_names[c]) != "class":
+            return safe_name(class_names[c])
+        return f"class{c}"
+
+    bases = {c: base(c) for c in class_ids}
+    counts = {}
+    for name in bases.values():
+        counts[name.casefold()] = counts.get(name.casefold(), 0) + 1
+    names = {c: name if counts[name.casefold()] == 1 else f"{name}_{c}"
+             for c, name in bases.items()}
+    seen = {}
+    for c, name in names.items():
+        if name.casefold() in seen:
+            raise ValueError(f"The masks of classes {seen[name.casefold()]} and {c} would both be "
+                             f"written as '*_mask_{name}.png'; rename a class in the labels "
+                             "file.")
+        seen[name.casefold()] = c
+    return names
 
 
 class Predictor:
@@ -156,13 +192,18 @@ class Predictor:
             names = list(VOC_CLASSES)
         self.class_names = names
         self.palette = None if labels is None else np.asarray(labels.palette)
-        self.mask_ids = resolve_classes(opts.classes, names, self.num_classes)
+        # A class asked for twice gets one mask.
+        self.mask_ids = list(dict.fromkeys(resolve_classes(opts.classes, names,
+                                                           self.num_classes)))
+        self._mask_names = mask_names(self.mask_ids, names)
+        if "mc_dropout" in opts.uncertainty:
+            cached_mc_model(self.model)  # refused now (no dropout), not after the first frame
 
     def mask_name(self, class_id):
-        """The file name part of class ``class_id``'s masks."""
-        if self.class_names and class_id < len(self.class_names):
-            return safe_name(self.class_names[class_id])
-        return f"class{class_id}"
+        """The file name part of class ``class_id``'s masks (unique among the masks)."""
+        if class_id in self._mask_names:
+            return self._mask_names[class_id]
+        return mask_names([class_id], self.class_names)[class_id]
 
     def probabilities(self, image):
         """The softmax ``(H, W, C)`` of one RGB image, with the tiling and TTA options."""

@@ -127,7 +127,8 @@ def mc_dropout_model(model, seed=None):
     ``trainable=False`` does keep BN in inference mode but mutates the user's model.)
 
     Args:
-        model: a functional keras model with at least one ``Dropout`` layer.
+        model: a functional keras model with at least one ``Dropout`` layer of rate > 0
+            (layers of rate 0 stay as they are).
         seed: optional integer seed for the dropout masks.
 
     Returns:
@@ -137,11 +138,14 @@ def mc_dropout_model(model, seed=None):
         mc = mc_dropout_model(model)
         samples = [mc(x) for _ in range(8)]  # differ where dropout > 0
     """
-    count = 0
+    count, idle = 0, []
 
     def clone(layer):
         nonlocal count
         if isinstance(layer, keras.layers.Dropout):
+            if not layer.rate > 0:  # rate 0 drops nothing: no samples would differ
+                idle.append(f"{layer.name} (rate={layer.rate})")
+                return layer
             count += 1
             return AlwaysOnDropout(layer.rate, noise_shape=layer.noise_shape,
                                    seed=None if seed is None else seed + count, name=layer.name)
@@ -152,8 +156,21 @@ def mc_dropout_model(model, seed=None):
         model.copy_info_to(mc)
     if count == 0:
         raise ValueError(
-            f"Monte-Carlo dropout needs a model with Dropout layers. Model {model.name!r} has none."
-        )
+            f"Monte-Carlo dropout needs a model with Dropout layers of rate > 0. Model "
+            f"{model.name!r} has " + (f"only {', '.join(idle)}: its maps would be all zero "
+                                      "(build it with dropout > 0)." if idle else "none."))
+    return mc
+
+
+def cached_mc_model(model):
+    """``model``'s Monte-Carlo dropout copy (:func:`mc_dropout_model`), made once per model.
+
+    Example:
+        cached_mc_model(model)   # ValueError now, not at the first frame, if it cannot be
+    """
+    mc = _MC_MODELS.get(model)
+    if mc is None:
+        mc = _MC_MODELS[model] = mc_dropout_model(model)
     return mc
 
 
@@ -195,9 +212,10 @@ def mc_dropout(model, images, *, num_samples=10, batch_size=1, seed=None):
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
         raise ValueError(
             f"num_samples must be an integer >= 2. Received: num_samples={num_samples!r}")
-    mc = _MC_MODELS.get(model)
-    if mc is None or seed is not None:
+    if seed is not None:
         mc = _MC_MODELS[model] = mc_dropout_model(model, seed=seed)
+    else:
+        mc = cached_mc_model(model)
     arrays, kind = as_image_list(images)
     results = map_same_size(
         lambda stack: _mc_statistics(np.stack(
