@@ -327,3 +327,54 @@ def test_hha_refuses_depth_maps_too_small(shape):
             f"depth must be at least 2x2 pixels: surface normals need a neighbour along each "
             f"axis. Received: depth of shape {shape}")):
         hha.compute_hha(np.ones(shape, np.float32))
+
+
+# --- Finding 3: the VOC TFDS builder and a listed image that is missing -----------------------
+
+def test_voc_tfds_builder_refuses_a_missing_listed_image(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from keras_fcn.datasets import voc_tfds_builder
+
+    voc = tmp_path / "manual" / "VOCdevkit" / "VOC2012"
+    ids = ["2007_000032", "2007_000033", "2007_000039"]
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (voc / sub).mkdir(parents=True)
+    for image_id in ids:
+        _image(voc / "JPEGImages" / f"{image_id}.jpg")
+        mask = Image.fromarray(np.ones((8, 8), np.uint8), "P")
+        mask.putpalette([0] * 768)
+        mask.save(voc / "SegmentationClass" / f"{image_id}.png")
+    for split in ("train", "val"):
+        (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    (voc / "JPEGImages" / f"{ids[2]}.jpg").unlink()
+    builder = voc_tfds_builder("voc2012", data_dir=str(tmp_path / "tfds"))
+    missing = voc / "JPEGImages" / f"{ids[2]}.jpg"
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"Image '{missing}' (mask '{voc / 'SegmentationClass' / ids[2]}.png') is listed in "
+            "the voc2012 'train' split but does not exist")):
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            manual_dir=str(tmp_path / "manual")))
+
+
+# --- Finding 11: blur larger than the crop; negative ids in remap_labels ----------------------
+
+def test_blur_larger_than_the_crop_is_refused_when_building(tmp_path):
+    pairs = [(_image(tmp_path / "a.png"), str(tmp_path / "m.png"))]
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(pairs[0][1])
+    with pytest.raises(ValueError, match=re.escape(
+            "`blur`=3.0 blurs with a radius of 9 pixels (3 standard deviations), more than the "
+            "crop_size (8, 8) allows (its mirrored edges need crops of at least 9 pixels): use "
+            "blur <= 2.66667 or a larger crop")):
+        data.make_dataset(pairs, num_classes=3, crop_size=8, blur=3.0)
+    ds = data.make_dataset(pairs, num_classes=3, crop_size=8, blur=2.6, seed=0)
+    assert next(iter(ds))[0].shape == (1, 8, 8, 3)
+
+
+def test_remap_labels_refuses_negative_ids():
+    from keras_fcn.datasets.tfds import OXFORD_PET_REMAP, remap_labels
+
+    got = remap_labels(tf.constant([[0, 1, 2, 3, 7]]), OXFORD_PET_REMAP).numpy().tolist()
+    assert got == [[0, 1, 0, 255, 7]]
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="remap_labels: the mask has negative values"):
+        remap_labels(tf.constant([[-1, 1, 2, 3]]), OXFORD_PET_REMAP)

@@ -331,6 +331,20 @@ def random_blur(image, seed, max_sigma):
                    lambda: tf.identity(image))
 
 
+def _check_blur_fits_crop(blur, crop_size):
+    """The blur mirrors `blur_radius(blur)` pixels at each edge, which needs crops at least
+    that large: a ValueError when building, not a TF padding error mid-epoch."""
+    if not blur or crop_size is None or not blur >= 0.1:
+        return  # off, no crop, or a bad value random_blur names
+    radius = blur_radius(blur)
+    if radius > min(crop_size):
+        raise ValueError(
+            f"`blur`={blur} blurs with a radius of {radius} pixels (3 standard deviations), "
+            f"more than the crop_size {tuple(crop_size)} allows (its mirrored edges need "
+            f"crops of at least {radius} pixels): use blur <= {min(crop_size) / 3:g} or a "
+            "larger crop")
+
+
 def make_element_fn(*, ignore_label, crop_size, scale_range, flip, mean_rgb=MEAN_RGB,
                     blur=0.0):
     """`fn((image, mask), seed) -> (image float32, mask)`: scale, pad + crop, flip, blur.
@@ -346,6 +360,7 @@ def make_element_fn(*, ignore_label, crop_size, scale_range, flip, mean_rgb=MEAN
     """
     crop_size = as_size("crop_size", crop_size)
     scale_range = as_range("scale_range", scale_range)
+    _check_blur_fits_crop(blur, crop_size)
 
     def element_fn(element, seed):
         image, mask = element

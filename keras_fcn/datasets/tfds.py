@@ -39,12 +39,19 @@ def _remap_table(label_remap):
 def remap_labels(mask, label_remap):
     """Replaces mask values by `label_remap` (a dict); values not in it are kept.
 
+    Negative mask values are refused (an InvalidArgumentError saying so): the keys of
+    `label_remap` are >= 0, and a negative id is neither a class nor the void label.
+
     Example:
         >>> remap_labels(tf.constant([[1, 2, 3]]), {1: 1, 2: 0, 3: 255}).numpy()
         array([[  1,   0, 255]], dtype=int32)
     """
     table = _remap_table(label_remap)
     mask = tf.cast(mask, tf.int32)
+    with tf.control_dependencies([tf.debugging.assert_non_negative(
+            mask, message="remap_labels: the mask has negative values; class ids and the "
+                          "void label are >= 0")]):
+        mask = tf.identity(mask)
     inside = mask < tf.shape(table)[0]
     return tf.where(inside, tf.gather(table, tf.clip_by_value(mask, 0, tf.shape(table)[0] - 1)),
                     mask)
@@ -137,17 +144,25 @@ def _voc_builder_class():
         def _split_generators(self, dl_manager):
             root = dl_manager.manual_dir
             if self.builder_config.name == "sbd":
-                return {s: self._generate_examples(sbd_pairs(root, s)[0], "sbd_mat")
+                return {s: self._generate_examples(sbd_pairs(root, s)[0], "sbd_mat", s)
                         for s in ("train", "val")}
-            splits = {s: self._generate_examples(voc_pairs(root, s)[0], "index")
+            splits = {s: self._generate_examples(voc_pairs(root, s)[0], "index", s)
                       for s in ("train", "val")}
-            splits["seg11valid"] = self._generate_examples(seg11valid_pairs(root)[0], "index")
+            # seg11valid lists VOC2011 val images: a partial VOC2012 tree may lack some.
+            splits["seg11valid"] = self._generate_examples(
+                seg11valid_pairs(root)[0], "index", "seg11valid", skip_missing=True)
             return splits
 
-        def _generate_examples(self, pairs, mask_format):
+        def _generate_examples(self, pairs, mask_format, split, skip_missing=False):
             for image_path, mask_path in pairs:
                 if not os.path.isfile(image_path):
-                    continue  # seg11valid on a partial tree
+                    if skip_missing:
+                        continue
+                    raise FileNotFoundError(
+                        f"Image '{image_path}' (mask '{mask_path}') is listed in the "
+                        f"{self.builder_config.name} {split!r} split but does not exist; the "
+                        "TFDS data set would be built without it. Restore the file or remove "
+                        "its line from the split list.")
                 mask = read_mask(mask_path, mask_format).astype(np.uint8)
                 key = os.path.splitext(os.path.basename(image_path))[0]
                 yield key, {"image": image_path, "segmentation_mask": mask[..., None],
@@ -160,7 +175,9 @@ def voc_tfds_builder(config="voc2012", data_dir=None):
     """Returns the TFDS builder of VOC2012 (splits train, val, seg11valid) or SBD.
 
     Masks are stored as single-channel PNGs of class ids (palette indices for VOC, the
-    `.mat` class maps for SBD), void 255.
+    `.mat` class maps for SBD), void 255. An image listed in a train or val split that is not
+    in `manual_dir` is a FileNotFoundError naming it; only seg11valid skips missing images
+    (a partial VOC2012 tree lacks some of its VOC2011 images).
 
     Args:
         config: "voc2012" or "sbd".
