@@ -269,3 +269,49 @@ def test_mc_dropout_refuses_dropout_layers_of_rate_zero(tmp_path):
         files.run(options(path, [tmp_path / "a.png"], tmp_path / "out",
                           uncertainty=["mc_dropout"]))
     assert not os.path.exists(tmp_path / "out")
+
+
+# ----------------------------------------------------------------------------- 4, 7: input order, names
+
+
+def test_frames_are_listed_and_smoothed_in_natural_order(tmp_path, varied_model):
+    for name, fmt in (("A", "frame_{}.png"), ("B", "frame_{:03d}.png")):
+        (tmp_path / name).mkdir()
+        for i in range(1, 13):
+            Image.fromarray(random_image(32, 32, seed=i)).save(tmp_path / name / fmt.format(i))
+    items = files.expand_inputs([str(tmp_path / "A")], str(tmp_path / "out"), files.Report())
+    assert [item.stem for item in items] == [f"frame_{i}" for i in range(1, 13)]
+    glob_items = files.expand_inputs([str(tmp_path / "A" / "*.png")], "o", files.Report())
+    assert [item.stem for item in glob_items] == [f"frame_{i}" for i in range(1, 13)]
+    for name in ("A", "B"):
+        files.run(options(varied_model, [tmp_path / name], tmp_path / "out", smooth_alpha=0.3))
+    for i in range(1, 13):
+        a = np.asarray(Image.open(tmp_path / "out" / "A" / f"frame_{i}_labels.png"))
+        b = np.asarray(Image.open(tmp_path / "out" / "B" / f"frame_{i:03d}_labels.png"))
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_av
+def test_a_video_and_a_folder_of_one_name_write_apart(tmp_path, varied_model):
+    clip = _clip(tmp_path / "clip.mp4", count=2)
+    (tmp_path / "coll" / "clip").mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(random_image(32, 40, seed=50 + i)).save(
+            tmp_path / "coll" / "clip" / f"frame_{i:06d}.png")
+    out = tmp_path / "out"
+    report = files.run(options(varied_model, [clip, tmp_path / "coll" / "clip"], out))
+    assert report.skipped == 0 and report.processed == 4 and not report.failures
+    assert sorted(os.listdir(out / "clip")) == [f"frame_{i:06d}_labels.png" for i in range(2)]
+    assert sorted(os.listdir(out / "clip_2")) == sorted(
+        f"frame_{i:06d}_{kind}.png" for i in range(2) for kind in ("labels", "overlay"))
+    # The folder's labels are its own frames' labels (not the video's).
+    single = files.run(options(varied_model, [tmp_path / "coll" / "clip"], tmp_path / "alone"))
+    assert single.processed == 2
+    for i in range(2):
+        name = f"frame_{i:06d}_labels.png"
+        assert digest(out / "clip_2" / name) == digest(tmp_path / "alone" / "clip" / name)
+    # The other order: the folder keeps its name, the video's frames move.
+    items = files.expand_inputs([str(tmp_path / "coll" / "clip"), str(clip)], "o", files.Report())
+    assert [(i.kind, i.out_dir, i.stem) for i in items] == [
+        ("image", os.path.join("o", "clip"), "frame_000000"),
+        ("image", os.path.join("o", "clip"), "frame_000001"), ("video", "o", "clip_2")]

@@ -10,6 +10,7 @@ import bisect
 import dataclasses
 import glob
 import os
+import re
 
 from keras_fcn import io
 from keras_fcn.inference import video
@@ -30,11 +31,25 @@ class Item:
     sequence: str = None
 
 
+def natural_key(name):
+    """Sort key that orders the numbers in names by value: ``frame_2`` before ``frame_10``.
+
+    Example:
+        >>> sorted(["f10.png", "f2.png", "f1.png"], key=natural_key)
+        ['f1.png', 'f2.png', 'f10.png']
+    """
+    parts = re.split(r"(\d+)", name)
+    return [int(part) if i % 2 else part.casefold() for i, part in enumerate(parts)], name
+
+
 def expand_inputs(inputs, output_dir, report):
     """Turns input paths (files, folders, globs, videos) into :class:`Item` s, in order.
 
-    Inputs that match nothing are recorded in ``report`` as failures. Two inputs with the
-    same stem in one output folder get ``<stem>_2``, ``<stem>_3``, ...
+    Folders and globs are listed in natural order (:func:`natural_key`: ``frame_2`` before
+    ``frame_10``), the order their frames are smoothed in. Inputs that match nothing are
+    recorded in ``report`` as failures. Two inputs with the same stem in one output folder
+    get ``<stem>_2``, ``<stem>_3``, ...; so do a video and a folder whose outputs would share
+    ``<output_dir>/<name>/`` (a video's per-frame files go to ``<out_dir>/<stem>/``).
 
     Example:
         >>> items = expand_inputs(["a/x.png", "b/x.png"], "out", Report())  # doctest: +SKIP
@@ -42,30 +57,48 @@ def expand_inputs(inputs, output_dir, report):
         ['x', 'x_2']
     """
     items, used = [], set()
+    frame_dirs, folder_dirs = set(), {}  # per-frame folders of videos; input folder -> out_dir
 
     def add(kind, path, out_dir, sequence=None):
         stem = os.path.splitext(os.path.basename(path))[0]
         unique, n = stem, 1
-        while (out_dir, unique) in used:
+        while (out_dir, unique) in used or kind == "video" and (
+                os.path.normpath(os.path.join(out_dir, unique)) in
+                frame_dirs | set(folder_dirs.values())):
             n += 1
             unique = f"{stem}_{n}"
         used.add((out_dir, unique))
+        if kind == "video":
+            frame_dirs.add(os.path.normpath(os.path.join(out_dir, unique)))
         items.append(Item(kind, path, out_dir, unique, sequence))
 
     def add_file(path):
         add("video" if video.is_video_file(path) else "image", path, output_dir)
 
+    def folder_out_dir(folder):
+        key = os.path.normpath(folder)
+        if key not in folder_dirs:
+            name = os.path.basename(key)
+            unique, n = name, 1
+            while os.path.normpath(os.path.join(output_dir, unique)) in frame_dirs:
+                n += 1
+                unique = f"{name}_{n}"
+            folder_dirs[key] = os.path.normpath(os.path.join(output_dir, unique))
+        return folder_dirs[key]
+
     for value in inputs:
         if os.path.isdir(value):
-            name = os.path.basename(os.path.normpath(value))
-            files = sorted(f for f in os.listdir(value)
-                           if f.lower().endswith(io.IMAGE_EXTENSIONS) and not f.startswith("."))
+            files = sorted((f for f in os.listdir(value)
+                            if f.lower().endswith(io.IMAGE_EXTENSIONS) and not f.startswith(".")),
+                           key=natural_key)
             if not files:
                 report.fail(value, "folder holds no image files")
+                continue
+            out_dir = folder_out_dir(value)
             for f in files:
-                add("image", os.path.join(value, f), os.path.join(output_dir, name), value)
+                add("image", os.path.join(value, f), out_dir, value)
         elif glob.has_magic(value) and not os.path.exists(value):
-            paths = sorted(p for p in glob.glob(value) if os.path.isfile(p))
+            paths = sorted((p for p in glob.glob(value) if os.path.isfile(p)), key=natural_key)
             if not paths:
                 report.fail(value, "pattern matched no file")
             for path in paths:
@@ -99,9 +132,9 @@ def check_outputs_apart(items, opts):
         check_outputs_apart(expand_inputs(["photos"], ".", report), opts)  # photos/ -> ./photos/
     """
     real = os.path.realpath
-    for folder in dict.fromkeys(item.sequence for item in items if item.sequence is not None):
-        out_dir = real(os.path.join(opts.output_dir, os.path.basename(os.path.normpath(folder))))
-        if out_dir == real(folder):
+    folders = {item.sequence: item.out_dir for item in items if item.sequence is not None}
+    for folder, out_dir in folders.items():
+        if real(out_dir) == real(folder):
             raise ValueError(
                 f"--output_dir={opts.output_dir!r} puts the outputs of the input folder "
                 f"{folder!r} into that folder itself, among its frames (a rerun would predict "
