@@ -366,3 +366,14 @@ def test_litert_example_writes_the_label_map_at_the_photos_size(model, tmp_path)
     small = runner.labels(np.asarray(Image.fromarray(photo).resize((32, 32), Image.BILINEAR)))
     expected = np.asarray(Image.fromarray(small).resize((70, 45), Image.NEAREST))
     np.testing.assert_array_equal(out, np.asarray(palette, np.uint8)[expected])
+
+
+def test_calibration_and_check_images_read_16_bit_grey_as_training_does(tmp_path):
+    """export's load_image clipped a 16-bit grey photo to white (PIL's convert("RGB")); it now
+    reads it as the training pipelines do (the high byte)."""
+    from keras_fcn.export.images import load_image
+
+    grey = np.linspace(0, 65535, 64).reshape(8, 8).astype(np.uint16)
+    Image.fromarray(grey).save(tmp_path / "g16.png")
+    got = load_image(tmp_path / "g16.png")
+    np.testing.assert_array_equal(got, np.repeat((grey >> 8).astype(np.uint8)[..., None], 3, -1))

@@ -12,6 +12,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_fcn.data.arrays import read_image
 from keras_fcn.data.masks import (bad_value_message, file_errors, read_index_png,
                                   size_mismatch_message)
 from keras_fcn.io import IMAGE_EXTENSIONS
@@ -86,10 +87,8 @@ def load_image(path, size=None):
     """
     from PIL import Image
 
-    path = os.fspath(path)
-    with file_errors("image", path), Image.open(path) as image:
-        image = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    return _resized(image, size, Image.BILINEAR)
+    # The training pipelines' reader: a 16-bit grey photo keeps its high byte, not PIL's clip.
+    return _resized(read_image(path), size, Image.BILINEAR)
 
 
 def load_mask(path, size=None):
