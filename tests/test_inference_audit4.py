@@ -315,3 +315,47 @@ def test_a_video_and_a_folder_of_one_name_write_apart(tmp_path, varied_model):
     assert [(i.kind, i.out_dir, i.stem) for i in items] == [
         ("image", os.path.join("o", "clip"), "frame_000000"),
         ("image", os.path.join("o", "clip"), "frame_000001"), ("video", "o", "clip_2")]
+
+
+# ----------------------------------------------------------------------------- 9: size guards
+
+
+def test_size_guard_sees_scaled_sizes_and_mc_dropout(monkeypatch):
+    import importlib
+
+    from keras_fcn.inference import forward, mc_dropout, predict, uncertainty
+
+    predict_module = importlib.import_module("keras_fcn.inference.predict")
+
+    def no_forward(*args, **kwargs):
+        raise AssertionError("a forward pass ran")
+
+    monkeypatch.setattr(predict_module, "forward_batches", no_forward)
+    monkeypatch.setattr(uncertainty, "forward_batches", no_forward)
+    model = pointwise_model(3, dropout=0.5)
+    image = np.zeros((2100, 2100, 3), "uint8")  # 4200x4200 at scale 2
+    with pytest.raises(ValueError, match=r"Image 0 of 2100x2100 pixels at scale 2\.0 "
+                                         r"\(4200x4200\) is too large to predict in one pass"):
+        predict(model, image, tile_size=None, scales=(1.0, 2.0))
+    big = np.zeros((4097, 4097, 3), "uint8")
+    with pytest.raises(ValueError, match=r"Image 0 of 4097x4097 pixels is too large for "
+                                         r"mc_dropout, which runs each image in one pass"):
+        mc_dropout(model, big, num_samples=2)
+    assert forward.forward_batches is not no_forward  # only the two modules' names were spied
+
+
+def test_mc_dropout_running_statistics_equal_the_stacked_ones():
+    from keras_fcn.inference import entropy, mc_dropout, mc_dropout_model
+    from keras_fcn.inference.forward import forward_batches
+
+    model = pointwise_model(3, dropout=0.5, seed=5)
+    image = random_image(32, 32, 6)
+    result = mc_dropout(model, image, num_samples=5, seed=7)
+    mc = mc_dropout_model(model, seed=7)  # the same masks, drawn again
+    samples = np.stack([forward_batches(mc, image[None]) for _ in range(5)])[:, 0]
+    mean = samples.mean(axis=0)
+    np.testing.assert_allclose(result["mean"], mean, atol=1e-6)
+    np.testing.assert_allclose(result["variance"], samples.var(axis=0).mean(-1), atol=1e-6)
+    np.testing.assert_allclose(result["mutual_information"],
+                               np.maximum(entropy(mean) - entropy(samples).mean(0), 0), atol=1e-5)
+    assert float(result["variance"].max()) > 1e-4

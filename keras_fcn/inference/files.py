@@ -135,6 +135,8 @@ def write_frame_outputs(predictor, base, image, probs, write, overlay_file=True,
                                      lambda path, save: save(path))
     """
     labels = np.argmax(probs, axis=-1).astype("int32")
+    # First: a map that cannot be made (an image too large for mc_dropout) leaves no outputs.
+    maps = predictor.uncertainty_maps(image, probs)
     palette = predictor.palette if predictor.palette is not None else True
     write(f"{base}_labels.png", lambda p: save_png(p, labels, palette=palette))
     if overlay_file:
@@ -146,7 +148,7 @@ def write_frame_outputs(predictor, base, image, probs, write, overlay_file=True,
     for c in predictor.mask_ids:
         mask = binary_mask(labels, c) if alphas is None else np.dstack([image, alphas[c]])
         write(f"{base}_mask_{predictor.mask_name(c)}.png", lambda p, m=mask: save_png(p, m))
-    for name, (values, vmin, vmax, cmap) in predictor.uncertainty_maps(image, probs).items():
+    for name, (values, vmin, vmax, cmap) in maps.items():
         rgb_map = heatmap(values, cmap=cmap, vmin=vmin, vmax=vmax)
         write(f"{base}_{name}.png", lambda p, m=rgb_map: save_png(p, m))
         write(f"{base}_{name}.npy", lambda p, v=values: io.save_npy(p, v))

@@ -15,6 +15,9 @@ import numpy as np
 from keras_fcn._checks import count_non_finite
 
 KINDS = ("single", "batch", "list")
+# One forward pass over more pixels than this is refused (its activations would take tens of
+# GB): predict(tile_size=None) names tiles, mc_dropout (which has no tiles) the size.
+MAX_UNTILED_PIXELS = 4096 * 4096
 
 
 def check_image(index, array):

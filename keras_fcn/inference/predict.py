@@ -17,14 +17,15 @@ import tensorflow as tf
 
 from keras_fcn._checks import check_finite_scores, check_scales, count_non_finite
 from keras_fcn.inference.forward import forward_batches
-from keras_fcn.inference.images import as_image_list, map_same_size, restore_kind
+from keras_fcn.inference.images import (MAX_UNTILED_PIXELS, as_image_list, map_same_size,
+                                        restore_kind)
 
 # tile_size="auto": images of more than AUTO_TILE_PIXELS pixels run in tiles of AUTO_TILE_SIZE
 # (docs/reliability.md, round 2, gives the memory this keeps to); tile_size=None runs one pass,
 # refused above MAX_UNTILED_PIXELS.
 AUTO_TILE_SIZE = 1024
 AUTO_TILE_PIXELS = 2048 * 2048
-MAX_UNTILED_PIXELS = 4096 * 4096
+# MAX_UNTILED_PIXELS (4096 * 4096) lives in images.py: mc_dropout (no tiles) refuses past it too.
 
 
 def tile_starts(length, tile, overlap):
@@ -84,7 +85,7 @@ def _probabilities(model, images, *, scales, tile_size, overlap, **forward_kwarg
     height, width = images.shape[1:3]
     total = None
     for scale in scales:
-        scaled = _resize(images, (max(1, round(height * scale)), max(1, round(width * scale))))
+        scaled = _resize(images, scaled_size((height, width), scale))
         tiles = _tile_size_for(scaled.shape[1:3], tile_size)
         if tiles is not None and max(scaled.shape[1:3]) > tiles:
             probs = _tiled_probabilities(model, scaled, tiles, overlap, **forward_kwargs)
@@ -106,23 +107,39 @@ def _tile_size_for(size, tile_size):
     return AUTO_TILE_SIZE if size[0] * size[1] > AUTO_TILE_PIXELS else None
 
 
-def check_untiled_size(index, shape, tile_size):
-    """Raises ValueError before any work when image ``index`` of ``shape`` would run in one
-    pass (``tile_size=None``) past :data:`MAX_UNTILED_PIXELS` pixels, naming the option that
-    makes it fit.
+def scaled_size(size, scale):
+    """The ``(h, w)`` an image of ``size`` is predicted at for ``scale``.
+
+    Example:
+        >>> scaled_size((21, 10), 0.5)
+        (10, 5)
+    """
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def check_untiled_size(index, shape, tile_size, scales=(1.0,)):
+    """Raises ValueError before any work when image ``index`` of ``shape``, at one of
+    ``scales``, would run in one pass (``tile_size=None``) past :data:`MAX_UNTILED_PIXELS`
+    pixels, naming the option that makes it fit.
 
     Example:
         >>> check_untiled_size(0, (12000, 12000, 3), None)
         Traceback (most recent call last):
         ValueError: Image 0 of 12000x12000 pixels is too large to predict in one pass ...
     """
-    if tile_size is None and shape[0] * shape[1] > MAX_UNTILED_PIXELS:
+    if tile_size is not None:
+        return
+    for scale in scales:
+        height, width = scaled_size(shape, scale)
+        if height * width <= MAX_UNTILED_PIXELS:
+            continue
+        at = f" at scale {scale} ({height}x{width})" if scale != 1 else ""
         raise ValueError(
-            f"Image {index} of {shape[0]}x{shape[1]} pixels is too large to predict in one pass "
+            f"Image {index} of {shape[0]}x{shape[1]} pixels{at} is too large to predict in one pass "
             f"(more than {MAX_UNTILED_PIXELS} pixels; its activations would take tens of GB). "
             f"Predict it in tiles: tile_size='auto' or tile_size={AUTO_TILE_SIZE} "
             f"(tools/predict.py: leave --tile_size unset or pass --tile_size={AUTO_TILE_SIZE}). "
-            f"Received: tile_size=None")
+            f"Received: tile_size=None, scales={tuple(scales)}")
 
 
 def _check_positive_int(name, value):
@@ -193,7 +210,7 @@ def predict(model, images, *, batch_size=1, tile_size="auto", tile_overlap=64, t
     scales = check_predict_args(batch_size, tile_size, tile_overlap, scales)
     arrays, kind = as_image_list(images)
     for index, array in enumerate(arrays):
-        check_untiled_size(index, array.shape, tile_size)
+        check_untiled_size(index, array.shape, tile_size, scales)
     probs = map_same_size(
         lambda stack: _probabilities(model, stack, scales=scales, tile_size=tile_size,
                                      overlap=tile_overlap, batch_size=batch_size,

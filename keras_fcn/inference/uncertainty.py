@@ -13,7 +13,8 @@ import keras
 import numpy as np
 
 from keras_fcn.inference.forward import forward_batches
-from keras_fcn.inference.images import as_image_list, map_same_size, restore_kind
+from keras_fcn.inference.images import (MAX_UNTILED_PIXELS, as_image_list, map_same_size,
+                                        restore_kind)
 
 # model -> its Monte-Carlo dropout copy (weak keys: the cache keeps no model alive).
 _MC_MODELS = weakref.WeakKeyDictionary()
@@ -174,15 +175,26 @@ def cached_mc_model(model):
     return mc
 
 
-def _mc_statistics(samples):
-    """Per-image statistics of MC samples ``(S, n, H, W, C)``: a list of ``n`` dicts."""
-    mean = samples.mean(axis=0)
+def _mc_statistics(draw, num_samples):
+    """Per-image statistics of ``num_samples`` MC samples ``draw() -> (n, H, W, C)``: a list
+    of ``n`` dicts. Running sums (float64) instead of a stack of every sample: the memory is
+    a few probability maps, not ``num_samples`` of them."""
+    total = squares = entropies = None
+    for _ in range(num_samples):
+        p = np.asarray(draw(), dtype="float64")
+        if total is None:
+            total, squares, entropies = np.zeros_like(p), np.zeros_like(p), 0.0
+        total += p
+        squares += p * p
+        entropies = entropies + entropy(p)
+    mean = total / num_samples
+    variance = np.maximum(squares / num_samples - mean * mean, 0.0)
     stats = {
         "labels": np.argmax(mean, axis=-1).astype("int32"),
         "mean": mean.astype("float32"),
-        "variance": samples.var(axis=0).mean(axis=-1).astype("float32"),
+        "variance": variance.mean(axis=-1).astype("float32"),
         "mutual_information": np.maximum(
-            entropy(mean) - entropy(samples).mean(axis=0), 0.0
+            entropy(mean) - entropies / num_samples, 0.0
         ).astype("float32"),
     }
     return [{key: value[i] for key, value in stats.items()} for i in range(len(mean))]
@@ -193,7 +205,9 @@ def mc_dropout(model, images, *, num_samples=10, batch_size=1, seed=None):
 
     Args:
         model: a keras_fcn model with Dropout layers (``drop6``/``drop7`` in the VGG16 FCNs).
-        images: one image ``(H, W, 3)`` in [0, 255], a stack, or a list of images of any size.
+        images: one image ``(H, W, 3)`` in [0, 255], a stack, or a list of images of any size,
+            each of at most ``MAX_UNTILED_PIXELS`` (4096x4096) pixels: mc_dropout runs one
+            pass per image, without tiles, and refuses larger ones.
         num_samples: number of stochastic forward passes (>= 2).
         batch_size: images per forward pass.
         seed: optional integer seed for the dropout masks.
@@ -217,8 +231,15 @@ def mc_dropout(model, images, *, num_samples=10, batch_size=1, seed=None):
     else:
         mc = cached_mc_model(model)
     arrays, kind = as_image_list(images)
+    for index, array in enumerate(arrays):  # predict's one-pass limit: mc_dropout has no tiles
+        if array.shape[0] * array.shape[1] > MAX_UNTILED_PIXELS:
+            raise ValueError(
+                f"Image {index} of {array.shape[0]}x{array.shape[1]} pixels is too large for "
+                f"mc_dropout, which runs each image in one pass, without tiles (more than "
+                f"{MAX_UNTILED_PIXELS} pixels; its activations would take tens of GB). Pass a "
+                "smaller or downscaled image.")
     results = map_same_size(
-        lambda stack: _mc_statistics(np.stack(
-            [forward_batches(mc, stack, batch_size=batch_size) for _ in range(num_samples)])),
+        lambda stack: _mc_statistics(
+            lambda: forward_batches(mc, stack, batch_size=batch_size), num_samples),
         arrays)
     return {key: restore_kind([r[key] for r in results], kind) for key in results[0]}
