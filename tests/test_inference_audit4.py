@@ -359,3 +359,24 @@ def test_mc_dropout_running_statistics_equal_the_stacked_ones():
     np.testing.assert_allclose(result["mutual_information"],
                                np.maximum(entropy(mean) - entropy(samples).mean(0), 0), atol=1e-5)
     assert float(result["variance"].max()) > 1e-4
+
+
+# ----------------------------------------------------------------------------- 12: --alpha
+
+
+def test_bad_alpha_is_refused_before_the_model_loads(tmp_path):
+    Image.fromarray(random_image(32, 32)).save(tmp_path / "a.png")
+    fake = tmp_path / "fake.keras"
+    fake.write_text("not a model")
+    for alpha in (1.5, -0.5, float("nan"), "0.5"):
+        with pytest.raises(ValueError, match=r"alpha \(--alpha, .*\) must be a number in "
+                                             r"\[0, 1\]\. Received: "):
+            files.run(options(str(fake), [tmp_path / "a.png"], tmp_path / "out", alpha=alpha))
+    assert not os.path.exists(tmp_path / "out")
+    result = cli(f"--model={fake}", f"--output_dir={tmp_path / 'out'}", "--alpha=-0.5",
+                 str(tmp_path / "a.png"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: alpha (--alpha, the opacity of the class colours) must be a number in [0, 1]. "
+        "Received: -0.5")
+    assert not os.path.exists(tmp_path / "out")

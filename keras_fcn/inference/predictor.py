@@ -71,6 +71,10 @@ class PredictOptions:
             raise ValueError(f"smooth_alpha must be in (0, 1]. Received: {self.smooth_alpha}")
         if "mc_dropout" in self.uncertainty and self.mc_samples < 2:
             raise ValueError(f"mc_samples must be >= 2. Received: {self.mc_samples}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) \
+                or not 0.0 <= self.alpha <= 1.0:  # NaN fails the comparison too
+            raise ValueError(f"alpha (--alpha, the opacity of the class colours) must be a number "
+                             f"in [0, 1]. Received: {self.alpha!r}")
         if self.video_format not in VIDEO_FORMATS:
             raise ValueError(f"video_format must be one of {VIDEO_FORMATS}. Received: "
                              f"{self.video_format!r}")
