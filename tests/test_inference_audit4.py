@@ -380,3 +380,38 @@ def test_bad_alpha_is_refused_before_the_model_loads(tmp_path):
         "error: alpha (--alpha, the opacity of the class colours) must be a number in [0, 1]. "
         "Received: -0.5")
     assert not os.path.exists(tmp_path / "out")
+
+
+# ----------------------------------------------------------------------------- 13: videos in folders
+
+
+@needs_av
+def test_videos_inside_an_input_folder_are_predicted(tmp_path, varied_model):
+    mixed = tmp_path / "mixdir"
+    mixed.mkdir()
+    Image.fromarray(random_image(32, 32)).save(mixed / "a.png")
+    _clip(mixed / "clip.mp4", count=3)
+    report = files.run(options(varied_model, [mixed], tmp_path / "out"))
+    assert not report.failures and report.processed == 1 + 3
+    assert sorted(os.listdir(tmp_path / "out" / "mixdir")) == [
+        "a_labels.png", "a_overlay.png", "clip", "clip_overlay.mp4"]
+    assert sorted(os.listdir(tmp_path / "out" / "mixdir" / "clip")) == [
+        f"frame_{i:06d}_labels.png" for i in range(3)]
+    only_video = tmp_path / "vids"
+    only_video.mkdir()
+    _clip(only_video / "v.mp4", count=2)
+    items = files.expand_inputs([str(only_video)], "o", files.Report())
+    assert [(i.kind, i.stem, i.out_dir) for i in items] == [("video", "v", os.path.join("o", "vids"))]
+
+
+@needs_av
+def test_a_folder_of_videos_into_itself_is_refused(tmp_path):
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    _clip(vids / "v.mp4", count=2)
+    fake = tmp_path / "fake.keras"
+    fake.write_text("not a model")
+    with pytest.raises(ValueError, match=r"outputs of the input folder .*vids.* into that "
+                                         r"folder itself"):
+        files.run(options(str(fake), [vids], tmp_path))
+    assert os.listdir(vids) == ["v.mp4"]

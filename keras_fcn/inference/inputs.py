@@ -21,7 +21,8 @@ from keras_fcn.inference.predictor import uncertainty_names
 class Item:
     """One input: an image file (``kind="image"``) or a video (``kind="video"``).
 
-    ``sequence`` names the frame sequence an image belongs to (its folder), or is None.
+    ``sequence`` names the frame sequence an image belongs to (its folder), or is None;
+    ``folder`` names the input folder an image or video was listed from, or is None.
     """
 
     kind: str
@@ -29,6 +30,7 @@ class Item:
     out_dir: str
     stem: str
     sequence: str = None
+    folder: str = None
 
 
 def natural_key(name):
@@ -45,7 +47,8 @@ def natural_key(name):
 def expand_inputs(inputs, output_dir, report):
     """Turns input paths (files, folders, globs, videos) into :class:`Item` s, in order.
 
-    Folders and globs are listed in natural order (:func:`natural_key`: ``frame_2`` before
+    A folder's images are the frames of one sequence and its videos are predicted as videos,
+    their outputs in the folder's output folder. Folders and globs are listed in natural order (:func:`natural_key`: ``frame_2`` before
     ``frame_10``), the order their frames are smoothed in. Inputs that match nothing are
     recorded in ``report`` as failures. Two inputs with the same stem in one output folder
     get ``<stem>_2``, ``<stem>_3``, ...; so do a video and a folder whose outputs would share
@@ -59,7 +62,7 @@ def expand_inputs(inputs, output_dir, report):
     items, used = [], set()
     frame_dirs, folder_dirs = set(), {}  # per-frame folders of videos; input folder -> out_dir
 
-    def add(kind, path, out_dir, sequence=None):
+    def add(kind, path, out_dir, sequence=None, folder=None):
         stem = os.path.splitext(os.path.basename(path))[0]
         unique, n = stem, 1
         while (out_dir, unique) in used or kind == "video" and (
@@ -70,7 +73,7 @@ def expand_inputs(inputs, output_dir, report):
         used.add((out_dir, unique))
         if kind == "video":
             frame_dirs.add(os.path.normpath(os.path.join(out_dir, unique)))
-        items.append(Item(kind, path, out_dir, unique, sequence))
+        items.append(Item(kind, path, out_dir, unique, sequence, folder))
 
     def add_file(path):
         add("video" if video.is_video_file(path) else "image", path, output_dir)
@@ -88,15 +91,19 @@ def expand_inputs(inputs, output_dir, report):
 
     for value in inputs:
         if os.path.isdir(value):
-            files = sorted((f for f in os.listdir(value)
-                            if f.lower().endswith(io.IMAGE_EXTENSIONS) and not f.startswith(".")),
-                           key=natural_key)
+            files = sorted((f for f in os.listdir(value) if not f.startswith(".") and (
+                f.lower().endswith(io.IMAGE_EXTENSIONS) or video.is_video_file(f))),
+                key=natural_key)
             if not files:
-                report.fail(value, "folder holds no image files")
+                report.fail(value, "folder holds no image or video files")
                 continue
             out_dir = folder_out_dir(value)
-            for f in files:
-                add("image", os.path.join(value, f), out_dir, value)
+            for f in files:  # a video in a folder is predicted as a video, its outputs beside
+                path = os.path.join(value, f)
+                if video.is_video_file(f):
+                    add("video", path, out_dir, folder=value)
+                else:
+                    add("image", path, out_dir, value, folder=value)
         elif glob.has_magic(value) and not os.path.exists(value):
             paths = sorted((p for p in glob.glob(value) if os.path.isfile(p)), key=natural_key)
             if not paths:
@@ -132,7 +139,7 @@ def check_outputs_apart(items, opts):
         check_outputs_apart(expand_inputs(["photos"], ".", report), opts)  # photos/ -> ./photos/
     """
     real = os.path.realpath
-    folders = {item.sequence: item.out_dir for item in items if item.sequence is not None}
+    folders = {item.folder: item.out_dir for item in items if item.folder is not None}
     for folder, out_dir in folders.items():
         if real(out_dir) == real(folder):
             raise ValueError(
