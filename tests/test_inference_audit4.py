@@ -415,3 +415,23 @@ def test_a_folder_of_videos_into_itself_is_refused(tmp_path):
                                          r"folder itself"):
         files.run(options(str(fake), [vids], tmp_path))
     assert os.listdir(vids) == ["v.mp4"]
+
+
+# ----------------------------------------------------------------------------- 11: EXIF orientation
+
+
+def test_exif_orientation_is_applied_so_outputs_line_up_with_the_photo(tmp_path, varied_model):
+    raw = random_image(20, 40, 8)  # stored 40 wide, 20 high; shown 20 wide, 40 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to show
+    Image.fromarray(raw).save(tmp_path / "exif.png", exif=exif)
+    rgb = files.read_image(str(tmp_path / "exif.png"))
+    np.testing.assert_array_equal(rgb, np.rot90(raw, k=-1))
+    report = files.run(options(varied_model, [tmp_path / "exif.png"], tmp_path / "out",
+                               classes=["1"]))
+    assert report.processed == 1
+    labels = np.asarray(Image.open(tmp_path / "out" / "exif_labels.png"))
+    mask = np.asarray(Image.open(tmp_path / "out" / "exif_mask_class1.png"))
+    assert labels.shape == mask.shape == (40, 20)
+    from keras_fcn.inference import predict
+    np.testing.assert_array_equal(labels, predict(keras.models.load_model(varied_model), rgb)[0])

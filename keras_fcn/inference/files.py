@@ -65,7 +65,9 @@ _WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 def read_image(path):
     """Reads an image file as RGB uint8; raises ValueError saying why if it cannot.
 
-    16-bit grey images (and 32-bit integer ones with values in 0..65535) are scaled to 8 bits
+    An EXIF orientation (phone photos) is applied, so the pixels are the photo as viewers show
+    it, and so are the outputs (which carry no orientation tag). 16-bit grey images (and 32-bit
+    integer ones with values in 0..65535) are scaled to 8 bits
     as ``value // 257`` (65535 -> 255) instead of being clipped to white; 32-bit float images
     (mode ``F``), whose scale is unknown, and 32-bit integers past 65535 are refused naming
     the file.
@@ -73,10 +75,13 @@ def read_image(path):
     Example:
         read_image("photo.jpg").shape
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as opened:
+            # As the photo is shown: a phone's EXIF orientation turns the pixels upright, so
+            # the model sees the scene upright and the outputs line up with the photo.
+            image = ImageOps.exif_transpose(opened)
             mode = image.mode
             if mode in _WIDE_MODES or mode == "F":
                 pixels = np.asarray(image)
