@@ -435,3 +435,32 @@ def test_exif_orientation_is_applied_so_outputs_line_up_with_the_photo(tmp_path,
     assert labels.shape == mask.shape == (40, 20)
     from keras_fcn.inference import predict
     np.testing.assert_array_equal(labels, predict(keras.models.load_model(varied_model), rgb)[0])
+
+
+# ----------------------------------------------------------------------------- 10: resumed smoothing
+
+
+def test_resumed_smoothed_sequence_warns_that_smoothing_restarts(tmp_path, varied_model):
+    import io
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(1, 7):
+        Image.fromarray(random_image(32, 32, seed=20 + i)).save(frames / f"f{i}.png")
+    out = tmp_path / "out"
+    first = files.run(options(varied_model, [frames], out, smooth_alpha=0.3))
+    assert first.warnings == []
+    for i in (4, 5, 6):
+        os.remove(out / "frames" / f"f{i}_labels.png")
+    second = files.run(options(varied_model, [frames], out, smooth_alpha=0.3))
+    assert second.processed == 3
+    assert second.warnings == [
+        f"{frames}: smoothing restarts at f4.png: the outputs of 3 earlier frame(s) were kept, "
+        "not predicted, so they are not in its moving average and its labels differ from an "
+        "uninterrupted run (use --overwrite to smooth the whole sequence again)"]
+    text = io.StringIO()
+    files.print_report(second, text)
+    assert f"warning: {frames}: smoothing restarts at f4.png" in text.getvalue()
+    # Without smoothing nothing restarts: no warning.
+    os.remove(out / "frames" / "f6_labels.png")
+    assert files.run(options(varied_model, [frames], out)).warnings == []

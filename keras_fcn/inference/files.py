@@ -45,13 +45,15 @@ from keras_fcn.inference.visualize import (binary_mask, heatmap, overlay, overla
 
 @dataclasses.dataclass
 class Report:
-    """What a run did: counts, failures (path, message) and flicker per sequence."""
+    """What a run did: counts, failures (path, message), flicker per sequence and warnings
+    (lines for the user, such as a smoothed sequence that restarted after kept frames)."""
 
     written: int = 0
     skipped: int = 0
     processed: int = 0
     failures: list = dataclasses.field(default_factory=list)
     flicker: dict = dataclasses.field(default_factory=dict)
+    warnings: list = dataclasses.field(default_factory=list)
 
     def fail(self, path, message):
         self.failures.append((path, message))
@@ -164,23 +166,23 @@ def _process_image(predictor, item, sequence, report, write):
     """Predicts one image file and writes its outputs; failures go into ``report``.
 
     Returns:
-        True if the image was predicted (False: its outputs existed, or it could not be read).
+        ``"done"`` (predicted), ``"kept"`` (its outputs existed) or ``"failed"`` (unreadable).
     """
     outputs = predictor.image_outputs(item)
     if not predictor.opts.overwrite and all(os.path.exists(p) for p in outputs):
         report.skipped += len(outputs)
-        return False
+        return "kept"
     try:
         image = read_image(item.path)
     except ValueError as e:
         report.fail(item.path, str(e))
-        return False
+        return "failed"
     probs = predictor.probabilities(image)
     if sequence is not None:
         probs = sequence.step(probs)
     write_frame_outputs(predictor, os.path.join(item.out_dir, item.stem), image, probs, write)
     report.processed += 1
-    return True
+    return "done"
 
 
 # ProRes 4444 keeps alpha and FFmpeg's own decoder reads it back (its VP9 decoder drops it).
@@ -268,6 +270,22 @@ def _count_frames(items):
     return total or None
 
 
+def _note_restart(report, item, status, kept_frames):
+    """Warns (once per sequence) when a smoothed sequence predicts a frame after frames whose
+    outputs were kept: they are not in its moving average, which restarts there, so its labels
+    differ from one uninterrupted run."""
+    kept = kept_frames.get(item.sequence, 0)
+    if status == "kept":
+        kept_frames[item.sequence] = kept + 1
+    elif status == "done" and kept > 0:
+        kept_frames[item.sequence] = -1  # warned
+        report.warnings.append(
+            f"{item.sequence}: smoothing restarts at {os.path.basename(item.path)}: the outputs "
+            f"of {kept} earlier frame(s) were kept, not predicted, so they are not in its "
+            "moving average and its labels differ from an uninterrupted run (use --overwrite "
+            "to smooth the whole sequence again)")
+
+
 def run(opts):
     """Predicts every input of ``opts`` and writes the outputs (see the module docstring).
 
@@ -293,7 +311,7 @@ def run(opts):
     check_outputs_apart(items, opts)  # before the model loads: never write over an input
     predictor = Predictor(opts)
     write = _output_writer(report, opts.overwrite)
-    sequences = {}
+    sequences, kept_frames = {}, {}  # sequence -> frames kept (not predicted) so far
     with Progress(_count_frames(items), opts.progress) as progress:
         for item in items:
             if item.kind == "video":
@@ -306,8 +324,10 @@ def run(opts):
             if item.sequence is not None:
                 sequence = sequences.setdefault(item.sequence,
                                                 SmoothedSequence(opts.smooth_alpha))
-            _process_image(predictor, item, sequence, report, write)
+            status = _process_image(predictor, item, sequence, report, write)
             progress.update(1)
+            if sequence is not None and opts.smooth_alpha < 1.0:
+                _note_restart(report, item, status, kept_frames)
     for name, sequence in sequences.items():
         if sequence.compared:
             report.flicker[name] = sequence.summary()
@@ -326,6 +346,8 @@ def print_report(report, stream=None):
           f"kept {report.skipped} existing (use --overwrite to replace)", file=stream)
     for name, figures in report.flicker.items():
         print(f"flicker {name}: {json.dumps(figures)}", file=stream)
+    for line in report.warnings:
+        print(f"warning: {line}", file=stream)
     if report.failures:
         print(f"{len(report.failures)} input(s) failed:", file=stream)
         for path, message in report.failures:
