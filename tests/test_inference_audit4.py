@@ -464,3 +464,27 @@ def test_resumed_smoothed_sequence_warns_that_smoothing_restarts(tmp_path, varie
     # Without smoothing nothing restarts: no warning.
     os.remove(out / "frames" / "f6_labels.png")
     assert files.run(options(varied_model, [frames], out)).warnings == []
+
+
+# ----------------------------------------------------------------------------- 14: odd video sizes
+
+
+@needs_av
+def test_odd_sized_videos_keep_their_size_where_the_codec_allows(tmp_path, varied_model):
+    from keras_fcn.inference import video
+
+    clip = _clip(tmp_path / "odd.webm", count=3, size=(33, 41))
+    assert video.video_info(str(clip))["width"] == 41
+    out = tmp_path / "out"
+    report = files.run(options(varied_model, [clip], out, classes=["1"], video_format="mov"))
+    assert report.processed == 3 and not report.failures
+    mask = list(video.read_video(str(out / "odd_mask_class1.mov")))
+    overlay = list(video.read_video(str(out / "odd_overlay.mp4")))
+    assert len(mask) == len(overlay) == 3
+    assert mask[0].shape == (33, 41, 3)  # ProRes 4444 keeps the odd size
+    assert overlay[0].shape == (32, 40, 3)  # H.264 4:2:0: cropped, as documented
+    frame = np.asarray(Image.open(out / "odd" / "frame_000000_mask_class1.png"))
+    assert frame.shape == (33, 41, 4)
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "predict.py"), "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert "crops an odd width or height by one pixel" in " ".join(result.stdout.split())

@@ -6,11 +6,18 @@ class id), <stem>_overlay.png (class colours over the image, with a legend),
 --uncertainty). A folder's outputs go to <output_dir>/<folder name>/. A video <stem>.mp4 gives
 <stem>_overlay.mp4, <stem>_mask_<class>.<video_format> (mp4: a white-on-black matte; mov: ProRes
 4444 with the mask as alpha, which editors import; webm: VP9 with alpha) and per-frame RGBA PNGs
-in <output_dir>/<stem>/. Video masks have temporal hysteresis (--mask_margin, --mask_hold) and
+in <output_dir>/<stem>/. mp4 videos (the overlay always) need even sizes: an odd width or
+height loses its last column or row there (webm, mov and the per-frame PNGs keep every
+pixel). Video masks have temporal hysteresis (--mask_margin, --mask_hold) and
 soft edges (--mask_feather). Frames of a folder or a
 video can be smoothed in time (--smooth_alpha); the label flicker before and after is reported.
-Existing outputs are kept unless --overwrite. Inputs that cannot be read are listed at the end
-and make the exit status 1; a bad flag value exits with status 2.
+Existing outputs are kept unless --overwrite (a smoothed sequence resumed that way restarts its
+smoothing, with a warning). No output may be one of the inputs, nor a folder's outputs go into
+that folder itself (exit 2). Folders are read in natural order (frame_2 before frame_10); videos
+in a folder are predicted as videos. 16-bit grey images are scaled to 8 bits (v // 257), EXIF
+orientation is applied, and models of more than 256 classes are refused (the label PNGs are
+8-bit). Inputs that cannot be read are listed at the end and make the exit status 1; a bad flag
+value exits with status 2.
 
 Class names and colours come from the model's labels file (<model>.labels.json, or the
 labels.json of its run folder) when there is one, else the PASCAL VOC ones.
@@ -53,7 +60,9 @@ flags.DEFINE_integer("tile_overlap", 64, "Overlap of tiles in pixels.")
 flags.DEFINE_list("tta", [], "Test-time augmentation: 'flip'.")
 flags.DEFINE_list("scales", ["1.0"], "Test-time scales, e.g. 0.75,1,1.25.")
 flags.DEFINE_float("alpha", 0.5, "Opacity of the class colours in overlays.")
-flags.DEFINE_enum("video_format", "mp4", predictor.VIDEO_FORMATS, "Container of mask videos.")
+flags.DEFINE_enum("video_format", "mp4", predictor.VIDEO_FORMATS, "Container of mask videos. "
+                  "mp4 (H.264 4:2:0, also the overlay video) crops an odd width or height by "
+                  "one pixel; webm and mov keep the frame size.")
 flags.DEFINE_float("mask_margin", 0.1, "Video masks: a pixel changes state only when its class "
                    "evidence (keras_fcn.inference.masks.class_evidence) stays past this margin")
 flags.DEFINE_integer("mask_hold", 2, "... for this many frames in a row (hysteresis).")

@@ -12,6 +12,9 @@ A folder's outputs go to ``<output_dir>/<folder name>/``. A video ``<stem>.mp4``
 ``<stem>_overlay.mp4``, ``<stem>_mask_<class>.<video_format>`` (mp4: a grey matte; webm (VP9)
 and mov (ProRes 4444, which FFmpeg also reads back): the frame with the matte as alpha) and
 per-frame PNGs in ``<output_dir>/<stem>/``, the masks as RGBA (the frame, the matte as alpha).
+Video size: webm and mov mask videos keep the frame size; mp4 videos (H.264 4:2:0, the
+overlay video always) need even sizes, so an odd width or height loses its last column or row
+(the per-frame PNGs keep every pixel).
 Video masks get temporal hysteresis and feathered edges (``keras_fcn.inference.masks``). The
 frames of a folder or a video can be smoothed in time (``smooth_alpha``); the label flicker before and
 after is reported. Existing outputs are kept unless ``overwrite``; inputs that cannot be read

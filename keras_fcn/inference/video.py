@@ -25,6 +25,11 @@ _CODECS = {".mp4": ("libx264", "yuv420p"), ".webm": ("libvpx-vp9", "yuva420p"),
            ".mov": ("libx264", "yuv420p")}
 
 
+# Codecs that keep odd frame sizes; the others (H.264, MPEG-4: .mp4, .mkv, .avi, .mov by
+# default) crop an odd width or height to the even size below it.
+ODD_SIZE_CODECS = ("libvpx-vp9", "prores_ks")
+
+
 def _av():
     try:
         import av
@@ -91,6 +96,10 @@ class VideoWriter:
     Frames go to a temporary file in the same folder that is renamed to ``path`` on a clean
     ``close()``; an exception inside the ``with`` block leaves no partial file.
 
+    Frame size: VP9 (``.webm``) and ProRes (``codec="prores_ks"``) keep any size; H.264 and
+    MPEG-4 (4:2:0) need even sizes, so an odd width or height loses its last column or row
+    (a 41x33 frame is written 40x32, its top-left part).
+
     Args:
         path: output file; the extension picks the codec (``.mp4``: H.264, ``.webm``: VP9 with
             alpha, ``.avi``: MPEG-4).
@@ -127,8 +136,10 @@ class VideoWriter:
         from fractions import Fraction
 
         stream = self._container.add_stream(self.codec, rate=Fraction(self.fps).limit_denominator(1001))
-        # yuv420p needs even sizes.
-        stream.width, stream.height = width - width % 2, height - height % 2
+        if self.codec in ODD_SIZE_CODECS:
+            stream.width, stream.height = width, height
+        else:  # H.264 and MPEG-4 4:2:0 need even sizes: the last column/row is cropped
+            stream.width, stream.height = width - width % 2, height - height % 2
         stream.pix_fmt = self.pix_fmt
         return stream
 
