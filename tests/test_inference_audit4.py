@@ -192,8 +192,10 @@ def test_read_image_scales_16_bit_grey_and_refuses_float_modes(tmp_path):
     assert Image.open(tmp_path / "g16.png").mode.startswith("I")
     rgb = files.read_image(str(tmp_path / "g16.png"))
     assert rgb.dtype == np.uint8 and rgb.shape == (2, 4, 3)
-    np.testing.assert_array_equal(rgb[..., 0], [[0, 0, 1, 128], [194, 254, 254, 255]])
+    np.testing.assert_array_equal(rgb[..., 0], [[0, 1, 1, 128], [195, 254, 255, 255]])
     np.testing.assert_array_equal(rgb[..., 0], rgb[..., 2])
+    from keras_fcn.data.arrays import read_image as training_read_image
+    np.testing.assert_array_equal(rgb, training_read_image(tmp_path / "g16.png"))
     Image.fromarray(np.full((4, 4), 70000, "int32")).save(tmp_path / "i32.tif")
     with pytest.raises(ValueError, match=r"i32\.tif.*outside 0\.\.65535"):
         files.read_image(str(tmp_path / "i32.tif"))

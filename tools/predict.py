@@ -14,7 +14,7 @@ video can be smoothed in time (--smooth_alpha); the label flicker before and aft
 Existing outputs are kept unless --overwrite (a smoothed sequence resumed that way restarts its
 smoothing, with a warning). No output may be one of the inputs, nor a folder's outputs go into
 that folder itself (exit 2). Folders are read in natural order (frame_2 before frame_10); videos
-in a folder are predicted as videos. 16-bit grey images are scaled to 8 bits (v // 257), EXIF
+in a folder are predicted as videos. 16-bit grey images keep their high byte (v >> 8, as TF), EXIF
 orientation is applied, and models of more than 256 classes are refused (the label PNGs are
 8-bit). Inputs that cannot be read are listed at the end and make the exit status 1; a bad flag
 value exits with status 2.

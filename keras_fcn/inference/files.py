@@ -62,8 +62,8 @@ class Report:
         self.failures.append((path, message))
 
 
-# 16- and 32-bit integer grey modes; their values are scaled by 1/257 (65535 -> 255), as
-# keras_fcn.data.arrays.read_image does.
+# 16- and 32-bit integer grey modes; their values keep their high byte (v >> 8), as
+# TensorFlow's decoder and keras_fcn.data.arrays.read_image read them.
 _WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
@@ -72,8 +72,9 @@ def read_image(path):
 
     An EXIF orientation (phone photos) is applied, so the pixels are the photo as viewers show
     it, and so are the outputs (which carry no orientation tag). 16-bit grey images (and 32-bit
-    integer ones with values in 0..65535) are scaled to 8 bits
-    as ``value // 257`` (65535 -> 255) instead of being clipped to white; 32-bit float images
+    integer ones with values in 0..65535) keep their high byte
+    (``value >> 8``, as TensorFlow and ``keras_fcn.data.arrays.read_image`` read them) instead
+    of being clipped to white; 32-bit float images
     (mode ``F``), whose scale is unknown, and 32-bit integers past 65535 are refused naming
     the file.
 
@@ -105,7 +106,7 @@ def read_image(path):
         raise ValueError(f"cannot read image {os.fspath(path)!r}: 32-bit integer pixels outside "
                          f"0..65535 (min={pixels.min()}, max={pixels.max()}); save it as 8- or "
                          "16-bit")
-    grey = (pixels.astype("int64") // 257).astype("uint8")
+    grey = (pixels.astype("int64") >> 8).astype("uint8")
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
