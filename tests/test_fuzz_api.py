@@ -91,6 +91,8 @@ def _image_error(array):
         return "0..255"
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         return "NaN"
+    if array.dtype.kind == "f" and (array.min() < 0 or array.max() > 255):
+        return "outside [0, 255]"
     return None
 
 
