@@ -6,9 +6,7 @@ Most tests call a tool's ``main`` in-process (the error it raises is what
 end to end.
 """
 
-import contextlib
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,39 +14,15 @@ import sys
 
 import numpy as np
 import pytest
-from absl import flags
 from PIL import Image
 
 from keras_fcn import export
 from tiny import saved_raw_rgb_fcn
+from tool_flags import load_script, tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FLAGS = flags.FLAGS
 NUM_CLASSES = 3
 SIZE = (32, 32)
-
-
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@contextlib.contextmanager
-def tool(name, *argv):
-    """tools/<name>.py loaded as a module with its flags parsed from ``argv``; its flags are
-    removed afterwards (every tool defines --model: one tool at a time)."""
-    before, was_parsed = set(FLAGS), FLAGS.is_parsed()
-    try:
-        module = _load(os.path.join(ROOT, "tools", f"{name}.py"), f"cli_tools_{name}")
-        FLAGS(["prog", *argv])
-        yield module
-    finally:
-        for flag in set(FLAGS) - before:
-            delattr(FLAGS, flag)
-        if not was_parsed:
-            FLAGS.unparse_flags()
 
 
 def _md5(path):
@@ -330,7 +304,7 @@ def test_convert_weights_names_bad_widths(tmp_path, capsys):
 
 @pytest.fixture
 def app():
-    return _load(os.path.join(ROOT, "examples", "litert_segment.py"), "cli_tools_litert")
+    return load_script(os.path.join("examples", "litert_segment.py"), "cli_tools_litert")
 
 
 def test_litert_app_never_overwrites_its_input_and_asks_before_replacing(app, tmp_path,

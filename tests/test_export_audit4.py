@@ -3,14 +3,11 @@ calibration (input range pinned, non-photo data refused), the mean IU gate, TFLi
 checks, multi-output models, tools/export.py flags and the LiteRT example's output size.
 """
 
-import contextlib
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
-from absl import flags
 from PIL import Image
 
 import keras
@@ -19,9 +16,8 @@ import tensorflow as tf
 from keras_fcn import export
 from keras_fcn.models import build_two_headed_fcn
 from tiny import TINY_FC, TINY_WIDTHS, file_digests, tiny_fcn
+from tool_flags import load_script, tool
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FLAGS = flags.FLAGS
 SIZE = (32, 32)
 
 
@@ -45,28 +41,6 @@ def float32_tflite(model):
 
 def _images(count, high=256, seed=0):
     return np.random.default_rng(seed).integers(0, high, (count, *SIZE, 3)).astype("uint8")
-
-
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@contextlib.contextmanager
-def tool(*argv):
-    """tools/export.py as a module with its flags parsed from ``argv`` (removed afterwards)."""
-    before, was_parsed = set(FLAGS), FLAGS.is_parsed()
-    try:
-        module = _load(os.path.join(ROOT, "tools", "export.py"), "audit4_export_tool")
-        FLAGS(["prog", *argv])
-        yield module
-    finally:
-        for flag in set(FLAGS) - before:
-            delattr(FLAGS, flag)
-        if not was_parsed:
-            FLAGS.unparse_flags()
 
 
 def _write_images(folder, images, mode="RGB"):
@@ -131,7 +105,7 @@ def test_cli_overwrite_refuses_a_foreign_saved_model_folder(model_path, tmp_path
     out = tmp_path / "out"
     (out / "tiny_saved_model").mkdir(parents=True)
     (out / "tiny_saved_model" / "results.csv").write_text("1,2\n")
-    with tool(f"--model={model_path}", f"--output_dir={out}", "--name=tiny",
+    with tool("export", f"--model={model_path}", f"--output_dir={out}", "--name=tiny",
               "--quantizations=", "--overwrite") as t:
         with pytest.raises(ValueError, match=r"it holds other entries \['results.csv'\]"):
             t.main(["prog"])
@@ -184,7 +158,7 @@ def test_calibration_refuses_mask_files_and_the_cli_decodes_them_first(model, tm
                                  representative_data=masks)
     out = tmp_path / "out"
     # the model does not exist: the calibration data is refused before it is loaded
-    with tool(f"--model={tmp_path / 'none.keras'}", f"--output_dir={out}",
+    with tool("export", f"--model={tmp_path / 'none.keras'}", f"--output_dir={out}",
               "--input_size=32x32", "--quantizations=int8", f"--calibration_data={masks}") as t:
         with pytest.raises(ValueError, match=rf"^--calibration_data='{masks}': image file "
                                              r"'.*0\.png' is a single-channel \(mode 'L'\)"):
@@ -234,7 +208,7 @@ def test_mean_iu_gate_refuses_images_without_masks(model, float32_tflite, tmp_pa
 def test_cli_check_without_masks_is_a_usage_error(tmp_path, masked, flag, message):
     data = _pairs(tmp_path, masked)
     out = tmp_path / "out"
-    with tool(f"--model={tmp_path / 'none.keras'}", f"--output_dir={out}",
+    with tool("export", f"--model={tmp_path / 'none.keras'}", f"--output_dir={out}",
               "--input_size=32x32", "--quantizations=float32", f"--check={data}",
               *([flag] if flag else [])) as t:
         with pytest.raises(ValueError, match=message):
@@ -273,7 +247,7 @@ def test_cli_refuses_a_truncated_calibration_image_before_writing(tmp_path):
     with open(os.path.join(folder, "1.png"), "wb") as f:  # the header is intact
         f.write(data[: len(data) // 2])
     out = tmp_path / "out"
-    with tool(f"--model={tmp_path / 'none.keras'}", f"--output_dir={out}",
+    with tool("export", f"--model={tmp_path / 'none.keras'}", f"--output_dir={out}",
               "--input_size=32x32", "--quantizations=float32,int8",
               f"--calibration_data={folder}") as t:
         with pytest.raises(ValueError, match=rf"^--calibration_data='{folder}': image file "
@@ -343,7 +317,7 @@ def test_multi_output_models_are_refused(tmp_path):
 ])
 def test_cli_flags_that_would_do_nothing_are_errors(tmp_path, argv, message):
     out = tmp_path / "out"
-    with tool(f"--model={tmp_path / 'none.keras'}", f"--output_dir={out}", *argv) as t:
+    with tool("export", f"--model={tmp_path / 'none.keras'}", f"--output_dir={out}", *argv) as t:
         with pytest.raises(ValueError, match=message):
             t.main(["prog"])
     assert not out.exists()
@@ -353,7 +327,7 @@ def test_cli_flags_that_would_do_nothing_are_errors(tmp_path, argv, message):
 
 def test_litert_example_writes_the_label_map_at_the_photos_size(model, tmp_path):
     pytest.importorskip("ai_edge_litert")
-    app = _load(os.path.join(ROOT, "examples", "litert_segment.py"), "audit4_litert_segment")
+    app = load_script(os.path.join("examples", "litert_segment.py"), "audit4_litert_segment")
     path = str(tmp_path / "m.tflite")
     palette = [[10, 20, 30], [40, 50, 60], [70, 80, 90]]
     export.export_tflite(model, path, input_size=SIZE, palette=palette)

@@ -584,7 +584,8 @@ def test_predict_on_odd_arrays(tiny_model_path):
                 with pytest.raises(ValueError, match="Image 0|images must be") as error:
                     inference.predict(model, array)
                 message = str(error.value)
-                assert "shape" in message or "dtype" in message or "NaN" in message, message
+                assert any(word in message for word in ("shape", "dtype", "NaN",
+                                                        "outside [0, 255]")), message
     # The same checks inside a list name the image.
     with pytest.raises(ValueError, match="Image 1 has .* NaN"):
         inference.predict(model, [np.zeros((8, 8, 3)), np.full((8, 8, 3), np.nan)])
