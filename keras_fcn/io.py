@@ -22,6 +22,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import tempfile
 import time
@@ -30,6 +31,18 @@ import numpy as np
 
 # Image files the readers, predict and export accept (what Pillow decodes).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+
+
+def natural_key(name):
+    """Sort key that orders the numbers in names by value: ``frame_2`` before ``frame_10``
+    (the order of a folder of frames, padded or not).
+
+    Example:
+        >>> sorted(["f10.png", "f2.png", "f1.png"], key=natural_key)
+        ['f1.png', 'f2.png', 'f10.png']
+    """
+    parts = re.split(r"(\d+)", name)
+    return [int(part) if i % 2 else part.casefold() for i, part in enumerate(parts)], name
 
 
 def _umask():

@@ -368,3 +368,17 @@ def test_video_pairs_flow_matches_a_known_shift_and_trains(tmp_path):
     assert np.isfinite(history["loss"][0])
     with pytest.raises(ValueError, match="no two consecutive frames"):
         video_pairs.video_pair_dataset(str(folder), size)  # image files, no clip folder
+
+
+def test_video_pair_frames_come_in_natural_order(tmp_path):
+    """frame_10 sorted before frame_2 as text, so the "consecutive" training pairs were not;
+    16-bit frames were clipped to white (now read as the training pipelines read them)."""
+    from keras_fcn.training import video_pairs
+
+    clip = tmp_path / "footage" / "clip"
+    clip.mkdir(parents=True)
+    for index in (1, 2, 10):
+        Image.fromarray(np.full((4, 4, 3), index, np.uint8)).save(clip / f"frame_{index}.png")
+    Image.fromarray(np.full((4, 4), 200 * 256 + 99, np.uint16)).save(clip / "frame_11.png")
+    (frames,) = list(video_pairs._clips(str(tmp_path / "footage")))
+    assert [int(frame[0, 0, 0]) for frame in frames] == [1, 2, 10, 200]  # 16 bits: the high byte

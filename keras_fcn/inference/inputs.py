@@ -10,7 +10,6 @@ import bisect
 import dataclasses
 import glob
 import os
-import re
 
 from keras_fcn import io
 from keras_fcn.inference import video
@@ -33,22 +32,11 @@ class Item:
     folder: str = None
 
 
-def natural_key(name):
-    """Sort key that orders the numbers in names by value: ``frame_2`` before ``frame_10``.
-
-    Example:
-        >>> sorted(["f10.png", "f2.png", "f1.png"], key=natural_key)
-        ['f1.png', 'f2.png', 'f10.png']
-    """
-    parts = re.split(r"(\d+)", name)
-    return [int(part) if i % 2 else part.casefold() for i, part in enumerate(parts)], name
-
-
 def expand_inputs(inputs, output_dir, report):
     """Turns input paths (files, folders, globs, videos) into :class:`Item` s, in order.
 
     A folder's images are the frames of one sequence and its videos are predicted as videos,
-    their outputs in the folder's output folder. Folders and globs are listed in natural order (:func:`natural_key`: ``frame_2`` before
+    their outputs in the folder's output folder. Folders and globs are listed in natural order (:func:`keras_fcn.io.natural_key`: ``frame_2`` before
     ``frame_10``), the order their frames are smoothed in. Inputs that match nothing are
     recorded in ``report`` as failures. Two inputs with the same stem in one output folder
     get ``<stem>_2``, ``<stem>_3``, ...; so do a video and a folder whose outputs would share
@@ -93,7 +81,7 @@ def expand_inputs(inputs, output_dir, report):
         if os.path.isdir(value):
             files = sorted((f for f in os.listdir(value) if not f.startswith(".") and (
                 f.lower().endswith(io.IMAGE_EXTENSIONS) or video.is_video_file(f))),
-                key=natural_key)
+                key=io.natural_key)
             if not files:
                 report.fail(value, "folder holds no image or video files")
                 continue
@@ -105,7 +93,7 @@ def expand_inputs(inputs, output_dir, report):
                 else:
                     add("image", path, out_dir, value, folder=value)
         elif glob.has_magic(value) and not os.path.exists(value):
-            paths = sorted((p for p in glob.glob(value) if os.path.isfile(p)), key=natural_key)
+            paths = sorted((p for p in glob.glob(value) if os.path.isfile(p)), key=io.natural_key)
             if not paths:
                 report.fail(value, "pattern matched no file")
             for path in paths:

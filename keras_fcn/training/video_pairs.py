@@ -17,6 +17,7 @@ import tensorflow as tf
 from keras_fcn import io
 from keras_fcn._checks import as_size, check_positive_int
 from keras_fcn.data import warp as warp_lib
+from keras_fcn.data.arrays import read_image
 from keras_fcn.inference import video
 
 FLOW_TOLERANCE = 0.5  # pixels: forward then backward flow must come back this close
@@ -69,18 +70,17 @@ def estimate_flow(first, second):
 
 
 def _clips(folder):
-    """Frame iterators of the videos and frame folders (sorted) in ``folder``."""
+    """Frame iterators of the videos and frame folders in ``folder``, in natural order
+    (``frame_2`` before ``frame_10``: consecutive frames make the pairs)."""
     if not os.path.isdir(folder):
         raise ValueError(f"unlabelled_video_dir must be a folder. Received: {folder!r}")
-    from PIL import Image
 
     def frames_of(path):
-        for name in sorted(os.listdir(path)):
+        for name in sorted(os.listdir(path), key=io.natural_key):
             if name.lower().endswith(io.IMAGE_EXTENSIONS):
-                with Image.open(os.path.join(path, name)) as image:
-                    yield np.asarray(image.convert("RGB"))
+                yield read_image(os.path.join(path, name))
 
-    for name in sorted(os.listdir(folder)):
+    for name in sorted(os.listdir(folder), key=io.natural_key):
         path = os.path.join(folder, name)
         if os.path.isdir(path):
             yield frames_of(path)
