@@ -45,6 +45,21 @@ def natural_key(name):
     return [int(part) if i % 2 else part.casefold() for i, part in enumerate(parts)], name
 
 
+def is_inside(path, folder):
+    """True if ``path`` is ``folder`` or lies under it (both as real paths: symbolic links
+    resolved); False for paths on different drives.
+
+    Example:
+        >>> is_inside("runs/a/best.keras", "runs"), is_inside("runs2", "runs")
+        (True, False)
+    """
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # different drives
+        return False
+
+
 def _umask():
     umask = os.umask(0)
     os.umask(umask)

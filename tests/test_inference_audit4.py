@@ -490,3 +490,24 @@ def test_odd_sized_videos_keep_their_size_where_the_codec_allows(tmp_path, varie
     result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "predict.py"), "--help"],
                             capture_output=True, text=True, timeout=120)
     assert "crops an odd width or height by one pixel" in " ".join(result.stdout.split())
+
+
+# ------------------------------------------- review item 3: a model with two outputs refused --
+
+def test_predictor_refuses_a_two_output_model_naming_its_outputs(tmp_path):
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1.0 / 255, name="preprocess")(inputs)
+    outputs = {"semantic": keras.layers.Conv2D(3, 1, name="semantic")(x),
+               "aux": keras.layers.Conv2D(3, 1, name="aux")(x)}
+    model = save_model(keras.Model(inputs, outputs, name="two_heads"), tmp_path)
+    Image.fromarray(random_image(32, 32)).save(tmp_path / "a.png")
+    opts = options(model, [tmp_path / "a.png"], tmp_path / "out")
+    message = (r"^Model 'two_heads' has 2 outputs \['semantic', 'aux'\]; prediction takes a "
+               r"single-output FCN \(logits \(N, H, W, C\)\): build it without the auxiliary "
+               r"head \(aux=False\), or keep one head, e\.g\. keras\.Model\(model\.inputs, "
+               r"model\.output\['semantic'\]\)\. Received: outputs=\['semantic', 'aux'\]$")
+    with pytest.raises(ValueError, match=message):
+        predictor.Predictor(opts)
+    with pytest.raises(ValueError, match=message):
+        files.run(opts)
+    assert not os.path.exists(tmp_path / "out")

@@ -145,12 +145,12 @@ def check_flags():
         pairs = read_images("check")[: FLAGS.num_check_images or None]
         with _naming("check"):  # unreadable images, image/mask sizes: from the headers
             export.check_pairs(pairs)
-            export.check_masks(pairs)  # all masked or none
-        missing = export.images_without_masks(pairs)
-        if missing and FLAGS.max_miou_drop is not None:
+            masked = export.check_masks(pairs)  # all masked or none
+        if not masked and FLAGS.max_miou_drop is not None:  # none masked
             raise ValueError(f"--max_miou_drop needs a mask on every --check line (mean IU); "
-                             f"{len(missing)} of {len(pairs)} images have none: "
-                             f"{missing[:5]}. Received: --check={FLAGS.check!r}")
+                             f"{len(pairs)} of {len(pairs)} images have none: "
+                             f"{[image for image, _ in pairs[:5]]}. Received: "
+                             f"--check={FLAGS.check!r}")
     return size, pairs
 
 
@@ -182,13 +182,12 @@ def output_paths(name):
 
 
 def check_model_flags(model, name):
-    """Checks what needs the model (the void label, the outputs), before anything is written."""
-    from keras_fcn.export.graph import check_single_output
+    """Checks what needs the model (the void label, the names), before anything is written;
+    export.load_model has refused a model with several outputs."""
     from keras_fcn.export.saved_model import check_saved_model_target
     from keras_fcn.losses import validate_ignore_label
     from keras_fcn.models.inspect import num_classes_of
 
-    check_single_output(model)
     try:
         validate_ignore_label(FLAGS.ignore_label, num_classes_of(model))
     except ValueError as error:

@@ -35,7 +35,6 @@ from keras_fcn.export.quality import (  # noqa: F401
     check_masks,
     check_thresholds,
     compare_tflite,
-    images_without_masks,
     keras_predictor,
     rows_to_markdown,
     top2_gap,

@@ -17,11 +17,14 @@ import os
 import keras
 import tensorflow as tf
 
+from keras_fcn.models.inspect import check_single_output
 from keras_fcn.weights import load_model_file
 
 
 def load_model(model):
-    """Returns a ``keras.Model`` from a model or a ``.keras`` path.
+    """Returns a ``keras.Model`` from a model or a ``.keras`` path, refusing a model with
+    several outputs (:func:`keras_fcn.models.inspect.check_single_output`): every export
+    takes it through here.
 
     A damaged ``.keras`` file raises a ValueError naming it
     (:func:`keras_fcn.weights.load_model_file`).
@@ -29,30 +32,12 @@ def load_model(model):
     Example:
         model = load_model("runs/fcn8s.keras")
     """
-    if isinstance(model, keras.Model):
-        return model
-    path = os.fspath(model)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Model file not found: {path!r}")
-    return load_model_file(path)
-
-
-def check_single_output(model):
-    """Refuses a model with several outputs (an auxiliary head, a two-headed FCN): the exports
-    take one ``(N, H, W, C)`` logits output.
-
-    Raises:
-        ValueError: naming the model and its outputs.
-    """
-    if len(model.outputs) == 1:
-        return model
-    output = model.output
-    names = list(output) if isinstance(output, dict) else list(model.output_names)
-    raise ValueError(
-        f"Model {model.name!r} has {len(model.outputs)} outputs {names}; export takes a "
-        "single-output FCN (logits (N, H, W, C)): build it without the auxiliary head "
-        "(aux=False), or export one head, e.g. keras.Model(model.inputs, "
-        f"model.output[{names[0]!r}]). Received: outputs={names}")
+    if not isinstance(model, keras.Model):
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Model file not found: {path!r}")
+        model = load_model_file(path)
+    return check_single_output(model)
 
 
 def check_input_size(input_size, allow_none=True):

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.special
 import tensorflow as tf
 
-from keras_fcn.export.graph import check_single_output, load_model
+from keras_fcn.export.graph import load_model
 from keras_fcn.export.images import load_image, load_pair
 from keras_fcn.export.litert_runner import TFLiteRunner, check_rgb_image, median_seconds
 from keras_fcn.inference.forward import forward_fn
@@ -39,7 +39,7 @@ def keras_predictor(model):
     Example:
         keras_predictor("fcn8s.keras")(image).shape
     """
-    net = raw_rgb_model(check_single_output(load_model(model)))
+    net = raw_rgb_model(load_model(model))
     logits = forward_fn(net, output="logits")
 
     def predict(image):
@@ -87,15 +87,10 @@ def agreement_counts(reference_logits, labels, confident_gap=CONFIDENT_GAP):
             int(confident.sum()))
 
 
-def images_without_masks(pairs):
-    """The images of ``pairs`` that have no mask: mean IU needs none of them."""
-    return [image for image, mask in pairs if mask is None]
-
-
 def check_masks(pairs):
     """Refuses ``pairs`` that mix images with and without masks: mean IU would silently be
-    skipped. Returns True if every pair has a mask."""
-    missing = images_without_masks(pairs)
+    skipped. Returns True if every pair has a mask, False if none has one."""
+    missing = [image for image, mask in pairs if mask is None]
     if missing and len(missing) < len(pairs):
         raise ValueError(f"{len(missing)} of {len(pairs)} images have no mask, so mean IU "
                          "cannot be measured: give a mask on every line or on none. Images "
@@ -160,7 +155,7 @@ def compare_tflite(model, tflite_paths, pairs, *, num_classes=None, ignore_label
         rows = compare_tflite(model, {"int8": "m_int8.tflite"}, read_list("val.txt"))
     """
     has_masks = check_masks(pairs)
-    keras_model = check_single_output(load_model(model))
+    keras_model = load_model(model)
     num_classes = num_classes or num_classes_of(keras_model)
     predict = keras_predictor(keras_model)
     runners = {name: TFLiteRunner(p, num_threads) for name, p in tflite_paths.items()}

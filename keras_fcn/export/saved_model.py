@@ -14,8 +14,8 @@ import os
 import tensorflow as tf
 
 from keras_fcn import io
-from keras_fcn.export.graph import (check_input_size, check_single_output, class_ids,
-                                    label_dtype, load_model, write_graph)
+from keras_fcn.export.graph import (check_input_size, class_ids, label_dtype, load_model,
+                                    write_graph)
 from keras_fcn.export.metadata import export_labels
 from keras_fcn.models.inspect import num_classes_of, raw_rgb_model
 
@@ -23,12 +23,6 @@ SAVED_MODEL_METADATA = os.path.join("assets", "keras_fcn.json")
 # What a SavedModel folder holds (the sidecar is in assets/): overwrite=True replaces only a
 # folder with saved_model.pb and nothing else.
 SAVED_MODEL_ENTRIES = ("saved_model.pb", "variables", "assets", "fingerprint.pb")
-
-
-def _inside(path, folder):
-    """True if ``path`` is ``folder`` or lies under it (symbolic links resolved)."""
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return os.path.commonpath([path, folder]) == folder
 
 
 def check_saved_model_target(export_dir, overwrite, source=None):
@@ -43,11 +37,9 @@ def check_saved_model_target(export_dir, overwrite, source=None):
     """
     export_dir = os.fspath(export_dir)
     if not os.path.lexists(export_dir):
-        return
-    if not overwrite:
-        raise FileExistsError(
-            f"{export_dir!r} exists; pass overwrite=True (--overwrite) to replace it.")
-    if isinstance(source, (str, os.PathLike)) and _inside(source, export_dir):
+        return  # nothing to replace (and no folder made for it yet)
+    io.check_writable(export_dir, overwrite)
+    if isinstance(source, (str, os.PathLike)) and io.is_inside(source, export_dir):
         raise ValueError(f"export_dir={export_dir!r} is or holds the model being exported "
                          f"({os.fspath(source)!r}); choose another export_dir.")
     if not os.path.isdir(export_dir) or os.path.islink(export_dir):
@@ -95,10 +87,9 @@ def export_saved_model(model, export_dir, *, input_size=None, include_probabilit
     """
     height, width = check_input_size(input_size)
     check_saved_model_target(export_dir, overwrite, model)
-    source = check_single_output(load_model(model))
+    source = load_model(model)
     labels = export_labels(source, labels, source=model, class_names=class_names,
                            palette=palette, ignore_label=ignore_label)
-    io.check_writable(export_dir, overwrite)
     net = raw_rgb_model(source)
     ids_dtype = label_dtype(num_classes_of(net))
 

@@ -21,8 +21,8 @@ import tensorflow as tf
 from keras_fcn import io
 from keras_fcn._checks import check_choice
 from keras_fcn.export.flatbuffer import check_tflite_ops
-from keras_fcn.export.graph import (check_input_size, check_single_output, class_ids,
-                                    label_dtype, load_model, write_graph)
+from keras_fcn.export.graph import (check_input_size, class_ids, label_dtype, load_model,
+                                    write_graph)
 from keras_fcn.export.images import calibration_images, check_num_images
 from keras_fcn.export.litert_runner import TFLiteRunner
 from keras_fcn.export.metadata import export_labels
@@ -56,7 +56,7 @@ def save_tflite_graph(model, path, *, input_size, quantization="float32",
     """
     height, width = check_input_size(input_size, allow_none=False)
     check_choice("quantization", quantization, QUANTIZATIONS)
-    net = raw_rgb_model(check_single_output(load_model(model)))
+    net = raw_rgb_model(load_model(model))
     ids_dtype = label_dtype(num_classes_of(net))
     full_int8 = quantization in FULL_INT8
 
@@ -151,7 +151,7 @@ def convert_to_tflite(model, *, input_size, quantization="float32", representati
     if quantization in FULL_INT8 and representative_data is None:
         raise ValueError("Full int8 quantization needs representative_data (a tf.data dataset, "
                          "a folder or list file of images). Received: representative_data=None")
-    model = check_single_output(load_model(model))
+    model = load_model(model)
     images = None
     if quantization in FULL_INT8:  # the first image, checked before the slow trace
         images = calibration_images(representative_data, size, num_calibration_images)
@@ -199,7 +199,7 @@ def export_tflite(model, path, *, input_size, quantization="float32", representa
     sidecar = ModelLabels.sidecar_path(path)
     for target in (path, sidecar):
         io.check_writable(target, overwrite)
-    source = check_single_output(load_model(model))
+    source = load_model(model)
     labels = export_labels(source, labels, source=model, class_names=class_names,
                            palette=palette, ignore_label=ignore_label)
     start = time.perf_counter()

@@ -221,11 +221,11 @@ def _process_video(predictor, item, report, write, progress):
         report.fail(item.path, str(e))
         return
     paths = predictor.video_outputs(item)
-    if not opts.overwrite and info["frames"] and all(
-            os.path.exists(p) for p in paths + predictor.video_frame_outputs(item,
-                                                                              info["frames"])):
-        report.skipped += len(paths) + len(predictor.video_frame_outputs(item, info["frames"]))
-        return
+    if not opts.overwrite and info["frames"]:
+        every = paths + predictor.video_frame_outputs(item, info["frames"])
+        if all(os.path.exists(p) for p in every):
+            report.skipped += len(every)
+            return
     kept = [not opts.overwrite and os.path.exists(p) for p in paths]
     report.skipped += sum(kept)
     writers = [None if keep else _video_writer(p, info["fps"], opts.video_format, opts.overwrite)

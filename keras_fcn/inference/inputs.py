@@ -13,7 +13,7 @@ import os
 
 from keras_fcn import io
 from keras_fcn.inference import video
-from keras_fcn.inference.predictor import uncertainty_names
+from keras_fcn.inference.predictor import frame_output_names, mask_prefix, uncertainty_names
 
 
 @dataclasses.dataclass
@@ -105,17 +105,13 @@ def expand_inputs(inputs, output_dir, report):
     return items
 
 
-def _output_names(item, opts, uncertainty_names):
+def _output_names(item, opts, maps):
     """``(exact names, name prefixes)`` of the files ``item`` writes in ``item.out_dir``:
     the mask names (class names) are known only once the model loads, so masks are a prefix."""
-    stem = item.stem
+    prefixes = [mask_prefix(item.stem)] if opts.classes else []
     if item.kind == "video":
-        names = [f"{stem}_overlay.mp4"]
-        prefixes = [f"{stem}_mask_"] if opts.classes else []
-        return names, prefixes
-    names = [f"{stem}_labels.png", f"{stem}_overlay.png"]
-    names += [f"{stem}_{n}.{ext}" for n in uncertainty_names for ext in ("png", "npy")]
-    return names, [f"{stem}_mask_"] if opts.classes else []
+        return [f"{item.stem}_overlay.mp4"], prefixes
+    return frame_output_names(item.stem, [], maps), prefixes
 
 
 def check_outputs_apart(items, opts):
@@ -134,25 +130,25 @@ def check_outputs_apart(items, opts):
                 f"--output_dir={opts.output_dir!r} puts the outputs of the input folder "
                 f"{folder!r} into that folder itself, among its frames (a rerun would predict "
                 "them, --overwrite could replace an input); choose another --output_dir.")
-    inputs = {}  # real folder -> sorted names of the inputs there
+    listed = {}  # real folder -> names of the inputs there
     for item in items:
-        inputs.setdefault(real(os.path.dirname(os.path.abspath(item.path))), []).append(
+        listed.setdefault(real(os.path.dirname(os.path.abspath(item.path))), []).append(
             os.path.basename(item.path))
-    for names in inputs.values():
-        names.sort()
+    # each folder's names sorted (prefix search) and as a set (exact names), built once
+    inputs = {folder: (sorted(names), set(names)) for folder, names in listed.items()}
     maps = uncertainty_names(opts.uncertainty)
     for item in items:
         out_dir = real(item.out_dir)
-        here = inputs.get(out_dir, [])
+        here, here_set = inputs.get(out_dir, ([], set()))
         names, prefixes = _output_names(item, opts, maps)
-        clash = [n for n in names if n in set(here)] if here else []
+        clash = [n for n in names if n in here_set]
         for prefix in prefixes:
             start = bisect.bisect_left(here, prefix)
             clash += [n for n in here[start:start + 1] if n.startswith(prefix)]
         clash = [os.path.join(out_dir, n) for n in clash]
         if item.kind == "video":  # per-frame PNGs in <out_dir>/<stem>/
             frames = os.path.join(out_dir, item.stem)
-            clash += [os.path.join(frames, n) for n in inputs.get(frames, [])
+            clash += [os.path.join(frames, n) for n in inputs.get(frames, ([], set()))[0]
                       if n.startswith("frame_")]
         if clash:
             raise ValueError(

@@ -20,7 +20,7 @@ import numpy as np
 from keras_fcn.inference.predict import check_predict_args, predict
 from keras_fcn.inference.uncertainty import cached_mc_model, entropy, margin, mc_dropout
 from keras_fcn.labels import VOC_CLASSES, ModelLabels
-from keras_fcn.models.inspect import num_classes_of
+from keras_fcn.models.inspect import check_single_output, num_classes_of
 from keras_fcn.presets import list_presets, model_file
 from keras_fcn.weights.io import load_model_file
 
@@ -119,6 +119,33 @@ def uncertainty_names(uncertainty):
     return names
 
 
+def mask_prefix(base):
+    """What the names of the masks of the outputs ``base`` start with (a class name follows).
+
+    Example:
+        >>> mask_prefix("out/a")
+        'out/a_mask_'
+    """
+    return f"{base}_mask_"
+
+
+def frame_output_names(base, mask_parts, maps, overlay_file=True):
+    """Names of the files one frame writes, ``base`` and a suffix each: the label map, the
+    overlay (unless ``overlay_file`` is False: a video's frames are overlaid in its video), a
+    mask per name part of ``mask_parts`` (:func:`mask_prefix`) and a PNG and an NPY per map
+    of ``maps`` (:func:`uncertainty_names`).
+
+    Example:
+        >>> frame_output_names("out/a", ["person"], ["entropy"])[1:]
+        ['out/a_overlay.png', 'out/a_mask_person.png', 'out/a_entropy.png', 'out/a_entropy.npy']
+    """
+    names = [f"{base}_labels.png"] + ([f"{base}_overlay.png"] if overlay_file else [])
+    names += [f"{mask_prefix(base)}{part}.png" for part in mask_parts]
+    for name in maps:
+        names += [f"{base}_{name}.png", f"{base}_{name}.npy"]
+    return names
+
+
 def safe_name(text):
     """A file-name-safe version of a class name: letters and digits of any script, ``_``,
     ``.`` and ``-`` are kept, runs of anything else become ``_``.
@@ -179,7 +206,7 @@ class Predictor:
     def __init__(self, opts):
         self.opts = opts
         path = model_file(opts.model)  # a preset is downloaded and converted once
-        self.model = load_model_file(path)
+        self.model = check_single_output(load_model_file(path), "prediction")
         self.num_classes = num_classes_of(self.model)
         if self.num_classes > MAX_CLASSES:
             # Class ids past 255 would wrap in the 8-bit label PNGs, masks and overlays.
@@ -237,11 +264,8 @@ class Predictor:
 
     def frame_outputs(self, base, overlay_file=True):
         """Paths written for one frame whose outputs start with ``base``."""
-        paths = [f"{base}_labels.png"] + ([f"{base}_overlay.png"] if overlay_file else [])
-        paths += [f"{base}_mask_{self.mask_name(c)}.png" for c in self.mask_ids]
-        for name in self.uncertainty_names():
-            paths += [f"{base}_{name}.png", f"{base}_{name}.npy"]
-        return paths
+        return frame_output_names(base, [self.mask_name(c) for c in self.mask_ids],
+                                  self.uncertainty_names(), overlay_file)
 
     def image_outputs(self, item):
         """Paths written for an image item."""
@@ -257,4 +281,5 @@ class Predictor:
         """Paths of the videos written for a video item: the overlay, then a mask per class."""
         base = os.path.join(item.out_dir, item.stem)
         return [f"{base}_overlay.mp4"] + [
-            f"{base}_mask_{self.mask_name(c)}.{self.opts.video_format}" for c in self.mask_ids]
+            f"{mask_prefix(base)}{self.mask_name(c)}.{self.opts.video_format}"
+            for c in self.mask_ids]

@@ -22,8 +22,8 @@ from keras_fcn.models.mobilenet_v2 import PadToMultiple
 from keras_fcn.models.trunk import CAFFE, FCN, all_layers, get_trunk
 
 __all__ = ["all_layers", "backbone_of", "legacy_backbone", "has_preprocessing",
-           "preprocessing_fn", "normalization_of", "num_classes_of", "with_preprocessing",
-           "raw_rgb_model", "recorded_fcn"]
+           "preprocessing_fn", "normalization_of", "num_classes_of", "check_single_output",
+           "with_preprocessing", "raw_rgb_model", "recorded_fcn"]
 
 
 def recorded_fcn(model):
@@ -171,6 +171,32 @@ def num_classes_of(model):
         5
     """
     return int(model.outputs[0].shape[-1])
+
+
+def check_single_output(model, what="export"):
+    """Refuses a model with several outputs (an auxiliary head, a two-headed FCN): the exports
+    and tools/predict.py take one ``(N, H, W, C)`` logits output. Returns ``model``.
+
+    Args:
+        what: what takes the model, named in the message ("export", "prediction").
+
+    Raises:
+        ValueError: naming the model and its outputs.
+
+    Example:
+        >>> check_single_output(keras_fcn.build_fcn32s(num_classes=5, weights=None)).name
+        'fcn32s'
+    """
+    if len(model.outputs) == 1:
+        return model
+    output = model.output
+    names = list(output) if isinstance(output, dict) else list(model.output_names)
+    keep = "export" if what == "export" else "keep"
+    raise ValueError(
+        f"Model {model.name!r} has {len(model.outputs)} outputs {names}; {what} takes a "
+        "single-output FCN (logits (N, H, W, C)): build it without the auxiliary head "
+        f"(aux=False), or {keep} one head, e.g. keras.Model(model.inputs, "
+        f"model.output[{names[0]!r}]). Received: outputs={names}")
 
 
 def with_preprocessing(model, input_dtype="uint8", name=None):

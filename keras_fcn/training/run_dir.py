@@ -102,14 +102,6 @@ def unexpected_entries(run_dir, stages=True):
     return unexpected
 
 
-def _inside(path, folder):
-    """Whether `path` is `folder` or inside it (real paths)."""
-    try:
-        return os.path.commonpath([path, folder]) == folder
-    except ValueError:  # different drives
-        return False
-
-
 def check_inputs_outside(run_dir, inputs):
     """Raises ValueError if `run_dir` is, or contains, one of `inputs` (paths the run reads:
     data folders, weights files); None and empty entries are skipped.
@@ -117,12 +109,12 @@ def check_inputs_outside(run_dir, inputs):
     Example:
         >>> check_inputs_outside("runs/a", ["/data/camvid"])
     """
-    real_run = os.path.realpath(os.path.expanduser(run_dir))
+    run = os.path.expanduser(run_dir)
     for name, path in (inputs.items() if isinstance(inputs, dict) else
                        ((None, p) for p in inputs)):
         if not path or not isinstance(path, (str, os.PathLike)):
             continue
-        if _inside(os.path.realpath(os.path.expanduser(path)), real_run):
+        if io.is_inside(os.path.expanduser(path), run):
             what = f"--{name}" if name else "an input of the run"
             raise ValueError(
                 f"--output_dir must not be or contain {what}: the run's files (and what "

@@ -123,8 +123,11 @@ def check_split_files(root, splits, overwrite=False):
     differ = []
     for split, ids in splits.items():
         path = os.path.join(os.fspath(root), f"{split}.txt")
-        if os.path.isfile(path) and read_list_file(path) != [str(i) for i in ids]:
-            differ.append(f"'{path}' ({len(read_list_file(path))} ids, would be {len(ids)})")
+        if not os.path.isfile(path):
+            continue
+        existing = read_list_file(path)
+        if existing != [str(i) for i in ids]:
+            differ.append(f"'{path}' ({len(existing)} ids, would be {len(ids)})")
     if differ and not overwrite:
         raise FileExistsError(
             f"NYUDv2 split file(s) already exist with other ids: {', '.join(differ)}. Pass "
