@@ -159,6 +159,40 @@ def count_non_finite(values):
     return int(values.size - np.count_nonzero(np.isfinite(values)))
 
 
+def pixel_value_problem(array, *, allow_bool=True, refuse_unit_floats=False):
+    """What keeps the numpy ``array`` from being raw pixel values 0..255, or None: the one
+    check behind every image entry point, each of which words its own error.
+
+    uint8 arrays pass at once; others take one min and one max (NaN and infinities show there,
+    so a finite image costs no further pass). Returns ``(problem, low, high)``, ``low`` and
+    ``high`` being ``array.min()`` and ``array.max()`` (None for the first two problems):
+
+    - ``"dtype"``: not real numbers (strings, objects, complex; bool unless ``allow_bool``);
+    - ``"empty"``: no values;
+    - ``"non_finite"``: NaN or infinite values (count them with :func:`count_non_finite`);
+    - ``"range"``: values outside 0..255, or, with ``refuse_unit_floats``, a float array
+      whose max is <= 1 (a 0..1 or -1..1 normalized image).
+
+    Example:
+        >>> pixel_value_problem(np.full((2, 2, 3), 7, np.uint8)) is None
+        True
+        >>> pixel_value_problem(np.full((2, 2, 3), 0.5), refuse_unit_floats=True)[0]
+        'range'
+    """
+    if array.dtype == np.uint8:
+        return None
+    if array.dtype.kind not in ("biuf" if allow_bool else "iuf"):
+        return "dtype", None, None
+    if array.size == 0:
+        return "empty", None, None
+    low, high = array.min(), array.max()
+    if array.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
+        return "non_finite", low, high
+    if low < 0 or high > 255 or (refuse_unit_floats and array.dtype.kind == "f" and high <= 1):
+        return "range", low, high
+    return None
+
+
 def check_finite_scores(bad_count, what="model output"):
     """Raises ``ValueError`` when ``bad_count`` (non-finite logits or probabilities) is not 0:
     their argmax would silently label those pixels class 0.

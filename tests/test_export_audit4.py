@@ -260,8 +260,8 @@ def test_cli_refuses_a_truncated_calibration_image_before_writing(tmp_path):
 
 @pytest.mark.parametrize("count", [0, -3, 1.5])
 def test_num_calibration_images_must_be_at_least_one(model, count):
-    with pytest.raises(ValueError, match=r"^num_calibration_images must be an integer >= 1\. "
-                                         rf"Received: num_calibration_images={count}$"):
+    with pytest.raises(ValueError, match=r"^`num_calibration_images` must be a positive "
+                                         rf"integer\. Received: num_calibration_images={count}$"):
         export.convert_to_tflite(model, input_size=SIZE, quantization="int8",
                                  representative_data=list(_images(2)),
                                  num_calibration_images=count)

@@ -32,7 +32,7 @@ import os
 
 import keras
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from keras_fcn._checks import (
     as_range,
@@ -57,27 +57,41 @@ from keras_fcn._pixels import validate_ignore_label
 _SHUFFLE_STREAM, _ELEMENT_STREAM = 0, 1  # keep the two kinds of draws apart in the seeds
 
 
-def read_image(path):
+def read_image(path, exif_transpose=False):
     """Reads an image file (JPEG, PNG, BMP, GIF: the first frame) as uint8 RGB (H, W, 3).
 
     Grayscale images get three equal channels, alpha is dropped and palette images give their
-    colours, as `tf.io.decode_image(..., channels=3)` does; 16-bit greyscale PNGs keep their
-    high byte (v >> 8, TensorFlow's scaling) instead of PIL's clipping. JPEGs get libjpeg's accurate
-    integer IDCT (TF's `dct_method="INTEGER_ACCURATE"`); `tf.io.decode_image`, and so
-    make_dataset, uses the fast one, a few levels off.
+    colours, as `tf.io.decode_image(..., channels=3)` does; 16-bit greyscale PNGs (and 32-bit
+    integer grey images with values in 0..65535) keep their high byte (v >> 8, TensorFlow's
+    scaling) instead of PIL's clipping. 32-bit float images (mode "F"), whose scale is unknown,
+    are refused. JPEGs get libjpeg's accurate integer IDCT (TF's
+    `dct_method="INTEGER_ACCURATE"`); `tf.io.decode_image`, and so make_dataset, uses the fast
+    one, a few levels off.
+
+    Args:
+        path: the image file.
+        exif_transpose: apply the EXIF orientation (phone photos), so the pixels are the photo
+            as viewers show it; the training pipelines leave it off, as TensorFlow's decoder does.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file is damaged or not an image (the message names it).
+        ValueError: the file is damaged, not an image, 32-bit float or 32-bit integer past
+            65535 (the message names it).
 
     Example:
         read_image("camvid/train/0001TP_006690.png").shape
     """
     path = os.fspath(path)
-    with file_errors("image", path), Image.open(path) as image:
-        if image.mode.startswith("I"):  # 16-bit greyscale ("I;16", "I")
-            return _grey16_to_rgb(path, np.asarray(image))
-        return np.asarray(image.convert("RGB"))
+    with file_errors("image", path), Image.open(path) as opened:
+        image = ImageOps.exif_transpose(opened) if exif_transpose else opened
+        mode = image.mode
+        if mode != "F" and not mode.startswith("I"):
+            return np.asarray(image.convert("RGB"))
+        pixels = np.asarray(image)  # 16- or 32-bit grey ("I;16", "I"), or float ("F")
+    if mode == "F":
+        raise ValueError(f"image file '{path}' has 32-bit float pixels (mode F), which have no "
+                         "known scale; save it as 8- or 16-bit RGB or grey")
+    return _grey16_to_rgb(path, pixels)
 
 
 def _grey16_to_rgb(path, array):
@@ -85,8 +99,9 @@ def _grey16_to_rgb(path, array):
     PIL's convert("RGB") would clip every value above 255 to white."""
     array = array.astype(np.int64)
     if array.size and (array.min() < 0 or array.max() > 65535):
-        raise ValueError(f"image '{path}' has values {int(array.min())}..{int(array.max())}; "
-                         "16-bit greyscale images must hold 0..65535")
+        raise ValueError(f"image file '{path}' has 32-bit integer pixels outside 0..65535 "
+                         f"(min={int(array.min())}, max={int(array.max())}); save it as 8- or "
+                         "16-bit")
     return np.repeat((array >> 8).astype(np.uint8)[..., None], 3, axis=-1)
 
 

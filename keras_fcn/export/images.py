@@ -12,6 +12,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_fcn._checks import check_positive_int, pixel_value_problem
 from keras_fcn.data.arrays import read_image
 from keras_fcn.data.masks import (bad_value_message, file_errors, read_index_png,
                                   size_mismatch_message)
@@ -167,8 +168,9 @@ _PHOTOS = "representative_data must be RGB photos with raw pixel values 0..255"
 
 
 def load_calibration_image(path, size=None):
-    """:func:`load_image` for int8 calibration: fully decoded (a truncated file fails here),
-    and refused when it is a single-channel or palette image (a label mask, not a photo).
+    """:func:`load_image` for int8 calibration, refused first, from the header alone, when it is
+    a single-channel or palette image (a label mask, not a photo). The image is fully decoded:
+    a truncated file fails here.
 
     Raises:
         ValueError: the file is damaged, not an image or single-channel (named).
@@ -178,11 +180,10 @@ def load_calibration_image(path, size=None):
     path = os.fspath(path)
     with file_errors("image", path), Image.open(path) as image:
         mode = image.mode
-        pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
     if mode in MASK_MODES:
         raise ValueError(f"image file {path!r} is a single-channel (mode {mode!r}) image, like "
                          f"a label mask; {_PHOTOS}.")
-    return _resized(pixels, size, Image.BILINEAR)
+    return load_image(path, size)
 
 
 def check_calibration_images(paths):
@@ -194,24 +195,27 @@ def check_calibration_images(paths):
 
 def _check_calibration_array(image, index):
     """Refuses what is plainly not RGB 0..255 images: a dict, a 2-D image, another channel
-    count, negative values (already preprocessed), float data in 0..1, values above 255."""
+    count, negative values (already preprocessed), float data in 0..1, values above 255
+    (:func:`keras_fcn._checks.pixel_value_problem`; uint8 images, as the files give, pass
+    at once)."""
     if isinstance(image, dict):
         raise ValueError(f"representative_data yields dicts (keys {sorted(image)}); expected "
                          "images or (image, mask) tuples: map a dataset of dicts to its images, "
                          "e.g. dataset.map(lambda d: d['image']).")
     image = np.asarray(image)
-    if image.ndim not in (3, 4) or image.shape[-1] != 3:
+    if image.ndim not in (3, 4) or image.shape[-1] != 3 or image.size == 0:
         raise ValueError(f"representative_data item {index} has shape {image.shape}; expected "
                          "an RGB image (H, W, 3) or a batch (N, H, W, 3).")
-    if image.dtype.kind not in "biuf":
+    problem, low, high = (pixel_value_problem(image, refuse_unit_floats=True)
+                          or (None, None, None))
+    if problem == "dtype":
         raise ValueError(f"representative_data item {index} has dtype {image.dtype}; expected "
                          "uint8 or float RGB 0..255.")
-    low, high = float(image.min()) + 0.0, float(image.max()) + 0.0  # no -0
-    floating = image.dtype.kind == "f"
-    if low < 0 or high > 255 or (floating and high <= 1) or not np.isfinite(high):
+    if problem is not None:  # out of range, normalized, NaN or infinite
         raise ValueError(f"{_PHOTOS}, as the exported model takes them (not normalized or "
                          f"preprocessed). Received: representative_data item {index} of dtype "
-                         f"{image.dtype} with values in [{low:g}, {high:g}]")
+                         f"{image.dtype} with values in [{float(low) + 0.0:g}, "
+                         f"{float(high) + 0.0:g}]")  # + 0.0: no -0
     return image
 
 
@@ -223,14 +227,6 @@ def _resize_images(images, size):
     if tuple(images.shape[1:3]) != tuple(size):
         images = tf.image.resize(images, size, method="bilinear")
     return tf.clip_by_value(images, 0.0, 255.0)
-
-
-def check_num_images(num_images, name="num_images"):
-    """``num_images`` must be an integer >= 1."""
-    if isinstance(num_images, bool) or not isinstance(num_images, (int, np.integer)) \
-            or num_images < 1:
-        raise ValueError(f"{name} must be an integer >= 1. Received: {name}={num_images!r}")
-    return int(num_images)
 
 
 def calibration_images(data, input_size, num_images=100):
@@ -251,7 +247,7 @@ def calibration_images(data, input_size, num_images=100):
     Example:
         next(calibration_images("camvid/val", (360, 480))).shape
     """
-    num_images = check_num_images(num_images)
+    num_images = check_positive_int("num_images", num_images)
     if isinstance(data, (str, os.PathLike)):
         items = (load_calibration_image(p, input_size) for p, _ in read_list(os.fspath(data)))
     elif isinstance(data, tf.data.Dataset):

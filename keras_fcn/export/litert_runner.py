@@ -12,6 +12,7 @@ import timeit
 
 import numpy as np
 
+from keras_fcn._checks import pixel_value_problem
 from keras_fcn.export.flatbuffer import tflite_name
 
 
@@ -78,16 +79,15 @@ def check_rgb_image(image, what="image"):
         dtype('uint8')
     """
     image = np.asarray(image)
-    kind = image.dtype.kind
-    if kind not in "uif" or image.size == 0:
+    problem, low, high = (pixel_value_problem(image, allow_bool=False, refuse_unit_floats=True)
+                          or (None, None, None))
+    if problem in ("dtype", "empty"):
         raise ValueError(f"{what} must be RGB with values 0..255 (uint8). Received: "
                          f"dtype={image.dtype}, shape={image.shape}")
-    if kind == "u" and image.dtype.itemsize == 1:
-        return image
-    low, high = float(image.min()) + 0.0, float(image.max()) + 0.0  # no -0
-    if not (0 <= low and high <= 255) or (kind == "f" and high <= 1):
+    if problem is not None:  # out of range, normalized, NaN or infinite
         raise ValueError(f"{what} must be RGB with raw values 0..255 (uint8), not normalized. "
-                         f"Received: dtype={image.dtype} with values in [{low:g}, {high:g}]")
+                         f"Received: dtype={image.dtype} with values in "
+                         f"[{float(low) + 0.0:g}, {float(high) + 0.0:g}]")  # + 0.0: no -0
     return image
 
 

@@ -19,11 +19,11 @@ import time
 import tensorflow as tf
 
 from keras_fcn import io
-from keras_fcn._checks import check_choice
+from keras_fcn._checks import check_choice, check_positive_int
 from keras_fcn.export.flatbuffer import check_tflite_ops
 from keras_fcn.export.graph import (check_input_size, class_ids, label_dtype, load_model,
                                     write_graph)
-from keras_fcn.export.images import calibration_images, check_num_images
+from keras_fcn.export.images import calibration_images
 from keras_fcn.export.litert_runner import TFLiteRunner
 from keras_fcn.export.metadata import export_labels
 from keras_fcn.labels import ModelLabels
@@ -147,7 +147,7 @@ def convert_to_tflite(model, *, input_size, quantization="float32", representati
     size = check_input_size(input_size, allow_none=False)
     check_choice("quantization", quantization, QUANTIZATIONS)
     check_choice("int8_io", int8_io, INT8_IO_TYPES)
-    check_num_images(num_calibration_images, "num_calibration_images")
+    check_positive_int("num_calibration_images", num_calibration_images)
     if quantization in FULL_INT8 and representative_data is None:
         raise ValueError("Full int8 quantization needs representative_data (a tf.data dataset, "
                          "a folder or list file of images). Received: representative_data=None")

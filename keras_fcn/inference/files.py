@@ -36,6 +36,7 @@ import sys
 import numpy as np
 
 from keras_fcn import io
+from keras_fcn.data import arrays
 from keras_fcn.inference import video
 from keras_fcn.inference.inputs import Item, check_outputs_apart, expand_inputs  # noqa: F401
 from keras_fcn.inference.masks import AlphaMasks
@@ -62,52 +63,25 @@ class Report:
         self.failures.append((path, message))
 
 
-# 16- and 32-bit integer grey modes; their values keep their high byte (v >> 8), as
-# TensorFlow's decoder and keras_fcn.data.arrays.read_image read them.
-_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-
-
 def read_image(path):
     """Reads an image file as RGB uint8; raises ValueError saying why if it cannot.
 
-    An EXIF orientation (phone photos) is applied, so the pixels are the photo as viewers show
-    it, and so are the outputs (which carry no orientation tag). 16-bit grey images (and 32-bit
-    integer ones with values in 0..65535) keep their high byte
-    (``value >> 8``, as TensorFlow and ``keras_fcn.data.arrays.read_image`` read them) instead
-    of being clipped to white; 32-bit float images
-    (mode ``F``), whose scale is unknown, and 32-bit integers past 65535 are refused naming
-    the file.
+    The training pipelines' reader (``keras_fcn.data.arrays.read_image``: 16-bit grey keeps its
+    high byte, 32-bit float images are refused naming the file) with the EXIF orientation
+    (phone photos) applied, so the model sees the scene upright and the outputs (which carry no
+    orientation tag) line up with the photo as viewers show it. A missing or unopenable file
+    raises ValueError too, as every other unreadable input.
 
     Example:
         read_image("photo.jpg").shape
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     try:
-        with Image.open(path) as opened:
-            # As the photo is shown: a phone's EXIF orientation turns the pixels upright, so
-            # the model sees the scene upright and the outputs line up with the photo.
-            image = ImageOps.exif_transpose(opened)
-            mode = image.mode
-            if mode in _WIDE_MODES or mode == "F":
-                pixels = np.asarray(image)
-            else:
-                return np.asarray(image.convert("RGB"), dtype="uint8")
-    # DecompressionBombError (a header declaring billions of pixels) is not an OSError.
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
-            Image.DecompressionBombError) as e:
-        size = os.path.getsize(path) if os.path.exists(path) else None
-        detail = "empty file" if size == 0 else f"{type(e).__name__}: {e}"
+        return arrays.read_image(path, exif_transpose=True)
+    except (OSError, ValueError) as e:  # OSError: missing, a folder, no permission
+        detail = e if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+        if os.path.isfile(path) and os.path.getsize(path) == 0:
+            detail = "empty file"
         raise ValueError(f"cannot read image ({detail})") from e
-    if mode == "F":
-        raise ValueError(f"cannot read image {os.fspath(path)!r}: 32-bit float pixels (mode F) "
-                         "have no known scale; save it as 8- or 16-bit RGB or grey")
-    if pixels.size and (pixels.min() < 0 or pixels.max() > 65535):
-        raise ValueError(f"cannot read image {os.fspath(path)!r}: 32-bit integer pixels outside "
-                         f"0..65535 (min={pixels.min()}, max={pixels.max()}); save it as 8- or "
-                         "16-bit")
-    grey = (pixels.astype("int64") >> 8).astype("uint8")
-    return np.repeat(grey[..., None], 3, axis=-1)
 
 
 def _output_writer(report, overwrite):

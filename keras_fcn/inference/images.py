@@ -12,7 +12,7 @@ Example:
 
 import numpy as np
 
-from keras_fcn._checks import count_non_finite
+from keras_fcn._checks import count_non_finite, pixel_value_problem
 
 KINDS = ("single", "batch", "list")
 # One forward pass over more pixels than this is refused (its activations would take tens of
@@ -34,26 +34,25 @@ def check_image(index, array):
         raise ValueError(f"Image {index} must have shape (H, W, 3). Received: shape={array.shape}")
     if min(array.shape[:2]) < 1:
         raise ValueError(f"Image {index} is empty. Received: shape={array.shape}")
+    problem, low, high = pixel_value_problem(array) or (None, None, None)
     # Strings and objects would fail (or turn into NaN) in the float cast; complex values
     # would lose their imaginary part.
-    if array.dtype.kind not in "biuf":
+    if problem == "dtype":
         raise ValueError(f"Image {index} must hold real numbers (uint8 or float). "
                          f"Received: dtype={array.dtype}")
-    # A 16-bit image (uint16 PNG, TIFF) would pass as huge colours and give meaningless labels.
-    if array.dtype.kind in "iu" and array.dtype != np.uint8 and array.size \
-            and (array.min() < 0 or array.max() > 255):
-        raise ValueError(f"Image {index} has integer values outside 0..255 (min={array.min()}, "
-                         f"max={array.max()}, dtype={array.dtype}); expected RGB in [0, 255]. "
-                         "Scale 16-bit images first, e.g. (image // 257).astype('uint8').")
     # NaN/Inf pass through the network without an error and give meaningless labels.
-    bad = count_non_finite(array)
-    if bad:
-        raise ValueError(f"Image {index} has {bad} NaN or infinite values.")
+    if problem == "non_finite":
+        raise ValueError(f"Image {index} has {count_non_finite(array)} NaN or infinite values.")
+    # A 16-bit image (uint16 PNG, TIFF) would pass as huge colours and give meaningless labels.
+    if problem == "range" and array.dtype.kind in "iu":
+        raise ValueError(f"Image {index} has integer values outside 0..255 (min={low}, "
+                         f"max={high}, dtype={array.dtype}); expected RGB in [0, 255]. "
+                         "Scale 16-bit images first, e.g. (image // 257).astype('uint8').")
     # Floats are on the 0..255 scale too: a uint16 image cast to float, or a normalized one,
-    # would give meaningless labels.
-    if array.dtype.kind == "f" and array.size and (array.min() < 0 or array.max() > 255):
-        raise ValueError(f"Image {index} has values outside [0, 255] (min={array.min()}, "
-                         f"max={array.max()}); expected {array.dtype} RGB in [0, 255]. "
+    # would give meaningless labels. (0..1 floats pass: predict and overlay accept them.)
+    if problem == "range":
+        raise ValueError(f"Image {index} has values outside [0, 255] (min={low}, "
+                         f"max={high}); expected {array.dtype} RGB in [0, 255]. "
                          "Scale 16-bit images first, e.g. image // 257.")
 
 
