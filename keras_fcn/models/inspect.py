@@ -91,7 +91,12 @@ def has_preprocessing(model):
         >>> has_preprocessing(keras_fcn.build_fcn("32s", weights=None, include_preprocessing=True))
         True
     """
-    return any(layer.name == "preprocess" for layer in all_layers(model))
+    return _preprocess_layer(model) is not None
+
+
+def _preprocess_layer(model):
+    """The layer named ``preprocess`` in ``model`` or nested in it, or None."""
+    return next((layer for layer in all_layers(model) if layer.name == "preprocess"), None)
 
 
 def preprocessing_fn(model):
@@ -138,7 +143,7 @@ def normalization_of(model):
         >>> normalization_of(keras_fcn.build_fcn32s(weights=None))["type"]
         'caffe_bgr_mean'
     """
-    own = next((layer for layer in all_layers(model) if layer.name == "preprocess"), None)
+    own = _preprocess_layer(model)
     if own is None:
         return get_trunk(backbone_of(model)).preprocessing.normalization(model)
     return _layer_normalization(own, model)
