@@ -105,9 +105,10 @@ def cpu_info(path="/proc/cpuinfo", gpu=None):
         "gpu": bool}``.
 
     Example:
-        >>> cpu_info()
-        {'model': 'AMD EPYC', 'vendor': 'AuthenticAMD',
-         'isa': ('avx2', 'avx512f', 'avx512_bf16'), 'gpu': False}
+        >>> info = cpu_info(gpu=False)  # on an AMD EPYC: {'model': 'AMD EPYC ...',
+        >>> # 'vendor': 'AuthenticAMD', 'isa': ('avx2', 'avx512f', 'avx512_bf16'), 'gpu': False}
+        >>> sorted(info), info["gpu"], set(info["isa"]) <= set(ISA_FLAGS)
+        (['gpu', 'isa', 'model', 'vendor'], False, True)
     """
     model, vendor, flags = _read_cpuinfo(path)
     return {
