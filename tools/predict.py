@@ -50,7 +50,8 @@ flags.DEFINE_multi_string("input", None, "Image file, folder of frames, glob or 
 flags.DEFINE_string("output_dir", None, "Where outputs are written.")
 flags.DEFINE_list("classes", [], "Classes to write binary masks for (names or ids).")
 flags.DEFINE_list("uncertainty", [], f"Uncertainty maps: any of {predictor.UNCERTAINTIES}.")
-flags.DEFINE_integer("mc_samples", 10, "Monte-Carlo dropout passes.")
+flags.DEFINE_integer("mc_samples", 10, "Monte-Carlo dropout passes, each with the tiles, "
+                     "--tta and --scales of the label maps.")
 flags.DEFINE_float("smooth_alpha", 1.0, "Weight of the current frame in the moving average of "
                    "probabilities over frames (1 = no smoothing).")
 flags.DEFINE_integer("tile_size", None, "Predict images larger than this in tiles. Unset: "

@@ -120,7 +120,7 @@ def write_frame_outputs(predictor, base, image, probs, write, overlay_file=True,
                                      lambda path, save: save(path))
     """
     labels = np.argmax(probs, axis=-1).astype("int32")
-    # First: a map that cannot be made (an image too large for mc_dropout) leaves no outputs.
+    # First: a map that cannot be made leaves no outputs.
     maps = predictor.uncertainty_maps(image, probs)
     palette = predictor.palette if predictor.palette is not None else True
     write(f"{base}_labels.png", lambda p: save_png(p, labels, palette=palette))

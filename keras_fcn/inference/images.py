@@ -16,7 +16,7 @@ from keras_fcn._checks import count_non_finite, pixel_value_problem
 
 KINDS = ("single", "batch", "list")
 # One forward pass over more pixels than this is refused (its activations would take tens of
-# GB): predict(tile_size=None) names tiles, mc_dropout (which has no tiles) the size.
+# GB): predict and mc_dropout with tile_size=None refuse it, naming tiles.
 MAX_UNTILED_PIXELS = 4096 * 4096
 
 

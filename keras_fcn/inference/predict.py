@@ -25,7 +25,7 @@ from keras_fcn.inference.images import (MAX_UNTILED_PIXELS, as_image_list, map_s
 # refused above MAX_UNTILED_PIXELS.
 AUTO_TILE_SIZE = 1024
 AUTO_TILE_PIXELS = 2048 * 2048
-# MAX_UNTILED_PIXELS (4096 * 4096) lives in images.py: mc_dropout (no tiles) refuses past it too.
+# MAX_UNTILED_PIXELS (4096 * 4096) lives in images.py.
 
 
 def tile_starts(length, tile, overlap):
@@ -80,8 +80,29 @@ def _resize(array, size):
     return tf.image.resize(array, size, method="bilinear").numpy().astype("float32")
 
 
-def _probabilities(model, images, *, scales, tile_size, overlap, **forward_kwargs):
-    """The softmax of a same-size stack, averaged over ``scales`` (and flips) at its size."""
+def stack_probabilities(model, images, *, scales=(1.0,), tile_size="auto", overlap=64,
+                        **forward_kwargs):
+    """The softmax of a same-size stack ``(n, H, W, 3)`` at its size, as :func:`predict`
+    computes it: averaged over ``scales`` (each in tiles where ``tile_size`` asks for them)
+    and, with ``flip=True`` in ``forward_kwargs``, over left-right flips of each pass.
+
+    ``mc_dropout`` runs each of its samples through here with the Monte-Carlo dropout copy of
+    the model, so its maps describe the probabilities that ``predict`` labels. Arguments are
+    not checked here (:func:`check_predict_args` and :func:`check_untiled_size` do that).
+
+    Args:
+        model: a keras_fcn model.
+        images: RGB ``(n, H, W, 3)`` in [0, 255].
+        scales, tile_size: as for :func:`predict`. overlap: ``predict``'s ``tile_overlap``.
+        **forward_kwargs: ``batch_size``, ``flip``, ``precision``, ``jit_compile`` of
+            ``forward.forward_batches``.
+
+    Returns:
+        float32 ``(n, H, W, C)``.
+
+    Example:
+        stack_probabilities(model, np.zeros((2, 40, 40, 3)), tile_size=32, flip=True).shape
+    """
     height, width = images.shape[1:3]
     total = None
     for scale in scales:
@@ -168,6 +189,27 @@ def check_predict_args(batch_size, tile_size, tile_overlap, scales):
     return check_scales(scales)
 
 
+def checked_images(images, *, batch_size=1, tile_size="auto", tile_overlap=64, scales=(1.0,)):
+    """``predict``'s checks, before any work: returns ``(arrays, kind, scales)`` with the
+    images as :func:`keras_fcn.inference.images.as_image_list` gives them and ``scales`` as
+    a tuple.
+
+    Raises:
+        ValueError: a bad argument (:func:`check_predict_args`), a bad image, or an image
+            that would run in one pass past ``MAX_UNTILED_PIXELS`` (:func:`check_untiled_size`).
+
+    Example:
+        >>> arrays, kind, scales = checked_images(np.zeros((8, 8, 3)), scales=[1])
+        >>> kind, scales
+        ('single', (1.0,))
+    """
+    scales = check_predict_args(batch_size, tile_size, tile_overlap, scales)
+    arrays, kind = as_image_list(images)
+    for index, array in enumerate(arrays):
+        check_untiled_size(index, array.shape, tile_size, scales)
+    return arrays, kind, scales
+
+
 def predict(model, images, *, batch_size=1, tile_size="auto", tile_overlap=64, tta_flip=False,
             scales=(1.0,), return_probabilities=True, precision=None, jit_compile=None):
     """Predicts label maps (and softmax probabilities) for images of any size.
@@ -207,15 +249,13 @@ def predict(model, images, *, batch_size=1, tile_size="auto", tile_overlap=64, t
         labels, probs = predict(model, np.zeros((37, 53, 3), np.uint8))
         labels.shape, probs.shape
     """
-    scales = check_predict_args(batch_size, tile_size, tile_overlap, scales)
-    arrays, kind = as_image_list(images)
-    for index, array in enumerate(arrays):
-        check_untiled_size(index, array.shape, tile_size, scales)
+    arrays, kind, scales = checked_images(images, batch_size=batch_size, tile_size=tile_size,
+                                          tile_overlap=tile_overlap, scales=scales)
     probs = map_same_size(
-        lambda stack: _probabilities(model, stack, scales=scales, tile_size=tile_size,
-                                     overlap=tile_overlap, batch_size=batch_size,
-                                     flip=tta_flip, precision=precision,
-                                     jit_compile=jit_compile),
+        lambda stack: stack_probabilities(model, stack, scales=scales, tile_size=tile_size,
+                                          overlap=tile_overlap, batch_size=batch_size,
+                                          flip=tta_flip, precision=precision,
+                                          jit_compile=jit_compile),
         arrays)
     check_finite_scores(sum(count_non_finite(p) for p in probs), "model's softmax")
     labels = restore_kind([np.argmax(p, axis=-1).astype("int32") for p in probs], kind)

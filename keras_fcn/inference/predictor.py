@@ -17,6 +17,7 @@ import re
 
 import numpy as np
 
+from keras_fcn.inference.forward import in_precision
 from keras_fcn.inference.predict import check_predict_args, predict
 from keras_fcn.inference.uncertainty import cached_mc_model, entropy, margin, mc_dropout
 from keras_fcn.labels import VOC_CLASSES, ModelLabels
@@ -228,7 +229,9 @@ class Predictor:
                                                            self.num_classes)))
         self._mask_names = mask_names(self.mask_ids, names)
         if "mc_dropout" in opts.uncertainty:
-            cached_mc_model(self.model)  # refused now (no dropout), not after the first frame
+            # Refused now (no dropout), not after the first frame; made once, in the precision
+            # that mc_dropout runs it in.
+            cached_mc_model(in_precision(self.model, opts.precision))
 
     def mask_name(self, class_id):
         """The file name part of class ``class_id``'s masks (unique among the masks)."""
@@ -238,11 +241,15 @@ class Predictor:
 
     def probabilities(self, image):
         """The softmax ``(H, W, C)`` of one RGB image, with the tiling and TTA options."""
-        _, probs = predict(self.model, image, tile_size=self.opts.tile_size,
-                           tile_overlap=self.opts.tile_overlap, tta_flip=self.opts.tta_flip,
-                           scales=tuple(self.opts.scales), precision=self.opts.precision,
-                           jit_compile=self.opts.jit_compile)
+        _, probs = predict(self.model, image, **self._predict_options())
         return probs
+
+    def _predict_options(self):
+        """The tiling, TTA and precision options of ``predict`` (and ``mc_dropout``)."""
+        opts = self.opts
+        return {"tile_size": opts.tile_size, "tile_overlap": opts.tile_overlap,
+                "tta_flip": opts.tta_flip, "scales": tuple(opts.scales),
+                "precision": opts.precision, "jit_compile": opts.jit_compile}
 
     def uncertainty_names(self):
         """Names of the uncertainty maps written per frame."""
@@ -257,7 +264,9 @@ class Predictor:
         if "margin" in self.opts.uncertainty:
             maps["margin"] = (margin(probs), 0.0, 1.0, "inferno_r")
         if "mc_dropout" in self.opts.uncertainty:
-            mc = mc_dropout(self.model, image, num_samples=self.opts.mc_samples)
+            # The same tiling and TTA as `probabilities`: the maps describe the labels' softmax.
+            mc = mc_dropout(self.model, image, num_samples=self.opts.mc_samples,
+                            **self._predict_options())
             maps["mc_variance"] = (mc["variance"], 0.0, None, "inferno")
             maps["mc_mutual_info"] = (mc["mutual_information"], 0.0, log_c, "inferno")
         return maps

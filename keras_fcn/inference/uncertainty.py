@@ -12,9 +12,9 @@ import weakref
 import keras
 import numpy as np
 
-from keras_fcn.inference.forward import forward_batches
-from keras_fcn.inference.images import (MAX_UNTILED_PIXELS, as_image_list, map_same_size,
-                                        restore_kind)
+from keras_fcn.inference.forward import in_precision
+from keras_fcn.inference.images import map_same_size, restore_kind
+from keras_fcn.inference.predict import checked_images, stack_probabilities
 
 # model -> its Monte-Carlo dropout copy (weak keys: the cache keeps no model alive).
 _MC_MODELS = weakref.WeakKeyDictionary()
@@ -200,17 +200,26 @@ def _mc_statistics(draw, num_samples):
     return [{key: value[i] for key, value in stats.items()} for i in range(len(mean))]
 
 
-def mc_dropout(model, images, *, num_samples=10, batch_size=1, seed=None):
+def mc_dropout(model, images, *, num_samples=10, batch_size=1, seed=None, tile_size="auto",
+               tile_overlap=64, tta_flip=False, scales=(1.0,), precision=None, jit_compile=None):
     """Monte-Carlo dropout: ``num_samples`` stochastic passes per image, BatchNorm frozen.
+
+    Each sample is a whole :func:`keras_fcn.inference.predict` pass with the same tiling,
+    flips and scales, run by the model's Monte-Carlo dropout copy (every tile and flip with
+    its own dropout masks), so the maps describe the probabilities that ``predict`` labels
+    with those options: with the dropout switched off, ``"mean"`` would be ``predict``'s
+    probabilities. Large images are tiled as in ``predict``.
 
     Args:
         model: a keras_fcn model with Dropout layers (``drop6``/``drop7`` in the VGG16 FCNs).
-        images: one image ``(H, W, 3)`` in [0, 255], a stack, or a list of images of any size,
-            each of at most ``MAX_UNTILED_PIXELS`` (4096x4096) pixels: mc_dropout runs one
-            pass per image, without tiles, and refuses larger ones.
-        num_samples: number of stochastic forward passes (>= 2).
-        batch_size: images per forward pass.
-        seed: optional integer seed for the dropout masks.
+        images: one image ``(H, W, 3)`` in [0, 255], a stack, or a list of images of any size.
+        num_samples: number of stochastic passes (>= 2).
+        batch_size: images (or tiles) per forward pass.
+        seed: optional integer seed for the dropout masks (the same seed, images and options
+            give the same maps).
+        tile_size, tile_overlap, tta_flip, scales, precision, jit_compile: as for
+            :func:`keras_fcn.inference.predict` (``tile_size=None`` refuses images of more
+            than ``MAX_UNTILED_PIXELS`` pixels, naming ``tile_size``).
 
     Returns:
         A dict with ``"labels"`` (argmax of the mean), ``"mean"`` (mean softmax ``(H, W, C)``),
@@ -220,26 +229,26 @@ def mc_dropout(model, images, *, num_samples=10, batch_size=1, seed=None):
         stacked for a stack, lists for a list.
 
     Example:
-        result = mc_dropout(model, image, num_samples=8)
+        result = mc_dropout(model, image, num_samples=8, tile_size=512, tta_flip=True)
         result["variance"].shape == image.shape[:2]
     """
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
         raise ValueError(
             f"num_samples must be an integer >= 2. Received: num_samples={num_samples!r}")
+    arrays, kind, scales = checked_images(images, batch_size=batch_size, tile_size=tile_size,
+                                          tile_overlap=tile_overlap, scales=scales)
+    # The dropout copy of the model in `precision` (its own weights in that precision).
+    net = in_precision(model, precision)
     if seed is not None:
-        mc = _MC_MODELS[model] = mc_dropout_model(model, seed=seed)
+        mc = _MC_MODELS[net] = mc_dropout_model(net, seed=seed)
     else:
-        mc = cached_mc_model(model)
-    arrays, kind = as_image_list(images)
-    for index, array in enumerate(arrays):  # predict's one-pass limit: mc_dropout has no tiles
-        if array.shape[0] * array.shape[1] > MAX_UNTILED_PIXELS:
-            raise ValueError(
-                f"Image {index} of {array.shape[0]}x{array.shape[1]} pixels is too large for "
-                f"mc_dropout, which runs each image in one pass, without tiles (more than "
-                f"{MAX_UNTILED_PIXELS} pixels; its activations would take tens of GB). Pass a "
-                "smaller or downscaled image.")
-    results = map_same_size(
-        lambda stack: _mc_statistics(
-            lambda: forward_batches(mc, stack, batch_size=batch_size), num_samples),
-        arrays)
+        mc = cached_mc_model(net)
+
+    def sample(stack):
+        return stack_probabilities(mc, stack, scales=scales, tile_size=tile_size,
+                                   overlap=tile_overlap, batch_size=batch_size, flip=tta_flip,
+                                   jit_compile=jit_compile)
+
+    results = map_same_size(lambda stack: _mc_statistics(lambda: sample(stack), num_samples),
+                            arrays)
     return {key: restore_kind([r[key] for r in results], kind) for key in results[0]}
