@@ -298,12 +298,11 @@ def load_weights(model, weights):
         origin = (os.fspath(weights) if isinstance(weights, (str, os.PathLike))
                   else getattr(weights, "name", type(weights).__name__))
         raise ValueError(_match_no_layer_message(origin, source, model))
-    weighted = [layer.name for layer in model.layers if layer.weights]
-    unset = sorted(name for name in weighted
-                   if name not in done and not name.startswith(HEAD_PREFIXES))
+    unset = trunk_layers_left(model, done)
     if unset:
         origin = (os.fspath(weights) if isinstance(weights, (str, os.PathLike))
                   else getattr(weights, "name", type(weights).__name__))
+        weighted = [layer.name for layer in model.layers if layer.weights]
         more = ", ..." if len(unset) > 5 else ""
         warnings.warn(
             f"The weights of {origin!r} set {len(done)} of the {len(weighted)} layers with "
@@ -311,6 +310,20 @@ def load_weights(model, weights):
             f"initialization: {', '.join(unset[:5])}{more}. Expected weights for every trunk "
             "layer (a file saved from the same backbone).", UserWarning, stacklevel=2)
     return done
+
+
+def trunk_layers_left(model, done):
+    """The model's layers with weights, other than the heads' (:data:`HEAD_PREFIXES`), that are
+    not in ``done``: the trunk layers a weights source left at their initialization.
+
+    Example:
+        >>> tiny = keras_fcn.build_fcn("32s", 3, weights=None, widths=(4, 4, 8, 8, 8), fc_units=8)
+        >>> trunk_layers_left(tiny, ["conv1_2", "score_fr"])[:3]
+        ['conv1_1', 'conv2_1', 'conv2_2']
+    """
+    done = set(done)
+    return sorted(layer.name for layer in model.layers if layer.weights
+                  and layer.name not in done and not layer.name.startswith(HEAD_PREFIXES))
 
 
 def _match_no_layer_message(origin, source, model):
@@ -370,15 +383,21 @@ def convert_to_keras_model(source, model, rename=None, strict=True):
     Args:
         source: a file :func:`read_converted_weights` reads.
         model: the keras_fcn model to fill, built with the source's classes.
-        rename, strict: as :func:`read_converted_weights`.
+        rename: as :func:`read_converted_weights`.
+        strict: fail on source layers with weights that cannot be mapped (as
+            :func:`read_converted_weights`) and on trunk layers of the model (all but the
+            heads' ``score*``/``upscore*``/``classifier*``) that get no weights from the file;
+            else warn about both and leave those layers at their initialization.
 
     Returns:
         ``{"set": [...], "missing": [...], "unused": [...]}`` layer names: set from the file,
         model layers left at their initialization, converted layers the model does not have.
 
     Raises:
-        ValueError: the weights do not fit the model (a shape names the layer), or they set
-            no layer of it (a file of another network: "The weights of ... match no layer").
+        ValueError: the weights do not fit the model (a shape names the layer), they set
+            no layer of it (a file of another network: "The weights of ... match no layer"),
+            or (``strict``) they leave trunk layers unset: the message names the first five
+            and gives their count.
 
     Example:
         >>> model = keras_fcn.build_fcn8s(num_classes=21, weights=None)
@@ -386,16 +405,37 @@ def convert_to_keras_model(source, model, rename=None, strict=True):
         []
     """
     converted = read_converted_weights(source, rename=rename, strict=strict)
+    with_weights = {layer.name for layer in model.layers if layer.weights}
+    if not with_weights & set(converted):  # loading nothing must not pass for a conversion
+        raise ValueError(_match_no_layer_message(os.fspath(source), converted, model))
+    _check_trunk_set(source, model, converted, strict)  # before any layer is set
     try:
         done = set_weights_by_name(model, converted)
     except ValueError as error:
         raise ValueError(
             f"{os.fspath(source)} does not fit the model {model.name!r}: {error}") from None
-    if not done:  # loading nothing must not pass for a conversion
-        raise ValueError(_match_no_layer_message(os.fspath(source), converted, model))
-    with_weights = {layer.name for layer in model.layers if layer.weights}
     return {"set": done, "missing": sorted(with_weights - set(done)),
             "unused": sorted(set(converted) - set(done))}
+
+
+def _check_trunk_set(source, model, converted, strict):
+    """Refuses (``strict``) or warns about a conversion that would leave trunk layers of
+    ``model`` without weights (``converted``: ``{model layer name: arrays}``): a released model
+    is converted whole, so a trunk layer the file lacks is a file of another network or a
+    damaged one. The heads may be missing (a stage's new heads)."""
+    left = trunk_layers_left(model, converted)
+    if not left:
+        return
+    trunk = len(trunk_layers_left(model, ()))
+    more = f" and {len(left) - 5} more" if len(left) > 5 else ""
+    problem = (f"{os.fspath(source)} does not fit the model {model.name!r}: the model's layers "
+               f"without weights in the file: {left[:5]}{more} ({len(left)} of its {trunk} "
+               "trunk layers)")
+    if strict:
+        raise ValueError(f"{problem}. Expected a weight for every trunk layer; strict=False "
+                         "keeps these at their initialization.")
+    warnings.warn(f"{problem}; they keep their initialization (strict=False).", UserWarning,
+                  stacklevel=3)
 
 
 def _save_keras_weights(model, tmp):
