@@ -100,3 +100,87 @@ def test_convert_weights_tool_strict_fails_on_a_missing_trunk_layer(tmp_path):
         with pytest.raises(ValueError, match=r"\['conv1_1'\] \(1 of its 15 trunk layers\)"):
             module.convert()
     assert not output.exists()
+
+
+# --- 2. presets: arguments that cannot match the weights fail before any download ------------
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """The URLs keras.utils.get_file is asked for (it fails: nothing may be downloaded)."""
+    calls = []
+
+    def get_file(fname, origin, **kwargs):
+        calls.append(origin)
+        raise AssertionError(f"downloaded {origin}")
+
+    monkeypatch.setattr(keras.utils, "get_file", get_file)
+    return calls
+
+
+VGG16_FCN8S = {"variant": "8s", "backbone": "vgg16", "num_classes": 21, "input_channels": 3,
+               "include_preprocessing": True}
+
+
+def test_preset_with_narrow_widths_fails_before_the_download(downloads):
+    narrow = {**VGG16_FCN8S, "options": {"widths": TINY_WIDTHS, "fc_units": 4096}}
+    with pytest.raises(ValueError) as info:
+        preset_weights("voc-fcn8s", narrow)
+    assert str(info.value) == (
+        "Preset 'voc-fcn8s' has widths=(64, 128, 256, 512, 512): its weights fit only that "
+        "trunk and heads. Build it with widths=(64, 128, 256, 512, 512) (the builders' "
+        "defaults), or use weights=None. Received: widths=(4, 4, 8, 8, 8)")
+    assert downloads == []
+    # The same options as the preset's (lists and numpy ints compare by value) pass the check.
+    check_fits("voc-fcn8s", {**VGG16_FCN8S, "options": {
+        "widths": [64, 128, 256, 512, np.int64(512)], "fc_units": 4096}})
+
+
+def test_preset_of_tiny_widths_refuses_other_widths(monkeypatch, downloads):
+    tiny_preset(monkeypatch, "voc-fcn8s")
+    other = {**VGG16_FCN8S, "options": {"widths": (4, 4, 8, 8, 16), "fc_units": TINY_FC}}
+    with pytest.raises(ValueError, match=re.escape(
+            "Received: widths=(4, 4, 8, 8, 16)")):
+        preset_weights("voc-fcn8s", other)
+    assert downloads == []
+
+
+def test_fcn_resnet_preset_with_the_aux_head_fails_before_the_download(downloads):
+    with pytest.raises(ValueError, match=re.escape(
+            "Preset 'coco-fcn-resnet50' has aux=False: its weights fit only that trunk and "
+            "heads. Build it with aux=False (the builders' defaults), or use weights=None. "
+            "Received: aux=True")):
+        preset_weights("coco-fcn-resnet50", {
+            "variant": "dilated", "backbone": "resnet50", "num_classes": 21,
+            "input_channels": 3, "include_preprocessing": True, "aux": True})
+    assert downloads == []
+
+
+def test_a_sha1_file_hash_fails_before_the_download(tmp_path, downloads):
+    sha1 = "a" * 40
+    with pytest.raises(ValueError) as info:
+        from_preset("voc-fcn32s", cache_dir=str(tmp_path), url="file:///nowhere/x.caffemodel",
+                    file_hash=sha1)
+    assert str(info.value) == (
+        "file_hash must be the SHA-256 (64 hex digits) or MD5 (32 hex digits) of the file. A "
+        "40-digit hash is a SHA-1 (what the BVLC model zoo publishes), which "
+        "keras.utils.get_file cannot check: compute the file's sha256 instead. Received: "
+        f"file_hash='{sha1}'")
+    with pytest.raises(ValueError, match=r"Received: file_hash='xyz'"):
+        imagenet.fetch_weights_file("f.h5", "file:///nowhere/f.h5", "xyz", str(tmp_path), "weights",
+                           "build_fcn8s(weights='f.h5')")
+    with pytest.raises(ValueError, match=r"Received: file_hash=123"):
+        imagenet.check_file_hash(123)
+    assert downloads == []
+
+
+def test_an_upper_case_sha256_matches_its_file(monkeypatch, tmp_path):
+    """keras.utils.get_file compares lower-case digests: an upper-case sha256 never matched,
+    so the download ran and then failed."""
+    preset = tiny_preset(monkeypatch, "voc-fcn32s")
+    url, path = serve(tmp_path, caffe_layers(preset.builder(**preset.build_kwargs)))
+    with open(path, "rb") as file:
+        digest = hashlib.sha256(file.read()).hexdigest().upper()
+    model = from_preset("voc-fcn32s", cache_dir=str(tmp_path / "cache"), url=url,
+                        file_hash=digest)
+    assert model.output_shape[-1] == 21
+    assert PRESETS["voc-fcn32s"] is preset

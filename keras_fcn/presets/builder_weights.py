@@ -20,8 +20,9 @@ import functools
 import keras
 
 from keras_fcn.layers import FCN_MEAN_BGR
-from keras_fcn.models import (build_fcn, build_rgbd_fcn, build_two_headed_fcn,
+from keras_fcn.models import (build_fcn, build_rgbd_fcn, build_two_headed_fcn, get_trunk,
                               register_named_weights)
+from keras_fcn.models.builders import canonical_option
 from keras_fcn.presets.catalog import PRESETS, RAW_RGB, get_preset
 from keras_fcn.presets.fetch import from_preset
 
@@ -66,9 +67,40 @@ def builder_call(name):
     return f"{VARIANT_BUILDERS[wanted['variant']]}({', '.join(args)})"
 
 
+def preset_trunk_options(name):
+    """The trunk options (``widths``, ``fc_units``...) the preset's model is built with, its
+    trunk's defaults filled in, and whether it has torchvision's auxiliary head (``aux``).
+
+    Example:
+        >>> preset_trunk_options("voc-fcn8s")
+        {'widths': (64, 128, 256, 512, 512), 'fc_units': 4096, 'aux': False}
+    """
+    kwargs = get_preset(name).build_kwargs
+    trunk = get_trunk(kwargs.get("backbone", "vgg16"))
+    options = trunk.check_options(**{key: kwargs[key] for key in trunk.options if key in kwargs})
+    return {**options, "aux": bool(kwargs.get("aux", False))}
+
+
+def _check_trunk_options(name, architecture):
+    """Refuses trunk options (narrow ``widths``, another ``fc_units``) or an ``aux`` head the
+    preset's weights do not have: the weights would be downloaded (hundreds of MB) only to fail
+    on the first layer shape. A builder that does not pass a key is not checked for it."""
+    wanted = preset_trunk_options(name)
+    given = {**architecture.get("options", {}), "aux": architecture.get("aux")}
+    differ = [key for key in wanted if given.get(key) is not None
+              and canonical_option(given[key]) != canonical_option(wanted[key])]
+    if differ:
+        has = ", ".join(f"{key}={wanted[key]!r}" for key in differ)
+        received = ", ".join(f"{key}={given[key]!r}" for key in differ)
+        raise ValueError(
+            f"Preset {name!r} has {has}: its weights fit only that trunk and heads. Build it "
+            f"with {has} (the builders' defaults), or use weights=None. Received: {received}")
+
+
 def check_fits(name, architecture):
     """Raises a ``ValueError`` naming the difference when the preset's weights do not fit the
-    ``architecture`` a builder was asked for (see ``keras_fcn.models.fetch_named_weights``)."""
+    ``architecture`` a builder was asked for (see ``keras_fcn.models.fetch_named_weights``;
+    its trunk ``"options"`` and ``"aux"``, where the builder passes them, are checked too)."""
     preset = get_preset(name)
     wanted = preset_architecture(name)
     if wanted is None:
@@ -76,6 +108,7 @@ def check_fits(name, architecture):
             f"Preset {name!r} is a {preset.builder.__name__} model, which no builder's "
             f"weights= builds: get it with keras_fcn.from_preset({name!r}). "
             f"Received: weights={name!r}")
+    _check_trunk_options(name, architecture)
     architecture = {**PLAIN, **architecture}
     differ = [key for key in wanted if architecture[key] != wanted[key]]
     if differ:

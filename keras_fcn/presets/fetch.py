@@ -24,6 +24,7 @@ from keras_fcn.models import has_preprocessing
 from keras_fcn.models.trunk import did_you_mean
 from keras_fcn.presets.catalog import get_preset, list_presets, preset_labels
 from keras_fcn.weights import check_sha256_prefix, load_model_file
+from keras_fcn.weights.imagenet import check_file_hash
 
 CACHE_SUBDIR = "keras_fcn"
 
@@ -93,13 +94,15 @@ def download_caffemodel(name, cache_dir=None, file_hash=None, url=None):
         RuntimeError: the download failed (offline): names the URL and the path where the
             file can be put by hand.
         ValueError: the file has the wrong size or hash (a torchvision file whose sha256
-            does not start with the prefix in its name is deleted).
+            does not start with the prefix in its name is deleted); before any download, a
+            ``file_hash`` that no file can match (not a SHA-256 or MD5 hex digest).
 
     Example:
         >>> download_caffemodel("voc-fcn32s")  # doctest: +SKIP
         '/root/.keras/keras_fcn/fcn32s-heavy-pascal.caffemodel'
     """
     preset = get_preset(name)
+    file_hash = check_file_hash(file_hash)
     url = url or preset.url
     folder = cache_folder(cache_dir)
     _make_cache_folder(folder, cache_dir)  # else get_file would fall back to /tmp/.keras
@@ -181,8 +184,9 @@ def from_preset(name, *, cache_dir=None, file_hash=None, url=None):
         ``{"semantic": ..., "geometric": ...}``.
 
     Raises:
-        ValueError: unknown name, or a downloaded file that is not the model (size, hash,
-            layer shape, missing or extra layers: the message says which).
+        ValueError: unknown name, a ``file_hash`` that is no SHA-256 or MD5 (before any
+            download), or a downloaded file that is not the model (size, hash, layer shape,
+            missing or extra layers: the message says which).
         RuntimeError: the download failed; the message names the URL and where to put the
             file by hand.
 
@@ -191,6 +195,7 @@ def from_preset(name, *, cache_dir=None, file_hash=None, url=None):
         >>> logits = model.predict(images_uint8)  # (N, H, W, 21)  # doctest: +SKIP
     """
     preset = get_preset(name)
+    file_hash = check_file_hash(file_hash)  # a hash no file can match fails before the download
     cached = converted_path(name, cache_dir)
     if os.path.isfile(cached):
         return load_model_file(cached)

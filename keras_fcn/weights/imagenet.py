@@ -41,6 +41,34 @@ KERAS_VGG16_TO_FCN = {
 VGG16_FCN_LAYERS = tuple(KERAS_VGG16_TO_FCN.values())
 
 
+HASH_DIGITS = {64: "SHA-256", 32: "MD5"}  # what keras.utils.get_file checks, by length
+
+
+def check_file_hash(file_hash):
+    """The ``file_hash`` argument of the downloads in lower case, or None; refused before any
+    download when ``keras.utils.get_file`` could never match it (it compares lower-case hex
+    digests, and takes 64 digits for SHA-256, any other length for MD5).
+
+    Raises:
+        ValueError: not a SHA-256 or MD5 hex digest (a SHA-1, as the BVLC model zoo
+            publishes, has 40 digits), naming the value.
+
+    Example:
+        >>> check_file_hash("64373286793E3C8B2B4E3219CBF3544B")
+        '64373286793e3c8b2b4e3219cbf3544b'
+    """
+    if file_hash is None:
+        return None
+    text = file_hash.strip().lower() if isinstance(file_hash, str) else None
+    if text is None or len(text) not in HASH_DIGITS or text.strip("0123456789abcdef"):
+        sha1 = (" A 40-digit hash is a SHA-1 (what the BVLC model zoo publishes), which "
+                "keras.utils.get_file cannot check: compute the file's sha256 instead."
+                if text is not None and len(text) == 40 else "")
+        raise ValueError("file_hash must be the SHA-256 (64 hex digits) or MD5 (32 hex digits) "
+                         f"of the file.{sha1} Received: file_hash={file_hash!r}")
+    return text
+
+
 def fetch_weights_file(filename, url, file_hash, cache_dir, what, how_to_pass):
     """Returns the cached path of a weights file, downloading it once through ``get_file``.
 
@@ -55,8 +83,12 @@ def fetch_weights_file(filename, url, file_hash, cache_dir, what, how_to_pass):
     Raises:
         RuntimeError: the file is not cached and cannot be downloaded (offline) or fails its
             checksum; the message says how to pass a local copy.
+        ValueError: ``file_hash`` is no SHA-256 or MD5 (:func:`check_file_hash`), before
+            anything is downloaded.
     """
     import keras
+
+    file_hash = check_file_hash(file_hash)
 
     cache_dir = os.path.expanduser(cache_dir or os.path.join("~", ".keras"))
     # get_file silently falls back to /tmp/.keras when cache_dir does not exist yet.
