@@ -184,3 +184,97 @@ def test_an_upper_case_sha256_matches_its_file(monkeypatch, tmp_path):
                         file_hash=digest)
     assert model.output_shape[-1] == 21
     assert PRESETS["voc-fcn32s"] is preset
+
+
+# --- 3. train_nyud.py --convert_mat --overwrite_splits ---------------------------------------
+
+@contextlib.contextmanager
+def _train_nyud(*argv):
+    """examples/train_nyud.py as a module, its flags parsed from `argv`, removed afterwards."""
+    before, was_parsed = set(FLAGS), FLAGS.is_parsed()
+    try:
+        module = load_script(os.path.join("examples", "train_nyud.py"), "leftovers_train_nyud")
+        FLAGS(["train_nyud.py", *argv])
+        yield module
+    finally:
+        for name in set(FLAGS) - before:
+            delattr(FLAGS, name)
+        if not was_parsed:
+            FLAGS.unparse_flags()
+
+
+@pytest.fixture
+def labeled_mat(tmp_path):
+    mat, mapping = str(tmp_path / "labeled.mat"), str(tmp_path / "mapping.mat")
+    nyud.write_fake_labeled_mat(mat, num_images=4, height=16, width=20)
+    nyud.write_fake_class_mapping(mapping)
+    return mat, mapping
+
+
+def test_convert_mat_refuses_other_split_files_naming_the_flag(tmp_path, labeled_mat):
+    mat, mapping = labeled_mat
+    out = tmp_path / "nyud"
+    out.mkdir()
+    (out / "train.txt").write_text("5001\n5002\n")
+    (out / "notes.txt").write_text("mine")
+    argv = (f"--convert_mat={mat}", f"--class_mapping={mapping}", f"--data_dir={out}",
+            f"--output_dir={tmp_path / 'run'}")
+    with _train_nyud(*argv) as module:
+        with pytest.raises(FileExistsError) as info:
+            module.main(["train_nyud.py"])
+    train = out / "train.txt"
+    assert str(info.value) == (
+        f"NYUDv2 split file(s) already exist with other ids: '{train}' (2 ids, would be 381). "
+        "Pass overwrite=True to replace them, or remove them. On the command line: "
+        "--overwrite_splits replaces them.")
+    assert sorted(os.listdir(out)) == ["notes.txt", "train.txt"]  # refused before converting
+    assert train.read_text() == "5001\n5002\n"
+
+
+def test_convert_mat_overwrite_splits_replaces_only_what_it_writes(tmp_path, labeled_mat):
+    mat, mapping = labeled_mat
+    out = tmp_path / "nyud"
+    (out / "segmentation").mkdir(parents=True)
+    (out / "train.txt").write_text("5001\n5002\n")
+    (out / "notes.txt").write_text("mine")
+    (out / "segmentation" / "readme.md").write_text("keep")
+    with _train_nyud(f"--convert_mat={mat}", f"--class_mapping={mapping}",
+                     f"--data_dir={out}", "--overwrite_splits") as module:
+        assert module.convert_mat(str(out)) == 4
+    ids = [str(5001 + i) for i in range(4)]
+    for name in ("train", "val", "test"):  # the bundled split, as for the real 1,449 images
+        assert nyud.nyud_ids(str(out), name) == nyud.nyud_split_ids(name)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "segmentation" / "readme.md").read_text() == "keep"
+    assert sorted(os.listdir(out / "segmentation")) == [f"img_{i}.mat" for i in ids] + [
+        "readme.md"]
+
+
+def test_overwrite_splits_without_convert_mat_is_refused(tmp_path):
+    with _train_nyud(f"--data_dir={tmp_path}", "--overwrite_splits",
+                     f"--output_dir={tmp_path / 'run'}") as module:
+        with pytest.raises(ValueError, match=re.escape(
+                "--overwrite_splits replaces the split files that --convert_mat writes: give "
+                "it with --convert_mat. Received: overwrite_splits=True, convert_mat=None")):
+            module.main(["train_nyud.py"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_conversion_keeps_an_existing_trainval_file_consistent(tmp_path, labeled_mat):
+    """nyud_ids reads trainval.txt before train.txt + val.txt: a stale one was left listing
+    other images than the split files the conversion wrote."""
+    mat, mapping = labeled_mat
+    out = tmp_path / "nyud"
+    out.mkdir()
+    (out / "trainval.txt").write_text("5001\n5002\n5003\n")
+    with pytest.raises(FileExistsError, match=re.escape(f"'{out / 'trainval.txt'}' (3 ids")):
+        nyud.convert_labeled_mat(mat, mapping, str(out), indices=[0, 1, 2, 3], verbose=False)
+    nyud.convert_labeled_mat(mat, mapping, str(out), indices=[0, 1, 2, 3], with_hha=False,
+                             verbose=False, overwrite=True)
+    assert nyud.nyud_ids(str(out), "trainval") == (nyud.nyud_ids(str(out), "train")
+                                                    + nyud.nyud_ids(str(out), "val"))
+    # Without a trainval.txt of its own the folder gets none: train + val are read instead.
+    fresh = tmp_path / "fresh"
+    nyud.convert_labeled_mat(mat, mapping, str(fresh), indices=[0], with_hha=False,
+                             verbose=False)
+    assert not (fresh / "trainval.txt").exists()

@@ -137,16 +137,21 @@ def iter_labeled_mat(path, indices=None, class_mapping=None):
 
 def _split_listing(out_dir, indices):
     """{split: ids} the split files of a conversion list: the bundled split, or with `indices`
-    only the ids whose label is in `out_dir` after it (converted now or by an earlier call)."""
+    only the ids whose label is in `out_dir` after it (converted now or by an earlier call).
+    A ``trainval.txt`` already in `out_dir` (the FCN authors' layout has one) is listed too,
+    as train + val: ``nyud_ids`` reads it before train.txt and val.txt, so left alone it would
+    list other images than the split files written beside it."""
     splits = {s: nyud_split_ids(s) for s in ("train", "val", "test")}
-    if indices is None:
-        return splits
-    present = {str(ID_OFFSET + int(i) + 1) for i in indices}
-    folder = os.path.join(os.fspath(out_dir), "segmentation")
-    if os.path.isdir(folder):
-        present |= {name[4:-4] for name in os.listdir(folder)
-                    if name.startswith("img_") and name.endswith(".mat")}
-    return {s: [i for i in ids if i in present] for s, ids in splits.items()}
+    if indices is not None:
+        present = {str(ID_OFFSET + int(i) + 1) for i in indices}
+        folder = os.path.join(os.fspath(out_dir), "segmentation")
+        if os.path.isdir(folder):
+            present |= {name[4:-4] for name in os.listdir(folder)
+                        if name.startswith("img_") and name.endswith(".mat")}
+        splits = {s: [i for i in ids if i in present] for s, ids in splits.items()}
+    if os.path.isfile(os.path.join(os.fspath(out_dir), "trainval.txt")):
+        splits["trainval"] = splits["train"] + splits["val"]
+    return splits
 
 
 def convert_labeled_mat(mat_path, class_mapping_path, out_dir, with_hha=True,
@@ -164,8 +169,11 @@ def convert_labeled_mat(mat_path, class_mapping_path, out_dir, with_hha=True,
         intrinsics: camera ``(fx, fy, cx, cy)`` for HHA. indices: 0-based subset (default all).
         verbose: log progress every 100 images.
         overwrite: replace split files (``train.txt``...) of `out_dir` that list other ids.
+            Only the files the conversion writes are replaced (the split files and the files
+            of the converted ids); nothing is deleted.
 
-    The split files list the bundled split; with ``indices``, only the ids whose label is in
+    The split files (``train.txt``, ``val.txt``, ``test.txt``, and ``trainval.txt`` where
+    `out_dir` has one) list the bundled split; with ``indices``, only the ids whose label is in
     ``out_dir`` (converted now or earlier), so no listed image is missing.
 
     Returns:
