@@ -278,3 +278,49 @@ def test_conversion_keeps_an_existing_trainval_file_consistent(tmp_path, labeled
     nyud.convert_labeled_mat(mat, mapping, str(fresh), indices=[0], with_hha=False,
                              verbose=False)
     assert not (fresh / "trainval.txt").exists()
+
+
+# --- 4. one open per 8-bit grey mask -----------------------------------------------------------
+
+@pytest.fixture
+def opens(monkeypatch):
+    """The paths builtins.open and PIL.Image.open are called with (PIL opens with builtins)."""
+    calls = []
+    real_open, real_image_open = builtins.open, Image.open
+
+    def counting_open(file, *args, **kwargs):
+        calls.append(("open", os.fspath(file) if isinstance(file, (str, os.PathLike)) else file))
+        return real_open(file, *args, **kwargs)
+
+    def counting_image_open(fp, *args, **kwargs):
+        calls.append(("Image.open", fp))
+        return real_image_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(Image, "open", counting_image_open)
+    return calls
+
+
+@pytest.mark.parametrize("bits, stored, read", [(8, [0, 1, 2, 255], [0, 1, 2, 255]),
+                                                (4, [0, 1, 15, 7], [0, 1, 15, 7]),
+                                                (2, [0, 1, 3, 2], [0, 1, 3, 2])])
+def test_grey_mask_is_opened_once(tmp_path, opens, bits, stored, read):
+    path = str(tmp_path / f"mask{bits}.png")
+    values = np.array([stored] * 3, np.uint8)
+    Image.fromarray(values, "L").save(path, bits=bits) if bits < 8 else \
+        Image.fromarray(values, "L").save(path)
+    opens.clear()
+    mask = data.read_mask(path)
+    assert mask.dtype == np.int32 and mask.tolist() == [read] * 3
+    assert opens == [("Image.open", path), ("open", path)]  # PIL's own open, and no other
+
+
+def test_pydataset_reads_each_grey_mask_file_once(tmp_path, opens):
+    image, mask = str(tmp_path / "a.png"), str(tmp_path / "a_mask.png")
+    Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(image)
+    Image.fromarray(np.array([[0, 1, 2, 1, 0]] * 4, np.uint8), "L").save(mask)
+    dataset = data.make_pydataset([(image, mask)], num_classes=3)
+    opens.clear()
+    _, masks = dataset[0]
+    assert masks[0, 0].tolist() == [0, 1, 2, 1, 0]
+    assert [call for call in opens if call == ("open", mask)] == [("open", mask)]

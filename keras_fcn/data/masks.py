@@ -127,23 +127,44 @@ def read_index_png(path):
     from PIL import Image
 
     path = to_str(path)
+    header = None
     with file_errors("mask", path), Image.open(path) as mask:
         mode, fmt = mask.mode, mask.format
         if mode in INDEX_MODES:
+            if fmt == "PNG" and mode == "L":  # the header tells 2- and 4-bit grey from 8-bit
+                header = _read_header(mask.fp)
             array = np.asarray(mask)
     if mode not in INDEX_MODES:
         raise ValueError(_mode_message(path, mode))
     if array.dtype == bool:  # mode "1": one bit per pixel
         return array.astype(np.uint8)
-    if fmt == "PNG" and mode == "L":
-        # PIL (like TensorFlow) scales 2- and 4-bit greyscale to 0..255 (x 85, x 17).
-        scale = _PNG_GREY_SCALES.get(png_grey_bit_depth(path))
-        if scale:
-            return (array // scale).astype(np.uint8)
+    # PIL (like TensorFlow) scales 2- and 4-bit greyscale to 0..255 (x 85, x 17).
+    scale = _PNG_GREY_SCALES.get(_grey_bit_depth(header)) if header else None
+    if scale:
+        return (array // scale).astype(np.uint8)
     return array if array.dtype == np.uint8 else array.astype(np.int32)
 
 
 _PNG_GREY_SCALES = {2: 85, 4: 17}
+_PNG_HEADER_SIZE = 26  # signature (8), IHDR length and type (8), width, height, depth, colour
+
+
+def _read_header(file):
+    """The first bytes of an open file, its position left where it was (PIL's, before it
+    decodes: the file is read once, by the image that decodes it)."""
+    position = file.tell()
+    file.seek(0)
+    header = file.read(_PNG_HEADER_SIZE)
+    file.seek(position)
+    return header
+
+
+def _grey_bit_depth(header):
+    """The bit depth in a PNG `header` of a greyscale (colour type 0) image, else None."""
+    if (len(header) < _PNG_HEADER_SIZE or header[:8] != b"\x89PNG\r\n\x1a\n"
+            or header[25] != 0):
+        return None
+    return header[24]
 
 
 def png_grey_bit_depth(path):
@@ -153,10 +174,7 @@ def png_grey_bit_depth(path):
         png_grey_bit_depth("mask.png")  # 16 for a 16-bit mask
     """
     with open(to_str(path), "rb") as file:
-        header = file.read(26)
-    if len(header) < 26 or header[:8] != b"\x89PNG\r\n\x1a\n" or header[25] != 0:
-        return None
-    return header[24]
+        return _grey_bit_depth(file.read(_PNG_HEADER_SIZE))
 
 
 def _mode_message(path, mode):
