@@ -325,7 +325,7 @@ def test_a_video_and_a_folder_of_one_name_write_apart(tmp_path, varied_model):
 def test_size_guard_sees_scaled_sizes_and_mc_dropout(monkeypatch):
     import importlib
 
-    from keras_fcn.inference import forward, mc_dropout, predict, uncertainty
+    from keras_fcn.inference import forward, mc_dropout, predict
 
     predict_module = importlib.import_module("keras_fcn.inference.predict")
 
@@ -333,17 +333,16 @@ def test_size_guard_sees_scaled_sizes_and_mc_dropout(monkeypatch):
         raise AssertionError("a forward pass ran")
 
     monkeypatch.setattr(predict_module, "forward_batches", no_forward)
-    monkeypatch.setattr(uncertainty, "forward_batches", no_forward)
     model = pointwise_model(3, dropout=0.5)
     image = np.zeros((2100, 2100, 3), "uint8")  # 4200x4200 at scale 2
     with pytest.raises(ValueError, match=r"Image 0 of 2100x2100 pixels at scale 2\.0 "
                                          r"\(4200x4200\) is too large to predict in one pass"):
         predict(model, image, tile_size=None, scales=(1.0, 2.0))
     big = np.zeros((4097, 4097, 3), "uint8")
-    with pytest.raises(ValueError, match=r"Image 0 of 4097x4097 pixels is too large for "
-                                         r"mc_dropout, which runs each image in one pass"):
-        mc_dropout(model, big, num_samples=2)
-    assert forward.forward_batches is not no_forward  # only the two modules' names were spied
+    with pytest.raises(ValueError, match=r"Image 0 of 4097x4097 pixels is too large to "
+                                         r"predict in one pass"):  # mc_dropout tiles as predict
+        mc_dropout(model, big, num_samples=2, tile_size=None)
+    assert forward.forward_batches is not no_forward  # only predict's name was spied
 
 
 def test_mc_dropout_running_statistics_equal_the_stacked_ones():
