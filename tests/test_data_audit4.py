@@ -356,18 +356,38 @@ def test_voc_tfds_builder_refuses_a_missing_listed_image(tmp_path):
             manual_dir=str(tmp_path / "manual")))
 
 
-# --- Finding 11: blur larger than the crop; negative ids in remap_labels ----------------------
+# --- Finding 11: blur wider than the crop or the image; negative ids in remap_labels ----------------------
 
-def test_blur_larger_than_the_crop_is_refused_when_building(tmp_path):
-    pairs = [(_image(tmp_path / "a.png"), str(tmp_path / "m.png"))]
+def _numpy_blur(image, sigma, radius):
+    """Reference: numpy's "symmetric" pad (repeated for pads wider than the image), then
+    the normalized 1-D Gaussian along rows and columns."""
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(image.astype(np.float64), [(radius, radius), (radius, radius), (0, 0)],
+                    mode="symmetric")
+    height, width = image.shape[:2]
+    rows = sum(kernel[k] * padded[k:k + height] for k in range(2 * radius + 1))
+    return sum(kernel[k] * rows[:, k:k + width] for k in range(2 * radius + 1))
+
+
+def test_blur_wider_than_the_image_mirrors_as_numpy():
+    from keras_fcn.data.augment import gaussian_blur
+
+    image = np.random.default_rng(0).uniform(0, 255, (6, 8, 3)).astype(np.float32)
+    for radius in (2, 9, 20):  # 9 and 20 > 6 rows: tf.pad "SYMMETRIC" refused these
+        got = gaussian_blur(tf.constant(image), 3.0, radius).numpy()
+        np.testing.assert_allclose(got, _numpy_blur(image, 3.0, radius), rtol=1e-5, atol=1e-3)
+
+
+def test_blur_larger_than_the_crop_or_the_image_trains(tmp_path):
+    pairs = [(_image(tmp_path / "a.png"), str(tmp_path / "m.png"))]  # 8x8
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(pairs[0][1])
-    with pytest.raises(ValueError, match=re.escape(
-            "`blur`=3.0 blurs with a radius of 9 pixels (3 standard deviations), more than the "
-            "crop_size (8, 8) allows (its mirrored edges need crops of at least 9 pixels): use "
-            "blur <= 2.66667 or a larger crop")):
-        data.make_dataset(pairs, num_classes=3, crop_size=8, blur=3.0)
-    ds = data.make_dataset(pairs, num_classes=3, crop_size=8, blur=2.6, seed=0)
-    assert next(iter(ds))[0].shape == (1, 8, 8, 3)
+    for crop_size in (8, 16):  # radius 9 > the crop; 16: the image is smaller than the crop
+        for seed in range(4):  # the blur is drawn for half the seeds
+            ds = data.make_dataset(pairs, num_classes=3, crop_size=crop_size, blur=3.0,
+                                   seed=seed)
+            image = next(iter(ds))[0].numpy()
+            assert image.shape == (1, crop_size, crop_size, 3) and np.isfinite(image).all()
 
 
 def test_remap_labels_refuses_negative_ids():

@@ -290,7 +290,7 @@ def random_color_jitter(image, seed, brightness=32.0, contrast=(0.75, 1.25),
 
 def gaussian_blur(image, sigma, radius):
     """Blurs a float (H, W, C) image with a Gaussian of std `sigma` (kernel `2 radius + 1`,
-    normalized; mirrored edges as scipy.ndimage's "reflect", so H and W must be >= radius).
+    normalized; mirrored edges as scipy.ndimage's "reflect", at any image size).
 
     Example:
         >>> round(float(gaussian_blur(tf.ones([8, 8, 3]), 1.0, 3).numpy().mean()), 6)
@@ -300,12 +300,21 @@ def gaussian_blur(image, sigma, radius):
     kernel = tf.exp(-0.5 * tf.square(offsets / sigma))
     kernel /= tf.reduce_sum(kernel)
     channels = image.shape[-1]
-    padded = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]],
-                    mode="SYMMETRIC")
+    padded = _reflect_pad(_reflect_pad(image, radius, 0), radius, 1)[None]
     rows = tf.tile(kernel[:, None, None, None], [1, 1, channels, 1])
     columns = tf.tile(kernel[None, :, None, None], [1, 1, channels, 1])
     blurred = tf.nn.depthwise_conv2d(padded, rows, [1, 1, 1, 1], "VALID")
     return tf.nn.depthwise_conv2d(blurred, columns, [1, 1, 1, 1], "VALID")[0]
+
+
+def _reflect_pad(image, radius, axis):
+    """`radius` mirrored pixels on both sides of `axis`, as scipy.ndimage's "reflect"
+    (d c b a | a b c d | d c b a), repeated with period 2 n where `radius` exceeds the size n:
+    tf.pad's "SYMMETRIC" mode fails there, and an image smaller than the crop is not padded
+    before the blur."""
+    size = tf.shape(image, out_type=tf.int32)[axis]
+    index = tf.math.floormod(tf.range(-radius, size + radius), 2 * size)
+    return tf.gather(image, tf.where(index < size, index, 2 * size - 1 - index), axis=axis)
 
 
 def blur_radius(max_sigma):
@@ -331,20 +340,6 @@ def random_blur(image, seed, max_sigma):
                    lambda: tf.identity(image))
 
 
-def _check_blur_fits_crop(blur, crop_size):
-    """The blur mirrors `blur_radius(blur)` pixels at each edge, which needs crops at least
-    that large: a ValueError when building, not a TF padding error mid-epoch."""
-    if not blur or crop_size is None or not blur >= 0.1:
-        return  # off, no crop, or a bad value random_blur names
-    radius = blur_radius(blur)
-    if radius > min(crop_size):
-        raise ValueError(
-            f"`blur`={blur} blurs with a radius of {radius} pixels (3 standard deviations), "
-            f"more than the crop_size {tuple(crop_size)} allows (its mirrored edges need "
-            f"crops of at least {radius} pixels): use blur <= {min(crop_size) / 3:g} or a "
-            "larger crop")
-
-
 def make_element_fn(*, ignore_label, crop_size, scale_range, flip, mean_rgb=MEAN_RGB,
                     blur=0.0):
     """`fn((image, mask), seed) -> (image float32, mask)`: scale, pad + crop, flip, blur.
@@ -360,7 +355,6 @@ def make_element_fn(*, ignore_label, crop_size, scale_range, flip, mean_rgb=MEAN
     """
     crop_size = as_size("crop_size", crop_size)
     scale_range = as_range("scale_range", scale_range)
-    _check_blur_fits_crop(blur, crop_size)
 
     def element_fn(element, seed):
         image, mask = element
