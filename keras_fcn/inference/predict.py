@@ -13,7 +13,7 @@ Example:
 
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from keras_fcn._checks import check_finite_scores, check_scales, count_non_finite
 from keras_fcn.inference.forward import forward_batches
@@ -77,7 +77,9 @@ def _resize(array, size):
     """Resizes a stack ``(n, H, W, C)`` bilinearly to ``size`` = (h, w)."""
     if tuple(array.shape[1:3]) == tuple(size):
         return array
-    return tf.image.resize(array, size, method="bilinear").numpy().astype("float32")
+    # keras.ops: the same values as tf.image.resize, and no TensorFlow import for mc_dropout
+    return ops.convert_to_numpy(ops.image.resize(array, size, interpolation="bilinear")
+                                ).astype("float32")
 
 
 def stack_probabilities(model, images, *, scales=(1.0,), tile_size="auto", overlap=64,
