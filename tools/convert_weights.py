@@ -36,7 +36,9 @@ flags.DEFINE_enum("model", None, list(MODELS), "Which FCN to build.")
 flags.DEFINE_integer("num_classes", 21, "Number of classes of the source model.")
 flags.DEFINE_string("output", None, "Output: .weights.h5, .keras or .npz.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output file.")
-flags.DEFINE_bool("strict", True, "Fail on source layers with weights that cannot be mapped.")
+flags.DEFINE_bool("strict", True, "Fail on source layers with weights that cannot be mapped "
+                  "and on trunk layers of the model without weights in the file "
+                  "(--nostrict: warn and keep them at their initialization).")
 flags.DEFINE_list("rename", [], "Source-to-keras_fcn layer names, e.g. score59=score_fr.")
 flags.DEFINE_list("widths", None, "VGG16 block widths (tests and experiments only).")
 flags.DEFINE_integer("fc_units", None, "fc6/fc7 width (tests and experiments only).")
