@@ -13,7 +13,8 @@ Data: the FCN layout (``nyud.tar.gz`` of the FCN authors, or convert the officia
         --class_mapping classMapping40.mat --data_dir data/nyud --epochs 0
 
 (split files of data/nyud that list other ids stop the conversion before it starts;
---overwrite_splits replaces them.)
+--overwrite_data replaces them; image, depth, HHA and label files that exist are kept
+unless --overwrite_data.)
     python examples/train_nyud.py --data_dir data/nyud --modality rgb --variant 32s \
         --output_dir runs/nyud_rgb32s
     python examples/train_nyud.py --data_dir data/nyud --modality hha --variant 32s \
@@ -66,10 +67,11 @@ training.define_flags(fields=("epochs", "steps_per_epoch", "batch_size", "optimi
 training.define_deprecated_alias("run_dir", "output_dir")  # the 0.1.0 name
 flags.DEFINE_string("convert_mat", None, "nyu_depth_v2_labeled.mat to convert into data_dir.")
 flags.DEFINE_string("class_mapping", None, "classMapping40.mat, for --convert_mat.")
-flags.DEFINE_bool("overwrite_splits", False, "--convert_mat: replace split files (train.txt, "
-                  "val.txt, test.txt) of --data_dir that list other ids. Only the files the "
-                  "conversion writes are replaced; nothing is deleted. (--overwrite is the run "
-                  "directory's.)")
+flags.DEFINE_bool("overwrite_data", False, "--convert_mat: replace split files (train.txt, "
+                  "val.txt, test.txt) of --data_dir that list other ids, and the image, depth, "
+                  "HHA and label files of the converted ids that exist (kept otherwise). Only "
+                  "the files the conversion writes are replaced; nothing is deleted. "
+                  "(--overwrite is the run directory's.)")
 flags.DEFINE_bool("synthetic", False, "Train a tiny random model on fake files in a temporary "
                   "folder (2 epochs of 2 steps unless --epochs / --steps_per_epoch are given); "
                   "--data_dir, the weights flags and --convert_mat are refused with it.")
@@ -109,7 +111,7 @@ def build_model(modality, variant, tiny):
 # What --synthetic replaces (fake files, a tiny random model): given with it, they are refused
 # rather than silently ignored.
 SYNTHETIC_REPLACES = ("data_dir", "weights", "weights_rgb", "weights_hha", "convert_mat",
-                      "class_mapping", "overwrite_splits")
+                      "class_mapping", "overwrite_data")
 # The flags a --resume must not change (they shape the model: its weights would not load).
 RESUME_FLAGS = ("modality", "variant", "synthetic")
 
@@ -139,22 +141,22 @@ def main(argv):
     if FLAGS.convert_mat:
         count = convert_mat(data_dir)
         print(f"Converted {count} images into {data_dir}")
-    elif FLAGS.overwrite_splits:
-        raise ValueError("--overwrite_splits replaces the split files that --convert_mat "
-                         "writes: give it with --convert_mat. Received: overwrite_splits=True, "
+    elif FLAGS.overwrite_data:
+        raise ValueError("--overwrite_data replaces the files that --convert_mat "
+                         "writes: give it with --convert_mat. Received: overwrite_data=True, "
                          "convert_mat=None")
     return train(data_dir, optim, tiny=False)
 
 
 def convert_mat(data_dir):
     """--convert_mat into `data_dir`; returns the number of images converted. Split files of
-    `data_dir` that list other ids are refused (before converting) unless --overwrite_splits;
-    the conversion replaces only the files it writes."""
+    `data_dir` that list other ids are refused (before converting) and the converted ids'
+    files that exist are kept, unless --overwrite_data; nothing else is touched."""
     try:
         return nyud.convert_labeled_mat(FLAGS.convert_mat, FLAGS.class_mapping, data_dir,
-                                        overwrite=FLAGS.overwrite_splits)
+                                        overwrite=FLAGS.overwrite_data)
     except FileExistsError as error:
-        raise FileExistsError(f"{error} On the command line: --overwrite_splits replaces "
+        raise FileExistsError(f"{error} On the command line: --overwrite_data replaces "
                               "them.") from None
 
 

@@ -399,3 +399,27 @@ def test_remap_labels_refuses_negative_ids():
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match="remap_labels: the mask has negative values"):
         remap_labels(tf.constant([[-1, 1, 2, 3]]), OXFORD_PET_REMAP)
+
+
+def test_convert_labeled_mat_keeps_existing_files_unless_overwrite(tmp_path):
+    """The authors' HHA and cropped images in the folder are not replaced by this package's;
+    the same call again writes nothing; overwrite=True replaces them."""
+    from keras_fcn.datasets import nyud
+    from keras_fcn.datasets.nyud.layout import example_paths
+
+    mat, mapping = _fake_mat(tmp_path)
+    out = str(tmp_path / "out")
+    nyud.convert_labeled_mat(mat, mapping, out, indices=[0, 1], verbose=False)
+    paths = example_paths(out, "5001")
+    theirs = np.full((16, 20, 3), 7, np.uint8)
+    for kind in ("hha", "rgb"):
+        Image.fromarray(theirs).save(paths[kind])
+    computed = np.asarray(Image.open(example_paths(out, "5002")["hha"]))
+    assert nyud.convert_labeled_mat(mat, mapping, out, indices=[0, 1], verbose=False) == 2
+    for kind in ("hha", "rgb"):
+        np.testing.assert_array_equal(np.asarray(Image.open(paths[kind])), theirs)
+    np.testing.assert_array_equal(np.asarray(Image.open(example_paths(out, "5002")["hha"])),
+                                  computed)
+    nyud.convert_labeled_mat(mat, mapping, out, indices=[0, 1], verbose=False, overwrite=True)
+    assert not (np.asarray(Image.open(paths["hha"])) == 7).all()
+    assert not (np.asarray(Image.open(paths["rgb"])) == 7).all()

@@ -3,7 +3,7 @@
 1. ``strict`` weight conversion refuses a model whose trunk layers get no weights;
 2. a preset call whose arguments can never match the released weights (narrow widths, an
    auxiliary head, a file_hash no file can match) fails before any download;
-3. ``examples/train_nyud.py --convert_mat`` takes ``--overwrite_splits`` for split files that
+3. ``examples/train_nyud.py --convert_mat`` takes ``--overwrite_data`` for split files that
    list other ids (and keeps a ``trainval.txt`` consistent);
 4. an 8-bit grey PNG mask is opened once, not a second time for its header.
 """
@@ -186,7 +186,7 @@ def test_an_upper_case_sha256_matches_its_file(monkeypatch, tmp_path):
     assert PRESETS["voc-fcn32s"] is preset
 
 
-# --- 3. train_nyud.py --convert_mat --overwrite_splits ---------------------------------------
+# --- 3. train_nyud.py --convert_mat --overwrite_data ---------------------------------------
 
 @contextlib.contextmanager
 def _train_nyud(*argv):
@@ -226,12 +226,12 @@ def test_convert_mat_refuses_other_split_files_naming_the_flag(tmp_path, labeled
     assert str(info.value) == (
         f"NYUDv2 split file(s) already exist with other ids: '{train}' (2 ids, would be 381). "
         "Pass overwrite=True to replace them, or remove them. On the command line: "
-        "--overwrite_splits replaces them.")
+        "--overwrite_data replaces them.")
     assert sorted(os.listdir(out)) == ["notes.txt", "train.txt"]  # refused before converting
     assert train.read_text() == "5001\n5002\n"
 
 
-def test_convert_mat_overwrite_splits_replaces_only_what_it_writes(tmp_path, labeled_mat):
+def test_convert_mat_overwrite_data_replaces_only_what_it_writes(tmp_path, labeled_mat):
     mat, mapping = labeled_mat
     out = tmp_path / "nyud"
     (out / "segmentation").mkdir(parents=True)
@@ -239,7 +239,7 @@ def test_convert_mat_overwrite_splits_replaces_only_what_it_writes(tmp_path, lab
     (out / "notes.txt").write_text("mine")
     (out / "segmentation" / "readme.md").write_text("keep")
     with _train_nyud(f"--convert_mat={mat}", f"--class_mapping={mapping}",
-                     f"--data_dir={out}", "--overwrite_splits") as module:
+                     f"--data_dir={out}", "--overwrite_data") as module:
         assert module.convert_mat(str(out)) == 4
     ids = [str(5001 + i) for i in range(4)]
     for name in ("train", "val", "test"):  # the bundled split, as for the real 1,449 images
@@ -250,12 +250,12 @@ def test_convert_mat_overwrite_splits_replaces_only_what_it_writes(tmp_path, lab
         "readme.md"]
 
 
-def test_overwrite_splits_without_convert_mat_is_refused(tmp_path):
-    with _train_nyud(f"--data_dir={tmp_path}", "--overwrite_splits",
+def test_overwrite_data_without_convert_mat_is_refused(tmp_path):
+    with _train_nyud(f"--data_dir={tmp_path}", "--overwrite_data",
                      f"--output_dir={tmp_path / 'run'}") as module:
         with pytest.raises(ValueError, match=re.escape(
-                "--overwrite_splits replaces the split files that --convert_mat writes: give "
-                "it with --convert_mat. Received: overwrite_splits=True, convert_mat=None")):
+                "--overwrite_data replaces the files that --convert_mat writes: give "
+                "it with --convert_mat. Received: overwrite_data=True, convert_mat=None")):
             module.main(["train_nyud.py"])
     assert not (tmp_path / "run").exists()
 

@@ -19,6 +19,7 @@ from keras_fcn.datasets.nyud.layout import (
     NUM_CLASSES,
     NUM_RAW_CLASSES,
     check_split_files,
+    example_paths,
     nyud_split_ids,
     write_example,
     write_split_files,
@@ -168,9 +169,11 @@ def convert_labeled_mat(mat_path, class_mapping_path, out_dir, with_hha=True,
         out_dir: output folder. with_hha: also write ``data/hha``.
         intrinsics: camera ``(fx, fy, cx, cy)`` for HHA. indices: 0-based subset (default all).
         verbose: log progress every 100 images.
-        overwrite: replace split files (``train.txt``...) of `out_dir` that list other ids.
-            Only the files the conversion writes are replaced (the split files and the files
-            of the converted ids); nothing is deleted.
+        overwrite: replace split files (``train.txt``...) of `out_dir` that list other ids
+            and the image, depth, HHA and label files of the converted ids that exist already
+            (kept otherwise: the FCN authors' HHA and cropped images of ``nyud.tar.gz`` are not
+            replaced by this package's, and the same call again writes nothing). Only the files
+            the conversion writes are replaced; nothing is deleted.
 
     The split files (``train.txt``, ``val.txt``, ``test.txt``, and ``trainval.txt`` where
     `out_dir` has one) list the bundled split; with ``indices``, only the ids whose label is in
@@ -190,13 +193,19 @@ def convert_labeled_mat(mat_path, class_mapping_path, out_dir, with_hha=True,
     """
     splits = _split_listing(out_dir, indices)
     check_split_files(out_dir, splits, overwrite)  # before the slow part
-    count = 0
+    count = kept = 0
     for example in iter_labeled_mat(mat_path, indices, class_mapping_path):
-        hha = hha_lib.compute_hha(example["depth"], intrinsics) if with_hha else None
-        write_example(out_dir, example["id"], example["rgb"], example["depth"],
-                      example["label"], hha)
+        hha = None
+        if with_hha and (overwrite or not os.path.exists(
+                example_paths(out_dir, example["id"])["hha"])):
+            hha = hha_lib.compute_hha(example["depth"], intrinsics)
+        kept += write_example(out_dir, example["id"], example["rgb"], example["depth"],
+                              example["label"], hha, keep_existing=not overwrite)
         count += 1
         if verbose and count % 100 == 0:
             log.info("NYUDv2: converted %d images", count)
+    if kept:
+        log.info("NYUDv2: kept %d files of %s that existed already (overwrite=True replaces "
+                 "them)", kept, out_dir)
     write_split_files(out_dir, splits, overwrite=overwrite)
     return count

@@ -88,29 +88,54 @@ def to_train_ids(labels40):
     return void_zero_to_train_ids(labels40, NUM_CLASSES, "NYU 40-class labels")
 
 
-def write_example(root, image_id, rgb, depth, labels40, hha=None):
+def example_paths(root, image_id):
+    """``{"rgb", "depth", "hha", "label"}`` -> the files of one image in the FCN layout."""
+    root, name = os.fspath(root), f"img_{image_id}"
+    return {"rgb": os.path.join(root, "data", "images", f"{name}.png"),
+            "depth": os.path.join(root, "data", "depth", f"{name}.png"),
+            "hha": os.path.join(root, "data", "hha", f"{name}.png"),
+            "label": os.path.join(root, "segmentation", f"{name}.mat")}
+
+
+def write_example(root, image_id, rgb, depth, labels40, hha=None, keep_existing=False):
     """Writes one image in the FCN layout (see the module docstring).
 
     Args:
         root: output folder. image_id: id string such as ``"5001"``.
         rgb: uint8 (H, W, 3). depth: float (H, W) metres (stored as uint16 millimetres).
         labels40: (H, W) 40-class labels, 0 = void. hha: optional uint8 (H, W, 3).
+        keep_existing: leave a file that already exists as it is (e.g. the FCN authors'
+            HHA and cropped images of ``nyud.tar.gz``).
+
+    Returns:
+        The number of files kept because they existed.
 
     Example:
         >>> write_example("out", "5001", rgb, depth, labels40, compute_hha(depth))  # doctest: +SKIP
     """
     import scipy.io
 
-    root = os.fspath(root)
-    name = f"img_{image_id}"
-    write_png(os.path.join(root, "data", "images", f"{name}.png"), np.asarray(rgb, np.uint8))
-    depth_mm = np.clip(np.rint(np.nan_to_num(np.asarray(depth)) * 1000.0), 0, 65535)
-    write_png(os.path.join(root, "data", "depth", f"{name}.png"), depth_mm.astype(np.uint16))
-    if hha is not None:
-        write_png(os.path.join(root, "data", "hha", f"{name}.png"), np.asarray(hha, np.uint8))
-    os.makedirs(os.path.join(root, "segmentation"), exist_ok=True)
-    scipy.io.savemat(os.path.join(root, "segmentation", f"{name}.mat"),
-                     {"segmentation": np.asarray(labels40, np.uint8)}, do_compression=True)
+    paths = example_paths(root, image_id)
+    kept = 0
+
+    def wanted(kind):
+        nonlocal kept
+        exists = keep_existing and os.path.exists(paths[kind])
+        kept += exists
+        return not exists
+
+    if wanted("rgb"):
+        write_png(paths["rgb"], np.asarray(rgb, np.uint8))
+    if wanted("depth"):
+        depth_mm = np.clip(np.rint(np.nan_to_num(np.asarray(depth)) * 1000.0), 0, 65535)
+        write_png(paths["depth"], depth_mm.astype(np.uint16))
+    if hha is not None and wanted("hha"):
+        write_png(paths["hha"], np.asarray(hha, np.uint8))
+    if wanted("label"):
+        os.makedirs(os.path.dirname(paths["label"]), exist_ok=True)
+        scipy.io.savemat(paths["label"], {"segmentation": np.asarray(labels40, np.uint8)},
+                         do_compression=True)
+    return kept
 
 
 def check_split_files(root, splits, overwrite=False):
