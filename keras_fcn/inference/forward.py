@@ -18,6 +18,7 @@ Example:
 
 import weakref
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -57,6 +58,13 @@ def _scores(model_ref, images, output):
     return ops.softmax(scores, axis=-1) if output == "softmax" else scores
 
 
+def _mirrored(images):
+    """The left-right mirror of an image batch, or of each input of a dict of them (the
+    RGB and HHA streams of a late-fusion model flip together)."""
+    return keras.tree.map_structure(
+        lambda batch: ops.flip(ops.convert_to_tensor(batch), axis=2), images)
+
+
 def _backend_forward(net, output, flip):
     """``forward_fn`` on JAX and PyTorch: the model's own compiled predict step (XLA on JAX,
     no-grad eager on PyTorch), softmax and flip averaging in ``keras.ops``."""
@@ -68,7 +76,7 @@ def _backend_forward(net, output, flip):
     def forward(images):
         scores = scores_of(images)
         if flip:
-            mirrored = scores_of(ops.flip(ops.convert_to_tensor(images), axis=2))
+            mirrored = scores_of(_mirrored(images))
             scores = (scores + ops.flip(mirrored, axis=2)) / 2.0
         return scores
 
@@ -122,7 +130,7 @@ def forward_fn(model, *, output="softmax", flip=False, precision=None, jit_compi
             with runtime.convolutions_as_matmul(model_ref(), settings["conv_matmul"]):
                 scores = _scores(model_ref, images, output)
                 if flip:
-                    mirrored = _scores(model_ref, tf.reverse(images, axis=[2]), output)
+                    mirrored = _scores(model_ref, _mirrored(images), output)
                     scores = (scores + tf.reverse(mirrored, axis=[2])) / 2.0
             return scores
 
@@ -140,7 +148,7 @@ class _ShapeLimitedXLA:
         self.xla, self.graph, self.shapes = xla, graph, set()
 
     def __call__(self, images):
-        shape = tuple(images.shape)
+        shape = tuple(tuple(batch.shape) for batch in keras.tree.flatten(images))
         if shape in self.shapes or len(self.shapes) < MAX_XLA_SHAPES:
             self.shapes.add(shape)
             return self.xla(images)
