@@ -44,23 +44,32 @@ def labels_to_rank3(labels):
     a failed assertion in a TensorFlow graph; compiled steps round it). Integers past the int32
     range are clipped to it, so they stay out of range instead of wrapping to a class id.
     """
+    if isinstance(labels, np.ndarray) and labels.dtype.kind in "iu":
+        _check_int32_range(labels)  # before JAX (no x64) truncates int64 to int32
+        labels = labels.astype("int32", copy=False)
     labels = ops.convert_to_tensor(labels)
     if len(labels.shape) == 4 and labels.shape[-1] == 1:
         labels = ops.squeeze(labels, axis=-1)
+    dtype = keras.backend.standardize_dtype(labels.dtype)
     if _tf.is_float(labels):
         rounded = ops.round(labels)
         _tf.check_none(ops.not_equal(rounded, labels), labels,
                        "Labels must be whole class ids. Received a label value: {value}")
         labels = ops.clip(rounded, float(_INT32.min), float(_INT32.max))
-    elif keras.backend.standardize_dtype(labels.dtype) in ("int64", "uint32", "uint64"):
+    elif dtype in ("int64", "uint32", "uint64"):
         if _tf.is_concrete(labels):
-            values = ops.convert_to_numpy(labels)
-            wide = (values > _INT32.max) | (values < _INT32.min)
-            if wide.any():
-                raise ValueError("Labels must be class ids within the int32 range. "
-                                 f"Received a label value: {values[wide].flat[0]}")
-        labels = ops.clip(labels, _INT32.min, _INT32.max)
+            _check_int32_range(ops.convert_to_numpy(labels))
+        # An unsigned tensor cannot hold INT32.min: clipping to it would wrap to a huge bound.
+        labels = ops.clip(labels, 0 if dtype.startswith("u") else _INT32.min, _INT32.max)
     return ops.cast(labels, "int32")
+
+
+def _check_int32_range(values):
+    """Raises naming the first integer label outside the int32 range."""
+    wide = (values > _INT32.max) | (values < _INT32.min)
+    if wide.any():
+        raise ValueError("Labels must be class ids within the int32 range. "
+                         f"Received a label value: {values[wide].flat[0]}")
 
 
 def check_same_pixels(labels, shape, what):
