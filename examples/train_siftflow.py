@@ -34,7 +34,7 @@ from keras_fcn.labels import voc_palette
 from keras_fcn.models import multimodal
 from keras_fcn.training import config as train_config
 from keras_fcn.training import two_headed
-from keras_fcn.training.run_dir import write_run_config
+from keras_fcn.training.run_dir import finished_run, write_run_config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "SIFT Flow folder (SiftFlowDataset.zip extracted).")
@@ -106,18 +106,25 @@ def train(data_dir, optim, tiny):
     write_run_config(run_dir, {name: FLAGS[name].value for name in (
         "variant", "synthetic", "weights", "epochs", "steps_per_epoch", "batch_size",
         "optimizer", "learning_rate", "flip")}, resume=FLAGS.resume, compare=RESUME_FLAGS)
-    weights = None if tiny or FLAGS.weights in ("", "none", "None") else FLAGS.weights
-    model = multimodal.build_two_headed_fcn(FLAGS.variant, weights=weights,
-                                            **(TINY if tiny else {}))
-    learning_rate = FLAGS.learning_rate or training.default_learning_rate(
-        "adam" if tiny else FLAGS.optimizer, "mean", "32s", PIXELS)
-    two_headed.compile_two_headed(model, training.make_optimizer(FLAGS.optimizer, learning_rate))
     # --synthetic: 2 epochs of 2 steps, unless the flags are given.
     steps = optim.steps_per_epoch
     epochs = optim.epochs
     if tiny:
         steps = steps if FLAGS["steps_per_epoch"].present else 2
         epochs = epochs if FLAGS["epochs"].present else 2
+    # A finished run is not trained again (fit would start it over from epoch 1); another
+    # --epochs is refused, naming the way to train further.
+    done = finished_run(run_dir, epochs) if FLAGS.resume else None
+    if done is not None:
+        print(json.dumps(done["final_val"], indent=2))
+        print(f"Run directory: {run_dir} (complete; nothing to resume)")
+        return
+    weights = None if tiny or FLAGS.weights in ("", "none", "None") else FLAGS.weights
+    model = multimodal.build_two_headed_fcn(FLAGS.variant, weights=weights,
+                                            **(TINY if tiny else {}))
+    learning_rate = FLAGS.learning_rate or training.default_learning_rate(
+        "adam" if tiny else FLAGS.optimizer, "mean", "32s", PIXELS)
+    two_headed.compile_two_headed(model, training.make_optimizer(FLAGS.optimizer, learning_rate))
     train_ds = siftflow.make_siftflow_dataset(data_dir, "trainval", batch_size=optim.batch_size,
                                               shuffle=True, seed=0, flip=FLAGS.flip)
     test_ds = siftflow.make_siftflow_dataset(data_dir, "test")

@@ -14,8 +14,10 @@ import contextlib
 import logging
 import math
 import os
+import re
 import sys
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -23,6 +25,7 @@ import numpy as np
 from keras_fcn import io
 from keras_fcn._checks import check_choice
 from keras_fcn.training.consistency import plain_model
+from keras_fcn.training.optimizers import last_step_rate
 
 logger = logging.getLogger(__name__)
 
@@ -100,13 +103,26 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     `training_metadata.json`: a kill between the two renames resumed one epoch early from the
     newer weights, training that epoch twice.
 
+    A restore that would silently go wrong is refused with a ValueError: a backup whose
+    optimizer state does not fit the optimizer (Keras only warns and starts the optimizer
+    afresh: step 0 of the learning-rate schedule, no momentum), and a backup of more epochs
+    than `fit` is asked for.
+
+    Args:
+        backup_dir: the backup folder.
+        nan_guard: the run's `NaNGuard`.
+        keep_at_end: keep the backup when `fit` ends (Keras deletes it); the caller deletes it
+            once the run's last files are written (`keras_fcn.training.fit` does, after
+            `metrics.json`), so a kill after the last epoch resumes without training again.
+
     Example:
         backup = SafeBackupAndRestore("runs/a/backup", guard)
     """
 
-    def __init__(self, backup_dir, nan_guard, **kwargs):
+    def __init__(self, backup_dir, nan_guard, keep_at_end=False, **kwargs):
         super().__init__(backup_dir, **kwargs)
         self._nan_guard = nan_guard
+        self._keep_at_end = keep_at_end
 
     def on_epoch_end(self, epoch, logs=None):
         if self._nan_guard.nan_step is None:
@@ -126,7 +142,25 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
                       {"epoch": self._current_epoch, "batch": self._last_batch_seen})
 
     def _load_model(self):
-        super()._load_model()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            super()._load_model()
+        for warning in caught:
+            text = str(warning.message)
+            if text.startswith("Skipping variable loading for optimizer"):
+                counts = re.search(r"has (\d+) variables whereas the saved optimizer has "
+                                   r"(\d+)", text)
+                detail = (f"this one has {counts.group(1)} variables, the backup's "
+                          f"{counts.group(2)}" if counts else text[:200])
+                raise ValueError(
+                    f"The backup in '{self.backup_dir}' holds the state of another optimizer "
+                    f"({detail}): resuming would start the "
+                    "optimizer afresh (step 0 of the learning-rate schedule, no momentum). Were "
+                    "--optimizer, --momentum, --ema_decay or --precision (float16 adds a "
+                    "loss-scale state) changed since the run began? Resume with the run's "
+                    "flags, or start a new run (another --output_dir).")
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
         if not os.path.exists(self._weights_path):
             return
         import h5py
@@ -135,9 +169,16 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
             epoch = f.attrs.get(BACKUP_EPOCH_ATTR)
         if epoch is not None:  # the weights' own epoch wins over training_metadata.json's
             self.model._initial_epoch = int(epoch)
+        trained, epochs = self.model._initial_epoch, self.params.get("epochs")
+        if trained is not None and epochs is not None and trained > epochs:
+            raise ValueError(
+                f"The backup in '{self.backup_dir}' has trained {trained} epochs, more than "
+                f"the {epochs} asked for: the run would end as a {epochs}-epoch run holding "
+                f"{trained} epochs. Resume with --epochs={trained} or more, or start a new "
+                f"run. Received: epochs={epochs}")
 
     def on_train_end(self, logs=None):
-        if self._nan_guard.nan_step is None:
+        if self._nan_guard.nan_step is None and not self._keep_at_end:
             super().on_train_end(logs)
 
 
@@ -148,14 +189,31 @@ class BestCheckpoint(keras.callbacks.Callback):
     (`best_state.json`) and read back on a resumed run, so a resumed run never replaces a
     better checkpoint, and nothing is saved after a NaN stop.
 
+    Args:
+        path: the checkpoint (`best.keras`).
+        nan_guard: the run's `NaNGuard`.
+        monitor: the logged value that decides, e.g. "val_mean_iu".
+        mode: "max", "min", or "auto": a loss ("val_loss", "val_semantic_loss") is
+            minimized, anything else (IU, accuracy) maximized.
+
+    Raises:
+        ValueError: an unknown `mode`; a `best_state.json` of another monitor; at an epoch
+            end, a `monitor` that is not logged while validation ran (it would never save).
+
     Example:
         best = BestCheckpoint("runs/a/best.keras", guard, monitor="val_mean_iu")
     """
 
-    def __init__(self, path, nan_guard, monitor="val_mean_iu", mode="max"):
+    MODES = ("auto", "max", "min")
+
+    def __init__(self, path, nan_guard, monitor="val_mean_iu", mode="auto"):
         super().__init__()
+        check_choice("mode", mode, self.MODES)
+        if mode == "auto":
+            mode = "min" if monitor.endswith("loss") else "max"
         self.path = path
         self.monitor = monitor
+        self.mode = mode
         self.sign = 1.0 if mode == "max" else -1.0
         self._nan_guard = nan_guard
         self._state_path = os.path.join(os.path.dirname(path), BEST_STATE_FILE)
@@ -163,11 +221,27 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.best_epoch = None
         if os.path.exists(self._state_path) and os.path.exists(path):
             state = io.read_json(self._state_path, "Best checkpoint state")
+            if state.get("monitor", monitor) != monitor:
+                raise ValueError(
+                    f"'{path}' was chosen by {state['monitor']}; this run monitors {monitor}, "
+                    "so a worse model could replace it. Resume with "
+                    f"monitor={state['monitor']!r}, or start a new run. Received: "
+                    f"monitor={monitor!r}")
             self.best, self.best_epoch = state.get("value"), state.get("epoch")
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if self._nan_guard.nan_step is not None or value is None or not is_finite(value):
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        if self._nan_guard.nan_step is not None:
+            return
+        if value is None:
+            if self.monitor.startswith("val_") and not any(k.startswith("val_") for k in logs):
+                return  # no validation data: no best checkpoint
+            raise ValueError(
+                f"monitor={self.monitor!r} is not among the logged values "
+                f"({', '.join(sorted(logs))}): {os.path.basename(self.path)} would never be "
+                "written. Pass one of them, e.g. monitor='val_mean_iu'.")
+        if not is_finite(value):
             return
         value = float(value)
         if self.best is None or self.sign * value > self.sign * self.best:
@@ -179,9 +253,9 @@ class BestCheckpoint(keras.callbacks.Callback):
 
 
 class HistoryWriter(keras.callbacks.Callback):
-    """Appends each epoch's logs (plus wall and CPU seconds, learning rate) to `history.json`,
-    keeping the epochs of earlier runs of the same directory, so history is continuous across
-    resumes.
+    """Appends each epoch's logs (plus wall and CPU seconds, and `learning_rate`: the rate of
+    the epoch's last step) to `history.json`, keeping the epochs of earlier runs of the same
+    directory, so history is continuous across resumes.
 
     Example:
         history = HistoryWriter("runs/a/history.json", guard)
@@ -212,6 +286,10 @@ class HistoryWriter(keras.callbacks.Callback):
                  "cpu_seconds": round(time.process_time() - self._start[1], 2)}
         entry.update({k: float(v) for k, v in (logs or {}).items()
                       if np.ndim(v) == 0 and not isinstance(v, str)})
+        if "learning_rate" not in entry:  # Keras 3 logs none
+            rate = last_step_rate(getattr(self.model, "optimizer", None))
+            if rate is not None:
+                entry["learning_rate"] = rate
         if self._nan_guard.nan_step is not None:
             entry["nan"] = True
         self.epochs = [e for e in self.epochs if e["epoch"] != epoch + 1] + [entry]
@@ -389,14 +467,18 @@ class EMAWeights(keras.callbacks.Callback):
 
 
 def make_callbacks(run_dir, *, nan_guard, tensorboard=False, monitor="val_mean_iu",
-                   extra=None):
+                   extra=None, keep_backup=False):
     """The callbacks of a training run in `run_dir`.
+
+    Args:
+        keep_backup: keep `run_dir/backup` when `fit` ends (`SafeBackupAndRestore`'s
+            `keep_at_end`; `keras_fcn.training.fit` deletes it once the run is complete).
 
     Returns:
         A list: `NaNGuard`, `EMAWeights` (validation with the weights' moving average, when
-        the optimizer keeps one), `BestCheckpoint` (`best.keras`), `HistoryWriter`,
-        `SafeBackupAndRestore` (`run_dir/backup`, every epoch, after the other two) and
-        optionally TensorBoard (`run_dir/logs`).
+        the optimizer keeps one), `BestCheckpoint` (`best.keras`, `monitor` maximized, or
+        minimized for a loss), `HistoryWriter`, `SafeBackupAndRestore` (`run_dir/backup`,
+        every epoch, after the other two) and optionally TensorBoard (`run_dir/logs`).
 
     Example:
         >>> callbacks = make_callbacks("runs/a", nan_guard=NaNGuard(), tensorboard=True)
@@ -409,7 +491,8 @@ def make_callbacks(run_dir, *, nan_guard, tensorboard=False, monitor="val_mean_i
         EMAWeights(),
         BestCheckpoint(os.path.join(run_dir, BEST_MODEL_FILE), nan_guard, monitor=monitor),
         HistoryWriter(os.path.join(run_dir, HISTORY_FILE), nan_guard),
-        SafeBackupAndRestore(os.path.join(run_dir, BACKUP_DIR), nan_guard),
+        SafeBackupAndRestore(os.path.join(run_dir, BACKUP_DIR), nan_guard,
+                             keep_at_end=keep_backup),
     ]
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")))

@@ -16,6 +16,7 @@ Example:
 
 import os
 import re
+import shutil
 import sys
 import time
 
@@ -143,7 +144,11 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
     """Trains a compiled model and fills `run_dir` (see `keras_fcn.training.run_dir`).
 
     The run resumes from `run_dir/backup` when it exists (use `prepare_run_dir` to decide
-    whether that is wanted).
+    whether that is wanted). The backup stays until `metrics.json` is written: a run killed
+    after its last epoch (while saving, evaluating or plotting) resumes without training
+    again. A folder that holds a completed run (`metrics.json` status "completed" and
+    `model.keras`, no backup) is refused: training would start again from epoch 1 and replace
+    its files.
 
     Args:
         model: compiled model (a `ConsistencyTrainer` trains its FCN, which is what is saved).
@@ -170,8 +175,10 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         callbacks: more callbacks.
         chief: False for non-chief multi-worker processes (they write to `run_dir` anyway;
             give them a private one).
-        monitor: the logged value that picks `best.keras` (higher is better), e.g.
-            "val_semantic_mean_iu" for the two-headed SIFT Flow model.
+        monitor: the logged value that picks `best.keras` (higher is better; lower for a
+            loss such as "val_loss"), e.g. "val_semantic_mean_iu" for the two-headed SIFT
+            Flow model. Without validation data no `best.keras` is written; a monitor that is
+            not logged while validation runs is a ValueError at the first epoch end.
         evaluate: `evaluate(model, eval_ds) -> dict` of the final evaluation; default
             `evaluate_model` with `info`'s classes (one-output models).
         conv_matmul: run the large-kernel convolutions (fc6) as one matrix multiply while
@@ -182,15 +189,26 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         dict with "history" (list of epoch dicts), "final_val" (evaluation results or None),
         "status" ("completed" or "nan"), "nan_step", "best" and "run_dir".
 
+    Raises:
+        FileExistsError: `run_dir` holds a completed run.
+        ValueError: a backup that does not fit the model or its optimizer, or of more epochs
+            than `epochs`; a `monitor` that is not logged.
+
     Example:
         report = fit(model, train_ds, val_ds, run_dir="runs/a", epochs=5, info=info)
         report["best"]["value"]
     """
     with io.writing("training"):  # a full disk here is told to continue with --resume
         os.makedirs(run_dir, exist_ok=True)
+        backup_dir = os.path.join(run_dir, BACKUP_DIR)
+        if run_dir_lib.completed_run(run_dir) is not None and not os.path.isdir(backup_dir):
+            raise FileExistsError(
+                f"The run in '{run_dir}' is complete (metrics.json, model.keras): training "
+                "again would start from epoch 1 and replace its model and history. Choose "
+                "another run directory, or delete this one (--overwrite) to train it again.")
         nan_guard = NaNGuard(steps_per_epoch)
         all_callbacks = make_callbacks(run_dir, nan_guard=nan_guard, tensorboard=tensorboard,
-                                       monitor=monitor, extra=callbacks)
+                                       monitor=monitor, extra=callbacks, keep_backup=True)
         if verbose == "auto":
             verbose = 1 if sys.stdout.isatty() else 2
         if verbose == 2:  # one line per epoch: a line a minute within it too
@@ -215,7 +233,7 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
                           callbacks=all_callbacks, verbose=verbose, shuffle=False)
         except ValueError as error:
             mismatch = (backup_mismatch(error, run_dir)
-                        if os.path.isdir(os.path.join(run_dir, BACKUP_DIR)) else None)
+                        if os.path.isdir(backup_dir) else None)
             if mismatch is None:
                 raise
             raise mismatch from None
@@ -254,5 +272,9 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
             run_dir_lib.plot_curves(history_writer.epochs, os.path.join(run_dir, "curves.png"),
                                     title=f"{report['model']} on {info.name}",
                                     metric=monitor.removeprefix("val_"))
+        if status == "completed" and os.path.isdir(backup_dir):
+            # Only now: a kill before this resumes from the last epoch's backup and redoes
+            # the final save and evaluation, not the training.
+            shutil.rmtree(backup_dir)
         report["run_dir"] = run_dir
         return report

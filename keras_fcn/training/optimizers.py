@@ -310,3 +310,44 @@ def default_learning_rate(optimizer, loss_reduction, variant, pixels):
     check_choice("variant", variant, tuple(PAPER_LEARNING_RATES_SUM))
     return equivalent_learning_rate(PAPER_LEARNING_RATES_SUM[variant], "sum", loss_reduction,
                                     pixels)
+
+
+def last_step_rate(optimizer):
+    """The learning rate that the optimizer's last step used (its schedule at step
+    `iterations - 1`), or None when it has none.
+
+    Example:
+        last_step_rate(model.optimizer)  # 0.00054 at step 550 of a poly decay from 1e-3
+    """
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer
+    rate = getattr(optimizer, "_learning_rate", None)
+    if rate is None:
+        return None
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        rate = rate(max(int(optimizer.iterations) - 1, 0))
+    elif callable(rate) and not isinstance(rate, keras.Variable):
+        rate = rate()
+    return float(keras.ops.convert_to_numpy(rate))
+
+
+def check_warmup(warmup_epochs, epochs):
+    """Checks that a warm-up of `warmup_epochs` (None: none) ends before a run of `epochs`
+    does (with 0 epochs nothing is trained and any warm-up is moot): `keras_fcn.training.run`
+    calls it before any data is read.
+
+    Raises:
+        ValueError: naming --warmup_epochs and --epochs.
+
+    Example:
+        >>> check_warmup(3, epochs=3)
+        Traceback (most recent call last):
+        ValueError: --warmup_epochs must be a number >= 0 and below --epochs (the warm-up must
+        end before the run does). Received: warmup_epochs=3, epochs=3
+    """
+    warmup = 0.0 if warmup_epochs is None else warmup_epochs
+    if not (_is_number(warmup) and math.isfinite(warmup) and warmup >= 0
+            and (epochs == 0 or warmup < epochs)):
+        raise ValueError(
+            "--warmup_epochs must be a number >= 0 and below --epochs (the warm-up must end "
+            f"before the run does). Received: warmup_epochs={warmup_epochs!r}, "
+            f"epochs={epochs!r}")

@@ -35,6 +35,7 @@ from keras_fcn.training.evaluation import (
 )
 from keras_fcn.training.fit import compile_model, fit
 from keras_fcn.training.optimizers import (
+    check_warmup,
     default_learning_rate,
     learning_rate_schedule,
     make_optimizer,
@@ -51,9 +52,13 @@ STAGES = ("32s", "16s", "8s")
 VARIANTS = {"fcn32s": "32s", "fcn16s": "16s", "fcn8s": "8s", "fcn8s_at_once": "8s_at_once",
             "dilated": "dilated"}
 # The flags a --resume must not change (config.json of the run): they shape the model, so its
-# weights would not load. The initial --weights are not among them (a resume loads its backup).
+# weights would not load; they choose the validation images, which best.keras's stored score
+# and the cached class weights belong to; or they choose the optimizer, whose state (step of
+# the schedule, momentum) the backup holds. The initial --weights are not among them (a
+# resume loads its backup).
 RESUME_FLAGS = ("dataset", "num_classes", "model", "backbone", "widths", "fc_units",
-                "trainable_upsampling")
+                "trainable_upsampling", "holdout", "group_by", "val_split", "ignore_label",
+                "optimizer")
 
 
 def check_model(config):
@@ -231,7 +236,8 @@ def run_schedule(config, learning_rate, train_ds):
         >>> run_schedule(config, 1e-3, train_ds=None).total_steps
         1000
     """
-    if config.optim.lr_schedule == "constant" and not config.optim.warmup_epochs:
+    if (config.optim.lr_schedule == "constant" and not config.optim.warmup_epochs) \
+            or config.optim.epochs == 0:  # --epochs=0 takes no step: nothing to schedule
         return learning_rate
     steps = epoch_steps(config, train_ds)
     return learning_rate_schedule(learning_rate, config.optim.lr_schedule,
@@ -433,6 +439,7 @@ def run(config):
     """
     config = check_numbers(config)
     check_model(config)
+    check_warmup(config.optim.warmup_epochs, config.optim.epochs)
     if config.run.eval_scales:  # checked now, not after hours of training
         check_scales(config.run.eval_scales)
     if _tf.HAS_TENSORFLOW:  # the temporal options are tf.data's; before the run folder is made
