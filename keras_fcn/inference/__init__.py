@@ -17,6 +17,8 @@ from keras_fcn import _tf  # noqa: E402
 from keras_fcn.inference import video  # noqa: F401
 from keras_fcn.inference.forward import forward_batches, forward_fn, model_input  # noqa: F401
 from keras_fcn.inference.masks import AlphaMasks, Hysteresis, feathered_alpha  # noqa: F401
+from keras_fcn.inference.predict import predict  # noqa: F401  (every backend)
+from keras_fcn.inference.predictor import PredictOptions, Predictor  # noqa: F401
 from keras_fcn.inference.refine import refine_boundaries  # noqa: F401
 from keras_fcn.inference.uncertainty import (  # noqa: F401
     entropy,
@@ -43,13 +45,6 @@ _tf.import_names(globals(), {
         "print_report",
         "read_image",
         "run",
-    ),
-    "keras_fcn.inference.predict": (
-        "predict",
-    ),
-    "keras_fcn.inference.predictor": (
-        "PredictOptions",
-        "Predictor",
     ),
     "keras_fcn.inference.temporal": (
         "FlickerMeter",
