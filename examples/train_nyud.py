@@ -48,7 +48,7 @@ from keras_fcn.datasets import DatasetInfo, nyud
 from keras_fcn.labels import voc_palette
 from keras_fcn.models import build_fcn, multimodal
 from keras_fcn.training import config as train_config
-from keras_fcn.training.run_dir import check_inputs_outside, write_run_config
+from keras_fcn.training.run_dir import check_inputs_outside, finished_run, write_run_config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "NYUDv2 folder in the FCN layout.")
@@ -169,18 +169,26 @@ def train(data_dir, optim, tiny):
         "modality", "variant", "synthetic", "weights", "weights_rgb", "weights_hha",
         "train_split", "eval_split", "epochs", "steps_per_epoch", "batch_size", "optimizer",
         "learning_rate", "flip")}, resume=FLAGS.resume, compare=RESUME_FLAGS)
-    learning_rate = FLAGS.learning_rate or training.default_learning_rate(
-        "adam" if tiny else FLAGS.optimizer, "mean", "32s", PIXELS)
-    model = build_model(FLAGS.modality, FLAGS.variant, tiny)
-    training.compile_model(model, num_classes=nyud.NUM_CLASSES, ignore_label=nyud.IGNORE_LABEL,
-                           optimizer=training.make_optimizer(FLAGS.optimizer, learning_rate),
-                           pixels_per_image=PIXELS)
     # --synthetic: 2 epochs of 2 steps, unless the flags are given.
     steps = optim.steps_per_epoch
     epochs = optim.epochs
     if tiny:
         steps = steps if FLAGS["steps_per_epoch"].present else 2
         epochs = epochs if FLAGS["epochs"].present else 2
+    # A finished run is not trained again (fit refuses its folder); another --epochs is
+    # refused, naming the way to train further.
+    done = finished_run(run_dir, epochs) if FLAGS.resume else None
+    if done is not None:
+        if done["final_val"]:
+            print(training.format_results(done["final_val"], INFO.class_names))
+        print(f"Run directory: {run_dir} (complete; nothing to resume)")
+        return
+    learning_rate = FLAGS.learning_rate or training.default_learning_rate(
+        "adam" if tiny else FLAGS.optimizer, "mean", "32s", PIXELS)
+    model = build_model(FLAGS.modality, FLAGS.variant, tiny)
+    training.compile_model(model, num_classes=nyud.NUM_CLASSES, ignore_label=nyud.IGNORE_LABEL,
+                           optimizer=training.make_optimizer(FLAGS.optimizer, learning_rate),
+                           pixels_per_image=PIXELS)
     train_ds = nyud.make_nyud_dataset(data_dir, FLAGS.train_split, FLAGS.modality,
                                       batch_size=optim.batch_size, shuffle=True, seed=0,
                                       flip=FLAGS.flip)

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from tiny import file_digests, tiny_fcn
 from keras_fcn import io
+from keras_fcn import metrics as metrics_lib
 from keras_fcn import training as train
 from keras_fcn.datasets import shapes
 from keras_fcn.training import callbacks as callbacks_lib
@@ -110,18 +111,25 @@ def test_a_kill_after_the_last_epoch_resumes_without_training_again(tmp_path):
 # ------------------------------ 2. a finished run trained again ----
 
 
-def test_siftflow_resume_of_a_finished_run_trains_nothing(tmp_path):
+@pytest.mark.parametrize("script", ["train_siftflow.py", "train_nyud.py"])
+def test_resume_of_a_finished_run_trains_nothing(tmp_path, script):
     """examples/train_siftflow.py --resume of a finished run trained it again from epoch 1
-    (new model.keras and history, the old best.keras kept: two runs mixed), exit 0."""
+    (new model.keras and history, the old best.keras kept: two runs mixed), exit 0;
+    train_nyud.py was then refused by fit (exit 2) instead of saying it is complete."""
     run = tmp_path / "run"
     run.mkdir()
     tiny_fcn("32s", 4).save(str(run / "model.keras"))
+    scores = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in
+              metrics_lib.segmentation_metrics(np.array([[3, 1], [0, 4]])).items()}
+    final = {"semantic": {"mean_iu": 0.25}} if script == "train_siftflow.py" else scores
     io.write_json(str(run / "metrics.json"), {"status": "completed", "epochs": 2,
-                                              "final_val": {"semantic": {"mean_iu": 0.25}}})
-    run_dir_lib.write_run_config(str(run), {"variant": "16s", "synthetic": True})
+                                              "final_val": final})
+    config = ({"variant": "16s", "synthetic": True} if script == "train_siftflow.py" else
+              {"modality": "rgb", "variant": "32s", "synthetic": True})
+    run_dir_lib.write_run_config(str(run), config)
     before = file_digests(run)
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "examples", "train_siftflow.py"), "--synthetic",
+        [sys.executable, os.path.join(ROOT, "examples", script), "--synthetic",
          "--resume", f"--output_dir={run}"], capture_output=True, text=True, timeout=300,
         env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -11,6 +11,7 @@ Example:
 import math
 import numbers
 
+import keras
 import numpy as np
 
 from keras_fcn import losses as losses_lib
@@ -154,7 +155,8 @@ def evaluate_segmentation(model, dataset, num_classes, ignore_label=IGNORE_LABEL
                              + (f" with keys {sorted(labels)}" if isinstance(labels, dict)
                                 else ""))
         for key, n in classes.items():
-            logits = np.asarray(outputs[key] if per_output else outputs)
+            # keras.ops: a PyTorch tensor that requires grad has no numpy() of its own.
+            logits = keras.ops.convert_to_numpy(outputs[key] if per_output else outputs)
             # NaN logits (a diverged model) argmax to class 0: a believable score otherwise.
             check_finite_scores(count_non_finite(logits),
                                 "model output" if key is None else f"{key!r} output")
