@@ -177,7 +177,7 @@ def test_resume_with_other_model_flags_names_them_before_loading_weights(tmp_pat
     message = str(error.value)
     assert message == (
         f"The run in '{run}' was trained with --widths=4,4,8,8,8; --resume got "
-        "--widths=8,8,8,8,8. Resume with the run's model flags, or start a new run (another "
+        "--widths=8,8,8,8,8. Resume with the run's flags, or start a new run (another "
         "--output_dir).")
     assert (run / "backup" / "latest.weights.h5").read_bytes() == b"not even weights"
     # Other flags may change on a resume (epochs, learning rate); config.json is updated.

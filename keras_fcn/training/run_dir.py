@@ -259,7 +259,7 @@ def write_run_config(run_dir, flags, *, resume=False, compare=()):
             now = ", ".join(f"--{name}={_flag_text(flags.get(name))}" for name in changed)
             raise ValueError(
                 f"The run in '{run_dir}' was trained with {was}; --resume got {now}. Resume "
-                "with the run's model flags, or start a new run (another --output_dir).")
+                "with the run's flags, or start a new run (another --output_dir).")
     io.write_json(path, {"flags": flags})
     return path
 
