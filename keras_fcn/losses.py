@@ -133,9 +133,10 @@ def _pixel_terms(y_true, y_pred, num_classes, ignore_label, class_weights, from_
                  sample_weight, label_smoothing=0.0):
     """Returns (per-pixel cross-entropy, per-pixel weight), both (N, H, W).
 
-    The cross-entropy is 0 at void pixels and NaN at out-of-range labels. With label
-    smoothing e the target is (1 - e) one-hot + e / C, so the cross-entropy is
-    (1 - e) ce + e (logsumexp(z) - mean(z)) (z: the logits).
+    The cross-entropy is 0 at void pixels; both are NaN at out-of-range labels (a compiled
+    step cannot raise: the loss is NaN instead). With label smoothing e the target is
+    (1 - e) one-hot + e / C, so the cross-entropy is (1 - e) ce + e (logsumexp(z) - mean(z))
+    (z: the logits).
     """
     logits = ops.cast(ops.convert_to_tensor(y_pred), "float32")
     if len(logits.shape) != 4:
@@ -161,7 +162,10 @@ def _pixel_terms(y_true, y_pred, num_classes, ignore_label, class_weights, from_
         ce = (1.0 - label_smoothing) * ce + label_smoothing * uniform
     ce = ops.where(valid, ce, 0.0)
     ce = ops.where(bad, float("nan"), ce)
-    weights = _pixel_weights(labels, valid, class_weights, sample_weight)
+    # The weight of a bad pixel is NaN too: XLA folds `NaN * 0` to 0, so a NaN loss with a
+    # zero weight was dropped from a compiled step (JAX, jit_compile=True) without a trace.
+    weights = ops.where(bad, float("nan"), _pixel_weights(labels, valid, class_weights,
+                                                          sample_weight))
     return ce, weights
 
 
@@ -230,8 +234,9 @@ def sparse_categorical_crossentropy_ignore(
 
     Raises:
         ValueError: in eager mode, when a label that is not `ignore_label` is
-            outside [0, C). In a graph, an assertion fails instead (and the
-            loss is NaN if the assertion was compiled away).
+            outside [0, C). In a TensorFlow graph, an assertion fails instead;
+            in a compiled step (XLA, JAX, `torch.compile`), where no check can
+            stop it, the loss is NaN.
 
     Example:
         >>> logits = np.zeros((1, 2, 2, 3), "float32")

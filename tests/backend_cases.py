@@ -361,3 +361,48 @@ def test_the_vgg16_fcn_train_gradient_has_no_select_and_scatter_on_jax():
         layers.MaxPooling2D.call = original
     for a, b in zip(ours(trainable), expected):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _compiled(function):
+    """``function`` compiled as a train step is on this backend: XLA on TensorFlow
+    (``jit_compile=True``) and JAX. On PyTorch, eagerly as ``torch.compile`` sees it (no
+    value can be checked; ``torch.compile`` itself takes a minute here)."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.jit(function)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function, jit_compile=True)
+
+    def traced(*args):
+        from keras_fcn import _tf
+
+        concrete = _tf.is_concrete
+        _tf.is_concrete = lambda x: False
+        try:
+            return function(*args)
+        finally:
+            _tf.is_concrete = concrete
+
+    return traced
+
+
+@pytest.mark.parametrize("reduction_mode,class_weights", [("mean", None), ("sum", (1, 2, 3))])
+def test_compiled_loss_is_nan_for_out_of_range_labels(reduction_mode, class_weights):
+    """Where no check can stop the step (XLA), a label outside [0, C) makes the loss NaN;
+    XLA folded the NaN at such pixels times their weight 0 away, leaving a finite loss
+    without those pixels."""
+    logits = RNG.normal(0, 2, (2, 5, 7, C)).astype("float32")
+    labels = _labels((2, 5, 7))
+    loss = _compiled(lambda y, p: losses.sparse_categorical_crossentropy_ignore(
+        y, p, num_classes=C, reduction_mode=reduction_mode, class_weights=class_weights))
+    good = float(_np(loss(labels, logits)))
+    assert np.isfinite(good)
+    if reduction_mode == "mean":
+        assert good == pytest.approx(_reference_ce(labels, logits, 255, class_weights), rel=1e-5)
+    bad = labels.copy()
+    bad[0, 1, 2] = 7
+    assert np.isnan(float(_np(loss(bad, logits))))
