@@ -214,7 +214,11 @@ def metrics_from_confusion(confusion):
         "frequency_weighted_iu": ops.divide_no_nan(ops.sum(t * iu), total),
         "per_class_iu": ops.where(union > 0, iu, np.nan),
     }
-    return {k: ops.cast(v, "float32") for k, v in results.items()}
+    # A NaN count (non-finite logits, see `confusion_matrix_tensor`) makes every score NaN:
+    # the means leave out classes whose count is not > 0, and would read 0.0 for a model whose
+    # every logit is NaN.
+    diverged = ops.any(ops.isnan(n))
+    return {k: ops.cast(ops.where(diverged, np.nan, v), "float32") for k, v in results.items()}
 
 
 def _to_label_map(y_pred, num_classes):
@@ -280,13 +284,16 @@ def confusion_matrix_tensor(y_true, y_pred, num_classes, ignore_label=255, sampl
     weights = ops.cast(valid, dtype)
     if sample_weight is not None:
         weights = weights * sample_weight_to_rank3(sample_weight, dtype, labels.shape)
-    if (len(y_pred.shape) == 4 and y_pred.shape[-1] == num_classes and num_classes > 1
-            and _tf.is_float(y_pred)):
-        finite = ops.all(ops.isfinite(y_pred), axis=-1)
-        weights = ops.where(ops.logical_or(finite, ops.logical_not(valid)), weights, np.nan)
     index = ops.where(valid, labels * num_classes + preds, 0)
     flat = ops.segment_sum(ops.reshape(weights, (-1,)), ops.reshape(index, (-1,)),
                            num_segments=num_classes * num_classes)
+    if (len(y_pred.shape) == 4 and y_pred.shape[-1] == num_classes and num_classes > 1
+            and _tf.is_float(y_pred)):
+        # All of it, not the cells the argmax of NaN picks (column 0 on JAX and PyTorch,
+        # others on TensorFlow): the same matrix on every backend.
+        finite = ops.all(ops.isfinite(y_pred), axis=-1)
+        diverged = ops.any(ops.logical_and(valid, ops.logical_not(finite)))
+        flat = ops.where(diverged, np.nan, flat)
     return ops.reshape(flat, (num_classes, num_classes))
 
 

@@ -406,3 +406,24 @@ def test_compiled_loss_is_nan_for_out_of_range_labels(reduction_mode, class_weig
     bad = labels.copy()
     bad[0, 1, 2] = 7
     assert np.isnan(float(_np(loss(bad, logits))))
+
+
+def test_a_diverged_model_scores_nan_everywhere_on_every_backend():
+    """NaN logits at one non-void pixel: the whole confusion matrix is NaN (the argmax of NaN
+    differs between backends), and a model whose every logit is NaN scores NaN in the four
+    metrics, not a mean IU and mean accuracy of 0.0 (no class 'present')."""
+    labels = _labels((2, 4, 5))
+    labels[0, 0, 0] = 1
+    logits = RNG.normal(size=(2, 4, 5, C)).astype("float32")
+    logits[0, 0, 0, 1] = np.nan
+    assert np.isnan(_np(metrics.confusion_matrix_tensor(labels, logits, C))).all()
+    metric = metrics.ConfusionMatrixMetric(C)
+    metric.update_state(labels, np.full_like(logits, np.nan))
+    results = {k: _np(v) for k, v in metric.results().items()}
+    assert all(np.isnan(v).all() for v in results.values()), results
+    assert float(_np(metrics.MeanIU(C).result())) == 0.0  # nothing counted: 0.0, not NaN
+    void_nan = np.where((labels == 255)[..., None], np.nan, logits).astype("float32")
+    void_nan[0, 0, 0] = 0.0
+    expected = metrics.confusion_matrix(labels, np.nan_to_num(void_nan).argmax(-1), C)
+    np.testing.assert_array_equal(_np(metrics.confusion_matrix_tensor(labels, void_nan, C)),
+                                  expected)  # NaN at void pixels counts nothing
