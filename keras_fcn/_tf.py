@@ -97,15 +97,17 @@ def require(what, instead=None):
 def lazy_names(module_name, names, instead=None):
     """A module ``__getattr__`` for the TensorFlow-only ``names`` of ``module_name``: each one
     raises `missing` when TensorFlow is absent (other names raise the usual AttributeError).
+    ``instead`` is the hint of every name, or a dict ``{name: hint or None}``.
 
     Example:
         >>> __getattr__ = lazy_names(__name__, ("make_dataset",), "SegmentationPyDataset")
     """
+    hints = dict(instead) if isinstance(instead, dict) else dict.fromkeys(names, instead)
     names = frozenset(names)
 
     def __getattr__(name):
         if name in names:
-            raise missing(f"{module_name}.{name}", instead)
+            raise missing(f"{module_name}.{name}", hints.get(name))
         raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
 
     return __getattr__
@@ -115,7 +117,8 @@ def import_names(namespace, table, instead=None):
     """Re-exports TensorFlow-built names into a package: ``table`` maps module names to the
     names they give. With TensorFlow installed each module is imported and its names set in
     ``namespace`` (the package's ``globals()``); without it, the package gets a ``__getattr__``
-    (`lazy_names`) under which each name raises `missing`.
+    (`lazy_names`) under which each name raises `missing`, with the hint ``instead``: one for
+    every name, or a dict ``{module name: hint or None}`` (the hint of that module's names).
 
     Example:
         >>> import_names(globals(), {"keras_fcn.data.pipeline": ("make_dataset",)})
@@ -129,4 +132,7 @@ def import_names(namespace, table, instead=None):
                 namespace[name] = getattr(module, name)
         return
     all_names = [name for names in table.values() for name in names]
+    if isinstance(instead, dict):
+        instead = {name: instead.get(module_name)
+                   for module_name, names in table.items() for name in names}
     namespace["__getattr__"] = lazy_names(namespace["__name__"], all_names, instead)

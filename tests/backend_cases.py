@@ -427,3 +427,27 @@ def test_a_diverged_model_scores_nan_everywhere_on_every_backend():
     expected = metrics.confusion_matrix(labels, np.nan_to_num(void_nan).argmax(-1), C)
     np.testing.assert_array_equal(_np(metrics.confusion_matrix_tensor(labels, void_nan, C)),
                                   expected)  # NaN at void pixels counts nothing
+
+
+def test_predict_runs_here_and_only_tensorflow_built_names_say_they_need_it():
+    """keras_fcn.predict (tiles, flip) runs on every backend, TensorFlow or not: its
+    probabilities are the softmax of the model; the export and data names that do need
+    TensorFlow name what to use instead."""
+    model = _tiny_fcn(include_preprocessing=True)
+    image = np.random.default_rng(2).uniform(0, 255, (37, 53, 3)).astype("uint8")
+    labels, probs = keras_fcn.predict(model, image)
+    logits = _np(model(image[None].astype("float32"), training=False))[0].astype("float64")
+    expected = np.exp(logits - logits.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    np.testing.assert_allclose(probs, expected, atol=1e-6)
+    np.testing.assert_array_equal(labels, probs.argmax(-1))
+    tiled, _ = keras_fcn.predict(model, image, tile_size=32, tile_overlap=8, tta_flip=True)
+    assert tiled.shape == (37, 53)
+    if os.environ.get("KERAS_FCN_BLOCK_TF") != "1":
+        return
+    with pytest.raises(ImportError, match=r"export_tflite needs TensorFlow.*model\.save"):
+        keras_fcn.export_tflite  # noqa: B018
+    with pytest.raises(ImportError, match="use keras_fcn.data.arrays.SegmentationPyDataset"):
+        keras_fcn.load_split  # noqa: B018
+    with pytest.raises(ImportError, match=r"TemporalSmoother needs TensorFlow.*tensorflow`\.$"):
+        keras_fcn.TemporalSmoother  # noqa: B018
