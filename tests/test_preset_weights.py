@@ -64,8 +64,9 @@ def test_builder_downloads_the_preset_and_gives_from_preset_logits(monkeypatch, 
     plain = build_fcn("8s", weights="voc-fcn8s", **TINY)
     _assert_same_logits(plain.predict(preprocess_input(image), verbose=0), want)
 
-    # Another trunk width: the load fails naming the preset and the layer.
-    with pytest.raises(ValueError, match=r"weights='voc-fcn8s' does not fit .*conv5_1"):
+    # Another trunk width: refused before any download, naming the preset's widths.
+    with pytest.raises(ValueError, match=r"Preset 'voc-fcn8s' has widths=\(4, 4, 8, 8, 8\): "
+                                         r"its weights fit only that trunk"):
         build_fcn("8s", weights="voc-fcn8s", widths=(4, 4, 8, 8, 16), fc_units=TINY_FC)
 
     # The net surgery the num_classes error proposes: all but the class-sized layers.

@@ -230,7 +230,8 @@ def build_fcn(
     # A preset is checked against the architecture before anything is built or downloaded.
     named = fetch_named_weights(weights, {
         "variant": variant, "backbone": backbone, "num_classes": num_classes,
-        "input_channels": shape[2], "include_preprocessing": include_preprocessing})
+        "input_channels": shape[2], "include_preprocessing": include_preprocessing,
+        "options": options, "aux": aux})
     inputs, x = trunk_input(trunk, shape, include_preprocessing)
     features = trunk.features(x, dropout, **options)
     if variant == "dilated":

@@ -204,7 +204,8 @@ def build_two_headed_fcn(variant="16s", num_semantic=33, num_geometric=3,
     named = fetch_named_weights(weights, {
         "variant": variant, "backbone": "vgg16", "num_classes": num_semantic,
         "num_geometric": num_geometric, "input_channels": shape[2],
-        "include_preprocessing": include_preprocessing, "two_headed": True})
+        "include_preprocessing": include_preprocessing, "two_headed": True,
+        "options": options})
     inputs, x = trunk_input(trunk, shape, include_preprocessing)
     features = trunk.features(x, dropout, **options)
     outputs = {

@@ -60,8 +60,9 @@ def fetch_named_weights(weights, architecture):
     Args:
         weights: the builders' ``weights`` argument.
         architecture: what the builder builds: ``{"variant", "backbone", "num_classes",
-            "input_channels", "include_preprocessing"}``, plus ``"two_headed"`` and
-            ``"num_geometric"`` from the two-headed builder.
+            "input_channels", "include_preprocessing", "options", "aux"}`` (``options``:
+            the trunk's, e.g. ``widths``), plus ``"two_headed"`` and ``"num_geometric"``
+            from the two-headed builder.
 
     Raises:
         ValueError: a string that is neither ``"imagenet"``, a name nor a file (the message

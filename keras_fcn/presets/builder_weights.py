@@ -108,7 +108,7 @@ def check_fits(name, architecture):
             f"Preset {name!r} is a {preset.builder.__name__} model, which no builder's "
             f"weights= builds: get it with keras_fcn.from_preset({name!r}). "
             f"Received: weights={name!r}")
-    _check_trunk_options(name, architecture)
+    given = architecture
     architecture = {**PLAIN, **architecture}
     differ = [key for key in wanted if architecture[key] != wanted[key]]
     if differ:
@@ -121,6 +121,7 @@ def check_fits(name, architecture):
         raise ValueError(
             f"Preset {name!r} has {has}: build it with {builder_call(name)} or "
             f"keras_fcn.from_preset({name!r}).{surgery} Received: {received}")
+    _check_trunk_options(name, given)  # the same trunk: are its widths the preset's?
     if not architecture["include_preprocessing"] or preset.build_kwargs.get(
             "include_preprocessing"):  # the preset's own model has the trunk's preprocessing
         return
