@@ -40,8 +40,9 @@ _INT32 = np.iinfo("int32")
 def labels_to_rank3(labels):
     """Returns int32 labels (N, H, W) from (N, H, W) or (N, H, W, 1).
 
-    Float labels must hold whole numbers (a fractional class id is an error in eager mode and
-    a failed assertion in a TensorFlow graph; compiled steps round it). Integers past the int32
+    Float labels must hold whole numbers (a fractional or NaN class id is an error in eager
+    mode and a failed assertion in a TensorFlow graph; in compiled steps it becomes an id out
+    of range, so the loss is NaN). Integers past the int32
     range are clipped to it, so they stay out of range instead of wrapping to a class id.
     """
     if isinstance(labels, np.ndarray) and labels.dtype.kind in "iu":
@@ -55,6 +56,9 @@ def labels_to_rank3(labels):
         rounded = ops.round(labels)
         _tf.check_none(ops.not_equal(rounded, labels), labels,
                        "Labels must be whole class ids. Received a label value: {value}")
+        # Compiled (no eager check): a NaN or fractional label becomes an id out of range,
+        # so the loss is NaN instead of the NaN casting to class 0.
+        rounded = ops.where(ops.equal(rounded, labels), rounded, float(_INT32.min))
         labels = ops.clip(rounded, float(_INT32.min), float(_INT32.max))
     elif dtype in ("int64", "uint32", "uint64"):
         if _tf.is_concrete(labels):

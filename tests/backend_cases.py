@@ -406,6 +406,46 @@ def test_compiled_loss_is_nan_for_out_of_range_labels(reduction_mode, class_weig
     bad = labels.copy()
     bad[0, 1, 2] = 7
     assert np.isnan(float(_np(loss(bad, logits))))
+    if keras.backend.backend() == "torch":
+        return  # float labels: eager on PyTorch, where the check raises (the next test)
+    for value in (np.nan, 1.5):  # cast to class 0 / rounded to 2 under XLA before
+        floats = labels.astype("float32")
+        floats[0, 1, 2] = value
+        assert np.isnan(float(_np(loss(floats, logits)))), value
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32", "uint64", "int64"])
+def test_every_integer_label_dtype_gives_the_int32_loss(dtype):
+    """uint32/uint64 maps were clipped to [INT32.min (wrapped), ...] and refused with a
+    made-up value on TensorFlow and JAX."""
+    logits = RNG.normal(0, 2, (1, 4, 5, C)).astype("float32")
+    labels = _labels((1, 4, 5))
+    expected = float(_np(losses.sparse_categorical_crossentropy_ignore(labels, logits,
+                                                                      num_classes=C)))
+    got = float(_np(losses.sparse_categorical_crossentropy_ignore(labels.astype(dtype), logits,
+                                                                 num_classes=C)))
+    assert np.isfinite(expected) and got == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint64"])
+def test_labels_past_int32_are_named(dtype):
+    """On JAX (no x64) 2**32 + 1 became class 1 before the range check."""
+    labels = _labels((1, 4, 5)).astype(dtype)
+    labels[0, 1, 1] = 2**32 + 1
+    with pytest.raises(ValueError, match="within the int32 range. Received a label value: "
+                                         "4294967297"):
+        losses.sparse_categorical_crossentropy_ignore(
+            labels, RNG.normal(size=(1, 4, 5, C)).astype("float32"), num_classes=C)
+
+
+def test_a_nan_or_fractional_float_label_is_named_eagerly():
+    logits = RNG.normal(0, 2, (1, 3, 4, C)).astype("float32")
+    for value, shown in ((np.nan, "nan"), (1.5, "1.5")):
+        labels = _labels((1, 3, 4)).astype("float32")
+        labels[0, 1, 2] = value
+        with pytest.raises(Exception, match="Labels must be whole class ids. Received a label "
+                                            f"value: {shown}"):
+            losses.sparse_categorical_crossentropy_ignore(labels, logits, num_classes=C)
 
 
 def test_a_diverged_model_scores_nan_everywhere_on_every_backend():
@@ -451,3 +491,26 @@ def test_predict_runs_here_and_only_tensorflow_built_names_say_they_need_it():
         keras_fcn.load_split  # noqa: B018
     with pytest.raises(ImportError, match=r"TemporalSmoother needs TensorFlow.*tensorflow`\.$"):
         keras_fcn.TemporalSmoother  # noqa: B018
+
+
+def test_two_headed_evaluation_equals_numpy():
+    """two_headed.evaluate_segmentation read outputs with np.asarray, which fails on a
+    PyTorch tensor that requires grad."""
+    from keras_fcn.models import multimodal
+    from keras_fcn.training.two_headed import evaluate_segmentation
+
+    model = multimodal.build_two_headed_fcn("32s", 4, 3, weights=None, widths=(4, 4, 8, 8, 8),
+                                            fc_units=8, dropout=0.0)
+    rng = np.random.default_rng(3)
+    model.set_weights([rng.normal(0, 0.3, w.shape).astype("float32")
+                       for w in model.get_weights()])
+    images = rng.uniform(-50, 50, (2, 24, 32, 3)).astype("float32")
+    labels = {"semantic": _labels((2, 24, 32), rng=rng), "geometric": _labels((2, 24, 32))}
+    results = evaluate_segmentation(model, [(images, labels)], {"semantic": 4, "geometric": 3})
+    outputs = model(images, training=False)
+    for task, n in (("semantic", 4), ("geometric", 3)):
+        preds = _np(outputs[task]).argmax(-1)
+        target = labels[task]
+        keep = target != 255
+        expected = np.bincount(n * target[keep] + preds[keep], minlength=n * n).reshape(n, n)
+        np.testing.assert_array_equal(results[task]["confusion_matrix"], expected)
