@@ -213,23 +213,37 @@ class Worker:
     """A worker process running ``script --worker kind``."""
 
     def __init__(self, kind, script, threads):
-        env = dict(os.environ)
+        self.env = dict(os.environ)
         if kind == "tf_eigen":
-            env["TF_ENABLE_ONEDNN_OPTS"] = "0"
-        self.process = subprocess.Popen(
-            [sys.executable, script, "--worker", kind, "--threads", str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+            self.env["TF_ENABLE_ONEDNN_OPTS"] = "0"
+        self.command = [sys.executable, script, "--worker", kind, "--threads", str(threads)]
+        self.process = self._start()
+
+    def _start(self):
+        return subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True, env=self.env)
 
     def ask(self, key):
-        self.process.stdin.write(json.dumps({"key": key}) + "\n")
-        self.process.stdin.flush()
-        for line in self.process.stdout:  # skips anything a library printed
-            if line.startswith("{"):
-                return json.loads(line)
-        return {"error": f"worker died (exit {self.process.wait()})"}
+        """The worker's answer; a worker that dies (an abort inside a library: the bf16
+        heap corruption of docs/speed.md) answers an error for this mode and is started
+        again, so the other modes it serves go on."""
+        try:
+            self.process.stdin.write(json.dumps({"key": key}) + "\n")
+            self.process.stdin.flush()
+            for line in self.process.stdout:  # skips anything a library printed
+                if line.startswith("{"):
+                    return json.loads(line)
+        except BrokenPipeError:
+            pass
+        status = self.process.wait()
+        self.process = self._start()
+        return {"error": f"worker died (exit {status})"}
 
     def close(self):
-        self.process.stdin.close()
+        try:
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
         self.process.wait(timeout=60)
 
 
