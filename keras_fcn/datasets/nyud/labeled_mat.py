@@ -196,8 +196,10 @@ def convert_labeled_mat(mat_path, class_mapping_path, out_dir, with_hha=True,
     count = kept = 0
     for example in iter_labeled_mat(mat_path, indices, class_mapping_path):
         hha = None
-        if with_hha and (overwrite or not os.path.exists(
-                example_paths(out_dir, example["id"])["hha"])):
+        if with_hha and not overwrite and os.path.exists(
+                example_paths(out_dir, example["id"])["hha"]):
+            kept += 1  # kept as it is: not computed, so write_example does not count it
+        elif with_hha:
             hha = hha_lib.compute_hha(example["depth"], intrinsics)
         kept += write_example(out_dir, example["id"], example["rgb"], example["depth"],
                               example["label"], hha, keep_existing=not overwrite)
