@@ -176,10 +176,6 @@ def write_split_files(root, splits=None, overwrite=False):
         write_list_file(os.path.join(os.fspath(root), f"{split}.txt"), ids)
 
 
-def _image_path(root, kind, image_id):
-    return os.path.join(os.fspath(root), "data", kind, f"img_{image_id}.png")
-
-
 def read_rgb(root, image_id):
     """Reads ``data/images/img_{id}.png`` as uint8 (H, W, 3) RGB.
 
@@ -187,7 +183,7 @@ def read_rgb(root, image_id):
         >>> read_rgb("data/nyud", "5001").shape  # doctest: +SKIP
         (425, 560, 3)
     """
-    return read_image_file(_image_path(root, "images", image_id), "RGB")
+    return read_image_file(example_paths(root, image_id)["rgb"], "RGB")
 
 
 def read_hha(root, image_id):
@@ -197,7 +193,7 @@ def read_hha(root, image_id):
         >>> read_hha("data/nyud", "5001").dtype  # doctest: +SKIP
         dtype('uint8')
     """
-    return read_image_file(_image_path(root, "hha", image_id), "RGB")
+    return read_image_file(example_paths(root, image_id)["hha"], "RGB")
 
 
 def read_depth(root, image_id):
@@ -207,7 +203,7 @@ def read_depth(root, image_id):
         >>> float(read_depth("data/nyud", "5001").max()) < 10  # doctest: +SKIP
         True
     """
-    return read_image_file(_image_path(root, "depth", image_id)).astype(np.float32) / 1000.0
+    return read_image_file(example_paths(root, image_id)["depth"]).astype(np.float32) / 1000.0
 
 
 def read_label(root, image_id):
@@ -216,7 +212,7 @@ def read_label(root, image_id):
     Example:
         >>> read_label("data/nyud", "5001").max() <= 39 or True  # doctest: +SKIP
     """
-    path = os.path.join(os.fspath(root), "segmentation", f"img_{image_id}.mat")
+    path = example_paths(root, image_id)["label"]
     if not os.path.isfile(path):
         raise FileNotFoundError(f"NYUDv2 label file not found: {path!r}")
     contents = load_mat(path)
