@@ -167,16 +167,6 @@ def _grey_bit_depth(header):
     return header[24]
 
 
-def png_grey_bit_depth(path):
-    """The bit depth of a greyscale (colour type 0) PNG, else None.
-
-    Example:
-        png_grey_bit_depth("mask.png")  # 16 for a 16-bit mask
-    """
-    with open(to_str(path), "rb") as file:
-        return _grey_bit_depth(file.read(_PNG_HEADER_SIZE))
-
-
 def _mode_message(path, mode):
     """The message for a mask whose PIL mode is not one of :data:`INDEX_MODES`."""
     expected = ("index masks must be single-channel ('L', 'I', 'I;16' or 1-bit '1') or "
