@@ -112,8 +112,10 @@ def build_model(modality, variant, tiny):
 # rather than silently ignored.
 SYNTHETIC_REPLACES = ("data_dir", "weights", "weights_rgb", "weights_hha", "convert_mat",
                       "class_mapping", "overwrite_data")
-# The flags a --resume must not change (they shape the model: its weights would not load).
-RESUME_FLAGS = ("modality", "variant", "synthetic")
+# The flags a --resume must not change: they shape the model (its weights would not load),
+# choose the validation images (best.keras's stored score belongs to them) or the optimizer
+# (whose state the backup holds), as keras_fcn.training.recipe.RESUME_FLAGS.
+RESUME_FLAGS = ("modality", "variant", "synthetic", "eval_split", "optimizer")
 
 
 def input_paths(data_dir):

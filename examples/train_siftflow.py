@@ -75,8 +75,9 @@ def evaluate(model, dataset):
 # What --synthetic replaces (fake files, a tiny random model): given with it, they are refused
 # rather than silently ignored.
 SYNTHETIC_REPLACES = ("data_dir", "weights")
-# The flags a --resume must not change (they shape the model: its weights would not load).
-RESUME_FLAGS = ("variant", "synthetic")
+# The flags a --resume must not change: they shape the model (its weights would not load) or
+# choose the optimizer (whose state the backup holds), as keras_fcn.training.recipe.RESUME_FLAGS.
+RESUME_FLAGS = ("variant", "synthetic", "optimizer")
 
 
 def _weights_file():
