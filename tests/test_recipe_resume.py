@@ -3,30 +3,13 @@
 of that model there. `keras_fcn.training.fit` resets it, so a resume starts after its backup's
 epoch and a later run of the same model starts at epoch 1."""
 
-import keras
 import pytest
 import tensorflow as tf
 
+from kill_callbacks import Epochs, Killed
 from tiny import tiny_fcn
 from keras_fcn import training as train
 from keras_fcn.datasets import shapes
-
-
-class _Killed(BaseException):
-    """Stands for a kill: nothing after it runs."""
-
-
-class _Epochs(keras.callbacks.Callback):
-    """Records the epochs that begin (1-based) and raises `_Killed` at the start of `kill_at`."""
-
-    def __init__(self, kill_at=None):
-        super().__init__()
-        self.kill_at, self.epochs = kill_at, []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch + 1 == self.kill_at:
-            raise _Killed()
-        self.epochs.append(epoch + 1)
 
 
 def _fit(model, run_dir, epochs_run, epochs=3):
@@ -41,23 +24,23 @@ def test_a_resume_then_a_new_run_of_the_same_model_start_at_their_own_epochs(tmp
     model = tiny_fcn("32s", 4, include_preprocessing=True)
     train.compile_model(model, num_classes=4, ignore_label=255,
                         optimizer=train.make_optimizer("adam", 1e-3))
-    killed = _Epochs(kill_at=3)
-    with pytest.raises(_Killed):
+    killed = Epochs(kill_at=3)
+    with pytest.raises(Killed):
         _fit(model, str(tmp_path / "a"), killed)
     assert killed.epochs == [1, 2]
-    resumed = _Epochs()
+    resumed = Epochs()
     report = _fit(model, str(tmp_path / "a"), resumed)  # restores epoch 2's backup
     assert resumed.epochs == [3]
     assert [e["epoch"] for e in report["history"]] == [1, 2, 3]
-    fresh = _Epochs()  # a new run folder: no backup, all three epochs
+    fresh = Epochs()  # a new run folder: no backup, all three epochs
     report = _fit(model, str(tmp_path / "b"), fresh)
     assert fresh.epochs == [1, 2, 3]  # was [3]: Keras started at the restored epoch
     assert [e["epoch"] for e in report["history"]] == [1, 2, 3]
     assert model._initial_epoch is None
     # a run killed again resumes from its own backup, not from the last one restored
-    killed = _Epochs(kill_at=2)
-    with pytest.raises(_Killed):
+    killed = Epochs(kill_at=2)
+    with pytest.raises(Killed):
         _fit(model, str(tmp_path / "c"), killed)
-    resumed = _Epochs()
+    resumed = Epochs()
     _fit(model, str(tmp_path / "c"), resumed)
     assert (killed.epochs, resumed.epochs) == ([1], [2, 3])

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kill_callbacks import Epochs, Killed
 from tiny import file_digests, tiny_fcn
 from keras_fcn import io
 from keras_fcn import metrics as metrics_lib
@@ -31,23 +32,6 @@ from keras_fcn.training import recipe
 from keras_fcn.training import run_dir as run_dir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class _Killed(BaseException):
-    """Stands for a SIGKILL: nothing after it runs."""
-
-
-class _Epochs(keras.callbacks.Callback):
-    """Records the epochs that begin (1-based); raises `_Killed` at the start of `kill_at`."""
-
-    def __init__(self, kill_at=None):
-        super().__init__()
-        self.kill_at, self.epochs = kill_at, []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch + 1 == self.kill_at:
-            raise _Killed()
-        self.epochs.append(epoch + 1)
 
 
 def _data():
@@ -73,8 +57,8 @@ def _fit(model, run_dir, epochs, callbacks=(), **kwargs):
 
 def _killed_after(run_dir, epochs_done, epochs, **options):
     """A run of `epochs` killed at the start of epoch `epochs_done + 1`."""
-    with pytest.raises(_Killed):
-        _fit(_model(**options), run_dir, epochs, [_Epochs(kill_at=epochs_done + 1)])
+    with pytest.raises(Killed):
+        _fit(_model(**options), run_dir, epochs, [Epochs(kill_at=epochs_done + 1)])
 
 
 def _weights(path):
@@ -90,15 +74,15 @@ def test_a_kill_after_the_last_epoch_resumes_without_training_again(tmp_path):
     epoch again from the initial weights. The averaged (EMA) weights come back too."""
 
     def killed_evaluation(model, dataset):
-        raise _Killed()
+        raise Killed()
 
-    epochs_run = _Epochs()
-    with pytest.raises(_Killed):
+    epochs_run = Epochs()
+    with pytest.raises(Killed):
         _fit(_model(ema_decay=0.9), tmp_path, 2, [epochs_run], evaluate=killed_evaluation)
     assert epochs_run.epochs == [1, 2]
     assert os.path.isdir(tmp_path / "backup")  # kept until the run is complete
     before = _weights(tmp_path / "model.keras")
-    resumed = _Epochs()
+    resumed = Epochs()
     report = _fit(_model(ema_decay=0.9), tmp_path, 2, [resumed])
     assert resumed.epochs == []  # was [1, 2]: the whole run again
     assert report["status"] == "completed"

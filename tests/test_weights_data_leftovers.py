@@ -9,7 +9,6 @@
 """
 
 import builtins
-import contextlib
 import hashlib
 import os
 import re
@@ -28,7 +27,7 @@ from keras_fcn.presets.builder_weights import check_fits, preset_weights
 from keras_fcn.weights import imagenet
 from preset_files import caffe_layers, serve, tiny_preset
 from tiny import TINY_FC, TINY_WIDTHS
-from tool_flags import load_script, tool
+from tool_flags import script, tool
 
 FLAGS = flags.FLAGS
 
@@ -188,19 +187,9 @@ def test_an_upper_case_sha256_matches_its_file(monkeypatch, tmp_path):
 
 # --- 3. train_nyud.py --convert_mat --overwrite_data ---------------------------------------
 
-@contextlib.contextmanager
 def _train_nyud(*argv):
     """examples/train_nyud.py as a module, its flags parsed from `argv`, removed afterwards."""
-    before, was_parsed = set(FLAGS), FLAGS.is_parsed()
-    try:
-        module = load_script(os.path.join("examples", "train_nyud.py"), "leftovers_train_nyud")
-        FLAGS(["train_nyud.py", *argv])
-        yield module
-    finally:
-        for name in set(FLAGS) - before:
-            delattr(FLAGS, name)
-        if not was_parsed:
-            FLAGS.unparse_flags()
+    return script(os.path.join("examples", "train_nyud.py"), "leftovers_train_nyud", *argv)
 
 
 @pytest.fixture

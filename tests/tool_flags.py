@@ -20,16 +20,21 @@ def load_script(path, name):
 
 
 @contextlib.contextmanager
-def tool(name, *argv):
-    """tools/<name>.py loaded as a module with its flags parsed from ``argv``; its flags are
-    removed afterwards (every tool defines --model: one tool at a time)."""
+def script(path, name, *argv):
+    """The script at ``path`` loaded as module ``name`` with its flags parsed from ``argv``;
+    its flags are removed afterwards."""
     before, was_parsed = set(FLAGS), FLAGS.is_parsed()
     try:
-        module = load_script(os.path.join("tools", f"{name}.py"), f"cli_tools_{name}")
-        FLAGS(["prog", *argv])
+        module = load_script(path, name)
+        FLAGS([os.path.basename(path), *argv])
         yield module
     finally:
         for flag in set(FLAGS) - before:
             delattr(FLAGS, flag)
         if not was_parsed:
             FLAGS.unparse_flags()
+
+
+def tool(name, *argv):
+    """tools/<name>.py as :func:`script` (every tool defines --model: one tool at a time)."""
+    return script(os.path.join("tools", f"{name}.py"), f"cli_tools_{name}", *argv)
