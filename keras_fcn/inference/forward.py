@@ -101,7 +101,8 @@ def forward_fn(model, *, output="softmax", flip=False, precision=None, jit_compi
     Returns:
         A ``tf.function`` (on TensorFlow; a function over the model's predict step on JAX and
         PyTorch) mapping a model-ready image batch tensor (already preprocessed and
-        cast for the model) to float32 ``(N, H, W, C)``.
+        cast for the model), or a dict of them for a multi-input model (the late-fusion
+        RGB + HHA streams; ``flip`` mirrors each), to float32 ``(N, H, W, C)``.
 
     Example:
         probs = forward_fn(model)(tf.zeros((1, 32, 32, 3)))
