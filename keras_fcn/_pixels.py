@@ -42,8 +42,9 @@ def labels_to_rank3(labels):
 
     Float labels must hold whole numbers (a fractional or NaN class id is an error in eager
     mode and a failed assertion in a TensorFlow graph; in compiled steps it becomes an id out
-    of range, so the loss is NaN). Integers past the int32
-    range are clipped to it, so they stay out of range instead of wrapping to a class id.
+    of range, so the loss is NaN). Integers past the int32 range are an error where their
+    values are known (numpy, eager tensors) and clipped to it in a graph or compiled step, so
+    they stay out of range instead of wrapping to a class id.
     """
     if isinstance(labels, np.ndarray) and labels.dtype.kind in "iu":
         _check_int32_range(labels)  # before JAX (no x64) truncates int64 to int32
