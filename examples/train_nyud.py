@@ -14,7 +14,8 @@ Data: the FCN layout (``nyud.tar.gz`` of the FCN authors, or convert the officia
 
 (split files of data/nyud that list other ids stop the conversion before it starts;
 --overwrite_data replaces them; image, depth, HHA and label files that exist are kept
-unless --overwrite_data.)
+unless --overwrite_data.) Then train each stream, fuse them, and go to FCN-16s:
+
     python examples/train_nyud.py --data_dir data/nyud --modality rgb --variant 32s \
         --output_dir runs/nyud_rgb32s
     python examples/train_nyud.py --data_dir data/nyud --modality hha --variant 32s \
