@@ -89,7 +89,12 @@ def to_train_ids(labels40):
 
 
 def example_paths(root, image_id):
-    """``{"rgb", "depth", "hha", "label"}`` -> the files of one image in the FCN layout."""
+    """``{"rgb", "depth", "hha", "label"}`` -> the files of one image in the FCN layout.
+
+    Example:
+        >>> example_paths("data/nyud", "5001")["hha"]
+        'data/nyud/data/hha/img_5001.png'
+    """
     root, name = os.fspath(root), f"img_{image_id}"
     return {"rgb": os.path.join(root, "data", "images", f"{name}.png"),
             "depth": os.path.join(root, "data", "depth", f"{name}.png"),
