@@ -195,7 +195,8 @@ def metrics_from_confusion(confusion):
         confusion: tensor (C, C), rows = labels, columns = predictions.
 
     Returns:
-        dict of float32 tensors with the keys of `segmentation_metrics`.
+        dict of float32 tensors with the keys of `segmentation_metrics`; every one NaN when
+        `confusion` holds a NaN (non-finite logits, see `confusion_matrix_tensor`).
 
     Example:
         >>> float(metrics_from_confusion(np.array([[3, 1], [0, 2]]))["mean_iu"])
