@@ -165,7 +165,8 @@ def check_split_files(root, splits, overwrite=False):
 
 
 def write_split_files(root, splits=None, overwrite=False):
-    """Writes ``root/{train,val,test}.txt`` (the bundled split by default).
+    """Writes ``root/<split>.txt`` for each split of `splits` ({split: ids}; by default the
+    bundled train, val and test; ``convert_labeled_mat`` adds ``trainval`` where one exists).
 
     Raises:
         FileExistsError: a split file exists with other ids, and not ``overwrite`` (nothing
