@@ -34,6 +34,7 @@ import keras
 import numpy as np
 
 from keras_fcn import _tf
+from keras_fcn._amx import check_amx_bf16_training
 
 PRECISIONS = ("float32", "bfloat16", "float16", "auto")
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -323,53 +324,10 @@ def with_precision(model, precision, info=None, keep_float32=HEAD_LAYERS, infere
     with precision_scope(resolved):
         policy = resolved if inference else POLICIES[resolved]
         copy = _clone_under(model, policy, keep_float32)
-    if resolved == "bfloat16" and not inference:
-        _check_amx_bf16_training(copy, info)
+    if resolved == "bfloat16" and not inference:  # an abort in oneDNN, refused instead
+        check_amx_bf16_training(copy, cpu_info() if info is None else info)
     copy.set_weights(model.get_weights())
     return copy
-
-
-# oneDNN's AMX bf16 training kernels (TF 2.21) corrupt the heap for convolutions with few
-# output channels over many input channels: on an Intel Xeon with AMX the full-width FCN-8s
-# with its 11-channel score layers (over fc7's 4096 and pool4's 512 channels) in bf16
-# aborted within 3 steps, at 64x64 too; 16, 21 and 32 classes ran clean, and so did narrow
-# trunks (score layers over 256 channels or fewer), also at 11 classes (docs/speed.md).
-AMX_MIN_BF16_FILTERS = 16
-AMX_MAX_NARROW_INPUTS = 256
-
-
-def _check_amx_bf16_training(model, info=None):
-    """Raises a ValueError (instead of a process abort mid-training) when ``model`` would
-    train convolutions with fewer than ``AMX_MIN_BF16_FILTERS`` output channels over more
-    than ``AMX_MAX_NARROW_INPUTS`` input channels in bfloat16 on the TensorFlow backend on a
-    CPU with AMX."""
-    if _tf.backend() != "tensorflow":
-        return
-    info = cpu_info() if info is None else info
-    if info.get("gpu") or "amx_bf16" not in info.get("isa", ()):
-        return
-    narrow = [f"{layer.name} ({layer.filters})" for layer in _all_layers(model)
-              if type(layer) is keras.layers.Conv2D and layer.compute_dtype == "bfloat16"
-              and layer.filters < AMX_MIN_BF16_FILTERS
-              and layer.kernel.shape[-2] > AMX_MAX_NARROW_INPUTS]
-    if narrow:
-        raise ValueError(
-            f"On this CPU ({info.get('model', 'AMX')}) oneDNN's bfloat16 training kernels "
-            f"abort the process (heap corruption) for convolutions with fewer than "
-            f"{AMX_MIN_BF16_FILTERS} output channels over more than {AMX_MAX_NARROW_INPUTS} "
-            f"input channels, and these would train in bfloat16: "
-            f"{', '.join(narrow[:5])}{' ...' if len(narrow) > 5 else ''}. Keep them float32 "
-            "(keep_float32=runtime.HEAD_LAYERS, the default, or their names), train in "
-            "float32, or set ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 before starting Python "
-            "(docs/speed.md).")
-
-
-def _all_layers(model):
-    """The layers of ``model`` and of the models nested in it."""
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
 
 
 def _env_switch(name, environ=None):
