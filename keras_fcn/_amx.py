@@ -43,7 +43,8 @@ def check_amx_bf16_training(model, info):
 
 
 def _all_layers(model):
-    """The layers of ``model`` and of the models nested in it."""
+    """The layers of ``model`` and of the models nested in it (``models.all_layers``, which
+    runtime, below the models in the import contract, cannot import)."""
     for layer in model.layers:
         yield layer
         if isinstance(layer, keras.Model):

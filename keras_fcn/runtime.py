@@ -46,11 +46,11 @@ CONV_MATMUL_ENV = "KERAS_FCN_CONV_MATMUL"
 # `convolutions_as_matmul`: oneDNN runs the VGG16 fc6 (7x7) far below the CPU's matmul rate and
 # its 3x3 convolutions close to it (docs/speed.md, benchmarks/results/roofline.md).
 MATMUL_MIN_TAPS = 25
-# The FCN head after fc7 (score layers, bilinear upsampling, crops, fusion): kept float32 by
-# with_precision. It costs little (num_classes channels) and its bf16 convolutions have odd
-# channel counts (11 for CamVid), the prime suspect of the bf16 training crash on AMX; the
-# logits also gain precision.
-HEAD_LAYERS = ("score", "upscore", "fuse_")
+# The FCN head after fc7 (score layers, bilinear upsampling, crops, fusion; the final 1x1
+# convolutions of the ResNet FCNHeads): kept float32 by with_precision. It costs little
+# (num_classes channels), its bf16 convolutions over many channels with few outputs (11 for
+# CamVid) abort training on AMX CPUs (keras_fcn/_amx.py), and the logits gain precision.
+HEAD_LAYERS = ("score", "upscore", "fuse_", "classifier_4", "aux_classifier_4")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 

@@ -188,7 +188,7 @@ def test_bfloat16_keeps_the_trunk_and_the_logits(backbone):
     fast = runtime.with_precision(model, "bfloat16")
     assert (fast.backbone, fast.variant) == (model.backbone, model.variant)
     dtypes = {layer.compute_dtype for layer in keras_fcn.models.all_layers(fast)
-              if layer.weights and not layer.name.startswith(("score", "upscore"))}
+              if layer.weights and not layer.name.startswith(runtime.HEAD_LAYERS)}
     assert dtypes == {"bfloat16"}
     want, got = np.asarray(model(x)), np.asarray(fast(x))
     assert got.dtype == np.float32

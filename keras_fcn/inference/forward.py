@@ -149,7 +149,8 @@ class _ShapeLimitedXLA:
         self.xla, self.graph, self.shapes = xla, graph, set()
 
     def __call__(self, images):
-        shape = tuple(tuple(batch.shape) for batch in keras.tree.flatten(images))
+        shape = (tuple(images.shape) if hasattr(images, "shape")  # or a dict of inputs
+                 else tuple(tuple(batch.shape) for batch in keras.tree.flatten(images)))
         if shape in self.shapes or len(self.shapes) < MAX_XLA_SHAPES:
             self.shapes.add(shape)
             return self.xla(images)
