@@ -143,6 +143,7 @@ def test_smoke_run_fills_every_figure(tmp_path, tensorflow):
     assert "| (c) pure JAX" in markdown and "| torch | 67x93 |" in markdown
 
 
+@pytest.mark.slow  # compiles full-size XLA programs (~45 s on 2 cores)
 def test_compiled_programs_keras_step_is_the_pure_jax_step(tmp_path):
     """jax_programs (compile only, so it runs on the CPU): Keras' train step hands XLA the same
     work as the hand-written JAX step: the same FLOPs, bytes and convolutions."""

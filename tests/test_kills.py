@@ -192,6 +192,7 @@ def test_ten_random_sigkills_of_training_resume_with_every_epoch_once(tmp_path):
     assert sum(1 for _, killed, _ in log if killed) >= 8
 
 
+@pytest.mark.slow  # ~30 s; test_train's random kills and kill-and-resume run by default
 def test_two_random_sigkills_of_training_resume_with_every_epoch_once(tmp_path):
     """The fast variant of the ten kills above."""
     log = _random_training_kills(tmp_path, kills=2, epochs=5, seed=3)

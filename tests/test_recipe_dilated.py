@@ -115,6 +115,7 @@ def test_trunk_options_reach_the_trunk_or_are_refused():
                            None)
 
 
+@pytest.mark.slow  # ~45 s; the one-step recipe test above runs by default
 def test_train_script_trains_the_dilated_resnet_with_its_own_widths(tmp_path):
     """examples/train.py's demo widths are VGG16's (5 widths and fc_units): a ResNet backbone
     is built with its own, or the ones given."""

@@ -289,7 +289,8 @@ def _build(backbone):
 
 @pytest.mark.parametrize("backbone, how, jit_compile", [
     ("vgg16", "scope", False), ("vgg16", "with_precision", False),
-    ("vgg16", "with_precision_matmul", False), ("mobilenet_v2", "with_precision", False)])
+    ("vgg16", "with_precision_matmul", False),
+    pytest.param("mobilenet_v2", "with_precision", False, marks=pytest.mark.slow)])  # ~30 s
 def test_bfloat16_training_runs_with_a_finite_falling_loss(backbone, how, jit_compile):
     if how == "scope":  # everything but the final crop in bf16
         with runtime.precision_scope("bfloat16"):
