@@ -28,18 +28,19 @@ Example:
 import contextlib
 import functools
 import os
-import platform
 
 import keras
 import numpy as np
 
 from keras_fcn import _tf
 from keras_fcn._amx import check_amx_bf16_training
+from keras_fcn._devices import (  # noqa: F401 (public here: runtime.cpu_info, ...)
+    ISA_FLAGS, cpu_info, describe, gpu_capability, has_gpu)
 
 PRECISIONS = ("float32", "bfloat16", "float16", "auto")
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16")
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # CPUs with native bfloat16 dot products
+BF16_GPU_CAPABILITY = (8, 0)  # CUDA GPUs with bfloat16 tensor cores (Ampere and newer)
 JIT_ENV = "KERAS_FCN_JIT"
 CONV_MATMUL_ENV = "KERAS_FCN_CONV_MATMUL"
 # Convolutions with at least this many kernel taps (5x5) run as one matrix multiply under
@@ -52,78 +53,6 @@ MATMUL_MIN_TAPS = 25
 # CamVid) abort training on AMX CPUs (keras_fcn/_amx.py), and the logits gain precision.
 HEAD_LAYERS = ("score", "upscore", "fuse_", "classifier_4", "aux_classifier_4")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
-@functools.lru_cache(maxsize=None)
-def _read_cpuinfo(path):
-    """Returns (model name, vendor, set of flags) of the first processor in ``path``."""
-    model = vendor = None
-    flags = frozenset()
-    try:
-        with open(path) as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name" and model is None:
-                    model = value.strip()
-                elif key == "vendor_id" and vendor is None:
-                    vendor = value.strip()
-                elif key == "flags" and not flags:
-                    flags = frozenset(value.split())
-    except OSError:
-        pass
-    return model, vendor, flags
-
-
-def has_gpu():
-    """Returns True when the Keras backend (TensorFlow, JAX or PyTorch) sees a GPU."""
-    name = _tf.backend()
-    if name == "jax":
-        import jax
-
-        return any(device.platform == "gpu" for device in jax.devices())
-    if name == "torch":
-        import torch
-
-        return torch.cuda.is_available()
-    if name == "tensorflow":
-        import tensorflow as tf
-
-        return bool(tf.config.list_physical_devices("GPU"))
-    return False
-
-
-def cpu_info(path="/proc/cpuinfo", gpu=None):
-    """Describes the processor: model name, vendor, speed-relevant ISA flags and GPU presence.
-
-    Args:
-        path: the Linux ``cpuinfo`` file; when it cannot be read, ``platform`` fills in the
-            model and no ISA flag is reported.
-        gpu: whether a GPU is present; None asks the Keras backend.
-
-    Returns:
-        A dict ``{"model": str, "vendor": str, "isa": tuple of the ISA_FLAGS present,
-        "gpu": bool}``.
-
-    Example:
-        >>> info = cpu_info(gpu=False)  # on an AMD EPYC: {'model': 'AMD EPYC ...',
-        >>> # 'vendor': 'AuthenticAMD', 'isa': ('avx2', 'avx512f', 'avx512_bf16'), 'gpu': False}
-        >>> sorted(info), info["gpu"], set(info["isa"]) <= set(ISA_FLAGS)
-        (['gpu', 'isa', 'model', 'vendor'], False, True)
-    """
-    model, vendor, flags = _read_cpuinfo(path)
-    return {
-        "model": model or platform.processor() or platform.machine(),
-        "vendor": vendor or "unknown",
-        "isa": tuple(flag for flag in ISA_FLAGS if flag in flags),
-        "gpu": has_gpu() if gpu is None else bool(gpu),
-    }
-
-
-def describe(info):
-    """One line for logs and benchmark tables: ``"AMD EPYC (avx2 avx512f), no GPU"``."""
-    isa = " ".join(info["isa"]) or "no AVX2"
-    return f"{info['model']} ({isa}), {'GPU' if info['gpu'] else 'no GPU'}"
 
 
 def _check_switch(name, value):
@@ -144,8 +73,11 @@ def _check_precision(precision):
 def resolve_precision(precision="float32", *, mixed_precision=False, info=None, model=None):
     """Turns a precision request into ``"float32"``, ``"bfloat16"`` or ``"float16"``.
 
-    ``"auto"`` is float16 on a GPU under TensorFlow (bfloat16 under JAX and PyTorch), bfloat16 on CPUs with AMX or AVX512-BF16 (whatever the
-    vendor), float32 elsewhere, and float32 on a CPU for a ``model`` with depthwise
+    ``"auto"`` on a GPU is bfloat16 under JAX and PyTorch when the GPU computes in bfloat16
+    (CUDA compute capability 8.0 or newer: Ampere, Hopper, ...; also when the capability is
+    unknown), float16 on older GPUs (Volta, Turing: no bfloat16 tensor cores; Keras scales
+    the loss) and under TensorFlow. On a CPU it is bfloat16 with AMX or AVX512-BF16 (whatever
+    the vendor), float32 elsewhere, and float32 on a CPU for a ``model`` with depthwise
     convolutions (MobileNetV2: bf16 was slower there and agreed less with float32, see
     docs/speed.md). ``mixed_precision=True`` (the old flag, kept as an alias)
     asks for the mixed precision of the device: float16 on a GPU, bfloat16 on a CPU; it
@@ -173,8 +105,11 @@ def resolve_precision(precision="float32", *, mixed_precision=False, info=None, 
         return precision
     info = cpu_info() if info is None else info
     if info["gpu"]:
-        # bfloat16 needs no loss scaling; TensorFlow's GPU path kept float16 (Volta and older).
-        return "float16" if _tf.on_tensorflow() else "bfloat16"
+        # bfloat16 needs no loss scaling, but only Ampere (8.0) and newer GPUs compute in it;
+        # TensorFlow's GPU path kept float16.
+        capability = info.get("gpu_capability")
+        old_gpu = capability is not None and tuple(capability) < BF16_GPU_CAPABILITY
+        return "float16" if _tf.on_tensorflow() or old_gpu else "bfloat16"
     if mixed_precision:
         return "bfloat16"
     if any(flag in info["isa"] for flag in BF16_FLAGS) and not (

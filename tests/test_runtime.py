@@ -68,6 +68,7 @@ def test_cpu_info_reads_model_and_isa_flags(tmp_path):
                     "processor\t: 1\nmodel name\t: Xeon X\nflags\t\t: fpu\n")
     info = runtime.cpu_info(str(path), gpu=False)
     assert info == {"model": "Xeon X", "vendor": "GenuineIntel", "gpu": False,
+                    "gpu_capability": None,
                     "isa": ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")}
     assert runtime.describe(info) == "Xeon X (avx2 avx512f avx512_bf16 amx_bf16 amx_tile), no GPU"
 
@@ -80,7 +81,7 @@ def test_cpu_info_without_cpuinfo_file_falls_back(tmp_path):
 
 def test_cpu_info_of_this_machine_sees_no_gpu():
     info = runtime.cpu_info()
-    assert info["gpu"] is False  # conftest hides GPUs
+    assert info["gpu"] is False and info["gpu_capability"] is None  # conftest hides GPUs
     assert set(info["isa"]) <= set(runtime.ISA_FLAGS)
 
 
@@ -304,3 +305,59 @@ def test_bfloat16_training_runs_with_a_finite_falling_loss(backbone, how, jit_co
     assert np.all(np.isfinite(step_losses)), step_losses
     # Keras reports the running mean over the epoch: it falls when the step losses fall.
     assert step_losses[-1] < step_losses[0], step_losses
+
+
+@pytest.mark.parametrize("capability, tensorflow, expected", [
+    ((9, 0), False, "bfloat16"),   # H100/H200
+    ((8, 0), False, "bfloat16"),   # A100: the first with bfloat16 tensor cores
+    ((7, 5), False, "float16"),    # T4 (Turing): bfloat16 would run without tensor cores
+    ((7, 0), False, "float16"),    # V100
+    (None, False, "bfloat16"),     # unknown (ROCm, an old JAX): as before
+    ((9, 0), True, "float16"),     # TensorFlow's GPU path keeps float16
+])
+def test_auto_precision_on_a_gpu_follows_its_compute_capability(monkeypatch, capability,
+                                                               tensorflow, expected):
+    monkeypatch.setattr(runtime._tf, "on_tensorflow", lambda: tensorflow)
+    info = {"model": "x", "vendor": "x", "isa": (), "gpu": True, "gpu_capability": capability}
+    assert runtime.resolve_precision("auto", info=info) == expected
+    # an explicit precision is kept whatever the GPU
+    assert runtime.resolve_precision("bfloat16", info=info) == "bfloat16"
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("9.0", (9, 0)), ("8.6", (8, 6)), ((7, 5), (7, 5)), ({"compute_capability": (8, 0)}, (8, 0)),
+    ("gfx90a", None), (None, None), ({}, None), ("9", None)])
+def test_gpu_capability_parsing(value, expected):
+    from keras_fcn import _devices
+    assert _devices._parse_capability(value) == expected
+
+
+def test_cpu_info_asks_the_capability_only_when_it_finds_a_gpu(monkeypatch):
+    from keras_fcn import _devices
+    monkeypatch.setattr(_devices, "has_gpu", lambda: True)
+    monkeypatch.setattr(_devices, "gpu_capability", lambda: (7, 0))
+    info = runtime.cpu_info()
+    assert info["gpu"] is True and info["gpu_capability"] == (7, 0)
+    assert runtime.resolve_precision("auto", info=info) == "float16"
+    assert runtime.cpu_info(gpu=True)["gpu_capability"] is None  # told, not asked
+
+
+def test_gpu_capability_reads_the_jax_and_torch_devices(monkeypatch):
+    import types
+
+    import jax
+    import torch
+
+    from keras_fcn import _devices
+    cpu = types.SimpleNamespace(platform="cpu")
+    gpu = types.SimpleNamespace(platform="gpu", compute_capability="7.5")
+    monkeypatch.setattr(_devices._tf, "backend", lambda: "jax")
+    monkeypatch.setattr(jax, "devices", lambda: [cpu, gpu])
+    assert _devices.has_gpu() and _devices.gpu_capability() == (7, 5)
+    monkeypatch.setattr(jax, "devices", lambda: [cpu])
+    assert _devices.gpu_capability() is None
+    monkeypatch.setattr(_devices._tf, "backend", lambda: "torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index: (9, 0))
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    assert _devices.gpu_capability() == (9, 0)

@@ -34,7 +34,8 @@ flags.DEFINE_string("scales", "1", "Multi-scale test-time augmentation: image sc
                     "softmax is averaged at label resolution, e.g. 0.75,1,1.25.")
 flags.DEFINE_enum("precision", None, ["float32", "bfloat16", "float16", "auto"],
                   "Compute precision (default: the model's own). auto: bfloat16 on CPUs with AMX "
-                  "or AVX512-BF16, float16 on GPUs.")
+                  "or AVX512-BF16 and on GPUs from Ampere under JAX/PyTorch, float16 on older "
+                  "GPUs and under TensorFlow.")
 flags.DEFINE_bool("jit_compile", None, "XLA on/off (default: keras_fcn.runtime.fast_path).")
 flags.DEFINE_string("holdout", "", "camvid/folder: held-out groups (camvid: drives, e.g. 0006R0): "
                     "evaluate on them, as training's --holdout.")

@@ -224,8 +224,9 @@ class RunConfig:
     strategy: str = _flag("default", "Distribution strategy.", choices=STRATEGIES)
     precision: str = _flag(
         "float32", "float32|bfloat16|float16|auto: compute precision (logits, loss and the FCN "
-        "head stay float32). auto: bfloat16 on CPUs with AMX or AVX512-BF16, float16 on GPUs, "
-        "float32 elsewhere (keras_fcn.runtime).", choices=("float32", "bfloat16", "float16",
+        "head stay float32). auto: bfloat16 on CPUs with AMX or AVX512-BF16 and on "
+        "GPUs from Ampere under JAX/PyTorch, float16 on older GPUs and under TensorFlow, float32 "
+        "elsewhere (keras_fcn.runtime).", choices=("float32", "bfloat16", "float16",
                                                            "auto"))
     mixed_precision: bool = _flag(False, "The 0.1.0 flag: mixed precision of the device "
                                   "(float16 on a GPU, bfloat16 on a CPU).")
