@@ -141,7 +141,7 @@ def _load_finished(run_dir, strategy=None):
 
 
 def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rate,
-              class_weights, pixels, chief=True):
+              class_weights, pixels, chief=True, data_epochs_before=0):
     """Builds, compiles and trains one FCN variant in `run_dir`.
 
     Args:
@@ -155,6 +155,7 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
         class_weights: loss class weights or None.
         pixels: pixels per training image (for the SGD weight-decay scaling).
         chief: whether this process writes the final model.
+        data_epochs_before: epochs of earlier stages this process skipped (`fit`'s).
 
     Returns:
         (model, report) where report is the dict `fit` returns.
@@ -205,8 +206,8 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
                  tensorboard=run_config.tensorboard, verbose=run_config.verbose,
                  image_size=config.data.image_size, model_name=model_name(config, variant),
                  flip_eval=run_config.flip_eval, eval_scales=run_config.eval_scales,
-                 callbacks=extra,
-                 chief=chief, conv_matmul=conv_matmul)
+                 callbacks=extra, chief=chief, conv_matmul=conv_matmul,
+                 data_epochs_before=data_epochs_before)
     report["learning_rate"] = learning_rate
     return model, report
 
@@ -298,6 +299,7 @@ def train_staged(config, *, run_dir, data, strategy, class_weights, pixels,
     """
     rates = stage_learning_rates(config, pixels, stages)
     weights, reports, model = config.model.weights, {}, None
+    skipped_epochs = 0  # of finished stages: a resumed stage's data moves on by them too
     for stage, rate in zip(stages, rates):
         stage_dir = os.path.join(run_dir, f"fcn{stage}")
         done = finished_run(stage_dir, (stage_configs or {}).get(stage, config).optim.epochs)
@@ -305,12 +307,14 @@ def train_staged(config, *, run_dir, data, strategy, class_weights, pixels,
             print(f"FCN-{stage}: already trained in {stage_dir}, reusing it.", flush=True)
             model = _load_finished(stage_dir)
             reports[stage], weights = dict(done, run_dir=stage_dir), model
+            skipped_epochs += len(done.get("history") or ())
             continue
         os.makedirs(stage_dir, exist_ok=True)
         model, reports[stage] = train_one(
             (stage_configs or {}).get(stage, config), stage, run_dir=stage_dir, data=data,
             strategy=strategy, weights=weights, learning_rate=rate,
-            class_weights=class_weights, pixels=pixels, chief=chief)
+            class_weights=class_weights, pixels=pixels, chief=chief,
+            data_epochs_before=skipped_epochs)
         if reports[stage]["status"] != "completed":
             break
         weights = model
