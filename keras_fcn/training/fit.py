@@ -203,8 +203,9 @@ class ResumeDataOrder(keras.callbacks.Callback):
         if (pydataset or self.steps_per_epoch is None) and advance_data(
                 self.data, skipped, fit_iterators_per_epoch()):
             return
-        print(f"Resuming after {skipped} epochs: the training data (an endless stream, "
-              "--steps_per_epoch) starts again from its first batch.", flush=True)
+        print(f"Resuming after {skipped} epochs: the training data starts again from its "
+              "first batch (an endless stream for --steps_per_epoch, or a data set of unknown "
+              "size, cannot be moved on).", flush=True)
 
 
 def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
