@@ -139,6 +139,19 @@ def backup_mismatch(error, run_dir):
         "--output_dir).")
 
 
+def curve_metric(monitor):
+    """The metric beside the loss in curves.png: the monitored one, or for a monitored loss
+    the IU of the same head ("val_loss" -> "mean_iu", "val_semantic_loss" ->
+    "semantic_mean_iu"), so the loss is not drawn twice.
+
+    Example:
+        >>> curve_metric("val_mean_iu"), curve_metric("val_loss")
+        ('mean_iu', 'mean_iu')
+    """
+    metric = monitor.removeprefix("val_")
+    return metric[:-len("loss")] + "mean_iu" if metric.endswith("loss") else metric
+
+
 def fit_iterators_per_epoch():
     """How many iterators Keras' ``fit`` makes of a finite `tf.data.Dataset` per epoch (with
     ``steps_per_epoch=None``): 2 on the TensorFlow backend (Keras 3's epoch iterator makes
@@ -349,7 +362,7 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         if history_writer.epochs:
             run_dir_lib.plot_curves(history_writer.epochs, os.path.join(run_dir, "curves.png"),
                                     title=f"{report['model']} on {info.name}",
-                                    metric=monitor.removeprefix("val_"))
+                                    metric=curve_metric(monitor))
         if status == "completed" and os.path.isdir(backup_dir):
             # Only now: a kill before this resumes from the last epoch's backup and redoes
             # the final save and evaluation, not the training.

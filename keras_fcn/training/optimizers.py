@@ -351,3 +351,31 @@ def check_warmup(warmup_epochs, epochs):
             "--warmup_epochs must be a number >= 0 and below --epochs (the warm-up must end "
             f"before the run does). Received: warmup_epochs={warmup_epochs!r}, "
             f"epochs={epochs!r}")
+
+
+def check_stage_schedules(stage_configs, stages):
+    """Checks the per-stage configs of a staged run (`recipe.train_staged`) before any stage
+    trains: every key of `stage_configs` is one of `stages`, and each stage's warm-up ends
+    before its epochs do (named with the stage, not an error inside the schedule).
+
+    Raises:
+        ValueError: an unknown stage; a warm-up not below a stage's epochs.
+
+    Example:
+        >>> config = keras_fcn.training.TrainConfig().replace(epochs=2, warmup_epochs=3)
+        >>> check_stage_schedules({"32s": config},
+        ...                       ("32s", "16s", "8s"))
+        Traceback (most recent call last):
+        ValueError: FCN-32s (stage_configs): --warmup_epochs must be a number >= 0 and below
+        --epochs (the warm-up must end before the run does). Received: warmup_epochs=3,
+        epochs=2
+    """
+    unknown = sorted(set(stage_configs or ()) - set(stages))
+    if unknown:
+        raise ValueError(f"stage_configs has stages this run does not train: {unknown}. "
+                         f"Expected some of {list(stages)}.")
+    for stage, stage_config in (stage_configs or {}).items():
+        try:
+            check_warmup(stage_config.optim.warmup_epochs, stage_config.optim.epochs)
+        except ValueError as error:
+            raise ValueError(f"FCN-{stage} (stage_configs): {error}") from None

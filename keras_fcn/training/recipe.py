@@ -35,6 +35,7 @@ from keras_fcn.training.evaluation import (
 )
 from keras_fcn.training.fit import compile_model, fit
 from keras_fcn.training.optimizers import (
+    check_stage_schedules,
     check_warmup,
     default_learning_rate,
     learning_rate_schedule,
@@ -297,6 +298,7 @@ def train_staged(config, *, run_dir, data, strategy, class_weights, pixels,
                                       strategy=make_strategy(), class_weights=None,
                                       pixels=500 * 375)
     """
+    check_stage_schedules(stage_configs, stages)
     rates = stage_learning_rates(config, pixels, stages)
     weights, reports, model = config.model.weights, {}, None
     skipped_epochs = 0  # of finished stages: a resumed stage's data moves on by them too

@@ -343,8 +343,12 @@ def plot_curves(history, path, title=None, metric="mean_iu"):
     import matplotlib.pyplot as plt
 
     epochs = [e["epoch"] for e in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key in ((axes[0], "loss"), (axes[1], metric)):
+    keys = ["loss"]
+    if metric != "loss" and any(e.get(metric) is not None or e.get("val_" + metric) is not None
+                                for e in history):
+        keys.append(metric)  # a second panel only for a logged metric other than the loss
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
         label = key.replace("_iu", " IU").replace("_", " ")
         for prefix, style in (("", "-"), ("val_", "--")):
             values = [e.get(prefix + key) for e in history]

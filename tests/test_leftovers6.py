@@ -1,0 +1,44 @@
+"""Small mends of the eighth session: curves.png with a monitored loss, per-stage configs of a
+staged run checked before any stage trains."""
+
+import pytest
+from PIL import Image
+
+from keras_fcn.training import TrainConfig
+from keras_fcn.training.fit import curve_metric
+from keras_fcn.training.optimizers import check_stage_schedules
+from keras_fcn.training.run_dir import plot_curves
+
+HISTORY = [{"epoch": 1, "loss": 1.0, "val_loss": 1.2, "mean_iu": 0.3, "val_mean_iu": 0.25},
+           {"epoch": 2, "loss": 0.8, "val_loss": 1.1, "mean_iu": 0.4, "val_mean_iu": 0.3}]
+
+
+@pytest.mark.parametrize("monitor, metric", [
+    ("val_mean_iu", "mean_iu"), ("val_loss", "mean_iu"),
+    ("val_semantic_loss", "semantic_mean_iu"), ("val_semantic_mean_iu", "semantic_mean_iu")])
+def test_a_monitored_loss_draws_the_iu_beside_the_loss(monitor, metric):
+    assert curve_metric(monitor) == metric
+
+
+@pytest.mark.parametrize("metric, history, panels", [
+    ("mean_iu", HISTORY, 2),
+    ("loss", HISTORY, 1),  # was two panels of the same loss
+    ("semantic_mean_iu", HISTORY, 1),  # not logged: no empty panel
+    ("mean_iu", [{"epoch": 1, "loss": 1.0}], 1)])
+def test_curves_have_a_panel_per_logged_value(tmp_path, metric, history, panels):
+    path = tmp_path / "curves.png"
+    plot_curves(history, str(path), metric=metric)
+    assert Image.open(path).size[0] == 450 * panels  # 5 inches a panel at 90 dpi
+
+
+def test_stage_configs_are_checked_before_any_stage_trains():
+    stages = ("32s", "16s", "8s")
+    config = TrainConfig()
+    check_stage_schedules(None, stages)
+    check_stage_schedules({"16s": config.replace(epochs=4, warmup_epochs=1)}, stages)
+    with pytest.raises(ValueError, match=r"FCN-16s \(stage_configs\): --warmup_epochs .* "
+                                         r"warmup_epochs=2, epochs=2"):
+        check_stage_schedules({"16s": config.replace(epochs=2, warmup_epochs=2)}, stages)
+    with pytest.raises(ValueError, match=r"stages this run does not train: \['16'\]. "
+                                         r"Expected some of \['32s', '16s', '8s'\]"):
+        check_stage_schedules({"16": config}, stages)  # a typo was silently ignored
