@@ -42,3 +42,16 @@ def test_stage_configs_are_checked_before_any_stage_trains():
     with pytest.raises(ValueError, match=r"stages this run does not train: \['16'\]. "
                                          r"Expected some of \['32s', '16s', '8s'\]"):
         check_stage_schedules({"16": config}, stages)  # a typo was silently ignored
+
+
+def test_a_resume_that_replans_the_schedule_says_so(tmp_path, capsys):
+    from keras_fcn.training.recipe import SCHEDULE_FLAGS
+    from keras_fcn.training.run_dir import write_run_config
+    flags = {"epochs": 50, "lr_schedule": "poly", "widths": (4, 8)}
+    write_run_config(str(tmp_path), flags)
+    write_run_config(str(tmp_path), flags, resume=True, replan=SCHEDULE_FLAGS)
+    assert capsys.readouterr().out == ""
+    write_run_config(str(tmp_path), dict(flags, epochs=80), resume=True, replan=SCHEDULE_FLAGS)
+    out = capsys.readouterr().out
+    assert out.startswith("--resume changes --epochs=50 to 80: the learning-rate schedule is "
+                          "planned anew") and out.count("\n") == 1

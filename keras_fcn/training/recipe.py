@@ -52,14 +52,16 @@ from keras_fcn.training.run_dir import (
 STAGES = ("32s", "16s", "8s")
 VARIANTS = {"fcn32s": "32s", "fcn16s": "16s", "fcn8s": "8s", "fcn8s_at_once": "8s_at_once",
             "dilated": "dilated"}
-# The flags a --resume must not change (config.json of the run): they shape the model, so its
-# weights would not load; they choose the validation images, which best.keras's stored score
-# and the cached class weights belong to; or they choose the optimizer, whose state (step of
-# the schedule, momentum) the backup holds. The initial --weights are not among them (a
-# resume loads its backup).
+# The flags a --resume must not change (config.json of the run): they shape the model (its
+# weights would not load), choose the validation images (of best.keras's score and the cached
+# class weights) or the optimizer (whose state the backup holds). Not --weights (a resume
+# loads its backup).
 RESUME_FLAGS = ("dataset", "num_classes", "model", "backbone", "widths", "fc_units",
                 "trainable_upsampling", "holdout", "group_by", "val_split", "ignore_label",
                 "optimizer")
+# The flags a --resume may change, and is told of: they plan the learning-rate schedule.
+SCHEDULE_FLAGS = ("epochs", "steps_per_epoch", "batch_size", "learning_rate", "lr_schedule",
+                  "warmup_epochs")
 
 
 def check_model(config):
@@ -300,23 +302,22 @@ def train_staged(config, *, run_dir, data, strategy, class_weights, pixels,
     """
     check_stage_schedules(stage_configs, stages)
     rates = stage_learning_rates(config, pixels, stages)
-    weights, reports, model = config.model.weights, {}, None
-    skipped_epochs = 0  # of finished stages: a resumed stage's data moves on by them too
+    weights, reports, model, skipped_epochs = config.model.weights, {}, None, 0
     for stage, rate in zip(stages, rates):
+        stage_config = (stage_configs or {}).get(stage, config)
         stage_dir = os.path.join(run_dir, f"fcn{stage}")
-        done = finished_run(stage_dir, (stage_configs or {}).get(stage, config).optim.epochs)
+        done = finished_run(stage_dir, stage_config.optim.epochs)
         if done is not None:
             print(f"FCN-{stage}: already trained in {stage_dir}, reusing it.", flush=True)
             model = _load_finished(stage_dir)
             reports[stage], weights = dict(done, run_dir=stage_dir), model
-            skipped_epochs += len(done.get("history") or ())
+            skipped_epochs += len(done.get("history") or ())  # the data moves on by them
             continue
         os.makedirs(stage_dir, exist_ok=True)
         model, reports[stage] = train_one(
-            (stage_configs or {}).get(stage, config), stage, run_dir=stage_dir, data=data,
-            strategy=strategy, weights=weights, learning_rate=rate,
-            class_weights=class_weights, pixels=pixels, chief=chief,
-            data_epochs_before=skipped_epochs)
+            stage_config, stage, run_dir=stage_dir, data=data, strategy=strategy,
+            weights=weights, learning_rate=rate, class_weights=class_weights, pixels=pixels,
+            chief=chief, data_epochs_before=skipped_epochs)
         if reports[stage]["status"] != "completed":
             break
         weights = model
@@ -466,7 +467,7 @@ def run(config):
                                       overwrite=config.run.overwrite, inputs=run_inputs(config))
             # Before any weights are loaded: a resume with other model flags is named here.
             write_run_config(run_dir, config.flat(), resume=config.run.resume,
-                             compare=RESUME_FLAGS)
+                             compare=RESUME_FLAGS, replan=SCHEDULE_FLAGS)
         else:
             run_dir = tempfile.mkdtemp(prefix="keras_fcn_worker_")
         return _train_in(config, run_dir, strategy, chief)

@@ -222,7 +222,7 @@ def _flag_text(value):
     return str(value)
 
 
-def write_run_config(run_dir, flags, *, resume=False, compare=()):
+def write_run_config(run_dir, flags, *, resume=False, compare=(), replan=()):
     """Writes the run's flags to `run_dir/config.json`; on `resume`, first checks that the
     flags named in `compare` (those that shape the model) are the stored ones.
 
@@ -233,6 +233,9 @@ def write_run_config(run_dir, flags, *, resume=False, compare=()):
         compare: the flag names that a resumed run must not change. A run directory without
             `config.json` (begun before it existed) is not checked, and none is written there
             (its flags are unknown; `fit.backup_mismatch` names a backup that does not fit).
+        replan: the flags that plan the learning-rate schedule: a resumed run may change
+            them; each change is printed with both values, saying the schedule is planned
+            anew (under poly or cosine its rate jumps at the resumed step).
 
     Returns:
         The path of `config.json`, or None where none was written.
@@ -260,6 +263,12 @@ def write_run_config(run_dir, flags, *, resume=False, compare=()):
             raise ValueError(
                 f"The run in '{run_dir}' was trained with {was}; --resume got {now}. Resume "
                 "with the run's flags, or start a new run (another --output_dir).")
+        for name in replan:
+            if name in stored and _flag_text(stored[name]) != _flag_text(flags.get(name)):
+                print(f"--resume changes --{name}={_flag_text(stored[name])} to "
+                      f"{_flag_text(flags.get(name))}: the learning-rate schedule is planned "
+                      "anew from the resumed step (under poly or cosine its rate jumps "
+                      "there).", flush=True)
     io.write_json(path, {"flags": flags})
     return path
 
