@@ -206,7 +206,8 @@ def check_thresholds(rows, *, min_agreement=None, max_miou_drop=None, max_size_r
         max_size_ratio: maximum size relative to the Keras float weights.
         min_speedup: minimum speed-up over Keras float.
         min_confident_agreement: minimum agreement (%) on the pixels where the float model is
-            sure (``confident_agreement``, see :func:`compare_tflite`).
+            sure (``confident_agreement``, see :func:`compare_tflite`); rows without such a
+            pixel fail it (nothing was checked).
 
     Raises:
         ValueError: ``max_miou_drop`` is given but the rows have no mean IU (the images had
@@ -222,8 +223,13 @@ def check_thresholds(rows, *, min_agreement=None, max_miou_drop=None, max_size_r
         if min_agreement is not None and row["agreement"] < min_agreement:
             failures.append(f"{name}: agreement {row['agreement']:.2f}% < {min_agreement}%")
         sure = row.get("confident_agreement")
-        if min_confident_agreement is not None and sure is not None \
-                and sure < min_confident_agreement:
+        if min_confident_agreement is not None and sure is None:
+            # No pixel where the float model is sure (an untrained model): nothing to gate on,
+            # which must not pass as a success.
+            failures.append(f"{name}: no pixel where the float model is sure, so the agreement "
+                            f"there (min_confident_agreement={min_confident_agreement}%) "
+                            "cannot be checked")
+        elif min_confident_agreement is not None and sure < min_confident_agreement:
             failures.append(f"{name}: agreement where the float model is sure {sure:.2f}% < "
                             f"{min_confident_agreement}%")
         delta = row["mean_iu_delta"]
