@@ -68,3 +68,18 @@ def test_the_sure_pixel_gate_fails_when_no_pixel_is_sure():
         "int8: no pixel where the float model is sure, so the agreement there "
         "(min_confident_agreement=99.0%) cannot be checked"]
     assert check_thresholds(rows, min_agreement=98.0) == []  # other gates as before
+
+
+def test_a_smoke_run_of_the_gpu_benchmark_does_not_write_the_gpu_results_file():
+    import importlib.util
+    import os
+    import tempfile
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("gpu_bench",
+                                                  os.path.join(root, "benchmarks", "gpu.py"))
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    assert gpu.parse_args(["--smoke"]).out == os.path.join(tempfile.gettempdir(),
+                                                           "keras_fcn_gpu_smoke.md")
+    assert gpu.parse_args([]).out == os.path.join(root, "benchmarks", "results", "gpu.md")
+    assert gpu.parse_args(["--smoke", "--out", "a.md"]).out == "a.md"
