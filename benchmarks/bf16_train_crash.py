@@ -15,6 +15,8 @@ them fixed by default), so their backward-weights kernels run too. Variants keep
 - ``bf16_fc32``: ``fc6``/``fc7`` in float32.
 - ``bf16_score32``: every 1x1 score layer (``score_fr``, ``score_pool4``, ``score_pool3``) in float32.
 - ``bf16_head32``: everything after ``fc7`` in float32 (scores, upsampling, crops).
+- ``bf16_scorefr32``: only ``score_fr`` (over fc7's channels) in float32; ``score_pool4`` (over
+  512 channels) and ``score_pool3`` (over 256) train in bfloat16.
 - ``bf16_logits16``: the logits left in bfloat16 (loss computed from bfloat16 logits).
 - ``bf16_16classes``: 16 classes instead of 11 (channel counts a multiple of 16).
 - ``bf16_noamx``: ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``: oneDNN's AVX512-BF16 kernels, not
@@ -28,6 +30,12 @@ them fixed by default), so their backward-weights kernels run too. Variants keep
 - ``bf16_library``: what keras_fcn trains in bf16 by default since then: the head after
   ``fc7`` in float32 and ``fc6`` as a matmul.
 
+``--conv_scan`` runs, instead of the FCN, one convolution (``--scan_kernel`` square, 1 by
+default; ``--scan_inputs`` input channels
+to ``--scan_outputs`` output channels, bfloat16 under ``mixed_bfloat16``, float32 logits, SGD
+with momentum) for ``--steps`` train steps on a batch of two ``--scan_sizes`` square maps, each
+in its own subprocess: where oneDNN's bf16 training kernels start to corrupt the heap.
+
 ``--malloc_check`` preloads glibc's malloc debugger (``MALLOC_CHECK_=3``), which aborts on the
 first corrupted heap chunk even on CPUs where the corruption would go unnoticed.
 ``--onednn_summary VARIANT`` runs one variant (``bf16``, ``f32``, ...) with ``ONEDNN_VERBOSE=1``
@@ -38,6 +46,8 @@ Usage:
     python benchmarks/bf16_train_crash.py [--width full|mid|tiny] [--size 360x480]
         [--steps 3] [--num_classes 11] [--variants bf16,bf16_eigen] [--malloc_check]
         [--onednn_summary bf16]
+    python benchmarks/bf16_train_crash.py --conv_scan --malloc_check --steps 6
+        [--scan_inputs 256,512,1024,2048,4096] [--scan_outputs 2,8,11,15,16] [--scan_sizes 32]
 """
 
 import argparse
@@ -51,6 +61,7 @@ import time
 WIDTHS = {"full": ((64, 128, 256, 512, 512), 4096), "mid": ((16, 32, 64, 128, 128), 256),
           "tiny": ((4, 4, 8, 8, 8), 8)}
 VARIANTS = ("f32", "bf16", "bf16_up32", "bf16_fc32", "bf16_score32", "bf16_head32",
+            "bf16_scorefr32",
             "bf16_logits16", "bf16_16classes", "bf16_noamx", "bf16_xla", "bf16_fc6matmul",
             "bf16_library", "bf16_eigen")
 ENV = {"bf16_eigen": {"TF_ENABLE_ONEDNN_OPTS": "0"},
@@ -68,6 +79,12 @@ def parse_args(argv=None):
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--malloc_check", action="store_true")
     parser.add_argument("--onednn_summary", choices=VARIANTS)
+    parser.add_argument("--conv_scan", action="store_true",
+                        help="one 1x1 convolution over a grid of channel counts (see above)")
+    parser.add_argument("--scan_inputs", default="256,512,1024,2048,4096")
+    parser.add_argument("--scan_outputs", default="2,8,11,15,16")
+    parser.add_argument("--scan_sizes", default="32")
+    parser.add_argument("--scan_kernel", type=int, default=1, help="kernel side of --conv_scan")
     parser.add_argument("--run", help=argparse.SUPPRESS)  # the child process: one variant
     return parser.parse_args(argv)
 
@@ -133,7 +150,8 @@ def build_fcn8s(variant, num_classes, size, widths, fc_units):
         return layers.Conv2DTranspose(num_classes, 2 * stride, strides=stride, use_bias=False,
                                       name=name, dtype=up_dtype)(x)
 
-    score = layers.Conv2D(num_classes, 1, name="score_fr", dtype=score_dtype)(x)
+    score = layers.Conv2D(num_classes, 1, name="score_fr",
+                          dtype=f32("bf16_scorefr32") or score_dtype)(x)
     x = up(score, 2, "upscore2")
     skip = layers.Conv2D(num_classes, 1, name="score_pool4", dtype=score_dtype)(pools[3])
     x = layers.Add(dtype=up_dtype)([x, crop(skip, x, 5, up_dtype)])
@@ -143,6 +161,46 @@ def build_fcn8s(variant, num_classes, size, widths, fc_units):
     x = up(x, 8, "upscore8")
     logits_dtype = None if variant == "bf16_logits16" else "float32"
     return keras.Model(inputs, crop(x, inputs, 31, logits_dtype))
+
+
+def run_conv(args):
+    """A few train steps of one bf16 convolution (``--run conv:INPUTSxOUTPUTSxSIZExKERNEL``)."""
+    import numpy as np
+    import keras
+
+    inputs, outputs, size, kernel = (int(n) for n in args.run.split(":")[1].split("x"))
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    x = keras.Input((size, size, inputs))
+    y = keras.layers.Conv2D(outputs, kernel, padding="same", name="score")(x)
+    model = keras.Model(x, keras.layers.Activation("linear", dtype="float32")(y))
+    model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(2, size, size, inputs)).astype("float32")
+    labels = rng.integers(0, outputs, (2, size, size))
+    for i in range(args.steps):
+        print(f"step {i}: loss {float(model.train_on_batch(images, labels)):.4f}", flush=True)
+
+
+def conv_scan(args):
+    """The grid of ``--conv_scan``: one line per (inputs, outputs, size) with its exit."""
+    grid = [(size, inputs, outputs) for size in _ints(args.scan_sizes)
+            for inputs in _ints(args.scan_inputs) for outputs in _ints(args.scan_outputs)]
+    for size, inputs, outputs in grid:
+        if outputs < 2:
+            sys.exit("--scan_outputs must be 2 or more (Keras squeezes one output channel).")
+        start = time.perf_counter()
+        status, output = spawn(args, f"conv:{inputs}x{outputs}x{size}x{args.scan_kernel}")
+        steps = [line for line in output.splitlines() if line.startswith("step ")]
+        print(f"{args.scan_kernel}x{args.scan_kernel} conv {inputs:5d} -> {outputs:3d} channels, "
+              f"{size}x{size}: exit "
+              f"{status!s:8s} {time.perf_counter() - start:6.1f} s  "
+              f"{steps[-1] if steps else '(no step finished)'}", flush=True)
+
+
+def _ints(text):
+    return [int(part) for part in text.split(",")]
 
 
 def run_variant(args):
@@ -220,10 +278,14 @@ def onednn_summary(output):
 def main():
     args = parse_args()
     if args.run:
-        return run_variant(args)
+        return run_conv(args) if args.run.startswith("conv:") else run_variant(args)
+    what = (f"{args.scan_kernel}x{args.scan_kernel} convolution scan" if args.conv_scan else
+            f"FCN-8s width={args.width} size={args.size} classes={args.num_classes}")
     print(f"CPU: {cpu_line()}; python {platform.python_version()}; load "
-          f"{os.getloadavg()[0]:.2f}; FCN-8s width={args.width} size={args.size} "
-          f"classes={args.num_classes} steps={args.steps} malloc_check={args.malloc_check}")
+          f"{os.getloadavg()[0]:.2f}; {what} steps={args.steps} "
+          f"malloc_check={args.malloc_check}")
+    if args.conv_scan:
+        return conv_scan(args)
     if args.onednn_summary:
         status, output = spawn(args, args.onednn_summary, verbose=True)
         print(f"{args.onednn_summary} with ONEDNN_VERBOSE=1: exit {status}; the last step:")

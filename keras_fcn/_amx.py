@@ -8,13 +8,13 @@ import keras
 
 from keras_fcn import _tf
 
-# oneDNN's AMX bf16 training kernels (TF 2.21) corrupt the heap for convolutions with few
-# output channels over many input channels: on an Intel Xeon with AMX the full-width FCN-8s
-# with its 11-channel score layers (over fc7's 4096 and pool4's 512 channels) in bf16
-# aborted within 3 steps, at 64x64 too; 16, 21 and 32 classes ran clean, and so did narrow
-# trunks (score layers over 256 channels or fewer), also at 11 classes (docs/speed.md).
+# oneDNN's AMX bf16 training kernels (TF 2.21) corrupt the heap for convolutions with fewer
+# than 16 output channels over more than 2048 input channels: on an Intel Xeon with AMX one
+# such convolution (1x1 or 3x3, 2 to 15 outputs, 2049 to 4096 inputs) aborted within 6 steps
+# and 2048 inputs or 16+ outputs ran clean; in the full-width FCN-8s only score_fr (fc7's
+# 4096 channels to 11 classes) must stay float32 (benchmarks/results/bf16_train_crash_xeon.md).
 AMX_MIN_BF16_FILTERS = 16
-AMX_MAX_NARROW_INPUTS = 256
+AMX_MAX_NARROW_INPUTS = 2048
 
 
 def check_amx_bf16_training(model, info):
