@@ -276,7 +276,12 @@ def describe_device(worker):
     if worker.kind != "port":
         import keras
 
+        from keras_fcn import runtime
+
         found["keras"] = keras.__version__
+        info = runtime.cpu_info()  # what --precision=auto picks on this GPU, and why
+        found["compute capability"] = info["gpu_capability"]
+        found["auto precision"] = runtime.resolve_precision("auto", info=info)
     return found
 
 
