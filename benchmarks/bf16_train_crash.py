@@ -80,13 +80,16 @@ def parse_args(argv=None):
     parser.add_argument("--malloc_check", action="store_true")
     parser.add_argument("--onednn_summary", choices=VARIANTS)
     parser.add_argument("--conv_scan", action="store_true",
-                        help="one 1x1 convolution over a grid of channel counts (see above)")
+                        help="one convolution over a grid of channel counts (see above)")
     parser.add_argument("--scan_inputs", default="256,512,1024,2048,4096")
     parser.add_argument("--scan_outputs", default="2,8,11,15,16")
     parser.add_argument("--scan_sizes", default="32")
     parser.add_argument("--scan_kernel", type=int, default=1, help="kernel side of --conv_scan")
     parser.add_argument("--run", help=argparse.SUPPRESS)  # the child process: one variant
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.conv_scan:
+        _check_scan(parser, args)
+    return args
 
 
 def cpu_line():
@@ -188,8 +191,6 @@ def conv_scan(args):
     grid = [(size, inputs, outputs) for size in _ints(args.scan_sizes)
             for inputs in _ints(args.scan_inputs) for outputs in _ints(args.scan_outputs)]
     for size, inputs, outputs in grid:
-        if outputs < 2:
-            sys.exit("--scan_outputs must be 2 or more (Keras squeezes one output channel).")
         start = time.perf_counter()
         status, output = spawn(args, f"conv:{inputs}x{outputs}x{size}x{args.scan_kernel}")
         steps = [line for line in output.splitlines() if line.startswith("step ")]
@@ -201,6 +202,19 @@ def conv_scan(args):
 
 def _ints(text):
     return [int(part) for part in text.split(",")]
+
+
+def _check_scan(parser, args):
+    """The --scan_* lists: integers, inputs and sizes >= 1, outputs >= 2 (Keras squeezes a
+    single output channel), checked before anything runs."""
+    for name, least in (("scan_inputs", 1), ("scan_outputs", 2), ("scan_sizes", 1)):
+        text = getattr(args, name)
+        try:
+            values = _ints(text)
+        except ValueError:
+            parser.error(f"--{name} must be comma-separated integers. Received: {text!r}")
+        if min(values) < least:
+            parser.error(f"--{name} values must be {least} or more. Received: {text!r}")
 
 
 def run_variant(args):

@@ -106,8 +106,8 @@ ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="Markdown report; the JSON goes beside it (.json). "
-                        "Default benchmarks/results/gpu.md, and with --smoke a file in the "
-                        "temporary folder (a CPU check is not the GPU figures).")
+                        "Default benchmarks/results/gpu.md, and with --smoke a new folder in "
+                        "the temporary folder (a CPU check is not the GPU figures).")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for a CPU check")
     parser.add_argument("--only", help="comma-separated configurations: " + ",".join(CONFIG))
@@ -124,8 +124,8 @@ def parse_args(argv=None):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.out is None:
-        args.out = (os.path.join(tempfile.gettempdir(), "keras_fcn_gpu_smoke.md") if args.smoke
-                    else os.path.join(HERE, "results", "gpu.md"))
+        args.out = (os.path.join(tempfile.mkdtemp(prefix="keras_fcn_gpu_smoke_"), "gpu.md")
+                    if args.smoke else os.path.join(HERE, "results", "gpu.md"))
     only = args.only.split(",") if args.only else list(CONFIG)
     unknown = sorted(set(only) - set(CONFIG))
     if unknown:

@@ -80,7 +80,8 @@ def resolve_precision(precision="float32", *, mixed_precision=False, info=None, 
     the vendor), float32 elsewhere, and float32 on a CPU for a ``model`` with depthwise
     convolutions (MobileNetV2: bf16 was slower there and agreed less with float32, see
     docs/speed.md). ``mixed_precision=True`` (the old flag, kept as an alias)
-    asks for the mixed precision of the device: float16 on a GPU, bfloat16 on a CPU; it
+    asks for the mixed precision of the device (a GPU's as ``"auto"`` picks it, bfloat16 on a
+    CPU); it
     turns a ``"float32"`` or ``"auto"`` request into that and leaves an explicit
     ``"bfloat16"``/``"float16"`` as it is.
 

@@ -79,7 +79,8 @@ def test_a_smoke_run_of_the_gpu_benchmark_does_not_write_the_gpu_results_file():
                                                   os.path.join(root, "benchmarks", "gpu.py"))
     gpu = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu)
-    assert gpu.parse_args(["--smoke"]).out == os.path.join(tempfile.gettempdir(),
-                                                           "keras_fcn_gpu_smoke.md")
+    smoke = gpu.parse_args(["--smoke"]).out
+    assert smoke.startswith(os.path.join(tempfile.gettempdir(), "keras_fcn_gpu_smoke_"))
+    assert smoke.endswith("gpu.md") and gpu.parse_args(["--smoke"]).out != smoke  # a new one
     assert gpu.parse_args([]).out == os.path.join(root, "benchmarks", "results", "gpu.md")
     assert gpu.parse_args(["--smoke", "--out", "a.md"]).out == "a.md"

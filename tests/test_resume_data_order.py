@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from resume_order import AUGMENT, check_resume_reads_the_uninterrupted_batches, py_data
 from keras_fcn.datasets import shapes
-from keras_fcn.training.fit import advance_data, fit_iterators_per_epoch
+from keras_fcn.training.data_order import advance_data, fit_iterators_per_epoch
 
 
 def _tf_data():
@@ -39,9 +39,10 @@ def test_advance_data_moves_a_dataset_on_as_reading_does(tmp_path):
     first = _first_batch(py)
     assert advance_data(py, 2) and py.epoch == 2
     assert not np.array_equal(_first_batch(py), first)
-    # an endless stream cannot be moved on; nothing moves for 0 epochs
+    assert advance_data(py, 1, extra=1) and py.epoch == 4
+    # an endless stream cannot be moved on; nothing to move is no failure
     assert not advance_data(_tf_data().repeat(), 1)
-    assert not advance_data(_tf_data(), 0)
+    assert advance_data(_tf_data().repeat(), 0)
 
 
 @pytest.mark.slow
@@ -67,10 +68,10 @@ def test_a_resumed_staged_run_moves_the_data_on_by_the_stages_it_skips(tmp_path,
     calls = []
 
     def train_one(config, stage, **kwargs):
-        calls.append((stage, kwargs["data_epochs_before"], kwargs["weights"]))
+        calls.append((stage, kwargs["skipped_fits"], kwargs["weights"]))
         return f"model{stage}", {"status": "completed"}
 
     monkeypatch.setattr(recipe, "train_one", train_one)
     recipe.train_staged(TrainConfig(), run_dir=str(tmp_path), data=None, strategy=None,
                         class_weights=None, pixels=100)
-    assert calls == [("16s", 3, "model32"), ("8s", 3, "model16s")]
+    assert calls == [("16s", (3,), "model32"), ("8s", (3,), "model16s")]

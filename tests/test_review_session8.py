@@ -1,6 +1,6 @@
 """Review of the eighth session's resume data order (keras_fcn.training.fit.ResumeDataOrder):
-cases where a resumed run does not read the batches of an uninterrupted run, and says nothing.
-Each is xfail(strict) until fixed; each takes ~10 s (slow)."""
+cases where a resumed run did not read the batches of an uninterrupted run, and said nothing
+(mended in keras_fcn/training/data_order.py); each takes ~10 s."""
 
 import contextlib
 import io
@@ -39,11 +39,6 @@ def _fit(data, run_dir, epochs, *, seed=0, scope=contextlib.nullcontext, **kwarg
                      info=shapes.SHAPES_INFO, verbose=0, **kwargs)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="review 8: train_staged passes data_epochs_before = "
-                   "the skipped stages' epochs, but every fit moves a PyDataset on by one "
-                   "more epoch (Keras' epoch_iterator.reset() calls on_epoch_end before the "
-                   "first epoch): the resumed stage reads the data one epoch behind")
 def test_a_stage_after_a_skipped_stage_reads_the_pydataset_epoch_of_an_uninterrupted_run(
         tmp_path):
     data = py_data(tmp_path / "shapes")
@@ -52,15 +47,10 @@ def test_a_stage_after_a_skipped_stage_reads_the_pydataset_epoch_of_an_uninterru
     _fit(data, str(tmp_path / "b"), 1, callbacks=[whole])
     fresh = py_data(tmp_path / "shapes")  # a resumed process: the first stage is finished
     resumed = FirstBatchEpoch(fresh)
-    _fit(fresh, str(tmp_path / "c"), 1, callbacks=[resumed], data_epochs_before=1)
+    _fit(fresh, str(tmp_path / "c"), 1, callbacks=[resumed], skipped_fits=(1,))
     assert resumed.epochs == whole.epochs  # now [2] against [3]
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="review 8: under a tf.distribute strategy Keras reads "
-                   "one batch of a fresh iterator in every fit (_maybe_symbolic_build); a "
-                   "staged resume skips that iterator of each finished stage (so on JAX/torch, "
-                   "which do it for any unbuilt model)")
 def test_a_stage_after_a_skipped_stage_reads_the_tf_data_of_an_uninterrupted_run_in_a_scope(
         tmp_path):
     import tensorflow as tf
@@ -75,15 +65,11 @@ def test_a_stage_after_a_skipped_stage_reads_the_tf_data_of_an_uninterrupted_run
     data = make_data()
     _fit(data, str(tmp_path / "a"), 2, seed=1, scope=scope)
     whole = _fit(data, str(tmp_path / "b"), 2, scope=scope)
-    resumed = _fit(make_data(), str(tmp_path / "c"), 2, scope=scope, data_epochs_before=2)
+    resumed = _fit(make_data(), str(tmp_path / "c"), 2, scope=scope, skipped_fits=(2,))
     np.testing.assert_allclose([e["loss"] for e in resumed["history"]],
                                [e["loss"] for e in whole["history"]], rtol=1e-5)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="review 8: ResumeDataOrder moves a PyDataset on even "
-                   "with steps_per_epoch below its batches, where Keras keeps one iterator "
-                   "across epochs: the resumed batches differ and nothing is said")
 def test_a_pydataset_resume_with_steps_per_epoch_matches_or_says_so(tmp_path):
     def losses(run_dir, kill_at=None):
         out = io.StringIO()

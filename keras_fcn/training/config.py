@@ -229,7 +229,7 @@ class RunConfig:
         "elsewhere (keras_fcn.runtime).", choices=("float32", "bfloat16", "float16",
                                                            "auto"))
     mixed_precision: bool = _flag(False, "The 0.1.0 flag: mixed precision of the device "
-                                  "(float16 on a GPU, bfloat16 on a CPU).")
+                                  "(a GPU's as --precision=auto picks it, bfloat16 on a CPU).")
     jit_compile: bool = _flag(None, "XLA-compile the train step (default: the faster path for "
                               "this CPU and model, keras_fcn.runtime.fast_path; "
                               "KERAS_FCN_JIT=0/1 also overrides it).")

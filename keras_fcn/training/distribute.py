@@ -198,8 +198,9 @@ def is_chief():
 
 
 def set_mixed_precision(enabled):
-    """Sets the global Keras dtype policy to the device's mixed precision ("mixed_float16" on
-    a GPU, "mixed_bfloat16" on a CPU; `keras_fcn.runtime`), or back to "float32".
+    """Sets the global Keras dtype policy to the device's mixed precision (on a GPU the one
+    ``--precision=auto`` picks, "mixed_bfloat16" on a CPU; `keras_fcn.runtime`), or back to
+    "float32".
 
     Call before building the model. The FCN's final `score` layer stays float32. The recipes
     convert a float32 model instead (`keras_fcn.runtime.with_precision`), which also keeps

@@ -20,9 +20,7 @@ import shutil
 import sys
 import time
 
-import keras
-
-from keras_fcn import _tf, io, runtime
+from keras_fcn import io, runtime
 from keras_fcn import losses as losses_lib
 from keras_fcn import metrics as metrics_lib
 from keras_fcn._checks import check_choice
@@ -37,6 +35,7 @@ from keras_fcn.training.callbacks import (
     make_callbacks,
 )
 from keras_fcn.training.consistency import plain_model
+from keras_fcn.training.data_order import ResumeDataOrder
 from keras_fcn.training.evaluation import evaluate_model
 from keras_fcn.training.optimizers import (
     LOSS_REDUCTIONS,
@@ -152,80 +151,11 @@ def curve_metric(monitor):
     return metric[:-len("loss")] + "mean_iu" if metric.endswith("loss") else metric
 
 
-def fit_iterators_per_epoch():
-    """How many iterators Keras' ``fit`` makes of a finite `tf.data.Dataset` per epoch (with
-    ``steps_per_epoch=None``): 2 on the TensorFlow backend (Keras 3's epoch iterator makes
-    the next epoch's iterator when an epoch ends, and a new one when the next begins), 1 on
-    JAX and PyTorch (theirs are Python generators that start when first read).
-    tests/test_resume_data_order.py fails if Keras changes this."""
-    return 2 if _tf.on_tensorflow() else 1
-
-
-def advance_data(data, epochs, iterators_per_epoch=1):
-    """Moves training data on by ``epochs`` epochs without reading it: the next epoch reads
-    the order and random augmentation it would read after ``epochs`` epochs.
-
-    A `keras_fcn.data.arrays` PyDataset (epoch-keyed draws) moves its epoch counter; a finite
-    seeded `tf.data.Dataset` makes (and drops) ``iterators_per_epoch`` iterators per epoch:
-    each new iterator advances the seeds of ``shuffle(reshuffle_each_iteration=True)`` and
-    ``Dataset.random(rerandomize_each_iteration=True)`` and reads nothing. An endless stream
-    (``repeat()``, for ``steps_per_epoch``) or other data cannot be moved on.
-
-    Returns:
-        True if the data moved on, False if it could not (or ``epochs`` is 0).
-
-    Example:
-        advance_data(train_ds, 3, fit_iterators_per_epoch())  # a resume at epoch 4
-    """
-    if epochs <= 0:
-        return False
-    if isinstance(data, keras.utils.PyDataset) and hasattr(data, "epoch_order"):
-        data.epoch += epochs
-        return True
-    if _tf.HAS_TENSORFLOW:
-        import tensorflow as tf
-
-        if isinstance(data, tf.data.Dataset) and int(data.cardinality()) >= 0:
-            for _ in range(epochs * iterators_per_epoch):
-                iter(data)
-            return True
-    return False
-
-
-class ResumeDataOrder(keras.callbacks.Callback):
-    """On a resume, moves the training data on (:func:`advance_data`) to the epoch the backup
-    ends at, so that the resumed epochs read the batches an uninterrupted run reads, not the
-    first epochs' again.
-
-    Runs after Keras' ``BackupAndRestore`` (which sets ``model._initial_epoch``).
-    ``epochs_before``: epochs the data went through before this ``fit`` in an uninterrupted
-    run that this process skipped (earlier stages of a resumed staged run). A tf.data set is
-    moved on only when ``fit`` reads it whole each epoch (``steps_per_epoch=None``).
-    """
-
-    def __init__(self, data, epochs_before=0, steps_per_epoch=None):
-        super().__init__()
-        self.data, self.epochs_before = data, int(epochs_before)
-        self.steps_per_epoch = steps_per_epoch
-
-    def on_train_begin(self, logs=None):
-        skipped = (getattr(self.model, "_initial_epoch", None) or 0) + self.epochs_before
-        if not skipped:
-            return
-        pydataset = isinstance(self.data, keras.utils.PyDataset)
-        if (pydataset or self.steps_per_epoch is None) and advance_data(
-                self.data, skipped, fit_iterators_per_epoch()):
-            return
-        print(f"Resuming after {skipped} epochs: the training data starts again from its "
-              "first batch (an endless stream for --steps_per_epoch, or a data set of unknown "
-              "size, cannot be moved on).", flush=True)
-
-
 def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         validation_steps=None, eval_ds=None, tensorboard=False, verbose="auto",
         image_size=None, model_name=None, flip_eval=False, callbacks=None, chief=True,
         monitor="val_mean_iu", evaluate=None, eval_scales=None, conv_matmul=None,
-        data_epochs_before=0):
+        skipped_fits=()):
     """Trains a compiled model and fills `run_dir` (see `keras_fcn.training.run_dir`).
 
     The run resumes from `run_dir/backup` when it exists (use `prepare_run_dir` to decide
@@ -269,11 +199,11 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         conv_matmul: run the large-kernel convolutions (fc6) as one matrix multiply while
             training (`keras_fcn.runtime.convolutions_as_matmul`); None: `runtime.fast_path`
             (on a CPU; `KERAS_FCN_CONV_MATMUL=0/1` overrides it).
-        data_epochs_before: epochs `train_ds` went through before this `fit` in an
-            uninterrupted run that this process did not train (earlier stages of a resumed
-            staged run); with the backup's epochs the training data is moved on by them
-            (:class:`ResumeDataOrder`), so a resumed run reads the batches an uninterrupted
-            one reads.
+        skipped_fits: the epochs of each earlier `fit` over `train_ds` that an uninterrupted
+            run made and this process did not (the finished stages a resumed staged run
+            skips); with the backup's epochs the training data is moved on past them
+            (`data_order.ResumeDataOrder`), so a resumed run reads the batches an
+            uninterrupted one reads.
 
     Returns:
         dict with "history" (list of epoch dicts), "final_val" (evaluation results or None),
@@ -299,7 +229,7 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         nan_guard = NaNGuard(steps_per_epoch)
         all_callbacks = make_callbacks(run_dir, nan_guard=nan_guard, tensorboard=tensorboard,
                                        monitor=monitor, extra=callbacks, keep_backup=True)
-        all_callbacks.append(ResumeDataOrder(train_ds, data_epochs_before, steps_per_epoch))
+        all_callbacks.append(ResumeDataOrder(train_ds, skipped_fits, steps_per_epoch))
         if verbose == "auto":
             verbose = 1 if sys.stdout.isatty() else 2
         if verbose == 2:  # one line per epoch: a line a minute within it too

@@ -144,7 +144,7 @@ def _load_finished(run_dir, strategy=None):
 
 
 def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rate,
-              class_weights, pixels, chief=True, data_epochs_before=0):
+              class_weights, pixels, chief=True, skipped_fits=()):
     """Builds, compiles and trains one FCN variant in `run_dir`.
 
     Args:
@@ -158,7 +158,7 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
         class_weights: loss class weights or None.
         pixels: pixels per training image (for the SGD weight-decay scaling).
         chief: whether this process writes the final model.
-        data_epochs_before: epochs of earlier stages this process skipped (`fit`'s).
+        skipped_fits: epochs of the earlier stages this process skipped (`fit`'s).
 
     Returns:
         (model, report) where report is the dict `fit` returns.
@@ -210,7 +210,7 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
                  image_size=config.data.image_size, model_name=model_name(config, variant),
                  flip_eval=run_config.flip_eval, eval_scales=run_config.eval_scales,
                  callbacks=extra, chief=chief, conv_matmul=conv_matmul,
-                 data_epochs_before=data_epochs_before)
+                 skipped_fits=skipped_fits)
     report["learning_rate"] = learning_rate
     return model, report
 
@@ -302,7 +302,7 @@ def train_staged(config, *, run_dir, data, strategy, class_weights, pixels,
     """
     check_stage_schedules(stage_configs, stages)
     rates = stage_learning_rates(config, pixels, stages)
-    weights, reports, model, skipped_epochs = config.model.weights, {}, None, 0
+    weights, reports, model, skipped = config.model.weights, {}, None, []
     for stage, rate in zip(stages, rates):
         stage_config = (stage_configs or {}).get(stage, config)
         stage_dir = os.path.join(run_dir, f"fcn{stage}")
@@ -311,13 +311,13 @@ def train_staged(config, *, run_dir, data, strategy, class_weights, pixels,
             print(f"FCN-{stage}: already trained in {stage_dir}, reusing it.", flush=True)
             model = _load_finished(stage_dir)
             reports[stage], weights = dict(done, run_dir=stage_dir), model
-            skipped_epochs += len(done.get("history") or ())  # the data moves on by them
+            skipped.append(len(done.get("history") or ()))  # the data moves on past them
             continue
         os.makedirs(stage_dir, exist_ok=True)
         model, reports[stage] = train_one(
             stage_config, stage, run_dir=stage_dir, data=data, strategy=strategy,
             weights=weights, learning_rate=rate, class_weights=class_weights, pixels=pixels,
-            chief=chief, data_epochs_before=skipped_epochs)
+            chief=chief, skipped_fits=tuple(skipped))
         if reports[stage]["status"] != "completed":
             break
         weights = model
@@ -327,7 +327,7 @@ def train_staged(config, *, run_dir, data, strategy, class_weights, pixels,
 def execution_precision(config, model=None):
     """The compute precision of a run: ``--precision`` (``auto`` knows the ``model``: see
     ``keras_fcn.runtime.resolve_precision``), with ``--mixed_precision`` (0.1.0) meaning the
-    device's mixed precision (float16 on a GPU, bfloat16 on a CPU).
+    device's mixed precision (a GPU's as ``auto`` picks it, bfloat16 on a CPU).
 
     Example:
         # "bfloat16" on a Xeon with AMX:
