@@ -518,7 +518,7 @@ def test_two_headed_evaluation_equals_numpy():
 
 def test_a_resumed_pydataset_run_trains_on_the_batches_of_an_uninterrupted_run(tmp_path):
     """The PyDataset input (epoch-keyed draws) moves on to the backup's epoch on a resume
-    (keras_fcn.training.fit.ResumeDataOrder), on every backend."""
+    (keras_fcn.training.data_order.ResumeDataOrder), on every backend."""
     from resume_order import check_resume_reads_the_uninterrupted_batches, py_data
 
     check_resume_reads_the_uninterrupted_batches(lambda: py_data(tmp_path / "shapes"), tmp_path)

@@ -1,6 +1,6 @@
 """A resumed run reads the batches an uninterrupted run reads: the order and the random
 augmentation of the epochs after the backup, not the first epochs' again
-(`keras_fcn.training.fit.ResumeDataOrder`). The PyDataset case is in backend_cases.py (run on
+(`keras_fcn.training.data_order.ResumeDataOrder`). The PyDataset case is in backend_cases.py (run on
 TensorFlow, JAX and PyTorch); here the tf.data ones."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Review of the eighth session's resume data order (keras_fcn.training.fit.ResumeDataOrder):
+"""Review of the eighth session's resume data order (keras_fcn.training.data_order.ResumeDataOrder):
 cases where a resumed run did not read the batches of an uninterrupted run, and said nothing
 (mended in keras_fcn/training/data_order.py); each takes ~10 s."""
 
@@ -7,7 +7,6 @@ import io
 
 import keras
 import numpy as np
-import pytest
 
 from kill_callbacks import Epochs, Killed
 from resume_order import AUGMENT, py_data
