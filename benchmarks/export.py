@@ -15,6 +15,7 @@ Example:
     python benchmarks/export.py --input_size 360x480 --num_images 20 --overwrite
 """
 
+import datetime
 import os
 import tempfile
 import time
@@ -137,7 +138,8 @@ def main(argv):
 def write_report(results, size, num_images):
     from keras_fcn import export
 
-    setup = (f"input {size[0]}x{size[1]} (CamVid images resized from 360x480 when different), "
+    setup = (f"{datetime.date.today()}, CPU {_outputs.cpu_line()}; "
+             f"input {size[0]}x{size[1]} (CamVid images resized from 360x480 when different), "
              f"{num_images} CamVid val images (void label 11 ignored), int8 calibrated on "
              f"{FLAGS.num_calibration} CamVid train images, {FLAGS.num_threads} threads, median "
              f"of {FLAGS.runs} TFLite runs / 3 Keras runs (Keras: tf.function, float32). "
