@@ -125,7 +125,8 @@ def write_results(reports, info, class_weights, config, results_dir):
     md = [
         "# CamVid benchmark: FCN-32s / FCN-16s / FCN-8s (staged, random-init trunk)",
         "",
-        f"Written by `benchmarks/camvid.py` on {time.strftime('%Y-%m-%d %H:%M')}. Data: CamVid "
+        f"Written by `benchmarks/camvid.py` on {time.strftime('%Y-%m-%d %H:%M')}, CPU "
+        f"{_outputs.cpu_line()}. Data: CamVid "
         "11 classes, 367 train / 101 val images (void label 11 ignored).",
         "",
         "Setup and budget:",

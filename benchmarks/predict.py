@@ -22,7 +22,6 @@ Writes benchmarks/results/predict.md and predict.json.
 import argparse
 import json
 import os
-import platform
 import statistics
 import timeit
 
@@ -30,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from _outputs import add_output_dir, camvid_missing  # noqa: E402
+from _outputs import add_output_dir, camvid_missing, cpu_line  # noqa: E402
 
 HEIGHT, WIDTH = 360, 480
 CAMVID_CLASSES = 11
@@ -185,7 +184,7 @@ def main():
 
     import keras_fcn.models.mobilenet_v2  # noqa: F401  (registers PadToMultiple for load_model)
 
-    results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    results = {"machine": f"{cpu_line()}, {os.cpu_count()} cores",
                "tensorflow": tf.__version__, "threads": args.threads, "frames": args.frames,
                "load_average_start": os.getloadavg()[0], "fps": []}
     frame = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3)).astype("uint8")

@@ -467,7 +467,8 @@ def what_this_means(result):
 
 
 def write_report(results, size, num_images):
-    setup = (f"input {size[0]}x{size[1]} (CamVid images resized bilinearly), {num_images} "
+    setup = (f"{time.strftime('%Y-%m-%d')}, CPU {_outputs.cpu_line()}; "
+             f"input {size[0]}x{size[1]} (CamVid images resized bilinearly), {num_images} "
              f"CamVid val images (agreement = % of pixels whose argmax equals the float Keras "
              f"model's), int8 calibrated on {FLAGS.num_calibration} CamVid train images, "
              f"accumulated error averaged over {FLAGS.num_error_images} val images, "

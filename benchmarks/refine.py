@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from _outputs import add_output_dir, camvid_found, save_report  # noqa: E402
+from _outputs import add_output_dir, camvid_found, cpu_line, save_report  # noqa: E402
 
 CONFIGS = (("none", None), ("r2 eps1e-2", (2, 1e-2)), ("r4 eps1e-2", (4, 1e-2)),
            ("r8 eps1e-2", (8, 1e-2)), ("r4 eps1e-3", (4, 1e-3)))
@@ -76,6 +76,7 @@ def main():
                for name, _ in CONFIGS}
     base = results["none"]["mean_iu"]
     lines = [f"# Boundary refinement on CamVid val ({len(pairs)} images, labels 360x480)", "",
+             f"CPU {cpu_line()}, {time.strftime('%Y-%m-%d')}. "
              f"Model: `{args.model}` (input {args.input_size}); probabilities resized bilinearly "
              "to 360x480, then refined with `keras_fcn.refine_boundaries` (colour guided "
              "filter) or not.", "",
