@@ -51,17 +51,14 @@ def advance_data(data, epochs, iterators_per_epoch=1, extra=0):
     Example:
         advance_data(train_ds, 3, fit_iterators_per_epoch())  # a resume at epoch 4
     """
-    if isinstance(data, keras.utils.PyDataset) and hasattr(data, "epoch_order"):
+    if _unmovable(data, steps_per_epoch=None) is not None:
+        return epochs + extra == 0
+    if isinstance(data, keras.utils.PyDataset):
         data.epoch += epochs + extra
-        return True
-    if _tf.HAS_TENSORFLOW:
-        import tensorflow as tf
-
-        if isinstance(data, tf.data.Dataset) and int(data.cardinality()) >= 0:
-            for _ in range(epochs * iterators_per_epoch + extra):
-                iter(data)
-            return True
-    return epochs + extra == 0
+    else:  # a finite tf.data.Dataset
+        for _ in range(epochs * iterators_per_epoch + extra):
+            iter(data)
+    return True
 
 
 def _unmovable(data, steps_per_epoch):
