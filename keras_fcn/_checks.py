@@ -97,6 +97,8 @@ def as_range(name, value):
     if value is None:
         return None
     try:
+        if isinstance(value, (str, bytes)):  # "12" would be read as (1, 2)
+            raise TypeError(value)
         low, high = (float(v) for v in value)
         ok = 0 < low <= high < float("inf")
     except (TypeError, ValueError):
@@ -171,7 +173,7 @@ def pixel_value_problem(array, *, allow_bool=True, refuse_unit_floats=False):
     - ``"empty"``: no values;
     - ``"non_finite"``: NaN or infinite values (count them with :func:`count_non_finite`);
     - ``"range"``: values outside 0..255, or, with ``refuse_unit_floats``, a float array
-      whose max is <= 1 (a 0..1 or -1..1 normalized image).
+      whose max is in (0, 1] (a 0..1 or -1..1 normalized image; an all-black one passes).
 
     Example:
         >>> pixel_value_problem(np.full((2, 2, 3), 7, np.uint8)) is None
@@ -188,7 +190,8 @@ def pixel_value_problem(array, *, allow_bool=True, refuse_unit_floats=False):
     low, high = array.min(), array.max()
     if array.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
         return "non_finite", low, high
-    if low < 0 or high > 255 or (refuse_unit_floats and array.dtype.kind == "f" and high <= 1):
+    if low < 0 or high > 255 or (refuse_unit_floats and array.dtype.kind == "f"
+                                 and 0 < high <= 1):
         return "range", low, high
     return None
 

@@ -58,15 +58,28 @@ def voc_palette(num_colours=256):
     return tuple(colours)
 
 
-def _colour(value, where):
+def check_colour(value, where="colour"):
+    """``value`` as an (r, g, b) tuple of ints in 0..255, or a ValueError naming ``where``:
+    a colour with fractional values (a palette on the 0..1 scale) is refused, not truncated
+    to black.
+
+    Example:
+        >>> check_colour((128, 0, 0.0))
+        (128, 0, 0)
+    """
     try:
-        colour = tuple(int(c) for c in value)
+        colour = tuple(whole_number(where, c) for c in value)
     except (TypeError, ValueError):
         colour = ()
     if len(colour) != 3 or not all(0 <= c <= 255 for c in colour):
-        raise ValueError(f"{where} must be an (r, g, b) colour with values in 0..255. "
-                         f"Received: {value!r}")
+        raise ValueError(f"{where} must be an (r, g, b) colour of whole numbers in 0..255. "
+                         f"Received: {_plain(value)!r}")
     return colour
+
+
+def _plain(value):
+    """``value`` with NumPy arrays as lists, for messages."""
+    return value.tolist() if isinstance(value, np.ndarray) else value
 
 
 def whole_number(name, value, expected="an integer"):
@@ -95,6 +108,9 @@ def check_ignore_label(ignore_label, num_classes, allow_none=True):
         Traceback (most recent call last):
         ValueError: ignore_label=1 is a class id; expected a value outside [0, 3), e.g. 255 ...
     """
+    if ignore_label is not None:
+        ignore_label = whole_number("ignore_label", ignore_label, "an integer or None"
+                                    if allow_none else "an integer")
     if ignore_label is not None and 0 <= ignore_label < num_classes:
         example = IGNORE_LABEL if num_classes <= IGNORE_LABEL else num_classes
         raise ValueError(
@@ -179,7 +195,7 @@ class ModelLabels:
         names = (tuple(f"class_{i}" for i in range(n)) if self.class_names is None
                  else tuple(str(name) for name in _name_sequence(self.class_names)))
         palette = (voc_palette(n) if self.palette is None
-                   else tuple(_colour(c, f"palette[{i}]") for i, c in enumerate(self.palette)))
+                   else tuple(check_colour(c, f"palette[{i}]") for i, c in enumerate(self.palette)))
         if len(palette) == n + 1:
             palette = palette[:n]  # legacy labels.json: the void colour came last
         for what, values in (("class_names", names), ("palette", palette)):

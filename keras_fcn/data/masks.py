@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from keras_fcn._checks import check_choice
-from keras_fcn.labels import IGNORE_LABEL
+from keras_fcn.labels import IGNORE_LABEL, check_colour, whole_number
 
 MASK_FORMATS = ("index", "rgb", "sbd_mat")
 UNKNOWN_COLOR_MODES = ("error", "ignore")
@@ -40,9 +40,10 @@ def palette_to_table(palette):
     if palette is None:
         raise ValueError("mask_format='rgb' needs a `palette`. Received: palette=None")
     if isinstance(palette, dict):
-        items = [(tuple(int(c) for c in colour), int(label)) for colour, label in palette.items()]
+        items = [(check_colour(colour, f"palette key {colour!r}"),
+                  whole_number(f"palette[{colour!r}]", label)) for colour, label in palette.items()]
     else:
-        items = [(tuple(int(c) for c in colour), i) for i, colour in enumerate(np.asarray(palette))]
+        items = [(check_colour(colour, f"palette[{i}]"), i) for i, colour in enumerate(palette)]
     for colour, _ in items:
         if len(colour) != 3 or min(colour) < 0 or max(colour) > 255:
             raise ValueError(f"Palette colours must be (r, g, b) in 0..255. Received: {colour!r}")

@@ -15,6 +15,7 @@ Example:
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_fcn.models.inspect import check_single_output
@@ -51,10 +52,11 @@ def check_input_size(input_size, allow_none=True):
         return (None, None)
     size = tuple(input_size) if isinstance(input_size, (tuple, list)) else None
     if size is None or len(size) != 2 or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in size):
+            isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d > 0
+            for d in size):
         raise ValueError("input_size must be (height, width) with positive integers"
                          f"{' or None' if allow_none else ''}. Received: input_size={input_size!r}")
-    return size
+    return tuple(int(d) for d in size)
 
 
 def label_dtype(num_classes):

@@ -71,7 +71,7 @@ def make_interpreter(tflite_model, num_threads=2):
 
 def check_rgb_image(image, what="image"):
     """Refuses what is plainly not an RGB image of raw pixel values 0..255: integers outside
-    0..255, floats outside 0..255 or with max <= 1 (a 0..1 or -1..1 normalized image), or
+    0..255, floats outside 0..255 or with max in (0, 1] (a 0..1 or -1..1 normalized image), or
     non-numeric data. Returns ``image`` as an array.
 
     Example:

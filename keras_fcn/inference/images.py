@@ -34,7 +34,8 @@ def check_image(index, array):
         raise ValueError(f"Image {index} must have shape (H, W, 3). Received: shape={array.shape}")
     if min(array.shape[:2]) < 1:
         raise ValueError(f"Image {index} is empty. Received: shape={array.shape}")
-    problem, low, high = pixel_value_problem(array) or (None, None, None)
+    problem, low, high = (pixel_value_problem(array, refuse_unit_floats=True)
+                          or (None, None, None))
     # Strings and objects would fail (or turn into NaN) in the float cast; complex values
     # would lose their imaginary part.
     if problem == "dtype":
@@ -49,7 +50,10 @@ def check_image(index, array):
                          f"max={high}, dtype={array.dtype}); expected RGB in [0, 255]. "
                          "Scale 16-bit images first, e.g. (image // 257).astype('uint8').")
     # Floats are on the 0..255 scale too: a uint16 image cast to float, or a normalized one,
-    # would give meaningless labels. (0..1 floats pass: predict and overlay accept them.)
+    # would give meaningless labels (an all-black float image passes).
+    if problem == "range" and low >= 0 and high <= 1:
+        raise ValueError(f"Image {index} looks normalized to [0, 1] (max={float(high):g}); expected "
+                         f"RGB in [0, 255], as the model was trained on. Multiply it by 255.")
     if problem == "range":
         raise ValueError(f"Image {index} has values outside [0, 255] (min={low}, "
                          f"max={high}); expected {array.dtype} RGB in [0, 255]. "

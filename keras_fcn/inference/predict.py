@@ -166,7 +166,8 @@ def check_untiled_size(index, shape, tile_size, scales=(1.0,)):
 
 
 def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < 1:
         raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
 
 
@@ -182,7 +183,8 @@ def check_predict_args(batch_size, tile_size, tile_overlap, scales):
         if tile_size != "auto":
             _check_positive_int("tile_size", tile_size)
         limit = AUTO_TILE_SIZE if tile_size == "auto" else tile_size
-        if isinstance(tile_overlap, bool) or not isinstance(tile_overlap, int) \
+        if isinstance(tile_overlap, (bool, np.bool_)) \
+                or not isinstance(tile_overlap, (int, np.integer)) \
                 or not 0 <= tile_overlap < limit:
             raise ValueError(
                 "tile_overlap must be an integer in [0, tile_size). "

@@ -1,0 +1,78 @@
+"""Review round 7 (2026-12-06, ninth session): argument checks that disagreed between modules.
+
+Each test failed before its fix: a 0..1 float palette became black in labels.json and the mask
+lookup, a string range was read character by character, NumPy ints were refused by predict and
+export, a normalized 0..1 image was segmented as a near-black one.
+"""
+
+import numpy as np
+import pytest
+
+from keras_fcn._checks import as_range
+from keras_fcn.data.masks import palette_to_table
+from keras_fcn.export.graph import check_input_size
+from keras_fcn.export.litert_runner import check_rgb_image
+from keras_fcn.inference.images import check_image
+from keras_fcn.inference.predict import check_predict_args
+from keras_fcn.labels import ModelLabels, check_colour, check_ignore_label
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: ModelLabels(num_classes=2, palette=p),
+    palette_to_table,
+])
+def test_a_fractional_palette_is_refused_not_truncated_to_black(make):
+    with pytest.raises(ValueError, match=r"palette\[0\] must be an \(r, g, b\) colour of whole "
+                                         r"numbers in 0..255. Received: \[0.6, 0.2, 0.9\]"):
+        make([[0.6, 0.2, 0.9], [1.0, 0.5, 0.0]])
+
+
+def test_whole_float_colours_still_pass_as_ints():
+    assert ModelLabels(num_classes=2, palette=[[0, 0, 0], [1.0, 5, 6]]).palette == (
+        (0, 0, 0), (1, 5, 6))
+    codes, labels = palette_to_table({(0, 0, 0): 1, (1, 2, 3.0): np.int64(0)})
+    assert codes.tolist() == [0, 66051] and labels.tolist() == [1, 0]
+    codes, labels = palette_to_table(np.array([[0, 0, 0], [128, 0, 0]]))
+    assert codes.tolist() == [0, 8388608] and labels.tolist() == [0, 1]
+    assert check_colour(np.array([255, 0, 7])) == (255, 0, 7)
+
+
+@pytest.mark.parametrize("palette", [[0, 0, 0, 128, 0, 0], [[0, 0]], [[0, 0, 256]]])
+def test_malformed_palettes_name_the_entry(palette):
+    with pytest.raises(ValueError, match=r"palette\[0\] must be an \(r, g, b\) colour"):
+        palette_to_table(palette)
+
+
+def test_a_string_range_is_refused_not_read_per_character():
+    with pytest.raises(ValueError, match="scale_range.*Received: scale_range='12'"):
+        as_range("scale_range", "12")
+    assert as_range("scale_range", ["0.5", 2]) == (0.5, 2.0)
+
+
+def test_a_string_ignore_label_is_a_value_error_naming_it():
+    with pytest.raises(ValueError, match="ignore_label must be an integer or None. "
+                                         "Received: ignore_label='255'"):
+        check_ignore_label("255", 3)
+    check_ignore_label(np.int64(255), 3)
+    with pytest.raises(ValueError, match="ignore_label=1 is a class id"):
+        check_ignore_label(1.0, 3)
+
+
+def test_numpy_ints_pass_predict_and_export_checks():
+    assert check_predict_args(np.int64(2), np.int32(64), np.int64(8), [1.0]) == (1.0,)
+    size = check_input_size((np.int64(360), np.int32(480)))
+    assert size == (360, 480) and all(type(d) is int for d in size)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        check_predict_args(np.bool_(True), None, 64, [1.0])
+    with pytest.raises(ValueError, match="input_size must be"):
+        check_input_size((np.int64(0), 4))
+
+
+def test_a_normalized_image_is_refused_by_predict_and_a_black_one_passes():
+    with pytest.raises(ValueError, match=r"Image 0 looks normalized to \[0, 1\] \(max=0.9"):
+        check_image(0, np.full((4, 4, 3), 0.9, np.float32))
+    check_image(0, np.zeros((4, 4, 3), np.float32))        # an all-black frame
+    check_image(0, np.full((4, 4, 3), 1.5, np.float32))    # dark, but on the 0..255 scale
+    assert check_rgb_image(np.zeros((4, 4, 3), np.float32)).shape == (4, 4, 3)
+    with pytest.raises(ValueError):
+        check_rgb_image(np.full((4, 4, 3), 0.5, np.float32))
