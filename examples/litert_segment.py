@@ -8,17 +8,20 @@ ids, the class names and the palette.
     python examples/litert_segment.py model_int8.tflite street.png out.png [--overwrite]
 
 Prints the share of pixels of each class and writes a colour label map at the photo's size
-(the model's class ids resized back, nearest neighbour). An existing output is
-replaced only with --overwrite, and never when it is the input image, the model or its sidecar.
+(the model's class ids resized back, nearest neighbour). The photo is read as
+tools/predict.py reads it: upright by its EXIF orientation, 16-bit grey by its high byte.
+An existing output is replaced only with --overwrite, and never when it is the input image,
+the model or its sidecar.
 """
 
 import json
+import math
 import os
 import sys
 import tempfile
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 
 def sidecar_path(tflite_path):
@@ -101,6 +104,18 @@ def check_model(meta, tflite_path, input_detail, output_detail):
     if list(meta["input"]["shape"]) != shape:
         raise ValueError(f"The sidecar {path!r} gives the input shape {meta['input']['shape']} "
                          f"but {tflite_path!r} takes {shape}.")
+    dtype = np.dtype(input_detail["dtype"]).name
+    if meta["input"]["dtype"] != dtype:
+        raise ValueError(f"The sidecar {path!r} gives the input dtype {meta['input']['dtype']} "
+                         f"but {tflite_path!r} takes {dtype}.")
+    scale, zero_point = (float(v) for v in input_detail["quantization"])
+    given = meta["input"]["quantization"]
+    if not (math.isclose(given["scale"], scale, rel_tol=1e-6)
+            and given["zero_point"] == zero_point):
+        # The pixels would be quantized with the wrong scale: a wrong map, no error.
+        raise ValueError(f"The sidecar {path!r} gives the input quantization (scale "
+                         f"{given['scale']}, zero point {given['zero_point']}) but "
+                         f"{tflite_path!r} has (scale {scale}, zero point {int(zero_point)}).")
     channels = int(output_detail["shape"][-1])
     if meta.get("output_kind", "logits") == "logits" and channels != len(meta["class_names"]):
         raise ValueError(f"The sidecar {path!r} names {len(meta['class_names'])} classes but "
@@ -154,6 +169,22 @@ def _umask():
     return umask
 
 
+def read_photo(image):
+    """An opened photo as an RGB ``Image``, as tools/predict.py reads it: upright by its EXIF
+    orientation, and 16-bit grey by its high byte (PIL's convert("RGB") clips it to white)."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "F":
+        raise ValueError("The photo has 32-bit float pixels (mode F), which have no known "
+                         "scale; save it as 8- or 16-bit RGB or grey.")
+    if image.mode.startswith("I"):
+        grey = np.asarray(image).astype(np.int64)
+        if grey.size and (grey.min() < 0 or grey.max() > 65535):
+            raise ValueError("The photo has 32-bit integer pixels outside 0..65535; save it "
+                             "as 8- or 16-bit.")
+        return Image.fromarray((grey >> 8).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
+
+
 def to_input(image, spec):
     """Resizes an RGB image to the model's input and converts it to its dtype."""
     _, height, width, _ = spec["shape"]
@@ -193,14 +224,17 @@ def main(argv):
     tflite_path, image_path, out_path = args
     check_output(out_path, [("input image", image_path), ("model", tflite_path),
                             ("model's sidecar", sidecar_path(tflite_path))], overwrite)
+    if not os.path.isfile(tflite_path):  # named first: its sidecar is missing too
+        raise FileNotFoundError(f"The model {tflite_path!r} is missing.")
     meta = load_sidecar(tflite_path)
     interpreter = make_interpreter(tflite_path)
     (input_detail,), (output_detail,) = (interpreter.get_input_details(),
                                          interpreter.get_output_details())
     check_model(meta, tflite_path, input_detail, output_detail)
-    with Image.open(image_path) as image:
-        interpreter.set_tensor(input_detail["index"], to_input(image, meta["input"]))
-        photo_size = image.size
+    with Image.open(image_path) as opened:
+        image = read_photo(opened)
+    interpreter.set_tensor(input_detail["index"], to_input(image, meta["input"]))
+    photo_size = image.size
     interpreter.invoke()
     ids = class_ids(interpreter.get_tensor(output_detail["index"]),
                     meta.get("output_kind", "logits"))

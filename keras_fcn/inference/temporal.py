@@ -9,13 +9,16 @@ Example:
     {'frames_compared': ..., 'flicker_raw': ..., 'flicker_smoothed': ..., 'smooth_alpha': 0.5}
 """
 
+import numbers
+
 import numpy as np
 
 from keras_fcn.data import warp as warp_lib
 
 
 def _check_alpha(alpha):
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha <= 1.0:
+    # numbers.Real: a numpy float32 alpha (from a config array, say) is a number too.
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 < alpha <= 1.0:
         raise ValueError(f"alpha must be in (0, 1]. Received: alpha={alpha!r}")
     return float(alpha)
 
@@ -24,7 +27,8 @@ class TemporalSmoother:
     """Exponential moving average of class probabilities over video frames (flow-free).
 
     ``smoothed_t = alpha * probs_t + (1 - alpha) * smoothed_{t-1}``; ``alpha=1`` is no
-    smoothing. The average restarts when the frame size changes or on ``reset()``.
+    smoothing. The average restarts when the frame size changes or on ``reset()``. NaN or
+    infinite values are refused (ValueError): they would stay in the average for good.
 
     Args:
         alpha: weight of the current frame, in (0, 1].
@@ -45,6 +49,10 @@ class TemporalSmoother:
 
     def __call__(self, probabilities):
         p = np.asarray(probabilities, dtype="float32")
+        finite = np.isfinite(p)
+        if not finite.all():
+            raise ValueError(f"TemporalSmoother needs finite probabilities. Received: "
+                             f"{int(p.size - finite.sum())} NaN or infinite values (of {p.size})")
         if self.state is None or self.state.shape != p.shape:
             self.state = p.copy()
         else:
@@ -100,8 +108,15 @@ class FlickerMeter:
         self.previous = None
 
     def update(self, labels):
-        """Adds a frame; a frame of another size than the previous one raises ValueError."""
+        """Adds a frame of ``(H, W)`` labels; a frame of another size than the previous one
+        raises ValueError, and so do probabilities (``(H, W, C)``, or fractions)."""
         labels = np.asarray(labels)
+        if labels.ndim != 2 or labels.dtype.kind not in "biuf" or (
+                labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels))):
+            # Probabilities counted every changed value: a rate near 1 that looks real.
+            raise ValueError(f"FlickerMeter counts integer (H, W) label maps (argmax of the "
+                             f"probabilities). Received: shape={labels.shape}, "
+                             f"dtype={labels.dtype}")
         if self.previous is not None:
             if self.previous.shape != labels.shape:
                 raise ValueError(
@@ -167,6 +182,9 @@ def flow_changes(previous, current, flow, valid=None):
         raise ValueError(f"previous, current (H, W) and flow (H, W, 2) must match. Received: "
                          f"previous={previous.shape}, current={current.shape}, "
                          f"flow={flow.shape}")
+    if valid is not None and np.shape(valid) != (height, width):
+        raise ValueError(f"valid must be an (H, W) = {(height, width)} mask. Received: "
+                         f"valid.shape={np.shape(valid)}")
     known = np.isfinite(flow).all(-1)
     flow = np.where(known[..., None], flow, 0.0).astype("float32")  # sampled, then left out
     source = warp_lib.pixel_grid(height, width) + flow
@@ -203,6 +221,9 @@ def flow_flicker_rate(frames, flows, valids=None):
     if len(flows) != len(frames) - 1:
         raise ValueError(f"Give one flow per pair of consecutive frames. Received: "
                          f"{len(frames)} frames and {len(flows)} flows")
+    if valids is not None and len(valids) != len(flows):
+        raise ValueError(f"Give one valid mask per flow. Received: {len(flows)} flows and "
+                         f"{len(valids)} valid masks")
     changed = compared = 0
     for t in range(len(frames) - 1):
         counts = flow_changes(frames[t], frames[t + 1], flows[t],

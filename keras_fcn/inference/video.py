@@ -9,8 +9,11 @@ Example:
         writer.write(rgb_frame)
 """
 
+import math
+import numbers
 import os
 import tempfile
+from fractions import Fraction
 
 import numpy as np
 
@@ -55,11 +58,13 @@ def video_info(path):
     av = _av()
     try:
         with av.open(os.fspath(path)) as container:
+            if not container.streams.video:  # audio only, or a damaged file
+                raise ValueError(f"No video stream in {os.fspath(path)!r}")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or 25
             return {"fps": float(rate), "frames": int(stream.frames) or None,
                     "width": stream.codec_context.width, "height": stream.codec_context.height}
-    except (av.error.FFmpegError, IndexError) as e:
+    except av.error.FFmpegError as e:
         raise ValueError(f"Cannot read video {os.fspath(path)!r}: {e}") from e
 
 
@@ -90,20 +95,26 @@ def read_video(path):
             raise ValueError(f"Cannot decode video {os.fspath(path)!r}: {e}") from e
 
 
+def _rate(fps):
+    """``fps`` as the fraction the stream stores (0 for fps under 1/2002)."""
+    return Fraction(float(fps)).limit_denominator(1001)
+
+
 class VideoWriter:
     """Writes RGB (or RGBA for ``.webm``) uint8 frames to a video file, atomically.
 
     Frames go to a temporary file in the same folder that is renamed to ``path`` on a clean
     ``close()``; an exception inside the ``with`` block leaves no partial file.
 
-    Frame size: VP9 (``.webm``) and ProRes (``codec="prores_ks"``) keep any size; H.264 and
-    MPEG-4 (4:2:0) need even sizes, so an odd width or height loses its last column or row
-    (a 41x33 frame is written 40x32, its top-left part).
+    Frame size: every frame must have the size of the first one (a video has one size).
+    VP9 (``.webm``) and ProRes (``codec="prores_ks"``) keep any size; H.264 and MPEG-4 (4:2:0)
+    need even sizes, so an odd width or height loses its last column or row (a 41x33 frame is
+    written 40x32, its top-left part), and a frame 1 pixel wide or high is refused there.
 
     Args:
         path: output file; the extension picks the codec (``.mp4``: H.264, ``.webm``: VP9 with
             alpha, ``.avi``: MPEG-4).
-        fps: frames per second.
+        fps: frames per second, a finite number >= 1/1001 (the time base's resolution).
         overwrite: if False and ``path`` exists, raises ``FileExistsError``.
 
     Example:
@@ -119,8 +130,10 @@ class VideoWriter:
                 f"Unsupported video extension. Expected one of {sorted(_CODECS)}. "
                 f"Received: path={self.path!r}"
             )
-        if not fps or fps <= 0:
-            raise ValueError(f"fps must be positive. Received: fps={fps!r}")
+        if (isinstance(fps, bool) or not isinstance(fps, numbers.Real)
+                or not math.isfinite(fps) or _rate(fps) <= 0):
+            # NaN failed at the first frame, and fps < 1/2002 was written as 24 fps.
+            raise ValueError(f"fps must be a finite number >= 1/1001. Received: fps={fps!r}")
         io.check_writable(self.path, overwrite)
         self._av = _av()
         self.codec, self.pix_fmt = _CODECS[ext]
@@ -131,15 +144,20 @@ class VideoWriter:
         os.close(fd)
         self._container = self._av.open(self._tmp, mode="w")
         self._stream = None
+        self._size = None  # (H, W) of the first frame: every frame must have it
 
     def _open_stream(self, height, width):
-        from fractions import Fraction
-
-        stream = self._container.add_stream(self.codec, rate=Fraction(self.fps).limit_denominator(1001))
         if self.codec in ODD_SIZE_CODECS:
-            stream.width, stream.height = width, height
+            size = width, height
         else:  # H.264 and MPEG-4 4:2:0 need even sizes: the last column/row is cropped
-            stream.width, stream.height = width - width % 2, height - height % 2
+            size = width - width % 2, height - height % 2
+            if not all(size):
+                raise ValueError(
+                    f"{self.codec} cannot write frames 1 pixel wide or high (it needs even "
+                    f"sizes). Received: a {width}x{height} frame for {self.path!r}; write a "
+                    ".webm (VP9) instead")
+        stream = self._container.add_stream(self.codec, rate=_rate(self.fps))
+        stream.width, stream.height = size
         stream.pix_fmt = self.pix_fmt
         return stream
 
@@ -152,8 +170,15 @@ class VideoWriter:
                 f"Frames must be uint8 (H, W, 3) or (H, W, 4). Received: shape={frame.shape}, "
                 f"dtype={frame.dtype}"
             )
-        if self._stream is None:
+        if self._size is None:
             self._stream = self._open_stream(*frame.shape[:2])
+            self._size = frame.shape[:2]
+        elif frame.shape[:2] != self._size:
+            # The encoder cropped a larger frame and rescaled a smaller one: a wrong video.
+            raise ValueError(
+                f"Every frame of a video must have the size of the first one, "
+                f"{self._size[1]}x{self._size[0]} (W x H). Received: a "
+                f"{frame.shape[1]}x{frame.shape[0]} frame for {self.path!r}")
         frame = frame[: self._stream.height, : self._stream.width]
         fmt = "rgba" if frame.shape[-1] == 4 else "rgb24"
         video_frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=fmt)

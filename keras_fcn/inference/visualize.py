@@ -142,8 +142,9 @@ def overlay(image, labels, *, alpha=0.5, palette=None, ignore_label=IGNORE_LABEL
         >>> overlay(np.full((1, 1, 3), 100, np.uint8), np.array([[1]]), alpha=0.5).tolist()
         [[[114, 50, 50]]]
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1]. Received: alpha={alpha!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) \
+            or not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be a number in [0, 1]. Received: alpha={alpha!r}")
     image = np.asarray(image)
     labels = check_labels(labels)
     if image.shape[:2] != labels.shape or image.shape[-1] != 3:
@@ -201,10 +202,15 @@ def draw_legend(height, class_ids, class_names=None, palette=None, width=160):
     from PIL import Image, ImageDraw
 
     colours = full_palette(palette)
+    ids = [check_int(f"class_ids[{i}]", c) for i, c in enumerate(class_ids)]
+    outside = [c for c in ids if not 0 <= c <= 255]
+    if outside:
+        raise ValueError(f"class_ids must be in 0..255 (the palette's ids). Received: "
+                         f"{outside[0]}")
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     row = 14
-    for i, class_id in enumerate(class_ids):
+    for i, class_id in enumerate(ids):
         top = 4 + i * row
         if top + 10 > height:
             draw.text((4, top - 2), "...", fill=(0, 0, 0))
@@ -272,12 +278,17 @@ def heatmap(values, *, cmap="viridis", vmin=None, vmax=None):
     """Applies a matplotlib colormap to a 2-D array.
 
     Args:
-        values: float ``(H, W)``.
+        values: float ``(H, W)``; NaN shows in the colormap's "bad" colour (black).
         cmap: matplotlib colormap name.
-        vmin, vmax: value range mapped to the ends of the colormap (data range by default).
+        vmin, vmax: finite value range mapped to the ends of the colormap, ``vmin <= vmax``
+            (by default the range of the finite values: one infinite value used to squash
+            all the others into one colour).
 
     Returns:
         uint8 RGB ``(H, W, 3)``.
+
+    Raises:
+        ValueError: ``values`` not 2-D, or ``vmin``/``vmax`` not finite or ``vmin > vmax``.
 
     Example:
         heatmap(entropy(probs), vmin=0, vmax=np.log(21)).shape
@@ -287,9 +298,15 @@ def heatmap(values, *, cmap="viridis", vmin=None, vmax=None):
     values = np.asarray(values, dtype="float32")
     if values.ndim != 2:
         raise ValueError(f"heatmap expects a 2-D array. Received: shape={values.shape}")
-    lo = float(np.nanmin(values)) if vmin is None else float(vmin)
-    hi = float(np.nanmax(values)) if vmax is None else float(vmax)
+    given = [v for v in (vmin, vmax) if v is not None]
+    if not all(np.isfinite(float(v)) for v in given) or (len(given) == 2 and vmin > vmax):
+        raise ValueError(f"heatmap needs finite vmin <= vmax. Received: vmin={vmin!r}, "
+                         f"vmax={vmax!r}")
+    finite = values[np.isfinite(values)]
+    lo = (float(finite.min()) if finite.size else 0.0) if vmin is None else float(vmin)
+    hi = (float(finite.max()) if finite.size else 0.0) if vmax is None else float(vmax)
     scaled = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    scaled = np.where(np.isnan(values), np.nan, scaled)  # the "bad" colour, always
     rgba = matplotlib.colormaps[cmap](np.clip(scaled, 0.0, 1.0))
     return np.round(rgba[..., :3] * 255).astype("uint8")
 

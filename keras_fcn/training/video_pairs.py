@@ -47,9 +47,13 @@ def estimate_flow(first, second):
         flow, valid = estimate_flow(frame_a, frame_b)
     """
     cv2 = _cv2()
-    if np.shape(first) != np.shape(second) or np.ndim(first) != 3:
-        raise ValueError(f"estimate_flow needs two RGB frames of one (H, W, 3) shape. "
-                         f"Received: {np.shape(first)} and {np.shape(second)}")
+    first, second = np.asarray(first), np.asarray(second)
+    if first.shape != second.shape or first.ndim != 3 or first.shape[-1] != 3 \
+            or first.dtype != np.uint8 or second.dtype != np.uint8:
+        # A float frame reached OpenCV, which blamed the frame size.
+        raise ValueError(f"estimate_flow needs two uint8 RGB frames of one (H, W, 3) shape. "
+                         f"Received: {first.shape} {first.dtype} and {second.shape} "
+                         f"{second.dtype}")
     gray = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in (first, second)]
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     try:
@@ -90,7 +94,9 @@ def _clips(folder):
 
 def video_pairs(folder, size, *, step=1, max_pairs=None):
     """Yields ``(first, second, flow, valid)`` of consecutive frames (``step`` apart) of the
-    clips in ``folder``, resized to ``size`` (H, W); see `estimate_flow`.
+    clips in ``folder``, resized to ``size`` (H, W); see `estimate_flow`. A frame of another
+    size than the one before it starts a new clip: the two are not one camera's consecutive
+    frames.
 
     Example:
         first, second, flow, valid = next(video_pairs("footage/", (180, 240)))
@@ -102,10 +108,12 @@ def video_pairs(folder, size, *, step=1, max_pairs=None):
     size = as_size("size", size)
     count = 0
     for frames in _clips(folder):
-        previous = None
+        previous = previous_shape = None
         for index, frame in enumerate(frames):
             if index % step:
                 continue
+            if np.shape(frame) != previous_shape:
+                previous, previous_shape = None, np.shape(frame)
             frame = tf.image.resize(frame, size, antialias=True).numpy()
             frame = np.clip(np.round(frame), 0, 255).astype("uint8")
             if previous is not None:
@@ -143,6 +151,14 @@ def add_video_pairs(warped_pairs, video_batches):
     Example:
         train_ds = add_video_pairs(add_warped_pairs(train_ds), pairs.repeat().batch(4))
     """
+    images_spec, pairs_spec = warped_pairs.element_spec[0], video_batches.element_spec[0]
+    sizes = [tuple(spec.shape[1:3]) for spec in (images_spec, pairs_spec)]
+    if len(images_spec.shape) == len(pairs_spec.shape) == 4 and None not in sizes[0] + sizes[1] \
+            and sizes[0] != sizes[1]:
+        raise ValueError(f"The video pairs must have the training images' size (H, W) "
+                         f"{sizes[0]}. Received: pairs of {sizes[1]} (make them with "
+                         f"video_pair_dataset(folder, size={sizes[0]}))")
+
     def merge(element, pair):
         (both, (masks, flow, valid)), (first, second, video_flow, video_valid) = element, pair
         images, moved = tf.split(both, 2)
