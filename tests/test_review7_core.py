@@ -76,3 +76,17 @@ def test_a_normalized_image_is_refused_by_predict_and_a_black_one_passes():
     assert check_rgb_image(np.zeros((4, 4, 3), np.float32)).shape == (4, 4, 3)
     with pytest.raises(ValueError):
         check_rgb_image(np.full((4, 4, 3), 0.5, np.float32))
+
+
+def test_the_safe_backup_refuses_a_keras_without_the_internals_it_overrides(tmp_path,
+                                                                            monkeypatch):
+    import keras
+
+    from keras_fcn.training.callbacks import NaNGuard, SafeBackupAndRestore
+
+    backup = SafeBackupAndRestore(str(tmp_path / "b"), NaNGuard(steps_per_epoch=1))
+    assert callable(backup._save_model)  # the installed Keras has them
+    monkeypatch.delattr(keras.callbacks.BackupAndRestore, "_load_model")
+    with pytest.raises(RuntimeError, match=r"Keras .* has no BackupAndRestore._load_model\(\): "
+                                           "keras_fcn's safe backup"):
+        SafeBackupAndRestore(str(tmp_path / "c"), NaNGuard(steps_per_epoch=1))

@@ -193,10 +193,8 @@ def read_sbd_mat(path):
     Example:
         read_sbd_mat("benchmark_RELEASE/dataset/cls/2008_000002.mat").shape
     """
-    try:
-        import scipy.io
-    except ImportError as error:  # pragma: no cover - scipy is a dev dependency
-        raise ImportError("Reading SBD .mat masks needs scipy: `pip install scipy`.") from error
+    import scipy.io  # an install requirement (setup.py)
+
     path = to_str(path)
     with file_errors("mask", path):
         content = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)

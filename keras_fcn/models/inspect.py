@@ -38,7 +38,7 @@ def legacy_backbone(model):
     """The trunk of a model that recorded none (saved by keras_fcn 0.1.x), told from its
     layers: a MobileNetV2 FCN pads its input with a :class:`PadToMultiple` layer,
     FCN-GoogLeNet has ``inception_3a_*`` layers and FCN-AlexNet a ``norm1`` local response
-    normalization and a VGG16 FCN (0.1.x's only other trunk) ``conv1_1`` and ``fc6``.
+    normalization and a VGG16 FCN ``conv1_1`` and ``fc6`` (0.1.x built no other trunks).
 
     Raises:
         ValueError: the model has none of these marks (it was not built by keras_fcn), so

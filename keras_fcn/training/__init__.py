@@ -75,7 +75,6 @@ from keras_fcn.training.optimizers import (  # noqa: F401
 from keras_fcn.training.recipe import (  # noqa: F401
     STAGES,
     build_model,
-    execution_jit,
     execution_path,
     execution_precision,
     maybe_export,

@@ -79,7 +79,9 @@ def patch_multi_worker_build(model, strategy):
     tensorflow/tensorflow#72388): `fit` first builds the model symbolically from a batch it
     *reduces* across workers, which fails with "Attempt to convert a value (PerReplica...)".
     The patched build uses this worker's local batch instead (only shapes and dtypes are
-    used). Does nothing for other strategies or when Keras changes the private method.
+    used). Does nothing for other strategies; on a Keras release outside `PATCHED_KERAS`, or
+    one without the private names it replaces, it raises a RuntimeError
+    (:func:`check_patched_keras`) rather than train on unchecked internals.
 
     Returns:
         True if the model was patched.

@@ -350,11 +350,6 @@ def execution_path(config, model):
                              jit_compile=config.run.jit_compile, conv_matmul=config.run.conv_matmul)
 
 
-def execution_jit(config, model):
-    """Whether to XLA-compile the train step (``execution_path(config, model)["jit_compile"]``)."""
-    return execution_path(config, model)["jit_compile"]
-
-
 def maybe_export(model, run_dir, input_size):
     """Exports a float16-weight TFLite model and its sidecar JSON with `keras_fcn.export`.
 

@@ -1,0 +1,135 @@
+"""Keras' BackupAndRestore made safe against kills and silent mismatches.
+
+:class:`SafeBackupAndRestore` writes the backup's weights and epoch atomically and refuses a
+restore that would quietly go wrong (another optimizer's state, more epochs than asked for).
+It overrides private methods of Keras' callback; :func:`check_backup_internals` refuses to
+start on a Keras that renamed them.
+
+Example:
+    backup = SafeBackupAndRestore("runs/a/backup", NaNGuard(steps_per_epoch=100))
+"""
+
+import os
+import re
+import warnings
+
+import keras
+
+from keras_fcn import io
+
+BACKUP_EPOCH_ATTR = "keras_fcn_epoch"  # in the backup's weights file: the epoch they end
+
+
+# The private parts of Keras' BackupAndRestore that SafeBackupAndRestore overrides or reads
+# (Keras 3.3-3.15). A Keras that renames them would leave the atomic writes and the epoch
+# checks silently unused: the backup refuses to start instead.
+BACKUP_INTERNALS = {"methods": ("_save_model", "_load_model"),
+                    "attributes": ("_weights_path", "_training_metadata_path",
+                                   "_current_epoch", "_last_batch_seen")}
+
+
+def check_backup_internals(backup):
+    """Raises a RuntimeError naming the Keras version unless ``backup`` (a
+    `keras.callbacks.BackupAndRestore`) has the private methods and attributes
+    :class:`SafeBackupAndRestore` relies on (``BACKUP_INTERNALS``)."""
+    missing = [f"BackupAndRestore.{name}()" for name in BACKUP_INTERNALS["methods"]
+               if not callable(getattr(keras.callbacks.BackupAndRestore, name, None))]
+    missing += [f"BackupAndRestore.{name}" for name in BACKUP_INTERNALS["attributes"]
+                if not hasattr(backup, name)]
+    if missing:
+        raise RuntimeError(
+            f"Keras {keras.__version__} has no {', '.join(missing)}: keras_fcn's safe backup "
+            "(atomic weights, the epoch it holds) was written against Keras 3.3-3.15 and needs "
+            "updating for this release.")
+
+
+class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that writes its backup atomically, does not back up weights after a
+    NaN stop (`NaNGuard`), and keeps the backup in that case so a fixed run can resume from
+    the last good epoch.
+
+    Keras writes the backup weights in place: a SIGKILL during that write left a truncated
+    `latest.weights.h5` that made `--resume` fail (found by the random-kill test). Here the
+    weights and the epoch go to temporary files that are renamed into place, and the weights
+    file carries its epoch (attribute `keras_fcn_epoch`), which a resume trusts over
+    `training_metadata.json`: a kill between the two renames resumed one epoch early from the
+    newer weights, training that epoch twice.
+
+    A restore that would silently go wrong is refused with a ValueError: a backup whose
+    optimizer state does not fit the optimizer (Keras only warns and starts the optimizer
+    afresh: step 0 of the learning-rate schedule, no momentum), and a backup of more epochs
+    than `fit` is asked for.
+
+    Args:
+        backup_dir: the backup folder.
+        nan_guard: the run's `NaNGuard`.
+        keep_at_end: keep the backup when `fit` ends (Keras deletes it); the caller deletes it
+            once the run's last files are written (`keras_fcn.training.fit` does, after
+            `metrics.json`), so a kill after the last epoch resumes without training again.
+
+    Example:
+        backup = SafeBackupAndRestore("runs/a/backup", guard)
+    """
+
+    def __init__(self, backup_dir, nan_guard, keep_at_end=False, **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        check_backup_internals(self)
+        self._nan_guard = nan_guard
+        self._keep_at_end = keep_at_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._nan_guard.nan_step is None:
+            super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        import h5py
+
+        def write(tmp):
+            self.model.save_weights(tmp, overwrite=True)
+            with h5py.File(tmp, "a") as f:
+                f.attrs[BACKUP_EPOCH_ATTR] = self._current_epoch
+
+        os.makedirs(self.backup_dir, exist_ok=True)
+        io.atomic_write(self._weights_path, write)
+        io.write_json(self._training_metadata_path,
+                      {"epoch": self._current_epoch, "batch": self._last_batch_seen})
+
+    def _load_model(self):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            super()._load_model()
+        for warning in caught:
+            text = str(warning.message)
+            if text.startswith("Skipping variable loading for optimizer"):
+                counts = re.search(r"has (\d+) variables whereas the saved optimizer has "
+                                   r"(\d+)", text)
+                detail = (f"this one has {counts.group(1)} variables, the backup's "
+                          f"{counts.group(2)}" if counts else text[:200])
+                raise ValueError(
+                    f"The backup in '{self.backup_dir}' holds the state of another optimizer "
+                    f"({detail}): resuming would start the "
+                    "optimizer afresh (step 0 of the learning-rate schedule, no momentum). Were "
+                    "--optimizer, --momentum, --ema_decay or --precision (float16 adds a "
+                    "loss-scale state) changed since the run began? Resume with the run's "
+                    "flags, or start a new run (another --output_dir).")
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
+        if not os.path.exists(self._weights_path):
+            return
+        import h5py
+
+        with h5py.File(self._weights_path, "r") as f:
+            epoch = f.attrs.get(BACKUP_EPOCH_ATTR)
+        if epoch is not None:  # the weights' own epoch wins over training_metadata.json's
+            self.model._initial_epoch = int(epoch)
+        trained, epochs = self.model._initial_epoch, self.params.get("epochs")
+        if trained is not None and epochs is not None and trained > epochs:
+            raise ValueError(
+                f"The backup in '{self.backup_dir}' has trained {trained} epochs, more than "
+                f"the {epochs} asked for: the run would end as a {epochs}-epoch run holding "
+                f"{trained} epochs. Resume with --epochs={trained} or more, or start a new "
+                f"run. Received: epochs={epochs}")
+
+    def on_train_end(self, logs=None):
+        if self._nan_guard.nan_step is None and not self._keep_at_end:
+            super().on_train_end(logs)
