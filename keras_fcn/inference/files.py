@@ -207,9 +207,10 @@ def _process_video(predictor, item, report, write, progress):
     sequence = SmoothedSequence(opts.smooth_alpha)
     mattes = AlphaMasks(predictor.mask_ids, margin=opts.mask_margin, hold=opts.mask_hold,
                         radius=opts.mask_feather)
-    ok = False
+    ok, decoded = False, 0
     try:
         for index, frame in enumerate(video.read_video(item.path)):
+            decoded += 1
             probs = sequence.step(predictor.probabilities(frame))
             base = os.path.join(item.out_dir, item.stem, f"frame_{index:06d}")
             alphas = mattes.step(frame, probs)
@@ -223,6 +224,8 @@ def _process_video(predictor, item, report, write, progress):
                     writer.write(_mask_frame(frame, alphas[c], opts.video_format))
             report.processed += 1
             progress.update(1)
+        if not decoded:  # its writers would close without a stream: no file, yet "written"
+            raise ValueError(f"No frame of the video '{item.path}' could be decoded")
         ok = True
     except ValueError as e:
         report.fail(item.path, str(e))
