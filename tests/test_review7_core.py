@@ -115,3 +115,14 @@ def test_a_video_without_decodable_frames_fails_instead_of_counting_files(tmp_pa
     assert [path for path, _ in report.failures] == [clip]
     assert "No frame of the video" in report.failures[0][1]
     assert not os.path.exists(tmp_path / "out" / "clip_overlay.mp4")
+
+
+def test_calibration_images_are_resized_as_training_resizes_them():
+    from keras_fcn.data.arrays import resize_image
+    from keras_fcn.export.images import calibration_images
+
+    image = np.random.default_rng(0).uniform(0, 255, (40, 48, 3)).astype("float32")
+    (got,) = list(calibration_images(image[None], (10, 12), num_images=1))
+    want = resize_image(image, (10, 12), antialias=True)
+    np.testing.assert_allclose(got[0], want, atol=1e-2)
+    assert np.abs(resize_image(image, (10, 12)) - want).max() > 5  # aliased samples differ

@@ -225,7 +225,8 @@ def _resize_images(images, size):
         images = images[None]
     images = tf.cast(images, tf.float32)
     if tuple(images.shape[1:3]) != tuple(size):
-        images = tf.image.resize(images, size, method="bilinear")
+        # antialiased, as training's --image_size resize (training.inputs.resize_pair)
+        images = tf.image.resize(images, size, method="bilinear", antialias=True)
     return tf.clip_by_value(images, 0.0, 255.0)
 
 
