@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from keras_fcn.io import check_writable
 from keras_fcn.models import build_fcn
@@ -112,4 +112,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from keras_fcn.training.cli import run_main
+
+    run_main(main)  # a bad flag too: one line on stderr, exit status 2

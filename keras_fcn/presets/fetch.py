@@ -23,8 +23,8 @@ from keras_fcn.layers import CaffePreprocessing
 from keras_fcn.models import has_preprocessing
 from keras_fcn.models.trunk import did_you_mean
 from keras_fcn.presets.catalog import get_preset, list_presets, preset_labels
-from keras_fcn.weights import check_sha256_prefix, load_model_file
-from keras_fcn.weights.imagenet import check_file_hash
+from keras_fcn.weights import CaffeModelError, check_sha256_prefix, load_model_file
+from keras_fcn.weights.imagenet import check_file_hash, download_file
 
 CACHE_SUBDIR = "keras_fcn"
 
@@ -53,6 +53,10 @@ def _make_cache_folder(folder, cache_dir):
     ``cache_dir`` when a file stands in its way."""
     try:
         os.makedirs(folder, exist_ok=True)
+    except PermissionError as error:  # a read-only cache without its keras_fcn/ folder
+        raise PermissionError(
+            f"The preset cache folder {folder} cannot be created ({error}). Pass a writable "
+            f"cache_dir. Received: cache_dir={cache_dir!r}") from None
     except (FileExistsError, NotADirectoryError):
         raise ValueError(
             f"The preset cache folder {folder} cannot be created: a file stands in its way "
@@ -96,6 +100,11 @@ def download_caffemodel(name, cache_dir=None, file_hash=None, url=None):
         ValueError: the file has the wrong size or hash (a torchvision file whose sha256
             does not start with the prefix in its name is deleted); before any download, a
             ``file_hash`` that no file can match (not a SHA-256 or MD5 hex digest).
+        PermissionError: the file is not in the cache and the cache cannot be written (a
+            file put by hand in a read-only cache is used).
+
+    The download is renamed into place only once complete, and one process at a time
+    downloads (see :func:`keras_fcn.weights.imagenet.download_file`).
 
     Example:
         >>> download_caffemodel("voc-fcn32s")  # doctest: +SKIP
@@ -108,8 +117,11 @@ def download_caffemodel(name, cache_dir=None, file_hash=None, url=None):
     _make_cache_folder(folder, cache_dir)  # else get_file would fall back to /tmp/.keras
     target = os.path.join(folder, preset.filename)
     try:
-        path = keras.utils.get_file(preset.filename, url, file_hash=file_hash,
-                                    cache_subdir=CACHE_SUBDIR, cache_dir=os.path.dirname(folder))
+        path = download_file(preset.filename, url, file_hash, folder)
+    except PermissionError as error:  # a read-only cache without the file
+        raise PermissionError(f"Preset {name!r}: {error}. Pass a writable cache_dir, or "
+                              f"download that file on another machine and put it at {target}"
+                              ) from None
     except ValueError as error:  # get_file's hash check
         raise ValueError(f"Preset {name!r}: {target} downloaded from {url} does not match "
                          f"file_hash={file_hash!r} ({error})") from None
@@ -131,7 +143,12 @@ def _convert(preset, path, model):
     """Sets the model's weights with the preset's converter and checks its report."""
     try:
         report = preset.converter(preset, path, model)
-    except ValueError as error:  # CaffeModelError, a shape or an unknown layer: named
+    except CaffeModelError as error:  # not a .caffemodel: kept, every later call would fail
+        os.remove(path)
+        raise ValueError(f"Preset {preset.name!r}: {error}. The file was deleted (a damaged "
+                         "download, or an error page saved in its place): call again to "
+                         "download it anew, or put the right file there by hand.") from None
+    except ValueError as error:  # a shape or an unknown layer: named
         raise ValueError(f"Preset {preset.name!r}: {error}") from None
     if report is None:  # the converter checked every layer itself
         return
@@ -186,7 +203,9 @@ def from_preset(name, *, cache_dir=None, file_hash=None, url=None):
     Raises:
         ValueError: unknown name, a ``file_hash`` that is no SHA-256 or MD5 (before any
             download), or a downloaded file that is not the model (size, hash, layer shape,
-            missing or extra layers: the message says which).
+            missing or extra layers: the message says which; a file that is no
+            ``.caffemodel`` at all is deleted, so the next call downloads it anew), or a
+            damaged converted ``.keras`` in the cache (the message says to delete it).
         RuntimeError: the download failed; the message names the URL and where to put the
             file by hand.
 
@@ -198,7 +217,11 @@ def from_preset(name, *, cache_dir=None, file_hash=None, url=None):
     file_hash = check_file_hash(file_hash)  # a hash no file can match fails before the download
     cached = converted_path(name, cache_dir)
     if os.path.isfile(cached):
-        return load_model_file(cached)
+        try:
+            return load_model_file(cached)
+        except ValueError as error:
+            raise ValueError(f"Preset {name!r}: {error} Delete {cached} to convert the preset "
+                             "again from its download.") from None
     source = download_caffemodel(name, cache_dir, file_hash, url)
     model = preset.builder(**preset.build_kwargs)
     _convert(preset, source, model)

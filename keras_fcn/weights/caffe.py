@@ -23,6 +23,7 @@ from keras_fcn.weights.layouts import (
     layer_arrays,
     reject,
 )
+from keras_fcn.weights.npz import check_finite
 
 # The at-once FCN-8s scales pool4/pool3 by a Caffe Scale layer with a fixed (lr_mult 0) parameter;
 # keras_fcn applies these constants without weights, so the blobs are checked and dropped.
@@ -253,6 +254,7 @@ def read_caffe_layers(path):
     Raises:
       CaffeModelError: the file is truncated, not protobuf, or holds no layers; the message names
         the file.
+      ValueError: a blob with NaN or infinite values (the message names the layer).
 
     Example:
       >>> layers = read_caffe_layers("fcn8s-heavy-pascal.caffemodel")  # doctest: +SKIP
@@ -271,6 +273,9 @@ def read_caffe_layers(path):
         raise CaffeModelError(
             f"{path}: no Caffe layers found (expected NetParameter field 100 `layer` "
             f"or field 2 `layers`); is this a .caffemodel?")
+    for layer in layers:  # a diverged snapshot must not load as weights
+        for i, blob in enumerate(layer.blobs):
+            check_finite(blob, path, f"{layer.name}/{i}")
     return layers
 
 

@@ -9,9 +9,14 @@ Example:
     >>> path = fetch_vgg16_imagenet_weights()  # doctest: +SKIP
 """
 
+import hashlib
+import logging
 import os
+import time
 
-from keras_fcn.io import DownloadError
+from keras_fcn.io import DirectoryLockedError, DownloadError, lock_directory, unlock_directory
+
+log = logging.getLogger("keras_fcn")
 
 VGG16_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
 VGG16_WEIGHTS_URL = (
@@ -69,6 +74,98 @@ def check_file_hash(file_hash):
     return text
 
 
+def file_matches(path, file_hash):
+    """True if the file at ``path`` has ``file_hash`` (64 hex digits: SHA-256, else MD5, as
+    ``keras.utils.get_file`` reads it); any file matches ``file_hash=None``."""
+    if file_hash is None:
+        return True
+    digest = hashlib.sha256() if len(file_hash) == 64 else hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest() == file_hash.lower()
+
+
+def _wait_for_folder_lock(folder, what):
+    """Takes the lock of ``folder`` (:func:`keras_fcn.io.lock_directory`), waiting while
+    another process holds it; returns True if this call took it (False: already held here)."""
+    from keras_fcn.io import holds_lock
+
+    if holds_lock(folder):
+        return False
+    told = False
+    while True:
+        try:
+            lock_directory(folder, what)
+            return True
+        except DirectoryLockedError as error:
+            if not told:
+                log.warning("Waiting for another download into %s: %s", folder, error)
+                told = True
+            time.sleep(0.2)
+
+
+def download_file(filename, url, file_hash, folder):
+    """The path of ``folder/filename``: the file already there, else downloaded from ``url``
+    through ``keras.utils.get_file`` and checked against ``file_hash`` (when given).
+
+    What ``get_file`` alone does not do: the download goes to a hidden ``.<filename>.part``
+    renamed into place once complete, so a download killed midway leaves no truncated file
+    that a later call takes as cached; one process at a time downloads into ``folder`` (the
+    lock of :func:`keras_fcn.io.lock_directory`): another one waits and then takes its file,
+    instead of reading it half-written or writing it at the same time; and a file already in a
+    folder this process cannot write (a read-only shared cache) is used, not passed over for a
+    download into ``/tmp/.keras``.
+
+    Args:
+        filename: the file's name in ``folder``.
+        url: where to download it from (``file://`` too).
+        file_hash: SHA-256 or MD5 hex digest (lower case, see :func:`check_file_hash`), or None.
+        folder: an existing folder.
+
+    Returns:
+        ``os.path.join(folder, filename)``.
+
+    Raises:
+        PermissionError: the file is not there (or not with ``file_hash``) and ``folder``
+            cannot be written; the message names both.
+        ValueError: the download does not have ``file_hash`` (``get_file``'s error; the
+            download is deleted).
+        Exception: ``get_file``'s error for a failed download.
+
+    Example:
+        >>> download_file("w.h5", "file:///data/w.h5", None, "/data/cache")  # doctest: +SKIP
+        '/data/cache/w.h5'
+    """
+    import keras
+
+    target = os.path.join(folder, filename)
+    if os.path.isfile(target) and file_matches(target, file_hash):
+        return target  # complete: only a finished download is renamed to this name
+    if not os.access(folder, os.W_OK):
+        there = ("is not there" if not os.path.isfile(target)
+                 else f"there does not match file_hash={file_hash!r}")
+        raise PermissionError(
+            f"{target} {there}, and its folder {folder} cannot be written to download it "
+            f"from {url}")
+    took = _wait_for_folder_lock(folder, f"download of {filename}")
+    part = os.path.join(folder, f".{filename}.part")
+    try:
+        if os.path.isfile(target) and file_matches(target, file_hash):
+            return target  # another process downloaded it while this one waited
+        if os.path.lexists(part):
+            os.remove(part)  # what a killed download left; get_file would take it as cached
+        downloaded = keras.utils.get_file(os.path.basename(part), url, file_hash=file_hash,
+                                          cache_subdir="", cache_dir=folder)
+        os.replace(downloaded, target)
+        return target
+    finally:
+        if os.path.lexists(part):
+            os.remove(part)  # a download that failed its hash
+        if took:
+            unlock_directory(folder)
+
+
 def fetch_weights_file(filename, url, file_hash, cache_dir, what, how_to_pass):
     """Returns the cached path of a weights file, downloading it once through ``get_file``.
 
@@ -85,23 +182,23 @@ def fetch_weights_file(filename, url, file_hash, cache_dir, what, how_to_pass):
             checksum; the message says how to pass a local copy.
         ValueError: ``file_hash`` is no SHA-256 or MD5 (:func:`check_file_hash`), before
             anything is downloaded.
+        PermissionError: the file is not cached and the cache cannot be written (a
+            read-only ``cache_dir``); a file put there by hand is used.
     """
-    import keras
-
     file_hash = check_file_hash(file_hash)
-
     cache_dir = os.path.expanduser(cache_dir or os.path.join("~", ".keras"))
-    # get_file silently falls back to /tmp/.keras when cache_dir does not exist yet.
-    os.makedirs(cache_dir, exist_ok=True)
-    cached = os.path.join(cache_dir, "models", filename)
+    folder = os.path.join(cache_dir, "models")
+    cached = os.path.join(folder, filename)
     how_to = (
         f"Download {url} on a machine with internet access and either copy it to {cached} or "
         f"pass its path: {how_to_pass}. Use weights=None for a randomly initialized trunk."
     )
     try:
-        return keras.utils.get_file(
-            filename, url, cache_subdir="models", cache_dir=cache_dir, file_hash=file_hash
-        )
+        if not os.path.isfile(cached):
+            os.makedirs(folder, exist_ok=True)
+        return download_file(filename, url, file_hash, folder)
+    except PermissionError as error:  # a read-only cache without the file
+        raise PermissionError(f"{error}. {how_to}") from None
     except ValueError as error:  # get_file's checksum failure
         raise DownloadError(
             f"The {what} from {url} failed their checksum (expected {file_hash}): {error}. "

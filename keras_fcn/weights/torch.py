@@ -6,6 +6,7 @@ Example:
 """
 
 import os
+import re
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from keras_fcn.weights.layouts import (
     layer_arrays,
     reject,
 )
+from keras_fcn.weights.npz import check_finite
 
 
 def _unwrap_checkpoint(obj, path):
@@ -50,15 +52,47 @@ def load_torch_state_dict(path):
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad file
-        raise ValueError(f"{path}: not a readable PyTorch file: {e}") from None
+        raise ValueError(f"{path}: not a readable PyTorch file: {_first_line(e)}") from None
     return {k: _to_numpy(v) for k, v in _unwrap_checkpoint(obj, path).items()}
 
 
+def _first_line(error):
+    """The first line of torch's error, without its terminal colours; for a file that needs
+    unpickling (``weights_only``), what to save instead."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    if text.startswith("Weights only load failed"):
+        return ("it holds pickled Python objects, not only tensors (a whole model saved with "
+                "torch.save(model)?); save model.state_dict() instead")
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _to_numpy(value):
-    """Returns a tensor or array-like as a numpy array."""
+    """Returns a tensor or array-like as a numpy array; floating tensors become float32
+    (numpy has no bfloat16, a common dtype of saved state dicts)."""
     if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if value.is_floating_point():
+            value = value.float()
+        value = value.numpy()
     return np.asarray(value)
+
+
+def float_weights(key, value, origin="state dict"):
+    """``value`` as a float32 array, or a ValueError naming ``origin`` and ``key`` when it
+    holds no floats (integers, booleans: a quantized or wrong tensor) or NaN or infinite
+    values (a diverged checkpoint): neither may load as weights.
+
+    Example:
+      >>> float_weights("fc7.weight", np.ones(2, "float16")).dtype
+      dtype('float32')
+    """
+    array = np.asarray(value)
+    if array.dtype.kind != "f":
+        raise ValueError(f"{origin}: entry {key!r} holds {array.dtype} values; expected "
+                         "floating-point weights (a quantized or integer tensor cannot be "
+                         "converted).")
+    check_finite(array, origin, key)
+    return array.astype(np.float32)
 
 
 def read_state_dict(state_dict_or_path):
@@ -76,7 +110,7 @@ def read_state_dict(state_dict_or_path):
                     f"{type(state_dict_or_path).__name__}")
 
 
-def _group_state_dict(state_dict, rename, strict):
+def _group_state_dict(state_dict, rename, strict, origin):
     """Groups `layer.weight` / `layer.bias` entries by (renamed) layer name."""
     layers = {}
     for key, value in state_dict.items():
@@ -91,7 +125,7 @@ def _group_state_dict(state_dict, rename, strict):
             reject(f"state dict layer {layer!r} has no keras_fcn counterpart {name!r}; map it "
                     f"with rename={{{layer!r}: ...}} to one of {sorted(KNOWN_LAYERS)}", strict)
             continue
-        layers.setdefault(name, {})[param] = _to_numpy(value)
+        layers.setdefault(name, {})[param] = float_weights(key, value, origin)
     return layers
 
 
@@ -113,8 +147,11 @@ def convert_torch_state_dict(state_dict_or_path, rename=None, strict=True):
       [(1, 1, 4096, 21), (21,)]
     """
     state_dict = read_state_dict(state_dict_or_path)
+    origin = (os.fspath(state_dict_or_path)
+              if isinstance(state_dict_or_path, (str, os.PathLike)) else "state dict")
     weights = {}
-    for name, params in _group_state_dict(state_dict, dict(rename or {}), strict).items():
+    for name, params in _group_state_dict(state_dict, dict(rename or {}), strict,
+                                          origin).items():
         if "weight" not in params:
             raise ValueError(f"layer {name!r} has a bias but no weight in the state dict")
         weights[name] = layer_arrays(name, params["weight"], params.get("bias"),

@@ -28,7 +28,7 @@ import re
 import numpy as np
 
 from keras_fcn.weights.imagenet import fetch_weights_file
-from keras_fcn.weights.torch import read_state_dict
+from keras_fcn.weights.torch import float_weights, read_state_dict
 
 MODELS_URL = "https://download.pytorch.org/models/"
 # torchvision's ImageNet ResNets (ResNet50_Weights / ResNet101_Weights.IMAGENET1K_V1), the
@@ -76,7 +76,7 @@ def _group(state_dict):
         allowed = _BATCH_NORM if _is_batch_norm(module) else _CONV
         if param not in allowed:
             raise ValueError(f"State dict key {key!r}: {module} takes {allowed}, not {param!r}.")
-        modules.setdefault(module, {})[param] = np.asarray(value, dtype="float32")
+        modules.setdefault(module, {})[param] = float_weights(key, value)
     return modules
 
 
