@@ -126,3 +126,16 @@ def test_calibration_images_are_resized_as_training_resizes_them():
     want = resize_image(image, (10, 12), antialias=True)
     np.testing.assert_allclose(got[0], want, atol=1e-2)
     assert np.abs(resize_image(image, (10, 12)) - want).max() > 5  # aliased samples differ
+
+
+def test_siftflow_and_nyud_images_are_read_as_the_training_pipelines_read_them(tmp_path):
+    from PIL import Image
+
+    from keras_fcn.datasets.common import read_image_file
+
+    path = str(tmp_path / "grey16.png")
+    Image.fromarray(np.full((3, 4), 40000, np.uint16)).save(path)
+    np.testing.assert_array_equal(read_image_file(path, "RGB"), np.full((3, 4, 3), 156))
+    (tmp_path / "bad.png").write_bytes(b"xx")
+    with pytest.raises(ValueError, match="bad.png"):
+        read_image_file(str(tmp_path / "bad.png"), "RGB")

@@ -75,7 +75,9 @@ def load_mat(path):
 
 def read_image_file(path, mode=None):
     """Reads an image file as an array (converted to PIL ``mode`` if given); a damaged file
-    raises ValueError naming it.
+    raises ValueError naming it. ``"RGB"`` reads as the training pipelines do
+    (:func:`keras_fcn.data.arrays.read_image`: a 16-bit grey image keeps its high byte
+    instead of PIL's clipping to white).
 
     Example:
         >>> read_image_file("data/images/img_5001.png", "RGB").shape  # doctest: +SKIP
@@ -85,6 +87,10 @@ def read_image_file(path, mode=None):
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Image file not found: {path!r}")
+    if mode == "RGB":
+        from keras_fcn.data.arrays import read_image
+
+        return read_image(path)
     try:
         with Image.open(path) as image:
             return np.asarray(image if mode is None else image.convert(mode))
