@@ -244,3 +244,20 @@ def test_convert_weights_bad_flag_is_one_line_and_status_2(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.startswith(("error", "FATAL"))]
     assert lines == ["error: flag --model=fcn4s: value should be one of "
                      "<fcn32s|fcn16s|fcn8s|fcn8s_at_once>. Pass --helpfull to list the flags."]
+
+
+def test_a_bad_blob_shape_names_its_layer(tmp_path):
+    """A grouped Deconvolution whose group does not divide its inputs, or a blob that is not
+    4-D, gave an error without the layer's name."""
+    from keras_fcn.weights import convert_caffe_layers, read_converted_weights
+
+    with pytest.raises(ValueError, match=r"^layer 'upscore': group=2 does not divide the 3 "
+                                         r"input channels \(weight shape \(3, 1, 4, 4\)\)$"):
+        convert_caffe_layers([CaffeLayer("upscore", "Deconvolution",
+                                         [np.zeros((3, 1, 4, 4), "float32")], 2)])
+    with pytest.raises(ValueError, match=r"^layer 'conv1_1': expected a 4-D conv weight "
+                                         r"\(out, in, kh, kw\), got shape \(4, 27\)$"):
+        convert_caffe_layers([CaffeLayer("conv1_1", "Convolution",
+                                         [np.zeros((4, 27), "float32")], 1)])
+    with pytest.raises(IsADirectoryError, match=r"is a directory; expected one of the files"):
+        read_converted_weights(str(tmp_path))

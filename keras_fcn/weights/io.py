@@ -363,6 +363,9 @@ def read_converted_weights(path, rename=None, strict=True):
         >>> weights = read_converted_weights("fcn8s-heavy-pascal.caffemodel")  # doctest: +SKIP
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Input {path!r} is a directory; expected one of the files "
+                                f"{CONVERTED_SUFFIXES}.")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Input file not found: {path!r}")
     if path.endswith(".caffemodel"):

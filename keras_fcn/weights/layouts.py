@@ -93,14 +93,20 @@ def layer_arrays(name, weight, bias, transposed, group=1):
     """Returns the Keras arrays [kernel, bias?] of one conv or transposed-conv layer."""
     weight = np.asarray(weight, dtype=np.float32)
     if transposed:
-        arrays = [deconv_kernel_to_keras(weight, group)]
+        try:
+            arrays = [deconv_kernel_to_keras(weight, group)]
+        except ValueError as error:
+            raise ValueError(f"layer {name!r}: {error} (weight shape {weight.shape})") from None
         # keras_fcn's transposed convs have no bias; a zero bias is the same function.
         if bias is not None and np.any(np.asarray(bias)):
             arrays.append(np.asarray(bias, dtype=np.float32).reshape(-1))
         return arrays
     if group != 1:
         raise ValueError(f"layer {name!r}: grouped convolution (group={group}) is not supported")
-    arrays = [conv_kernel_to_keras(weight)]
+    try:
+        arrays = [conv_kernel_to_keras(weight)]
+    except ValueError as error:
+        raise ValueError(f"layer {name!r}: {error}") from None
     if bias is not None:
         arrays.append(np.asarray(bias, dtype=np.float32).reshape(-1))
     return arrays
