@@ -22,6 +22,17 @@ def check_positive_int(name, value, allow_none=False):
     return int(value)
 
 
+def is_positive_int(value):
+    """Whether ``value`` is a Python or NumPy integer (not a bool) above 0.
+
+    Example:
+        >>> is_positive_int(np.int64(3)), is_positive_int(True), is_positive_int(2.0)
+        (True, False, False)
+    """
+    return bool(isinstance(value, (int, np.integer))
+                and not isinstance(value, (bool, np.bool_)) and value > 0)
+
+
 def check_choice(name, value, allowed):
     """Returns ``value`` if it is one of ``allowed``, else raises ``ValueError`` naming it."""
     if value not in allowed:

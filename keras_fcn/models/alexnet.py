@@ -47,9 +47,9 @@ Example:
 """
 
 import keras
-import numpy as np
 from keras import layers
 
+from keras_fcn._checks import is_positive_int
 from keras_fcn.layers import LocalResponseNormalization
 from keras_fcn.models.trunk import CAFFE, Trunk, register_trunk
 from keras_fcn.weights.surgery import ALEXNET_FC_KERNELS, load_caffe_trunk
@@ -91,21 +91,18 @@ def lrn(x, name):
 def check_widths(widths, fc_units):
     """Checks the AlexNet widths: five positive ints, even where a grouped conv splits them."""
     try:
-        ok = len(widths) == 5 and all(_is_positive_int(w) and w % 2 == 0 for w in widths)
+        ok = len(widths) == 5 and all(is_positive_int(w) and w % 2 == 0 for w in widths)
     except TypeError:  # not a sequence: widths=96
         ok = False
     if not ok:
         raise ValueError("widths must be 5 positive even channel counts (conv1 .. conv5; the "
                          f"grouped conv2, conv4, conv5 split them in 2). Received: "
                          f"widths={widths!r}")
-    if not _is_positive_int(fc_units):  # fc_units=True was 1 unit
+    if not is_positive_int(fc_units):  # fc_units=True was 1 unit
         raise ValueError(f"fc_units must be a positive int. Received: fc_units={fc_units!r}")
     return {"widths": tuple(int(w) for w in widths), "fc_units": int(fc_units)}
 
 
-def _is_positive_int(value):
-    return (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-            and value > 0)
 
 
 def alexnet_features(x, dropout=0.5, widths=ALEXNET_WIDTHS, fc_units=4096):

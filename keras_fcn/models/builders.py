@@ -16,7 +16,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_fcn._checks import check_bool, check_positive_int
+from keras_fcn._checks import check_bool, check_positive_int, is_positive_int
 from keras_fcn.models import (  # noqa: F401 (each registers its trunks)
     alexnet,
     googlenet,
@@ -96,8 +96,8 @@ def check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone
     if (
         shape is None
         or len(shape) != 3
-        or not all(d is None or _is_positive_int(d) for d in shape[:2])
-        or not _is_positive_int(shape[2])
+        or not all(d is None or is_positive_int(d) for d in shape[:2])
+        or not is_positive_int(shape[2])
     ):
         raise ValueError(
             "input_shape must be (height, width, channels) with positive or None sizes and a "
@@ -128,9 +128,6 @@ def check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone
     return shape
 
 
-def _is_positive_int(value):
-    return (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-            and value > 0)
 
 
 def canonical_option(value):
