@@ -13,10 +13,71 @@ import os
 import sys
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+USER_ERROR_STATUS = 2  # as keras_fcn's scripts (keras_fcn.training.cli.run_main)
 OUTPUT_DIR_HELP = "Folder of the report files (.md, .json); default benchmarks/results."
 RUNS_DIR_HELP = "Folder of the training runs this benchmark starts (outside the repo)."
 # {canonical flag: its older spelling}, accepted and hidden.
 OLD_SPELLINGS = {"output_dir": "results_dir", "runs_dir": "out_dir"}
+
+
+def fail(message):
+    """Prints ``error: <message>`` on stderr, one line, and exits with status 2: a user error
+    (a bad flag value, a file that exists), the way keras_fcn's scripts report one."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(USER_ERROR_STATUS)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, except that a bad flag prints one line (``error: <message>``, no
+    usage block) on stderr; the exit status is argparse's 2.
+
+    Example:
+        >>> parser = ArgumentParser()
+        >>> _ = parser.add_argument("--size", type=size_type, default=(180, 240))
+        >>> parser.parse_args(["--size", "360x480"]).size
+        (360, 480)
+    """
+
+    def error(self, message):
+        fail(message)
+
+
+def size_type(text):
+    """argparse ``type`` of a ``HEIGHTxWIDTH`` flag: ``"360x480"`` -> ``(360, 480)``; anything
+    else (one number, a size below 1, words) is a flag error naming the value."""
+    parts = text.lower().split("x")
+    if len(parts) == 2 and all(part.strip().isdigit() and int(part) > 0 for part in parts):
+        return int(parts[0]), int(parts[1])
+    raise argparse.ArgumentTypeError(
+        f"expected HEIGHTxWIDTH with positive sizes (e.g. 180x240). Received: {text!r}")
+
+
+def sizes_type(text):
+    """argparse ``type`` of a comma-separated list of ``HEIGHTxWIDTH`` sizes."""
+    return [size_type(part) for part in text.split(",")]
+
+
+def positive_int(text):
+    """argparse ``type`` of a count that must be at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1. Received: {text!r}")
+    return value
+
+
+def choices_type(allowed):
+    """argparse ``type`` of a comma-separated list of names from ``allowed`` (a list back)."""
+    def parse(text):
+        names = [name for name in text.split(",") if name]
+        unknown = [name for name in names if name not in allowed]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {', '.join(allowed)}. Received: {text!r}")
+        return names
+    return parse
 
 
 def add_output_dir(parser, default=RESULTS):
@@ -62,6 +123,32 @@ def define_absl_dirs(flags, output_dir=RESULTS, runs_dir=None, name=None):
                             "prefix (<prefix>.md, <prefix>.json).")
 
 
+def validate_absl_flags(flags, sizes=(), choices=None, files=(), counts=()):
+    """Registers absl validators, so that a bad value stops the script while its flags are
+    parsed (with ``keras_fcn.training.run_main``: one line, exit status 2), before anything
+    runs: ``sizes`` are HEIGHTxWIDTH flags, ``choices`` maps a list flag to its allowed names,
+    ``files`` are paths that must exist when given, ``counts`` integers that must be >= 1."""
+    def check(parse):
+        def valid(value):
+            try:
+                parse(value)
+            except argparse.ArgumentTypeError as error:
+                raise flags.ValidationError(str(error)) from None
+            return True
+        return valid
+
+    for name in sizes:
+        flags.register_validator(name, check(size_type))
+    for name, allowed in (choices or {}).items():
+        flags.register_validator(name, check(lambda value, allowed=allowed: choices_type(
+            allowed)(",".join(value))))
+    for name in files:
+        flags.register_validator(name, lambda path: path is None or os.path.isfile(path),
+                                 message="expected an existing file")
+    for name in counts:
+        flags.register_validator(name, lambda value: value >= 1, message="expected >= 1")
+
+
 def absl_report_base(flag_values):
     """``<output_dir>/<name>``, or the older ``--output`` prefix when it was given."""
     if flag_values.output:
@@ -69,11 +156,12 @@ def absl_report_base(flag_values):
     return os.path.join(flag_values.output_dir, flag_values.name)
 
 
-def refuse_to_overwrite(output, overwrite):
-    """Exits with a message when ``output``.md or .json exists and ``overwrite`` is False."""
-    for suffix in (".md", ".json"):
+def refuse_to_overwrite(output, overwrite, suffixes=(".md", ".json")):
+    """Exits (status 2, one line, see :func:`fail`) when ``output`` + one of ``suffixes``
+    exists and ``overwrite`` is False: a saved result is never replaced by accident."""
+    for suffix in suffixes:
         if os.path.exists(output + suffix) and not overwrite:
-            sys.exit(f"{output + suffix} exists; pass --overwrite to replace it.")
+            fail(f"{output + suffix} exists; pass --overwrite to replace it.")
 
 
 def camvid_missing(path, flag, needs=("train.txt",)):

@@ -28,6 +28,8 @@ TORCH_MODES = ("torch_fp32", "torch_channels_last", "torch_compile", "torch_bf16
 TORCH_FP32_MODES = TORCH_MODES[:3]
 TORCH_COMPILE_LIMIT = 180  # seconds: a slower torch.compile is reported and skipped
 NUM_CLASSES = 11  # CamVid
+MODELS = ("vgg16", "mobilenet_v2")
+STEPS = ("train", "forward")
 
 
 def worker_kind(mode):
@@ -165,12 +167,12 @@ def parse_run_args(parser, name, modes, argv=None):
     worker's) to ``parser``, parses ``argv`` and checks the modes against ``modes``."""
     import argparse
 
-    from _outputs import add_output_dir
+    from _outputs import add_output_dir, choices_type, positive_int, sizes_type
 
     parser.add_argument("--modes", default=",".join(modes))
 
     parser.add_argument("--repeats", type=int, default=3, help="Timed calls per mode.")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--name", default=name, help="Name of the result files.")
     add_output_dir(parser)
     parser.add_argument("--overwrite", action="store_true")
@@ -181,6 +183,15 @@ def parse_run_args(parser, name, modes, argv=None):
         parser.error(f"unknown modes {sorted(unknown)}; choose from {modes}")
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1. Received: {args.repeats}")
+    # Checked here, before any worker starts: a bad value would otherwise fail in every
+    # mode and leave a report of failures (or a traceback after the workers started).
+    checks = {"models": choices_type(MODELS), "sizes": sizes_type, "what": choices_type(STEPS)}
+    for flag, check in checks.items():
+        if getattr(args, flag, None) is not None:
+            try:
+                check(getattr(args, flag))
+            except argparse.ArgumentTypeError as error:
+                parser.error(f"argument --{flag}: {error}")
     return args
 
 

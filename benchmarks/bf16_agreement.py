@@ -39,6 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+import _outputs  # noqa: E402
 from _outputs import (  # noqa: E402
     add_output_dir,
     add_runs_dir,
@@ -66,7 +67,7 @@ STEPS_PER_EPOCH, BATCH, TRAIN_IMAGES = 23, 4, 367
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--camvid", default=os.environ.get("KERAS_FCN_CAMVID", os.path.join(
         HERE, "..", "..", "shared", "data", "camvid")))
     parser.add_argument("--model", action="append", default=[],
@@ -75,8 +76,8 @@ def parse_args(argv=None):
                         help=f"Comma-separated runs of {sorted(TRAININGS)}; default all of "
                         "them without --model, none with it.")
     parser.add_argument("--minutes", type=float, default=8.0, help="Budget per training run.")
-    parser.add_argument("--size", default="180x240", help="HEIGHTxWIDTH of training and "
-                        "prediction.")
+    parser.add_argument("--size", type=_outputs.size_type, default=(180, 240),
+                        help="HEIGHTxWIDTH of training and prediction.")
     parser.add_argument("--num_images", type=int, default=0, help="Val images (0: all).")
     add_runs_dir(parser, "/tmp/keras_fcn_bf16_agreement")
     parser.add_argument("--name", default="bf16_agreement")
@@ -90,7 +91,12 @@ def parse_args(argv=None):
     unknown = set(args.trainings) - set(TRAININGS)
     if unknown:
         parser.error(f"unknown trainings {sorted(unknown)}; choose from {sorted(TRAININGS)}")
-    args.size = tuple(int(s) for s in args.size.split("x"))
+    if args.num_images < 0 or args.minutes <= 0:
+        parser.error("--num_images must be 0 (all) or more and --minutes positive. Received: "
+                     f"--num_images={args.num_images} --minutes={args.minutes}")
+    for path in args.model:
+        if not os.path.isfile(path):
+            parser.error(f"--model: expected a .keras file. Not found: {path!r}")
     return args
 
 

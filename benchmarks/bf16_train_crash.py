@@ -58,6 +58,8 @@ import subprocess
 import sys
 import time
 
+import _outputs
+
 WIDTHS = {"full": ((64, 128, 256, 512, 512), 4096), "mid": ((16, 32, 64, 128, 128), 256),
           "tiny": ((4, 4, 8, 8, 8), 8)}
 VARIANTS = ("f32", "bf16", "bf16_up32", "bf16_fc32", "bf16_score32", "bf16_head32",
@@ -70,10 +72,10 @@ MALLOC_DEBUG = "/usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", choices=sorted(WIDTHS), default="full")
     parser.add_argument("--size", default="360x480", help="HEIGHTxWIDTH")
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=_outputs.positive_int, default=3)
     parser.add_argument("--num_classes", type=int, default=11)
     parser.add_argument("--variants", default=",".join(v for v in VARIANTS if v != "bf16_eigen"))
     parser.add_argument("--timeout", type=float, default=900.0)
@@ -89,7 +91,24 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.conv_scan:
         _check_scan(parser, args)
+    _check_run(parser, args)
     return args
+
+
+def _check_run(parser, args):
+    """--size, --num_classes, --variants and --timeout, checked before any variant runs (a
+    bad value otherwise fails in every child process, one after the other)."""
+    try:
+        _outputs.size_type(args.size)
+    except argparse.ArgumentTypeError as error:
+        parser.error(f"argument --size: {error}")
+    if args.num_classes < 2:
+        parser.error(f"--num_classes must be 2 or more. Received: {args.num_classes}")
+    if args.timeout <= 0:
+        parser.error(f"--timeout must be positive seconds. Received: {args.timeout}")
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown --variants {unknown}; expected some of {', '.join(VARIANTS)}.")
 
 
 def cpu_line():
@@ -308,8 +327,6 @@ def main():
             print(f"  {ms:9.1f} ms {n:4d}x {dtype:4s} {primitive:11s} {direction:17s} {kernel}")
         return None
     for variant in args.variants.split(","):
-        if variant not in VARIANTS:
-            sys.exit(f"Unknown variant {variant!r}; expected some of {', '.join(VARIANTS)}.")
         start = time.perf_counter()
         status, output = spawn(args, variant)
         steps = [line for line in output.splitlines() if line.startswith("step ")]

@@ -44,6 +44,7 @@ flags.DEFINE_string("stage_lr_factors", "1,0.5,0.5", "Learning-rate factor per s
 flags.DEFINE_integer("batch_size", 4, "Batch size.")
 flags.DEFINE_string("class_weights", "median", "none|median|path.")
 flags.DEFINE_bool("resume", False, "Resume a killed benchmark (stages already done are kept).")
+flags.DEFINE_bool("overwrite", False, "Replace camvid.md/.json/.png in --output_dir.")
 flags.DEFINE_integer("max_epochs", 200, "Epoch cap per stage (the time budget stops first).")
 FLAGS = flags.FLAGS
 
@@ -218,6 +219,9 @@ def _plot(reports, path):
 
 def main(argv):
     del argv
+    # checked before the hour of training, not when the report is written
+    _outputs.refuse_to_overwrite(os.path.join(FLAGS.output_dir, "camvid"), FLAGS.overwrite,
+                                 suffixes=(".md", ".json", ".png"))
     config = _config()
     started = time.time()
     reports, info, class_weights = train_stages(config)

@@ -22,7 +22,6 @@ Usage (resumable: finished lines are kept; delete a line's folder to rerun it):
 Writes benchmarks/results/camvid_ablation.md and .json (or --name).
 """
 
-import argparse
 import concurrent.futures
 import os
 import shutil
@@ -178,7 +177,7 @@ def report(results, args, cpu):
 
 def main(argv=None):
     import _outputs
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = _outputs.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default="../shared/data/camvid")
     _outputs.add_runs_dir(parser, "../runs/ablation")
     parser.add_argument("--cpu_minutes", type=float, default=10.0)
@@ -192,9 +191,11 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="camvid_ablation")
     _outputs.add_output_dir(parser)
+    parser.add_argument("--overwrite", action="store_true", help="Replace existing results.")
     args = parser.parse_args(argv)
     if not _outputs.camvid_found(args.data_dir, "--data_dir", needs=("train.txt", "val.txt")):
         return
+    _outputs.refuse_to_overwrite(os.path.join(args.output_dir, args.name), args.overwrite)
     cpu = _outputs.cpu_line()
     print(f"CPU: {cpu}", flush=True)
     lines = dict(LINES)
@@ -206,11 +207,11 @@ def main(argv=None):
     todo.sort(key=lambda n: n == "tta" or "{E}" in " ".join(lines.get(n, ([], ""))[0]))
     unknown = [n for n in todo if n not in lines and n != "tta"]
     if unknown:
-        sys.exit(f"Unknown line(s) {unknown}; known: {sorted(lines) + ['tta']}")
+        parser.error(f"unknown --lines {unknown}; known: {sorted(lines) + ['tta']}")
     need_base = [n for n in todo if n == "tta" or "{E}" in " ".join(lines[n][0])]
     if (need_base and "base" not in todo
             and not os.path.exists(os.path.join(args.runs_dir, "base.result.json"))):
-        sys.exit(f"Line(s) {need_base} need the baseline's run: add 'base' to --lines, or "
+        parser.error(f"Line(s) {need_base} need the baseline's run: add 'base' to --lines, or "
                  f"finish it in --runs_dir={args.runs_dir!r} first.")
     results = {}
     free = [int(core) for core in args.cores.split(",")]

@@ -19,7 +19,6 @@ Usage:
 Writes benchmarks/results/camvid_tta.md and .json (or --name).
 """
 
-import argparse
 import os
 import time
 
@@ -109,7 +108,7 @@ def report(rows, cpu, models):
 
 def main(argv=None):
     import _outputs
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = _outputs.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default="../shared/data/camvid")
     parser.add_argument("--models", required=True, help="Comma-separated .keras files.")
     parser.add_argument("--modes", default=MODES, help="Comma-separated scale sets, the "

@@ -20,7 +20,7 @@ import os
 import tempfile
 import time
 
-from absl import app, flags
+from absl import flags
 
 import _outputs
 from _outputs import camvid_found, refuse_to_overwrite, save_report
@@ -31,9 +31,10 @@ flags.DEFINE_string("camvid", os.environ.get("KERAS_FCN_CAMVID", os.path.join(
     "CamVid folder (val.txt, train.txt).")
 flags.DEFINE_string("vgg_model", None, "Trained VGG16 FCN-8s .keras (else random weights).")
 flags.DEFINE_string("mobilenet_model", None, "Trained MobileNetV2 FCN-8s .keras (else random).")
-flags.DEFINE_list("backbones", ["vgg16", "mobilenet_v2"], "Backbones to benchmark.")
-flags.DEFINE_list("quantizations", ["float32", "float16", "dynamic_int8", "int8", "int8_per_tensor"],
-                  "Variants.")
+BACKBONES = ("vgg16", "mobilenet_v2")
+QUANTIZATIONS = ("float32", "float16", "dynamic_int8", "int8", "int8_per_tensor")
+flags.DEFINE_list("backbones", list(BACKBONES), "Backbones to benchmark.")
+flags.DEFINE_list("quantizations", list(QUANTIZATIONS), "Variants.")
 flags.DEFINE_string("input_size", "360x480", "HxW of the exported models (CamVid: 360x480).")
 flags.DEFINE_integer("num_images", 20, "CamVid val images for agreement and mean IU.")
 flags.DEFINE_integer("num_calibration", 32, "CamVid train images for int8 calibration.")
@@ -41,6 +42,10 @@ flags.DEFINE_integer("num_threads", 2, "Interpreter threads (TF intra-op threads
 flags.DEFINE_integer("runs", 5, "Timed runs for TFLite medians (Keras: 3).")
 _outputs.define_absl_dirs(flags, name="export")
 flags.DEFINE_bool("overwrite", False, "Replace existing results.")
+_outputs.validate_absl_flags(flags, sizes=("input_size",), choices={
+    "backbones": BACKBONES, "quantizations": QUANTIZATIONS},
+    files=("vgg_model", "mobilenet_model"),
+    counts=("num_images", "num_calibration", "num_threads", "runs"))
 
 NUM_CLASSES = 11
 IGNORE_LABEL = 11
@@ -124,7 +129,7 @@ def main(argv):
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.num_threads)
     val_list = os.path.join(FLAGS.camvid, "val.txt")
     refuse_to_overwrite(_outputs.absl_report_base(FLAGS), FLAGS.overwrite)
-    height, width = (int(v) for v in FLAGS.input_size.split("x"))
+    height, width = _outputs.size_type(FLAGS.input_size)
     pairs = export.read_list(val_list)[: FLAGS.num_images]
     calibration = os.path.join(FLAGS.camvid, "train.txt")
     results = []
@@ -162,4 +167,6 @@ def write_report(results, size, num_images):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from keras_fcn.training import run_main  # --help exits 0, a bad flag 2 (one line)
+
+    run_main(main)

@@ -28,7 +28,6 @@ Writes benchmarks/results/inference.md and .json (about 20-25 minutes with the d
 2 cores).
 """
 
-import argparse
 import datetime
 import os
 import sys
@@ -36,6 +35,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import _workers  # noqa: E402
+import _outputs  # noqa: E402
 from _outputs import refuse_to_overwrite  # noqa: E402
 
 DEFAULT_MODES = ("default", "auto")
@@ -46,7 +46,7 @@ CALIBRATION_IMAGES = 4
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="vgg16,mobilenet_v2",
                         help="vgg16 and/or mobilenet_v2")
     parser.add_argument("--sizes", default="500x500,360x480", help="HEIGHTxWIDTH, comma-separated")

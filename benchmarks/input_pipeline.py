@@ -15,12 +15,11 @@ reported. Two figures per run:
 "before" runs `keras_fcn/data.py` as it was at git revision `--legacy_rev` (loaded with
 `git show`, so the old code is not kept in the package); "after" is the installed package.
 Both are interleaved round by round so that load changes hit both alike.
-Results go to benchmarks/results/input_pipeline.{md,json}.
+Results go to ``--output_dir`` (default benchmarks/results) as input_pipeline.{md,json};
+existing ones are kept unless ``--overwrite``.
 """
 
-import argparse
 import importlib.util
-import json
 import os
 import platform
 import subprocess
@@ -31,13 +30,14 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+import _outputs  # noqa: E402
 from _outputs import camvid_found
 from keras_fcn import data, datasets
 from keras_fcn.labels import voc_palette
 from keras_fcn.datasets import shapes as synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(REPO, "benchmarks", "results")
+NAME = "input_pipeline"
 GOAL_IMAGES_PER_SECOND = 100.0
 LEGACY_REV = "f644ccd"  # last revision before the augmentation speed-ups
 
@@ -48,16 +48,21 @@ GOAL_CONFIGS = ("augment, batch 8", "augment, batch 8, validated up front",
 
 
 def _parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--camvid_dir", default=os.path.join(REPO, "..", "shared", "data",
                                                              "camvid"))
-    parser.add_argument("--images", type=int, default=240, help="images timed per run")
-    parser.add_argument("--rounds", type=int, default=2, help="timed runs per config (median)")
-    parser.add_argument("--voc_images", type=int, default=100, help="generated VOC pairs")
+    parser.add_argument("--images", type=_outputs.positive_int, default=240,
+                        help="images timed per run")
+    parser.add_argument("--rounds", type=_outputs.positive_int, default=2,
+                        help="timed runs per config (median)")
+    parser.add_argument("--voc_images", type=_outputs.positive_int, default=100,
+                        help="generated VOC pairs")
     parser.add_argument("--legacy_rev", default=LEGACY_REV,
                         help="git revision of keras_fcn/data.py timed as 'before'")
     parser.add_argument("--no_legacy", action="store_true", help="time the current code only")
     parser.add_argument("--no_save", action="store_true", help="print only")
+    _outputs.add_output_dir(parser)
+    parser.add_argument("--overwrite", action="store_true", help="replace existing results")
     return parser.parse_args()
 
 
@@ -206,15 +211,12 @@ def _notes(rows):
     ]
 
 
-def write_results(rows, extra):
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "input_pipeline.json"), "w") as file:
-        json.dump({"machine": extra, "goal": goal_lines(rows), "results": rows}, file, indent=2)
+def write_results(rows, extra, output_dir):
     load_start, load_end = extra["loadavg_start"], extra["loadavg_end"]
     lines = [
         "# Input pipeline throughput",
         "",
-        f"Machine: {extra['cpus']} CPU cores, TensorFlow {extra['tensorflow']}, "
+        f"Machine: {extra['cpu']}, {extra['cpus']} CPU cores, TensorFlow {extra['tensorflow']}, "
         f"Python {extra['python']}. Timed over {extra['timed_images']} images after a warm-up "
         f"(a full epoch for the cached configs), median of {extra['rounds']} runs, 'before' and "
         "'after' interleaved.",
@@ -244,12 +246,16 @@ def write_results(rows, extra):
     lines += ["", "Up-front `validate_pairs` (PIL headers + mask values): "
               + ", ".join(f"{k}: {v:.0f} pairs/s" for k, v in extra["validate_rate"].items()),
               ""]
-    with open(os.path.join(RESULTS, "input_pipeline.md"), "w") as file:
-        file.write("\n".join(lines))
+    _outputs.save_report(output_dir, NAME, "\n".join(lines),
+                         {"machine": extra, "goal": goal_lines(rows), "results": rows})
 
 
 def main():
     args = _parse_args()
+    if not args.no_save:
+        _outputs.refuse_to_overwrite(os.path.join(args.output_dir, NAME), args.overwrite)
+    cpu = _outputs.cpu_line()
+    print(f"CPU: {cpu}", flush=True)
     load_start = os.getloadavg()
     print(f"Load average at start: {load_start}", flush=True)
     implementations = {}
@@ -271,14 +277,14 @@ def main():
     load_end = os.getloadavg()
     print(f"Load average at end: {load_end}")
     print("\n".join(goal_lines(rows)))
-    extra = {"cpus": os.cpu_count(), "tensorflow": tf.__version__,
+    extra = {"cpu": cpu, "cpus": os.cpu_count(), "tensorflow": tf.__version__,
              "python": platform.python_version(), "timed_images": args.images,
              "rounds": args.rounds, "legacy_rev": args.legacy_rev if "before" in
              implementations else None, "validate_rate": validate_rate,
              "loadavg_start": list(load_start), "loadavg_end": list(load_end)}
     if not args.no_save:
-        write_results(rows, extra)
-        print(f"Saved {RESULTS}/input_pipeline.md and .json")
+        write_results(rows, extra, args.output_dir)
+        print(f"Saved {os.path.join(args.output_dir, NAME)}.md and .json")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Usage:
 benchmarks/results/<name>.md and .json; prints the CPU model and its ISA flags beside them.
 """
 
-import argparse
 import datetime
 import os
 import statistics
@@ -25,13 +24,14 @@ import time
 os.environ["KERAS_BACKEND"] = "jax"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import _outputs  # noqa: E402
 from _outputs import add_output_dir, cpu_line, refuse_to_overwrite, save_report  # noqa: E402
 
 MODES = ("keras", "keras_fcn")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", default="16,32,64,128,128",
                         help="VGG16 block widths (empty: the paper's 64,128,256,512,512)")
     parser.add_argument("--fc_units", type=int, default=256, help="fc6/fc7 width (0: 4096)")

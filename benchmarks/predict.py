@@ -19,7 +19,6 @@ Usage:
 Writes benchmarks/results/predict.md and predict.json.
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -29,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+import _outputs  # noqa: E402
 from _outputs import add_output_dir, camvid_missing, cpu_line  # noqa: E402
 
 HEIGHT, WIDTH = 360, 480
@@ -38,21 +38,27 @@ CAMVID_VOID = 11
 
 def parse_args():
     here = os.path.dirname(os.path.abspath(__file__))
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--camvid", default=os.path.join(here, "..", "..", "shared", "data",
                                                          "camvid"))
     parser.add_argument("--model", default=None, help="Trained .keras model for the flicker "
                         "part (and its backbone's FPS row); random weights otherwise.")
-    parser.add_argument("--frames", type=int, default=5, help="Timed frames per model.")
-    parser.add_argument("--sequence", type=int, default=12, help="Consecutive val frames.")
+    parser.add_argument("--frames", type=_outputs.positive_int, default=5,
+                        help="Timed frames per model.")
+    parser.add_argument("--sequence", type=_outputs.positive_int, default=12,
+                        help="Consecutive val frames.")
     parser.add_argument("--alphas", default="0.7,0.5,0.3")
     parser.add_argument("--model_note", default=None,
                         help="How the --model was trained, printed with the figures.")
     parser.add_argument("--flicker_size", default=None,
                         help="WxH to resize the flicker frames to (the --model's training size).")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=_outputs.positive_int, default=2)
     add_output_dir(parser)
-    return parser.parse_args()
+    parser.add_argument("--overwrite", action="store_true", help="Replace existing results.")
+    args = parser.parse_args()
+    if args.model and not os.path.isfile(args.model):
+        parser.error(f"--model: expected a .keras file. Not found: {args.model!r}")
+    return args
 
 
 def random_scores(model, seed=0):
@@ -176,6 +182,7 @@ def write_markdown(path, results):
 
 def main():
     args = parse_args()
+    _outputs.refuse_to_overwrite(os.path.join(args.output_dir, "predict"), args.overwrite)
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)

@@ -40,11 +40,10 @@ import csv
 import io
 import math
 import os
-import sys
 import tempfile
 import time
 
-from absl import app, flags
+from absl import flags
 
 import _outputs
 from _outputs import camvid_found, refuse_to_overwrite, save_report
@@ -68,6 +67,11 @@ flags.DEFINE_integer("top_layers", 5, "Single float layers shown in the Markdown
 flags.DEFINE_integer("max_error_rows", 25, "Rows of the accumulated-error table (Markdown).")
 _outputs.define_absl_dirs(flags, name="quantization_error")
 flags.DEFINE_bool("overwrite", False, "Replace existing results.")
+_outputs.validate_absl_flags(flags, sizes=("input_size",), files=("model",), counts=(
+    "num_images", "num_calibration", "num_error_images", "num_debug", "num_threads", "runs",
+    "slow_runs", "top_layers", "max_error_rows"))
+flags.register_validator("models", lambda paths: all(os.path.isfile(p) for p in paths),
+                         message="expected existing .keras files")
 
 IGNORE_LABEL = 11
 DEBUG_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "ADD", "SUB")
@@ -500,7 +504,7 @@ def main(argv):
     del argv
     paths = ([FLAGS.model] if FLAGS.model else []) + list(FLAGS.models)
     if not paths:
-        sys.exit("Give a trained model: --model=... or --models=a.keras,b.keras")
+        raise ValueError("Give a trained model: --model=... or --models=a.keras,b.keras")
     if not camvid_found(FLAGS.camvid, "--camvid or set $KERAS_FCN_CAMVID",
                         needs=("val.txt", "train.txt")):
         return
@@ -511,7 +515,7 @@ def main(argv):
     val_list = os.path.join(FLAGS.camvid, "val.txt")
     calibration_list = os.path.join(FLAGS.camvid, "train.txt")
     refuse_to_overwrite(_outputs.absl_report_base(FLAGS), FLAGS.overwrite)
-    height, width = (int(v) for v in FLAGS.input_size.split("x"))
+    height, width = _outputs.size_type(FLAGS.input_size)
     pairs = export.read_list(val_list)[: FLAGS.num_images]
     val_images = [export.load_image(p, (height, width)) for p, _ in pairs]
     results = []
@@ -528,4 +532,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from keras_fcn.training import run_main  # --help exits 0, a bad flag 2 (one line)
+
+    run_main(main)

@@ -16,7 +16,6 @@ Usage:
 Writes benchmarks/results/recipe_speed.md and .json.
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -49,19 +48,25 @@ def epoch_seconds(args, name, flags):
 
 def main(argv=None):
     import _outputs
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", default=os.path.join(ROOT, "..", "shared", "data",
                                                            "camvid"))
     parser.add_argument("--backbone", default="vgg16")
-    parser.add_argument("--steps", type=int, default=6, help="Train steps per epoch.")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps", type=_outputs.positive_int, default=6,
+                        help="Train steps per epoch.")
+    parser.add_argument("--epochs", type=int, default=3, help="2 or more (the first epoch, "
+                        "with its tracing, is not timed).")
     parser.add_argument("--core", type=int, default=0)
     _outputs.add_runs_dir(parser, os.path.join(ROOT, "..", "runs", "recipe_speed"))
     parser.add_argument("--note", default="", help="Conditions of the run, for the report.")
     _outputs.add_output_dir(parser)
+    parser.add_argument("--overwrite", action="store_true", help="Replace existing results.")
     args = parser.parse_args(argv)
+    if args.epochs < 2:
+        parser.error(f"--epochs must be 2 or more (epoch 1 is not timed). Received: {args.epochs}")
     if not _outputs.camvid_found(args.data_dir, "--data_dir", needs=("train.txt", "val.txt")):
         return
+    _outputs.refuse_to_overwrite(os.path.join(args.output_dir, "recipe_speed"), args.overwrite)
 
     cpu = cpu_line()
     print(f"CPU: {cpu}", flush=True)

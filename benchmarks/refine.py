@@ -13,7 +13,6 @@ Usage:
 Writes benchmarks/results/refine.md and .json.
 """
 
-import argparse
 import os
 import time
 
@@ -21,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+import _outputs  # noqa: E402
 from _outputs import add_output_dir, camvid_found, cpu_line, save_report  # noqa: E402
 
 CONFIGS = (("none", None), ("r2 eps1e-2", (2, 1e-2)), ("r4 eps1e-2", (4, 1e-2)),
@@ -29,19 +29,26 @@ CONFIGS = (("none", None), ("r2 eps1e-2", (2, 1e-2)), ("r4 eps1e-2", (4, 1e-2)),
 
 def parse_args():
     here = os.path.dirname(os.path.abspath(__file__))
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--camvid", default=os.path.join(here, "..", "..", "shared", "data", "camvid"))
-    parser.add_argument("--input_size", default="180x240")
+    parser.add_argument("--input_size", type=_outputs.size_type, default=(180, 240))
     parser.add_argument("--num_images", type=int, default=0, help="0: all val images")
     add_output_dir(parser)
-    return parser.parse_args()
+    parser.add_argument("--overwrite", action="store_true", help="Replace existing results.")
+    args = parser.parse_args()
+    if args.num_images < 0:
+        parser.error(f"--num_images must be 0 (all) or more. Received: {args.num_images}")
+    if not os.path.isfile(args.model):
+        parser.error(f"--model: expected a .keras file. Not found: {args.model!r}")
+    return args
 
 
 def main():
     args = parse_args()
     if not camvid_found(args.camvid, "--camvid", needs=("val.txt",)):
         return
+    _outputs.refuse_to_overwrite(os.path.join(args.output_dir, "refine"), args.overwrite)
     import keras
     import tensorflow as tf
     from PIL import Image
@@ -52,7 +59,7 @@ def main():
 
     pairs, info = keras_fcn.camvid_pairs(args.camvid, "val")
     pairs = pairs[: args.num_images] if args.num_images else pairs
-    height, width = (int(v) for v in args.input_size.split("x"))
+    height, width = args.input_size
     model = keras.models.load_model(args.model, compile=False)
     confusions = {name: np.zeros((info.num_classes,) * 2, "int64") for name, _ in CONFIGS}
     seconds = {name: 0.0 for name, _ in CONFIGS}
@@ -77,7 +84,7 @@ def main():
     base = results["none"]["mean_iu"]
     lines = [f"# Boundary refinement on CamVid val ({len(pairs)} images, labels 360x480)", "",
              f"CPU {cpu_line()}, {time.strftime('%Y-%m-%d')}. "
-             f"Model: `{args.model}` (input {args.input_size}); probabilities resized bilinearly "
+             f"Model: `{args.model}` (input {height}x{width}); probabilities resized bilinearly "
              "to 360x480, then refined with `keras_fcn.refine_boundaries` (colour guided "
              "filter) or not.", "",
              "| refinement | pixel acc | mean IU | delta mean IU (points) | s / image |",
@@ -88,7 +95,7 @@ def main():
     report = "\n".join(lines)
     print(report)
     save_report(args.output_dir, "refine", report,
-                {"model": args.model, "input_size": args.input_size, "images": len(pairs),
+                {"model": args.model, "input_size": f"{height}x{width}", "images": len(pairs),
                  "results": results})
 
 

@@ -24,7 +24,6 @@ Usage:
 Writes benchmarks/results/roofline.md and .json (about two minutes on 2 cores).
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -32,6 +31,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import _outputs  # noqa: E402
 from _outputs import add_output_dir, refuse_to_overwrite, save_report  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -245,10 +245,11 @@ def report(cpu_line, same_cpu, rates, flops, medians, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--layers", default="500x500",
+    parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=_outputs.positive_int, default=2)
+    parser.add_argument("--repeats", type=_outputs.positive_int, default=5)
+    parser.add_argument("--layers", type=lambda text: text and _outputs.size_type(text),
+                        default=(500, 500),
                         help="Size of the per-layer table of the VGG16 FCN-8s ('' to skip).")
     parser.add_argument("--inference", default=os.path.join(HERE, "results", "inference.json"))
     add_output_dir(parser)
@@ -272,8 +273,7 @@ def main(argv=None):
     markdown = report(cpu_line, same_cpu, rates, flops, medians, args)
     layers = None
     if args.layers:
-        size = tuple(int(v) for v in args.layers.split("x"))
-        table, layers = layer_table(size, args.repeats, {
+        table, layers = layer_table(args.layers, args.repeats, {
             dtype: machine_rate(rates, dtype) for dtype in ("float32", "bfloat16")})
         markdown += "\n\n" + "\n".join(table)
     print(markdown)

@@ -38,14 +38,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+import _outputs  # noqa: E402
 from _outputs import add_output_dir, camvid_found, refuse_to_overwrite, save_report  # noqa: E402
 
 CAMVID_CLASSES, CAMVID_VOID = 11, 11
 
 
+def _frame_size(text):
+    """--size: ``H,W`` (or ``HxW``) -> (H, W)."""
+    try:
+        return _outputs.size_type(text.replace(",", "x"))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected H,W with positive sizes (e.g. 180,240). Received: {text!r}") from None
+
+
 def parse_args():
     here = os.path.dirname(os.path.abspath(__file__))
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--camvid", default=os.environ.get("KERAS_FCN_CAMVID", os.path.join(
         here, "..", "..", "shared", "data", "camvid")))
     parser.add_argument("--model", required=True, help="Baseline .keras model.")
@@ -57,10 +67,13 @@ def parse_args():
     parser.add_argument("--holdout", default="",
                         help="Take the frames from this CamVid drive (e.g. 0006R0, never trained "
                              "on with --holdout=0006R0), in time order, instead of val.txt.")
-    parser.add_argument("--size", default="180,240", help="H,W of the frames (training size).")
-    parser.add_argument("--clips", type=int, default=6, help="Synthetic clips.")
-    parser.add_argument("--clip_frames", type=int, default=10)
-    parser.add_argument("--sequence", type=int, default=12, help="Real consecutive val frames.")
+    parser.add_argument("--size", type=_frame_size, default="180,240",
+                        help="H,W of the frames (training size).")
+    parser.add_argument("--clips", type=_outputs.positive_int, default=6,
+                        help="Synthetic clips.")
+    parser.add_argument("--clip_frames", type=_outputs.positive_int, default=10)
+    parser.add_argument("--sequence", type=_outputs.positive_int, default=12,
+                        help="Real consecutive val frames.")
     parser.add_argument("--ema", type=float, default=0.5, help="EMA weight of the new frame.")
     parser.add_argument("--note", default="", help="Budget / machine note for the report.")
     add_output_dir(parser)
@@ -236,7 +249,7 @@ def main():
     except ImportError:
         cpu = platform.processor() or platform.machine()
     print(f"CPU: {cpu}")
-    size = tuple(int(v) for v in args.size.split(","))
+    size = args.size
     count = max(args.clips, args.sequence)
     frames, labels = load_val(args.camvid, count, size, args.holdout)
     clips = [make_clip(frames[i], labels[i], i, args.clip_frames) for i in range(args.clips)]
@@ -248,7 +261,7 @@ def main():
         models[name] = path
     missing = [path for path in models.values() if path and not os.path.exists(path)]
     if missing:
-        sys.exit(f"Model file(s) not found: {missing}")
+        _outputs.fail(f"Model file(s) not found: {missing}")
     results, strips = {}, {}
     for name, path in models.items():
         if not path:

@@ -23,20 +23,20 @@ Usage:
 Writes benchmarks/results/<name>.md and .json.
 """
 
-import argparse
 import datetime
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import _workers  # noqa: E402
+import _outputs  # noqa: E402
 from _outputs import refuse_to_overwrite  # noqa: E402
 
 MODES = _workers.KERAS_MODES + _workers.TORCH_MODES
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--what", default="train", help="train and/or forward, comma-separated")
     parser.add_argument("--models", default="vgg16", help="vgg16 and/or mobilenet_v2")
     parser.add_argument("--sizes", default="360x480", help="HEIGHTxWIDTH, comma-separated")

@@ -12,7 +12,6 @@ Usage:
 Writes benchmarks/results/trunks.md and .json.
 """
 
-import argparse
 import os
 import statistics
 import time
@@ -21,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+import _outputs  # noqa: E402
 from _outputs import add_output_dir, refuse_to_overwrite, save_report  # noqa: E402
 
 TRUNKS = ("alexnet", "vgg16", "googlenet")
@@ -32,10 +32,10 @@ PAPER = {"alexnet": ("57M", 50, 39.8), "vgg16": ("134M", 210, 56.0),
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
     for flag, default in (("--size", 500), ("--repeats", 3), ("--threads", 2),
                           ("--num_classes", 21)):
-        parser.add_argument(flag, type=int, default=default)
+        parser.add_argument(flag, type=_outputs.positive_int, default=default)
     add_output_dir(parser)
     parser.add_argument("--overwrite", action="store_true")
     return parser.parse_args()

@@ -13,13 +13,13 @@ Usage:
 Writes benchmarks/results/trunks_camvid.md and .json.
 """
 
-import argparse
 import datetime
 import os
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import _outputs  # noqa: E402
 from _outputs import (  # noqa: E402
     add_output_dir,
     add_runs_dir,
@@ -30,9 +30,12 @@ from _outputs import (  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# the backbones keras_fcn builds an FCN-32s on (keras_fcn.models.build_fcn)
+TRUNKS = ("alexnet", "vgg16", "googlenet", "mobilenet_v2", "resnet50", "resnet101")
+
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--camvid", default=os.environ.get("KERAS_FCN_CAMVID", os.path.join(
         HERE, "..", "..", "shared", "data", "camvid")))
     parser.add_argument("--minutes", type=float, default=5.0)
@@ -41,7 +44,13 @@ def parse_args():
     add_output_dir(parser)
     parser.add_argument("--name", default="trunks_camvid")
     parser.add_argument("--overwrite", action="store_true")
-    return parser.parse_args()
+    args = parser.parse_args()
+    trunks = [t for t in args.trunks.split(",") if t]
+    unknown = [t for t in trunks if t not in TRUNKS]
+    if unknown or not trunks or args.minutes <= 0:
+        parser.error(f"--trunks: expected some of {', '.join(TRUNKS)}; --minutes > 0. "
+                     f"Received: --trunks={args.trunks!r} --minutes={args.minutes}")
+    return args
 
 
 def train(trunk, args):

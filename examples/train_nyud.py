@@ -140,6 +140,10 @@ def main(argv):
     data_dir = FLAGS.data_dir
     if not data_dir:
         raise ValueError("--data_dir is required (or --synthetic). Received: data_dir=None")
+    if not FLAGS.convert_mat and not os.path.isdir(data_dir):
+        # before the run folder is made and the ImageNet weights are fetched
+        raise FileNotFoundError(f"NYUDv2 folder not found: {data_dir!r} (--data_dir; "
+                                "--convert_mat makes one, --synthetic needs none)")
     check_inputs_outside(FLAGS.output_dir, input_paths(data_dir))  # before converting into it
     if FLAGS.convert_mat:
         count = convert_mat(data_dir)

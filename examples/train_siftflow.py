@@ -96,6 +96,8 @@ def main(argv):
             return train(data_dir, optim, tiny=True)
     if not FLAGS.data_dir:
         raise ValueError("--data_dir is required (or --synthetic). Received: data_dir=None")
+    # before the run folder is made and the ImageNet weights are fetched
+    siftflow.image_ids(FLAGS.data_dir)  # FileNotFoundError naming the missing image folder
     return train(FLAGS.data_dir, optim, tiny=False)
 
 

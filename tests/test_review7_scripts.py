@@ -1,0 +1,169 @@
+"""Review 7: the benchmark scripts' and the secondary examples' command lines.
+
+A bad flag value exits with status 2 and one line on stderr naming it, before anything runs;
+a saved result is not replaced without --overwrite; every report folder can be chosen. The
+scripts run in a subprocess with flags that stop them while parsing (fast, no model built).
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+_CPP_LOG = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]"
+                      r"|WARNING: All log messages before absl::InitializeLog"
+                      r"|To enable the following instructions")
+
+
+def _run(script, *args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+
+
+def _one_error_line(done):
+    # TensorFlow's C++ log lines (start-up notices) are not the script's
+    lines = [line for line in done.stderr.splitlines() if line.strip() and not _CPP_LOG.match(line)]
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("script, args, expected", [
+    ("benchmarks/inference.py", ["--models", "nope"],
+     "error: argument --models: expected a comma-separated list of vgg16, mobilenet_v2. "
+     "Received: 'nope'"),
+    ("benchmarks/inference.py", ["--sizes", "360x480,abc"],
+     "error: argument --sizes: expected HEIGHTxWIDTH with positive sizes (e.g. 180x240). "
+     "Received: 'abc'"),
+    ("benchmarks/inference.py", ["--threads", "0"],
+     "error: argument --threads: expected an integer >= 1. Received: '0'"),
+    ("benchmarks/train_step.py", ["--what", "nope"],
+     "error: argument --what: expected a comma-separated list of train, forward. "
+     "Received: 'nope'"),
+    ("benchmarks/bf16_agreement.py", ["--size", "abc"],
+     "error: argument --size: expected HEIGHTxWIDTH with positive sizes (e.g. 180x240). "
+     "Received: 'abc'"),
+    ("benchmarks/bf16_agreement.py", ["--model", "no.keras"],
+     "error: --model: expected a .keras file. Not found: 'no.keras'"),
+    ("benchmarks/bf16_train_crash.py", ["--size", "abc"],
+     "error: argument --size: expected HEIGHTxWIDTH with positive sizes (e.g. 180x240). "
+     "Received: 'abc'"),
+    ("benchmarks/bf16_train_crash.py", ["--steps", "-1"],
+     "error: argument --steps: expected an integer >= 1. Received: '-1'"),
+    ("benchmarks/bf16_train_crash.py", ["--variants", "f32,nope"],
+     "error: unknown --variants ['nope']; expected some of f32, "),
+    ("benchmarks/predict.py", ["--frames", "0"],
+     "error: argument --frames: expected an integer >= 1. Received: '0'"),
+    ("benchmarks/predict.py", ["--model", "no.keras"],
+     "error: --model: expected a .keras file. Not found: 'no.keras'"),
+    ("benchmarks/refine.py", ["--model", "no.keras"],
+     "error: --model: expected a .keras file. Not found: 'no.keras'"),
+    ("benchmarks/refine.py", ["--model", "x", "--input_size", "3"],
+     "error: argument --input_size: expected HEIGHTxWIDTH with positive sizes (e.g. 180x240). "
+     "Received: '3'"),
+    ("benchmarks/roofline.py", ["--threads", "0"],
+     "error: argument --threads: expected an integer >= 1. Received: '0'"),
+    ("benchmarks/roofline.py", ["--layers", "abc"],
+     "error: argument --layers: expected HEIGHTxWIDTH with positive sizes (e.g. 180x240). "
+     "Received: 'abc'"),
+    ("benchmarks/temporal.py", ["--model", "x", "--size", "3"],
+     "error: argument --size: expected H,W with positive sizes (e.g. 180,240). Received: '3'"),
+    ("benchmarks/trunks.py", ["--size", "-5"],
+     "error: argument --size: expected an integer >= 1. Received: '-5'"),
+    ("benchmarks/trunks_camvid.py", ["--trunks", "vgg17"],
+     "error: --trunks: expected some of alexnet, vgg16, googlenet, mobilenet_v2, resnet50, "
+     "resnet101; --minutes > 0. Received: --trunks='vgg17' --minutes=5.0"),
+    ("benchmarks/jax_pool_gradient.py", ["--batch", "-1"], "error: --size must be HxW"),
+])
+def test_a_bad_flag_is_one_line_and_status_2(script, args, expected):
+    # a report, should a check be missing, goes to a folder that cannot be made
+    output = [] if script.endswith("bf16_train_crash.py") else ["--output_dir", "/proc/r7"]
+    line = _one_error_line(_run(script, *args, *output))
+    assert line.startswith(expected), line
+
+
+@pytest.mark.parametrize("script, name, args", [
+    ("benchmarks/predict.py", "predict", []),
+    ("benchmarks/refine.py", "refine", ["--model", __file__, "--camvid", "{camvid}"]),
+    ("benchmarks/roofline.py", "roofline", []),
+    ("benchmarks/trunks.py", "trunks", []),
+    ("benchmarks/jax_pool_gradient.py", "jax_pool_gradient", []),
+])
+def test_an_existing_report_is_kept_without_overwrite(tmp_path, script, name, args):
+    # Before: predict.py and refine.py replaced it silently; the others exited with status 1.
+    camvid = tmp_path / "camvid"
+    camvid.mkdir()
+    (camvid / "val.txt").write_text("")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"{name}.md").write_text("saved")
+    args = [a.replace("{camvid}", str(camvid)) for a in args]
+    line = _one_error_line(_run(script, *args, "--output_dir", str(out)))
+    assert line == f"error: {out / name}.md exists; pass --overwrite to replace it."
+    assert (out / f"{name}.md").read_text() == "saved"
+
+
+def test_help_of_every_argparse_benchmark_exits_0():
+    for script in ("bf16_agreement", "bf16_train_crash", "jax_pool_gradient", "predict",
+                   "refine", "roofline", "temporal", "trunks", "trunks_camvid"):
+        done = _run(f"benchmarks/{script}.py", "--help")
+        assert done.returncode == 0, (script, done.stderr)
+        assert "--output_dir" in done.stdout or script == "bf16_train_crash", script
+
+
+# absl scripts import TensorFlow (through keras_fcn) to parse their flags: a few seconds each.
+@pytest.mark.slow
+@pytest.mark.parametrize("script, args, expected", [
+    ("benchmarks/export.py", ["--help"], None),
+    ("benchmarks/export.py", ["--num_images=-3"], "error: flag --num_images=-3: expected >= 1."),
+    ("benchmarks/export.py", ["--backbones=vgg16,nope"],
+     "error: flag --backbones=['vgg16', 'nope']: expected a comma-separated list of vgg16, "
+     "mobilenet_v2. Received: 'vgg16,nope'."),
+    ("benchmarks/export.py", ["--input_size=360"],
+     "error: flag --input_size=360: expected HEIGHTxWIDTH"),
+    ("benchmarks/quantization_error.py", ["--help"], None),
+    ("benchmarks/quantization_error.py", [],
+     "error: Give a trained model: --model=... or --models=a.keras,b.keras"),
+    ("benchmarks/quantization_error.py", ["--models=no.keras"],
+     "error: flag --models=['no.keras']: expected existing .keras files."),
+])
+def test_absl_benchmarks_help_and_bad_flags(script, args, expected):
+    # Before: absl.app.run, so --help and a bad flag both exited with status 1.
+    done = _run(script, *args)
+    if expected is None:
+        assert done.returncode == 0, done.stderr
+        assert "--output_dir" in done.stdout
+    else:
+        assert _one_error_line(done).startswith(expected)
+
+
+@pytest.mark.slow
+def test_input_pipeline_has_an_output_dir_and_keeps_a_saved_report(tmp_path):
+    # Before: no output flag; it always wrote benchmarks/results/input_pipeline.{md,json}.
+    (tmp_path / "input_pipeline.json").write_text("{}")
+    line = _one_error_line(_run("benchmarks/input_pipeline.py", "--output_dir", str(tmp_path)))
+    assert line == (f"error: {tmp_path / 'input_pipeline.json'} exists; pass --overwrite to "
+                    "replace it.")
+    line = _one_error_line(_run("benchmarks/input_pipeline.py", "--images", "-1"))
+    assert line == "error: argument --images: expected an integer >= 1. Received: '-1'"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, expected", [
+    ("examples/train_nyud.py", "error: NYUDv2 folder not found: '{missing}' (--data_dir; "
+     "--convert_mat makes one, --synthetic needs none)"),
+    ("examples/train_siftflow.py", "error: SIFT Flow image folder not found: "
+     "'{missing}/Images/spatial_envelope_256x256_static_8outdoorcategories'"),
+])
+def test_examples_name_a_missing_data_folder_first(tmp_path, script, expected):
+    # Before: the ImageNet weights were fetched first (offline: a download error) and the run
+    # folder was left behind, so the next try said it exists.
+    missing, run_dir = tmp_path / "nope", tmp_path / "run"
+    line = _one_error_line(_run(script, f"--data_dir={missing}", f"--output_dir={run_dir}"))
+    assert line == expected.format(missing=missing)
+    assert not run_dir.exists()
