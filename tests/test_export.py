@@ -401,3 +401,18 @@ def test_cli_check_fails_below_threshold(model, tmp_path):
     sidecar = json.loads((out / "tiny_float32.json").read_text())
     assert sidecar["num_classes"] == NUM_CLASSES and sidecar["output_kind"] == "class_ids"
     assert sidecar["output"]["dtype"] == "uint8" and sidecar["output"]["shape"] == [1, *SIZE]
+
+
+# Eighth session's mends.
+
+def test_the_sure_pixel_gate_fails_when_no_pixel_is_sure():
+    """An untrained float model is sure nowhere: --min_confident_agreement passed unchecked."""
+    from keras_fcn.export.quality import check_thresholds
+    row = {"variant": "int8", "agreement": 99.0, "mean_iu_delta": -0.1, "size_ratio": 0.3,
+           "speedup": 4.0}
+    rows = [dict(row, variant="keras_float"), dict(row, confident_agreement=None),
+            dict(row, variant="float16", confident_agreement=99.5)]
+    assert check_thresholds(rows, min_confident_agreement=99.0) == [
+        "int8: no pixel where the float model is sure, so the agreement there "
+        "(min_confident_agreement=99.0%) cannot be checked"]
+    assert check_thresholds(rows, min_agreement=98.0) == []  # other gates as before

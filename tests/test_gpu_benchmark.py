@@ -173,3 +173,21 @@ def test_compiled_programs_keras_step_is_the_pure_jax_step(tmp_path):
         text = f.read()
     assert text.startswith("HloModule") and text.count(" convolution(") == (
         items["programs_float32"]["keras_train_step"]["ops"]["convolution"])
+
+
+# Eighth session's mends.
+
+def test_a_smoke_run_of_the_gpu_benchmark_does_not_write_the_gpu_results_file():
+    import importlib.util
+    import os
+    import tempfile
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("gpu_bench",
+                                                  os.path.join(root, "benchmarks", "gpu.py"))
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    smoke = gpu.parse_args(["--smoke"]).out
+    assert smoke.startswith(os.path.join(tempfile.gettempdir(), "keras_fcn_gpu_smoke_"))
+    assert smoke.endswith("gpu.md") and gpu.parse_args(["--smoke"]).out != smoke  # a new one
+    assert gpu.parse_args([]).out == os.path.join(root, "benchmarks", "results", "gpu.md")
+    assert gpu.parse_args(["--smoke", "--out", "a.md"]).out == "a.md"

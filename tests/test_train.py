@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from absl import flags
 
@@ -25,6 +26,10 @@ from keras_fcn.labels import ModelLabels
 from keras_fcn.models import build_fcn, multimodal
 from keras_fcn import training as train
 from known_values import assert_same_metrics, predicted_metrics
+from keras_fcn.training import TrainConfig
+from keras_fcn.training.optimizers import check_stage_schedules
+from keras_fcn.training.fit import curve_metric
+from keras_fcn.training.run_dir import plot_curves
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 TINY_FLAGS = [f"--widths={','.join(map(str, TINY_WIDTHS))}", f"--fc_units={TINY_FC}",
@@ -737,3 +742,50 @@ def _flag_defaults(script):
              and getattr(node.func, "attr", None) == "define_flags"]
     assert len(calls) == 1, script
     return {k.arg: ast.literal_eval(k.value) for k in calls[0].keywords}
+
+
+# Eighth session's mends: curves.png with a monitored loss; per-stage configs of a staged run
+# checked before any stage trains.
+
+HISTORY = [{"epoch": 1, "loss": 1.0, "val_loss": 1.2, "mean_iu": 0.3, "val_mean_iu": 0.25},
+           {"epoch": 2, "loss": 0.8, "val_loss": 1.1, "mean_iu": 0.4, "val_mean_iu": 0.3}]
+
+@pytest.mark.parametrize("monitor, metric", [
+    ("val_mean_iu", "mean_iu"), ("val_loss", "mean_iu"),
+    ("val_semantic_loss", "semantic_mean_iu"), ("val_semantic_mean_iu", "semantic_mean_iu")])
+def test_a_monitored_loss_draws_the_iu_beside_the_loss(monitor, metric):
+    assert curve_metric(monitor) == metric
+
+@pytest.mark.parametrize("metric, history, panels", [
+    ("mean_iu", HISTORY, 2),
+    ("loss", HISTORY, 1),  # was two panels of the same loss
+    ("semantic_mean_iu", HISTORY, 1),  # not logged: no empty panel
+    ("mean_iu", [{"epoch": 1, "loss": 1.0}], 1)])
+def test_curves_have_a_panel_per_logged_value(tmp_path, metric, history, panels):
+    path = tmp_path / "curves.png"
+    plot_curves(history, str(path), metric=metric)
+    assert Image.open(path).size[0] == 450 * panels  # 5 inches a panel at 90 dpi
+
+def test_stage_configs_are_checked_before_any_stage_trains():
+    stages = ("32s", "16s", "8s")
+    config = TrainConfig()
+    check_stage_schedules(None, stages)
+    check_stage_schedules({"16s": config.replace(epochs=4, warmup_epochs=1)}, stages)
+    with pytest.raises(ValueError, match=r"FCN-16s \(stage_configs\): --warmup_epochs .* "
+                                         r"warmup_epochs=2, epochs=2"):
+        check_stage_schedules({"16s": config.replace(epochs=2, warmup_epochs=2)}, stages)
+    with pytest.raises(ValueError, match=r"stages this run does not train: \['16'\]. "
+                                         r"Expected some of \['32s', '16s', '8s'\]"):
+        check_stage_schedules({"16": config}, stages)  # a typo was silently ignored
+
+def test_a_resume_that_replans_the_schedule_says_so(tmp_path, capsys):
+    from keras_fcn.training.recipe import SCHEDULE_FLAGS
+    from keras_fcn.training.run_dir import write_run_config
+    flags = {"epochs": 50, "lr_schedule": "poly", "widths": (4, 8)}
+    write_run_config(str(tmp_path), flags)
+    write_run_config(str(tmp_path), flags, resume=True, replan=SCHEDULE_FLAGS)
+    assert capsys.readouterr().out == ""
+    write_run_config(str(tmp_path), dict(flags, epochs=80), resume=True, replan=SCHEDULE_FLAGS)
+    out = capsys.readouterr().out
+    assert out.startswith("--resume changes --epochs=50 to 80: the learning-rate schedule is "
+                          "planned anew") and out.count("\n") == 1
