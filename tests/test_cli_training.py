@@ -19,6 +19,7 @@ from keras_fcn import io
 from keras_fcn import training as train
 from keras_fcn.training import config as config_lib
 from keras_fcn.training import run_dir as run_dir_lib
+from tool_flags import script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -315,3 +316,24 @@ def test_a_finished_run_is_not_reused_for_other_epochs(tmp_path):
     with pytest.raises(ValueError, match="is complete after 2 epochs.*epochs=5"):
         train.train_staged(config, run_dir=str(run), data=(None,) * 4, strategy=None,
                            class_weights=None, pixels=64 * 64, stages=("32s",))
+
+
+# Review of audit 5: the examples refuse a --resume with another --optimizer (NYUDv2: or
+# --eval_split), as the recipe's RESUME_FLAGS do.
+
+@pytest.mark.parametrize("path, stored", [
+    ("examples/train_nyud.py", {"modality": "rgb", "variant": "32s", "synthetic": True,
+                                "eval_split": "test", "optimizer": "sgd"}),
+    ("examples/train_siftflow.py", {"variant": "16s", "synthetic": True, "optimizer": "sgd"})])
+def test_example_resume_with_another_optimizer_is_refused_naming_it(tmp_path, path, stored):
+    """The examples refused only model flags: --optimizer (and NYUDv2's --eval_split, the
+    validation images of best.keras) could change on --resume, as in the recipe they cannot."""
+    run_dir_lib.write_run_config(str(tmp_path), stored)
+    with script(path, "review_" + os.path.basename(path)[:-3]) as module:
+        with pytest.raises(ValueError) as error:
+            run_dir_lib.write_run_config(str(tmp_path), {**stored, "optimizer": "adam"},
+                                         resume=True, compare=module.RESUME_FLAGS)
+    assert str(error.value) == (
+        f"The run in '{tmp_path}' was trained with --optimizer=sgd; --resume got "
+        "--optimizer=adam. Resume with the run's flags, or start a new run (another "
+        "--output_dir).")

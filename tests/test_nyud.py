@@ -1,5 +1,6 @@
 """NYUDv2 readers on tiny files written in the real formats."""
 
+import logging
 import os
 
 import h5py
@@ -178,3 +179,19 @@ def test_seeded_flips_are_reproducible_and_keep_inputs_aligned(fake_root):
         np.testing.assert_array_equal(rgb[0], plain[key.tobytes()][0])
         np.testing.assert_array_equal(hha[0], plain[key.tobytes()][1])
     assert 0 < flipped < 8
+
+
+# Review of audit 5: the "kept N files" log line counts the HHA files it keeps too.
+
+def test_convert_labeled_mat_counts_every_kept_file(tmp_path, caplog):
+    mat, mapping = str(tmp_path / "labeled.mat"), str(tmp_path / "mapping.mat")
+    nyud.write_fake_labeled_mat(mat, num_images=2, height=16, width=20)
+    nyud.write_fake_class_mapping(mapping)
+    out = str(tmp_path / "out")
+    nyud.convert_labeled_mat(mat, mapping, out, indices=[0, 1], verbose=False)
+    with caplog.at_level(logging.INFO, logger="keras_fcn"):
+        nyud.convert_labeled_mat(mat, mapping, out, indices=[0, 1], verbose=False)
+    kept = [r.getMessage() for r in caplog.records if "kept" in r.getMessage()]
+    # 2 images x (rgb, depth, hha, label)
+    assert kept == [f"NYUDv2: kept 8 files of {out} that existed already (overwrite=True "
+                    "replaces them)"]
