@@ -321,6 +321,7 @@ def test_a_finished_run_is_not_reused_for_other_epochs(tmp_path):
 # Review of audit 5: the examples refuse a --resume with another --optimizer (NYUDv2: or
 # --eval_split), as the recipe's RESUME_FLAGS do.
 
+
 @pytest.mark.parametrize("path, stored", [
     ("examples/train_nyud.py", {"modality": "rgb", "variant": "32s", "synthetic": True,
                                 "eval_split": "test", "optimizer": "sgd"}),

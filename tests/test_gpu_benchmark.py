@@ -177,6 +177,7 @@ def test_compiled_programs_keras_step_is_the_pure_jax_step(tmp_path):
 
 # Eighth session's mends.
 
+
 def test_a_smoke_run_of_the_gpu_benchmark_does_not_write_the_gpu_results_file():
     import importlib.util
     import os

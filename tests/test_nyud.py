@@ -183,6 +183,7 @@ def test_seeded_flips_are_reproducible_and_keep_inputs_aligned(fake_root):
 
 # Review of audit 5: the "kept N files" log line counts the HHA files it keeps too.
 
+
 def test_convert_labeled_mat_counts_every_kept_file(tmp_path, caplog):
     mat, mapping = str(tmp_path / "labeled.mat"), str(tmp_path / "mapping.mat")
     nyud.write_fake_labeled_mat(mat, num_images=2, height=16, width=20)

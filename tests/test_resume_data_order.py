@@ -87,6 +87,7 @@ def test_a_resumed_staged_run_moves_the_data_on_by_the_stages_it_skips(tmp_path,
 # Review of the eighth session: resumed runs that did not read the batches of an uninterrupted
 # run, and said nothing (mended in keras_fcn/training/data_order.py); each takes ~10 s.
 
+
 class FirstBatchEpoch(keras.callbacks.Callback):
     """Records the PyDataset's epoch (which keys its order and draws) at each epoch's first
     batch."""
@@ -99,6 +100,7 @@ class FirstBatchEpoch(keras.callbacks.Callback):
         if batch == 0:
             self.epochs.append(self.data.epoch)
 
+
 def _fit(data, run_dir, epochs, *, seed=0, scope=contextlib.nullcontext, **kwargs):
     keras.utils.set_random_seed(seed)
     with scope():
@@ -107,6 +109,7 @@ def _fit(data, run_dir, epochs, *, seed=0, scope=contextlib.nullcontext, **kwarg
                             optimizer=train.make_optimizer("adam", 1e-2), jit_compile=False)
     return train.fit(model, data, None, run_dir=run_dir, epochs=epochs,
                      info=shapes.SHAPES_INFO, verbose=0, **kwargs)
+
 
 def test_a_stage_after_a_skipped_stage_reads_the_pydataset_epoch_of_an_uninterrupted_run(
         tmp_path):
@@ -118,6 +121,7 @@ def test_a_stage_after_a_skipped_stage_reads_the_pydataset_epoch_of_an_uninterru
     resumed = FirstBatchEpoch(fresh)
     _fit(fresh, str(tmp_path / "c"), 1, callbacks=[resumed], skipped_fits=(1,))
     assert resumed.epochs == whole.epochs  # now [2] against [3]
+
 
 def test_a_stage_after_a_skipped_stage_reads_the_tf_data_of_an_uninterrupted_run_in_a_scope(
         tmp_path):
@@ -136,6 +140,7 @@ def test_a_stage_after_a_skipped_stage_reads_the_tf_data_of_an_uninterrupted_run
     resumed = _fit(make_data(), str(tmp_path / "c"), 2, scope=scope, skipped_fits=(2,))
     np.testing.assert_allclose([e["loss"] for e in resumed["history"]],
                                [e["loss"] for e in whole["history"]], rtol=1e-5)
+
 
 def test_a_pydataset_resume_with_steps_per_epoch_matches_or_says_so(tmp_path):
     def losses(run_dir, kill_at=None):
