@@ -10,6 +10,7 @@ from PIL import Image
 
 from keras_fcn import data
 from keras_fcn.labels import voc_palette
+from keras_fcn.data.masks import palette_to_table
 
 MEAN = np.array(data.MEAN_RGB, np.float32)
 
@@ -397,3 +398,12 @@ def test_random_flip_is_seeded_and_flips_every_tensor_together():
         np.testing.assert_array_equal(flipped_depth, expected[..., :1])
         flips.append(flip)
     assert 0 < sum(flips) < 16
+
+
+# Review 7: argument checks that disagreed between modules.
+
+
+@pytest.mark.parametrize("palette", [[0, 0, 0, 128, 0, 0], [[0, 0]], [[0, 0, 256]]])
+def test_malformed_palettes_name_the_entry(palette):
+    with pytest.raises(ValueError, match=r"palette\[0\] must be an \(r, g, b\) colour"):
+        palette_to_table(palette)

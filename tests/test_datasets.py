@@ -254,3 +254,19 @@ def test_check_counts_and_names_bad_files(tmp_path, capsys):
     assert [len(r.good) for r in reports.values()] == [2, 1]
     with pytest.raises(ValueError, match="name='kitti'"):
         datasets.check("kitti", tmp_path)
+
+
+# Review 7: argument checks that disagreed between modules.
+
+
+def test_siftflow_and_nyud_images_are_read_as_the_training_pipelines_read_them(tmp_path):
+    from PIL import Image
+
+    from keras_fcn.datasets.common import read_image_file
+
+    path = str(tmp_path / "grey16.png")
+    Image.fromarray(np.full((3, 4), 40000, np.uint16)).save(path)
+    np.testing.assert_array_equal(read_image_file(path, "RGB"), np.full((3, 4, 3), 156))
+    (tmp_path / "bad.png").write_bytes(b"xx")
+    with pytest.raises(ValueError, match="bad.png"):
+        read_image_file(str(tmp_path / "bad.png"), "RGB")

@@ -405,6 +405,7 @@ def test_cli_check_fails_below_threshold(model, tmp_path):
 
 # Eighth session's mends.
 
+
 def test_the_sure_pixel_gate_fails_when_no_pixel_is_sure():
     """An untrained float model is sure nowhere: --min_confident_agreement passed unchecked."""
     from keras_fcn.export.quality import check_thresholds
@@ -416,3 +417,17 @@ def test_the_sure_pixel_gate_fails_when_no_pixel_is_sure():
         "int8: no pixel where the float model is sure, so the agreement there "
         "(min_confident_agreement=99.0%) cannot be checked"]
     assert check_thresholds(rows, min_agreement=98.0) == []  # other gates as before
+
+
+# Review 7: argument checks that disagreed between modules.
+
+
+def test_calibration_images_are_resized_as_training_resizes_them():
+    from keras_fcn.data.arrays import resize_image
+    from keras_fcn.export.images import calibration_images
+
+    image = np.random.default_rng(0).uniform(0, 255, (40, 48, 3)).astype("float32")
+    (got,) = list(calibration_images(image[None], (10, 12), num_images=1))
+    want = resize_image(image, (10, 12), antialias=True)
+    np.testing.assert_allclose(got[0], want, atol=1e-2)
+    assert np.abs(resize_image(image, (10, 12)) - want).max() > 5  # aliased samples differ

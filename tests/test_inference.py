@@ -22,6 +22,8 @@ from keras_fcn.layers import CaffePreprocessing, preprocess_input
 from keras_fcn.models import build_fcn
 from keras_fcn.models.inspect import has_preprocessing
 from tiny import randomize_scores, tiny_fcn
+from keras_fcn.inference.images import check_image
+from keras_fcn.export.litert_runner import check_rgb_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_AV = importlib.util.find_spec("av") is not None
@@ -510,3 +512,16 @@ def test_xla_compiles_a_few_shapes_then_uses_the_graph_path(monkeypatch):
                              tf.float32)
         np.testing.assert_allclose(fn(images).numpy(), graph(images).numpy(), atol=1e-5)
     assert fn.shapes == {(1, 16, 20, 3), (1, 18, 20, 3)}
+
+
+# Review 7: argument checks that disagreed between modules.
+
+
+def test_a_normalized_image_is_refused_by_predict_and_a_black_one_passes():
+    with pytest.raises(ValueError, match=r"Image 0 looks normalized to \[0, 1\] \(max=0.9"):
+        check_image(0, np.full((4, 4, 3), 0.9, np.float32))
+    check_image(0, np.zeros((4, 4, 3), np.float32))        # an all-black frame
+    check_image(0, np.full((4, 4, 3), 1.5, np.float32))    # dark, but on the 0..255 scale
+    assert check_rgb_image(np.zeros((4, 4, 3), np.float32)).shape == (4, 4, 3)
+    with pytest.raises(ValueError):
+        check_rgb_image(np.full((4, 4, 3), 0.5, np.float32))

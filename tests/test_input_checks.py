@@ -18,6 +18,9 @@ from keras_fcn.datasets import DatasetInfo
 from keras_fcn.inference.visualize import full_palette
 from keras_fcn.labels import ModelLabels
 from keras_fcn.weights import load_npz, load_weights, read_weights, save_npz, set_weights_by_name
+from keras_fcn._checks import as_range
+from keras_fcn.export.graph import check_input_size
+from keras_fcn.inference.predict import check_predict_args
 
 LABELS = np.array([[0, 1], [2, 255]])
 
@@ -350,3 +353,22 @@ def test_export_labels_of_a_model_with_more_classes_than_the_default_void_label(
     small = keras_fcn.build_fcn("32s", num_classes=3, weights=None, widths=TINY_WIDTHS,
                                 fc_units=TINY_FC)
     assert export_labels(small).ignore_label == 255
+
+
+# Review 7: argument checks that disagreed between modules.
+
+
+def test_a_string_range_is_refused_not_read_per_character():
+    with pytest.raises(ValueError, match="scale_range.*Received: scale_range='12'"):
+        as_range("scale_range", "12")
+    assert as_range("scale_range", ["0.5", 2]) == (0.5, 2.0)
+
+
+def test_numpy_ints_pass_predict_and_export_checks():
+    assert check_predict_args(np.int64(2), np.int32(64), np.int64(8), [1.0]) == (1.0,)
+    size = check_input_size((np.int64(360), np.int32(480)))
+    assert size == (360, 480) and all(type(d) is int for d in size)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        check_predict_args(np.bool_(True), None, 64, [1.0])
+    with pytest.raises(ValueError, match="input_size must be"):
+        check_input_size((np.int64(0), 4))

@@ -747,14 +747,17 @@ def _flag_defaults(script):
 # Eighth session's mends: curves.png with a monitored loss; per-stage configs of a staged run
 # checked before any stage trains.
 
+
 HISTORY = [{"epoch": 1, "loss": 1.0, "val_loss": 1.2, "mean_iu": 0.3, "val_mean_iu": 0.25},
            {"epoch": 2, "loss": 0.8, "val_loss": 1.1, "mean_iu": 0.4, "val_mean_iu": 0.3}]
+
 
 @pytest.mark.parametrize("monitor, metric", [
     ("val_mean_iu", "mean_iu"), ("val_loss", "mean_iu"),
     ("val_semantic_loss", "semantic_mean_iu"), ("val_semantic_mean_iu", "semantic_mean_iu")])
 def test_a_monitored_loss_draws_the_iu_beside_the_loss(monitor, metric):
     assert curve_metric(monitor) == metric
+
 
 @pytest.mark.parametrize("metric, history, panels", [
     ("mean_iu", HISTORY, 2),
@@ -765,6 +768,7 @@ def test_curves_have_a_panel_per_logged_value(tmp_path, metric, history, panels)
     path = tmp_path / "curves.png"
     plot_curves(history, str(path), metric=metric)
     assert Image.open(path).size[0] == 450 * panels  # 5 inches a panel at 90 dpi
+
 
 def test_stage_configs_are_checked_before_any_stage_trains():
     stages = ("32s", "16s", "8s")
@@ -778,6 +782,7 @@ def test_stage_configs_are_checked_before_any_stage_trains():
                                          r"Expected some of \['32s', '16s', '8s'\]"):
         check_stage_schedules({"16": config}, stages)  # a typo was silently ignored
 
+
 def test_a_resume_that_replans_the_schedule_says_so(tmp_path, capsys):
     from keras_fcn.training.recipe import SCHEDULE_FLAGS
     from keras_fcn.training.run_dir import write_run_config
@@ -789,3 +794,20 @@ def test_a_resume_that_replans_the_schedule_says_so(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("--resume changes --epochs=50 to 80: the learning-rate schedule is "
                           "planned anew") and out.count("\n") == 1
+
+
+# Review 7: argument checks that disagreed between modules.
+
+
+def test_the_safe_backup_refuses_a_keras_without_the_internals_it_overrides(tmp_path,
+                                                                            monkeypatch):
+    import keras
+
+    from keras_fcn.training.callbacks import NaNGuard, SafeBackupAndRestore
+
+    backup = SafeBackupAndRestore(str(tmp_path / "b"), NaNGuard(steps_per_epoch=1))
+    assert callable(backup._save_model)  # the installed Keras has them
+    monkeypatch.delattr(keras.callbacks.BackupAndRestore, "_load_model")
+    with pytest.raises(RuntimeError, match=r"Keras .* has no BackupAndRestore._load_model\(\): "
+                                           "keras_fcn's safe backup"):
+        SafeBackupAndRestore(str(tmp_path / "c"), NaNGuard(steps_per_epoch=1))
