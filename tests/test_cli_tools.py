@@ -367,3 +367,20 @@ def test_litert_app_exits_2_and_keeps_the_photo(tmp_path, tflite_file):
     assert "Traceback" not in run.stderr
     assert f"error: The output '{photo}' is the input image" in run.stderr
     assert _md5(photo) == before
+
+
+# Review 7: tools/convert_weights.py's flag errors.
+
+
+@pytest.mark.slow
+def test_convert_weights_bad_flag_is_one_line_and_status_2(tmp_path):
+    """absl's own flag error: "FATAL Flags parsing error" and a second line, exit status 1."""
+    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
+                        "convert_weights.py")
+    result = subprocess.run(
+        [sys.executable, tool, "--input=x.pth", "--model=fcn4s", f"--output={tmp_path}/o.keras"],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith(("error", "FATAL"))]
+    assert lines == ["error: flag --model=fcn4s: value should be one of "
+                     "<fcn32s|fcn16s|fcn8s|fcn8s_at_once>. Pass --helpfull to list the flags."]

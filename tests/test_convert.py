@@ -12,7 +12,13 @@ import caffe_writer
 from caffe_writer import write_caffemodel
 from keras_fcn import weights as weights_lib
 from keras_fcn.models import build_fcn
-from keras_fcn.weights import CaffeLayer
+from keras_fcn.weights import (
+    CaffeLayer,
+    convert_caffemodel,
+    convert_torch_state_dict,
+    convert_torchvision_state_dict,
+    load_torch_state_dict,
+)
 from tiny import TINY_FC, TINY_WIDTHS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -548,3 +554,95 @@ def test_cli_converts_and_reports_user_errors_without_traceback(tmp_path):
     assert "bad.caffemodel: not a valid .caffemodel" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "new.npz").exists()
+
+
+# Review 7: state dicts or Caffe files with values that must not load as weights (bfloat16,
+# integers, NaN), and blob shapes that do not fit their layer.
+
+
+def _conv_state_dict(dtype="float32"):
+    import torch
+
+    rng = np.random.default_rng(0)
+    weight = torch.tensor(rng.normal(size=(4, 3, 3, 3)).astype("float32"))
+    return {"conv1_1.weight": weight.to(getattr(torch, dtype)),
+            "conv1_1.bias": torch.arange(4, dtype=torch.float32).to(getattr(torch, dtype))}
+
+
+def test_a_bfloat16_state_dict_converts_like_its_float32_values():
+    """numpy has no bfloat16: the conversion failed with torch's TypeError ("Got unsupported
+    ScalarType BFloat16"), a traceback in tools/convert_weights.py."""
+    bf16 = _conv_state_dict("bfloat16")
+    as_float = {key: value.float() for key, value in bf16.items()}
+    got, expected = convert_torch_state_dict(bf16), convert_torch_state_dict(as_float)
+    for a, b in zip(got["conv1_1"], expected["conv1_1"]):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+    tv = convert_torchvision_state_dict({"backbone.conv1.weight": bf16["conv1_1.weight"]})
+    np.testing.assert_array_equal(tv["conv1"][0], expected["conv1_1"][0])
+
+
+def test_an_integer_state_dict_is_refused_naming_the_key():
+    """Integer (quantized, or wrong) tensors were cast to float and loaded as weights."""
+    ints = _conv_state_dict("int32")
+    with pytest.raises(ValueError, match=r"^state dict: entry 'conv1_1\.weight' holds int32 "
+                                         r"values; expected floating-point weights"):
+        convert_torch_state_dict(ints)
+    with pytest.raises(ValueError, match=r"^state dict: entry 'backbone\.conv1\.weight' holds "
+                                         r"int32 values"):
+        convert_torchvision_state_dict({"backbone.conv1.weight": ints["conv1_1.weight"],
+                                        "backbone.bn1.num_batches_tracked": 3})
+
+
+def test_nan_weights_are_refused_naming_the_file_and_array(tmp_path):
+    """A diverged snapshot's NaN loaded silently from .pth and .caffemodel files (the .npz,
+    .h5 and .keras readers refused them)."""
+    import torch
+
+    state = _conv_state_dict()
+    state["conv1_1.weight"][0, 0, 0, 0] = float("nan")
+    path = str(tmp_path / "diverged.pth")
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"diverged\.pth: array 'conv1_1\.weight' has 1 NaN or "
+                                         r"infinite values of 108"):
+        convert_torch_state_dict(path)
+    with pytest.raises(ValueError, match=r"^state dict: array 'backbone\.conv1\.weight' has 1 "):
+        convert_torchvision_state_dict({"backbone.conv1.weight": state["conv1_1.weight"]})
+    blob = np.zeros((4, 3, 3, 3), "float32")
+    blob[1, 2, 0, 0] = np.inf
+    caffemodel = write_caffemodel([CaffeLayer("conv1_1", "Convolution", [blob], 1)],
+                                  str(tmp_path / "diverged.caffemodel"))
+    with pytest.raises(ValueError, match=r"diverged\.caffemodel: array 'conv1_1/0' has 1 NaN or "
+                                         r"infinite values of 108"):
+        convert_caffemodel(caffemodel)
+
+
+def test_a_pickled_model_file_is_one_line_naming_what_to_save(tmp_path):
+    """torch's weights_only error is many lines with terminal colours: not a CLI error line."""
+    import torch
+
+    path = str(tmp_path / "module.pth")
+    torch.save(torch.nn.Conv2d(3, 4, 3), path)
+    with pytest.raises(ValueError) as info:
+        load_torch_state_dict(path)
+    assert str(info.value) == (
+        f"{path}: not a readable PyTorch file: it holds pickled Python objects, not only "
+        "tensors (a whole model saved with torch.save(model)?); save model.state_dict() "
+        "instead")
+
+
+def test_a_bad_blob_shape_names_its_layer(tmp_path):
+    """A grouped Deconvolution whose group does not divide its inputs, or a blob that is not
+    4-D, gave an error without the layer's name."""
+    from keras_fcn.weights import convert_caffe_layers, read_converted_weights
+
+    with pytest.raises(ValueError, match=r"^layer 'upscore': group=2 does not divide the 3 "
+                                         r"input channels \(weight shape \(3, 1, 4, 4\)\)$"):
+        convert_caffe_layers([CaffeLayer("upscore", "Deconvolution",
+                                         [np.zeros((3, 1, 4, 4), "float32")], 2)])
+    with pytest.raises(ValueError, match=r"^layer 'conv1_1': expected a 4-D conv weight "
+                                         r"\(out, in, kh, kw\), got shape \(4, 27\)$"):
+        convert_caffe_layers([CaffeLayer("conv1_1", "Convolution",
+                                         [np.zeros((4, 27), "float32")], 1)])
+    with pytest.raises(IsADirectoryError, match=r"is a directory; expected one of the files"):
+        read_converted_weights(str(tmp_path))
