@@ -384,3 +384,53 @@ def test_convert_weights_bad_flag_is_one_line_and_status_2(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.startswith(("error", "FATAL"))]
     assert lines == ["error: flag --model=fcn4s: value should be one of "
                      "<fcn32s|fcn16s|fcn8s|fcn8s_at_once>. Pass --helpfull to list the flags."]
+
+
+# Review 7: reproducers of bugs that gave a wrong result or an unclear error.
+
+
+def test_litert_app_reads_16_bit_grey_and_exif_as_predict_does(app, tmp_path):
+    """A 16-bit grey photo was clipped to white (PIL's convert) where tools/predict.py reads
+    the high byte; a phone photo's EXIF orientation was ignored (predict applies it)."""
+    from keras_fcn.data.arrays import read_image
+
+    grey = tmp_path / "grey16.png"
+    Image.fromarray(np.full((4, 6), 200 * 256 + 99, np.uint16)).save(grey)
+    with Image.open(grey) as opened:
+        photo = app.read_photo(opened)
+    np.testing.assert_array_equal(np.asarray(photo), read_image(grey, exif_transpose=True))
+    assert np.asarray(photo)[0, 0].tolist() == [200, 200, 200]
+
+    rotated = tmp_path / "phone.jpg"
+    pixels = np.zeros((4, 8, 3), np.uint8)
+    pixels[:, :4] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    Image.fromarray(pixels).save(rotated, exif=exif, quality=100)
+    with Image.open(rotated) as opened:
+        photo = app.read_photo(opened)
+    assert photo.size == (4, 8)  # (W, H) upright, as predict reads it
+    np.testing.assert_array_equal(np.asarray(photo), read_image(rotated, exif_transpose=True))
+
+
+def test_litert_app_names_a_missing_model_and_a_sidecar_of_another_model(app, tmp_path):
+    """A missing model was reported as its missing sidecar; a sidecar whose input dtype or
+    quantization is not the model's quantized the pixels wrongly, without an error."""
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photo)
+    missing = str(tmp_path / "none.tflite")
+    with pytest.raises(FileNotFoundError, match=r"^The model '.*none\.tflite' is missing\.$"):
+        app.main(["app", missing, str(photo), str(tmp_path / "out.png")])
+    meta = {"input": {"shape": [1, 8, 8, 3], "dtype": "uint8",
+                      "quantization": {"scale": 1.0, "zero_point": 0}},
+            "class_names": ["a", "b"], "palette": [[0, 0, 0], [1, 1, 1]]}
+    detail = {"shape": np.array([1, 8, 8, 3]), "dtype": np.uint8, "quantization": (1.0, 0)}
+    output = {"shape": np.array([1, 8, 8, 2])}
+    app.check_model(meta, "m.tflite", detail, output)  # the same: accepted
+    with pytest.raises(ValueError, match=r"gives the input quantization \(scale 1\.0, zero "
+                                         r"point 0\) but 'm\.tflite' has \(scale 0\.5, zero "
+                                         r"point 3\)"):
+        app.check_model(meta, "m.tflite", {**detail, "quantization": (0.5, 3)}, output)
+    with pytest.raises(ValueError, match=r"gives the input dtype uint8 but 'm\.tflite' takes "
+                                         r"int8"):
+        app.check_model(meta, "m.tflite", {**detail, "dtype": np.int8}, output)

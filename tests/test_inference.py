@@ -14,16 +14,16 @@ import tensorflow as tf
 from PIL import Image
 
 from keras_fcn import inference as inf
-from keras_fcn.inference import files, predictor
+from keras_fcn.export.litert_runner import check_rgb_image
+from keras_fcn.inference import files, predictor, visualize
 from keras_fcn.inference.forward import forward_fn
+from keras_fcn.inference.images import check_image
 from keras_fcn.inference.predict import tile_starts
 from keras_fcn.labels import VOC_CLASSES, voc_palette
 from keras_fcn.layers import CaffePreprocessing, preprocess_input
 from keras_fcn.models import build_fcn
 from keras_fcn.models.inspect import has_preprocessing
 from tiny import randomize_scores, tiny_fcn
-from keras_fcn.inference.images import check_image
-from keras_fcn.export.litert_runner import check_rgb_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_AV = importlib.util.find_spec("av") is not None
@@ -525,3 +525,30 @@ def test_a_normalized_image_is_refused_by_predict_and_a_black_one_passes():
     assert check_rgb_image(np.zeros((4, 4, 3), np.float32)).shape == (4, 4, 3)
     with pytest.raises(ValueError):
         check_rgb_image(np.full((4, 4, 3), 0.5, np.float32))
+
+
+# Review 7: reproducers of bugs that gave a wrong result or an unclear error.
+
+
+def test_heatmap_ignores_infinite_values_for_its_range_and_checks_vmin_vmax():
+    """One infinite value made the range infinite: every finite pixel got the lowest colour.
+    vmin > vmax gave a one-colour map without a word."""
+    values = np.array([[0.0, 1.0], [2.0, np.inf]])
+    expected = visualize.heatmap(np.array([[0.0, 1.0], [2.0, 2.0]]))
+    np.testing.assert_array_equal(visualize.heatmap(values), expected)
+    with pytest.raises(ValueError, match=r"heatmap needs finite vmin <= vmax\. Received: "
+                                         r"vmin=1, vmax=0"):
+        visualize.heatmap(values, vmin=1, vmax=0)
+    with pytest.raises(ValueError, match=r"vmin=nan"):
+        visualize.heatmap(values, vmin=float("nan"))
+    assert visualize.heatmap(np.zeros((0, 3))).shape == (0, 3, 3)  # was a numpy error
+
+
+def test_legend_and_overlay_name_bad_values():
+    with pytest.raises(ValueError, match=r"class_ids must be in 0\.\.255 \(the palette's "
+                                         r"ids\)\. Received: 300"):
+        visualize.draw_legend(40, [1, 300])  # was IndexError
+    image, labels = np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), int)
+    with pytest.raises(ValueError, match=r"alpha must be a number in \[0, 1\]\. Received: "
+                                         r"alpha='0\.5'"):
+        visualize.overlay(image, labels, alpha="0.5")  # was TypeError about '<='

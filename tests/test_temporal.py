@@ -382,3 +382,95 @@ def test_video_pair_frames_come_in_natural_order(tmp_path):
     Image.fromarray(np.full((4, 4), 200 * 256 + 99, np.uint16)).save(clip / "frame_11.png")
     (frames,) = list(video_pairs._clips(str(tmp_path / "footage")))
     assert [int(frame[0, 0, 0]) for frame in frames] == [1, 2, 10, 200]  # 16 bits: the high byte
+
+
+# Review 7: reproducers of bugs that gave a wrong result or an unclear error.
+
+RNG = np.random.default_rng(7)
+
+
+def test_smoother_takes_a_numpy_alpha_and_matches_the_documented_average():
+    """alpha=np.float32(0.5) was refused as 'alpha must be in (0, 1]', which it is."""
+    frames = [RNG.dirichlet(np.ones(3), size=(4, 5)).astype("float32") for _ in range(4)]
+    got = temporal.smooth_probabilities(frames, np.float32(0.25))
+    expected = [frames[0]]
+    for frame in frames[1:]:  # smoothed_t = alpha * probs_t + (1 - alpha) * smoothed_{t-1}
+        expected.append(0.25 * frame + 0.75 * expected[-1])
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert temporal.SmoothedSequence(np.float32(0.5)).alpha == 0.5
+
+
+def test_smoother_refuses_nan_instead_of_carrying_it_for_ever():
+    """One NaN made every later smoothed frame NaN (argmax 0 everywhere it spread)."""
+    frames = [RNG.dirichlet(np.ones(3), size=(2, 2)).astype("float32") for _ in range(3)]
+    frames[1][0, 1, 2] = np.nan
+    smoother = temporal.TemporalSmoother(0.5)
+    smoother(frames[0])
+    with pytest.raises(ValueError, match=r"TemporalSmoother needs finite probabilities\. "
+                                         r"Received: 1 NaN or infinite values \(of 12\)"):
+        smoother(frames[1])
+    sequence = temporal.SmoothedSequence(0.5)
+    with pytest.raises(ValueError, match="finite probabilities"):
+        sequence.step(np.full((2, 2, 3), np.inf, "float32"))
+
+
+def test_flicker_rate_refuses_probabilities():
+    """Probability maps (H, W, C) were compared value by value: a flicker near 1 that looks
+    like a measurement."""
+    probs = [RNG.dirichlet(np.ones(3), size=(4, 5)) for _ in range(2)]
+    with pytest.raises(ValueError, match=r"FlickerMeter counts integer \(H, W\) label maps "
+                                         r"\(argmax of the probabilities\)\. Received: "
+                                         r"shape=\(4, 5, 3\), dtype=float64"):
+        temporal.flicker_rate(probs)
+    with pytest.raises(ValueError, match=r"Received: shape=\(4, 5\), dtype=float64"):
+        temporal.flicker_rate([p[..., 0] for p in probs])  # one class's probability map
+    assert temporal.flicker_rate([p.argmax(-1) for p in probs]) == pytest.approx(
+        np.mean(probs[0].argmax(-1) != probs[1].argmax(-1)))
+
+
+def test_flow_flicker_valid_masks_are_checked():
+    """Too few valid masks raised IndexError, a transposed one a numpy broadcast error."""
+    labels = RNG.integers(0, 3, (6, 7))
+    flow = np.zeros((6, 7, 2), "float32")
+    with pytest.raises(ValueError, match=r"Give one valid mask per flow\. Received: 2 flows "
+                                         r"and 1 valid masks"):
+        temporal.flow_flicker_rate([labels] * 3, [flow] * 2, [np.ones((6, 7), bool)])
+    with pytest.raises(ValueError, match=r"valid must be an \(H, W\) = \(6, 7\) mask\. "
+                                         r"Received: valid\.shape=\(7, 6\)"):
+        temporal.flow_changes(labels, labels, flow, np.ones((7, 6), bool))
+
+
+@pytest.mark.skipif(not HAS_CV2, reason="OpenCV not installed (pip install keras_fcn[flow])")
+def test_video_pairs_do_not_pair_frames_of_different_sizes(tmp_path):
+    """A 32x40 frame followed by a 30x50 one (another clip in the same folder) became a
+    training pair, both stretched to one size."""
+    from keras_fcn.training import video_pairs
+
+    clip = tmp_path / "footage" / "clip"
+    clip.mkdir(parents=True)
+    texture = tf.image.resize(RNG.uniform(0, 255, (1, 8, 10, 3)), (32, 40), "bicubic")
+    texture = texture.numpy().clip(0, 255).astype("uint8")[0]
+    for name, frame in [("f1", texture), ("f2", np.roll(texture, 1, 1)),
+                        ("f3", texture[:30]), ("f4", np.roll(texture[:30], 1, 1))]:
+        Image.fromarray(frame).save(clip / f"{name}.png")
+    pairs = list(video_pairs.video_pairs(str(tmp_path / "footage"), (32, 40)))
+    assert len(pairs) == 2  # f1-f2 and f3-f4, not f2-f3
+    with pytest.raises(ValueError, match=r"estimate_flow needs two uint8 RGB frames of one "
+                                         r"\(H, W, 3\) shape\. Received: \(32, 40, 3\) float32"):
+        video_pairs.estimate_flow(texture.astype("float32"), texture.astype("float32"))
+
+
+def test_add_video_pairs_names_a_size_mismatch():
+    """Pairs of another size than the training images failed inside tf.data's map with
+    'Dimension 0 in both shapes must be equal'."""
+    from keras_fcn.training import video_pairs
+
+    labelled = tf.data.Dataset.from_tensor_slices(
+        (np.zeros((2, 24, 32, 3), "float32"), np.zeros((2, 24, 32), "int32"))).batch(2)
+    pairs = tf.data.Dataset.from_tensor_slices(
+        (np.zeros((2, 32, 40, 3), "float32"), np.zeros((2, 32, 40, 3), "float32"),
+         np.zeros((2, 32, 40, 2), "float32"), np.ones((2, 32, 40), bool))).batch(1)
+    with pytest.raises(ValueError, match=r"The video pairs must have the training images' "
+                                         r"size \(H, W\) \(24, 32\)\. Received: pairs of "
+                                         r"\(32, 40\)"):
+        video_pairs.add_video_pairs(warp_lib.add_warped_pairs(labelled), pairs)
