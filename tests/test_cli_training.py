@@ -8,6 +8,7 @@ script (about 10 s of TensorFlow import each)."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -338,3 +339,42 @@ def test_example_resume_with_another_optimizer_is_refused_naming_it(tmp_path, pa
         f"The run in '{tmp_path}' was trained with --optimizer=sgd; --resume got "
         "--optimizer=adam. Resume with the run's flags, or start a new run (another "
         "--output_dir).")
+
+
+# Review 7: a missing data folder is named before the ImageNet weights are fetched.
+
+
+_CPP_LOG = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]"
+                      r"|WARNING: All log messages before absl::InitializeLog"
+                      r"|To enable the following instructions")
+
+
+def _run(script, *args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+
+
+def _one_error_line(done):
+    # TensorFlow's C++ log lines (start-up notices) are not the script's
+    lines = [line for line in done.stderr.splitlines() if line.strip() and not _CPP_LOG.match(line)]
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, expected", [
+    ("examples/train_nyud.py", "error: NYUDv2 folder not found: '{missing}' (--data_dir; "
+     "--convert_mat makes one, --synthetic needs none)"),
+    ("examples/train_siftflow.py", "error: SIFT Flow image folder not found: "
+     "'{missing}/Images/spatial_envelope_256x256_static_8outdoorcategories'"),
+])
+def test_examples_name_a_missing_data_folder_first(tmp_path, script, expected):
+    # Before: the ImageNet weights were fetched first (offline: a download error) and the run
+    # folder was left behind, so the next try said it exists.
+    missing, run_dir = tmp_path / "nope", tmp_path / "run"
+    line = _one_error_line(_run(script, f"--data_dir={missing}", f"--output_dir={run_dir}"))
+    assert line == expected.format(missing=missing)
+    assert not run_dir.exists()

@@ -1,9 +1,7 @@
-"""Review 7: the benchmark scripts' and the secondary examples' command lines.
-
-A bad flag value exits with status 2 and one line on stderr naming it, before anything runs;
-a saved result is not replaced without --overwrite; every report folder can be chosen. The
-scripts run in a subprocess with flags that stop them while parsing (fast, no model built).
-"""
+"""The benchmark scripts' command lines (benchmarks/*.py): a bad flag value exits with status 2 and
+one line on stderr naming it, before anything runs; a saved result is not replaced without
+--overwrite; every report folder can be chosen. The scripts run in a subprocess with flags that
+stop them while parsing (fast, no model built)."""
 
 import os
 import re
@@ -11,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 _CPP_LOG = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]"
@@ -32,6 +31,8 @@ def _one_error_line(done):
     assert len(lines) == 1, done.stderr
     return lines[0]
 
+
+# Review 7 gave every benchmark these command-line checks.
 
 @pytest.mark.parametrize("script, args, expected", [
     ("benchmarks/inference.py", ["--models", "nope"],
@@ -151,19 +152,3 @@ def test_input_pipeline_has_an_output_dir_and_keeps_a_saved_report(tmp_path):
                     "replace it.")
     line = _one_error_line(_run("benchmarks/input_pipeline.py", "--images", "-1"))
     assert line == "error: argument --images: expected an integer >= 1. Received: '-1'"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("script, expected", [
-    ("examples/train_nyud.py", "error: NYUDv2 folder not found: '{missing}' (--data_dir; "
-     "--convert_mat makes one, --synthetic needs none)"),
-    ("examples/train_siftflow.py", "error: SIFT Flow image folder not found: "
-     "'{missing}/Images/spatial_envelope_256x256_static_8outdoorcategories'"),
-])
-def test_examples_name_a_missing_data_folder_first(tmp_path, script, expected):
-    # Before: the ImageNet weights were fetched first (offline: a download error) and the run
-    # folder was left behind, so the next try said it exists.
-    missing, run_dir = tmp_path / "nope", tmp_path / "run"
-    line = _one_error_line(_run(script, f"--data_dir={missing}", f"--output_dir={run_dir}"))
-    assert line == expected.format(missing=missing)
-    assert not run_dir.exists()
