@@ -1,6 +1,7 @@
 """keras_fcn.data.arrays: the NumPy PyDataset against make_dataset and closed forms, its
 errors, and Model.fit on it: under TensorFlow here, under JAX and PyTorch without TensorFlow."""
 
+import builtins
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from keras_fcn import data
 from keras_fcn.data import make_dataset
 from keras_fcn.data.arrays import (
     SegmentationPyDataset,
@@ -414,3 +416,36 @@ def test_recipe_inputs_without_tf_data(tmp_path):
     assert batches[0][0].shape == (1, 12, 16, 3) and batches[0][1].shape == (1, 24, 24)
     with pytest.raises(ValueError, match="--photometric needs the tf.data pipeline"):
         array_inputs.load_pipelines(TrainConfig(dataset="shapes", photometric=0.5))
+
+
+# Audit round 5 leftovers: an 8-bit grey PNG mask is opened once, not a second time for its header.
+
+
+@pytest.fixture
+def opens(monkeypatch):
+    """The paths builtins.open and PIL.Image.open are called with (PIL opens with builtins)."""
+    calls = []
+    real_open, real_image_open = builtins.open, Image.open
+
+    def counting_open(file, *args, **kwargs):
+        calls.append(("open", os.fspath(file) if isinstance(file, (str, os.PathLike)) else file))
+        return real_open(file, *args, **kwargs)
+
+    def counting_image_open(fp, *args, **kwargs):
+        calls.append(("Image.open", fp))
+        return real_image_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(Image, "open", counting_image_open)
+    return calls
+
+
+def test_pydataset_reads_each_grey_mask_file_once(tmp_path, opens):
+    image, mask = str(tmp_path / "a.png"), str(tmp_path / "a_mask.png")
+    Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(image)
+    Image.fromarray(np.array([[0, 1, 2, 1, 0]] * 4, np.uint8), "L").save(mask)
+    dataset = data.make_pydataset([(image, mask)], num_classes=3)
+    opens.clear()
+    _, masks = dataset[0]
+    assert masks[0, 0].tolist() == [0, 1, 2, 1, 0]
+    assert [call for call in opens if call == ("open", mask)] == [("open", mask)]

@@ -21,6 +21,7 @@ from keras_fcn import training as train
 from keras_fcn.training import config as config_lib
 from keras_fcn.training import run_dir as run_dir_lib
 from tool_flags import script
+from keras_fcn.datasets import nyud
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -378,3 +379,69 @@ def test_examples_name_a_missing_data_folder_first(tmp_path, script, expected):
     line = _one_error_line(_run(script, f"--data_dir={missing}", f"--output_dir={run_dir}"))
     assert line == expected.format(missing=missing)
     assert not run_dir.exists()
+
+
+# Audit round 5 leftovers: examples/train_nyud.py --convert_mat takes --overwrite_data for split files
+# that list other ids.
+
+
+def _train_nyud(*argv):
+    """examples/train_nyud.py as a module, its flags parsed from `argv`, removed afterwards."""
+    return script(os.path.join("examples", "train_nyud.py"), "leftovers_train_nyud", *argv)
+
+
+@pytest.fixture
+def labeled_mat(tmp_path):
+    mat, mapping = str(tmp_path / "labeled.mat"), str(tmp_path / "mapping.mat")
+    nyud.write_fake_labeled_mat(mat, num_images=4, height=16, width=20)
+    nyud.write_fake_class_mapping(mapping)
+    return mat, mapping
+
+
+def test_convert_mat_refuses_other_split_files_naming_the_flag(tmp_path, labeled_mat):
+    mat, mapping = labeled_mat
+    out = tmp_path / "nyud"
+    out.mkdir()
+    (out / "train.txt").write_text("5001\n5002\n")
+    (out / "notes.txt").write_text("mine")
+    argv = (f"--convert_mat={mat}", f"--class_mapping={mapping}", f"--data_dir={out}",
+            f"--output_dir={tmp_path / 'run'}")
+    with _train_nyud(*argv) as module:
+        with pytest.raises(FileExistsError) as info:
+            module.main(["train_nyud.py"])
+    train = out / "train.txt"
+    assert str(info.value) == (
+        f"NYUDv2 split file(s) already exist with other ids: '{train}' (2 ids, would be 381). "
+        "Pass overwrite=True to replace them, or remove them. On the command line: "
+        "--overwrite_data replaces them.")
+    assert sorted(os.listdir(out)) == ["notes.txt", "train.txt"]  # refused before converting
+    assert train.read_text() == "5001\n5002\n"
+
+
+def test_convert_mat_overwrite_data_replaces_only_what_it_writes(tmp_path, labeled_mat):
+    mat, mapping = labeled_mat
+    out = tmp_path / "nyud"
+    (out / "segmentation").mkdir(parents=True)
+    (out / "train.txt").write_text("5001\n5002\n")
+    (out / "notes.txt").write_text("mine")
+    (out / "segmentation" / "readme.md").write_text("keep")
+    with _train_nyud(f"--convert_mat={mat}", f"--class_mapping={mapping}",
+                     f"--data_dir={out}", "--overwrite_data") as module:
+        assert module.convert_mat(str(out)) == 4
+    ids = [str(5001 + i) for i in range(4)]
+    for name in ("train", "val", "test"):  # the bundled split, as for the real 1,449 images
+        assert nyud.nyud_ids(str(out), name) == nyud.nyud_split_ids(name)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "segmentation" / "readme.md").read_text() == "keep"
+    assert sorted(os.listdir(out / "segmentation")) == [f"img_{i}.mat" for i in ids] + [
+        "readme.md"]
+
+
+def test_overwrite_data_without_convert_mat_is_refused(tmp_path):
+    with _train_nyud(f"--data_dir={tmp_path}", "--overwrite_data",
+                     f"--output_dir={tmp_path / 'run'}") as module:
+        with pytest.raises(ValueError, match=re.escape(
+                "--overwrite_data replaces the files that --convert_mat writes: give "
+                "it with --convert_mat. Received: overwrite_data=True, convert_mat=None")):
+            module.main(["train_nyud.py"])
+    assert not (tmp_path / "run").exists()

@@ -1,5 +1,6 @@
 """Tests of keras_fcn.data: decoding, augmentation, batching and validation."""
 
+import builtins
 import logging
 import os
 
@@ -9,8 +10,8 @@ import tensorflow as tf
 from PIL import Image
 
 from keras_fcn import data
-from keras_fcn.labels import voc_palette
 from keras_fcn.data.masks import palette_to_table
+from keras_fcn.labels import voc_palette
 
 MEAN = np.array(data.MEAN_RGB, np.float32)
 
@@ -407,3 +408,39 @@ def test_random_flip_is_seeded_and_flips_every_tensor_together():
 def test_malformed_palettes_name_the_entry(palette):
     with pytest.raises(ValueError, match=r"palette\[0\] must be an \(r, g, b\) colour"):
         palette_to_table(palette)
+
+
+# Audit round 5 leftovers: an 8-bit grey PNG mask is opened once, not a second time for its header.
+
+
+@pytest.fixture
+def opens(monkeypatch):
+    """The paths builtins.open and PIL.Image.open are called with (PIL opens with builtins)."""
+    calls = []
+    real_open, real_image_open = builtins.open, Image.open
+
+    def counting_open(file, *args, **kwargs):
+        calls.append(("open", os.fspath(file) if isinstance(file, (str, os.PathLike)) else file))
+        return real_open(file, *args, **kwargs)
+
+    def counting_image_open(fp, *args, **kwargs):
+        calls.append(("Image.open", fp))
+        return real_image_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(Image, "open", counting_image_open)
+    return calls
+
+
+@pytest.mark.parametrize("bits, stored, read", [(8, [0, 1, 2, 255], [0, 1, 2, 255]),
+                                                (4, [0, 1, 15, 7], [0, 1, 15, 7]),
+                                                (2, [0, 1, 3, 2], [0, 1, 3, 2])])
+def test_grey_mask_is_opened_once(tmp_path, opens, bits, stored, read):
+    path = str(tmp_path / f"mask{bits}.png")
+    values = np.array([stored] * 3, np.uint8)
+    Image.fromarray(values, "L").save(path, bits=bits) if bits < 8 else \
+        Image.fromarray(values, "L").save(path)
+    opens.clear()
+    mask = data.read_mask(path)
+    assert mask.dtype == np.int32 and mask.tolist() == [read] * 3
+    assert opens == [("Image.open", path), ("open", path)]  # PIL's own open, and no other

@@ -6,11 +6,12 @@ import hashlib
 import os
 import threading
 
+import keras
 import pytest
 
-from preset_files import tiny_preset
+from preset_files import caffe_layers, serve, tiny_preset
 from keras_fcn import io
-from keras_fcn.presets import download_caffemodel, from_preset
+from keras_fcn.presets import PRESETS, download_caffemodel, from_preset
 from keras_fcn.weights import imagenet
 
 
@@ -144,3 +145,50 @@ def test_a_damaged_converted_model_says_how_to_convert_again(tmp_path):
                                          r"not a zip archive.* Delete .*voc-fcn32s\.keras to "
                                          r"convert the preset again from its download\.$"):
         from_preset("voc-fcn32s", cache_dir=str(tmp_path))
+
+
+# Audit round 5 leftovers: a file_hash no file can match fails before any download.
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """The URLs keras.utils.get_file is asked for (it fails: nothing may be downloaded)."""
+    calls = []
+
+    def get_file(fname, origin, **kwargs):
+        calls.append(origin)
+        raise AssertionError(f"downloaded {origin}")
+
+    monkeypatch.setattr(keras.utils, "get_file", get_file)
+    return calls
+
+
+def test_a_sha1_file_hash_fails_before_the_download(tmp_path, downloads):
+    sha1 = "a" * 40
+    with pytest.raises(ValueError) as info:
+        from_preset("voc-fcn32s", cache_dir=str(tmp_path), url="file:///nowhere/x.caffemodel",
+                    file_hash=sha1)
+    assert str(info.value) == (
+        "file_hash must be the SHA-256 (64 hex digits) or MD5 (32 hex digits) of the file. A "
+        "40-digit hash is a SHA-1 (what the BVLC model zoo publishes), which "
+        "keras.utils.get_file cannot check: compute the file's sha256 instead. Received: "
+        f"file_hash='{sha1}'")
+    with pytest.raises(ValueError, match=r"Received: file_hash='xyz'"):
+        imagenet.fetch_weights_file("f.h5", "file:///nowhere/f.h5", "xyz", str(tmp_path), "weights",
+                           "build_fcn8s(weights='f.h5')")
+    with pytest.raises(ValueError, match=r"Received: file_hash=123"):
+        imagenet.check_file_hash(123)
+    assert downloads == []
+
+
+def test_an_upper_case_sha256_matches_its_file(monkeypatch, tmp_path):
+    """keras.utils.get_file compares lower-case digests: an upper-case sha256 never matched,
+    so the download ran and then failed."""
+    preset = tiny_preset(monkeypatch, "voc-fcn32s")
+    url, path = serve(tmp_path, caffe_layers(preset.builder(**preset.build_kwargs)))
+    with open(path, "rb") as file:
+        digest = hashlib.sha256(file.read()).hexdigest().upper()
+    model = from_preset("voc-fcn32s", cache_dir=str(tmp_path / "cache"), url=url,
+                        file_hash=digest)
+    assert model.output_shape[-1] == 21
+    assert PRESETS["voc-fcn32s"] is preset

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 
 import h5py
 import numpy as np
@@ -196,3 +197,34 @@ def test_convert_labeled_mat_counts_every_kept_file(tmp_path, caplog):
     # 2 images x (rgb, depth, hha, label)
     assert kept == [f"NYUDv2: kept 8 files of {out} that existed already (overwrite=True "
                     "replaces them)"]
+
+
+# Audit round 5 leftovers: the conversion keeps a trainval.txt consistent.
+
+
+@pytest.fixture
+def labeled_mat(tmp_path):
+    mat, mapping = str(tmp_path / "labeled.mat"), str(tmp_path / "mapping.mat")
+    nyud.write_fake_labeled_mat(mat, num_images=4, height=16, width=20)
+    nyud.write_fake_class_mapping(mapping)
+    return mat, mapping
+
+
+def test_conversion_keeps_an_existing_trainval_file_consistent(tmp_path, labeled_mat):
+    """nyud_ids reads trainval.txt before train.txt + val.txt: a stale one was left listing
+    other images than the split files the conversion wrote."""
+    mat, mapping = labeled_mat
+    out = tmp_path / "nyud"
+    out.mkdir()
+    (out / "trainval.txt").write_text("5001\n5002\n5003\n")
+    with pytest.raises(FileExistsError, match=re.escape(f"'{out / 'trainval.txt'}' (3 ids")):
+        nyud.convert_labeled_mat(mat, mapping, str(out), indices=[0, 1, 2, 3], verbose=False)
+    nyud.convert_labeled_mat(mat, mapping, str(out), indices=[0, 1, 2, 3], with_hha=False,
+                             verbose=False, overwrite=True)
+    assert nyud.nyud_ids(str(out), "trainval") == (nyud.nyud_ids(str(out), "train")
+                                                    + nyud.nyud_ids(str(out), "val"))
+    # Without a trainval.txt of its own the folder gets none: train + val are read instead.
+    fresh = tmp_path / "fresh"
+    nyud.convert_labeled_mat(mat, mapping, str(fresh), indices=[0], with_hha=False,
+                             verbose=False)
+    assert not (fresh / "trainval.txt").exists()

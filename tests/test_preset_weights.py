@@ -5,7 +5,9 @@ logits as ``from_preset``'s, and a preset that does not fit the call fails befor
 
 import dataclasses
 import os
+import re
 
+import keras
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ from keras_fcn.layers import CaffePreprocessing, preprocess_input
 from keras_fcn.models import (build_fcn, build_fcn8s, build_fcn32s, build_rgbd_fcn,
                               build_two_headed_fcn)
 from keras_fcn.presets import PRESETS, from_preset
+from keras_fcn.presets.builder_weights import check_fits, preset_weights
 from keras_fcn.weights import read_weights, set_weights_by_name
 from preset_files import caffe_layers, serve, tiny_preset
 from tiny import TINY_FC, TINY_WIDTHS
@@ -158,3 +161,58 @@ def test_unknown_weights_list_the_presets(tmp_path):
         build_fcn32s(weights="voc-fcn4s")
     with pytest.raises(FileNotFoundError, match=r"missing\.keras'.*'voc-fcn8s'"):
         build_fcn32s(weights=str(tmp_path / "missing.keras"))
+
+
+# Audit round 5 leftovers: a preset call whose arguments can never match the released weights fails
+# before any download.
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """The URLs keras.utils.get_file is asked for (it fails: nothing may be downloaded)."""
+    calls = []
+
+    def get_file(fname, origin, **kwargs):
+        calls.append(origin)
+        raise AssertionError(f"downloaded {origin}")
+
+    monkeypatch.setattr(keras.utils, "get_file", get_file)
+    return calls
+
+
+VGG16_FCN8S = {"variant": "8s", "backbone": "vgg16", "num_classes": 21, "input_channels": 3,
+               "include_preprocessing": True}
+
+
+def test_preset_with_narrow_widths_fails_before_the_download(downloads):
+    narrow = {**VGG16_FCN8S, "options": {"widths": TINY_WIDTHS, "fc_units": 4096}}
+    with pytest.raises(ValueError) as info:
+        preset_weights("voc-fcn8s", narrow)
+    assert str(info.value) == (
+        "Preset 'voc-fcn8s' has widths=(64, 128, 256, 512, 512): its weights fit only that "
+        "trunk and heads. Build it with widths=(64, 128, 256, 512, 512) (the builders' "
+        "defaults), or use weights=None. Received: widths=(4, 4, 8, 8, 8)")
+    assert downloads == []
+    # The same options as the preset's (lists and numpy ints compare by value) pass the check.
+    check_fits("voc-fcn8s", {**VGG16_FCN8S, "options": {
+        "widths": [64, 128, 256, 512, np.int64(512)], "fc_units": 4096}})
+
+
+def test_preset_of_tiny_widths_refuses_other_widths(monkeypatch, downloads):
+    tiny_preset(monkeypatch, "voc-fcn8s")
+    other = {**VGG16_FCN8S, "options": {"widths": (4, 4, 8, 8, 16), "fc_units": TINY_FC}}
+    with pytest.raises(ValueError, match=re.escape(
+            "Received: widths=(4, 4, 8, 8, 16)")):
+        preset_weights("voc-fcn8s", other)
+    assert downloads == []
+
+
+def test_fcn_resnet_preset_with_the_aux_head_fails_before_the_download(downloads):
+    with pytest.raises(ValueError, match=re.escape(
+            "Preset 'coco-fcn-resnet50' has aux=False: its weights fit only that trunk and "
+            "heads. Build it with aux=False (the builders' defaults), or use weights=None. "
+            "Received: aux=True")):
+        preset_weights("coco-fcn-resnet50", {
+            "variant": "dilated", "backbone": "resnet50", "num_classes": 21,
+            "input_channels": 3, "include_preprocessing": True, "aux": True})
+    assert downloads == []
