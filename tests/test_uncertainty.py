@@ -1,6 +1,5 @@
-"""Leftovers of the inference audits: Monte-Carlo dropout runs the same tiling and flip/scale
-TTA as the label maps (keras_fcn.inference.mc_dropout, Predictor.uncertainty_maps), so its
-maps describe the probabilities that are labelled. Tiny models, 32-64 px images."""
+"""Tests of keras_fcn.inference.uncertainty: Monte-Carlo dropout and the uncertainty maps, on tiny
+models and 32-64 px images."""
 
 import importlib
 
@@ -10,8 +9,13 @@ import pytest
 
 from keras_fcn.inference import mc_dropout, mc_dropout_model, predict, predictor, uncertainty
 from keras_fcn.inference.forward import in_precision
-
 from tiny import tiny_fcn
+
+
+# Leftovers of the inference audits: Monte-Carlo dropout runs the same tiling and flip/scale TTA
+# as the label maps (mc_dropout, Predictor.uncertainty_maps), so its maps describe the
+# probabilities that are labelled.
+
 
 # Small tiles and a flip: the probabilities differ from one-pass ones.
 TTA = {"tile_size": 32, "tile_overlap": 8, "tta_flip": True}
