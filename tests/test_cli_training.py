@@ -12,16 +12,18 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from absl import flags
 
-from tiny import file_digests
+from tiny import file_digests, tiny_fcn
 from keras_fcn import io
+from keras_fcn import metrics as metrics_lib
 from keras_fcn import training as train
+from keras_fcn.datasets import nyud
 from keras_fcn.training import config as config_lib
 from keras_fcn.training import run_dir as run_dir_lib
 from tool_flags import script
-from keras_fcn.datasets import nyud
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -445,3 +447,36 @@ def test_overwrite_data_without_convert_mat_is_refused(tmp_path):
                 "it with --convert_mat. Received: overwrite_data=True, convert_mat=None")):
             module.main(["train_nyud.py"])
     assert not (tmp_path / "run").exists()
+
+
+# Reliability audit round 5 (docs/reliability.md, "Round 5: training"): each test failed on the
+# code before its fix. Tiny models on 32x32 shapes, one step per epoch.
+
+
+@pytest.mark.parametrize("script", ["train_siftflow.py", "train_nyud.py"])
+def test_resume_of_a_finished_run_trains_nothing(tmp_path, script):
+    """examples/train_siftflow.py --resume of a finished run trained it again from epoch 1
+    (new model.keras and history, the old best.keras kept: two runs mixed), exit 0;
+    train_nyud.py was then refused by fit (exit 2) instead of saying it is complete."""
+    run = tmp_path / "run"
+    run.mkdir()
+    tiny_fcn("32s", 4).save(str(run / "model.keras"))
+    scores = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in
+              metrics_lib.segmentation_metrics(np.array([[3, 1], [0, 4]])).items()}
+    final = {"semantic": {"mean_iu": 0.25}} if script == "train_siftflow.py" else scores
+    io.write_json(str(run / "metrics.json"), {"status": "completed", "epochs": 2,
+                                              "final_val": final})
+    config = ({"variant": "16s", "synthetic": True} if script == "train_siftflow.py" else
+              {"modality": "rgb", "variant": "32s", "synthetic": True})
+    run_dir_lib.write_run_config(str(run), config)
+    before = file_digests(run)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", script), "--synthetic",
+         "--resume", f"--output_dir={run}"], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"Run directory: {run} (complete; nothing to resume)" in proc.stdout
+    after = file_digests(run)
+    assert {k: after[k] for k in ("model.keras", "metrics.json")} == {
+        k: before[k] for k in ("model.keras", "metrics.json")}
+    assert sorted(after) == sorted(before)  # no history, best.keras or backup: nothing trained
