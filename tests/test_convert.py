@@ -723,3 +723,51 @@ def test_convert_weights_tool_strict_fails_on_a_missing_trunk_layer(tmp_path):
         with pytest.raises(ValueError, match=r"\['conv1_1'\] \(1 of its 15 trunk layers\)"):
             module.convert()
     assert not output.exists()
+
+
+# Data / datasets / weights audit, round 4: each test failed on the code before its fix.
+
+
+def test_convert_refuses_weights_that_set_no_layer(tmp_path):
+    from keras_fcn import weights
+
+    source = str(tmp_path / "other.npz")
+    weights.save_npz({"foo_conv": [np.zeros((3, 3, 3, 4), "f4"), np.zeros(4, "f4")]}, source)
+    with pytest.raises(ValueError, match=r"The weights of '.*other\.npz' match no layer of "
+                                         r"'fcn32s': its layers are \['foo_conv'\]"):
+        weights.convert_to_keras_model(source, _tiny_named_fcn32s())
+
+
+def test_convert_npz_with_keras_applications_names_is_renamed(tmp_path):
+    from keras_fcn import weights
+
+    kernel = np.arange(3 * 3 * 3 * 4, dtype="f4").reshape(3, 3, 3, 4)
+    source = str(tmp_path / "vgg.npz")
+    weights.save_npz({"block1_conv1": [kernel, np.ones(4, "f4")]}, source)
+    model = _tiny_named_fcn32s()
+    with pytest.warns(UserWarning, match=r"the model's layers without weights in the file"):
+        report = weights.convert_to_keras_model(source, model, strict=False)  # only conv1_1
+    assert report["set"] == ["conv1_1"] and report["unused"] == []
+    np.testing.assert_array_equal(model.get_layer("conv1_1").get_weights()[0], kernel)
+
+
+def test_convert_weights_tool_exits_2_when_nothing_matches(tmp_path):
+    import subprocess
+    import sys
+
+    from keras_fcn import weights
+
+    source = str(tmp_path / "other.npz")
+    weights.save_npz({"foo_conv": [np.zeros((3, 3, 3, 4), "f4"), np.zeros(4, "f4")]}, source)
+    output = tmp_path / "out.keras"
+    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
+                        "convert_weights.py")
+    result = subprocess.run(
+        [sys.executable, tool, f"--input={source}", "--model=fcn32s", "--num_classes=3",
+         "--widths=4,4,8,8,8", "--fc_units=8", f"--output={output}"],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("convert_weights")]
+    assert len(errors) == 1 and "match no layer of 'fcn32s'" in errors[0], result.stderr
+    assert f"The weights of '{source}'" in errors[0]
+    assert "Traceback" not in result.stderr and not output.exists()

@@ -3,6 +3,9 @@
 import builtins
 import logging
 import os
+import re
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -444,3 +447,155 @@ def test_grey_mask_is_opened_once(tmp_path, opens, bits, stored, read):
     mask = data.read_mask(path)
     assert mask.dtype == np.int32 and mask.tolist() == [read] * 3
     assert opens == [("Image.open", path), ("open", path)]  # PIL's own open, and no other
+
+
+# Data / datasets / weights audit, round 4: each test failed on the code before its fix.
+
+
+def _png_grey(path, array, bits):
+    """Writes a greyscale PNG of 1, 2, 4 or 8 bits per pixel (PIL cannot write 2/4-bit)."""
+    height, width = array.shape
+    rows = b""
+    for row in array:
+        value = count = 0
+        out = bytearray()
+        for x in row:
+            value, count = (value << bits) | int(x), count + bits
+            if count == 8:
+                out.append(value)
+                value = count = 0
+        if count:
+            out.append(value << (8 - count))
+        rows += b"\0" + bytes(out)
+
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, bits, 0, 0, 0, 0)
+    with open(path, "wb") as file:
+        file.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                   + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return str(path)
+
+
+def _image(path, shape=(8, 8)):
+    Image.fromarray(np.zeros(shape + (3,), np.uint8)).save(path)
+    return str(path)
+
+
+def _first_mask(ds):
+    return next(iter(ds))[1].numpy()[0]
+
+
+@pytest.mark.parametrize("validate", [True, False, "headers"])
+def test_16bit_mask_reads_its_values_in_both_pipelines(tmp_path, validate):
+    values = (np.arange(64).reshape(8, 8) % 3).astype(np.uint16)
+    mask = str(tmp_path / "m.png")
+    Image.fromarray(values).save(mask)  # mode I;16
+    pairs = [(_image(tmp_path / "a.png"), mask)]
+    got = _first_mask(data.make_dataset(pairs, num_classes=3, validate=validate))
+    np.testing.assert_array_equal(got, values)
+    np.testing.assert_array_equal(data.make_pydataset(pairs, num_classes=3)[0][1][0], values)
+
+
+def test_16bit_mask_with_ids_above_255(tmp_path):
+    values = np.array([[0, 300], [299, 1000]], np.uint16)
+    mask = str(tmp_path / "m.png")
+    Image.fromarray(values).save(mask)
+    pairs = [(_image(tmp_path / "a.png", (2, 2)), mask)]
+    got = _first_mask(data.make_dataset(pairs, num_classes=1001, ignore_label=1001))
+    np.testing.assert_array_equal(got, values)
+    with pytest.raises(ValueError, match=r"m.png' has value 1000 at \(1, 1\); expected 0..499"):
+        data.make_dataset(pairs, num_classes=500, ignore_label=500)
+
+
+@pytest.mark.parametrize("bits", [2, 4])
+def test_2_and_4_bit_masks_read_raw_values(tmp_path, bits):
+    values = (np.arange(64).reshape(8, 8) % 3).astype(np.uint8)
+    mask = _png_grey(tmp_path / "m.png", values, bits)
+    pairs = [(_image(tmp_path / "a.png"), mask)]
+    np.testing.assert_array_equal(data.read_mask(mask), values)
+    for validate in (True, False):
+        got = _first_mask(data.make_dataset(pairs, num_classes=3, validate=validate))
+        np.testing.assert_array_equal(got, values)
+    np.testing.assert_array_equal(data.make_pydataset(pairs, num_classes=3)[0][1][0], values)
+
+
+def test_16bit_grey_image_same_in_both_pipelines(tmp_path):
+    grey = np.linspace(0, 65535, 64).reshape(8, 8).astype(np.uint16)
+    image = str(tmp_path / "g.png")
+    Image.fromarray(grey).save(image)
+    mask = str(tmp_path / "m.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(mask)
+    pairs = [(image, mask)]
+    tf_image = next(iter(data.make_dataset(pairs, num_classes=3)))[0].numpy()[0]
+    np_image = data.make_pydataset(pairs, num_classes=3)[0][0][0]
+    np.testing.assert_array_equal(np_image, tf_image)
+    assert np_image[0, :4, 0].tolist() == [0.0, 4.0, 8.0, 12.0]
+    assert np_image[7, 7].tolist() == [255.0] * 3
+
+
+_FORMAT_MESSAGE = (r"mask '{}' is {}; mask_format='index' masks must be PNG, BMP or JPEG files "
+                   r"\(the formats make_dataset decodes\)")
+
+
+@pytest.mark.parametrize("ext, found", [(".tif", "a TIFF file"), (".gif", "a GIF file")])
+def test_validation_refuses_masks_tf_cannot_decode(tmp_path, ext, found):
+    values = (np.arange(64).reshape(8, 8) % 3).astype(np.uint8)
+    mask = str(tmp_path / f"m{ext}")
+    Image.fromarray(values, "L").save(mask)
+    pairs = [(_image(tmp_path / "a.png"), mask)]
+    expected = _FORMAT_MESSAGE.format(re.escape(mask), found)
+    for validate in (True, "headers"):
+        with pytest.raises(ValueError, match=expected):
+            data.make_dataset(pairs, num_classes=3, validate=validate)
+    report = data.validate_pairs(pairs, num_classes=3, skip_bad=True)
+    assert report.good == [] and re.match(expected, report.bad[0][1])
+    # Without validation the decoder names the file too (TF's error names none).
+    with pytest.raises(Exception, match=_FORMAT_MESSAGE.format(
+            re.escape(mask), r"a file starting with b'(II|GIF).*?")):
+        next(iter(data.make_dataset(pairs, num_classes=3, validate=False)))
+
+
+def test_bmp_and_png_masks_still_accepted(tmp_path):
+    values = (np.arange(64).reshape(8, 8) % 3).astype(np.uint8)
+    for ext in (".bmp", ".png"):
+        mask = str(tmp_path / f"m{ext}")
+        Image.fromarray(values, "L").save(mask)
+        pairs = [(_image(tmp_path / "a.png"), mask)]
+        for validate in (True, False):
+            got = _first_mask(data.make_dataset(pairs, num_classes=3, validate=validate))
+            np.testing.assert_array_equal(got, values)
+
+
+def _numpy_blur(image, sigma, radius):
+    """Reference: numpy's "symmetric" pad (repeated for pads wider than the image), then
+    the normalized 1-D Gaussian along rows and columns."""
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(image.astype(np.float64), [(radius, radius), (radius, radius), (0, 0)],
+                    mode="symmetric")
+    height, width = image.shape[:2]
+    rows = sum(kernel[k] * padded[k:k + height] for k in range(2 * radius + 1))
+    return sum(kernel[k] * rows[:, k:k + width] for k in range(2 * radius + 1))
+
+
+def test_blur_wider_than_the_image_mirrors_as_numpy():
+    from keras_fcn.data.augment import gaussian_blur
+
+    image = np.random.default_rng(0).uniform(0, 255, (6, 8, 3)).astype(np.float32)
+    for radius in (2, 9, 20):  # 9 and 20 > 6 rows: tf.pad "SYMMETRIC" refused these
+        got = gaussian_blur(tf.constant(image), 3.0, radius).numpy()
+        np.testing.assert_allclose(got, _numpy_blur(image, 3.0, radius), rtol=1e-5, atol=1e-3)
+
+
+def test_blur_larger_than_the_crop_or_the_image_trains(tmp_path):
+    pairs = [(_image(tmp_path / "a.png"), str(tmp_path / "m.png"))]  # 8x8
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(pairs[0][1])
+    for crop_size in (8, 16):  # radius 9 > the crop; 16: the image is smaller than the crop
+        for seed in range(4):  # the blur is drawn for half the seeds
+            ds = data.make_dataset(pairs, num_classes=3, crop_size=crop_size, blur=3.0,
+                                   seed=seed)
+            image = next(iter(ds))[0].numpy()
+            assert image.shape == (1, crop_size, crop_size, 3) and np.isfinite(image).all()

@@ -1,6 +1,7 @@
 """Tests of keras_fcn.datasets and keras_fcn.synthetic on tiny fake trees (never downloads)."""
 
 import os
+import re
 import time
 
 import numpy as np
@@ -270,3 +271,64 @@ def test_siftflow_and_nyud_images_are_read_as_the_training_pipelines_read_them(t
     (tmp_path / "bad.png").write_bytes(b"xx")
     with pytest.raises(ValueError, match="bad.png"):
         read_image_file(str(tmp_path / "bad.png"), "RGB")
+
+
+# Data / datasets / weights audit, round 4: each test failed on the code before its fix.
+
+
+def _image(path, shape=(8, 8)):
+    Image.fromarray(np.zeros(shape + (3,), np.uint8)).save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("on_unpaired", ["error", "warn"])
+def test_folder_pairs_refuses_two_files_with_one_stem(tmp_path, on_unpaired):
+    from keras_fcn.datasets import folder_pairs
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    _image(tmp_path / "images" / "a.jpg")
+    mask = np.zeros((8, 8), np.uint8)
+    Image.fromarray(mask).save(tmp_path / "masks" / "a.png")
+    Image.fromarray(mask + 1).save(tmp_path / "masks" / "a.bmp")
+    bmp, png = tmp_path / "masks" / "a.bmp", tmp_path / "masks" / "a.png"
+    with pytest.raises(ValueError, match=f"'{bmp}' and '{png}' have the same stem 'a'"):
+        folder_pairs(tmp_path / "images", tmp_path / "masks", on_unpaired=on_unpaired)
+    bmp.unlink()
+    assert folder_pairs(tmp_path / "images", tmp_path / "masks") == [
+        (os.path.join(tmp_path / "images", "a.jpg"), os.path.join(tmp_path / "masks", "a.png"))]
+
+
+def test_voc_tfds_builder_refuses_a_missing_listed_image(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from keras_fcn.datasets import voc_tfds_builder
+
+    voc = tmp_path / "manual" / "VOCdevkit" / "VOC2012"
+    ids = ["2007_000032", "2007_000033", "2007_000039"]
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (voc / sub).mkdir(parents=True)
+    for image_id in ids:
+        _image(voc / "JPEGImages" / f"{image_id}.jpg")
+        mask = Image.fromarray(np.ones((8, 8), np.uint8), "P")
+        mask.putpalette([0] * 768)
+        mask.save(voc / "SegmentationClass" / f"{image_id}.png")
+    for split in ("train", "val"):
+        (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    (voc / "JPEGImages" / f"{ids[2]}.jpg").unlink()
+    builder = voc_tfds_builder("voc2012", data_dir=str(tmp_path / "tfds"))
+    missing = voc / "JPEGImages" / f"{ids[2]}.jpg"
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"Image '{missing}' (mask '{voc / 'SegmentationClass' / ids[2]}.png') is listed in "
+            "the voc2012 'train' split but does not exist")):
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            manual_dir=str(tmp_path / "manual")))
+
+
+def test_remap_labels_refuses_negative_ids():
+    from keras_fcn.datasets.tfds import OXFORD_PET_REMAP, remap_labels
+
+    got = remap_labels(tf.constant([[0, 1, 2, 3, 7]]), OXFORD_PET_REMAP).numpy().tolist()
+    assert got == [[0, 1, 0, 255, 7]]
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="remap_labels: the mask has negative values"):
+        remap_labels(tf.constant([[-1, 1, 2, 3]]), OXFORD_PET_REMAP)

@@ -1,5 +1,6 @@
 """HHA encoding on synthetic scenes with known geometry."""
 
+import re
 import time
 
 import numpy as np
@@ -112,3 +113,41 @@ def test_bad_intrinsics_and_gravity_are_named():
         hha.compute_hha(np.ones((4, 4)), intrinsics=(0, 1, 2, 3))
     with pytest.raises(ValueError, match="gravity"):
         hha.compute_hha(np.ones((4, 4)), gravity="down")
+
+
+# Data / datasets / weights audit, round 4: each test failed on the code before its fix.
+
+
+def _plane_depth(height=48, width=64, slope=0.0):
+    """Depth of a plane: 1/depth is linear in the pixel row (slope 0: a fronto-parallel wall)."""
+    rows = np.arange(height, dtype=np.float32)[:, None]
+    return np.broadcast_to(1.0 / (1 / 3.0 + slope * (rows - height / 2)),
+                           (height, width)).astype(np.float32)
+
+
+@pytest.mark.parametrize("slope, missing", [(0.0, 0.0), (0.0, np.nan), (0.004, 0.0)])
+def test_hha_valid_pixels_next_to_a_hole_keep_the_planes_normal(slope, missing):
+    from keras_fcn.datasets import hha
+
+    depth = _plane_depth(slope=slope)
+    reference = hha.compute_hha(depth, gravity="camera")
+    holed = depth.copy()
+    holed[20:28, 28:36] = missing
+    got = hha.compute_hha(holed, gravity="camera")
+    assert got[20:28, 28:36].max() == 0
+    outside = np.ones(depth.shape, bool)
+    outside[20:28, 28:36] = False
+    assert np.abs(got[..., 2].astype(int) - reference[..., 2])[outside].max() == 0
+    np.testing.assert_array_equal(got[outside], reference[outside])
+    if slope == 0.0:  # the column through the hole: 128 (a wall) right up to it
+        assert got[14:34, 32, 2].tolist() == [128] * 6 + [0] * 8 + [128] * 6
+
+
+@pytest.mark.parametrize("shape", [(1, 5), (5, 1), (0, 0)])
+def test_hha_refuses_depth_maps_too_small(shape):
+    from keras_fcn.datasets import hha
+
+    with pytest.raises(ValueError, match=re.escape(
+            f"depth must be at least 2x2 pixels: surface normals need a neighbour along each "
+            f"axis. Received: depth of shape {shape}")):
+        hha.compute_hha(np.ones(shape, np.float32))

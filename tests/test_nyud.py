@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
+from PIL import Image
 
 from keras_fcn.datasets import nyud
 
@@ -228,3 +229,96 @@ def test_conversion_keeps_an_existing_trainval_file_consistent(tmp_path, labeled
     nyud.convert_labeled_mat(mat, mapping, str(fresh), indices=[0], with_hha=False,
                              verbose=False)
     assert not (fresh / "trainval.txt").exists()
+
+
+# Data / datasets / weights audit, round 4: each test failed on the code before its fix.
+
+
+@pytest.mark.parametrize("modality, kind, size", [("hha", "hha", (30, 22)),
+                                                  ("fusion", "rgb", (34, 26)),
+                                                  ("rgbd", "depth", (34, 26))])
+def test_nyud_load_example_checks_sizes(tmp_path, modality, kind, size):
+    from keras_fcn.datasets import nyud
+
+    root = str(tmp_path / "nyud")
+    nyud.write_fake_nyud(root, num_images=2, height=24, width=32)
+    image_id = nyud.nyud_ids(root, "train")[0]
+    folder = {"rgb": "images", "hha": "hha", "depth": "depth"}[kind]
+    path = os.path.join(root, "data", folder, f"img_{image_id}.png")
+    Image.open(path).resize(size).save(path)
+    expected = re.escape(f"NYUDv2 {kind} of '{image_id}' is ({size[1]}, {size[0]}) but its "
+                         "label is (24, 32)")
+    with pytest.raises(ValueError, match=expected):
+        nyud.load_example(root, image_id, modality)
+    with pytest.raises(Exception, match=expected):
+        next(iter(nyud.make_nyud_dataset(root, "train", modality=modality)))
+    inputs, label = nyud.load_example(root, image_id, "rgb" if kind != "rgb" else "hha")
+    assert label.shape == (24, 32) and inputs.shape == (24, 32, 3)
+
+
+def _fake_mat(tmp_path, num_images=5):
+    from keras_fcn.datasets import nyud
+
+    mat, mapping = str(tmp_path / "labeled.mat"), str(tmp_path / "mapping.mat")
+    nyud.write_fake_labeled_mat(mat, num_images=num_images, height=16, width=20)
+    nyud.write_fake_class_mapping(mapping)
+    return mat, mapping
+
+
+def test_convert_labeled_mat_keeps_the_users_split_files(tmp_path):
+    from keras_fcn.datasets import nyud
+
+    mat, mapping = _fake_mat(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train.txt").write_text("5001\n5002\n")
+    with pytest.raises(FileExistsError, match=re.escape(
+            f"NYUDv2 split file(s) already exist with other ids: '{out / 'train.txt'}' (2 ids, "
+            "would be 1). Pass overwrite=True")):
+        nyud.convert_labeled_mat(mat, mapping, str(out), indices=[0, 3], verbose=False)
+    assert (out / "train.txt").read_text() == "5001\n5002\n"
+    assert not (out / "segmentation").exists()  # refused before converting
+    assert nyud.convert_labeled_mat(mat, mapping, str(out), indices=[0, 3], verbose=False,
+                                    overwrite=True) == 2
+    assert (out / "train.txt").read_text() == "5004\n"
+
+
+def test_convert_labeled_mat_with_indices_lists_only_converted_ids(tmp_path):
+    from keras_fcn.datasets import nyud
+
+    mat, mapping = _fake_mat(tmp_path)
+    out = str(tmp_path / "out")
+    nyud.convert_labeled_mat(mat, mapping, out, indices=[0, 2], with_hha=False, verbose=False)
+    listed = {s: nyud.nyud_ids(out, s) for s in ("train", "val", "test")}
+    assert listed == {"train": ["5003"], "val": [], "test": ["5001"]}
+    labels = [y.numpy().shape for _, y in nyud.make_nyud_dataset(out, "train")]
+    assert labels == [(1, 16, 20)]
+    # A later call adds its ids to those already converted; the same call again is a no-op.
+    nyud.convert_labeled_mat(mat, mapping, out, indices=[3], with_hha=False, verbose=False,
+                             overwrite=True)
+    assert nyud.nyud_ids(out, "train") == ["5003", "5004"]
+    nyud.convert_labeled_mat(mat, mapping, out, indices=[3], with_hha=False, verbose=False)
+
+
+def test_convert_labeled_mat_keeps_existing_files_unless_overwrite(tmp_path):
+    """The authors' HHA and cropped images in the folder are not replaced by this package's;
+    the same call again writes nothing; overwrite=True replaces them."""
+    from keras_fcn.datasets import nyud
+    from keras_fcn.datasets.nyud.layout import example_paths
+
+    mat, mapping = _fake_mat(tmp_path)
+    out = str(tmp_path / "out")
+    nyud.convert_labeled_mat(mat, mapping, out, indices=[0, 1], verbose=False)
+    paths = example_paths(out, "5001")
+    theirs = np.full((16, 20, 3), 7, np.uint8)
+    for kind in ("hha", "rgb"):
+        Image.fromarray(theirs).save(paths[kind])
+    computed = np.asarray(Image.open(example_paths(out, "5002")["hha"]))
+    assert nyud.convert_labeled_mat(mat, mapping, out, indices=[0, 1], verbose=False) == 2
+    for kind in ("hha", "rgb"):
+        np.testing.assert_array_equal(np.asarray(Image.open(paths[kind])), theirs)
+    np.testing.assert_array_equal(np.asarray(Image.open(example_paths(out, "5002")["hha"])),
+                                  computed)
+    nyud.convert_labeled_mat(mat, mapping, out, indices=[0, 1], verbose=False, overwrite=True)
+    assert not (np.asarray(Image.open(paths["hha"])) == 7).all()
+    assert not (np.asarray(Image.open(paths["rgb"])) == 7).all()

@@ -474,3 +474,17 @@ def test_add_video_pairs_names_a_size_mismatch():
                                          r"size \(H, W\) \(24, 32\)\. Received: pairs of "
                                          r"\(32, 40\)"):
         video_pairs.add_video_pairs(warp_lib.add_warped_pairs(labelled), pairs)
+
+
+# Data / datasets / weights audit, round 4: each test failed on the code before its fix.
+
+
+def test_nearest_warp_half_pixel_shift_is_a_clean_shift():
+    from keras_fcn.data import warp
+
+    labels = tf.constant(np.arange(8, dtype=np.float32).reshape(1, 1, 8, 1))
+    flow = tf.constant(np.tile(np.array([0.5, 0.0], np.float32), (1, 1, 8, 1)))
+    got = warp.warp_images(labels, flow, "nearest").numpy().ravel().tolist()
+    assert got == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 7.0]
+    coords = tf.constant([[[[1.5, 0.0], [2.5, 0.0], [2.49, 0.0]]]], tf.float32)
+    assert warp.sample(labels, coords, "nearest").numpy().ravel().tolist() == [2.0, 3.0, 2.0]
