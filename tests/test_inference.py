@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
-import keras
 import tensorflow as tf
 from PIL import Image
 
@@ -552,3 +552,62 @@ def test_legend_and_overlay_name_bad_values():
     with pytest.raises(ValueError, match=r"alpha must be a number in \[0, 1\]\. Received: "
                                          r"alpha='0\.5'"):
         visualize.overlay(image, labels, alpha="0.5")  # was TypeError about '<='
+
+
+# Inference audit, round 4 (keras_fcn.inference, tools/predict.py): each test failed without its
+# fix.
+
+
+def biased_pointwise_model(num_classes, favoured=None, seed=0, dropout=None):
+    """A 1x1-conv model taking RGB 0..255 (its own ``preprocess`` layer); ``favoured`` wins
+    everywhere (a +50 bias)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1.0 / 255, name="preprocess")(inputs)
+    if dropout is not None:
+        x = keras.layers.Dropout(dropout, name="drop")(x)
+    layer = keras.layers.Conv2D(num_classes, 1, name="score")
+    outputs = layer(x)
+    if favoured is not None:
+        kernel, bias = layer.get_weights()
+        bias[favoured] = 50.0
+        layer.set_weights([kernel, bias])
+    return keras.Model(inputs, outputs)
+
+
+def test_predict_refuses_floats_outside_0_255():
+    from keras_fcn.inference import mc_dropout, predict
+
+    model = biased_pointwise_model(3, dropout=0.5)
+    image = np.full((8, 8, 3), 1000.0, "float32")
+    with pytest.raises(ValueError, match=r"Image 0 has values outside \[0, 255\] "
+                                         r"\(min=1000\.0, max=1000\.0"):
+        predict(model, image)
+    image[0, 0, 0] = -5.0
+    with pytest.raises(ValueError, match=r"values outside \[0, 255\] \(min=-5\.0"):
+        mc_dropout(model, image, num_samples=2)
+    labels, _ = predict(model, np.full((8, 8, 3), 255.0, "float32"))  # the edge is fine
+    assert labels.shape == (8, 8)
+
+
+def test_size_guard_sees_scaled_sizes_and_mc_dropout(monkeypatch):
+    import importlib
+
+    from keras_fcn.inference import forward, mc_dropout, predict
+
+    predict_module = importlib.import_module("keras_fcn.inference.predict")
+
+    def no_forward(*args, **kwargs):
+        raise AssertionError("a forward pass ran")
+
+    monkeypatch.setattr(predict_module, "forward_batches", no_forward)
+    model = biased_pointwise_model(3, dropout=0.5)
+    image = np.zeros((2100, 2100, 3), "uint8")  # 4200x4200 at scale 2
+    with pytest.raises(ValueError, match=r"Image 0 of 2100x2100 pixels at scale 2\.0 "
+                                         r"\(4200x4200\) is too large to predict in one pass"):
+        predict(model, image, tile_size=None, scales=(1.0, 2.0))
+    big = np.zeros((4097, 4097, 3), "uint8")
+    with pytest.raises(ValueError, match=r"Image 0 of 4097x4097 pixels is too large to "
+                                         r"predict in one pass"):  # mc_dropout tiles as predict
+        mc_dropout(model, big, num_samples=2, tile_size=None)
+    assert forward.forward_batches is not no_forward  # only predict's name was spied

@@ -2,14 +2,23 @@
 models and 32-64 px images."""
 
 import importlib
+import os
 
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
-from keras_fcn.inference import mc_dropout, mc_dropout_model, predict, predictor, uncertainty
-from keras_fcn.inference.forward import in_precision
 from tiny import tiny_fcn
+from keras_fcn.inference import (
+    files,
+    mc_dropout,
+    mc_dropout_model,
+    predict,
+    predictor,
+    uncertainty,
+)
+from keras_fcn.inference.forward import in_precision
 
 
 # Leftovers of the inference audits: Monte-Carlo dropout runs the same tiling and flip/scale TTA
@@ -146,3 +155,72 @@ def test_mc_dropout_runs_in_the_precision_predict_runs_in():
     switch_dropout_off(in_precision(model, "bfloat16"))
     result = mc_dropout(model, image, num_samples=2, precision="bfloat16", **TTA)
     np.testing.assert_allclose(result["mean"], bf16, atol=1e-6)
+
+
+# Inference audit, round 4 (keras_fcn.inference, tools/predict.py): each test failed without its
+# fix.
+
+
+def biased_pointwise_model(num_classes, favoured=None, seed=0, dropout=None):
+    """A 1x1-conv model taking RGB 0..255 (its own ``preprocess`` layer); ``favoured`` wins
+    everywhere (a +50 bias)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1.0 / 255, name="preprocess")(inputs)
+    if dropout is not None:
+        x = keras.layers.Dropout(dropout, name="drop")(x)
+    layer = keras.layers.Conv2D(num_classes, 1, name="score")
+    outputs = layer(x)
+    if favoured is not None:
+        kernel, bias = layer.get_weights()
+        bias[favoured] = 50.0
+        layer.set_weights([kernel, bias])
+    return keras.Model(inputs, outputs)
+
+
+def save_model(model, folder, name="m.keras"):
+    path = str(folder / name)
+    model.save(path)
+    return path
+
+
+def options(model, inputs, out, **kwargs):
+    return predictor.PredictOptions(model=model, inputs=[str(i) for i in inputs],
+                                    output_dir=str(out), **kwargs)
+
+
+def test_mc_dropout_refuses_dropout_layers_of_rate_zero(tmp_path):
+    from keras_fcn.inference import mc_dropout, mc_dropout_model
+    from tiny import tiny_fcn
+
+    with pytest.raises(ValueError, match=r"Dropout layers of rate > 0.*has only drop6 "
+                                         r"\(rate=0\.0\), drop7 \(rate=0\.0\)"):
+        mc_dropout(tiny_fcn(dropout=0.0), random_image(32, 32), num_samples=2)
+    model = biased_pointwise_model(3, dropout=0.5)
+    result = mc_dropout(model, random_image(32, 32), num_samples=4, seed=1)
+    assert float(result["variance"].max()) > 1e-6
+    assert mc_dropout_model(model).get_layer("drop").__class__.__name__ == "AlwaysOnDropout"
+    # tools/predict.py: refused before any output is written.
+    path = save_model(biased_pointwise_model(3, dropout=0.0), tmp_path)
+    Image.fromarray(random_image(32, 32)).save(tmp_path / "a.png")
+    with pytest.raises(ValueError, match=r"has only drop \(rate=0\.0\)"):
+        files.run(options(path, [tmp_path / "a.png"], tmp_path / "out",
+                          uncertainty=["mc_dropout"]))
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_mc_dropout_running_statistics_equal_the_stacked_ones():
+    from keras_fcn.inference import entropy, mc_dropout, mc_dropout_model
+    from keras_fcn.inference.forward import forward_batches
+
+    model = biased_pointwise_model(3, dropout=0.5, seed=5)
+    image = random_image(32, 32, 6)
+    result = mc_dropout(model, image, num_samples=5, seed=7)
+    mc = mc_dropout_model(model, seed=7)  # the same masks, drawn again
+    samples = np.stack([forward_batches(mc, image[None]) for _ in range(5)])[:, 0]
+    mean = samples.mean(axis=0)
+    np.testing.assert_allclose(result["mean"], mean, atol=1e-6)
+    np.testing.assert_allclose(result["variance"], samples.var(axis=0).mean(-1), atol=1e-6)
+    np.testing.assert_allclose(result["mutual_information"],
+                               np.maximum(entropy(mean) - entropy(samples).mean(0), 0), atol=1e-5)
+    assert float(result["variance"].max()) > 1e-4
