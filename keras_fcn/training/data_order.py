@@ -7,7 +7,7 @@ without reading it: a `keras_fcn.data.arrays` PyDataset (its draws are keyed by 
 counter) by its epochs, a finite seeded `tf.data.Dataset` by making and dropping the iterators
 Keras would have made (each new iterator advances the seeds of
 ``shuffle(reshuffle_each_iteration=True)`` and ``Dataset.random(rerandomize_each_iteration=
-True)``). tests/test_resume_data_order.py, tests/test_review_session8.py and
+True)``). tests/test_resume_data_order.py and
 tests/backend_cases.py compare a resumed run's losses with an uninterrupted run's, and fail if
 Keras changes how it reads the data.
 
