@@ -35,7 +35,13 @@ so that a run cut short by ``--budget-s`` still has the headline figures:
    buffers XLA allocates and the instructions by kind (convolutions, cuDNN calls, transposes,
    copies, fusions); the optimized HLO of each goes, gzipped, to ``<out>_hlo/`` (read it
    off the device later). Compiling only, it also runs on a CPU at the full sizes
-   (``--only jax_programs``): the program Keras hands to XLA, whatever device runs it.
+   (``--only jax_programs``): the program Keras hands to XLA, whatever device runs it;
+8. ``keras_torch_compiled_fp32`` / ``_bf16``: the Keras-torch train step with
+   ``compile(jit_compile=True)``, which Keras' torch trainer runs through ``torch.compile``
+   (eager above), dynamo's recompile limit raised to 64 and static shapes, its graph breaks
+   counted by reason: whether compiling closes the gap on the PyTorch backend (on a CPU it
+   gives the eager losses to 1.4e-6; with dynamo's defaults it hits the recompile limit of 8
+   on Keras' per-layer guards, and with dynamic shapes it fails).
 
 Timings are medians after warm-up, with the device synchronized (``block_until_ready``,
 ``torch.cuda.synchronize``); the first call (compilation, autotuning) is reported apart. The
@@ -90,13 +96,18 @@ CONFIGS = (
     ("jax_diagnostics", "diagnostics", "jax", "fp32", "JAX train-step diagnostics"),
     ("torch_tf32", "port", None, "tf32", "PyTorch port fp32 TF32"),
     ("jax_programs", "programs", "jax", "fp32", "compiled JAX programs"),
+    ("keras_torch_compiled_fp32", "torch_compiled", "torch", "fp32",
+     "keras_fcn Keras-torch fp32 + torch.compile"),
+    ("keras_torch_compiled_bf16", "torch_compiled", "torch", "bf16",
+     "keras_fcn Keras-torch mixed_bfloat16 + torch.compile"),
 )
 CONFIG = {c[0]: c for c in CONFIGS}
 TABLE_COLUMNS = ("torch_fp32", "torch_bf16", "keras_jax_fp32", "keras_jax_bf16",
                  "keras_torch_fp32", "keras_torch_bf16", "torch_tf32")
 # Seconds an item needs on the H200 (compilation included), to skip it rather than overrun.
 NEEDS = {"start": 20, "port": 8, "keras_forward": 20, "keras_train": 60, "equiv": 15,
-         "diag_train": 60, "programs": 90}
+         "diag_train": 60, "programs": 90, "torch_compile": 150}
+TORCH_RECOMPILE_LIMIT = 64  # Keras' layers recompile per layer (8 by default, then eager)
 LR = 1e-6  # small: random weights stay finite over the timed steps
 IGNORE = 255
 EQUIV_TOLERANCE = 1e-4
@@ -219,11 +230,12 @@ class Worker:
             return self.torch.cuda.max_memory_allocated()
         return None
 
-    def timed(self, call, repeats):
-        """(first call s, [timed s]) of ``call()``: the first call, the rest of the warm-up,
-        then ``repeats`` timed calls, each synchronized (on its result on JAX)."""
+    def timed(self, call, repeats, warmup=None):
+        """(first call s, [timed s]) of ``call()``: the first call, the rest of the warm-up
+        (``warmup`` calls, default the plan's), then ``repeats`` timed calls, each
+        synchronized (on its result on JAX)."""
         times = []
-        for _ in range(max(self.plan["warmup"], 1) + repeats):
+        for _ in range(max(self.plan["warmup"] if warmup is None else warmup, 1) + repeats):
             start = time.perf_counter()
             self.sync(call())
             times.append(time.perf_counter() - start)
@@ -376,14 +388,17 @@ def build_keras_model(worker):
                      fc_units=p["fc_units"])
 
 
-def keras_compile(model, backend, steps_per_execution=1):
+def keras_compile(model, backend, steps_per_execution=1, jit_compile=None):
+    """SGD momentum and the library's loss; ``jit_compile`` None: XLA on JAX, eager on torch
+    (True on torch: ``torch.compile`` of Keras' step)."""
     import keras
 
     from keras_fcn.losses import SparseCategoricalCrossentropyIgnore
 
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=LR, momentum=0.9),
                   loss=SparseCategoricalCrossentropyIgnore(ignore_label=IGNORE),
-                  jit_compile=backend == "jax", steps_per_execution=steps_per_execution)
+                  jit_compile=backend == "jax" if jit_compile is None else jit_compile,
+                  steps_per_execution=steps_per_execution)
 
 
 # ---------------------------------------------------------------- worker: the configurations
@@ -512,18 +527,20 @@ def state_values(model):
     return [v.value for v in model.trainable_variables]
 
 
-def keras_train_item(worker, model, name, need=NEEDS["keras_train"]):
-    """``train_on_batch`` after ``compile(jit_compile=True on JAX)``, synchronized per step."""
+def keras_train_item(worker, model, name, need=NEEDS["keras_train"], jit_compile=None,
+                     extra=dict, warmup=None):
+    """``train_on_batch`` after ``compile(jit_compile=True on JAX)``, synchronized per step;
+    ``extra()``: more figures for the record, read after the timing."""
     p = worker.plan
 
     def run():
-        keras_compile(model, worker.backend)
+        keras_compile(model, worker.backend, jit_compile=jit_compile)
         images, labels = worker.data(p["train_batch"], p["train_size"])
         x, y = to_device(worker, images), to_device(worker, labels)
         worker.reset_peak()
         first, times = worker.timed(lambda: (model.train_on_batch(x, y), state_values(model)),
-                                    p["train_repeats"])
-        return worker.figures(first, times, p["train_batch"])
+                                    p["train_repeats"], warmup)
+        return worker.figures(first, times, p["train_batch"], **extra())
 
     return worker.item(name, need, run)
 
@@ -875,8 +892,40 @@ def run_programs(worker):
     keras.config.set_dtype_policy("float32")
 
 
+def run_torch_compiled(worker):
+    """The Keras-torch train step under ``torch.compile`` (``compile(jit_compile=True)``,
+    which Keras' torch trainer turns into ``torch.compile`` of its step), with dynamo's
+    recompile limit raised so that Keras' per-layer guards do not drop it to eager; the
+    graph breaks are counted."""
+    setup_keras(worker)
+    torch = worker.torch
+    config = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(config, name):
+            setattr(config, name, TORCH_RECOMPILE_LIMIT)
+    # Keras' layer functions are traced once per layer shape: with dynamic shapes guessed
+    # after a recompile, a shape check of a later layer fails ("cannot determine truth value
+    # of Relational"; seen on a CPU). Static shapes: one compile per shape, as the step has.
+    config.automatic_dynamic_shapes = False
+    from torch._dynamo.utils import counters
+
+    def breaks():
+        reasons = {}
+        for reason, count in counters["graph_break"].items():
+            first = reason.strip().splitlines()[0][:120]
+            reasons[first] = reasons.get(first, 0) + count
+        return {"graph_breaks": sum(reasons.values()), "graph_break_reasons": reasons,
+                "recompile_limit": TORCH_RECOMPILE_LIMIT}
+
+    model = build_keras_model(worker)
+    # dynamo recompiles Keras' layer functions over the first two steps (seen on a CPU)
+    keras_train_item(worker, model, "train", NEEDS["torch_compile"], jit_compile=True,
+                     extra=breaks, warmup=max(worker.plan["warmup"], 4))
+
+
 RUNNERS = {"port": run_port, "keras": run_keras, "equiv": run_equivalence,
-           "diagnostics": run_diagnostics, "programs": run_programs}
+           "diagnostics": run_diagnostics, "programs": run_programs,
+           "torch_compiled": run_torch_compiled}
 
 
 def worker_main(args):
@@ -1192,7 +1241,8 @@ def render(report):
         met = {True: "yes", False: "no", None: "—"}[row["met"]]
         value = "n/a" if row["value"] is None else f"{row['value']:.2f}x"
         lines.append(f"| {row['name']} | {value} | {target} | {met} |")
-    lines += diagnostics_lines(report) + programs_lines(report) + equivalence_lines(report)
+    lines += (diagnostics_lines(report) + torch_compiled_lines(report) + programs_lines(report)
+              + equivalence_lines(report))
     guard = report["tf_guard"]
     lines += ["", f"TensorFlow guard: {guard['verdict']} ({guard['detail']})."]
     return "\n".join(lines)
@@ -1237,6 +1287,30 @@ def diagnostics_lines(report):
             versus = f"{mixed['ms'] / found['ms']:.2f}x mixed_bf16's speed" if mixed else "—"
             lines.append(f"| {label} | {found['img_s']:,.1f} | {found['ms']:.2f} | "
                          f"{found['first_call_s']:.1f} | {versus} |")
+    return lines
+
+
+def torch_compiled_lines(report):
+    """The Keras-torch train step with ``torch.compile``, against eager Keras-torch and the
+    PyTorch port of the same precision."""
+    p = report["plan"]
+    lines = ["", f"## Keras-torch with torch.compile (train, batch {p['train_batch']})", "",
+             "| precision | img/s | ms/step | first call s | graph breaks | x eager Keras-torch "
+             "| x PyTorch port |", "|---|---|---|---|---|---|---|"]
+    for precision, port in (("fp32", "torch_fp32"), ("bf16", "torch_bf16")):
+        config = f"keras_torch_compiled_{precision}"
+        found = item(report, config, "train")
+        if found is None:
+            lines.append(f"| {precision} | {cell(report, config, 'train', 'img_s')} "
+                         "| | | | | |")
+            continue
+        ratios = []
+        for other in (f"keras_torch_{precision}", port):
+            base = item(report, other, "train")
+            ratios.append(f"{found['img_s'] / base['img_s']:.2f}x" if base else "—")
+        lines.append(f"| {precision} | {found['img_s']:,.1f} | {found['ms']:.1f} | "
+                     f"{found['first_call_s']:.1f} | {found.get('graph_breaks', '—')} | "
+                     + " | ".join(ratios) + " |")
     return lines
 
 

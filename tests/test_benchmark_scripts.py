@@ -80,6 +80,11 @@ def _one_error_line(done):
      "error: --trunks: expected some of alexnet, vgg16, googlenet, mobilenet_v2, resnet50, "
      "resnet101; --minutes > 0. Received: --trunks='vgg17' --minutes=5.0"),
     ("benchmarks/jax_pool_gradient.py", ["--batch", "-1"], "error: --size must be HxW"),
+    ("benchmarks/torch_compile.py", ["--size", "0x5"],
+     "error: argument --size: expected HEIGHTxWIDTH with positive sizes (e.g. 180x240). "
+     "Received: '0x5'"),
+    ("benchmarks/torch_compile.py", ["--widths", "a,b"],
+     "error: --widths must be 5 comma-separated ints. Received: 'a,b'"),
 ])
 def test_a_bad_flag_is_one_line_and_status_2(script, args, expected):
     # a report, should a check be missing, goes to a folder that cannot be made
@@ -94,6 +99,7 @@ def test_a_bad_flag_is_one_line_and_status_2(script, args, expected):
     ("benchmarks/roofline.py", "roofline", []),
     ("benchmarks/trunks.py", "trunks", []),
     ("benchmarks/jax_pool_gradient.py", "jax_pool_gradient", []),
+    ("benchmarks/torch_compile.py", "torch_compile", []),
 ])
 def test_an_existing_report_is_kept_without_overwrite(tmp_path, script, name, args):
     # Before: predict.py and refine.py replaced it silently; the others exited with status 1.
@@ -111,7 +117,7 @@ def test_an_existing_report_is_kept_without_overwrite(tmp_path, script, name, ar
 
 def test_help_of_every_argparse_benchmark_exits_0():
     for script in ("bf16_agreement", "bf16_train_crash", "jax_pool_gradient", "predict",
-                   "refine", "roofline", "temporal", "trunks", "trunks_camvid"):
+                   "refine", "roofline", "temporal", "torch_compile", "trunks", "trunks_camvid"):
         done = _run(f"benchmarks/{script}.py", "--help")
         assert done.returncode == 0, (script, done.stderr)
         assert "--output_dir" in done.stdout or script == "bf16_train_crash", script

@@ -130,6 +130,11 @@ def test_smoke_run_fills_every_figure(tmp_path, tensorflow):
     assert diagnostics["train_pure_jax_separable_upsampling"]["grad_rel_diff"] < 1e-5
     for batch in (1, 2):
         assert_timed(diagnostics[f"forward_b{batch}_bf16_weights"], batch)
+    for precision in ("fp32", "bf16"):  # Keras-torch under torch.compile
+        compiled = report["configs"][f"keras_torch_compiled_{precision}"]["items"]["train"]
+        assert_timed(compiled, 2)
+        assert compiled["graph_breaks"] == sum(compiled["graph_break_reasons"].values())
+    assert "| fp32 | " in markdown.split("## Keras-torch with torch.compile")[1]
     # every ratio has both sides, and the ones with a target say whether it is met
     assert len(report["ratios"]) == 13
     for row in report["ratios"]:
