@@ -54,3 +54,52 @@ def pytest_terminal_summary(terminalreporter):
         with open(os.environ["KERAS_FCN_FUZZ_COUNTS"], "w", encoding="utf-8") as f:
             json.dump(dict(sorted(counts.items()), total=total, seed=fuzz_cases.SEED), f,
                       indent=2)
+
+
+@pytest.fixture
+def opens(monkeypatch):
+    """The paths builtins.open and PIL.Image.open are called with (PIL opens with builtins)."""
+    import builtins
+
+    from PIL import Image
+
+    calls = []
+    real_open, real_image_open = builtins.open, Image.open
+
+    def counting_open(file, *args, **kwargs):
+        calls.append(("open", os.fspath(file) if isinstance(file, (str, os.PathLike)) else file))
+        return real_open(file, *args, **kwargs)
+
+    def counting_image_open(fp, *args, **kwargs):
+        calls.append(("Image.open", fp))
+        return real_image_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(Image, "open", counting_image_open)
+    return calls
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """The URLs keras.utils.get_file is asked for (it fails: nothing may be downloaded)."""
+    import keras
+
+    calls = []
+
+    def get_file(fname, origin, **kwargs):
+        calls.append(origin)
+        raise AssertionError(f"downloaded {origin}")
+
+    monkeypatch.setattr(keras.utils, "get_file", get_file)
+    return calls
+
+
+@pytest.fixture
+def labeled_mat(tmp_path):
+    """A fake NYUDv2 labeled.mat (4 images, 16x20) and its class mapping: their paths."""
+    from keras_fcn.datasets import nyud
+
+    mat, mapping = str(tmp_path / "labeled.mat"), str(tmp_path / "mapping.mat")
+    nyud.write_fake_labeled_mat(mat, num_images=4, height=16, width=20)
+    nyud.write_fake_class_mapping(mapping)
+    return mat, mapping

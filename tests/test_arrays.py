@@ -1,7 +1,6 @@
 """keras_fcn.data.arrays: the NumPy PyDataset against make_dataset and closed forms, its
 errors, and Model.fit on it: under TensorFlow here, under JAX and PyTorch without TensorFlow."""
 
-import builtins
 import json
 import os
 import subprocess
@@ -419,25 +418,6 @@ def test_recipe_inputs_without_tf_data(tmp_path):
 
 
 # Audit round 5 leftovers: an 8-bit grey PNG mask is opened once, not a second time for its header.
-
-
-@pytest.fixture
-def opens(monkeypatch):
-    """The paths builtins.open and PIL.Image.open are called with (PIL opens with builtins)."""
-    calls = []
-    real_open, real_image_open = builtins.open, Image.open
-
-    def counting_open(file, *args, **kwargs):
-        calls.append(("open", os.fspath(file) if isinstance(file, (str, os.PathLike)) else file))
-        return real_open(file, *args, **kwargs)
-
-    def counting_image_open(fp, *args, **kwargs):
-        calls.append(("Image.open", fp))
-        return real_image_open(fp, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", counting_open)
-    monkeypatch.setattr(Image, "open", counting_image_open)
-    return calls
 
 
 def test_pydataset_reads_each_grey_mask_file_once(tmp_path, opens):

@@ -3,34 +3,10 @@ one line on stderr naming it, before anything runs; a saved result is not replac
 --overwrite; every report folder can be chosen. The scripts run in a subprocess with flags that
 stop them while parsing (fast, no model built)."""
 
-import os
-import re
-import subprocess
-import sys
 
 import pytest
 
-
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-_CPP_LOG = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]"
-                      r"|WARNING: All log messages before absl::InitializeLog"
-                      r"|To enable the following instructions")
-
-
-def _run(script, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
-
-
-def _one_error_line(done):
-    # TensorFlow's C++ log lines (start-up notices) are not the script's
-    lines = [line for line in done.stderr.splitlines() if line.strip() and not _CPP_LOG.match(line)]
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr
-    assert len(lines) == 1, done.stderr
-    return lines[0]
-
+from tool_flags import one_error_line, run_script
 
 # Review 7 gave every benchmark these command-line checks.
 
@@ -89,7 +65,7 @@ def _one_error_line(done):
 def test_a_bad_flag_is_one_line_and_status_2(script, args, expected):
     # a report, should a check be missing, goes to a folder that cannot be made
     output = [] if script.endswith("bf16_train_crash.py") else ["--output_dir", "/proc/r7"]
-    line = _one_error_line(_run(script, *args, *output))
+    line = one_error_line(run_script(script, *args, *output))
     assert line.startswith(expected), line
 
 
@@ -110,7 +86,7 @@ def test_an_existing_report_is_kept_without_overwrite(tmp_path, script, name, ar
     out.mkdir()
     (out / f"{name}.md").write_text("saved")
     args = [a.replace("{camvid}", str(camvid)) for a in args]
-    line = _one_error_line(_run(script, *args, "--output_dir", str(out)))
+    line = one_error_line(run_script(script, *args, "--output_dir", str(out)))
     assert line == f"error: {out / name}.md exists; pass --overwrite to replace it."
     assert (out / f"{name}.md").read_text() == "saved"
 
@@ -118,7 +94,7 @@ def test_an_existing_report_is_kept_without_overwrite(tmp_path, script, name, ar
 def test_help_of_every_argparse_benchmark_exits_0():
     for script in ("bf16_agreement", "bf16_train_crash", "jax_pool_gradient", "predict",
                    "refine", "roofline", "temporal", "torch_compile", "trunks", "trunks_camvid"):
-        done = _run(f"benchmarks/{script}.py", "--help")
+        done = run_script(f"benchmarks/{script}.py", "--help")
         assert done.returncode == 0, (script, done.stderr)
         assert "--output_dir" in done.stdout or script == "bf16_train_crash", script
 
@@ -141,20 +117,20 @@ def test_help_of_every_argparse_benchmark_exits_0():
 ])
 def test_absl_benchmarks_help_and_bad_flags(script, args, expected):
     # Before: absl.app.run, so --help and a bad flag both exited with status 1.
-    done = _run(script, *args)
+    done = run_script(script, *args)
     if expected is None:
         assert done.returncode == 0, done.stderr
         assert "--output_dir" in done.stdout
     else:
-        assert _one_error_line(done).startswith(expected)
+        assert one_error_line(done).startswith(expected)
 
 
 @pytest.mark.slow
 def test_input_pipeline_has_an_output_dir_and_keeps_a_saved_report(tmp_path):
     # Before: no output flag; it always wrote benchmarks/results/input_pipeline.{md,json}.
     (tmp_path / "input_pipeline.json").write_text("{}")
-    line = _one_error_line(_run("benchmarks/input_pipeline.py", "--output_dir", str(tmp_path)))
+    line = one_error_line(run_script("benchmarks/input_pipeline.py", "--output_dir", str(tmp_path)))
     assert line == (f"error: {tmp_path / 'input_pipeline.json'} exists; pass --overwrite to "
                     "replace it.")
-    line = _one_error_line(_run("benchmarks/input_pipeline.py", "--images", "-1"))
+    line = one_error_line(run_script("benchmarks/input_pipeline.py", "--images", "-1"))
     assert line == "error: argument --images: expected an integer >= 1. Received: '-1'"

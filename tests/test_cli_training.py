@@ -23,7 +23,7 @@ from keras_fcn import training as train
 from keras_fcn.datasets import nyud
 from keras_fcn.training import config as config_lib
 from keras_fcn.training import run_dir as run_dir_lib
-from tool_flags import script
+from tool_flags import one_error_line, run_script, script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -347,26 +347,6 @@ def test_example_resume_with_another_optimizer_is_refused_naming_it(tmp_path, pa
 # Review 7: a missing data folder is named before the ImageNet weights are fetched.
 
 
-_CPP_LOG = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]"
-                      r"|WARNING: All log messages before absl::InitializeLog"
-                      r"|To enable the following instructions")
-
-
-def _run(script, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
-
-
-def _one_error_line(done):
-    # TensorFlow's C++ log lines (start-up notices) are not the script's
-    lines = [line for line in done.stderr.splitlines() if line.strip() and not _CPP_LOG.match(line)]
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr
-    assert len(lines) == 1, done.stderr
-    return lines[0]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("script, expected", [
     ("examples/train_nyud.py", "error: NYUDv2 folder not found: '{missing}' (--data_dir; "
@@ -378,26 +358,18 @@ def test_examples_name_a_missing_data_folder_first(tmp_path, script, expected):
     # Before: the ImageNet weights were fetched first (offline: a download error) and the run
     # folder was left behind, so the next try said it exists.
     missing, run_dir = tmp_path / "nope", tmp_path / "run"
-    line = _one_error_line(_run(script, f"--data_dir={missing}", f"--output_dir={run_dir}"))
+    line = one_error_line(run_script(script, f"--data_dir={missing}", f"--output_dir={run_dir}"))
     assert line == expected.format(missing=missing)
     assert not run_dir.exists()
 
 
-# Audit round 5 leftovers: examples/train_nyud.py --convert_mat takes --overwrite_data for split files
-# that list other ids.
+# Audit round 5 leftovers: examples/train_nyud.py --convert_mat takes --overwrite_data for split
+# files that list other ids.
 
 
 def _train_nyud(*argv):
     """examples/train_nyud.py as a module, its flags parsed from `argv`, removed afterwards."""
     return script(os.path.join("examples", "train_nyud.py"), "leftovers_train_nyud", *argv)
-
-
-@pytest.fixture
-def labeled_mat(tmp_path):
-    mat, mapping = str(tmp_path / "labeled.mat"), str(tmp_path / "mapping.mat")
-    nyud.write_fake_labeled_mat(mat, num_images=4, height=16, width=20)
-    nyud.write_fake_class_mapping(mapping)
-    return mat, mapping
 
 
 def test_convert_mat_refuses_other_split_files_naming_the_flag(tmp_path, labeled_mat):

@@ -1,6 +1,5 @@
 """Tests of keras_fcn.data: decoding, augmentation, batching and validation."""
 
-import builtins
 import logging
 import os
 import re
@@ -414,25 +413,6 @@ def test_malformed_palettes_name_the_entry(palette):
 
 
 # Audit round 5 leftovers: an 8-bit grey PNG mask is opened once, not a second time for its header.
-
-
-@pytest.fixture
-def opens(monkeypatch):
-    """The paths builtins.open and PIL.Image.open are called with (PIL opens with builtins)."""
-    calls = []
-    real_open, real_image_open = builtins.open, Image.open
-
-    def counting_open(file, *args, **kwargs):
-        calls.append(("open", os.fspath(file) if isinstance(file, (str, os.PathLike)) else file))
-        return real_open(file, *args, **kwargs)
-
-    def counting_image_open(fp, *args, **kwargs):
-        calls.append(("Image.open", fp))
-        return real_image_open(fp, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", counting_open)
-    monkeypatch.setattr(Image, "open", counting_image_open)
-    return calls
 
 
 @pytest.mark.parametrize("bits, stored, read", [(8, [0, 1, 2, 255], [0, 1, 2, 255]),

@@ -6,7 +6,6 @@ import hashlib
 import os
 import threading
 
-import keras
 import pytest
 
 from preset_files import caffe_layers, serve, tiny_preset
@@ -148,19 +147,6 @@ def test_a_damaged_converted_model_says_how_to_convert_again(tmp_path):
 
 
 # Audit round 5 leftovers: a file_hash no file can match fails before any download.
-
-
-@pytest.fixture
-def downloads(monkeypatch):
-    """The URLs keras.utils.get_file is asked for (it fails: nothing may be downloaded)."""
-    calls = []
-
-    def get_file(fname, origin, **kwargs):
-        calls.append(origin)
-        raise AssertionError(f"downloaded {origin}")
-
-    monkeypatch.setattr(keras.utils, "get_file", get_file)
-    return calls
 
 
 def test_a_sha1_file_hash_fails_before_the_download(tmp_path, downloads):

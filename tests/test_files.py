@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from keras_fcn.inference import files, predictor
+from tiny import biased_pointwise_model, save_model
 
 
 # Inference audit, round 4 (keras_fcn.inference, tools/predict.py): each test failed without its
@@ -25,29 +26,6 @@ needs_av = pytest.mark.skipif(not HAS_AV, reason="PyAV not installed")
 
 def random_image(h, w, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3)).astype("uint8")
-
-
-def pointwise_model(num_classes, favoured=None, seed=0, dropout=None):
-    """A 1x1-conv model taking RGB 0..255 (its own ``preprocess`` layer); ``favoured`` wins
-    everywhere (a +50 bias)."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((None, None, 3))
-    x = keras.layers.Rescaling(1.0 / 255, name="preprocess")(inputs)
-    if dropout is not None:
-        x = keras.layers.Dropout(dropout, name="drop")(x)
-    layer = keras.layers.Conv2D(num_classes, 1, name="score")
-    outputs = layer(x)
-    if favoured is not None:
-        kernel, bias = layer.get_weights()
-        bias[favoured] = 50.0
-        layer.set_weights([kernel, bias])
-    return keras.Model(inputs, outputs)
-
-
-def save_model(model, folder, name="m.keras"):
-    path = str(folder / name)
-    model.save(path)
-    return path
 
 
 def digest(path):
@@ -69,11 +47,11 @@ def cli(*args):
 @pytest.fixture(scope="module")
 def varied_model(tmp_path_factory):
     """A pointwise 3-class model whose labels depend on the pixel colours."""
-    return save_model(pointwise_model(3, seed=3), tmp_path_factory.mktemp("varied"))
+    return save_model(biased_pointwise_model(3, seed=3), tmp_path_factory.mktemp("varied"))
 
 
 def test_more_than_256_classes_is_refused_before_anything_is_written(tmp_path):
-    model = save_model(pointwise_model(300, favoured=290), tmp_path)
+    model = save_model(biased_pointwise_model(300, favoured=290), tmp_path)
     Image.fromarray(random_image(32, 32)).save(tmp_path / "a.png")
     with pytest.raises(ValueError, match="predicts 300 classes.*at most 256 classes"):
         files.run(options(model, [tmp_path / "a.png"], tmp_path / "out", classes=["290"]))
@@ -81,7 +59,7 @@ def test_more_than_256_classes_is_refused_before_anything_is_written(tmp_path):
 
 
 def test_class_255_of_a_256_class_model_is_coloured_and_in_the_legend(tmp_path):
-    model = save_model(pointwise_model(256, favoured=255), tmp_path)
+    model = save_model(biased_pointwise_model(256, favoured=255), tmp_path)
     image = np.full((32, 32, 3), 100, "uint8")
     Image.fromarray(image).save(tmp_path / "a.png")
     report = files.run(options(model, [tmp_path / "a.png"], tmp_path / "out", classes=["255"],
@@ -199,7 +177,7 @@ def test_read_image_scales_16_bit_grey_and_refuses_float_modes(tmp_path):
 def _labelled_model(folder, class_names, **kwargs):
     import json
 
-    path = save_model(pointwise_model(len(class_names), **kwargs), folder)
+    path = save_model(biased_pointwise_model(len(class_names), **kwargs), folder)
     (folder / "m.labels.json").write_text(json.dumps({"class_names": list(class_names)}),
                                           encoding="utf-8")
     return path
@@ -301,7 +279,8 @@ def test_videos_inside_an_input_folder_are_predicted(tmp_path, varied_model):
     only_video.mkdir()
     _clip(only_video / "v.mp4", count=2)
     items = files.expand_inputs([str(only_video)], "o", files.Report())
-    assert [(i.kind, i.stem, i.out_dir) for i in items] == [("video", "v", os.path.join("o", "vids"))]
+    assert [(i.kind, i.stem, i.out_dir) for i in items] == [
+        ("video", "v", os.path.join("o", "vids"))]
 
 
 @needs_av
@@ -405,8 +384,6 @@ def test_predictor_refuses_a_two_output_model_naming_its_outputs(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("av") is None, reason="PyAV not installed")
 def test_a_video_without_decodable_frames_fails_instead_of_counting_files(tmp_path, monkeypatch):
-    import keras
-
     from keras_fcn.inference import files, predictor, video
     from tiny import tiny_fcn
 

@@ -23,7 +23,7 @@ from keras_fcn.labels import VOC_CLASSES, voc_palette
 from keras_fcn.layers import CaffePreprocessing, preprocess_input
 from keras_fcn.models import build_fcn
 from keras_fcn.models.inspect import has_preprocessing
-from tiny import randomize_scores, tiny_fcn
+from tiny import biased_pointwise_model, randomize_scores, tiny_fcn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_AV = importlib.util.find_spec("av") is not None
@@ -556,23 +556,6 @@ def test_legend_and_overlay_name_bad_values():
 
 # Inference audit, round 4 (keras_fcn.inference, tools/predict.py): each test failed without its
 # fix.
-
-
-def biased_pointwise_model(num_classes, favoured=None, seed=0, dropout=None):
-    """A 1x1-conv model taking RGB 0..255 (its own ``preprocess`` layer); ``favoured`` wins
-    everywhere (a +50 bias)."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((None, None, 3))
-    x = keras.layers.Rescaling(1.0 / 255, name="preprocess")(inputs)
-    if dropout is not None:
-        x = keras.layers.Dropout(dropout, name="drop")(x)
-    layer = keras.layers.Conv2D(num_classes, 1, name="score")
-    outputs = layer(x)
-    if favoured is not None:
-        kernel, bias = layer.get_weights()
-        bias[favoured] = 50.0
-        layer.set_weights([kernel, bias])
-    return keras.Model(inputs, outputs)
 
 
 def test_predict_refuses_floats_outside_0_255():

@@ -203,14 +203,6 @@ def test_convert_labeled_mat_counts_every_kept_file(tmp_path, caplog):
 # Audit round 5 leftovers: the conversion keeps a trainval.txt consistent.
 
 
-@pytest.fixture
-def labeled_mat(tmp_path):
-    mat, mapping = str(tmp_path / "labeled.mat"), str(tmp_path / "mapping.mat")
-    nyud.write_fake_labeled_mat(mat, num_images=4, height=16, width=20)
-    nyud.write_fake_class_mapping(mapping)
-    return mat, mapping
-
-
 def test_conversion_keeps_an_existing_trainval_file_consistent(tmp_path, labeled_mat):
     """nyud_ids reads trainval.txt before train.txt + val.txt: a stale one was left listing
     other images than the split files the conversion wrote."""

@@ -7,7 +7,6 @@ import dataclasses
 import os
 import re
 
-import keras
 import numpy as np
 import pytest
 
@@ -165,19 +164,6 @@ def test_unknown_weights_list_the_presets(tmp_path):
 
 # Audit round 5 leftovers: a preset call whose arguments can never match the released weights fails
 # before any download.
-
-
-@pytest.fixture
-def downloads(monkeypatch):
-    """The URLs keras.utils.get_file is asked for (it fails: nothing may be downloaded)."""
-    calls = []
-
-    def get_file(fname, origin, **kwargs):
-        calls.append(origin)
-        raise AssertionError(f"downloaded {origin}")
-
-    monkeypatch.setattr(keras.utils, "get_file", get_file)
-    return calls
 
 
 VGG16_FCN8S = {"variant": "8s", "backbone": "vgg16", "num_classes": 21, "input_channels": 3,

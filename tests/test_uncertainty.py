@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tiny import tiny_fcn
+from tiny import biased_pointwise_model, save_model, tiny_fcn
 from keras_fcn.inference import (
     files,
     mc_dropout,
@@ -159,29 +159,6 @@ def test_mc_dropout_runs_in_the_precision_predict_runs_in():
 
 # Inference audit, round 4 (keras_fcn.inference, tools/predict.py): each test failed without its
 # fix.
-
-
-def biased_pointwise_model(num_classes, favoured=None, seed=0, dropout=None):
-    """A 1x1-conv model taking RGB 0..255 (its own ``preprocess`` layer); ``favoured`` wins
-    everywhere (a +50 bias)."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((None, None, 3))
-    x = keras.layers.Rescaling(1.0 / 255, name="preprocess")(inputs)
-    if dropout is not None:
-        x = keras.layers.Dropout(dropout, name="drop")(x)
-    layer = keras.layers.Conv2D(num_classes, 1, name="score")
-    outputs = layer(x)
-    if favoured is not None:
-        kernel, bias = layer.get_weights()
-        bias[favoured] = 50.0
-        layer.set_weights([kernel, bias])
-    return keras.Model(inputs, outputs)
-
-
-def save_model(model, folder, name="m.keras"):
-    path = str(folder / name)
-    model.save(path)
-    return path
 
 
 def options(model, inputs, out, **kwargs):

@@ -4,6 +4,7 @@ takes milliseconds. Import from here instead of repeating widths in each test mo
 import hashlib
 import os
 
+import keras
 import numpy as np
 
 from keras_fcn.models import build_fcn
@@ -60,3 +61,27 @@ def file_digests(folder):
             with open(path, "rb") as f:
                 digests[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
     return digests
+
+
+def biased_pointwise_model(num_classes, favoured=None, seed=0, dropout=None):
+    """A 1x1-conv model taking RGB 0..255 (its own ``preprocess`` layer); ``favoured`` wins
+    everywhere (a +50 bias)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1.0 / 255, name="preprocess")(inputs)
+    if dropout is not None:
+        x = keras.layers.Dropout(dropout, name="drop")(x)
+    layer = keras.layers.Conv2D(num_classes, 1, name="score")
+    outputs = layer(x)
+    if favoured is not None:
+        kernel, bias = layer.get_weights()
+        bias[favoured] = 50.0
+        layer.set_weights([kernel, bias])
+    return keras.Model(inputs, outputs)
+
+
+def save_model(model, folder, name="m.keras"):
+    """Saves ``model`` as ``folder/name`` (a pathlib folder); returns the path."""
+    path = str(folder / name)
+    model.save(path)
+    return path

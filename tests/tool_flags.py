@@ -4,6 +4,9 @@ from a list: a CLI check without a new Python process (about 10 s of TensorFlow 
 import contextlib
 import importlib.util
 import os
+import re
+import subprocess
+import sys
 
 from absl import flags
 
@@ -38,3 +41,25 @@ def script(path, name, *argv):
 def tool(name, *argv):
     """tools/<name>.py as :func:`script` (every tool defines --model: one tool at a time)."""
     return script(os.path.join("tools", f"{name}.py"), f"cli_tools_{name}", *argv)
+
+
+CPP_LOG = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]"
+                      r"|WARNING: All log messages before absl::InitializeLog"
+                      r"|To enable the following instructions")
+
+
+def run_script(script, *args):
+    """``python <script> *args`` in a new process from the repository root (quiet TF, no GPU)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+
+
+def one_error_line(done):
+    """The one line a script printed on stderr for a user error (exit status 2, no traceback);
+    TensorFlow's C++ start-up lines are not the script's."""
+    lines = [line for line in done.stderr.splitlines() if line.strip() and not CPP_LOG.match(line)]
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(lines) == 1, done.stderr
+    return lines[0]
