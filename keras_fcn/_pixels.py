@@ -11,26 +11,25 @@ import numpy as np
 from keras import ops
 
 from keras_fcn import _tf
+from keras_fcn.labels import check_ignore_label
 
 
 def validate_ignore_label(ignore_label, num_classes=None):
-    """`ignore_label` as an int or None; with `num_classes`, it must not be a class id.
+    """`ignore_label` as an int or None (a float is refused); with `num_classes`, it must not be
+    a class id (:func:`keras_fcn.labels.check_ignore_label`, the one message).
 
     Example:
         >>> validate_ignore_label(1, num_classes=3)
         Traceback (most recent call last):
-        ValueError: ignore_label=1 is a class id: it must lie outside [0, 3) (e.g. 255), or the ...
+        ValueError: ignore_label=1 is a class id; expected a value outside [0, 3), e.g. 255 ...
     """
     if ignore_label is None:
         return None
     if isinstance(ignore_label, bool) or not isinstance(ignore_label, (int, np.integer)):
         raise ValueError("`ignore_label` must be an integer or None. "
                          f"Received: ignore_label={ignore_label!r}")
-    if num_classes is not None and 0 <= ignore_label < num_classes:
-        raise ValueError(
-            f"ignore_label={int(ignore_label)} is a class id: it must lie outside "
-            f"[0, {num_classes}) (e.g. 255), or the pixels of class {int(ignore_label)} would "
-            "silently drop out of the loss and the metrics")
+    if num_classes is not None:
+        check_ignore_label(int(ignore_label), num_classes)
     return int(ignore_label)
 
 

@@ -223,8 +223,8 @@ def test_export_checks_the_model_flags_and_existing_files_before_writing(tmp_pat
     base = [f"--model={path}", f"--output_dir={out}", "--input_size=32x32", "--name=tiny",
             "--quantizations=float32,float16"]
     with tool("export", *base, "--ignore_label=1") as t:
-        with pytest.raises(ValueError, match=r"--ignore_label: ignore_label=1 is a class id: "
-                                             r"it must lie outside \[0, 3\)"):
+        with pytest.raises(ValueError, match=r"--ignore_label: ignore_label=1 is a class id; "
+                                             r"expected a value outside \[0, 3\)"):
             t.main(["prog"])
     assert not out.exists()
     out.mkdir()

@@ -101,7 +101,7 @@ def test_wide_integer_labels_do_not_wrap_to_a_class_id():
 
 
 def test_an_ignore_label_that_is_a_class_id_is_refused_everywhere():
-    pattern = r"ignore_label=1 is a class id: it must lie outside \[0, 3\)"
+    pattern = r"ignore_label=1 is a class id; expected a value outside \[0, 3\)"
     calls = [lambda: metrics.MeanIU(C, ignore_label=1),
              lambda: metrics.confusion_matrix(LABELS, LABELS, C, ignore_label=1),
              lambda: losses.SparseCategoricalCrossentropyIgnore(C, ignore_label=1),
