@@ -27,6 +27,19 @@ def test_a_resumed_tf_data_run_trains_on_the_batches_of_an_uninterrupted_run(tmp
     check_resume_reads_the_uninterrupted_batches(_tf_data, tmp_path)
 
 
+def _unknown_size_data():
+    data = _tf_data().filter(lambda image, mask: True)  # filter: the size is unknown
+    assert int(data.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY)
+    return data
+
+
+def test_a_resumed_run_on_tf_data_of_unknown_size_reads_the_uninterrupted_batches(tmp_path):
+    """Keras makes one iterator per epoch of a set of unknown size (two of a known size on
+    TensorFlow): before, such data started again from its first batch on a resume."""
+    assert fit_iterators_per_epoch(_unknown_size_data()) == 1
+    check_resume_reads_the_uninterrupted_batches(_unknown_size_data, tmp_path)
+
+
 def _first_batch(data):
     batch = next(iter(data)) if isinstance(data, tf.data.Dataset) else data[0]
     return np.asarray(batch[1])
@@ -41,7 +54,7 @@ def test_advance_data_moves_a_dataset_on_as_reading_does(tmp_path):
     twice = _tf_data()
     assert advance_data(twice, 1, iterators_per_epoch=2)
     assert np.array_equal(_first_batch(twice), epochs[2])
-    assert fit_iterators_per_epoch() == 2  # Keras' TF epoch iterator (see its docstring)
+    assert fit_iterators_per_epoch() == fit_iterators_per_epoch(read) == 2  # Keras' TF epochs
     py = py_data(tmp_path / "shapes")
     first = _first_batch(py)
     assert advance_data(py, 2) and py.epoch == 2

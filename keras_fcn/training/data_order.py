@@ -4,12 +4,11 @@ Keras' ``fit`` restores a backup's weights and optimizer, not where the training
 new process starts the data at its first epoch again, so every resume would replay the first
 epochs' order and random augmentation. :class:`ResumeDataOrder` moves the data on instead,
 without reading it: a `keras_fcn.data.arrays` PyDataset (its draws are keyed by its epoch
-counter) by its epochs, a finite seeded `tf.data.Dataset` by making and dropping the iterators
-Keras would have made (each new iterator advances the seeds of
+counter) by its epochs, a finite seeded `tf.data.Dataset` (of known size or not) by making and
+dropping the iterators Keras would have made (each new iterator advances the seeds of
 ``shuffle(reshuffle_each_iteration=True)`` and ``Dataset.random(rerandomize_each_iteration=
-True)``). tests/test_resume_data_order.py and
-tests/backend_cases.py compare a resumed run's losses with an uninterrupted run's, and fail if
-Keras changes how it reads the data.
+True)``). tests/test_resume_data_order.py and tests/backend_cases.py compare a resumed run's
+losses with an uninterrupted run's, and fail if Keras changes how it reads the data.
 
 Example:
     >>> from keras_fcn.training.data_order import advance_data
@@ -22,12 +21,16 @@ import keras
 from keras_fcn import _tf
 
 
-def fit_iterators_per_epoch():
-    """How many iterators Keras' ``fit`` makes of a finite `tf.data.Dataset` per epoch (with
-    ``steps_per_epoch=None``): 2 on the TensorFlow backend (Keras 3's epoch iterator makes
-    the next epoch's iterator when an epoch ends, and a new one when the next begins), 1 on
-    JAX and PyTorch (theirs are Python generators that start when first read)."""
-    return 2 if _tf.on_tensorflow() else 1
+def fit_iterators_per_epoch(data=None):
+    """How many iterators Keras' ``fit`` makes of a finite `tf.data.Dataset` ``data`` per
+    epoch (with ``steps_per_epoch=None``): 2 on the TensorFlow backend for a set of known size
+    (Keras 3's epoch iterator makes the next epoch's iterator when an epoch of known length
+    ends, and a new one when the next begins), else 1: a set of unknown size (``filter``, a
+    generator) gets one per epoch, and on JAX and PyTorch the iterators are Python generators
+    that start when first read."""
+    if not _tf.on_tensorflow():
+        return 1
+    return 1 if data is not None and int(data.cardinality()) < 0 else 2
 
 
 def fit_build_iterators(model):
@@ -45,8 +48,8 @@ def advance_data(data, epochs, iterators_per_epoch=1, extra=0):
     or tf.data iterators) without reading it.
 
     Returns:
-        True if the data moved on (or had nothing to move), False if it cannot be moved: a
-        tf.data set of unknown or infinite size, or another kind of data.
+        True if the data moved on (or had nothing to move), False if it cannot be moved: an
+        endless tf.data set, or another kind of data.
 
     Example:
         advance_data(train_ds, 3, fit_iterators_per_epoch())  # a resume at epoch 4
@@ -74,9 +77,8 @@ def _unmovable(data, steps_per_epoch):
         if isinstance(data, tf.data.Dataset):
             if steps_per_epoch is not None:
                 return "an endless stream for steps_per_epoch / --steps_per_epoch"
-            if int(data.cardinality()) < 0:
-                return ("a tf.data set of unknown size; give it one with dataset.apply("
-                        "tf.data.experimental.assert_cardinality(n))")
+            if int(data.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+                return "an endless tf.data set (no epochs to move on)"
             return None
     return f"a {type(data).__name__}, which keras_fcn cannot move on"
 
@@ -108,7 +110,7 @@ class ResumeDataOrder(keras.callbacks.Callback):
                 before = self.data.epoch - self.start_epoch  # this fit's move before epoch 1
                 advance_data(self.data, epochs, extra=before * len(self.skipped_fits))
             else:
-                advance_data(self.data, epochs, fit_iterators_per_epoch(),
+                advance_data(self.data, epochs, fit_iterators_per_epoch(self.data),
                              extra=fit_build_iterators(self.model) * len(self.skipped_fits))
             return
         print(f"Resuming after {epochs} epochs: the training data starts again from its first "
