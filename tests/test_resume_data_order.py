@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from kill_callbacks import Epochs, Killed
-from resume_order import AUGMENT, check_resume_reads_the_uninterrupted_batches, py_data
+from resume_order import AUGMENT, check_resume_reads_the_uninterrupted_batches, losses, py_data
 from tiny import tiny_fcn
 from keras_fcn import training as train
 from keras_fcn.datasets import shapes
@@ -37,7 +37,11 @@ def test_a_resumed_run_on_tf_data_of_unknown_size_reads_the_uninterrupted_batche
     """Keras makes one iterator per epoch of a set of unknown size (two of a known size on
     TensorFlow): before, such data started again from its first batch on a resume."""
     assert fit_iterators_per_epoch(_unknown_size_data()) == 1
-    check_resume_reads_the_uninterrupted_batches(_unknown_size_data, tmp_path)
+    whole = losses(_unknown_size_data, str(tmp_path / "whole"))
+    for kill_at in (2, 3):  # after epoch 2 too: the count per epoch, not only the first move
+        run_dir = str(tmp_path / f"killed{kill_at}")
+        assert losses(_unknown_size_data, run_dir, kill_at=kill_at) is None
+        np.testing.assert_allclose(losses(_unknown_size_data, run_dir), whole, rtol=1e-5)
 
 
 def _first_batch(data):
