@@ -7,13 +7,15 @@ This script needs only TensorFlow and Keras (no keras_fcn): it builds the FCN-8s
 ``upscore_pool4``, ``score_pool3``, ``upscore8``, crops 5, 9 and 31) and runs a few SGD steps
 of every variant in its own subprocess with a timeout, so an abort is seen as an exit status
 instead of killing the run. The transposed convolutions are trainable here (keras_fcn keeps
-them fixed by default), so their backward-weights kernels run too. Variants keep one suspect in float32 or change the execution:
+them fixed by default), so their backward-weights kernels run too. Variants keep one suspect in
+float32 or change the execution:
 
 - ``f32``: float32 everywhere (the baseline).
 - ``bf16``: the ``mixed_bfloat16`` policy, logits (``score``) and loss in float32.
 - ``bf16_up32``: the transposed convolutions (``upscore*``) and the fusion in float32.
 - ``bf16_fc32``: ``fc6``/``fc7`` in float32.
-- ``bf16_score32``: every 1x1 score layer (``score_fr``, ``score_pool4``, ``score_pool3``) in float32.
+- ``bf16_score32``: every 1x1 score layer (``score_fr``, ``score_pool4``, ``score_pool3``) in
+  float32.
 - ``bf16_head32``: everything after ``fc7`` in float32 (scores, upsampling, crops).
 - ``bf16_scorefr32``: only ``score_fr`` (over fc7's channels) in float32; ``score_pool4`` (over
   512 channels) and ``score_pool3`` (over 256) train in bfloat16.

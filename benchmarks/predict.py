@@ -163,9 +163,10 @@ def write_markdown(path, results):
         lines.append(f"Skipped: {(flicker or {}).get('skipped', 'not run')}")
     else:
         lines += [f"Model: {flicker['model']} ({flicker['weights']}); {flicker['num_frames']} "
-                  f"frames {flicker['first']} .. {flicker['last']} at {flicker['size']}. Flicker = fraction of pixels "
-                  "whose label changes between consecutive frames; alpha = weight of the current "
-                  "frame in the moving average of probabilities (1 = no smoothing).", ""]
+                  f"frames {flicker['first']} .. {flicker['last']} at {flicker['size']}. "
+                  "Flicker = fraction of pixels whose label changes between consecutive "
+                  "frames; alpha = weight of the current frame in the moving average of "
+                  "probabilities (1 = no smoothing).", ""]
         if flicker["weights"].startswith("random"):
             lines += ["**Random weights**: these figures show that the smoothing lowers "
                       "flicker, not what a trained model does; rerun with `--model`.", ""]

@@ -52,8 +52,9 @@ def check_image(index, array):
     # Floats are on the 0..255 scale too: a uint16 image cast to float, or a normalized one,
     # would give meaningless labels (an all-black float image passes).
     if problem == "range" and low >= 0 and high <= 1:
-        raise ValueError(f"Image {index} looks normalized to [0, 1] (max={float(high):g}); expected "
-                         f"RGB in [0, 255], as the model was trained on. Multiply it by 255.")
+        raise ValueError(f"Image {index} looks normalized to [0, 1] (max={float(high):g}); "
+                         "expected RGB in [0, 255], as the model was trained on. Multiply it "
+                         "by 255.")
     if problem == "range":
         raise ValueError(f"Image {index} has values outside [0, 255] (min={low}, "
                          f"max={high}); expected {array.dtype} RGB in [0, 255]. "

@@ -16,13 +16,14 @@ import warnings
 import keras
 
 from keras_fcn import io
+from keras_fcn.training.distribute import PATCHED_KERAS as KERAS_CHECKED
 
 BACKUP_EPOCH_ATTR = "keras_fcn_epoch"  # in the backup's weights file: the epoch they end
 
 
 # The private parts of Keras' BackupAndRestore that SafeBackupAndRestore overrides or reads
-# (Keras 3.3-3.15). A Keras that renames them would leave the atomic writes and the epoch
-# checks silently unused: the backup refuses to start instead.
+# (in the Keras releases of distribute.PATCHED_KERAS). A Keras that renames them would leave
+# the atomic writes and the epoch checks silently unused: the backup refuses to start instead.
 BACKUP_INTERNALS = {"methods": ("_save_model", "_load_model"),
                     "attributes": ("_weights_path", "_training_metadata_path",
                                    "_current_epoch", "_last_batch_seen")}
@@ -39,8 +40,9 @@ def check_backup_internals(backup):
     if missing:
         raise RuntimeError(
             f"Keras {keras.__version__} has no {', '.join(missing)}: keras_fcn's safe backup "
-            "(atomic weights, the epoch it holds) was written against Keras 3.3-3.15 and needs "
-            "updating for this release.")
+            "(atomic weights, the epoch it holds) was written against Keras "
+            f"{'-'.join('.'.join(map(str, v)) for v in KERAS_CHECKED)} and needs updating for "
+            "this release.")
 
 
 class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):

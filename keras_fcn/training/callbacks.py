@@ -1,5 +1,5 @@
-"""The callbacks of a training run: NaN guard, safe backup (backup.py), best checkpoint, history, time limit,
-and validation with the moving average of the weights (EMA).
+"""The callbacks of a training run: NaN guard, safe backup (backup.py), best checkpoint,
+history, time limit, and validation with the moving average of the weights (EMA).
 
 They share one `NaNGuard`: after a non-finite loss nothing is saved, so the last good
 checkpoint and backup survive. `make_callbacks` returns the set `keras_fcn.training.fit` uses.
