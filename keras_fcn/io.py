@@ -345,7 +345,10 @@ _held_locks = {}  # real path of a folder -> file descriptor of its locked LOCK_
 
 
 class DirectoryLockedError(FileExistsError):
-    """Another process (its pid and host named in the message) writes to the output folder."""
+    """Another process (its pid and host named in the message and in ``holder``) writes to
+    the output folder."""
+
+    holder = None  # "pid 123 on host, since ...", where the lock file says it
 
 
 def _lock_holder(fd):
@@ -396,10 +399,12 @@ def lock_directory(folder, what="keras_fcn"):
         except BlockingIOError:
             holder = _lock_holder(fd)
             os.close(fd)
-            raise DirectoryLockedError(
+            error = DirectoryLockedError(
                 f"Output directory {folder!r} is in use by another process ({holder}). Wait "
                 "for it to end or choose another directory; two processes writing one "
-                "directory would overwrite each other's files.") from None
+                "directory would overwrite each other's files.")
+            error.holder = holder
+            raise error from None
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:

@@ -178,3 +178,62 @@ def test_an_upper_case_sha256_matches_its_file(monkeypatch, tmp_path):
                         file_hash=digest)
     assert model.output_shape[-1] == 21
     assert PRESETS["voc-fcn32s"] is preset
+
+
+def _hold_lock(folder):
+    """Another process's lock on ``folder`` (an flock on its lock file); close the fd to free."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / io.LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def test_the_wait_for_a_hung_download_gives_up_and_names_it(monkeypatch, tmp_path):
+    """A hung process keeps its lock: the wait had no end."""
+    folder = tmp_path / "cache" / "keras_fcn"
+    fd = _hold_lock(folder)
+    monkeypatch.setattr(imagenet, "DOWNLOAD_STALL_S", 0.5)
+    try:
+        with pytest.raises(TimeoutError, match=r"Preset .voc-fcn32s.: Gave up waiting for "
+                           rf"another download into {folder}: nothing was written there for "
+                           r"0.5 s while another process held its lock \(pid unknown: it is "
+                           rf"starting; {folder / io.LOCK_FILE}\)\. If that process is hung"):
+            download_caffemodel("voc-fcn32s", cache_dir=str(tmp_path / "cache"),
+                                url="file:///nowhere/" + FILENAME)
+    finally:
+        os.close(fd)
+    models = tmp_path / "cache" / "models"
+    fd = _hold_lock(models)
+    try:  # the ImageNet trunk weights: the same message, not a network error
+        with pytest.raises(TimeoutError, match=rf"^Gave up waiting for another download into "
+                           rf"{models}: nothing was written there for 0.5 s"):
+            imagenet.fetch_vgg16_imagenet_weights(str(tmp_path / "cache"),
+                                                  url="file:///nowhere/x", md5="0" * 32)
+    finally:
+        os.close(fd)
+
+
+def test_a_slow_download_that_writes_is_waited_for(monkeypatch, tmp_path):
+    """Stalled means no byte written: a download that keeps writing its .part is not given up
+    on, however long it takes past DOWNLOAD_STALL_S."""
+    folder = tmp_path / "cache" / "keras_fcn"
+    fd = _hold_lock(folder)
+    monkeypatch.setattr(imagenet, "DOWNLOAD_STALL_S", 0.4)
+    part = folder / f".{FILENAME}.part"
+
+    def other_process_downloads():
+        for i in range(0, len(CONTENT), len(CONTENT) // 8):  # 8 writes, 0.15 s apart: 1.2 s
+            with open(part, "ab") as f:
+                f.write(CONTENT[i:i + len(CONTENT) // 8])
+            threading.Event().wait(0.15)
+        os.replace(part, folder / FILENAME)
+        os.close(fd)
+
+    thread = threading.Thread(target=other_process_downloads)
+    thread.start()
+    try:
+        path = download_caffemodel("voc-fcn32s", cache_dir=str(tmp_path / "cache"),
+                                   url="file:///nowhere/" + FILENAME)
+    finally:
+        thread.join()
+    assert open(path, "rb").read() == CONTENT

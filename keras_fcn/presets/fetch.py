@@ -122,6 +122,8 @@ def download_caffemodel(name, cache_dir=None, file_hash=None, url=None):
         raise PermissionError(f"Preset {name!r}: {error}. Pass a writable cache_dir, or "
                               f"download that file on another machine and put it at {target}"
                               ) from None
+    except TimeoutError as error:  # another process's download hung: not a network error
+        raise TimeoutError(f"Preset {name!r}: {error}") from None
     except ValueError as error:  # get_file's hash check
         raise ValueError(f"Preset {name!r}: {target} downloaded from {url} does not match "
                          f"file_hash={file_hash!r} ({error})") from None

@@ -14,7 +14,8 @@ import logging
 import os
 import time
 
-from keras_fcn.io import DirectoryLockedError, DownloadError, lock_directory, unlock_directory
+from keras_fcn.io import (LOCK_FILE, DirectoryLockedError, DownloadError, lock_directory,
+                          unlock_directory)
 
 log = logging.getLogger("keras_fcn")
 
@@ -86,14 +87,42 @@ def file_matches(path, file_hash):
     return digest.hexdigest() == file_hash.lower()
 
 
-def _wait_for_folder_lock(folder, what):
+# Seconds another process's download may go without writing a byte before the wait for it
+# gives up: a hung process keeps its lock (a dead one releases it), and a download that
+# makes progress, however slow, is waited for.
+DOWNLOAD_STALL_S = 600
+
+
+def _download_progress(folder):
+    """What changes while a download into ``folder`` goes on: its ``.part`` files' sizes."""
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".part"))
+    except OSError:
+        return ()
+    progress = []
+    for name in names:
+        try:
+            progress.append((name, os.stat(os.path.join(folder, name)).st_size))
+        except OSError:
+            pass  # renamed into place meanwhile
+    return tuple(progress)
+
+
+def _wait_for_folder_lock(folder, what, stall_s=None):
     """Takes the lock of ``folder`` (:func:`keras_fcn.io.lock_directory`), waiting while
-    another process holds it; returns True if this call took it (False: already held here)."""
+    another process holds it; returns True if this call took it (False: already held here).
+
+    Raises:
+        TimeoutError: the holder's download wrote nothing for ``stall_s`` seconds
+            (``DOWNLOAD_STALL_S``): the message names the holder and its lock file.
+    """
     from keras_fcn.io import holds_lock
 
     if holds_lock(folder):
         return False
+    stall_s = DOWNLOAD_STALL_S if stall_s is None else stall_s
     told = False
+    progress, since = None, time.monotonic()
     while True:
         try:
             lock_directory(folder, what)
@@ -102,6 +131,15 @@ def _wait_for_folder_lock(folder, what):
             if not told:
                 log.warning("Waiting for another download into %s: %s", folder, error)
                 told = True
+            now = _download_progress(folder)
+            if now != progress:
+                progress, since = now, time.monotonic()
+            elif time.monotonic() - since > stall_s:
+                raise TimeoutError(
+                    f"Gave up waiting for another download into {folder}: nothing was written "
+                    f"there for {stall_s:g} s while another process held its lock "
+                    f"({error.holder}; {os.path.join(folder, LOCK_FILE)}). If that process "
+                    "is hung, stop it (its lock goes with it) and try again.") from None
             time.sleep(0.2)
 
 
@@ -129,6 +167,8 @@ def download_file(filename, url, file_hash, folder):
     Raises:
         PermissionError: the file is not there (or not with ``file_hash``) and ``folder``
             cannot be written; the message names both.
+        TimeoutError: another process holds ``folder``'s lock and its download wrote nothing
+            for ``DOWNLOAD_STALL_S`` seconds.
         ValueError: the download does not have ``file_hash`` (``get_file``'s error; the
             download is deleted).
         Exception: ``get_file``'s error for a failed download.
@@ -199,6 +239,8 @@ def fetch_weights_file(filename, url, file_hash, cache_dir, what, how_to_pass):
         return download_file(filename, url, file_hash, folder)
     except PermissionError as error:  # a read-only cache without the file
         raise PermissionError(f"{error}. {how_to}") from None
+    except TimeoutError:  # another process's download hung: its own message
+        raise
     except ValueError as error:  # get_file's checksum failure
         raise DownloadError(
             f"The {what} from {url} failed their checksum (expected {file_hash}): {error}. "
