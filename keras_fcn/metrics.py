@@ -222,11 +222,16 @@ def metrics_from_confusion(confusion):
     return {k: ops.cast(ops.where(diverged, np.nan, v), "float32") for k, v in results.items()}
 
 
+def _is_logits(y_pred, num_classes):
+    """True when ``y_pred`` (a tensor) holds per-class scores, whose argmax is a class id."""
+    return len(y_pred.shape) == 4 and y_pred.shape[-1] == num_classes and num_classes > 1
+
+
 def _to_label_map(y_pred, num_classes):
     """Returns int32 (N, H, W) predictions from logits or a label map."""
     y_pred = ops.convert_to_tensor(y_pred)
     rank = len(y_pred.shape)
-    if rank == 4 and y_pred.shape[-1] == num_classes and num_classes > 1:
+    if _is_logits(y_pred, num_classes):
         return ops.cast(ops.argmax(y_pred, axis=-1), "int32")
     if rank == 4 and y_pred.shape[-1] == 1:
         y_pred = ops.squeeze(y_pred, axis=-1)
@@ -278,8 +283,11 @@ def confusion_matrix_tensor(y_true, y_pred, num_classes, ignore_label=255, sampl
     preds = _to_label_map(y_pred, num_classes)
     check_same_pixels(labels, preds.shape, "y_pred")
     valid = valid_pixels(labels, ignore_label)
-    bad = ops.logical_or(_check_range(labels, valid, num_classes, "label"),
-                         _check_range(preds, valid, num_classes, "predicted class"))
+    bad = _check_range(labels, valid, num_classes, "label")
+    if not _is_logits(y_pred, num_classes):
+        # An argmax is a class id: checking it would only cost a host read (a device sync)
+        # per step in eager Keras-torch.
+        bad = ops.logical_or(bad, _check_range(preds, valid, num_classes, "predicted class"))
     valid = ops.logical_and(valid, ops.logical_not(bad))
     dtype = count_dtype()
     weights = ops.cast(valid, dtype)
@@ -288,8 +296,7 @@ def confusion_matrix_tensor(y_true, y_pred, num_classes, ignore_label=255, sampl
     index = ops.where(valid, labels * num_classes + preds, 0)
     flat = ops.segment_sum(ops.reshape(weights, (-1,)), ops.reshape(index, (-1,)),
                            num_segments=num_classes * num_classes)
-    if (len(y_pred.shape) == 4 and y_pred.shape[-1] == num_classes and num_classes > 1
-            and _tf.is_float(y_pred)):
+    if _is_logits(y_pred, num_classes) and _tf.is_float(y_pred):
         # All of it, not the cells the argmax of NaN picks (column 0 on JAX and PyTorch,
         # others on TensorFlow): the same matrix on every backend.
         finite = ops.all(ops.isfinite(y_pred), axis=-1)
