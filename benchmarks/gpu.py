@@ -17,7 +17,10 @@ so that a run cut short by ``--budget-s`` still has the headline figures:
    ``mixed_bfloat16``; the train step is ``model.compile(jit_compile=True)`` (no metrics) and
    ``train_on_batch``, synchronized after every step like PyTorch's;
 3. ``equiv_jax``: the equivalence check on JAX;
-4. ``keras_torch_fp32`` / ``keras_torch_bf16`` / ``equiv_torch``: the same on Keras-torch;
+4. ``keras_torch_fp32`` / ``keras_torch_bf16`` / ``equiv_torch``: the same on Keras-torch
+   (eager), plus the train step with the library's label checks off (``train_unchecked``:
+   each check reads a value back mid-step, a device sync) and the host reads per step by
+   who makes them;
 5. ``jax_diagnostics``: where the JAX train step's time goes: (c) a pure-JAX step
    (``jax.jit(jax.value_and_grad(model.stateless_call))`` + SGD momentum, state donated),
    (b) ``model.fit`` with ``steps_per_execution=8`` on in-memory arrays, (d) the forward pass
@@ -545,12 +548,64 @@ def keras_train_item(worker, model, name, need=NEEDS["keras_train"], jit_compile
     return worker.item(name, need, run)
 
 
+def host_reads(worker, model):
+    """Values the eager Keras-torch train step reads back to Python in one step (each a
+    device sync), by who reads them: ``aten._local_scalar_dense`` calls under a dispatch mode,
+    attributed to the innermost keras_fcn frame (else Keras')."""
+    import collections
+    import traceback as tb
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    torch = worker.torch
+    images, labels = worker.data(worker.plan["train_batch"], worker.plan["train_size"])
+    x, y = to_device(worker, images), to_device(worker, labels)
+    reads = collections.Counter()
+
+    class Reads(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default:
+                frames = [f for f in tb.extract_stack()
+                          if f"{os.sep}torch{os.sep}" not in f.filename and f.filename != __file__]
+                ours = [f for f in frames if f"{os.sep}keras_fcn{os.sep}" in f.filename]
+                where = (ours or frames or [None])[-1]
+                reads["keras_fcn" if ours else "keras"] += 1
+                if where is not None:
+                    reads[f"{os.path.basename(where.filename)}:{where.name}"] += 1
+            return func(*args, **(kwargs or {}))
+
+    with Reads():
+        model.train_on_batch(x, y)
+    worker.sync()
+    return {"host_reads": dict(reads)}
+
+
+@contextlib.contextmanager
+def library_checks_off():
+    """The library's eager label and weight checks skipped, as inside a compiled step (bad
+    labels then give a NaN loss instead of an error): what the checks' host reads cost."""
+    from keras_fcn import _tf
+
+    concrete = _tf.is_concrete
+    _tf.is_concrete = lambda x: False
+    try:
+        yield
+    finally:
+        _tf.is_concrete = concrete
+
+
 def run_keras(worker):
     setup_keras(worker)
     model = build_keras_model(worker)
     for batch in worker.plan["forward_batches"]:
         keras_forward_item(worker, model, batch, f"forward_b{batch}")
-    keras_train_item(worker, model, "train")
+    if worker.backend != "torch":
+        keras_train_item(worker, model, "train")
+        return
+    keras_train_item(worker, model, "train", extra=lambda: host_reads(worker, model))
+    with library_checks_off():
+        keras_train_item(worker, model, "train_unchecked",
+                         extra=lambda: host_reads(worker, model))
 
 
 def run_equivalence(worker):
@@ -1241,7 +1296,8 @@ def render(report):
         met = {True: "yes", False: "no", None: "—"}[row["met"]]
         value = "n/a" if row["value"] is None else f"{row['value']:.2f}x"
         lines.append(f"| {row['name']} | {value} | {target} | {met} |")
-    lines += (diagnostics_lines(report) + torch_compiled_lines(report) + programs_lines(report)
+    lines += (diagnostics_lines(report) + host_read_lines(report) + torch_compiled_lines(report)
+              + programs_lines(report)
               + equivalence_lines(report))
     guard = report["tf_guard"]
     lines += ["", f"TensorFlow guard: {guard['verdict']} ({guard['detail']})."]
@@ -1287,6 +1343,32 @@ def diagnostics_lines(report):
             versus = f"{mixed['ms'] / found['ms']:.2f}x mixed_bf16's speed" if mixed else "—"
             lines.append(f"| {label} | {found['img_s']:,.1f} | {found['ms']:.2f} | "
                          f"{found['first_call_s']:.1f} | {versus} |")
+    return lines
+
+
+def host_read_lines(report):
+    """The eager Keras-torch step with and without the library's label checks, which read a
+    value back (a device sync) in the middle of the step."""
+    p = report["plan"]
+    lines = ["", f"## Keras-torch: host reads per train step (batch {p['train_batch']})", "",
+             "| precision | library checks | img/s | ms/step | host reads (keras_fcn / Keras) "
+             "| x checked |", "|---|---|---|---|---|---|"]
+    for precision in ("fp32", "bf16"):
+        config = f"keras_torch_{precision}"
+        base = item(report, config, "train")
+        for name, checks in (("train", "on (default)"), ("train_unchecked", "off")):
+            found = item(report, config, name)
+            if found is None:
+                lines.append(f"| {precision} | {checks} | {cell(report, config, name, 'img_s')} "
+                             "| | | |")
+                continue
+            reads = found.get("host_reads", {})
+            where = ", ".join(f"{k} {v}" for k, v in sorted(reads.items())
+                              if k not in ("keras_fcn", "keras"))
+            ratio = f"{found['img_s'] / base['img_s']:.2f}x" if base else "—"
+            lines.append(f"| {precision} | {checks} | {found['img_s']:,.1f} | {found['ms']:.1f} | "
+                         f"{reads.get('keras_fcn', 0)} / {reads.get('keras', 0)} ({where}) "
+                         f"| {ratio} |")
     return lines
 
 

@@ -102,6 +102,24 @@ def test_budget_skips_and_report_is_kept(tmp_path):
     assert json.loads((tmp_path / "gpu.json").read_text()) == report
 
 
+def test_keras_torch_host_reads_are_counted_with_and_without_the_library_checks(tmp_path):
+    """The eager Keras-torch step: the library's loss reads one value back (its label-range
+    check, a device sync mid-step on a GPU); with the checks off, none; Keras' own reads
+    (its optimizer) are counted apart."""
+    proc, report, markdown = run_benchmark(tmp_path, "--hide-tf", "--only", "keras_torch_fp32")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    items = report["configs"]["keras_torch_fp32"]["items"]
+    for name, ours in (("train", 1), ("train_unchecked", 0)):
+        assert_timed(items[name], 2)
+        reads = items[name]["host_reads"]
+        assert reads.get("keras_fcn", 0) == ours, reads
+        assert reads["keras"] >= 1, reads  # Keras' SGD reads its learning rate
+    assert reads["keras"] == items["train"]["host_reads"]["keras"]
+    section = markdown.split("## Keras-torch: host reads per train step")[1]
+    assert "| fp32 | on (default) |" in section and "_tf.py:check_none 1" in section
+    assert "| fp32 | off |" in section and "| 1.00x |" in section
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("tensorflow", ["--hide-tf", "--allow-tf"])
 def test_smoke_run_fills_every_figure(tmp_path, tensorflow):
@@ -130,6 +148,10 @@ def test_smoke_run_fills_every_figure(tmp_path, tensorflow):
     assert diagnostics["train_pure_jax_separable_upsampling"]["grad_rel_diff"] < 1e-5
     for batch in (1, 2):
         assert_timed(diagnostics[f"forward_b{batch}_bf16_weights"], batch)
+    for precision in ("fp32", "bf16"):  # eager Keras-torch without the library's checks
+        unchecked = report["configs"][f"keras_torch_{precision}"]["items"]["train_unchecked"]
+        assert_timed(unchecked, 2)
+        assert unchecked["host_reads"].get("keras_fcn", 0) == 0
     for precision in ("fp32", "bf16"):  # Keras-torch under torch.compile
         compiled = report["configs"][f"keras_torch_compiled_{precision}"]["items"]["train"]
         assert_timed(compiled, 2)
