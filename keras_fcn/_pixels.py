@@ -11,26 +11,23 @@ import numpy as np
 from keras import ops
 
 from keras_fcn import _tf
-from keras_fcn.labels import check_ignore_label
+from keras_fcn.labels import check_ignore_label, whole_number
 
 
 def validate_ignore_label(ignore_label, num_classes=None):
-    """`ignore_label` as an int or None (a float is refused); with `num_classes`, it must not be
-    a class id (:func:`keras_fcn.labels.check_ignore_label`, the one message).
+    """`ignore_label` as an int (a whole float too) or None; with `num_classes`, it must not
+    be a class id: the checks and messages of :func:`keras_fcn.labels.check_ignore_label`,
+    which the data sets use too.
 
     Example:
         >>> validate_ignore_label(1, num_classes=3)
         Traceback (most recent call last):
         ValueError: ignore_label=1 is a class id; expected a value outside [0, 3), e.g. 255 ...
     """
-    if ignore_label is None:
-        return None
-    if isinstance(ignore_label, bool) or not isinstance(ignore_label, (int, np.integer)):
-        raise ValueError("`ignore_label` must be an integer or None. "
-                         f"Received: ignore_label={ignore_label!r}")
-    if num_classes is not None:
-        check_ignore_label(int(ignore_label), num_classes)
-    return int(ignore_label)
+    if ignore_label is None or num_classes is None:
+        return None if ignore_label is None else whole_number(
+            "ignore_label", ignore_label, "an integer or None")
+    return check_ignore_label(ignore_label, num_classes)
 
 
 _INT32 = np.iinfo("int32")

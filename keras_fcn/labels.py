@@ -99,8 +99,9 @@ def whole_number(name, value, expected="an integer"):
 
 
 def check_ignore_label(ignore_label, num_classes, allow_none=True):
-    """Raises ValueError if ``ignore_label`` is a class id (in ``[0, num_classes)``): the
-    pixels of that class would silently be left out of the loss and the metrics.
+    """``ignore_label`` as an int (a whole float such as JSON's ``255.0`` too) or None; a
+    ValueError if it is not a whole number, or if it is a class id (in ``[0, num_classes)``):
+    the pixels of that class would silently be left out of the loss and the metrics.
     ``allow_none``: whether the message may suggest None (no void label).
 
     Example:
@@ -119,6 +120,7 @@ def check_ignore_label(ignore_label, num_classes, allow_none=True):
             "left out of the loss and the metrics)"
             + (", or None for no void label" if allow_none and ignore_label == IGNORE_LABEL
                else "") + ".")
+    return ignore_label
 
 
 def _name_sequence(class_names):

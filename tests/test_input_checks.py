@@ -236,9 +236,13 @@ def test_dataset_info_validates_its_fields():
         DatasetInfo("x", 3, ("a", "b"), palette)
     with pytest.raises(ValueError, match="not a string. Received: class_names='abc'"):
         DatasetInfo("x", 3, "abc", palette)
-    with pytest.raises(ValueError, match=r"`ignore_label` must be an int\. "
-                                         r"Received: ignore_label=255\.0"):
-        DatasetInfo("x", 3, ("a", "b", "c"), palette, ignore_label=255.0)
+    with pytest.raises(ValueError, match=r"^ignore_label must be an integer\. "
+                                         r"Received: ignore_label=255\.5$"):
+        DatasetInfo("x", 3, ("a", "b", "c"), palette, ignore_label=255.5)
+    with pytest.raises(ValueError, match=r"Received: ignore_label=None$"):
+        DatasetInfo("x", 3, ("a", "b", "c"), palette, ignore_label=None)
+    # a whole float (as JSON may hold it) is the integer, as everywhere ignore_label is taken
+    assert DatasetInfo("x", 3, ("a", "b", "c"), palette, ignore_label=255.0).ignore_label == 255
     with pytest.raises(ValueError, match=r"ignore_label=1 is a class id; expected a value "
                                          r"outside \[0, 3\), e.g\. 255"):
         DatasetInfo("x", 3, ("a", "b", "c"), palette, ignore_label=1)

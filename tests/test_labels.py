@@ -37,3 +37,31 @@ def test_a_string_ignore_label_is_a_value_error_naming_it():
     check_ignore_label(np.int64(255), 3)
     with pytest.raises(ValueError, match="ignore_label=1 is a class id"):
         check_ignore_label(1.0, 3)
+
+
+def test_ignore_label_is_taken_alike_by_the_loss_the_metrics_and_the_data_sets():
+    """The loss and metrics refused 255.0 (JSON's way of writing 255) that the data sets took,
+    with another message: one rule and one message now."""
+    from keras_fcn.datasets.base import DatasetInfo
+    from keras_fcn.losses import SparseCategoricalCrossentropyIgnore
+    from keras_fcn.metrics import MeanIU
+
+    loss = SparseCategoricalCrossentropyIgnore(num_classes=3, ignore_label=255.0)
+    metric = MeanIU(num_classes=3, ignore_label=np.float32(255))
+    info = DatasetInfo("x", 3, None, ((0, 0, 0),) * 3, ignore_label=255.0)
+    for value in (loss.get_config()["ignore_label"], metric.get_config()["ignore_label"],
+                  info.ignore_label):
+        assert value == 255 and type(value) is int
+    labels = np.array([[[0, 255], [2, 1]]])
+    logits = np.random.default_rng(0).normal(size=(1, 2, 2, 3)).astype("float32")
+    plain = SparseCategoricalCrossentropyIgnore(num_classes=3, ignore_label=255)
+    assert float(loss(labels, logits)) == float(plain(labels, logits))
+    for make in (lambda v: SparseCategoricalCrossentropyIgnore(num_classes=3, ignore_label=v),
+                 lambda v: MeanIU(num_classes=3, ignore_label=v),
+                 lambda v: check_ignore_label(v, 3)):
+        with pytest.raises(ValueError, match=r"^ignore_label must be an integer or None\. "
+                                             r"Received: ignore_label=2\.5$"):
+            make(2.5)
+        with pytest.raises(ValueError, match=r"^ignore_label=1 is a class id; expected a "
+                                             r"value outside \[0, 3\), e\.g\. 255"):
+            make(1.0)

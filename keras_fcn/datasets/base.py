@@ -2,8 +2,8 @@
 
 import dataclasses
 
-from keras_fcn._checks import check_int, check_positive_int
-from keras_fcn.labels import IGNORE_LABEL, MEAN_RGB, check_ignore_label
+from keras_fcn._checks import check_positive_int
+from keras_fcn.labels import IGNORE_LABEL, MEAN_RGB, check_ignore_label, whole_number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,8 +16,8 @@ class DatasetInfo:
         class_names: names by class id, one per class (a sequence, not a string), or None.
         palette: (r, g, b) colours by class id, for display or colour-coded masks; when the
             ignore label indexes into it, that entry is the void colour.
-        ignore_label: the void label, ignored in loss and metrics: an integer outside
-            ``[0, num_classes)`` (a class id would silently drop that class).
+        ignore_label: the void label, ignored in loss and metrics: an integer (or a whole
+            float) outside ``[0, num_classes)`` (a class id would silently drop that class).
         mean_rgb: mean pixel (RGB), used as padding colour.
         mask_format: mask file format for `make_dataset` ("index", "rgb" or "sbd_mat").
 
@@ -53,8 +53,8 @@ class DatasetInfo:
                 raise ValueError(f"DatasetInfo {self.name!r}: class_names must have one name per "
                                  f"class ({n}). Received {len(names)}: class_names="
                                  f"{list(names)!r}")
-        ignore = check_int("ignore_label", self.ignore_label)
-        check_ignore_label(ignore, n, allow_none=False)
+        ignore = check_ignore_label(whole_number("ignore_label", self.ignore_label), n,
+                                    allow_none=False)
         object.__setattr__(self, "ignore_label", ignore)
 
     def dataset_kwargs(self):
