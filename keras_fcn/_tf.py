@@ -62,19 +62,21 @@ def check_none(bad, values, message):
     ``tf.debugging.Assert``. Inside a JAX trace or ``torch.compile`` nothing can stop the step:
     the callers turn such entries into NaN (losses) or leave them out (metrics).
     """
-    # `initial` keeps an empty batch (no pixel at all) from failing the reduction.
-    first_bad = ops.min(ops.where(bad, values, np.iinfo("int32").max),
-                        initial=np.iinfo("int32").max)
+    def first_bad():
+        # `initial` keeps an empty batch (no pixel at all) from failing the reduction.
+        return ops.min(ops.where(bad, values, np.iinfo("int32").max),
+                       initial=np.iinfo("int32").max)
+
     if is_concrete(bad):
-        if bool(ops.any(bad)):
-            value = ops.convert_to_numpy(first_bad)[()]
+        if bool(ops.any(bad)):  # the one value read back when all is well
+            value = ops.convert_to_numpy(first_bad())[()]
             raise ValueError(message.format(value=int(value) if value.dtype.kind in "iu"
                                             else str(value)))
     elif on_tensorflow():
         import tensorflow as tf
 
         tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)),
-                            [message.format(value="").strip(), first_bad])
+                            [message.format(value="").strip(), first_bad()])
 
 
 def missing(what, instead=None):
