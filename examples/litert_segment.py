@@ -185,6 +185,26 @@ def read_photo(image):
     return image.convert("RGB")
 
 
+def open_photo(path):
+    """The photo file ``path`` read by :func:`read_photo`; an error names the file. PIL's own
+    errors do not, and one of them (``DecompressionBombError``, for a photo of more than
+    ~179 million pixels) is neither an OSError nor a ValueError: it ended in a traceback."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"The image {path!r} is missing." if not os.path.isdir(path)
+                                else f"The image {path!r} is a folder; expected an image file.")
+    try:
+        opened = Image.open(path)
+        opened.load()  # a damaged or truncated file fails here
+    except Exception as error:  # noqa: BLE001 - PIL raises many types, see the docstring
+        raise ValueError(f"The image {path!r} cannot be read: {type(error).__name__}: "
+                         f"{error}") from None
+    with opened:
+        try:
+            return read_photo(opened)
+        except ValueError as error:
+            raise ValueError(f"The image {path!r}: {error}") from None
+
+
 def to_input(image, spec):
     """Resizes an RGB image to the model's input and converts it to its dtype."""
     _, height, width, _ = spec["shape"]
@@ -231,8 +251,7 @@ def main(argv):
     (input_detail,), (output_detail,) = (interpreter.get_input_details(),
                                          interpreter.get_output_details())
     check_model(meta, tflite_path, input_detail, output_detail)
-    with Image.open(image_path) as opened:
-        image = read_photo(opened)
+    image = open_photo(image_path)
     interpreter.set_tensor(input_detail["index"], to_input(image, meta["input"]))
     photo_size = image.size
     interpreter.invoke()

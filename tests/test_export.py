@@ -755,3 +755,36 @@ def test_calibration_and_check_images_read_16_bit_grey_as_training_does(tmp_path
     Image.fromarray(grey).save(tmp_path / "g16.png")
     got = load_image(tmp_path / "g16.png")
     np.testing.assert_array_equal(got, np.repeat((grey >> 8).astype(np.uint8)[..., None], 3, -1))
+
+
+# Round 8 (ship it to a phone): reproducers of an unclear error and a silently wrong export.
+
+
+def test_tflite_runner_names_the_input_size_in_plain_numbers(float32_tflite):
+    """The size came out as (np.int32(32), np.int32(32), np.int32(3)) under NumPy 2."""
+    runner = export.TFLiteRunner(float32_tflite)
+    with pytest.raises(ValueError, match=r"^Image shape must be \(32, 32, 3\) \(the model's "
+                                         r"fixed input size\)\. Received: shape=\(16, 24, 3\)$"):
+        runner.labels(np.zeros((16, 24, 3), np.uint8))
+
+
+def test_export_refuses_a_palette_on_the_0_to_1_scale(tiny_model, model_path, tmp_path):
+    """A float palette with every value in [0, 1] (matplotlib's scale) was written to the
+    sidecar as near-black colours ([1, 0, 0], ...), though the overlays refuse it."""
+    unit = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    message = r"every value in \[0, 1\] \(max=1\.0\): a palette on the 0\.\.1 scale\?"
+    with pytest.raises(ValueError, match=message):
+        export.export_labels(tiny_model, palette=unit)
+    palette_file = tmp_path / "palette.json"
+    palette_file.write_text(json.dumps(unit))
+    out = tmp_path / "out"
+    with tool("export", f"--model={model_path}", f"--output_dir={out}", "--quantizations=",
+              f"--palette={palette_file}") as t:
+        with pytest.raises(ValueError, match=message):
+            t.main(["prog"])
+    assert not out.exists()
+    # the same colours on the 0..255 scale, and a dark integer palette, are fine
+    assert export.export_labels(tiny_model, palette=[[255, 0, 0], [0, 255, 0], [0, 0, 255]]
+                                ).palette[0] == (255, 0, 0)
+    assert export.export_labels(tiny_model, palette=[[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+                                ).palette[2] == (0, 0, 1)

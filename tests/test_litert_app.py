@@ -43,3 +43,52 @@ def test_litert_app_without_tensorflow_matches_keras(tmp_path, quantization, arg
     assert agreement > 0.99, agreement
     for class_id in np.unique(expected_ids):
         assert names[class_id] in run.stdout
+
+
+
+@pytest.fixture(scope="module")
+def small_tflite(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("model") / "m.tflite")
+    export.export_tflite(tiny_fcn("8s", 2, scale=0.5, include_preprocessing=True), path,
+                         input_size=(16, 16))
+    return path
+
+
+def _huge_photo(folder):
+    huge = folder / "huge.png"  # 14000 x 14000 grey: 196M pixels, a 0.2 MB file
+    Image.new("L", (14000, 14000), 128).save(huge)
+    return huge
+
+
+def test_litert_app_names_a_missing_huge_or_damaged_photo(small_tflite, tmp_path):
+    """A photo over PIL's decompression-bomb limit ended in a traceback (exit 1): PIL's
+    DecompressionBombError is neither an OSError nor a ValueError. A missing or damaged
+    photo is named."""
+    from tool_flags import load_script
+
+    app = load_script(APP, "litert_app_photos")
+    huge = _huge_photo(tmp_path)
+    damaged = tmp_path / "damaged.png"
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
+    Image.fromarray(noise).save(damaged)
+    damaged.write_bytes(damaged.read_bytes()[:2000])  # the header is intact, the pixels cut
+    cases = [(huge, ValueError, rf"^The image '{huge}' cannot be read: DecompressionBombError: "
+                                r"Image size \(196000000 pixels\) exceeds limit"),
+             (tmp_path / "none.png", FileNotFoundError,
+              rf"^The image '{tmp_path / 'none.png'}' is missing\.$"),
+             (tmp_path, FileNotFoundError, rf"^The image '{tmp_path}' is a folder; expected "),
+             (damaged, ValueError, rf"^The image '{damaged}' cannot be read: OSError: ")]
+    for photo, kind, message in cases:
+        with pytest.raises(kind, match=message):
+            app.main(["app", small_tflite, str(photo), str(tmp_path / "out.png")])
+    assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.slow
+def test_litert_app_exits_2_on_a_huge_photo(small_tflite, tmp_path):
+    run = subprocess.run([sys.executable, "-c", BLOCKED, APP, small_tflite,
+                          str(_huge_photo(tmp_path)), str(tmp_path / "out.png")],
+                         capture_output=True, text=True, timeout=120)
+    errors = [line for line in run.stderr.splitlines() if "XNNPACK" not in line]
+    assert run.returncode == 2 and len(errors) == 1, run.stderr[-2000:]
+    assert errors[0].startswith("error: The image ") and "DecompressionBombError" in errors[0]

@@ -145,8 +145,9 @@ class TFLiteRunner:
                 0..255 (:func:`check_rgb_image`: a 0..1 float image, ints above 255).
         """
         image = np.asarray(image)
-        if image.shape != tuple(self._input["shape"][1:]):
-            raise ValueError(f"Image shape must be {tuple(self._input['shape'][1:])}. "
+        expected = tuple(int(d) for d in self._input["shape"][1:])  # not np.int32(...) reprs
+        if image.shape != expected:
+            raise ValueError(f"Image shape must be {expected} (the model's fixed input size). "
                              f"Received: shape={image.shape}")
         image = check_rgb_image(image)
         self.interpreter.set_tensor(self._input["index"], self._quantize_input(image)[None])

@@ -8,6 +8,7 @@ Example:
 
 import os
 
+from keras_fcn.inference.visualize import check_palette
 from keras_fcn.labels import IGNORE_LABEL, ModelLabels
 from keras_fcn.models.inspect import normalization_of, num_classes_of
 
@@ -30,7 +31,9 @@ def export_labels(model, labels=None, *, source=None, class_names=None, palette=
         A :class:`ModelLabels` with the model's name and normalization.
 
     Raises:
-        ValueError: the names, palette or found labels do not have one entry per class.
+        ValueError: the names, palette or found labels do not have one entry per class, or
+            the palette is not whole numbers in 0..255 (a float palette with every value in
+            [0, 1] is on matplotlib's scale: refused, as by the overlays).
 
     Example:
         export_labels(model, source="runs/camvid/best.keras").class_names[:2]
@@ -45,6 +48,8 @@ def export_labels(model, labels=None, *, source=None, class_names=None, palette=
     if labels.num_classes != num_classes:
         raise ValueError(f"The labels name {labels.num_classes} classes but model "
                          f"{model.name!r} has {num_classes}. Received: labels={labels!r}")
+    if palette is not None:  # a 0..1 palette: ModelLabels checks one colour at a time
+        check_palette(palette, max_colours=None)
     changes = {"class_names": class_names, "palette": palette, "ignore_label": ignore_label}
     changes = {key: value for key, value in changes.items() if value is not None}
     return labels.with_updates(

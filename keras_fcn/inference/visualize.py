@@ -39,22 +39,35 @@ def full_palette(palette=None):
     """
     full = np.asarray(voc_palette(256), dtype="uint8")
     if palette is not None:
-        palette = _check_palette(palette)
+        palette = check_palette(palette)
         full[: len(palette)] = palette.astype("uint8")
     return full
 
 
-def _check_palette(palette):
-    """``palette`` as an array of up to 256 (r, g, b) whole numbers in 0..255, or a
-    ValueError naming what is wrong."""
+def check_palette(palette, max_colours=256):
+    """``palette`` as an array of up to ``max_colours`` (None: any number of) (r, g, b) whole
+    numbers in 0..255, or a ValueError naming what is wrong.
+
+    One colour follows :func:`keras_fcn.labels.check_colour`'s rule (whole numbers in 0..255);
+    a palette is also refused when it is float and every value lies in [0, 1]: a palette on
+    matplotlib's 0..1 scale, whose colours would all be near black. One colour cannot tell
+    that ((1, 0, 0) is a valid colour), so this check looks at the whole palette.
+
+    Example:
+        >>> check_palette([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+        Traceback (most recent call last):
+        ValueError: palette colours must be in 0..255, but this float palette has every value ...
+    """
+    limit = "" if max_colours is None else f"up to {max_colours} "
     try:
         palette = np.asarray(palette)
     except ValueError:  # a ragged list
-        raise ValueError(f"palette must be up to 256 (r, g, b) colours. Received: "
+        raise ValueError(f"palette must be {limit}(r, g, b) colours. Received: "
                          f"palette={palette!r}") from None
-    if palette.ndim != 2 or palette.shape[1] != 3 or len(palette) > 256:
+    if palette.ndim != 2 or palette.shape[1] != 3 or (max_colours is not None
+                                                       and len(palette) > max_colours):
         raise ValueError(
-            f"palette must be up to 256 (r, g, b) colours. Received: shape={palette.shape}"
+            f"palette must be {limit}(r, g, b) colours. Received: shape={palette.shape}"
         )
     if palette.dtype.kind not in "iuf":
         raise ValueError(f"palette colours must be whole numbers in 0..255. Received: "
