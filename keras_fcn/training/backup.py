@@ -132,6 +132,64 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
                 f"{trained} epochs. Resume with --epochs={trained} or more, or start a new "
                 f"run. Received: epochs={epochs}")
 
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        check_workers_agree(self.model, self.backup_dir)
+
     def on_train_end(self, logs=None):
         if self._nan_guard.nan_step is None and not self._keep_at_end:
             super().on_train_end(logs)
+
+
+def _weights_checksum(model):
+    """One float64 summing every weight of ``model`` (this worker's copy), in a fixed order."""
+    import numpy as np
+
+    total = 0.0
+    for weight in model.get_weights():
+        weight = np.asarray(weight, "float64")
+        total += np.abs(weight).sum() + 0.5 * weight.sum()  # a sign flip changes it too
+    return float(total)
+
+
+def check_workers_agree(model, backup_dir):
+    """Under `MultiWorkerMirroredStrategy`, raises a RuntimeError on every worker when the
+    workers start `fit` at different epochs or from different weights.
+
+    Each worker restores its own backup: one that finds none (a folder the chief sees and it
+    does not) starts at epoch 1 from its initial weights while the chief resumes, and the run
+    goes on with weights that differ between workers (the gradients are summed, the weights
+    never compared) until a worker ends early. Gathered across workers after the restore,
+    the epochs and a checksum of the weights must be equal. Nothing is done otherwise.
+    """
+    if not _on_multi_worker(model):
+        return
+    import numpy as np
+    import tensorflow as tf
+
+    strategy = model.distribute_strategy
+    mine = tf.constant([[float(model._initial_epoch or 0), _weights_checksum(model)]],
+                       tf.float64)
+    gather = tf.function(lambda: strategy.gather(strategy.run(lambda: tf.identity(mine)), 0))
+    states = gather().numpy()  # in a tf.function: tf.distribute warns of an eager run()
+    epochs, sums = states[:, 0], states[:, 1]
+    if (epochs == epochs[0]).all() and np.allclose(sums, sums[0], rtol=1e-12, atol=0):
+        return
+    detail = "; ".join(f"replica {i}: epoch {int(e)}, weights checksum {c:.9g}"
+                       for i, (e, c) in enumerate(states))
+    raise RuntimeError(
+        "The workers would train from different states (" + detail + "): the backup in "
+        f"'{backup_dir}' is not the same on every worker. A resumed multi-worker run needs its "
+        "output directory on a file system that every worker sees (keras_fcn's recipes copy "
+        "the chief's run folder to the other workers when they can read it).")
+
+
+def _on_multi_worker(model):
+    from keras_fcn import _tf
+
+    if not _tf.on_tensorflow():
+        return False
+    import tensorflow as tf
+
+    strategy = getattr(model, "distribute_strategy", None)
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)

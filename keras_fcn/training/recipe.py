@@ -10,7 +10,6 @@ Example:
 """
 
 import os
-import tempfile
 
 import keras
 
@@ -20,7 +19,7 @@ from keras_fcn._checks import check_choice
 from keras_fcn.labels import ModelLabels
 from keras_fcn.training import array_inputs
 from keras_fcn.training.callbacks import TimeLimit
-from keras_fcn.training.config import MODELS, TrainConfig, check_numbers
+from keras_fcn.training.config import MODELS, check_numbers
 from keras_fcn.training.consistency import add_consistency
 from keras_fcn.training.distribute import (
     is_chief,
@@ -46,6 +45,7 @@ from keras_fcn.training.run_dir import (
     finished_run,
     prepare_run_dir,
     run_inputs,
+    worker_run_dir,
     write_run_config,
 )
 
@@ -464,7 +464,7 @@ def run(config):
             write_run_config(run_dir, config.flat(), resume=config.run.resume,
                              compare=RESUME_FLAGS, replan=SCHEDULE_FLAGS)
         else:
-            run_dir = tempfile.mkdtemp(prefix="keras_fcn_worker_")
+            run_dir = worker_run_dir(config.run.output_dir, resume=config.run.resume)
         return _train_in(config, run_dir, strategy, chief)
 
 

@@ -211,6 +211,32 @@ def prepare_run_dir(run_dir, *, resume=False, overwrite=False, inputs=()):
     return run_dir
 
 
+def worker_run_dir(output_dir, resume=False):
+    """The private run folder of a non-chief worker of a multi-worker run: a new temporary
+    folder (the chief alone writes ``output_dir``), holding, for a resume, a copy of the
+    chief's ``output_dir`` (backups, finished stages) so that every worker restores the same
+    state. When this worker cannot read ``output_dir`` (not on a shared file system), nothing
+    is copied: the workers then disagree on the state they restore, which
+    ``keras_fcn.training.backup.check_workers_agree`` refuses at the start of training.
+
+    Example:
+        >>> worker_run_dir("runs/a")  # doctest: +SKIP
+        '/tmp/keras_fcn_worker_k2j4x9'
+    """
+    import tempfile
+
+    run_dir = tempfile.mkdtemp(prefix="keras_fcn_worker_")
+    if resume and os.path.isdir(output_dir):
+        # The chief has not written since the last run ended: it writes backups only once
+        # every worker has joined the first training step.
+        shutil.copytree(output_dir, run_dir, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(io.LOCK_FILE, "logs"))
+    elif resume:
+        print(f"This worker cannot see the run folder {output_dir!r}: it resumes only if the "
+              "chief has no backup to resume from.", flush=True)
+    return run_dir
+
+
 def _flag_text(value):
     """A stored flag value as the command line writes it (tuples as "a,b"; unset as "")."""
     if value is None:
