@@ -19,7 +19,7 @@ from keras_fcn._checks import check_choice
 from keras_fcn.labels import ModelLabels
 from keras_fcn.training import array_inputs
 from keras_fcn.training.callbacks import TimeLimit
-from keras_fcn.training.config import MODELS, check_numbers
+from keras_fcn.training.config import MODELS, TrainConfig, check_numbers  # noqa: F401 (doctests)
 from keras_fcn.training.consistency import add_consistency
 from keras_fcn.training.distribute import (
     is_chief,
