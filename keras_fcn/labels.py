@@ -77,6 +77,63 @@ def check_colour(value, where="colour"):
     return colour
 
 
+def check_palette(palette, max_colours=256):
+    """``palette`` as an array of up to ``max_colours`` (None: any number of) (r, g, b) whole
+    numbers in 0..255, or a ValueError naming what is wrong.
+
+    One colour follows :func:`check_colour`'s rule (whole numbers in 0..255);
+    a palette is also refused when it is float and every value lies in [0, 1]: a palette on
+    matplotlib's 0..1 scale, whose colours would all be near black. One colour cannot tell
+    that ((1, 0, 0) is a valid colour), so this check looks at the whole palette.
+
+    Example:
+        >>> check_palette([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+        Traceback (most recent call last):
+        ValueError: palette colours must be in 0..255, but this float palette has every value ...
+    """
+    limit = "" if max_colours is None else f"up to {max_colours} "
+    try:
+        palette = np.asarray(palette)
+    except ValueError:  # a ragged list
+        raise ValueError(f"palette must be {limit}(r, g, b) colours. Received: "
+                         f"palette={palette!r}") from None
+    if palette.ndim != 2 or palette.shape[1] != 3 or (max_colours is not None
+                                                       and len(palette) > max_colours):
+        raise ValueError(
+            f"palette must be {limit}(r, g, b) colours. Received: shape={palette.shape}"
+        )
+    if palette.dtype.kind not in "iuf":
+        raise ValueError(f"palette colours must be whole numbers in 0..255. Received: "
+                         f"dtype={palette.dtype}")
+    if not palette.size:
+        return palette
+    if palette.dtype.kind == "f":
+        finite = np.isfinite(palette)
+        whole = finite & (palette == np.round(np.where(finite, palette, 0)))
+        if not whole.all():
+            row = int(np.argwhere(~whole)[0][0])
+            hint = (" A palette in [0, 1]? Multiply by 255 and round."
+                    if finite.all() and palette.min() >= 0 and palette.max() <= 1 else "")
+            raise ValueError(f"palette colours must be whole numbers in 0..255 (uint8 RGB). "
+                             f"Received: palette[{row}]={palette[row].tolist()}.{hint}")
+        _check_not_unit_scale(palette)
+    if palette.min() < 0 or palette.max() > 255:
+        raise ValueError("palette colours must be in 0..255. "
+                         f"Received: min={palette.min()}, max={palette.max()}")
+    return palette
+
+
+def _check_not_unit_scale(palette):
+    """Refuses a float palette (an array) with every value in [0, 1]: matplotlib's 0..1
+    scale, whose colours would all be near black as 0..255 colours."""
+    if palette.dtype.kind == "f" and palette.size and np.isfinite(palette).all() \
+            and palette.min() >= 0 and 0 < palette.max() <= 1:
+        raise ValueError(
+            "palette colours must be in 0..255, but this float palette has every value in "
+            f"[0, 1] (max={palette.max()}): a palette on the 0..1 scale? Multiply by 255 "
+            "and round, or pass integer colours.")
+
+
 def _plain(value):
     """``value`` with NumPy arrays as lists, for messages."""
     return value.tolist() if isinstance(value, np.ndarray) else value
@@ -196,8 +253,12 @@ class ModelLabels:
                              f"num_classes={self.num_classes!r}")
         names = (tuple(f"class_{i}" for i in range(n)) if self.class_names is None
                  else tuple(str(name) for name in _name_sequence(self.class_names)))
-        palette = (voc_palette(n) if self.palette is None
-                   else tuple(check_colour(c, f"palette[{i}]") for i, c in enumerate(self.palette)))
+        palette = self.palette
+        if palette is None:
+            palette = voc_palette(n)
+        else:
+            palette = tuple(check_colour(c, f"palette[{i}]") for i, c in enumerate(palette))
+            _check_not_unit_scale(np.asarray(self.palette))  # one colour cannot tell
         if len(palette) == n + 1:
             palette = palette[:n]  # legacy labels.json: the void colour came last
         for what, values in (("class_names", names), ("palette", palette)):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from keras_fcn.data.masks import palette_to_table
+from keras_fcn import labels as labels_lib
 from keras_fcn.labels import ModelLabels, check_colour, check_ignore_label
 
 
@@ -65,3 +66,21 @@ def test_ignore_label_is_taken_alike_by_the_loss_the_metrics_and_the_data_sets()
         with pytest.raises(ValueError, match=r"^ignore_label=1 is a class id; expected a "
                                              r"value outside \[0, 3\), e\.g\. 255"):
             make(1.0)
+
+
+def test_model_labels_refuse_a_palette_on_the_0_to_1_scale():
+    """ModelLabels took [[1.0, 0, 0], [0, 0, 1.0]] (each colour valid alone) and wrote
+    near-black colours to labels.json and the export sidecars; one palette check now serves
+    labels, overlays and exports."""
+    from keras_fcn.inference import visualize
+
+    assert visualize.check_palette is labels_lib.check_palette
+    for make in (lambda p: ModelLabels(num_classes=2, palette=p),
+                 lambda p: labels_lib.check_palette(p, max_colours=None)):
+        with pytest.raises(ValueError, match=r"this float palette has every value in \[0, 1\] "
+                                             r"\(max=1\.0\): a palette on the 0\.\.1 scale\?"):
+            make([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    assert ModelLabels(num_classes=2, palette=[[1, 0, 0], [0, 0, 1]]).palette == (
+        (1, 0, 0), (0, 0, 1))  # integers are 0..255 colours, dark or not
+    assert ModelLabels(num_classes=2, palette=[[255.0, 0, 0], [0, 0, 1.0]]).palette == (
+        (255, 0, 0), (0, 0, 1))

@@ -8,7 +8,7 @@ Example:
 
 import os
 
-from keras_fcn.inference.visualize import check_palette
+from keras_fcn.labels import check_palette
 from keras_fcn.labels import IGNORE_LABEL, ModelLabels
 from keras_fcn.models.inspect import normalization_of, num_classes_of
 

@@ -16,7 +16,7 @@ import numpy as np
 from keras_fcn import io
 from keras_fcn._checks import check_int
 from keras_fcn.inference.images import check_image
-from keras_fcn.labels import IGNORE_LABEL, voc_palette
+from keras_fcn.labels import IGNORE_LABEL, check_palette, voc_palette  # noqa: F401 (API)
 
 OVERLAY_ROWS = 512  # overlay blends this many rows at a time
 
@@ -42,56 +42,6 @@ def full_palette(palette=None):
         palette = check_palette(palette)
         full[: len(palette)] = palette.astype("uint8")
     return full
-
-
-def check_palette(palette, max_colours=256):
-    """``palette`` as an array of up to ``max_colours`` (None: any number of) (r, g, b) whole
-    numbers in 0..255, or a ValueError naming what is wrong.
-
-    One colour follows :func:`keras_fcn.labels.check_colour`'s rule (whole numbers in 0..255);
-    a palette is also refused when it is float and every value lies in [0, 1]: a palette on
-    matplotlib's 0..1 scale, whose colours would all be near black. One colour cannot tell
-    that ((1, 0, 0) is a valid colour), so this check looks at the whole palette.
-
-    Example:
-        >>> check_palette([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-        Traceback (most recent call last):
-        ValueError: palette colours must be in 0..255, but this float palette has every value ...
-    """
-    limit = "" if max_colours is None else f"up to {max_colours} "
-    try:
-        palette = np.asarray(palette)
-    except ValueError:  # a ragged list
-        raise ValueError(f"palette must be {limit}(r, g, b) colours. Received: "
-                         f"palette={palette!r}") from None
-    if palette.ndim != 2 or palette.shape[1] != 3 or (max_colours is not None
-                                                       and len(palette) > max_colours):
-        raise ValueError(
-            f"palette must be {limit}(r, g, b) colours. Received: shape={palette.shape}"
-        )
-    if palette.dtype.kind not in "iuf":
-        raise ValueError(f"palette colours must be whole numbers in 0..255. Received: "
-                         f"dtype={palette.dtype}")
-    if not palette.size:
-        return palette
-    if palette.dtype.kind == "f":
-        finite = np.isfinite(palette)
-        whole = finite & (palette == np.round(np.where(finite, palette, 0)))
-        if not whole.all():
-            row = int(np.argwhere(~whole)[0][0])
-            hint = (" A palette in [0, 1]? Multiply by 255 and round."
-                    if finite.all() and palette.min() >= 0 and palette.max() <= 1 else "")
-            raise ValueError(f"palette colours must be whole numbers in 0..255 (uint8 RGB). "
-                             f"Received: palette[{row}]={palette[row].tolist()}.{hint}")
-        if palette.min() >= 0 and 0 < palette.max() <= 1:
-            raise ValueError(
-                "palette colours must be in 0..255, but this float palette has every value in "
-                f"[0, 1] (max={palette.max()}): a palette on the 0..1 scale? Multiply by 255 "
-                "and round, or pass integer colours.")
-    if palette.min() < 0 or palette.max() > 255:
-        raise ValueError("palette colours must be in 0..255. "
-                         f"Received: min={palette.min()}, max={palette.max()}")
-    return palette
 
 
 def check_labels(labels):
