@@ -522,3 +522,88 @@ def test_a_resumed_pydataset_run_trains_on_the_batches_of_an_uninterrupted_run(t
     from resume_order import check_resume_reads_the_uninterrupted_batches, py_data
 
     check_resume_reads_the_uninterrupted_batches(lambda: py_data(tmp_path / "shapes"), tmp_path)
+
+
+def _tiny_compiled_fcn(num_classes=C):
+    model = keras_fcn.build_fcn("8s", num_classes, weights=None, widths=(4, 4, 8, 8, 8),
+                                fc_units=8)
+    model.compile(keras.optimizers.Adam(1e-2),
+                  loss=losses.SparseCategoricalCrossentropyIgnore(num_classes),
+                  metrics=[metrics.MeanIU(num_classes)])
+    return model
+
+
+def test_keras_callbacks_in_auto_mode_maximize_the_mean_iu(tmp_path):
+    """EarlyStopping/ModelCheckpoint/ReduceLROnPlateau(monitor="val_mean_iu") refused the
+    metric in mode="auto" (it had no direction); the best checkpoint holds the best epoch."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 50, (4, 32, 32, 3)).astype("float32")
+    y = _labels((4, 32, 32), rng=rng)
+    model = _tiny_compiled_fcn()
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras"),
+                                                 monitor="val_mean_iu", save_best_only=True)
+    callbacks = [checkpoint, keras.callbacks.EarlyStopping(monitor="val_mean_iu", patience=5),
+                 keras.callbacks.ReduceLROnPlateau(monitor="val_mean_iu", patience=5)]
+    history = model.fit(x, y, batch_size=2, epochs=3, validation_data=(x, y), verbose=0,
+                        callbacks=callbacks)
+    assert checkpoint.monitor_op is keras.ops.greater
+    best = keras.models.load_model(tmp_path / "best.keras")
+    preds = _np(best.predict(x, verbose=0)).argmax(-1)
+    expected = metrics.segmentation_metrics(metrics.confusion_matrix(y, preds, C))["mean_iu"]
+    assert max(history.history["val_mean_iu"]) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.full((2, 32, 32), 0.5, "float32"), "whole class id. Received a label value: 0.5"),
+    (np.full((2, 32, 32), 3, "int64"), r"in \[0, 3\) .*Received a label value: 3"),
+    (np.zeros((2, 32, 32, 3), "int32"), r"shape \(N, H, W\) or \(N, H, W, 1\).*\(2, 32, 32, 3\)"),
+])
+def test_fit_refuses_bad_label_arrays_on_every_backend(labels, message):
+    """On JAX a compiled step cannot raise: a fractional or out-of-range label trained on with
+    loss NaN and mean IU 0.0, and (N, H, W, 3) labels failed in broadcasting."""
+    x = np.zeros((2, 32, 32, 3), "float32")
+    with pytest.raises(ValueError, match=message):
+        _tiny_compiled_fcn().fit(x, labels, epochs=1, verbose=0)
+
+
+def test_fit_refuses_class_weight_and_names_the_loss_argument():
+    """Keras' class_weight (one class per sample) failed on label maps with a TypeError."""
+    x, y = np.zeros((2, 32, 32, 3), "float32"), np.zeros((2, 32, 32), "int32")
+    with pytest.raises(ValueError, match=r"class_weights=\[1.0, 2.0, 1.0\]"):
+        _tiny_compiled_fcn().fit(x, y, class_weight={0: 1, 1: 2, 2: 1}, verbose=0)
+
+
+def test_empty_batches_and_one_channel_images_are_refused_by_name():
+    """Keras failed with an UnboundLocalError (predict) or StopIteration (JAX fit)."""
+    model = _tiny_compiled_fcn()
+    empty = np.zeros((0, 32, 32, 3), "float32")
+    for call in (lambda: model.predict(empty, verbose=0),
+                 lambda: model.evaluate(empty, np.zeros((0, 32, 32), "int32"), verbose=0),
+                 lambda: model.fit(empty, np.zeros((0, 32, 32), "int32"), verbose=0)):
+        with pytest.raises(ValueError, match=r"holds no images.*x.shape=\(0, 32, 32, 3\)"):
+            call()
+    with pytest.raises(ValueError, match=r"images \(N, H, W, 3\).*x.shape=\(1, 32, 32, 1\)"):
+        model.predict(np.zeros((1, 32, 32, 1), "float32"), verbose=0)
+
+
+def test_freezing_the_trunk_trains_the_heads_alone_then_all_but_the_upsampling():
+    model = _tiny_compiled_fcn()
+    for layer in model.trunk_layers():
+        layer.trainable = False
+    model.compile(keras.optimizers.SGD(1.0), loss=losses.SparseCategoricalCrossentropyIgnore(C))
+    rng = np.random.default_rng(6)
+    x = rng.normal(0, 50, (2, 32, 32, 3)).astype("float32")
+    y = _labels((2, 32, 32), rng=rng)
+    before = {w.path: _np(w) for w in model.weights}
+    model.fit(x, y, epochs=1, verbose=0)
+    changed = {w.path.split("/")[0] for w in model.weights if not np.array_equal(
+        _np(w), before[w.path])}
+    assert changed == {"score_fr", "score_pool4", "score_pool3"}
+    for layer in model.trunk_layers():
+        layer.trainable = True
+    model.compile(keras.optimizers.SGD(1e-3), loss=losses.SparseCategoricalCrossentropyIgnore(C))
+    before = {w.path: _np(w) for w in model.weights}
+    model.fit(x, y, epochs=1, verbose=0)
+    changed = {w.path.split("/")[0] for w in model.weights if not np.array_equal(
+        _np(w), before[w.path])}
+    assert "conv1_1" in changed and not changed & {"upscore2", "upscore_pool4", "upscore8"}

@@ -378,3 +378,17 @@ def test_mirrored_strategy_loss_equals_single_device(distributed_results, mode):
         # The test can fail: averaging the two replicas' own means differs.
         per_replica = [_numpy_loss(y[i:i + 2], logits[i:i + 2], weights) for i in (0, 2)]
         assert abs(np.mean(per_replica) - expected) > 0.05 * expected
+
+
+def test_color_or_one_hot_labels_are_refused_naming_their_shape():
+    """(N, H, W, 3) labels broadcast against the logits and failed with an error of each
+    backend's own (TensorFlow: about `output` and `target` ranks); the metric too."""
+    from keras_fcn.metrics import MeanIU
+
+    labels = np.zeros((2, 4, 4, 3), "int32")
+    logits = np.zeros((2, 4, 4, 3), "float32")
+    expected = r"shape \(N, H, W\) or \(N, H, W, 1\).*Received: labels of shape \(2, 4, 4, 3\)"
+    with pytest.raises(ValueError, match=expected):
+        SparseCategoricalCrossentropyIgnore(3)(labels, logits)
+    with pytest.raises(ValueError, match=expected):
+        MeanIU(3).update_state(labels, logits)

@@ -427,3 +427,13 @@ def test_backbone_of_tells_every_trunk():
         model = build_fcn("32s", num_classes=3, weights=None, backbone=backbone, **kwargs)
         assert backbone_of(model) == backbone
         assert backbone_of(keras_fcn.with_preprocessing(model, "float32")) == backbone
+
+
+def test_channels_first_data_format_is_refused_before_building():
+    """The build failed deep inside with "unsupported operand type(s) for %"."""
+    keras.config.set_image_data_format("channels_first")
+    try:
+        with pytest.raises(ValueError, match="set_image_data_format.*'channels_first'"):
+            build_fcn("8s", 3, weights=None, widths=TINY_WIDTHS, fc_units=TINY_FC)
+    finally:
+        keras.config.set_image_data_format("channels_last")

@@ -91,6 +91,13 @@ def check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone
             f"are FCN-32s only). Received: variant={variant!r}, backbone={backbone!r}")
     check_positive_int("num_classes", num_classes)
     check_head_size(variant, num_classes, trunk)
+    if keras.config.image_data_format() != "channels_last":
+        # The crops, pads and weight layouts are channels last: the build failed deep inside.
+        raise ValueError(
+            "The FCNs are built channels last (N, H, W, C): call "
+            "keras.config.set_image_data_format('channels_last') first (transpose "
+            "channels-first images with keras.ops.transpose(x, (0, 2, 3, 1))). Received: "
+            f"keras.config.image_data_format()={keras.config.image_data_format()!r}")
     shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
     # A bool is an int to Python: (True, True, 3) was a 1 x 1 input.
     if (

@@ -44,6 +44,9 @@ SKIPS = (
          "score_pool3c", "fuse_pool3"),
 )
 CROPS = {skip.up_crop for skip in SKIPS} | {skip.skip_crop for skip in SKIPS}
+# Every layer the heads add starts with one of these (the task suffixes of the two-headed model
+# come after them); every other layer of an FCN but its input belongs to the trunk.
+HEAD_PREFIXES = ("score", "upscore", "fuse_", "scale_pool", "classifier", "aux_classifier")
 # Per variant: how many skips, and the last upsampling to the input (name, stride).
 DEPTHS = {"32s": (0, "upscore", 32), "16s": (1, "upscore16", 16), "8s": (2, "upscore8", 8)}
 

@@ -25,8 +25,11 @@ import difflib
 from typing import Callable
 
 import keras
+import numpy as np
 
+from keras_fcn._checks import as_class_ids, check_class_ids
 from keras_fcn.layers import FCN_MEAN_BGR, CaffePreprocessing, preprocess_input
+from keras_fcn.models.heads import HEAD_PREFIXES
 
 # The paper's variants (heads fusing the strides 32, 16 and 8), and "dilated": a trunk whose
 # last stages are dilated to output stride 8 with torchvision's FCNHead (FCN-ResNet).
@@ -234,6 +237,83 @@ def build_before_fit(model, data):
     return True
 
 
+def check_no_class_weight(class_weight):
+    """Raises a ValueError naming the loss's ``class_weights`` when ``class_weight`` is given.
+
+    Keras' ``fit(class_weight=...)`` reads one class id per sample and fails on label maps
+    with a TypeError that names neither argument; its per-sample weight would also weight the
+    metrics' confusion matrix, which changes the mean IU.
+
+    Example:
+        >>> check_no_class_weight({0: 1.0, 1: 2.0})
+        Traceback (most recent call last):
+        ValueError: `class_weight` weighs one class per sample...class_weights=[1.0, 2.0])`...
+    """
+    if class_weight is None:
+        return
+    hint = "[w_0, w_1, ...]"
+    if isinstance(class_weight, dict) and sorted(class_weight) == list(range(len(class_weight))):
+        hint = repr([float(class_weight[k]) for k in range(len(class_weight))])
+    raise ValueError(
+        "`class_weight` weighs one class per sample, and an FCN's sample is a label map: pass "
+        "the per-class weights to the loss instead, "
+        f"`SparseCategoricalCrossentropyIgnore(num_classes=..., class_weights={hint})` "
+        "(keras_fcn.median_frequency_weights computes them from the masks). "
+        f"Received: class_weight={class_weight!r}")
+
+
+def _label_loss(model):
+    """The model's compiled loss if it is the per-pixel one with an ignore label, else None."""
+    loss = getattr(model, "loss", None)
+    return loss if hasattr(loss, "ignore_label") and hasattr(loss, "num_classes") else None
+
+
+def check_arrays(model, x, y, what=""):
+    """Checks numpy images ``x`` and labels ``y`` for ``model`` before Keras sees them.
+
+    Keras fails on an empty batch with an error of each backend's own (an UnboundLocalError in
+    ``predict``), and a compiled step cannot stop on a bad label: on JAX the loss is NaN and
+    training goes on. Arrays are known here, so: ``x`` must hold images, ``y`` label maps
+    (N, H, W) or (N, H, W, 1) of whole class ids in [0, num_classes) or the ignore label of the
+    compiled loss. Anything that is not a numpy array (tensors, data sets) passes unchecked.
+
+    Raises:
+        ValueError: naming the bad shape or value and what was expected.
+
+    Example:
+        >>> model = keras_fcn.build_fcn("32s", 3, weights=None, widths=(4, 4, 8, 8, 8),
+        ...                             fc_units=8)
+        >>> check_arrays(model, np.zeros((0, 32, 32, 3)), None)
+        Traceback (most recent call last):
+        ValueError: `x` holds no images: expected a batch (N, H, W, channels) with N >= 1. ...
+    """
+    prefix = f"`{what}`: " if what else ""
+    if isinstance(x, np.ndarray) and (x.ndim == 0 or len(x) == 0):
+        raise ValueError(
+            f"{prefix}`x` holds no images: expected a batch (N, H, W, channels) with N >= 1. "
+            f"Received: x.shape={x.shape}")
+    channels = model.input_shape[-1] if isinstance(model.input_shape, tuple) else None
+    if isinstance(x, np.ndarray) and channels is not None and (x.ndim != 4
+                                                               or x.shape[-1] != channels):
+        raise ValueError(
+            f"{prefix}`x` must be images (N, H, W, {channels}), channels last, for the model's "
+            f"input {model.input_shape}. Received: x.shape={x.shape}")
+    if not isinstance(y, np.ndarray):
+        return
+    if not (y.ndim == 3 or (y.ndim == 4 and y.shape[-1] == 1)):
+        raise ValueError(
+            f"{prefix}Labels must be class ids of shape (N, H, W) or (N, H, W, 1), not one-hot "
+            f"or color maps. Received: y.shape={y.shape}")
+    loss = _label_loss(model)
+    if loss is None:
+        return
+    num_classes = loss.num_classes or model.output_shape[-1]
+    labels = as_class_ids(y, "label")
+    if loss.ignore_label is not None:
+        labels = labels[labels != loss.ignore_label]
+    check_class_ids(labels, num_classes, loss.ignore_label)
+
+
 @keras.saving.register_keras_serializable(package="keras_fcn")
 class FCN(keras.Model):
     """A functional FCN that knows its trunk and variant (saved in its config).
@@ -268,6 +348,28 @@ class FCN(keras.Model):
         """The FCN variant (``"8s"``, ...), or None when not recorded."""
         return self.fcn_info.get("variant")
 
+    def trunk_layers(self):
+        """The layers of the trunk: every layer but the input and the heads (``score*``,
+        ``upscore*``, ``fuse_*``, ``scale_pool*``, ``classifier*``, ``aux_classifier*``).
+
+        Freeze the trunk to train the heads alone, then unfreeze it, recompiling after each
+        change (Keras reads ``trainable`` when it compiles). Prefer this to
+        ``model.trainable = True``, which also unfreezes the bilinear upsampling layers that
+        the builders freeze (``trainable_upsampling=False``). A frozen ``BatchNormalization``
+        (MobileNetV2, ResNet) runs in inference mode, as in Keras' transfer-learning guide.
+
+        Example:
+            >>> model = keras_fcn.build_fcn("8s", 3, weights=None, widths=(4, 4, 8, 8, 8),
+            ...                             fc_units=8)
+            >>> for layer in model.trunk_layers():
+            ...     layer.trainable = False
+            >>> sorted({w.path.split("/")[0] for w in model.trainable_weights})
+            ['score_fr', 'score_pool3', 'score_pool4']
+        """
+        return [layer for layer in self.layers
+                if not isinstance(layer, keras.layers.InputLayer)
+                and not layer.name.startswith(HEAD_PREFIXES)]
+
     def copy_info_to(self, other):
         """Records this model's trunk and variant in ``other`` (a clone) and returns it."""
         if isinstance(other, FCN):
@@ -276,9 +378,30 @@ class FCN(keras.Model):
 
     def fit(self, x=None, *args, **kwargs):
         """``keras.Model.fit``, after :func:`build_before_fit` (whole epochs from a
-        ``keras.utils.PyDataset`` with workers on JAX and PyTorch)."""
+        ``keras.utils.PyDataset`` with workers on JAX and PyTorch).
+
+        ``class_weight`` is refused (ValueError): Keras weighs one class per sample, and an
+        FCN's sample is a label map. Per-class weights go to the loss:
+        ``SparseCategoricalCrossentropyIgnore(class_weights=[...])``.
+        """
+        check_no_class_weight(kwargs.get("class_weight"))
+        y = args[0] if args else kwargs.get("y")
+        check_arrays(self, x, y)
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, (tuple, list)) and len(validation) >= 2:
+            check_arrays(self, validation[0], validation[1], "validation_data")
         build_before_fit(self, x)
         return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """``keras.Model.evaluate``, after :func:`check_arrays` on numpy inputs."""
+        check_arrays(self, x, y)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """``keras.Model.predict``, after :func:`check_arrays` on a numpy input."""
+        check_arrays(self, x, None)
+        return super().predict(x, *args, **kwargs)
 
     def get_config(self):
         config = super().get_config()
