@@ -91,6 +91,23 @@ def check_writable(path, overwrite):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
 
+_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+@contextlib.contextmanager
+def unwritable_folder(folder):
+    """Within the block, an OS refusal to write in ``folder`` (no permission, a read-only file
+    system) is a PermissionError naming the folder, not the temporary or lock file the OS
+    names."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in _UNWRITABLE:
+            raise
+        raise PermissionError(f"Cannot write in the folder {folder!r} ({error.strerror}): "
+                              "choose a folder this process can write to.") from None
+
+
 def atomic_write(path, write_fn, overwrite=True):
     """Writes a file through a temporary file in the same folder, then renames it.
 
@@ -114,7 +131,8 @@ def atomic_write(path, write_fn, overwrite=True):
     suffix = base[base.index(".", 1):] if "." in base[1:] else ".tmp"
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=suffix, dir=folder)
+        with unwritable_folder(folder):
+            fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=suffix, dir=folder)
         os.close(fd)
         write_fn(tmp)
         set_default_permissions(tmp)
@@ -146,7 +164,8 @@ def atomic_write_dir(path, write_fn, overwrite=True):
     parent = os.path.dirname(os.path.abspath(path))
     holder = None
     try:
-        holder = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", dir=parent)
+        with unwritable_folder(parent):
+            holder = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", dir=parent)
         tmp = os.path.join(holder, "out")
         write_fn(tmp)
         set_default_permissions(tmp)
@@ -391,9 +410,10 @@ def lock_directory(folder, what="keras_fcn"):
     path = os.path.join(folder, LOCK_FILE)
     if folder in _held_locks:
         return path
-    os.makedirs(folder, exist_ok=True)
     for _ in range(10):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        with unwritable_folder(folder):
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -245,3 +245,41 @@ def test_a_failed_training_releases_the_lock_and_a_callers_lock_is_kept(tmp_path
         assert io.holds_lock(held)  # the caller's lock outlives the training
         assert _other_process_locks(held).startswith("refused: ")
     assert not io.holds_lock(held)
+
+
+def test_an_unwritable_output_folder_is_named_not_the_lock_or_temporary_file(tmp_path,
+                                                                            monkeypatch):
+    """A read-only folder gave "[Errno 30] Read-only file system: '.../.keras_fcn.lock'" (the
+    CLIs) and a temporary file's name (the API): the folder is named now. (The tests run as
+    root, which writes anyway: the OS refusal is simulated.)"""
+    import errno
+    import tempfile
+
+    folder = str(tmp_path / "out")
+    real_open, real_mkstemp = os.open, tempfile.mkstemp
+
+    def read_only_open(path, *args, **kwargs):
+        if os.fspath(path).startswith(folder):
+            raise OSError(errno.EROFS, "Read-only file system", path)
+        return real_open(path, *args, **kwargs)
+
+    def read_only_mkstemp(*args, dir=None, **kwargs):
+        if dir is not None and dir.startswith(folder):
+            raise PermissionError(errno.EACCES, "Permission denied", dir)
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only_open)
+    monkeypatch.setattr(tempfile, "mkstemp", read_only_mkstemp)
+    with pytest.raises(PermissionError, match=rf"^Cannot write in the folder '{folder}' "
+                                              r"\(Read-only file system\): choose a folder"):
+        io.lock_directory(folder)
+    os.makedirs(folder, exist_ok=True)
+    with pytest.raises(PermissionError, match=rf"^Cannot write in the folder '{folder}' "
+                                              r"\(Permission denied\): choose a folder"):
+        io.atomic_write(os.path.join(folder, "m.tflite"), lambda p: None)
+    assert os.listdir(folder) == []
+    # another OS error stays as it is
+    monkeypatch.setattr(os, "open", lambda *a, **k: (_ for _ in ()).throw(
+        OSError(errno.EIO, "Input/output error", "x")))
+    with pytest.raises(OSError, match="Input/output error"):
+        io.lock_directory(str(tmp_path / "other"))
