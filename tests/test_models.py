@@ -437,3 +437,20 @@ def test_channels_first_data_format_is_refused_before_building():
             build_fcn("8s", 3, weights=None, widths=TINY_WIDTHS, fc_units=TINY_FC)
     finally:
         keras.config.set_image_data_format("channels_last")
+
+
+def test_a_saved_model_leaves_jit_compile_to_the_backend_that_loads_it(tmp_path):
+    """The recipes compile with jit_compile=True on JAX; Keras saved that, and the file loaded
+    on PyTorch ran under torch.compile (0.52x eager there) and, on a TensorFlow CPU, under
+    XLA. Saved as "auto", each backend takes its default (TensorFlow on a CPU: no XLA)."""
+    from keras_fcn.training import compile_model
+
+    model = tiny_fcn("8s")
+    compile_model(model, num_classes=3, ignore_label=255, optimizer="sgd", jit_compile=True)
+    assert model.jit_compile is True
+    assert model.get_compile_config()["jit_compile"] == "auto"
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.compiled and loaded.jit_compile is False  # TensorFlow here, on a CPU
+    np.testing.assert_allclose(loaded.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0),
+                               model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0))

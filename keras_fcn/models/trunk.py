@@ -408,6 +408,16 @@ class FCN(keras.Model):
         config["fcn"] = dict(self.fcn_info)
         return config
 
+    def get_compile_config(self):
+        """Keras' compile config with ``jit_compile`` saved as "auto": whether to compile the
+        step is the choice of the machine and backend that trained the model (JAX: always),
+        not of the model; a file trained on JAX ran under ``torch.compile`` when loaded on
+        PyTorch (slower there, docs/gpu.md). Each backend that loads it takes its default."""
+        config = super().get_compile_config()
+        if config and "jit_compile" in config:
+            config["jit_compile"] = "auto"
+        return config
+
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
