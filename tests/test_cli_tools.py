@@ -434,3 +434,51 @@ def test_litert_app_names_a_missing_model_and_a_sidecar_of_another_model(app, tm
     with pytest.raises(ValueError, match=r"gives the input dtype uint8 but 'm\.tflite' takes "
                                          r"int8"):
         app.check_model(meta, "m.tflite", {**detail, "dtype": np.int8}, output)
+
+
+def test_evaluate_colour_mask_folder_matches_numpy(tmp_path, model_file):
+    """--dataset=folder with a classes.json of colour masks (no --num_classes) and JPEG
+    images: the confusion matrix is numpy's of the model's argmax on PIL-decoded pixels (the
+    pixels tools/predict.py reads; tf.data's fast IDCT scored others before)."""
+    model, path = model_file
+    colours = np.array([(128, 128, 128), (128, 0, 0), (192, 192, 128), (0, 0, 0)], np.uint8)
+    (tmp_path / "classes.json").write_text(json.dumps({
+        "classes": ["Sky", "Building", "Pole"], "palette": colours[:3].tolist(),
+        "mask_format": "rgb", "void_color": [0, 0, 0]}))
+    rng = np.random.default_rng(5)
+    expected = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    for i in range(2):
+        os.makedirs(tmp_path / "val" / "images", exist_ok=True)
+        image = tmp_path / "val" / "images" / f"f{i}.jpg"
+        Image.fromarray(rng.integers(0, 256, (*SIZE, 3)).astype(np.uint8)).save(image)
+        labels = rng.integers(0, 4, SIZE)  # 3: void
+        _write_png(tmp_path / "val" / "masks" / f"f{i}.png", colours[labels])
+        with Image.open(image) as opened:
+            pixels = np.asarray(opened.convert("RGB"), np.float32)
+        predicted = model.predict(pixels[None], verbose=0)[0].argmax(-1)
+        keep = labels < NUM_CLASSES
+        expected += np.bincount(labels[keep] * NUM_CLASSES + predicted[keep],
+                                minlength=NUM_CLASSES ** 2).reshape(NUM_CLASSES, NUM_CLASSES)
+    output = tmp_path / "e.json"
+    with tool("evaluate", f"--model={path}", "--dataset=folder", f"--data_dir={tmp_path}",
+              f"--output={output}") as t:
+        t.main(["prog"])
+    results = json.loads(output.read_text())
+    assert results["class_names"] == ["Sky", "Building", "Pole"]
+    np.testing.assert_array_equal(results["confusion_matrix"], expected)
+
+
+def test_evaluate_cli_names_a_jpeg_mask_exits_2(tmp_path, model_file):
+    list_file = _pairs(tmp_path, count=1)
+    Image.open(tmp_path / "masks" / "0.png").save(tmp_path / "masks" / "0.jpg")
+    (tmp_path / "val.txt").write_text(open(list_file).read().replace(".png\n", ".jpg\n")
+                                      .replace("images/0.jpg", "images/0.png"))
+    run = _run(os.path.join(ROOT, "tools", "evaluate.py"), f"--model={model_file[1]}",
+               "--dataset=folder", f"--data_dir={tmp_path}", f"--output={tmp_path / 'e.json'}")
+    assert run.returncode == 2, run.stderr[-2000:]
+    lines = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert lines == [f"error: mask '{tmp_path / 'masks' / '0.jpg'}' is a JPEG file; "
+                     "mask_format='index' masks must be PNG or BMP files (JPEG is lossy: near "
+                     "every edge its pixels are not the class ids that were saved); save it as "
+                     "PNG"], run.stderr[-2000:]
+    assert "Traceback" not in run.stderr and not os.path.exists(tmp_path / "e.json")

@@ -516,7 +516,7 @@ def test_16bit_grey_image_same_in_both_pipelines(tmp_path):
     assert np_image[7, 7].tolist() == [255.0] * 3
 
 
-_FORMAT_MESSAGE = (r"mask '{}' is {}; mask_format='index' masks must be PNG, BMP or JPEG files "
+_FORMAT_MESSAGE = (r"mask '{}' is {}; mask_format='index' masks must be PNG or BMP files "
                    r"\(the formats make_dataset decodes\)")
 
 
@@ -579,3 +579,49 @@ def test_blur_larger_than_the_crop_or_the_image_trains(tmp_path):
                                    seed=seed)
             image = next(iter(ds))[0].numpy()
             assert image.shape == (1, crop_size, crop_size, 3) and np.isfinite(image).all()
+
+
+_JPEG_MASK_MESSAGE = (r"mask '{}' is a JPEG file; mask_format='{}' masks must be {} files \(JPEG "
+                      r"is lossy: near every edge its pixels are not the {} that were saved\); "
+                      r"save it as PNG")
+
+
+@pytest.mark.parametrize("mask_format", ["index", "rgb"])
+def test_jpeg_masks_are_refused_in_both_pipelines(tmp_path, mask_format):
+    """A JPEG mask of class ids 0..2 (no void) decoded to values still in 0..2 but wrong near
+    the edges, and trained silently; now every reader refuses it, naming the file."""
+    values = np.zeros((16, 16), np.uint8)
+    values[4:12, 3:9], values[8:, 10:] = 1, 2
+    mask = str(tmp_path / "m.jpg")
+    palette = [(0, 0, 0), (128, 0, 0), (0, 128, 0)]
+    pixels = values if mask_format == "index" else np.array(palette, np.uint8)[values]
+    Image.fromarray(pixels).save(mask, quality=75)
+    pairs = [(_image(tmp_path / "a.png", (16, 16)), mask)]
+    allowed, what = (("PNG or BMP", "class ids") if mask_format == "index"
+                     else ("PNG, BMP, GIF or WebP", "palette colours"))
+    expected = _JPEG_MASK_MESSAGE.format(re.escape(mask), mask_format, allowed, what)
+    kwargs = dict(num_classes=3, mask_format=mask_format,
+                  palette=palette if mask_format == "rgb" else None)
+    for validate in (True, "headers", False):
+        with pytest.raises((ValueError, tf.errors.OpError), match=expected):
+            next(iter(data.make_dataset(pairs, validate=validate, **kwargs)))
+    with pytest.raises(ValueError, match=expected):
+        data.make_pydataset(pairs, **kwargs)[0]
+
+
+def test_make_dataset_decodes_jpeg_images_as_pil(tmp_path):
+    """tf.io.decode_image's fast IDCT put JPEG pixels up to 8 levels off PIL's, so
+    tools/evaluate.py (tf.data) scored other pixels than tools/predict.py (PIL) predicted."""
+    rng = np.random.default_rng(3)
+    pixels = np.cumsum(rng.integers(0, 40, (24, 31, 3)), axis=1).astype(np.uint8)
+    image = str(tmp_path / "a.jpg")
+    Image.fromarray(pixels).save(image, quality=90)
+    mask = str(tmp_path / "a.png")
+    Image.fromarray(np.zeros((24, 31), np.uint8)).save(mask)
+    with Image.open(image) as opened:
+        expected = np.asarray(opened.convert("RGB")).astype(np.float32)
+    for validate in (True, False):
+        got = next(iter(data.make_dataset([(image, mask)], num_classes=2, validate=validate)))
+        np.testing.assert_array_equal(got[0].numpy()[0], expected)
+    np.testing.assert_array_equal(data.make_pydataset([(image, mask)], num_classes=2)[0][0][0],
+                                  expected)

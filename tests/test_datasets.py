@@ -11,6 +11,7 @@ from PIL import Image
 
 from keras_fcn import data, datasets
 from keras_fcn.datasets import shapes as synthetic
+from keras_fcn.datasets.pairs import folder_info
 
 
 def _save_palette_png(path, indices):
@@ -332,3 +333,85 @@ def test_remap_labels_refuses_negative_ids():
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match="remap_labels: the mask has negative values"):
         remap_labels(tf.constant([[-1, 1, 2, 3]]), OXFORD_PET_REMAP)
+
+
+def _own_folder(root, masks, *, colours=None, ext=".png"):
+    """`root/{train,val}/{images,masks}`: one 6x8 image per mask (of class ids, or painted with
+    `colours`, a class id -> (r, g, b) table)."""
+    for split in ("train", "val"):
+        os.makedirs(root / split / "images")
+        os.makedirs(root / split / "masks")
+        for n, mask in enumerate(masks):
+            mask = np.asarray(mask, np.uint8)
+            Image.fromarray(np.zeros(mask.shape + (3,), np.uint8)).save(
+                root / split / "images" / f"im{n}.png")
+            pixels = mask if colours is None else np.array(colours, np.uint8)[mask]
+            Image.fromarray(pixels).save(root / split / "masks" / f"im{n}{ext}")
+
+
+def test_folder_of_rgb_colour_masks_with_classes_json(tmp_path):
+    """Colour masks (as CamVid's originals) had no way through --dataset=folder: a
+    classes.json in the folder gives the names, the colours and the void colour."""
+    import json
+
+    masks = np.array([[0, 1, 2, 3], [3, 2, 1, 0]] * 3)  # 3: void
+    _own_folder(tmp_path, [masks, masks[::-1]],
+                colours=[(128, 128, 128), (128, 0, 0), (192, 192, 128), (0, 0, 0)])
+    (tmp_path / "classes.json").write_text(json.dumps({
+        "classes": ["Sky", "Building", "Pole"], "mask_format": "rgb", "void_color": [0, 0, 0],
+        "palette": [[128, 128, 128], [128, 0, 0], [192, 192, 128]]}))
+    decoded, info, count = datasets.load_split("folder", "train", data_dir=str(tmp_path))
+    assert (info.class_names, info.num_classes, info.ignore_label) == (
+        ("Sky", "Building", "Pole"), 3, 3)
+    got = [m.numpy() for _, m in decoded]
+    np.testing.assert_array_equal(got, [masks, masks[::-1]])
+    pairs, _ = datasets.file_pairs("folder", "val", str(tmp_path))
+    np.testing.assert_array_equal(data.make_pydataset(pairs, **info.dataset_kwargs())[0][1][0],
+                                  masks)
+    assert datasets.check("folder", str(tmp_path))["val"].num_bad == 0
+    with pytest.raises(ValueError, match=r"num_classes=4 but '.*classes\.json' names 3 classes"):
+        datasets.load_split("folder", "train", data_dir=str(tmp_path), num_classes=4)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"classes": ["a", "b"], "colours": []}, r"unknown key\(s\) \['colours'\]"),
+    ({"classes": "ab"}, r"\"classes\" must be a non-empty list of class names"),
+    ({"classes": ["a", "b"], "mask_format": "rgb"}, r"colour masks .* need a \"palette\""),
+    ({"classes": ["a", "b"], "palette": [[0, 0, 0]]}, r"one \[r, g, b\] per class \(2\)"),
+    ({"classes": ["a", "b"], "palette": [[0, 0, 0], [0, 0, 300]]}, r"palette\[1\] must be"),
+    ({"classes": ["a", "b"], "void_color": [0, 0, 0]}, r"\"void_color\" is for colour masks"),
+])
+def test_bad_classes_json_is_named(tmp_path, spec, message):
+    import json
+
+    (tmp_path / "classes.json").write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match=message):
+        folder_info(str(tmp_path))
+
+
+def test_classes_json_names_index_mask_classes(tmp_path):
+    import json
+
+    _own_folder(tmp_path, [np.array([[0, 1], [255, 1]])])
+    (tmp_path / "classes.json").write_text(json.dumps({"classes": ["ground", "tree"]}))
+    _, info, _ = datasets.load_split("folder", "val", data_dir=str(tmp_path))
+    assert (info.class_names, info.ignore_label, info.mask_format) == (("ground", "tree"), 255,
+                                                                      "index")
+
+
+def test_wrong_path_in_a_list_file_is_named_before_decoding(tmp_path):
+    _own_folder(tmp_path, [np.zeros((2, 2))])
+    (tmp_path / "train.txt").write_text("train/images/im0.png train/masks/im1.png\n")
+    expected = (r"mask file '.*train/masks/im1\.png' \(paired with image '.*im0\.png'\) does "
+                r"not exist; the paths of a list file are relative to data_dir='.*'")
+    with pytest.raises(FileNotFoundError, match=expected):
+        datasets.load_split("folder", "train", data_dir=str(tmp_path), num_classes=2)
+
+
+def test_unpaired_image_names_its_jpeg_mask(tmp_path):
+    _own_folder(tmp_path, [np.zeros((2, 2))])
+    os.rename(tmp_path / "train" / "masks" / "im0.png", tmp_path / "train" / "masks" / "im0.jpg")
+    with pytest.raises(ValueError, match=r"1 unpaired file.*im0\.png'\. Not read as masks "
+                                         r"\(masks must be \.png, \.bmp, \.mat files; JPEG is "
+                                         r"lossy.*\): '.*masks/im0\.jpg'"):
+        datasets.split_pairs(str(tmp_path), "train")

@@ -40,7 +40,7 @@ flags.DEFINE_bool("jit_compile", None, "XLA on/off (default: keras_fcn.runtime.f
 flags.DEFINE_string("holdout", "", "camvid/folder: held-out groups (camvid: drives, e.g. 0006R0): "
                     "evaluate on them, as training's --holdout.")
 flags.DEFINE_string("group_by", "", "folder: regex whose first group is a file's group.")
-flags.DEFINE_integer("num_classes", 0, "folder/tfds: number of classes.")
+flags.DEFINE_integer("num_classes", 0, "folder/tfds: number of classes (0: the model's).")
 flags.DEFINE_integer("ignore_label", 255, "folder/tfds: void label.")
 flags.DEFINE_integer("num_val", 50, "shapes: number of validation images.")
 flags.DEFINE_integer("seed", 0, "shapes: data seed.")
@@ -194,10 +194,10 @@ def main(argv):
     labels = ModelLabels.for_model(path)
     size = image_size(FLAGS.image_size, labels)
     model = load_model_file(path)  # a damaged file: a ValueError naming it
-    check_num_classes(model, FLAGS.num_classes, labels, labels_file(path))
+    channels = check_num_classes(model, FLAGS.num_classes, labels, labels_file(path))
     config = training.TrainConfig().replace(
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir or None,
-        num_classes=FLAGS.num_classes or (labels.num_classes if labels else None),
+        num_classes=channels,  # folder/tfds: the model's classes (checked against the flag)
         ignore_label=labels.ignore_label if labels else FLAGS.ignore_label,
         num_val=FLAGS.num_val, seed=FLAGS.seed, val_split=FLAGS.split,
         holdout=FLAGS.holdout or None, group_by=FLAGS.group_by or None)

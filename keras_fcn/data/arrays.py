@@ -15,7 +15,7 @@ mask values, resize to `image_size` (image bilinear antialiased, mask nearest, a
 `tf.image.resize` (half-pixel centres): at the same sizes, masks and randomly scaled images
 equal the tf.data pipeline's exactly, `image_size` images up to float round-off. The random draws
 are NumPy's: a seed gives reproducible data here, but not the tf.data pipeline's draws.
-JPEG pixels differ by a few levels (see `read_image`); PNG and BMP pixels are the same.
+Image pixels are the same (JPEGs: both decode with libjpeg's accurate IDCT).
 
 Example:
 
@@ -65,8 +65,8 @@ def read_image(path, exif_transpose=False):
     integer grey images with values in 0..65535) keep their high byte (v >> 8, TensorFlow's
     scaling) instead of PIL's clipping. 32-bit float images (mode "F"), whose scale is unknown,
     are refused. JPEGs get libjpeg's accurate integer IDCT (TF's
-    `dct_method="INTEGER_ACCURATE"`); `tf.io.decode_image`, and so make_dataset, uses the fast
-    one, a few levels off.
+    `dct_method="INTEGER_ACCURATE"`), as make_dataset decodes them
+    (`keras_fcn.data.decode.decode_rgb`).
 
     Args:
         path: the image file.

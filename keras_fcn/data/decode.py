@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from keras_fcn._checks import check_choice
 from keras_fcn.data.masks import (
+    JPEG_SIGNATURE,
     MASK_FILE_SIGNATURES,
     MASK_FORMATS,
     UNKNOWN_COLOR_MODES,
@@ -73,8 +74,10 @@ def _check_mask_format(path, data, mask_format):
                            for sig in signatures])
 
     def raise_format(p, h):
-        raise ValueError(mask_file_format_message(p, mask_format,
-                                                  f"a file starting with {bytes(h)!r}"))
+        h = bytes(h)
+        found = ("a JPEG file" if h.startswith(JPEG_SIGNATURE)
+                 else f"a file starting with {h!r}")
+        raise ValueError(mask_file_format_message(p, mask_format, found))
 
     return _fail_unless(known, raise_format, [path, head], data)
 
@@ -84,6 +87,24 @@ def _raise_channels(path, channels):
         f"mask '{to_str(path)}' has {int(channels)} channels; index masks must be "
         f"single-channel or palette PNGs (use mask_format='rgb' for colour-coded masks)"
     )
+
+
+def decode_rgb(data):
+    """Decodes image file contents to uint8 RGB (H, W, 3), JPEGs with libjpeg's accurate
+    integer IDCT (`dct_method="INTEGER_ACCURATE"`), as PIL decodes them: the pixels are those
+    of `keras_fcn.data.arrays.read_image`, and so of `make_pydataset` and `tools/predict.py`.
+    (`tf.io.decode_image` uses the fast IDCT, up to 8 levels off on 60% of the pixels of a
+    typical photo: a model evaluated through tf.data scored other pixels than it predicted.)
+
+    Example:
+        image = decode_rgb(tf.io.read_file("a.jpg"))
+    """
+    image = tf.cond(
+        tf.io.is_jpeg(data),
+        lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(data, channels=3, expand_animations=False))
+    image.set_shape([None, None, 3])
+    return image
 
 
 def _is_pil_png(data):
@@ -201,9 +222,7 @@ def make_decode_fn(*, num_classes, ignore_label=IGNORE_LABEL, mask_format="index
         codes, labels = (tf.constant(a) for a in palette_to_table(palette))
 
     def decode(image_path, mask_path):
-        data = _check_image_format(image_path, tf.io.read_file(image_path))
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
+        image = decode_rgb(_check_image_format(image_path, tf.io.read_file(image_path)))
         if mask_format == "index":
             mask_data = _check_mask_format(mask_path, tf.io.read_file(mask_path), "index")
             mask = _decode_index_mask(mask_path, mask_data)

@@ -119,8 +119,9 @@ def read_index_png(path):
         uint8 (or int32 for 16-bit files) array of shape (H, W).
 
     Raises:
-        ValueError: the file is damaged, or an image of another mode (RGB, grey plus alpha,
-            ...); the message names the file and its mode.
+        ValueError: the file is damaged, a JPEG (lossy: its values are not the ids saved), or
+            an image of another mode (RGB, grey plus alpha, ...); the message names the file
+            and its mode.
 
     Example:
         read_index_png("VOC2012/SegmentationClass/2007_000032.png").max()
@@ -131,6 +132,8 @@ def read_index_png(path):
     header = None
     with file_errors("mask", path), Image.open(path) as mask:
         mode, fmt = mask.mode, mask.format
+        if fmt == "JPEG":
+            raise ValueError(mask_file_format_message(path, "index", "a JPEG file"))
         if mode in INDEX_MODES:
             if fmt == "PNG" and mode == "L":  # the header tells 2- and 4-bit grey from 8-bit
                 header = _read_header(mask.fp)
@@ -234,6 +237,8 @@ def read_mask(path, mask_format="index", palette=None, ignore_label=IGNORE_LABEL
 
     codes, labels = palette_to_table(palette)
     with file_errors("mask", path), Image.open(to_str(path)) as image:
+        if image.format == "JPEG":
+            raise ValueError(mask_file_format_message(path, "rgb", "a JPEG file"))
         rgb = np.asarray(image.convert("RGB"))
     mask, known = _map_colours_np(rgb, codes, labels, ignore_label)
     if unknown_color == "error" and not known.all():
@@ -243,26 +248,34 @@ def read_mask(path, mask_format="index", palette=None, ignore_label=IGNORE_LABEL
 
 # The mask files the tf.data decoder (`make_decode_fn`) reads, by mask format: name ->
 # signatures (first bytes). PIL reads more (TIFF, GIF palettes...), which TF cannot decode as
-# class ids; `validate_pairs` and the in-graph decoder refuse those naming the file.
+# class ids; `validate_pairs` and the in-graph decoder refuse those naming the file. JPEG is
+# refused too: it is lossy, so the values (or colours) near every edge are not those saved.
 MASK_FILE_SIGNATURES = {
-    "index": {"PNG": (b"\x89PNG\r\n\x1a\n",), "BMP": (b"BM",), "JPEG": (b"\xff\xd8\xff",)},
-    "rgb": {"PNG": (b"\x89PNG\r\n\x1a\n",), "BMP": (b"BM",), "JPEG": (b"\xff\xd8\xff",),
-            "GIF": (b"GIF87a", b"GIF89a"), "WebP": (b"RIFF",)},
+    "index": {"PNG": (b"\x89PNG\r\n\x1a\n",), "BMP": (b"BM",)},
+    "rgb": {"PNG": (b"\x89PNG\r\n\x1a\n",), "BMP": (b"BM",), "GIF": (b"GIF87a", b"GIF89a"),
+            "WebP": (b"RIFF",)},
 }
+JPEG_SIGNATURE = b"\xff\xd8\xff"
 
 
 def mask_file_format_message(path, mask_format, found):
-    """The message for a mask file the tf.data decoder cannot read in `mask_format`.
+    """The message for a mask file the tf.data decoder cannot read in `mask_format`, or a
+    JPEG (lossy) mask.
 
     Example:
         mask_file_format_message("m.tif", "index", "a TIFF file")
-        # "mask 'm.tif' is a TIFF file; mask_format='index' masks must be PNG, BMP or JPEG
-        #  files (the formats make_dataset decodes); save it as PNG"
+        # "mask 'm.tif' is a TIFF file; mask_format='index' masks must be PNG or BMP files
+        #  (the formats make_dataset decodes); save it as PNG"
     """
     names = list(MASK_FILE_SIGNATURES[mask_format])
     allowed = ", ".join(names[:-1]) + " or " + names[-1]
+    why = "the formats make_dataset decodes"
+    if found == "a JPEG file":
+        what = "class ids" if mask_format == "index" else "palette colours"
+        why = (f"JPEG is lossy: near every edge its pixels are not the {what} that were "
+               "saved")
     return (f"mask '{to_str(path)}' is {found}; mask_format={mask_format!r} masks must be "
-            f"{allowed} files (the formats make_dataset decodes); save it as PNG")
+            f"{allowed} files ({why}); save it as PNG")
 
 
 def bad_value_message(path, mask, num_classes, ignore_label):

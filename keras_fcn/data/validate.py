@@ -13,6 +13,7 @@ import os
 import tensorflow as tf
 
 from keras_fcn._checks import check_choice
+from keras_fcn.data.decode import decode_rgb
 from keras_fcn.data.masks import (
     MASK_FILE_SIGNATURES,
     MASK_FORMATS,
@@ -81,7 +82,7 @@ def _image_problem(path, decode):
     """Checks that an image is complete; returns ((H, W), None) or (None, message).
 
     PIL reads the header first (it rejects non-images and decompression bombs without
-    decoding). With `decode`, the image is then decoded with `tf.io.decode_image`, the decoder
+    decoding). With `decode`, the image is then decoded with `decode_rgb`, the decoder
     of the pipeline itself, so an accepted image cannot fail mid-epoch (JPEGs with damaged
     scan data have a valid header and end marker). Without it, only PNG CRCs and the JPEG end
     marker are checked.
@@ -106,7 +107,7 @@ def _image_problem(path, decode):
         with open(path, "rb") as file:
             content = file.read()
         try:
-            shape = tf.io.decode_image(content, channels=3, expand_animations=False).shape
+            shape = decode_rgb(tf.constant(content)).shape
         except (tf.errors.OpError, ValueError) as error:
             return None, f"image file '{path}' cannot be decoded: {_op_error_text(error)}"
         return (int(shape[0]), int(shape[1])), None
@@ -176,11 +177,11 @@ def validate_pairs(pairs, *, num_classes, ignore_label=IGNORE_LABEL, mask_format
                    skip_bad=False, num_workers=4, verbose="auto"):
     """Checks (image, mask) pairs before training, and names every bad file.
 
-    Checks: entries are pairs, files exist, images decode with `tf.io.decode_image` (the
+    Checks: entries are pairs, files exist, images decode with `decode_rgb` (the
     pipeline's decoder; with `decode_images=False` only their headers, PNG CRCs and JPEG end
     marker are read), masks decode in `mask_format` (with PIL) and are files the pipeline's
-    decoder reads (index masks: PNG, BMP or JPEG; a TIFF or GIF index mask is refused, naming
-    it), image and mask sizes agree and (with `check_values`) every mask value is in
+    decoder reads (index masks: PNG or BMP; a TIFF or GIF index mask is refused, naming it,
+    and a JPEG mask of either format: it is lossy), image and mask sizes agree and (with `check_values`) every mask value is in
     [0, num_classes) or the ignore label.
 
     Args:

@@ -62,6 +62,18 @@ def _files_by_stem(directory, extensions):
     return files
 
 
+def _unread_masks_note(masks_dir, stems, mask_extensions):
+    """Names the files of `masks_dir` of the unpaired images' `stems` that are not read as
+    masks for their extension (a lossy `a.jpg` mask), or ""."""
+    unread = sorted(os.path.join(masks_dir, name) for name in os.listdir(masks_dir)
+                    if os.path.splitext(name)[0] in stems)
+    if not unread:
+        return ""
+    return (f". Not read as masks (masks must be {', '.join(mask_extensions)} files; JPEG is "
+            f"lossy, its values near edges are not class ids): "
+            + ", ".join(f"'{p}'" for p in unread[:10]) + (" ..." if len(unread) > 10 else ""))
+
+
 def folder_pairs(images_dir, masks_dir, *, on_unpaired="error", image_extensions=IMAGE_EXTENSIONS,
                  mask_extensions=MASK_EXTENSIONS):
     """Pairs images and masks of two folders by file stem (`a.jpg` <-> `a.png`).
@@ -95,7 +107,9 @@ def folder_pairs(images_dir, masks_dir, *, on_unpaired="error", image_extensions
     if unpaired:
         message = (f"{len(unpaired)} unpaired file(s) (no image or mask with the same stem): "
                    + ", ".join(f"'{p}'" for p in unpaired[:10])
-                   + (" ..." if len(unpaired) > 10 else ""))
+                   + (" ..." if len(unpaired) > 10 else "")
+                   + _unread_masks_note(masks_dir, images.keys() - masks.keys(),
+                                        mask_extensions))
         if on_unpaired == "error":
             raise ValueError(message)
         logger.warning(message)

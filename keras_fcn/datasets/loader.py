@@ -23,6 +23,7 @@ from keras_fcn.datasets import shapes
 from keras_fcn.datasets.pairs import (  # noqa: F401  (re-exported)
     DATASETS,
     HOLDOUT_DATASETS,
+    check_files_exist,
     check_holdout,
     custom_info,
     file_pairs,
@@ -114,4 +115,5 @@ def load_split(name, split, *, data_dir=None, val_data_dir=None, num_classes=Non
     if not pairs:
         raise ValueError(f"The {split!r} split of --dataset={name} has no image/mask pairs "
                          f"(data_dir={data_dir!r}); expected at least one")
+    check_files_exist(pairs, data_dir)
     return decode_pairs(pairs, info), info, len(pairs)

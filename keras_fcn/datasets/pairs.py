@@ -8,6 +8,8 @@ Example:
     pairs, info = file_pairs("camvid", "val", "~/data/camvid", holdout="0006R0")
 """
 
+import os
+
 import numpy as np
 
 from keras_fcn.datasets import shapes
@@ -15,7 +17,7 @@ from keras_fcn.datasets.base import DatasetInfo
 from keras_fcn.datasets.camvid import camvid_pairs
 from keras_fcn.datasets.folder import split_pairs
 from keras_fcn.datasets.voc import sbd_pairs, seg11valid_pairs, voc_pairs
-from keras_fcn.labels import IGNORE_LABEL
+from keras_fcn.labels import IGNORE_LABEL, check_colour
 
 DATASETS = ("shapes", "camvid", "voc", "sbd", "folder", "tfds:<name>")
 HOLDOUT_DATASETS = ("camvid", "folder")  # the data sets that can hold out groups of frames
@@ -35,6 +37,107 @@ def custom_info(name, num_classes, ignore_label=IGNORE_LABEL):
                     np.random.default_rng(0).integers(0, 256, (num_classes, 3)))
     return DatasetInfo(name, int(num_classes), tuple(str(i) for i in range(num_classes)),
                        palette, ignore_label=int(ignore_label))
+
+
+CLASSES_FILE = "classes.json"  # a `folder` data set's class names and mask colours
+CLASSES_KEYS = ("classes", "palette", "mask_format", "void_color")
+
+
+def folder_info(data_dir, num_classes=None, ignore_label=IGNORE_LABEL):
+    """`DatasetInfo` of a `folder` data set: from its `classes.json` when there is one, else
+    `custom_info` (classes "0", "1", ..., `num_classes` needed).
+
+    `classes.json` holds "classes" (the names, in class-id order), optionally "palette" (one
+    [r, g, b] per class: the colours of predictions, and of the masks with "mask_format":
+    "rgb") and, for colour masks, "void_color" (the colour of void pixels, which get the
+    ignore label `len(classes)`; without it every mask colour must be in the palette).
+
+    Raises:
+        ValueError: a bad `classes.json` (not JSON, an unknown key, a palette of another
+            length than the classes, ...) or `num_classes` that is not its number of classes.
+
+    Example:
+        >>> import json, os, tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> with open(os.path.join(folder, "classes.json"), "w") as file:
+        ...     json.dump({"classes": ["sky", "road"], "palette": [[0, 0, 255], [128, 64, 128]],
+        ...                "mask_format": "rgb", "void_color": [0, 0, 0]}, file)
+        >>> info = folder_info(folder)
+        >>> info.class_names, info.ignore_label, info.dataset_kwargs()["palette"][-1]
+        (('sky', 'road'), 2, (0, 0, 0))
+    """
+    path = os.path.join(os.path.expanduser(os.fspath(data_dir)), CLASSES_FILE)
+    if not os.path.isfile(path):
+        return custom_info("folder", num_classes, ignore_label)
+    spec = _read_classes_file(path)
+    names = spec.get("classes")
+    if (not isinstance(names, list) or not names
+            or not all(isinstance(n, str) and n for n in names)):
+        raise ValueError(f"'{path}': \"classes\" must be a non-empty list of class names, in "
+                         f"class-id order. Received: {names!r}")
+    if num_classes and int(num_classes) != len(names):
+        raise ValueError(f"num_classes={num_classes} but '{path}' names {len(names)} classes; "
+                         "leave num_classes out or make them agree")
+    mask_format = spec.get("mask_format", "index")
+    if mask_format not in ("index", "rgb"):
+        raise ValueError(f"'{path}': \"mask_format\" must be 'index' (masks of class ids) or "
+                         f"'rgb' (colour masks). Received: {mask_format!r}")
+    palette = spec.get("palette")
+    if palette is None and mask_format == "rgb":
+        raise ValueError(f"'{path}': colour masks (\"mask_format\": \"rgb\") need a "
+                         "\"palette\": one [r, g, b] per class")
+    if palette is None:
+        palette = list(custom_info("folder", len(names)).palette)
+    if not isinstance(palette, list) or len(palette) != len(names):
+        raise ValueError(f"'{path}': \"palette\" must be a list of one [r, g, b] per class "
+                         f"({len(names)}). Received: {palette!r}")
+    palette = [check_colour(c, f"'{path}' palette[{i}]") for i, c in enumerate(palette)]
+    void = spec.get("void_color")
+    if void is not None:
+        if mask_format != "rgb":
+            raise ValueError(f"'{path}': \"void_color\" is for colour masks (\"mask_format\": "
+                             f"\"rgb\"); index masks take the ignore label. Received: "
+                             f"void_color={void!r}")
+        palette.append(check_colour(void, f"'{path}' void_color"))
+        ignore_label = len(names)  # the void colour's entry: its pixels get this label
+    return DatasetInfo("folder", len(names), tuple(names), tuple(palette),
+                       ignore_label=int(ignore_label), mask_format=mask_format)
+
+
+def _read_classes_file(path):
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            spec = json.load(file)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Cannot read '{path}' as JSON: {error}") from error
+    if not isinstance(spec, dict):
+        raise ValueError(f"'{path}' must hold a JSON object with the keys {CLASSES_KEYS}. "
+                         f"Received: {type(spec).__name__}")
+    unknown = sorted(set(spec) - set(CLASSES_KEYS))
+    if unknown:
+        raise ValueError(f"'{path}' has unknown key(s) {unknown}; expected some of "
+                         f"{CLASSES_KEYS}")
+    return spec
+
+
+def check_files_exist(pairs, data_dir):
+    """Raises FileNotFoundError naming the first (image, mask) pair file that does not exist
+    (a wrong path in a list file), before any is decoded.
+
+    Example:
+        >>> check_files_exist([("a.jpg", "a.png")], "data")  # doctest: +SKIP
+        Traceback (most recent call last):
+        FileNotFoundError: image file 'a.jpg' (paired with mask 'a.png') does not exist; ...
+    """
+    for image, mask in pairs:
+        for kind, path, other, other_path in (("image", image, "mask", mask),
+                                              ("mask", mask, "image", image)):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(
+                    f"{kind} file '{path}' (paired with {other} '{other_path}') does not exist; "
+                    f"the paths of a list file are relative to data_dir={data_dir!r}")
 
 
 def check_holdout(name, holdout, group_by):
@@ -60,7 +163,7 @@ def file_pairs(name, split, data_dir, val_data_dir=None, num_classes=None,
         return camvid_pairs(data_dir, split, holdout=holdout)
     if name == "folder":
         return (split_pairs(data_dir, split, group_by=group_by, holdout=holdout),
-                custom_info("folder", num_classes, ignore_label))
+                folder_info(data_dir, num_classes, ignore_label))
     if name == "shapes":
         return shapes.shapes_pairs(data_dir, split)
     if name == "voc":
