@@ -34,7 +34,9 @@ _INT32 = np.iinfo("int32")
 
 
 def labels_to_rank3(labels):
-    """Returns int32 labels (N, H, W) from (N, H, W) or (N, H, W, 1).
+    """Returns int32 labels (N, H, W) from (N, H, W) or (N, H, W, 1); a ValueError naming the
+    shape for any other (one-hot or colour (N, H, W, 3) labels would broadcast against the
+    logits, with an error of each backend's own).
 
     Float labels must hold whole numbers (a fractional or NaN class id is an error in eager
     mode and a failed assertion in a TensorFlow graph; in compiled steps it becomes an id out
@@ -48,6 +50,10 @@ def labels_to_rank3(labels):
     labels = ops.convert_to_tensor(labels)
     if len(labels.shape) == 4 and labels.shape[-1] == 1:
         labels = ops.squeeze(labels, axis=-1)
+    if len(labels.shape) != 3:
+        raise ValueError(
+            "Labels must be class ids of shape (N, H, W) or (N, H, W, 1) (not one-hot or "
+            f"colour maps). Received: labels of shape {tuple(labels.shape)}")
     dtype = keras.backend.standardize_dtype(labels.dtype)
     if _tf.is_float(labels):
         rounded = ops.round(labels)

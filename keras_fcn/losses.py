@@ -100,17 +100,6 @@ def _resolve_num_classes(logits, num_classes, class_weights):
     return num_classes
 
 
-def check_label_rank(labels, y_true):
-    """Returns ``labels`` (from ``labels_to_rank3(y_true)``) when they are a label map
-    (N, H, W); raises a ValueError naming the shape of ``y_true`` otherwise (one-hot or RGB
-    (N, H, W, 3) labels broadcast against the logits, with an error of each backend's own)."""
-    if len(labels.shape) != 3:
-        raise ValueError(
-            "Labels must be class ids of shape (N, H, W) or (N, H, W, 1), not one-hot or color "
-            f"maps. Received: labels of shape {tuple(ops.shape(y_true))}")
-    return labels
-
-
 def _check_label_range(labels, valid, num_classes, ignore_label):
     """Raises (eager) or asserts (TensorFlow graph) that valid labels are in range.
 
@@ -157,7 +146,7 @@ def _pixel_terms(y_true, y_pred, num_classes, ignore_label, class_weights, from_
         )
     num_classes = _resolve_num_classes(logits, num_classes, class_weights)
     validate_ignore_label(ignore_label, num_classes)
-    labels = check_label_rank(labels_to_rank3(y_true), y_true)
+    labels = labels_to_rank3(y_true)
     check_same_pixels(labels, logits.shape[:3], "y_pred")
     valid = valid_pixels(labels, ignore_label)
     bad = _check_label_range(labels, valid, num_classes, ignore_label)

@@ -40,7 +40,6 @@ from keras_fcn._pixels import (
     valid_pixels,
     validate_ignore_label,
 )
-from keras_fcn.losses import check_label_rank
 
 # A (C, C) float64 confusion matrix of more than 1 GiB (C > 11,585) is a mistaken class count.
 MAX_CONFUSION_BYTES = 2**30
@@ -279,7 +278,7 @@ def confusion_matrix_tensor(y_true, y_pred, num_classes, ignore_label=255, sampl
         array([[0., 1.],
                [0., 0.]])
     """
-    labels = check_label_rank(labels_to_rank3(y_true), y_true)
+    labels = labels_to_rank3(y_true)
     y_pred = ops.convert_to_tensor(y_pred)
     preds = _to_label_map(y_pred, num_classes)
     check_same_pixels(labels, preds.shape, "y_pred")

@@ -1,6 +1,8 @@
 """Bad input to the core (metrics, loss, evaluation, model builders and layers) is refused with
 an error naming it, never turned into a believable number."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -61,9 +63,15 @@ def test_labels_and_predictions_of_other_shapes_are_refused_naming_both():
     # A trailing channel of 1 on either side is the same label map.
     np.testing.assert_array_equal(metrics.confusion_matrix(LABELS[..., None], LABELS, C),
                                   np.diag([2, 2, 1]))
-    for labels in (LABELS[:, :, :2], LABELS[0], np.concatenate([LABELS, LABELS])):
+    for labels in (LABELS[:, :, :2], np.concatenate([LABELS, LABELS])):
         with pytest.raises(ValueError, match=r"same \(batch, height, width\).*labels of shape"):
             metrics.MeanIU(C).update_state(labels, _logits())
+    for labels in (LABELS[0], np.stack([LABELS] * 3, axis=-1)):  # no batch axis; colours
+        for call in (lambda: metrics.MeanIU(C).update_state(labels, _logits()),
+                     lambda: losses.sparse_categorical_crossentropy_ignore(labels, _logits())):
+            with pytest.raises(ValueError, match=r"^Labels must be class ids of shape \(N, H, "
+                               r"W\) or \(N, H, W, 1\).*labels of shape " + re.escape(f"{labels.shape}") + "$"):
+                call()
     with pytest.raises(ValueError, match=r"same \(batch, height, width\)"):
         losses.sparse_categorical_crossentropy_ignore(LABELS[:, :1], _logits())
     with pytest.raises(ValueError, match=r"`sample_weight` must have shape.*\(3, 1, 1\)"):
