@@ -97,15 +97,14 @@ _UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 @contextlib.contextmanager
 def unwritable_folder(folder):
     """Within the block, an OS refusal to write in ``folder`` (no permission, a read-only file
-    system) is a PermissionError naming the folder, not the temporary or lock file the OS
-    names."""
+    system) is a PermissionError naming the folder, not the temporary or lock file it names."""
     try:
         yield
     except OSError as error:
-        if error.errno not in _UNWRITABLE:
-            raise
-        raise PermissionError(f"Cannot write in the folder {folder!r} ({error.strerror}): "
-                              "choose a folder this process can write to.") from None
+        if error.errno in _UNWRITABLE:
+            raise PermissionError(f"Cannot write in the folder {folder!r} ({error.strerror}): "
+                                  "choose a folder this process can write to.") from None
+        raise
 
 
 def atomic_write(path, write_fn, overwrite=True):

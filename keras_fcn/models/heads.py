@@ -29,6 +29,10 @@ import collections
 from keras import layers
 
 from keras_fcn.layers import BilinearUpsampling, CropToReference, ResizeToReference, Scale
+# Every layer the heads add starts with one of HEAD_PREFIXES (the task suffixes of the
+# two-headed model come after them); every other layer of an FCN but its input belongs to the
+# trunk.
+from keras_fcn.weights.io import HEAD_PREFIXES  # noqa: F401
 
 # The skips of FCN-16s (pool4) and FCN-8s (pool4, then pool3), in the order they are fused,
 # with the reference's layer names: the at-once FCN-8s scales the pool features first
@@ -44,9 +48,6 @@ SKIPS = (
          "score_pool3c", "fuse_pool3"),
 )
 CROPS = {skip.up_crop for skip in SKIPS} | {skip.skip_crop for skip in SKIPS}
-# Every layer the heads add starts with one of these (the task suffixes of the two-headed model
-# come after them); every other layer of an FCN but its input belongs to the trunk.
-HEAD_PREFIXES = ("score", "upscore", "fuse_", "scale_pool", "classifier", "aux_classifier")
 # Per variant: how many skips, and the last upsampling to the input (name, stride).
 DEPTHS = {"32s": (0, "upscore", 32), "16s": (1, "upscore16", 16), "8s": (2, "upscore8", 8)}
 

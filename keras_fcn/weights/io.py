@@ -28,9 +28,10 @@ log = logging.getLogger("keras_fcn")
 
 # Files of released weights that convert_to_keras_model reads, and what it writes.
 CONVERTED_SUFFIXES = (".caffemodel", ".pth", ".pt", ".npz")
-# Layers of the FCN heads (keras_fcn.models.heads): new for each task, so a classifier file or
-# an earlier stage (FCN-32s for FCN-16s) does not have them; load_weights warns about others.
-HEAD_PREFIXES = ("score", "upscore", "classifier", "aux_classifier")
+# The name prefixes of the FCN heads' layers (keras_fcn.models.heads, which imports them from
+# here: the weights wing sits below the models): new for each task, so a classifier file or an
+# earlier stage (FCN-32s for FCN-16s) does not have them; load_weights warns about others.
+HEAD_PREFIXES = ("score", "upscore", "fuse_", "scale_pool", "classifier", "aux_classifier")
 SAVED_SUFFIXES = (".weights.h5", ".keras", ".npz")
 
 def read_weights(source):
