@@ -100,3 +100,23 @@ def test_an_empty_split_and_empty_shapes_are_named(tmp_path):
         load_split("shapes", "val", shapes_size=0)
     with pytest.raises(ValueError, match="shapes_count=0"):
         load_split("shapes", "train", shapes_count=0)
+
+
+def test_a_failed_assertion_inside_fit_is_told_by_its_message(capsys):
+    """A label check that fails inside the traced train step (a tf.debugging.Assert) reached
+    the user as "error: Graph execution error:" and nothing else."""
+    from tiny import tiny_fcn
+    from keras_fcn import training as train
+
+    model = tiny_fcn("32s", 4)
+    train.compile_model(model, num_classes=4, ignore_label=255, optimizer="sgd")
+    labels = np.full((2, 32, 32), 7, "int32")
+    data = tf.data.Dataset.from_tensor_slices((np.zeros((2, 32, 32, 3), "float32"), labels))
+    with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+        model.fit(data.batch(2), epochs=1, verbose=0)
+    assert str(raised.value).startswith("Graph execution error:")
+    assert error_message(raised.value) == (
+        "Labels must be in [0, 4) or equal to ignore_label=255. Received a label value: 7")
+    assert _run(_raising(raised.value), [], capsys) == (
+        2, "error: Labels must be in [0, 4) or equal to ignore_label=255. Received a label "
+           "value: 7\n")

@@ -39,8 +39,15 @@ def error_message(error):
                   if kind not in ("InvalidArgumentError", "UnknownError")]
         if raised:
             return raised[-1]
-        line = next((line for line in text.splitlines() if line.strip()), type(error).__name__)
+        lines = [line for line in text.splitlines() if line.strip()]
+        if lines and lines[0].startswith("Graph execution error"):
+            # A failed op inside a traced step (model.fit): its message follows the Python
+            # stack of where the op was defined ("  File ...").
+            lines = [line for line in lines[1:] if not line.startswith((" ", "\t", "Detected "))]
+        line = lines[0] if lines else type(error).__name__
         line = re.sub(r"\{\{function_node [^}]*\}\}|\[\[\{\{node [^}]*\}\}\]\]", "", line)
+        # A tf.debugging.Assert: "assertion failed: [message] [value]"
+        line = re.sub(r"^assertion failed: \[(.*)\] \[(.*)\]$", r"\1 \2", line.strip())
         line = re.sub(r"^.*Error in user-defined function passed to \S+ transformation with "
                       r"iterator: \S+: ", "reading the data: ", line)
         return line.strip()
