@@ -4,6 +4,8 @@ fusion weight, a trunk width ignored), or failed deep inside Keras, NumPy or os 
 naming the argument. Now each is a ValueError naming the argument and its value.
 """
 
+import re
+
 import numpy as np
 import pytest
 from tiny import TINY_FC, TINY_WIDTHS
@@ -188,3 +190,12 @@ def test_a_cache_dir_that_is_a_file_is_named(tmp_path):
     with pytest.raises(ValueError, match="Received: cache_dir=3"):
         from_preset("voc-fcn8s", cache_dir=3)
     assert blocker.read_text() == "not a folder"
+
+
+def test_a_missing_model_path_is_named_as_a_file(tmp_path):
+    """`--model /x/nope.keras` was answered with the list of the 17 presets."""
+    for path, there in ((tmp_path / "nope.keras", "does not exist"), (tmp_path, "is a folder"),
+                        ("nope.keras", "does not exist")):
+        with pytest.raises(FileNotFoundError, match=rf"^Model file '{re.escape(str(path))}' "
+                                                    rf"{there}; expected a saved \.keras model"):
+            model_file(path)

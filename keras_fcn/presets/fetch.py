@@ -246,6 +246,7 @@ def resolve_model(name_or_path, cache_dir=None):
         sidecar beside it (None if there is none).
 
     Raises:
+        FileNotFoundError: a path (with a folder or a .keras/.h5 name) that is not a file.
         ValueError: neither a preset nor an existing file (the message lists the presets).
 
     Example:
@@ -264,6 +265,7 @@ def model_file(name_or_path, cache_dir=None):
     sidecar beside it) or of a path: what the tools' ``--model`` takes.
 
     Raises:
+        FileNotFoundError: a path (with a folder or a .keras/.h5 name) that is not a file.
         ValueError: neither a preset nor an existing file (the message lists the presets).
 
     Example:
@@ -281,6 +283,12 @@ def _check_model_file(name_or_path):
     """Raises a ValueError naming ``name_or_path`` unless it is an existing file; a name
     close to a preset's gets the suggestion."""
     ok = isinstance(name_or_path, (str, os.PathLike)) and os.path.isfile(name_or_path)
+    if not ok and isinstance(name_or_path, (str, os.PathLike)) and (
+            os.sep in os.fspath(name_or_path)
+            or os.fspath(name_or_path).endswith((".keras", ".h5"))):
+        there = "is a folder" if os.path.isdir(name_or_path) else "does not exist"
+        raise FileNotFoundError(f"Model file {os.fspath(name_or_path)!r} {there}; expected a "
+                                "saved .keras model or a preset name (keras_fcn.list_presets())")
     if not ok:
         raise ValueError(f"Expected a model file or one of the presets {list_presets()}."
                          f"{did_you_mean(name_or_path, list_presets())} "
