@@ -607,3 +607,43 @@ def test_freezing_the_trunk_trains_the_heads_alone_then_all_but_the_upsampling()
     changed = {w.path.split("/")[0] for w in model.weights if not np.array_equal(
         _np(w), before[w.path])}
     assert "conv1_1" in changed and not changed & {"upscore2", "upscore_pool4", "upscore8"}
+
+
+class _BadLabelData(keras.utils.PyDataset):
+    """Two batches whose second holds the label 5 of a 2-class model (not the ignore label)."""
+
+    def __init__(self, images, masks):
+        super().__init__()
+        self.images, self.masks = images, masks.copy()
+        self.masks[4:, 0, 0] = 5
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        part = slice(4 * index, 4 * index + 4)
+        return self.images[part], self.masks[part]
+
+
+def test_a_bad_label_from_a_data_set_stops_training_and_names_its_cause(tmp_path, capsys):
+    """Labels no up-front check saw (a data set of the user's): eager steps (TensorFlow's graph
+    assertion, Keras-torch) raise naming the value; a compiled JAX step cannot, its loss is
+    NaN, and the NaN stop says what such a label does."""
+    from keras_fcn.datasets import shapes
+
+    model = _tiny_fcn(2, include_preprocessing=True)
+    training.compile_model(model, num_classes=2, ignore_label=255,
+                           optimizer=training.make_optimizer("sgd", 1e-3),
+                           jit_compile=keras.backend.backend() == "jax")
+    data = _BadLabelData(*_squares(8))
+    if keras.backend.backend() != "jax":
+        with pytest.raises(Exception, match=r"Labels must be in \[0, 2\) or equal to "
+                                            r"ignore_label=255\. Received a label value"):
+            training.fit(model, data, None, run_dir=str(tmp_path), epochs=1,
+                         info=shapes.SHAPES_INFO, verbose=0)
+        return
+    report = training.fit(model, data, None, run_dir=str(tmp_path), epochs=1,
+                          info=shapes.SHAPES_INFO, verbose=0)
+    assert report["status"] == "nan" and report["nan_step"]["batch"] == 2
+    assert ("a label outside [0, num_classes) that is not the ignore label gives a NaN loss"
+            in capsys.readouterr().err)

@@ -83,7 +83,9 @@ class NaNGuard(keras.callbacks.Callback):
             message = (f"Loss is {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1}"
                        + (f" (global step {step})" if step else "")
                        + ": training stopped; the last good checkpoints are kept. Lower the "
-                       "learning rate or check the data.")
+                       "learning rate or check the data: inside a compiled step (JAX, XLA) a "
+                       "label outside [0, num_classes) that is not the ignore label gives a NaN "
+                       "loss, not an error (keras_fcn.datasets.check finds such labels).")
             print(f"\n{message}", file=sys.stderr, flush=True)
             logger.error(message)
             self.model.stop_training = True
