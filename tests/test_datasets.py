@@ -371,6 +371,15 @@ def test_folder_of_rgb_colour_masks_with_classes_json(tmp_path):
     assert datasets.check("folder", str(tmp_path))["val"].num_bad == 0
     with pytest.raises(ValueError, match=r"num_classes=4 but '.*classes\.json' names 3 classes"):
         datasets.load_split("folder", "train", data_dir=str(tmp_path), num_classes=4)
+    # without its void colour, the black pixels are named, with the way to map them to void
+    (tmp_path / "classes.json").write_text(json.dumps({
+        "classes": ["Sky", "Building", "Pole"], "mask_format": "rgb",
+        "palette": [[128, 128, 128], [128, 0, 0], [192, 192, 128]]}))
+    report = datasets.check("folder", str(tmp_path))["train"]
+    assert report.num_bad == 2
+    assert re.search(r"has colour \(0, 0, 0\) at \(0, 3\) that is not in the palette; add it to "
+                     r"the palette, or map it to the ignore label: \"void_color\": \[0, 0, 0\] "
+                     r"in a folder data set's classes\.json", report.bad[0][1])
 
 
 @pytest.mark.parametrize("spec, message", [

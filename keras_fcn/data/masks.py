@@ -307,7 +307,9 @@ def unknown_colour_message(path, rgb, known):
     colour = tuple(int(c) for c in rgb[y, x])
     return (
         f"mask '{to_str(path)}' has colour {colour} at ({y}, {x}) that is not in the palette; "
-        f"pass unknown_color='ignore' to map unknown colours to the ignore label"
+        "add it to the palette, or map it to the ignore label: \"void_color\": "
+        f"{list(colour)} in a folder data set's classes.json, or unknown_color='ignore' (every "
+        "unknown colour) in the Python API"
     )
 
 

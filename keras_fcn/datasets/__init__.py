@@ -54,6 +54,7 @@ from keras_fcn.datasets.pairs import (  # noqa: F401
     HOLDOUT_DATASETS,
     custom_info,
     file_pairs,
+    folder_info,
 )
 from keras_fcn.datasets import hha, nyud, shapes, siftflow  # noqa: F401
 from keras_fcn.io import IMAGE_EXTENSIONS  # noqa: F401
