@@ -424,3 +424,14 @@ def test_unpaired_image_names_its_jpeg_mask(tmp_path):
                                          r"\(masks must be \.png, \.bmp, \.mat files; JPEG is "
                                          r"lossy.*\): '.*masks/im0\.jpg'"):
         datasets.split_pairs(str(tmp_path), "train")
+
+
+def test_a_folder_without_classes_json_shows_its_classes_in_the_voc_colours(tmp_path):
+    """The classes of a data set without metadata had random colours (some near each other);
+    the VOC colours are distinct and those of VOC-style palette masks (labelme's too)."""
+    from keras_fcn.labels import voc_palette
+
+    info = folder_info(str(tmp_path), num_classes=4)
+    assert info.palette == ((0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0))
+    assert info.palette == tuple(tuple(c) for c in voc_palette(4))
+    assert info.class_names == ("0", "1", "2", "3") and info.ignore_label == 255

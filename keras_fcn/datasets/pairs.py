@@ -10,31 +10,30 @@ Example:
 
 import os
 
-import numpy as np
-
 from keras_fcn.datasets import shapes
 from keras_fcn.datasets.base import DatasetInfo
 from keras_fcn.datasets.camvid import camvid_pairs
 from keras_fcn.datasets.folder import split_pairs
 from keras_fcn.datasets.voc import sbd_pairs, seg11valid_pairs, voc_pairs
-from keras_fcn.labels import IGNORE_LABEL, check_colour
+from keras_fcn.labels import IGNORE_LABEL, check_colour, voc_palette
 
 DATASETS = ("shapes", "camvid", "voc", "sbd", "folder", "tfds:<name>")
 HOLDOUT_DATASETS = ("camvid", "folder")  # the data sets that can hold out groups of frames
 
 
 def custom_info(name, num_classes, ignore_label=IGNORE_LABEL):
-    """`DatasetInfo` of a data set without metadata: classes "0", "1", ..., seeded colours.
+    """`DatasetInfo` of a data set without metadata: classes "0", "1", ..., the PASCAL VOC
+    colours (those of VOC's palette PNGs and of tools such as labelme that follow them; they
+    were random colours, some near each other).
 
     Example:
-        >>> custom_info("folder", 3).class_names
-        ('0', '1', '2')
+        >>> custom_info("folder", 3).class_names, custom_info("folder", 3).palette[1]
+        (('0', '1', '2'), (128, 0, 0))
     """
     if not num_classes:
         raise ValueError(f"--dataset={name} needs --num_classes. Received: num_classes="
                          f"{num_classes!r}")
-    palette = tuple(tuple(int(c) for c in colour) for colour in
-                    np.random.default_rng(0).integers(0, 256, (num_classes, 3)))
+    palette = tuple(tuple(int(c) for c in colour) for colour in voc_palette(int(num_classes)))
     return DatasetInfo(name, int(num_classes), tuple(str(i) for i in range(num_classes)),
                        palette, ignore_label=int(ignore_label))
 
