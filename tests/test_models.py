@@ -454,3 +454,16 @@ def test_a_saved_model_leaves_jit_compile_to_the_backend_that_loads_it(tmp_path)
     assert loaded.compiled and loaded.jit_compile is False  # TensorFlow here, on a CPU
     np.testing.assert_allclose(loaded.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0),
                                model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0))
+
+
+def test_a_keras_clone_keeps_the_trunk_record_through_copy_info_to(tmp_path):
+    """keras.models.clone_model builds FCN(inputs, outputs) afresh: no backbone, no variant
+    (the tools then fall back to reading the layers, or refuse a ResNet); copy_info_to, as the
+    docs say, keeps the record through a save."""
+    model = tiny_fcn("16s")
+    clone = keras.models.clone_model(model)
+    assert isinstance(clone, models.FCN) and clone.backbone is None
+    assert model.copy_info_to(clone) is clone
+    clone.save(tmp_path / "c.keras")
+    loaded = keras.models.load_model(tmp_path / "c.keras", compile=False)
+    assert (loaded.backbone, loaded.variant) == ("vgg16", "16s")
