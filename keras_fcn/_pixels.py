@@ -51,9 +51,7 @@ def labels_to_rank3(labels):
     if len(labels.shape) == 4 and labels.shape[-1] == 1:
         labels = ops.squeeze(labels, axis=-1)
     if len(labels.shape) != 3:
-        raise ValueError(
-            "Labels must be class ids of shape (N, H, W) or (N, H, W, 1) (not one-hot or "
-            f"colour maps). Received: labels of shape {tuple(labels.shape)}")
+        raise label_shape_error(f"labels of shape {tuple(labels.shape)}")
     dtype = keras.backend.standardize_dtype(labels.dtype)
     if _tf.is_float(labels):
         rounded = ops.round(labels)
@@ -69,6 +67,13 @@ def labels_to_rank3(labels):
         # An unsigned tensor cannot hold INT32.min: clipping to it would wrap to a huge bound.
         labels = ops.clip(labels, 0 if dtype.startswith("u") else _INT32.min, _INT32.max)
     return ops.cast(labels, "int32")
+
+
+def label_shape_error(received, prefix=""):
+    """The ValueError for labels that are not label maps (N, H, W) or (N, H, W, 1);
+    ``received`` names their shape ("labels of shape (2, 3)")."""
+    return ValueError(f"{prefix}Labels must be class ids of shape (N, H, W) or (N, H, W, 1) "
+                      f"(not one-hot or colour maps). Received: {received}")
 
 
 def _check_int32_range(values):

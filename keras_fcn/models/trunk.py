@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from keras_fcn._checks import as_class_ids, check_class_ids
+from keras_fcn._pixels import label_shape_error
 from keras_fcn.layers import FCN_MEAN_BGR, CaffePreprocessing, preprocess_input
 from keras_fcn.models.heads import HEAD_PREFIXES
 
@@ -301,9 +302,7 @@ def check_arrays(model, x, y, what=""):
     if not isinstance(y, np.ndarray):
         return
     if not (y.ndim == 3 or (y.ndim == 4 and y.shape[-1] == 1)):
-        raise ValueError(
-            f"{prefix}Labels must be class ids of shape (N, H, W) or (N, H, W, 1), not one-hot "
-            f"or color maps. Received: y.shape={y.shape}")
+        raise label_shape_error(f"y.shape={y.shape}", prefix)
     loss = _label_loss(model)
     if loss is None:
         return
