@@ -392,3 +392,37 @@ def test_color_or_one_hot_labels_are_refused_naming_their_shape():
         SparseCategoricalCrossentropyIgnore(3)(labels, logits)
     with pytest.raises(ValueError, match=expected):
         MeanIU(3).update_state(labels, logits)
+
+
+def test_label_equal_to_num_classes_is_out_of_range():
+    """The boundary label C (one past the last class) is refused naming it, like any other
+    out-of-range label: a `>` for `>=` in the range check let it reach the cross-entropy
+    (a TensorFlow error of its own here, a silent 0 loss on JAX's one-hot)."""
+    labels, logits = _random_batch()
+    labels[1, 4, 5] = C
+    expected = rf"Labels must be in \[0, {C}\) or equal to ignore_label=255\. Received a label value: {C}"
+    with pytest.raises(ValueError, match=expected):
+        SparseCategoricalCrossentropyIgnore()(labels, logits)
+    with pytest.raises(ValueError, match=expected):
+        sparse_categorical_crossentropy_ignore(labels, logits, reduction_mode="sum")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=rf"\[0, {C}\)[\s\S]*{C}"):
+        tf.function(SparseCategoricalCrossentropyIgnore())(tf.constant(labels), tf.constant(logits))
+
+
+@pytest.mark.parametrize("mode", ["mean", "sum"])
+def test_non_finite_logits_at_void_pixels_do_not_reach_the_loss(mode):
+    """A void pixel's cross-entropy is 0 whatever its logits: a model that writes NaN or
+    -inf/+inf scores where the labels are void (outside a padded image, say) has the loss of
+    its valid pixels, not NaN (0 * NaN in the weighted sum)."""
+    labels, logits = _random_batch(seed=3)
+    void = np.argwhere(labels == VOID)
+    assert len(void) >= 2
+    bad = logits.copy()
+    bad[tuple(void[0])] = np.nan
+    bad[tuple(void[1])] = [np.inf, -np.inf, 0.0, 1.0]
+    weights = [0.5, 2.0, 1.0, 3.0]
+    expected = _numpy_loss(labels, logits, weights, mode)
+    loss = SparseCategoricalCrossentropyIgnore(class_weights=weights, reduction_mode=mode)
+    np.testing.assert_allclose(float(loss(labels, bad)), expected, rtol=1e-5)
+    per_pixel = loss.call(labels, bad).numpy()
+    assert np.all(per_pixel[labels == VOID] == 0.0)

@@ -355,3 +355,23 @@ def test_mirrored_evaluate_metrics_equal_single_device(distributed_results):
         np.testing.assert_allclose(mirrored[key], single[key], rtol=1e-5)
     for key in ("mean_iu", "pixel_accuracy"):
         np.testing.assert_allclose(mirrored[key], expected[key], rtol=1e-5)
+
+
+def test_label_or_prediction_equal_to_num_classes_is_refused():
+    """The boundary value C (one past the last class) is out of range like any other: with a
+    `>` for `>=` its cell index C * C + j fell past the matrix and the pixel vanished from
+    every score without a word."""
+    labels = np.array([[[0, 1, 2, 3]]])
+    preds = np.array([[[0, 1, 2, 1]]])
+    with pytest.raises(ValueError, match=r"Every label must be in \[0, 3\) or void\. Received: label=3"):
+        ConfusionMatrixMetric(3).update_state(labels, preds)
+    with pytest.raises(ValueError, match="label value: 3"):
+        confusion_matrix(labels, preds, 3)
+    swapped = (preds, labels)
+    with pytest.raises(ValueError, match=r"Every predicted class must be in \[0, 3\) or void\. "
+                                         r"Received: predicted class=3"):
+        ConfusionMatrixMetric(3).update_state(*swapped)
+    with pytest.raises(ValueError, match="predicted class value: 3"):
+        confusion_matrix(*swapped, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[0, 3\)[\s\S]*3"):
+        tf.function(ConfusionMatrixMetric(3).update_state)(tf.constant(labels), tf.constant(preds))
