@@ -429,3 +429,66 @@ def test_pydataset_reads_each_grey_mask_file_once(tmp_path, opens):
     _, masks = dataset[0]
     assert masks[0, 0].tolist() == [0, 1, 2, 1, 0]
     assert [call for call in opens if call == ("open", mask)] == [("open", mask)]
+
+
+# --- keras_fcn.data.augment and keras_fcn.data.warp against closed forms (mutation audit) ---
+
+
+def test_make_dataset_flip_of_a_padding_crop_is_the_mirror_of_the_unflipped_crop(tmp_path):
+    """tf.data pipeline: a crop larger than the image pads it (no random offset is left); a
+    flipped element must be the exact mirror of the unflipped one, its padding on the left
+    (pad, crop, then flip), image and mask alike."""
+    pairs = _write_pairs(tmp_path, [(6, 9)] * 6)
+    plain = _batches(make_dataset(pairs, num_classes=3, crop_size=(8, 11)))
+    flips = []
+    for seed in (4, 5):
+        flipping = _batches(make_dataset(pairs, num_classes=3, crop_size=(8, 11), flip=True,
+                                         seed=seed))
+        for (image, mask), (ref_image, ref_mask) in zip(flipping, plain):
+            assert (ref_mask[0, :, 9:] == 255).all() and (ref_mask[0, 6:] == 255).all()
+            flipped = not np.array_equal(mask, ref_mask)
+            flips.append(flipped)
+            if flipped:
+                ref_image, ref_mask = ref_image[:, :, ::-1], ref_mask[:, :, ::-1]
+            np.testing.assert_array_equal(image, ref_image)
+            np.testing.assert_array_equal(mask, ref_mask)
+    assert 0 < sum(flips) < len(flips)
+
+
+def test_affine_zoom_and_rotation_keep_the_centre_of_a_non_square_image():
+    """affine_matrices turn and zoom about the image centre ((W - 1) / 2, (H - 1) / 2), then
+    shift: the centre goes to centre + shift, and the linear part is scale * rotation."""
+    from keras_fcn.data.warp import affine_matrices
+
+    height, width = 10, 31
+    shift = np.array([[0.0, 0.0], [1.5, -2.0]], np.float32)
+    log_scale, angle = np.log([1.2, 0.9]).astype(np.float32), np.array([0.3, -0.7], np.float32)
+    matrices = affine_matrices(shift, log_scale, angle, height, width).numpy()
+    centre = np.array([(width - 1) / 2, (height - 1) / 2, 1.0])
+    for m, s, z, a in zip(matrices, shift, np.exp(log_scale), angle):
+        np.testing.assert_allclose(m @ centre, centre[:2] + s, atol=1e-4)
+        np.testing.assert_allclose(m[:, :2], z * np.array([[np.cos(a), -np.sin(a)],
+                                                            [np.sin(a), np.cos(a)]]), atol=1e-6)
+
+
+def test_compose_is_warping_by_the_first_then_by_the_second():
+    """compose(first, second) equals the two warps one after the other, for a pair that does
+    not commute (a shift and a quarter turn): exact with nearest sampling on integer moves."""
+    from keras_fcn.data.warp import affine_flow, affine_matrices, compose, warp_images
+
+    size = 16
+    image = np.arange(size * size, dtype=np.float32).reshape(1, size, size, 1)
+    first = affine_matrices([[3.0, 0.0]], [0.0], [0.0], size, size)
+    second = affine_matrices([[0.0, 0.0]], [0.0], [np.pi / 2], size, size)
+    assert not np.allclose(compose(first, second), compose(second, first), atol=1e-3)
+
+    def warp(images, matrices):
+        flow, valid = affine_flow(matrices, size, size)
+        return warp_images(images, flow, method="nearest").numpy(), valid.numpy()
+
+    once, _ = warp(image, first)
+    twice, valid_second = warp(once, second)
+    both, valid_both = warp(image, compose(first, second))
+    keep = valid_both & valid_second
+    assert keep.sum() > size * size // 2
+    np.testing.assert_array_equal(twice[keep], both[keep])
