@@ -647,3 +647,50 @@ def test_a_bad_label_from_a_data_set_stops_training_and_names_its_cause(tmp_path
     assert report["status"] == "nan" and report["nan_step"]["batch"] == 2
     assert ("a label outside [0, num_classes) that is not the ignore label gives a NaN loss"
             in capsys.readouterr().err)
+
+
+def test_data_parallel_trains_and_validates_as_one_device():
+    """keras.distribution's DataParallel (strategy='data_parallel', JAX) on the two CPU devices
+    the suite gives JAX: the library's compile and fit give one device's losses, and
+    validation batches padded with void images (training.distribute.pad_batches) its scores."""
+    if keras.backend.backend() != "jax":
+        pytest.skip("keras.distribution's DataParallel is JAX's")
+    import jax
+
+    from keras_fcn.training import distribute
+
+    if len(jax.devices()) < 2:
+        pytest.skip("one JAX device (XLA_FLAGS=--xla_force_host_platform_device_count=2)")
+    images, masks = _squares(8)
+    val = [(images[i:i + 1], masks[i:i + 1]) for i in range(3)]  # batch 1: padded to 2
+    results = []
+    for name in ("default", "data_parallel"):
+        strategy = distribute.make_strategy(name, batch_size=4)
+        keras.utils.set_random_seed(0)
+        model = _tiny_fcn(2, include_preprocessing=True)
+        training.compile_model(model, num_classes=2, ignore_label=255,
+                               optimizer=training.make_optimizer("sgd", 0.01, momentum=0.9),
+                               jit_compile=True)
+        _, val_batches = distribute.for_data_parallel(strategy, None, val, 4, 255)
+        history = model.fit(images, masks, batch_size=4, epochs=1, verbose=0, shuffle=False,
+                            validation_data=_Batches(val_batches)).history
+        results.append((strategy.num_replicas_in_sync, history))
+    distribute.make_strategy("default")
+    assert keras.distribution.distribution() is None
+    (one, single), (two, parallel) = results
+    assert (one, two) == (1, 2)
+    np.testing.assert_allclose(parallel["loss"], single["loss"], rtol=1e-5)
+    np.testing.assert_allclose(parallel["val_mean_iu"], single["val_mean_iu"], rtol=1e-6)
+    np.testing.assert_allclose(parallel["val_loss"], single["val_loss"], rtol=1e-5)
+
+
+class _Batches(keras.utils.PyDataset):
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        return self.batches[index]

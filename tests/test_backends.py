@@ -26,6 +26,9 @@ def _run(args, backend, block_tf=True, **env):
     environ = dict(os.environ, KERAS_BACKEND=backend, KERAS_FCN_BLOCK_TF="1" if block_tf else "0",
                    PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **env)
     environ.pop("KERAS_FCN_JIT", None)  # each backend's own default path
+    if backend == "jax":  # two CPU devices: backend_cases tests strategy='data_parallel'
+        environ["XLA_FLAGS"] = (environ.get("XLA_FLAGS", "")
+                                + " --xla_force_host_platform_device_count=2").strip()
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=environ, capture_output=True,
                           text=True, timeout=900)
 

@@ -119,7 +119,7 @@ def pixels_per_image(config, pairs, info):
     return int(np.mean(sizes))
 
 
-def load_pipelines(config, run_dir=None):
+def load_pipelines(config, run_dir=None, num_replicas=1):
     """The train, validation and final-evaluation `SegmentationPyDataset`s of a run.
 
     Returns:
@@ -141,8 +141,8 @@ def load_pipelines(config, run_dir=None):
     train_ds = make_pydataset(train_pairs, batch_size=config.optim.batch_size,
                               crop_size=config.data.crop_size, image_size=size,
                               scale_range=config.data.scale_range, flip=config.data.flip,
-                              shuffle=True,
-                              seed=config.run.seed, **common)
+                              shuffle=True, seed=config.run.seed,
+                              drop_remainder=num_replicas > 1, **common)
     val_ds = make_pydataset(val_pairs, batch_size=config.data.val_batch_size if size else 1,
                             image_size=size, **common)
     eval_ds = FullSizeMasks(make_pydataset(val_pairs, image_size=size, **common),

@@ -12,17 +12,17 @@ import json
 import os
 
 import keras
+import numpy as np
 
 from keras_fcn import _tf, runtime
 from keras_fcn._checks import check_bool, check_choice
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
+STRATEGIES = ("default", "mirrored", "multi_worker", "data_parallel")
 
 
 class SingleDevice:
     """The strategy of a single device on JAX and PyTorch (no `tf.distribute` there): a
-    no-op ``scope()`` and one replica. For several GPUs on JAX, use `keras.distribution`
-    (e.g. ``keras.distribution.set_distribution(keras.distribution.DataParallel())``)."""
+    no-op ``scope()`` and one replica. For several GPUs on JAX: ``"data_parallel"``."""
 
     num_replicas_in_sync = 1
 
@@ -30,14 +30,122 @@ class SingleDevice:
         return contextlib.nullcontext()
 
 
-def make_strategy(name="default", devices=None):
+class DataParallel(SingleDevice):
+    """``"data_parallel"`` on JAX: `keras.distribution.DataParallel` over every device (set
+    globally, so ``scope()`` does nothing); each batch is split across the devices, so it must
+    divide by ``num_replicas_in_sync`` (the recipes drop the last incomplete training batch
+    and pad validation batches with void images: :func:`pad_batches`)."""
+
+    def __init__(self, devices):
+        self.devices = list(devices)
+        self.num_replicas_in_sync = len(self.devices)
+
+
+def for_data_parallel(strategy, train_ds, val_ds, batch_size, ignore_label):
+    """(train_ds, val_ds) for ``strategy``: under :class:`DataParallel` on several devices,
+    checks that ``batch_size`` divides among them (training drops its last incomplete batch)
+    and pads the validation batches (:func:`pad_batches`); else both unchanged.
+
+    Raises:
+        ValueError: ``batch_size`` is not a multiple of the devices, or there is no ignore
+            label to pad validation batches with.
+    """
+    if not isinstance(strategy, DataParallel) or strategy.num_replicas_in_sync == 1:
+        return train_ds, val_ds
+    _check_batch(strategy, batch_size)
+    return train_ds, pad_batches(val_ds, strategy.num_replicas_in_sync, ignore_label)
+
+
+def _check_batch(strategy, batch_size):
+    count = strategy.num_replicas_in_sync
+    if batch_size is not None and batch_size % count:
+        raise ValueError(f"strategy='data_parallel' splits each batch across {count} devices: "
+                         f"batch_size must be a multiple of {count}. Received: "
+                         f"batch_size={batch_size}")
+
+
+def pad_batches(dataset, multiple, ignore_label):
+    """``dataset``'s (images, masks) batches, each padded to a multiple of ``multiple`` images
+    with void ones (zero images, masks all ``ignore_label``), which count in no loss term and
+    no metric (Keras' validation loss weighs a padded batch as a full one). A tf.data set or a
+    `keras.utils.PyDataset`.
+
+    Example:
+        >>> batches = pad_batches([(np.zeros((1, 2, 2, 3)), np.zeros((1, 2, 2)))], 2, 255)
+        >>> [masks[:, 0, 0].tolist() for _, masks in batches]
+        [[0.0, 255.0]]
+    """
+    if ignore_label is None:
+        raise ValueError("Padding batches for several devices needs an ignore label (the "
+                         "padded images must count nowhere). Received: ignore_label=None")
+    if isinstance(dataset, (list, tuple)):
+        return [_pad_numpy(*batch, multiple, ignore_label) for batch in dataset]
+    if isinstance(dataset, keras.utils.PyDataset):
+        return _PaddedBatches(dataset, multiple, ignore_label)
+    import tensorflow as tf
+
+    def pad(images, masks):
+        extra = tf.math.floormod(-tf.shape(images)[0], multiple)
+        return (tf.pad(images, [[0, extra]] + [[0, 0]] * (len(images.shape) - 1)),
+                tf.pad(masks, [[0, extra]] + [[0, 0]] * (len(masks.shape) - 1),
+                       constant_values=tf.cast(ignore_label, masks.dtype)))
+
+    return dataset.map(pad)
+
+
+def _pad_numpy(images, masks, multiple, ignore_label):
+    extra = -len(images) % multiple
+    return (np.concatenate([images, np.zeros((extra, *images.shape[1:]), images.dtype)]),
+            np.concatenate([masks, np.full((extra, *masks.shape[1:]), ignore_label,
+                                           masks.dtype)]))
+
+
+class _PaddedBatches(keras.utils.PyDataset):
+    """A `keras.utils.PyDataset`'s batches padded by :func:`pad_batches`."""
+
+    def __init__(self, dataset, multiple, ignore_label):
+        super().__init__()
+        self.dataset, self.multiple, self.ignore_label = dataset, multiple, ignore_label
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        return _pad_numpy(*self.dataset[index], self.multiple, self.ignore_label)
+
+    def on_epoch_end(self):
+        self.dataset.on_epoch_end()
+
+
+_OUR_DISTRIBUTION = []  # the keras.distribution that make_strategy set, to undo it later
+
+
+def _set_data_parallel(name):
+    """Sets (for "data_parallel") or clears (else, if it set it) keras.distribution."""
+    current = keras.distribution.distribution()
+    if name != "data_parallel":
+        if current is not None and current in _OUR_DISTRIBUTION:
+            keras.distribution.set_distribution(None)
+        return None
+    devices = keras.distribution.list_devices()
+    distribution = keras.distribution.DataParallel(devices=devices)
+    keras.distribution.set_distribution(distribution)
+    _OUR_DISTRIBUTION[:] = [distribution]
+    return DataParallel(devices)
+
+
+def make_strategy(name="default", devices=None, batch_size=None):
     """Returns a `tf.distribute.Strategy` (`SingleDevice` on the JAX and PyTorch backends).
 
     Args:
-        name: "default" (one device), "mirrored" (all local GPUs, or `devices`) or
+        name: "default" (one device), "mirrored" (all local GPUs, or `devices`),
             "multi_worker" (`MultiWorkerMirroredStrategy`, cluster from the `TF_CONFIG`
-            environment variable; create it before any other TensorFlow op).
+            environment variable; create it before any other TensorFlow op), or on JAX
+            "data_parallel" (`keras.distribution.DataParallel` over every device, set
+            globally; "default" unsets it again).
         devices: optional device list for "mirrored", e.g. `["/cpu:0", "/cpu:1"]`.
+        batch_size: the global batch size, if known: with "data_parallel" it must divide
+            among the devices (checked here, before a run folder is made).
 
     Returns:
         The strategy. Build the model and optimizer inside `strategy.scope()`; the batch size
@@ -56,11 +164,21 @@ def make_strategy(name="default", devices=None):
         raise ValueError(f"`devices` must be None or, with strategy='mirrored', a non-empty "
                          f"list of device names such as ['/gpu:0', '/gpu:1']. Received: "
                          f"strategy={name!r}, devices={devices!r}")
+    if name == "data_parallel" and _tf.backend() != "jax":
+        raise ValueError(
+            "strategy='data_parallel' is keras.distribution's DataParallel, on the JAX backend "
+            f"(now: {_tf.backend()}); on TensorFlow use strategy='mirrored' (Keras' PyTorch "
+            "backend trains on one device). Received: strategy='data_parallel'")
+    if _tf.backend() == "jax":
+        parallel = _set_data_parallel(name)
+        if parallel is not None:
+            _check_batch(parallel, batch_size)
+            return parallel
     if not _tf.on_tensorflow():
         if name != "default":
             raise ValueError(f"strategy={name!r} is a tf.distribute strategy and needs the "
                              f"TensorFlow backend (now: {_tf.backend()}); on JAX use "
-                             "keras.distribution. Received: strategy=" + repr(name))
+                             "strategy='data_parallel'. Received: strategy=" + repr(name))
         return SingleDevice()
     import tensorflow as tf
 

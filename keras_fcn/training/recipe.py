@@ -22,6 +22,7 @@ from keras_fcn.training.callbacks import TimeLimit
 from keras_fcn.training.config import MODELS, TrainConfig, check_numbers  # noqa: F401 (doctests)
 from keras_fcn.training.consistency import add_consistency
 from keras_fcn.training.distribute import (
+    for_data_parallel,
     is_chief,
     make_strategy,
     patch_multi_worker_build,
@@ -405,13 +406,15 @@ def _load_inputs(config, run_dir, strategy):
         val_decoded, _, val_count = inputs.load_data(config, "val")
         class_weights = inputs.resolve_class_weights(config, info, train_decoded, run_dir)
         pixels = inputs.pixels_per_image(config, train_decoded)
-        pipelines = inputs.make_pipelines(config, train_decoded, val_decoded, info,
-                                          strategy.num_replicas_in_sync)
+        pipelines = list(inputs.make_pipelines(config, train_decoded, val_decoded, info,
+                                               strategy.num_replicas_in_sync))
         source = "tf.data"
     else:
         *pipelines, info, (count, val_count), class_weights, pixels = \
-            array_inputs.load_pipelines(config, run_dir)
+            array_inputs.load_pipelines(config, run_dir, strategy.num_replicas_in_sync)
         source = "keras.utils.PyDataset (no TensorFlow)"
+    pipelines[:2] = for_data_parallel(strategy, *pipelines[:2], config.optim.batch_size,
+                                      info.ignore_label)
     print(f"Data: {info.name}, {count} train / {val_count} val images, {info.num_classes} "
           f"classes, ignore label {info.ignore_label}; {strategy.num_replicas_in_sync} "
           f"replica(s); input {source}.", flush=True)
@@ -448,7 +451,7 @@ def run(config):
         from keras_fcn.training.inputs import check_temporal_options
 
         check_temporal_options(config)
-    strategy = make_strategy(config.run.strategy)
+    strategy = make_strategy(config.run.strategy, batch_size=config.optim.batch_size)
     keras.utils.set_random_seed(config.run.seed)
     keras.mixed_precision.set_global_policy("float32")  # models are converted after building
     print(f"Execution: {runtime.describe(runtime.cpu_info())}; precision "
