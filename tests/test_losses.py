@@ -3,6 +3,7 @@
 import functools
 import json
 import os
+import re
 import textwrap
 
 import keras
@@ -426,3 +427,17 @@ def test_non_finite_logits_at_void_pixels_do_not_reach_the_loss(mode):
     np.testing.assert_allclose(float(loss(labels, bad)), expected, rtol=1e-5)
     per_pixel = loss.call(labels, bad).numpy()
     assert np.all(per_pixel[labels == VOID] == 0.0)
+
+
+@pytest.mark.parametrize("weights", [[0.0, 0.0, 0.0, 0.0], [1.0, float("nan"), 1.0, 1.0],
+                                     [1.0, float("inf"), 1.0, 1.0]])
+def test_class_weights_all_zero_or_not_finite_are_refused_naming_them(weights):
+    """All-zero weights would make every "mean" loss 0 / 0 = 0 (divide_no_nan) and train
+    nothing without a word; NaN or inf ones a NaN loss. Both forms refuse them up front."""
+    labels, logits = _random_batch()
+    expected = (r"`class_weights` must be finite and non-negative, at least one of them "
+                rf"positive\. Received: class_weights={re.escape(repr(weights))}")
+    with pytest.raises(ValueError, match=expected):
+        SparseCategoricalCrossentropyIgnore(class_weights=weights)
+    with pytest.raises(ValueError, match=expected):
+        sparse_categorical_crossentropy_ignore(labels, logits, class_weights=weights)
