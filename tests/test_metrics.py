@@ -375,3 +375,28 @@ def test_label_or_prediction_equal_to_num_classes_is_refused():
         confusion_matrix(*swapped, 3)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[0, 3\)[\s\S]*3"):
         tf.function(ConfusionMatrixMetric(3).update_state)(tf.constant(labels), tf.constant(preds))
+
+
+def test_numpy_and_streaming_scores_follow_the_nan_mean_reference_with_absent_classes():
+    """A class only predicted (accuracy 0/0) is left out of the mean accuracy but counts in
+    the mean IU with IU 0; a class in neither is left out of both. The numpy scores, the
+    streaming ones and the reference's nanmean formulas agree on such a matrix."""
+    n = np.array([[5, 1, 0, 2],
+                  [0, 0, 0, 0],   # class 1: only predicted
+                  [0, 0, 0, 0],   # class 2: absent everywhere
+                  [1, 3, 0, 4]])
+    expected = _reference_scores(n)
+    assert expected["mean_accuracy"] == pytest.approx((5 / 8 + 4 / 8) / 2)
+    assert expected["mean_iu"] == pytest.approx((5 / 9 + 0 + 4 / 10) / 3)
+    numpy_scores = segmentation_metrics(n)
+    labels = np.repeat(np.arange(4), n.sum(1))
+    preds = np.concatenate([np.repeat(np.arange(4), row) for row in n])
+    metric = ConfusionMatrixMetric(4)
+    metric.update_state(labels[None, None], preds[None, None])
+    np.testing.assert_array_equal(metric.confusion_matrix().numpy(), n)
+    streaming = {k: v.numpy() for k, v in metric.results().items()}
+    for key in SCORES:
+        assert numpy_scores[key] == pytest.approx(expected[key], rel=1e-12), key
+        assert streaming[key] == pytest.approx(expected[key], rel=1e-6), key
+    for got in (numpy_scores["per_class_iu"], streaming["per_class_iu"]):
+        np.testing.assert_allclose(got, expected["per_class_iu"], rtol=1e-6)
