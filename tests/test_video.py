@@ -1,6 +1,7 @@
 """Tests of keras_fcn.inference.video: writing and reading videos (PyAV)."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -87,3 +88,30 @@ def test_video_info_of_a_file_without_video_names_it(tmp_path):
             container.mux(packet)
     with pytest.raises(ValueError, match=r"^No video stream in '.*sound\.m4v'$"):
         video.video_info(path)
+
+
+@needs_av
+@pytest.mark.parametrize("ext", ["webm", "mkv"])
+def test_a_truncated_video_without_an_index_is_an_error_after_its_last_frame(tmp_path, ext):
+    """A WebM or Matroska file cut short decoded its first frames and ended without an error
+    (an MP4 or AVI cut short fails to open or decode): the container's duration says how many
+    frames there should be."""
+    from keras_fcn.inference import video
+
+    path = str(tmp_path / f"v.{ext}")
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (48, 64, 3)).astype("uint8") for _ in range(20)]
+    with video.VideoWriter(path, fps=10) as writer:
+        for frame in frames:
+            writer.write(frame)
+    assert len(list(video.read_video(path))) == 20  # complete: no error
+    data = open(path, "rb").read()
+    cut = str(tmp_path / f"cut.{ext}")
+    open(cut, "wb").write(data[: len(data) // 2])
+    got = []
+    with pytest.raises(ValueError, match=rf"^Video '{re.escape(cut)}' ends after (\d+) frames, "
+                                         r"but its container lasts 2\.00 s at 10 fps \(~20 "
+                                         r"frames\): the file is truncated or damaged$"):
+        for frame in video.read_video(cut):
+            got.append(frame)
+    assert 0 < len(got) < 18  # the frames before the cut came first

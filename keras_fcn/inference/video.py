@@ -69,7 +69,8 @@ def video_info(path):
 
 
 def read_video(path):
-    """Yields the frames of a video as RGB uint8 arrays ``(H, W, 3)``.
+    """Yields the frames of a video as RGB uint8 arrays ``(H, W, 3)``; a ValueError after
+    the last one when the file holds fewer frames than its container declares (truncated).
 
     Args:
         path: a video file readable by FFmpeg.
@@ -88,11 +89,31 @@ def read_video(path):
     with container:
         if not container.streams.video:
             raise ValueError(f"No video stream in {os.fspath(path)!r}")
+        count = 0
         try:
             for frame in container.decode(video=0):
+                count += 1
                 yield frame.to_ndarray(format="rgb24")
         except av.error.FFmpegError as e:
             raise ValueError(f"Cannot decode video {os.fspath(path)!r}: {e}") from e
+        _check_complete(path, container, count)
+
+
+def _check_complete(path, container, count):
+    """Raises when the container promises more frames than were decoded: a truncated WebM
+    (or other stream without an index) decodes its first frames without an error."""
+    stream = container.streams.video[0]
+    declared = int(stream.frames or 0)
+    rate = float(stream.average_rate or stream.guessed_rate or 0)
+    expected = declared or (container.duration or 0) / 1e6 * rate
+    # 10% and a frame of slack: a variable frame rate's average times the duration is an
+    # estimate, and a declared count may include frames an edit list leaves out
+    if expected and count < 0.9 * expected - 1:
+        raise ValueError(
+            f"Video {os.fspath(path)!r} ends after {count} frames, but its container "
+            + (f"declares {declared}" if declared else
+               f"lasts {container.duration / 1e6:.2f} s at {rate:g} fps (~{expected:.0f} frames)")
+            + ": the file is truncated or damaged")
 
 
 def _rate(fps):
