@@ -492,3 +492,50 @@ def test_compose_is_warping_by_the_first_then_by_the_second():
     keep = valid_both & valid_second
     assert keep.sum() > size * size // 2
     np.testing.assert_array_equal(twice[keep], both[keep])
+
+
+@pytest.mark.parametrize("ignore_label", [-1, 300])
+def test_a_padding_crop_of_uint8_masks_pads_with_a_void_label_that_does_not_fit_uint8(
+        ignore_label):
+    """prepare_dataset (in-memory or TFDS data, uint8 masks as its docstring advises) padded
+    a crop larger than the image by casting the void label to the mask's uint8: -1 became
+    255 and 300 became 44, a class id, learnt without a word. The padding holds the void
+    label itself, and the labels are kept."""
+    images = np.zeros((2, 6, 9, 3), np.uint8)
+    masks = np.random.default_rng(0).integers(0, 50, (2, 6, 9)).astype(np.uint8)
+    decoded = tf.data.Dataset.from_tensor_slices((images, masks))
+    for flip in (False, True):
+        ds = data.prepare_dataset(decoded, ignore_label=ignore_label, crop_size=(8, 11),
+                                  batch_size=2, flip=flip, seed=1)
+        (_, got), = _batches(ds)
+        assert got.dtype == np.int32 and got.shape == (2, 8, 11)
+        void = got == ignore_label
+        assert void.sum(axis=(1, 2)).tolist() == [8 * 11 - 6 * 9] * 2
+        np.testing.assert_array_equal(np.sort(got[~void].reshape(2, -1)),
+                                      np.sort(masks.reshape(2, -1)))
+
+
+def test_a_padding_crop_without_a_void_label_is_refused_by_name():
+    from keras_fcn.data import make_element_fn
+
+    with pytest.raises(ValueError, match=r"`crop_size` pads masks smaller than the crop with "
+                                         r"`ignore_label`, which cannot then be None.*"
+                                         r"Received: ignore_label=None, crop_size=\(8, 11\)"):
+        make_element_fn(ignore_label=None, crop_size=(8, 11), scale_range=None, flip=True)
+
+
+def test_element_fn_and_random_flip_take_the_scalar_element_seed_of_their_docstrings():
+    """The docstring examples: an int64 scalar element seed, as `with_element_seeds` gives."""
+    from keras_fcn.data import make_element_fn, random_flip
+
+    image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    mask = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    fn = make_element_fn(ignore_label=255, crop_size=(4, 5), scale_range=None, flip=False)
+    got_image, got_mask = fn((image, mask), tf.constant(7, tf.int64))
+    np.testing.assert_array_equal(got_mask.numpy()[:2, :3], mask)
+    assert (got_mask.numpy()[2:] == 255).all() and (got_mask.numpy()[:, 3:] == 255).all()
+    np.testing.assert_array_equal(got_image.numpy()[:2, :3], image)
+    flipped_image, flipped_mask = random_flip(tf.constant(7, tf.int64), image, mask)
+    if not np.array_equal(flipped_mask, mask):
+        np.testing.assert_array_equal(flipped_mask, mask[:, ::-1])
+        np.testing.assert_array_equal(flipped_image, image[:, ::-1])

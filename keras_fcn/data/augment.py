@@ -1,8 +1,9 @@
 """Seeded, stateless augmentation of (image, mask) pairs: scale, pad + crop, flip, blur, colour
 jitter (brightness, contrast, saturation, hue). Masks are only ever scaled, cropped and flipped.
 
-Every random draw comes from an int64 [2] seed (`tf.random.stateless_*`), one seed per element
-(see `with_element_seeds`), so the same seed gives the same data whatever the parallelism.
+Every random draw comes from an int64 [2] seed (`tf.random.stateless_*`), `op_seed` of one int64
+seed per element (see `with_element_seeds`), so the same seed gives the same data whatever the
+parallelism.
 
 Example:
     ds = with_element_seeds(decoded, seed=0).map(
@@ -68,7 +69,12 @@ def _pad_with_mean(image, mask, size, ignore_label, mean_rgb, pad_left=None):
     at the bottom, and on the right (or on the left where the bool `pad_left` is True).
 
     The padding blocks are only built when needed: elements already large enough pass through.
+    A mask whose integer dtype cannot hold `ignore_label` (a uint8 mask, ignore_label=300 or -1)
+    comes back as int32: a cast would wrap the void label to another value, a class id maybe.
     """
+    dtype = tf.as_dtype(mask.dtype)
+    if not dtype.min <= ignore_label <= dtype.max:
+        mask = tf.cast(mask, tf.int32)
     shape = tf.shape(mask)
     pad_h = tf.maximum(size[0] - shape[0], 0)
     pad_w = tf.maximum(size[1] - shape[1], 0)
@@ -142,20 +148,20 @@ def random_flip(seed, *tensors):
     probability 1/2, drawn from the element seed `seed` (as `make_element_fn` does).
 
     Args:
-        seed: int64 [2] element seed (see `with_element_seeds`).
+        seed: int64 scalar element seed (see `with_element_seeds`).
         *tensors: (H, W, ...) tensors of the same element.
 
     Returns:
         Tuple of the tensors, all flipped or none.
 
     Example:
-        image, mask = random_flip(tf.constant([0, 1], tf.int64), image, mask)
+        image, mask = random_flip(tf.constant(7, tf.int64), image, mask)
     """
     return flip_if(flip_draw(op_seed(seed, FLIP_OP)), *tensors)
 
 
 def with_element_seeds(ds, seed):
-    """Zips `ds` with one int64 [2] seed per element, drawn anew each epoch.
+    """Zips `ds` with one int64 scalar seed per element, drawn anew each epoch.
 
     With a seed the draws are the same on every run; the augmentation of an element then
     depends on its seed only, not on the order or parallelism of `map`.
@@ -351,10 +357,14 @@ def make_element_fn(*, ignore_label, crop_size, scale_range, flip, mean_rgb=MEAN
     Example:
         >>> fn = make_element_fn(ignore_label=255, crop_size=64, scale_range=None, flip=True)
 
-        image, mask = fn((image, mask), tf.constant([0, 1], tf.int64))
+        image, mask = fn((image, mask), tf.constant(7, tf.int64))  # an element seed
     """
     crop_size = as_size("crop_size", crop_size)
     scale_range = as_range("scale_range", scale_range)
+    if crop_size is not None and ignore_label is None:
+        raise ValueError("`crop_size` pads masks smaller than the crop with `ignore_label`, "
+                         "which cannot then be None: pass the void label (e.g. 255). "
+                         f"Received: ignore_label=None, crop_size={crop_size}")
 
     def element_fn(element, seed):
         image, mask = element
