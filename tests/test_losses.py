@@ -441,3 +441,26 @@ def test_class_weights_all_zero_or_not_finite_are_refused_naming_them(weights):
         SparseCategoricalCrossentropyIgnore(class_weights=weights)
     with pytest.raises(ValueError, match=expected):
         sparse_categorical_crossentropy_ignore(labels, logits, class_weights=weights)
+
+
+def test_class_weights_of_another_length_than_the_logits_channels_are_named():
+    """Without `num_classes`, the class count comes from the class weights; a `y_pred` with
+    another channel count is refused naming both (not as a `num_classes` mismatch the user
+    never passed)."""
+    labels, logits = _random_batch()
+    expected = (r"`class_weights` has 3 entries but `y_pred` has 4 channels \(classes\)\. "
+                r"Received: y_pred.shape=\(2, 5, 6, 4\)")
+    with pytest.raises(ValueError, match=expected):
+        sparse_categorical_crossentropy_ignore(labels, logits, class_weights=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=expected):
+        SparseCategoricalCrossentropyIgnore(class_weights=[1.0, 2.0, 3.0])(labels, logits)
+
+
+def test_median_frequency_weights_refuse_fewer_image_pixels_than_pixels():
+    """image_pixels counts every pixel of the images holding the class: fewer than the class's
+    own pixels is a swapped or wrong pair, which would give frequencies above 1."""
+    with pytest.raises(ValueError, match=r"`image_pixels` must be at least `pixels` for every "
+                                         r"class\. Received: class_pixel_counts=\("):
+        median_frequency_weights(([10, 30, 60], [100, 20, 100]))
+    with pytest.raises(ValueError, match=r"non-negative per-class counts of shape \(C,\)"):
+        median_frequency_weights(([10, -1], [100, 100]))
