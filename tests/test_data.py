@@ -625,3 +625,21 @@ def test_make_dataset_decodes_jpeg_images_as_pil(tmp_path):
         np.testing.assert_array_equal(got[0].numpy()[0], expected)
     np.testing.assert_array_equal(data.make_pydataset([(image, mask)], num_classes=2)[0][0][0],
                                   expected)
+
+
+def test_the_pipelines_refuse_a_missing_ignore_label_by_name(tmp_path):
+    """ignore_label=None failed inside make_dataset with a TypeError comparing int and None,
+    and in prepare_dataset's padded batches with a TensorFlow conversion error."""
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((4, 5, 3), "uint8")).save(image)
+    Image.fromarray(np.zeros((4, 5), "uint8")).save(tmp_path / "a_mask.png")
+    message = (r"^The input pipeline pads masks with ignore_label .* so it needs one: pass a "
+               r"value outside \[0, num_classes\), e\.g\. 255, even if no mask holds it\. "
+               r"Received: ignore_label=None$")
+    with pytest.raises(ValueError, match=message):
+        data.make_dataset([(str(image), str(tmp_path / "a_mask.png"))], num_classes=2,
+                          ignore_label=None)
+    decoded = tf.data.Dataset.from_tensor_slices((np.zeros((2, 4, 5, 3), "uint8"),
+                                                  np.zeros((2, 4, 5), "uint8")))
+    with pytest.raises(ValueError, match=message):
+        data.prepare_dataset(decoded, ignore_label=None, batch_size=2)

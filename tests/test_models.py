@@ -1,5 +1,7 @@
 """Tests of the FCN builders: shapes, exact alignment of the heads, staged init, save/load."""
 
+import re
+
 import numpy as np
 import pytest
 import keras
@@ -467,3 +469,32 @@ def test_a_keras_clone_keeps_the_trunk_record_through_copy_info_to(tmp_path):
     clone.save(tmp_path / "c.keras")
     loaded = keras.models.load_model(tmp_path / "c.keras", compile=False)
     assert (loaded.backbone, loaded.variant) == ("vgg16", "16s")
+
+
+def test_crop_to_reference_takes_an_exact_fit_and_names_one_pixel_short():
+    """The size check's boundary (offset + reference size == input size is a valid crop) was
+    caught by no test: `>=` in its place went unnoticed (the mutation audit)."""
+    from keras_fcn.layers import CropToReference
+
+    x = np.arange(2 * 7 * 6 * 3, dtype="float32").reshape(2, 7, 6, 3)
+    reference = np.zeros((2, 5, 4, 1), "float32")
+    got = keras.ops.convert_to_numpy(CropToReference(2)([x, reference]))
+    np.testing.assert_array_equal(got, x[:, 2:7, 2:6, :])  # ends at the last row and column
+    with pytest.raises(ValueError, match=r"crops a window of 5 at offset 3 along height, but "
+                                         r"its input has only 7: the input must be at least "
+                                         r"offset \+ reference size \(8\)"):
+        CropToReference(3)([x, reference])
+
+
+def test_bilinear_upsampling_refuses_a_kernel_that_maps_channels_to_others():
+    """A (k, k, C_out, C_in) kernel with C_out != C_in has no per-channel meaning; the check
+    could be dropped unnoticed (the mutation audit)."""
+    from keras_fcn.layers import BilinearUpsampling, bilinear_kernel
+
+    for shape in ((4, 4, 3, 2), (4, 3, 2, 2), (4, 4, 2)):
+        with pytest.raises(ValueError, match=r"needs a square kernel of shape \(k, k, C, C\)\. "
+                                             rf"Received: shape={re.escape(str(shape))}"):
+            BilinearUpsampling()(shape)
+    kernel = keras.ops.convert_to_numpy(BilinearUpsampling()((4, 4, 2, 2)))
+    np.testing.assert_allclose(kernel[:, :, 1, 1], bilinear_kernel(4), rtol=1e-6)
+    assert kernel[:, :, 0, 1].max() == 0 == kernel[:, :, 1, 0].max()

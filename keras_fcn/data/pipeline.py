@@ -75,12 +75,23 @@ def prepare_dataset(decoded, *, ignore_label=IGNORE_LABEL, batch_size=1, crop_si
         ds = tf.data.Dataset.from_tensor_slices((images, masks))
         ds = prepare_dataset(ds, batch_size=4, crop_size=64, flip=True, seed=0)
     """
+    _check_pads_with(ignore_label)
     return _augment_and_batch(
         decoded, _jitter(color_jitter, photometric), ignore_label=ignore_label,
         batch_size=batch_size, crop_size=crop_size, scale_range=scale_range, flip=flip,
         blur=blur, shuffle=shuffle, shuffle_buffer=shuffle_buffer, seed=seed, cache=cache,
         deterministic=deterministic, drop_remainder=drop_remainder, mean_rgb=mean_rgb,
         skip_bad=skip_bad)
+
+
+def _check_pads_with(ignore_label):
+    """The pipelines pad masks with ``ignore_label`` (crops past an image, batches of images
+    of different sizes): None is refused by name (it failed inside TensorFlow)."""
+    if ignore_label is None:
+        raise ValueError(
+            "The input pipeline pads masks with ignore_label (crops past an image, batches of "
+            "different sizes), so it needs one: pass a value outside [0, num_classes), e.g. "
+            "255, even if no mask holds it. Received: ignore_label=None")
 
 
 def _jitter(color_jitter, photometric):
@@ -217,6 +228,7 @@ def make_dataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
                           ignore_label=info.ignore_label, crop_size=(360, 480),
                           batch_size=4, flip=True, shuffle=True, seed=0)
     """
+    _check_pads_with(ignore_label)
     if isinstance(num_classes, (int, np.integer)) and not isinstance(num_classes, bool):
         validate_ignore_label(ignore_label, int(num_classes))
     jitter = _jitter(color_jitter, photometric)
