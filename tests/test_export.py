@@ -788,3 +788,97 @@ def test_export_refuses_a_palette_on_the_0_to_1_scale(tiny_model, model_path, tm
                                 ).palette[0] == (255, 0, 0)
     assert export.export_labels(tiny_model, palette=[[1, 0, 0], [0, 1, 0], [0, 0, 1]]
                                 ).palette[2] == (0, 0, 1)
+
+
+# Mutation audit, round 8 (export quality gate): each test fails on a mutant of
+# keras_fcn/export/quality.py that the suite let pass.
+
+
+def test_check_thresholds_fails_each_gate_past_its_bound_and_passes_at_it():
+    """A mean IU gain is no drop; each gate names the variant, its value and the bound."""
+    from keras_fcn.export.quality import check_thresholds
+    base = {"variant": "keras_float", "agreement": 100.0, "confident_agreement": 100.0,
+            "mean_iu_delta": 0.0, "size_ratio": 1.0, "speedup": 1.0}
+    rows = [base,
+            dict(base, variant="int8", agreement=97.5, mean_iu_delta=-1.5, size_ratio=0.25,
+                 speedup=3.0),
+            dict(base, variant="float16", agreement=99.5, mean_iu_delta=2.0, size_ratio=0.5,
+                 speedup=1.5)]
+    assert check_thresholds(rows, min_agreement=98.0, max_miou_drop=1.0, max_size_ratio=0.4,
+                            min_speedup=2.0) == [
+        "int8: agreement 97.50% < 98.0%",
+        "int8: mean IU drop 1.50 points > 1.0",
+        "float16: size ratio 0.500 > 0.4",
+        "float16: speed-up 1.50x < 2.0x"]
+    assert check_thresholds(rows, min_agreement=97.5, max_miou_drop=1.5, max_size_ratio=0.5,
+                            min_speedup=1.5) == []
+    assert check_thresholds(rows[:2], max_miou_drop=2.0) == []  # one variant, with mean IU
+
+
+
+class _AllZeroRunner:
+    """Stands in for a TFLite variant that predicts class 0 everywhere, in 4 ms."""
+
+    def __init__(self, flatbuffer, num_threads=None):
+        self.input_size = SQUARE_SIZE
+
+    def labels(self, image):
+        return np.zeros(image.shape[:2], np.int64)
+
+    def latency(self, image, runs):
+        return 0.004
+
+
+def _numpy_mean_iu(masks, predictions, num_classes, ignore_label):
+    """Mean IU (%) over the classes with a non-empty union, void pixels left out."""
+    masks, predictions = np.asarray(masks), np.asarray(predictions)
+    valid = masks != ignore_label
+    ious = []
+    for c in range(num_classes):
+        inter = ((masks == c) & (predictions == c) & valid).sum()
+        union = (((masks == c) | (predictions == c)) & valid).sum()
+        if union:
+            ious.append(inter / union)
+    return 100.0 * float(np.mean(ious))
+
+
+def test_compare_tflite_figures_are_numpys_and_skip_void(tiny_model, tmp_path, monkeypatch):
+    """Masks with void (255) pixels and a variant that predicts class 0 everywhere: each mean
+    IU is numpy's over the non-void pixels, the delta is the variant's minus Keras', the
+    agreement the share of Keras' class-0 pixels, the size ratio the flatbuffer's bytes over
+    the float32 weights' bytes, the speed-up Keras' latency over the variant's."""
+    from keras_fcn.export import quality
+    monkeypatch.setattr(quality, "TFLiteRunner", _AllZeroRunner)
+    images = _images(2, seed=7)
+    predict = export.keras_predictor(tiny_model)
+    predictions = np.stack([np.argmax(predict(image), -1) for image in images])
+    masks = np.random.default_rng(8).integers(0, 3, predictions.shape).astype(np.uint8)
+    masks[:, 20:] = predictions[:, 20:]  # Keras right on these rows: its IU is the higher
+    masks[:, :8] = 255  # a void band
+    lines = []
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        _write_images(tmp_path / "img" / str(i), [image])
+        _write_images(tmp_path / "ann" / str(i), [mask[..., None]], mode="L")
+        lines.append(f"img/{i}/0.png ann/{i}/0.png")
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    flatbuffer = b"\0" * 5000
+    rows = export.compare_tflite(tiny_model, {"zeros": flatbuffer},
+                                 export.read_list(str(tmp_path / "list.txt")), runs=1,
+                                 keras_runs=1, ignore_label=255)
+    keras_iu = _numpy_mean_iu(masks, predictions, 3, 255)
+    zeros_iu = _numpy_mean_iu(masks, np.zeros_like(predictions), 3, 255)
+    assert keras_iu > zeros_iu
+    assert rows[0]["mean_iu"] == pytest.approx(keras_iu, abs=1e-9)
+    assert rows[1]["mean_iu"] == pytest.approx(zeros_iu, abs=1e-9)
+    assert rows[1]["mean_iu_delta"] == pytest.approx(zeros_iu - keras_iu, abs=1e-9)
+    assert rows[1]["agreement"] == pytest.approx(100.0 * np.mean(predictions == 0))
+    keras_bytes = sum(int(np.prod(w.shape)) * 4 for w in tiny_model.weights)
+    assert rows[1]["size_ratio"] == pytest.approx(5000 / keras_bytes)
+    assert rows[1]["speedup"] == pytest.approx(rows[0]["latency_ms"] / 4.0)
+
+
+def test_a_tie_is_sure_at_a_zero_gap():
+    """Sure means a top-2 gap of at least confident_gap: at 0 every pixel, a tie too."""
+    tie = np.array([[0.0, 0.0]])
+    assert export.agreement_counts(tie, np.array([0]), confident_gap=0.0) == (1, 1, 1, 1)
+    assert export.agreement_counts(tie, np.array([0])) == (1, 1, 0, 0)

@@ -543,3 +543,55 @@ def test_class_weights_median_and_sqrt_median_are_the_closed_form(tmp_path):
     assert resolve_class_weights(config, info, decoded, run_dir) is None  # the default
     with pytest.raises(ValueError, match="sqrt_median.*Received: class_weights='sqrt'"):
         resolve_class_weights(config.replace(class_weights="sqrt"), info, decoded, run_dir)
+
+
+# Mutation audit, round 8 (training safety): each test fails on a mutant that the suite let
+# pass (a dropped check or an off-by-one in keras_fcn/training/callbacks.py).
+
+
+def test_best_checkpoint_saves_nothing_after_a_nan_stop_even_at_a_better_value(tmp_path):
+    """After a NaN stop the diverged weights may score higher by chance (argmax of NaN logits
+    is class 0): the guard alone must keep the last good best.keras."""
+    guard = callbacks_lib.NaNGuard()
+    best = callbacks_lib.BestCheckpoint(str(tmp_path / "best.keras"), guard)
+    best.set_model(tiny_fcn("32s", 4))
+    best.on_epoch_end(0, {"val_mean_iu": 0.2})
+    saved = (tmp_path / "best.keras").read_bytes()
+    guard.nan_step = {"epoch": 2, "batch": 1, "step": None, "loss": "nan"}
+    best.on_epoch_end(1, {"val_mean_iu": 0.9})
+    assert (best.best, best.best_epoch) == (0.2, 1)
+    assert json.loads((tmp_path / "best_state.json").read_text()) == {
+        "monitor": "val_mean_iu", "value": 0.2, "epoch": 1}
+    assert (tmp_path / "best.keras").read_bytes() == saved
+
+
+def test_history_drops_the_lost_epochs_of_a_resume_and_marks_a_nan_epoch(tmp_path):
+    """A resume from the epoch-2 backup of a run whose history holds epochs 1-4 (the later
+    two lost with it) writes epochs 1-3; an epoch that ended on a NaN loss is marked."""
+    path = tmp_path / "history.json"
+    path.write_text(json.dumps([{"epoch": e, "loss": float(e)} for e in (1, 2, 3, 4)]))
+    guard = callbacks_lib.NaNGuard()
+    writer = callbacks_lib.HistoryWriter(str(path), guard)
+    writer.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    writer.on_train_begin()
+    writer.on_epoch_begin(2)  # the backup held 2 epochs: this is epoch 3
+    assert [e["epoch"] for e in writer.epochs] == [1, 2]
+    guard.nan_step = {"epoch": 3, "batch": 1, "step": None, "loss": "nan"}
+    writer.on_epoch_end(2, {"loss": float("nan")})
+    history = json.loads(path.read_text())
+    assert [(e["epoch"], e.get("nan", False)) for e in history] == [
+        (1, False), (2, False), (3, True)]
+    assert [e["loss"] for e in history] == [1.0, 2.0, None]  # JSON has no NaN
+
+
+def test_best_checkpoint_skips_a_nan_value_and_saves_the_next_finite_one(tmp_path):
+    """A NaN first value stored as the best would never be beaten (NaN compares False)."""
+    best = callbacks_lib.BestCheckpoint(str(tmp_path / "best.keras"), callbacks_lib.NaNGuard(),
+                                        monitor="val_loss")
+    best.set_model(tiny_fcn("32s", 4))
+    best.on_epoch_end(0, {"val_loss": float("nan")})
+    assert best.best is None and not (tmp_path / "best.keras").exists()
+    best.on_epoch_end(1, {"val_loss": 1.25})
+    assert (best.best, best.best_epoch) == (1.25, 2)
+    assert json.loads((tmp_path / "best_state.json").read_text()) == {
+        "monitor": "val_loss", "value": 1.25, "epoch": 2}

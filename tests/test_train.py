@@ -1058,3 +1058,55 @@ def test_the_jax_pydataset_path_resumes_a_kill_after_the_last_epoch(tmp_path):
     assert result["seen"] == [] and not result["backup"]
     np.testing.assert_allclose(result["rates"], [1e-2 * (1 - s / 4) ** 0.9 for s in (1, 3)],
                                rtol=1e-6)
+
+
+# Mutation audit, round 8 (optimizers): each test fails on a mutant of
+# keras_fcn/training/optimizers.py that the suite let pass.
+
+
+def test_kernel_l2_penalty_is_half_the_decay_times_each_trainable_kernels_square():
+    """Caffe's decay: gradient wd * kernel, so the penalty is wd / 2 * ||kernel||^2, on the
+    trainable kernels only (no bias, no fixed bilinear kernel)."""
+    model = tiny_fcn("32s", 4)
+    assert train.apply_kernel_l2(model, 4e-3) == 16  # 13 convolutions, fc6, fc7, score_fr
+    kernels = [w for w in model.trainable_weights if w.path.endswith("kernel")]
+    expected = sum(2e-3 * float(np.sum(np.square(w.numpy().astype("float64"))))
+                   for w in kernels)
+    got = sum(float(loss) for loss in model.losses)
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert train.apply_kernel_l2(model, 0) == 16 and model.losses == []
+
+
+def test_default_learning_rates_are_the_papers():
+    """1e-10 (FCN-32s), 1e-12 (FCN-16s), 1e-13 (FCN-8s) with the summed loss, times the
+    pixels with the averaged loss; Adam 1e-3."""
+    for variant, rate in (("32s", 1e-10), ("16s", 1e-12), ("8s", 1e-13), ("8s_at_once", 1e-10)):
+        assert optimizers.default_learning_rate("sgd", "sum", variant, 500) == rate
+        assert optimizers.default_learning_rate("sgd", "mean", variant, 500) == \
+            pytest.approx(rate * 500)
+    assert optimizers.default_learning_rate("adam", "mean", "16s", 500) == 1e-3
+
+
+def test_only_a_completed_run_of_the_same_epochs_is_finished(tmp_path):
+    """A NaN-stopped run is not complete; a run of more epochs than asked is refused too."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"model")
+    (run / "metrics.json").write_text(json.dumps({"status": "nan", "epochs": 3}))
+    assert run_dir_lib.completed_run(str(run)) is None
+    assert run_dir_lib.finished_run(str(run), 3) is None
+    (run / "metrics.json").write_text(json.dumps({"status": "completed", "epochs": 3}))
+    assert run_dir_lib.finished_run(str(run), 3)["epochs"] == 3
+    with pytest.raises(ValueError, match=r"complete after 3 epochs.*Received: epochs=2\."):
+        run_dir_lib.finished_run(str(run), 2)
+
+
+def test_overwrite_keeps_a_folder_named_like_a_run_file(tmp_path):
+    """A folder 'metrics.json/' is not the run's file: --overwrite must not delete it."""
+    run = tmp_path / "run"
+    (run / "metrics.json").mkdir(parents=True)
+    (run / "metrics.json" / "mine.txt").write_text("mine")
+    assert run_dir_lib.unexpected_entries(str(run)) == ["metrics.json" + os.sep]
+    with pytest.raises(ValueError, match="holds other files: 'metrics.json/'"):
+        train.prepare_run_dir(str(run), overwrite=True)
+    assert (run / "metrics.json" / "mine.txt").read_text() == "mine"
