@@ -443,64 +443,7 @@ def test_short_camvid_run_lowers_the_loss(camvid_dir):
 
 
 # ------------------------------------------------------- multi-worker ----
-
-_WORKER_SCRIPT = textwrap.dedent("""
-    import json, os, sys
-    import tensorflow as tf
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    import numpy as np
-    from keras_fcn.datasets import shapes as synthetic
-    from keras_fcn import training as train
-    import keras
-    keras.utils.set_random_seed(0)
-    with strategy.scope():
-        model = train.build_model(train.TrainConfig(widths=TINY_WIDTHS, fc_units=TINY_FC,
-                                                    dropout=0.0), "8s", 4, None)
-        train.compile_model(model, num_classes=4, ignore_label=255,
-                            optimizer=train.make_optimizer("sgd", 0.05, momentum=0.9))
-        train.patch_multi_worker_build(model, strategy)
-    images, masks = synthetic.shapes_arrays(8, size=32, seed=0)
-    ds = tf.data.Dataset.from_tensor_slices((images.astype("float32"),
-                                             masks.astype("int32"))).batch(4)
-    history = model.fit(ds, epochs=2, verbose=0)
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync,
-                      "loss": history.history["loss"],
-                      "checksum": float(sum(np.abs(w).sum() for w in model.get_weights()))}))
-""").replace("TINY_WIDTHS", str(TINY_WIDTHS)).replace("TINY_FC", str(TINY_FC))
-
-
-@pytest.mark.slow
-def test_multi_worker_training_on_two_local_workers(tmp_path):
-    import socket
-
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("localhost", 0))
-            ports.append(s.getsockname()[1])
-    script = tmp_path / "worker.py"
-    script.write_text(_WORKER_SCRIPT)
-    cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    workers = []
-    for index in range(2):
-        env = _env()
-        env["TF_CONFIG"] = json.dumps({"cluster": cluster,
-                                       "task": {"type": "worker", "index": index}})
-        workers.append(subprocess.Popen([sys.executable, str(script)], env=env, text=True,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    # the reference: the same script as one worker (no TF_CONFIG), at the same time
-    alone_env = {k: v for k, v in _env().items() if k != "TF_CONFIG"}
-    workers.append(subprocess.Popen([sys.executable, str(script)], env=alone_env, text=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    outputs = [w.communicate(timeout=600) for w in workers]
-    for worker, (out, err) in zip(workers, outputs):
-        assert worker.returncode == 0, err[-3000:]
-    *results, alone = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
-    assert [r["replicas"] for r in results] == [2, 2] and alone["replicas"] == 1
-    # the two workers train the one worker's model: same losses, same weights
-    for result in results:
-        assert result["loss"] == pytest.approx(alone["loss"], rel=1e-5), (result, alone)
-        assert result["checksum"] == pytest.approx(alone["checksum"], rel=1e-6), (result, alone)
+# tests/test_multi_worker.py: two local workers train one worker's model, and resume.
 
 
 # ------------------------------------------------------ mixed precision ----

@@ -1,11 +1,12 @@
-"""A multi-worker run (`MultiWorkerMirroredStrategy`, two local workers) killed and resumed.
+"""Training with `MultiWorkerMirroredStrategy` on two local workers: the same model as one
+worker, and a run killed and resumed.
 
-Before: only the chief restored its backup; the other worker, in a fresh temporary folder,
-started again at epoch 1 from its initial weights, so the chief trained on with weights that
-differed between the workers and returned other losses without a word, while the other worker
-died when the chief ended. Now the recipe's non-chief workers resume from a copy of the
-chief's run folder (`run_dir.worker_run_dir`), and workers that would start from different
-states stop at once, all of them, naming the states (`backup.check_workers_agree`).
+A resume was silently wrong: only the chief restored its backup; the other worker, in a fresh
+temporary folder, started again at epoch 1 from its initial weights, so the chief trained on
+with weights that differed between the workers and returned other losses without a word, while
+the other worker died when the chief ended. Now the recipe's non-chief workers resume from a
+copy of the chief's run folder (`run_dir.worker_run_dir`), and workers that would start from
+different states stop at once, all of them, naming the states (`backup.check_workers_agree`).
 """
 
 import json
@@ -53,12 +54,16 @@ WORKER = textwrap.dedent("""
     except Killed:
         print(json.dumps({"killed": True}))
     else:
-        print(json.dumps({"loss": [e["loss"] for e in report["history"]]}))
+        print(json.dumps({"loss": [e["loss"] for e in report["history"]],
+                          "replicas": strategy.num_replicas_in_sync,
+                          "checksum": float(sum(np.abs(w).sum() for w in model.get_weights()))}))
 """)
 
 
-def _two_workers(script, chief_dir, kill_at=0, copy=True):
-    """Runs ``script`` as two local workers; returns [(returncode, last stdout line, stderr)]."""
+def _two_workers(script, chief_dir, kill_at=0, copy=True, alone=None):
+    """Runs ``script`` as two local workers (and, with ``alone``, at the same time as one
+    worker without TF_CONFIG writing there); returns [(returncode, last stdout line as JSON,
+    stderr)] of each."""
     ports = []
     for _ in range(2):
         with socket.socket() as s:
@@ -75,6 +80,11 @@ def _two_workers(script, chief_dir, kill_at=0, copy=True):
             [sys.executable, str(script), str(chief_dir), str(kill_at),
              "copy" if copy else "none"], env=env, text=True, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE))
+    if alone is not None:
+        env = {k: v for k, v in env.items() if k != "TF_CONFIG"}
+        workers.append(subprocess.Popen([sys.executable, str(script), str(alone), "0", "none"],
+                                        env=env, text=True, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE))
     results = []
     for worker in workers:
         out, err = worker.communicate(timeout=600)
@@ -104,14 +114,19 @@ def test_a_worker_copies_the_chiefs_run_folder_only_to_resume(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_killed_multi_worker_run_resumes_as_the_uninterrupted_one_or_stops(tmp_path):
+def test_two_workers_train_one_workers_model_and_resume_as_uninterrupted_or_stop(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    whole = _two_workers(script, tmp_path / "whole")
-    for code, result, err in whole:
+    *whole, alone = _two_workers(script, tmp_path / "whole", alone=tmp_path / "alone")
+    for code, result, err in (*whole, alone):
         assert code == 0, err[-3000:]
+    assert [r[1]["replicas"] for r in whole] == [2, 2] and alone[1]["replicas"] == 1
+    # the two workers train the one worker's model: the same losses, the same weights
     losses = whole[0][1]["loss"]
     assert whole[1][1]["loss"] == losses and len(losses) == 3
+    assert losses == pytest.approx(alone[1]["loss"], rel=1e-5)
+    for _, result, _ in whole:
+        assert result["checksum"] == pytest.approx(alone[1]["checksum"], rel=1e-6)
     # killed at the start of epoch 2, then resumed: the other worker from the chief's copy
     assert [r[1] for r in _two_workers(script, tmp_path / "a", kill_at=2)] == [
         {"killed": True}] * 2
