@@ -69,8 +69,9 @@ def test_labels_and_predictions_of_other_shapes_are_refused_naming_both():
     for labels in (LABELS[0], np.stack([LABELS] * 3, axis=-1)):  # no batch axis; colours
         for call in (lambda: metrics.MeanIU(C).update_state(labels, _logits()),
                      lambda: losses.sparse_categorical_crossentropy_ignore(labels, _logits())):
+            shape = re.escape(f"{labels.shape}")
             with pytest.raises(ValueError, match=r"^Labels must be class ids of shape \(N, H, "
-                               r"W\) or \(N, H, W, 1\).*labels of shape " + re.escape(f"{labels.shape}") + "$"):
+                               r"W\) or \(N, H, W, 1\).*labels of shape " + shape + "$"):
                 call()
     with pytest.raises(ValueError, match=r"same \(batch, height, width\)"):
         losses.sparse_categorical_crossentropy_ignore(LABELS[:, :1], _logits())

@@ -401,7 +401,8 @@ def test_label_equal_to_num_classes_is_out_of_range():
     (a TensorFlow error of its own here, a silent 0 loss on JAX's one-hot)."""
     labels, logits = _random_batch()
     labels[1, 4, 5] = C
-    expected = rf"Labels must be in \[0, {C}\) or equal to ignore_label=255\. Received a label value: {C}"
+    expected = (rf"Labels must be in \[0, {C}\) or equal to ignore_label=255\. Received a "
+                rf"label value: {C}")
     with pytest.raises(ValueError, match=expected):
         SparseCategoricalCrossentropyIgnore()(labels, logits)
     with pytest.raises(ValueError, match=expected):

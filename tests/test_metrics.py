@@ -363,7 +363,8 @@ def test_label_or_prediction_equal_to_num_classes_is_refused():
     every score without a word."""
     labels = np.array([[[0, 1, 2, 3]]])
     preds = np.array([[[0, 1, 2, 1]]])
-    with pytest.raises(ValueError, match=r"Every label must be in \[0, 3\) or void\. Received: label=3"):
+    with pytest.raises(ValueError,
+                       match=r"Every label must be in \[0, 3\) or void\. Received: label=3"):
         ConfusionMatrixMetric(3).update_state(labels, preds)
     with pytest.raises(ValueError, match="label value: 3"):
         confusion_matrix(labels, preds, 3)

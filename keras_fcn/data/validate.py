@@ -181,8 +181,8 @@ def validate_pairs(pairs, *, num_classes, ignore_label=IGNORE_LABEL, mask_format
     pipeline's decoder; with `decode_images=False` only their headers, PNG CRCs and JPEG end
     marker are read), masks decode in `mask_format` (with PIL) and are files the pipeline's
     decoder reads (index masks: PNG or BMP; a TIFF or GIF index mask is refused, naming it,
-    and a JPEG mask of either format: it is lossy), image and mask sizes agree and (with `check_values`) every mask value is in
-    [0, num_classes) or the ignore label.
+    and a JPEG mask of either format: it is lossy), image and mask sizes agree and (with
+    `check_values`) every mask value is in [0, num_classes) or the ignore label.
 
     Args:
         pairs: sequence of (image path, mask path).
