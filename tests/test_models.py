@@ -498,3 +498,20 @@ def test_bilinear_upsampling_refuses_a_kernel_that_maps_channels_to_others():
     kernel = keras.ops.convert_to_numpy(BilinearUpsampling()((4, 4, 2, 2)))
     np.testing.assert_allclose(kernel[:, :, 1, 1], bilinear_kernel(4), rtol=1e-6)
     assert kernel[:, :, 0, 1].max() == 0 == kernel[:, :, 1, 0].max()
+
+
+def test_the_numpy_label_check_reads_a_large_set_in_chunks_and_misses_no_image():
+    """FCN.fit's check of numpy labels made an int64 copy of the whole set (8x a uint8 set);
+    it reads ~16M pixels at a time now: a bad label in the last image is still named."""
+    from keras_fcn.models.trunk import check_arrays
+    from keras_fcn.training import compile_model
+
+    model = tiny_fcn("32s", 4)
+    compile_model(model, num_classes=4, ignore_label=255, optimizer="sgd")
+    labels = np.zeros((70, 500, 500), "uint8")  # 17.5M pixels: two chunks
+    labels[:, 0, 0] = 255
+    check_arrays(model, None, labels)
+    labels[69, 499, 499] = 4
+    with pytest.raises(ValueError, match=r"Every label must be in \[0, 4\) \(void: "
+                                         r"ignore_label=255\)\. Received a label value: 4$"):
+        check_arrays(model, None, labels)

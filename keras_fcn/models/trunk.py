@@ -307,10 +307,13 @@ def check_arrays(model, x, y, what=""):
     if loss is None:
         return
     num_classes = loss.num_classes or model.output_shape[-1]
-    labels = as_class_ids(y, "label")
-    if loss.ignore_label is not None:
-        labels = labels[labels != loss.ignore_label]
-    check_class_ids(labels, num_classes, loss.ignore_label)
+    # In chunks of ~16M pixels: the int64 copy of a whole uint8 label set is 8x its size.
+    step = max(1, (1 << 24) // max(1, int(np.prod(y.shape[1:]))))
+    for start in range(0, len(y), step):
+        labels = as_class_ids(y[start:start + step], "label")
+        if loss.ignore_label is not None:
+            labels = labels[labels != loss.ignore_label]
+        check_class_ids(labels, num_classes, loss.ignore_label)
 
 
 @keras.saving.register_keras_serializable(package="keras_fcn")
