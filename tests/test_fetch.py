@@ -218,13 +218,13 @@ def test_a_slow_download_that_writes_is_waited_for(monkeypatch, tmp_path):
     on, however long it takes past DOWNLOAD_STALL_S."""
     folder = tmp_path / "cache" / "keras_fcn"
     fd = _hold_lock(folder)
-    monkeypatch.setattr(imagenet, "DOWNLOAD_STALL_S", 0.4)
+    monkeypatch.setattr(imagenet, "DOWNLOAD_STALL_S", 1.0)
     part = folder / f".{FILENAME}.part"
 
-    def other_process_downloads():
-        for i in range(0, len(CONTENT), len(CONTENT) // 8):  # 8 writes, 0.15 s apart: 1.2 s
+    def other_process_downloads():  # 16 writes 0.15 s apart: 2.4 s, past the 1 s stall limit
+        for i in range(0, len(CONTENT), len(CONTENT) // 16):
             with open(part, "ab") as f:
-                f.write(CONTENT[i:i + len(CONTENT) // 8])
+                f.write(CONTENT[i:i + len(CONTENT) // 16])
             threading.Event().wait(0.15)
         os.replace(part, folder / FILENAME)
         os.close(fd)
