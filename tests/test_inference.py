@@ -20,7 +20,7 @@ from keras_fcn.inference.forward import forward_fn
 from keras_fcn.inference.images import check_image
 from keras_fcn.inference.predict import tile_starts
 from keras_fcn.labels import VOC_CLASSES, voc_palette
-from keras_fcn.layers import CaffePreprocessing, preprocess_input
+from keras_fcn.layers import CaffePreprocessing
 from keras_fcn.models import build_fcn
 from keras_fcn.models.inspect import has_preprocessing
 from tiny import biased_pointwise_model, randomize_scores, tiny_fcn
