@@ -14,8 +14,9 @@ import re
 import warnings
 
 import keras
+import numpy as np
 
-from keras_fcn import io
+from keras_fcn import _tf, io
 from keras_fcn.training.distribute import PATCHED_KERAS as KERAS_CHECKED
 
 BACKUP_EPOCH_ATTR = "keras_fcn_epoch"  # in the backup's weights file: the epoch they end
@@ -143,8 +144,6 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
 
 def _weights_checksum(model):
     """One float64 summing every weight of ``model`` (this worker's copy), in a fixed order."""
-    import numpy as np
-
     total = 0.0
     for weight in model.get_weights():
         weight = np.asarray(weight, "float64")
@@ -164,7 +163,6 @@ def check_workers_agree(model, backup_dir):
     """
     if not _on_multi_worker(model):
         return
-    import numpy as np
     import tensorflow as tf
 
     strategy = model.distribute_strategy
@@ -185,8 +183,6 @@ def check_workers_agree(model, backup_dir):
 
 
 def _on_multi_worker(model):
-    from keras_fcn import _tf
-
     if not _tf.on_tensorflow():
         return False
     import tensorflow as tf

@@ -108,19 +108,19 @@ def _download_progress(folder):
     return tuple(progress)
 
 
-def _wait_for_folder_lock(folder, what, stall_s=None):
+def _wait_for_folder_lock(folder, what):
     """Takes the lock of ``folder`` (:func:`keras_fcn.io.lock_directory`), waiting while
     another process holds it; returns True if this call took it (False: already held here).
 
     Raises:
-        TimeoutError: the holder's download wrote nothing for ``stall_s`` seconds
-            (``DOWNLOAD_STALL_S``): the message names the holder and its lock file.
+        TimeoutError: the holder's download wrote nothing for ``DOWNLOAD_STALL_S`` seconds:
+            the message names the holder and its lock file.
     """
     from keras_fcn.io import holds_lock
 
     if holds_lock(folder):
         return False
-    stall_s = DOWNLOAD_STALL_S if stall_s is None else stall_s
+    stall_s = DOWNLOAD_STALL_S  # read per call: the tests shorten it
     told = False
     progress, since = None, time.monotonic()
     while True:
