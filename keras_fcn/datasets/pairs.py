@@ -33,7 +33,7 @@ def custom_info(name, num_classes, ignore_label=IGNORE_LABEL):
     if not num_classes:
         raise ValueError(f"--dataset={name} needs --num_classes. Received: num_classes="
                          f"{num_classes!r}")
-    palette = tuple(tuple(int(c) for c in colour) for colour in voc_palette(int(num_classes)))
+    palette = voc_palette(int(num_classes))  # a tuple of (r, g, b) int tuples
     return DatasetInfo(name, int(num_classes), tuple(str(i) for i in range(num_classes)),
                        palette, ignore_label=int(ignore_label))
 
@@ -86,7 +86,7 @@ def folder_info(data_dir, num_classes=None, ignore_label=IGNORE_LABEL):
         raise ValueError(f"'{path}': colour masks (\"mask_format\": \"rgb\") need a "
                          "\"palette\": one [r, g, b] per class")
     if palette is None:
-        palette = list(custom_info("folder", len(names)).palette)
+        palette = list(voc_palette(len(names)))
     if not isinstance(palette, list) or len(palette) != len(names):
         raise ValueError(f"'{path}': \"palette\" must be a list of one [r, g, b] per class "
                          f"({len(names)}). Received: {palette!r}")
