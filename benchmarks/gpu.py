@@ -84,20 +84,26 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(1, ROOT)  # keras_fcn from this checkout; HERE (torch_fcn) is sys.path[0]
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)  # imported as a module (the tests): gpu_profile, torch_fcn
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import gpu_profile  # noqa: E402 - after the path
 
 # name, what runs it, Keras backend, precision, column label. The order is the priority.
 CONFIGS = (
     ("torch_fp32", "port", None, "fp32", "PyTorch port fp32 (no TF32)"),
     ("torch_bf16", "port", None, "bf16", "PyTorch port bf16 autocast + channels_last"),
-    ("keras_jax_fp32", "keras", "jax", "fp32", "keras_fcn JAX fp32 (no TF32)"),
     ("keras_jax_bf16", "keras", "jax", "bf16", "keras_fcn JAX mixed_bfloat16"),
+    ("keras_jax_fp32", "keras", "jax", "fp32", "keras_fcn JAX fp32 (no TF32)"),
+    ("jax_diagnostics_bf16", "diagnostics", "jax", "bf16",
+     "JAX train-step diagnostics, mixed_bfloat16"),
     ("equiv_jax", "equiv", "jax", "fp32", "equivalence on JAX"),
-    ("keras_torch_fp32", "keras", "torch", "fp32", "keras_fcn Keras-torch fp32 (no TF32)"),
-    ("keras_torch_bf16", "keras", "torch", "bf16", "keras_fcn Keras-torch mixed_bfloat16"),
-    ("equiv_torch", "equiv", "torch", "fp32", "equivalence on Keras-torch"),
     ("jax_diagnostics", "diagnostics", "jax", "fp32", "JAX train-step diagnostics"),
     ("torch_tf32", "port", None, "tf32", "PyTorch port fp32 TF32"),
+    ("keras_torch_bf16", "keras", "torch", "bf16", "keras_fcn Keras-torch mixed_bfloat16"),
+    ("keras_torch_fp32", "keras", "torch", "fp32", "keras_fcn Keras-torch fp32 (no TF32)"),
+    ("equiv_torch", "equiv", "torch", "fp32", "equivalence on Keras-torch"),
     ("jax_programs", "programs", "jax", "fp32", "compiled JAX programs"),
     ("keras_torch_compiled_fp32", "torch_compiled", "torch", "fp32",
      "keras_fcn Keras-torch fp32 + torch.compile"),
@@ -454,7 +460,8 @@ def run_port(worker):
             return loss
 
         worker.reset_peak()
-        return worker.figures(*worker.timed(step, p["train_repeats"]), p["train_batch"])
+        figures = worker.figures(*worker.timed(step, p["train_repeats"]), p["train_batch"])
+        return dict(figures, profile=gpu_profile.torch_profile(torch, step))
 
     for batch in p["forward_batches"]:
         worker.item(f"forward_b{batch}", NEEDS["port"], lambda: forward(batch))
@@ -531,9 +538,10 @@ def state_values(model):
 
 
 def keras_train_item(worker, model, name, need=NEEDS["keras_train"], jit_compile=None,
-                     extra=dict, warmup=None):
+                     extra=None, warmup=None):
     """``train_on_batch`` after ``compile(jit_compile=True on JAX)``, synchronized per step;
-    ``extra()``: more figures for the record, read after the timing."""
+    ``extra(step)``: more figures for the record, read after the timing (``step()`` runs one
+    more step)."""
     p = worker.plan
 
     def run():
@@ -541,9 +549,11 @@ def keras_train_item(worker, model, name, need=NEEDS["keras_train"], jit_compile
         images, labels = worker.data(p["train_batch"], p["train_size"])
         x, y = to_device(worker, images), to_device(worker, labels)
         worker.reset_peak()
-        first, times = worker.timed(lambda: (model.train_on_batch(x, y), state_values(model)),
-                                    p["train_repeats"], warmup)
-        return worker.figures(first, times, p["train_batch"], **extra())
+        def step():
+            return model.train_on_batch(x, y), state_values(model)
+
+        first, times = worker.timed(step, p["train_repeats"], warmup)
+        return worker.figures(first, times, p["train_batch"], **(extra(step) if extra else {}))
 
     return worker.item(name, need, run)
 
@@ -600,12 +610,13 @@ def run_keras(worker):
     for batch in worker.plan["forward_batches"]:
         keras_forward_item(worker, model, batch, f"forward_b{batch}")
     if worker.backend != "torch":
-        keras_train_item(worker, model, "train")
+        keras_train_item(worker, model, "train", extra=lambda step: {
+            "profile": gpu_profile.jax_profile(worker.jax, step)})
         return
-    keras_train_item(worker, model, "train", extra=lambda: host_reads(worker, model))
+    keras_train_item(worker, model, "train", extra=lambda step: host_reads(worker, model))
     with library_checks_off():
         keras_train_item(worker, model, "train_unchecked",
-                         extra=lambda: host_reads(worker, model))
+                         extra=lambda step: host_reads(worker, model))
 
 
 def run_equivalence(worker):
@@ -668,12 +679,18 @@ def run_diagnostics(worker):
     for layer in model.layers:
         if layer.name.startswith("score") and getattr(layer, "kernel", None) is not None:
             layer.kernel.assign(0.01 * rng.standard_normal(layer.kernel.shape))
+    # mixed_bfloat16 (the larger gap): (c), (g) and (b); (f) is the old default, (d) and (e)
+    # are fp32 matters
+    bf16 = worker.precision == "bf16"
+    variants = ("separable_upsampling",) if bf16 else STAGE_VARIANTS
     with jax.default_matmul_precision("highest"):
         worker.item("train_pure_jax", NEEDS["diag_train"], lambda: pure_jax_train(worker, model))
-        for variant in STAGE_VARIANTS:
+        for variant in variants:
             worker.item(f"train_pure_jax_{variant}", NEEDS["diag_train"],
                         lambda variant=variant: pure_jax_train(worker, model, variant))
         worker.item("train_fit_spe8", NEEDS["diag_train"], lambda: fit_train(worker, model))
+    if bf16:
+        return
     weights_bf16 = bf16_weights_model(worker, model)
     for batch in p["forward_batches"]:
         name = f"forward_b{batch}_bf16_weights"
@@ -975,7 +992,7 @@ def run_torch_compiled(worker):
     model = build_keras_model(worker)
     # dynamo recompiles Keras' layer functions over the first two steps (seen on a CPU)
     keras_train_item(worker, model, "train", NEEDS["torch_compile"], jit_compile=True,
-                     extra=breaks, warmup=max(worker.plan["warmup"], 4))
+                     extra=lambda step: breaks(), warmup=max(worker.plan["warmup"], 4))
 
 
 RUNNERS = {"port": run_port, "keras": run_keras, "equiv": run_equivalence,
@@ -1296,7 +1313,7 @@ def render(report):
         met = {True: "yes", False: "no", None: "—"}[row["met"]]
         value = "n/a" if row["value"] is None else f"{row['value']:.2f}x"
         lines.append(f"| {row['name']} | {value} | {target} | {met} |")
-    lines += (diagnostics_lines(report) + host_read_lines(report) + torch_compiled_lines(report)
+    lines += (diagnostics_lines(report) + profile_lines(report) + host_read_lines(report) + torch_compiled_lines(report)
               + programs_lines(report)
               + equivalence_lines(report))
     guard = report["tf_guard"]
@@ -1305,44 +1322,95 @@ def render(report):
 
 
 def diagnostics_lines(report):
+    lines = []
+    for precision, diagnostics in (("bf16", "jax_diagnostics_bf16"), ("fp32", "jax_diagnostics")):
+        if precision == "bf16" and diagnostics not in report["configs"]:
+            continue
+        lines += precision_diagnostics_lines(report, precision, diagnostics)
+    return lines
+
+
+def precision_diagnostics_lines(report, precision, diagnostics):
     p = report["plan"]
-    base = item(report, "keras_jax_fp32", "train")
+    base = item(report, f"keras_jax_{precision}", "train")
+    port = item(report, f"torch_{precision}", "train")
     variants = (
-        ("(a) Keras compile(jit_compile) + train_on_batch, synced per step", "keras_jax_fp32",
-         "train"),
-        ("(b) Keras fit, steps_per_execution=8, numpy batches", "jax_diagnostics",
+        ("(a) Keras compile(jit_compile) + train_on_batch, synced per step",
+         f"keras_jax_{precision}", "train"),
+        ("(b) Keras fit, steps_per_execution=8, numpy batches", diagnostics,
          "train_fit_spe8"),
         ("(c) pure JAX: jit(value_and_grad(stateless_call)) + SGD momentum, donated state",
-         "jax_diagnostics", "train_pure_jax"),
+         diagnostics, "train_pure_jax"),
         ("(f) as (c) with Keras' max pooling (XLA select-and-scatter gradient)",
-         "jax_diagnostics", "train_pure_jax_keras_pooling"),
+         diagnostics, "train_pure_jax_keras_pooling"),
         ("(g) as (c), frozen bilinear upsampling as two matmuls per channel",
-         "jax_diagnostics", "train_pure_jax_separable_upsampling"),
-        ("(e) as (a) with TF32 (precision 'tensorfloat32')", "jax_diagnostics", "train_tf32"))
-    lines = ["", f"## Where the JAX train step goes (fp32, batch {p['train_batch']})", "",
-             "| variant | img/s | ms/step | first call s | x (a) |", "|---|---|---|---|---|"]
+         diagnostics, "train_pure_jax_separable_upsampling"),
+        ("(e) as (a) with TF32 (precision 'tensorfloat32')", diagnostics, "train_tf32"))
+    if precision == "bf16":
+        variants = tuple(v for v in variants if not v[0].startswith(("(f)", "(e)")))
+    title = "mixed_bfloat16" if precision == "bf16" else "fp32"
+    lines = ["", f"## Where the JAX train step goes ({title}, batch {p['train_batch']})", "",
+             "| variant | img/s | ms/step | first call s | x (a) | x PyTorch "
+             f"{precision} |", "|---|---|---|---|---|---|"]
     for label, config, name in variants:
         found = item(report, config, name)
         if found is None:
             status = cell(report, config, name, "img_s")
-            lines.append(f"| {label} | {status} | | | |")
+            lines.append(f"| {label} | {status} | | | | |")
             continue
         ratio = f"{found['img_s'] / base['img_s']:.2f}" if base else "—"
+        versus = f"{found['img_s'] / port['img_s']:.2f}" if port else "—"
         if "grad_rel_diff" in found:
             label += f" (gradients = (c)'s to {found['grad_rel_diff']:.1e} of their scale)"
         lines.append(f"| {label} | {found['img_s']:,.1f} | {found['ms']:.1f} | "
-                     f"{found['first_call_s']:.1f} | {ratio} |")
+                     f"{found['first_call_s']:.1f} | {ratio} | {versus} |")
+    if precision == "bf16":
+        return lines
     for batch in p["forward_batches"]:
         found = item(report, "jax_diagnostics", f"forward_b{batch}_bf16_weights")
         mixed = item(report, "keras_jax_bf16", f"forward_b{batch}")
         label = f"(d) forward b{batch}, bf16-stored weights (with_precision inference=True)"
         if found is None:
             status = cell(report, "jax_diagnostics", f"forward_b{batch}_bf16_weights", "ms")
-            lines.append(f"| {label} | {status} | | | |")
+            lines.append(f"| {label} | {status} | | | | |")
         else:
             versus = f"{mixed['ms'] / found['ms']:.2f}x mixed_bf16's speed" if mixed else "—"
             lines.append(f"| {label} | {found['img_s']:,.1f} | {found['ms']:.2f} | "
-                         f"{found['first_call_s']:.1f} | {versus} |")
+                         f"{found['first_call_s']:.1f} | {versus} | |")
+    return lines
+
+
+PROFILED = ("torch_bf16", "keras_jax_bf16", "torch_fp32", "keras_jax_fp32")
+
+
+def profile_lines(report, top=8):
+    """Device time per train step by kind of kernel (gpu_profile), PyTorch beside keras_fcn."""
+    found = {c: (item(report, c, "train") or {}).get("profile") for c in PROFILED}
+    found = {c: f for c, f in found.items() if f and "kinds_ms" in f}
+    if not found:
+        return []
+    configs = list(found)
+    kinds = [k for k, _ in gpu_profile.KINDS] + ["elementwise / other"]
+    lines = ["", "## Where the device time goes (train step, ms per step, "
+             f"{next(iter(found.values()))['steps']} profiled steps)", "",
+             "| kernels | " + " | ".join(CONFIG[c][4] for c in configs) + " |",
+             "|---" * (len(configs) + 1) + "|"]
+    for kind in kinds:
+        if any(found[c]["kinds_ms"].get(kind) for c in configs):
+            lines.append(f"| {kind} | " + " | ".join(
+                f"{found[c]['kinds_ms'].get(kind, 0.0):.2f}" for c in configs) + " |")
+    for label, value in (("all kernels", lambda f: f"{f['kernel_ms']:.2f}"),
+                         ("wall time per step (profiled)", lambda f: f"{f['wall_ms']:.2f}"),
+                         ("wall - kernels (device idle or overlap)",
+                          lambda f: f"{f['wall_ms'] - f['kernel_ms']:.2f}"),
+                         ("distinct kernels", lambda f: str(f["distinct_kernels"])),
+                         ("events from", lambda f: f["source"])):
+        lines.append(f"| {label} | " + " | ".join(value(found[c]) for c in configs) + " |")
+    for c in configs:
+        lines += ["", f"Busiest kernels, {CONFIG[c][4]}:", "",
+                  "| kernel | kind | calls/step | ms/step |", "|---|---|---|---|"]
+        lines += [f"| `{k['name'][:90]}` | {k['kind']} | {k['calls']:.0f} | {k['ms']:.2f} |"
+                  for k in found[c]["top"][:top]]
     return lines
 
 
