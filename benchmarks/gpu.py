@@ -7,15 +7,20 @@ device (same random weights, float32 without TF32: max |diff| / max |logit| <= 1
 PyTorch in the same run, against the targets: train step >= 1.0x PyTorch in fp32 and bf16,
 forward batch 1 no slower than PyTorch bf16.
 
-Each configuration runs in its own process (Keras' backend is fixed per process), in this order,
-so that a run cut short by ``--budget-s`` still has the headline figures:
+Each configuration runs in its own process (Keras' backend is fixed per process), in the order
+of ``CONFIGS`` (the PyTorch port, keras_fcn on JAX, the JAX diagnostics in bf16, the JAX
+equivalence, the fp32 diagnostics, PyTorch TF32, Keras-torch, then the rest), so that a run cut
+short by ``--budget-s`` still has the headline figures and the JAX train step's diagnosis:
 
 1. ``torch_fp32`` / ``torch_bf16``: the PyTorch port (benchmarks/torch_fcn.py), fp32 with TF32
    off, and bf16 autocast + channels_last;
 2. ``keras_jax_fp32`` / ``keras_jax_bf16``: keras_fcn on JAX, fp32 at
    ``jax_default_matmul_precision="highest"`` (no TF32, as PyTorch's fp32) and
    ``mixed_bfloat16``; the train step is ``model.compile(jit_compile=True)`` (no metrics) and
-   ``train_on_batch``, synchronized after every step like PyTorch's;
+   ``train_on_batch``, synchronized after every step like PyTorch's. The train steps of 1 and
+   2 are also profiled (``gpu_profile.py``): the device time per step by kind of kernel
+   (convolution forward, input and weight gradients, pooling, transposes, elementwise...)
+   beside PyTorch's, the busiest kernels, and the wall time the device waited for the host;
 3. ``equiv_jax``: the equivalence check on JAX;
 4. ``keras_torch_fp32`` / ``keras_torch_bf16`` / ``equiv_torch``: the same on Keras-torch
    (eager), plus the train step with the library's label checks off (``train_unchecked``:
@@ -29,8 +34,12 @@ so that a run cut short by ``--budget-s`` still has the headline figures:
    stage written otherwise, its gradients checked against (c)'s: (f) Keras' max pooling, whose
    gradient is XLA's select-and-scatter, instead of keras_fcn's (masks: the library's default
    since 2026-12-05, benchmarks/jax_pool_gradient.py), (g) the frozen bilinear upsampling as two
-   interpolation matmuls per channel instead of a 21x21-channel input-dilated convolution
-   (``stage_variant``: benchmark-only patches; a stage that gains goes into the library);
+   interpolation matmuls per channel instead of a 21x21-channel input-dilated convolution,
+   (h) every transposed convolution as one stride-1 convolution to the output's phases
+   (any kernel; XLA sees no input dilation: JAX's transposed convolutions are known to run
+   slowly on GPUs, jax-ml/jax#23783) (``stage_variant``: benchmark-only patches; a stage
+   that gains goes into the library); ``jax_diagnostics_bf16`` runs (c), (g), (h) and (b)
+   with ``mixed_bfloat16``, where the gap is largest (it runs before the fp32 ones);
 6. ``torch_tf32``: the PyTorch port with TF32 (PyTorch's default for convolutions);
 7. ``jax_programs``: the compiled programs, not run: Keras' train step
    (``jax.jit(model.train_step)``, as ``fit`` compiles it), the pure-JAX step of (c) and the
@@ -666,7 +675,7 @@ def run_equivalence(worker):
 
 
 def run_diagnostics(worker):
-    """Where the JAX train step's time goes (see the module docstring, (b) to (g))."""
+    """Where the JAX train step's time goes (see the module docstring, (b) to (h))."""
     import numpy as np
 
     setup_keras(worker)
@@ -679,10 +688,10 @@ def run_diagnostics(worker):
     for layer in model.layers:
         if layer.name.startswith("score") and getattr(layer, "kernel", None) is not None:
             layer.kernel.assign(0.01 * rng.standard_normal(layer.kernel.shape))
-    # mixed_bfloat16 (the larger gap): (c), (g) and (b); (f) is the old default, (d) and (e)
-    # are fp32 matters
+    # mixed_bfloat16 (the larger gap): (c), (g), (h) and (b); (f) is the old default, (d) and
+    # (e) are fp32 matters
     bf16 = worker.precision == "bf16"
-    variants = ("separable_upsampling",) if bf16 else STAGE_VARIANTS
+    variants = STAGE_VARIANTS[1:] if bf16 else STAGE_VARIANTS
     with jax.default_matmul_precision("highest"):
         worker.item("train_pure_jax", NEEDS["diag_train"], lambda: pure_jax_train(worker, model))
         for variant in variants:
@@ -732,7 +741,7 @@ def pure_jax_step(worker, model):
 
 def pure_jax_train(worker, model, variant=None):
     """(c) the pure-JAX step timed: the XLA compute without Keras' trainer; with ``variant``
-    (one of ``STAGE_VARIANTS``), (f) or (g): the same step with one stage written otherwise,
+    (one of ``STAGE_VARIANTS``), (f), (g) or (h): the same step with one stage written otherwise,
     and how far its gradients are from (c)'s (the first step's momenta are -lr * gradient)."""
     jax = worker.jax
     p = worker.plan
@@ -762,11 +771,11 @@ def pure_jax_train(worker, model, variant=None):
     return figures
 
 
-# Stages of the train step written otherwise, for (f) and (g): keras_fcn's max pools write
+# Stages of the train step written otherwise, for (f), (g) and (h): keras_fcn's max pools write
 # their JAX gradient as masks, Keras' own leave XLA a select-and-scatter; Keras' transposed
 # convolution is an input-dilated convolution over all 21x21 channel pairs where the frozen
 # bilinear kernel is per channel. PyTorch runs cuDNN's pooling backward and deconvolution.
-STAGE_VARIANTS = ("keras_pooling", "separable_upsampling")
+STAGE_VARIANTS = ("keras_pooling", "separable_upsampling", "polyphase_upsampling")
 
 
 @contextlib.contextmanager
@@ -776,7 +785,10 @@ def stage_variant(worker, model, variant):
     - ``"keras_pooling"``: keras_fcn's max pools run Keras' own layer (XLA's
       select-and-scatter gradient) instead of their mask gradient (the library's default);
     - ``"separable_upsampling"``: every frozen bilinear ``Conv2DTranspose`` (per-channel
-      kernel) as two interpolation matrices, ``A @ x @ B^T`` per channel (same sums).
+      kernel) as two interpolation matrices, ``A @ x @ B^T`` per channel (same sums);
+    - ``"polyphase_upsampling"``: every ``Conv2DTranspose`` (any kernel) as one stride-1
+      convolution to stride x stride phases of the output, interleaved (depth to space): the
+      form the library would take for any kernel, where XLA sees no input dilation.
 
     Refuses (ValueError) a model whose layers do not fit the rewrite."""
     if variant is None:
@@ -812,6 +824,16 @@ def stage_variant(worker, model, variant):
 
         def call(self, x):
             return separable_upsampling(jnp, x, self.kernel_size[0], self.strides[0])
+    elif variant == "polyphase_upsampling":
+        owner = keras.layers.Conv2DTranspose
+        for layer in model.layers:
+            if isinstance(layer, owner) and (layer.padding != "valid" or layer.use_bias
+                                             or tuple(layer.dilation_rate) != (1, 1)):
+                raise ValueError(f"{layer.name} is not a bias-free 'valid' transposed "
+                                 "convolution")
+
+        def call(self, x):
+            return polyphase_upsampling(jax, x, self.kernel, self.strides)
     else:
         raise ValueError(f"unknown stage variant {variant!r}; choose from {STAGE_VARIANTS}")
     original = owner.call
@@ -837,6 +859,26 @@ def separable_upsampling(jnp, x, kernel, stride):
         return jnp.asarray(out, x.dtype)
 
     return jnp.einsum("ip,bpqc,jq->bijc", matrix(x.shape[1]), x, matrix(x.shape[2]))
+
+
+def polyphase_upsampling(jax, x, kernel, strides):
+    """A 'valid' transposed convolution (Keras kernel (kh, kw, out, in)) as a stride-1
+    convolution of ``x`` to the output's sh x sw phases, interleaved: output row
+    ``i * sh + p`` sums ``x[i - t] * kernel[p + t * sh]`` over the taps t."""
+    jnp = jax.numpy
+    kh, kw, c_out, c_in = kernel.shape
+    sh, sw = strides
+    th, tw = -(-kh // sh), -(-kw // sw)  # taps per phase (kernel padded to a multiple)
+    kernel = jnp.pad(jnp.asarray(kernel, x.dtype),
+                     ((0, th * sh - kh), (0, tw * sw - kw), (0, 0), (0, 0)))
+    phases = kernel.reshape(th, sh, tw, sw, c_out, c_in)[::-1, :, ::-1]
+    phases = jnp.transpose(phases, (0, 2, 5, 1, 3, 4)).reshape(th, tw, c_in, sh * sw * c_out)
+    y = jax.lax.conv_general_dilated(x, phases, (1, 1), ((th - 1, th - 1), (tw - 1, tw - 1)),
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    n, h, w, _ = y.shape
+    y = y.reshape(n, h, w, sh, sw, c_out).transpose(0, 1, 3, 2, 4, 5)
+    y = y.reshape(n, h * sh, w * sw, c_out)
+    return y[:, :h * sh - (th * sh - kh), :w * sw - (tw * sw - kw)]
 
 
 def fit_train(worker, model):
@@ -1345,6 +1387,8 @@ def precision_diagnostics_lines(report, precision, diagnostics):
          diagnostics, "train_pure_jax_keras_pooling"),
         ("(g) as (c), frozen bilinear upsampling as two matmuls per channel",
          diagnostics, "train_pure_jax_separable_upsampling"),
+        ("(h) as (c), upsampling as one stride-1 convolution to the output's phases",
+         diagnostics, "train_pure_jax_polyphase_upsampling"),
         ("(e) as (a) with TF32 (precision 'tensorfloat32')", diagnostics, "train_tf32"))
     if precision == "bf16":
         variants = tuple(v for v in variants if not v[0].startswith(("(f)", "(e)")))
