@@ -56,6 +56,9 @@ from tool_flags import one_error_line, run_script
      "error: --trunks: expected some of alexnet, vgg16, googlenet, mobilenet_v2, resnet50, "
      "resnet101; --minutes > 0. Received: --trunks='vgg17' --minutes=5.0"),
     ("benchmarks/jax_pool_gradient.py", ["--batch", "-1"], "error: --size must be HxW"),
+    ("benchmarks/jax_upsampling.py", ["--size", "0x5"],
+     "error: argument --size: expected HEIGHTxWIDTH with positive sizes (e.g. 180x240). "
+     "Received: '0x5'"),
     ("benchmarks/torch_compile.py", ["--size", "0x5"],
      "error: argument --size: expected HEIGHTxWIDTH with positive sizes (e.g. 180x240). "
      "Received: '0x5'"),
@@ -75,6 +78,7 @@ def test_a_bad_flag_is_one_line_and_status_2(script, args, expected):
     ("benchmarks/roofline.py", "roofline", []),
     ("benchmarks/trunks.py", "trunks", []),
     ("benchmarks/jax_pool_gradient.py", "jax_pool_gradient", []),
+    ("benchmarks/jax_upsampling.py", "jax_upsampling", []),
     ("benchmarks/torch_compile.py", "torch_compile", []),
 ])
 def test_an_existing_report_is_kept_without_overwrite(tmp_path, script, name, args):
@@ -92,7 +96,8 @@ def test_an_existing_report_is_kept_without_overwrite(tmp_path, script, name, ar
 
 
 def test_help_of_every_argparse_benchmark_exits_0():
-    for script in ("bf16_agreement", "bf16_train_crash", "jax_pool_gradient", "predict",
+    for script in ("bf16_agreement", "bf16_train_crash", "jax_pool_gradient", "jax_upsampling",
+                   "predict",
                    "refine", "roofline", "temporal", "torch_compile", "trunks", "trunks_camvid"):
         done = run_script(f"benchmarks/{script}.py", "--help")
         assert done.returncode == 0, (script, done.stderr)
@@ -134,3 +139,25 @@ def test_input_pipeline_has_an_output_dir_and_keeps_a_saved_report(tmp_path):
                     "replace it.")
     line = one_error_line(run_script("benchmarks/input_pipeline.py", "--images", "-1"))
     assert line == "error: argument --images: expected an integer >= 1. Received: '-1'"
+
+
+def test_jax_upsampling_forms_agree_with_keras(tmp_path):
+    """benchmarks/jax_upsampling.py at a small size: every form of every FCN-8s upsampling
+    layer gives Keras' output, at the shapes the model feeds them."""
+    import json
+    pytest.importorskip("jax")
+    done = run_script("benchmarks/jax_upsampling.py", "--size", "64x96", "--batch", "2",
+                      "--repeats", "1", "--output_dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "jax_upsampling.json").read_text())
+    rows = report["layers"]
+    assert [(r["layer"], r["form"]) for r in rows] == [
+        (layer, form) for layer in ("upscore2", "upscore_pool4", "upscore8")
+        for form in ("keras", "polyphase", "separable")]
+    # 64x96 padded by 100: score_fr 3x4, upscore2 -> 8x10 (+ crop), upscore8 input 18x22
+    assert [r["input"] for r in rows[::3]] == [[2, 3, 4, 21], [2, 8, 10, 21], [2, 18, 22, 21]]
+    for r in rows:
+        assert r["rel_diff"] < 1e-5 and r["forward_ms"] > 0 and r["input_grad_ms"] > 0, r
+    assert report["whole_step"] is None
+    assert "| upscore8 | 2x18x22x21 | 16 / 8 | polyphase |" in (
+        tmp_path / "jax_upsampling.md").read_text()

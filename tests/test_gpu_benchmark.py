@@ -141,11 +141,23 @@ def test_smoke_run_fills_every_figure(tmp_path, tensorflow):
         assert_equivalent(report["equivalence"][backend])
     diagnostics = report["configs"]["jax_diagnostics"]["items"]
     for name in ("train_pure_jax", "train_fit_spe8", "train_tf32", "train_pure_jax_keras_pooling",
-                 "train_pure_jax_separable_upsampling"):
+                 "train_pure_jax_separable_upsampling", "train_pure_jax_polyphase_upsampling"):
         assert_timed(diagnostics[name], 2)
-    # (f) Keras' pooling: the same gradients bit for bit; (g) the same sums in another order
+    # (f) Keras' pooling: the same gradients bit for bit; (g), (h) the same sums in another order
     assert diagnostics["train_pure_jax_keras_pooling"]["grad_rel_diff"] == 0.0
     assert diagnostics["train_pure_jax_separable_upsampling"]["grad_rel_diff"] < 1e-5
+    assert diagnostics["train_pure_jax_polyphase_upsampling"]["grad_rel_diff"] < 1e-5
+    bf16 = report["configs"]["jax_diagnostics_bf16"]["items"]  # bf16 sums: bf16 rounding
+    for name in ("train_pure_jax", "train_fit_spe8", "train_pure_jax_separable_upsampling",
+                 "train_pure_jax_polyphase_upsampling"):
+        assert_timed(bf16[name], 2)
+    assert bf16["train_pure_jax_polyphase_upsampling"]["grad_rel_diff"] < 0.05
+    assert "train_tf32" not in bf16 and "train_pure_jax_keras_pooling" not in bf16
+    for name in ("torch_fp32", "torch_bf16", "keras_jax_fp32", "keras_jax_bf16"):
+        profile = report["configs"][name]["items"]["train"]["profile"]
+        assert profile["steps"] == 3 and profile["kernel_ms"] > 0 and profile["top"], name
+        assert sum(profile["kinds_ms"].values()) == pytest.approx(profile["kernel_ms"])
+    assert "## Where the device time goes" in markdown
     for batch in (1, 2):
         assert_timed(diagnostics[f"forward_b{batch}_bf16_weights"], batch)
     for precision in ("fp32", "bf16"):  # eager Keras-torch without the library's checks
@@ -219,3 +231,92 @@ def test_a_smoke_run_of_the_gpu_benchmark_does_not_write_the_gpu_results_file():
     assert smoke.endswith("gpu.md") and gpu.parse_args(["--smoke"]).out != smoke  # a new one
     assert gpu.parse_args([]).out == os.path.join(root, "benchmarks", "results", "gpu.md")
     assert gpu.parse_args(["--smoke", "--out", "a.md"]).out == "a.md"
+
+
+# Eleventh session: kernel profiles and the polyphase upsampling variant.
+
+
+def load_benchmark_module(name):
+    import importlib.util
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{name}", os.path.join(root, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name, kind", [
+    ("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc", "conv forward"),
+    ("sm90_xmma_dgrad_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc", "conv input grad"),
+    ("sm80_xmma_wgrad_implicit_gemm_indexed_tf32f32_tf32f32_f32_nhwckrsc", "conv weight grad"),
+    ("cudnn::ops::nchwToNhwcKernel<float, float, float, false, true>", "layout transpose"),
+    ("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64", "matmul"),
+    ("void at::native::max_pool_backward_nhwc<c10::BFloat16>", "pooling"),
+    ("select_and_scatter_fusion", "pooling"),
+    ("loop_convert_fusion", "elementwise / other"),  # "convert" is not a convolution
+    ("input_reduce_fusion_3", "reduction"),
+    ("Memset (Device)", "copy / memset"),
+])
+def test_kernel_kinds_from_names(name, kind):
+    profile = load_benchmark_module("gpu_profile")
+    assert profile.kernel_kind(name) == kind
+
+
+def test_profile_summary_per_step():
+    profile = load_benchmark_module("gpu_profile")
+    events = [("a_fprop_kernel", 1000.0), ("a_fprop_kernel", 3000.0), ("loop_add_fusion", 500.0),
+              ("b_wgrad_kernel", 2000.0)]
+    found = profile.summarize(events, steps=2, wall_s=0.01, source="test")
+    assert found["kernel_ms"] == pytest.approx(3.25)  # 6.5 ms over 2 steps
+    assert found["wall_ms"] == pytest.approx(5.0)
+    assert found["kinds_ms"] == pytest.approx({"conv forward": 2.0, "conv weight grad": 1.0,
+                                               "elementwise / other": 0.25})
+    assert [k["name"] for k in found["top"]] == ["a_fprop_kernel", "b_wgrad_kernel",
+                                                 "loop_add_fusion"]
+    assert found["top"][0]["calls"] == 1.0 and found["top"][0]["ms"] == pytest.approx(2.0)
+    assert found["distinct_kernels"] == 3
+
+
+def test_jax_profile_reads_the_trace_on_a_cpu():
+    import jax
+    import jax.numpy as jnp
+    profile = load_benchmark_module("gpu_profile")
+    step = jax.jit(lambda x: jnp.tanh(x @ x).sum())
+    x = jnp.ones((256, 256))
+    found = profile.jax_profile(jax, lambda: step(x), steps=3)
+    assert found["source"] == "host XLA operations (no GPU)" and found["steps"] == 3
+    assert found["kernel_ms"] > 0 and found["wall_ms"] > 0 and found["top"]
+    assert sum(found["kinds_ms"].values()) == pytest.approx(found["kernel_ms"])
+
+
+def numpy_transposed_convolution(x, kernel, strides):
+    """'valid' transposed convolution by scattering each input pixel (Keras kernel layout)."""
+    import numpy as np
+    n, h, w, _ = x.shape
+    kh, kw, c_out, _ = kernel.shape
+    sh, sw = strides
+    out = np.zeros((n, (h - 1) * sh + kh, (w - 1) * sw + kw, c_out))
+    for i in range(h):
+        for j in range(w):
+            out[:, i * sh:i * sh + kh, j * sw:j * sw + kw] += np.einsum(
+                "nc,hwoc->nhwo", x[:, i, j], kernel)
+    return out
+
+
+@pytest.mark.parametrize("kernel_size, strides", [((4, 4), (2, 2)), ((16, 16), (8, 8)),
+                                                  ((7, 5), (4, 2)), ((3, 3), (1, 1))])
+def test_polyphase_upsampling_is_a_transposed_convolution(kernel_size, strides):
+    """Any kernel (not only the bilinear one), kernels that are no multiple of the stride."""
+    import jax
+    import numpy as np
+    gpu = load_benchmark_module("gpu")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5, 6, 3))
+    kernel = rng.standard_normal((*kernel_size, 4, 3))
+    expected = numpy_transposed_convolution(x, kernel, strides)
+    with jax.default_matmul_precision("highest"):
+        found = np.asarray(gpu.polyphase_upsampling(jax, jax.numpy.asarray(x, "float32"),
+                                                    kernel.astype("float32"), strides))
+    assert found.shape == expected.shape
+    np.testing.assert_allclose(found, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
