@@ -470,7 +470,7 @@ def run_port(worker):
 
         worker.reset_peak()
         figures = worker.figures(*worker.timed(step, p["train_repeats"]), p["train_batch"])
-        return dict(figures, profile=gpu_profile.torch_profile(torch, step))
+        return dict(figures, profile=gpu_profile.guarded(gpu_profile.torch_profile, torch, step))
 
     for batch in p["forward_batches"]:
         worker.item(f"forward_b{batch}", NEEDS["port"], lambda: forward(batch))
@@ -620,7 +620,7 @@ def run_keras(worker):
         keras_forward_item(worker, model, batch, f"forward_b{batch}")
     if worker.backend != "torch":
         keras_train_item(worker, model, "train", extra=lambda step: {
-            "profile": gpu_profile.jax_profile(worker.jax, step)})
+            "profile": gpu_profile.guarded(gpu_profile.jax_profile, worker.jax, step)})
         return
     keras_train_item(worker, model, "train", extra=lambda step: host_reads(worker, model))
     with library_checks_off():
@@ -1355,8 +1355,8 @@ def render(report):
         met = {True: "yes", False: "no", None: "—"}[row["met"]]
         value = "n/a" if row["value"] is None else f"{row['value']:.2f}x"
         lines.append(f"| {row['name']} | {value} | {target} | {met} |")
-    lines += (diagnostics_lines(report) + profile_lines(report) + host_read_lines(report) + torch_compiled_lines(report)
-              + programs_lines(report)
+    lines += (diagnostics_lines(report) + profile_lines(report) + host_read_lines(report)
+              + torch_compiled_lines(report) + programs_lines(report)
               + equivalence_lines(report))
     guard = report["tf_guard"]
     lines += ["", f"TensorFlow guard: {guard['verdict']} ({guard['detail']})."]
@@ -1430,9 +1430,11 @@ PROFILED = ("torch_bf16", "keras_jax_bf16", "torch_fp32", "keras_jax_fp32")
 def profile_lines(report, top=8):
     """Device time per train step by kind of kernel (gpu_profile), PyTorch beside keras_fcn."""
     found = {c: (item(report, c, "train") or {}).get("profile") for c in PROFILED}
+    failed = [f"Profile of {CONFIG[c][4]}: {f.get('status')}." for c, f in found.items()
+              if f and "kinds_ms" not in f]
     found = {c: f for c, f in found.items() if f and "kinds_ms" in f}
     if not found:
-        return []
+        return ["", *failed] if failed else []
     configs = list(found)
     kinds = [k for k, _ in gpu_profile.KINDS] + ["elementwise / other"]
     lines = ["", "## Where the device time goes (train step, ms per step, "
@@ -1450,6 +1452,8 @@ def profile_lines(report, top=8):
                          ("distinct kernels", lambda f: str(f["distinct_kernels"])),
                          ("events from", lambda f: f["source"])):
         lines.append(f"| {label} | " + " | ".join(value(found[c]) for c in configs) + " |")
+    if failed:
+        lines += [""] + failed
     for c in configs:
         lines += ["", f"Busiest kernels, {CONFIG[c][4]}:", "",
                   "| kernel | kind | calls/step | ms/step |", "|---|---|---|---|"]

@@ -33,6 +33,18 @@ KINDS = (
 TOP = 15  # busiest kernels kept per profile
 
 
+def guarded(profile, *args, **kwargs):
+    """``profile(*args)``, or ``{"status": "failed: ..."}``: a profiler that cannot run (no
+    CUPTI, say) must not cost the timing it is attached to."""
+    import traceback
+
+    try:
+        return profile(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - reported in the record instead
+        traceback.print_exc()
+        return {"status": f"failed: {type(e).__name__}: {e}"[:400]}
+
+
 def kernel_kind(name):
     lowered = name.lower()
     for kind, patterns in KINDS:

@@ -320,3 +320,19 @@ def test_polyphase_upsampling_is_a_transposed_convolution(kernel_size, strides):
                                                     kernel.astype("float32"), strides))
     assert found.shape == expected.shape
     np.testing.assert_allclose(found, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
+def test_a_failing_profiler_costs_only_its_profile():
+    profile = load_benchmark_module("gpu_profile")
+
+    def broken(torch, call):
+        raise RuntimeError("CUPTI not found")
+
+    found = profile.guarded(broken, None, lambda: None)
+    assert found == {"status": "failed: RuntimeError: CUPTI not found"}
+    gpu = load_benchmark_module("gpu")
+    report = {"configs": {"torch_bf16": {"items": {"train": {
+        "status": "ok", "profile": found}}}}}
+    assert gpu.profile_lines(report) == [
+        "", "Profile of PyTorch port bf16 autocast + channels_last: failed: RuntimeError: "
+        "CUPTI not found."]
