@@ -93,6 +93,22 @@ def add_output_dir(parser, default=RESULTS):
     _add_dir(parser, "output_dir", default, OUTPUT_DIR_HELP)
 
 
+def add_report_flags(parser, name, default=RESULTS):
+    """Adds the report flags of a benchmark: ``--name`` (of the .md/.json files, default
+    ``name``), ``--output_dir`` (:func:`add_output_dir`) and ``--overwrite``.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_report_flags(parser, "speed", "r")
+        >>> args = parser.parse_args(["--overwrite"])
+        >>> args.name, args.output_dir, args.overwrite
+        ('speed', 'r', True)
+    """
+    parser.add_argument("--name", default=name, help="Name of the report files (.md/.json).")
+    add_output_dir(parser, default)
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing report.")
+
+
 def add_runs_dir(parser, default):
     """Adds ``--runs_dir`` (and its hidden older spelling ``--out_dir``) to an argparse
     ``parser``."""

@@ -167,15 +167,13 @@ def parse_run_args(parser, name, modes, argv=None):
     worker's) to ``parser``, parses ``argv`` and checks the modes against ``modes``."""
     import argparse
 
-    from _outputs import add_output_dir, choices_type, positive_int, sizes_type
+    from _outputs import add_report_flags, choices_type, positive_int, sizes_type
 
     parser.add_argument("--modes", default=",".join(modes))
 
     parser.add_argument("--repeats", type=int, default=3, help="Timed calls per mode.")
     parser.add_argument("--threads", type=positive_int, default=2)
-    parser.add_argument("--name", default=name, help="Name of the result files.")
-    add_output_dir(parser)
-    parser.add_argument("--overwrite", action="store_true")
+    add_report_flags(parser, name)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     unknown = set(args.modes.split(",")) - set(modes)

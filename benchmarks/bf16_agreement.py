@@ -41,7 +41,6 @@ import numpy as np  # noqa: E402
 
 import _outputs  # noqa: E402
 from _outputs import (  # noqa: E402
-    add_output_dir,
     add_runs_dir,
     camvid_found,
     refuse_to_overwrite,
@@ -80,9 +79,7 @@ def parse_args(argv=None):
                         help="HEIGHTxWIDTH of training and prediction.")
     parser.add_argument("--num_images", type=int, default=0, help="Val images (0: all).")
     add_runs_dir(parser, "/tmp/keras_fcn_bf16_agreement")
-    parser.add_argument("--name", default="bf16_agreement")
-    add_output_dir(parser)
-    parser.add_argument("--overwrite", action="store_true")
+    _outputs.add_report_flags(parser, "bf16_agreement")
     parser.add_argument("--train_worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.trainings is None:

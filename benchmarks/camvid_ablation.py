@@ -189,9 +189,7 @@ def main(argv=None):
     parser.add_argument("--cores", default="0,1", help="The cores to pin lines to: one line "
                         "at a time on each.")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--name", default="camvid_ablation")
-    _outputs.add_output_dir(parser)
-    parser.add_argument("--overwrite", action="store_true", help="Replace existing results.")
+    _outputs.add_report_flags(parser, "camvid_ablation")
     args = parser.parse_args(argv)
     if not _outputs.camvid_found(args.data_dir, "--data_dir", needs=("train.txt", "val.txt")):
         return

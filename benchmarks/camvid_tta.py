@@ -114,9 +114,7 @@ def main(argv=None):
     parser.add_argument("--modes", default=MODES, help="Comma-separated scale sets, the "
                         "scales of a multi-scale mode joined by '+'; each runs with and "
                         "without the flip (scale 1, the reference, always runs).")
-    parser.add_argument("--name", default="camvid_tta")
-    _outputs.add_output_dir(parser)
-    parser.add_argument("--overwrite", action="store_true")
+    _outputs.add_report_flags(parser, "camvid_tta")
     args = parser.parse_args(argv)
     if not _outputs.camvid_found(args.data_dir, "--data_dir", needs=("train.txt", "val.txt")):
         return

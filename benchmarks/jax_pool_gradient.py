@@ -25,7 +25,7 @@ os.environ["KERAS_BACKEND"] = "jax"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import _outputs  # noqa: E402
-from _outputs import add_output_dir, cpu_line, refuse_to_overwrite, save_report  # noqa: E402
+from _outputs import cpu_line, refuse_to_overwrite, save_report  # noqa: E402
 
 MODES = ("keras", "keras_fcn")
 
@@ -38,9 +38,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", default="180x240", help="HxW of the training images")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per mode")
-    parser.add_argument("--name", default="jax_pool_gradient")
-    parser.add_argument("--overwrite", action="store_true")
-    add_output_dir(parser)
+    _outputs.add_report_flags(parser, "jax_pool_gradient")
     args = parser.parse_args(argv)
     try:
         args.size = tuple(int(v) for v in args.size.lower().split("x"))

@@ -34,7 +34,7 @@ os.environ["KERAS_BACKEND"] = "jax"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import _outputs  # noqa: E402
-from _outputs import add_output_dir, cpu_line, refuse_to_overwrite, save_report  # noqa: E402
+from _outputs import cpu_line, refuse_to_overwrite, save_report  # noqa: E402
 
 FORMS = ("keras", "polyphase", "separable")
 NUM_CLASSES = 21
@@ -51,9 +51,7 @@ def parse_args(argv=None):
                         help="also time the whole train step with each form (slow on a CPU)")
     parser.add_argument("--step_batch", type=_outputs.positive_int, default=1,
                         help="batch of the whole train step")
-    parser.add_argument("--name", default="jax_upsampling")
-    parser.add_argument("--overwrite", action="store_true")
-    add_output_dir(parser)
+    _outputs.add_report_flags(parser, "jax_upsampling")
     return parser.parse_args(argv)
 
 

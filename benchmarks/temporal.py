@@ -39,7 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import _outputs  # noqa: E402
-from _outputs import add_output_dir, camvid_found, refuse_to_overwrite, save_report  # noqa: E402
+from _outputs import camvid_found, refuse_to_overwrite, save_report  # noqa: E402
 
 CAMVID_CLASSES, CAMVID_VOID = 11, 11
 
@@ -76,9 +76,7 @@ def parse_args():
                         help="Real consecutive val frames.")
     parser.add_argument("--ema", type=float, default=0.5, help="EMA weight of the new frame.")
     parser.add_argument("--note", default="", help="Budget / machine note for the report.")
-    add_output_dir(parser)
-    parser.add_argument("--name", default="temporal", help="Report name (.md/.json/.png).")
-    parser.add_argument("--overwrite", action="store_true")
+    _outputs.add_report_flags(parser, "temporal")
     return parser.parse_args()
 
 

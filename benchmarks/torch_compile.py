@@ -29,7 +29,7 @@ os.environ["KERAS_BACKEND"] = "torch"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import _outputs  # noqa: E402
-from _outputs import add_output_dir, cpu_line, refuse_to_overwrite, save_report  # noqa: E402
+from _outputs import cpu_line, refuse_to_overwrite, save_report  # noqa: E402
 
 MODES = ("eager", "compiled")
 RECOMPILE_LIMIT = 64
@@ -47,9 +47,7 @@ def parse_args(argv=None):
                         help="untimed steps per mode (dynamo recompiles over the first two)")
     parser.add_argument("--repeats", type=_outputs.positive_int, default=5,
                         help="timed steps per mode")
-    parser.add_argument("--name", default="torch_compile")
-    parser.add_argument("--overwrite", action="store_true")
-    add_output_dir(parser)
+    _outputs.add_report_flags(parser, "torch_compile")
     args = parser.parse_args(argv)
     text = args.widths
     try:

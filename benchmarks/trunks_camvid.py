@@ -21,7 +21,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import _outputs  # noqa: E402
 from _outputs import (  # noqa: E402
-    add_output_dir,
     add_runs_dir,
     camvid_found,
     refuse_to_overwrite,
@@ -41,9 +40,7 @@ def parse_args():
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--trunks", default="alexnet,vgg16,googlenet")
     add_runs_dir(parser, "/tmp/trunks_camvid")
-    add_output_dir(parser)
-    parser.add_argument("--name", default="trunks_camvid")
-    parser.add_argument("--overwrite", action="store_true")
+    _outputs.add_report_flags(parser, "trunks_camvid")
     args = parser.parse_args()
     trunks = [t for t in args.trunks.split(",") if t]
     unknown = [t for t in trunks if t not in TRUNKS]
