@@ -1459,6 +1459,15 @@ def profile_lines(report, top=8):
                   "| kernel | kind | calls/step | ms/step |", "|---|---|---|---|"]
         lines += [f"| `{k['name'][:90]}` | {k['kind']} | {k['calls']:.0f} | {k['ms']:.2f} |"
                   for k in found[c]["top"][:top]]
+        ops = found[c].get("xla_ops") or found[c].get("ops")
+        if ops:  # JAX: the HLO instructions behind the kernels, with their shapes if known
+            lines += ["", f"Busiest XLA operations, {CONFIG[c][4]}:", "",
+                      "| operation | calls/step | ms/step | kernel | instruction |",
+                      "|---|---|---|---|---|"]
+            for op in ops[:top]:
+                text = op["stats"].get("long_name") or op["stats"].get("hlo_category") or ""
+                lines.append(f"| `{op['op'][:40]}` | {op['calls']:.0f} | {op['ms']:.2f} | "
+                             f"`{(op['kernels'] or [''])[0][:50]}` | `{text[:120]}` |")
     return lines
 
 

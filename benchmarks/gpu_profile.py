@@ -74,6 +74,33 @@ def summarize(events, steps, wall_s, source):
 NOT_KERNELS = ("XLA Modules", "XLA Ops", "Steps", "Source", "Launch", "TraceMe")
 
 
+def _stats(event, limit=300):
+    """An event's statistics (the profiler's own, ``_``-prefixed, left out), as text."""
+    try:
+        return {k: str(v)[:limit] for k, v in event.stats if not str(k).startswith("_")}
+    except Exception:  # noqa: BLE001 - statistics are a bonus
+        return {}
+
+
+def busiest_ops(events, steps, top=TOP):
+    """Time per step by XLA operation (each event's ``hlo_op`` statistic, else its name): the
+    HLO instruction behind the kernels, with the first event's statistics (on a GPU they
+    name the kernel and, on the XLA Ops line, the instruction's shapes)."""
+    per_op = {}
+    for event in events:
+        stats = _stats(event)
+        op = stats.get("hlo_op") or event.name
+        found = per_op.setdefault(op, {"op": op, "calls": 0, "us": 0.0, "kernels": [],
+                                       "stats": stats})
+        found["calls"] += 1
+        found["us"] += event.duration_ns / 1000
+        if event.name not in found["kernels"] and len(found["kernels"]) < 3:
+            found["kernels"].append(event.name[:120])
+    ranked = sorted(per_op.values(), key=lambda o: -o["us"])[:top]
+    return [{"op": o["op"], "calls": o["calls"] / steps, "ms": o["us"] / 1000 / steps,
+             "kernels": o["kernels"], "stats": o["stats"]} for o in ranked]
+
+
 def _jax_events(path):
     """Kernel events (name, us) of the trace in ``path``, where they came from, and the
     device planes' lines (events, ms) to check that choice."""
@@ -89,12 +116,13 @@ def _jax_events(path):
             seen[line.name] = [len(events), sum(e.duration_ns for e in events) / 1e6]
         streams = [line for line in lines if line.name.startswith("Stream")] or [
             line for line in lines if not line.name.startswith(NOT_KERNELS)]
-        events = [(e.name, e.duration_ns / 1000) for line in streams for e in line.events]
-        return events, "GPU kernels", seen
+        kernels = [e for line in streams for e in line.events]
+        xla_ops = [e for line in lines if line.name == "XLA Ops" for e in line.events]
+        return kernels, "GPU kernels", seen, xla_ops
     host = [p for p in data.planes if p.name == "/host:CPU"]
-    events = [(e.name, e.duration_ns / 1000) for plane in host for line in plane.lines
-              if line.name.startswith("tf_XLA") for e in line.events]
-    return events, "host XLA operations (no GPU)", {}
+    kernels = [e for plane in host for line in plane.lines if line.name.startswith("tf_XLA")
+               for e in line.events]
+    return kernels, "host XLA operations (no GPU)", {}, []
 
 
 def jax_profile(jax, call, steps=3):
@@ -110,8 +138,10 @@ def jax_profile(jax, call, steps=3):
         paths = glob.glob(f"{folder}/**/*.xplane.pb", recursive=True)
         if not paths:
             return {"status": "no trace written"}
-        events, source, lines = _jax_events(paths[0])
-        return dict(summarize(events, steps, wall, source), device_lines=lines)
+        kernels, source, lines, xla_ops = _jax_events(paths[0])
+        found = summarize([(e.name, e.duration_ns / 1000) for e in kernels], steps, wall, source)
+        return dict(found, device_lines=lines, ops=busiest_ops(kernels, steps),
+                    xla_ops=busiest_ops(xla_ops, steps))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

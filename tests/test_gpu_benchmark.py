@@ -288,6 +288,10 @@ def test_jax_profile_reads_the_trace_on_a_cpu():
     assert found["source"] == "host XLA operations (no GPU)" and found["steps"] == 3
     assert found["kernel_ms"] > 0 and found["wall_ms"] > 0 and found["top"]
     assert sum(found["kinds_ms"].values()) == pytest.approx(found["kernel_ms"])
+    # the same events by XLA operation (their hlo_op statistic): the two matmul-and-tanh
+    # kernels are there, with their statistics
+    assert found["ops"] and found["ops"][0]["stats"].get("hlo_module", "").startswith("jit_")
+    assert found["xla_ops"] == []  # the XLA Ops line is a GPU plane's
 
 
 def numpy_transposed_convolution(x, kernel, strides):
