@@ -1,10 +1,23 @@
 """Installs keras_fcn: Fully Convolutional Networks (Long, Shelhamer, Darrell, CVPR 2015) in Keras."""
 
+import re
+
 from setuptools import find_packages, setup
+
+
+def package_version(path="keras_fcn/_version.py"):
+    """The version keras_fcn reports (``keras_fcn.__version__``, written into exported
+    sidecars), read from its file without importing the package."""
+    with open(path, encoding="utf-8") as f:
+        found = re.search(r'^__version__ = "([^"]+)"', f.read(), re.M)
+    if found is None:
+        raise RuntimeError(f"No __version__ = \"...\" line in {path}")
+    return found.group(1)
+
 
 setup(
     name="keras_fcn",
-    version="0.1.0",
+    version=package_version(),
     description=(
         "Paper-faithful Fully Convolutional Networks (FCN-32s/16s/8s) for semantic "
         "segmentation in Keras 3 / TensorFlow, with tf.data pipelines and TFLite export."
