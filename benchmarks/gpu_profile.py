@@ -102,8 +102,8 @@ def busiest_ops(events, steps, top=TOP):
 
 
 def _jax_events(path):
-    """Kernel events (name, us) of the trace in ``path``, where they came from, and the
-    device planes' lines (events, ms) to check that choice."""
+    """The kernel events of the trace in ``path``, where they came from, the device planes'
+    lines (events, ms: to check that choice) and the events of the XLA Ops line (GPU)."""
     from jax.profiler import ProfileData
 
     data = ProfileData.from_file(path)
