@@ -86,7 +86,12 @@ def make_interpreter(tflite_path, threads=2):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # a TensorFlow install has the same interpreter
-        from tensorflow.lite import Interpreter
+        try:
+            from tensorflow.lite import Interpreter
+        except ImportError:
+            raise ImportError("Running a .tflite model needs the LiteRT interpreter: "
+                              "`pip install ai-edge-litert` (or TensorFlow, whose tf.lite "
+                              "has the same one); neither is installed.") from None
     if not os.path.isfile(tflite_path):
         raise FileNotFoundError(f"The model {tflite_path!r} is missing.")
     try:
@@ -272,6 +277,7 @@ def main(argv):
 if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv))
-    except (OSError, ValueError) as error:  # a missing file or sidecar, an unreadable image
+    # a missing file or sidecar, an unreadable image, no interpreter installed
+    except (OSError, ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

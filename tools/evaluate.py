@@ -175,7 +175,8 @@ def prepared(decoded, info, size):
 
 def main(argv):
     del argv
-    from keras_fcn import io, presets, runtime, training
+    from keras_fcn import _tf, io, presets, runtime, training
+    from keras_fcn.training import array_inputs
     from keras_fcn.labels import ModelLabels
     from keras_fcn.training.evaluation import check_scales
     from keras_fcn.weights import load_model_file
@@ -203,10 +204,14 @@ def main(argv):
         holdout=FLAGS.holdout or None, group_by=FLAGS.group_by or None)
     split = "val" if FLAGS.dataset in ("shapes", "sbd") or FLAGS.dataset.startswith("tfds:") \
         else FLAGS.split
-    decoded, info, count = training.load_data(config, split)
-    if FLAGS.max_images:
-        decoded, count = decoded.take(FLAGS.max_images), min(count, FLAGS.max_images)
-    dataset = prepared(decoded, info, size)
+    if _tf.HAS_TENSORFLOW:
+        decoded, info, count = training.load_data(config, split)
+        if FLAGS.max_images:
+            decoded, count = decoded.take(FLAGS.max_images), min(count, FLAGS.max_images)
+        dataset = prepared(decoded, info, size)
+    else:  # the same files, read with NumPy/PIL (keras_fcn.data.arrays)
+        dataset, info, count = array_inputs.evaluation_data(config, split, size,
+                                                            FLAGS.max_images)
     print(f"Evaluating {FLAGS.model} on {info.name} {split} ({count} images, "
           f"{f'resized to {size[0]}x{size[1]}' if size else 'native size'}"
           f"{', flip TTA' if FLAGS.flip else ''}"

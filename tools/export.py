@@ -28,6 +28,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import flags  # noqa: E402
 
+from keras_fcn import _tf  # noqa: E402
+
+if not _tf.HAS_TENSORFLOW:  # SavedModel and TFLite are TensorFlow's own formats
+    print("error: tools/export.py writes SavedModels and TFLite models, which needs "
+          "TensorFlow, and it is not installed: `pip install tensorflow`. A .keras file "
+          "trained here (JAX, PyTorch) loads and exports on a machine that has it.",
+          file=sys.stderr)
+    sys.exit(2)
+
 from keras_fcn import export, io, presets  # noqa: E402
 from keras_fcn.labels import ModelLabels  # noqa: E402
 from keras_fcn.training.cli import run_main  # noqa: E402

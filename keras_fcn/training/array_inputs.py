@@ -11,9 +11,11 @@ Example:
     train_ds, val_ds, eval_ds, info, counts = load_pipelines(TrainConfig().replace(epochs=1))
 """
 
+import atexit
 import json
 import math
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -48,6 +50,8 @@ def _shapes_dir(config):
     if config.data.data_dir is not None:
         return config.data.data_dir
     directory = tempfile.mkdtemp(prefix="keras_fcn_shapes_")
+    # The datasets read these files until the process ends: removed then, not left in /tmp.
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
     data = config.data
     shapes.make_shapes_dataset(directory, num_train=data.num_train, num_val=data.num_val,
                                size=data.shapes_size, seed=config.run.seed)
@@ -147,9 +151,33 @@ def load_pipelines(config, run_dir=None, num_replicas=1):
                             image_size=size, **common)
     eval_ds = FullSizeMasks(make_pydataset(val_pairs, image_size=size, **common),
                             val_pairs, info) if size else val_ds
-    weights = class_weights_of(config, info, train_pairs, run_dir or tempfile.mkdtemp())
+    if run_dir is None:  # the median weights are cached in a folder removed with the process
+        run_dir = tempfile.mkdtemp(prefix="keras_fcn_weights_")
+        atexit.register(shutil.rmtree, run_dir, ignore_errors=True)
+    weights = class_weights_of(config, info, train_pairs, run_dir)
     return (train_ds, val_ds, eval_ds, info, (len(train_pairs), len(val_pairs)), weights,
             pixels_per_image(config, train_pairs, info))
+
+
+def evaluation_data(config, split, image_size=None, max_images=0):
+    """The images of one split for a final evaluation without TensorFlow (`tools/evaluate.py`):
+    batch 1, images resized to ``image_size`` (None: native size), masks at full size.
+
+    Returns:
+        (batches, `DatasetInfo`, image count).
+
+    Example:
+        batches, info, count = evaluation_data(TrainConfig().replace(dataset="shapes"), "val")
+    """
+    check_options(config)
+    data_dir = _shapes_dir(config) if config.data.dataset == "shapes" else config.data.data_dir
+    pairs, info = split_pairs(config, split, data_dir)
+    if max_images:
+        pairs = pairs[:max_images]
+    dataset = make_pydataset(pairs, image_size=image_size, num_classes=info.num_classes,
+                             ignore_label=info.ignore_label, mask_format=info.mask_format,
+                             palette=info.palette, mean_rgb=info.mean_rgb)
+    return FullSizeMasks(dataset, pairs, info), info, len(pairs)
 
 
 class FullSizeMasks:
