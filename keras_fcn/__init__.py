@@ -100,6 +100,7 @@ from keras_fcn.presets import (  # noqa: F401
     resolve_model,
 )
 from keras_fcn.inference.predict import predict  # noqa: F401  (tiles and TTA, every backend)
+from keras_fcn.inference.temporal import TemporalSmoother, flicker_rate  # noqa: F401
 from keras_fcn.inference.refine import refine_boundaries  # noqa: F401
 from keras_fcn.inference.uncertainty import entropy, margin, mc_dropout  # noqa: F401
 from keras_fcn.inference.visualize import (  # noqa: F401
@@ -124,17 +125,16 @@ from keras_fcn.training import (  # noqa: F401
 )
 from keras_fcn import _tf  # noqa: E402
 
-# The wings built on TensorFlow itself (tf.data pipelines, TFDS, SavedModel/TFLite export,
-# temporal smoothing): imported where TensorFlow is installed; on a JAX or PyTorch machine
-# without it, each name raises an ImportError that says so, with what to use instead. The
-# core above (models, layers, losses, metrics, weights, the training fit path, predict)
-# runs on every Keras 3 backend.
+# The wings built on TensorFlow itself (tf.data pipelines, TFDS, SavedModel/TFLite export):
+# imported where TensorFlow is installed; on a JAX or PyTorch machine without it, each name
+# raises an ImportError that says so, with what to use instead. The core above (models,
+# layers, losses, metrics, weights, the training fit path, predict) and the temporal
+# smoothing run on every Keras 3 backend.
 _DATA_INSTEAD = "keras_fcn.data.arrays.SegmentationPyDataset for input data"
 _tf.import_names(globals(), {
     "keras_fcn.data": ("ValidationReport", "make_dataset", "prepare_dataset", "validate_pairs"),
     "keras_fcn.datasets": ("from_tfds", "load_split", "voc_tfds_builder"),
     "keras_fcn.datasets.shapes": ("shapes_tf_dataset",),
-    "keras_fcn.inference": ("TemporalSmoother", "flicker_rate"),
     "keras_fcn.export": ("TFLiteRunner", "check_tflite_ops", "compare_tflite",
                          "convert_to_tflite", "export_saved_model", "export_tflite",
                          "tflite_ops"),

@@ -79,10 +79,15 @@ def check_none(bad, values, message):
                             [message.format(value="").strip(), first_bad()])
 
 
+class TensorFlowMissingError(ImportError):
+    """A TensorFlow-built part of keras_fcn was used where TensorFlow is not installed: a
+    user's set-up, not a bug (the command-line tools print it as one line, status 2)."""
+
+
 def missing(what, instead=None):
     """The ImportError raised when ``what`` is used without TensorFlow installed."""
     hint = f" Without TensorFlow, use {instead}." if instead else ""
-    return ImportError(
+    return TensorFlowMissingError(
         f"{what} needs TensorFlow, which is not installed (Keras backend: {backend()}). "
         f"Install it with `pip install tensorflow`.{hint}")
 

@@ -489,8 +489,15 @@ def test_predict_runs_here_and_only_tensorflow_built_names_say_they_need_it():
         keras_fcn.export_tflite  # noqa: B018
     with pytest.raises(ImportError, match="use keras_fcn.data.arrays.SegmentationPyDataset"):
         keras_fcn.load_split  # noqa: B018
-    with pytest.raises(ImportError, match=r"TemporalSmoother needs TensorFlow.*tensorflow`\.$"):
-        keras_fcn.TemporalSmoother  # noqa: B018
+    # temporal smoothing runs without TensorFlow (numpy); only the optical-flow measure,
+    # which warps with tf, says it needs it
+    smoother = keras_fcn.TemporalSmoother(0.25)
+    smoother(probs)
+    np.testing.assert_allclose(smoother(probs[::-1]), 0.25 * probs[::-1] + 0.75 * probs,
+                               rtol=1e-6)
+    assert keras_fcn.flicker_rate([labels, labels]) == 0.0
+    with pytest.raises(ImportError, match=r"flow_changes \(optical-flow warping\) needs Tens"):
+        keras_fcn.inference.flow_changes(labels, labels, np.zeros((37, 53, 2), "float32"))
 
 
 def test_two_headed_evaluation_equals_numpy():

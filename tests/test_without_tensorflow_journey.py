@@ -143,3 +143,52 @@ def test_camvid_recipe_drops_its_default_blur_without_tensorflow():
     assert default.startswith("0.0 note: without TensorFlow this recipe trains without its "
                               "default blur (--blur=1.5")
     assert given == "2.0 None"
+
+
+def test_predict_tool_runs_without_tensorflow(tmp_path):
+    """tools/predict.py died at import (inference.temporal imported the tf-built warps, which
+    only the optical-flow flicker measure uses): the labels it writes are the model's argmax,
+    and a smoothed frame folder runs too."""
+    pytest.importorskip("jax")
+    from PIL import Image
+
+    model, path = saved_raw_rgb_fcn(tmp_path, num_classes=3, seed=4)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(7)
+    pixels = [rng.integers(0, 256, (24, 32, 3)).astype(np.uint8) for _ in range(2)]
+    for i, image in enumerate(pixels):
+        Image.fromarray(image).save(frames / f"f{i}.png")
+    out = tmp_path / "out"
+    result = _run_without_tf("tools/predict.py", f"--model={path}", f"--output_dir={out}",
+                             str(frames / "f0.png"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in out.rglob("*.png")) == ["f0_labels.png", "f0_overlay.png"]
+    labels = np.asarray(Image.open(out / "f0_labels.png"))
+    logits = np.asarray(model(pixels[0][None].astype("float32"), training=False))[0]
+    np.testing.assert_array_equal(labels, logits.argmax(-1))
+    smoothed = _run_without_tf("tools/predict.py", f"--model={path}", "--smooth_alpha=0.5",
+                               f"--output_dir={tmp_path / 'smoothed'}",
+                               f"--input={frames}")
+    assert smoothed.returncode == 0, smoothed.stderr[-3000:]
+    assert len(list((tmp_path / "smoothed").rglob("*_labels.png"))) == 2
+
+
+def test_a_tensorflow_part_in_a_cli_is_one_error_line():
+    """A part built on TensorFlow reached from a CLI's main: one line, status 2 (was a
+    traceback: the ImportError was not a user error)."""
+    code = ("import sys; sys.modules['tensorflow'] = None\n"
+            "from keras_fcn import _tf\n"
+            "from keras_fcn.training.cli import run_main\n"
+            "def main(argv):\n"
+            "    raise _tf.missing('keras_fcn.inference.flow_changes', 'labels alone')\n"
+            "run_main(main)\n")
+    environ = dict(os.environ, KERAS_BACKEND="jax",
+                   PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    line = _one_error_line(result)
+    assert line == ("error: keras_fcn.inference.flow_changes needs TensorFlow, which is not "
+                    "installed (Keras backend: jax). Install it with `pip install tensorflow`. "
+                    "Without TensorFlow, use labels alone.")

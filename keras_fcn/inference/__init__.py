@@ -12,8 +12,6 @@ Example:
     rgb = inference.overlay(image, labels, alpha=0.5)
 """
 
-from keras_fcn import _tf  # noqa: E402
-
 from keras_fcn.inference import video  # noqa: F401
 from keras_fcn.inference.forward import forward_batches, forward_fn, model_input  # noqa: F401
 from keras_fcn.inference.masks import AlphaMasks, Hysteresis, feathered_alpha  # noqa: F401
@@ -37,22 +35,16 @@ from keras_fcn.inference.visualize import (  # noqa: F401
     save_png,
 )
 
-# Built on TensorFlow (tf.data, TFLite): imported where it is installed; without it each
-# name raises an ImportError that says so (keras_fcn._tf).
-_tf.import_names(globals(), {
-    "keras_fcn.inference.files": (
-        "Report",
-        "print_report",
-        "read_image",
-        "run",
-    ),
-    "keras_fcn.inference.temporal": (
-        "FlickerMeter",
-        "SmoothedSequence",
-        "TemporalSmoother",
-        "flicker_rate",
-        "flow_changes",
-        "flow_flicker_rate",
-        "smooth_probabilities",
-    ),
-})
+# The files runner and the temporal smoothing run on every backend (numpy, PIL, PyAV);
+# of them only the optical-flow measures (`flow_changes`, `flow_flicker_rate`) need
+# TensorFlow, and say so when it is missing (keras_fcn._tf).
+from keras_fcn.inference.files import Report, print_report, read_image, run  # noqa: F401
+from keras_fcn.inference.temporal import (  # noqa: F401
+    FlickerMeter,
+    SmoothedSequence,
+    TemporalSmoother,
+    flicker_rate,
+    flow_changes,
+    flow_flicker_rate,
+    smooth_probabilities,
+)

@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from keras_fcn.data import warp as warp_lib
+from keras_fcn import _tf
 
 
 def _check_alpha(alpha):
@@ -187,6 +187,9 @@ def flow_changes(previous, current, flow, valid=None):
                          f"valid.shape={np.shape(valid)}")
     known = np.isfinite(flow).all(-1)
     flow = np.where(known[..., None], flow, 0.0).astype("float32")  # sampled, then left out
+    _tf.require("keras_fcn.inference.flow_changes (optical-flow warping)")
+    from keras_fcn.data import warp as warp_lib
+
     source = warp_lib.pixel_grid(height, width) + flow
     keep = warp_lib.inside(source, height, width).numpy() & known
     if valid is not None:

@@ -9,12 +9,13 @@ import re
 import sys
 import warnings
 
-from keras_fcn import io
+from keras_fcn import _tf, io
 
 # What a user can cause and fix: a bad flag value, a missing or unreadable input, an existing
 # or unwritable output (a read-only disk, a folder where a file goes; one another process
-# writes: io.DirectoryLockedError), a full disk, a download that needs a network.
-USER_ERRORS = (ValueError, OSError, io.DownloadError)
+# writes: io.DirectoryLockedError), a full disk, a download that needs a network, a part
+# built on TensorFlow where it is not installed.
+USER_ERRORS = (ValueError, OSError, io.DownloadError, _tf.TensorFlowMissingError)
 USER_ERROR_STATUS = 2
 _HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
 # The last "SomeError: message" line of a TensorFlow error: the exception a tf.data function
