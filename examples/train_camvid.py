@@ -29,7 +29,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import flags
 
-from keras_fcn import _tf
 from keras_fcn import training as train
 from keras_fcn.training import config as train_config
 
@@ -43,24 +42,9 @@ train.define_flags(
 flags.adopt_module_key_flags(train_config)
 
 
-def without_blur(config, flag_values, has_tensorflow):
-    """This recipe's default --blur is built on tf.data: without TensorFlow the run goes on
-    unblurred, saying so (a --blur given on the command line is still refused by name).
-    Returns (config, note or None)."""
-    if has_tensorflow or flag_values["blur"].present or not config.data.blur:
-        return config, None
-    return config.replace(blur=0.0), (
-        f"note: without TensorFlow this recipe trains without its default blur "
-        f"(--blur={config.data.blur:g} is tf.data's); the figures in docs/camvid.md were "
-        "measured with it.")
-
-
 def main(argv):
     del argv
-    config, note = without_blur(train.config_from_flags(), flags.FLAGS, _tf.HAS_TENSORFLOW)
-    if note:
-        print(note, flush=True)
-    train.run(config)
+    train.run(train.config_from_flags())
 
 
 if __name__ == "__main__":

@@ -542,3 +542,43 @@ def test_element_fn_and_random_flip_take_the_scalar_element_seed_of_their_docstr
     if not np.array_equal(flipped_mask, mask):
         np.testing.assert_array_equal(flipped_mask, mask[:, ::-1])
         np.testing.assert_array_equal(flipped_image, image[:, ::-1])
+
+
+# Eleventh session: the PyDatasets blur as make_dataset does (the CamVid recipe's default
+# --blur stopped the recipe without TensorFlow).
+
+
+@pytest.mark.parametrize("size, sigma, radius", [((9, 12), 0.7, 5), ((3, 4), 1.5, 5),
+                                                  ((16, 5), 0.1, 1)])
+def test_numpy_blur_is_the_tf_blur(size, sigma, radius):
+    """The same kernel and mirrored edges, also where the radius exceeds the image."""
+    from keras_fcn.data import arrays
+    from keras_fcn.data.augment import gaussian_blur
+
+    image = np.random.default_rng(3).uniform(0, 255, (*size, 3)).astype(np.float32)
+    expected = gaussian_blur(tf.constant(image), sigma, radius).numpy()
+    np.testing.assert_allclose(arrays.gaussian_blur(image, sigma, radius), expected,
+                               rtol=0, atol=2e-4)
+
+
+def test_pydataset_blurs_half_the_images_with_a_drawn_std(tmp_path):
+    from keras_fcn.data import arrays
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (12, 10, 3)).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "i.png")
+    Image.fromarray(np.zeros((12, 10), np.uint8)).save(tmp_path / "m.png")
+    pairs = [(str(tmp_path / "i.png"), str(tmp_path / "m.png"))] * 12
+    ds = arrays.make_pydataset(pairs, num_classes=2, blur=1.5, seed=4)
+    applied = 0
+    for i in range(len(pairs)):
+        draws = np.random.default_rng([ds.seed, 0, arrays._ELEMENT_STREAM, i])
+        blurred = draws.random() < 0.5
+        expected = (arrays.gaussian_blur(image, draws.uniform(0.1, 1.5), 5) if blurred
+                    else image.astype(np.float32))
+        np.testing.assert_allclose(ds.element(i)[0], expected, rtol=0, atol=1e-4)
+        applied += blurred
+    assert 0 < applied < len(pairs)
+    with pytest.raises(ValueError, match=r"`blur` must be >= 0.1 \(0: off\). Received: "
+                                         r"blur=0.05"):
+        arrays.make_pydataset(pairs, num_classes=2, blur=0.05)

@@ -119,30 +119,17 @@ def test_shapes_files_written_for_a_run_are_removed_at_exit(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_camvid_recipe_drops_its_default_blur_without_tensorflow():
+def test_camvid_recipe_keeps_its_default_blur_without_tensorflow():
     """examples/train_camvid.py stopped at once without TensorFlow ("--blur needs the tf.data
-    pipeline"), its own default; now it trains unblurred and says so, and a --blur the user
-    gives is still refused by name."""
-    pytest.importorskip("jax")
-    code = ("import importlib.util, sys; sys.modules['tensorflow'] = None\n"
-            "spec = importlib.util.spec_from_file_location('recipe', sys.argv[1])\n"
-            "recipe = importlib.util.module_from_spec(spec); spec.loader.exec_module(recipe)\n"
-            "from absl import flags\n"
-            "for argv in (['x'], ['x', '--blur=2']):\n"
-            "    flags.FLAGS.unparse_flags(); flags.FLAGS(argv)\n"
-            "    config, note = recipe.without_blur(recipe.train.config_from_flags(), "
-            "flags.FLAGS, recipe._tf.HAS_TENSORFLOW)\n"
-            "    print(config.data.blur, note)\n")
-    environ = dict(os.environ, KERAS_BACKEND="jax",
-                   PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    result = subprocess.run([sys.executable, "-c", code,
-                             os.path.join(ROOT, "examples", "train_camvid.py")], cwd=ROOT,
-                            env=environ, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    default, given = result.stdout.strip().splitlines()[-2:]
-    assert default.startswith("0.0 note: without TensorFlow this recipe trains without its "
-                              "default blur (--blur=1.5")
-    assert given == "2.0 None"
+    pipeline"), its own default: the PyDatasets blur too now (tests/test_arrays.py), so its
+    configuration passes the check of the TF-less input path; tf.data's photometric
+    distortion is still refused by name."""
+    from keras_fcn.training import array_inputs
+    from keras_fcn.training.config import TrainConfig
+
+    array_inputs.check_options(TrainConfig().replace(blur=1.5))
+    with pytest.raises(ValueError, match=r"--photometric needs the tf.data pipeline"):
+        array_inputs.check_options(TrainConfig().replace(photometric=0.5))
 
 
 def test_predict_tool_runs_without_tensorflow(tmp_path):

@@ -28,6 +28,7 @@ model.fit(ds, epochs=10)
 ```
 """
 
+import math
 import os
 
 import keras
@@ -185,6 +186,29 @@ def resize_mask(mask, size):
     return mask[rows[:, None], columns[None, :]]
 
 
+def blur_radius(max_sigma):
+    """Kernel radius of the random blur: 3 standard deviations of the largest blur."""
+    return max(1, math.ceil(3.0 * max_sigma))
+
+
+def gaussian_blur(image, sigma, radius):
+    """Blurs a float (H, W, C) image with a Gaussian of std ``sigma`` (kernel ``2 radius + 1``,
+    normalized, mirrored edges: scipy.ndimage's "reflect"): the numpy twin of
+    ``keras_fcn.data.augment.gaussian_blur``.
+
+    Example:
+        >>> round(float(gaussian_blur(np.ones((8, 8, 3)), 1.0, 3).mean()), 6)
+        1.0
+    """
+    from scipy import ndimage
+
+    offsets = np.arange(-radius, radius + 1, dtype=np.float32)
+    kernel = np.exp(-0.5 * np.square(offsets / np.float32(sigma)))
+    kernel /= kernel.sum()
+    rows = ndimage.correlate1d(np.asarray(image, np.float32), kernel, axis=0, mode="reflect")
+    return ndimage.correlate1d(rows, kernel, axis=1, mode="reflect")
+
+
 def _checked_pairs(pairs):
     """`pairs` as a list of (str, str) of existing files; raises naming the first bad one."""
     result = []
@@ -259,8 +283,8 @@ class SegmentationPyDataset(keras.utils.PyDataset):
     def __init__(self, pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
                  crop_size=None, image_size=None, scale_range=None, flip=False, shuffle=False,
                  seed=None, drop_remainder=False, mask_format="index", palette=None,
-                 unknown_color="error", mean_rgb=None, workers=1, use_multiprocessing=False,
-                 max_queue_size=10):
+                 unknown_color="error", mean_rgb=None, blur=0.0, workers=1,
+                 use_multiprocessing=False, max_queue_size=10):
         self.num_classes = check_positive_int("num_classes", num_classes)
         self.ignore_label = validate_ignore_label(check_int("ignore_label", ignore_label),
                                                   self.num_classes)
@@ -269,6 +293,9 @@ class SegmentationPyDataset(keras.utils.PyDataset):
         self.image_size = as_size("image_size", image_size)
         self.scale_range = as_range("scale_range", scale_range)
         self.flip = check_bool("flip", flip)
+        if not (blur == 0 or blur >= 0.1):  # NaN and negatives fail both
+            raise ValueError(f"`blur` must be >= 0.1 (0: off). Received: blur={blur!r}")
+        self.blur = float(blur)
         self.shuffle = check_bool("shuffle", shuffle)
         self.drop_remainder = check_bool("drop_remainder", drop_remainder)
         seed = check_int("seed", seed, allow_none=True)
@@ -360,13 +387,14 @@ class SegmentationPyDataset(keras.utils.PyDataset):
         if self.image_size is not None:
             image = resize_image(image, self.image_size, antialias=True)
             mask = resize_mask(mask, self.image_size)
-        if self.scale_range or self.crop_size or self.flip:
+        if self.scale_range or self.crop_size or self.flip or self.blur:
             rng = np.random.default_rng([self.seed, epoch, _ELEMENT_STREAM, pair_index])
             image, mask = self._augment(image, mask, rng)
         return image.astype(np.float32, copy=False), mask
 
     def _augment(self, image, mask, rng):
-        """Random scale, then pad + crop, then flip (the order of make_dataset)."""
+        """Random scale, then pad + crop, then flip, then blur (make_dataset's order, which
+        blurs before padding: here an image smaller than the crop is blurred padded)."""
         if self.scale_range is not None:
             scale = np.float32(rng.uniform(*self.scale_range))
             size = np.maximum(np.round(np.float32(mask.shape) * scale), 1).astype(int)
@@ -375,6 +403,9 @@ class SegmentationPyDataset(keras.utils.PyDataset):
             image, mask = self._random_crop(image, mask, rng)
         if self.flip and rng.random() < 0.5:
             image, mask = image[:, ::-1], mask[:, ::-1]
+        if self.blur and rng.random() < 0.5:  # with probability 1/2, std in [0.1, blur]
+            sigma = rng.uniform(0.1, self.blur)
+            image = gaussian_blur(image, sigma, blur_radius(self.blur))
         return image, mask
 
     def _random_crop(self, image, mask, rng):
@@ -397,7 +428,7 @@ class SegmentationPyDataset(keras.utils.PyDataset):
 def make_pydataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
                    crop_size=None, image_size=None, scale_range=None, flip=False, shuffle=False,
                    seed=None, drop_remainder=False, mask_format="index", palette=None,
-                   unknown_color="error", mean_rgb=None, **pydataset_kwargs):
+                   unknown_color="error", mean_rgb=None, blur=0.0, **pydataset_kwargs):
     """Builds a `SegmentationPyDataset` of (image, mask) batches from (image, mask) file pairs:
     `keras_fcn.data.make_dataset` without TensorFlow, for training on JAX or PyTorch.
 
@@ -427,6 +458,8 @@ def make_pydataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=
         unknown_color: "error" or "ignore" (map to `ignore_label`) for colours not in palette.
         mean_rgb: RGB padding colour of crops (default `keras_fcn.labels.MEAN_RGB`, the
             dataset mean, zero after mean subtraction).
+        blur: largest std (pixels, >= 0.1) of a Gaussian blur applied to half the images, as
+            make_dataset's `blur`; 0 (the default) is off.
         **pydataset_kwargs: `workers`, `use_multiprocessing`, `max_queue_size` of
             `keras.utils.PyDataset`.
 
@@ -447,4 +480,5 @@ def make_pydataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=
         pairs, num_classes=num_classes, ignore_label=ignore_label, batch_size=batch_size,
         crop_size=crop_size, image_size=image_size, scale_range=scale_range, flip=flip,
         shuffle=shuffle, seed=seed, drop_remainder=drop_remainder, mask_format=mask_format,
-        palette=palette, unknown_color=unknown_color, mean_rgb=mean_rgb, **pydataset_kwargs)
+        palette=palette, unknown_color=unknown_color, mean_rgb=mean_rgb, blur=blur,
+        **pydataset_kwargs)

@@ -15,6 +15,7 @@ import math
 import tensorflow as tf
 
 from keras_fcn._checks import as_range, as_size
+from keras_fcn.data.arrays import blur_radius
 from keras_fcn.labels import MEAN_RGB  # noqa: F401  (re-exported: keras_fcn.data.MEAN_RGB)
 
 FLIP_OP = 3  # the op number of the flip draw (see `op_seed`)
@@ -321,11 +322,6 @@ def _reflect_pad(image, radius, axis):
     size = tf.shape(image, out_type=tf.int32)[axis]
     index = tf.math.floormod(tf.range(-radius, size + radius), 2 * size)
     return tf.gather(image, tf.where(index < size, index, 2 * size - 1 - index), axis=axis)
-
-
-def blur_radius(max_sigma):
-    """Kernel radius of `random_blur`: 3 standard deviations of the largest blur."""
-    return max(1, math.ceil(3.0 * max_sigma))
 
 
 def random_blur(image, seed, max_sigma):

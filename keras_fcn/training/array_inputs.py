@@ -2,10 +2,10 @@
 
 On a JAX or PyTorch machine without TensorFlow, `keras_fcn.training.run` reads the same
 (image, mask) file pairs as the tf.data path (`keras_fcn.datasets.file_pairs`) into
-`keras_fcn.data.arrays.SegmentationPyDataset`s: decoding, resizing, random scale, crop and flip.
-The "shapes" data set is written to PNG files first (`make_shapes_dataset`, seeded as the
-in-memory one). Options built on tf.data only (photometric, blur, temporal consistency,
-TFDS) are refused up front, naming the option.
+`keras_fcn.data.arrays.SegmentationPyDataset`s: decoding, resizing, random scale, crop, flip
+and blur. The "shapes" data set is written to PNG files first (`make_shapes_dataset`, seeded
+as the in-memory one). Options built on tf.data only (photometric, temporal consistency,
+steps per epoch, TFDS) are refused up front, naming the option.
 
 Example:
     train_ds, val_ds, eval_ds, info, counts = load_pipelines(TrainConfig().replace(epochs=1))
@@ -29,7 +29,7 @@ from keras_fcn.datasets.pairs import file_pairs
 from keras_fcn.training.run_dir import CLASS_WEIGHTS_FILE
 
 # Options whose implementation is tf.data's, with their "off" value.
-TF_DATA_OPTIONS = {"photometric": 0.0, "blur": 0.0, "temporal_consistency": 0.0,
+TF_DATA_OPTIONS = {"photometric": 0.0, "temporal_consistency": 0.0,
                    "unlabelled_video_dir": None, "steps_per_epoch": None}
 
 
@@ -145,7 +145,7 @@ def load_pipelines(config, run_dir=None, num_replicas=1):
     train_ds = make_pydataset(train_pairs, batch_size=config.optim.batch_size,
                               crop_size=config.data.crop_size, image_size=size,
                               scale_range=config.data.scale_range, flip=config.data.flip,
-                              shuffle=True, seed=config.run.seed,
+                              blur=config.data.blur, shuffle=True, seed=config.run.seed,
                               drop_remainder=num_replicas > 1, **common)
     val_ds = make_pydataset(val_pairs, batch_size=config.data.val_batch_size if size else 1,
                             image_size=size, **common)
