@@ -582,3 +582,13 @@ def test_pydataset_blurs_half_the_images_with_a_drawn_std(tmp_path):
     with pytest.raises(ValueError, match=r"`blur` must be >= 0.1 \(0: off\). Received: "
                                          r"blur=0.05"):
         arrays.make_pydataset(pairs, num_classes=2, blur=0.05)
+
+
+def test_a_missing_pair_file_is_a_file_not_found_error(tmp_path):
+    """It was a ValueError alone; it still is one (callers that catch it keep working)."""
+    from keras_fcn.data import arrays
+
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "m.png")
+    with pytest.raises(FileNotFoundError, match=r"image file '.*gone\.png' does not exist") as e:
+        arrays.make_pydataset([(tmp_path / "gone.png", tmp_path / "m.png")], num_classes=2)
+    assert isinstance(e.value, ValueError)

@@ -209,6 +209,11 @@ def gaussian_blur(image, sigma, radius):
     return ndimage.correlate1d(rows, kernel, axis=1, mode="reflect")
 
 
+class MissingPairFileError(FileNotFoundError, ValueError):
+    """An image or mask file of the pairs does not exist: a FileNotFoundError, and a
+    ValueError as it was before (callers that catch that keep working)."""
+
+
 def _checked_pairs(pairs):
     """`pairs` as a list of (str, str) of existing files; raises naming the first bad one."""
     result = []
@@ -221,10 +226,10 @@ def _checked_pairs(pairs):
             raise ValueError(f"Entry {i} is not an (image, mask) pair. Received: pair={pair!r}")
         image_path, mask_path = os.fspath(pair[0]), os.fspath(pair[1])
         if not os.path.isfile(image_path):
-            raise ValueError(f"image file '{image_path}' does not exist")
+            raise MissingPairFileError(f"image file '{image_path}' does not exist")
         if not os.path.isfile(mask_path):
-            raise ValueError(f"mask file '{mask_path}' does not exist (paired with image "
-                             f"'{image_path}')")
+            raise MissingPairFileError(f"mask file '{mask_path}' does not exist (paired with "
+                                       f"image '{image_path}')")
         result.append((image_path, mask_path))
     if not result:
         raise ValueError("No (image, mask) pairs given. Received: pairs=[]")
