@@ -57,6 +57,20 @@ def sizes_type(text):
     return [size_type(part) for part in text.split(",")]
 
 
+def widths_type(text):
+    """argparse ``type`` of VGG16's five block widths: ``"8,8,16,16,16"`` -> a tuple of ints.
+
+    Example:
+        >>> widths_type("8,8,16,16,16")
+        (8, 8, 16, 16, 16)
+    """
+    parts = text.split(",")
+    if len(parts) == 5 and all(part.strip().isdigit() and int(part) > 0 for part in parts):
+        return tuple(int(part) for part in parts)
+    raise argparse.ArgumentTypeError(
+        f"expected 5 comma-separated positive widths (e.g. 8,8,16,16,16). Received: {text!r}")
+
+
 def positive_int(text):
     """argparse ``type`` of a count that must be at least 1."""
     try:

@@ -18,7 +18,8 @@ weights, 21 classes, float32.
 
 Usage:
     python benchmarks/jax_upsampling.py [--batch 8] [--size 360x480] [--repeats 5]
-        [--whole_step] [--step_batch 1] [--name jax_upsampling] [--overwrite]
+        [--whole_step] [--step_batch 1] [--widths 8,8,16,16,16 --fc_units 16]
+        [--name jax_upsampling] [--overwrite]
 
 Writes benchmarks/results/<name>.md and .json; prints the CPU model and its ISA flags beside
 them (on a GPU machine the device too).
@@ -51,6 +52,11 @@ def parse_args(argv=None):
                         help="also time the whole train step with each form (slow on a CPU)")
     parser.add_argument("--step_batch", type=_outputs.positive_int, default=1,
                         help="batch of the whole train step")
+    parser.add_argument("--widths", type=_outputs.widths_type, default=None,
+                        help="narrow VGG16 block widths, e.g. 8,8,16,16,16 (default: the "
+                        "paper's; the upsampling layers' shapes do not depend on them)")
+    parser.add_argument("--fc_units", type=_outputs.positive_int, default=None,
+                        help="fc6/fc7 width (default 4096)")
     _outputs.add_report_flags(parser, "jax_upsampling")
     return parser.parse_args(argv)
 
@@ -179,7 +185,8 @@ def main(argv=None):
     device = jax.devices()[0].device_kind
     print(f"CPU: {cpu}; jax {jax.__version__} on {jax.default_backend()} ({device})", flush=True)
     keras.utils.set_random_seed(0)
-    model = build_fcn("8s", num_classes=NUM_CLASSES, weights=None)
+    model = build_fcn("8s", num_classes=NUM_CLASSES, weights=None, widths=args.widths,
+                      fc_units=args.fc_units)
     rows = time_layers(args, model)
     whole = time_whole_step(args, model) if args.whole_step else None
     h, w = args.size
@@ -201,8 +208,10 @@ def main(argv=None):
                      f"{r['rel_diff']:.1e} |")
     if whole:
         m = whole["median_s"]
-        lines += ["", f"Whole train step (value and gradient of the loss, full-width VGG16, "
-                  f"batch {args.step_batch}): Keras' layer {m['keras']:.3f} s, polyphase "
+        trunk = (f"VGG16 widths {','.join(map(str, args.widths))}" if args.widths
+                 else "full-width VGG16")
+        lines += ["", f"Whole train step (value and gradient of the loss, {trunk}, fc "
+                  f"{args.fc_units or 4096}, batch {args.step_batch}): Keras' layer {m['keras']:.3f} s, polyphase "
                   f"{m['polyphase']:.3f} s: **{m['keras'] / m['polyphase']:.2f}x**; gradients "
                   f"equal to {whole['grad_rel_diff']:.1e} of their scale."]
     print("\n".join(lines), flush=True)

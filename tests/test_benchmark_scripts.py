@@ -56,6 +56,9 @@ from tool_flags import one_error_line, run_script
      "error: --trunks: expected some of alexnet, vgg16, googlenet, mobilenet_v2, resnet50, "
      "resnet101; --minutes > 0. Received: --trunks='vgg17' --minutes=5.0"),
     ("benchmarks/jax_pool_gradient.py", ["--batch", "-1"], "error: --size must be HxW"),
+    ("benchmarks/jax_upsampling.py", ["--widths", "8,8"],
+     "error: argument --widths: expected 5 comma-separated positive widths (e.g. 8,8,16,16,16)."
+     " Received: '8,8'"),
     ("benchmarks/jax_upsampling.py", ["--size", "0x5"],
      "error: argument --size: expected HEIGHTxWIDTH with positive sizes (e.g. 180x240). "
      "Received: '0x5'"),
@@ -147,7 +150,8 @@ def test_jax_upsampling_forms_agree_with_keras(tmp_path):
     import json
     pytest.importorskip("jax")
     done = run_script("benchmarks/jax_upsampling.py", "--size", "64x96", "--batch", "2",
-                      "--repeats", "1", "--output_dir", str(tmp_path))
+                      "--repeats", "1", "--widths", "4,4,8,8,8", "--fc_units", "8",
+                      "--output_dir", str(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "jax_upsampling.json").read_text())
     rows = report["layers"]
