@@ -349,10 +349,13 @@ class SegmentationPyDataset(keras.utils.PyDataset):
         return rng.permutation(len(self.pairs))
 
     def __getitem__(self, index):
+        return self.batch(index, self.epoch)
+
+    def batch(self, index, epoch):
+        """Batch `index` of `epoch` (its order and draws), whatever the current epoch."""
         if not 0 <= index < self.num_batches:
             raise IndexError(f"Batch index {index} is out of range: this dataset has "
                              f"{self.num_batches} batches.")
-        epoch = self.epoch
         chosen = self.epoch_order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
         elements = [self.element(int(i), epoch) for i in chosen]
         shapes = {mask.shape for _, mask in elements}
