@@ -18,6 +18,7 @@ from keras_fcn.data.masks import (  # noqa: F401
     read_sbd_mat,
 )
 from keras_fcn.data.arrays import SegmentationPyDataset, make_pydataset  # noqa: F401
+from keras_fcn.data.jitter import photometric_ranges  # noqa: F401  (NumPy: no TensorFlow)
 from keras_fcn.labels import IGNORE_LABEL, MEAN_RGB  # noqa: F401  (keras_fcn.IGNORE_LABEL comes from here)
 
 # Built on TensorFlow (tf.data, TFLite): imported where it is installed; without it each
@@ -27,7 +28,6 @@ _tf.import_names(globals(), {
         "fill_padding",
         "gaussian_blur",
         "make_element_fn",
-        "photometric_ranges",
         "random_color_jitter",
         "random_flip",
         "random_scale",

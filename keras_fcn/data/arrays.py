@@ -11,7 +11,8 @@ the same meaning as make_dataset's:
 Steps, in order: decode (PIL; masks with `keras_fcn.data.masks.read_mask`), check sizes and
 mask values, resize to `image_size` (image bilinear antialiased, mask nearest, as the
 `image_size` option of training), random scale (image bilinear, mask nearest), random crop
-(padded with the mean colour and the ignore label), random flip. Resizing follows
+(padded with the mean colour and the ignore label), random flip, random blur, colour jitter
+(`keras_fcn.data.jitter`; the image only, padding included). Resizing follows
 `tf.image.resize` (half-pixel centres): at the same sizes, masks and randomly scaled images
 equal the tf.data pipeline's exactly, `image_size` images up to float round-off. The random draws
 are NumPy's: a seed gives reproducible data here, but not the tf.data pipeline's draws.
@@ -28,7 +29,6 @@ model.fit(ds, epochs=10)
 ```
 """
 
-import math
 import os
 
 import keras
@@ -42,6 +42,13 @@ from keras_fcn._checks import (
     check_choice,
     check_int,
     check_positive_int,
+)
+from keras_fcn.data.jitter import (  # blur_radius, gaussian_blur: re-exported
+    apply_jitter,
+    blur_radius,
+    gaussian_blur,
+    jitter_factors,
+    photometric_ranges,
 )
 from keras_fcn.data.masks import (
     MASK_FORMATS,
@@ -186,29 +193,6 @@ def resize_mask(mask, size):
     return mask[rows[:, None], columns[None, :]]
 
 
-def blur_radius(max_sigma):
-    """Kernel radius of the random blur: 3 standard deviations of the largest blur."""
-    return max(1, math.ceil(3.0 * max_sigma))
-
-
-def gaussian_blur(image, sigma, radius):
-    """Blurs a float (H, W, C) image with a Gaussian of std ``sigma`` (kernel ``2 radius + 1``,
-    normalized, mirrored edges: scipy.ndimage's "reflect"): the numpy twin of
-    ``keras_fcn.data.augment.gaussian_blur``.
-
-    Example:
-        >>> round(float(gaussian_blur(np.ones((8, 8, 3)), 1.0, 3).mean()), 6)
-        1.0
-    """
-    from scipy import ndimage
-
-    offsets = np.arange(-radius, radius + 1, dtype=np.float32)
-    kernel = np.exp(-0.5 * np.square(offsets / np.float32(sigma)))
-    kernel /= kernel.sum()
-    rows = ndimage.correlate1d(np.asarray(image, np.float32), kernel, axis=0, mode="reflect")
-    return ndimage.correlate1d(rows, kernel, axis=1, mode="reflect")
-
-
 class MissingPairFileError(FileNotFoundError, ValueError):
     """An image or mask file of the pairs does not exist: a FileNotFoundError, and a
     ValueError as it was before (callers that catch that keep working)."""
@@ -260,7 +244,9 @@ class SegmentationPyDataset(keras.utils.PyDataset):
     batch index): `on_epoch_end` moves to the next epoch's order and draws, and workers,
     threads or processes, give the same batches in any order. The draws are NumPy's, not
     those of the tf.data pipeline. Unlike make_dataset, batches of images of different sizes
-    are not padded: give `crop_size` or `image_size` (or `batch_size=1`).
+    are not padded: give `crop_size` or `image_size` (or `batch_size=1`). Augmentation runs in
+    make_dataset's order: scale, pad + crop, flip, `blur`, then `photometric` colour jitter
+    (`keras_fcn.data.jitter`), which changes images only, never masks.
 
     Under `Model.fit`: Keras 3 calls `on_epoch_end` once before the first epoch too (so the
     first epoch of a fit reads epoch 1's draws), and `fit(shuffle=True)`, its default, also
@@ -276,10 +262,12 @@ class SegmentationPyDataset(keras.utils.PyDataset):
     Attributes:
         pairs: the (image, mask) pairs, in input order.
         epoch: the epoch whose order and draws `__getitem__` gives (0 first).
+        jitter_ranges: `photometric_ranges(photometric)`, None when `photometric` is 0.
 
     Example:
         ds = SegmentationPyDataset(pairs, num_classes=11, ignore_label=11, batch_size=4,
-                                   crop_size=(224, 224), flip=True, shuffle=True, seed=0)
+                                   crop_size=(224, 224), flip=True, photometric=0.5,
+                                   shuffle=True, seed=0)
         images, masks = ds[0]
         images.shape, masks.shape
         model.fit(ds, epochs=5)
@@ -288,7 +276,7 @@ class SegmentationPyDataset(keras.utils.PyDataset):
     def __init__(self, pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
                  crop_size=None, image_size=None, scale_range=None, flip=False, shuffle=False,
                  seed=None, drop_remainder=False, mask_format="index", palette=None,
-                 unknown_color="error", mean_rgb=None, blur=0.0, workers=1,
+                 unknown_color="error", mean_rgb=None, blur=0.0, photometric=0.0, workers=1,
                  use_multiprocessing=False, max_queue_size=10):
         self.num_classes = check_positive_int("num_classes", num_classes)
         self.ignore_label = validate_ignore_label(check_int("ignore_label", ignore_label),
@@ -301,6 +289,9 @@ class SegmentationPyDataset(keras.utils.PyDataset):
         if not (blur == 0 or blur >= 0.1):  # NaN and negatives fail both
             raise ValueError(f"`blur` must be >= 0.1 (0: off). Received: blur={blur!r}")
         self.blur = float(blur)
+        # jitter_factors' ranges, None when off; NaN, negatives and > 1 raise naming the value
+        self.jitter_ranges = None if photometric == 0 else photometric_ranges(photometric)
+        self.photometric = 0.0 if self.jitter_ranges is None else float(photometric)
         self.shuffle = check_bool("shuffle", shuffle)
         self.drop_remainder = check_bool("drop_remainder", drop_remainder)
         seed = check_int("seed", seed, allow_none=True)
@@ -395,14 +386,16 @@ class SegmentationPyDataset(keras.utils.PyDataset):
         if self.image_size is not None:
             image = resize_image(image, self.image_size, antialias=True)
             mask = resize_mask(mask, self.image_size)
-        if self.scale_range or self.crop_size or self.flip or self.blur:
+        if self.scale_range or self.crop_size or self.flip or self.blur or self.jitter_ranges:
             rng = np.random.default_rng([self.seed, epoch, _ELEMENT_STREAM, pair_index])
             image, mask = self._augment(image, mask, rng)
         return image.astype(np.float32, copy=False), mask
 
     def _augment(self, image, mask, rng):
         """Random scale, then pad + crop, then flip, then blur (make_dataset's order, which
-        blurs before padding: here an image smaller than the crop is blurred padded)."""
+        blurs before padding: here an image smaller than the crop is blurred padded), then
+        colour jitter of the image, padding included (as make_dataset's fixed-size batches).
+        The jitter draws come last: the other draws of a seed do not depend on it."""
         if self.scale_range is not None:
             scale = np.float32(rng.uniform(*self.scale_range))
             size = np.maximum(np.round(np.float32(mask.shape) * scale), 1).astype(int)
@@ -414,6 +407,8 @@ class SegmentationPyDataset(keras.utils.PyDataset):
         if self.blur and rng.random() < 0.5:  # with probability 1/2, std in [0.1, blur]
             sigma = rng.uniform(0.1, self.blur)
             image = gaussian_blur(image, sigma, blur_radius(self.blur))
+        if self.jitter_ranges is not None:
+            image = apply_jitter(image, jitter_factors(rng, **self.jitter_ranges))
         return image, mask
 
     def _random_crop(self, image, mask, rng):
@@ -436,7 +431,8 @@ class SegmentationPyDataset(keras.utils.PyDataset):
 def make_pydataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=1,
                    crop_size=None, image_size=None, scale_range=None, flip=False, shuffle=False,
                    seed=None, drop_remainder=False, mask_format="index", palette=None,
-                   unknown_color="error", mean_rgb=None, blur=0.0, **pydataset_kwargs):
+                   unknown_color="error", mean_rgb=None, blur=0.0, photometric=0.0,
+                   **pydataset_kwargs):
     """Builds a `SegmentationPyDataset` of (image, mask) batches from (image, mask) file pairs:
     `keras_fcn.data.make_dataset` without TensorFlow, for training on JAX or PyTorch.
 
@@ -468,6 +464,9 @@ def make_pydataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=
             dataset mean, zero after mean subtraction).
         blur: largest std (pixels, >= 0.1) of a Gaussian blur applied to half the images, as
             make_dataset's `blur`; 0 (the default) is off.
+        photometric: colour jitter strength in (0, 1], as make_dataset's `photometric`
+            (`keras_fcn.data.jitter.photometric_ranges`: brightness, contrast, saturation,
+            hue) of the images only, after the other steps; 0 (the default) is off.
         **pydataset_kwargs: `workers`, `use_multiprocessing`, `max_queue_size` of
             `keras.utils.PyDataset`.
 
@@ -489,4 +488,4 @@ def make_pydataset(pairs, *, num_classes, ignore_label=IGNORE_LABEL, batch_size=
         crop_size=crop_size, image_size=image_size, scale_range=scale_range, flip=flip,
         shuffle=shuffle, seed=seed, drop_remainder=drop_remainder, mask_format=mask_format,
         palette=palette, unknown_color=unknown_color, mean_rgb=mean_rgb, blur=blur,
-        **pydataset_kwargs)
+        photometric=photometric, **pydataset_kwargs)

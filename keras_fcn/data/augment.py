@@ -15,7 +15,11 @@ import math
 import tensorflow as tf
 
 from keras_fcn._checks import as_range, as_size
-from keras_fcn.data.arrays import blur_radius
+from keras_fcn.data.jitter import (  # noqa: F401  (photometric_ranges: re-exported)
+    _GRAY_WEIGHTS,
+    blur_radius,
+    photometric_ranges,
+)
 from keras_fcn.labels import MEAN_RGB  # noqa: F401  (re-exported: keras_fcn.data.MEAN_RGB)
 
 FLIP_OP = 3  # the op number of the flip draw (see `op_seed`)
@@ -175,29 +179,6 @@ def with_element_seeds(ds, seed):
     """
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     return tf.data.Dataset.zip(ds, seeds)
-
-
-_GRAY_WEIGHTS = (0.299, 0.587, 0.114)
-
-
-def photometric_ranges(strength):
-    """The colour-jitter ranges of photometric augmentation of `strength` in (0, 1].
-
-    Brightness shift up to 64 * strength (of 255), contrast and saturation factors in
-    1 +- strength / 2, hue rotation up to 0.1 * strength of a turn (36 degrees at 1). The
-    0.1.0 `color_jitter=True` is strength 0.5 without hue.
-
-    Example:
-        >>> photometric_ranges(0.5)["contrast"]
-        (0.75, 1.25)
-    """
-    strength = float(strength)
-    if not 0 < strength <= 1:
-        raise ValueError(f"`photometric` must be in (0, 1] (0: off). Received: "
-                         f"photometric={strength!r}")
-    factors = (1.0 - strength / 2, 1.0 + strength / 2)
-    return {"brightness": 64.0 * strength, "contrast": factors, "saturation": factors,
-            "hue": 0.1 * strength}
 
 
 def jitter_settings(color_jitter=False, photometric=0.0):
