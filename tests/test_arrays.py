@@ -421,8 +421,12 @@ def test_recipe_inputs_without_tf_data(tmp_path):
     batches = list(final)
     assert len(batches) == 3
     assert batches[0][0].shape == (1, 12, 16, 3) and batches[0][1].shape == (1, 24, 24)
-    with pytest.raises(ValueError, match="--photometric needs the tf.data pipeline"):
-        array_inputs.load_pipelines(TrainConfig(dataset="shapes", photometric=0.5))
+    with pytest.raises(ValueError, match="--temporal_consistency needs the tf.data pipeline"):
+        array_inputs.load_pipelines(TrainConfig(dataset="shapes", temporal_consistency=0.5))
+    jittered = array_inputs.load_pipelines(config.replace(photometric=0.5), str(tmp_path))[0]
+    assert jittered.photometric == 0.5
+    np.testing.assert_array_equal(jittered[0][1], masks)  # the same masks, other colours
+    assert np.abs(jittered[0][0] - images).max() > 1
 
 
 # Audit round 5 leftovers: an 8-bit grey PNG mask is opened once, not a second time for its header.

@@ -114,15 +114,18 @@ def test_example_recipe_trains_on_torch_without_tensorflow(tmp_path):
     """examples/train.py where TensorFlow is not installed: the shapes data written to files and
     read by keras_fcn.data.arrays, trained on the PyTorch backend, evaluated at the end (the
     final figures equal the last validation metrics: same images, same model), export skipped
-    with a message, and the saved model loads here on TensorFlow with the same logits."""
+    with a message, and the saved model loads here on TensorFlow with the same logits. Epochs of
+    --steps_per_epoch=3 steps (of the 1 batch of a pass: an EpochStream), colours jittered."""
     pytest.importorskip("torch")
     out = tmp_path / "run"
     code = ("import runpy, sys; sys.modules['tensorflow'] = None; sys.argv = sys.argv[1:]; "
             "runpy.run_path(sys.argv[0], run_name='__main__')")
     result = _run(["-c", code, os.path.join("examples", "train.py"), "--epochs=2",
                    "--num_train=8", "--num_val=4", "--shapes_size=32", "--widths=4,4,8,8,8",
-                   "--fc_units=8", "--class_weights=median", f"--output_dir={out}"], "torch")
+                   "--fc_units=8", "--class_weights=median", "--steps_per_epoch=3",
+                   "--photometric=0.5", f"--output_dir={out}"], "torch")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.count("3/3 - ") == 2, result.stdout[-3000:]
     assert "input keras.utils.PyDataset (no TensorFlow)" in result.stdout
     assert "Export skipped: TFLite export needs TensorFlow" in result.stdout
     report = json.loads((out / "metrics.json").read_text())

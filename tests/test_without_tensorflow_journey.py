@@ -121,15 +121,17 @@ def test_shapes_files_written_for_a_run_are_removed_at_exit(tmp_path):
 
 def test_camvid_recipe_keeps_its_default_blur_without_tensorflow():
     """examples/train_camvid.py stopped at once without TensorFlow ("--blur needs the tf.data
-    pipeline"), its own default: the PyDatasets blur too now (tests/test_arrays.py), so its
-    configuration passes the check of the TF-less input path; tf.data's photometric
-    distortion is still refused by name."""
+    pipeline"), its own default: the PyDatasets blur too now (tests/test_arrays.py), and
+    jitter colours (tests/test_array_jitter.py) and stream --steps_per_epoch
+    (tests/test_epoch_stream.py), so these pass the check of the TF-less input path; the
+    temporal-consistency loss (its warps are tf.data's) is still refused by name."""
     from keras_fcn.training import array_inputs
     from keras_fcn.training.config import TrainConfig
 
-    array_inputs.check_options(TrainConfig().replace(blur=1.5))
-    with pytest.raises(ValueError, match=r"--photometric needs the tf.data pipeline"):
-        array_inputs.check_options(TrainConfig().replace(photometric=0.5))
+    array_inputs.check_options(TrainConfig().replace(blur=1.5, photometric=0.5,
+                                                     steps_per_epoch=10))
+    with pytest.raises(ValueError, match=r"--temporal_consistency needs the tf.data pipeline"):
+        array_inputs.check_options(TrainConfig().replace(temporal_consistency=0.5))
 
 
 def test_predict_tool_runs_without_tensorflow(tmp_path):

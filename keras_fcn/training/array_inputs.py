@@ -2,10 +2,12 @@
 
 On a JAX or PyTorch machine without TensorFlow, `keras_fcn.training.run` reads the same
 (image, mask) file pairs as the tf.data path (`keras_fcn.datasets.file_pairs`) into
-`keras_fcn.data.arrays.SegmentationPyDataset`s: decoding, resizing, random scale, crop, flip
-and blur. The "shapes" data set is written to PNG files first (`make_shapes_dataset`, seeded
-as the in-memory one). Options built on tf.data only (photometric, temporal consistency,
-steps per epoch, TFDS) are refused up front, naming the option.
+`keras_fcn.data.arrays.SegmentationPyDataset`s: decoding, resizing, random scale, crop, flip,
+blur and photometric colour jitter. The "shapes" data set is written to PNG files first
+(`make_shapes_dataset`, seeded as the in-memory one). With `steps_per_epoch`, the training
+batches are an `EpochStream`: the data's epochs end to end, cut into epochs of that many steps
+(tf.data's `repeat()`). Options built on tf.data only (temporal consistency, TFDS) are refused
+up front, naming the option.
 
 Example:
     train_ds, val_ds, eval_ds, info, counts = load_pipelines(TrainConfig().replace(epochs=1))
@@ -14,10 +16,12 @@ Example:
 import atexit
 import json
 import math
+import numbers
 import os
 import shutil
 import tempfile
 
+import keras
 import numpy as np
 
 from keras_fcn import io
@@ -29,8 +33,7 @@ from keras_fcn.datasets.pairs import file_pairs
 from keras_fcn.training.run_dir import CLASS_WEIGHTS_FILE
 
 # Options whose implementation is tf.data's, with their "off" value.
-TF_DATA_OPTIONS = {"photometric": 0.0, "temporal_consistency": 0.0,
-                   "unlabelled_video_dir": None, "steps_per_epoch": None}
+TF_DATA_OPTIONS = {"temporal_consistency": 0.0, "unlabelled_video_dir": None}
 
 
 def check_options(config):
@@ -128,7 +131,9 @@ def load_pipelines(config, run_dir=None, num_replicas=1):
 
     Returns:
         (train_ds, val_ds, eval_ds, info, (train count, val count), class_weights, pixels):
-        train is augmented (scale, crop, flip) and shuffled per epoch with ``config.run.seed``;
+        train is augmented (scale, crop, flip, blur, photometric) and shuffled per epoch with
+        ``config.run.seed`` (an `EpochStream` of ``config.optim.steps_per_epoch`` batches per
+        epoch when set);
         val has masks at the training resolution (``image_size``); eval has images at the
         training resolution and masks at full size, batch 1, for the final figures.
 
@@ -145,7 +150,8 @@ def load_pipelines(config, run_dir=None, num_replicas=1):
     train_ds = make_pydataset(train_pairs, batch_size=config.optim.batch_size,
                               crop_size=config.data.crop_size, image_size=size,
                               scale_range=config.data.scale_range, flip=config.data.flip,
-                              blur=config.data.blur, shuffle=True, seed=config.run.seed,
+                              blur=config.data.blur, photometric=config.data.photometric,
+                              shuffle=True, seed=config.run.seed,
                               drop_remainder=num_replicas > 1, **common)
     val_ds = make_pydataset(val_pairs, batch_size=config.data.val_batch_size if size else 1,
                             image_size=size, **common)
@@ -155,6 +161,8 @@ def load_pipelines(config, run_dir=None, num_replicas=1):
         run_dir = tempfile.mkdtemp(prefix="keras_fcn_weights_")
         atexit.register(shutil.rmtree, run_dir, ignore_errors=True)
     weights = class_weights_of(config, info, train_pairs, run_dir)
+    if config.optim.steps_per_epoch is not None:
+        train_ds = EpochStream(train_ds, config.optim.steps_per_epoch)
     return (train_ds, val_ds, eval_ds, info, (len(train_pairs), len(val_pairs)), weights,
             pixels_per_image(config, train_pairs, info))
 
@@ -197,3 +205,53 @@ class FullSizeMasks:
                              palette=self.info.palette, ignore_label=self.info.ignore_label)
             yield images, np.asarray(mask, "int32")[None]
 
+
+
+class EpochStream(keras.utils.PyDataset):
+    """Epochs of `steps_per_epoch` batches cut from the endless stream of ``dataset``'s epochs
+    (a `keras_fcn.data.arrays.SegmentationPyDataset`), as tf.data's ``repeat()`` feeds
+    ``fit(steps_per_epoch=...)``: epoch ``e`` reads batches ``e * steps`` to ``(e + 1) * steps
+    - 1`` of the stream, each batch of the stream batch ``b`` of the dataset's epoch ``d``
+    (its order and draws). Keras alone keeps one iterator of a PyDataset across epochs and
+    ends an epoch early when it runs out; here every epoch has its steps, the order and draws
+    depend on (seed, epoch, step) only, and a resume moves the stream on by its ``epoch``
+    counter like any keras_fcn PyDataset. With ``steps_per_epoch`` equal to the dataset's
+    batches, the stream reads what the dataset reads.
+
+    Example:
+        stream = EpochStream(train_ds, steps_per_epoch=50)
+        model.fit(stream, epochs=10, shuffle=False)
+    """
+
+    def __init__(self, dataset, steps_per_epoch):
+        if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, numbers.Integral) \
+                or steps_per_epoch < 1:
+            raise ValueError("steps_per_epoch must be an integer >= 1. Received: "
+                             f"steps_per_epoch={steps_per_epoch!r}")
+        if len(dataset) < 1:
+            raise ValueError(f"The data has no batch to stream. Received: {len(dataset)} "
+                             "batches")
+        self.dataset, self.steps_per_epoch, self.epoch = dataset, steps_per_epoch, 0
+        super().__init__(workers=dataset.workers, use_multiprocessing=dataset.use_multiprocessing,
+                         max_queue_size=dataset.max_queue_size)
+
+    def __len__(self):
+        return self.steps_per_epoch
+
+    def on_epoch_end(self):
+        """Moves to the next epoch's steps of the stream."""
+        self.epoch += 1
+
+    def epoch_order(self, epoch=None):
+        """The (dataset epoch, dataset batch) of each step of `epoch` (default: the current)."""
+        epoch = self.epoch if epoch is None else epoch
+        first = epoch * self.steps_per_epoch
+        return [divmod(step, len(self.dataset))
+                for step in range(first, first + self.steps_per_epoch)]
+
+    def __getitem__(self, index):
+        if not 0 <= index < self.steps_per_epoch:
+            raise IndexError(f"Step {index} is out of range: an epoch has "
+                             f"{self.steps_per_epoch} steps.")
+        data_epoch, batch = divmod(self.epoch * self.steps_per_epoch + index, len(self.dataset))
+        return self.dataset.batch(batch, data_epoch)
