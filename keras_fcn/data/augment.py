@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from keras_fcn._checks import as_range, as_size
 from keras_fcn.data.jitter import (  # noqa: F401  (photometric_ranges: re-exported)
-    _GRAY_WEIGHTS,
+    GRAY_WEIGHTS,
     blur_radius,
     photometric_ranges,
 )
@@ -238,7 +238,7 @@ def apply_jitter(images, factors):
         images = apply_jitter(images, tf.stack([jitter_factors(s) for s in seeds]))
     """
     shift, contrast, saturation = (factors[:, i] for i in range(3))
-    weights = tf.constant(_GRAY_WEIGHTS, tf.float32)
+    weights = tf.constant(GRAY_WEIGHTS, tf.float32)
     mean = tf.reduce_mean(images, axis=[1, 2, 3]) + shift
     offset = (contrast * shift + (1.0 - contrast) * mean) * (
         saturation + (1.0 - saturation) * tf.reduce_sum(weights))

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-_GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # the gray level of saturation: w . (R, G, B)
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # the gray level of saturation: w . (R, G, B)
 
 
 def photometric_ranges(strength):
@@ -112,7 +112,7 @@ def apply_jitter(image, factors):
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"`image` must be (H, W, 3). Received: shape={image.shape}")
     shift, contrast, saturation, angle = (float(f) for f in np.asarray(factors, np.float64))
-    weights = np.array(_GRAY_WEIGHTS)
+    weights = np.array(GRAY_WEIGHTS)
     mean = float(image.mean(dtype=np.float64)) + shift
     offset = (contrast * shift + (1.0 - contrast) * mean) * (
         saturation + (1.0 - saturation) * weights.sum())
