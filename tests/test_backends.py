@@ -126,7 +126,8 @@ def test_example_recipe_trains_on_torch_without_tensorflow(tmp_path):
                    "--photometric=0.5", f"--output_dir={out}"], "torch")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count("3/3 - ") == 2, result.stdout[-3000:]
-    assert "input keras.utils.PyDataset (no TensorFlow)" in result.stdout
+    assert "input keras.utils.PyDataset (no TensorFlow), " in result.stdout
+    assert " reader thread(s)." in result.stdout
     assert "Export skipped: TFLite export needs TensorFlow" in result.stdout
     report = json.loads((out / "metrics.json").read_text())
     assert report["status"] == "completed" and len(report["history"]) == 2

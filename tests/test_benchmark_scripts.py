@@ -165,3 +165,39 @@ def test_jax_upsampling_forms_agree_with_keras(tmp_path):
     assert report["whole_step"] is None
     assert "| upscore8 | 2x18x22x21 | 16 / 8 | polyphase |" in (
         tmp_path / "jax_upsampling.md").read_text()
+
+
+def test_array_pipeline_compares_jitter_forms_on_generated_pairs(tmp_path):
+    """benchmarks/array_pipeline.py without CamVid: generated pairs, both jitter forms per
+    thread count, and the BLAS form it times equals the library's per-channel form."""
+    import json
+    import os
+    import sys
+
+    import numpy as np
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = run_script("benchmarks/array_pipeline.py", "--camvid_dir", str(tmp_path / "none"),
+                      "--images", "8", "--rounds", "1", "--workers", "1",
+                      "--output_dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "generated pairs instead" in done.stdout
+    report = json.loads((tmp_path / "array_pipeline.json").read_text())
+    assert [(r["form"], r["workers"]) for r in report["results"]] == [
+        ("per channel", 1), ("BLAS matmul", 1)]
+    assert all(r["images_per_s"] > 0 and r["cpu_ms_per_image"] > 0 for r in report["results"])
+    assert report["data"] == "generated 480x360 PNG pairs" and report["images"] == 8
+    sys.path.insert(0, os.path.join(repo, "benchmarks"))
+    try:
+        import array_pipeline
+    finally:
+        sys.path.pop(0)
+    from keras_fcn.data.jitter import apply_jitter
+
+    image = np.random.default_rng(0).uniform(0, 255, (5, 7, 3)).astype(np.float32)
+    factors = [20.0, 1.3, 0.6, 0.4]
+    np.testing.assert_allclose(array_pipeline.matmul_jitter(image, factors),
+                               apply_jitter(image, factors), atol=1e-3)
+    bad = run_script("benchmarks/array_pipeline.py", "--workers", "0,x", "--no_save")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
+        "error: --workers must be comma-separated integers >= 1. Received: '0,x'")

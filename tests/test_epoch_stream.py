@@ -116,5 +116,13 @@ def test_recipe_data_with_steps_per_epoch_is_a_stream(shapes_pairs):
     train, val, *_ = array_inputs.load_pipelines(config)
     assert isinstance(train, EpochStream) and len(train) == 7 and len(train.dataset) == 3
     assert not isinstance(val, EpochStream)
+    assert train.workers == train.dataset.workers == val.workers == array_inputs.data_workers()
     images, masks = train[6]
     assert images.shape == (2, 12, 12, 3) and masks.shape == (2, 12, 12)
+
+
+@pytest.mark.parametrize("cores, workers", [(1, 1), (2, 2), (32, array_inputs.MAX_WORKERS)])
+def test_a_run_reads_with_a_thread_per_core_up_to_the_cap(monkeypatch, cores, workers):
+    monkeypatch.setattr(array_inputs.os, "sched_getaffinity", lambda pid: set(range(cores)),
+                        raising=False)
+    assert array_inputs.data_workers() == workers

@@ -126,6 +126,26 @@ def pixels_per_image(config, pairs, info):
     return int(np.mean(sizes))
 
 
+MAX_WORKERS = 8  # reader threads of a run's PyDatasets, at most (tf.data's AUTOTUNE's role)
+
+
+def data_workers():
+    """Threads that read a run's PyDatasets: one per CPU core this process may use, at most
+    `MAX_WORKERS`. Batches are pure functions of (seed, epoch, index), so any number of
+    workers gives the same batches; on 2 cores, 2 threads read CamVid's augmented images at
+    1.5x one thread's rate (benchmarks/results/array_pipeline.md).
+
+    Example:
+        >>> 1 <= data_workers() <= MAX_WORKERS
+        True
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
+
+
 def load_pipelines(config, run_dir=None, num_replicas=1):
     """The train, validation and final-evaluation `SegmentationPyDataset`s of a run.
 
@@ -146,15 +166,15 @@ def load_pipelines(config, run_dir=None, num_replicas=1):
     val_pairs, _ = split_pairs(config, "val", data_dir)
     common = dict(num_classes=info.num_classes, ignore_label=info.ignore_label,
                   mask_format=info.mask_format, palette=info.palette, mean_rgb=info.mean_rgb)
-    size = config.data.image_size
+    size, workers = config.data.image_size, data_workers()
     train_ds = make_pydataset(train_pairs, batch_size=config.optim.batch_size,
                               crop_size=config.data.crop_size, image_size=size,
                               scale_range=config.data.scale_range, flip=config.data.flip,
                               blur=config.data.blur, photometric=config.data.photometric,
                               shuffle=True, seed=config.run.seed,
-                              drop_remainder=num_replicas > 1, **common)
+                              drop_remainder=num_replicas > 1, workers=workers, **common)
     val_ds = make_pydataset(val_pairs, batch_size=config.data.val_batch_size if size else 1,
-                            image_size=size, **common)
+                            image_size=size, workers=workers, **common)
     eval_ds = FullSizeMasks(make_pydataset(val_pairs, image_size=size, **common),
                             val_pairs, info) if size else val_ds
     if run_dir is None:  # the median weights are cached in a folder removed with the process

@@ -412,7 +412,8 @@ def _load_inputs(config, run_dir, strategy):
     else:
         *pipelines, info, (count, val_count), class_weights, pixels = \
             array_inputs.load_pipelines(config, run_dir, strategy.num_replicas_in_sync)
-        source = "keras.utils.PyDataset (no TensorFlow)"
+        source = (f"keras.utils.PyDataset (no TensorFlow), "
+                  f"{pipelines[0].workers} reader thread(s)")
     pipelines[:2] = for_data_parallel(strategy, *pipelines[:2], config.optim.batch_size,
                                       info.ignore_label)
     print(f"Data: {info.name}, {count} train / {val_count} val images, {info.num_classes} "
