@@ -19,7 +19,7 @@ from keras_fcn.data.masks import (  # noqa: F401
 )
 from keras_fcn.data.arrays import SegmentationPyDataset, make_pydataset  # noqa: F401
 from keras_fcn.data.jitter import photometric_ranges  # noqa: F401  (NumPy: no TensorFlow)
-from keras_fcn.labels import IGNORE_LABEL, MEAN_RGB  # noqa: F401  (keras_fcn.IGNORE_LABEL: from here)
+from keras_fcn.labels import IGNORE_LABEL, MEAN_RGB  # noqa: F401  (keras_fcn.IGNORE_LABEL)
 
 # Built on TensorFlow (tf.data, TFLite): imported where it is installed; without it each
 # name raises an ImportError that says so (keras_fcn._tf).
