@@ -57,9 +57,9 @@ def parse_args(argv=None):
 
 def _workers(text):
     if text is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-            os.cpu_count() or 1)
-        return sorted({1, cores})
+        from keras_fcn.training.array_inputs import usable_cores
+
+        return sorted({1, usable_cores()})
     try:
         counts = [int(t) for t in text.split(",")]
     except ValueError:

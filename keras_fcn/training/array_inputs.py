@@ -139,11 +139,20 @@ def data_workers():
         >>> 1 <= data_workers() <= MAX_WORKERS
         True
     """
+    return max(1, min(usable_cores(), MAX_WORKERS))
+
+
+def usable_cores():
+    """The CPU cores this process may run on (its affinity; all of them where there is none).
+
+    Example:
+        >>> usable_cores() >= 1
+        True
+    """
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_WORKERS))
+        return os.cpu_count() or 1
 
 
 def load_pipelines(config, run_dir=None, num_replicas=1):
