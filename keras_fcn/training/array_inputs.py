@@ -16,7 +16,6 @@ Example:
 import atexit
 import json
 import math
-import numbers
 import os
 import shutil
 import tempfile
@@ -26,6 +25,7 @@ import numpy as np
 
 from keras_fcn import io
 from keras_fcn import losses as losses_lib
+from keras_fcn._checks import check_positive_int
 from keras_fcn.data.arrays import make_pydataset
 from keras_fcn.data.masks import read_mask
 from keras_fcn.datasets import shapes
@@ -235,7 +235,6 @@ class FullSizeMasks:
             yield images, np.asarray(mask, "int32")[None]
 
 
-
 class EpochStream(keras.utils.PyDataset):
     """Epochs of `steps_per_epoch` batches cut from the endless stream of ``dataset``'s epochs
     (a `keras_fcn.data.arrays.SegmentationPyDataset`), as tf.data's ``repeat()`` feeds
@@ -253,10 +252,7 @@ class EpochStream(keras.utils.PyDataset):
     """
 
     def __init__(self, dataset, steps_per_epoch):
-        if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, numbers.Integral) \
-                or steps_per_epoch < 1:
-            raise ValueError("steps_per_epoch must be an integer >= 1. Received: "
-                             f"steps_per_epoch={steps_per_epoch!r}")
+        steps_per_epoch = check_positive_int("steps_per_epoch", steps_per_epoch)
         if len(dataset) < 1:
             raise ValueError(f"The data has no batch to stream. Received: {len(dataset)} "
                              "batches")
