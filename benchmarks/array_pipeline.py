@@ -40,8 +40,7 @@ BATCH = 8
 
 def parse_args(argv=None):
     parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--camvid_dir", default=os.path.join(REPO, "..", "shared", "data",
-                                                             "camvid"))
+    parser.add_argument("--camvid_dir", default=_outputs.CAMVID_DIR)
     parser.add_argument("--images", type=_outputs.positive_int, default=96,
                         help="images read per round (whole batches of 8)")
     parser.add_argument("--rounds", type=_outputs.positive_int, default=2,

@@ -49,8 +49,7 @@ GOAL_CONFIGS = ("augment, batch 8", "augment, batch 8, validated up front",
 
 def _parse_args():
     parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--camvid_dir", default=os.path.join(REPO, "..", "shared", "data",
-                                                             "camvid"))
+    parser.add_argument("--camvid_dir", default=_outputs.CAMVID_DIR)
     parser.add_argument("--images", type=_outputs.positive_int, default=240,
                         help="images timed per run")
     parser.add_argument("--rounds", type=_outputs.positive_int, default=2,
