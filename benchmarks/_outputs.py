@@ -13,9 +13,10 @@ import os
 import sys
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-# The shared CamVid copy beside the repository: the default of the benchmarks' CamVid flag.
-CAMVID_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
-                          "data", "camvid")
+# The default of the benchmarks' CamVid flag: $KERAS_FCN_CAMVID (as the tests), else the shared
+# copy beside the repository.
+CAMVID_DIR = os.environ.get("KERAS_FCN_CAMVID", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "camvid"))
 USER_ERROR_STATUS = 2  # as keras_fcn's scripts (keras_fcn.training.cli.run_main)
 OUTPUT_DIR_HELP = "Folder of the report files (.md, .json); default benchmarks/results."
 RUNS_DIR_HELP = "Folder of the training runs this benchmark starts (outside the repo)."

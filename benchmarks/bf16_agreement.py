@@ -67,8 +67,7 @@ STEPS_PER_EPOCH, BATCH, TRAIN_IMAGES = 23, 4, 367
 
 def parse_args(argv=None):
     parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--camvid", default=os.environ.get("KERAS_FCN_CAMVID", os.path.join(
-        HERE, "..", "..", "shared", "data", "camvid")))
+    parser.add_argument("--camvid", default=_outputs.CAMVID_DIR)
     parser.add_argument("--model", action="append", default=[],
                         help="A trained CamVid .keras model (repeatable); none: train them.")
     parser.add_argument("--trainings", default=None,

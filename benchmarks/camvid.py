@@ -31,7 +31,7 @@ import _outputs
 from keras_fcn import io
 from keras_fcn import training as train
 
-flags.DEFINE_string("data_dir", "../shared/data/camvid", "CamVid folder.")
+flags.DEFINE_string("data_dir", _outputs.CAMVID_DIR, "CamVid folder.")
 _outputs.define_absl_dirs(flags, runs_dir="../runs/camvid")  # camvid.md/.json/.png go in output_dir
 flags.DEFINE_string("image_size", "180,240", "Training/inference resolution.")
 flags.DEFINE_string("widths", "16,32,64,128,128", "VGG16 block widths.")

@@ -178,7 +178,7 @@ def report(results, args, cpu):
 def main(argv=None):
     import _outputs
     parser = _outputs.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data_dir", default="../shared/data/camvid")
+    parser.add_argument("--data_dir", default=_outputs.CAMVID_DIR)
     _outputs.add_runs_dir(parser, "../runs/ablation")
     parser.add_argument("--cpu_minutes", type=float, default=10.0)
     parser.add_argument("--lines", default=",".join(list(LINES) + ["tta"]))

@@ -109,7 +109,7 @@ def report(rows, cpu, models):
 def main(argv=None):
     import _outputs
     parser = _outputs.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data_dir", default="../shared/data/camvid")
+    parser.add_argument("--data_dir", default=_outputs.CAMVID_DIR)
     parser.add_argument("--models", required=True, help="Comma-separated .keras files.")
     parser.add_argument("--modes", default=MODES, help="Comma-separated scale sets, the "
                         "scales of a multi-scale mode joined by '+'; each runs with and "

@@ -26,9 +26,7 @@ import _outputs
 from _outputs import camvid_found, refuse_to_overwrite, save_report
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("camvid", os.environ.get("KERAS_FCN_CAMVID", os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "camvid")),
-    "CamVid folder (val.txt, train.txt).")
+flags.DEFINE_string("camvid", _outputs.CAMVID_DIR, "CamVid folder (val.txt, train.txt).")
 flags.DEFINE_string("vgg_model", None, "Trained VGG16 FCN-8s .keras (else random weights).")
 flags.DEFINE_string("mobilenet_model", None, "Trained MobileNetV2 FCN-8s .keras (else random).")
 BACKBONES = ("vgg16", "mobilenet_v2")

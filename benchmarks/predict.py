@@ -37,10 +37,8 @@ CAMVID_VOID = 11
 
 
 def parse_args():
-    here = os.path.dirname(os.path.abspath(__file__))
     parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--camvid", default=os.path.join(here, "..", "..", "shared", "data",
-                                                         "camvid"))
+    parser.add_argument("--camvid", default=_outputs.CAMVID_DIR)
     parser.add_argument("--model", default=None, help="Trained .keras model for the flicker "
                         "part (and its backbone's FPS row); random weights otherwise.")
     parser.add_argument("--frames", type=_outputs.positive_int, default=5,

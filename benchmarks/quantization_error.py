@@ -51,9 +51,7 @@ from _outputs import camvid_found, refuse_to_overwrite, save_report
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A trained FCN .keras file.")
 flags.DEFINE_list("models", [], "Trained FCN .keras files (comma list; added to --model).")
-flags.DEFINE_string("camvid", os.environ.get("KERAS_FCN_CAMVID", os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "camvid")),
-    "CamVid folder (val.txt, train.txt).")
+flags.DEFINE_string("camvid", _outputs.CAMVID_DIR, "CamVid folder (val.txt, train.txt).")
 flags.DEFINE_string("input_size", "180x240", "HxW of the converted models.")
 flags.DEFINE_integer("num_images", 20, "CamVid val images for the agreements.")
 flags.DEFINE_integer("num_calibration", 32, "CamVid train images for int8 calibration.")

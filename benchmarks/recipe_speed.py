@@ -49,8 +49,7 @@ def epoch_seconds(args, name, flags):
 def main(argv=None):
     import _outputs
     parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data_dir", default=os.path.join(ROOT, "..", "shared", "data",
-                                                           "camvid"))
+    parser.add_argument("--data_dir", default=_outputs.CAMVID_DIR)
     parser.add_argument("--backbone", default="vgg16")
     parser.add_argument("--steps", type=_outputs.positive_int, default=6,
                         help="Train steps per epoch.")

@@ -28,11 +28,9 @@ CONFIGS = (("none", None), ("r2 eps1e-2", (2, 1e-2)), ("r4 eps1e-2", (4, 1e-2)),
 
 
 def parse_args():
-    here = os.path.dirname(os.path.abspath(__file__))
     parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
-    parser.add_argument("--camvid",
-                        default=os.path.join(here, "..", "..", "shared", "data", "camvid"))
+    parser.add_argument("--camvid", default=_outputs.CAMVID_DIR)
     parser.add_argument("--input_size", type=_outputs.size_type, default=(180, 240))
     parser.add_argument("--num_images", type=int, default=0, help="0: all val images")
     add_output_dir(parser)

@@ -54,10 +54,8 @@ def _frame_size(text):
 
 
 def parse_args():
-    here = os.path.dirname(os.path.abspath(__file__))
     parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--camvid", default=os.environ.get("KERAS_FCN_CAMVID", os.path.join(
-        here, "..", "..", "shared", "data", "camvid")))
+    parser.add_argument("--camvid", default=_outputs.CAMVID_DIR)
     parser.add_argument("--model", required=True, help="Baseline .keras model.")
     parser.add_argument("--consistency_model", default=None,
                         help=".keras model trained with --temporal_consistency.")

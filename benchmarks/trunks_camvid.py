@@ -35,8 +35,7 @@ TRUNKS = ("alexnet", "vgg16", "googlenet", "mobilenet_v2", "resnet50", "resnet10
 
 def parse_args():
     parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--camvid", default=os.environ.get("KERAS_FCN_CAMVID", os.path.join(
-        HERE, "..", "..", "shared", "data", "camvid")))
+    parser.add_argument("--camvid", default=_outputs.CAMVID_DIR)
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--trunks", default="alexnet,vgg16,googlenet")
     add_runs_dir(parser, "/tmp/trunks_camvid")

@@ -60,3 +60,19 @@ def test_a_folder_named_like_a_list_file_is_not_the_file(tmp_path, capsys):
     (tmp_path / "train.txt").mkdir()
     assert _outputs.camvid_found(str(tmp_path), "--data_dir") is False
     assert "(no train.txt; pass --data_dir)" in capsys.readouterr().out
+
+
+def _fresh_outputs():
+    spec = importlib.util.spec_from_file_location("benchmarks_outputs_fresh", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_default_camvid_folder_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_FCN_CAMVID", str(tmp_path))
+    assert _fresh_outputs().CAMVID_DIR == str(tmp_path)
+    monkeypatch.delenv("KERAS_FCN_CAMVID")
+    beside = os.path.join(os.path.dirname(os.path.abspath(_PATH)), "..", "..", "shared", "data",
+                          "camvid")
+    assert os.path.normpath(_fresh_outputs().CAMVID_DIR) == os.path.normpath(beside)
