@@ -35,19 +35,21 @@ MODES = ("eager", "compiled")
 RECOMPILE_LIMIT = 64
 
 
-def parse_args(argv=None):
-    parser = _outputs.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv=None, name="torch_compile", doc=__doc__, warmup=4):
+    """The flags of this script, also benchmarks/torch_layout.py's (its ``name``, ``doc``
+    and ``warmup`` default)."""
+    parser = _outputs.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--widths", default="16,32,64,128,128",
                         help="VGG16 block widths (empty: the paper's 64,128,256,512,512)")
     parser.add_argument("--fc_units", type=int, default=256, help="fc6/fc7 width (0: 4096)")
     parser.add_argument("--batch", type=_outputs.positive_int, default=2)
     parser.add_argument("--size", type=_outputs.size_type, default=(180, 240),
                         help="HxW of the training images")
-    parser.add_argument("--warmup", type=_outputs.positive_int, default=4,
+    parser.add_argument("--warmup", type=_outputs.positive_int, default=warmup,
                         help="untimed steps per mode (dynamo recompiles over the first two)")
     parser.add_argument("--repeats", type=_outputs.positive_int, default=5,
                         help="timed steps per mode")
-    _outputs.add_report_flags(parser, "torch_compile")
+    _outputs.add_report_flags(parser, name)
     args = parser.parse_args(argv)
     text = args.widths
     try:

@@ -27,7 +27,7 @@ def check_amx_bf16_training(model, info):
     if info.get("gpu") or "amx_bf16" not in info.get("isa", ()):
         return
     narrow = [f"{layer.name} ({layer.filters})" for layer in _all_layers(model)
-              if type(layer) is keras.layers.Conv2D and layer.compute_dtype == "bfloat16"
+              if isinstance(layer, keras.layers.Conv2D) and layer.compute_dtype == "bfloat16"
               and layer.filters < AMX_MIN_BF16_FILTERS
               and layer.kernel.shape[-2] > AMX_MAX_NARROW_INPUTS]
     if narrow:

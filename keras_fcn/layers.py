@@ -109,8 +109,9 @@ class MaxPooling2D(keras.layers.MaxPooling2D):
     select-and-scatter: the same values and the same gradient bit for bit (each window's
     gradient goes to its first maximum, ties included), a faster train step (VGG16's five
     2x2 pools: 1.13x for a narrow FCN-8s on a 2-core CPU, benchmarks/jax_pool_gradient.py).
-    Every other case, and the TensorFlow and PyTorch backends, run Keras' own layer (the
-    TFLite graph keeps its MAX_POOL_2D).
+    On the PyTorch backend it pools the channels-last tensor in place of Keras' NCHW copy
+    (``keras_fcn._torch_layout``; same values and gradients). Every other case, and the
+    TensorFlow backend, run Keras' own layer (the TFLite graph keeps its MAX_POOL_2D).
 
     Example:
         >>> tuple(MaxPooling2D(2, strides=2, padding="same")(np.zeros((1, 5, 5, 3))).shape)
@@ -123,7 +124,39 @@ class MaxPooling2D(keras.layers.MaxPooling2D):
             from keras_fcn import _jax_pool
 
             return _jax_pool.max_pool(inputs, self.pool_size, self.padding.upper())
+        if keras.backend.backend() == "torch" and self.data_format == "channels_last":
+            from keras_fcn import _torch_layout
+
+            outputs = _torch_layout.max_pool2d(inputs, self.pool_size, self.strides,
+                                               self.padding)
+            if outputs is not None:
+                return outputs
         return super().call(inputs)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Conv2D(keras.layers.Conv2D):
+    """``keras.layers.Conv2D`` that on the PyTorch backend convolves channels-last tensors
+    without Keras' two layout copies of every input (and of its gradient): PyTorch's kernels
+    read NHWC memory as it is (``keras_fcn._torch_layout``). The same values and gradients,
+    bit for bit; a faster train step (benchmarks/torch_layout.py). The TensorFlow and JAX
+    backends, and what the fast path does not cover ("same" padding with a stride or an even
+    kernel), run Keras' own convolution (TFLite graphs keep their CONV_2D).
+
+    Example:
+        >>> tuple(Conv2D(4, 3, padding="same")(np.zeros((1, 5, 5, 3))).shape)
+        (1, 5, 5, 4)
+    """
+
+    def convolution_op(self, inputs, kernel):
+        if keras.backend.backend() == "torch" and self.data_format == "channels_last":
+            from keras_fcn import _torch_layout
+
+            outputs = _torch_layout.conv2d(inputs, kernel, self.strides, self.padding,
+                                           self.dilation_rate)
+            if outputs is not None:
+                return outputs
+        return super().convolution_op(inputs, kernel)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

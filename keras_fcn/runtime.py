@@ -320,7 +320,7 @@ def matmul_candidates(model, min_taps=MATMUL_MIN_TAPS):
         [layer.name for layer in matmul_candidates(build_fcn8s(weights=None))]
     """
     return [layer for layer in leaf_layers(model)
-            if type(layer) is keras.layers.Conv2D and layer.groups == 1
+            if isinstance(layer, keras.layers.Conv2D) and layer.groups == 1
             and layer.data_format == "channels_last" and layer.padding in ("valid", "same")
             and layer.kernel_size[0] * layer.kernel_size[1] >= min_taps]
 

@@ -306,11 +306,13 @@ def _input_gradient(function, x):
 
 @pytest.mark.parametrize("pool,strides,padding,shape", [
     (2, 2, "same", (2, 7, 9, 3)), (2, 2, "valid", (1, 9, 8, 2)), (3, 3, "same", (2, 11, 13, 2)),
-    ((2, 3), (2, 3), "valid", (1, 8, 10, 1)), (3, 2, "same", (1, 9, 9, 2))])
+    ((2, 3), (2, 3), "valid", (1, 8, 10, 1)), (3, 2, "same", (1, 9, 9, 2)),
+    (3, 1, "same", (1, 9, 9, 2)), (3, 2, "valid", (2, 9, 8, 2)), (3, 3, "same", (1, 11, 10, 2)),
+    (2, 2, "same", (1, 1, 5, 2))])
 def test_max_pooling_equals_keras_with_its_gradient_bit_for_bit(pool, strides, padding, shape):
-    """keras_fcn.layers.MaxPooling2D (the mask gradient on JAX) = keras.layers.MaxPooling2D:
-    values and input gradients, on integer-valued inputs full of ties (the gradient goes to
-    each window's first maximum)."""
+    """keras_fcn.layers.MaxPooling2D (the mask gradient on JAX, no layout copy on PyTorch) =
+    keras.layers.MaxPooling2D: values and input gradients, on integer-valued inputs full of
+    ties (the gradient goes to each window's first maximum)."""
     rng = np.random.default_rng(1)
     x = rng.integers(-2, 3, shape).astype("float32")
     ours = layers.MaxPooling2D(pool, strides=strides, padding=padding)
@@ -329,6 +331,81 @@ def test_max_pooling_equals_keras_with_its_gradient_bit_for_bit(pool, strides, p
             di, dj = np.unravel_index(np.argmax(window), window.shape)
             expected[b, 2 * i + di, 2 * j + dj, c] = weights[b, i, j, c]
         np.testing.assert_array_equal(gradient, expected)
+
+
+def _conv_gradients(layer, x, weights):
+    """(output, d/d input, d/d kernel, d/d bias) of sum(layer(x) * weights), as numpy."""
+    if keras.backend.backend() != "torch":
+        return (_np(layer(x)), _input_gradient(lambda t: ops.multiply(layer(t), weights), x))
+    import torch
+
+    t = torch.tensor(x, requires_grad=True)
+    outputs = layer(t)
+    ops.sum(ops.multiply(outputs, weights)).backward()
+    return (_np(outputs), t.grad.numpy(),
+            *[v.value.grad.numpy() for v in layer.trainable_variables])
+
+
+@pytest.mark.parametrize("options, fast", [
+    (dict(kernel_size=3, padding="same"), True),
+    (dict(kernel_size=3, padding="valid", strides=2), True),
+    (dict(kernel_size=(3, 5), padding="same", dilation_rate=2), True),
+    (dict(kernel_size=3, padding="valid", groups=2), True),
+    (dict(kernel_size=1, padding="same"), True),
+    (dict(kernel_size=2, padding="same"), False),  # more padding after: Keras' own op
+    (dict(kernel_size=3, padding="same", strides=2), False)])
+def test_conv2d_equals_keras_with_its_gradients_bit_for_bit(options, fast):
+    """keras_fcn.layers.Conv2D (channels-last memory as it is on PyTorch, without Keras' two
+    layout copies) = keras.layers.Conv2D: outputs and the input, kernel and bias gradients."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 11, 13, 4)).astype("float32")
+    ours, keras_own = layers.Conv2D(6, **options), keras.layers.Conv2D(6, **options)
+    keras_own.build(x.shape)
+    ours.build(x.shape)
+    ours.set_weights([rng.standard_normal(w.shape).astype("float32")
+                      for w in keras_own.get_weights()])
+    keras_own.set_weights(ours.get_weights())
+    weights = rng.standard_normal(_np(keras_own(x)).shape).astype("float32")
+    for got, expected in zip(_conv_gradients(ours, x, weights),
+                             _conv_gradients(keras_own, x, weights), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    if keras.backend.backend() == "torch":  # the fast path runs where it should
+        from keras_fcn import _torch_layout
+
+        covered = _torch_layout.conv2d(x, ours.kernel, ours.strides, ours.padding,
+                                       ours.dilation_rate)
+        assert (covered is not None) == fast
+        if fast:
+            np.testing.assert_array_equal(_np(covered), _np(ours.convolution_op(x, ours.kernel)))
+
+
+def test_the_vgg16_fcn_runs_every_conv_and_pool_without_layout_copies_on_torch():
+    """On PyTorch each VGG16 FCN-8s convolution and pool takes the channels-last path (the
+    same kernels as Keras' op, minus its copies)."""
+    if keras.backend.backend() != "torch":
+        pytest.skip("the layout copies are Keras' torch backend's")
+    from keras_fcn import _torch_layout
+
+    calls = {"conv2d": 0, "max_pool2d": 0}
+    originals = {name: getattr(_torch_layout, name) for name in calls}
+
+    def counted(name):
+        def wrapper(*args):
+            outputs = originals[name](*args)
+            calls[name] += outputs is not None
+            return outputs
+        return wrapper
+
+    model = keras_fcn.build_fcn("8s", num_classes=C, weights=None, widths=(2, 2, 2, 2, 2),
+                                fc_units=4)
+    try:
+        for name in calls:
+            setattr(_torch_layout, name, counted(name))
+        model(np.zeros((1, 40, 40, 3), "float32"))
+    finally:
+        for name, function in originals.items():
+            setattr(_torch_layout, name, function)
+    assert calls == {"conv2d": 13 + 2 + 3, "max_pool2d": 5}  # trunk, fc6-7, 3 score layers
 
 
 def test_the_vgg16_fcn_train_gradient_has_no_select_and_scatter_on_jax():

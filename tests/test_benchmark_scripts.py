@@ -101,7 +101,8 @@ def test_an_existing_report_is_kept_without_overwrite(tmp_path, script, name, ar
 def test_help_of_every_argparse_benchmark_exits_0():
     for script in ("bf16_agreement", "bf16_train_crash", "jax_pool_gradient", "jax_upsampling",
                    "predict",
-                   "refine", "roofline", "temporal", "torch_compile", "trunks", "trunks_camvid"):
+                   "refine", "roofline", "temporal", "torch_compile", "torch_layout", "trunks",
+                   "trunks_camvid"):
         done = run_script(f"benchmarks/{script}.py", "--help")
         assert done.returncode == 0, (script, done.stderr)
         assert "--output_dir" in done.stdout or script == "bf16_train_crash", script
@@ -201,3 +202,20 @@ def test_array_pipeline_compares_jitter_forms_on_generated_pairs(tmp_path):
     bad = run_script("benchmarks/array_pipeline.py", "--workers", "0,x", "--no_save")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
         "error: --workers must be comma-separated integers >= 1. Received: '0,x'")
+
+
+def test_torch_layout_trains_both_forms_to_the_same_losses(tmp_path):
+    """benchmarks/torch_layout.py at a small size: Keras' ops and keras_fcn's channels-last
+    ones train the same model to the same losses, bit for bit, and the report says so."""
+    import json
+    pytest.importorskip("torch")
+    done = run_script("benchmarks/torch_layout.py", "--size", "40x48", "--batch", "1",
+                      "--warmup", "1", "--repeats", "2", "--widths", "4,4,8,8,8",
+                      "--fc_units", "8", "--output_dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "torch_layout.json").read_text())
+    assert report["losses_equal"] is True and len(report["losses"]["keras"]) == 3
+    assert report["losses"]["keras"] == report["losses"]["keras_fcn"]
+    assert report["losses"]["keras"][0] != report["losses"]["keras"][-1]  # it trained
+    assert all(len(report["seconds"][mode]) == 2 for mode in ("keras", "keras_fcn"))
+    assert "equal bit for bit" in (tmp_path / "torch_layout.md").read_text()

@@ -50,7 +50,7 @@ import keras
 from keras import layers
 
 from keras_fcn._checks import is_positive_int
-from keras_fcn.layers import LocalResponseNormalization
+from keras_fcn.layers import Conv2D, LocalResponseNormalization, MaxPooling2D
 from keras_fcn.models.trunk import CAFFE, Trunk, register_trunk
 from keras_fcn.weights.surgery import ALEXNET_FC_KERNELS, load_caffe_trunk
 
@@ -80,7 +80,7 @@ def caffe_max_pool(x, name):
         (None, 27, 27, 96)
     """
     x = layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"{name}_pad")(x)
-    return layers.MaxPooling2D(3, strides=2, padding="valid", name=name)(x)
+    return MaxPooling2D(3, strides=2, padding="valid", name=name)(x)
 
 
 def lrn(x, name):
@@ -116,14 +116,14 @@ def alexnet_features(x, dropout=0.5, widths=ALEXNET_WIDTHS, fc_units=4096):
     """
     x = layers.ZeroPadding2D(100, name="pad1")(x)
     for width, (name, kernel, stride, groups, after) in zip(widths, ALEXNET_CONVS):
-        x = layers.Conv2D(width, kernel, strides=stride, groups=groups, activation="relu",
+        x = Conv2D(width, kernel, strides=stride, groups=groups, activation="relu",
                           padding="valid" if stride > 1 else "same", name=name)(x)
         for layer_name in after:
             x = caffe_max_pool(x, layer_name) if layer_name.startswith("pool") else lrn(
                 x, layer_name)
-    x = layers.Conv2D(fc_units, 6, padding="valid", activation="relu", name="fc6")(x)
+    x = Conv2D(fc_units, 6, padding="valid", activation="relu", name="fc6")(x)
     x = layers.Dropout(dropout, name="drop6")(x)
-    x = layers.Conv2D(fc_units, 1, activation="relu", name="fc7")(x)
+    x = Conv2D(fc_units, 1, activation="relu", name="fc7")(x)
     return layers.Dropout(dropout, name="drop7")(x)
 
 

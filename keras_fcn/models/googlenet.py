@@ -54,6 +54,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from keras_fcn.layers import Conv2D, MaxPooling2D
 from keras_fcn.models.alexnet import UPSCORE_KERNEL, caffe_max_pool, lrn
 from keras_fcn.models.trunk import CAFFE, Trunk, register_trunk
 from keras_fcn.weights.surgery import load_caffe_trunk
@@ -116,7 +117,7 @@ def check_widths(widths):
 
 def conv_relu(x, filters, kernel, name, strides=1, padding="same"):
     """A convolution with its ReLU (Caffe's ``relu_*`` layers run in place)."""
-    return layers.Conv2D(filters, kernel, strides=strides, padding=padding, activation="relu",
+    return Conv2D(filters, kernel, strides=strides, padding=padding, activation="relu",
                          name=name)(x)
 
 
@@ -127,7 +128,7 @@ def inception(x, block, widths):
     branch1 = conv_relu(x, n1, 1, f"{prefix}_1x1")
     branch3 = conv_relu(conv_relu(x, n3r, 1, f"{prefix}_3x3_reduce"), n3, 3, f"{prefix}_3x3")
     branch5 = conv_relu(conv_relu(x, n5r, 1, f"{prefix}_5x5_reduce"), n5, 5, f"{prefix}_5x5")
-    pool = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{prefix}_pool")(x)
+    pool = MaxPooling2D(3, strides=1, padding="same", name=f"{prefix}_pool")(x)
     branch_pool = conv_relu(pool, npool, 1, f"{prefix}_pool_proj")
     return layers.Concatenate(name=f"{prefix}_output")([branch1, branch3, branch5, branch_pool])
 

@@ -28,7 +28,8 @@ import collections
 
 from keras import layers
 
-from keras_fcn.layers import BilinearUpsampling, CropToReference, ResizeToReference, Scale
+from keras_fcn.layers import (BilinearUpsampling, Conv2D, CropToReference, ResizeToReference,
+                               Scale)
 # Every layer the heads add starts with one of HEAD_PREFIXES (the task suffixes of the
 # two-headed model come after them); every other layer of an FCN but its input belongs to the
 # trunk.
@@ -79,7 +80,7 @@ def upsampling_kernel_sizes(variant, num_classes, trunk):
 
 def score_layer(num_classes, name):
     """A 1x1 convolution to class scores, zero-initialized (as in the paper)."""
-    return layers.Conv2D(num_classes, 1, padding="same", name=name,
+    return Conv2D(num_classes, 1, padding="same", name=name,
                          kernel_initializer="zeros", bias_initializer="zeros")
 
 
@@ -162,11 +163,11 @@ DILATED_HEADS = (("out", "classifier", 512), ("aux", "aux_classifier", 256))
 def fcn_head(x, num_classes, prefix, channels, dropout):
     """torchvision's ``FCNHead``: ``{prefix}_0`` 3x3 conv (no bias), ``{prefix}_1`` batch norm
     (epsilon 1e-5, as PyTorch), ReLU, dropout, ``{prefix}_4`` 1x1 conv to the classes."""
-    x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"{prefix}_0")(x)
+    x = Conv2D(channels, 3, padding="same", use_bias=False, name=f"{prefix}_0")(x)
     x = layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{prefix}_1")(x)
     x = layers.ReLU(name=f"{prefix}_2")(x)
     x = layers.Dropout(dropout, name=f"{prefix}_3")(x)
-    return layers.Conv2D(num_classes, 1, name=f"{prefix}_4")(x)
+    return Conv2D(num_classes, 1, name=f"{prefix}_4")(x)
 
 
 def dilated_heads(image, features, num_classes, dropout=0.1, aux=False):

@@ -34,7 +34,8 @@ import os
 import numpy as np
 from keras import layers, ops
 
-from keras_fcn.layers import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, ImageNetNormalization
+from keras_fcn.layers import (IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, Conv2D, ImageNetNormalization,
+                               MaxPooling2D)
 from keras_fcn.models.trunk import Preprocessing, Trunk, register_trunk
 from keras_fcn.weights import load_weights
 from keras_fcn.weights.torchvision import (
@@ -62,9 +63,9 @@ def conv(filters, kernel, name, stride=1, dilation=1):
     """A bias-free convolution padded as PyTorch's (``padding = dilation * (kernel // 2)``):
     "same" at stride 1 (symmetric for odd kernels), explicit zero padding at stride 2."""
     if stride == 1:
-        return layers.Conv2D(filters, kernel, padding="same", dilation_rate=dilation,
+        return Conv2D(filters, kernel, padding="same", dilation_rate=dilation,
                              use_bias=False, name=name)
-    return layers.Conv2D(filters, kernel, strides=stride, padding="valid",
+    return Conv2D(filters, kernel, strides=stride, padding="valid",
                          dilation_rate=dilation, use_bias=False, name=name)
 
 
@@ -88,7 +89,7 @@ def bottleneck(x, width, name, stride=1, dilation=1, downsample=False):
     y = layers.ReLU(name=f"{name}_relu2")(batch_norm(f"{name}_bn2")(y))
     y = batch_norm(f"{name}_bn3")(conv(EXPANSION * width, 1, f"{name}_conv3")(y))
     if downsample:
-        shortcut = layers.Conv2D(EXPANSION * width, 1, strides=stride, use_bias=False,
+        shortcut = Conv2D(EXPANSION * width, 1, strides=stride, use_bias=False,
                                  name=f"{name}_downsample_0")(x)
         shortcut = batch_norm(f"{name}_downsample_1")(shortcut)
     return layers.ReLU(name=f"{name}_relu")(layers.Add(name=f"{name}_add")([y, shortcut]))
@@ -147,7 +148,7 @@ def resnet_features(x, depth=50, widths=RESNET_WIDTHS):
     x = _strided(x, widths[0], 7, "conv1", 2)
     x = layers.ReLU(name="relu")(batch_norm("bn1")(x))
     x = layers.ZeroPadding2D(1, name="maxpool_pad")(x)
-    x = layers.MaxPooling2D(3, strides=2, name="maxpool")(x)
+    x = MaxPooling2D(3, strides=2, name="maxpool")(x)
     outputs, dilation, channels = [], 1, widths[0]
     for stage, (blocks, width, (stride, dilate)) in enumerate(
             zip(RESNET_BLOCKS[depth], widths, STAGES), start=1):

@@ -15,7 +15,7 @@ Example:
 import numpy as np
 from keras import layers
 
-from keras_fcn.layers import MaxPooling2D
+from keras_fcn.layers import Conv2D, MaxPooling2D
 from keras_fcn.models.trunk import CAFFE, Trunk, register_trunk
 from keras_fcn.weights import load_weights
 from keras_fcn.weights.imagenet import fetch_vgg16_imagenet_weights
@@ -75,12 +75,12 @@ def vgg16_features(x, dropout=0.5, widths=VGG16_WIDTHS, fc_units=4096):
     for width, (convs, pool) in zip(widths, VGG16_BLOCKS):
         for name in convs:
             padding = "valid" if name == "conv1_1" else "same"
-            x = layers.Conv2D(width, 3, padding=padding, activation="relu", name=name)(x)
+            x = Conv2D(width, 3, padding=padding, activation="relu", name=name)(x)
         x = MaxPooling2D(2, strides=2, padding="same", name=pool)(x)  # fast JAX gradient
         pools.append(x)
-    x = layers.Conv2D(fc_units, 7, padding="valid", activation="relu", name="fc6")(x)
+    x = Conv2D(fc_units, 7, padding="valid", activation="relu", name="fc6")(x)
     x = layers.Dropout(dropout, name="drop6")(x)
-    x = layers.Conv2D(fc_units, 1, padding="same", activation="relu", name="fc7")(x)
+    x = Conv2D(fc_units, 1, padding="same", activation="relu", name="fc7")(x)
     x = layers.Dropout(dropout, name="drop7")(x)
     return pools[2], pools[3], x
 
