@@ -33,12 +33,16 @@ short by ``--budget-s`` still has the headline figures and the JAX train step's 
    step of (a) with TF32 (``jax_default_matmul_precision="tensorfloat32"``), and (c) with one
    stage written otherwise, its gradients checked against (c)'s: (f) Keras' max pooling, whose
    gradient is XLA's select-and-scatter, instead of keras_fcn's (masks: the library's default
-   since 2026-12-05, benchmarks/jax_pool_gradient.py), (g) the frozen bilinear upsampling as two
+   since 2026-12-05, benchmarks/jax_pool_gradient.py), (i) the input padding folded into
+   conv1_1 (Keras' ZeroPadding2D; keras_fcn's, the default since 2026-12-06, is an
+   optimization barrier: folded, conv1_1's kernel gradient becomes a cuDNN forward
+   convolution with an image-sized window, benchmarks/jax_gpu_aot.py), (g) the frozen
+   bilinear upsampling as two
    interpolation matmuls per channel instead of a 21x21-channel input-dilated convolution,
    (h) every transposed convolution as one stride-1 convolution to the output's phases
    (any kernel; XLA sees no input dilation: JAX's transposed convolutions are known to run
    slowly on GPUs, jax-ml/jax#23783) (``stage_variant``: benchmark-only patches; a stage
-   that gains goes into the library); ``jax_diagnostics_bf16`` runs (c), (g), (h) and (b)
+   that gains goes into the library); ``jax_diagnostics_bf16`` runs (c), (i), (g), (h), (b)
    with ``mixed_bfloat16``, where the gap is largest (it runs before the fp32 ones);
 6. ``torch_tf32``: the PyTorch port with TF32 (PyTorch's default for convolutions);
 7. ``jax_programs``: the compiled programs, not run: Keras' train step
@@ -675,7 +679,7 @@ def run_equivalence(worker):
 
 
 def run_diagnostics(worker):
-    """Where the JAX train step's time goes (see the module docstring, (b) to (h))."""
+    """Where the JAX train step's time goes (see the module docstring, (b) to (i))."""
     import numpy as np
 
     setup_keras(worker)
@@ -688,7 +692,7 @@ def run_diagnostics(worker):
     for layer in model.layers:
         if layer.name.startswith("score") and getattr(layer, "kernel", None) is not None:
             layer.kernel.assign(0.01 * rng.standard_normal(layer.kernel.shape))
-    # mixed_bfloat16 (the larger gap): (c), (g), (h) and (b); (f) is the old default, (d) and
+    # mixed_bfloat16 (the larger gap): (c), (i), (g), (h), (b); (f) is an old default, (d) and
     # (e) are fp32 matters
     bf16 = worker.precision == "bf16"
     variants = STAGE_VARIANTS[1:] if bf16 else STAGE_VARIANTS
@@ -741,7 +745,7 @@ def pure_jax_step(worker, model):
 
 def pure_jax_train(worker, model, variant=None):
     """(c) the pure-JAX step timed: the XLA compute without Keras' trainer; with ``variant``
-    (one of ``STAGE_VARIANTS``), (f), (g) or (h): the same step with one stage written otherwise,
+    (one of ``STAGE_VARIANTS``), (f), (i), (g) or (h): the same step with one stage otherwise,
     and how far its gradients are from (c)'s (the first step's momenta are -lr * gradient)."""
     jax = worker.jax
     p = worker.plan
@@ -771,11 +775,13 @@ def pure_jax_train(worker, model, variant=None):
     return figures
 
 
-# Stages of the train step written otherwise, for (f), (g) and (h): keras_fcn's max pools write
-# their JAX gradient as masks, Keras' own leave XLA a select-and-scatter; Keras' transposed
+# Stages of the train step written otherwise, for (f), (i), (g) and (h): keras_fcn's max pools
+# write their JAX gradient as masks, Keras' own leave XLA a select-and-scatter; keras_fcn's
+# input padding is an optimization barrier, Keras' is folded into conv1_1; Keras' transposed
 # convolution is an input-dilated convolution over all 21x21 channel pairs where the frozen
 # bilinear kernel is per channel. PyTorch runs cuDNN's pooling backward and deconvolution.
-STAGE_VARIANTS = ("keras_pooling", "separable_upsampling", "polyphase_upsampling")
+STAGE_VARIANTS = ("keras_pooling", "folded_padding", "separable_upsampling",
+                  "polyphase_upsampling")
 
 
 @contextlib.contextmanager
@@ -788,7 +794,12 @@ def stage_variant(worker, model, variant):
       kernel) as two interpolation matrices, ``A @ x @ B^T`` per channel (same sums);
     - ``"polyphase_upsampling"``: every ``Conv2DTranspose`` (any kernel) as one stride-1
       convolution to stride x stride phases of the output, interleaved (depth to space): the
-      form the library would take for any kernel, where XLA sees no input dilation.
+      form the library would take for any kernel, where XLA sees no input dilation;
+    - ``"folded_padding"``: the trunk's 100-pixel input padding (``pad1``) as Keras' own
+      ``ZeroPadding2D``, which XLA folds into conv1_1 (the library's default before
+      2026-12-06): conv1_1's kernel gradient then compiles for the GPU to a cuDNN forward
+      convolution with a 360x480 window (benchmarks/jax_gpu_aot.py) instead of the
+      backward-filter call that keras_fcn's ``ZeroPadding2D`` (an optimization barrier) gives.
 
     Refuses (ValueError) a model whose layers do not fit the rewrite."""
     if variant is None:
@@ -834,6 +845,15 @@ def stage_variant(worker, model, variant):
 
         def call(self, x):
             return polyphase_upsampling(jax, x, self.kernel, self.strides)
+    elif variant == "folded_padding":
+        from keras_fcn import layers as fcn_layers
+
+        owner = fcn_layers.ZeroPadding2D
+        if not any(isinstance(layer, owner) for layer in model.layers):
+            raise ValueError("the model has no keras_fcn.layers.ZeroPadding2D")
+
+        def call(self, x):
+            return keras.layers.ZeroPadding2D.call(self, x)
     else:
         raise ValueError(f"unknown stage variant {variant!r}; choose from {STAGE_VARIANTS}")
     original = owner.call
@@ -1389,6 +1409,8 @@ def precision_diagnostics_lines(report, precision, diagnostics):
          diagnostics, "train_pure_jax_separable_upsampling"),
         ("(h) as (c), upsampling as one stride-1 convolution to the output's phases",
          diagnostics, "train_pure_jax_polyphase_upsampling"),
+        ("(i) as (c) with the input padding folded into conv1_1 (Keras' ZeroPadding2D)",
+         diagnostics, "train_pure_jax_folded_padding"),
         ("(e) as (a) with TF32 (precision 'tensorfloat32')", diagnostics, "train_tf32"))
     if precision == "bf16":
         variants = tuple(v for v in variants if not v[0].startswith(("(f)", "(e)")))

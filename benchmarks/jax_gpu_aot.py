@@ -93,11 +93,12 @@ TARGETS = {"h200": dict(name="NVIDIA H200", bandwidth=4800000000000, memory=1501
            "h100": dict(name="NVIDIA H100 80GB HBM3", bandwidth=3352320000000,
                         memory=84929347584)}
 PROGRAMS = ("keras", "pure", "forward", "keras_pooling", "separable_upsampling",
-            "polyphase_upsampling", "conv1_kgrad_pad100", "conv1_kgrad_padded")
+            "polyphase_upsampling", "folded_padding", "conv1_kgrad_pad100", "conv1_kgrad_padded")
 LABELS = {"keras": "Keras train step", "pure": "pure-JAX step (c)", "forward": "forward",
           "keras_pooling": "(f) (c) + Keras' max pooling",
           "separable_upsampling": "(g) (c) + matmul upsampling",
           "polyphase_upsampling": "(h) (c) + polyphase upsampling",
+          "folded_padding": "(i) (c) + input padding folded into conv1_1 (before 12-06)",
           "conv1_kgrad_pad100": "conv1_1 kernel gradient alone, padding=100 in the conv",
           "conv1_kgrad_padded": "conv1_1 kernel gradient alone, input padded first"}
 DTYPE_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "s32": 4, "u32": 4, "s8": 1, "u8": 1,

@@ -160,6 +160,31 @@ class Conv2D(keras.layers.Conv2D):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class ZeroPadding2D(keras.layers.ZeroPadding2D):
+    """``keras.layers.ZeroPadding2D`` for the trunks' large input padding (FCN's 100 pixels,
+    ``pad1``) that on the JAX backend keeps the padding out of the next convolution: its
+    output goes through ``jax.lax.optimization_barrier``. Folded into conv1_1, as XLA does
+    otherwise, the padding turns conv1_1's kernel gradient for the GPU into a cuDNN forward
+    convolution with an image-sized window (360x480 for a 360x480 batch) and a 341 MiB
+    transpose, instead of cuDNN's backward-filter call (benchmarks/jax_gpu_aot.py: XLA's
+    program for an H200, compiled without one). The same values (the padded tensor is
+    materialized, ~36 MB for batch 8 at 360x480); other backends run Keras' layer.
+
+    Example:
+        >>> tuple(ZeroPadding2D(2)(np.zeros((1, 3, 3, 1))).shape)
+        (1, 7, 7, 1)
+    """
+
+    def call(self, inputs):
+        outputs = super().call(inputs)
+        if keras.backend.backend() == "jax":
+            import jax
+
+            outputs = jax.lax.optimization_barrier(outputs)
+        return outputs
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class CropToReference(keras.layers.Layer):
     """Crops ``inputs[0]`` to the spatial size of ``inputs[1]``, starting at a fixed offset.
 

@@ -440,6 +440,45 @@ def test_the_vgg16_fcn_train_gradient_has_no_select_and_scatter_on_jax():
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_the_input_padding_stays_out_of_conv1_1_on_jax():
+    """On JAX, keras_fcn's ZeroPadding2D (pad1) is an optimization barrier: XLA's optimized
+    train gradient keeps conv1_1 a plain 3x3 convolution of the padded input (folded, it is a
+    convolution with pad=100, whose kernel gradient compiles for the GPU to an image-sized
+    window, benchmarks/jax_gpu_aot.py); the gradients stay Keras' layer's to float round-off."""
+    if keras.backend.backend() != "jax":
+        pytest.skip("the barrier is the JAX backend's")
+    import jax
+
+    model = _tiny_fcn()
+    x = RNG.uniform(0, 255, (2, 37, 45, 3)).astype("float32")
+    trainable = [v.value for v in model.trainable_variables]
+    fixed = [v.value for v in model.non_trainable_variables]
+
+    def gradient_program():  # a new function each time: JAX would reuse a trace
+        def total(weights, images):  # images an argument: a constant would be folded
+            return ops.sum(model.stateless_call(weights, fixed, images)[0] ** 2)
+        return jax.jit(jax.grad(total))
+
+    def folded(program):
+        text = program.lower(trainable, x).compile().as_text()
+        return [line for line in text.splitlines()
+                if "convolution(" in line and "pad=100_100x100_100" in line]
+
+    ours = gradient_program()
+    assert folded(ours) == []
+    original = layers.ZeroPadding2D.call
+    layers.ZeroPadding2D.call = keras.layers.ZeroPadding2D.call
+    try:
+        keras_own = gradient_program()
+        assert len(folded(keras_own)) == 1  # conv1_1's forward, the padding inside
+        expected = keras_own(trainable, x)
+    finally:
+        layers.ZeroPadding2D.call = original
+    for a, b in zip(ours(trainable, x), expected):
+        b = np.asarray(b)
+        np.testing.assert_allclose(np.asarray(a), b, rtol=0, atol=1e-5 * np.abs(b).max())
+
+
 def _compiled(function):
     """``function`` compiled as a train step is on this backend: XLA on TensorFlow
     (``jit_compile=True``) and JAX. On PyTorch, eagerly as ``torch.compile`` sees it (no

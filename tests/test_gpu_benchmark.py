@@ -141,15 +141,18 @@ def test_smoke_run_fills_every_figure(tmp_path, tensorflow):
         assert_equivalent(report["equivalence"][backend])
     diagnostics = report["configs"]["jax_diagnostics"]["items"]
     for name in ("train_pure_jax", "train_fit_spe8", "train_tf32", "train_pure_jax_keras_pooling",
-                 "train_pure_jax_separable_upsampling", "train_pure_jax_polyphase_upsampling"):
+                 "train_pure_jax_folded_padding", "train_pure_jax_separable_upsampling",
+                 "train_pure_jax_polyphase_upsampling"):
         assert_timed(diagnostics[name], 2)
-    # (f) Keras' pooling: the same gradients bit for bit; (g), (h) the same sums in another order
+    # (f) Keras' pooling: the same gradients bit for bit; (g), (h) the same sums in another order;
+    # (i) the padding folded into conv1_1: its kernel gradient sums in another order
     assert diagnostics["train_pure_jax_keras_pooling"]["grad_rel_diff"] == 0.0
+    assert diagnostics["train_pure_jax_folded_padding"]["grad_rel_diff"] < 1e-5
     assert diagnostics["train_pure_jax_separable_upsampling"]["grad_rel_diff"] < 1e-5
     assert diagnostics["train_pure_jax_polyphase_upsampling"]["grad_rel_diff"] < 1e-5
     bf16 = report["configs"]["jax_diagnostics_bf16"]["items"]  # bf16 sums: bf16 rounding
-    for name in ("train_pure_jax", "train_fit_spe8", "train_pure_jax_separable_upsampling",
-                 "train_pure_jax_polyphase_upsampling"):
+    for name in ("train_pure_jax", "train_fit_spe8", "train_pure_jax_folded_padding",
+                 "train_pure_jax_separable_upsampling", "train_pure_jax_polyphase_upsampling"):
         assert_timed(bf16[name], 2)
     assert bf16["train_pure_jax_polyphase_upsampling"]["grad_rel_diff"] < 0.05
     assert "train_tf32" not in bf16 and "train_pure_jax_keras_pooling" not in bf16

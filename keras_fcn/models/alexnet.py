@@ -50,7 +50,7 @@ import keras
 from keras import layers
 
 from keras_fcn._checks import is_positive_int
-from keras_fcn.layers import Conv2D, LocalResponseNormalization, MaxPooling2D
+from keras_fcn.layers import Conv2D, LocalResponseNormalization, MaxPooling2D, ZeroPadding2D
 from keras_fcn.models.trunk import CAFFE, Trunk, register_trunk
 from keras_fcn.weights.surgery import ALEXNET_FC_KERNELS, load_caffe_trunk
 
@@ -114,7 +114,7 @@ def alexnet_features(x, dropout=0.5, widths=ALEXNET_WIDTHS, fc_units=4096):
     Example:
         >>> fc7 = alexnet_features(keras.Input((None, None, 3)))
     """
-    x = layers.ZeroPadding2D(100, name="pad1")(x)
+    x = ZeroPadding2D(100, name="pad1")(x)
     for width, (name, kernel, stride, groups, after) in zip(widths, ALEXNET_CONVS):
         x = Conv2D(width, kernel, strides=stride, groups=groups, activation="relu",
                           padding="valid" if stride > 1 else "same", name=name)(x)

@@ -54,7 +54,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from keras_fcn.layers import Conv2D, MaxPooling2D
+from keras_fcn.layers import Conv2D, MaxPooling2D, ZeroPadding2D
 from keras_fcn.models.alexnet import UPSCORE_KERNEL, caffe_max_pool, lrn
 from keras_fcn.models.trunk import CAFFE, Trunk, register_trunk
 from keras_fcn.weights.surgery import load_caffe_trunk
@@ -141,7 +141,7 @@ def googlenet_features(x, widths=GOOGLENET_WIDTHS):
         (None, None, None, 1024)
     """
     stem, blocks = widths
-    x = layers.ZeroPadding2D(GOOGLENET_PAD + 3, name="pad1")(x)
+    x = ZeroPadding2D(GOOGLENET_PAD + 3, name="pad1")(x)
     x = conv_relu(x, stem[0], 7, "conv1_7x7_s2", strides=2, padding="valid")
     x = lrn(caffe_max_pool(x, "pool1_3x3_s2"), "pool1_norm1")
     x = conv_relu(x, stem[1], 1, "conv2_3x3_reduce")

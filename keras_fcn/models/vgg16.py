@@ -15,7 +15,7 @@ Example:
 import numpy as np
 from keras import layers
 
-from keras_fcn.layers import Conv2D, MaxPooling2D
+from keras_fcn.layers import Conv2D, MaxPooling2D, ZeroPadding2D
 from keras_fcn.models.trunk import CAFFE, Trunk, register_trunk
 from keras_fcn.weights import load_weights
 from keras_fcn.weights.imagenet import fetch_vgg16_imagenet_weights
@@ -70,7 +70,7 @@ def vgg16_features(x, dropout=0.5, widths=VGG16_WIDTHS, fc_units=4096):
     Example:
         >>> pool3, pool4, fc7 = vgg16_features(keras.Input((None, None, 3)))
     """
-    x = layers.ZeroPadding2D(100, name="pad1")(x)
+    x = ZeroPadding2D(100, name="pad1")(x)
     pools = []
     for width, (convs, pool) in zip(widths, VGG16_BLOCKS):
         for name in convs:
