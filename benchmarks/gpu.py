@@ -905,7 +905,6 @@ def fit_train(worker, model):
     """(b) ``model.fit`` with steps_per_execution=8 over 8 in-memory batches (numpy), per
     epoch: Keras' host dispatch amortized, the device never waited for between steps."""
     import keras
-    import numpy as np
 
     p = worker.plan
     batch, steps = p["train_batch"], 8
