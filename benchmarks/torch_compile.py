@@ -88,12 +88,42 @@ def build(args, jit_compile):
     return model
 
 
+def alternate(args, models, scope=None):
+    """Trains ``models`` ({mode: model}) side by side on one random batch, a step of each in
+    turn (A B A B ...) so that background load hits all alike, within ``scope(mode)`` if
+    given; prints each step. Returns (timed seconds, every loss, first step's seconds), each
+    {mode: ...}."""
+    import contextlib
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (args.batch, *args.size, 3)).astype("float32")
+    y = rng.integers(0, 11, (args.batch, *args.size)).astype("int32")
+    y[rng.random(y.shape) < 0.05] = 255
+    times, losses = {mode: [] for mode in models}, {mode: [] for mode in models}
+    first, last = {}, {}
+    for step in range(args.warmup + args.repeats):
+        for mode, model in models.items():
+            with scope(mode) if scope else contextlib.nullcontext():
+                start = time.perf_counter()
+                losses[mode].append(float(model.train_on_batch(x, y)))
+                last[mode] = time.perf_counter() - start
+            first.setdefault(mode, last[mode])
+            if step >= args.warmup:
+                times[mode].append(last[mode])
+        print(f"  step {step + 1}/{args.warmup + args.repeats}"
+              f"{' (warm-up)' if step < args.warmup else ''}: " + ", ".join(
+                  f"{mode} loss {losses[mode][-1]:.6f} in {last[mode]:.3f} s" for mode in models),
+              flush=True)
+    return times, losses, first
+
+
 def main(argv=None):
     args = parse_args(argv)
     base = os.path.join(args.output_dir, args.name)
     refuse_to_overwrite(base, args.overwrite)
     import keras  # before anything imports TensorFlow (README: torch's triton and TF clash)
-    import numpy as np
     import torch
 
     configure_dynamo()
@@ -102,25 +132,8 @@ def main(argv=None):
     cpu = cpu_line()
     print(f"CPU: {cpu}; torch {torch.__version__}, keras {keras.__version__}, "
           f"{torch.get_num_threads()} threads", flush=True)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (args.batch, *args.size, 3)).astype("float32")
-    y = rng.integers(0, 11, (args.batch, *args.size)).astype("int32")
-    y[rng.random(y.shape) < 0.05] = 255
     models = {mode: build(args, mode == "compiled") for mode in MODES}
-    times, losses = {mode: [] for mode in MODES}, {mode: [] for mode in MODES}
-    first, last = {}, {}
-    for step in range(args.warmup + args.repeats):
-        for mode in MODES:
-            start = time.perf_counter()
-            losses[mode].append(float(models[mode].train_on_batch(x, y)))
-            last[mode] = time.perf_counter() - start
-            first.setdefault(mode, last[mode])
-            if step >= args.warmup:
-                times[mode].append(last[mode])
-        print(f"  step {step + 1}/{args.warmup + args.repeats}"
-              f"{' (warm-up)' if step < args.warmup else ''}: " + ", ".join(
-                  f"{mode} loss {losses[mode][-1]:.6f} in {last[mode]:.3f} s" for mode in MODES),
-              flush=True)
+    times, losses, first = alternate(args, models)
     median = {mode: statistics.median(times[mode]) for mode in MODES}
     speedup = median["eager"] / median["compiled"]
     first_diff = abs(losses["eager"][0] - losses["compiled"][0]) / abs(losses["eager"][0])

@@ -23,13 +23,12 @@ import datetime
 import os
 import statistics
 import sys
-import time
 
 os.environ["KERAS_BACKEND"] = "torch"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from _outputs import cpu_line, refuse_to_overwrite, save_report  # noqa: E402
-from torch_compile import build, parse_args  # noqa: E402
+from torch_compile import alternate, build, parse_args  # noqa: E402
 
 MODES = ("keras", "keras_fcn")
 LABELS = {"keras": "Keras' ops (NCHW copies)", "keras_fcn": "keras_fcn's (channels-last as is)"}
@@ -58,32 +57,13 @@ def main(argv=None):
     base = os.path.join(args.output_dir, args.name)
     refuse_to_overwrite(base, args.overwrite)
     import keras  # before anything imports TensorFlow (README: torch's triton and TF clash)
-    import numpy as np
     import torch
 
     cpu = cpu_line()
     print(f"CPU: {cpu}; torch {torch.__version__}, keras {keras.__version__}, "
           f"{torch.get_num_threads()} threads", flush=True)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (args.batch, *args.size, 3)).astype("float32")
-    y = rng.integers(0, 11, (args.batch, *args.size)).astype("int32")
-    y[rng.random(y.shape) < 0.05] = 255
     models = {mode: build(args, jit_compile=False) for mode in MODES}
-    times, losses = {mode: [] for mode in MODES}, {mode: [] for mode in MODES}
-    first, last = {}, {}
-    for step in range(args.warmup + args.repeats):
-        for mode in MODES:
-            with switched(mode):
-                start = time.perf_counter()
-                losses[mode].append(float(models[mode].train_on_batch(x, y)))
-                last[mode] = time.perf_counter() - start
-            first.setdefault(mode, last[mode])
-            if step >= args.warmup:
-                times[mode].append(last[mode])
-        print(f"  step {step + 1}/{args.warmup + args.repeats}"
-              f"{' (warm-up)' if step < args.warmup else ''}: " + ", ".join(
-                  f"{mode} loss {losses[mode][-1]:.6f} in {last[mode]:.3f} s" for mode in MODES),
-              flush=True)
+    times, losses, first = alternate(args, models, switched)
     median = {mode: statistics.median(times[mode]) for mode in MODES}
     speedup = median["keras"] / median["keras_fcn"]
     equal = losses["keras"] == losses["keras_fcn"]
