@@ -419,25 +419,29 @@ def test_the_vgg16_fcn_train_gradient_has_no_select_and_scatter_on_jax():
     model = _tiny_fcn()
     x = RNG.uniform(0, 255, (2, 37, 45, 3)).astype("float32")
     trainable = [v.value for v in model.trainable_variables]
-    fixed = [v.value for v in model.non_trainable_variables]
-
-    def gradient_program():  # a new function each time: JAX would reuse a trace
-        def total(weights):
-            return ops.sum(model.stateless_call(weights, fixed, x)[0] ** 2)
-        return jax.jit(jax.grad(total))
-
-    ours = gradient_program()
-    assert "select_and_scatter" not in ours.lower(trainable).as_text()
+    ours = _gradient_program(jax, model)
+    assert "select_and_scatter" not in ours.lower(trainable, x).as_text()
     original = layers.MaxPooling2D.call
     layers.MaxPooling2D.call = keras.layers.MaxPooling2D.call
     try:
-        keras_own = gradient_program()
-        assert "select_and_scatter" in keras_own.lower(trainable).as_text()
-        expected = keras_own(trainable)
+        keras_own = _gradient_program(jax, model)
+        assert "select_and_scatter" in keras_own.lower(trainable, x).as_text()
+        expected = keras_own(trainable, x)
     finally:
         layers.MaxPooling2D.call = original
-    for a, b in zip(ours(trainable), expected):
+    for a, b in zip(ours(trainable, x), expected):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _gradient_program(jax, model):
+    """A new jitted gradient of sum(logits ** 2) in the trainable weights, given the weights and
+    the images (an argument: a constant would be folded). New each time: JAX would reuse a
+    trace made before a layer was patched."""
+    fixed = [v.value for v in model.non_trainable_variables]
+
+    def total(weights, images):
+        return ops.sum(model.stateless_call(weights, fixed, images)[0] ** 2)
+    return jax.jit(jax.grad(total))
 
 
 def test_the_input_padding_stays_out_of_conv1_1_on_jax():
@@ -452,24 +456,18 @@ def test_the_input_padding_stays_out_of_conv1_1_on_jax():
     model = _tiny_fcn()
     x = RNG.uniform(0, 255, (2, 37, 45, 3)).astype("float32")
     trainable = [v.value for v in model.trainable_variables]
-    fixed = [v.value for v in model.non_trainable_variables]
-
-    def gradient_program():  # a new function each time: JAX would reuse a trace
-        def total(weights, images):  # images an argument: a constant would be folded
-            return ops.sum(model.stateless_call(weights, fixed, images)[0] ** 2)
-        return jax.jit(jax.grad(total))
 
     def folded(program):
         text = program.lower(trainable, x).compile().as_text()
         return [line for line in text.splitlines()
                 if "convolution(" in line and "pad=100_100x100_100" in line]
 
-    ours = gradient_program()
+    ours = _gradient_program(jax, model)
     assert folded(ours) == []
     original = layers.ZeroPadding2D.call
     layers.ZeroPadding2D.call = keras.layers.ZeroPadding2D.call
     try:
-        keras_own = gradient_program()
+        keras_own = _gradient_program(jax, model)
         assert len(folded(keras_own)) == 1  # conv1_1's forward, the padding inside
         expected = keras_own(trainable, x)
     finally:
