@@ -317,6 +317,27 @@ def _ema_optimizer(model):
     return optimizer
 
 
+def detach_weights(variables):
+    """Gives each variable a buffer of its own, holding the same values.
+
+    On JAX `variable.assign(other)` stores `other`'s array itself, so after
+    `finalize_variable_values` a weight and its moving average in the optimizer share one
+    buffer. Keras' JAX trainer donates the weights to its compiled steps (`evaluate`, `fit`,
+    `predict` with `jit_compile`), which deletes that buffer: the optimizer's average was left
+    holding a deleted array ("Array has been deleted" when the average is next read: the
+    best checkpoint, the next epoch's step, saving the optimizer). TensorFlow and PyTorch copy
+    on `assign`: nothing to do there. On JAX the copy is cheap next to a compiled step.
+
+    Example:
+        >>> weight = keras.Variable(np.zeros(2, "float32"))
+        >>> detach_weights([weight])
+    """
+    if keras.backend.backend() != "jax":
+        return
+    for variable in variables:
+        variable.assign(keras.ops.copy(variable.value))
+
+
 @contextlib.contextmanager
 def ema_weights(model):
     """Within the block, `model` holds the moving average of its weights (when its optimizer
@@ -333,6 +354,7 @@ def ema_weights(model):
     variables = model.trainable_weights
     raw = [variable.numpy() for variable in variables]
     optimizer.finalize_variable_values(variables)  # Keras' public way to put the averages in
+    detach_weights(variables)  # JAX: else a compiled evaluate deletes the optimizer's averages
     try:
         yield model
     finally:
@@ -346,8 +368,9 @@ class EMAWeights(keras.callbacks.Callback):
 
     The raw weights go back after each validation, so training, the backup for resuming
     (`SafeBackupAndRestore`) and the optimizer's averages are as without this callback;
-    `BestCheckpoint` saves the averaged weights (`ema_weights`). Does nothing when the
-    optimizer keeps no average.
+    `BestCheckpoint` saves the averaged weights (`ema_weights`). When `fit` ends (and has put
+    the averages in) the weights get buffers of their own on JAX (`detach_weights`). Does
+    nothing when the optimizer keeps no average.
 
     Example:
         model.fit(train_ds, validation_data=val_ds, callbacks=[EMAWeights()])
@@ -363,6 +386,11 @@ class EMAWeights(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._training = False
+        # `fit` has put the averages in (`finalize_variable_values`) before this: on JAX the
+        # weights share the averages' buffers, which a later `evaluate` would delete.
+        optimizer = getattr(self.model, "optimizer", None)
+        if getattr(getattr(optimizer, "inner_optimizer", optimizer), "use_ema", False):
+            detach_weights(self.model.trainable_weights)
 
     def on_test_begin(self, logs=None):
         if self._training:
