@@ -59,14 +59,11 @@ _MAX_EVALUATION_BYTES = 64 << 20  # larger files are not evaluation JSONs: not r
 
 
 def image_size(flag, labels):
-    """The evaluation input size from --image_size and the model's labels (or None)."""
-    from keras_fcn import training
+    """The evaluation input size from --image_size and the model's labels (or None); the
+    rule of tools/predict.py too (keras_fcn.inference.resolution.input_size)."""
+    from keras_fcn.inference.resolution import input_size
 
-    if flag == "native":
-        return None
-    if flag == "auto":
-        return labels.image_size if labels is not None else None
-    return training.parse_size(flag, "image_size")
+    return input_size(flag, labels)
 
 
 def is_evaluation_json(path):
@@ -136,13 +133,9 @@ def check_num_classes(model, num_classes_flag, labels, labels_path):
 
 def labels_file(model_path):
     """The labels file :meth:`ModelLabels.for_model` reads for ``model_path`` (or None)."""
-    from keras_fcn.labels import ModelLabels
+    from keras_fcn.inference.resolution import labels_file as find
 
-    for path in (ModelLabels.sidecar_path(model_path),
-                 os.path.join(os.path.dirname(os.fspath(model_path)), "labels.json")):
-        if os.path.isfile(path):
-            return path
-    return None
+    return find(model_path)
 
 
 def check_flags():

@@ -16,6 +16,9 @@ the ``labels.json`` of its run folder) unless --class_names, --palette or --igno
 given. The check writes ``<output_dir>/<name>_check.md`` and ``.json``: size, median latency
 (--num_threads, --runs), pixel agreement with the Keras float model and, when the list file
 gives masks, mean IU of each variant and its delta.
+
+Needs TensorFlow (SavedModel and TFLite are its formats); without it --help still works and a
+run stops with one error line (exit 2).
 """
 
 import contextlib
@@ -28,18 +31,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import flags  # noqa: E402
 
-from keras_fcn import _tf  # noqa: E402
-
-if not _tf.HAS_TENSORFLOW:  # SavedModel and TFLite are TensorFlow's own formats
-    print("error: tools/export.py writes SavedModels and TFLite models, which needs "
-          "TensorFlow, and it is not installed: `pip install tensorflow`. A .keras file "
-          "trained here (JAX, PyTorch) loads and exports on a machine that has it.",
-          file=sys.stderr)
-    sys.exit(2)
-
-from keras_fcn import export, io, presets  # noqa: E402
+from keras_fcn import _tf, io, presets  # noqa: E402
 from keras_fcn.labels import ModelLabels  # noqa: E402
 from keras_fcn.training.cli import run_main  # noqa: E402
+
+# SavedModel and TFLite are TensorFlow's own formats: keras_fcn.export imports it. Without it
+# --help still works; a run stops in main (require_tensorflow) with one line.
+export = None
+if _tf.HAS_TENSORFLOW:
+    from keras_fcn import export  # noqa: E402
+NEEDS_TENSORFLOW = ("tools/export.py writes SavedModels and TFLite models, which needs "
+                    "TensorFlow, and it is not installed: `pip install tensorflow`. A .keras "
+                    "file trained here (JAX, PyTorch) loads and exports on a machine that has "
+                    "it.")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Trained model (.keras) or a preset name (docs/presets.md).",
@@ -266,7 +270,15 @@ def run_check(model, paths, name, labels, pairs):
     return failures
 
 
+def require_tensorflow():
+    """Exits with status 2 and one ``error:`` line when TensorFlow is not installed."""
+    if export is None:
+        print(f"error: {NEEDS_TENSORFLOW}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv):
+    require_tensorflow()  # before any flag check: they use keras_fcn.export
     if len(argv) > 1:
         raise ValueError(f"Unexpected arguments: {argv[1:]}")
     size, pairs = check_flags()  # every flag, before the model is loaded

@@ -20,7 +20,12 @@ orientation is applied, and models of more than 256 classes are refused (the lab
 value exits with status 2.
 
 Class names and colours come from the model's labels file (<model>.labels.json, or the
-labels.json of its run folder) when there is one, else the PASCAL VOC ones.
+labels.json of its run folder) when there is one, else the PASCAL VOC ones. As in
+tools/evaluate.py, --image_size=auto (the default) feeds the model each frame resized to the
+training resolution that labels file records (training's --image_size; none recorded: the
+frame's own size), and resizes the probabilities back to the frame, so every output has the
+frame's size; --tile_size, --tta and --scales apply at the model's input size. The size used
+is printed with the summary. --image_size=native feeds frames at their own size; H,W a size.
 
 Examples:
   python tools/predict.py --model=fcn8s_voc.keras --input=photos/ --input='extra/*.jpg' \\
@@ -54,6 +59,10 @@ flags.DEFINE_integer("mc_samples", 10, "Monte-Carlo dropout passes, each with th
                      "--tta and --scales of the label maps.")
 flags.DEFINE_float("smooth_alpha", 1.0, "Weight of the current frame in the moving average of "
                    "probabilities over frames (1 = no smoothing).")
+flags.DEFINE_string("image_size", "auto",
+                    "'H,W' to resize inputs, 'native' for none, 'auto' to use the training "
+                    "resolution recorded in the labels file next to the model (outputs are "
+                    "resized back to each frame's size).")
 flags.DEFINE_integer("tile_size", None, "Predict images larger than this in tiles. Unset: "
                      "tiles of 1024 for images of more than 2048x2048 pixels (bounded memory, "
                      "docs/reliability.md); 0: one pass, refused above 4096x4096 pixels.")
@@ -105,7 +114,7 @@ def options_from_flags(extra_inputs=()):
         video_format=FLAGS.video_format, overwrite=FLAGS.overwrite, progress=FLAGS.progress,
         precision=FLAGS.precision, jit_compile=FLAGS.jit_compile,
         mask_margin=FLAGS.mask_margin, mask_hold=FLAGS.mask_hold,
-        mask_feather=FLAGS.mask_feather,
+        mask_feather=FLAGS.mask_feather, image_size=FLAGS.image_size,
     )
 
 

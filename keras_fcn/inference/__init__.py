@@ -1,9 +1,11 @@
 """Inference with FCN models: prediction at any size, uncertainty, pictures, video, files.
 
 Modules: ``forward`` (the one compiled prediction function), ``predict`` (batching, tiles,
-multi-scale and flip averaging), ``uncertainty``, ``visualize``, ``temporal`` (smoothing and
-flicker), ``refine`` (guided-filter boundaries), ``video`` (PyAV reading and writing) and
-``files`` (images, folders and videos in, outputs on disk: what ``tools/predict.py`` runs).
+multi-scale and flip averaging), ``resolution`` (the training size a model is run at, as
+``tools/predict.py`` and ``tools/evaluate.py`` take it), ``uncertainty``, ``visualize``,
+``temporal`` (smoothing and flicker), ``refine`` (guided-filter boundaries), ``video`` (PyAV
+reading and writing) and ``files`` (images, folders and videos in, outputs on disk: what
+``tools/predict.py`` runs).
 
 Example:
     >>> from keras_fcn import inference

@@ -49,8 +49,9 @@ from keras_fcn.inference.visualize import (binary_mask, heatmap, overlay, overla
 
 @dataclasses.dataclass
 class Report:
-    """What a run did: counts, failures (path, message), flicker per sequence and warnings
-    (lines for the user, such as a smoothed sequence that restarted after kept frames)."""
+    """What a run did: counts, failures (path, message), flicker per sequence, warnings
+    (lines for the user, such as a smoothed sequence that restarted after kept frames) and
+    the size the model ran at (``model_input``, ``Predictor.input_note``)."""
 
     written: int = 0
     skipped: int = 0
@@ -58,6 +59,8 @@ class Report:
     failures: list = dataclasses.field(default_factory=list)
     flicker: dict = dataclasses.field(default_factory=dict)
     warnings: list = dataclasses.field(default_factory=list)
+    # The size the model ran at (``Predictor.input_note``), printed first.
+    model_input: str = ""
 
     def fail(self, path, message):
         self.failures.append((path, message))
@@ -291,6 +294,7 @@ def run(opts):
                                 + (f" ({found})" if found else ""))
     check_outputs_apart(items, opts)  # before the model loads: never write over an input
     predictor = Predictor(opts)
+    report.model_input = predictor.input_note
     write = _output_writer(report, opts.overwrite)
     sequences, kept_frames = {}, {}  # sequence -> frames kept (not predicted) so far
     with Progress(_count_frames(items), opts.progress) as progress:
@@ -323,6 +327,8 @@ def print_report(report, stream=None):
         processed 1 frames, wrote 2 files, kept 0 existing (use --overwrite to replace)
     """
     stream = stream or sys.stdout
+    if report.model_input:
+        print(report.model_input, file=stream)
     print(f"processed {report.processed} frames, wrote {report.written} files, "
           f"kept {report.skipped} existing (use --overwrite to replace)", file=stream)
     for name, figures in report.flicker.items():

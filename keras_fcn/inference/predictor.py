@@ -19,6 +19,8 @@ import numpy as np
 
 from keras_fcn.inference.forward import in_precision
 from keras_fcn.inference.predict import check_predict_args, predict
+from keras_fcn.inference.resolution import (describe, input_size, labels_file, to_image_size,
+                                            to_model_size)
 from keras_fcn.inference.uncertainty import cached_mc_model, entropy, margin, mc_dropout
 from keras_fcn.labels import VOC_CLASSES, ModelLabels
 from keras_fcn.models.inspect import check_single_output, num_classes_of
@@ -55,6 +57,9 @@ class PredictOptions:
     progress: bool = False
     precision: str = None  # None: the model's own; "float32", "bfloat16", "float16", "auto"
     jit_compile: bool = None  # None: keras_fcn.runtime.fast_path
+    # The size the model sees (keras_fcn.inference.resolution.input_size): "auto" = the
+    # training size in the model's labels, "native"/None = each frame's own, or (h, w).
+    image_size: object = "auto"
 
     def check(self):
         """Raises ValueError naming the first bad option, before any work."""
@@ -84,6 +89,7 @@ class PredictOptions:
                              f" Received: {self.mask_margin}, {self.mask_hold}, "
                              f"{self.mask_feather}")
         check_predict_args(1, self.tile_size, self.tile_overlap, self.scales)
+        input_size(self.image_size)  # a bad value raises ValueError naming it
 
 
 def resolve_classes(classes, class_names, num_classes):
@@ -205,6 +211,13 @@ class Predictor:
     """
 
     def __init__(self, opts):
+        if not isinstance(opts, PredictOptions):
+            what = "a Keras model" if hasattr(opts, "predict_on_batch") else \
+                f"a {type(opts).__name__}"
+            raise TypeError(
+                f"Predictor expects a keras_fcn.inference.PredictOptions (model=<.keras file "
+                f"or preset name>, inputs, output_dir, ...). Received {what}: {opts!r:.80}. "
+                "For a model already loaded use keras_fcn.inference.predict(model, image).")
         self.opts = opts
         path = model_file(opts.model)  # a preset is downloaded and converted once
         self.model = check_single_output(load_model_file(path), "prediction")
@@ -224,6 +237,10 @@ class Predictor:
             names = list(VOC_CLASSES)
         self.class_names = names
         self.palette = None if labels is None else np.asarray(labels.palette)
+        # The size frames are resized to for the model (None: their own); probabilities are
+        # resized back to the frame, as tools/evaluate.py scores them.
+        self.image_size = input_size(opts.image_size, labels)
+        self.input_note = describe(self.image_size, opts.image_size, labels_file(path))
         # A class asked for twice gets one mask.
         self.mask_ids = list(dict.fromkeys(resolve_classes(opts.classes, names,
                                                            self.num_classes)))
@@ -240,9 +257,11 @@ class Predictor:
         return mask_names([class_id], self.class_names)[class_id]
 
     def probabilities(self, image):
-        """The softmax ``(H, W, C)`` of one RGB image, with the tiling and TTA options."""
-        _, probs = predict(self.model, image, **self._predict_options())
-        return probs
+        """The softmax ``(H, W, C)`` of one RGB image, with the tiling and TTA options: run
+        at :attr:`image_size` (the image resized to it, the softmax resized back) when set."""
+        _, probs = predict(self.model, to_model_size(image, self.image_size),
+                           **self._predict_options())
+        return to_image_size(probs, np.shape(image)[:2])
 
     def _predict_options(self):
         """The tiling, TTA and precision options of ``predict`` (and ``mc_dropout``)."""
@@ -265,10 +284,13 @@ class Predictor:
             maps["margin"] = (margin(probs), 0.0, 1.0, "inferno_r")
         if "mc_dropout" in self.opts.uncertainty:
             # The same tiling and TTA as `probabilities`: the maps describe the labels' softmax.
-            mc = mc_dropout(self.model, image, num_samples=self.opts.mc_samples,
-                            **self._predict_options())
-            maps["mc_variance"] = (mc["variance"], 0.0, None, "inferno")
-            maps["mc_mutual_info"] = (mc["mutual_information"], 0.0, log_c, "inferno")
+            # At the labels' input size too, the maps resized back to the frame.
+            mc = mc_dropout(self.model, to_model_size(image, self.image_size),
+                            num_samples=self.opts.mc_samples, **self._predict_options())
+            size = np.shape(image)[:2]
+            maps["mc_variance"] = (to_image_size(mc["variance"], size), 0.0, None, "inferno")
+            maps["mc_mutual_info"] = (to_image_size(mc["mutual_information"], size), 0.0,
+                                      log_c, "inferno")
         return maps
 
     def frame_outputs(self, base, overlay_file=True):
