@@ -98,6 +98,28 @@ def as_size(name, value):
     return tuple(int(v) for v in pair)
 
 
+def size_from_text(text, name="size"):
+    """``'H,W'``, ``'HxW'`` or ``'S'`` -> ``(H, W)`` of positive ints (ValueError naming the
+    flag ``--name`` otherwise); empty, ``'none'`` or None -> None.
+
+    Example:
+        >>> size_from_text("180,240"), size_from_text("64x96"), size_from_text("8")
+        ((180, 240), (64, 96), (8, 8))
+    """
+    if text is None or text in ("", "none", "None"):
+        return None
+    try:
+        parts = [int(p) for p in str(text).replace("x", ",").split(",") if p.strip()]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise ValueError(f"--{name} must be 'H,W' or 'S' with positive sizes. Received: "
+                         f"{name}={text!r}")
+    return tuple(parts)
+
+
 def as_range(name, value):
     """``value`` as a (low, high) float pair with 0 < low <= high, or None.
 

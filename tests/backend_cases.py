@@ -815,3 +815,23 @@ class _Batches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         return self.batches[index]
+
+
+def test_a_model_fit_with_weight_averages_evaluates_and_saves_after(tmp_path):
+    """Keras' fit ends by assigning the optimizer's averages (use_ema) to the weights; on JAX
+    that shared their buffers, and a compiled evaluate (which donates the weights) deleted the
+    averages: saving the model then failed with "Array has been deleted". FCN.fit gives the
+    weights buffers of their own (keras_fcn.runtime.detach_weights)."""
+    model = _tiny_fcn()
+    model.compile(optimizer=keras.optimizers.SGD(0.01, use_ema=True, ema_momentum=0.5,
+                                                 ema_overwrite_frequency=None),
+                  loss=losses.SparseCategoricalCrossentropyIgnore(ignore_label=255))
+    x, y = _squares(4, size=32)
+    before = model.get_weights()
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0)
+    assert not np.array_equal(model.get_weights()[0], before[0])  # it trained
+    model.evaluate(x, y, batch_size=2, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", compile=False)
+    for ours, theirs in zip(model.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)

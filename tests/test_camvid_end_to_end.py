@@ -131,8 +131,10 @@ def test_readme_camvid_path_train_evaluate_export_predict(camvid_dir, tmp_path):
     assert len(sidecar["class_names"]) == NUM_CLASSES and len(sidecar["palette"]) == NUM_CLASSES
 
     predict_dir = tmp_path / "predict"
+    # native: the full-size image as it is (the default, auto, feeds the training size 48x64;
+    # tests/test_predict_image_size.py checks that path)
     _run("tools/predict.py", f"--model={best}", f"--output_dir={predict_dir}",
-         "--progress=false", *val_images[:2])
+         "--progress=false", "--image_size=native", *val_images[:2])
     for image_path in val_images[:2]:
         stem = os.path.splitext(os.path.basename(image_path))[0]
         with Image.open(predict_dir / f"{stem}_labels.png") as label_png:

@@ -73,8 +73,13 @@ def _tiled_probabilities(model, images, tile_size, overlap, **forward_kwargs):
     return total
 
 
-def _resize(array, size):
-    """Resizes a stack ``(n, H, W, C)`` bilinearly to ``size`` = (h, w)."""
+def resize_stack(array, size):
+    """Resizes a stack ``(n, H, W, C)`` bilinearly to ``size`` = (h, w), as float32 numpy.
+
+    Example:
+        >>> resize_stack(np.ones((1, 4, 6, 2), "float32"), (2, 3)).shape
+        (1, 2, 3, 2)
+    """
     if tuple(array.shape[1:3]) == tuple(size):
         return array
     # keras.ops: the same values as tf.image.resize, and no TensorFlow import for mc_dropout
@@ -108,13 +113,13 @@ def stack_probabilities(model, images, *, scales=(1.0,), tile_size="auto", overl
     height, width = images.shape[1:3]
     total = None
     for scale in scales:
-        scaled = _resize(images, scaled_size((height, width), scale))
+        scaled = resize_stack(images, scaled_size((height, width), scale))
         tiles = _tile_size_for(scaled.shape[1:3], tile_size)
         if tiles is not None and max(scaled.shape[1:3]) > tiles:
             probs = _tiled_probabilities(model, scaled, tiles, overlap, **forward_kwargs)
         else:
             probs = forward_batches(model, scaled, **forward_kwargs)
-        probs = _resize(probs, (height, width))
+        probs = resize_stack(probs, (height, width))
         # Summed in place: a huge image's probabilities are gigabytes.
         total = probs if total is None else np.add(total, probs, out=total)
     if len(scales) > 1:

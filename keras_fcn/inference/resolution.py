@@ -29,6 +29,7 @@ import os
 
 import numpy as np
 
+from keras_fcn._checks import as_size, size_from_text
 from keras_fcn.labels import ModelLabels
 
 AUTO = "auto"
@@ -59,18 +60,12 @@ def input_size(value, labels=None):
             return None
         if text == AUTO:
             return None if labels is None else labels.image_size
-        from keras_fcn import training  # lazily: training imports inference
-
-        return training.parse_size(value, "image_size")
+        return size_from_text(value, "image_size")
     try:
-        pair = tuple(value)
-    except TypeError:
-        pair = ()
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                 and v >= 1 for v in pair):
+        return as_size("image_size", value)
+    except ValueError:
         raise ValueError("image_size must be 'auto', 'native', 'H,W' or an (h, w) pair of "
-                         f"positive ints. Received: image_size={value!r}")
-    return int(pair[0]), int(pair[1])
+                         f"positive ints. Received: image_size={value!r}") from None
 
 
 def labels_file(model_path):
@@ -136,11 +131,11 @@ def to_image_size(scores, size):
         >>> to_image_size(np.ones((90, 120, 11), np.float32), (360, 480)).shape
         (360, 480, 11)
     """
-    from keras_fcn.inference.predict import _resize
+    from keras_fcn.inference.predict import resize_stack
 
     scores = np.asarray(scores, np.float32)
     if tuple(scores.shape[:2]) == tuple(size):
         return scores
     if scores.ndim == 2:
-        return _resize(scores[None, ..., None], size)[0, ..., 0]
-    return _resize(scores[None], size)[0]
+        return resize_stack(scores[None, ..., None], size)[0, ..., 0]
+    return resize_stack(scores[None], size)[0]

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from keras_fcn import io
+from keras_fcn.runtime import detach_weights
 from keras_fcn._checks import check_choice
 from keras_fcn.training.backup import SafeBackupAndRestore
 from keras_fcn.training.consistency import plain_model
@@ -316,26 +317,6 @@ def _ema_optimizer(model):
         return None
     return optimizer
 
-
-def detach_weights(variables):
-    """Gives each variable a buffer of its own, holding the same values.
-
-    On JAX `variable.assign(other)` stores `other`'s array itself, so after
-    `finalize_variable_values` a weight and its moving average in the optimizer share one
-    buffer. Keras' JAX trainer donates the weights to its compiled steps (`evaluate`, `fit`,
-    `predict` with `jit_compile`), which deletes that buffer: the optimizer's average was left
-    holding a deleted array ("Array has been deleted" when the average is next read: the
-    best checkpoint, the next epoch's step, saving the optimizer). TensorFlow and PyTorch copy
-    on `assign`: nothing to do there. On JAX the copy is cheap next to a compiled step.
-
-    Example:
-        >>> weight = keras.Variable(np.zeros(2, "float32"))
-        >>> detach_weights([weight])
-    """
-    if keras.backend.backend() != "jax":
-        return
-    for variable in variables:
-        variable.assign(keras.ops.copy(variable.value))
 
 
 @contextlib.contextmanager
