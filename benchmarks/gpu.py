@@ -9,7 +9,7 @@ forward batch 1 no slower than PyTorch bf16.
 
 Each configuration runs in its own process (Keras' backend is fixed per process), in the order
 of ``CONFIGS`` (the PyTorch port, keras_fcn on JAX, the JAX diagnostics in bf16, the JAX
-equivalence, the fp32 diagnostics, PyTorch TF32, Keras-torch, then the rest), so that a run cut
+equivalence, Keras-torch, the fp32 diagnostics, PyTorch TF32, then the rest), so that a run cut
 short by ``--budget-s`` still has the headline figures and the JAX train step's diagnosis:
 
 1. ``torch_fp32`` / ``torch_bf16``: the PyTorch port (benchmarks/torch_fcn.py), fp32 with TF32
@@ -112,10 +112,10 @@ CONFIGS = (
     ("jax_diagnostics_bf16", "diagnostics", "jax", "bf16",
      "JAX train-step diagnostics, mixed_bfloat16"),
     ("equiv_jax", "equiv", "jax", "fp32", "equivalence on JAX"),
-    ("jax_diagnostics", "diagnostics", "jax", "fp32", "JAX train-step diagnostics"),
-    ("torch_tf32", "port", None, "tf32", "PyTorch port fp32 TF32"),
     ("keras_torch_bf16", "keras", "torch", "bf16", "keras_fcn Keras-torch mixed_bfloat16"),
     ("keras_torch_fp32", "keras", "torch", "fp32", "keras_fcn Keras-torch fp32 (no TF32)"),
+    ("jax_diagnostics", "diagnostics", "jax", "fp32", "JAX train-step diagnostics"),
+    ("torch_tf32", "port", None, "tf32", "PyTorch port fp32 TF32"),
     ("equiv_torch", "equiv", "torch", "fp32", "equivalence on Keras-torch"),
     ("jax_programs", "programs", "jax", "fp32", "compiled JAX programs"),
     ("keras_torch_compiled_fp32", "torch_compiled", "torch", "fp32",
