@@ -61,7 +61,8 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     A restore that would silently go wrong is refused with a ValueError: a backup whose
     optimizer state does not fit the optimizer (Keras only warns and starts the optimizer
     afresh: step 0 of the learning-rate schedule, no momentum), and a backup of more epochs
-    than `fit` is asked for.
+    than `fit` is asked for. A constant learning rate is the one this run's optimizer was given
+    (a `--resume` may change it), not the backup's.
 
     Args:
         backup_dir: the backup folder.
@@ -98,9 +99,14 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
                       {"epoch": self._current_epoch, "batch": self._last_batch_seen})
 
     def _load_model(self):
+        # The backup's optimizer variables include a constant learning rate: the rate this run
+        # was given (a --resume may change it) is put back after them.
+        rate = _constant_rate(getattr(self.model, "optimizer", None))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             super()._load_model()
+        if rate is not None:
+            rate[0].assign(rate[1])
         for warning in caught:
             text = str(warning.message)
             if text.startswith("Skipping variable loading for optimizer"):
@@ -140,6 +146,22 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     def on_train_end(self, logs=None):
         if self._nan_guard.nan_step is None and not self._keep_at_end:
             super().on_train_end(logs)
+
+
+def _constant_rate(optimizer):
+    """``(variable, value)`` of ``optimizer``'s constant learning rate (that of the optimizer a
+    `keras.optimizers.LossScaleOptimizer` wraps), or None for a schedule or no optimizer.
+
+    Example:
+        >>> variable, value = _constant_rate(keras.optimizers.Adam(1e-4))
+        >>> round(float(value), 6)
+        0.0001
+    """
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    rate = getattr(optimizer, "_learning_rate", None)
+    if not isinstance(rate, keras.Variable):
+        return None
+    return rate, keras.ops.convert_to_numpy(rate).copy()
 
 
 def _weights_checksum(model):

@@ -28,6 +28,14 @@ from keras_fcn.models import BACKBONES
 from keras_fcn.training.consistency import DEFAULT_KIND as CONSISTENCY_DEFAULT
 from keras_fcn.training.consistency import KINDS as CONSISTENCY_KINDS
 from keras_fcn.training.distribute import STRATEGIES
+from keras_fcn.training.flag_parsing import (
+    UNSET_TEXT,
+    optional_number_parser,
+    parse_floats,
+    parse_size,
+)
+from keras_fcn.training.flag_parsing import parse_ints as _parse_ints
+from keras_fcn.training.flag_parsing import parse_verbose as _parse_verbose
 from keras_fcn.training.optimizers import (
     LOSS_REDUCTIONS,
     LR_SCHEDULES,
@@ -39,59 +47,6 @@ from keras_fcn.training.optimizers import (
 # The paper's variants, "dilated" (the FCN-ResNets: --backbone=resnet50|resnet101) and the
 # paper's staged 32s->16s->8s. Which a backbone has is its trunk's (Trunk.variants).
 MODELS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s_at_once", "dilated", "staged")
-VERBOSITY = ("auto", "0", "1", "2")
-UNSET_TEXT = ("", "none", "None")  # what a string flag says for "unset"
-
-
-def parse_size(text, name="size"):
-    """``'H,W'``, ``'HxW'`` or ``'S'`` -> ``(H, W)``; empty or ``'none'`` -> None.
-
-    Example:
-        >>> parse_size("180,240")
-        (180, 240)
-    """
-    if text is None or text in UNSET_TEXT:
-        return None
-    try:
-        parts = [int(p) for p in str(text).replace("x", ",").split(",") if p.strip()]
-    except ValueError:
-        parts = []
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) < 1:
-        raise ValueError(f"--{name} must be 'H,W' or 'S' with positive sizes. Received: "
-                         f"{name}={text!r}")
-    return tuple(parts)
-
-
-def parse_floats(text, name="values"):
-    """``'1,0.5'`` -> ``(1.0, 0.5)``; empty or ``'none'`` -> None.
-
-    Example:
-        >>> parse_floats("0.8,1.25")
-        (0.8, 1.25)
-    """
-    if text is None or text in UNSET_TEXT:
-        return None
-    try:
-        return tuple(float(p) for p in str(text).split(","))
-    except ValueError:
-        raise ValueError(f"--{name} must be comma-separated numbers. Received: "
-                         f"{name}={text!r}") from None
-
-
-def _parse_ints(text, name):
-    values = parse_floats(text, name)
-    if values is not None and any(v != int(v) or v < 1 for v in values):
-        raise ValueError(f"--{name} must be comma-separated positive integers. Received: "
-                         f"{name}={text!r}")
-    return None if values is None else tuple(int(v) for v in values)
-
-
-def _parse_verbose(text, name="verbose"):
-    if str(text) not in VERBOSITY:
-        raise ValueError(f"--{name} must be one of {VERBOSITY}. Received: {name}={text!r}")
-    return "auto" if text == "auto" else int(text)
 
 
 # Field kinds: (absl DEFINE_* suffix, parser of the flag value or None).
@@ -157,8 +112,8 @@ class ModelConfig:
                           "(empty: the trunk's, VGG16's 64,128,256,512,512); a trunk without "
                           "them refuses them.", kind="ints")
     fc_units: int = _flag(None, "fc6/fc7 width (0: the paper's 4096; VGG16 and AlexNet only).")
-    dropout: float = _flag(None, "Dropout after fc6/fc7, or in the ResNets' head (empty: the "
-                           "trunk's: the paper's 0.5; ResNets: torchvision's 0.1).")
+    dropout: float = _flag(None, "Dropout after fc6/fc7, or in the ResNets' head (empty, none "
+                           "or 0: the trunk's: the paper's 0.5; ResNets: torchvision's 0.1).")
     trainable_upsampling: bool = _flag(
         False, "Train the bilinear upsampling layers (the paper keeps them fixed).")
 
@@ -463,6 +418,10 @@ def define_flags(flag_values=None, fields=None, **defaults):
         where = {"flag_values": flags.FLAGS if flag_values is None else flag_values}
         if choices:
             flags.DEFINE_enum(name, default, list(choices), help_text, **where)
+        elif field.default is None and _kind(field)[0] in ("float", "integer"):
+            # An unset number: empty and none unset it too (absl's parsers refuse them).
+            flags.DEFINE(optional_number_parser(_kind(field)[0]), name, default, help_text,
+                         **where)
         else:
             getattr(flags, f"DEFINE_{_kind(field)[0]}")(name, default, help_text, **where)
 

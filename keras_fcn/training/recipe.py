@@ -19,7 +19,8 @@ from keras_fcn._checks import check_choice
 from keras_fcn.labels import ModelLabels
 from keras_fcn.training import array_inputs
 from keras_fcn.training.callbacks import TimeLimit
-from keras_fcn.training.config import MODELS, TrainConfig, check_numbers  # noqa: F401 (doctests)
+from keras_fcn.training.checks import check_before_run
+from keras_fcn.training.config import MODELS, TrainConfig  # noqa: F401 (doctests)
 from keras_fcn.training.consistency import add_consistency
 from keras_fcn.training.distribute import (
     for_data_parallel,
@@ -28,7 +29,6 @@ from keras_fcn.training.distribute import (
     patch_multi_worker_build,
 )
 from keras_fcn.training.evaluation import (
-    check_scales,
     format_results,
     iterate_batches,
     num_batches,
@@ -36,7 +36,6 @@ from keras_fcn.training.evaluation import (
 from keras_fcn.training.fit import compile_model, fit
 from keras_fcn.training.optimizers import (
     check_stage_schedules,
-    check_warmup,
     default_learning_rate,
     learning_rate_schedule,
     make_optimizer,
@@ -44,7 +43,9 @@ from keras_fcn.training.optimizers import (
 from keras_fcn.training.run_dir import (
     MODEL_FILE,
     finished_run,
+    is_fresh,
     prepare_run_dir,
+    remove_setup_files,
     run_inputs,
     worker_run_dir,
     write_run_config,
@@ -443,15 +444,8 @@ def run(config):
         >>> run(TrainConfig().replace(dataset="shapes", epochs=5,  # doctest: +SKIP
         ...                           output_dir="runs/a"))
     """
-    config = check_numbers(config)
+    config = check_before_run(config)  # all that needs no data: before the folder is made
     check_model(config)
-    check_warmup(config.optim.warmup_epochs, config.optim.epochs)
-    if config.run.eval_scales:  # checked now, not after hours of training
-        check_scales(config.run.eval_scales)
-    if _tf.HAS_TENSORFLOW:  # the temporal options are tf.data's; before the run folder is made
-        from keras_fcn.training.inputs import check_temporal_options
-
-        check_temporal_options(config)
     strategy = make_strategy(config.run.strategy, batch_size=config.optim.batch_size)
     keras.utils.set_random_seed(config.run.seed)
     keras.mixed_precision.set_global_policy("float32")  # models are converted after building
@@ -461,15 +455,21 @@ def run(config):
     # The run folder is locked while this call trains, and released when it returns or raises
     # (kept if the caller held it): export, predict or another process may then use it.
     with io.directory_lock(config.run.output_dir if chief else None, "training"):
-        if chief:
-            run_dir = prepare_run_dir(config.run.output_dir, resume=config.run.resume,
-                                      overwrite=config.run.overwrite, inputs=run_inputs(config))
-            # Before any weights are loaded: a resume with other model flags is named here.
-            write_run_config(run_dir, config.flat(), resume=config.run.resume,
-                             compare=RESUME_FLAGS, replan=SCHEDULE_FLAGS)
-        else:
-            run_dir = worker_run_dir(config.run.output_dir, resume=config.run.resume)
-        return _train_in(config, run_dir, strategy, chief)
+        fresh = chief and is_fresh(config.run.output_dir)
+        try:
+            if chief:
+                run_dir = prepare_run_dir(config.run.output_dir, inputs=run_inputs(config),
+                                          resume=config.run.resume, overwrite=config.run.overwrite)
+                # Before any weights are loaded: a resume with other model flags is named here.
+                write_run_config(run_dir, config.flat(), resume=config.run.resume,
+                                 compare=RESUME_FLAGS, replan=SCHEDULE_FLAGS)
+            else:
+                run_dir = worker_run_dir(config.run.output_dir, resume=config.run.resume)
+            return _train_in(config, run_dir, strategy, chief)
+        except (Exception, KeyboardInterrupt):
+            if fresh:  # no folder of this run's setup files alone blocks the corrected rerun
+                remove_setup_files(os.path.abspath(os.path.expanduser(config.run.output_dir)))
+            raise
 
 
 def _train_in(config, run_dir, strategy, chief):

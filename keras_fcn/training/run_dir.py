@@ -102,6 +102,69 @@ def unexpected_entries(run_dir, stages=True):
     return unexpected
 
 
+# What a run writes before its first epoch ends: a run folder holding nothing else (and stage
+# folders holding nothing else) has no result of its own.
+SETUP_FILES = (CONFIG_FILE, LABELS_FILE, CLASS_WEIGHTS_FILE)
+
+
+def _setup_only(folder, stages=True):
+    """The files of `folder` to remove for it to hold nothing, or None when it holds anything
+    but `SETUP_FILES` (their temporary files, the lock file, empty or setup-only stage
+    folders)."""
+    paths = []
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            inner = _setup_only(path, stages=False) if stages and name in _STAGE_FOLDERS else None
+            if inner is None:
+                return None
+            paths += inner + [path]
+        elif name in SETUP_FILES or name.startswith(tuple(f".{f}." for f in SETUP_FILES)):
+            paths.append(path)
+        elif name != io.LOCK_FILE:
+            return None
+    return paths
+
+
+def is_fresh(output_dir):
+    """Whether `output_dir` is missing or holds nothing (but a lock file): a run that fails
+    there may remove what it wrote (`remove_setup_files`).
+
+    Example:
+        >>> is_fresh("/nonexistent/run")
+        True
+    """
+    if not os.path.isdir(output_dir):
+        return not os.path.exists(output_dir)
+    return all(name == io.LOCK_FILE for name in os.listdir(output_dir))
+
+
+def remove_setup_files(run_dir):
+    """Removes what a run wrote in `run_dir` before its first epoch ended (`SETUP_FILES`,
+    empty stage folders) when that is all the folder holds, so that a run that failed there
+    does not block the corrected command ("Run directory ... exists"). Call it only for a
+    folder that was fresh (`is_fresh`) when the run began: nothing a user or an earlier run
+    wrote is ever removed, and a folder holding anything else is left whole.
+
+    Returns:
+        Whether the files were removed.
+
+    Example:
+        remove_setup_files("runs/a")  # True: config.json and labels.json were all it held
+    """
+    if not os.path.isdir(run_dir):
+        return False
+    paths = _setup_only(run_dir)
+    if paths is None:
+        return False
+    for path in paths:
+        if os.path.isdir(path):
+            os.rmdir(path)
+        else:
+            os.remove(path)
+    return True
+
+
 def check_inputs_outside(run_dir, inputs):
     """Raises ValueError if `run_dir` is, or contains, one of `inputs` (paths the run reads:
     data folders, weights files); None and empty entries are skipped.
@@ -361,7 +424,8 @@ def finished_run(run_dir, epochs):
 
 
 def plot_curves(history, path, title=None, metric="mean_iu"):
-    """Plots loss (train/val) and `metric` (train/val) per epoch into a PNG.
+    """Plots loss (train/val) and `metric` (train/val) per epoch into a PNG; without
+    matplotlib prints a one-line note instead.
 
     Args:
         history: list of per-epoch dicts (as in `history.json`).
@@ -369,11 +433,18 @@ def plot_curves(history, path, title=None, metric="mean_iu"):
         title: optional figure title.
         metric: the logged metric of the second panel (e.g. "semantic_mean_iu").
 
+    Returns:
+        `path`, or None when matplotlib is missing.
+
     Example:
         plot_curves(io.read_json("runs/a/history.json"), "runs/a/curves.png")
     """
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:  # an optional dependency: the run's results are all written without it
+        print(f"note: {os.path.basename(path)} not drawn: matplotlib is not installed "
+              "(pip install matplotlib); history.json holds the same curves.", flush=True)
+        return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -399,3 +470,4 @@ def plot_curves(history, path, title=None, metric="mean_iu"):
     fig.tight_layout()
     io.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     plt.close(fig)
+    return path

@@ -1,0 +1,100 @@
+"""The checks of a training run that need no data: `keras_fcn.training.run` makes them before
+it creates the run folder, so a refused run leaves nothing behind and the corrected command
+runs as given (no --overwrite needed).
+
+Example:
+    >>> from keras_fcn.training.config import TrainConfig
+    >>> check_run_options(TrainConfig().replace(tensorboard=True), backend="torch",
+    ...                   has_tensorflow=False)
+    Traceback (most recent call last):
+    ValueError: --tensorboard writes its logs with TensorFlow's summary writer
+    (keras.callbacks.TensorBoard), and TensorFlow is not installed: install it, or leave
+    --tensorboard off (history.json and curves.png hold the same curves). Received:
+    tensorboard=True
+"""
+
+import keras
+
+from keras_fcn import _tf, runtime
+from keras_fcn.training.config import check_numbers
+from keras_fcn.training.evaluation import check_scales
+from keras_fcn.training.optimizers import check_warmup
+
+
+def check_run_options(config, *, backend=None, has_tensorflow=None, environ=None):
+    """Refuses the options this Keras backend or installation cannot run, before any folder is
+    made: ``--tensorboard`` without TensorFlow (Keras' TensorBoard callback writes with
+    ``tensorflow.summary``), and ``--jit_compile`` (or ``KERAS_FCN_JIT=1``) on the PyTorch
+    backend (``torch.compile`` of the Keras train step fails with dynamo's defaults and was
+    0.52x the eager speed on a CPU: docs/gpu.md, "Keras-torch under torch.compile").
+
+    Args:
+        config: `TrainConfig`.
+        backend: the Keras backend (default: the one in use).
+        has_tensorflow: whether TensorFlow is installed (default: `keras_fcn._tf`'s answer).
+        environ: the environment of ``KERAS_FCN_JIT`` (default ``os.environ``).
+
+    Raises:
+        ValueError: one line naming the flag, why, and what to do.
+
+    Example:
+        >>> from keras_fcn.training.config import TrainConfig
+        >>> check_run_options(TrainConfig().replace(jit_compile=True), backend="jax")
+    """
+    backend = keras.backend.backend() if backend is None else backend
+    has_tensorflow = _tf.HAS_TENSORFLOW if has_tensorflow is None else has_tensorflow
+    if config.run.tensorboard and not has_tensorflow:
+        raise ValueError(
+            "--tensorboard writes its logs with TensorFlow's summary writer "
+            "(keras.callbacks.TensorBoard), and TensorFlow is not installed: install it, or "
+            "leave --tensorboard off (history.json and curves.png hold the same curves). "
+            "Received: tensorboard=True")
+    jit = config.run.jit_compile
+    source = "--jit_compile"
+    if jit is None:
+        jit, source = runtime._env_switch(runtime.JIT_ENV, environ), f"{runtime.JIT_ENV}=1"
+    if backend == "torch" and jit:
+        raise ValueError(
+            f"{source} is not supported on the PyTorch backend: it wraps the Keras train step "
+            "in torch.compile, which with dynamo's defaults stops at its recompile limit and "
+            "fails on dynamic shapes (and measured 0.52x the eager speed on a CPU; docs/gpu.md, "
+            "'Keras-torch under torch.compile'). keras_fcn keeps the torch backend eager: leave "
+            f"{source} off (or use KERAS_BACKEND=jax for XLA). Received: "
+            f"{'jit_compile=True' if source.startswith('--') else source}, backend='torch'")
+
+
+def check_before_run(config):
+    """Every check of `config` that needs no data, in the order a user meets them: numbers
+    (`check_numbers`), warm-up, evaluation scales, ``--photometric``, the tf.data-only options
+    (temporal consistency, TFDS) and `check_run_options`.
+
+    Returns:
+        `config` as `check_numbers` returns it (a 0 of steps made None).
+
+    Raises:
+        ValueError: the first bad value, named.
+
+    Example:
+        >>> from keras_fcn.training.config import TrainConfig
+        >>> check_before_run(TrainConfig().replace(photometric=2.0))
+        Traceback (most recent call last):
+        ValueError: `photometric` must be in (0, 1] (0: off). Received: photometric=2.0
+    """
+    config = check_numbers(config)
+    check_warmup(config.optim.warmup_epochs, config.optim.epochs)
+    if config.run.eval_scales:  # checked now, not after hours of training
+        check_scales(config.run.eval_scales)
+    if config.data.photometric:
+        from keras_fcn.data.jitter import photometric_ranges
+
+        photometric_ranges(config.data.photometric)
+    if _tf.HAS_TENSORFLOW:  # the temporal options are tf.data's
+        from keras_fcn.training.inputs import check_temporal_options
+
+        check_temporal_options(config)
+    else:
+        from keras_fcn.training.array_inputs import check_options
+
+        check_options(config)
+    check_run_options(config)
+    return config
