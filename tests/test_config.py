@@ -83,14 +83,19 @@ def test_unset_is_none_and_the_command_line_says_it_with_empty_none_or_zero():
         for name in unset:
             field = FIELDS[name][1]
             number = field.type in (int, float) and field.metadata["kind"] is None
-            if field.type is bool or number != (spelling == "0"):
+            if field.type is bool or number != (spelling == "0") or (
+                    spelling == "0" and field.metadata["zero_is_value"]):
                 continue  # a boolean is unset when left out; a number by 0, text by "" or none
             argv.append(f"--{name}={spelling}")
         flat = _parse(argv, **recipe_defaults).flat()
         for name in (arg[2:].split("=")[0] for arg in argv[1:]):
             assert flat[name] is None, (spelling, name)
             given.add(name)
-    assert given == {n for n in unset if FIELDS[n][1].type is not bool}
+    assert given == {n for n in unset if FIELDS[n][1].type is not bool
+                     and not FIELDS[n][1].metadata["zero_is_value"]}
+    # --dropout=0 is no dropout (it meant the trunk's 0.5); empty or none is the trunk's
+    assert _parse(["prog", "--dropout=0"]).flat()["dropout"] == 0.0
+    assert _parse(["prog", "--dropout=none"]).flat()["dropout"] is None
     assert _parse(["prog"]).run.jit_compile is None  # left out
     # A field whose default is a value keeps a given 0 or empty: it is not unset.
     flat = _parse(["prog", "--ignore_label=0", "--seed=0", "--photometric=0"],

@@ -167,7 +167,7 @@ def test_check_run_options_names_the_flag_and_the_environment_switch():
     (["--dropout="], {"dropout": None}),
     (["--dropout=none"], {"dropout": None}),
     (["--dropout=None"], {"dropout": None}),
-    (["--dropout=0"], {"dropout": None}),  # as documented: 0 unsets a number too
+    (["--dropout=0"], {"dropout": 0.0}),  # no dropout (dropout alone keeps a given 0)
     (["--dropout=0.3"], {"dropout": 0.3}),
     ([], {"dropout": 0.1, "fc_units": 64, "learning_rate": 3e-3}),  # the script's defaults
     (["--learning_rate=", "--fc_units=none", "--max_minutes_per_stage=", "--num_classes=",

@@ -57,9 +57,12 @@ _KINDS = {
 }
 
 
-def _flag(default, help, kind=None, choices=None, flag=None):
+def _flag(default, help, kind=None, choices=None, flag=None, zero_is_value=False):
+    """A config field and its flag; ``zero_is_value``: a given 0 is kept (a number field
+    whose default is unset otherwise takes 0 for unset)."""
     return dataclasses.field(default=default, metadata={"help": help, "kind": kind,
-                                                        "choices": choices, "flag": flag})
+                                                        "choices": choices, "flag": flag,
+                                                        "zero_is_value": zero_is_value})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,8 +115,9 @@ class ModelConfig:
                           "(empty: the trunk's, VGG16's 64,128,256,512,512); a trunk without "
                           "them refuses them.", kind="ints")
     fc_units: int = _flag(None, "fc6/fc7 width (0: the paper's 4096; VGG16 and AlexNet only).")
-    dropout: float = _flag(None, "Dropout after fc6/fc7, or in the ResNets' head (empty, none "
-                           "or 0: the trunk's: the paper's 0.5; ResNets: torchvision's 0.1).")
+    dropout: float = _flag(None, "Dropout after fc6/fc7, or in the ResNets' head (0: none; "
+                           "empty or none: the trunk's: the paper's 0.5; ResNets: "
+                           "torchvision's 0.1).", zero_is_value=True)
     trainable_upsampling: bool = _flag(
         False, "Train the bilinear upsampling layers (the paper keeps them fixed).")
 
@@ -430,7 +434,8 @@ def _unset(field, value):
     """Whether a flag value means unset: for a field that may be None, empty, none or 0."""
     if field.default is not None or isinstance(value, bool):
         return False
-    return value is None or value in UNSET_TEXT or value == 0
+    return (value is None or value in UNSET_TEXT
+            or (value == 0 and not field.metadata.get("zero_is_value")))
 
 
 def config_from_flags(flag_values=None):
