@@ -7,8 +7,9 @@ gradients copy back. ``keras_fcn.layers.Conv2D`` and ``MaxPooling2D`` hand PyTor
 memory as it is (``keras_fcn._torch_layout``). Two models with the same random weights are
 trained side by side on the same batch with the library's loss and SGD momentum, one with the
 library's ops, one with them switched off (Keras' own ops: ``_torch_layout``'s functions
-return None, as where the fast path does not apply); their losses must stay equal bit for bit,
-and their steps are timed alternating (A B A B ...) so that background load hits both alike.
+return None, as where the fast path does not apply); their losses must stay equal (bit for bit
+for single layers, tests/backend_cases.py; over many steps of the model, to float round-off:
+1e-7 apart after 9 steps once, from the order of some sum), and their steps are timed alternating (A B A B ...) so that background load hits both alike.
 
 Usage:
     python benchmarks/torch_layout.py [--widths 16,32,64,128,128] [--fc_units 256]
@@ -67,6 +68,8 @@ def main(argv=None):
     median = {mode: statistics.median(times[mode]) for mode in MODES}
     speedup = median["keras"] / median["keras_fcn"]
     equal = losses["keras"] == losses["keras_fcn"]
+    rel_diff = max(abs(a - b) / abs(a) for a, b in zip(losses["keras"], losses["keras_fcn"]))
+    agree = rel_diff < 1e-5
     widths = ",".join(map(str, args.widths)) if args.widths else "64,128,256,512,512"
     setting = (f"VGG16 FCN-8s, widths {widths}, fc {args.fc_units or 4096}, batch "
                f"{args.batch}, {args.size[0]}x{args.size[1]}, 11 classes, float32, SGD momentum")
@@ -80,7 +83,9 @@ def main(argv=None):
         "| ops | s/step | first step s |", "|---|---|---|",
         *[f"| {LABELS[mode]} | {median[mode]:.3f} | {first[mode]:.2f} |" for mode in MODES], "",
         f"keras_fcn's ops: **{speedup:.2f}x** the speed of Keras' ops. Losses of all "
-        f"{len(losses['keras'])} steps {'equal bit for bit' if equal else 'DIFFER'} "
+        f"{len(losses['keras'])} steps "
+        + ("equal bit for bit" if equal else
+           f"{'equal to' if agree else 'DIFFERENT beyond'} {rel_diff:.1e} (relative)") + " "
         f"(first {losses['keras'][0]:.6f}, last {losses['keras'][-1]:.6f} / "
         f"{losses['keras_fcn'][-1]:.6f})."]
     print("\n".join(lines), flush=True)
@@ -88,8 +93,8 @@ def main(argv=None):
                 {"cpu": cpu, "torch": torch.__version__, "keras": keras.__version__,
                  "threads": torch.get_num_threads(), "setting": setting, "seconds": times,
                  "median_s": median, "first_step_s": first, "speedup": speedup,
-                 "losses": losses, "losses_equal": equal})
-    return 0 if equal else 1
+                 "losses": losses, "losses_equal": equal, "losses_rel_diff": rel_diff})
+    return 0 if agree else 1
 
 
 if __name__ == "__main__":

@@ -206,16 +206,19 @@ def test_array_pipeline_compares_jitter_forms_on_generated_pairs(tmp_path):
 
 def test_torch_layout_trains_both_forms_to_the_same_losses(tmp_path):
     """benchmarks/torch_layout.py at a small size: Keras' ops and keras_fcn's channels-last
-    ones train the same model to the same losses, bit for bit, and the report says so."""
+    ones train the same model to the same losses (to float round-off), and the report says so."""
     import json
+
+    import numpy as np
     pytest.importorskip("torch")
     done = run_script("benchmarks/torch_layout.py", "--size", "40x48", "--batch", "1",
                       "--warmup", "1", "--repeats", "2", "--widths", "4,4,8,8,8",
                       "--fc_units", "8", "--output_dir", str(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "torch_layout.json").read_text())
-    assert report["losses_equal"] is True and len(report["losses"]["keras"]) == 3
-    assert report["losses"]["keras"] == report["losses"]["keras_fcn"]
+    assert len(report["losses"]["keras"]) == 3 and report["losses_rel_diff"] < 1e-6
+    np.testing.assert_allclose(report["losses"]["keras"], report["losses"]["keras_fcn"],
+                               rtol=1e-6)
     assert report["losses"]["keras"][0] != report["losses"]["keras"][-1]  # it trained
     assert all(len(report["seconds"][mode]) == 2 for mode in ("keras", "keras_fcn"))
-    assert "equal bit for bit" in (tmp_path / "torch_layout.md").read_text()
+    assert "Losses of all 3 steps equal" in (tmp_path / "torch_layout.md").read_text()
