@@ -98,6 +98,9 @@ def as_size(name, value):
     return tuple(int(v) for v in pair)
 
 
+UNSET_TEXT = ("", "none", "None")  # what a text value says for "unset"
+
+
 def size_from_text(text, name="size"):
     """``'H,W'``, ``'HxW'`` or ``'S'`` -> ``(H, W)`` of positive ints (ValueError naming the
     flag ``--name`` otherwise); empty, ``'none'`` or None -> None.
@@ -106,7 +109,7 @@ def size_from_text(text, name="size"):
         >>> size_from_text("180,240"), size_from_text("64x96"), size_from_text("8")
         ((180, 240), (64, 96), (8, 8))
     """
-    if text is None or text in ("", "none", "None"):
+    if text is None or text in UNSET_TEXT:
         return None
     try:
         parts = [int(p) for p in str(text).replace("x", ",").split(",") if p.strip()]

@@ -12,8 +12,9 @@ Example:
     (None, 0.3)
 """
 
+from keras_fcn._checks import UNSET_TEXT, size_from_text
+
 VERBOSITY = ("auto", "0", "1", "2")
-UNSET_TEXT = ("", "none", "None")  # what a string flag says for "unset"
 
 
 def parse_size(text, name="size"):
@@ -23,18 +24,7 @@ def parse_size(text, name="size"):
         >>> parse_size("180,240")
         (180, 240)
     """
-    if text is None or text in UNSET_TEXT:
-        return None
-    try:
-        parts = [int(p) for p in str(text).replace("x", ",").split(",") if p.strip()]
-    except ValueError:
-        parts = []
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) < 1:
-        raise ValueError(f"--{name} must be 'H,W' or 'S' with positive sizes. Received: "
-                         f"{name}={text!r}")
-    return tuple(parts)
+    return size_from_text(text, name)  # the one size parser, also inference's
 
 
 def parse_floats(text, name="values"):
