@@ -158,7 +158,8 @@ def _constant_rate(optimizer):
         0.0001
     """
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    rate = getattr(optimizer, "_learning_rate", None)
+    # public: a constant rate is the optimizer's variable, a schedule's is a computed value
+    rate = getattr(optimizer, "learning_rate", None)
     if not isinstance(rate, keras.Variable):
         return None
     return rate, keras.ops.convert_to_numpy(rate).copy()
