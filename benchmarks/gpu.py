@@ -42,7 +42,7 @@ short by ``--budget-s`` still has the headline figures and the JAX train step's 
    (h) every transposed convolution as one stride-1 convolution to the output's phases
    (any kernel; XLA sees no input dilation: JAX's transposed convolutions are known to run
    slowly on GPUs, jax-ml/jax#23783) (``stage_variant``: benchmark-only patches; a stage
-   that gains goes into the library); ``jax_diagnostics_bf16`` runs (c), (i), (g), (h), (b)
+   that gains goes into the library); ``jax_diagnostics_bf16`` runs (c), (i), (b), (g), (h)
    with ``mixed_bfloat16``, where the gap is largest (it runs before the fp32 ones);
 6. ``torch_tf32``: the PyTorch port with TF32 (PyTorch's default for convolutions);
 7. ``jax_programs``: the compiled programs, not run: Keras' train step
@@ -692,16 +692,29 @@ def run_diagnostics(worker):
     for layer in model.layers:
         if layer.name.startswith("score") and getattr(layer, "kernel", None) is not None:
             layer.kernel.assign(0.01 * rng.standard_normal(layer.kernel.shape))
-    # mixed_bfloat16 (the larger gap): (c), (i), (g), (h), (b); (f) is an old default, (d) and
-    # (e) are fp32 matters
+    # mixed_bfloat16 (the larger gap): (c), (i), (b), (g), (h); (f) is an old default, (d) and
+    # (e) are fp32 matters. The upsampling variants come last: XLA's GPU program has no
+    # input-dilated convolution (benchmarks/jax_gpu_aot.py), the budget may cut them.
     bf16 = worker.precision == "bf16"
     variants = STAGE_VARIANTS[1:] if bf16 else STAGE_VARIANTS
-    with jax.default_matmul_precision("highest"):
-        worker.item("train_pure_jax", NEEDS["diag_train"], lambda: pure_jax_train(worker, model))
-        for variant in variants:
+    upsampling = [v for v in variants if v.endswith("_upsampling")]
+
+    def variant_items(chosen):
+        for variant in chosen:
             worker.item(f"train_pure_jax_{variant}", NEEDS["diag_train"],
                         lambda variant=variant: pure_jax_train(worker, model, variant))
+
+    with jax.default_matmul_precision("highest"):
+        worker.item("train_pure_jax", NEEDS["diag_train"], lambda: pure_jax_train(worker, model))
+        variant_items([v for v in variants if v not in upsampling])
+        # (b) trains the model: every variable (weights and the dropout seed state, not a
+        # weight) comes back after it, so that the later variants draw (c)'s dropout masks at
+        # (c)'s weights and their gradients compare with (c)'s
+        saved = [np.array(v.value) for v in model.variables]
         worker.item("train_fit_spe8", NEEDS["diag_train"], lambda: fit_train(worker, model))
+        for variable, value in zip(model.variables, saved):
+            variable.assign(value)
+        variant_items(upsampling)
     if bf16:
         return
     weights_bf16 = bf16_weights_model(worker, model)
