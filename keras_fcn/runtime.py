@@ -266,12 +266,16 @@ def with_precision(model, precision, info=None, keep_float32=HEAD_LAYERS, infere
     return copy
 
 
-def _env_switch(name, environ=None):
+def env_switch(name, environ=None):
     """The user's 0/1 choice in the environment variable ``name``: True, False, or None when
     unset.
 
     Raises:
         ValueError: when the variable holds something other than 0/1/true/false/yes/no/on/off.
+
+    Example:
+        >>> env_switch(JIT_ENV, {JIT_ENV: "1"}), env_switch(JIT_ENV, {})
+        (True, None)
     """
     value = (os.environ if environ is None else environ).get(name, "").strip().lower()
     if not value:
@@ -412,7 +416,7 @@ def fast_path(precision="float32", info=None, *, model=None, jit_compile=None,
         if argument is not None:
             reasons.append(f"{name} argument")
             return bool(argument)
-        override = _env_switch(env, environ)
+        override = env_switch(env, environ)
         if override is not None:
             reasons.append(env)
             return override
@@ -454,3 +458,16 @@ def detach_weights(variables):
         return
     for variable in variables:
         variable.assign(keras.ops.copy(variable.value))
+
+
+def detach_averaged_weights(model):
+    """`detach_weights` of ``model``'s trainable weights when its optimizer (under loss
+    scaling, the one it wraps) keeps moving averages (``use_ema``): Keras' ``fit`` ends by
+    assigning them to the weights (``finalize_variable_values``).
+
+    Example:
+        >>> detach_averaged_weights(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if getattr(getattr(optimizer, "inner_optimizer", optimizer), "use_ema", False):
+        detach_weights(model.trainable_weights)

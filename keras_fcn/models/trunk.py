@@ -31,7 +31,7 @@ from keras_fcn._checks import as_class_ids, check_class_ids
 from keras_fcn._pixels import label_shape_error
 from keras_fcn.layers import FCN_MEAN_BGR, CaffePreprocessing, preprocess_input
 from keras_fcn.models.heads import HEAD_PREFIXES
-from keras_fcn.runtime import detach_weights
+from keras_fcn.runtime import detach_averaged_weights
 
 # The paper's variants (heads fusing the strides 32, 16 and 8), and "dilated": a trunk whose
 # last stages are dilated to output stride 8 with torchvision's FCNHead (FCN-ResNet).
@@ -395,11 +395,9 @@ class FCN(keras.Model):
             check_arrays(self, validation[0], validation[1], "validation_data")
         build_before_fit(self, x)
         history = super().fit(x, *args, **kwargs)
-        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)  # loss scaling
-        if getattr(optimizer, "use_ema", False):
-            # fit ends by assigning the averages: on JAX the weights then share their
-            # buffers, which the next compiled step (evaluate) donates and deletes
-            detach_weights(self.trainable_weights)
+        # fit ends by assigning the averages (use_ema): on JAX the weights then share their
+        # buffers, which the next compiled step (evaluate) donates and deletes
+        detach_averaged_weights(self)
         return history
 
     def evaluate(self, x=None, y=None, *args, **kwargs):

@@ -21,8 +21,8 @@ import keras
 import numpy as np
 
 from keras_fcn import io
-from keras_fcn.runtime import detach_weights
 from keras_fcn._checks import check_choice
+from keras_fcn.runtime import detach_averaged_weights, detach_weights
 from keras_fcn.training.backup import SafeBackupAndRestore
 from keras_fcn.training.consistency import plain_model
 from keras_fcn.training.optimizers import last_step_rate
@@ -318,7 +318,6 @@ def _ema_optimizer(model):
     return optimizer
 
 
-
 @contextlib.contextmanager
 def ema_weights(model):
     """Within the block, `model` holds the moving average of its weights (when its optimizer
@@ -369,9 +368,7 @@ class EMAWeights(keras.callbacks.Callback):
         self._training = False
         # `fit` has put the averages in (`finalize_variable_values`) before this: on JAX the
         # weights share the averages' buffers, which a later `evaluate` would delete.
-        optimizer = getattr(self.model, "optimizer", None)
-        if getattr(getattr(optimizer, "inner_optimizer", optimizer), "use_ema", False):
-            detach_weights(self.model.trainable_weights)
+        detach_averaged_weights(self.model)
 
     def on_test_begin(self, logs=None):
         if self._training:

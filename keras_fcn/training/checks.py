@@ -52,7 +52,7 @@ def check_run_options(config, *, backend=None, has_tensorflow=None, environ=None
     jit = config.run.jit_compile
     source = "--jit_compile"
     if jit is None:
-        jit, source = runtime._env_switch(runtime.JIT_ENV, environ), f"{runtime.JIT_ENV}=1"
+        jit, source = runtime.env_switch(runtime.JIT_ENV, environ), f"{runtime.JIT_ENV}=1"
     if backend == "torch" and jit:
         raise ValueError(
             f"{source} is not supported on the PyTorch backend: it wraps the Keras train step "
