@@ -835,3 +835,19 @@ def test_a_model_fit_with_weight_averages_evaluates_and_saves_after(tmp_path):
     loaded = keras.models.load_model(tmp_path / "m.keras", compile=False)
     for ours, theirs in zip(model.get_weights(), loaded.get_weights(), strict=True):
         np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_saved_optimizer_names_its_public_module_on_every_backend():
+    """On PyTorch Keras saved "adam" (AdamW) under its backend class's module
+    (keras.src.backend.torch.optimizers.torch_adamw): loading the file on TensorFlow or JAX
+    imported PyTorch there, and crashed a process holding both (walkthrough, 2026-12-06)."""
+    model = keras_fcn.build_fcn("32s", C, weights=None, widths=(4, 4, 8, 8, 8), fc_units=8)
+    for optimizer in (training.make_optimizer("adam", 1e-3),
+                      keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(1e-3))):
+        training.compile_model(model, num_classes=C, ignore_label=255, optimizer=optimizer)
+        config = model.get_compile_config()["optimizer"]
+        assert config["module"] == "keras.optimizers", config["module"]
+        inner = config["config"].get("inner_optimizer")
+        assert inner is None or inner["module"] == "keras.optimizers", inner["module"]
+        restored = keras.optimizers.deserialize(config)
+        assert type(restored).__name__ == type(optimizer).__name__

@@ -9,6 +9,7 @@ import concurrent.futures
 import dataclasses
 import logging
 import os
+import re
 
 import tensorflow as tf
 
@@ -115,9 +116,13 @@ def _image_problem(path, decode):
 
 
 def _op_error_text(error):
-    """The first line of a TF error's message (without the op and node details)."""
+    """The first line of a TF error's message, without the op and node details ("Invalid
+    PNG data, size 92742", not "{{function_node ...}} Invalid PNG data, size 92742
+    [Op:DecodeImage] name:")."""
     text = error.message if isinstance(error, tf.errors.OpError) else str(error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    line = re.sub(r"\{\{function_node [^}]*\}\}|\s*\[Op:\w+\].*$", "", line).strip()
+    return line or type(error).__name__
 
 
 def _jpeg_has_end_marker(path, tail_bytes=4096):

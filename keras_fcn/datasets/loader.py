@@ -14,11 +14,16 @@ val, info, count = datasets.load_split("camvid", "val", data_dir="~/data/camvid"
 ```
 """
 
+import collections
+import os
+import re
+
 import tensorflow as tf
 
 from keras_fcn._checks import check_positive_int
 
 from keras_fcn.data.decode import make_decode_fn
+from keras_fcn.data.validate import validate_pairs
 from keras_fcn.datasets import shapes
 from keras_fcn.datasets.pairs import (  # noqa: F401  (re-exported)
     DATASETS,
@@ -33,6 +38,15 @@ from keras_fcn.labels import IGNORE_LABEL
 
 # In-memory shapes sizes when `shapes_count` is not given (the training defaults).
 SHAPES_COUNTS = {"train": 300, "val": 50}
+# The (pairs, info) of each split `decode_pairs` made a pipeline of in this process. A file
+# the pipeline cannot decode stops it with a TensorFlow error that has no file name (a TF
+# decode error cannot be caught inside the graph, and naming each file there costs ~6% of
+# the decoding: docs/reliability.md); `undecodable_file_message` then finds the file here.
+_READ_SPLITS = collections.deque(maxlen=8)
+# "Invalid PNG data, size 141655": the size in bytes of the input the decoder refused.
+_DATA_SIZE = re.compile(r"\bsize (\d+)\b")
+# The errors of TensorFlow's image decoders (no other error sends it looking for a file).
+_DECODE_ERROR = re.compile(r"PNG|JPEG|GIF|BMP|image|Input is empty|decod", re.IGNORECASE)
 
 
 def decode_pairs(pairs, info):
@@ -41,12 +55,54 @@ def decode_pairs(pairs, info):
     Example:
         decoded = decode_pairs(*datasets.camvid_pairs("~/data/camvid", "val"))
     """
+    pairs = [(str(image), str(mask)) for image, mask in pairs]
+    if not any(read[0] == pairs for read in _READ_SPLITS):
+        _READ_SPLITS.append((pairs, info))
     paths = tf.data.Dataset.from_tensor_slices(([p[0] for p in pairs], [p[1] for p in pairs]))
     kwargs = info.dataset_kwargs()
     decode = make_decode_fn(num_classes=kwargs["num_classes"],
                             ignore_label=kwargs["ignore_label"],
                             mask_format=kwargs["mask_format"], palette=kwargs["palette"])
     return paths.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _file_size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+def undecodable_file_message(error):
+    """For a TensorFlow error that stopped a pipeline of `decode_pairs` on a file it cannot
+    decode ("Invalid PNG data", "Input is empty", ...): a message naming the bad file(s),
+    found by validating the pairs of the last 8 splits read in this process (those of the
+    file size the error names first, then all, newest split first, with a progress bar from
+    200 pairs); None for another error or when every file decodes.
+
+    Example:
+        try:
+            model.fit(make_pipelines(...))
+        except tf.errors.InvalidArgumentError as error:
+            raise ValueError(undecodable_file_message(error) or str(error)) from error
+    """
+    text = getattr(error, "message", None) or ""
+    if not isinstance(error, tf.errors.OpError) or not _DECODE_ERROR.search(text):
+        return None
+    size = _DATA_SIZE.search(text)
+    size = int(size.group(1)) if size else None
+    for pairs, info in reversed(_READ_SPLITS):
+        first = [pair for pair in pairs if size is not None and size in map(_file_size, pair)]
+        for candidates in (first, pairs):
+            if not candidates:
+                continue
+            kwargs = {key: value for key, value in info.dataset_kwargs().items()
+                      if key != "mean_rgb"}
+            try:
+                validate_pairs(candidates, verbose="auto", **kwargs)
+            except ValueError as found:
+                return str(found)
+    return None
 
 
 def _tfds_split(tfds_name, split, *, data_dir, num_classes, ignore_label, tfds_val_split):

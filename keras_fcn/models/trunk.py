@@ -317,6 +317,20 @@ def check_arrays(model, x, y, what=""):
         check_class_ids(labels, num_classes, loss.ignore_label)
 
 
+def _public_optimizer_modules(config):
+    """Rewrites, in place, the module of each Keras optimizer in a serialized optimizer config
+    (a LossScaleOptimizer's inner one too) from its backend class's to ``keras.optimizers``,
+    where every backend finds its own class of that name."""
+    if not isinstance(config, dict):
+        return
+    module, name = config.get("module"), config.get("class_name")
+    if isinstance(module, str) and module.startswith("keras.src.backend.") \
+            and isinstance(getattr(keras.optimizers, str(name), None), type):
+        config["module"], config["registered_name"] = "keras.optimizers", None
+    for value in config.values():
+        _public_optimizer_modules(value)
+
+
 @keras.saving.register_keras_serializable(package="keras_fcn")
 class FCN(keras.Model):
     """A functional FCN that knows its trunk and variant (saved in its config).
@@ -419,10 +433,16 @@ class FCN(keras.Model):
         """Keras' compile config with ``jit_compile`` saved as "auto": whether to compile the
         step is the choice of the machine and backend that trained the model (JAX: always),
         not of the model; a file trained on JAX ran under ``torch.compile`` when loaded on
-        PyTorch (slower there, docs/gpu.md). Each backend that loads it takes its default."""
+        PyTorch (slower there, docs/gpu.md). Each backend that loads it takes its default.
+        A Keras optimizer is saved under its public module (``keras.optimizers``): on PyTorch
+        Keras records its backend class's (``keras.src.backend.torch.optimizers
+        .torch_adamw``), and loading the file on TensorFlow or JAX imported PyTorch there (a
+        crash where the two do not share a process)."""
         config = super().get_compile_config()
         if config and "jit_compile" in config:
             config["jit_compile"] = "auto"
+        if config:
+            _public_optimizer_modules(config.get("optimizer"))
         return config
 
     @classmethod

@@ -77,12 +77,12 @@ from keras_fcn.training.recipe import (  # noqa: F401
     build_model,
     execution_path,
     execution_precision,
-    maybe_export,
     run,
     stage_learning_rates,
     train_one,
     train_staged,
 )
+from keras_fcn.training.run_export import maybe_export  # noqa: F401
 from keras_fcn.training.run_dir import (  # noqa: F401
     RUN_FILES,
     completed_run,

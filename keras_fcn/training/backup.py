@@ -20,6 +20,12 @@ from keras_fcn import _tf, io
 from keras_fcn.training.distribute import PATCHED_KERAS as KERAS_CHECKED
 
 BACKUP_EPOCH_ATTR = "keras_fcn_epoch"  # in the backup's weights file: the epoch they end
+# Also there: the states of the model's random generators (dropout's `keras.random.
+# SeedGenerator`s: variables, but not weights, so `save_weights` leaves them out), in the
+# order of `model.variables`, and on PyTorch its global generators (Keras' unseeded dropout
+# draws from them): a run resumed with them draws the dropout masks of an uninterrupted run.
+RANDOM_STATES_GROUP = "keras_fcn_random_states"
+TORCH_STATES_GROUP = "keras_fcn_torch_random_states"
 
 
 # The private parts of Keras' BackupAndRestore that SafeBackupAndRestore overrides or reads
@@ -92,6 +98,12 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
             self.model.save_weights(tmp, overwrite=True)
             with h5py.File(tmp, "a") as f:
                 f.attrs[BACKUP_EPOCH_ATTR] = self._current_epoch
+                states = f.create_group(RANDOM_STATES_GROUP)
+                for i, state in enumerate(random_states(self.model)):
+                    states[str(i)] = keras.ops.convert_to_numpy(state.value)
+                torch_states = f.create_group(TORCH_STATES_GROUP)
+                for i, state in enumerate(_torch_generator_states()):
+                    torch_states[str(i)] = state
 
         os.makedirs(self.backup_dir, exist_ok=True)
         io.atomic_write(self._weights_path, write)
@@ -129,6 +141,14 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
 
         with h5py.File(self._weights_path, "r") as f:
             epoch = f.attrs.get(BACKUP_EPOCH_ATTR)
+            saved, torch_saved = (
+                [group[str(i)][()] for i in range(len(group))] if group is not None else []
+                for group in (f.get(RANDOM_STATES_GROUP), f.get(TORCH_STATES_GROUP)))
+        states = random_states(self.model)
+        if len(saved) == len(states):  # a backup of an older release has none: kept as is
+            for state, value in zip(states, saved):
+                state.assign(value)
+        _set_torch_generator_states(torch_saved)
         if epoch is not None:  # the weights' own epoch wins over training_metadata.json's
             self.model._initial_epoch = int(epoch)
         trained, epochs = self.model._initial_epoch, self.params.get("epochs")
@@ -146,6 +166,44 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     def on_train_end(self, logs=None):
         if self._nan_guard.nan_step is None and not self._keep_at_end:
             super().on_train_end(logs)
+
+
+def random_states(model):
+    """The state variables of `model`'s random generators (`keras.random.SeedGenerator`: one
+    per dropout layer), in the order of `model.variables`.
+
+    Example:
+        >>> import keras
+        >>> inputs = keras.Input((4,))
+        >>> model = keras.Model(inputs, keras.layers.Dropout(0.5)(inputs))
+        >>> [tuple(state.shape) for state in random_states(model)]
+        [(2,)]
+    """
+    return [variable for variable in model.variables
+            if variable.path.split("/")[-1] == "seed_generator_state"]
+
+
+def _torch_generator_states():
+    """PyTorch's global generator states (CPU, then each GPU's) on the torch backend, else
+    none: numpy uint8 arrays."""
+    if keras.backend.backend() != "torch":
+        return []
+    import torch
+
+    states = [torch.get_rng_state()]
+    if torch.cuda.is_available():
+        states += torch.cuda.get_rng_state_all()
+    return [state.cpu().numpy() for state in states]
+
+
+def _set_torch_generator_states(states):
+    if keras.backend.backend() != "torch" or not states:
+        return
+    import torch
+
+    torch.set_rng_state(torch.from_numpy(states[0]))
+    if torch.cuda.is_available() and len(states) == 1 + torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([torch.from_numpy(state) for state in states[1:]])
 
 
 def _constant_rate(optimizer):

@@ -44,7 +44,8 @@ def error_message(error):
         if lines and lines[0].startswith("Graph execution error"):
             # A failed op inside a traced step (model.fit): its message follows the Python
             # stack of where the op was defined ("  File ...").
-            lines = [line for line in lines[1:] if not line.startswith((" ", "\t", "Detected "))]
+            lines = [line for line in lines[1:] if not line.startswith((" ", "\t", "Detected "))
+                     and line.strip() != "<stack traces unavailable>"]
         line = lines[0] if lines else type(error).__name__
         line = re.sub(r"\{\{function_node [^}]*\}\}|\[\[\{\{node [^}]*\}\}\]\]", "", line)
         # A tf.debugging.Assert: "assertion failed: [message] [value]"
@@ -53,6 +54,26 @@ def error_message(error):
                       r"iterator: \S+: ", "reading the data: ", line)
         return line.strip()
     return str(error)
+
+
+def data_file_message(error):
+    """For a TensorFlow error that stopped a file pipeline of `keras_fcn.datasets` on a file
+    it cannot decode (its message has no file name): the message naming the file, else None.
+
+    Example:
+        >>> data_file_message(ValueError("bad --epochs")) is None
+        True
+    """
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(error, tf.errors.OpError) \
+            or "keras_fcn.datasets.loader" not in sys.modules:
+        return None
+    if any(kind not in ("InvalidArgumentError", "UnknownError")
+           for kind, _ in _RAISED.findall(error.message or "")):
+        return None  # a check of the pipeline raised it: its message names the file
+    from keras_fcn.datasets import loader
+
+    return loader.undecodable_file_message(error)
 
 
 def _user_errors():
@@ -112,7 +133,7 @@ def run_main(main, argv=None, *, positional=False):
         try:
             return main(args)
         except _user_errors() as error:
-            _fail(error_message(error))
+            _fail(data_file_message(error) or error_message(error))
 
     app.run(guarded, argv=argv, flags_parser=_parse_flags)
 

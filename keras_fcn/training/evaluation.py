@@ -5,6 +5,8 @@ Example:
     print(format_results(results, CAMVID_CLASSES))
 """
 
+import sys
+
 import keras
 import numpy as np
 from keras import ops
@@ -100,7 +102,7 @@ def tta_probabilities(predict, images, size, scales):
     return total / len(scales)
 
 
-def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, verbose=1,
+def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, verbose="auto",
                    max_batches=None, precision=None, jit_compile=None, scales=(1.0,)):
     """Evaluates a segmentation model with the paper's metrics, in numpy.
 
@@ -119,7 +121,7 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
             (multi-scale TTA, `tta_probabilities`; with `flip`, each scale is flipped too).
             `(1.0,)` is the plain single-scale evaluation.
         verbose: 1 (or True) a progress bar, 2 a line a minute (for logs, where a bar
-            prints only when it ends), 0 nothing.
+            prints only when it ends), 0 nothing; "auto": 1 on a terminal, else 2.
         max_batches: stop after this many batches (a positive int, or None for all).
         precision, jit_compile: how to run the model (``keras_fcn.inference.forward_fn``):
             None keeps the model's own precision and picks XLA by ``keras_fcn.runtime``.
@@ -152,6 +154,8 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
     total = num_batches(dataset)
     if max_batches is not None and total is not None:
         total = min(total, max_batches)
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
     bar = keras.utils.Progbar(total, unit_name="batch") if verbose and verbose != 2 else None
     beat = Heartbeat(60) if verbose == 2 else None
     for index, (images, masks) in enumerate(iterate_batches(dataset)):

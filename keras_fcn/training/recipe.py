@@ -16,7 +16,6 @@ import keras
 from keras_fcn import _tf, io, runtime
 from keras_fcn import models as models_lib
 from keras_fcn._checks import check_choice
-from keras_fcn.labels import ModelLabels
 from keras_fcn.training import array_inputs
 from keras_fcn.training.callbacks import TimeLimit
 from keras_fcn.training.checks import check_before_run
@@ -28,11 +27,7 @@ from keras_fcn.training.distribute import (
     make_strategy,
     patch_multi_worker_build,
 )
-from keras_fcn.training.evaluation import (
-    format_results,
-    iterate_batches,
-    num_batches,
-)
+from keras_fcn.training.evaluation import format_results, num_batches
 from keras_fcn.training.fit import compile_model, fit
 from keras_fcn.training.optimizers import (
     check_stage_schedules,
@@ -40,6 +35,7 @@ from keras_fcn.training.optimizers import (
     learning_rate_schedule,
     make_optimizer,
 )
+from keras_fcn.training.run_export import export_size, maybe_export  # noqa: F401
 from keras_fcn.training.run_dir import (
     MODEL_FILE,
     finished_run,
@@ -60,7 +56,7 @@ VARIANTS = {"fcn32s": "32s", "fcn16s": "16s", "fcn8s": "8s", "fcn8s_at_once": "8
 # loads its backup).
 RESUME_FLAGS = ("dataset", "num_classes", "model", "backbone", "widths", "fc_units",
                 "trainable_upsampling", "holdout", "group_by", "val_split", "ignore_label",
-                "optimizer")
+                "optimizer", "image_size", "crop_size")
 # The flags a --resume may change, and is told of: they plan the learning-rate schedule.
 SCHEDULE_FLAGS = ("epochs", "steps_per_epoch", "batch_size", "learning_rate", "lr_schedule",
                   "warmup_epochs")
@@ -174,7 +170,7 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
     done = finished_run(run_dir, config.optim.epochs) if config.run.resume else None
     if done is not None:
         print(f"FCN-{variant}: the run in {run_dir} is complete; nothing to resume.")
-        return _load_finished(run_dir, strategy), dict(done, run_dir=run_dir)
+        return _load_finished(run_dir, strategy), dict(done, run_dir=run_dir, reused=True)
     with strategy.scope():
         # Built and initialized in float32, then converted: the FCN head stays float32
         # (keras_fcn.runtime.with_precision; the bf16 crash reported on AMX CPUs, docs/speed.md).
@@ -312,7 +308,7 @@ def train_staged(config, *, run_dir, data, strategy, class_weights, pixels,
         if done is not None:
             print(f"FCN-{stage}: already trained in {stage_dir}, reusing it.", flush=True)
             model = _load_finished(stage_dir)
-            reports[stage], weights = dict(done, run_dir=stage_dir), model
+            reports[stage], weights = dict(done, run_dir=stage_dir, reused=True), model
             skipped.append(len(done.get("history") or ()))  # the data moves on past them
             continue
         os.makedirs(stage_dir, exist_ok=True)
@@ -350,42 +346,6 @@ def execution_path(config, model):
     """
     return runtime.fast_path(runtime.model_precision(model), model=model,
                              jit_compile=config.run.jit_compile, conv_matmul=config.run.conv_matmul)
-
-
-def maybe_export(model, run_dir, input_size):
-    """Exports a float16-weight TFLite model and its sidecar JSON with `keras_fcn.export`.
-
-    Args:
-        model: the trained model.
-        run_dir: the run folder: its `labels.json` gives class names, palette and ignore label;
-            `model_float16.tflite` and `model_float16.json` go there.
-        input_size: (height, width) of the exported fixed-size model.
-
-    Returns:
-        The path of the `.tflite` file.
-
-    Example:
-        maybe_export(model, "runs/shapes", (64, 64))
-    """
-    from keras_fcn.export import export_tflite
-
-    path = os.path.join(run_dir, "model_float16.tflite")
-    model = runtime.with_precision(model, "float32")  # a bf16-trained model exports as float
-    export_tflite(model, path, input_size=tuple(input_size), quantization="float16",
-                  labels=ModelLabels.read(run_dir), overwrite=True)
-    print(f"Exported TFLite (float16 weights, {input_size[0]}x{input_size[1]}) to {path}")
-    return path
-
-
-def export_size(config, eval_ds):
-    """The fixed input size of the exported model: the training size, else the first
-    evaluation image's."""
-    size = config.data.image_size or config.data.crop_size
-    if size:
-        return tuple(size)
-    for images, _ in iterate_batches(eval_ds):
-        return tuple(int(d) for d in images.shape[1:3])
-    return None
 
 
 def _print_outcome(last, info):
@@ -494,6 +454,7 @@ def _train_in(config, run_dir, strategy, chief):
         print("Export skipped: TFLite export needs TensorFlow (a .keras file made here loads "
               "and exports on a machine with it).")
     elif config.run.export and chief and last["status"] == "completed":
-        maybe_export(model, last.get("run_dir", run_dir), export_size(config, pipelines[2]))
+        maybe_export(model, last.get("run_dir", run_dir), export_size(config, pipelines[2]),
+                     keep=all(report.get("reused") for report in reports.values()))
     print(f"Run directory: {run_dir}")
     return {"run_dir": run_dir, "reports": reports, "final": last.get("final_val")}

@@ -44,7 +44,7 @@ METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
 CLASS_WEIGHTS_FILE = "class_weights.json"
 CONFIG_FILE = "config.json"
-EXPORT_FILES = ("model_float16.tflite", "model_float16.json")  # --export (recipe.maybe_export)
+EXPORT_FILES = ("model_float16.tflite", "model_float16.json")  # --export (run_export.maybe_export)
 RUN_FILES = (MODEL_FILE, BEST_MODEL_FILE, METRICS_FILE, "curves.png", LABELS_FILE)
 # Files of a run directory written through `keras_fcn.io` (temporary name ".<file>.<random>").
 _ATOMIC_FILES = RUN_FILES + (HISTORY_FILE, BEST_STATE_FILE, CLASS_WEIGHTS_FILE, CONFIG_FILE,
@@ -311,6 +311,12 @@ def _flag_text(value):
     return str(value)
 
 
+def _flag_words(name, value):
+    """'--name=value', or '--name= (unset)' for an unset flag."""
+    text = _flag_text(value)
+    return f"--{name}={text}" if text != "" else f"--{name}= (unset)"
+
+
 def write_run_config(run_dir, flags, *, resume=False, compare=(), replan=()):
     """Writes the run's flags to `run_dir/config.json`; on `resume`, first checks that the
     flags named in `compare` (those that shape the model) are the stored ones.
@@ -347,8 +353,8 @@ def write_run_config(run_dir, flags, *, resume=False, compare=(), replan=()):
         changed = [name for name in compare
                    if name in stored and _flag_text(stored[name]) != _flag_text(flags.get(name))]
         if changed:
-            was = ", ".join(f"--{name}={_flag_text(stored[name])}" for name in changed)
-            now = ", ".join(f"--{name}={_flag_text(flags.get(name))}" for name in changed)
+            was = ", ".join(_flag_words(name, stored[name]) for name in changed)
+            now = ", ".join(_flag_words(name, flags.get(name)) for name in changed)
             raise ValueError(
                 f"The run in '{run_dir}' was trained with {was}; --resume got {now}. Resume "
                 "with the run's flags, or start a new run (another --output_dir).")
