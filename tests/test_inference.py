@@ -303,7 +303,7 @@ def test_smoothed_sequence_restarts_on_new_size_and_keeps_counts():
     a, b = np.array([[[0.9, 0.1], [0.2, 0.8]]]), np.array([[[0.1, 0.9], [0.2, 0.8]]])
     sequence.step(a)
     np.testing.assert_allclose(sequence.step(b), (a + b) / 2)  # smoothed labels: [[0, 1]]
-    assert sequence.summary() == {"frames_compared": 2, "flicker_raw": 0.5,
+    assert sequence.summary() == {"frames": 2, "pixels_compared": 2, "flicker_raw": 0.5,
                                   "flicker_smoothed": 0.0, "smooth_alpha": 0.5}
     other = np.array([[[0.3, 0.7]]])
     np.testing.assert_allclose(sequence.step(other), other)  # a new size: a new average
@@ -383,7 +383,8 @@ def test_run_folder_with_bad_files(tmp_path, saved_model):
     entropy = np.load(out / "seq" / "f0_entropy.npy")
     assert entropy.shape == (24, 32) and entropy.max() <= np.log(3) + 1e-5
     assert report.flicker[str(frames)]["smooth_alpha"] == 0.5
-    assert report.flicker[str(frames)]["frames_compared"] == 2 * 24 * 32
+    assert report.flicker[str(frames)]["pixels_compared"] == 2 * 24 * 32
+    assert report.flicker[str(frames)]["frames"] == 3
 
     again = files.run(opts)  # existing outputs are kept
     assert again.written == 0 and again.processed == 0 and again.skipped == 3 * 7
@@ -465,7 +466,8 @@ def test_run_video_round_trip(tmp_path, saved_model, video_format):
     assert len(overlay) == len(masks) == 4 and overlay[0].shape == (24, 32, 3)
     assert len(os.listdir(tmp_path / "out" / "clip")) == 4 * 2  # labels + mask PNG per frame
     flicker = report.flicker[clip]
-    assert flicker["frames_compared"] == 3 * 24 * 32 and "flicker_smoothed" in flicker
+    assert flicker["pixels_compared"] == 3 * 24 * 32 and flicker["frames"] == 4
+    assert "flicker_smoothed" in flicker
 
 
 def test_video_errors_are_clear(tmp_path):

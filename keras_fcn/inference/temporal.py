@@ -6,7 +6,8 @@ Example:
     for probs in frame_probabilities:
         labels = sequence.step(probs).argmax(-1)
     >>> sequence.summary()        # flicker before and after smoothing
-    {'frames_compared': ..., 'flicker_raw': ..., 'flicker_smoothed': ..., 'smooth_alpha': 0.5}
+    {'frames': ..., 'pixels_compared': ..., 'flicker_raw': ..., 'flicker_smoothed': ...,
+     'smooth_alpha': 0.5}
 """
 
 import numbers
@@ -257,10 +258,12 @@ class SmoothedSequence:
         self.smoother = TemporalSmoother(alpha)
         self.raw = FlickerMeter()
         self.smoothed = FlickerMeter()
+        self.frames = 0
 
     def step(self, probabilities):
         """Returns the probabilities to use for this frame, updating the meters."""
         labels = np.argmax(probabilities, axis=-1)
+        self.frames += 1
         if self.raw.shape not in (None, labels.shape):
             self.smoother.reset()
             self.raw.restart()
@@ -278,8 +281,11 @@ class SmoothedSequence:
         return self.raw.total
 
     def summary(self):
-        """The flicker before (and, when smoothing, after) smoothing, as a JSON-able dict."""
-        result = {"frames_compared": self.raw.total, "flicker_raw": self.raw.rate}
+        """The flicker before (and, when smoothing, after) smoothing, as a JSON-able dict:
+        "frames" seen, "pixels_compared" between consecutive frames of one size, the share of
+        them whose label changed ("flicker_raw", "flicker_smoothed"), "smooth_alpha"."""
+        result = {"frames": self.frames, "pixels_compared": self.raw.total,
+                  "flicker_raw": self.raw.rate}
         if self.alpha < 1.0:
             result["flicker_smoothed"] = self.smoothed.rate
             result["smooth_alpha"] = self.alpha
