@@ -24,7 +24,8 @@ from keras_fcn.models import has_preprocessing
 from keras_fcn.models.trunk import did_you_mean
 from keras_fcn.presets.catalog import get_preset, list_presets, preset_labels
 from keras_fcn.weights import CaffeModelError, check_sha256_prefix, load_model_file
-from keras_fcn.weights.imagenet import check_file_hash, download_file
+from keras_fcn.weights.imagenet import (ChecksumError, cached_mismatch, check_file_hash,
+                                        download_file)
 
 CACHE_SUBDIR = "keras_fcn"
 
@@ -89,7 +90,8 @@ def download_caffemodel(name, cache_dir=None, file_hash=None, url=None):
         cache_dir: the cache root (see :func:`cache_folder`).
         file_hash: expected sha256 (or md5) of the file; the authors publish none. When it is
             given it replaces the byte-size check.
-        url: another address of the same file (a mirror, or ``file://`` for a local copy).
+        url: another address of the same file (a mirror, or a local copy: ``file://`` and
+            its absolute path, or the path itself).
 
     Returns:
         The path of the file in the cache.
@@ -97,9 +99,11 @@ def download_caffemodel(name, cache_dir=None, file_hash=None, url=None):
     Raises:
         RuntimeError: the download failed (offline): names the URL and the path where the
             file can be put by hand.
-        ValueError: the file has the wrong size or hash (a torchvision file whose sha256
-            does not start with the prefix in its name is deleted); before any download, a
-            ``file_hash`` that no file can match (not a SHA-256 or MD5 hex digest).
+        ValueError: the file has the wrong size or hash (the message names the expected
+            and the actual digest; a torchvision file whose sha256 does not start with the
+            prefix in its name is deleted); before any download, a ``file_hash`` that no file
+            can match (not a SHA-256 or MD5 hex digest), or a ``url`` that is neither an
+            http(s)://, ftp:// or file:// URL nor an existing file.
         PermissionError: the file is not in the cache and the cache cannot be written (a
             file put by hand in a read-only cache is used).
 
@@ -124,13 +128,19 @@ def download_caffemodel(name, cache_dir=None, file_hash=None, url=None):
                               ) from None
     except TimeoutError as error:  # another process's download hung: not a network error
         raise TimeoutError(f"Preset {name!r}: {error}") from None
-    except ValueError as error:  # get_file's hash check
+    except ChecksumError as error:  # get_file's hash check; the download was deleted
         raise ValueError(f"Preset {name!r}: {target} downloaded from {url} does not match "
-                         f"file_hash={file_hash!r} ({error})") from None
+                         f"file_hash={file_hash!r}: its {error.algorithm} is {error.actual}. "
+                         "The download was deleted: check url= and file_hash=.") from None
+    except ValueError as error:  # url is no URL get_file reads, nor a local file
+        raise ValueError(f"Preset {name!r}: {error}") from None
     except Exception as error:  # get_file raises a bare Exception for URL errors
+        stale = cached_mismatch(target, file_hash)  # a wrong file put there by hand
+        failed = (f"{stale} Downloading it anew from {url} failed" if stale
+                  else f"cannot download {url}")
         raise io.DownloadError(
-            f"Preset {name!r}: cannot download {url} ({error}). Without a network, download "
-            f"that file on another machine and put it at {target}, then call again.") from None
+            f"Preset {name!r}: {failed} ({error}). Without a network, download that file on "
+            f"another machine and put it at {target}, then call again.") from None
     if file_hash is None:
         _check_size(preset, path)
     if preset.filename.endswith(".pth"):
@@ -193,7 +203,8 @@ def from_preset(name, *, cache_dir=None, file_hash=None, url=None):
         cache_dir: the cache root (default ``$KERAS_HOME`` or ``~/.keras``); files go in its
             ``keras_fcn/`` folder.
         file_hash: the sha256 (or md5) the download must have.
-        url: another address of the weights file (a mirror or a ``file://`` path).
+        url: another address of the weights file (a mirror, a ``file://`` URL or a local
+            file's path).
 
     Returns:
         A ``keras.Model``. RGB presets take raw RGB images (0..255, any size) and do the
@@ -207,7 +218,8 @@ def from_preset(name, *, cache_dir=None, file_hash=None, url=None):
             download), or a downloaded file that is not the model (size, hash, layer shape,
             missing or extra layers: the message says which; a file that is no
             ``.caffemodel`` at all is deleted, so the next call downloads it anew), or a
-            damaged converted ``.keras`` in the cache (the message says to delete it).
+            damaged converted ``.keras`` in the cache (the message says to delete it), or a
+            ``url`` that is neither a URL nor an existing file.
         RuntimeError: the download failed; the message names the URL and where to put the
             file by hand.
 

@@ -2,8 +2,9 @@
 layer names of ``keras.applications`` mapped to the paper's (net surgery of ``fc1``/``fc2``
 into ``fc6``/``fc7``).
 
-Files come through ``keras.utils.get_file``: downloaded once, cached in ``~/.keras/models``
-(or ``cache_dir/models``), verified when a checksum is known, so later calls work offline.
+Files come through ``keras.utils.get_file``: downloaded once, cached in ``<cache>/models``
+(``cache_dir``, else ``$KERAS_HOME``, else ``~/.keras``: where ``keras.applications`` caches
+the same files), verified when a checksum is known, so later calls work offline.
 
 Example:
     >>> path = fetch_vgg16_imagenet_weights()  # doctest: +SKIP
@@ -12,7 +13,9 @@ Example:
 import hashlib
 import logging
 import os
+import pathlib
 import time
+import urllib.parse
 
 from keras_fcn.io import (LOCK_FILE, DirectoryLockedError, DownloadError, lock_directory,
                           unlock_directory)
@@ -75,16 +78,104 @@ def check_file_hash(file_hash):
     return text
 
 
-def file_matches(path, file_hash):
-    """True if the file at ``path`` has ``file_hash`` (64 hex digits: SHA-256, else MD5, as
-    ``keras.utils.get_file`` reads it); any file matches ``file_hash=None``."""
-    if file_hash is None:
-        return True
+def file_digest(path, file_hash):
+    """The hex digest of the file at ``path`` that ``file_hash`` is compared with: SHA-256 for
+    64 hex digits, else MD5 (as ``keras.utils.get_file`` reads it).
+
+    Example:
+        >>> file_digest("/data/w.h5", "0" * 32)  # doctest: +SKIP
+        '64373286793e3c8b2b4e3219cbf3544b'
+    """
     digest = hashlib.sha256() if len(file_hash) == 64 else hashlib.md5()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest() == file_hash.lower()
+    return digest.hexdigest()
+
+
+def file_matches(path, file_hash):
+    """True if the file at ``path`` has ``file_hash`` (64 hex digits: SHA-256, else MD5, as
+    ``keras.utils.get_file`` reads it); any file matches ``file_hash=None``.
+
+    Example:
+        >>> file_matches("/data/w.h5", None)
+        True
+    """
+    if file_hash is None:
+        return True
+    return file_digest(path, file_hash) == file_hash.lower()
+
+
+def cached_mismatch(path, file_hash):
+    """A sentence saying that the file at ``path`` fails ``file_hash`` (naming both digests and
+    what to do), or ``""`` when it matches, there is no file or no hash: what an error of a
+    failed download adds when a wrong file already stands at its place in the cache.
+
+    Example:
+        >>> cached_mismatch("/nowhere/w.h5", "0" * 32)
+        ''
+    """
+    if file_hash is None or not os.path.isfile(path) or file_matches(path, file_hash):
+        return ""
+    algorithm = HASH_DIGITS.get(len(file_hash), "MD5")
+    return (f"The file already at {path} failed its {algorithm} checksum (expected {file_hash}, "
+            f"got {file_digest(path, file_hash)}): a damaged or wrong file. Delete it, or "
+            "replace it with the right file.")
+
+
+class ChecksumError(ValueError):
+    """A download that does not have the expected ``file_hash`` (it was deleted).
+
+    Attributes: ``path`` (where it was to go), ``url``, ``expected`` (``file_hash``),
+    ``actual`` (the download's digest), ``algorithm`` (``"SHA-256"`` or ``"MD5"``).
+
+    Example:
+        >>> str(ChecksumError("/c/w.h5", "file:///w.h5", "0" * 32, "1" * 32)).split(":")[0]
+        'The download of /c/w.h5 from file'
+    """
+
+    def __init__(self, path, url, expected, actual):
+        self.path, self.url, self.expected, self.actual = path, url, expected, actual
+        self.algorithm = HASH_DIGITS.get(len(expected), "MD5")
+        super().__init__(
+            f"The download of {path} from {url} failed its {self.algorithm} checksum "
+            f"(expected {expected}, got {actual}); the download was deleted")
+
+
+URL_SCHEMES = ("http", "https", "ftp", "file")  # what urllib reads (keras.utils.get_file)
+
+
+def download_url(url):
+    """The URL ``keras.utils.get_file`` is to read: ``url`` itself when it is an ``http://``,
+    ``https://``, ``ftp://`` or ``file://`` URL, a ``file://`` URL for the path of an existing
+    file (``get_file`` takes no paths: "unknown url type").
+
+    Raises:
+        ValueError: neither (a plain path that is not a file, another scheme), naming ``url``.
+
+    Example:
+        >>> download_url("https://example.com/w.h5")
+        'https://example.com/w.h5'
+        >>> download_url("/data/w.h5")  # an existing file  # doctest: +SKIP
+        'file:///data/w.h5'
+    """
+    try:
+        text = os.fspath(url)
+    except TypeError:
+        text = None
+    if isinstance(text, bytes) or text is None:
+        raise ValueError("url must be a URL or a file path (str). Received: "
+                         f"url={url!r}") from None
+    if urllib.parse.urlsplit(text).scheme.lower() in URL_SCHEMES:
+        return text
+    if os.path.isfile(text):
+        return pathlib.Path(text).resolve().as_uri()
+    local = ("" if "://" in text else ": no file is there (a local copy is given by the path "
+             "of an existing file, or as file:// and its absolute path, e.g. "
+             f"{pathlib.Path(os.path.abspath(text)).as_uri()})")
+    raise ValueError(
+        f"url must be an http://, https://, ftp:// or file:// URL, or the path of an existing "
+        f"file; {text!r} is neither{local}. Received: url={url!r}")
 
 
 # Seconds another process's download may go without writing a byte before the wait for it
@@ -157,7 +248,8 @@ def download_file(filename, url, file_hash, folder):
 
     Args:
         filename: the file's name in ``folder``.
-        url: where to download it from (``file://`` too).
+        url: where to download it from (``file://`` too, or the path of a local file: see
+            :func:`download_url`).
         file_hash: SHA-256 or MD5 hex digest (lower case, see :func:`check_file_hash`), or None.
         folder: an existing folder.
 
@@ -169,9 +261,11 @@ def download_file(filename, url, file_hash, folder):
             cannot be written; the message names both.
         TimeoutError: another process holds ``folder``'s lock and its download wrote nothing
             for ``DOWNLOAD_STALL_S`` seconds.
-        ValueError: the download does not have ``file_hash`` (``get_file``'s error; the
-            download is deleted).
-        Exception: ``get_file``'s error for a failed download.
+        ChecksumError: the download does not have ``file_hash`` (a ValueError naming both
+            digests; the download is deleted).
+        ValueError: ``url`` is no URL ``get_file`` reads nor an existing file
+            (:func:`download_url`; checked before the cache is), or urllib refused it.
+        Exception: ``get_file``'s error for a failed download (offline, no such file).
 
     Example:
         >>> download_file("w.h5", "file:///data/w.h5", None, "/data/cache")  # doctest: +SKIP
@@ -179,6 +273,7 @@ def download_file(filename, url, file_hash, folder):
     """
     import keras
 
+    source = download_url(url)
     target = os.path.join(folder, filename)
     if os.path.isfile(target) and file_matches(target, file_hash):
         return target  # complete: only a finished download is renamed to this name
@@ -195,8 +290,16 @@ def download_file(filename, url, file_hash, folder):
             return target  # another process downloaded it while this one waited
         if os.path.lexists(part):
             os.remove(part)  # what a killed download left; get_file would take it as cached
-        downloaded = keras.utils.get_file(os.path.basename(part), url, file_hash=file_hash,
-                                          cache_subdir="", cache_dir=folder)
+        try:
+            downloaded = keras.utils.get_file(os.path.basename(part), source,
+                                              file_hash=file_hash, cache_subdir="",
+                                              cache_dir=folder)
+        except ValueError as error:  # its hash check (else urllib refused the URL)
+            if file_hash is not None and os.path.isfile(part):
+                raise ChecksumError(target, url, file_hash,
+                                    file_digest(part, file_hash)) from None
+            raise ValueError(f"Cannot download {url}: {error}. Expected an http://, https://, "
+                             f"ftp:// or file:// URL. Received: url={url!r}") from None
         os.replace(downloaded, target)
         return target
     finally:
@@ -206,28 +309,48 @@ def download_file(filename, url, file_hash, folder):
             unlock_directory(folder)
 
 
+def weights_cache(cache_dir=None):
+    """The folder of the ImageNet trunks' files: ``<cache_dir>/models``; ``cache_dir`` defaults
+    to ``$KERAS_HOME``, else ``~/.keras``, as ``keras.utils.get_file`` (and so
+    ``keras.applications``, which caches the same files there) does.
+
+    Example:
+        >>> weights_cache("/data/keras")
+        '/data/keras/models'
+    """
+    root = cache_dir or os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
+    return os.path.join(os.path.expanduser(root), "models")
+
+
 def fetch_weights_file(filename, url, file_hash, cache_dir, what, how_to_pass):
     """Returns the cached path of a weights file, downloading it once through ``get_file``.
 
     Args:
         filename: the file name in the cache.
-        url: where to download from (a mirror, or a ``file://`` URL).
+        url: where to download from (a mirror, a ``file://`` URL or a local file's path).
         file_hash: SHA-256 or MD5 checksum, or None for no byte check.
-        cache_dir: cache root; ``None`` means ``~/.keras``.
+        cache_dir: cache root; ``None`` means ``$KERAS_HOME``, else ``~/.keras``
+            (:func:`weights_cache`).
         what: what the file is, for the messages ("ImageNet VGG16 weights").
         how_to_pass: the builder call that takes a local copy instead.
 
     Raises:
         RuntimeError: the file is not cached and cannot be downloaded (offline) or fails its
-            checksum; the message says how to pass a local copy.
+            checksum; the message says how to pass a local copy. When a file that fails
+            ``file_hash`` already stands in the cache, the message says so, with both digests.
         ValueError: ``file_hash`` is no SHA-256 or MD5 (:func:`check_file_hash`), before
-            anything is downloaded.
+            anything is downloaded; ``url`` is no URL nor an existing file
+            (:func:`download_url`).
         PermissionError: the file is not cached and the cache cannot be written (a
             read-only ``cache_dir``); a file put there by hand is used.
+
+    Example:
+        >>> fetch_weights_file("w.h5", "file:///data/w.h5", None, "/data/keras", "weights",
+        ...                    "build_fcn8s(weights='w.h5')")  # doctest: +SKIP
+        '/data/keras/models/w.h5'
     """
     file_hash = check_file_hash(file_hash)
-    cache_dir = os.path.expanduser(cache_dir or os.path.join("~", ".keras"))
-    folder = os.path.join(cache_dir, "models")
+    folder = weights_cache(cache_dir)
     cached = os.path.join(folder, filename)
     how_to = (
         f"Download {url} on a machine with internet access and either copy it to {cached} or "
@@ -241,22 +364,29 @@ def fetch_weights_file(filename, url, file_hash, cache_dir, what, how_to_pass):
         raise PermissionError(f"{error}. {how_to}") from None
     except TimeoutError:  # another process's download hung: its own message
         raise
-    except ValueError as error:  # get_file's checksum failure
+    except ChecksumError as error:
         raise DownloadError(
-            f"The {what} from {url} failed their checksum (expected {file_hash}): {error}. "
-            + how_to
-        ) from error
+            f"The {what} from {url} failed their checksum (expected {file_hash}): the "
+            f"download's {error.algorithm} is {error.actual}, so it was deleted ({cached}). "
+            f"Check url= and the checksum, or pass a local copy: {how_to_pass}."
+        ) from None
+    except ValueError as error:  # url is no URL get_file reads
+        raise ValueError(f"Cannot fetch the {what}: {error}") from None
     except Exception as error:  # get_file raises a bare Exception on network failures.
+        stale = cached_mismatch(cached, file_hash)
+        if stale:
+            raise DownloadError(f"{stale} Downloading the {what} anew from {url} failed "
+                                f"(offline?): {error}. " + how_to) from error
         raise DownloadError(f"Could not fetch the {what} from {url} (offline?): {error}. "
-                           + how_to) from error
+                            + how_to) from error
 
 
 def fetch_vgg16_imagenet_weights(cache_dir=None, url=VGG16_WEIGHTS_URL, md5=VGG16_WEIGHTS_MD5):
     """Returns the local path of the Keras ImageNet VGG16 weights, MD5-checked.
 
     Args:
-        cache_dir: cache root; ``None`` means ``~/.keras``.
-        url: where to download from (a mirror, or a ``file://`` URL).
+        cache_dir: cache root; ``None`` means ``$KERAS_HOME``, else ``~/.keras``.
+        url: where to download from (a mirror, a ``file://`` URL or a local file's path).
         md5: expected MD5 checksum of the file.
 
     Raises:
@@ -277,8 +407,8 @@ def fetch_mobilenet_v2_imagenet_weights(cache_dir=None, url=MOBILENET_V2_WEIGHTS
     """Returns the local path of the Keras ImageNet MobileNetV2 (no top) weights.
 
     Args:
-        cache_dir: cache root; ``None`` means ``~/.keras``.
-        url: where to download from (a mirror, or a ``file://`` URL).
+        cache_dir: cache root; ``None`` means ``$KERAS_HOME``, else ``~/.keras``.
+        url: where to download from (a mirror, a ``file://`` URL or a local file's path).
         file_hash: optional SHA-256 or MD5 of the file. Keras publishes none for this file,
             so ``None`` skips the byte check; the loader still checks every layer and shape.
 
