@@ -6,6 +6,11 @@ Examples:
 python tools/export.py --model runs/fcn8s_camvid.keras --output_dir export \
     --input_size 360x480 --calibration_data camvid/train.txt
 
+# a run of examples/train.py on --dataset=folder data: the TFLite size is the training
+# --image_size its labels.json records; the gate pairs val/images with val/masks by file stem
+python tools/export.py --model runs/mine/best.keras --output_dir export \
+    --calibration_data data/mine/train --check data/mine/val --max_miou_drop 1
+
 # quality gate on validation images: fails (exit 1) below the thresholds
 python tools/export.py --model runs/fcn8s_camvid.keras --output_dir export \
     --input_size 360x480 --calibration_data camvid/train.txt --check camvid/val.txt \
@@ -13,9 +18,15 @@ python tools/export.py --model runs/fcn8s_camvid.keras --output_dir export \
 
 Class names, palette and void label come from the model's labels (``model.labels.json``, or
 the ``labels.json`` of its run folder) unless --class_names, --palette or --ignore_label are
-given. The check writes ``<output_dir>/<name>_check.md`` and ``.json``: size, median latency
-(--num_threads, --runs), pixel agreement with the Keras float model and, when the list file
-gives masks, mean IU of each variant and its delta.
+given; so does the TFLite size (the training --image_size) unless --input_size is given.
+--calibration_data and --check take a folder of images, a folder with images/ and masks/ (the
+layout of --dataset=folder, paired by file stem) or a list file of 'image [mask]' lines; a grey
+(single-channel) photo is read as RGB, as training reads it, but a label mask (single-channel
+with at most keras_fcn.export.images.MASK_MAX_VALUES values) is refused for calibration.
+
+The check writes ``<output_dir>/<name>_check.md`` and ``.json``: size, median latency
+(--num_threads, --runs), pixel agreement with the Keras float model and, when --check gives
+masks, mean IU of each variant and its delta.
 
 Needs TensorFlow (SavedModel and TFLite are its formats); without it --help still works and a
 run stops with one error line (exit 2).
@@ -50,7 +61,8 @@ flags.DEFINE_string("model", None, "Trained model (.keras) or a preset name (doc
                     required=True)
 flags.DEFINE_string("output_dir", None, "Where to write the exports.", required=True)
 flags.DEFINE_string("name", None, "Base file name (default: the model name).")
-flags.DEFINE_string("input_size", None, "HxW of the TFLite models, e.g. 360x480.")
+flags.DEFINE_string("input_size", None, "HxW (or H,W) of the TFLite models, e.g. 360x480 "
+                    "(default: the training size the model's labels.json records).")
 flags.DEFINE_list("quantizations", ["float32", "float16", "dynamic_int8", "int8"],
                   "TFLite variants to write (empty: none); also int8_per_tensor (one scale per "
                   "kernel: a smaller file, see keras_fcn.export.FULL_INT8).")
@@ -60,14 +72,16 @@ flags.DEFINE_bool("saved_model", True, "Also write a SavedModel.")
 flags.DEFINE_bool("saved_model_any_size", True,
                   "SavedModel accepts any image size (else --input_size).")
 flags.DEFINE_bool("probabilities", True, "SavedModel also returns softmax probabilities.")
-flags.DEFINE_string("calibration_data", None, "Folder of images or list file for int8.")
+flags.DEFINE_string("calibration_data", None, "Folder of images, folder with images/ (and "
+                    "masks/), or list file, for int8.")
 flags.DEFINE_integer("num_calibration", 100, "Calibration images.")
 flags.DEFINE_list("class_names", None, "Class names by id (comma list) ...")
 flags.DEFINE_string("class_names_file", None, "... or a file with one name per line.")
 flags.DEFINE_string("palette", None, "JSON file with a list of [R, G, B] by class id.")
 flags.DEFINE_integer("ignore_label", None, "Void label of the masks (default: the model's "
                      "labels, else 255).")
-flags.DEFINE_string("check", None, "Folder of images or list file ('image [mask]' lines).")
+flags.DEFINE_string("check", None, "Folder of images, folder with images/ and masks/ (paired "
+                    "by file stem, e.g. data/mine/val), or list file ('image [mask]' lines).")
 flags.DEFINE_integer("num_check_images", 20, "Images used by --check (0: all).")
 flags.DEFINE_float("min_agreement", None, "Fail if a variant agrees less (%) with Keras float.")
 flags.DEFINE_float("min_confident_agreement", None,
@@ -82,16 +96,59 @@ flags.DEFINE_bool("overwrite", False, "Replace existing outputs.")
 
 
 def parse_size(text):
-    """'360x480' -> (360, 480); None stays None."""
-    if text is None:
+    """'360x480' or '360,480' (training's --image_size spelling) -> (360, 480); 'S' -> (S, S);
+    None or '' stays None."""
+    if text is None or not text.strip():
         return None
     try:
-        height, width = (int(v) for v in text.lower().split("x"))
+        sizes = [int(v) for v in text.lower().replace("x", ",").split(",")]
     except ValueError:
-        raise ValueError(f"--input_size must look like 360x480. Received: {text!r}") from None
-    if height < 1 or width < 1:
+        sizes = []
+    if len(sizes) == 1:
+        sizes *= 2
+    if len(sizes) != 2:
+        raise ValueError(f"--input_size must look like 360x480 or 360,480. Received: {text!r}")
+    if min(sizes) < 1:
         raise ValueError(f"--input_size must be positive, e.g. 360x480. Received: {text!r}")
-    return height, width
+    return tuple(sizes)
+
+
+def training_size():
+    """The training --image_size the labels of --model record, and where they are: a
+    preset's catalog or the model's labels file (``<model>.labels.json``, or ``labels.json``
+    beside it, as evaluate's and predict's --image_size=auto); ``(None, why not)`` without."""
+    from keras_fcn.inference.resolution import labels_file
+
+    if FLAGS.model in presets.list_presets():
+        labels, source = presets.preset_labels(FLAGS.model), f"the preset {FLAGS.model!r}"
+    else:
+        path = labels_file(FLAGS.model)
+        if path is None:
+            return None, (f"no labels file beside --model={FLAGS.model!r} "
+                          f"({os.path.basename(ModelLabels.sidecar_path(FLAGS.model))} or "
+                          "labels.json) records its training size")
+        labels, source = ModelLabels.read(path), path
+    if labels.image_size is None:
+        return None, (f"{source} records no training size (trained at each image's own "
+                      "size)")
+    return labels.image_size, source
+
+
+def input_size():
+    """--input_size, else the training size of the model when a size is needed (printed)."""
+    size = parse_size(FLAGS.input_size)
+    tflite = bool(FLAGS.quantizations)
+    fixed_saved_model = FLAGS.saved_model and not FLAGS.saved_model_any_size
+    if size is not None or not (tflite or fixed_saved_model):
+        return size
+    size, source = training_size()
+    if size is not None:
+        print(f"--input_size={size[0]}x{size[1]}: the training size in {source}")
+        return size
+    if tflite:
+        raise ValueError(f"TFLite export needs --input_size (e.g. 360x480): {source}.")
+    raise ValueError("--saved_model_any_size=false needs --input_size, the fixed size of "
+                     "the SavedModel (e.g. 360x480). Received: --input_size=None")
 
 
 def _at_least(name, minimum, meaning=""):
@@ -115,7 +172,7 @@ def check_flags():
         ``(input_size, check_pairs)``: the TFLite size (or None) and the --check images (or
         None).
     """
-    size = parse_size(FLAGS.input_size)
+    parse_size(FLAGS.input_size)
     bad = [q for q in FLAGS.quantizations if q not in export.QUANTIZATIONS]
     if bad:
         raise ValueError(f"--quantizations accepts {', '.join(export.QUANTIZATIONS)}. "
@@ -126,11 +183,6 @@ def check_flags():
     if not FLAGS.saved_model and not FLAGS.quantizations:
         raise ValueError("Nothing to export: --saved_model=false and --quantizations is "
                          "empty. Received: --saved_model=false, --quantizations=''")
-    if FLAGS.quantizations and size is None:
-        raise ValueError("TFLite export needs --input_size (e.g. 360x480).")
-    if FLAGS.saved_model and not FLAGS.saved_model_any_size and size is None:
-        raise ValueError("--saved_model_any_size=false needs --input_size, the fixed size of "
-                         "the SavedModel (e.g. 360x480). Received: --input_size=None")
     if FLAGS.check and not FLAGS.quantizations:
         raise ValueError("--check needs at least one TFLite variant (--quantizations).")
     if FLAGS.name:
@@ -144,13 +196,17 @@ def check_flags():
     full_int8 = [q for q in FLAGS.quantizations if q in export.FULL_INT8]
     if full_int8 and not FLAGS.calibration_data:
         raise ValueError(f"--quantizations={','.join(full_int8)} (full int8) needs "
-                         "--calibration_data: a folder of images or a list file of "
-                         "'image [mask]' lines.")
-    if full_int8:  # a missing, bad, truncated or single-channel (mask) one fails here
+                         "--calibration_data: a folder of images (or one with images/ and "
+                         "masks/) or a list file of 'image [mask]' lines.")
+    if full_int8:  # a missing, bad, truncated or label mask one fails here
         calibration = [image for image, _ in  # calibration reads no masks
                        read_images("calibration_data")[: FLAGS.num_calibration]]
         with _naming("calibration_data"):
-            export.check_calibration_images(calibration)
+            grey = export.check_calibration_images(calibration)
+        if grey:
+            print(f"--calibration_data: {len(grey)} grey (single-channel) photo(s) read as "
+                  f"RGB, as training reads them: {', '.join(grey[:3])}"
+                  + (" ..." if len(grey) > 3 else ""))
     if FLAGS.class_names_file and not os.path.isfile(FLAGS.class_names_file):
         raise FileNotFoundError(f"--class_names_file not found: {FLAGS.class_names_file!r}")
     pairs = None
@@ -160,11 +216,13 @@ def check_flags():
             export.check_pairs(pairs)
             masked = export.check_masks(pairs)  # all masked or none
         if not masked and FLAGS.max_miou_drop is not None:  # none masked
+            hint = (" (a folder of images has none: pass one with images/ and masks/, e.g. "
+                    "data/mine/val)" if os.path.isdir(FLAGS.check) else "")
             raise ValueError(f"--max_miou_drop needs a mask on every --check line (mean IU); "
-                             f"{len(pairs)} of {len(pairs)} images have none: "
+                             f"{len(pairs)} of {len(pairs)} images have none{hint}: "
                              f"{[image for image, _ in pairs[:5]]}. Received: "
                              f"--check={FLAGS.check!r}")
-    return size, pairs
+    return input_size(), pairs
 
 
 @contextlib.contextmanager
@@ -250,7 +308,7 @@ def export_all(model, name, size, labels):
     return paths
 
 
-def run_check(model, paths, name, labels, pairs):
+def run_check(model, paths, name, labels, pairs, size):
     """Runs the quality gate and writes its report; returns the failure messages."""
     rows = export.compare_tflite(model, paths, pairs, ignore_label=labels.ignore_label,
                                  num_threads=FLAGS.num_threads, runs=FLAGS.runs)
@@ -258,7 +316,7 @@ def run_check(model, paths, name, labels, pairs):
         rows, min_agreement=FLAGS.min_agreement, max_miou_drop=FLAGS.max_miou_drop,
         max_size_ratio=FLAGS.max_size_ratio, min_speedup=FLAGS.min_speedup,
         min_confident_agreement=FLAGS.min_confident_agreement)
-    notes = [f"{len(pairs)} images from {FLAGS.check}, resized to {FLAGS.input_size}",
+    notes = [f"{len(pairs)} images from {FLAGS.check}, resized to {size[0]}x{size[1]}",
              f"{FLAGS.num_threads} threads, median of {FLAGS.runs} runs (Keras: 3)",
              "verdict: " + ("FAIL: " + "; ".join(failures) if failures else "pass")]
     markdown = export.rows_to_markdown(rows, f"Export check: {name}", notes)
@@ -292,7 +350,7 @@ def main(argv):
                                ignore_label=labels.ignore_label)
     with io.directory_lock(FLAGS.output_dir, "export"):  # one writer per output folder
         paths = export_all(model, name, size, labels)
-        failures = run_check(model, paths, name, labels, pairs) if FLAGS.check else []
+        failures = run_check(model, paths, name, labels, pairs, size) if FLAGS.check else []
     if FLAGS.check:
         if failures:
             print("Quality gate FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)

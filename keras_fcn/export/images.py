@@ -1,8 +1,10 @@
-"""Images for calibration and for the quality gate: a folder, or a list file of
-``image [mask]`` lines, read at the exported model's input size.
+"""Images for calibration and for the quality gate: a folder of images, a folder of the data
+set layout (``images/`` and ``masks/`` paired by file stem), or a list file of ``image [mask]``
+lines, read at the exported model's input size.
 
 Example:
     pairs = read_list("camvid/val.txt")
+    pairs = read_list("data/mine/val")                     # val/images + val/masks
     image = load_image(pairs[0][0], size=(360, 480))      # uint8 (360, 480, 3)
     next(calibration_images("camvid/train.txt", (360, 480))).shape
 """
@@ -16,13 +18,46 @@ from keras_fcn._checks import check_positive_int, pixel_value_problem
 from keras_fcn.data.arrays import read_image
 from keras_fcn.data.masks import (bad_value_message, file_errors, read_index_png,
                                   size_mismatch_message)
+from keras_fcn.datasets.folder import MASK_EXTENSIONS, folder_pairs
 from keras_fcn.io import IMAGE_EXTENSIONS
 
-_EXPECTED = "expected a folder of images or a list file of 'image [mask]' lines"
+_EXPECTED = ("expected a folder of images or a list file of 'image [mask]' lines, or a folder "
+             "with images/ and masks/ (paired by file stem)")
+# The masks load_mask reads (a .mat mask of SBD is not one): others are named as unpaired.
+_MASK_FILES = tuple(ext for ext in MASK_EXTENSIONS if ext != ".mat")
+
+
+def _image_names(folder):
+    return sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS)
+                  and os.path.isfile(os.path.join(folder, n)))
+
+
+def _read_folder(path):
+    """The pairs of a folder: its images (no masks); else those of its ``images/`` subfolder,
+    paired by file stem with ``masks/`` when it has one
+    (:func:`keras_fcn.datasets.folder.folder_pairs`, as ``--dataset=folder`` pairs them)."""
+    names = _image_names(path)
+    if names:
+        return [(os.path.join(path, n), None) for n in names]
+    images, masks = os.path.join(path, "images"), os.path.join(path, "masks")
+    if os.path.isdir(images) and os.path.isdir(masks):
+        return folder_pairs(images, masks, mask_extensions=_MASK_FILES)
+    if os.path.isdir(images) and _image_names(images):
+        return [(os.path.join(images, n), None) for n in _image_names(images)]
+    splits = sorted(n for n in os.listdir(path) if os.path.isdir(os.path.join(path, n, "images")))
+    if splits:  # a data set's root: which split is meant is for the user to say
+        example = "val" if "val" in splits else splits[0]
+        raise ValueError(f"Folder {path!r} holds no images but the splits {splits} of a data "
+                         f"set ({{split}}/images and {{split}}/masks); pass one of them, e.g. "
+                         f"{os.path.join(path, example)!r}")
+    raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path!r}; "
+                     f"{_EXPECTED}.")
 
 
 def read_list(path):
-    """Reads a folder of images or a list file of ``image [mask]`` lines (relative paths are
+    """Reads a folder of images, a folder of the data set layout (``images/`` and ``masks/``
+    subfolders, e.g. ``data/mine/val``: paired by file stem as ``--dataset=folder`` pairs them;
+    ``images/`` alone: its images) or a list file of ``image [mask]`` lines (relative paths are
     relative to the list file's folder).
 
     Returns:
@@ -30,17 +65,17 @@ def read_list(path):
 
     Raises:
         FileNotFoundError: ``path``, or a file that a line of it names, does not exist.
-        ValueError: ``path`` is an image, or not a text file of ``image [mask]`` lines.
+        ValueError: ``path`` is an image, not a text file of ``image [mask]`` lines, a folder
+            without images (a data set's root: the message names its splits), or an image or
+            mask of ``images/`` and ``masks/`` has no partner.
 
     Example:
         read_list("camvid/val.txt")[0]
+        read_list("data/mine/val")[0]  # ('data/mine/val/images/a.jpg', '.../masks/a.png')
     """
     path = os.fspath(path)
     if os.path.isdir(path):
-        names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS))
-        if not names:
-            raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path!r}")
-        return [(os.path.join(path, n), None) for n in names]
+        return _read_folder(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Image folder or list file not found: {path!r}")
     if path.lower().endswith(IMAGE_EXTENSIONS):
@@ -162,25 +197,60 @@ def load_pair(image_path, mask_path, size=None, *, num_classes=None, ignore_labe
     return _resized(image, size, Image.BILINEAR), _resized(mask, size, Image.NEAREST)
 
 
-# PIL modes of single-channel images: label masks (index or palette PNGs), not RGB photos.
+# PIL modes of single-channel images: label masks (index or palette PNGs) or grey photos.
 MASK_MODES = ("1", "L", "LA", "P", "PA", "I", "I;16", "I;16B", "I;16L", "F")
+# A single-channel image with at most this many distinct values is taken for a label mask (class
+# ids: a CamVid mask has ~11, an ADE20K one rarely 40); a grey photo has hundreds of grey levels
+# and is read as RGB, as training, evaluate and predict read it.
+MASK_MAX_VALUES = 64
 _PHOTOS = "representative_data must be RGB photos with raw pixel values 0..255"
 
 
-def load_calibration_image(path, size=None):
-    """:func:`load_image` for int8 calibration, refused first, from the header alone, when it is
-    a single-channel or palette image (a label mask, not a photo). The image is fully decoded:
-    a truncated file fails here.
+def _distinct_values(path):
+    """How many distinct values the single channel (palette indices, grey levels) of the image
+    at ``path`` holds."""
+    from PIL import Image
 
-    Raises:
-        ValueError: the file is damaged, not an image or single-channel (named).
+    with file_errors("image", path), Image.open(path) as image:
+        values = np.asarray(image)
+    if values.ndim == 3:  # grey or palette plus alpha: the alpha is not the content
+        values = values[..., 0]
+    return np.unique(values).size
+
+
+def is_grey_photo(path):
+    """True if the image at ``path`` is single-channel or palette (:data:`MASK_MODES`) with more
+    than :data:`MASK_MAX_VALUES` distinct values: a grey photo, not a label mask.
+
+    Example:
+        is_grey_photo("data/mine/train/masks/a.png")  # False: 11 class ids
     """
     from PIL import Image
 
     path = os.fspath(path)
     with file_errors("image", path), Image.open(path) as image:
         mode = image.mode
-    if mode in MASK_MODES:
+    return mode in MASK_MODES and _distinct_values(path) > MASK_MAX_VALUES
+
+
+def load_calibration_image(path, size=None):
+    """:func:`load_image` for int8 calibration, refused when it is a single-channel or palette
+    image with at most :data:`MASK_MAX_VALUES` distinct values (a label mask, not a photo); a
+    grey photo (more values) is read as RGB, as training reads it. The image is fully decoded:
+    a truncated file fails here.
+
+    Raises:
+        ValueError: the file is damaged, not an image or a label mask (named).
+
+    Example:
+        load_calibration_image("data/mine/train/images/grey.png", (90, 120)).shape  # (90, 120, 3)
+    """
+    from PIL import Image
+
+    path = os.fspath(path)
+    with file_errors("image", path), Image.open(path) as image:
+        mode = image.mode
+    if mode in MASK_MODES and _distinct_values(path) <= MASK_MAX_VALUES:
         raise ValueError(f"image file {path!r} is a single-channel (mode {mode!r}) image, like "
                          f"a label mask; {_PHOTOS}.")
     return load_image(path, size)
@@ -188,9 +258,20 @@ def load_calibration_image(path, size=None):
 
 def check_calibration_images(paths):
     """Decodes every calibration image of ``paths`` (:func:`load_calibration_image`): what
-    int8 calibration would refuse, found before anything is written."""
+    int8 calibration would refuse, found before anything is written.
+
+    Returns:
+        The grey photos among them (single-channel, read as RGB), for a note.
+
+    Example:
+        check_calibration_images(["a.png", "grey.png"])  # ['grey.png']
+    """
+    grey = []
     for path in paths:
         load_calibration_image(path)
+        if is_grey_photo(path):
+            grey.append(path)
+    return grey
 
 
 def _check_calibration_array(image, index):
@@ -243,7 +324,8 @@ def calibration_images(data, input_size, num_images=100):
     Raises:
         ValueError: ``num_images`` < 1, or the data is plainly not RGB photos 0..255: a single
             ``(H, W, 3)`` array, 2-D images, dicts, float data in 0..1, negative values,
-            single-channel (mask) image files; the message names ``representative_data``.
+            label mask image files (single-channel, few values: a grey photo is read as RGB);
+            the message names ``representative_data``.
 
     Example:
         next(calibration_images("camvid/val", (360, 480))).shape
