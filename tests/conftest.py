@@ -8,6 +8,13 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # Tests run the graph path (no XLA compile per input size: the suite stays fast); the tests of
 # keras_fcn.runtime and the equivalence tests run the XLA and bfloat16 paths explicitly.
 os.environ.setdefault("KERAS_FCN_JIT", "0")
+# XLA's CPU backend compiles with LLVM's -O0 here (its HLO passes all run): the tests compile
+# hundreds of tiny programs (each JAX initializer shape is one: ~0.6 s at -O2 against ~0.07 s)
+# and run each for milliseconds. Subprocesses inherit it. The JAX backend's cases ran in
+# 165 s against 225 s (2 busy cores); benchmarks never set it.
+if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_backend_optimization_level=0").strip()
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
