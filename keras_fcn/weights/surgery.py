@@ -148,7 +148,7 @@ def fetch_caffe_imagenet_weights(trunk, cache_dir=None, url=None, file_hash=None
         trunk: ``"alexnet"`` (``bvlc_reference_caffenet``, 233 MB: the CaffeNet variant with
             pooling before normalization, as FCN-AlexNet) or ``"googlenet"``
             (``bvlc_googlenet``, 51 MB).
-        cache_dir: cache root; ``None`` means ``~/.keras``.
+        cache_dir: cache root; ``None`` means ``$KERAS_HOME``, else ``~/.keras``.
         url: a mirror or ``file://`` URL instead of :data:`CAFFE_IMAGENET_URLS`.
         file_hash: optional SHA-256 or MD5 of the file (the BVLC zoo publishes only SHA-1).
 

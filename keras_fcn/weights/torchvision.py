@@ -208,7 +208,7 @@ def fetch_torchvision_resnet_weights(depth, cache_dir=None, url=None):
 
     Args:
         depth: 50 or 101.
-        cache_dir: cache root; ``None`` means ``~/.keras``.
+        cache_dir: cache root; ``None`` means ``$KERAS_HOME``, else ``~/.keras``.
         url: another address of the same file (a mirror, or ``file://``).
 
     Raises:
