@@ -42,12 +42,16 @@ def labels_to_rank3(labels):
     mode and a failed assertion in a TensorFlow graph; in compiled steps it becomes an id out
     of range, so the loss is NaN). Integers past the int32 range are an error where their
     values are known (numpy, eager tensors) and clipped to it in a graph or compiled step, so
-    they stay out of range instead of wrapping to a class id.
+    they stay out of range instead of wrapping to a class id. In a TensorFlow graph, labels of
+    unknown rank (a step retraced for labels of another rank) are reshaped by their run-time
+    rank.
     """
     if isinstance(labels, np.ndarray) and labels.dtype.kind in "iu":
         _check_int32_range(labels)  # before JAX (no x64) truncates int64 to int32
         labels = labels.astype("int32", copy=False)
     labels = ops.convert_to_tensor(labels)
+    if _tf.on_tensorflow() and labels.shape.rank is None:  # see _rank3_at_run_time
+        labels = _rank3_at_run_time(labels, label_shape_error("labels of shape").args[0], 3)
     if len(labels.shape) == 4 and labels.shape[-1] == 1:
         labels = ops.squeeze(labels, axis=-1)
     if len(labels.shape) != 3:
@@ -98,9 +102,18 @@ def sample_weight_to_rank3(sample_weight, dtype, labels_shape=None):
     """Per-image (N,), per-row or per-pixel (N, H, W[, 1]) weights as a broadcastable rank 3.
 
     Raises a ValueError when the weights do not broadcast to `labels_shape` (N, H, W) or, in
-    eager mode, when one is negative or not finite.
+    eager mode, when one is negative or not finite. In a TensorFlow graph, weights of unknown
+    rank (a step retraced for weights of another rank) are reshaped by their run-time rank.
+
+    Example:
+        >>> tuple(sample_weight_to_rank3(np.ones(2), "float32", (2, 4, 5)).shape)
+        (2, 1, 1)
     """
     sample_weight = ops.cast(ops.convert_to_tensor(sample_weight), dtype)
+    if _tf.on_tensorflow() and sample_weight.shape.rank is None:
+        sample_weight = _rank3_at_run_time(
+            sample_weight, "`sample_weight` must have shape (N,), (N, H, W) or (N, H, W, 1). "
+            "Received: sample_weight of shape")
     if len(sample_weight.shape) == 4 and sample_weight.shape[-1] == 1:
         sample_weight = ops.squeeze(sample_weight, axis=-1)
     while len(sample_weight.shape) < 3:
@@ -119,6 +132,27 @@ def sample_weight_to_rank3(sample_weight, dtype, labels_shape=None):
             raise ValueError("`sample_weight` must be finite and non-negative. "
                              f"Received a weight: {bad}")
     return sample_weight
+
+
+def _rank3_at_run_time(x, message, min_rank=0):
+    """A TensorFlow graph tensor of unknown rank as rank 3: ranks below 3 (``min_rank`` or
+    more) padded with trailing 1s, (N, H, W, 1) squeezed; any other shape fails a
+    ``tf.debugging.Assert`` with ``message``.
+
+    A `tf.function` step traced again for inputs of another rank (per-pixel, then per-image
+    weights; (N, H, W), then (N, H, W, 1) labels on one compiled model) relaxes them to an
+    unknown rank, so the rank is read from the tensor; the reshape gives back a static rank 3
+    for the checks after it.
+    """
+    import tensorflow as tf
+
+    shape = tf.shape(x)
+    rank = tf.size(shape)
+    ok = tf.logical_and(tf.logical_and(rank >= min_rank, rank <= 4),
+                        tf.reduce_prod(shape[3:]) == 1)
+    padded = tf.concat([shape, tf.ones([tf.maximum(3 - rank, 0)], shape.dtype)], axis=0)
+    with tf.control_dependencies([tf.debugging.Assert(ok, [message, shape], summarize=8)]):
+        return tf.reshape(x, tf.stack([padded[0], padded[1], padded[2]]))
 
 
 def valid_pixels(labels, ignore_label):

@@ -851,3 +851,65 @@ def test_a_saved_optimizer_names_its_public_module_on_every_backend():
         assert inner is None or inner["module"] == "keras.optimizers", inner["module"]
         restored = keras.optimizers.deserialize(config)
         assert type(restored).__name__ == type(optimizer).__name__
+
+
+def test_sample_weights_and_labels_of_another_rank_on_one_compiled_model():
+    """Per-pixel, then per-image weights (and back), then (N, H, W, 1) labels on one compiled
+    model give numpy's weighted loss and pixel accuracy in fit and evaluate. On TensorFlow the
+    second rank retraced the step with an input of unknown rank, and the loss failed with
+    "Cannot take the length of shape with unknown rank" (walkthrough, 2026-12-06); JAX and
+    PyTorch retrace per shape."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4, 6, 5, 2)).astype("float32")
+    y = _labels((4, 6, 5), rng=rng)
+    inputs = keras.Input((6, 5, 2))
+    model = keras.Model(inputs, keras.layers.Conv2D(C, 1)(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(0.0),
+                  loss=losses.SparseCategoricalCrossentropyIgnore(num_classes=C),
+                  weighted_metrics=[metrics.PixelAccuracy(C)])
+    logits = _np(model(x)).astype("float64")
+    lse = np.log(np.exp(logits).sum(-1))
+    valid = y != 255
+    safe = np.where(valid, y, 0)
+    ce = lse - np.take_along_axis(logits, safe[..., None], -1)[..., 0]
+    correct = logits.argmax(-1) == y
+    pixel = rng.uniform(0.1, 2.0, (4, 6, 5)).astype("float32")
+    image = rng.uniform(0.1, 2.0, (4,)).astype("float32")
+    for weights in (pixel, image, pixel[..., None]):
+        w = valid * np.broadcast_to(weights.reshape(4, -1, 1) if weights.ndim == 1 else
+                                    weights.reshape(4, 6, 5), (4, 6, 5))
+        expected = [(ce * w).sum() / w.sum(), (correct * w).sum() / w.sum()]
+        fit = model.fit(x, y, sample_weight=weights, batch_size=4, epochs=1, verbose=0,
+                        shuffle=False).history
+        got = model.evaluate(x, y, sample_weight=weights, batch_size=4, verbose=0)
+        np.testing.assert_allclose([fit["loss"][0], fit["pixel_accuracy"][0]], expected,
+                                   rtol=1e-5, err_msg=str(weights.shape))
+        np.testing.assert_allclose(got, expected, rtol=1e-5, err_msg=str(weights.shape))
+    got = model.evaluate(x, y[..., None], sample_weight=weights, batch_size=4, verbose=0)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, err_msg="labels (N, H, W, 1)")
+
+
+def test_consistency_trainer_is_not_refused_under_data_parallel():
+    """The one-replica check of the consistency trainer (a tf.distribute strategy splits the
+    pairs of a batch) lets JAX's DataParallel through: it runs one program over the whole batch
+    (the walkthrough of 2026-12-06 matched one device's losses). Compile only: a fit here
+    costs two XLA compiles of the warp, ~20 s on the suite's CPUs."""
+    if keras.backend.backend() != "jax":
+        pytest.skip("keras.distribution's DataParallel is JAX's")
+    import jax
+
+    from keras_fcn.training import distribute
+
+    if len(jax.devices()) < 2:
+        pytest.skip("one JAX device (XLA_FLAGS=--xla_force_host_platform_device_count=2)")
+    strategy = distribute.make_strategy("data_parallel", batch_size=4)
+    try:
+        assert strategy.num_replicas_in_sync == 2
+        inputs = keras.Input((None, None, 3))
+        trainer = training.add_consistency(
+            keras.Model(inputs, keras.layers.Conv2D(C, 1)(inputs)), 0.5)
+        training.compile_model(trainer, num_classes=C, ignore_label=255,
+                               optimizer=training.make_optimizer("sgd", 0.1))
+        consistency.check_one_replica(trainer)
+    finally:
+        distribute.make_strategy("default")

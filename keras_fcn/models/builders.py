@@ -86,9 +86,13 @@ def check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone
                          f"{did_you_mean(variant, VARIANTS)} Received: variant={variant!r}")
     trunk = get_trunk(backbone)
     if variant not in trunk.variants:
+        why = (" (the paper's Table 1 trunks other than VGG16 are FCN-32s only)"
+               if trunk.name in ("alexnet", "googlenet") else
+               " (a dilated trunk: one head at output stride 8, no skip fusion)"
+               if tuple(trunk.variants) == ("dilated",) else "")
         raise ValueError(
-            f"The {backbone} FCN exists only as {trunk.variants} (the paper's Table 1 trunks "
-            f"are FCN-32s only). Received: variant={variant!r}, backbone={backbone!r}")
+            f"The {backbone} FCN exists only as {trunk.variants}{why}. Received: "
+            f"variant={variant!r}, backbone={backbone!r}")
     check_positive_int("num_classes", num_classes)
     check_head_size(variant, num_classes, trunk)
     if keras.config.image_data_format() != "channels_last":

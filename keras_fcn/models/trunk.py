@@ -27,7 +27,7 @@ from typing import Callable
 import keras
 import numpy as np
 
-from keras_fcn._checks import as_class_ids, check_class_ids
+from keras_fcn._checks import as_class_ids, check_class_ids, count_non_finite
 from keras_fcn._pixels import label_shape_error
 from keras_fcn.layers import FCN_MEAN_BGR, CaffePreprocessing, preprocess_input
 from keras_fcn.models.heads import HEAD_PREFIXES
@@ -275,7 +275,8 @@ def check_arrays(model, x, y, what=""):
 
     Keras fails on an empty batch with an error of each backend's own (an UnboundLocalError in
     ``predict``), and a compiled step cannot stop on a bad label: on JAX the loss is NaN and
-    training goes on. Arrays are known here, so: ``x`` must hold images, ``y`` label maps
+    training goes on. Arrays are known here, so: ``x`` must hold images (at least 1x1, real
+    numbers, no NaN or infinity: :func:`check_image_values`), ``y`` label maps
     (N, H, W) or (N, H, W, 1) of whole class ids in [0, num_classes) or the ignore label of the
     compiled loss. Anything that is not a numpy array (tensors, data sets) passes unchecked.
 
@@ -300,6 +301,8 @@ def check_arrays(model, x, y, what=""):
         raise ValueError(
             f"{prefix}`x` must be images (N, H, W, {channels}), channels last, for the model's "
             f"input {model.input_shape}. Received: x.shape={x.shape}")
+    if isinstance(x, np.ndarray):
+        check_image_values(x, prefix)
     if not isinstance(y, np.ndarray):
         return
     if not (y.ndim == 3 or (y.ndim == 4 and y.shape[-1] == 1)):
@@ -315,6 +318,32 @@ def check_arrays(model, x, y, what=""):
         if loss.ignore_label is not None:
             labels = labels[labels != loss.ignore_label]
         check_class_ids(labels, num_classes, loss.ignore_label)
+
+
+def check_image_values(x, prefix=""):
+    """Raises a ValueError naming ``x`` unless the numpy batch ``x`` has images of at least
+    one pixel, of real numbers (bool, integers or floats) and no NaN or infinite value.
+
+    Keras ran them all: an empty image gave an empty prediction, NaN gave meaningless labels,
+    complex images lost their imaginary part with only a ComplexWarning, and strings failed
+    with an error that did not name ``x``. One float64 sum finds a NaN (no copy of ``x``).
+
+    Example:
+        >>> check_image_values(np.full((1, 4, 4, 3), np.nan, "float32"))
+        Traceback (most recent call last):
+        ValueError: `x` has 48 NaN or infinite values (of 48)...
+    """
+    if x.ndim >= 3 and min(x.shape[1:3]) < 1:
+        raise ValueError(f"{prefix}`x` holds empty images: expected (N, H, W, channels) with "
+                         f"H >= 1 and W >= 1. Received: x.shape={x.shape}")
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"{prefix}`x` must hold images of real numbers (uint8 or float). "
+                         f"Received: x.dtype={x.dtype}")
+    bad = count_non_finite(x)
+    if bad:
+        raise ValueError(f"{prefix}`x` has {bad} NaN or infinite values (of {x.size}): "
+                         "expected finite pixel values (the labels would be meaningless). "
+                         f"Received: x.shape={x.shape}")
 
 
 def _public_optimizer_modules(config):

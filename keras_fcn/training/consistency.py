@@ -205,6 +205,14 @@ class ConsistencyTrainer(keras.Model):
     def build(self, input_shape=None):
         self.built = True
 
+    def compile(self, *args, **kwargs):
+        check_one_replica(self)
+        return super().compile(*args, **kwargs)
+
+    def fit(self, *args, **kwargs):
+        check_one_replica(self)
+        return super().fit(*args, **kwargs)
+
     def call(self, inputs, training=None):
         return self.fcn(inputs, training=training)
 
@@ -232,6 +240,31 @@ class ConsistencyTrainer(keras.Model):
         config = dict(config)
         config["fcn"] = keras.saving.deserialize_keras_object(config["fcn"])
         return cls(**config)
+
+
+def check_one_replica(model):
+    """Raises a ValueError naming the strategy when ``model`` would train under a TensorFlow
+    `tf.distribute` strategy of more than one replica.
+
+    Each replica would get part of a batch ``concat([firsts, seconds])``: the originals of
+    some pairs and the moved images of others (TensorFlow then failed in its first step with
+    an ``AddN`` error about bool). JAX's ``keras.distribution.DataParallel`` runs one program
+    over the whole batch and is fine; PyTorch has no strategy.
+
+    Example:
+        check_one_replica(trainer)   # before trainer.fit(...)
+    """
+    if keras.backend.backend() != "tensorflow":
+        return
+    strategy = model.distribute_strategy
+    replicas = strategy.num_replicas_in_sync
+    if replicas > 1:
+        raise ValueError(
+            "The temporal-consistency loss (ConsistencyTrainer, add_consistency) needs one "
+            "replica: the images and the moved images of a pair must stay in one batch, and "
+            "a tf.distribute strategy splits it. Train without the strategy, or on JAX with "
+            "keras.distribution.DataParallel (training.make_strategy('data_parallel')). "
+            f"Received: strategy={type(strategy).__name__} with {replicas} replicas")
 
 
 def check_weight(weight):
