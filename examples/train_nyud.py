@@ -191,7 +191,10 @@ def train(data_dir, optim, tiny):
         print(f"Run directory: {run_dir} (complete; nothing to resume)")
         return
     learning_rate = FLAGS.learning_rate or training.default_learning_rate(
-        "adam" if tiny else FLAGS.optimizer, "mean", "32s", PIXELS)
+        "adam" if tiny else FLAGS.optimizer, "mean", FLAGS.variant, PIXELS)
+    print(f"FCN-{FLAGS.variant}: {FLAGS.optimizer} at learning rate "
+          f"{learning_rate:.3g}{'' if FLAGS.learning_rate else ' (the recipe default)'}",
+          flush=True)
     model = build_model(FLAGS.modality, FLAGS.variant, tiny)
     training.compile_model(model, num_classes=nyud.NUM_CLASSES, ignore_label=nyud.IGNORE_LABEL,
                            optimizer=training.make_optimizer(FLAGS.optimizer, learning_rate),

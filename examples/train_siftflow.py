@@ -126,7 +126,10 @@ def train(data_dir, optim, tiny):
     model = multimodal.build_two_headed_fcn(FLAGS.variant, weights=weights,
                                             **(TINY if tiny else {}))
     learning_rate = FLAGS.learning_rate or training.default_learning_rate(
-        "adam" if tiny else FLAGS.optimizer, "mean", "32s", PIXELS)
+        "adam" if tiny else FLAGS.optimizer, "mean", FLAGS.variant, PIXELS)
+    print(f"FCN-{FLAGS.variant}: {FLAGS.optimizer} at learning rate "
+          f"{learning_rate:.3g}{'' if FLAGS.learning_rate else ' (the recipe default)'}",
+          flush=True)
     two_headed.compile_two_headed(model, training.make_optimizer(FLAGS.optimizer, learning_rate))
     train_ds = siftflow.make_siftflow_dataset(data_dir, "trainval", batch_size=optim.batch_size,
                                               shuffle=True, seed=0, flip=FLAGS.flip)

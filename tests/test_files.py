@@ -217,6 +217,22 @@ def test_frames_are_listed_and_smoothed_in_natural_order(tmp_path, varied_model)
         a = np.asarray(Image.open(tmp_path / "out" / "A" / f"frame_{i}_labels.png"))
         b = np.asarray(Image.open(tmp_path / "out" / "B" / f"frame_{i:03d}_labels.png"))
         np.testing.assert_array_equal(a, b)
+    # A glob's frames are one sequence, smoothed as the folder's (they were predicted one by
+    # one without a word: walkthrough of 2026-12-06); files named one by one get a note.
+    pattern = str(tmp_path / "A" / "*.png")
+    assert {item.sequence for item in glob_items} == {pattern}
+    report = files.run(options(varied_model, [pattern], tmp_path / "glob", smooth_alpha=0.3))
+    assert list(report.flicker) == [pattern] and report.flicker[pattern]["frames"] == 12
+    for i in range(1, 13):
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(tmp_path / "glob" / f"frame_{i}_labels.png")),
+            np.asarray(Image.open(tmp_path / "out" / "A" / f"frame_{i}_labels.png")))
+    report = files.run(options(varied_model, [tmp_path / "A" / "frame_1.png"],
+                               tmp_path / "one", smooth_alpha=0.3))
+    assert not report.flicker and report.warnings == [
+        "--smooth_alpha smooths the frames of a folder, a glob or a video: 1 image(s) given one "
+        "by one were predicted on their own (pass their folder or a glob to smooth them as one "
+        "sequence)"]
 
 
 @needs_av

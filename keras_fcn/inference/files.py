@@ -316,6 +316,12 @@ def run(opts):
     for name, sequence in sequences.items():
         if sequence.compared:
             report.flicker[name] = sequence.summary()
+    single = sum(item.kind == "image" and item.sequence is None for item in items)
+    if opts.smooth_alpha < 1.0 and single:
+        report.warnings.append(
+            f"--smooth_alpha smooths the frames of a folder, a glob or a video: {single} "
+            "image(s) given one by one were predicted on their own (pass their folder or a "
+            "glob to smooth them as one sequence)")
     return report
 
 

@@ -36,7 +36,8 @@ def expand_inputs(inputs, output_dir, report):
     """Turns input paths (files, folders, globs, videos) into :class:`Item` s, in order.
 
     A folder's images are the frames of one sequence and its videos are predicted as videos,
-    their outputs in the folder's output folder. Folders and globs are listed in natural order (:func:`keras_fcn.io.natural_key`: ``frame_2`` before
+    their outputs in the folder's output folder; a glob's images are the frames of one
+    sequence too (named by the pattern), their outputs in ``output_dir``. Folders and globs are listed in natural order (:func:`keras_fcn.io.natural_key`: ``frame_2`` before
     ``frame_10``), the order their frames are smoothed in. Inputs that match nothing are
     recorded in ``report`` as failures. Two inputs with the same stem in one output folder
     get ``<stem>_2``, ``<stem>_3``, ...; so do a video and a folder whose outputs would share
@@ -96,8 +97,11 @@ def expand_inputs(inputs, output_dir, report):
             paths = sorted((p for p in glob.glob(value) if os.path.isfile(p)), key=io.natural_key)
             if not paths:
                 report.fail(value, "pattern matched no file")
-            for path in paths:
-                add_file(path)
+            for path in paths:  # its images are the frames of one sequence, as a folder's
+                if video.is_video_file(path):
+                    add_file(path)
+                else:
+                    add("image", path, output_dir, value)
         elif os.path.isfile(value):
             add_file(value)
         else:

@@ -316,6 +316,7 @@ def train_staged(config, *, run_dir, data, strategy, class_weights, pixels,
             stage_config, stage, run_dir=stage_dir, data=data, strategy=strategy,
             weights=weights, learning_rate=rate, class_weights=class_weights, pixels=pixels,
             chief=chief, skipped_fits=tuple(skipped))
+        skipped = []  # that fit moved the data past them: the next stage starts where it ended
         if reports[stage]["status"] != "completed":
             break
         weights = model
