@@ -164,6 +164,26 @@ def test_evaluate_cli_exits_2_and_keeps_the_file(tmp_path, model_file):
     assert _md5(checkpoint) == before
 
 
+def test_evaluate_cli_names_a_two_headed_model(tmp_path):
+    """A SIFT Flow model (two heads) was checked against its labels file as if its geometric
+    head were the model's output: "names 33 classes but the model predicts 3; fix or remove
+    that file" (walkthrough of 2026-12-06)."""
+    from keras_fcn.models.multimodal import build_two_headed_fcn
+
+    two = build_two_headed_fcn(num_semantic=5, num_geometric=3, weights=None,
+                               widths=(4, 4, 8, 8, 8), fc_units=8)
+    two.save(tmp_path / "two.keras")
+    run = _run(os.path.join(ROOT, "tools", "evaluate.py"), f"--model={tmp_path / 'two.keras'}",
+               "--dataset=shapes", "--max_images=1")
+    assert run.returncode == 2, run.stderr[-2000:]
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: Model {two.name!r} has 2 outputs ['semantic', 'geometric']; tools/evaluate.py "
+        "(the two-headed SIFT Flow recipe scores both heads in its run's metrics.json) takes a "
+        "single-output FCN (logits (N, H, W, C)): keep one head, e.g. keras.Model(model.inputs, "
+        "model.output['semantic']). Received: outputs=['semantic', 'geometric']"], run.stderr
+
+
 # -------------------------------------------------------------------------- tools/export.py --
 
 @pytest.mark.parametrize("flags_, message", [

@@ -704,9 +704,9 @@ def test_multi_output_models_are_refused(tmp_path):
         export.export_saved_model(two, str(tmp_path / "sm"))
     assert str(error.value) == (
         f"Model {two.name!r} has 2 outputs {names}; export takes a single-output FCN (logits "
-        "(N, H, W, C)): build it without the auxiliary head (aux=False), or export one head, "
+        "(N, H, W, C)): export one head, "
         f"e.g. keras.Model(model.inputs, model.output[{names[0]!r}]). Received: "
-        f"outputs={names}")
+        f"outputs={names}")  # aux=False is for an auxiliary head (walkthrough, 2026-12-06)
     assert not (tmp_path / "sm").exists()
     with pytest.raises(ValueError, match=r"has 2 outputs"):
         export.export_tflite(two, str(tmp_path / "m.tflite"), input_size=SQUARE_SIZE)

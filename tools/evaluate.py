@@ -172,6 +172,7 @@ def main(argv):
     from keras_fcn.training import array_inputs
     from keras_fcn.labels import ModelLabels
     from keras_fcn.training.evaluation import check_scales
+    from keras_fcn.models.inspect import check_single_output
     from keras_fcn.weights import load_model_file
 
     check_flags()
@@ -188,6 +189,8 @@ def main(argv):
     labels = ModelLabels.for_model(path)
     size = image_size(FLAGS.image_size, labels)
     model = load_model_file(path)  # a damaged file: a ValueError naming it
+    check_single_output(model, "tools/evaluate.py (the two-headed SIFT Flow recipe scores "
+                        "both heads in its run's metrics.json)")
     channels = check_num_classes(model, FLAGS.num_classes, labels, labels_file(path))
     config = training.TrainConfig().replace(
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir or None,

@@ -197,11 +197,14 @@ def check_single_output(model, what="export"):
     output = model.output
     names = list(output) if isinstance(output, dict) else list(model.output_names)
     keep = "export" if what == "export" else "keep"
+    fix = (f"{keep} one head, e.g. keras.Model(model.inputs, model.output[{names[0]!r}])"
+           if isinstance(output, dict) else f"{keep} one head, e.g. keras.Model(model.inputs, "
+           "model.outputs[0])")
+    aux = [name for name in names if "aux" in str(name)]
+    fix = f"build it without the auxiliary head (aux=False), or {fix}" if aux else fix
     raise ValueError(
         f"Model {model.name!r} has {len(model.outputs)} outputs {names}; {what} takes a "
-        "single-output FCN (logits (N, H, W, C)): build it without the auxiliary head "
-        f"(aux=False), or {keep} one head, e.g. keras.Model(model.inputs, "
-        f"model.output[{names[0]!r}]). Received: outputs={names}")
+        f"single-output FCN (logits (N, H, W, C)): {fix}. Received: outputs={names}")
 
 
 def with_preprocessing(model, input_dtype="uint8", name=None):
