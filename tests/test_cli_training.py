@@ -233,7 +233,8 @@ def test_a_resume_that_changes_several_flags_names_each_in_one_line(tmp_path):
     run_dir_lib.write_run_config(str(tmp_path), stored)
     given = dict(stored, model="fcn32s", fc_units=None)
     with pytest.raises(ValueError, match=r"^The run in '.*' was trained with --model=fcn8s, "
-                       r"--fc_units=8; --resume got --model=fcn32s, --fc_units= \(unset\)\. Resume"):
+                       r"--fc_units=8; --resume got --model=fcn32s, --fc_units= \(unset\)\. "
+                       r"Resume"):
         run_dir_lib.write_run_config(str(tmp_path), given, resume=True,
                                      compare=("model", "backbone", "widths", "fc_units"))
 

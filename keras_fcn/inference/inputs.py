@@ -37,7 +37,8 @@ def expand_inputs(inputs, output_dir, report):
 
     A folder's images are the frames of one sequence and its videos are predicted as videos,
     their outputs in the folder's output folder; a glob's images are the frames of one
-    sequence too (named by the pattern), their outputs in ``output_dir``. Folders and globs are listed in natural order (:func:`keras_fcn.io.natural_key`: ``frame_2`` before
+    sequence too (named by the pattern), their outputs in ``output_dir``. Folders and globs
+    are listed in natural order (:func:`keras_fcn.io.natural_key`: ``frame_2`` before
     ``frame_10``), the order their frames are smoothed in. Inputs that match nothing are
     recorded in ``report`` as failures. Two inputs with the same stem in one output folder
     get ``<stem>_2``, ``<stem>_3``, ...; so do a video and a folder whose outputs would share
