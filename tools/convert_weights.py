@@ -37,8 +37,10 @@ flags.DEFINE_integer("num_classes", 21, "Number of classes of the source model."
 flags.DEFINE_string("output", None, "Output: .weights.h5, .keras or .npz.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output file.")
 flags.DEFINE_bool("strict", True, "Fail on source layers with weights that cannot be mapped "
-                  "and on trunk layers of the model without weights in the file "
-                  "(--nostrict: warn and keep them at their initialization).")
+                  "(unknown names, or learned layers the model has no place for: a finer FCN's "
+                  "score_pool4/score_pool3, say; upsampling layers are only reported) and on "
+                  "trunk layers of the model without weights in the file (--nostrict: warn, "
+                  "skip the unused layers and keep the missing ones at their initialization).")
 flags.DEFINE_list("rename", [], "Source-to-keras_fcn layer names, e.g. score59=score_fr.")
 flags.DEFINE_list("widths", None, "VGG16 block widths (tests and experiments only).")
 flags.DEFINE_integer("fc_units", None, "fc6/fc7 width (tests and experiments only).")
@@ -70,6 +72,30 @@ def parse_widths(values):
     return widths
 
 
+def check_unused(unused, model_flag, source):
+    """Strict mode: refuses source layers with learned weights the model has no place for
+    (upsampling layers, fixed bilinear in the paper's stages, are only reported), naming them
+    and the --model that has them.
+
+    Example:
+        >>> check_unused(["upscore"], "fcn16s", "fcn32s.pth")  # an earlier stage: fine
+        >>> check_unused(["score_pool4", "upscore2"], "fcn32s", "fcn16s.pth")
+        Traceback (most recent call last):
+        ValueError: fcn16s.pth has learned layers that the fcn32s model has no place for:
+        ['score_pool4'] (all unused: ['score_pool4', 'upscore2']); convert it with
+        --model=fcn16s, or pass --nostrict to leave them out.
+    """
+    learned = [name for name in unused if not name.startswith("upscore")]
+    if not learned:
+        return
+    matching = ("fcn8s (or fcn8s_at_once)" if "score_pool3" in unused
+                else "fcn16s" if "score_pool4" in unused else None)
+    hint = f"convert it with --model={matching}, or pass" if matching else "pass"
+    raise ValueError(f"{source} has learned layers that the {model_flag} model has no place "
+                     f"for: {learned} (all unused: {sorted(unused)}); {hint} --nostrict to "
+                     "leave them out.")
+
+
 def convert():
     """Builds the model, loads the converted weights, saves it; returns the report."""
     for name in ("input", "model", "output"):
@@ -86,6 +112,8 @@ def convert():
                       widths=widths, fc_units=FLAGS.fc_units)
     report = convert_to_keras_model(FLAGS.input, model, rename=parse_rename(FLAGS.rename),
                                     strict=FLAGS.strict)
+    if FLAGS.strict:  # before anything is written
+        check_unused(report["unused"], FLAGS.model, FLAGS.input)
     save_weights_file(model, FLAGS.output, overwrite=FLAGS.overwrite)
     return report
 

@@ -157,6 +157,21 @@ def output_path(path):
                                             else path)[0] + ".eval.json"
 
 
+def resolved_precision(requested, model):
+    """The precision the evaluation computes in: ``--precision`` resolved as
+    ``keras_fcn.inference.forward_fn`` resolves it (``auto``: ``runtime.resolve_precision``),
+    or the model's own when the flag is not given.
+
+    Example:
+        resolved_precision(None, model)  # "float32" for a float32 .keras file
+    """
+    from keras_fcn import runtime
+
+    if requested is None:
+        return runtime.model_precision(model)
+    return runtime.resolve_precision(requested, model=model)
+
+
 def prepared(decoded, info, size):
     """The images (resized to ``size``, labels at their own size) as the model takes them."""
     from keras_fcn import data, training
@@ -208,17 +223,20 @@ def main(argv):
     else:  # the same files, read with NumPy/PIL (keras_fcn.data.arrays)
         dataset, info, count = array_inputs.evaluation_data(config, split, size,
                                                             FLAGS.max_images)
+    precision = resolved_precision(FLAGS.precision, model)
     print(f"Evaluating {FLAGS.model} on {info.name} {split} ({count} images, "
           f"{f'resized to {size[0]}x{size[1]}' if size else 'native size'}"
           f"{', flip TTA' if FLAGS.flip else ''}"
-          f"{f', scales {FLAGS.scales}' if scales != (1.0,) else ''}) on "
+          f"{f', scales {FLAGS.scales}' if scales != (1.0,) else ''}) in {precision}"
+          f"{f' (--precision={FLAGS.precision})' if FLAGS.precision else ''} on "
           f"{runtime.describe(runtime.cpu_info())}")
     results = training.evaluate_model(model, dataset, num_classes=info.num_classes,
                                       ignore_label=info.ignore_label, flip=FLAGS.flip,
                                       precision=FLAGS.precision, jit_compile=FLAGS.jit_compile,
                                       scales=scales)
     results.update({"model": os.path.abspath(path), "dataset": info.name, "split": split,
-                    "holdout": FLAGS.holdout or None, "precision": FLAGS.precision,
+                    "holdout": FLAGS.holdout or None, "precision": precision,
+                    "requested_precision": FLAGS.precision,
                     "image_size": list(size) if size else None, "flip": FLAGS.flip,
                     "scales": list(scales),
                     "class_names": list(info.class_names)})

@@ -13,6 +13,9 @@ Example:
     tensorboard=True
 """
 
+import math
+import numbers
+
 import keras
 
 from keras_fcn import _tf, runtime
@@ -63,10 +66,35 @@ def check_run_options(config, *, backend=None, has_tensorflow=None, environ=None
             f"{'jit_compile=True' if source.startswith('--') else source}, backend='torch'")
 
 
+def check_temporal_weight(weight):
+    """Refuses a ``--temporal_consistency`` weight that is not a finite number >= 0 (0: off),
+    before any data is read (the consistency trainer refused it only after loading the data,
+    naming no flag).
+
+    Raises:
+        ValueError: naming ``--temporal_consistency``, the expected range and the value.
+
+    Example:
+        >>> check_temporal_weight(-1.0)
+        Traceback (most recent call last):
+        ValueError: --temporal_consistency must be a finite number >= 0 (0: off; the weight of
+        the temporal-consistency loss, e.g. 1 to 10). Received: temporal_consistency=-1.0
+    """
+    if weight is None:
+        return
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real) \
+            or not math.isfinite(weight) or weight < 0:
+        raise ValueError(
+            "--temporal_consistency must be a finite number >= 0 (0: off; the weight of the "
+            "temporal-consistency loss, e.g. 1 to 10). Received: "
+            f"temporal_consistency={weight!r}")
+
+
 def check_before_run(config):
     """Every check of `config` that needs no data, in the order a user meets them: numbers
-    (`check_numbers`), warm-up, evaluation scales, ``--photometric``, the tf.data-only options
-    (temporal consistency, TFDS) and `check_run_options`.
+    (`check_numbers`), the ``--temporal_consistency`` weight, warm-up, evaluation scales,
+    ``--photometric``, the tf.data-only options (temporal consistency, TFDS) and
+    `check_run_options`.
 
     Returns:
         `config` as `check_numbers` returns it (a 0 of steps made None).
@@ -81,6 +109,7 @@ def check_before_run(config):
         ValueError: `photometric` must be in (0, 1] (0: off). Received: photometric=2.0
     """
     config = check_numbers(config)
+    check_temporal_weight(config.optim.temporal_consistency)
     check_warmup(config.optim.warmup_epochs, config.optim.epochs)
     if config.run.eval_scales:  # checked now, not after hours of training
         check_scales(config.run.eval_scales)
@@ -98,3 +127,32 @@ def check_before_run(config):
         check_options(config)
     check_run_options(config)
     return config
+
+
+def finished_recipe_run(run_dir, epochs, *, synthetic=False):
+    """`keras_fcn.training.run_dir.finished_run` for the NYUD and SIFT Flow recipes: with
+    ``synthetic`` (``--synthetic``, which refuses ``--weights``), a finished run of another
+    number of epochs is refused without suggesting ``--weights``.
+
+    Returns:
+        The finished run's report, or None.
+
+    Raises:
+        ValueError: the run finished after another number of epochs than `epochs`.
+
+    Example:
+        done = finished_recipe_run("runs/siftflow_smoke", 3, synthetic=True)
+    """
+    from keras_fcn.training.run_dir import completed_run, finished_run
+
+    if not synthetic:
+        return finished_run(run_dir, epochs)
+    done = completed_run(run_dir)
+    trained = None if done is None else done.get("epochs")
+    if trained is not None and trained != epochs:
+        raise ValueError(
+            f"The --synthetic run in '{run_dir}' is complete after {trained} epochs; a finished "
+            "run is not trained further (its learning-rate schedule ran to its end). Received: "
+            f"epochs={epochs}. Train it again with --overwrite, or give another --output_dir "
+            "(--synthetic takes no --weights).")
+    return done

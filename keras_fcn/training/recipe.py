@@ -349,12 +349,42 @@ def execution_path(config, model):
                              jit_compile=config.run.jit_compile, conv_matmul=config.run.conv_matmul)
 
 
-def _print_outcome(last, info):
+def temporal_line(config, count):
+    """The start-up line of a run with the temporal-consistency loss (weight, kind, pairs).
+
+    Example:
+        >>> print(temporal_line(TrainConfig().replace(temporal_consistency=10.0), 8))
+        Temporal consistency: weight 10, loss kl+ce, on pairs of each of the 8 training images
+        and a copy moved by a random camera warp
+    """
+    optim, data = config.optim, config.data
+    video = (f", plus up to {data.unlabelled_pairs} frame pairs of {data.unlabelled_video_dir}"
+             if data.unlabelled_video_dir else "")
+    return (f"Temporal consistency: weight {optim.temporal_consistency:g}, loss "
+            f"{optim.temporal_loss}, on pairs of each of the {count} training images and a copy "
+            f"moved by a random camera warp{video}")
+
+
+def tta_note(flip, scales):
+    """The test-time augmentation of a final evaluation, for its table's heading ("" if none).
+
+    Example:
+        >>> tta_note(True, (0.75, 1.0, 1.25))
+        ', test-time augmentation: scales 0.75, 1, 1.25 and horizontal flip'
+    """
+    parts = (["scales " + ", ".join(f"{float(s):g}" for s in scales)]
+             if scales and tuple(scales) != (1.0,) else []) + (["horizontal flip"] if flip else [])
+    return f", test-time augmentation: {' and '.join(parts)}" if parts else ""
+
+
+def _print_outcome(last, info, config):
     if last["status"] != "completed":
         print(f"Training stopped: {last['status']} at {last['nan_step']}.")
     elif last.get("final_val"):
+        # A reused (finished) run's figures are those of its own evaluation: no note then.
+        note = "" if last.get("reused") else tta_note(config.run.flip_eval, config.run.eval_scales)
         print(f"\nFinal validation metrics of {last['model']} ({last['final_val']['num_images']}"
-              f" images):\n" + format_results(last["final_val"], info.class_names))
+              f" images{note}):\n" + format_results(last["final_val"], info.class_names))
 
 
 def _load_inputs(config, run_dir, strategy):
@@ -381,6 +411,8 @@ def _load_inputs(config, run_dir, strategy):
     print(f"Data: {info.name}, {count} train / {val_count} val images, {info.num_classes} "
           f"classes, ignore label {info.ignore_label}; {strategy.num_replicas_in_sync} "
           f"replica(s); input {source}.", flush=True)
+    if config.optim.temporal_consistency:
+        print(temporal_line(config, count), flush=True)
     return tuple(pipelines), info, (count, val_count), class_weights, pixels
 
 
@@ -450,7 +482,7 @@ def _train_in(config, run_dir, strategy, chief):
                                   class_weights=class_weights, pixels=pixels, chief=chief)
         reports = {variant: report}
     last = list(reports.values())[-1]
-    _print_outcome(last, info)
+    _print_outcome(last, info, config)
     if config.run.export and chief and last["status"] == "completed" and not _tf.HAS_TENSORFLOW:
         print("Export skipped: TFLite export needs TensorFlow (a .keras file made here loads "
               "and exports on a machine with it).")
