@@ -168,6 +168,13 @@ def convert_mat(data_dir):
                               "them.") from None
 
 
+def recipe_learning_rate(tiny):
+    """--learning_rate, else the recipe's default for --optimizer and --variant (the paper's
+    rate of that FCN for SGD, per pixel of the averaged loss; Adam's for --synthetic)."""
+    return FLAGS.learning_rate or training.default_learning_rate(
+        "adam" if tiny else FLAGS.optimizer, "mean", FLAGS.variant, PIXELS)
+
+
 def train(data_dir, optim, tiny):
     """Trains into --output_dir on the NYUDv2 files of `data_dir`."""
     run_dir = training.prepare_run_dir(FLAGS.output_dir, resume=FLAGS.resume,
@@ -191,8 +198,7 @@ def train(data_dir, optim, tiny):
             print(training.format_results(done["final_val"], INFO.class_names))
         print(f"Run directory: {run_dir} (complete; nothing to resume)")
         return
-    learning_rate = FLAGS.learning_rate or training.default_learning_rate(
-        "adam" if tiny else FLAGS.optimizer, "mean", FLAGS.variant, PIXELS)
+    learning_rate = recipe_learning_rate(tiny)
     print(f"FCN-{FLAGS.variant}: {FLAGS.optimizer} at learning rate "
           f"{learning_rate:.3g}{'' if FLAGS.learning_rate else ' (the recipe default)'}",
           flush=True)

@@ -102,6 +102,13 @@ def main(argv):
     return train(FLAGS.data_dir, optim, tiny=False)
 
 
+def recipe_learning_rate(tiny):
+    """--learning_rate, else the recipe's default for --optimizer and --variant (the paper's
+    rate of that FCN for SGD, per pixel of the averaged loss; Adam's for --synthetic)."""
+    return FLAGS.learning_rate or training.default_learning_rate(
+        "adam" if tiny else FLAGS.optimizer, "mean", FLAGS.variant, PIXELS)
+
+
 def train(data_dir, optim, tiny):
     """Trains into --output_dir on the SIFT Flow files of `data_dir`."""
     inputs = {} if tiny else {"data_dir": data_dir, "weights": _weights_file()}
@@ -126,8 +133,7 @@ def train(data_dir, optim, tiny):
     weights = None if tiny or FLAGS.weights in ("", "none", "None") else FLAGS.weights
     model = multimodal.build_two_headed_fcn(FLAGS.variant, weights=weights,
                                             **(TINY if tiny else {}))
-    learning_rate = FLAGS.learning_rate or training.default_learning_rate(
-        "adam" if tiny else FLAGS.optimizer, "mean", FLAGS.variant, PIXELS)
+    learning_rate = recipe_learning_rate(tiny)
     print(f"FCN-{FLAGS.variant}: {FLAGS.optimizer} at learning rate "
           f"{learning_rate:.3g}{'' if FLAGS.learning_rate else ' (the recipe default)'}",
           flush=True)

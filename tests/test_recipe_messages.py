@@ -4,6 +4,7 @@ tools/evaluate.py ran at, --synthetic's finished-run message, and convert_weight
 refusal of a finer FCN's layers. Each test failed on the code before its fix."""
 
 import json
+import os
 import math
 import re
 
@@ -122,3 +123,20 @@ def test_an_earlier_stages_upsampling_is_only_reported(tmp_path):
               f"--widths={WIDTHS}", f"--fc_units={TINY_FC}",
               f"--output={tmp_path / 'o.npz'}") as module:
         assert module.convert()["unused"] == ["upscore"]  # the 32s stage's fixed upsampling
+
+
+@pytest.mark.parametrize("path, default_variant", [("examples/train_nyud.py", "32s"),
+                                                   ("examples/train_siftflow.py", "16s")])
+def test_nyud_and_siftflow_take_their_variants_sgd_rate(path, default_variant):
+    """Every --variant got FCN-32s's rate (walkthrough of 2026-12-06): FCN-16s trained at
+    100x, FCN-8s at 1000x the paper's rate."""
+    from keras_fcn.training import PAPER_LEARNING_RATES_SUM
+
+    name = os.path.basename(path)[:-3] + "_rates"
+    for variant in ("32s", "16s", "8s"):
+        with script(path, name, f"--variant={variant}", "--optimizer=sgd") as module:
+            rate = module.recipe_learning_rate(tiny=False)
+            assert rate == pytest.approx(PAPER_LEARNING_RATES_SUM[variant] * module.PIXELS)
+    with script(path, name, "--learning_rate=0.25") as module:
+        assert module.recipe_learning_rate(tiny=False) == 0.25
+        assert module.FLAGS.variant == default_variant
