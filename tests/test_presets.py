@@ -330,3 +330,23 @@ def test_torchvision_file_with_another_hash_is_deleted(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match=r"'coco-fcn-resnet101'.*does not start with 00000000"):
         from_preset("coco-fcn-resnet101", cache_dir=str(tmp_path / "cache"))
     assert os.listdir(tmp_path / "cache" / "keras_fcn") == []
+
+
+def test_a_two_headed_preset_is_refused_by_the_tools_before_its_download(tmp_path):
+    """tools/predict.py and tools/evaluate.py downloaded siftflow-fcn16s (542 MB) before they
+    refused its two heads (walkthrough of 2026-12-06)."""
+    from keras_fcn.inference import predictor
+
+    message = ("Preset 'siftflow-fcn16s' has two heads (semantic, geometric); prediction takes "
+               "a single-output FCN: build it with keras_fcn.presets.from_preset and keep one "
+               "head, e.g. keras.Model(model.inputs, model.output['semantic']). Received: "
+               "model='siftflow-fcn16s'")
+    with pytest.raises(ValueError) as error:
+        fetch.model_file("siftflow-fcn16s", cache_dir=str(tmp_path),
+                           single_output="prediction")
+    assert str(error.value) == message
+    with pytest.raises(ValueError) as error:
+        predictor.Predictor(predictor.PredictOptions(model="siftflow-fcn16s", inputs=[],
+                                                     output_dir=str(tmp_path / "out")))
+    assert str(error.value) == message
+    assert os.listdir(tmp_path) == []  # nothing downloaded, nothing written

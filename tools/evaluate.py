@@ -194,7 +194,7 @@ def main(argv):
     scales = check_scales(training.parse_floats(FLAGS.scales, "scales"))
     if FLAGS.output:  # before the model (a preset is downloaded) and the data are loaded
         check_output(FLAGS.output, FLAGS.overwrite)
-    path = presets.model_file(FLAGS.model)  # a file, or a preset name (downloaded once)
+    path = presets.model_file(FLAGS.model, single_output="tools/evaluate.py")  # or a preset
     output = output_path(path)
     if not FLAGS.output:
         check_output(output, FLAGS.overwrite)

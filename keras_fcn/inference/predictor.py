@@ -219,7 +219,7 @@ class Predictor:
                 f"or preset name>, inputs, output_dir, ...). Received {what}: {opts!r:.80}. "
                 "For a model already loaded use keras_fcn.inference.predict(model, image).")
         self.opts = opts
-        path = model_file(opts.model)  # a preset is downloaded and converted once
+        path = model_file(opts.model, single_output="prediction")  # a preset: downloaded once
         self.model = check_single_output(load_model_file(path), "prediction")
         self.num_classes = num_classes_of(self.model)
         if self.num_classes > MAX_CLASSES:

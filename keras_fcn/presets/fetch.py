@@ -272,19 +272,31 @@ def resolve_model(name_or_path, cache_dir=None):
     return load_model_file(name_or_path), ModelLabels.for_model(name_or_path)
 
 
-def model_file(name_or_path, cache_dir=None):
+def model_file(name_or_path, cache_dir=None, single_output=None):
     """The ``.keras`` file of a preset (downloaded and converted on first use, with its labels
     sidecar beside it) or of a path: what the tools' ``--model`` takes.
 
+    Args:
+        single_output: what takes only single-output models (e.g. "prediction"): a preset of
+            two heads (SIFT Flow) is then refused before its download.
+
     Raises:
         FileNotFoundError: a path (with a folder or a .keras/.h5 name) that is not a file.
-        ValueError: neither a preset nor an existing file (the message lists the presets).
+        ValueError: neither a preset nor an existing file (the message lists the presets);
+            a two-headed preset where `single_output` is given.
 
     Example:
         >>> model_file("voc-fcn8s")  # doctest: +SKIP
         '/home/me/.keras/keras_fcn/voc-fcn8s.keras'
     """
     if name_or_path in list_presets():
+        heads = get_preset(name_or_path).geometric_class_names
+        if single_output and heads:
+            raise ValueError(
+                f"Preset {name_or_path!r} has two heads (semantic, geometric); {single_output} "
+                "takes a single-output FCN: build it with keras_fcn.presets.from_preset and "
+                "keep one head, e.g. keras.Model(model.inputs, model.output['semantic']). "
+                f"Received: model={name_or_path!r}")
         from_preset(name_or_path, cache_dir=cache_dir)
         return converted_path(name_or_path, cache_dir)
     _check_model_file(name_or_path)
