@@ -49,8 +49,7 @@ from keras_fcn.datasets import DatasetInfo, nyud
 from keras_fcn.labels import voc_palette
 from keras_fcn.models import build_fcn, multimodal
 from keras_fcn.training import config as train_config
-from keras_fcn.training.checks import finished_recipe_run
-from keras_fcn.training.run_dir import check_inputs_outside, write_run_config
+from keras_fcn.training.run_dir import check_inputs_outside, finished_run, write_run_config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "NYUDv2 folder in the FCN layout.")
@@ -192,7 +191,7 @@ def train(data_dir, optim, tiny):
         epochs = epochs if FLAGS["epochs"].present else 2
     # A finished run is not trained again (fit refuses its folder); another --epochs is
     # refused, naming the way to train further.
-    done = finished_recipe_run(run_dir, epochs, synthetic=tiny) if FLAGS.resume else None
+    done = finished_run(run_dir, epochs, synthetic=tiny) if FLAGS.resume else None
     if done is not None:
         if done["final_val"]:
             print(training.format_results(done["final_val"], INFO.class_names))

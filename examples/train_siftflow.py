@@ -34,8 +34,7 @@ from keras_fcn.labels import voc_palette
 from keras_fcn.models import multimodal
 from keras_fcn.training import config as train_config
 from keras_fcn.training import two_headed
-from keras_fcn.training.checks import finished_recipe_run
-from keras_fcn.training.run_dir import write_run_config
+from keras_fcn.training.run_dir import finished_run, write_run_config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "SIFT Flow folder (SiftFlowDataset.zip extracted).")
@@ -125,7 +124,7 @@ def train(data_dir, optim, tiny):
         epochs = epochs if FLAGS["epochs"].present else 2
     # A finished run is not trained again (fit would start it over from epoch 1); another
     # --epochs is refused, naming the way to train further.
-    done = finished_recipe_run(run_dir, epochs, synthetic=tiny) if FLAGS.resume else None
+    done = finished_run(run_dir, epochs, synthetic=tiny) if FLAGS.resume else None
     if done is not None:
         print(json.dumps(done["final_val"], indent=2))
         print(f"Run directory: {run_dir} (complete; nothing to resume)")

@@ -16,7 +16,8 @@ from keras_fcn import weights as weights_lib
 from keras_fcn.models import build_fcn
 from keras_fcn.training import recipe
 from keras_fcn.training import run_dir as run_dir_lib
-from keras_fcn.training.checks import check_before_run, finished_recipe_run
+from keras_fcn.training.checks import check_before_run
+from keras_fcn.training.run_dir import finished_run
 from tiny import TINY_FC, TINY_WIDTHS, saved_raw_rgb_fcn
 from tool_flags import script, tool
 
@@ -85,7 +86,7 @@ def test_synthetic_finished_run_is_not_told_to_use_weights(tmp_path):
     assert "Train it again with --overwrite, or give another --output_dir" in message
     assert "--weights " not in message  # --synthetic refuses --weights
     with pytest.raises(ValueError, match=r"Start a new run from its weights \(--weights "):
-        finished_recipe_run(str(run), 3)  # a real-data run: as before
+        finished_run(str(run), 3)  # a real-data run: as before
 
 
 def _fcn8s_npz(tmp_path):

@@ -127,32 +127,3 @@ def check_before_run(config):
         check_options(config)
     check_run_options(config)
     return config
-
-
-def finished_recipe_run(run_dir, epochs, *, synthetic=False):
-    """`keras_fcn.training.run_dir.finished_run` for the NYUD and SIFT Flow recipes: with
-    ``synthetic`` (``--synthetic``, which refuses ``--weights``), a finished run of another
-    number of epochs is refused without suggesting ``--weights``.
-
-    Returns:
-        The finished run's report, or None.
-
-    Raises:
-        ValueError: the run finished after another number of epochs than `epochs`.
-
-    Example:
-        done = finished_recipe_run("runs/siftflow_smoke", 3, synthetic=True)
-    """
-    from keras_fcn.training.run_dir import completed_run, finished_run
-
-    if not synthetic:
-        return finished_run(run_dir, epochs)
-    done = completed_run(run_dir)
-    trained = None if done is None else done.get("epochs")
-    if trained is not None and trained != epochs:
-        raise ValueError(
-            f"The --synthetic run in '{run_dir}' is complete after {trained} epochs; a finished "
-            "run is not trained further (its learning-rate schedule ran to its end). Received: "
-            f"epochs={epochs}. Train it again with --overwrite, or give another --output_dir "
-            "(--synthetic takes no --weights).")
-    return done

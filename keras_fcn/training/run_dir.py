@@ -406,8 +406,12 @@ def completed_run(run_dir):
     return report if report.get("status") == "completed" else None
 
 
-def finished_run(run_dir, epochs):
+def finished_run(run_dir, epochs, *, synthetic=False):
     """The report of a run that finished in `run_dir` (:func:`completed_run`), or None.
+
+    Args:
+        synthetic: a ``--synthetic`` run of the NYUD / SIFT Flow recipes, which refuse
+            ``--weights``: the refusal does not suggest it.
 
     Raises:
         ValueError: the run finished after another number of epochs than `epochs`: its
@@ -420,12 +424,16 @@ def finished_run(run_dir, epochs):
     done = completed_run(run_dir)
     trained = None if done is None else done.get("epochs")
     if trained is not None and trained != epochs:
+        run = "--synthetic run" if synthetic else "run"
+        advice = ("Train it again with --overwrite, or give another --output_dir (--synthetic "
+                  "takes no --weights)." if synthetic else
+                  f"Start a new run from its weights (--weights "
+                  f"{os.path.join(run_dir, MODEL_FILE)} and another --output_dir), or train "
+                  "it again with --overwrite.")
         raise ValueError(
-            f"The run in '{run_dir}' is complete after {trained} epochs; a finished run is not "
-            f"trained further (its learning-rate schedule ran to its end). Received: "
-            f"epochs={epochs}. Start a new run from its weights (--weights "
-            f"{os.path.join(run_dir, MODEL_FILE)} and another --output_dir), or train it "
-            "again with --overwrite.")
+            f"The {run} in '{run_dir}' is complete after {trained} epochs; a finished run is "
+            "not trained further (its learning-rate schedule ran to its end). Received: "
+            f"epochs={epochs}. {advice}")
     return done
 
 
