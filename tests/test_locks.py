@@ -16,10 +16,18 @@ from keras_fcn import io
 from keras_fcn.training import prepare_run_dir
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+# keras_fcn/io.py alone (numpy, no Keras: the package would import Keras and TensorFlow, ~4 s a
+# process); the same file, so the same locks.
+IMPORT_IO = textwrap.dedent(f"""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "keras_fcn_io", {os.path.join(REPO, "keras_fcn", "io.py")!r})
+    io = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(io)
+""")
 # Takes the lock of argv[1], says so, and waits to be killed.
-HOLDER = textwrap.dedent("""
+HOLDER = IMPORT_IO + textwrap.dedent("""
     import sys, time
-    from keras_fcn import io
     print(io.lock_directory(sys.argv[1], "holder"), flush=True)
     time.sleep(120)
 """)
@@ -162,9 +170,8 @@ def test_two_exports_at_once_one_writes_the_other_is_refused(tmp_path):
 # ------------------------------------------------ in-process training (a notebook) ----
 
 # Tries the lock of argv[1] once and says what happened.
-LOCKER = textwrap.dedent("""
+LOCKER = IMPORT_IO + textwrap.dedent("""
     import sys
-    from keras_fcn import io
     try:
         io.lock_directory(sys.argv[1], "other")
         print("locked")
