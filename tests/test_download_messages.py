@@ -81,6 +81,17 @@ def test_a_plain_path_without_a_file_or_another_scheme_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"^url must be a URL or a file path \(str\)\. "
                                          r"Received: url=b'/w.h5'$"):
         imagenet.download_url(b"/w.h5")
+    # a bad port or no host: named, not a download that failed "(offline?)"
+    for bad, what in (("http://h:abc/w.h5", "the port 'abc'"), ("https://h:70000/w.h5",
+                                                                 "the port '70000'"),
+                      ("ftp:///w.h5", "no host")):
+        with pytest.raises(ValueError) as info:
+            imagenet.fetch_vgg16_imagenet_weights(str(cache), url=bad)
+        assert str(info.value) == (
+            f"Cannot fetch the ImageNet VGG16 weights: url {bad!r} has {what}: expected a URL "
+            "like https://host[:port]/path, the port a number of 0 to 65535. "
+            f"Received: url={bad!r}")
+    assert imagenet.download_url("http://h:8080/w.h5") == "http://h:8080/w.h5"
     assert sorted(os.listdir(cache / "keras_fcn")) == []  # nothing was downloaded
     assert sorted(os.listdir(cache / "models")) == []
 

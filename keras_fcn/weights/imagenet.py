@@ -151,7 +151,8 @@ def download_url(url):
     file (``get_file`` takes no paths: "unknown url type").
 
     Raises:
-        ValueError: neither (a plain path that is not a file, another scheme), naming ``url``.
+        ValueError: neither (a plain path that is not a file, another scheme), or a network
+            URL without a host or with a port that is no number of 0 to 65535, naming ``url``.
 
     Example:
         >>> download_url("https://example.com/w.h5")
@@ -166,7 +167,10 @@ def download_url(url):
     if isinstance(text, bytes) or text is None:
         raise ValueError("url must be a URL or a file path (str). Received: "
                          f"url={url!r}") from None
-    if urllib.parse.urlsplit(text).scheme.lower() in URL_SCHEMES:
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme.lower() in URL_SCHEMES:
+        if parts.scheme.lower() != "file":
+            _check_host_and_port(parts, url)
         return text
     if os.path.isfile(text):
         return pathlib.Path(text).resolve().as_uri()
@@ -176,6 +180,20 @@ def download_url(url):
     raise ValueError(
         f"url must be an http://, https://, ftp:// or file:// URL, or the path of an existing "
         f"file; {text!r} is neither{local}. Received: url={url!r}")
+
+
+def _check_host_and_port(parts, url):
+    """A network URL's host and port, checked before a download: urllib's own error for a bad
+    port was taken for a network failure ("offline?")."""
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or past 65535
+        port = -1
+    if not parts.hostname or port == -1:
+        what = "no host" if not parts.hostname else f"the port {parts.netloc.rpartition(':')[2]!r}"
+        raise ValueError(f"url {url!r} has {what}: expected a URL like "
+                         f"https://host[:port]/path, the port a number of 0 to 65535. "
+                         f"Received: url={url!r}")
 
 
 # Seconds another process's download may go without writing a byte before the wait for it
