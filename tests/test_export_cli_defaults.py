@@ -118,13 +118,13 @@ def test_input_size_defaults_to_the_training_size_of_the_run(tmp_path, capsys):
             t.check_flags()
         ModelLabels(num_classes=NUM_CLASSES, image_size=(24, 40)).write(str(run / "labels.json"))
         capsys.readouterr()
-        assert t.check_flags() == ((24, 40), None)
+        assert t.check_flags() == ((24, 40), None, None)
         assert capsys.readouterr().out == (f"--input_size=24x40: the training size in "
                                            f"{run / 'labels.json'}\n")
     with tool("export", *base, "--input_size=16,20") as t:  # given: no labels read
-        assert t.check_flags() == ((16, 20), None)
+        assert t.check_flags() == ((16, 20), None, None)
     with tool("export", *base[:2], "--quantizations=") as t:  # SavedModel of any size
-        assert t.check_flags() == (None, None)
+        assert t.check_flags() == (None, None, None)
     assert capsys.readouterr().out == ""
 
 
@@ -134,7 +134,7 @@ def test_cli_calibrates_on_a_train_folder_with_a_grey_photo_but_not_on_masks(tmp
     base = [f"--model={tmp_path / 'none.keras'}", f"--output_dir={tmp_path / 'out'}",
             "--quantizations=int8", "--input_size=32,48"]
     with tool("export", *base, f"--calibration_data={train}") as t:
-        assert t.check_flags() == ((32, 48), None)
+        assert t.check_flags() == ((32, 48), None, None)
     assert capsys.readouterr().out == (
         f"--calibration_data: 1 grey (single-channel) photo(s) read as RGB, as training reads "
         f"them: {train}/images/f1.png\n")
@@ -145,14 +145,44 @@ def test_cli_calibrates_on_a_train_folder_with_a_grey_photo_but_not_on_masks(tmp
             t.check_flags()
 
 
-def test_export_of_a_run_on_folder_data_needs_no_size_nor_list_file(tmp_path, capsys):
+PALETTE, VOID = [[200, 0, 0], [0, 200, 0], [0, 0, 200]], [0, 0, 0]
+
+
+def _colour_masks(val):
+    """Rewrites the masks of ``val`` as colour masks (PALETTE, void pixels VOID) beside a
+    classes.json of "mask_format": "rgb" one folder up, as ``--dataset=folder`` reads them."""
+    for name in os.listdir(f"{val}/masks"):
+        ids = np.asarray(Image.open(f"{val}/masks/{name}"))
+        ids = np.where(np.arange(ids.size).reshape(ids.shape) % 5 == 0, NUM_CLASSES, ids)
+        _png(f"{val}/masks/{name}", np.asarray(PALETTE + [VOID])[ids])
+    with open(os.path.join(os.path.dirname(val), "classes.json"), "w") as f:
+        json.dump({"classes": ["a", "b", "c"], "palette": PALETTE, "mask_format": "rgb",
+                   "void_color": VOID}, f)
+
+
+def _mask_ids(path):
+    """Class ids of a mask, colour masks mapped here by comparing colours (void: NUM_CLASSES)."""
+    mask = np.asarray(Image.open(path))
+    if mask.ndim == 2:
+        return mask
+    colours = np.asarray(PALETTE + [VOID])
+    return np.argmax((mask[..., None, :] == colours).all(-1), -1)
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_export_of_a_run_on_folder_data_needs_no_size_nor_list_file(tmp_path, capsys, colour):
     """The walkthrough's commands: the run's training size and the val split folder as the
-    mean IU gate."""
+    mean IU gate; its masks as class ids, or (colour) colour masks read through the data set's
+    classes.json (load_mask refused them as "not an index mask")."""
     run = tmp_path / "run"
     run.mkdir()
     model, path = saved_raw_rgb_fcn(run, NUM_CLASSES, seed=0)
-    ModelLabels(num_classes=NUM_CLASSES, image_size=(32, 48)).write(str(run / "labels.json"))
+    void = NUM_CLASSES if colour else 255  # training's ignore label of a void colour
+    ModelLabels(num_classes=NUM_CLASSES, image_size=(32, 48),
+                ignore_label=void).write(str(run / "labels.json"))
     val = _split(tmp_path / "data" / "val", 2, (40, 60))
+    if colour:
+        _colour_masks(val)
     out = tmp_path / "out"
     with tool("export", f"--model={path}", f"--output_dir={out}", "--name=tiny",
               "--quantizations=float32", "--nosaved_model", f"--check={val}",
@@ -160,6 +190,8 @@ def test_export_of_a_run_on_folder_data_needs_no_size_nor_list_file(tmp_path, ca
         t.main(["prog"])
     printed = capsys.readouterr().out
     assert f"--input_size=32x48: the training size in {run / 'labels.json'}" in printed
+    assert ("--check: colour masks, read through the palette of "
+            f"{tmp_path / 'data' / 'classes.json'}" in printed) == colour
     sidecar = json.loads((out / "tiny_float32.json").read_text())
     assert sidecar["input"]["shape"] == [1, 32, 48, 3]
     report = json.loads((out / "tiny_check.json").read_text())
@@ -168,9 +200,12 @@ def test_export_of_a_run_on_folder_data_needs_no_size_nor_list_file(tmp_path, ca
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
     for i in range(2):
         image = Image.open(f"{val}/images/f{i}.png").resize((48, 32), Image.BILINEAR)
-        mask = np.asarray(Image.open(f"{val}/masks/f{i}.png").resize((48, 32), Image.NEAREST))
+        mask = np.asarray(Image.fromarray(_mask_ids(f"{val}/masks/f{i}.png").astype(np.uint8))
+                          .resize((48, 32), Image.NEAREST))
         ids = np.argmax(model.predict(np.asarray(image, np.float32)[None], verbose=0)[0], -1)
-        np.add.at(confusion, (mask.ravel(), ids.ravel()), 1)
+        keep = mask != void
+        assert keep.all() != colour  # the colour masks have void pixels
+        np.add.at(confusion, (mask[keep], ids[keep]), 1)
     union = confusion.sum(0) + confusion.sum(1) - np.diag(confusion)
     iu = np.diag(confusion)[union > 0] / union[union > 0]
     assert report["rows"][0]["mean_iu"] == pytest.approx(100 * iu.mean(), abs=1e-6)

@@ -169,8 +169,9 @@ def check_flags():
     """Checks the flags that need no model, before anything is loaded or written.
 
     Returns:
-        ``(input_size, check_pairs)``: the TFLite size (or None) and the --check images (or
-        None).
+        ``(input_size, check_pairs, palette)``: the TFLite size (or None), the --check images
+        (or None) and the colours of their masks when they are colour masks (else None,
+        :func:`keras_fcn.export.colour_mask_palette`).
     """
     parse_size(FLAGS.input_size)
     bad = [q for q in FLAGS.quantizations if q not in export.QUANTIZATIONS]
@@ -209,12 +210,15 @@ def check_flags():
                   + (" ..." if len(grey) > 3 else ""))
     if FLAGS.class_names_file and not os.path.isfile(FLAGS.class_names_file):
         raise FileNotFoundError(f"--class_names_file not found: {FLAGS.class_names_file!r}")
-    pairs = None
+    pairs = palette = None
     if FLAGS.check:
         pairs = read_images("check")[: FLAGS.num_check_images or None]
         with _naming("check"):  # unreadable images, image/mask sizes: from the headers
             export.check_pairs(pairs)
             masked = export.check_masks(pairs)  # all masked or none
+            palette, classes = export.colour_mask_palette(FLAGS.check)
+        if masked and palette is not None:
+            print(f"--check: colour masks, read through the palette of {classes}")
         if not masked and FLAGS.max_miou_drop is not None:  # none masked
             hint = (" (a folder of images has none: pass one with images/ and masks/, e.g. "
                     "data/mine/val)" if os.path.isdir(FLAGS.check) else "")
@@ -222,7 +226,8 @@ def check_flags():
                              f"{len(pairs)} of {len(pairs)} images have none{hint}: "
                              f"{[image for image, _ in pairs[:5]]}. Received: "
                              f"--check={FLAGS.check!r}")
-    return input_size(), pairs
+    return input_size(), pairs, palette
+
 
 
 @contextlib.contextmanager
@@ -308,10 +313,11 @@ def export_all(model, name, size, labels):
     return paths
 
 
-def run_check(model, paths, name, labels, pairs, size):
+def run_check(model, paths, name, labels, pairs, size, palette=None):
     """Runs the quality gate and writes its report; returns the failure messages."""
     rows = export.compare_tflite(model, paths, pairs, ignore_label=labels.ignore_label,
-                                 num_threads=FLAGS.num_threads, runs=FLAGS.runs)
+                                 num_threads=FLAGS.num_threads, runs=FLAGS.runs,
+                                 palette=palette)
     failures = export.check_thresholds(
         rows, min_agreement=FLAGS.min_agreement, max_miou_drop=FLAGS.max_miou_drop,
         max_size_ratio=FLAGS.max_size_ratio, min_speedup=FLAGS.min_speedup,
@@ -339,7 +345,7 @@ def main(argv):
     require_tensorflow()  # before any flag check: they use keras_fcn.export
     if len(argv) > 1:
         raise ValueError(f"Unexpected arguments: {argv[1:]}")
-    size, pairs = check_flags()  # every flag, before the model is loaded
+    size, pairs, palette = check_flags()  # every flag, before the model is loaded
     model = export.load_model(presets.model_file(FLAGS.model))
     name = FLAGS.name or model.name
     check_model_flags(model, name)  # ... and before anything is written
@@ -347,10 +353,11 @@ def main(argv):
     if pairs:  # the mask values of the check images: class ids of the model or void
         with _naming("check"):
             export.check_pairs(pairs, num_classes=labels.num_classes,
-                               ignore_label=labels.ignore_label)
+                               ignore_label=labels.ignore_label, palette=palette)
     with io.directory_lock(FLAGS.output_dir, "export"):  # one writer per output folder
         paths = export_all(model, name, size, labels)
-        failures = run_check(model, paths, name, labels, pairs, size) if FLAGS.check else []
+        failures = (run_check(model, paths, name, labels, pairs, size, palette)
+                    if FLAGS.check else [])
     if FLAGS.check:
         if failures:
             print("Quality gate FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)

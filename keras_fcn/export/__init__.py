@@ -23,6 +23,7 @@ from keras_fcn.export.images import (  # noqa: F401
     calibration_images,
     check_calibration_images,
     check_pairs,
+    colour_mask_palette,
     load_image,
     load_pair,
     read_list,

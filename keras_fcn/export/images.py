@@ -16,9 +16,10 @@ import tensorflow as tf
 
 from keras_fcn._checks import check_positive_int, pixel_value_problem
 from keras_fcn.data.arrays import read_image
-from keras_fcn.data.masks import (bad_value_message, file_errors, read_index_png,
+from keras_fcn.data.masks import (bad_value_message, file_errors, read_index_png, read_mask,
                                   size_mismatch_message)
 from keras_fcn.datasets.folder import MASK_EXTENSIONS, folder_pairs
+from keras_fcn.datasets.pairs import CLASSES_FILE, folder_info
 from keras_fcn.io import IMAGE_EXTENSIONS
 
 _EXPECTED = ("expected a folder of images or a list file of 'image [mask]' lines, or a folder "
@@ -127,25 +128,55 @@ def load_image(path, size=None):
     return _resized(read_image(path), size, Image.BILINEAR)
 
 
-def load_mask(path, size=None):
+def load_mask(path, size=None, *, palette=None):
     """Reads an index mask (single-channel, 1-bit or palette image: its values are the class
-    ids) as int32 ``(H, W)``, resized (nearest) to ``size=(h, w)``.
+    ids) as int32 ``(H, W)``, resized (nearest) to ``size=(h, w)``; with ``palette`` (colours by
+    class id, from :func:`colour_mask_palette`) a colour mask, mapped to class ids.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file is damaged or not an index mask (the message names it).
+        ValueError: the file is damaged or not an index mask, or a colour mask has a colour
+            that is not in ``palette`` (the message names it).
     """
     from PIL import Image
 
-    mask = read_index_png(os.fspath(path))
+    if palette is not None:
+        mask = read_mask(os.fspath(path), "rgb", palette)
+    else:
+        mask = read_index_png(os.fspath(path))
     return _resized(mask, size, Image.NEAREST).astype(np.int32)
 
 
-def check_pairs(pairs, *, num_classes=None, ignore_label=None):
+def colour_mask_palette(path):
+    """The colours of the masks of the pairs :func:`read_list` reads from ``path``, for a data
+    set of colour masks: a ``classes.json`` with ``"mask_format": "rgb"`` (as
+    ``--dataset=folder`` reads it) in the folder or list file's folder, or one folder up
+    (``data/mine/classes.json`` for ``data/mine/val``).
+
+    Returns:
+        ``(palette, classes_json)``: the colours by class id (the void colour last, as the
+        ignore label ``len(classes)``) and the file's path; ``(None, path)`` for index masks;
+        ``(None, None)`` without a ``classes.json``.
+
+    Raises:
+        ValueError: a bad ``classes.json`` (:func:`keras_fcn.datasets.pairs.folder_info`).
+    """
+    path = os.path.abspath(os.fspath(path))
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    for candidate in (folder, os.path.dirname(folder)):
+        classes = os.path.join(candidate, CLASSES_FILE)
+        if os.path.isfile(classes):
+            info = folder_info(candidate)
+            return (list(info.palette) if info.mask_format == "rgb" else None), classes
+    return None, None
+
+
+def check_pairs(pairs, *, num_classes=None, ignore_label=None, palette=None):
     """Checks, from the file headers only (fast), that every image of ``pairs`` (from
     :func:`read_list`) can be opened and has its mask's size: what :func:`load_pair` would
     refuse later, found before a slow export. With ``num_classes``, the masks are also read
-    and their values checked (class ids or ``ignore_label``).
+    and their values checked (class ids or ``ignore_label``; colour masks with ``palette``,
+    see :func:`load_mask`).
 
     Raises:
         ValueError: a file is not an image, an image and its mask differ in size, or a mask
@@ -165,15 +196,17 @@ def check_pairs(pairs, *, num_classes=None, ignore_label=None):
                 raise ValueError(size_mismatch_message(image_path, image_hw, mask_path,
                                                        mask_hw))
             if num_classes is not None:
-                message = bad_value_message(mask_path, load_mask(mask_path), num_classes,
-                                            ignore_label)
+                message = bad_value_message(mask_path, load_mask(mask_path, palette=palette),
+                                            num_classes, ignore_label)
                 if message:
                     raise ValueError(message)
 
 
-def load_pair(image_path, mask_path, size=None, *, num_classes=None, ignore_label=None):
-    """Reads an image and its mask, checked as the dataset loader checks them, and resizes
-    both to ``size=(h, w)`` (the image bilinear, the mask nearest).
+def load_pair(image_path, mask_path, size=None, *, num_classes=None, ignore_label=None,
+              palette=None):
+    """Reads an image and its mask (a colour mask with ``palette``, see :func:`load_mask`),
+    checked as the dataset loader checks them, and resizes both to ``size=(h, w)`` (the image
+    bilinear, the mask nearest).
 
     Raises:
         ValueError: the image and the mask differ in size ("image 'a.png' is 32x32 (HxW) but
@@ -186,7 +219,7 @@ def load_pair(image_path, mask_path, size=None, *, num_classes=None, ignore_labe
     """
     from PIL import Image
 
-    image, mask = load_image(image_path), load_mask(mask_path)
+    image, mask = load_image(image_path), load_mask(mask_path, palette=palette)
     if image.shape[:2] != mask.shape:
         raise ValueError(size_mismatch_message(image_path, image.shape[:2], mask_path,
                                                mask.shape))

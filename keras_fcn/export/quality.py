@@ -98,7 +98,7 @@ def check_masks(pairs):
     return not missing
 
 
-def _accumulate(predict, runners, pairs, size, num_classes, ignore_label):
+def _accumulate(predict, runners, pairs, size, num_classes, ignore_label, palette):
     """Agreement counts (:func:`agreement_counts`) of each runner with ``predict``, and the
     confusion matrices of both against the masks (all zero when ``pairs`` have none)."""
     has_masks = all(m is not None for _, m in pairs)
@@ -108,7 +108,7 @@ def _accumulate(predict, runners, pairs, size, num_classes, ignore_label):
     for image_path, mask_path in pairs:
         if has_masks:  # checked as the dataset loader checks them: same size, valid values
             image, mask = load_pair(image_path, mask_path, size, num_classes=num_classes,
-                                    ignore_label=ignore_label)
+                                    ignore_label=ignore_label, palette=palette)
         else:
             image = load_image(image_path, size)
         logits = predict(image)
@@ -123,7 +123,7 @@ def _accumulate(predict, runners, pairs, size, num_classes, ignore_label):
 
 
 def compare_tflite(model, tflite_paths, pairs, *, num_classes=None, ignore_label=IGNORE_LABEL,
-                   num_threads=2, runs=10, keras_runs=3):
+                   num_threads=2, runs=10, keras_runs=3, palette=None):
     """Measures TFLite variants against the Keras model on validation images.
 
     Images are resized to each TFLite model's input size (bilinear; masks nearest). A mask
@@ -136,6 +136,8 @@ def compare_tflite(model, tflite_paths, pairs, *, num_classes=None, ignore_label
         pairs: ``[(image_path, mask_path or None)]`` (see :func:`read_list`).
         num_classes: classes for mean IU (default: the model's).
         ignore_label: void label of the masks.
+        palette: colours by class id of colour masks (None: index masks); see
+            :func:`keras_fcn.export.images.colour_mask_palette`.
         num_threads: interpreter threads.
         runs, keras_runs: timed runs for the median latencies.
 
@@ -163,7 +165,8 @@ def compare_tflite(model, tflite_paths, pairs, *, num_classes=None, ignore_label
     if len(sizes) != 1:
         raise ValueError(f"All TFLite variants must have one input size. Received: {sizes}")
     size = sizes.pop()
-    counts, confusion = _accumulate(predict, runners, pairs, size, num_classes, ignore_label)
+    counts, confusion = _accumulate(predict, runners, pairs, size, num_classes, ignore_label,
+                                    palette)
     # every variant saw the same pixels: take the pixel counts from any of them
     pixels, confident_pixels = (int(v) for v in next(iter(counts.values()))[[1, 3]])
     image = load_image(pairs[0][0], size)
