@@ -183,7 +183,7 @@ def test_add_warped_pairs_layout_and_training_step():
         consistency.add_consistency(model, 0)
 
 
-def test_tiny_fcn8s_run_with_temporal_consistency(tmp_path):
+def test_tiny_fcn8s_run_with_temporal_consistency(tmp_path, capsys):
     footage = None
     if HAS_CV2:  # also the user's own frames, with their optical flow
         footage = tmp_path / "footage"
@@ -202,6 +202,9 @@ def test_tiny_fcn8s_run_with_temporal_consistency(tmp_path):
     report = result["reports"]["8s"]
     assert report["status"] == "completed"
     assert np.isfinite(report["history"][0]["loss"])
+    if footage:  # 3 frames of one clip: 2 pairs, said (the start-up line gives the cap)
+        assert (f"Unlabelled video: 2 frame pairs read from {footage} (--unlabelled_pairs=500 "
+                "at most).") in capsys.readouterr().out
     assert os.path.exists(tmp_path / "run" / "model.keras")
 
 

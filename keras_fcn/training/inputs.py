@@ -136,8 +136,12 @@ def _with_video_pairs(config, train_ds):
     pairs = video_pairs.video_pair_dataset(
         config.data.unlabelled_video_dir, config.data.image_size,
         max_pairs=config.data.unlabelled_pairs)
+    count = int(pairs.cardinality())
+    cap = config.data.unlabelled_pairs
+    print(f"Unlabelled video: {count} frame pairs read from {config.data.unlabelled_video_dir}"
+          + (f" (--unlabelled_pairs={cap} at most)." if cap else "."), flush=True)
     # Every pair in the buffer (unlabelled_pairs=None reads them all; shuffle(None) failed).
-    batches = pairs.shuffle(int(pairs.cardinality()), seed=config.run.seed).repeat().batch(
+    batches = pairs.shuffle(count, seed=config.run.seed).repeat().batch(
         config.optim.batch_size)
     return video_pairs.add_video_pairs(train_ds, batches)
 
