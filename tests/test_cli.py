@@ -1,5 +1,6 @@
 """Tests of keras_fcn.training.cli: deprecated flag names, and the recipes that keep one."""
 
+import json
 import os
 import subprocess
 import sys
@@ -40,15 +41,23 @@ def test_the_new_flag_alone_does_not_warn():
 
 
 @pytest.mark.parametrize("script, flag, extra", [
-    ("train_siftflow.py", "--output_dir", []),
+    ("train_siftflow.py", "--output_dir", ["--epochs=1", "--steps_per_epoch=1"]),
     ("train_nyud.py", "--run_dir", ["--modality=rgb"]),  # the 0.1.0 name still works
 ])
 def test_nyud_and_siftflow_recipes_write_to_output_dir(tmp_path, script, flag, extra):
-    out = tmp_path / "run"
+    """Also finding 20 of a walkthrough: every --synthetic run left its fake_* folder in the
+    temp folder, and --epochs / --steps_per_epoch were ignored."""
+    out, temp = tmp_path / "run", tmp_path / "tmp"
+    temp.mkdir()
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "examples", script), "--synthetic",
          f"{flag}={out}", *extra], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "TMPDIR": str(temp)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert os.path.exists(out / "model.keras")
     assert ("--run_dir is deprecated" in proc.stderr) == (flag == "--run_dir")
+    assert [name for name in os.listdir(temp) if name.startswith("fake_")] == []
+    if script == "train_siftflow.py":
+        metrics = json.load(open(out / "metrics.json"))
+        assert metrics["epochs"] == 1 and len(metrics["history"]) == 1
+        assert json.load(open(out / "config.json"))["flags"]["variant"] == "16s"

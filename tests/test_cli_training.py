@@ -277,21 +277,6 @@ def test_nyud_synthetic_refuses_the_flags_it_would_ignore(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_siftflow_synthetic_cleans_its_fake_files_and_honours_epochs(tmp_path):
-    """Finding 20: every --synthetic run left a fake_siftflow_* folder in the temp folder, and
-    --epochs / --steps_per_epoch were ignored."""
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    run = tmp_path / "run"
-    proc = _script("train_siftflow.py", "--synthetic", "--epochs=1", "--steps_per_epoch=1",
-                   f"--output_dir={run}", env={"TMPDIR": str(temp)})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [name for name in os.listdir(temp) if name.startswith("fake_siftflow_")] == []
-    metrics = json.load(open(run / "metrics.json"))
-    assert metrics["epochs"] == 1 and len(metrics["history"]) == 1
-    assert json.load(open(run / "config.json"))["flags"]["variant"] == "16s"
-
-
 # ---------------------------- a finished run, resumed with other --epochs ----
 
 
