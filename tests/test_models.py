@@ -503,7 +503,7 @@ def test_bilinear_upsampling_refuses_a_kernel_that_maps_channels_to_others():
 def test_the_numpy_label_check_reads_a_large_set_in_chunks_and_misses_no_image():
     """FCN.fit's check of numpy labels made an int64 copy of the whole set (8x a uint8 set);
     it reads ~16M pixels at a time now: a bad label in the last image is still named."""
-    from keras_fcn.models.trunk import check_arrays
+    from keras_fcn.models.input_checks import check_arrays
     from keras_fcn.training import compile_model
 
     model = tiny_fcn("32s", 4)

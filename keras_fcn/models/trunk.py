@@ -25,12 +25,10 @@ import difflib
 from typing import Callable
 
 import keras
-import numpy as np
 
-from keras_fcn._checks import as_class_ids, check_class_ids, count_non_finite
-from keras_fcn._pixels import label_shape_error
 from keras_fcn.layers import FCN_MEAN_BGR, CaffePreprocessing, preprocess_input
 from keras_fcn.models.heads import HEAD_PREFIXES
+from keras_fcn.models.input_checks import check_arrays, check_no_class_weight
 from keras_fcn.runtime import detach_averaged_weights
 
 # The paper's variants (heads fusing the strides 32, 16 and 8), and "dilated": a trunk whose
@@ -152,17 +150,47 @@ class Trunk:
 
 
 TRUNKS = {}
+# The trunks keras_fcn registers when imported (tests/test_trunk_registry.py checks the list).
+SHIPPED_TRUNKS = ("vgg16", "alexnet", "googlenet", "mobilenet_v2", "resnet50", "resnet101")
 
 
-def register_trunk(trunk):
-    """Makes ``backbone=trunk.name`` work in the builders, the tools and the recipes.
+def register_trunk(trunk, *, replace=False):
+    """Makes ``backbone=trunk.name`` work in this process: the builders, the Python recipes
+    (``training.run``) and loading its models. The command-line tools know the shipped trunks
+    only (a model with its preprocessing inside, ``include_preprocessing=True``, runs in them).
+    Registering a name again replaces its trunk (a notebook cell run twice), except a shipped
+    trunk's (every model and file of that backbone would get yours): ``replace=True``.
+
+    Raises:
+        TypeError: ``trunk`` is no :class:`Trunk`. ValueError: a shipped trunk's name, or a
+            field that breaks the contract (named).
 
     Example:
-        >>> register_trunk(Trunk("tiny", tiny_features, {...}, CAFFE, load_weights))  # doctest: +SKIP
+        >>> register_trunk(Trunk("tiny", features, {...}, CAFFE, load))  # doctest: +SKIP
     """
     if not isinstance(trunk, Trunk):
         raise TypeError(f"register_trunk takes a Trunk. Received: {trunk!r}")
-    TRUNKS[trunk.name] = trunk
+    name, old = trunk.name, TRUNKS.get(trunk.name)
+    wrong = [(field, expected) for field, expected, ok in (
+        ("name", "a non-empty string", isinstance(name, str) and name.strip()),
+        ("features", "callable", callable(trunk.features)),
+        ("load_weights", "callable", callable(trunk.load_weights)),
+        ("check", "callable or None", trunk.check is None or callable(trunk.check)),
+        ("preprocessing", "a Preprocessing", isinstance(trunk.preprocessing, Preprocessing)),
+        ("offsets", "a dict keyed by crop layer name", isinstance(trunk.offsets, dict)),
+        ("variants", f"some of {VARIANTS}",
+         trunk.variants and all(v in VARIANTS for v in trunk.variants)),
+        ("dropout", "in [0, 1)", isinstance(trunk.dropout, (int, float))
+         and 0 <= trunk.dropout < 1)) if not ok]
+    if wrong:
+        field, expected = wrong[0]
+        raise ValueError(f"Trunk {name!r}: {field} must be {expected}. Received: "
+                         f"{field}={getattr(trunk, field)!r}")
+    if name in SHIPPED_TRUNKS and old is not None and old is not trunk and not replace:
+        raise ValueError(f"'{name}' is a trunk of keras_fcn: registering another under its name "
+                         f"would give every model and file of backbone '{name}' yours. Choose "
+                         f"another name, or pass replace=True. Received: Trunk(name={name!r})")
+    TRUNKS[name] = trunk
     return trunk
 
 
@@ -188,7 +216,9 @@ def get_trunk(name):
     """
     if not isinstance(name, str) or name not in TRUNKS:
         raise ValueError(f"Unknown backbone. Expected one of {tuple(TRUNKS)}."
-                         f"{did_you_mean(name, TRUNKS)} Received: backbone={name!r}")
+                         f"{did_you_mean(name, TRUNKS)} A trunk of your own is known in a "
+                         f"process that registered it (keras_fcn.register_trunk). Received: "
+                         f"backbone={name!r}")
     return TRUNKS[name]
 
 
@@ -237,113 +267,6 @@ def build_before_fit(model, data):
     batch = data[0]
     build(data_batch=tuple(batch) if isinstance(batch, list) else batch)
     return True
-
-
-def check_no_class_weight(class_weight):
-    """Raises a ValueError naming the loss's ``class_weights`` when ``class_weight`` is given.
-
-    Keras' ``fit(class_weight=...)`` reads one class id per sample and fails on label maps
-    with a TypeError that names neither argument; its per-sample weight would also weight the
-    metrics' confusion matrix, which changes the mean IU.
-
-    Example:
-        >>> check_no_class_weight({0: 1.0, 1: 2.0})
-        Traceback (most recent call last):
-        ValueError: `class_weight` weighs one class per sample...class_weights=[1.0, 2.0])`...
-    """
-    if class_weight is None:
-        return
-    hint = "[w_0, w_1, ...]"
-    if isinstance(class_weight, dict) and sorted(class_weight) == list(range(len(class_weight))):
-        hint = repr([float(class_weight[k]) for k in range(len(class_weight))])
-    raise ValueError(
-        "`class_weight` weighs one class per sample, and an FCN's sample is a label map: pass "
-        "the per-class weights to the loss instead, "
-        f"`SparseCategoricalCrossentropyIgnore(num_classes=..., class_weights={hint})` "
-        "(keras_fcn.median_frequency_weights computes them from the masks). "
-        f"Received: class_weight={class_weight!r}")
-
-
-def _label_loss(model):
-    """The model's compiled loss if it is the per-pixel one with an ignore label, else None."""
-    loss = getattr(model, "loss", None)
-    return loss if hasattr(loss, "ignore_label") and hasattr(loss, "num_classes") else None
-
-
-def check_arrays(model, x, y, what=""):
-    """Checks numpy images ``x`` and labels ``y`` for ``model`` before Keras sees them.
-
-    Keras fails on an empty batch with an error of each backend's own (an UnboundLocalError in
-    ``predict``), and a compiled step cannot stop on a bad label: on JAX the loss is NaN and
-    training goes on. Arrays are known here, so: ``x`` must hold images (at least 1x1, real
-    numbers, no NaN or infinity: :func:`check_image_values`), ``y`` label maps
-    (N, H, W) or (N, H, W, 1) of whole class ids in [0, num_classes) or the ignore label of the
-    compiled loss. Anything that is not a numpy array (tensors, data sets) passes unchecked.
-
-    Raises:
-        ValueError: naming the bad shape or value and what was expected.
-
-    Example:
-        >>> model = keras_fcn.build_fcn("32s", 3, weights=None, widths=(4, 4, 8, 8, 8),
-        ...                             fc_units=8)
-        >>> check_arrays(model, np.zeros((0, 32, 32, 3)), None)
-        Traceback (most recent call last):
-        ValueError: `x` holds no images: expected a batch (N, H, W, channels) with N >= 1. ...
-    """
-    prefix = f"`{what}`: " if what else ""
-    if isinstance(x, np.ndarray) and (x.ndim == 0 or len(x) == 0):
-        raise ValueError(
-            f"{prefix}`x` holds no images: expected a batch (N, H, W, channels) with N >= 1. "
-            f"Received: x.shape={x.shape}")
-    channels = model.input_shape[-1] if isinstance(model.input_shape, tuple) else None
-    if isinstance(x, np.ndarray) and channels is not None and (x.ndim != 4
-                                                               or x.shape[-1] != channels):
-        raise ValueError(
-            f"{prefix}`x` must be images (N, H, W, {channels}), channels last, for the model's "
-            f"input {model.input_shape}. Received: x.shape={x.shape}")
-    if isinstance(x, np.ndarray):
-        check_image_values(x, prefix)
-    if not isinstance(y, np.ndarray):
-        return
-    if not (y.ndim == 3 or (y.ndim == 4 and y.shape[-1] == 1)):
-        raise label_shape_error(f"y.shape={y.shape}", prefix)
-    loss = _label_loss(model)
-    if loss is None:
-        return
-    num_classes = loss.num_classes or model.output_shape[-1]
-    # In chunks of ~16M pixels: the int64 copy of a whole uint8 label set is 8x its size.
-    step = max(1, (1 << 24) // max(1, int(np.prod(y.shape[1:]))))
-    for start in range(0, len(y), step):
-        labels = as_class_ids(y[start:start + step], "label")
-        if loss.ignore_label is not None:
-            labels = labels[labels != loss.ignore_label]
-        check_class_ids(labels, num_classes, loss.ignore_label)
-
-
-def check_image_values(x, prefix=""):
-    """Raises a ValueError naming ``x`` unless the numpy batch ``x`` has images of at least
-    one pixel, of real numbers (bool, integers or floats) and no NaN or infinite value.
-
-    Keras ran them all: an empty image gave an empty prediction, NaN gave meaningless labels,
-    complex images lost their imaginary part with only a ComplexWarning, and strings failed
-    with an error that did not name ``x``. One float64 sum finds a NaN (no copy of ``x``).
-
-    Example:
-        >>> check_image_values(np.full((1, 4, 4, 3), np.nan, "float32"))
-        Traceback (most recent call last):
-        ValueError: `x` has 48 NaN or infinite values (of 48)...
-    """
-    if x.ndim >= 3 and min(x.shape[1:3]) < 1:
-        raise ValueError(f"{prefix}`x` holds empty images: expected (N, H, W, channels) with "
-                         f"H >= 1 and W >= 1. Received: x.shape={x.shape}")
-    if x.dtype.kind not in "biuf":
-        raise ValueError(f"{prefix}`x` must hold images of real numbers (uint8 or float). "
-                         f"Received: x.dtype={x.dtype}")
-    bad = count_non_finite(x)
-    if bad:
-        raise ValueError(f"{prefix}`x` has {bad} NaN or infinite values (of {x.size}): "
-                         "expected finite pixel values (the labels would be meaningless). "
-                         f"Received: x.shape={x.shape}")
 
 
 def _public_optimizer_modules(config):

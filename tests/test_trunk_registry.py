@@ -1,0 +1,69 @@
+"""register_trunk: a trunk of one's own joins the registry, a shipped trunk's name is refused
+unless replace=True, and a field that breaks the contract is named (a walkthrough of
+2026-12-06 replaced "vgg16" without a word: every VGG16 model and file then got its trunk)."""
+
+import dataclasses
+
+import pytest
+
+from keras_fcn.models import trunk as trunk_lib
+from keras_fcn.models.trunk import TRUNKS, get_trunk, register_trunk
+
+
+@pytest.fixture
+def registry():
+    """The registry as it was, restored after the test."""
+    saved = dict(TRUNKS)
+    yield
+    TRUNKS.clear()
+    TRUNKS.update(saved)
+
+
+def test_a_shipped_trunks_name_is_refused_unless_replaced(registry):
+    assert sorted(trunk_lib.SHIPPED_TRUNKS) == sorted(trunk_lib.list_trunks())
+    vgg16 = get_trunk("vgg16")
+    mine = dataclasses.replace(get_trunk("alexnet"), name="vgg16")
+    with pytest.raises(ValueError) as info:
+        register_trunk(mine)
+    assert str(info.value) == (
+        "'vgg16' is a trunk of keras_fcn: registering another under its name would give every "
+        "model and file of backbone 'vgg16' yours. Choose another name, or pass replace=True. "
+        "Received: Trunk(name='vgg16')")
+    assert get_trunk("vgg16") is vgg16
+    assert register_trunk(vgg16) is vgg16  # the same trunk again: nothing changes
+    assert register_trunk(mine, replace=True) is mine and get_trunk("vgg16") is mine
+
+
+def test_a_trunk_of_ones_own_is_registered_and_registered_again(registry):
+    first = register_trunk(dataclasses.replace(get_trunk("alexnet"), name="tiny"))
+    second = register_trunk(dataclasses.replace(first, dropout=0.1))  # a cell run again
+    assert get_trunk("tiny") is second and "tiny" in trunk_lib.list_trunks()
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("name", "", "a non-empty string"),
+    ("name", 5, "a non-empty string"),
+    ("features", "abc", "callable"),
+    ("load_weights", None, "callable"),
+    ("check", 3, "callable or None"),
+    ("preprocessing", lambda x: x, "a Preprocessing"),
+    ("offsets", [0, 0], "a dict keyed by crop layer name"),
+    ("variants", ("64s",), "some of ('32s', '16s', '8s', '8s_at_once', 'dilated')"),
+    ("variants", (), "some of ('32s', '16s', '8s', '8s_at_once', 'dilated')"),
+    ("dropout", 1.5, "in [0, 1)"),
+])
+def test_a_field_that_breaks_the_contract_is_named(registry, field, value, expected):
+    bad = dataclasses.replace(get_trunk("alexnet"), **{"name": "tiny", field: value})
+    with pytest.raises(ValueError) as info:
+        register_trunk(bad)
+    name = value if field == "name" else "tiny"
+    assert str(info.value) == (f"Trunk {name!r}: {field} must be {expected}. Received: "
+                               f"{field}={value!r}")
+    assert "tiny" not in TRUNKS
+
+
+def test_an_unknown_backbone_says_a_trunk_of_ones_own_is_registered_per_process():
+    with pytest.raises(ValueError) as info:
+        get_trunk("tiny")
+    assert "A trunk of your own is known in a process that registered it " \
+           "(keras_fcn.register_trunk). Received: backbone='tiny'" in str(info.value)
