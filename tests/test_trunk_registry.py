@@ -67,3 +67,50 @@ def test_an_unknown_backbone_says_a_trunk_of_ones_own_is_registered_per_process(
         get_trunk("tiny")
     assert "A trunk of your own is known in a process that registered it " \
            "(keras_fcn.register_trunk). Received: backbone='tiny'" in str(info.value)
+
+
+def _tiny_features(order=(8, 16, 32), strides=(2, 2, 2, 2, 2)):
+    """A trunk of stride-2 convolutions (MobileNetV2's offsets fit it); ``order`` picks the
+    maps returned, ``strides`` each conv's stride."""
+    import keras
+
+    def features(x, dropout):
+        maps, stride = {}, 1
+        for step in strides:
+            x = keras.layers.Conv2D(4, 3, strides=step, padding="same")(x)
+            stride *= step
+            maps.setdefault(stride, x)
+        return tuple(maps.get(s) for s in order)
+    return features
+
+
+def _tiny_trunk(**features):
+    from keras_fcn.models.mobilenet_v2 import MOBILENET_V2_OFFSETS
+
+    return dataclasses.replace(get_trunk("mobilenet_v2"), name="tiny",
+                               features=_tiny_features(**features),
+                               offsets=MOBILENET_V2_OFFSETS, head_variants={})
+
+
+def test_the_features_of_a_trunk_of_ones_own_are_measured_at_their_strides(registry):
+    from keras_fcn import build_fcn
+
+    register_trunk(_tiny_trunk())
+    for variant in ("32s", "16s", "8s"):
+        model = build_fcn(variant, 3, weights=None, backbone="tiny")
+        assert model.compute_output_shape((1, 37, 53, 3)) == (1, 37, 53, 3)
+    cases = [  # (trunk, variant, message)
+        (_tiny_trunk(order=(32, 16, 8)), "8s", "the stride-8 map is at stride 32 (a 512x512 "
+         "input gives 16 rows, 1024x1024 gives 32)"),
+        (_tiny_trunk(strides=(2, 2, 1, 1, 1), order=(4, 4, 4)), "32s",
+         "the stride-8 map is at stride 4"),
+        (_tiny_trunk(order=(None, 16, 32)), "8s", "its stride-8 map is None, which variant "
+         "'8s' needs (or leave '8s' out of its variants)"),
+    ]
+    for trunk, variant, message in cases:
+        register_trunk(trunk)
+        with pytest.raises(ValueError) as info:
+            build_fcn(variant, 3, weights=None, backbone="tiny")
+        assert str(info.value).startswith("Trunk 'tiny': features() must return (stride8, "
+                                          "stride16, stride32)")
+        assert message in str(info.value), str(info.value)

@@ -26,7 +26,8 @@ from keras_fcn.models import (  # noqa: F401 (each registers its trunks)
 )
 from keras_fcn.models.heads import dilated_heads, fcn_heads, upsampling_kernel_sizes
 from keras_fcn.models.named_weights import fetch_named_weights, load_named_weights
-from keras_fcn.models.trunk import FCN, TRUNKS, VARIANTS, did_you_mean, get_trunk
+from keras_fcn.models.trunk import (FCN, SHIPPED_TRUNKS, TRUNKS, VARIANTS, did_you_mean,
+                                    get_trunk)
 
 # The registered trunks by name (``backbone=``); ``get_trunk(name).variants`` are each one's.
 BACKBONES = TRUNKS
@@ -180,6 +181,47 @@ def trunk_input(trunk, shape, include_preprocessing):
     return inputs, inputs
 
 
+# The strides of a trunk's three feature maps, and which the paper's variants use.
+STRIDES = (8, 16, 32)
+STRIDES_USED = {"32s": (32,), "16s": (16, 32), "8s": STRIDES, "8s_at_once": STRIDES}
+
+
+def check_features(trunk, variant, inputs, features):
+    """Checks what a trunk of one's own gives the heads: ``(stride8, stride16, stride32)`` maps
+    of rank 4, those of ``variant`` there, each at its stride, measured from the graph's
+    shapes at two input sizes (padding and valid convolutions cancel out); a graph that cannot
+    say its shapes (a fixed input size) is not measured.
+
+    Raises:
+        ValueError: naming the trunk, the map and what it found.
+    """
+    where = f"Trunk {trunk.name!r}: features() must return (stride8, stride16, stride32)"
+    if not isinstance(features, (tuple, list)) or len(features) != 3:
+        kind = f"{len(features)} values" if isinstance(features, (tuple, list)) else "one value"
+        raise ValueError(f"{where} (None for a stride it lacks). Received: {kind}")
+    for stride, feature in zip(STRIDES, features):
+        if feature is None and stride in STRIDES_USED[variant]:
+            raise ValueError(f"{where}; its stride-{stride} map is None, which variant "
+                             f"{variant!r} needs (or leave {variant!r} out of its variants)")
+        if feature is not None and len(getattr(feature, "shape", ())) != 4:
+            raise ValueError(f"{where} of shape (N, H, W, C). Received: stride-{stride} map "
+                             f"{feature!r}")
+    used = [(stride, f) for stride, f in zip(STRIDES, features) if f is not None]
+    probe = keras.Model(inputs, [f for _, f in used])
+    try:
+        sizes = [[out.shape[1] for out in probe.compute_output_spec(
+            keras.KerasTensor((1, side, side, inputs.shape[-1])))] for side in (512, 1024)]
+    except Exception:  # noqa: BLE001 (unmeasurable here: a fixed input size, a custom op)
+        return
+    for (stride, _), small, large in zip(used, *sizes):
+        found = 512 / (large - small) if large != small else math.inf
+        if not 0.9 * stride <= found <= 1.1 * stride:
+            raise ValueError(
+                f"{where}: the stride-{stride} map is at stride {found:.3g} (a 512x512 input "
+                f"gives {small} rows, 1024x1024 gives {large}): check their order and the "
+                f"trunk's downsampling")
+
+
 def build_fcn(
     variant,
     num_classes=21,
@@ -242,6 +284,8 @@ def build_fcn(
         "options": options, "aux": aux})
     inputs, x = trunk_input(trunk, shape, include_preprocessing)
     features = trunk.features(x, dropout, **options)
+    if variant != "dilated" and trunk.name not in SHIPPED_TRUNKS:  # those: tests/test_trunks.py
+        check_features(trunk, variant, inputs, features)
     if variant == "dilated":
         outputs = dilated_heads(inputs, features, num_classes, dropout, aux)
     else:
