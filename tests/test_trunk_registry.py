@@ -65,8 +65,8 @@ def test_a_field_that_breaks_the_contract_is_named(registry, field, value, expec
 def test_an_unknown_backbone_says_a_trunk_of_ones_own_is_registered_per_process():
     with pytest.raises(ValueError) as info:
         get_trunk("tiny")
-    assert "A trunk of your own is known in a process that registered it " \
-           "(keras_fcn.register_trunk). Received: backbone='tiny'" in str(info.value)
+    assert "'vgg16') (a trunk of your own: in a process that registered it, " \
+           "keras_fcn.register_trunk). Received: backbone='tiny'" in str(info.value)
 
 
 def _tiny_features(order=(8, 16, 32), strides=(2, 2, 2, 2, 2)):

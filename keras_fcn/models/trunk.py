@@ -215,9 +215,9 @@ def get_trunk(name):
         ('32s',)
     """
     if not isinstance(name, str) or name not in TRUNKS:
-        raise ValueError(f"Unknown backbone. Expected one of {tuple(TRUNKS)}."
-                         f"{did_you_mean(name, TRUNKS)} A trunk of your own is known in a "
-                         f"process that registered it (keras_fcn.register_trunk). Received: "
+        raise ValueError(f"Unknown backbone. Expected one of {tuple(TRUNKS)} (a trunk of "
+                         f"your own: in a process that registered it, keras_fcn."
+                         f"register_trunk).{did_you_mean(name, TRUNKS)} Received: "
                          f"backbone={name!r}")
     return TRUNKS[name]
 
