@@ -24,7 +24,7 @@ from keras_fcn.models import (  # noqa: F401 (each registers its trunks)
     resnet,
     vgg16,
 )
-from keras_fcn.models.heads import dilated_heads, fcn_heads, upsampling_kernel_sizes
+from keras_fcn.models.heads import DEPTHS, dilated_heads, fcn_heads, upsampling_kernel_sizes
 from keras_fcn.models.named_weights import fetch_named_weights, load_named_weights
 from keras_fcn.models.trunk import (FCN, SHIPPED_TRUNKS, TRUNKS, VARIANTS, did_you_mean,
                                     get_trunk)
@@ -181,9 +181,7 @@ def trunk_input(trunk, shape, include_preprocessing):
     return inputs, inputs
 
 
-# The strides of a trunk's three feature maps, and which the paper's variants use.
-STRIDES = (8, 16, 32)
-STRIDES_USED = {"32s": (32,), "16s": (16, 32), "8s": STRIDES, "8s_at_once": STRIDES}
+STRIDES = (8, 16, 32)  # of a trunk's three feature maps
 
 
 def check_features(trunk, variant, inputs, features):
@@ -199,8 +197,9 @@ def check_features(trunk, variant, inputs, features):
     if not isinstance(features, (tuple, list)) or len(features) != 3:
         kind = f"{len(features)} values" if isinstance(features, (tuple, list)) else "one value"
         raise ValueError(f"{where} (None for a stride it lacks). Received: {kind}")
+    finest = DEPTHS["8s" if variant == "8s_at_once" else variant][2]  # the variant's heads
     for stride, feature in zip(STRIDES, features):
-        if feature is None and stride in STRIDES_USED[variant]:
+        if feature is None and stride >= finest:
             raise ValueError(f"{where}; its stride-{stride} map is None, which variant "
                              f"{variant!r} needs (or leave {variant!r} out of its variants)")
         if feature is not None and len(getattr(feature, "shape", ())) != 4:
