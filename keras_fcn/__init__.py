@@ -27,6 +27,8 @@ from keras_fcn.models import (  # noqa: F401
     PadToMultiple,
     Trunk,
     backbone_of,
+    coord_maps,
+    derive_offsets,
     get_trunk,
     list_trunks,
     register_trunk,

@@ -114,3 +114,76 @@ def test_the_features_of_a_trunk_of_ones_own_are_measured_at_their_strides(regis
         assert str(info.value).startswith("Trunk 'tiny': features() must return (stride8, "
                                           "stride16, stride32)")
         assert message in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("offsets, message", [
+    ({"score": {"32s": 0, "16s": 0}, "upscore2c": 1, "upscore_pool4c": 0},
+     "variant '8s' needs the crop offset 'score': {'8s': offset}"),
+    ({"score": {"32s": 0, "16s": 0, "8s": 0}, "upscore_pool4c": 0},
+     "variant '16s' needs the crop offset 'score_pool4c' or 'upscore2c' (the skip or the "
+     "upsampled scores cropped)"),
+    ({"score": {"32s": 0, "16s": 0, "8s": 0}, "upscore2c": -1, "upscore_pool4c": 0},
+     "variant '16s' needs the crop offset 'score_pool4c' or 'upscore2c' (the skip or the "
+     "upsampled scores cropped)"),
+    ({"score": {"32s": True, "16s": 0, "8s": 0}, "upscore2c": 1, "upscore_pool4c": 0},
+     "variant '32s' needs the crop offset 'score': {'32s': offset}"),
+])
+def test_offsets_the_variants_need_are_named(registry, offsets, message):
+    """Was a KeyError 'score_pool4c' from deep in the heads, at build time."""
+    with pytest.raises(ValueError) as info:
+        register_trunk(dataclasses.replace(_tiny_trunk(), offsets=offsets))
+    assert str(info.value).startswith(f"Trunk 'tiny': {message}, a non-negative int "
+                                      "(keras_fcn.derive_offsets(trunk) gives them"), info.value
+    assert "tiny" not in TRUNKS
+
+
+def test_a_preprocessing_layer_is_checked(registry):
+    import keras
+    from keras_fcn import build_fcn
+    from keras_fcn.models import Preprocessing
+
+    def trunk_with(layer):
+        return dataclasses.replace(_tiny_trunk(), preprocessing=Preprocessing(
+            "mine", layer, lambda x: x, lambda model=None: {"type": "mine"}))
+
+    with pytest.raises(ValueError, match=r"^Trunk 'tiny': preprocessing.layer must take name= "
+                                         r"and return a keras layer. Calling layer\(name="):
+        register_trunk(trunk_with(lambda: keras.layers.Identity()))
+    with pytest.raises(ValueError, match=r"preprocessing.layer\(name='preprocess'\) must "
+                                         r"return a keras layer. Received: 3"):
+        register_trunk(trunk_with(lambda name: 3))
+    class ToBytes(keras.layers.Layer):
+        def call(self, x):
+            return keras.ops.cast(x, "uint8")
+
+    register_trunk(trunk_with(lambda name: ToBytes(name=name)))
+    with pytest.raises(ValueError, match="its preprocessing layer must return floats for the "
+                                         "trunk. Received: dtype 'uint8' from a float32 input"):
+        build_fcn("32s", 3, weights=None, backbone="tiny", include_preprocessing=True)
+
+
+def test_an_imagenet_loader_that_sets_nothing_is_named(registry):
+    from keras_fcn import build_fcn
+
+    register_trunk(dataclasses.replace(_tiny_trunk(), load_weights=lambda model, w: []))
+    with pytest.raises(ValueError, match=r"Trunk 'tiny': load_weights\(model, 'imagenet'\) set "
+                                         r"no layer .* Received: \[\]"):
+        build_fcn("32s", 3, weights="imagenet", backbone="tiny")
+
+
+def test_a_trunks_own_options_pass_through_build_fcn(registry):
+    from keras_fcn import build_fcn
+
+    seen = []
+
+    def features(x, dropout, depth=5):
+        seen.append(depth)
+        return _tiny_features()(x, dropout)
+
+    register_trunk(dataclasses.replace(_tiny_trunk(), features=features, options={"depth": 5}))
+    build_fcn("32s", 3, weights=None, backbone="tiny", depth=7)
+    build_fcn("32s", 3, weights=None, backbone="tiny")
+    assert seen == [7, 5]
+    with pytest.raises(ValueError, match=r"The tiny trunk has no option colour \(its options: "
+                                         r"\['depth'\]\). Received: colour='red'"):
+        build_fcn("32s", 3, weights=None, backbone="tiny", colour="red")

@@ -10,7 +10,8 @@ import pytest
 import keras
 import keras_fcn
 from keras_fcn import runtime
-from keras_fcn.models import googlenet_widths, list_trunks, get_trunk, normalization_of
+from keras_fcn.models import (coord_maps, googlenet_widths, list_trunks, get_trunk,
+                              normalization_of)
 
 # Cheap options per trunk (tiny widths); a trunk missing here fails test_every_trunk_is_tested.
 TINY = {
@@ -21,7 +22,7 @@ TINY = {
     "resnet50": {"widths": (4, 4, 8, 8)},
     "resnet101": {"widths": (4, 4, 8, 8)},
 }
-# Where FCN-32s output pixel y sits on the input, minus y (coord_map below): 0 where the
+# Where FCN-32s output pixel y sits on the input, minus y (keras_fcn.coord_maps): 0 where the
 # reference's crop offsets align the output exactly (VGG16, AlexNet, GoogLeNet), -0.5 where an
 # even upsampling kernel can only align to half a pixel (MobileNetV2, see its module). The
 # dilated FCN-ResNets (torchvision's design: stride-8 features whose pixel f covers input 8f,
@@ -69,60 +70,6 @@ def test_every_variant_at_odd_sizes(backbone):
                 assert np.ptp(logits) > 0, (variant, size)
 
 
-def _producer(tensor):
-    return tensor._keras_history[0]  # pylint: disable=protected-access
-
-
-def _inputs(layer):
-    node = layer._inbound_nodes[0]  # pylint: disable=protected-access
-    return list(node.input_tensors)
-
-
-def _window(layer, axis, size):
-    """``(stride, kernel extent, top padding)`` of a convolution or pooling along ``axis``."""
-    config = layer.get_config()
-    kernel = config.get("kernel_size", config.get("pool_size"))[axis]
-    stride = (config.get("strides") or config.get("pool_size"))[axis]
-    dilation = config.get("dilation_rate", (1, 1))[axis]
-    extent = (kernel - 1) * dilation + 1
-    if config["padding"] == "valid":
-        return stride, extent, 0
-    total = max((-(-size // stride) - 1) * stride + extent - size, 0)
-    return stride, extent, total // 2  # "same": the extra row goes at the bottom
-
-
-def coord_map(model, axis=0):
-    """Caffe's ``coord_map`` over a Keras FCN, written independently of the builders: the
-    input coordinate ``a * y + b`` of output coordinate ``y`` along ``axis`` (0 rows, 1
-    columns), following the scored path (the first input of each layer) back to the image.
-    Each layer of kernel ``k``, stride ``s`` and top padding ``p`` maps ``y`` to
-    ``s * y + (k - 1) / 2 - p``; a transposed convolution inverts that; a crop at ``o`` maps
-    ``y`` to ``y + o``."""
-    scale, offset = 1.0, 0.0
-    tensor = model.outputs[0]
-    while True:
-        layer = _producer(tensor)
-        inputs = _inputs(layer)
-        if not inputs:  # the InputLayer
-            return scale, offset
-        size = inputs[0].shape[1 + axis]
-        kind = type(layer).__name__
-        if kind == "ResizeToReference":  # half-pixel centres: x = r * (y + 0.5) - 0.5
-            ratio = size / _inputs(layer)[1].shape[1 + axis]
-            scale, offset = ratio * scale, ratio * (offset + 0.5) - 0.5
-        elif kind == "ZeroPadding2D":
-            offset -= layer.padding[axis][0]
-        elif kind == "CropToReference":
-            offset += layer.offset
-        elif kind == "Conv2DTranspose":
-            stride, extent, _ = _window(layer, axis, size)
-            scale, offset = scale / stride, (offset - (extent - 1) / 2) / stride
-        elif kind in ("Conv2D", "DepthwiseConv2D", "MaxPooling2D", "AveragePooling2D"):
-            stride, extent, pad = _window(layer, axis, size)
-            scale, offset = stride * scale, stride * offset + (extent - 1) / 2 - pad
-        tensor = inputs[0]
-
-
 @pytest.mark.parametrize("backbone", TRUNKS)
 def test_the_scored_path_is_aligned_with_the_input(backbone):
     """FCN-32s (or the dilated FCN) maps output pixel ``y`` to input ``y + SHIFT`` (scale 1)."""
@@ -133,17 +80,7 @@ def test_the_scored_path_is_aligned_with_the_input(backbone):
         model = keras_fcn.build_fcn(variant, 2, input_shape=(*size, 3), weights=None,
                                     backbone=backbone, **TINY[backbone])
         for axis in (0, 1):
-            scale, offset = coord_map(model, axis)
-            assert scale == 1.0 and offset == SHIFT[backbone], (backbone, size, axis, offset)
-
-
-def test_coord_map_can_fail():
-    """An off-by-one crop offset is seen."""
-    model = keras_fcn.build_fcn("32s", 2, input_shape=(97, 131, 3), weights=None,
-                                **TINY["vgg16"])
-    assert coord_map(model) == (1.0, 0.0)
-    model.get_layer("score").offset = 20
-    assert coord_map(model) == (1.0, 1.0)
+            assert coord_maps(model, axis) == [(1.0, SHIFT[backbone])], (backbone, size, axis)
 
 
 @pytest.mark.parametrize("backbone", TRUNKS)

@@ -11,6 +11,7 @@ from keras_fcn.models.alexnet import (  # noqa: F401
     ALEXNET_WIDTHS,
     alexnet_features,
 )
+from keras_fcn.models.alignment import coord_maps, derive_offsets  # noqa: F401
 from keras_fcn.models.builders import (  # noqa: F401
     BACKBONES,
     DEPRECATED_BUILDERS,

@@ -176,9 +176,13 @@ def trunk_input(trunk, shape, include_preprocessing):
     """The model input ``image`` and, with ``include_preprocessing``, the trunk's
     preprocessing layer (``preprocess``) after it: returns ``(inputs, x)``."""
     inputs = keras.Input(shape, name="image")
-    if include_preprocessing:
-        return inputs, trunk.preprocessing.layer(name="preprocess")(inputs)
-    return inputs, inputs
+    if not include_preprocessing:
+        return inputs, inputs
+    x = trunk.preprocessing.layer(name="preprocess")(inputs)
+    if not keras.backend.is_float_dtype(x.dtype):
+        raise ValueError(f"Trunk {trunk.name!r}: its preprocessing layer must return floats "
+                         f"for the trunk. Received: dtype {x.dtype!r} from a {inputs.dtype} input")
+    return inputs, x
 
 
 STRIDES = (8, 16, 32)  # of a trunk's three feature maps
@@ -234,6 +238,7 @@ def build_fcn(
     widths=None,
     fc_units=None,
     aux=False,
+    **trunk_options,
 ):
     """Builds any FCN variant on any registered trunk; the public builders wrap this.
 
@@ -256,6 +261,8 @@ def build_fcn(
             ``keras_fcn.models.googlenet_widths(divisor)``; MobileNetV2 neither.
         aux: ``"dilated"`` only: also output torchvision's auxiliary head (outputs
             ``{"out": ..., "aux": ...}``).
+        **trunk_options: any other option of the trunk's ``options`` (a trunk of one's own);
+            an option the trunk lacks is a ValueError naming its options.
 
     Returns:
         A ``keras.Model`` from images to per-pixel logits aligned with the input.
@@ -269,7 +276,7 @@ def build_fcn(
     shape = check_fcn_args(variant, num_classes, input_shape, weights, dropout, backbone,
                            include_preprocessing)
     trunk = get_trunk(backbone)
-    options = trunk.check_options(widths=widths, fc_units=fc_units)
+    options = trunk.check_options(widths=widths, fc_units=fc_units, **trunk_options)
     dropout = trunk.dropout if dropout is None else dropout
     trainable_upsampling = check_bool("trainable_upsampling", trainable_upsampling)
     if check_bool("aux", aux) and variant != "dilated":
@@ -301,7 +308,12 @@ def finish_fcn(trunk, variant, inputs, outputs, name, weights, named):
     if named is not None:
         load_named_weights(model, weights, named)
     elif weights is not None:
-        trunk.load_weights(model, weights)
+        loaded = trunk.load_weights(model, weights)
+        if isinstance(weights, str) and weights == "imagenet" and not loaded:
+            raise ValueError(
+                f"Trunk {trunk.name!r}: load_weights(model, 'imagenet') set no layer (it must "
+                "set the trunk's layers from its ImageNet classifier and return their names). "
+                f"Received: {loaded!r}")
     return model
 
 

@@ -85,6 +85,12 @@ class PadToMultiple(keras.layers.Layer):
         paddings = [[0, 0], [0, self._extra(height)], [0, self._extra(width)], [0, 0]]
         return ops.pad(inputs, paddings)
 
+    def coord_map(self, axis):
+        """Pixel ``y`` stays at ``y`` (padding at the bottom and right only): for
+        :func:`keras_fcn.models.coord_maps`."""
+        del axis
+        return 1, 0
+
     def compute_output_shape(self, input_shape):
         def padded(size):
             return None if size is None else size + self._extra(size)

@@ -27,7 +27,7 @@ from typing import Callable
 import keras
 
 from keras_fcn.layers import FCN_MEAN_BGR, CaffePreprocessing, preprocess_input
-from keras_fcn.models.heads import HEAD_PREFIXES
+from keras_fcn.models.heads import DEPTHS, HEAD_PREFIXES, SKIPS
 from keras_fcn.models.input_checks import check_arrays, check_no_class_weight
 from keras_fcn.runtime import detach_averaged_weights
 
@@ -186,12 +186,60 @@ def register_trunk(trunk, *, replace=False):
         field, expected = wrong[0]
         raise ValueError(f"Trunk {name!r}: {field} must be {expected}. Received: "
                          f"{field}={getattr(trunk, field)!r}")
+    check_offsets(trunk)
+    check_preprocessing_layer(trunk)
     if name in SHIPPED_TRUNKS and old is not None and old is not trunk and not replace:
         raise ValueError(f"'{name}' is a trunk of keras_fcn: registering another under its name "
                          f"would give every model and file of backbone '{name}' yours. Choose "
                          f"another name, or pass replace=True. Received: Trunk(name={name!r})")
     TRUNKS[name] = trunk
     return trunk
+
+
+def check_offsets(trunk):
+    """Checks that ``trunk.offsets`` has a non-negative int crop for every crop its paper
+    variants' heads make (:func:`keras_fcn.models.derive_offsets` computes them).
+
+    Raises:
+        ValueError: naming the variant and the crop it lacks, or the bad value.
+    """
+    hint = "keras_fcn.derive_offsets(trunk) gives them from the trunk's geometry"
+    for variant in trunk.variants:
+        if variant not in PAPER_VARIANTS:
+            continue
+        heads = trunk.head_variants.get(variant, variant)
+        depth = "8s" if heads == "8s_at_once" else heads
+        score = trunk.offsets.get("score")
+        needed = [("score", score.get(depth) if isinstance(score, dict) else None,
+                   f"'score': {{{depth!r}: offset}}")]
+        for skip in SKIPS[:DEPTHS[depth][0]]:
+            key = skip.up_crop if skip.up_crop in trunk.offsets else skip.skip_crop
+            needed.append((key, trunk.offsets.get(key), f"{skip.skip_crop!r} or "
+                           f"{skip.up_crop!r} (the skip or the upsampled scores cropped)"))
+        for key, value, what in needed:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                found = "none" if value is None else repr(value)
+                raise ValueError(
+                    f"Trunk {trunk.name!r}: variant {variant!r} needs the crop offset {what}, "
+                    f"a non-negative int ({hint}). Received: {found} in offsets="
+                    f"{trunk.offsets!r}")
+
+
+def check_preprocessing_layer(trunk):
+    """Checks that ``trunk.preprocessing.layer(name="preprocess")`` makes a Keras layer.
+
+    Raises:
+        ValueError: naming what the call raised or returned.
+    """
+    try:
+        layer = trunk.preprocessing.layer(name="preprocess")
+    except TypeError as error:
+        raise ValueError(f"Trunk {trunk.name!r}: preprocessing.layer must take name= and return "
+                         f"a keras layer. Calling layer(name='preprocess') raised: {error}"
+                         ) from None
+    if not isinstance(layer, keras.layers.Layer):
+        raise ValueError(f"Trunk {trunk.name!r}: preprocessing.layer(name='preprocess') must "
+                         f"return a keras layer. Received: {layer!r}")
 
 
 def list_trunks():

@@ -1,0 +1,285 @@
+"""Where an FCN's pixels sit on its input: Caffe's ``coord_map`` for Keras graphs, and the crop
+offsets that align a trunk of one's own.
+
+The reference computes its crop offsets from the net's geometry (Caffe's ``coord_map``: each
+layer of kernel ``k``, stride ``s`` and top padding ``p`` puts its output pixel ``y`` on input
+coordinate ``s * y + (k - 1) / 2 - p``). :func:`coord_maps` does the same over a Keras model
+built at a fixed input size, along every path of the graph (the FCN-8s has three: the
+``fc7``, ``pool4`` and ``pool3`` paths), and :func:`derive_offsets` gives the
+:class:`~keras_fcn.models.Trunk` ``offsets`` for which the heads line up a trunk's feature
+maps with each other and the output with the input: the shipped trunks' offsets are derived
+again in tests/test_alignment.py.
+
+A map is a pair ``(scale, offset)``: pixel ``y`` of the tensor is centred on input row (or
+column) ``scale * y + offset``, pixel ``i`` of the input covering ``[i - 0.5, i + 0.5]``. An
+FCN's output is aligned when every path maps to ``(1.0, 0.0)``.
+
+Example:
+    >>> model = keras_fcn.build_fcn("32s", 2, input_shape=(97, 131, 3), weights=None,
+    ...                             widths=(4, 4, 8, 8, 8), fc_units=8)
+    >>> coord_maps(model)
+    [(1.0, 0.0)]
+"""
+
+import itertools
+import math
+
+import keras
+
+from keras_fcn.layers import CropToReference, ResizeToReference
+from keras_fcn.models.heads import DEPTHS, SKIPS
+from keras_fcn.models.trunk import PAPER_VARIANTS
+
+MERGES = (keras.layers.Add, keras.layers.Average, keras.layers.Maximum, keras.layers.Minimum,
+          keras.layers.Multiply, keras.layers.Subtract, keras.layers.Concatenate)
+WINDOWED = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D,
+            keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
+# Two sizes of different parity along both axes: a trunk whose grid moves between them
+# (stride-2 "same" layers pad by one pixel more at odd sizes) cannot be aligned by fixed crops.
+PROBE_SIZES = ((353, 500), (354, 501))
+STRIDES = (8, 16, 32)
+
+
+def _as_list(value):
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _pair(value, axis):
+    return value[axis] if isinstance(value, (list, tuple)) else value
+
+
+def _local_map(layer, axis, inputs, output):
+    """``(s, t)``: output pixel ``y`` of ``layer`` is centred on ``s * y + t`` of its (first)
+    input's grid; None for a layer that keeps every pixel where it is. A layer of one's own
+    that moves pixels says where by a method ``coord_map(axis)`` returning ``(s, t)`` (as
+    ``PadToMultiple``)."""
+    if callable(getattr(layer, "coord_map", None)):  # a layer of one's own says it
+        return layer.coord_map(axis)
+    config = layer.get_config()
+    size = inputs[0].shape[1 + axis]
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+        if config["padding"] != "valid":
+            raise ValueError(f"coord_maps follows transposed convolutions with padding='valid' "
+                             f"only. Received: layer {layer.name!r} with "
+                             f"padding={config['padding']!r}")
+        stride = _pair(config["strides"], axis)
+        extent = (_pair(config["kernel_size"], axis) - 1) * _pair(
+            config.get("dilation_rate", 1), axis) + 1
+        return 1 / stride, -(extent - 1) / (2 * stride)
+    if isinstance(layer, WINDOWED):
+        kernel = _pair(config.get("kernel_size", config.get("pool_size")), axis)
+        stride = _pair(config.get("strides") or config.get("pool_size"), axis)
+        extent = (kernel - 1) * _pair(config.get("dilation_rate", 1), axis) + 1
+        top = 0
+        if config["padding"] == "same":
+            if size is None:
+                raise ValueError(f"coord_maps needs a model built at a fixed input size (a "
+                                 f"'same' layer pads by its input size). Received: layer "
+                                 f"{layer.name!r} with input shape {tuple(inputs[0].shape)}")
+            top = max((-(-size // stride) - 1) * stride + extent - size, 0) // 2
+        return stride, (extent - 1) / 2 - top
+    if isinstance(layer, CropToReference):
+        return 1, layer.offset
+    if isinstance(layer, keras.layers.Cropping2D):
+        return 1, layer.cropping[axis][0]
+    if isinstance(layer, keras.layers.ZeroPadding2D):
+        return 1, -layer.padding[axis][0]
+    if isinstance(layer, (ResizeToReference, keras.layers.UpSampling2D)):
+        ratio = size / output.shape[1 + axis]  # half-pixel centres
+        return ratio, ratio / 2 - 0.5
+    if inputs[0].shape[1 + axis] != output.shape[1 + axis] or inputs[0].shape[1 + axis] is None:
+        raise ValueError(
+            f"coord_maps cannot follow layer {layer.name!r} ({type(layer).__name__}): it changes "
+            f"the spatial size ({tuple(inputs[0].shape)} -> {tuple(output.shape)}) and is no "
+            "convolution, pooling, padding, crop or resize it knows (or the model has no fixed "
+            "input size)")
+    return None
+
+
+def coord_maps(model, axis=0, tensor=None):
+    """The input coordinates of ``tensor``'s pixels (the model's first output by default), one
+    map per distinct path from the input: a sorted list of ``(scale, offset)``, pixel ``y``
+    centred on input coordinate ``scale * y + offset`` along ``axis`` (0 rows, 1 columns).
+
+    Args:
+        model: a functional ``keras.Model`` built at a fixed input size (its layers applied
+            once each, nested models flattened: ``keras.applications`` trunks built with
+            ``input_tensor=``).
+        axis: 0 for rows, 1 for columns.
+        tensor: a tensor of ``model``'s graph, e.g. a trunk feature map.
+
+    Raises:
+        ValueError: a layer it cannot follow (named), or a model of unknown input size.
+
+    Example:
+        >>> model = keras_fcn.build_fcn8s(2, input_shape=(97, 131, 3), weights=None,
+        ...                               backbone="mobilenet_v2")
+        >>> coord_maps(model)  # the fc7, pool4 and pool3 paths: +4, -4 and 0 pixels
+        [(1.0, -4.5), (1.0, -0.5), (1.0, 3.5)]
+    """
+    if axis not in (0, 1):
+        raise ValueError(f"axis must be 0 (rows) or 1 (columns). Received: axis={axis!r}")
+    producers = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            raise ValueError(
+                f"coord_maps cannot follow the nested model {layer.name!r}: build its layers on "
+                "the input tensor instead (keras.applications: input_tensor=x)")
+        for out in _as_list(layer.output):
+            producers[id(out)] = layer
+    memo = {}
+
+    def maps(node):
+        if id(node) in memo:
+            return memo[id(node)]
+        layer = producers.get(id(node))
+        if layer is None:
+            raise ValueError(f"coord_maps cannot find the layer that made {node!r} in model "
+                             f"{model.name!r} (a layer applied more than once?)")
+        if isinstance(layer, keras.layers.InputLayer):
+            found = {(1.0, 0.0)}
+        else:
+            inputs = _as_list(layer.input)
+            sources = inputs[:1]
+            if isinstance(layer, MERGES):  # a 1x1 input broadcast (squeeze-excite) has no grid
+                sources = [i for i in inputs if tuple(i.shape[1:3]) == tuple(node.shape[1:3])]
+            local = _local_map(layer, axis, inputs, node)
+            found = set()
+            for source in sources:
+                for scale, offset in maps(source):
+                    if local is not None:
+                        scale, offset = scale * local[0], scale * local[1] + offset
+                    found.add((float(scale), float(offset)))
+        memo[id(node)] = found
+        return found
+
+    return sorted(maps(model.outputs[0] if tensor is None else tensor))
+
+
+def feature_grids(trunk, size, **options):
+    """``{stride: (offset_rows, offset_cols)}`` of a trunk's feature maps at ``size``: pixel
+    ``y`` of the stride-``s`` map centred on input coordinate ``s * y + offset``.
+
+    Raises:
+        ValueError: a map at another stride, or with several paths that disagree."""
+    inputs = keras.Input((*size, trunk.input_channels or 3))
+    features = trunk.features(inputs, trunk.dropout, **trunk.check_options(**options))
+    model = keras.Model(inputs, [f for f in features if f is not None])
+    grids = {}
+    for stride, feature in zip(STRIDES, features):
+        if feature is None:
+            continue
+        offsets = []
+        for axis in (0, 1):
+            found = coord_maps(model, axis, feature)
+            if len(found) != 1 or not math.isclose(found[0][0], stride):
+                raise ValueError(
+                    f"Trunk {trunk.name!r}: its stride-{stride} map has input coordinates "
+                    f"{found} (scale, offset) along {('rows', 'columns')[axis]} at input size "
+                    f"{size}; expected one path of scale {stride}")
+            offsets.append(found[0][1])
+        grids[stride] = tuple(offsets)
+    return grids
+
+
+def _best(needed_by_path):
+    """The crop of least worst error over the paths' needs (some of them >= 0), among the
+    non-negative integers next to them (ties: the larger crop)."""
+    low, high = max(math.floor(min(needed_by_path)), 0), math.ceil(max(needed_by_path))
+    return min(range(high, low - 1, -1),
+               key=lambda o: max(abs(o - need) for need in needed_by_path))
+
+
+def _derive_axis(grids, skip_count, kernel, axis):
+    """The crops of one variant along ``axis``: ``({skip crop name: offset}, final crop)``."""
+    crops = {}
+    paths = [grids[32][axis]]  # offsets of the fused map's paths at the current stride
+    stride = 32
+    for skip, skip_stride in zip(SKIPS[:skip_count], (16, 8)):
+        # upscore 2x (kernel 4, stride 2) puts pixel y on grid (y - 1.5) / 2 of the coarse map
+        up = [offset - 1.5 * stride / 2 for offset in paths]
+        skip_offset = grids[skip_stride][axis]
+        stride = skip_stride
+        need = [(u - skip_offset) / stride for u in up]  # crop the skip to the coarse grid
+        if min(need) >= 0:
+            crop = _best(need)
+            crops[skip.skip_crop] = crop
+            paths = up + [skip_offset + crop * stride]
+        else:  # crop the upsampled scores to the skip grid instead
+            crop = _best([-n for n in need])
+            crops[skip.up_crop] = crop
+            paths = [u + crop * stride for u in up] + [skip_offset]
+    # the last upsampling by ``stride`` with ``kernel``: pixel y at (y - (kernel - 1) / 2) / s;
+    # the final crop aligns the finest path (the last fused; at half a pixel: the smaller crop)
+    up = [offset - (kernel - 1) / 2 for offset in paths]
+    crop = math.floor(-up[-1]) if -up[-1] % 1 <= 0.5 else math.ceil(-up[-1])
+    return crops, crop
+
+
+def derive_offsets(trunk, sizes=PROBE_SIZES, **options):
+    """The crop offsets (``Trunk.offsets``) that align the heads of each of ``trunk``'s paper
+    variants with its feature maps and the input, from the maps' input coordinates.
+
+    At each skip the skip scores are cropped to the upsampled grid (``score_pool4c``,
+    ``score_pool3c``, as VGG16), or the upsampled scores to the skip grid (``upscore2c``,
+    ``upscore_pool4c``, as MobileNetV2) when the skip map starts before it. Where the grids
+    are off by half a cell (an even kernel on an even stride), each skip crop keeps the paths
+    fused so far closest (least worst error; ties: the larger crop) and the final crop aligns
+    the finest path with the input (at half a pixel: the smaller crop), as MobileNetV2's
+    offsets. ``trunk.offsets`` is not read.
+
+    Args:
+        trunk: a :class:`keras_fcn.models.Trunk` (its ``features``, ``variants``,
+            ``upsample_kernels``, ``head_variants``; any ``offsets``).
+        sizes: input sizes ``(height, width)`` to measure at; the offsets must agree.
+        **options: the trunk's options (``widths``...: the geometry is the same for any).
+
+    Returns:
+        ``{"score": {depth: offset}, crop name: offset, ...}`` for the trunk's paper variants.
+
+    Raises:
+        ValueError: maps that move with the input size (pad the input to a multiple of 32:
+            ``keras_fcn.models.PadToMultiple``), a map at the wrong stride, or a grid the
+            heads cannot reach by cropping.
+
+    Example:
+        >>> derive_offsets(keras_fcn.get_trunk("vgg16"), widths=(4, 4, 8, 8, 8), fc_units=8)
+        {'score': {'32s': 19, '16s': 27, '8s': 31}, 'score_pool4c': 5, 'score_pool3c': 9}
+    """
+    measured = [feature_grids(trunk, size, **options) for size in sizes]
+    for size, grids in zip(sizes[1:], measured[1:]):
+        if grids != measured[0]:
+            raise ValueError(
+                f"Trunk {trunk.name!r}: its feature maps sit elsewhere on the input at size "
+                f"{size} than at {sizes[0]} ({grids} against {measured[0]}, stride: (row, "
+                "column) offset): fixed crops cannot align them. Stride-2 'same' layers pad "
+                "odd sizes differently: pad the input to a multiple of 32 first "
+                "(keras_fcn.models.PadToMultiple(32)), or use 'valid' layers after an input "
+                "padding (the paper's VGG16: 100 px)")
+    grids = measured[0]
+    offsets = {"score": {}}
+    for variant in trunk.variants:
+        if variant not in PAPER_VARIANTS:
+            continue
+        heads = trunk.head_variants.get(variant, variant)
+        depth = "8s" if heads == "8s_at_once" else heads
+        skip_count, last_upsample, stride = DEPTHS[depth]
+        kernel = trunk.upsample_kernels.get(last_upsample) or 2 * stride
+        per_axis = [_derive_axis(grids, skip_count, kernel, axis) for axis in (0, 1)]
+        if per_axis[0] != per_axis[1]:
+            raise ValueError(f"Trunk {trunk.name!r}: rows and columns need different crops "
+                             f"for variant {variant!r} ({per_axis[0]} against "
+                             f"{per_axis[1]}); the heads crop both alike")
+        crops, final = per_axis[0]
+        for name, crop in itertools.chain(crops.items(), [("score", final)]):
+            if crop < 0:
+                raise ValueError(f"Trunk {trunk.name!r}: variant {variant!r} needs a crop of "
+                                 f"{crop} at {name!r}: the maps start after the image; pad "
+                                 "the input before the trunk")
+        offsets["score"][depth] = final
+        for name, crop in crops.items():
+            if offsets.get(name, crop) != crop:
+                raise ValueError(f"Trunk {trunk.name!r}: {name!r} needs {offsets[name]} for "
+                                 f"one variant and {crop} for {variant!r}")
+            offsets[name] = crop
+    return offsets
