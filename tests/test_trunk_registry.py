@@ -187,3 +187,20 @@ def test_a_trunks_own_options_pass_through_build_fcn(registry):
     with pytest.raises(ValueError, match=r"The tiny trunk has no option colour \(its options: "
                                          r"\['depth'\]\). Received: colour='red'"):
         build_fcn("32s", 3, weights=None, backbone="tiny", colour="red")
+
+
+def test_the_strides_of_a_fixed_size_trunk_are_read_from_its_layers(registry):
+    """One input size cannot separate padding from stride: the layers' strides are read
+    (coord_maps); a swapped trunk at input_shape=(64, 64, 3) built without a word before."""
+    from keras_fcn import build_fcn
+
+    register_trunk(_tiny_trunk())
+    model = build_fcn("8s", 3, input_shape=(64, 64, 3), weights=None, backbone="tiny")
+    assert model.output_shape == (None, 64, 64, 3)
+    register_trunk(_tiny_trunk(order=(32, 16, 8)))
+    with pytest.raises(ValueError) as info:
+        build_fcn("8s", 3, input_shape=(64, 64, 3), weights=None, backbone="tiny")
+    assert str(info.value) == (
+        "Trunk 'tiny': features() must return (stride8, stride16, stride32): the stride-8 map "
+        "is at stride 32 (its layers' strides): check their order and the trunk's "
+        "downsampling")

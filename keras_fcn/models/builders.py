@@ -24,6 +24,7 @@ from keras_fcn.models import (  # noqa: F401 (each registers its trunks)
     resnet,
     vgg16,
 )
+from keras_fcn.models.alignment import coord_maps
 from keras_fcn.models.heads import DEPTHS, dilated_heads, fcn_heads, upsampling_kernel_sizes
 from keras_fcn.models.named_weights import fetch_named_weights, load_named_weights
 from keras_fcn.models.trunk import (FCN, SHIPPED_TRUNKS, TRUNKS, VARIANTS, did_you_mean,
@@ -191,8 +192,8 @@ STRIDES = (8, 16, 32)  # of a trunk's three feature maps
 def check_features(trunk, variant, inputs, features):
     """Checks what a trunk of one's own gives the heads: ``(stride8, stride16, stride32)`` maps
     of rank 4, those of ``variant`` there, each at its stride, measured from the graph's
-    shapes at two input sizes (padding and valid convolutions cancel out); a graph that cannot
-    say its shapes (a fixed input size) is not measured.
+    shapes at two input sizes (padding and valid convolutions cancel out), or for a fixed
+    input size from its layers' strides (:func:`keras_fcn.models.coord_maps`).
 
     Raises:
         ValueError: naming the trunk, the map and what it found.
@@ -214,7 +215,8 @@ def check_features(trunk, variant, inputs, features):
     try:
         sizes = [[out.shape[1] for out in probe.compute_output_spec(
             keras.KerasTensor((1, side, side, inputs.shape[-1])))] for side in (512, 1024)]
-    except Exception:  # noqa: BLE001 (unmeasurable here: a fixed input size, a custom op)
+    except Exception:  # noqa: BLE001 (a fixed input size, a custom op: the graph's geometry)
+        check_fixed_size_strides(where, probe, used)
         return
     for (stride, _), small, large in zip(used, *sizes):
         found = 512 / (large - small) if large != small else math.inf
@@ -223,6 +225,21 @@ def check_features(trunk, variant, inputs, features):
                 f"{where}: the stride-{stride} map is at stride {found:.3g} (a 512x512 input "
                 f"gives {small} rows, 1024x1024 gives {large}): check their order and the "
                 f"trunk's downsampling")
+
+
+def check_fixed_size_strides(where, probe, used):
+    """The strides of a fixed-size graph's maps, read from its layers (``coord_maps``); a
+    graph it cannot follow is not checked."""
+    for stride, feature in used:
+        try:
+            maps = coord_maps(probe, 0, feature)
+        except ValueError:
+            return
+        found = sorted({scale for scale, _ in maps})
+        if found != [stride]:
+            raise ValueError(f"{where}: the stride-{stride} map is at stride "
+                             f"{', '.join(f'{s:g}' for s in found)} (its layers' strides): "
+                             "check their order and the trunk's downsampling")
 
 
 def build_fcn(
