@@ -144,7 +144,8 @@ def test_a_preprocessing_layer_is_checked(registry):
 
     def trunk_with(layer):
         return dataclasses.replace(_tiny_trunk(), preprocessing=Preprocessing(
-            "mine", layer, lambda x: x, lambda model=None: {"type": "mine"}))
+            "mine", layer, lambda x: keras.ops.convert_to_numpy(x).astype("float32"),
+            lambda model=None: {"type": "mine"}))
 
     with pytest.raises(ValueError, match=r"^Trunk 'tiny': preprocessing.layer must take name= "
                                          r"and return a keras layer. Calling layer\(name="):
@@ -204,3 +205,24 @@ def test_the_strides_of_a_fixed_size_trunk_are_read_from_its_layers(registry):
         "Trunk 'tiny': features() must return (stride8, stride16, stride32): the stride-8 map "
         "is at stride 32 (its layers' strides): check their order and the trunk's "
         "downsampling")
+
+
+def test_a_preprocessing_array_function_is_checked(registry):
+    import numpy as np
+    from keras_fcn.models import Preprocessing
+
+    layer = get_trunk("alexnet").preprocessing.layer
+    for array, message in [
+        (lambda x: np.asarray(x, "float64"), "must return float32 of its input's shape. "
+         "Received: float64 of shape (1, 2, 2, 3) for a uint8 batch of shape (1, 2, 2, 3)"),
+        (lambda x: np.asarray(x, "float32")[..., ::-1][..., :1], "Received: float32 of shape "
+         "(1, 2, 2, 1)"),
+        (lambda x, mean: x - mean, "must take a uint8 RGB batch (N, H, W, 3). Calling it on "
+         "one raised: TypeError("),
+    ]:
+        bad = dataclasses.replace(_tiny_trunk(), preprocessing=Preprocessing(
+            "mine", layer, array, lambda model=None: {"type": "mine"}))
+        with pytest.raises(ValueError) as info:
+            register_trunk(bad)
+        assert str(info.value).startswith("Trunk 'tiny': preprocessing.array ")
+        assert message in str(info.value), str(info.value)

@@ -25,6 +25,7 @@ import difflib
 from typing import Callable
 
 import keras
+import numpy as np
 
 from keras_fcn.layers import FCN_MEAN_BGR, CaffePreprocessing, preprocess_input
 from keras_fcn.models.heads import DEPTHS, HEAD_PREFIXES, SKIPS
@@ -187,7 +188,7 @@ def register_trunk(trunk, *, replace=False):
         raise ValueError(f"Trunk {name!r}: {field} must be {expected}. Received: "
                          f"{field}={getattr(trunk, field)!r}")
     check_offsets(trunk)
-    check_preprocessing_layer(trunk)
+    check_preprocessing(trunk)
     if name in SHIPPED_TRUNKS and old is not None and old is not trunk and not replace:
         raise ValueError(f"'{name}' is a trunk of keras_fcn: registering another under its name "
                          f"would give every model and file of backbone '{name}' yours. Choose "
@@ -225,12 +226,23 @@ def check_offsets(trunk):
                     f"{trunk.offsets!r}")
 
 
-def check_preprocessing_layer(trunk):
-    """Checks that ``trunk.preprocessing.layer(name="preprocess")`` makes a Keras layer.
+def check_preprocessing(trunk):
+    """Checks that ``trunk.preprocessing.layer(name="preprocess")`` makes a Keras layer and that
+    ``trunk.preprocessing.array`` turns a uint8 RGB batch into float32 of the same shape.
 
     Raises:
         ValueError: naming what the call raised or returned.
     """
+    batch = np.zeros((1, 2, 2, 3), np.uint8)
+    try:
+        out = np.asarray(trunk.preprocessing.array(batch))
+    except Exception as error:  # noqa: BLE001 (the user's function: named, not hidden)
+        raise ValueError(f"Trunk {trunk.name!r}: preprocessing.array must take a uint8 RGB "
+                         f"batch (N, H, W, 3). Calling it on one raised: {error!r}") from None
+    if out.dtype != np.float32 or out.shape != batch.shape:
+        raise ValueError(f"Trunk {trunk.name!r}: preprocessing.array must return float32 of "
+                         f"its input's shape. Received: {out.dtype} of shape {out.shape} for a "
+                         f"uint8 batch of shape {batch.shape}")
     try:
         layer = trunk.preprocessing.layer(name="preprocess")
     except TypeError as error:
