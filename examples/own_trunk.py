@@ -61,7 +61,11 @@ def load_efficientnet_weights(model, weights):
     by Keras); returns the names of the layers set."""
     if weights != "imagenet":
         raise ValueError(f"This trunk loads weights='imagenet' only. Received: {weights!r}")
-    source = keras.applications.EfficientNetB0(include_top=False, weights="imagenet")
+    try:
+        source = keras.applications.EfficientNetB0(include_top=False, weights="imagenet")
+    except Exception as error:  # noqa: BLE001 (Keras raises a bare Exception when offline)
+        raise OSError(f"Keras' ImageNet EfficientNetB0 could not be fetched (offline?): "
+                      f"{error}") from None
     names = {layer.name for layer in model.layers}
     done = []
     for layer in source.layers:

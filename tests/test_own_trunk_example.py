@@ -47,3 +47,20 @@ def test_the_example_runs(registry, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "validation mean IU: " in out and "reloaded logits differ by 0.0e+00" in out
     assert (tmp_path / "fcn8s_efficientnet_b0.keras").is_file()
+
+
+def test_an_offline_imagenet_fetch_is_a_user_error(monkeypatch):
+    """Keras raises a bare Exception when the download fails: the example names it as an
+    OSError (run_main prints one line and exits 2)."""
+    import keras
+
+    def offline(**kwargs):
+        raise Exception("URL fetch failure on https://example.invalid/x.h5")  # noqa: TRY002
+
+    with script(EXAMPLE, "own_trunk_offline") as example:
+        monkeypatch.setattr(keras.applications, "EfficientNetB0", offline)
+        with pytest.raises(OSError, match=r"^Keras' ImageNet EfficientNetB0 could not be "
+                                          r"fetched \(offline\?\): URL fetch failure"):
+            example.load_efficientnet_weights(None, "imagenet")
+        with pytest.raises(ValueError, match="loads weights='imagenet' only"):
+            example.load_efficientnet_weights(None, "x.h5")
