@@ -35,6 +35,18 @@ def _seed():
 
 
 @pytest.fixture
+def registry():
+    """The trunk registry (keras_fcn.models.trunk.TRUNKS) as it was, restored after the test:
+    for tests that register trunks of their own."""
+    from keras_fcn.models.trunk import TRUNKS
+
+    saved = dict(TRUNKS)
+    yield
+    TRUNKS.clear()
+    TRUNKS.update(saved)
+
+
+@pytest.fixture
 def camvid_dir():
     """Path of the real CamVid folder; the test is skipped when it is absent."""
     path = os.path.abspath(CAMVID_DIR)

@@ -12,16 +12,7 @@ import pytest
 import keras
 import keras_fcn
 from keras_fcn.models import CAFFE, PadToMultiple, Trunk, coord_maps, derive_offsets, get_trunk
-from keras_fcn.models.trunk import TRUNKS
 from test_trunks import TINY
-
-
-@pytest.fixture
-def registry():
-    saved = dict(TRUNKS)
-    yield
-    TRUNKS.clear()
-    TRUNKS.update(saved)
 
 
 @pytest.mark.parametrize("backbone", ["vgg16", "alexnet", "googlenet", "mobilenet_v2"])

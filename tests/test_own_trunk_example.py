@@ -8,18 +8,9 @@ import numpy as np
 import pytest
 
 import keras_fcn
-from keras_fcn.models.trunk import TRUNKS
 from tool_flags import script
 
 EXAMPLE = os.path.join("examples", "own_trunk.py")
-
-
-@pytest.fixture
-def registry():
-    saved = dict(TRUNKS)
-    yield
-    TRUNKS.clear()
-    TRUNKS.update(saved)
 
 
 def test_the_example_trunk_is_derived_registered_and_aligned(registry, capsys):

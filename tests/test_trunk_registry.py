@@ -10,15 +10,6 @@ from keras_fcn.models import trunk as trunk_lib
 from keras_fcn.models.trunk import TRUNKS, get_trunk, register_trunk
 
 
-@pytest.fixture
-def registry():
-    """The registry as it was, restored after the test."""
-    saved = dict(TRUNKS)
-    yield
-    TRUNKS.clear()
-    TRUNKS.update(saved)
-
-
 def test_a_shipped_trunks_name_is_refused_unless_replaced(registry):
     assert sorted(trunk_lib.SHIPPED_TRUNKS) == sorted(trunk_lib.list_trunks())
     vgg16 = get_trunk("vgg16")
