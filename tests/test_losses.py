@@ -4,14 +4,13 @@ import functools
 import json
 import os
 import re
-import textwrap
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from two_cpus import run_on_two_cpus
+from two_cpus import shared_result
 from keras_fcn.losses import (
     SparseCategoricalCrossentropyIgnore,
     class_pixel_counts,
@@ -311,54 +310,11 @@ def test_camvid_weights_match_published_to_1e3(camvid_weights):
 
 # ------------------------------------------------------- distribution ----
 
-_DISTRIBUTED_SCRIPT = textwrap.dedent(
-    """
-    from keras_fcn.losses import SparseCategoricalCrossentropyIgnore
-
-    N, H, W, C = 4, 6, 6, 3
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(N, H, W, 2)).astype("float32")
-    y = rng.integers(0, C, size=(N, H, W)).astype("int32")
-    # Replica 0 gets images 0-1, mostly void: uneven valid-pixel counts.
-    y[0, :5] = 255
-    y[1, :, :5] = 255
-
-    def run(strategy, mode):
-        with strategy.scope():
-            keras.utils.set_random_seed(1)
-            inputs = keras.Input((H, W, 2))
-            model = keras.Model(inputs, keras.layers.Conv2D(C, 1)(inputs))
-            model.compile(
-                optimizer=keras.optimizers.SGD(0.5),
-                loss=SparseCategoricalCrossentropyIgnore(
-                    num_classes=C, reduction_mode=mode,
-                    class_weights=[1.0, 2.0, 0.5]),
-            )
-        logits = model(x)  # the initial weights: same under both strategies
-        loss = model.evaluate(x, y, batch_size=N, verbose=0)
-        history = model.fit(x, y, batch_size=N, epochs=1, shuffle=False, verbose=0)
-        return {
-            "logits": np.asarray(logits).tolist(),
-            "eval_loss": float(loss),
-            "fit_loss": float(history.history["loss"][0]),
-            "weights": [w.tolist() for w in model.get_weights()],
-        }
-
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    out = {"replicas": mirrored.num_replicas_in_sync, "y": y.tolist()}
-    for mode in ("mean", "sum"):
-        out[mode] = {
-            "single": run(tf.distribute.get_strategy(), mode),
-            "mirrored": run(mirrored, mode),
-        }
-    print("RESULT" + json.dumps(out))
-    """
-)
-
-
 @pytest.fixture(scope="module")
-def distributed_results():
-    return run_on_two_cpus(_DISTRIBUTED_SCRIPT)
+def distributed_results(tmp_path_factory):
+    """tests/two_cpu_cases.py's LOSSES script: MirroredStrategy on two CPUs, in the
+    process the other tf.distribute checks share."""
+    return shared_result(tmp_path_factory, "losses")
 
 
 @pytest.mark.parametrize("mode", ["mean", "sum"])

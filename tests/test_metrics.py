@@ -1,14 +1,13 @@
 """Tests for keras_fcn.metrics against numpy references."""
 
 import json
-import textwrap
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from two_cpus import run_on_two_cpus
+from two_cpus import shared_result
 from keras_fcn.metrics import (
     ConfusionMatrixMetric,
     FrequencyWeightedIU,
@@ -270,63 +269,11 @@ def test_compiled_model_logs_named_metrics():
 
 # ------------------------------------------------------- distribution ----
 
-_DISTRIBUTED_SCRIPT = textwrap.dedent(
-    """
-    from keras_fcn.losses import SparseCategoricalCrossentropyIgnore
-    from keras_fcn.metrics import ConfusionMatrixMetric, MeanIU, PixelAccuracy
-
-    N, H, W, C = 8, 5, 5, 4
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(N, H, W, C)).astype("float32")
-    y = rng.integers(0, C, size=(N, H, W)).astype("int32")
-    y[rng.random(y.shape) < 0.2] = 255
-
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with strategy.scope():
-        metric = ConfusionMatrixMetric(C)
-    dataset = tf.data.Dataset.from_tensor_slices((y, x)).batch(4)
-
-    @tf.function
-    def step(labels, logits):
-        strategy.run(metric.update_state, args=(labels, logits))
-
-    for labels, logits in strategy.experimental_distribute_dataset(dataset):
-        step(labels, logits)
-    # Read inside the replicas: each holds only its own shard's counts.
-    per_replica = strategy.run(tf.function(lambda: tf.identity(metric.confusion.value)))
-    local = [v.numpy().tolist() for v in
-             strategy.experimental_local_results(per_replica)]
-
-    def evaluate(strategy):
-        with strategy.scope():
-            keras.utils.set_random_seed(1)
-            inputs = keras.Input((H, W, C))
-            model = keras.Model(inputs, keras.layers.Conv2D(C, 1)(inputs))
-            model.compile(
-                loss=SparseCategoricalCrossentropyIgnore(C),
-                metrics=[MeanIU(C), PixelAccuracy(C)],
-            )
-        logs = model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
-        logs["preds"] = model.predict(x, verbose=0).argmax(-1).tolist()
-        return logs
-
-    out = {
-        "replicas": strategy.num_replicas_in_sync,
-        "x": x.tolist(), "y": y.tolist(),
-        "summed": metric.confusion_matrix().numpy().tolist(),
-        "local": local,
-        "mean_iu": float(metric.result()),
-        "single": evaluate(tf.distribute.get_strategy()),
-        "mirrored": evaluate(strategy),
-    }
-    print("RESULT" + json.dumps(out))
-    """
-)
-
-
 @pytest.fixture(scope="module")
-def distributed_results():
-    return run_on_two_cpus(_DISTRIBUTED_SCRIPT)
+def distributed_results(tmp_path_factory):
+    """tests/two_cpu_cases.py's METRICS script: MirroredStrategy on two CPUs, in the
+    process the other tf.distribute checks share."""
+    return shared_result(tmp_path_factory, "metrics")
 
 
 def test_mirrored_confusion_matrix_is_summed_over_replicas(distributed_results):

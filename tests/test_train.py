@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import keras
@@ -20,7 +19,7 @@ from PIL import Image
 
 from kill_callbacks import Epochs, Killed
 from tiny import TINY_FC, TINY_WIDTHS, file_digests, tiny_fcn
-from two_cpus import run_on_two_cpus
+from two_cpus import shared_result
 from keras_fcn.datasets import CAMVID_INFO, DatasetInfo, nyud, shapes, siftflow
 from keras_fcn.datasets import shapes as synthetic
 from keras_fcn.export import TFLiteRunner, export_labels
@@ -115,43 +114,9 @@ def test_prepare_run_dir_refuses_existing_run(tmp_path):
 
 # ------------------------------------------------------- distribution ----
 
-_MIRRORED_SCRIPT = textwrap.dedent("""
-    from keras_fcn import models
-    from keras_fcn.datasets import shapes as synthetic
-    from keras_fcn import training as train
-
-    images, masks = synthetic.shapes_arrays(4, size=32, seed=0)
-    images, masks = images.astype("float32"), masks.astype("int32")
-
-    def one_step(strategy):
-        keras.utils.set_random_seed(1)
-        with strategy.scope():
-            model = models.build_fcn("8s", 4, weights=None, include_preprocessing=True,
-                                     widths=TINY_WIDTHS, fc_units=TINY_FC, dropout=0.0)
-            # non-zero score layers so that every layer gets a gradient
-            for layer in model.layers:
-                if layer.name in ("score_fr", "score_pool4", "score_pool3"):
-                    layer.kernel.assign(np.full(layer.kernel.shape, 0.01, "float32"))
-            optimizer = train.make_optimizer("sgd", 0.05, momentum=0.9)
-            train.compile_model(model, num_classes=4, ignore_label=255, optimizer=optimizer,
-                                weight_decay=5e-4)
-        ds = tf.data.Dataset.from_tensor_slices((images, masks)).batch(4)
-        initial = [w.numpy() for w in model.trainable_weights]
-        model.fit(ds, epochs=1, verbose=0)
-        return initial, [w.numpy() for w in model.trainable_weights]
-
-    initial, single = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"))
-    mirrored_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    _, mirrored = one_step(mirrored_strategy)
-    print("RESULT" + json.dumps({
-        "replicas": mirrored_strategy.num_replicas_in_sync,
-        "steps": [float(np.max(np.abs(a - b))) for a, b in zip(single, initial)],
-        "diffs": [float(np.max(np.abs(a - b))) for a, b in zip(single, mirrored)]}))
-""").replace("TINY_WIDTHS", str(TINY_WIDTHS)).replace("TINY_FC", str(TINY_FC))
-
-
-def test_mirrored_step_matches_one_device():
-    result = run_on_two_cpus(_MIRRORED_SCRIPT)
+def test_mirrored_step_matches_one_device(tmp_path_factory):
+    # tests/two_cpu_cases.py's TRAIN_STEP, in the process the other tf.distribute checks share
+    result = shared_result(tmp_path_factory, "train_step")
     assert result["replicas"] == 2
     # Every trainable weight moved, and the two replicas' step equals the one device's to 1e-4 of
     # how far it moved that weight (an absolute bound would pass the trunk kernels, which move
