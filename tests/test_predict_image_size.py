@@ -20,6 +20,7 @@ from PIL import Image
 from keras_fcn.inference import predict, predictor, resolution
 from keras_fcn.labels import ModelLabels
 from tiny import tiny_fcn
+from tool_flags import tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAINED = (16, 24)  # the training size the labels record
@@ -119,6 +120,18 @@ def _cli(*args):
                           timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
+def _in_process(capsys, *args):
+    """tools/predict.py's main in this process (as tests/test_cli_tools.py: the error it
+    raises is what run_main prints, exiting 2; the first run of the test below checks the
+    script end to end); returns what it printed."""
+    flag_args = [a for a in args if a.startswith("--")]
+    inputs = [a for a in args if not a.startswith("--")]
+    capsys.readouterr()
+    with tool("predict", "--noprogress", *flag_args) as module:
+        assert module.main(["predict.py", *inputs]) == 0
+    return capsys.readouterr().out
+
+
 def _label_map(path):
     with Image.open(path) as png:
         return np.asarray(png).astype("int64")
@@ -130,7 +143,7 @@ def _is_argmax(labels, probs):
     return np.all(chosen >= probs.max(-1) - 1e-5)
 
 
-def test_tool_predicts_at_the_training_size_and_says_so(trained, tmp_path):
+def test_tool_predicts_at_the_training_size_and_says_so(trained, tmp_path, capsys):
     model, path, image, folder = trained
     result = _cli(f"--model={path}", f"--output_dir={tmp_path / 'auto'}",
                   str(folder / "frame.png"))
@@ -141,27 +154,25 @@ def test_tool_predicts_at_the_training_size_and_says_so(trained, tmp_path):
     assert labels.shape == FRAME
     assert _is_argmax(labels, _reference(model, image, TRAINED))
 
-    result = _cli(f"--model={path}", f"--output_dir={tmp_path / 'native'}", "--image_size=native",
-                  str(folder / "frame.png"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "model input at each image's own size (--image_size=native" in result.stdout
+    printed = _in_process(capsys, f"--model={path}", f"--output_dir={tmp_path / 'native'}",
+                          "--image_size=native", str(folder / "frame.png"))
+    assert "model input at each image's own size (--image_size=native" in printed
     native = _label_map(tmp_path / "native" / "frame_labels.png")
     full = _softmax(np.asarray(model(image[None].astype("float32"), training=False),
                                "float64"))[0]
     assert _is_argmax(native, full) and np.mean(native != labels) > 0.05
 
-    result = _cli(f"--model={path}", f"--output_dir={tmp_path / 'bad'}", "--image_size=abc",
-                  str(folder / "frame.png"))
-    assert result.returncode == 2 and "image_size='abc'" in result.stderr
+    with pytest.raises(ValueError, match="image_size='abc'"):
+        _in_process(capsys, f"--model={path}", f"--output_dir={tmp_path / 'bad'}",
+                    "--image_size=abc", str(folder / "frame.png"))
     assert not (tmp_path / "bad").exists()
 
 
-def test_tool_takes_an_explicit_size(trained, tmp_path):
+def test_tool_takes_an_explicit_size(trained, tmp_path, capsys):
     model, path, image, folder = trained
-    result = _cli(f"--model={path}", f"--output_dir={tmp_path}", "--image_size=20,30",
-                  str(folder / "frame.png"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "model input 20x30 (--image_size=20,30)" in result.stdout
+    printed = _in_process(capsys, f"--model={path}", f"--output_dir={tmp_path}",
+                          "--image_size=20,30", str(folder / "frame.png"))
+    assert "model input 20x30 (--image_size=20,30)" in printed
     assert _is_argmax(_label_map(tmp_path / "frame_labels.png"),
                       _reference(model, image, (20, 30)))
 
