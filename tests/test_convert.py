@@ -531,7 +531,7 @@ def test_save_weights_file_refuses_to_overwrite(tmp_path):
 # ------------------------------------------------------------------------------ CLI
 
 
-def test_cli_converts_and_reports_user_errors_without_traceback(tmp_path):
+def test_cli_converts_and_reports_user_errors_without_traceback(tmp_path, capsys):
     source = _tiny_fcn32s_caffemodel(tmp_path / "tiny.caffemodel")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     base = [sys.executable, TOOL, "--model=fcn32s", "--num_classes=3",
@@ -544,20 +544,30 @@ def test_cli_converts_and_reports_user_errors_without_traceback(tmp_path):
     np.testing.assert_array_equal(weights_lib.load_npz(output)["upscore"][0],
                                   weights_lib.convert_caffemodel(source)["upscore"][0])
 
+    # The user errors: the tool's main in this process (the status it returns is the exit
+    # status; the run above checked the script end to end).
     output.write_bytes(b"keep me")
     bad = tmp_path / "bad.caffemodel"
     bad.write_bytes(b"\x0a\xff\xff\xff\x0f")
-    result = subprocess.run(base + [f"--input={source}", f"--output={output}"], env=env,
-                            capture_output=True, text=True)
-    assert result.returncode == 2 and "--overwrite" in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr
+    status, err = _convert_in_process(capsys, *base[2:], f"--input={source}",
+                                      f"--output={output}")
+    assert status == 2 and "--overwrite" in err, err
+    assert "Traceback" not in err
     assert output.read_bytes() == b"keep me"
-    result = subprocess.run(base + [f"--input={bad}", f"--output={tmp_path / 'new.npz'}"],
-                            env=env, capture_output=True, text=True)
-    assert result.returncode == 2, result.stderr
-    assert "bad.caffemodel: not a valid .caffemodel" in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr
+    status, err = _convert_in_process(capsys, *base[2:], f"--input={bad}",
+                                      f"--output={tmp_path / 'new.npz'}")
+    assert status == 2, err
+    assert "bad.caffemodel: not a valid .caffemodel" in err, err
+    assert "Traceback" not in err
     assert not (tmp_path / "new.npz").exists()
+
+
+def _convert_in_process(capsys, *args):
+    """tools/convert_weights.py's main in this process: (the status it returns, stderr)."""
+    capsys.readouterr()
+    with tool("convert_weights", *args) as module:
+        status = module.main(["convert_weights.py"])
+    return status, capsys.readouterr().err
 
 
 # Review 7: state dicts or Caffe files with values that must not load as weights (bfloat16,
@@ -751,23 +761,19 @@ def test_convert_npz_with_keras_applications_names_is_renamed(tmp_path):
     np.testing.assert_array_equal(model.get_layer("conv1_1").get_weights()[0], kernel)
 
 
-def test_convert_weights_tool_exits_2_when_nothing_matches(tmp_path):
-    import subprocess
-    import sys
-
+def test_convert_weights_tool_exits_2_when_nothing_matches(tmp_path, capsys):
+    # The tool's main in this process: the status it returns is the exit status
+    # (test_cli_converts_and_reports_user_errors_without_traceback runs the script).
     from keras_fcn import weights
 
     source = str(tmp_path / "other.npz")
     weights.save_npz({"foo_conv": [np.zeros((3, 3, 3, 4), "f4"), np.zeros(4, "f4")]}, source)
     output = tmp_path / "out.keras"
-    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
-                        "convert_weights.py")
-    result = subprocess.run(
-        [sys.executable, tool, f"--input={source}", "--model=fcn32s", "--num_classes=3",
-         "--widths=4,4,8,8,8", "--fc_units=8", f"--output={output}"],
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True)
-    assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("convert_weights")]
-    assert len(errors) == 1 and "match no layer of 'fcn32s'" in errors[0], result.stderr
+    status, err = _convert_in_process(capsys, f"--input={source}", "--model=fcn32s",
+                                      "--num_classes=3", "--widths=4,4,8,8,8", "--fc_units=8",
+                                      f"--output={output}")
+    assert status == 2, err
+    errors = [line for line in err.splitlines() if line.startswith("convert_weights")]
+    assert len(errors) == 1 and "match no layer of 'fcn32s'" in errors[0], err
     assert f"The weights of '{source}'" in errors[0]
-    assert "Traceback" not in result.stderr and not output.exists()
+    assert "Traceback" not in err and not output.exists()
