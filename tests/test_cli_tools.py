@@ -2,8 +2,8 @@
 error naming the flag or file, found before the slow part, and the user's files intact.
 
 Most tests call a tool's ``main`` in-process (the error it raises is what
-``keras_fcn.training.cli.run_main`` prints, exiting 2); one subprocess per tool checks that
-end to end.
+``keras_fcn.training.cli.run_main`` prints, exiting 2) or run it through run_main in-process
+(``tool_flags.run_in_process``); one subprocess per tool checks that end to end.
 """
 
 import hashlib
@@ -18,7 +18,7 @@ from PIL import Image
 
 from keras_fcn import export
 from tiny import saved_raw_rgb_fcn
-from tool_flags import load_script, tool
+from tool_flags import load_script, run_in_process, tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 3
@@ -173,8 +173,8 @@ def test_evaluate_cli_names_a_two_headed_model(tmp_path):
     two = build_two_headed_fcn(num_semantic=5, num_geometric=3, weights=None,
                                widths=(4, 4, 8, 8, 8), fc_units=8)
     two.save(tmp_path / "two.keras")
-    run = _run(os.path.join(ROOT, "tools", "evaluate.py"), f"--model={tmp_path / 'two.keras'}",
-               "--dataset=shapes", "--max_images=1")
+    run = run_in_process("tools/evaluate.py", f"--model={tmp_path / 'two.keras'}",
+                         "--dataset=shapes", "--max_images=1")
     assert run.returncode == 2, run.stderr[-2000:]
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
@@ -493,8 +493,8 @@ def test_evaluate_cli_names_a_jpeg_mask_exits_2(tmp_path, model_file):
     Image.open(tmp_path / "masks" / "0.png").save(tmp_path / "masks" / "0.jpg")
     (tmp_path / "val.txt").write_text(open(list_file).read().replace(".png\n", ".jpg\n")
                                       .replace("images/0.jpg", "images/0.png"))
-    run = _run(os.path.join(ROOT, "tools", "evaluate.py"), f"--model={model_file[1]}",
-               "--dataset=folder", f"--data_dir={tmp_path}", f"--output={tmp_path / 'e.json'}")
+    run = run_in_process("tools/evaluate.py", f"--model={model_file[1]}", "--dataset=folder",
+                         f"--data_dir={tmp_path}", f"--output={tmp_path / 'e.json'}")
     assert run.returncode == 2, run.stderr[-2000:]
     lines = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert lines == [f"error: mask '{tmp_path / 'masks' / '0.jpg'}' is a JPEG file; "

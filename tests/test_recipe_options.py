@@ -5,7 +5,6 @@ multi-scale test-time augmentation. Each is off by default; each is checked on v
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 
@@ -18,6 +17,7 @@ from absl import flags
 
 from known_values import assert_same_metrics, confusion_counts
 from tiny import TINY_FC, TINY_WIDTHS, randomize_scores, tiny_fcn
+from tool_flags import run_in_process
 from keras_fcn import data, losses, metrics
 from keras_fcn.data import augment
 from keras_fcn.datasets import shapes
@@ -376,9 +376,8 @@ def test_two_scales_average_the_single_scale_probabilities(tta_case):
 
 
 def test_evaluate_tool_rejects_bad_scales():
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "evaluate.py"), "--model=none.keras",
-         "--scales=1,0"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    # In this process, as `python tools/evaluate.py` runs (tests/test_evaluate.py: the script)
+    result = run_in_process("tools/evaluate.py", "--model=none.keras", "--scales=1,0")
     assert result.returncode == 2
     assert "error: `scales` must be finite positive numbers. Received: scales=(1.0, 0.0)" in \
         result.stderr and "Traceback" not in result.stderr
