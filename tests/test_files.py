@@ -14,6 +14,7 @@ from PIL import Image
 
 from keras_fcn.inference import files, predictor
 from tiny import biased_pointwise_model, save_model
+from tool_flags import run_in_process
 
 
 # Inference audit, round 4 (keras_fcn.inference, tools/predict.py): each test failed without its
@@ -39,9 +40,9 @@ def options(model, inputs, out, **kwargs):
 
 
 def cli(*args):
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "predict.py"), "--noprogress", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    """tools/predict.py run in this process as its __main__ block runs it (no TensorFlow
+    start-up; tests/test_predict_image_size.py runs the script in a subprocess)."""
+    return run_in_process("tools/predict.py", "--noprogress", *args, positional=True)
 
 
 @pytest.fixture(scope="module")
