@@ -98,6 +98,7 @@ def efficientnet_trunk():
 def main(argv):
     del argv
     keras.utils.set_random_seed(0)
+    os.makedirs(FLAGS.output_dir, exist_ok=True)  # before training: a bad folder fails first
     keras_fcn.register_trunk(efficientnet_trunk())
     weights = None if FLAGS.weights == "none" else FLAGS.weights
 
@@ -121,7 +122,6 @@ def main(argv):
     confusion = confusion_matrix(masks[val], logits.argmax(-1), NUM_CLASSES, IGNORE_LABEL)
     print(f"validation mean IU: {100 * segmentation_metrics(confusion)['mean_iu']:.2f}%")
 
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
     path = os.path.join(FLAGS.output_dir, "fcn8s_efficientnet_b0.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)

@@ -119,7 +119,7 @@ def test_size_dependent_grids_are_refused():
     trunk = Trunk("unpadded", lambda x, d: same_features(x, d, pad=False), {}, CAFFE,
                   lambda model, weights: [])
     with pytest.raises(ValueError, match=r"Trunk 'unpadded': its feature maps sit elsewhere on "
-                                         r"the input at size \(354, 501\).*PadToMultiple\(32\)"):
+                                         r"the input at size \(321, 385\).*PadToMultiple\(32\)"):
         derive_offsets(trunk)
 
 
@@ -139,9 +139,12 @@ def test_closed_form_maps():
 
 def test_what_it_cannot_follow_is_named():
     inputs = keras.Input((16, 16, 3))
-    inner = keras.Sequential([keras.layers.Conv2D(2, 3, strides=2)])
-    with pytest.raises(ValueError, match="cannot follow the nested model"):
-        coord_maps(keras.Model(inputs, inner(inputs)))
+    inner = keras.Sequential([keras.layers.Conv2D(2, 3, strides=2)], name="inner")
+    assert coord_maps(keras.Model(inputs, inner(inputs))) == [(2.0, 1.0)]  # followed into
+    twice = keras.layers.Add()([inner(inputs), inner(inputs)])
+    with pytest.raises(ValueError, match=r"cannot follow the nested model 'inner' \(called "
+                                         r"3 times\)"):
+        coord_maps(keras.Model(inputs, twice))
     resized = keras.layers.Resizing(8, 8, name="shrink")(inputs)
     with pytest.raises(ValueError, match=r"cannot follow layer 'shrink' \(Resizing\)"):
         coord_maps(keras.Model(inputs, resized))
@@ -150,3 +153,79 @@ def test_what_it_cannot_follow_is_named():
     free = keras.Input((None, None, 3))
     with pytest.raises(ValueError, match="needs a model built at a fixed input size"):
         coord_maps(keras.Model(free, keras.layers.Conv2D(1, 3, strides=2, padding="same")(free)))
+
+
+def test_a_grid_that_moves_at_any_depth_is_refused():
+    """Found by a walkthrough: only the stride-8 -> 16 layer is a stride-2 'same' one; the two
+    sizes probed before had the same parity there, and its FCN was 8 px off at 360 rows."""
+    def features(x, dropout):
+        for _ in range(3):
+            x = keras.layers.MaxPooling2D(2)(averaging_conv(3)(x))
+        stride16 = averaging_conv(3, 2)(x)
+        return x, stride16, keras.layers.MaxPooling2D(2)(stride16)
+
+    trunk = Trunk("deep", features, {}, CAFFE, lambda model, weights: [])
+    with pytest.raises(ValueError, match=r"sit elsewhere on the input at size \(328, 392\)"):
+        derive_offsets(trunk)
+
+
+def squeeze_excite(x, name):
+    """A map scaled by its own channel weights (a global pooling, as EfficientNet's SE)."""
+    weights = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
+    weights = keras.layers.Conv2D(x.shape[-1], 1, activation="sigmoid")(weights)
+    return keras.layers.Multiply(name=f"{name}_scale")([weights, x])  # the 1x1 input first
+
+
+def test_squeeze_excite_weights_have_no_grid_even_on_a_1x1_map():
+    """The channel weights are left out of the merge, whatever the map's size (a 1x1 map was
+    taken for a 1x1 broadcast, and the weights' path failed)."""
+    for size in (64, 32):  # the last map 2x2, then 1x1
+        inputs = keras.Input((size, size, 3))
+        x = inputs
+        for i in range(5):
+            x = squeeze_excite(averaging_conv(3, 2, name=f"down{i}")(x), f"se{i}")
+        found = coord_maps(keras.Model(inputs, x))
+        assert found == [(32.0, 31.0)], (size, found)  # 2y + 1 five times
+        with pytest.raises(ValueError, match="has no spatial grid"):
+            coord_maps(keras.Model(inputs, x), tensor=keras.Model(inputs, x).get_layer(
+                "se4_pool").output)
+
+
+def test_nested_models_are_followed_into():
+    """ConvNeXt nests its stem and downsampling blocks even with input_tensor=."""
+    stem = keras.Sequential([keras.layers.Conv2D(4, 4, strides=4)], name="stem")
+    down = keras.Sequential([keras.layers.ZeroPadding2D(1), keras.layers.Conv2D(4, 3, strides=2)],
+                            name="down")
+    inputs = keras.Input((64, 64, 3))
+    model = keras.Model(inputs, down(stem(inputs)))
+    # stem: 4y + 1.5; down: 2y + 1 - 1 = 2y -> 4 * 2y + 1.5
+    assert coord_maps(model) == [(8.0, 1.5)]
+
+
+def test_derive_offsets_names_features_that_break_the_contract():
+    for features, message in [
+        (lambda x, d: (x, x), "Received: 2 values"),
+        (lambda x, d: x, "Received: one value"),
+        (lambda x, d: (None, None, keras.layers.Flatten()(x)), "of shape (N, H, W, C)"),
+    ]:
+        trunk = Trunk("bad", features, {}, CAFFE, lambda model, weights: [])
+        with pytest.raises(ValueError, match=r"^Trunk 'bad': features\(\) must return "
+                                             r"\(stride8, stride16, stride32\)") as info:
+            derive_offsets(trunk)
+        assert message in str(info.value)
+
+
+def test_paths_that_disagree_are_named():
+    """A residual merge of a 'same' and a 'valid' stride-2 path (Xception-like)."""
+    def features(x, dropout):
+        x = keras.layers.MaxPooling2D(4)(x)
+        valid = keras.layers.Conv2D(4, 1, strides=2)(x)  # 2y
+        same = keras.layers.Conv2D(4, 3, strides=2, padding="same")(x)  # 2y + 1 - pad
+        stride8 = keras.layers.Add()([valid, same])
+        stride16 = keras.layers.MaxPooling2D(2)(stride8)
+        return stride8, stride16, keras.layers.MaxPooling2D(2)(stride16)
+
+    trunk = Trunk("merge", features, {}, CAFFE, lambda model, weights: [])
+    with pytest.raises(ValueError, match=r"Trunk 'merge': its stride-8 map merges paths whose "
+                                         r"pixels sit at different places on the input"):
+        derive_offsets(trunk)

@@ -107,6 +107,19 @@ def test_the_features_of_a_trunk_of_ones_own_are_measured_at_their_strides(regis
         assert message in str(info.value), str(info.value)
 
 
+def test_offsets_the_heads_do_not_have_are_named(registry):
+    """A typo or both crops of one skip were accepted and ignored."""
+    base = {"score": {"32s": 0, "16s": 0, "8s": 0}, "upscore2c": 1, "upscore_pool4c": 0}
+    for offsets, message in [
+        ({**base, "upscore2_c": 1}, "the heads have no crop named 'upscore2_c' (the crops: "),
+        ({**base, "score_pool4c": 5}, "the heads have either 'score_pool4c' or 'upscore2c', "
+         "not both"),
+    ]:
+        with pytest.raises(ValueError) as info:
+            register_trunk(dataclasses.replace(_tiny_trunk(), offsets=offsets))
+        assert str(info.value).startswith(f"Trunk 'tiny': {message}"), str(info.value)
+
+
 @pytest.mark.parametrize("offsets, message", [
     ({"score": {"32s": 0, "16s": 0}, "upscore2c": 1, "upscore_pool4c": 0},
      "variant '8s' needs the crop offset 'score': {'8s': offset}"),
@@ -142,8 +155,12 @@ def test_a_preprocessing_layer_is_checked(registry):
                                          r"and return a keras layer. Calling layer\(name="):
         register_trunk(trunk_with(lambda: keras.layers.Identity()))
     with pytest.raises(ValueError, match=r"preprocessing.layer\(name='preprocess'\) must "
-                                         r"return a keras layer. Received: 3"):
+                                         r"return a keras layer of that name. Received: 3$"):
         register_trunk(trunk_with(lambda name: 3))
+    # a layer that ignores name= is not found in the model: the tools preprocessed again
+    with pytest.raises(ValueError, match=r"of that name. Received: <Rescaling name=rescaling"
+                                         r".*> named 'rescaling"):
+        register_trunk(trunk_with(lambda **kwargs: keras.layers.Rescaling(1 / 255)))
     class ToBytes(keras.layers.Layer):
         def call(self, x):
             return keras.ops.cast(x, "uint8")
@@ -160,6 +177,10 @@ def test_an_imagenet_loader_that_sets_nothing_is_named(registry):
     register_trunk(dataclasses.replace(_tiny_trunk(), load_weights=lambda model, w: []))
     with pytest.raises(ValueError, match=r"Trunk 'tiny': load_weights\(model, 'imagenet'\) set "
                                          r"no layer .* Received: \[\]"):
+        build_fcn("32s", 3, weights="imagenet", backbone="tiny")
+    register_trunk(dataclasses.replace(_tiny_trunk(), load_weights=lambda model, w: ["conv9"]))
+    with pytest.raises(ValueError, match=r"returned names of no layer of the model: \['conv9'\] "
+                                         r"\(it must"):
         build_fcn("32s", 3, weights="imagenet", backbone="tiny")
 
 

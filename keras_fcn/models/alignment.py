@@ -32,11 +32,14 @@ from keras_fcn.models.trunk import PAPER_VARIANTS
 
 MERGES = (keras.layers.Add, keras.layers.Average, keras.layers.Maximum, keras.layers.Minimum,
           keras.layers.Multiply, keras.layers.Subtract, keras.layers.Concatenate)
+GLOBAL_POOLS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
 WINDOWED = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D,
             keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
-# Two sizes of different parity along both axes: a trunk whose grid moves between them
-# (stride-2 "same" layers pad by one pixel more at odd sizes) cannot be aligned by fixed crops.
-PROBE_SIZES = ((353, 500), (354, 501))
+# Input sizes whose halvings are odd at one level each (rows 320 + 2**k, columns 384 + 2**k;
+# 320 and 384 halve to even sizes down to stride 32): a trunk whose grid moves between them
+# (stride-2 "same" layers pad by one pixel more at odd sizes, at whatever depth) cannot be
+# aligned by fixed crops.
+PROBE_SIZES = tuple((320 + r, 384 + r) for r in (0, 1, 2, 4, 8, 16))
 STRIDES = (8, 16, 32)
 
 
@@ -55,6 +58,8 @@ def _local_map(layer, axis, inputs, output):
     ``PadToMultiple``)."""
     if callable(getattr(layer, "coord_map", None)):  # a layer of one's own says it
         return layer.coord_map(axis)
+    if isinstance(layer, MERGES):
+        return None
     config = layer.get_config()
     size = inputs[0].shape[1 + axis]
     if isinstance(layer, keras.layers.Conv2DTranspose):
@@ -102,9 +107,10 @@ def coord_maps(model, axis=0, tensor=None):
     centred on input coordinate ``scale * y + offset`` along ``axis`` (0 rows, 1 columns).
 
     Args:
-        model: a functional ``keras.Model`` built at a fixed input size (its layers applied
-            once each, nested models flattened: ``keras.applications`` trunks built with
-            ``input_tensor=``).
+        model: a functional ``keras.Model`` built at a fixed input size, its layers and
+            nested models applied once each (``keras.applications`` trunks built with
+            ``input_tensor=``). A tensor that comes from a global pooling (squeeze-excite's
+            channel weights) has no grid and is left out where it is merged with a map.
         axis: 0 for rows, 1 for columns.
         tensor: a tensor of ``model``'s graph, e.g. a trunk feature map.
 
@@ -119,41 +125,76 @@ def coord_maps(model, axis=0, tensor=None):
     """
     if axis not in (0, 1):
         raise ValueError(f"axis must be 0 (rows) or 1 (columns). Received: axis={axis!r}")
+    found = _tracer(model, axis)(model.outputs[0] if tensor is None else tensor)
+    if found is GLOBAL:
+        raise ValueError(f"coord_maps: {tensor!r} of model {model.name!r} has no spatial grid "
+                         "(it comes from a global pooling or a tensor of another rank)")
+    return sorted(found)
+
+
+# What a tensor without a spatial grid maps to: a global pooling's output and all it feeds
+# alone (squeeze-excite's channel weights), dropped where merged with a map.
+GLOBAL = frozenset()
+
+
+def _call_node(layer):
+    """The node of ``layer``'s one call in the graph (Keras keeps no public handle on a nested
+    model's outer tensors)."""
+    nodes = getattr(layer, "_inbound_nodes", None)  # pylint: disable=protected-access
+    if not nodes or len(nodes) != 1:
+        raise ValueError(f"coord_maps cannot follow the nested model {layer.name!r} (called "
+                         f"{len(nodes or ())} times): build its layers on the input tensor "
+                         "instead (keras.applications: input_tensor=x)")
+    return nodes[0]
+
+
+def _tracer(model, axis):
+    """``maps(tensor)``: the set of ``(scale, offset)`` of a tensor of ``model``'s graph, or
+    :data:`GLOBAL`; nested models are followed into."""
     producers = {}
     for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            raise ValueError(
-                f"coord_maps cannot follow the nested model {layer.name!r}: build its layers on "
-                "the input tensor instead (keras.applications: input_tensor=x)")
-        for out in _as_list(layer.output):
-            producers[id(out)] = layer
-    memo = {}
+        outputs = _call_node(layer).output_tensors if isinstance(layer, keras.Model) \
+            else _as_list(layer.output)
+        for index, out in enumerate(outputs):
+            producers[id(out)] = (layer, index)
+    memo = {id(source): {(1.0, 0.0)} for source in model.inputs}  # (a Sequential's too)
+
+    def compose(outer, inner):
+        if outer is GLOBAL or inner is GLOBAL:
+            return GLOBAL
+        return {(float(a * s), float(a * t + b)) for a, b in outer for s, t in inner}
 
     def maps(node):
         if id(node) in memo:
             return memo[id(node)]
-        layer = producers.get(id(node))
-        if layer is None:
+        if id(node) not in producers:
             raise ValueError(f"coord_maps cannot find the layer that made {node!r} in model "
                              f"{model.name!r} (a layer applied more than once?)")
+        layer, index = producers[id(node)]
         if isinstance(layer, keras.layers.InputLayer):
             found = {(1.0, 0.0)}
+        elif isinstance(layer, keras.Model):
+            call = _call_node(layer)
+            inner = _tracer(layer, axis)(layer.outputs[index])
+            found = compose(maps(_as_list(call.input_tensors)[0]), inner)
+        elif len(node.shape) != 4 or isinstance(layer, GLOBAL_POOLS):
+            found = GLOBAL
         else:
             inputs = _as_list(layer.input)
-            sources = inputs[:1]
-            if isinstance(layer, MERGES):  # a 1x1 input broadcast (squeeze-excite) has no grid
-                sources = [i for i in inputs if tuple(i.shape[1:3]) == tuple(node.shape[1:3])]
-            local = _local_map(layer, axis, inputs, node)
-            found = set()
-            for source in sources:
-                for scale, offset in maps(source):
-                    if local is not None:
-                        scale, offset = scale * local[0], scale * local[1] + offset
-                    found.add((float(scale), float(offset)))
+            sources = inputs if isinstance(layer, MERGES) else inputs[:1]
+            traced = [maps(source) for source in sources]
+            gridded = [t for t in traced if t is not GLOBAL]
+            if not gridded:
+                found = GLOBAL
+            else:
+                local = _local_map(layer, axis, inputs, node)
+                found = set().union(*gridded)
+                if local is not None:
+                    found = compose(found, {local})
         memo[id(node)] = found
         return found
 
-    return sorted(maps(model.outputs[0] if tensor is None else tensor))
+    return maps
 
 
 def feature_grids(trunk, size, **options):
@@ -164,6 +205,14 @@ def feature_grids(trunk, size, **options):
         ValueError: a map at another stride, or with several paths that disagree."""
     inputs = keras.Input((*size, trunk.input_channels or 3))
     features = trunk.features(inputs, trunk.dropout, **trunk.check_options(**options))
+    where = f"Trunk {trunk.name!r}: features() must return (stride8, stride16, stride32)"
+    if not isinstance(features, (tuple, list)) or len(features) != 3:
+        kind = f"{len(features)} values" if isinstance(features, (tuple, list)) else "one value"
+        raise ValueError(f"{where} (None for a stride it lacks). Received: {kind}")
+    for stride, feature in zip(STRIDES, features):
+        if feature is not None and len(getattr(feature, "shape", ())) != 4:
+            raise ValueError(f"{where} of shape (N, H, W, C). Received: stride-{stride} map "
+                             f"{feature!r}")
     model = keras.Model(inputs, [f for f in features if f is not None])
     grids = {}
     for stride, feature in zip(STRIDES, features):
@@ -172,11 +221,20 @@ def feature_grids(trunk, size, **options):
         offsets = []
         for axis in (0, 1):
             found = coord_maps(model, axis, feature)
-            if len(found) != 1 or not math.isclose(found[0][0], stride):
+            scales = {scale for scale, _ in found}
+            if len(scales) != 1 or not math.isclose(found[0][0], stride):
                 raise ValueError(
-                    f"Trunk {trunk.name!r}: its stride-{stride} map has input coordinates "
-                    f"{found} (scale, offset) along {('rows', 'columns')[axis]} at input size "
-                    f"{size}; expected one path of scale {stride}")
+                    f"Trunk {trunk.name!r}: its stride-{stride} map is at stride "
+                    f"{', '.join(f'{s:g}' for s in sorted(scales))} along "
+                    f"{('rows', 'columns')[axis]} (its layers' strides). Received: input "
+                    f"coordinates {found} (scale, offset) at input size {size}")
+            if len(found) != 1:
+                raise ValueError(
+                    f"Trunk {trunk.name!r}: its stride-{stride} map merges paths whose pixels "
+                    f"sit at different places on the input (offsets "
+                    f"{', '.join(f'{o:g}' for _, o in found)} px along "
+                    f"{('rows', 'columns')[axis]} at input size {size}): no crop aligns them "
+                    "all (the two sides of a merge downsample with other paddings)")
             offsets.append(found[0][1])
         grids[stride] = tuple(offsets)
     return grids

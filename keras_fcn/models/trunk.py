@@ -205,6 +205,16 @@ def check_offsets(trunk):
         ValueError: naming the variant and the crop it lacks, or the bad value.
     """
     hint = "keras_fcn.derive_offsets(trunk) gives them from the trunk's geometry"
+    known = {"score"} | {skip.up_crop for skip in SKIPS} | {skip.skip_crop for skip in SKIPS}
+    unknown = sorted(set(trunk.offsets) - known, key=str)
+    both = [(skip.skip_crop, skip.up_crop) for skip in SKIPS
+            if skip.skip_crop in trunk.offsets and skip.up_crop in trunk.offsets]
+    if unknown or both:
+        what = (f"no crop named {', '.join(map(repr, unknown))} (the crops: {sorted(known)})"
+                if unknown else f"either {both[0][0]!r} or {both[0][1]!r}, not both (the "
+                "skip or the upsampled scores cropped)")
+        raise ValueError(f"Trunk {trunk.name!r}: the heads have {what}. Received: "
+                         f"offsets={trunk.offsets!r}")
     for variant in trunk.variants:
         if variant not in PAPER_VARIANTS:
             continue
@@ -249,9 +259,13 @@ def check_preprocessing(trunk):
         raise ValueError(f"Trunk {trunk.name!r}: preprocessing.layer must take name= and return "
                          f"a keras layer. Calling layer(name='preprocess') raised: {error}"
                          ) from None
-    if not isinstance(layer, keras.layers.Layer):
+    if not isinstance(layer, keras.layers.Layer) or layer.name != "preprocess":
+        # a layer named otherwise is not found in the model: its input would be preprocessed
+        # again by the tools (keras_fcn.models.has_preprocessing)
         raise ValueError(f"Trunk {trunk.name!r}: preprocessing.layer(name='preprocess') must "
-                         f"return a keras layer. Received: {layer!r}")
+                         f"return a keras layer of that name. Received: {layer!r}"
+                         + (f" named {layer.name!r}" if isinstance(layer, keras.layers.Layer)
+                            else ""))
 
 
 def list_trunks():
