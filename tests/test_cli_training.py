@@ -3,8 +3,10 @@ empties only a run directory and never the data, negative counts are refused nam
 a `--resume` with other model flags says which, `--help` lists the shared flags, and
 `--synthetic` leaves nothing in the temporary folder and refuses the flags it would ignore.
 
-Most checks call `prepare_run_dir`, `config_from_flags` and `run` in-process; four run a
-script (about 10 s of TensorFlow import each)."""
+Most checks call `prepare_run_dir`, `config_from_flags` and `run` in-process; the --help and
+finished-run checks run a script (about 5 s of TensorFlow import each), the --synthetic
+refusal runs one in-process (`tool_flags.run_in_process`: absl's --help needs the script as
+the process's main module)."""
 
 import json
 import os
@@ -23,7 +25,7 @@ from keras_fcn import training as train
 from keras_fcn.datasets import nyud
 from keras_fcn.training import config as config_lib
 from keras_fcn.training import run_dir as run_dir_lib
-from tool_flags import one_error_line, run_script, script
+from tool_flags import one_error_line, run_in_process, run_script, script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -266,8 +268,10 @@ def test_nyud_synthetic_refuses_the_flags_it_would_ignore(tmp_path):
     """Finding 20: --synthetic used fake files and silently ignored --data_dir and the weights."""
     data = tmp_path / "nyud"
     data.mkdir()
-    proc = _script("train_nyud.py", "--synthetic", f"--data_dir={data}",
-                   "--weights_rgb=rgb.keras", f"--output_dir={tmp_path / 'run'}")
+    # in this process, as the script runs (test_resume_of_a_finished_run_trains_nothing: a
+    # subprocess)
+    proc = run_in_process("examples/train_nyud.py", "--synthetic", f"--data_dir={data}",
+                          "--weights_rgb=rgb.keras", f"--output_dir={tmp_path / 'run'}")
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert errors == [

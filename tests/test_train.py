@@ -19,6 +19,7 @@ from PIL import Image
 
 from kill_callbacks import Epochs, Killed
 from tiny import TINY_FC, TINY_WIDTHS, file_digests, tiny_fcn
+from tool_flags import run_in_process
 from two_cpus import shared_result
 from keras_fcn.datasets import CAMVID_INFO, DatasetInfo, nyud, shapes, siftflow
 from keras_fcn.datasets import shapes as synthetic
@@ -611,10 +612,9 @@ def test_train_script_notes_demo_widths_on_real_data(tmp_path, extra, noted):
     """examples/train.py on a real data set without --widths says that it trains its small
     demo VGG16 (printed before the data are read; the missing folder then stops it, exit 2)."""
     missing = tmp_path / "no_camvid"
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "examples", "train.py"), "--dataset=camvid",
-         f"--data_dir={missing}", f"--output_dir={tmp_path / 'run'}", *extra],
-        capture_output=True, text=True, env=_env(), timeout=240)
+    # in this process, as the script runs (the random-kills test runs it in subprocesses)
+    result = run_in_process("examples/train.py", "--dataset=camvid", f"--data_dir={missing}",
+                            f"--output_dir={tmp_path / 'run'}", *extra)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     defaults = _flag_defaults(os.path.join(REPO, "examples", "train.py"))
     note = (f"trains this script's small demo VGG16 (widths {defaults['widths']}, "
