@@ -7,8 +7,6 @@ Conversions are slow, so each variant is converted once per module (fixtures).
 import json
 import os
 import stat
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -23,7 +21,7 @@ from keras_fcn.labels import ModelLabels
 from keras_fcn.models import build_fcn, build_two_headed_fcn
 from keras_fcn.models.inspect import normalization_of
 from tiny import TINY_FC, TINY_WIDTHS, file_digests, randomize_scores, tiny_fcn
-from tool_flags import load_script, tool
+from tool_flags import load_script, run_in_process, tool
 
 NUM_CLASSES = 3
 SIZE = (32, 48)
@@ -388,12 +386,11 @@ def test_cli_check_fails_below_threshold(model, tmp_path):
     model.save(model_path)
     data = _write_pairs(tmp_path / "data", 2)
     out = tmp_path / "out"
-    command = [sys.executable, os.path.join(os.path.dirname(__file__), "..", "tools",
-                                            "export.py"),
-               f"--model={model_path}", f"--output_dir={out}", "--name=tiny", "--input_size=32x48",
-               "--quantizations=float32", "--argmax", "--nosaved_model", f"--check={data}",
-               "--runs=2", "--min_agreement=100.01"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    # in this process, as the script runs (tests/test_cli_tools.py runs it in a subprocess)
+    result = run_in_process(
+        "tools/export.py", f"--model={model_path}", f"--output_dir={out}", "--name=tiny",
+        "--input_size=32x48", "--quantizations=float32", "--argmax", "--nosaved_model",
+        f"--check={data}", "--runs=2", "--min_agreement=100.01")
     assert result.returncode == 1, result.stderr[-2000:]
     assert "agreement" in result.stderr and "< 100.01%" in result.stderr
     report = json.loads((out / "tiny_check.json").read_text())

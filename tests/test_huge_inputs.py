@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 from tiny import saved_raw_rgb_fcn
+from tool_flags import run_in_process
 from PIL import Image
 
 import fuzz_cases as fc
@@ -140,10 +141,10 @@ def test_one_pass_past_the_limit_is_refused_up_front_naming_tile_size(tiny):
 def test_tool_refuses_one_pass_past_the_limit_naming_the_flag(tmp_path, tiny):
     _, model_path = tiny
     image_path = write_png(tmp_path / "wide.png", 16, 4096 * 4096 // 16 + 16)
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "predict.py"),
-                           f"--model={model_path}", f"--output_dir={tmp_path / 'out'}",
-                           "--tile_size=0", "--noprogress", image_path],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    # in this process, as the script runs (the memory-bound test below runs it in a subprocess)
+    done = run_in_process("tools/predict.py", f"--model={model_path}",
+                          f"--output_dir={tmp_path / 'out'}", "--tile_size=0", "--noprogress",
+                          image_path, positional=True)
     assert "--tile_size=1024" in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert done.returncode == 2, done.stderr[-2000:]

@@ -4,9 +4,6 @@ examples/train.py with ``error: <stack traces unavailable>`` and tools/evaluate.
 left out --image_size trained the rest of the run at full size and rewrote its record; a
 --resume of a complete run exported its TFLite model again, over the finished one."""
 
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,11 +11,11 @@ import tensorflow as tf
 from PIL import Image
 
 from tiny import file_digests
+from tool_flags import run_in_process
 from keras_fcn.datasets import loader
 from keras_fcn.training import cli, recipe
 from keras_fcn.training.config import TrainConfig
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _folder(root, count=4, size=32, broken=(), split="train"):
@@ -82,13 +79,12 @@ def test_train_script_names_the_corrupt_image_and_leaves_no_folder(tmp_path):
     root = _folder(tmp_path / "data", broken=("f1.png",))
     _folder(root, count=2, split="val")
     out = tmp_path / "run"
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "examples", "train.py"), "--dataset=folder",
-         f"--data_dir={root}", "--num_classes=3", "--epochs=1", "--batch_size=2",
-         "--widths=4,4,8,8,8", "--fc_units=8", "--noexport", f"--output_dir={out}",
-         "--verbose=2"],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""))
+    # in this process, as the script runs: run_main turns the data pipeline's error into the
+    # line (tests/test_train.py runs the script in subprocesses)
+    result = run_in_process(
+        "examples/train.py", "--dataset=folder", f"--data_dir={root}", "--num_classes=3",
+        "--epochs=1", "--batch_size=2", "--widths=4,4,8,8,8", "--fc_units=8", "--noexport",
+        f"--output_dir={out}", "--verbose=2")
     assert result.returncode == 2, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     bad = root / "train" / "images" / "f1.png"
