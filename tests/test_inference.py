@@ -4,8 +4,6 @@ video, files) and of tools/predict.py's command line, on tiny models."""
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -24,8 +22,8 @@ from keras_fcn.layers import CaffePreprocessing
 from keras_fcn.models import build_fcn
 from keras_fcn.models.inspect import has_preprocessing
 from tiny import biased_pointwise_model, randomize_scores, tiny_fcn
+from tool_flags import run_in_process
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_AV = importlib.util.find_spec("av") is not None
 
 
@@ -433,11 +431,11 @@ def test_predictor_rejects_labels_of_another_class_count(tmp_path, saved_model):
 
 def test_cli_main_exit_status(tmp_path, saved_model):
     frames = _frames_folder(tmp_path / "seq", count=1)
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "predict.py"), f"--model={saved_model}",
-           f"--output_dir={tmp_path / 'out'}", "--noprogress", "--tta=flip", "--tile_size=16",
-           "--tile_overlap=4", str(frames)]  # a positional input, as a shell-expanded glob gives
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=180,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    # in this process, as the script runs (tests/test_predict_image_size.py: a subprocess)
+    result = run_in_process(
+        "tools/predict.py", f"--model={saved_model}", f"--output_dir={tmp_path / 'out'}",
+        "--noprogress", "--tta=flip", "--tile_size=16", "--tile_overlap=4",
+        str(frames), positional=True)  # a positional input, as a shell-expanded glob gives
     assert result.returncode == 1, result.stderr
     assert "2 input(s) failed" in result.stdout and "notes.png" in result.stdout
     assert os.path.exists(tmp_path / "out" / "seq" / "f0_overlay.png")

@@ -14,6 +14,7 @@ import pytest
 
 from keras_fcn import io
 from keras_fcn.training import prepare_run_dir
+from tool_flags import run_in_process
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 # keras_fcn/io.py alone (numpy, no Keras: the package would import Keras and TensorFlow, ~4 s a
@@ -126,14 +127,18 @@ def test_export_and_predict_refuse_a_folder_another_process_writes(tmp_path, hol
     tiny_fcn("32s", 3).save(model_path)
     folder = tmp_path / "out"
     process = holder(folder)
-    export = _cli("export.py", f"--model={model_path}", f"--output_dir={folder}",
-                  "--input_size=32x32", "--quantizations=float32", "--saved_model=false")
     image = tmp_path / "a.png"
     from PIL import Image
     Image.new("RGB", (32, 32)).save(image)
-    predict = _cli("predict.py", f"--model={model_path}", f"--output_dir={folder}", str(image))
+    # The CLIs run in this process, as the scripts run (the holder is the other process; the
+    # test below runs export.py in two)
+    export = run_in_process("tools/export.py", f"--model={model_path}", f"--output_dir={folder}",
+                            "--input_size=32x32", "--quantizations=float32",
+                            "--saved_model=false")
+    predict = run_in_process("tools/predict.py", f"--model={model_path}",
+                             f"--output_dir={folder}", str(image), positional=True)
     for cli in (export, predict):
-        _, stderr = cli.communicate(timeout=240)
+        stderr = cli.stderr
         errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
         assert cli.returncode == 2 and "Traceback" not in stderr, stderr[-2000:]
         assert len(errors) == 1 and f"pid {process.pid} " in errors[0], stderr[-2000:]

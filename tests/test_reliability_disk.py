@@ -11,7 +11,6 @@ import errno
 import os
 import shutil
 import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -20,11 +19,11 @@ import tensorflow as tf
 from PIL import Image
 
 from tiny import file_digests, tiny_fcn
+from tool_flags import run_in_process
 from keras_fcn import export, io
 from keras_fcn import training as train
 from keras_fcn.datasets import shapes as synthetic
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
 def _mount(point, size_mib, image):
@@ -170,11 +169,9 @@ def test_predict_on_a_full_disk_names_the_output_and_leaves_no_partial_file(smal
     out = small_disk / "out"
     out.mkdir()
     _fill(str(small_disk))
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="",
-               PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "predict.py"),
-                             f"--model={model_path}", f"--output_dir={out}", str(images)],
-                            capture_output=True, text=True, env=env, timeout=240)
+    # in this process, as the script runs (tests/test_predict_image_size.py: a subprocess)
+    result = run_in_process("tools/predict.py", f"--model={model_path}", f"--output_dir={out}",
+                            str(images), positional=True)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert len(errors) == 1 and "No space left" in errors[0] and str(out) in errors[0]
