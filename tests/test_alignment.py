@@ -153,6 +153,8 @@ def test_what_it_cannot_follow_is_named():
     free = keras.Input((None, None, 3))
     with pytest.raises(ValueError, match="needs a model built at a fixed input size"):
         coord_maps(keras.Model(free, keras.layers.Conv2D(1, 3, strides=2, padding="same")(free)))
+    with pytest.raises(ValueError, match="needs a model built at a fixed input size"):
+        coord_maps(keras.Model(free, keras.layers.UpSampling2D(2)(free)))
 
 
 def test_a_grid_that_moves_at_any_depth_is_refused():

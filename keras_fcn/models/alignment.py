@@ -90,6 +90,10 @@ def _local_map(layer, axis, inputs, output):
     if isinstance(layer, keras.layers.ZeroPadding2D):
         return 1, -layer.padding[axis][0]
     if isinstance(layer, (ResizeToReference, keras.layers.UpSampling2D)):
+        if size is None or output.shape[1 + axis] is None:
+            raise ValueError(f"coord_maps needs a model built at a fixed input size (a resize "
+                             f"maps by its sizes' ratio). Received: layer {layer.name!r} with "
+                             f"input shape {tuple(inputs[0].shape)}")
         ratio = size / output.shape[1 + axis]  # half-pixel centres
         return ratio, ratio / 2 - 0.5
     if inputs[0].shape[1 + axis] != output.shape[1 + axis] or inputs[0].shape[1 + axis] is None:
