@@ -27,7 +27,7 @@ import math
 import keras
 
 from keras_fcn.layers import CropToReference, ResizeToReference
-from keras_fcn.models.heads import DEPTHS, SKIPS
+from keras_fcn.models.heads import DEPTHS, SKIPS, depth_of
 from keras_fcn.models.trunk import PAPER_VARIANTS
 
 MERGES = (keras.layers.Add, keras.layers.Average, keras.layers.Maximum, keras.layers.Minimum,
@@ -40,7 +40,7 @@ WINDOWED = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Sepa
 # (stride-2 "same" layers pad by one pixel more at odd sizes, at whatever depth) cannot be
 # aligned by fixed crops.
 PROBE_SIZES = tuple((320 + r, 384 + r) for r in (0, 1, 2, 4, 8, 16))
-STRIDES = (8, 16, 32)
+STRIDES = (8, 16, 32)  # of a trunk's three feature maps
 
 
 def _as_list(value):
@@ -201,14 +201,13 @@ def _tracer(model, axis):
     return maps
 
 
-def feature_grids(trunk, size, **options):
-    """``{stride: (offset_rows, offset_cols)}`` of a trunk's feature maps at ``size``: pixel
-    ``y`` of the stride-``s`` map centred on input coordinate ``s * y + offset``.
+def check_feature_form(trunk, features):
+    """Checks that a trunk's ``features()`` returned three maps of rank 4 or None; returns the
+    start of the messages about them.
 
     Raises:
-        ValueError: a map at another stride, or with several paths that disagree."""
-    inputs = keras.Input((*size, trunk.input_channels or 3))
-    features = trunk.features(inputs, trunk.dropout, **trunk.check_options(**options))
+        ValueError: naming the trunk and what it returned.
+    """
     where = f"Trunk {trunk.name!r}: features() must return (stride8, stride16, stride32)"
     if not isinstance(features, (tuple, list)) or len(features) != 3:
         kind = f"{len(features)} values" if isinstance(features, (tuple, list)) else "one value"
@@ -217,6 +216,18 @@ def feature_grids(trunk, size, **options):
         if feature is not None and len(getattr(feature, "shape", ())) != 4:
             raise ValueError(f"{where} of shape (N, H, W, C). Received: stride-{stride} map "
                              f"{feature!r}")
+    return where
+
+
+def feature_grids(trunk, size, **options):
+    """``{stride: (offset_rows, offset_cols)}`` of a trunk's feature maps at ``size``: pixel
+    ``y`` of the stride-``s`` map centred on input coordinate ``s * y + offset``.
+
+    Raises:
+        ValueError: a map at another stride, or with several paths that disagree."""
+    inputs = keras.Input((*size, trunk.input_channels or 3))
+    features = trunk.features(inputs, trunk.dropout, **trunk.check_options(**options))
+    check_feature_form(trunk, features)
     model = keras.Model(inputs, [f for f in features if f is not None])
     grids = {}
     for stride, feature in zip(STRIDES, features):
@@ -323,8 +334,7 @@ def derive_offsets(trunk, sizes=PROBE_SIZES, **options):
     for variant in trunk.variants:
         if variant not in PAPER_VARIANTS:
             continue
-        heads = trunk.head_variants.get(variant, variant)
-        depth = "8s" if heads == "8s_at_once" else heads
+        depth = depth_of(variant, trunk)
         skip_count, last_upsample, stride = DEPTHS[depth]
         kernel = trunk.upsample_kernels.get(last_upsample) or 2 * stride
         per_axis = [_derive_axis(grids, skip_count, kernel, axis) for axis in (0, 1)]

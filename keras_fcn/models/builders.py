@@ -24,8 +24,9 @@ from keras_fcn.models import (  # noqa: F401 (each registers its trunks)
     resnet,
     vgg16,
 )
-from keras_fcn.models.alignment import coord_maps
-from keras_fcn.models.heads import DEPTHS, dilated_heads, fcn_heads, upsampling_kernel_sizes
+from keras_fcn.models.alignment import STRIDES, check_feature_form, coord_maps
+from keras_fcn.models.heads import (DEPTHS, depth_of, dilated_heads, fcn_heads,
+                                    upsampling_kernel_sizes)
 from keras_fcn.models.named_weights import fetch_named_weights, load_named_weights
 from keras_fcn.models.trunk import (FCN, SHIPPED_TRUNKS, TRUNKS, VARIANTS, all_layers,
                                     did_you_mean, get_trunk)
@@ -186,9 +187,6 @@ def trunk_input(trunk, shape, include_preprocessing):
     return inputs, x
 
 
-STRIDES = (8, 16, 32)  # of a trunk's three feature maps
-
-
 def check_features(trunk, variant, inputs, features):
     """Checks what a trunk of one's own gives the heads: ``(stride8, stride16, stride32)`` maps
     of rank 4, those of ``variant`` there, each at its stride, measured from the graph's
@@ -198,18 +196,12 @@ def check_features(trunk, variant, inputs, features):
     Raises:
         ValueError: naming the trunk, the map and what it found.
     """
-    where = f"Trunk {trunk.name!r}: features() must return (stride8, stride16, stride32)"
-    if not isinstance(features, (tuple, list)) or len(features) != 3:
-        kind = f"{len(features)} values" if isinstance(features, (tuple, list)) else "one value"
-        raise ValueError(f"{where} (None for a stride it lacks). Received: {kind}")
-    finest = DEPTHS["8s" if variant == "8s_at_once" else variant][2]  # the variant's heads
+    where = check_feature_form(trunk, features)
+    finest = DEPTHS[depth_of(variant, trunk)][2]  # the finest stride of the variant's heads
     for stride, feature in zip(STRIDES, features):
         if feature is None and stride >= finest:
             raise ValueError(f"{where}; its stride-{stride} map is None, which variant "
                              f"{variant!r} needs (or leave {variant!r} out of its variants)")
-        if feature is not None and len(getattr(feature, "shape", ())) != 4:
-            raise ValueError(f"{where} of shape (N, H, W, C). Received: stride-{stride} map "
-                             f"{feature!r}")
     used = [(stride, f) for stride, f in zip(STRIDES, features) if f is not None]
     probe = keras.Model(inputs, [f for _, f in used])
     try:

@@ -53,6 +53,19 @@ CROPS = {skip.up_crop for skip in SKIPS} | {skip.skip_crop for skip in SKIPS}
 DEPTHS = {"32s": (0, "upscore", 32), "16s": (1, "upscore16", 16), "8s": (2, "upscore8", 8)}
 
 
+def depth_of(variant, trunk):
+    """The ``DEPTHS`` key of ``variant``'s heads on ``trunk`` (its ``head_variants`` applied;
+    the at-once FCN-8s has FCN-8s' depth).
+
+    Example:
+        >>> from keras_fcn.models import get_trunk
+        >>> depth_of("8s_at_once", get_trunk("vgg16"))
+        '8s'
+    """
+    variant = trunk.head_variants.get(variant, variant)
+    return "8s" if variant == "8s_at_once" else variant
+
+
 def upsampling_kernel_sizes(variant, num_classes, trunk):
     """The weight count of each learned upsampling layer of FCN-``variant``'s heads.
 
@@ -68,8 +81,7 @@ def upsampling_kernel_sizes(variant, num_classes, trunk):
         >>> upsampling_kernel_sizes("8s", 21, get_trunk("vgg16"))
         {'upscore2': 7056, 'upscore_pool4': 7056, 'upscore8': 112896}
     """
-    variant = trunk.head_variants.get(variant, variant)
-    depth = "8s" if variant == "8s_at_once" else variant
+    depth = depth_of(variant, trunk)
     if depth not in DEPTHS:
         return {}
     skip_count, last_upsample, stride = DEPTHS[depth]
@@ -134,8 +146,8 @@ def fcn_heads(variant, image, features, num_classes, trunk, trainable_upsampling
     Returns:
         Float32 logits ``(N, H, W, num_classes)`` aligned with ``image``.
     """
+    depth = depth_of(variant, trunk)
     variant = trunk.head_variants.get(variant, variant)
-    depth = "8s" if variant == "8s_at_once" else variant
     skip_count, last_upsample, stride = DEPTHS[depth]
     stride8, stride16, stride32 = features
     x = score_layer(num_classes, head_name("score_fr", suffix))(stride32)

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 from keras_fcn.layers import FCN_MEAN_BGR, CaffePreprocessing, preprocess_input
-from keras_fcn.models.heads import DEPTHS, HEAD_PREFIXES, SKIPS
+from keras_fcn.models.heads import DEPTHS, HEAD_PREFIXES, SKIPS, depth_of
 from keras_fcn.models.input_checks import check_arrays, check_no_class_weight
 from keras_fcn.runtime import detach_averaged_weights
 
@@ -218,8 +218,7 @@ def check_offsets(trunk):
     for variant in trunk.variants:
         if variant not in PAPER_VARIANTS:
             continue
-        heads = trunk.head_variants.get(variant, variant)
-        depth = "8s" if heads == "8s_at_once" else heads
+        depth = depth_of(variant, trunk)
         score = trunk.offsets.get("score")
         needed = [("score", score.get(depth) if isinstance(score, dict) else None,
                    f"'score': {{{depth!r}: offset}}")]
