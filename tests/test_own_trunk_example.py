@@ -38,6 +38,8 @@ def test_the_example_runs(registry, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "validation mean IU: " in out and "reloaded logits differ by 0.0e+00" in out
     assert (tmp_path / "fcn8s_efficientnet_b0.keras").is_file()
+    agreement = float(out.split("its labels equal Keras' on ")[1].split("%")[0])
+    assert agreement > 99.0 and (tmp_path / "fcn8s_efficientnet_b0_float16.tflite").is_file()
 
 
 def test_an_offline_imagenet_fetch_is_a_user_error(monkeypatch):
