@@ -24,19 +24,27 @@ def load_script(path, name):
 
 
 @contextlib.contextmanager
-def script(path, name, *argv):
-    """The script at ``path`` loaded as module ``name`` with its flags parsed from ``argv``;
-    its flags are removed afterwards."""
+def flags_removed():
+    """Removes, on exit, the absl flags defined inside (a script's), and unparses the flags if
+    they were not parsed before."""
     before, was_parsed = set(FLAGS), FLAGS.is_parsed()
     try:
-        module = load_script(path, name)
-        FLAGS([os.path.basename(path), *argv])
-        yield module
+        yield
     finally:
         for flag in set(FLAGS) - before:
             delattr(FLAGS, flag)
         if not was_parsed:
             FLAGS.unparse_flags()
+
+
+@contextlib.contextmanager
+def script(path, name, *argv):
+    """The script at ``path`` loaded as module ``name`` with its flags parsed from ``argv``;
+    its flags are removed afterwards."""
+    with flags_removed():
+        module = load_script(path, name)
+        FLAGS([os.path.basename(path), *argv])
+        yield module
 
 
 def tool(name, *argv):
@@ -77,9 +85,8 @@ def run_in_process(script, *args, positional=False):
     # they are not among the flags removed afterwards.
     app.define_help_flags()
     name = "in_process_" + re.sub(r"\W", "_", script)
-    before, was_parsed = set(FLAGS), FLAGS.is_parsed()
     out, err, status = io.StringIO(), io.StringIO(), 0
-    try:
+    with flags_removed():
         module = load_script(script, name)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
@@ -87,11 +94,6 @@ def run_in_process(script, *args, positional=False):
                          positional=positional)
             except SystemExit as exit_:
                 status = exit_.code or 0
-    finally:
-        for flag in set(FLAGS) - before:
-            delattr(FLAGS, flag)
-        if not was_parsed:
-            FLAGS.unparse_flags()
     return subprocess.CompletedProcess([script, *args], status, out.getvalue(), err.getvalue())
 
 
