@@ -107,7 +107,8 @@ def alternate(args, models, scope=None):
         for mode, model in models.items():
             with scope(mode) if scope else contextlib.nullcontext():
                 start = time.perf_counter()
-                losses[mode].append(float(model.train_on_batch(x, y)))
+                logs = model.train_on_batch(x, y)  # a list [loss, metrics...] with metrics
+                losses[mode].append(float(logs[0] if isinstance(logs, list) else logs))
                 last[mode] = time.perf_counter() - start
             first.setdefault(mode, last[mode])
             if step >= args.warmup:

@@ -191,13 +191,15 @@ def _squares(count, size=32, seed=0):
     return images, masks
 
 
-def test_fit_and_evaluate_agree_with_numpy(tmp_path):
+def test_fit_and_evaluate_agree_with_numpy(tmp_path, monkeypatch):
     """A short real fit through keras_fcn.training (the recipes' compile and fit), then the
     Keras metrics and `evaluate_model` against the numpy confusion matrix of the predictions."""
+    monkeypatch.delenv("KERAS_FCN_JIT", raising=False)  # the default path (conftest: XLA off)
     model = _tiny_fcn(2, include_preprocessing=True)  # raw RGB in, as the recipes train
     training.compile_model(model, num_classes=2, ignore_label=255,
-                           optimizer=training.make_optimizer("adam", 3e-3),
-                           jit_compile=keras.backend.backend() == "jax")
+                           optimizer=training.make_optimizer("adam", 3e-3))
+    # compiled by default on every backend: XLA on JAX (jit_compile=False ran JAX eagerly)
+    assert model.jit_compile is (keras.backend.backend() == "jax")
     images, masks = _squares(8)
     before = [w.copy() for w in model.get_weights()]
     history = model.fit(images, masks, batch_size=4, epochs=3, verbose=0).history
@@ -614,11 +616,11 @@ def test_predict_runs_here_and_only_tensorflow_built_names_say_they_need_it():
         keras_fcn.inference.flow_changes(labels, labels, np.zeros((37, 53, 2), "float32"))
 
 
-def test_two_headed_evaluation_equals_numpy():
+def test_two_headed_evaluation_equals_numpy(monkeypatch):
     """two_headed.evaluate_segmentation read outputs with np.asarray, which fails on a
     PyTorch tensor that requires grad."""
     from keras_fcn.models import multimodal
-    from keras_fcn.training.two_headed import evaluate_segmentation
+    from keras_fcn.training.two_headed import compile_two_headed, evaluate_segmentation
 
     model = multimodal.build_two_headed_fcn("32s", 4, 3, weights=None, widths=(4, 4, 8, 8, 8),
                                             fc_units=8, dropout=0.0)
@@ -635,6 +637,9 @@ def test_two_headed_evaluation_equals_numpy():
         keep = target != 255
         expected = np.bincount(n * target[keep] + preds[keep], minlength=n * n).reshape(n, n)
         np.testing.assert_array_equal(results[task]["confusion_matrix"], expected)
+    monkeypatch.delenv("KERAS_FCN_JIT", raising=False)
+    compile_two_headed(model, keras.optimizers.SGD(1e-3))
+    assert model.jit_compile is (keras.backend.backend() == "jax")
 
 
 def test_a_resumed_pydataset_run_trains_on_the_batches_of_an_uninterrupted_run(tmp_path):

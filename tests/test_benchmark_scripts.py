@@ -83,6 +83,7 @@ def test_a_bad_flag_is_one_line_and_status_2(script, args, expected):
     ("benchmarks/jax_pool_gradient.py", "jax_pool_gradient", []),
     ("benchmarks/jax_upsampling.py", "jax_upsampling", []),
     ("benchmarks/torch_compile.py", "torch_compile", []),
+    ("benchmarks/jax_eager.py", "jax_eager", []),
 ])
 def test_an_existing_report_is_kept_without_overwrite(tmp_path, script, name, args):
     # Before: predict.py and refine.py replaced it silently; the others exited with status 1.
@@ -99,8 +100,8 @@ def test_an_existing_report_is_kept_without_overwrite(tmp_path, script, name, ar
 
 
 def test_help_of_every_argparse_benchmark_exits_0():
-    for script in ("bf16_agreement", "bf16_train_crash", "jax_pool_gradient", "jax_upsampling",
-                   "predict",
+    for script in ("bf16_agreement", "bf16_train_crash", "jax_eager", "jax_pool_gradient",
+                   "jax_upsampling", "predict",
                    "refine", "roofline", "temporal", "torch_compile", "torch_layout", "trunks",
                    "trunks_camvid"):
         done = run_script(f"benchmarks/{script}.py", "--help")
@@ -222,3 +223,19 @@ def test_torch_layout_trains_both_forms_to_the_same_losses(tmp_path):
     assert report["losses"]["keras"][0] != report["losses"]["keras"][-1]  # it trained
     assert all(len(report["seconds"][mode]) == 2 for mode in ("keras", "keras_fcn"))
     assert "Losses of all 3 steps equal" in (tmp_path / "torch_layout.md").read_text()
+
+
+def test_jax_eager_compares_the_compiled_default_with_the_uncompiled_step(tmp_path):
+    """benchmarks/jax_eager.py at a small size: compile_model's default compiles on JAX
+    (model.jit_compile True), ``jit_compile=False`` does not, and both give the same losses."""
+    import json
+
+    pytest.importorskip("jax")
+    done = run_script("benchmarks/jax_eager.py", "--size", "40x48", "--batch", "1",
+                      "--warmup", "1", "--repeats", "1", "--widths", "4,4,8,8,8",
+                      "--fc_units", "8", "--output_dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "jax_eager.json").read_text())
+    assert report["jit_compile"] == {"eager": False, "default": True}
+    assert report["first_loss_rel_diff"] < 1e-6 and len(report["losses"]["default"]) == 2
+    assert "the uncompiled step's speed" in (tmp_path / "jax_eager.md").read_text()

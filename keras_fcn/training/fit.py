@@ -62,7 +62,7 @@ def make_metrics(num_classes, ignore_label):
 
 def compile_model(model, *, num_classes, ignore_label, optimizer, loss_reduction="mean",
                   class_weights=None, weight_decay=PAPER_WEIGHT_DECAY, pixels_per_image=None,
-                  jit_compile=False, steps_per_execution=1, label_smoothing=0.0):
+                  jit_compile=None, steps_per_execution=1, label_smoothing=0.0):
     """Compiles a segmentation model with the ignore-label loss and the paper's metrics.
 
     Under a `mixed_float16` global policy Keras wraps the optimizer in a
@@ -79,7 +79,9 @@ def compile_model(model, *, num_classes, ignore_label, optimizer, loss_reduction
             `keras_fcn.training.optimizers`).
         pixels_per_image: with "mean" and SGD, divides the L2 coefficient so decay matches
             the summed-loss recipe; None keeps `weight_decay` as is.
-        jit_compile: compile the train step with XLA.
+        jit_compile: compile the train step with XLA; None (default): the backend's
+            compiled path (:func:`compiled_step`: XLA on JAX, where ``False`` runs every op
+            eagerly, 1.4x slower on a CPU; TensorFlow's graph without XLA; PyTorch eager).
         steps_per_execution: train steps per `tf.function` call.
         label_smoothing: label smoothing of the loss (0: off).
 
@@ -101,8 +103,26 @@ def compile_model(model, *, num_classes, ignore_label, optimizer, loss_reduction
         class_weights=None if class_weights is None else [float(w) for w in class_weights],
         label_smoothing=label_smoothing)
     model.compile(optimizer=optimizer, loss=loss, metrics=make_metrics(num_classes, ignore_label),
-                  jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+                  jit_compile=compiled_step(jit_compile),
+                  steps_per_execution=steps_per_execution)
     return model
+
+
+def compiled_step(jit_compile=None):
+    """``jit_compile`` for ``model.compile``: the argument when True or False, else the
+    backend's compiled path (:func:`keras_fcn.runtime.fast_path`'s rule: True on JAX, whose
+    only compiled path is XLA; False on TensorFlow, whose graph runs without XLA, and on
+    PyTorch, eager; ``KERAS_FCN_JIT=0/1`` overrides the rule).
+
+    ``compile(jit_compile=False)`` on JAX runs the train step op by op, uncompiled
+    (benchmarks/jax_eager.py); Keras' own default, ``"auto"``, compiles there.
+
+    Example:
+        >>> compiled_step(False)
+        False
+    """
+    return runtime.fast_path(jit_compile=jit_compile, info={"isa": (), "gpu": False}
+                             )["jit_compile"]
 
 
 def backup_mismatch(error, run_dir):

@@ -18,6 +18,7 @@ from keras_fcn import losses as losses_lib
 from keras_fcn import metrics as metrics_lib
 from keras_fcn._checks import check_finite_scores, check_positive_int, count_non_finite
 from keras_fcn.labels import IGNORE_LABEL
+from keras_fcn.training.fit import compiled_step
 
 def _output_classes(model):
     outputs = model.output
@@ -76,7 +77,7 @@ def _check_classes(model, num_classes):
 
 
 def compile_two_headed(model, optimizer, *, ignore_label=IGNORE_LABEL, loss_reduction="mean",
-                       loss_weights=None, jit_compile=False):
+                       loss_weights=None, jit_compile=None):
     """Compiles a two-headed FCN with one ignore-label loss per head (summed) and the
     paper's metrics for each head (logged as ``semantic_mean_iu``, ``geometric_mean_iu``...).
 
@@ -87,7 +88,8 @@ def compile_two_headed(model, optimizer, *, ignore_label=IGNORE_LABEL, loss_redu
         loss_reduction: ``"mean"`` or ``"sum"`` (see :mod:`keras_fcn.losses`).
         loss_weights: optional ``{"semantic": w, "geometric": w}``; the reference weights
             both losses 1.
-        jit_compile: compile the train step with XLA.
+        jit_compile: compile the train step with XLA; None (default): the backend's
+            compiled path (:func:`keras_fcn.training.fit.compiled_step`).
 
     Returns:
         The model.
@@ -112,7 +114,7 @@ def compile_two_headed(model, optimizer, *, ignore_label=IGNORE_LABEL, loss_redu
         for task, n in classes.items()
     }
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
-                  loss_weights=loss_weights, jit_compile=jit_compile)
+                  loss_weights=loss_weights, jit_compile=compiled_step(jit_compile))
     return model
 
 
