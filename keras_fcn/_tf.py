@@ -84,6 +84,27 @@ class TensorFlowMissingError(ImportError):
     user's set-up, not a bug (the command-line tools print it as one line, status 2)."""
 
 
+class TensorFlowBackendError(TensorFlowMissingError):
+    """A TensorFlow-built part of keras_fcn was used while Keras runs on another backend: the
+    backend is fixed once keras is imported (the command-line tools print it as one line,
+    status 2)."""
+
+
+def require_backend(what, instead):
+    """Raises a `TensorFlowBackendError` for ``what`` (and the hint ``instead``) unless Keras
+    runs on TensorFlow; `require` (TensorFlow installed) comes first.
+
+    Example:
+        require_backend("TFLite export", "export a saved .keras file there")
+    """
+    require(what)
+    if not on_tensorflow():
+        raise TensorFlowBackendError(
+            f"{what} runs on Keras' TensorFlow backend; this process runs Keras on "
+            f"{backend()} (KERAS_BACKEND), which cannot change once keras is imported. "
+            f"{instead}")
+
+
 def missing(what, instead=None):
     """The ImportError raised when ``what`` is used without TensorFlow installed."""
     hint = f" Without TensorFlow, use {instead}." if instead else ""

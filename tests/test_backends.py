@@ -100,6 +100,58 @@ def test_example_recipe_trains_on_jax_fed_by_tf_data(tmp_path):
     keras.models.load_model(out / "model.keras", compile=False)  # loads on TensorFlow
 
 
+def test_a_model_on_jax_exports_to_tflite_through_a_tensorflow_child_process(tmp_path):
+    """The recipes' export (`run_export.maybe_export`) where Keras runs on JAX and TensorFlow
+    is installed: the graph is traced on TensorFlow in a child process (it crashed with a JAX
+    TracerArrayConversionError in `tf.cast`, after training); the TFLite logits equal the JAX
+    model's. A direct export there names the backend and says what to do instead."""
+    pytest.importorskip("jax")
+    from keras_fcn.export import TFLiteRunner
+
+    code = f"""
+import numpy as np, keras, keras_fcn
+from keras_fcn.export import export_tflite
+from keras_fcn.labels import ModelLabels
+from keras_fcn.training.run_export import maybe_export
+keras.utils.set_random_seed(1)
+model = keras_fcn.build_fcn("8s", 3, weights=None, widths=(4, 4, 8, 8, 8), fc_units=8,
+                            include_preprocessing=True)
+rng = np.random.default_rng(0)
+model.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in model.get_weights()])
+ModelLabels(3, ignore_label=255).write({str(tmp_path / "labels.json")!r})
+image = rng.integers(0, 256, (1, 40, 48, 3)).astype("uint8")
+np.save({str(tmp_path / "image.npy")!r}, image)
+np.save({str(tmp_path / "logits.npy")!r}, keras.ops.convert_to_numpy(model(image.astype("float32"))))
+try:
+    export_tflite(model, {str(tmp_path / "direct.tflite")!r}, input_size=(40, 48))
+except ImportError as error:
+    print("REFUSED", type(error).__name__, error)
+maybe_export(model, {str(tmp_path)!r}, (40, 48))
+model.save({str(tmp_path / "jax.keras")!r})
+"""
+    result = _run(["-c", code], "jax", block_tf=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ("REFUSED TensorFlowBackendError TFLite export runs on Keras' TensorFlow backend; "
+            "this process runs Keras on jax") in result.stdout
+    assert "Exporting on TensorFlow in a child process (Keras runs on jax here)" in result.stdout
+    assert not (tmp_path / "direct.tflite").exists()
+    runner = TFLiteRunner(str(tmp_path / "model_float16.tflite"))
+    image, expected = np.load(tmp_path / "image.npy")[0], np.load(tmp_path / "logits.npy")[0]
+    logits = runner.outputs(image)
+    scale = np.abs(expected).max()
+    assert np.abs(logits - expected).max() < 2e-2 * scale  # float16 weights
+    assert (logits.argmax(-1) == expected.argmax(-1)).mean() > 0.95
+    assert json.loads((tmp_path / "model_float16.json").read_text())["num_classes"] == 3
+    # tools/export.py runs Keras on TensorFlow whatever the shell's KERAS_BACKEND
+    tool = _run([os.path.join("tools", "export.py"), f"--model={tmp_path / 'jax.keras'}",
+                 "--quantizations=float16", "--input_size=40x48",
+                 f"--output_dir={tmp_path / 'tool'}"], "jax", block_tf=False)
+    assert tool.returncode == 0, tool.stdout[-3000:] + tool.stderr[-3000:]
+    (exported,) = (tmp_path / "tool").glob("*_float16.tflite")
+    runner = TFLiteRunner(str(exported))
+    assert np.abs(runner.outputs(image) - expected).max() < 2e-2 * scale
+
+
 def test_multi_worker_workaround_is_checked_against_this_keras():
     """The one patch of Keras internals left (tf.distribute multi-worker) runs only on the Keras
     releases it was checked on: this fails when Keras moves on, so it is looked at again."""

@@ -33,12 +33,17 @@ run stops with one error line (exit 2).
 """
 
 import contextlib
+import importlib.util
 import os
 import sys
 
 # TensorFlow's C++ start-up lines (cuInit on CPU-only machines) are not the tool's output; a
 # TF_CPP_MIN_LOG_LEVEL set by the user wins. Set before TensorFlow is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The exports trace TensorFlow graphs, so where TensorFlow is installed the tool runs Keras on
+# it whatever the shell's KERAS_BACKEND (a .keras file trained on JAX or PyTorch loads here).
+if importlib.util.find_spec("tensorflow") is not None:
+    os.environ["KERAS_BACKEND"] = "tensorflow"
 
 from absl import flags  # noqa: E402
 

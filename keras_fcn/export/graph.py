@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_fcn import _tf
 from keras_fcn.models.inspect import check_single_output
 from keras_fcn.weights import load_model_file
 
@@ -39,6 +40,16 @@ def load_model(model):
             raise FileNotFoundError(f"Model file not found: {path!r}")
         model = load_model_file(path)
     return check_single_output(model)
+
+
+def check_backend(what):
+    """Refuses an export (``what``) where Keras runs on JAX or PyTorch: the export traces the
+    model into a TensorFlow graph (:func:`keras_fcn._tf.require_backend`), so the message says
+    to export a saved ``.keras`` file (it loads on every backend) under TensorFlow."""
+    _tf.require_backend(what, "Save the model (model.save('model.keras')) and export that "
+                              "file in a process with KERAS_BACKEND=tensorflow (python "
+                              "tools/export.py --model model.keras ...): a .keras file loads on "
+                              "every backend.")
 
 
 def check_input_size(input_size, allow_none=True):

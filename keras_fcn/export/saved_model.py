@@ -14,8 +14,8 @@ import os
 import tensorflow as tf
 
 from keras_fcn import io
-from keras_fcn.export.graph import (check_input_size, class_ids, label_dtype, load_model,
-                                    write_graph)
+from keras_fcn.export.graph import (check_backend, check_input_size, class_ids, label_dtype,
+                                    load_model, write_graph)
 from keras_fcn.export.metadata import export_labels
 from keras_fcn.models.inspect import num_classes_of, raw_rgb_model
 
@@ -85,6 +85,7 @@ def export_saved_model(model, export_dir, *, input_size=None, include_probabilit
         served = tf.saved_model.load("export/fcn8s").signatures["serving_default"]
         served(images=tf.zeros((1, 360, 480, 3), tf.uint8))["class_ids"].shape
     """
+    check_backend("SavedModel export")
     height, width = check_input_size(input_size)
     check_saved_model_target(export_dir, overwrite, model)
     source = load_model(model)

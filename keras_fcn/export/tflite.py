@@ -21,8 +21,8 @@ import tensorflow as tf
 from keras_fcn import io
 from keras_fcn._checks import check_choice, check_positive_int
 from keras_fcn.export.flatbuffer import check_tflite_ops
-from keras_fcn.export.graph import (check_input_size, class_ids, label_dtype, load_model,
-                                    write_graph)
+from keras_fcn.export.graph import (check_backend, check_input_size, class_ids, label_dtype,
+                                    load_model, write_graph)
 from keras_fcn.export.images import calibration_images
 from keras_fcn.export.litert_runner import TFLiteRunner
 from keras_fcn.export.metadata import export_labels
@@ -54,6 +54,7 @@ def save_tflite_graph(model, path, *, input_size, quantization="float32",
         save_tflite_graph(model, "graph", input_size=(360, 480), quantization="int8")
         converter = tf.lite.TFLiteConverter.from_saved_model("graph")
     """
+    check_backend("TFLite export")
     height, width = check_input_size(input_size, allow_none=False)
     check_choice("quantization", quantization, QUANTIZATIONS)
     net = raw_rgb_model(load_model(model))
@@ -144,6 +145,7 @@ def convert_to_tflite(model, *, input_size, quantization="float32", representati
     Example:
         flatbuffer = convert_to_tflite(model, input_size=(360, 480), quantization="float16")
     """
+    check_backend("TFLite export")
     size = check_input_size(input_size, allow_none=False)
     check_choice("quantization", quantization, QUANTIZATIONS)
     check_choice("int8_io", int8_io, INT8_IO_TYPES)
@@ -194,6 +196,7 @@ def export_tflite(model, path, *, input_size, quantization="float32", representa
         export_tflite(model, "fcn8s_fp16.tflite", input_size=(360, 480),
                       quantization="float16", class_names=CAMVID_CLASSES)
     """
+    check_backend("TFLite export")
     if not os.fspath(path).endswith(".tflite"):
         raise ValueError(f"TFLite path must end with .tflite. Received: path={path!r}")
     sidecar = ModelLabels.sidecar_path(path)
