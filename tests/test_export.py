@@ -244,6 +244,22 @@ def test_saved_model_any_size_uint8(model, tmp_path, umask_022):
     assert sorted(os.listdir(tmp_path)) == ["plain.txt", "plain_dir", "sm"]  # no temporaries
 
 
+def test_a_model_trained_in_bfloat16_exports_as_float32(model, keras_logits, images, tmp_path):
+    """A .keras file saved under mixed_bfloat16 (the recipes' --precision=bfloat16 on a GPU)
+    kept its bfloat16 layers, and the TFLite converter failed on them (Flex GatherV2, Conv2D,
+    ...: a traceback from tools/export.py). Exported as its float32 copy, it gives the float
+    model's logits; its SavedModel serves float32 probabilities."""
+    path = str(tmp_path / "bf16.keras")
+    keras_fcn.runtime.with_precision(model, "bfloat16").save(path)
+    assert keras.models.load_model(path).get_layer("conv1_1").compute_dtype == "bfloat16"
+    flatbuffer = export.convert_to_tflite(path, input_size=SIZE, quantization="float32")
+    out = _run(flatbuffer, images)
+    assert np.abs(out - keras_logits).max() <= 1e-4 * np.abs(keras_logits).max()
+    export.export_saved_model(path, str(tmp_path / "saved"), input_size=SIZE)
+    served = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"]
+    assert served(images=tf.constant(images[:1]))["probabilities"].dtype == tf.float32
+
+
 def test_saved_model_fixed_size_without_probabilities(model, tmp_path):
     path = str(tmp_path / "fixed")
     export.export_saved_model(model, path, input_size=SIZE, include_probabilities=False)

@@ -159,7 +159,13 @@ def test_check_run_options_names_the_flag_and_the_environment_switch():
     with pytest.raises(ValueError) as error:
         checks.check_run_options(tensorboard, backend="jax", has_tensorflow=False, environ={})
     assert "error: " + str(error.value) == TENSORBOARD_ERROR
-    checks.check_run_options(tensorboard, backend="jax", has_tensorflow=True, environ={})
+    checks.check_run_options(tensorboard, backend="jax", has_tensorflow=True,
+                             has_tensorboard=True, environ={})
+    # TensorFlow without the tensorboard package: tf.summary failed at the first log, mid-run
+    with pytest.raises(ValueError, match=r"^--tensorboard needs the tensorboard package "
+                                         r"\(tensorflow.summary writes nothing without it"):
+        checks.check_run_options(tensorboard, backend="tensorflow", has_tensorflow=True,
+                                 has_tensorboard=False, environ={})
 
 
 # ------------------------------------------------ unset numbers (bug 7) ----

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_fcn import _tf
+from keras_fcn import _tf, runtime
 from keras_fcn.models.inspect import check_single_output
 from keras_fcn.weights import load_model_file
 
@@ -26,7 +26,8 @@ from keras_fcn.weights import load_model_file
 def load_model(model):
     """Returns a ``keras.Model`` from a model or a ``.keras`` path, refusing a model with
     several outputs (:func:`keras_fcn.models.inspect.check_single_output`): every export
-    takes it through here.
+    takes it through here. A model computing in bfloat16 or float16 (trained under mixed
+    precision) comes back as its float32 copy (:func:`keras_fcn.runtime.with_precision`).
 
     A damaged ``.keras`` file raises a ValueError naming it
     (:func:`keras_fcn.weights.load_model_file`).
@@ -39,7 +40,10 @@ def load_model(model):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Model file not found: {path!r}")
         model = load_model_file(path)
-    return check_single_output(model)
+    # a model trained under mixed precision (bfloat16/float16 layers, saved so) exports as
+    # float32: the TFLite converter has no bfloat16 kernels (Flex ops), and float16 weights
+    # are its own quantization
+    return runtime.with_precision(check_single_output(model), "float32")
 
 
 def check_backend(what):

@@ -13,6 +13,7 @@ Example:
     tensorboard=True
 """
 
+import importlib.util
 import math
 import numbers
 
@@ -24,7 +25,8 @@ from keras_fcn.training.evaluation import check_scales
 from keras_fcn.training.optimizers import check_warmup
 
 
-def check_run_options(config, *, backend=None, has_tensorflow=None, environ=None):
+def check_run_options(config, *, backend=None, has_tensorflow=None, has_tensorboard=None,
+                      environ=None):
     """Refuses the options this Keras backend or installation cannot run, before any folder is
     made: ``--tensorboard`` without TensorFlow (Keras' TensorBoard callback writes with
     ``tensorflow.summary``), and ``--jit_compile`` (or ``KERAS_FCN_JIT=1``) on the PyTorch
@@ -35,6 +37,8 @@ def check_run_options(config, *, backend=None, has_tensorflow=None, environ=None
         config: `TrainConfig`.
         backend: the Keras backend (default: the one in use).
         has_tensorflow: whether TensorFlow is installed (default: `keras_fcn._tf`'s answer).
+        has_tensorboard: whether the ``tensorboard`` package is installed (default: looked
+            up); ``tf.summary`` writes nothing without it (TensorFlow 2.21 does not require it).
         environ: the environment of ``KERAS_FCN_JIT`` (default ``os.environ``).
 
     Raises:
@@ -52,6 +56,14 @@ def check_run_options(config, *, backend=None, has_tensorflow=None, environ=None
             "(keras.callbacks.TensorBoard), and TensorFlow is not installed: install it, or "
             "leave --tensorboard off (history.json and curves.png hold the same curves). "
             "Received: tensorboard=True")
+    if has_tensorboard is None:
+        has_tensorboard = importlib.util.find_spec("tensorboard") is not None
+    if config.run.tensorboard and not has_tensorboard:
+        raise ValueError(
+            "--tensorboard needs the tensorboard package (tensorflow.summary writes nothing "
+            "without it: the run stopped at its first log): `pip install tensorboard`, or leave "
+            "--tensorboard off (history.json and curves.png hold the same curves). Received: "
+            "tensorboard=True")
     jit = config.run.jit_compile
     source = "--jit_compile"
     if jit is None:

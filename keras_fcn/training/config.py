@@ -190,18 +190,20 @@ class RunConfig:
     mixed_precision: bool = _flag(False, "The 0.1.0 flag: mixed precision of the device "
                                   "(a GPU's as --precision=auto picks it, bfloat16 on a CPU).")
     jit_compile: bool = _flag(None, "XLA-compile the train step (default: the faster path for "
-                              "this CPU and model, keras_fcn.runtime.fast_path; "
+                              "this CPU and model, keras_fcn.runtime.fast_path: on JAX always; "
+                              "off on JAX runs op by op; refused on PyTorch; "
                               "KERAS_FCN_JIT=0/1 also overrides it).")
     conv_matmul: bool = _flag(None, "Run the large-kernel convolutions (fc6) as one matrix "
-                              "multiply (default: on a CPU, keras_fcn.runtime.fast_path; "
-                              "KERAS_FCN_CONV_MATMUL=0/1 also overrides it).")
+                              "multiply (TensorFlow backend only; default: on a CPU, "
+                              "keras_fcn.runtime.fast_path; KERAS_FCN_CONV_MATMUL=0/1 also "
+                              "overrides it).")
     validation_steps: int = _flag(None, "Validation steps per epoch (0: all validation data).")
     flip_eval: bool = _flag(False, "Flip TTA in the final evaluation.")
     eval_scales: tuple = _flag(None, "Multi-scale TTA in the final evaluation: image scales "
                                "whose softmax is averaged, e.g. 0.75,1,1.25 (empty: 1).",
                                kind="floats")
     export: bool = _flag(False, "Export a float16 TFLite model after training.")
-    tensorboard: bool = _flag(False, "Write TensorBoard logs.")
+    tensorboard: bool = _flag(False, "Write TensorBoard logs (needs the tensorboard package).")
     verbose: str = _flag("auto", "Progress output: auto (bars on a terminal; otherwise 2), "
                          "0, 1 (bars) or 2 (a line per epoch and one a minute within it).",
                          kind="verbose")
