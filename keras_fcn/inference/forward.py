@@ -16,6 +16,7 @@ Example:
     probs = forward_batches(model, rgb_stack, batch_size=4)  # numpy RGB in [0, 255]
 """
 
+import warnings
 import weakref
 
 import keras
@@ -67,9 +68,21 @@ def _mirrored(images):
 
 def _backend_forward(net, output, flip):
     """``forward_fn`` on JAX and PyTorch: the model's own compiled predict step (XLA on JAX,
-    no-grad eager on PyTorch), softmax and flip averaging in ``keras.ops``."""
+    no-grad eager on PyTorch), softmax and flip averaging in ``keras.ops``. On JAX, where
+    each new input shape compiles the step again (and running it uncompiled compiles every
+    op per shape, slower still), a warning says so once ``MAX_XLA_SHAPES`` shapes were seen:
+    images of one size (``image_size=``, the tools' ``--image_size``) compile once."""
+    shapes = set()
 
     def scores_of(images):
+        if _tf.backend() == "jax" and len(shapes) <= MAX_XLA_SHAPES:
+            shapes.add(_shape_of(images))
+            if len(shapes) > MAX_XLA_SHAPES:
+                warnings.warn(
+                    f"JAX compiles the forward pass again for every input size ({len(shapes)} "
+                    "sizes so far; each compile can take longer than the pass): resize the "
+                    "images to one size (image_size=, the tools' --image_size) to compile once.",
+                    RuntimeWarning, stacklevel=2)
         scores = ops.cast(ops.convert_to_tensor(net.predict_on_batch(images)), "float32")
         return ops.softmax(scores, axis=-1) if output == "softmax" else scores
 
@@ -141,6 +154,12 @@ def forward_fn(model, *, output="softmax", flip=False, precision=None, jit_compi
     return cache[key]
 
 
+def _shape_of(images):
+    """The shape of an image batch, or the shapes of a dict of them."""
+    return (tuple(images.shape) if hasattr(images, "shape")
+            else tuple(tuple(batch.shape) for batch in keras.tree.flatten(images)))
+
+
 class _ShapeLimitedXLA:
     """Runs the XLA function for the first ``MAX_XLA_SHAPES`` input shapes, the graph
     function for any further shape (both compute the same float32 result)."""
@@ -149,8 +168,7 @@ class _ShapeLimitedXLA:
         self.xla, self.graph, self.shapes = xla, graph, set()
 
     def __call__(self, images):
-        shape = (tuple(images.shape) if hasattr(images, "shape")  # or a dict of inputs
-                 else tuple(tuple(batch.shape) for batch in keras.tree.flatten(images)))
+        shape = _shape_of(images)
         if shape in self.shapes or len(self.shapes) < MAX_XLA_SHAPES:
             self.shapes.add(shape)
             return self.xla(images)

@@ -78,6 +78,36 @@ def check_run_options(config, *, backend=None, has_tensorflow=None, has_tensorbo
             f"{'jit_compile=True' if source.startswith('--') else source}, backend='torch'")
 
 
+def size_compile_note(config, train_ds, jit_compile, backend=None):
+    """A line for the log when the train step is XLA-compiled on JAX and the training images
+    keep sizes of their own (a tf.data pipeline whose image shape has no fixed height or
+    width; a ``PyDataset`` without ``--image_size`` or ``--crop_size``, the shapes data
+    aside): XLA compiles the step again for every new size, silently (6 s a step on a tiny
+    model against 1 s on TensorFlow; tens of seconds each for VGG16 on a GPU). None otherwise.
+
+    Example:
+        >>> from keras_fcn.training.config import TrainConfig
+        >>> size_compile_note(TrainConfig(), None, True, backend="jax") is None  # shapes data
+        True
+    """
+    backend = keras.backend.backend() if backend is None else backend
+    if backend != "jax" or not jit_compile:
+        return None
+    spec = getattr(train_ds, "element_spec", None)
+    if spec is not None:
+        images = spec[0] if isinstance(spec, tuple) else spec
+        shape = getattr(images, "shape", None)  # a dict of inputs: not looked into
+        varying = shape is not None and shape.rank == 4 and None in (shape[1], shape[2])
+    else:
+        data = config.data
+        varying = not (data.image_size or data.crop_size) and data.dataset != "shapes"
+    if not varying:
+        return None
+    return ("Note: the training images keep their own sizes, and on JAX XLA compiles the "
+            "train step again for every new size (tens of seconds each for VGG16 on a GPU); "
+            "--crop_size or --image_size trains at one size.")
+
+
 def check_temporal_weight(weight):
     """Refuses a ``--temporal_consistency`` weight that is not a finite number >= 0 (0: off),
     before any data is read (the consistency trainer refused it only after loading the data,

@@ -18,7 +18,7 @@ from keras_fcn import models as models_lib
 from keras_fcn._checks import check_choice
 from keras_fcn.training import array_inputs
 from keras_fcn.training.callbacks import TimeLimit
-from keras_fcn.training.checks import check_before_run
+from keras_fcn.training.checks import check_before_run, size_compile_note
 from keras_fcn.training.config import MODELS, TrainConfig  # noqa: F401 (doctests)
 from keras_fcn.training.consistency import add_consistency
 from keras_fcn.training.distribute import (
@@ -198,6 +198,8 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
           f"{config.optim.epochs} epochs, {runtime.model_precision(model)}, "
           f"XLA {'on' if jit else 'off'}, large kernels as matmul "
           f"{'on' if conv_matmul and runtime.matmul_candidates(model) else 'off'}", flush=True)
+    if size_compile_note(config, train_ds, jit):
+        print(size_compile_note(config, train_ds, jit), flush=True)
     optim, run_config = config.optim, config.run
     extra = ([TimeLimit(optim.max_minutes_per_stage, optim.budget_clock)]
              if optim.max_minutes_per_stage is not None else [])
