@@ -14,10 +14,15 @@ The whole trunk contract in one script (docs/trunks.md explains each step):
 
     python examples/own_trunk.py                      # random trunk, offline, ~1 minute
     python examples/own_trunk.py --weights=imagenet   # Keras' ImageNet EfficientNetB0 (online)
+
+On JAX or PyTorch (``KERAS_BACKEND``) the export runs in a child process of this script on
+Keras' TensorFlow backend (``--export_from``): it registers the trunk there too.
 """
 
 import dataclasses
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -27,7 +32,6 @@ from absl import flags  # noqa: E402
 
 import keras_fcn  # noqa: E402
 from keras_fcn.datasets.shapes import SHAPES_CLASSES, shapes_arrays  # noqa: E402
-from keras_fcn.export import TFLiteRunner, export_tflite  # noqa: E402
 from keras_fcn.labels import IGNORE_LABEL  # noqa: E402
 from keras_fcn.metrics import confusion_matrix, segmentation_metrics  # noqa: E402
 from keras_fcn.training import cli  # noqa: E402
@@ -38,6 +42,8 @@ flags.DEFINE_integer("num_train", 192, "Training images.", lower_bound=1)
 flags.DEFINE_integer("num_val", 32, "Validation images.", lower_bound=1)
 flags.DEFINE_integer("image_size", 96, "Side of the square images.", lower_bound=32)
 flags.DEFINE_string("output_dir", "runs/own_trunk", "Where the model is saved.")
+flags.DEFINE_string("export_from", None, "Only export this saved model to TFLite and check it "
+                    "(the TensorFlow child process of a run on JAX or PyTorch).")
 FLAGS = flags.FLAGS
 NUM_CLASSES = len(SHAPES_CLASSES)
 
@@ -105,6 +111,11 @@ def main(argv):
     weights = None if FLAGS.weights == "none" else FLAGS.weights
 
     side = FLAGS.image_size
+    images, masks = shapes_arrays(FLAGS.num_train + FLAGS.num_val, size=side)
+    train, val = slice(0, FLAGS.num_train), slice(FLAGS.num_train, None)
+    if FLAGS.export_from:
+        export_and_check(keras.saving.load_model(FLAGS.export_from), images[val])
+        return
     probe = keras_fcn.build_fcn8s(NUM_CLASSES, input_shape=(side, side, 3), weights=None,
                                   backbone="efficientnet_b0")
     for axis, label in ((0, "rows"), (1, "columns")):
@@ -115,8 +126,6 @@ def main(argv):
     model.compile(optimizer=keras.optimizers.Adam(3e-3),
                   loss=keras_fcn.losses.SparseCategoricalCrossentropyIgnore(
                       num_classes=NUM_CLASSES, ignore_label=IGNORE_LABEL))
-    images, masks = shapes_arrays(FLAGS.num_train + FLAGS.num_val, size=side)
-    train, val = slice(0, FLAGS.num_train), slice(FLAGS.num_train, None)
     model.fit(images[train].astype("float32"), masks[train], batch_size=16,
               epochs=FLAGS.epochs, verbose=2)
 
@@ -132,12 +141,32 @@ def main(argv):
     print(f"saved {path} (backbone {loaded.backbone!r}, variant {loaded.variant!r}; "
           f"reloaded logits differ by {same:.1e})")
 
+    if keras.backend.backend() == "tensorflow":
+        export_and_check(model, images[val])
+        return
+    # The export traces a TensorFlow graph: Keras' TensorFlow backend, in a process of its own.
+    print(f"exporting on TensorFlow in a child process (Keras runs on "
+          f"{keras.backend.backend()} here)", flush=True)
+    child = subprocess.run([sys.executable, os.path.abspath(__file__),
+                            f"--export_from={path}", *sys.argv[1:]],
+                           env=dict(os.environ, KERAS_BACKEND="tensorflow"), check=False)
+    if child.returncode != 0:
+        raise RuntimeError(f"the TFLite export (a child process on TensorFlow) failed with "
+                           f"status {child.returncode}; the model is saved in {path}")
+
+
+def export_and_check(model, images):
+    """The float16 TFLite export of ``model`` and how often its labels equal Keras'."""
+    from keras_fcn.export import TFLiteRunner, export_tflite
+
+    side = FLAGS.image_size
     tflite = os.path.join(FLAGS.output_dir, "fcn8s_efficientnet_b0_float16.tflite")
     export_tflite(model, tflite, input_size=(side, side), quantization="float16",
                   class_names=SHAPES_CLASSES, overwrite=True)
     runner = TFLiteRunner(tflite)
+    logits = model.predict(images.astype("float32"), batch_size=16, verbose=0)
     agree = np.mean([np.mean(runner.labels(image) == ids)
-                     for image, ids in zip(images[val], logits.argmax(-1))])
+                     for image, ids in zip(images, logits.argmax(-1))])
     print(f"exported {tflite}: its labels equal Keras' on {100 * agree:.2f}% of the "
           "validation pixels")
 

@@ -57,3 +57,22 @@ def test_an_offline_imagenet_fetch_is_a_user_error(monkeypatch):
             example.load_efficientnet_weights(None, "imagenet")
         with pytest.raises(ValueError, match="loads weights='imagenet' only"):
             example.load_efficientnet_weights(None, "x.h5")
+
+
+@pytest.mark.slow
+def test_the_example_exports_from_jax_through_a_tensorflow_child(tmp_path):
+    """On JAX the example stopped at its export (TensorFlowBackendError), and the advice to
+    run tools/export.py failed on the unregistered trunk: the example now exports in a child
+    process of itself on TensorFlow, which registers the trunk."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    done = subprocess.run(
+        [sys.executable, EXAMPLE, "--epochs=1", "--num_train=16", "--num_val=4",
+         "--image_size=64", f"--output_dir={tmp_path}"],
+        env=dict(os.environ, KERAS_BACKEND="jax"), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "exporting on TensorFlow in a child process (Keras runs on jax here)" in done.stdout
+    agreement = float(done.stdout.split("its labels equal Keras' on ")[1].split("%")[0])
+    assert agreement > 99.0 and (tmp_path / "fcn8s_efficientnet_b0_float16.tflite").is_file()
