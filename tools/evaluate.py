@@ -36,7 +36,8 @@ flags.DEFINE_enum("precision", None, ["float32", "bfloat16", "float16", "auto"],
                   "Compute precision (default: the model's own). auto: bfloat16 on CPUs with AMX "
                   "or AVX512-BF16 and on GPUs from Ampere under JAX/PyTorch, float16 on older "
                   "GPUs and under TensorFlow.")
-flags.DEFINE_bool("jit_compile", None, "XLA on/off (default: keras_fcn.runtime.fast_path).")
+flags.DEFINE_bool("jit_compile", None, "XLA on/off on TensorFlow (default: "
+                  "keras_fcn.runtime.fast_path; JAX always compiles, PyTorch runs eagerly).")
 flags.DEFINE_string("holdout", "", "camvid/folder: held-out groups (camvid: drives, e.g. 0006R0): "
                     "evaluate on them, as training's --holdout.")
 flags.DEFINE_string("group_by", "", "folder: regex whose first group is a file's group.")

@@ -83,8 +83,9 @@ flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.DEFINE_enum("precision", None, ["float32", "bfloat16", "float16", "auto"],
                   "Compute precision (default: the model's own, float32). bfloat16 is several "
                   "times faster on CPUs with AMX or AVX512-BF16; auto picks it there.")
-flags.DEFINE_bool("jit_compile", None, "XLA on/off (default: the faster path for this CPU, "
-                  "keras_fcn.runtime.fast_path; KERAS_FCN_JIT=0/1 also sets it).")
+flags.DEFINE_bool("jit_compile", None, "XLA on/off on TensorFlow (default: the faster path "
+                  "for this CPU, keras_fcn.runtime.fast_path; KERAS_FCN_JIT=0/1 also sets it; "
+                  "JAX always compiles, PyTorch runs eagerly).")
 
 
 def _tile_size(value):

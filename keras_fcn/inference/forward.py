@@ -107,7 +107,9 @@ def forward_fn(model, *, output="softmax", flip=False, precision=None, jit_compi
             mirrored batch (test-time augmentation); only with ``output="softmax"``.
         precision: None (the model's own), ``"float32"`` (exact), ``"bfloat16"``,
             ``"float16"`` or ``"auto"`` (:func:`keras_fcn.runtime.resolve_precision`).
-        jit_compile: True/False to force XLA; None for ``keras_fcn.runtime.fast_path``.
+        jit_compile: True/False to force XLA on TensorFlow; None for
+            ``keras_fcn.runtime.fast_path``. JAX always runs the model's compiled predict step
+            (uncompiled, it compiles each op per input size: slower still), PyTorch eagerly.
         conv_matmul: True/False to force running the large-kernel convolutions as one matrix
             multiply (``runtime.convolutions_as_matmul``); None for ``fast_path``.
 
