@@ -81,7 +81,7 @@ def compile_model(model, *, num_classes, ignore_label, optimizer, loss_reduction
             the summed-loss recipe; None keeps `weight_decay` as is.
         jit_compile: compile the train step with XLA; None (default): the backend's
             compiled path (:func:`compiled_step`: XLA on JAX, where ``False`` runs every op
-            eagerly, 1.4x slower on a CPU; TensorFlow's graph without XLA; PyTorch eager).
+            eagerly, 1.34x slower on a CPU; TensorFlow's graph without XLA; PyTorch eager).
         steps_per_execution: train steps per `tf.function` call.
         label_smoothing: label smoothing of the loss (0: off).
 
