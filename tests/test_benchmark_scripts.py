@@ -225,6 +225,8 @@ def test_torch_layout_trains_both_forms_to_the_same_losses(tmp_path):
     assert "Losses of all 3 steps equal" in (tmp_path / "torch_layout.md").read_text()
 
 
+@pytest.mark.slow  # 40 s: the uncompiled JAX step compiles every op (the default's own check
+# is in backend_cases.py: model.jit_compile after compile_model on each backend)
 def test_jax_eager_compares_the_compiled_default_with_the_uncompiled_step(tmp_path):
     """benchmarks/jax_eager.py at a small size: compile_model's default compiles on JAX
     (model.jit_compile True), ``jit_compile=False`` does not, and both give the same losses."""
