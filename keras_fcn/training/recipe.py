@@ -198,8 +198,8 @@ def train_one(config, variant, *, run_dir, data, strategy, weights, learning_rat
           f"{config.optim.epochs} epochs, {runtime.model_precision(model)}, "
           f"XLA {'on' if jit else 'off'}, large kernels as matmul "
           f"{'on' if conv_matmul and runtime.matmul_candidates(model) else 'off'}", flush=True)
-    if size_compile_note(config, train_ds, jit):
-        print(size_compile_note(config, train_ds, jit), flush=True)
+    if note := size_compile_note(config, train_ds, jit):
+        print(note, flush=True)
     optim, run_config = config.optim, config.run
     extra = ([TimeLimit(optim.max_minutes_per_stage, optim.budget_clock)]
              if optim.max_minutes_per_stage is not None else [])

@@ -15,7 +15,7 @@ import tempfile
 
 import keras
 
-from keras_fcn import _tf, runtime
+from keras_fcn import _tf
 from keras_fcn.training.evaluation import iterate_batches
 from keras_fcn.labels import ModelLabels
 
@@ -41,7 +41,7 @@ def maybe_export(model, run_dir, input_size, keep=False):
     if keep and os.path.isfile(path) and os.path.isfile(os.path.splitext(path)[0] + ".json"):
         print(f"Kept the run's TFLite export {path} (nothing was trained)")
         return path
-    model = runtime.with_precision(model, "float32")  # a bf16-trained model exports as float
+    # a bf16-trained model exports as float: keras_fcn.export takes its float32 copy
     if not _tf.on_tensorflow():
         return _export_on_tensorflow(model, run_dir, input_size, path)
     from keras_fcn.export import export_tflite
