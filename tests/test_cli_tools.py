@@ -502,3 +502,31 @@ def test_evaluate_cli_names_a_jpeg_mask_exits_2(tmp_path, model_file):
                      "every edge its pixels are not the class ids that were saved); save it as "
                      "PNG"], run.stderr[-2000:]
     assert "Traceback" not in run.stderr and not os.path.exists(tmp_path / "e.json")
+
+
+def test_evaluate_shapes_are_drawn_at_the_size_of_the_models_run(tmp_path):
+    """A model trained with --shapes_size=32 was evaluated on 64-px shapes (the default):
+    the size now comes from the run's config.json (a staged run's too), --shapes_size wins."""
+    run = tmp_path / "run"
+    (run / "fcn8s").mkdir(parents=True)
+    _, path = saved_raw_rgb_fcn(run, 4, seed=0)  # shapes: 3 shapes and the background
+    (run / "config.json").write_text(json.dumps({"flags": {"shapes_size": 32}}))
+    with tool("evaluate", f"--model={path}") as t:
+        assert t.shapes_size(0, path) == 32
+        assert t.shapes_size(0, str(run / "fcn8s" / "model.keras")) == 32  # a stage's model
+        assert t.shapes_size(48, path) == 48
+        assert t.shapes_size(0, str(tmp_path / "tiny.keras")) == 64  # no run beside it
+    pixels = {}
+    for flags_ in ([], ["--shapes_size=40"]):
+        output = tmp_path / f"eval{len(flags_)}.json"
+        done = run_in_process("tools/evaluate.py", f"--model={path}", "--num_val=2",
+                              f"--output={output}", *flags_)
+        assert done.returncode == 0, done.stderr[-2000:]
+        side = 40 if flags_ else 32
+        assert f"(2 images of {side}x{side} px, native size)" in done.stdout
+        pixels[side] = np.sum(json.loads(output.read_text())["confusion_matrix"])
+    # every labelled pixel of the two images is counted once (void outlines are not)
+    assert 0.5 * 2 * 32 * 32 < pixels[32] <= 2 * 32 * 32 < pixels[40] <= 2 * 40 * 40
+    with tool("evaluate", f"--model={path}", "--shapes_size=-1") as t:
+        with pytest.raises(ValueError, match=r"--shapes_size must be >= 0 .* Received: -1"):
+            t.main(["prog"])

@@ -45,6 +45,8 @@ flags.DEFINE_integer("num_classes", 0, "folder/tfds: number of classes (0: the m
 flags.DEFINE_integer("ignore_label", 255, "folder/tfds: void label.")
 flags.DEFINE_integer("num_val", 50, "shapes: number of validation images.")
 flags.DEFINE_integer("seed", 0, "shapes: data seed.")
+flags.DEFINE_integer("shapes_size", 0, "shapes: image side in pixels (0: the --shapes_size of the "
+                     "run the model comes from, read from the config.json beside it; else 64).")
 flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images (0: all).")
 flags.DEFINE_string("output", "", "JSON output path (default: <model>.eval.json). An existing "
                     "file is replaced only if it is the JSON of a previous evaluation, or with "
@@ -149,6 +151,37 @@ def check_flags():
                          f"{FLAGS.num_classes}")
     if FLAGS.dataset == "shapes" and FLAGS.num_val < 1:
         raise ValueError(f"--num_val must be >= 1. Received: {FLAGS.num_val}")
+    if FLAGS.shapes_size < 0:
+        raise ValueError(f"--shapes_size must be >= 0 (0: the run's, else 64). Received: "
+                         f"{FLAGS.shapes_size}")
+
+
+def shapes_size(flag, model_path):
+    """The side of the shapes images to evaluate on: ``flag``, else the ``--shapes_size`` of
+    the run that wrote ``model_path`` (the ``config.json`` beside it; a staged run's, one folder
+    above its ``fcn8s/``...), else 64 (the training default).
+
+    Example:
+        shapes_size(0, "runs/shapes_fcn8s/best.keras")  # 32 after a --shapes_size=32 run
+    """
+    from keras_fcn import io
+    from keras_fcn.training import TrainConfig
+    from keras_fcn.training.recipe import STAGES
+    from keras_fcn.training.run_dir import CONFIG_FILE
+
+    if flag:
+        return flag
+    folder = os.path.dirname(os.path.abspath(model_path))
+    if os.path.basename(folder) in tuple(f"fcn{stage}" for stage in STAGES):
+        folder = os.path.dirname(folder)  # a stage of a --model=staged run
+    config = os.path.join(folder, CONFIG_FILE)
+    if os.path.isfile(config):
+        stored = io.read_json(config, "Run config")
+        run_flags = stored.get("flags") if isinstance(stored, dict) else None
+        value = run_flags.get("shapes_size") if isinstance(run_flags, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return TrainConfig().data.shapes_size
 
 
 def output_path(path):
@@ -208,11 +241,14 @@ def main(argv):
     check_single_output(model, "tools/evaluate.py (the two-headed SIFT Flow recipe scores "
                         "both heads in its run's metrics.json)")
     channels = check_num_classes(model, FLAGS.num_classes, labels, labels_file(path))
+    shapes_flags = ({"shapes_size": shapes_size(FLAGS.shapes_size, path)}
+                    if FLAGS.dataset == "shapes" else {})
     config = training.TrainConfig().replace(
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir or None,
         num_classes=channels,  # folder/tfds: the model's classes (checked against the flag)
         ignore_label=labels.ignore_label if labels else FLAGS.ignore_label,
         num_val=FLAGS.num_val, seed=FLAGS.seed, val_split=FLAGS.split,
+        **shapes_flags,
         holdout=FLAGS.holdout or None, group_by=FLAGS.group_by or None)
     split = "val" if FLAGS.dataset in ("shapes", "sbd") or FLAGS.dataset.startswith("tfds:") \
         else FLAGS.split
@@ -225,7 +261,9 @@ def main(argv):
         dataset, info, count = array_inputs.evaluation_data(config, split, size,
                                                             FLAGS.max_images)
     precision = resolved_precision(FLAGS.precision, model)
-    print(f"Evaluating {FLAGS.model} on {info.name} {split} ({count} images, "
+    side = shapes_flags.get("shapes_size")
+    print(f"Evaluating {FLAGS.model} on {info.name} {split} ({count} images"
+          f"{f' of {side}x{side} px' if side else ''}, "
           f"{f'resized to {size[0]}x{size[1]}' if size else 'native size'}"
           f"{', flip TTA' if FLAGS.flip else ''}"
           f"{f', scales {FLAGS.scales}' if scales != (1.0,) else ''}) in {precision}"
