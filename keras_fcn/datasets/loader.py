@@ -25,6 +25,7 @@ from keras_fcn._checks import check_positive_int
 from keras_fcn.data.decode import make_decode_fn
 from keras_fcn.data.validate import validate_pairs
 from keras_fcn.datasets import shapes
+from keras_fcn.datasets.census import check_training_labels
 from keras_fcn.datasets.pairs import (  # noqa: F401  (re-exported)
     DATASETS,
     HOLDOUT_DATASETS,
@@ -172,4 +173,6 @@ def load_split(name, split, *, data_dir=None, val_data_dir=None, num_classes=Non
         raise ValueError(f"The {split!r} split of --dataset={name} has no image/mask pairs "
                          f"(data_dir={data_dir!r}); expected at least one")
     check_files_exist(pairs, data_dir)
+    if name == "folder" and split == "train":  # one's own masks: is there anything to learn?
+        check_training_labels(pairs, info)
     return decode_pairs(pairs, info), info, len(pairs)
