@@ -82,6 +82,19 @@ def load_sidecar(tflite_path):
     return meta
 
 
+def check_tflite_file(tflite_path):
+    """Refuses a file that is no TFLite model (a flatbuffer with the identifier "TFL3" at
+    bytes 4-8), a .keras model given by mistake, say: named before its sidecar is looked for."""
+    with open(tflite_path, "rb") as f:
+        head = f.read(8)
+    if head[4:8] != b"TFL3":
+        extension = os.path.splitext(tflite_path)[1].lower()
+        kind = (" It is a Keras model: export it with tools/export.py and pass the .tflite file."
+                if extension in (".keras", ".h5") else "")
+        raise ValueError(f"{tflite_path!r} is not a usable .tflite model: it lacks the TFLite "
+                         f"identifier 'TFL3' at bytes 4-8.{kind}")
+
+
 def make_interpreter(tflite_path, threads=2):
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -157,14 +170,19 @@ def save_image(image, out_path):
     except OSError as error:
         raise OSError(error.errno, f"Cannot create the folder {folder!r} of the output "
                       f"{out_path!r}: {error.strerror or error}") from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=os.path.splitext(base)[1], dir=folder)
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=os.path.splitext(base)[1],
+                                   dir=folder)
+        os.close(fd)
         image.save(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, out_path)
+    except OSError as error:  # it names the temporary file: name the output
+        raise OSError(f"Cannot write the output {out_path!r}: "
+                      f"{error.strerror or error}") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 
@@ -251,6 +269,7 @@ def main(argv):
                             ("model's sidecar", sidecar_path(tflite_path))], overwrite)
     if not os.path.isfile(tflite_path):  # named first: its sidecar is missing too
         raise FileNotFoundError(f"The model {tflite_path!r} is missing.")
+    check_tflite_file(tflite_path)
     meta = load_sidecar(tflite_path)
     interpreter = make_interpreter(tflite_path)
     (input_detail,), (output_detail,) = (interpreter.get_input_details(),

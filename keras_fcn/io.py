@@ -60,16 +60,11 @@ def is_inside(path, folder):
         return False
 
 
-def _umask():
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
-
-
 def set_default_permissions(path):
     """Gives ``path`` (a file, or a folder and everything in it) the permissions that
     ``open``/``os.makedirs`` give under the current umask: 0644/0755 under umask 0022."""
-    umask = _umask()
+    umask = os.umask(0)
+    os.umask(umask)
     if not os.path.isdir(path):
         os.chmod(path, 0o666 & ~umask)
         return
@@ -89,6 +84,13 @@ def check_writable(path, overwrite):
         raise FileExistsError(
             f"{path!r} exists; pass overwrite=True (--overwrite) to replace it.")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
+def expect_folder(path, flag=None):
+    """Raises NotADirectoryError naming ``path`` (``flag``: "--output_dir") if it is a file."""
+    if path and os.path.exists(path) and not os.path.isdir(path):
+        named = f"{flag}={os.fspath(path)!r}" if flag else f"The output folder {os.fspath(path)!r}"
+        raise NotADirectoryError(f"{named} is a file; expected a folder.")
 
 
 _UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -140,6 +142,8 @@ def atomic_write(path, write_fn, overwrite=True):
         _remove(tmp)
         if is_disk_full(error):
             raise disk_full_error(path, error) from error
+        if tmp and isinstance(error, OSError) and error.filename == tmp:  # name the target
+            raise OSError(error.errno, error.strerror, path) from error
         raise
     finally:
         _remove(tmp)
@@ -405,6 +409,7 @@ def lock_directory(folder, what="keras_fcn"):
         import fcntl
     except ImportError:  # Windows
         return None
+    expect_folder(folder)
     folder = os.path.realpath(os.path.expanduser(os.fspath(folder)))
     path = os.path.join(folder, LOCK_FILE)
     if folder in _held_locks:
@@ -444,14 +449,9 @@ def lock_directory(folder, what="keras_fcn"):
             os.close(fd)
             raise
     if not _held_locks:
-        atexit.register(_unlock_all)  # a process that ends normally leaves no lock file
+        atexit.register(lambda: [unlock_directory(f) for f in list(_held_locks)])  # none left
     _held_locks[folder] = fd
     return path
-
-
-def _unlock_all():
-    for folder in list(_held_locks):
-        unlock_directory(folder)
 
 
 def holds_lock(folder):

@@ -316,7 +316,9 @@ def test_one_bit_masks_read_as_zero_and_one(tmp_path):
            "single-channel ('L', 'I', 'I;16' or 1-bit '1') or palette ('P') images. Save it "
            "without the alpha channel, e.g. Image.open(path).convert('L').save(path)"),
     ("RGB", "has PIL mode 'RGB'; index masks must be single-channel ('L', 'I', 'I;16' or 1-bit "
-            "'1') or palette ('P') images (use mask_format='rgb' for colour-coded masks)"),
+            "'1') or palette ('P') images (colour-coded masks: mask_format='rgb' with a "
+            "palette in Python; for --dataset=folder, \"mask_format\": \"rgb\" and a "
+            "\"palette\" in the data folder's classes.json, see docs/data.md)"),
 ])
 def test_other_mask_modes_are_named(tmp_path, mode, message):
     path = str(tmp_path / f"{mode}.png")

@@ -122,6 +122,7 @@ def options_from_flags(extra_inputs=()):
 def main(argv):
     # Positional arguments are inputs too, so an unquoted glob expanded by the shell works.
     opts = options_from_flags(argv[1:])
+    io.expect_folder(opts.output_dir, "--output_dir")
     with io.directory_lock(opts.output_dir, "predict"):  # one writer per output folder
         report = files.run(opts)
     files.print_report(report)

@@ -20,6 +20,10 @@ from keras_fcn.labels import IGNORE_LABEL, check_colour, whole_number
 
 MASK_FORMATS = ("index", "rgb", "sbd_mat")
 UNKNOWN_COLOR_MODES = ("error", "ignore")
+# How colour-coded masks are declared, in Python and on the command line (docs/data.md).
+RGB_MASKS_HINT = ("colour-coded masks: mask_format='rgb' with a palette in Python; for "
+                  "--dataset=folder, \"mask_format\": \"rgb\" and a \"palette\" in the data "
+                  "folder's classes.json, see docs/data.md")
 
 
 def palette_to_table(palette):
@@ -180,8 +184,7 @@ def _mode_message(path, mode):
         return (f"mask '{path}' has PIL mode {mode!r} ({what}: two channels); {expected}. "
                 "Save it without the alpha channel, e.g. "
                 f"Image.open(path).convert({'L' if mode != 'PA' else 'P'!r}).save(path)")
-    return (f"mask '{path}' has PIL mode {mode!r}; {expected} (use mask_format='rgb' for "
-            "colour-coded masks)")
+    return f"mask '{path}' has PIL mode {mode!r}; {expected} ({RGB_MASKS_HINT})"
 
 
 def read_sbd_mat(path):

@@ -8,6 +8,8 @@ Example:
     camvid test: 233 examples, all good
 """
 
+import contextlib
+import logging
 import os
 
 from keras_fcn.data.validate import ValidationReport, validate_pairs
@@ -85,10 +87,23 @@ def check_split(name, data_dir, split, *, num_classes=None, ignore_label=IGNORE_
                           lambda image_id: _siftflow_problem(data_dir, image_id))
     pairs, info = file_pairs(name, split, data_dir, None, num_classes, ignore_label)
     kwargs = info.dataset_kwargs()
-    return validate_pairs(pairs, num_classes=kwargs["num_classes"],
-                          ignore_label=kwargs["ignore_label"],
-                          mask_format=kwargs["mask_format"], palette=kwargs["palette"],
-                          decode_images=decode_images, skip_bad=True, verbose=False)
+    with _quiet(validate_pairs.__module__):  # its "Skipping ..." warning is a fit's; none here
+        return validate_pairs(pairs, num_classes=kwargs["num_classes"],
+                              ignore_label=kwargs["ignore_label"],
+                              mask_format=kwargs["mask_format"], palette=kwargs["palette"],
+                              decode_images=decode_images, skip_bad=True, verbose=False)
+
+
+@contextlib.contextmanager
+def _quiet(logger_name):
+    """Within the block, the logger ``logger_name`` logs no warnings."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def check(name, data_dir, splits=None, *, num_classes=None, ignore_label=IGNORE_LABEL,
@@ -128,7 +143,9 @@ def check(name, data_dir, splits=None, *, num_classes=None, ignore_label=IGNORE_
             continue
         total = len(report.good) + report.num_bad
         if report.num_bad:
-            print(f"{name} {split}: {total} examples, {report.summary(max_items)}")
+            listed = report.summary(max_items).split("\n", 1)[1]  # after "n bad pair(s) of m:"
+            print(f"{name} {split}: {total} examples, {report.num_bad} bad pair(s) (training "
+                  f"and evaluation would stop at the first; fix or remove them):\n{listed}")
         else:
             print(f"{name} {split}: {total} examples, all good")
         reports[split] = report

@@ -21,7 +21,8 @@ MASK_EXTENSIONS = (".png", ".bmp", ".mat")
 
 
 def list_file_pairs(root, list_file):
-    """Reads a list file of "image mask" lines, paths relative to `root`.
+    """Reads a list file of "image mask" lines, paths relative to `root`; a line with a tab
+    is "image<TAB>mask", whose paths may hold spaces.
 
     Args:
         root: folder the paths are relative to.
@@ -37,12 +38,14 @@ def list_file_pairs(root, list_file):
     path = os.path.join(root, list_file)
     pairs = []
     for number, line in enumerate(read_list_file(path), start=1):
-        fields = line.split()
+        fields = [f.strip() for f in line.split("\t") if f.strip()] if "\t" in line \
+            else line.split()
         if len(fields) != 2:
-            raise ValueError(
-                f"Line {number} of '{path}' must be 'image mask' (2 paths); it is unpaired. "
-                f"Received: {line!r}"
-            )
+            found = ("it has one path: its mask is missing" if len(fields) == 1 else
+                     f"it has {len(fields)} fields; separate image and mask by a tab when a "
+                     "path holds spaces")
+            raise ValueError(f"Line {number} of '{path}' must be 'image mask' (2 paths); "
+                             f"{found}. Received: {line!r}")
         pairs.append(tuple(os.path.join(root, field) for field in fields))
     return pairs
 
@@ -121,9 +124,28 @@ def _has_split(root, split):
             or os.path.isdir(os.path.join(root, split, "images")))
 
 
+def _missing_split(root, split):
+    """The FileNotFoundError for a `split` that `root` lacks: what the folder must hold."""
+    hint = ""
+    if os.path.basename(os.path.normpath(root)) in HOLDOUT_SPLITS + ("test",) \
+            or os.path.isdir(os.path.join(root, "images")):
+        hint = f" {root!r} looks like one split: pass the folder above it."
+    elif split != "train" and _has_split(root, "train"):
+        hint = (f" Without a {split}/ folder, --holdout with --group_by validates on groups "
+                "of train/ (docs/camvid.md).")
+    what = (f"has no {split!r} split: neither '{split}.txt' nor '{split}/images/' is in it"
+            if os.path.isdir(root) else "does not exist")
+    return FileNotFoundError(
+        f"The data folder {root!r} {what}. The data folder (--data_dir) must hold train/ and val/, "
+        "each with images/ and masks/ (or train.txt and val.txt of 'image mask' lines; "
+        f"docs/data.md).{hint}")
+
+
 def _read_split(root, split):
     if os.path.isfile(os.path.join(root, f"{split}.txt")):
         return list_file_pairs(root, f"{split}.txt")
+    if not os.path.isdir(os.path.join(root, split, "images")):
+        raise _missing_split(root, split)
     return folder_pairs(os.path.join(root, split, "images"), os.path.join(root, split, "masks"))
 
 

@@ -19,7 +19,7 @@ import numbers
 
 import keras
 
-from keras_fcn import _tf, runtime
+from keras_fcn import _tf, io, runtime
 from keras_fcn.training.config import check_numbers
 from keras_fcn.training.evaluation import check_scales
 from keras_fcn.training.optimizers import check_warmup
@@ -135,14 +135,14 @@ def check_temporal_weight(weight):
 def check_before_run(config):
     """Every check of `config` that needs no data, in the order a user meets them: numbers
     (`check_numbers`), the ``--temporal_consistency`` weight, warm-up, evaluation scales,
-    ``--photometric``, the tf.data-only options (temporal consistency, TFDS) and
-    `check_run_options`.
+    ``--photometric``, the tf.data-only options (temporal consistency, TFDS),
+    `check_run_options`, and an ``--output_dir`` that is a file.
 
     Returns:
         `config` as `check_numbers` returns it (a 0 of steps made None).
 
     Raises:
-        ValueError: the first bad value, named.
+        ValueError: the first bad value, named (NotADirectoryError: ``--output_dir``).
 
     Example:
         >>> from keras_fcn.training.config import TrainConfig
@@ -168,4 +168,5 @@ def check_before_run(config):
 
         check_options(config)
     check_run_options(config)
+    io.expect_folder(config.run.output_dir, "--output_dir")
     return config
