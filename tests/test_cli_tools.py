@@ -488,6 +488,35 @@ def test_evaluate_colour_mask_folder_matches_numpy(tmp_path, model_file):
     np.testing.assert_array_equal(results["confusion_matrix"], expected)
 
 
+def test_evaluate_given_ignore_label_wins_over_the_models_labels(tmp_path):
+    """A model trained on colour masks (its labels: ignore label 3) evaluated on index masks
+    that mark void 255: an explicit --ignore_label=255 was ignored (the labels' 3 won) and the
+    run failed on the first 255; left out, the labels' value is used."""
+    from keras_fcn.labels import ModelLabels
+
+    _, path = saved_raw_rgb_fcn(tmp_path, NUM_CLASSES, seed=0)
+    ModelLabels(NUM_CLASSES, ignore_label=3).write(ModelLabels.sidecar_path(path))
+    data = tmp_path / "data"
+    list_file = _pairs(data, count=1, value=1)
+    mask = np.ones(SIZE, np.uint8)
+    mask[:10] = 255  # void: 10 of the 32 rows
+    _write_png(data / "masks" / "0.png", mask)
+    os.replace(list_file, data / "val.txt")
+    output = tmp_path / "e.json"
+    done = run_in_process("tools/evaluate.py", f"--model={path}", "--dataset=folder",
+                          f"--data_dir={data}", f"--output={output}", "--ignore_label=255")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert np.sum(json.loads(output.read_text())["confusion_matrix"]) == 22 * 32
+    with tool("evaluate", f"--model={path}") as t:
+        labels = ModelLabels.for_model(path)
+        assert (t.ignore_label(None, labels), t.ignore_label(255, labels)) == (3, 255)
+        assert t.ignore_label(None, None) == 255 and t.FLAGS.ignore_label is None
+    done = run_in_process("tools/evaluate.py", f"--model={path}", "--dataset=folder",
+                          f"--data_dir={data}", f"--output={output}")
+    assert done.returncode == 2 and "has value 255" in done.stderr, done.stderr[-2000:]
+    assert "ignore label 3" in done.stderr
+
+
 def test_evaluate_cli_names_a_jpeg_mask_exits_2(tmp_path, model_file):
     list_file = _pairs(tmp_path, count=1)
     Image.open(tmp_path / "masks" / "0.png").save(tmp_path / "masks" / "0.jpg")

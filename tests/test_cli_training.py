@@ -81,6 +81,31 @@ def test_overwrite_names_an_unexpected_file_in_a_stage_folder(tmp_path):
     assert (run / "model.keras").exists()
 
 
+def test_overwrite_removes_evaluate_tools_evaluations_of_the_runs_models(tmp_path):
+    """tools/evaluate.py's default output (runs/mine/best.eval.json) made the run folder "not
+    a run": --overwrite refused it. Evaluations of the replaced models go with them; a file of
+    that name that is not an evaluation, and any other JSON, are the user's: refused, kept."""
+    run = tmp_path / "run"
+    _run_dir(run)
+    evaluation = {"mean_iu": 0.5, "confusion_matrix": [[1]], "model": "best.keras",
+                  "dataset": "folder", "split": "val"}
+    for name in ("best.eval.json", "model.eval.json", "fcn8s/model.eval.json"):
+        (run / name).write_text(json.dumps(evaluation))
+    (run / "fcn32s" / "best.eval.json").write_text("my notes")  # not an evaluation
+    (run / "other.eval.json").write_text(json.dumps(evaluation))  # of no model of the run
+    assert run_dir_lib.unexpected_entries(str(run)) == ["fcn32s/best.eval.json",
+                                                        "other.eval.json"]
+    with pytest.raises(ValueError, match=r"holds other files: 'fcn32s/best.eval.json', "
+                                         r"'other.eval.json'\. Nothing was deleted"):
+        train.prepare_run_dir(str(run), overwrite=True)
+    assert (run / "best.eval.json").exists() and (run / "model.keras").exists()
+    os.remove(run / "fcn32s" / "best.eval.json")
+    os.remove(run / "other.eval.json")
+    assert train.prepare_run_dir(str(run), overwrite=True) == str(run)
+    assert os.listdir(run) == [io.LOCK_FILE]
+    io.unlock_directory(run)
+
+
 def test_overwrite_empties_a_run_directory(tmp_path):
     run = tmp_path / "run"
     _run_dir(run)

@@ -42,23 +42,20 @@ flags.DEFINE_string("holdout", "", "camvid/folder: held-out groups (camvid: driv
                     "evaluate on them, as training's --holdout.")
 flags.DEFINE_string("group_by", "", "folder: regex whose first group is a file's group.")
 flags.DEFINE_integer("num_classes", 0, "folder/tfds: number of classes (0: the model's).")
-flags.DEFINE_integer("ignore_label", 255, "folder/tfds: void label.")
+flags.DEFINE_integer("ignore_label", None, "folder/tfds: void label of the masks (default: the "
+                     "ignore label of the model's labels file, else 255); given, it wins.")
 flags.DEFINE_integer("num_val", 50, "shapes: number of validation images.")
 flags.DEFINE_integer("seed", 0, "shapes: data seed.")
 flags.DEFINE_integer("shapes_size", 0, "shapes: image side in pixels (0: the --shapes_size of the "
                      "run the model comes from, read from the config.json beside it; else 64).")
 flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images (0: all).")
-flags.DEFINE_string("output", "", "JSON output path (default: <model>.eval.json). An existing "
+flags.DEFINE_string("output", "", "JSON output path (default: <model>.eval.json; a training "
+                    "--overwrite of the model's run removes it with the model). An existing "
                     "file is replaced only if it is the JSON of a previous evaluation, or with "
                     "--overwrite.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output that is not the JSON of a "
                   "previous evaluation.")
 FLAGS = flags.FLAGS
-
-# The keys every JSON this tool writes has: an existing --output with them is a previous
-# evaluation, which a new one may replace without --overwrite.
-EVALUATION_KEYS = ("mean_iu", "confusion_matrix", "model", "dataset", "split")
-_MAX_EVALUATION_BYTES = 64 << 20  # larger files are not evaluation JSONs: not read
 
 
 def image_size(flag, labels):
@@ -70,17 +67,11 @@ def image_size(flag, labels):
 
 
 def is_evaluation_json(path):
-    """True if ``path`` is a JSON file this tool wrote (it has :data:`EVALUATION_KEYS`)."""
-    import json
+    """True if ``path`` is a JSON file this tool wrote
+    (keras_fcn.training.evaluation.EVALUATION_KEYS): a run's --overwrite removes it too."""
+    from keras_fcn.training.evaluation import is_evaluation_json as check
 
-    try:
-        if os.path.getsize(path) > _MAX_EVALUATION_BYTES:
-            return False
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
-        return False
-    return isinstance(data, dict) and all(key in data for key in EVALUATION_KEYS)
+    return check(path)
 
 
 def check_output(output, overwrite=False):
@@ -184,6 +175,19 @@ def shapes_size(flag, model_path):
     return TrainConfig().data.shapes_size
 
 
+def ignore_label(flag, labels):
+    """The void label of the evaluated masks: ``flag`` when given (it wins over the model's
+    labels: the data may mark void otherwise than the training data did), else the model's
+    labels' ignore label, else 255.
+
+    Example:
+        ignore_label(None, ModelLabels(3, ignore_label=3))  # 3; ignore_label(255, ...): 255
+    """
+    if flag is not None:
+        return flag
+    return labels.ignore_label if labels is not None else 255
+
+
 def output_path(path):
     """--output, or ``<model>.eval.json`` (beside a model file; a preset's in the working
     folder)."""
@@ -246,7 +250,7 @@ def main(argv):
     config = training.TrainConfig().replace(
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir or None,
         num_classes=channels,  # folder/tfds: the model's classes (checked against the flag)
-        ignore_label=labels.ignore_label if labels else FLAGS.ignore_label,
+        ignore_label=ignore_label(FLAGS.ignore_label, labels),
         num_val=FLAGS.num_val, seed=FLAGS.seed, val_split=FLAGS.split,
         **shapes_flags,
         holdout=FLAGS.holdout or None, group_by=FLAGS.group_by or None)

@@ -178,7 +178,9 @@ class RunConfig:
 
     output_dir: str = _flag("runs/run", "Run directory.")
     resume: bool = _flag(False, "Continue the run in the run directory.")
-    overwrite: bool = _flag(False, "Replace an existing run directory.")
+    overwrite: bool = _flag(False, "Replace an existing run directory (only a folder of a "
+                            "run's files; tools/evaluate.py's best.eval.json and "
+                            "model.eval.json of its models are removed with them).")
     seed: int = _flag(0, "Random seed.")
     strategy: str = _flag("default", "Distribution strategy.", choices=STRATEGIES)
     precision: str = _flag(

@@ -5,6 +5,8 @@ Example:
     print(format_results(results, CAMVID_CLASSES))
 """
 
+import json
+import os
 import sys
 
 import keras
@@ -16,6 +18,29 @@ from keras_fcn import metrics as metrics_lib
 from keras_fcn._checks import check_finite_scores, check_positive_int, check_scales
 from keras_fcn.inference.forward import forward_fn
 from keras_fcn.training.callbacks import Heartbeat
+
+# The keys of every JSON tools/evaluate.py writes (`<model>.eval.json`): a file with them is
+# a previous evaluation, which a new one may replace and a run's --overwrite may remove.
+EVALUATION_KEYS = ("mean_iu", "confusion_matrix", "model", "dataset", "split")
+_MAX_EVALUATION_BYTES = 64 << 20  # larger files are not evaluation JSONs: not read
+
+
+def is_evaluation_json(path):
+    """True if ``path`` is a JSON file of tools/evaluate.py (it has `EVALUATION_KEYS`).
+
+    Example:
+        >>> is_evaluation_json("runs/a/metrics.json")  # doctest: +SKIP
+        False
+    """
+    try:
+        if os.path.getsize(path) > _MAX_EVALUATION_BYTES:
+            return False
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
+        return False
+    return isinstance(data, dict) and all(key in data for key in EVALUATION_KEYS)
+
 
 METRICS = (("pixel_accuracy", "pixel accuracy"), ("mean_accuracy", "mean accuracy"),
            ("mean_iu", "mean IU"), ("frequency_weighted_iu", "frequency weighted IU"))

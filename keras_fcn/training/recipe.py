@@ -35,7 +35,7 @@ from keras_fcn.training.optimizers import (
     learning_rate_schedule,
     make_optimizer,
 )
-from keras_fcn.training.run_export import export_size, maybe_export  # noqa: F401
+from keras_fcn.training.run_export import export_run, export_size, maybe_export  # noqa: F401
 from keras_fcn.training.run_dir import (
     MODEL_FILE,
     finished_run,
@@ -489,7 +489,7 @@ def _train_in(config, run_dir, strategy, chief):
         print("Export skipped: TFLite export needs TensorFlow (a .keras file made here loads "
               "and exports on a machine with it).")
     elif config.run.export and chief and last["status"] == "completed":
-        maybe_export(model, last.get("run_dir", run_dir), export_size(config, pipelines[2]),
-                     keep=all(report.get("reused") for report in reports.values()))
+        export_run(model, last.get("run_dir", run_dir), config, pipelines[2],
+                   keep=all(report.get("reused") for report in reports.values()))
     print(f"Run directory: {run_dir}")
     return {"run_dir": run_dir, "reports": reports, "final": last.get("final_val")}
