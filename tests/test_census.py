@@ -85,3 +85,46 @@ def test_a_sample_that_finds_no_class_only_warns(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger=census.__name__):
         census.check_training_labels(pairs, custom_info("folder", 2), max_masks=2)
     assert "(an even sample of 2 of 5) hold no pixel" in caplog.records[0].getMessage()
+
+
+def _photo(path, orientation=None, size=(16, 24)):
+    """A JPEG photo (h, w) = size, tagged with an EXIF orientation when given."""
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    Image.fromarray(np.full((*size, 3), 128, np.uint8)).save(path, exif=exif)
+    return str(path)
+
+
+def test_photos_turned_by_exif_are_refused_naming_the_file_and_the_fix(tmp_path):
+    """A phone photo (orientation 6) trained on its stored pixels against an upright mask while
+    tools/predict.py turns it: whichever way its mask was drawn, one of the two disagreed."""
+    from keras_fcn.data import validate_pairs
+    from keras_fcn.data.masks import orientation_problem
+    from keras_fcn.training import TrainConfig
+    from keras_fcn.training.array_inputs import evaluation_data
+
+    assert orientation_problem(_photo(tmp_path / "plain.jpg")) is None
+    assert orientation_problem(_photo(tmp_path / "upright.jpg", 1)) is None
+    turned = _photo(tmp_path / "phone.jpg", 6)
+    expected = (f"image file '{turned}' has EXIF orientation 6 (viewers turn it 90 degrees "
+                "clockwise): training and evaluation read its stored pixels, tools/predict.py "
+                "the turned ones, and its mask matches one of the two only. Save it with the "
+                "turn applied (PIL: ImageOps.exif_transpose(image).save(path)) if its mask was "
+                "drawn on the photo as viewers show it, or without the tag if on the stored "
+                "pixels")
+    assert orientation_problem(turned) == expected
+    root = _folder(tmp_path / "data", _binary(3, foreground=1)[:, :16, :16])
+    for i, orientation in enumerate((6, 3)):  # two turned photos of three
+        _photo(root / "train" / "images" / f"{i}.png", orientation, size=(16, 16))
+    with pytest.raises(ValueError, match=r"'.*0\.png' has EXIF orientation 6 \(viewers turn it "
+                                         r"90 degrees clockwise\).* \(1 more images have one\)"):
+        load_split("folder", "train", data_dir=str(root), num_classes=2)
+    pair = (str(root / "train" / "images" / "1.png"), str(root / "train" / "masks" / "1.png"))
+    report = validate_pairs([pair], num_classes=2, skip_bad=True)
+    assert report.bad[0][1].startswith(f"image file '{pair[0]}' has EXIF orientation 3 (viewers "
+                                       "turn it 180 degrees)")
+    config = TrainConfig().replace(dataset="folder", data_dir=str(root), num_classes=2,
+                                   val_split="train")
+    with pytest.raises(ValueError, match="has EXIF orientation 6"):
+        evaluation_data(config, "train")  # tools/evaluate.py without TensorFlow

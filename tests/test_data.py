@@ -322,7 +322,9 @@ def test_rgb_mask_in_index_mode_is_explained(tmp_path):
     mask = _write_image(tmp_path / "rgbmask.png", np.zeros((5, 5, 3)))
     with pytest.raises(ValueError, match=r"rgbmask\.png' has PIL mode 'RGB'.*mask_format='rgb'"):
         data.validate_pairs([(image, mask)], num_classes=2)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"rgbmask\.png' has 3 channels"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"rgbmask\.png' has 3 channels; .*"
+                                                             r"\"mask_format\": \"rgb\" .* "
+                                                             r"classes\.json"):
         _collect(data.make_dataset([(image, mask)], num_classes=2, validate=False))
 
 

@@ -14,6 +14,7 @@ from keras_fcn.data.masks import (
     JPEG_SIGNATURE,
     MASK_FILE_SIGNATURES,
     MASK_FORMATS,
+    RGB_MASKS_HINT,
     UNKNOWN_COLOR_MODES,
     bad_value_message,
     mask_file_format_message,
@@ -85,7 +86,7 @@ def _check_mask_format(path, data, mask_format):
 def _raise_channels(path, channels):
     raise ValueError(
         f"mask '{to_str(path)}' has {int(channels)} channels; index masks must be "
-        f"single-channel or palette PNGs (use mask_format='rgb' for colour-coded masks)"
+        f"single-channel or palette PNGs ({RGB_MASKS_HINT})"
     )
 
 

@@ -327,3 +327,30 @@ def size_mismatch_message(image_path, image_hw, mask_path, mask_hw):
         f"image '{to_str(image_path)}' is {image_hw[0]}x{image_hw[1]} (HxW) but mask "
         f"'{to_str(mask_path)}' is {mask_hw[0]}x{mask_hw[1]}"
     )
+
+
+# What viewers do to a photo of each EXIF orientation (tag 0x0112; 1: nothing).
+ORIENTATIONS = {2: "mirror it", 3: "turn it 180 degrees", 4: "flip it upside down",
+                5: "transpose it", 6: "turn it 90 degrees clockwise", 7: "transverse it",
+                8: "turn it 90 degrees counter-clockwise"}
+ORIENTATION_TAG = 0x0112
+
+
+def orientation_problem(path):
+    """None, or a message when the image file `path` carries an EXIF orientation (2-8).
+
+    Example:
+        orientation_problem("phone.jpg")  # "image file 'phone.jpg' has EXIF orientation 6..."
+    """
+    from PIL import Image
+
+    with file_errors("image", path), Image.open(path) as image:
+        orientation = image.getexif().get(ORIENTATION_TAG, 1)
+    if orientation not in ORIENTATIONS:
+        return None
+    return (f"image file '{path}' has EXIF orientation {orientation} (viewers "
+            f"{ORIENTATIONS[orientation]}): training and evaluation read its stored pixels, "
+            "tools/predict.py the turned ones, and its mask matches one of the two only. Save "
+            "it with the turn applied (PIL: ImageOps.exif_transpose(image).save(path)) if its "
+            "mask was drawn on the photo as viewers show it, or without the tag if on the "
+            "stored pixels")

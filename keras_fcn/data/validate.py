@@ -21,6 +21,7 @@ from keras_fcn.data.masks import (
     UNKNOWN_COLOR_MODES,
     bad_value_message,
     mask_file_format_message,
+    orientation_problem,
     palette_to_table,
     read_mask,
     size_mismatch_message,
@@ -104,6 +105,9 @@ def _image_problem(path, decode):
                 image.load()
     except Exception as error:  # PIL raises many types for bad files
         return None, f"image file '{path}' is unreadable: {error}"
+    orientation = orientation_problem(path)  # a new open: PIL's verify() must come first
+    if orientation:
+        return None, orientation
     if decode:
         with open(path, "rb") as file:
             content = file.read()

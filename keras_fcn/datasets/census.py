@@ -6,6 +6,10 @@ to learn: binary masks saved as 0 and 255 mark their foreground with 255, the us
 label, and a run on them trained on the background alone and reported a mean IU of 100%.
 Classes no mask holds are named in a warning (the model cannot learn them; their IU is n/a).
 
+`check_orientations(pairs)` refuses photos with an EXIF orientation: the pipelines read their
+stored pixels, `tools/predict.py` and viewers the turned ones, and a mask matches one of the
+two only (a walkthrough's phone photo trained rotated against its upright mask, silently).
+
 Example:
     check_training_labels(pairs, info)  # ValueError for 0/255 masks of 2 classes
 """
@@ -15,7 +19,7 @@ import logging
 
 import numpy as np
 
-from keras_fcn.data.masks import read_mask
+from keras_fcn.data.masks import orientation_problem, read_mask
 
 logger = logging.getLogger(__name__)
 
@@ -97,3 +101,20 @@ def check_training_labels(pairs, info, max_masks=MAX_MASKS):
         logger.warning(f"No training mask{sample} holds class(es) {_names(info, absent)}: the "
                        "model cannot learn them, and their IU is n/a (left out of the mean IU).")
     return counts
+
+
+def check_orientations(pairs, num_workers=4):
+    """Refuses image files with an EXIF orientation (`orientation_problem`), naming the first
+    and counting the others; reads each image's header only.
+
+    Raises:
+        ValueError: an image of `pairs` has an EXIF orientation of 2 to 8.
+
+    Example:
+        check_orientations(pairs)
+    """
+    with concurrent.futures.ThreadPoolExecutor(max(1, num_workers)) as pool:
+        problems = [p for p in pool.map(orientation_problem, [pair[0] for pair in pairs]) if p]
+    if problems:
+        more = f" ({len(problems) - 1} more images have one)" if len(problems) > 1 else ""
+        raise ValueError(problems[0] + more)

@@ -25,7 +25,7 @@ from keras_fcn._checks import check_positive_int
 from keras_fcn.data.decode import make_decode_fn
 from keras_fcn.data.validate import validate_pairs
 from keras_fcn.datasets import shapes
-from keras_fcn.datasets.census import check_training_labels
+from keras_fcn.datasets.census import check_orientations, check_training_labels
 from keras_fcn.datasets.pairs import (  # noqa: F401  (re-exported)
     DATASETS,
     HOLDOUT_DATASETS,
@@ -173,6 +173,8 @@ def load_split(name, split, *, data_dir=None, val_data_dir=None, num_classes=Non
         raise ValueError(f"The {split!r} split of --dataset={name} has no image/mask pairs "
                          f"(data_dir={data_dir!r}); expected at least one")
     check_files_exist(pairs, data_dir)
-    if name == "folder" and split == "train":  # one's own masks: is there anything to learn?
-        check_training_labels(pairs, info)
+    if name == "folder":  # one's own files: photos turned by EXIF, masks with nothing to learn
+        check_orientations(pairs)
+        if split == "train":
+            check_training_labels(pairs, info)
     return decode_pairs(pairs, info), info, len(pairs)

@@ -29,7 +29,7 @@ from keras_fcn._checks import check_positive_int
 from keras_fcn.data.arrays import make_pydataset
 from keras_fcn.data.masks import read_mask
 from keras_fcn.datasets import shapes
-from keras_fcn.datasets.census import check_training_labels
+from keras_fcn.datasets.census import check_orientations, check_training_labels
 from keras_fcn.datasets.pairs import file_pairs
 from keras_fcn.training.run_dir import CLASS_WEIGHTS_FILE
 
@@ -173,9 +173,10 @@ def load_pipelines(config, run_dir=None, num_replicas=1):
     check_options(config)
     data_dir = _shapes_dir(config) if config.data.dataset == "shapes" else config.data.data_dir
     train_pairs, info = split_pairs(config, "train", data_dir)
-    if config.data.dataset == "folder":  # one's own masks: is there anything to learn?
-        check_training_labels(train_pairs, info)
     val_pairs, _ = split_pairs(config, "val", data_dir)
+    if config.data.dataset == "folder":  # one's own files: EXIF turns, nothing to learn
+        check_orientations(train_pairs + val_pairs)
+        check_training_labels(train_pairs, info)
     common = dict(num_classes=info.num_classes, ignore_label=info.ignore_label,
                   mask_format=info.mask_format, palette=info.palette, mean_rgb=info.mean_rgb)
     size, workers = config.data.image_size, data_workers()
@@ -212,6 +213,8 @@ def evaluation_data(config, split, image_size=None, max_images=0):
     check_options(config)
     data_dir = _shapes_dir(config) if config.data.dataset == "shapes" else config.data.data_dir
     pairs, info = split_pairs(config, split, data_dir)
+    if config.data.dataset == "folder":
+        check_orientations(pairs)
     if max_images:
         pairs = pairs[:max_images]
     dataset = make_pydataset(pairs, image_size=image_size, num_classes=info.num_classes,
