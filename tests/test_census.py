@@ -116,11 +116,14 @@ def test_photos_turned_by_exif_are_refused_naming_the_file_and_the_fix(tmp_path)
     assert orientation_problem(turned) == expected
     root = _folder(tmp_path / "data", _binary(3, foreground=1)[:, :16, :16])
     for i, orientation in enumerate((6, 3)):  # two turned photos of three
-        _photo(root / "train" / "images" / f"{i}.png", orientation, size=(16, 16))
-    with pytest.raises(ValueError, match=r"'.*0\.png' has EXIF orientation 6 \(viewers turn it "
+        os.remove(root / "train" / "images" / f"{i}.png")
+        _photo(root / "train" / "images" / f"{i}.jpg", orientation, size=(16, 16))
+    png = _photo(tmp_path / "tagged.png", 6)  # PNG: not a phone photo, its EXIF is not read
+    assert orientation_problem(png) is None
+    with pytest.raises(ValueError, match=r"'.*0\.jpg' has EXIF orientation 6 \(viewers turn it "
                                          r"90 degrees clockwise\).* \(1 more images have one\)"):
         load_split("folder", "train", data_dir=str(root), num_classes=2)
-    pair = (str(root / "train" / "images" / "1.png"), str(root / "train" / "masks" / "1.png"))
+    pair = (str(root / "train" / "images" / "1.jpg"), str(root / "train" / "masks" / "1.png"))
     report = validate_pairs([pair], num_classes=2, skip_bad=True)
     assert report.bad[0][1].startswith(f"image file '{pair[0]}' has EXIF orientation 3 (viewers "
                                        "turn it 180 degrees)")

@@ -54,7 +54,7 @@ def test_litert_example_says_which_interpreter_to_install(tmp_path):
     """Neither ai-edge-litert nor TensorFlow: one line naming the package, exit 2 (it was a
     ModuleNotFoundError traceback about tensorflow)."""
     model = tmp_path / "m.tflite"
-    model.write_bytes(b"not read")
+    model.write_bytes(b"\0\0\0\0TFL3 (identifier only: never read by an interpreter)")
     (tmp_path / "m.json").write_text(json.dumps({
         "input": {"shape": [1, 8, 8, 3], "dtype": "float32",
                   "quantization": {"scale": 0.0, "zero_point": 0}},

@@ -337,15 +337,20 @@ ORIENTATION_TAG = 0x0112
 
 
 def orientation_problem(path):
-    """None, or a message when the image file `path` carries an EXIF orientation (2-8).
+    """None, or a message when the JPEG file `path` carries an EXIF orientation (2-8): phone
+    photos. Other files, and files PIL cannot read (named by the decoders), give None.
 
     Example:
         orientation_problem("phone.jpg")  # "image file 'phone.jpg' has EXIF orientation 6..."
     """
     from PIL import Image
 
-    with file_errors("image", path), Image.open(path) as image:
-        orientation = image.getexif().get(ORIENTATION_TAG, 1)
+    try:
+        with Image.open(path) as image:  # a JPEG's EXIF is in its header; a PNG's may follow
+            jpeg = image.format in ("JPEG", "MPO")  # its pixels (getexif would decode them)
+            orientation = image.getexif().get(ORIENTATION_TAG, 1) if jpeg else 1
+    except Exception:  # noqa: BLE001 - a damaged file: named by the decoders' own checks
+        return None
     if orientation not in ORIENTATIONS:
         return None
     return (f"image file '{path}' has EXIF orientation {orientation} (viewers "
