@@ -179,7 +179,7 @@ def _wait_for_epochs(process, run_dir, epochs, seconds=240):
 
 
 def test_random_kills_never_corrupt_the_run_and_resume_completes(tmp_path):
-    """SIGKILL at seeded random moments (start-up, mid-epoch, while checkpointing), 3 times.
+    """SIGKILL at seeded random moments (start-up, then mid-epoch or while checkpointing).
 
     The moments are "k epochs done, then t seconds" with seeded k and t, not seconds after the
     start: a fixed delay let a fast, idle machine finish the whole run before the first kill
@@ -188,8 +188,9 @@ def test_random_kills_never_corrupt_the_run_and_resume_completes(tmp_path):
     run_dir = str(tmp_path / "run")
     command = [sys.executable, os.path.join(REPO, "examples", "train.py"), *TINY_FLAGS,
                "--epochs=12", "--export=false", f"--output_dir={run_dir}"]
-    # epochs done before each kill: at start-up, then two seeded moments later in the run
-    targets = [0] + sorted(int(k) for k in rng.choice(np.arange(1, 10), size=2, replace=False))
+    # epochs done before each kill: at start-up, then a seeded moment later in the run (a
+    # third kill found nothing the second does not: tests/test_kills.py kills each write)
+    targets = [0, int(rng.choice(np.arange(1, 10)))]
     kills = []
     for attempt, target in enumerate(targets):
         process = subprocess.Popen(command + (["--resume"] if attempt else []),
