@@ -645,3 +645,18 @@ def test_the_pipelines_refuse_a_missing_ignore_label_by_name(tmp_path):
                                                   np.zeros((2, 4, 5), "uint8")))
     with pytest.raises(ValueError, match=message):
         data.prepare_dataset(decoded, ignore_label=None, batch_size=2)
+
+
+def test_a_dict_palette_maps_a_void_colour_to_the_ignore_label(tmp_path):
+    """docs/data.md's way to a void colour in Python (classes.json has "void_color")."""
+    colours = np.zeros((4, 4, 3), np.uint8)  # black: void
+    colours[0, 0], colours[1, 1] = (128, 0, 0), (0, 128, 0)
+    pair = (_write_image(tmp_path / "i.png", np.zeros((4, 4, 3))),
+            _write_image(tmp_path / "m.png", colours))
+    palette = {(128, 0, 0): 0, (0, 128, 0): 1, (0, 0, 0): 255}
+    ((_, mask),) = _collect(data.make_dataset([pair], num_classes=2, mask_format="rgb",
+                                              palette=palette, batch_size=1))
+    expected = np.full((4, 4), 255)
+    expected[0, 0], expected[1, 1] = 0, 1
+    np.testing.assert_array_equal(mask[0], expected)
+    np.testing.assert_array_equal(data.read_mask(pair[1], "rgb", palette), expected)
