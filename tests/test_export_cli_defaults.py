@@ -121,7 +121,9 @@ def test_input_size_defaults_to_the_training_size_of_the_run(tmp_path, capsys):
         assert t.check_flags() == ((24, 40), None, None)
         assert capsys.readouterr().out == (f"--input_size=24x40: the training size in "
                                            f"{run / 'labels.json'}\n")
-    with tool("export", *base, "--input_size=16,20") as t:  # given: no labels read
+    with tool("export", *base, "--input_size=24,40") as t:  # given: the training size
+        assert t.check_flags() == ((24, 40), None, None)
+    with tool("export", *base, "--input_size=16,20", "--any_input_size") as t:  # another size
         assert t.check_flags() == ((16, 20), None, None)
     with tool("export", *base[:2], "--quantizations=") as t:  # SavedModel of any size
         assert t.check_flags() == (None, None, None)
@@ -196,6 +198,8 @@ def test_export_of_a_run_on_folder_data_needs_no_size_nor_list_file(tmp_path, ca
     assert sidecar["input"]["shape"] == [1, 32, 48, 3]
     report = json.loads((out / "tiny_check.json").read_text())
     assert f"2 images from {val}, resized to 32x48" in report["notes"]
+    assert ("mean IU at 32x48, the masks resized to it by nearest neighbour: it differs a little "
+            "from tools/evaluate.py's, which scores at each mask's own size" in report["notes"])
     # the Keras mean IU of the gate against numpy, each image with the mask of its stem
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
     for i in range(2):

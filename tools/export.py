@@ -2,9 +2,9 @@ r"""Export a trained FCN to SavedModel and TFLite, and check the TFLite variants
 
 Examples:
 
-# SavedModel (any image size) + four TFLite variants at the CamVid size, int8 calibrated
-python tools/export.py --model runs/fcn8s_camvid.keras --output_dir export \
-    --input_size 360x480 --calibration_data camvid/train.txt
+# SavedModel (any image size) + four TFLite variants at the training size, int8 calibrated
+python tools/export.py --model runs/camvid/fcn8s/best.keras --output_dir export \
+    --calibration_data camvid/train.txt
 
 # a run of examples/train.py on --dataset=folder data: the TFLite size is the training
 # --image_size its labels.json records; the gate pairs val/images with val/masks by file stem
@@ -12,13 +12,15 @@ python tools/export.py --model runs/mine/best.keras --output_dir export \
     --calibration_data data/mine/train --check data/mine/val --max_miou_drop 1
 
 # quality gate on validation images: fails (exit 1) below the thresholds
-python tools/export.py --model runs/fcn8s_camvid.keras --output_dir export \
-    --input_size 360x480 --calibration_data camvid/train.txt --check camvid/val.txt \
+python tools/export.py --model runs/camvid/fcn8s/best.keras --output_dir export \
+    --calibration_data camvid/train.txt --check camvid/val.txt \
     --min_agreement 98 --max_miou_drop 1 --overwrite
 
 Class names, palette and void label come from the model's labels (``model.labels.json``, or
 the ``labels.json`` of its run folder) unless --class_names, --palette or --ignore_label are
-given; so does the TFLite size (the training --image_size) unless --input_size is given.
+given; so does the TFLite size (the training --image_size): an --input_size of another size
+is refused unless --any_input_size (a model trained at each image's own size takes any).
+--overwrite first removes the files of a previous export under the same --name.
 --calibration_data and --check take a folder of images, a folder with images/ and masks/ (the
 layout of --dataset=folder, paired by file stem) or a list file of 'image [mask]' lines; a grey
 (single-channel) photo is read as RGB, as training reads it, but a label mask (single-channel
@@ -26,7 +28,8 @@ with at most keras_fcn.export.images.MASK_MAX_VALUES values) is refused for cali
 
 The check writes ``<output_dir>/<name>_check.md`` and ``.json``: size, median latency
 (--num_threads, --runs), pixel agreement with the Keras float model and, when --check gives
-masks, mean IU of each variant and its delta.
+masks, mean IU of each variant and its delta (at the TFLite size, masks shrunk by nearest
+neighbour: a little off tools/evaluate.py's, which scores at each mask's own size).
 
 Needs TensorFlow (SavedModel and TFLite are its formats); without it --help still works and a
 run stops with one error line (exit 2).
@@ -35,6 +38,7 @@ run stops with one error line (exit 2).
 import contextlib
 import importlib.util
 import os
+import shutil
 import sys
 
 # TensorFlow's C++ start-up lines (cuInit on CPU-only machines) are not the tool's output; a
@@ -67,7 +71,12 @@ flags.DEFINE_string("model", None, "Trained model (.keras) or a preset name (doc
 flags.DEFINE_string("output_dir", None, "Where to write the exports.", required=True)
 flags.DEFINE_string("name", None, "Base file name (default: the model name).")
 flags.DEFINE_string("input_size", None, "HxW (or H,W) of the TFLite models, e.g. 360x480 "
-                    "(default: the training size the model's labels.json records).")
+                    "(default: the training size the model's labels.json records; another size "
+                    "is refused unless --any_input_size).")
+flags.DEFINE_bool("any_input_size", False,
+                  "Allow an --input_size other than the training size the labels record. The "
+                  "cost: an app feeds whole photos at the export size, so the model sees objects "
+                  "at another scale than it learned and its masks get worse.")
 flags.DEFINE_list("quantizations", ["float32", "float16", "dynamic_int8", "int8"],
                   "TFLite variants to write (empty: none); also int8_per_tensor (one scale per "
                   "kernel: a smaller file, see keras_fcn.export.FULL_INT8).")
@@ -97,7 +106,9 @@ flags.DEFINE_float("max_size_ratio", None, "Fail if a variant is larger than thi
 flags.DEFINE_float("min_speedup", None, "Fail if a variant is slower than this x Keras float.")
 flags.DEFINE_integer("num_threads", 2, "Interpreter threads.")
 flags.DEFINE_integer("runs", 10, "Timed runs for the median latency.")
-flags.DEFINE_bool("overwrite", False, "Replace existing outputs.")
+flags.DEFINE_bool("overwrite", False, "Replace existing outputs; first removes the files a "
+                  "previous export wrote under the same --name in --output_dir (every variant's "
+                  ".tflite and .json, <name>_check.md/.json, <name>_saved_model), nothing else.")
 
 
 def parse_size(text):
@@ -144,7 +155,9 @@ def input_size():
     size = parse_size(FLAGS.input_size)
     tflite = bool(FLAGS.quantizations)
     fixed_saved_model = FLAGS.saved_model and not FLAGS.saved_model_any_size
-    if size is not None or not (tflite or fixed_saved_model):
+    if size is not None:
+        return checked_against_training(size)
+    if not (tflite or fixed_saved_model):
         return size
     size, source = training_size()
     if size is not None:
@@ -154,6 +167,37 @@ def input_size():
         raise ValueError(f"TFLite export needs --input_size (e.g. 360x480): {source}.")
     raise ValueError("--saved_model_any_size=false needs --input_size, the fixed size of "
                      "the SavedModel (e.g. 360x480). Received: --input_size=None")
+
+
+def checked_against_training(size):
+    """``size`` (--input_size), refused when the model's labels record another training size,
+    unless --any_input_size: an app feeds whole photos at the export size, so objects would be
+    seen at another scale than the model learned."""
+    trained, source = training_size()
+    if trained is None or tuple(trained) == tuple(size) or FLAGS.any_input_size:
+        return size
+    given, expected = f"{size[0]}x{size[1]}", f"{trained[0]}x{trained[1]}"
+    records = f"the training size {expected} that {source} records"
+    if size[0] * trained[0] == size[1] * trained[1] and size[0] != size[1]:  # aspect swapped
+        meant = (size[1], size[0])
+        still = ("" if tuple(meant) == tuple(trained) else f"; {meant[0]}x{meant[1]} would "
+                 f"still see objects at {_scale(meant, trained)} the scale it learned")
+        why = (f"has H and W swapped (HxW: height first) against {records}: photos would be "
+               f"squashed{still}")
+    else:
+        why = (f"is not {records}: the model would see objects at {_scale(size, trained)} the "
+               "scale it learned")
+    raise ValueError(f"--input_size={given} {why}. Leave --input_size out (the default is the "
+                     f"training size), or pass --any_input_size to export at {given} anyway. "
+                     f"Received: --input_size={FLAGS.input_size!r}")
+
+
+def _scale(size, trained):
+    """'4x', or '1x in height, 2x in width': ``size`` against the training size."""
+    scale_h, scale_w = size[0] / trained[0], size[1] / trained[1]
+    if abs(scale_h - scale_w) < 1e-9:
+        return f"{scale_h:.3g}x"
+    return f"{scale_h:.3g}x in height, {scale_w:.3g}x in width"
 
 
 def _at_least(name, minimum, meaning=""):
@@ -261,6 +305,48 @@ def output_paths(name):
     return paths
 
 
+def previous_export_paths(name):
+    """The files and SavedModel folder an earlier export under ``name`` left in --output_dir
+    that this one does not write again (a variant, a check report or a SavedModel it skips):
+    every name :func:`output_paths` can give, whatever the flags, and nothing else."""
+    saved_model = os.path.join(FLAGS.output_dir, f"{name}_saved_model")
+    files = [os.path.join(FLAGS.output_dir, f"{name}_check{ext}") for ext in (".md", ".json")]
+    for quantization in export.QUANTIZATIONS:
+        tflite = os.path.join(FLAGS.output_dir, f"{name}_{quantization}.tflite")
+        files += [tflite, ModelLabels.sidecar_path(tflite)]
+    kept = set(output_paths(name))
+    stale = [p for p in files if p not in kept and os.path.lexists(p) and not os.path.isdir(p)]
+    if saved_model not in kept and os.path.isdir(saved_model) and is_saved_model(saved_model):
+        stale.append(saved_model)
+    return stale
+
+
+def is_saved_model(path):
+    """Whether ``path`` is an earlier SavedModel folder the tool may replace (another folder of
+    that name is the user's: left alone)."""
+    from keras_fcn.export.saved_model import check_saved_model_target
+
+    try:
+        check_saved_model_target(path, True, presets.model_file(FLAGS.model))
+    except ValueError:
+        return False
+    return True
+
+
+def remove_previous_export(name):
+    """--overwrite: removes :func:`previous_export_paths`, so --output_dir describes one
+    export."""
+    stale = previous_export_paths(name)
+    for path in stale:
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+    if stale:
+        print(f"--overwrite: removed {len(stale)} file(s) of a previous export named {name!r}: "
+              + ", ".join(os.path.basename(p) for p in stale))
+
+
 def check_model_flags(model, name):
     """Checks what needs the model (the void label, the names), before anything is written;
     export.load_model has refused a model with several outputs."""
@@ -326,6 +412,12 @@ def timing_note(num_threads, runs):
     return f"{num_threads} threads, median of {runs} runs{keras}"
 
 
+def miou_note(size):
+    """How the check report's mean IU is computed, and why it is not tools/evaluate.py's."""
+    return (f"mean IU at {size[0]}x{size[1]}, the masks resized to it by nearest neighbour: "
+            "it differs a little from tools/evaluate.py's, which scores at each mask's own size")
+
+
 def run_check(model, paths, name, labels, pairs, size, palette=None):
     """Runs the quality gate and writes its report; returns the failure messages."""
     rows = export.compare_tflite(model, paths, pairs, ignore_label=labels.ignore_label,
@@ -336,6 +428,7 @@ def run_check(model, paths, name, labels, pairs, size, palette=None):
         max_size_ratio=FLAGS.max_size_ratio, min_speedup=FLAGS.min_speedup,
         min_confident_agreement=FLAGS.min_confident_agreement)
     notes = [f"{len(pairs)} images from {FLAGS.check}, resized to {size[0]}x{size[1]}",
+             *([miou_note(size)] if any(row.get("mean_iu") is not None for row in rows) else []),
              timing_note(FLAGS.num_threads, FLAGS.runs),
              "verdict: " + ("FAIL: " + "; ".join(failures) if failures else "pass")]
     markdown = export.rows_to_markdown(rows, f"Export check: {name}", notes)
@@ -368,6 +461,8 @@ def main(argv):
             export.check_pairs(pairs, num_classes=labels.num_classes,
                                ignore_label=labels.ignore_label, palette=palette)
     with io.directory_lock(FLAGS.output_dir, "export"):  # one writer per output folder
+        if FLAGS.overwrite:
+            remove_previous_export(name)
         paths = export_all(model, name, size, labels)
         failures = (run_check(model, paths, name, labels, pairs, size, palette)
                     if FLAGS.check else [])

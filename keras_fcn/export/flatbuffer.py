@@ -13,9 +13,10 @@ import struct
 
 import numpy as np
 
+from keras_fcn.weights.io import TFLITE_IDENTIFIER  # the TFL3 identifier, at byte 4
+
 # Ops whose presence means that shapes are computed at run time.
 DYNAMIC_SHAPE_OPS = ("SHAPE", "RANK", "BROADCAST_ARGS", "DYNAMIC_UPDATE_SLICE", "WHERE")
-TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier of TFLite models, at byte 4
 
 
 def _schema():

@@ -112,6 +112,26 @@ def _read_model(model):
     }
 
 
+TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer identifier of a .tflite file, at bytes 4-8
+
+
+def is_tflite_file(path):
+    """Whether ``path`` names a TFLite model: a ``.tflite`` name or the TFL3 identifier.
+
+    Example:
+        >>> is_tflite_file("export/fcn8s_int8.tflite")
+        True
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    if os.fspath(path).lower().endswith(".tflite"):
+        return True
+    if not os.path.isfile(path):
+        return False
+    with open(path, "rb") as f:
+        return f.read(8)[4:8] == TFLITE_IDENTIFIER
+
+
 def load_model_file(path):
     """Loads a ``.keras`` model file (uncompiled); a damaged file raises a ValueError naming it.
 
@@ -120,6 +140,10 @@ def load_model_file(path):
     """
     import keras
 
+    if is_tflite_file(path):  # Keras would say "legacy SavedModel format is not supported"
+        raise ValueError(f"{os.fspath(path)!r} is a TFLite model; expected a .keras model file "
+                         "(or a preset name). Run a .tflite with examples/litert_segment.py or "
+                         "keras_fcn.export.TFLiteRunner.")
     # Keras says "File not found" for an existing .keras file that is not a zip archive.
     if str(path).endswith(".keras") and os.path.isfile(path) and not zipfile.is_zipfile(path):
         detail = "an empty file" if os.path.getsize(path) == 0 else "not a zip archive"
