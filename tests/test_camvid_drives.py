@@ -154,3 +154,73 @@ def test_real_camvid_drives_per_split(camvid_dir):
         print(f"holdout={drive}: train {len(split_train)}, val {len(split_val)}")
     _, _, count = datasets.load_split("camvid", "val", data_dir=camvid_dir, holdout="0006R0")
     assert count == 101
+
+
+def test_wrong_camvid_data_dir_names_the_flag_and_the_folder_meant(tmp_path):
+    """The CamVid walkthrough: --data_dir=/work/shared/data (the folder above camvid/) or
+    .../camvid/train (a split) gave "List file '.../train.txt' does not exist"."""
+    _write_camvid(tmp_path / "camvid", ["0001TP_006690.png"], ["0016E5_07959.png"])
+    expected = "expected the CamVid folder holding train.txt and val.txt"
+    above = str(tmp_path)
+    with pytest.raises(FileNotFoundError) as error:
+        datasets.camvid_pairs(above, "train")
+    assert str(error.value).startswith(f"--data_dir={above} has no train.txt: {expected}")
+    assert str(error.value).endswith(f"Did you mean --data_dir={tmp_path / 'camvid'}?")
+    split = str(tmp_path / "camvid" / "train")
+    with pytest.raises(FileNotFoundError, match=f"Did you mean --data_dir={tmp_path / 'camvid'}"
+                                                r"\?$"):
+        datasets.camvid_pairs(split, "val", holdout="0001TP")
+    with pytest.raises(FileNotFoundError, match=f"{expected} \\(with train/, trainannot/, "
+                                                r"val/, valannot/\)\.$"):
+        datasets.camvid_pairs(tmp_path / "nowhere", "val")
+
+
+def test_evaluate_tool_refuses_a_wrong_camvid_data_dir_in_one_line(tmp_path):
+    from tests.tiny import tiny_fcn
+    from tests.tool_flags import run_in_process
+
+    _write_camvid(tmp_path / "camvid", ["0001TP_006690.png"], ["0016E5_07959.png"])
+    model = tmp_path / "m.keras"
+    tiny_fcn("32s", num_classes=11).save(model)
+    done = run_in_process("tools/evaluate.py", f"--model={model}", "--dataset=camvid",
+                          f"--data_dir={tmp_path}", "--image_size=native")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        f"error: --data_dir={tmp_path} has no val.txt: expected the CamVid folder holding "
+        "train.txt and val.txt (with train/, trainannot/, val/, valannot/). Did you mean "
+        f"--data_dir={tmp_path / 'camvid'}?")
+
+
+def test_evaluate_tool_keeps_held_out_and_same_split_figures_apart(tmp_path):
+    """The CamVid walkthrough: --holdout=0006R0 and then no --holdout both wrote
+    best.eval.json (the second replaced the first), and neither header named the drive."""
+    import json
+
+    from tests.tiny import tiny_fcn
+    from tests.tool_flags import run_in_process
+
+    from keras_fcn.training import run_dir
+
+    data = tmp_path / "camvid"
+    _write_camvid(data, ["0001TP_006690.png", "0016E5_08010.png"], ["0016E5_07959.png"])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"flags": {"holdout": "0001TP"}}))
+    tiny_fcn("32s", num_classes=11).save(run / "best.keras")
+    common = (f"--model={run / 'best.keras'}", "--dataset=camvid", f"--data_dir={data}",
+              "--image_size=32,32")
+    held = run_in_process("tools/evaluate.py", *common, "--holdout=0001TP")
+    assert held.returncode == 0, held.stderr
+    assert " on camvid val of held-out 0001TP (1 images" in held.stdout
+    assert "Note:" not in held.stdout
+    same = run_in_process("tools/evaluate.py", *common)
+    assert same.returncode == 0, same.stderr
+    assert " on camvid val (1 images" in same.stdout
+    assert (f"Note: the run of {run / 'best.keras'} held out 0001TP (--holdout in its "
+            "config.json); without --holdout this figure is on the val split of the training "
+            "groups, not the held-out ones. For the held-out figure pass --holdout=0001TP."
+            ) in same.stdout
+    assert json.loads((run / "best.holdout-0001TP.eval.json").read_text())["holdout"] == "0001TP"
+    assert json.loads((run / "best.eval.json").read_text())["holdout"] is None
+    # a run's --overwrite removes both with the model they score
+    assert run_dir.unexpected_entries(str(run)) == []

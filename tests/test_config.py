@@ -134,3 +134,33 @@ def test_groups_replace_and_the_deprecated_flat_forms():
     with pytest.raises(ValueError, match=r"no such TrainConfig field\(s\) to define. "
                        r"Received: \['epoch'\]"):
         config_lib.define_flags(flags.FlagValues(), epoch=3)
+
+
+def test_a_default_crop_larger_than_image_size_is_clipped_a_given_one_refused(capsys):
+    """The CamVid walkthrough: examples/train_camvid.py --image_size=90,120 kept its default
+    --crop_size=180,240, so the crops were mostly padding and void, silently."""
+    from absl import flags as absl_flags
+
+    from keras_fcn.training.checks import check_before_run
+    from keras_fcn.training.config import config_from_flags, define_flags
+
+    def parsed(*argv):
+        values = absl_flags.FlagValues()
+        define_flags(values, dataset="camvid", image_size="", crop_size="180,240")
+        values(["train_camvid.py", *argv])
+        return config_from_flags(values)
+
+    assert parsed("--image_size=90,120").data.crop_size == (90, 120)
+    assert capsys.readouterr().out == ("--crop_size=180,240 (the script's default) is larger "
+                                       "than --image_size=90,120: cropping 90,120 instead.\n")
+    assert parsed("--image_size=120,300").data.crop_size == (120, 240)
+    assert parsed("--image_size=360,480").data.crop_size == (180, 240)  # fits: kept
+    message = ("--crop_size=180,240 is larger than --image_size=90,120: the crops would be "
+               "mostly padding and void. Pass --crop_size no larger than --image_size (e.g. "
+               "--crop_size=90,120), or leave out --image_size.")
+    with pytest.raises(ValueError) as error:
+        parsed("--image_size=90,120", "--crop_size=180,240")
+    assert str(error.value) == message
+    with pytest.raises(ValueError) as error:  # the Python API: whether it was given is unknown
+        check_before_run(TrainConfig().replace(image_size=(90, 120), crop_size=(180, 240)))
+    assert str(error.value) == message

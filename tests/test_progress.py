@@ -47,5 +47,18 @@ def test_evaluate_model_logs_a_line_a_minute_with_verbose_2(monkeypatch, capsys)
     batch = (np.zeros((1, 32, 32, 3), "float32"), np.zeros((1, 32, 32), "int32"))
     evaluation.evaluate_model(tiny_fcn("32s"), [batch] * 3, num_classes=3, ignore_label=255,
                               verbose=2)
-    assert capsys.readouterr().out.splitlines()[-3:] == [
+    lines = capsys.readouterr().out.splitlines()[-3:]
+    assert [line.split(" (")[0] for line in lines] == [
         "evaluating: batch 1/3", "evaluating: batch 2/3", "evaluating: batch 3/3"]
+    assert all(line.endswith(" s/batch)") for line in lines)
+
+
+def test_evaluate_model_logs_the_first_batch_at_once_then_every_log_seconds(capsys):
+    """The CamVid walkthrough: 101 images x 6 TTA passes ran 31 s with nothing printed to a
+    log (a line a minute only). The first batch is logged at once, then one every 10 s."""
+    assert evaluation.LOG_SECONDS == 10
+    batch = (np.zeros((1, 32, 32, 3), "float32"), np.zeros((1, 32, 32), "int32"))
+    evaluation.evaluate_model(tiny_fcn("32s"), [batch] * 3, num_classes=3, ignore_label=255,
+                              verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("evaluating: batch 1/3 ("), lines

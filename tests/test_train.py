@@ -687,6 +687,23 @@ def test_a_resume_that_replans_the_schedule_says_so(tmp_path, capsys):
                           "planned anew") and out.count("\n") == 1
 
 
+def test_a_resume_of_a_finished_run_does_not_say_it_replans(tmp_path, capsys):
+    """The CamVid walkthrough: --epochs=3 --resume on a finished 2-epoch run printed
+    "--resume changes --epochs=2 to 3: the learning-rate schedule is planned anew", then
+    refused the run ("is complete after 2 epochs"): the first line contradicted the second."""
+    from keras_fcn import io
+    from keras_fcn.training.recipe import SCHEDULE_FLAGS
+    from keras_fcn.training.run_dir import MODEL_FILE, finished_run, write_run_config
+    flags = {"epochs": 2, "lr_schedule": "poly"}
+    write_run_config(str(tmp_path), flags)
+    (tmp_path / MODEL_FILE).write_bytes(b"a model")
+    io.write_json(str(tmp_path / "metrics.json"), {"status": "completed", "epochs": 2})
+    write_run_config(str(tmp_path), dict(flags, epochs=3), resume=True, replan=SCHEDULE_FLAGS)
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match=r"is complete after 2 epochs.*Received: epochs=3"):
+        finished_run(str(tmp_path), 3)
+
+
 # Review 7: argument checks that disagreed between modules.
 
 

@@ -49,7 +49,8 @@ flags.DEFINE_integer("seed", 0, "shapes: data seed.")
 flags.DEFINE_integer("shapes_size", 0, "shapes: image side in pixels (0: the --shapes_size of the "
                      "run the model comes from, read from the config.json beside it; else 64).")
 flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images (0: all).")
-flags.DEFINE_string("output", "", "JSON output path (default: <model>.eval.json; a training "
+flags.DEFINE_string("output", "", "JSON output path (default: <model>.eval.json, with --holdout "
+                    "<model>.holdout-<groups>.eval.json; a training "
                     "--overwrite of the model's run removes it with the model). An existing "
                     "file is replaced only if it is the JSON of a previous evaluation, or with "
                     "--overwrite.")
@@ -155,24 +156,45 @@ def shapes_size(flag, model_path):
     Example:
         shapes_size(0, "runs/shapes_fcn8s/best.keras")  # 32 after a --shapes_size=32 run
     """
-    from keras_fcn import io
     from keras_fcn.training import TrainConfig
-    from keras_fcn.training.recipe import STAGES
-    from keras_fcn.training.run_dir import CONFIG_FILE
 
     if flag:
         return flag
+    value = run_flags(model_path).get("shapes_size")
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return TrainConfig().data.shapes_size
+
+
+def run_flags(model_path):
+    """The flags of the run that wrote ``model_path`` (the ``config.json`` beside it; a staged
+    run's, one folder above its ``fcn8s/``...), or {} where there is none."""
+    from keras_fcn import io
+    from keras_fcn.training.recipe import STAGES
+    from keras_fcn.training.run_dir import CONFIG_FILE
+
     folder = os.path.dirname(os.path.abspath(model_path))
     if os.path.basename(folder) in tuple(f"fcn{stage}" for stage in STAGES):
         folder = os.path.dirname(folder)  # a stage of a --model=staged run
     config = os.path.join(folder, CONFIG_FILE)
-    if os.path.isfile(config):
-        stored = io.read_json(config, "Run config")
-        run_flags = stored.get("flags") if isinstance(stored, dict) else None
-        value = run_flags.get("shapes_size") if isinstance(run_flags, dict) else None
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return TrainConfig().data.shapes_size
+    if not os.path.isfile(config):
+        return {}
+    stored = io.read_json(config, "Run config")
+    stored = stored.get("flags") if isinstance(stored, dict) else None
+    return stored if isinstance(stored, dict) else {}
+
+
+def holdout_note(model_path, holdout_flag):
+    """A note when the model's run held groups out (its --holdout) and --holdout is not
+    given: the figure is then on the training groups' val, not on the held-out ones (or
+    None)."""
+    held = run_flags(model_path).get("holdout")
+    if holdout_flag or not held or not isinstance(held, (str, list)):
+        return None
+    held = held if isinstance(held, str) else ",".join(str(group) for group in held)
+    return (f"Note: the run of {model_path} held out {held} (--holdout in its config.json); "
+            f"without --holdout this figure is on the {FLAGS.split} split of the training "
+            f"groups, not the held-out ones. For the held-out figure pass --holdout={held}.")
 
 
 def ignore_label(flag, labels):
@@ -190,9 +212,12 @@ def ignore_label(flag, labels):
 
 def output_path(path):
     """--output, or ``<model>.eval.json`` (beside a model file; a preset's in the working
-    folder)."""
-    return FLAGS.output or os.path.splitext(os.path.basename(path) if path != FLAGS.model
-                                            else path)[0] + ".eval.json"
+    folder); with --holdout ``<model>.holdout-<groups>.eval.json``, so the held-out figure and
+    the same-split one do not overwrite each other."""
+    from keras_fcn.training.evaluation import evaluation_file
+
+    return FLAGS.output or evaluation_file(os.path.basename(path) if path != FLAGS.model
+                                           else path, FLAGS.holdout)
 
 
 def resolved_precision(requested, model):
@@ -266,7 +291,10 @@ def main(argv):
                                                             FLAGS.max_images)
     precision = resolved_precision(FLAGS.precision, model)
     side = shapes_flags.get("shapes_size")
-    print(f"Evaluating {FLAGS.model} on {info.name} {split} ({count} images"
+    if note := holdout_note(path, FLAGS.holdout):
+        print(note)
+    held = f" of held-out {FLAGS.holdout}" if FLAGS.holdout else ""
+    print(f"Evaluating {FLAGS.model} on {info.name} {split}{held} ({count} images"
           f"{f' of {side}x{side} px' if side else ''}, "
           f"{f'resized to {size[0]}x{size[1]}' if size else 'native size'}"
           f"{', flip TTA' if FLAGS.flip else ''}"

@@ -10,6 +10,8 @@ Example:
     len(val), camvid_drive(val[0][0])
 """
 
+import os
+
 from keras_fcn._checks import check_choice
 from keras_fcn.datasets.base import DatasetInfo
 from keras_fcn.datasets.folder import list_file_pairs
@@ -61,6 +63,7 @@ def camvid_pairs(root, split="train", *, holdout=None):
 
     Raises:
         ValueError: a frame name without a drive, or an unknown drive (listing the known ones).
+        FileNotFoundError: `root` lacks a list file (`check_camvid_root`).
 
     Example:
         pairs, info = camvid_pairs("~/data/camvid", "val")
@@ -69,6 +72,35 @@ def camvid_pairs(root, split="train", *, holdout=None):
     """
     if holdout is None:
         check_choice("split", split, CAMVID_SPLITS)
+        check_camvid_root(root, f"{split}.txt")
         return list_file_pairs(root, f"{split}.txt"), CAMVID_INFO
+    check_camvid_root(root, *(f"{name}.txt" for name in HOLDOUT_SPLITS))
     pooled = [pair for name in HOLDOUT_SPLITS for pair in list_file_pairs(root, f"{name}.txt")]
     return holdout_split(pooled, camvid_drive, holdout, split, "drive"), CAMVID_INFO
+
+
+def check_camvid_root(root, *list_files):
+    """Fails unless the folder `root` (--data_dir) holds `list_files`, naming it, what it must
+    hold, and the folder meant where one is near: a subfolder holding train.txt (`data/`
+    for `data/camvid/`) or the parent of a split folder (`camvid/train`).
+
+    Raises:
+        FileNotFoundError: a list file is missing.
+
+    Example:
+        check_camvid_root("~/data/camvid", "train.txt", "val.txt")
+    """
+    folder = os.path.expanduser(os.fspath(root))
+    missing = [name for name in list_files if not os.path.isfile(os.path.join(folder, name))]
+    if not missing:
+        return
+    children = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    near = [os.path.join(os.fspath(root), name) for name in children
+            if os.path.isfile(os.path.join(folder, name, "train.txt"))]
+    parent = os.path.dirname(os.path.normpath(os.fspath(root)))
+    if not near and os.path.isfile(os.path.join(os.path.expanduser(parent), "train.txt")):
+        near = [parent]
+    hint = f" Did you mean --data_dir={near[0]}?" if near else ""
+    raise FileNotFoundError(
+        f"--data_dir={os.fspath(root)} has no {missing[0]}: expected the CamVid folder "
+        f"holding train.txt and val.txt (with train/, trainannot/, val/, valannot/).{hint}")

@@ -134,9 +134,10 @@ def check_temporal_weight(weight):
 
 def check_before_run(config):
     """Every check of `config` that needs no data, in the order a user meets them: numbers
-    (`check_numbers`), the ``--temporal_consistency`` weight, warm-up, evaluation scales,
-    ``--photometric``, the tf.data-only options (temporal consistency, TFDS),
-    `check_run_options`, and an ``--output_dir`` that is a file.
+    (`check_numbers`), a crop larger than ``--image_size`` (`check_crop_size`), the
+    ``--temporal_consistency`` weight, warm-up, evaluation scales, ``--photometric``, the
+    tf.data-only options (temporal consistency, TFDS), `check_run_options`, and an
+    ``--output_dir`` that is a file.
 
     Returns:
         `config` as `check_numbers` returns it (a 0 of steps made None).
@@ -150,7 +151,7 @@ def check_before_run(config):
         Traceback (most recent call last):
         ValueError: `photometric` must be in (0, 1] (0: off). Received: photometric=2.0
     """
-    config = check_numbers(config)
+    config = check_crop_size(check_numbers(config))
     check_temporal_weight(config.optim.temporal_consistency)
     check_warmup(config.optim.warmup_epochs, config.optim.epochs)
     if config.run.eval_scales:  # checked now, not after hours of training
@@ -170,3 +171,37 @@ def check_before_run(config):
     check_run_options(config)
     io.expect_folder(config.run.output_dir, "--output_dir")
     return config
+
+
+def check_crop_size(config, crop_given=True):
+    """`config`, its ``--crop_size`` checked against ``--image_size``: a crop larger than the
+    resized image in either side is mostly padding and void. A crop the user gave
+    (``crop_given``) is refused, naming both; a script's default one is clipped to the image
+    size, and that is printed.
+
+    Raises:
+        ValueError: ``crop_given`` and the crop is larger than ``--image_size``.
+
+    Example:
+        >>> from keras_fcn.training.config import TrainConfig
+        >>> check_crop_size(TrainConfig().replace(image_size=(90, 120), crop_size=(180, 240)),
+        ...                 crop_given=False).data.crop_size
+        --crop_size=180,240 (the script's default) is larger than --image_size=90,120: \
+cropping 90,120 instead.
+        (90, 120)
+    """
+    crop, size = config.data.crop_size, config.data.image_size
+    if not (crop and size) or all(c <= s for c, s in zip(crop, size)):
+        return config
+    clipped = tuple(min(c, s) for c, s in zip(crop, size))
+    text = ",".join
+    if crop_given:
+        raise ValueError(
+            f"--crop_size={text(map(str, crop))} is larger than --image_size="
+            f"{text(map(str, size))}: the crops would be mostly padding and void. Pass "
+            f"--crop_size no larger than --image_size (e.g. --crop_size="
+            f"{text(map(str, clipped))}), or leave out --image_size.")
+    print(f"--crop_size={text(map(str, crop))} (the script's default) is larger than "
+          f"--image_size={text(map(str, size))}: cropping {text(map(str, clipped))} instead.",
+          flush=True)
+    return config.replace(crop_size=clipped)

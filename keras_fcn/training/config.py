@@ -450,9 +450,12 @@ def config_from_flags(flag_values=None):
 
     Raises:
         ValueError: a flag value cannot be parsed, or a number is out of range
-            (`check_numbers`); the message names the flag.
+            (`check_numbers`), or a given --crop_size is larger than --image_size
+            (`checks.check_crop_size`; a default one is clipped); the message names the flag.
     """
     from absl import flags
+
+    from keras_fcn.training.checks import check_crop_size  # it imports this module
 
     values = flags.FLAGS if flag_values is None else flag_values
     flat = {}
@@ -464,4 +467,6 @@ def config_from_flags(flag_values=None):
         elif _unset(field, value):
             value = None
         flat[name] = value
-    return check_numbers(TrainConfig().replace(**flat))
+    config = check_numbers(TrainConfig().replace(**flat))
+    crop_given = "crop_size" in values and values["crop_size"].present
+    return check_crop_size(config, crop_given) if "crop_size" in values else config

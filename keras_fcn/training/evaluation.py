@@ -7,7 +7,9 @@ Example:
 
 import json
 import os
+import re
 import sys
+import time
 
 import keras
 import numpy as np
@@ -40,6 +42,40 @@ def is_evaluation_json(path):
     except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
         return False
     return isinstance(data, dict) and all(key in data for key in EVALUATION_KEYS)
+
+
+LOG_SECONDS = 10  # verbose=2: seconds between progress lines (a log, not a flood)
+EVALUATION_SUFFIX = ".eval.json"
+_HOLDOUT_TAG = re.compile(r"\.holdout-[A-Za-z0-9._+-]+$")
+
+
+def evaluation_file(model_path, holdout=None):
+    """tools/evaluate.py's default output for ``model_path``: ``<model>.eval.json``, or with
+    held-out groups ``<model>.holdout-<groups>.eval.json`` (groups joined by "+"), so the
+    figure on the held-out drive and the one on the training drives' val do not overwrite
+    each other.
+
+    Example:
+        >>> evaluation_file("runs/cv2/best.keras", "0006R0,0001TP")
+        'runs/cv2/best.holdout-0006R0+0001TP.eval.json'
+    """
+    groups = holdout.split(",") if isinstance(holdout, str) else list(holdout or ())
+    tag = "+".join(re.sub(r"[^A-Za-z0-9._-]", "_", g.strip()) for g in groups if g.strip())
+    return os.path.splitext(model_path)[0] + (f".holdout-{tag}" if tag else "") + \
+        EVALUATION_SUFFIX
+
+
+def evaluated_model(name):
+    """The model file name whose default evaluation (`evaluation_file`) is the file ``name``,
+    or None for a name of no evaluation.
+
+    Example:
+        >>> evaluated_model("best.holdout-0006R0.eval.json"), evaluated_model("notes.json")
+        ('best.keras', None)
+    """
+    if not name.endswith(EVALUATION_SUFFIX):
+        return None
+    return _HOLDOUT_TAG.sub("", name[:-len(EVALUATION_SUFFIX)]) + ".keras"
 
 
 METRICS = (("pixel_accuracy", "pixel accuracy"), ("mean_accuracy", "mean accuracy"),
@@ -145,8 +181,9 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
         scales: image scales whose probabilities are averaged at label resolution
             (multi-scale TTA, `tta_probabilities`; with `flip`, each scale is flipped too).
             `(1.0,)` is the plain single-scale evaluation.
-        verbose: 1 (or True) a progress bar, 2 a line a minute (for logs, where a bar
-            prints only when it ends), 0 nothing; "auto": 1 on a terminal, else 2.
+        verbose: 1 (or True) a progress bar, 2 a line after the first batch and then every
+            `LOG_SECONDS` (for logs, where a bar prints only when it ends), 0 nothing;
+            "auto": 1 on a terminal, else 2.
         max_batches: stop after this many batches (a positive int, or None for all).
         precision, jit_compile: how to run the model (``keras_fcn.inference.forward_fn``):
             None keeps the model's own precision and picks XLA by ``keras_fcn.runtime``.
@@ -182,7 +219,8 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     bar = keras.utils.Progbar(total, unit_name="batch") if verbose and verbose != 2 else None
-    beat = Heartbeat(60) if verbose == 2 else None
+    beat = Heartbeat(LOG_SECONDS) if verbose == 2 else None
+    start = time.monotonic()
     for index, (images, masks) in enumerate(iterate_batches(dataset)):
         if max_batches is not None and index >= max_batches:
             break
@@ -196,8 +234,15 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
         images_seen += int(_first(images).shape[0])
         if bar is not None:
             bar.update(index + 1)
-        elif beat is not None:
-            beat.tick(lambda: f"evaluating: batch {index + 1}" + (f"/{total}" if total else ""))
+        elif beat is not None:  # the first batch at once (it compiles), then every LOG_SECONDS
+            line = (lambda done=index + 1: f"evaluating: batch {done}"
+                    + (f"/{total}" if total else "")
+                    + f" ({(time.monotonic() - start) / done:.2f} s/batch)")
+            if index == 0:
+                print(line(), flush=True)
+                beat.reset()
+            else:
+                beat.tick(line)
     if bar is not None and total is None:
         print()
     if images_seen == 0:

@@ -38,7 +38,7 @@ from keras_fcn.training.callbacks import (
     BEST_STATE_FILE,
     HISTORY_FILE,
 )
-from keras_fcn.training.evaluation import is_evaluation_json
+from keras_fcn.training.evaluation import evaluated_model, is_evaluation_json
 
 LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
@@ -47,10 +47,9 @@ CLASS_WEIGHTS_FILE = "class_weights.json"
 CONFIG_FILE = "config.json"
 EXPORT_FILES = ("model_float16.tflite", "model_float16.json")  # --export (run_export.maybe_export)
 RUN_FILES = (MODEL_FILE, BEST_MODEL_FILE, METRICS_FILE, "curves.png", LABELS_FILE)
-# tools/evaluate.py's default outputs beside the run's models: --overwrite removes them with
-# the models they score (a file of that name that is not an evaluation stays the user's).
-EVALUATION_FILES = tuple(os.path.splitext(name)[0] + ".eval.json"
-                         for name in (MODEL_FILE, BEST_MODEL_FILE))
+# The models whose tools/evaluate.py default outputs (evaluation.evaluation_file: best.eval.json,
+# best.holdout-0006R0.eval.json...) --overwrite removes with them (not-evaluations stay).
+EVALUATED_MODELS = (MODEL_FILE, BEST_MODEL_FILE)
 # Files of a run directory written through `keras_fcn.io` (temporary name ".<file>.<random>").
 _ATOMIC_FILES = RUN_FILES + (HISTORY_FILE, BEST_STATE_FILE, CLASS_WEIGHTS_FILE, CONFIG_FILE,
                              *EXPORT_FILES)
@@ -86,7 +85,7 @@ def _is_run_temp_file(name):
 def unexpected_entries(run_dir, stages=True):
     """The entries of `run_dir` that training does not write (relative paths, sorted), which
     `--overwrite` must not delete. The lock file of `keras_fcn.io` and tools/evaluate.py's
-    evaluations of the run's models (`EVALUATION_FILES`) are not counted.
+    evaluations of the run's models (`EVALUATED_MODELS`) are not counted.
 
     Example:
         >>> unexpected_entries("/data/camvid")  # doctest: +SKIP
@@ -104,7 +103,8 @@ def unexpected_entries(run_dir, stages=True):
             unexpected += [os.path.join(name, inner)
                            for inner in unexpected_entries(path, stages=False)]
         elif folder or name not in _ATOMIC_FILES and not (
-                name in EVALUATION_FILES and is_evaluation_json(path)):
+                evaluated_model(name) in EVALUATED_MODELS
+                and is_evaluation_json(path)):
             unexpected.append(name + os.sep if folder else name)
     return unexpected
 
@@ -220,7 +220,7 @@ def prepare_run_dir(run_dir, *, resume=False, overwrite=False, inputs=()):
             files of a killed run are removed).
         overwrite: delete an existing `run_dir` and start again. Only a folder that holds
             nothing but the files of a run (`unexpected_entries`; tools/evaluate.py's
-            `best.eval.json` and `model.eval.json` of its models count) is emptied.
+            `best.eval.json`, `best.holdout-<groups>.eval.json`... count) is emptied.
         inputs: paths the run reads ({flag name: path}, or a list): `run_dir` must not be or
             contain one of them.
 
@@ -366,7 +366,7 @@ def write_run_config(run_dir, flags, *, resume=False, compare=(), replan=()):
             raise ValueError(
                 f"The run in '{run_dir}' was trained with {was}; --resume got {now}. Resume "
                 "with the run's flags, or start a new run (another --output_dir).")
-        for name in replan:
+        for name in () if completed_run(run_dir) else replan:  # a finished run: no replan
             if name in stored and _flag_text(stored[name]) != _flag_text(flags.get(name)):
                 print(f"--resume changes --{name}={_flag_text(stored[name])} to "
                       f"{_flag_text(flags.get(name))}: the learning-rate schedule is planned "
