@@ -369,13 +369,37 @@ class ModelLabels:
     @classmethod
     def for_model(cls, model_path):
         """The labels of a model file: its sidecar, else the ``labels.json`` beside it (a run
-        folder), else None."""
+        folder), else those a run saved in the ``.keras`` file itself (a model copied out of
+        its run keeps its class names, colours and training size), else None."""
         for path in (cls.sidecar_path(model_path),
                      os.path.join(os.path.dirname(os.fspath(model_path)), "labels.json")):
             if os.path.isfile(path):
                 return cls.read(path)
-        return None
+        saved = saved_labels(model_path)
+        return None if saved is None else cls.from_dict(
+            saved, source=f"The labels saved in {os.fspath(model_path)!r}")
 
     def with_updates(self, **changes):
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+def saved_labels(model_path):
+    """The labels dict a run saved in the ``.keras`` file ``model_path`` (its FCN config's
+    ``fcn["labels"]``, `keras_fcn.training.fit`), read from the archive without loading the
+    model; None for another file or a model saved without them.
+
+    Example:
+        saved_labels("best.keras")["class_names"]
+    """
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(os.fspath(model_path)) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    labels = ((config.get("config") or {}).get("fcn") or {}).get("labels") \
+        if isinstance(config, dict) else None
+    return labels if isinstance(labels, dict) else None

@@ -4,6 +4,7 @@ resume, NaN, run directories, the NYUDv2 and SIFT Flow recipes, the CLI error pa
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -305,6 +306,12 @@ def _check_run_directory(run_dir, num_images):
     assert not [n for n in os.listdir(run_dir) if n.endswith(".labels.json")]  # one labels file
     labels = ModelLabels.for_model(os.path.join(run_dir, "best.keras"))
     assert labels == ModelLabels.read(run_dir)
+    # a model copied out of its run keeps its labels: the run saved them in the file
+    alone = os.path.join(os.path.dirname(run_dir), "alone")
+    os.makedirs(alone, exist_ok=True)
+    shutil.copy(os.path.join(run_dir, "best.keras"), os.path.join(alone, "best.keras"))
+    assert ModelLabels.for_model(os.path.join(alone, "best.keras")) == labels
+    assert ModelLabels.for_model(os.path.join(alone, "nothing.keras")) is None
     assert labels.class_names == synthetic.SHAPES_CLASSES and labels.ignore_label == 255
     assert labels.normalization["type"] == "caffe_bgr_mean" and labels.model_name == "fcn8s"
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"))

@@ -255,8 +255,10 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         if verbose == 2:  # one line per epoch: a line a minute within it too
             all_callbacks.append(ProgressLog(60))
         fcn = plain_model(model)
-        run_dir_lib.write_labels(run_dir, info, model=fcn, image_size=image_size,
-                                 model_name=model_name)
+        labels = run_dir_lib.write_labels(run_dir, info, model=fcn, image_size=image_size,
+                                          model_name=model_name)
+        if isinstance(getattr(fcn, "fcn_info", None), dict):  # saved in its .keras files too
+            fcn.fcn_info["labels"] = labels.to_dict()
         started = time.time()
         # shuffle=False: the tf.data pipeline shuffles (seeded); Keras would only warn about it.
         conv_matmul = runtime.fast_path(runtime.model_precision(model), model=model,
