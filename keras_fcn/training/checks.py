@@ -194,14 +194,12 @@ cropping 90,120 instead.
     if not (crop and size) or all(c <= s for c, s in zip(crop, size)):
         return config
     clipped = tuple(min(c, s) for c, s in zip(crop, size))
-    text = ",".join
+    crop_text, size_text, clipped_text = (",".join(map(str, v)) for v in (crop, size, clipped))
     if crop_given:
         raise ValueError(
-            f"--crop_size={text(map(str, crop))} is larger than --image_size="
-            f"{text(map(str, size))}: the crops would be mostly padding and void. Pass "
-            f"--crop_size no larger than --image_size (e.g. --crop_size="
-            f"{text(map(str, clipped))}), or leave out --image_size.")
-    print(f"--crop_size={text(map(str, crop))} (the script's default) is larger than "
-          f"--image_size={text(map(str, size))}: cropping {text(map(str, clipped))} instead.",
-          flush=True)
+            f"--crop_size={crop_text} is larger than --image_size={size_text}: the crops would "
+            f"be mostly padding and void. Pass --crop_size no larger than --image_size (e.g. "
+            f"--crop_size={clipped_text}), or leave out --image_size.")
+    print(f"--crop_size={crop_text} (the script's default) is larger than --image_size="
+          f"{size_text}: cropping {clipped_text} instead.", flush=True)
     return config.replace(crop_size=clipped)
