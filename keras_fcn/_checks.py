@@ -112,7 +112,7 @@ def size_from_text(text, name="size"):
     if text is None or text in UNSET_TEXT:
         return None
     try:
-        parts = [int(p) for p in str(text).replace("x", ",").split(",") if p.strip()]
+        parts = [int(p) for p in str(text).lower().replace("x", ",").split(",") if p.strip()]
     except ValueError:
         parts = []
     if len(parts) == 1:

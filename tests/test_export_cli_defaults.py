@@ -94,12 +94,13 @@ def test_read_list_pairs_a_split_folder_by_file_stem(tmp_path):
 
 
 @pytest.mark.parametrize("text, size", [("90,120", (90, 120)), ("90x120", (90, 120)),
-                                        (" 64 , 96 ", (64, 96)), ("48", (48, 48))])
+                                        (" 64 , 96 ", (64, 96)), ("48", (48, 48)),
+                                        ("90X120", (90, 120))])
 def test_input_size_takes_both_spellings(text, size):
     with tool("export", "--model=m.keras", "--output_dir=out") as t:
         assert t.parse_size(text) == size
-        with pytest.raises(ValueError, match=r"^--input_size must look like 360x480 or "
-                                             r"360,480\. Received: '90;120'$"):
+        with pytest.raises(ValueError, match=r"^--input_size must be 'H,W' or 'S' with positive "
+                                             r"sizes\. Received: input_size='90;120'$"):
             t.parse_size("90;120")
 
 

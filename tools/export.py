@@ -54,6 +54,7 @@ from absl import flags  # noqa: E402
 from keras_fcn import _tf, io, presets  # noqa: E402
 from keras_fcn.labels import ModelLabels  # noqa: E402
 from keras_fcn.training.cli import run_main  # noqa: E402
+from keras_fcn.training.flag_parsing import parse_size as parse_size_flag  # noqa: E402
 
 # SavedModel and TFLite are TensorFlow's own formats: keras_fcn.export imports it. Without it
 # --help still works; a run stops in main (require_tensorflow) with one line.
@@ -114,19 +115,7 @@ flags.DEFINE_bool("overwrite", False, "Replace existing outputs; first removes t
 def parse_size(text):
     """'360x480' or '360,480' (training's --image_size spelling) -> (360, 480); 'S' -> (S, S);
     None or '' stays None."""
-    if text is None or not text.strip():
-        return None
-    try:
-        sizes = [int(v) for v in text.lower().replace("x", ",").split(",")]
-    except ValueError:
-        sizes = []
-    if len(sizes) == 1:
-        sizes *= 2
-    if len(sizes) != 2:
-        raise ValueError(f"--input_size must look like 360x480 or 360,480. Received: {text!r}")
-    if min(sizes) < 1:
-        raise ValueError(f"--input_size must be positive, e.g. 360x480. Received: {text!r}")
-    return tuple(sizes)
+    return parse_size_flag(text, "input_size")
 
 
 def training_size():
