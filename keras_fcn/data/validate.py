@@ -223,7 +223,7 @@ def validate_pairs(pairs, *, num_classes, ignore_label=IGNORE_LABEL, mask_format
     check = lambda pair: _pair_problem(  # noqa: E731
         pair, num_classes, ignore_label, mask_format, palette, unknown_color, check_values,
         decode_images)
-    problems = _run_with_progress(check, pairs, num_workers, verbose)
+    problems = map_with_progress(check, pairs, num_workers, verbose)
     report = ValidationReport(
         good=[p for p, m in zip(pairs, problems) if m is None],
         bad=[(p, m) for p, m in zip(pairs, problems) if m is not None],
@@ -236,14 +236,20 @@ def validate_pairs(pairs, *, num_classes, ignore_label=IGNORE_LABEL, mask_format
     return report
 
 
-def _run_with_progress(fn, items, num_workers, verbose):
-    """Maps `fn` over `items` with threads, with an optional progress bar; keeps the order."""
+def map_with_progress(fn, items, num_workers=4, verbose="auto", unit="pair"):
+    """``[fn(item) for item in items]`` on ``num_workers`` threads (file reads), in order, with
+    a progress bar of ``unit``s when ``verbose`` is True, or "auto" and there are 200 or more.
+
+    Example:
+        >>> map_with_progress(len, ["a", "bc"], verbose=False)
+        [1, 2]
+    """
     show = len(items) >= _PROGRESS_MIN_FILES if verbose == "auto" else bool(verbose)
     bar = None
     if show:
         import keras
 
-        bar = keras.utils.Progbar(len(items), unit_name="pair")
+        bar = keras.utils.Progbar(len(items), unit_name=unit)
     results = []
     with concurrent.futures.ThreadPoolExecutor(max(1, num_workers)) as pool:
         for i, result in enumerate(pool.map(fn, items)):

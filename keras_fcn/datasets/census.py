@@ -14,12 +14,12 @@ Example:
     check_training_labels(pairs, info)  # ValueError for 0/255 masks of 2 classes
 """
 
-import concurrent.futures
 import logging
 
 import numpy as np
 
 from keras_fcn.data.masks import orientation_problem, read_mask
+from keras_fcn.data.validate import map_with_progress
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +53,9 @@ def class_census(pairs, info, max_masks=MAX_MASKS, num_workers=4):
         return values[:info.num_classes].astype(np.int64), void
 
     counts, void = np.zeros(info.num_classes, np.int64), 0
-    with concurrent.futures.ThreadPoolExecutor(max(1, num_workers)) as pool:
-        for values, ignored in pool.map(count, sample):
-            counts += values
-            void += ignored
+    for values, ignored in map_with_progress(count, sample, num_workers, verbose=False):
+        counts += values
+        void += ignored
     return counts, void, len(sample)
 
 
@@ -113,8 +112,8 @@ def check_orientations(pairs, num_workers=4):
     Example:
         check_orientations(pairs)
     """
-    with concurrent.futures.ThreadPoolExecutor(max(1, num_workers)) as pool:
-        problems = [p for p in pool.map(orientation_problem, [pair[0] for pair in pairs]) if p]
+    problems = [p for p in map_with_progress(orientation_problem, [pair[0] for pair in pairs],
+                                             num_workers, verbose=False) if p]
     if problems:
         more = f" ({len(problems) - 1} more images have one)" if len(problems) > 1 else ""
         raise ValueError(problems[0] + more)
