@@ -47,9 +47,17 @@ from keras_fcn import training
 from keras_fcn import weights as weights_lib
 from keras_fcn.datasets import DatasetInfo, nyud
 from keras_fcn.labels import voc_palette
+from keras_fcn.layers import CaffePreprocessing
 from keras_fcn.models import build_fcn, multimodal
+from keras_fcn.presets import preset_labels
 from keras_fcn.training import config as train_config
-from keras_fcn.training.run_dir import check_inputs_outside, finished_run, write_run_config
+from keras_fcn.training.run_dir import (
+    check_inputs_outside,
+    finished_run,
+    is_fresh,
+    remove_setup_files,
+    write_run_config,
+)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "NYUDv2 folder in the FCN layout.")
@@ -89,8 +97,23 @@ def _weights(value):
     return None if value in (None, "", "none", "None") else value
 
 
+# The presets of the reference's models of each modality: what the inputs of the model trained
+# here are, recorded in its labels.json (the colour model takes RGB 0..255 itself, see
+# build_model; the others take the preprocessed inputs of keras_fcn.datasets.nyud).
+PRESETS = {"rgb": "nyud-fcn32s-color", "hha": "nyud-fcn32s-hha", "rgbd": "nyud-fcn32s-color-d",
+           "fusion": "nyud-fcn32s-color-hha"}
+
+
+def input_normalization(modality):
+    """The normalization labels.json records for `modality`: None for "rgb" (the model's own
+    `preprocess` layer, of the NYUDv2 mean), else that of the modality's preset."""
+    return None if modality == "rgb" else preset_labels(PRESETS[modality]).normalization
+
+
 def build_model(modality, variant, tiny):
-    """The model of a modality; tiny models for --synthetic."""
+    """The model of a modality; tiny models for --synthetic. The colour model takes RGB
+    0..255 and subtracts the NYUDv2 mean itself (its `preprocess` layer, as the
+    nyud-fcn32s-color preset): predict and export feed it what it was trained on."""
     size = TINY if tiny else {}
     if modality == "fusion":
         model = multimodal.build_late_fusion_fcn(
@@ -106,7 +129,10 @@ def build_model(modality, variant, tiny):
     weights = None if tiny else _weights(FLAGS.weights)
     if modality == "rgbd":
         return multimodal.build_rgbd_fcn(variant, nyud.NUM_CLASSES, weights=weights, **size)
-    return build_fcn(variant, nyud.NUM_CLASSES, (None, None, 3), weights, **size)
+    model = build_fcn(variant, nyud.NUM_CLASSES, (None, None, 3), weights,
+                      include_preprocessing=True, **size)
+    model.get_layer("preprocess").mean_bgr = CaffePreprocessing(nyud.NYUD_MEAN_BGR).mean_bgr
+    return model
 
 
 # What --synthetic replaces (fake files, a tiny random model): given with it, they are refused
@@ -175,7 +201,22 @@ def recipe_learning_rate(tiny):
 
 
 def train(data_dir, optim, tiny):
-    """Trains into --output_dir on the NYUDv2 files of `data_dir`."""
+    """Trains into --output_dir on the NYUDv2 files of `data_dir`; a run that fails before
+    its first epoch ends removes the run folder it made (config.json, labels.json), so the
+    corrected command runs as given."""
+    # Every file the run reads, before the run folder is made and the weights are fetched.
+    counts = [len(nyud.check_split_files(data_dir, split, FLAGS.modality))
+              for split in (FLAGS.train_split, FLAGS.eval_split)]
+    fresh = is_fresh(FLAGS.output_dir)
+    try:
+        return _train(data_dir, optim, tiny, counts)
+    except (Exception, KeyboardInterrupt):
+        if fresh:
+            remove_setup_files(os.path.abspath(os.path.expanduser(FLAGS.output_dir)))
+        raise
+
+
+def _train(data_dir, optim, tiny, counts):
     run_dir = training.prepare_run_dir(FLAGS.output_dir, resume=FLAGS.resume,
                                        overwrite=FLAGS.overwrite,
                                        inputs={} if tiny else input_paths(data_dir))
@@ -197,24 +238,31 @@ def train(data_dir, optim, tiny):
             print(training.format_results(done["final_val"], INFO.class_names))
         print(f"Run directory: {run_dir} (complete; nothing to resume)")
         return
+    print(f"Data: {INFO.name} {FLAGS.modality}, {counts[0]} train ({FLAGS.train_split}) / "
+          f"{counts[1]} val ({FLAGS.eval_split}) images, {INFO.num_classes} classes, ignore "
+          f"label {INFO.ignore_label}.", flush=True)
     learning_rate = recipe_learning_rate(tiny)
-    print(f"FCN-{FLAGS.variant}: {FLAGS.optimizer} at learning rate "
-          f"{learning_rate:.3g}{'' if FLAGS.learning_rate else ' (the recipe default)'}",
-          flush=True)
     model = build_model(FLAGS.modality, FLAGS.variant, tiny)
+    print(f"Training FCN-{FLAGS.variant} ({model.count_params():,} parameters) in {run_dir}: "
+          f"{FLAGS.optimizer} at learning rate {learning_rate:.3g}"
+          f"{'' if FLAGS.learning_rate else ' (the recipe default)'}", flush=True)
     training.compile_model(model, num_classes=nyud.NUM_CLASSES, ignore_label=nyud.IGNORE_LABEL,
                            optimizer=training.make_optimizer(FLAGS.optimizer, learning_rate),
                            pixels_per_image=PIXELS)
+    raw_rgb = FLAGS.modality == "rgb"  # the model's own preprocess layer
     train_ds = nyud.make_nyud_dataset(data_dir, FLAGS.train_split, FLAGS.modality,
                                       batch_size=optim.batch_size, shuffle=True, seed=0,
-                                      flip=FLAGS.flip)
-    eval_ds = nyud.make_nyud_dataset(data_dir, FLAGS.eval_split, FLAGS.modality)
+                                      flip=FLAGS.flip, raw_rgb=raw_rgb)
+    eval_ds = nyud.make_nyud_dataset(data_dir, FLAGS.eval_split, FLAGS.modality,
+                                     raw_rgb=raw_rgb)
+    name = f"nyud_{FLAGS.modality}_fcn{FLAGS.variant}"
     report = training.fit(model, train_ds.repeat() if steps else train_ds, eval_ds,
                           run_dir=run_dir, epochs=epochs, info=INFO,
-                          steps_per_epoch=steps,
-                          model_name=f"nyud_{FLAGS.modality}_fcn{FLAGS.variant}")
+                          steps_per_epoch=steps, model_name=name,
+                          normalization=input_normalization(FLAGS.modality))
     if report["final_val"]:
-        print(training.format_results(report["final_val"], INFO.class_names))
+        print(f"\nFinal validation metrics of {name} ({report['final_val']['num_images']} "
+              "images):\n" + training.format_results(report["final_val"], INFO.class_names))
     print(f"Run directory: {run_dir} ({report['status']})")
 
 

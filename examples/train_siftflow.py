@@ -31,10 +31,16 @@ from absl import flags
 from keras_fcn import metrics, training
 from keras_fcn.datasets import DatasetInfo, siftflow
 from keras_fcn.labels import voc_palette
+from keras_fcn.layers import CaffePreprocessing
 from keras_fcn.models import multimodal
 from keras_fcn.training import config as train_config
 from keras_fcn.training import two_headed
-from keras_fcn.training.run_dir import finished_run, write_run_config
+from keras_fcn.training.run_dir import (
+    finished_run,
+    is_fresh,
+    remove_setup_files,
+    write_run_config,
+)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "SIFT Flow folder (SiftFlowDataset.zip extracted).")
@@ -108,8 +114,33 @@ def recipe_learning_rate(tiny):
         "adam" if tiny else FLAGS.optimizer, "mean", FLAGS.variant, PIXELS)
 
 
+def build_model(variant, weights, tiny):
+    """The two-headed FCN; it takes RGB 0..255 and subtracts the SIFT Flow mean itself (its
+    `preprocess` layer, as the siftflow-fcn* presets): predict and export feed it what it was
+    trained on, and labels.json records that mean."""
+    model = multimodal.build_two_headed_fcn(variant, weights=weights, include_preprocessing=True,
+                                            **(TINY if tiny else {}))
+    model.get_layer("preprocess").mean_bgr = CaffePreprocessing(
+        siftflow.SIFTFLOW_MEAN_BGR).mean_bgr
+    return model
+
+
 def train(data_dir, optim, tiny):
-    """Trains into --output_dir on the SIFT Flow files of `data_dir`."""
+    """Trains into --output_dir on the SIFT Flow files of `data_dir`; a run that fails before
+    its first epoch ends removes the run folder it made (config.json, labels.json), so the
+    corrected command runs as given."""
+    # Every file the run reads, before the run folder is made and the weights are fetched.
+    counts = [len(siftflow.check_split_files(data_dir, split)) for split in ("trainval", "test")]
+    fresh = is_fresh(FLAGS.output_dir)
+    try:
+        return _train(data_dir, optim, tiny, counts)
+    except (Exception, KeyboardInterrupt):
+        if fresh:
+            remove_setup_files(os.path.abspath(os.path.expanduser(FLAGS.output_dir)))
+        raise
+
+
+def _train(data_dir, optim, tiny, counts):
     inputs = {} if tiny else {"data_dir": data_dir, "weights": _weights_file()}
     run_dir = training.prepare_run_dir(FLAGS.output_dir, resume=FLAGS.resume,
                                        overwrite=FLAGS.overwrite, inputs=inputs)
@@ -129,21 +160,28 @@ def train(data_dir, optim, tiny):
         print(json.dumps(done["final_val"], indent=2))
         print(f"Run directory: {run_dir} (complete; nothing to resume)")
         return
+    print(f"Data: {INFO.name}, {counts[0]} train (trainval) / {counts[1]} val (test) images, "
+          f"{siftflow.NUM_SEMANTIC} semantic + {siftflow.NUM_GEOMETRIC} geometric classes, "
+          f"ignore label {INFO.ignore_label}.", flush=True)
     weights = None if tiny or FLAGS.weights in ("", "none", "None") else FLAGS.weights
-    model = multimodal.build_two_headed_fcn(FLAGS.variant, weights=weights,
-                                            **(TINY if tiny else {}))
+    model = build_model(FLAGS.variant, weights, tiny)
     learning_rate = recipe_learning_rate(tiny)
-    print(f"FCN-{FLAGS.variant}: {FLAGS.optimizer} at learning rate "
-          f"{learning_rate:.3g}{'' if FLAGS.learning_rate else ' (the recipe default)'}",
-          flush=True)
+    print(f"Training FCN-{FLAGS.variant} ({model.count_params():,} parameters) in {run_dir}: "
+          f"{FLAGS.optimizer} at learning rate {learning_rate:.3g}"
+          f"{'' if FLAGS.learning_rate else ' (the recipe default)'}", flush=True)
     two_headed.compile_two_headed(model, training.make_optimizer(FLAGS.optimizer, learning_rate))
+    # RGB 0..255: the model's own preprocess layer subtracts the mean.
     train_ds = siftflow.make_siftflow_dataset(data_dir, "trainval", batch_size=optim.batch_size,
-                                              shuffle=True, seed=0, flip=FLAGS.flip)
-    test_ds = siftflow.make_siftflow_dataset(data_dir, "test")
+                                              shuffle=True, seed=0, flip=FLAGS.flip,
+                                              preprocess=False)
+    test_ds = siftflow.make_siftflow_dataset(data_dir, "test", preprocess=False)
+    name = f"siftflow_fcn{FLAGS.variant}"
     report = training.fit(model, train_ds.repeat() if steps else train_ds, test_ds,
                           run_dir=run_dir, epochs=epochs, info=INFO,
-                          steps_per_epoch=steps, model_name=f"siftflow_fcn{FLAGS.variant}",
+                          steps_per_epoch=steps, model_name=name,
                           monitor="val_semantic_mean_iu", evaluate=evaluate)
+    if report["final_val"]:
+        print(f"\nFinal validation metrics of {name} ({counts[1]} images):")
     print(json.dumps(report["final_val"], indent=2))
     print(f"Run directory: {run_dir} ({report['status']})")
 

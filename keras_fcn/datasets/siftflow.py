@@ -93,6 +93,58 @@ def siftflow_ids(root, split="trainval"):
     return [i for i in image_ids(root) if i not in test]
 
 
+def _split_file(root, split):
+    """The list file of ``root`` that :func:`siftflow_ids` reads for ``split``, or None."""
+    for name in ((split,) if split == "test" else ("trainval", "train")):
+        path = os.path.join(os.fspath(root), f"{name}.txt")
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _example_paths(root, image_id):
+    root = os.fspath(root)
+    return {"image": os.path.join(root, "Images", SUBDIR, f"{image_id}.jpg"),
+            "semantic label": os.path.join(root, "SemanticLabels", SUBDIR, f"{image_id}.mat"),
+            "geometric label": os.path.join(root, _geometric_dir(root), SUBDIR,
+                                            f"{image_id}.mat")}
+
+
+def check_split_files(root, split):
+    """The ids of ``split`` (:func:`siftflow_ids`) after checking that each one's image and
+    label files exist, so that a run stops before training, not at its first validation.
+
+    Raises:
+        FileNotFoundError: naming the missing files (the first 3 and their count), and where
+            the ids came from: the split's list file, or the bundled list of the paper's 200
+            test images (write ``test.txt`` in ``root`` to use one's own).
+        ValueError: a split without ids.
+
+    Example:
+        >>> len(check_split_files("data/sift-flow", "test"))  # doctest: +SKIP
+        200
+    """
+    check_choice("split", split, SPLITS)
+    ids = siftflow_ids(root, split)
+    if not ids:
+        raise ValueError(f"No SIFT Flow ids for split={split!r} in {os.fspath(root)!r}.")
+    missing = [f"{path!r} ({kind})" for image_id in ids
+               for kind, path in _example_paths(root, image_id).items()
+               if not os.path.isfile(path)]
+    if missing:
+        listed = _split_file(root, split)
+        source = (f"listed in {listed!r}" if listed else
+                  "of the bundled list of the paper's 200 test images "
+                  f"({common.resource_path('siftflow_test.txt')!r}); write "
+                  f"{os.path.join(os.fspath(root), 'test.txt')!r} (one id a line) to use "
+                  "your own" if split == "test" else
+                  f"of the images of {os.path.join(os.fspath(root), 'Images', SUBDIR)!r}")
+        raise FileNotFoundError(
+            f"SIFT Flow {split} split: {len(missing)} file(s) not found for the ids "
+            f"{source}: {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}")
+    return ids
+
+
 def semantic_to_train_ids(labels):
     """Semantic labels (0 = unlabelled, 1..33) -> training ids (0..32, void 255), uint8.
 
@@ -181,15 +233,18 @@ def preprocess_image(rgb):
     return np.asarray(rgb, np.float32)[..., ::-1] - np.asarray(SIFTFLOW_MEAN_BGR, np.float32)
 
 
-def load_example(root, image_id):
-    """One preprocessed example: ``(image float32 (H, W, 3), {"semantic", "geometric"})``.
+def load_example(root, image_id, preprocess=True):
+    """One preprocessed example: ``(image float32 (H, W, 3), {"semantic", "geometric"})``;
+    with ``preprocess=False`` the image is RGB 0..255 as read (float32), for a model with its
+    own ``preprocess`` layer of the SIFT Flow mean (examples/train_siftflow.py).
 
     Example:
         >>> image, labels = load_example("data/sift-flow", "coast_natu975")  # doctest: +SKIP
         >>> labels["semantic"].shape, labels["geometric"].dtype  # doctest: +SKIP
         ((256, 256), dtype('uint8'))
     """
-    image = preprocess_image(read_image(root, image_id))
+    image = read_image(root, image_id)
+    image = preprocess_image(image) if preprocess else np.asarray(image, np.float32)
     labels = {"semantic": read_semantic_label(root, image_id),
               "geometric": read_geometric_label(root, image_id)}
     for task, label in labels.items():
@@ -201,13 +256,13 @@ def load_example(root, image_id):
     return image, labels
 
 
-def _load_flat(root, image_id):
-    image, labels = load_example(root, image_id.decode())
+def _load_flat(root, preprocess, image_id):
+    image, labels = load_example(root, image_id.decode(), preprocess)
     return image, labels["semantic"].astype(np.int32), labels["geometric"].astype(np.int32)
 
 
 def make_siftflow_dataset(root, split="trainval", ids=None, batch_size=1, shuffle=False,
-                          seed=None, flip=False):
+                          seed=None, flip=False, preprocess=True):
     """A ``tf.data`` pipeline of preprocessed SIFT Flow examples for the two-headed FCN.
 
     Args:
@@ -215,7 +270,8 @@ def make_siftflow_dataset(root, split="trainval", ids=None, batch_size=1, shuffl
             ``ids`` is given). ids: explicit id list. batch_size: images per batch (all SIFT
             Flow images are 256x256). shuffle: reshuffled each epoch. seed: shuffle and flip
             seed (the same seed gives the same batches). flip: random left-right flips,
-            seeded (the reference trains without augmentation).
+            seeded (the reference trains without augmentation). preprocess: False gives
+            the images as RGB 0..255 (see :func:`load_example`).
 
     Returns:
         ``tf.data.Dataset`` of ``(images float32 (B, H, W, 3), {"semantic": int32 (B, H, W),
@@ -231,7 +287,8 @@ def make_siftflow_dataset(root, split="trainval", ids=None, batch_size=1, shuffl
     if not ids:
         raise ValueError(f"No SIFT Flow ids for split={split!r} in {os.fspath(root)!r}.")
     return common.id_dataset(
-        ids, functools.partial(_load_flat, os.fspath(root)), [tf.float32, tf.int32, tf.int32],
+        ids, functools.partial(_load_flat, os.fspath(root), preprocess),
+        [tf.float32, tf.int32, tf.int32],
         [[None, None, 3], [None, None], [None, None]],
         lambda image, semantic, geometric: (image, {"semantic": semantic,
                                                     "geometric": geometric}),

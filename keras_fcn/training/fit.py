@@ -24,6 +24,8 @@ from keras_fcn import io, runtime
 from keras_fcn import losses as losses_lib
 from keras_fcn import metrics as metrics_lib
 from keras_fcn._checks import check_choice
+from keras_fcn.labels import ModelLabels
+from keras_fcn.models import has_preprocessing
 from keras_fcn.models.trunk import build_before_fit
 from keras_fcn.training import run_dir as run_dir_lib
 from keras_fcn.training.callbacks import (
@@ -171,11 +173,30 @@ def curve_metric(monitor):
     return metric[:-len("loss")] + "mean_iu" if metric.endswith("loss") else metric
 
 
+def _write_labels(run_dir, info, fcn, image_size, model_name, normalization):
+    """labels.json, with the data's `normalization` when one is given (see `fit`)."""
+    if normalization is None:
+        return run_dir_lib.write_labels(run_dir, info, model=fcn, image_size=image_size,
+                                        model_name=model_name)
+    if not isinstance(normalization, dict) or "type" not in normalization:
+        raise ValueError('normalization must be a dict with a "type" (as '
+                         "keras_fcn.models.normalization_of returns). Received: "
+                         f"normalization={normalization!r}")
+    if has_preprocessing(fcn):
+        raise ValueError(f"Model {fcn.name!r} normalizes its inputs itself (its 'preprocess' "
+                         "layer, recorded as is): leave normalization out. Received: "
+                         f"normalization={normalization!r}")
+    labels = ModelLabels.from_info(info, image_size=image_size, model_name=model_name,
+                                   normalization=dict(normalization))
+    labels.write(os.path.join(run_dir, run_dir_lib.LABELS_FILE))
+    return labels
+
+
 def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         validation_steps=None, eval_ds=None, tensorboard=False, verbose="auto",
         image_size=None, model_name=None, flip_eval=False, callbacks=None, chief=True,
         monitor="val_mean_iu", evaluate=None, eval_scales=None, conv_matmul=None,
-        skipped_fits=()):
+        skipped_fits=(), normalization=None):
     """Trains a compiled model and fills `run_dir` (see `keras_fcn.training.run_dir`).
 
     The run resumes from `run_dir/backup` when it exists (use `prepare_run_dir` to decide
@@ -224,6 +245,11 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
             skips); with the backup's epochs the training data is moved on past them
             (`data_order.ResumeDataOrder`), so a resumed run reads the batches an
             uninterrupted one reads.
+        normalization: how the data pipeline normalized the inputs, for a model without a
+            ``preprocess`` layer whose data is not its trunk's (the NYUDv2 HHA, RGB-D and
+            fusion inputs): a dict as ``keras_fcn.models.normalization_of`` returns, written
+            in labels.json and the model's ``fcn_info["labels"]`` instead of the trunk's. None:
+            ``normalization_of(model)``.
 
     Returns:
         dict with "history" (list of epoch dicts), "final_val" (evaluation results or None),
@@ -232,7 +258,8 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
     Raises:
         FileExistsError: `run_dir` holds a completed run.
         ValueError: a backup that does not fit the model or its optimizer, or of more epochs
-            than `epochs`; a `monitor` that is not logged.
+            than `epochs`; a `monitor` that is not logged; a `normalization` that is no dict
+            with a "type", or given for a model with its own ``preprocess`` layer.
 
     Example:
         report = fit(model, train_ds, val_ds, run_dir="runs/a", epochs=5, info=info)
@@ -255,8 +282,7 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         if verbose == 2:  # one line per epoch: a line a minute within it too
             all_callbacks.append(ProgressLog(60))
         fcn = plain_model(model)
-        labels = run_dir_lib.write_labels(run_dir, info, model=fcn, image_size=image_size,
-                                          model_name=model_name)
+        labels = _write_labels(run_dir, info, fcn, image_size, model_name, normalization)
         if isinstance(getattr(fcn, "fcn_info", None), dict):  # saved in its .keras files too
             fcn.fcn_info["labels"] = labels.to_dict()
         started = time.time()

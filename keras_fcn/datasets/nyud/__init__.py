@@ -43,6 +43,7 @@ from keras_fcn.datasets.nyud.fake import (  # noqa: F401
     write_fake_nyud,
 )
 from keras_fcn.datasets.nyud.inputs import (  # noqa: F401
+    check_split_files,
     input_channels,
     load_example,
     make_nyud_dataset,

@@ -11,11 +11,13 @@ import numpy as np
 
 from keras_fcn._checks import check_choice
 from keras_fcn.datasets.common import id_dataset
+from keras_fcn.datasets.common import resource_path
 from keras_fcn.datasets.nyud.layout import (
     MODALITIES,
     NYUD_MEAN_BGR,
     NYUD_MEAN_HHA,
     NYUD_MEAN_LOG_DEPTH,
+    example_paths,
     nyud_ids,
     read_depth,
     size_problem,
@@ -72,12 +74,20 @@ def preprocess_rgbd(rgb, depth):
     return np.concatenate([preprocess_rgb(rgb), preprocess_depth(depth)], axis=-1)
 
 
-def load_example(root, image_id, modality="rgb"):
+# The files each modality reads (besides the label).
+_KINDS = {"rgb": ("rgb",), "hha": ("hha",), "rgbd": ("rgb", "depth"),
+          "fusion": ("rgb", "hha")}
+
+
+def load_example(root, image_id, modality="rgb", raw_rgb=False):
     """Loads one preprocessed example of the FCN layout.
 
     Args:
         root: data folder. image_id: id string. modality: ``"rgb"``, ``"hha"``, ``"rgbd"`` or
             ``"fusion"``.
+        raw_rgb: ``"rgb"`` only: the image as RGB 0..255 (float32), not preprocessed, for a
+            model with its own ``preprocess`` layer of the NYUDv2 mean
+            (examples/train_nyud.py).
 
     Returns:
         ``(inputs, label)``: inputs float32 (H, W, 3|4), or for ``"fusion"`` a dict
@@ -90,17 +100,15 @@ def load_example(root, image_id, modality="rgb"):
     Example:
         >>> inputs, label = load_example("data/nyud", "5001", "fusion")  # doctest: +SKIP
     """
-    check_choice("modality", modality, MODALITIES)
+    _check_raw_rgb(modality, raw_rgb)
     label = read_label(root, image_id)
     readers = {"rgb": read_rgb, "hha": read_hha, "depth": read_depth}
-    kinds = {"rgb": ("rgb",), "hha": ("hha",), "rgbd": ("rgb", "depth"),
-             "fusion": ("rgb", "hha")}[modality]
-    raw = {kind: readers[kind](root, image_id) for kind in kinds}
+    raw = {kind: readers[kind](root, image_id) for kind in _KINDS[modality]}
     problem = size_problem(image_id, raw, label)
     if problem:  # as datasets.check says it, not a shape error deep inside the loss
         raise ValueError(problem)
     if modality == "rgb":
-        inputs = preprocess_rgb(raw["rgb"])
+        inputs = np.asarray(raw["rgb"], np.float32) if raw_rgb else preprocess_rgb(raw["rgb"])
     elif modality == "hha":
         inputs = preprocess_hha(raw["hha"])
     elif modality == "rgbd":
@@ -108,6 +116,55 @@ def load_example(root, image_id, modality="rgb"):
     else:
         inputs = {"rgb": preprocess_rgb(raw["rgb"]), "hha": preprocess_hha(raw["hha"])}
     return inputs, label
+
+
+def _check_raw_rgb(modality, raw_rgb):
+    check_choice("modality", modality, MODALITIES)
+    if raw_rgb and modality != "rgb":
+        raise ValueError(f"raw_rgb=True is for modality='rgb' (the other inputs are always "
+                         f"preprocessed). Received: modality={modality!r}")
+
+
+def check_split_files(root, split, modality="rgb"):
+    """The ids of ``split`` (:func:`nyud_ids`) after checking that the files ``modality``
+    reads exist for each one (and the label), so that a run stops before training, not at
+    its first validation.
+
+    Raises:
+        FileNotFoundError: naming the missing files (the first 3 and their count) and where
+            the ids came from (the split file of ``root``, or the bundled list).
+        ValueError: a split without ids.
+
+    Example:
+        >>> len(check_split_files("data/nyud", "test", "fusion"))  # doctest: +SKIP
+        654
+    """
+    check_choice("modality", modality, MODALITIES)
+    root = os.fspath(root)
+    ids = nyud_ids(root, split)
+    if not ids:
+        raise ValueError(f"No NYUDv2 ids for split={split!r} in {root!r}.")
+    missing = [f"{paths[kind]!r} ({kind})" for image_id in ids
+               for paths in (example_paths(root, image_id),)
+               for kind in (*_KINDS[modality], "label") if not os.path.isfile(paths[kind])]
+    if missing:
+        raise FileNotFoundError(
+            f"NYUDv2 {split} split ({modality}): {len(missing)} file(s) not found for the ids "
+            f"of {_split_source(root, split)}: "
+            f"{', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}")
+    return ids
+
+
+def _split_source(root, split):
+    """Where :func:`nyud_ids` takes the ids of ``split`` from, in words."""
+    own = [os.path.join(root, f"{split}.txt")]
+    if split == "trainval" and not os.path.isfile(own[0]):
+        own = [os.path.join(root, f"{name}.txt") for name in ("train", "val")]
+    if all(os.path.isfile(path) for path in own):
+        return " and ".join(repr(path) for path in own)
+    names = ("train", "val") if split == "trainval" else (split,)
+    return (" and ".join(repr(resource_path(f"nyud_{name}.txt")) for name in names)
+            + f" (bundled: {root!r} has no {split}.txt)")
 
 
 def input_channels(modality):
@@ -121,14 +178,14 @@ def input_channels(modality):
     return 4 if modality == "rgbd" else 3
 
 
-def _load_flat(root, modality, image_id):
-    inputs, label = load_example(root, image_id.decode(), modality)
+def _load_flat(root, modality, raw_rgb, image_id):
+    inputs, label = load_example(root, image_id.decode(), modality, raw_rgb)
     arrays = [inputs["rgb"], inputs["hha"]] if modality == "fusion" else [inputs]
     return (*arrays, label.astype(np.int32))
 
 
 def make_nyud_dataset(root, split="train", modality="rgb", ids=None, batch_size=1,
-                      shuffle=False, seed=None, flip=False):
+                      shuffle=False, seed=None, flip=False, raw_rgb=False):
     """A ``tf.data`` pipeline of preprocessed NYUDv2 examples from the FCN layout.
 
     Whole images at their own size (the paper's batch-1 setting); all NYUDv2 images have the
@@ -141,6 +198,7 @@ def make_nyud_dataset(root, split="train", modality="rgb", ids=None, batch_size=
         shuffle: shuffle the ids every epoch. seed: shuffle and flip seed (the same seed gives
             the same batches). flip: random left-right flips of inputs and labels together,
             seeded (the reference trains without augmentation).
+        raw_rgb: ``"rgb"`` only: RGB 0..255 inputs (see :func:`load_example`).
 
     Returns:
         ``tf.data.Dataset`` of ``(inputs, labels)``: inputs float32 (B, H, W, C) or the dict
@@ -151,7 +209,7 @@ def make_nyud_dataset(root, split="train", modality="rgb", ids=None, batch_size=
     """
     import tensorflow as tf
 
-    check_choice("modality", modality, MODALITIES)
+    _check_raw_rgb(modality, raw_rgb)
     ids = list(ids) if ids is not None else nyud_ids(root, split)
     if not ids:
         raise ValueError(f"No NYUDv2 ids for split={split!r} in {os.fspath(root)!r}.")
@@ -162,6 +220,6 @@ def make_nyud_dataset(root, split="train", modality="rgb", ids=None, batch_size=
         inputs = {"rgb": arrays[0], "hha": arrays[1]} if modality == "fusion" else arrays[0]
         return inputs, arrays[-1]
 
-    return id_dataset(ids, functools.partial(_load_flat, os.fspath(root), modality),
+    return id_dataset(ids, functools.partial(_load_flat, os.fspath(root), modality, raw_rgb),
                       [tf.float32] * n_inputs + [tf.int32], [shape] * n_inputs + [[None, None]],
                       pack, batch_size=batch_size, shuffle=shuffle, seed=seed, flip=flip)
