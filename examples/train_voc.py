@@ -14,6 +14,8 @@ for 500x375.
         --val_data_dir=~/data/VOCdevkit --output_dir=runs/voc_staged
     python examples/train_voc.py ... --model=fcn8s_at_once    # one stage, lr 1e-10
 
+Without --val_data_dir it validates on SBD val (2,857 images), and says so.
+
 Same flags as examples/train.py (shared through keras_fcn.training); only the defaults differ.
 The reference trains each stage for ~100k-300k iterations (tens of epochs of SBD); on a CPU
 use --steps_per_epoch and --epochs to plan, and --resume to continue over days.
@@ -39,9 +41,22 @@ train.define_flags(
 flags.adopt_module_key_flags(train_config)
 
 
+def validation_note(config):
+    """The line printed when --dataset=sbd validates on SBD val: without --val_data_dir there
+    is no seg11valid, the split of the paper's (and this script's) figures. None otherwise."""
+    if config.data.dataset != "sbd" or config.data.val_data_dir:
+        return None
+    return ("Validation: SBD val (2,857 images), not seg11valid (the paper's 736 VOC2011 val "
+            "images, the split of its figures): pass --val_data_dir=<VOCdevkit> (a VOC2012 or "
+            "VOC2011 folder) to validate on seg11valid.")
+
+
 def main(argv):
     del argv
-    train.run(train.config_from_flags())
+    config = train.config_from_flags()
+    if note := validation_note(config):
+        print(note, flush=True)
+    train.run(config)
 
 
 if __name__ == "__main__":

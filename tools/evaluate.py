@@ -11,6 +11,13 @@ Examples:
         --data_dir=data/camvid --flip --output=camvid_eval.json
     python tools/evaluate.py --model=runs/camvid/fcn8s/model.keras --dataset=camvid \
         --data_dir=data/camvid --holdout=0006R0 --scales=0.75,1,1.25 --flip
+    # the paper's PASCAL VOC figures: seg11valid (736 VOC2011 val images, the list bundled)
+    python tools/evaluate.py --model=voc-fcn8s --dataset=voc --data_dir=data/VOCdevkit \
+        --split=seg11valid
+
+SIFT Flow (two heads) and NYUDv2 models are not scored here: examples/train_siftflow.py and
+examples/train_nyud.py evaluate on their test split, and with --epochs=0 and --weights=<the
+model> they evaluate a trained model without training it (RECIPE_EVALUATION).
 """
 
 import os
@@ -25,7 +32,9 @@ flags.DEFINE_string("model", None, "A .keras model, or a released model by name 
                     "voc-fcn8s; docs/presets.md).", required=True)
 flags.DEFINE_string("dataset", "shapes", "shapes|camvid|voc|sbd|folder|tfds:<name>.")
 flags.DEFINE_string("data_dir", "", "Data folder (shapes: empty = generated in memory).")
-flags.DEFINE_string("split", "val", "Split to evaluate (voc: val; sbd: val; camvid: val/test).")
+flags.DEFINE_string("split", "val", "Split to evaluate (voc: val, train, trainval or seg11valid, "
+                    "the paper's validation split: 736 VOC2011 val images of a --data_dir "
+                    "VOC2012 or VOC2011 folder; sbd: val; camvid: val/test).")
 flags.DEFINE_string("image_size", "auto",
                     "'H,W' to resize inputs, 'native' for none, 'auto' to use the training "
                     "resolution recorded in the labels file next to the model.")
@@ -57,6 +66,40 @@ flags.DEFINE_string("output", "", "JSON output path (default: <model>.eval.json,
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output that is not the JSON of a "
                   "previous evaluation.")
 FLAGS = flags.FLAGS
+# The data sets of the paper that this tool does not read: their recipes evaluate.
+RECIPE_EVALUATION = {
+    "siftflow": ("SIFT Flow", "examples/train_siftflow.py --data_dir=<SIFT Flow folder> "
+                 "--variant=16s --weights=<model file or siftflow-fcn16s> --epochs=0 "
+                 "--output_dir=<new folder>", "both heads"),
+    "nyud": ("NYUDv2", "examples/train_nyud.py --data_dir=<NYUDv2 folder> --modality=<rgb, hha, "
+             "rgbd or fusion> --variant=<32s, 16s or 8s> --weights=<model file> --epochs=0 "
+             "--output_dir=<new folder>", "its --eval_split (test)"),
+}
+
+
+def recipe_evaluation_message(kind, received):
+    """Why a SIFT Flow or NYUDv2 model or data set (``kind``: a key of RECIPE_EVALUATION) is
+    not scored here, and the recipe command that scores it."""
+    name, command, what = RECIPE_EVALUATION[kind]
+    return (f"tools/evaluate.py does not score {name} models (it reads no {name} data): its "
+            f"recipe does, on {what}, at the end of training; to score a trained model "
+            f"without training it: python {command} (metrics.json and the printed table). "
+            f"Received: {received}")
+
+
+def recipe_kind(model_flag, model=None):
+    """"siftflow" or "nyud" for a model this tool does not score: a preset of those data sets
+    by name, or a model with the two SIFT Flow heads; None otherwise."""
+    for kind in RECIPE_EVALUATION:
+        if isinstance(model_flag, str) and model_flag.startswith(f"{kind}-"):
+            from keras_fcn import presets
+
+            if model_flag in presets.list_presets():
+                return kind
+    output = getattr(model, "output", None)
+    if isinstance(output, dict) and {"semantic", "geometric"} <= set(output):
+        return "siftflow"
+    return None
 
 
 def image_size(flag, labels):
@@ -143,6 +186,14 @@ def check_flags():
                          f"{FLAGS.num_classes}")
     if FLAGS.dataset == "shapes" and FLAGS.num_val < 1:
         raise ValueError(f"--num_val must be >= 1. Received: {FLAGS.num_val}")
+    if FLAGS.dataset in RECIPE_EVALUATION:
+        raise ValueError(recipe_evaluation_message(FLAGS.dataset,
+                                                   f"dataset={FLAGS.dataset!r}"))
+    if FLAGS.dataset == "sbd" and FLAGS.split != "val":
+        raise ValueError(
+            f"--dataset=sbd evaluates SBD val (2,857 images, --split=val); the paper's "
+            f"seg11valid is --dataset=voc --split=seg11valid with --data_dir a VOC2012 or "
+            f"VOC2011 folder. Received: dataset='sbd', split={FLAGS.split!r}")
     if FLAGS.shapes_size < 0:
         raise ValueError(f"--shapes_size must be >= 0 (0: the run's, else 64). Received: "
                          f"{FLAGS.shapes_size}")
@@ -255,6 +306,8 @@ def main(argv):
 
     check_flags()
     scales = check_scales(training.parse_floats(FLAGS.scales, "scales"))
+    if kind := recipe_kind(FLAGS.model):  # before a preset's download
+        raise ValueError(recipe_evaluation_message(kind, f"model={FLAGS.model!r}"))
     if FLAGS.output:  # before the model (a preset is downloaded) and the data are loaded
         check_output(FLAGS.output, FLAGS.overwrite)
     path = presets.model_file(FLAGS.model, single_output="tools/evaluate.py")  # or a preset
@@ -267,6 +320,9 @@ def main(argv):
     labels = ModelLabels.for_model(path)
     size = image_size(FLAGS.image_size, labels)
     model = load_model_file(path)  # a damaged file: a ValueError naming it
+    if kind := recipe_kind(FLAGS.model, model):
+        raise ValueError(recipe_evaluation_message(kind, f"model={FLAGS.model!r}, outputs "
+                                                   f"{sorted(model.output)}"))
     check_single_output(model, "tools/evaluate.py (the two-headed SIFT Flow recipe scores "
                         "both heads in its run's metrics.json)")
     channels = check_num_classes(model, FLAGS.num_classes, labels, labels_file(path))

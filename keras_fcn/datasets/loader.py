@@ -125,7 +125,8 @@ def load_split(name, split, *, data_dir=None, val_data_dir=None, num_classes=Non
         name: one of `DATASETS`: "shapes" (in memory unless `data_dir` holds a copy written by
             `make_shapes_dataset`), "camvid", "voc", "sbd", "folder" or "tfds:<tfds name>".
         split: "train" or "val" ("val" is seg11valid for sbd when `val_data_dir` is a VOC
-            folder, VOC val for voc, `tfds_val_split` or "test" for TFDS).
+            folder, VOC val for voc, `tfds_val_split` or "test" for TFDS); voc also takes
+            "trainval" and "seg11valid" (the paper's validation split, from `data_dir`).
         data_dir: the data set's folder (the TFDS data folder for "tfds:...").
         val_data_dir: VOC folder for sbd's seg11valid validation split.
         num_classes: number of classes of "folder" and TFDS data sets without metadata.

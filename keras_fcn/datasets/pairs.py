@@ -12,13 +12,43 @@ import os
 
 from keras_fcn.datasets import shapes
 from keras_fcn.datasets.base import DatasetInfo
-from keras_fcn.datasets.camvid import camvid_pairs
+from keras_fcn.datasets.camvid import CAMVID_INFO, camvid_pairs
 from keras_fcn.datasets.folder import split_pairs
-from keras_fcn.datasets.voc import sbd_pairs, seg11valid_pairs, voc_pairs
+from keras_fcn.datasets.voc import (
+    SBD_INFO,
+    VOC_INFO,
+    folder_swap_hint,
+    sbd_pairs,
+    seg11valid_pairs,
+    voc_pairs,
+)
 from keras_fcn.labels import IGNORE_LABEL, check_colour, voc_palette
 
 DATASETS = ("shapes", "camvid", "voc", "sbd", "folder", "tfds:<name>")
 HOLDOUT_DATASETS = ("camvid", "folder")  # the data sets that can hold out groups of frames
+# The data sets read from files whose classes are fixed (--num_classes cannot change them).
+FIXED_CLASSES = {"shapes": shapes.SHAPES_INFO, "camvid": CAMVID_INFO, "voc": VOC_INFO,
+                 "sbd": SBD_INFO}
+
+
+def check_fixed_classes(name, num_classes):
+    """Refuses a `num_classes` that is not the class count of a data set with fixed classes
+    (`FIXED_CLASSES`): the data would train its own classes anyway, and the run would record
+    the wrong count. None (unset) passes.
+
+    Example:
+        >>> check_fixed_classes("voc", 5)
+        Traceback (most recent call last):
+        ValueError: --dataset=voc has 21 classes (fixed); --num_classes cannot change them:
+        leave --num_classes out (or pass --num_classes=21). Received: num_classes=5
+    """
+    info = FIXED_CLASSES.get(name)
+    if info is None or num_classes is None or num_classes == info.num_classes:
+        return
+    raise ValueError(
+        f"--dataset={name} has {info.num_classes} classes (fixed); --num_classes cannot change "
+        f"them: leave --num_classes out (or pass --num_classes={info.num_classes}). Received: "
+        f"num_classes={num_classes!r}")
 
 
 def custom_info(name, num_classes, ignore_label=IGNORE_LABEL):
@@ -165,10 +195,17 @@ def file_pairs(name, split, data_dir, val_data_dir=None, num_classes=None,
                 folder_info(data_dir, num_classes, ignore_label))
     if name == "shapes":
         return shapes.shapes_pairs(data_dir, split)
-    if name == "voc":
-        return voc_pairs(data_dir, split)
-    if name == "sbd":
-        if split == "val" and val_data_dir:
-            return seg11valid_pairs(val_data_dir)
-        return sbd_pairs(data_dir, split)
+    if name in ("voc", "sbd"):
+        try:
+            if name == "voc":
+                return voc_pairs(data_dir, split, flag="--data_dir")
+            if split == "val" and val_data_dir:
+                return seg11valid_pairs(val_data_dir, flag="--val_data_dir",
+                                        check_files=True)
+            return sbd_pairs(data_dir, split, flag="--data_dir")
+        except FileNotFoundError as error:
+            hint = folder_swap_hint(name, data_dir, val_data_dir)
+            if hint is None:
+                raise
+            raise FileNotFoundError(f"{error} {hint}") from None
     raise ValueError(f"Unknown dataset. Expected one of {DATASETS}. Received: dataset={name!r}")

@@ -134,7 +134,8 @@ def check_temporal_weight(weight):
 
 def check_before_run(config):
     """Every check of `config` that needs no data, in the order a user meets them: numbers
-    (`check_numbers`), a crop larger than ``--image_size`` (`check_crop_size`), the
+    (`check_numbers`), a crop larger than ``--image_size`` (`check_crop_size`), a
+    ``--num_classes`` that is not a fixed-class data set's (`check_fixed_classes`), the
     ``--temporal_consistency`` weight, warm-up, evaluation scales, ``--photometric``, the
     tf.data-only options (temporal consistency, TFDS), `check_run_options`, and an
     ``--output_dir`` that is a file.
@@ -152,6 +153,9 @@ def check_before_run(config):
         ValueError: `photometric` must be in (0, 1] (0: off). Received: photometric=2.0
     """
     config = check_crop_size(check_numbers(config))
+    from keras_fcn.datasets.pairs import check_fixed_classes
+
+    check_fixed_classes(config.data.dataset, config.data.num_classes)
     check_temporal_weight(config.optim.temporal_consistency)
     check_warmup(config.optim.warmup_epochs, config.optim.epochs)
     if config.run.eval_scales:  # checked now, not after hours of training

@@ -101,7 +101,8 @@ class ResumeDataOrder(keras.callbacks.Callback):
         self.start_epoch = getattr(data, "epoch", None)  # before fit moves a PyDataset
 
     def on_train_begin(self, logs=None):
-        epochs = (getattr(self.model, "_initial_epoch", None) or 0) + sum(self.skipped_fits)
+        initial = getattr(self.model, "_initial_epoch", None) or 0
+        epochs = initial + sum(self.skipped_fits)
         if not epochs and not self.skipped_fits:
             return
         reason = _unmovable(self.data, self.steps_per_epoch)
@@ -113,5 +114,7 @@ class ResumeDataOrder(keras.callbacks.Callback):
                 advance_data(self.data, epochs, fit_iterators_per_epoch(self.data),
                              extra=fit_build_iterators(self.model) * len(self.skipped_fits))
             return
+        if initial >= (self.params or {}).get("epochs", initial + 1):
+            return  # every epoch of this fit is done: it trains nothing, so nothing to say
         print(f"Resuming after {epochs} epochs: the training data starts again from its first "
               f"batch ({reason}).", flush=True)
