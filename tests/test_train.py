@@ -880,7 +880,7 @@ def test_fit_keeps_the_lowest_loss_and_refuses_to_train_a_completed_run_again(tm
     assert str(error.value) == (
         f"The run in '{tmp_path}' is complete (metrics.json, model.keras): training again "
         "would start from epoch 1 and replace its model and history. Choose another run "
-        "directory, or delete this one (--overwrite) to train it again.")
+        "directory, or remove this one (--overwrite on the command line) to train it again.")
     assert file_digests(tmp_path) == before
 
 

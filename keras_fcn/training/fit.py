@@ -272,7 +272,8 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
             raise FileExistsError(
                 f"The run in '{run_dir}' is complete (metrics.json, model.keras): training "
                 "again would start from epoch 1 and replace its model and history. Choose "
-                "another run directory, or delete this one (--overwrite) to train it again.")
+                "another run directory, or remove this one (--overwrite on the command line) to "
+                "train it again.")
         nan_guard = NaNGuard(steps_per_epoch)
         all_callbacks = make_callbacks(run_dir, nan_guard=nan_guard, tensorboard=tensorboard,
                                        monitor=monitor, extra=callbacks, keep_backup=True)
