@@ -140,6 +140,25 @@ def test_sbd_mat_masks(tmp_path):
     np.testing.assert_array_equal(_collect(ds)[0][1][0], labels)
 
 
+@pytest.mark.parametrize("value, dtype, shown", [(-1, np.int16, "-1"), (276, np.int16, "276"),
+                                                  (3.7, np.float64, "3.7"), (21, np.uint8, "21")])
+def test_sbd_mat_masks_outside_the_classes_are_refused(tmp_path, value, dtype, shown):
+    """A uint8 cast made -1 void, 276 class 20 and 3.7 class 3, without a word."""
+    scipy_io = pytest.importorskip("scipy.io")
+    from keras_fcn.data.masks import read_sbd_mat
+
+    labels = np.zeros((4, 5), dtype)
+    labels[1, 2] = value
+    mat_path = str(tmp_path / "bad.mat")
+    scipy_io.savemat(mat_path, {"GTcls": {"Segmentation": labels}})
+    with pytest.raises(ValueError, match=rf"^mask '.*bad\.mat' holds the value {shown}: SBD "
+                                         r"class masks hold whole class ids 0 to 20 \(or 255"):
+        read_sbd_mat(mat_path)
+    labels[1, 2] = 20
+    scipy_io.savemat(mat_path, {"GTcls": {"Segmentation": labels}})
+    assert read_sbd_mat(mat_path).dtype == np.uint8 and read_sbd_mat(mat_path)[1, 2] == 20
+
+
 @pytest.mark.parametrize("crop_size", [None, (24, 24), (64, 72)])
 def test_augmentation_keeps_labels_and_alignment(label_pairs, crop_size):
     ds = data.make_dataset(label_pairs, num_classes=8, crop_size=crop_size,

@@ -187,6 +187,9 @@ def _mode_message(path, mode):
     return f"mask '{path}' has PIL mode {mode!r}; {expected} ({RGB_MASKS_HINT})"
 
 
+SBD_CLASSES = 21  # background and the 20 PASCAL VOC classes
+
+
 def read_sbd_mat(path):
     """Reads the class mask `GTcls.Segmentation` of an SBD `cls/*.mat` file.
 
@@ -206,7 +209,19 @@ def read_sbd_mat(path):
         content = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
     if "GTcls" not in content:
         raise ValueError(f"mask '{path}' has no `GTcls` entry; is it an SBD cls/*.mat file?")
-    return np.asarray(content["GTcls"].Segmentation, np.uint8)
+    labels = np.asarray(content["GTcls"].Segmentation)
+    bad = None
+    if labels.dtype.kind not in "biuf":
+        bad = f"holds {labels.dtype} values"
+    elif labels.size:
+        whole = labels == np.round(labels) if labels.dtype.kind == "f" else True
+        valid = whole & (((labels >= 0) & (labels < SBD_CLASSES)) | (labels == IGNORE_LABEL))
+        if not np.all(valid):
+            bad = f"holds the value {labels[~valid].flat[0].item()!r}"
+    if bad:
+        raise ValueError(f"mask '{path}' {bad}: SBD class masks hold whole class ids 0 to "
+                         f"{SBD_CLASSES - 1} (or {IGNORE_LABEL}, void).")
+    return labels.astype(np.uint8)
 
 
 def read_mask(path, mask_format="index", palette=None, ignore_label=IGNORE_LABEL,
