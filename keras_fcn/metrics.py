@@ -228,11 +228,13 @@ def _is_logits(y_pred, num_classes):
 
 
 def _to_label_map(y_pred, num_classes):
-    """Returns int32 (N, H, W) predictions from logits or a label map."""
+    """Returns int32 (N, H, W) predictions from logits or a label map, and None or (a float
+    label map) whether any of it is not a whole class id: an error, eager or in a TensorFlow
+    graph (a traced step cannot raise: the caller makes the matrix NaN)."""
     y_pred = ops.convert_to_tensor(y_pred)
-    rank = len(y_pred.shape)
+    rank, shape = len(y_pred.shape), tuple(y_pred.shape)
     if _is_logits(y_pred, num_classes):
-        return ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+        return ops.cast(ops.argmax(y_pred, axis=-1), "int32"), None
     if rank == 4 and y_pred.shape[-1] == 1:
         y_pred = ops.squeeze(y_pred, axis=-1)
     elif rank == 4:
@@ -240,9 +242,17 @@ def _to_label_map(y_pred, num_classes):
             f"`y_pred` must be logits with num_classes={num_classes} channels "
             f"or a label map. Received: y_pred.shape={y_pred.shape}"
         )
-    if _tf.is_float(y_pred):
-        y_pred = ops.round(y_pred)
-    return ops.cast(y_pred, "int32")
+    if not _tf.is_float(y_pred):
+        return ops.cast(y_pred, "int32"), None
+    # Not rounded: one channel of logits (a num_classes=1 model) would be cut at 0.5, not 0.
+    bad = ops.logical_not(ops.logical_and(ops.isfinite(y_pred), y_pred == ops.round(y_pred)))
+    _tf.check_none(bad, y_pred, (
+        f"A float `y_pred` without num_classes={num_classes} channels is read as a label map, "
+        "whose every value must be a whole class id (one channel of logits or probabilities "
+        "is not: an FCN scores each class, build it with num_classes=2 for background and "
+        f"foreground). Received: y_pred.shape={shape}, "
+        f"dtype={keras.backend.standardize_dtype(y_pred.dtype)}, a value {{value}}"))
+    return ops.cast(ops.where(bad, -1, y_pred), "int32"), ops.any(bad)
 
 
 def _check_range(values, valid, num_classes, what):
@@ -259,7 +269,7 @@ def confusion_matrix_tensor(y_true, y_pred, num_classes, ignore_label=255, sampl
     Args:
         y_true: int labels (N, H, W) or (N, H, W, 1).
         y_pred: logits (N, H, W, C) (argmax is taken) or predicted labels
-            (N, H, W) / (N, H, W, 1).
+            (N, H, W) / (N, H, W, 1) (floats must be whole class ids: not rounded).
         num_classes: number of classes C.
         ignore_label: void label, not counted (None counts every pixel).
         sample_weight: optional weights broadcastable to (N, H, W), e.g.
@@ -280,7 +290,7 @@ def confusion_matrix_tensor(y_true, y_pred, num_classes, ignore_label=255, sampl
     """
     labels = labels_to_rank3(y_true)
     y_pred = ops.convert_to_tensor(y_pred)
-    preds = _to_label_map(y_pred, num_classes)
+    preds, not_whole = _to_label_map(y_pred, num_classes)
     check_same_pixels(labels, preds.shape, "y_pred")
     valid = valid_pixels(labels, ignore_label)
     bad = _check_range(labels, valid, num_classes, "label")
@@ -302,6 +312,8 @@ def confusion_matrix_tensor(y_true, y_pred, num_classes, ignore_label=255, sampl
         finite = ops.all(ops.isfinite(y_pred), axis=-1)
         diverged = ops.any(ops.logical_and(valid, ops.logical_not(finite)))
         flat = ops.where(diverged, np.nan, flat)
+    if not_whole is not None:
+        flat = ops.where(not_whole, np.nan, flat)
     return ops.reshape(flat, (num_classes, num_classes))
 
 

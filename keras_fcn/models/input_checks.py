@@ -4,7 +4,7 @@ Keras' ``class_weight``, which an FCN cannot use."""
 
 import numpy as np
 
-from keras_fcn._checks import as_class_ids, check_class_ids, count_non_finite
+from keras_fcn._checks import as_class_ids, check_class_ids, count_non_finite, pixel_value_problem
 from keras_fcn._pixels import label_shape_error
 
 
@@ -72,6 +72,7 @@ def check_arrays(model, x, y, what=""):
             f"input {model.input_shape}. Received: x.shape={x.shape}")
     if isinstance(x, np.ndarray):
         check_image_values(x, prefix)
+        check_pixel_scale(model, x, prefix)
     if not isinstance(y, np.ndarray):
         return
     if not (y.ndim == 3 or (y.ndim == 4 and y.shape[-1] == 1)):
@@ -80,6 +81,12 @@ def check_arrays(model, x, y, what=""):
     if loss is None:
         return
     num_classes = loss.num_classes or model.output_shape[-1]
+    if num_classes == 1:
+        raise ValueError(
+            f"{prefix}The model and its loss score num_classes=1 class: a softmax over one "
+            "class is always 1, so every pixel would be class 0. An FCN scores each class: "
+            "use num_classes=2 (background and foreground) for a binary task. "
+            f"Received: num_classes={num_classes}, model.output_shape={model.output_shape}")
     # In chunks of ~16M pixels: the int64 copy of a whole uint8 label set is 8x its size.
     step = max(1, (1 << 24) // max(1, int(np.prod(y.shape[1:]))))
     for start in range(0, len(y), step):
@@ -113,3 +120,52 @@ def check_image_values(x, prefix=""):
         raise ValueError(f"{prefix}`x` has {bad} NaN or infinite values (of {x.size}): "
                          "expected finite pixel values (the labels would be meaningless). "
                          f"Received: x.shape={x.shape}")
+
+
+def check_pixel_scale(model, x, prefix=""):
+    """Raises a ValueError when the float numpy batch ``x`` looks normalized to [0, 1] (max in
+    (0, 1], min >= 0) while ``model`` has its own ``preprocess`` layer, which takes RGB in
+    [0, 255]: the model would see near-black images and predict meaningless labels, where
+    ``keras_fcn.predict`` and ``export_tflite`` refuse such images
+    (:func:`keras_fcn._checks.pixel_value_problem`). An all-black image passes.
+
+    Example:
+        >>> model = keras_fcn.build_fcn("32s", 2, weights=None, widths=(4, 4, 8, 8, 8),
+        ...                             fc_units=8, include_preprocessing=True)
+        >>> check_pixel_scale(model, np.full((1, 4, 4, 3), 0.5, "float32"))
+        Traceback (most recent call last):
+        ValueError: `x` looks normalized to [0, 1] (max=0.5)...Multiply it by 255. Received...
+    """
+    from keras_fcn.models.inspect import has_preprocessing  # inspect imports this module
+
+    problem, low, high = pixel_value_problem(x, refuse_unit_floats=True) or (None, 0, 0)
+    if problem == "range" and low >= 0 and high <= 1 and has_preprocessing(model):
+        raise ValueError(
+            f"{prefix}`x` looks normalized to [0, 1] (max={float(high):g}); the model's "
+            "`preprocess` layer expects RGB in [0, 255], as the model was trained on. "
+            f"Multiply it by 255. Received: x.shape={x.shape}, x.dtype={x.dtype}")
+
+
+def check_image_list(model, x):
+    """Raises a ValueError pointing to ``keras_fcn.predict`` when ``x`` is a list or tuple of
+    two or more images (numpy arrays) for a one-input ``model``: Keras' ``predict`` takes one
+    stack (N, H, W, channels) and failed with "Data cardinality is ambiguous" (different
+    sizes) or an error about the number of inputs (one size).
+
+    Example:
+        >>> model = keras_fcn.build_fcn("32s", 2, weights=None, widths=(4, 4, 8, 8, 8),
+        ...                             fc_units=8)
+        >>> check_image_list(model, [np.zeros((37, 53, 3)), np.zeros((61, 29, 3))])
+        Traceback (most recent call last):
+        ValueError: `x` is a list of 2 images of different sizes...keras_fcn.predict(model, ...
+    """
+    if not isinstance(x, (list, tuple)) or len(x) < 2 or len(model.inputs) != 1 \
+            or not all(isinstance(item, np.ndarray) for item in x):
+        return
+    sizes = {item.shape[-3:-1] if item.ndim >= 3 else item.shape for item in x}
+    shapes = ", ".join(str(item.shape) for item in x[:4]) + (", ..." if len(x) > 4 else "")
+    raise ValueError(
+        f"`x` is a list of {len(x)} images of {'different sizes' if len(sizes) > 1 else 'one size'}"
+        ": Keras' predict takes one stack (N, H, W, channels) of one size. Use "
+        "keras_fcn.predict(model, images), which takes a list of images of any sizes (raw RGB "
+        f"in [0, 255]), or np.stack images of one size. Received: x of shapes {shapes}")

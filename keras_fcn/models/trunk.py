@@ -29,7 +29,7 @@ import numpy as np
 
 from keras_fcn.layers import FCN_MEAN_BGR, CaffePreprocessing, preprocess_input
 from keras_fcn.models.heads import DEPTHS, HEAD_PREFIXES, SKIPS, depth_of
-from keras_fcn.models.input_checks import check_arrays, check_no_class_weight
+from keras_fcn.models.input_checks import check_arrays, check_image_list, check_no_class_weight
 from keras_fcn.runtime import detach_averaged_weights
 
 # The paper's variants (heads fusing the strides 32, 16 and 8), and "dilated": a trunk whose
@@ -445,7 +445,9 @@ class FCN(keras.Model):
         return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        """``keras.Model.predict``, after :func:`check_arrays` on a numpy input."""
+        """``keras.Model.predict``, after :func:`check_arrays` on a numpy input; a list of
+        images is refused, naming ``keras_fcn.predict`` (:func:`check_image_list`)."""
+        check_image_list(self, x)
         check_arrays(self, x, None)
         return super().predict(x, *args, **kwargs)
 
