@@ -10,6 +10,7 @@ Example:
     read_mask("VOC2012/SegmentationClass/2007_000032.png").shape
 """
 
+import concurrent.futures
 import contextlib
 import os
 
@@ -374,3 +375,29 @@ def orientation_problem(path):
             "it with the turn applied (PIL: ImageOps.exif_transpose(image).save(path)) if its "
             "mask was drawn on the photo as viewers show it, or without the tag if on the "
             "stored pixels")
+
+
+_PROGRESS_MIN_FILES = 200  # a bar from this many files on (verbose='auto')
+
+
+def map_with_progress(fn, items, num_workers=4, verbose="auto", unit="pair"):
+    """``[fn(item) for item in items]`` on ``num_workers`` threads (file reads), in order, with
+    a progress bar of ``unit``s when ``verbose`` is True, or "auto" and there are 200 or more.
+
+    Example:
+        >>> map_with_progress(len, ["a", "bc"], verbose=False)
+        [1, 2]
+    """
+    show = len(items) >= _PROGRESS_MIN_FILES if verbose == "auto" else bool(verbose)
+    bar = None
+    if show:
+        import keras
+
+        bar = keras.utils.Progbar(len(items), unit_name=unit)
+    results = []
+    with concurrent.futures.ThreadPoolExecutor(max(1, num_workers)) as pool:
+        for i, result in enumerate(pool.map(fn, items)):
+            results.append(result)
+            if bar is not None and ((i + 1) % 50 == 0 or i + 1 == len(items)):
+                bar.update(i + 1)
+    return results

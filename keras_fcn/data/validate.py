@@ -5,7 +5,6 @@ Example:
     report.num_bad
 """
 
-import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -20,6 +19,7 @@ from keras_fcn.data.masks import (
     MASK_FORMATS,
     UNKNOWN_COLOR_MODES,
     bad_value_message,
+    map_with_progress,
     mask_file_format_message,
     orientation_problem,
     palette_to_table,
@@ -29,7 +29,6 @@ from keras_fcn.data.masks import (
 from keras_fcn.labels import IGNORE_LABEL
 
 _JPEG_EOI = b"\xff\xd9"
-_PROGRESS_MIN_FILES = 200
 
 logger = logging.getLogger(__name__)
 
@@ -234,26 +233,3 @@ def validate_pairs(pairs, *, num_classes, ignore_label=IGNORE_LABEL, mask_format
     if report.bad:
         logger.warning("Skipping %s", report.summary())
     return report
-
-
-def map_with_progress(fn, items, num_workers=4, verbose="auto", unit="pair"):
-    """``[fn(item) for item in items]`` on ``num_workers`` threads (file reads), in order, with
-    a progress bar of ``unit``s when ``verbose`` is True, or "auto" and there are 200 or more.
-
-    Example:
-        >>> map_with_progress(len, ["a", "bc"], verbose=False)
-        [1, 2]
-    """
-    show = len(items) >= _PROGRESS_MIN_FILES if verbose == "auto" else bool(verbose)
-    bar = None
-    if show:
-        import keras
-
-        bar = keras.utils.Progbar(len(items), unit_name=unit)
-    results = []
-    with concurrent.futures.ThreadPoolExecutor(max(1, num_workers)) as pool:
-        for i, result in enumerate(pool.map(fn, items)):
-            results.append(result)
-            if bar is not None and ((i + 1) % 50 == 0 or i + 1 == len(items)):
-                bar.update(i + 1)
-    return results

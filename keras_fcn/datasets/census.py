@@ -18,8 +18,7 @@ import logging
 
 import numpy as np
 
-from keras_fcn.data.masks import orientation_problem, read_mask
-from keras_fcn.data.validate import map_with_progress
+from keras_fcn.data.masks import map_with_progress, orientation_problem, read_mask
 
 logger = logging.getLogger(__name__)
 
