@@ -83,7 +83,7 @@ def test_derived_offsets_align_a_trunk_of_ones_own(registry, features):
     offsets = derive_offsets(trunk)
     keras_fcn.register_trunk(dataclasses.replace(trunk, offsets=offsets))
     for variant in ("32s", "16s", "8s"):
-        model = keras_fcn.build_fcn(variant, 1, input_shape=(640, 576, 3), weights=None,
+        model = keras_fcn.build_fcn(variant, 2, input_shape=(640, 576, 3), weights=None,
                                     backbone="ramp")
         for axis in (0, 1):
             maps = coord_maps(model, axis)
@@ -104,7 +104,7 @@ def test_a_ramp_sees_a_wrong_crop(registry):
     """The independent measure can fail: the final crop off by one moves the ramp by one."""
     trunk = Trunk("ramp", valid_features, {}, CAFFE, lambda model, weights: [])
     keras_fcn.register_trunk(dataclasses.replace(trunk, offsets=derive_offsets(trunk)))
-    model = keras_fcn.build_fcn("32s", 1, input_shape=(640, 576, 3), weights=None,
+    model = keras_fcn.build_fcn("32s", 2, input_shape=(640, 576, 3), weights=None,
                                 backbone="ramp")
     unit_kernels(model)
     ((_, before),) = coord_maps(model)

@@ -63,6 +63,17 @@ def test_fit_names_num_classes_1_of_a_one_channel_model():
         model.fit(x, y, epochs=1, verbose=0)
 
 
+@pytest.mark.parametrize("build", [
+    lambda: keras_fcn.build_fcn("32s", 1, weights=None, widths=(4, 4, 8, 8, 8), fc_units=8),
+    lambda: keras_fcn.build_fcn8s(num_classes=1, weights=None)])
+def test_the_builders_refuse_one_class(build):
+    """A softmax over one class is 1 everywhere: keras_fcn.predict labelled every pixel 0."""
+    with pytest.raises(ValueError, match=r"^An FCN scores each class with a softmax: "
+                                         r"num_classes=1 would label every pixel 0\. Use "
+                                         r"num_classes=2 \(background and foreground\)"):
+        build()
+
+
 @pytest.fixture(scope="module")
 def raw_rgb():
     return tiny_fcn("32s", 2, include_preprocessing=True)

@@ -43,10 +43,13 @@ HEAD_BYTES_LIMIT = 2 ** 38
 
 
 def check_head_size(variant, num_classes, trunk):
-    """Refuses a class count whose upsampling kernels would exceed :data:`HEAD_BYTES_LIMIT`.
+    """Refuses a class count whose upsampling kernels would exceed :data:`HEAD_BYTES_LIMIT`,
+    and a single class: the heads score each class for a softmax, whose one-class output is
+    always 1 (``keras_fcn.predict`` labelled every pixel 0, the metrics cut logits at 0.5).
 
     Raises:
-        ValueError: naming ``num_classes``, the weights and bytes the kernels would need, the
+        ValueError: ``num_classes=1``, naming ``num_classes=2`` (background and foreground);
+            or naming ``num_classes``, the weights and bytes the kernels would need, the
             limit and the largest class count under it.
 
     Example:
@@ -55,6 +58,11 @@ def check_head_size(variant, num_classes, trunk):
         ...
         ValueError: num_classes=1000000 would give the FCN heads' upsampling kernels ...
     """
+    if num_classes == 1:
+        raise ValueError(
+            "An FCN scores each class with a softmax: num_classes=1 would label every pixel "
+            "0. Use num_classes=2 (background and foreground) for a binary task. "
+            f"Received: num_classes={num_classes}")
     sizes = upsampling_kernel_sizes(variant, num_classes, trunk)
     weights = sum(sizes.values())
     if weights * 4 <= HEAD_BYTES_LIMIT:
