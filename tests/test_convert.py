@@ -431,7 +431,8 @@ def test_load_npz_errors(tmp_path):
     with pytest.raises(ValueError, match=r"gap.npz: layer 'fc7' has indices \[0, 2\]"):
         weights_lib.load_npz(tmp_path / "gap.npz")
     (tmp_path / "junk.npz").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="junk.npz: not a readable .npz"):
+    with pytest.raises(ValueError, match=r"junk.npz: not an \.npz archive \(numpy\.savez writes a zip file; "
+                                         r"this one starts with b'junk'\)"):
         weights_lib.load_npz(tmp_path / "junk.npz")
     with pytest.raises(ValueError, match="may not contain '/'"):
         weights_lib.save_npz({"a/b": [np.zeros(1)]}, str(tmp_path / "x.npz"))
@@ -692,7 +693,8 @@ def test_strict_conversion_refuses_a_missing_trunk_layer(tmp_path):
     assert str(info.value) == (
         f"{path} does not fit the model 'fcn32s': the model's layers without weights in the "
         "file: ['conv1_1'] (1 of its 15 trunk layers). Expected a weight for every trunk "
-        "layer; strict=False keeps these at their initialization.")
+        "layer; strict=False (--nostrict in tools/convert_weights.py) keeps these at their "
+        "initialization.")
 
 
 def test_strict_conversion_names_five_missing_layers_and_the_count(tmp_path):

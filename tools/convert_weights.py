@@ -31,7 +31,8 @@ from keras_fcn.weights import SAVED_SUFFIXES, convert_to_keras_model, save_weigh
 # --model -> the build_fcn variant.
 MODELS = {"fcn32s": "32s", "fcn16s": "16s", "fcn8s": "8s", "fcn8s_at_once": "8s_at_once"}
 
-flags.DEFINE_string("input", None, "Source weights: .caffemodel, .pth/.pt, or .npz.")
+flags.DEFINE_string("input", None, "Source weights: .caffemodel, .pth/.pt (a state dict), or .npz "
+                    "(keys '<layer>/<index>', as --output=x.npz writes them).")
 flags.DEFINE_enum("model", None, list(MODELS), "Which FCN to build.")
 flags.DEFINE_integer("num_classes", 21, "Number of classes of the source model.")
 flags.DEFINE_string("output", None, "Output: .weights.h5, .keras or .npz.")

@@ -329,14 +329,16 @@ def print_report(report, stream=None):
     """Prints the summary of a :func:`run`: counts, flicker per sequence, failures.
 
     Example:
-        >>> print_report(Report(written=2, processed=1))
-        processed 1 frames, wrote 2 files, kept 0 existing (use --overwrite to replace)
+        >>> print_report(Report(written=2, processed=1, skipped=3))
+        processed 1 frames, wrote 2 files, kept 3 existing (use --overwrite to replace)
     """
     stream = stream or sys.stdout
     if report.model_input:
         print(report.model_input, file=stream)
-    print(f"processed {report.processed} frames, wrote {report.written} files, "
-          f"kept {report.skipped} existing (use --overwrite to replace)", file=stream)
+    kept = (f", kept {report.skipped} existing (use --overwrite to replace)"
+            if report.skipped else "")
+    print(f"processed {report.processed} frames, wrote {report.written} files{kept}",
+          file=stream)
     for name, figures in report.flicker.items():
         print(f"flicker {name}: {json.dumps(figures)}", file=stream)
     for line in report.warnings:

@@ -135,6 +135,14 @@ def check_outputs_apart(items, opts):
                 f"--output_dir={opts.output_dir!r} puts the outputs of the input folder "
                 f"{folder!r} into that folder itself, among its frames (a rerun would predict "
                 "them, --overwrite could replace an input); choose another --output_dir.")
+    for item in items:  # a pattern's images are a sequence too: not beside their outputs
+        if (item.folder is None and item.sequence is not None and item.kind == "image"
+                and real(os.path.dirname(os.path.abspath(item.path))) == real(item.out_dir)):
+            raise ValueError(
+                f"--output_dir={opts.output_dir!r} puts the outputs of the pattern "
+                f"{item.sequence!r} into the folder of its images {item.out_dir!r} (a later "
+                "run on that folder or pattern would predict them as frames); choose another "
+                "--output_dir.")
     listed = {}  # real folder -> names of the inputs there
     for item in items:
         listed.setdefault(real(os.path.dirname(os.path.abspath(item.path))), []).append(

@@ -83,6 +83,9 @@ def _user_errors():
     return USER_ERRORS + ((tf.errors.OpError,) if tf is not None else ())
 
 
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C
+
+
 def _fail(message):
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(USER_ERROR_STATUS)
@@ -134,6 +137,11 @@ def run_main(main, argv=None, *, positional=False):
             return main(args)
         except _user_errors() as error:
             _fail(data_file_message(error) or error_message(error))
+        except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; the shell's status
+            print("interrupted (Ctrl-C): every output written so far is complete; run the "
+                  "command again to go on (a training run: with --resume)", file=sys.stderr,
+                  flush=True)
+            sys.exit(INTERRUPTED_STATUS)
 
     app.run(guarded, argv=argv, flags_parser=_parse_flags)
 

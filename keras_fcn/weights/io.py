@@ -461,7 +461,8 @@ def _check_trunk_set(source, model, converted, strict):
                "trunk layers)")
     if strict:
         raise ValueError(f"{problem}. Expected a weight for every trunk layer; strict=False "
-                         "keeps these at their initialization.")
+                         "(--nostrict in tools/convert_weights.py) keeps these at their "
+                         "initialization.")
     warnings.warn(f"{problem}; they keep their initialization (strict=False).", UserWarning,
                   stacklevel=3)
 

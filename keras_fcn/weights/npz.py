@@ -93,6 +93,11 @@ def load_npz(path):
         raise IsADirectoryError(f"{path}: is a directory; expected an .npz file")
     if not os.path.exists(path):
         raise FileNotFoundError(f"Weights file not found: {path!r}")
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if not head.startswith((b"PK\x03\x04", b"\x93NUMPY")):  # numpy.savez's zip; an .npy
+        raise ValueError(f"{path}: not an .npz archive (numpy.savez writes a zip file; this one "
+                         f"starts with {head[:4]!r}): a broken file or another format")
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as e:

@@ -52,14 +52,23 @@ def load_torch_state_dict(path):
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad file
-        raise ValueError(f"{path}: not a readable PyTorch file: {_first_line(e)}") from None
+        raise ValueError(f"{path}: not a readable PyTorch file: {_first_line(e, path)}") from None
     return {k: _to_numpy(v) for k, v in _unwrap_checkpoint(obj, path).items()}
 
 
-def _first_line(error):
+def _first_line(error, path):
     """The first line of torch's error, without its terminal colours; for a file that needs
-    unpickling (``weights_only``), what to save instead."""
+    unpickling (``weights_only``), what to save instead; for one that is neither the zip
+    archive ``torch.save`` writes nor a legacy pickle, that it is broken or another format."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        head = b""
+    if head and not head.startswith((b"PK\x03\x04", b"\x80")):
+        return (f"its first bytes {head!r} are neither the zip archive torch.save writes nor "
+                "a pickle: a broken file or another format")
     if text.startswith("Weights only load failed"):
         return ("it holds pickled Python objects, not only tensors (a whole model saved with "
                 "torch.save(model)?); save model.state_dict() instead")
