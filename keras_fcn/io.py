@@ -136,7 +136,7 @@ def atomic_write(path, write_fn, overwrite=True):
     folder = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
     # All the suffixes ("x.weights.h5" -> ".weights.h5"): writers pick the format from them.
-    suffix = base[base.index(".", 1):] if "." in base[1:] else ".tmp"
+    suffix = _temp_suffix(base)
     tmp = None
     try:
         with unwritable_folder(folder):
@@ -198,6 +198,40 @@ def atomic_write_dir(path, write_fn, overwrite=True):
 class DownloadError(RuntimeError):
     """A file could not be downloaded (offline, or it failed its checksum); the message says
     where to put a copy fetched on another machine."""
+
+
+def _temp_suffix(base):
+    """The suffix :func:`atomic_write` gives the temporary file of ``base``."""
+    return base[base.index(".", 1):] if "." in base[1:] else ".tmp"
+
+
+_TEMP_RANDOM = re.compile(r"[a-z0-9_]{8}")  # the random part of tempfile's names
+
+
+def stale_temp_files(folder):
+    """The temporary files (and SavedModel folders) that :func:`atomic_write` and
+    :func:`atomic_write_dir` left in ``folder`` when their process was killed mid-write:
+    ``.<name>.<8 random characters><suffix of name>``, hidden and never an output. Only the
+    folder's own entries; sorted.
+
+    Example:
+        >>> os.makedirs("out", exist_ok=True)
+        >>> for name in (".clip.mp4.30whb4i1.mp4", ".notes.txt", "clip.mp4"):
+        ...     open(os.path.join("out", name), "w").close()
+        >>> stale_temp_files("out")
+        ['.clip.mp4.30whb4i1.mp4']
+    """
+    found = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        is_dir = os.path.isdir(os.path.join(folder, name))
+        for dot in range(2, len(name) - 8):  # name = "." + base + "." + random + suffix
+            if name[dot] != "." or not _TEMP_RANDOM.fullmatch(name[dot + 1:dot + 9]):
+                continue
+            base, rest = name[1:dot], name[dot + 9:]
+            if rest == ("" if is_dir else _temp_suffix(base)):
+                found.append(name)
+                break
+    return found
 
 
 def _remove(path):
@@ -398,7 +432,8 @@ def unlock_directory(folder):
 @contextlib.contextmanager
 def directory_lock(folder, what="keras_fcn"):
     """Holds the lock of the output folder ``folder`` within the block (see
-    :func:`lock_directory`); a lock this process held before stays held after it. ``folder``
+    :func:`lock_directory`); a lock this process held before stays held after it. Taking it
+    removes the temporary files a killed writer left there (:func:`stale_temp_files`). ``folder``
     None or "" locks nothing. The block's writes are ``what``'s (:func:`writing`): a full disk
     there gives the advice for ``what``.
 
@@ -413,6 +448,9 @@ def directory_lock(folder, what="keras_fcn"):
     held_before = holds_lock(folder)
     existed = os.path.isdir(folder)
     path = lock_directory(folder, what)
+    if not held_before:  # no other keras_fcn writer here now: a killed one's temporary files
+        for name in stale_temp_files(folder):
+            _remove(os.path.join(folder, name))
     try:
         with writing(what):  # a full disk in the block gives advice for ``what``
             yield path

@@ -2,6 +2,7 @@
 outputs written among its images, Ctrl-C tracebacks, a "kept 0 existing" line, and converter
 messages that pointed the wrong way for a broken file."""
 
+import os
 import types
 
 import numpy as np
@@ -89,3 +90,33 @@ def test_a_random_pth_is_named_broken_not_a_pickled_model(tmp_path):
         f"{path}: not a readable PyTorch file: its first bytes b'\\x07\\x08\\t\\n' are "
         "neither the zip archive torch.save writes nor a pickle: a broken file or another "
         "format")
+
+
+def test_a_lock_removes_the_temporary_files_a_killed_writer_left(tmp_path):
+    """A SIGKILLed video run left hidden .<name>.<random>.mp4 files that no run removed."""
+    from keras_fcn import io
+
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [".clip_overlay.mp4.30whb4i1.mp4", ".m.weights.h5.abcdefgh.weights.h5",
+             ".notes.abc_1234.tmp"]
+    kept = [".hidden", ".x.png.notrandomlong.png", ".clip.mp4.30WHB4I1.mp4", "clip.mp4",
+            ".clip.mp4.30whb4i1.png"]
+    for name in stale + kept:
+        (out / name).write_bytes(b"")
+    (out / ".saved_model.k2j4h5g6").mkdir()  # atomic_write_dir's holder folder
+    (out / ".saved_model.k2j4h5g6" / "out").mkdir()
+    assert io.stale_temp_files(out) == sorted(stale + [".saved_model.k2j4h5g6"])
+    with io.directory_lock(out, "predict"):
+        assert sorted(os.listdir(out)) == sorted(kept + [io.LOCK_FILE])
+    assert sorted(os.listdir(out)) == sorted(kept)
+    seen = []  # the writers' own temporary names are what it finds
+
+    def write(tmp):
+        os.makedirs(tmp) if tmp.endswith("out") else open(tmp, "w").close()
+        seen.append((os.path.relpath(tmp, out).split(os.sep)[0], io.stale_temp_files(out)))
+
+    io.atomic_write(out / "m.weights.h5", write)
+    io.atomic_write_dir(out / "saved", write)
+    assert [name in listed for name, listed in seen] == [True, True], seen
+    assert io.stale_temp_files(out) == []
