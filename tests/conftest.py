@@ -34,18 +34,6 @@ def _seed():
     yield
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _clear_session_after_module():
-    """Each test module starts from a clear Keras session: the layers, names and traced
-    functions of the modules before it are released. The suite's worker processes otherwise
-    grow for its whole run, and every later model build and trace gets slower (four model and
-    export modules in one process: 162-168 s with this against 182 s without, same tree)."""
-    yield
-    import keras
-
-    keras.backend.clear_session()
-
-
 @pytest.fixture
 def registry():
     """The trunk registry (keras_fcn.models.trunk.TRUNKS) as it was, restored after the test:
