@@ -54,8 +54,7 @@ from keras_fcn.training import config as train_config
 from keras_fcn.training.run_dir import (
     check_inputs_outside,
     finished_run,
-    is_fresh,
-    remove_setup_files,
+    setup_removed_on_failure,
     write_run_config,
 )
 
@@ -207,13 +206,8 @@ def train(data_dir, optim, tiny):
     # Every file the run reads, before the run folder is made and the weights are fetched.
     counts = [len(nyud.check_split_files(data_dir, split, FLAGS.modality))
               for split in (FLAGS.train_split, FLAGS.eval_split)]
-    fresh = is_fresh(FLAGS.output_dir)
-    try:
+    with setup_removed_on_failure(FLAGS.output_dir):
         return _train(data_dir, optim, tiny, counts)
-    except (Exception, KeyboardInterrupt):
-        if fresh:
-            remove_setup_files(os.path.abspath(os.path.expanduser(FLAGS.output_dir)))
-        raise
 
 
 def _train(data_dir, optim, tiny, counts):

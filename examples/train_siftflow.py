@@ -37,8 +37,7 @@ from keras_fcn.training import config as train_config
 from keras_fcn.training import two_headed
 from keras_fcn.training.run_dir import (
     finished_run,
-    is_fresh,
-    remove_setup_files,
+    setup_removed_on_failure,
     write_run_config,
 )
 
@@ -131,13 +130,8 @@ def train(data_dir, optim, tiny):
     corrected command runs as given."""
     # Every file the run reads, before the run folder is made and the weights are fetched.
     counts = [len(siftflow.check_split_files(data_dir, split)) for split in ("trainval", "test")]
-    fresh = is_fresh(FLAGS.output_dir)
-    try:
+    with setup_removed_on_failure(FLAGS.output_dir):
         return _train(data_dir, optim, tiny, counts)
-    except (Exception, KeyboardInterrupt):
-        if fresh:
-            remove_setup_files(os.path.abspath(os.path.expanduser(FLAGS.output_dir)))
-        raise
 
 
 def _train(data_dir, optim, tiny, counts):

@@ -44,11 +44,11 @@ def _run_dir(folder):
     """A run directory as training leaves it (staged, exported, with a killed run's temps)."""
     files = ["model.keras", "best.keras", "metrics.json", "curves.png", "labels.json",
              "history.json", "best_state.json", "class_weights.json", "config.json",
-             "model_float16.tflite", "model_float16.json", ".best.keras.k2j4.keras",
+             "model_float16.tflite", "model_float16.json", ".best.keras.k2j4h5g6.keras",
              "backup/latest.weights.h5", "backup/training_metadata.json",
              "logs/train/events.out.tfevents.1.host", "fcn32s/model.keras",
              "fcn32s/backup/latest.weights.h5", "fcn8s/metrics.json",
-             "fcn8s/model_float16.tflite", "fcn8s/.history.json.a1.json"]
+             "fcn8s/model_float16.tflite", "fcn8s/.history.json.a1b2c3d4.json"]
     for name in files:
         os.makedirs(os.path.dirname(folder / name), exist_ok=True)
         (folder / name).write_bytes(b"x")

@@ -143,7 +143,7 @@ def _history(run_dir):
 
 
 def _temp_files(run_dir):
-    """Files keras_fcn.io writes before renaming them (".best.keras.x1y2.keras")."""
+    """Files keras_fcn.io writes before renaming them (".best.keras.x1y2z3w4.keras")."""
     return [os.path.join(root, n) for root, _, names in os.walk(run_dir) for n in names
             if n.startswith(".") and n != ".keras_fcn.lock"]  # the lock: tests/test_locks.py
 
@@ -151,7 +151,8 @@ def _temp_files(run_dir):
 def test_resume_removes_temporary_files_of_a_killed_run(tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "fcn32s").mkdir(parents=True)
-    stale = [run_dir / ".best.keras.k2j4.keras", run_dir / "fcn32s" / ".history.json.a1.json"]
+    stale = [run_dir / ".best.keras.k2j4h5g6.keras",
+             run_dir / "fcn32s" / ".history.json.a1b2c3d4.json"]
     for path in stale:
         path.write_text("half")
     (run_dir / "notes.txt").write_text("mine")

@@ -39,9 +39,8 @@ from keras_fcn.training.run_export import export_run, export_size, maybe_export 
 from keras_fcn.training.run_dir import (
     MODEL_FILE,
     finished_run,
-    is_fresh,
     prepare_run_dir,
-    remove_setup_files,
+    setup_removed_on_failure,
     run_inputs,
     worker_run_dir,
     write_run_config,
@@ -450,8 +449,8 @@ def run(config):
     # The run folder is locked while this call trains, and released when it returns or raises
     # (kept if the caller held it): export, predict or another process may then use it.
     with io.directory_lock(config.run.output_dir if chief else None, "training"):
-        fresh = chief and is_fresh(config.run.output_dir)
-        try:
+        # No folder of this run's setup files alone blocks the corrected rerun.
+        with setup_removed_on_failure(config.run.output_dir, enabled=chief):
             if chief:
                 run_dir = prepare_run_dir(config.run.output_dir, inputs=run_inputs(config),
                                           resume=config.run.resume, overwrite=config.run.overwrite)
@@ -461,10 +460,6 @@ def run(config):
             else:
                 run_dir = worker_run_dir(config.run.output_dir, resume=config.run.resume)
             return _train_in(config, run_dir, strategy, chief)
-        except (Exception, KeyboardInterrupt):
-            if fresh:  # no folder of this run's setup files alone blocks the corrected rerun
-                remove_setup_files(os.path.abspath(os.path.expanduser(config.run.output_dir)))
-            raise
 
 
 def _train_in(config, run_dir, strategy, chief):

@@ -2,12 +2,10 @@
 
 A run directory receives:
 
-- `model.keras`: the final model (not written when training stopped on a NaN loss);
-- `best.keras`: the model with the best validation mean IU (written atomically, so it is never
-  half-written);
+- `model.keras`: the final model (none after a NaN loss); `best.keras`: the best validation
+  mean IU's; `curves.png`: loss and mean IU per epoch;
 - `metrics.json`: per-epoch history (continuous across `--resume`), final validation metrics
   (pixel acc, mean acc, mean IU, fw IU, per-class IU) and how the run ended;
-- `curves.png`: loss and mean IU per epoch;
 - `labels.json`: the `keras_fcn.labels.ModelLabels` sidecar (class names, palette, ignore label,
   image size, normalization) that export, predict and evaluate read beside `model.keras` and
   `best.keras` (`ModelLabels.for_model`);
@@ -24,6 +22,7 @@ Example:
     write_labels(run_dir, info, image_size=(180, 240), model_name="fcn8s")
 """
 
+import contextlib
 import os
 import shutil
 
@@ -60,26 +59,17 @@ _STAGE_FOLDERS = ("fcn32s", "fcn16s", "fcn8s")
 
 
 def remove_stale_temp_files(run_dir):
-    """Deletes the temporary files that a killed run left in `run_dir` (and its stage folders).
-
-    `keras_fcn.io` writes `best.keras` as `.best.keras.<random>.keras` and renames it; a
-    SIGKILL between the two leaves that file behind. Only such names are removed.
+    """Deletes the temporary files a killed run left in `run_dir` and its folders (`best.keras`
+    is written as `.best.keras.<random>.keras`, then renamed: `keras_fcn.io.stale_temp_files`).
 
     Returns:
         The paths removed.
     """
-    prefixes = tuple(f".{name}." for name in _ATOMIC_FILES)
-    removed = []
-    for root, _, files in os.walk(run_dir):
-        for name in files:
-            if name.startswith(prefixes):
-                removed.append(os.path.join(root, name))
-                os.remove(removed[-1])
+    removed = [os.path.join(root, name) for root, _, _ in os.walk(run_dir)
+               for name in io.stale_temp_files(root)]
+    for path in removed:
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     return removed
-
-
-def _is_run_temp_file(name):
-    return name.startswith(tuple(f".{known}." for known in _ATOMIC_FILES))
 
 
 def unexpected_entries(run_dir, stages=True):
@@ -91,13 +81,11 @@ def unexpected_entries(run_dir, stages=True):
         >>> unexpected_entries("/data/camvid")  # doctest: +SKIP
         ['test', 'train', 'val']
     """
-    unexpected = []
+    unexpected, temporary = [], set(io.stale_temp_files(run_dir))  # a killed writer's
     for name in sorted(os.listdir(run_dir)):
         path = os.path.join(run_dir, name)
         folder = os.path.isdir(path) and not os.path.islink(path)
-        if name == io.LOCK_FILE or _is_run_temp_file(name):
-            continue
-        if folder and name in _RUN_FOLDERS:
+        if name == io.LOCK_FILE or name in temporary or folder and name in _RUN_FOLDERS:
             continue
         if folder and stages and name in _STAGE_FOLDERS:
             unexpected += [os.path.join(name, inner)
@@ -146,12 +134,28 @@ def is_fresh(output_dir):
     return all(name == io.LOCK_FILE for name in os.listdir(output_dir))
 
 
+@contextlib.contextmanager
+def setup_removed_on_failure(output_dir, enabled=True):
+    """Within the block, a run that fails (an error, Ctrl-C) in an `output_dir` that was fresh
+    (`is_fresh`) when the block began leaves no folder of setup files behind
+    (`remove_setup_files`): the corrected command then runs as given.
+
+    Example:
+        with setup_removed_on_failure("runs/a"): train()
+    """
+    fresh = enabled and is_fresh(output_dir)
+    try:
+        yield
+    except (Exception, KeyboardInterrupt):
+        if fresh:
+            remove_setup_files(os.path.abspath(os.path.expanduser(output_dir)))
+        raise
+
+
 def remove_setup_files(run_dir):
     """Removes what a run wrote in `run_dir` before its first epoch ended (`SETUP_FILES`,
-    empty stage folders) when that is all the folder holds, so that a run that failed there
-    does not block the corrected command ("Run directory ... exists"). Call it only for a
-    folder that was fresh (`is_fresh`) when the run began: nothing a user or an earlier run
-    wrote is ever removed, and a folder holding anything else is left whole.
+    empty stage folders) when that is all the folder holds; a folder holding anything else is
+    left whole. Only for a folder that was fresh (`is_fresh`) when the run began.
 
     Returns:
         Whether the files were removed.
@@ -227,10 +231,10 @@ def prepare_run_dir(run_dir, *, resume=False, overwrite=False, inputs=()):
     Returns:
         The absolute path.
 
-    It takes the lock of `run_dir` (`keras_fcn.io.lock_directory`): until it is released,
-    another process training, exporting or predicting there is refused with the holder's pid.
-    `keras_fcn.training.run` releases it when it returns or raises; a caller of this function
-    alone holds it until `keras_fcn.io.unlock_directory` or the end of the process.
+    It takes the lock of `run_dir` (`keras_fcn.io.lock_directory`): another process training,
+    exporting or predicting there is refused with the holder's pid until it is released
+    (`keras_fcn.training.run`: when it returns or raises; else `keras_fcn.io.unlock_directory`
+    or the end of the process).
 
     Raises:
         FileExistsError: `run_dir` holds a run and neither `resume` nor `overwrite` is set.
