@@ -198,8 +198,9 @@ def seg11valid_pairs(root, flag=None, check_files=False):
     """
     voc_root = _find_voc_root(root, flag=flag, years=("2012", "2011"))
     pairs = _voc_pairs_for_ids(voc_root, seg11valid_ids())
-    missing = [path for pair in pairs for path in pair if not os.path.isfile(path)]
-    if check_files and missing:
+    missing = [path for pair in pairs for path in pair
+               if check_files and not os.path.isfile(path)]
+    if missing:
         where = f"{flag}='{root}'" if flag else f"'{root}'"
         raise FileNotFoundError(
             f"seg11valid file '{missing[0]}' does not exist ({len(missing)} of the "

@@ -10,8 +10,7 @@ import os
 import numpy as np
 
 from keras_fcn._checks import check_choice
-from keras_fcn.datasets.common import id_dataset
-from keras_fcn.datasets.common import resource_path
+from keras_fcn.datasets.common import id_dataset, resource_path
 from keras_fcn.datasets.nyud.layout import (
     MODALITIES,
     NYUD_MEAN_BGR,
