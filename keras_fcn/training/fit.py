@@ -24,7 +24,6 @@ from keras_fcn import io, runtime
 from keras_fcn import losses as losses_lib
 from keras_fcn import metrics as metrics_lib
 from keras_fcn._checks import check_choice
-from keras_fcn.labels import ModelLabels
 from keras_fcn.models import has_preprocessing
 from keras_fcn.models.trunk import build_before_fit
 from keras_fcn.training import run_dir as run_dir_lib
@@ -175,21 +174,18 @@ def curve_metric(monitor):
 
 def _write_labels(run_dir, info, fcn, image_size, model_name, normalization):
     """labels.json, with the data's `normalization` when one is given (see `fit`)."""
-    if normalization is None:
-        return run_dir_lib.write_labels(run_dir, info, model=fcn, image_size=image_size,
-                                        model_name=model_name)
-    if not isinstance(normalization, dict) or "type" not in normalization:
-        raise ValueError('normalization must be a dict with a "type" (as '
-                         "keras_fcn.models.normalization_of returns). Received: "
-                         f"normalization={normalization!r}")
-    if has_preprocessing(fcn):
-        raise ValueError(f"Model {fcn.name!r} normalizes its inputs itself (its 'preprocess' "
-                         "layer, recorded as is): leave normalization out. Received: "
-                         f"normalization={normalization!r}")
-    labels = ModelLabels.from_info(info, image_size=image_size, model_name=model_name,
-                                   normalization=dict(normalization))
-    labels.write(os.path.join(run_dir, run_dir_lib.LABELS_FILE))
-    return labels
+    if normalization is not None:
+        if not isinstance(normalization, dict) or "type" not in normalization:
+            raise ValueError('normalization must be a dict with a "type" (as '
+                             "keras_fcn.models.normalization_of returns). Received: "
+                             f"normalization={normalization!r}")
+        if has_preprocessing(fcn):
+            raise ValueError(f"Model {fcn.name!r} normalizes its inputs itself (its "
+                             "'preprocess' layer, recorded as is): leave normalization out. "
+                             f"Received: normalization={normalization!r}")
+        normalization = dict(normalization)
+    return run_dir_lib.write_labels(run_dir, info, model=fcn, image_size=image_size,
+                                    model_name=model_name, normalization=normalization)
 
 
 def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,

@@ -380,27 +380,28 @@ def write_run_config(run_dir, flags, *, resume=False, compare=(), replan=()):
     return path
 
 
-def model_labels(info, *, model=None, image_size=None, model_name=None):
-    """The `ModelLabels` of a model trained on `info` (a `DatasetInfo`).
-
-    A palette with a void colour after the classes (CamVid: 11 classes, 12 colours) is trimmed
-    to one colour per class by `ModelLabels`.
+def model_labels(info, *, model=None, image_size=None, model_name=None, normalization=None):
+    """The `ModelLabels` of a model trained on `info` (a `DatasetInfo`): `normalization` if
+    given, else `normalization_of(model)`; a void colour after the classes' is trimmed.
 
     Example:
         model_labels(CAMVID_INFO, image_size=(180, 240)).palette[-1]
     """
-    normalization = None if model is None else normalization_of(model)
+    if normalization is None and model is not None:
+        normalization = normalization_of(model)
     return ModelLabels.from_info(info, image_size=image_size, model_name=model_name,
                                  normalization=normalization)
 
 
-def write_labels(run_dir, info, *, model=None, image_size=None, model_name=None):
+def write_labels(run_dir, info, *, model=None, image_size=None, model_name=None,
+                 normalization=None):
     """Writes the run's `labels.json` (see `model_labels`); returns the `ModelLabels`.
 
     Example:
         write_labels("runs/camvid", CAMVID_INFO, model=model, image_size=(180, 240))
     """
-    labels = model_labels(info, model=model, image_size=image_size, model_name=model_name)
+    labels = model_labels(info, model=model, image_size=image_size, model_name=model_name,
+                          normalization=normalization)
     labels.write(os.path.join(run_dir, LABELS_FILE))
     return labels
 
