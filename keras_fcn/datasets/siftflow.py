@@ -194,7 +194,7 @@ def read_image(root, image_id):
         >>> read_image("data/sift-flow", "coast_natu975").shape  # doctest: +SKIP
         (256, 256, 3)
     """
-    path = os.path.join(os.fspath(root), "Images", SUBDIR, f"{image_id}.jpg")
+    path = _example_paths(root, image_id)["image"]
     if not os.path.isfile(path):
         raise FileNotFoundError(f"SIFT Flow image not found: {path!r}")
     return common.read_image_file(path, "RGB")
@@ -207,8 +207,7 @@ def read_semantic_label(root, image_id):
         >>> read_semantic_label("data/sift-flow", "coast_natu975").max() <= 32  # doctest: +SKIP
         True
     """
-    path = os.path.join(os.fspath(root), "SemanticLabels", SUBDIR, f"{image_id}.mat")
-    return semantic_to_train_ids(_read_s(path))
+    return semantic_to_train_ids(_read_s(_example_paths(root, image_id)["semantic label"]))
 
 
 def read_geometric_label(root, image_id):
@@ -218,9 +217,7 @@ def read_geometric_label(root, image_id):
         >>> read_geometric_label("data/sift-flow", "coast_natu975").dtype  # doctest: +SKIP
         dtype('uint8')
     """
-    root = os.fspath(root)
-    path = os.path.join(root, _geometric_dir(root), SUBDIR, f"{image_id}.mat")
-    return geometric_to_train_ids(_read_s(path))
+    return geometric_to_train_ids(_read_s(_example_paths(root, image_id)["geometric label"]))
 
 
 def preprocess_image(rgb):
