@@ -33,7 +33,8 @@ def _dilated_config(tmp_path, **changes):
         output_dir=str(tmp_path / "run"), verbose=0, **changes)
 
 
-def test_a_tiny_dilated_resnet50_trains_one_step_through_the_recipe(tmp_path, monkeypatch):
+def test_a_tiny_dilated_resnet50_trains_one_step_through_the_recipe(tmp_path, monkeypatch,
+                                                                   eager_tf):
     config = _dilated_config(tmp_path)
     initial, build_model = [], recipe.build_model
 
