@@ -199,6 +199,20 @@ def check_flags():
                          f"{FLAGS.shapes_size}")
 
 
+def check_data_folder():
+    """Fails, before a preset is fetched (~540 MB), when --data_dir is given but is no folder:
+    the data set's own message (file_pairs'), as the data loading would give it later."""
+    data_dir = FLAGS.data_dir
+    if not data_dir or FLAGS.dataset.startswith("tfds:") \
+            or os.path.isdir(os.path.expanduser(data_dir)):
+        return
+    from keras_fcn.datasets.pairs import file_pairs
+
+    file_pairs(FLAGS.dataset, FLAGS.split, data_dir, num_classes=FLAGS.num_classes or None)
+    raise FileNotFoundError(f"--data_dir={data_dir!r} is not a folder; expected the "
+                            f"{FLAGS.dataset} data folder.")
+
+
 def shapes_size(flag, model_path):
     """The side of the shapes images to evaluate on: ``flag``, else the ``--shapes_size`` of
     the run that wrote ``model_path`` (the ``config.json`` beside it; a staged run's, one folder
@@ -310,6 +324,7 @@ def main(argv):
         raise ValueError(recipe_evaluation_message(kind, f"model={FLAGS.model!r}"))
     if FLAGS.output:  # before the model (a preset is downloaded) and the data are loaded
         check_output(FLAGS.output, FLAGS.overwrite)
+    check_data_folder()  # also before a preset's download
     path = presets.model_file(FLAGS.model, single_output="tools/evaluate.py")  # or a preset
     output = output_path(path)
     if not FLAGS.output:

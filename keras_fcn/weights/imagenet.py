@@ -10,6 +10,7 @@ Example:
     >>> path = fetch_vgg16_imagenet_weights()  # doctest: +SKIP
 """
 
+import errno
 import hashlib
 import logging
 import os
@@ -143,9 +144,37 @@ class ChecksumError(ValueError):
 
 
 URL_SCHEMES = ("http", "https", "ftp", "file")  # what urllib reads (keras.utils.get_file)
+# A folder that cannot be written: no permission, or a read-only file system (EROFS: an
+# OSError, not a PermissionError). Alike for the messages: not a network error.
+WRITE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
-def download_url(url):
+def cannot_write(error):
+    """True for an OSError of a folder or file that cannot be written (:data:`WRITE_ERRNOS`)."""
+    return isinstance(error, OSError) and error.errno in WRITE_ERRNOS
+
+
+def local_path(url):
+    """The local path a ``file://`` URL or a plain path names (absolute), None for a network
+    URL. Example: ``local_path("file:///data/w.h5")`` is ``'/data/w.h5'``."""
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(os.fspath(url))
+    if parts.scheme.lower() == "file":
+        return urllib.request.url2pathname(parts.path)
+    return None if parts.scheme.lower() in URL_SCHEMES else os.path.abspath(os.fspath(url))
+
+
+def local_file_problem(url, filename):
+    """What is wrong with the local file ``url`` names ("no such file: <path>", "<path> is a
+    folder, expected a .caffemodel file"), or None (a network URL, or an existing file)."""
+    path = local_path(url)
+    if path is not None and os.path.isdir(path):
+        return f"{path} is a folder, expected a {os.path.splitext(filename)[1]} file"
+    return f"no such file: {path}" if path is not None and not os.path.exists(path) else None
+
+
+def download_url(url, filename=""):
     """The URL ``keras.utils.get_file`` is to read: ``url`` itself when it is an ``http://``,
     ``https://``, ``ftp://`` or ``file://`` URL, a ``file://`` URL for the path of an existing
     file (``get_file`` takes no paths: "unknown url type").
@@ -174,6 +203,9 @@ def download_url(url):
         return text
     if os.path.isfile(text):
         return pathlib.Path(text).resolve().as_uri()
+    if os.path.isdir(text):
+        raise ValueError(f"{local_file_problem(text, filename or '.file')}: pass the path of "
+                         f"the file in it. Received: url={url!r}")
     local = ("" if "://" in text else ": no file is there (a local copy is given by the path "
              "of an existing file, or as file:// and its absolute path, e.g. "
              f"{pathlib.Path(os.path.abspath(text)).as_uri()})")
@@ -252,7 +284,7 @@ def _wait_for_folder_lock(folder, what):
             time.sleep(0.2)
 
 
-def download_file(filename, url, file_hash, folder):
+def download_file(filename, url, file_hash, folder, replace=None):
     """The path of ``folder/filename``: the file already there, else downloaded from ``url``
     through ``keras.utils.get_file`` and checked against ``file_hash`` (when given).
 
@@ -270,6 +302,8 @@ def download_file(filename, url, file_hash, folder):
             :func:`download_url`).
         file_hash: SHA-256 or MD5 hex digest (lower case, see :func:`check_file_hash`), or None.
         folder: an existing folder.
+        replace: why a file already there is not to be used (it differs from ``url``'s):
+            it is then downloaded anew, or None.
 
     Returns:
         ``os.path.join(folder, filename)``.
@@ -291,20 +325,20 @@ def download_file(filename, url, file_hash, folder):
     """
     import keras
 
-    source = download_url(url)
+    source = download_url(url, filename)
     target = os.path.join(folder, filename)
-    if os.path.isfile(target) and file_matches(target, file_hash):
+    if not replace and os.path.isfile(target) and file_matches(target, file_hash):
         return target  # complete: only a finished download is renamed to this name
     if not os.access(folder, os.W_OK):
-        there = ("is not there" if not os.path.isfile(target)
-                 else f"there does not match file_hash={file_hash!r}")
+        there = ("is not there" if not os.path.isfile(target) else replace
+                 or f"there does not match file_hash={file_hash!r}")
         raise PermissionError(
             f"{target} {there}, and its folder {folder} cannot be written to download it "
             f"from {url}")
     took = _wait_for_folder_lock(folder, f"download of {filename}")
     part = os.path.join(folder, f".{filename}.part")
     try:
-        if os.path.isfile(target) and file_matches(target, file_hash):
+        if not replace and os.path.isfile(target) and file_matches(target, file_hash):
             return target  # another process downloaded it while this one waited
         if os.path.lexists(part):
             os.remove(part)  # what a killed download left; get_file would take it as cached
@@ -325,6 +359,14 @@ def download_file(filename, url, file_hash, folder):
             os.remove(part)  # a download that failed its hash
         if took:
             unlock_directory(folder)
+
+
+def read_only_message(folder, error):
+    """The message of an OSError of :data:`WRITE_ERRNOS` met writing into the cache ``folder``:
+    names it, and ``cache_dir=`` or ``$KERAS_HOME`` to use another one."""
+    return (f"The cache folder {folder} cannot be written ({error.strerror or error}: no "
+            "permission, or a read-only file system). Pass a writable cache_dir= (or set "
+            "$KERAS_HOME to a writable folder).")
 
 
 def weights_cache(cache_dir=None):
@@ -379,7 +421,9 @@ def fetch_weights_file(filename, url, file_hash, cache_dir, what, how_to_pass):
             os.makedirs(folder, exist_ok=True)
         return download_file(filename, url, file_hash, folder)
     except PermissionError as error:  # a read-only cache without the file
-        raise PermissionError(f"{error}. {how_to}") from None
+        if error.errno is None:  # download_file's own message
+            raise PermissionError(f"{error}. {how_to}") from None
+        raise PermissionError(read_only_message(folder, error) + f" {how_to}") from None
     except TimeoutError:  # another process's download hung: its own message
         raise
     except ChecksumError as error:
@@ -391,7 +435,12 @@ def fetch_weights_file(filename, url, file_hash, cache_dir, what, how_to_pass):
     except ValueError as error:  # url is no URL get_file reads
         raise ValueError(f"Cannot fetch the {what}: {error}") from None
     except Exception as error:  # get_file raises a bare Exception on network failures.
+        if cannot_write(error):  # a read-only file system (EROFS): not a network error
+            raise PermissionError(read_only_message(folder, error) + f" {how_to}") from None
         stale = cached_mismatch(cached, file_hash)
+        if not stale and (problem := local_file_problem(url, filename)):  # no network advice
+            raise DownloadError(f"Cannot fetch the {what}: {problem} (url={url!r}). Pass url= "
+                                f"with the path of the file, or {how_to_pass}.") from None
         if stale:
             raise DownloadError(f"{stale} Downloading the {what} anew from {url} failed "
                                 f"(offline?): {error}. " + how_to) from error
