@@ -567,8 +567,8 @@ def test_calibration_refuses_mask_files_and_the_cli_decodes_them_first(tiny_mode
     masks = _write_images(tmp_path / "annot", _images(2, high=11), mode="L")
     with pytest.raises(ValueError, match=(
             rf"^image file '{masks}/0.png' is a single-channel \(mode 'L'\) image, like a "
-            r"label mask; representative_data must be RGB photos with raw pixel values "
-            r"0\.\.255\.$")):
+            r"label mask: 11 distinct value\(s\), .*representative_data must be RGB photos "
+            r"with raw pixel values 0\.\.255.*save it as RGB\)\.$")):
         export.convert_to_tflite(tiny_model, input_size=SQUARE_SIZE, quantization="int8",
                                  representative_data=masks)
     out = tmp_path / "out"

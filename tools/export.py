@@ -24,7 +24,9 @@ is refused unless --any_input_size (a model trained at each image's own size tak
 --calibration_data and --check take a folder of images, a folder with images/ and masks/ (the
 layout of --dataset=folder, paired by file stem) or a list file of 'image [mask]' lines; a grey
 (single-channel) photo is read as RGB, as training reads it, but a label mask (single-channel
-with at most keras_fcn.export.images.MASK_MAX_VALUES values) is refused for calibration.
+with at most keras_fcn.export.images.MASK_MAX_VALUES values, or colour with at most that many
+colours) is refused for calibration. int8 calibrates on the first --num_calibration images of
+--calibration_data (file name order in a folder, line order in a list file), said in one line.
 
 The check writes ``<output_dir>/<name>_check.md`` and ``.json``: size, median latency
 (--num_threads, --runs), pixel agreement with the Keras float model and, when --check gives
@@ -245,6 +247,12 @@ def check_flags():
             print(f"--calibration_data: {len(grey)} grey (single-channel) photo(s) read as "
                   f"RGB, as training reads them: {', '.join(grey[:3])}"
                   + (" ..." if len(grey) > 3 else ""))
+    unused = [f"--{f}" for f in ("calibration_data", "num_calibration", "int8_io")
+              if FLAGS[f].present and not full_int8]
+    if unused:
+        print(f"Note: {', '.join(unused)} unused: only the full int8 variants "
+              f"({', '.join(export.FULL_INT8)}) are calibrated, and --quantizations="
+              f"{','.join(FLAGS.quantizations)!r} has none")
     if FLAGS.class_names_file and not os.path.isfile(FLAGS.class_names_file):
         raise FileNotFoundError(f"--class_names_file not found: {FLAGS.class_names_file!r}")
     pairs = palette = None
@@ -280,7 +288,22 @@ def _naming(flag):
 def read_images(flag):
     """The ``(image, mask)`` pairs of the folder or list file given as --``flag``."""
     with _naming(flag):
-        return export.read_list(FLAGS[flag].value)
+        return export.read_list(FLAGS[flag].value, calibration=flag == "calibration_data")
+
+
+def calibration_files(size):
+    """The images int8 calibrates on, said in one line (a warning when few), read as the
+    converter takes them with a progress bar (:class:`keras_fcn.export.images.CalibrationFiles`)."""
+    pairs = read_images("calibration_data")
+    paths = [image for image, _ in pairs[: FLAGS.num_calibration]]
+    order = "file name" if os.path.isdir(FLAGS.calibration_data) else "list"
+    print(f"Calibrating int8 on {len(paths)} image(s) (the first {len(paths)} of {len(pairs)} "
+          f"in --calibration_data={FLAGS.calibration_data!r} in {order} order; at most "
+          f"--num_calibration={FLAGS.num_calibration})")
+    if len(paths) < export.images.FEW_CALIBRATION_IMAGES:
+        print(f"warning: few images ({len(paths)} < {export.images.FEW_CALIBRATION_IMAGES}): "
+              "the int8 ranges may clip; give --calibration_data ~100 photos", file=sys.stderr)
+    return export.images.CalibrationFiles(paths, size)
 
 
 def output_paths(name):
@@ -379,12 +402,14 @@ def export_all(model, name, size, labels):
                                   else size, include_probabilities=FLAGS.probabilities,
                                   labels=labels, overwrite=FLAGS.overwrite)
         print(f"{path}: SavedModel")
-    paths = {}
+    paths, calibration = {}, None
     for quantization in FLAGS.quantizations:
         path = os.path.join(FLAGS.output_dir, f"{name}_{quantization}.tflite")
+        if quantization in export.FULL_INT8 and calibration is None:
+            calibration = calibration_files(size)
         details = export.export_tflite(
             model, path, input_size=size, quantization=quantization,
-            representative_data=FLAGS.calibration_data,
+            representative_data=calibration if quantization in export.FULL_INT8 else None,
             num_calibration_images=FLAGS.num_calibration, int8_io=FLAGS.int8_io,
             include_argmax=FLAGS.argmax, labels=labels, overwrite=FLAGS.overwrite)
         print(f"{path}: {details['size_bytes'] / 1e6:.2f} MB, ops {details['ops']}")

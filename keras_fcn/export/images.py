@@ -33,7 +33,7 @@ def _image_names(folder):
                   and os.path.isfile(os.path.join(folder, n)))
 
 
-def _read_folder(path):
+def _read_folder(path, calibration=False):
     """The pairs of a folder: its images (no masks); else those of its ``images/`` subfolder,
     paired by file stem with ``masks/`` when it has one
     (:func:`keras_fcn.datasets.folder.folder_pairs`, as ``--dataset=folder`` pairs them)."""
@@ -47,19 +47,24 @@ def _read_folder(path):
         return [(os.path.join(images, n), None) for n in _image_names(images)]
     splits = sorted(n for n in os.listdir(path) if os.path.isdir(os.path.join(path, n, "images")))
     if splits:  # a data set's root: which split is meant is for the user to say
-        example = "val" if "val" in splits else splits[0]
+        example = "train" if calibration else "val"
+        example = example if example in splits else splits[0]
+        why = (" (calibrate on training images: calibrating on the images the quality gate "
+               "checks, e.g. val, would flatter int8 there)" if calibration else "")
         raise ValueError(f"Folder {path!r} holds no images but the splits {splits} of a data "
                          f"set ({{split}}/images and {{split}}/masks); pass one of them, e.g. "
-                         f"{os.path.join(path, example)!r}")
+                         f"{os.path.join(path, example)!r}{why}")
     raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path!r}; "
                      f"{_EXPECTED}.")
 
 
-def read_list(path):
+def read_list(path, *, calibration=False):
     """Reads a folder of images, a folder of the data set layout (``images/`` and ``masks/``
     subfolders, e.g. ``data/mine/val``: paired by file stem as ``--dataset=folder`` pairs them;
     ``images/`` alone: its images) or a list file of ``image [mask]`` lines (relative paths are
-    relative to the list file's folder).
+    relative to the list file's folder). A folder's images come in file name order, a list
+    file's in its line order. ``calibration``: the images are for int8 calibration, so a data
+    set's root suggests its ``train`` split (else ``val``, for the quality gate).
 
     Returns:
         A list of ``(image_path, mask_path or None)``.
@@ -76,7 +81,7 @@ def read_list(path):
     """
     path = os.fspath(path)
     if os.path.isdir(path):
-        return _read_folder(path)
+        return _read_folder(path, calibration)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Image folder or list file not found: {path!r}")
     if path.lower().endswith(IMAGE_EXTENSIONS):
@@ -232,48 +237,78 @@ def load_pair(image_path, mask_path, size=None, *, num_classes=None, ignore_labe
 
 # PIL modes of single-channel images: label masks (index or palette PNGs) or grey photos.
 MASK_MODES = ("1", "L", "LA", "P", "PA", "I", "I;16", "I;16B", "I;16L", "F")
-# A single-channel image with at most this many distinct values is taken for a label mask (class
-# ids: a CamVid mask has ~11, an ADE20K one rarely 40); a grey photo has hundreds of grey levels
-# and is read as RGB, as training, evaluate and predict read it.
+# The grey ones: one grey level per pixel. A palette ("P") image is grey only when the colours
+# its pixels use are.
+GREY_MODES = ("L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+# An image with at most this many distinct values (single-channel) or colours (RGB) is taken for
+# a label mask (class ids or class colours: a CamVid mask has ~11, an ADE20K one rarely 40); a
+# grey photo has hundreds of grey levels and is read as RGB, as training, evaluate and predict
+# read it, and a colour photo has thousands of colours.
 MASK_MAX_VALUES = 64
 _PHOTOS = "representative_data must be RGB photos with raw pixel values 0..255"
+_RULE = (f"one with at most {MASK_MAX_VALUES} (keras_fcn.export.images.MASK_MAX_VALUES) is "
+         "taken for a label mask")
 
 
-def _distinct_values(path):
-    """How many distinct values the single channel (palette indices, grey levels) of the image
-    at ``path`` holds."""
+def _single_channel(path):
+    """The distinct values of the single channel (palette indices, grey levels) of the image
+    at ``path``, and its palette (flat RGB list; None unless a palette image)."""
     from PIL import Image
 
     with file_errors("image", path), Image.open(path) as image:
+        palette = image.getpalette() if image.mode in ("P", "PA") else None
         values = np.asarray(image)
     if values.ndim == 3:  # grey or palette plus alpha: the alpha is not the content
         values = values[..., 0]
-    return np.unique(values).size
+    return np.unique(values), palette
+
+
+def _grey_palette(values, palette):
+    """Whether the palette colours of the indices ``values`` are all grey (R = G = B)."""
+    colours = np.asarray(palette or [], np.int64).reshape(-1, 3)
+    used = colours[values[values < len(colours)].astype(np.int64)]
+    return bool((used == used[:, :1]).all())
+
+
+def _distinct_colours(image):
+    """How many distinct RGB colours a uint8 ``(H, W, 3)`` image holds."""
+    rgb = image.astype(np.int32)
+    return np.unique((rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]).size
+
+
+def _mode(path):
+    from PIL import Image
+
+    with file_errors("image", path), Image.open(path) as image:
+        return image.mode
 
 
 def is_grey_photo(path):
-    """True if the image at ``path`` is single-channel or palette (:data:`MASK_MODES`) with more
-    than :data:`MASK_MAX_VALUES` distinct values: a grey photo, not a label mask.
+    """True if the image at ``path`` is a grey photo: single-channel grey (:data:`GREY_MODES`),
+    or a palette image whose colours are grey, with more than :data:`MASK_MAX_VALUES` distinct
+    values (fewer: a label mask). A palette image of colours is a colour photo.
 
     Example:
         is_grey_photo("data/mine/train/masks/a.png")  # False: 11 class ids
     """
-    from PIL import Image
-
     path = os.fspath(path)
-    with file_errors("image", path), Image.open(path) as image:
-        mode = image.mode
-    return mode in MASK_MODES and _distinct_values(path) > MASK_MAX_VALUES
+    mode = _mode(path)
+    if mode not in (*GREY_MODES, "P", "PA"):
+        return False
+    values, palette = _single_channel(path)
+    return values.size > MASK_MAX_VALUES and (palette is None or _grey_palette(values, palette))
 
 
 def load_calibration_image(path, size=None):
-    """:func:`load_image` for int8 calibration, refused when it is a single-channel or palette
-    image with at most :data:`MASK_MAX_VALUES` distinct values (a label mask, not a photo); a
-    grey photo (more values) is read as RGB, as training reads it. The image is fully decoded:
-    a truncated file fails here.
+    """:func:`load_image` for int8 calibration, refused when it looks like a label mask: a
+    single-channel or palette image with at most :data:`MASK_MAX_VALUES` distinct values, or
+    a colour image with at most that many distinct colours (a colour mask: a photo has
+    thousands); a grey photo (more values) is read as RGB, as training reads it. The image is
+    fully decoded: a truncated file fails here.
 
     Raises:
-        ValueError: the file is damaged, not an image or a label mask (named).
+        ValueError: the file is damaged, not an image or a label mask (named, with its count of
+            values or colours and the rule).
 
     Example:
         load_calibration_image("data/mine/train/images/grey.png", (90, 120)).shape  # (90, 120, 3)
@@ -281,12 +316,25 @@ def load_calibration_image(path, size=None):
     from PIL import Image
 
     path = os.fspath(path)
-    with file_errors("image", path), Image.open(path) as image:
-        mode = image.mode
-    if mode in MASK_MODES and _distinct_values(path) <= MASK_MAX_VALUES:
-        raise ValueError(f"image file {path!r} is a single-channel (mode {mode!r}) image, like "
-                         f"a label mask; {_PHOTOS}.")
-    return load_image(path, size)
+    mode = _mode(path)
+    if mode in MASK_MODES:
+        count = _single_channel(path)[0].size
+        if count <= MASK_MAX_VALUES:
+            raise ValueError(
+                f"image file {path!r} is a single-channel (mode {mode!r}) image, like a label "
+                f"mask: {count} distinct value(s), and {_RULE} (a grey photo has hundreds); "
+                f"{_PHOTOS}: pass the photos, not their masks (a low-contrast grey photo: save "
+                "it as RGB).")
+    image = read_image(path)
+    if mode not in MASK_MODES:
+        count = _distinct_colours(image)
+        if count <= MASK_MAX_VALUES:
+            raise ValueError(
+                f"image file {path!r} is a colour (mode {mode!r}) image with only {count} "
+                f"distinct colour(s), like a colour label mask: {_RULE} (a photo has "
+                f"thousands); {_PHOTOS}: pass the photos (e.g. the images/ folder beside "
+                "masks/), not the masks.")
+    return _resized(image, size, Image.BILINEAR)
 
 
 def check_calibration_images(paths):
@@ -365,7 +413,8 @@ def calibration_images(data, input_size, num_images=100):
     """
     num_images = check_positive_int("num_images", num_images)
     if isinstance(data, (str, os.PathLike)):
-        items = (load_calibration_image(p, input_size) for p, _ in read_list(os.fspath(data)))
+        items = (load_calibration_image(p, input_size)
+                 for p, _ in read_list(os.fspath(data), calibration=True))
     elif isinstance(data, tf.data.Dataset):
         items = data.as_numpy_iterator()
     else:
@@ -384,3 +433,40 @@ def calibration_images(data, input_size, num_images=100):
                 return
     if count == 0:
         raise ValueError(f"The representative data gave no images. Received: data={data!r}")
+
+
+# Fewer calibration images than this: the int8 activation ranges may miss what photos hold.
+FEW_CALIBRATION_IMAGES = 10
+
+
+class CalibrationFiles:
+    """Calibration image files read at ``size`` (:func:`load_calibration_image`) as they are
+    fed to the converter, with a progress bar (``keras.utils.Progbar``; a line every 10 s
+    when stdout is not a terminal): an iterable for ``representative_data``.
+
+    Example:
+        files = CalibrationFiles([p for p, _ in read_list("data/mine/train")][:100], (90, 120))
+        export_tflite(model, "m_int8.tflite", input_size=(90, 120), quantization="int8",
+                      representative_data=files, num_calibration_images=len(files))
+    """
+
+    def __init__(self, paths, size, progress=True):
+        self.paths, self.size, self.progress = list(paths), size, progress
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __iter__(self):
+        import sys
+
+        import keras
+
+        bar = (keras.utils.Progbar(len(self.paths), unit_name="image",
+                                   interval=0.05 if sys.stdout.isatty() else 10.0)
+               if self.progress else None)
+        for done, path in enumerate(self.paths, start=1):
+            image = load_calibration_image(path, self.size)
+            if bar is not None:  # counted as read: the converter may stop after the last one
+                bar.update(done)
+            yield image
+

@@ -149,13 +149,21 @@ def compare_tflite(model, tflite_paths, pairs, *, num_classes=None, ignore_label
         ``mean_iu_delta`` (points; ``None`` without masks). The first row is ``keras_float``.
 
     Raises:
-        ValueError: some images have a mask and others none (:func:`check_masks`), an image
-            and its mask differ in size, a mask value is neither a class id nor
-            ``ignore_label``, or an image or mask file is damaged (the message names it).
+        ValueError: no variant or no pair is given, some images have a mask and others none
+            (:func:`check_masks`), an image and its mask differ in size, a mask value is
+            neither a class id nor ``ignore_label``, or an image or mask file is damaged (the
+            message names it).
 
     Example:
         rows = compare_tflite(model, {"int8": "m_int8.tflite"}, read_list("val.txt"))
     """
+    pairs = list(pairs)
+    if not tflite_paths:
+        raise ValueError("compare_tflite needs at least one TFLite variant, e.g. {'int8': "
+                         f"'m_int8.tflite'}}. Received: tflite_paths={tflite_paths!r}")
+    if not pairs:
+        raise ValueError("compare_tflite needs at least one (image, mask) pair (mask or None), "
+                         f"e.g. read_list('val.txt'). Received: pairs={pairs!r}")
     has_masks = check_masks(pairs)
     keras_model = load_model(model)
     num_classes = num_classes or num_classes_of(keras_model)
