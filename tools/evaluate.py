@@ -324,7 +324,8 @@ def main(argv):
         raise ValueError(recipe_evaluation_message(kind, f"model={FLAGS.model!r}"))
     if FLAGS.output:  # before the model (a preset is downloaded) and the data are loaded
         check_output(FLAGS.output, FLAGS.overwrite)
-    check_data_folder()  # also before a preset's download
+    if not os.path.exists(os.path.expanduser(FLAGS.model)):  # a preset: before its download
+        check_data_folder()  # (a model file is checked first, then the data)
     path = presets.model_file(FLAGS.model, single_output="tools/evaluate.py")  # or a preset
     output = output_path(path)
     if not FLAGS.output:
