@@ -249,7 +249,15 @@ def check_workers_agree(model, backup_dir):
     strategy = model.distribute_strategy
     mine = tf.constant([[float(model._initial_epoch or 0), _weights_checksum(model)]],
                        tf.float64)
-    gather = tf.function(lambda: strategy.gather(strategy.run(lambda: tf.identity(mine)), 0))
+    # Named functions: AutoGraph could not tell two lambdas on one line apart (4 warnings).
+    @tf.autograph.experimental.do_not_convert
+    def replica_state():
+        return tf.identity(mine)
+
+    @tf.function(autograph=False)
+    def gather():
+        return strategy.gather(strategy.run(replica_state), 0)
+
     states = gather().numpy()  # in a tf.function: tf.distribute warns of an eager run()
     epochs, sums = states[:, 0], states[:, 1]
     if (epochs == epochs[0]).all() and np.allclose(sums, sums[0], rtol=1e-12, atol=0):

@@ -10,6 +10,9 @@ Example:
 import contextlib
 import json
 import os
+import re
+import shutil
+import sys
 
 import keras
 import numpy as np
@@ -41,27 +44,41 @@ class DataParallel(SingleDevice):
         self.num_replicas_in_sync = len(self.devices)
 
 
-def for_data_parallel(strategy, train_ds, val_ds, batch_size, ignore_label):
-    """(train_ds, val_ds) for ``strategy``: under :class:`DataParallel` on several devices,
-    checks that ``batch_size`` divides among them (training drops its last incomplete batch)
-    and pads the validation batches (:func:`pad_batches`); else both unchanged.
+def for_replicas(strategy, train_ds, val_ds, batch_size, ignore_label):
+    """(train_ds, val_ds) for ``strategy``: on several replicas (:class:`DataParallel` on JAX,
+    or a `tf.distribute` strategy such as "mirrored" or "multi_worker"), checks that
+    ``batch_size`` divides among them (training drops its last incomplete batch) and pads
+    the validation batches (:func:`pad_batches`): a replica given no image of a batch stops
+    Keras ("Inputs to operation AddN ... must have the same size and shape"). Else both
+    unchanged.
 
     Raises:
-        ValueError: ``batch_size`` is not a multiple of the devices, or there is no ignore
+        ValueError: ``batch_size`` is not a multiple of the replicas, or there is no ignore
             label to pad validation batches with.
     """
-    if not isinstance(strategy, DataParallel) or strategy.num_replicas_in_sync == 1:
+    if getattr(strategy, "num_replicas_in_sync", 1) <= 1:
         return train_ds, val_ds
     _check_batch(strategy, batch_size)
-    return train_ds, pad_batches(val_ds, strategy.num_replicas_in_sync, ignore_label)
+    if val_ds is not None:
+        val_ds = pad_batches(val_ds, strategy.num_replicas_in_sync, ignore_label)
+    return train_ds, val_ds
+
+
+for_data_parallel = for_replicas  # its name before it served tf.distribute strategies too
 
 
 def _check_batch(strategy, batch_size):
     count = strategy.num_replicas_in_sync
-    if batch_size is not None and batch_size % count:
+    if batch_size is None or not batch_size % count:
+        return
+    if isinstance(strategy, DataParallel):
         raise ValueError(f"strategy='data_parallel' splits each batch across {count} devices: "
                          f"batch_size must be a multiple of {count}. Received: "
                          f"batch_size={batch_size}")
+    name = "multi_worker" if "MultiWorker" in type(strategy).__name__ else "mirrored"
+    raise ValueError(f"strategy={name!r} splits each batch across its {count} replicas: "
+                     f"batch_size must be a multiple of {count}. Received: "
+                     f"batch_size={batch_size}")
 
 
 def pad_batches(dataset, multiple, ignore_label):
@@ -183,13 +200,79 @@ def make_strategy(name="default", devices=None, batch_size=None):
     import tensorflow as tf
 
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
+        strategy = tf.distribute.MirroredStrategy(devices)
+    elif name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError("strategy='multi_worker' needs the TF_CONFIG environment variable "
                              "(cluster and task). Received: TF_CONFIG unset")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
+        # TensorFlow waits for every worker without a word (its "Waiting for tasks" is INFO).
+        print(waiting_line(tf_config()), file=sys.stderr, flush=True)
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        return tf.distribute.get_strategy()
+    _check_batch(strategy, batch_size)
+    return strategy
+
+
+def waiting_line(config):
+    """The line a multi-worker process prints before it waits for the workers of TF_CONFIG
+    (``config``, as :func:`tf_config` parses it) to connect.
+
+    Example:
+        >>> print(waiting_line({"cluster": {"worker": ["a:1", "b:2"]},
+        ...                     "task": {"type": "worker", "index": 1}}))
+        Waiting for the 2 workers of TF_CONFIG (a:1, b:2) to connect; this worker is worker:1
+    """
+    cluster, task = config.get("cluster") or {}, config.get("task") or {}
+    addresses = [address for kind in sorted(cluster, key=lambda k: k != "chief")
+                 for address in (cluster[kind] if isinstance(cluster[kind], (list, tuple))
+                                 else [cluster[kind]])]
+    return (f"Waiting for the {len(addresses)} workers of TF_CONFIG ({', '.join(addresses)}) "
+            f"to connect; this worker is {task.get('type')}:{task.get('index', 0)}")
+
+
+LOST_WORKER = "a worker was lost; rerun every worker with --resume"
+# What a surviving worker's collective ops report when a peer is gone.
+_LOST = re.compile(r"^(.*(?:Collective ops is aborted|Connection reset by peer|Socket closed"
+                   r"|failed to connect to all addresses).*?)\s*$", re.MULTILINE)
+
+
+@contextlib.contextmanager
+def multi_worker_run(strategy, run_dir, chief):
+    """Around a recipe's run under ``strategy``: a non-chief worker's private ``run_dir``
+    (`run_dir.worker_run_dir`: best.keras, backups; 0.5-1 GB for VGG16) is removed when the
+    run ends, and a TensorFlow error of a lost worker (a collective op aborted) says to
+    rerun every worker with --resume (:data:`LOST_WORKER`).
+
+    Example:
+        with multi_worker_run(strategy, run_dir, chief=is_chief()):
+            train(...)
+    """
+    try:
+        yield
+    except Exception as error:
+        lost = lost_worker_error(error, strategy)
+        if lost is error:
+            raise
+        raise lost from None
+    finally:
+        if not chief:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def lost_worker_error(error, strategy):
+    """``error``, or under `MultiWorkerMirroredStrategy` for a TensorFlow error of a lost
+    worker, the same error whose line says :data:`LOST_WORKER` too."""
+    tf = sys.modules.get("tensorflow")
+    if (tf is None or not isinstance(error, tf.errors.OpError)
+            or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            or not _LOST.search(error.message or "")):
+        return error
+    try:
+        return type(error)(error.node_def, error.op,
+                           _LOST.sub(r"\1; " + LOST_WORKER, error.message, count=1))
+    except TypeError:  # an OpError of another constructor: unchanged
+        return error
 
 
 def patch_multi_worker_build(model, strategy):
@@ -292,6 +375,30 @@ def _patch_multi_worker_log_reduction():
     tf_trainer.reduce_per_replica = reduce_per_replica
 
 
+def tf_config():
+    """The `TF_CONFIG` environment variable, parsed: a dict with a "cluster" and a "task" dict
+    (both empty where it is unset).
+
+    Raises:
+        ValueError: TF_CONFIG is no JSON object of that form (names it, and gives an example).
+
+    Example:
+        >>> tf_config()  # no TF_CONFIG
+        {'cluster': {}, 'task': {}}
+    """
+    text = os.environ.get("TF_CONFIG", "{}") or "{}"
+    try:
+        config = json.loads(text)
+        task, cluster = config.get("task") or {}, config.get("cluster") or {}
+        int(task.get("index", 0)), list(cluster.items())
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ValueError(f"TF_CONFIG must be JSON like {{\"cluster\": {{\"worker\": "
+                         f"[\"host1:port\", \"host2:port\"]}}, \"task\": {{\"type\": "
+                         f"\"worker\", \"index\": 0}}}} ({e}). Received: "
+                         f"TF_CONFIG={text!r}") from None
+    return dict(config, cluster=cluster, task=task)
+
+
 def is_chief():
     """True unless `TF_CONFIG` names this process a non-chief worker (worker index > 0 or
     any worker when a "chief" task exists).
@@ -300,16 +407,9 @@ def is_chief():
         >>> is_chief()  # no TF_CONFIG: a single process is its own chief
         True
     """
-    text = os.environ.get("TF_CONFIG", "{}") or "{}"
-    try:
-        config = json.loads(text)
-        task = config.get("task", {})
-        kind, index = task.get("type"), int(task.get("index", 0))
-        cluster = config.get("cluster", {})
-    except (ValueError, TypeError, AttributeError) as e:
-        raise ValueError(f"TF_CONFIG must be JSON like {{\"cluster\": {{...}}, \"task\": "
-                         f"{{\"type\": \"worker\", \"index\": 0}}}} ({e}). Received: "
-                         f"TF_CONFIG={text!r}") from None
+    config = tf_config()
+    kind, index = config["task"].get("type"), int(config["task"].get("index", 0))
+    cluster = config["cluster"]
     if kind is None or kind == "chief":
         return True
     if kind == "worker":

@@ -22,9 +22,10 @@ from keras_fcn.training.checks import check_before_run, size_compile_note
 from keras_fcn.training.config import MODELS, TrainConfig  # noqa: F401 (doctests)
 from keras_fcn.training.consistency import add_consistency
 from keras_fcn.training.distribute import (
-    for_data_parallel,
+    for_replicas,
     is_chief,
     make_strategy,
+    multi_worker_run,
     patch_multi_worker_build,
 )
 from keras_fcn.training.evaluation import format_results, num_batches
@@ -407,8 +408,8 @@ def _load_inputs(config, run_dir, strategy):
             array_inputs.load_pipelines(config, run_dir, strategy.num_replicas_in_sync)
         source = (f"keras.utils.PyDataset (no TensorFlow), "
                   f"{pipelines[0].workers} reader thread(s)")
-    pipelines[:2] = for_data_parallel(strategy, *pipelines[:2], config.optim.batch_size,
-                                      info.ignore_label)
+    pipelines[:2] = for_replicas(strategy, *pipelines[:2], config.optim.batch_size,
+                                 info.ignore_label)
     print(f"Data: {info.name}, {count} train / {val_count} val images, {info.num_classes} "
           f"classes, ignore label {info.ignore_label}; {strategy.num_replicas_in_sync} "
           f"replica(s); input {source}.", flush=True)
@@ -459,7 +460,8 @@ def run(config):
                                  compare=RESUME_FLAGS, replan=SCHEDULE_FLAGS)
             else:
                 run_dir = worker_run_dir(config.run.output_dir, resume=config.run.resume)
-            return _train_in(config, run_dir, strategy, chief)
+            with multi_worker_run(strategy, run_dir, chief):  # a worker's folder: removed
+                return _train_in(config, run_dir, strategy, chief)
 
 
 def _train_in(config, run_dir, strategy, chief):
