@@ -801,7 +801,7 @@ def test_data_parallel_trains_and_validates_as_one_device():
         training.compile_model(model, num_classes=2, ignore_label=255,
                                optimizer=training.make_optimizer("sgd", 0.01, momentum=0.9),
                                jit_compile=True)
-        _, val_batches = distribute.for_data_parallel(strategy, None, val, 4, 255)
+        _, val_batches = distribute.for_replicas(strategy, None, val, 4, 255)
         history = model.fit(images, masks, batch_size=4, epochs=1, verbose=0, shuffle=False,
                             validation_data=_Batches(val_batches)).history
         results.append((strategy.num_replicas_in_sync, history))

@@ -78,10 +78,10 @@ def test_data_parallel_is_refused_off_jax_and_a_batch_must_divide():
     two = distribute.DataParallel(["cpu:0", "cpu:1"])
     with pytest.raises(ValueError, match=r"splits each batch across 2 devices: batch_size must "
                                          r"be a multiple of 2\. Received: batch_size=3"):
-        distribute.for_data_parallel(two, None, [], 3, 255)
-    train, val = distribute.for_data_parallel(two, "train", _batches(), 4, 255)
+        distribute.for_replicas(two, None, [], 3, 255)
+    train, val = distribute.for_replicas(two, "train", _batches(), 4, 255)
     assert train == "train" and [len(i) for i, _ in val] == [4, 2, 4]
-    assert distribute.for_data_parallel(distribute.SingleDevice(), "t", "v", 3, 255) == ("t", "v")
+    assert distribute.for_replicas(distribute.SingleDevice(), "t", "v", 3, 255) == ("t", "v")
     assert isinstance(SegmentationPyDataset, type)  # the recipes' no-TensorFlow data sets
 
 

@@ -49,8 +49,20 @@ try:
     refused = None
 except ValueError as error:
     refused = str(error)
+# keras_fcn.training.fit of a model compiled under the strategy (the Python API): its
+# validation batches of one are padded too, and score as the recipe's did.
+strategy = training.make_strategy("mirrored")
+with strategy.scope():
+    api_model = keras.models.load_model(os.path.join(run_dir, "model.keras"), compile=False)
+    training.compile_model(api_model, num_classes=info.num_classes,
+                           ignore_label=info.ignore_label, optimizer=keras.optimizers.SGD(0.0))
+train_decoded, _, _ = inputs.load_data(config, "train")
+train_ds, val_ds, _ = inputs.make_pipelines(config, train_decoded, val_decoded, info)
+api = training.fit(api_model, train_ds, val_ds, run_dir=os.path.join(TMP, "api"), epochs=1,
+                   info=info, verbose=0)
 print("RESULT" + json.dumps({"last": history[-1], "single": single, "count": count,
-                             "refused": refused}))
+                             "refused": refused, "api": api["history"][-1],
+                             "api_images": api["final_val"]["num_images"]}))
 """
 
 
@@ -61,6 +73,10 @@ def test_mirrored_recipe_validates_batches_of_one_as_one_replica_does(tmp_path):
     last, single = result["last"], result["single"]
     for name in ("pixel_accuracy", "mean_accuracy", "mean_iu", "frequency_weighted_iu"):
         assert last["val_" + name] == pytest.approx(single[name], rel=1e-5, abs=1e-6), name
+    # the API's fit (learning rate 0: the same weights) validated the same three images
+    assert result["api_images"] == 3
+    for name in ("pixel_accuracy", "mean_iu"):
+        assert result["api"]["val_" + name] == pytest.approx(single[name], rel=1e-5, abs=1e-6)
     assert result["refused"] == ("strategy='mirrored' splits each batch across its 2 replicas: "
                                  "batch_size must be a multiple of 2. Received: batch_size=3")
 

@@ -64,8 +64,6 @@ def for_replicas(strategy, train_ds, val_ds, batch_size, ignore_label):
     return train_ds, val_ds
 
 
-for_data_parallel = for_replicas  # its name before it served tf.distribute strategies too
-
 
 def _check_batch(strategy, batch_size):
     count = strategy.num_replicas_in_sync

@@ -37,6 +37,7 @@ from keras_fcn.training.callbacks import (
 )
 from keras_fcn.training.consistency import plain_model
 from keras_fcn.training.data_order import ResumeDataOrder
+from keras_fcn.training.distribute import for_replicas
 from keras_fcn.training.evaluation import evaluate_model
 from keras_fcn.training.optimizers import (
     LOSS_REDUCTIONS,
@@ -207,7 +208,9 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         train_ds: training `tf.data.Dataset` (repeated if `steps_per_epoch` is set) or
             `keras.utils.PyDataset` (`keras_fcn.data.arrays`, for JAX/PyTorch without
             TensorFlow).
-        val_ds: validation data set (for `monitor` each epoch), or None.
+        val_ds: validation data set (for `monitor` each epoch), or None. Under a
+            `tf.distribute` strategy of several replicas its batches are padded with void
+            images to a multiple of them (`distribute.for_replicas`).
         run_dir: run directory.
         epochs: total number of epochs (also when resuming).
         info: `DatasetInfo` of the data (for labels.json and the per-class table).
@@ -290,6 +293,10 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         # starts every later `fit` of that model there: a second run of the same model in this
         # process would skip its first epochs. A resume restores it in on_train_begin.
         model._initial_epoch = None
+        eval_ds = eval_ds if eval_ds is not None else val_ds  # the final evaluation: unpadded
+        # several tf.distribute replicas: validation batches padded to a multiple of them
+        _, val_ds = for_replicas(getattr(model, "distribute_strategy", None), None, val_ds,
+                                 None, info.ignore_label)
         build_before_fit(model, train_ds)  # whole epochs from a PyDataset with workers
         try:
             # The train and test steps are traced inside the block, so they keep the matmul fc6.
@@ -310,7 +317,6 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         best = next(c for c in all_callbacks if isinstance(c, BestCheckpoint))
         status = "nan" if nan_guard.nan_step else "completed"
         final = None
-        eval_ds = eval_ds if eval_ds is not None else val_ds
         if status == "completed":
             if chief:
                 io.save_model(fcn, os.path.join(run_dir, run_dir_lib.MODEL_FILE))
