@@ -23,7 +23,7 @@ from keras_fcn.inference.resolution import (describe, input_size, labels_file, t
                                             to_model_size)
 from keras_fcn.inference.uncertainty import cached_mc_model, entropy, margin, mc_dropout
 from keras_fcn.labels import VOC_CLASSES, ModelLabels
-from keras_fcn.models.inspect import check_single_output, num_classes_of
+from keras_fcn.models.inspect import check_rgb_input, check_single_output, num_classes_of
 from keras_fcn.presets import list_presets, model_file
 from keras_fcn.weights.io import load_model_file
 
@@ -232,6 +232,8 @@ class Predictor:
         if labels is not None and labels.num_classes != self.num_classes:
             raise ValueError(f"The labels of {opts.model!r} name {labels.num_classes} classes; "
                              f"the model has {self.num_classes}.")
+        check_rgb_input(self.model, None if labels is None else labels.normalization,
+                        what="tools/predict.py")
         names = None if labels is None else list(labels.class_names)
         if names is None and self.num_classes == len(VOC_CLASSES):
             names = list(VOC_CLASSES)

@@ -23,7 +23,8 @@ from keras_fcn.models.trunk import CAFFE, FCN, all_layers, get_trunk
 
 __all__ = ["all_layers", "backbone_of", "legacy_backbone", "has_preprocessing",
            "preprocessing_fn", "normalization_of", "num_classes_of", "check_single_output",
-           "with_preprocessing", "raw_rgb_model", "recorded_fcn"]
+           "with_preprocessing", "raw_rgb_model", "recorded_fcn", "check_rgb_input",
+           "recorded_normalization"]
 
 
 def recorded_fcn(model):
@@ -118,7 +119,47 @@ def preprocessing_fn(model):
     """
     if has_preprocessing(model):
         return None
+    check_rgb_input(model, what="keras_fcn's prediction")
     return get_trunk(backbone_of(model)).preprocessing.array
+
+
+def recorded_normalization(model):
+    """The input normalization a run recorded in ``model`` (its ``fcn_info["labels"]``, written
+    by `keras_fcn.training.fit`: the NYUDv2 HHA, RGB-D and fusion runs record their inputs'),
+    or None."""
+    info = getattr(model, "fcn_info", None)
+    labels = info.get("labels") if isinstance(info, dict) else None
+    normalization = labels.get("normalization") if isinstance(labels, dict) else None
+    return normalization if isinstance(normalization, dict) else None
+
+
+def check_rgb_input(model, normalization=None, what="keras_fcn's prediction"):
+    """Refuses a model without a ``preprocess`` layer that was trained on inputs other than
+    RGB photos with its trunk's preprocessing (a NYUDv2 HHA model: HHA minus its mean):
+    ``what`` would feed it RGB photos preprocessed for the trunk, a silently wrong input.
+
+    Args:
+        model: a keras_fcn model.
+        normalization: the normalization its labels record (a ``labels.json`` or sidecar);
+            None: the model's own record (:func:`recorded_normalization`).
+        what: who feeds the model, for the message.
+
+    Raises:
+        ValueError: the recorded normalization is not the trunk's (named, with its formula).
+    """
+    recorded = normalization or recorded_normalization(model)
+    if not isinstance(recorded, dict) or has_preprocessing(model):
+        return
+    backbone = backbone_of(model)
+    trunk = get_trunk(backbone).preprocessing.normalization(model)
+    if recorded.get("type") == trunk.get("type"):
+        return
+    raise ValueError(
+        f"{what} feeds RGB photos preprocessed for the {backbone} trunk "
+        f"({trunk.get('formula', trunk.get('type'))}), but model {model.name!r} was trained on "
+        f"other inputs: {recorded.get('formula', recorded.get('type'))} (normalization type "
+        f"{recorded.get('type')!r}). Preprocess its inputs as it was trained (e.g. "
+        "keras_fcn.datasets.nyud.preprocess_hha) and call model.predict on them.")
 
 
 def normalization_of(model):
@@ -216,8 +257,8 @@ def with_preprocessing(model, input_dtype="uint8", name=None):
     preprocessing.
 
     Raises:
-        ValueError: the model already has a ``preprocess`` layer, or does not take 3-channel
-            images.
+        ValueError: the model already has a ``preprocess`` layer, does not take 3-channel
+            images, or was trained on other inputs than RGB photos (:func:`check_rgb_input`).
 
     Example:
         >>> trained = keras_fcn.build_fcn("32s", 21, weights=None, widths=(4, 4, 8, 8, 8), fc_units=8)
@@ -227,6 +268,7 @@ def with_preprocessing(model, input_dtype="uint8", name=None):
     """
     if has_preprocessing(model):
         raise ValueError(f"Model {model.name!r} already has a 'preprocess' layer.")
+    check_rgb_input(model, what="with_preprocessing (and the export of raw-RGB models)")
     channels = model.inputs[0].shape[-1]
     if channels != 3:
         raise ValueError(f"with_preprocessing adds RGB preprocessing, but model {model.name!r} "
