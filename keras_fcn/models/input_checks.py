@@ -47,7 +47,9 @@ def check_arrays(model, x, y, what=""):
     training goes on. Arrays are known here, so: ``x`` must hold images (at least 1x1, real
     numbers, no NaN or infinity: :func:`check_image_values`), ``y`` label maps
     (N, H, W) or (N, H, W, 1) of whole class ids in [0, num_classes) or the ignore label of the
-    compiled loss. Anything that is not a numpy array (tensors, data sets) passes unchecked.
+    compiled loss (when it is keras_fcn's: another loss may take one-hot labels). Anything
+    that is not a numpy array (tensors, data sets) passes unchecked here; a `tf.data` set's
+    labels are checked by :func:`check_dataset_labels`.
 
     Raises:
         ValueError: naming the bad shape or value and what was expected.
@@ -73,13 +75,11 @@ def check_arrays(model, x, y, what=""):
     if isinstance(x, np.ndarray):
         check_image_values(x, prefix)
         check_pixel_scale(model, x, prefix)
-    if not isinstance(y, np.ndarray):
+    loss = _label_loss(model)
+    if not isinstance(y, np.ndarray) or loss is None:  # another loss may take one-hot labels
         return
     if not (y.ndim == 3 or (y.ndim == 4 and y.shape[-1] == 1)):
         raise label_shape_error(f"y.shape={y.shape}", prefix)
-    loss = _label_loss(model)
-    if loss is None:
-        return
     num_classes = loss.num_classes or model.output_shape[-1]
     if num_classes == 1:
         raise ValueError(
@@ -94,6 +94,32 @@ def check_arrays(model, x, y, what=""):
         if loss.ignore_label is not None:
             labels = labels[labels != loss.ignore_label]
         check_class_ids(labels, num_classes, loss.ignore_label)
+
+
+def check_dataset_labels(model, data, what=""):
+    """Checks the static shape of the labels of ``data``, a `tf.data` set of (images,
+    labels[, sample weights]), for the compiled per-pixel loss before Keras compiles a step:
+    inside a compiled JAX step the loss's refusal of one-hot or colour labels left the model's
+    variables unusable (``get_weights`` and ``save`` raised a TypeError; the trained weights
+    were lost). Unknown dimensions pass; the loss still checks each batch.
+
+    Raises:
+        ValueError: labels of another rank than (N, H, W) or (N, H, W, 1).
+
+    Example:
+        check_dataset_labels(model, dataset, "validation_data")
+    """
+    spec = getattr(data, "element_spec", None)
+    if _label_loss(model) is None or not isinstance(spec, tuple) or len(spec) < 2:
+        return
+    prefix = f"`{what}`: " if what else ""
+    shape = getattr(spec[1], "shape", None)
+    rank = getattr(shape, "rank", None)
+    if rank is None:
+        return
+    dims = tuple(shape)
+    if not (rank == 3 or (rank == 4 and dims[-1] in (1, None))):
+        raise label_shape_error(f"a data set of labels of shape {dims}", prefix)
 
 
 def check_image_values(x, prefix=""):

@@ -29,7 +29,8 @@ import numpy as np
 
 from keras_fcn.layers import FCN_MEAN_BGR, CaffePreprocessing, preprocess_input
 from keras_fcn.models.heads import DEPTHS, HEAD_PREFIXES, SKIPS, depth_of
-from keras_fcn.models.input_checks import check_arrays, check_image_list, check_no_class_weight
+from keras_fcn.models.input_checks import (check_arrays, check_dataset_labels, check_image_list,
+                                          check_no_class_weight)
 from keras_fcn.runtime import detach_averaged_weights
 
 # The paper's variants (heads fusing the strides 32, 16 and 8), and "dilated": a trunk whose
@@ -429,9 +430,11 @@ class FCN(keras.Model):
         check_no_class_weight(kwargs.get("class_weight"))
         y = args[0] if args else kwargs.get("y")
         check_arrays(self, x, y)
+        check_dataset_labels(self, x)
         validation = kwargs.get("validation_data")
         if isinstance(validation, (tuple, list)) and len(validation) >= 2:
             check_arrays(self, validation[0], validation[1], "validation_data")
+        check_dataset_labels(self, validation, "validation_data")
         build_before_fit(self, x)
         history = super().fit(x, *args, **kwargs)
         # fit ends by assigning the averages (use_ema): on JAX the weights then share their
@@ -440,8 +443,10 @@ class FCN(keras.Model):
         return history
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        """``keras.Model.evaluate``, after :func:`check_arrays` on numpy inputs."""
+        """``keras.Model.evaluate``, after :func:`check_arrays` on numpy inputs (and
+        :func:`check_dataset_labels` on a `tf.data` set)."""
         check_arrays(self, x, y)
+        check_dataset_labels(self, x)
         return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
