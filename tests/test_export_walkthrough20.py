@@ -4,6 +4,7 @@ CLI says how many images it calibrates on (a warning when few, a progress bar), 
 calibration flags that no variant uses, suggests a data set's train split, and compare_tflite
 names an empty variant dict or pair list."""
 
+import json
 import os
 
 import numpy as np
@@ -150,7 +151,26 @@ def test_the_cli_says_which_images_it_calibrates_on(tmp_path, capsys):
             f"'{folder}' in file name order; at most --num_calibration=100)\n") in done.stdout
     assert "1/1" in done.stdout  # the progress bar's last line
     assert "warning: few images (1 < 10)" in done.stderr
+    assert "Few calibration images" not in done.stderr  # said once, before the work
     assert os.path.isfile(tmp_path / "o" / "tiny_int8.tflite")
+    sidecar = json.loads((tmp_path / "o" / "tiny_int8.json").read_text())
+    assert sidecar["calibration_images"] == 1
+
+
+def test_the_api_warns_on_few_calibration_images_and_records_their_count(tmp_path):
+    """export_tflite said nothing of how many images calibrated its int8 model."""
+    _, model = saved_raw_rgb_fcn(tmp_path, NUM_CLASSES, seed=0)
+    photos = np.stack([_rgb(i) for i in range(4)])
+    with pytest.warns(UserWarning, match=r"^Few calibration images: int8 calibrated on 3 "
+                      r"image\(s\) \(fewer than 10\)"):
+        metadata = export.export_tflite(model, str(tmp_path / "m.tflite"), input_size=(SIZE, SIZE),
+                                        quantization="int8", representative_data=photos,
+                                        num_calibration_images=3)
+    assert metadata["calibration_images"] == 3
+    assert json.loads((tmp_path / "m.json").read_text())["calibration_images"] == 3
+    floats = export.export_tflite(model, str(tmp_path / "f.tflite"), input_size=(SIZE, SIZE),
+                                  quantization="float16")
+    assert "calibration_images" not in floats
 
 
 @pytest.mark.parametrize("flags_, unused", [

@@ -42,6 +42,7 @@ import importlib.util
 import os
 import shutil
 import sys
+import warnings
 
 # TensorFlow's C++ start-up lines (cuInit on CPU-only machines) are not the tool's output; a
 # TF_CPP_MIN_LOG_LEVEL set by the user wins. Set before TensorFlow is imported.
@@ -407,11 +408,13 @@ def export_all(model, name, size, labels):
         path = os.path.join(FLAGS.output_dir, f"{name}_{quantization}.tflite")
         if quantization in export.FULL_INT8 and calibration is None:
             calibration = calibration_files(size)
-        details = export.export_tflite(
-            model, path, input_size=size, quantization=quantization,
-            representative_data=calibration if quantization in export.FULL_INT8 else None,
-            num_calibration_images=FLAGS.num_calibration, int8_io=FLAGS.int8_io,
-            include_argmax=FLAGS.argmax, labels=labels, overwrite=FLAGS.overwrite)
+        with warnings.catch_warnings():  # calibration_files said it before the work
+            warnings.filterwarnings("ignore", export.tflite.FEW_CALIBRATION_WARNING)
+            details = export.export_tflite(
+                model, path, input_size=size, quantization=quantization,
+                representative_data=calibration if quantization in export.FULL_INT8 else None,
+                num_calibration_images=FLAGS.num_calibration, int8_io=FLAGS.int8_io,
+                include_argmax=FLAGS.argmax, labels=labels, overwrite=FLAGS.overwrite)
         print(f"{path}: {details['size_bytes'] / 1e6:.2f} MB, ops {details['ops']}")
         paths[quantization] = path
     return paths

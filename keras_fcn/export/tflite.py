@@ -11,10 +11,12 @@ Example:
                   quantization="int8", representative_data="camvid/train.txt")
 """
 
+import itertools
 import logging
 import os
 import tempfile
 import time
+import warnings
 
 import tensorflow as tf
 
@@ -23,7 +25,7 @@ from keras_fcn._checks import check_choice, check_positive_int
 from keras_fcn.export.flatbuffer import check_tflite_ops
 from keras_fcn.export.graph import (check_backend, check_input_size, class_ids, label_dtype,
                                     load_model, write_graph)
-from keras_fcn.export.images import calibration_images
+from keras_fcn.export.images import FEW_CALIBRATION_IMAGES, calibration_images
 from keras_fcn.export.litert_runner import TFLiteRunner
 from keras_fcn.export.metadata import export_labels
 from keras_fcn.labels import ModelLabels
@@ -39,6 +41,7 @@ QUANTIZATIONS = ("float32", "float16", "dynamic_int8", "int8", "int8_per_tensor"
 # at least as well (benchmarks/results/export_camvid_trained.md).
 FULL_INT8 = ("int8", "int8_per_tensor")
 INT8_IO_TYPES = ("uint8", "int8")
+FEW_CALIBRATION_WARNING = "Few calibration images"  # starts the warning (tools/export.py says it)
 
 
 def save_tflite_graph(model, path, *, input_size, quantization="float32",
@@ -142,9 +145,21 @@ def convert_to_tflite(model, *, input_size, quantization="float32", representati
         The ``.tflite`` model as bytes. Input ``images``: uint8 ``(1, H, W, 3)`` RGB (for
         ``"int8"``: uint8/int8 with the quantization parameters of the input tensor, scale ~1).
 
+    Warns:
+        UserWarning: full int8 calibrated on fewer than ``FEW_CALIBRATION_IMAGES`` images (the
+        activation ranges may clip what other photos hold).
+
     Example:
         flatbuffer = convert_to_tflite(model, input_size=(360, 480), quantization="float16")
     """
+    return _convert(model, input_size, quantization, representative_data,
+                    num_calibration_images, int8_io, include_argmax)[0]
+
+
+def _convert(model, input_size, quantization, representative_data, num_calibration_images,
+             int8_io, include_argmax):
+    """:func:`convert_to_tflite`'s flatbuffer and the number of images it calibrated on
+    (None unless full int8)."""
     check_backend("TFLite export")
     size = check_input_size(input_size, allow_none=False)
     check_choice("quantization", quantization, QUANTIZATIONS)
@@ -154,14 +169,14 @@ def convert_to_tflite(model, *, input_size, quantization="float32", representati
         raise ValueError("Full int8 quantization needs representative_data (a tf.data dataset, "
                          "a folder or list file of images). Received: representative_data=None")
     model = load_model(model)
-    images = None
+    images, fed = None, []
     if quantization in FULL_INT8:  # the first image, checked before the slow trace
         images = calibration_images(representative_data, size, num_calibration_images)
         first = next(images)
 
     def representative():
-        yield [pin_input_range(first.astype("float32"))]
-        for image in images:
+        for image in itertools.chain([first], images):
+            fed.append(1)
             yield [pin_input_range(image.astype("float32"))]
 
     with tempfile.TemporaryDirectory(prefix="keras_fcn_tflite_") as tmp:
@@ -169,7 +184,15 @@ def convert_to_tflite(model, *, input_size, quantization="float32", representati
                           include_argmax=include_argmax)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         _configure(converter, quantization, representative, int8_io, include_argmax)
-        return converter.convert()
+        flatbuffer = converter.convert()
+    if images is None:
+        return flatbuffer, None
+    if len(fed) < FEW_CALIBRATION_IMAGES:
+        warnings.warn(f"{FEW_CALIBRATION_WARNING}: int8 calibrated on {len(fed)} image(s) "
+                      f"(fewer than {FEW_CALIBRATION_IMAGES}): its activation ranges may clip "
+                      "what other photos hold; give representative_data ~100 photos",
+                      stacklevel=3)
+    return flatbuffer, len(fed)
 
 
 def export_tflite(model, path, *, input_size, quantization="float32", representative_data=None,
@@ -189,8 +212,9 @@ def export_tflite(model, path, *, input_size, quantization="float32", representa
         overwrite: replace existing files.
 
     Returns:
-        The metadata dict written to the sidecar (includes ``ops`` and the input/output
-        tensor details, with quantization parameters).
+        The metadata dict written to the sidecar (includes ``ops``, the input/output tensor
+        details with quantization parameters and, for full int8, ``calibration_images``: how
+        many images calibrated it).
 
     Example:
         export_tflite(model, "fcn8s_fp16.tflite", input_size=(360, 480),
@@ -206,10 +230,8 @@ def export_tflite(model, path, *, input_size, quantization="float32", representa
     labels = export_labels(source, labels, source=model, class_names=class_names,
                            palette=palette, ignore_label=ignore_label)
     start = time.perf_counter()
-    flatbuffer = convert_to_tflite(
-        source, input_size=input_size, quantization=quantization,
-        representative_data=representative_data, num_calibration_images=num_calibration_images,
-        int8_io=int8_io, include_argmax=include_argmax)
+    flatbuffer, calibrated = _convert(source, input_size, quantization, representative_data,
+                                      num_calibration_images, int8_io, include_argmax)
     seconds = time.perf_counter() - start
     ops = check_tflite_ops(flatbuffer)
     runner = TFLiteRunner(flatbuffer)
@@ -218,7 +240,8 @@ def export_tflite(model, path, *, input_size, quantization="float32", representa
         "artifact": "tflite", "quantization": quantization, "input": runner.input_info(),
         "output": runner.output_info(),
         "output_kind": "class_ids" if include_argmax else "logits", "ops": ops,
-        "conversion_seconds": round(seconds, 1), "size_bytes": len(flatbuffer)})
+        "conversion_seconds": round(seconds, 1), "size_bytes": len(flatbuffer),
+        **({"calibration_images": calibrated} if calibrated is not None else {})})
     log.info("Wrote %s (%.1f MB, %s) in %.0f s", path, len(flatbuffer) / 1e6, quantization,
              seconds)
     return metadata
