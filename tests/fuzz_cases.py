@@ -158,7 +158,7 @@ def odd_arrays():
     """{label: (array, ok)} inputs for `inference.predict`; ok=False means a ValueError is due."""
     return {
         "uint8": (np.zeros((8, 8, 3), np.uint8), True),
-        "bool": (np.ones((8, 8, 3), bool), True),
+        "bool": (np.ones((8, 8, 3), bool), False),  # 0/1 pixels: an almost black photo
         "int64": (np.full((8, 8, 3), 7, np.int64), True),
         "float16": (np.full((8, 8, 3), 100, np.float16), True),
         "float64_huge": (np.full((8, 8, 3), 1e30), False),  # outside [0, 255]

@@ -585,7 +585,7 @@ def test_predict_on_odd_arrays(tiny_model_path):
                     inference.predict(model, array)
                 message = str(error.value)
                 assert any(word in message for word in ("shape", "dtype", "NaN",
-                                                        "outside [0, 255]")), message
+                                                        "outside [0, 255]", "bool array")), message
     # The same checks inside a list name the image.
     with pytest.raises(ValueError, match="Image 1 has .* NaN"):
         inference.predict(model, [np.zeros((8, 8, 3)), np.full((8, 8, 3), np.nan)])
@@ -654,19 +654,25 @@ def test_cli_outputs_are_not_overwritten_without_overwrite(tmp_path, corpus, tin
     fc.write(out / "a_labels.png", sentinel)
     report = files.run(PredictOptions(model=tiny_model_path, inputs=[image], output_dir=str(out)))
     assert open(out / "a_labels.png", "rb").read() == sentinel
-    assert report.skipped == 1 and report.written == 1  # the overlay was new
+    # not this image's label map: the image fails, naming it (it counted as a kept output)
+    assert report.skipped == 0 and report.written == 0
+    assert report.failures == [(image, f"its output {str(out / 'a_labels.png')!r} exists but "
+                                "is not an image, not a PNG: it is not this image's label map. "
+                                "It was kept; move it, or pass --overwrite to replace it")]
     report = files.run(PredictOptions(model=tiny_model_path, inputs=[image],
                                       output_dir=str(out), overwrite=True))
     with Image.open(out / "a_labels.png") as labels:
         assert labels.size == (W, H)
     assert not _leftovers(out)
 
-    # With --overwrite, an output path taken by a folder fails, naming it, and leaves no temp.
+    # With --overwrite, an output path taken by a folder fails that image, naming it (it
+    # stopped the whole run), and leaves no temp.
     os.remove(out / "a_overlay.png")
     (out / "a_overlay.png").mkdir()
-    with pytest.raises(OSError, match="a_overlay.png"):
-        files.run(PredictOptions(model=tiny_model_path, inputs=[image], output_dir=str(out),
-                                 overwrite=True))
+    report = files.run(PredictOptions(model=tiny_model_path, inputs=[image], output_dir=str(out),
+                                      overwrite=True))
+    assert report.failures == [(image, f"its output {str(out / 'a_overlay.png')!r} is a folder; "
+                                "move it or choose another --output_dir")]
     assert not _leftovers(out)
 
     # A writer that fails half-way leaves the old file intact and no temporary file.

@@ -86,6 +86,8 @@ def _image_error(array):
         return "shape"
     if min(array.shape[:2]) < 1:
         return "empty"
+    if array.dtype == bool:
+        return "bool array"
     if array.dtype.kind in "iu" and array.dtype != np.uint8 and (array.min() < 0
                                                                  or array.max() > 255):
         return "0..255"

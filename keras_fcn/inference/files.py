@@ -17,8 +17,10 @@ overlay video always) need even sizes, so an odd width or height loses its last 
 (the per-frame PNGs keep every pixel).
 Video masks get temporal hysteresis and feathered edges (``keras_fcn.inference.masks``). The
 frames of a folder or a video can be smoothed in time (``smooth_alpha``); the label flicker before and
-after is reported. Existing outputs are kept unless ``overwrite``; inputs that cannot be read
-are reported, not raised.
+after is reported. Existing outputs are kept unless ``overwrite`` (an image whose existing
+``_labels.png`` is not a PNG of its size fails instead, naming it); inputs that cannot be read
+are reported, not raised. Only the first frame of an animated GIF or multi-page TIFF is
+predicted (said in a warning).
 
 Example:
     >>> from keras_fcn.inference import PredictOptions, print_report, run
@@ -34,6 +36,7 @@ import os
 import sys
 
 import numpy as np
+from PIL import Image
 
 from keras_fcn import io
 from keras_fcn.data import arrays
@@ -143,6 +146,53 @@ def write_frame_outputs(predictor, base, image, probs, write, overlay_file=True,
     return labels
 
 
+def image_header(path):
+    """``((width, height) as viewers show it, frame count)`` of an image file from its header
+    (the EXIF orientation applied, as :func:`read_image` does); ``(None, 1)`` when it cannot be
+    opened (reading it then says why)."""
+    try:
+        with Image.open(path) as image:
+            size = image.size
+            if image.getexif().get(ORIENTATION_TAG) in QUARTER_TURNS:
+                size = size[::-1]
+            return size, getattr(image, "n_frames", 1)
+    except Exception:  # noqa: BLE001 - any unreadable file: read_image names the problem
+        return None, 1
+
+
+ORIENTATION_TAG = 0x0112  # EXIF orientation; 5..8 turn the image a quarter
+QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def outputs_problem(outputs, size, overwrite):
+    """Why the existing files at the ``outputs`` of an image of ``size`` (``(width, height)``
+    or None) make it fail, or None: a folder at an output's name (``--overwrite`` stopped the
+    whole run), or, when outputs are kept, a ``_labels.png`` that is not this image's label map
+    (a user's file, or another image's outputs counted as this one's, kept silently).
+
+    Example:
+        outputs_problem(["out/a_labels.png"], (480, 360), overwrite=False)
+    """
+    for path in outputs:
+        if os.path.isdir(path):
+            return (f"its output {path!r} is a folder; move it or choose another "
+                    "--output_dir")
+    labels = next((p for p in outputs if p.endswith("_labels.png")), None)
+    if overwrite or size is None or labels is None or not os.path.exists(labels):
+        return None
+    try:
+        with Image.open(labels) as existing:
+            kind, found = existing.format, existing.size
+    except Exception:  # noqa: BLE001 - not an image at all
+        kind, found = "not an image", None
+    if kind == "PNG" and found == tuple(size):
+        return None
+    what = (f"is {found[0]}x{found[1]} pixels, not this image's {size[0]}x{size[1]}"
+            if kind == "PNG" else f"is {'not an image' if found is None else kind}, not a PNG")
+    return (f"its output {labels!r} exists but {what}: it is not this image's label map. "
+            "It was kept; move it, or pass --overwrite to replace it")
+
+
 def _process_image(predictor, item, sequence, report, write):
     """Predicts one image file and writes its outputs; failures go into ``report``.
 
@@ -150,6 +200,11 @@ def _process_image(predictor, item, sequence, report, write):
         ``"done"`` (predicted), ``"kept"`` (its outputs existed) or ``"failed"`` (unreadable).
     """
     outputs = predictor.image_outputs(item)
+    size, frames = image_header(item.path)
+    problem = outputs_problem(outputs, size, predictor.opts.overwrite)
+    if problem:
+        report.fail(item.path, problem)
+        return "failed"
     if not predictor.opts.overwrite and all(os.path.exists(p) for p in outputs):
         report.skipped += len(outputs)
         return "kept"
@@ -158,6 +213,9 @@ def _process_image(predictor, item, sequence, report, write):
     except ValueError as e:
         report.fail(item.path, str(e))
         return "failed"
+    if frames > 1:
+        report.warnings.append(f"{item.path}: {frames} frames (an animation or pages); only "
+                               "the first was predicted")
     probs = predictor.probabilities(image)
     if sequence is not None:
         probs = sequence.step(probs)

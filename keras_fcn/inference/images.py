@@ -34,8 +34,13 @@ def check_image(index, array):
         raise ValueError(f"Image {index} must have shape (H, W, 3). Received: shape={array.shape}")
     if min(array.shape[:2]) < 1:
         raise ValueError(f"Image {index} is empty. Received: shape={array.shape}")
-    problem, low, high = (pixel_value_problem(array, refuse_unit_floats=True)
+    problem, low, high = (pixel_value_problem(array, allow_bool=False, refuse_unit_floats=True)
                           or (None, None, None))
+    # A bool image (a 1-bit file as an array) is 0/1: an almost black photo, as 0..1 floats.
+    if problem == "dtype" and array.dtype == bool:
+        raise ValueError(f"Image {index} is a bool array (0/1 pixels); expected RGB in "
+                         "[0, 255]. Read a 1-bit image file with keras_fcn.inference.read_image, "
+                         "or pass image.astype('uint8') * 255.")
     # Strings and objects would fail (or turn into NaN) in the float cast; complex values
     # would lose their imaginary part.
     if problem == "dtype":

@@ -7,6 +7,7 @@ Example:
 """
 
 import bisect
+import collections
 import dataclasses
 import glob
 import os
@@ -40,9 +41,14 @@ def expand_inputs(inputs, output_dir, report):
     sequence too (named by the pattern), their outputs in ``output_dir``. Folders and globs
     are listed in natural order (:func:`keras_fcn.io.natural_key`: ``frame_2`` before
     ``frame_10``), the order their frames are smoothed in. Inputs that match nothing are
-    recorded in ``report`` as failures. Two inputs with the same stem in one output folder
-    get ``<stem>_2``, ``<stem>_3``, ...; so do a video and a folder whose outputs would share
-    ``<output_dir>/<name>/`` (a video's per-frame files go to ``<out_dir>/<stem>/``).
+    recorded in ``report`` as failures, and a folder's files that are neither images nor
+    videos as a warning. Files of one folder or glob that share a stem (``a.jpg``, ``a.png``)
+    are named with their extension (``a_jpg``, ``a_png``), whatever else the folder holds: a
+    name that hung on the listing's order gave a rerun's kept outputs to another file once a
+    new one sorted first. Other inputs with a name already taken in one output folder get
+    ``<name>_2``, ``<name>_3``, ... in the order given; so do a video and a folder whose
+    outputs would share ``<output_dir>/<name>/`` (a video's per-frame files go to
+    ``<out_dir>/<stem>/``). Each renamed input is said in ``report.warnings``.
 
     Example:
         >>> items = expand_inputs(["a/x.png", "b/x.png"], "out", Report())  # doctest: +SKIP
@@ -52,15 +58,20 @@ def expand_inputs(inputs, output_dir, report):
     items, used = [], set()
     frame_dirs, folder_dirs = set(), {}  # per-frame folders of videos; input folder -> out_dir
 
-    def add(kind, path, out_dir, sequence=None, folder=None):
-        stem = os.path.splitext(os.path.basename(path))[0]
-        unique, n = stem, 1
+    def add(kind, path, out_dir, sequence=None, folder=None, shared=()):
+        stem, extension = os.path.splitext(os.path.basename(path))
+        base = f"{stem}_{extension[1:]}" if stem in shared else stem
+        unique, n = base, 1
         while (out_dir, unique) in used or kind == "video" and (
                 os.path.normpath(os.path.join(out_dir, unique)) in
                 frame_dirs | set(folder_dirs.values())):
             n += 1
-            unique = f"{stem}_{n}"
+            unique = f"{base}_{n}"
         used.add((out_dir, unique))
+        if unique != stem:
+            why = ("another file there has that stem" if base != stem
+                   else f"{stem!r} is taken by an earlier input")
+            report.warnings.append(f"{path}: outputs named {unique}_* ({why})")
         if kind == "video":
             frame_dirs.add(os.path.normpath(os.path.join(out_dir, unique)))
         items.append(Item(kind, path, out_dir, unique, sequence, folder))
@@ -81,33 +92,65 @@ def expand_inputs(inputs, output_dir, report):
 
     for value in inputs:
         if os.path.isdir(value):
-            files = sorted((f for f in os.listdir(value) if not f.startswith(".") and (
-                f.lower().endswith(io.IMAGE_EXTENSIONS) or video.is_video_file(f))),
-                key=io.natural_key)
+            files, others = _listing(value)
+            if others:
+                report.warnings.append(
+                    f"{value}: skipped {len(others)} file(s) that are neither images "
+                    f"({', '.join(IMAGE_EXTENSIONS)}) nor videos: {', '.join(others[:5])}"
+                    + (", ..." if len(others) > 5 else ""))
             if not files:
-                report.fail(value, "folder holds no image or video files")
+                report.fail(value, "folder holds no image or video files"
+                            + (f" (only {', '.join(others[:3])}...)" if others else ""))
                 continue
             out_dir = folder_out_dir(value)
+            shared = _shared_stems(files)
             for f in files:  # a video in a folder is predicted as a video, its outputs beside
                 path = os.path.join(value, f)
                 if video.is_video_file(f):
-                    add("video", path, out_dir, folder=value)
+                    add("video", path, out_dir, folder=value, shared=shared)
                 else:
-                    add("image", path, out_dir, value, folder=value)
+                    add("image", path, out_dir, value, folder=value, shared=shared)
         elif glob.has_magic(value) and not os.path.exists(value):
             paths = sorted((p for p in glob.glob(value) if os.path.isfile(p)), key=io.natural_key)
             if not paths:
                 report.fail(value, "pattern matched no file")
+            shared = _shared_stems(paths)
             for path in paths:  # its images are the frames of one sequence, as a folder's
                 if video.is_video_file(path):
-                    add_file(path)
+                    add("video", path, output_dir, shared=shared)
                 else:
-                    add("image", path, output_dir, value)
+                    add("image", path, output_dir, value, shared=shared)
         elif os.path.isfile(value):
             add_file(value)
         else:
             report.fail(value, "no such file or folder")
     return items
+
+
+# A folder's images: the data sets' extensions and GIF (its first frame; files.read_image says
+# so). A GIF mask is refused in training data (palette index masks must be PNG or BMP).
+IMAGE_EXTENSIONS = io.IMAGE_EXTENSIONS + (".gif",)
+
+
+def _listing(folder):
+    """(images and videos of ``folder`` in natural order, its other files' names): hidden
+    names, and other subfolders or names without an extension, are left out of both (a
+    subfolder named like an image is listed: it fails, named, as an unreadable image)."""
+    files, others = [], []
+    for name in sorted(os.listdir(folder), key=io.natural_key):
+        if name.startswith("."):
+            continue
+        if name.lower().endswith(IMAGE_EXTENSIONS) or video.is_video_file(name):
+            files.append(name)
+        elif os.path.splitext(name)[1] and os.path.isfile(os.path.join(folder, name)):
+            others.append(name)
+    return files, others
+
+
+def _shared_stems(names):
+    """The stems of ``names`` that more than one of them has (``a.jpg``, ``a.png``)."""
+    stems = collections.Counter(os.path.splitext(os.path.basename(n))[0] for n in names)
+    return {stem for stem, count in stems.items() if count > 1}
 
 
 def _output_names(item, opts, maps):
