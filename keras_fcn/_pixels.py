@@ -88,14 +88,29 @@ def _check_int32_range(values):
                          f"Received a label value: {values[wide].flat[0]}")
 
 
-def check_same_pixels(labels, shape, what):
-    """Raises when the static (N, H, W) of `labels` and of `what` (`shape`) differ."""
+def check_same_pixels(labels, other, what):
+    """Raises when the static (N, H, W) of `labels` and of `what` (the tensor `other`) differ;
+    returns `labels`. In a TensorFlow graph where a size is unknown, the labels depend on a
+    run-time assertion with the same message (the fused cross-entropy op failed first, naming
+    only its own inputs).
+    """
+    shape = tuple(other.shape)[:3]
     for got, expected in zip(labels.shape, shape):
         if got is not None and expected is not None and got != expected:
             raise ValueError(
                 f"The labels and `{what}` must cover the same (batch, height, width). "
                 f"Received: labels of shape {tuple(labels.shape)}, {what} of shape "
-                f"{tuple(shape)}")
+                f"{shape}")
+    if None in tuple(labels.shape)[:3] + shape and _tf.on_tensorflow() \
+            and not _tf.is_concrete(labels):
+        import tensorflow as tf
+
+        check = tf.debugging.assert_equal(
+            tf.shape(labels)[:3], tf.shape(other)[:3],
+            message=f"The labels and `{what}` must cover the same (batch, height, width)")
+        with tf.control_dependencies([check]):
+            labels = tf.identity(labels)
+    return labels
 
 
 def sample_weight_to_rank3(sample_weight, dtype, labels_shape=None):

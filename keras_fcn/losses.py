@@ -147,7 +147,7 @@ def _pixel_terms(y_true, y_pred, num_classes, ignore_label, class_weights, from_
     num_classes = _resolve_num_classes(logits, num_classes, class_weights)
     validate_ignore_label(ignore_label, num_classes)
     labels = labels_to_rank3(y_true)
-    check_same_pixels(labels, logits.shape[:3], "y_pred")
+    labels = check_same_pixels(labels, logits, "y_pred")
     valid = valid_pixels(labels, ignore_label)
     bad = _check_label_range(labels, valid, num_classes, ignore_label)
     valid = ops.logical_and(valid, ops.logical_not(bad))

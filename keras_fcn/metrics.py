@@ -291,7 +291,7 @@ def confusion_matrix_tensor(y_true, y_pred, num_classes, ignore_label=255, sampl
     labels = labels_to_rank3(y_true)
     y_pred = ops.convert_to_tensor(y_pred)
     preds, not_whole = _to_label_map(y_pred, num_classes)
-    check_same_pixels(labels, preds.shape, "y_pred")
+    labels = check_same_pixels(labels, preds, "y_pred")
     valid = valid_pixels(labels, ignore_label)
     bad = _check_range(labels, valid, num_classes, "label")
     if not _is_logits(y_pred, num_classes):

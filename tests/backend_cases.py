@@ -696,6 +696,37 @@ def test_fit_refuses_bad_label_arrays_on_every_backend(labels, message):
         _tiny_compiled_fcn().fit(x, labels, epochs=1, verbose=0)
 
 
+def test_labels_of_another_size_are_refused_and_a_failed_first_step_keeps_the_weights(tmp_path):
+    """Labels of another height than the images: refused before Keras runs (numpy), and when
+    no check sees them (a PyDataset) the loss's refusal in the first compiled step left every
+    weight cleared on JAX: get_weights, save and the next fit raised a TypeError."""
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 40, 3)).astype("float32")
+    y = np.zeros((2, 32, 40), "int32")
+    model = _tiny_compiled_fcn()
+    model.fit(x, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"labels must cover the images' pixels: \(N, H, W\) = "
+                                         r"\(2, 32, 40\)\. Received: y\.shape=\(2, 16, 40\)"):
+        model.fit(x, y[:, :16], epochs=1, verbose=0)
+
+    class Short(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return x, y[:, :16]
+
+    weights = model.get_weights()
+    for call in (lambda: model.fit(Short(), epochs=1, verbose=0),
+                 lambda: model.evaluate(Short(), verbose=0)):
+        # TensorFlow: a run-time assertion in its graph (InvalidArgumentError)
+        with pytest.raises(Exception, match=r"labels and `y_pred` must cover the same"):
+            call()
+        assert all((a == b).all() for a, b in zip(weights, model.get_weights()))
+    assert np.isfinite(model.fit(x, y, epochs=2, verbose=0).history["loss"]).all()
+    assert not all((a == b).all() for a, b in zip(weights, model.get_weights()))  # it trained
+    model.save(tmp_path / "kept.keras")
+
+
 def test_fit_refuses_class_weight_and_names_the_loss_argument():
     """Keras' class_weight (one class per sample) failed on label maps with a TypeError."""
     x, y = np.zeros((2, 32, 32, 3), "float32"), np.zeros((2, 32, 32), "int32")

@@ -67,3 +67,14 @@ def test_keras_categorical_crossentropy_takes_numpy_one_hot_labels():
     # keras_fcn's own loss still refuses them, naming the shape
     with pytest.raises(ValueError, match=r"Received: y.shape=\(4, 16, 16, 3\)"):
         _compiled().evaluate(images, one_hot, verbose=0)
+
+
+def test_a_data_set_of_labels_of_another_size_is_refused_before_a_step_compiles():
+    images, labels = _data(False)
+    model = _compiled()
+    short = tf.data.Dataset.from_tensor_slices((images, labels[:, :8])).batch(2)
+    with pytest.raises(ValueError, match=r"^The labels must cover the images' pixels\. "
+                       r"Received: a data set of images of shape \(None, 16, 16, 3\) and labels "
+                       r"of shape \(None, 8, 16\)"):
+        model.fit(short, epochs=1, verbose=0)
+    assert model.train_function is None

@@ -80,6 +80,10 @@ def check_arrays(model, x, y, what=""):
         return
     if not (y.ndim == 3 or (y.ndim == 4 and y.shape[-1] == 1)):
         raise label_shape_error(f"y.shape={y.shape}", prefix)
+    if isinstance(x, np.ndarray) and x.shape[:3] != y.shape[:3]:
+        # Inside a compiled JAX step the loss's refusal left the model unusable.
+        raise ValueError(f"{prefix}The labels must cover the images' pixels: (N, H, W) = "
+                         f"{x.shape[:3]}. Received: y.shape={y.shape} for x.shape={x.shape}")
     num_classes = loss.num_classes or model.output_shape[-1]
     if num_classes == 1:
         raise ValueError(
@@ -104,7 +108,8 @@ def check_dataset_labels(model, data, what=""):
     were lost). Unknown dimensions pass; the loss still checks each batch.
 
     Raises:
-        ValueError: labels of another rank than (N, H, W) or (N, H, W, 1).
+        ValueError: labels of another rank than (N, H, W) or (N, H, W, 1), or of another
+            static height or width than the images.
 
     Example:
         check_dataset_labels(model, dataset, "validation_data")
@@ -120,6 +125,11 @@ def check_dataset_labels(model, data, what=""):
     dims = tuple(shape)
     if not (rank == 3 or (rank == 4 and dims[-1] in (1, None))):
         raise label_shape_error(f"a data set of labels of shape {dims}", prefix)
+    image_shape = getattr(spec[0], "shape", None)
+    images = tuple(image_shape) if getattr(image_shape, "rank", None) is not None else ()
+    if any(a is not None and b is not None and a != b for a, b in zip(images[1:3], dims[1:3])):
+        raise ValueError(f"{prefix}The labels must cover the images' pixels. Received: a data "
+                         f"set of images of shape {images} and labels of shape {dims}")
 
 
 def check_image_values(x, prefix=""):

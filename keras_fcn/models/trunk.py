@@ -27,6 +27,7 @@ from typing import Callable
 import keras
 import numpy as np
 
+from keras_fcn._jax_guard import variables_kept
 from keras_fcn.layers import FCN_MEAN_BGR, CaffePreprocessing, preprocess_input
 from keras_fcn.models.heads import DEPTHS, HEAD_PREFIXES, SKIPS, depth_of
 from keras_fcn.models.input_checks import (check_arrays, check_dataset_labels, check_image_list,
@@ -436,7 +437,8 @@ class FCN(keras.Model):
             check_arrays(self, validation[0], validation[1], "validation_data")
         check_dataset_labels(self, validation, "validation_data")
         build_before_fit(self, x)
-        history = super().fit(x, *args, **kwargs)
+        with variables_kept(self, fitting=True):
+            history = super().fit(x, *args, **kwargs)
         # fit ends by assigning the averages (use_ema): on JAX the weights then share their
         # buffers, which the next compiled step (evaluate) donates and deletes
         detach_averaged_weights(self)
@@ -447,14 +449,16 @@ class FCN(keras.Model):
         :func:`check_dataset_labels` on a `tf.data` set)."""
         check_arrays(self, x, y)
         check_dataset_labels(self, x)
-        return super().evaluate(x, y, *args, **kwargs)
+        with variables_kept(self):
+            return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         """``keras.Model.predict``, after :func:`check_arrays` on a numpy input; a list of
         images is refused, naming ``keras_fcn.predict`` (:func:`check_image_list`)."""
         check_image_list(self, x)
         check_arrays(self, x, None)
-        return super().predict(x, *args, **kwargs)
+        with variables_kept(self):
+            return super().predict(x, *args, **kwargs)
 
     def get_config(self):
         config = super().get_config()
