@@ -152,3 +152,8 @@ _tf.import_names(globals(), {
 from keras_fcn import training as train  # noqa: F401,E402
 from keras_fcn.inference import video  # noqa: F401,E402
 from keras_fcn.models import mobilenet_v2 as mobilenet  # noqa: F401,E402
+
+# The public names, for `from keras_fcn import *` and a look at the API (functions, classes and
+# constants above; TensorFlow-built ones only where TensorFlow is installed; no submodules).
+__all__ = sorted(name for name, value in globals().items()
+                 if not name.startswith("_") and not isinstance(value, type(_tf)))

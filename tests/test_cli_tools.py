@@ -560,3 +560,26 @@ def test_evaluate_shapes_are_drawn_at_the_size_of_the_models_run(tmp_path):
     with tool("evaluate", f"--model={path}", "--shapes_size=-1") as t:
         with pytest.raises(ValueError, match=r"--shapes_size must be >= 0 .* Received: -1"):
             t.main(["prog"])
+
+
+def test_evaluate_shapes_are_the_images_the_models_run_validated_on(tmp_path):
+    """tools/evaluate.py drew 50 shapes images of seed 0 for a run validated on --num_val=8
+    (another figure than its metrics.json): the run's --num_val and --seed are taken too."""
+    run = tmp_path / "run"
+    run.mkdir()
+    _, path = saved_raw_rgb_fcn(run, 4, seed=0)
+    (run / "config.json").write_text(json.dumps(
+        {"flags": {"shapes_size": 32, "num_val": 3, "seed": 5}}))
+    with tool("evaluate", f"--model={path}") as t:
+        assert (t.run_value("num_val", path), t.run_value("seed", path, 0)) == (3, 5)
+        assert t.run_value("num_val", str(tmp_path / "tiny.keras")) == 50  # no run beside it
+    matrices = {}
+    for flags_ in ([], ["--seed=5", "--num_val=3"], ["--num_val=2"]):
+        output = tmp_path / f"eval{len(flags_)}.json"
+        done = run_in_process("tools/evaluate.py", f"--model={path}", f"--output={output}",
+                              *flags_)
+        assert done.returncode == 0, done.stderr[-2000:]
+        count = 2 if flags_ == ["--num_val=2"] else 3
+        assert f"({count} images of 32x32 px, native size)" in done.stdout
+        matrices[len(flags_)] = json.loads(output.read_text())["confusion_matrix"]
+    assert matrices[0] == matrices[2]  # the run's images, as with its flags given

@@ -53,8 +53,10 @@ flags.DEFINE_string("group_by", "", "folder: regex whose first group is a file's
 flags.DEFINE_integer("num_classes", 0, "folder/tfds: number of classes (0: the model's).")
 flags.DEFINE_integer("ignore_label", None, "folder/tfds: void label of the masks (default: the "
                      "ignore label of the model's labels file, else 255); given, it wins.")
-flags.DEFINE_integer("num_val", 50, "shapes: number of validation images.")
-flags.DEFINE_integer("seed", 0, "shapes: data seed.")
+flags.DEFINE_integer("num_val", 50, "shapes: number of validation images (not given: the "
+                     "--num_val of the model's run, from the config.json beside it; else 50).")
+flags.DEFINE_integer("seed", 0, "shapes: data seed (not given: the --seed of the model's run, "
+                     "as --num_val; else 0).")
 flags.DEFINE_integer("shapes_size", 0, "shapes: image side in pixels (0: the --shapes_size of the "
                      "run the model comes from, read from the config.json beside it; else 64).")
 flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images (0: all).")
@@ -221,14 +223,19 @@ def shapes_size(flag, model_path):
     Example:
         shapes_size(0, "runs/shapes_fcn8s/best.keras")  # 32 after a --shapes_size=32 run
     """
+    return flag or run_value("shapes_size", model_path)
+
+
+def run_value(name, model_path, minimum=1):
+    """The flag ``name`` (``shapes_size``, ``num_val``, ``seed``) of the run that wrote
+    ``model_path`` (:func:`run_flags`) when it is an int >= ``minimum``, else the training
+    default: the shapes images the run validated on."""
     from keras_fcn.training import TrainConfig
 
-    if flag:
-        return flag
-    value = run_flags(model_path).get("shapes_size")
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    value = run_flags(model_path).get(name)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
         return value
-    return TrainConfig().data.shapes_size
+    return TrainConfig().flat()[name]
 
 
 def run_flags(model_path):
@@ -342,15 +349,16 @@ def main(argv):
     check_single_output(model, "tools/evaluate.py (the two-headed SIFT Flow recipe scores "
                         "both heads in its run's metrics.json)")
     channels = check_num_classes(model, FLAGS.num_classes, labels, labels_file(path))
-    shapes_flags = ({"shapes_size": shapes_size(FLAGS.shapes_size, path)}
-                    if FLAGS.dataset == "shapes" else {})
+    shapes_flags = {"num_val": FLAGS.num_val, "seed": FLAGS.seed}
+    if FLAGS.dataset == "shapes":  # the images of the model's run unless a flag is given
+        shapes_flags.update({"shapes_size": shapes_size(FLAGS.shapes_size, path)}, **{
+            name: run_value(name, path, low) for name, low in (("num_val", 1), ("seed", 0))
+            if not FLAGS[name].present})
     config = training.TrainConfig().replace(
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir or None,
         num_classes=channels,  # folder/tfds: the model's classes (checked against the flag)
-        ignore_label=ignore_label(FLAGS.ignore_label, labels),
-        num_val=FLAGS.num_val, seed=FLAGS.seed, val_split=FLAGS.split,
-        **shapes_flags,
-        holdout=FLAGS.holdout or None, group_by=FLAGS.group_by or None)
+        ignore_label=ignore_label(FLAGS.ignore_label, labels), val_split=FLAGS.split,
+        holdout=FLAGS.holdout or None, group_by=FLAGS.group_by or None, **shapes_flags)
     split = "val" if FLAGS.dataset in ("shapes", "sbd") or FLAGS.dataset.startswith("tfds:") \
         else FLAGS.split
     if _tf.HAS_TENSORFLOW:

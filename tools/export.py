@@ -156,7 +156,9 @@ def input_size():
         print(f"--input_size={size[0]}x{size[1]}: the training size in {source}")
         return size
     if tflite:
-        raise ValueError(f"TFLite export needs --input_size (e.g. 360x480): {source}.")
+        done = export.metadata.exported_input_sizes(os.path.dirname(os.path.abspath(FLAGS.model)))
+        hint = "".join(f"; {name} beside it takes {h}x{w}" for name, (h, w) in done.items())
+        raise ValueError(f"TFLite export needs --input_size (e.g. 360x480): {source}{hint}.")
     raise ValueError("--saved_model_any_size=false needs --input_size, the fixed size of "
                      "the SavedModel (e.g. 360x480). Received: --input_size=None")
 

@@ -398,7 +398,9 @@ def calibration_images(data, input_size, num_images=100):
     Args:
         data: a ``tf.data.Dataset`` of images (``(H, W, 3)`` or batched, RGB 0..255, or
             ``(image, mask)`` tuples), a folder of images, a list file (see
-            :func:`read_list`), an ``(N, H, W, 3)`` array, or an iterable of arrays.
+            :func:`read_list`), a list of image file paths, an ``(N, H, W, 3)`` array, an
+            iterable of arrays, or a function returning such an iterable (the TFLite
+            converter's ``representative_dataset`` convention; ``[image]`` items are taken).
         input_size: ``(height, width)``; images are resized (bilinear) to it.
         num_images: how many images to use at most (>= 1).
 
@@ -417,6 +419,11 @@ def calibration_images(data, input_size, num_images=100):
                  for p, _ in read_list(os.fspath(data), calibration=True))
     elif isinstance(data, tf.data.Dataset):
         items = data.as_numpy_iterator()
+    elif callable(data) and not hasattr(data, "__iter__"):  # the converter's own convention
+        items = iter(data())
+    elif isinstance(data, (list, tuple)) and data and all(
+            isinstance(p, (str, os.PathLike)) for p in data):  # image files
+        items = (load_calibration_image(os.fspath(p), input_size) for p in data)
     else:
         if isinstance(data, (np.ndarray, tf.Tensor)) and data.ndim != 4:
             raise ValueError("representative_data must be a batch of images (N, H, W, 3) or "

@@ -6,6 +6,7 @@ Example:
     labels.to_dict(extra={"artifact": "tflite"})["class_names"]
 """
 
+import json
 import os
 
 from keras_fcn.labels import check_palette
@@ -55,3 +56,24 @@ def export_labels(model, labels=None, *, source=None, class_names=None, palette=
     return labels.with_updates(
         model_name=model.name, normalization=dict(normalization_of(model),
                                                   applied="inside the model"), **changes)
+
+
+def exported_input_sizes(folder):
+    """``{tflite file name: (height, width)}`` of the ``.tflite`` files in ``folder`` whose
+    sidecar records their input (a run's own export, ``model_float16.tflite``): the size to
+    export a model again at when it records no training size. Unreadable sidecars are left out.
+
+    Example:
+        exported_input_sizes("runs/mine")   # {'model_float16.tflite': (32, 40)}
+    """
+    sizes = {}
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+        if not name.endswith(".tflite"):
+            continue
+        try:
+            with open(ModelLabels.sidecar_path(os.path.join(folder, name))) as file:
+                shape = json.load(file)["input"]["shape"]
+            sizes[name] = (int(shape[1]), int(shape[2]))
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            continue
+    return sizes

@@ -161,9 +161,21 @@ def compare_tflite(model, tflite_paths, pairs, *, num_classes=None, ignore_label
     if not tflite_paths:
         raise ValueError("compare_tflite needs at least one TFLite variant, e.g. {'int8': "
                          f"'m_int8.tflite'}}. Received: tflite_paths={tflite_paths!r}")
+    if not isinstance(tflite_paths, dict):
+        raise ValueError("compare_tflite takes its TFLite variants as a dict {name: .tflite "
+                         "path or bytes}, e.g. {'int8': 'm_int8.tflite'}. Received: "
+                         f"tflite_paths of type {type(tflite_paths).__name__}")
     if not pairs:
         raise ValueError("compare_tflite needs at least one (image, mask) pair (mask or None), "
                          f"e.g. read_list('val.txt'). Received: pairs={pairs!r}")
+    bad = next((i for i, p in enumerate(pairs) if isinstance(p, (str, os.PathLike))
+                or not hasattr(p, "__len__") or len(p) != 2), None)
+    if bad is not None:
+        raise ValueError("compare_tflite takes (image path, mask path or None) pairs, e.g. "
+                         f"read_list('val.txt'). Received: pairs[{bad}] of type "
+                         f"{type(pairs[bad]).__name__}" + (f" and length {len(pairs[bad])}"
+                                                           if hasattr(pairs[bad], "__len__")
+                                                           else ""))
     has_masks = check_masks(pairs)
     keras_model = load_model(model)
     num_classes = num_classes or num_classes_of(keras_model)

@@ -67,14 +67,23 @@ def check_probabilities(name, probabilities, dtype="float64"):
     return p
 
 
+def _image_list(probabilities):
+    """True for a list of per-image arrays (``keras_fcn.predict`` on images of several
+    sizes returns one): :func:`entropy` and :func:`margin` map over it."""
+    return (isinstance(probabilities, (list, tuple)) and len(probabilities) > 0
+            and all(isinstance(p, np.ndarray) and p.ndim >= 2 for p in probabilities))
+
+
 def entropy(probabilities):
     """Per-pixel softmax entropy ``-sum_c p_c log p_c`` in nats (``log C`` when uniform).
 
     Args:
-        probabilities: ``(..., C)`` probabilities summing to 1 over the last axis.
+        probabilities: ``(..., C)`` probabilities summing to 1 over the last axis, or a list
+            of such arrays (one per image, as ``keras_fcn.predict`` returns for images of
+            several sizes).
 
     Returns:
-        float32 array ``(...)``.
+        float32 array ``(...)`` (a list of them for a list).
 
     Raises:
         ValueError: ``probabilities`` are not float probabilities: values outside [0, 1],
@@ -84,6 +93,8 @@ def entropy(probabilities):
         >>> round(float(entropy(np.full((1, 1, 4), 0.25))[0, 0]), 4)  # log(4)
         1.3863
     """
+    if _image_list(probabilities):
+        return [entropy(p) for p in probabilities]
     p = check_probabilities("entropy", probabilities)
     logs = np.log(np.where(p > 0, p, 1.0))
     return (-(p * logs).sum(axis=-1)).astype("float32")
@@ -93,10 +104,11 @@ def margin(probabilities):
     """Per-pixel margin between the two largest probabilities (top1 - top2); low is uncertain.
 
     Args:
-        probabilities: ``(..., C)`` probabilities summing to 1 over the last axis, ``C >= 2``.
+        probabilities: ``(..., C)`` probabilities summing to 1 over the last axis, ``C >= 2``,
+            or a list of such arrays (as for :func:`entropy`).
 
     Returns:
-        float32 array ``(...)`` in [0, 1].
+        float32 array ``(...)`` in [0, 1] (a list of them for a list).
 
     Raises:
         ValueError: fewer than 2 classes, or not probabilities (as for :func:`entropy`).
@@ -105,6 +117,8 @@ def margin(probabilities):
         >>> round(float(margin(np.array([[0.1, 0.6, 0.3]]))[0]), 4)
         0.3
     """
+    if _image_list(probabilities):
+        return [margin(p) for p in probabilities]
     p = check_probabilities("margin", probabilities, dtype="float32")
     if p.shape[-1] < 2:
         raise ValueError(f"margin needs at least 2 classes. Received: shape={p.shape}")

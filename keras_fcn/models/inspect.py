@@ -277,7 +277,10 @@ def with_preprocessing(model, input_dtype="uint8", name=None):
     preprocessing_layer = get_trunk(backbone_of(model)).preprocessing.layer
     inputs = keras.Input(model.inputs[0].shape[1:], dtype=input_dtype, name="image")
     outputs = model(preprocessing_layer(name="preprocess")(inputs))
-    return keras.Model(inputs, outputs, name=name or f"{model.name}_{input_dtype}")
+    # an FCN (its trunk and variant recorded): its predict/fit check their inputs, refusing
+    # images normalized to [0, 1] as any FCN with a `preprocess` layer does
+    return FCN(inputs, outputs, name=name or f"{model.name}_{input_dtype}",
+               fcn=dict(getattr(model, "fcn_info", None) or {}))
 
 
 def raw_rgb_model(model):
