@@ -207,20 +207,30 @@ class CropToReference(keras.layers.Layer):
 
     def call(self, inputs):
         x, reference = inputs
+        self._check_window(tuple(x.shape), tuple(reference.shape))
         height = reference.shape[1] if reference.shape[1] is not None else ops.shape(reference)[1]
         width = reference.shape[2] if reference.shape[2] is not None else ops.shape(reference)[2]
         o = self.offset
-        for axis, (size, window) in enumerate(((x.shape[1], height), (x.shape[2], width))):
+        return x[:, o : o + height, o : o + width, :]
+
+    def _check_window(self, x_shape, ref_shape):
+        """Raises when static sizes leave no room for the window: at build for a model of a
+        fixed input size (a trunk's offsets that do not fit it), else at the call."""
+        o = self.offset
+        for axis in (1, 2):
+            size, window = x_shape[axis], ref_shape[axis]
             if isinstance(size, int) and isinstance(window, int) and o + window > size:
                 raise ValueError(
                     f"Layer {self.name!r} crops a window of {window} at offset {o} along "
-                    f"{('height', 'width')[axis]}, but its input has only {size}: the input "
+                    f"{('height', 'width')[axis - 1]}, but its input has only {size}: the input "
                     f"must be at least offset + reference size ({o + window}). Received: "
-                    f"input shape {tuple(x.shape)}, reference shape {tuple(reference.shape)}")
-        return x[:, o : o + height, o : o + width, :]
+                    f"input shape {x_shape}, reference shape {ref_shape}. (An FCN's crop "
+                    "offsets are its trunk's: keras_fcn.derive_offsets gives them for a trunk "
+                    "of one's own.)")
 
     def compute_output_shape(self, input_shapes):
         x_shape, ref_shape = input_shapes
+        self._check_window(tuple(x_shape), tuple(ref_shape))
         return (x_shape[0], ref_shape[1], ref_shape[2], x_shape[3])
 
     def get_config(self):

@@ -156,7 +156,9 @@ def _tracer(model, axis):
     """``maps(tensor)``: the set of ``(scale, offset)`` of a tensor of ``model``'s graph, or
     :data:`GLOBAL`; nested models are followed into."""
     producers = {}
-    for layer in model.layers:
+    # a Functional's operations: its layers and the raw ops of `x + 1.0` or `keras.ops.*`
+    # (MobileNetV3's hard-swish), which are no layers; a Sequential has layers only
+    for layer in getattr(model, "operations", model.layers):
         outputs = _call_node(layer).output_tensors if isinstance(layer, keras.Model) \
             else _as_list(layer.output)
         for index, out in enumerate(outputs):
@@ -172,8 +174,8 @@ def _tracer(model, axis):
         if id(node) in memo:
             return memo[id(node)]
         if id(node) not in producers:
-            raise ValueError(f"coord_maps cannot find the layer that made {node!r} in model "
-                             f"{model.name!r} (a layer applied more than once?)")
+            raise ValueError(f"coord_maps cannot find the layer or operation that made {node!r} "
+                             f"in model {model.name!r} (a layer applied more than once?)")
         layer, index = producers[id(node)]
         if isinstance(layer, keras.layers.InputLayer):
             found = {(1.0, 0.0)}
@@ -183,6 +185,8 @@ def _tracer(model, axis):
             found = compose(maps(_as_list(call.input_tensors)[0]), inner)
         elif len(node.shape) != 4 or isinstance(layer, GLOBAL_POOLS):
             found = GLOBAL
+        elif not isinstance(layer, keras.layers.Layer):  # a raw op: elementwise, as a merge
+            found = _raw_op_map(layer, axis, node, maps)
         else:
             inputs = _as_list(layer.input)
             sources = inputs if isinstance(layer, MERGES) else inputs[:1]
@@ -199,6 +203,26 @@ def _tracer(model, axis):
         return found
 
     return maps
+
+
+def _raw_op_map(op, axis, node, maps):
+    """The maps of a raw operation's output (``x + 1.0``, ``keras.ops.relu6(x) / 6``): the
+    union of its grid inputs' maps, when it keeps their spatial size; a ValueError naming it
+    otherwise (a resize or a pad in ``keras.ops`` says nothing of where its pixels go)."""
+    inputs = [t for t in _as_list(op.input) if len(getattr(t, "shape", ())) == 4]
+    traced = [(t, maps(t)) for t in inputs]
+    gridded = [(t, m) for t, m in traced if m is not GLOBAL]
+    if not gridded:
+        return GLOBAL
+    for tensor, _ in gridded:
+        size, out = tensor.shape[1 + axis], node.shape[1 + axis]
+        if size is None or size != out:
+            raise ValueError(
+                f"coord_maps cannot follow the operation {op.name!r} ({type(op).__name__}): "
+                f"it changes the spatial size ({tuple(tensor.shape)} -> {tuple(node.shape)}) "
+                "or the model has no fixed input size; it follows elementwise keras.ops and "
+                "the layers of a convolution, pooling, padding, crop or resize")
+    return set().union(*(m for _, m in gridded))
 
 
 def check_feature_form(trunk, features):

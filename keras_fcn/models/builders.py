@@ -213,11 +213,20 @@ def check_features(trunk, variant, inputs, features):
     used = [(stride, f) for stride, f in zip(STRIDES, features) if f is not None]
     probe = keras.Model(inputs, [f for _, f in used])
     try:
-        sizes = [[out.shape[1] for out in probe.compute_output_spec(
+        shapes = [[tuple(out.shape) for out in probe.compute_output_spec(
             keras.KerasTensor((1, side, side, inputs.shape[-1])))] for side in (512, 1024)]
     except Exception:  # noqa: BLE001 (a fixed input size, a custom op: the graph's geometry)
         check_fixed_size_strides(where, probe, used)
         return
+    sizes = [[shape[1] for shape in side] for side in shapes]
+    for (stride, _), small, large in zip(used, *shapes):
+        if small[1] == large[1] and small[3] != large[3]:  # the last axis follows the input
+            raise ValueError(
+                f"{where}: maps must be channels last (N, H, W, C), but the stride-{stride} "
+                f"map looks channels first: its last axis grows with the input ({small[3]} for "
+                f"512x512, {large[3]} for 1024x1024) while its second stays {small[1]}. "
+                "Transpose it (keras.layers.Permute((2, 3, 1))) or build the trunk channels "
+                "last")
     for (stride, _), small, large in zip(used, *sizes):
         found = 512 / (large - small) if large != small else math.inf
         if not 0.9 * stride <= found <= 1.1 * stride:

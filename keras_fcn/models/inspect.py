@@ -19,7 +19,7 @@ import numpy as np
 
 from keras_fcn.layers import CaffePreprocessing, ImageNetNormalization
 from keras_fcn.models.mobilenet_v2 import PadToMultiple
-from keras_fcn.models.trunk import CAFFE, FCN, all_layers, get_trunk
+from keras_fcn.models.trunk import CAFFE, FCN, TRUNKS, all_layers, get_trunk
 
 __all__ = ["all_layers", "backbone_of", "legacy_backbone", "has_preprocessing",
            "preprocessing_fn", "normalization_of", "num_classes_of", "check_single_output",
@@ -82,6 +82,26 @@ def backbone_of(model):
     return fcn.backbone if fcn is not None else legacy_backbone(model)
 
 
+def trunk_of(model):
+    """The registered :class:`~keras_fcn.models.Trunk` that ``model`` was built on.
+
+    Raises:
+        ValueError: naming the model and its trunk, when this process has not registered
+            that trunk (one's own trunk, registered by the code that built the model).
+
+    Example:
+        >>> trunk_of(keras_fcn.build_fcn32s(weights=None, backbone="alexnet")).variants
+        ('32s',)
+    """
+    name = backbone_of(model)
+    if name in TRUNKS:
+        return TRUNKS[name]
+    raise ValueError(f"Model {model.name!r} was built on the trunk {name!r}, which this "
+                     "process has not registered: call keras_fcn.register_trunk with it (as "
+                     "the code that built the model did) before this. Registered trunks: "
+                     f"{tuple(TRUNKS)}")
+
+
 def has_preprocessing(model):
     """Tells whether ``model`` (or a model nested in it) has a layer named ``preprocess``.
 
@@ -120,7 +140,7 @@ def preprocessing_fn(model):
     if has_preprocessing(model):
         return None
     check_rgb_input(model, what="keras_fcn's prediction")
-    return get_trunk(backbone_of(model)).preprocessing.array
+    return trunk_of(model).preprocessing.array
 
 
 def recorded_normalization(model):
@@ -186,7 +206,7 @@ def normalization_of(model):
     """
     own = _preprocess_layer(model)
     if own is None:
-        return get_trunk(backbone_of(model)).preprocessing.normalization(model)
+        return trunk_of(model).preprocessing.normalization(model)
     return _layer_normalization(own, model)
 
 
@@ -274,7 +294,7 @@ def with_preprocessing(model, input_dtype="uint8", name=None):
         raise ValueError(f"with_preprocessing adds RGB preprocessing, but model {model.name!r} "
                          f"takes {channels}-channel input (shape {model.inputs[0].shape}); "
                          "preprocess such inputs yourself")
-    preprocessing_layer = get_trunk(backbone_of(model)).preprocessing.layer
+    preprocessing_layer = trunk_of(model).preprocessing.layer
     inputs = keras.Input(model.inputs[0].shape[1:], dtype=input_dtype, name="image")
     outputs = model(preprocessing_layer(name="preprocess")(inputs))
     # an FCN (its trunk and variant recorded): its predict/fit check their inputs, refusing

@@ -440,7 +440,8 @@ def fetch_weights_file(filename, url, file_hash, cache_dir, what, how_to_pass):
         stale = cached_mismatch(cached, file_hash)
         if not stale and (problem := local_file_problem(url, filename)):  # no network advice
             raise DownloadError(f"Cannot fetch the {what}: {problem} (url={url!r}). Pass url= "
-                                f"with the path of the file, or {how_to_pass}.") from None
+                                f"with the path of the file, put it at {cached}, or "
+                                f"{how_to_pass}.") from None
         if stale:
             raise DownloadError(f"{stale} Downloading the {what} anew from {url} failed "
                                 f"(offline?): {error}. " + how_to) from error
