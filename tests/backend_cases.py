@@ -977,3 +977,17 @@ def test_jax_warns_once_when_every_new_input_size_compiles_the_forward_pass():
     if messages:
         assert messages[0].startswith(f"JAX compiles the forward pass again for every input "
                                       f"size ({MAX_XLA_SHAPES + 1} sizes so far")
+
+
+def test_compile_model_refuses_a_compiled_step_on_torch_only():
+    """compile_model(jit_compile=True) on PyTorch crashed at the first step inside dynamo
+    ("cannot determine truth value of Relational"); the CLI refused it already."""
+    model = keras_fcn.build_fcn("32s", C, weights=None, widths=(4, 4, 8, 8, 8), fc_units=8)
+    compile_it = lambda: training.compile_model(  # noqa: E731
+        model, num_classes=C, ignore_label=255, optimizer=training.make_optimizer("sgd", 1e-3),
+        jit_compile=True)
+    if keras.backend.backend() != "torch":
+        assert compile_it().jit_compile is True
+        return
+    with pytest.raises(ValueError, match=r"^jit_compile=True is not supported on the PyTorch"):
+        compile_it()

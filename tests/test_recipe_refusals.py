@@ -155,6 +155,14 @@ def test_check_run_options_names_the_flag_and_the_environment_switch():
                              environ={"KERAS_FCN_JIT": "1"})
     for backend in ("jax", "tensorflow"):
         checks.check_run_options(jit, backend=backend, environ={})
+    # Keras' numpy backend trains nothing: it failed after the run had started
+    with pytest.raises(ValueError, match=r"^Training needs Keras' tensorflow, jax, torch "
+                                         r"backend\. Received: KERAS_BACKEND='numpy'"):
+        checks.check_run_options(TrainConfig(), backend="numpy", environ={})
+    # compile_model's own jit_compile=True on PyTorch: the first step crashed in dynamo
+    with pytest.raises(ValueError, match=r"^jit_compile=True is not supported on the PyTorch "
+                                         r".*leave jit_compile off"):
+        checks.check_torch_jit(True, "jit_compile=True", backend="torch")
     tensorboard = TrainConfig().replace(tensorboard=True)
     with pytest.raises(ValueError) as error:
         checks.check_run_options(tensorboard, backend="jax", has_tensorflow=False, environ={})

@@ -64,17 +64,34 @@ def check_run_options(config, *, backend=None, has_tensorflow=None, has_tensorbo
             "without it: the run stopped at its first log): `pip install tensorboard`, or leave "
             "--tensorboard off (history.json and curves.png hold the same curves). Received: "
             "tensorboard=True")
+    if backend not in TRAINING_BACKENDS:  # Keras' numpy backend runs no fit
+        raise ValueError(f"Training needs Keras' {', '.join(TRAINING_BACKENDS)} backend. "
+                         f"Received: KERAS_BACKEND={backend!r}")
     jit = config.run.jit_compile
     source = "--jit_compile"
     if jit is None:
         jit, source = runtime.env_switch(runtime.JIT_ENV, environ), f"{runtime.JIT_ENV}=1"
+    check_torch_jit(jit, source, backend)
+
+
+TRAINING_BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def check_torch_jit(jit, source, backend=None):
+    """Refuses a compiled train step (``jit``) on the PyTorch backend, naming ``source`` (the
+    flag, ``jit_compile=True`` or the environment variable that asked for it).
+
+    Example:
+        >>> check_torch_jit(True, "jit_compile=True", backend="jax")
+    """
+    backend = keras.backend.backend() if backend is None else backend
     if backend == "torch" and jit:
         raise ValueError(
             f"{source} is not supported on the PyTorch backend: it wraps the Keras train step "
             "in torch.compile, which with dynamo's defaults stops at its recompile limit and "
             "fails on dynamic shapes (and measured 0.52x the eager speed on a CPU; docs/gpu.md, "
             "'Keras-torch under torch.compile'). keras_fcn keeps the torch backend eager: leave "
-            f"{source} off (or use KERAS_BACKEND=jax for XLA). Received: "
+            f"{source.split('=')[0]} off (or use KERAS_BACKEND=jax for XLA). Received: "
             f"{'jit_compile=True' if source.startswith('--') else source}, backend='torch'")
 
 

@@ -105,9 +105,19 @@ def compile_model(model, *, num_classes, ignore_label, optimizer, loss_reduction
         class_weights=None if class_weights is None else [float(w) for w in class_weights],
         label_smoothing=label_smoothing)
     model.compile(optimizer=optimizer, loss=loss, metrics=make_metrics(num_classes, ignore_label),
-                  jit_compile=compiled_step(jit_compile),
+                  jit_compile=_checked_jit(jit_compile),
                   steps_per_execution=steps_per_execution)
     return model
+
+
+def _checked_jit(jit_compile):
+    """:func:`compiled_step`, refused on PyTorch when it compiles (``checks.check_torch_jit``:
+    the first step crashed inside dynamo)."""
+    from keras_fcn.training.checks import check_torch_jit
+
+    resolved = compiled_step(jit_compile)
+    check_torch_jit(resolved, "jit_compile=True" if jit_compile else f"{runtime.JIT_ENV}=1")
+    return resolved
 
 
 def compiled_step(jit_compile=None):
@@ -189,6 +199,19 @@ def _write_labels(run_dir, info, fcn, image_size, model_name, normalization):
                                     model_name=model_name, normalization=normalization)
 
 
+def check_data_set(name, data):
+    """Raises a ValueError naming ``data``'s type when it is arrays (a tuple, list, dict or
+    numpy array), before anything is written: Keras read ``(x, y)`` as two inputs and told to
+    pass a dict, the wrong fix."""
+    if isinstance(data, (tuple, list, dict)) or type(data).__module__ == "numpy":
+        raise ValueError(
+            f"training.fit takes `{name}` as a tf.data.Dataset or a keras.utils.PyDataset of "
+            f"(images, labels) batches. Received: a {type(data).__name__}. Image and label "
+            "files: keras_fcn.make_pydataset(pairs, num_classes=..., batch_size=...); numpy "
+            "arrays: tf.data.Dataset.from_tensor_slices((x, y)).batch(n), or Keras' "
+            "model.fit(x, y) without a run folder.")
+
+
 def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         validation_steps=None, eval_ds=None, tensorboard=False, verbose="auto",
         image_size=None, model_name=None, flip_eval=False, callbacks=None, chief=True,
@@ -256,7 +279,7 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
 
     Raises:
         FileExistsError: `run_dir` holds a completed run.
-        ValueError: a backup that does not fit the model or its optimizer, or of more epochs
+        ValueError: data given as arrays (:func:`check_data_set`); a backup that does not fit the model or its optimizer, or of more epochs
             than `epochs`; a `monitor` that is not logged; a `normalization` that is no dict
             with a "type", or given for a model with its own ``preprocess`` layer.
 
@@ -264,6 +287,8 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
         report = fit(model, train_ds, val_ds, run_dir="runs/a", epochs=5, info=info)
         report["best"]["value"]
     """
+    for name, data in (("train_ds", train_ds), ("val_ds", val_ds), ("eval_ds", eval_ds)):
+        check_data_set(name, data)
     with io.writing("training"):  # a full disk here is told to continue with --resume
         os.makedirs(run_dir, exist_ok=True)
         backup_dir = os.path.join(run_dir, BACKUP_DIR)
@@ -337,7 +362,7 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
             "best": {"monitor": best.monitor, "value": best.best, "epoch": best.best_epoch},
             "history": history_writer.epochs,
             "final_val": final,
-            "class_names": list(info.class_names),
+            "class_names": None if info.class_names is None else list(info.class_names),
         }
         io.write_json(os.path.join(run_dir, run_dir_lib.METRICS_FILE), report)
         if history_writer.epochs:
