@@ -20,6 +20,7 @@ Example:
 from keras_fcn.export.flatbuffer import check_tflite_ops, dynamic_tensors, tflite_ops  # noqa: F401
 from keras_fcn.export.graph import load_model  # noqa: F401
 from keras_fcn.export.images import (  # noqa: F401
+    CalibrationFiles,
     calibration_images,
     check_calibration_images,
     check_pairs,
