@@ -97,7 +97,10 @@ def test_a_model_on_a_trunk_not_registered_here_says_so(registry):
     keras_fcn.register_trunk(_trunk("mine"))
     model = keras_fcn.build_fcn32s(3, weights=None, backbone="mine")
     del TRUNKS["mine"]  # a new process that did not register it
-    with pytest.raises(ValueError, match=r"^Model 'fcn32s_mine' was built on the trunk 'mine', "
-                                         r"which this process has not registered: call "
-                                         r"keras_fcn\.register_trunk"):
-        keras_fcn.predict(model, np.zeros((8, 8, 3), np.uint8))
+    for recorded in (None, {"type": "mean", "mean": [1.0, 2.0, 3.0]}):  # its labels' record too
+        if recorded is not None:
+            model.fcn_info["labels"] = {"num_classes": 3, "normalization": recorded}
+        with pytest.raises(ValueError, match=r"^Model 'fcn32s_mine' was built on the trunk "
+                                             r"'mine', which this process has not registered: "
+                                             r"call keras_fcn\.register_trunk"):
+            keras_fcn.predict(model, np.zeros((8, 8, 3), np.uint8))

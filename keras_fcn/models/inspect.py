@@ -171,7 +171,7 @@ def check_rgb_input(model, normalization=None, what="keras_fcn's prediction"):
     if not isinstance(recorded, dict) or has_preprocessing(model):
         return
     backbone = backbone_of(model)
-    trunk = get_trunk(backbone).preprocessing.normalization(model)
+    trunk = trunk_of(model).preprocessing.normalization(model)
     if recorded.get("type") == trunk.get("type"):
         return
     raise ValueError(
