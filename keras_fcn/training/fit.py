@@ -279,9 +279,10 @@ def fit(model, train_ds, val_ds, *, run_dir, epochs, info, steps_per_epoch=None,
 
     Raises:
         FileExistsError: `run_dir` holds a completed run.
-        ValueError: data given as arrays (:func:`check_data_set`); a backup that does not fit the model or its optimizer, or of more epochs
-            than `epochs`; a `monitor` that is not logged; a `normalization` that is no dict
-            with a "type", or given for a model with its own ``preprocess`` layer.
+        ValueError: data given as arrays (:func:`check_data_set`); a backup that does not
+            fit the model or its optimizer, or of more epochs than `epochs`; a `monitor` that
+            is not logged; a `normalization` that is no dict with a "type", or given for a
+            model with its own ``preprocess`` layer.
 
     Example:
         report = fit(model, train_ds, val_ds, run_dir="runs/a", epochs=5, info=info)
