@@ -247,6 +247,16 @@ def test_consistency_trainer_loss_is_base_plus_weighted_term():
     assert np.isfinite(history.history["loss"][0])
     assert any(not np.array_equal(a, b) for a, b in zip(before, fcn.get_weights()))
 
+    def bad_flows():  # flows of half the images' size: the step fails as it is traced
+        while True:
+            yield images, (masks, flow[:, :8, :8], valid)
+
+    trained = fcn.get_weights()
+    with pytest.raises(Exception):  # noqa: B017 (each backend words the shape error its way)
+        trainer.fit(bad_flows(), steps_per_epoch=1, epochs=1, verbose=0)
+    # On JAX Keras' trainer had cleared every weight: get_weights raised a TypeError
+    assert all(np.array_equal(a, b) for a, b in zip(trained, fcn.get_weights()))
+
 
 def test_fast_path_of_this_backend():
     path = keras_fcn.runtime.fast_path("float32", {"isa": ("avx2",), "gpu": False},

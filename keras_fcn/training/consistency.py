@@ -26,6 +26,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_fcn._jax_guard import variables_kept
+
 _EPSILON = 1e-6
 
 
@@ -211,7 +213,16 @@ class ConsistencyTrainer(keras.Model):
 
     def fit(self, *args, **kwargs):
         check_one_replica(self)
-        return super().fit(*args, **kwargs)
+        with variables_kept(self, fitting=True):  # JAX: a failed first step kept the weights
+            return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        with variables_kept(self):
+            return super().evaluate(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        with variables_kept(self):
+            return super().predict(*args, **kwargs)
 
     def call(self, inputs, training=None):
         return self.fcn(inputs, training=training)
