@@ -26,11 +26,11 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import keras_fcn  # noqa: E402,I001  (first: it names a KERAS_BACKEND that Keras cannot load)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
-import keras_fcn  # noqa: E402
 from keras_fcn.datasets.shapes import SHAPES_CLASSES, shapes_arrays  # noqa: E402
 from keras_fcn.labels import IGNORE_LABEL  # noqa: E402
 from keras_fcn.metrics import confusion_matrix, segmentation_metrics  # noqa: E402

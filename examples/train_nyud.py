@@ -41,6 +41,7 @@ import tempfile
 
 from absl import flags
 
+import keras_fcn  # noqa: F401,I001  (first: it names a KERAS_BACKEND that Keras cannot load)
 import keras
 
 from keras_fcn import training

@@ -11,7 +11,11 @@ Example:
     model = keras_fcn.build_fcn8s(num_classes=21)
 """
 
-from keras_fcn._version import __version__  # noqa: F401
+from keras_fcn import _backend_env
+
+_backend_env.check()  # a KERAS_BACKEND Keras cannot load is named before Keras fails on it
+
+from keras_fcn._version import __version__  # noqa: E402,F401
 from keras_fcn.labels import IGNORE_LABEL, VOC_CLASSES, ModelLabels, voc_palette  # noqa: F401
 from keras_fcn.layers import (  # noqa: F401
     FCN_MEAN_BGR,
