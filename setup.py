@@ -48,7 +48,8 @@ setup(
         # fcn_resnet50/101; 2.14.1 / 0.29.1 are the matching releases on the machines' disk
         # (PyPI's torchvision does not import beside torch 2.13.0).
         # jax (CPU wheels): the core's tests also run on Keras' JAX backend (issue 24).
-        # pytest-xdist: the suite runs on both cores (pytest.ini: -n 2).
+        # pytest-xdist: the suite runs on both cores (pytest.ini: -n 3, which overlaps the
+        # tests' waits on their subprocesses).
         "dev": ["pytest", "pytest-xdist", "av", "torch==2.14.1",
                 "torchvision==0.29.1", "jax",
                 "import-linter", "opencv-python-headless"],
