@@ -477,6 +477,18 @@ def test_add_video_pairs_names_a_size_mismatch():
                                          r"size \(H, W\) \(24, 32\)\. Received: pairs of "
                                          r"\(32, 40\)"):
         video_pairs.add_video_pairs(warp_lib.add_warped_pairs(labelled), pairs)
+    # Sizes known only at run time: the batch that comes is refused with the same words
+    # (tf.concat failed with "ConcatOp : Dimensions of inputs should match").
+    def any_size(dataset):
+        specs = tuple(tf.TensorSpec([None] * s.shape.rank, s.dtype) for s in dataset.element_spec)
+        return tf.data.Dataset.from_generator(dataset.as_numpy_iterator, output_signature=specs)
+
+    train = video_pairs.add_video_pairs(warp_lib.add_warped_pairs(any_size(labelled)),
+                                        any_size(pairs))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"(?s)The video pairs must have the size \(H, W\) of the training images.*"
+                             r"\[32 40\].*\[24 32\]"):
+        next(iter(train))
 
 
 # Data / datasets / weights audit, round 4: each test failed on the code before its fix.

@@ -162,6 +162,14 @@ def add_video_pairs(warped_pairs, video_batches):
     def merge(element, pair):
         (both, (masks, flow, valid)), (first, second, video_flow, video_valid) = element, pair
         images, moved = tf.split(both, 2)
+        # Sizes unknown until run time (data sets of any size): the same check, as the batch
+        # comes, where tf.concat failed with "ConcatOp : Dimensions of inputs should match".
+        with tf.control_dependencies([tf.debugging.assert_equal(
+                tf.shape(first)[1:3], tf.shape(images)[1:3],
+                message="The video pairs must have the size (H, W) of the training images "
+                        "(make them with video_pair_dataset(folder, size=that size)); the (H, "
+                        "W) of the pairs, then of the images")]):
+            first, video_flow, video_valid = map(tf.identity, (first, video_flow, video_valid))
         return (tf.concat([images, first, moved, second], 0),
                 (masks, tf.concat([flow, video_flow], 0), tf.concat([valid, video_valid], 0)))
 
