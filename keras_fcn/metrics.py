@@ -170,8 +170,9 @@ def segmentation_metrics(confusion):
 
 def count_dtype():
     """The dtype of confusion counts: float64 (exact up to 2**53), or float32 on JAX without
-    ``jax_enable_x64`` (exact per batch up to 2**24 pixels a cell; `ConfusionMatrixMetric`
-    then sums batches with a compensation term, so single pixels still count past 2**24)."""
+    ``jax_enable_x64`` (a batch's pixels are counted as integers, and `ConfusionMatrixMetric`
+    adds them with a compensation term, so single pixels still count past 2**24; weighted
+    pixels are float32 sums)."""
     if _tf.backend() == "jax":
         import jax
 
@@ -288,6 +289,13 @@ def confusion_matrix_tensor(y_true, y_pred, num_classes, ignore_label=255, sampl
         array([[0., 1.],
                [0., 0.]])
     """
+    parts = _confusion_parts(y_true, y_pred, num_classes, ignore_label, sample_weight)
+    return parts[0] if len(parts) == 1 else parts[0] + parts[1]
+
+
+def _confusion_parts(y_true, y_pred, num_classes, ignore_label, sample_weight):
+    """`confusion_matrix_tensor` as one or two tensors of `count_dtype()` whose sum it is,
+    each exact: with float32 counts, the multiples of 4096 and the rest."""
     labels = labels_to_rank3(y_true)
     y_pred = ops.convert_to_tensor(y_pred)
     preds, not_whole = _to_label_map(y_pred, num_classes)
@@ -299,22 +307,42 @@ def confusion_matrix_tensor(y_true, y_pred, num_classes, ignore_label=255, sampl
         # per step in eager Keras-torch.
         bad = ops.logical_or(bad, _check_range(preds, valid, num_classes, "predicted class"))
     valid = ops.logical_and(valid, ops.logical_not(bad))
-    dtype = count_dtype()
-    weights = ops.cast(valid, dtype)
-    if sample_weight is not None:
-        weights = weights * sample_weight_to_rank3(sample_weight, dtype, labels.shape)
-    index = ops.where(valid, labels * num_classes + preds, 0)
-    flat = ops.segment_sum(ops.reshape(weights, (-1,)), ops.reshape(index, (-1,)),
-                           num_segments=num_classes * num_classes)
+    dtype, cells = count_dtype(), num_classes * num_classes
+    index = ops.reshape(ops.where(valid, labels * num_classes + preds, cells), (-1,))
+    if sample_weight is None:
+        # Whole pixels counted as integers, exact up to 2**31 a batch: float32 sums (JAX
+        # without x64; Keras-torch's segment_sum adds in float32 whatever the dtype) stopped
+        # at 2**24 pixels a cell: a 6000x6000 batch scored a wrong pixel accuracy.
+        counts = _count(index, None, cells + 1)[:cells]
+        if dtype == "float64":
+            parts = [ops.cast(counts, dtype)]
+        else:  # each part exact in float32 (< 2**12, and multiples of 2**12 below 2**31)
+            low = counts % 4096
+            parts = [ops.cast(counts - low, dtype), ops.cast(low, dtype)]
+    else:
+        weights = ops.cast(valid, dtype) * sample_weight_to_rank3(sample_weight, dtype,
+                                                                  labels.shape)
+        parts = [_count(index, ops.reshape(weights, (-1,)), cells + 1)[:cells]]
+    nan = None
     if _is_logits(y_pred, num_classes) and _tf.is_float(y_pred):
         # All of it, not the cells the argmax of NaN picks (column 0 on JAX and PyTorch,
         # others on TensorFlow): the same matrix on every backend.
         finite = ops.all(ops.isfinite(y_pred), axis=-1)
-        diverged = ops.any(ops.logical_and(valid, ops.logical_not(finite)))
-        flat = ops.where(diverged, np.nan, flat)
+        nan = ops.any(ops.logical_and(valid, ops.logical_not(finite)))
     if not_whole is not None:
-        flat = ops.where(not_whole, np.nan, flat)
-    return ops.reshape(flat, (num_classes, num_classes))
+        nan = not_whole if nan is None else ops.logical_or(nan, not_whole)
+    if nan is not None:
+        parts = [ops.where(nan, np.nan, part) for part in parts]
+    return [ops.reshape(part, (num_classes, num_classes)) for part in parts]
+
+
+def _count(index, weights, size):
+    """Sum of ``weights`` (None: 1 each, as int32) per value of ``index`` in [0, size)."""
+    if _tf.backend() == "torch":  # Keras' torch segment_sum adds in float32
+        return ops.bincount(index, weights=weights, minlength=size)
+    if weights is None:
+        weights = ops.ones_like(index)
+    return ops.segment_sum(weights, index, num_segments=size)
 
 
 
@@ -344,14 +372,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         >>> m.results()["pixel_accuracy"]  # doctest: +SKIP
     """
 
-    def __init__(
-        self,
-        num_classes,
-        ignore_label=255,
-        metric="mean_iu",
-        name=None,
-        dtype=None,
-    ):
+    def __init__(self, num_classes, ignore_label=255, metric="mean_iu", name=None, dtype=None):
         super().__init__(name=name or metric, dtype=dtype or "float32")
         self.num_classes = check_num_classes(num_classes)
         self.ignore_label = validate_ignore_label(ignore_label, self.num_classes)
@@ -371,17 +392,19 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         """Adds a batch: labels (N, H, W[, 1]), logits (N, H, W, C) or labels."""
-        batch = confusion_matrix_tensor(
-            y_true, y_pred, self.num_classes, self.ignore_label, sample_weight
-        )
+        parts = _confusion_parts(y_true, y_pred, self.num_classes, self.ignore_label,
+                                 sample_weight)
         if self._compensation is None:
-            self.confusion.assign_add(batch)
+            self.confusion.assign_add(parts[0])
             return
-        total = self.confusion.value
-        corrected = batch - self._compensation.value
-        new_total = total + corrected
-        self._compensation.assign((new_total - total) - corrected)
-        self.confusion.assign(new_total)
+        total, compensation = self.confusion.value, self._compensation.value
+        for part in parts:  # float32: each exact part added with its compensation
+            corrected = part - compensation
+            new_total = total + corrected
+            compensation = (new_total - total) - corrected
+            total = new_total
+        self._compensation.assign(compensation)
+        self.confusion.assign(total)
 
     def result(self):
         return ops.cast(self.results()[self.metric], self.dtype)
@@ -402,13 +425,8 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
             variable.assign(ops.zeros_like(variable.value))
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "dtype": self.dtype,
-            "num_classes": self.num_classes,
-            "ignore_label": self.ignore_label,
-            "metric": self.metric,
-        }
+        return {"name": self.name, "dtype": self.dtype, "num_classes": self.num_classes,
+                "ignore_label": self.ignore_label, "metric": self.metric}
 
 
 class _FixedMetric(ConfusionMatrixMetric):
@@ -417,13 +435,7 @@ class _FixedMetric(ConfusionMatrixMetric):
     _metric = None
 
     def __init__(self, num_classes, ignore_label=255, name=None, dtype=None):
-        super().__init__(
-            num_classes,
-            ignore_label=ignore_label,
-            metric=self._metric,
-            name=name,
-            dtype=dtype,
-        )
+        super().__init__(num_classes, ignore_label, metric=self._metric, name=name, dtype=dtype)
 
     def get_config(self):
         config = super().get_config()

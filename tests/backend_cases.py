@@ -127,6 +127,21 @@ def test_confusion_counts_keep_single_pixels_past_float32_integers():
     assert int(_np(metric.confusion_matrix())[0, 0]) == (1 << 24) + 100
 
 
+def test_one_batch_of_more_than_2_24_pixels_a_cell_is_counted_exactly():
+    """A batch's pixels were summed in float32 (JAX without x64, and Keras-torch's
+    segment_sum whatever the dtype), which stopped at 2**24 a cell: 4097 x 4097 pixels of
+    class 0 counted 16,777,216, and a 6000 x 6000 image scored a wrong pixel accuracy."""
+    labels = np.zeros((1, 4097, 4097), "int32")
+    preds = labels.copy()
+    preds[0, :, :7] = 1
+    metric = metrics.ConfusionMatrixMetric(2, metric="pixel_accuracy", ignore_label=None)
+    metric.update_state(labels, preds)
+    metric.update_state(labels[:, :1, :3], preds[:, :1, :3])
+    expected = [[4097 * 4090, 4097 * 7 + 3], [0, 0]]  # the 3 pixels more: predicted 1
+    np.testing.assert_array_equal(_np(metric.confusion_matrix()), expected)
+    assert float(_np(metric.result())) == pytest.approx(expected[0][0] / (4097 * 4097 + 3))
+
+
 def test_lrn_equals_numpy():
     x = RNG.normal(size=(1, 3, 4, 7)).astype("float32") * 30
     size, alpha, beta, k = 5, 1e-3, 0.75, 2.0
