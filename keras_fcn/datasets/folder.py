@@ -77,6 +77,23 @@ def _unread_masks_note(masks_dir, stems, mask_extensions):
             + ", ".join(f"'{p}'" for p in unread[:10]) + (" ..." if len(unread) > 10 else ""))
 
 
+def subfolders_note(*directories):
+    """Names the subfolders of ``directories`` (not read: pairs are matched in each folder
+    itself), or "".
+
+    Example:
+        logger.warning("Not read" + subfolders_note("data/train/images", "data/train/masks"))
+    """
+    found = sorted(os.path.join(directory, name) for directory in directories
+                   if os.path.isdir(directory) for name in os.listdir(directory)
+                   if os.path.isdir(os.path.join(directory, name)))
+    if not found:
+        return ""
+    return (": subfolders are not read (" + ", ".join(f"'{p}'" for p in found[:5])
+            + (" ..." if len(found) > 5 else "") + "); move their files into the folder "
+            "itself, or list the pairs in a list file (docs/data.md)")
+
+
 def folder_pairs(images_dir, masks_dir, *, on_unpaired="error", image_extensions=IMAGE_EXTENSIONS,
                  mask_extensions=MASK_EXTENSIONS):
     """Pairs images and masks of two folders by file stem (`a.jpg` <-> `a.png`).
@@ -105,6 +122,9 @@ def folder_pairs(images_dir, masks_dir, *, on_unpaired="error", image_extensions
             raise FileNotFoundError(f"Folder '{directory}' does not exist")
     images = _files_by_stem(images_dir, image_extensions)
     masks = _files_by_stem(masks_dir, mask_extensions)
+    note = subfolders_note(images_dir, masks_dir)
+    if note:  # their frames were left out without a word
+        logger.warning("Some files of '%s' and '%s' are left out%s", images_dir, masks_dir, note)
     unpaired = sorted([images[s] for s in images.keys() - masks.keys()]
                       + [masks[s] for s in masks.keys() - images.keys()])
     if unpaired:

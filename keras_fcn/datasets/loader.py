@@ -26,6 +26,7 @@ from keras_fcn.data.decode import make_decode_fn
 from keras_fcn.data.validate import validate_pairs
 from keras_fcn.datasets import shapes
 from keras_fcn.datasets.census import check_orientations, check_training_labels
+from keras_fcn.datasets.folder import subfolders_note
 from keras_fcn.datasets.pairs import (  # noqa: F401  (re-exported)
     DATASETS,
     HOLDOUT_DATASETS,
@@ -171,8 +172,10 @@ def load_split(name, split, *, data_dir=None, val_data_dir=None, num_classes=Non
     pairs, info = file_pairs(name, split, data_dir, val_data_dir, num_classes, ignore_label,
                              holdout, group_by)
     if not pairs:
+        folder = os.path.join(data_dir, split)
+        note = subfolders_note(os.path.join(folder, "images"), os.path.join(folder, "masks"))
         raise ValueError(f"The {split!r} split of --dataset={name} has no image/mask pairs "
-                         f"(data_dir={data_dir!r}); expected at least one")
+                         f"(data_dir={data_dir!r}); expected at least one{note}")
     check_files_exist(pairs, data_dir)
     if name == "folder":  # one's own files: photos turned by EXIF, masks with nothing to learn
         check_orientations(pairs)
