@@ -33,3 +33,24 @@ def test_frames_in_subfolders_are_named_not_dropped_without_a_word(tmp_path, cap
     with pytest.raises(ValueError, match=r"has no image/mask pairs .*expected at least one: "
                                          r"subfolders are not read \("):
         datasets.load_split("folder", "train", data_dir=tmp_path, num_classes=3)
+
+
+def test_check_names_what_stops_a_run_though_each_pair_is_good(tmp_path, capsys):
+    """datasets.check printed "0 examples, all good" for an empty val folder and "all good"
+    for 0/255 binary training masks, both of which training refuses."""
+    for split in ("train", "val"):
+        for sub in ("images", "masks"):
+            (tmp_path / split / sub).mkdir(parents=True)
+    for stem in ("a", "b"):
+        image = Image.fromarray(np.zeros((4, 6, 3), np.uint8))
+        image.save(tmp_path / "train/images" / f"{stem}.jpg")
+        Image.fromarray(np.array([[0, 255, 0, 255, 0, 0]] * 4, np.uint8)).save(
+            tmp_path / "train/masks" / f"{stem}.png")
+    reports = datasets.check("folder", tmp_path, num_classes=2)
+    out = capsys.readouterr().out
+    assert "all good" not in out
+    assert "folder val: 0 examples\n  training would stop: no image/mask pairs" in out
+    assert "folder train: 2 examples\n  training would stop: The 2 training masks hold no " \
+           "pixel of any class but" in out
+    assert "save the foreground as 1 (mask // 255)" in out
+    assert len(reports["train"].problems) == 1 and reports["train"].num_bad == 0

@@ -7,7 +7,8 @@ python tools/export.py --model runs/camvid/fcn8s/best.keras --output_dir export 
     --calibration_data camvid/train.txt
 
 # a run of examples/train.py on --dataset=folder data: the TFLite size is the training
-# --image_size its labels.json records; the gate pairs val/images with val/masks by file stem
+# --image_size its labels.json records; a run trained without one (each image at its own
+# size) needs --input_size HxW here; the gate pairs val/images with val/masks by file stem
 python tools/export.py --model runs/mine/best.keras --output_dir export \
     --calibration_data data/mine/train --check data/mine/val --max_miou_drop 1
 

@@ -57,6 +57,8 @@ class ValidationReport:
     Attributes:
         good: the valid (image, mask) pairs, in input order.
         bad: list of ((image, mask), message) for the invalid pairs.
+        problems: what stops a run on the split as a whole though each pair is good (no pair
+            at all, masks without a class but 0), as `keras_fcn.datasets.check` finds them.
 
     Example:
         report = validate_pairs(pairs, num_classes=21, skip_bad=True)
@@ -65,6 +67,7 @@ class ValidationReport:
 
     good: list
     bad: list
+    problems: list = dataclasses.field(default_factory=list)
 
     @property
     def num_bad(self):

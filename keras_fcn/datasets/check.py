@@ -14,6 +14,8 @@ import os
 
 from keras_fcn.data.validate import ValidationReport, validate_pairs
 from keras_fcn.datasets import nyud, siftflow
+from keras_fcn.datasets.census import check_orientations, check_training_labels
+from keras_fcn.datasets.folder import subfolders_note
 from keras_fcn.datasets.loader import file_pairs
 from keras_fcn.datasets.nyud.layout import size_problem
 from keras_fcn.labels import IGNORE_LABEL
@@ -142,12 +144,40 @@ def check(name, data_dir, splits=None, *, num_classes=None, ignore_label=IGNORE_
             print(f"{name} {split}: not checked: {error}")
             continue
         total = len(report.good) + report.num_bad
+        problems = report.problems = _split_problems(name, data_dir, split, report,
+                                                     num_classes, ignore_label)
         if report.num_bad:
             listed = report.summary(max_items).split("\n", 1)[1]  # after "n bad pair(s) of m:"
             print(f"{name} {split}: {total} examples, {report.num_bad} bad pair(s) (training "
                   f"and evaluation would stop at the first; fix or remove them):\n{listed}")
         else:
-            print(f"{name} {split}: {total} examples, all good")
+            print(f"{name} {split}: {total} examples" + ("" if problems else ", all good"))
+        for problem in problems:
+            print(f"  training would stop: {problem}")
         reports[split] = report
     return reports
+
+
+def _split_problems(name, data_dir, split, report, num_classes, ignore_label):
+    """What stops a run on the split as a whole, though each pair is good: no pair at all,
+    and for "folder" data an EXIF-turned photo or training masks without a class but 0
+    (0/255 binary masks), as `keras_fcn.datasets.load_split` checks."""
+    if not report.good and not report.num_bad:
+        note = (subfolders_note(*(os.path.join(data_dir, split, sub) for sub in ("images",
+                                                                              "masks")))
+                if name == "folder" else "")
+        return [f"no image/mask pairs; expected at least one{note}"]
+    if name != "folder" or not report.good:
+        return []
+    problems = []
+    checks = [lambda: check_orientations(report.good)]
+    if split == "train":
+        info = file_pairs(name, split, data_dir, None, num_classes, ignore_label)[1]
+        checks.append(lambda: check_training_labels(report.good, info))
+    for run_check in checks:
+        try:
+            run_check()
+        except ValueError as error:
+            problems.append(str(error))
+    return problems
 
