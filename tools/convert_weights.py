@@ -15,6 +15,7 @@ Example:
 """
 
 import os
+import re
 
 # TensorFlow's C++ start-up errors (cuInit on CPU-only machines) are not our output; a
 # TF_CPP_MIN_LOG_LEVEL set by the user wins. Set before TensorFlow is imported.
@@ -97,6 +98,36 @@ def check_unused(unused, model_flag, source):
                      "leave them out.")
 
 
+def cli_words(message):
+    """The library's advice in this tool's flags: ``rename={'a': 'b'}`` -> ``--rename=a=b``,
+    ``pass strict=False`` -> ``pass --nostrict``, ``build it with num_classes=3`` -> ``pass
+    --num_classes=3`` (also fc_units).
+
+    Example:
+        >>> cli_words("map it with rename={'score59': ...} (pass strict=False to skip it)")
+        'map it with --rename=score59=<name> (pass --nostrict to skip it)'
+        >>> cli_words("score_fr: the file has 3 classes: build it with num_classes=3.")
+        'score_fr: the file has 3 classes: pass --num_classes=3.'
+    """
+    def flag(match):
+        pairs = re.findall(r"'([^']*)': (?:'([^']*)'|\.\.\.)", match.group(1))
+        return "--rename=" + ",".join(f"{old}={new or '<name>'}" for old, new in pairs)
+
+    message = re.sub(r"rename=\{([^{}]*)\}", flag, message)
+    message = message.replace("pass strict=False", "pass --nostrict")
+    return re.sub(r"build it with (num_classes|fc_units)=", r"pass --\1=", message)
+
+
+def output_folder(output):
+    """Refuses an --output whose folder, or a folder above it, is an existing file."""
+    folder = os.path.dirname(os.path.abspath(output))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise NotADirectoryError(f"--output={output!r}: {folder!r} is a file, not a folder; "
+                                 "expected an output path inside a folder.")
+
+
 def convert():
     """Builds the model, loads the converted weights, saves it; returns the report."""
     for name in ("input", "model", "output"):
@@ -108,6 +139,7 @@ def convert():
     widths = parse_widths(FLAGS.widths)
     if FLAGS.fc_units is not None and FLAGS.fc_units < 1:
         raise ValueError(f"--fc_units must be >= 1. Received: {FLAGS.fc_units}")
+    output_folder(FLAGS.output)
     check_writable(FLAGS.output, FLAGS.overwrite)  # fail before the slow part
     model = build_fcn(MODELS[FLAGS.model], FLAGS.num_classes, weights=None, name=FLAGS.model,
                       widths=widths, fc_units=FLAGS.fc_units)
@@ -126,7 +158,7 @@ def main(argv):
     try:
         report = convert()
     except (ValueError, OSError) as error:
-        print(f"convert_weights: error: {error}", file=sys.stderr)
+        print(f"convert_weights: error: {cli_words(str(error))}", file=sys.stderr)
         return 2
     logging.info("set %d layers: %s", len(report["set"]), ", ".join(report["set"]))
     if report["missing"]:

@@ -13,6 +13,11 @@ from keras_fcn.weights.caffe import (  # noqa: F401
     read_caffe_layers,
     read_caffemodel,
 )
+from keras_fcn.weights.convert import (  # noqa: F401
+    CONVERTED_SUFFIXES,
+    convert_to_keras_model,
+    read_converted_weights,
+)
 from keras_fcn.weights.imagenet import (  # noqa: F401
     KERAS_VGG16_TO_FCN,
     VGG16_FCN_LAYERS,
@@ -21,10 +26,8 @@ from keras_fcn.weights.imagenet import (  # noqa: F401
 )
 from keras_fcn.weights.io import (  # noqa: F401
     SAVED_SUFFIXES,
-    convert_to_keras_model,
     load_model_file,
     load_weights,
-    read_converted_weights,
     read_weights,
     save_weights_file,
     set_weights_by_name,

@@ -13,6 +13,7 @@ Example:
 
 import collections
 import os
+import re
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from keras_fcn.weights.layouts import (
     KNOWN_LAYERS,
     TRANSPOSED_LAYERS,
     base_layer_name,
+    check_rename,
     layer_arrays,
     reject,
 )
@@ -267,16 +269,36 @@ def read_caffe_layers(path):
     try:
         layers = _decode_net(memoryview(data))
     except (_WireError, UnicodeDecodeError) as e:
-        raise CaffeModelError(
-            f"{path}: not a valid .caffemodel (binary Caffe NetParameter): {e}") from None
+        raise CaffeModelError(_text_prototxt(path, data) or (
+            f"{path}: not a valid .caffemodel (binary Caffe NetParameter): {e}")) from None
     if not layers:
-        raise CaffeModelError(
+        raise CaffeModelError(_text_prototxt(path, data) or (
             f"{path}: no Caffe layers found (expected NetParameter field 100 `layer` "
-            f"or field 2 `layers`); is this a .caffemodel?")
+            f"or field 2 `layers`); is this a .caffemodel?"))
     for layer in layers:  # a diverged snapshot must not load as weights
         for i, blob in enumerate(layer.blobs):
             check_finite(blob, path, f"{layer.name}/{i}")
     return layers
+
+
+# How a text prototxt (the net's definition, not its weights) starts.
+PROTOTXT_START = re.compile(rb"\s*(#|name\s*:|layers?\s*\{|input(_shape|_dim)?\s*[:{]"
+                            rb"|force_backward\s*:)")
+
+
+def _text_prototxt(path, data):
+    """The error for a text prototxt given as the weights, or None for other data.
+
+    Example:
+      >>> _text_prototxt("fcn8s.caffemodel", b'name: "FCN8s"\\nlayer {')[:47]
+      'fcn8s.caffemodel: this is a text prototxt (it s'
+    """
+    if not PROTOTXT_START.match(data[:256]):
+        return None
+    head = bytes(data[:24]).split(b"\n")[0].decode("utf-8", "replace")
+    return (f"{path}: this is a text prototxt (it starts with {head!r}), the definition of a "
+            "net; the conversion needs the binary .caffemodel weights (e.g. "
+            "fcn8s-heavy-pascal.caffemodel from fcn.berkeleyvision.org)")
 
 
 def read_caffemodel(path):
@@ -316,13 +338,15 @@ def _caffe_weight_and_bias(layer):
     return layer.blobs[0], (layer.blobs[1] if len(layer.blobs) == 2 else None)
 
 
-def convert_caffe_layers(layers, rename=None, strict=True):
+def convert_caffe_layers(layers, rename=None, strict=True, origin="the Caffe layers"):
     """Converts decoded Caffe layers (see read_caffe_layers) to keras_fcn weights.
 
     Args:
       layers: iterable of CaffeLayer.
-      rename: optional {caffe_name: keras_name}, e.g. {"score59": "score_fr"}.
+      rename: optional {caffe_name: keras_name}, e.g. {"score59": "score_fr"}; a name that is
+        not a layer with weights, or two layers mapped onto one name, raise ValueError.
       strict: raise on a layer with weights that cannot be mapped (else warn and skip it).
+      origin: what the layers come from, for the messages (the file).
 
     Returns:
       {keras_layer_name: [kernel, bias?]} in Keras layouts (float32).
@@ -333,7 +357,8 @@ def convert_caffe_layers(layers, rename=None, strict=True):
       >>> w["fc7"][0].shape
       (1, 1, 6, 8)
     """
-    rename = dict(rename or {})
+    rename, layers = dict(rename or {}), list(layers)
+    check_rename(rename, [layer.name for layer in layers if layer.blobs], origin)
     weights = {}
     for layer in layers:
         if not layer.blobs:
@@ -380,4 +405,5 @@ def convert_caffemodel(path, rename=None, strict=True):
       >>> weights["fc6"][0].shape  # doctest: +SKIP
       (7, 7, 512, 4096)
     """
-    return convert_caffe_layers(read_caffe_layers(path), rename=rename, strict=strict)
+    return convert_caffe_layers(read_caffe_layers(path), rename=rename, strict=strict,
+                                origin=os.fspath(path))

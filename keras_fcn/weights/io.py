@@ -4,7 +4,8 @@ Every supported file is first read into one neutral form, a dict ``{layer_name: 
 in Keras layouts, and then copied into a model by name with :func:`set_weights_by_name`.
 That one path serves the ImageNet VGG16 backbone (net surgery of ``fc1``/``fc2`` into
 ``fc6``/``fc7``), staged initialization (FCN-16s from FCN-32s, FCN-8s from FCN-16s) and
-the released reference weights (Caffe and PyTorch, see :func:`convert_to_keras_model`).
+the released reference weights (Caffe and PyTorch, see
+:func:`keras_fcn.weights.convert.convert_to_keras_model`).
 
 Example:
     >>> fcn16s = keras_fcn.build_fcn16s(weights=None)
@@ -19,19 +20,16 @@ import zipfile
 import numpy as np
 
 from keras_fcn.io import atomic_write, save_model
-from keras_fcn.weights.caffe import convert_caffemodel
 from keras_fcn.weights.imagenet import KERAS_VGG16_TO_FCN, VGG16_FCN_LAYERS
 from keras_fcn.weights.npz import check_finite, load_npz, save_npz
-from keras_fcn.weights.torch import convert_torch_state_dict
 
 log = logging.getLogger("keras_fcn")
 
-# Files of released weights that convert_to_keras_model reads, and what it writes.
-CONVERTED_SUFFIXES = (".caffemodel", ".pth", ".pt", ".npz")
 # The name prefixes of the FCN heads' layers (keras_fcn.models.heads, which imports them from
 # here: the weights wing sits below the models): new for each task, so a classifier file or an
 # earlier stage (FCN-32s for FCN-16s) does not have them; load_weights warns about others.
 HEAD_PREFIXES = ("score", "upscore", "fuse_", "scale_pool", "classifier", "aux_classifier")
+# What save_weights_file writes (keras_fcn.weights.convert reads the released files).
 SAVED_SUFFIXES = (".weights.h5", ".keras", ".npz")
 
 def read_weights(source):
@@ -237,7 +235,8 @@ def set_weights_by_name(model, weights, *, rename=None, skip_mismatch=False, req
         required: model layer names that must be set; a missing one raises ``ValueError``.
 
     Returns:
-        The sorted list of model layer names that were set.
+        The sorted list of model layer names that were set. Every layer is checked before
+        any is set: after a ``ValueError`` the model has all its weights as before.
 
     Example:
         >>> tiny = {"weights": None, "widths": (4, 4, 8, 8, 8), "fc_units": 8}
@@ -248,7 +247,7 @@ def set_weights_by_name(model, weights, *, rename=None, skip_mismatch=False, req
     """
     rename = rename or {}
     layers = {layer.name: layer for layer in model.layers if layer.weights}
-    done = []
+    planned = {}  # every layer is checked before any is set: a misfit leaves the model as it was
     for source_name, arrays in weights.items():
         name = rename.get(source_name, source_name)
         layer = layers.get(name)
@@ -265,16 +264,17 @@ def set_weights_by_name(model, weights, *, rename=None, skip_mismatch=False, req
                 continue
             raise ValueError(message)
         try:
-            layer.set_weights(_adapt(name, arrays, target_shapes))
+            planned[name] = _adapt(name, arrays, target_shapes)
         except ValueError:
             if not skip_mismatch:
                 raise
             log.warning("Skipped layer %r: shapes do not match.", name)
-            continue
-        done.append(name)
+    done = list(planned)
     missing = sorted(set(required) - set(done))
     if missing:
         raise ValueError(f"These layers were not found in the weights: {missing}")
+    for name, arrays in planned.items():
+        layers[name].set_weights(arrays)
     unset = sorted(set(layers) - set(done))
     if unset:
         log.info("Layers left at their initialization: %s", unset)
@@ -372,99 +372,6 @@ def _load_same_architecture(model, path):
             f"FCN-32s) pass the .keras model file or the model itself. ({error})"
         ) from error
     return sorted(layer.name for layer in model.layers if layer.weights)
-
-
-def read_converted_weights(path, rename=None, strict=True):
-    """Reads released weights into ``{keras_layer_name: [arrays]}``, by file extension.
-
-    Args:
-        path: a Caffe ``.caffemodel``, a PyTorch ``.pth``/``.pt`` state dict or an ``.npz``
-            of :func:`save_npz` (keras.applications VGG16 names, ``block1_conv1``..., are
-            renamed with :data:`KERAS_VGG16_TO_FCN`, as :func:`load_weights` does).
-        rename: optional ``{source_name: keras_name}`` (e.g. ``{"score59": "score_fr"}``).
-        strict: fail on source layers with weights that cannot be mapped (else warn).
-
-    Example:
-        >>> weights = read_converted_weights("fcn8s-heavy-pascal.caffemodel")  # doctest: +SKIP
-    """
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"Input {path!r} is a directory; expected one of the files "
-                                f"{CONVERTED_SUFFIXES}.")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Input file not found: {path!r}")
-    if path.endswith(".caffemodel"):
-        return convert_caffemodel(path, rename=rename, strict=strict)
-    if path.endswith((".pth", ".pt")):
-        return convert_torch_state_dict(path, rename=rename, strict=strict)
-    if path.endswith(".npz"):
-        weights = load_npz(path)
-        if "block1_conv1" in weights:  # keras.applications names, renamed as load_weights does
-            weights = {KERAS_VGG16_TO_FCN.get(k, k): v for k, v in weights.items()}
-        return {(rename or {}).get(k, k): v for k, v in weights.items()}
-    raise ValueError(f"Unknown input type: {path!r}. Expected one of {CONVERTED_SUFFIXES}.")
-
-
-def convert_to_keras_model(source, model, rename=None, strict=True):
-    """Loads released weights (Caffe, PyTorch or ``.npz``) into ``model`` by layer name.
-
-    Args:
-        source: a file :func:`read_converted_weights` reads.
-        model: the keras_fcn model to fill, built with the source's classes.
-        rename: as :func:`read_converted_weights`.
-        strict: fail on source layers with weights that cannot be mapped (as
-            :func:`read_converted_weights`) and on trunk layers of the model (all but the
-            heads' ``score*``/``upscore*``/``classifier*``) that get no weights from the file;
-            else warn about both and leave those layers at their initialization.
-
-    Returns:
-        ``{"set": [...], "missing": [...], "unused": [...]}`` layer names: set from the file,
-        model layers left at their initialization, converted layers the model does not have.
-
-    Raises:
-        ValueError: the weights do not fit the model (a shape names the layer), they set
-            no layer of it (a file of another network: "The weights of ... match no layer"),
-            or (``strict``) they leave trunk layers unset: the message names the first five
-            and gives their count.
-
-    Example:
-        >>> model = keras_fcn.build_fcn8s(num_classes=21, weights=None)
-        >>> convert_to_keras_model("fcn8s-heavy-pascal.caffemodel", model)["missing"]  # doctest: +SKIP
-        []
-    """
-    converted = read_converted_weights(source, rename=rename, strict=strict)
-    with_weights = {layer.name for layer in model.layers if layer.weights}
-    if not with_weights & set(converted):  # loading nothing must not pass for a conversion
-        raise ValueError(_match_no_layer_message(os.fspath(source), converted, model))
-    _check_trunk_set(source, model, converted, strict)  # before any layer is set
-    try:
-        done = set_weights_by_name(model, converted)
-    except ValueError as error:
-        raise ValueError(
-            f"{os.fspath(source)} does not fit the model {model.name!r}: {error}") from None
-    return {"set": done, "missing": sorted(with_weights - set(done)),
-            "unused": sorted(set(converted) - set(done))}
-
-
-def _check_trunk_set(source, model, converted, strict):
-    """Refuses (``strict``) or warns about a conversion that would leave trunk layers of
-    ``model`` without weights (``converted``: ``{model layer name: arrays}``): a released model
-    is converted whole, so a trunk layer the file lacks is a file of another network or a
-    damaged one. The heads may be missing (a stage's new heads)."""
-    left = trunk_layers_left(model, converted)
-    if not left:
-        return
-    trunk = len(trunk_layers_left(model, ()))
-    more = f" and {len(left) - 5} more" if len(left) > 5 else ""
-    problem = (f"{os.fspath(source)} does not fit the model {model.name!r}: the model's layers "
-               f"without weights in the file: {left[:5]}{more} ({len(left)} of its {trunk} "
-               "trunk layers)")
-    if strict:
-        raise ValueError(f"{problem}. Expected a weight for every trunk layer; strict=False "
-                         "(--nostrict in tools/convert_weights.py) keeps these at their "
-                         "initialization.")
-    warnings.warn(f"{problem}; they keep their initialization (strict=False).", UserWarning,
-                  stacklevel=3)
 
 
 def _save_keras_weights(model, tmp):

@@ -112,6 +112,32 @@ def layer_arrays(name, weight, bias, transposed, group=1):
     return arrays
 
 
+def check_rename(rename, names, origin):
+    """Refuses a ``rename`` ({source name: keras_fcn name}) that names a layer the source does
+    not have, or that maps two of its layers (``names``: those with weights, in order) onto one.
+
+    Example:
+      >>> check_rename({"score_pool4": "score_fr"}, ["score_fr", "score_pool4"], "w.pth")
+      Traceback (most recent call last):
+      ValueError: w.pth: two of its layers would load into the one layer 'score_fr': ...
+    """
+    for old, new in rename.items():
+        if old not in names:
+            more = f", ... ({len(names)} in all)" if len(names) > 8 else ""
+            raise ValueError(f"{origin}: rename={{{old!r}: {new!r}}} names the layer {old!r}, "
+                             f"which the file does not have; its layers with weights are "
+                             f"{', '.join(names[:8])}{more}")
+    sources = {}
+    for name in names:
+        sources.setdefault(rename.get(name, name), []).append(name)
+    for new, olds in sources.items():
+        if len(olds) > 1:
+            renamed = {old: new for old in olds if old != new}
+            raise ValueError(f"{origin}: two of its layers would load into the one layer "
+                             f"{new!r}: {olds[0]!r} and {olds[1]!r} (rename={renamed!r}); the "
+                             "second would overwrite the first. Map each to a name of its own.")
+
+
 def reject(problem, strict):
     """Raises ValueError in strict mode, else warns."""
     if strict:

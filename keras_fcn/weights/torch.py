@@ -14,6 +14,7 @@ from keras_fcn.weights.layouts import (
     KNOWN_LAYERS,
     TRANSPOSED_LAYERS,
     base_layer_name,
+    check_rename,
     layer_arrays,
     reject,
 )
@@ -121,6 +122,9 @@ def read_state_dict(state_dict_or_path):
 
 def _group_state_dict(state_dict, rename, strict, origin):
     """Groups `layer.weight` / `layer.bias` entries by (renamed) layer name."""
+    names = [key.removeprefix("module.").rpartition(".")[0] for key in state_dict
+             if key.rpartition(".")[2] in ("weight", "bias")]
+    check_rename(rename, [name for name in dict.fromkeys(names) if name], origin)
     layers = {}
     for key, value in state_dict.items():
         key = key[len("module."):] if key.startswith("module.") else key
