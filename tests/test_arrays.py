@@ -249,7 +249,8 @@ def test_bad_mask_value_names_the_file_and_value(tmp_path):
     mask[2, 3] = 37
     _write_mask(pairs[0][1], mask, "index")
     ds = make_pydataset(pairs, num_classes=21)
-    message = r"mask '.*mask_0\.png' has value 37 at \(2, 3\); expected 0\.\.20 or ignore"
+    message = (r"mask '.*mask_0\.png' has value 37 at \(2, 3\); expected 0\.\.20 "
+               r"\(num_classes=21\) or ignore")
     with pytest.raises(ValueError, match=message):
         ds[0]
     assert make_pydataset(pairs, num_classes=21, ignore_label=37)[0][1][0, 2, 3] == 37

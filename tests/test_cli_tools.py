@@ -260,7 +260,8 @@ def test_export_checks_the_model_flags_and_existing_files_before_writing(tmp_pat
     big = _pairs(tmp_path / "big", value=7)
     with tool("export", *base, f"--output_dir={tmp_path / 'out2'}", f"--check={big}") as t:
         with pytest.raises(ValueError, match=r"mask '.*0\.png' has value 7 at \(0, 0\); "
-                                             r"expected 0\.\.2 or ignore label 255"):
+                                             r"expected 0\.\.2 \(num_classes=3\) or "
+                                             r"ignore label 255"):
             t.main(["prog"])
     assert not (tmp_path / "out2").exists()
 
@@ -300,7 +301,7 @@ def test_load_pair_resizes_both_only_when_they_match(tmp_path):
     assert got_image.shape == (10, 15, 3) and got_mask.shape == (10, 15)
     assert sorted(np.unique(got_mask)) == [0, 1, 2]
     with pytest.raises(ValueError, match=r"mask '.*m\.png' has value 2 at \(0, 20\); "
-                                         r"expected 0\.\.1 or ignore label 255"):
+                                         r"expected 0\.\.1 \(num_classes=2\) or ignore label 255"):
         export.load_pair(image, mask, num_classes=2, ignore_label=255)
 
 

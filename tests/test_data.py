@@ -284,7 +284,8 @@ def bad_value_pair(tmp_path):
 
 
 def test_bad_mask_value_up_front(bad_value_pair):
-    expected = r"mask '.*x\.png' has value 37 at \(12, 40\); expected 0\.\.20 or ignore label 255"
+    expected = (r"mask '.*x\.png' has value 37 at \(12, 40\); expected 0\.\.20 "
+                r"\(num_classes=21\) or ignore label 255")
     with pytest.raises(ValueError, match=expected):
         data.validate_pairs([bad_value_pair], num_classes=21)
     with pytest.raises(ValueError, match=expected):
@@ -300,7 +301,8 @@ def test_bad_mask_value_in_pipeline(bad_value_pair):
 
 def test_ignore_label_is_a_parameter(bad_value_pair):
     image, mask = bad_value_pair
-    with pytest.raises(ValueError, match=r"value 255 .* expected 0\.\.36 or ignore label 37"):
+    with pytest.raises(ValueError, match=r"value 255 .* expected 0\.\.36 \(num_classes=37\) "
+                                         r"or ignore label 37"):
         data.validate_pairs([(image, _write_palette_mask(mask + "2.png", np.full((20, 50), 255)))],
                             num_classes=37, ignore_label=37)
 

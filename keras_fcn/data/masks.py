@@ -301,8 +301,8 @@ def bad_value_message(path, mask, num_classes, ignore_label):
     """Returns a message naming the first invalid mask value, or None if all are valid.
 
     Example:
-        >>> bad_value_message("m.png", np.array([[0, 37]]), 21, 255)
-        "mask 'm.png' has value 37 at (0, 1); expected 0..20 or ignore label 255"
+        >>> print(bad_value_message("m.png", np.array([[0, 37]]), 21, 255))
+        mask 'm.png' has value 37 at (0, 1); expected 0..20 (num_classes=21) or ignore label 255
     """
     mask = np.asarray(mask)
     bad = (mask < 0) | (mask >= num_classes)
@@ -312,7 +312,8 @@ def bad_value_message(path, mask, num_classes, ignore_label):
     y, x = (int(i) for i in np.argwhere(bad)[0])
     return (
         f"mask '{to_str(path)}' has value {int(mask[y, x])} at ({y}, {x}); "
-        f"expected 0..{num_classes - 1} or ignore label {ignore_label}"
+        f"expected 0..{num_classes - 1} (num_classes={num_classes}) or ignore label "
+        f"{ignore_label}"
     )
 
 
