@@ -248,10 +248,10 @@ def _to_label_map(y_pred, num_classes):
     # Not rounded: one channel of logits (a num_classes=1 model) would be cut at 0.5, not 0.
     bad = ops.logical_not(ops.logical_and(ops.isfinite(y_pred), y_pred == ops.round(y_pred)))
     _tf.check_none(bad, y_pred, (
-        f"A float `y_pred` without num_classes={num_classes} channels is read as a label map, "
-        "whose every value must be a whole class id (one channel of logits or probabilities "
-        "is not: an FCN scores each class, build it with num_classes=2 for background and "
-        f"foreground). Received: y_pred.shape={shape}, "
+        f"A float `y_pred` other than logits of num_classes > 1 channels (num_classes="
+        f"{num_classes}) is read as a label map, whose every value must be a whole class id "
+        "(one channel of logits or probabilities is not: an FCN scores each class, build it "
+        f"with num_classes=2 for background and foreground). Received: y_pred.shape={shape}, "
         f"dtype={keras.backend.standardize_dtype(y_pred.dtype)}, a value {{value}}"))
     return ops.cast(ops.where(bad, -1, y_pred), "int32"), ops.any(bad)
 
