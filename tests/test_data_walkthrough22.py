@@ -54,3 +54,18 @@ def test_check_names_what_stops_a_run_though_each_pair_is_good(tmp_path, capsys)
            "pixel of any class but" in out
     assert "save the foreground as 1 (mask // 255)" in out
     assert len(reports["train"].problems) == 1 and reports["train"].num_bad == 0
+
+
+def test_an_evaluation_without_a_labelled_pixel_says_so():
+    """Masks all void: the table printed 0.00% everywhere as if the model were wrong on every
+    pixel (evaluation walkthrough)."""
+    from keras_fcn import metrics, training
+
+    empty = metrics.segmentation_metrics(np.zeros((2, 2), np.int64))
+    empty["confusion_matrix"] = [[0, 0], [0, 0]]
+    text = training.format_results(empty, ("a", "b"))
+    assert text.startswith("No labelled pixel was scored (every mask pixel is void")
+    assert "Pixel accuracy" in text or "pixel accuracy" in text.lower()
+    scored = dict(metrics.segmentation_metrics(np.array([[3, 1], [0, 2]])),
+                  confusion_matrix=[[3, 1], [0, 2]])
+    assert "No labelled pixel" not in training.format_results(scored, ("a", "b"))

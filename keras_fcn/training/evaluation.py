@@ -262,6 +262,11 @@ def format_results(results, class_names=None):
         print(format_results(results, info.class_names))
     """
     lines = [f"{'metric':<24}{'value':>8}"]
+    if "confusion_matrix" in results and not np.sum(results["confusion_matrix"]):
+        # scores of 0 by convention, not a model that got every pixel wrong
+        lines.insert(0, "No labelled pixel was scored (every mask pixel is void, the ignore "
+                        "label): the scores below are 0 by convention; check the masks and "
+                        "--ignore_label.")
     for key, label in METRICS:
         lines.append(f"{label:<24}{100 * results[key]:>7.2f}%")
     lines.append("")
