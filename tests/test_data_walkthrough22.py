@@ -69,3 +69,20 @@ def test_an_evaluation_without_a_labelled_pixel_says_so():
     scored = dict(metrics.segmentation_metrics(np.array([[3, 1], [0, 2]])),
                   confusion_matrix=[[3, 1], [0, 2]])
     assert "No labelled pixel" not in training.format_results(scored, ("a", "b"))
+
+
+def test_evaluate_says_which_evaluation_its_default_file_replaces(tmp_path):
+    """--split=train then --split=val with the default --output replaced the train figures
+    without a word (evaluation walkthrough)."""
+    import json
+
+    from tool_flags import tool
+
+    output = tmp_path / "best.eval.json"
+    output.write_text(json.dumps({"dataset": "camvid", "split": "train", "mean_iu": 0.5}))
+    with tool("evaluate", "--model=best.keras") as evaluate:
+        assert evaluate.replaced_note(str(output), "camvid", "val") == (
+            f"Replacing the evaluation of camvid train in {output} (pass --output to keep "
+            "both)")
+        assert evaluate.replaced_note(str(output), "camvid", "train") is None  # a rerun
+        assert evaluate.replaced_note(str(tmp_path / "none.json"), "camvid", "val") is None

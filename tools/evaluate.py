@@ -154,6 +154,23 @@ def check_output(output, overwrite=False):
                       f"{error.strerror or error}") from error
 
 
+def replaced_note(output, dataset, split):
+    """A line naming the evaluation of another data set or split that ``output`` holds and
+    this one replaces (the default file name is the model's alone), or None."""
+    import json
+
+    try:
+        with open(output) as f:
+            old = json.load(f)
+        before = (old["dataset"], old["split"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if before == (dataset, split):
+        return None
+    return (f"Replacing the evaluation of {before[0]} {before[1]} in {output} (pass --output "
+            "to keep both)")
+
+
 def check_num_classes(model, num_classes_flag, labels, labels_path):
     """Fails if --num_classes or the labels file beside the model give a class count that is
     not the model's number of output channels."""
@@ -392,6 +409,8 @@ def main(argv):
                     "scales": list(scales),
                     "class_names": list(info.class_names)})
     print(training.format_results(results, info.class_names))
+    if note := replaced_note(output, info.name, split):
+        print(note)
     io.write_json(output, results)  # check_output allowed replacing it
     print(f"Wrote {output}")
 
