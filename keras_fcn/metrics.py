@@ -65,10 +65,13 @@ def check_num_classes(num_classes):
     """
     num_classes = check_positive_int("num_classes", num_classes)
     size = 8 * num_classes**2
+    if num_classes == 1:  # as the builders refuse it: every score would be 1.0
+        raise ValueError("num_classes=1 counts every pixel as class 0: a binary task is "
+                         "num_classes=2 (background and foreground). Received: num_classes=1")
     if size > MAX_CONFUSION_BYTES:
-        raise ValueError(
-            f"num_classes={num_classes} needs a confusion matrix of {size / 1e12:.1f} TB "
-            f"(more than {MAX_CONFUSION_BYTES / 2**30:.0f} GiB): is the class count right?")
+        raise ValueError(f"num_classes={num_classes} needs a confusion matrix of "
+                         f"{size / 1e12:.1f} TB (more than {MAX_CONFUSION_BYTES / 2**30:.0f} "
+                         "GiB): is the class count right?")
     return num_classes
 
 
@@ -175,18 +178,14 @@ def count_dtype():
     pixels are float32 sums)."""
     if _tf.backend() == "jax":
         import jax
-
-        if not jax.config.jax_enable_x64:
-            return "float32"
+        return "float64" if jax.config.jax_enable_x64 else "float32"
     return "float64"
 
 
 def _ratio_mean(numerator, denominator):
     """Mean of numerator/denominator over entries with denominator > 0."""
-    present = denominator > 0
-    ratio = ops.divide_no_nan(numerator, denominator)
-    count = ops.sum(ops.cast(present, numerator.dtype))
-    return ops.divide_no_nan(ops.sum(ratio), count)
+    count = ops.sum(ops.cast(denominator > 0, numerator.dtype))
+    return ops.divide_no_nan(ops.sum(ops.divide_no_nan(numerator, denominator)), count)
 
 
 def metrics_from_confusion(confusion):

@@ -86,3 +86,13 @@ def test_evaluate_says_which_evaluation_its_default_file_replaces(tmp_path):
             "both)")
         assert evaluate.replaced_note(str(output), "camvid", "train") is None  # a rerun
         assert evaluate.replaced_note(str(tmp_path / "none.json"), "camvid", "val") is None
+
+
+def test_the_metrics_refuse_one_class_as_the_builders_do():
+    """MeanIU(1) was accepted and scored 1.0 everywhere for label maps (eval walkthrough)."""
+    from keras_fcn import metrics
+
+    for make in (lambda: metrics.MeanIU(1), lambda: metrics.confusion_matrix([[0]], [[0]], 1)):
+        with pytest.raises(ValueError, match=r"^num_classes=1 counts every pixel as class 0: a "
+                                             r"binary task is num_classes=2"):
+            make()
