@@ -35,7 +35,10 @@ def keras_home(monkeypatch, tmp_path):
 def _release(monkeypatch, tmp_path, name, groups=None, **tiny):
     """Serves a tiny random version of the preset at a file:// URL put in the table."""
     preset = tiny_preset(monkeypatch, name, **(tiny or TINY))
-    layers = [layer._replace(group=(groups or {}).get(layer.name, 1))
+    # the released file's layer names: the preset's rename maps them to keras_fcn's
+    released = {new: old for old, new in (preset.rename or {}).items()}
+    layers = [layer._replace(group=(groups or {}).get(layer.name, 1),
+                             name=released.get(layer.name, layer.name))
               for layer in caffe_layers(preset.builder(**preset.build_kwargs))]
     url, _ = serve(tmp_path, layers, preset.filename)
     monkeypatch.setitem(PRESETS, name, dataclasses.replace(preset, url=url))

@@ -13,7 +13,7 @@ import warnings
 
 from keras_fcn.weights.caffe import FIXED_SCALES, convert_caffe_layers, read_caffe_layers
 from keras_fcn.weights.imagenet import KERAS_VGG16_TO_FCN
-from keras_fcn.weights.io import _match_no_layer_message, set_weights_by_name, trunk_layers_left
+from keras_fcn.weights.io import match_no_layer_message, set_weights_by_name, trunk_layers_left
 from keras_fcn.weights.layouts import base_layer_name, check_rename
 from keras_fcn.weights.npz import load_npz
 from keras_fcn.weights.torch import convert_torch_state_dict
@@ -99,7 +99,7 @@ def convert_to_keras_model(source, model, rename=None, strict=True):
     converted, scales = _read(source, rename, strict)
     with_weights = {layer.name for layer in model.layers if layer.weights}
     if not with_weights & set(converted):  # loading nothing must not pass for a conversion
-        raise ValueError(_match_no_layer_message(os.fspath(source), converted, model))
+        raise ValueError(match_no_layer_message(os.fspath(source), converted, model))
     _check_trunk_set(source, model, converted, strict)  # before any layer is set
     if scales is not None:
         _check_at_once(os.fspath(source), scales, converted, model)

@@ -322,7 +322,7 @@ def load_weights(model, weights):
     if not done:  # a file of another network: loading nothing must not pass for success
         origin = (os.fspath(weights) if isinstance(weights, (str, os.PathLike))
                   else getattr(weights, "name", type(weights).__name__))
-        raise ValueError(_match_no_layer_message(origin, source, model))
+        raise ValueError(match_no_layer_message(origin, source, model))
     unset = trunk_layers_left(model, done)
     if unset:
         origin = (os.fspath(weights) if isinstance(weights, (str, os.PathLike))
@@ -351,8 +351,12 @@ def trunk_layers_left(model, done):
                   and layer.name not in done and not layer.name.startswith(HEAD_PREFIXES))
 
 
-def _match_no_layer_message(origin, source, model):
-    """The error for weights that set no layer of `model` (a file of another network)."""
+def match_no_layer_message(origin, source, model):
+    """The error for weights that set no layer of `model` (a file of another network).
+
+    Example:
+        raise ValueError(match_no_layer_message("resnet18.pth", state_dict, model))
+    """
     theirs = sorted(source)[:5]
     ours = sorted(layer.name for layer in model.layers if layer.weights)[:5]
     return (f"The weights of {origin!r} match no layer of {model.name!r}: "
