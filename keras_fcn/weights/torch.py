@@ -122,12 +122,12 @@ def read_state_dict(state_dict_or_path):
 
 def _group_state_dict(state_dict, rename, strict, origin):
     """Groups `layer.weight` / `layer.bias` entries by (renamed) layer name."""
-    names = [key.removeprefix("module.").rpartition(".")[0] for key in state_dict
-             if key.rpartition(".")[2] in ("weight", "bias")]
-    check_rename(rename, [name for name in dict.fromkeys(names) if name], origin)
+    entries = {key.removeprefix("module."): value for key, value in state_dict.items()}
+    names = [layer for layer, _, param in (key.rpartition(".") for key in entries)
+             if layer and param in ("weight", "bias")]
+    check_rename(rename, list(dict.fromkeys(names)), origin)
     layers = {}
-    for key, value in state_dict.items():
-        key = key[len("module."):] if key.startswith("module.") else key
+    for key, value in entries.items():
         layer, _, param = key.rpartition(".")
         if param not in ("weight", "bias") or not layer:
             reject(f"state dict entry {key!r} is not a `<layer>.weight` or `<layer>.bias`",
