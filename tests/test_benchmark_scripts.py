@@ -146,6 +146,7 @@ def test_input_pipeline_has_an_output_dir_and_keeps_a_saved_report(tmp_path):
     assert line == "error: argument --images: expected an integer >= 1. Received: '-1'"
 
 
+@pytest.mark.slow  # ~37 s in the suite: a benchmark's own variants (its flags are checked above)
 def test_jax_upsampling_forms_agree_with_keras(tmp_path):
     """benchmarks/jax_upsampling.py at a small size: every form of every FCN-8s upsampling
     layer gives Keras' output, at the shapes the model feeds them."""
@@ -205,6 +206,7 @@ def test_array_pipeline_compares_jitter_forms_on_generated_pairs(tmp_path):
         "error: --workers must be comma-separated integers >= 1. Received: '0,x'")
 
 
+@pytest.mark.slow  # ~37 s in the suite: a benchmark's own variants (its flags are checked above)
 def test_torch_layout_trains_both_forms_to_the_same_losses(tmp_path):
     """benchmarks/torch_layout.py at a small size: Keras' ops and keras_fcn's channels-last
     ones train the same model to the same losses (to float round-off), and the report says so."""
