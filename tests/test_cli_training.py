@@ -3,10 +3,10 @@ empties only a run directory and never the data, negative counts are refused nam
 a `--resume` with other model flags says which, `--help` lists the shared flags, and
 `--synthetic` leaves nothing in the temporary folder and refuses the flags it would ignore.
 
-Most checks call `prepare_run_dir`, `config_from_flags` and `run` in-process; the --help and
-finished-run checks run a script (about 5 s of TensorFlow import each), the --synthetic
-refusal runs one in-process (`tool_flags.run_in_process`: absl's --help needs the script as
-the process's main module)."""
+Most checks call `prepare_run_dir`, `config_from_flags` and `run` in-process; the --help
+checks run a script (about 10 s of TensorFlow import each: absl's --help needs the script as
+the process's main module), the --synthetic refusal and finished-run checks run one in-process
+(`tool_flags.run_in_process`)."""
 
 import json
 import os
@@ -457,10 +457,9 @@ def test_resume_of_a_finished_run_trains_nothing(tmp_path, script):
               {"modality": "rgb", "variant": "32s", "synthetic": True})
     run_dir_lib.write_run_config(str(run), config)
     before = file_digests(run)
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "examples", script), "--synthetic",
-         "--resume", f"--output_dir={run}"], capture_output=True, text=True, timeout=300,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    # in this process, as the script runs it (a subprocess cost ~10 s of TensorFlow import)
+    proc = run_in_process(f"examples/{script}", "--synthetic", "--resume", f"--output_dir={run}")
+    io.unlock_directory(str(run))  # as the script's process does at its exit
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"Run directory: {run} (complete; nothing to resume)" in proc.stdout
     after = file_digests(run)
