@@ -180,10 +180,6 @@ def _wait_for_epochs(process, run_dir, epochs, seconds=240):
         time.sleep(0.02)
 
 
-# ~40 s alone, 107 s in the suite on a slow 2-core AMD EPYC: slow. By default tests/test_kills.py
-# kills the run between each two of its epoch-end writes, and test_a_kill_after_the_last_epoch_...
-# below kills a finished run.
-@pytest.mark.slow
 def test_random_kills_never_corrupt_the_run_and_resume_completes(tmp_path):
     """SIGKILL at seeded random moments (start-up, then mid-epoch or while checkpointing).
 
