@@ -35,9 +35,18 @@ def test_frames_in_subfolders_are_named_not_dropped_without_a_word(tmp_path, cap
         datasets.load_split("folder", "train", data_dir=tmp_path, num_classes=3)
 
 
-def test_check_names_what_stops_a_run_though_each_pair_is_good(tmp_path, capsys):
+def test_check_names_what_stops_a_run_though_each_pair_is_good(tmp_path, capsys, monkeypatch):
     """datasets.check printed "0 examples, all good" for an empty val folder and "all good"
-    for 0/255 binary training masks, both of which training refuses."""
+    for 0/255 binary training masks, both of which training refuses. It lists each split's
+    files once (it listed the train split a second time for its DatasetInfo)."""
+    import importlib
+
+    check_module = importlib.import_module("keras_fcn.datasets.check")  # datasets.check: the function
+    listed = []
+    file_pairs = check_module.file_pairs
+    monkeypatch.setattr(check_module, "file_pairs",
+                        lambda name, split, *a: listed.append(split) or file_pairs(name, split,
+                                                                                   *a))
     for split in ("train", "val"):
         for sub in ("images", "masks"):
             (tmp_path / split / sub).mkdir(parents=True)
@@ -54,6 +63,7 @@ def test_check_names_what_stops_a_run_though_each_pair_is_good(tmp_path, capsys)
            "pixel of any class but" in out
     assert "save the foreground as 1 (mask // 255)" in out
     assert len(reports["train"].problems) == 1 and reports["train"].num_bad == 0
+    assert listed == ["train", "val"]
 
 
 def test_an_evaluation_without_a_labelled_pixel_says_so():

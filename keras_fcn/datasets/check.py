@@ -80,20 +80,26 @@ def check_split(name, data_dir, split, *, num_classes=None, ignore_label=IGNORE_
     Example:
         check_split("camvid", "~/data/camvid", "val").num_bad
     """
+    return _check_split(name, data_dir, split, num_classes, ignore_label, decode_images)[0]
+
+
+def _check_split(name, data_dir, split, num_classes, ignore_label, decode_images):
+    """`check_split`'s report and the split's `DatasetInfo` (None for the id-listed sets),
+    listing the split's files once."""
     data_dir = os.path.expanduser(os.fspath(data_dir))
     if name == "nyud":
         return _check_ids(nyud.nyud_ids(data_dir, split),
-                          lambda image_id: _nyud_problem(data_dir, image_id))
+                          lambda image_id: _nyud_problem(data_dir, image_id)), None
     if name == "siftflow":
         return _check_ids(siftflow.siftflow_ids(data_dir, split),
-                          lambda image_id: _siftflow_problem(data_dir, image_id))
+                          lambda image_id: _siftflow_problem(data_dir, image_id)), None
     pairs, info = file_pairs(name, split, data_dir, None, num_classes, ignore_label)
     kwargs = info.dataset_kwargs()
     with _quiet(validate_pairs.__module__):  # its "Skipping ..." warning is a fit's; none here
         return validate_pairs(pairs, num_classes=kwargs["num_classes"],
                               ignore_label=kwargs["ignore_label"],
                               mask_format=kwargs["mask_format"], palette=kwargs["palette"],
-                              decode_images=decode_images, skip_bad=True, verbose=False)
+                              decode_images=decode_images, skip_bad=True, verbose=False), info
 
 
 @contextlib.contextmanager
@@ -138,14 +144,13 @@ def check(name, data_dir, splits=None, *, num_classes=None, ignore_label=IGNORE_
     reports = {}
     for split in splits or CHECK_SPLITS[name]:
         try:
-            report = check_split(name, data_dir, split, num_classes=num_classes,
-                                 ignore_label=ignore_label, decode_images=decode_images)
+            report, info = _check_split(name, data_dir, split, num_classes, ignore_label,
+                                        decode_images)
         except (OSError, ValueError) as error:
             print(f"{name} {split}: not checked: {error}")
             continue
         total = len(report.good) + report.num_bad
-        problems = report.problems = _split_problems(name, data_dir, split, report,
-                                                     num_classes, ignore_label)
+        problems = report.problems = _split_problems(name, data_dir, split, report, info)
         if report.num_bad:
             listed = report.summary(max_items).split("\n", 1)[1]  # after "n bad pair(s) of m:"
             print(f"{name} {split}: {total} examples, {report.num_bad} bad pair(s) (training "
@@ -158,7 +163,7 @@ def check(name, data_dir, splits=None, *, num_classes=None, ignore_label=IGNORE_
     return reports
 
 
-def _split_problems(name, data_dir, split, report, num_classes, ignore_label):
+def _split_problems(name, data_dir, split, report, info):
     """What stops a run on the split as a whole, though each pair is good: no pair at all,
     and for "folder" data an EXIF-turned photo or training masks without a class but 0
     (0/255 binary masks), as `keras_fcn.datasets.load_split` checks."""
@@ -172,7 +177,6 @@ def _split_problems(name, data_dir, split, report, num_classes, ignore_label):
     problems = []
     checks = [lambda: check_orientations(report.good)]
     if split == "train":
-        info = file_pairs(name, split, data_dir, None, num_classes, ignore_label)[1]
         checks.append(lambda: check_training_labels(report.good, info))
     for run_check in checks:
         try:
