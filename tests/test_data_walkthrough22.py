@@ -41,7 +41,7 @@ def test_check_names_what_stops_a_run_though_each_pair_is_good(tmp_path, capsys,
     files once (it listed the train split a second time for its DatasetInfo)."""
     import importlib
 
-    check_module = importlib.import_module("keras_fcn.datasets.check")  # datasets.check: the function
+    check_module = importlib.import_module("keras_fcn.datasets.check")  # not the function
     listed = []
     file_pairs = check_module.file_pairs
     monkeypatch.setattr(check_module, "file_pairs",
