@@ -1,7 +1,9 @@
 """A resumed run reads the batches an uninterrupted run reads: the order and the random
 augmentation of the epochs after the backup, not the first epochs' again
 (`keras_fcn.training.data_order.ResumeDataOrder`). The PyDataset case is in backend_cases.py (run on
-TensorFlow, JAX and PyTorch); here the tf.data ones."""
+TensorFlow, JAX and PyTorch); here the tf.data ones. The first runs the graph path users run;
+the others run TensorFlow's functions eagerly (`eager_tf`: the order of the data is the same,
+their fits cost ~40% less; breaking `advance_data` fails them as it fails the graph path)."""
 
 import contextlib
 import io
@@ -33,7 +35,8 @@ def _unknown_size_data():
     return data
 
 
-def test_a_resumed_run_on_tf_data_of_unknown_size_reads_the_uninterrupted_batches(tmp_path):
+def test_a_resumed_run_on_tf_data_of_unknown_size_reads_the_uninterrupted_batches(tmp_path,
+                                                                                  eager_tf):
     """Keras makes one iterator per epoch of a set of unknown size (two of a known size on
     TensorFlow): before, such data started again from its first batch on a resume."""
     assert fit_iterators_per_epoch(_unknown_size_data()) == 1
@@ -133,7 +136,7 @@ def _fit(data, run_dir, epochs, *, seed=0, scope=contextlib.nullcontext, **kwarg
 
 
 def test_a_stage_after_a_skipped_stage_reads_the_pydataset_epoch_of_an_uninterrupted_run(
-        tmp_path):
+        tmp_path, eager_tf):
     data = py_data(tmp_path / "shapes")
     _fit(data, str(tmp_path / "a"), 1, seed=1)  # the first stage, in the same process
     whole = FirstBatchEpoch(data)
@@ -145,7 +148,7 @@ def test_a_stage_after_a_skipped_stage_reads_the_pydataset_epoch_of_an_uninterru
 
 
 def test_a_stage_after_a_skipped_stage_reads_the_tf_data_of_an_uninterrupted_run_in_a_scope(
-        tmp_path):
+        tmp_path, eager_tf):
     import tensorflow as tf
 
     def make_data():
@@ -163,7 +166,7 @@ def test_a_stage_after_a_skipped_stage_reads_the_tf_data_of_an_uninterrupted_run
                                [e["loss"] for e in whole["history"]], rtol=1e-5)
 
 
-def test_a_pydataset_resume_with_steps_per_epoch_matches_or_says_so(tmp_path):
+def test_a_pydataset_resume_with_steps_per_epoch_matches_or_says_so(tmp_path, eager_tf):
     def losses(run_dir, kill_at=None):
         out = io.StringIO()
         try:
