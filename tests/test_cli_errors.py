@@ -2,6 +2,8 @@
 whatever raised it (a flag, a stray word, the data pipeline, the disk, a download)."""
 
 import errno
+import glob
+import os
 
 import numpy as np
 import pytest
@@ -120,3 +122,41 @@ def test_a_failed_assertion_inside_fit_is_told_by_its_message(capsys):
     assert _run(_raising(raised.value), [], capsys) == (
         2, "error: Labels must be in [0, 4) or equal to ignore_label=255. Received a label "
            "value: 7\n")
+
+
+def _main_block_calls(path):
+    """The calls in the ``if __name__ == "__main__":`` block of the script at ``path``."""
+    import ast
+
+    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    blocks = [node for node in tree.body if isinstance(node, ast.If)
+              and ast.unparse(node.test).replace("'", '"') == '__name__ == "__main__"']
+    assert len(blocks) == 1, f"{path}: {len(blocks)} __main__ blocks"
+    return [node for node in ast.walk(blocks[0]) if isinstance(node, ast.Call)]
+
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# examples/litert_segment.py needs no keras_fcn (a phone-side app): its own exit statuses
+_SCRIPTS = sorted(os.path.relpath(path, _ROOT)
+                  for folder in ("tools", "examples")
+                  for path in glob.glob(os.path.join(_ROOT, folder, "*.py"))
+                  if not path.endswith("litert_segment.py"))
+
+
+@pytest.mark.parametrize("path", _SCRIPTS)
+def test_each_script_runs_its_main_through_run_main(path):
+    """The scripts' exit statuses are checked in-process (tests/tool_flags.run_in_process calls
+    ``run_main(module.main)``, as these blocks do): here that each script's ``__main__`` block
+    does, so the status of a real process is the one those tests see."""
+    calls = [call for call in _main_block_calls(os.path.join(_ROOT, path))
+             if _ast_name(call.func) == "run_main"]
+    assert len(calls) == 1, f"{path}: its __main__ block does not call run_main(main)"
+    call = calls[0]
+    assert [_ast_name(arg) for arg in call.args] == ["main"], path
+    positional = {k.arg: getattr(k.value, "value", None) for k in call.keywords}
+    assert positional == ({"positional": True} if path == "tools/predict.py" else {}), path
+
+
+def _ast_name(node):
+    """``run_main`` for ``run_main``, ``cli.run_main`` and ``train.run_main``; else None."""
+    return getattr(node, "id", None) or getattr(node, "attr", None)

@@ -156,8 +156,9 @@ def test_evaluate_cli_exits_2_and_keeps_the_file(tmp_path, model_file):
     checkpoint = tmp_path / "best.keras"
     checkpoint.write_bytes(open(model_file[1], "rb").read())
     before = _md5(checkpoint)
-    run = _run(os.path.join(ROOT, "tools", "evaluate.py"), f"--model={model_file[1]}",
-               "--max_images=1", f"--output={checkpoint}")
+    # in this process, as its __main__ block runs it (test_cli_errors: each script's block)
+    run = run_in_process("tools/evaluate.py", f"--model={model_file[1]}", "--max_images=1",
+                         f"--output={checkpoint}")
     assert run.returncode == 2, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     assert f"error: --output='{checkpoint}' exists and is not the JSON" in run.stderr
@@ -268,8 +269,8 @@ def test_export_checks_the_model_flags_and_existing_files_before_writing(tmp_pat
 
 def test_export_cli_exits_2_without_writing(tmp_path, model_file):
     out = tmp_path / "out"
-    run = _run(os.path.join(ROOT, "tools", "export.py"), f"--model={model_file[1]}",
-               f"--output_dir={out}", "--input_size=32x32")  # int8 is a default variant
+    run = run_in_process("tools/export.py", f"--model={model_file[1]}", f"--output_dir={out}",
+                         "--input_size=32x32")  # int8 is a default variant; in this process
     assert run.returncode == 2, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     assert "error: --quantizations=int8 (full int8) needs --calibration_data" in run.stderr
