@@ -107,10 +107,12 @@ def test_a_kill_between_any_two_epoch_end_writes_loses_no_epoch(tmp_path, monkey
 
 
 def test_a_kill_between_the_backups_weights_and_its_epoch_file_trains_no_epoch_twice(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, eager_tf):
     """The backup is two files renamed one after the other: latest.weights.h5, then
     training_metadata.json. A kill between them left epoch 2's weights with epoch 1's metadata;
-    the resume ran epoch 2 again on epoch 2's weights. The weights now carry their epoch."""
+    the resume ran epoch 2 again on epoch 2's weights. The weights now carry their epoch.
+    TensorFlow's functions run eagerly (`eager_tf`): 2 s against 6 s traced, the file writes
+    the same (the test above, 12 fits of one model, is faster traced)."""
     model = _compiled_model()
     train_ds, val_ds = _shapes_data()
     run_dir = str(tmp_path / "run")
