@@ -7,8 +7,8 @@ each weight share its buffer with the optimizer's average, so the validation wit
 (``EMAWeights``) deleted the averages, and ``BestCheckpoint`` then read a deleted array.
 
 JAX and PyTorch run in a subprocess (Keras fixes its backend at import; TensorFlow, the
-suite's backend, in this process): this file, run as a script, trains a Dense layer for 2 epochs of 4 steps with ``make_callbacks`` and writes what it
-saw to ``out.npz``.
+suite's backend, in this process): this file, run as a script, trains a Dense layer for 2
+epochs of 4 steps with ``make_callbacks`` and writes what it saw to ``out.npz``.
 
 Example:
     python -m pytest -q -n 0 tests/test_ema_jax.py
