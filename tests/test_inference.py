@@ -437,7 +437,9 @@ def test_cli_main_exit_status(tmp_path, saved_model):
         "--noprogress", "--tta=flip", "--tile_size=16", "--tile_overlap=4",
         str(frames), positional=True)  # a positional input, as a shell-expanded glob gives
     assert result.returncode == 1, result.stderr
-    assert "2 input(s) failed" in result.stdout and "notes.png" in result.stdout
+    # the failures and warnings on stderr, the counts on stdout
+    assert "2 input(s) failed" in result.stderr and "notes.png" in result.stderr
+    assert "processed 1 frame, wrote" in result.stdout and "failed" not in result.stdout
     assert os.path.exists(tmp_path / "out" / "seq" / "f0_overlay.png")
     # A bad option is a ValueError of files.run (test_run_rejects_bad_options), which
     # keras_fcn.training.cli.run_main prints as one line with exit status 2 (its own tests).

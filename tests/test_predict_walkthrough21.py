@@ -64,8 +64,8 @@ def test_a_kept_label_map_of_another_size_fails_the_image(tmp_path, model_path):
     Image.fromarray(np.zeros((5, 7), np.uint8)).save(out / "x_labels.png")
     report = files.run(PredictOptions(model=model_path, inputs=[image], output_dir=str(out)))
     labels = str(out / "x_labels.png")
-    assert report.failures == [(image, f"its output {labels!r} exists but is 7x5 pixels, not "
-                                "this image's 20x12: it is not this image's label map. It was "
+    assert report.failures == [(image, f"its output {labels!r} exists but is 5x7 pixels (HxW), "
+                                "not this image's 12x20: it is not this image's label map. It was "
                                 "kept; move it, or pass --overwrite to replace it")]
     assert report.written == 0 and _size(labels) == (7, 5)
     report = files.run(PredictOptions(model=model_path, inputs=[image], output_dir=str(out),

@@ -44,7 +44,7 @@ def test_a_patterns_outputs_among_its_images_are_refused(tmp_path):
 
 def test_the_report_says_kept_only_when_outputs_were_kept(capsys):
     print_report(Report(written=2, processed=1))
-    assert capsys.readouterr().out == "processed 1 frames, wrote 2 files\n"
+    assert capsys.readouterr().out == "processed 1 frame, wrote 2 files\n"
     print_report(Report(written=0, processed=0, skipped=4))
     assert capsys.readouterr().out == ("processed 0 frames, wrote 0 files, kept 4 existing "
                                        "(use --overwrite to replace)\n")

@@ -3,7 +3,8 @@
 For each image <stem> it writes, in --output_dir: <stem>_labels.png (palette PNG, pixel value =
 class id), <stem>_overlay.png (class colours over the image, with a legend),
 <stem>_mask_<class>.png (0/255, per class of --classes) and <stem>_<map>.png/.npy (the maps of
---uncertainty). A folder's outputs go to <output_dir>/<folder name>/. A video <stem>.mp4 gives
+--uncertainty: <stem>_entropy, <stem>_margin; mc_dropout gives <stem>_mc_variance and
+<stem>_mc_mutual_info). A folder's outputs go to <output_dir>/<folder name>/. A video <stem>.mp4 gives
 <stem>_overlay.mp4, <stem>_mask_<class>.<video_format> (mp4: a white-on-black matte; mov: ProRes
 4444 with the mask as alpha, which editors import; webm: VP9 with alpha) and per-frame RGBA PNGs
 in <output_dir>/<stem>/. mp4 videos (the overlay always) need even sizes: an odd width or
@@ -45,6 +46,7 @@ from absl import flags  # noqa: E402
 
 from keras_fcn import io  # noqa: E402
 from keras_fcn.inference import files, predictor  # noqa: E402
+from keras_fcn.inference.predict import AUTO_TILE_SIZE  # noqa: E402
 
 FLAGS = flags.FLAGS
 TTA = ("flip",)
@@ -66,7 +68,8 @@ flags.DEFINE_string("image_size", "auto",
 flags.DEFINE_integer("tile_size", None, "Predict images larger than this in tiles. Unset: "
                      "tiles of 1024 for images of more than 2048x2048 pixels (bounded memory, "
                      "docs/reliability.md); 0: one pass, refused above 4096x4096 pixels.")
-flags.DEFINE_integer("tile_overlap", 64, "Overlap of tiles in pixels.")
+flags.DEFINE_integer("tile_overlap", 64, "Overlap of tiles in pixels (< the tile size; unset "
+                     "with a --tile_size under 256: a quarter of it).")
 flags.DEFINE_list("tta", [], "Test-time augmentation: 'flip'.")
 flags.DEFINE_list("scales", ["1.0"], "Test-time scales, e.g. 0.75,1,1.25.")
 flags.DEFINE_float("alpha", 0.5, "Opacity of the class colours in overlays.")
@@ -97,6 +100,23 @@ def _tile_size(value):
     return value or None
 
 
+def _tile_overlap(tile_size):
+    """--tile_overlap for predict's ``tile_size``: its default 64 is at most a quarter of a
+    smaller --tile_size; a value the user gave must be below the tile size."""
+    overlap = FLAGS.tile_overlap
+    limit = AUTO_TILE_SIZE if tile_size == "auto" else tile_size
+    if limit is None:  # one pass: no tiles
+        return overlap
+    if not FLAGS["tile_overlap"].present:
+        return min(overlap, limit // 4)
+    if not 0 <= overlap < limit:
+        given = (f"--tile_size={limit}" if tile_size != "auto"
+                 else f"the tile size ({AUTO_TILE_SIZE})")
+        raise ValueError(f"--tile_overlap must be >= 0 and smaller than {given}. "
+                         f"Received: --tile_overlap={overlap}")
+    return overlap
+
+
 def options_from_flags(extra_inputs=()):
     """The run's options; a bad --tta or --scales value raises ValueError naming it."""
     bad = [t for t in FLAGS.tta if t not in TTA]
@@ -110,7 +130,8 @@ def options_from_flags(extra_inputs=()):
         model=FLAGS.model, inputs=list(FLAGS.input or []) + list(extra_inputs),
         output_dir=FLAGS.output_dir, classes=FLAGS.classes, uncertainty=FLAGS.uncertainty,
         mc_samples=FLAGS.mc_samples, smooth_alpha=FLAGS.smooth_alpha,
-        tile_size=_tile_size(FLAGS.tile_size), tile_overlap=FLAGS.tile_overlap,
+        tile_size=_tile_size(FLAGS.tile_size),
+        tile_overlap=_tile_overlap(_tile_size(FLAGS.tile_size)),
         tta_flip="flip" in FLAGS.tta, scales=scales, alpha=FLAGS.alpha,
         video_format=FLAGS.video_format, overwrite=FLAGS.overwrite, progress=FLAGS.progress,
         precision=FLAGS.precision, jit_compile=FLAGS.jit_compile,

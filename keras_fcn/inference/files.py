@@ -187,7 +187,7 @@ def outputs_problem(outputs, size, overwrite):
         kind, found = "not an image", None
     if kind == "PNG" and found == tuple(size):
         return None
-    what = (f"is {found[0]}x{found[1]} pixels, not this image's {size[0]}x{size[1]}"
+    what = (f"is {found[1]}x{found[0]} pixels (HxW), not this image's {size[1]}x{size[0]}"
             if kind == "PNG" else f"is {'not an image' if found is None else kind}, not a PNG")
     return (f"its output {labels!r} exists but {what}: it is not this image's label map. "
             "It was kept; move it, or pass --overwrite to replace it")
@@ -383,25 +383,32 @@ def run(opts):
     return report
 
 
-def print_report(report, stream=None):
-    """Prints the summary of a :func:`run`: counts, flicker per sequence, failures.
+def print_report(report, stream=None, errors=None):
+    """Prints the summary of a :func:`run`: counts and flicker per sequence on ``stream``
+    (default stdout), warnings and failures on ``errors`` (default: stderr, or ``stream`` where
+    one is given).
 
     Example:
         >>> print_report(Report(written=2, processed=1, skipped=3))
-        processed 1 frames, wrote 2 files, kept 3 existing (use --overwrite to replace)
+        processed 1 frame, wrote 2 files, kept 3 existing (use --overwrite to replace)
     """
+    errors = errors or stream or sys.stderr
     stream = stream or sys.stdout
     if report.model_input:
         print(report.model_input, file=stream)
     kept = (f", kept {report.skipped} existing (use --overwrite to replace)"
             if report.skipped else "")
-    print(f"processed {report.processed} frames, wrote {report.written} files{kept}",
-          file=stream)
+    print(f"processed {_count(report.processed, 'frame')}, wrote "
+          f"{_count(report.written, 'file')}{kept}", file=stream)
     for name, figures in report.flicker.items():
         print(f"flicker {name}: {json.dumps(figures)}", file=stream)
     for line in report.warnings:
-        print(f"warning: {line}", file=stream)
+        print(f"warning: {line}", file=errors)
     if report.failures:
-        print(f"{len(report.failures)} input(s) failed:", file=stream)
+        print(f"{len(report.failures)} input(s) failed:", file=errors)
         for path, message in report.failures:
-            print(f"  {path}: {message}", file=stream)
+            print(f"  {path}: {message}", file=errors)
+
+
+def _count(number, noun):
+    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -10,6 +10,8 @@ Example:
     array([0., 0.], dtype=float32)
 """
 
+import os
+
 import numpy as np
 
 from keras_fcn._checks import count_non_finite, pixel_value_problem
@@ -83,6 +85,13 @@ def as_image_list(images):
         >>> kind, [a.shape for a in arrays]
         ('list', [(4, 5, 3), (6, 7, 3)])
     """
+    paths = ([images] if isinstance(images, (str, os.PathLike))
+             else [i for i in images if isinstance(i, (str, os.PathLike))]
+             if isinstance(images, (list, tuple)) else [])
+    if paths:
+        raise TypeError("images must be arrays of pixels, not file names; read a file with "
+                        "keras_fcn.inference.read_image (tools/predict.py takes files). "
+                        f"Received: {os.fspath(paths[0])!r}")
     if isinstance(images, (list, tuple)):
         arrays, kind = [np.asarray(image) for image in images], "list"
     else:

@@ -12,6 +12,9 @@ Example:
 """
 
 
+import os
+
+import keras
 import numpy as np
 from keras import ops
 
@@ -258,6 +261,13 @@ def predict(model, images, *, batch_size=1, tile_size="auto", tile_overlap=64, t
         labels, probs = predict(model, np.zeros((37, 53, 3), np.uint8))
         labels.shape, probs.shape
     """
+    if not isinstance(model, keras.Model):
+        hint = (" (a file name: load it with keras.models.load_model, or a preset name with "
+                "keras_fcn.from_preset)" if isinstance(model, (str, os.PathLike)) else "")
+        raise TypeError(f"model must be a keras.Model{hint}. Received: {model!r}")
+    for name, value in (("tta_flip", tta_flip), ("return_probabilities", return_probabilities)):
+        if not isinstance(value, (bool, np.bool_)):  # "no" would turn flipping on
+            raise TypeError(f"{name} must be True or False. Received: {name}={value!r}")
     arrays, kind, scales = checked_images(images, batch_size=batch_size, tile_size=tile_size,
                                           tile_overlap=tile_overlap, scales=scales)
     probs = map_same_size(

@@ -110,6 +110,7 @@ def _read_model(model):
     }
 
 
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")  # what keras.models.load_model reads as a file
 TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer identifier of a .tflite file, at bytes 4-8
 
 
@@ -142,6 +143,14 @@ def load_model_file(path):
         raise ValueError(f"{os.fspath(path)!r} is a TFLite model; expected a .keras model file "
                          "(or a preset name). Run a .tflite with examples/litert_segment.py or "
                          "keras_fcn.export.TFLiteRunner.")
+    # Keras' message for a file of another kind (a photo, a JSON file) is about SavedModels
+    # and TFSMLayer; a SavedModel folder keeps it.
+    suffix = os.path.splitext(os.fspath(path))[1].lower() if isinstance(
+        path, (str, os.PathLike)) else None
+    if suffix is not None and suffix not in MODEL_SUFFIXES and os.path.isfile(path):
+        named = f"its name ends in {suffix!r}" if suffix else "its name has no suffix"
+        raise ValueError(f"Cannot load the model file {os.fspath(path)!r}: {named}; expected "
+                         "a .keras file (written by model.save) or a legacy Keras .h5 file.")
     # Keras says "File not found" for an existing .keras file that is not a zip archive.
     if str(path).endswith(".keras") and os.path.isfile(path) and not zipfile.is_zipfile(path):
         detail = "an empty file" if os.path.getsize(path) == 0 else "not a zip archive"
