@@ -50,11 +50,12 @@ def write_png(path, height, width):
 
 
 def single_tile_regions(length, tile=1024, overlap=64):
-    """The first and last ranges of positions covered by one tile only."""
-    from keras_fcn.inference.predict import tile_starts
+    """The first and last ranges of positions covered by one tile only, and the tiles' size
+    (1024 grown to start on the 32-pixel grid)."""
+    from keras_fcn.inference.predict import tile_layout
 
-    starts = tile_starts(length, tile, overlap)
-    return slice(0, starts[1]), slice(starts[-2] + tile, length)
+    size, starts = tile_layout(length, tile, overlap)
+    return (slice(0, starts[1]), slice(starts[-2] + size, length)), size
 
 
 def peak_rss(args, timeout):
@@ -89,9 +90,11 @@ def _check_single_tile_crops(model, image, labels):
     from keras_fcn.inference import predict
 
     height, width = labels.shape
-    for rows, top in zip(single_tile_regions(height), (0, height - 1024)):
-        for cols, left in zip(single_tile_regions(width), (0, width - 1024)):
-            crop = image[top:top + 1024, left:left + 1024]
+    (row_regions, tile_h), (col_regions, tile_w) = (single_tile_regions(height),
+                                                     single_tile_regions(width))
+    for rows, top in zip(row_regions, (0, height - tile_h)):
+        for cols, left in zip(col_regions, (0, width - tile_w)):
+            crop = image[top:top + tile_h, left:left + tile_w]
             expected = predict(model, crop, tile_size=None, return_probabilities=False)
             region = (slice(rows.start - top, rows.stop - top),
                       slice(cols.start - left, cols.stop - left))
@@ -109,17 +112,18 @@ def test_auto_tiles_equal_a_numpy_blend_of_untiled_tile_predictions(tiny, monkey
     monkeypatch.setattr(predict_module, "AUTO_TILE_PIXELS", 100 * 100)
     image = np.random.default_rng(0).integers(0, 256, (130, 150, 3)).astype("uint8")
     _, probs = predict(model, image, tile_overlap=16)
-    # The reference: each tile predicted on its own, blended with ramps written out here.
+    # The reference: each tile predicted on its own, blended with ramps written out here. The
+    # 64-pixel tiles grow to 66x86 so that they start on the 32-pixel grid and end flush.
     total = np.zeros((130, 150, NUM_CLASSES))
     weights = np.zeros((130, 150, 1))
     ramp = lambda n: np.clip(np.minimum(np.arange(n) + 0.5, n - np.arange(n) - 0.5) / 16,
                              1 / 16, 1)
-    weight = np.outer(ramp(64), ramp(64))[..., None]
-    for top in (0, 48, 66):
-        for left in (0, 48, 86):
-            _, tile = predict(model, image[top:top + 64, left:left + 64], tile_size=None)
-            total[top:top + 64, left:left + 64] += tile * weight
-            weights[top:top + 64, left:left + 64] += weight
+    weight = np.outer(ramp(66), ramp(86))[..., None]
+    for top in (0, 32, 64):
+        for left in (0, 64):
+            _, tile = predict(model, image[top:top + 66, left:left + 86], tile_size=None)
+            total[top:top + 66, left:left + 86] += tile * weight
+            weights[top:top + 66, left:left + 86] += weight
     np.testing.assert_allclose(probs, total / weights, atol=1e-5)
     # Below the threshold: one pass, as tile_size=None.
     small = image[:90, :100]

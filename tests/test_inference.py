@@ -16,7 +16,7 @@ from keras_fcn.export.litert_runner import check_rgb_image
 from keras_fcn.inference import files, predictor, visualize
 from keras_fcn.inference.forward import forward_fn
 from keras_fcn.inference.images import check_image
-from keras_fcn.inference.predict import tile_starts
+from keras_fcn.inference.predict import tile_layout
 from keras_fcn.labels import VOC_CLASSES, voc_palette
 from keras_fcn.layers import CaffePreprocessing
 from keras_fcn.models import build_fcn
@@ -120,14 +120,26 @@ def test_tiled_equals_whole_for_pointwise_model():
 
 
 def test_tiled_fcn_covers_image(fcn):
-    labels, probs = inf.predict(fcn, random_image(70, 45), tile_size=32, tile_overlap=12)
-    assert probs.shape == (70, 45, 3)
+    labels, probs = inf.predict(fcn, random_image(100, 90), tile_size=32, tile_overlap=8)
+    assert probs.shape == (100, 90, 3)  # 2x2 tiles of 68x58 (tile_layout)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
 
 
-def test_tile_starts_cover_and_end_flush():
-    assert tile_starts(100, 32, 8) == [0, 24, 48, 68]
-    assert tile_starts(20, 32, 8) == [0]
+@pytest.mark.parametrize("length, tile, overlap", [
+    (100, 32, 8), (2500, 1024, 64), (2100, 1024, 64), (130, 64, 16), (200, 32, 31),
+    (321, 96, 95), (45, 32, 12)])
+def test_tiles_start_on_the_32_pixel_grid_cover_and_end_flush(length, tile, overlap):
+    size, starts = tile_layout(length, tile, overlap)
+    if length <= tile:
+        assert (size, starts) == (length, [0])
+        return
+    assert tile <= size < max(tile, overlap + 32) + 32 and (length - size) % 32 == 0
+    assert starts[0] == 0 and starts[-1] + size == length
+    assert all(start % 32 == 0 for start in starts)
+    assert all(b - a <= size - overlap for a, b in zip(starts, starts[1:]))  # overlap kept
+    assert starts == sorted(set(starts))
+    assert tile_layout(1000, 256, 64) == (264, [0, 192, 384, 576, 736])
+    assert tile_layout(100, 32, 8) == (68, [0, 32])  # 36 - 8 < 32: one step of 32 more
 
 
 def test_flip_tta_of_symmetric_model_changes_nothing():

@@ -1,9 +1,11 @@
-"""Findings of the inference walkthrough of 2026-12-07 (session 24), each failing before its fix:
-the API's wrong-kind arguments, --tile_size without --tile_overlap, a --model that is not a
-model file, and where the tool's report goes."""
+"""Findings of the inference walkthroughs of 2026-12-07 (session 24), each failing before its
+fix: the API's wrong-kind arguments, --tile_size without --tile_overlap, a --model that is not a
+model file, where the tool's report goes, tiles off the network's 32-pixel grid, and the
+precision the tool ran in."""
 
 import keras
 import numpy as np
+from keras import ops
 import pytest
 from PIL import Image
 
@@ -92,3 +94,56 @@ def test_the_tools_warnings_and_failures_go_to_stderr(model_path, tmp_path):
     assert "1 input(s) failed:" in done.stderr and "b.png" in done.stderr
     assert "warning: " in done.stderr and "notes.txt" in done.stderr
     assert "warning" not in done.stdout and "failed" not in done.stdout
+
+
+class _BlockMean(keras.layers.Layer):
+    """Each pixel gets the mean of its 32x32 block of a grid anchored at the input's origin:
+    the pooling grid of an FCN at its coarsest stride, with a receptive field of one block."""
+
+    def call(self, x):
+        height, width = ops.shape(x)[1], ops.shape(x)[2]
+        pooled = ops.average_pool(x, 32, 32, padding="same")
+        return ops.repeat(ops.repeat(pooled, 32, axis=1), 32, axis=2)[:, :height, :width, :]
+
+
+def test_tiles_equal_one_pass_on_the_networks_grid():
+    """The last tile was flush with the image at any offset (2500x2100 in 1024-pixel tiles:
+    at 1076 and 1476), off the 32-pixel pooling grid of a one-pass prediction: 1-9% of the
+    labels across those tiles changed. Tiles now start on the grid; with a model whose
+    receptive field is one block, tiled and one-pass probabilities are equal everywhere."""
+    image = keras.Input((None, None, 3))
+    blocks = _BlockMean()(keras.layers.Rescaling(1 / 255, name="preprocess")(image))
+    logits = keras.layers.Conv2D(3, 1, kernel_initializer=keras.initializers.RandomNormal(
+        0, 5, seed=1))(blocks)
+    model = keras.Model(image, logits)
+    # blocks of random colours, 16 pixels wide: every 32-pixel block mixes four of them
+    colours = np.random.default_rng(0).integers(0, 256, (12, 20, 3)).astype("uint8")
+    photo = np.repeat(np.repeat(colours, 16, axis=0), 16, axis=1)  # 192x320
+    for flip in (False, True):
+        _, whole = keras_fcn.predict(model, photo, tile_size=None, tta_flip=flip)
+        # 112-pixel tiles, 40 overlapping: before, they started at 0, 80 (rows) and 0, 72,
+        # 144, 208 (columns)
+        _, tiled = keras_fcn.predict(model, photo, tile_size=112, tile_overlap=40,
+                                     tta_flip=flip)
+        assert np.abs(whole - whole.mean((0, 1))).max() > 0.05  # the blocks differ
+        np.testing.assert_allclose(tiled, whole, atol=1e-6)
+
+
+def test_the_tool_says_which_precision_it_computed_in(model_path, tmp_path):
+    """The summary was the same for float32, bfloat16, float16 and auto (which resolves to
+    bfloat16 on CPUs with AVX512-BF16), unlike tools/evaluate.py's."""
+    from keras_fcn import runtime
+
+    photo = _photo(tmp_path / "p.png", 16, 16)
+    model = keras.models.load_model(model_path, compile=False)
+    auto = runtime.resolve_precision("auto", model=model)
+    for flags, expected in (((), "computed in float32"),
+                            (("--precision=bfloat16",), "computed in bfloat16"),
+                            (("--precision=auto",), f"computed in {auto} (--precision=auto)")):
+        done = run_in_process("tools/predict.py", f"--model={model_path}", "--noprogress",
+                              "--image_size=native", *flags,
+                              f"--output_dir={tmp_path / str(len(flags)) / expected[-5:]}",
+                              photo, positional=True)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[0] == ("model input at each image's own size "
+                                               f"(--image_size=native: no resizing), {expected}")

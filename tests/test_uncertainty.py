@@ -102,12 +102,12 @@ def test_mc_dropout_tiles_images_past_the_one_pass_limit(monkeypatch):
     monkeypatch.setattr(predict_module, "AUTO_TILE_PIXELS", 32 * 32)
     monkeypatch.setattr(predict_module, "AUTO_TILE_SIZE", 32)
     model = conv_model()
-    image = random_image(40, 48, 3)
-    with pytest.raises(ValueError, match=r"Image 0 of 40x48 pixels is too large to predict in "
+    image = random_image(100, 90, 3)  # 2x2 tiles of 68x58 (tile_layout)
+    with pytest.raises(ValueError, match=r"Image 0 of 100x90 pixels is too large to predict in "
                                          r"one pass \(more than 1024 pixels.*tile_size='auto'"):
         mc_dropout(model, image, num_samples=2, tile_size=None)
     _, tiled = predict(model, image, tile_overlap=8)  # "auto": tiles of 32
-    _, one_pass = predict(model, image, tile_size=64, tile_overlap=8)
+    _, one_pass = predict(model, image, tile_size=128, tile_overlap=8)
     assert float(np.abs(tiled - one_pass).max()) > 1e-2
     switch_dropout_off(model)
     result = mc_dropout(model, [image], num_samples=2, tile_overlap=8)

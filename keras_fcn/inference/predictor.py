@@ -17,6 +17,7 @@ import re
 
 import numpy as np
 
+from keras_fcn import runtime
 from keras_fcn.inference.forward import in_precision
 from keras_fcn.inference.predict import check_predict_args, predict
 from keras_fcn.inference.resolution import (describe, input_size, labels_file, to_image_size,
@@ -242,7 +243,13 @@ class Predictor:
         # The size frames are resized to for the model (None: their own); probabilities are
         # resized back to the frame, as tools/evaluate.py scores them.
         self.image_size = input_size(opts.image_size, labels)
-        self.input_note = describe(self.image_size, opts.image_size, labels_file(path))
+        # ... and the precision it computes in (--precision=auto resolved: bfloat16 on CPUs
+        # with AVX512-BF16 or AMX), as tools/evaluate.py says it
+        computed = (runtime.resolve_precision(opts.precision, model=self.model)
+                    if opts.precision else runtime.model_precision(self.model))
+        self.input_note = (describe(self.image_size, opts.image_size, labels_file(path))
+                           + f", computed in {computed}"
+                           + (" (--precision=auto)" if opts.precision == "auto" else ""))
         # A class asked for twice gets one mask.
         self.mask_ids = list(dict.fromkeys(resolve_classes(opts.classes, names,
                                                            self.num_classes)))

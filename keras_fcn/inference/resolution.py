@@ -93,7 +93,7 @@ def describe(size, value, labels_path=None):
     """
     if size is None:
         why = ("no training size recorded" if isinstance(value, str)
-               and value.strip().lower() == AUTO else "native size")
+               and value.strip().lower() == AUTO else "no resizing")
         return f"model input at each image's own size (--image_size={value}: {why})"
     if isinstance(value, str) and value.strip().lower() == AUTO:
         why = f"the training size in {labels_path}" if labels_path else "the training size"
