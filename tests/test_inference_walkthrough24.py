@@ -147,3 +147,21 @@ def test_the_tool_says_which_precision_it_computed_in(model_path, tmp_path):
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines()[0] == ("model input at each image's own size "
                                                f"(--image_size=native: no resizing), {expected}")
+
+
+def test_a_local_url_that_is_no_caffemodel_is_named_without_download_advice(monkeypatch,
+                                                                             tmp_path):
+    """from_preset(url=<a local junk file>) said "call again to download it anew", which
+    copies the same file again."""
+    from keras_fcn import from_preset
+    from test_fetch import FILENAME, tiny_preset
+
+    tiny_preset(monkeypatch, "voc-fcn32s")
+    junk = tmp_path / "junk.caffemodel"
+    junk.write_bytes(b"<html>404 Not Found</html>")
+    with pytest.raises(ValueError) as info:
+        from_preset("voc-fcn32s", cache_dir=str(tmp_path / "cache"), url=junk.as_uri())
+    assert "not a valid .caffemodel" in str(info.value)
+    assert str(info.value).endswith(f"The file was deleted (a copy of url='{junk.as_uri()}', "
+                                    "which was kept): pass url= of the right file.")
+    assert junk.exists() and not (tmp_path / "cache" / "keras_fcn" / FILENAME).exists()

@@ -191,12 +191,19 @@ def _replaced(target, url, file_hash):
     return None  # the same file, or none there to compare
 
 
-def _convert(preset, path, model):
+def _convert(preset, path, model, url=None):
     """Sets the model's weights with the preset's converter and checks its report; a file
     that fails is deleted (every later call would fail on it, url= or not)."""
     try:
         report = preset.converter(preset, path, model)
     except CaffeModelError as error:  # not a .caffemodel
+        source = None if url is None else local_path(url)
+        if source is not None and os.path.isfile(source) and filecmp.cmp(source, path,
+                                                                          shallow=False):
+            # a copy of the local file of url=: a new "download" copies it again
+            raise ValueError(f"Preset {preset.name!r}: {error}. {_deleted(path)} (a copy of "
+                             f"url={url!r}, which was kept): pass url= of the right file."
+                             ) from None
         raise ValueError(f"Preset {preset.name!r}: {error}. {_deleted(path)} (a damaged "
                          "download, or an error page saved in its place): call again to "
                          "download it anew, or put the right file there by hand.") from None
@@ -309,7 +316,7 @@ def from_preset(name, *, cache_dir=None, file_hash=None, url=None):
                              "again from its download.") from None
     source = download_caffemodel(name, cache_dir, file_hash, url)
     model = preset.builder(**preset.build_kwargs)
-    _convert(preset, source, model)
+    _convert(preset, source, model, url)
     model = _with_mean(preset, model)
     try:
         io.save_model(model, cached)
