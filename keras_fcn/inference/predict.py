@@ -253,7 +253,9 @@ def predict(model, images, *, batch_size=1, tile_size="auto", tile_overlap=64, t
         images: one RGB image ``(H, W, 3)`` in [0, 255], a stack ``(N, H, W, 3)`` or a list of
             images of any sizes.
         batch_size: images (or tiles) per forward pass.
-        tile_size: images with a side longer than this are predicted in square tiles.
+        tile_size: images with a side longer than this are predicted in tiles of about
+            this size (grown by up to 31 pixels a side so that every tile starts on the
+            network's 32-pixel grid and the last ends flush: ``tile_layout``).
             ``"auto"`` (default): tiles of ``AUTO_TILE_SIZE`` (1024) for images of more than
             ``AUTO_TILE_PIXELS`` (2048x2048) pixels, one pass below. None: always one pass,
             refused past ``MAX_UNTILED_PIXELS`` (4096x4096) with a message naming tile_size.
