@@ -415,8 +415,14 @@ def test_expand_inputs_names_and_failures(tmp_path):
 
 
 @pytest.mark.parametrize("change, word", [
-    ({"classes": ["bus"]}, "'bus'"), ({"uncertainty": ["bayes"]}, "bayes"),
-    ({"smooth_alpha": 0.0}, "smooth_alpha"), ({"tile_size": 16, "tile_overlap": 16},
+    # the options' names with the tool's flags, as --alpha's message gives them
+    ({"classes": ["bus"]}, "'bus'"),
+    ({"uncertainty": ["bayes"]}, r"^uncertainty \(--uncertainty\) accepts .*bayes"),
+    ({"smooth_alpha": 0.0}, r"^smooth_alpha \(--smooth_alpha\) must be in \(0, 1\]"),
+    ({"uncertainty": ["mc_dropout"], "mc_samples": 1}, r"^mc_samples \(--mc_samples\)"),
+    ({"video_format": "avi"}, r"^video_format \(--video_format\) must be one of"),
+    ({"mask_hold": 0}, r"^mask_margin \(--mask_margin\) must be in \[0, 1\), mask_hold"),
+    ({"tile_size": 16, "tile_overlap": 16},
                                               "tile_overlap=16"),
     ({"model": "nope.keras"}, "nope.keras"),
 ])

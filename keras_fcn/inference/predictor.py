@@ -73,20 +73,23 @@ class PredictOptions:
                              f"(keras_fcn.presets.list_presets()). Received: model={self.model!r}")
         bad = [u for u in self.uncertainty if u not in UNCERTAINTIES]
         if bad:
-            raise ValueError(f"uncertainty accepts {UNCERTAINTIES}. Received: {bad}")
+            raise ValueError(f"uncertainty (--uncertainty) accepts {UNCERTAINTIES}. "
+                             f"Received: {bad}")
         if not 0.0 < self.smooth_alpha <= 1.0:
-            raise ValueError(f"smooth_alpha must be in (0, 1]. Received: {self.smooth_alpha}")
+            raise ValueError("smooth_alpha (--smooth_alpha) must be in (0, 1]. "
+                             f"Received: {self.smooth_alpha}")
         if "mc_dropout" in self.uncertainty and self.mc_samples < 2:
-            raise ValueError(f"mc_samples must be >= 2. Received: {self.mc_samples}")
+            raise ValueError(f"mc_samples (--mc_samples) must be >= 2. Received: {self.mc_samples}")
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) \
                 or not 0.0 <= self.alpha <= 1.0:  # NaN fails the comparison too
             raise ValueError(f"alpha (--alpha, the opacity of the class colours) must be a number "
                              f"in [0, 1]. Received: {self.alpha!r}")
         if self.video_format not in VIDEO_FORMATS:
-            raise ValueError(f"video_format must be one of {VIDEO_FORMATS}. Received: "
-                             f"{self.video_format!r}")
+            raise ValueError(f"video_format (--video_format) must be one of {VIDEO_FORMATS}. "
+                             f"Received: {self.video_format!r}")
         if not 0.0 <= self.mask_margin < 1.0 or self.mask_hold < 1 or self.mask_feather < 0:
-            raise ValueError(f"mask_margin must be in [0, 1), mask_hold >= 1, mask_feather >= 0."
+            raise ValueError("mask_margin (--mask_margin) must be in [0, 1), mask_hold >= 1, "
+                             f"mask_feather >= 0."
                              f" Received: {self.mask_margin}, {self.mask_hold}, "
                              f"{self.mask_feather}")
         check_predict_args(1, self.tile_size, self.tile_overlap, self.scales)
