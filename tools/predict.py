@@ -126,12 +126,12 @@ def options_from_flags(extra_inputs=()):
         scales = tuple(float(s) for s in FLAGS.scales)
     except ValueError as error:
         raise ValueError(f"--scales must be numbers. Received: {FLAGS.scales}") from error
+    tile_size = _tile_size(FLAGS.tile_size)
     return predictor.PredictOptions(
         model=FLAGS.model, inputs=list(FLAGS.input or []) + list(extra_inputs),
         output_dir=FLAGS.output_dir, classes=FLAGS.classes, uncertainty=FLAGS.uncertainty,
         mc_samples=FLAGS.mc_samples, smooth_alpha=FLAGS.smooth_alpha,
-        tile_size=_tile_size(FLAGS.tile_size),
-        tile_overlap=_tile_overlap(_tile_size(FLAGS.tile_size)),
+        tile_size=tile_size, tile_overlap=_tile_overlap(tile_size),
         tta_flip="flip" in FLAGS.tta, scales=scales, alpha=FLAGS.alpha,
         video_format=FLAGS.video_format, overwrite=FLAGS.overwrite, progress=FLAGS.progress,
         precision=FLAGS.precision, jit_compile=FLAGS.jit_compile,
