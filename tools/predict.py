@@ -4,10 +4,10 @@ For each image <stem> it writes, in --output_dir: <stem>_labels.png (palette PNG
 class id), <stem>_overlay.png (class colours over the image, with a legend),
 <stem>_mask_<class>.png (0/255, per class of --classes) and <stem>_<map>.png/.npy (the maps of
 --uncertainty: <stem>_entropy, <stem>_margin; mc_dropout gives <stem>_mc_variance and
-<stem>_mc_mutual_info). A folder's outputs go to <output_dir>/<folder name>/. A video <stem>.mp4 gives
-<stem>_overlay.mp4, <stem>_mask_<class>.<video_format> (mp4: a white-on-black matte; mov: ProRes
-4444 with the mask as alpha, which editors import; webm: VP9 with alpha) and per-frame RGBA PNGs
-in <output_dir>/<stem>/. mp4 videos (the overlay always) need even sizes: an odd width or
+<stem>_mc_mutual_info). A folder's outputs go to <output_dir>/<folder name>/. A video
+<stem>.mp4 gives <stem>_overlay.mp4, <stem>_mask_<class>.<video_format> (mp4: a white-on-black
+matte; mov: ProRes 4444 with the mask as alpha, which editors import; webm: VP9 with alpha)
+and per-frame RGBA PNGs in <output_dir>/<stem>/. mp4 videos (the overlay always) need even sizes: an odd width or
 height loses its last column or row there (webm, mov and the per-frame PNGs keep every
 pixel). Video masks have temporal hysteresis (--mask_margin, --mask_hold) and
 soft edges (--mask_feather). Frames of a folder or a

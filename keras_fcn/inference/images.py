@@ -85,9 +85,8 @@ def as_image_list(images):
         >>> kind, [a.shape for a in arrays]
         ('list', [(4, 5, 3), (6, 7, 3)])
     """
-    paths = ([images] if isinstance(images, (str, os.PathLike))
-             else [i for i in images if isinstance(i, (str, os.PathLike))]
-             if isinstance(images, (list, tuple)) else [])
+    listed = images if isinstance(images, (list, tuple)) else [images]
+    paths = [item for item in listed if isinstance(item, (str, os.PathLike))]
     if paths:
         raise TypeError("images must be arrays of pixels, not file names; read a file with "
                         "keras_fcn.inference.read_image (tools/predict.py takes files). "
