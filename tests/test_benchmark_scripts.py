@@ -50,6 +50,8 @@ from tool_flags import one_error_line, run_script
      "Received: 'abc'"),
     ("benchmarks/temporal.py", ["--model", "x", "--size", "3"],
      "error: argument --size: expected H,W with positive sizes (e.g. 180,240). Received: '3'"),
+    ("benchmarks/data_prep.py", ["--repeats", "0"],
+     "error: argument --repeats: expected an integer >= 1. Received: '0'"),
     ("benchmarks/trunks.py", ["--size", "-5"],
      "error: argument --size: expected an integer >= 1. Received: '-5'"),
     ("benchmarks/trunks_camvid.py", ["--trunks", "vgg17"],
@@ -80,6 +82,7 @@ def test_a_bad_flag_is_one_line_and_status_2(script, args, expected):
     ("benchmarks/refine.py", "refine", ["--model", __file__, "--camvid", "{camvid}"]),
     ("benchmarks/roofline.py", "roofline", []),
     ("benchmarks/trunks.py", "trunks", []),
+    ("benchmarks/data_prep.py", "data_prep", []),
     ("benchmarks/jax_pool_gradient.py", "jax_pool_gradient", []),
     ("benchmarks/jax_upsampling.py", "jax_upsampling", []),
     ("benchmarks/torch_compile.py", "torch_compile", []),
@@ -100,7 +103,7 @@ def test_an_existing_report_is_kept_without_overwrite(tmp_path, script, name, ar
 
 
 def test_help_of_every_argparse_benchmark_exits_0():
-    for script in ("bf16_agreement", "bf16_train_crash", "jax_eager", "jax_pool_gradient",
+    for script in ("bf16_agreement", "bf16_train_crash", "data_prep", "jax_eager", "jax_pool_gradient",
                    "jax_upsampling", "predict",
                    "refine", "roofline", "temporal", "torch_compile", "torch_layout", "trunks",
                    "trunks_camvid"):
