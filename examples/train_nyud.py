@@ -56,8 +56,8 @@ from keras_fcn.training.run_dir import (
     check_inputs_outside,
     finished_run,
     setup_removed_on_failure,
-    write_run_config,
 )
+from keras_fcn.training.run_config import write_run_config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "NYUDv2 folder in the FCN layout.")

@@ -38,8 +38,8 @@ from keras_fcn.training import two_headed
 from keras_fcn.training.run_dir import (
     finished_run,
     setup_removed_on_failure,
-    write_run_config,
 )
+from keras_fcn.training.run_config import write_run_config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "SIFT Flow folder (SiftFlowDataset.zip extracted).")

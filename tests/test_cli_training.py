@@ -24,6 +24,7 @@ from keras_fcn import metrics as metrics_lib
 from keras_fcn import training as train
 from keras_fcn.datasets import nyud
 from keras_fcn.training import config as config_lib
+from keras_fcn.training import run_config
 from keras_fcn.training import run_dir as run_dir_lib
 from tool_flags import one_error_line, run_in_process, run_script, script
 
@@ -200,7 +201,7 @@ def test_resume_with_other_model_flags_names_them_before_loading_weights(tmp_pat
     run = tmp_path / "run_kill"
     first = train.TrainConfig().replace(widths=(4, 4, 8, 8, 8), fc_units=8, output_dir=str(run))
     run.mkdir()
-    run_dir_lib.write_run_config(str(run), first.flat())
+    run_config.write_run_config(str(run), first.flat())
     (run / "backup").mkdir()
     (run / "backup" / "latest.weights.h5").write_bytes(b"not even weights")
     changed = first.replace(widths=(8, 8, 8, 8, 8), resume=True)
@@ -213,13 +214,13 @@ def test_resume_with_other_model_flags_names_them_before_loading_weights(tmp_pat
         "--output_dir).")
     assert (run / "backup" / "latest.weights.h5").read_bytes() == b"not even weights"
     # Other flags may change on a resume (epochs, learning rate); config.json is updated.
-    path = run_dir_lib.write_run_config(str(run), first.replace(epochs=30).flat(), resume=True,
+    path = run_config.write_run_config(str(run), first.replace(epochs=30).flat(), resume=True,
                                         compare=train.recipe.RESUME_FLAGS)
     assert json.load(open(path))["flags"]["epochs"] == 30
     # A run begun before config.json is not checked, and gets none: its flags are unknown (a
     # wrong resume must not store its flags as the run's).
     os.remove(path)
-    assert run_dir_lib.write_run_config(str(run), changed.flat(), resume=True,
+    assert run_config.write_run_config(str(run), changed.flat(), resume=True,
                                         compare=train.recipe.RESUME_FLAGS) is None
     assert not os.path.exists(path)
 
@@ -257,12 +258,12 @@ def test_a_backup_that_does_not_fit_the_model_is_told_in_one_line(tmp_path):
 
 def test_a_resume_that_changes_several_flags_names_each_in_one_line(tmp_path):
     stored = {"model": "fcn8s", "backbone": "vgg16", "widths": [4, 4, 8, 8, 8], "fc_units": 8}
-    run_dir_lib.write_run_config(str(tmp_path), stored)
+    run_config.write_run_config(str(tmp_path), stored)
     given = dict(stored, model="fcn32s", fc_units=None)
     with pytest.raises(ValueError, match=r"^The run in '.*' was trained with --model=fcn8s, "
                        r"--fc_units=8; --resume got --model=fcn32s, --fc_units= \(unset\)\. "
                        r"Resume"):
-        run_dir_lib.write_run_config(str(tmp_path), given, resume=True,
+        run_config.write_run_config(str(tmp_path), given, resume=True,
                                      compare=("model", "backbone", "widths", "fc_units"))
 
 
@@ -348,10 +349,10 @@ def test_a_finished_run_is_not_reused_for_other_epochs(tmp_path):
 def test_example_resume_with_another_optimizer_is_refused_naming_it(tmp_path, path, stored):
     """The examples refused only model flags: --optimizer (and NYUDv2's --eval_split, the
     validation images of best.keras) could change on --resume, as in the recipe they cannot."""
-    run_dir_lib.write_run_config(str(tmp_path), stored)
+    run_config.write_run_config(str(tmp_path), stored)
     with script(path, "review_" + os.path.basename(path)[:-3]) as module:
         with pytest.raises(ValueError) as error:
-            run_dir_lib.write_run_config(str(tmp_path), {**stored, "optimizer": "adam"},
+            run_config.write_run_config(str(tmp_path), {**stored, "optimizer": "adam"},
                                          resume=True, compare=module.RESUME_FLAGS)
     assert str(error.value) == (
         f"The run in '{tmp_path}' was trained with --optimizer=sgd; --resume got "
@@ -455,7 +456,7 @@ def test_resume_of_a_finished_run_trains_nothing(tmp_path, script):
                                               "final_val": final})
     config = ({"variant": "16s", "synthetic": True} if script == "train_siftflow.py" else
               {"modality": "rgb", "variant": "32s", "synthetic": True})
-    run_dir_lib.write_run_config(str(run), config)
+    run_config.write_run_config(str(run), config)
     before = file_digests(run)
     # in this process, as the script runs it (a subprocess cost ~10 s of TensorFlow import)
     proc = run_in_process(f"examples/{script}", "--synthetic", "--resume", f"--output_dir={run}")

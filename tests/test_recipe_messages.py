@@ -15,6 +15,7 @@ from keras_fcn import io, runtime, training
 from keras_fcn import weights as weights_lib
 from keras_fcn.models import build_fcn
 from keras_fcn.training import recipe
+from keras_fcn.training import run_config
 from keras_fcn.training import run_dir as run_dir_lib
 from keras_fcn.training.checks import check_before_run
 from keras_fcn.training.run_dir import finished_run
@@ -71,7 +72,7 @@ def _finished(run, epochs):
         str(run / "model.keras"))
     io.write_json(str(run / "metrics.json"), {"status": "completed", "epochs": epochs,
                                               "final_val": {"semantic": {"mean_iu": 0.25}}})
-    run_dir_lib.write_run_config(str(run), {"variant": "16s", "synthetic": True})
+    run_config.write_run_config(str(run), {"variant": "16s", "synthetic": True})
 
 
 def test_synthetic_finished_run_is_not_told_to_use_weights(tmp_path):

@@ -30,6 +30,7 @@ from keras_fcn.models import build_fcn, multimodal
 from keras_fcn import training as train
 from keras_fcn.training import TrainConfig, optimizers, recipe
 from keras_fcn.training import callbacks as callbacks_lib
+from keras_fcn.training import run_config
 from keras_fcn.training import run_dir as run_dir_lib
 from keras_fcn.training.fit import curve_metric
 from keras_fcn.training.optimizers import check_stage_schedules
@@ -684,7 +685,7 @@ def test_stage_configs_are_checked_before_any_stage_trains():
 
 def test_a_resume_that_replans_the_schedule_says_so(tmp_path, capsys):
     from keras_fcn.training.recipe import SCHEDULE_FLAGS
-    from keras_fcn.training.run_dir import write_run_config
+    from keras_fcn.training.run_config import write_run_config
     flags = {"epochs": 50, "lr_schedule": "poly", "widths": (4, 8)}
     write_run_config(str(tmp_path), flags)
     write_run_config(str(tmp_path), flags, resume=True, replan=SCHEDULE_FLAGS)
@@ -701,7 +702,8 @@ def test_a_resume_of_a_finished_run_does_not_say_it_replans(tmp_path, capsys):
     refused the run ("is complete after 2 epochs"): the first line contradicted the second."""
     from keras_fcn import io
     from keras_fcn.training.recipe import SCHEDULE_FLAGS
-    from keras_fcn.training.run_dir import MODEL_FILE, finished_run, write_run_config
+    from keras_fcn.training.run_config import write_run_config
+    from keras_fcn.training.run_dir import MODEL_FILE, finished_run
     flags = {"epochs": 2, "lr_schedule": "poly"}
     write_run_config(str(tmp_path), flags)
     (tmp_path / MODEL_FILE).write_bytes(b"a model")
@@ -834,9 +836,9 @@ def test_a_resume_with_another_split_or_optimizer_is_refused(tmp_path, flag, sto
     """Another validation split made best.keras's stored score (and the cached class weights)
     belong to other images; another optimizer cannot take the backup's state."""
     first = train.TrainConfig().replace(**{flag: stored})
-    run_dir_lib.write_run_config(str(tmp_path), first.flat())
+    run_config.write_run_config(str(tmp_path), first.flat())
     with pytest.raises(ValueError) as error:
-        run_dir_lib.write_run_config(str(tmp_path), first.replace(**{flag: given}).flat(),
+        run_config.write_run_config(str(tmp_path), first.replace(**{flag: given}).flat(),
                                      resume=True, compare=recipe.RESUME_FLAGS)
     assert str(error.value).startswith(
         f"The run in '{tmp_path}' was trained with --{flag}={stored}; --resume got "

@@ -58,7 +58,8 @@ class ValidationReport:
         good: the valid (image, mask) pairs, in input order.
         bad: list of ((image, mask), message) for the invalid pairs.
         problems: what stops a run on the split as a whole though each pair is good (no pair
-            at all, masks without a class but 0), as `keras_fcn.datasets.check` finds them.
+            at all, masks without a class but 0, a split that could not be listed: "not
+            checked: ..."), as `keras_fcn.datasets.check` finds them.
 
     Example:
         report = validate_pairs(pairs, num_classes=21, skip_bad=True)

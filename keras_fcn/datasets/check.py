@@ -30,6 +30,8 @@ CHECK_SPLITS = {
     "nyud": ("train", "val", "test"),
     "siftflow": ("trainval", "test"),
 }
+# Default splits a copy may lack: `check` skips them when absent, printing so.
+OPTIONAL_SPLITS = {"camvid": ("test",)}
 
 
 def _nyud_problem(root, image_id):
@@ -118,7 +120,10 @@ def check(name, data_dir, splits=None, *, num_classes=None, ignore_label=IGNORE_
           decode_images=True, max_items=10):
     """Checks a local copy of a data set, prints counts and problems, returns the reports.
 
-    A missing split (e.g. no CamVid `test.txt`) is printed and skipped, not raised.
+    A default split the copy may lack (CamVid's `test`), when absent, is printed and skipped.
+    Any other split that cannot be checked (missing, unlisted, an unpaired file, a lossy mask
+    format) is printed and reported with no pairs and the reason in its `.problems`: nothing
+    is raised, and no requested split is left out of the result.
 
     Args:
         name: one of `CHECK_SPLITS` ("shapes", "camvid", "voc", "sbd", "folder", "nyud",
@@ -130,7 +135,7 @@ def check(name, data_dir, splits=None, *, num_classes=None, ignore_label=IGNORE_
         max_items: bad examples printed per split.
 
     Returns:
-        dict split -> `ValidationReport` (the splits found).
+        dict split -> `ValidationReport`, for every split checked or not checkable (see above).
 
     Example:
         >>> reports = check("nyud", "data/nyud")  # doctest: +SKIP
@@ -148,6 +153,10 @@ def check(name, data_dir, splits=None, *, num_classes=None, ignore_label=IGNORE_
                                         decode_images)
         except (OSError, ValueError) as error:
             print(f"{name} {split}: not checked: {error}")
+            if not (splits is None and isinstance(error, FileNotFoundError)
+                    and split in OPTIONAL_SPLITS.get(name, ())):
+                reports[split] = ValidationReport(good=[], bad=[],
+                                                  problems=[f"not checked: {error}"])
             continue
         total = len(report.good) + report.num_bad
         problems = report.problems = _split_problems(name, data_dir, split, report, info)

@@ -5,7 +5,9 @@ Example (the end of a script in ``tools/`` or ``examples/``):
     ...     run_main(main)
 """
 
+import contextlib
 import re
+import signal
 import sys
 import warnings
 
@@ -84,6 +86,35 @@ def _user_errors():
 
 
 INTERRUPTED_STATUS = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C
+TERMINATED_STATUS = 143  # 128 + SIGTERM: what `kill` and job schedulers send
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM while a script of `run_main` runs: the same
+    unwinding as a Ctrl-C (locks released, partial files removed), and its own message and
+    status."""
+
+
+def _raise_terminated(signum, frame):  # pylint: disable=unused-argument
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """Within the block, SIGTERM raises `Terminated` where Python's default ends the process
+    at once (the run folder's lock left behind, no word said). A handler set by the caller,
+    or a call outside the main thread, is left alone."""
+    try:
+        installed = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        if installed:
+            signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread
+        installed = False
+    try:
+        yield
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _fail(message):
@@ -113,7 +144,9 @@ def run_main(main, argv=None, *, positional=False):
 
     User errors: a bad flag (an unknown flag, a value of the wrong kind), words that are no
     flag (``--flip false`` would otherwise set --flip and drop "false"; unless
-    ``positional``), and `USER_ERRORS` or TensorFlow op errors raised by ``main``.
+    ``positional``), and `USER_ERRORS` or TensorFlow op errors raised by ``main``. A Ctrl-C
+    or a SIGTERM unwinds ``main`` (its locks released, its partial files removed) and prints
+    one line; the status is the shell's, 130 or 143.
 
     Args:
         main: the script's ``main(argv)``.
@@ -134,14 +167,16 @@ def run_main(main, argv=None, *, positional=False):
             _fail(f"unexpected arguments: {args[1:]} (this script takes only flags; a boolean "
                   "flag is --name, --noname or --name=false)")
         try:
-            return main(args)
+            with _sigterm_unwinds():
+                return main(args)
         except _user_errors() as error:
             _fail(data_file_message(error) or error_message(error))
-        except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; the shell's status
-            print("interrupted (Ctrl-C): every output written so far is complete; run the "
-                  "command again to go on (a training run: with --resume)", file=sys.stderr,
-                  flush=True)
-            sys.exit(INTERRUPTED_STATUS)
+        except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: one line, not a traceback
+            terminated = isinstance(stop, Terminated)
+            print(f"{'terminated (SIGTERM)' if terminated else 'interrupted (Ctrl-C)'}: every "
+                  "output written so far is complete; run the command again to go on (a "
+                  "training run: with --resume)", file=sys.stderr, flush=True)
+            sys.exit(TERMINATED_STATUS if terminated else INTERRUPTED_STATUS)
 
     app.run(guarded, argv=argv, flags_parser=_parse_flags)
 

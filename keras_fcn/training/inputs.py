@@ -190,6 +190,12 @@ def resolve_class_weights(config, info, train_decoded, run_dir):
             io.write_json(path, weights)
         return weights if choice == "median" else [math.sqrt(w) for w in weights]
     if not os.path.isfile(choice):
-        raise ValueError("--class_weights must be 'none', 'median', 'sqrt_median' or a file. "
+        expected = ("expected 'none', 'median', 'sqrt_median' or the path of a JSON list / "
+                    "text file of one weight per class")
+        if os.path.isdir(choice):
+            raise ValueError(f"--class_weights={choice!r} is a folder: {expected}.")
+        if os.sep in choice or os.path.splitext(choice)[1]:
+            raise FileNotFoundError(f"--class_weights={choice!r}: no such file ({expected}).")
+        raise ValueError(f"--class_weights must be 'none', 'median', 'sqrt_median' or a file. "
                          f"Received: class_weights={choice!r}")
     return read_weights_file(choice, info.num_classes)

@@ -44,20 +44,22 @@ from keras_fcn.training.run_dir import (
     setup_removed_on_failure,
     run_inputs,
     worker_run_dir,
-    write_run_config,
 )
+from keras_fcn.training.run_config import write_run_config
 
 STAGES = ("32s", "16s", "8s")
 VARIANTS = {"fcn32s": "32s", "fcn16s": "16s", "fcn8s": "8s", "fcn8s_at_once": "8s_at_once",
             "dilated": "dilated"}
 # The flags a --resume must not change (config.json of the run): they shape the model (its
-# weights would not load), choose the validation images (of best.keras's score and the cached
-# class weights) or the optimizer (whose state the backup holds). Not --weights (a resume
-# loads its backup).
+# weights would not load), choose the training and validation images (of best.keras's score
+# and the cached class weights) or the optimizer (whose state the backup holds). Not
+# --weights (a resume loads its backup). The others a resume may change, and is told of
+# (run_config.write_run_config), except run_config.QUIET_FLAGS.
 RESUME_FLAGS = ("dataset", "num_classes", "model", "backbone", "widths", "fc_units",
-                "trainable_upsampling", "holdout", "group_by", "val_split", "ignore_label",
+                "trainable_upsampling", "data_dir", "val_data_dir", "num_train", "num_val",
+                "shapes_size", "holdout", "group_by", "val_split", "ignore_label",
                 "optimizer", "image_size", "crop_size")
-# The flags a --resume may change, and is told of: they plan the learning-rate schedule.
+# The flags a --resume may change, told as planning the learning-rate schedule anew.
 SCHEDULE_FLAGS = ("epochs", "steps_per_epoch", "batch_size", "learning_rate", "lr_schedule",
                   "warmup_epochs")
 

@@ -9,7 +9,7 @@ A run directory receives:
 - `labels.json`: the `keras_fcn.labels.ModelLabels` sidecar (class names, palette, ignore label,
   image size, normalization) that export, predict and evaluate read beside `model.keras` and
   `best.keras` (`ModelLabels.for_model`);
-- `config.json`: the flags of the run (`write_run_config`), compared on `--resume`;
+- `config.json`: the flags of the run (`run_config.write_run_config`), compared on `--resume`;
 - `history.json`, `best_state.json`, `class_weights.json`, `backup/` (resume state), `logs/`
   (TensorBoard), `model_float16.tflite` and `.json` (`--export`), and for `--model=staged` one
   such folder per stage (`fcn32s/`, `fcn16s/`, `fcn8s/`).
@@ -310,74 +310,6 @@ def worker_run_dir(output_dir, resume=False):
         print(f"This worker cannot see the run folder {output_dir!r}: it resumes only if the "
               "chief has no backup to resume from.", flush=True)
     return run_dir
-
-
-def _flag_text(value):
-    """A stored flag value as the command line writes it (tuples as "a,b"; unset as "")."""
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)):
-        return ",".join(_flag_text(v) for v in value)
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
-
-
-def _flag_words(name, value):
-    """'--name=value', or '--name= (unset)' for an unset flag."""
-    text = _flag_text(value)
-    return f"--{name}={text}" if text != "" else f"--{name}= (unset)"
-
-
-def write_run_config(run_dir, flags, *, resume=False, compare=(), replan=()):
-    """Writes the run's flags to `run_dir/config.json`; on `resume`, first checks that the
-    flags named in `compare` (those that shape the model) are the stored ones.
-
-    Args:
-        run_dir: the run directory (from `prepare_run_dir`).
-        flags: {flag name: value} of the run (JSON values; tuples are stored as lists).
-        resume: whether the run continues one in `run_dir`.
-        compare: the flag names that a resumed run must not change. A run directory without
-            `config.json` (begun before it existed) is not checked, and none is written there
-            (its flags are unknown; `fit.backup_mismatch` names a backup that does not fit).
-        replan: the flags that plan the learning-rate schedule: a resumed run may change
-            them; each change is printed with both values, saying the schedule is planned
-            anew (under poly or cosine its rate jumps at the resumed step).
-
-    Returns:
-        The path of `config.json`, or None where none was written.
-
-    Raises:
-        ValueError: a resumed run changes one of `compare`; the message names each flag with
-            the stored and the given value, before any weights are loaded.
-
-    Example:
-        write_run_config("runs/a", {"widths": (8, 8)}, resume=True, compare=("widths",))
-    """
-    path = os.path.join(run_dir, CONFIG_FILE)
-    flags = io.jsonable(dict(flags))
-    if resume and not os.path.exists(path) and any(
-            name != io.LOCK_FILE for name in os.listdir(run_dir)):
-        return None  # a run begun before config.json: its flags are unknown, none are stored
-    if resume and os.path.exists(path):
-        stored = io.read_json(path, "Run config")
-        stored = stored.get("flags", {}) if isinstance(stored, dict) else {}
-        changed = [name for name in compare
-                   if name in stored and _flag_text(stored[name]) != _flag_text(flags.get(name))]
-        if changed:
-            was = ", ".join(_flag_words(name, stored[name]) for name in changed)
-            now = ", ".join(_flag_words(name, flags.get(name)) for name in changed)
-            raise ValueError(
-                f"The run in '{run_dir}' was trained with {was}; --resume got {now}. Resume "
-                "with the run's flags, or start a new run (another --output_dir).")
-        for name in () if completed_run(run_dir) else replan:  # a finished run: no replan
-            if name in stored and _flag_text(stored[name]) != _flag_text(flags.get(name)):
-                print(f"--resume changes --{name}={_flag_text(stored[name])} to "
-                      f"{_flag_text(flags.get(name))}: the learning-rate schedule is planned "
-                      "anew from the resumed step (under poly or cosine its rate jumps "
-                      "there).", flush=True)
-    io.write_json(path, {"flags": flags})
-    return path
 
 
 def model_labels(info, *, model=None, image_size=None, model_name=None, normalization=None):
