@@ -142,3 +142,24 @@ def test_a_missing_class_weights_file_is_named_as_missing(tmp_path):
                               str(tmp_path))
     with pytest.raises(ValueError, match="must be 'none', 'median', 'sqrt_median' or a file"):
         resolve_class_weights(config.replace(class_weights="meidan"), None, None, str(tmp_path))
+
+
+def test_a_palette_shorter_than_the_classes_is_named(tmp_path):
+    """make_dataset(mask_format="rgb", palette=<2 colours>, num_classes=3) named the first
+    mask colour of class 2 as unknown, not the palette's length."""
+    from keras_fcn import data
+
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    rgb[0, 0] = (255, 255, 255)
+    Image.fromarray(rgb).save(tmp_path / "m.png")
+    Image.fromarray(rgb).save(tmp_path / "i.png")
+    pairs = [(str(tmp_path / "i.png"), str(tmp_path / "m.png"))]
+    palette = [(0, 0, 0), (200, 30, 30)]
+    expected = r"The palette has 2 colour\(s\) for num_classes=3: class ids 2..2 have none"
+    for build in (data.make_dataset, data.validate_pairs, data.make_pydataset):
+        with pytest.raises(ValueError, match=expected):
+            build(pairs, num_classes=3, mask_format="rgb", palette=palette)
+    # one colour per class is taken
+    report = data.validate_pairs(pairs, num_classes=3, mask_format="rgb",
+                                 palette=palette + [(255, 255, 255)])
+    assert report.num_bad == 0 and len(report.good) == 1

@@ -302,7 +302,7 @@ class SegmentationPyDataset(keras.utils.PyDataset):
         self.mask_format = check_choice("mask_format", mask_format, MASK_FORMATS)
         self.unknown_color = check_choice("unknown_color", unknown_color, UNKNOWN_COLOR_MODES)
         if mask_format == "rgb":
-            palette_to_table(palette)  # raises on a missing or bad palette
+            palette_to_table(palette, self.num_classes)  # a missing, bad or short palette
         self.palette = palette
         padded = self.crop_size is not None or mean_rgb is not None  # checked when given
         self.mean_rgb = _check_mean_rgb(mean_rgb) if padded else None

@@ -220,7 +220,7 @@ def make_decode_fn(*, num_classes, ignore_label=IGNORE_LABEL, mask_format="index
     check_choice("unknown_color", unknown_color, UNKNOWN_COLOR_MODES)
     storage = _mask_storage_dtype(num_classes, ignore_label)
     if mask_format == "rgb":
-        codes, labels = (tf.constant(a) for a in palette_to_table(palette))
+        codes, labels = (tf.constant(a) for a in palette_to_table(palette, num_classes))
 
     def decode(image_path, mask_path):
         image = decode_rgb(_check_image_format(image_path, tf.io.read_file(image_path)))

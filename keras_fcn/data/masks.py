@@ -27,12 +27,14 @@ RGB_MASKS_HINT = ("colour-coded masks: mask_format='rgb' with a palette in Pytho
                   "folder's classes.json, see docs/data.md")
 
 
-def palette_to_table(palette):
+def palette_to_table(palette, num_classes=None):
     """Turns a colour palette into sorted lookup arrays.
 
     Args:
         palette: either a sequence of (r, g, b) colours where the position is the class id, an
             array of shape (K, 3), or a dict mapping (r, g, b) to a class id.
+        num_classes: when given, a sequence palette must hold a colour for each class (a
+            shorter one is refused: its last classes could never appear in a mask).
 
     Returns:
         `(codes, labels)`: int32 arrays, `codes` sorted, with `code = r * 65536 + g * 256 + b`.
@@ -49,6 +51,12 @@ def palette_to_table(palette):
                   whole_number(f"palette[{colour!r}]", label)) for colour, label in palette.items()]
     else:
         items = [(check_colour(colour, f"palette[{i}]"), i) for i, colour in enumerate(palette)]
+        if num_classes is not None and len(items) < int(num_classes):
+            raise ValueError(
+                f"The palette has {len(items)} colour(s) for num_classes={int(num_classes)}: "
+                f"class ids {len(items)}..{int(num_classes) - 1} have none. Give one (r, g, b) "
+                "colour per class, in class-id order (or a dict colour -> class id). "
+                f"Received: palette={palette!r}")
     for colour, _ in items:
         if len(colour) != 3 or min(colour) < 0 or max(colour) > 255:
             raise ValueError(f"Palette colours must be (r, g, b) in 0..255. Received: {colour!r}")

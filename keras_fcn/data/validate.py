@@ -222,7 +222,7 @@ def validate_pairs(pairs, *, num_classes, ignore_label=IGNORE_LABEL, mask_format
     check_choice("unknown_color", unknown_color, UNKNOWN_COLOR_MODES)
     pairs = as_pairs(pairs)
     if mask_format == "rgb":
-        palette_to_table(palette)  # raises early on a bad palette
+        palette_to_table(palette, num_classes)  # raises early on a bad palette
     check = lambda pair: _pair_problem(  # noqa: E731
         pair, num_classes, ignore_label, mask_format, palette, unknown_color, check_values,
         decode_images)
