@@ -13,15 +13,20 @@ pixel). Video masks have temporal hysteresis (--mask_margin, --mask_hold) and
 soft edges (--mask_feather). Frames of a folder or a
 video can be smoothed in time (--smooth_alpha); the label flicker before and after is reported.
 Existing outputs are kept unless --overwrite (a smoothed sequence resumed that way restarts its
-smoothing, with a warning). No output may be one of the inputs, nor a folder's outputs go into
-that folder itself (exit 2). Folders are read in natural order (frame_2 before frame_10); videos
+smoothing, with a warning); an input fails, naming the file, where a folder holds one of its
+output names (never deleted, even with --overwrite) or a kept output is not one it would write
+(a label map that is not a palette PNG of its size and the model's class ids, a video of
+another size or frame count, or not a video). No output may be one of the inputs, nor a
+folder's outputs go into that folder itself (exit 2). Folders are read in natural order (frame_2 before frame_10); videos
 in a folder are predicted as videos. 16-bit grey images keep their high byte (v >> 8, as TF), EXIF
 orientation is applied, and models of more than 256 classes are refused (the label PNGs are
 8-bit). Inputs that cannot be read are listed at the end and make the exit status 1; a bad flag
 value exits with status 2.
 
 Class names and colours come from the model's labels file (<model>.labels.json, or the
-labels.json of its run folder) when there is one, else the PASCAL VOC ones. As in
+labels.json of its run folder) when there is one. Without one a 21-class model takes the PASCAL
+VOC names; any other model's classes are unnamed: their masks are <stem>_mask_class<id> and
+--classes takes ids or those names (--classes=class1 or 1); colours are the VOC palette. As in
 tools/evaluate.py, --image_size=auto (the default) feeds the model each frame resized to the
 training resolution that labels file records (training's --image_size; none recorded: the
 frame's own size), and resizes the probabilities back to the frame, so every output has the
@@ -55,7 +60,8 @@ flags.DEFINE_string("model", None, "Model file (.keras) or a preset name (docs/p
 flags.DEFINE_multi_string("input", None, "Image file, folder of frames, glob or video; "
                           "repeat the flag for several. Positional arguments are inputs too.")
 flags.DEFINE_string("output_dir", None, "Where outputs are written.")
-flags.DEFINE_list("classes", [], "Classes to write binary masks for (names or ids).")
+flags.DEFINE_list("classes", [], "Classes to write binary masks for: names, ids, or "
+                  "class<id> (a class without a name, as its mask files are named).")
 flags.DEFINE_list("uncertainty", [], f"Uncertainty maps: any of {predictor.UNCERTAINTIES}.")
 flags.DEFINE_integer("mc_samples", 10, "Monte-Carlo dropout passes, each with the tiles, "
                      "--tta and --scales of the label maps.")

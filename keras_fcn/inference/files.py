@@ -17,10 +17,11 @@ overlay video always) need even sizes, so an odd width or height loses its last 
 (the per-frame PNGs keep every pixel).
 Video masks get temporal hysteresis and feathered edges (``keras_fcn.inference.masks``). The
 frames of a folder or a video can be smoothed in time (``smooth_alpha``); the label flicker before and
-after is reported. Existing outputs are kept unless ``overwrite`` (an image whose existing
-``_labels.png`` is not a PNG of its size fails instead, naming it); inputs that cannot be read
-are reported, not raised. Only the first frame of an animated GIF or multi-page TIFF is
-predicted (said in a warning).
+after is reported. Existing outputs are kept unless ``overwrite``; an input fails instead,
+naming the file, where a folder is at one of its outputs' names (never deleted) or a kept
+output is not its own (:func:`outputs_problem`, :func:`video_outputs_problem`); inputs that
+cannot be read are reported, not raised. Only the first frame of an animated GIF or multi-page
+TIFF is predicted (said in a warning).
 
 Example:
     >>> from keras_fcn.inference import PredictOptions, print_report, run
@@ -95,6 +96,9 @@ def _output_writer(report, overwrite):
     ``overwrite`` is False), counting written and skipped files in ``report``."""
 
     def write(path, save):
+        if os.path.isdir(path):  # never deleted (saving named its temporary file)
+            raise ValueError(f"its output {path!r} is a folder; move it or choose another "
+                             "--output_dir")
         if os.path.exists(path) and not overwrite:
             report.skipped += 1
             return
@@ -164,33 +168,46 @@ ORIENTATION_TAG = 0x0112  # EXIF orientation; 5..8 turn the image a quarter
 QUARTER_TURNS = (5, 6, 7, 8)
 
 
-def outputs_problem(outputs, size, overwrite):
+def outputs_problem(outputs, size, overwrite, num_classes=None):
     """Why the existing files at the ``outputs`` of an image of ``size`` (``(width, height)``
-    or None) make it fail, or None: a folder at an output's name (``--overwrite`` stopped the
-    whole run), or, when outputs are kept, a ``_labels.png`` that is not this image's label map
-    (a user's file, or another image's outputs counted as this one's, kept silently).
+    or None) make it fail, or None: a folder at an output's name (never deleted, even with
+    ``overwrite``), or, when outputs are kept, a ``_labels.png`` that is not a label map this
+    tool writes for this image: a palette PNG of its size whose values are class ids below
+    ``num_classes`` (a user's file, or another image's outputs, kept silently).
 
     Example:
-        outputs_problem(["out/a_labels.png"], (480, 360), overwrite=False)
+        outputs_problem(["out/a_labels.png"], (480, 360), overwrite=False, num_classes=21)
     """
     for path in outputs:
         if os.path.isdir(path):
-            return (f"its output {path!r} is a folder; move it or choose another "
-                    "--output_dir")
+            return f"its output {path!r} is a folder; move it or choose another --output_dir"
     labels = next((p for p in outputs if p.endswith("_labels.png")), None)
     if overwrite or size is None or labels is None or not os.path.exists(labels):
         return None
+    what = _label_map_problem(labels, size, num_classes)
+    return what and (f"its output {labels!r} exists but {what}: it is not this image's label "
+                     "map. It was kept; move it, or pass --overwrite to replace it")
+
+
+def _label_map_problem(path, size, num_classes):
+    """How the PNG at ``path`` differs from a label map of ``size`` (``(width, height)``) and
+    ``num_classes`` classes as :func:`write_frame_outputs` writes it, or None."""
     try:
-        with Image.open(labels) as existing:
-            kind, found = existing.format, existing.size
+        with Image.open(path) as existing:
+            kind, found, mode = existing.format, existing.size, existing.mode
+            top = int(np.asarray(existing).max(initial=0)) if kind == "PNG" else 0
     except Exception:  # noqa: BLE001 - not an image at all
         kind, found = "not an image", None
-    if kind == "PNG" and found == tuple(size):
-        return None
-    what = (f"is {found[1]}x{found[0]} pixels (HxW), not this image's {size[1]}x{size[0]}"
-            if kind == "PNG" else f"is {'not an image' if found is None else kind}, not a PNG")
-    return (f"its output {labels!r} exists but {what}: it is not this image's label map. "
-            "It was kept; move it, or pass --overwrite to replace it")
+    if kind != "PNG":
+        return f"is {'not an image' if found is None else kind}, not a PNG"
+    if found != tuple(size):
+        return f"is {found[1]}x{found[0]} pixels (HxW), not this image's {size[1]}x{size[0]}"
+    if mode != "P":
+        return f"is a {mode}-mode PNG, not a palette (P) label map"
+    if num_classes is not None and top >= num_classes:
+        return (f"holds the value {top}, not a class id of the model's {num_classes} classes "
+                f"(0..{num_classes - 1})")
+    return None
 
 
 def _process_image(predictor, item, sequence, report, write):
@@ -201,7 +218,7 @@ def _process_image(predictor, item, sequence, report, write):
     """
     outputs = predictor.image_outputs(item)
     size, frames = image_header(item.path)
-    problem = outputs_problem(outputs, size, predictor.opts.overwrite)
+    problem = outputs_problem(outputs, size, predictor.opts.overwrite, predictor.num_classes)
     if problem:
         report.fail(item.path, problem)
         return "failed"
@@ -242,12 +259,71 @@ def _video_writer(path, fps, fmt, overwrite):
     return writer
 
 
+def video_outputs_problem(paths, info, fmt, overwrite):
+    """Why the existing files at a video's output ``paths`` (the overlay video, then the mask
+    videos in ``fmt``) make it fail, or None: a folder at one (never deleted), or, when kept,
+    a file that is not a video of the size its outputs have (mp4: even) or, where both are
+    known, of its frame count (within 10% and a frame, as ``video.read_video`` checks)."""
+    for path in paths:
+        if os.path.isdir(path):
+            return f"its output {path!r} is a folder; move it or choose another --output_dir"
+    for index, path in enumerate(paths):
+        if overwrite or not os.path.exists(path):
+            continue
+        width, height, what = info["width"], info["height"], None
+        if not (index and fmt in ("webm", "mov")):  # H.264 4:2:0: even sizes
+            width, height = width - width % 2, height - height % 2
+        try:
+            found = video.video_info(path)
+        except ValueError as e:
+            found, what = None, f"is not a readable video ({e})"
+        expected, count = info["frames"], found and found["frames"]
+        if found and (found["width"], found["height"]) != (width, height):
+            what = f"is {found['height']}x{found['width']} pixels (HxW), not {height}x{width}"
+        elif found and expected and count and abs(count - expected) > 0.1 * expected + 1:
+            what = f"has {count} frames, not {expected}"
+        if what:
+            return (f"its output {path!r} exists but {what}: it is not this video's "
+                    f"{'mask' if index else 'overlay'} video. It was kept; move it, or pass "
+                    "--overwrite to replace it")
+    return None
+
+
+def _open_writers(paths, kept, fps, opts):
+    """The writers of the outputs not ``kept`` (None for those); one that cannot be opened
+    closes those opened before it."""
+    writers = []
+    try:
+        for path, keep in zip(paths, kept):
+            writers.append(None if keep else
+                           _video_writer(path, fps, opts.video_format, opts.overwrite))
+    except BaseException:
+        _close_writers(writers, keep=False)
+        raise
+    return writers
+
+
+def _close_writers(writers, keep):
+    """Closes every writer (moving its file into place when ``keep``), even after one failed.
+    Returns ``(videos written, the first failure naming its output, or None)``."""
+    written, problem = 0, None
+    for writer in filter(None, writers):
+        try:
+            writer.close(keep=keep)
+            written += keep
+        except (OSError, ValueError) as e:
+            problem = problem or (f"cannot write its output {writer.path!r} "
+                                  f"({type(e).__name__}: {e})")
+    return written, problem
+
+
 def _process_video(predictor, item, report, write, progress):
     """Predicts every frame of a video; writes overlay and mask videos and per-frame PNGs.
 
     Without ``overwrite`` existing videos are kept (their writers are not opened), and the
     video is skipped only when every output exists: its videos and each frame's files (a
-    frame count the container does not give means the frames are predicted again).
+    frame count the container does not give means the frames are predicted again). Existing
+    outputs that are not this video's fail it first (:func:`video_outputs_problem`).
     """
     opts = predictor.opts
     try:
@@ -256,6 +332,15 @@ def _process_video(predictor, item, report, write, progress):
         report.fail(item.path, str(e))
         return
     paths = predictor.video_outputs(item)
+    size = (info["width"], info["height"])
+    problem = video_outputs_problem(paths, info, opts.video_format, opts.overwrite)
+    for index in range(info["frames"] or 0):  # each frame's files, as an image's
+        base = os.path.join(item.out_dir, item.stem, f"frame_{index:06d}")
+        problem = problem or outputs_problem(predictor.frame_outputs(base, False), size,
+                                             opts.overwrite, predictor.num_classes)
+    if problem:
+        report.fail(item.path, problem)
+        return
     if not opts.overwrite and info["frames"]:
         every = paths + predictor.video_frame_outputs(item, info["frames"])
         if all(os.path.exists(p) for p in every):
@@ -263,8 +348,7 @@ def _process_video(predictor, item, report, write, progress):
             return
     kept = [not opts.overwrite and os.path.exists(p) for p in paths]
     report.skipped += sum(kept)
-    writers = [None if keep else _video_writer(p, info["fps"], opts.video_format, opts.overwrite)
-               for p, keep in zip(paths, kept)]
+    writers = _open_writers(paths, kept, info["fps"], opts)
     sequence = SmoothedSequence(opts.smooth_alpha)
     mattes = AlphaMasks(predictor.mask_ids, margin=opts.mask_margin, hold=opts.mask_hold,
                         radius=opts.mask_feather)
@@ -291,11 +375,11 @@ def _process_video(predictor, item, report, write, progress):
     except ValueError as e:
         report.fail(item.path, str(e))
     finally:
-        for writer in writers:
-            if writer is not None:
-                writer.close(keep=ok)
-    if ok:
-        report.written += sum(writer is not None for writer in writers)
+        written, problem = _close_writers(writers, keep=ok)
+    report.written += written
+    if problem:
+        report.fail(item.path, problem)
+    elif ok:
         report.flicker[item.path] = sequence.summary()
 
 

@@ -97,13 +97,19 @@ class PredictOptions:
 
 
 def resolve_classes(classes, class_names, num_classes):
-    """Maps class names (case-insensitive) or ids to ids.
+    """Maps class names (case-insensitive), ids, or the ``class<id>`` names that the masks of
+    unnamed classes carry in their file names (:func:`mask_names`) to ids.
 
     Example:
         >>> resolve_classes(["person", "7"], VOC_CLASSES, 21)
         [15, 7]
+        >>> resolve_classes(["class1", "2"], None, 3)
+        [1, 2]
     """
     lookup = {str(n).lower(): i for i, n in enumerate(class_names or [])}
+    unnamed = [i for i in range(num_classes) if _mask_base(i, class_names) == f"class{i}"]
+    for i in unnamed:  # a class's own name wins
+        lookup.setdefault(f"class{i}", i)
     ids = []
     for c in classes:
         key = str(c).strip()
@@ -112,9 +118,18 @@ def resolve_classes(classes, class_names, num_classes):
         elif key.isdigit() and int(key) < num_classes:
             ids.append(int(key))
         else:
-            known = ", ".join(class_names or []) or f"ids 0..{num_classes - 1}"
-            raise ValueError(f"Unknown class. Received: {c!r}. Known: {known}")
+            raise ValueError(f"Unknown class. Received: {c!r}. Known: "
+                             f"{_known_classes(class_names, num_classes, unnamed)}")
     return ids
+
+
+def _known_classes(class_names, num_classes, unnamed):
+    """The spellings :func:`resolve_classes` accepts, for its error message."""
+    ids = f"ids 0..{num_classes - 1}"
+    if len(unnamed) == num_classes:
+        return f"{ids} or names class0..class{num_classes - 1}"
+    names = [str(n) for i, n in enumerate(class_names) if i not in unnamed]
+    return ", ".join(names + [f"class{i}" for i in unnamed]) + f" (names) or {ids}"
 
 
 def uncertainty_names(uncertainty):
@@ -170,6 +185,14 @@ def safe_name(text):
     return re.sub(r"[^\w.-]+", "_", str(text)).strip("_.") or "class"
 
 
+def _mask_base(class_id, class_names):
+    """The name part of class ``class_id``'s masks before duplicates are told apart: its name
+    made safe, or ``class<id>`` for a class without a usable name."""
+    if class_names and class_id < len(class_names) and safe_name(class_names[class_id]) != "class":
+        return safe_name(class_names[class_id])
+    return f"class{class_id}"
+
+
 def mask_names(class_ids, class_names):
     """``{class id: file name part}`` of the masks of ``class_ids``: the class name made safe
     (:func:`safe_name`), with ``_<id>`` added where two names would give one file (case
@@ -182,12 +205,7 @@ def mask_names(class_ids, class_names):
         >>> mask_names([1, 2, 3], ["bg", "a/b", "a b", "car"])
         {1: 'a_b_1', 2: 'a_b_2', 3: 'car'}
     """
-    def base(c):
-        if class_names and c < len(class_names) and safe_name(class_names[c]) != "class":
-            return safe_name(class_names[c])
-        return f"class{c}"
-
-    bases = {c: base(c) for c in class_ids}
+    bases = {c: _mask_base(c, class_names) for c in class_ids}
     counts = {}
     for name in bases.values():
         counts[name.casefold()] = counts.get(name.casefold(), 0) + 1
@@ -207,7 +225,9 @@ class Predictor:
     """A loaded model with its class names, colours and options: frames in, output maps out.
 
     Class names and colours come from the model's labels sidecar
-    (``keras_fcn.labels.ModelLabels.for_model``) when there is one, else the PASCAL VOC ones.
+    (``keras_fcn.labels.ModelLabels.for_model``) when there is one; without one a 21-class
+    model takes the PASCAL VOC names and any other model's classes are unnamed (masks
+    ``*_mask_class<id>``, ``classes`` takes ids or those names), in the VOC colours.
 
     Example:
         predictor = Predictor(PredictOptions(model="fcn8s.keras", inputs=[], output_dir="."))
