@@ -4,24 +4,24 @@ For each image <stem> it writes, in --output_dir: <stem>_labels.png (palette PNG
 class id), <stem>_overlay.png (class colours over the image, with a legend),
 <stem>_mask_<class>.png (0/255, per class of --classes) and <stem>_<map>.png/.npy (the maps of
 --uncertainty: <stem>_entropy, <stem>_margin; mc_dropout gives <stem>_mc_variance and
-<stem>_mc_mutual_info). A folder's outputs go to <output_dir>/<folder name>/. A video
-<stem>.mp4 gives <stem>_overlay.mp4, <stem>_mask_<class>.<video_format> (mp4: a white-on-black
-matte; mov: ProRes 4444 with the mask as alpha, which editors import; webm: VP9 with alpha)
-and per-frame RGBA PNGs in <output_dir>/<stem>/. mp4 videos (the overlay always) need even sizes: an odd width or
-height loses its last column or row there (webm, mov and the per-frame PNGs keep every
-pixel). Video masks have temporal hysteresis (--mask_margin, --mask_hold) and
-soft edges (--mask_feather). Frames of a folder or a
-video can be smoothed in time (--smooth_alpha); the label flicker before and after is reported.
-Existing outputs are kept unless --overwrite (a smoothed sequence resumed that way restarts its
-smoothing, with a warning); an input fails, naming the file, where a folder holds one of its
-output names (never deleted, even with --overwrite) or a kept output is not one it would write
-(a label map that is not a palette PNG of its size and the model's class ids, a video of
-another size or frame count, or not a video). No output may be one of the inputs, nor a
-folder's outputs go into that folder itself (exit 2). Folders are read in natural order (frame_2 before frame_10); videos
-in a folder are predicted as videos. 16-bit grey images keep their high byte (v >> 8, as TF), EXIF
-orientation is applied, and models of more than 256 classes are refused (the label PNGs are
-8-bit). Inputs that cannot be read are listed at the end and make the exit status 1; a bad flag
-value exits with status 2.
+<stem>_mc_mutual_info). A folder's outputs go to <output_dir>/<folder name>/. A video <stem>.mp4
+gives <stem>_overlay.mp4, <stem>_mask_<class>.<video_format> (mp4: a white-on-black matte; mov:
+ProRes 4444 with the mask as alpha, which editors import; webm: VP9 with alpha) and per-frame RGBA
+PNGs in <output_dir>/<stem>/. Videos are read upright (their rotation tag applied) and their
+outputs keep the source's frame times; the output videos have no audio. mp4 videos (the overlay
+always) need even sizes: an odd width or height loses its last column or row there (webm, mov and
+the per-frame PNGs keep every pixel). Video masks have temporal hysteresis (--mask_margin,
+--mask_hold) and soft edges (--mask_feather). Frames of a folder or a video can be smoothed in time
+(--smooth_alpha); the label flicker before and after is reported. Existing outputs are kept unless
+--overwrite (a smoothed sequence resumed that way restarts its smoothing, with a warning); an input
+fails, naming the file, where a folder holds one of its output names (never deleted, even with
+--overwrite) or a kept output is not one it would write (a label map that is not a palette PNG of
+its size and the model's class ids, a video of another size or frame count, or not a video). No
+output may be one of the inputs, nor a folder's outputs go into that folder itself (exit 2).
+Folders are read in natural order (frame_2 before frame_10); videos in a folder are predicted as
+videos. 16-bit grey images keep their high byte (v >> 8, as TF), EXIF orientation is applied, and
+models of more than 256 classes are refused (the label PNGs are 8-bit). Inputs that cannot be read
+are listed at the end and make the exit status 1; a bad flag value exits with status 2.
 
 Class names and colours come from the model's labels file (<model>.labels.json, or the
 labels.json of its run folder) when there is one. Without one a 21-class model takes the PASCAL

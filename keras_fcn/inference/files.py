@@ -354,7 +354,7 @@ def _process_video(predictor, item, report, write, progress):
                         radius=opts.mask_feather)
     ok, decoded = False, 0
     try:
-        for index, frame in enumerate(video.read_video(item.path)):
+        for index, (frame, time) in enumerate(video.read_video(item.path, times=True)):
             decoded += 1
             probs = sequence.step(predictor.probabilities(frame))
             base = os.path.join(item.out_dir, item.stem, f"frame_{index:06d}")
@@ -363,10 +363,11 @@ def _process_video(predictor, item, report, write, progress):
                                          alphas=alphas)
             if writers[0] is not None:
                 writers[0].write(overlay(frame, labels, alpha=opts.alpha,
-                                         palette=predictor.palette, ignore_label=None))
+                                         palette=predictor.palette, ignore_label=None),
+                                 time=time)
             for writer, c in zip(writers[1:], predictor.mask_ids):
                 if writer is not None:
-                    writer.write(_mask_frame(frame, alphas[c], opts.video_format))
+                    writer.write(_mask_frame(frame, alphas[c], opts.video_format), time=time)
             report.processed += 1
             progress.update(1)
         if not decoded:  # its writers would close without a stream: no file, yet "written"

@@ -77,6 +77,10 @@ def expand_inputs(inputs, output_dir, report):
         items.append(Item(kind, path, out_dir, unique, sequence, folder))
 
     def add_file(path):
+        if not video.is_video_file(path) and not _image_extension(path):
+            report.warnings.append(
+                f"{path}: read as an image, its extension being neither a video's "
+                f"({', '.join(video.VIDEO_EXTENSIONS)}, any case) nor an image format's")
         add("video" if video.is_video_file(path) else "image", path, output_dir)
 
     def folder_out_dir(folder):
@@ -130,6 +134,15 @@ def expand_inputs(inputs, output_dir, report):
 # A folder's images: the data sets' extensions and GIF (its first frame; files.read_image says
 # so). A GIF mask is refused in training data (palette index masks must be PNG or BMP).
 IMAGE_EXTENSIONS = io.IMAGE_EXTENSIONS + (".gif",)
+
+
+def _image_extension(path):
+    """True if ``path`` has no extension or one of an image format Pillow reads."""
+    from PIL import Image
+
+    extension = os.path.splitext(path)[1].lower()
+    return (not extension or extension in IMAGE_EXTENSIONS
+            or extension in Image.registered_extensions())
 
 
 def _listing(folder):

@@ -2,11 +2,16 @@
 
 PyAV is imported only when a video is read or written; folders of frames need nothing extra.
 
+Frames are read upright: a phone video's display matrix (its rotation tag) is applied, as
+images get their EXIF orientation, so the outputs line up with the video as players show it.
+A variable frame rate is kept: ``read_video(path, times=True)`` gives each frame's time and
+``VideoWriter.write(frame, time=...)`` writes the frame at it. Audio is not read or written.
+
 Example:
-    for frame in read_video("street.mp4"):       # RGB uint8 (H, W, 3)
+    for frame, time in read_video("street.mp4", times=True):   # RGB uint8 (H, W, 3), seconds
         ...
     with VideoWriter("overlay.mp4", fps=25) as writer:
-        writer.write(rgb_frame)
+        writer.write(rgb_frame, time=time)
 """
 
 import math
@@ -19,7 +24,11 @@ import numpy as np
 
 from keras_fcn import io
 
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg")
+# Read through FFmpeg (lower or upper case): phones (.3gp, .mov), camcorders (AVCHD .mts,
+# .m2ts), broadcast (.ts), Windows Media (.wmv, .asf) and Flash (.flv, .f4v) included.
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp",
+                    ".3g2", ".mts", ".m2ts", ".ts", ".wmv", ".asf", ".flv", ".f4v", ".vob",
+                    ".ogv", ".mxf")
 
 # Codec and pixel format per container. webm stores an alpha channel (VP9 yuva420p), so a
 # mask can travel as the matte of the frame it belongs to.
@@ -50,10 +59,20 @@ def is_video_file(path):
 
 
 def video_info(path):
-    """Returns ``{"fps": float, "frames": int or None, "width": int, "height": int}``.
+    """Describes a video as :func:`read_video` gives it: upright (display rotation applied).
+
+    Returns:
+        ``{"fps": float, "frames": int or None, "width": int, "height": int, "rotation": int}``:
+        the average frame rate (a variable rate's average, never a container's time base),
+        the frame count the container declares, the displayed size, and the degrees (0, 90,
+        180 or 270) the stored frames are turned clockwise to stand upright (a mirroring
+        display matrix, rare, is applied too).
+
+    Raises:
+        ValueError: the file cannot be opened or holds no video stream.
 
     Example:
-        video_info("street.mp4")["fps"]
+        video_info("portrait.mp4")["rotation"]  # 90: stored 1920x1080, shown 1080x1920
     """
     av = _av()
     try:
@@ -61,22 +80,86 @@ def video_info(path):
             if not container.streams.video:  # audio only, or a damaged file
                 raise ValueError(f"No video stream in {os.fspath(path)!r}")
             stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or 25
-            return {"fps": float(rate), "frames": int(stream.frames) or None,
-                    "width": stream.codec_context.width, "height": stream.codec_context.height}
+            width, height = stream.codec_context.width, stream.codec_context.height
+            turn, rotation = (False, False, False), 0
+            try:  # the display matrix travels with the frames: decode the first one
+                first = next(container.decode(video=0), None)
+            except av.error.FFmpegError:  # read_video names the damage
+                first = None
+            if first is not None:
+                turn = _orientation(first)
+                width, height = first.width, first.height
+                rotation = -round(getattr(first, "rotation", 0) / 90) * 90 % 360
+            if turn[0]:
+                width, height = height, width
+            return {"fps": float(_average_rate(stream)), "frames": int(stream.frames) or None,
+                    "width": width, "height": height, "rotation": rotation}
     except av.error.FFmpegError as e:
         raise ValueError(f"Cannot read video {os.fspath(path)!r}: {e}") from e
 
 
-def read_video(path):
-    """Yields the frames of a video as RGB uint8 arrays ``(H, W, 3)``; a ValueError after
-    the last one when the file holds fewer frames than its container declares (truncated).
+def _average_rate(stream):
+    """The stream's average frame rate. A Matroska file of a variable rate can report its time
+    base (1000 fps) as the average; no average exceeds the base rate FFmpeg guesses."""
+    average, base = stream.average_rate, stream.base_rate or stream.guessed_rate
+    if average and (not base or average <= base * 1.001):
+        return average
+    return base or average or 25
+
+
+def _orientation(frame):
+    """How to turn a decoded frame upright: ``(transpose, flip rows, flip columns)``.
+
+    The display matrix ``[a b u; c d v; x y w]`` maps a stored pixel ``(x, y)`` to
+    ``(a x + c y, b x + d y)`` on screen (ISO 14496-12, FFmpeg's ``AV_FRAME_DATA_DISPLAYMATRIX``),
+    so ``a = 0`` swaps the axes and a negative factor reverses one. PyAV's ``frame.rotation``
+    (-90 for a portrait phone video: turn it 90 degrees clockwise) is the fallback.
+    """
+    matrix = None
+    for key, data in dict(getattr(frame, "side_data", None) or {}).items():  # older PyAV: none
+        if str(key).endswith("DISPLAYMATRIX"):
+            matrix = np.frombuffer(bytes(data), dtype=np.int32)[:5]
+    if matrix is not None and len(matrix) == 5:
+        a, b, _, c, d = (int(v) for v in matrix)
+        if a == 0 and d == 0 and b and c:
+            return True, b < 0, c < 0
+        if b == 0 and c == 0 and a and d:
+            return False, d < 0, a < 0
+    turns = round(getattr(frame, "rotation", 0) / 90) % 4  # counterclockwise quarter turns
+    return {0: (False, False, False), 1: (True, True, False), 2: (False, True, True),
+            3: (True, False, True)}[turns]
+
+
+def _upright(pixels, turn):
+    transpose, flip_rows, flip_columns = turn
+    if transpose:
+        pixels = pixels.transpose(1, 0, 2)
+    if flip_rows:
+        pixels = pixels[::-1]
+    if flip_columns:
+        pixels = pixels[:, ::-1]
+    return np.ascontiguousarray(pixels) if any(turn) else pixels
+
+
+def read_video(path, times=False):
+    """Yields the frames of a video upright, as RGB uint8 arrays ``(H, W, 3)``; a ValueError
+    after the last one when the file ends before its container does (truncated).
+
+    The display matrix (a phone's rotation tag, see :func:`video_info`) is applied: a portrait
+    video stored 320x240 with rotation -90 gives 240x320 frames, its stored top-left pixel at
+    the top right.
 
     Args:
         path: a video file readable by FFmpeg.
+        times: if True, yields ``(frame, time)``: the frame's time in seconds after the first
+            frame (a ``Fraction``; None where the file gives none), for
+            ``VideoWriter.write(..., time=time)`` to keep a variable frame rate.
 
     Returns:
-        A generator of frames.
+        A generator of frames (of ``(frame, time)`` with ``times=True``).
+
+    Raises:
+        ValueError: the file cannot be opened or decoded, or is truncated.
 
     Example:
         frames = list(read_video("clip.mp4"))
@@ -89,30 +172,54 @@ def read_video(path):
     with container:
         if not container.streams.video:
             raise ValueError(f"No video stream in {os.fspath(path)!r}")
-        count = 0
+        count, turn, first, previous, span = 0, None, None, None, None
         try:
             for frame in container.decode(video=0):
                 count += 1
-                yield frame.to_ndarray(format="rgb24")
+                turn = _orientation(frame) if turn is None else turn
+                time = None
+                if frame.pts is not None and frame.time_base is not None:
+                    first = frame.pts if first is None else first
+                    time = Fraction(frame.pts - first) * frame.time_base
+                    length = Fraction(frame.duration or 0) * frame.time_base
+                    if not length and previous is not None:  # as long as the gap before it
+                        length = time - previous
+                    previous, span = time, time + length
+                pixels = _upright(frame.to_ndarray(format="rgb24"), turn)
+                yield (pixels, time) if times else pixels
         except av.error.FFmpegError as e:
             raise ValueError(f"Cannot decode video {os.fspath(path)!r}: {e}") from e
-        _check_complete(path, container, count)
+        _check_complete(path, container, count, span)
 
 
-def _check_complete(path, container, count):
-    """Raises when the container promises more frames than were decoded: a truncated WebM
-    (or other stream without an index) decodes its first frames without an error."""
+def _check_complete(path, container, count, span=None):
+    """Raises when the container lasts longer than the decoded frames, or declares more frames
+    than were decoded: a truncated WebM (or other stream without an index) decodes its first
+    frames without an error.
+
+    ``span``: seconds from the first frame to the end of the last one. The frame rate in the
+    message is the decoded frames' (a variable rate's average: a Matroska file's average
+    rate can be its time base, 1000 fps, and its frame count is not stored).
+    """
     stream = container.streams.video[0]
     declared = int(stream.frames or 0)
-    rate = float(stream.average_rate or stream.guessed_rate or 0)
-    expected = declared or (container.duration or 0) / 1e6 * rate
-    # 10% and a frame of slack: a variable frame rate's average times the duration is an
-    # estimate, and a declared count may include frames an edit list leaves out
-    if expected and count < 0.9 * expected - 1:
+    if stream.duration and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    else:
+        duration = (container.duration or 0) / 1e6
+    rate = float(count / span if span else _average_rate(stream))
+    expected = declared or duration * rate
+    # 10% and a frame of slack: an edit list may leave out frames a declared count includes,
+    # and the last frame's duration is a guess where the file gives none
+    if declared or not span:
+        short = expected and count < 0.9 * expected - 1
+    else:
+        short = float(span) < 0.9 * duration - 1 / rate
+    if short:
         raise ValueError(
             f"Video {os.fspath(path)!r} ends after {count} frames, but its container "
-            + (f"declares {declared}" if declared else
-               f"lasts {container.duration / 1e6:.2f} s at {rate:g} fps (~{expected:.0f} frames)")
+            + (f"declares {declared}" if declared else f"lasts {duration:.2f} s"
+               + (f" at {rate:g} fps (~{expected:.0f} frames)" if count else ""))
             + ": the file is truncated or damaged")
 
 
@@ -131,6 +238,11 @@ class VideoWriter:
     VP9 (``.webm``) and ProRes (``codec="prores_ks"``) keep any size; H.264 and MPEG-4 (4:2:0)
     need even sizes, so an odd width or height loses its last column or row (a 41x33 frame is
     written 40x32, its top-left part), and a frame 1 pixel wide or high is refused there.
+
+    Frame times: frame ``i`` is at ``i / fps`` unless ``write`` gets its ``time``: a source of
+    variable frame rate keeps its timestamps (the masks of a clip line up with it in an
+    editor). A time within 1 ms of ``i / fps`` stays there, so a constant-rate source gives the
+    same file as without times. ``.avi`` stores a constant rate only and ignores ``time``.
 
     Args:
         path: output file; the extension picks the codec (``.mp4``: H.264, ``.webm``: VP9 with
@@ -166,6 +278,8 @@ class VideoWriter:
         self._container = self._av.open(self._tmp, mode="w")
         self._stream = None
         self._size = None  # (H, W) of the first frame: every frame must have it
+        self._timed = ext != ".avi"  # AVI has a constant frame rate: no pts of our own
+        self._count, self._pts = 0, None  # frames written, pts of the last one
 
     def _open_stream(self, height, width):
         if self.codec in ODD_SIZE_CODECS:
@@ -180,11 +294,37 @@ class VideoWriter:
         stream = self._container.add_stream(self.codec, rate=_rate(self.fps))
         stream.width, stream.height = size
         stream.pix_fmt = self.pix_fmt
+        if self._timed:
+            # 1/(rate numerator * 2^k) >= 1/10000 s: frames on the rate's grid get the time base,
+            # and the same file, that the MP4 muxer picks for the rate; other times fit within it
+            rate, scale = _rate(self.fps), 1
+            while rate.numerator * scale < 10000:
+                scale *= 2
+            self._tick = Fraction(1, rate.numerator * scale)
+            self._step = rate.denominator * scale  # ticks per frame
+            stream.codec_context.time_base = self._tick
         return stream
 
-    def write(self, frame):
+    def _frame_pts(self, time):
+        """pts (in ``self._tick`` s) of the next frame: on the grid of the rate unless ``time``
+        (seconds) is more than 1 ms (or a quarter frame) away from it; after the last one."""
+        pts = self._count * self._step
+        if time is not None:
+            tolerance = min(Fraction(1, 1000), Fraction(self._step, 4) * self._tick)
+            if abs(Fraction(time) - pts * self._tick) > tolerance:
+                pts = round(Fraction(time) / self._tick)
+        if self._pts is not None and pts <= self._pts:  # an encoder needs rising times
+            pts = self._pts + 1
+        return pts
+
+    def write(self, frame, time=None):
         """Appends one uint8 frame ``(H, W, 3)`` (RGB) or ``(H, W, 4)`` (RGBA, alpha kept
-        by ``.webm`` only)."""
+        by ``.webm`` and ProRes only), at ``time`` seconds (None: after the frame before, at
+        ``fps``; see the class docstring)."""
+        if time is not None and (isinstance(time, bool) or not isinstance(time, numbers.Real)
+                                 or not math.isfinite(time)):
+            raise ValueError(f"time must be a finite number of seconds or None. Received: "
+                             f"time={time!r} for {self.path!r}")
         frame = np.asarray(frame)
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] not in (3, 4):
             raise ValueError(
@@ -203,6 +343,10 @@ class VideoWriter:
         frame = frame[: self._stream.height, : self._stream.width]
         fmt = "rgba" if frame.shape[-1] == 4 else "rgb24"
         video_frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=fmt)
+        if self._timed:
+            self._pts = video_frame.pts = self._frame_pts(time)
+            video_frame.time_base = self._tick
+        self._count += 1
         for packet in self._stream.encode(video_frame):
             self._container.mux(packet)
 
