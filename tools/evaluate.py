@@ -339,7 +339,7 @@ def main(argv):
     from keras_fcn.training import array_inputs
     from keras_fcn.labels import ModelLabels
     from keras_fcn.training.evaluation import check_scales
-    from keras_fcn.models.inspect import check_single_output
+    from keras_fcn.models.inspect import check_single_output, preprocessing_fn
     from keras_fcn.weights import load_model_file
 
     check_flags()
@@ -365,6 +365,9 @@ def main(argv):
                                                    f"{sorted(model.output)}"))
     check_single_output(model, "tools/evaluate.py (the two-headed SIFT Flow recipe scores "
                         "both heads in its run's metrics.json)")
+    # The data are RGB 0..255: a model without its own preprocess layer gets its trunk's
+    # preprocessing, as tools/predict.py gives it (an unknown trunk is refused here).
+    preprocess = preprocessing_fn(model)
     channels = check_num_classes(model, FLAGS.num_classes, labels, labels_file(path))
     shapes_flags = {"num_val": FLAGS.num_val, "seed": FLAGS.seed}
     if FLAGS.dataset == "shapes":  # the images of the model's run unless a flag is given
@@ -395,13 +398,14 @@ def main(argv):
           f"{f' of {side}x{side} px' if side else ''}, "
           f"{f'resized to {size[0]}x{size[1]}' if size else 'native size'}"
           f"{', flip TTA' if FLAGS.flip else ''}"
-          f"{f', scales {FLAGS.scales}' if scales != (1.0,) else ''}) in {precision}"
+          f"{f', scales {FLAGS.scales}' if scales != (1.0,) else ''}"
+          f"{'' if preprocess is None else ', the trunk preprocessing applied'}) in {precision}"
           f"{f' (--precision={FLAGS.precision})' if FLAGS.precision else ''} on "
           f"{runtime.describe(runtime.cpu_info())}")
     results = training.evaluate_model(model, dataset, num_classes=info.num_classes,
                                       ignore_label=info.ignore_label, flip=FLAGS.flip,
                                       precision=FLAGS.precision, jit_compile=FLAGS.jit_compile,
-                                      scales=scales)
+                                      scales=scales, preprocess=preprocess)
     results.update({"model": os.path.abspath(path), "dataset": info.name, "split": split,
                     "holdout": FLAGS.holdout or None, "precision": precision,
                     "requested_precision": FLAGS.precision,

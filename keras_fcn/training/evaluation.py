@@ -164,7 +164,8 @@ def tta_probabilities(predict, images, size, scales):
 
 
 def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, verbose="auto",
-                   max_batches=None, precision=None, jit_compile=None, scales=(1.0,)):
+                   max_batches=None, precision=None, jit_compile=None, scales=(1.0,),
+                   preprocess=None):
     """Evaluates a segmentation model with the paper's metrics, in numpy.
 
     Predictions whose size differs from the mask (a model run at reduced resolution on
@@ -187,6 +188,10 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
         max_batches: stop after this many batches (a positive int, or None for all).
         precision, jit_compile: how to run the model (``keras_fcn.inference.forward_fn``):
             None keeps the model's own precision and picks XLA by ``keras_fcn.runtime``.
+        preprocess: None (the images are what the model takes), or a function applied to
+            each batch's images (float32 numpy RGB 0..255) before the model:
+            ``keras_fcn.models.preprocessing_fn(model)`` for RGB batches and a model without
+            its own ``preprocess`` layer (``tools/evaluate.py`` passes it).
 
     Returns:
         dict: "pixel_accuracy", "mean_accuracy", "mean_iu", "frequency_weighted_iu",
@@ -225,6 +230,8 @@ def evaluate_model(model, dataset, *, num_classes, ignore_label, flip=False, ver
         if max_batches is not None and index >= max_batches:
             break
         masks = np.asarray(masks)
+        if preprocess is not None:
+            images = preprocess(np.asarray(images, "float32"))
         if multi_scale:
             preds = _classes_at(tta_probabilities(predict, images, masks.shape[1:3], scales),
                                 masks.shape[1:3])
