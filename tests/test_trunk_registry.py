@@ -238,3 +238,25 @@ def test_a_preprocessing_array_function_is_checked(registry):
             register_trunk(bad)
         assert str(info.value).startswith("Trunk 'tiny': preprocessing.array ")
         assert message in str(info.value), str(info.value)
+
+
+def test_a_trunk_loader_that_sets_nothing_from_a_model_or_file_is_named(registry, tmp_path):
+    """The trunk walkthrough of 2026-12-07: a trunk whose loader ignored a keras.Model (the
+    staged recipe hands each stage the previous one) left the trunk at its random start
+    without a word; only weights="imagenet" was checked."""
+    from keras_fcn import build_fcn
+
+    register_trunk(dataclasses.replace(_tiny_trunk(), load_weights=lambda model, weights: []))
+    first = build_fcn("32s", 3, weights=None, backbone="tiny")
+    with pytest.raises(ValueError, match=r"Trunk 'tiny': load_weights\(model, <FCN '.*'>\) set "
+                                         r"no layer \(it must set the trunk's layers from the "
+                                         r"file or model given"):
+        build_fcn("16s", 3, weights=first, backbone="tiny")
+    path = str(tmp_path / "first.weights.h5")
+    first.save_weights(path)
+    with pytest.raises(ValueError, match=r"load_weights\(model, '.*first.weights.h5'\) set no"):
+        build_fcn("32s", 3, weights=path, backbone="tiny")
+    # a loader that names layers of the model it set passes
+    register_trunk(dataclasses.replace(_tiny_trunk(), load_weights=lambda model, weights: [
+        layer.name for layer in model.layers if layer.weights][:1]), replace=True)
+    assert build_fcn("16s", 3, weights=first, backbone="tiny").name == "fcn16s_tiny"

@@ -336,8 +336,9 @@ def derive_offsets(trunk, sizes=PROBE_SIZES, **options):
 
     Raises:
         ValueError: maps that move with the input size (pad the input to a multiple of 32:
-            ``keras_fcn.models.PadToMultiple``), a map at the wrong stride, or a grid the
-            heads cannot reach by cropping.
+            ``keras_fcn.models.PadToMultiple``), a map at the wrong stride, a map that is None
+            where one of the trunk's variants needs it (named, with the variant), or a grid
+            the heads cannot reach by cropping.
 
     Example:
         >>> derive_offsets(keras_fcn.get_trunk("vgg16"), widths=(4, 4, 8, 8, 8), fc_units=8)
@@ -360,6 +361,12 @@ def derive_offsets(trunk, sizes=PROBE_SIZES, **options):
             continue
         depth = depth_of(variant, trunk)
         skip_count, last_upsample, stride = DEPTHS[depth]
+        for needed in STRIDES[len(STRIDES) - 1 - skip_count:]:  # as build_fcn's check_features
+            if needed not in grids:
+                raise ValueError(
+                    f"Trunk {trunk.name!r}: features() must return (stride8, stride16, "
+                    f"stride32); its stride-{needed} map is None, which variant {variant!r} "
+                    f"needs (or leave {variant!r} out of its variants)")
         kernel = trunk.upsample_kernels.get(last_upsample) or 2 * stride
         per_axis = [_derive_axis(grids, skip_count, kernel, axis) for axis in (0, 1)]
         if per_axis[0] != per_axis[1]:

@@ -1,4 +1,5 @@
-"""Weights by name in the FCN builders: ``build_fcn8s(weights="voc-fcn8s")``.
+"""Weights by name in the FCN builders: ``build_fcn8s(weights="voc-fcn8s")``; and the check
+of what a trunk's own loader set (:func:`check_loaded`).
 
 The released models are :mod:`keras_fcn.presets`, a wing above this one (it builds its models
 with these builders), so the builders cannot import it. Instead the presets wing registers a
@@ -14,7 +15,7 @@ Example:
 
 import os
 
-from keras_fcn.models.trunk import did_you_mean
+from keras_fcn.models.trunk import all_layers, did_you_mean
 from keras_fcn.weights import read_weights, set_weights_by_name
 
 # {name: fetch(architecture) -> a keras.Model (or a file) with the weights}, filled at import
@@ -100,3 +101,30 @@ def load_named_weights(model, name, source):
     except ValueError as error:
         raise ValueError(f"weights={name!r} does not fit the model {model.name!r}: "
                          f"{error}") from None
+
+
+def check_loaded(trunk, model, loaded, weights="imagenet"):
+    """Checks what a trunk's loader says it set for ``weights`` (``"imagenet"``, a file, or a
+    ``keras.Model`` such as the previous stage of a staged run): the names of some of
+    ``model``'s layers. A loader of one's own trunk that ignores a model or a file would
+    otherwise leave the trunk at its random initialization without a word.
+
+    Raises:
+        ValueError: no name, or names of no layer of the model.
+    """
+    names = {layer.name for layer in all_layers(model)}
+    strange = sorted({str(name) for name in loaded or ()} - names)
+    if loaded and not strange:
+        return
+    why = (f"returned names of no layer of the model: {strange[:5]}" if loaded else
+           "set no layer")
+    if isinstance(weights, str) and weights == "imagenet":
+        given, must = "'imagenet'", "from its ImageNet classifier"
+    else:
+        given = (repr(os.fspath(weights)) if isinstance(weights, (str, os.PathLike))
+                 else f"<{type(weights).__name__} {getattr(weights, 'name', '')!r}>")
+        must = ("from the file or model given (a keras.Model: the layers of the same name, "
+                "as keras_fcn.weights.load_weights does)")
+    raise ValueError(
+        f"Trunk {trunk.name!r}: load_weights(model, {given}) {why} (it must set the trunk's "
+        f"layers {must} and return their names). Received: {str(loaded)[:200]}")

@@ -84,7 +84,8 @@ def convert_to_keras_model(source, model, rename=None, strict=True):
 
     Raises:
         ValueError: the weights do not fit the model (a shape names the layer; other classes
-            or fc6/fc7 units name the ``num_classes``/``fc_units`` to build with), they set
+            or fc6/fc7 units name the ``num_classes``/``fc_units`` to build with; a missing
+            array names the file's key, ``'conv3_2.bias'`` of a ``.pth``), they set
             no layer of it (a file of another network: "The weights of ... match no layer"),
             a ``.caffemodel`` of the at-once FCN-8s meets a model without its scaled skips
             or the reverse (the message names the right model), or (``strict``) they leave
@@ -104,6 +105,7 @@ def convert_to_keras_model(source, model, rename=None, strict=True):
     if scales is not None:
         _check_at_once(os.fspath(source), scales, converted, model)
     _check_widths(os.fspath(source), converted, model)
+    _check_missing_arrays(os.fspath(source), converted, model, rename)
     try:
         done = set_weights_by_name(model, converted)
     except ValueError as error:
@@ -169,3 +171,27 @@ def _check_widths(origin, converted, model):
             raise ValueError(
                 f"{origin} does not fit the model {model.name!r}: {layer.name}: the file has "
                 f"{have} {what[0]}, the model {want}: build it with {what[1]}={have}.")
+
+
+def _check_missing_arrays(origin, converted, model, rename):
+    """Refuses a layer the file gives fewer arrays than the model's layer holds (a ``.pth``
+    without ``conv3_2.bias``), naming the missing ones by the file's keys."""
+    back = {new: old for old, new in (rename or {}).items()}
+    for layer in model.layers:
+        arrays = converted.get(layer.name)
+        if arrays is None or len(arrays) >= len(layer.weights):
+            continue
+        source = back.get(layer.name, layer.name)
+        roles = [weight.name.rsplit("/", 1)[-1] for weight in layer.weights]
+        if origin.endswith((".pth", ".pt")):
+            keys = [f"{source}.{('weight', 'bias', *roles[2:])[i]}"
+                    for i in range(len(arrays), len(roles))]
+        elif origin.endswith(".caffemodel"):
+            keys = [f"{source} blob {i}" for i in range(len(arrays), len(roles))]
+        else:
+            keys = [f"{source}/{i}" for i in range(len(arrays), len(roles))]
+        raise ValueError(
+            f"{origin} does not fit the model {model.name!r}: layer {layer.name!r} has "
+            f"{len(roles)} weight arrays ({', '.join(roles)}), the file has {len(arrays)}: "
+            f"the {', '.join(roles[len(arrays):])} {'is' if len(keys) == 1 else 'are'} "
+            f"missing ({', '.join(map(repr, keys))}).")

@@ -188,12 +188,50 @@ def _read_legacy_h5(f):
     return weights
 
 
-def _adapt(name, arrays, target_shapes):
+RGB_CHANNELS = 3  # the input channels of the filters that _adapt extends (RGB or BGR)
+
+
+def reads_model_input(model, layer):
+    """Whether ``layer`` of ``model`` reads its input image: the layer's input is made from the
+    model's inputs by layers without weights only (``preprocess``, ``pad1``), as the first
+    convolution's (``conv1_1``, AlexNet's ``conv1``). A layer outside a functional graph (a
+    subclassed model, a shared layer) counts when it is the model's first layer with weights.
+
+    Example:
+        >>> tiny = keras_fcn.build_fcn("32s", 3, weights=None, widths=(4, 4, 8, 8, 8), fc_units=8)
+        >>> reads_model_input(tiny, tiny.get_layer("conv1_1"))
+        True
+    """
+    import keras
+
+    try:
+        return not keras.Model(model.inputs, layer.input).weights
+    except (AttributeError, TypeError, ValueError):  # no graph to follow (public API only)
+        return layer is next((other for other in model.layers if other.weights), None)
+
+
+def input_layer_names(model):
+    """The names of ``model``'s layers with weights that read its input image
+    (:func:`reads_model_input`).
+
+    Example:
+        >>> tiny = keras_fcn.build_fcn("32s", 3, weights=None, widths=(4, 4, 8, 8, 8), fc_units=8)
+        >>> input_layer_names(tiny)
+        {'conv1_1'}
+    """
+    return {layer.name for layer in model.layers
+            if layer.weights and reads_model_input(model, layer)}
+
+
+def _adapt(name, arrays, target_shapes, reads_input=False):
     """Reshapes arrays of a source layer to the target layer's shapes where that is exact.
 
     Handles the net surgery (dense ``fc`` kernels into convolution kernels, same element order
-    in NHWC) and first convolutions with more input channels than the source (RGB-D): the
-    extra channels get the mean of the RGB filters.
+    in NHWC) and, for the layer that reads the model's input image (``reads_input``: the first
+    convolution, see :func:`input_layer_names`), RGB filters into a model with more input
+    channels (RGB-D): the extra channels get the mean of the RGB filters. Nowhere else is a
+    kernel with fewer input channels filled in, and a source with other than 3 (a 1-channel
+    model's filters into an RGB model) is refused.
 
     A 2-D array becomes a kernel ``(kh, kw, in, out)`` only in the flattened dense layout
     ``(kh * kw * in, out)``; another 2-D array of the same size (PyTorch's ``(out, in)``, say)
@@ -217,10 +255,13 @@ def _adapt(name, arrays, target_shapes):
                     f"flattened dense layout {flat} (kh * kw * in, out). A {array.shape} array "
                     "is in another layout (PyTorch's (out, in)?) and would load scrambled.")
             adapted.append(array.reshape(shape))
-        elif (
-            array.ndim == 4 and len(shape) == 4 and array.shape[:2] == shape[:2]
-            and array.shape[3] == shape[3] and shape[2] > array.shape[2]
-        ):
+        elif reads_input and _more_input_channels(array.shape, shape):
+            if array.shape[2] != RGB_CHANNELS:
+                raise ValueError(
+                    f"Weight shape mismatch for layer {name!r}: the file has {array.shape}, "
+                    f"the model expects {shape}. The first convolution's extra input channels "
+                    f"are filled only from RGB filters ({RGB_CHANNELS} input channels, e.g. "
+                    f"for RGB-D); the file's have {array.shape[2]}.")
             extra = np.repeat(array.mean(axis=2, keepdims=True), shape[2] - array.shape[2], axis=2)
             adapted.append(np.concatenate([array, extra], axis=2))
         else:
@@ -229,6 +270,24 @@ def _adapt(name, arrays, target_shapes):
                 f"the model expects {shape}."
             )
     return adapted
+
+
+def _more_input_channels(have, want):
+    """Whether kernel shape ``have`` differs from ``want`` only by fewer input channels."""
+    return (len(have) == 4 and len(want) == 4 and have[:2] == want[:2] and have[3] == want[3]
+            and want[2] > have[2])
+
+
+def _count_message(name, layer, arrays):
+    """The error for a layer given another number of arrays than it has, naming the missing
+    ones (``Layer 'conv3_2' has 2 weight arrays (kernel, bias), the source has 1: no bias``)."""
+    roles = [weight.name.rsplit("/", 1)[-1] for weight in layer.weights]
+    if len(arrays) < len(roles):
+        what = f"no {', '.join(roles[len(arrays):])}"
+    else:
+        what = f"{len(arrays) - len(roles)} more than the layer holds"
+    return (f"Layer {name!r} has {len(roles)} weight arrays ({', '.join(roles)}), the source "
+            f"has {len(arrays)}: {what}.")
 
 
 def set_weights_by_name(model, weights, *, rename=None, skip_mismatch=False, required=()):
@@ -242,6 +301,10 @@ def set_weights_by_name(model, weights, *, rename=None, skip_mismatch=False, req
         skip_mismatch: when True, layers whose shapes do not fit are skipped with a warning
             instead of raising ``ValueError``.
         required: model layer names that must be set; a missing one raises ``ValueError``.
+
+    Arrays must have the layer's shapes, with two exceptions: a flattened dense kernel
+    ``(kh * kw * in, out)`` loads into a convolution (net surgery), and RGB filters load into
+    the first convolution of a model with more input channels (RGB-D; see :func:`_adapt`).
 
     Returns:
         The sorted list of model layer names that were set. Every layer is checked before
@@ -264,16 +327,16 @@ def set_weights_by_name(model, weights, *, rename=None, skip_mismatch=False, req
             continue
         target_shapes = [w.shape for w in layer.weights]
         if len(arrays) != len(target_shapes):
-            message = (
-                f"Layer {name!r} has {len(target_shapes)} weight arrays, the source has "
-                f"{len(arrays)}."
-            )
+            message = _count_message(name, layer, arrays)
             if skip_mismatch:
                 log.warning(message)
                 continue
             raise ValueError(message)
         try:
-            planned[name] = _adapt(name, arrays, target_shapes)
+            extends = any(_more_input_channels(getattr(a, "shape", ()), tuple(t))
+                          for a, t in zip(arrays, target_shapes))  # RGB-D: only then look
+            planned[name] = _adapt(name, arrays, target_shapes,
+                                   extends and reads_model_input(model, layer))
         except ValueError:
             if not skip_mismatch:
                 raise

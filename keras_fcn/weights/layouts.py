@@ -106,10 +106,29 @@ def layer_arrays(name, weight, bias, transposed, group=1):
     try:
         arrays = [conv_kernel_to_keras(weight)]
     except ValueError as error:
-        raise ValueError(f"layer {name!r}: {error}") from None
+        raise ValueError(f"layer {name!r}: {error}{_dense_hint(name, weight)}") from None
     if bias is not None:
         arrays.append(np.asarray(bias, dtype=np.float32).reshape(-1))
     return arrays
+
+
+def _dense_hint(name, weight):
+    """For ``fc6``/``fc7`` given a fully connected layer's ``(out, in)`` matrix (torchvision
+    VGG16's ``classifier.0``/``classifier.3``): the reshape to ``(out, in, kh, kw)`` it needs
+    (fc6 is 7x7 on VGG16's 512 x 7 x 7 pool5, fc7 1x1); nothing for other layers or shapes.
+
+    Example:
+      >>> _dense_hint("fc6", np.zeros((4096, 25088)))[-76:]
+      'first: weight.reshape(4096, 512, 7, 7) (fc6 is 7x7, fc7 1x1; docs/models.md)'
+    """
+    fc = base_layer_name(name)
+    if weight.ndim != 2 or fc not in ("fc6", "fc7"):
+        return ""
+    out, n_in = weight.shape
+    side = 7 if fc == "fc6" and n_in % 49 == 0 else 1
+    return (f"; a fully connected layer's (out, in) matrix must be reshaped to the "
+            f"convolution's (out, in, kh, kw) first: weight.reshape({out}, "
+            f"{n_in // side ** 2}, {side}, {side}) (fc6 is 7x7, fc7 1x1; docs/models.md)")
 
 
 def check_rename(rename, names, origin):

@@ -7,6 +7,7 @@ Example:
 
 import os
 import re
+import zipfile
 
 import numpy as np
 
@@ -57,19 +58,38 @@ def load_torch_state_dict(path):
     return {k: _to_numpy(v) for k, v in _unwrap_checkpoint(obj, path).items()}
 
 
+def _is_zip(path):
+    """``zipfile.is_zipfile``, False where it raises on a damaged archive (one that claims to
+    span several disks)."""
+    try:
+        return zipfile.is_zipfile(path)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
 def _first_line(error, path):
     """The first line of torch's error, without its terminal colours; for a file that needs
     unpickling (``weights_only``), what to save instead; for one that is neither the zip
-    archive ``torch.save`` writes nor a legacy pickle, that it is broken or another format."""
+    archive ``torch.save`` writes nor a legacy pickle, that it is broken or another format;
+    for an empty file or one that ends early (a cut download), that, with its size."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
     try:
+        size = os.path.getsize(path)
         with open(path, "rb") as f:
             head = f.read(4)
     except OSError:
-        head = b""
+        size, head = None, b""
+    if size == 0:
+        return "the file is empty (0 bytes); expected a state dict written by torch.save"
     if head and not head.startswith((b"PK\x03\x04", b"\x80")):
         return (f"its first bytes {head!r} are neither the zip archive torch.save writes nor "
                 "a pickle: a broken file or another format")
+    if (head.startswith(b"PK") and not _is_zip(path)) or isinstance(error, EOFError):
+        what = ("a zip archive without its end (central directory)" if head.startswith(b"PK")
+                else "a pickle that ends early")
+        said = text.split(". ")[0].splitlines()[0] if text else type(error).__name__
+        return (f"the file looks truncated or damaged: {what}, {size} bytes (torch: {said}); "
+                "download or save it again")
     if text.startswith("Weights only load failed"):
         return ("it holds pickled Python objects, not only tensors (a whole model saved with "
                 "torch.save(model)?); save model.state_dict() instead")
