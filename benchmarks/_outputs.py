@@ -229,6 +229,21 @@ def camvid_found(path, flag, needs=("train.txt",)):
     return message is None
 
 
+def median_seconds(fn, repeats):
+    """Median wall-clock seconds of ``fn()`` over ``repeats`` calls, after one warm-up call
+    (imports, kernel selection, compilation)."""
+    import statistics
+    import time
+
+    fn()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
 def cpu_line():
     """The CPU model and its ISA flags that matter here (as keras_fcn.runtime describes them):
     every benchmark prints it beside its figures."""

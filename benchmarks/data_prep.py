@@ -13,7 +13,6 @@ Writes benchmarks/results/data_prep.md and .json.
 """
 
 import os
-import statistics
 import tempfile
 import time
 
@@ -22,7 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import _outputs  # noqa: E402
-from _outputs import add_report_flags, cpu_line, refuse_to_overwrite, save_report  # noqa: E402
+from _outputs import (add_report_flags, cpu_line, median_seconds,  # noqa: E402
+                      refuse_to_overwrite, save_report)
 
 GOALS = {"hha_480x640": 1.0, "shapes_240_60": 5.0}  # seconds
 
@@ -35,17 +35,6 @@ def wall_and_floor_depth(height=480, width=640):
     floor = rows > 2 * height / 3
     depth = np.where(floor, 3.0 - (rows - 2 * height / 3) / height * 4.0, depth)
     return depth + np.random.default_rng(0).normal(0, 0.01, (height, width))
-
-
-def median_seconds(step, repeats):
-    """Median wall-clock seconds of ``step()`` over ``repeats`` calls after one warm-up."""
-    step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():

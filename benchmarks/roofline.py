@@ -32,7 +32,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import _outputs  # noqa: E402
-from _outputs import add_output_dir, refuse_to_overwrite, save_report  # noqa: E402
+from _outputs import (add_output_dir, median_seconds, refuse_to_overwrite,  # noqa: E402
+                      save_report)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIZES = ((500, 500), (360, 480))
@@ -81,16 +82,6 @@ def fcn_flops(trunk, size, num_classes=21):
     return model_flops(model)
 
 
-def timed(fn, repeats):
-    fn()  # warm-up (and kernel selection)
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
-
-
 def tf_matmul_rates(threads, repeats):
     import tensorflow as tf
 
@@ -102,7 +93,7 @@ def tf_matmul_rates(threads, repeats):
         b = tf.random.stateless_normal([MATMUL_SIZE] * 2, [0, 2], dtype=dtype)
         step = tf.function(lambda: tf.linalg.matmul(a, b)[0, 0])
         flops = 2 * MATMUL_SIZE ** 3
-        rates[f"tf_{dtype}"] = flops / timed(lambda: step().numpy(), repeats) / 1e9
+        rates[f"tf_{dtype}"] = flops / median_seconds(lambda: step().numpy(), repeats) / 1e9
     return rates
 
 
@@ -116,7 +107,7 @@ def torch_matmul_rates(threads, repeats):
     for dtype in ("float32", "bfloat16"):
         a = torch.randn(MATMUL_SIZE, MATMUL_SIZE).to(getattr(torch, dtype))
         b = torch.randn(MATMUL_SIZE, MATMUL_SIZE).to(getattr(torch, dtype))
-        rates[f"torch_{dtype}"] = 2 * MATMUL_SIZE ** 3 / timed(lambda: torch.mm(a, b),
+        rates[f"torch_{dtype}"] = 2 * MATMUL_SIZE ** 3 / median_seconds(lambda: torch.mm(a, b),
                                                                repeats) / 1e9
     return rates
 
@@ -151,7 +142,7 @@ def layer_table(size, repeats, rates):
         with runtime.convolutions_as_matmul(net, mode in ("default", "bf16")):
             step = tf.function(fn, jit_compile=mode == "xla")
             step(x)  # traced in the block
-        return timed(lambda: step(x).numpy().flat[0], repeats)
+        return median_seconds(lambda: step(x).numpy().flat[0], repeats)
 
     def share(gflop, seconds, mode):
         return f"{gflop / seconds / rates['bfloat16' if mode == 'bf16' else 'float32']:.0%}"
