@@ -103,7 +103,8 @@ def test_an_existing_report_is_kept_without_overwrite(tmp_path, script, name, ar
 
 
 def test_help_of_every_argparse_benchmark_exits_0():
-    for script in ("bf16_agreement", "bf16_train_crash", "data_prep", "jax_eager", "jax_pool_gradient",
+    for script in ("bf16_agreement", "bf16_train_crash", "data_prep", "jax_eager",
+                   "jax_pool_gradient",
                    "jax_upsampling", "predict",
                    "refine", "roofline", "temporal", "torch_compile", "torch_layout", "trunks",
                    "trunks_camvid"):

@@ -413,7 +413,8 @@ def test_a_video_without_decodable_frames_fails_instead_of_counting_files(tmp_pa
     clip = str(tmp_path / "clip.mp4")
     with video.VideoWriter(clip, fps=5) as writer:
         writer.write(np.zeros((16, 16, 3), np.uint8))
-    monkeypatch.setattr(video, "read_video", lambda path, times=False: iter(()))  # opens, decodes nothing
+    # opens, decodes nothing
+    monkeypatch.setattr(video, "read_video", lambda path, times=False: iter(()))
     opts = predictor.PredictOptions(model=model_path, inputs=[clip],
                                     output_dir=str(tmp_path / "out"))
     report = files.run(opts)

@@ -169,11 +169,10 @@ def test_a_fully_connected_fc6_matrix_gets_the_reshape_it_needs():
     sd = _state_dict(model)
     conv = sd["fc6.weight"].numpy()  # (TINY_FC, 8, 7, 7)
     sd["fc6.weight"] = conv.reshape(TINY_FC, -1)  # what a Linear on flattened pool5 holds
-    with pytest.raises(ValueError, match=rf"layer 'fc6': expected a 4-D conv weight .*got shape "
-                                         rf"\({TINY_FC}, 392\); a fully connected layer's \(out, "
-                                         rf"in\) matrix must be reshaped to the convolution's \(out, "
-                                         rf"in, kh, kw\) first: weight\.reshape\({TINY_FC}, 8, "
-                                         rf"7, 7\)"):
+    with pytest.raises(ValueError, match=(
+            rf"layer 'fc6': expected a 4-D conv weight .*got shape \({TINY_FC}, 392\); a fully "
+            r"connected layer's \(out, in\) matrix must be reshaped to the convolution's "
+            rf"\(out, in, kh, kw\) first: weight\.reshape\({TINY_FC}, 8, 7, 7\)")):
         convert_torch_state_dict(sd)
     sd["fc6.weight"] = sd["fc6.weight"].reshape(TINY_FC, 8, 7, 7)  # as the message says
     set_weights_by_name(model, convert_torch_state_dict(sd))
