@@ -192,3 +192,20 @@ def test_camera_and_broadcast_extensions_are_videos(tmp_path, model_path):
 def test_the_docs_say_output_videos_carry_no_audio():
     text = open(os.path.join(ROOT, "docs", "inference.md"), encoding="utf-8").read()
     assert re.search(r"no audio", text) and "rotation" in text
+
+
+def test_a_writer_that_cannot_open_its_file_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """VideoWriter made its temporary file, then FFmpeg failed to open it: the file stayed."""
+    from keras_fcn.inference import video as video_lib
+
+    writer_open = video_lib._av().open
+
+    def failing_open(path, mode="r", **kwargs):
+        if mode == "w":
+            raise OSError("no muxer")
+        return writer_open(path, mode, **kwargs)
+
+    monkeypatch.setattr(video_lib._av(), "open", failing_open)
+    with pytest.raises(OSError, match="no muxer"):
+        video_lib.VideoWriter(tmp_path / "out.mp4", fps=5)
+    assert os.listdir(tmp_path) == []

@@ -275,7 +275,11 @@ class VideoWriter:
         fd, self._tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.", suffix=ext,
                                          dir=folder)
         os.close(fd)
-        self._container = self._av.open(self._tmp, mode="w")
+        try:
+            self._container = self._av.open(self._tmp, mode="w")
+        except BaseException:  # no writer: no temporary file left behind either
+            os.remove(self._tmp)
+            raise
         self._stream = None
         self._size = None  # (H, W) of the first frame: every frame must have it
         self._timed = ext != ".avi"  # AVI has a constant frame rate: no pts of our own
