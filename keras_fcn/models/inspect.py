@@ -98,8 +98,10 @@ def trunk_of(model):
         return TRUNKS[name]
     raise ValueError(f"Model {model.name!r} was built on the trunk {name!r}, which this "
                      "process has not registered: call keras_fcn.register_trunk with it (as "
-                     "the code that built the model did) before this. Registered trunks: "
-                     f"{tuple(TRUNKS)}")
+                     "the code that built the model did) before this; for the command-line "
+                     "tools, build and save the model with include_preprocessing=True (its "
+                     "input preprocessing inside: they then need no trunk). Registered "
+                     f"trunks: {tuple(TRUNKS)}")
 
 
 def has_preprocessing(model):
