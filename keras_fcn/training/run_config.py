@@ -20,6 +20,7 @@ Example:
 import os
 
 from keras_fcn import io
+from keras_fcn.training.run_dir import CONFIG_FILE, completed_run
 
 # Flags a resume may change without a word: they choose where outputs go, how much is logged
 # or cached, and how the same computation is run, not what is trained.
@@ -74,8 +75,6 @@ def write_run_config(run_dir, flags, *, resume=False, compare=(), replan=(),
     Example:
         write_run_config("runs/a", {"widths": (8, 8)}, resume=True, compare=("widths",))
     """
-    from keras_fcn.training.run_dir import CONFIG_FILE, completed_run
-
     path = os.path.join(run_dir, CONFIG_FILE)
     flags = io.jsonable(dict(flags))
     record = {"flags": flags}
