@@ -12,16 +12,15 @@ A folder's outputs go to ``<output_dir>/<folder name>/``. A video ``<stem>.mp4``
 ``<stem>_overlay.mp4``, ``<stem>_mask_<class>.<video_format>`` (mp4: a grey matte; webm (VP9)
 and mov (ProRes 4444, which FFmpeg also reads back): the frame with the matte as alpha) and
 per-frame PNGs in ``<output_dir>/<stem>/``, the masks as RGBA (the frame, the matte as alpha).
-Video size: webm and mov mask videos keep the frame size; mp4 videos (H.264 4:2:0, the
-overlay video always) need even sizes, so an odd width or height loses its last column or row
-(the per-frame PNGs keep every pixel).
-Video masks get temporal hysteresis and feathered edges (``keras_fcn.inference.masks``). The
-frames of a folder or a video can be smoothed in time (``smooth_alpha``); the label flicker before and
-after is reported. Existing outputs are kept unless ``overwrite``; an input fails instead,
-naming the file, where a folder is at one of its outputs' names (never deleted) or a kept
-output is not its own (:func:`outputs_problem`, :func:`video_outputs_problem`); inputs that
-cannot be read are reported, not raised. Only the first frame of an animated GIF or multi-page
-TIFF is predicted (said in a warning).
+Video size: webm and mov mask videos keep the frame size; mp4 videos (H.264 4:2:0, the overlay
+video always) need even sizes, so an odd width or height loses its last column or row (the
+per-frame PNGs keep every pixel). Video masks get temporal hysteresis and feathered edges
+(``keras_fcn.inference.masks``). The frames of a folder or a video can be smoothed in time
+(``smooth_alpha``); the label flicker before and after is reported. Existing outputs are kept
+unless ``overwrite``; an input fails instead, naming the file, where a folder is at one of its
+outputs' names (never deleted) or a kept output is not its own (:func:`outputs_problem`,
+:func:`video_outputs_problem`); inputs that cannot be read are reported, not raised. Only the first
+frame of an animated GIF or multi-page TIFF is predicted (said in a warning).
 
 Example:
     >>> from keras_fcn.inference import PredictOptions, print_report, run
@@ -96,9 +95,8 @@ def _output_writer(report, overwrite):
     ``overwrite`` is False), counting written and skipped files in ``report``."""
 
     def write(path, save):
-        if os.path.isdir(path):  # never deleted (saving named its temporary file)
-            raise ValueError(f"its output {path!r} is a folder; move it or choose another "
-                             "--output_dir")
+        if problem := folder_problem([path]):  # never deleted (saving named its temp file)
+            raise ValueError(problem)
         if os.path.exists(path) and not overwrite:
             report.skipped += 1
             return
@@ -168,6 +166,12 @@ ORIENTATION_TAG = 0x0112  # EXIF orientation; 5..8 turn the image a quarter
 QUARTER_TURNS = (5, 6, 7, 8)
 
 
+def folder_problem(paths):
+    """The failure of an input with a folder at an output ``paths`` (never deleted), or None."""
+    path = next((p for p in paths if os.path.isdir(p)), None)
+    return path and f"its output {path!r} is a folder; move it or choose another --output_dir"
+
+
 def outputs_problem(outputs, size, overwrite, num_classes=None):
     """Why the existing files at the ``outputs`` of an image of ``size`` (``(width, height)``
     or None) make it fail, or None: a folder at an output's name (never deleted, even with
@@ -178,9 +182,8 @@ def outputs_problem(outputs, size, overwrite, num_classes=None):
     Example:
         outputs_problem(["out/a_labels.png"], (480, 360), overwrite=False, num_classes=21)
     """
-    for path in outputs:
-        if os.path.isdir(path):
-            return f"its output {path!r} is a folder; move it or choose another --output_dir"
+    if problem := folder_problem(outputs):
+        return problem
     labels = next((p for p in outputs if p.endswith("_labels.png")), None)
     if overwrite or size is None or labels is None or not os.path.exists(labels):
         return None
@@ -264,9 +267,8 @@ def video_outputs_problem(paths, info, fmt, overwrite):
     videos in ``fmt``) make it fail, or None: a folder at one (never deleted), or, when kept,
     a file that is not a video of the size its outputs have (mp4: even) or, where both are
     known, of its frame count (within 10% and a frame, as ``video.read_video`` checks)."""
-    for path in paths:
-        if os.path.isdir(path):
-            return f"its output {path!r} is a folder; move it or choose another --output_dir"
+    if problem := folder_problem(paths):
+        return problem
     for index, path in enumerate(paths):
         if overwrite or not os.path.exists(path):
             continue
@@ -332,12 +334,11 @@ def _process_video(predictor, item, report, write, progress):
         report.fail(item.path, str(e))
         return
     paths = predictor.video_outputs(item)
-    size = (info["width"], info["height"])
     problem = video_outputs_problem(paths, info, opts.video_format, opts.overwrite)
     for index in range(info["frames"] or 0):  # each frame's files, as an image's
         base = os.path.join(item.out_dir, item.stem, f"frame_{index:06d}")
-        problem = problem or outputs_problem(predictor.frame_outputs(base, False), size,
-                                             opts.overwrite, predictor.num_classes)
+        problem = problem or outputs_problem(predictor.frame_outputs(base, False), (
+            info["width"], info["height"]), opts.overwrite, predictor.num_classes)
     if problem:
         report.fail(item.path, problem)
         return
